@@ -1,0 +1,113 @@
+/* The plugin ABI: one architecture = one shared library exporting
+ *
+ *     const flame_plugin *flame_plugin_entry(void);
+ *
+ * The core checks abi_version (always the first field) before touching anything
+ * else, and refuses a library built against another version. Bump
+ * FLAME_ABI_VERSION on any change to this header, ops.h or config.h that changes
+ * a layout or a meaning.
+ *
+ * Division of labour: the plugin declares its options and parameters and does
+ * the math through the op table; the core owns configuration, parameter memory
+ * (allocation, initialization, optimizer, checkpoints) and files. A plugin
+ * never writes files and never runs the optimizer. */
+#ifndef FLAME_PLUGIN_H
+#define FLAME_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <flame/config.h>
+#include <flame/ops.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FLAME_ABI_VERSION 1u
+
+#define FLAME_MAX_DIMS 4
+#define FLAME_NAME_MAX 128
+
+typedef enum flame_init_rule {
+    FLAME_INIT_NORMAL, /* N(0, init_std²) */
+    FLAME_INIT_ZEROS,
+    FLAME_INIT_ONES
+} flame_init_rule;
+
+/* One parameter tensor. Its name is the Hugging Face / fla name
+ * (e.g. "model.layers.0.attn.q_proj.weight"), so checkpoints and conversion
+ * need no per-architecture code. */
+typedef struct flame_param_spec {
+    char name[FLAME_NAME_MAX];
+    int ndim;
+    int64_t shape[FLAME_MAX_DIMS];
+    flame_init_rule init;
+    float init_std;
+    int weight_decay; /* 1 for matrices; 0 for norms, biases, embeddings */
+} flame_param_spec;
+
+/* One batch of B rows of T tokens, in backend memory. */
+typedef struct flame_batch {
+    const int32_t *tokens;  /* [B*T] */
+    const int32_t *targets; /* [B*T]; a negative target is not counted in the loss */
+    int B, T;
+    /* varlen: document boundaries within the flattened B*T tokens (host memory),
+     * offsets cu_seqlens[0]=0 < ... < cu_seqlens[n_seqs]=B*T; NULL when every row
+     * is one sequence. Recurrent state never crosses a boundary. */
+    const int32_t *cu_seqlens;
+    int n_seqs;
+} flame_batch;
+
+typedef struct flame_plugin {
+    uint32_t abi_version; /* FLAME_ABI_VERSION; must stay the first field */
+    const char *name;
+    const char *description; /* one line */
+
+    /* the [model] options: key, type, default, help */
+    const flame_option *options;
+    int n_options;
+
+    /* Builds a model from its resolved options. On invalid options returns NULL
+     * and writes one line (naming the key) into err. */
+    void *(*create)(const flame_model_config *config, const flame_ops *ops,
+                    char *err, size_t err_len);
+    void (*destroy)(void *model);
+
+    /* the parameters the core must allocate, in a fixed order */
+    int (*n_params)(const void *model);
+    const flame_param_spec *(*param)(const void *model, int index);
+    /* The core hands in the storage of each parameter and its gradient
+     * (backend memory, in the order of param()); the plugin keeps the pointers. */
+    void (*bind)(void *model, float *const *params, float *const *grads);
+
+    /* Sizes the activation memory for batches of at most B×T tokens.
+     * Returns 0, or -1 with a line in err (out of memory). */
+    int (*reserve)(void *model, int B, int T, char *err, size_t err_len);
+    /* Mean loss over the counted targets. When logits is not NULL it receives
+     * [B*T, vocab_size] logits (backend memory). */
+    float (*forward)(void *model, const flame_batch *batch, float *logits);
+    /* Adds ∂(mean loss of the last forward)/∂param into the bound gradients. */
+    void (*backward)(void *model);
+
+    /* training FLOPs per token at sequence length T (forward + backward), for MFU */
+    double (*flops_per_token)(const void *model, int T);
+    int64_t (*vocab_size)(const void *model);
+
+    /* Generation, one token at a time with recurrent state. Optional: NULL when
+     * the plugin has none yet. decode_state_bytes: state size for B sequences;
+     * decode_step: feeds tokens[B] at the current position, writes logits[B, vocab]
+     * and advances the state (state starts zeroed). */
+    size_t (*decode_state_bytes)(const void *model, int B);
+    void (*decode_step)(void *model, void *state, const int32_t *tokens, int B,
+                        float *logits);
+} flame_plugin;
+
+typedef const flame_plugin *(*flame_plugin_entry_fn)(void);
+
+#define FLAME_PLUGIN_ENTRY_SYMBOL "flame_plugin_entry"
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,35 @@
+/* What a run reports: one JSON object per logged step in metrics.jsonl, and a
+ * progress line on the terminal (rewritten in place on a tty, one line every
+ * few steps otherwise). */
+#ifndef FLAME_METRICS_H
+#define FLAME_METRICS_H
+
+#include <stdio.h>
+
+typedef struct step_metrics {
+    int step;
+    double loss, lr, grad_norm, tokens_per_s;
+    double mfu;     /* negative: unknown (no peak figure for this device) */
+    double mem_gib; /* peak memory of the process */
+    int skipped;    /* steps skipped so far for non-finite gradients */
+} step_metrics;
+
+typedef struct metrics_log {
+    FILE *jsonl;
+    int total_steps;
+    int print_every; /* when stdout is not a terminal */
+    int tty;
+} metrics_log;
+
+/* Returns 0, or -1 with err when the file cannot be created. */
+int metrics_open(metrics_log *log, const char *path, int total_steps, char *err, size_t err_len);
+void metrics_close(metrics_log *log);
+
+void metrics_write(metrics_log *log, const step_metrics *m);
+/* elapsed: seconds since the first step started, for the ETA */
+void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed);
+
+/* peak resident memory of this process, GiB */
+double metrics_peak_memory_gib(void);
+
+#endif

@@ -1,0 +1,113 @@
+#include "params.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t spec_numel(const flame_param_spec *s)
+{
+    size_t n = 1;
+    for (int d = 0; d < s->ndim; d++)
+        n *= (size_t)s->shape[d];
+    return n;
+}
+
+static int check_spec(const flame_param_spec *s, char *err, size_t err_len)
+{
+    if (s->ndim < 1 || s->ndim > FLAME_MAX_DIMS) {
+        snprintf(err, err_len, "plugin parameter %s: %d dimensions", s->name, s->ndim);
+        return -1;
+    }
+    for (int d = 0; d < s->ndim; d++)
+        if (s->shape[d] <= 0) {
+            snprintf(err, err_len, "plugin parameter %s: dimension %d is %lld", s->name, d,
+                     (long long)s->shape[d]);
+            return -1;
+        }
+    return 0;
+}
+
+static float *alloc_floats(const flame_ops *ops, size_t n)
+{
+    return ops->alloc(n * sizeof(float));
+}
+
+int params_create(param_store *ps, const flame_plugin *plugin, void *model,
+                  const flame_ops *ops, char *err, size_t err_len)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->ops = ops;
+    ps->n = plugin->n_params(model);
+    ps->specs = calloc((size_t)ps->n, sizeof *ps->specs);
+    ps->offset = calloc((size_t)ps->n, sizeof *ps->offset);
+    ps->numel = calloc((size_t)ps->n, sizeof *ps->numel);
+    ps->value_ptrs = calloc((size_t)ps->n, sizeof *ps->value_ptrs);
+    ps->grad_ptrs = calloc((size_t)ps->n, sizeof *ps->grad_ptrs);
+    for (int i = 0; i < ps->n; i++) {
+        ps->specs[i] = *plugin->param(model, i);
+        if (check_spec(&ps->specs[i], err, err_len))
+            return -1;
+        ps->offset[i] = ps->total;
+        ps->numel[i] = spec_numel(&ps->specs[i]);
+        ps->total += ps->numel[i];
+    }
+    ps->values = alloc_floats(ops, ps->total);
+    ps->grads = alloc_floats(ops, ps->total);
+    ps->m = alloc_floats(ops, ps->total);
+    ps->v = alloc_floats(ops, ps->total);
+    if (!ps->values || !ps->grads || !ps->m || !ps->v) {
+        snprintf(err, err_len, "out of memory for %zu parameters (%.1f MiB of weights and optimizer state)",
+                 ps->total, 16.0 * (double)ps->total / 1048576.0);
+        return -1;
+    }
+    for (int i = 0; i < ps->n; i++) {
+        ps->value_ptrs[i] = ps->values + ps->offset[i];
+        ps->grad_ptrs[i] = ps->grads + ps->offset[i];
+    }
+    return 0;
+}
+
+void params_destroy(param_store *ps)
+{
+    if (ps->ops) {
+        ps->ops->free(ps->values);
+        ps->ops->free(ps->grads);
+        ps->ops->free(ps->m);
+        ps->ops->free(ps->v);
+    }
+    free(ps->specs);
+    free(ps->offset);
+    free(ps->numel);
+    free(ps->value_ptrs);
+    free(ps->grad_ptrs);
+    memset(ps, 0, sizeof *ps);
+}
+
+/* drawn on the host and uploaded, so every backend starts from the same weights */
+void params_init(param_store *ps, rng *r)
+{
+    for (int i = 0; i < ps->n; i++) {
+        const flame_param_spec *s = &ps->specs[i];
+        float *host = malloc(ps->numel[i] * sizeof *host);
+        for (size_t j = 0; j < ps->numel[i]; j++) {
+            switch (s->init) {
+            case FLAME_INIT_NORMAL: host[j] = (float)(s->init_std * rng_normal(r)); break;
+            case FLAME_INIT_ZEROS: host[j] = 0.0f; break;
+            case FLAME_INIT_ONES: host[j] = 1.0f; break;
+            }
+        }
+        ps->ops->upload(ps->value_ptrs[i], host, ps->numel[i] * sizeof *host);
+        free(host);
+    }
+}
+
+void params_zero_grads(param_store *ps)
+{
+    ps->ops->zero(ps->grads, ps->total * sizeof(float));
+}
+
+double params_grad_norm(const param_store *ps)
+{
+    return sqrt(ps->ops->sum_squares(ps->grads, ps->total));
+}

@@ -1,0 +1,112 @@
+#include "train_options.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static int positive_int(const flame_config *cfg, const char *section, const char *key, int *out,
+                        char *err, size_t err_len)
+{
+    long long v = config_get_int(cfg, section, key);
+    if (v < 1 || v > 1000000000) {
+        snprintf(err, err_len, "[%s] %s = %lld: expected a whole number from 1 to 1000000000",
+                 section, key, v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int float_in(const flame_config *cfg, const char *section, const char *key, double lo,
+                    double hi, double *out, char *err, size_t err_len)
+{
+    double v = config_get_float(cfg, section, key);
+    if (!(v >= lo && v <= hi)) {
+        snprintf(err, err_len, "[%s] %s = %g: expected a number from %g to %g", section, key, v,
+                 lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int read_optimizer(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    const char *name = config_get_string(cfg, "optimizer", "name");
+    if (strcasecmp(name, "AdamW") != 0) {
+        snprintf(err, err_len, "[optimizer] name = \"%s\": only AdamW is available", name);
+        return -1;
+    }
+    return float_in(cfg, "optimizer", "lr", 0, 10, &o->lr, err, err_len) ||
+           float_in(cfg, "optimizer", "beta1", 0, 0.999999, &o->beta1, err, err_len) ||
+           float_in(cfg, "optimizer", "beta2", 0, 0.999999, &o->beta2, err, err_len) ||
+           float_in(cfg, "optimizer", "eps", 0, 1, &o->eps, err, err_len) ||
+           float_in(cfg, "optimizer", "weight_decay", 0, 10, &o->weight_decay, err, err_len)
+               ? -1 : 0;
+}
+
+static int read_schedule(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    long long warmup = config_get_int(cfg, "lr_scheduler", "warmup_steps");
+    if (warmup < 0 || warmup > o->steps) {
+        snprintf(err, err_len,
+                 "[lr_scheduler] warmup_steps = %lld: expected 0 to training.steps (%d)", warmup,
+                 o->steps);
+        return -1;
+    }
+    decay_type decay;
+    const char *decay_name = config_get_string(cfg, "lr_scheduler", "decay_type");
+    if (decay_type_parse(decay_name, &decay)) {
+        snprintf(err, err_len,
+                 "[lr_scheduler] decay_type = \"%s\": expected linear, cosine or sqrt", decay_name);
+        return -1;
+    }
+    double lr_min, ratio = -1;
+    if (float_in(cfg, "lr_scheduler", "lr_min", 0, 1, &lr_min, err, err_len))
+        return -1;
+    if (config_is_set(cfg, "lr_scheduler", "decay_ratio") &&
+        float_in(cfg, "lr_scheduler", "decay_ratio", 0, 1, &ratio, err, err_len))
+        return -1;
+    o->schedule = lr_schedule_make((int)warmup, o->steps, ratio, decay, lr_min);
+    return 0;
+}
+
+static int read_training(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    if (!config_is_set(cfg, "training", "dataset")) {
+        snprintf(err, err_len, "[training] dataset is not set: give a text file with "
+                               "--training.dataset FILE");
+        return -1;
+    }
+    o->dataset = config_get_string(cfg, "training", "dataset");
+    if (access(o->dataset, R_OK) != 0) {
+        snprintf(err, err_len, "[training] dataset = %s: %s", o->dataset, strerror(errno));
+        return -1;
+    }
+    if (positive_int(cfg, "training", "batch_size", &o->batch_size, err, err_len) ||
+        positive_int(cfg, "training", "seq_len", &o->seq_len, err, err_len) ||
+        positive_int(cfg, "training", "steps", &o->steps, err, err_len) ||
+        float_in(cfg, "training", "max_norm", 0, 1e30, &o->max_norm, err, err_len))
+        return -1;
+    long long seed = config_get_int(cfg, "training", "seed");
+    if (seed < 0) {
+        snprintf(err, err_len, "[training] seed = %lld: expected 0 or more", seed);
+        return -1;
+    }
+    o->seed = (unsigned long long)seed;
+    return 0;
+}
+
+int train_options_read(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    memset(o, 0, sizeof *o);
+    o->dump_folder = config_get_string(cfg, "job", "dump_folder");
+    o->tokenizer = config_get_string(cfg, "model", "tokenizer_path");
+    if (read_training(o, cfg, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
+        read_schedule(o, cfg, err, err_len) ||
+        positive_int(cfg, "metrics", "log_freq", &o->log_freq, err, err_len))
+        return -1;
+    return 0;
+}

@@ -1,0 +1,47 @@
+# Shared by the shell tests: where things are, a scratch folder, and checks
+# that count failures. Source it, run checks, end with `finish`.
+set -u
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${CC:=cc}"
+FLAME_RUN="$top_builddir/flame-run"
+GLA_SO="$top_builddir/plugins/gla/.libs/gla.so"
+CONFIGS="$top_srcdir/configs"
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/flame-test.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
+failures=0
+
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+# expect_error STATUS PATTERN [--] COMMAND...: the command exits with STATUS,
+# prints exactly one line on stderr, and that line matches the grep -E PATTERN.
+expect_error() {
+    local want=$1 pattern=$2; shift 2
+    [ "$1" = -- ] && shift
+    "$@" >"$SCRATCH/out" 2>"$SCRATCH/err"
+    local got=$?
+    local lines; lines=$(wc -l <"$SCRATCH/err")
+    if [ "$got" != "$want" ]; then
+        fail "exit $got, expected $want: $*"; sed 's/^/  stderr: /' "$SCRATCH/err" >&2
+    elif ! grep -Eq -- "$pattern" "$SCRATCH/err"; then
+        fail "stderr does not match /$pattern/: $*"; sed 's/^/  stderr: /' "$SCRATCH/err" >&2
+    elif [ "$lines" != 1 ]; then
+        fail "$lines lines on stderr, expected one: $*"; sed 's/^/  stderr: /' "$SCRATCH/err" >&2
+    else
+        echo "ok: exit $want: $(head -c 160 "$SCRATCH/err")"
+    fi
+}
+
+finish() {
+    if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
+    exit 0
+}
+
+# the English corpus of the README (Debian's fortunes), or skip
+need_corpus() {
+    CORPUS="$SCRATCH/english.txt"
+    if ! make -s -C "$top_builddir" corpus/english.txt >/dev/null 2>&1; then
+        echo "SKIP: no English corpus: apt-get install fortunes"; exit 77
+    fi
+    cp "$top_builddir/corpus/english.txt" "$CORPUS"
+}

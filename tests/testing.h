@@ -1,0 +1,112 @@
+/* Small helpers shared by the C tests: deterministic random inputs, checks that
+ * count failures, and a central finite-difference gradient.
+ * A test program exits 0 when every check held, 1 otherwise (Automake's
+ * convention; 77 means skipped). */
+#ifndef FLAME_TESTING_H
+#define FLAME_TESTING_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int testing_failures = 0;
+
+#define CHECK(cond, ...)                                              \
+    do {                                                              \
+        if (!(cond)) {                                                \
+            testing_failures++;                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
+            fprintf(stderr, __VA_ARGS__);                             \
+            fputc('\n', stderr);                                      \
+        }                                                             \
+    } while (0)
+
+static inline int testing_result(const char *name)
+{
+    printf("%s: %s\n", name, testing_failures ? "FAILED" : "ok");
+    return testing_failures ? 1 : 0;
+}
+
+/* xorshift64*: reproducible across platforms, good enough for test inputs */
+static uint64_t testing_rng_state = 0x9E3779B97F4A7C15ull;
+
+static inline void testing_seed(uint64_t seed) { testing_rng_state = seed ? seed : 1; }
+
+static inline double testing_uniform(void) /* in (0, 1) */
+{
+    testing_rng_state ^= testing_rng_state >> 12;
+    testing_rng_state ^= testing_rng_state << 25;
+    testing_rng_state ^= testing_rng_state >> 27;
+    uint64_t r = testing_rng_state * 0x2545F4914F6CDD1Dull;
+    return ((r >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+/* uniform in [lo, hi), never exactly zero-filled */
+static inline void testing_fill(float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(lo + (hi - lo) * testing_uniform());
+}
+
+static inline float *testing_random(size_t n, float lo, float hi)
+{
+    float *x = malloc(n * sizeof *x);
+    testing_fill(x, n, lo, hi);
+    return x;
+}
+
+/* ‖a − b‖ / ‖b‖ in double */
+static inline double testing_rel_error(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num) / (sqrt(den) + 1e-30);
+}
+
+/* Central finite differences of a scalar function f(ctx) with respect to each of
+ * the n values of x: grad[i] = (f(x+h e_i) − f(x−h e_i)) / 2h. f reads x. */
+typedef double (*testing_scalar_fn)(void *ctx);
+
+static inline void testing_numeric_grad(double *grad, float *x, size_t n, float h,
+                                        testing_scalar_fn f, void *ctx)
+{
+    for (size_t i = 0; i < n; i++) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double up = f(ctx);
+        x[i] = saved - h;
+        double down = f(ctx);
+        x[i] = saved;
+        grad[i] = (up - down) / (2.0 * (double)h);
+    }
+}
+
+/* Compares an analytic gradient with a numeric one: relative error of the
+ * whole vector under tol. Reports the worst element on failure. */
+static inline int testing_grad_close(const char *what, const float *analytic,
+                                     const double *numeric, size_t n, double tol)
+{
+    double num = 0, den = 0, worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = analytic[i] - numeric[i];
+        num += d * d;
+        den += numeric[i] * numeric[i];
+        if (fabs(d) > worst) { worst = fabs(d); worst_i = i; }
+    }
+    double rel = sqrt(num) / (sqrt(den) + 1e-30);
+    int ok = rel < tol && den > 0;
+    if (!ok) {
+        testing_failures++;
+        fprintf(stderr, "FAIL %s: relative error %.3g (tol %.3g), worst at %zu: analytic %.6g numeric %.6g\n",
+                what, rel, tol, worst_i, analytic[worst_i], numeric[worst_i]);
+    }
+    return ok;
+}
+
+#endif
