@@ -1,0 +1,77 @@
+/* The CPU backend: plain C implementations of every op in flame/ops.h.
+ * They are the reference (the "oracle") the CUDA backend is checked against,
+ * and they train small models on a few cores.
+ *
+ * Every multithreaded reduction here splits its work into pieces whose
+ * boundaries do not depend on the number of threads, and sums each output in
+ * one fixed order, so results are bit-identical run to run and for any
+ * OMP_NUM_THREADS. */
+#ifndef FLAME_CPU_KERNELS_H
+#define FLAME_CPU_KERNELS_H
+
+#include <flame/ops.h>
+
+/* OpenMP pragmas that vanish without -fopenmp (and then do not trigger
+ * -Wunknown-pragmas). */
+#define CPU_PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define CPU_PARALLEL_FOR_IF(cond) CPU_PRAGMA(omp parallel for schedule(static) if(cond))
+#else
+#define CPU_PARALLEL_FOR_IF(cond)
+#endif
+
+/* Below this much work (multiply-adds or elements) a loop stays on one thread:
+ * starting a parallel region costs more than it saves. */
+#define CPU_PARALLEL_MIN_WORK 32768
+
+/* memory_cpu.c */
+void *cpu_alloc(size_t bytes);
+void cpu_free(void *ptr);
+void cpu_zero(void *ptr, size_t bytes);
+void cpu_copy(void *dst, const void *src, size_t bytes);
+void cpu_upload(void *dst, const void *host_src, size_t bytes);
+void cpu_download(void *host_dst, const void *src, size_t bytes);
+
+/* matmul_cpu.c */
+void matmul_forward_cpu(float *out, const float *in, const float *weight,
+                        const float *bias, int M, int K, int N);
+void matmul_backward_cpu(float *din, float *dweight, float *dbias,
+                         const float *dout, const float *in, const float *weight,
+                         int M, int K, int N);
+
+/* embedding_cpu.c */
+void embedding_forward_cpu(float *out, const int32_t *tokens, const float *table,
+                           int n, int C);
+void embedding_backward_cpu(float *dtable, const float *dout, const int32_t *tokens,
+                            int n, int C);
+
+/* rmsnorm_cpu.c */
+void rmsnorm_forward_cpu(float *out, float *rstd, const float *x, const float *weight,
+                         int n, int C, float eps);
+void rmsnorm_backward_cpu(float *dx, float *dweight, const float *dout, const float *x,
+                          const float *weight, const float *rstd, int n, int C);
+
+/* swiglu_cpu.c */
+void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n);
+void swiglu_backward_cpu(float *dgate, float *dup, const float *dout,
+                         const float *gate, const float *up, size_t n);
+
+/* elementwise_cpu.c */
+void add_cpu(float *out, const float *a, const float *b, size_t n);
+void scale_cpu(float *x, float s, size_t n);
+
+/* cross_entropy_cpu.c */
+double cross_entropy_cpu(float *losses, float *dlogits, const float *logits,
+                         const int32_t *targets, int n, int V, float dloss_scale);
+
+/* grad_norm_cpu.c */
+double sum_squares_cpu(const float *x, size_t n);
+
+/* adamw_cpu.c */
+void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n,
+               float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+
+/* cpu_ops.c: the table handed to plugins and to the trainer */
+extern const flame_ops flame_cpu_ops;
+
+#endif

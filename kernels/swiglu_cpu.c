@@ -1,0 +1,34 @@
+/* SwiGLU: out = silu(gate) · up, silu(g) = g·σ(g).
+ * d silu/dg = σ(g) · (1 + g·(1 − σ(g))). */
+#include <math.h>
+
+#include "cpu_kernels.h"
+
+/* σ(g) without overflow: exp is only ever taken of a non-positive number. */
+static float sigmoid(float g)
+{
+    if (g >= 0)
+        return 1.0f / (1.0f + expf(-g));
+    float e = expf(g);
+    return e / (1.0f + e);
+}
+
+void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n)
+{
+    CPU_PARALLEL_FOR_IF(n >= CPU_PARALLEL_MIN_WORK)
+    for (size_t i = 0; i < n; i++)
+        out[i] = gate[i] * sigmoid(gate[i]) * up[i];
+}
+
+void swiglu_backward_cpu(float *dgate, float *dup, const float *dout,
+                         const float *gate, const float *up, size_t n)
+{
+    CPU_PARALLEL_FOR_IF(n >= CPU_PARALLEL_MIN_WORK)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], s = sigmoid(g);
+        if (dup)
+            dup[i] += dout[i] * g * s;
+        if (dgate)
+            dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+    }
+}

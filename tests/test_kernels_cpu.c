@@ -1,0 +1,679 @@
+/* Tests of the CPU op table (kernels/):
+ *  - forward values against naive double-precision computations written here;
+ *  - every backward against central finite differences of a scalar loss
+ *    L = Σ r_i·out_i with fixed random r, the gradient buffers pre-filled with
+ *    random values that are subtracted afterwards (so the ops must ADD);
+ *  - matmul at a size where threads matter, bit-identical for any thread count;
+ *  - AdamW against its formula for two steps, sums of squares, cross-entropy
+ *    with an ignored target, embedding backward with a repeated token. */
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu_kernels.h"
+#include "testing.h"
+
+static const flame_ops *ops = &flame_cpu_ops;
+
+/* ---- helpers ---- */
+
+static double weighted_sum(const float *r, const float *out, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)r[i] * out[i];
+    return s;
+}
+
+/* ‖a − b‖ / ‖b‖ against a double reference */
+static double rel_error_d(const float *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = a[i] - b[i];
+        num += d * d;
+        den += b[i] * b[i];
+    }
+    return sqrt(num) / (sqrt(den) + 1e-30);
+}
+
+static float *copy_of(const float *x, size_t n)
+{
+    float *c = malloc(n * sizeof *c);
+    memcpy(c, x, n * sizeof *c);
+    return c;
+}
+
+/* A gradient buffer pre-filled with random values; `pre` keeps a copy. */
+static float *prefilled(size_t n, float **pre)
+{
+    float *g = testing_random(n, -1.0f, 1.0f);
+    *pre = copy_of(g, n);
+    return g;
+}
+
+/* What the op added: g − pre, in place; frees pre. */
+static void remove_prefill(float *g, float *pre, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] -= pre[i];
+    free(pre);
+}
+
+/* Finite-difference gradient of f with respect to x, compared with `analytic`. */
+static void check_grad(const char *what, const float *analytic, float *x, size_t n, float h,
+                       double tol, testing_scalar_fn f, void *ctx)
+{
+    double *numeric = malloc(n * sizeof *numeric);
+    testing_numeric_grad(numeric, x, n, h, f, ctx);
+    testing_grad_close(what, analytic, numeric, n, tol);
+    free(numeric);
+}
+
+static void set_threads(int n)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* ---- table and memory ---- */
+
+static void test_table_and_memory(void)
+{
+    CHECK(strcmp(ops->backend, "cpu") == 0, "backend is %s", ops->backend);
+    CHECK(ops->alloc && ops->free && ops->zero && ops->copy && ops->upload && ops->download &&
+              ops->matmul_forward && ops->matmul_backward && ops->embedding_forward &&
+              ops->embedding_backward && ops->rmsnorm_forward && ops->rmsnorm_backward &&
+              ops->swiglu_forward && ops->swiglu_backward && ops->add && ops->scale &&
+              ops->cross_entropy && ops->sum_squares && ops->adamw,
+          "op table has an empty field");
+
+    enum { N = 1000 };
+    float *a = ops->alloc(N * sizeof(float));
+    float *b = ops->alloc(N * sizeof(float));
+    CHECK(a && b, "alloc failed");
+    int zero = 1;
+    for (int i = 0; i < N; i++)
+        zero &= a[i] == 0.0f;
+    CHECK(zero, "alloc is not zero-filled");
+    float *host = testing_random(N, -1.0f, 1.0f), back[N];
+    ops->upload(a, host, N * sizeof(float));
+    ops->copy(b, a, N * sizeof(float));
+    ops->download(back, b, N * sizeof(float));
+    CHECK(memcmp(back, host, sizeof back) == 0, "upload/copy/download changed the data");
+    ops->zero(b, N * sizeof(float));
+    ops->download(back, b, N * sizeof(float));
+    zero = 1;
+    for (int i = 0; i < N; i++)
+        zero &= back[i] == 0.0f;
+    CHECK(zero, "zero left nonzero values");
+    void *empty = ops->alloc(0);
+    CHECK(empty != NULL, "alloc(0) returned NULL");
+    ops->free(empty);
+    ops->free(a);
+    ops->free(b);
+    free(host);
+}
+
+/* ---- matmul ---- */
+
+static void matmul_reference(double *out, const float *in, const float *w, const float *bias,
+                             int M, int K, int N)
+{
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = bias ? bias[n] : 0.0;
+            for (int k = 0; k < K; k++)
+                s += (double)in[m * K + k] * w[n * K + k];
+            out[m * N + n] = s;
+        }
+}
+
+typedef struct matmul_case {
+    int M, K, N;
+    float *in, *w, *bias, *r, *out;
+} matmul_case;
+
+static double matmul_loss(void *ctx)
+{
+    matmul_case *c = ctx;
+    ops->matmul_forward(c->out, c->in, c->w, c->bias, c->M, c->K, c->N);
+    return weighted_sum(c->r, c->out, (size_t)c->M * c->N);
+}
+
+static void test_matmul_gradients(void)
+{
+    matmul_case c = {3, 5, 4, NULL, NULL, NULL, NULL, NULL};
+    size_t MK = (size_t)c.M * c.K, NK = (size_t)c.N * c.K, MN = (size_t)c.M * c.N;
+    c.in = testing_random(MK, -1.0f, 1.0f);
+    c.w = testing_random(NK, -1.0f, 1.0f);
+    c.bias = testing_random(c.N, -1.0f, 1.0f);
+    c.r = testing_random(MN, -1.0f, 1.0f);
+    c.out = malloc(MN * sizeof(float));
+
+    double ref[12];
+    matmul_loss(&c);
+    matmul_reference(ref, c.in, c.w, c.bias, c.M, c.K, c.N);
+    CHECK(rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (bias) off by %g",
+          rel_error_d(c.out, ref, MN));
+    ops->matmul_forward(c.out, c.in, c.w, NULL, c.M, c.K, c.N);
+    matmul_reference(ref, c.in, c.w, NULL, c.M, c.K, c.N);
+    CHECK(rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (no bias) off by %g",
+          rel_error_d(c.out, ref, MN));
+
+    float *pin, *pw, *pb;
+    float *din = prefilled(MK, &pin), *dw = prefilled(NK, &pw), *db = prefilled(c.N, &pb);
+    ops->matmul_backward(din, dw, db, c.r, c.in, c.w, c.M, c.K, c.N);
+    remove_prefill(din, pin, MK);
+    remove_prefill(dw, pw, NK);
+    remove_prefill(db, pb, c.N);
+    check_grad("matmul din", din, c.in, MK, 1e-2f, 1e-3, matmul_loss, &c);
+    check_grad("matmul dweight", dw, c.w, NK, 1e-2f, 1e-3, matmul_loss, &c);
+    check_grad("matmul dbias", db, c.bias, c.N, 1e-2f, 1e-3, matmul_loss, &c);
+
+    /* NULL gradients are skipped; the others are unchanged by that */
+    float *dw2 = calloc(NK, sizeof(float));
+    ops->matmul_backward(NULL, dw2, NULL, c.r, c.in, c.w, c.M, c.K, c.N);
+    CHECK(testing_rel_error(dw2, dw, NK) < 1e-6, "matmul dweight alone differs");
+
+    free(dw2);
+    free(din);
+    free(dw);
+    free(db);
+    free(c.in);
+    free(c.w);
+    free(c.bias);
+    free(c.r);
+    free(c.out);
+}
+
+/* Forward and backward of one size, on the given thread count. */
+typedef struct matmul_run {
+    float *out, *din, *dw, *db;
+} matmul_run;
+
+static matmul_run matmul_once(const float *in, const float *w, const float *bias,
+                              const float *dout, const float *pre, int M, int K, int N,
+                              int threads)
+{
+    matmul_run r;
+    r.out = malloc((size_t)M * N * sizeof(float));
+    r.din = copy_of(pre, (size_t)M * K);
+    r.dw = copy_of(pre, (size_t)N * K);
+    r.db = copy_of(pre, (size_t)N);
+    set_threads(threads);
+    ops->matmul_forward(r.out, in, w, bias, M, K, N);
+    ops->matmul_backward(r.din, r.dw, r.db, dout, in, w, M, K, N);
+    return r;
+}
+
+static void matmul_run_free(matmul_run *r)
+{
+    free(r->out);
+    free(r->din);
+    free(r->dw);
+    free(r->db);
+}
+
+static int same_bits(const float *a, const float *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+/* Sizes where threads, tiles and blocks all matter (odd sizes leave remainders). */
+static void test_matmul_threaded(int M, int K, int N)
+{
+    size_t MK = (size_t)M * K, NK = (size_t)N * K, MN = (size_t)M * N;
+    size_t most = MK > NK ? MK : NK;
+    float *in = testing_random(MK, -1.0f, 1.0f);
+    float *w = testing_random(NK, -1.0f, 1.0f);
+    float *bias = testing_random(N, -1.0f, 1.0f);
+    float *dout = testing_random(MN, -1.0f, 1.0f);
+    float *pre = testing_random(most, -1.0f, 1.0f);
+#ifdef _OPENMP
+    int saved_threads = omp_get_max_threads();
+#else
+    int saved_threads = 1;
+#endif
+
+    matmul_run base = matmul_once(in, w, bias, dout, pre, M, K, N, saved_threads);
+
+    /* against double references */
+    double *ref = malloc(most * sizeof *ref > MN * sizeof *ref ? most * sizeof *ref
+                                                                  : MN * sizeof *ref);
+    matmul_reference(ref, in, w, bias, M, K, N);
+    CHECK(rel_error_d(base.out, ref, MN) < 1e-6, "matmul %dx%dx%d forward off by %g", M, K, N,
+          rel_error_d(base.out, ref, MN));
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) {
+            double s = pre[m * K + k];
+            for (int n = 0; n < N; n++)
+                s += (double)dout[m * N + n] * w[n * K + k];
+            ref[m * K + k] = s;
+        }
+    CHECK(rel_error_d(base.din, ref, MK) < 1e-6, "matmul %dx%dx%d din off by %g", M, K, N,
+          rel_error_d(base.din, ref, MK));
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double s = pre[n * K + k];
+            for (int m = 0; m < M; m++)
+                s += (double)dout[m * N + n] * in[m * K + k];
+            ref[n * K + k] = s;
+        }
+    CHECK(rel_error_d(base.dw, ref, NK) < 1e-6, "matmul %dx%dx%d dweight off by %g", M, K, N,
+          rel_error_d(base.dw, ref, NK));
+    for (int n = 0; n < N; n++) {
+        double s = pre[n];
+        for (int m = 0; m < M; m++)
+            s += dout[m * N + n];
+        ref[n] = s;
+    }
+    CHECK(rel_error_d(base.db, ref, N) < 1e-6, "matmul %dx%dx%d dbias off by %g", M, K, N,
+          rel_error_d(base.db, ref, N));
+
+    /* bit-identical: the same run again, then other thread counts */
+    const int threads[] = {saved_threads, 1, 2, 3, 7};
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        matmul_run again = matmul_once(in, w, bias, dout, pre, M, K, N, threads[t]);
+        CHECK(same_bits(again.out, base.out, MN) && same_bits(again.din, base.din, MK) &&
+                  same_bits(again.dw, base.dw, NK) && same_bits(again.db, base.db, N),
+              "matmul %dx%dx%d on %d threads is not bit-identical", M, K, N, threads[t]);
+        matmul_run_free(&again);
+    }
+    set_threads(saved_threads);
+
+    matmul_run_free(&base);
+    free(ref);
+    free(in);
+    free(w);
+    free(bias);
+    free(dout);
+    free(pre);
+}
+
+/* ---- embedding ---- */
+
+typedef struct embedding_case {
+    int n, C;
+    const int32_t *tokens;
+    float *table, *r, *out;
+} embedding_case;
+
+static double embedding_loss(void *ctx)
+{
+    embedding_case *c = ctx;
+    ops->embedding_forward(c->out, c->tokens, c->table, c->n, c->C);
+    return weighted_sum(c->r, c->out, (size_t)c->n * c->C);
+}
+
+/* dtable = pre + Σ over occurrences, in double */
+static void embedding_backward_reference(double *ref, const float *pre, const float *dout,
+                                         const int32_t *tokens, int n, int V, int C)
+{
+    for (int i = 0; i < V * C; i++)
+        ref[i] = pre[i];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < C; j++)
+            ref[tokens[i] * C + j] += dout[i * C + j];
+}
+
+static void test_embedding(void)
+{
+    enum { V = 11, C = 4, n = 5 };
+    const int32_t tokens[n] = {3, 7, 3, 0, 10}; /* token 3 twice: its gradients add */
+    embedding_case c = {n, C, tokens, testing_random(V * C, -1.0f, 1.0f),
+                        testing_random(n * C, -1.0f, 1.0f), malloc(n * C * sizeof(float))};
+    embedding_loss(&c);
+    int exact = 1;
+    for (int i = 0; i < n; i++)
+        exact &= memcmp(c.out + i * C, c.table + tokens[i] * C, C * sizeof(float)) == 0;
+    CHECK(exact, "embedding forward is not the table rows");
+
+    float *pre, *dtable = prefilled(V * C, &pre);
+    double ref[V * C];
+    embedding_backward_reference(ref, pre, c.r, tokens, n, V, C);
+    ops->embedding_backward(dtable, c.r, tokens, n, C);
+    CHECK(rel_error_d(dtable, ref, V * C) < 1e-6, "embedding backward off by %g",
+          rel_error_d(dtable, ref, V * C));
+    remove_prefill(dtable, pre, V * C);
+    float twice = c.r[0 * C + 1] + c.r[2 * C + 1];
+    CHECK(fabsf(dtable[3 * C + 1] - twice) < 1e-6f, "repeated token: %g, expected %g",
+          dtable[3 * C + 1], twice);
+    CHECK(dtable[5 * C] == 0.0f, "an unused token got a gradient");
+    check_grad("embedding dtable", dtable, c.table, V * C, 1e-2f, 1e-3, embedding_loss, &c);
+    free(dtable);
+    free(c.table);
+    free(c.r);
+    free(c.out);
+
+    /* enough work for threads and several column chunks */
+    enum { V2 = 50, C2 = 200, n2 = 300 };
+    int32_t tok2[n2];
+    for (int i = 0; i < n2; i++)
+        tok2[i] = (int32_t)(testing_uniform() * V2);
+    float *dout = testing_random(n2 * C2, -1.0f, 1.0f);
+    float *pre2, *dt2 = prefilled(V2 * C2, &pre2);
+    double *ref2 = malloc(V2 * C2 * sizeof *ref2);
+    embedding_backward_reference(ref2, pre2, dout, tok2, n2, V2, C2);
+    ops->embedding_backward(dt2, dout, tok2, n2, C2);
+    CHECK(rel_error_d(dt2, ref2, V2 * C2) < 1e-6, "embedding backward (large) off by %g",
+          rel_error_d(dt2, ref2, V2 * C2));
+    free(pre2);
+    free(dt2);
+    free(ref2);
+    free(dout);
+}
+
+/* ---- rmsnorm ---- */
+
+typedef struct rmsnorm_case {
+    int n, C;
+    float eps;
+    float *x, *w, *r, *out, *rstd;
+} rmsnorm_case;
+
+static double rmsnorm_loss(void *ctx)
+{
+    rmsnorm_case *c = ctx;
+    ops->rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->n, c->C, c->eps);
+    return weighted_sum(c->r, c->out, (size_t)c->n * c->C);
+}
+
+static void test_rmsnorm(void)
+{
+    enum { n = 3, C = 7 };
+    rmsnorm_case c = {n, C, 1e-5f, testing_random(n * C, -2.0f, 2.0f),
+                      testing_random(C, -1.5f, 1.5f), testing_random(n * C, -1.0f, 1.0f),
+                      malloc(n * C * sizeof(float)), malloc(n * sizeof(float))};
+    rmsnorm_loss(&c);
+    double ref[n * C], ref_rstd[n];
+    for (int i = 0; i < n; i++) {
+        double ms = 0;
+        for (int j = 0; j < C; j++)
+            ms += (double)c.x[i * C + j] * c.x[i * C + j] / C;
+        ref_rstd[i] = 1.0 / sqrt(ms + c.eps);
+        for (int j = 0; j < C; j++)
+            ref[i * C + j] = c.x[i * C + j] * ref_rstd[i] * c.w[j];
+    }
+    CHECK(rel_error_d(c.out, ref, n * C) < 1e-6, "rmsnorm forward off by %g",
+          rel_error_d(c.out, ref, n * C));
+    CHECK(rel_error_d(c.rstd, ref_rstd, n) < 1e-6, "rmsnorm rstd off by %g",
+          rel_error_d(c.rstd, ref_rstd, n));
+
+    float *px, *pw, *dx = prefilled(n * C, &px), *dw = prefilled(C, &pw);
+    ops->rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, n, C);
+    remove_prefill(dx, px, n * C);
+    remove_prefill(dw, pw, C);
+    check_grad("rmsnorm dx", dx, c.x, n * C, 5e-3f, 2e-3, rmsnorm_loss, &c);
+    check_grad("rmsnorm dweight", dw, c.w, C, 5e-3f, 2e-3, rmsnorm_loss, &c);
+
+    float dx2[n * C] = {0}, dw2[C] = {0};
+    rmsnorm_loss(&c); /* the finite differences left rstd of a perturbed input */
+    ops->rmsnorm_backward(dx2, NULL, c.r, c.x, c.w, c.rstd, n, C);
+    ops->rmsnorm_backward(NULL, dw2, c.r, c.x, c.w, c.rstd, n, C);
+    CHECK(testing_rel_error(dx2, dx, n * C) < 1e-5 && testing_rel_error(dw2, dw, C) < 1e-5,
+          "rmsnorm with one NULL gradient differs");
+    free(dx);
+    free(dw);
+    free(c.x);
+    free(c.w);
+    free(c.r);
+    free(c.out);
+    free(c.rstd);
+}
+
+/* ---- swiglu ---- */
+
+typedef struct swiglu_case {
+    size_t n;
+    float *gate, *up, *r, *out;
+} swiglu_case;
+
+static double swiglu_loss(void *ctx)
+{
+    swiglu_case *c = ctx;
+    ops->swiglu_forward(c->out, c->gate, c->up, c->n);
+    return weighted_sum(c->r, c->out, c->n);
+}
+
+static void test_swiglu(void)
+{
+    enum { n = 13 };
+    swiglu_case c = {n, testing_random(n, -4.0f, 4.0f), testing_random(n, -2.0f, 2.0f),
+                     testing_random(n, -1.0f, 1.0f), malloc(n * sizeof(float))};
+    swiglu_loss(&c);
+    double ref[n];
+    for (int i = 0; i < n; i++)
+        ref[i] = c.gate[i] / (1.0 + exp(-(double)c.gate[i])) * c.up[i];
+    CHECK(rel_error_d(c.out, ref, n) < 1e-6, "swiglu forward off by %g",
+          rel_error_d(c.out, ref, n));
+
+    float *pg, *pu, *dg = prefilled(n, &pg), *du = prefilled(n, &pu);
+    ops->swiglu_backward(dg, du, c.r, c.gate, c.up, n);
+    remove_prefill(dg, pg, n);
+    remove_prefill(du, pu, n);
+    check_grad("swiglu dgate", dg, c.gate, n, 5e-3f, 2e-3, swiglu_loss, &c);
+    check_grad("swiglu dup", du, c.up, n, 5e-3f, 2e-3, swiglu_loss, &c);
+
+    /* saturated gates: no overflow, silu(g) → g for large g, → 0 for very negative g */
+    float g[4] = {100.0f, -100.0f, 1000.0f, -1000.0f}, u[4] = {1, 1, 1, 1}, o[4];
+    float one[4] = {1, 1, 1, 1}, dgs[4] = {0}, dus[4] = {0};
+    ops->swiglu_forward(o, g, u, 4);
+    ops->swiglu_backward(dgs, dus, one, g, u, 4);
+    CHECK(o[0] == 100.0f && o[2] == 1000.0f && fabsf(o[1]) < 1e-30f && fabsf(o[3]) < 1e-30f,
+          "swiglu saturated forward: %g %g %g %g", o[0], o[1], o[2], o[3]);
+    CHECK(dgs[0] == 1.0f && dgs[2] == 1.0f && fabsf(dgs[1]) < 1e-30f && fabsf(dgs[3]) < 1e-30f,
+          "swiglu saturated backward: %g %g %g %g", dgs[0], dgs[1], dgs[2], dgs[3]);
+    free(dg);
+    free(du);
+    free(c.gate);
+    free(c.up);
+    free(c.r);
+    free(c.out);
+}
+
+/* ---- add, scale ---- */
+
+static void test_elementwise(void)
+{
+    enum { n = 100003 }; /* above the threading threshold, odd */
+    float *a = testing_random(n, -1.0f, 1.0f), *b = testing_random(n, -1.0f, 1.0f);
+    float *out = malloc(n * sizeof(float)), *a2 = copy_of(a, n), *b2 = copy_of(b, n);
+    ops->add(out, a, b, n);
+    int ok = 1;
+    for (int i = 0; i < n; i++)
+        ok &= out[i] == a[i] + b[i];
+    CHECK(ok, "add is wrong");
+    ops->add(a2, a2, b, n); /* out aliases a */
+    ops->add(b2, a, b2, n); /* out aliases b */
+    CHECK(same_bits(a2, out, n) && same_bits(b2, out, n), "add with aliased output is wrong");
+    ops->scale(a2, -0.375f, n);
+    ok = 1;
+    for (int i = 0; i < n; i++)
+        ok &= a2[i] == out[i] * -0.375f;
+    CHECK(ok, "scale is wrong");
+    free(a);
+    free(b);
+    free(a2);
+    free(b2);
+    free(out);
+}
+
+/* ---- cross-entropy ---- */
+
+enum { CE_n = 4, CE_V = 11 };
+static const int32_t ce_targets[CE_n] = {2, -1, 10, 0}; /* row 1 is ignored */
+
+typedef struct ce_case {
+    float *logits, losses[CE_n];
+    float scale;
+} ce_case;
+
+static double ce_loss(void *ctx)
+{
+    ce_case *c = ctx;
+    return c->scale *
+           ops->cross_entropy(c->losses, NULL, c->logits, ce_targets, CE_n, CE_V, c->scale);
+}
+
+/* losses in double from log-sum-exp, and their sum */
+static double ce_reference(double *losses, const float *logits, const int32_t *targets,
+                           int n, int V)
+{
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        losses[i] = 0;
+        if (targets[i] < 0)
+            continue;
+        double max = -INFINITY, sum = 0;
+        for (int j = 0; j < V; j++)
+            max = fmax(max, logits[i * V + j]);
+        for (int j = 0; j < V; j++)
+            sum += exp(logits[i * V + j] - max);
+        losses[i] = max + log(sum) - logits[i * V + targets[i]];
+        total += losses[i];
+    }
+    return total;
+}
+
+static void test_cross_entropy(void)
+{
+    ce_case c = {testing_random(CE_n * CE_V, -3.0f, 3.0f), {0}, 1.0f / 3.0f};
+    double ref[CE_n];
+    double ref_total = ce_reference(ref, c.logits, ce_targets, CE_n, CE_V);
+    float *dlogits = testing_random(CE_n * CE_V, 5.0f, 6.0f); /* garbage to be overwritten */
+    double total = ops->cross_entropy(c.losses, dlogits, c.logits, ce_targets, CE_n, CE_V, c.scale);
+    CHECK(fabs(total - ref_total) < 1e-6 * ref_total, "cross-entropy total %.9g, expected %.9g",
+          total, ref_total);
+    CHECK(rel_error_d(c.losses, ref, CE_n) < 1e-6, "cross-entropy losses off by %g",
+          rel_error_d(c.losses, ref, CE_n));
+    CHECK(c.losses[1] == 0.0f, "ignored row has loss %g", c.losses[1]);
+    int zero = 1;
+    for (int j = 0; j < CE_V; j++)
+        zero &= dlogits[1 * CE_V + j] == 0.0f;
+    CHECK(zero, "ignored row has a nonzero gradient");
+    check_grad("cross-entropy dlogits", dlogits, c.logits, CE_n * CE_V, 1e-2f, 1e-3, ce_loss, &c);
+    CHECK(ops->cross_entropy(NULL, NULL, c.logits, ce_targets, CE_n, CE_V, 1.0f) == total,
+          "cross-entropy without outputs returns another total");
+
+    /* stable for huge logits: shift every logit by 1000 (exp would overflow) */
+    for (int i = 0; i < CE_n * CE_V; i++)
+        c.logits[i] += 1000.0f;
+    ref_total = ce_reference(ref, c.logits, ce_targets, CE_n, CE_V);
+    total = ops->cross_entropy(c.losses, dlogits, c.logits, ce_targets, CE_n, CE_V, 1.0f);
+    CHECK(isfinite(total) && fabs(total - ref_total) < 1e-6 * ref_total,
+          "cross-entropy of shifted logits %.9g, expected %.9g", total, ref_total);
+    double row_sum = 0;
+    for (int j = 0; j < CE_V; j++)
+        row_sum += dlogits[j];
+    CHECK(fabs(row_sum) < 1e-6, "softmax − onehot of a row sums to %g", row_sum);
+    free(c.logits);
+    free(dlogits);
+
+    /* many rows: chunked and threaded sum, same result for any thread count */
+    enum { n = 1000, V = 257 };
+    float *logits = testing_random((size_t)n * V, -4.0f, 4.0f);
+    int32_t *targets = malloc(n * sizeof *targets);
+    for (int i = 0; i < n; i++)
+        targets[i] = i % 7 == 0 ? -1 : (int32_t)(testing_uniform() * V);
+    double *big_ref = malloc(n * sizeof *big_ref);
+    ref_total = ce_reference(big_ref, logits, targets, n, V);
+    total = ops->cross_entropy(NULL, NULL, logits, targets, n, V, 1.0f);
+    CHECK(fabs(total - ref_total) < 1e-9 * ref_total,
+          "cross-entropy of %d rows %.12g, expected %.12g", n, total, ref_total);
+#ifdef _OPENMP
+    int saved_threads = omp_get_max_threads();
+#else
+    int saved_threads = 1;
+#endif
+    set_threads(3);
+    CHECK(ops->cross_entropy(NULL, NULL, logits, targets, n, V, 1.0f) == total,
+          "cross-entropy total depends on the thread count");
+    set_threads(1);
+    CHECK(ops->cross_entropy(NULL, NULL, logits, targets, n, V, 1.0f) == total,
+          "cross-entropy total depends on the thread count");
+    set_threads(saved_threads);
+    free(logits);
+    free(targets);
+    free(big_ref);
+}
+
+/* ---- sum of squares ---- */
+
+static void test_sum_squares(void)
+{
+    const size_t sizes[] = {0, 1, 1000, 300001};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        float *x = testing_random(n ? n : 1, -2.0f, 2.0f);
+        double ref = 0;
+        for (size_t i = 0; i < n; i++)
+            ref += (double)x[i] * x[i];
+        double got = ops->sum_squares(x, n);
+        CHECK(fabs(got - ref) <= 1e-12 * ref, "sum_squares(%zu) = %.17g, expected %.17g", n, got,
+              ref);
+        free(x);
+    }
+}
+
+/* ---- AdamW ---- */
+
+static void test_adamw(void)
+{
+    enum { n = 9 };
+    const float lr = 1e-2f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    float *param = testing_random(n, -1.0f, 1.0f), m[n] = {0}, v[n] = {0};
+    double p_ref[n], m_ref[n] = {0}, v_ref[n] = {0};
+    for (int i = 0; i < n; i++)
+        p_ref[i] = param[i];
+    for (int t = 1; t <= 2; t++) {
+        float *grad = testing_random(n, -1.0f, 1.0f);
+        float before[n];
+        memcpy(before, param, sizeof before);
+        double delta_ref[n];
+        for (int i = 0; i < n; i++) {
+            m_ref[i] = beta1 * m_ref[i] + (1.0 - beta1) * grad[i];
+            v_ref[i] = beta2 * v_ref[i] + (1.0 - beta2) * (double)grad[i] * grad[i];
+            double mhat = m_ref[i] / (1.0 - pow(beta1, t));
+            double vhat = v_ref[i] / (1.0 - pow(beta2, t));
+            delta_ref[i] = -lr * (mhat / (sqrt(vhat) + eps) + wd * p_ref[i]);
+            p_ref[i] += delta_ref[i];
+        }
+        ops->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, wd, t);
+        float delta[n];
+        for (int i = 0; i < n; i++)
+            delta[i] = param[i] - before[i];
+        CHECK(rel_error_d(m, m_ref, n) < 1e-5, "adamw step %d: m off by %g", t,
+              rel_error_d(m, m_ref, n));
+        CHECK(rel_error_d(v, v_ref, n) < 1e-5, "adamw step %d: v off by %g", t,
+              rel_error_d(v, v_ref, n));
+        CHECK(rel_error_d(delta, delta_ref, n) < 1e-4, "adamw step %d: update off by %g", t,
+              rel_error_d(delta, delta_ref, n));
+        CHECK(rel_error_d(param, p_ref, n) < 1e-6, "adamw step %d: param off by %g", t,
+              rel_error_d(param, p_ref, n));
+        free(grad);
+    }
+    free(param);
+}
+
+int main(void)
+{
+    testing_seed(20240607);
+    test_table_and_memory();
+    test_matmul_gradients();
+    test_matmul_threaded(64, 96, 80);
+    test_matmul_threaded(37, 101, 53);
+    test_matmul_threaded(5, 1100, 3); /* K past one K block */
+    test_embedding();
+    test_rmsnorm();
+    test_swiglu();
+    test_elementwise();
+    test_cross_entropy();
+    test_sum_squares();
+    test_adamw();
+    return testing_result("test_kernels_cpu");
+}
