@@ -1,0 +1,1119 @@
+/* The configuration store. Each declared option holds at most one value: its
+ * text, its parsed form, where it came from and that source's priority. A value
+ * replaces the held one only when its source ranks at least as high (defaults <
+ * model file < job INI < command line), so the load order does not matter. */
+#define _POSIX_C_SOURCE 200809L /* getline, strdup */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum priority { PRIO_DEFAULT, PRIO_MODEL_FILE, PRIO_JOB_FILE, PRIO_COMMAND_LINE };
+
+static const char COMMAND_LINE[] = "command line";
+
+typedef union value {
+    int64_t i;
+    double f;
+    int b;
+} value;
+
+typedef struct entry {
+    const flame_option *opt;
+    int has_value;
+    int priority;
+    char *text;         /* the value as written (booleans as true/false) */
+    value v;
+    const char *source; /* NULL (default), COMMAND_LINE or a file in cfg->sources */
+    int line;           /* 0 when unknown */
+} entry;
+
+typedef struct section {
+    char *name;
+    entry *entries;
+    int n, cap;
+} section;
+
+struct flame_config {
+    section *sections;
+    int n_sections, cap_sections;
+    char **sources; /* file names the values point into */
+    int n_sources, cap_sources;
+};
+
+/* ---- small helpers ---- */
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fprintf(stderr, "flame: out of memory\n");
+        abort();
+    }
+    return q;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xrealloc(NULL, n), s, n);
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *d = xrealloc(NULL, n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && err_len)
+        vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* s in double quotes, control characters escaped (an error stays one line),
+ * cut after 80 characters; n >= 16 */
+static const char *quoted(const char *s, char *buf, size_t n)
+{
+    size_t o = 0;
+    buf[o++] = '"';
+    for (size_t i = 0; s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i >= 80 || o + 10 > n) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
+                        : c == '"' ? "\\\"" : c == '\\' ? "\\\\" : NULL;
+        if (esc)
+            o += (size_t)snprintf(buf + o, n - o, "%s", esc);
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(buf + o, n - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* "FILE:LINE", "FILE" or "command line" */
+static const char *where(const char *source, int line, char *buf, size_t n)
+{
+    if (line > 0)
+        snprintf(buf, n, "%s:%d", source, line);
+    else
+        snprintf(buf, n, "%s", source);
+    return buf;
+}
+
+static const char *type_name(flame_type t)
+{
+    switch (t) {
+    case FLAME_TYPE_INT: return "INT";
+    case FLAME_TYPE_FLOAT: return "FLOAT";
+    case FLAME_TYPE_BOOL: return "BOOL";
+    default: return "STRING";
+    }
+}
+
+static const char *expected(flame_type t)
+{
+    switch (t) {
+    case FLAME_TYPE_INT: return "expected an integer";
+    case FLAME_TYPE_FLOAT: return "expected a finite number";
+    case FLAME_TYPE_BOOL: return "expected a boolean (true/false, 1/0, yes/no, on/off)";
+    default: return "expected a string";
+    }
+}
+
+/* optimal string alignment distance (edits and swaps of neighbours) */
+static int edit_distance(const char *a, const char *b)
+{
+    enum { MAX = 64 };
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= MAX || lb >= MAX)
+        return MAX;
+    int d[MAX + 1][MAX + 1];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best)
+                best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+/* " (did you mean X?)" for the closest candidate within 2 edits, else "" */
+static const char *suggestion(const char *name, const char *const *cands, int n, char *buf,
+                              size_t len)
+{
+    int best = 3;
+    const char *pick = NULL;
+    for (int i = 0; i < n; i++) {
+        int d = edit_distance(name, cands[i]);
+        if (d < best) {
+            best = d;
+            pick = cands[i];
+        }
+    }
+    if (pick)
+        snprintf(buf, len, " (did you mean %s?)", pick);
+    else if (len)
+        buf[0] = '\0';
+    return buf;
+}
+
+/* ---- values ---- */
+
+static int parse_bool_word(const char *s, int *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* 0, or -1 when text is not of the type (the whole string must be the value) */
+static int parse_value(flame_type type, const char *text, value *out)
+{
+    char *end;
+    switch (type) {
+    case FLAME_TYPE_INT: {
+        if (!*text || isspace((unsigned char)*text))
+            return -1;
+        errno = 0;
+        long long x = strtoll(text, &end, 10);
+        if (*end || errno == ERANGE)
+            return -1;
+        out->i = x;
+        return 0;
+    }
+    case FLAME_TYPE_FLOAT: {
+        if (!*text || isspace((unsigned char)*text))
+            return -1;
+        double x = strtod(text, &end);
+        if (*end || !isfinite(x))
+            return -1;
+        out->f = x;
+        return 0;
+    }
+    case FLAME_TYPE_BOOL:
+        return parse_bool_word(text, &out->b);
+    default:
+        out->i = 0;
+        return 0;
+    }
+}
+
+static void store(entry *e, const char *text, value v, int priority, const char *source, int line)
+{
+    if (e->has_value && priority < e->priority)
+        return;
+    char *copy = xstrdup(e->opt->type == FLAME_TYPE_BOOL ? (v.b ? "true" : "false") : text);
+    free(e->text);
+    e->text = copy;
+    e->v = v;
+    e->has_value = 1;
+    e->priority = priority;
+    e->source = source;
+    e->line = line;
+}
+
+/* validates text against the option's type, then stores it if its source ranks high enough */
+static int set_text(section *sec, entry *e, const char *text, int priority, const char *source,
+                    int line, char *err, size_t err_len)
+{
+    value v;
+    if (parse_value(e->opt->type, text, &v)) {
+        char w[4200], q[200];
+        return fail(err, err_len, "%s: [%s] %s = %s: %s", where(source, line, w, sizeof w),
+                    sec->name, e->opt->key, quoted(text, q, sizeof q), expected(e->opt->type));
+    }
+    store(e, text, v, priority, source, line);
+    return 0;
+}
+
+/* ---- declarations ---- */
+
+static section *find_section(const flame_config *cfg, const char *name, size_t len)
+{
+    for (int i = 0; i < cfg->n_sections; i++)
+        if (strlen(cfg->sections[i].name) == len && strncmp(cfg->sections[i].name, name, len) == 0)
+            return &cfg->sections[i];
+    return NULL;
+}
+
+static entry *find_entry(const section *sec, const char *key, size_t len)
+{
+    for (int i = 0; i < sec->n; i++)
+        if (strlen(sec->entries[i].opt->key) == len &&
+            strncmp(sec->entries[i].opt->key, key, len) == 0)
+            return &sec->entries[i];
+    return NULL;
+}
+
+static const char *section_suggestion(const flame_config *cfg, const char *name, char *buf,
+                                      size_t len)
+{
+    const char **names = xrealloc(NULL, (size_t)cfg->n_sections * sizeof *names);
+    for (int i = 0; i < cfg->n_sections; i++)
+        names[i] = cfg->sections[i].name;
+    suggestion(name, names, cfg->n_sections, buf, len);
+    free(names);
+    return buf;
+}
+
+static const char *key_suggestion(const section *sec, const char *key, char *buf, size_t len)
+{
+    const char **keys = xrealloc(NULL, (size_t)sec->n * sizeof *keys);
+    for (int i = 0; i < sec->n; i++)
+        keys[i] = sec->entries[i].opt->key;
+    suggestion(key, keys, sec->n, buf, len);
+    free(keys);
+    return buf;
+}
+
+flame_config *config_create(void)
+{
+    flame_config *cfg = xrealloc(NULL, sizeof *cfg);
+    memset(cfg, 0, sizeof *cfg);
+    return cfg;
+}
+
+void config_destroy(flame_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (int i = 0; i < cfg->n_sections; i++) {
+        for (int j = 0; j < cfg->sections[i].n; j++)
+            free(cfg->sections[i].entries[j].text);
+        free(cfg->sections[i].entries);
+        free(cfg->sections[i].name);
+    }
+    free(cfg->sections);
+    for (int i = 0; i < cfg->n_sources; i++)
+        free(cfg->sources[i]);
+    free(cfg->sources);
+    free(cfg);
+}
+
+static void set_default(const char *section_name, entry *e)
+{
+    free(e->text);
+    e->text = NULL;
+    e->has_value = 0;
+    e->priority = PRIO_DEFAULT;
+    e->source = NULL;
+    e->line = 0;
+    if (!e->opt->default_value)
+        return;
+    value v;
+    if (parse_value(e->opt->type, e->opt->default_value, &v)) {
+        fprintf(stderr, "flame: internal error: default of [%s] %s (\"%s\") is not of type %s\n",
+                section_name, e->opt->key, e->opt->default_value, type_name(e->opt->type));
+        abort();
+    }
+    store(e, e->opt->default_value, v, PRIO_DEFAULT, NULL, 0);
+}
+
+void config_add_section(flame_config *cfg, const char *name, const flame_option *options,
+                        int n_options)
+{
+    section *sec = find_section(cfg, name, strlen(name));
+    if (!sec) {
+        if (cfg->n_sections == cfg->cap_sections) {
+            cfg->cap_sections = cfg->cap_sections ? 2 * cfg->cap_sections : 8;
+            cfg->sections =
+                xrealloc(cfg->sections, (size_t)cfg->cap_sections * sizeof *cfg->sections);
+        }
+        sec = &cfg->sections[cfg->n_sections++];
+        memset(sec, 0, sizeof *sec);
+        sec->name = xstrdup(name);
+    }
+    for (int i = 0; i < n_options; i++) {
+        const flame_option *opt = &options[i];
+        if (!opt->key || !*opt->key || strpbrk(opt->key, "=:;# \t[].")) {
+            fprintf(stderr, "flame: internal error: [%s] option key \"%s\" is not usable\n", name,
+                    opt->key ? opt->key : "(null)");
+            abort();
+        }
+        /* a key declared again (a plugin redeclaring a core [model] key) takes the new
+         * declaration, and its default unless a file or the command line set it */
+        entry *e = find_entry(sec, opt->key, strlen(opt->key));
+        if (!e) {
+            if (sec->n == sec->cap) {
+                sec->cap = sec->cap ? 2 * sec->cap : 16;
+                sec->entries = xrealloc(sec->entries, (size_t)sec->cap * sizeof *sec->entries);
+            }
+            e = &sec->entries[sec->n++];
+            memset(e, 0, sizeof *e);
+        }
+        e->opt = opt;
+        if (e->priority == PRIO_DEFAULT)
+            set_default(name, e);
+    }
+}
+
+static const char *intern_source(flame_config *cfg, const char *path)
+{
+    for (int i = 0; i < cfg->n_sources; i++)
+        if (strcmp(cfg->sources[i], path) == 0)
+            return cfg->sources[i];
+    if (cfg->n_sources == cfg->cap_sources) {
+        cfg->cap_sources = cfg->cap_sources ? 2 * cfg->cap_sources : 4;
+        cfg->sources = xrealloc(cfg->sources, (size_t)cfg->cap_sources * sizeof *cfg->sources);
+    }
+    return cfg->sources[cfg->n_sources++] = xstrdup(path);
+}
+
+/* ---- INI files ---- */
+
+typedef struct ini_ctx {
+    flame_config *cfg;
+    const char *source; /* interned path */
+    int priority;
+    int model_only;     /* a model config: only [model] is read */
+    FILE *f;
+    char *buf;
+    size_t cap;
+    int lineno;
+    int stop;     /* an error was found: the reader ends the parse */
+    int err_line; /* the line of that error, or 0 */
+    int read_errno;
+    char *err;
+    size_t err_len;
+} ini_ctx;
+
+static int ini_error(ini_ctx *c, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fail(c->err, c->err_len, "%s:%d: %s", c->source, c->lineno, msg);
+    c->stop = 1;
+    c->err_line = c->lineno;
+    return 0;
+}
+
+/* inih's own rule: the first of chars, or an inline ';' comment after whitespace */
+static const char *chars_or_comment(const char *s, const char *chars)
+{
+    int was_space = 0;
+    while (*s && (!chars || !strchr(chars, *s)) && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+/* Hands inih one line at a time, so that lineno is the line its handler is called
+ * for. Leading blanks are removed (an indented line is not taken as a continuation
+ * of the previous value), and section headers and malformed lines are checked here
+ * so that the first error in the file is the one reported. */
+static char *read_ini_line(char *str, int num, void *stream)
+{
+    ini_ctx *c = stream;
+    if (c->stop)
+        return NULL;
+    ssize_t n = getline(&c->buf, &c->cap, c->f);
+    if (n < 0) {
+        if (ferror(c->f))
+            c->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    c->lineno++;
+    char *s = c->buf;
+    if (c->lineno == 1 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB &&
+        (unsigned char)s[2] == 0xBF)
+        s += 3;
+    if (strlen(s) != (size_t)(n - (s - c->buf))) {
+        ini_error(c, "NUL byte in line (not a text file?)");
+        return NULL;
+    }
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t len = strlen(s);
+    while (len && isspace((unsigned char)s[len - 1]))
+        s[--len] = '\0';
+    if (len + 2 > (size_t)num) {
+        ini_error(c, "line longer than %d characters", num - 2);
+        return NULL;
+    }
+    if (*s && !strchr(";#", *s)) {
+        char q[200];
+        if (*s == '[') {
+            const char *close = chars_or_comment(s + 1, "]");
+            if (*close != ']') {
+                ini_error(c, "malformed section header %s: expected [section]",
+                          quoted(s, q, sizeof q));
+                return NULL;
+            }
+            const char *a = s + 1, *b = close;
+            while (a < b && isspace((unsigned char)*a))
+                a++;
+            while (b > a && isspace((unsigned char)b[-1]))
+                b--;
+            if (!c->model_only && !find_section(c->cfg, a, (size_t)(b - a))) {
+                char *name = xstrndup(a, (size_t)(b - a)), hint[200];
+                ini_error(c, "unknown section [%s]%s", name,
+                          section_suggestion(c->cfg, name, hint, sizeof hint));
+                free(name);
+                return NULL;
+            }
+        } else {
+            const char *eq = chars_or_comment(s, "=:");
+            if ((*eq != '=' && *eq != ':') || eq == s) {
+                ini_error(c, "malformed line %s: expected key = value, [section] or a ; comment",
+                          quoted(s, q, sizeof q));
+                return NULL;
+            }
+        }
+    }
+    memcpy(str, s, len);
+    str[len] = '\n';
+    str[len + 1] = '\0';
+    return str;
+}
+
+static int on_ini_value(void *user, const char *section_name, const char *name, const char *raw)
+{
+    ini_ctx *c = user;
+    if (c->stop)
+        return 0;
+    const char *a = section_name, *b = section_name + strlen(section_name);
+    while (a < b && isspace((unsigned char)*a))
+        a++;
+    while (b > a && isspace((unsigned char)b[-1]))
+        b--;
+    size_t slen = (size_t)(b - a);
+    if (c->model_only && !(slen == 5 && strncmp(a, "model", 5) == 0))
+        return 1;
+    if (slen == 0)
+        return ini_error(c, "%s is outside any [section]", name);
+    section *sec = find_section(c->cfg, a, slen);
+    if (!sec) {
+        char *sname = xstrndup(a, slen), hint[200];
+        ini_error(c, "unknown section [%s]%s", sname,
+                  section_suggestion(c->cfg, sname, hint, sizeof hint));
+        free(sname);
+        return 0;
+    }
+    entry *e = find_entry(sec, name, strlen(name));
+    if (!e) {
+        char hint[200];
+        return ini_error(c, "unknown key [%s] %s%s", sec->name, name,
+                         key_suggestion(sec, name, hint, sizeof hint));
+    }
+    /* a string may be written in double quotes (needed for surrounding blanks) */
+    size_t vlen = strlen(raw);
+    char *text = (e->opt->type == FLAME_TYPE_STRING && vlen >= 2 && raw[0] == '"' &&
+                  raw[vlen - 1] == '"')
+                     ? xstrndup(raw + 1, vlen - 2)
+                     : xstrdup(raw);
+    int rc = set_text(sec, e, text, c->priority, c->source, c->lineno, c->err, c->err_len);
+    free(text);
+    if (rc) {
+        c->stop = 1;
+        c->err_line = c->lineno;
+        return 0;
+    }
+    return 1;
+}
+
+static int load_ini(flame_config *cfg, const char *path, int priority, int model_only, char *err,
+                    size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    ini_ctx c = {.cfg = cfg, .source = intern_source(cfg, path), .priority = priority,
+                 .model_only = model_only, .f = f, .err = err, .err_len = err_len};
+    int rc = ini_parse_stream(read_ini_line, &c, on_ini_value, &c);
+    free(c.buf);
+    fclose(f);
+    if (rc > 0 && (!c.err_line || rc < c.err_line))
+        return fail(err, err_len, "%s:%d: malformed line", path, rc);
+    if (c.stop)
+        return -1;
+    if (rc == -2)
+        return fail(err, err_len, "%s: out of memory", path);
+    if (rc != 0)
+        return fail(err, err_len, "%s: cannot parse", path);
+    if (c.read_errno)
+        return fail(err, err_len, "%s: cannot read: %s", path, strerror(c.read_errno));
+    return 0;
+}
+
+int config_load_ini(flame_config *cfg, const char *path, char *err, size_t err_len)
+{
+    return load_ini(cfg, path, PRIO_JOB_FILE, 0, err, err_len);
+}
+
+/* ---- fla / Hugging Face JSON model configs ---- */
+
+/* the line of "key": in the text, or 0 */
+static int json_key_line(const char *text, size_t n, const char *key)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i + klen + 2 <= n; i++) {
+        if (text[i] != '"' || memcmp(text + i + 1, key, klen) != 0 || text[i + 1 + klen] != '"')
+            continue;
+        size_t j = i + klen + 2;
+        while (j < n && isspace((unsigned char)text[j]))
+            j++;
+        if (j < n && text[j] == ':') {
+            int line = 1;
+            for (size_t k = 0; k < i; k++)
+                line += text[k] == '\n';
+            return line;
+        }
+    }
+    return 0;
+}
+
+/* the shortest %g form that reads back as x */
+static void format_double(double x, char *buf, size_t n)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x)
+            return;
+    }
+}
+
+static const char *const hf_generic_keys[] = {"architectures", "transformers_version",
+                                              "torch_dtype",   "_name_or_path",
+                                              "auto_map",      "model_type"};
+
+static int json_set(section *sec, entry *e, json_t *v, const char *source, int line, char *err,
+                    size_t err_len)
+{
+    char text[64];
+    value parsed;
+    const char *t = text;
+    int ok = 1;
+    switch (e->opt->type) {
+    case FLAME_TYPE_INT:
+        if (json_is_integer(v)) {
+            parsed.i = json_integer_value(v);
+        } else if (json_is_real(v) && json_real_value(v) > -9.2e18 &&
+                   json_real_value(v) < 9.2e18 &&
+                   (double)(int64_t)json_real_value(v) == json_real_value(v)) {
+            parsed.i = (int64_t)json_real_value(v); /* 1024.0 */
+        } else {
+            ok = 0;
+            break;
+        }
+        snprintf(text, sizeof text, "%lld", (long long)parsed.i);
+        break;
+    case FLAME_TYPE_FLOAT:
+        if (!json_is_number(v)) {
+            ok = 0;
+            break;
+        }
+        parsed.f = json_number_value(v);
+        if (json_is_integer(v))
+            snprintf(text, sizeof text, "%lld", (long long)json_integer_value(v));
+        else
+            format_double(parsed.f, text, sizeof text);
+        break;
+    case FLAME_TYPE_BOOL:
+        if (!json_is_boolean(v)) {
+            ok = 0;
+            break;
+        }
+        parsed.b = json_is_true(v);
+        t = parsed.b ? "true" : "false";
+        break;
+    default:
+        if (!json_is_string(v)) {
+            ok = 0;
+            break;
+        }
+        parsed.i = 0;
+        t = json_string_value(v);
+        break;
+    }
+    if (!ok) {
+        char w[4200];
+        char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        char shown[120];
+        snprintf(shown, sizeof shown, "%s", dump ? dump : "?");
+        if (dump && strlen(dump) >= sizeof shown)
+            memcpy(shown + sizeof shown - 4, "...", 4);
+        for (char *p = shown; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        free(dump);
+        return fail(err, err_len, "%s: [%s] %s = %s: %s", where(source, line, w, sizeof w),
+                    sec->name, e->opt->key, shown, expected(e->opt->type));
+    }
+    store(e, t, parsed, PRIO_MODEL_FILE, source, line);
+    return 0;
+}
+
+static int load_json(flame_config *cfg, const char *source, const char *arch, char *err,
+                     size_t err_len)
+{
+    FILE *f = fopen(source, "rb");
+    if (!f)
+        return fail(err, err_len, "%s: cannot open: %s", source, strerror(errno));
+    char *text = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4096;
+            text = xrealloc(text, cap);
+        }
+        size_t got = fread(text + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int read_failed = ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (read_failed) {
+        free(text);
+        return fail(err, err_len, "%s: cannot read: %s", source, strerror(saved ? saved : EIO));
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        free(text);
+        return fail(err, err_len, "%s:%d:%d: invalid JSON: %s", source, jerr.line, jerr.column,
+                    jerr.text);
+    }
+    int rc = 0;
+    char w[4200];
+    section *model = find_section(cfg, "model", 5);
+    if (!json_is_object(root)) {
+        rc = fail(err, err_len, "%s: expected a JSON object of model settings", source);
+        goto done;
+    }
+    json_t *type = json_object_get(root, "model_type");
+    if (type && arch) {
+        int line = json_key_line(text, n, "model_type");
+        if (!json_is_string(type)) {
+            rc = fail(err, err_len, "%s: model_type: expected a string",
+                      where(source, line, w, sizeof w));
+            goto done;
+        }
+        if (strcmp(json_string_value(type), arch) != 0) {
+            char q1[200], q2[200];
+            rc = fail(err, err_len, "%s: model_type is %s but the architecture is %s",
+                      where(source, line, w, sizeof w),
+                      quoted(json_string_value(type), q1, sizeof q1), quoted(arch, q2, sizeof q2));
+            goto done;
+        }
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        entry *e = model ? find_entry(model, key, strlen(key)) : NULL;
+        int line = json_key_line(text, n, key);
+        if (!e) {
+            int generic = 0;
+            for (size_t i = 0; i < sizeof hf_generic_keys / sizeof *hf_generic_keys; i++)
+                generic |= strcmp(key, hf_generic_keys[i]) == 0;
+            if (generic)
+                continue;
+            char hint[200] = "";
+            if (model)
+                key_suggestion(model, key, hint, sizeof hint);
+            rc = fail(err, err_len, "%s: unknown key [model] %s%s",
+                      where(source, line, w, sizeof w), key, hint);
+            goto done;
+        }
+        if (json_is_null(v))
+            continue;
+        if ((rc = json_set(model, e, v, source, line, err, err_len)))
+            goto done;
+    }
+done:
+    json_decref(root);
+    free(text);
+    return rc;
+}
+
+int config_load_model_file(flame_config *cfg, const char *path, const char *arch, char *err,
+                           size_t err_len)
+{
+    /* path may be this store's own [model] config text: take a stable copy first */
+    const char *source = intern_source(cfg, path);
+    size_t len = strlen(source);
+    if (len >= 5 && strcasecmp(source + len - 5, ".json") == 0)
+        return load_json(cfg, source, arch, err, err_len);
+    return load_ini(cfg, source, PRIO_MODEL_FILE, 1, err, err_len);
+}
+
+/* ---- the command line ---- */
+
+/* argv[*i] is --name or --name=VALUE: its value (the next argument, consumed, for
+ * the first form), NULL when absent; *matched tells whether it was --name at all */
+static const char *named_value(int argc, char **argv, int *i, const char *name, int *matched)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    *matched = 0;
+    if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+        return NULL;
+    *matched = 1;
+    if (a[n] == '=')
+        return a + n + 1;
+    return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+static int record_job_file(flame_config *cfg, const char *path, char *err, size_t err_len)
+{
+    section *job = find_section(cfg, "job", 3);
+    entry *e = job ? find_entry(job, "config_file", 11) : NULL;
+    if (!e || !path)
+        return 0;
+    return set_text(job, e, path, PRIO_COMMAND_LINE, COMMAND_LINE, 0, err, err_len);
+}
+
+int config_apply_args(flame_config *cfg, int argc, char **argv, char *err, size_t err_len)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        char q[200], hint[200];
+        int matched;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            continue;
+        named_value(argc, argv, &i, "--arch", &matched);
+        if (matched)
+            continue;
+        v = named_value(argc, argv, &i, "--config", &matched);
+        if (!matched)
+            v = named_value(argc, argv, &i, "--job.config_file", &matched);
+        if (matched) {
+            if (record_job_file(cfg, v, err, err_len))
+                return -1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
+            return fail(err, err_len,
+                        "command line: unexpected argument %s (options are --section.key VALUE)",
+                        quoted(a, q, sizeof q));
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const char *dot = memchr(name, '.', name_len);
+        if (!dot) {
+            char *opt = xstrndup(a, name_len + 2);
+            fail(err, err_len, "command line: unknown option %s (options are --section.key VALUE)",
+                 quoted(opt, q, sizeof q));
+            free(opt);
+            return -1;
+        }
+        section *sec = find_section(cfg, name, (size_t)(dot - name));
+        if (!sec) {
+            char *sname = xstrndup(name, (size_t)(dot - name));
+            char *opt = xstrndup(a, name_len + 2);
+            fail(err, err_len, "command line: %s: unknown section [%s]%s", opt, sname,
+                 section_suggestion(cfg, sname, hint, sizeof hint));
+            free(sname);
+            free(opt);
+            return -1;
+        }
+        const char *key = dot + 1;
+        size_t key_len = name_len - (size_t)(key - name);
+        entry *e = find_entry(sec, key, key_len);
+        if (!e) {
+            char *kname = xstrndup(key, key_len);
+            char *opt = xstrndup(a, name_len + 2);
+            fail(err, err_len, "command line: %s: unknown key [%s] %s%s", opt, sec->name, kname,
+                 key_suggestion(sec, kname, hint, sizeof hint));
+            free(kname);
+            free(opt);
+            return -1;
+        }
+        int bool_word;
+        if (eq)
+            v = eq + 1;
+        else if (e->opt->type == FLAME_TYPE_BOOL)
+            v = i + 1 < argc && parse_bool_word(argv[i + 1], &bool_word) == 0 ? argv[++i] : "true";
+        else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+            v = argv[++i];
+        else
+            return fail(err, err_len, "command line: %s needs a value (or use --%s.%s=VALUE)", a,
+                        sec->name, e->opt->key);
+        if (set_text(sec, e, v, PRIO_COMMAND_LINE, COMMAND_LINE, 0, err, err_len))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- getters ---- */
+
+static const entry *lookup(const flame_config *cfg, const char *section_name, const char *key)
+{
+    const section *sec = find_section(cfg, section_name, strlen(section_name));
+    return sec ? find_entry(sec, key, strlen(key)) : NULL;
+}
+
+static const entry *typed_lookup(const flame_config *cfg, const char *section_name,
+                                 const char *key, flame_type type, const char *caller,
+                                 int must_exist)
+{
+    const entry *e = lookup(cfg, section_name, key);
+    if (!e) {
+        if (!must_exist)
+            return NULL;
+        fprintf(stderr, "flame: internal error: %s: no option [%s] %s is declared\n", caller,
+                section_name, key);
+        abort();
+    }
+    if (e->opt->type != type && !(type == FLAME_TYPE_FLOAT && e->opt->type == FLAME_TYPE_INT)) {
+        fprintf(stderr, "flame: internal error: %s: [%s] %s is of type %s\n", caller,
+                section_name, key, type_name(e->opt->type));
+        abort();
+    }
+    return e;
+}
+
+int config_is_set(const flame_config *cfg, const char *section_name, const char *key)
+{
+    const entry *e = lookup(cfg, section_name, key);
+    return e && e->has_value;
+}
+
+static int64_t get_int(const flame_config *cfg, const char *s, const char *key, int must_exist)
+{
+    const entry *e = typed_lookup(cfg, s, key, FLAME_TYPE_INT, "get_int", must_exist);
+    return e && e->has_value ? e->v.i : 0;
+}
+
+static double get_float(const flame_config *cfg, const char *s, const char *key, int must_exist)
+{
+    const entry *e = typed_lookup(cfg, s, key, FLAME_TYPE_FLOAT, "get_float", must_exist);
+    if (!e || !e->has_value)
+        return 0.0;
+    return e->opt->type == FLAME_TYPE_INT ? (double)e->v.i : e->v.f;
+}
+
+static int get_bool(const flame_config *cfg, const char *s, const char *key, int must_exist)
+{
+    const entry *e = typed_lookup(cfg, s, key, FLAME_TYPE_BOOL, "get_bool", must_exist);
+    return e && e->has_value ? e->v.b : 0;
+}
+
+static const char *get_string(const flame_config *cfg, const char *s, const char *key,
+                              int must_exist)
+{
+    const entry *e = typed_lookup(cfg, s, key, FLAME_TYPE_STRING, "get_string", must_exist);
+    return e && e->has_value ? e->text : NULL;
+}
+
+int64_t config_get_int(const flame_config *cfg, const char *section_name, const char *key)
+{
+    return get_int(cfg, section_name, key, 1);
+}
+
+double config_get_float(const flame_config *cfg, const char *section_name, const char *key)
+{
+    return get_float(cfg, section_name, key, 1);
+}
+
+int config_get_bool(const flame_config *cfg, const char *section_name, const char *key)
+{
+    return get_bool(cfg, section_name, key, 1);
+}
+
+const char *config_get_string(const flame_config *cfg, const char *section_name, const char *key)
+{
+    return get_string(cfg, section_name, key, 1);
+}
+
+/* ---- the plugin's view of [model]: unset or undeclared keys read as 0/NULL ---- */
+
+static int model_is_set(const void *ctx, const char *key)
+{
+    return config_is_set(ctx, "model", key);
+}
+
+static int64_t model_get_int(const void *ctx, const char *key)
+{
+    return get_int(ctx, "model", key, 0);
+}
+
+static double model_get_float(const void *ctx, const char *key)
+{
+    return get_float(ctx, "model", key, 0);
+}
+
+static int model_get_bool(const void *ctx, const char *key)
+{
+    return get_bool(ctx, "model", key, 0);
+}
+
+static const char *model_get_string(const void *ctx, const char *key)
+{
+    return get_string(ctx, "model", key, 0);
+}
+
+flame_model_config config_model_view(const flame_config *cfg)
+{
+    flame_model_config view = {cfg,           model_is_set,   model_get_int,
+                               model_get_float, model_get_bool, model_get_string};
+    return view;
+}
+
+/* ---- output ---- */
+
+/* a string that would not read back unchanged is written in double quotes */
+static int needs_quotes(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return 1; /* "key =" then a comment would read the comment */
+    if (isspace((unsigned char)s[0]) || isspace((unsigned char)s[n - 1]) || s[0] == ';')
+        return 1; /* blanks would be stripped; " ;" starts a comment */
+    return n >= 2 && s[0] == '"' && s[n - 1] == '"';
+}
+
+int config_write_ini(const flame_config *cfg, FILE *out)
+{
+    fprintf(out, "; flame: the resolved configuration (every option; unset ones commented out).\n"
+                 "; Read it back with --config FILE.\n");
+    for (int i = 0; i < cfg->n_sections; i++) {
+        const section *sec = &cfg->sections[i];
+        fprintf(out, "\n[%s]\n", sec->name);
+        for (int j = 0; j < sec->n; j++) {
+            const entry *e = &sec->entries[j];
+            if (!e->has_value) {
+                fprintf(out, "; %s =\n", e->opt->key);
+                continue;
+            }
+            int q = e->opt->type == FLAME_TYPE_STRING && needs_quotes(e->text);
+            fprintf(out, "%s = %s%s%s", e->opt->key, q ? "\"" : "", e->text, q ? "\"" : "");
+            if (e->source && !strpbrk(e->source, "\n\r")) {
+                if (e->line > 0)
+                    fprintf(out, "  ; %s:%d", e->source, e->line);
+                else
+                    fprintf(out, "  ; %s", e->source);
+            }
+            fputc('\n', out);
+        }
+    }
+    return ferror(out) ? -1 : 0;
+}
+
+static void print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+    int col = indent;
+    fprintf(out, "%*s", indent, "");
+    const char *p = text;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        const char *w = p;
+        while (*p && *p != ' ')
+            p++;
+        int wl = (int)(p - w);
+        if (col > indent && col + 1 + wl > width) {
+            fprintf(out, "\n%*s", indent, "");
+            col = indent;
+        }
+        if (col > indent) {
+            fputc(' ', out);
+            col++;
+        }
+        fwrite(w, 1, (size_t)wl, out);
+        col += wl;
+    }
+    fputc('\n', out);
+}
+
+void config_print_help(const flame_config *cfg, FILE *out)
+{
+    enum { WIDTH = 79 };
+    for (int i = 0; i < cfg->n_sections; i++) {
+        const section *sec = &cfg->sections[i];
+        const char *help = NULL;
+        for (int k = 0; k < n_core_sections; k++)
+            if (strcmp(core_sections[k].name, sec->name) == 0)
+                help = core_sections[k].help;
+        if (i)
+            fputc('\n', out);
+        if (help)
+            fprintf(out, "[%s]  %s\n", sec->name, help);
+        else
+            fprintf(out, "[%s]\n", sec->name);
+        for (int j = 0; j < sec->n; j++) {
+            const flame_option *o = sec->entries[j].opt;
+            char head[512], dflt[300];
+            if (o->default_value)
+                snprintf(dflt, sizeof dflt, "%s",
+                         *o->default_value ? o->default_value : "\"\"");
+            else
+                snprintf(dflt, sizeof dflt, "none");
+            if (o->ignored && !o->default_value)
+                snprintf(head, sizeof head, "  --%s.%s %s (ignored)", sec->name, o->key,
+                         type_name(o->type));
+            else
+                snprintf(head, sizeof head, "  --%s.%s %s (default: %s)%s", sec->name, o->key,
+                         type_name(o->type), dflt, o->ignored ? " (ignored)" : "");
+            if (!o->help || !*o->help) {
+                fprintf(out, "%s\n", head);
+            } else if (strlen(head) + 2 + strlen(o->help) <= WIDTH) {
+                fprintf(out, "%s  %s\n", head, o->help);
+            } else {
+                fprintf(out, "%s\n", head);
+                print_wrapped(out, o->help, 8, WIDTH);
+            }
+        }
+    }
+}
+
+void config_report_ignored(const flame_config *cfg, FILE *out)
+{
+    for (int i = 0; i < cfg->n_sections; i++) {
+        const section *sec = &cfg->sections[i];
+        for (int j = 0; j < sec->n; j++) {
+            const entry *e = &sec->entries[j];
+            if (e->opt->ignored && e->has_value && e->priority > PRIO_DEFAULT)
+                fprintf(out, "flame-run: ignoring [%s] %s (only meaningful to the Python stack)\n",
+                        sec->name, e->opt->key);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+/* The core's options: the sections and keys of fla-org/flame's job configs that
+ * this trainer understands, plus those it accepts and ignores so that flame
+ * command lines run unchanged. Semantic checks (ranges, names) belong to the
+ * trainer (train_options.c), not here. */
+#include "config.h"
+
+#define N(a) ((int)(sizeof(a) / sizeof *(a)))
+
+#define PY_ONLY "meaningful to the Python stack only"
+
+static const flame_option job_options[] = {
+    {"config_file", FLAME_TYPE_STRING, NULL, "job INI file (same as --config)", 0},
+    {"dump_folder", FLAME_TYPE_STRING, "exp/flame",
+     "output folder: config.ini, metrics.jsonl", 0},
+    {"description", FLAME_TYPE_STRING, "default job", "a note on the run, kept in config.ini", 0},
+    {"print_args", FLAME_TYPE_BOOL, "false", "print the resolved configuration at start", 0},
+};
+
+static const flame_option model_options[] = {
+    {"config", FLAME_TYPE_STRING, NULL,
+     "model config: fla/Hugging Face JSON (e.g. gla_340M.json) or a flame INI's [model]", 0},
+    {"tokenizer_path", FLAME_TYPE_STRING, "byte",
+     "tokenizer: \"byte\" for the built-in byte tokenizer", 0},
+    {"name", FLAME_TYPE_STRING, NULL, "the architecture is --arch", 1},
+    {"flavor", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
+    {"norm_type", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
+};
+
+static const flame_option optimizer_options[] = {
+    {"name", FLAME_TYPE_STRING, "AdamW", "optimizer (AdamW)", 0},
+    {"lr", FLAME_TYPE_FLOAT, "8e-4", "peak learning rate", 0},
+    {"eps", FLAME_TYPE_FLOAT, "1e-8", "AdamW epsilon", 0},
+    {"beta1", FLAME_TYPE_FLOAT, "0.9", "AdamW first-moment decay", 0},
+    {"beta2", FLAME_TYPE_FLOAT, "0.95", "AdamW second-moment decay", 0},
+    {"weight_decay", FLAME_TYPE_FLOAT, "0.1", "decoupled weight decay", 0},
+    {"implementation", FLAME_TYPE_STRING, NULL, "PyTorch's foreach/fused choice", 1},
+    {"fused", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
+    {"early_step_in_backward", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
+};
+
+static const flame_option lr_scheduler_options[] = {
+    {"warmup_steps", FLAME_TYPE_INT, "200", "steps of linear warmup from 0 to optimizer.lr", 0},
+    {"decay_type", FLAME_TYPE_STRING, "linear", "decay after warmup: linear, cosine or sqrt", 0},
+    {"lr_min", FLAME_TYPE_FLOAT, "0.0", "final lr as a fraction of optimizer.lr", 0},
+    {"decay_ratio", FLAME_TYPE_FLOAT, NULL,
+     "fraction of the steps spent decaying (warmup-stable-decay); unset: decay from the end "
+     "of warmup",
+     0},
+};
+
+static const flame_option training_options[] = {
+    {"dataset", FLAME_TYPE_STRING, NULL, "text to train on: a file, folder, glob or list", 0},
+    {"batch_size", FLAME_TYPE_INT, "8", "sequences per step", 0},
+    {"seq_len", FLAME_TYPE_INT, "2048", "tokens per sequence", 0},
+    {"steps", FLAME_TYPE_INT, "10000", "optimizer steps to train", 0},
+    {"max_norm", FLAME_TYPE_FLOAT, "1.0", "global gradient-norm clip; 0 disables", 0},
+    {"seed", FLAME_TYPE_INT, "42", "seed of initialization and data order", 0},
+    {"compile", FLAME_TYPE_BOOL, NULL, "torch.compile", 1},
+    {"dataset_name", FLAME_TYPE_STRING, NULL, "Hugging Face datasets subset", 1},
+    {"dataset_split", FLAME_TYPE_STRING, NULL, "Hugging Face datasets split", 1},
+    {"streaming", FLAME_TYPE_BOOL, NULL, "Hugging Face datasets streaming", 1},
+    {"num_workers", FLAME_TYPE_INT, NULL, "data loader workers", 1},
+    {"prefetch_factor", FLAME_TYPE_INT, NULL, "data loader prefetch", 1},
+    {"data_parallel_replicate_degree", FLAME_TYPE_INT, NULL, "DDP degree", 1},
+    {"data_parallel_shard_degree", FLAME_TYPE_INT, NULL, "FSDP degree", 1},
+    {"tensor_parallel_degree", FLAME_TYPE_INT, NULL, "tensor parallelism", 1},
+    {"disable_loss_parallel", FLAME_TYPE_BOOL, NULL, "tensor-parallel loss", 1},
+    {"enable_cpu_offload", FLAME_TYPE_BOOL, NULL, "FSDP CPU offload", 1},
+    {"mixed_precision_param", FLAME_TYPE_STRING, NULL, "FSDP parameter dtype", 1},
+    {"mixed_precision_reduce", FLAME_TYPE_STRING, NULL, "FSDP reduction dtype", 1},
+    {"gc_freq", FLAME_TYPE_INT, NULL, "Python garbage collection period", 1},
+    {"deterministic", FLAME_TYPE_BOOL, NULL, "deterministic PyTorch algorithms", 1},
+};
+
+static const flame_option metrics_options[] = {
+    {"log_freq", FLAME_TYPE_INT, "1", "write a metrics row every N steps", 0},
+    {"enable_tensorboard", FLAME_TYPE_BOOL, NULL, "TensorBoard", 1},
+    {"disable_color_printing", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
+    {"save_tb_folder", FLAME_TYPE_STRING, NULL, "TensorBoard folder", 1},
+    {"rank_0_only", FLAME_TYPE_BOOL, NULL, "log from rank 0 only", 1},
+    {"enable_wandb", FLAME_TYPE_BOOL, NULL, "Weights & Biases", 1},
+};
+
+const config_section core_sections[] = {
+    {"job", "the run: its config file and output folder", job_options, N(job_options)},
+    {"model", "the architecture's settings (the plugin declares its own keys too)", model_options,
+     N(model_options)},
+    {"optimizer", "AdamW", optimizer_options, N(optimizer_options)},
+    {"lr_scheduler", "warmup, then decay", lr_scheduler_options, N(lr_scheduler_options)},
+    {"training", "data, batch shape, steps, clipping, seed", training_options,
+     N(training_options)},
+    {"metrics", "logging to metrics.jsonl", metrics_options, N(metrics_options)},
+};
+
+const int n_core_sections = N(core_sections);
