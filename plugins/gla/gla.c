@@ -1,0 +1,798 @@
+/* GLA: fla's GLAForCausalLM (fla/models/gla, fla/layers/gla.py) as a flame plugin.
+ *
+ * For tokens x (n = B·T rows), with RMSNorm(z)·w written norm(z, w):
+ *   h = embed(x)
+ *   per layer:
+ *     a  = norm(h, attn_norm)
+ *     q, k, v, g = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ, a·Wgᵀ
+ *     gk = logsigmoid((a·W0ᵀ)·W1ᵀ + b1) / gate_logit_normalizer   (gla_gates_cpu.c)
+ *     o  = the gated recurrence, per head and sequence      (gla_recurrence_cpu.c)
+ *     y  = per-head norm(o, g_norm) · swish(g)                 (gla_gate_norm_cpu.c)
+ *     h  = h + y·Woᵀ
+ *     h  = h + down(silu(gate(m)) · up(m)),   m = norm(h, mlp_norm)
+ *   logits = norm(h, norm)·lm_headᵀ;  loss = mean cross-entropy over targets ≥ 0
+ * The shared math goes through the op table; the GLA-specific kernels are the
+ * plugin's own (gla.h). The backward walks the same steps in reverse. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <flame/plugin.h>
+
+#include "gla.h"
+
+/* ------------------------------------------------------------------ options */
+
+static const flame_option gla_options[] = {
+    {"hidden_size", FLAME_TYPE_INT, "2048", "model width D", 0},
+    {"num_hidden_layers", FLAME_TYPE_INT, "24", "number of GLA blocks", 0},
+    {"num_heads", FLAME_TYPE_INT, "4", "heads H", 0},
+    {"num_kv_heads", FLAME_TYPE_INT, NULL, "key/value heads (unset: num_heads, the only value supported)", 0},
+    {"expand_k", FLAME_TYPE_FLOAT, "0.5", "key_dim = int(hidden_size·expand_k)", 0},
+    {"expand_v", FLAME_TYPE_FLOAT, "1.0", "value_dim = int(hidden_size·expand_v)", 0},
+    {"hidden_ratio", FLAME_TYPE_INT, "4", "MLP width ratio when intermediate_size is unset", 0},
+    {"intermediate_size", FLAME_TYPE_INT, NULL,
+     "MLP width (unset: int(hidden_size·hidden_ratio·2/3) rounded up to a multiple of 256)", 0},
+    {"vocab_size", FLAME_TYPE_INT, "32000", "vocabulary size", 0},
+    {"norm_eps", FLAME_TYPE_FLOAT, "1e-6", "epsilon of every RMSNorm", 0},
+    {"initializer_range", FLAME_TYPE_FLOAT, "0.02", "std of the normal initialization", 0},
+    {"tie_word_embeddings", FLAME_TYPE_BOOL, "false", "use the embedding matrix as lm_head", 0},
+    {"gate_logit_normalizer", FLAME_TYPE_INT, "16", "gk = logsigmoid(gate logits) / this", 0},
+    {"gate_low_rank_dim", FLAME_TYPE_INT, "16", "rank of the gate projection gk_proj", 0},
+    {"use_output_gate", FLAME_TYPE_BOOL, "true", "gate the output with swish(g_proj(x)) (false: not supported yet)", 0},
+    {"use_short_conv", FLAME_TYPE_BOOL, "false", "short convolutions on q, k, v (true: not supported yet)", 0},
+    {"conv_size", FLAME_TYPE_INT, "4", "kernel size of the short convolutions", 0},
+    {"feature_map", FLAME_TYPE_STRING, NULL, "feature map of q and k (not supported yet)", 0},
+    {"clamp_min", FLAME_TYPE_FLOAT, NULL, "lower clamp of the gate logits (not supported yet)", 0},
+    {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the output gate and the MLP (swish only)", 0},
+    {"fuse_norm", FLAME_TYPE_BOOL, "true",
+     "fla's fused norm+gate; here only the parameter name (g_norm_swish_gate or g_norm)", 0},
+    {"attn_mode", FLAME_TYPE_STRING, "chunk", "fla kernel: chunk, fused_recurrent or fused_chunk (same math)", 0},
+    {"elementwise_affine", FLAME_TYPE_BOOL, "true", "learnable weight of the output norm (false: not supported yet)", 0},
+    {"use_gk", FLAME_TYPE_BOOL, "true", "key-wise forget gates (false: not supported yet)", 0},
+    {"use_gv", FLAME_TYPE_BOOL, "false", "value-wise forget gates (true: not supported yet)", 0},
+    {"max_position_embeddings", FLAME_TYPE_INT, "2048", "unused by GLA itself (for hybrid attention)", 0},
+    {"attn", FLAME_TYPE_STRING, NULL, "hybrid attention layers (not supported yet)", 0},
+    {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0},
+    {"fuse_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
+    {"fuse_swiglu", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
+    {"fuse_linear_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
+    {"use_l2warp", FLAME_TYPE_BOOL, NULL, "fla training trick", 1},
+    {"use_cache", FLAME_TYPE_BOOL, NULL, "Hugging Face generation setting", 1},
+    {"bos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+    {"eos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+    {"pad_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+};
+#define N_OPTIONS ((int)(sizeof gla_options / sizeof gla_options[0]))
+
+/* A key's value: the resolved one when set, else the default of our table
+ * (so this works whether or not the core counts defaults as set). */
+static const char *option_default(const char *key)
+{
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (strcmp(gla_options[i].key, key) == 0)
+            return gla_options[i].default_value;
+    return NULL;
+}
+
+static int opt_given(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) || option_default(key) != NULL;
+}
+
+static int64_t opt_int(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_int(c->ctx, key) : strtoll(option_default(key), NULL, 10);
+}
+
+static double opt_float(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_float(c->ctx, key) : strtod(option_default(key), NULL);
+}
+
+static int opt_bool(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_bool(c->ctx, key) : strcmp(option_default(key), "true") == 0;
+}
+
+static const char *opt_string(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_string(c->ctx, key) : option_default(key);
+}
+
+/* ------------------------------------------------------------------ the model */
+
+/* a layer's parameters, in fla's order */
+enum {
+    P_ATTN_NORM, P_Q, P_K, P_V, P_G, P_GK0, P_GK1, P_GK1_BIAS, P_O, P_G_NORM,
+    P_MLP_NORM, P_GATE, P_UP, P_DOWN, P_PER_LAYER
+};
+
+typedef struct gla_dims {
+    int D, L, H, dk, dv, key_dim, value_dim, I, V, R;
+    float eps, init_std, normalizer;
+    int tie, fuse_norm;
+} gla_dims;
+
+/* what one layer keeps from its forward for its backward */
+typedef struct layer_acts {
+    float *attn_rstd, *a;                 /* [n], [n,D]: norm of the layer input */
+    float *q, *k, *v, *g;                 /* [n,key_dim] ×2, [n,value_dim] ×2 */
+    float *gk_low, *gk;                   /* [n,R], [n,key_dim] (after logsigmoid) */
+    float *o, *gn_rstd, *y;               /* recurrence out, [n·H], gated norm out */
+    float *checkpoints;                   /* recurrence states at chunk starts */
+    float *mid;                           /* [n,D] residual after attention */
+    float *mlp_rstd, *m;                  /* [n], [n,D] */
+    float *gate, *up, *act;               /* [n,I] */
+} layer_acts;
+
+/* gradient scratch, reused by every layer */
+typedef struct grad_scratch {
+    float *resid;                 /* [n,D] ∂loss/∂(residual stream) */
+    float *x;                     /* [n,D] ∂loss/∂(a norm's output) */
+    float *y, *o, *g, *v;         /* [n,value_dim] */
+    float *q, *k, *gk, *gk_pre;   /* [n,key_dim] */
+    float *gk_low;                /* [n,R] */
+    float *act, *gate, *up;       /* [n,I] */
+} grad_scratch;
+
+typedef struct gla_model {
+    const flame_ops *ops;
+    gla_dims c;
+    int n_params;
+    flame_param_spec *specs;
+    float **w, **dw; /* [n_params], from bind() */
+
+    /* activation memory, one ops->alloc, sized by reserve() */
+    float *arena;
+    int cap_n; /* tokens it holds */
+    float **resid; /* [L+1] residual stream: layer inputs, then the last output */
+    layer_acts *acts; /* [L] */
+    float *final_rstd, *final_x, *logits, *dlogits, *losses;
+    grad_scratch d;
+    float *work;
+    int n_work;
+    int32_t *tokens;     /* backend copy of the last batch's tokens */
+    int32_t *host_ints;  /* host scratch [cap_n] */
+    int32_t *cu;         /* host [cap_n+1]: sequence offsets of the last batch */
+
+    int n, n_seqs; /* the last forward's batch; n = 0 before any */
+} gla_model;
+
+static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
+static float *W(const gla_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
+static float *dW(const gla_model *m, int layer, int p) { return m->dw[param_index(layer, p)]; }
+static int final_norm_index(const gla_model *m) { return 1 + m->c.L * P_PER_LAYER; }
+/* with tied embeddings, lm_head is the embedding (index 0) */
+static int lm_head_index(const gla_model *m) { return m->c.tie ? 0 : final_norm_index(m) + 1; }
+
+/* ------------------------------------------------------------------ create */
+
+/* the settings this CPU path does not implement; returns 0 or -1 with err */
+static int check_supported(const flame_model_config *cfg, char *err, size_t err_len)
+{
+    static const struct { const char *key; int supported; } bools[] = {
+        {"use_short_conv", 0}, {"use_output_gate", 1}, {"elementwise_affine", 1},
+        {"use_gk", 1}, {"use_gv", 0},
+    };
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
+        if (opt_bool(cfg, bools[i].key) != bools[i].supported) {
+            snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
+                     bools[i].supported ? "false" : "true");
+            return -1;
+        }
+    static const char *const unset_only[] = {"feature_map", "clamp_min", "attn", "attnres_block_size"};
+    for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
+        if (opt_given(cfg, unset_only[i])) {
+            snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
+            return -1;
+        }
+    const char *act = opt_string(cfg, "hidden_act");
+    if (strcmp(act, "swish") != 0) {
+        snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish)", act);
+        return -1;
+    }
+    const char *mode = opt_string(cfg, "attn_mode");
+    if (strcmp(mode, "chunk") && strcmp(mode, "fused_recurrent") && strcmp(mode, "fused_chunk")) {
+        snprintf(err, err_len, "attn_mode = %s: expected chunk, fused_recurrent or fused_chunk", mode);
+        return -1;
+    }
+    if (opt_given(cfg, "num_kv_heads") && opt_int(cfg, "num_kv_heads") != opt_int(cfg, "num_heads")) {
+        snprintf(err, err_len, "num_kv_heads = %lld is not supported yet (only num_kv_heads = num_heads)",
+                 (long long)opt_int(cfg, "num_kv_heads"));
+        return -1;
+    }
+    return 0;
+}
+
+/* reads a whole number in [1, INT_MAX]; returns 0 or -1 with err */
+static int read_size(const flame_model_config *cfg, const char *key, int *out, char *err, size_t err_len)
+{
+    int64_t v = opt_int(cfg, key);
+    if (v < 1 || v > INT_MAX) {
+        snprintf(err, err_len, "%s = %lld: expected a positive whole number below 2^31", key, (long long)v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* int(hidden_size · expand), as Python computes it; -1 when out of range */
+static int64_t expanded(int D, double expand)
+{
+    double x = (double)D * expand;
+    return x >= 0 && x <= INT_MAX ? (int64_t)x : -1;
+}
+
+static int64_t default_intermediate(int D, int64_t ratio)
+{
+    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
+    return 256 * ((i + 255) / 256);
+}
+
+static int read_dims(const flame_model_config *cfg, gla_dims *c, char *err, size_t err_len)
+{
+    if (read_size(cfg, "hidden_size", &c->D, err, err_len) ||
+        read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
+        read_size(cfg, "num_heads", &c->H, err, err_len) ||
+        read_size(cfg, "vocab_size", &c->V, err, err_len) ||
+        read_size(cfg, "gate_low_rank_dim", &c->R, err, err_len))
+        return -1;
+    const char *names[2] = {"expand_k", "expand_v"};
+    int64_t dims[2];
+    for (int i = 0; i < 2; i++) {
+        dims[i] = expanded(c->D, opt_float(cfg, names[i]));
+        if (dims[i] < c->H) {
+            snprintf(err, err_len, "%s = %g gives int(hidden_size·%s) = %lld; need at least num_heads = %d",
+                     names[i], opt_float(cfg, names[i]), names[i], (long long)dims[i], c->H);
+            return -1;
+        }
+        if (dims[i] % c->H) {
+            snprintf(err, err_len, "%s: %s dim int(hidden_size·%s) = %lld is not divisible by num_heads = %d",
+                     names[i], i ? "value" : "key", names[i], (long long)dims[i], c->H);
+            return -1;
+        }
+    }
+    c->key_dim = (int)dims[0], c->value_dim = (int)dims[1];
+    c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
+    if (opt_given(cfg, "intermediate_size")) {
+        if (read_size(cfg, "intermediate_size", &c->I, err, err_len))
+            return -1;
+    } else {
+        int64_t ratio = opt_int(cfg, "hidden_ratio");
+        int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? default_intermediate(c->D, ratio) : -1;
+        if (I < 1 || I > INT_MAX) {
+            snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an MLP "
+                     "width below 2^31", (long long)ratio);
+            return -1;
+        }
+        c->I = (int)I;
+    }
+    int64_t normalizer = opt_int(cfg, "gate_logit_normalizer");
+    double eps = opt_float(cfg, "norm_eps"), std = opt_float(cfg, "initializer_range");
+    if (normalizer < 1) {
+        snprintf(err, err_len, "gate_logit_normalizer = %lld: expected a positive whole number", (long long)normalizer);
+        return -1;
+    }
+    if (!(eps >= 0)) {
+        snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
+        return -1;
+    }
+    if (!(std >= 0)) {
+        snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
+        return -1;
+    }
+    c->normalizer = (float)normalizer, c->eps = (float)eps, c->init_std = (float)std;
+    c->tie = opt_bool(cfg, "tie_word_embeddings");
+    c->fuse_norm = opt_bool(cfg, "fuse_norm");
+    return 0;
+}
+
+/* a matrix when cols > 0, else a vector */
+static void add_spec(gla_model *m, const char *name, int64_t rows, int64_t cols, flame_init_rule init,
+                     int decay)
+{
+    flame_param_spec *s = &m->specs[m->n_params++];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ndim = cols ? 2 : 1;
+    s->shape[0] = rows;
+    s->shape[1] = cols;
+    s->init = init;
+    s->init_std = init == FLAME_INIT_NORMAL ? m->c.init_std : 0.0f;
+    s->weight_decay = decay;
+}
+
+static void add_layer_specs(gla_model *m, int l)
+{
+    const gla_dims *c = &m->c;
+    char name[FLAME_NAME_MAX];
+    /* matrices: normal, with weight decay; vectors: ones (norms) or zeros (bias), without */
+#define MATRIX(suffix, rows, cols)                                            \
+    do {                                                                      \
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
+        add_spec(m, name, rows, cols, FLAME_INIT_NORMAL, 1);                  \
+    } while (0)
+#define VECTOR(suffix, size, init)                                            \
+    do {                                                                      \
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
+        add_spec(m, name, size, 0, init, 0);                                  \
+    } while (0)
+    VECTOR("attn_norm.weight", c->D, FLAME_INIT_ONES);
+    MATRIX("attn.q_proj.weight", c->key_dim, c->D);
+    MATRIX("attn.k_proj.weight", c->key_dim, c->D);
+    MATRIX("attn.v_proj.weight", c->value_dim, c->D);
+    MATRIX("attn.g_proj.weight", c->value_dim, c->D);
+    MATRIX("attn.gk_proj.0.weight", c->R, c->D);
+    MATRIX("attn.gk_proj.1.weight", c->key_dim, c->R);
+    VECTOR("attn.gk_proj.1.bias", c->key_dim, FLAME_INIT_ZEROS);
+    MATRIX("attn.o_proj.weight", c->D, c->value_dim);
+    VECTOR(c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight", c->dv, FLAME_INIT_ONES);
+    VECTOR("mlp_norm.weight", c->D, FLAME_INIT_ONES);
+    MATRIX("mlp.gate_proj.weight", c->I, c->D);
+    MATRIX("mlp.up_proj.weight", c->I, c->D);
+    MATRIX("mlp.down_proj.weight", c->D, c->I);
+#undef MATRIX
+#undef VECTOR
+}
+
+static int build_specs(gla_model *m)
+{
+    int n = 2 + m->c.L * P_PER_LAYER + (m->c.tie ? 0 : 1);
+    m->specs = calloc((size_t)n, sizeof *m->specs);
+    m->w = calloc((size_t)n, sizeof *m->w);
+    m->dw = calloc((size_t)n, sizeof *m->dw);
+    if (!m->specs || !m->w || !m->dw)
+        return -1;
+    add_spec(m, "model.embeddings.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 0);
+    for (int l = 0; l < m->c.L; l++)
+        add_layer_specs(m, l);
+    add_spec(m, "model.norm.weight", m->c.D, 0, FLAME_INIT_ONES, 0);
+    if (!m->c.tie)
+        add_spec(m, "lm_head.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 1);
+    return 0;
+}
+
+static void gla_destroy(void *model);
+
+static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
+{
+    if (strcmp(ops->backend, "cpu") != 0) {
+        snprintf(err, err_len, "no kernels for backend %s yet", ops->backend);
+        return NULL;
+    }
+    gla_dims c = {0};
+    if (check_supported(cfg, err, err_len) || read_dims(cfg, &c, err, err_len))
+        return NULL;
+    gla_model *m = calloc(1, sizeof *m);
+    if (m) {
+        m->ops = ops;
+        m->c = c;
+        m->acts = calloc((size_t)c.L, sizeof *m->acts);
+        m->resid = calloc((size_t)c.L + 1, sizeof *m->resid);
+    }
+    if (!m || !m->acts || !m->resid || build_specs(m)) {
+        gla_destroy(m);
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    return m;
+}
+
+static void release_activations(gla_model *m)
+{
+    if (m->arena)
+        m->ops->free(m->arena);
+    if (m->tokens)
+        m->ops->free(m->tokens);
+    free(m->host_ints);
+    free(m->cu);
+    m->arena = NULL, m->tokens = NULL, m->host_ints = NULL, m->cu = NULL;
+    m->cap_n = 0, m->n = 0;
+}
+
+static void gla_destroy(void *model)
+{
+    gla_model *m = model;
+    if (!m)
+        return;
+    release_activations(m);
+    free(m->specs);
+    free(m->w);
+    free(m->dw);
+    free(m->acts);
+    free(m->resid);
+    free(m);
+}
+
+static int gla_n_params(const void *model) { return ((const gla_model *)model)->n_params; }
+
+static const flame_param_spec *gla_param(const void *model, int index)
+{
+    const gla_model *m = model;
+    return index >= 0 && index < m->n_params ? &m->specs[index] : NULL;
+}
+
+static void gla_bind(void *model, float *const *params, float *const *grads)
+{
+    gla_model *m = model;
+    for (int i = 0; i < m->n_params; i++)
+        m->w[i] = params[i], m->dw[i] = grads[i];
+}
+
+/* ------------------------------------------------------------------ reserve */
+
+/* Hands out consecutive pieces of the arena; with base NULL it only counts. */
+typedef struct carver {
+    float *base;
+    size_t used;
+} carver;
+
+static float *take(carver *cv, size_t floats)
+{
+    float *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += floats;
+    return p;
+}
+
+static void carve_layer(layer_acts *A, carver *cv, const gla_dims *c, size_t n)
+{
+    A->attn_rstd = take(cv, n);
+    A->a = take(cv, n * c->D);
+    A->q = take(cv, n * c->key_dim);
+    A->k = take(cv, n * c->key_dim);
+    A->v = take(cv, n * c->value_dim);
+    A->g = take(cv, n * c->value_dim);
+    A->gk_low = take(cv, n * c->R);
+    A->gk = take(cv, n * c->key_dim);
+    A->o = take(cv, n * c->value_dim);
+    A->gn_rstd = take(cv, n * c->H);
+    A->y = take(cv, n * c->value_dim);
+    A->checkpoints = take(cv, gla_recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
+    A->mid = take(cv, n * c->D);
+    A->mlp_rstd = take(cv, n);
+    A->m = take(cv, n * c->D);
+    A->gate = take(cv, n * c->I);
+    A->up = take(cv, n * c->I);
+    A->act = take(cv, n * c->I);
+}
+
+static void carve_grads(grad_scratch *d, carver *cv, const gla_dims *c, size_t n)
+{
+    d->resid = take(cv, n * c->D);
+    d->x = take(cv, n * c->D);
+    d->y = take(cv, n * c->value_dim);
+    d->o = take(cv, n * c->value_dim);
+    d->g = take(cv, n * c->value_dim);
+    d->v = take(cv, n * c->value_dim);
+    d->q = take(cv, n * c->key_dim);
+    d->k = take(cv, n * c->key_dim);
+    d->gk = take(cv, n * c->key_dim);
+    d->gk_pre = take(cv, n * c->key_dim);
+    d->gk_low = take(cv, n * c->R);
+    d->act = take(cv, n * c->I);
+    d->gate = take(cv, n * c->I);
+    d->up = take(cv, n * c->I);
+}
+
+static void carve_all(gla_model *m, carver *cv, size_t n)
+{
+    const gla_dims *c = &m->c;
+    for (int l = 0; l <= c->L; l++)
+        m->resid[l] = take(cv, n * c->D);
+    for (int l = 0; l < c->L; l++)
+        carve_layer(&m->acts[l], cv, c, n);
+    m->final_rstd = take(cv, n);
+    m->final_x = take(cv, n * c->D);
+    m->logits = take(cv, n * c->V);
+    m->dlogits = take(cv, n * c->V);
+    m->losses = take(cv, n);
+    carve_grads(&m->d, cv, c, n);
+    m->work = take(cv, (size_t)m->n_work * gla_recurrence_work_floats(c->dk, c->dv));
+}
+
+static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
+{
+    gla_model *m = model;
+    release_activations(m);
+    /* the kernels index rows of heads (n·H) with an int */
+    if (B < 1 || T < 1 || (int64_t)B * T * m->c.H > INT_MAX) {
+        snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
+        return -1;
+    }
+    size_t n = (size_t)B * T;
+    m->n_work = gla_recurrence_max_workers();
+    if (m->n_work < 1)
+        m->n_work = 1;
+    carver cv = {NULL, 0};
+    carve_all(m, &cv, n);
+    m->arena = m->ops->alloc(cv.used * sizeof(float));
+    m->tokens = m->ops->alloc(n * sizeof(int32_t));
+    m->host_ints = malloc(n * sizeof(int32_t));
+    m->cu = malloc((n + 1) * sizeof(int32_t));
+    if (!m->arena || !m->tokens || !m->host_ints || !m->cu) {
+        release_activations(m);
+        snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
+                 cv.used * sizeof(float) / 1073741824.0);
+        return -1;
+    }
+    cv = (carver){m->arena, 0};
+    carve_all(m, &cv, n);
+    m->cap_n = (int)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* Takes in the batch: the sequence offsets, a copy of the tokens (checked
+ * against the vocabulary). Returns the number of counted targets, or -1. */
+static int load_batch(gla_model *m, const flame_batch *b)
+{
+    m->n = 0;
+    if (b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > m->cap_n) {
+        fprintf(stderr, "gla: a batch of %d×%d tokens, but %d were reserved\n", b->B, b->T, m->cap_n);
+        return -1;
+    }
+    int n = b->B * b->T;
+    if (b->cu_seqlens) {
+        int ok = b->n_seqs >= 1 && b->n_seqs <= n && b->cu_seqlens[0] == 0 && b->cu_seqlens[b->n_seqs] == n;
+        for (int s = 0; ok && s < b->n_seqs; s++)
+            ok = b->cu_seqlens[s] < b->cu_seqlens[s + 1];
+        if (!ok) {
+            fprintf(stderr, "gla: cu_seqlens must rise strictly from 0 to B·T = %d\n", n);
+            return -1;
+        }
+        memcpy(m->cu, b->cu_seqlens, ((size_t)b->n_seqs + 1) * sizeof *m->cu);
+        m->n_seqs = b->n_seqs;
+    } else {
+        for (int s = 0; s <= b->B; s++)
+            m->cu[s] = s * b->T;
+        m->n_seqs = b->B;
+    }
+    m->ops->download(m->host_ints, b->tokens, (size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        if (m->host_ints[i] < 0 || m->host_ints[i] >= m->c.V) {
+            fprintf(stderr, "gla: token %d at position %d is outside the vocabulary of %d\n",
+                    m->host_ints[i], i, m->c.V);
+            return -1;
+        }
+    m->ops->copy(m->tokens, b->tokens, (size_t)n * sizeof(int32_t));
+    m->ops->download(m->host_ints, b->targets, (size_t)n * sizeof(int32_t));
+    int counted = 0;
+    for (int i = 0; i < n; i++)
+        counted += m->host_ints[i] >= 0;
+    m->n = n;
+    return counted;
+}
+
+static gla_recurrence_dims recurrence_dims(const gla_model *m)
+{
+    gla_recurrence_dims d = {m->cu, m->n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk)};
+    return d;
+}
+
+static void attn_forward(gla_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const gla_dims *c = &m->c;
+    layer_acts *A = &m->acts[l];
+    int n = m->n;
+    /* pre-norm */
+    ops->rmsnorm_forward(A->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
+    /* projections */
+    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, n, c->D, c->key_dim);
+    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, n, c->D, c->key_dim);
+    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, n, c->D, c->value_dim);
+    ops->matmul_forward(A->g, A->a, W(m, l, P_G), NULL, n, c->D, c->value_dim);
+    /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
+    ops->matmul_forward(A->gk_low, A->a, W(m, l, P_GK0), NULL, n, c->D, c->R);
+    ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), n, c->R, c->key_dim);
+    gla_gates_forward_cpu(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
+    /* the recurrence, then the gated per-head norm */
+    gla_recurrence_dims rd = recurrence_dims(m);
+    gla_recurrence_forward_cpu(A->o, A->checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
+    gla_gate_norm_forward_cpu(A->y, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
+    /* output projection and residual */
+    ops->matmul_forward(A->mid, A->y, W(m, l, P_O), NULL, n, c->value_dim, c->D);
+    ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
+}
+
+static void mlp_forward(gla_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const gla_dims *c = &m->c;
+    layer_acts *A = &m->acts[l];
+    int n = m->n;
+    float *out = m->resid[l + 1];
+    ops->rmsnorm_forward(A->m, A->mlp_rstd, A->mid, W(m, l, P_MLP_NORM), n, c->D, c->eps);
+    ops->matmul_forward(A->gate, A->m, W(m, l, P_GATE), NULL, n, c->D, c->I);
+    ops->matmul_forward(A->up, A->m, W(m, l, P_UP), NULL, n, c->D, c->I);
+    ops->swiglu_forward(A->act, A->gate, A->up, (size_t)n * c->I);
+    ops->matmul_forward(out, A->act, W(m, l, P_DOWN), NULL, n, c->I, c->D);
+    ops->add(out, out, A->mid, (size_t)n * c->D);
+}
+
+/* final norm, lm_head and the loss; the loss gradient is kept for backward */
+static float head_forward(gla_model *m, const flame_batch *b, int counted, float *logits_out)
+{
+    const flame_ops *ops = m->ops;
+    const gla_dims *c = &m->c;
+    int n = m->n;
+    ops->rmsnorm_forward(m->final_x, m->final_rstd, m->resid[c->L], m->w[final_norm_index(m)], n, c->D,
+                         c->eps);
+    ops->matmul_forward(m->logits, m->final_x, m->w[lm_head_index(m)], NULL, n, c->D, c->V);
+    if (logits_out)
+        ops->copy(logits_out, m->logits, (size_t)n * c->V * sizeof(float));
+    float scale = counted ? 1.0f / (float)counted : 0.0f;
+    double sum = ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, n, c->V, scale);
+    return counted ? (float)(sum / counted) : 0.0f;
+}
+
+static float gla_forward(void *model, const flame_batch *batch, float *logits)
+{
+    gla_model *m = model;
+    int counted = load_batch(m, batch);
+    if (counted < 0)
+        return NAN;
+    m->ops->embedding_forward(m->resid[0], m->tokens, m->w[0], m->n, m->c.D);
+    for (int l = 0; l < m->c.L; l++) {
+        attn_forward(m, l);
+        mlp_forward(m, l);
+    }
+    return head_forward(m, batch, counted, logits);
+}
+
+/* ------------------------------------------------------------------ backward */
+
+static void zero(const gla_model *m, float *x, size_t floats) { m->ops->zero(x, floats * sizeof(float)); }
+
+/* d.resid = ∂loss/∂(last residual) */
+static void head_backward(gla_model *m)
+{
+    const flame_ops *ops = m->ops;
+    const gla_dims *c = &m->c;
+    int n = m->n, norm = final_norm_index(m), head = lm_head_index(m);
+    zero(m, m->d.x, (size_t)n * c->D);
+    ops->matmul_backward(m->d.x, m->dw[head], NULL, m->dlogits, m->final_x, m->w[head], n, c->D, c->V);
+    zero(m, m->d.resid, (size_t)n * c->D);
+    ops->rmsnorm_backward(m->d.resid, m->dw[norm], m->d.x, m->resid[c->L], m->w[norm], m->final_rstd, n,
+                          c->D);
+}
+
+/* d.resid: ∂loss/∂(layer output) in, ∂loss/∂mid out */
+static void mlp_backward(gla_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const gla_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n;
+    size_t nI = (size_t)n * c->I;
+    zero(m, d->act, nI);
+    ops->matmul_backward(d->act, dW(m, l, P_DOWN), NULL, d->resid, A->act, W(m, l, P_DOWN), n, c->I, c->D);
+    zero(m, d->gate, nI);
+    zero(m, d->up, nI);
+    ops->swiglu_backward(d->gate, d->up, d->act, A->gate, A->up, nI);
+    zero(m, d->x, (size_t)n * c->D);
+    ops->matmul_backward(d->x, dW(m, l, P_GATE), NULL, d->gate, A->m, W(m, l, P_GATE), n, c->D, c->I);
+    ops->matmul_backward(d->x, dW(m, l, P_UP), NULL, d->up, A->m, W(m, l, P_UP), n, c->D, c->I);
+    /* the residual path already carries d.resid; the norm's path adds to it */
+    ops->rmsnorm_backward(d->resid, dW(m, l, P_MLP_NORM), d->x, A->mid, W(m, l, P_MLP_NORM), A->mlp_rstd, n,
+                          c->D);
+}
+
+/* from d.resid = ∂loss/∂mid to d.o, d.g: through o_proj and the gated norm */
+static void attn_output_backward(gla_model *m, int l)
+{
+    const gla_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n;
+    size_t nV = (size_t)n * c->value_dim;
+    zero(m, d->y, nV);
+    m->ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, A->y, W(m, l, P_O), n, c->value_dim, c->D);
+    zero(m, d->o, nV);
+    zero(m, d->g, nV);
+    gla_gate_norm_backward_cpu(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
+                               A->gn_rstd, n * c->H, c->dv);
+}
+
+/* from d.o to d.q, d.k, d.v and the gate logits' gradients d.gk_pre, d.gk_low */
+static void attn_core_backward(gla_model *m, int l)
+{
+    const gla_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n;
+    size_t nK = (size_t)n * c->key_dim;
+    zero(m, d->q, nK);
+    zero(m, d->k, nK);
+    zero(m, d->gk, nK);
+    zero(m, d->v, (size_t)n * c->value_dim);
+    gla_recurrence_dims rd = recurrence_dims(m);
+    gla_recurrence_backward_cpu(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, A->checkpoints, &rd,
+                                m->work, m->n_work);
+    zero(m, d->gk_pre, nK);
+    gla_gates_backward_cpu(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
+    zero(m, d->gk_low, (size_t)n * c->R);
+    m->ops->matmul_backward(d->gk_low, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre, A->gk_low,
+                            W(m, l, P_GK1), n, c->R, c->key_dim);
+}
+
+/* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */
+static void attn_input_backward(gla_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const gla_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n, D = c->D;
+    zero(m, d->x, (size_t)n * D);
+    ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->key_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->key_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->value_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_G), NULL, d->g, A->a, W(m, l, P_G), n, D, c->value_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_GK0), NULL, d->gk_low, A->a, W(m, l, P_GK0), n, D, c->R);
+    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->resid[l], W(m, l, P_ATTN_NORM),
+                          A->attn_rstd, n, D);
+}
+
+static void gla_backward(void *model)
+{
+    gla_model *m = model;
+    if (m->n == 0)
+        return; /* no successful forward to differentiate */
+    head_backward(m);
+    for (int l = m->c.L - 1; l >= 0; l--) {
+        mlp_backward(m, l);
+        attn_output_backward(m, l);
+        attn_core_backward(m, l);
+        attn_input_backward(m, l);
+    }
+    m->ops->embedding_backward(m->dw[0], m->d.resid, m->tokens, m->n, m->c.D);
+}
+
+/* ------------------------------------------------------------------ the rest */
+
+/* 6 FLOPs per weight of every matmul (2 forward, 4 backward), the embedding
+ * lookup excluded and lm_head included even when tied; plus the recurrence:
+ * per token, head and layer, the state update (decay and kᵀv) and the readout
+ * q·S are each about 2·dk·dv FLOPs, and forward + backward (which also
+ * recomputes the states) come to about 3 passes of both: 3 · 2 · 2·dk·dv. */
+static double gla_flops_per_token(const void *model, int T)
+{
+    const gla_dims *c = &((const gla_model *)model)->c;
+    (void)T; /* the recurrence is linear in T: no per-token term grows with it */
+    double D = c->D, layer_weights = D * (2.0 * c->key_dim + 2.0 * c->value_dim) /* q k v g */
+                                     + (double)c->R * (D + c->key_dim)          /* gk_proj */
+                                     + (double)c->value_dim * D                 /* o_proj */
+                                     + 3.0 * c->I * D;                          /* MLP */
+    double matmul = 6.0 * (c->L * layer_weights + (double)c->V * D);
+    double recurrence = (double)c->L * 3.0 * 2.0 * 2.0 * c->H * c->dk * c->dv;
+    return matmul + recurrence;
+}
+
+static int64_t gla_vocab_size(const void *model) { return ((const gla_model *)model)->c.V; }
+
+static const flame_plugin gla_plugin = {
+    .abi_version = FLAME_ABI_VERSION,
+    .name = "gla",
+    .description = "Gated Linear Attention (fla's GLAForCausalLM)",
+    .options = gla_options,
+    .n_options = N_OPTIONS,
+    .create = gla_create,
+    .destroy = gla_destroy,
+    .n_params = gla_n_params,
+    .param = gla_param,
+    .bind = gla_bind,
+    .reserve = gla_reserve,
+    .forward = gla_forward,
+    .backward = gla_backward,
+    .flops_per_token = gla_flops_per_token,
+    .vocab_size = gla_vocab_size,
+    .decode_state_bytes = NULL,
+    .decode_step = NULL,
+};
+
+const flame_plugin *flame_plugin_entry(void) { return &gla_plugin; }

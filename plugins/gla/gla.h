@@ -1,0 +1,66 @@
+/* The GLA plugin's own CPU kernels: the math that is particular to Gated
+ * Linear Attention and so is not in the shared op table.
+ *
+ * Layouts: a token's heads are contiguous, so q, k, gk are [n, H, dk] and v, o
+ * are [n, H, dv] (row t holds H·dk resp. H·dv values, head h at offset h·dk).
+ * Like the shared ops, forward kernels overwrite their outputs and backward
+ * kernels ADD into every gradient (a NULL gradient is skipped where noted). */
+#ifndef FLAME_GLA_H
+#define FLAME_GLA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- gla_recurrence_cpu.c: the gated linear recurrence ----
+ *
+ * Per head and per sequence, with the state S ∈ R^{dk×dv} starting at 0:
+ *     S_t = diag(exp(gk_t)) · S_{t−1} + k_tᵀ v_t
+ *     o_t = (scale · q_t) · S_t
+ * The forward keeps the state at the start of every chunk of GLA_CHUNK steps
+ * but the first of each sequence (that one is 0) in `checkpoints`; the
+ * backward recomputes the states inside one chunk from there. */
+#define GLA_CHUNK 64
+
+typedef struct gla_recurrence_dims {
+    const int32_t *cu_seqlens; /* [n_seqs+1] host offsets: 0 = cu[0] < ... < cu[n_seqs] = n */
+    int n_seqs;
+    int H, dk, dv;
+    float scale; /* fla: dk^-1/2 */
+} gla_recurrence_dims;
+
+/* floats of `checkpoints` for any split of n tokens into sequences */
+size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv);
+/* the workers the kernels may run in parallel, and the floats each needs in `work` */
+int gla_recurrence_max_workers(void);
+size_t gla_recurrence_work_floats(int dk, int dv);
+
+/* work: n_work · gla_recurrence_work_floats() floats; at most n_work threads run. */
+void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
+                                const float *k, const float *v, const float *gk,
+                                const gla_recurrence_dims *d, float *work, int n_work);
+/* dq, dk, dv, dgk += ∂L/∂· given dout = ∂L/∂o (all four are required) */
+void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
+                                 const float *dout, const float *q, const float *k,
+                                 const float *v, const float *gk, const float *checkpoints,
+                                 const gla_recurrence_dims *d, float *work, int n_work);
+
+/* ---- gla_gate_norm_cpu.c: fla's FusedRMSNormGated with swish ----
+ * Over rows of C values (one head of one token, C = dv, rows = n·H):
+ *     y = o · rstd · w · swish(g),  rstd = 1/sqrt(mean(o²) + eps),  swish(g) = g·σ(g)
+ * rstd[rows] is saved for the backward. */
+void gla_gate_norm_forward_cpu(float *y, float *rstd, const float *o, const float *g,
+                               const float *w, int rows, int C, float eps);
+/* do, dg, dw += ∂L/∂· given dy (each may be NULL) */
+void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *dy,
+                                const float *o, const float *g, const float *w,
+                                const float *rstd, int rows, int C);
+
+/* ---- gla_gates_cpu.c: the forget-gate logits ----
+ *     gk = logsigmoid(x) / normalizer     (out may alias x)
+ * The backward needs only the output: σ(−x) = −expm1(normalizer · gk). */
+void gla_gates_forward_cpu(float *gk, const float *x, size_t n, float normalizer);
+/* dx += dgk · σ(−x) / normalizer */
+void gla_gates_backward_cpu(float *dx, const float *dgk, const float *gk, size_t n,
+                            float normalizer);
+
+#endif

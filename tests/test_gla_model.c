@@ -1,0 +1,669 @@
+/* Tests of the whole GLA plugin at a tiny size, through flame_plugin_entry()
+ * and the real CPU op table, with a [model] section and parameters made here:
+ *  - the parameter list: fla's names, shapes, order, init rules, weight decay;
+ *  - the loss and logits against a naive forward written here in double (its
+ *    own matmuls, norms, token-by-token recurrence and cross-entropy);
+ *  - the gradient of every parameter tensor against central finite differences
+ *    of the plugin's fp32 loss (all elements of small tensors, 20 of large ones);
+ *  - a second backward adds the same gradients again;
+ *  - with tied embeddings (and fuse_norm = false), and with cu_seqlens;
+ *  - create() refusing what the CPU path does not implement, naming the key. */
+#include <stdarg.h>
+#include <string.h>
+
+#include <flame/plugin.h>
+
+#include "cpu_kernels.h"
+#include "testing.h"
+
+const flame_plugin *flame_plugin_entry(void);
+
+/* ==================================================================== a [model] section */
+
+#define MAX_KEYS 48
+
+typedef struct kv_config {
+    const char *key[MAX_KEYS], *value[MAX_KEYS];
+    int n;
+} kv_config;
+
+static const char *kv_find(const void *ctx, const char *key)
+{
+    const kv_config *c = ctx;
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->key[i], key) == 0)
+            return c->value[i];
+    return NULL;
+}
+
+static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
+static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
+static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
+static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
+static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
+
+static void kv_set(kv_config *c, const char *key, const char *value)
+{
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->key[i], key) == 0) {
+            c->value[i] = value;
+            return;
+        }
+    c->key[c->n] = key, c->value[c->n] = value, c->n++;
+}
+
+static flame_model_config view_of(const kv_config *c)
+{
+    flame_model_config v = {c, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
+    return v;
+}
+
+/* ==================================================================== the model under test */
+
+typedef struct dims {
+    int D, L, H, key_dim, value_dim, I, V, R;
+    double eps, normalizer;
+    int tie, fuse_norm;
+} dims;
+
+typedef struct test_model {
+    const flame_plugin *p;
+    void *model;
+    dims c;
+    int n_params;
+    const flame_param_spec **spec;
+    float **w, **g;
+    size_t *numel;
+    int B, T, n_seqs;
+    int32_t *tokens, *targets, *cu;
+    flame_batch batch;
+} test_model;
+
+static size_t numel_of(const flame_param_spec *s)
+{
+    size_t n = 1;
+    for (int d = 0; d < s->ndim; d++)
+        n *= (size_t)s->shape[d];
+    return n;
+}
+
+/* random values: matrices of std ≈ 0.3, norm weights around 1, a nonzero bias,
+ * embedding rows of RMS ≈ 0.7 (that is also lm_head when tied) */
+static void fill_param(float *x, const flame_param_spec *s, size_t n)
+{
+    if (s->init == FLAME_INIT_ONES)
+        testing_fill(x, n, 0.7f, 1.3f);
+    else if (s->init == FLAME_INIT_ZEROS)
+        testing_fill(x, n, -0.5f, 0.5f);
+    else if (strcmp(s->name, "model.embeddings.weight") == 0)
+        testing_fill(x, n, -1.2f, 1.2f);
+    else
+        testing_fill(x, n, -0.52f, 0.52f);
+}
+
+static const char *config_string(char *buf, size_t len, int v)
+{
+    snprintf(buf, len, "%d", v);
+    return buf;
+}
+
+/* creates the plugin's model from cfg, binds fresh random parameters */
+static int model_open(test_model *t, const kv_config *cfg, const dims *c)
+{
+    char err[256] = "";
+    t->p = flame_plugin_entry();
+    t->c = *c;
+    flame_model_config v = view_of(cfg);
+    t->model = t->p->create(&v, &flame_cpu_ops, err, sizeof err);
+    CHECK(t->model != NULL, "create: %s", err);
+    if (!t->model)
+        return -1;
+    t->n_params = t->p->n_params(t->model);
+    t->spec = calloc(t->n_params, sizeof *t->spec);
+    t->w = calloc(t->n_params, sizeof *t->w);
+    t->g = calloc(t->n_params, sizeof *t->g);
+    t->numel = calloc(t->n_params, sizeof *t->numel);
+    for (int i = 0; i < t->n_params; i++) {
+        t->spec[i] = t->p->param(t->model, i);
+        t->numel[i] = numel_of(t->spec[i]);
+        t->w[i] = malloc(t->numel[i] * sizeof(float));
+        t->g[i] = calloc(t->numel[i], sizeof(float));
+        fill_param(t->w[i], t->spec[i], t->numel[i]);
+    }
+    t->p->bind(t->model, t->w, t->g);
+    return 0;
+}
+
+/* B rows of T tokens covering the vocabulary, one ignored target per row */
+static void batch_open(test_model *t, int B, int T, const int32_t *cu, int n_seqs)
+{
+    int n = B * T;
+    t->B = B, t->T = T, t->n_seqs = n_seqs;
+    t->tokens = malloc(n * sizeof *t->tokens);
+    t->targets = malloc(n * sizeof *t->targets);
+    for (int i = 0; i < n; i++) {
+        t->tokens[i] = (i * 7 + 3) % t->c.V;
+        t->targets[i] = i % T == 2 ? -1 : (i * 5 + 1) % t->c.V;
+    }
+    t->cu = NULL;
+    if (cu) {
+        t->cu = malloc((n_seqs + 1) * sizeof *t->cu);
+        memcpy(t->cu, cu, (n_seqs + 1) * sizeof *t->cu);
+    }
+    flame_batch b = {t->tokens, t->targets, B, T, t->cu, cu ? n_seqs : 0};
+    t->batch = b;
+    char err[256] = "";
+    int rc = t->p->reserve(t->model, B, T, err, sizeof err);
+    CHECK(rc == 0, "reserve: %s", err);
+}
+
+static void model_close(test_model *t)
+{
+    if (t->model)
+        t->p->destroy(t->model);
+    for (int i = 0; i < t->n_params; i++)
+        free(t->w[i]), free(t->g[i]);
+    free(t->spec), free(t->w), free(t->g), free(t->numel);
+    free(t->tokens), free(t->targets), free(t->cu);
+    memset(t, 0, sizeof *t);
+}
+
+/* a parameter by its fla name; the test stops when it is missing */
+static const float *P(const test_model *t, const char *fmt, ...)
+{
+    char name[FLAME_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < t->n_params; i++)
+        if (strcmp(t->spec[i]->name, name) == 0)
+            return t->w[i];
+    fprintf(stderr, "FAIL: no parameter %s\n", name);
+    exit(1);
+}
+
+/* ==================================================================== the naive forward, in double */
+
+/* out[n,N] = x[n,K] · Wᵀ (+ b) */
+static double *linear(const double *x, int n, int K, const float *W, int N, const float *b)
+{
+    double *out = malloc((size_t)n * N * sizeof *out);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = b ? b[j] : 0.0;
+            for (int k = 0; k < K; k++)
+                acc += x[(size_t)i * K + k] * W[(size_t)j * K + k];
+            out[(size_t)i * N + j] = acc;
+        }
+    return out;
+}
+
+/* rows of C: x / sqrt(mean(x²) + eps) · w */
+static double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
+{
+    double *out = malloc((size_t)rows * C * sizeof *out);
+    for (int i = 0; i < rows; i++) {
+        double ms = 0;
+        for (int j = 0; j < C; j++)
+            ms += x[(size_t)i * C + j] * x[(size_t)i * C + j];
+        double r = 1.0 / sqrt(ms / C + eps);
+        for (int j = 0; j < C; j++)
+            out[(size_t)i * C + j] = x[(size_t)i * C + j] * r * w[j];
+    }
+    return out;
+}
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* GLA per sequence and head: S = diag(exp(gk)) S + kᵀv; o = q/sqrt(dk) · S */
+static double *recurrence(const test_model *t, const double *q, const double *k, const double *v,
+                          const double *gk)
+{
+    int H = t->c.H, dk = t->c.key_dim / H, dv = t->c.value_dim / H, n = t->B * t->T;
+    double *o = calloc((size_t)n * t->c.value_dim, sizeof *o);
+    double *S = malloc((size_t)dk * dv * sizeof *S);
+    int n_seqs = t->cu ? t->n_seqs : t->B;
+    for (int s = 0; s < n_seqs; s++) {
+        int t0 = t->cu ? t->cu[s] : s * t->T, t1 = t->cu ? t->cu[s + 1] : (s + 1) * t->T;
+        for (int h = 0; h < H; h++) {
+            memset(S, 0, (size_t)dk * dv * sizeof *S);
+            for (int i = t0; i < t1; i++) {
+                const double *qi = q + (size_t)i * t->c.key_dim + h * dk;
+                const double *ki = k + (size_t)i * t->c.key_dim + h * dk;
+                const double *gi = gk + (size_t)i * t->c.key_dim + h * dk;
+                const double *vi = v + (size_t)i * t->c.value_dim + h * dv;
+                double *oi = o + (size_t)i * t->c.value_dim + h * dv;
+                for (int a = 0; a < dk; a++)
+                    for (int b = 0; b < dv; b++)
+                        S[a * dv + b] = exp(gi[a]) * S[a * dv + b] + ki[a] * vi[b];
+                for (int b = 0; b < dv; b++)
+                    for (int a = 0; a < dk; a++)
+                        oi[b] += qi[a] / sqrt((double)dk) * S[a * dv + b];
+            }
+        }
+    }
+    free(S);
+    return o;
+}
+
+/* h += the attention block of layer l applied to h */
+static void naive_attention(const test_model *t, double *h, int l)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D, dv = c->value_dim / c->H;
+    double *a = rms_norm(h, n, D, P(t, "model.layers.%d.attn_norm.weight", l), c->eps);
+    double *q = linear(a, n, D, P(t, "model.layers.%d.attn.q_proj.weight", l), c->key_dim, NULL);
+    double *k = linear(a, n, D, P(t, "model.layers.%d.attn.k_proj.weight", l), c->key_dim, NULL);
+    double *v = linear(a, n, D, P(t, "model.layers.%d.attn.v_proj.weight", l), c->value_dim, NULL);
+    double *g = linear(a, n, D, P(t, "model.layers.%d.attn.g_proj.weight", l), c->value_dim, NULL);
+    double *low = linear(a, n, D, P(t, "model.layers.%d.attn.gk_proj.0.weight", l), c->R, NULL);
+    double *gk = linear(low, n, c->R, P(t, "model.layers.%d.attn.gk_proj.1.weight", l), c->key_dim,
+                        P(t, "model.layers.%d.attn.gk_proj.1.bias", l));
+    for (size_t i = 0; i < (size_t)n * c->key_dim; i++)
+        gk[i] = log(sigmoid(gk[i])) / c->normalizer;
+    double *o = recurrence(t, q, k, v, gk);
+    const float *gw = c->fuse_norm ? P(t, "model.layers.%d.attn.g_norm_swish_gate.weight", l)
+                                   : P(t, "model.layers.%d.attn.g_norm.weight", l);
+    double *y = rms_norm(o, n * c->H, dv, gw, c->eps);
+    for (size_t i = 0; i < (size_t)n * c->value_dim; i++)
+        y[i] *= g[i] * sigmoid(g[i]);
+    double *out = linear(y, n, c->value_dim, P(t, "model.layers.%d.attn.o_proj.weight", l), D, NULL);
+    for (size_t i = 0; i < (size_t)n * D; i++)
+        h[i] += out[i];
+    free(a), free(q), free(k), free(v), free(g), free(low), free(gk), free(o), free(y), free(out);
+}
+
+/* h += the MLP block of layer l applied to h */
+static void naive_mlp(const test_model *t, double *h, int l)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    double *m = rms_norm(h, n, D, P(t, "model.layers.%d.mlp_norm.weight", l), c->eps);
+    double *gate = linear(m, n, D, P(t, "model.layers.%d.mlp.gate_proj.weight", l), c->I, NULL);
+    double *up = linear(m, n, D, P(t, "model.layers.%d.mlp.up_proj.weight", l), c->I, NULL);
+    for (size_t i = 0; i < (size_t)n * c->I; i++)
+        gate[i] = gate[i] * sigmoid(gate[i]) * up[i];
+    double *out = linear(gate, n, c->I, P(t, "model.layers.%d.mlp.down_proj.weight", l), D, NULL);
+    for (size_t i = 0; i < (size_t)n * D; i++)
+        h[i] += out[i];
+    free(m), free(gate), free(up), free(out);
+}
+
+/* the mean loss; logits [n,V] when not NULL */
+static double naive_loss(const test_model *t, double *logits_out)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    const float *emb = P(t, "model.embeddings.weight");
+    double *h = malloc((size_t)n * D * sizeof *h);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < D; j++)
+            h[(size_t)i * D + j] = emb[(size_t)t->tokens[i] * D + j];
+    for (int l = 0; l < c->L; l++) {
+        naive_attention(t, h, l);
+        naive_mlp(t, h, l);
+    }
+    double *x = rms_norm(h, n, D, P(t, "model.norm.weight"), c->eps);
+    double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V, NULL);
+    double sum = 0;
+    int counted = 0;
+    for (int i = 0; i < n; i++) {
+        if (t->targets[i] < 0)
+            continue;
+        double mx = logits[(size_t)i * c->V], z = 0;
+        for (int j = 1; j < c->V; j++)
+            mx = fmax(mx, logits[(size_t)i * c->V + j]);
+        for (int j = 0; j < c->V; j++)
+            z += exp(logits[(size_t)i * c->V + j] - mx);
+        sum += mx + log(z) - logits[(size_t)i * c->V + t->targets[i]];
+        counted++;
+    }
+    if (logits_out)
+        memcpy(logits_out, logits, (size_t)n * c->V * sizeof *logits);
+    free(h), free(x), free(logits);
+    return sum / counted;
+}
+
+/* ==================================================================== checks */
+
+/* fla's parameter list for these dims, in order */
+static void check_param_list(const test_model *t)
+{
+    const dims *c = &t->c;
+    int expected = 2 + 14 * c->L + (c->tie ? 0 : 1);
+    CHECK(t->n_params == expected, "%d parameters, expected %d", t->n_params, expected);
+    if (t->n_params != expected)
+        return;
+    struct { const char *name; int64_t rows, cols; int init, decay; } layer[14] = {
+        {"attn_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
+        {"attn.q_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL, 1},
+        {"attn.k_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL, 1},
+        {"attn.v_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL, 1},
+        {"attn.g_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL, 1},
+        {"attn.gk_proj.0.weight", c->R, c->D, FLAME_INIT_NORMAL, 1},
+        {"attn.gk_proj.1.weight", c->key_dim, c->R, FLAME_INIT_NORMAL, 1},
+        {"attn.gk_proj.1.bias", c->key_dim, 0, FLAME_INIT_ZEROS, 0},
+        {"attn.o_proj.weight", c->D, c->value_dim, FLAME_INIT_NORMAL, 1},
+        {c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight", c->value_dim / c->H, 0,
+         FLAME_INIT_ONES, 0},
+        {"mlp_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
+        {"mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1},
+        {"mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1},
+        {"mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL, 1},
+    };
+    for (int i = 0; i < t->n_params; i++) {
+        char name[FLAME_NAME_MAX];
+        int64_t rows, cols;
+        int init, decay;
+        if (i == 0) {
+            snprintf(name, sizeof name, "model.embeddings.weight");
+            rows = c->V, cols = c->D, init = FLAME_INIT_NORMAL, decay = 0;
+        } else if (i <= 14 * c->L) {
+            int l = (i - 1) / 14, p = (i - 1) % 14;
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, layer[p].name);
+            rows = layer[p].rows, cols = layer[p].cols, init = layer[p].init, decay = layer[p].decay;
+        } else if (i == 14 * c->L + 1) {
+            snprintf(name, sizeof name, "model.norm.weight");
+            rows = c->D, cols = 0, init = FLAME_INIT_ONES, decay = 0;
+        } else {
+            snprintf(name, sizeof name, "lm_head.weight");
+            rows = c->V, cols = c->D, init = FLAME_INIT_NORMAL, decay = 1;
+        }
+        const flame_param_spec *s = t->spec[i];
+        int shape_ok = s->ndim == (cols ? 2 : 1) && s->shape[0] == rows && (!cols || s->shape[1] == cols);
+        CHECK(strcmp(s->name, name) == 0 && shape_ok && (int)s->init == init && s->weight_decay == decay &&
+                  (init != FLAME_INIT_NORMAL || fabsf(s->init_std - 0.02f) < 1e-9f),
+              "parameter %d: got %s [%lld, %lld] init %d decay %d, expected %s [%lld, %lld] init %d decay %d", i,
+              s->name, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 0), (int)s->init,
+              s->weight_decay, name, (long long)rows, (long long)cols, init, decay);
+    }
+}
+
+static void check_forward(const char *name, test_model *t)
+{
+    int n = t->B * t->T;
+    size_t nv = (size_t)n * t->c.V;
+    float *logits = malloc(nv * sizeof *logits);
+    double *ref = malloc(nv * sizeof *ref);
+    double loss_ref = naive_loss(t, ref);
+    float loss = t->p->forward(t->model, &t->batch, logits);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < nv; i++)
+        num += (logits[i] - ref[i]) * (logits[i] - ref[i]), den += ref[i] * ref[i];
+    CHECK(fabs(loss - loss_ref) < 1e-5 * fabs(loss_ref), "%s: loss %.8g, naive %.8g", name, loss, loss_ref);
+    CHECK(sqrt(num / den) < 1e-5, "%s: logits rel error %.3g", name, sqrt(num / den));
+    free(logits), free(ref);
+}
+
+static double plugin_loss(test_model *t) { return t->p->forward(t->model, &t->batch, NULL); }
+
+/* analytic gradients, by one forward and backward into zeroed grads */
+static void analytic_grads(test_model *t)
+{
+    for (int i = 0; i < t->n_params; i++)
+        memset(t->g[i], 0, t->numel[i] * sizeof(float));
+    t->p->forward(t->model, &t->batch, NULL);
+    t->p->backward(t->model);
+}
+
+/* Central differences of the fp32 loss, D(h) = (L(w+h) − L(w−h)) / 2h, taken at
+ * FD_H and 2·FD_H and extrapolated (Richardson): (4·D(h) − D(2h)) / 3 cancels
+ * the h² error term. The fp32 loss carries rounding noise of about 1e-7·loss,
+ * which bounds h from below (noise/h); the model's curvature (weights of std
+ * 0.3 make it quite nonlinear) bounds it from above, hence the extrapolation.
+ * A tensor passes when
+ *     ‖analytic − numeric‖ ≤ FD_TOL·‖numeric‖ + FD_FLOOR·sqrt(values checked),
+ * the floor being that noise, which matters only for the weak gradients of
+ * gk_proj under normalizer 16. Here the worst relative error is a few 1e-3;
+ * dropping one term of the backward gives 0.1 or more (checked by hand).
+ *
+ * The curvature is extreme where a norm sees a nearly zero row: the first
+ * token of a sequence has o = scale·(q·k)·v, so rmsnorm(o) flips sign where q·k
+ * crosses 0, within |q·k| ≈ sqrt(eps). The gradient-checked models use
+ * norm_eps = 0.1 to keep that smooth at the scale of FD_H; the forward is also
+ * checked at fla's 1e-6. */
+#define FD_H 3e-3f
+#define FD_TOL 1e-2
+#define FD_FLOOR 5e-5
+#define FD_SAMPLE 20
+
+static double central_difference(test_model *t, int p, size_t i, float h)
+{
+    float saved = t->w[p][i], hi = saved + h, lo = saved - h;
+    t->w[p][i] = hi;
+    double up = plugin_loss(t);
+    t->w[p][i] = lo;
+    double down = plugin_loss(t);
+    t->w[p][i] = saved;
+    return (up - down) / ((double)hi - lo); /* the step actually taken, after rounding to float */
+}
+
+static void check_grads(const char *name, test_model *t)
+{
+    analytic_grads(t);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int p = 0; p < t->n_params; p++) {
+        size_t n = t->numel[p], k = n <= 64 ? n : FD_SAMPLE;
+        double num2 = 0, den2 = 0;
+        for (size_t s = 0; s < k; s++) {
+            size_t i = n <= 64 ? s : (size_t)(testing_uniform() * n) % n;
+            double numeric = (4 * central_difference(t, p, i, FD_H) - central_difference(t, p, i, 2 * FD_H)) / 3;
+            double d = t->g[p][i] - numeric;
+            num2 += d * d, den2 += numeric * numeric;
+        }
+        double err = sqrt(num2), ref = sqrt(den2), rel = err / (ref + 1e-30);
+        double floor = FD_FLOOR * sqrt((double)k);
+        CHECK(err <= FD_TOL * ref + floor, "%s: gradient of %s: relative error %.3g (|numeric| %.3g)", name,
+              t->spec[p]->name, rel, ref);
+        if (rel > worst)
+            worst = rel, worst_name = t->spec[p]->name;
+    }
+    printf("%s: worst gradient relative error %.2e (%s)\n", name, worst, worst_name);
+
+    /* a second backward adds the same again: scratch buffers start from zero each time */
+    analytic_grads(t);
+    float **first = malloc(t->n_params * sizeof *first);
+    for (int p = 0; p < t->n_params; p++) {
+        first[p] = malloc(t->numel[p] * sizeof(float));
+        memcpy(first[p], t->g[p], t->numel[p] * sizeof(float));
+    }
+    t->p->backward(t->model);
+    for (int p = 0; p < t->n_params; p++) {
+        for (size_t i = 0; i < t->numel[p]; i++)
+            first[p][i] *= 2.0f;
+        double e = testing_rel_error(t->g[p], first[p], t->numel[p]);
+        CHECK(e < 1e-6, "%s: second backward of %s: rel error %.3g from twice the first", name,
+              t->spec[p]->name, e);
+        free(first[p]);
+    }
+    free(first);
+}
+
+/* ==================================================================== cases */
+
+static kv_config tiny_config(char bufs[][16], const dims *c)
+{
+    kv_config cfg = {.n = 0};
+    kv_set(&cfg, "hidden_size", config_string(bufs[0], 16, c->D));
+    kv_set(&cfg, "num_hidden_layers", config_string(bufs[1], 16, c->L));
+    kv_set(&cfg, "num_heads", config_string(bufs[2], 16, c->H));
+    kv_set(&cfg, "vocab_size", config_string(bufs[3], 16, c->V));
+    kv_set(&cfg, "gate_low_rank_dim", config_string(bufs[4], 16, c->R));
+    kv_set(&cfg, "intermediate_size", config_string(bufs[5], 16, c->I));
+    kv_set(&cfg, "gate_logit_normalizer", config_string(bufs[6], 16, (int)c->normalizer));
+    snprintf(bufs[7], 16, "%g", c->eps);
+    kv_set(&cfg, "norm_eps", bufs[7]);
+    kv_set(&cfg, "expand_k", "0.5");
+    kv_set(&cfg, "expand_v", "1");
+    kv_set(&cfg, "tie_word_embeddings", c->tie ? "true" : "false");
+    kv_set(&cfg, "fuse_norm", c->fuse_norm ? "true" : "false");
+    /* keys a flame/fla config carries that change nothing */
+    kv_set(&cfg, "attn_mode", "chunk");
+    kv_set(&cfg, "fuse_cross_entropy", "true");
+    kv_set(&cfg, "bos_token_id", "1");
+    return cfg;
+}
+
+static void run_case(const char *name, const dims *c, int B, int T, const int32_t *cu, int n_seqs,
+                     int grads)
+{
+    char bufs[8][16];
+    kv_config cfg = tiny_config(bufs, c);
+    test_model t;
+    memset(&t, 0, sizeof t);
+    if (model_open(&t, &cfg, c) == 0) {
+        check_param_list(&t);
+        batch_open(&t, B, T, cu, n_seqs);
+        check_forward(name, &t);
+        if (grads)
+            check_grads(name, &t);
+    }
+    model_close(&t);
+}
+
+static void test_cases(void)
+{
+    /* fla's default gate normalizer */
+    dims c = {.D = 16, .L = 2, .H = 2, .key_dim = 8, .value_dim = 16, .I = 24, .V = 11, .R = 4,
+              .eps = 0.1, .normalizer = 16, .tie = 0, .fuse_norm = 1};
+    run_case("B=2 T=9", &c, 2, 9, NULL, 0, 1);
+
+    /* tied embeddings, the unfused norm's name, stronger gates */
+    dims tied = c;
+    tied.tie = 1, tied.fuse_norm = 0, tied.normalizer = 2;
+    run_case("tied, g_norm, normalizer 2", &tied, 2, 9, NULL, 0, 1);
+
+    /* three documents in one row, one of them a single token */
+    static const int32_t cu[] = {0, 4, 5, 13};
+    dims var = c;
+    var.normalizer = 1;
+    run_case("cu_seqlens, normalizer 1", &var, 1, 13, cu, 3, 1);
+
+    /* the forward at fla's norm_eps, with 4 heads of dk = 2, dv = 4 */
+    dims fla = c;
+    fla.eps = 1e-6, fla.H = 4;
+    run_case("norm_eps 1e-6, H=4", &fla, 2, 9, NULL, 0, 0);
+}
+
+/* ==================================================================== create() */
+
+static void expect_refusal(const kv_config *cfg, const flame_ops *ops, const char *needle)
+{
+    char err[256] = "";
+    flame_model_config v = view_of(cfg);
+    void *m = flame_plugin_entry()->create(&v, ops, err, sizeof err);
+    CHECK(m == NULL && strstr(err, needle) != NULL && strchr(err, '\n') == NULL,
+          "expected a refusal naming '%s', got %s '%s'", needle, m ? "a model" : "NULL", err);
+    if (m)
+        flame_plugin_entry()->destroy(m);
+}
+
+static void test_create(void)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    CHECK(p->abi_version == FLAME_ABI_VERSION && strcmp(p->name, "gla") == 0, "plugin header");
+    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "no decoding yet");
+    /* every option declared once */
+    for (int i = 0; i < p->n_options; i++)
+        for (int j = i + 1; j < p->n_options; j++)
+            CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
+
+    char bufs[8][16];
+    dims c = {.D = 16, .L = 2, .H = 2, .I = 24, .V = 11, .R = 4, .normalizer = 16};
+    const kv_config base = tiny_config(bufs, &c);
+    struct { const char *key, *value, *needle; } refused[] = {
+        {"use_short_conv", "true", "use_short_conv"},
+        {"use_gv", "true", "use_gv"},
+        {"use_gk", "false", "use_gk"},
+        {"use_output_gate", "false", "use_output_gate"},
+        {"elementwise_affine", "false", "elementwise_affine"},
+        {"feature_map", "relu", "feature_map"},
+        {"clamp_min", "-1", "clamp_min"},
+        {"attn", "{\"layers\": [1]}", "attn"},
+        {"hidden_act", "gelu", "hidden_act"},
+        {"num_kv_heads", "1", "num_kv_heads"},
+        {"attn_mode", "parallel", "attn_mode"},
+        {"num_heads", "3", "num_heads"}, /* key_dim 8 % 3 */
+        {"hidden_size", "0", "hidden_size"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        kv_config cfg = base;
+        kv_set(&cfg, refused[i].key, refused[i].value);
+        expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
+    }
+    {   /* value_dim = int(16·0.6) = 9, not divisible by 2 heads */
+        kv_config cfg = base;
+        kv_set(&cfg, "expand_v", "0.6");
+        expect_refusal(&cfg, &flame_cpu_ops, "value dim");
+    }
+    {   /* the message of the acceptance criterion, exactly */
+        kv_config cfg = base;
+        kv_set(&cfg, "use_short_conv", "true");
+        char err[256] = "";
+        flame_model_config v = view_of(&cfg);
+        CHECK(p->create(&v, &flame_cpu_ops, err, sizeof err) == NULL &&
+                  strcmp(err, "use_short_conv = true is not supported yet") == 0,
+              "use_short_conv refusal: '%s'", err);
+    }
+    {   /* another backend */
+        flame_ops cuda = flame_cpu_ops;
+        cuda.backend = "cuda";
+        expect_refusal(&base, &cuda, "no kernels for backend cuda yet");
+    }
+    {   /* num_kv_heads = num_heads is fine */
+        kv_config cfg = base;
+        kv_set(&cfg, "num_kv_heads", "2");
+        char err[256] = "";
+        flame_model_config v = view_of(&cfg);
+        void *m = p->create(&v, &flame_cpu_ops, err, sizeof err);
+        CHECK(m != NULL, "num_kv_heads = num_heads refused: %s", err);
+        if (m)
+            p->destroy(m);
+    }
+    {   /* fla's gla_340M.json: defaults fill the rest; intermediate_size = 256·ceil(int(1024·4·2/3)/256) */
+        kv_config cfg = {.n = 0};
+        kv_set(&cfg, "hidden_size", "1024");
+        kv_set(&cfg, "num_hidden_layers", "24");
+        char err[256] = "";
+        flame_model_config v = view_of(&cfg);
+        void *m = p->create(&v, &flame_cpu_ops, err, sizeof err);
+        CHECK(m != NULL, "340M: %s", err);
+        if (m) {
+            CHECK(p->n_params(m) == 2 + 24 * 14 + 1, "340M: %d parameters", p->n_params(m));
+            const flame_param_spec *gate = p->param(m, 1 + 11);
+            CHECK(strcmp(gate->name, "model.layers.0.mlp.gate_proj.weight") == 0 && gate->shape[0] == 2816 &&
+                      gate->shape[1] == 1024,
+                  "340M: %s [%lld, %lld]", gate->name, (long long)gate->shape[0], (long long)gate->shape[1]);
+            const flame_param_spec *q = p->param(m, 2);
+            CHECK(q->shape[0] == 512 && q->shape[1] == 1024, "340M: q_proj [%lld, %lld]",
+                  (long long)q->shape[0], (long long)q->shape[1]);
+            CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
+            CHECK(p->flops_per_token(m, 2048) > 6.0 * 300e6, "340M: flops_per_token %g",
+                  p->flops_per_token(m, 2048));
+            p->destroy(m);
+        }
+    }
+    {   /* a batch larger than reserved gives NaN, not a crash */
+        kv_config cfg = base;
+        test_model t;
+        memset(&t, 0, sizeof t);
+        dims small = c;
+        small.key_dim = 8, small.value_dim = 16, small.eps = 1e-6;
+        if (model_open(&t, &cfg, &small) == 0) {
+            batch_open(&t, 1, 4, NULL, 0);
+            t.batch.T = 5;
+            CHECK(isnan(p->forward(t.model, &t.batch, NULL)), "oversized batch accepted");
+        }
+        model_close(&t);
+    }
+}
+
+int main(void)
+{
+    testing_seed(11);
+    test_create();
+    test_cases();
+    return testing_result("test_gla_model");
+}
