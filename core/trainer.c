@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "dataset.h"
+#include "data_loader.h"
 #include "errors.h"
 #include "metrics.h"
 #include "params.h"
@@ -22,10 +22,9 @@ typedef struct run {
     void *model;
     param_store params;
     tokenizer tok;
-    dataset data;
+    data_loader *data;
     metrics_log log;
-    int32_t *host_inputs, *host_targets; /* [B*T] */
-    int32_t *inputs, *targets;           /* the same in backend memory */
+    int32_t *inputs, *targets; /* [B*T] in backend memory */
     char err[1024];
 } run;
 
@@ -103,14 +102,25 @@ static int create_model(run *r, const flame_config *cfg)
     return FLAME_EXIT_OK;
 }
 
+static int open_data(run *r)
+{
+    data_loader_options o = {.dataset = r->opt.dataset,
+                             .tokenizer_path = r->opt.tokenizer,
+                             .batch_size = r->opt.batch_size,
+                             .seq_len = r->opt.seq_len,
+                             .rank = 0,
+                             .world_size = 1,
+                             .prefetch = 2};
+    int rc = data_loader_open(&r->data, &o, NULL, r->err, sizeof r->err);
+    return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
+}
+
 static int allocate_batch(run *r)
 {
     size_t n = (size_t)r->opt.batch_size * r->opt.seq_len;
-    r->host_inputs = malloc(n * sizeof(int32_t));
-    r->host_targets = malloc(n * sizeof(int32_t));
     r->inputs = r->ops->alloc(n * sizeof(int32_t));
     r->targets = r->ops->alloc(n * sizeof(int32_t));
-    if (!r->host_inputs || !r->host_targets || !r->inputs || !r->targets) {
+    if (!r->inputs || !r->targets) {
         snprintf(r->err, sizeof r->err, "out of memory for a batch of %zu tokens", n);
         return -1;
     }
@@ -139,11 +149,11 @@ static int train_step(run *r, int step, step_metrics *m)
 {
     const train_options *o = &r->opt;
     size_t n = (size_t)o->batch_size * o->seq_len;
-    if (dataset_next_batch(&r->data, o->batch_size, o->seq_len, r->host_inputs, r->host_targets,
-                           r->err, sizeof r->err))
+    const data_batch *data;
+    if (data_loader_next(r->data, &data, r->err, sizeof r->err))
         return FLAME_EXIT_DATA;
-    r->ops->upload(r->inputs, r->host_inputs, n * sizeof(int32_t));
-    r->ops->upload(r->targets, r->host_targets, n * sizeof(int32_t));
+    r->ops->upload(r->inputs, data->inputs, n * sizeof(int32_t));
+    r->ops->upload(r->targets, data->targets, n * sizeof(int32_t));
     flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, NULL, 0};
 
     params_zero_grads(&r->params);
@@ -186,8 +196,8 @@ static int prepare(run *r, const flame_config *cfg)
     int status = create_model(r, cfg);
     if (status != FLAME_EXIT_OK)
         return status;
-    if (dataset_open(&r->data, r->opt.dataset, &r->tok, r->err, sizeof r->err))
-        return FLAME_EXIT_CONFIG;
+    if ((status = open_data(r)) != FLAME_EXIT_OK)
+        return status;
     if (allocate_batch(r))
         return FLAME_EXIT_RUNTIME;
     /* every check passed: only now is anything written */
@@ -202,14 +212,13 @@ static int prepare(run *r, const flame_config *cfg)
 static void release(run *r)
 {
     metrics_close(&r->log);
-    dataset_close(&r->data);
+    data_loader_close(r->data);
+    tokenizer_close(&r->tok);
     if (r->model)
         r->plugin->destroy(r->model);
     params_destroy(&r->params);
     r->ops->free(r->inputs);
     r->ops->free(r->targets);
-    free(r->host_inputs);
-    free(r->host_targets);
 }
 
 int trainer_run(const flame_plugin *plugin, const flame_config *cfg, const flame_ops *ops)

@@ -18,8 +18,8 @@ expect_error 2 "bad_type.ini:2: .*\[training\] steps.*ten.*integer" -- \
     run --config "$(ini bad_type.ini '[training]\nsteps = ten\n')"
 expect_error 2 "malformed.ini:2:" -- \
     run --config "$(ini malformed.ini '[training]\nthis line has no equals sign\n')"
-expect_error 2 "command line.*--training.batch_size.*many.*integer" -- run --training.batch_size many
-expect_error 2 "command line.*--optimizer.lr.*fast.*number" -- run --optimizer.lr fast
+expect_error 2 "command line.*\[training\] batch_size.*many.*integer" -- run --training.batch_size many
+expect_error 2 "command line.*\[optimizer\] lr.*fast.*number" -- run --optimizer.lr fast
 expect_error 2 "unknown key \[training\] bogus" -- run --training.bogus 1
 expect_error 2 "no_such.ini.*cannot open" -- run --config "$SCRATCH/no_such.ini"
 expect_error 2 "dataset.*missing.txt.*No such file" -- run --training.dataset "$SCRATCH/missing.txt"

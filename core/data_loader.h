@@ -1,0 +1,52 @@
+/* The training data pipeline: documents from a data source (core/data_source.h),
+ * tokenized in a background thread, each preceded by BOS (when the tokenizer has
+ * one) and followed by EOS, joined into one stream repeated epoch after epoch,
+ * and cut into rows of seq_len + 1 tokens (inputs: the first seq_len, targets:
+ * the last seq_len). Data parallel rank r of n takes every n-th row. Batches are
+ * prepared `prefetch` ahead. The position after each batch is a small cursor
+ * that a checkpoint saves, so a resumed run sees exactly the tokens it would
+ * have seen. */
+#ifndef FLAME_DATA_LOADER_H
+#define FLAME_DATA_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+typedef struct data_loader_options {
+    const char *dataset;        /* the data source spec */
+    const char *text_field;     /* JSON lines field, NULL = "text" */
+    const char *tokenizer_path; /* as tokenizer_open takes it */
+    int batch_size, seq_len;
+    int rank, world_size;
+    /* varlen: cu_seqlens mark where documents start in the flattened batch,
+     * and a document is also cut every context_len tokens */
+    int varlen, context_len;
+    int prefetch; /* batches prepared ahead, at least 1 */
+} data_loader_options;
+
+typedef struct data_batch {
+    int32_t *inputs, *targets; /* [batch_size * seq_len] */
+    int32_t *cu_seqlens;       /* varlen: [n_seqs + 1] offsets; NULL otherwise */
+    int n_seqs;
+} data_batch;
+
+typedef struct data_loader data_loader;
+
+/* Opens the source and the tokenizer, seeks to cursor (NULL: the start) and
+ * starts the background thread. Returns 0; -1 with err for a configuration
+ * error (missing file, unknown extension, bad tokenizer); -2 with err for a
+ * data error while seeking. */
+int data_loader_open(data_loader **dl, const data_loader_options *opt, const json_t *cursor,
+                     char *err, size_t err_len);
+void data_loader_close(data_loader *dl);
+
+/* The next batch, valid until the next call. Returns 0, or -1 with err on a
+ * data error (the message names file[:member][:line]). */
+int data_loader_next(data_loader *dl, const data_batch **batch, char *err, size_t err_len);
+
+/* The position after the last batch data_loader_next returned (a new object). */
+json_t *data_loader_cursor(const data_loader *dl);
+
+#endif
