@@ -1,0 +1,40 @@
+/* Checkpoints: DUMP/checkpoint/step-N/ holding model.safetensors (fp32 weights
+ * under the Hugging Face / fla names), optimizer.safetensors (the AdamW moments,
+ * NAME.exp_avg and NAME.exp_avg_sq) and trainer.json (step, data cursor, RNG
+ * state, counters, config hash). A checkpoint is written into a temporary
+ * folder that is renamed when complete, so a crash leaves the previous one whole. */
+#ifndef FLAME_CHECKPOINT_H
+#define FLAME_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "params.h"
+
+typedef struct trainer_state {
+    int step;               /* optimizer steps done */
+    uint64_t rng_state;
+    int skipped;            /* steps skipped for non-finite gradients */
+    char config_hash[17];   /* of the [model] section: hex */
+    json_t *data_cursor;    /* owned: the data pipeline's position */
+} trainer_state;
+
+/* Writes step-N and then removes all but the newest keep_latest_k (0 keeps all).
+ * Returns 0, or -1 with err. */
+int checkpoint_save(const char *dump_folder, const param_store *ps, const trainer_state *st,
+                    int keep_latest_k, char *err, size_t err_len);
+
+/* The step to resume from: load_step -1 the newest (or none), N exactly step-N.
+ * Returns the step, -1 when there is none to load (load_step -1 and an empty
+ * folder), or -2 with err when step-N does not exist. */
+int checkpoint_find(const char *dump_folder, int load_step, char *err, size_t err_len);
+
+/* Loads step-N into ps (values and moments) and st. A tensor missing or of
+ * another shape, or a damaged file, is refused naming the file and tensor.
+ * Returns 0, or -1 with err. */
+int checkpoint_load(const char *dump_folder, int step, param_store *ps, trainer_state *st,
+                    char *err, size_t err_len);
+
+#endif
