@@ -53,12 +53,10 @@ static void sync_folder(const char *path)
 }
 
 /* step numbers of the complete checkpoints (step-N folders), ascending; returns the count */
-static int list_steps(const char *dump_folder, int **steps)
+static int list_steps(const char *root, int **steps)
 {
-    char path[PATH_LEN];
-    snprintf(path, sizeof path, "%s/checkpoint", dump_folder);
     *steps = NULL;
-    DIR *dir = opendir(path);
+    DIR *dir = opendir(root);
     if (!dir)
         return 0;
     int n = 0, cap = 0;
@@ -170,22 +168,21 @@ static int write_trainer_json(const char *folder, const trainer_state *st, char 
     return rc;
 }
 
-static void prune(const char *dump_folder, int keep_latest_k)
+static void prune(const char *root, int keep_latest_k)
 {
-    int *steps, n = list_steps(dump_folder, &steps);
+    int *steps, n = list_steps(root, &steps);
     for (int i = 0; keep_latest_k > 0 && i < n - keep_latest_k; i++) {
         char path[PATH_LEN];
-        snprintf(path, sizeof path, "%s/checkpoint/step-%d", dump_folder, steps[i]);
+        snprintf(path, sizeof path, "%s/step-%d", root, steps[i]);
         remove_folder(path);
     }
     free(steps);
 }
 
-int checkpoint_save(const char *dump_folder, const param_store *ps, const trainer_state *st,
+int checkpoint_save(const char *root, const param_store *ps, const trainer_state *st,
                     int keep_latest_k, char *err, size_t err_len)
 {
-    char root[PATH_LEN], tmp[PATH_LEN], final[PATH_LEN];
-    snprintf(root, sizeof root, "%s/checkpoint", dump_folder);
+    char tmp[PATH_LEN], final[PATH_LEN];
     snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", root, st->step);
     snprintf(final, sizeof final, "%s/step-%d", root, st->step);
     if (ensure_folder(root, err, err_len))
@@ -204,22 +201,22 @@ int checkpoint_save(const char *dump_folder, const param_store *ps, const traine
         return -1;
     }
     sync_folder(root);
-    prune(dump_folder, keep_latest_k);
+    prune(root, keep_latest_k);
     return 0;
 }
 
 /* ---- loading ---- */
 
-int checkpoint_find(const char *dump_folder, int load_step, char *err, size_t err_len)
+int checkpoint_find(const char *root, int load_step, char *err, size_t err_len)
 {
-    int *steps, n = list_steps(dump_folder, &steps), found = -1;
+    int *steps, n = list_steps(root, &steps), found = -1;
     for (int i = 0; i < n; i++)
         if (load_step < 0 || steps[i] == load_step)
             found = steps[i];
     free(steps);
     if (found < 0 && load_step >= 0) {
-        snprintf(err, err_len, "[checkpoint] load_step = %d: no %s/checkpoint/step-%d", load_step,
-                 dump_folder, load_step);
+        snprintf(err, err_len, "[checkpoint] load_step = %d: there is no %s/step-%d", load_step,
+                 root, load_step);
         return -2;
     }
     return found;
@@ -246,13 +243,14 @@ static int check_shape(const safetensors *st, const safetensors_tensor *t,
     return 0;
 }
 
-/* reads each expected tensor by name into backend memory */
+/* Reads each expected tensor by name into backend memory. Returns 0, -1 for a
+ * tensor missing or of another shape, -2 for a damaged file. */
 static int read_tensors(const char *path, const param_store *ps, int copies, float *const *buffers,
                         char *err, size_t err_len)
 {
     safetensors st;
     if (safetensors_open(path, &st, err, err_len))
-        return -1;
+        return -2;
     float *host = malloc(ps->total ? ps->total * sizeof *host : 1);
     int rc = 0;
     for (int k = 0; rc == 0 && k < ps->n * copies; k++) {
@@ -266,9 +264,11 @@ static int read_tensors(const char *path, const param_store *ps, int copies, flo
         if (!t) {
             snprintf(err, err_len, "%s: no tensor %s", path, name);
             rc = -1;
-        } else if ((rc = check_shape(&st, t, spec, err, err_len)) == 0 &&
-                   (rc = safetensors_read(&st, t, host, t->nbytes, err, err_len)) == 0) {
-            ps->ops->upload(buffers[k], host, t->nbytes);
+        } else if ((rc = check_shape(&st, t, spec, err, err_len)) == 0) {
+            if (safetensors_read(&st, t, host, t->nbytes, err, err_len))
+                rc = -2;
+            else
+                ps->ops->upload(buffers[k], host, t->nbytes);
         }
     }
     free(host);
@@ -278,13 +278,13 @@ static int read_tensors(const char *path, const param_store *ps, int copies, flo
 
 static int read_trainer_json(const char *folder, trainer_state *st, char *err, size_t err_len)
 {
-    char path[PATH_LEN];
+    char path[PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/trainer.json", folder);
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root) {
         snprintf(err, err_len, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
-        return -1;
+        return -2;
     }
     const char *rng_hex = NULL, *hash = NULL;
     json_t *cursor = NULL;
@@ -293,7 +293,7 @@ static int read_trainer_json(const char *folder, trainer_state *st, char *err, s
                        "data_cursor", &cursor) != 0) {
         snprintf(err, err_len, "%s: %s", path, jerr.text);
         json_decref(root);
-        return -1;
+        return -2;
     }
     st->rng_state = strtoull(rng_hex, NULL, 16);
     snprintf(st->config_hash, sizeof st->config_hash, "%s", hash);
@@ -303,21 +303,22 @@ static int read_trainer_json(const char *folder, trainer_state *st, char *err, s
     return 0;
 }
 
-int checkpoint_load(const char *dump_folder, int step, param_store *ps, trainer_state *st,
+int checkpoint_load(const char *root, int step, param_store *ps, trainer_state *st,
                     char *err, size_t err_len)
 {
-    char folder[PATH_LEN], path[PATH_LEN];
-    snprintf(folder, sizeof folder, "%s/checkpoint/step-%d", dump_folder, step);
+    char folder[PATH_LEN], path[PATH_LEN + 32];
+    snprintf(folder, sizeof folder, "%s/step-%d", root, step);
     snprintf(path, sizeof path, "%s/model.safetensors", folder);
-    if (read_tensors(path, ps, 1, ps->value_ptrs, err, err_len))
-        return -1;
+    int rc = read_tensors(path, ps, 1, ps->value_ptrs, err, err_len);
+    if (rc)
+        return rc;
     snprintf(path, sizeof path, "%s/optimizer.safetensors", folder);
     float **moments = malloc(2 * (size_t)ps->n * sizeof *moments);
     for (int i = 0; i < ps->n; i++) {
         moments[i] = ps->m + ps->offset[i];
         moments[ps->n + i] = ps->v + ps->offset[i];
     }
-    int rc = read_tensors(path, ps, 2, moments, err, err_len);
+    rc = read_tensors(path, ps, 2, moments, err, err_len);
     free(moments);
     return rc ? rc : read_trainer_json(folder, st, err, err_len);
 }

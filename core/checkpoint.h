@@ -1,4 +1,4 @@
-/* Checkpoints: DUMP/checkpoint/step-N/ holding model.safetensors (fp32 weights
+/* Checkpoints: ROOT/step-N/ (ROOT is job.dump_folder/checkpoint.folder) holding model.safetensors (fp32 weights
  * under the Hugging Face / fla names), optimizer.safetensors (the AdamW moments,
  * NAME.exp_avg and NAME.exp_avg_sq) and trainer.json (step, data cursor, RNG
  * state, counters, config hash). A checkpoint is written into a temporary
@@ -23,18 +23,19 @@ typedef struct trainer_state {
 
 /* Writes step-N and then removes all but the newest keep_latest_k (0 keeps all).
  * Returns 0, or -1 with err. */
-int checkpoint_save(const char *dump_folder, const param_store *ps, const trainer_state *st,
+int checkpoint_save(const char *root, const param_store *ps, const trainer_state *st,
                     int keep_latest_k, char *err, size_t err_len);
 
 /* The step to resume from: load_step -1 the newest (or none), N exactly step-N.
  * Returns the step, -1 when there is none to load (load_step -1 and an empty
  * folder), or -2 with err when step-N does not exist. */
-int checkpoint_find(const char *dump_folder, int load_step, char *err, size_t err_len);
+int checkpoint_find(const char *root, int load_step, char *err, size_t err_len);
 
 /* Loads step-N into ps (values and moments) and st. A tensor missing or of
  * another shape, or a damaged file, is refused naming the file and tensor.
- * Returns 0, or -1 with err. */
-int checkpoint_load(const char *dump_folder, int step, param_store *ps, trainer_state *st,
+ * Returns 0; -1 with err when a tensor is missing or of another shape (the
+ * checkpoint is of another model); -2 with err when a file is damaged. */
+int checkpoint_load(const char *root, int step, param_store *ps, trainer_state *st,
                     char *err, size_t err_len);
 
 #endif

@@ -131,7 +131,7 @@ int main(int argc, char **argv)
     flame_config *cfg = declare_options(plugin);
     int status = FLAME_EXIT_CONFIG;
     if (load_configuration(cfg, &cl, plugin->name, argc, argv) == 0) {
-        config_report_ignored(cfg, stderr);
+        config_report_ignored(cfg, stdout);
         status = trainer_run(plugin, cfg, &flame_cpu_ops);
     }
     config_destroy(cfg);

@@ -1,18 +1,50 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-int metrics_open(metrics_log *log, const char *path, int total_steps, char *err, size_t err_len)
+/* Keeps the rows of steps up to resume_step (a resumed run rewrites the later
+ * ones), through a temporary file renamed over the old one. */
+static int keep_rows_until(const char *path, int resume_step, char *err, size_t err_len)
 {
-    log->jsonl = fopen(path, "w");
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return 0; /* nothing logged yet */
+    char tmp[4300], line[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        snprintf(err, err_len, "%s: cannot create: %s", tmp, strerror(errno));
+        return -1;
+    }
+    int step;
+    while (fgets(line, sizeof line, in))
+        if (sscanf(line, "{\"step\": %d,", &step) == 1 && step <= resume_step)
+            fputs(line, out);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, err_len, "%s: cannot rewrite: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int metrics_open(metrics_log *log, const char *path, int total_steps, int resume_step, char *err,
+                 size_t err_len)
+{
+    if (resume_step > 0 && keep_rows_until(path, resume_step, err, err_len))
+        return -1;
+    log->jsonl = fopen(path, resume_step > 0 ? "a" : "w");
     if (!log->jsonl) {
         snprintf(err, err_len, "%s: cannot create: %s", path, strerror(errno));
         return -1;
     }
     log->total_steps = total_steps;
+    log->first_step = resume_step + 1;
     log->print_every = total_steps >= 20 ? total_steps / 20 : 1;
     log->tty = isatty(STDOUT_FILENO);
     return 0;
@@ -27,15 +59,27 @@ void metrics_close(metrics_log *log)
         fputc('\n', stdout);
 }
 
+/* %.9g, or null for NaN and infinities, which JSON cannot hold */
+static const char *json_number(char *buf, size_t n, const char *format, double x)
+{
+    if (!isfinite(x))
+        return "null";
+    snprintf(buf, n, format, x);
+    return buf;
+}
+
 void metrics_write(metrics_log *log, const step_metrics *m)
 {
-    char mfu[32] = "null";
-    if (m->mfu >= 0)
-        snprintf(mfu, sizeof mfu, "%.6g", m->mfu);
+    char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32];
     fprintf(log->jsonl,
-            "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-            "\"tokens_per_s\": %.6g, \"mfu\": %s, \"mem_gib\": %.4g, \"skipped\": %d}\n",
-            m->step, m->loss, m->lr, m->grad_norm, m->tokens_per_s, mfu, m->mem_gib, m->skipped);
+            "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
+            "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d}\n",
+            m->step, json_number(loss, sizeof loss, "%.9g", m->loss),
+            json_number(lr, sizeof lr, "%.9g", m->lr),
+            json_number(norm, sizeof norm, "%.9g", m->grad_norm),
+            json_number(speed, sizeof speed, "%.6g", m->tokens_per_s),
+            json_number(mfu, sizeof mfu, "%.6g", m->mfu >= 0 ? m->mfu : NAN),
+            json_number(mem, sizeof mem, "%.4g", m->mem_gib), m->skipped);
     fflush(log->jsonl); /* a crash loses no logged step */
 }
 
@@ -54,7 +98,8 @@ void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
     if (!log->tty && m->step % log->print_every != 0 && m->step != 1 && !last)
         return;
     char eta[32], mfu[16] = "-";
-    format_duration(eta, sizeof eta, elapsed / m->step * (log->total_steps - m->step));
+    int done = m->step - log->first_step + 1;
+    format_duration(eta, sizeof eta, elapsed / done * (log->total_steps - m->step));
     if (m->mfu >= 0)
         snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * m->mfu);
     int width = snprintf(NULL, 0, "%d", log->total_steps);

@@ -17,12 +17,15 @@ typedef struct step_metrics {
 typedef struct metrics_log {
     FILE *jsonl;
     int total_steps;
+    int first_step;  /* of this process: 1, or the step after the one resumed from */
     int print_every; /* when stdout is not a terminal */
     int tty;
 } metrics_log;
 
-/* Returns 0, or -1 with err when the file cannot be created. */
-int metrics_open(metrics_log *log, const char *path, int total_steps, char *err, size_t err_len);
+/* Creates metrics.jsonl, or, resuming after resume_step > 0, keeps its rows up
+ * to that step and appends. Returns 0, or -1 with err when the file cannot be written. */
+int metrics_open(metrics_log *log, const char *path, int total_steps, int resume_step, char *err,
+                 size_t err_len);
 void metrics_close(metrics_log *log);
 
 void metrics_write(metrics_log *log, const step_metrics *m);

@@ -4,17 +4,23 @@
 #include <string.h>
 #include <strings.h>
 
-static int positive_int(const flame_config *cfg, const char *section, const char *key, int *out,
-                        char *err, size_t err_len)
+static int int_in(const flame_config *cfg, const char *section, const char *key, int lo, int hi,
+                  int *out, char *err, size_t err_len)
 {
     long long v = config_get_int(cfg, section, key);
-    if (v < 1 || v > 1000000000) {
-        snprintf(err, err_len, "[%s] %s = %lld: expected a whole number from 1 to 1000000000",
-                 section, key, v);
+    if (v < lo || v > hi) {
+        snprintf(err, err_len, "[%s] %s = %lld: expected a whole number from %d to %d", section,
+                 key, v, lo, hi);
         return -1;
     }
     *out = (int)v;
     return 0;
+}
+
+static int positive_int(const flame_config *cfg, const char *section, const char *key, int *out,
+                        char *err, size_t err_len)
+{
+    return int_in(cfg, section, key, 1, 1000000000, out, err, err_len);
 }
 
 static int float_in(const flame_config *cfg, const char *section, const char *key, double lo,
@@ -37,6 +43,7 @@ static int read_optimizer(train_options *o, const flame_config *cfg, char *err, 
         snprintf(err, err_len, "[optimizer] name = \"%s\": only AdamW is available", name);
         return -1;
     }
+    o->weight_decay_all = config_get_bool(cfg, "optimizer", "weight_decay_all");
     return float_in(cfg, "optimizer", "lr", 0, 10, &o->lr, err, err_len) ||
            float_in(cfg, "optimizer", "beta1", 0, 0.999999, &o->beta1, err, err_len) ||
            float_in(cfg, "optimizer", "beta2", 0, 0.999999, &o->beta2, err, err_len) ||
@@ -71,19 +78,37 @@ static int read_schedule(train_options *o, const flame_config *cfg, char *err, s
     return 0;
 }
 
-static int read_training(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+static int read_data(train_options *o, const flame_config *cfg, char *err, size_t err_len)
 {
     if (!config_is_set(cfg, "training", "dataset")) {
-        snprintf(err, err_len, "[training] dataset is not set: give a text file with "
-                               "--training.dataset FILE");
+        snprintf(err, err_len, "[training] dataset is not set: give the data with "
+                               "--training.dataset FILE|FOLDER|GLOB");
         return -1;
     }
     o->dataset = config_get_string(cfg, "training", "dataset");
+    o->text_field = config_get_string(cfg, "training", "text_field");
+    o->varlen = config_get_bool(cfg, "training", "varlen");
     if (positive_int(cfg, "training", "batch_size", &o->batch_size, err, err_len) ||
         positive_int(cfg, "training", "seq_len", &o->seq_len, err, err_len) ||
+        int_in(cfg, "training", "num_workers", 0, 256, &o->num_workers, err, err_len) ||
+        int_in(cfg, "training", "prefetch_factor", 1, 1024, &o->prefetch_factor, err, err_len))
+        return -1;
+    o->context_len = o->seq_len;
+    if (config_is_set(cfg, "training", "context_len") &&
+        positive_int(cfg, "training", "context_len", &o->context_len, err, err_len))
+        return -1;
+    return 0;
+}
+
+static int read_training(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    if (read_data(o, cfg, err, err_len) ||
         positive_int(cfg, "training", "steps", &o->steps, err, err_len) ||
+        positive_int(cfg, "training", "gradient_accumulation_steps", &o->accumulation, err,
+                     err_len) ||
         float_in(cfg, "training", "max_norm", 0, 1e30, &o->max_norm, err, err_len))
         return -1;
+    o->skip_nan_inf = config_get_bool(cfg, "training", "skip_nan_inf");
     long long seed = config_get_int(cfg, "training", "seed");
     if (seed < 0) {
         snprintf(err, err_len, "[training] seed = %lld: expected 0 or more", seed);
@@ -93,12 +118,32 @@ static int read_training(train_options *o, const flame_config *cfg, char *err, s
     return 0;
 }
 
+static int read_checkpoint(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    o->checkpoint.enabled = config_get_bool(cfg, "checkpoint", "enable_checkpoint");
+    o->checkpoint.create_seed = config_get_bool(cfg, "checkpoint", "create_seed_checkpoint");
+    const char *folder = config_get_string(cfg, "checkpoint", "folder");
+    if (!folder[0] || strstr(folder, "..")) {
+        snprintf(err, err_len, "[checkpoint] folder = \"%s\": expected a folder name inside "
+                               "job.dump_folder", folder);
+        return -1;
+    }
+    snprintf(o->checkpoint.folder, sizeof o->checkpoint.folder, "%s/%s", o->dump_folder, folder);
+    return positive_int(cfg, "checkpoint", "interval", &o->checkpoint.interval, err, err_len) ||
+           int_in(cfg, "checkpoint", "keep_latest_k", 0, 1000000000, &o->checkpoint.keep_latest_k,
+                  err, err_len) ||
+           int_in(cfg, "checkpoint", "load_step", -1, 1000000000, &o->checkpoint.load_step, err,
+                  err_len)
+               ? -1 : 0;
+}
+
 int train_options_read(train_options *o, const flame_config *cfg, char *err, size_t err_len)
 {
     memset(o, 0, sizeof *o);
     o->dump_folder = config_get_string(cfg, "job", "dump_folder");
     o->tokenizer = config_get_string(cfg, "model", "tokenizer_path");
     if (read_training(o, cfg, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
+        read_checkpoint(o, cfg, err, err_len) ||
         read_schedule(o, cfg, err, err_len) ||
         positive_int(cfg, "metrics", "log_freq", &o->log_freq, err, err_len))
         return -1;

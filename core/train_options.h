@@ -8,15 +8,28 @@
 #include "config.h"
 #include "scheduler.h"
 
+typedef struct checkpoint_options {
+    int enabled;
+    char folder[4200]; /* job.dump_folder/checkpoint.folder */
+    int interval, keep_latest_k;
+    int load_step;   /* -1 newest (if any), N step-N */
+    int create_seed; /* write step-0 and stop */
+} checkpoint_options;
+
 typedef struct train_options {
     const char *dump_folder;
-    const char *dataset;
+    const char *dataset, *text_field;
     const char *tokenizer;
-    int batch_size, seq_len, steps;
+    int batch_size, seq_len, context_len, varlen;
+    int num_workers, prefetch_factor;
+    int steps, accumulation; /* optimizer steps; micro-batches per step */
     double lr, beta1, beta2, eps, weight_decay, max_norm;
+    int weight_decay_all; /* also norms, biases, embeddings */
+    int skip_nan_inf;
     lr_schedule schedule;
     unsigned long long seed;
     int log_freq;
+    checkpoint_options checkpoint;
 } train_options;
 
 /* Returns 0, or -1 with one line in err naming the key (exit status 2). */

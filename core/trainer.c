@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "data_loader.h"
 #include "errors.h"
 #include "metrics.h"
@@ -25,8 +27,27 @@ typedef struct run {
     data_loader *data;
     metrics_log log;
     int32_t *inputs, *targets; /* [B*T] in backend memory */
+    trainer_state state;       /* step done, skipped steps, data cursor to resume from */
     char err[1024];
 } run;
+
+/* SIGINT/SIGTERM: finish the step, save a checkpoint, stop */
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void handle_stop_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = request_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static double now_seconds(void)
 {
@@ -104,14 +125,19 @@ static int create_model(run *r, const flame_config *cfg)
 
 static int open_data(run *r)
 {
-    data_loader_options o = {.dataset = r->opt.dataset,
-                             .tokenizer_path = r->opt.tokenizer,
-                             .batch_size = r->opt.batch_size,
-                             .seq_len = r->opt.seq_len,
+    const train_options *t = &r->opt;
+    data_loader_options o = {.dataset = t->dataset,
+                             .text_field = t->text_field,
+                             .tokenizer_path = t->tokenizer,
+                             .batch_size = t->batch_size,
+                             .seq_len = t->seq_len,
                              .rank = 0,
                              .world_size = 1,
-                             .prefetch = 2};
-    int rc = data_loader_open(&r->data, &o, NULL, r->err, sizeof r->err);
+                             .varlen = t->varlen,
+                             .context_len = t->context_len,
+                             .prefetch = t->prefetch_factor};
+    const json_t *cursor = json_is_object(r->state.data_cursor) ? r->state.data_cursor : NULL;
+    int rc = data_loader_open(&r->data, &o, cursor, r->err, sizeof r->err);
     return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
 }
 
@@ -128,63 +154,155 @@ static int allocate_batch(run *r)
 }
 
 /* global-norm clipping, then one AdamW step per tensor (no decay where the
- * plugin said so) */
-static double optimizer_step(run *r, int step, double lr)
+ * plugin said so); t counts the steps applied, skipped ones excluded */
+static void optimizer_step(run *r, double norm, double lr, int t)
 {
     param_store *ps = &r->params;
-    double norm = params_grad_norm(ps);
     if (r->opt.max_norm > 0 && norm > r->opt.max_norm)
         r->ops->scale(ps->grads, (float)(r->opt.max_norm / (norm + 1e-6)), ps->total);
     for (int i = 0; i < ps->n; i++) {
         size_t off = ps->offset[i];
-        float decay = ps->specs[i].weight_decay ? (float)r->opt.weight_decay : 0.0f;
+        int decays = ps->specs[i].weight_decay || r->opt.weight_decay_all;
+        float decay = decays ? (float)r->opt.weight_decay : 0.0f;
         r->ops->adamw(ps->values + off, ps->grads + off, ps->m + off, ps->v + off, ps->numel[i],
                       (float)lr, (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps,
-                      decay, step);
+                      decay, t);
     }
-    return norm;
 }
 
-static int train_step(run *r, int step, step_metrics *m)
+/* forward and backward of one micro-batch, adding its mean loss to *loss;
+ * returns 0, or -1 with r->err on a data error */
+static int micro_step(run *r, double *loss)
 {
     const train_options *o = &r->opt;
     size_t n = (size_t)o->batch_size * o->seq_len;
     const data_batch *data;
     if (data_loader_next(r->data, &data, r->err, sizeof r->err))
-        return FLAME_EXIT_DATA;
+        return -1;
     r->ops->upload(r->inputs, data->inputs, n * sizeof(int32_t));
     r->ops->upload(r->targets, data->targets, n * sizeof(int32_t));
-    flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, NULL, 0};
-
-    params_zero_grads(&r->params);
-    m->loss = r->plugin->forward(r->model, &batch, NULL);
+    flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, data->cu_seqlens,
+                         data->n_seqs};
+    *loss += r->plugin->forward(r->model, &batch, NULL);
     r->plugin->backward(r->model);
+    return 0;
+}
+
+/* One optimizer step over gradient_accumulation_steps micro-batches, whose
+ * gradients add up and are then averaged. */
+static int train_step(run *r, int step, step_metrics *m)
+{
+    const train_options *o = &r->opt;
+    params_zero_grads(&r->params);
+    double loss = 0;
+    for (int k = 0; k < o->accumulation; k++)
+        if (micro_step(r, &loss))
+            return FLAME_EXIT_DATA;
+    if (o->accumulation > 1)
+        r->ops->scale(r->params.grads, 1.0f / o->accumulation, r->params.total);
+    m->loss = loss / o->accumulation;
     m->lr = o->lr * lr_schedule_factor(&o->schedule, step);
-    m->grad_norm = optimizer_step(r, step, m->lr);
-    if (!isfinite(m->loss)) {
-        snprintf(r->err, sizeof r->err, "step %d: the loss is %g: training diverged", step, m->loss);
-        return FLAME_EXIT_RUNTIME;
+    m->grad_norm = params_grad_norm(&r->params);
+    if (!isfinite(m->grad_norm) || !isfinite(m->loss)) {
+        if (!o->skip_nan_inf) {
+            snprintf(r->err, sizeof r->err,
+                     "step %d: loss %g, gradient norm %g: training diverged "
+                     "(--training.skip_nan_inf skips such steps)",
+                     step, m->loss, m->grad_norm);
+            return FLAME_EXIT_RUNTIME;
+        }
+        m->skipped = ++r->state.skipped;
+        return FLAME_EXIT_OK;
     }
+    m->skipped = r->state.skipped;
+    optimizer_step(r, m->grad_norm, m->lr, step - r->state.skipped);
     return FLAME_EXIT_OK;
+}
+
+static int save_checkpoint(run *r, int step)
+{
+    r->state.step = step;
+    json_decref(r->state.data_cursor);
+    r->state.data_cursor = data_loader_cursor(r->data);
+    const checkpoint_options *c = &r->opt.checkpoint;
+    return checkpoint_save(c->folder, &r->params, &r->state, c->keep_latest_k, r->err,
+                           sizeof r->err)
+               ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
 }
 
 static int train(run *r)
 {
     const train_options *o = &r->opt;
     double start = now_seconds(), last = start;
-    for (int step = 1; step <= o->steps; step++) {
+    for (int step = r->state.step + 1; step <= o->steps; step++) {
         step_metrics m = {.step = step, .mfu = -1};
         int status = train_step(r, step, &m);
         if (status != FLAME_EXIT_OK)
             return status;
         double t = now_seconds();
-        m.tokens_per_s = (double)o->batch_size * o->seq_len / (t - last);
+        m.tokens_per_s = (double)o->batch_size * o->seq_len * o->accumulation / (t - last);
         m.mem_gib = metrics_peak_memory_gib();
         last = t;
         if (step % o->log_freq == 0 || step == o->steps)
             metrics_write(&r->log, &m);
         metrics_progress(&r->log, &m, t - start);
+        int stop = stop_requested;
+        if (o->checkpoint.enabled &&
+            (step % o->checkpoint.interval == 0 || step == o->steps || stop) &&
+            (status = save_checkpoint(r, step)) != FLAME_EXIT_OK)
+            return status;
+        if (stop) {
+            snprintf(r->err, sizeof r->err, "interrupted after step %d%s", step,
+                     o->checkpoint.enabled ? "; checkpoint saved: the same command resumes" : "");
+            return FLAME_EXIT_RUNTIME;
+        }
     }
+    return FLAME_EXIT_OK;
+}
+
+/* 64-bit FNV-1a of the [model] lines of the resolved config (the model file's
+ * path left out): a resumed run warns when the architecture settings changed */
+static void model_config_hash(const flame_config *cfg, char out[17])
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_write_ini(cfg, f);
+    fclose(f);
+    uint64_t h = 1469598103934665603ull;
+    int in_model = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '[')
+            in_model = strcmp(line, "[model]") == 0;
+        else if (in_model && line[0] != ';' && strncmp(line, "config ", 7) != 0)
+            for (const char *c = line; *c && strncmp(c, "  ;", 3) != 0; c++)
+                h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    }
+    free(text);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* Loads the checkpoint checkpoint.load_step names, if there is one. */
+static int resume(run *r)
+{
+    const checkpoint_options *c = &r->opt.checkpoint;
+    if (!c->enabled || c->create_seed)
+        return FLAME_EXIT_OK;
+    int step = checkpoint_find(c->folder, c->load_step, r->err, sizeof r->err);
+    if (step == -2)
+        return FLAME_EXIT_CONFIG;
+    if (step < 0)
+        return FLAME_EXIT_OK;
+    char hash[17];
+    memcpy(hash, r->state.config_hash, sizeof hash);
+    int rc = checkpoint_load(c->folder, step, &r->params, &r->state, r->err, sizeof r->err);
+    if (rc)
+        return rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
+    if (strcmp(hash, r->state.config_hash) != 0)
+        fprintf(stderr, "flame-run: warning: %s/step-%d was written with other [model] settings\n",
+                c->folder, step);
+    memcpy(r->state.config_hash, hash, sizeof hash);
+    printf("flame-run: resuming from %s/step-%d\n", c->folder, step);
     return FLAME_EXIT_OK;
 }
 
@@ -196,7 +314,8 @@ static int prepare(run *r, const flame_config *cfg)
     int status = create_model(r, cfg);
     if (status != FLAME_EXIT_OK)
         return status;
-    if ((status = open_data(r)) != FLAME_EXIT_OK)
+    model_config_hash(cfg, r->state.config_hash);
+    if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK)
         return status;
     if (allocate_batch(r))
         return FLAME_EXIT_RUNTIME;
@@ -204,7 +323,7 @@ static int prepare(run *r, const flame_config *cfg)
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->opt.dump_folder);
     if (make_folder(r->opt.dump_folder, r->err, sizeof r->err) || write_resolved_config(r, cfg) ||
-        metrics_open(&r->log, path, r->opt.steps, r->err, sizeof r->err))
+        metrics_open(&r->log, path, r->opt.steps, r->state.step, r->err, sizeof r->err))
         return FLAME_EXIT_RUNTIME;
     return FLAME_EXIT_OK;
 }
@@ -213,6 +332,7 @@ static void release(run *r)
 {
     metrics_close(&r->log);
     data_loader_close(r->data);
+    json_decref(r->state.data_cursor);
     tokenizer_close(&r->tok);
     if (r->model)
         r->plugin->destroy(r->model);
@@ -227,10 +347,18 @@ int trainer_run(const flame_plugin *plugin, const flame_config *cfg, const flame
     r->plugin = plugin;
     r->ops = ops;
     int status = prepare(r, cfg);
-    if (status == FLAME_EXIT_OK) {
-        printf("flame-run: %s, %zu parameters, %d steps of %d x %d tokens, output in %s\n",
-               plugin->name, r->params.total, r->opt.steps, r->opt.batch_size, r->opt.seq_len,
-               r->opt.dump_folder);
+    if (status == FLAME_EXIT_OK && r->opt.checkpoint.create_seed) {
+        status = save_checkpoint(r, 0);
+        if (status == FLAME_EXIT_OK)
+            printf("flame-run: seed checkpoint %s/step-0 written\n", r->opt.checkpoint.folder);
+    } else if (status == FLAME_EXIT_OK) {
+        printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens, output in %s\n",
+               plugin->name, r->params.total, r->opt.steps, r->opt.accumulation,
+               r->opt.batch_size, r->opt.seq_len, r->opt.dump_folder);
+        if (r->state.step >= r->opt.steps)
+            printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
+                   r->opt.steps);
+        handle_stop_signals();
         status = train(r);
     }
     if (status != FLAME_EXIT_OK)

@@ -1,0 +1,109 @@
+/* A plugin built outside flame's tree, from the installed headers alone: a
+ * bigram model (the logits of the next token are a row of one V×V table,
+ * looked up by the current token). Its option nan_every = N makes every N-th
+ * forward's loss and gradients NaN, for testing training.skip_nan_inf. */
+#include <math.h>
+#include <stdlib.h>
+
+#include <flame/plugin.h>
+
+typedef struct bigram {
+    const flame_ops *ops;
+    int V, nan_every, forwards;
+    flame_param_spec spec;
+    float *table, *dtable;
+    float *logits, *dlogits, *losses; /* [n, V], [n, V], [n] */
+    const int32_t *tokens;
+    int n, poisoned;
+} bigram;
+
+static const flame_option options[] = {
+    {"vocab_size", FLAME_TYPE_INT, "257", "vocabulary size", 0},
+    {"nan_every", FLAME_TYPE_INT, "0", "every N-th forward gives NaN; 0 never", 0},
+};
+
+static void *create(const flame_model_config *c, const flame_ops *ops, char *err, size_t n)
+{
+    (void)err, (void)n;
+    bigram *m = calloc(1, sizeof *m);
+    m->ops = ops;
+    m->V = (int)c->get_int(c->ctx, "vocab_size");
+    m->nan_every = (int)c->get_int(c->ctx, "nan_every");
+    m->spec = (flame_param_spec){"model.bigram.weight", 2, {m->V, m->V}, FLAME_INIT_NORMAL, 0.02f, 0};
+    return m;
+}
+
+static void destroy(void *model)
+{
+    bigram *m = model;
+    m->ops->free(m->logits);
+    m->ops->free(m->dlogits);
+    m->ops->free(m->losses);
+    free(m);
+}
+
+static int n_params(const void *model) { (void)model; return 1; }
+static const flame_param_spec *param(const void *model, int i) { (void)i; return &((const bigram *)model)->spec; }
+
+static void bind(void *model, float *const *params, float *const *grads)
+{
+    bigram *m = model;
+    m->table = params[0];
+    m->dtable = grads[0];
+}
+
+static int reserve(void *model, int B, int T, char *err, size_t n)
+{
+    (void)err, (void)n;
+    bigram *m = model;
+    size_t rows = (size_t)B * T;
+    m->logits = m->ops->alloc(rows * m->V * sizeof(float));
+    m->dlogits = m->ops->alloc(rows * m->V * sizeof(float));
+    m->losses = m->ops->alloc(rows * sizeof(float));
+    return m->logits && m->dlogits && m->losses ? 0 : -1;
+}
+
+static float forward(void *model, const flame_batch *b, float *logits_out)
+{
+    bigram *m = model;
+    m->n = b->B * b->T;
+    m->tokens = b->tokens;
+    m->ops->embedding_forward(m->logits, b->tokens, m->table, m->n, m->V);
+    if (logits_out)
+        m->ops->copy(logits_out, m->logits, (size_t)m->n * m->V * sizeof(float));
+    double sum = m->ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, m->n, m->V,
+                                       1.0f / m->n);
+    m->poisoned = m->nan_every > 0 && ++m->forwards % m->nan_every == 0;
+    return m->poisoned ? NAN : (float)(sum / m->n);
+}
+
+static void backward(void *model)
+{
+    bigram *m = model;
+    if (m->poisoned)
+        m->ops->scale(m->dlogits, NAN, (size_t)m->n * m->V);
+    m->ops->embedding_backward(m->dtable, m->dlogits, m->tokens, m->n, m->V);
+}
+
+static double flops_per_token(const void *model, int T) { (void)T; return 6.0 * ((const bigram *)model)->V; }
+static int64_t vocab_size(const void *model) { return ((const bigram *)model)->V; }
+
+static const flame_plugin plugin = {
+    .abi_version = FLAME_ABI_VERSION,
+    .name = "bigram",
+    .description = "next-token logits from a table indexed by the current token (a test plugin)",
+    .options = options,
+    .n_options = 2,
+    .create = create,
+    .destroy = destroy,
+    .n_params = n_params,
+    .param = param,
+    .bind = bind,
+    .reserve = reserve,
+    .forward = forward,
+    .backward = backward,
+    .flops_per_token = flops_per_token,
+    .vocab_size = vocab_size,
+};
+
+const flame_plugin *flame_plugin_entry(void) { return &plugin; }
