@@ -5,24 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data_source.h"
-#include "tokenizer.h"
+#include "token_shard.h"
+#include "token_stream.h"
 
-/* Where the next token of the stream is: the piece it comes from and its index
- * among that piece's tokens (BOS and EOS included). */
+/* Where the next token of the stream is. Text: the piece it comes from and
+ * its index among that piece's tokens (BOS and EOS included). A shard: its
+ * index in the shard (piece unused). */
 typedef struct stream_position {
     uint64_t epoch;
     data_cursor piece;
     uint64_t token;
 } stream_position;
-
-/* the producer's side: documents → tokens */
-typedef struct token_stream {
-    data_source *source;
-    tokenizer tok;
-    tokenizer_ids piece; /* tokens of the current piece */
-    stream_position at;  /* of piece.ids[at.token] */
-} token_stream;
 
 typedef struct batch_slot {
     data_batch batch;
@@ -33,8 +26,14 @@ typedef struct batch_slot {
 
 struct data_loader {
     data_loader_options opt;
-    token_stream stream;
-    int32_t *row; /* seq_len + 1 tokens */
+    /* the tokens: from text through a token stream, or from a mapped shard */
+    token_stream *stream;
+    token_piece piece; /* the stream's current piece */
+    token_shard shard;
+    int is_shard;
+    int32_t eos_id;
+    stream_position at; /* of the next token */
+    int32_t *row;       /* seq_len + 1 tokens */
 
     pthread_t thread;
     int thread_started;
@@ -45,82 +44,78 @@ struct data_loader {
     stream_position consumed; /* after the last batch handed out */
 };
 
-/* ---- the token stream ---- */
+/* ---- text: the token stream ---- */
 
-static int push_id(tokenizer_ids *ids, int32_t id)
+/* Moves to the next piece that has tokens. */
+static int next_piece(data_loader *dl, char *err, size_t err_len)
 {
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? 2 * ids->cap : 1024;
-        int32_t *grown = realloc(ids->ids, cap * sizeof *grown);
-        if (!grown)
+    do {
+        if (token_stream_next(dl->stream, &dl->piece, err, err_len))
             return -1;
-        ids->ids = grown;
-        ids->cap = cap;
-    }
-    ids->ids[ids->n++] = id;
+    } while (dl->piece.n == 0);
+    dl->at = (stream_position){dl->piece.epoch, dl->piece.at, 0};
     return 0;
 }
 
-/* the tokens of one piece: BOS if it starts a document, its text, EOS if it ends one */
-static int tokenize_piece(token_stream *s, const char *text, size_t len, int end_of_document)
+/* n tokens of the stream into out */
+static int text_tokens(data_loader *dl, int32_t *out, size_t n, char *err, size_t err_len)
 {
-    s->piece.n = 0;
-    if (s->at.piece.offset == 0 && s->tok.bos_id >= 0 && push_id(&s->piece, s->tok.bos_id))
-        return -1;
-    if (tokenizer_encode(&s->tok, text, len, &s->piece))
-        return -1;
-    if (end_of_document && s->tok.eos_id >= 0 && push_id(&s->piece, s->tok.eos_id))
-        return -1;
-    return 0;
-}
-
-/* Reads pieces until one has tokens; at the end of the data, the next epoch. */
-static int next_piece(token_stream *s, char *err, size_t err_len)
-{
-    for (;;) {
-        const char *text;
-        size_t len;
-        int end_of_document;
-        data_source_tell(s->source, &s->at.piece);
-        int rc = data_source_next(s->source, &text, &len, &end_of_document, err, err_len);
-        if (rc < 0)
+    while (n > 0) {
+        if (dl->at.token == dl->piece.n && next_piece(dl, err, err_len))
             return -1;
-        if (rc == 0) {
-            data_source_rewind(s->source);
-            s->at.epoch++;
-            continue;
-        }
-        s->at.token = 0;
-        if (tokenize_piece(s, text, len, end_of_document)) {
-            snprintf(err, err_len, "out of memory while tokenizing");
-            return -1;
-        }
-        if (s->piece.n > 0)
-            return 0;
+        size_t k = dl->piece.n - dl->at.token;
+        k = k < n ? k : n;
+        memcpy(out, dl->piece.ids + dl->at.token, k * sizeof *out);
+        dl->at.token += k;
+        out += k;
+        n -= k;
     }
-}
-
-static int next_token(token_stream *s, int32_t *token, char *err, size_t err_len)
-{
-    if (s->at.token == s->piece.n && next_piece(s, err, err_len))
-        return -1;
-    *token = s->piece.ids[s->at.token++];
     return 0;
 }
 
 /* Positions the stream at p: re-reads p's piece and skips its first p.token tokens. */
-static int stream_seek(token_stream *s, const stream_position *p, char *err, size_t err_len)
+static int text_seek(data_loader *dl, const stream_position *p, char *err, size_t err_len)
 {
-    if (data_source_seek(s->source, &p->piece, err, err_len) || next_piece(s, err, err_len))
+    if (token_stream_seek(dl->stream, p->epoch, &p->piece, err, err_len) ||
+        next_piece(dl, err, err_len))
         return -1;
-    if (p->token > s->piece.n) {
+    if (p->token > dl->piece.n) {
         snprintf(err, err_len, "data cursor: token %llu beyond the %zu of its piece",
-                 (unsigned long long)p->token, s->piece.n);
+                 (unsigned long long)p->token, dl->piece.n);
         return -1;
     }
-    s->at.epoch = p->epoch;
-    s->at.token = p->token;
+    dl->at.token = p->token;
     return 0;
+}
+
+/* ---- a shard: tokens straight from the mapping ---- */
+
+/* n tokens from the shard into out (NULL: skipped), epoch after epoch */
+static int shard_tokens(data_loader *dl, int32_t *out, size_t n, char *err, size_t err_len)
+{
+    uint64_t total = dl->shard.h.n_tokens;
+    while (n > 0) {
+        if (dl->at.token == total) {
+            dl->at.token = 0;
+            dl->at.epoch++;
+        }
+        size_t k = total - dl->at.token < n ? (size_t)(total - dl->at.token) : n;
+        if (out && token_shard_read(&dl->shard, dl->at.token, k, out, err, err_len))
+            return -1;
+        dl->at.token += k;
+        out = out ? out + k : NULL;
+        n -= k;
+    }
+    return 0;
+}
+
+/* the next row of seq_len + 1 tokens; keep = 0: this rank does not need it */
+static int next_row(data_loader *dl, int keep, char *err, size_t err_len)
+{
+    size_t n = (size_t)dl->opt.seq_len + 1;
+    if (dl->is_shard)
+        return shard_tokens(dl, keep ? dl->row : NULL, n, err, err_len);
+    return text_tokens(dl, dl->row, n, err, err_len);
 }
 
 /* ---- batches ---- */
@@ -129,7 +124,7 @@ static int is_document_start(const data_loader *dl, const int32_t *in, int t, in
 {
     if (t == 0)
         return 1;
-    if (in[t - 1] == dl->stream.tok.eos_id)
+    if (in[t - 1] == dl->eos_id)
         return 1;
     return dl->opt.context_len > 0 && run >= dl->opt.context_len;
 }
@@ -157,10 +152,10 @@ static int fill_batch(data_loader *dl, batch_slot *slot)
     const data_loader_options *o = &dl->opt;
     int rows = o->batch_size * o->world_size, T = o->seq_len;
     for (int i = 0; i < rows; i++) {
-        for (int t = 0; t <= T; t++)
-            if (next_token(&dl->stream, &dl->row[t], slot->err, sizeof slot->err))
-                return -1;
-        if (i % o->world_size != o->rank)
+        int keep = i % o->world_size == o->rank;
+        if (next_row(dl, keep, slot->err, sizeof slot->err))
+            return -1;
+        if (!keep)
             continue;
         int b = i / o->world_size;
         memcpy(slot->batch.inputs + (size_t)b * T, dl->row, T * sizeof(int32_t));
@@ -168,7 +163,7 @@ static int fill_batch(data_loader *dl, batch_slot *slot)
     }
     if (o->varlen)
         mark_sequences(dl, &slot->batch);
-    slot->after = dl->stream.at;
+    slot->after = dl->at;
     return 0;
 }
 
@@ -196,15 +191,47 @@ static void *produce(void *arg)
 
 /* ---- cursor ---- */
 
-static json_t *position_to_json(const stream_position *p)
+/* text: {epoch, file, document, offset, token}; a shard: {epoch, shard_token} */
+static json_t *position_to_json(const data_loader *dl, const stream_position *p)
 {
+    if (dl->is_shard)
+        return json_pack("{s:I, s:I}", "epoch", (json_int_t)p->epoch, "shard_token",
+                         (json_int_t)p->token);
     return json_pack("{s:I, s:I, s:I, s:I, s:I}", "epoch", (json_int_t)p->epoch, "file",
                      (json_int_t)p->piece.file, "document", (json_int_t)p->piece.document,
                      "offset", (json_int_t)p->piece.offset, "token", (json_int_t)p->token);
 }
 
-static int position_from_json(const json_t *j, stream_position *p, char *err, size_t err_len)
+static int shard_position_from_json(const json_t *j, stream_position *p, char *err,
+                                    size_t err_len)
 {
+    json_int_t epoch, token;
+    json_error_t jerr;
+    if (json_unpack_ex((json_t *)j, &jerr, 0, "{s:I, s:I}", "epoch", &epoch, "shard_token",
+                       &token)) {
+        snprintf(err, err_len, "data cursor: %s", jerr.text);
+        return -1;
+    }
+    if (epoch < 0 || token < 0) {
+        snprintf(err, err_len, "data cursor: negative position");
+        return -1;
+    }
+    *p = (stream_position){.epoch = (uint64_t)epoch, .token = (uint64_t)token};
+    return 0;
+}
+
+static int position_from_json(const data_loader *dl, const json_t *j, stream_position *p,
+                              char *err, size_t err_len)
+{
+    int shard_cursor = json_object_get(j, "shard_token") != NULL;
+    if (shard_cursor != dl->is_shard) {
+        snprintf(err, err_len, "data cursor: saved for a %s dataset, but %s is %s",
+                 shard_cursor ? "pre-tokenized shard" : "text", dl->opt.dataset,
+                 dl->is_shard ? "a shard" : "text");
+        return -1;
+    }
+    if (dl->is_shard)
+        return shard_position_from_json(j, p, err, err_len);
     json_int_t v[5];
     json_error_t jerr;
     if (json_unpack_ex((json_t *)j, &jerr, 0, "{s:I, s:I, s:I, s:I, s:I}", "epoch", &v[0],
@@ -224,7 +251,7 @@ static int position_from_json(const json_t *j, stream_position *p, char *err, si
 
 json_t *data_loader_cursor(const data_loader *dl)
 {
-    return position_to_json(&dl->consumed);
+    return position_to_json(dl, &dl->consumed);
 }
 
 /* ---- life cycle ---- */
@@ -248,14 +275,92 @@ static int allocate_slots(data_loader *dl)
     return 0;
 }
 
+static int shard_seek(data_loader *dl, const stream_position *p, char *err, size_t err_len)
+{
+    if (p->token > dl->shard.h.n_tokens) {
+        snprintf(err, err_len, "data cursor: token %llu beyond the %llu of %s",
+                 (unsigned long long)p->token, (unsigned long long)dl->shard.h.n_tokens,
+                 dl->opt.dataset);
+        return -1;
+    }
+    dl->at = *p;
+    return 0;
+}
+
 static int seek_start(data_loader *dl, const json_t *cursor, char *err, size_t err_len)
 {
     if (!cursor)
-        return 0; /* the stream reads its first piece on the first token */
+        return 0; /* a text stream reads its first piece on the first token */
     stream_position p;
-    if (position_from_json(cursor, &p, err, err_len) || stream_seek(&dl->stream, &p, err, err_len))
+    if (position_from_json(dl, cursor, &p, err, err_len) ||
+        (dl->is_shard ? shard_seek : text_seek)(dl, &p, err, err_len))
         return -1;
     dl->consumed = p;
+    return 0;
+}
+
+static int open_text(data_loader *dl, char *err, size_t err_len)
+{
+    token_stream_options o = {dl->opt.dataset, dl->opt.text_field, dl->opt.tokenizer_path,
+                              dl->opt.num_workers};
+    if (token_stream_open(&dl->stream, &o, err, err_len))
+        return -1;
+    dl->eos_id = token_stream_tokenizer(dl->stream)->eos_id;
+    return 0;
+}
+
+/* Maps the dataset's one file, spaces around it ignored as data_source does. */
+static int map_shard(data_loader *dl, char *err, size_t err_len)
+{
+    const char *spec = dl->opt.dataset;
+    if (strpbrk(spec, ",*?[")) {
+        snprintf(err, err_len, "dataset %s: a .flametok shard must be the whole dataset, one "
+                 "file (no list or glob)", spec);
+        return -1;
+    }
+    size_t n = strlen(spec);
+    while (*spec == ' ')
+        spec++, n--;
+    while (n > 0 && spec[n - 1] == ' ')
+        n--;
+    char *path = strndup(spec, n);
+    if (!path) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    char why[1024];
+    int rc = token_shard_open(&dl->shard, path, why, sizeof why);
+    if (rc)
+        snprintf(err, err_len, "dataset %s", why);
+    free(path);
+    return rc;
+}
+
+/* Maps the shard and refuses one packed with another tokenizer than
+ * tokenizer_path: its ids would mean other tokens. Returns 0, -1 (a
+ * configuration error) or -2 (a corrupt shard). */
+static int open_shard(data_loader *dl, char *err, size_t err_len)
+{
+    int rc = map_shard(dl, err, err_len);
+    if (rc)
+        return rc;
+    const char *path = dl->shard.path;
+    if (dl->shard.h.n_tokens == 0) {
+        snprintf(err, err_len, "%s: the shard holds no tokens", path);
+        return -2;
+    }
+    uint64_t hash;
+    if (token_shard_tokenizer_hash(dl->opt.tokenizer_path, &hash, err, err_len))
+        return -1;
+    if (hash != dl->shard.h.tokenizer_hash) {
+        snprintf(err, err_len, "dataset %s was packed with another tokenizer than "
+                 "model.tokenizer_path %s (tokenizer hash %016llx, the shard's %016llx): "
+                 "pack it again or give the tokenizer it was packed with", path,
+                 dl->opt.tokenizer_path, (unsigned long long)hash,
+                 (unsigned long long)dl->shard.h.tokenizer_hash);
+        return -1;
+    }
+    dl->eos_id = dl->shard.h.eos_id;
     return 0;
 }
 
@@ -264,12 +369,17 @@ int data_loader_open(data_loader **out, const data_loader_options *opt, const js
 {
     data_loader *dl = calloc(1, sizeof *dl);
     *out = dl;
+    if (!dl) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
     dl->opt = *opt;
     if (dl->opt.prefetch < 1)
         dl->opt.prefetch = 1;
-    if (data_source_open(&dl->stream.source, opt->dataset, opt->text_field, err, err_len) ||
-        tokenizer_open(&dl->stream.tok, opt->tokenizer_path, err, err_len))
-        return -1;
+    dl->is_shard = token_shard_is_path(opt->dataset);
+    int rc = dl->is_shard ? open_shard(dl, err, err_len) : open_text(dl, err, err_len);
+    if (rc)
+        return rc;
     if (allocate_slots(dl)) {
         snprintf(err, err_len, "out of memory for %d batches of data", dl->opt.prefetch + 1);
         return -1;
@@ -329,9 +439,7 @@ void data_loader_close(data_loader *dl)
     }
     free(dl->slots);
     free(dl->row);
-    free(dl->stream.piece.ids);
-    if (dl->stream.source)
-        data_source_close(dl->stream.source);
-    tokenizer_close(&dl->stream.tok);
+    token_stream_close(dl->stream);
+    token_shard_close(&dl->shard);
     free(dl);
 }

@@ -1,11 +1,19 @@
 /* The training data pipeline: documents from a data source (core/data_source.h),
- * tokenized in a background thread, each preceded by BOS (when the tokenizer has
- * one) and followed by EOS, joined into one stream repeated epoch after epoch,
- * and cut into rows of seq_len + 1 tokens (inputs: the first seq_len, targets:
- * the last seq_len). Data parallel rank r of n takes every n-th row. Batches are
- * prepared `prefetch` ahead. The position after each batch is a small cursor
- * that a checkpoint saves, so a resumed run sees exactly the tokens it would
- * have seen. */
+ * tokenized in a background thread (core/token_stream.h; num_workers > 1 adds
+ * helper threads, with the same result), each preceded by BOS (when the
+ * tokenizer has one) and followed by EOS, joined into one stream repeated epoch
+ * after epoch, and cut into rows of seq_len + 1 tokens (inputs: the first
+ * seq_len, targets: the last seq_len). Data parallel rank r of n takes every
+ * n-th row. Batches are prepared `prefetch` ahead. The position after each
+ * batch is a small cursor that a checkpoint saves, so a resumed run sees
+ * exactly the tokens it would have seen.
+ *
+ * A dataset that is one file named *.flametok is a pre-tokenized shard
+ * (core/token_shard.h, written by `flame-data pack`): it is memory-mapped and
+ * its tokens, which are that same stream for one epoch, are cut into the same
+ * rows — the batches equal those of the text it was packed from. Its
+ * tokenizer hash must match tokenizer_path's. Cursors: text
+ * {epoch, file, document, offset, token}, a shard {epoch, shard_token}. */
 #ifndef FLAME_DATA_LOADER_H
 #define FLAME_DATA_LOADER_H
 
@@ -24,6 +32,7 @@ typedef struct data_loader_options {
      * and a document is also cut every context_len tokens */
     int varlen, context_len;
     int prefetch; /* batches prepared ahead, at least 1 */
+    int num_workers; /* tokenizing threads for text; 0 or 1: the background thread alone */
 } data_loader_options;
 
 typedef struct data_batch {
@@ -34,10 +43,12 @@ typedef struct data_batch {
 
 typedef struct data_loader data_loader;
 
-/* Opens the source and the tokenizer, seeks to cursor (NULL: the start) and
- * starts the background thread. Returns 0; -1 with err for a configuration
- * error (missing file, unknown extension, bad tokenizer); -2 with err for a
- * data error while seeking. */
+/* Opens the source and the tokenizer (or maps the shard), seeks to cursor
+ * (NULL: the start) and starts the background thread. Returns 0; -1 with err
+ * for a configuration error (missing file, unknown extension, bad tokenizer, a
+ * shard of another tokenizer); -2 with err for a data error (a corrupt,
+ * truncated or empty shard, a cursor that does not fit the data, or while
+ * seeking). */
 int data_loader_open(data_loader **dl, const data_loader_options *opt, const json_t *cursor,
                      char *err, size_t err_len);
 void data_loader_close(data_loader *dl);

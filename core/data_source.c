@@ -19,7 +19,8 @@ enum { OPEN_BLOCK = 1 << 18, MAX_DEPTH = 64 };
 
 static const char KNOWN_TYPES[] =
     "known: .txt, .jsonl, either compressed as .gz, .zst or .xz, and the archives "
-    ".tar, .tar.gz, .tgz, .tar.zst, .tar.xz and .zip holding .txt and .jsonl files";
+    ".tar, .tar.gz, .tgz, .tar.zst, .tar.xz and .zip holding .txt and .jsonl files; "
+    "a .flametok shard only as the whole dataset";
 
 typedef struct file_kind {
     int container; /* CONT_* */

@@ -19,6 +19,8 @@
  *   .tar .tar.gz .tgz .tar.zst .tar.xz .zip
  *                   archives: their .txt and .jsonl members in archive order,
  *                   other members skipped
+ * A pre-tokenized shard (.flametok, core/token_shard.h) is no data source:
+ * the data loader maps it when it is the whole dataset.
  * Everything is read through libarchive, JSON lines through jansson.
  * Documents of zero bytes are skipped. Memory: one document (a JSON line and
  * its decoded text) plus a read buffer of DATA_SOURCE_PIECE bytes.

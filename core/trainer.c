@@ -135,6 +135,7 @@ static int open_data(run *r)
                              .world_size = 1,
                              .varlen = t->varlen,
                              .context_len = t->context_len,
+                             .num_workers = t->num_workers,
                              .prefetch = t->prefetch_factor};
     const json_t *cursor = json_is_object(r->state.data_cursor) ? r->state.data_cursor : NULL;
     int rc = data_loader_open(&r->data, &o, cursor, r->err, sizeof r->err);
