@@ -1,0 +1,77 @@
+/* The CUDA backend: every op of flame/ops.h on the GPU, in fp32. Tensors live
+ * in device memory; all work goes to the default stream, in call order, and
+ * the ops that return a value to the host (download, cross_entropy,
+ * sum_squares) wait for it. The backend keeps process-wide state (a cuBLASLt
+ * handle, scratch memory) and is meant to be driven from one host thread.
+ *
+ * Checked against the CPU backend (the oracle) by tests/test_kernels_cuda.c. */
+#ifndef FLAME_CUDA_KERNELS_H
+#define FLAME_CUDA_KERNELS_H
+
+#include <flame/ops.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* memory_cuda.cu */
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *ptr);
+void cuda_zero(void *ptr, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);
+void cuda_upload(void *dst, const void *host_src, size_t bytes);
+void cuda_download(void *host_dst, const void *src, size_t bytes);
+/* Device memory for an op's intermediate results, valid until the next call;
+ * grows as needed and is never given back. */
+void *cuda_scratch(size_t bytes);
+
+/* matmul_cuda.cu */
+void matmul_forward_cuda(float *out, const float *in, const float *weight,
+                         const float *bias, int M, int K, int N);
+void matmul_backward_cuda(float *din, float *dweight, float *dbias,
+                          const float *dout, const float *in, const float *weight,
+                          int M, int K, int N);
+
+/* embedding_cuda.cu */
+void embedding_forward_cuda(float *out, const int32_t *tokens, const float *table,
+                            int n, int C);
+void embedding_backward_cuda(float *dtable, const float *dout, const int32_t *tokens,
+                             int n, int C);
+
+/* rmsnorm_cuda.cu */
+void rmsnorm_forward_cuda(float *out, float *rstd, const float *x, const float *weight,
+                          int n, int C, float eps);
+void rmsnorm_backward_cuda(float *dx, float *dweight, const float *dout, const float *x,
+                           const float *weight, const float *rstd, int n, int C);
+
+/* swiglu_cuda.cu */
+void swiglu_forward_cuda(float *out, const float *gate, const float *up, size_t n);
+void swiglu_backward_cuda(float *dgate, float *dup, const float *dout,
+                          const float *gate, const float *up, size_t n);
+
+/* elementwise_cuda.cu */
+void add_cuda(float *out, const float *a, const float *b, size_t n);
+void scale_cuda(float *x, float s, size_t n);
+
+/* cross_entropy_cuda.cu */
+double cross_entropy_cuda(float *losses, float *dlogits, const float *logits,
+                          const int32_t *targets, int n, int V, float dloss_scale);
+
+/* grad_norm_cuda.cu */
+double sum_squares_cuda(const float *x, size_t n);
+/* Σ x[i] in a fixed order, returned to the host; overwrites x. */
+double sum_doubles_cuda(double *x, size_t n);
+
+/* adamw_cuda.cu */
+void adamw_cuda(float *param, const float *grad, float *m, float *v, size_t n,
+                float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+
+/* cuda_ops.c: the table, and whether it can be used on this machine: 1 when
+ * a CUDA device is usable, otherwise 0 with the reason written to why. */
+extern const flame_ops flame_cuda_ops;
+int flame_cuda_available(char *why, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,63 @@
+/* The CUDA op table, and the check that this machine can run it. */
+#include <stdio.h>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda_kernels.h"
+
+const flame_ops flame_cuda_ops = {
+    .backend = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .zero = cuda_zero,
+    .copy = cuda_copy,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .matmul_forward = matmul_forward_cuda,
+    .matmul_backward = matmul_backward_cuda,
+    .embedding_forward = embedding_forward_cuda,
+    .embedding_backward = embedding_backward_cuda,
+    .rmsnorm_forward = rmsnorm_forward_cuda,
+    .rmsnorm_backward = rmsnorm_backward_cuda,
+    .swiglu_forward = swiglu_forward_cuda,
+    .swiglu_backward = swiglu_backward_cuda,
+    .add = add_cuda,
+    .scale = scale_cuda,
+    .cross_entropy = cross_entropy_cuda,
+    .sum_squares = sum_squares_cuda,
+    .adamw = adamw_cuda,
+};
+
+/* Asks the runtime, which never exits here: a machine without a driver or a
+ * device is an answer, not an error. */
+int flame_cuda_available(char *why, size_t n)
+{
+    int driver = 0, runtime = 0, devices = 0;
+    struct cudaDeviceProp prop;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (driver == 0) {
+        snprintf(why, n, "no CUDA driver found");
+        return 0;
+    }
+    if (driver / 1000 < runtime / 1000) { /* minor versions are compatible within a major */
+        snprintf(why, n, "the CUDA driver (%d.%d) is older than the runtime flame was built with (%d.%d)",
+                 driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+        return 0;
+    }
+    cudaError_t err = cudaGetDeviceCount(&devices);
+    if (err == cudaSuccess && devices == 0)
+        err = cudaErrorNoDevice;
+    if (err == cudaSuccess)
+        err = cudaFree(NULL); /* creates the context: the device really answers */
+    if (err == cudaSuccess)
+        err = cudaGetDeviceProperties(&prop, 0);
+    if (err != cudaSuccess) {
+        snprintf(why, n, "no usable CUDA device (%s)", cudaGetErrorString(err));
+        cudaGetLastError(); /* clear it for later calls */
+        return 0;
+    }
+    snprintf(why, n, "%s, compute capability %d.%d (%d device%s)", prop.name, prop.major,
+             prop.minor, devices, devices > 1 ? "s" : "");
+    return 1;
+}

@@ -1,0 +1,92 @@
+/* Reductions shared by the CUDA kernels. Each one adds its terms in an order
+ * fixed by the shapes and the block size alone, so results are the same run
+ * to run (no atomics, no dependence on scheduling). */
+#ifndef FLAME_CUDA_REDUCE_CUH
+#define FLAME_CUDA_REDUCE_CUH
+
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "cuda_launch.cuh"
+
+template <typename T> __device__ T warp_sum(T v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+template <typename T> __device__ T warp_max(T v)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+/* Sum (or max) over the block, returned to every thread. blockDim.x is a
+ * multiple of 32. Every thread of the block must call it. The first barrier
+ * lets a block reduce twice in a row without overwriting partials still read. */
+template <typename T, bool IS_MAX> __device__ T block_reduce(T v, T identity)
+{
+    __shared__ T partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = IS_MAX ? warp_max(v) : warp_sum(v);
+    __syncthreads();
+    if (lane == 0)
+        partial[warp] = v;
+    __syncthreads();
+    v = lane < (int)(blockDim.x >> 5) ? partial[lane] : identity;
+    return IS_MAX ? warp_max(v) : warp_sum(v);
+}
+
+template <typename T> __device__ T block_sum(T v) { return block_reduce<T, false>(v, T(0)); }
+__device__ inline float block_max(float v) { return block_reduce<float, true>(v, -INFINITY); }
+
+/* ---- column sums: dst[j] += Σ_i term(i, j) over n rows of C columns ----
+ * Rows are cut into chunks of a length fixed by n; one pass writes each
+ * chunk's column sums (rows added in order), a second adds the chunks in
+ * order. Coalesced: neighbouring threads own neighbouring columns. */
+
+#define COLUMN_CHUNK_ROWS 64
+#define COLUMN_MAX_CHUNKS 65535 /* gridDim.y limit */
+
+template <typename Term>
+__global__ void column_chunk_sums(float *partial, int n, int C, int rows, Term term)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= C)
+        return;
+    int i0 = blockIdx.y * rows, i1 = min(n, i0 + rows);
+    float acc = 0.0f;
+    for (int i = i0; i < i1; i++)
+        acc += term(i, j);
+    partial[(size_t)blockIdx.y * C + j] = acc;
+}
+
+static __global__ void add_column_chunks(float *dst, const float *partial, int chunks, int C)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= C)
+        return;
+    float acc = 0.0f;
+    for (int c = 0; c < chunks; c++)
+        acc += partial[(size_t)c * C + j];
+    dst[j] += acc;
+}
+
+template <typename Term> void column_sum_add(float *dst, int n, int C, Term term)
+{
+    if (n <= 0 || C <= 0)
+        return;
+    int rows = COLUMN_CHUNK_ROWS;
+    if ((n + rows - 1) / rows > COLUMN_MAX_CHUNKS)
+        rows = (n + COLUMN_MAX_CHUNKS - 1) / COLUMN_MAX_CHUNKS;
+    int chunks = (n + rows - 1) / rows;
+    float *partial = (float *)cuda_scratch((size_t)chunks * C * sizeof(float));
+    dim3 grid((C + CUDA_BLOCK - 1) / CUDA_BLOCK, chunks);
+    column_chunk_sums<<<grid, CUDA_BLOCK>>>(partial, n, C, rows, term);
+    CUDA_CHECK_LAUNCH();
+    add_column_chunks<<<(C + CUDA_BLOCK - 1) / CUDA_BLOCK, CUDA_BLOCK>>>(dst, partial, chunks, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+#endif

@@ -1,0 +1,56 @@
+/* Σ x² in double, for the global gradient norm. Each block sums a fixed
+ * chunk of x, then one block adds the chunks' sums in a fixed order: the
+ * result is the same on every run and every GPU (block size being fixed). */
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "cuda_launch.cuh"
+#include "cuda_reduce.cuh"
+
+#define SQUARES_CHUNK ((size_t)CUDA_BLOCK * 64) /* elements summed by one block */
+#define SUM_THREADS 1024
+
+static __global__ void chunk_sum_squares(double *partial, const float *x, size_t n)
+{
+    size_t start = (size_t)blockIdx.x * SQUARES_CHUNK;
+    size_t end = min(n, start + SQUARES_CHUNK);
+    double s = 0.0;
+    for (size_t i = start + threadIdx.x; i < end; i += blockDim.x)
+        s += (double)x[i] * x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0)
+        partial[blockIdx.x] = s;
+}
+
+/* One block: thread t adds x[t], x[t + SUM_THREADS], … then the block adds
+ * the threads' sums. x[0] is written after every thread has read its share. */
+static __global__ void sum_in_place(double *x, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+        s += x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0)
+        x[0] = s;
+}
+
+double sum_doubles_cuda(double *x, size_t n)
+{
+    if (n == 0)
+        return 0.0;
+    sum_in_place<<<1, SUM_THREADS>>>(x, n);
+    CUDA_CHECK_LAUNCH();
+    double total;
+    cuda_download(&total, x, sizeof total);
+    return total;
+}
+
+double sum_squares_cuda(const float *x, size_t n)
+{
+    size_t chunks = (n + SQUARES_CHUNK - 1) / SQUARES_CHUNK;
+    if (chunks == 0)
+        return 0.0;
+    double *partial = (double *)cuda_scratch(chunks * sizeof(double));
+    chunk_sum_squares<<<(unsigned)chunks, CUDA_BLOCK>>>(partial, x, n);
+    CUDA_CHECK_LAUNCH();
+    return sum_doubles_cuda(partial, chunks);
+}

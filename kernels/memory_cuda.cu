@@ -1,0 +1,57 @@
+/* Memory of the CUDA backend: device memory, transfers on the default stream. */
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+
+void *cuda_alloc(size_t bytes)
+{
+    /* at least one byte, so that NULL always means "out of memory" */
+    void *ptr = NULL;
+    cudaError_t err = cudaMalloc(&ptr, bytes ? bytes : 1);
+    if (err == cudaErrorMemoryAllocation) {
+        cudaGetLastError(); /* clear it: running out of memory is the caller's to handle */
+        return NULL;
+    }
+    CUDA_CHECK(err);
+    CUDA_CHECK(cudaMemset(ptr, 0, bytes));
+    return ptr;
+}
+
+void cuda_free(void *ptr) { CUDA_CHECK(cudaFree(ptr)); }
+
+void cuda_zero(void *ptr, size_t bytes)
+{
+    if (bytes)
+        CUDA_CHECK(cudaMemset(ptr, 0, bytes));
+}
+
+void cuda_copy(void *dst, const void *src, size_t bytes)
+{
+    if (bytes && dst != src)
+        CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
+void cuda_upload(void *dst, const void *host_src, size_t bytes)
+{
+    if (bytes)
+        CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
+}
+
+void cuda_download(void *host_dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void *cuda_scratch(size_t bytes)
+{
+    static void *buffer = NULL;
+    static size_t size = 0;
+    if (bytes > size) {
+        /* cudaFree waits for the kernels still using the old buffer */
+        CUDA_CHECK(cudaFree(buffer));
+        buffer = NULL;
+        CUDA_CHECK(cudaMalloc(&buffer, bytes));
+        size = bytes;
+    }
+    return buffer;
+}
