@@ -59,6 +59,8 @@ static const flame_option training_options[] = {
      0},
     {"text_field", FLAME_TYPE_STRING, "text", "the field of a .jsonl line that holds the text",
      0},
+    {"device", FLAME_TYPE_STRING, "auto",
+     "where to compute: cpu, cuda, or auto (the GPU when there is one)", 0},
     {"batch_size", FLAME_TYPE_INT, "8", "sequences per micro-batch", 0},
     {"seq_len", FLAME_TYPE_INT, "2048", "tokens per sequence", 0},
     {"context_len", FLAME_TYPE_INT, NULL,

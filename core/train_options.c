@@ -78,9 +78,10 @@ static int read_schedule(train_options *o, const flame_config *cfg, char *err, s
     return 0;
 }
 
-static int read_data(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+static int read_data(train_options *o, const flame_config *cfg, int need_data, char *err,
+                     size_t err_len)
 {
-    if (!config_is_set(cfg, "training", "dataset")) {
+    if (need_data && !config_is_set(cfg, "training", "dataset")) {
         snprintf(err, err_len, "[training] dataset is not set: give the data with "
                                "--training.dataset FILE|FOLDER|GLOB");
         return -1;
@@ -100,9 +101,11 @@ static int read_data(train_options *o, const flame_config *cfg, char *err, size_
     return 0;
 }
 
-static int read_training(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+static int read_training(train_options *o, const flame_config *cfg, int need_data, char *err,
+                         size_t err_len)
 {
-    if (read_data(o, cfg, err, err_len) ||
+    o->device = config_get_string(cfg, "training", "device");
+    if (read_data(o, cfg, need_data, err, err_len) ||
         positive_int(cfg, "training", "steps", &o->steps, err, err_len) ||
         positive_int(cfg, "training", "gradient_accumulation_steps", &o->accumulation, err,
                      err_len) ||
@@ -137,12 +140,13 @@ static int read_checkpoint(train_options *o, const flame_config *cfg, char *err,
                ? -1 : 0;
 }
 
-int train_options_read(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+int train_options_read(train_options *o, const flame_config *cfg, int need_data, char *err,
+                       size_t err_len)
 {
     memset(o, 0, sizeof *o);
     o->dump_folder = config_get_string(cfg, "job", "dump_folder");
     o->tokenizer = config_get_string(cfg, "model", "tokenizer_path");
-    if (read_training(o, cfg, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
+    if (read_training(o, cfg, need_data, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
         read_checkpoint(o, cfg, err, err_len) ||
         read_schedule(o, cfg, err, err_len) ||
         positive_int(cfg, "metrics", "log_freq", &o->log_freq, err, err_len))

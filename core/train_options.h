@@ -20,6 +20,7 @@ typedef struct train_options {
     const char *dump_folder;
     const char *dataset, *text_field;
     const char *tokenizer;
+    const char *device; /* auto, cuda or cpu */
     int batch_size, seq_len, context_len, varlen;
     int num_workers, prefetch_factor;
     int steps, accumulation; /* optimizer steps; micro-batches per step */
@@ -33,6 +34,8 @@ typedef struct train_options {
 } train_options;
 
 /* Returns 0, or -1 with one line in err naming the key (exit status 2). */
-int train_options_read(train_options *opt, const flame_config *cfg, char *err, size_t err_len);
+/* need_data: training.dataset must be set (flame-bench uses random tokens). */
+int train_options_read(train_options *opt, const flame_config *cfg, int need_data, char *err,
+                       size_t err_len);
 
 #endif

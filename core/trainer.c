@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backend.h"
 #include "checkpoint.h"
 #include "data_loader.h"
 #include "errors.h"
@@ -20,11 +21,14 @@
 typedef struct run {
     train_options opt;
     const flame_plugin *plugin;
-    const flame_ops *ops;
+    backend be;
+    const flame_ops *ops; /* be.ops */
     void *model;
     param_store params;
     tokenizer tok;
-    data_loader *data;
+    data_loader *data;         /* NULL: random tokens (flame-bench) */
+    rng random_tokens;
+    int32_t *host_tokens;      /* [B*T+1] random tokens, when data is NULL */
     metrics_log log;
     int32_t *inputs, *targets; /* [B*T] in backend memory */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
@@ -105,7 +109,7 @@ static int create_model(run *r, const flame_config *cfg)
         return FLAME_EXIT_CONFIG;
     }
     long long vocab = r->plugin->vocab_size(r->model);
-    if (vocab < r->tok.vocab_size) {
+    if (vocab < r->tok.vocab_size) { /* 0 when there is no tokenizer (random tokens) */
         snprintf(r->err, sizeof r->err,
                  "[model] vocab_size = %lld is smaller than the tokenizer's %d tokens", vocab,
                  r->tok.vocab_size);
@@ -177,13 +181,24 @@ static int micro_step(run *r, double *loss)
 {
     const train_options *o = &r->opt;
     size_t n = (size_t)o->batch_size * o->seq_len;
-    const data_batch *data;
-    if (data_loader_next(r->data, &data, r->err, sizeof r->err))
-        return -1;
-    r->ops->upload(r->inputs, data->inputs, n * sizeof(int32_t));
-    r->ops->upload(r->targets, data->targets, n * sizeof(int32_t));
-    flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, data->cu_seqlens,
-                         data->n_seqs};
+    const int32_t *cu_seqlens = NULL;
+    int n_seqs = 0;
+    if (r->data) {
+        const data_batch *data;
+        if (data_loader_next(r->data, &data, r->err, sizeof r->err))
+            return -1;
+        r->ops->upload(r->inputs, data->inputs, n * sizeof(int32_t));
+        r->ops->upload(r->targets, data->targets, n * sizeof(int32_t));
+        cu_seqlens = data->cu_seqlens;
+        n_seqs = data->n_seqs;
+    } else { /* targets are the inputs shifted by one, as in real data */
+        int64_t vocab = r->plugin->vocab_size(r->model);
+        for (size_t i = 0; i <= n; i++)
+            r->host_tokens[i] = (int32_t)(rng_next(&r->random_tokens) % (uint64_t)vocab);
+        r->ops->upload(r->inputs, r->host_tokens, n * sizeof(int32_t));
+        r->ops->upload(r->targets, r->host_tokens + 1, n * sizeof(int32_t));
+    }
+    flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, cu_seqlens, n_seqs};
     *loss += r->plugin->forward(r->model, &batch, NULL);
     r->plugin->backward(r->model);
     return 0;
@@ -231,6 +246,20 @@ static int save_checkpoint(run *r, int step)
                ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
 }
 
+static double tokens_per_step(const train_options *o)
+{
+    return (double)o->batch_size * o->seq_len * o->accumulation;
+}
+
+/* achieved FLOP/s (the plugin's count per token) over the measured peak; -1 unknown */
+static double model_flops_utilization(const run *r, double tokens_per_s)
+{
+    if (r->be.peak_tflops <= 0)
+        return -1;
+    double flops = r->plugin->flops_per_token(r->model, r->opt.seq_len) * tokens_per_s;
+    return flops / (r->be.peak_tflops * 1e12);
+}
+
 static int train(run *r)
 {
     const train_options *o = &r->opt;
@@ -241,8 +270,9 @@ static int train(run *r)
         if (status != FLAME_EXIT_OK)
             return status;
         double t = now_seconds();
-        m.tokens_per_s = (double)o->batch_size * o->seq_len * o->accumulation / (t - last);
-        m.mem_gib = metrics_peak_memory_gib();
+        m.tokens_per_s = tokens_per_step(o) / (t - last);
+        m.mfu = model_flops_utilization(r, m.tokens_per_s);
+        m.mem_gib = backend_sample_memory(&r->be);
         last = t;
         if (step % o->log_freq == 0 || step == o->steps)
             metrics_write(&r->log, &m);
@@ -307,19 +337,29 @@ static int resume(run *r)
     return FLAME_EXIT_OK;
 }
 
+/* options, backend and model: what training and benchmarking share */
+static int prepare_model(run *r, const flame_config *cfg, int need_data)
+{
+    if (train_options_read(&r->opt, cfg, need_data, r->err, sizeof r->err) ||
+        backend_select(&r->be, r->opt.device, r->err, sizeof r->err) ||
+        (need_data && tokenizer_open(&r->tok, r->opt.tokenizer, r->err, sizeof r->err)))
+        return FLAME_EXIT_CONFIG;
+    r->ops = r->be.ops;
+    int status = create_model(r, cfg);
+    if (status == FLAME_EXIT_OK && allocate_batch(r))
+        status = FLAME_EXIT_RUNTIME;
+    return status;
+}
+
 static int prepare(run *r, const flame_config *cfg)
 {
-    if (train_options_read(&r->opt, cfg, r->err, sizeof r->err) ||
-        tokenizer_open(&r->tok, r->opt.tokenizer, r->err, sizeof r->err))
-        return FLAME_EXIT_CONFIG;
-    int status = create_model(r, cfg);
+    int status = prepare_model(r, cfg, 1);
     if (status != FLAME_EXIT_OK)
         return status;
     model_config_hash(cfg, r->state.config_hash);
     if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK)
         return status;
-    if (allocate_batch(r))
-        return FLAME_EXIT_RUNTIME;
+    backend_measure_peak(&r->be);
     /* every check passed: only now is anything written */
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->opt.dump_folder);
@@ -338,29 +378,94 @@ static void release(run *r)
     if (r->model)
         r->plugin->destroy(r->model);
     params_destroy(&r->params);
-    r->ops->free(r->inputs);
-    r->ops->free(r->targets);
+    if (r->ops) {
+        r->ops->free(r->inputs);
+        r->ops->free(r->targets);
+    }
+    free(r->host_tokens);
 }
 
-int trainer_run(const flame_plugin *plugin, const flame_config *cfg, const flame_ops *ops)
+int trainer_run(const flame_plugin *plugin, const flame_config *cfg)
 {
     run *r = calloc(1, sizeof *r);
     r->plugin = plugin;
-    r->ops = ops;
     int status = prepare(r, cfg);
     if (status == FLAME_EXIT_OK && r->opt.checkpoint.create_seed) {
         status = save_checkpoint(r, 0);
         if (status == FLAME_EXIT_OK)
             printf("flame-run: seed checkpoint %s/step-0 written\n", r->opt.checkpoint.folder);
     } else if (status == FLAME_EXIT_OK) {
-        printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens, output in %s\n",
+        printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, output in "
+               "%s\n",
                plugin->name, r->params.total, r->opt.steps, r->opt.accumulation,
-               r->opt.batch_size, r->opt.seq_len, r->opt.dump_folder);
+               r->opt.batch_size, r->opt.seq_len, r->be.device, r->opt.dump_folder);
         if (r->state.step >= r->opt.steps)
             printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
                    r->opt.steps);
         handle_stop_signals();
         status = train(r);
+    }
+    if (status != FLAME_EXIT_OK)
+        fail(r, status);
+    release(r);
+    free(r);
+    return status;
+}
+
+/* ------------------------------------------------------------------ flame-bench */
+
+static void print_benchmark(const run *r, const bench_options *b, double seconds,
+                            double first_step_end)
+{
+    double tokens_per_s = tokens_per_step(&r->opt) * b->timed_steps / seconds;
+    double mfu = model_flops_utilization(r, tokens_per_s);
+    if (r->be.peak_tflops > 0)
+        printf("device: %s; bf16 peak measured: %.1f TFLOP/s\n", r->be.device, r->be.peak_tflops);
+    else
+        printf("device: %s\n", r->be.device);
+    printf("%s, %zu parameters, batch %d x %d x %d tokens, %d warm-up + %d timed steps\n",
+           r->plugin->name, r->params.total, r->opt.accumulation, r->opt.batch_size,
+           r->opt.seq_len, b->warmup_steps, b->timed_steps);
+    printf("tokens/s: %.0f\nms/step: %.1f\n", tokens_per_s, 1e3 * seconds / b->timed_steps);
+    if (mfu >= 0)
+        printf("MFU: %.1f%% (%.3g FLOPs/token)\n", 100 * mfu,
+               r->plugin->flops_per_token(r->model, r->opt.seq_len));
+    else
+        printf("MFU: unknown (no peak figure on the CPU)\n");
+    printf("peak memory: %.2f GiB (%s)\n", r->be.peak_memory_gib,
+           r->be.is_cuda ? "device memory in use, context included" : "resident set");
+    printf("first step ended %.2f s after the process started\n", first_step_end);
+}
+
+int trainer_benchmark(const flame_plugin *plugin, const flame_config *cfg, const bench_options *b)
+{
+    run *r = calloc(1, sizeof *r);
+    r->plugin = plugin;
+    int status = prepare_model(r, cfg, 0);
+    if (status == FLAME_EXIT_OK) {
+        r->random_tokens = (rng){r->opt.seed};
+        r->host_tokens = malloc(((size_t)r->opt.batch_size * r->opt.seq_len + 1) * sizeof(int32_t));
+        double first_step_end = 0, start = 0;
+        step_metrics m = {0};
+        for (int step = 1; status == FLAME_EXIT_OK && step <= b->warmup_steps + b->timed_steps;
+             step++) {
+            if (step == b->warmup_steps + 1) {
+                backend_synchronize(&r->be);
+                start = now_seconds();
+            }
+            status = train_step(r, step, &m);
+            backend_sample_memory(&r->be);
+            if (step == 1) {
+                backend_synchronize(&r->be);
+                first_step_end = now_seconds() - b->process_start;
+            }
+        }
+        backend_synchronize(&r->be);
+        double seconds = now_seconds() - start;
+        if (status == FLAME_EXIT_OK) {
+            backend_measure_peak(&r->be); /* after the run: its time is not the first step's */
+            print_benchmark(r, b, seconds, first_step_end);
+        }
     }
     if (status != FLAME_EXIT_OK)
         fail(r, status);

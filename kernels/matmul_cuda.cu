@@ -12,21 +12,11 @@
 
 #include <cublasLt.h>
 
+#include "cublas_check.h"
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
-
-static void cublas_check(cublasStatus_t status, const char *call, const char *file, int line)
-{
-    if (status == CUBLAS_STATUS_SUCCESS)
-        return;
-    fprintf(stderr, "%s:%d: cuBLASLt error: %s (in %s)\n", file, line,
-            cublasLtGetStatusString(status), call);
-    exit(1);
-}
-
-#define CUBLAS_CHECK(call) cublas_check((call), #call, __FILE__, __LINE__)
 
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 

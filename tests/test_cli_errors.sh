@@ -33,6 +33,7 @@ expect_error 2 "use_short_conv" -- run --model.use_short_conv true
 expect_error 2 "num_heads" -- run --model.num_heads 3
 expect_error 2 "decay_type.*expected linear, cosine or sqrt" -- run --lr_scheduler.decay_type step
 expect_error 2 "batch_size = 0" -- run --training.batch_size 0
+expect_error 2 "device = \"gpu\": expected auto, cuda or cpu" -- run --training.device gpu
 expect_error 2 "vocab_size = 100 .*257" -- run --model.vocab_size 100
 expect_error 2 "no architecture" -- "$FLAME_RUN" --config "$CONFIGS/gla-tiny.ini"
 [ -e "$out" ] && fail "a failed run wrote $out"

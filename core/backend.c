@@ -1,0 +1,74 @@
+#include "backend.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../kernels/cpu_kernels.h"
+#include "metrics.h"
+#ifdef FLAME_HAVE_CUDA
+#include "../kernels/cuda_kernels.h"
+#endif
+
+static void use_cpu(backend *b)
+{
+    memset(b, 0, sizeof *b);
+    b->ops = &flame_cpu_ops;
+    snprintf(b->device, sizeof b->device, "cpu");
+}
+
+int backend_select(backend *b, const char *device, char *err, size_t err_len)
+{
+    use_cpu(b);
+    if (strcmp(device, "cpu") == 0)
+        return 0;
+    if (strcmp(device, "auto") != 0 && strcmp(device, "cuda") != 0) {
+        snprintf(err, err_len, "[training] device = \"%s\": expected auto, cuda or cpu", device);
+        return -1;
+    }
+    char why[256] = "flame was built without CUDA (configure found no nvcc)";
+#ifdef FLAME_HAVE_CUDA
+    if (flame_cuda_available(why, sizeof why)) {
+        b->ops = &flame_cuda_ops;
+        b->is_cuda = 1;
+        cuda_device_name(b->device, sizeof b->device);
+        return 0;
+    }
+#endif
+    if (strcmp(device, "cuda") == 0) {
+        snprintf(err, err_len, "[training] device = cuda: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+void backend_measure_peak(backend *b)
+{
+#ifdef FLAME_HAVE_CUDA
+    if (b->is_cuda)
+        b->peak_tflops = cuda_bf16_peak_tflops();
+#else
+    (void)b;
+#endif
+}
+
+void backend_synchronize(const backend *b)
+{
+#ifdef FLAME_HAVE_CUDA
+    if (b->is_cuda)
+        cuda_synchronize();
+#else
+    (void)b;
+#endif
+}
+
+double backend_sample_memory(backend *b)
+{
+    double gib = metrics_peak_memory_gib();
+#ifdef FLAME_HAVE_CUDA
+    if (b->is_cuda)
+        gib = cuda_memory_in_use_gib();
+#endif
+    if (gib > b->peak_memory_gib)
+        b->peak_memory_gib = gib;
+    return gib;
+}

@@ -1,0 +1,130 @@
+/* The command line flame-run and flame-bench share: --arch, --config (or
+ * --job.config_file), -h, and --section.key VALUE over the job INI over the
+ * model config over the defaults. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "errors.h"
+#include "plugin_loader.h"
+
+typedef struct command_line {
+    const char *arch;
+    const char *job_file; /* --config or --job.config_file */
+    int help;
+} command_line;
+
+/* value of "--name VALUE" or "--name=VALUE" at argv[*i], or NULL */
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static int parse_command_line(const cli_program *prog, command_line *cl, int argc, char **argv)
+{
+    memset(cl, 0, sizeof *cl);
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            cl->help = 1;
+        else if ((v = option_value(argc, argv, &i, "--arch")))
+            cl->arch = v;
+        else if ((v = option_value(argc, argv, &i, "--config")) ||
+                 (v = option_value(argc, argv, &i, "--job.config_file")))
+            cl->job_file = v;
+        else if (strcmp(argv[i], "--arch") == 0 || strcmp(argv[i], "--config") == 0 ||
+                 strcmp(argv[i], "--job.config_file") == 0) {
+            fprintf(stderr, "%s: %s needs a value\n", prog->name, argv[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static flame_config *declare_options(const cli_program *prog, const flame_plugin *plugin)
+{
+    flame_config *cfg = config_create();
+    for (int i = 0; i < prog->n_sections; i++)
+        config_add_section(cfg, prog->sections[i].name, prog->sections[i].options,
+                           prog->sections[i].n_options);
+    for (int i = 0; i < n_core_sections; i++)
+        config_add_section(cfg, core_sections[i].name, core_sections[i].options,
+                           core_sections[i].n_options);
+    if (plugin)
+        config_add_section(cfg, "model", plugin->options, plugin->n_options);
+    return cfg;
+}
+
+/* command line over job file over model file over defaults */
+static int load_configuration(const cli_program *prog, flame_config *cfg, const command_line *cl,
+                              const char *arch_name, int argc, char **argv)
+{
+    char err[1024];
+    if ((cl->job_file && config_load_ini(cfg, cl->job_file, err, sizeof err)) ||
+        config_apply_args(cfg, argc, argv, err, sizeof err) ||
+        (config_is_set(cfg, "model", "config") &&
+         config_load_model_file(cfg, config_get_string(cfg, "model", "config"), arch_name, err,
+                                sizeof err))) {
+        fprintf(stderr, "%s: %s\n", prog->name, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_help(const cli_program *prog, const flame_plugin *plugin)
+{
+    fputs(prog->usage, stdout);
+    flame_config *cfg = declare_options(prog, plugin);
+    if (plugin)
+        printf("\narchitecture %s: %s\n", plugin->name, plugin->description);
+    else
+        printf("\n(give --arch NAME to list that architecture's [model] options too)\n");
+    putchar('\n');
+    config_print_help(cfg, stdout);
+    config_destroy(cfg);
+}
+
+int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin **plugin,
+             flame_config **cfg)
+{
+    *plugin = NULL;
+    *cfg = NULL;
+    command_line cl;
+    if (parse_command_line(prog, &cl, argc, argv))
+        return FLAME_EXIT_CONFIG;
+    if (!cl.arch) {
+        if (cl.help) {
+            print_help(prog, NULL);
+            return FLAME_EXIT_OK;
+        }
+        fprintf(stderr, "%s: no architecture: give --arch NAME (e.g. --arch gla); -h for help\n",
+                prog->name);
+        return FLAME_EXIT_CONFIG;
+    }
+    char path[4096], err[4200];
+    *plugin = plugin_load(cl.arch, path, sizeof path, err, sizeof err);
+    if (!*plugin) {
+        fprintf(stderr, "%s: %s\n", prog->name, err);
+        return FLAME_EXIT_PLUGIN;
+    }
+    if (cl.help) {
+        print_help(prog, *plugin);
+        return FLAME_EXIT_OK;
+    }
+    *cfg = declare_options(prog, *plugin);
+    if (load_configuration(prog, *cfg, &cl, (*plugin)->name, argc, argv)) {
+        config_destroy(*cfg);
+        *cfg = NULL;
+        return FLAME_EXIT_CONFIG;
+    }
+    config_report_ignored(*cfg, stdout);
+    return FLAME_EXIT_OK;
+}

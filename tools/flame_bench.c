@@ -1,0 +1,92 @@
+/* flame-bench: training-step throughput on random tokens, like fla's
+ * benchmarks/benchmark_training_throughput.py.
+ *   flame-bench --arch NAME|PATH.so [--model.config FILE] [--section.key VALUE ...] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "errors.h"
+#include "trainer.h"
+
+static const char usage[] =
+    "usage: flame-bench --arch NAME|PATH.so [--model.config FILE] [--section.key VALUE ...]\n"
+    "\n"
+    "Times full training steps (forward, backward, gradient clipping, AdamW) of the\n"
+    "architecture on random tokens: bench.warmup_steps untimed, then bench.steps\n"
+    "timed. Prints tokens/s, ms/step, MFU (the plugin's FLOPs per token against the\n"
+    "bf16 peak measured with one large cuBLASLt product), peak memory and the time\n"
+    "from process start to the end of the first step. Nothing is read or written.\n"
+    "training.device picks the backend (auto: the GPU when there is one).\n"
+    "Exit status: 0 done, 1 runtime failure, 2 bad configuration, 4 plugin not loadable.\n"
+    "\n"
+    "  --arch NAME|PATH.so   architecture plugin (searched as flame-run does)\n"
+    "  --config FILE.ini     job configuration (same as --job.config_file)\n"
+    "  -h, --help            this help; with --arch, the plugin's [model] options too\n";
+
+static const flame_option bench_options_table[] = {
+    {"warmup_steps", FLAME_TYPE_INT, "3", "untimed steps first (fla's benchmark: 3)", 0},
+    {"steps", FLAME_TYPE_INT, "10", "timed steps (fla's benchmark: 10)", 0},
+};
+
+static const config_section bench_section = {"bench", "what flame-bench times",
+                                             bench_options_table, 2};
+
+/* seconds on CLOCK_MONOTONIC at which this process started (from /proc, to
+ * count the time spent loading libraries before main too) */
+static double process_start_seconds(void)
+{
+    struct timespec now, boot;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    clock_gettime(CLOCK_BOOTTIME, &boot);
+    double monotonic = now.tv_sec + now.tv_nsec * 1e-9;
+    FILE *f = fopen("/proc/self/stat", "r");
+    char line[4096];
+    if (!f || !fgets(line, sizeof line, f)) {
+        if (f)
+            fclose(f);
+        return monotonic;
+    }
+    fclose(f);
+    /* field 22, counted after the command name's closing parenthesis (field 2) */
+    const char *p = strrchr(line, ')');
+    unsigned long long start_ticks = 0;
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &start_ticks) != 1)
+        return monotonic;
+    double started_after_boot = (double)start_ticks / sysconf(_SC_CLK_TCK);
+    double now_after_boot = boot.tv_sec + boot.tv_nsec * 1e-9;
+    return monotonic - (now_after_boot - started_after_boot);
+}
+
+static int read_positive(const flame_config *cfg, const char *key, int min, int *out)
+{
+    long long v = config_get_int(cfg, "bench", key);
+    if (v < min || v > 1000000) {
+        fprintf(stderr, "flame-bench: [bench] %s = %lld: expected %d to 1000000\n", key, v, min);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_options b = {.process_start = process_start_seconds()};
+    const cli_program prog = {"flame-bench", usage, &bench_section, 1};
+    const flame_plugin *plugin;
+    flame_config *cfg;
+    int status = cli_load(&prog, argc, argv, &plugin, &cfg);
+    if (status != FLAME_EXIT_OK || !cfg)
+        return status;
+    if (read_positive(cfg, "warmup_steps", 0, &b.warmup_steps) ||
+        read_positive(cfg, "steps", 1, &b.timed_steps))
+        status = FLAME_EXIT_CONFIG;
+    else
+        status = trainer_benchmark(plugin, cfg, &b);
+    config_destroy(cfg);
+    return status;
+}
