@@ -607,10 +607,10 @@ static void test_create(void)
                   strcmp(err, "use_short_conv = true is not supported yet") == 0,
               "use_short_conv refusal: '%s'", err);
     }
-    {   /* another backend */
-        flame_ops cuda = flame_cpu_ops;
-        cuda.backend = "cuda";
-        expect_refusal(&base, &cuda, "no kernels for backend cuda yet");
+    {   /* a backend without GLA kernels */
+        flame_ops other = flame_cpu_ops;
+        other.backend = "rocm";
+        expect_refusal(&base, &other, "no kernels for backend rocm");
     }
     {   /* num_kv_heads = num_heads is fine */
         kv_config cfg = base;

@@ -5,14 +5,15 @@
  *   per layer:
  *     a  = norm(h, attn_norm)
  *     q, k, v, g = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ, a·Wgᵀ
- *     gk = logsigmoid((a·W0ᵀ)·W1ᵀ + b1) / gate_logit_normalizer   (gla_gates_cpu.c)
- *     o  = the gated recurrence, per head and sequence      (gla_recurrence_cpu.c)
- *     y  = per-head norm(o, g_norm) · swish(g)                 (gla_gate_norm_cpu.c)
+ *     gk = logsigmoid((a·W0ᵀ)·W1ᵀ + b1) / gate_logit_normalizer   (gla_gates_*)
+ *     o  = the gated recurrence, per head and sequence      (gla_recurrence_cpu.c, gla_chunk.cu)
+ *     y  = per-head norm(o, g_norm) · swish(g)                 (gla_gate_norm_*)
  *     h  = h + y·Woᵀ
  *     h  = h + down(silu(gate(m)) · up(m)),   m = norm(h, mlp_norm)
  *   logits = norm(h, norm)·lm_headᵀ;  loss = mean cross-entropy over targets ≥ 0
  * The shared math goes through the op table; the GLA-specific kernels are the
- * plugin's own (gla.h). The backward walks the same steps in reverse. */
+ * plugin's own, one table per backend (gla_kernels.h), so the same code runs
+ * on the CPU and the GPU. The backward walks the same steps in reverse. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@
 
 #include <flame/plugin.h>
 
-#include "gla.h"
+#include "gla_kernels.h"
 
 /* ------------------------------------------------------------------ options */
 
@@ -140,6 +141,7 @@ typedef struct grad_scratch {
 
 typedef struct gla_model {
     const flame_ops *ops;
+    const gla_kernels *kern; /* GLA's own kernels for the ops' backend */
     gla_dims c;
     int n_params;
     flame_param_spec *specs;
@@ -157,6 +159,7 @@ typedef struct gla_model {
     int32_t *tokens;     /* backend copy of the last batch's tokens */
     int32_t *host_ints;  /* host scratch [cap_n] */
     int32_t *cu;         /* host [cap_n+1]: sequence offsets of the last batch */
+    int32_t *cu_backend; /* the same in backend memory, for kernels that cannot read the host's */
 
     int n, n_seqs; /* the last forward's batch; n = 0 before any */
 } gla_model;
@@ -358,8 +361,9 @@ static void gla_destroy(void *model);
 
 static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
 {
-    if (strcmp(ops->backend, "cpu") != 0) {
-        snprintf(err, err_len, "no kernels for backend %s yet", ops->backend);
+    const gla_kernels *kern = gla_kernels_for(ops->backend);
+    if (!kern) {
+        snprintf(err, err_len, "no kernels for backend %s in this build", ops->backend);
         return NULL;
     }
     gla_dims c = {0};
@@ -368,6 +372,7 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
     gla_model *m = calloc(1, sizeof *m);
     if (m) {
         m->ops = ops;
+        m->kern = kern;
         m->c = c;
         m->acts = calloc((size_t)c.L, sizeof *m->acts);
         m->resid = calloc((size_t)c.L + 1, sizeof *m->resid);
@@ -386,9 +391,11 @@ static void release_activations(gla_model *m)
         m->ops->free(m->arena);
     if (m->tokens)
         m->ops->free(m->tokens);
+    if (m->cu_backend)
+        m->ops->free(m->cu_backend);
     free(m->host_ints);
     free(m->cu);
-    m->arena = NULL, m->tokens = NULL, m->host_ints = NULL, m->cu = NULL;
+    m->arena = NULL, m->tokens = NULL, m->host_ints = NULL, m->cu = NULL, m->cu_backend = NULL;
     m->cap_n = 0, m->n = 0;
 }
 
@@ -436,7 +443,8 @@ static float *take(carver *cv, size_t floats)
     return p;
 }
 
-static void carve_layer(layer_acts *A, carver *cv, const gla_dims *c, size_t n)
+static void carve_layer(layer_acts *A, carver *cv, const gla_dims *c, const gla_kernels *kern,
+                        size_t n)
 {
     A->attn_rstd = take(cv, n);
     A->a = take(cv, n * c->D);
@@ -449,7 +457,7 @@ static void carve_layer(layer_acts *A, carver *cv, const gla_dims *c, size_t n)
     A->o = take(cv, n * c->value_dim);
     A->gn_rstd = take(cv, n * c->H);
     A->y = take(cv, n * c->value_dim);
-    A->checkpoints = take(cv, gla_recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
+    A->checkpoints = take(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
     A->mid = take(cv, n * c->D);
     A->mlp_rstd = take(cv, n);
     A->m = take(cv, n * c->D);
@@ -482,14 +490,15 @@ static void carve_all(gla_model *m, carver *cv, size_t n)
     for (int l = 0; l <= c->L; l++)
         m->resid[l] = take(cv, n * c->D);
     for (int l = 0; l < c->L; l++)
-        carve_layer(&m->acts[l], cv, c, n);
+        carve_layer(&m->acts[l], cv, c, m->kern, n);
     m->final_rstd = take(cv, n);
     m->final_x = take(cv, n * c->D);
     m->logits = take(cv, n * c->V);
     m->dlogits = take(cv, n * c->V);
     m->losses = take(cv, n);
     carve_grads(&m->d, cv, c, n);
-    m->work = take(cv, (size_t)m->n_work * gla_recurrence_work_floats(c->dk, c->dv));
+    size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
+    m->work = take(cv, (size_t)m->n_work * per_worker);
 }
 
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -502,7 +511,7 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
         return -1;
     }
     size_t n = (size_t)B * T;
-    m->n_work = gla_recurrence_max_workers();
+    m->n_work = m->kern->recurrence_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
     carver cv = {NULL, 0};
@@ -511,7 +520,8 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     m->tokens = m->ops->alloc(n * sizeof(int32_t));
     m->host_ints = malloc(n * sizeof(int32_t));
     m->cu = malloc((n + 1) * sizeof(int32_t));
-    if (!m->arena || !m->tokens || !m->host_ints || !m->cu) {
+    m->cu_backend = m->ops->alloc((n + 1) * sizeof(int32_t));
+    if (!m->arena || !m->tokens || !m->host_ints || !m->cu || !m->cu_backend) {
         release_activations(m);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
                  cv.used * sizeof(float) / 1073741824.0);
@@ -550,6 +560,7 @@ static int load_batch(gla_model *m, const flame_batch *b)
             m->cu[s] = s * b->T;
         m->n_seqs = b->B;
     }
+    m->ops->upload(m->cu_backend, m->cu, ((size_t)m->n_seqs + 1) * sizeof *m->cu);
     m->ops->download(m->host_ints, b->tokens, (size_t)n * sizeof(int32_t));
     for (int i = 0; i < n; i++)
         if (m->host_ints[i] < 0 || m->host_ints[i] >= m->c.V) {
@@ -568,7 +579,8 @@ static int load_batch(gla_model *m, const flame_batch *b)
 
 static gla_recurrence_dims recurrence_dims(const gla_model *m)
 {
-    gla_recurrence_dims d = {m->cu, m->n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk)};
+    gla_recurrence_dims d = {m->cu, m->n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
+                             m->cu_backend};
     return d;
 }
 
@@ -588,11 +600,11 @@ static void attn_forward(gla_model *m, int l)
     /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
     ops->matmul_forward(A->gk_low, A->a, W(m, l, P_GK0), NULL, n, c->D, c->R);
     ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), n, c->R, c->key_dim);
-    gla_gates_forward_cpu(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
+    m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
     gla_recurrence_dims rd = recurrence_dims(m);
-    gla_recurrence_forward_cpu(A->o, A->checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
-    gla_gate_norm_forward_cpu(A->y, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
+    m->kern->recurrence_forward(A->o, A->checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
+    m->kern->gate_norm_forward(A->y, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
     /* output projection and residual */
     ops->matmul_forward(A->mid, A->y, W(m, l, P_O), NULL, n, c->value_dim, c->D);
     ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
@@ -694,8 +706,8 @@ static void attn_output_backward(gla_model *m, int l)
     m->ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, A->y, W(m, l, P_O), n, c->value_dim, c->D);
     zero(m, d->o, nV);
     zero(m, d->g, nV);
-    gla_gate_norm_backward_cpu(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
-                               A->gn_rstd, n * c->H, c->dv);
+    m->kern->gate_norm_backward(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
+                                A->gn_rstd, n * c->H, c->dv);
 }
 
 /* from d.o to d.q, d.k, d.v and the gate logits' gradients d.gk_pre, d.gk_low */
@@ -711,10 +723,10 @@ static void attn_core_backward(gla_model *m, int l)
     zero(m, d->gk, nK);
     zero(m, d->v, (size_t)n * c->value_dim);
     gla_recurrence_dims rd = recurrence_dims(m);
-    gla_recurrence_backward_cpu(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, A->checkpoints, &rd,
-                                m->work, m->n_work);
+    m->kern->recurrence_backward(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, A->checkpoints,
+                                 &rd, m->work, m->n_work);
     zero(m, d->gk_pre, nK);
-    gla_gates_backward_cpu(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
+    m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
     zero(m, d->gk_low, (size_t)n * c->R);
     m->ops->matmul_backward(d->gk_low, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre, A->gk_low,
                             W(m, l, P_GK1), n, c->R, c->key_dim);

@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { /* the CUDA kernels (C++) call the sizing functions */
+#endif
+
 /* ---- gla_recurrence_cpu.c: the gated linear recurrence ----
  *
  * Per head and per sequence, with the state S ∈ R^{dk×dv} starting at 0:
@@ -26,6 +30,9 @@ typedef struct gla_recurrence_dims {
     int n_seqs;
     int H, dk, dv;
     float scale; /* fla: dk^-1/2 */
+    /* the same offsets in the backend's memory, for kernels that cannot read
+     * the host's (the CUDA ones); the CPU kernels ignore it */
+    const int32_t *cu_seqlens_backend;
 } gla_recurrence_dims;
 
 /* floats of `checkpoints` for any split of n tokens into sequences */
@@ -63,4 +70,7 @@ void gla_gates_forward_cpu(float *gk, const float *x, size_t n, float normalizer
 void gla_gates_backward_cpu(float *dx, const float *dgk, const float *gk, size_t n,
                             float normalizer);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,570 @@
+/* GLA's CUDA kernels (plugins/gla/gla_cuda.h) against their CPU references,
+ * and the whole GLA model on the CUDA op table against the same model on the
+ * CPU one:
+ *  - error measure: ‖gpu − cpu‖ / ‖cpu‖ over each whole output or gradient,
+ *    which must stay under 1e-4 (fp32 on both sides; the GPU computes the
+ *    recurrence in chunks, the CPU token by token);
+ *  - forward outputs are poisoned with NaN first, so a value left unwritten
+ *    fails; gradients are pre-filled with the same random values on both
+ *    sides and what the kernels added is compared, so overwriting fails;
+ *  - the recurrence at sequence lengths 1, 65, 100 and 2048, varlen batches of
+ *    uneven documents, tiny heads (H=2, dk=4, dv=8), odd ones (H=3, dk=40,
+ *    dv=72), fla's 340M head (H=4, dk=128, dv=256), mild and strong gates;
+ *  - the model: the same weights on both backends, a batch with and without
+ *    cu_seqlens: the loss, the logits and every parameter's gradient.
+ * `test_gla_cuda --bench` times the recurrence at the 340M shape instead
+ * (B=8, T=2048). Without CUDA in the build, or without a usable GPU, it prints
+ * "SKIP: <reason>" and exits 77. */
+#include <stdio.h>
+
+#ifdef FLAME_HAVE_CUDA
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime_api.h>
+#include <flame/plugin.h>
+
+#include "cpu_kernels.h"
+#include "cuda_kernels.h"
+#include "gla_kernels.h"
+#include "testing.h"
+
+#define TOL 1e-4
+
+const flame_plugin *flame_plugin_entry(void);
+
+static const flame_ops *dev = &flame_cuda_ops;
+static const gla_kernels *cpu_k = &gla_kernels_cpu, *gpu_k = &gla_kernels_cuda;
+
+/* ==================================================================== memory */
+
+static void *dev_alloc(size_t bytes)
+{
+    void *p = dev->alloc(bytes);
+    if (!p) {
+        fprintf(stderr, "test: out of device memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+static float *to_device(const float *host, size_t n)
+{
+    float *d = dev_alloc(n * sizeof *d);
+    dev->upload(d, host, n * sizeof *d);
+    return d;
+}
+
+static int32_t *ints_to_device(const int32_t *host, size_t n)
+{
+    int32_t *d = dev_alloc(n * sizeof *d);
+    dev->upload(d, host, n * sizeof *d);
+    return d;
+}
+
+static float *filled(size_t n, float value)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = value;
+    return x;
+}
+
+/* a device output of n floats, poisoned with NaN */
+static float *dev_poisoned(size_t n)
+{
+    float *nan = filled(n, NAN), *d = to_device(nan, n);
+    free(nan);
+    return d;
+}
+
+static float *copy_of(const float *x, size_t n)
+{
+    float *c = malloc(n * sizeof *c);
+    memcpy(c, x, n * sizeof *c);
+    return c;
+}
+
+static float *to_host(const float *d, size_t n)
+{
+    float *h = malloc(n * sizeof *h);
+    dev->download(h, d, n * sizeof *h);
+    return h;
+}
+
+/* ==================================================================== comparisons */
+
+static void report(const char *what, const char *shape, double err, const char *note)
+{
+    printf("%-24s %-40s rel %.2e%s\n", what, shape, err, note);
+    CHECK(err < TOL, "%s %s: relative error %.3g", what, shape, err);
+}
+
+/* the device result d against the CPU's ref */
+static void compare(const char *what, const char *shape, const float *d, const float *ref, size_t n)
+{
+    float *h = to_host(d, n);
+    report(what, shape, testing_rel_error(h, ref, n), "");
+    free(h);
+}
+
+/* what the device kernel added to a gradient (d − pre) against what the CPU
+ * kernel added (ref − pre) */
+static void compare_added(const char *what, const char *shape, const float *d, const float *ref,
+                          const float *pre, size_t n)
+{
+    float *h = to_host(d, n), *want = copy_of(ref, n);
+    for (size_t i = 0; i < n; i++) {
+        h[i] -= pre[i];
+        want[i] -= pre[i];
+    }
+    report(what, shape, testing_rel_error(h, want, n), " (added)");
+    free(h);
+    free(want);
+}
+
+/* ==================================================================== the recurrence */
+
+typedef struct rec_inputs {
+    int n;
+    size_t nk, nv;
+    float *q, *k, *v, *gk, *dout;
+    float *pre[4]; /* the gradients' prefill: dq, dk, dv, dgk */
+} rec_inputs;
+
+static rec_inputs rec_inputs_make(const gla_recurrence_dims *d, float gk_lo)
+{
+    rec_inputs in;
+    in.n = d->cu_seqlens[d->n_seqs];
+    in.nk = (size_t)in.n * d->H * d->dk, in.nv = (size_t)in.n * d->H * d->dv;
+    in.q = testing_random(in.nk, -1, 1);
+    in.k = testing_random(in.nk, -1, 1);
+    in.v = testing_random(in.nv, -1, 1);
+    in.gk = testing_random(in.nk, gk_lo, 0); /* log-sigmoids lie below 0 */
+    in.dout = testing_random(in.nv, -1, 1);
+    for (int i = 0; i < 4; i++)
+        in.pre[i] = testing_random(i == 2 ? in.nv : in.nk, -1, 1);
+    return in;
+}
+
+static void rec_inputs_free(rec_inputs *in)
+{
+    free(in->q), free(in->k), free(in->v), free(in->gk), free(in->dout);
+    for (int i = 0; i < 4; i++)
+        free(in->pre[i]);
+}
+
+/* one run's results: o, checkpoints, dq, dk, dv, dgk */
+typedef struct rec_out {
+    float *o, *ck, *grad[4];
+} rec_out;
+
+static size_t grad_size(const rec_inputs *in, int i) { return i == 2 ? in->nv : in->nk; }
+
+static rec_out run_cpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats)
+{
+    int workers = cpu_k->recurrence_max_workers();
+    float *work = malloc((size_t)workers * cpu_k->recurrence_work_floats(in->n, d->H, d->dk, d->dv) *
+                         sizeof *work);
+    rec_out r;
+    r.o = malloc(in->nv * sizeof *r.o);
+    r.ck = calloc(ck_floats, sizeof *r.ck);
+    for (int i = 0; i < 4; i++)
+        r.grad[i] = copy_of(in->pre[i], grad_size(in, i));
+    cpu_k->recurrence_forward(r.o, r.ck, in->q, in->k, in->v, in->gk, d, work, workers);
+    cpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], in->dout, in->q, in->k,
+                               in->v, in->gk, r.ck, d, work, workers);
+    free(work);
+    return r;
+}
+
+/* the same on the GPU; the results stay in device memory */
+static rec_out run_gpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats)
+{
+    float *q = to_device(in->q, in->nk), *k = to_device(in->k, in->nk), *v = to_device(in->v, in->nv);
+    float *gk = to_device(in->gk, in->nk), *dout = to_device(in->dout, in->nv);
+    float *work = dev_alloc(gpu_k->recurrence_work_floats(in->n, d->H, d->dk, d->dv) * sizeof(float));
+    rec_out r;
+    r.o = dev_poisoned(in->nv);
+    r.ck = dev_alloc(ck_floats * sizeof(float)); /* zeros, like the CPU's: varlen leaves slots unused */
+    for (int i = 0; i < 4; i++)
+        r.grad[i] = to_device(in->pre[i], grad_size(in, i));
+    gpu_k->recurrence_forward(r.o, r.ck, q, k, v, gk, d, work, 1);
+    gpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], dout, q, k, v, gk, r.ck,
+                               d, work, 1);
+    dev->free(q), dev->free(k), dev->free(v), dev->free(gk), dev->free(dout), dev->free(work);
+    return r;
+}
+
+static void test_recurrence(const char *name, int H, int dk, int dv, const int32_t *cu, int n_seqs,
+                            float gk_lo)
+{
+    int n = cu[n_seqs];
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL};
+    rec_inputs in = rec_inputs_make(&d, gk_lo);
+    /* one more float than needed, so that no size is 0 */
+    size_t ck_floats = cpu_k->recurrence_checkpoint_floats(n, H, dk, dv) + 1;
+    rec_out want = run_cpu(&in, &d, ck_floats);
+
+    int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
+    d.cu_seqlens_backend = cu_dev;
+    rec_out got = run_gpu(&in, &d, ck_floats);
+    compare("recurrence o", shape, got.o, want.o, in.nv);
+    compare("recurrence checkpoints", shape, got.ck, want.ck, ck_floats);
+    static const char *const names[4] = {"recurrence dq", "recurrence dk", "recurrence dv",
+                                         "recurrence dgk"};
+    for (int i = 0; i < 4; i++)
+        compare_added(names[i], shape, got.grad[i], want.grad[i], in.pre[i], grad_size(&in, i));
+
+    dev->free(cu_dev), dev->free(got.o), dev->free(got.ck);
+    free(want.o), free(want.ck);
+    for (int i = 0; i < 4; i++)
+        dev->free(got.grad[i]), free(want.grad[i]);
+    rec_inputs_free(&in);
+}
+
+/* one sequence of T tokens */
+static void test_recurrence_T(int H, int dk, int dv, int T, float gk_lo)
+{
+    int32_t cu[2] = {0, T};
+    test_recurrence("T", H, dk, dv, cu, 1, gk_lo);
+}
+
+static void test_recurrences(void)
+{
+    /* tiny heads at lengths around the chunk of 64 */
+    const int lengths[] = {1, 63, 64, 65, 100, 200};
+    for (int i = 0; i < 6; i++)
+        test_recurrence_T(2, 4, 8, lengths[i], -0.4f);
+    /* documents of 1, 63, 1, 64, 71 and 100 tokens: chunk starts off the grid of 64 */
+    static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
+    test_recurrence("varlen", 2, 4, 8, uneven, 6, -0.4f);
+    test_recurrence("varlen", 3, 40, 72, uneven, 6, -0.4f);
+    test_recurrence("varlen strong gates", 3, 40, 72, uneven, 6, -8.0f);
+    test_recurrence_T(3, 40, 72, 100, -0.4f);
+    /* fla's 340M head */
+    test_recurrence_T(4, 128, 256, 100, -0.4f);
+    test_recurrence_T(4, 128, 256, 2048, -0.1f);
+    static const int32_t two_rows[] = {0, 130, 2048, 2113, 4096};
+    test_recurrence("varlen", 4, 128, 256, two_rows, 4, -0.4f);
+}
+
+/* ==================================================================== the gated norm and the gates */
+
+static void test_gate_norm(int rows, int C, int with_do)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "rows=%d C=%d%s", rows, C, with_do ? "" : " (no do)");
+    size_t n = (size_t)rows * C;
+    float *o = testing_random(n, -2, 2), *g = testing_random(n, -4, 4);
+    float *w = testing_random(C, 0.5f, 1.5f), *dy = testing_random(n, -1, 1);
+    float *pre_do = testing_random(n, -1, 1), *pre_dg = testing_random(n, -1, 1);
+    float *pre_dw = testing_random(C, -1, 1);
+    float eps = 1e-6f;
+
+    float *y = malloc(n * sizeof *y), *rstd = malloc(rows * sizeof *rstd);
+    float *d_o = copy_of(pre_do, n), *dg = copy_of(pre_dg, n), *dw = copy_of(pre_dw, C);
+    cpu_k->gate_norm_forward(y, rstd, o, g, w, rows, C, eps);
+    cpu_k->gate_norm_backward(with_do ? d_o : NULL, dg, dw, dy, o, g, w, rstd, rows, C);
+
+    float *o_d = to_device(o, n), *g_d = to_device(g, n), *w_d = to_device(w, C);
+    float *dy_d = to_device(dy, n), *y_d = dev_poisoned(n), *rstd_d = dev_poisoned(rows);
+    float *do_d = to_device(pre_do, n), *dg_d = to_device(pre_dg, n), *dw_d = to_device(pre_dw, C);
+    gpu_k->gate_norm_forward(y_d, rstd_d, o_d, g_d, w_d, rows, C, eps);
+    gpu_k->gate_norm_backward(with_do ? do_d : NULL, dg_d, dw_d, dy_d, o_d, g_d, w_d, rstd_d, rows, C);
+    compare("gate_norm y", shape, y_d, y, n);
+    compare("gate_norm rstd", shape, rstd_d, rstd, rows);
+    if (with_do)
+        compare_added("gate_norm do", shape, do_d, d_o, pre_do, n);
+    compare_added("gate_norm dg", shape, dg_d, dg, pre_dg, n);
+    compare_added("gate_norm dw", shape, dw_d, dw, pre_dw, C);
+
+    float *dev_bufs[] = {o_d, g_d, w_d, dy_d, y_d, rstd_d, do_d, dg_d, dw_d};
+    for (size_t i = 0; i < sizeof dev_bufs / sizeof dev_bufs[0]; i++)
+        dev->free(dev_bufs[i]);
+    float *host_bufs[] = {o, g, w, dy, pre_do, pre_dg, pre_dw, y, rstd, d_o, dg, dw};
+    for (size_t i = 0; i < sizeof host_bufs / sizeof host_bufs[0]; i++)
+        free(host_bufs[i]);
+}
+
+static void test_gates(size_t n, float normalizer)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%zu normalizer=%g", n, normalizer);
+    float *x = testing_random(n, -12, 12), *dgk = testing_random(n, -1, 1);
+    float *pre = testing_random(n, -1, 1);
+    float *gk = malloc(n * sizeof *gk), *dx = copy_of(pre, n);
+    cpu_k->gates_forward(gk, x, n, normalizer);
+    cpu_k->gates_backward(dx, dgk, gk, n, normalizer);
+
+    float *x_d = to_device(x, n), *dgk_d = to_device(dgk, n), *gk_d = dev_poisoned(n);
+    float *dx_d = to_device(pre, n);
+    gpu_k->gates_forward(gk_d, x_d, n, normalizer);
+    gpu_k->gates_backward(dx_d, dgk_d, gk_d, n, normalizer);
+    compare("gates gk", shape, gk_d, gk, n);
+    compare_added("gates dx", shape, dx_d, dx, pre, n);
+    /* in place, as the plugin runs it */
+    gpu_k->gates_forward(x_d, x_d, n, normalizer);
+    compare("gates gk (in place)", shape, x_d, gk, n);
+
+    dev->free(x_d), dev->free(dgk_d), dev->free(gk_d), dev->free(dx_d);
+    free(x), free(dgk), free(pre), free(gk), free(dx);
+}
+
+/* ==================================================================== the model */
+
+/* a [model] section of fixed keys */
+typedef struct kv_config {
+    const char *const (*kv)[2];
+    int n;
+} kv_config;
+
+static const char *kv_find(const void *ctx, const char *key)
+{
+    const kv_config *c = ctx;
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->kv[i][0], key) == 0)
+            return c->kv[i][1];
+    return NULL;
+}
+
+static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
+static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
+static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
+static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
+static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
+
+/* dk = 16, dv = 32: heads narrower than the GPU's tiles of 32 columns */
+static const char *const small_model[][2] = {
+    {"hidden_size", "64"}, {"num_hidden_layers", "2"}, {"num_heads", "2"},
+    {"vocab_size", "97"},  {"gate_low_rank_dim", "8"}, {"intermediate_size", "96"},
+    {"expand_k", "0.5"},   {"expand_v", "1"},          {"norm_eps", "1e-6"},
+};
+
+/* one model on one backend, its parameters and gradients in that backend's memory */
+typedef struct side {
+    const flame_ops *ops;
+    void *model;
+    float **w, **g;
+} side;
+
+static void *create_model(const flame_ops *ops)
+{
+    kv_config cfg = {small_model, (int)(sizeof small_model / sizeof small_model[0])};
+    flame_model_config view = {&cfg, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
+    char err[256] = "";
+    void *model = flame_plugin_entry()->create(&view, ops, err, sizeof err);
+    CHECK(model != NULL, "create on %s: %s", ops->backend, err);
+    return model;
+}
+
+static int side_open(side *s, const flame_ops *ops, float *const *host_w, const size_t *numel,
+                     int n_params, int B, int T)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    char err[256] = "";
+    s->ops = ops;
+    s->model = create_model(ops);
+    if (!s->model)
+        return -1;
+    s->w = calloc(n_params, sizeof *s->w);
+    s->g = calloc(n_params, sizeof *s->g);
+    for (int i = 0; i < n_params; i++) {
+        s->w[i] = ops->alloc(numel[i] * sizeof(float));
+        s->g[i] = ops->alloc(numel[i] * sizeof(float)); /* zero-filled */
+        ops->upload(s->w[i], host_w[i], numel[i] * sizeof(float));
+    }
+    p->bind(s->model, s->w, s->g);
+    int rc = p->reserve(s->model, B, T, err, sizeof err);
+    CHECK(rc == 0, "reserve on %s: %s", ops->backend, err);
+    return rc;
+}
+
+static void side_close(side *s, int n_params)
+{
+    if (!s->model)
+        return;
+    flame_plugin_entry()->destroy(s->model);
+    for (int i = 0; i < n_params; i++)
+        s->ops->free(s->w[i]), s->ops->free(s->g[i]);
+    free(s->w), free(s->g);
+}
+
+/* forward (logits into the backend buffer) and backward on a fresh gradient */
+static float side_step(side *s, const int32_t *tokens, const int32_t *targets, int B, int T,
+                       const int32_t *cu, int n_seqs, float *logits, const size_t *numel,
+                       int n_params)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    size_t n = (size_t)B * T;
+    int32_t *tok = s->ops->alloc(n * sizeof *tok), *tgt = s->ops->alloc(n * sizeof *tgt);
+    s->ops->upload(tok, tokens, n * sizeof *tok);
+    s->ops->upload(tgt, targets, n * sizeof *tgt);
+    for (int i = 0; i < n_params; i++)
+        s->ops->zero(s->g[i], numel[i] * sizeof(float));
+    flame_batch batch = {tok, tgt, B, T, cu, cu ? n_seqs : 0};
+    float loss = p->forward(s->model, &batch, logits);
+    p->backward(s->model);
+    s->ops->free(tok), s->ops->free(tgt);
+    return loss;
+}
+
+static void model_case(const char *name, side *cpu, side *gpu, const flame_plugin *p, int B, int T,
+                       const int32_t *cu, int n_seqs, const size_t *numel, int n_params)
+{
+    size_t n = (size_t)B * T, V = (size_t)p->vocab_size(cpu->model);
+    int32_t *tokens = malloc(n * sizeof *tokens), *targets = malloc(n * sizeof *targets);
+    for (size_t i = 0; i < n; i++) {
+        tokens[i] = (int32_t)(testing_uniform() * V);
+        targets[i] = i % 17 == 3 ? -1 : (int32_t)(testing_uniform() * V); /* some ignored */
+    }
+    float *logits_cpu = malloc(n * V * sizeof *logits_cpu), *logits_gpu = dev_poisoned(n * V);
+    float want = side_step(cpu, tokens, targets, B, T, cu, n_seqs, logits_cpu, numel, n_params);
+    float got = side_step(gpu, tokens, targets, B, T, cu, n_seqs, logits_gpu, numel, n_params);
+
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s B=%d T=%d", name, B, T);
+    double err = fabs((double)got - want) / fabs((double)want);
+    printf("%-24s %-40s rel %.2e (%.7g)\n", "model loss", shape, err, want);
+    CHECK(err < TOL, "model loss %s: %.9g, expected %.9g", shape, got, want);
+    compare("model logits", shape, logits_gpu, logits_cpu, n * V);
+    for (int i = 0; i < n_params; i++) {
+        float *g = malloc(numel[i] * sizeof *g);
+        memcpy(g, cpu->g[i], numel[i] * sizeof *g);
+        float *h = to_host(gpu->g[i], numel[i]);
+        err = testing_rel_error(h, g, numel[i]);
+        const char *pname = p->param(cpu->model, i)->name;
+        printf("  grad %-52s rel %.2e\n", pname, err);
+        CHECK(err < TOL, "model %s: gradient of %s, relative error %.3g", shape, pname, err);
+        free(g), free(h);
+    }
+    dev->free(logits_gpu);
+    free(logits_cpu), free(tokens), free(targets);
+}
+
+static void test_model(void)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    const int B = 2, T = 100;
+    void *probe = create_model(&flame_cpu_ops); /* to learn the parameters */
+    if (!probe)
+        return;
+    int n_params = p->n_params(probe);
+    size_t *numel = calloc(n_params, sizeof *numel);
+    float **host_w = calloc(n_params, sizeof *host_w);
+    for (int i = 0; i < n_params; i++) {
+        const flame_param_spec *s = p->param(probe, i);
+        numel[i] = 1;
+        for (int dim = 0; dim < s->ndim; dim++)
+            numel[i] *= (size_t)s->shape[dim];
+        /* norms around 1, matrices and the bias small and never zero */
+        host_w[i] = s->init == FLAME_INIT_ONES ? testing_random(numel[i], 0.7f, 1.3f)
+                                               : testing_random(numel[i], -0.2f, 0.2f);
+    }
+    p->destroy(probe);
+    side cpu = {0}, gpu = {0};
+    if (side_open(&cpu, &flame_cpu_ops, host_w, numel, n_params, B, T) == 0 &&
+        side_open(&gpu, &flame_cuda_ops, host_w, numel, n_params, B, T) == 0) {
+        model_case("rows", &cpu, &gpu, p, B, T, NULL, 0, numel, n_params);
+        static const int32_t cu[] = {0, 37, 100, 101, 165, 200};
+        model_case("cu_seqlens", &cpu, &gpu, p, B, T, cu, 5, numel, n_params);
+    }
+    side_close(&cpu, n_params);
+    side_close(&gpu, n_params);
+    for (int i = 0; i < n_params; i++)
+        free(host_w[i]);
+    free(host_w), free(numel);
+}
+
+/* ==================================================================== --bench */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* mean wall time of the GPU recurrence, forward and backward, at fla's 340M
+ * head shape over B rows of T tokens */
+static void bench(int B, int T, int reps)
+{
+    const int H = 4, dk = 128, dv = 256, n = B * T;
+    int32_t *cu = malloc((B + 1) * sizeof *cu);
+    for (int b = 0; b <= B; b++)
+        cu[b] = b * T;
+    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL};
+    int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
+    d.cu_seqlens_backend = cu_dev;
+    size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv;
+    float *x = testing_random(nv, -1, 1), *g = testing_random(nk, -0.1f, 0);
+    float *q = to_device(x, nk), *k = to_device(x + 1, nk), *v = to_device(x, nv);
+    float *gk = to_device(g, nk), *dout = to_device(x, nv);
+    float *o = dev_alloc(nv * sizeof(float)), *dq = dev_alloc(nk * sizeof(float));
+    float *dkk = dev_alloc(nk * sizeof(float)), *dvv = dev_alloc(nv * sizeof(float));
+    float *dgk = dev_alloc(nk * sizeof(float));
+    size_t ck_floats = gpu_k->recurrence_checkpoint_floats(n, H, dk, dv);
+    size_t work_floats = gpu_k->recurrence_work_floats(n, H, dk, dv);
+    float *ck = dev_alloc(ck_floats * sizeof(float)), *work = dev_alloc(work_floats * sizeof(float));
+    double fwd = 0, bwd = 0;
+    for (int r = -1; r < reps; r++) { /* r = -1 warms up */
+        cudaDeviceSynchronize();
+        double t0 = now_ms();
+        gpu_k->recurrence_forward(o, ck, q, k, v, gk, &d, work, 1);
+        cudaDeviceSynchronize();
+        double t1 = now_ms();
+        gpu_k->recurrence_backward(dq, dkk, dvv, dgk, dout, q, k, v, gk, ck, &d, work, 1);
+        cudaDeviceSynchronize();
+        double t2 = now_ms();
+        if (r >= 0)
+            fwd += t1 - t0, bwd += t2 - t1;
+    }
+    CHECK(cudaGetLastError() == cudaSuccess, "bench: a CUDA error");
+    printf("recurrence H=%d dk=%d dv=%d B=%d T=%d: forward %.3f ms, backward %.3f ms "
+           "(mean of %d; checkpoints %.0f MiB, work %.0f MiB)\n",
+           H, dk, dv, B, T, fwd / reps, bwd / reps, reps, ck_floats * 4.0 / 1048576,
+           work_floats * 4.0 / 1048576);
+    float *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dev->free(bufs[i]);
+    dev->free(cu_dev);
+    free(cu), free(x), free(g);
+}
+
+int main(int argc, char **argv)
+{
+    char why[256];
+    if (!flame_cuda_available(why, sizeof why)) {
+        printf("SKIP: %s\n", why);
+        return 77;
+    }
+    printf("device: %s\n", why);
+    testing_seed(20240917);
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+        bench(8, 2048, 10);
+        return testing_result("test_gla_cuda --bench");
+    }
+    printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g\n", TOL);
+    test_recurrences();
+    const int gn[][2] = {{1, 8}, {200, 8}, {37, 67}, {400, 256}, {65536, 256}};
+    for (int i = 0; i < 5; i++)
+        test_gate_norm(gn[i][0], gn[i][1], 1);
+    test_gate_norm(37, 67, 0);
+    test_gates(1, 16);
+    test_gates(1001, 16);
+    test_gates((size_t)2048 * 512 + 3, 1);
+    test_model();
+    return testing_result("test_gla_cuda");
+}
+
+#else
+
+int main(void)
+{
+    printf("SKIP: flame was configured without CUDA (see configure's last line)\n");
+    return 77;
+}
+
+#endif
