@@ -423,9 +423,10 @@ static void print_benchmark(const run *r, const bench_options *b, double seconds
         printf("device: %s; bf16 peak measured: %.1f TFLOP/s\n", r->be.device, r->be.peak_tflops);
     else
         printf("device: %s\n", r->be.device);
-    printf("%s, %zu parameters, batch %d x %d x %d tokens, %d warm-up + %d timed steps\n",
-           r->plugin->name, r->params.total, r->opt.accumulation, r->opt.batch_size,
-           r->opt.seq_len, b->warmup_steps, b->timed_steps);
+    printf("%s, %zu parameters, %d x %d tokens x %d micro-batches a step, %d warm-up + %d timed "
+           "steps\n",
+           r->plugin->name, r->params.total, r->opt.batch_size, r->opt.seq_len,
+           r->opt.accumulation, b->warmup_steps, b->timed_steps);
     printf("tokens/s: %.0f\nms/step: %.1f\n", tokens_per_s, 1e3 * seconds / b->timed_steps);
     if (mfu >= 0)
         printf("MFU: %.1f%% (%.3g FLOPs/token)\n", 100 * mfu,

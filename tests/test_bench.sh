@@ -9,7 +9,7 @@ if ! "$FLAME_BENCH" --arch gla --config "$CONFIGS/gla-tiny.ini" --training.devic
         >"$SCRATCH/out" 2>&1; then
     fail "flame-bench failed"; cat "$SCRATCH/out" >&2
 fi
-grep -q "^gla, 167488 parameters, batch 1 x 2 x 64 tokens, 1 warm-up + 2 timed steps$" "$SCRATCH/out" ||
+grep -q "^gla, 167488 parameters, 2 x 64 tokens x 1 micro-batches a step, 1 warm-up + 2 timed steps$" "$SCRATCH/out" ||
     fail "no run description: $(cat "$SCRATCH/out")"
 for line in "tokens/s: [1-9][0-9]*" "ms/step: [0-9.]*[1-9]" "peak memory: [0-9.]* GiB" \
             "first step ended [0-9.]* s after the process started"; do
