@@ -40,7 +40,8 @@ finish() {
 # the English corpus of the README (Debian's fortunes), or skip
 need_corpus() {
     CORPUS="$SCRATCH/english.txt"
-    if ! make -s -C "$top_builddir" corpus/english.txt >/dev/null 2>&1; then
+    # tests run in parallel: one makes the corpus, the others wait for it
+    if ! flock "$top_builddir/.corpus.lock" make -s -C "$top_builddir" corpus/english.txt >/dev/null 2>&1; then
         echo "SKIP: no English corpus: apt-get install fortunes"; exit 77
     fi
     cp "$top_builddir/corpus/english.txt" "$CORPUS"
