@@ -15,8 +15,7 @@ typedef struct command_line {
     int help;
 } command_line;
 
-/* value of "--name VALUE" or "--name=VALUE" at argv[*i], or NULL */
-static const char *option_value(int argc, char **argv, int *i, const char *name)
+const char *cli_option_value(int argc, char **argv, int *i, const char *name)
 {
     size_t n = strlen(name);
     if (strncmp(argv[*i], name, n) != 0)
@@ -35,10 +34,10 @@ static int parse_command_line(const cli_program *prog, command_line *cl, int arg
         const char *v;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             cl->help = 1;
-        else if ((v = option_value(argc, argv, &i, "--arch")))
+        else if ((v = cli_option_value(argc, argv, &i, "--arch")))
             cl->arch = v;
-        else if ((v = option_value(argc, argv, &i, "--config")) ||
-                 (v = option_value(argc, argv, &i, "--job.config_file")))
+        else if ((v = cli_option_value(argc, argv, &i, "--config")) ||
+                 (v = cli_option_value(argc, argv, &i, "--job.config_file")))
             cl->job_file = v;
         else if (strcmp(argv[i], "--arch") == 0 || strcmp(argv[i], "--config") == 0 ||
                  strcmp(argv[i], "--job.config_file") == 0) {

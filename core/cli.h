@@ -15,6 +15,10 @@ typedef struct cli_program {
     int n_sections;
 } cli_program;
 
+/* The value of "--name VALUE" or "--name=VALUE" at argv[*i] (advancing *i past
+ * a separate value), or NULL when argv[*i] is not that option. */
+const char *cli_option_value(int argc, char **argv, int *i, const char *name);
+
 /* Returns an exit status (core/errors.h; errors printed as one line). With
  * FLAME_EXIT_OK, *cfg is the loaded configuration to run (the caller destroys
  * it), or NULL when -h was answered and there is nothing to run. */

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "config.h"
 #include "cpu_kernels.h"
 #include "errors.h"
@@ -51,19 +52,6 @@ static const char usage[] =
     "Runs the model's forward on the tokens (one row per line) with the weights and\n"
     "writes its logits [rows*T, vocab] as F32 \"logits\" into the output file.\n";
 
-/* value of "--name VALUE" or "--name=VALUE" at argv[*i], or NULL */
-static const char *option_value(int argc, char **argv, int *i, const char *name)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
-    return NULL;
-}
-
 static int parse_args(tool_args *a, int argc, char **argv)
 {
     static const char *const own[] = {"--arch", "--weights", "--tokens", "--output", "--device"};
@@ -84,7 +72,7 @@ static int parse_args(tool_args *a, int argc, char **argv)
             size_t n = strlen(own[k]);
             if (strncmp(argv[i], own[k], n) != 0 || (argv[i][n] != '\0' && argv[i][n] != '='))
                 continue;
-            const char *v = option_value(argc, argv, &i, own[k]);
+            const char *v = cli_option_value(argc, argv, &i, own[k]);
             if (!v) {
                 fprintf(stderr, "logits_tool: %s needs a value\n", own[k]);
                 return -1;

@@ -78,13 +78,6 @@ static float *dev_poisoned(size_t n)
     return d;
 }
 
-static float *copy_of(const float *x, size_t n)
-{
-    float *c = malloc(n * sizeof *c);
-    memcpy(c, x, n * sizeof *c);
-    return c;
-}
-
 static float *to_host(const float *d, size_t n)
 {
     float *h = malloc(n * sizeof *h);
@@ -113,7 +106,7 @@ static void compare(const char *what, const char *shape, const float *d, const f
 static void compare_added(const char *what, const char *shape, const float *d, const float *ref,
                           const float *pre, size_t n)
 {
-    float *h = to_host(d, n), *want = copy_of(ref, n);
+    float *h = to_host(d, n), *want = testing_copy(ref, n);
     for (size_t i = 0; i < n; i++) {
         h[i] -= pre[i];
         want[i] -= pre[i];
@@ -170,7 +163,7 @@ static rec_out run_cpu(const rec_inputs *in, const gla_recurrence_dims *d, size_
     r.o = malloc(in->nv * sizeof *r.o);
     r.ck = calloc(ck_floats, sizeof *r.ck);
     for (int i = 0; i < 4; i++)
-        r.grad[i] = copy_of(in->pre[i], grad_size(in, i));
+        r.grad[i] = testing_copy(in->pre[i], grad_size(in, i));
     cpu_k->recurrence_forward(r.o, r.ck, in->q, in->k, in->v, in->gk, d, work, workers);
     cpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], in->dout, in->q, in->k,
                                in->v, in->gk, r.ck, d, work, workers);
@@ -265,7 +258,7 @@ static void test_gate_norm(int rows, int C, int with_do)
     float eps = 1e-6f;
 
     float *y = malloc(n * sizeof *y), *rstd = malloc(rows * sizeof *rstd);
-    float *d_o = copy_of(pre_do, n), *dg = copy_of(pre_dg, n), *dw = copy_of(pre_dw, C);
+    float *d_o = testing_copy(pre_do, n), *dg = testing_copy(pre_dg, n), *dw = testing_copy(pre_dw, C);
     cpu_k->gate_norm_forward(y, rstd, o, g, w, rows, C, eps);
     cpu_k->gate_norm_backward(with_do ? d_o : NULL, dg, dw, dy, o, g, w, rstd, rows, C);
 
@@ -295,7 +288,7 @@ static void test_gates(size_t n, float normalizer)
     snprintf(shape, sizeof shape, "n=%zu normalizer=%g", n, normalizer);
     float *x = testing_random(n, -12, 12), *dgk = testing_random(n, -1, 1);
     float *pre = testing_random(n, -1, 1);
-    float *gk = malloc(n * sizeof *gk), *dx = copy_of(pre, n);
+    float *gk = malloc(n * sizeof *gk), *dx = testing_copy(pre, n);
     cpu_k->gates_forward(gk, x, n, normalizer);
     cpu_k->gates_backward(dx, dgk, gk, n, normalizer);
 

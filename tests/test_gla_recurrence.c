@@ -30,18 +30,6 @@ static float *to_float(const double *x, size_t n)
     return f;
 }
 
-/* ‖a − b‖ / ‖b‖ against a double reference */
-static double rel_error_d(const float *a, const double *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = a[i] - b[i];
-        num += d * d;
-        den += b[i] * b[i];
-    }
-    return sqrt(num) / (sqrt(den) + 1e-30);
-}
-
 /* a gradient buffer pre-filled with random values, and a copy of them */
 static float *prefilled(size_t n, float **pre)
 {
@@ -184,7 +172,7 @@ static void test_recurrence_case(rec_case *c, int check_grads)
     float *pre[4];
     rec_run run;
     run_kernel(&run, c, 1, 1, 1, pre);
-    double e = rel_error_d(run.o, o_ref, nv);
+    double e = testing_rel_error_d(run.o, o_ref, nv);
     CHECK(e < 1e-5, "%s: forward rel error %.3g", c->name, e);
 
     remove_prefill(run.dq, pre[0], nk), remove_prefill(run.dk, pre[1], nk);
@@ -283,7 +271,7 @@ static void test_gate_norm(void)
     double *y_ref = malloc(n * sizeof *y_ref);
     gla_gate_norm_forward_cpu(y, rstd, o, g, w, c.rows, c.C, (float)c.eps);
     naive_gate_norm(y_ref, &c);
-    double e = rel_error_d(y, y_ref, n);
+    double e = testing_rel_error_d(y, y_ref, n);
     CHECK(e < 1e-6, "gate norm: forward rel error %.3g", e);
 
     float *pre[3];
@@ -333,7 +321,7 @@ static void test_gates(void)
     gla_gates_forward_cpu(gk, x, c.n, (float)c.normalizer);
     for (size_t i = 0; i < c.n; i++)
         ref[i] = naive_logsigmoid(x[i]) / c.normalizer;
-    double e = rel_error_d(gk, ref, c.n);
+    double e = testing_rel_error_d(gk, ref, c.n);
     CHECK(e < 1e-6, "gates: forward rel error %.3g", e);
 
     float *pre, *dx = prefilled(c.n, &pre);

@@ -26,30 +26,11 @@ static double weighted_sum(const float *r, const float *out, size_t n)
     return s;
 }
 
-/* ‖a − b‖ / ‖b‖ against a double reference */
-static double rel_error_d(const float *a, const double *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = a[i] - b[i];
-        num += d * d;
-        den += b[i] * b[i];
-    }
-    return sqrt(num) / (sqrt(den) + 1e-30);
-}
-
-static float *copy_of(const float *x, size_t n)
-{
-    float *c = malloc(n * sizeof *c);
-    memcpy(c, x, n * sizeof *c);
-    return c;
-}
-
 /* A gradient buffer pre-filled with random values; `pre` keeps a copy. */
 static float *prefilled(size_t n, float **pre)
 {
     float *g = testing_random(n, -1.0f, 1.0f);
-    *pre = copy_of(g, n);
+    *pre = testing_copy(g, n);
     return g;
 }
 
@@ -158,12 +139,12 @@ static void test_matmul_gradients(void)
     double ref[12];
     matmul_loss(&c);
     matmul_reference(ref, c.in, c.w, c.bias, c.M, c.K, c.N);
-    CHECK(rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (bias) off by %g",
-          rel_error_d(c.out, ref, MN));
+    CHECK(testing_rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (bias) off by %g",
+          testing_rel_error_d(c.out, ref, MN));
     ops->matmul_forward(c.out, c.in, c.w, NULL, c.M, c.K, c.N);
     matmul_reference(ref, c.in, c.w, NULL, c.M, c.K, c.N);
-    CHECK(rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (no bias) off by %g",
-          rel_error_d(c.out, ref, MN));
+    CHECK(testing_rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (no bias) off by %g",
+          testing_rel_error_d(c.out, ref, MN));
 
     float *pin, *pw, *pb;
     float *din = prefilled(MK, &pin), *dw = prefilled(NK, &pw), *db = prefilled(c.N, &pb);
@@ -202,9 +183,9 @@ static matmul_run matmul_once(const float *in, const float *w, const float *bias
 {
     matmul_run r;
     r.out = malloc((size_t)M * N * sizeof(float));
-    r.din = copy_of(pre, (size_t)M * K);
-    r.dw = copy_of(pre, (size_t)N * K);
-    r.db = copy_of(pre, (size_t)N);
+    r.din = testing_copy(pre, (size_t)M * K);
+    r.dw = testing_copy(pre, (size_t)N * K);
+    r.db = testing_copy(pre, (size_t)N);
     set_threads(threads);
     ops->matmul_forward(r.out, in, w, bias, M, K, N);
     ops->matmul_backward(r.din, r.dw, r.db, dout, in, w, M, K, N);
@@ -246,8 +227,8 @@ static void test_matmul_threaded(int M, int K, int N)
     double *ref = malloc(most * sizeof *ref > MN * sizeof *ref ? most * sizeof *ref
                                                                   : MN * sizeof *ref);
     matmul_reference(ref, in, w, bias, M, K, N);
-    CHECK(rel_error_d(base.out, ref, MN) < 1e-6, "matmul %dx%dx%d forward off by %g", M, K, N,
-          rel_error_d(base.out, ref, MN));
+    CHECK(testing_rel_error_d(base.out, ref, MN) < 1e-6, "matmul %dx%dx%d forward off by %g", M, K, N,
+          testing_rel_error_d(base.out, ref, MN));
     for (int m = 0; m < M; m++)
         for (int k = 0; k < K; k++) {
             double s = pre[m * K + k];
@@ -255,8 +236,8 @@ static void test_matmul_threaded(int M, int K, int N)
                 s += (double)dout[m * N + n] * w[n * K + k];
             ref[m * K + k] = s;
         }
-    CHECK(rel_error_d(base.din, ref, MK) < 1e-6, "matmul %dx%dx%d din off by %g", M, K, N,
-          rel_error_d(base.din, ref, MK));
+    CHECK(testing_rel_error_d(base.din, ref, MK) < 1e-6, "matmul %dx%dx%d din off by %g", M, K, N,
+          testing_rel_error_d(base.din, ref, MK));
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) {
             double s = pre[n * K + k];
@@ -264,16 +245,16 @@ static void test_matmul_threaded(int M, int K, int N)
                 s += (double)dout[m * N + n] * in[m * K + k];
             ref[n * K + k] = s;
         }
-    CHECK(rel_error_d(base.dw, ref, NK) < 1e-6, "matmul %dx%dx%d dweight off by %g", M, K, N,
-          rel_error_d(base.dw, ref, NK));
+    CHECK(testing_rel_error_d(base.dw, ref, NK) < 1e-6, "matmul %dx%dx%d dweight off by %g", M, K, N,
+          testing_rel_error_d(base.dw, ref, NK));
     for (int n = 0; n < N; n++) {
         double s = pre[n];
         for (int m = 0; m < M; m++)
             s += dout[m * N + n];
         ref[n] = s;
     }
-    CHECK(rel_error_d(base.db, ref, N) < 1e-6, "matmul %dx%dx%d dbias off by %g", M, K, N,
-          rel_error_d(base.db, ref, N));
+    CHECK(testing_rel_error_d(base.db, ref, N) < 1e-6, "matmul %dx%dx%d dbias off by %g", M, K, N,
+          testing_rel_error_d(base.db, ref, N));
 
     /* bit-identical: the same run again, then other thread counts */
     const int threads[] = {saved_threads, 1, 2, 3, 7};
@@ -337,8 +318,8 @@ static void test_embedding(void)
     double ref[V * C];
     embedding_backward_reference(ref, pre, c.r, tokens, n, V, C);
     ops->embedding_backward(dtable, c.r, tokens, n, C);
-    CHECK(rel_error_d(dtable, ref, V * C) < 1e-6, "embedding backward off by %g",
-          rel_error_d(dtable, ref, V * C));
+    CHECK(testing_rel_error_d(dtable, ref, V * C) < 1e-6, "embedding backward off by %g",
+          testing_rel_error_d(dtable, ref, V * C));
     remove_prefill(dtable, pre, V * C);
     float twice = c.r[0 * C + 1] + c.r[2 * C + 1];
     CHECK(fabsf(dtable[3 * C + 1] - twice) < 1e-6f, "repeated token: %g, expected %g",
@@ -360,8 +341,8 @@ static void test_embedding(void)
     double *ref2 = malloc(V2 * C2 * sizeof *ref2);
     embedding_backward_reference(ref2, pre2, dout, tok2, n2, V2, C2);
     ops->embedding_backward(dt2, dout, tok2, n2, C2);
-    CHECK(rel_error_d(dt2, ref2, V2 * C2) < 1e-6, "embedding backward (large) off by %g",
-          rel_error_d(dt2, ref2, V2 * C2));
+    CHECK(testing_rel_error_d(dt2, ref2, V2 * C2) < 1e-6, "embedding backward (large) off by %g",
+          testing_rel_error_d(dt2, ref2, V2 * C2));
     free(pre2);
     free(dt2);
     free(ref2);
@@ -399,10 +380,10 @@ static void test_rmsnorm(void)
         for (int j = 0; j < C; j++)
             ref[i * C + j] = c.x[i * C + j] * ref_rstd[i] * c.w[j];
     }
-    CHECK(rel_error_d(c.out, ref, n * C) < 1e-6, "rmsnorm forward off by %g",
-          rel_error_d(c.out, ref, n * C));
-    CHECK(rel_error_d(c.rstd, ref_rstd, n) < 1e-6, "rmsnorm rstd off by %g",
-          rel_error_d(c.rstd, ref_rstd, n));
+    CHECK(testing_rel_error_d(c.out, ref, n * C) < 1e-6, "rmsnorm forward off by %g",
+          testing_rel_error_d(c.out, ref, n * C));
+    CHECK(testing_rel_error_d(c.rstd, ref_rstd, n) < 1e-6, "rmsnorm rstd off by %g",
+          testing_rel_error_d(c.rstd, ref_rstd, n));
 
     float *px, *pw, *dx = prefilled(n * C, &px), *dw = prefilled(C, &pw);
     ops->rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, n, C);
@@ -449,8 +430,8 @@ static void test_swiglu(void)
     double ref[n];
     for (int i = 0; i < n; i++)
         ref[i] = c.gate[i] / (1.0 + exp(-(double)c.gate[i])) * c.up[i];
-    CHECK(rel_error_d(c.out, ref, n) < 1e-6, "swiglu forward off by %g",
-          rel_error_d(c.out, ref, n));
+    CHECK(testing_rel_error_d(c.out, ref, n) < 1e-6, "swiglu forward off by %g",
+          testing_rel_error_d(c.out, ref, n));
 
     float *pg, *pu, *dg = prefilled(n, &pg), *du = prefilled(n, &pu);
     ops->swiglu_backward(dg, du, c.r, c.gate, c.up, n);
@@ -482,7 +463,7 @@ static void test_elementwise(void)
 {
     enum { n = 100003 }; /* above the threading threshold, odd */
     float *a = testing_random(n, -1.0f, 1.0f), *b = testing_random(n, -1.0f, 1.0f);
-    float *out = malloc(n * sizeof(float)), *a2 = copy_of(a, n), *b2 = copy_of(b, n);
+    float *out = malloc(n * sizeof(float)), *a2 = testing_copy(a, n), *b2 = testing_copy(b, n);
     ops->add(out, a, b, n);
     int ok = 1;
     for (int i = 0; i < n; i++)
@@ -549,8 +530,8 @@ static void test_cross_entropy(void)
     double total = ops->cross_entropy(c.losses, dlogits, c.logits, ce_targets, CE_n, CE_V, c.scale);
     CHECK(fabs(total - ref_total) < 1e-6 * ref_total, "cross-entropy total %.9g, expected %.9g",
           total, ref_total);
-    CHECK(rel_error_d(c.losses, ref, CE_n) < 1e-6, "cross-entropy losses off by %g",
-          rel_error_d(c.losses, ref, CE_n));
+    CHECK(testing_rel_error_d(c.losses, ref, CE_n) < 1e-6, "cross-entropy losses off by %g",
+          testing_rel_error_d(c.losses, ref, CE_n));
     CHECK(c.losses[1] == 0.0f, "ignored row has loss %g", c.losses[1]);
     int zero = 1;
     for (int j = 0; j < CE_V; j++)
@@ -647,14 +628,14 @@ static void test_adamw(void)
         float delta[n];
         for (int i = 0; i < n; i++)
             delta[i] = param[i] - before[i];
-        CHECK(rel_error_d(m, m_ref, n) < 1e-5, "adamw step %d: m off by %g", t,
-              rel_error_d(m, m_ref, n));
-        CHECK(rel_error_d(v, v_ref, n) < 1e-5, "adamw step %d: v off by %g", t,
-              rel_error_d(v, v_ref, n));
-        CHECK(rel_error_d(delta, delta_ref, n) < 1e-4, "adamw step %d: update off by %g", t,
-              rel_error_d(delta, delta_ref, n));
-        CHECK(rel_error_d(param, p_ref, n) < 1e-6, "adamw step %d: param off by %g", t,
-              rel_error_d(param, p_ref, n));
+        CHECK(testing_rel_error_d(m, m_ref, n) < 1e-5, "adamw step %d: m off by %g", t,
+              testing_rel_error_d(m, m_ref, n));
+        CHECK(testing_rel_error_d(v, v_ref, n) < 1e-5, "adamw step %d: v off by %g", t,
+              testing_rel_error_d(v, v_ref, n));
+        CHECK(testing_rel_error_d(delta, delta_ref, n) < 1e-4, "adamw step %d: update off by %g", t,
+              testing_rel_error_d(delta, delta_ref, n));
+        CHECK(testing_rel_error_d(param, p_ref, n) < 1e-6, "adamw step %d: param off by %g", t,
+              testing_rel_error_d(param, p_ref, n));
         free(grad);
     }
     free(param);

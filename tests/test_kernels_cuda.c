@@ -93,13 +93,6 @@ static float *to_host(const float *d, size_t n)
     return h;
 }
 
-static float *copy_of(const float *x, size_t n)
-{
-    float *c = malloc(n * sizeof *c);
-    memcpy(c, x, n * sizeof *c);
-    return c;
-}
-
 /* ---- comparisons ---- */
 
 /* Compares the device result d with the CPU's ref; frees neither. */
@@ -117,7 +110,7 @@ static void compare(const char *op, const char *shape, const float *d, const flo
 static void compare_added(const char *op, const char *shape, const float *d, const float *ref,
                           const float *pre, size_t n)
 {
-    float *h = to_host(d, n), *want = copy_of(ref, n);
+    float *h = to_host(d, n), *want = testing_copy(ref, n);
     for (size_t i = 0; i < n; i++) {
         h[i] -= pre[i];
         want[i] -= pre[i];
@@ -174,7 +167,7 @@ static void test_matmul(int M, int K, int N, int with_bias, size_t offset)
     float *dout = testing_random(nout, -1, 1);
     float *din = testing_random(nin, -1, 1), *dw = testing_random(nw, -1, 1);
     float *db = testing_random(N, -1, 1);
-    float *din0 = copy_of(din, nin), *dw0 = copy_of(dw, nw), *db0 = copy_of(db, N);
+    float *din0 = testing_copy(din, nin), *dw0 = testing_copy(dw, nw), *db0 = testing_copy(db, N);
     float *d_dout = dev(dout, nout), *d_din = dev_at(din, nin, offset), *d_dw = dev(dw, nw);
     float *d_db = dev(db, N);
     cpu->matmul_backward(din, dw, with_bias ? db : NULL, dout, in, w, M, K, N);
@@ -196,7 +189,7 @@ static void test_matmul_dweight_only(int M, int K, int N)
     size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
     float *in = testing_random(nin, -1, 1), *w = testing_random(nw, -1, 1);
     float *dout = testing_random(nout, -1, 1), *dw = testing_random(nw, -1, 1);
-    float *dw0 = copy_of(dw, nw);
+    float *dw0 = testing_copy(dw, nw);
     float *d_dw = dev(dw, nw);
     cpu->matmul_backward(NULL, dw, NULL, dout, in, w, M, K, N);
     gpu->matmul_backward(NULL, d_dw, NULL, dev(dout, nout), dev(in, nin), dev(w, nw), M, K, N);
@@ -230,7 +223,7 @@ static void test_embedding(int V, int n, int C, int range)
     compare("embedding_forward", shape, d_out, out, nout);
 
     float *dout = testing_random(nout, -1, 1), *dtab = testing_random(ntab, -1, 1);
-    float *dtab0 = copy_of(dtab, ntab), *d_dtab = dev(dtab, ntab);
+    float *dtab0 = testing_copy(dtab, ntab), *d_dtab = dev(dtab, ntab);
     cpu->embedding_backward(dtab, dout, tokens, n, C);
     gpu->embedding_backward(d_dtab, dev(dout, nout), d_tokens, n, C);
     compare_added("embedding_backward", shape, d_dtab, dtab, dtab0, ntab);
@@ -255,7 +248,7 @@ static void test_rmsnorm(int n, int C, int with_dx)
     compare("rmsnorm_forward rstd", shape, d_rstd, rstd, n);
 
     float *dout = testing_random(nx, -1, 1), *dx = testing_random(nx, -1, 1);
-    float *dw = testing_random(C, -1, 1), *dx0 = copy_of(dx, nx), *dw0 = copy_of(dw, C);
+    float *dw = testing_random(C, -1, 1), *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C);
     float *d_dx = dev(dx, nx), *d_dw = dev(dw, C);
     cpu->rmsnorm_backward(with_dx ? dx : NULL, dw, dout, x, w, rstd, n, C);
     gpu->rmsnorm_backward(with_dx ? d_dx : NULL, d_dw, dev(dout, nx), d_x, d_w, d_rstd, n, C);
@@ -279,7 +272,7 @@ static void test_swiglu(size_t n, int with_dup)
     compare("swiglu_forward", shape, d_out, out, n);
 
     float *dout = testing_random(n, -1, 1), *dg = testing_random(n, -1, 1);
-    float *du = testing_random(n, -1, 1), *dg0 = copy_of(dg, n), *du0 = copy_of(du, n);
+    float *du = testing_random(n, -1, 1), *dg0 = testing_copy(dg, n), *du0 = testing_copy(du, n);
     float *d_dg = dev(dg, n), *d_du = dev(du, n);
     cpu->swiglu_backward(dg, with_dup ? du : NULL, dout, gate, up, n);
     gpu->swiglu_backward(d_dg, with_dup ? d_du : NULL, dev(dout, n), d_gate, d_up, n);
@@ -372,7 +365,7 @@ static void test_adamw(size_t n)
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu, 3 steps", n);
     float *p = testing_random(n, -1, 1), *m = testing_random(n, -0.1f, 0.1f);
-    float *v = testing_random(n, 0.0f, 0.01f), *p0 = copy_of(p, n);
+    float *v = testing_random(n, 0.0f, 0.01f), *p0 = testing_copy(p, n);
     float *d_p = dev(p, n), *d_m = dev(m, n), *d_v = dev(v, n);
     for (int t = 1; t <= 3; t++) {
         float *g = testing_random(n, -1, 1), *d_g = dev(g, n);

@@ -68,6 +68,27 @@ static inline double testing_rel_error(const float *a, const float *b, size_t n)
     return sqrt(num) / (sqrt(den) + 1e-30);
 }
 
+/* ‖a − b‖ / ‖b‖ against a double-precision reference */
+static inline double testing_rel_error_d(const float *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = a[i] - b[i];
+        num += d * d;
+        den += b[i] * b[i];
+    }
+    return sqrt(num) / (sqrt(den) + 1e-30);
+}
+
+/* a malloc'd copy of n floats */
+static inline float *testing_copy(const float *x, size_t n)
+{
+    float *c = malloc(n * sizeof *c);
+    for (size_t i = 0; i < n; i++)
+        c[i] = x[i];
+    return c;
+}
+
 /* Central finite differences of a scalar function f(ctx) with respect to each of
  * the n values of x: grad[i] = (f(x+h e_i) − f(x−h e_i)) / 2h. f reads x. */
 typedef double (*testing_scalar_fn)(void *ctx);
