@@ -26,6 +26,7 @@ Needs torch with CUDA and fla (importable from $FLA_PATH or PYTHONPATH); exits
 programs are the build tree's unless $FLAME_RUN, $LOGITS_TOOL and $FLAME_ARCH
 (a plugin name or path; plugins are also searched in $FLAME_PLUGIN_PATH) name
 others, as on a GPU machine that runs a bundle built elsewhere."""
+import faulthandler
 import json
 import math
 import os
@@ -72,6 +73,33 @@ def skip(reason):
     sys.exit(77)
 
 
+def one_config_per_kernel():
+    """fla's kernels autotune over many Triton configs on first use, which takes
+    minutes on a fresh machine; which config runs changes the speed, not the
+    numbers this test compares, so each kernel keeps its first config only
+    (FLA_PARITY_FULL_AUTOTUNE=1 keeps them all). Done before fla is imported,
+    since its kernels are decorated at import."""
+    if os.environ.get("FLA_PARITY_FULL_AUTOTUNE") == "1":
+        return
+    try:
+        import triton
+    except ImportError:
+        return
+    full = triton.autotune
+
+    def first_config_only(configs, key, prune_configs_by=None, **kwargs):
+        prune = (prune_configs_by or {}).get("early_config_prune")
+        if prune is None:
+            return full(configs=list(configs)[:1], key=key, prune_configs_by=prune_configs_by,
+                        **kwargs)
+        # a kernel that prunes by shape: the first config that survives its pruning
+        first_kept = dict(prune_configs_by,
+                          early_config_prune=lambda cs, args, **kw: list(prune(cs, args, **kw))[:1])
+        return full(configs=configs, key=key, prune_configs_by=first_kept, **kwargs)
+
+    triton.autotune = first_config_only
+
+
 def import_fla():
     """torch, CUDA and fla, or skip. TRITON_F32_DEFAULT is set before Triton loads."""
     fla_path = os.environ.get("FLA_PATH")
@@ -82,6 +110,7 @@ def import_fla():
         import torch
     except ImportError as e:
         skip(f"torch is not importable ({e})")
+    one_config_per_kernel()
     if DEVICE == "cuda" and not torch.cuda.is_available():
         skip("torch sees no CUDA device")
     try:
@@ -176,6 +205,10 @@ def rel(a, b, torch):
 
 
 def main():
+    # on the GPU machine fla's first forward has been seen running for minutes:
+    # every so often, print where each thread is, so a slow or stuck run says why
+    faulthandler.dump_traceback_later(int(os.environ.get("FLA_PARITY_TRACEBACK_EVERY", "60")),
+                                      repeat=True)
     torch, GLAForCausalLM, load_file = import_fla()
     flame_run, logits_tool, arch = programs()
     ieee = os.environ["TRITON_F32_DEFAULT"] == "ieee"
