@@ -129,14 +129,14 @@ static int write_tensors(const char *path, const param_store *ps, int copies,
 
 static int write_model(const char *folder, const param_store *ps, char *err, size_t err_len)
 {
-    char path[PATH_LEN];
+    char path[PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/model.safetensors", folder);
     return write_tensors(path, ps, 1, (const float *const *)ps->value_ptrs, err, err_len);
 }
 
 static int write_optimizer(const char *folder, const param_store *ps, char *err, size_t err_len)
 {
-    char path[PATH_LEN];
+    char path[PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/optimizer.safetensors", folder);
     const float **buffers = malloc(2 * (size_t)ps->n * sizeof *buffers);
     for (int i = 0; i < ps->n; i++) {
@@ -151,7 +151,7 @@ static int write_optimizer(const char *folder, const param_store *ps, char *err,
 static int write_trainer_json(const char *folder, const trainer_state *st, char *err,
                               size_t err_len)
 {
-    char path[PATH_LEN], rng_hex[17];
+    char path[PATH_LEN + 32], rng_hex[17];
     snprintf(path, sizeof path, "%s/trainer.json", folder);
     snprintf(rng_hex, sizeof rng_hex, "%016llx", (unsigned long long)st->rng_state);
     json_t *root = json_pack("{s:i, s:s, s:i, s:s, s:O}", "step", st->step, "rng_state", rng_hex,

@@ -83,7 +83,7 @@ static int make_folder(const char *path, char *err, size_t err_len)
         goto failed;
     return 0;
 failed:
-    snprintf(err, err_len, "%s: cannot create folder: %s", buf, strerror(errno));
+    snprintf(err, err_len, "%.900s: cannot create folder: %s", buf, strerror(errno));
     return -1;
 }
 
@@ -93,7 +93,7 @@ static int write_resolved_config(run *r, const flame_config *cfg)
     snprintf(path, sizeof path, "%s/config.ini", r->opt.dump_folder);
     FILE *f = fopen(path, "w");
     if (!f || config_write_ini(cfg, f) != 0 || fclose(f) != 0) {
-        snprintf(r->err, sizeof r->err, "%s: cannot write: %s", path, strerror(errno));
+        snprintf(r->err, sizeof r->err, "%.900s: cannot write: %s", path, strerror(errno));
         return -1;
     }
     return 0;
