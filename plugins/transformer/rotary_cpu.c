@@ -1,0 +1,53 @@
+/* Rotary position embeddings on the CPU (transformer.h). The rotation of each
+ * pair (x[i], x[i + hd/2]) is orthogonal, so the backward rotates by −θ.
+ * Angles are computed in double: positions reach thousands and an fp32
+ * product p·base^(−2i/hd) would lose the low bits of the angle. */
+#include <math.h>
+#include <stddef.h>
+
+#include "transformer.h"
+
+/* rotates one head of hd values by sign·pos·freq[i], adding into out when
+ * accumulate is set; out may alias x only without accumulate */
+static void rotate_head(float *out, const float *x, int pos, int hd, const double *freq, double sign,
+                        int accumulate)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        double angle = sign * pos * freq[i];
+        double c = cos(angle), s = sin(angle), x1 = x[i], x2 = x[i + half];
+        float y1 = (float)(x1 * c - x2 * s), y2 = (float)(x2 * c + x1 * s);
+        out[i] = accumulate ? out[i] + y1 : y1;
+        out[i + half] = accumulate ? out[i + half] + y2 : y2;
+    }
+}
+
+/* every head of every token, each at its position within its sequence */
+static void rotate_all(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
+                       float base, double sign, int accumulate)
+{
+    double freq[hd / 2];
+    for (int i = 0; i < hd / 2; i++)
+        freq[i] = pow((double)base, -2.0 * i / hd);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+    for (int q = 0; q < s->n_seqs; q++)
+        for (int t = s->cu_seqlens[q]; t < s->cu_seqlens[q + 1]; t++)
+            for (int h = 0; h < heads; h++) {
+                size_t off = ((size_t)t * heads + h) * hd;
+                rotate_head(out + off, x + off, t - s->cu_seqlens[q], hd, freq, sign, accumulate);
+            }
+}
+
+void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
+                        float base)
+{
+    rotate_all(out, x, s, heads, hd, base, 1.0, 0);
+}
+
+void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
+                         float base)
+{
+    rotate_all(dx, dout, s, heads, hd, base, -1.0, 1);
+}

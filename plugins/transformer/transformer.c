@@ -1,0 +1,724 @@
+/* Transformer: fla's TransformerForCausalLM (fla/models/transformer,
+ * fla/layers/attn.py), a Llama-style model, as a flame plugin.
+ *
+ * For tokens x (n = B·T rows), with RMSNorm(z)·w written norm(z, w):
+ *   h = embed(x)
+ *   per layer:
+ *     a  = norm(h, attn_norm)
+ *     q, k, v = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ          (H query heads, Hkv key/value heads of hd)
+ *     q, k = rotary(q), rotary(k)             (rotary_cpu.c; positions restart per sequence)
+ *     o  = causal softmax attention (GQA)     (attention_cpu.c)
+ *     h  = h + o·Woᵀ
+ *     h  = h + down(silu(gate(m)) · up(m)),   m = norm(h, mlp_norm)
+ *   logits = norm(h, norm)·lm_headᵀ;  loss = mean cross-entropy over targets ≥ 0
+ * The shared math goes through the op table; rotary and attention are the
+ * plugin's own kernels (transformer.h). The backward walks the same steps in
+ * reverse. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <flame/plugin.h>
+
+#include "transformer.h"
+
+/* ------------------------------------------------------------------ options */
+
+static const flame_option tf_options[] = {
+    {"hidden_size", FLAME_TYPE_INT, "2048", "model width D", 0},
+    {"num_hidden_layers", FLAME_TYPE_INT, "24", "number of transformer blocks", 0},
+    {"num_heads", FLAME_TYPE_INT, "32", "query heads H; head_dim = hidden_size / num_heads", 0},
+    {"num_kv_heads", FLAME_TYPE_INT, NULL, "key/value heads, dividing num_heads (unset: num_heads)", 0},
+    {"hidden_ratio", FLAME_TYPE_INT, "4", "MLP width ratio when intermediate_size is unset", 0},
+    {"intermediate_size", FLAME_TYPE_INT, NULL,
+     "MLP width (unset: int(hidden_size·hidden_ratio·2/3) rounded up to a multiple of 256)", 0},
+    {"vocab_size", FLAME_TYPE_INT, "32000", "vocabulary size", 0},
+    {"norm_eps", FLAME_TYPE_FLOAT, "1e-6", "epsilon of every RMSNorm", 0},
+    {"rope_theta", FLAME_TYPE_FLOAT, "10000", "base of the rotary embedding", 0},
+    {"max_position_embeddings", FLAME_TYPE_INT, "2048", "accepted; rotary positions need no table", 0},
+    {"initializer_range", FLAME_TYPE_FLOAT, "0.02", "std of the normal initialization", 0},
+    {"tie_word_embeddings", FLAME_TYPE_BOOL, "false", "use the embedding matrix as lm_head", 0},
+    {"qkv_bias", FLAME_TYPE_BOOL, "false", "biases of q/k/v_proj (true: not supported yet)", 0},
+    {"qk_norm", FLAME_TYPE_BOOL, "false", "RMSNorm of q and k per head (true: not supported yet)", 0},
+    {"window_size", FLAME_TYPE_INT, NULL, "sliding-window attention (not supported yet: leave unset)", 0},
+    {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the MLP (swish only)", 0},
+    {"elementwise_affine", FLAME_TYPE_BOOL, "true", "learnable norm weights (false: not supported yet)", 0},
+    {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0},
+    {"fuse_norm", FLAME_TYPE_BOOL, NULL, "fla kernel choice (same parameters and math)", 1},
+    {"fuse_swiglu", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
+    {"fuse_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
+    {"fuse_linear_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
+    {"use_l2warp", FLAME_TYPE_BOOL, NULL, "fla training trick", 1},
+    {"attention_bias", FLAME_TYPE_BOOL, NULL, "not a key of fla's TransformerConfig; fla ignores it", 1},
+    {"use_cache", FLAME_TYPE_BOOL, NULL, "Hugging Face generation setting", 1},
+    {"bos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+    {"eos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+    {"pad_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+};
+#define N_OPTIONS ((int)(sizeof tf_options / sizeof tf_options[0]))
+
+/* A key's value: the resolved one when set, else the default of our table
+ * (so this works whether or not the core counts defaults as set). */
+static const char *option_default(const char *key)
+{
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (strcmp(tf_options[i].key, key) == 0)
+            return tf_options[i].default_value;
+    return NULL;
+}
+
+static int opt_given(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) || option_default(key) != NULL;
+}
+
+static int64_t opt_int(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_int(c->ctx, key) : strtoll(option_default(key), NULL, 10);
+}
+
+static double opt_float(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_float(c->ctx, key) : strtod(option_default(key), NULL);
+}
+
+static int opt_bool(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_bool(c->ctx, key) : strcmp(option_default(key), "true") == 0;
+}
+
+static const char *opt_string(const flame_model_config *c, const char *key)
+{
+    return c->is_set(c->ctx, key) ? c->get_string(c->ctx, key) : option_default(key);
+}
+
+/* ------------------------------------------------------------------ the model */
+
+/* a layer's parameters, in fla's order */
+enum { P_ATTN_NORM, P_Q, P_K, P_V, P_O, P_MLP_NORM, P_GATE, P_UP, P_DOWN, P_PER_LAYER };
+
+typedef struct tf_dims {
+    int D, L, H, Hkv, hd, q_dim, kv_dim, I, V;
+    float eps, init_std, theta;
+    int tie;
+} tf_dims;
+
+/* what one layer keeps from its forward for its backward */
+typedef struct layer_acts {
+    float *attn_rstd, *a;   /* [n], [n,D]: norm of the layer input */
+    float *q, *k, *v;       /* after rotary: [n,q_dim], [n,kv_dim] ×2 */
+    float *o, *lse;         /* attention out [n,q_dim], log-sum-exp [n,H] */
+    float *mid;             /* [n,D] residual after attention */
+    float *mlp_rstd, *m;    /* [n], [n,D] */
+    float *gate, *up, *act; /* [n,I] */
+} layer_acts;
+
+/* gradient scratch, reused by every layer */
+typedef struct grad_scratch {
+    float *resid;           /* [n,D] ∂loss/∂(residual stream) */
+    float *x;               /* [n,D] ∂loss/∂(a norm's output) */
+    float *o, *q_rot, *q;   /* [n,q_dim]: before o_proj, after and before rotary */
+    float *k_rot, *k, *v;   /* [n,kv_dim] */
+    float *act, *gate, *up; /* [n,I] */
+} grad_scratch;
+
+typedef struct tf_model {
+    const flame_ops *ops;
+    tf_dims c;
+    int n_params;
+    flame_param_spec *specs;
+    float **w, **dw; /* [n_params], from bind() */
+
+    /* activation memory, one ops->alloc, sized by reserve() */
+    float *arena;
+    int cap_n;        /* tokens it holds */
+    float **resid;    /* [L+1] residual stream: layer inputs, then the last output */
+    layer_acts *acts; /* [L] */
+    float *final_rstd, *final_x, *logits, *dlogits, *losses;
+    grad_scratch d;
+    int32_t *tokens;    /* backend copy of the last batch's tokens */
+    int32_t *host_ints; /* host scratch [cap_n] */
+    int32_t *cu;        /* host [cap_n+1]: sequence offsets of the last batch */
+
+    int n, n_seqs; /* the last forward's batch; n = 0 before any */
+} tf_model;
+
+static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
+static float *W(const tf_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
+static float *dW(const tf_model *m, int layer, int p) { return m->dw[param_index(layer, p)]; }
+static int final_norm_index(const tf_model *m) { return 1 + m->c.L * P_PER_LAYER; }
+/* with tied embeddings, lm_head is the embedding (index 0) */
+static int lm_head_index(const tf_model *m) { return m->c.tie ? 0 : final_norm_index(m) + 1; }
+
+/* ------------------------------------------------------------------ create */
+
+/* the settings this CPU path does not implement; returns 0 or -1 with err */
+static int check_supported(const flame_model_config *cfg, char *err, size_t err_len)
+{
+    static const struct { const char *key; int supported; } bools[] = {
+        {"qkv_bias", 0}, {"qk_norm", 0}, {"elementwise_affine", 1},
+    };
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
+        if (opt_bool(cfg, bools[i].key) != bools[i].supported) {
+            snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
+                     bools[i].supported ? "false" : "true");
+            return -1;
+        }
+    static const char *const unset_only[] = {"window_size", "attnres_block_size"};
+    for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
+        if (opt_given(cfg, unset_only[i])) {
+            snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
+            return -1;
+        }
+    const char *act = opt_string(cfg, "hidden_act");
+    if (strcmp(act, "swish") != 0 && strcmp(act, "silu") != 0) {
+        snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish)", act);
+        return -1;
+    }
+    return 0;
+}
+
+/* reads a whole number in [1, INT_MAX]; returns 0 or -1 with err */
+static int read_size(const flame_model_config *cfg, const char *key, int *out, char *err, size_t err_len)
+{
+    int64_t v = opt_int(cfg, key);
+    if (v < 1 || v > INT_MAX) {
+        snprintf(err, err_len, "%s = %lld: expected a positive whole number below 2^31", key, (long long)v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int64_t default_intermediate(int D, int64_t ratio)
+{
+    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
+    return 256 * ((i + 255) / 256);
+}
+
+static int read_mlp(const flame_model_config *cfg, tf_dims *c, char *err, size_t err_len)
+{
+    if (opt_given(cfg, "intermediate_size"))
+        return read_size(cfg, "intermediate_size", &c->I, err, err_len);
+    int64_t ratio = opt_int(cfg, "hidden_ratio");
+    int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? default_intermediate(c->D, ratio) : -1;
+    if (I < 1 || I > INT_MAX) {
+        snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an MLP "
+                 "width below 2^31", (long long)ratio);
+        return -1;
+    }
+    c->I = (int)I;
+    return 0;
+}
+
+/* heads: H divides D into even head dims; Hkv divides H */
+static int read_heads(const flame_model_config *cfg, tf_dims *c, char *err, size_t err_len)
+{
+    if (read_size(cfg, "num_heads", &c->H, err, err_len))
+        return -1;
+    c->Hkv = c->H;
+    if (opt_given(cfg, "num_kv_heads") && read_size(cfg, "num_kv_heads", &c->Hkv, err, err_len))
+        return -1;
+    if (c->D % c->H || (c->D / c->H) % 2) {
+        snprintf(err, err_len, "num_heads = %d: hidden_size = %d must split into heads of an even size "
+                 "(rotary pairs)", c->H, c->D);
+        return -1;
+    }
+    if (c->H % c->Hkv) {
+        snprintf(err, err_len, "num_kv_heads = %d does not divide num_heads = %d", c->Hkv, c->H);
+        return -1;
+    }
+    c->hd = c->D / c->H;
+    c->q_dim = c->D, c->kv_dim = c->Hkv * c->hd;
+    return 0;
+}
+
+static int read_dims(const flame_model_config *cfg, tf_dims *c, char *err, size_t err_len)
+{
+    if (read_size(cfg, "hidden_size", &c->D, err, err_len) ||
+        read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
+        read_size(cfg, "vocab_size", &c->V, err, err_len) || read_heads(cfg, c, err, err_len) ||
+        read_mlp(cfg, c, err, err_len))
+        return -1;
+    double eps = opt_float(cfg, "norm_eps"), std = opt_float(cfg, "initializer_range");
+    double theta = opt_float(cfg, "rope_theta");
+    if (!(eps >= 0)) {
+        snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
+        return -1;
+    }
+    if (!(std >= 0)) {
+        snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
+        return -1;
+    }
+    if (!(theta > 1)) {
+        snprintf(err, err_len, "rope_theta = %g: expected a number > 1", theta);
+        return -1;
+    }
+    c->eps = (float)eps, c->init_std = (float)std, c->theta = (float)theta;
+    c->tie = opt_bool(cfg, "tie_word_embeddings");
+    return 0;
+}
+
+/* a matrix when cols > 0, else a vector */
+static void add_spec(tf_model *m, const char *name, int64_t rows, int64_t cols, flame_init_rule init,
+                     int decay)
+{
+    flame_param_spec *s = &m->specs[m->n_params++];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ndim = cols ? 2 : 1;
+    s->shape[0] = rows;
+    s->shape[1] = cols;
+    s->init = init;
+    s->init_std = init == FLAME_INIT_NORMAL ? m->c.init_std : 0.0f;
+    s->weight_decay = decay;
+}
+
+/* matrices: normal, with weight decay; norms: ones, without */
+static void add_layer_specs(tf_model *m, int l)
+{
+    const tf_dims *c = &m->c;
+    static const char *const names[P_PER_LAYER] = {
+        "attn_norm.weight", "attn.q_proj.weight", "attn.k_proj.weight", "attn.v_proj.weight",
+        "attn.o_proj.weight", "mlp_norm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+    };
+    const int64_t shape[P_PER_LAYER][2] = {
+        {c->D, 0}, {c->q_dim, c->D}, {c->kv_dim, c->D}, {c->kv_dim, c->D}, {c->D, c->q_dim},
+        {c->D, 0}, {c->I, c->D}, {c->I, c->D}, {c->D, c->I},
+    };
+    for (int p = 0; p < P_PER_LAYER; p++) {
+        char name[FLAME_NAME_MAX];
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, names[p]);
+        int matrix = shape[p][1] != 0;
+        add_spec(m, name, shape[p][0], shape[p][1], matrix ? FLAME_INIT_NORMAL : FLAME_INIT_ONES, matrix);
+    }
+}
+
+static int build_specs(tf_model *m)
+{
+    int n = 2 + m->c.L * P_PER_LAYER + (m->c.tie ? 0 : 1);
+    m->specs = calloc((size_t)n, sizeof *m->specs);
+    m->w = calloc((size_t)n, sizeof *m->w);
+    m->dw = calloc((size_t)n, sizeof *m->dw);
+    if (!m->specs || !m->w || !m->dw)
+        return -1;
+    add_spec(m, "model.embeddings.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 0);
+    for (int l = 0; l < m->c.L; l++)
+        add_layer_specs(m, l);
+    add_spec(m, "model.norm.weight", m->c.D, 0, FLAME_INIT_ONES, 0);
+    if (!m->c.tie)
+        add_spec(m, "lm_head.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 1);
+    return 0;
+}
+
+static void tf_destroy(void *model);
+
+static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
+{
+    if (strcmp(ops->backend, "cpu") != 0) {
+        snprintf(err, err_len, "no kernels for backend %s in this build", ops->backend);
+        return NULL;
+    }
+    tf_dims c = {0};
+    if (check_supported(cfg, err, err_len) || read_dims(cfg, &c, err, err_len))
+        return NULL;
+    tf_model *m = calloc(1, sizeof *m);
+    if (m) {
+        m->ops = ops;
+        m->c = c;
+        m->acts = calloc((size_t)c.L, sizeof *m->acts);
+        m->resid = calloc((size_t)c.L + 1, sizeof *m->resid);
+    }
+    if (!m || !m->acts || !m->resid || build_specs(m)) {
+        tf_destroy(m);
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    return m;
+}
+
+static void release_activations(tf_model *m)
+{
+    if (m->arena)
+        m->ops->free(m->arena);
+    if (m->tokens)
+        m->ops->free(m->tokens);
+    free(m->host_ints);
+    free(m->cu);
+    m->arena = NULL, m->tokens = NULL, m->host_ints = NULL, m->cu = NULL;
+    m->cap_n = 0, m->n = 0;
+}
+
+static void tf_destroy(void *model)
+{
+    tf_model *m = model;
+    if (!m)
+        return;
+    release_activations(m);
+    free(m->specs);
+    free(m->w);
+    free(m->dw);
+    free(m->acts);
+    free(m->resid);
+    free(m);
+}
+
+static int tf_n_params(const void *model) { return ((const tf_model *)model)->n_params; }
+
+static const flame_param_spec *tf_param(const void *model, int index)
+{
+    const tf_model *m = model;
+    return index >= 0 && index < m->n_params ? &m->specs[index] : NULL;
+}
+
+static void tf_bind(void *model, float *const *params, float *const *grads)
+{
+    tf_model *m = model;
+    for (int i = 0; i < m->n_params; i++)
+        m->w[i] = params[i], m->dw[i] = grads[i];
+}
+
+/* ------------------------------------------------------------------ reserve */
+
+/* Hands out consecutive pieces of the arena; with base NULL it only counts. */
+typedef struct carver {
+    float *base;
+    size_t used;
+} carver;
+
+static float *take(carver *cv, size_t floats)
+{
+    float *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += floats;
+    return p;
+}
+
+static void carve_layer(layer_acts *A, carver *cv, const tf_dims *c, size_t n)
+{
+    A->attn_rstd = take(cv, n);
+    A->a = take(cv, n * c->D);
+    A->q = take(cv, n * c->q_dim);
+    A->k = take(cv, n * c->kv_dim);
+    A->v = take(cv, n * c->kv_dim);
+    A->o = take(cv, n * c->q_dim);
+    A->lse = take(cv, n * c->H);
+    A->mid = take(cv, n * c->D);
+    A->mlp_rstd = take(cv, n);
+    A->m = take(cv, n * c->D);
+    A->gate = take(cv, n * c->I);
+    A->up = take(cv, n * c->I);
+    A->act = take(cv, n * c->I);
+}
+
+static void carve_grads(grad_scratch *d, carver *cv, const tf_dims *c, size_t n)
+{
+    d->resid = take(cv, n * c->D);
+    d->x = take(cv, n * c->D);
+    d->o = take(cv, n * c->q_dim);
+    d->q_rot = take(cv, n * c->q_dim);
+    d->q = take(cv, n * c->q_dim);
+    d->k_rot = take(cv, n * c->kv_dim);
+    d->k = take(cv, n * c->kv_dim);
+    d->v = take(cv, n * c->kv_dim);
+    d->act = take(cv, n * c->I);
+    d->gate = take(cv, n * c->I);
+    d->up = take(cv, n * c->I);
+}
+
+static void carve_all(tf_model *m, carver *cv, size_t n)
+{
+    const tf_dims *c = &m->c;
+    for (int l = 0; l <= c->L; l++)
+        m->resid[l] = take(cv, n * c->D);
+    for (int l = 0; l < c->L; l++)
+        carve_layer(&m->acts[l], cv, c, n);
+    m->final_rstd = take(cv, n);
+    m->final_x = take(cv, n * c->D);
+    m->logits = take(cv, n * c->V);
+    m->dlogits = take(cv, n * c->V);
+    m->losses = take(cv, n);
+    carve_grads(&m->d, cv, c, n);
+}
+
+static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
+{
+    tf_model *m = model;
+    release_activations(m);
+    /* the kernels index rows of heads (n·H) with an int */
+    if (B < 1 || T < 1 || (int64_t)B * T * m->c.H > INT_MAX) {
+        snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
+        return -1;
+    }
+    size_t n = (size_t)B * T;
+    carver cv = {NULL, 0};
+    carve_all(m, &cv, n);
+    m->arena = m->ops->alloc(cv.used * sizeof(float));
+    m->tokens = m->ops->alloc(n * sizeof(int32_t));
+    m->host_ints = malloc(n * sizeof(int32_t));
+    m->cu = malloc((n + 1) * sizeof(int32_t));
+    if (!m->arena || !m->tokens || !m->host_ints || !m->cu) {
+        release_activations(m);
+        snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
+                 cv.used * sizeof(float) / 1073741824.0);
+        return -1;
+    }
+    cv = (carver){m->arena, 0};
+    carve_all(m, &cv, n);
+    m->cap_n = (int)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* the sequence offsets of a batch into m->cu; returns 0 or -1 */
+static int load_seqs(tf_model *m, const flame_batch *b, int n)
+{
+    if (b->cu_seqlens) {
+        int ok = b->n_seqs >= 1 && b->n_seqs <= n && b->cu_seqlens[0] == 0 && b->cu_seqlens[b->n_seqs] == n;
+        for (int s = 0; ok && s < b->n_seqs; s++)
+            ok = b->cu_seqlens[s] < b->cu_seqlens[s + 1];
+        if (!ok) {
+            fprintf(stderr, "transformer: cu_seqlens must rise strictly from 0 to B·T = %d\n", n);
+            return -1;
+        }
+        memcpy(m->cu, b->cu_seqlens, ((size_t)b->n_seqs + 1) * sizeof *m->cu);
+        m->n_seqs = b->n_seqs;
+    } else {
+        for (int s = 0; s <= b->B; s++)
+            m->cu[s] = s * b->T;
+        m->n_seqs = b->B;
+    }
+    return 0;
+}
+
+/* Takes in the batch: the sequence offsets, a copy of the tokens (checked
+ * against the vocabulary). Returns the number of counted targets, or -1. */
+static int load_batch(tf_model *m, const flame_batch *b)
+{
+    m->n = 0;
+    if (b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > m->cap_n) {
+        fprintf(stderr, "transformer: a batch of %d×%d tokens, but %d were reserved\n", b->B, b->T, m->cap_n);
+        return -1;
+    }
+    int n = b->B * b->T;
+    if (load_seqs(m, b, n))
+        return -1;
+    m->ops->download(m->host_ints, b->tokens, (size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        if (m->host_ints[i] < 0 || m->host_ints[i] >= m->c.V) {
+            fprintf(stderr, "transformer: token %d at position %d is outside the vocabulary of %d\n",
+                    m->host_ints[i], i, m->c.V);
+            return -1;
+        }
+    m->ops->copy(m->tokens, b->tokens, (size_t)n * sizeof(int32_t));
+    m->ops->download(m->host_ints, b->targets, (size_t)n * sizeof(int32_t));
+    int counted = 0;
+    for (int i = 0; i < n; i++)
+        counted += m->host_ints[i] >= 0;
+    m->n = n;
+    return counted;
+}
+
+static attention_dims attn_dims(const tf_model *m)
+{
+    attention_dims d = {{m->cu, m->n_seqs}, m->c.H, m->c.Hkv, m->c.hd, 1.0f / sqrtf((float)m->c.hd)};
+    return d;
+}
+
+static void attn_forward(tf_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const tf_dims *c = &m->c;
+    layer_acts *A = &m->acts[l];
+    int n = m->n;
+    attention_dims ad = attn_dims(m);
+    /* pre-norm, projections, rotary in place */
+    ops->rmsnorm_forward(A->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
+    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, n, c->D, c->q_dim);
+    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, n, c->D, c->kv_dim);
+    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, n, c->D, c->kv_dim);
+    rotary_forward_cpu(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
+    rotary_forward_cpu(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
+    attention_forward_cpu(A->o, A->lse, A->q, A->k, A->v, &ad);
+    /* output projection and residual */
+    ops->matmul_forward(A->mid, A->o, W(m, l, P_O), NULL, n, c->q_dim, c->D);
+    ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
+}
+
+static void mlp_forward(tf_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const tf_dims *c = &m->c;
+    layer_acts *A = &m->acts[l];
+    int n = m->n;
+    float *out = m->resid[l + 1];
+    ops->rmsnorm_forward(A->m, A->mlp_rstd, A->mid, W(m, l, P_MLP_NORM), n, c->D, c->eps);
+    ops->matmul_forward(A->gate, A->m, W(m, l, P_GATE), NULL, n, c->D, c->I);
+    ops->matmul_forward(A->up, A->m, W(m, l, P_UP), NULL, n, c->D, c->I);
+    ops->swiglu_forward(A->act, A->gate, A->up, (size_t)n * c->I);
+    ops->matmul_forward(out, A->act, W(m, l, P_DOWN), NULL, n, c->I, c->D);
+    ops->add(out, out, A->mid, (size_t)n * c->D);
+}
+
+/* final norm, lm_head and the loss; the loss gradient is kept for backward */
+static float head_forward(tf_model *m, const flame_batch *b, int counted, float *logits_out)
+{
+    const flame_ops *ops = m->ops;
+    const tf_dims *c = &m->c;
+    int n = m->n;
+    ops->rmsnorm_forward(m->final_x, m->final_rstd, m->resid[c->L], m->w[final_norm_index(m)], n, c->D,
+                         c->eps);
+    ops->matmul_forward(m->logits, m->final_x, m->w[lm_head_index(m)], NULL, n, c->D, c->V);
+    if (logits_out)
+        ops->copy(logits_out, m->logits, (size_t)n * c->V * sizeof(float));
+    float scale = counted ? 1.0f / (float)counted : 0.0f;
+    double sum = ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, n, c->V, scale);
+    return counted ? (float)(sum / counted) : 0.0f;
+}
+
+static float tf_forward(void *model, const flame_batch *batch, float *logits)
+{
+    tf_model *m = model;
+    int counted = load_batch(m, batch);
+    if (counted < 0)
+        return NAN;
+    m->ops->embedding_forward(m->resid[0], m->tokens, m->w[0], m->n, m->c.D);
+    for (int l = 0; l < m->c.L; l++) {
+        attn_forward(m, l);
+        mlp_forward(m, l);
+    }
+    return head_forward(m, batch, counted, logits);
+}
+
+/* ------------------------------------------------------------------ backward */
+
+static void zero(const tf_model *m, float *x, size_t floats) { m->ops->zero(x, floats * sizeof(float)); }
+
+/* d.resid = ∂loss/∂(last residual) */
+static void head_backward(tf_model *m)
+{
+    const flame_ops *ops = m->ops;
+    const tf_dims *c = &m->c;
+    int n = m->n, norm = final_norm_index(m), head = lm_head_index(m);
+    zero(m, m->d.x, (size_t)n * c->D);
+    ops->matmul_backward(m->d.x, m->dw[head], NULL, m->dlogits, m->final_x, m->w[head], n, c->D, c->V);
+    zero(m, m->d.resid, (size_t)n * c->D);
+    ops->rmsnorm_backward(m->d.resid, m->dw[norm], m->d.x, m->resid[c->L], m->w[norm], m->final_rstd, n,
+                          c->D);
+}
+
+/* d.resid: ∂loss/∂(layer output) in, ∂loss/∂mid out */
+static void mlp_backward(tf_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const tf_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n;
+    size_t nI = (size_t)n * c->I;
+    zero(m, d->act, nI);
+    ops->matmul_backward(d->act, dW(m, l, P_DOWN), NULL, d->resid, A->act, W(m, l, P_DOWN), n, c->I, c->D);
+    zero(m, d->gate, nI);
+    zero(m, d->up, nI);
+    ops->swiglu_backward(d->gate, d->up, d->act, A->gate, A->up, nI);
+    zero(m, d->x, (size_t)n * c->D);
+    ops->matmul_backward(d->x, dW(m, l, P_GATE), NULL, d->gate, A->m, W(m, l, P_GATE), n, c->D, c->I);
+    ops->matmul_backward(d->x, dW(m, l, P_UP), NULL, d->up, A->m, W(m, l, P_UP), n, c->D, c->I);
+    /* the residual path already carries d.resid; the norm's path adds to it */
+    ops->rmsnorm_backward(d->resid, dW(m, l, P_MLP_NORM), d->x, A->mid, W(m, l, P_MLP_NORM), A->mlp_rstd, n,
+                          c->D);
+}
+
+/* from d.resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
+static void attn_core_backward(tf_model *m, int l)
+{
+    const tf_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n;
+    size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
+    attention_dims ad = attn_dims(m);
+    zero(m, d->o, nQ);
+    m->ops->matmul_backward(d->o, dW(m, l, P_O), NULL, d->resid, A->o, W(m, l, P_O), n, c->q_dim, c->D);
+    zero(m, d->q_rot, nQ);
+    zero(m, d->k_rot, nKV);
+    zero(m, d->v, nKV);
+    attention_backward_cpu(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad);
+    zero(m, d->q, nQ);
+    zero(m, d->k, nKV);
+    rotary_backward_cpu(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->theta);
+    rotary_backward_cpu(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->theta);
+}
+
+/* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */
+static void attn_input_backward(tf_model *m, int l)
+{
+    const flame_ops *ops = m->ops;
+    const tf_dims *c = &m->c;
+    const layer_acts *A = &m->acts[l];
+    grad_scratch *d = &m->d;
+    int n = m->n, D = c->D;
+    zero(m, d->x, (size_t)n * D);
+    ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
+    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->resid[l], W(m, l, P_ATTN_NORM),
+                          A->attn_rstd, n, D);
+}
+
+static void tf_backward(void *model)
+{
+    tf_model *m = model;
+    if (m->n == 0)
+        return; /* no successful forward to differentiate */
+    head_backward(m);
+    for (int l = m->c.L - 1; l >= 0; l--) {
+        mlp_backward(m, l);
+        attn_core_backward(m, l);
+        attn_input_backward(m, l);
+    }
+    m->ops->embedding_backward(m->dw[0], m->d.resid, m->tokens, m->n, m->c.D);
+}
+
+/* ------------------------------------------------------------------ the rest */
+
+/* 6 FLOPs per weight of every matmul (2 forward, 4 backward), the embedding
+ * lookup excluded and lm_head included even when tied; plus attention as
+ * torchtitan (and so fla-org/flame) counts it, 12·L·H·hd·T: q·kᵀ and p·v are
+ * 2·hd FLOPs per (query, key) pair each, over all T keys (the causal half is
+ * not discounted), times 3 for forward and backward. */
+static double tf_flops_per_token(const void *model, int T)
+{
+    const tf_dims *c = &((const tf_model *)model)->c;
+    double D = c->D, layer_weights = D * (2.0 * c->q_dim + 2.0 * c->kv_dim) /* q k v o */
+                                     + 3.0 * c->I * D;                   /* MLP */
+    double matmul = 6.0 * (c->L * layer_weights + (double)c->V * D);
+    double attention = 12.0 * c->L * c->H * c->hd * (double)T;
+    return matmul + attention;
+}
+
+static int64_t tf_vocab_size(const void *model) { return ((const tf_model *)model)->c.V; }
+
+static const flame_plugin tf_plugin = {
+    .abi_version = FLAME_ABI_VERSION,
+    .name = "transformer",
+    .description = "Llama-style transformer (fla's TransformerForCausalLM)",
+    .options = tf_options,
+    .n_options = N_OPTIONS,
+    .create = tf_create,
+    .destroy = tf_destroy,
+    .n_params = tf_n_params,
+    .param = tf_param,
+    .bind = tf_bind,
+    .reserve = tf_reserve,
+    .forward = tf_forward,
+    .backward = tf_backward,
+    .flops_per_token = tf_flops_per_token,
+    .vocab_size = tf_vocab_size,
+    .decode_state_bytes = NULL,
+    .decode_step = NULL,
+};
+
+const flame_plugin *flame_plugin_entry(void) { return &tf_plugin; }

@@ -1,0 +1,48 @@
+/* The transformer plugin's own CPU kernels: rotary position embeddings and
+ * causal softmax attention, the math a Llama-style block has beyond the
+ * shared op table.
+ *
+ * Layouts: a token's heads are contiguous, so q is [n, H, hd] and k, v are
+ * [n, Hkv, hd] (GQA: query head h reads key/value head h / (H/Hkv)).
+ * Sequences are given by offsets cu_seqlens[0] = 0 < ... < cu_seqlens[n_seqs]
+ * = n (host memory); positions restart at 0 at each sequence start and
+ * attention never crosses a boundary. Like the shared ops, forward kernels
+ * overwrite their outputs and backward kernels ADD into every gradient. */
+#ifndef FLAME_TRANSFORMER_H
+#define FLAME_TRANSFORMER_H
+
+#include <stdint.h>
+
+typedef struct transformer_seqs {
+    const int32_t *cu_seqlens;
+    int n_seqs;
+} transformer_seqs;
+
+/* ---- rotary_cpu.c: fla's / Llama's rotate-half rotary embedding ----
+ * Per token at position p and head, for i < hd/2, with θ_i = p · base^(−2i/hd):
+ *     out[i]        = x[i] cos θ_i − x[i + hd/2] sin θ_i
+ *     out[i + hd/2] = x[i + hd/2] cos θ_i + x[i] sin θ_i
+ * over rows of `heads` heads of hd values (hd even); out may alias x. */
+void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
+                        float base);
+/* dx += Rᵀ · dout (the rotation's transpose); dx must not alias dout */
+void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
+                         float base);
+
+/* ---- attention_cpu.c: causal softmax attention with GQA ----
+ *     o_i = Σ_{j ≤ i, same sequence} softmax_j(scale · q_i·k_j) v_j
+ * lse[n, H] keeps each row's log-sum-exp of the scaled scores for the backward. */
+typedef struct attention_dims {
+    transformer_seqs seqs;
+    int H, Hkv, hd;
+    float scale; /* fla: hd^-1/2 */
+} attention_dims;
+
+void attention_forward_cpu(float *o, float *lse, const float *q, const float *k, const float *v,
+                           const attention_dims *d);
+/* dq, dk, dv += ∂L/∂· given dout = ∂L/∂o and the forward's o and lse */
+void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, const float *o,
+                            const float *lse, const float *q, const float *k, const float *v,
+                            const attention_dims *d);
+
+#endif

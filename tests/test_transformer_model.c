@@ -1,0 +1,750 @@
+/* Tests of the transformer plugin at tiny sizes, through flame_plugin_entry()
+ * and the real CPU op table, with a [model] section and parameters made here:
+ *  - the plugin's own kernels (rotary, attention with GQA and varlen): their
+ *    backward against central finite differences, the loss summed in double;
+ *  - the parameter list: fla's names, shapes, order, init rules, weight decay;
+ *  - the loss and logits against a naive model written here in double (its own
+ *    matmuls, norms, rotary, token-by-token softmax attention over the prefix);
+ *  - the gradient of every parameter tensor against finite differences;
+ *  - GQA, tied embeddings, cu_seqlens;
+ *  - create() refusing what it does not implement, naming the key. */
+#include <stdarg.h>
+#include <string.h>
+
+#include <flame/plugin.h>
+
+#include "cpu_kernels.h"
+#include "testing.h"
+#include "transformer.h"
+
+const flame_plugin *flame_plugin_entry(void);
+
+/* Central differences, extrapolated (Richardson): D(h) = (f(x+h) − f(x−h)) / 2h
+ * at h and 2h, (4·D(h) − D(2h)) / 3 cancels the h² term. fp32 rounding of the
+ * function (about 1e-7 of it) bounds h from below. */
+typedef double (*scalar_fn)(void *ctx);
+
+static double central_difference(float *x, float h, scalar_fn f, void *ctx)
+{
+    float saved = *x, hi = saved + h, lo = saved - h;
+    *x = hi;
+    double up = f(ctx);
+    *x = lo;
+    double down = f(ctx);
+    *x = saved;
+    return (up - down) / ((double)hi - lo); /* the step actually taken, after rounding to float */
+}
+
+static double richardson(float *x, float h, scalar_fn f, void *ctx)
+{
+    return (4 * central_difference(x, h, f, ctx) - central_difference(x, 2 * h, f, ctx)) / 3;
+}
+
+/* ==================================================================== the kernels */
+
+/* a batch of tokens in sequences, heads of hd values, random q, k, v and a
+ * random weighting w of the output: the checked function is Σ w·out */
+typedef struct kernel_case {
+    transformer_seqs seqs;
+    attention_dims ad;
+    int n;
+    float *q, *k, *v, *w, *out, *lse;
+} kernel_case;
+
+static double weighted_sum(const float *w, const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)w[i] * x[i];
+    return s;
+}
+
+static double rotary_loss(void *ctx)
+{
+    kernel_case *c = ctx;
+    size_t len = (size_t)c->n * c->ad.H * c->ad.hd;
+    rotary_forward_cpu(c->out, c->q, &c->seqs, c->ad.H, c->ad.hd, 10000.0f);
+    return weighted_sum(c->w, c->out, len);
+}
+
+static double attention_loss(void *ctx)
+{
+    kernel_case *c = ctx;
+    attention_forward_cpu(c->out, c->lse, c->q, c->k, c->v, &c->ad);
+    return weighted_sum(c->w, c->out, (size_t)c->n * c->ad.H * c->ad.hd);
+}
+
+/* every element of x: analytic against numeric */
+static void check_input_grad(const char *what, float *x, const float *analytic, size_t n, scalar_fn f,
+                             void *ctx, double tol)
+{
+    double *numeric = malloc(n * sizeof *numeric);
+    for (size_t i = 0; i < n; i++)
+        numeric[i] = richardson(&x[i], 1e-2f, f, ctx);
+    testing_grad_close(what, analytic, numeric, n, tol);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++)
+        num += (analytic[i] - numeric[i]) * (analytic[i] - numeric[i]), den += numeric[i] * numeric[i];
+    printf("%s: gradient relative error %.2e\n", what, sqrt(num / den));
+    free(numeric);
+}
+
+static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, int Hkv, int hd)
+{
+    c->n = cu[n_seqs];
+    c->seqs = (transformer_seqs){cu, n_seqs};
+    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd)};
+    size_t nq = (size_t)c->n * H * hd, nkv = (size_t)c->n * Hkv * hd;
+    c->q = testing_random(nq, -1.5f, 1.5f);
+    c->k = testing_random(nkv, -1.5f, 1.5f);
+    c->v = testing_random(nkv, -1.0f, 1.0f);
+    c->w = testing_random(nq, -1.0f, 1.0f);
+    c->out = calloc(nq, sizeof(float));
+    c->lse = calloc((size_t)c->n * H, sizeof(float));
+}
+
+static void kernel_close(kernel_case *c)
+{
+    free(c->q), free(c->k), free(c->v), free(c->w), free(c->out), free(c->lse);
+}
+
+static void test_rotary(const int32_t *cu, int n_seqs)
+{
+    kernel_case c;
+    kernel_open(&c, cu, n_seqs, 3, 3, 8);
+    size_t len = (size_t)c.n * 3 * 8;
+    float *dx = calloc(len, sizeof *dx);
+    rotary_backward_cpu(dx, c.w, &c.seqs, 3, 8, 10000.0f);
+    check_input_grad("rotary dx", c.q, dx, len, rotary_loss, &c, 1e-4);
+    /* position 0 of every sequence is left as it is */
+    rotary_forward_cpu(c.out, c.q, &c.seqs, 3, 8, 10000.0f);
+    for (int s = 0; s < n_seqs; s++)
+        CHECK(memcmp(c.out + (size_t)cu[s] * 24, c.q + (size_t)cu[s] * 24, 24 * sizeof(float)) == 0,
+              "rotary moved the first token of sequence %d", s);
+    free(dx);
+    kernel_close(&c);
+}
+
+static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv)
+{
+    kernel_case c;
+    int hd = 4;
+    kernel_open(&c, cu, n_seqs, H, Hkv, hd);
+    size_t nq = (size_t)c.n * H * hd, nkv = (size_t)c.n * Hkv * hd;
+    float *dq = calloc(nq, sizeof *dq), *dk = calloc(nkv, sizeof *dk), *dv = calloc(nkv, sizeof *dv);
+    attention_forward_cpu(c.out, c.lse, c.q, c.k, c.v, &c.ad);
+    attention_backward_cpu(dq, dk, dv, c.w, c.out, c.lse, c.q, c.k, c.v, &c.ad);
+    char what[96];
+    snprintf(what, sizeof what, "attention %s dq", name);
+    check_input_grad(what, c.q, dq, nq, attention_loss, &c, 1e-3);
+    snprintf(what, sizeof what, "attention %s dk", name);
+    check_input_grad(what, c.k, dk, nkv, attention_loss, &c, 1e-3);
+    snprintf(what, sizeof what, "attention %s dv", name);
+    check_input_grad(what, c.v, dv, nkv, attention_loss, &c, 1e-3);
+    /* the first token of a sequence sees only itself: o = v */
+    for (int s = 0; s < n_seqs; s++)
+        for (int h = 0; h < H; h++) {
+            const float *o = c.out + ((size_t)cu[s] * H + h) * hd;
+            const float *v = c.v + ((size_t)cu[s] * Hkv + h / (H / Hkv)) * hd;
+            CHECK(testing_rel_error(o, v, hd) < 1e-6, "attention %s: first token of sequence %d", name, s);
+        }
+    free(dq), free(dk), free(dv);
+    kernel_close(&c);
+}
+
+static void test_kernels(void)
+{
+    static const int32_t one[] = {0, 7}, three[] = {0, 3, 4, 9};
+    test_rotary(three, 3);
+    test_attention("H=2", one, 1, 2, 2);
+    test_attention("GQA H=4 Hkv=2", one, 1, 4, 2);
+    test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1);
+}
+
+/* ==================================================================== a [model] section */
+
+#define MAX_KEYS 32
+
+typedef struct kv_config {
+    const char *key[MAX_KEYS], *value[MAX_KEYS];
+    int n;
+} kv_config;
+
+static const char *kv_find(const void *ctx, const char *key)
+{
+    const kv_config *c = ctx;
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->key[i], key) == 0)
+            return c->value[i];
+    return NULL;
+}
+
+static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
+static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
+static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
+static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
+static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
+
+static void kv_set(kv_config *c, const char *key, const char *value)
+{
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->key[i], key) == 0) {
+            c->value[i] = value;
+            return;
+        }
+    c->key[c->n] = key, c->value[c->n] = value, c->n++;
+}
+
+static flame_model_config view_of(const kv_config *c)
+{
+    flame_model_config v = {c, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
+    return v;
+}
+
+/* ==================================================================== the model under test */
+
+typedef struct dims {
+    int D, L, H, Hkv, I, V;
+    double eps, theta;
+    int tie;
+} dims;
+
+typedef struct test_model {
+    const flame_plugin *p;
+    void *model;
+    dims c;
+    int n_params;
+    const flame_param_spec **spec;
+    float **w, **g;
+    size_t *numel;
+    int B, T, n_seqs;
+    int32_t *tokens, *targets, *cu;
+    flame_batch batch;
+} test_model;
+
+static size_t numel_of(const flame_param_spec *s)
+{
+    size_t n = 1;
+    for (int d = 0; d < s->ndim; d++)
+        n *= (size_t)s->shape[d];
+    return n;
+}
+
+/* random values: matrices of std ≈ 0.3, norm weights around 1, embedding rows
+ * of RMS ≈ 0.7 (that is also lm_head when tied) */
+static void fill_param(float *x, const flame_param_spec *s, size_t n)
+{
+    if (s->init == FLAME_INIT_ONES)
+        testing_fill(x, n, 0.7f, 1.3f);
+    else if (strcmp(s->name, "model.embeddings.weight") == 0)
+        testing_fill(x, n, -1.2f, 1.2f);
+    else
+        testing_fill(x, n, -0.52f, 0.52f);
+}
+
+/* creates the plugin's model from cfg, binds fresh random parameters */
+static int model_open(test_model *t, const kv_config *cfg, const dims *c)
+{
+    char err[256] = "";
+    t->p = flame_plugin_entry();
+    t->c = *c;
+    flame_model_config v = view_of(cfg);
+    t->model = t->p->create(&v, &flame_cpu_ops, err, sizeof err);
+    CHECK(t->model != NULL, "create: %s", err);
+    if (!t->model)
+        return -1;
+    t->n_params = t->p->n_params(t->model);
+    t->spec = calloc(t->n_params, sizeof *t->spec);
+    t->w = calloc(t->n_params, sizeof *t->w);
+    t->g = calloc(t->n_params, sizeof *t->g);
+    t->numel = calloc(t->n_params, sizeof *t->numel);
+    for (int i = 0; i < t->n_params; i++) {
+        t->spec[i] = t->p->param(t->model, i);
+        t->numel[i] = numel_of(t->spec[i]);
+        t->w[i] = malloc(t->numel[i] * sizeof(float));
+        t->g[i] = calloc(t->numel[i], sizeof(float));
+        fill_param(t->w[i], t->spec[i], t->numel[i]);
+    }
+    t->p->bind(t->model, t->w, t->g);
+    return 0;
+}
+
+/* B rows of T tokens covering the vocabulary, one ignored target per row */
+static void batch_open(test_model *t, int B, int T, const int32_t *cu, int n_seqs)
+{
+    int n = B * T;
+    t->B = B, t->T = T, t->n_seqs = n_seqs;
+    t->tokens = malloc(n * sizeof *t->tokens);
+    t->targets = malloc(n * sizeof *t->targets);
+    for (int i = 0; i < n; i++) {
+        t->tokens[i] = (i * 7 + 3) % t->c.V;
+        t->targets[i] = i % T == 2 ? -1 : (i * 5 + 1) % t->c.V;
+    }
+    t->cu = NULL;
+    if (cu) {
+        t->cu = malloc((n_seqs + 1) * sizeof *t->cu);
+        memcpy(t->cu, cu, (n_seqs + 1) * sizeof *t->cu);
+    }
+    flame_batch b = {t->tokens, t->targets, B, T, t->cu, cu ? n_seqs : 0};
+    t->batch = b;
+    char err[256] = "";
+    int rc = t->p->reserve(t->model, B, T, err, sizeof err);
+    CHECK(rc == 0, "reserve: %s", err);
+}
+
+static void model_close(test_model *t)
+{
+    if (t->model)
+        t->p->destroy(t->model);
+    for (int i = 0; i < t->n_params; i++)
+        free(t->w[i]), free(t->g[i]);
+    free(t->spec), free(t->w), free(t->g), free(t->numel);
+    free(t->tokens), free(t->targets), free(t->cu);
+    memset(t, 0, sizeof *t);
+}
+
+/* a parameter by its fla name; the test stops when it is missing */
+static const float *P(const test_model *t, const char *fmt, ...)
+{
+    char name[FLAME_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < t->n_params; i++)
+        if (strcmp(t->spec[i]->name, name) == 0)
+            return t->w[i];
+    fprintf(stderr, "FAIL: no parameter %s\n", name);
+    exit(1);
+}
+
+/* ==================================================================== the naive model, in double */
+
+/* out[n,N] = x[n,K] · Wᵀ */
+static double *linear(const double *x, int n, int K, const float *W, int N)
+{
+    double *out = malloc((size_t)n * N * sizeof *out);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++)
+                acc += x[(size_t)i * K + k] * W[(size_t)j * K + k];
+            out[(size_t)i * N + j] = acc;
+        }
+    return out;
+}
+
+/* rows of C: x / sqrt(mean(x²) + eps) · w */
+static double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
+{
+    double *out = malloc((size_t)rows * C * sizeof *out);
+    for (int i = 0; i < rows; i++) {
+        double ms = 0;
+        for (int j = 0; j < C; j++)
+            ms += x[(size_t)i * C + j] * x[(size_t)i * C + j];
+        double r = 1.0 / sqrt(ms / C + eps);
+        for (int j = 0; j < C; j++)
+            out[(size_t)i * C + j] = x[(size_t)i * C + j] * r * w[j];
+    }
+    return out;
+}
+
+/* the sequence of token i and its first token */
+static int seq_start(const test_model *t, int i)
+{
+    if (!t->cu)
+        return i - i % t->T;
+    int s = 0;
+    while (t->cu[s + 1] <= i)
+        s++;
+    return t->cu[s];
+}
+
+/* Llama's rotate-half: pairs (j, j + hd/2) turn by pos / theta^(j/(hd/2)),
+ * as a complex product (x_j + i·x_{j+hd/2}) · e^{iθ} */
+static void rotate(double *x, int rows, int heads, int hd, const test_model *t)
+{
+    int half = hd / 2;
+    for (int i = 0; i < rows; i++) {
+        int pos = i - seq_start(t, i);
+        for (int h = 0; h < heads; h++) {
+            double *r = x + ((size_t)i * heads + h) * hd;
+            for (int j = 0; j < half; j++) {
+                double theta = pos / pow(t->c.theta, (double)j / half);
+                double re = r[j], im = r[j + half];
+                r[j] = re * cos(theta) - im * sin(theta);
+                r[j + half] = re * sin(theta) + im * cos(theta);
+            }
+        }
+    }
+}
+
+/* token by token: softmax over the keys of its own sequence up to itself */
+static double *attend(const test_model *t, const double *q, const double *k, const double *v)
+{
+    int n = t->B * t->T, H = t->c.H, Hkv = t->c.Hkv, hd = t->c.D / H;
+    double *o = calloc((size_t)n * H * hd, sizeof *o), *p = malloc((size_t)n * sizeof *p);
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) {
+            int g = h / (H / Hkv), start = seq_start(t, i);
+            const double *qi = q + ((size_t)i * H + h) * hd;
+            double mx = -1e300, z = 0;
+            for (int j = start; j <= i; j++) {
+                double s = 0;
+                for (int c = 0; c < hd; c++)
+                    s += qi[c] * k[((size_t)j * Hkv + g) * hd + c];
+                p[j] = s / sqrt((double)hd);
+                mx = p[j] > mx ? p[j] : mx;
+            }
+            for (int j = start; j <= i; j++)
+                z += p[j] = exp(p[j] - mx);
+            for (int j = start; j <= i; j++)
+                for (int c = 0; c < hd; c++)
+                    o[((size_t)i * H + h) * hd + c] += p[j] / z * v[((size_t)j * Hkv + g) * hd + c];
+        }
+    free(p);
+    return o;
+}
+
+static void add_into(double *h, double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h[i] += x[i];
+    free(x);
+}
+
+static void naive_attention(const test_model *t, double *h, int l)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D, hd = D / c->H;
+    double *a = rms_norm(h, n, D, P(t, "model.layers.%d.attn_norm.weight", l), c->eps);
+    double *q = linear(a, n, D, P(t, "model.layers.%d.attn.q_proj.weight", l), D);
+    double *k = linear(a, n, D, P(t, "model.layers.%d.attn.k_proj.weight", l), c->Hkv * hd);
+    double *v = linear(a, n, D, P(t, "model.layers.%d.attn.v_proj.weight", l), c->Hkv * hd);
+    rotate(q, n, c->H, hd, t);
+    rotate(k, n, c->Hkv, hd, t);
+    double *o = attend(t, q, k, v);
+    add_into(h, linear(o, n, D, P(t, "model.layers.%d.attn.o_proj.weight", l), D), (size_t)n * D);
+    free(a), free(q), free(k), free(v), free(o);
+}
+
+static void naive_mlp(const test_model *t, double *h, int l)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    double *m = rms_norm(h, n, D, P(t, "model.layers.%d.mlp_norm.weight", l), c->eps);
+    double *gate = linear(m, n, D, P(t, "model.layers.%d.mlp.gate_proj.weight", l), c->I);
+    double *up = linear(m, n, D, P(t, "model.layers.%d.mlp.up_proj.weight", l), c->I);
+    for (size_t i = 0; i < (size_t)n * c->I; i++)
+        gate[i] = gate[i] / (1.0 + exp(-gate[i])) * up[i];
+    add_into(h, linear(gate, n, c->I, P(t, "model.layers.%d.mlp.down_proj.weight", l), D), (size_t)n * D);
+    free(m), free(gate), free(up);
+}
+
+/* logits into ref[n,V]; returns the mean cross-entropy over counted targets */
+static double naive_loss(const test_model *t, double *ref)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    const float *emb = P(t, "model.embeddings.weight");
+    double *h = malloc((size_t)n * D * sizeof *h);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < D; j++)
+            h[(size_t)i * D + j] = emb[(size_t)t->tokens[i] * D + j];
+    for (int l = 0; l < c->L; l++) {
+        naive_attention(t, h, l);
+        naive_mlp(t, h, l);
+    }
+    double *x = rms_norm(h, n, D, P(t, "model.norm.weight"), c->eps);
+    double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V);
+    memcpy(ref, logits, (size_t)n * c->V * sizeof *ref);
+    double sum = 0;
+    int counted = 0;
+    for (int i = 0; i < n; i++) {
+        if (t->targets[i] < 0)
+            continue;
+        const double *r = logits + (size_t)i * c->V;
+        double mx = r[0], z = 0;
+        for (int j = 1; j < c->V; j++)
+            mx = r[j] > mx ? r[j] : mx;
+        for (int j = 0; j < c->V; j++)
+            z += exp(r[j] - mx);
+        sum += mx + log(z) - r[t->targets[i]];
+        counted++;
+    }
+    free(h), free(x), free(logits);
+    return sum / counted;
+}
+
+/* ==================================================================== checks */
+
+static void check_param_list(const test_model *t)
+{
+    const dims *c = &t->c;
+    int kv = c->Hkv * (c->D / c->H);
+    struct { const char *name; int64_t rows, cols; } layer[9] = {
+        {"attn_norm.weight", c->D, 0},     {"attn.q_proj.weight", c->D, c->D},
+        {"attn.k_proj.weight", kv, c->D},  {"attn.v_proj.weight", kv, c->D},
+        {"attn.o_proj.weight", c->D, c->D}, {"mlp_norm.weight", c->D, 0},
+        {"mlp.gate_proj.weight", c->I, c->D}, {"mlp.up_proj.weight", c->I, c->D},
+        {"mlp.down_proj.weight", c->D, c->I},
+    };
+    CHECK(t->n_params == 2 + 9 * c->L + !c->tie, "%d parameters", t->n_params);
+    for (int i = 0; i < t->n_params; i++) {
+        char name[FLAME_NAME_MAX];
+        int64_t rows, cols;
+        int decay;
+        if (i == 0) {
+            snprintf(name, sizeof name, "model.embeddings.weight");
+            rows = c->V, cols = c->D, decay = 0;
+        } else if (i <= 9 * c->L) {
+            int l = (i - 1) / 9, p = (i - 1) % 9;
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, layer[p].name);
+            rows = layer[p].rows, cols = layer[p].cols, decay = cols != 0;
+        } else if (i == 9 * c->L + 1) {
+            snprintf(name, sizeof name, "model.norm.weight");
+            rows = c->D, cols = 0, decay = 0;
+        } else {
+            snprintf(name, sizeof name, "lm_head.weight");
+            rows = c->V, cols = c->D, decay = 1;
+        }
+        int init = cols ? FLAME_INIT_NORMAL : FLAME_INIT_ONES;
+        const flame_param_spec *s = t->spec[i];
+        int shape_ok = s->ndim == (cols ? 2 : 1) && s->shape[0] == rows && (!cols || s->shape[1] == cols);
+        CHECK(strcmp(s->name, name) == 0 && shape_ok && (int)s->init == init && s->weight_decay == decay &&
+                  (init != FLAME_INIT_NORMAL || fabsf(s->init_std - 0.02f) < 1e-9f),
+              "parameter %d: got %s [%lld, %lld] init %d decay %d, expected %s [%lld, %lld] init %d decay %d", i,
+              s->name, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 0), (int)s->init,
+              s->weight_decay, name, (long long)rows, (long long)cols, init, decay);
+    }
+}
+
+static void check_forward(const char *name, test_model *t)
+{
+    int n = t->B * t->T;
+    size_t nv = (size_t)n * t->c.V;
+    float *logits = malloc(nv * sizeof *logits);
+    double *ref = malloc(nv * sizeof *ref);
+    double loss_ref = naive_loss(t, ref);
+    float loss = t->p->forward(t->model, &t->batch, logits);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < nv; i++)
+        num += (logits[i] - ref[i]) * (logits[i] - ref[i]), den += ref[i] * ref[i];
+    printf("%s: loss %.7f, naive %.7f; logits relative error %.2e\n", name, loss, loss_ref, sqrt(num / den));
+    CHECK(fabs(loss - loss_ref) < 1e-5 * fabs(loss_ref), "%s: loss %.8g, naive %.8g", name, loss, loss_ref);
+    CHECK(sqrt(num / den) < 1e-5, "%s: logits rel error %.3g", name, sqrt(num / den));
+    free(logits), free(ref);
+}
+
+/* analytic gradients, by one forward and backward into zeroed grads */
+static void analytic_grads(test_model *t)
+{
+    for (int i = 0; i < t->n_params; i++)
+        memset(t->g[i], 0, t->numel[i] * sizeof(float));
+    t->p->forward(t->model, &t->batch, NULL);
+    t->p->backward(t->model);
+}
+
+static double plugin_loss(void *ctx)
+{
+    test_model *t = ctx;
+    return t->p->forward(t->model, &t->batch, NULL);
+}
+
+/* As in test_gla_model.c: Richardson-extrapolated central differences of the
+ * fp32 loss at FD_H; a tensor passes when
+ *     ‖analytic − numeric‖ ≤ FD_TOL·‖numeric‖ + FD_FLOOR·sqrt(values checked),
+ * the floor being the loss's fp32 rounding noise over the step. */
+#define FD_H 3e-3f
+#define FD_TOL 1e-2
+#define FD_FLOOR 5e-5
+#define FD_SAMPLE 20
+
+static void check_grads(const char *name, test_model *t)
+{
+    analytic_grads(t);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int p = 0; p < t->n_params; p++) {
+        size_t n = t->numel[p], k = n <= 64 ? n : FD_SAMPLE;
+        double num2 = 0, den2 = 0;
+        for (size_t s = 0; s < k; s++) {
+            size_t i = n <= 64 ? s : (size_t)(testing_uniform() * n) % n;
+            double numeric = richardson(&t->w[p][i], FD_H, plugin_loss, t);
+            double d = t->g[p][i] - numeric;
+            num2 += d * d, den2 += numeric * numeric;
+        }
+        double err = sqrt(num2), ref = sqrt(den2), rel = err / (ref + 1e-30);
+        CHECK(err <= FD_TOL * ref + FD_FLOOR * sqrt((double)k) && ref > 0,
+              "%s: gradient of %s: relative error %.3g (|numeric| %.3g)", name, t->spec[p]->name, rel, ref);
+        if (rel > worst)
+            worst = rel, worst_name = t->spec[p]->name;
+    }
+    printf("%s: worst parameter gradient relative error %.2e (%s)\n", name, worst, worst_name);
+}
+
+/* ==================================================================== cases */
+
+static const char *itoa_buf(char *buf, int v)
+{
+    snprintf(buf, 16, "%d", v);
+    return buf;
+}
+
+static kv_config tiny_config(char bufs[][16], const dims *c)
+{
+    kv_config cfg = {.n = 0};
+    kv_set(&cfg, "hidden_size", itoa_buf(bufs[0], c->D));
+    kv_set(&cfg, "num_hidden_layers", itoa_buf(bufs[1], c->L));
+    kv_set(&cfg, "num_heads", itoa_buf(bufs[2], c->H));
+    kv_set(&cfg, "num_kv_heads", itoa_buf(bufs[3], c->Hkv));
+    kv_set(&cfg, "vocab_size", itoa_buf(bufs[4], c->V));
+    kv_set(&cfg, "intermediate_size", itoa_buf(bufs[5], c->I));
+    snprintf(bufs[6], 16, "%g", c->eps);
+    kv_set(&cfg, "norm_eps", bufs[6]);
+    snprintf(bufs[7], 16, "%g", c->theta);
+    kv_set(&cfg, "rope_theta", bufs[7]);
+    kv_set(&cfg, "tie_word_embeddings", c->tie ? "true" : "false");
+    /* keys fla-org/flame's transformer configs carry that change nothing */
+    kv_set(&cfg, "max_position_embeddings", "8192");
+    kv_set(&cfg, "attention_bias", "false");
+    kv_set(&cfg, "fuse_cross_entropy", "true");
+    kv_set(&cfg, "bos_token_id", "1");
+    return cfg;
+}
+
+static void run_case(const char *name, const dims *c, int B, int T, const int32_t *cu, int n_seqs, int grads)
+{
+    char bufs[8][16];
+    kv_config cfg = tiny_config(bufs, c);
+    test_model t;
+    memset(&t, 0, sizeof t);
+    if (model_open(&t, &cfg, c) == 0) {
+        check_param_list(&t);
+        batch_open(&t, B, T, cu, n_seqs);
+        check_forward(name, &t);
+        if (grads)
+            check_grads(name, &t);
+    }
+    model_close(&t);
+}
+
+static void test_cases(void)
+{
+    /* a small rope_theta turns the angles visibly within 9 tokens */
+    dims c = {.D = 16, .L = 2, .H = 4, .Hkv = 4, .I = 24, .V = 11, .eps = 1e-6, .theta = 100, .tie = 0};
+    run_case("B=2 T=9", &c, 2, 9, NULL, 0, 1);
+
+    dims gqa = c;
+    gqa.Hkv = 2, gqa.tie = 1;
+    run_case("GQA 4/2, tied", &gqa, 2, 9, NULL, 0, 1);
+
+    /* three documents in one row, one of them a single token */
+    static const int32_t cu[] = {0, 4, 5, 13};
+    dims var = c;
+    var.Hkv = 1;
+    run_case("cu_seqlens, GQA 4/1", &var, 1, 13, cu, 3, 1);
+
+    /* fla's rope_theta, a longer row: forward only */
+    dims fla = c;
+    fla.theta = 10000, fla.Hkv = 2;
+    run_case("rope_theta 1e4, T=40", &fla, 2, 40, NULL, 0, 0);
+}
+
+/* ==================================================================== create() */
+
+static void expect_refusal(const kv_config *cfg, const flame_ops *ops, const char *needle)
+{
+    char err[256] = "";
+    flame_model_config v = view_of(cfg);
+    void *m = flame_plugin_entry()->create(&v, ops, err, sizeof err);
+    CHECK(m == NULL && strstr(err, needle) != NULL && strchr(err, '\n') == NULL,
+          "expected a refusal naming '%s', got %s '%s'", needle, m ? "a model" : "NULL", err);
+    if (m)
+        flame_plugin_entry()->destroy(m);
+}
+
+/* fla-org/flame's transformer_340M.json: the defaults fill the rest */
+static void test_340M(void)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    kv_config cfg = {.n = 0};
+    kv_set(&cfg, "hidden_size", "1024");
+    kv_set(&cfg, "num_hidden_layers", "24");
+    kv_set(&cfg, "num_heads", "16");
+    kv_set(&cfg, "max_position_embeddings", "8192");
+    char err[256] = "";
+    flame_model_config v = view_of(&cfg);
+    void *m = p->create(&v, &flame_cpu_ops, err, sizeof err);
+    CHECK(m != NULL, "340M: %s", err);
+    if (!m)
+        return;
+    CHECK(p->n_params(m) == 2 + 24 * 9 + 1, "340M: %d parameters", p->n_params(m));
+    const flame_param_spec *gate = p->param(m, 1 + 6);
+    CHECK(strcmp(gate->name, "model.layers.0.mlp.gate_proj.weight") == 0 && gate->shape[0] == 2816 &&
+              gate->shape[1] == 1024,
+          "340M: %s [%lld, %lld]", gate->name, (long long)gate->shape[0], (long long)gate->shape[1]);
+    CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
+    /* 6·(24·(4·1024² + 3·2816·1024) + 32000·1024) + 12·24·1024·2048 */
+    double want = 6.0 * (24.0 * (4.0 * 1024 * 1024 + 3.0 * 2816 * 1024) + 32000.0 * 1024) +
+                  12.0 * 24 * 1024 * 2048;
+    CHECK(fabs(p->flops_per_token(m, 2048) - want) < 1e-9 * want, "340M: flops_per_token %g, expected %g",
+          p->flops_per_token(m, 2048), want);
+    p->destroy(m);
+}
+
+static void test_create(void)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    CHECK(p->abi_version == FLAME_ABI_VERSION && strcmp(p->name, "transformer") == 0, "plugin header");
+    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "no decoding yet");
+    for (int i = 0; i < p->n_options; i++)
+        for (int j = i + 1; j < p->n_options; j++)
+            CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
+
+    char bufs[8][16];
+    dims c = {.D = 16, .L = 2, .H = 4, .Hkv = 2, .I = 24, .V = 11, .eps = 1e-6, .theta = 10000};
+    const kv_config base = tiny_config(bufs, &c);
+    struct { const char *key, *value, *needle; } refused[] = {
+        {"qkv_bias", "true", "qkv_bias = true is not supported yet"},
+        {"qk_norm", "true", "qk_norm"},
+        {"window_size", "512", "window_size"},
+        {"attnres_block_size", "2", "attnres_block_size"},
+        {"elementwise_affine", "false", "elementwise_affine"},
+        {"hidden_act", "gelu", "hidden_act"},
+        {"num_kv_heads", "3", "num_kv_heads"},
+        {"num_heads", "3", "num_heads"},  /* 16 % 3 */
+        {"num_heads", "16", "num_heads"}, /* head dim 1: no rotary pairs */
+        {"hidden_size", "0", "hidden_size"},
+        {"rope_theta", "0", "rope_theta"},
+        {"norm_eps", "-1", "norm_eps"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        kv_config cfg = base;
+        kv_set(&cfg, refused[i].key, refused[i].value);
+        expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
+    }
+    flame_ops other = flame_cpu_ops;
+    other.backend = "cuda";
+    expect_refusal(&base, &other, "no kernels for backend cuda in this build");
+    test_340M();
+    {   /* a batch larger than reserved gives NaN, not a crash */
+        test_model t;
+        memset(&t, 0, sizeof t);
+        if (model_open(&t, &base, &c) == 0) {
+            batch_open(&t, 1, 4, NULL, 0);
+            t.batch.T = 5;
+            CHECK(isnan(p->forward(t.model, &t.batch, NULL)), "oversized batch accepted");
+        }
+        model_close(&t);
+    }
+}
+
+int main(void)
+{
+    testing_seed(17);
+    test_kernels();
+    test_create();
+    test_cases();
+    return testing_result("test_transformer_model");
+}
