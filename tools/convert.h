@@ -1,0 +1,90 @@
+/* flame-convert's parts: the subcommands, the tensor files they read and the
+ * streaming copy they share. Exit statuses as every flame tool's (core/errors.h). */
+#ifndef FLAME_CONVERT_H
+#define FLAME_CONVERT_H
+
+#include <stddef.h>
+
+#include "rng.h"
+#include "safetensors.h"
+
+enum { CONVERT_PATH_LEN = 4096, CONVERT_ERR_LEN = 4400 };
+
+int convert_inspect(int argc, char **argv);
+int convert_to_hf(int argc, char **argv);
+int convert_from_hf(int argc, char **argv);
+
+/* ---- command lines: --name VALUE or --name=VALUE ---- */
+
+typedef struct convert_option {
+    const char *name;   /* "--output" */
+    const char **value; /* set when given */
+} convert_option;
+
+/* Fills the options (a table ended by a NULL name); a lone non-option argument
+ * goes to *positional (NULL: none allowed). Prints help for -h. Returns -1 to go
+ * on, or an exit status (0 after -h, FLAME_EXIT_CONFIG with a line on stderr). */
+int convert_parse(const char *command, const char *help, int argc, char **argv,
+                  const convert_option *opts, const char **positional);
+/* "flame-convert COMMAND: --name is required" and FLAME_EXIT_CONFIG */
+int convert_missing(const char *command, const char *name);
+
+/* ---- the tensors of a file or folder ---- */
+
+typedef struct tensor_set {
+    int n;                /* files */
+    safetensors *files;   /* [n], open */
+} tensor_set;
+
+/* path is a .safetensors file; or a folder holding model.safetensors.index.json
+ * (the shards it lists), or model.safetensors (and optimizer.safetensors when
+ * there is one, as in a flame checkpoint). Returns FLAME_EXIT_OK, or
+ * FLAME_EXIT_CONFIG (nothing there) or FLAME_EXIT_DATA (damaged, missing
+ * shard) with err; ts is then empty. */
+int tensor_set_open(const char *path, tensor_set *ts, char *err, size_t err_len);
+void tensor_set_close(tensor_set *ts);
+
+/* ---- from-hf's plan: each tensor of the checkpoint and where it comes from ---- */
+
+typedef struct mapped {
+    const safetensors *file;          /* the source; NULL: initialized */
+    const safetensors_tensor *tensor;
+    char name[512];                   /* fla's name */
+    int ndim;
+    int64_t shape[SAFETENSORS_MAX_DIMS];
+    int init;                         /* a flame_init_rule, for initialized tensors */
+    float init_std;
+} mapped;
+
+typedef struct plan {
+    int n;
+    mapped *tensors;                  /* [n], in the order they are written */
+} plan;
+
+/* Replaces the plan (the source's tensors under fla's names) by the parameters
+ * of the model that plugin arch builds from config_path: each copied from the
+ * source tensor of its name when the shapes agree, else initialized by the
+ * plugin's rule. Prints what is copied and what initialized, and why.
+ * Returns an exit status, with err. */
+int plan_retarget(plan *p, const char *arch, const char *config_path, char *err, size_t err_len);
+
+/* ---- streaming ---- */
+
+/* Writes tensor t of st into w converted to out (ST_F32 or ST_BF16; an F32
+ * source to F32 is copied byte for byte, bf16 rounds to nearest even), a
+ * slice at a time. Returns 0, -1 with err when reading fails (damaged data),
+ * -2 when writing fails. */
+int convert_stream_tensor(safetensors_writer *w, const safetensors *st,
+                          const safetensors_tensor *t, safetensors_dtype out, char *err,
+                          size_t err_len);
+/* Writes numel values drawn by a flame_init_rule (normal draws from r, in
+ * order, as the core's params_init does). Returns 0 or -1 with err. */
+int convert_stream_init(safetensors_writer *w, uint64_t numel, int rule, float std, rng *r,
+                        char *err, size_t err_len);
+/* Writes nbytes of zeros as the writer's current tensor. Returns 0 or -1 with err. */
+int convert_stream_zeros(safetensors_writer *w, size_t nbytes, char *err, size_t err_len);
+
+/* fp32 to bf16, rounding to nearest even; NaNs stay NaN */
+uint16_t convert_f32_to_bf16(float x);
+
+#endif

@@ -1,0 +1,81 @@
+/* flame-convert: weights in and out of flame.
+ *   inspect  lists the tensors of a safetensors file, a checkpoint or an HF folder
+ *   to-hf    a flame checkpoint into a Hugging Face / fla folder
+ *   from-hf  a Hugging Face Llama or Mistral folder into a flame seed checkpoint
+ * Exit statuses as every flame tool's (core/errors.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "convert.h"
+#include "errors.h"
+
+static const char USAGE[] =
+    "usage: flame-convert inspect FILE_OR_DIR\n"
+    "       flame-convert to-hf --checkpoint DIR/checkpoint/step-N --output HF_DIR\n"
+    "                           [--dtype float32|bfloat16] [--config MODEL_CONFIG]\n"
+    "                           [--arch gla|transformer]\n"
+    "       flame-convert from-hf --model HF_DIR --output DIR\n"
+    "       flame-convert COMMAND -h   (the options of a command)\n";
+
+static const convert_option *find_option(const convert_option *opts, const char *arg, size_t len)
+{
+    for (; opts && opts->name; opts++)
+        if (strlen(opts->name) == len && strncmp(opts->name, arg, len) == 0)
+            return opts;
+    return NULL;
+}
+
+int convert_parse(const char *command, const char *help, int argc, char **argv,
+                  const convert_option *opts, const char **positional)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(help, stdout);
+            return FLAME_EXIT_OK;
+        }
+        if (a[0] != '-') {
+            if (!positional || *positional) {
+                fprintf(stderr, "flame-convert %s: unexpected argument %s\n", command, a);
+                return FLAME_EXIT_CONFIG;
+            }
+            *positional = a;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        const convert_option *o = find_option(opts, a, eq ? (size_t)(eq - a) : strlen(a));
+        if (!o || (!eq && i + 1 == argc)) {
+            fprintf(stderr, "flame-convert %s: %s %s (flame-convert %s -h for help)\n", command,
+                    o ? "no value for" : "unknown option", a, command);
+            return FLAME_EXIT_CONFIG;
+        }
+        *o->value = eq ? eq + 1 : argv[++i];
+    }
+    return -1;
+}
+
+int convert_missing(const char *command, const char *name)
+{
+    fprintf(stderr, "flame-convert %s: %s is required (flame-convert %s -h for help)\n", command,
+            name, command);
+    return FLAME_EXIT_CONFIG;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {{"inspect", convert_inspect}, {"to-hf", convert_to_hf},
+                    {"from-hf", convert_from_hf}};
+    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        fputs(USAGE, stdout);
+        return FLAME_EXIT_OK;
+    }
+    for (size_t i = 0; argc >= 2 && i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "flame-convert: %s%s: inspect, to-hf or from-hf (flame-convert -h for help)\n",
+            argc < 2 ? "no command" : "unknown command ", argc < 2 ? "" : argv[1]);
+    return FLAME_EXIT_CONFIG;
+}
