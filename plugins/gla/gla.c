@@ -22,6 +22,7 @@
 
 #include <flame/plugin.h>
 
+#include "../common/lm_parts.h"
 #include "gla_kernels.h"
 
 /* ------------------------------------------------------------------ options */
@@ -125,8 +126,7 @@ typedef struct layer_acts {
     float *o, *gn_rstd, *y;               /* recurrence out, [n·H], gated norm out */
     float *checkpoints;                   /* recurrence states at chunk starts */
     float *mid;                           /* [n,D] residual after attention */
-    float *mlp_rstd, *m;                  /* [n], [n,D] */
-    float *gate, *up, *act;               /* [n,I] */
+    lm_mlp_acts mlp;
 } layer_acts;
 
 /* gradient scratch, reused by every layer */
@@ -136,7 +136,7 @@ typedef struct grad_scratch {
     float *y, *o, *g, *v;         /* [n,value_dim] */
     float *q, *k, *gk, *gk_pre;   /* [n,key_dim] */
     float *gk_low;                /* [n,R] */
-    float *act, *gate, *up;       /* [n,I] */
+    lm_mlp_scratch mlp;
 } grad_scratch;
 
 typedef struct gla_model {
@@ -149,19 +149,14 @@ typedef struct gla_model {
 
     /* activation memory, one ops->alloc, sized by reserve() */
     float *arena;
-    int cap_n; /* tokens it holds */
     float **resid; /* [L+1] residual stream: layer inputs, then the last output */
     layer_acts *acts; /* [L] */
-    float *final_rstd, *final_x, *logits, *dlogits, *losses;
+    lm_head head;
     grad_scratch d;
     float *work;
     int n_work;
-    int32_t *tokens;     /* backend copy of the last batch's tokens */
-    int32_t *host_ints;  /* host scratch [cap_n] */
-    int32_t *cu;         /* host [cap_n+1]: sequence offsets of the last batch */
-    int32_t *cu_backend; /* the same in backend memory, for kernels that cannot read the host's */
-
-    int n, n_seqs; /* the last forward's batch; n = 0 before any */
+    lm_batch batch;      /* the last batch taken in */
+    int32_t *cu_backend; /* its sequence offsets in backend memory, for kernels that cannot read the host's */
 } gla_model;
 
 static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
@@ -389,14 +384,10 @@ static void release_activations(gla_model *m)
 {
     if (m->arena)
         m->ops->free(m->arena);
-    if (m->tokens)
-        m->ops->free(m->tokens);
     if (m->cu_backend)
         m->ops->free(m->cu_backend);
-    free(m->host_ints);
-    free(m->cu);
-    m->arena = NULL, m->tokens = NULL, m->host_ints = NULL, m->cu = NULL, m->cu_backend = NULL;
-    m->cap_n = 0, m->n = 0;
+    lm_batch_release(&m->batch, m->ops);
+    m->arena = NULL, m->cu_backend = NULL;
 }
 
 static void gla_destroy(void *model)
@@ -430,75 +421,52 @@ static void gla_bind(void *model, float *const *params, float *const *grads)
 
 /* ------------------------------------------------------------------ reserve */
 
-/* Hands out consecutive pieces of the arena; with base NULL it only counts. */
-typedef struct carver {
-    float *base;
-    size_t used;
-} carver;
-
-static float *take(carver *cv, size_t floats)
-{
-    float *p = cv->base ? cv->base + cv->used : NULL;
-    cv->used += floats;
-    return p;
-}
-
-static void carve_layer(layer_acts *A, carver *cv, const gla_dims *c, const gla_kernels *kern,
+static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
                         size_t n)
 {
-    A->attn_rstd = take(cv, n);
-    A->a = take(cv, n * c->D);
-    A->q = take(cv, n * c->key_dim);
-    A->k = take(cv, n * c->key_dim);
-    A->v = take(cv, n * c->value_dim);
-    A->g = take(cv, n * c->value_dim);
-    A->gk_low = take(cv, n * c->R);
-    A->gk = take(cv, n * c->key_dim);
-    A->o = take(cv, n * c->value_dim);
-    A->gn_rstd = take(cv, n * c->H);
-    A->y = take(cv, n * c->value_dim);
-    A->checkpoints = take(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
-    A->mid = take(cv, n * c->D);
-    A->mlp_rstd = take(cv, n);
-    A->m = take(cv, n * c->D);
-    A->gate = take(cv, n * c->I);
-    A->up = take(cv, n * c->I);
-    A->act = take(cv, n * c->I);
+    A->attn_rstd = lm_take(cv, n);
+    A->a = lm_take(cv, n * c->D);
+    A->q = lm_take(cv, n * c->key_dim);
+    A->k = lm_take(cv, n * c->key_dim);
+    A->v = lm_take(cv, n * c->value_dim);
+    A->g = lm_take(cv, n * c->value_dim);
+    A->gk_low = lm_take(cv, n * c->R);
+    A->gk = lm_take(cv, n * c->key_dim);
+    A->o = lm_take(cv, n * c->value_dim);
+    A->gn_rstd = lm_take(cv, n * c->H);
+    A->y = lm_take(cv, n * c->value_dim);
+    A->checkpoints = lm_take(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
+    A->mid = lm_take(cv, n * c->D);
+    lm_mlp_carve(&A->mlp, cv, n, c->D, c->I);
 }
 
-static void carve_grads(grad_scratch *d, carver *cv, const gla_dims *c, size_t n)
+static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, size_t n)
 {
-    d->resid = take(cv, n * c->D);
-    d->x = take(cv, n * c->D);
-    d->y = take(cv, n * c->value_dim);
-    d->o = take(cv, n * c->value_dim);
-    d->g = take(cv, n * c->value_dim);
-    d->v = take(cv, n * c->value_dim);
-    d->q = take(cv, n * c->key_dim);
-    d->k = take(cv, n * c->key_dim);
-    d->gk = take(cv, n * c->key_dim);
-    d->gk_pre = take(cv, n * c->key_dim);
-    d->gk_low = take(cv, n * c->R);
-    d->act = take(cv, n * c->I);
-    d->gate = take(cv, n * c->I);
-    d->up = take(cv, n * c->I);
+    d->resid = lm_take(cv, n * c->D);
+    d->x = lm_take(cv, n * c->D);
+    d->y = lm_take(cv, n * c->value_dim);
+    d->o = lm_take(cv, n * c->value_dim);
+    d->g = lm_take(cv, n * c->value_dim);
+    d->v = lm_take(cv, n * c->value_dim);
+    d->q = lm_take(cv, n * c->key_dim);
+    d->k = lm_take(cv, n * c->key_dim);
+    d->gk = lm_take(cv, n * c->key_dim);
+    d->gk_pre = lm_take(cv, n * c->key_dim);
+    d->gk_low = lm_take(cv, n * c->R);
+    lm_mlp_scratch_carve(&d->mlp, cv, n, c->I);
 }
 
-static void carve_all(gla_model *m, carver *cv, size_t n)
+static void carve_all(gla_model *m, lm_carver *cv, size_t n)
 {
     const gla_dims *c = &m->c;
     for (int l = 0; l <= c->L; l++)
-        m->resid[l] = take(cv, n * c->D);
+        m->resid[l] = lm_take(cv, n * c->D);
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, m->kern, n);
-    m->final_rstd = take(cv, n);
-    m->final_x = take(cv, n * c->D);
-    m->logits = take(cv, n * c->V);
-    m->dlogits = take(cv, n * c->V);
-    m->losses = take(cv, n);
+    lm_head_carve(&m->head, cv, n, c->D, c->V);
     carve_grads(&m->d, cv, c, n);
     size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
-    m->work = take(cv, (size_t)m->n_work * per_worker);
+    m->work = lm_take(cv, (size_t)m->n_work * per_worker);
 }
 
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -514,72 +482,36 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     m->n_work = m->kern->recurrence_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
-    carver cv = {NULL, 0};
+    lm_carver cv = {NULL, 0};
     carve_all(m, &cv, n);
     m->arena = m->ops->alloc(cv.used * sizeof(float));
-    m->tokens = m->ops->alloc(n * sizeof(int32_t));
-    m->host_ints = malloc(n * sizeof(int32_t));
-    m->cu = malloc((n + 1) * sizeof(int32_t));
     m->cu_backend = m->ops->alloc((n + 1) * sizeof(int32_t));
-    if (!m->arena || !m->tokens || !m->host_ints || !m->cu || !m->cu_backend) {
+    if (!m->arena || !m->cu_backend || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
         release_activations(m);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
                  cv.used * sizeof(float) / 1073741824.0);
         return -1;
     }
-    cv = (carver){m->arena, 0};
+    cv = (lm_carver){m->arena, 0};
     carve_all(m, &cv, n);
-    m->cap_n = (int)n;
     return 0;
 }
 
 /* ------------------------------------------------------------------ forward */
 
-/* Takes in the batch: the sequence offsets, a copy of the tokens (checked
- * against the vocabulary). Returns the number of counted targets, or -1. */
+/* Takes in the batch (lm_batch_load) and copies its sequence offsets to the
+ * backend. Returns the number of counted targets, or -1. */
 static int load_batch(gla_model *m, const flame_batch *b)
 {
-    m->n = 0;
-    if (b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > m->cap_n) {
-        fprintf(stderr, "gla: a batch of %d×%d tokens, but %d were reserved\n", b->B, b->T, m->cap_n);
-        return -1;
-    }
-    int n = b->B * b->T;
-    if (b->cu_seqlens) {
-        int ok = b->n_seqs >= 1 && b->n_seqs <= n && b->cu_seqlens[0] == 0 && b->cu_seqlens[b->n_seqs] == n;
-        for (int s = 0; ok && s < b->n_seqs; s++)
-            ok = b->cu_seqlens[s] < b->cu_seqlens[s + 1];
-        if (!ok) {
-            fprintf(stderr, "gla: cu_seqlens must rise strictly from 0 to B·T = %d\n", n);
-            return -1;
-        }
-        memcpy(m->cu, b->cu_seqlens, ((size_t)b->n_seqs + 1) * sizeof *m->cu);
-        m->n_seqs = b->n_seqs;
-    } else {
-        for (int s = 0; s <= b->B; s++)
-            m->cu[s] = s * b->T;
-        m->n_seqs = b->B;
-    }
-    m->ops->upload(m->cu_backend, m->cu, ((size_t)m->n_seqs + 1) * sizeof *m->cu);
-    m->ops->download(m->host_ints, b->tokens, (size_t)n * sizeof(int32_t));
-    for (int i = 0; i < n; i++)
-        if (m->host_ints[i] < 0 || m->host_ints[i] >= m->c.V) {
-            fprintf(stderr, "gla: token %d at position %d is outside the vocabulary of %d\n",
-                    m->host_ints[i], i, m->c.V);
-            return -1;
-        }
-    m->ops->copy(m->tokens, b->tokens, (size_t)n * sizeof(int32_t));
-    m->ops->download(m->host_ints, b->targets, (size_t)n * sizeof(int32_t));
-    int counted = 0;
-    for (int i = 0; i < n; i++)
-        counted += m->host_ints[i] >= 0;
-    m->n = n;
+    int counted = lm_batch_load(&m->batch, m->ops, b, m->c.V, "gla");
+    if (counted >= 0)
+        m->ops->upload(m->cu_backend, m->batch.cu, ((size_t)m->batch.n_seqs + 1) * sizeof(int32_t));
     return counted;
 }
 
 static gla_recurrence_dims recurrence_dims(const gla_model *m)
 {
-    gla_recurrence_dims d = {m->cu, m->n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
+    gla_recurrence_dims d = {m->batch.cu, m->batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
                              m->cu_backend};
     return d;
 }
@@ -589,7 +521,7 @@ static void attn_forward(gla_model *m, int l)
     const flame_ops *ops = m->ops;
     const gla_dims *c = &m->c;
     layer_acts *A = &m->acts[l];
-    int n = m->n;
+    int n = m->batch.n;
     /* pre-norm */
     ops->rmsnorm_forward(A->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
     /* projections */
@@ -610,35 +542,25 @@ static void attn_forward(gla_model *m, int l)
     ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
 }
 
-static void mlp_forward(gla_model *m, int l)
+static lm_mlp_params mlp_params(const gla_model *m, int l)
 {
-    const flame_ops *ops = m->ops;
-    const gla_dims *c = &m->c;
-    layer_acts *A = &m->acts[l];
-    int n = m->n;
-    float *out = m->resid[l + 1];
-    ops->rmsnorm_forward(A->m, A->mlp_rstd, A->mid, W(m, l, P_MLP_NORM), n, c->D, c->eps);
-    ops->matmul_forward(A->gate, A->m, W(m, l, P_GATE), NULL, n, c->D, c->I);
-    ops->matmul_forward(A->up, A->m, W(m, l, P_UP), NULL, n, c->D, c->I);
-    ops->swiglu_forward(A->act, A->gate, A->up, (size_t)n * c->I);
-    ops->matmul_forward(out, A->act, W(m, l, P_DOWN), NULL, n, c->I, c->D);
-    ops->add(out, out, A->mid, (size_t)n * c->D);
+    lm_mlp_params p = {W(m, l, P_MLP_NORM), W(m, l, P_GATE), W(m, l, P_UP), W(m, l, P_DOWN),
+                       dW(m, l, P_MLP_NORM), dW(m, l, P_GATE), dW(m, l, P_UP), dW(m, l, P_DOWN)};
+    return p;
 }
 
-/* final norm, lm_head and the loss; the loss gradient is kept for backward */
-static float head_forward(gla_model *m, const flame_batch *b, int counted, float *logits_out)
+static lm_head_params head_params(const gla_model *m)
 {
-    const flame_ops *ops = m->ops;
-    const gla_dims *c = &m->c;
-    int n = m->n;
-    ops->rmsnorm_forward(m->final_x, m->final_rstd, m->resid[c->L], m->w[final_norm_index(m)], n, c->D,
-                         c->eps);
-    ops->matmul_forward(m->logits, m->final_x, m->w[lm_head_index(m)], NULL, n, c->D, c->V);
-    if (logits_out)
-        ops->copy(logits_out, m->logits, (size_t)n * c->V * sizeof(float));
-    float scale = counted ? 1.0f / (float)counted : 0.0f;
-    double sum = ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, n, c->V, scale);
-    return counted ? (float)(sum / counted) : 0.0f;
+    int norm = final_norm_index(m), head = lm_head_index(m);
+    lm_head_params p = {m->w[norm], m->w[head], m->dw[norm], m->dw[head]};
+    return p;
+}
+
+static void mlp_forward(gla_model *m, int l)
+{
+    lm_mlp_params p = mlp_params(m, l);
+    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
+                   m->c.I, m->c.eps);
 }
 
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
@@ -647,52 +569,19 @@ static float gla_forward(void *model, const flame_batch *batch, float *logits)
     int counted = load_batch(m, batch);
     if (counted < 0)
         return NAN;
-    m->ops->embedding_forward(m->resid[0], m->tokens, m->w[0], m->n, m->c.D);
+    m->ops->embedding_forward(m->resid[0], m->batch.tokens, m->w[0], m->batch.n, m->c.D);
     for (int l = 0; l < m->c.L; l++) {
         attn_forward(m, l);
         mlp_forward(m, l);
     }
-    return head_forward(m, batch, counted, logits);
+    lm_head_params p = head_params(m);
+    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], batch->targets, counted, logits,
+                           m->batch.n, m->c.D, m->c.V, m->c.eps);
 }
 
 /* ------------------------------------------------------------------ backward */
 
 static void zero(const gla_model *m, float *x, size_t floats) { m->ops->zero(x, floats * sizeof(float)); }
-
-/* d.resid = ∂loss/∂(last residual) */
-static void head_backward(gla_model *m)
-{
-    const flame_ops *ops = m->ops;
-    const gla_dims *c = &m->c;
-    int n = m->n, norm = final_norm_index(m), head = lm_head_index(m);
-    zero(m, m->d.x, (size_t)n * c->D);
-    ops->matmul_backward(m->d.x, m->dw[head], NULL, m->dlogits, m->final_x, m->w[head], n, c->D, c->V);
-    zero(m, m->d.resid, (size_t)n * c->D);
-    ops->rmsnorm_backward(m->d.resid, m->dw[norm], m->d.x, m->resid[c->L], m->w[norm], m->final_rstd, n,
-                          c->D);
-}
-
-/* d.resid: ∂loss/∂(layer output) in, ∂loss/∂mid out */
-static void mlp_backward(gla_model *m, int l)
-{
-    const flame_ops *ops = m->ops;
-    const gla_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
-    grad_scratch *d = &m->d;
-    int n = m->n;
-    size_t nI = (size_t)n * c->I;
-    zero(m, d->act, nI);
-    ops->matmul_backward(d->act, dW(m, l, P_DOWN), NULL, d->resid, A->act, W(m, l, P_DOWN), n, c->I, c->D);
-    zero(m, d->gate, nI);
-    zero(m, d->up, nI);
-    ops->swiglu_backward(d->gate, d->up, d->act, A->gate, A->up, nI);
-    zero(m, d->x, (size_t)n * c->D);
-    ops->matmul_backward(d->x, dW(m, l, P_GATE), NULL, d->gate, A->m, W(m, l, P_GATE), n, c->D, c->I);
-    ops->matmul_backward(d->x, dW(m, l, P_UP), NULL, d->up, A->m, W(m, l, P_UP), n, c->D, c->I);
-    /* the residual path already carries d.resid; the norm's path adds to it */
-    ops->rmsnorm_backward(d->resid, dW(m, l, P_MLP_NORM), d->x, A->mid, W(m, l, P_MLP_NORM), A->mlp_rstd, n,
-                          c->D);
-}
 
 /* from d.resid = ∂loss/∂mid to d.o, d.g: through o_proj and the gated norm */
 static void attn_output_backward(gla_model *m, int l)
@@ -700,7 +589,7 @@ static void attn_output_backward(gla_model *m, int l)
     const gla_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->n;
+    int n = m->batch.n;
     size_t nV = (size_t)n * c->value_dim;
     zero(m, d->y, nV);
     m->ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, A->y, W(m, l, P_O), n, c->value_dim, c->D);
@@ -716,7 +605,7 @@ static void attn_core_backward(gla_model *m, int l)
     const gla_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->n;
+    int n = m->batch.n;
     size_t nK = (size_t)n * c->key_dim;
     zero(m, d->q, nK);
     zero(m, d->k, nK);
@@ -739,7 +628,7 @@ static void attn_input_backward(gla_model *m, int l)
     const gla_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->n, D = c->D;
+    int n = m->batch.n, D = c->D;
     zero(m, d->x, (size_t)n * D);
     ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->key_dim);
     ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->key_dim);
@@ -753,16 +642,20 @@ static void attn_input_backward(gla_model *m, int l)
 static void gla_backward(void *model)
 {
     gla_model *m = model;
-    if (m->n == 0)
+    if (m->batch.n == 0)
         return; /* no successful forward to differentiate */
-    head_backward(m);
+    lm_head_params hp = head_params(m);
+    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], m->d.x, m->d.resid, m->batch.n, m->c.D,
+                     m->c.V);
     for (int l = m->c.L - 1; l >= 0; l--) {
-        mlp_backward(m, l);
+        lm_mlp_params mp = mlp_params(m, l);
+        lm_mlp_backward(m->ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
+                        m->batch.n, m->c.D, m->c.I);
         attn_output_backward(m, l);
         attn_core_backward(m, l);
         attn_input_backward(m, l);
     }
-    m->ops->embedding_backward(m->dw[0], m->d.resid, m->tokens, m->n, m->c.D);
+    m->ops->embedding_backward(m->dw[0], m->d.resid, m->batch.tokens, m->batch.n, m->c.D);
 }
 
 /* ------------------------------------------------------------------ the rest */

@@ -22,6 +22,7 @@
 
 #include <flame/plugin.h>
 
+#include "../common/lm_parts.h"
 #include "transformer.h"
 
 /* ------------------------------------------------------------------ options */
@@ -111,8 +112,7 @@ typedef struct layer_acts {
     float *q, *k, *v;       /* after rotary: [n,q_dim], [n,kv_dim] ×2 */
     float *o, *lse;         /* attention out [n,q_dim], log-sum-exp [n,H] */
     float *mid;             /* [n,D] residual after attention */
-    float *mlp_rstd, *m;    /* [n], [n,D] */
-    float *gate, *up, *act; /* [n,I] */
+    lm_mlp_acts mlp;
 } layer_acts;
 
 /* gradient scratch, reused by every layer */
@@ -121,7 +121,7 @@ typedef struct grad_scratch {
     float *x;               /* [n,D] ∂loss/∂(a norm's output) */
     float *o, *q_rot, *q;   /* [n,q_dim]: before o_proj, after and before rotary */
     float *k_rot, *k, *v;   /* [n,kv_dim] */
-    float *act, *gate, *up; /* [n,I] */
+    lm_mlp_scratch mlp;
 } grad_scratch;
 
 typedef struct tf_model {
@@ -133,16 +133,11 @@ typedef struct tf_model {
 
     /* activation memory, one ops->alloc, sized by reserve() */
     float *arena;
-    int cap_n;        /* tokens it holds */
     float **resid;    /* [L+1] residual stream: layer inputs, then the last output */
     layer_acts *acts; /* [L] */
-    float *final_rstd, *final_x, *logits, *dlogits, *losses;
+    lm_head head;
     grad_scratch d;
-    int32_t *tokens;    /* backend copy of the last batch's tokens */
-    int32_t *host_ints; /* host scratch [cap_n] */
-    int32_t *cu;        /* host [cap_n+1]: sequence offsets of the last batch */
-
-    int n, n_seqs; /* the last forward's batch; n = 0 before any */
+    lm_batch batch;   /* the last batch taken in */
 } tf_model;
 
 static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
@@ -343,12 +338,8 @@ static void release_activations(tf_model *m)
 {
     if (m->arena)
         m->ops->free(m->arena);
-    if (m->tokens)
-        m->ops->free(m->tokens);
-    free(m->host_ints);
-    free(m->cu);
-    m->arena = NULL, m->tokens = NULL, m->host_ints = NULL, m->cu = NULL;
-    m->cap_n = 0, m->n = 0;
+    lm_batch_release(&m->batch, m->ops);
+    m->arena = NULL;
 }
 
 static void tf_destroy(void *model)
@@ -382,63 +373,40 @@ static void tf_bind(void *model, float *const *params, float *const *grads)
 
 /* ------------------------------------------------------------------ reserve */
 
-/* Hands out consecutive pieces of the arena; with base NULL it only counts. */
-typedef struct carver {
-    float *base;
-    size_t used;
-} carver;
-
-static float *take(carver *cv, size_t floats)
+static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n)
 {
-    float *p = cv->base ? cv->base + cv->used : NULL;
-    cv->used += floats;
-    return p;
+    A->attn_rstd = lm_take(cv, n);
+    A->a = lm_take(cv, n * c->D);
+    A->q = lm_take(cv, n * c->q_dim);
+    A->k = lm_take(cv, n * c->kv_dim);
+    A->v = lm_take(cv, n * c->kv_dim);
+    A->o = lm_take(cv, n * c->q_dim);
+    A->lse = lm_take(cv, n * c->H);
+    A->mid = lm_take(cv, n * c->D);
+    lm_mlp_carve(&A->mlp, cv, n, c->D, c->I);
 }
 
-static void carve_layer(layer_acts *A, carver *cv, const tf_dims *c, size_t n)
+static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c, size_t n)
 {
-    A->attn_rstd = take(cv, n);
-    A->a = take(cv, n * c->D);
-    A->q = take(cv, n * c->q_dim);
-    A->k = take(cv, n * c->kv_dim);
-    A->v = take(cv, n * c->kv_dim);
-    A->o = take(cv, n * c->q_dim);
-    A->lse = take(cv, n * c->H);
-    A->mid = take(cv, n * c->D);
-    A->mlp_rstd = take(cv, n);
-    A->m = take(cv, n * c->D);
-    A->gate = take(cv, n * c->I);
-    A->up = take(cv, n * c->I);
-    A->act = take(cv, n * c->I);
+    d->resid = lm_take(cv, n * c->D);
+    d->x = lm_take(cv, n * c->D);
+    d->o = lm_take(cv, n * c->q_dim);
+    d->q_rot = lm_take(cv, n * c->q_dim);
+    d->q = lm_take(cv, n * c->q_dim);
+    d->k_rot = lm_take(cv, n * c->kv_dim);
+    d->k = lm_take(cv, n * c->kv_dim);
+    d->v = lm_take(cv, n * c->kv_dim);
+    lm_mlp_scratch_carve(&d->mlp, cv, n, c->I);
 }
 
-static void carve_grads(grad_scratch *d, carver *cv, const tf_dims *c, size_t n)
-{
-    d->resid = take(cv, n * c->D);
-    d->x = take(cv, n * c->D);
-    d->o = take(cv, n * c->q_dim);
-    d->q_rot = take(cv, n * c->q_dim);
-    d->q = take(cv, n * c->q_dim);
-    d->k_rot = take(cv, n * c->kv_dim);
-    d->k = take(cv, n * c->kv_dim);
-    d->v = take(cv, n * c->kv_dim);
-    d->act = take(cv, n * c->I);
-    d->gate = take(cv, n * c->I);
-    d->up = take(cv, n * c->I);
-}
-
-static void carve_all(tf_model *m, carver *cv, size_t n)
+static void carve_all(tf_model *m, lm_carver *cv, size_t n)
 {
     const tf_dims *c = &m->c;
     for (int l = 0; l <= c->L; l++)
-        m->resid[l] = take(cv, n * c->D);
+        m->resid[l] = lm_take(cv, n * c->D);
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, n);
-    m->final_rstd = take(cv, n);
-    m->final_x = take(cv, n * c->D);
-    m->logits = take(cv, n * c->V);
-    m->dlogits = take(cv, n * c->V);
-    m->losses = take(cv, n);
+    lm_head_carve(&m->head, cv, n, c->D, c->V);
     carve_grads(&m->d, cv, c, n);
 }
 
@@ -452,78 +420,25 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
         return -1;
     }
     size_t n = (size_t)B * T;
-    carver cv = {NULL, 0};
+    lm_carver cv = {NULL, 0};
     carve_all(m, &cv, n);
     m->arena = m->ops->alloc(cv.used * sizeof(float));
-    m->tokens = m->ops->alloc(n * sizeof(int32_t));
-    m->host_ints = malloc(n * sizeof(int32_t));
-    m->cu = malloc((n + 1) * sizeof(int32_t));
-    if (!m->arena || !m->tokens || !m->host_ints || !m->cu) {
+    if (!m->arena || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
         release_activations(m);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
                  cv.used * sizeof(float) / 1073741824.0);
         return -1;
     }
-    cv = (carver){m->arena, 0};
+    cv = (lm_carver){m->arena, 0};
     carve_all(m, &cv, n);
-    m->cap_n = (int)n;
     return 0;
 }
 
 /* ------------------------------------------------------------------ forward */
 
-/* the sequence offsets of a batch into m->cu; returns 0 or -1 */
-static int load_seqs(tf_model *m, const flame_batch *b, int n)
-{
-    if (b->cu_seqlens) {
-        int ok = b->n_seqs >= 1 && b->n_seqs <= n && b->cu_seqlens[0] == 0 && b->cu_seqlens[b->n_seqs] == n;
-        for (int s = 0; ok && s < b->n_seqs; s++)
-            ok = b->cu_seqlens[s] < b->cu_seqlens[s + 1];
-        if (!ok) {
-            fprintf(stderr, "transformer: cu_seqlens must rise strictly from 0 to B·T = %d\n", n);
-            return -1;
-        }
-        memcpy(m->cu, b->cu_seqlens, ((size_t)b->n_seqs + 1) * sizeof *m->cu);
-        m->n_seqs = b->n_seqs;
-    } else {
-        for (int s = 0; s <= b->B; s++)
-            m->cu[s] = s * b->T;
-        m->n_seqs = b->B;
-    }
-    return 0;
-}
-
-/* Takes in the batch: the sequence offsets, a copy of the tokens (checked
- * against the vocabulary). Returns the number of counted targets, or -1. */
-static int load_batch(tf_model *m, const flame_batch *b)
-{
-    m->n = 0;
-    if (b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > m->cap_n) {
-        fprintf(stderr, "transformer: a batch of %d×%d tokens, but %d were reserved\n", b->B, b->T, m->cap_n);
-        return -1;
-    }
-    int n = b->B * b->T;
-    if (load_seqs(m, b, n))
-        return -1;
-    m->ops->download(m->host_ints, b->tokens, (size_t)n * sizeof(int32_t));
-    for (int i = 0; i < n; i++)
-        if (m->host_ints[i] < 0 || m->host_ints[i] >= m->c.V) {
-            fprintf(stderr, "transformer: token %d at position %d is outside the vocabulary of %d\n",
-                    m->host_ints[i], i, m->c.V);
-            return -1;
-        }
-    m->ops->copy(m->tokens, b->tokens, (size_t)n * sizeof(int32_t));
-    m->ops->download(m->host_ints, b->targets, (size_t)n * sizeof(int32_t));
-    int counted = 0;
-    for (int i = 0; i < n; i++)
-        counted += m->host_ints[i] >= 0;
-    m->n = n;
-    return counted;
-}
-
 static attention_dims attn_dims(const tf_model *m)
 {
-    attention_dims d = {{m->cu, m->n_seqs}, m->c.H, m->c.Hkv, m->c.hd, 1.0f / sqrtf((float)m->c.hd)};
+    attention_dims d = {{m->batch.cu, m->batch.n_seqs}, m->c.H, m->c.Hkv, m->c.hd, 1.0f / sqrtf((float)m->c.hd)};
     return d;
 }
 
@@ -532,7 +447,7 @@ static void attn_forward(tf_model *m, int l)
     const flame_ops *ops = m->ops;
     const tf_dims *c = &m->c;
     layer_acts *A = &m->acts[l];
-    int n = m->n;
+    int n = m->batch.n;
     attention_dims ad = attn_dims(m);
     /* pre-norm, projections, rotary in place */
     ops->rmsnorm_forward(A->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
@@ -547,89 +462,46 @@ static void attn_forward(tf_model *m, int l)
     ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
 }
 
-static void mlp_forward(tf_model *m, int l)
+static lm_mlp_params mlp_params(const tf_model *m, int l)
 {
-    const flame_ops *ops = m->ops;
-    const tf_dims *c = &m->c;
-    layer_acts *A = &m->acts[l];
-    int n = m->n;
-    float *out = m->resid[l + 1];
-    ops->rmsnorm_forward(A->m, A->mlp_rstd, A->mid, W(m, l, P_MLP_NORM), n, c->D, c->eps);
-    ops->matmul_forward(A->gate, A->m, W(m, l, P_GATE), NULL, n, c->D, c->I);
-    ops->matmul_forward(A->up, A->m, W(m, l, P_UP), NULL, n, c->D, c->I);
-    ops->swiglu_forward(A->act, A->gate, A->up, (size_t)n * c->I);
-    ops->matmul_forward(out, A->act, W(m, l, P_DOWN), NULL, n, c->I, c->D);
-    ops->add(out, out, A->mid, (size_t)n * c->D);
+    lm_mlp_params p = {W(m, l, P_MLP_NORM), W(m, l, P_GATE), W(m, l, P_UP), W(m, l, P_DOWN),
+                       dW(m, l, P_MLP_NORM), dW(m, l, P_GATE), dW(m, l, P_UP), dW(m, l, P_DOWN)};
+    return p;
 }
 
-/* final norm, lm_head and the loss; the loss gradient is kept for backward */
-static float head_forward(tf_model *m, const flame_batch *b, int counted, float *logits_out)
+static lm_head_params head_params(const tf_model *m)
 {
-    const flame_ops *ops = m->ops;
-    const tf_dims *c = &m->c;
-    int n = m->n;
-    ops->rmsnorm_forward(m->final_x, m->final_rstd, m->resid[c->L], m->w[final_norm_index(m)], n, c->D,
-                         c->eps);
-    ops->matmul_forward(m->logits, m->final_x, m->w[lm_head_index(m)], NULL, n, c->D, c->V);
-    if (logits_out)
-        ops->copy(logits_out, m->logits, (size_t)n * c->V * sizeof(float));
-    float scale = counted ? 1.0f / (float)counted : 0.0f;
-    double sum = ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, n, c->V, scale);
-    return counted ? (float)(sum / counted) : 0.0f;
+    int norm = final_norm_index(m), head = lm_head_index(m);
+    lm_head_params p = {m->w[norm], m->w[head], m->dw[norm], m->dw[head]};
+    return p;
+}
+
+static void mlp_forward(tf_model *m, int l)
+{
+    lm_mlp_params p = mlp_params(m, l);
+    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
+                   m->c.I, m->c.eps);
 }
 
 static float tf_forward(void *model, const flame_batch *batch, float *logits)
 {
     tf_model *m = model;
-    int counted = load_batch(m, batch);
+    int counted = lm_batch_load(&m->batch, m->ops, batch, m->c.V, "transformer");
     if (counted < 0)
         return NAN;
-    m->ops->embedding_forward(m->resid[0], m->tokens, m->w[0], m->n, m->c.D);
+    m->ops->embedding_forward(m->resid[0], m->batch.tokens, m->w[0], m->batch.n, m->c.D);
     for (int l = 0; l < m->c.L; l++) {
         attn_forward(m, l);
         mlp_forward(m, l);
     }
-    return head_forward(m, batch, counted, logits);
+    lm_head_params p = head_params(m);
+    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], batch->targets, counted, logits,
+                           m->batch.n, m->c.D, m->c.V, m->c.eps);
 }
 
 /* ------------------------------------------------------------------ backward */
 
 static void zero(const tf_model *m, float *x, size_t floats) { m->ops->zero(x, floats * sizeof(float)); }
-
-/* d.resid = ∂loss/∂(last residual) */
-static void head_backward(tf_model *m)
-{
-    const flame_ops *ops = m->ops;
-    const tf_dims *c = &m->c;
-    int n = m->n, norm = final_norm_index(m), head = lm_head_index(m);
-    zero(m, m->d.x, (size_t)n * c->D);
-    ops->matmul_backward(m->d.x, m->dw[head], NULL, m->dlogits, m->final_x, m->w[head], n, c->D, c->V);
-    zero(m, m->d.resid, (size_t)n * c->D);
-    ops->rmsnorm_backward(m->d.resid, m->dw[norm], m->d.x, m->resid[c->L], m->w[norm], m->final_rstd, n,
-                          c->D);
-}
-
-/* d.resid: ∂loss/∂(layer output) in, ∂loss/∂mid out */
-static void mlp_backward(tf_model *m, int l)
-{
-    const flame_ops *ops = m->ops;
-    const tf_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
-    grad_scratch *d = &m->d;
-    int n = m->n;
-    size_t nI = (size_t)n * c->I;
-    zero(m, d->act, nI);
-    ops->matmul_backward(d->act, dW(m, l, P_DOWN), NULL, d->resid, A->act, W(m, l, P_DOWN), n, c->I, c->D);
-    zero(m, d->gate, nI);
-    zero(m, d->up, nI);
-    ops->swiglu_backward(d->gate, d->up, d->act, A->gate, A->up, nI);
-    zero(m, d->x, (size_t)n * c->D);
-    ops->matmul_backward(d->x, dW(m, l, P_GATE), NULL, d->gate, A->m, W(m, l, P_GATE), n, c->D, c->I);
-    ops->matmul_backward(d->x, dW(m, l, P_UP), NULL, d->up, A->m, W(m, l, P_UP), n, c->D, c->I);
-    /* the residual path already carries d.resid; the norm's path adds to it */
-    ops->rmsnorm_backward(d->resid, dW(m, l, P_MLP_NORM), d->x, A->mid, W(m, l, P_MLP_NORM), A->mlp_rstd, n,
-                          c->D);
-}
 
 /* from d.resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
 static void attn_core_backward(tf_model *m, int l)
@@ -637,7 +509,7 @@ static void attn_core_backward(tf_model *m, int l)
     const tf_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->n;
+    int n = m->batch.n;
     size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
     attention_dims ad = attn_dims(m);
     zero(m, d->o, nQ);
@@ -659,7 +531,7 @@ static void attn_input_backward(tf_model *m, int l)
     const tf_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->n, D = c->D;
+    int n = m->batch.n, D = c->D;
     zero(m, d->x, (size_t)n * D);
     ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
     ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
@@ -671,15 +543,19 @@ static void attn_input_backward(tf_model *m, int l)
 static void tf_backward(void *model)
 {
     tf_model *m = model;
-    if (m->n == 0)
+    if (m->batch.n == 0)
         return; /* no successful forward to differentiate */
-    head_backward(m);
+    lm_head_params hp = head_params(m);
+    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], m->d.x, m->d.resid, m->batch.n, m->c.D,
+                     m->c.V);
     for (int l = m->c.L - 1; l >= 0; l--) {
-        mlp_backward(m, l);
+        lm_mlp_params mp = mlp_params(m, l);
+        lm_mlp_backward(m->ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
+                        m->batch.n, m->c.D, m->c.I);
         attn_core_backward(m, l);
         attn_input_backward(m, l);
     }
-    m->ops->embedding_backward(m->dw[0], m->d.resid, m->tokens, m->n, m->c.D);
+    m->ops->embedding_backward(m->dw[0], m->d.resid, m->batch.tokens, m->batch.n, m->c.D);
 }
 
 /* ------------------------------------------------------------------ the rest */
