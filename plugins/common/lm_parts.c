@@ -4,6 +4,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ------------------------------------------------------------------ options */
+
+static const char *option_default(const lm_options *o, const char *key)
+{
+    for (int i = 0; i < o->n; i++)
+        if (strcmp(o->table[i].key, key) == 0)
+            return o->table[i].default_value;
+    return NULL;
+}
+
+int lm_opt_given(const lm_options *o, const char *key)
+{
+    return o->cfg->is_set(o->cfg->ctx, key) || option_default(o, key) != NULL;
+}
+
+int64_t lm_opt_int(const lm_options *o, const char *key)
+{
+    return o->cfg->is_set(o->cfg->ctx, key) ? o->cfg->get_int(o->cfg->ctx, key)
+                                            : strtoll(option_default(o, key), NULL, 10);
+}
+
+double lm_opt_float(const lm_options *o, const char *key)
+{
+    return o->cfg->is_set(o->cfg->ctx, key) ? o->cfg->get_float(o->cfg->ctx, key)
+                                            : strtod(option_default(o, key), NULL);
+}
+
+int lm_opt_bool(const lm_options *o, const char *key)
+{
+    return o->cfg->is_set(o->cfg->ctx, key) ? o->cfg->get_bool(o->cfg->ctx, key)
+                                            : strcmp(option_default(o, key), "true") == 0;
+}
+
+const char *lm_opt_string(const lm_options *o, const char *key)
+{
+    return o->cfg->is_set(o->cfg->ctx, key) ? o->cfg->get_string(o->cfg->ctx, key)
+                                            : option_default(o, key);
+}
+
+int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size_t err_len)
+{
+    int64_t v = lm_opt_int(o, key);
+    if (v < 1 || v > INT32_MAX) {
+        snprintf(err, err_len, "%s = %lld: expected a positive whole number below 2^31", key,
+                 (long long)v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int64_t lm_default_intermediate(int D, int64_t ratio)
+{
+    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
+    return 256 * ((i + 255) / 256);
+}
+
+/* ------------------------------------------------------------------ arena */
+
 float *lm_take(lm_carver *cv, size_t floats)
 {
     float *p = cv->base ? cv->base + cv->used : NULL;

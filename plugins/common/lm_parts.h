@@ -11,6 +11,25 @@
 
 #include <flame/plugin.h>
 
+/* A plugin's [model] options, read with the defaults of the plugin's own
+ * table as the fallback (so it works whether or not the core counts defaults
+ * as set, and in tests that build a config by hand). */
+typedef struct lm_options {
+    const flame_model_config *cfg;
+    const flame_option *table;
+    int n;
+} lm_options;
+
+int lm_opt_given(const lm_options *o, const char *key);
+int64_t lm_opt_int(const lm_options *o, const char *key);
+double lm_opt_float(const lm_options *o, const char *key);
+int lm_opt_bool(const lm_options *o, const char *key);
+const char *lm_opt_string(const lm_options *o, const char *key);
+/* a whole number in [1, 2^31); returns 0, or -1 with one line in err */
+int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size_t err_len);
+/* fla's MLP width when intermediate_size is unset: int(D·ratio·2/3) rounded up to 256 */
+int64_t lm_default_intermediate(int D, int64_t ratio);
+
 /* Hands out consecutive pieces of an arena; with base NULL it only counts. */
 typedef struct lm_carver {
     float *base;

@@ -69,41 +69,6 @@ static const flame_option gla_options[] = {
 };
 #define N_OPTIONS ((int)(sizeof gla_options / sizeof gla_options[0]))
 
-/* A key's value: the resolved one when set, else the default of our table
- * (so this works whether or not the core counts defaults as set). */
-static const char *option_default(const char *key)
-{
-    for (int i = 0; i < N_OPTIONS; i++)
-        if (strcmp(gla_options[i].key, key) == 0)
-            return gla_options[i].default_value;
-    return NULL;
-}
-
-static int opt_given(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) || option_default(key) != NULL;
-}
-
-static int64_t opt_int(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_int(c->ctx, key) : strtoll(option_default(key), NULL, 10);
-}
-
-static double opt_float(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_float(c->ctx, key) : strtod(option_default(key), NULL);
-}
-
-static int opt_bool(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_bool(c->ctx, key) : strcmp(option_default(key), "true") == 0;
-}
-
-static const char *opt_string(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_string(c->ctx, key) : option_default(key);
-}
-
 /* ------------------------------------------------------------------ the model */
 
 /* a layer's parameters, in fla's order */
@@ -169,51 +134,39 @@ static int lm_head_index(const gla_model *m) { return m->c.tie ? 0 : final_norm_
 /* ------------------------------------------------------------------ create */
 
 /* the settings this CPU path does not implement; returns 0 or -1 with err */
-static int check_supported(const flame_model_config *cfg, char *err, size_t err_len)
+static int check_supported(const lm_options *cfg, char *err, size_t err_len)
 {
     static const struct { const char *key; int supported; } bools[] = {
         {"use_short_conv", 0}, {"use_output_gate", 1}, {"elementwise_affine", 1},
         {"use_gk", 1}, {"use_gv", 0},
     };
     for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-        if (opt_bool(cfg, bools[i].key) != bools[i].supported) {
+        if (lm_opt_bool(cfg, bools[i].key) != bools[i].supported) {
             snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
                      bools[i].supported ? "false" : "true");
             return -1;
         }
     static const char *const unset_only[] = {"feature_map", "clamp_min", "attn", "attnres_block_size"};
     for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
-        if (opt_given(cfg, unset_only[i])) {
+        if (lm_opt_given(cfg, unset_only[i])) {
             snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
             return -1;
         }
-    const char *act = opt_string(cfg, "hidden_act");
+    const char *act = lm_opt_string(cfg, "hidden_act");
     if (strcmp(act, "swish") != 0) {
         snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish)", act);
         return -1;
     }
-    const char *mode = opt_string(cfg, "attn_mode");
+    const char *mode = lm_opt_string(cfg, "attn_mode");
     if (strcmp(mode, "chunk") && strcmp(mode, "fused_recurrent") && strcmp(mode, "fused_chunk")) {
         snprintf(err, err_len, "attn_mode = %s: expected chunk, fused_recurrent or fused_chunk", mode);
         return -1;
     }
-    if (opt_given(cfg, "num_kv_heads") && opt_int(cfg, "num_kv_heads") != opt_int(cfg, "num_heads")) {
+    if (lm_opt_given(cfg, "num_kv_heads") && lm_opt_int(cfg, "num_kv_heads") != lm_opt_int(cfg, "num_heads")) {
         snprintf(err, err_len, "num_kv_heads = %lld is not supported yet (only num_kv_heads = num_heads)",
-                 (long long)opt_int(cfg, "num_kv_heads"));
+                 (long long)lm_opt_int(cfg, "num_kv_heads"));
         return -1;
     }
-    return 0;
-}
-
-/* reads a whole number in [1, INT_MAX]; returns 0 or -1 with err */
-static int read_size(const flame_model_config *cfg, const char *key, int *out, char *err, size_t err_len)
-{
-    int64_t v = opt_int(cfg, key);
-    if (v < 1 || v > INT_MAX) {
-        snprintf(err, err_len, "%s = %lld: expected a positive whole number below 2^31", key, (long long)v);
-        return -1;
-    }
-    *out = (int)v;
     return 0;
 }
 
@@ -224,27 +177,21 @@ static int64_t expanded(int D, double expand)
     return x >= 0 && x <= INT_MAX ? (int64_t)x : -1;
 }
 
-static int64_t default_intermediate(int D, int64_t ratio)
+static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_len)
 {
-    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
-    return 256 * ((i + 255) / 256);
-}
-
-static int read_dims(const flame_model_config *cfg, gla_dims *c, char *err, size_t err_len)
-{
-    if (read_size(cfg, "hidden_size", &c->D, err, err_len) ||
-        read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
-        read_size(cfg, "num_heads", &c->H, err, err_len) ||
-        read_size(cfg, "vocab_size", &c->V, err, err_len) ||
-        read_size(cfg, "gate_low_rank_dim", &c->R, err, err_len))
+    if (lm_read_size(cfg, "hidden_size", &c->D, err, err_len) ||
+        lm_read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
+        lm_read_size(cfg, "num_heads", &c->H, err, err_len) ||
+        lm_read_size(cfg, "vocab_size", &c->V, err, err_len) ||
+        lm_read_size(cfg, "gate_low_rank_dim", &c->R, err, err_len))
         return -1;
     const char *names[2] = {"expand_k", "expand_v"};
     int64_t dims[2];
     for (int i = 0; i < 2; i++) {
-        dims[i] = expanded(c->D, opt_float(cfg, names[i]));
+        dims[i] = expanded(c->D, lm_opt_float(cfg, names[i]));
         if (dims[i] < c->H) {
             snprintf(err, err_len, "%s = %g gives int(hidden_size·%s) = %lld; need at least num_heads = %d",
-                     names[i], opt_float(cfg, names[i]), names[i], (long long)dims[i], c->H);
+                     names[i], lm_opt_float(cfg, names[i]), names[i], (long long)dims[i], c->H);
             return -1;
         }
         if (dims[i] % c->H) {
@@ -255,12 +202,12 @@ static int read_dims(const flame_model_config *cfg, gla_dims *c, char *err, size
     }
     c->key_dim = (int)dims[0], c->value_dim = (int)dims[1];
     c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
-    if (opt_given(cfg, "intermediate_size")) {
-        if (read_size(cfg, "intermediate_size", &c->I, err, err_len))
+    if (lm_opt_given(cfg, "intermediate_size")) {
+        if (lm_read_size(cfg, "intermediate_size", &c->I, err, err_len))
             return -1;
     } else {
-        int64_t ratio = opt_int(cfg, "hidden_ratio");
-        int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? default_intermediate(c->D, ratio) : -1;
+        int64_t ratio = lm_opt_int(cfg, "hidden_ratio");
+        int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? lm_default_intermediate(c->D, ratio) : -1;
         if (I < 1 || I > INT_MAX) {
             snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an MLP "
                      "width below 2^31", (long long)ratio);
@@ -268,8 +215,8 @@ static int read_dims(const flame_model_config *cfg, gla_dims *c, char *err, size
         }
         c->I = (int)I;
     }
-    int64_t normalizer = opt_int(cfg, "gate_logit_normalizer");
-    double eps = opt_float(cfg, "norm_eps"), std = opt_float(cfg, "initializer_range");
+    int64_t normalizer = lm_opt_int(cfg, "gate_logit_normalizer");
+    double eps = lm_opt_float(cfg, "norm_eps"), std = lm_opt_float(cfg, "initializer_range");
     if (normalizer < 1) {
         snprintf(err, err_len, "gate_logit_normalizer = %lld: expected a positive whole number", (long long)normalizer);
         return -1;
@@ -283,8 +230,8 @@ static int read_dims(const flame_model_config *cfg, gla_dims *c, char *err, size
         return -1;
     }
     c->normalizer = (float)normalizer, c->eps = (float)eps, c->init_std = (float)std;
-    c->tie = opt_bool(cfg, "tie_word_embeddings");
-    c->fuse_norm = opt_bool(cfg, "fuse_norm");
+    c->tie = lm_opt_bool(cfg, "tie_word_embeddings");
+    c->fuse_norm = lm_opt_bool(cfg, "fuse_norm");
     return 0;
 }
 
@@ -362,7 +309,8 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
         return NULL;
     }
     gla_dims c = {0};
-    if (check_supported(cfg, err, err_len) || read_dims(cfg, &c, err, err_len))
+    lm_options opts = {cfg, gla_options, N_OPTIONS};
+    if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
     gla_model *m = calloc(1, sizeof *m);
     if (m) {

@@ -60,41 +60,6 @@ static const flame_option tf_options[] = {
 };
 #define N_OPTIONS ((int)(sizeof tf_options / sizeof tf_options[0]))
 
-/* A key's value: the resolved one when set, else the default of our table
- * (so this works whether or not the core counts defaults as set). */
-static const char *option_default(const char *key)
-{
-    for (int i = 0; i < N_OPTIONS; i++)
-        if (strcmp(tf_options[i].key, key) == 0)
-            return tf_options[i].default_value;
-    return NULL;
-}
-
-static int opt_given(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) || option_default(key) != NULL;
-}
-
-static int64_t opt_int(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_int(c->ctx, key) : strtoll(option_default(key), NULL, 10);
-}
-
-static double opt_float(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_float(c->ctx, key) : strtod(option_default(key), NULL);
-}
-
-static int opt_bool(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_bool(c->ctx, key) : strcmp(option_default(key), "true") == 0;
-}
-
-static const char *opt_string(const flame_model_config *c, const char *key)
-{
-    return c->is_set(c->ctx, key) ? c->get_string(c->ctx, key) : option_default(key);
-}
-
 /* ------------------------------------------------------------------ the model */
 
 /* a layer's parameters, in fla's order */
@@ -150,24 +115,24 @@ static int lm_head_index(const tf_model *m) { return m->c.tie ? 0 : final_norm_i
 /* ------------------------------------------------------------------ create */
 
 /* the settings this CPU path does not implement; returns 0 or -1 with err */
-static int check_supported(const flame_model_config *cfg, char *err, size_t err_len)
+static int check_supported(const lm_options *cfg, char *err, size_t err_len)
 {
     static const struct { const char *key; int supported; } bools[] = {
         {"qkv_bias", 0}, {"qk_norm", 0}, {"elementwise_affine", 1},
     };
     for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-        if (opt_bool(cfg, bools[i].key) != bools[i].supported) {
+        if (lm_opt_bool(cfg, bools[i].key) != bools[i].supported) {
             snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
                      bools[i].supported ? "false" : "true");
             return -1;
         }
     static const char *const unset_only[] = {"window_size", "attnres_block_size"};
     for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
-        if (opt_given(cfg, unset_only[i])) {
+        if (lm_opt_given(cfg, unset_only[i])) {
             snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
             return -1;
         }
-    const char *act = opt_string(cfg, "hidden_act");
+    const char *act = lm_opt_string(cfg, "hidden_act");
     if (strcmp(act, "swish") != 0 && strcmp(act, "silu") != 0) {
         snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish)", act);
         return -1;
@@ -175,30 +140,12 @@ static int check_supported(const flame_model_config *cfg, char *err, size_t err_
     return 0;
 }
 
-/* reads a whole number in [1, INT_MAX]; returns 0 or -1 with err */
-static int read_size(const flame_model_config *cfg, const char *key, int *out, char *err, size_t err_len)
+static int read_mlp(const lm_options *cfg, tf_dims *c, char *err, size_t err_len)
 {
-    int64_t v = opt_int(cfg, key);
-    if (v < 1 || v > INT_MAX) {
-        snprintf(err, err_len, "%s = %lld: expected a positive whole number below 2^31", key, (long long)v);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int64_t default_intermediate(int D, int64_t ratio)
-{
-    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
-    return 256 * ((i + 255) / 256);
-}
-
-static int read_mlp(const flame_model_config *cfg, tf_dims *c, char *err, size_t err_len)
-{
-    if (opt_given(cfg, "intermediate_size"))
-        return read_size(cfg, "intermediate_size", &c->I, err, err_len);
-    int64_t ratio = opt_int(cfg, "hidden_ratio");
-    int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? default_intermediate(c->D, ratio) : -1;
+    if (lm_opt_given(cfg, "intermediate_size"))
+        return lm_read_size(cfg, "intermediate_size", &c->I, err, err_len);
+    int64_t ratio = lm_opt_int(cfg, "hidden_ratio");
+    int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? lm_default_intermediate(c->D, ratio) : -1;
     if (I < 1 || I > INT_MAX) {
         snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an MLP "
                  "width below 2^31", (long long)ratio);
@@ -209,12 +156,12 @@ static int read_mlp(const flame_model_config *cfg, tf_dims *c, char *err, size_t
 }
 
 /* heads: H divides D into even head dims; Hkv divides H */
-static int read_heads(const flame_model_config *cfg, tf_dims *c, char *err, size_t err_len)
+static int read_heads(const lm_options *cfg, tf_dims *c, char *err, size_t err_len)
 {
-    if (read_size(cfg, "num_heads", &c->H, err, err_len))
+    if (lm_read_size(cfg, "num_heads", &c->H, err, err_len))
         return -1;
     c->Hkv = c->H;
-    if (opt_given(cfg, "num_kv_heads") && read_size(cfg, "num_kv_heads", &c->Hkv, err, err_len))
+    if (lm_opt_given(cfg, "num_kv_heads") && lm_read_size(cfg, "num_kv_heads", &c->Hkv, err, err_len))
         return -1;
     if (c->D % c->H || (c->D / c->H) % 2) {
         snprintf(err, err_len, "num_heads = %d: hidden_size = %d must split into heads of an even size "
@@ -230,15 +177,15 @@ static int read_heads(const flame_model_config *cfg, tf_dims *c, char *err, size
     return 0;
 }
 
-static int read_dims(const flame_model_config *cfg, tf_dims *c, char *err, size_t err_len)
+static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_len)
 {
-    if (read_size(cfg, "hidden_size", &c->D, err, err_len) ||
-        read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
-        read_size(cfg, "vocab_size", &c->V, err, err_len) || read_heads(cfg, c, err, err_len) ||
+    if (lm_read_size(cfg, "hidden_size", &c->D, err, err_len) ||
+        lm_read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
+        lm_read_size(cfg, "vocab_size", &c->V, err, err_len) || read_heads(cfg, c, err, err_len) ||
         read_mlp(cfg, c, err, err_len))
         return -1;
-    double eps = opt_float(cfg, "norm_eps"), std = opt_float(cfg, "initializer_range");
-    double theta = opt_float(cfg, "rope_theta");
+    double eps = lm_opt_float(cfg, "norm_eps"), std = lm_opt_float(cfg, "initializer_range");
+    double theta = lm_opt_float(cfg, "rope_theta");
     if (!(eps >= 0)) {
         snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
         return -1;
@@ -252,7 +199,7 @@ static int read_dims(const flame_model_config *cfg, tf_dims *c, char *err, size_
         return -1;
     }
     c->eps = (float)eps, c->init_std = (float)std, c->theta = (float)theta;
-    c->tie = opt_bool(cfg, "tie_word_embeddings");
+    c->tie = lm_opt_bool(cfg, "tie_word_embeddings");
     return 0;
 }
 
@@ -317,7 +264,8 @@ static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char
         return NULL;
     }
     tf_dims c = {0};
-    if (check_supported(cfg, err, err_len) || read_dims(cfg, &c, err, err_len))
+    lm_options opts = {cfg, tf_options, N_OPTIONS};
+    if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
     tf_model *m = calloc(1, sizeof *m);
     if (m) {
