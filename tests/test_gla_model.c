@@ -8,55 +8,7 @@
  *  - a second backward adds the same gradients again;
  *  - with tied embeddings (and fuse_norm = false), and with cu_seqlens;
  *  - create() refusing what the CPU path does not implement, naming the key. */
-#include <stdarg.h>
-#include <string.h>
-
-#include <flame/plugin.h>
-
-#include "cpu_kernels.h"
-#include "testing.h"
-
-const flame_plugin *flame_plugin_entry(void);
-
-/* ==================================================================== a [model] section */
-
-#define MAX_KEYS 48
-
-typedef struct kv_config {
-    const char *key[MAX_KEYS], *value[MAX_KEYS];
-    int n;
-} kv_config;
-
-static const char *kv_find(const void *ctx, const char *key)
-{
-    const kv_config *c = ctx;
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->key[i], key) == 0)
-            return c->value[i];
-    return NULL;
-}
-
-static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
-static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
-static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
-static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
-static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
-
-static void kv_set(kv_config *c, const char *key, const char *value)
-{
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->key[i], key) == 0) {
-            c->value[i] = value;
-            return;
-        }
-    c->key[c->n] = key, c->value[c->n] = value, c->n++;
-}
-
-static flame_model_config view_of(const kv_config *c)
-{
-    flame_model_config v = {c, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
-    return v;
-}
+#include <stddef.h>
 
 /* ==================================================================== the model under test */
 
@@ -66,153 +18,9 @@ typedef struct dims {
     int tie, fuse_norm;
 } dims;
 
-typedef struct test_model {
-    const flame_plugin *p;
-    void *model;
-    dims c;
-    int n_params;
-    const flame_param_spec **spec;
-    float **w, **g;
-    size_t *numel;
-    int B, T, n_seqs;
-    int32_t *tokens, *targets, *cu;
-    flame_batch batch;
-} test_model;
-
-static size_t numel_of(const flame_param_spec *s)
-{
-    size_t n = 1;
-    for (int d = 0; d < s->ndim; d++)
-        n *= (size_t)s->shape[d];
-    return n;
-}
-
-/* random values: matrices of std ≈ 0.3, norm weights around 1, a nonzero bias,
- * embedding rows of RMS ≈ 0.7 (that is also lm_head when tied) */
-static void fill_param(float *x, const flame_param_spec *s, size_t n)
-{
-    if (s->init == FLAME_INIT_ONES)
-        testing_fill(x, n, 0.7f, 1.3f);
-    else if (s->init == FLAME_INIT_ZEROS)
-        testing_fill(x, n, -0.5f, 0.5f);
-    else if (strcmp(s->name, "model.embeddings.weight") == 0)
-        testing_fill(x, n, -1.2f, 1.2f);
-    else
-        testing_fill(x, n, -0.52f, 0.52f);
-}
-
-static const char *config_string(char *buf, size_t len, int v)
-{
-    snprintf(buf, len, "%d", v);
-    return buf;
-}
-
-/* creates the plugin's model from cfg, binds fresh random parameters */
-static int model_open(test_model *t, const kv_config *cfg, const dims *c)
-{
-    char err[256] = "";
-    t->p = flame_plugin_entry();
-    t->c = *c;
-    flame_model_config v = view_of(cfg);
-    t->model = t->p->create(&v, &flame_cpu_ops, err, sizeof err);
-    CHECK(t->model != NULL, "create: %s", err);
-    if (!t->model)
-        return -1;
-    t->n_params = t->p->n_params(t->model);
-    t->spec = calloc(t->n_params, sizeof *t->spec);
-    t->w = calloc(t->n_params, sizeof *t->w);
-    t->g = calloc(t->n_params, sizeof *t->g);
-    t->numel = calloc(t->n_params, sizeof *t->numel);
-    for (int i = 0; i < t->n_params; i++) {
-        t->spec[i] = t->p->param(t->model, i);
-        t->numel[i] = numel_of(t->spec[i]);
-        t->w[i] = malloc(t->numel[i] * sizeof(float));
-        t->g[i] = calloc(t->numel[i], sizeof(float));
-        fill_param(t->w[i], t->spec[i], t->numel[i]);
-    }
-    t->p->bind(t->model, t->w, t->g);
-    return 0;
-}
-
-/* B rows of T tokens covering the vocabulary, one ignored target per row */
-static void batch_open(test_model *t, int B, int T, const int32_t *cu, int n_seqs)
-{
-    int n = B * T;
-    t->B = B, t->T = T, t->n_seqs = n_seqs;
-    t->tokens = malloc(n * sizeof *t->tokens);
-    t->targets = malloc(n * sizeof *t->targets);
-    for (int i = 0; i < n; i++) {
-        t->tokens[i] = (i * 7 + 3) % t->c.V;
-        t->targets[i] = i % T == 2 ? -1 : (i * 5 + 1) % t->c.V;
-    }
-    t->cu = NULL;
-    if (cu) {
-        t->cu = malloc((n_seqs + 1) * sizeof *t->cu);
-        memcpy(t->cu, cu, (n_seqs + 1) * sizeof *t->cu);
-    }
-    flame_batch b = {t->tokens, t->targets, B, T, t->cu, cu ? n_seqs : 0};
-    t->batch = b;
-    char err[256] = "";
-    int rc = t->p->reserve(t->model, B, T, err, sizeof err);
-    CHECK(rc == 0, "reserve: %s", err);
-}
-
-static void model_close(test_model *t)
-{
-    if (t->model)
-        t->p->destroy(t->model);
-    for (int i = 0; i < t->n_params; i++)
-        free(t->w[i]), free(t->g[i]);
-    free(t->spec), free(t->w), free(t->g), free(t->numel);
-    free(t->tokens), free(t->targets), free(t->cu);
-    memset(t, 0, sizeof *t);
-}
-
-/* a parameter by its fla name; the test stops when it is missing */
-static const float *P(const test_model *t, const char *fmt, ...)
-{
-    char name[FLAME_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    for (int i = 0; i < t->n_params; i++)
-        if (strcmp(t->spec[i]->name, name) == 0)
-            return t->w[i];
-    fprintf(stderr, "FAIL: no parameter %s\n", name);
-    exit(1);
-}
+#include "plugin_testing.h"
 
 /* ==================================================================== the naive forward, in double */
-
-/* out[n,N] = x[n,K] · Wᵀ (+ b) */
-static double *linear(const double *x, int n, int K, const float *W, int N, const float *b)
-{
-    double *out = malloc((size_t)n * N * sizeof *out);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < N; j++) {
-            double acc = b ? b[j] : 0.0;
-            for (int k = 0; k < K; k++)
-                acc += x[(size_t)i * K + k] * W[(size_t)j * K + k];
-            out[(size_t)i * N + j] = acc;
-        }
-    return out;
-}
-
-/* rows of C: x / sqrt(mean(x²) + eps) · w */
-static double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
-{
-    double *out = malloc((size_t)rows * C * sizeof *out);
-    for (int i = 0; i < rows; i++) {
-        double ms = 0;
-        for (int j = 0; j < C; j++)
-            ms += x[(size_t)i * C + j] * x[(size_t)i * C + j];
-        double r = 1.0 / sqrt(ms / C + eps);
-        for (int j = 0; j < C; j++)
-            out[(size_t)i * C + j] = x[(size_t)i * C + j] * r * w[j];
-    }
-    return out;
-}
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
@@ -396,103 +204,23 @@ static void check_forward(const char *name, test_model *t)
     free(logits), free(ref);
 }
 
-static double plugin_loss(test_model *t) { return t->p->forward(t->model, &t->batch, NULL); }
-
-/* analytic gradients, by one forward and backward into zeroed grads */
-static void analytic_grads(test_model *t)
-{
-    for (int i = 0; i < t->n_params; i++)
-        memset(t->g[i], 0, t->numel[i] * sizeof(float));
-    t->p->forward(t->model, &t->batch, NULL);
-    t->p->backward(t->model);
-}
-
-/* Central differences of the fp32 loss, D(h) = (L(w+h) − L(w−h)) / 2h, taken at
- * FD_H and 2·FD_H and extrapolated (Richardson): (4·D(h) − D(2h)) / 3 cancels
- * the h² error term. The fp32 loss carries rounding noise of about 1e-7·loss,
- * which bounds h from below (noise/h); the model's curvature (weights of std
- * 0.3 make it quite nonlinear) bounds it from above, hence the extrapolation.
- * A tensor passes when
- *     ‖analytic − numeric‖ ≤ FD_TOL·‖numeric‖ + FD_FLOOR·sqrt(values checked),
- * the floor being that noise, which matters only for the weak gradients of
- * gk_proj under normalizer 16. Here the worst relative error is a few 1e-3;
- * dropping one term of the backward gives 0.1 or more (checked by hand).
- *
- * The curvature is extreme where a norm sees a nearly zero row: the first
- * token of a sequence has o = scale·(q·k)·v, so rmsnorm(o) flips sign where q·k
- * crosses 0, within |q·k| ≈ sqrt(eps). The gradient-checked models use
- * norm_eps = 0.1 to keep that smooth at the scale of FD_H; the forward is also
- * checked at fla's 1e-6. */
-#define FD_H 3e-3f
-#define FD_TOL 1e-2
-#define FD_FLOOR 5e-5
-#define FD_SAMPLE 20
-
-static double central_difference(test_model *t, int p, size_t i, float h)
-{
-    float saved = t->w[p][i], hi = saved + h, lo = saved - h;
-    t->w[p][i] = hi;
-    double up = plugin_loss(t);
-    t->w[p][i] = lo;
-    double down = plugin_loss(t);
-    t->w[p][i] = saved;
-    return (up - down) / ((double)hi - lo); /* the step actually taken, after rounding to float */
-}
-
-static void check_grads(const char *name, test_model *t)
-{
-    analytic_grads(t);
-    double worst = 0;
-    const char *worst_name = "";
-    for (int p = 0; p < t->n_params; p++) {
-        size_t n = t->numel[p], k = n <= 64 ? n : FD_SAMPLE;
-        double num2 = 0, den2 = 0;
-        for (size_t s = 0; s < k; s++) {
-            size_t i = n <= 64 ? s : (size_t)(testing_uniform() * n) % n;
-            double numeric = (4 * central_difference(t, p, i, FD_H) - central_difference(t, p, i, 2 * FD_H)) / 3;
-            double d = t->g[p][i] - numeric;
-            num2 += d * d, den2 += numeric * numeric;
-        }
-        double err = sqrt(num2), ref = sqrt(den2), rel = err / (ref + 1e-30);
-        double floor = FD_FLOOR * sqrt((double)k);
-        CHECK(err <= FD_TOL * ref + floor, "%s: gradient of %s: relative error %.3g (|numeric| %.3g)", name,
-              t->spec[p]->name, rel, ref);
-        if (rel > worst)
-            worst = rel, worst_name = t->spec[p]->name;
-    }
-    printf("%s: worst gradient relative error %.2e (%s)\n", name, worst, worst_name);
-
-    /* a second backward adds the same again: scratch buffers start from zero each time */
-    analytic_grads(t);
-    float **first = malloc(t->n_params * sizeof *first);
-    for (int p = 0; p < t->n_params; p++) {
-        first[p] = malloc(t->numel[p] * sizeof(float));
-        memcpy(first[p], t->g[p], t->numel[p] * sizeof(float));
-    }
-    t->p->backward(t->model);
-    for (int p = 0; p < t->n_params; p++) {
-        for (size_t i = 0; i < t->numel[p]; i++)
-            first[p][i] *= 2.0f;
-        double e = testing_rel_error(t->g[p], first[p], t->numel[p]);
-        CHECK(e < 1e-6, "%s: second backward of %s: rel error %.3g from twice the first", name,
-              t->spec[p]->name, e);
-        free(first[p]);
-    }
-    free(first);
-}
-
 /* ==================================================================== cases */
 
+/* The curvature is extreme where a norm sees a nearly zero row: the first
+ * token of a sequence has o = scale·(q·k)·v, so rmsnorm(o) flips sign where q·k
+ * crosses 0, within |q·k| ≈ sqrt(eps). The gradient-checked models use
+ * norm_eps = 0.1 to keep that smooth at the scale of the finite-difference
+ * step; the forward is also checked at fla's 1e-6. */
 static kv_config tiny_config(char bufs[][16], const dims *c)
 {
     kv_config cfg = {.n = 0};
-    kv_set(&cfg, "hidden_size", config_string(bufs[0], 16, c->D));
-    kv_set(&cfg, "num_hidden_layers", config_string(bufs[1], 16, c->L));
-    kv_set(&cfg, "num_heads", config_string(bufs[2], 16, c->H));
-    kv_set(&cfg, "vocab_size", config_string(bufs[3], 16, c->V));
-    kv_set(&cfg, "gate_low_rank_dim", config_string(bufs[4], 16, c->R));
-    kv_set(&cfg, "intermediate_size", config_string(bufs[5], 16, c->I));
-    kv_set(&cfg, "gate_logit_normalizer", config_string(bufs[6], 16, (int)c->normalizer));
+    kv_set(&cfg, "hidden_size", kv_int(bufs[0], c->D));
+    kv_set(&cfg, "num_hidden_layers", kv_int(bufs[1], c->L));
+    kv_set(&cfg, "num_heads", kv_int(bufs[2], c->H));
+    kv_set(&cfg, "vocab_size", kv_int(bufs[3], c->V));
+    kv_set(&cfg, "gate_low_rank_dim", kv_int(bufs[4], c->R));
+    kv_set(&cfg, "intermediate_size", kv_int(bufs[5], c->I));
+    kv_set(&cfg, "gate_logit_normalizer", kv_int(bufs[6], (int)c->normalizer));
     snprintf(bufs[7], 16, "%g", c->eps);
     kv_set(&cfg, "norm_eps", bufs[7]);
     kv_set(&cfg, "expand_k", "0.5");

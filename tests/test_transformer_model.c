@@ -8,37 +8,10 @@
  *  - the gradient of every parameter tensor against finite differences;
  *  - GQA, tied embeddings, cu_seqlens;
  *  - create() refusing what it does not implement, naming the key. */
-#include <stdarg.h>
 #include <string.h>
 
-#include <flame/plugin.h>
-
-#include "cpu_kernels.h"
 #include "testing.h"
 #include "transformer.h"
-
-const flame_plugin *flame_plugin_entry(void);
-
-/* Central differences, extrapolated (Richardson): D(h) = (f(x+h) − f(x−h)) / 2h
- * at h and 2h, (4·D(h) − D(2h)) / 3 cancels the h² term. fp32 rounding of the
- * function (about 1e-7 of it) bounds h from below. */
-typedef double (*scalar_fn)(void *ctx);
-
-static double central_difference(float *x, float h, scalar_fn f, void *ctx)
-{
-    float saved = *x, hi = saved + h, lo = saved - h;
-    *x = hi;
-    double up = f(ctx);
-    *x = lo;
-    double down = f(ctx);
-    *x = saved;
-    return (up - down) / ((double)hi - lo); /* the step actually taken, after rounding to float */
-}
-
-static double richardson(float *x, float h, scalar_fn f, void *ctx)
-{
-    return (4 * central_difference(x, h, f, ctx) - central_difference(x, 2 * h, f, ctx)) / 3;
-}
 
 /* ==================================================================== the kernels */
 
@@ -75,12 +48,12 @@ static double attention_loss(void *ctx)
 }
 
 /* every element of x: analytic against numeric */
-static void check_input_grad(const char *what, float *x, const float *analytic, size_t n, scalar_fn f,
+static void check_input_grad(const char *what, float *x, const float *analytic, size_t n, testing_scalar_fn f,
                              void *ctx, double tol)
 {
     double *numeric = malloc(n * sizeof *numeric);
     for (size_t i = 0; i < n; i++)
-        numeric[i] = richardson(&x[i], 1e-2f, f, ctx);
+        numeric[i] = testing_richardson(&x[i], 1e-2f, f, ctx);
     testing_grad_close(what, analytic, numeric, n, tol);
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++)
@@ -161,193 +134,15 @@ static void test_kernels(void)
     test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1);
 }
 
-/* ==================================================================== a [model] section */
-
-#define MAX_KEYS 32
-
-typedef struct kv_config {
-    const char *key[MAX_KEYS], *value[MAX_KEYS];
-    int n;
-} kv_config;
-
-static const char *kv_find(const void *ctx, const char *key)
-{
-    const kv_config *c = ctx;
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->key[i], key) == 0)
-            return c->value[i];
-    return NULL;
-}
-
-static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
-static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
-static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
-static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
-static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
-
-static void kv_set(kv_config *c, const char *key, const char *value)
-{
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->key[i], key) == 0) {
-            c->value[i] = value;
-            return;
-        }
-    c->key[c->n] = key, c->value[c->n] = value, c->n++;
-}
-
-static flame_model_config view_of(const kv_config *c)
-{
-    flame_model_config v = {c, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
-    return v;
-}
-
-/* ==================================================================== the model under test */
-
 typedef struct dims {
     int D, L, H, Hkv, I, V;
     double eps, theta;
     int tie;
 } dims;
 
-typedef struct test_model {
-    const flame_plugin *p;
-    void *model;
-    dims c;
-    int n_params;
-    const flame_param_spec **spec;
-    float **w, **g;
-    size_t *numel;
-    int B, T, n_seqs;
-    int32_t *tokens, *targets, *cu;
-    flame_batch batch;
-} test_model;
-
-static size_t numel_of(const flame_param_spec *s)
-{
-    size_t n = 1;
-    for (int d = 0; d < s->ndim; d++)
-        n *= (size_t)s->shape[d];
-    return n;
-}
-
-/* random values: matrices of std ≈ 0.3, norm weights around 1, embedding rows
- * of RMS ≈ 0.7 (that is also lm_head when tied) */
-static void fill_param(float *x, const flame_param_spec *s, size_t n)
-{
-    if (s->init == FLAME_INIT_ONES)
-        testing_fill(x, n, 0.7f, 1.3f);
-    else if (strcmp(s->name, "model.embeddings.weight") == 0)
-        testing_fill(x, n, -1.2f, 1.2f);
-    else
-        testing_fill(x, n, -0.52f, 0.52f);
-}
-
-/* creates the plugin's model from cfg, binds fresh random parameters */
-static int model_open(test_model *t, const kv_config *cfg, const dims *c)
-{
-    char err[256] = "";
-    t->p = flame_plugin_entry();
-    t->c = *c;
-    flame_model_config v = view_of(cfg);
-    t->model = t->p->create(&v, &flame_cpu_ops, err, sizeof err);
-    CHECK(t->model != NULL, "create: %s", err);
-    if (!t->model)
-        return -1;
-    t->n_params = t->p->n_params(t->model);
-    t->spec = calloc(t->n_params, sizeof *t->spec);
-    t->w = calloc(t->n_params, sizeof *t->w);
-    t->g = calloc(t->n_params, sizeof *t->g);
-    t->numel = calloc(t->n_params, sizeof *t->numel);
-    for (int i = 0; i < t->n_params; i++) {
-        t->spec[i] = t->p->param(t->model, i);
-        t->numel[i] = numel_of(t->spec[i]);
-        t->w[i] = malloc(t->numel[i] * sizeof(float));
-        t->g[i] = calloc(t->numel[i], sizeof(float));
-        fill_param(t->w[i], t->spec[i], t->numel[i]);
-    }
-    t->p->bind(t->model, t->w, t->g);
-    return 0;
-}
-
-/* B rows of T tokens covering the vocabulary, one ignored target per row */
-static void batch_open(test_model *t, int B, int T, const int32_t *cu, int n_seqs)
-{
-    int n = B * T;
-    t->B = B, t->T = T, t->n_seqs = n_seqs;
-    t->tokens = malloc(n * sizeof *t->tokens);
-    t->targets = malloc(n * sizeof *t->targets);
-    for (int i = 0; i < n; i++) {
-        t->tokens[i] = (i * 7 + 3) % t->c.V;
-        t->targets[i] = i % T == 2 ? -1 : (i * 5 + 1) % t->c.V;
-    }
-    t->cu = NULL;
-    if (cu) {
-        t->cu = malloc((n_seqs + 1) * sizeof *t->cu);
-        memcpy(t->cu, cu, (n_seqs + 1) * sizeof *t->cu);
-    }
-    flame_batch b = {t->tokens, t->targets, B, T, t->cu, cu ? n_seqs : 0};
-    t->batch = b;
-    char err[256] = "";
-    int rc = t->p->reserve(t->model, B, T, err, sizeof err);
-    CHECK(rc == 0, "reserve: %s", err);
-}
-
-static void model_close(test_model *t)
-{
-    if (t->model)
-        t->p->destroy(t->model);
-    for (int i = 0; i < t->n_params; i++)
-        free(t->w[i]), free(t->g[i]);
-    free(t->spec), free(t->w), free(t->g), free(t->numel);
-    free(t->tokens), free(t->targets), free(t->cu);
-    memset(t, 0, sizeof *t);
-}
-
-/* a parameter by its fla name; the test stops when it is missing */
-static const float *P(const test_model *t, const char *fmt, ...)
-{
-    char name[FLAME_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    for (int i = 0; i < t->n_params; i++)
-        if (strcmp(t->spec[i]->name, name) == 0)
-            return t->w[i];
-    fprintf(stderr, "FAIL: no parameter %s\n", name);
-    exit(1);
-}
+#include "plugin_testing.h"
 
 /* ==================================================================== the naive model, in double */
-
-/* out[n,N] = x[n,K] · Wᵀ */
-static double *linear(const double *x, int n, int K, const float *W, int N)
-{
-    double *out = malloc((size_t)n * N * sizeof *out);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < N; j++) {
-            double acc = 0.0;
-            for (int k = 0; k < K; k++)
-                acc += x[(size_t)i * K + k] * W[(size_t)j * K + k];
-            out[(size_t)i * N + j] = acc;
-        }
-    return out;
-}
-
-/* rows of C: x / sqrt(mean(x²) + eps) · w */
-static double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
-{
-    double *out = malloc((size_t)rows * C * sizeof *out);
-    for (int i = 0; i < rows; i++) {
-        double ms = 0;
-        for (int j = 0; j < C; j++)
-            ms += x[(size_t)i * C + j] * x[(size_t)i * C + j];
-        double r = 1.0 / sqrt(ms / C + eps);
-        for (int j = 0; j < C; j++)
-            out[(size_t)i * C + j] = x[(size_t)i * C + j] * r * w[j];
-    }
-    return out;
-}
 
 /* the sequence of token i and its first token */
 static int seq_start(const test_model *t, int i)
@@ -418,13 +213,13 @@ static void naive_attention(const test_model *t, double *h, int l)
     const dims *c = &t->c;
     int n = t->B * t->T, D = c->D, hd = D / c->H;
     double *a = rms_norm(h, n, D, P(t, "model.layers.%d.attn_norm.weight", l), c->eps);
-    double *q = linear(a, n, D, P(t, "model.layers.%d.attn.q_proj.weight", l), D);
-    double *k = linear(a, n, D, P(t, "model.layers.%d.attn.k_proj.weight", l), c->Hkv * hd);
-    double *v = linear(a, n, D, P(t, "model.layers.%d.attn.v_proj.weight", l), c->Hkv * hd);
+    double *q = linear(a, n, D, P(t, "model.layers.%d.attn.q_proj.weight", l), D, NULL);
+    double *k = linear(a, n, D, P(t, "model.layers.%d.attn.k_proj.weight", l), c->Hkv * hd, NULL);
+    double *v = linear(a, n, D, P(t, "model.layers.%d.attn.v_proj.weight", l), c->Hkv * hd, NULL);
     rotate(q, n, c->H, hd, t);
     rotate(k, n, c->Hkv, hd, t);
     double *o = attend(t, q, k, v);
-    add_into(h, linear(o, n, D, P(t, "model.layers.%d.attn.o_proj.weight", l), D), (size_t)n * D);
+    add_into(h, linear(o, n, D, P(t, "model.layers.%d.attn.o_proj.weight", l), D, NULL), (size_t)n * D);
     free(a), free(q), free(k), free(v), free(o);
 }
 
@@ -433,11 +228,11 @@ static void naive_mlp(const test_model *t, double *h, int l)
     const dims *c = &t->c;
     int n = t->B * t->T, D = c->D;
     double *m = rms_norm(h, n, D, P(t, "model.layers.%d.mlp_norm.weight", l), c->eps);
-    double *gate = linear(m, n, D, P(t, "model.layers.%d.mlp.gate_proj.weight", l), c->I);
-    double *up = linear(m, n, D, P(t, "model.layers.%d.mlp.up_proj.weight", l), c->I);
+    double *gate = linear(m, n, D, P(t, "model.layers.%d.mlp.gate_proj.weight", l), c->I, NULL);
+    double *up = linear(m, n, D, P(t, "model.layers.%d.mlp.up_proj.weight", l), c->I, NULL);
     for (size_t i = 0; i < (size_t)n * c->I; i++)
         gate[i] = gate[i] / (1.0 + exp(-gate[i])) * up[i];
-    add_into(h, linear(gate, n, c->I, P(t, "model.layers.%d.mlp.down_proj.weight", l), D), (size_t)n * D);
+    add_into(h, linear(gate, n, c->I, P(t, "model.layers.%d.mlp.down_proj.weight", l), D, NULL), (size_t)n * D);
     free(m), free(gate), free(up);
 }
 
@@ -456,7 +251,7 @@ static double naive_loss(const test_model *t, double *ref)
         naive_mlp(t, h, l);
     }
     double *x = rms_norm(h, n, D, P(t, "model.norm.weight"), c->eps);
-    double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V);
+    double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V, NULL);
     memcpy(ref, logits, (size_t)n * c->V * sizeof *ref);
     double sum = 0;
     int counted = 0;
@@ -536,70 +331,17 @@ static void check_forward(const char *name, test_model *t)
     free(logits), free(ref);
 }
 
-/* analytic gradients, by one forward and backward into zeroed grads */
-static void analytic_grads(test_model *t)
-{
-    for (int i = 0; i < t->n_params; i++)
-        memset(t->g[i], 0, t->numel[i] * sizeof(float));
-    t->p->forward(t->model, &t->batch, NULL);
-    t->p->backward(t->model);
-}
-
-static double plugin_loss(void *ctx)
-{
-    test_model *t = ctx;
-    return t->p->forward(t->model, &t->batch, NULL);
-}
-
-/* As in test_gla_model.c: Richardson-extrapolated central differences of the
- * fp32 loss at FD_H; a tensor passes when
- *     ‖analytic − numeric‖ ≤ FD_TOL·‖numeric‖ + FD_FLOOR·sqrt(values checked),
- * the floor being the loss's fp32 rounding noise over the step. */
-#define FD_H 3e-3f
-#define FD_TOL 1e-2
-#define FD_FLOOR 5e-5
-#define FD_SAMPLE 20
-
-static void check_grads(const char *name, test_model *t)
-{
-    analytic_grads(t);
-    double worst = 0;
-    const char *worst_name = "";
-    for (int p = 0; p < t->n_params; p++) {
-        size_t n = t->numel[p], k = n <= 64 ? n : FD_SAMPLE;
-        double num2 = 0, den2 = 0;
-        for (size_t s = 0; s < k; s++) {
-            size_t i = n <= 64 ? s : (size_t)(testing_uniform() * n) % n;
-            double numeric = richardson(&t->w[p][i], FD_H, plugin_loss, t);
-            double d = t->g[p][i] - numeric;
-            num2 += d * d, den2 += numeric * numeric;
-        }
-        double err = sqrt(num2), ref = sqrt(den2), rel = err / (ref + 1e-30);
-        CHECK(err <= FD_TOL * ref + FD_FLOOR * sqrt((double)k) && ref > 0,
-              "%s: gradient of %s: relative error %.3g (|numeric| %.3g)", name, t->spec[p]->name, rel, ref);
-        if (rel > worst)
-            worst = rel, worst_name = t->spec[p]->name;
-    }
-    printf("%s: worst parameter gradient relative error %.2e (%s)\n", name, worst, worst_name);
-}
-
 /* ==================================================================== cases */
-
-static const char *itoa_buf(char *buf, int v)
-{
-    snprintf(buf, 16, "%d", v);
-    return buf;
-}
 
 static kv_config tiny_config(char bufs[][16], const dims *c)
 {
     kv_config cfg = {.n = 0};
-    kv_set(&cfg, "hidden_size", itoa_buf(bufs[0], c->D));
-    kv_set(&cfg, "num_hidden_layers", itoa_buf(bufs[1], c->L));
-    kv_set(&cfg, "num_heads", itoa_buf(bufs[2], c->H));
-    kv_set(&cfg, "num_kv_heads", itoa_buf(bufs[3], c->Hkv));
-    kv_set(&cfg, "vocab_size", itoa_buf(bufs[4], c->V));
-    kv_set(&cfg, "intermediate_size", itoa_buf(bufs[5], c->I));
+    kv_set(&cfg, "hidden_size", kv_int(bufs[0], c->D));
+    kv_set(&cfg, "num_hidden_layers", kv_int(bufs[1], c->L));
+    kv_set(&cfg, "num_heads", kv_int(bufs[2], c->H));
+    kv_set(&cfg, "num_kv_heads", kv_int(bufs[3], c->Hkv));
+    kv_set(&cfg, "vocab_size", kv_int(bufs[4], c->V));
+    kv_set(&cfg, "intermediate_size", kv_int(bufs[5], c->I));
     snprintf(bufs[6], 16, "%g", c->eps);
     kv_set(&cfg, "norm_eps", bufs[6]);
     snprintf(bufs[7], 16, "%g", c->theta);

@@ -107,6 +107,26 @@ static inline void testing_numeric_grad(double *grad, float *x, size_t n, float 
     }
 }
 
+/* Central differences of f in one value of x, extrapolated (Richardson):
+ * D(h) = (f(x+h) − f(x−h)) / 2h at h and 2h, (4·D(h) − D(2h)) / 3 cancels the
+ * h² term. fp32 rounding of f (about 1e-7 of it) bounds h from below; the
+ * step actually taken (after rounding x±h to float) is the one divided by. */
+static inline double testing_central_difference(float *x, float h, testing_scalar_fn f, void *ctx)
+{
+    float saved = *x, hi = saved + h, lo = saved - h;
+    *x = hi;
+    double up = f(ctx);
+    *x = lo;
+    double down = f(ctx);
+    *x = saved;
+    return (up - down) / ((double)hi - lo);
+}
+
+static inline double testing_richardson(float *x, float h, testing_scalar_fn f, void *ctx)
+{
+    return (4 * testing_central_difference(x, h, f, ctx) - testing_central_difference(x, 2 * h, f, ctx)) / 3;
+}
+
 /* Compares an analytic gradient with a numeric one: relative error of the
  * whole vector under tol. Reports the worst element on failure. */
 static inline int testing_grad_close(const char *what, const float *analytic,
