@@ -281,4 +281,133 @@ static void check_grads(const char *name, test_model *t)
     free(first);
 }
 
+/* ==================================================================== the naive model around the mixer */
+
+/* one layer's token mixer (attention, recurrence ...) of the naive model: h += mixer(norm(h)) */
+typedef void (*naive_mixer_fn)(const test_model *t, double *h, int l);
+
+/* h += down(silu(gate(m)) · up(m)), m = rms_norm(h) */
+static void naive_mlp(const test_model *t, double *h, int l)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    double *m = rms_norm(h, n, D, P(t, "model.layers.%d.mlp_norm.weight", l), c->eps);
+    double *gate = linear(m, n, D, P(t, "model.layers.%d.mlp.gate_proj.weight", l), c->I, NULL);
+    double *up = linear(m, n, D, P(t, "model.layers.%d.mlp.up_proj.weight", l), c->I, NULL);
+    for (size_t i = 0; i < (size_t)n * c->I; i++)
+        gate[i] = gate[i] / (1.0 + exp(-gate[i])) * up[i];
+    double *out = linear(gate, n, c->I, P(t, "model.layers.%d.mlp.down_proj.weight", l), D, NULL);
+    for (size_t i = 0; i < (size_t)n * D; i++)
+        h[i] += out[i];
+    free(m), free(gate), free(up), free(out);
+}
+
+/* The naive model's mean loss over counted targets; its logits [n,V] into ref. */
+static double naive_loss(const test_model *t, naive_mixer_fn mixer, double *ref)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    const float *emb = P(t, "model.embeddings.weight");
+    double *h = malloc((size_t)n * D * sizeof *h);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < D; j++)
+            h[(size_t)i * D + j] = emb[(size_t)t->tokens[i] * D + j];
+    for (int l = 0; l < c->L; l++) {
+        mixer(t, h, l);
+        naive_mlp(t, h, l);
+    }
+    double *x = rms_norm(h, n, D, P(t, "model.norm.weight"), c->eps);
+    double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V, NULL);
+    memcpy(ref, logits, (size_t)n * c->V * sizeof *ref);
+    double sum = 0;
+    int counted = 0;
+    for (int i = 0; i < n; i++) {
+        if (t->targets[i] < 0)
+            continue;
+        const double *r = logits + (size_t)i * c->V;
+        double mx = r[0], z = 0;
+        for (int j = 1; j < c->V; j++)
+            mx = fmax(mx, r[j]);
+        for (int j = 0; j < c->V; j++)
+            z += exp(r[j] - mx);
+        sum += mx + log(z) - r[t->targets[i]];
+        counted++;
+    }
+    free(h), free(x), free(logits);
+    return sum / counted;
+}
+
+/* ==================================================================== checks */
+
+/* the plugin's loss and logits against the naive model's */
+static void check_forward(const char *name, test_model *t, naive_mixer_fn mixer)
+{
+    size_t nv = (size_t)t->B * t->T * t->c.V;
+    float *logits = malloc(nv * sizeof *logits);
+    double *ref = malloc(nv * sizeof *ref);
+    double loss_ref = naive_loss(t, mixer, ref);
+    float loss = t->p->forward(t->model, &t->batch, logits);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < nv; i++)
+        num += (logits[i] - ref[i]) * (logits[i] - ref[i]), den += ref[i] * ref[i];
+    printf("%s: loss %.7f, naive %.7f; logits relative error %.2e\n", name, loss, loss_ref, sqrt(num / den));
+    CHECK(fabs(loss - loss_ref) < 1e-5 * fabs(loss_ref), "%s: loss %.8g, naive %.8g", name, loss, loss_ref);
+    CHECK(sqrt(num / den) < 1e-5, "%s: logits rel error %.3g", name, sqrt(num / den));
+    free(logits), free(ref);
+}
+
+/* one expected parameter of a layer: its name after "model.layers.N." */
+typedef struct expected_param {
+    const char *name;
+    int64_t rows, cols; /* cols 0: a vector */
+    int init, decay;
+} expected_param;
+
+/* fla's parameter list: the embedding, each layer's per_layer parameters, the
+ * final norm, then lm_head unless tied; matrices of init std 0.02 */
+static void check_param_list(const test_model *t, const expected_param *layer, int per_layer)
+{
+    const dims *c = &t->c;
+    int expected = 2 + per_layer * c->L + (c->tie ? 0 : 1);
+    CHECK(t->n_params == expected, "%d parameters, expected %d", t->n_params, expected);
+    if (t->n_params != expected)
+        return;
+    for (int i = 0; i < t->n_params; i++) {
+        char name[FLAME_NAME_MAX];
+        expected_param e;
+        if (i == 0) {
+            e = (expected_param){"model.embeddings.weight", c->V, c->D, FLAME_INIT_NORMAL, 0};
+            snprintf(name, sizeof name, "%s", e.name);
+        } else if (i <= per_layer * c->L) {
+            e = layer[(i - 1) % per_layer];
+            snprintf(name, sizeof name, "model.layers.%d.%s", (i - 1) / per_layer, e.name);
+        } else if (i == per_layer * c->L + 1) {
+            e = (expected_param){"model.norm.weight", c->D, 0, FLAME_INIT_ONES, 0};
+            snprintf(name, sizeof name, "%s", e.name);
+        } else {
+            e = (expected_param){"lm_head.weight", c->V, c->D, FLAME_INIT_NORMAL, 1};
+            snprintf(name, sizeof name, "%s", e.name);
+        }
+        const flame_param_spec *s = t->spec[i];
+        int shape_ok = s->ndim == (e.cols ? 2 : 1) && s->shape[0] == e.rows && (!e.cols || s->shape[1] == e.cols);
+        CHECK(strcmp(s->name, name) == 0 && shape_ok && (int)s->init == e.init && s->weight_decay == e.decay &&
+                  (e.init != FLAME_INIT_NORMAL || fabsf(s->init_std - 0.02f) < 1e-9f),
+              "parameter %d: got %s [%lld, %lld] init %d decay %d, expected %s [%lld, %lld] init %d decay %d", i,
+              s->name, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 0), (int)s->init,
+              s->weight_decay, name, (long long)e.rows, (long long)e.cols, e.init, e.decay);
+    }
+}
+
+/* create() refuses cfg with one line naming needle */
+static void expect_refusal(const kv_config *cfg, const flame_ops *ops, const char *needle)
+{
+    char err[256] = "";
+    flame_model_config v = view_of(cfg);
+    void *m = flame_plugin_entry()->create(&v, ops, err, sizeof err);
+    CHECK(m == NULL && strstr(err, needle) != NULL && strchr(err, '\n') == NULL,
+          "expected a refusal naming '%s', got %s '%s'", needle, m ? "a model" : "NULL", err);
+    if (m)
+        flame_plugin_entry()->destroy(m);
+}
+
 #endif
