@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # training.skip_nan_inf: a step whose loss or gradients are not finite is
 # skipped, logged (loss null) and counted; without it the run stops with exit 1.
-# The model is a plugin built here from the public headers alone, as a third
-# party would (tests/bigram_plugin.c), which also shows it trains.
+# The model is a plugin built here the way a third party builds one: from the
+# installed headers and flame.pc alone (tests/bigram_plugin.c), which also
+# shows it trains.
 . "$(dirname "$0")/lib.sh"
-$CC -shared -fPIC -I"$top_srcdir/core/include" "$top_srcdir/tests/bigram_plugin.c" \
-    -o "$SCRATCH/bigram.so" -lm || { fail "the bigram plugin did not build"; finish; }
+# install the headers and flame.pc into a scratch root, then compile against them
+inst="$SCRATCH/root"
+make -s -C "$top_builddir" install-flameincludeHEADERS install-pkgconfigDATA DESTDIR="$inst" >/dev/null ||
+    { fail "installing the plugin headers failed"; finish; }
+prefix=$(pkg-config --variable=prefix "$top_builddir/flame.pc")
+pc_dir=$(dirname "$(find "$inst" -name flame.pc)")
+cflags=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --define-variable=prefix="$inst$prefix" --cflags flame)
+$CC -shared -fPIC $cflags "$top_srcdir/tests/bigram_plugin.c" -o "$SCRATCH/bigram.so" -lm ||
+    { fail "the bigram plugin did not build with: $cflags"; finish; }
+echo "bigram plugin built with pkg-config flags: $cflags"
 printf 'the quick brown fox jumps over the lazy dog. %.0s' $(seq 200) >"$SCRATCH/text.txt"
 run() {
     "$FLAME_RUN" --arch "$SCRATCH/bigram.so" --training.dataset "$SCRATCH/text.txt" \
