@@ -312,6 +312,7 @@ int checkpoint_load(const char *root, int step, param_store *ps, trainer_state *
     int rc = read_tensors(path, ps, 1, ps->value_ptrs, err, err_len);
     if (rc)
         return rc;
+    params_sync_compute(ps);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", folder);
     float **moments = malloc(2 * (size_t)ps->n * sizeof *moments);
     for (int i = 0; i < ps->n; i++) {

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* values: 512 bytes of fp32, 256 of bf16, what matrix kernels read fastest */
+#define TENSOR_ALIGN 128
+
 static size_t spec_numel(const flame_param_spec *s)
 {
     size_t n = 1;
@@ -28,6 +31,11 @@ static int check_spec(const flame_param_spec *s, char *err, size_t err_len)
     return 0;
 }
 
+void *params_compute_at(const param_store *ps, size_t offset)
+{
+    return (char *)ps->compute + offset * ps->ops->act_bytes;
+}
+
 static float *alloc_floats(const flame_ops *ops, size_t n)
 {
     return ops->alloc(n * sizeof(float));
@@ -43,27 +51,41 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
     ps->offset = calloc((size_t)ps->n, sizeof *ps->offset);
     ps->numel = calloc((size_t)ps->n, sizeof *ps->numel);
     ps->value_ptrs = calloc((size_t)ps->n, sizeof *ps->value_ptrs);
+    ps->compute_ptrs = calloc((size_t)ps->n, sizeof *ps->compute_ptrs);
     ps->grad_ptrs = calloc((size_t)ps->n, sizeof *ps->grad_ptrs);
     for (int i = 0; i < ps->n; i++) {
         ps->specs[i] = *plugin->param(model, i);
         if (check_spec(&ps->specs[i], err, err_len))
             return -1;
-        ps->offset[i] = ps->total;
         ps->numel[i] = spec_numel(&ps->specs[i]);
-        ps->total += ps->numel[i];
+        ps->count += ps->numel[i];
+    }
+    /* the decayed tensors first, so the optimizer needs one launch per kind;
+     * each tensor starts on a TENSOR_ALIGN boundary (the gap stays zero) */
+    for (int decayed = 1; decayed >= 0; decayed--) {
+        for (int i = 0; i < ps->n; i++)
+            if ((ps->specs[i].weight_decay != 0) == decayed) {
+                ps->offset[i] = ps->total;
+                ps->total += (ps->numel[i] + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+            }
+        if (decayed)
+            ps->decayed_end = ps->total;
     }
     ps->values = alloc_floats(ops, ps->total);
     ps->grads = alloc_floats(ops, ps->total);
     ps->m = alloc_floats(ops, ps->total);
     ps->v = alloc_floats(ops, ps->total);
-    if (!ps->values || !ps->grads || !ps->m || !ps->v) {
+    int own_compute = ops->act_bytes != sizeof(float);
+    ps->compute = own_compute ? ops->alloc(ps->total * ops->act_bytes) : ps->values;
+    if (!ps->values || !ps->grads || !ps->m || !ps->v || !ps->compute) {
         snprintf(err, err_len, "out of memory for %zu parameters (%.1f MiB of weights and optimizer state)",
-                 ps->total, 16.0 * (double)ps->total / 1048576.0);
+                 ps->count, (16.0 + (own_compute ? (double)ops->act_bytes : 0.0)) * (double)ps->total / 1048576.0);
         return -1;
     }
     for (int i = 0; i < ps->n; i++) {
         ps->value_ptrs[i] = ps->values + ps->offset[i];
         ps->grad_ptrs[i] = ps->grads + ps->offset[i];
+        ps->compute_ptrs[i] = params_compute_at(ps, ps->offset[i]);
     }
     return 0;
 }
@@ -71,6 +93,8 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
 void params_destroy(param_store *ps)
 {
     if (ps->ops) {
+        if (ps->compute != ps->values)
+            ps->ops->free(ps->compute);
         ps->ops->free(ps->values);
         ps->ops->free(ps->grads);
         ps->ops->free(ps->m);
@@ -80,8 +104,24 @@ void params_destroy(param_store *ps)
     free(ps->offset);
     free(ps->numel);
     free(ps->value_ptrs);
+    free(ps->compute_ptrs);
     free(ps->grad_ptrs);
     memset(ps, 0, sizeof *ps);
+}
+
+/* one tensor's values by its rule; a normal value j takes draws 2j and 2j+1
+ * after r, so the threads reproduce one sequential stream */
+static void draw_tensor(float *host, const flame_param_spec *s, size_t n, rng r)
+{
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n >= 65536)
+#endif
+    for (size_t j = 0; j < n; j++) {
+        rng at = rng_skip(r, 2 * j);
+        host[j] = s->init == FLAME_INIT_NORMAL ? (float)(s->init_std * rng_normal(&at))
+                  : s->init == FLAME_INIT_ONES ? 1.0f
+                                               : 0.0f;
+    }
 }
 
 /* drawn on the host and uploaded, so every backend starts from the same weights */
@@ -90,17 +130,20 @@ void params_init(param_store *ps, rng *r)
     for (int i = 0; i < ps->n; i++) {
         const flame_param_spec *s = &ps->specs[i];
         float *host = malloc(ps->numel[i] * sizeof *host);
-        for (size_t j = 0; j < ps->numel[i]; j++) {
-            switch (s->init) {
-            case FLAME_INIT_NORMAL: host[j] = (float)(s->init_std * rng_normal(r)); break;
-            case FLAME_INIT_ZEROS: host[j] = 0.0f; break;
-            case FLAME_INIT_ONES: host[j] = 1.0f; break;
-            }
-        }
+        draw_tensor(host, s, ps->numel[i], *r);
+        if (s->init == FLAME_INIT_NORMAL)
+            *r = rng_skip(*r, 2 * ps->numel[i]);
         ps->ops->upload(ps->value_ptrs[i], host, ps->numel[i] * sizeof *host);
         free(host);
     }
+    params_sync_compute(ps);
 }
+
+void params_sync_compute(param_store *ps)
+{
+    ps->ops->to_act(ps->compute, ps->values, ps->total);
+}
+
 
 void params_zero_grads(param_store *ps)
 {

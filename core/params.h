@@ -1,7 +1,9 @@
 /* The model's parameters as the core owns them: one flat fp32 buffer each for
- * the values, gradients and the two AdamW moments, cut into the tensors the
- * plugin declared (in its order), so the optimizer, the gradient norm and
- * checkpoints treat every architecture alike. */
+ * the values (the master copy), gradients and the two AdamW moments, cut into
+ * the tensors the plugin declared (in its order), so the optimizer, the
+ * gradient norm and checkpoints treat every architecture alike. The plugin
+ * computes with `compute`, the values in the op table's activation type: the
+ * values themselves when that is fp32, else a copy the optimizer refreshes. */
 #ifndef FLAME_PARAMS_H
 #define FLAME_PARAMS_H
 
@@ -16,9 +18,13 @@ typedef struct param_store {
     int n;                     /* number of tensors */
     flame_param_spec *specs;   /* [n] */
     size_t *offset, *numel;    /* [n], in floats */
-    size_t total;              /* floats in each flat buffer */
+    size_t count;              /* parameters of the model */
+    size_t total;              /* floats in each flat buffer: count and alignment gaps */
+    size_t decayed_end;        /* tensors declared with weight decay lie before this offset */
     float *values, *grads, *m, *v; /* backend memory */
-    float **value_ptrs, **grad_ptrs; /* [n], handed to the plugin's bind() */
+    void *compute;                   /* backend memory, act_bytes per value */
+    float **value_ptrs, **grad_ptrs; /* [n] */
+    void **compute_ptrs;             /* [n]; with grad_ptrs, handed to the plugin's bind() */
 } param_store;
 
 /* Reads the plugin's declarations and allocates. Returns 0, or -1 with err. */
@@ -28,6 +34,12 @@ void params_destroy(param_store *ps);
 
 /* Draws every tensor by its init rule, in declaration order. */
 void params_init(param_store *ps, rng *r);
+
+/* compute = values, after the values were written other than by the optimizer */
+void params_sync_compute(param_store *ps);
+
+/* the compute view of the value `offset` values into the buffers */
+void *params_compute_at(const param_store *ps, size_t offset);
 
 void params_zero_grads(param_store *ps);
 /* sqrt(Σ grad²) over every tensor */

@@ -23,6 +23,16 @@ static inline double rng_uniform(rng *r)
     return ((rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
+/* the generator as it will be after n more draws: splitmix64's state only
+ * adds a constant per draw, so any position is one step away (parallel
+ * streams that reproduce a sequential one) */
+static inline rng rng_skip(rng r, uint64_t n)
+{
+    r.state += n * 0x9E3779B97F4A7C15ull;
+    return r;
+}
+
+/* a standard normal from two draws */
 double rng_normal(rng *r);
 
 #endif

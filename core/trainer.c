@@ -117,7 +117,7 @@ static int create_model(run *r, const flame_config *cfg)
     }
     if (params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err))
         return FLAME_EXIT_RUNTIME;
-    r->plugin->bind(r->model, r->params.value_ptrs, r->params.grad_ptrs);
+    r->plugin->bind(r->model, (const void *const *)r->params.compute_ptrs, r->params.grad_ptrs);
     rng init_rng = {r->opt.seed};
     params_init(&r->params, &init_rng);
     if (r->plugin->reserve(r->model, r->opt.batch_size, r->opt.seq_len, err, sizeof err)) {
@@ -158,20 +158,22 @@ static int allocate_batch(run *r)
     return 0;
 }
 
-/* global-norm clipping, then one AdamW step per tensor (no decay where the
- * plugin said so); t counts the steps applied, skipped ones excluded */
+/* global-norm clipping, then AdamW in two launches: the tensors declared with
+ * weight decay, then the others (decayed too under weight_decay_all); t counts
+ * the steps applied, skipped ones excluded */
 static void optimizer_step(run *r, double norm, double lr, int t)
 {
     param_store *ps = &r->params;
     if (r->opt.max_norm > 0 && norm > r->opt.max_norm)
         r->ops->scale(ps->grads, (float)(r->opt.max_norm / (norm + 1e-6)), ps->total);
-    for (int i = 0; i < ps->n; i++) {
-        size_t off = ps->offset[i];
-        int decays = ps->specs[i].weight_decay || r->opt.weight_decay_all;
-        float decay = decays ? (float)r->opt.weight_decay : 0.0f;
-        r->ops->adamw(ps->values + off, ps->grads + off, ps->m + off, ps->v + off, ps->numel[i],
-                      (float)lr, (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps,
-                      decay, t);
+    size_t bounds[3] = {0, ps->decayed_end, ps->total};
+    for (int part = 0; part < 2; part++) {
+        size_t off = bounds[part], n = bounds[part + 1] - off;
+        int decays = part == 0 || r->opt.weight_decay_all;
+        if (n > 0)
+            r->ops->adamw(ps->values + off, params_compute_at(ps, off), ps->grads + off, ps->m + off,
+                          ps->v + off, n, (float)lr, (float)r->opt.beta1, (float)r->opt.beta2,
+                          (float)r->opt.eps, decays ? (float)r->opt.weight_decay : 0.0f, t);
     }
 }
 
@@ -397,7 +399,7 @@ int trainer_run(const flame_plugin *plugin, const flame_config *cfg)
     } else if (status == FLAME_EXIT_OK) {
         printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, output in "
                "%s\n",
-               plugin->name, r->params.total, r->opt.steps, r->opt.accumulation,
+               plugin->name, r->params.count, r->opt.steps, r->opt.accumulation,
                r->opt.batch_size, r->opt.seq_len, r->be.device, r->opt.dump_folder);
         if (r->state.step >= r->opt.steps)
             printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
@@ -425,7 +427,7 @@ static void print_benchmark(const run *r, const bench_options *b, double seconds
         printf("device: %s\n", r->be.device);
     printf("%s, %zu parameters, %d x %d tokens x %d micro-batches a step, %d warm-up + %d timed "
            "steps\n",
-           r->plugin->name, r->params.total, r->opt.batch_size, r->opt.seq_len,
+           r->plugin->name, r->params.count, r->opt.batch_size, r->opt.seq_len,
            r->opt.accumulation, b->warmup_steps, b->timed_steps);
     printf("tokens/s: %.0f\nms/step: %.1f\n", tokens_per_s, 1e3 * seconds / b->timed_steps);
     if (mfu >= 0)

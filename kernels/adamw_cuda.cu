@@ -1,7 +1,11 @@
-/* AdamW with decoupled weight decay (Loshchilov & Hutter):
+/* AdamW with decoupled weight decay (Loshchilov & Hutter), on the fp32
+ * master parameters and state:
  *   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
  *   param −= lr · (m/(1−β1ᵗ) / (sqrt(v/(1−β2ᵗ)) + eps) + weight_decay · param)
- * The decay uses the parameter before this step's update. */
+ * The decay uses the parameter before this step's update. The same pass
+ * writes the bf16 compute copy of the parameters that the forward reads,
+ * rounded to nearest even, so no separate cast follows each step. ACT_VEC
+ * values per access when vectorizable (cuda_launch.cuh). */
 #include <math.h>
 
 #include "cuda_check.h"
@@ -12,28 +16,42 @@ struct adamw_hyper {
     float lr, beta1, beta2, eps, weight_decay, bc1, bc2;
 };
 
-static __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n,
-                                    adamw_hyper h)
+/* compute is NULL when there is no copy to write */
+template <int W>
+static __global__ void adamw_kernel(float *param, act_t *compute, const float *grad, float *m,
+                                    float *v, size_t n, adamw_hyper h)
 {
-    GRID_STRIDE_LOOP(i, n) {
-        float g = grad[i];
-        float mi = h.beta1 * m[i] + (1.0f - h.beta1) * g;
-        float vi = h.beta2 * v[i] + (1.0f - h.beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        float update = (mi / h.bc1) / (sqrtf(vi / h.bc2) + h.eps);
-        param[i] -= h.lr * (update + h.weight_decay * param[i]);
+    GRID_STRIDE_LOOP(i, n / W) {
+        size_t at = i * W;
+        float p[W], g[W], mi[W], vi[W];
+        load_floats<W>(p, param + at);
+        load_floats<W>(g, grad + at);
+        load_floats<W>(mi, m + at);
+        load_floats<W>(vi, v + at);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            mi[k] = h.beta1 * mi[k] + (1.0f - h.beta1) * g[k];
+            vi[k] = h.beta2 * vi[k] + (1.0f - h.beta2) * g[k] * g[k];
+            float update = (mi[k] / h.bc1) / (sqrtf(vi[k] / h.bc2) + h.eps);
+            p[k] -= h.lr * (update + h.weight_decay * p[k]);
+        }
+        store_floats<W>(m + at, mi);
+        store_floats<W>(v + at, vi);
+        store_floats<W>(param + at, p);
+        if (compute)
+            store_floats<W>(compute + at, p);
     }
 }
 
-void adamw_cuda(float *param, const float *grad, float *m, float *v, size_t n,
+void adamw_cuda(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
                 float lr, float beta1, float beta2, float eps, float weight_decay, int t)
 {
     if (n == 0)
         return;
+    act_t *copy = compute == (void *)param ? NULL : (act_t *)compute;
     /* bias corrections in double on the host, as the CPU does: 1 − β2ᵗ is small early on */
     adamw_hyper h = {lr, beta1, beta2, eps, weight_decay,
                      (float)(1.0 - pow(beta1, t)), (float)(1.0 - pow(beta2, t))};
-    adamw_kernel<<<cuda_grid(n), CUDA_BLOCK>>>(param, grad, m, v, n, h);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(adamw_kernel, vectorizable(n, param, copy, grad, m, v), n, param, copy, grad,
+                      m, v, n, h);
 }

@@ -1,25 +1,107 @@
-/* The CPU op table: what flame-run hands to the trainer and to plugins. */
+/* The CPU op table: what flame-run hands to the trainer and to plugins. Its
+ * activation type is fp32, so the table's activation pointers are the float
+ * arrays of the reference functions (cpu_kernels.h), and a parameter's compute
+ * view is the parameter itself. */
+#include <string.h>
+
 #include "cpu_kernels.h"
+
+static void to_act_cpu(void *dst, const float *src, size_t n)
+{
+    if (dst != src)
+        memmove(dst, src, n * sizeof(float));
+}
+
+static void from_act_cpu(float *dst, const void *src, size_t n)
+{
+    if (dst != src)
+        memmove(dst, src, n * sizeof(float));
+}
+
+static void matmul_forward_act(void *out, const void *in, const void *weight, const void *bias,
+                               int M, int K, int N)
+{
+    matmul_forward_cpu(out, in, weight, bias, M, K, N);
+}
+
+static void matmul_backward_act(void *din, float *dweight, float *dbias, const void *dout,
+                                const void *in, const void *weight, int M, int K, int N)
+{
+    matmul_backward_cpu(din, dweight, dbias, dout, in, weight, M, K, N);
+}
+
+static void embedding_forward_act(void *out, const int32_t *tokens, const void *table, int n, int C)
+{
+    embedding_forward_cpu(out, tokens, table, n, C);
+}
+
+static void embedding_backward_act(float *dtable, const void *dout, const int32_t *tokens, int n,
+                                   int C)
+{
+    embedding_backward_cpu(dtable, dout, tokens, n, C);
+}
+
+static void rmsnorm_forward_act(void *out, float *rstd, const void *x, const void *weight, int n,
+                                int C, float eps)
+{
+    rmsnorm_forward_cpu(out, rstd, x, weight, n, C, eps);
+}
+
+static void rmsnorm_backward_act(void *dx, float *dweight, const void *dout, const void *x,
+                                 const void *weight, const float *rstd, int n, int C)
+{
+    rmsnorm_backward_cpu(dx, dweight, dout, x, weight, rstd, n, C);
+}
+
+static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
+{
+    swiglu_forward_cpu(out, gate, up, n);
+}
+
+static void swiglu_backward_act(void *dgate, void *dup, const void *dout, const void *gate,
+                                const void *up, size_t n)
+{
+    swiglu_backward_cpu(dgate, dup, dout, gate, up, n);
+}
+
+static void add_act(void *out, const void *a, const void *b, size_t n) { add_cpu(out, a, b, n); }
+
+static double cross_entropy_act(float *losses, void *dlogits, const void *logits,
+                                const int32_t *targets, int n, int V, float dloss_scale)
+{
+    return cross_entropy_cpu(losses, dlogits, logits, targets, n, V, dloss_scale);
+}
+
+static void adamw_act(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
+                      float lr, float beta1, float beta2, float eps, float weight_decay, int t)
+{
+    adamw_cpu(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+    if (compute)
+        to_act_cpu(compute, param, n);
+}
 
 const flame_ops flame_cpu_ops = {
     .backend = "cpu",
+    .act_bytes = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
     .copy = cpu_copy,
     .upload = cpu_upload,
     .download = cpu_download,
-    .matmul_forward = matmul_forward_cpu,
-    .matmul_backward = matmul_backward_cpu,
-    .embedding_forward = embedding_forward_cpu,
-    .embedding_backward = embedding_backward_cpu,
-    .rmsnorm_forward = rmsnorm_forward_cpu,
-    .rmsnorm_backward = rmsnorm_backward_cpu,
-    .swiglu_forward = swiglu_forward_cpu,
-    .swiglu_backward = swiglu_backward_cpu,
-    .add = add_cpu,
+    .to_act = to_act_cpu,
+    .from_act = from_act_cpu,
+    .matmul_forward = matmul_forward_act,
+    .matmul_backward = matmul_backward_act,
+    .embedding_forward = embedding_forward_act,
+    .embedding_backward = embedding_backward_act,
+    .rmsnorm_forward = rmsnorm_forward_act,
+    .rmsnorm_backward = rmsnorm_backward_act,
+    .swiglu_forward = swiglu_forward_act,
+    .swiglu_backward = swiglu_backward_act,
+    .add = add_act,
     .scale = scale_cpu,
-    .cross_entropy = cross_entropy_cpu,
+    .cross_entropy = cross_entropy_act,
     .sum_squares = sum_squares_cpu,
-    .adamw = adamw_cpu,
+    .adamw = adamw_act,
 };

@@ -2,7 +2,7 @@
  *   loss_i = logsumexp(logits_i) − logits_i[t_i]
  *   dlogits_i = scale · (softmax(logits_i) − onehot(t_i))
  * The log-sum-exp subtracts the row maximum first, so no exp overflows.
- * Rows with t_i < 0 are ignored: loss 0, gradient 0. */
+ * Rows with t_i < 0 are ignored: loss 0, gradient 0. dlogits may alias logits. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +27,13 @@ static double row_loss(float *dlogits, const float *logits, int32_t target, int 
     for (int j = 0; j < V; j++)
         sum += exp((double)logits[j] - max);
     double lse = max + log(sum);
+    double loss = lse - logits[target]; /* read before dlogits, which may be logits itself */
     if (dlogits) {
         for (int j = 0; j < V; j++)
             dlogits[j] = (float)(scale * exp((double)logits[j] - lse));
         dlogits[target] -= scale;
     }
-    return lse - logits[target];
+    return loss;
 }
 
 /* The losses of rows [i0, i1), added in row order. */

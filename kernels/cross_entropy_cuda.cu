@@ -1,10 +1,15 @@
-/* Softmax cross-entropy over rows of V logits, with its gradient.
+/* Softmax cross-entropy over rows of V bf16 logits, with its gradient.
  *   loss_i = logsumexp(logits_i) − logits_i[t_i]
- *   dlogits_i = scale · (softmax(logits_i) − onehot(t_i))
- * One block per row: the row maximum first (so no exp overflows), then the
- * sum of exponentials in double, as the CPU reference does. Rows with t_i < 0
- * are ignored: loss 0, gradient 0. The rows' losses are added on the device
- * in a fixed order. */
+ *   dlogits_i = scale · (softmax(logits_i) − onehot(t_i))   (bf16)
+ * One block per row, fp32 arithmetic. The first pass keeps a running maximum
+ * and a sum of exponentials rescaled to it (online softmax), so the logits
+ * are read twice in all, not three times; no exp overflows. The gradient may
+ * overwrite the logits (in place): each thread reads the target's logit
+ * before the block's reductions, and those barriers come before any write.
+ * The loss takes the accurate expf; the bf16 gradient the fast __expf, whose
+ * error (a few fp32 ulps here) is far below bf16's rounding.
+ * Rows with t_i < 0 are ignored: loss 0, gradient 0. The rows' losses are
+ * added on the device in a fixed order. */
 #include <math.h>
 
 #include "cuda_check.h"
@@ -12,48 +17,79 @@
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
 
-static __global__ void cross_entropy_rows(double *row_loss, float *losses, float *dlogits,
-                                          const float *logits, const int32_t *targets, int V,
+/* log Σ_j exp(l_j) over the row, returned to every thread of the block */
+template <int W> static __device__ float row_logsumexp(const act_t *l, int V)
+{
+    float mx = -INFINITY, sum = 0.0f; /* this thread's: sum = Σ exp(l_j − mx) */
+    for (int j = threadIdx.x * W; j < V; j += blockDim.x * W) {
+        float v[W], vmax = -INFINITY;
+        load_floats<W>(v, l + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            vmax = fmaxf(vmax, v[k]);
+        if (vmax == -INFINITY)
+            continue; /* nothing to add, and −∞ − −∞ would be NaN below */
+        if (vmax > mx) {
+            sum *= expf(mx - vmax);
+            mx = vmax;
+        }
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            sum += expf(v[k] - mx);
+    }
+    float row_max = block_max(mx);
+    sum = mx == -INFINITY ? 0.0f : sum * expf(mx - row_max);
+    return row_max + logf(block_sum(sum));
+}
+
+template <int W>
+static __global__ void cross_entropy_rows(double *row_loss, float *losses, act_t *dlogits,
+                                          const act_t *logits, const int32_t *targets, int V,
                                           float scale)
 {
     size_t row = (size_t)blockIdx.x * V;
-    const float *l = logits + row;
-    float *dl = dlogits ? dlogits + row : NULL;
+    const act_t *l = logits + row;
+    act_t *dl = dlogits ? dlogits + row : NULL;
     int32_t t = targets[blockIdx.x];
-    double loss = 0.0;
-    if (t >= 0) { /* the same for the whole block: the barriers below are safe */
-        float mx = -INFINITY;
-        for (int j = threadIdx.x; j < V; j += blockDim.x)
-            mx = fmaxf(mx, l[j]);
-        mx = block_max(mx);
-        double sum = 0.0;
-        for (int j = threadIdx.x; j < V; j += blockDim.x)
-            sum += expf(l[j] - mx);
-        sum = block_sum(sum);
-        double lse = mx + log(sum);
-        loss = lse - l[t];
+    float loss = 0.0f;
+    if (t >= 0) { /* the same for the whole block: the barriers inside are safe */
+        float target_logit = to_f32(l[t]);
+        float lse = row_logsumexp<W>(l, V);
+        loss = lse - target_logit;
         if (dl)
-            for (int j = threadIdx.x; j < V; j += blockDim.x)
-                dl[j] = scale * expf((float)(l[j] - lse)) - (j == t ? scale : 0.0f);
+            for (int j = threadIdx.x * W; j < V; j += blockDim.x * W) {
+                float v[W];
+                load_floats<W>(v, l + j);
+#pragma unroll
+                for (int k = 0; k < W; k++)
+                    v[k] = scale * __expf(v[k] - lse) - (j + k == t ? scale : 0.0f);
+                store_floats<W>(dl + j, v);
+            }
     } else if (dl) {
-        for (int j = threadIdx.x; j < V; j += blockDim.x)
-            dl[j] = 0.0f;
+        const float zeros[W] = {};
+        for (int j = threadIdx.x * W; j < V; j += blockDim.x * W)
+            store_floats<W>(dl + j, zeros);
     }
     if (threadIdx.x == 0) {
         row_loss[blockIdx.x] = loss;
         if (losses)
-            losses[blockIdx.x] = (float)loss;
+            losses[blockIdx.x] = loss;
     }
 }
 
-double cross_entropy_cuda(float *losses, float *dlogits, const float *logits,
+double cross_entropy_cuda(float *losses, void *dlogits, const void *logits,
                           const int32_t *targets, int n, int V, float dloss_scale)
 {
     if (n <= 0)
         return 0.0;
     double *row_loss = (double *)cuda_scratch((size_t)n * sizeof(double));
-    cross_entropy_rows<<<n, CUDA_BLOCK>>>(row_loss, losses, dlogits, logits, targets, V,
-                                          dloss_scale);
+    act_t *dl = (act_t *)dlogits;
+    const act_t *l = (const act_t *)logits;
+    if (vectorizable(V, dlogits, logits))
+        cross_entropy_rows<ACT_VEC><<<n, CUDA_BLOCK>>>(row_loss, losses, dl, l, targets, V,
+                                                       dloss_scale);
+    else
+        cross_entropy_rows<1><<<n, CUDA_BLOCK>>>(row_loss, losses, dl, l, targets, V, dloss_scale);
     CUDA_CHECK_LAUNCH();
     return sum_doubles_cuda(row_loss, (size_t)n);
 }

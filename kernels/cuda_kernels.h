@@ -1,8 +1,12 @@
-/* The CUDA backend: every op of flame/ops.h on the GPU, in fp32. Tensors live
+/* The CUDA backend: every op of flame/ops.h on the GPU. Activations (the
+ * table's void pointers) are bf16, parameter gradients, norm statistics,
+ * losses and optimizer state fp32; every kernel computes in fp32 and rounds
+ * to bf16 (to nearest even) only when it stores an activation. Tensors live
  * in device memory; all work goes to the default stream, in call order, and
  * the ops that return a value to the host (download, cross_entropy,
  * sum_squares) wait for it. The backend keeps process-wide state (a cuBLASLt
- * handle, scratch memory) and is meant to be driven from one host thread.
+ * handle and its matmul plans, scratch memory) and is meant to be driven from
+ * one host thread.
  *
  * Checked against the CPU backend (the oracle) by tests/test_kernels_cuda.c. */
 #ifndef FLAME_CUDA_KERNELS_H
@@ -26,35 +30,34 @@ void cuda_download(void *host_dst, const void *src, size_t bytes);
 void *cuda_scratch(size_t bytes);
 
 /* matmul_cuda.cu */
-void matmul_forward_cuda(float *out, const float *in, const float *weight,
-                         const float *bias, int M, int K, int N);
-void matmul_backward_cuda(float *din, float *dweight, float *dbias,
-                          const float *dout, const float *in, const float *weight,
-                          int M, int K, int N);
+void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias, int M,
+                         int K, int N);
+void matmul_backward_cuda(void *din, float *dweight, float *dbias, const void *dout,
+                          const void *in, const void *weight, int M, int K, int N);
 
 /* embedding_cuda.cu */
-void embedding_forward_cuda(float *out, const int32_t *tokens, const float *table,
-                            int n, int C);
-void embedding_backward_cuda(float *dtable, const float *dout, const int32_t *tokens,
-                             int n, int C);
+void embedding_forward_cuda(void *out, const int32_t *tokens, const void *table, int n, int C);
+void embedding_backward_cuda(float *dtable, const void *dout, const int32_t *tokens, int n, int C);
 
 /* rmsnorm_cuda.cu */
-void rmsnorm_forward_cuda(float *out, float *rstd, const float *x, const float *weight,
-                          int n, int C, float eps);
-void rmsnorm_backward_cuda(float *dx, float *dweight, const float *dout, const float *x,
-                           const float *weight, const float *rstd, int n, int C);
+void rmsnorm_forward_cuda(void *out, float *rstd, const void *x, const void *weight, int n, int C,
+                          float eps);
+void rmsnorm_backward_cuda(void *dx, float *dweight, const void *dout, const void *x,
+                           const void *weight, const float *rstd, int n, int C);
 
 /* swiglu_cuda.cu */
-void swiglu_forward_cuda(float *out, const float *gate, const float *up, size_t n);
-void swiglu_backward_cuda(float *dgate, float *dup, const float *dout,
-                          const float *gate, const float *up, size_t n);
+void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n);
+void swiglu_backward_cuda(void *dgate, void *dup, const void *dout, const void *gate,
+                          const void *up, size_t n);
 
 /* elementwise_cuda.cu */
-void add_cuda(float *out, const float *a, const float *b, size_t n);
+void to_act_cuda(void *dst, const float *src, size_t n);
+void from_act_cuda(float *dst, const void *src, size_t n);
+void add_cuda(void *out, const void *a, const void *b, size_t n);
 void scale_cuda(float *x, float s, size_t n);
 
 /* cross_entropy_cuda.cu */
-double cross_entropy_cuda(float *losses, float *dlogits, const float *logits,
+double cross_entropy_cuda(float *losses, void *dlogits, const void *logits,
                           const int32_t *targets, int n, int V, float dloss_scale);
 
 /* grad_norm_cuda.cu */
@@ -63,7 +66,7 @@ double sum_squares_cuda(const float *x, size_t n);
 double sum_doubles_cuda(double *x, size_t n);
 
 /* adamw_cuda.cu */
-void adamw_cuda(float *param, const float *grad, float *m, float *v, size_t n,
+void adamw_cuda(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
                 float lr, float beta1, float beta2, float eps, float weight_decay, int t);
 
 /* device_info_cuda.cu */

@@ -7,12 +7,15 @@
 
 const flame_ops flame_cuda_ops = {
     .backend = "cuda",
+    .act_bytes = 2, /* bf16 */
     .alloc = cuda_alloc,
     .free = cuda_free,
     .zero = cuda_zero,
     .copy = cuda_copy,
     .upload = cuda_upload,
     .download = cuda_download,
+    .to_act = to_act_cuda,
+    .from_act = from_act_cuda,
     .matmul_forward = matmul_forward_cuda,
     .matmul_backward = matmul_backward_cuda,
     .embedding_forward = embedding_forward_cuda,

@@ -1,33 +1,74 @@
-/* Elementwise add (residual connections) and in-place scale (gradient clipping). */
+/* Elementwise ops: the residual add (bf16 activations), the in-place scale
+ * (fp32 gradients, for clipping), and the casts between fp32 and bf16. Each
+ * moves ACT_VEC values per access when vectorizable (cuda_launch.cuh), one
+ * otherwise. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
 
 /* out may alias a or b: each element is read before it is written. */
-static __global__ void add_kernel(float *out, const float *a, const float *b, size_t n)
+template <int W>
+static __global__ void add_kernel(act_t *out, const act_t *a, const act_t *b, size_t n)
 {
-    GRID_STRIDE_LOOP(i, n)
-        out[i] = a[i] + b[i];
+    GRID_STRIDE_LOOP(i, n / W) {
+        float x[W], y[W];
+        load_floats<W>(x, a + i * W);
+        load_floats<W>(y, b + i * W);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            x[k] += y[k];
+        store_floats<W>(out + i * W, x);
+    }
 }
 
-static __global__ void scale_kernel(float *x, float s, size_t n)
+template <int W> static __global__ void scale_kernel(float *x, float s, size_t n)
 {
-    GRID_STRIDE_LOOP(i, n)
-        x[i] *= s;
+    GRID_STRIDE_LOOP(i, n / W) {
+        float v[W];
+        load_floats<W>(v, x + i * W);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            v[k] *= s;
+        store_floats<W>(x + i * W, v);
+    }
 }
 
-void add_cuda(float *out, const float *a, const float *b, size_t n)
+/* dst = src, converted (to bf16: rounded to nearest even) */
+template <int W, typename D, typename S>
+static __global__ void convert_kernel(D *dst, const S *src, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n / W) {
+        float v[W];
+        load_floats<W>(v, src + i * W);
+        store_floats<W>(dst + i * W, v);
+    }
+}
+
+void add_cuda(void *out, const void *a, const void *b, size_t n)
 {
     if (n == 0)
         return;
-    add_kernel<<<cuda_grid(n), CUDA_BLOCK>>>(out, a, b, n);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(add_kernel, vectorizable(n, out, a, b), n, (act_t *)out, (const act_t *)a,
+                      (const act_t *)b, n);
 }
 
 void scale_cuda(float *x, float s, size_t n)
 {
     if (n == 0)
         return;
-    scale_kernel<<<cuda_grid(n), CUDA_BLOCK>>>(x, s, n);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(scale_kernel, vectorizable(n, x), n, x, s, n);
+}
+
+void to_act_cuda(void *dst, const float *src, size_t n)
+{
+    if (n == 0)
+        return;
+    LAUNCH_VECTORIZED(convert_kernel, vectorizable(n, dst, src), n, (act_t *)dst, src, n);
+}
+
+void from_act_cuda(float *dst, const void *src, size_t n)
+{
+    if (n == 0)
+        return;
+    LAUNCH_VECTORIZED(convert_kernel, vectorizable(n, dst, src), n, dst, (const act_t *)src, n);
 }

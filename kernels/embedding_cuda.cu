@@ -1,4 +1,6 @@
-/* Token embedding: a row lookup, and its backward, a scatter-add.
+/* Token embedding: a row lookup (bf16 table to bf16 activations), and its
+ * backward, a scatter-add of the bf16 gradient into the fp32 table gradient.
+ * Rows move ACT_VEC values per access when vectorizable (cuda_launch.cuh).
  * The backward adds with atomics: a token repeated in the batch adds its
  * gradients into one row in whatever order the threads run, so that row's
  * sums can differ in the last bits from run to run (rows of tokens seen once
@@ -7,36 +9,49 @@
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
 
-static __global__ void gather_rows(float *out, const int32_t *tokens, const float *table,
+/* i runs over accesses of W values; C is a multiple of W */
+template <int W>
+static __global__ void gather_rows(act_t *out, const int32_t *tokens, const act_t *table,
                                    size_t total, int C)
 {
-    GRID_STRIDE_LOOP(i, total)
-        out[i] = table[(size_t)tokens[i / C] * C + i % C];
+    int per_row = C / W;
+    GRID_STRIDE_LOOP(i, total / W) {
+        size_t row = i / per_row, column = i % per_row * W;
+        *reinterpret_cast<packed<act_t, W> *>(out + row * C + column) =
+            *reinterpret_cast<const packed<act_t, W> *>(table + (size_t)tokens[row] * C + column);
+    }
 }
 
-static __global__ void scatter_add_rows(float *dtable, const float *dout, const int32_t *tokens,
+template <int W>
+static __global__ void scatter_add_rows(float *dtable, const act_t *dout, const int32_t *tokens,
                                         size_t total, int C)
 {
-    GRID_STRIDE_LOOP(i, total)
-        atomicAdd(&dtable[(size_t)tokens[i / C] * C + i % C], dout[i]);
+    int per_row = C / W;
+    GRID_STRIDE_LOOP(i, total / W) {
+        size_t row = i / per_row, column = i % per_row * W;
+        float d[W];
+        load_floats<W>(d, dout + row * C + column);
+        float *dst = dtable + (size_t)tokens[row] * C + column;
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            atomicAdd(dst + k, d[k]);
+    }
 }
 
-void embedding_forward_cuda(float *out, const int32_t *tokens, const float *table,
-                            int n, int C)
+void embedding_forward_cuda(void *out, const int32_t *tokens, const void *table, int n, int C)
 {
     size_t total = (size_t)n * C;
     if (total == 0)
         return;
-    gather_rows<<<cuda_grid(total), CUDA_BLOCK>>>(out, tokens, table, total, C);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(gather_rows, vectorizable(C, out, table), total, (act_t *)out, tokens,
+                      (const act_t *)table, total, C);
 }
 
-void embedding_backward_cuda(float *dtable, const float *dout, const int32_t *tokens,
-                             int n, int C)
+void embedding_backward_cuda(float *dtable, const void *dout, const int32_t *tokens, int n, int C)
 {
     size_t total = (size_t)n * C;
     if (total == 0)
         return;
-    scatter_add_rows<<<cuda_grid(total), CUDA_BLOCK>>>(dtable, dout, tokens, total, C);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(scatter_add_rows, vectorizable(C, dout), total, dtable,
+                      (const act_t *)dout, tokens, total, C);
 }

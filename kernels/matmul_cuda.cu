@@ -1,14 +1,22 @@
 /* Matrix multiply of a linear layer, out = in · weightᵀ (+ bias), and its
- * backward, through cuBLASLt in fp32 with FP32 compute (CUBLAS_COMPUTE_32F,
- * not TF32), so results match the CPU reference to fp32 rounding.
+ * backward, through cuBLASLt: bf16 operands, fp32 accumulation
+ * (CUBLAS_COMPUTE_32F) and fp32 alpha and beta. out and din are bf16 (din
+ * adds with beta = 1, the sum rounded once); dweight is fp32 (bf16 A and B
+ * with fp32 C and D), so the weight gradient accumulates without bf16
+ * rounding; dbias is an fp32 column sum of dout.
  *
  * cuBLAS is column-major; a row-major [R,C] matrix is, to it, the
  * column-major [C,R] matrix with leading dimension C (its transpose). So
  *   out[M,N] = in·Wᵀ      is  outᵀ[N,M] = op_T(W as [K,N]) · (in as [K,M])
  *   din[M,K] += dout·W    is  dinᵀ[K,M] += (W as [K,N]) · (dout as [N,M])
  *   dW[N,K] += doutᵀ·in   is  dWᵀ[K,N] += (in as [K,M]) · op_T(dout as [N,M])
- * and every product accumulates with beta = 1 where the op adds. */
+ *
+ * Each distinct product is planned once: its matmul descriptor, layouts and
+ * the heuristic's algorithm are kept in a small table keyed by everything
+ * they depend on, so a call in a training step's steady state only looks its
+ * plan up and enqueues the product (no host synchronization). */
 #include <stdint.h>
+#include <string.h>
 
 #include <cublasLt.h>
 
@@ -19,11 +27,30 @@
 #include "cuda_reduce.cuh"
 
 #define WORKSPACE_BYTES ((size_t)32 << 20)
+/* a training step uses a few dozen products; past this many, the oldest plan goes */
+#define PLAN_SLOTS 64
 
-/* The handle and workspace, made on first use and kept for the process. */
+/* What a plan depends on; all 32-bit fields, so no padding for memcmp. */
+typedef struct gemm_key {
+    int32_t transa, transb, m, n, k, lda, ldb, ldc;
+    int32_t c_type;     /* cudaDataType_t of C and D */
+    int32_t accumulate; /* beta != 0 */
+    uint32_t align[4];  /* of A, B, C and D, in bytes */
+} gemm_key;
+
+typedef struct gemm_plan {
+    gemm_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c; /* D is laid out as C */
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
+
+/* The handle, workspace and plans, made on first use and kept for the process. */
 typedef struct lt_context {
     cublasLtHandle_t handle;
     void *workspace;
+    gemm_plan plans[PLAN_SLOTS];
+    int used, oldest;
 } lt_context;
 
 static lt_context *lt(void)
@@ -42,19 +69,13 @@ static lt_context *lt(void)
 static uint32_t alignment_of(const void *ptr)
 {
     uint32_t align = 256;
-    while (align > 4 && (uintptr_t)ptr % align)
+    while (align > sizeof(act_t) && (uintptr_t)ptr % align)
         align >>= 1;
     return align;
 }
 
-static void set_alignment(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr,
-                          const void *ptr)
-{
-    uint32_t align = alignment_of(ptr);
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof align));
-}
-
-static cublasLtMatrixLayout_t layout(cublasOperation_t op, int rows, int cols, int ld)
+static cublasLtMatrixLayout_t layout(cudaDataType_t type, cublasOperation_t op, int rows, int cols,
+                                     int ld)
 {
     /* op(X) is rows × cols; X itself is stored transposed when op is T */
     cublasLtMatrixLayout_t l;
@@ -63,95 +84,146 @@ static cublasLtMatrixLayout_t layout(cublasOperation_t op, int rows, int cols, i
         rows = cols;
         cols = t;
     }
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, (uint64_t)rows, (uint64_t)cols, ld));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, (uint64_t)rows, (uint64_t)cols, ld));
     return l;
 }
 
-static cublasLtMatmulPreference_t preference(const void *A, const void *B, const void *C)
+static void set_alignment(cublasLtMatmulPreference_t pref,
+                          cublasLtMatmulPreferenceAttributes_t attr, uint32_t align)
+{
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof align));
+}
+
+/* the heuristic's best algorithm for the plan's descriptor and layouts */
+static cublasLtMatmulAlgo_t best_algo(cublasLtHandle_t handle, const gemm_plan *p)
 {
     cublasLtMatmulPreference_t pref;
     size_t workspace = WORKSPACE_BYTES;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, A);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, B);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, C);
-    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, C);
-    return pref;
-}
-
-/* C[m,n] = op(A)[m,k] · op(B)[k,n] + beta·C, column-major, in place (D = C). */
-static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                 const float *A, int lda, const float *B, int ldb, float *C, int ldc, float beta)
-{
-    lt_context *ctx = lt();
-    cublasLtMatmulDesc_t desc;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    cublasLtMatrixLayout_t la = layout(ta, m, k, lda), lb = layout(tb, k, n, ldb),
-                           lc = layout(CUBLAS_OP_N, m, n, ldc);
-    cublasLtMatmulPreference_t pref = preference(A, B, C);
-
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, p->key.align[0]);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, p->key.align[1]);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, p->key.align[2]);
+    set_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, p->key.align[3]);
     cublasLtMatmulHeuristicResult_t best;
     int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx->handle, desc, la, lb, lc, lc, pref, 1,
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->a, p->b, p->c, p->c, pref, 1,
                                                 &best, &found));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (!found) {
-        fprintf(stderr, "cuBLASLt: no fp32 algorithm for m=%d n=%d k=%d\n", m, n, k);
+        fprintf(stderr, "cuBLASLt: no bf16 algorithm for m=%d n=%d k=%d (%s output)\n", p->key.m,
+                p->key.n, p->key.k, p->key.c_type == CUDA_R_32F ? "fp32" : "bf16");
         exit(1);
     }
-    float alpha = 1.0f;
-    CUBLAS_CHECK(cublasLtMatmul(ctx->handle, desc, &alpha, A, la, B, lb, &beta, C, lc, C, lc,
-                                &best.algo, ctx->workspace, WORKSPACE_BYTES, 0));
+    return best.algo;
+}
 
-    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-    CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+static void make_plan(cublasLtHandle_t handle, gemm_plan *p, const gemm_key *key)
+{
+    cublasOperation_t ta = (cublasOperation_t)key->transa, tb = (cublasOperation_t)key->transb;
+    p->key = *key;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    p->a = layout(CUDA_R_16BF, ta, key->m, key->k, key->lda);
+    p->b = layout(CUDA_R_16BF, tb, key->k, key->n, key->ldb);
+    p->c = layout((cudaDataType_t)key->c_type, CUBLAS_OP_N, key->m, key->n, key->ldc);
+    p->algo = best_algo(handle, p);
+}
+
+static void destroy_plan(gemm_plan *p)
+{
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->c));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->b));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->a));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+}
+
+/* The plan for key: found in the table, or made in a free slot (the oldest
+ * plan's when the table is full). */
+static gemm_plan *plan_for(lt_context *ctx, const gemm_key *key)
+{
+    for (int i = 0; i < ctx->used; i++)
+        if (memcmp(&ctx->plans[i].key, key, sizeof *key) == 0)
+            return &ctx->plans[i];
+    gemm_plan *p;
+    if (ctx->used < PLAN_SLOTS) {
+        p = &ctx->plans[ctx->used++];
+    } else {
+        p = &ctx->plans[ctx->oldest];
+        ctx->oldest = (ctx->oldest + 1) % PLAN_SLOTS;
+        destroy_plan(p);
+    }
+    make_plan(ctx->handle, p, key);
+    return p;
+}
+
+/* C[m,n] = op(A)[m,k] · op(B)[k,n] + beta·C, column-major, in place (D = C);
+ * A and B bf16, C of c_type. */
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const act_t *A,
+                 int lda, const act_t *B, int ldb, void *C, cudaDataType_t c_type, int ldc,
+                 float beta)
+{
+    lt_context *ctx = lt();
+    gemm_key key = {ta, tb, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f,
+                    {alignment_of(A), alignment_of(B), alignment_of(C), alignment_of(C)}};
+    gemm_plan *p = plan_for(ctx, &key);
+    float alpha = 1.0f;
+    CUBLAS_CHECK(cublasLtMatmul(ctx->handle, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, C,
+                                p->c, &p->algo, ctx->workspace, WORKSPACE_BYTES, 0));
 }
 
 /* out[m, n] = bias[n]: the product then adds onto it (beta = 1). */
-static __global__ void broadcast_rows(float *out, const float *bias, size_t total, int N)
+static __global__ void broadcast_rows(act_t *out, const act_t *bias, size_t total, int N)
 {
     GRID_STRIDE_LOOP(i, total)
         out[i] = bias[i % N];
 }
 
-void matmul_forward_cuda(float *out, const float *in, const float *weight,
-                         const float *bias, int M, int K, int N)
+void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias, int M,
+                         int K, int N)
 {
     size_t total = (size_t)M * N;
     if (total == 0)
         return;
     if (bias) {
-        broadcast_rows<<<cuda_grid(total), CUDA_BLOCK>>>(out, bias, total, N);
+        broadcast_rows<<<cuda_grid(total), CUDA_BLOCK>>>((act_t *)out, (const act_t *)bias, total,
+                                                         N);
         CUDA_CHECK_LAUNCH();
     } else if (K == 0) {
-        cuda_zero(out, total * sizeof(float));
+        cuda_zero(out, total * sizeof(act_t));
     }
     if (K > 0)
-        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, weight, K, in, K, out, N, bias ? 1.0f : 0.0f);
+        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K, out,
+             CUDA_R_16BF, N, bias ? 1.0f : 0.0f);
 }
 
-/* dbias[n] += dout[i, n] over the rows i */
+/* dbias's terms of row i, columns [n, n + W) */
 struct dout_term {
-    const float *dout;
+    const act_t *dout;
     int N;
-    __device__ float operator()(int i, int n) const { return dout[(size_t)i * N + n]; }
+    template <int W> __device__ void add(float (&acc)[W], int i, int n) const
+    {
+        float d[W];
+        load_floats<W>(d, dout + (size_t)i * N + n);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            acc[k] += d[k];
+    }
 };
 
-void matmul_backward_cuda(float *din, float *dweight, float *dbias,
-                          const float *dout, const float *in, const float *weight,
-                          int M, int K, int N)
+void matmul_backward_cuda(void *din, float *dweight, float *dbias, const void *dout,
+                          const void *in, const void *weight, int M, int K, int N)
 {
+    const act_t *dy = (const act_t *)dout, *x = (const act_t *)in, *w = (const act_t *)weight;
     int empty = M == 0 || K == 0 || N == 0;
     if (din && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, weight, K, dout, N, din, K, 1.0f);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, din, CUDA_R_16BF, K, 1.0f);
     if (dweight && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, in, K, dout, N, dweight, K, 1.0f);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, dweight, CUDA_R_32F, K, 1.0f);
     if (dbias)
-        column_sum_add(dbias, M, N, dout_term{dout, N});
+        column_sum_add(dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
 }

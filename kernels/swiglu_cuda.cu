@@ -1,5 +1,7 @@
-/* SwiGLU: out = silu(gate) · up, silu(g) = g·σ(g).
- * d silu/dg = σ(g) · (1 + g·(1 − σ(g))). */
+/* SwiGLU on bf16 activations: out = silu(gate) · up, silu(g) = g·σ(g);
+ * d silu/dg = σ(g) · (1 + g·(1 − σ(g))). fp32 arithmetic, ACT_VEC values per
+ * access when vectorizable (cuda_launch.cuh). The backward adds into dgate and
+ * dup (each sum rounded once to bf16); either may be NULL. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
@@ -13,37 +15,65 @@ static __device__ float sigmoid(float g)
     return e / (1.0f + e);
 }
 
-static __global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, size_t n)
+template <int W>
+static __global__ void swiglu_forward_kernel(act_t *out, const act_t *gate, const act_t *up,
+                                             size_t n)
 {
-    GRID_STRIDE_LOOP(i, n)
-        out[i] = gate[i] * sigmoid(gate[i]) * up[i];
-}
-
-static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout,
-                                              const float *gate, const float *up, size_t n)
-{
-    GRID_STRIDE_LOOP(i, n) {
-        float g = gate[i], s = sigmoid(g);
-        if (dup)
-            dup[i] += dout[i] * g * s;
-        if (dgate)
-            dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+    GRID_STRIDE_LOOP(i, n / W) {
+        float g[W], u[W];
+        load_floats<W>(g, gate + i * W);
+        load_floats<W>(u, up + i * W);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            g[k] = g[k] * sigmoid(g[k]) * u[k];
+        store_floats<W>(out + i * W, g);
     }
 }
 
-void swiglu_forward_cuda(float *out, const float *gate, const float *up, size_t n)
+template <int W>
+static __global__ void swiglu_backward_kernel(act_t *dgate, act_t *dup, const act_t *dout,
+                                              const act_t *gate, const act_t *up, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n / W) {
+        float d[W], g[W], s[W], acc[W];
+        load_floats<W>(d, dout + i * W);
+        load_floats<W>(g, gate + i * W);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            s[k] = sigmoid(g[k]);
+        if (dup) {
+            load_floats<W>(acc, dup + i * W);
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                acc[k] += d[k] * g[k] * s[k];
+            store_floats<W>(dup + i * W, acc);
+        }
+        if (dgate) {
+            float u[W];
+            load_floats<W>(u, up + i * W);
+            load_floats<W>(acc, dgate + i * W);
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                acc[k] += d[k] * u[k] * s[k] * (1.0f + g[k] * (1.0f - s[k]));
+            store_floats<W>(dgate + i * W, acc);
+        }
+    }
+}
+
+void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n)
 {
     if (n == 0)
         return;
-    swiglu_forward_kernel<<<cuda_grid(n), CUDA_BLOCK>>>(out, gate, up, n);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(swiglu_forward_kernel, vectorizable(n, out, gate, up), n, (act_t *)out,
+                      (const act_t *)gate, (const act_t *)up, n);
 }
 
-void swiglu_backward_cuda(float *dgate, float *dup, const float *dout,
-                          const float *gate, const float *up, size_t n)
+void swiglu_backward_cuda(void *dgate, void *dup, const void *dout, const void *gate,
+                          const void *up, size_t n)
 {
     if (n == 0 || (!dgate && !dup))
         return;
-    swiglu_backward_kernel<<<cuda_grid(n), CUDA_BLOCK>>>(dgate, dup, dout, gate, up, n);
-    CUDA_CHECK_LAUNCH();
+    LAUNCH_VECTORIZED(swiglu_backward_kernel, vectorizable(n, dgate, dup, dout, gate, up), n,
+                      (act_t *)dgate, (act_t *)dup, (const act_t *)dout, (const act_t *)gate,
+                      (const act_t *)up, n);
 }

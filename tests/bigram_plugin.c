@@ -11,8 +11,10 @@ typedef struct bigram {
     const flame_ops *ops;
     int V, nan_every, forwards;
     flame_param_spec spec;
-    float *table, *dtable;
-    float *logits, *dlogits, *losses; /* [n, V], [n, V], [n] */
+    const void *table;         /* the compute view, in the op table's activation type */
+    float *dtable;
+    void *logits, *dlogits;    /* [n, V] activations */
+    float *losses;             /* [n] */
     const int32_t *tokens;
     int n, poisoned;
 } bigram;
@@ -45,7 +47,7 @@ static void destroy(void *model)
 static int n_params(const void *model) { (void)model; return 1; }
 static const flame_param_spec *param(const void *model, int i) { (void)i; return &((const bigram *)model)->spec; }
 
-static void bind(void *model, float *const *params, float *const *grads)
+static void bind(void *model, const void *const *params, float *const *grads)
 {
     bigram *m = model;
     m->table = params[0];
@@ -57,8 +59,8 @@ static int reserve(void *model, int B, int T, char *err, size_t n)
     (void)err, (void)n;
     bigram *m = model;
     size_t rows = (size_t)B * T;
-    m->logits = m->ops->alloc(rows * m->V * sizeof(float));
-    m->dlogits = m->ops->alloc(rows * m->V * sizeof(float));
+    m->logits = m->ops->alloc(rows * m->V * m->ops->act_bytes);
+    m->dlogits = m->ops->alloc(rows * m->V * m->ops->act_bytes);
     m->losses = m->ops->alloc(rows * sizeof(float));
     return m->logits && m->dlogits && m->losses ? 0 : -1;
 }
@@ -70,7 +72,7 @@ static float forward(void *model, const flame_batch *b, float *logits_out)
     m->tokens = b->tokens;
     m->ops->embedding_forward(m->logits, b->tokens, m->table, m->n, m->V);
     if (logits_out)
-        m->ops->copy(logits_out, m->logits, (size_t)m->n * m->V * sizeof(float));
+        m->ops->from_act(logits_out, m->logits, (size_t)m->n * m->V);
     double sum = m->ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, m->n, m->V,
                                        1.0f / m->n);
     m->poisoned = m->nan_every > 0 && ++m->forwards % m->nan_every == 0;
@@ -80,9 +82,9 @@ static float forward(void *model, const flame_batch *b, float *logits_out)
 static void backward(void *model)
 {
     bigram *m = model;
-    if (m->poisoned)
-        m->ops->scale(m->dlogits, NAN, (size_t)m->n * m->V);
     m->ops->embedding_backward(m->dtable, m->dlogits, m->tokens, m->n, m->V);
+    if (m->poisoned)
+        m->ops->scale(m->dtable, NAN, (size_t)m->V * m->V);
 }
 
 static double flops_per_token(const void *model, int T) { (void)T; return 6.0 * ((const bigram *)model)->V; }

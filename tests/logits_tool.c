@@ -283,6 +283,7 @@ static int load_weights(param_store *ps, const char *path, char *err, size_t err
     }
     free(buf);
     safetensors_close(&st);
+    params_sync_compute(ps);
     return status;
 }
 
@@ -375,7 +376,7 @@ static int run(run_state *s, const tool_args *a)
         return FLAME_EXIT_RUNTIME;
     }
     s->have_params = 1;
-    s->plugin->bind(s->model, s->params.value_ptrs, s->params.grad_ptrs);
+    s->plugin->bind(s->model, (const void *const *)s->params.compute_ptrs, s->params.grad_ptrs);
     int status = load_weights(&s->params, a->weights, err, sizeof err);
     if (status != FLAME_EXIT_OK) {
         fprintf(stderr, "logits_tool: %s\n", err);

@@ -124,7 +124,7 @@ static int model_open(test_model *t, const kv_config *cfg, const dims *c)
         t->g[i] = calloc(t->numel[i], sizeof(float));
         fill_param(t->w[i], t->spec[i], t->numel[i]);
     }
-    t->p->bind(t->model, t->w, t->g);
+    t->p->bind(t->model, (const void *const *)t->w, t->g);
     return 0;
 }
 

@@ -1,17 +1,24 @@
 /* GLA's CUDA kernels (plugins/gla/gla_cuda.h) against their CPU references,
  * and the whole GLA model on the CUDA op table against the same model on the
  * CPU one:
+ *  - the same inputs on both sides: drawn on the host as values bf16 holds
+ *    exactly, fp32 for the CPU, cast to bf16 (to_act) for the GPU; bf16
+ *    outputs come back through from_act;
  *  - error measure: ‖gpu − cpu‖ / ‖cpu‖ over each whole output or gradient,
- *    which must stay under 1e-4 (fp32 on both sides; the GPU computes the
- *    recurrence in chunks, the CPU token by token);
+ *    under 1e-2 where the GPU's value passes through bf16 (every activation and
+ *    activation gradient), under 1e-4 where its whole path is fp32 (rstd, dw
+ *    and the checkpoints, from the same inputs; the GPU computes the recurrence
+ *    in chunks, the CPU token by token);
  *  - forward outputs are poisoned with NaN first, so a value left unwritten
- *    fails; gradients are pre-filled with the same random values on both
- *    sides and what the kernels added is compared, so overwriting fails;
+ *    fails; gradients are pre-filled with the same values, of the size of what
+ *    the kernels add, and the GPU's sum is compared with prefill + what the CPU
+ *    added, so overwriting fails;
  *  - the recurrence at sequence lengths 1, 65, 100 and 2048, varlen batches of
  *    uneven documents, tiny heads (H=2, dk=4, dv=8), odd ones (H=3, dk=40,
  *    dv=72), fla's 340M head (H=4, dk=128, dv=256), mild and strong gates;
- *  - the model: the same weights on both backends, a batch with and without
- *    cu_seqlens: the loss, the logits and every parameter's gradient.
+ *  - the model: the same (bf16-exact) weights on both backends, a batch with
+ *    and without cu_seqlens: the loss, the logits and every parameter's
+ *    gradient (see model_case for its tolerances).
  * `test_gla_cuda --bench` times the recurrence at the 340M shape instead
  * (B=8, T=2048). Without CUDA in the build, or without a usable GPU, it prints
  * "SKIP: <reason>" and exits 77. */
@@ -29,26 +36,66 @@
 #include "gla_kernels.h"
 #include "testing.h"
 
-#define TOL 1e-4
+#define TOL_BF16 1e-2 /* a value that passes through bf16 */
+#define TOL_FP32 1e-4 /* a value computed in fp32 from the same inputs */
 
 const flame_plugin *flame_plugin_entry(void);
 
 static const flame_ops *dev = &flame_cuda_ops;
 static const gla_kernels *cpu_k = &gla_kernels_cpu, *gpu_k = &gla_kernels_cuda;
 
+/* ==================================================================== inputs */
+
+/* x rounded to the nearest bf16, ties to even (x finite) */
+static float bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* n random values in [lo, hi] that bf16 holds exactly, so that both sides
+ * compute from the same inputs */
+static float *random_act(size_t n, float lo, float hi)
+{
+    float *x = testing_random(n, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = bf16_round(x[i]);
+    return x;
+}
+
+/* A gradient's prefill: random values of the size (RMS) of what the kernels
+ * add to it, so that an overwrite shows as a large error, and bf16's rounding
+ * of the sum a small one. Of size 1 where they add exactly 0 (the dgk of a
+ * lone token, whose gate acts on the state 0): the GPU adds the rounding
+ * residue of terms that cancel, which the prefill absorbs. */
+static float *prefill_like(const float *added, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)added[i] * added[i];
+    float rms = ss > 0 ? (float)sqrt(ss / (double)n) : 1.0f;
+    return random_act(n, -rms, rms);
+}
+
 /* ==================================================================== memory */
 
-static void *dev_alloc(size_t bytes)
+static void *alloc_on(const flame_ops *ops, size_t bytes)
 {
-    void *p = dev->alloc(bytes);
+    void *p = ops->alloc(bytes);
     if (!p) {
-        fprintf(stderr, "test: out of device memory (%zu bytes)\n", bytes);
+        fprintf(stderr, "test: out of %s memory (%zu bytes)\n", ops->backend, bytes);
         exit(1);
     }
     return p;
 }
 
-static float *to_device(const float *host, size_t n)
+static void *dev_alloc(size_t bytes) { return alloc_on(dev, bytes); }
+
+static float *floats_to_device(const float *host, size_t n)
 {
     float *d = dev_alloc(n * sizeof *d);
     dev->upload(d, host, n * sizeof *d);
@@ -62,58 +109,73 @@ static int32_t *ints_to_device(const int32_t *host, size_t n)
     return d;
 }
 
-static float *filled(size_t n, float value)
+/* n host floats as activations of ops' backend, cast there by its to_act */
+static void *acts_on(const flame_ops *ops, const float *host, size_t n)
 {
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = value;
-    return x;
+    float *staging = alloc_on(ops, n * sizeof *staging);
+    void *a = alloc_on(ops, n * ops->act_bytes);
+    ops->upload(staging, host, n * sizeof *staging);
+    ops->to_act(a, staging, n);
+    ops->free(staging);
+    return a;
 }
 
-/* a device output of n floats, poisoned with NaN */
-static float *dev_poisoned(size_t n)
+static void *acts_to_device(const float *host, size_t n) { return acts_on(dev, host, n); }
+
+/* a device output of `bytes`, poisoned: bytes of all ones are NaN in fp32 and bf16 */
+static void *dev_poisoned(size_t bytes)
 {
-    float *nan = filled(n, NAN), *d = to_device(nan, n);
+    unsigned char *nan = malloc(bytes);
+    memset(nan, 0xff, bytes);
+    void *d = dev_alloc(bytes);
+    dev->upload(d, nan, bytes);
     free(nan);
     return d;
 }
 
-static float *to_host(const float *d, size_t n)
+static float *floats_to_host(const float *d, size_t n)
 {
     float *h = malloc(n * sizeof *h);
     dev->download(h, d, n * sizeof *h);
     return h;
 }
 
+/* n device activations widened by from_act */
+static float *acts_to_host(const void *d, size_t n)
+{
+    float *staging = dev_alloc(n * sizeof *staging);
+    dev->from_act(staging, d, n);
+    float *h = floats_to_host(staging, n);
+    dev->free(staging);
+    return h;
+}
+
 /* ==================================================================== comparisons */
 
-static void report(const char *what, const char *shape, double err, const char *note)
+static void report(const char *what, const char *shape, double err, double tol, const char *note)
 {
     printf("%-24s %-40s rel %.2e%s\n", what, shape, err, note);
-    CHECK(err < TOL, "%s %s: relative error %.3g", what, shape, err);
+    CHECK(err < tol, "%s %s: relative error %.3g (tolerance %g)", what, shape, err, tol);
 }
 
-/* the device result d against the CPU's ref */
-static void compare(const char *what, const char *shape, const float *d, const float *ref, size_t n)
+/* the device's result, on the host (freed here), against the CPU's */
+static void compare(const char *what, const char *shape, float *got, const float *want, size_t n,
+                    double tol)
 {
-    float *h = to_host(d, n);
-    report(what, shape, testing_rel_error(h, ref, n), "");
-    free(h);
+    report(what, shape, testing_rel_error(got, want, n), tol, "");
+    free(got);
 }
 
-/* what the device kernel added to a gradient (d − pre) against what the CPU
- * kernel added (ref − pre) */
-static void compare_added(const char *what, const char *shape, const float *d, const float *ref,
-                          const float *pre, size_t n)
+/* a gradient the device kernel added into (on the host, freed here) against
+ * pre + what the CPU kernel added */
+static void compare_added(const char *what, const char *shape, float *got, const float *added,
+                          const float *pre, size_t n, double tol)
 {
-    float *h = to_host(d, n), *want = testing_copy(ref, n);
-    for (size_t i = 0; i < n; i++) {
-        h[i] -= pre[i];
-        want[i] -= pre[i];
-    }
-    report(what, shape, testing_rel_error(h, want, n), " (added)");
-    free(h);
-    free(want);
+    float *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++)
+        want[i] = pre[i] + added[i];
+    report(what, shape, testing_rel_error(got, want, n), tol, " (added)");
+    free(got), free(want);
 }
 
 /* ==================================================================== the recurrence */
@@ -122,7 +184,6 @@ typedef struct rec_inputs {
     int n;
     size_t nk, nv;
     float *q, *k, *v, *gk, *dout;
-    float *pre[4]; /* the gradients' prefill: dq, dk, dv, dgk */
 } rec_inputs;
 
 static rec_inputs rec_inputs_make(const gla_recurrence_dims *d, float gk_lo)
@@ -130,29 +191,25 @@ static rec_inputs rec_inputs_make(const gla_recurrence_dims *d, float gk_lo)
     rec_inputs in;
     in.n = d->cu_seqlens[d->n_seqs];
     in.nk = (size_t)in.n * d->H * d->dk, in.nv = (size_t)in.n * d->H * d->dv;
-    in.q = testing_random(in.nk, -1, 1);
-    in.k = testing_random(in.nk, -1, 1);
-    in.v = testing_random(in.nv, -1, 1);
-    in.gk = testing_random(in.nk, gk_lo, 0); /* log-sigmoids lie below 0 */
-    in.dout = testing_random(in.nv, -1, 1);
-    for (int i = 0; i < 4; i++)
-        in.pre[i] = testing_random(i == 2 ? in.nv : in.nk, -1, 1);
+    in.q = random_act(in.nk, -1, 1);
+    in.k = random_act(in.nk, -1, 1);
+    in.v = random_act(in.nv, -1, 1);
+    in.gk = random_act(in.nk, gk_lo, 0); /* log-sigmoids lie below 0 */
+    in.dout = random_act(in.nv, -1, 1);
     return in;
 }
 
 static void rec_inputs_free(rec_inputs *in)
 {
     free(in->q), free(in->k), free(in->v), free(in->gk), free(in->dout);
-    for (int i = 0; i < 4; i++)
-        free(in->pre[i]);
 }
 
-/* one run's results: o, checkpoints, dq, dk, dv, dgk */
+static size_t grad_size(const rec_inputs *in, int i) { return i == 2 ? in->nv : in->nk; }
+
+/* the CPU's results: o, checkpoints, and what the backward adds to dq, dk, dv, dgk */
 typedef struct rec_out {
     float *o, *ck, *grad[4];
 } rec_out;
-
-static size_t grad_size(const rec_inputs *in, int i) { return i == 2 ? in->nv : in->nk; }
 
 static rec_out run_cpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats)
 {
@@ -163,7 +220,7 @@ static rec_out run_cpu(const rec_inputs *in, const gla_recurrence_dims *d, size_
     r.o = malloc(in->nv * sizeof *r.o);
     r.ck = calloc(ck_floats, sizeof *r.ck);
     for (int i = 0; i < 4; i++)
-        r.grad[i] = testing_copy(in->pre[i], grad_size(in, i));
+        r.grad[i] = calloc(grad_size(in, i), sizeof *r.grad[i]);
     cpu_k->recurrence_forward(r.o, r.ck, in->q, in->k, in->v, in->gk, d, work, workers);
     cpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], in->dout, in->q, in->k,
                                in->v, in->gk, r.ck, d, work, workers);
@@ -171,17 +228,25 @@ static rec_out run_cpu(const rec_inputs *in, const gla_recurrence_dims *d, size_
     return r;
 }
 
-/* the same on the GPU; the results stay in device memory */
-static rec_out run_gpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats)
+/* the GPU's, in device memory: o and the gradients bf16, the checkpoints fp32 */
+typedef struct rec_dev {
+    void *o, *grad[4];
+    float *ck;
+} rec_dev;
+
+/* the gradients start from pre */
+static rec_dev run_gpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats,
+                       float *const *pre)
 {
-    float *q = to_device(in->q, in->nk), *k = to_device(in->k, in->nk), *v = to_device(in->v, in->nv);
-    float *gk = to_device(in->gk, in->nk), *dout = to_device(in->dout, in->nv);
+    void *q = acts_to_device(in->q, in->nk), *k = acts_to_device(in->k, in->nk);
+    void *v = acts_to_device(in->v, in->nv), *gk = acts_to_device(in->gk, in->nk);
+    void *dout = acts_to_device(in->dout, in->nv);
     float *work = dev_alloc(gpu_k->recurrence_work_floats(in->n, d->H, d->dk, d->dv) * sizeof(float));
-    rec_out r;
-    r.o = dev_poisoned(in->nv);
+    rec_dev r;
+    r.o = dev_poisoned(in->nv * dev->act_bytes);
     r.ck = dev_alloc(ck_floats * sizeof(float)); /* zeros, like the CPU's: varlen leaves slots unused */
     for (int i = 0; i < 4; i++)
-        r.grad[i] = to_device(in->pre[i], grad_size(in, i));
+        r.grad[i] = acts_to_device(pre[i], grad_size(in, i));
     gpu_k->recurrence_forward(r.o, r.ck, q, k, v, gk, d, work, 1);
     gpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], dout, q, k, v, gk, r.ck,
                                d, work, 1);
@@ -200,21 +265,26 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
     /* one more float than needed, so that no size is 0 */
     size_t ck_floats = cpu_k->recurrence_checkpoint_floats(n, H, dk, dv) + 1;
     rec_out want = run_cpu(&in, &d, ck_floats);
+    float *pre[4];
+    for (int i = 0; i < 4; i++)
+        pre[i] = prefill_like(want.grad[i], grad_size(&in, i));
 
     int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
     d.cu_seqlens_backend = cu_dev;
-    rec_out got = run_gpu(&in, &d, ck_floats);
-    compare("recurrence o", shape, got.o, want.o, in.nv);
-    compare("recurrence checkpoints", shape, got.ck, want.ck, ck_floats);
+    rec_dev got = run_gpu(&in, &d, ck_floats, pre);
+    compare("recurrence o", shape, acts_to_host(got.o, in.nv), want.o, in.nv, TOL_BF16);
+    compare("recurrence checkpoints", shape, floats_to_host(got.ck, ck_floats), want.ck, ck_floats,
+            TOL_FP32);
     static const char *const names[4] = {"recurrence dq", "recurrence dk", "recurrence dv",
                                          "recurrence dgk"};
     for (int i = 0; i < 4; i++)
-        compare_added(names[i], shape, got.grad[i], want.grad[i], in.pre[i], grad_size(&in, i));
+        compare_added(names[i], shape, acts_to_host(got.grad[i], grad_size(&in, i)), want.grad[i],
+                      pre[i], grad_size(&in, i), TOL_BF16);
 
     dev->free(cu_dev), dev->free(got.o), dev->free(got.ck);
     free(want.o), free(want.ck);
     for (int i = 0; i < 4; i++)
-        dev->free(got.grad[i]), free(want.grad[i]);
+        dev->free(got.grad[i]), free(want.grad[i]), free(pre[i]);
     rec_inputs_free(&in);
 }
 
@@ -251,30 +321,32 @@ static void test_gate_norm(int rows, int C, int with_do)
     char shape[64];
     snprintf(shape, sizeof shape, "rows=%d C=%d%s", rows, C, with_do ? "" : " (no do)");
     size_t n = (size_t)rows * C;
-    float *o = testing_random(n, -2, 2), *g = testing_random(n, -4, 4);
-    float *w = testing_random(C, 0.5f, 1.5f), *dy = testing_random(n, -1, 1);
-    float *pre_do = testing_random(n, -1, 1), *pre_dg = testing_random(n, -1, 1);
-    float *pre_dw = testing_random(C, -1, 1);
+    float *o = random_act(n, -2, 2), *g = random_act(n, -4, 4);
+    float *w = random_act(C, 0.5f, 1.5f), *dy = random_act(n, -1, 1);
     float eps = 1e-6f;
 
     float *y = malloc(n * sizeof *y), *rstd = malloc(rows * sizeof *rstd);
-    float *d_o = testing_copy(pre_do, n), *dg = testing_copy(pre_dg, n), *dw = testing_copy(pre_dw, C);
+    float *d_o = calloc(n, sizeof *d_o), *dg = calloc(n, sizeof *dg), *dw = calloc(C, sizeof *dw);
     cpu_k->gate_norm_forward(y, rstd, o, g, w, rows, C, eps);
     cpu_k->gate_norm_backward(with_do ? d_o : NULL, dg, dw, dy, o, g, w, rstd, rows, C);
+    float *pre_do = prefill_like(d_o, n), *pre_dg = prefill_like(dg, n);
+    float *pre_dw = prefill_like(dw, C);
 
-    float *o_d = to_device(o, n), *g_d = to_device(g, n), *w_d = to_device(w, C);
-    float *dy_d = to_device(dy, n), *y_d = dev_poisoned(n), *rstd_d = dev_poisoned(rows);
-    float *do_d = to_device(pre_do, n), *dg_d = to_device(pre_dg, n), *dw_d = to_device(pre_dw, C);
+    void *o_d = acts_to_device(o, n), *g_d = acts_to_device(g, n), *w_d = acts_to_device(w, C);
+    void *dy_d = acts_to_device(dy, n), *y_d = dev_poisoned(n * dev->act_bytes);
+    float *rstd_d = dev_poisoned(rows * sizeof(float));
+    void *do_d = acts_to_device(pre_do, n), *dg_d = acts_to_device(pre_dg, n);
+    float *dw_d = floats_to_device(pre_dw, C);
     gpu_k->gate_norm_forward(y_d, rstd_d, o_d, g_d, w_d, rows, C, eps);
     gpu_k->gate_norm_backward(with_do ? do_d : NULL, dg_d, dw_d, dy_d, o_d, g_d, w_d, rstd_d, rows, C);
-    compare("gate_norm y", shape, y_d, y, n);
-    compare("gate_norm rstd", shape, rstd_d, rstd, rows);
+    compare("gate_norm y", shape, acts_to_host(y_d, n), y, n, TOL_BF16);
+    compare("gate_norm rstd", shape, floats_to_host(rstd_d, rows), rstd, rows, TOL_FP32);
     if (with_do)
-        compare_added("gate_norm do", shape, do_d, d_o, pre_do, n);
-    compare_added("gate_norm dg", shape, dg_d, dg, pre_dg, n);
-    compare_added("gate_norm dw", shape, dw_d, dw, pre_dw, C);
+        compare_added("gate_norm do", shape, acts_to_host(do_d, n), d_o, pre_do, n, TOL_BF16);
+    compare_added("gate_norm dg", shape, acts_to_host(dg_d, n), dg, pre_dg, n, TOL_BF16);
+    compare_added("gate_norm dw", shape, floats_to_host(dw_d, C), dw, pre_dw, C, TOL_FP32);
 
-    float *dev_bufs[] = {o_d, g_d, w_d, dy_d, y_d, rstd_d, do_d, dg_d, dw_d};
+    void *dev_bufs[] = {o_d, g_d, w_d, dy_d, y_d, rstd_d, do_d, dg_d, dw_d};
     for (size_t i = 0; i < sizeof dev_bufs / sizeof dev_bufs[0]; i++)
         dev->free(dev_bufs[i]);
     float *host_bufs[] = {o, g, w, dy, pre_do, pre_dg, pre_dw, y, rstd, d_o, dg, dw};
@@ -286,21 +358,21 @@ static void test_gates(size_t n, float normalizer)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu normalizer=%g", n, normalizer);
-    float *x = testing_random(n, -12, 12), *dgk = testing_random(n, -1, 1);
-    float *pre = testing_random(n, -1, 1);
-    float *gk = malloc(n * sizeof *gk), *dx = testing_copy(pre, n);
+    float *x = random_act(n, -12, 12), *dgk = random_act(n, -1, 1);
+    float *gk = malloc(n * sizeof *gk), *dx = calloc(n, sizeof *dx);
     cpu_k->gates_forward(gk, x, n, normalizer);
     cpu_k->gates_backward(dx, dgk, gk, n, normalizer);
+    float *pre = prefill_like(dx, n);
 
-    float *x_d = to_device(x, n), *dgk_d = to_device(dgk, n), *gk_d = dev_poisoned(n);
-    float *dx_d = to_device(pre, n);
+    void *x_d = acts_to_device(x, n), *dgk_d = acts_to_device(dgk, n);
+    void *gk_d = dev_poisoned(n * dev->act_bytes), *dx_d = acts_to_device(pre, n);
     gpu_k->gates_forward(gk_d, x_d, n, normalizer);
     gpu_k->gates_backward(dx_d, dgk_d, gk_d, n, normalizer);
-    compare("gates gk", shape, gk_d, gk, n);
-    compare_added("gates dx", shape, dx_d, dx, pre, n);
+    compare("gates gk", shape, acts_to_host(gk_d, n), gk, n, TOL_BF16);
+    compare_added("gates dx", shape, acts_to_host(dx_d, n), dx, pre, n, TOL_BF16);
     /* in place, as the plugin runs it */
     gpu_k->gates_forward(x_d, x_d, n, normalizer);
-    compare("gates gk (in place)", shape, x_d, gk, n);
+    compare("gates gk (in place)", shape, acts_to_host(x_d, n), gk, n, TOL_BF16);
 
     dev->free(x_d), dev->free(dgk_d), dev->free(gk_d), dev->free(dx_d);
     free(x), free(dgk), free(pre), free(gk), free(dx);
@@ -329,18 +401,23 @@ static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_
 static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
 static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
 
-/* dk = 16, dv = 32: heads narrower than the GPU's tiles of 32 columns */
+/* dk = 16, dv = 32: heads narrower than the GPU's tiles of 32 columns. Two
+ * layers: every layer rounds its activations and their gradients to bf16 on
+ * the GPU, so the model's errors grow with depth; this small config keeps
+ * them under model_case's tolerances, a deeper one may not. */
 static const char *const small_model[][2] = {
     {"hidden_size", "64"}, {"num_hidden_layers", "2"}, {"num_heads", "2"},
     {"vocab_size", "97"},  {"gate_low_rank_dim", "8"}, {"intermediate_size", "96"},
     {"expand_k", "0.5"},   {"expand_v", "1"},          {"norm_eps", "1e-6"},
 };
 
-/* one model on one backend, its parameters and gradients in that backend's memory */
+/* one model on one backend: the parameters as the plugin computes with them
+ * (the backend's activation type) and their fp32 gradients, in its memory */
 typedef struct side {
     const flame_ops *ops;
     void *model;
-    float **w, **g;
+    void **w;
+    float **g;
 } side;
 
 static void *create_model(const flame_ops *ops)
@@ -365,11 +442,10 @@ static int side_open(side *s, const flame_ops *ops, float *const *host_w, const 
     s->w = calloc(n_params, sizeof *s->w);
     s->g = calloc(n_params, sizeof *s->g);
     for (int i = 0; i < n_params; i++) {
-        s->w[i] = ops->alloc(numel[i] * sizeof(float));
-        s->g[i] = ops->alloc(numel[i] * sizeof(float)); /* zero-filled */
-        ops->upload(s->w[i], host_w[i], numel[i] * sizeof(float));
+        s->w[i] = acts_on(ops, host_w[i], numel[i]); /* bf16-exact: the same on both sides */
+        s->g[i] = alloc_on(ops, numel[i] * sizeof(float)); /* zero-filled */
     }
-    p->bind(s->model, s->w, s->g);
+    p->bind(s->model, (const void *const *)s->w, s->g);
     int rc = p->reserve(s->model, B, T, err, sizeof err);
     CHECK(rc == 0, "reserve on %s: %s", ops->backend, err);
     return rc;
@@ -385,14 +461,14 @@ static void side_close(side *s, int n_params)
     free(s->w), free(s->g);
 }
 
-/* forward (logits into the backend buffer) and backward on a fresh gradient */
+/* forward (fp32 logits into the backend buffer) and backward on a fresh gradient */
 static float side_step(side *s, const int32_t *tokens, const int32_t *targets, int B, int T,
                        const int32_t *cu, int n_seqs, float *logits, const size_t *numel,
                        int n_params)
 {
     const flame_plugin *p = flame_plugin_entry();
     size_t n = (size_t)B * T;
-    int32_t *tok = s->ops->alloc(n * sizeof *tok), *tgt = s->ops->alloc(n * sizeof *tgt);
+    int32_t *tok = alloc_on(s->ops, n * sizeof *tok), *tgt = alloc_on(s->ops, n * sizeof *tgt);
     s->ops->upload(tok, tokens, n * sizeof *tok);
     s->ops->upload(tgt, targets, n * sizeof *tgt);
     for (int i = 0; i < n_params; i++)
@@ -404,16 +480,34 @@ static float side_step(side *s, const int32_t *tokens, const int32_t *targets, i
     return loss;
 }
 
+/* Σ (a − b)² into *num and Σ b² into *den */
+static void add_squares(const float *a, const float *b, size_t n, double *num, double *den)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        *num += d * d;
+        *den += (double)b[i] * b[i];
+    }
+}
+
+/* The loss, the logits and the gradient of all the parameters together (one
+ * vector) within TOL_BF16. Each parameter's gradient alone gets 5e-2: one of
+ * small norm can be a sum of terms that mostly cancel, while the errors of
+ * the bf16 activations it is summed from do not, so its relative error can
+ * exceed the whole vector's; a missing or wrong gradient still shows as an
+ * error near 1. */
 static void model_case(const char *name, side *cpu, side *gpu, const flame_plugin *p, int B, int T,
                        const int32_t *cu, int n_seqs, const size_t *numel, int n_params)
 {
+    const double tol_param = 5e-2;
     size_t n = (size_t)B * T, V = (size_t)p->vocab_size(cpu->model);
     int32_t *tokens = malloc(n * sizeof *tokens), *targets = malloc(n * sizeof *targets);
     for (size_t i = 0; i < n; i++) {
         tokens[i] = (int32_t)(testing_uniform() * V);
         targets[i] = i % 17 == 3 ? -1 : (int32_t)(testing_uniform() * V); /* some ignored */
     }
-    float *logits_cpu = malloc(n * V * sizeof *logits_cpu), *logits_gpu = dev_poisoned(n * V);
+    float *logits_cpu = malloc(n * V * sizeof *logits_cpu);
+    float *logits_gpu = dev_poisoned(n * V * sizeof(float));
     float want = side_step(cpu, tokens, targets, B, T, cu, n_seqs, logits_cpu, numel, n_params);
     float got = side_step(gpu, tokens, targets, B, T, cu, n_seqs, logits_gpu, numel, n_params);
 
@@ -421,18 +515,23 @@ static void model_case(const char *name, side *cpu, side *gpu, const flame_plugi
     snprintf(shape, sizeof shape, "%s B=%d T=%d", name, B, T);
     double err = fabs((double)got - want) / fabs((double)want);
     printf("%-24s %-40s rel %.2e (%.7g)\n", "model loss", shape, err, want);
-    CHECK(err < TOL, "model loss %s: %.9g, expected %.9g", shape, got, want);
-    compare("model logits", shape, logits_gpu, logits_cpu, n * V);
+    CHECK(err < TOL_BF16, "model loss %s: %.9g, expected %.9g", shape, got, want);
+    compare("model logits", shape, floats_to_host(logits_gpu, n * V), logits_cpu, n * V, TOL_BF16);
+    double num_all = 0, den_all = 0;
     for (int i = 0; i < n_params; i++) {
-        float *g = malloc(numel[i] * sizeof *g);
-        memcpy(g, cpu->g[i], numel[i] * sizeof *g);
-        float *h = to_host(gpu->g[i], numel[i]);
-        err = testing_rel_error(h, g, numel[i]);
+        float *h = floats_to_host(gpu->g[i], numel[i]);
+        double num = 0, den = 0;
+        add_squares(h, cpu->g[i], numel[i], &num, &den); /* the CPU's memory is the host's */
+        num_all += num, den_all += den;
+        err = sqrt(num) / (sqrt(den) + 1e-30);
         const char *pname = p->param(cpu->model, i)->name;
         printf("  grad %-52s rel %.2e\n", pname, err);
-        CHECK(err < TOL, "model %s: gradient of %s, relative error %.3g", shape, pname, err);
-        free(g), free(h);
+        CHECK(err < tol_param, "model %s: gradient of %s, relative error %.3g (tolerance %g)",
+              shape, pname, err, tol_param);
+        free(h);
     }
+    err = sqrt(num_all) / (sqrt(den_all) + 1e-30);
+    report("model gradient (all)", shape, err, TOL_BF16, "");
     dev->free(logits_gpu);
     free(logits_cpu), free(tokens), free(targets);
 }
@@ -452,9 +551,11 @@ static void test_model(void)
         numel[i] = 1;
         for (int dim = 0; dim < s->ndim; dim++)
             numel[i] *= (size_t)s->shape[dim];
-        /* norms around 1, matrices and the bias small and never zero */
-        host_w[i] = s->init == FLAME_INIT_ONES ? testing_random(numel[i], 0.7f, 1.3f)
-                                               : testing_random(numel[i], -0.2f, 0.2f);
+        /* norms around 1; matrices and the bias never zero, at the scale of
+         * training (std 0.029 beside init_std 0.02): much larger weights make
+         * each layer amplify the bf16 rounding of the one before */
+        host_w[i] = s->init == FLAME_INIT_ONES ? random_act(numel[i], 0.7f, 1.3f)
+                                               : random_act(numel[i], -0.05f, 0.05f);
     }
     p->destroy(probe);
     side cpu = {0}, gpu = {0};
@@ -491,13 +592,12 @@ static void bench(int B, int T, int reps)
     gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL};
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
     d.cu_seqlens_backend = cu_dev;
-    size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv;
-    float *x = testing_random(nv, -1, 1), *g = testing_random(nk, -0.1f, 0);
-    float *q = to_device(x, nk), *k = to_device(x + 1, nk), *v = to_device(x, nv);
-    float *gk = to_device(g, nk), *dout = to_device(x, nv);
-    float *o = dev_alloc(nv * sizeof(float)), *dq = dev_alloc(nk * sizeof(float));
-    float *dkk = dev_alloc(nk * sizeof(float)), *dvv = dev_alloc(nv * sizeof(float));
-    float *dgk = dev_alloc(nk * sizeof(float));
+    size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv, act = dev->act_bytes;
+    float *x = random_act(nv, -1, 1), *g = random_act(nk, -0.1f, 0);
+    void *q = acts_to_device(x, nk), *k = acts_to_device(x + 1, nk), *v = acts_to_device(x, nv);
+    void *gk = acts_to_device(g, nk), *dout = acts_to_device(x, nv);
+    void *o = dev_alloc(nv * act), *dq = dev_alloc(nk * act), *dkk = dev_alloc(nk * act);
+    void *dvv = dev_alloc(nv * act), *dgk = dev_alloc(nk * act);
     size_t ck_floats = gpu_k->recurrence_checkpoint_floats(n, H, dk, dv);
     size_t work_floats = gpu_k->recurrence_work_floats(n, H, dk, dv);
     float *ck = dev_alloc(ck_floats * sizeof(float)), *work = dev_alloc(work_floats * sizeof(float));
@@ -519,7 +619,7 @@ static void bench(int B, int T, int reps)
            "(mean of %d; checkpoints %.0f MiB, work %.0f MiB)\n",
            H, dk, dv, B, T, fwd / reps, bwd / reps, reps, ck_floats * 4.0 / 1048576,
            work_floats * 4.0 / 1048576);
-    float *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work};
+    void *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dev->free(bufs[i]);
     dev->free(cu_dev);
@@ -539,7 +639,9 @@ int main(int argc, char **argv)
         bench(8, 2048, 10);
         return testing_result("test_gla_cuda --bench");
     }
-    printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g\n", TOL);
+    printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g through bf16, "
+           "%g where fp32 throughout\n",
+           TOL_BF16, TOL_FP32);
     test_recurrences();
     const int gn[][2] = {{1, 8}, {200, 8}, {37, 67}, {400, 256}, {65536, 256}};
     for (int i = 0; i < 5; i++)

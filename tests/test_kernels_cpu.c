@@ -624,7 +624,7 @@ static void test_adamw(void)
             delta_ref[i] = -lr * (mhat / (sqrt(vhat) + eps) + wd * p_ref[i]);
             p_ref[i] += delta_ref[i];
         }
-        ops->adamw(param, grad, m, v, n, lr, beta1, beta2, eps, wd, t);
+        ops->adamw(param, param, grad, m, v, n, lr, beta1, beta2, eps, wd, t);
         float delta[n];
         for (int i = 0; i < n; i++)
             delta[i] = param[i] - before[i];

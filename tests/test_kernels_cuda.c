@@ -1,37 +1,80 @@
 /* The CUDA op table against the CPU one (the oracle), op by op, on random
- * inputs that are never all zero, at several shapes, odd ones included.
+ * inputs that are never all zero, at several shapes, odd ones included, and on
+ * pointers into the middle of larger buffers.
+ *  - Activations are bf16 on the GPU and fp32 on the CPU. Every activation
+ *    input is drawn, rounded to a bf16 value here (round_bf16), and given to
+ *    both sides as the same numbers: to the CPU as they are, to the GPU
+ *    uploaded as fp32 and cast with to_act. bf16 outputs come back through
+ *    from_act.
  *  - Error measure: the norm-based relative error ‖gpu − cpu‖ / ‖cpu‖ over
- *    each whole output, which must be under 1e-4 (fp32 on both sides; only the
- *    order of additions differs). Scalars: |gpu − cpu| / |cpu|.
+ *    each whole output, under 1e-2 for bf16 outputs (their rounding is 2^-9
+ *    relative at most) and under 1e-4 for fp32 outputs (fp32 arithmetic on
+ *    both sides over the same inputs: only the order of additions differs).
+ *    Scalars: |gpu − cpu| / |cpu|, under 1e-4.
  *  - Forward outputs are poisoned with NaN before the op: an element it
  *    leaves unwritten makes the error NaN, which fails.
  *  - Backward gradients are pre-filled with the same random values on both
  *    sides, and what the op added (after − before) is compared: an op that
- *    overwrites instead of adding fails.
+ *    overwrites instead of adding fails. A bf16 gradient stores its sum
+ *    rounded, so the CPU's sum is rounded to bf16 before its part is taken.
+ *  - Exact checks: the casts (to_act against round_bf16, ties included) and
+ *    adamw's bf16 copy (against round_bf16 of the GPU's own fp32 parameters).
  * Without a usable GPU (or without CUDA in the build) it prints
  * "SKIP: <reason>" and exits 77, Automake's "skipped". */
 #include <stdio.h>
 
 #ifdef FLAME_HAVE_CUDA
+#include <float.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
 #include "cuda_kernels.h"
 #include "testing.h"
 
-#define TOL 1e-4
+#define TOL_ACT 1e-2
+#define TOL_F32 1e-4
 
 static const flame_ops *cpu = &flame_cpu_ops;
 static const flame_ops *gpu = &flame_cuda_ops;
 
+/* x rounded to the nearest bf16 value, ties to even (NaN stays NaN) */
+static float round_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return x;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* n random bf16 values in [lo, hi), held as fp32 */
+static float *random_act(size_t n, float lo, float hi)
+{
+    float *x = testing_random(n, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = round_bf16(x[i]);
+    return x;
+}
+
+static float *nan_buffer(size_t n)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
 /* ---- device buffers, all freed at the end of each case ---- */
 
-#define MAX_BUFFERS 32
+#define MAX_BUFFERS 64
 static void *buffers[MAX_BUFFERS];
 static int n_buffers;
 
-/* A device buffer of n floats that starts `offset` floats into its
- * allocation: ops get pointers into larger buffers too. */
+/* Device memory for `bytes` that starts `offset_bytes` into its allocation:
+ * ops get pointers into larger buffers too. */
 static void *dev_alloc(size_t bytes, size_t offset_bytes)
 {
     if (n_buffers == MAX_BUFFERS) {
@@ -53,14 +96,25 @@ static void release_all(void)
         gpu->free(buffers[--n_buffers]);
 }
 
-static float *dev_at(const float *host, size_t n, size_t offset)
+/* n fp32 values, `offset` floats into their buffer */
+static float *dev_f32_at(const float *host, size_t n, size_t offset)
 {
     float *d = dev_alloc(n * sizeof *d, offset * sizeof *d);
     gpu->upload(d, host, n * sizeof *d);
     return d;
 }
 
-static float *dev(const float *host, size_t n) { return dev_at(host, n, 0); }
+static float *dev_f32(const float *host, size_t n) { return dev_f32_at(host, n, 0); }
+
+/* n activations cast from fp32 with to_act, `offset` activations into their buffer */
+static void *dev_act_at(const float *host, size_t n, size_t offset)
+{
+    void *d = dev_alloc(n * gpu->act_bytes, offset * gpu->act_bytes);
+    gpu->to_act(d, dev_f32(host, n), n);
+    return d;
+}
+
+static void *dev_act(const float *host, size_t n) { return dev_act_at(host, n, 0); }
 
 static int32_t *dev_tokens(const int32_t *host, size_t n)
 {
@@ -69,64 +123,111 @@ static int32_t *dev_tokens(const int32_t *host, size_t n)
     return d;
 }
 
-static float *nan_buffer(size_t n)
+/* a device output poisoned with NaN */
+static float *dev_f32_poisoned(size_t n, size_t offset)
 {
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = NAN;
-    return x;
-}
-
-/* a device output of n floats, poisoned with NaN */
-static float *dev_poisoned(size_t n, size_t offset)
-{
-    float *nan = nan_buffer(n);
-    float *d = dev_at(nan, n, offset);
+    float *nan = nan_buffer(n), *d = dev_f32_at(nan, n, offset);
     free(nan);
     return d;
 }
 
-static float *to_host(const float *d, size_t n)
+static void *dev_act_poisoned(size_t n, size_t offset)
+{
+    float *nan = nan_buffer(n);
+    void *d = dev_act_at(nan, n, offset);
+    free(nan);
+    return d;
+}
+
+static float *host_f32(const float *d, size_t n)
 {
     float *h = malloc(n * sizeof *h);
     gpu->download(h, d, n * sizeof *h);
     return h;
 }
 
+/* activations back as fp32, through from_act */
+static float *host_act(const void *d, size_t n)
+{
+    float *wide = dev_alloc(n * sizeof *wide, 0);
+    gpu->from_act(wide, d, n);
+    return host_f32(wide, n);
+}
+
 /* ---- comparisons ---- */
 
-/* Compares the device result d with the CPU's ref; frees neither. */
-static void compare(const char *op, const char *shape, const float *d, const float *ref, size_t n)
+static void compare(const char *op, const char *shape, const char *note, const float *got,
+                    const float *want, size_t n, double tol)
 {
-    float *h = to_host(d, n);
-    double err = testing_rel_error(h, ref, n);
-    printf("%-22s %-30s rel %.2e\n", op, shape, err);
-    CHECK(err < TOL, "%s %s: relative error %.3g", op, shape, err);
+    double err = testing_rel_error(got, want, n);
+    printf("%-28s %-36s rel %.2e%s\n", op, shape, err, note);
+    CHECK(err < tol, "%s %s%s: relative error %.3g (tolerance %g)", op, shape, note, err, tol);
+}
+
+/* a bf16 output against the CPU's fp32 one */
+static void check_act(const char *op, const char *shape, const void *d, const float *want, size_t n)
+{
+    float *h = host_act(d, n);
+    compare(op, shape, "", h, want, n, TOL_ACT);
     free(h);
 }
 
-/* Compares what the device op added to a gradient (d − pre) with what the
- * CPU op added (ref − pre). */
-static void compare_added(const char *op, const char *shape, const float *d, const float *ref,
-                          const float *pre, size_t n)
+static void check_f32(const char *op, const char *shape, const float *d, const float *want,
+                      size_t n)
 {
-    float *h = to_host(d, n), *want = testing_copy(ref, n);
-    for (size_t i = 0; i < n; i++) {
-        h[i] -= pre[i];
-        want[i] -= pre[i];
-    }
-    double err = testing_rel_error(h, want, n);
-    printf("%-22s %-30s rel %.2e (added)\n", op, shape, err);
-    CHECK(err < TOL, "%s %s: relative error of the added gradient %.3g", op, shape, err);
+    float *h = host_f32(d, n);
+    compare(op, shape, "", h, want, n, TOL_F32);
     free(h);
-    free(want);
+}
+
+/* What the device op added to a gradient (got − pre) against what the CPU
+ * op added (want − pre). */
+static void compare_added(const char *op, const char *shape, float *got, const float *want,
+                          const float *pre, size_t n, double tol)
+{
+    float *added = malloc(n * sizeof *added);
+    for (size_t i = 0; i < n; i++) {
+        got[i] -= pre[i];
+        added[i] = want[i] - pre[i];
+    }
+    compare(op, shape, " (added)", got, added, n, tol);
+    free(added);
+}
+
+/* a bf16 gradient: the CPU's sum rounded as the GPU stores it */
+static void check_added_act(const char *op, const char *shape, const void *d, const float *want,
+                            const float *pre, size_t n)
+{
+    float *h = host_act(d, n), *rounded = malloc(n * sizeof *rounded);
+    for (size_t i = 0; i < n; i++)
+        rounded[i] = round_bf16(want[i]);
+    compare_added(op, shape, h, rounded, pre, n, TOL_ACT);
+    free(h);
+    free(rounded);
+}
+
+static void check_added_f32(const char *op, const char *shape, const float *d, const float *want,
+                            const float *pre, size_t n)
+{
+    float *h = host_f32(d, n);
+    compare_added(op, shape, h, want, pre, n, TOL_F32);
+    free(h);
 }
 
 static void compare_scalar(const char *op, const char *shape, double got, double want)
 {
     double err = fabs(got - want) / (fabs(want) + 1e-300);
-    printf("%-22s %-30s rel %.2e (%.9g)\n", op, shape, err, want);
-    CHECK(err < TOL, "%s %s: %.9g, expected %.9g", op, shape, got, want);
+    printf("%-28s %-36s rel %.2e (%.9g)\n", op, shape, err, want);
+    CHECK(err < TOL_F32, "%s %s: %.9g, expected %.9g", op, shape, got, want);
+}
+
+/* bit-for-bit equality of n floats; returns the number of differences */
+static size_t count_differences(const float *a, const float *b, size_t n)
+{
+    size_t diffs = 0;
+    for (size_t i = 0; i < n; i++)
+        diffs += memcmp(&a[i], &b[i], sizeof a[i]) != 0;
+    return diffs;
 }
 
 /* ---- memory ---- */
@@ -137,15 +238,45 @@ static void test_memory(size_t n)
     snprintf(shape, sizeof shape, "n=%zu", n);
     float *x = testing_random(n, -1, 1), *zeros = calloc(n, sizeof *zeros);
     float *fresh = dev_alloc(n * sizeof(float), 0); /* alloc promises zeros */
-    compare("alloc (zero-filled)", shape, fresh, zeros, n);
-    float *d = dev(x, n), *copy = dev_poisoned(n, 1);
+    check_f32("alloc (zero-filled)", shape, fresh, zeros, n);
+    float *d = dev_f32(x, n), *copy = dev_f32_poisoned(n, 1);
     gpu->copy(copy, d, n * sizeof(float));
-    compare("upload+copy+download", shape, copy, x, n);
+    check_f32("upload+copy+download", shape, copy, x, n);
     gpu->zero(d, n * sizeof(float));
-    compare("zero", shape, d, zeros, n);
+    check_f32("zero", shape, d, zeros, n);
     release_all();
     free(x);
     free(zeros);
+}
+
+/* ---- casts ---- */
+
+/* to_act then from_act: every value must come back as round_bf16 of itself,
+ * ties and overflow included */
+static void test_casts(size_t n, size_t offset)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " unaligned" : "");
+    const float special[] = {
+        0.0f, -0.0f, 1.0f + 0x1p-8f /* tie: down to 1 (even) */,
+        1.0f + 3 * 0x1p-8f /* tie: up to 1 + 2^-6 (even) */, -(1.0f + 0x1p-8f),
+        1.0f + 0x1p-8f + 0x1p-20f /* just above a tie: up */, 3.0e38f, FLT_MAX /* to inf */,
+        -FLT_MAX, INFINITY, -INFINITY, 1e-30f};
+    float *x = testing_random(n, -3, 3), *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n && i < sizeof special / sizeof special[0]; i++)
+        x[i] = special[i];
+    for (size_t i = 0; i < n; i++)
+        want[i] = round_bf16(x[i]);
+    void *d = dev_act_at(x, n, offset);
+    float *back = host_act(d, n);
+    size_t diffs = count_differences(back, want, n);
+    printf("%-28s %-36s %zu of %zu differ from round-to-nearest-even\n", "to_act+from_act", shape,
+           diffs, n);
+    CHECK(diffs == 0, "to_act/from_act %s: %zu values differ from round_bf16", shape, diffs);
+    release_all();
+    free(x);
+    free(want);
+    free(back);
 }
 
 /* ---- matmul ---- */
@@ -154,28 +285,28 @@ static void test_matmul(int M, int K, int N, int with_bias, size_t offset)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s%s", M, K, N, with_bias ? " bias" : "",
-             offset ? " unaligned" : "");
+             offset ? " offset" : "");
     size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
-    float *in = testing_random(nin, -1, 1), *w = testing_random(nw, -1, 1);
-    float *b = testing_random(N, -1, 1), *out = nan_buffer(nout);
-    float *d_in = dev_at(in, nin, offset), *d_w = dev_at(w, nw, offset), *d_b = dev(b, N);
-    float *d_out = dev_poisoned(nout, offset);
+    float *in = random_act(nin, -1, 1), *w = random_act(nw, -1, 1);
+    float *b = random_act(N, -1, 1), *out = nan_buffer(nout);
+    void *d_in = dev_act_at(in, nin, offset), *d_w = dev_act_at(w, nw, offset);
+    void *d_b = dev_act(b, N), *d_out = dev_act_poisoned(nout, offset);
     cpu->matmul_forward(out, in, w, with_bias ? b : NULL, M, K, N);
     gpu->matmul_forward(d_out, d_in, d_w, with_bias ? d_b : NULL, M, K, N);
-    compare("matmul_forward", shape, d_out, out, nout);
+    check_act("matmul_forward", shape, d_out, out, nout);
 
-    float *dout = testing_random(nout, -1, 1);
-    float *din = testing_random(nin, -1, 1), *dw = testing_random(nw, -1, 1);
+    float *dout = random_act(nout, -1, 1);
+    float *din = random_act(nin, -1, 1), *dw = testing_random(nw, -1, 1);
     float *db = testing_random(N, -1, 1);
     float *din0 = testing_copy(din, nin), *dw0 = testing_copy(dw, nw), *db0 = testing_copy(db, N);
-    float *d_dout = dev(dout, nout), *d_din = dev_at(din, nin, offset), *d_dw = dev(dw, nw);
-    float *d_db = dev(db, N);
+    void *d_dout = dev_act(dout, nout), *d_din = dev_act_at(din, nin, offset);
+    float *d_dw = dev_f32(dw, nw), *d_db = dev_f32(db, N);
     cpu->matmul_backward(din, dw, with_bias ? db : NULL, dout, in, w, M, K, N);
     gpu->matmul_backward(d_din, d_dw, with_bias ? d_db : NULL, d_dout, d_in, d_w, M, K, N);
-    compare_added("matmul_backward din", shape, d_din, din, din0, nin);
-    compare_added("matmul_backward dw", shape, d_dw, dw, dw0, nw);
+    check_added_act("matmul_backward din", shape, d_din, din, din0, nin);
+    check_added_f32("matmul_backward dw", shape, d_dw, dw, dw0, nw);
     if (with_bias)
-        compare_added("matmul_backward dbias", shape, d_db, db, db0, N);
+        check_added_f32("matmul_backward dbias", shape, d_db, db, db0, N);
     release_all();
     free(in); free(w); free(b); free(out); free(dout);
     free(din); free(dw); free(db); free(din0); free(dw0); free(db0);
@@ -187,15 +318,41 @@ static void test_matmul_dweight_only(int M, int K, int N)
     char shape[64];
     snprintf(shape, sizeof shape, "M=%d K=%d N=%d din=NULL", M, K, N);
     size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
-    float *in = testing_random(nin, -1, 1), *w = testing_random(nw, -1, 1);
-    float *dout = testing_random(nout, -1, 1), *dw = testing_random(nw, -1, 1);
+    float *in = random_act(nin, -1, 1), *w = random_act(nw, -1, 1);
+    float *dout = random_act(nout, -1, 1), *dw = testing_random(nw, -1, 1);
     float *dw0 = testing_copy(dw, nw);
-    float *d_dw = dev(dw, nw);
+    float *d_dw = dev_f32(dw, nw);
     cpu->matmul_backward(NULL, dw, NULL, dout, in, w, M, K, N);
-    gpu->matmul_backward(NULL, d_dw, NULL, dev(dout, nout), dev(in, nin), dev(w, nw), M, K, N);
-    compare_added("matmul_backward dw", shape, d_dw, dw, dw0, nw);
+    gpu->matmul_backward(NULL, d_dw, NULL, dev_act(dout, nout), dev_act(in, nin), dev_act(w, nw),
+                         M, K, N);
+    check_added_f32("matmul_backward dw", shape, d_dw, dw, dw0, nw);
     release_all();
     free(in); free(w); free(dout); free(dw); free(dw0);
+}
+
+/* Many shapes in a row, more than the backend keeps plans for, then the
+ * first again: products stay right when plans are made, reused and replaced. */
+static void test_matmul_many_shapes(int shapes)
+{
+    const int K = 24, N = 40;
+    for (int pass = 0; pass < 2; pass++)
+        for (int M = 1; M <= (pass ? 2 : shapes); M++) {
+            char shape[64];
+            snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s", M, K, N, pass ? " again" : "");
+            size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+            float *in = random_act(nin, -1, 1), *w = random_act(nw, -1, 1);
+            float *out = nan_buffer(nout);
+            void *d_out = dev_act_poisoned(nout, 0);
+            cpu->matmul_forward(out, in, w, NULL, M, K, N);
+            gpu->matmul_forward(d_out, dev_act(in, nin), dev_act(w, nw), NULL, M, K, N);
+            float *h = host_act(d_out, nout);
+            double err = testing_rel_error(h, out, nout);
+            CHECK(err < TOL_ACT, "matmul_forward %s: relative error %.3g", shape, err);
+            if (M == shapes || pass)
+                printf("%-28s %-36s rel %.2e\n", "matmul_forward (plans)", shape, err);
+            release_all();
+            free(in); free(w); free(out); free(h);
+        }
 }
 
 /* ---- embedding ---- */
@@ -215,46 +372,50 @@ static void test_embedding(int V, int n, int C, int range)
     snprintf(shape, sizeof shape, "V=%d n=%d C=%d tokens<%d", V, n, C, range);
     size_t ntab = (size_t)V * C, nout = (size_t)n * C;
     int32_t *tokens = random_tokens(n, range);
-    float *table = testing_random(ntab, -1, 1), *out = nan_buffer(nout);
+    float *table = random_act(ntab, -1, 1), *out = nan_buffer(nout);
     int32_t *d_tokens = dev_tokens(tokens, n);
-    float *d_table = dev(table, ntab), *d_out = dev_poisoned(nout, 0);
+    void *d_table = dev_act(table, ntab), *d_out = dev_act_poisoned(nout, 0);
     cpu->embedding_forward(out, tokens, table, n, C);
     gpu->embedding_forward(d_out, d_tokens, d_table, n, C);
-    compare("embedding_forward", shape, d_out, out, nout);
+    check_act("embedding_forward", shape, d_out, out, nout);
 
-    float *dout = testing_random(nout, -1, 1), *dtab = testing_random(ntab, -1, 1);
-    float *dtab0 = testing_copy(dtab, ntab), *d_dtab = dev(dtab, ntab);
+    float *dout = random_act(nout, -1, 1), *dtab = testing_random(ntab, -1, 1);
+    float *dtab0 = testing_copy(dtab, ntab), *d_dtab = dev_f32(dtab, ntab);
     cpu->embedding_backward(dtab, dout, tokens, n, C);
-    gpu->embedding_backward(d_dtab, dev(dout, nout), d_tokens, n, C);
-    compare_added("embedding_backward", shape, d_dtab, dtab, dtab0, ntab);
+    gpu->embedding_backward(d_dtab, dev_act(dout, nout), d_tokens, n, C);
+    check_added_f32("embedding_backward", shape, d_dtab, dtab, dtab0, ntab);
     release_all();
     free(tokens); free(table); free(out); free(dout); free(dtab); free(dtab0);
 }
 
 /* ---- RMSNorm ---- */
 
-static void test_rmsnorm(int n, int C, int with_dx)
+static void test_rmsnorm(int n, int C, int with_dx, size_t offset)
 {
     char shape[64];
-    snprintf(shape, sizeof shape, "n=%d C=%d%s", n, C, with_dx ? "" : " dx=NULL");
+    snprintf(shape, sizeof shape, "n=%d C=%d%s%s", n, C, with_dx ? "" : " dx=NULL",
+             offset ? " offset" : "");
     size_t nx = (size_t)n * C;
-    float *x = testing_random(nx, -2, 2), *w = testing_random(C, 0.5f, 1.5f);
+    float *x = random_act(nx, -2, 2), *w = random_act(C, 0.5f, 1.5f);
     float *out = nan_buffer(nx), *rstd = nan_buffer(n);
-    float *d_x = dev(x, nx), *d_w = dev(w, C);
-    float *d_out = dev_poisoned(nx, 0), *d_rstd = dev_poisoned(n, 0);
+    void *d_x = dev_act_at(x, nx, offset), *d_w = dev_act(w, C);
+    void *d_out = dev_act_poisoned(nx, offset);
+    float *d_rstd = dev_f32_poisoned(n, 0);
     cpu->rmsnorm_forward(out, rstd, x, w, n, C, 1e-5f);
     gpu->rmsnorm_forward(d_out, d_rstd, d_x, d_w, n, C, 1e-5f);
-    compare("rmsnorm_forward out", shape, d_out, out, nx);
-    compare("rmsnorm_forward rstd", shape, d_rstd, rstd, n);
+    check_act("rmsnorm_forward out", shape, d_out, out, nx);
+    check_f32("rmsnorm_forward rstd", shape, d_rstd, rstd, n);
 
-    float *dout = testing_random(nx, -1, 1), *dx = testing_random(nx, -1, 1);
+    float *dout = random_act(nx, -1, 1), *dx = random_act(nx, -1, 1);
     float *dw = testing_random(C, -1, 1), *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C);
-    float *d_dx = dev(dx, nx), *d_dw = dev(dw, C);
+    void *d_dx = dev_act_at(dx, nx, offset);
+    float *d_dw = dev_f32(dw, C);
     cpu->rmsnorm_backward(with_dx ? dx : NULL, dw, dout, x, w, rstd, n, C);
-    gpu->rmsnorm_backward(with_dx ? d_dx : NULL, d_dw, dev(dout, nx), d_x, d_w, d_rstd, n, C);
+    gpu->rmsnorm_backward(with_dx ? d_dx : NULL, d_dw, dev_act_at(dout, nx, offset), d_x, d_w,
+                          d_rstd, n, C);
     if (with_dx)
-        compare_added("rmsnorm_backward dx", shape, d_dx, dx, dx0, nx);
-    compare_added("rmsnorm_backward dw", shape, d_dw, dw, dw0, C);
+        check_added_act("rmsnorm_backward dx", shape, d_dx, dx, dx0, nx);
+    check_added_f32("rmsnorm_backward dw", shape, d_dw, dw, dw0, C);
     release_all();
     free(x); free(w); free(out); free(rstd); free(dout); free(dx); free(dw); free(dx0); free(dw0);
 }
@@ -265,43 +426,45 @@ static void test_swiglu(size_t n, int with_dup)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu%s", n, with_dup ? "" : " dup=NULL");
-    float *gate = testing_random(n, -6, 6), *up = testing_random(n, -2, 2), *out = nan_buffer(n);
-    float *d_gate = dev(gate, n), *d_up = dev(up, n), *d_out = dev_poisoned(n, 0);
+    float *gate = random_act(n, -6, 6), *up = random_act(n, -2, 2), *out = nan_buffer(n);
+    void *d_gate = dev_act(gate, n), *d_up = dev_act(up, n), *d_out = dev_act_poisoned(n, 0);
     cpu->swiglu_forward(out, gate, up, n);
     gpu->swiglu_forward(d_out, d_gate, d_up, n);
-    compare("swiglu_forward", shape, d_out, out, n);
+    check_act("swiglu_forward", shape, d_out, out, n);
 
-    float *dout = testing_random(n, -1, 1), *dg = testing_random(n, -1, 1);
-    float *du = testing_random(n, -1, 1), *dg0 = testing_copy(dg, n), *du0 = testing_copy(du, n);
-    float *d_dg = dev(dg, n), *d_du = dev(du, n);
+    float *dout = random_act(n, -1, 1), *dg = random_act(n, -1, 1);
+    float *du = random_act(n, -1, 1), *dg0 = testing_copy(dg, n), *du0 = testing_copy(du, n);
+    void *d_dg = dev_act(dg, n), *d_du = dev_act(du, n);
     cpu->swiglu_backward(dg, with_dup ? du : NULL, dout, gate, up, n);
-    gpu->swiglu_backward(d_dg, with_dup ? d_du : NULL, dev(dout, n), d_gate, d_up, n);
-    compare_added("swiglu_backward dgate", shape, d_dg, dg, dg0, n);
+    gpu->swiglu_backward(d_dg, with_dup ? d_du : NULL, dev_act(dout, n), d_gate, d_up, n);
+    check_added_act("swiglu_backward dgate", shape, d_dg, dg, dg0, n);
     if (with_dup)
-        compare_added("swiglu_backward dup", shape, d_du, du, du0, n);
+        check_added_act("swiglu_backward dup", shape, d_du, du, du0, n);
     release_all();
     free(gate); free(up); free(out); free(dout); free(dg); free(du); free(dg0); free(du0);
 }
 
 /* ---- add, scale ---- */
 
-static void test_elementwise(size_t n)
+static void test_elementwise(size_t n, size_t offset)
 {
     char shape[64];
-    snprintf(shape, sizeof shape, "n=%zu", n);
-    float *a = testing_random(n, -1, 1), *b = testing_random(n, -1, 1), *out = nan_buffer(n);
-    float *d_a = dev(a, n), *d_b = dev(b, n), *d_out = dev_poisoned(n, 0);
+    snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " offset" : "");
+    float *a = random_act(n, -1, 1), *b = random_act(n, -1, 1), *out = nan_buffer(n);
+    void *d_a = dev_act_at(a, n, offset), *d_b = dev_act(b, n);
+    void *d_out = dev_act_poisoned(n, offset);
     cpu->add(out, a, b, n);
     gpu->add(d_out, d_a, d_b, n);
-    compare("add", shape, d_out, out, n);
+    check_act("add", shape, d_out, out, n);
     gpu->add(d_a, d_a, d_b, n); /* out aliasing a */
-    compare("add (out = a)", shape, d_a, out, n);
+    check_act("add (out = a)", shape, d_a, out, n);
 
-    cpu->scale(b, 0.37f, n);
-    gpu->scale(d_b, 0.37f, n);
-    compare("scale", shape, d_b, b, n);
+    float *g = testing_random(n, -1, 1), *d_g = dev_f32_at(g, n, offset);
+    cpu->scale(g, 0.37f, n);
+    gpu->scale(d_g, 0.37f, n);
+    check_f32("scale", shape, d_g, g, n);
     release_all();
-    free(a); free(b); free(out);
+    free(a); free(b); free(out); free(g);
 }
 
 /* ---- cross-entropy ---- */
@@ -320,23 +483,36 @@ static int32_t *ce_targets(int n, int V, int *counted)
     return t;
 }
 
-static void test_cross_entropy(int n, int V, int with_outputs)
+/* what the GPU is asked to write */
+enum ce_outputs { CE_BOTH, CE_IN_PLACE, CE_DLOGITS_ONLY, CE_NEITHER };
+
+static void test_cross_entropy(int n, int V, enum ce_outputs outputs)
 {
+    static const char *names[] = {"", " in place", " losses=NULL", " no outputs"};
     char shape[64];
-    snprintf(shape, sizeof shape, "n=%d V=%d%s", n, V, with_outputs ? "" : " no outputs");
+    snprintf(shape, sizeof shape, "n=%d V=%d%s", n, V, names[outputs]);
     size_t nl = (size_t)n * V;
     int counted;
     int32_t *targets = ce_targets(n, V, &counted);
     float scale = 1.0f / (float)counted;
-    float *logits = testing_random(nl, -4, 4), *losses = nan_buffer(n), *dl = nan_buffer(nl);
-    float *d_losses = dev_poisoned(n, 0), *d_dl = dev_poisoned(nl, 0);
+    float *logits = random_act(nl, -4, 4), *losses = nan_buffer(n), *dl = nan_buffer(nl);
+    void *d_logits = dev_act(logits, nl);
+    int32_t *d_targets = dev_tokens(targets, n);
+    float *d_losses = outputs == CE_BOTH || outputs == CE_IN_PLACE ? dev_f32_poisoned(n, 0) : NULL;
+    void *d_dl = outputs == CE_IN_PLACE ? d_logits
+                 : outputs == CE_NEITHER ? NULL
+                                         : dev_act_poisoned(nl, 0);
     double want = cpu->cross_entropy(losses, dl, logits, targets, n, V, scale);
-    double got = gpu->cross_entropy(with_outputs ? d_losses : NULL, with_outputs ? d_dl : NULL,
-                                    dev(logits, nl), dev_tokens(targets, n), n, V, scale);
+    double got = gpu->cross_entropy(d_losses, d_dl, d_logits, d_targets, n, V, scale);
     compare_scalar("cross_entropy sum", shape, got, want);
-    if (with_outputs) {
-        compare("cross_entropy losses", shape, d_losses, losses, n);
-        compare("cross_entropy dlogits", shape, d_dl, dl, nl);
+    if (d_losses)
+        check_f32("cross_entropy losses", shape, d_losses, losses, n);
+    if (d_dl)
+        check_act("cross_entropy dlogits", shape, d_dl, dl, nl);
+    if (outputs == CE_NEITHER) { /* the logits are intact: the same sum again */
+        double again = gpu->cross_entropy(NULL, NULL, d_logits, d_targets, n, V, scale);
+        CHECK(again == got, "cross_entropy %s: %.17g then %.17g: not deterministic", shape, got,
+              again);
     }
     release_all();
     free(targets); free(logits); free(losses); free(dl);
@@ -348,7 +524,7 @@ static void test_sum_squares(size_t n)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu", n);
-    float *x = testing_random(n, -1, 1), *d_x = dev(x, n);
+    float *x = testing_random(n, -1, 1), *d_x = dev_f32(x, n);
     double got = gpu->sum_squares(d_x, n);
     compare_scalar("sum_squares", shape, got, cpu->sum_squares(x, n));
     double again = gpu->sum_squares(d_x, n);
@@ -359,63 +535,98 @@ static void test_sum_squares(size_t n)
 
 /* ---- AdamW ---- */
 
-/* Three steps with fresh gradients; m, v and the parameters' change compared. */
-static void test_adamw(size_t n)
+/* Three steps with fresh gradients; m, v and the parameters' change compared.
+ * With a separate compute copy, it must hold the GPU's parameters rounded to
+ * bf16; without (compute = param), the fp32 parameters alone are written. */
+static void test_adamw(size_t n, size_t offset, int separate_copy)
 {
     char shape[64];
-    snprintf(shape, sizeof shape, "n=%zu, 3 steps", n);
+    snprintf(shape, sizeof shape, "n=%zu, 3 steps%s%s", n, offset ? " offset" : "",
+             separate_copy ? "" : " compute=param");
     float *p = testing_random(n, -1, 1), *m = testing_random(n, -0.1f, 0.1f);
     float *v = testing_random(n, 0.0f, 0.01f), *p0 = testing_copy(p, n);
-    float *d_p = dev(p, n), *d_m = dev(m, n), *d_v = dev(v, n);
+    float *d_p = dev_f32_at(p, n, offset), *d_m = dev_f32_at(m, n, offset);
+    float *d_v = dev_f32_at(v, n, offset);
+    void *d_compute = separate_copy ? dev_act_poisoned(n, offset) : d_p;
     for (int t = 1; t <= 3; t++) {
-        float *g = testing_random(n, -1, 1), *d_g = dev(g, n);
-        cpu->adamw(p, g, m, v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
-        gpu->adamw(d_p, d_g, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        float *g = testing_random(n, -1, 1), *d_g = dev_f32_at(g, n, offset);
+        cpu->adamw(p, p, g, m, v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        gpu->adamw(d_p, d_compute, d_g, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
         free(g);
     }
-    compare("adamw m", shape, d_m, m, n);
-    compare("adamw v", shape, d_v, v, n);
-    compare_added("adamw param", shape, d_p, p, p0, n);
+    check_f32("adamw m", shape, d_m, m, n);
+    check_f32("adamw v", shape, d_v, v, n);
+    check_added_f32("adamw param", shape, d_p, p, p0, n);
+    if (separate_copy) {
+        float *gpu_p = host_f32(d_p, n), *copy = host_act(d_compute, n);
+        for (size_t i = 0; i < n; i++)
+            gpu_p[i] = round_bf16(gpu_p[i]);
+        size_t diffs = count_differences(copy, gpu_p, n);
+        printf("%-28s %-36s %zu of %zu differ from bf16(param)\n", "adamw compute copy", shape,
+               diffs, n);
+        CHECK(diffs == 0, "adamw %s: %zu values of the compute copy differ from bf16(param)",
+              shape, diffs);
+        free(gpu_p);
+        free(copy);
+    }
     release_all();
     free(p); free(m); free(v); free(p0);
 }
 
 static void run_all(void)
 {
-    const size_t sizes[] = {1, 1001, (1u << 20) + 3};
-    for (int i = 0; i < 3; i++) {
+    CHECK(gpu->act_bytes == 2, "the CUDA backend's activations are %zu bytes, not bf16's 2",
+          gpu->act_bytes);
+    CHECK(cpu->act_bytes == 4, "the CPU backend's activations are %zu bytes, not fp32's 4",
+          cpu->act_bytes);
+
+    /* sizes that do and do not split into 16-byte accesses */
+    const size_t sizes[] = {1, 1001, 8192, (1u << 20) + 3, 1u << 20};
+    for (int i = 0; i < 5; i++) {
         test_memory(sizes[i]);
-        test_elementwise(sizes[i]);
+        test_casts(sizes[i], 0);
+        test_elementwise(sizes[i], 0);
         test_swiglu(sizes[i], 1);
         test_sum_squares(sizes[i]);
-        test_adamw(sizes[i]);
+        test_adamw(sizes[i], 0, 1);
     }
+    test_casts(8192, 1);
+    test_elementwise(8192, 1);
     test_swiglu(1001, 0);
     test_sum_squares((3u << 20) + 5);
+    test_adamw(8192, 1, 1);
+    test_adamw(8192, 0, 0);
 
-    const int mm[][3] = {{1, 1, 1}, {1, 65, 129}, {37, 65, 129}, {64, 128, 256},
-                         {257, 1000, 33}, {512, 768, 2304}};
-    for (int i = 0; i < 6; i++)
+    const int mm[][3] = {{1, 1, 1},     {1, 65, 129},    {37, 65, 129},     {64, 128, 256},
+                         {257, 1000, 33}, {512, 768, 2304}, {2048, 1024, 2816}};
+    for (int i = 0; i < 7; i++)
         for (int bias = 0; bias <= 1; bias++)
             test_matmul(mm[i][0], mm[i][1], mm[i][2], bias, 0);
     test_matmul(37, 65, 129, 1, 1);
     test_matmul(64, 128, 256, 0, 3);
+    test_matmul(512, 768, 2304, 1, 8); /* 16-byte aligned, not 256 */
     test_matmul_dweight_only(37, 65, 129);
+    test_matmul_many_shapes(80);
 
     test_embedding(1000, 1, 1, 1000);
     test_embedding(1000, 37, 67, 1000);
     test_embedding(1000, 300, 768, 1000);
     test_embedding(1000, 4096, 1029, 50);
+    test_embedding(4096, 2048, 1024, 50);
 
-    const int rn[][2] = {{1, 1}, {1, 67}, {37, 67}, {200, 1000}, {1024, 4096}};
-    for (int i = 0; i < 5; i++)
-        test_rmsnorm(rn[i][0], rn[i][1], 1);
-    test_rmsnorm(37, 67, 0);
+    const int rn[][2] = {{1, 1}, {1, 67}, {37, 67}, {200, 1000}, {2048, 1024}, {1024, 4096}};
+    for (int i = 0; i < 6; i++)
+        test_rmsnorm(rn[i][0], rn[i][1], 1, 0);
+    test_rmsnorm(37, 67, 0, 0);
+    test_rmsnorm(37, 1024, 1, 1);
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)
-        test_cross_entropy(ce[i][0], ce[i][1], 1);
-    test_cross_entropy(37, 129, 0);
+        test_cross_entropy(ce[i][0], ce[i][1], CE_BOTH);
+    test_cross_entropy(37, 129, CE_IN_PLACE);
+    test_cross_entropy(64, 32000, CE_IN_PLACE);
+    test_cross_entropy(64, 32000, CE_DLOGITS_ONLY);
+    test_cross_entropy(37, 129, CE_NEITHER);
 }
 
 int main(void)
@@ -425,7 +636,9 @@ int main(void)
         printf("SKIP: %s\n", why);
         return 77;
     }
-    printf("device: %s\nerror: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g\n", why, TOL);
+    printf("device: %s\nerror: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g for bf16 "
+           "outputs, %g for fp32 ones\n",
+           why, TOL_ACT, TOL_F32);
     testing_seed(20240607);
     run_all();
     return testing_result("test_kernels_cuda");

@@ -63,11 +63,22 @@ int64_t lm_default_intermediate(int D, int64_t ratio)
 
 /* ------------------------------------------------------------------ arena */
 
-float *lm_take(lm_carver *cv, size_t floats)
+#define PIECE_ALIGN 256
+
+static void *take_bytes(lm_carver *cv, size_t bytes)
 {
-    float *p = cv->base ? cv->base + cv->used : NULL;
-    cv->used += floats;
+    void *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += (bytes + PIECE_ALIGN - 1) / PIECE_ALIGN * PIECE_ALIGN;
     return p;
+}
+
+void *lm_take_acts(lm_carver *cv, size_t count) { return take_bytes(cv, count * cv->act_bytes); }
+
+float *lm_take_floats(lm_carver *cv, size_t count) { return take_bytes(cv, count * sizeof(float)); }
+
+void *lm_act_at(const flame_ops *ops, const void *base, size_t index)
+{
+    return (char *)base + index * ops->act_bytes;
 }
 
 /* ------------------------------------------------------------------ batch */
@@ -76,9 +87,10 @@ int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap)
 {
     memset(lb, 0, sizeof *lb);
     lb->tokens = ops->alloc((size_t)cap * sizeof(int32_t));
+    lb->targets = ops->alloc((size_t)cap * sizeof(int32_t));
     lb->host_ints = malloc((size_t)cap * sizeof(int32_t));
     lb->cu = malloc(((size_t)cap + 1) * sizeof(int32_t));
-    if (!lb->tokens || !lb->host_ints || !lb->cu) {
+    if (!lb->tokens || !lb->targets || !lb->host_ints || !lb->cu) {
         lm_batch_release(lb, ops);
         return -1;
     }
@@ -90,6 +102,8 @@ void lm_batch_release(lm_batch *lb, const flame_ops *ops)
 {
     if (lb->tokens)
         ops->free(lb->tokens);
+    if (lb->targets)
+        ops->free(lb->targets);
     free(lb->host_ints);
     free(lb->cu);
     memset(lb, 0, sizeof *lb);
@@ -136,89 +150,121 @@ int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int 
             return -1;
         }
     ops->copy(lb->tokens, b->tokens, (size_t)n * sizeof(int32_t));
+    ops->copy(lb->targets, b->targets, (size_t)n * sizeof(int32_t));
     ops->download(lb->host_ints, b->targets, (size_t)n * sizeof(int32_t));
     int counted = 0;
     for (int i = 0; i < n; i++)
         counted += lb->host_ints[i] >= 0;
     lb->n = n;
+    lb->counted = counted;
     return counted;
 }
 
 /* ------------------------------------------------------------------ MLP */
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I)
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I)
 {
-    a->rstd = lm_take(cv, n);
-    a->x = lm_take(cv, n * D);
-    a->gate = lm_take(cv, n * I);
-    a->up = lm_take(cv, n * I);
-    a->act = lm_take(cv, n * I);
+    a->rstd = lm_take_floats(cv, n);
+    a->gate = lm_take_acts(cv, n * I);
+    a->up = lm_take_acts(cv, n * I);
 }
 
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int I)
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I)
 {
-    s->act = lm_take(cv, n * I);
-    s->gate = lm_take(cv, n * I);
-    s->up = lm_take(cv, n * I);
+    s->x = lm_take_acts(cv, n * D);
+    s->act = lm_take_acts(cv, n * I);
+    s->dact = lm_take_acts(cv, n * I);
+    s->dgate = lm_take_acts(cv, n * I);
+    s->dup = lm_take_acts(cv, n * I);
 }
 
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
-                    const float *in, float *out, int n, int D, int I, float eps)
+                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps)
 {
-    ops->rmsnorm_forward(a->x, a->rstd, in, p->norm, n, D, eps);
-    ops->matmul_forward(a->gate, a->x, p->gate, NULL, n, D, I);
-    ops->matmul_forward(a->up, a->x, p->up, NULL, n, D, I);
-    ops->swiglu_forward(a->act, a->gate, a->up, (size_t)n * I);
-    ops->matmul_forward(out, a->act, p->down, NULL, n, I, D);
+    ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
+    ops->matmul_forward(a->gate, s->x, p->gate, NULL, n, D, I);
+    ops->matmul_forward(a->up, s->x, p->up, NULL, n, D, I);
+    ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
+    ops->matmul_forward(out, s->act, p->down, NULL, n, I, D);
     ops->add(out, out, in, (size_t)n * D);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                     lm_mlp_scratch *s, float *d_x, float *d_resid, const float *in, int n,
-                     int D, int I)
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
+                     int D, int I, float eps)
 {
-    size_t nI = (size_t)n * I;
-    ops->zero(s->act, nI * sizeof(float));
-    ops->matmul_backward(s->act, p->ddown, NULL, d_resid, a->act, p->down, n, I, D);
-    ops->zero(s->gate, nI * sizeof(float));
-    ops->zero(s->up, nI * sizeof(float));
-    ops->swiglu_backward(s->gate, s->up, s->act, a->gate, a->up, nI);
-    ops->zero(d_x, (size_t)n * D * sizeof(float));
-    ops->matmul_backward(d_x, p->dgate, NULL, s->gate, a->x, p->gate, n, D, I);
-    ops->matmul_backward(d_x, p->dup, NULL, s->up, a->x, p->up, n, D, I);
+    size_t nI = (size_t)n * I, act = ops->act_bytes;
+    /* the forward's x and activation, made again (rstd comes out the same) */
+    ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
+    ops->swiglu_forward(s->act, a->gate, a->up, nI);
+    ops->zero(s->dact, nI * act);
+    ops->matmul_backward(s->dact, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
+    ops->zero(s->dgate, nI * act);
+    ops->zero(s->dup, nI * act);
+    ops->swiglu_backward(s->dgate, s->dup, s->dact, a->gate, a->up, nI);
+    ops->zero(d_x, (size_t)n * D * act);
+    ops->matmul_backward(d_x, p->dgate, NULL, s->dgate, s->x, p->gate, n, D, I);
+    ops->matmul_backward(d_x, p->dup, NULL, s->dup, s->x, p->up, n, D, I);
     /* the residual path already carries d_resid; the norm's path adds to it */
     ops->rmsnorm_backward(d_resid, p->dnorm, d_x, in, p->norm, a->rstd, n, D);
 }
 
 /* ------------------------------------------------------------------ head */
 
+/* the bytes of logits a chunk may hold: big enough for efficient products,
+ * small beside the [n,V] logits of a whole batch (tests set a few hundred, so
+ * that their small batches span several chunks) */
+#ifndef LM_HEAD_CHUNK_BYTES
+#define LM_HEAD_CHUNK_BYTES ((size_t)256 << 20)
+#endif
+
 void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V)
 {
-    hd->rstd = lm_take(cv, n);
-    hd->x = lm_take(cv, n * D);
-    hd->logits = lm_take(cv, n * V);
-    hd->dlogits = lm_take(cv, n * V);
-    hd->losses = lm_take(cv, n);
+    size_t rows = LM_HEAD_CHUNK_BYTES / ((size_t)V * cv->act_bytes);
+    hd->rows = (int)(rows < 1 ? 1 : rows < n ? rows : n);
+    hd->rstd = lm_take_floats(cv, n);
+    hd->x = lm_take_acts(cv, n * D);
+    hd->logits = lm_take_acts(cv, (size_t)hd->rows * V);
 }
 
-float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const float *h,
-                      const int32_t *targets, int counted, float *logits_out, int n, int D,
-                      int V, float eps)
+/* the logits of rows [r0, r0 + rows) into hd->logits */
+static void chunk_logits(const flame_ops *ops, const lm_head *hd, const lm_head_params *p, int r0,
+                         int rows, int D, int V)
 {
+    ops->matmul_forward(hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, NULL, rows, D, V);
+}
+
+static int chunk_rows(const lm_head *hd, int r0, int n) { return n - r0 < hd->rows ? n - r0 : hd->rows; }
+
+float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
+                      const lm_batch *lb, float *logits_out, int D, int V, float eps)
+{
+    int n = lb->n;
     ops->rmsnorm_forward(hd->x, hd->rstd, h, p->norm, n, D, eps);
-    ops->matmul_forward(hd->logits, hd->x, p->head, NULL, n, D, V);
-    if (logits_out)
-        ops->copy(logits_out, hd->logits, (size_t)n * V * sizeof(float));
-    float scale = counted ? 1.0f / (float)counted : 0.0f;
-    double sum = ops->cross_entropy(hd->losses, hd->dlogits, hd->logits, targets, n, V, scale);
-    return counted ? (float)(sum / counted) : 0.0f;
+    double sum = 0;
+    for (int r0 = 0; r0 < n; r0 += hd->rows) {
+        int rows = chunk_rows(hd, r0, n);
+        chunk_logits(ops, hd, p, r0, rows, D, V);
+        if (logits_out)
+            ops->from_act(logits_out + (size_t)r0 * V, hd->logits, (size_t)rows * V);
+        sum += ops->cross_entropy(NULL, NULL, hd->logits, lb->targets + r0, rows, V, 0.0f);
+    }
+    return lb->counted ? (float)(sum / lb->counted) : 0.0f;
 }
 
 void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
-                      const float *h, float *d_x, float *d_resid, int n, int D, int V)
+                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V)
 {
-    ops->zero(d_x, (size_t)n * D * sizeof(float));
-    ops->matmul_backward(d_x, p->dhead, NULL, hd->dlogits, hd->x, p->head, n, D, V);
-    ops->zero(d_resid, (size_t)n * D * sizeof(float));
+    int n = lb->n;
+    float scale = lb->counted ? 1.0f / (float)lb->counted : 0.0f;
+    ops->zero(d_x, (size_t)n * D * ops->act_bytes);
+    for (int r0 = 0; r0 < n; r0 += hd->rows) {
+        int rows = chunk_rows(hd, r0, n);
+        chunk_logits(ops, hd, p, r0, rows, D, V);
+        ops->cross_entropy(NULL, hd->logits, hd->logits, lb->targets + r0, rows, V, scale);
+        ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), p->dhead, NULL, hd->logits,
+                             lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
+    }
+    ops->zero(d_resid, (size_t)n * D * ops->act_bytes);
     ops->rmsnorm_backward(d_resid, p->dnorm, d_x, h, p->norm, hd->rstd, n, D);
 }

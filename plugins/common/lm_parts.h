@@ -30,21 +30,28 @@ int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size
 /* fla's MLP width when intermediate_size is unset: int(D·ratio·2/3) rounded up to 256 */
 int64_t lm_default_intermediate(int D, int64_t ratio);
 
-/* Hands out consecutive pieces of an arena; with base NULL it only counts. */
+/* Hands out consecutive pieces of an arena, each starting on a 256-byte
+ * boundary (what matrix kernels read fastest); with base NULL it only counts.
+ * Activations take act_bytes per value (the op table's type), floats 4. */
 typedef struct lm_carver {
-    float *base;
-    size_t used; /* floats */
+    char *base;
+    size_t used; /* bytes */
+    size_t act_bytes;
 } lm_carver;
 
-float *lm_take(lm_carver *cv, size_t floats);
+void *lm_take_acts(lm_carver *cv, size_t count);
+float *lm_take_floats(lm_carver *cv, size_t count);
+/* the activation `index` values past base */
+void *lm_act_at(const flame_ops *ops, const void *base, size_t index);
 
 /* The last batch, as the layers need it. */
 typedef struct lm_batch {
-    int32_t *tokens;    /* backend copy [cap] */
+    int32_t *tokens, *targets; /* backend copies [cap] */
     int32_t *host_ints; /* host scratch [cap] */
     int32_t *cu;        /* host [cap+1]: sequence offsets */
     int cap;            /* tokens reserved */
     int n, n_seqs;      /* of the last batch; n = 0 before any (or after a refused one) */
+    int counted;        /* targets ≥ 0 of the last batch */
 } lm_batch;
 
 /* Returns 0, or -1 when out of memory (then nothing is held). */
@@ -52,54 +59,63 @@ int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap);
 void lm_batch_release(lm_batch *lb, const flame_ops *ops);
 /* Takes in b: its size against the reservation, its sequence offsets
  * (cu_seqlens, else one sequence per row), every token against the vocabulary,
- * a backend copy of the tokens. Returns the number of counted targets (≥ 0),
- * or -1 after one line on stderr starting with who. */
+ * backend copies of the tokens and targets. Returns the number of counted
+ * targets (≥ 0), or -1 after one line on stderr starting with who. */
 int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int vocab,
                   const char *who);
 
-/* out = in + down(silu(gate(x)) · up(x)), x = rmsnorm(in) */
+/* out = in + down(silu(gate(x)) · up(x)), x = rmsnorm(in); void pointers are
+ * activations (and the parameters' compute view), float ones fp32. A layer
+ * keeps the norm's rstd and the two products; x and the activation are made
+ * again in the backward (two cheap passes that save D + I values per token
+ * and layer). */
 typedef struct lm_mlp_acts {
-    float *rstd, *x;        /* [n], [n,D] */
-    float *gate, *up, *act; /* [n,I] */
+    float *rstd;     /* [n] */
+    void *gate, *up; /* [n,I] */
 } lm_mlp_acts;
 
+/* reused by every layer */
 typedef struct lm_mlp_scratch {
-    float *act, *gate, *up; /* [n,I] gradients, reused by every layer */
+    void *x, *act;           /* [n,D], [n,I]: the values made again */
+    void *dact, *dgate, *dup; /* [n,I] gradients */
 } lm_mlp_scratch;
 
 typedef struct lm_mlp_params {
-    const float *norm, *gate, *up, *down;
+    const void *norm, *gate, *up, *down;
     float *dnorm, *dgate, *dup, *ddown;
 } lm_mlp_params;
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I);
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int I);
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I);
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I);
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
-                    const float *in, float *out, int n, int D, int I, float eps);
+                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps);
 /* d_resid: ∂loss/∂out in, ∂loss/∂in out; d_x: [n,D] scratch */
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                     lm_mlp_scratch *s, float *d_x, float *d_resid, const float *in, int n,
-                     int D, int I);
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
+                     int D, int I, float eps);
 
-/* logits = rmsnorm(h) · lm_headᵀ; loss = mean cross-entropy over counted targets */
+/* logits = rmsnorm(h) · lm_headᵀ; loss = mean cross-entropy over counted
+ * targets. The logits are made a chunk of rows at a time and never all at
+ * once: the forward keeps only the normalized h, and the backward makes each
+ * chunk's logits again and turns them into their gradient in place. */
 typedef struct lm_head {
-    float *rstd, *x;        /* [n], [n,D] */
-    float *logits, *dlogits; /* [n,V] */
-    float *losses;          /* [n] */
+    float *rstd;  /* [n] */
+    void *x;      /* [n,D] */
+    void *logits; /* [rows,V]: one chunk */
+    int rows;     /* rows per chunk */
 } lm_head;
 
 typedef struct lm_head_params {
-    const float *norm, *head;
+    const void *norm, *head;
     float *dnorm, *dhead;
 } lm_head_params;
 
 void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V);
-/* keeps ∂loss/∂logits for the backward; logits_out (backend) may be NULL */
-float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const float *h,
-                      const int32_t *targets, int counted, float *logits_out, int n, int D,
-                      int V, float eps);
+/* the mean loss of lb's counted targets; logits_out (fp32, backend) may be NULL */
+float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
+                      const lm_batch *lb, float *logits_out, int D, int V, float eps);
 /* d_resid receives ∂loss/∂h (overwritten); d_x: [n,D] scratch */
 void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
-                      const float *h, float *d_x, float *d_resid, int n, int D, int V);
+                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V);
 
 #endif

@@ -83,24 +83,30 @@ typedef struct gla_dims {
     int tie, fuse_norm;
 } gla_dims;
 
-/* what one layer keeps from its forward for its backward */
+/* what one layer keeps from its forward for its backward; void pointers are
+ * activations (the op table's type), float ones fp32 */
 typedef struct layer_acts {
-    float *attn_rstd, *a;                 /* [n], [n,D]: norm of the layer input */
-    float *q, *k, *v, *g;                 /* [n,key_dim] ×2, [n,value_dim] ×2 */
-    float *gk_low, *gk;                   /* [n,R], [n,key_dim] (after logsigmoid) */
-    float *o, *gn_rstd, *y;               /* recurrence out, [n·H], gated norm out */
+    float *attn_rstd;                     /* [n]: norm of the layer input */
+    void *q, *k, *v, *g;                  /* [n,key_dim] ×2, [n,value_dim] ×2 */
+    void *gk_low, *gk;                    /* [n,R], [n,key_dim] (after logsigmoid) */
+    void *o;                              /* recurrence out */
+    float *gn_rstd;                       /* [n·H] */
     float *checkpoints;                   /* recurrence states at chunk starts */
-    float *mid;                           /* [n,D] residual after attention */
+    void *mid;                            /* [n,D] residual after attention */
     lm_mlp_acts mlp;
 } layer_acts;
 
-/* gradient scratch, reused by every layer */
+/* scratch reused by every layer: gradients, and the values the forward does
+ * not keep and the backward makes again (cheap passes that save 2·D per token
+ * and layer) */
 typedef struct grad_scratch {
-    float *resid;                 /* [n,D] ∂loss/∂(residual stream) */
-    float *x;                     /* [n,D] ∂loss/∂(a norm's output) */
-    float *y, *o, *g, *v;         /* [n,value_dim] */
-    float *q, *k, *gk, *gk_pre;   /* [n,key_dim] */
-    float *gk_low;                /* [n,R] */
+    void *a;                     /* [n,D] the norm of the layer input */
+    void *y_value;               /* [n,value_dim] the gated norm's output */
+    void *resid;                 /* [n,D] ∂loss/∂(residual stream) */
+    void *x;                     /* [n,D] ∂loss/∂(a norm's output) */
+    void *y, *o, *g, *v;         /* [n,value_dim] */
+    void *q, *k, *gk, *gk_pre;   /* [n,key_dim] */
+    void *gk_low;                /* [n,R] */
     lm_mlp_scratch mlp;
 } grad_scratch;
 
@@ -110,11 +116,12 @@ typedef struct gla_model {
     gla_dims c;
     int n_params;
     flame_param_spec *specs;
-    float **w, **dw; /* [n_params], from bind() */
+    const void **w; /* [n_params], from bind(): the compute view */
+    float **dw;     /* [n_params], from bind() */
 
     /* activation memory, one ops->alloc, sized by reserve() */
-    float *arena;
-    float **resid; /* [L+1] residual stream: layer inputs, then the last output */
+    void *arena;
+    void **resid; /* [L+1] residual stream: layer inputs, then the last output */
     layer_acts *acts; /* [L] */
     lm_head head;
     grad_scratch d;
@@ -125,7 +132,7 @@ typedef struct gla_model {
 } gla_model;
 
 static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
-static float *W(const gla_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
+static const void *W(const gla_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
 static float *dW(const gla_model *m, int layer, int p) { return m->dw[param_index(layer, p)]; }
 static int final_norm_index(const gla_model *m) { return 1 + m->c.L * P_PER_LAYER; }
 /* with tied embeddings, lm_head is the embedding (index 0) */
@@ -360,7 +367,7 @@ static const flame_param_spec *gla_param(const void *model, int index)
     return index >= 0 && index < m->n_params ? &m->specs[index] : NULL;
 }
 
-static void gla_bind(void *model, float *const *params, float *const *grads)
+static void gla_bind(void *model, const void *const *params, float *const *grads)
 {
     gla_model *m = model;
     for (int i = 0; i < m->n_params; i++)
@@ -372,49 +379,49 @@ static void gla_bind(void *model, float *const *params, float *const *grads)
 static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
                         size_t n)
 {
-    A->attn_rstd = lm_take(cv, n);
-    A->a = lm_take(cv, n * c->D);
-    A->q = lm_take(cv, n * c->key_dim);
-    A->k = lm_take(cv, n * c->key_dim);
-    A->v = lm_take(cv, n * c->value_dim);
-    A->g = lm_take(cv, n * c->value_dim);
-    A->gk_low = lm_take(cv, n * c->R);
-    A->gk = lm_take(cv, n * c->key_dim);
-    A->o = lm_take(cv, n * c->value_dim);
-    A->gn_rstd = lm_take(cv, n * c->H);
-    A->y = lm_take(cv, n * c->value_dim);
-    A->checkpoints = lm_take(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
-    A->mid = lm_take(cv, n * c->D);
-    lm_mlp_carve(&A->mlp, cv, n, c->D, c->I);
+    A->attn_rstd = lm_take_floats(cv, n);
+    A->q = lm_take_acts(cv, n * c->key_dim);
+    A->k = lm_take_acts(cv, n * c->key_dim);
+    A->v = lm_take_acts(cv, n * c->value_dim);
+    A->g = lm_take_acts(cv, n * c->value_dim);
+    A->gk_low = lm_take_acts(cv, n * c->R);
+    A->gk = lm_take_acts(cv, n * c->key_dim);
+    A->o = lm_take_acts(cv, n * c->value_dim);
+    A->gn_rstd = lm_take_floats(cv, n * c->H);
+    A->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
+    A->mid = lm_take_acts(cv, n * c->D);
+    lm_mlp_carve(&A->mlp, cv, n, c->I);
 }
 
 static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, size_t n)
 {
-    d->resid = lm_take(cv, n * c->D);
-    d->x = lm_take(cv, n * c->D);
-    d->y = lm_take(cv, n * c->value_dim);
-    d->o = lm_take(cv, n * c->value_dim);
-    d->g = lm_take(cv, n * c->value_dim);
-    d->v = lm_take(cv, n * c->value_dim);
-    d->q = lm_take(cv, n * c->key_dim);
-    d->k = lm_take(cv, n * c->key_dim);
-    d->gk = lm_take(cv, n * c->key_dim);
-    d->gk_pre = lm_take(cv, n * c->key_dim);
-    d->gk_low = lm_take(cv, n * c->R);
-    lm_mlp_scratch_carve(&d->mlp, cv, n, c->I);
+    d->a = lm_take_acts(cv, n * c->D);
+    d->y_value = lm_take_acts(cv, n * c->value_dim);
+    d->resid = lm_take_acts(cv, n * c->D);
+    d->x = lm_take_acts(cv, n * c->D);
+    d->y = lm_take_acts(cv, n * c->value_dim);
+    d->o = lm_take_acts(cv, n * c->value_dim);
+    d->g = lm_take_acts(cv, n * c->value_dim);
+    d->v = lm_take_acts(cv, n * c->value_dim);
+    d->q = lm_take_acts(cv, n * c->key_dim);
+    d->k = lm_take_acts(cv, n * c->key_dim);
+    d->gk = lm_take_acts(cv, n * c->key_dim);
+    d->gk_pre = lm_take_acts(cv, n * c->key_dim);
+    d->gk_low = lm_take_acts(cv, n * c->R);
+    lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
 static void carve_all(gla_model *m, lm_carver *cv, size_t n)
 {
     const gla_dims *c = &m->c;
     for (int l = 0; l <= c->L; l++)
-        m->resid[l] = lm_take(cv, n * c->D);
+        m->resid[l] = lm_take_acts(cv, n * c->D);
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, m->kern, n);
     lm_head_carve(&m->head, cv, n, c->D, c->V);
     carve_grads(&m->d, cv, c, n);
     size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
-    m->work = lm_take(cv, (size_t)m->n_work * per_worker);
+    m->work = lm_take_floats(cv, (size_t)m->n_work * per_worker);
 }
 
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -430,17 +437,17 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     m->n_work = m->kern->recurrence_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
-    lm_carver cv = {NULL, 0};
+    lm_carver cv = {NULL, 0, m->ops->act_bytes};
     carve_all(m, &cv, n);
-    m->arena = m->ops->alloc(cv.used * sizeof(float));
+    m->arena = m->ops->alloc(cv.used);
     m->cu_backend = m->ops->alloc((n + 1) * sizeof(int32_t));
     if (!m->arena || !m->cu_backend || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
         release_activations(m);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
-                 cv.used * sizeof(float) / 1073741824.0);
+                 cv.used / 1073741824.0);
         return -1;
     }
-    cv = (lm_carver){m->arena, 0};
+    cv = (lm_carver){m->arena, 0, m->ops->act_bytes};
     carve_all(m, &cv, n);
     return 0;
 }
@@ -471,22 +478,23 @@ static void attn_forward(gla_model *m, int l)
     layer_acts *A = &m->acts[l];
     int n = m->batch.n;
     /* pre-norm */
-    ops->rmsnorm_forward(A->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
+    ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
     /* projections */
-    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, n, c->D, c->key_dim);
-    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, n, c->D, c->key_dim);
-    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, n, c->D, c->value_dim);
-    ops->matmul_forward(A->g, A->a, W(m, l, P_G), NULL, n, c->D, c->value_dim);
+    ops->matmul_forward(A->q, m->d.a, W(m, l, P_Q), NULL, n, c->D, c->key_dim);
+    ops->matmul_forward(A->k, m->d.a, W(m, l, P_K), NULL, n, c->D, c->key_dim);
+    ops->matmul_forward(A->v, m->d.a, W(m, l, P_V), NULL, n, c->D, c->value_dim);
+    ops->matmul_forward(A->g, m->d.a, W(m, l, P_G), NULL, n, c->D, c->value_dim);
     /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
-    ops->matmul_forward(A->gk_low, A->a, W(m, l, P_GK0), NULL, n, c->D, c->R);
+    ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, n, c->D, c->R);
     ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), n, c->R, c->key_dim);
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
     gla_recurrence_dims rd = recurrence_dims(m);
     m->kern->recurrence_forward(A->o, A->checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
-    m->kern->gate_norm_forward(A->y, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
+    m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
+                               c->eps);
     /* output projection and residual */
-    ops->matmul_forward(A->mid, A->y, W(m, l, P_O), NULL, n, c->value_dim, c->D);
+    ops->matmul_forward(A->mid, m->d.y_value, W(m, l, P_O), NULL, n, c->value_dim, c->D);
     ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
 }
 
@@ -507,7 +515,7 @@ static lm_head_params head_params(const gla_model *m)
 static void mlp_forward(gla_model *m, int l)
 {
     lm_mlp_params p = mlp_params(m, l);
-    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
+    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
                    m->c.I, m->c.eps);
 }
 
@@ -523,13 +531,13 @@ static float gla_forward(void *model, const flame_batch *batch, float *logits)
         mlp_forward(m, l);
     }
     lm_head_params p = head_params(m);
-    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], batch->targets, counted, logits,
-                           m->batch.n, m->c.D, m->c.V, m->c.eps);
+    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], &m->batch, logits, m->c.D, m->c.V,
+                           m->c.eps);
 }
 
 /* ------------------------------------------------------------------ backward */
 
-static void zero(const gla_model *m, float *x, size_t floats) { m->ops->zero(x, floats * sizeof(float)); }
+static void zero(const gla_model *m, void *x, size_t count) { m->ops->zero(x, count * m->ops->act_bytes); }
 
 /* from d.resid = ∂loss/∂mid to d.o, d.g: through o_proj and the gated norm */
 static void attn_output_backward(gla_model *m, int l)
@@ -539,8 +547,10 @@ static void attn_output_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->batch.n;
     size_t nV = (size_t)n * c->value_dim;
+    m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
     zero(m, d->y, nV);
-    m->ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, A->y, W(m, l, P_O), n, c->value_dim, c->D);
+    m->ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, d->y_value, W(m, l, P_O), n, c->value_dim,
+                            c->D);
     zero(m, d->o, nV);
     zero(m, d->g, nV);
     m->kern->gate_norm_backward(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
@@ -577,12 +587,13 @@ static void attn_input_backward(gla_model *m, int l)
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
     int n = m->batch.n, D = c->D;
+    ops->rmsnorm_forward(d->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, D, c->eps);
     zero(m, d->x, (size_t)n * D);
-    ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->key_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->key_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->value_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_G), NULL, d->g, A->a, W(m, l, P_G), n, D, c->value_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_GK0), NULL, d->gk_low, A->a, W(m, l, P_GK0), n, D, c->R);
+    ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
+    ops->matmul_backward(d->x, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
     ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->resid[l], W(m, l, P_ATTN_NORM),
                           A->attn_rstd, n, D);
 }
@@ -593,12 +604,12 @@ static void gla_backward(void *model)
     if (m->batch.n == 0)
         return; /* no successful forward to differentiate */
     lm_head_params hp = head_params(m);
-    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], m->d.x, m->d.resid, m->batch.n, m->c.D,
+    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], &m->batch, m->d.x, m->d.resid, m->c.D,
                      m->c.V);
     for (int l = m->c.L - 1; l >= 0; l--) {
         lm_mlp_params mp = mlp_params(m, l);
         lm_mlp_backward(m->ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
-                        m->batch.n, m->c.D, m->c.I);
+                        m->batch.n, m->c.D, m->c.I, m->c.eps);
         attn_output_backward(m, l);
         attn_core_backward(m, l);
         attn_input_backward(m, l);

@@ -1,7 +1,12 @@
 /* The gated linear recurrence of GLA on the GPU, in chunks of GLA_CHUNK tokens:
- * the approach of fla's chunk GLA, in fp32, with the math and semantics of
+ * the approach of fla's chunk GLA, with the math and semantics of
  * gla_recurrence_cpu.c (per head and sequence, S_t = diag(e^{gk_t}) S_{t−1} + k_tᵀ v_t,
  * o_t = scale · q_t S_t, the state 0 at each sequence's start).
+ *
+ * Precision: the activations (q, k, v, gk, o and their gradients) are bf16 in
+ * memory, widened to fp32 as they are loaded and rounded to nearest even as
+ * they are stored; everything else (the arithmetic, b, A, dA, the states in
+ * `checkpoints` and dS) is fp32.
  *
  * A chunk of L tokens of one head starts from the state S0 (0 at a sequence's
  * start). With b_t = Σ gk from the chunk's start to t (per key column) and
@@ -32,6 +37,7 @@
  * Each output value is computed by one thread, its terms added in an order
  * fixed by the shapes: results are the same run to run. */
 #include "cuda_check.h"
+#include "cuda_launch.cuh"
 #include "gla_cuda.h"
 
 #define CHUNK GLA_CHUNK
@@ -76,6 +82,18 @@ size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 }
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* ------------------------------------------------------------------ bf16 activations */
+
+/* the entry points' void pointers: activations of the CUDA op table */
+static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
+static act_t *act(void *p) { return static_cast<act_t *>(p); }
+
+/* a gradient += x, the sum rounded once to bf16 */
+static __device__ __forceinline__ void add_into(act_t *grad, float x)
+{
+    from_f32(grad, to_f32(*grad) + x);
+}
 
 /* ------------------------------------------------------------------ addressing */
 
@@ -142,7 +160,8 @@ static __global__ void build_chunk_table(chunk *chunks, const int32_t *cu, int n
 }
 
 /* b: gk summed from each chunk's start */
-static __global__ void chunk_gate_sums(float *b, const float *gk, const chunk *chunks, int H, int dk)
+static __global__ void chunk_gate_sums(float *b, const act_t *gk, const chunk *chunks, int H,
+                                       int dk)
 {
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y;
@@ -150,14 +169,14 @@ static __global__ void chunk_gate_sums(float *b, const float *gk, const chunk *c
         float sum = 0.0f;
         for (int t = c.t0; t < c.t1; t++) {
             size_t x = at(t, h, H, dk) + i;
-            sum += gk[x];
+            sum += to_f32(gk[x]);
             b[x] = sum;
         }
     }
 }
 
 /* the chunk table and b for this batch; returns the number of chunks */
-static int prepare_chunks(const work_layout *w, const float *gk, const gla_recurrence_dims *d)
+static int prepare_chunks(const work_layout *w, const act_t *gk, const gla_recurrence_dims *d)
 {
     int count = 0;
     for (int s = 0; s < d->n_seqs; s++)
@@ -172,37 +191,39 @@ static int prepare_chunks(const work_layout *w, const float *gk, const gla_recur
 /* ------------------------------------------------------------------ tiles in shared memory */
 
 /* tile[r][c] = x[t0 + r, h, c0 + c] for r < rows and c0 + c < width, else 0,
- * over tile_rows rows */
-static __device__ void load_rows(float (*tile)[PAD], int tile_rows, const float *x, int t0,
-                                 int rows, int h, int H, int width, int c0)
+ * over tile_rows rows; x is an activation (bf16) or an intermediate (fp32) */
+template <typename T>
+static __device__ void load_rows(float (*tile)[PAD], int tile_rows, const T *x, int t0, int rows,
+                                 int h, int H, int width, int c0)
 {
     for (int e = threadIdx.x; e < tile_rows * TILE; e += blockDim.x) {
         int r = e / TILE, c = e % TILE;
-        tile[r][c] = r < rows && c0 + c < width ? x[at(t0 + r, h, H, width) + c0 + c] : 0.0f;
+        tile[r][c] =
+            r < rows && c0 + c < width ? to_f32(x[at(t0 + r, h, H, width) + c0 + c]) : 0.0f;
     }
 }
 
 /* the query as the chunk's start state sees it: scale · q_t ⊙ e^{b_t} */
-static __device__ void load_query_from_start(float (*tile)[PAD], const float *q, const float *b,
+static __device__ void load_query_from_start(float (*tile)[PAD], const act_t *q, const float *b,
                                              int t0, int rows, int h, int H, int dk, int i0,
                                              float scale)
 {
     for (int e = threadIdx.x; e < CHUNK * TILE; e += blockDim.x) {
         int r = e / TILE, c = e % TILE;
         size_t x = at(t0 + r, h, H, dk) + i0 + c;
-        tile[r][c] = r < rows && i0 + c < dk ? scale * q[x] * expf(b[x]) : 0.0f;
+        tile[r][c] = r < rows && i0 + c < dk ? scale * to_f32(q[x]) * expf(b[x]) : 0.0f;
     }
 }
 
 /* the key as it reaches the chunk's end state: k_u ⊙ e^{b_L − b_u} */
-static __device__ void load_key_to_end(float (*tile)[PAD], const float *k, const float *b, int t0,
+static __device__ void load_key_to_end(float (*tile)[PAD], const act_t *k, const float *b, int t0,
                                        int rows, int h, int H, int dk, int i0)
 {
     const float *b_last = b + at(t0 + rows - 1, h, H, dk) + i0;
     for (int e = threadIdx.x; e < CHUNK * TILE; e += blockDim.x) {
         int r = e / TILE, c = e % TILE;
         size_t x = at(t0 + r, h, H, dk) + i0 + c;
-        tile[r][c] = r < rows && i0 + c < dk ? k[x] * expf(b_last[c] - b[x]) : 0.0f;
+        tile[r][c] = r < rows && i0 + c < dk ? to_f32(k[x]) * expf(b_last[c] - b[x]) : 0.0f;
     }
 }
 
@@ -274,7 +295,7 @@ static __device__ void store_state(float *dst, const float *S, int i0, int j0, i
 
 /* Block: one (sequence, head) and one TILE×TILE tile of the state. Carries
  * the state through the chunks in order; each start but the first is kept. */
-static __global__ void states_forward(float *checkpoints, const float *k, const float *v,
+static __global__ void states_forward(float *checkpoints, const act_t *k, const act_t *v,
                                       const float *b, const int32_t *cu, int H, int dk, int dv)
 {
     __shared__ float kd[CHUNK][PAD], vs[CHUNK][PAD], decay[TILE];
@@ -298,7 +319,7 @@ static __global__ void states_forward(float *checkpoints, const float *k, const 
 
 /* The same walk backwards: G = ∂L/∂(state at the current chunk's end), kept
  * for every chunk but a sequence's last (whose G is 0). */
-static __global__ void states_backward(float *dS, const float *q, const float *dout,
+static __global__ void states_backward(float *dS, const act_t *q, const act_t *dout,
                                        const float *b, const int32_t *cu, int H, int dk, int dv,
                                        float scale)
 {
@@ -327,7 +348,7 @@ static __global__ void states_backward(float *dS, const float *q, const float *d
  * the chunk, 0 for the other u < CHUNK: A from (q, k), dA from (do, v).
  * Block: one (chunk, head); a thread owns 4×4 (t, u) pairs. */
 template <bool GATED>
-static __global__ void chunk_pairs(float *out, const float *x, const float *y, const float *b,
+static __global__ void chunk_pairs(float *out, const act_t *x, const act_t *y, const float *b,
                                    const chunk *chunks, int H, int width, float scale)
 {
     __shared__ float xs[CHUNK][PAD], ys[CHUNK][PAD], bs[GATED ? CHUNK : 1][PAD];
@@ -369,7 +390,7 @@ static __global__ void chunk_pairs(float *out, const float *x, const float *y, c
 }
 
 /* o = scale·(q ⊙ e^b) S0 + A v for one value tile. Block: (chunk, head, value tile). */
-static __global__ void chunk_output(float *o, const float *q, const float *v, const float *b,
+static __global__ void chunk_output(act_t *o, const act_t *q, const act_t *v, const float *b,
                                     const float *A, const float *checkpoints, const chunk *chunks,
                                     int H, int dk, int dv, float scale)
 {
@@ -399,12 +420,12 @@ static __global__ void chunk_output(float *o, const float *q, const float *v, co
     for (int a = 0; a < CHUNK_ROWS; a++) {
         int t = my_group() + ROW_GROUPS * a;
         if (t < L && j < dv)
-            o[at(c.t0 + t, h, H, dv) + j] = acc[a];
+            from_f32(&o[at(c.t0 + t, h, H, dv) + j], acc[a]);
     }
 }
 
 /* dv += Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head, value tile). */
-static __global__ void chunk_dv(float *dv_out, const float *k, const float *dout, const float *b,
+static __global__ void chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b,
                                 const float *A, const float *dS, const chunk *chunks, int H,
                                 int dk, int dv)
 {
@@ -445,7 +466,7 @@ static __global__ void chunk_dv(float *dv_out, const float *k, const float *dout
     for (int a = 0; a < CHUNK_ROWS; a++) {
         int u = group + ROW_GROUPS * a;
         if (u < L && j < dv)
-            dv_out[at(c.t0 + u, h, H, dv) + j] += acc[a];
+            add_into(&dv_out[at(c.t0 + u, h, H, dv) + j], acc[a]);
     }
 }
 
@@ -454,7 +475,7 @@ static __global__ void chunk_dv(float *dv_out, const float *k, const float *dout
  * to_end[a] = Σ_j v_tj dS_ij, and Σ over its share of j of S0_ij dS_ij.
  * Phase 1 of chunk_dqk; `pool` holds four tiles. */
 static __device__ float boundary_products(float *inter, float *to_end, float (*pool)[CHUNK][PAD],
-                                          chunk c, const float *v, const float *dout,
+                                          chunk c, const act_t *v, const act_t *dout,
                                           const float *S0, const float *dS_end, int h, int H,
                                           int dk, int dv, int i0)
 {
@@ -495,8 +516,8 @@ static __device__ float boundary_products(float *inter, float *to_end, float (*p
 
 /* dq, dk and dgk for one key tile. Block: (chunk, head, key tile); a thread
  * owns one key column and CHUNK_ROWS tokens. */
-static __global__ void chunk_dqk(float *dq, float *dk_out, float *dgk, const float *q,
-                                 const float *k, const float *v, const float *dout, const float *b,
+static __global__ void chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act_t *q,
+                                 const act_t *k, const act_t *v, const act_t *dout, const float *b,
                                  const float *dA, const float *checkpoints, const float *dS,
                                  const chunk *chunks, int H, int dk, int dv, float scale)
 {
@@ -570,9 +591,9 @@ static __global__ void chunk_dqk(float *dq, float *dk_out, float *dgk, const flo
         if (t >= L)
             continue;
         size_t x = at(c.t0 + t, h, H, dk) + i;
-        dq[x] += dq_t[a];
-        dk_out[x] += dk_t[a];
-        dgk[x] += dAs[t][col];
+        add_into(&dq[x], dq_t[a]);
+        add_into(&dk_out[x], dk_t[a]);
+        add_into(&dgk[x], dAs[t][col]);
     }
 }
 
@@ -583,8 +604,8 @@ static dim3 state_tiles(const gla_recurrence_dims *d)
     return dim3(d->n_seqs * d->H, ceil_div(d->dk, TILE), ceil_div(d->dv, TILE));
 }
 
-void gla_recurrence_forward_cuda(float *o, float *checkpoints, const float *q, const float *k,
-                                 const float *v, const float *gk, const gla_recurrence_dims *d,
+void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,
+                                 const void *v, const void *gk, const gla_recurrence_dims *d,
                                  float *work, int n_work)
 {
     (void)n_work; /* one worker: the whole batch at once */
@@ -592,19 +613,20 @@ void gla_recurrence_forward_cuda(float *o, float *checkpoints, const float *q, c
     if (n == 0)
         return;
     work_layout w = carve(work, n, d);
-    int chunks = prepare_chunks(&w, gk, d);
-    states_forward<<<state_tiles(d), BLOCK>>>(checkpoints, k, v, w.b, d->cu_seqlens_backend, H,
-                                              d->dk, d->dv);
+    int chunks = prepare_chunks(&w, act(gk), d);
+    states_forward<<<state_tiles(d), BLOCK>>>(checkpoints, act(k), act(v), w.b,
+                                              d->cu_seqlens_backend, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
-    chunk_pairs<true><<<dim3(chunks, H), BLOCK>>>(w.A, q, k, w.b, w.chunks, H, d->dk, d->scale);
+    chunk_pairs<true><<<dim3(chunks, H), BLOCK>>>(w.A, act(q), act(k), w.b, w.chunks, H, d->dk,
+                                                  d->scale);
     CUDA_CHECK_LAUNCH();
     chunk_output<<<dim3(chunks, H, ceil_div(d->dv, TILE)), BLOCK>>>(
-        o, q, v, w.b, w.A, checkpoints, w.chunks, H, d->dk, d->dv, d->scale);
+        act(o), act(q), act(v), w.b, w.A, checkpoints, w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
-void gla_recurrence_backward_cuda(float *dq, float *dk, float *dv, float *dgk, const float *dout,
-                                  const float *q, const float *k, const float *v, const float *gk,
+void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const void *dout,
+                                  const void *q, const void *k, const void *v, const void *gk,
                                   const float *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work)
 {
@@ -613,20 +635,21 @@ void gla_recurrence_backward_cuda(float *dq, float *dk, float *dv, float *dgk, c
     if (n == 0)
         return;
     work_layout w = carve(work, n, d);
-    int chunks = prepare_chunks(&w, gk, d);
-    states_backward<<<state_tiles(d), BLOCK>>>(w.dS, q, dout, w.b, d->cu_seqlens_backend, H,
-                                               d->dk, d->dv, d->scale);
+    int chunks = prepare_chunks(&w, act(gk), d);
+    states_backward<<<state_tiles(d), BLOCK>>>(w.dS, act(q), act(dout), w.b,
+                                               d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
-    chunk_pairs<true><<<dim3(chunks, H), BLOCK>>>(w.A, q, k, w.b, w.chunks, H, d->dk, d->scale);
+    chunk_pairs<true><<<dim3(chunks, H), BLOCK>>>(w.A, act(q), act(k), w.b, w.chunks, H, d->dk,
+                                                  d->scale);
     CUDA_CHECK_LAUNCH();
-    chunk_pairs<false><<<dim3(chunks, H), BLOCK>>>(w.dA, dout, v, NULL, w.chunks, H, d->dv,
-                                                   d->scale);
+    chunk_pairs<false><<<dim3(chunks, H), BLOCK>>>(w.dA, act(dout), act(v), NULL, w.chunks, H,
+                                                   d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
-    chunk_dv<<<dim3(chunks, H, ceil_div(d->dv, TILE)), BLOCK>>>(dv, k, dout, w.b, w.A, w.dS,
-                                                                 w.chunks, H, d->dk, d->dv);
+    chunk_dv<<<dim3(chunks, H, ceil_div(d->dv, TILE)), BLOCK>>>(
+        act(dv), act(k), act(dout), w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
     chunk_dqk<<<dim3(chunks, H, ceil_div(d->dk, TILE)), BLOCK>>>(
-        dq, dk, dgk, q, k, v, dout, w.b, w.dA, checkpoints, w.dS, w.chunks, H, d->dk, d->dv,
-        d->scale);
+        act(dq), act(dk), act(dgk), act(q), act(k), act(v), act(dout), w.b, w.dA, checkpoints,
+        w.dS, w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }

@@ -13,16 +13,55 @@ static size_t cpu_work_floats(int n, int H, int dk, int dv)
     return gla_recurrence_work_floats(dk, dv);
 }
 
+/* The CPU's activations are fp32: the table's activation pointers are the
+ * float arrays of the reference functions. */
+static void recurrence_forward_cpu(void *o, float *checkpoints, const void *q, const void *k,
+                                   const void *v, const void *gk, const gla_recurrence_dims *d,
+                                   float *work, int n_work)
+{
+    gla_recurrence_forward_cpu(o, checkpoints, q, k, v, gk, d, work, n_work);
+}
+
+static void recurrence_backward_cpu(void *dq, void *dk, void *dv, void *dgk, const void *dout,
+                                    const void *q, const void *k, const void *v, const void *gk,
+                                    const float *checkpoints, const gla_recurrence_dims *d,
+                                    float *work, int n_work)
+{
+    gla_recurrence_backward_cpu(dq, dk, dv, dgk, dout, q, k, v, gk, checkpoints, d, work, n_work);
+}
+
+static void gate_norm_forward_cpu(void *y, float *rstd, const void *o, const void *g, const void *w,
+                                  int rows, int C, float eps)
+{
+    gla_gate_norm_forward_cpu(y, rstd, o, g, w, rows, C, eps);
+}
+
+static void gate_norm_backward_cpu(void *d_o, void *dg, float *dw, const void *dy, const void *o,
+                                   const void *g, const void *w, const float *rstd, int rows, int C)
+{
+    gla_gate_norm_backward_cpu(d_o, dg, dw, dy, o, g, w, rstd, rows, C);
+}
+
+static void gates_forward_cpu(void *gk, const void *x, size_t n, float normalizer)
+{
+    gla_gates_forward_cpu(gk, x, n, normalizer);
+}
+
+static void gates_backward_cpu(void *dx, const void *dgk, const void *gk, size_t n, float normalizer)
+{
+    gla_gates_backward_cpu(dx, dgk, gk, n, normalizer);
+}
+
 const gla_kernels gla_kernels_cpu = {
     .recurrence_checkpoint_floats = gla_recurrence_checkpoint_floats,
     .recurrence_work_floats = cpu_work_floats,
     .recurrence_max_workers = gla_recurrence_max_workers,
-    .recurrence_forward = gla_recurrence_forward_cpu,
-    .recurrence_backward = gla_recurrence_backward_cpu,
-    .gate_norm_forward = gla_gate_norm_forward_cpu,
-    .gate_norm_backward = gla_gate_norm_backward_cpu,
-    .gates_forward = gla_gates_forward_cpu,
-    .gates_backward = gla_gates_backward_cpu,
+    .recurrence_forward = recurrence_forward_cpu,
+    .recurrence_backward = recurrence_backward_cpu,
+    .gate_norm_forward = gate_norm_forward_cpu,
+    .gate_norm_backward = gate_norm_backward_cpu,
+    .gates_forward = gates_forward_cpu,
+    .gates_backward = gates_backward_cpu,
 };
 
 #ifdef FLAME_HAVE_CUDA

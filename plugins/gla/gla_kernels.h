@@ -1,7 +1,8 @@
 /* GLA's own kernels, one table per backend: the plugin picks the table of the
  * op table's backend at create and calls nothing else of its own math. Every
  * entry has the meaning, layouts and add-into-gradients rules of the CPU
- * function it is named after (gla.h); pointers are in the backend's memory. */
+ * function it is named after (gla.h); pointers are in the backend's memory,
+ * activations in the op table's type (flame/ops.h). */
 #ifndef FLAME_GLA_KERNELS_H
 #define FLAME_GLA_KERNELS_H
 
@@ -16,22 +17,23 @@ typedef struct gla_kernels {
     size_t (*recurrence_work_floats)(int n, int H, int dk, int dv);
     int (*recurrence_max_workers)(void);
 
-    void (*recurrence_forward)(float *o, float *checkpoints, const float *q, const float *k,
-                               const float *v, const float *gk, const gla_recurrence_dims *d,
+    /* void pointers are activations in the op table's type (fp32 on the CPU,
+     * bf16 on CUDA); float pointers are fp32 on every backend */
+    void (*recurrence_forward)(void *o, float *checkpoints, const void *q, const void *k,
+                               const void *v, const void *gk, const gla_recurrence_dims *d,
                                float *work, int n_work);
-    void (*recurrence_backward)(float *dq, float *dk, float *dv, float *dgk, const float *dout,
-                                const float *q, const float *k, const float *v, const float *gk,
+    void (*recurrence_backward)(void *dq, void *dk, void *dv, void *dgk, const void *dout,
+                                const void *q, const void *k, const void *v, const void *gk,
                                 const float *checkpoints, const gla_recurrence_dims *d,
                                 float *work, int n_work);
 
-    void (*gate_norm_forward)(float *y, float *rstd, const float *o, const float *g,
-                              const float *w, int rows, int C, float eps);
-    void (*gate_norm_backward)(float *d_o, float *dg, float *dw, const float *dy, const float *o,
-                               const float *g, const float *w, const float *rstd, int rows, int C);
+    void (*gate_norm_forward)(void *y, float *rstd, const void *o, const void *g, const void *w,
+                              int rows, int C, float eps);
+    void (*gate_norm_backward)(void *d_o, void *dg, float *dw, const void *dy, const void *o,
+                               const void *g, const void *w, const float *rstd, int rows, int C);
 
-    void (*gates_forward)(float *gk, const float *x, size_t n, float normalizer);
-    void (*gates_backward)(float *dx, const float *dgk, const float *gk, size_t n,
-                           float normalizer);
+    void (*gates_forward)(void *gk, const void *x, size_t n, float normalizer);
+    void (*gates_backward)(void *dx, const void *dgk, const void *gk, size_t n, float normalizer);
 } gla_kernels;
 
 extern const gla_kernels gla_kernels_cpu;

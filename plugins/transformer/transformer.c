@@ -71,21 +71,24 @@ typedef struct tf_dims {
     int tie;
 } tf_dims;
 
-/* what one layer keeps from its forward for its backward */
+/* what one layer keeps from its forward for its backward; void pointers are
+ * activations (the op table's type), float ones fp32 */
 typedef struct layer_acts {
-    float *attn_rstd, *a;   /* [n], [n,D]: norm of the layer input */
-    float *q, *k, *v;       /* after rotary: [n,q_dim], [n,kv_dim] ×2 */
-    float *o, *lse;         /* attention out [n,q_dim], log-sum-exp [n,H] */
-    float *mid;             /* [n,D] residual after attention */
+    float *attn_rstd;       /* [n] */
+    void *a;                /* [n,D]: norm of the layer input */
+    void *q, *k, *v;        /* after rotary: [n,q_dim], [n,kv_dim] ×2 */
+    void *o;                /* attention out [n,q_dim] */
+    float *lse;             /* log-sum-exp [n,H] */
+    void *mid;              /* [n,D] residual after attention */
     lm_mlp_acts mlp;
 } layer_acts;
 
-/* gradient scratch, reused by every layer */
+/* scratch reused by every layer: gradients, and the MLP's values made again */
 typedef struct grad_scratch {
-    float *resid;           /* [n,D] ∂loss/∂(residual stream) */
-    float *x;               /* [n,D] ∂loss/∂(a norm's output) */
-    float *o, *q_rot, *q;   /* [n,q_dim]: before o_proj, after and before rotary */
-    float *k_rot, *k, *v;   /* [n,kv_dim] */
+    void *resid;            /* [n,D] ∂loss/∂(residual stream) */
+    void *x;                /* [n,D] ∂loss/∂(a norm's output) */
+    void *o, *q_rot, *q;    /* [n,q_dim]: before o_proj, after and before rotary */
+    void *k_rot, *k, *v;    /* [n,kv_dim] */
     lm_mlp_scratch mlp;
 } grad_scratch;
 
@@ -94,11 +97,12 @@ typedef struct tf_model {
     tf_dims c;
     int n_params;
     flame_param_spec *specs;
-    float **w, **dw; /* [n_params], from bind() */
+    const void **w; /* [n_params], from bind(): the compute view */
+    float **dw;     /* [n_params], from bind() */
 
     /* activation memory, one ops->alloc, sized by reserve() */
-    float *arena;
-    float **resid;    /* [L+1] residual stream: layer inputs, then the last output */
+    void *arena;
+    void **resid;     /* [L+1] residual stream: layer inputs, then the last output */
     layer_acts *acts; /* [L] */
     lm_head head;
     grad_scratch d;
@@ -106,7 +110,7 @@ typedef struct tf_model {
 } tf_model;
 
 static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
-static float *W(const tf_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
+static const void *W(const tf_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
 static float *dW(const tf_model *m, int layer, int p) { return m->dw[param_index(layer, p)]; }
 static int final_norm_index(const tf_model *m) { return 1 + m->c.L * P_PER_LAYER; }
 /* with tied embeddings, lm_head is the embedding (index 0) */
@@ -312,7 +316,7 @@ static const flame_param_spec *tf_param(const void *model, int index)
     return index >= 0 && index < m->n_params ? &m->specs[index] : NULL;
 }
 
-static void tf_bind(void *model, float *const *params, float *const *grads)
+static void tf_bind(void *model, const void *const *params, float *const *grads)
 {
     tf_model *m = model;
     for (int i = 0; i < m->n_params; i++)
@@ -323,35 +327,35 @@ static void tf_bind(void *model, float *const *params, float *const *grads)
 
 static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n)
 {
-    A->attn_rstd = lm_take(cv, n);
-    A->a = lm_take(cv, n * c->D);
-    A->q = lm_take(cv, n * c->q_dim);
-    A->k = lm_take(cv, n * c->kv_dim);
-    A->v = lm_take(cv, n * c->kv_dim);
-    A->o = lm_take(cv, n * c->q_dim);
-    A->lse = lm_take(cv, n * c->H);
-    A->mid = lm_take(cv, n * c->D);
-    lm_mlp_carve(&A->mlp, cv, n, c->D, c->I);
+    A->attn_rstd = lm_take_floats(cv, n);
+    A->a = lm_take_acts(cv, n * c->D);
+    A->q = lm_take_acts(cv, n * c->q_dim);
+    A->k = lm_take_acts(cv, n * c->kv_dim);
+    A->v = lm_take_acts(cv, n * c->kv_dim);
+    A->o = lm_take_acts(cv, n * c->q_dim);
+    A->lse = lm_take_floats(cv, n * c->H);
+    A->mid = lm_take_acts(cv, n * c->D);
+    lm_mlp_carve(&A->mlp, cv, n, c->I);
 }
 
 static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c, size_t n)
 {
-    d->resid = lm_take(cv, n * c->D);
-    d->x = lm_take(cv, n * c->D);
-    d->o = lm_take(cv, n * c->q_dim);
-    d->q_rot = lm_take(cv, n * c->q_dim);
-    d->q = lm_take(cv, n * c->q_dim);
-    d->k_rot = lm_take(cv, n * c->kv_dim);
-    d->k = lm_take(cv, n * c->kv_dim);
-    d->v = lm_take(cv, n * c->kv_dim);
-    lm_mlp_scratch_carve(&d->mlp, cv, n, c->I);
+    d->resid = lm_take_acts(cv, n * c->D);
+    d->x = lm_take_acts(cv, n * c->D);
+    d->o = lm_take_acts(cv, n * c->q_dim);
+    d->q_rot = lm_take_acts(cv, n * c->q_dim);
+    d->q = lm_take_acts(cv, n * c->q_dim);
+    d->k_rot = lm_take_acts(cv, n * c->kv_dim);
+    d->k = lm_take_acts(cv, n * c->kv_dim);
+    d->v = lm_take_acts(cv, n * c->kv_dim);
+    lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
 static void carve_all(tf_model *m, lm_carver *cv, size_t n)
 {
     const tf_dims *c = &m->c;
     for (int l = 0; l <= c->L; l++)
-        m->resid[l] = lm_take(cv, n * c->D);
+        m->resid[l] = lm_take_acts(cv, n * c->D);
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, n);
     lm_head_carve(&m->head, cv, n, c->D, c->V);
@@ -368,16 +372,16 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
         return -1;
     }
     size_t n = (size_t)B * T;
-    lm_carver cv = {NULL, 0};
+    lm_carver cv = {NULL, 0, m->ops->act_bytes};
     carve_all(m, &cv, n);
-    m->arena = m->ops->alloc(cv.used * sizeof(float));
+    m->arena = m->ops->alloc(cv.used);
     if (!m->arena || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
         release_activations(m);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
-                 cv.used * sizeof(float) / 1073741824.0);
+                 cv.used / 1073741824.0);
         return -1;
     }
-    cv = (lm_carver){m->arena, 0};
+    cv = (lm_carver){m->arena, 0, m->ops->act_bytes};
     carve_all(m, &cv, n);
     return 0;
 }
@@ -427,7 +431,7 @@ static lm_head_params head_params(const tf_model *m)
 static void mlp_forward(tf_model *m, int l)
 {
     lm_mlp_params p = mlp_params(m, l);
-    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
+    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
                    m->c.I, m->c.eps);
 }
 
@@ -443,13 +447,13 @@ static float tf_forward(void *model, const flame_batch *batch, float *logits)
         mlp_forward(m, l);
     }
     lm_head_params p = head_params(m);
-    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], batch->targets, counted, logits,
-                           m->batch.n, m->c.D, m->c.V, m->c.eps);
+    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], &m->batch, logits, m->c.D, m->c.V,
+                           m->c.eps);
 }
 
 /* ------------------------------------------------------------------ backward */
 
-static void zero(const tf_model *m, float *x, size_t floats) { m->ops->zero(x, floats * sizeof(float)); }
+static void zero(const tf_model *m, void *x, size_t count) { m->ops->zero(x, count * m->ops->act_bytes); }
 
 /* from d.resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
 static void attn_core_backward(tf_model *m, int l)
@@ -494,12 +498,12 @@ static void tf_backward(void *model)
     if (m->batch.n == 0)
         return; /* no successful forward to differentiate */
     lm_head_params hp = head_params(m);
-    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], m->d.x, m->d.resid, m->batch.n, m->c.D,
+    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], &m->batch, m->d.x, m->d.resid, m->c.D,
                      m->c.V);
     for (int l = m->c.L - 1; l >= 0; l--) {
         lm_mlp_params mp = mlp_params(m, l);
         lm_mlp_backward(m->ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
-                        m->batch.n, m->c.D, m->c.I);
+                        m->batch.n, m->c.D, m->c.I, m->c.eps);
         attn_core_backward(m, l);
         attn_input_backward(m, l);
     }

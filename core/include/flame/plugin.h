@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define FLAME_ABI_VERSION 1u
+#define FLAME_ABI_VERSION 2u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
@@ -77,15 +77,18 @@ typedef struct flame_plugin {
     /* the parameters the core must allocate, in a fixed order */
     int (*n_params)(const void *model);
     const flame_param_spec *(*param)(const void *model, int index);
-    /* The core hands in the storage of each parameter and its gradient
-     * (backend memory, in the order of param()); the plugin keeps the pointers. */
-    void (*bind)(void *model, float *const *params, float *const *grads);
+    /* The core hands in, in the order of param(), each parameter as the plugin
+     * computes with it (backend memory, the op table's activation type: a copy
+     * the core refreshes after every optimizer step when that type is not
+     * fp32) and its fp32 gradient; the plugin keeps the pointers. */
+    void (*bind)(void *model, const void *const *params, float *const *grads);
 
     /* Sizes the activation memory for batches of at most B×T tokens.
      * Returns 0, or -1 with a line in err (out of memory). */
     int (*reserve)(void *model, int B, int T, char *err, size_t err_len);
     /* Mean loss over the counted targets. When logits is not NULL it receives
-     * [B*T, vocab_size] logits (backend memory). */
+     * [B*T, vocab_size] fp32 logits (backend memory; values of the activation
+     * type, widened). */
     float (*forward)(void *model, const flame_batch *batch, float *logits);
     /* Adds ∂(mean loss of the last forward)/∂param into the bound gradients. */
     void (*backward)(void *model);
