@@ -25,7 +25,8 @@ Needs torch with CUDA and fla (importable from $FLA_PATH or PYTHONPATH); exits
 77 (skipped) with the reason otherwise, so CI (no GPU) skips it. The flame
 programs are the build tree's unless $FLAME_RUN, $LOGITS_TOOL and $FLAME_ARCH
 (a plugin name or path; plugins are also searched in $FLAME_PLUGIN_PATH) name
-others, as on a GPU machine that runs a bundle built elsewhere."""
+others, as on a GPU machine that runs a bundle built elsewhere. $FLA_PARITY_RUNS
+(comma-separated labels, e.g. "bf16 chunk") runs only those of fla's runs."""
 import faulthandler
 import json
 import math
@@ -244,6 +245,8 @@ def main():
             runs = [("fp32 chunk", torch.float32, "chunk", BOUND_FP32 if ieee else BOUND_FP32_TF32),
                     ("fp32 fused_recurrent", torch.float32, "fused_recurrent", BOUND_FP32),
                     ("bf16 chunk", torch.bfloat16, "chunk", BOUND_BF16)]
+            only = os.environ.get("FLA_PARITY_RUNS")  # e.g. "bf16 chunk": fewer Triton compilations
+            runs = [r for r in runs if not only or r[0] in only.split(",")]
             for label, dtype, mode, bound in runs:
                 model = model.to(dtype)
                 for layer in model.model.layers:

@@ -1,98 +1,119 @@
-/* The gated linear recurrence of GLA on the GPU, in chunks of GLA_CHUNK tokens:
- * the approach of fla's chunk GLA, with the math and semantics of
- * gla_recurrence_cpu.c (per head and sequence, S_t = diag(e^{gk_t}) S_{t−1} + k_tᵀ v_t,
- * o_t = scale · q_t S_t, the state 0 at each sequence's start).
+/* The gated linear recurrence of GLA on the GPU, in chunks of GLA_CHUNK = 64
+ * tokens, its products on the tensor cores: the approach of fla's chunk GLA,
+ * with the math and semantics of gla_recurrence_cpu.c (per head and sequence,
+ * S_t = diag(e^{gk_t}) S_{t−1} + k_tᵀ v_t, o_t = scale · q_t S_t, the state 0
+ * at each sequence's start).
  *
- * Precision: the activations (q, k, v, gk, o and their gradients) are bf16 in
- * memory, widened to fp32 as they are loaded and rounded to nearest even as
- * they are stored; everything else (the arithmetic, b, A, dA, the states in
- * `checkpoints` and dS) is fp32.
- *
- * A chunk of L tokens of one head starts from the state S0 (0 at a sequence's
- * start). With b_t = Σ gk from the chunk's start to t (per key column) and
- * b_L the chunk's last:
+ * The math. A chunk of L tokens of one head starts from the state S0 (0 at a
+ * sequence's start). With b_t = Σ gk from the chunk's start to t (per key
+ * column) and b_L the chunk's last:
  *     o_t   = scale·(q_t ⊙ e^{b_t}) S0 + Σ_{u≤t} A_tu v_u,  A_tu = scale·Σ_i q_ti k_ui e^{b_ti − b_ui}
  *     S_end = diag(e^{b_L}) S0 + Σ_u (k_u ⊙ e^{b_L − b_u})ᵀ v_u
- * Every exponent is a later b minus an earlier one, ≤ 0 for gates that are
- * log-sigmoids, so nothing overflows however strong the decay: A is summed
- * term by term rather than factored into two matrices.
- *
- * Forward: (1) b and the table of chunks; (2) per (sequence, head, state tile)
- * a walk over the chunks in order carries S and stores it at each chunk start
- * but a sequence's first in `checkpoints` (the CPU's layout); (3) A per
- * (chunk, head); (4) o per (chunk, head, value tile).
- *
  * Backward, with dS = ∂L/∂S_end (0 at a sequence's end) and dA_tu = scale·do_t·v_u:
  *     ∂L/∂S0 = diag(e^{b_L}) dS + scale·Σ_t (q_t ⊙ e^{b_t})ᵀ do_t    (= dS of the chunk before)
  *     dv_u   = Σ_{t≥u} A_tu do_t + (k_u ⊙ e^{b_L − b_u}) dS
- *     dq_ti  = scale·e^{b_ti} (S0 do_tᵀ)_i + Σ_{u≤t} dA_tu k_ui e^{b_ti − b_ui}
- *     dk_ui  = Σ_{t≥u} dA_tu q_ti e^{b_ti − b_ui} + e^{b_Li − b_ui} (dS v_uᵀ)_i
+ *     dq_ti  = scale·e^{b_ti} (do_t S0ᵀ)_i + Σ_{u≤t} dA_tu k_ui e^{b_ti − b_ui}
+ *     dk_ui  = Σ_{t≥u} dA_tu q_ti e^{b_ti − b_ui} + e^{b_Li − b_ui} (v_u dSᵀ)_i
  *     ∂L/∂b_t = q_t ⊙ dq_t − k_t ⊙ dk_t, and for b_L (which S_end also holds)
  *               e^{b_L} ⊙ rowsum(S0 ⊙ dS) + Σ_u k_u ⊙ (the dS part of dk_u) more
  *     dgk_t  = Σ_{t' ≥ t in the chunk} ∂L/∂b_t'   (b is a running sum of gk)
- * (1) b and the table; (2) the walk backwards stores each chunk's dS in `work`
- * (the checkpoints' layout); (3) A and dA per (chunk, head); (4) dv per (chunk,
- * head, value tile); (5) dq, dk, dgk per (chunk, head, key tile).
  *
- * Each output value is computed by one thread, its terms added in an order
- * fixed by the shapes: results are the same run to run. */
+ * Why nothing overflows. Gates are log-sigmoids, gk ≤ 0, so b never increases
+ * along a chunk and e^{later b − earlier b} ≤ 1. Every factor formed here is of
+ * that kind: e^{b_t} and e^{b_L − b_u} for the boundary states, and inside the
+ * chunk a product through a reference token m between the two, 16-token
+ * sub-chunks apart:
+ *     e^{b_t − b_u} = e^{b_t − b_m} · e^{b_m − b_u}    for u ≤ m ≤ t,
+ * so q̃_t = q_t e^{b_t − b_m} and k̃_u = k_u e^{b_m − b_u} are bounded by q and k
+ * and A between sub-chunks is the plain product q̃ k̃ᵀ (likewise dq and dk from
+ * dA). Within a 16-token sub-chunk no token lies between every pair, so those
+ * terms are summed one by one in fp32, each exponent ≤ 0 on its own. Strong
+ * gates only underflow factors to 0, which their true values are close to.
+ *
+ * Precision. Activations (q, k, v, gk, o and their gradients) are bf16 in
+ * memory; b, the states in `checkpoints` and dS are fp32. Products run on the
+ * tensor cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation); the
+ * scaled operands above are rounded to bf16 as fla does, except in the walks
+ * over the chunks, where the carried states take their operand as a bf16 pair
+ * hi + lo, about fp32's precision, since their error would grow chunk by chunk
+ * and the checkpoints are compared with the CPU's in fp32. b is kept in units
+ * of log2 so every exponential is one ex2 instruction.
+ *
+ * Kernels. (1) b and the table of chunks; (2) the walk over each sequence's
+ * chunks, per (sequence, head, 64×64 state tile): forward it stores the state
+ * at each chunk start but a sequence's first in `checkpoints` (the CPU's
+ * layout), backward dS at each chunk end but a sequence's last in `work`;
+ * (3) A per (chunk, head), kept in bf16; forward (4) o per (chunk, head, value
+ * tile); backward (4) dv per (chunk, head, value tile) and (5) dA, dq, dk, dgk
+ * per (chunk, head, key tile).
+ *
+ * No atomics, and every sum is taken in an order fixed by the shapes: results
+ * are the same run to run. */
+#include <cstdint>
+
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "gla_cuda.h"
 
 #define CHUNK GLA_CHUNK
-#define BLOCK 256
-#define TILE 32                         /* key or value columns of one block */
-#define PAD (TILE + 1)                  /* shared rows padded: a column spans all banks */
-#define ROW_GROUPS (BLOCK / TILE)       /* threads sharing one column */
-#define STATE_ROWS (TILE / ROW_GROUPS)  /* rows of a state tile per thread */
-#define CHUNK_ROWS (CHUNK / ROW_GROUPS) /* rows of a chunk per thread */
+#define SUB 16                   /* tokens of a sub-chunk, the tensor cores' k step */
+#define TILE 64                  /* key or value columns of a tile */
+#define LD (TILE + 8)            /* shared row length: ldmatrix rows spread over all banks */
+#define THREADS 256              /* every chunk kernel: 8 warps */
 #define TABLE_THREADS 1024
+#define LOG2E 1.4426950408889634f
+
+static_assert(CHUNK == 64, "the kernels tile a chunk as 4 sub-chunks of 16 tokens");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "gla_chunk.cu needs bf16 mma.sync (sm_80 or newer)"
+#endif
 
 /* tokens [t0, t1) of one sequence, and whether they are its first / last chunk */
 typedef struct chunk {
     int t0, t1, first, last;
 } chunk;
 
-/* the CUDA recurrence's share of `work` */
+/* the CUDA recurrence's share of `work`, each part 16-byte aligned */
 typedef struct work_layout {
-    float *b;       /* [n,H,dk] gate logits summed from each chunk's start */
-    float *A, *dA;  /* [n,H,CHUNK]: row t holds A_tu (dA_tu) for u from its chunk's start */
-    float *dS;      /* ∂L/∂(state at a chunk's end), in the checkpoints' layout */
-    chunk *chunks;  /* at most n */
+    float *b;      /* [n,H,dk] log2(e)·(gk summed from each chunk's start) */
+    act_t *A;      /* [n,H,CHUNK] bf16: row t holds A_tu for u from its chunk's start */
+    float *dS;     /* ∂L/∂(state at a chunk's end), in the checkpoints' layout */
+    chunk *chunks; /* at most n */
 } work_layout;
+
+static size_t align4(size_t floats) { return (floats + 3) / 4 * 4; }
 
 static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
 {
     size_t nH = (size_t)n * d->H;
     work_layout w;
     w.b = work;
-    w.A = w.b + nH * d->dk;
-    w.dA = w.A + nH * CHUNK;
-    w.dS = w.dA + nH * CHUNK;
-    w.chunks = (chunk *)(w.dS + gla_recurrence_checkpoint_floats(n, d->H, d->dk, d->dv));
+    float *A = w.b + align4(nH * d->dk);
+    w.A = reinterpret_cast<act_t *>(A);
+    w.dS = A + align4(nH * CHUNK / 2);
+    w.chunks = (chunk *)(w.dS + align4(gla_recurrence_checkpoint_floats(n, d->H, d->dk, d->dv)));
     return w;
 }
 
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
     size_t nH = (size_t)n * H;
-    return nH * dk + 2 * nH * CHUNK + gla_recurrence_checkpoint_floats(n, H, dk, dv) +
+    return align4(nH * dk) + align4(nH * CHUNK / 2) +
+           align4(gla_recurrence_checkpoint_floats(n, H, dk, dv)) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
 }
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-/* ------------------------------------------------------------------ bf16 activations */
-
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
 static act_t *act(void *p) { return static_cast<act_t *>(p); }
 
-/* a gradient += x, the sum rounded once to bf16 */
-static __device__ __forceinline__ void add_into(act_t *grad, float x)
+static __device__ __forceinline__ float exp2_fast(float x)
 {
-    from_f32(grad, to_f32(*grad) + x);
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 
 /* ------------------------------------------------------------------ addressing */
@@ -159,7 +180,7 @@ static __global__ void build_chunk_table(chunk *chunks, const int32_t *cu, int n
     }
 }
 
-/* b: gk summed from each chunk's start */
+/* b: gk summed from each chunk's start, in units of log2 */
 static __global__ void chunk_gate_sums(float *b, const act_t *gk, const chunk *chunks, int H,
                                        int dk)
 {
@@ -170,7 +191,7 @@ static __global__ void chunk_gate_sums(float *b, const act_t *gk, const chunk *c
         for (int t = c.t0; t < c.t1; t++) {
             size_t x = at(t, h, H, dk) + i;
             sum += to_f32(gk[x]);
-            b[x] = sum;
+            b[x] = LOG2E * sum;
         }
     }
 }
@@ -183,417 +204,706 @@ static int prepare_chunks(const work_layout *w, const act_t *gk, const gla_recur
         count += ceil_div(d->cu_seqlens[s + 1] - d->cu_seqlens[s], CHUNK);
     build_chunk_table<<<1, TABLE_THREADS>>>(w->chunks, d->cu_seqlens_backend, d->n_seqs);
     CUDA_CHECK_LAUNCH();
-    chunk_gate_sums<<<dim3(count, d->H), BLOCK>>>(w->b, gk, w->chunks, d->H, d->dk);
+    int threads = min(256, 32 * ceil_div(d->dk, 32));
+    chunk_gate_sums<<<dim3(count, d->H), threads>>>(w->b, gk, w->chunks, d->H, d->dk);
     CUDA_CHECK_LAUNCH();
     return count;
 }
 
-/* ------------------------------------------------------------------ tiles in shared memory */
+/* ------------------------------------------------------------------ tiles through registers */
 
-/* tile[r][c] = x[t0 + r, h, c0 + c] for r < rows and c0 + c < width, else 0,
- * over tile_rows rows; x is an activation (bf16) or an intermediate (fp32) */
+/* A CHUNK×TILE tile in shared memory: bf16 operands of the tensor cores, or fp32 */
+typedef act_t tile_t[LD];
+typedef float tile32_t[LD];
+
+/* A thread's share of a tile as it is loaded: the 8 columns from
+ * 8·(threadIdx.x % 8) of rows threadIdx.x / 8 and that + 32. Loads of 16 bytes,
+ * coalesced along rows; every tile of a kernel puts the same elements in the
+ * same thread, so operands combine in registers. */
+struct piece {
+    float x[2][8];
+};
+
+static __device__ __forceinline__ int piece_row(int a) { return threadIdx.x / 8 + 32 * a; }
+static __device__ __forceinline__ int piece_col() { return 8 * (threadIdx.x % 8); }
+
+/* x[c] = p[c] for c < cols (at most 8), else 0 */
 template <typename T>
-static __device__ void load_rows(float (*tile)[PAD], int tile_rows, const T *x, int t0, int rows,
-                                 int h, int H, int width, int c0)
+static __device__ void fetch_row(float (&x)[8], const T *p, int cols, bool vec)
 {
-    for (int e = threadIdx.x; e < tile_rows * TILE; e += blockDim.x) {
-        int r = e / TILE, c = e % TILE;
-        tile[r][c] =
-            r < rows && c0 + c < width ? to_f32(x[at(t0 + r, h, H, width) + c0 + c]) : 0.0f;
+    if (vec && cols >= 8) {
+        load_floats<8>(x, p);
+        return;
     }
-}
-
-/* the query as the chunk's start state sees it: scale · q_t ⊙ e^{b_t} */
-static __device__ void load_query_from_start(float (*tile)[PAD], const act_t *q, const float *b,
-                                             int t0, int rows, int h, int H, int dk, int i0,
-                                             float scale)
-{
-    for (int e = threadIdx.x; e < CHUNK * TILE; e += blockDim.x) {
-        int r = e / TILE, c = e % TILE;
-        size_t x = at(t0 + r, h, H, dk) + i0 + c;
-        tile[r][c] = r < rows && i0 + c < dk ? scale * to_f32(q[x]) * expf(b[x]) : 0.0f;
-    }
-}
-
-/* the key as it reaches the chunk's end state: k_u ⊙ e^{b_L − b_u} */
-static __device__ void load_key_to_end(float (*tile)[PAD], const act_t *k, const float *b, int t0,
-                                       int rows, int h, int H, int dk, int i0)
-{
-    const float *b_last = b + at(t0 + rows - 1, h, H, dk) + i0;
-    for (int e = threadIdx.x; e < CHUNK * TILE; e += blockDim.x) {
-        int r = e / TILE, c = e % TILE;
-        size_t x = at(t0 + r, h, H, dk) + i0 + c;
-        tile[r][c] = r < rows && i0 + c < dk ? to_f32(k[x]) * expf(b_last[c] - b[x]) : 0.0f;
-    }
-}
-
-/* decay[c] = e^{b_L}: how the chunk's start state reaches its end */
-static __device__ void load_chunk_decay(float *decay, const float *b, int t_last, int h, int H,
-                                        int dk, int i0)
-{
-    for (int c = threadIdx.x; c < TILE; c += blockDim.x)
-        decay[c] = i0 + c < dk ? expf(b[at(t_last, h, H, dk) + i0 + c]) : 0.0f;
-}
-
-/* tile[i][j] = S[i0 + i, j0 + j] of a dk×dv state, 0 outside it */
-static __device__ void load_state(float (*tile)[PAD], const float *S, int i0, int j0, int dk, int dv)
-{
-    for (int e = threadIdx.x; e < TILE * TILE; e += blockDim.x) {
-        int i = e / TILE, j = e % TILE;
-        tile[i][j] = i0 + i < dk && j0 + j < dv ? S[(size_t)(i0 + i) * dv + j0 + j] : 0.0f;
-    }
-}
-
-/* ------------------------------------------------------------------ per-thread products */
-
-/* A thread owns column threadIdx.x % TILE and the rows group + ROW_GROUPS·a. */
-static __device__ __forceinline__ int my_column() { return threadIdx.x % TILE; }
-static __device__ __forceinline__ int my_group() { return threadIdx.x / TILE; }
-
-/* acc[a] += Σ_{m<depth} P[row][m] · M[m][col] over the thread's CHUNK_ROWS rows */
-static __device__ void accumulate_rows(float *acc, const float (*P)[PAD], const float (*M)[PAD],
-                                       int depth)
-{
-    int col = my_column(), group = my_group();
 #pragma unroll
-    for (int a = 0; a < CHUNK_ROWS; a++) {
-        int row = group + ROW_GROUPS * a;
-        float sum = 0.0f;
-        for (int m = 0; m < depth; m++)
-            sum += P[row][m] * M[m][col];
-        acc[a] += sum;
+    for (int c = 0; c < 8; c++)
+        x[c] = c < cols ? to_f32(p[c]) : 0.0f;
+}
+
+/* The thread's share of the tile at p (rows `stride` elements apart): 0 past
+ * `cols`, and past `rows` 0 too, or with PAD_LAST the last row again (for b,
+ * so that padding tokens decay like the chunk's last and every exponent stays ≤ 0). */
+template <bool PAD_LAST = false, typename T>
+static __device__ void fetch(piece &f, const T *p, size_t stride, int rows, int cols)
+{
+    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+    int col = piece_col();
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        int r = piece_row(a);
+        if (PAD_LAST)
+            r = min(r, rows - 1);
+        if (r < rows)
+            fetch_row(f.x[a], p + r * stride + col, cols - col, vec);
+        else
+#pragma unroll
+            for (int c = 0; c < 8; c++)
+                f.x[a][c] = 0.0f;
     }
 }
 
-/* a state tile carried across chunks: S = diag(decay) S + Pᵀ X over `rows` tokens */
-static __device__ void advance_state(float *S, const float (*P)[PAD], const float (*X)[PAD],
-                                     const float *decay, int rows)
+/* the thread's 8 columns of row `row` (b_L for the decays) */
+static __device__ void fetch_gate_row(float (&x)[8], const float *p, size_t stride, int row,
+                                      int cols)
 {
-    int col = my_column(), group = my_group();
+    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+    fetch_row(x, p + row * stride + piece_col(), cols - piece_col(), vec);
+}
+
+static __device__ void zero(piece &f)
+{
 #pragma unroll
-    for (int a = 0; a < STATE_ROWS; a++) {
-        int i = group + ROW_GROUPS * a;
-        float sum = decay[i] * S[a];
-        for (int u = 0; u < rows; u++)
-            sum += P[u][i] * X[u][col];
-        S[a] = sum;
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            f.x[a][c] = 0.0f;
+}
+
+/* the piece into its place in a tile, rounded to bf16 or kept in fp32 */
+template <typename T> static __device__ void put(T (*tile)[LD], const piece &f)
+{
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+        store_floats<8>(&tile[piece_row(a)][piece_col()], f.x[a]);
+}
+
+/* ------------------------------------------------------------------ tensor-core fragments */
+
+static __device__ __forceinline__ int lane_id() { return threadIdx.x % 32; }
+static __device__ __forceinline__ int warp_id() { return threadIdx.x / 32; }
+
+/* where element e (0..3) of a 16×8 fp32 accumulator lies: row, column */
+static __device__ __forceinline__ int acc_row(int e) { return lane_id() / 4 + 8 * (e / 2); }
+static __device__ __forceinline__ int acc_col(int e) { return 2 * (lane_id() % 4) + e % 2; }
+
+static __device__ __forceinline__ uint32_t shared_address(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/* four 8×8 bf16 matrices of shared memory; lane l gives the address of row l % 8 of matrix l / 8 */
+template <bool TRANS> static __device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const act_t *p)
+{
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(shared_address(p))
+                     : "memory");
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(shared_address(p))
+                     : "memory");
+}
+
+/* The 16×16 operand A (rows m0.., depth k0..) of a product: from a tile stored
+ * [m][k], or with KM from one stored [k][m]. */
+template <bool KM>
+static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const tile_t *s, int m0, int k0)
+{
+    int l = lane_id(), q = l / 8;
+    if (KM)
+        ldmatrix4<true>(a, &s[k0 + l % 8 + 8 * (q >> 1)][m0 + 8 * (q & 1)]);
+    else
+        ldmatrix4<false>(a, &s[m0 + l % 8 + 8 * (q & 1)][k0 + 8 * (q >> 1)]);
+}
+
+/* The operand B of two products, columns n0.. and n0 + 8.. over depth k0..:
+ * b[0..1] and b[2..3]. From a tile stored [n][k], or with KN one stored [k][n]. */
+template <bool KN>
+static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const tile_t *s, int k0, int n0)
+{
+    int l = lane_id(), q = l / 8;
+    if (KN)
+        ldmatrix4<true>(b, &s[k0 + l % 8 + 8 * (q & 1)][n0 + 8 * (q >> 1)]);
+    else
+        ldmatrix4<false>(b, &s[n0 + l % 8 + 8 * (q >> 1)][k0 + 8 * (q & 1)]);
+}
+
+/* c (16×8, fp32) += a (16×16) · b (16×8), bf16 operands */
+static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                           uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* A warp's product: acc[j] (rows m0..m0+15, columns n0 + 8j..) += Σ_k a[m][k] b[k][n]
+ * over k in [k_begin, k_end), multiples of 16; operand layouts as load_a / load_b. */
+template <int NT, bool A_KM, bool B_KN>
+static __device__ void warp_product(float (&acc)[NT][4], const tile_t *a, const tile_t *b, int m0,
+                                    int n0, int k_begin, int k_end)
+{
+    static_assert(NT % 2 == 0, "columns come in pairs of 8");
+    for (int k0 = k_begin; k0 < k_end; k0 += SUB) {
+        uint32_t af[4];
+        load_a<A_KM>(af, a, m0, k0);
+#pragma unroll
+        for (int p = 0; p < NT / 2; p++) {
+            uint32_t bf[4];
+            load_b<B_KN>(bf, b, k0, n0 + 16 * p);
+            mma(acc[2 * p], af, bf[0], bf[1]);
+            mma(acc[2 * p + 1], af, bf[2], bf[3]);
+        }
     }
 }
 
-static __device__ void store_state(float *dst, const float *S, int i0, int j0, int dk, int dv)
+/* The warp's 16×32 block of a 64×64 output tile: rows m0.., columns n0.. */
+static __device__ __forceinline__ int block_row() { return 16 * (warp_id() % 4); }
+static __device__ __forceinline__ int block_col() { return 32 * (warp_id() / 4); }
+
+/* dst[m0 + row][n0 + col] = acc (or += with ADD) where row < rows and col < cols */
+template <bool ADD, int NT, typename T>
+static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
+                                 const float (&acc)[NT][4], int m0, int n0)
 {
-    int col = my_column(), group = my_group();
 #pragma unroll
-    for (int a = 0; a < STATE_ROWS; a++) {
-        int i = i0 + group + ROW_GROUPS * a, j = j0 + col;
-        if (i < dk && j < dv)
-            dst[(size_t)i * dv + j] = S[a];
-    }
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
+            if (r < rows && c < cols) {
+                T *p = dst + r * stride + c;
+                from_f32(p, ADD ? to_f32(*p) + acc[j][e] : acc[j][e]);
+            }
+        }
 }
 
 /* ------------------------------------------------------------------ the walks over the chunks */
 
-/* Block: one (sequence, head) and one TILE×TILE tile of the state. Carries
- * the state through the chunks in order; each start but the first is kept. */
-static __global__ void states_forward(float *checkpoints, const act_t *k, const act_t *v,
-                                      const float *b, const int32_t *cu, int H, int dk, int dv)
+/* Block: one (sequence, head) and one TILE×TILE tile of its state. Carries the
+ * state S through the sequence's chunks, S = diag(e^{b_L}) S + Pᵀ Y per chunk:
+ *   FORWARD:  P = k ⊙ e^{b_L − b}, Y = v, first chunk to last; the state at the
+ *             start of each chunk but the first goes to `states` (checkpoints);
+ *   backward: P = scale·q ⊙ e^{b}, Y = do, last chunk to first; the gradient at
+ *             the end of each chunk but the last goes to `states` (dS).
+ * P enters the product as a bf16 pair hi + lo (see Precision). The next
+ * chunk's loads are in flight while the tensor cores work on the current one. */
+template <bool FORWARD>
+static __global__ void __launch_bounds__(THREADS)
+    walk_states(float *states, const act_t *x, const act_t *y, const float *b, const int32_t *cu,
+                int H, int dk, int dv, float scale)
 {
-    __shared__ float kd[CHUNK][PAD], vs[CHUNK][PAD], decay[TILE];
+    __shared__ __align__(16) tile_t hi[CHUNK], lo[CHUNK], ys[CHUNK];
+    __shared__ float decay[TILE];
     int s = blockIdx.x / H, h = blockIdx.x % H, i0 = blockIdx.y * TILE, j0 = blockIdx.z * TILE;
     int begin = cu[s], end = cu[s + 1];
-    float S[STATE_ROWS] = {0.0f};
-    for (int t0 = begin; t0 < end; t0 += CHUNK) {
-        if (t0 > begin)
-            store_state(checkpoints + state_at(t0, h, H, dk, dv), S, i0, j0, dk, dv);
-        int t1 = min(t0 + CHUNK, end);
-        if (t1 == end)
-            break; /* the state after the sequence is not needed */
-        load_key_to_end(kd, k, b, t0, t1 - t0, h, H, dk, i0);
-        load_rows(vs, CHUNK, v, t0, t1 - t0, h, H, dv, j0);
-        load_chunk_decay(decay, b, t1 - 1, h, H, dk, i0);
-        __syncthreads();
-        advance_state(S, kd, vs, decay, t1 - t0);
-        __syncthreads();
-    }
-}
+    int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
+    int m0 = block_row(), n0 = block_col();
+    float S[4][4] = {};
+    piece px, py, pb;
+    float b_last[8];
 
-/* The same walk backwards: G = ∂L/∂(state at the current chunk's end), kept
- * for every chunk but a sequence's last (whose G is 0). */
-static __global__ void states_backward(float *dS, const act_t *q, const act_t *dout,
-                                       const float *b, const int32_t *cu, int H, int dk, int dv,
-                                       float scale)
-{
-    __shared__ float qe[CHUNK][PAD], dos[CHUNK][PAD], decay[TILE];
-    int s = blockIdx.x / H, h = blockIdx.x % H, i0 = blockIdx.y * TILE, j0 = blockIdx.z * TILE;
-    int begin = cu[s], end = cu[s + 1];
-    float G[STATE_ROWS] = {0.0f};
-    for (int t0 = begin + (end - begin - 1) / CHUNK * CHUNK;; t0 -= CHUNK) {
-        int t1 = min(t0 + CHUNK, end);
-        if (t1 < end)
-            store_state(dS + state_at(t1, h, H, dk, dv), G, i0, j0, dk, dv);
-        if (t0 == begin)
-            break; /* the sequence's start state is 0: its gradient is not needed */
-        load_query_from_start(qe, q, b, t0, t1 - t0, h, H, dk, i0, scale);
-        load_rows(dos, CHUNK, dout, t0, t1 - t0, h, H, dv, j0);
-        load_chunk_decay(decay, b, t1 - 1, h, H, dk, i0);
+    /* the k-th chunk walked through starts at begin + CHUNK·(this) */
+    auto chunk_of = [&](int k) { return FORWARD ? k : steps - k; };
+    auto load = [&](int k) {
+        int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
+        fetch(px, x + at(t0, h, H, dk) + i0, (size_t)H * dk, rows, dk - i0);
+        fetch(py, y + at(t0, h, H, dv) + j0, (size_t)H * dv, rows, dv - j0);
+        fetch<true>(pb, b + at(t0, h, H, dk) + i0, (size_t)H * dk, rows, dk - i0);
+        fetch_gate_row(b_last, b + at(t0, h, H, dk) + i0, (size_t)H * dk, rows - 1, dk - i0);
+    };
+
+    if (steps > 0)
+        load(0);
+    for (int k = 0; k < steps; k++) {
+        int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
+        piece p_hi, p_lo;
+#pragma unroll
+        for (int a = 0; a < 2; a++)
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                float p = FORWARD ? px.x[a][c] * exp2_fast(b_last[c] - pb.x[a][c])
+                                  : scale * px.x[a][c] * exp2_fast(pb.x[a][c]);
+                p_hi.x[a][c] = __bfloat162float(__float2bfloat16_rn(p));
+                p_lo.x[a][c] = p - p_hi.x[a][c];
+            }
+        put(hi, p_hi);
+        put(lo, p_lo);
+        put(ys, py);
+        if (threadIdx.x < 8)
+#pragma unroll
+            for (int c = 0; c < 8; c++)
+                decay[piece_col() + c] = exp2_fast(b_last[c]);
         __syncthreads();
-        advance_state(G, qe, dos, decay, t1 - t0);
-        __syncthreads();
+        if (k + 1 < steps)
+            load(k + 1);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                S[j][e] *= decay[m0 + acc_row(e)];
+        warp_product<4, true, true>(S, hi, ys, m0, n0, 0, CHUNK);
+        warp_product<4, true, true>(S, lo, ys, m0, n0, 0, CHUNK);
+        __syncthreads(); /* the tiles are free for the next chunk */
+        float *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
+        store_acc<false>(dst, dv, dk - i0, dv - j0, S, m0, n0);
     }
 }
 
 /* ------------------------------------------------------------------ within the chunks */
 
-/* out[t, h, u] = scale·Σ_c x_tc y_uc (· e^{b_tc − b_uc} when GATED) for u ≤ t in
- * the chunk, 0 for the other u < CHUNK: A from (q, k), dA from (do, v).
- * Block: one (chunk, head); a thread owns 4×4 (t, u) pairs. */
-template <bool GATED>
-static __global__ void chunk_pairs(float *out, const act_t *x, const act_t *y, const float *b,
-                                   const chunk *chunks, int H, int width, float scale)
+/* Operand tiles of the products between sub-chunks, as token m − 1 (the last
+ * of sub-chunk s, m = SUB·(s + 1)) sees them: in tile s,
+ *     rows u <  m: k̃_u = k_u e^{b_{m−1} − b_u}
+ *     rows t ≥ m: q̃_t = q_t e^{b_t − b_{m−1}}
+ * both exponents ≤ 0. A between row sub-chunk s + 1 and the earlier ones is
+ * q̃ k̃ᵀ of tile s; dq and dk go through the same tiles. */
+static __device__ void stage_cross_operands(tile_t (*tiles)[CHUNK], const tile_t *qs,
+                                            const tile_t *ks, const tile32_t *bs)
 {
-    __shared__ float xs[CHUNK][PAD], ys[CHUNK][PAD], bs[GATED ? CHUNK : 1][PAD];
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, L = c.t1 - c.t0, tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    float acc[4][4] = {{0.0f}};
-    for (int c0 = 0; c0 < width; c0 += TILE) {
-        load_rows(xs, CHUNK, x, c.t0, L, h, H, width, c0);
-        load_rows(ys, CHUNK, y, c.t0, L, h, H, width, c0);
-        if (GATED)
-            load_rows(bs, CHUNK, b, c.t0, L, h, H, width, c0);
-        __syncthreads();
+    int col = piece_col();
 #pragma unroll
-        for (int p = 0; p < 4; p++)
+    for (int s = 0; s < 3; s++) {
+        int m = SUB * (s + 1);
 #pragma unroll
-            for (int r = 0; r <= p; r++) { /* column blocks right of the diagonal are 0 */
-                int t = ty + 16 * p, u = tx + 16 * r;
-                if (u > t)
-                    continue;
-                float sum = 0.0f;
-                for (int m = 0; m < TILE; m++) {
-                    if constexpr (GATED)
-                        sum += xs[t][m] * ys[u][m] * expf(bs[t][m] - bs[u][m]);
-                    else
-                        sum += xs[t][m] * ys[u][m];
-                }
-                acc[p][r] += sum;
+        for (int a = 0; a < 2; a++) {
+            int r = piece_row(a);
+            bool key = r < m;
+            float out[8];
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                float e = bs[r][col + c] - bs[m - 1][col + c];
+                out[c] = key ? to_f32(ks[r][col + c]) * exp2_fast(-e)
+                             : to_f32(qs[r][col + c]) * exp2_fast(e);
             }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int p = 0; p < 4; p++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            int t = ty + 16 * p, u = tx + 16 * r;
-            if (t < L)
-                out[at(c.t0 + t, h, H, CHUNK) + u] = u <= t ? scale * acc[p][r] : 0.0f;
+            store_floats<8>(&tiles[s][r][col], out);
         }
+    }
+}
+
+/* A's terms within a sub-chunk: 136 (t, u ≤ t) pairs of each sub-chunk, one
+ * by one. Thread: sub-chunk threadIdx.x / 64, the rows a and 15 − a of it
+ * (a = threadIdx.x / 8 % 8) with all their 17 pairs, and the keys ≡
+ * threadIdx.x (mod 8) of the tile; part[p] sums pair p over those keys. */
+#define PAIRS 17 /* (a + 1) + (16 − a) */
+static __device__ void diagonal_scores(float (&part)[PAIRS], const tile_t *qs, const tile_t *ks,
+                                       const tile32_t *bs)
+{
+    int base = SUB * (threadIdx.x / 64), a = threadIdx.x / 8 % 8;
+    int t1 = base + a, t2 = base + SUB - 1 - a;
+    for (int i = threadIdx.x % 8; i < TILE; i += 8) {
+        float q1 = to_f32(qs[t1][i]), b1 = bs[t1][i], q2 = to_f32(qs[t2][i]), b2 = bs[t2][i];
+#pragma unroll
+        for (int p = 0; p < PAIRS; p++) {
+            bool first = p <= a; /* pairs (t1, base..t1), then (t2, base..t2) */
+            int u = base + (first ? p : p - a - 1);
+            float qv = first ? q1 : q2, bt = first ? b1 : b2;
+            part[p] += qv * to_f32(ks[u][i]) * exp2_fast(bt - bs[u][i]);
+        }
+    }
+}
+
+/* where diagonal_scores' pair p lies: (row, column) within the chunk */
+static __device__ void diagonal_pair(int p, int *t, int *u)
+{
+    int base = SUB * (threadIdx.x / 64), a = threadIdx.x / 8 % 8;
+    *t = p <= a ? base + a : base + SUB - 1 - a;
+    *u = base + (p <= a ? p : p - a - 1);
+}
+
+struct scores_shared {
+    tile_t q[CHUNK], k[CHUNK];
+    union {
+        tile32_t b[CHUNK];
+        tile32_t A[CHUNK]; /* once b is read: A in fp32 */
+    };
+    tile_t cross[3][CHUNK];
+};
+
+/* A_tu = scale·Σ_i q_ti k_ui e^{b_ti − b_ui} for u ≤ t (0 above), per (chunk,
+ * head), into `A` in bf16. Between sub-chunks warp w < 6 computes the 16×16
+ * block (row sub-chunk r, column sub-chunk c < r) as q̃ k̃ᵀ from tile r − 1;
+ * within them diagonal_scores. */
+static __global__ void __launch_bounds__(THREADS)
+    chunk_scores(act_t *A, const act_t *q, const act_t *k, const float *b, const chunk *chunks,
+                 int H, int dk, float scale)
+{
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    scores_shared &sh = *reinterpret_cast<scores_shared *>(shared_raw);
+    chunk c = chunks[blockIdx.x];
+    int h = blockIdx.y, L = c.t1 - c.t0, warp = warp_id();
+    int r = warp < 1 ? 1 : warp < 3 ? 2 : 3, col_sub = warp - r * (r - 1) / 2;
+    float cross[2][4] = {}, part[PAIRS] = {};
+    for (int i0 = 0; i0 < dk; i0 += TILE) {
+        piece pq, pk, pb;
+        size_t x = at(c.t0, h, H, dk) + i0, stride = (size_t)H * dk;
+        fetch(pq, q + x, stride, L, dk - i0);
+        fetch(pk, k + x, stride, L, dk - i0);
+        fetch<true>(pb, b + x, stride, L, dk - i0);
+        __syncthreads(); /* the previous tile is read */
+        put(sh.q, pq);
+        put(sh.k, pk);
+        put(sh.b, pb);
+        __syncthreads();
+        stage_cross_operands(sh.cross, sh.q, sh.k, sh.b);
+        __syncthreads();
+        if (warp < 6)
+            warp_product<2, false, false>(cross, sh.cross[r - 1], sh.cross[r - 1], SUB * r,
+                                          SUB * col_sub, 0, TILE);
+        diagonal_scores(part, sh.q, sh.k, sh.b);
+    }
+    /* the partial sums of the 8 key classes, in a fixed order */
+#pragma unroll
+    for (int p = 0; p < PAIRS; p++)
+        for (int off = 1; off < 8; off *= 2)
+            part[p] += __shfl_xor_sync(0xffffffffu, part[p], off);
+    __syncthreads(); /* b is read */
+    if (warp < 6)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                sh.A[SUB * r + acc_row(e)][SUB * col_sub + 8 * j + acc_col(e)] = scale * cross[j][e];
+    if (threadIdx.x % 8 == 0)
+#pragma unroll
+        for (int p = 0; p < PAIRS; p++) {
+            int t, u;
+            diagonal_pair(p, &t, &u);
+            sh.A[t][u] = scale * part[p];
+        }
+    __syncthreads();
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        int t = piece_row(a);
+        float row[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            row[j] = piece_col() + j <= t ? sh.A[t][piece_col() + j] : 0.0f;
+        if (t < L)
+            store_floats<8>(A + at(c.t0 + t, h, H, CHUNK) + piece_col(), row);
+    }
 }
 
 /* o = scale·(q ⊙ e^b) S0 + A v for one value tile. Block: (chunk, head, value tile). */
-static __global__ void chunk_output(act_t *o, const act_t *q, const act_t *v, const float *b,
-                                    const float *A, const float *checkpoints, const chunk *chunks,
-                                    int H, int dk, int dv, float scale)
+static __global__ void __launch_bounds__(THREADS)
+    chunk_output(act_t *o, const act_t *q, const act_t *v, const float *b, const act_t *A,
+                 const float *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
 {
-    __shared__ float ps[CHUNK][PAD], ms[TILE][PAD];
+    __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, j0 = blockIdx.z * TILE, L = c.t1 - c.t0;
-    float acc[CHUNK_ROWS] = {0.0f};
-    if (!c.first) {
-        const float *S0 = checkpoints + state_at(c.t0, h, H, dk, dv);
+    int m0 = block_row(), n0 = block_col();
+    float acc[4][4] = {};
+    if (!c.first) { /* through the start state */
+        const float *S0 = checkpoints + state_at(c.t0, h, H, dk, dv) + j0;
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            load_query_from_start(ps, q, b, c.t0, L, h, H, dk, i0, scale);
-            load_state(ms, S0, i0, j0, dk, dv);
+            piece pq, pb, ps;
+            size_t x = at(c.t0, h, H, dk) + i0;
+            fetch(pq, q + x, (size_t)H * dk, L, dk - i0);
+            fetch<true>(pb, b + x, (size_t)H * dk, L, dk - i0);
+            fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - j0);
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    pq.x[a][j] *= scale * exp2_fast(pb.x[a][j]);
             __syncthreads();
-            accumulate_rows(acc, ps, ms, TILE);
+            put(xs, pq);
+            put(ys, ps);
             __syncthreads();
+            warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, TILE);
         }
     }
-    for (int u0 = 0; u0 < L; u0 += TILE) {
-        load_rows(ps, CHUNK, A, c.t0, L, h, H, CHUNK, u0);
-        load_rows(ms, TILE, v, c.t0 + u0, L - u0, h, H, dv, j0);
-        __syncthreads();
-        accumulate_rows(acc, ps, ms, TILE);
-        __syncthreads();
-    }
-    int j = j0 + my_column();
-#pragma unroll
-    for (int a = 0; a < CHUNK_ROWS; a++) {
-        int t = my_group() + ROW_GROUPS * a;
-        if (t < L && j < dv)
-            from_f32(&o[at(c.t0 + t, h, H, dv) + j], acc[a]);
-    }
+    piece pa, pv; /* within the chunk */
+    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
+    fetch(pv, v + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
+    __syncthreads();
+    put(xs, pa);
+    put(ys, pv);
+    __syncthreads();
+    warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, m0 + SUB); /* A_tu = 0 for u > t */
+    store_acc<false>(o + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
 }
 
 /* dv += Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head, value tile). */
-static __global__ void chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b,
-                                const float *A, const float *dS, const chunk *chunks, int H,
-                                int dk, int dv)
+static __global__ void __launch_bounds__(THREADS)
+    chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b, const act_t *A,
+             const float *dS, const chunk *chunks, int H, int dk, int dv)
 {
-    __shared__ float at_rows[TILE][CHUNK + 1], ps[CHUNK][PAD], ms[TILE][PAD];
+    __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, j0 = blockIdx.z * TILE, L = c.t1 - c.t0;
-    int col = my_column(), group = my_group();
-    float acc[CHUNK_ROWS] = {0.0f};
-    for (int r0 = 0; r0 < L; r0 += TILE) { /* acc[u] += Σ_t A_tu do_t over TILE rows t */
-        for (int e = threadIdx.x; e < TILE * CHUNK; e += blockDim.x) {
-            int r = e / CHUNK, u = e % CHUNK;
-            at_rows[r][u] = r0 + r < L ? A[at(c.t0 + r0 + r, h, H, CHUNK) + u] : 0.0f;
-        }
-        load_rows(ms, TILE, dout, c.t0 + r0, L - r0, h, H, dv, j0);
-        __syncthreads();
-#pragma unroll
-        for (int a = 0; a < CHUNK_ROWS; a++) {
-            int u = group + ROW_GROUPS * a;
-            float sum = 0.0f;
-            for (int r = 0; r < TILE; r++)
-                sum += at_rows[r][u] * ms[r][col];
-            acc[a] += sum;
-        }
-        __syncthreads();
-    }
-    if (!c.last) {
-        const float *dS_end = dS + state_at(c.t1, h, H, dk, dv);
+    int m0 = block_row(), n0 = block_col();
+    float acc[4][4] = {};
+    if (!c.last) { /* through the end state */
+        const float *dS_end = dS + state_at(c.t1, h, H, dk, dv) + j0;
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            load_key_to_end(ps, k, b, c.t0, L, h, H, dk, i0);
-            load_state(ms, dS_end, i0, j0, dk, dv);
+            piece pk, pb, ps;
+            float b_last[8];
+            size_t x = at(c.t0, h, H, dk) + i0;
+            fetch(pk, k + x, (size_t)H * dk, L, dk - i0);
+            fetch<true>(pb, b + x, (size_t)H * dk, L, dk - i0);
+            fetch_gate_row(b_last, b + x, (size_t)H * dk, L - 1, dk - i0);
+            fetch(ps, dS_end + (size_t)i0 * dv, dv, dk - i0, dv - j0);
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    pk.x[a][j] *= exp2_fast(b_last[j] - pb.x[a][j]);
             __syncthreads();
-            accumulate_rows(acc, ps, ms, TILE);
+            put(xs, pk);
+            put(ys, ps);
             __syncthreads();
+            warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, TILE);
         }
     }
-    int j = j0 + col;
-#pragma unroll
-    for (int a = 0; a < CHUNK_ROWS; a++) {
-        int u = group + ROW_GROUPS * a;
-        if (u < L && j < dv)
-            add_into(&dv_out[at(c.t0 + u, h, H, dv) + j], acc[a]);
-    }
+    piece pa, pd; /* within the chunk */
+    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
+    fetch(pd, dout + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
+    __syncthreads();
+    put(xs, pa);
+    put(ys, pd);
+    __syncthreads();
+    warp_product<4, true, true>(acc, xs, ys, m0, n0, m0, CHUNK); /* A_tu = 0 for t < u */
+    store_acc<true>(dv_out + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
 }
 
-/* The parts of dq and dk that go through the chunk's boundary states, for the
- * thread's key column i and rows t: inter[a] = Σ_j do_tj S0_ij,
- * to_end[a] = Σ_j v_tj dS_ij, and Σ over its share of j of S0_ij dS_ij.
- * Phase 1 of chunk_dqk; `pool` holds four tiles. */
-static __device__ float boundary_products(float *inter, float *to_end, float (*pool)[CHUNK][PAD],
-                                          chunk c, const act_t *v, const act_t *dout,
-                                          const float *S0, const float *dS_end, int h, int H,
-                                          int dk, int dv, int i0)
+struct dqk_shared {
+    union {
+        tile_t in[4][CHUNK];     /* phase 1: do, v, S0, dS (these two as [key][value]) */
+        tile_t cross[3][CHUNK];  /* phase 2: stage_cross_operands' tiles */
+        tile32_t sums[2][CHUNK]; /* last: dq and dk, from their parts */
+    };
+    tile_t q[CHUNK], k[CHUNK], dA[CHUNK];
+    tile32_t b[CHUNK], dA32[CHUNK];
+    float extra[TILE];          /* ∂L/∂b_L through S0 */
+    float end_part[4][TILE];    /* Σ k ⊙ (dS part of dk) per sub-chunk */
+    float sub_total[4][TILE];   /* Σ ∂L/∂b per sub-chunk */
+};
+
+/* Phase 1 of chunk_dqk over one value tile, the warp's 16×32 blocks of
+ * dA += do vᵀ, dq += do S0ᵀ (with S0) and dk += v dSᵀ (with dS). */
+static __device__ void boundary_products(float (&dA)[4][4], float (&dq)[4][4], float (&dk)[4][4],
+                                         const tile_t (*in)[CHUNK], bool with_S0, bool with_dS)
 {
-    float (*dos)[PAD] = pool[0], (*vs)[PAD] = pool[1];
-    float (*S0s)[PAD] = pool[2], (*dSs)[PAD] = pool[2] + TILE;
-    int col = my_column(), group = my_group(), L = c.t1 - c.t0;
-    float start_end = 0.0f;
-    for (int j0 = 0; j0 < dv; j0 += TILE) {
-        if (S0) {
-            load_rows(dos, CHUNK, dout, c.t0, L, h, H, dv, j0);
-            load_state(S0s, S0, i0, j0, dk, dv);
-        }
-        if (dS_end) {
-            load_rows(vs, CHUNK, v, c.t0, L, h, H, dv, j0);
-            load_state(dSs, dS_end, i0, j0, dk, dv);
-        }
-        __syncthreads();
+    int m0 = block_row(), n0 = block_col();
 #pragma unroll
-        for (int a = 0; a < CHUNK_ROWS; a++) {
-            int t = group + ROW_GROUPS * a;
-            float sum_inter = 0.0f, sum_end = 0.0f;
-            for (int m = 0; m < TILE; m++) {
-                if (S0)
-                    sum_inter += dos[t][m] * S0s[col][m];
-                if (dS_end)
-                    sum_end += vs[t][m] * dSs[col][m];
+    for (int k0 = 0; k0 < TILE; k0 += SUB) {
+        uint32_t a_do[4], a_v[4];
+        load_a<false>(a_do, in[0], m0, k0);
+        if (with_dS)
+            load_a<false>(a_v, in[1], m0, k0);
+#pragma unroll
+        for (int p = 0; p < 2; p++) {
+            uint32_t bf[4];
+            load_b<false>(bf, in[1], k0, n0 + 16 * p);
+            mma(dA[2 * p], a_do, bf[0], bf[1]);
+            mma(dA[2 * p + 1], a_do, bf[2], bf[3]);
+            if (with_S0) {
+                load_b<false>(bf, in[2], k0, n0 + 16 * p);
+                mma(dq[2 * p], a_do, bf[0], bf[1]);
+                mma(dq[2 * p + 1], a_do, bf[2], bf[3]);
             }
-            inter[a] += sum_inter;
-            to_end[a] += sum_end;
+            if (with_dS) {
+                load_b<false>(bf, in[3], k0, n0 + 16 * p);
+                mma(dk[2 * p], a_v, bf[0], bf[1]);
+                mma(dk[2 * p + 1], a_v, bf[2], bf[3]);
+            }
         }
-        if (S0 && dS_end)
-            for (int m = group; m < TILE; m += ROW_GROUPS)
-                start_end += S0s[col][m] * dSs[col][m];
-        __syncthreads();
     }
-    return start_end;
 }
 
-/* dq, dk and dgk for one key tile. Block: (chunk, head, key tile); a thread
- * owns one key column and CHUNK_ROWS tokens. */
-static __global__ void chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act_t *q,
-                                 const act_t *k, const act_t *v, const act_t *dout, const float *b,
-                                 const float *dA, const float *checkpoints, const float *dS,
-                                 const chunk *chunks, int H, int dk, int dv, float scale)
+/* dq and dk within a sub-chunk, term by term: thread (sub-chunk threadIdx.x / 64,
+ * key threadIdx.x % 64) sums its key's 16 rows over the 136 pairs u ≤ t. */
+static __device__ void diagonal_grads(float (&dq)[SUB], float (&dk)[SUB], const dqk_shared &sh)
 {
-    __shared__ float pool[3][CHUNK][PAD]; /* phase 1: do, v, S0 + dS; phase 2: q, k, b */
-    __shared__ float dAs[CHUNK][CHUNK + 1]; /* dA, then ∂L/∂b and its running sums */
-    __shared__ float last_parts[ROW_GROUPS][TILE];
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, i0 = blockIdx.z * TILE, L = c.t1 - c.t0;
-    int col = my_column(), group = my_group(), i = i0 + col;
-
-    /* phase 1: through S0 (dq) and dS (dk, and b_L) */
-    float inter[CHUNK_ROWS] = {0.0f}, to_end[CHUNK_ROWS] = {0.0f}, start_end = 0.0f;
-    const float *S0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, dk, dv);
-    const float *dS_end = c.last ? NULL : dS + state_at(c.t1, h, H, dk, dv);
-    if (S0 || dS_end)
-        start_end = boundary_products(inter, to_end, pool, c, v, dout, S0, dS_end, h, H, dk, dv, i0);
-
-    /* phase 2: within the chunk */
-    float (*qs)[PAD] = pool[0], (*ks)[PAD] = pool[1], (*bs)[PAD] = pool[2];
-    load_rows(qs, CHUNK, q, c.t0, L, h, H, dk, i0);
-    load_rows(ks, CHUNK, k, c.t0, L, h, H, dk, i0);
-    load_rows(bs, CHUNK, b, c.t0, L, h, H, dk, i0);
-    for (int e = threadIdx.x; e < CHUNK * CHUNK; e += blockDim.x) {
-        int t = e / CHUNK, u = e % CHUNK;
-        dAs[t][u] = t < L ? dA[at(c.t0 + t, h, H, CHUNK) + u] : 0.0f;
-    }
-    __syncthreads();
-    float b_last = bs[L - 1][col];
-    float dq_t[CHUNK_ROWS], dk_t[CHUNK_ROWS], db[CHUNK_ROWS];
-    float last = expf(b_last) * start_end; /* this thread's share of ∂L/∂b_L's extra */
+    int base = SUB * (threadIdx.x / 64), i = threadIdx.x % 64;
+    float qv[SUB], kv[SUB], bv[SUB];
 #pragma unroll
-    for (int a = 0; a < CHUNK_ROWS; a++) {
-        int t = group + ROW_GROUPS * a;
-        dq_t[a] = dk_t[a] = db[a] = 0.0f;
-        if (t >= L)
-            continue;
-        float bt = bs[t][col], dq_intra = 0.0f, dk_intra = 0.0f;
-        for (int u = 0; u <= t; u++)
-            dq_intra += dAs[t][u] * ks[u][col] * expf(bt - bs[u][col]);
-        for (int u = t; u < L; u++)
-            dk_intra += dAs[u][t] * qs[u][col] * expf(bs[u][col] - bt);
-        float dk_end = expf(b_last - bt) * to_end[a];
-        dq_t[a] = scale * expf(bt) * inter[a] + dq_intra;
-        dk_t[a] = dk_intra + dk_end;
-        db[a] = qs[t][col] * dq_t[a] - ks[t][col] * dk_t[a];
-        last += ks[t][col] * dk_end;
+    for (int t = 0; t < SUB; t++) {
+        qv[t] = to_f32(sh.q[base + t][i]);
+        kv[t] = to_f32(sh.k[base + t][i]);
+        bv[t] = sh.b[base + t][i];
+        dq[t] = dk[t] = 0.0f;
     }
-    __syncthreads(); /* every thread is done with dA */
-
-    /* dgk: running sums of ∂L/∂b from the chunk's end, which starts at b_L's extra */
 #pragma unroll
-    for (int a = 0; a < CHUNK_ROWS; a++)
-        dAs[group + ROW_GROUPS * a][col] = db[a];
-    last_parts[group][col] = last;
-    __syncthreads();
-    if (group == 0) {
-        float running = 0.0f;
-        for (int g = 0; g < ROW_GROUPS; g++)
-            running += last_parts[g][col];
-        for (int t = L - 1; t >= 0; t--) {
-            running += dAs[t][col];
-            dAs[t][col] = running;
+    for (int t = 0; t < SUB; t++)
+#pragma unroll
+        for (int u = 0; u <= t; u++) {
+            float d = sh.dA32[base + t][base + u] * exp2_fast(bv[t] - bv[u]);
+            dq[t] += d * kv[u];
+            dk[u] += d * qv[t];
         }
+}
+
+/* dq, dk and dgk for one key tile. Block: (chunk, head, key tile).
+ * Phase 1: dA and the boundary parts over the value tiles. Phase 2: the parts
+ * within the chunk, between sub-chunks on the tensor cores (warps 0-3 dq of
+ * row sub-chunks 1-3, warps 4-7 dk of column sub-chunks 0-2, 16 keys each)
+ * and within them term by term. Last, per (sub-chunk, key) thread: ∂L/∂b and
+ * its running sums from the chunk's end. */
+static __global__ void __launch_bounds__(THREADS, 2)
+    chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k,
+              const act_t *v, const act_t *dout, const float *b, const float *checkpoints,
+              const float *dS, const chunk *chunks, int H, int dk, int dv, float scale)
+{
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    dqk_shared &sh = *reinterpret_cast<dqk_shared *>(shared_raw);
+    chunk c = chunks[blockIdx.x];
+    int h = blockIdx.y, i0 = blockIdx.z * TILE, L = c.t1 - c.t0, warp = warp_id();
+    int m0 = block_row(), n0 = block_col();
+    const float *S0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, dk, dv) + (size_t)i0 * dv;
+    const float *dS_end = c.last ? NULL : dS + state_at(c.t1, h, H, dk, dv) + (size_t)i0 * dv;
+    size_t xk = at(c.t0, h, H, dk) + i0, stride_k = (size_t)H * dk;
+    {
+        piece pq, pk, pb;
+        fetch(pq, q + xk, stride_k, L, dk - i0);
+        fetch(pk, k + xk, stride_k, L, dk - i0);
+        fetch<true>(pb, b + xk, stride_k, L, dk - i0);
+        put(sh.q, pq);
+        put(sh.k, pk);
+        put(sh.b, pb);
+    }
+
+    /* phase 1 */
+    float dA[4][4] = {}, dq_in[4][4] = {}, dk_end[4][4] = {}, row_dot[2] = {};
+    for (int j0 = 0; j0 < dv; j0 += TILE) {
+        piece pd, pv, ps, pg;
+        size_t xv = at(c.t0, h, H, dv) + j0, stride_v = (size_t)H * dv;
+        fetch(pd, dout + xv, stride_v, L, dv - j0);
+        fetch(pv, v + xv, stride_v, L, dv - j0);
+        if (S0)
+            fetch(ps, S0 + j0, dv, dk - i0, dv - j0);
+        else
+            zero(ps);
+        if (dS_end)
+            fetch(pg, dS_end + j0, dv, dk - i0, dv - j0);
+        else
+            zero(pg);
+#pragma unroll
+        for (int a = 0; a < 2; a++) /* rowsum(S0 ⊙ dS) in fp32 */
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                row_dot[a] += ps.x[a][j] * pg.x[a][j];
+        __syncthreads();
+        put(sh.in[0], pd);
+        put(sh.in[1], pv);
+        put(sh.in[2], ps);
+        put(sh.in[3], pg);
+        __syncthreads();
+        boundary_products(dA, dq_in, dk_end, sh.in, S0 != NULL, dS_end != NULL);
+    }
+    __syncthreads(); /* phase 1's tiles are read */
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int t = m0 + acc_row(e), col = n0 + 8 * j + acc_col(e);
+            float x = col <= t ? scale * dA[j][e] : 0.0f;
+            sh.dA32[t][col] = x;
+            sh.dA[t][col] = __float2bfloat16_rn(x);
+            dq_in[j][e] *= scale * exp2_fast(sh.b[t][col]);
+            dk_end[j][e] *= exp2_fast(sh.b[CHUNK - 1][col] - sh.b[t][col]);
+        }
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        for (int off = 1; off < 8; off *= 2)
+            row_dot[a] += __shfl_xor_sync(0xffffffffu, row_dot[a], off);
+        int i = piece_row(a);
+        if (threadIdx.x % 8 == 0)
+            sh.extra[i] = exp2_fast(sh.b[CHUNK - 1][i]) * row_dot[a];
+    }
+    stage_cross_operands(sh.cross, sh.q, sh.k, sh.b);
+    __syncthreads();
+
+    /* phase 2 */
+    float dq_d[SUB], dk_d[SUB];
+    diagonal_grads(dq_d, dk_d, sh);
+    float cross[3][2][4] = {};
+    int keys = 16 * (warp % 4);
+#pragma unroll
+    for (int s = 0; s < 3; s++) {
+        int m = SUB * (s + 1); /* tile s as token m − 1 sees it */
+        if (warp < 4) /* dq_t, t ≥ m: e^{b_t − b_{m−1}} Σ_{u<m} dA_tu k̃_u */
+            warp_product<2, false, true>(cross[s], sh.dA, sh.cross[s], m, keys, 0, m);
+        else /* dk_u, u in sub-chunk s: e^{b_{m−1} − b_u} Σ_{t≥m} dA_tu q̃_t */
+            warp_product<2, true, true>(cross[s], sh.dA, sh.cross[s], m - SUB, keys, m, CHUNK);
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int row = (warp < 4 ? m : m - SUB) + acc_row(e), col = keys + 8 * j + acc_col(e);
+                float ex = sh.b[row][col] - sh.b[m - 1][col];
+                cross[s][j][e] *= exp2_fast(warp < 4 ? ex : -ex);
+            }
+    }
+    __syncthreads(); /* the cross tiles are read: sums take their place */
+    store_acc<false>(&sh.sums[0][0][0], LD, CHUNK, TILE, dq_in, m0, n0);
+    store_acc<false>(&sh.sums[1][0][0], LD, CHUNK, TILE, dk_end, m0, n0);
+    __syncthreads();
+    int sub = threadIdx.x / 64, i = threadIdx.x % 64, base = SUB * sub;
+    {
+        float part = 0.0f;
+#pragma unroll
+        for (int t = 0; t < SUB; t++)
+            part += to_f32(sh.k[base + t][i]) * sh.sums[1][base + t][i];
+        sh.end_part[sub][i] = part;
     }
     __syncthreads();
-    if (i >= dk)
-        return;
 #pragma unroll
-    for (int a = 0; a < CHUNK_ROWS; a++) {
-        int t = group + ROW_GROUPS * a;
-        if (t >= L)
-            continue;
-        size_t x = at(c.t0 + t, h, H, dk) + i;
-        add_into(&dq[x], dq_t[a]);
-        add_into(&dk_out[x], dk_t[a]);
-        add_into(&dgk[x], dAs[t][col]);
+    for (int s = 0; s < 3; s++) {
+        int m = SUB * (s + 1);
+        if (warp < 4)
+            store_acc<true>(&sh.sums[0][0][0], LD, CHUNK, TILE, cross[s], m, keys);
+        else
+            store_acc<true>(&sh.sums[1][0][0], LD, CHUNK, TILE, cross[s], m - SUB, keys);
+    }
+    __syncthreads();
+
+    /* per (sub-chunk, key): dq, dk, and ∂L/∂b into dq_d */
+    bool in_tile = i0 + i < dk;
+    float total = 0.0f;
+#pragma unroll
+    for (int t = 0; t < SUB; t++) {
+        int row = base + t;
+        float dq_t = sh.sums[0][row][i] + dq_d[t], dk_t = sh.sums[1][row][i] + dk_d[t];
+        if (row < L && in_tile) {
+            size_t x = xk + row * stride_k + i;
+            from_f32(&dq[x], to_f32(dq[x]) + dq_t);
+            from_f32(&dk_out[x], to_f32(dk_out[x]) + dk_t);
+        }
+        dq_d[t] = to_f32(sh.q[row][i]) * dq_t - to_f32(sh.k[row][i]) * dk_t;
+        total += dq_d[t];
+    }
+    sh.sub_total[sub][i] = total;
+    __syncthreads();
+    /* dgk_t = Σ ∂L/∂b from t to the chunk's end, which starts at b_L's extra */
+    float running = sh.extra[i];
+    for (int s = 0; s < 4; s++)
+        running += sh.end_part[s][i];
+    for (int s = 3; s > sub; s--)
+        running += sh.sub_total[s][i];
+#pragma unroll
+    for (int t = SUB - 1; t >= 0; t--) {
+        running += dq_d[t];
+        int row = base + t;
+        if (row < L && in_tile) {
+            size_t x = xk + row * stride_k + i;
+            from_f32(&dgk[x], to_f32(dgk[x]) + running);
+        }
     }
 }
 
@@ -602,6 +912,22 @@ static __global__ void chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act
 static dim3 state_tiles(const gla_recurrence_dims *d)
 {
     return dim3(d->n_seqs * d->H, ceil_div(d->dk, TILE), ceil_div(d->dv, TILE));
+}
+
+/* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
+template <typename K> static size_t allow_shared(K kernel, size_t bytes)
+{
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    return bytes;
+}
+
+static void scores(const work_layout *w, int chunks, const void *q, const void *k,
+                   const gla_recurrence_dims *d)
+{
+    size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
+    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(w->A, act(q), act(k), w->b, w->chunks,
+                                                         d->H, d->dk, d->scale);
+    CUDA_CHECK_LAUNCH();
 }
 
 void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,
@@ -614,13 +940,11 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
         return;
     work_layout w = carve(work, n, d);
     int chunks = prepare_chunks(&w, act(gk), d);
-    states_forward<<<state_tiles(d), BLOCK>>>(checkpoints, act(k), act(v), w.b,
-                                              d->cu_seqlens_backend, H, d->dk, d->dv);
+    walk_states<true><<<state_tiles(d), THREADS>>>(checkpoints, act(k), act(v), w.b,
+                                                   d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
-    chunk_pairs<true><<<dim3(chunks, H), BLOCK>>>(w.A, act(q), act(k), w.b, w.chunks, H, d->dk,
-                                                  d->scale);
-    CUDA_CHECK_LAUNCH();
-    chunk_output<<<dim3(chunks, H, ceil_div(d->dv, TILE)), BLOCK>>>(
+    scores(&w, chunks, q, k, d);
+    chunk_output<<<dim3(chunks, H, ceil_div(d->dv, TILE)), THREADS>>>(
         act(o), act(q), act(v), w.b, w.A, checkpoints, w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
@@ -636,20 +960,16 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
         return;
     work_layout w = carve(work, n, d);
     int chunks = prepare_chunks(&w, act(gk), d);
-    states_backward<<<state_tiles(d), BLOCK>>>(w.dS, act(q), act(dout), w.b,
-                                               d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
+    walk_states<false><<<state_tiles(d), THREADS>>>(w.dS, act(q), act(dout), w.b,
+                                                    d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
-    chunk_pairs<true><<<dim3(chunks, H), BLOCK>>>(w.A, act(q), act(k), w.b, w.chunks, H, d->dk,
-                                                  d->scale);
-    CUDA_CHECK_LAUNCH();
-    chunk_pairs<false><<<dim3(chunks, H), BLOCK>>>(w.dA, act(dout), act(v), NULL, w.chunks, H,
-                                                   d->dv, d->scale);
-    CUDA_CHECK_LAUNCH();
-    chunk_dv<<<dim3(chunks, H, ceil_div(d->dv, TILE)), BLOCK>>>(
+    scores(&w, chunks, q, k, d);
+    chunk_dv<<<dim3(chunks, H, ceil_div(d->dv, TILE)), THREADS>>>(
         act(dv), act(k), act(dout), w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
-    chunk_dqk<<<dim3(chunks, H, ceil_div(d->dk, TILE)), BLOCK>>>(
-        act(dq), act(dk), act(dgk), act(q), act(k), act(v), act(dout), w.b, w.dA, checkpoints,
-        w.dS, w.chunks, H, d->dk, d->dv, d->scale);
+    size_t bytes = allow_shared(chunk_dqk, sizeof(dqk_shared));
+    chunk_dqk<<<dim3(chunks, H, ceil_div(d->dk, TILE)), THREADS, bytes>>>(
+        act(dq), act(dk), act(dgk), act(q), act(k), act(v), act(dout), w.b, checkpoints, w.dS,
+        w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
