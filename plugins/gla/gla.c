@@ -91,17 +91,19 @@ typedef struct layer_acts {
     void *gk_low, *gk;                    /* [n,R], [n,key_dim] (after logsigmoid) */
     void *o;                              /* recurrence out */
     float *gn_rstd;                       /* [n·H] */
-    float *checkpoints;                   /* recurrence states at chunk starts */
     void *mid;                            /* [n,D] residual after attention */
     lm_mlp_acts mlp;
 } layer_acts;
 
 /* scratch reused by every layer: gradients, and the values the forward does
- * not keep and the backward makes again (cheap passes that save 2·D per token
- * and layer) */
+ * not keep and the backward makes again: the norm's and the gated norm's
+ * outputs (cheap passes that save 2·D per token and layer) and the
+ * recurrence's checkpoints (a walk over the chunks; at 340M they would take
+ * 128 MiB a layer) */
 typedef struct grad_scratch {
     void *a;                     /* [n,D] the norm of the layer input */
     void *y_value;               /* [n,value_dim] the gated norm's output */
+    float *checkpoints;          /* the recurrence's states at chunk starts */
     void *resid;                 /* [n,D] ∂loss/∂(residual stream) */
     void *x;                     /* [n,D] ∂loss/∂(a norm's output) */
     void *y, *o, *g, *v;         /* [n,value_dim] */
@@ -376,8 +378,7 @@ static void gla_bind(void *model, const void *const *params, float *const *grads
 
 /* ------------------------------------------------------------------ reserve */
 
-static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
-                        size_t n)
+static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, size_t n)
 {
     A->attn_rstd = lm_take_floats(cv, n);
     A->q = lm_take_acts(cv, n * c->key_dim);
@@ -388,13 +389,14 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const g
     A->gk = lm_take_acts(cv, n * c->key_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->gn_rstd = lm_take_floats(cv, n * c->H);
-    A->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
     A->mid = lm_take_acts(cv, n * c->D);
     lm_mlp_carve(&A->mlp, cv, n, c->I);
 }
 
-static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, size_t n)
+static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
+                        size_t n)
 {
+    d->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
     d->a = lm_take_acts(cv, n * c->D);
     d->y_value = lm_take_acts(cv, n * c->value_dim);
     d->resid = lm_take_acts(cv, n * c->D);
@@ -417,9 +419,9 @@ static void carve_all(gla_model *m, lm_carver *cv, size_t n)
     for (int l = 0; l <= c->L; l++)
         m->resid[l] = lm_take_acts(cv, n * c->D);
     for (int l = 0; l < c->L; l++)
-        carve_layer(&m->acts[l], cv, c, m->kern, n);
+        carve_layer(&m->acts[l], cv, c, n);
     lm_head_carve(&m->head, cv, n, c->D, c->V);
-    carve_grads(&m->d, cv, c, n);
+    carve_grads(&m->d, cv, c, m->kern, n);
     size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
     m->work = lm_take_floats(cv, (size_t)m->n_work * per_worker);
 }
@@ -490,7 +492,7 @@ static void attn_forward(gla_model *m, int l)
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
     gla_recurrence_dims rd = recurrence_dims(m);
-    m->kern->recurrence_forward(A->o, A->checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
+    m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
                                c->eps);
     /* output projection and residual */
@@ -570,7 +572,8 @@ static void attn_core_backward(gla_model *m, int l)
     zero(m, d->gk, nK);
     zero(m, d->v, (size_t)n * c->value_dim);
     gla_recurrence_dims rd = recurrence_dims(m);
-    m->kern->recurrence_backward(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, A->checkpoints,
+    m->kern->recurrence_forward(NULL, d->checkpoints, NULL, A->k, A->v, A->gk, &rd, m->work, m->n_work);
+    m->kern->recurrence_backward(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, d->checkpoints,
                                  &rd, m->work, m->n_work);
     zero(m, d->gk_pre, nK);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);

@@ -41,7 +41,9 @@ size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv);
 int gla_recurrence_max_workers(void);
 size_t gla_recurrence_work_floats(int dk, int dv);
 
-/* work: n_work · gla_recurrence_work_floats() floats; at most n_work threads run. */
+/* work: n_work · gla_recurrence_work_floats() floats; at most n_work threads run.
+ * With o NULL only the checkpoints are written (q is not read): the backward's
+ * way to have them again rather than keep every layer's. */
 void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
                                 const float *k, const float *v, const float *gk,
                                 const gla_recurrence_dims *d, float *work, int n_work);

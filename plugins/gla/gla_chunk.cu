@@ -943,6 +943,8 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
     walk_states<true><<<state_tiles(d), THREADS>>>(checkpoints, act(k), act(v), w.b,
                                                    d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
+    if (!o)
+        return; /* the checkpoints alone (gla.h) */
     scores(&w, chunks, q, k, d);
     chunk_output<<<dim3(chunks, H, ceil_div(d->dv, TILE)), THREADS>>>(
         act(o), act(q), act(v), w.b, w.A, checkpoints, w.chunks, H, d->dk, d->dv, d->scale);

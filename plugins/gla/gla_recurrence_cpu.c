@@ -125,7 +125,8 @@ static void forward_task(float *o, float *checkpoints, const float *q, const flo
             memcpy(checkpoints + checkpoint_offset(d, t, tk.h), S, state_floats(d) * sizeof *S);
         size_t qk = ((size_t)t * H + tk.h) * dk, vo = ((size_t)t * H + tk.h) * dv;
         state_step(S, k + qk, v + vo, gk + qk, dk, dv);
-        readout(o + vo, S, q + qk, d->scale, dk, dv);
+        if (o)
+            readout(o + vo, S, q + qk, d->scale, dk, dv);
     }
 }
 
