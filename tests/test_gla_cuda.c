@@ -46,27 +46,6 @@ static const gla_kernels *cpu_k = &gla_kernels_cpu, *gpu_k = &gla_kernels_cuda;
 
 /* ==================================================================== inputs */
 
-/* x rounded to the nearest bf16, ties to even (x finite) */
-static float bf16_round(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-/* n random values in [lo, hi] that bf16 holds exactly, so that both sides
- * compute from the same inputs */
-static float *random_act(size_t n, float lo, float hi)
-{
-    float *x = testing_random(n, lo, hi);
-    for (size_t i = 0; i < n; i++)
-        x[i] = bf16_round(x[i]);
-    return x;
-}
-
 /* A gradient's prefill: random values of the size (RMS) of what the kernels
  * add to it, so that an overwrite shows as a large error, and bf16's rounding
  * of the sum a small one. Of size 1 where they add exactly 0 (the dgk of a
@@ -78,7 +57,7 @@ static float *prefill_like(const float *added, size_t n)
     for (size_t i = 0; i < n; i++)
         ss += (double)added[i] * added[i];
     float rms = ss > 0 ? (float)sqrt(ss / (double)n) : 1.0f;
-    return random_act(n, -rms, rms);
+    return testing_random_bf16(n, -rms, rms);
 }
 
 /* ==================================================================== memory */
@@ -191,11 +170,11 @@ static rec_inputs rec_inputs_make(const gla_recurrence_dims *d, float gk_lo)
     rec_inputs in;
     in.n = d->cu_seqlens[d->n_seqs];
     in.nk = (size_t)in.n * d->H * d->dk, in.nv = (size_t)in.n * d->H * d->dv;
-    in.q = random_act(in.nk, -1, 1);
-    in.k = random_act(in.nk, -1, 1);
-    in.v = random_act(in.nv, -1, 1);
-    in.gk = random_act(in.nk, gk_lo, 0); /* log-sigmoids lie below 0 */
-    in.dout = random_act(in.nv, -1, 1);
+    in.q = testing_random_bf16(in.nk, -1, 1);
+    in.k = testing_random_bf16(in.nk, -1, 1);
+    in.v = testing_random_bf16(in.nv, -1, 1);
+    in.gk = testing_random_bf16(in.nk, gk_lo, 0); /* log-sigmoids lie below 0 */
+    in.dout = testing_random_bf16(in.nv, -1, 1);
     return in;
 }
 
@@ -321,8 +300,8 @@ static void test_gate_norm(int rows, int C, int with_do)
     char shape[64];
     snprintf(shape, sizeof shape, "rows=%d C=%d%s", rows, C, with_do ? "" : " (no do)");
     size_t n = (size_t)rows * C;
-    float *o = random_act(n, -2, 2), *g = random_act(n, -4, 4);
-    float *w = random_act(C, 0.5f, 1.5f), *dy = random_act(n, -1, 1);
+    float *o = testing_random_bf16(n, -2, 2), *g = testing_random_bf16(n, -4, 4);
+    float *w = testing_random_bf16(C, 0.5f, 1.5f), *dy = testing_random_bf16(n, -1, 1);
     float eps = 1e-6f;
 
     float *y = malloc(n * sizeof *y), *rstd = malloc(rows * sizeof *rstd);
@@ -358,7 +337,7 @@ static void test_gates(size_t n, float normalizer)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu normalizer=%g", n, normalizer);
-    float *x = random_act(n, -12, 12), *dgk = random_act(n, -1, 1);
+    float *x = testing_random_bf16(n, -12, 12), *dgk = testing_random_bf16(n, -1, 1);
     float *gk = malloc(n * sizeof *gk), *dx = calloc(n, sizeof *dx);
     cpu_k->gates_forward(gk, x, n, normalizer);
     cpu_k->gates_backward(dx, dgk, gk, n, normalizer);
@@ -556,8 +535,8 @@ static void test_model(void)
         /* norms around 1; matrices and the bias never zero, at the scale of
          * training (std 0.029 beside init_std 0.02): much larger weights make
          * each layer amplify the bf16 rounding of the one before */
-        host_w[i] = s->init == FLAME_INIT_ONES ? random_act(numel[i], 0.7f, 1.3f)
-                                               : random_act(numel[i], -0.05f, 0.05f);
+        host_w[i] = s->init == FLAME_INIT_ONES ? testing_random_bf16(numel[i], 0.7f, 1.3f)
+                                               : testing_random_bf16(numel[i], -0.05f, 0.05f);
     }
     p->destroy(probe);
     side cpu = {0}, gpu = {0};
@@ -595,7 +574,7 @@ static void bench(int B, int T, int reps)
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
     d.cu_seqlens_backend = cu_dev;
     size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv, act = dev->act_bytes;
-    float *x = random_act(nv, -1, 1), *g = random_act(nk, -0.1f, 0);
+    float *x = testing_random_bf16(nv, -1, 1), *g = testing_random_bf16(nk, -0.1f, 0);
     void *q = acts_to_device(x, nk), *k = acts_to_device(x + 1, nk), *v = acts_to_device(x, nv);
     void *gk = acts_to_device(g, nk), *dout = acts_to_device(x, nv);
     void *o = dev_alloc(nv * act), *dq = dev_alloc(nk * act), *dkk = dev_alloc(nk * act);

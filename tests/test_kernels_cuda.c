@@ -2,7 +2,7 @@
  * inputs that are never all zero, at several shapes, odd ones included, and on
  * pointers into the middle of larger buffers.
  *  - Activations are bf16 on the GPU and fp32 on the CPU. Every activation
- *    input is drawn, rounded to a bf16 value here (round_bf16), and given to
+ *    input is drawn, rounded to a bf16 value here (testing_round_bf16), and given to
  *    both sides as the same numbers: to the CPU as they are, to the GPU
  *    uploaded as fp32 and cast with to_act. bf16 outputs come back through
  *    from_act.
@@ -17,8 +17,8 @@
  *    sides, and what the op added (after − before) is compared: an op that
  *    overwrites instead of adding fails. A bf16 gradient stores its sum
  *    rounded, so the CPU's sum is rounded to bf16 before its part is taken.
- *  - Exact checks: the casts (to_act against round_bf16, ties included) and
- *    adamw's bf16 copy (against round_bf16 of the GPU's own fp32 parameters).
+ *  - Exact checks: the casts (to_act against testing_round_bf16, ties included) and
+ *    adamw's bf16 copy (against testing_round_bf16 of the GPU's own fp32 parameters).
  * Without a usable GPU (or without CUDA in the build) it prints
  * "SKIP: <reason>" and exits 77, Automake's "skipped". */
 #include <stdio.h>
@@ -36,28 +36,6 @@
 
 static const flame_ops *cpu = &flame_cpu_ops;
 static const flame_ops *gpu = &flame_cuda_ops;
-
-/* x rounded to the nearest bf16 value, ties to even (NaN stays NaN) */
-static float round_bf16(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return x;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-/* n random bf16 values in [lo, hi), held as fp32 */
-static float *random_act(size_t n, float lo, float hi)
-{
-    float *x = testing_random(n, lo, hi);
-    for (size_t i = 0; i < n; i++)
-        x[i] = round_bf16(x[i]);
-    return x;
-}
 
 static float *nan_buffer(size_t n)
 {
@@ -200,7 +178,7 @@ static void check_added_act(const char *op, const char *shape, const void *d, co
 {
     float *h = host_act(d, n), *rounded = malloc(n * sizeof *rounded);
     for (size_t i = 0; i < n; i++)
-        rounded[i] = round_bf16(want[i]);
+        rounded[i] = testing_round_bf16(want[i]);
     compare_added(op, shape, h, rounded, pre, n, TOL_ACT);
     free(h);
     free(rounded);
@@ -251,7 +229,7 @@ static void test_memory(size_t n)
 
 /* ---- casts ---- */
 
-/* to_act then from_act: every value must come back as round_bf16 of itself,
+/* to_act then from_act: every value must come back as testing_round_bf16 of itself,
  * ties and overflow included */
 static void test_casts(size_t n, size_t offset)
 {
@@ -266,7 +244,7 @@ static void test_casts(size_t n, size_t offset)
     for (size_t i = 0; i < n && i < sizeof special / sizeof special[0]; i++)
         x[i] = special[i];
     for (size_t i = 0; i < n; i++)
-        want[i] = round_bf16(x[i]);
+        want[i] = testing_round_bf16(x[i]);
     void *d = dev_act_at(x, n, offset);
     float *back = host_act(d, n);
     size_t diffs = count_differences(back, want, n);
@@ -287,16 +265,16 @@ static void test_matmul(int M, int K, int N, int with_bias, size_t offset)
     snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s%s", M, K, N, with_bias ? " bias" : "",
              offset ? " offset" : "");
     size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
-    float *in = random_act(nin, -1, 1), *w = random_act(nw, -1, 1);
-    float *b = random_act(N, -1, 1), *out = nan_buffer(nout);
+    float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -1, 1);
+    float *b = testing_random_bf16(N, -1, 1), *out = nan_buffer(nout);
     void *d_in = dev_act_at(in, nin, offset), *d_w = dev_act_at(w, nw, offset);
     void *d_b = dev_act(b, N), *d_out = dev_act_poisoned(nout, offset);
     cpu->matmul_forward(out, in, w, with_bias ? b : NULL, M, K, N);
     gpu->matmul_forward(d_out, d_in, d_w, with_bias ? d_b : NULL, M, K, N);
     check_act("matmul_forward", shape, d_out, out, nout);
 
-    float *dout = random_act(nout, -1, 1);
-    float *din = random_act(nin, -1, 1), *dw = testing_random(nw, -1, 1);
+    float *dout = testing_random_bf16(nout, -1, 1);
+    float *din = testing_random_bf16(nin, -1, 1), *dw = testing_random(nw, -1, 1);
     float *db = testing_random(N, -1, 1);
     float *din0 = testing_copy(din, nin), *dw0 = testing_copy(dw, nw), *db0 = testing_copy(db, N);
     void *d_dout = dev_act(dout, nout), *d_din = dev_act_at(din, nin, offset);
@@ -318,8 +296,8 @@ static void test_matmul_dweight_only(int M, int K, int N)
     char shape[64];
     snprintf(shape, sizeof shape, "M=%d K=%d N=%d din=NULL", M, K, N);
     size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
-    float *in = random_act(nin, -1, 1), *w = random_act(nw, -1, 1);
-    float *dout = random_act(nout, -1, 1), *dw = testing_random(nw, -1, 1);
+    float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -1, 1);
+    float *dout = testing_random_bf16(nout, -1, 1), *dw = testing_random(nw, -1, 1);
     float *dw0 = testing_copy(dw, nw);
     float *d_dw = dev_f32(dw, nw);
     cpu->matmul_backward(NULL, dw, NULL, dout, in, w, M, K, N);
@@ -340,7 +318,7 @@ static void test_matmul_many_shapes(int shapes)
             char shape[64];
             snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s", M, K, N, pass ? " again" : "");
             size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
-            float *in = random_act(nin, -1, 1), *w = random_act(nw, -1, 1);
+            float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -1, 1);
             float *out = nan_buffer(nout);
             void *d_out = dev_act_poisoned(nout, 0);
             cpu->matmul_forward(out, in, w, NULL, M, K, N);
@@ -372,14 +350,14 @@ static void test_embedding(int V, int n, int C, int range)
     snprintf(shape, sizeof shape, "V=%d n=%d C=%d tokens<%d", V, n, C, range);
     size_t ntab = (size_t)V * C, nout = (size_t)n * C;
     int32_t *tokens = random_tokens(n, range);
-    float *table = random_act(ntab, -1, 1), *out = nan_buffer(nout);
+    float *table = testing_random_bf16(ntab, -1, 1), *out = nan_buffer(nout);
     int32_t *d_tokens = dev_tokens(tokens, n);
     void *d_table = dev_act(table, ntab), *d_out = dev_act_poisoned(nout, 0);
     cpu->embedding_forward(out, tokens, table, n, C);
     gpu->embedding_forward(d_out, d_tokens, d_table, n, C);
     check_act("embedding_forward", shape, d_out, out, nout);
 
-    float *dout = random_act(nout, -1, 1), *dtab = testing_random(ntab, -1, 1);
+    float *dout = testing_random_bf16(nout, -1, 1), *dtab = testing_random(ntab, -1, 1);
     float *dtab0 = testing_copy(dtab, ntab), *d_dtab = dev_f32(dtab, ntab);
     cpu->embedding_backward(dtab, dout, tokens, n, C);
     gpu->embedding_backward(d_dtab, dev_act(dout, nout), d_tokens, n, C);
@@ -396,7 +374,7 @@ static void test_rmsnorm(int n, int C, int with_dx, size_t offset)
     snprintf(shape, sizeof shape, "n=%d C=%d%s%s", n, C, with_dx ? "" : " dx=NULL",
              offset ? " offset" : "");
     size_t nx = (size_t)n * C;
-    float *x = random_act(nx, -2, 2), *w = random_act(C, 0.5f, 1.5f);
+    float *x = testing_random_bf16(nx, -2, 2), *w = testing_random_bf16(C, 0.5f, 1.5f);
     float *out = nan_buffer(nx), *rstd = nan_buffer(n);
     void *d_x = dev_act_at(x, nx, offset), *d_w = dev_act(w, C);
     void *d_out = dev_act_poisoned(nx, offset);
@@ -406,7 +384,7 @@ static void test_rmsnorm(int n, int C, int with_dx, size_t offset)
     check_act("rmsnorm_forward out", shape, d_out, out, nx);
     check_f32("rmsnorm_forward rstd", shape, d_rstd, rstd, n);
 
-    float *dout = random_act(nx, -1, 1), *dx = random_act(nx, -1, 1);
+    float *dout = testing_random_bf16(nx, -1, 1), *dx = testing_random_bf16(nx, -1, 1);
     float *dw = testing_random(C, -1, 1), *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C);
     void *d_dx = dev_act_at(dx, nx, offset);
     float *d_dw = dev_f32(dw, C);
@@ -426,14 +404,14 @@ static void test_swiglu(size_t n, int with_dup)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu%s", n, with_dup ? "" : " dup=NULL");
-    float *gate = random_act(n, -6, 6), *up = random_act(n, -2, 2), *out = nan_buffer(n);
+    float *gate = testing_random_bf16(n, -6, 6), *up = testing_random_bf16(n, -2, 2), *out = nan_buffer(n);
     void *d_gate = dev_act(gate, n), *d_up = dev_act(up, n), *d_out = dev_act_poisoned(n, 0);
     cpu->swiglu_forward(out, gate, up, n);
     gpu->swiglu_forward(d_out, d_gate, d_up, n);
     check_act("swiglu_forward", shape, d_out, out, n);
 
-    float *dout = random_act(n, -1, 1), *dg = random_act(n, -1, 1);
-    float *du = random_act(n, -1, 1), *dg0 = testing_copy(dg, n), *du0 = testing_copy(du, n);
+    float *dout = testing_random_bf16(n, -1, 1), *dg = testing_random_bf16(n, -1, 1);
+    float *du = testing_random_bf16(n, -1, 1), *dg0 = testing_copy(dg, n), *du0 = testing_copy(du, n);
     void *d_dg = dev_act(dg, n), *d_du = dev_act(du, n);
     cpu->swiglu_backward(dg, with_dup ? du : NULL, dout, gate, up, n);
     gpu->swiglu_backward(d_dg, with_dup ? d_du : NULL, dev_act(dout, n), d_gate, d_up, n);
@@ -450,7 +428,7 @@ static void test_elementwise(size_t n, size_t offset)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " offset" : "");
-    float *a = random_act(n, -1, 1), *b = random_act(n, -1, 1), *out = nan_buffer(n);
+    float *a = testing_random_bf16(n, -1, 1), *b = testing_random_bf16(n, -1, 1), *out = nan_buffer(n);
     void *d_a = dev_act_at(a, n, offset), *d_b = dev_act(b, n);
     void *d_out = dev_act_poisoned(n, offset);
     cpu->add(out, a, b, n);
@@ -495,7 +473,7 @@ static void test_cross_entropy(int n, int V, enum ce_outputs outputs)
     int counted;
     int32_t *targets = ce_targets(n, V, &counted);
     float scale = 1.0f / (float)counted;
-    float *logits = random_act(nl, -4, 4), *losses = nan_buffer(n), *dl = nan_buffer(nl);
+    float *logits = testing_random_bf16(nl, -4, 4), *losses = nan_buffer(n), *dl = nan_buffer(nl);
     void *d_logits = dev_act(logits, nl);
     int32_t *d_targets = dev_tokens(targets, n);
     float *d_losses = outputs == CE_BOTH || outputs == CE_IN_PLACE ? dev_f32_poisoned(n, 0) : NULL;
@@ -560,7 +538,7 @@ static void test_adamw(size_t n, size_t offset, int separate_copy)
     if (separate_copy) {
         float *gpu_p = host_f32(d_p, n), *copy = host_act(d_compute, n);
         for (size_t i = 0; i < n; i++)
-            gpu_p[i] = round_bf16(gpu_p[i]);
+            gpu_p[i] = testing_round_bf16(gpu_p[i]);
         size_t diffs = count_differences(copy, gpu_p, n);
         printf("%-28s %-36s %zu of %zu differ from bf16(param)\n", "adamw compute copy", shape,
                diffs, n);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int testing_failures = 0;
 
@@ -53,6 +54,29 @@ static inline float *testing_random(size_t n, float lo, float hi)
 {
     float *x = malloc(n * sizeof *x);
     testing_fill(x, n, lo, hi);
+    return x;
+}
+
+/* x rounded to the nearest bf16 value, ties to even (NaN stays NaN) */
+static inline float testing_round_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return x;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* n random values in [lo, hi) that bf16 holds exactly, as fp32: the same
+ * inputs for an fp32 reference and a bf16 kernel */
+static inline float *testing_random_bf16(size_t n, float lo, float hi)
+{
+    float *x = testing_random(n, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = testing_round_bf16(x[i]);
     return x;
 }
 
