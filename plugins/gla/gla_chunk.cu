@@ -31,7 +31,8 @@
  * gates only underflow factors to 0, which their true values are close to.
  *
  * Precision. Activations (q, k, v, gk, o and their gradients) are bf16 in
- * memory; b, the states in `checkpoints` and dS are fp32. Products run on the
+ * memory; b and the states in `checkpoints` are fp32, dS (work of the backward
+ * alone, used only as a bf16 operand) is kept in bf16. Products run on the
  * tensor cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation); the
  * scaled operands above are rounded to bf16 as fla does, except in the walks
  * over the chunks, where the carried states take their operand as a bf16 pair
@@ -39,17 +40,30 @@
  * and the checkpoints are compared with the CPU's in fp32. b is kept in units
  * of log2 so every exponential is one ex2 instruction.
  *
- * Kernels. (1) b and the table of chunks; (2) the walk over each sequence's
- * chunks, per (sequence, head, 64×64 state tile): forward it stores the state
- * at each chunk start but a sequence's first in `checkpoints` (the CPU's
- * layout), backward dS at each chunk end but a sequence's last in `work`;
- * (3) A per (chunk, head), kept in bf16; forward (4) o per (chunk, head, value
- * tile); backward (4) dv per (chunk, head, value tile) and (5) dA, dq, dk, dgk
- * per (chunk, head, key tile).
+ * Kernels. (1) The table of chunks; (2) A per (chunk, head), kept in bf16,
+ * and b on the way (a call with o NULL, which makes the checkpoints alone,
+ * runs a kernel for b instead and then (3) only); (3) the walk over each
+ * sequence's chunks, per (sequence, head, 64×128 state tile): forward it
+ * stores the state at each chunk start but a sequence's first in
+ * `checkpoints` (the CPU's layout), backward dS at each chunk end but a
+ * sequence's last in `work`; forward (4) o per (chunk, head, value tile);
+ * backward (4) dv per (chunk, head, value tile) and (5) dA, dq, dk, dgk per
+ * (chunk, head, key tile).
+ *
+ * Speed. The kernels are bound by memory latency, not by the tensor cores.
+ * So: the walks stream their chunks through shared memory with cp.async, two
+ * chunks loading while one is multiplied; the chunk kernels hold what they
+ * load in registers in memory's type, so that all of a tile's loads are in
+ * flight before any is waited for (chunk_scores loads the next key tile while
+ * it works on one; the others fit more blocks on an SM instead); gradients are
+ * added to with every old value loaded before any is stored (one round trip,
+ * not one per value); and the blocks of one chunk's tiles are launched next to
+ * each other, so that the operands they share come from L2.
  *
  * No atomics, and every sum is taken in an order fixed by the shapes: results
  * are the same run to run. */
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
@@ -61,11 +75,16 @@
 #define LD (TILE + 8)            /* shared row length: ldmatrix rows spread over all banks */
 #define THREADS 256              /* every chunk kernel: 8 warps */
 #define TABLE_THREADS 1024
+#define WALK_THREADS 512         /* the walks: 16 warps, a thread per 8 elements of a 64×64 tile */
+#define WALK_COLS 128            /* value columns of a walk's state tile */
+#define WALK_LD (WALK_COLS + 8)
+#define WALK_STAGES 3            /* chunks in a walk's buffers: one multiplied, two loading */
 #define LOG2E 1.4426950408889634f
 
 static_assert(CHUNK == 64, "the kernels tile a chunk as 4 sub-chunks of 16 tokens");
+static_assert(WALK_THREADS == CHUNK * TILE / 8, "walk_operands: 8 elements of P per thread");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "gla_chunk.cu needs bf16 mma.sync (sm_80 or newer)"
+#error "gla_chunk.cu needs bf16 mma.sync and cp.async (sm_80 or newer)"
 #endif
 
 /* tokens [t0, t1) of one sequence, and whether they are its first / last chunk */
@@ -77,11 +96,14 @@ typedef struct chunk {
 typedef struct work_layout {
     float *b;      /* [n,H,dk] log2(e)·(gk summed from each chunk's start) */
     act_t *A;      /* [n,H,CHUNK] bf16: row t holds A_tu for u from its chunk's start */
-    float *dS;     /* ∂L/∂(state at a chunk's end), in the checkpoints' layout */
+    act_t *dS;     /* bf16 ∂L/∂(state at a chunk's end), in the checkpoints' layout */
     chunk *chunks; /* at most n */
 } work_layout;
 
 static size_t align4(size_t floats) { return (floats + 3) / 4 * 4; }
+
+/* floats that hold `count` bf16 values, a multiple of 4 (16 bytes) */
+static size_t bf16_floats(size_t count) { return align4((count + 1) / 2); }
 
 static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
 {
@@ -90,20 +112,21 @@ static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
     w.b = work;
     float *A = w.b + align4(nH * d->dk);
     w.A = reinterpret_cast<act_t *>(A);
-    w.dS = A + align4(nH * CHUNK / 2);
-    w.chunks = (chunk *)(w.dS + align4(gla_recurrence_checkpoint_floats(n, d->H, d->dk, d->dv)));
+    float *dS = A + bf16_floats(nH * CHUNK);
+    w.dS = reinterpret_cast<act_t *>(dS);
+    w.chunks = (chunk *)(dS + bf16_floats(gla_recurrence_checkpoint_floats(n, d->H, d->dk, d->dv)));
     return w;
 }
 
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
     size_t nH = (size_t)n * H;
-    return align4(nH * dk) + align4(nH * CHUNK / 2) +
-           align4(gla_recurrence_checkpoint_floats(n, H, dk, dv)) +
+    return align4(nH * dk) + bf16_floats(nH * CHUNK) +
+           bf16_floats(gla_recurrence_checkpoint_floats(n, H, dk, dv)) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
 }
 
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static __host__ __device__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
@@ -180,32 +203,13 @@ static __global__ void build_chunk_table(chunk *chunks, const int32_t *cu, int n
     }
 }
 
-/* b: gk summed from each chunk's start, in units of log2 */
-static __global__ void chunk_gate_sums(float *b, const act_t *gk, const chunk *chunks, int H,
-                                       int dk)
-{
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y;
-    for (int i = threadIdx.x; i < dk; i += blockDim.x) {
-        float sum = 0.0f;
-        for (int t = c.t0; t < c.t1; t++) {
-            size_t x = at(t, h, H, dk) + i;
-            sum += to_f32(gk[x]);
-            b[x] = LOG2E * sum;
-        }
-    }
-}
-
-/* the chunk table and b for this batch; returns the number of chunks */
-static int prepare_chunks(const work_layout *w, const act_t *gk, const gla_recurrence_dims *d)
+/* the table of chunks for this batch; returns the number of chunks */
+static int chunk_table(const work_layout *w, const gla_recurrence_dims *d)
 {
     int count = 0;
     for (int s = 0; s < d->n_seqs; s++)
         count += ceil_div(d->cu_seqlens[s + 1] - d->cu_seqlens[s], CHUNK);
     build_chunk_table<<<1, TABLE_THREADS>>>(w->chunks, d->cu_seqlens_backend, d->n_seqs);
-    CUDA_CHECK_LAUNCH();
-    int threads = min(256, 32 * ceil_div(d->dk, 32));
-    chunk_gate_sums<<<dim3(count, d->H), threads>>>(w->b, gk, w->chunks, d->H, d->dk);
     CUDA_CHECK_LAUNCH();
     return count;
 }
@@ -216,37 +220,91 @@ static int prepare_chunks(const work_layout *w, const act_t *gk, const gla_recur
 typedef act_t tile_t[LD];
 typedef float tile32_t[LD];
 
-/* A thread's share of a tile as it is loaded: the 8 columns from
- * 8·(threadIdx.x % 8) of rows threadIdx.x / 8 and that + 32. Loads of 16 bytes,
- * coalesced along rows; every tile of a kernel puts the same elements in the
- * same thread, so operands combine in registers. */
-struct piece {
+/* 8 neighbouring values of type T as memory holds them, in 32-bit words (two
+ * bf16 to a word): what a load of 16 or 32 bytes brings */
+template <typename T> struct alignas(16) eight {
+    uint32_t w[2 * sizeof(T)];
+};
+
+static __device__ __forceinline__ uint32_t bits(float x) { return __float_as_uint(x); }
+static __device__ __forceinline__ uint32_t bits(act_t x) { return __bfloat16_as_ushort(x); }
+
+/* value c of x, widened to fp32 */
+static __device__ __forceinline__ float val(const eight<float> &x, int c)
+{
+    return __uint_as_float(x.w[c]);
+}
+static __device__ __forceinline__ float val(const eight<act_t> &x, int c)
+{
+    uint32_t w = x.w[c / 2];
+    return __uint_as_float(c % 2 ? w & 0xffff0000u : w << 16);
+}
+
+/* A thread's share of a tile as it is loaded, still in memory's type T: the 8
+ * columns from 8·(threadIdx.x % 8) of rows threadIdx.x / 8 and that + 32.
+ * Loads of 16 bytes, coalesced along rows, that nothing waits for until the
+ * piece is used; every tile of a kernel puts the same elements in the same
+ * thread, so operands combine in registers. */
+template <typename T> struct piece {
+    eight<T> x[2];
+};
+
+/* an operand computed from pieces, in fp32, in the same place */
+struct values {
     float x[2][8];
 };
 
 static __device__ __forceinline__ int piece_row(int a) { return threadIdx.x / 8 + 32 * a; }
 static __device__ __forceinline__ int piece_col() { return 8 * (threadIdx.x % 8); }
 
-/* x[c] = p[c] for c < cols (at most 8), else 0 */
+/* x = p[0..7] when vec (whole 16-byte loads), else p[c] for c < cols, 0 past */
 template <typename T>
-static __device__ void fetch_row(float (&x)[8], const T *p, int cols, bool vec)
+static __device__ void fetch_row(eight<T> &x, const T *p, int cols, bool vec)
 {
+    constexpr int WORDS = 2 * sizeof(T), PER_WORD = 4 / sizeof(T);
     if (vec && cols >= 8) {
-        load_floats<8>(x, p);
+#pragma unroll
+        for (int q = 0; q < WORDS / 4; q++)
+            reinterpret_cast<uint4 *>(x.w)[q] = reinterpret_cast<const uint4 *>(p)[q];
         return;
     }
 #pragma unroll
-    for (int c = 0; c < 8; c++)
-        x[c] = c < cols ? to_f32(p[c]) : 0.0f;
+    for (int q = 0; q < WORDS; q++) {
+        x.w[q] = 0;
+#pragma unroll
+        for (int e = 0; e < PER_WORD; e++) {
+            int c = q * PER_WORD + e;
+            if (c < cols)
+                x.w[q] |= bits(p[c]) << (16 * e);
+        }
+    }
+}
+
+static __device__ bool rows_vectorizable(const void *p, size_t stride)
+{
+    return stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+template <typename T> static __device__ void zero(eight<T> &x)
+{
+#pragma unroll
+    for (int q = 0; q < 2 * (int)sizeof(T); q++)
+        x.w[q] = 0; /* 0.0 in bf16 and fp32 alike */
+}
+
+template <typename T> static __device__ void zero(piece<T> &f)
+{
+    zero(f.x[0]);
+    zero(f.x[1]);
 }
 
 /* The thread's share of the tile at p (rows `stride` elements apart): 0 past
  * `cols`, and past `rows` 0 too, or with PAD_LAST the last row again (for b,
  * so that padding tokens decay like the chunk's last and every exponent stays ≤ 0). */
 template <bool PAD_LAST = false, typename T>
-static __device__ void fetch(piece &f, const T *p, size_t stride, int rows, int cols)
+static __device__ void fetch(piece<T> &f, const T *p, size_t stride, int rows, int cols)
 {
-    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+    bool vec = rows_vectorizable(p, stride);
     int col = piece_col();
 #pragma unroll
     for (int a = 0; a < 2; a++) {
@@ -256,35 +314,114 @@ static __device__ void fetch(piece &f, const T *p, size_t stride, int rows, int 
         if (r < rows)
             fetch_row(f.x[a], p + r * stride + col, cols - col, vec);
         else
-#pragma unroll
-            for (int c = 0; c < 8; c++)
-                f.x[a][c] = 0.0f;
+            zero(f.x[a]);
     }
 }
 
 /* the thread's 8 columns of row `row` (b_L for the decays) */
-static __device__ void fetch_gate_row(float (&x)[8], const float *p, size_t stride, int row,
+static __device__ void fetch_gate_row(eight<float> &x, const float *p, size_t stride, int row,
                                       int cols)
 {
-    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-    fetch_row(x, p + row * stride + piece_col(), cols - piece_col(), vec);
+    fetch_row(x, p + row * stride + piece_col(), cols - piece_col(), rows_vectorizable(p, stride));
 }
 
-static __device__ void zero(piece &f)
+/* the piece into its place in a tile, in the tile's type */
+template <typename D, typename T> static __device__ void put(D (*tile)[LD], const piece<T> &f)
 {
 #pragma unroll
-    for (int a = 0; a < 2; a++)
+    for (int a = 0; a < 2; a++) {
+        D *p = &tile[piece_row(a)][piece_col()];
+        if constexpr (std::is_same<D, T>::value) {
+            *reinterpret_cast<eight<T> *>(p) = f.x[a];
+        } else {
+            float x[8];
 #pragma unroll
-        for (int c = 0; c < 8; c++)
-            f.x[a][c] = 0.0f;
+            for (int c = 0; c < 8; c++)
+                x[c] = val(f.x[a], c);
+            store_floats<8>(p, x);
+        }
+    }
 }
 
-/* the piece into its place in a tile, rounded to bf16 or kept in fp32 */
-template <typename T> static __device__ void put(T (*tile)[LD], const piece &f)
+/* computed values into their place in a tile, rounded to bf16 or kept in fp32 */
+template <typename D> static __device__ void put(D (*tile)[LD], const values &f)
 {
 #pragma unroll
     for (int a = 0; a < 2; a++)
         store_floats<8>(&tile[piece_row(a)][piece_col()], f.x[a]);
+}
+
+/* the thread's share of a tile at p, as fetch reads it: only rows < rows, columns < cols */
+template <typename T>
+static __device__ void store_values(T *p, size_t stride, int rows, int cols, const values &f)
+{
+    bool vec = rows_vectorizable(p, stride);
+    int col = piece_col();
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        int r = piece_row(a);
+        if (r >= rows)
+            continue;
+        T *row = p + r * stride + col;
+        if (vec && cols - col >= 8)
+            store_floats<8>(row, f.x[a]);
+        else
+#pragma unroll
+            for (int c = 0; c < 8; c++)
+                if (col + c < cols)
+                    from_f32(&row[c], f.x[a][c]);
+    }
+}
+
+/* ------------------------------------------------------------------ tiles through cp.async */
+
+static __device__ __forceinline__ uint32_t shared_address(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/* 16 bytes from global to shared memory without the registers, or 16 zeros where !live */
+static __device__ __forceinline__ void copy16_async(void *dst, const void *src, bool live)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address(dst)),
+                 "l"(src), "r"(live ? 16 : 0)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void async_commit()
+{
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* waits until at most `pending` of the thread's groups of copies are in flight */
+template <int pending> static __device__ __forceinline__ void async_wait()
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory");
+}
+
+/* Rows [0, CHUNK) and columns [0, COLS) of the tile at p (rows `stride`
+ * elements apart) into s, shared by NT threads: 0 past `cols`, and past `rows`
+ * 0 too, or with PAD_LAST the last row again (as fetch). By cp.async where
+ * whole 16-byte pieces can go, otherwise through registers. */
+template <bool PAD_LAST, int NT, int COLS, typename T, int W>
+static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows, int cols)
+{
+    constexpr int PER = 16 / sizeof(T), PER_ROW = COLS / PER, COUNT = CHUNK * PER_ROW / NT;
+    static_assert(COUNT * NT == CHUNK * PER_ROW && COLS <= W, "whole 16-byte pieces per thread");
+    bool vec = stride % PER == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+#pragma unroll
+    for (int k = 0; k < COUNT; k++) {
+        int idx = threadIdx.x + k * NT, r = idx / PER_ROW, c = idx % PER_ROW * PER;
+        int src = PAD_LAST ? min(r, rows - 1) : r;
+        bool live = src < rows && c < cols;
+        const T *from = p + (size_t)src * stride + c;
+        if (vec && (c + PER <= cols || !live))
+            copy16_async(&s[r][c], live ? from : p, live);
+        else
+#pragma unroll
+            for (int e = 0; e < PER; e++)
+                from_f32(&s[r][c + e], live && c + e < cols ? to_f32(from[e]) : 0.0f);
+    }
 }
 
 /* ------------------------------------------------------------------ tensor-core fragments */
@@ -295,11 +432,6 @@ static __device__ __forceinline__ int warp_id() { return threadIdx.x / 32; }
 /* where element e (0..3) of a 16×8 fp32 accumulator lies: row, column */
 static __device__ __forceinline__ int acc_row(int e) { return lane_id() / 4 + 8 * (e / 2); }
 static __device__ __forceinline__ int acc_col(int e) { return 2 * (lane_id() % 4) + e % 2; }
-
-static __device__ __forceinline__ uint32_t shared_address(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 
 /* four 8×8 bf16 matrices of shared memory; lane l gives the address of row l % 8 of matrix l / 8 */
 template <bool TRANS> static __device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const act_t *p)
@@ -317,9 +449,9 @@ template <bool TRANS> static __device__ __forceinline__ void ldmatrix4(uint32_t 
 }
 
 /* The 16×16 operand A (rows m0.., depth k0..) of a product: from a tile stored
- * [m][k], or with KM from one stored [k][m]. */
-template <bool KM>
-static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const tile_t *s, int m0, int k0)
+ * [m][k], or with KM from one stored [k][m]; rows W elements long. */
+template <bool KM, int W>
+static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const act_t (*s)[W], int m0, int k0)
 {
     int l = lane_id(), q = l / 8;
     if (KM)
@@ -330,8 +462,8 @@ static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const tile_t *s,
 
 /* The operand B of two products, columns n0.. and n0 + 8.. over depth k0..:
  * b[0..1] and b[2..3]. From a tile stored [n][k], or with KN one stored [k][n]. */
-template <bool KN>
-static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const tile_t *s, int k0, int n0)
+template <bool KN, int W>
+static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const act_t (*s)[W], int k0, int n0)
 {
     int l = lane_id(), q = l / 8;
     if (KN)
@@ -352,9 +484,9 @@ static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4]
 
 /* A warp's product: acc[j] (rows m0..m0+15, columns n0 + 8j..) += Σ_k a[m][k] b[k][n]
  * over k in [k_begin, k_end), multiples of 16; operand layouts as load_a / load_b. */
-template <int NT, bool A_KM, bool B_KN>
-static __device__ void warp_product(float (&acc)[NT][4], const tile_t *a, const tile_t *b, int m0,
-                                    int n0, int k_begin, int k_end)
+template <int NT, bool A_KM, bool B_KN, int WA, int WB>
+static __device__ void warp_product(float (&acc)[NT][4], const act_t (*a)[WA],
+                                    const act_t (*b)[WB], int m0, int n0, int k_begin, int k_end)
 {
     static_assert(NT % 2 == 0, "columns come in pairs of 8");
     for (int k0 = k_begin; k0 < k_end; k0 += SUB) {
@@ -391,75 +523,228 @@ static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
         }
 }
 
+/* dst[m0 + row][n0 + col] += acc in global memory, every old value loaded
+ * before any is stored: one round trip to memory rather than one per value */
+template <int NT>
+static __device__ void add_acc(act_t *dst, size_t stride, int rows, int cols,
+                               const float (&acc)[NT][4], int m0, int n0)
+{
+    float old[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
+            old[j][e] = r < rows && c < cols ? to_f32(dst[r * stride + c]) : 0.0f;
+        }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            old[j][e] += acc[j][e];
+    store_acc<false>(dst, stride, rows, cols, old, m0, n0);
+}
+
 /* ------------------------------------------------------------------ the walks over the chunks */
 
-/* Block: one (sequence, head) and one TILE×TILE tile of its state. Carries the
- * state S through the sequence's chunks, S = diag(e^{b_L}) S + Pᵀ Y per chunk:
+/* one walked chunk in shared memory, as cp.async brings it */
+struct walk_stage {
+    tile_t x[CHUNK];         /* k (forward) or q: [token][key] */
+    tile32_t b[CHUNK];       /* padded with the chunk's last row */
+    act_t y[CHUNK][WALK_LD]; /* v or do: [token][value] */
+};
+
+struct walk_shared {
+    walk_stage stage[WALK_STAGES];
+    tile_t hi[CHUNK], lo[CHUNK]; /* P = hi + lo: [token][key] */
+    float decay[TILE];           /* e^{b_L} per key */
+};
+
+/* P of one chunk as the bf16 pair hi + lo, and the decay of its keys (see walk_states) */
+template <bool FORWARD>
+static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, float scale)
+{
+    int r = threadIdx.x / 8, c0 = 8 * (threadIdx.x % 8);
+    float x[8], b[8], b_last[8], hi[8], lo[8];
+    load_floats<8>(x, &st.x[r][c0]);
+    load_floats<8>(b, &st.b[r][c0]);
+    load_floats<8>(b_last, &st.b[CHUNK - 1][c0]);
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        float p = FORWARD ? x[c] * exp2_fast(b_last[c] - b[c]) : scale * x[c] * exp2_fast(b[c]);
+        hi[c] = __bfloat162float(__float2bfloat16_rn(p));
+        lo[c] = p - hi[c];
+    }
+    store_floats<8>(&sh.hi[r][c0], hi);
+    store_floats<8>(&sh.lo[r][c0], lo);
+    if (r == 0)
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            sh.decay[c0 + c] = exp2_fast(b_last[c]);
+}
+
+/* the warp's part of a walk's state (keys m0.., values n0..) into dst, rows
+ * `stride` apart, where key < rows and value < cols: fp32 (checkpoints) or
+ * bf16 (dS), two neighbouring values per access where `pairs` */
+template <typename T>
+static __device__ void store_state(T *dst, size_t stride, int rows, int cols,
+                                   const float (&S)[4][4], int m0, int n0, bool pairs)
+{
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e += 2) {
+            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
+            if (r >= rows)
+                continue;
+            T *p = dst + r * stride + c;
+            if (pairs && c + 1 < cols) {
+                float two[2] = {S[j][e], S[j][e + 1]};
+                store_floats<2>(p, two);
+            } else {
+                if (c < cols)
+                    from_f32(p, S[j][e]);
+                if (c + 1 < cols)
+                    from_f32(p + 1, S[j][e + 1]);
+            }
+        }
+}
+
+/* Block: one (sequence, head) and one TILE×WALK_COLS (keys × values) tile of
+ * its state; the tiles of one (sequence, head) are neighbours, the value tiles
+ * of a key tile next to each other. Carries the state S through the sequence's
+ * chunks, S = diag(e^{b_L}) S + Pᵀ Y per chunk:
  *   FORWARD:  P = k ⊙ e^{b_L − b}, Y = v, first chunk to last; the state at the
  *             start of each chunk but the first goes to `states` (checkpoints);
  *   backward: P = scale·q ⊙ e^{b}, Y = do, last chunk to first; the gradient at
  *             the end of each chunk but the last goes to `states` (dS).
- * P enters the product as a bf16 pair hi + lo (see Precision). The next
- * chunk's loads are in flight while the tensor cores work on the current one. */
-template <bool FORWARD>
-static __global__ void __launch_bounds__(THREADS)
-    walk_states(float *states, const act_t *x, const act_t *y, const float *b, const int32_t *cu,
+ * P enters the product as a bf16 pair hi + lo (see Precision). The chunks come
+ * through WALK_STAGES buffers by cp.async: the next two load while the tensor
+ * cores work on one. Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
+template <bool FORWARD, typename OUT>
+static __global__ void __launch_bounds__(WALK_THREADS, 1)
+    walk_states(OUT *states, const act_t *x, const act_t *y, const float *b, const int32_t *cu,
                 int H, int dk, int dv, float scale)
 {
-    __shared__ __align__(16) tile_t hi[CHUNK], lo[CHUNK], ys[CHUNK];
-    __shared__ float decay[TILE];
-    int s = blockIdx.x / H, h = blockIdx.x % H, i0 = blockIdx.y * TILE, j0 = blockIdx.z * TILE;
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
+    int tiles_j = ceil_div(dv, WALK_COLS), tiles = tiles_j * ceil_div(dk, TILE);
+    int tile = blockIdx.x % tiles, s = blockIdx.x / tiles / H, h = blockIdx.x / tiles % H;
+    int i0 = tile / tiles_j * TILE, j0 = tile % tiles_j * WALK_COLS;
     int begin = cu[s], end = cu[s + 1];
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
-    int m0 = block_row(), n0 = block_col();
+    int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
+    size_t stride_k = (size_t)H * dk, stride_v = (size_t)H * dv;
+    bool pairs = dv % 2 == 0 && reinterpret_cast<uintptr_t>(states) % (2 * sizeof(OUT)) == 0;
     float S[4][4] = {};
-    piece px, py, pb;
-    float b_last[8];
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
     auto chunk_of = [&](int k) { return FORWARD ? k : steps - k; };
-    auto load = [&](int k) {
-        int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
-        fetch(px, x + at(t0, h, H, dk) + i0, (size_t)H * dk, rows, dk - i0);
-        fetch(py, y + at(t0, h, H, dv) + j0, (size_t)H * dv, rows, dv - j0);
-        fetch<true>(pb, b + at(t0, h, H, dk) + i0, (size_t)H * dk, rows, dk - i0);
-        fetch_gate_row(b_last, b + at(t0, h, H, dk) + i0, (size_t)H * dk, rows - 1, dk - i0);
+    auto issue = [&](int k) { /* chunk k's tiles into its buffer: one group of copies */
+        if (k < steps) {
+            walk_stage &st = sh.stage[k % WALK_STAGES];
+            int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
+            size_t xk = at(t0, h, H, dk) + i0;
+            copy_tile<false, WALK_THREADS, TILE>(st.x, x + xk, stride_k, rows, dk - i0);
+            copy_tile<true, WALK_THREADS, TILE>(st.b, b + xk, stride_k, rows, dk - i0);
+            copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + at(t0, h, H, dv) + j0, stride_v,
+                                                      rows, dv - j0);
+        }
+        async_commit();
     };
 
-    if (steps > 0)
-        load(0);
+    for (int k = 0; k < WALK_STAGES - 1; k++)
+        issue(k);
     for (int k = 0; k < steps; k++) {
-        int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
-        piece p_hi, p_lo;
-#pragma unroll
-        for (int a = 0; a < 2; a++)
-#pragma unroll
-            for (int c = 0; c < 8; c++) {
-                float p = FORWARD ? px.x[a][c] * exp2_fast(b_last[c] - pb.x[a][c])
-                                  : scale * px.x[a][c] * exp2_fast(pb.x[a][c]);
-                p_hi.x[a][c] = __bfloat162float(__float2bfloat16_rn(p));
-                p_lo.x[a][c] = p - p_hi.x[a][c];
-            }
-        put(hi, p_hi);
-        put(lo, p_lo);
-        put(ys, py);
-        if (threadIdx.x < 8)
-#pragma unroll
-            for (int c = 0; c < 8; c++)
-                decay[piece_col() + c] = exp2_fast(b_last[c]);
+        async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk k are in */
+        __syncthreads();               /* everyone's; and chunk k − 1's buffers are read */
+        issue(k + WALK_STAGES - 1);
+        const walk_stage &st = sh.stage[k % WALK_STAGES];
+        walk_operands<FORWARD>(sh, st, scale);
         __syncthreads();
-        if (k + 1 < steps)
-            load(k + 1);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                S[j][e] *= decay[m0 + acc_row(e)];
-        warp_product<4, true, true>(S, hi, ys, m0, n0, 0, CHUNK);
-        warp_product<4, true, true>(S, lo, ys, m0, n0, 0, CHUNK);
-        __syncthreads(); /* the tiles are free for the next chunk */
-        float *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
-        store_acc<false>(dst, dv, dk - i0, dv - j0, S, m0, n0);
+                S[j][e] *= sh.decay[m0 + acc_row(e)];
+        warp_product<4, true, true>(S, sh.hi, st.y, m0, n0, 0, CHUNK);
+        warp_product<4, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
+        int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
+        OUT *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
+        store_state(dst, dv, dk - i0, dv - j0, S, m0, n0, pairs);
+    }
+}
+
+/* ------------------------------------------------------------------ b */
+
+static_assert(THREADS == 4 * TILE, "gate_sums: a thread per (key, quarter of the chunk)");
+
+/* b of one CHUNK×TILE tile, in units of log2: the running sums down each key
+ * column of the gates g, a tile in shared memory that is 0 past the chunk's
+ * end (so b stays at the chunk's last there, as fetch's PAD_LAST pads it).
+ * Thread (key threadIdx.x % TILE, quarter threadIdx.x / TILE) sums its 16
+ * rows in order, then adds the totals of the quarters before (chunk_gate_sums
+ * repeats this exactly, so every kernel reads the same b). Ends with a
+ * barrier: bs is ready. */
+static __device__ void gate_sums(tile32_t *bs, const tile_t *g, float (*quarter)[TILE])
+{
+    int i = threadIdx.x % TILE, part = threadIdx.x / TILE, base = SUB * part;
+    float run[SUB], sum = 0.0f;
+#pragma unroll
+    for (int t = 0; t < SUB; t++) {
+        sum += to_f32(g[base + t][i]);
+        run[t] = sum;
+    }
+    quarter[part][i] = sum;
+    __syncthreads();
+    float before = 0.0f;
+    for (int s = 0; s < part; s++)
+        before += quarter[s][i];
+#pragma unroll
+    for (int t = 0; t < SUB; t++)
+        bs[base + t][i] = LOG2E * (before + run[t]);
+    __syncthreads();
+}
+
+/* b's tile in shared memory into b (rows `stride` apart), rows < rows and columns < cols */
+static __device__ void store_gate_tile(float *b, size_t stride, int rows, int cols,
+                                       const tile32_t *bs)
+{
+    values v;
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            v.x[a][c] = bs[piece_row(a)][piece_col() + c];
+    store_values(b, stride, rows, cols, v);
+}
+
+/* b alone, for a call that makes only the checkpoints (chunk_scores makes it
+ * otherwise), by gate_sums' arithmetic in the same order: a thread per
+ * (chunk, head, key) with the chunk's gates of its key in registers. */
+static __global__ void __launch_bounds__(THREADS)
+    chunk_gate_sums(float *b, const act_t *gk, const chunk *chunks, int H, int dk)
+{
+    chunk c = chunks[blockIdx.x];
+    int h = blockIdx.y, i = blockIdx.z * blockDim.x + threadIdx.x, L = c.t1 - c.t0;
+    if (i >= dk)
+        return;
+    size_t x = at(c.t0, h, H, dk) + i, stride = (size_t)H * dk;
+    float g[CHUNK];
+#pragma unroll
+    for (int t = 0; t < CHUNK; t++)
+        g[t] = t < L ? to_f32(gk[x + t * stride]) : 0.0f;
+    float before = 0.0f; /* the quarters' totals so far */
+#pragma unroll
+    for (int base = 0; base < CHUNK; base += SUB) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int t = base; t < base + SUB; t++) {
+            sum += g[t];
+            if (t < L)
+                b[x + t * stride] = LOG2E * (before + sum);
+        }
+        before += sum;
     }
 }
 
@@ -530,34 +815,46 @@ struct scores_shared {
         tile32_t b[CHUNK];
         tile32_t A[CHUNK]; /* once b is read: A in fp32 */
     };
-    tile_t cross[3][CHUNK];
+    union {
+        tile_t gates[CHUNK]; /* gk, until b is made */
+        tile_t cross[3][CHUNK];
+    };
+    float quarter[4][TILE]; /* gate_sums' */
 };
 
 /* A_tu = scale·Σ_i q_ti k_ui e^{b_ti − b_ui} for u ≤ t (0 above), per (chunk,
- * head), into `A` in bf16. Between sub-chunks warp w < 6 computes the 16×16
- * block (row sub-chunk r, column sub-chunk c < r) as q̃ k̃ᵀ from tile r − 1;
- * within them diagonal_scores. */
-static __global__ void __launch_bounds__(THREADS)
-    chunk_scores(act_t *A, const act_t *q, const act_t *k, const float *b, const chunk *chunks,
-                 int H, int dk, float scale)
+ * head), into `A` in bf16; b on the way, from gk (gate_sums), into `b`.
+ * Between sub-chunks warp w < 6 computes the 16×16 block (row sub-chunk r,
+ * column sub-chunk c < r) as q̃ k̃ᵀ from tile r − 1; within them
+ * diagonal_scores. The next key tile loads meanwhile. */
+static __global__ void __launch_bounds__(THREADS, 2)
+    chunk_scores(act_t *A, float *b, const act_t *q, const act_t *k, const act_t *gk,
+                 const chunk *chunks, int H, int dk, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     scores_shared &sh = *reinterpret_cast<scores_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0, warp = warp_id();
     int r = warp < 1 ? 1 : warp < 3 ? 2 : 3, col_sub = warp - r * (r - 1) / 2;
+    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk;
     float cross[2][4] = {}, part[PAIRS] = {};
+    piece<act_t> pq, pk, pg;
+    auto load = [&](int i0) {
+        fetch(pq, q + x + i0, stride, L, dk - i0);
+        fetch(pk, k + x + i0, stride, L, dk - i0);
+        fetch(pg, gk + x + i0, stride, L, dk - i0);
+    };
+    load(0);
     for (int i0 = 0; i0 < dk; i0 += TILE) {
-        piece pq, pk, pb;
-        size_t x = at(c.t0, h, H, dk) + i0, stride = (size_t)H * dk;
-        fetch(pq, q + x, stride, L, dk - i0);
-        fetch(pk, k + x, stride, L, dk - i0);
-        fetch<true>(pb, b + x, stride, L, dk - i0);
         __syncthreads(); /* the previous tile is read */
         put(sh.q, pq);
         put(sh.k, pk);
-        put(sh.b, pb);
+        put(sh.gates, pg);
+        if (i0 + TILE < dk)
+            load(i0 + TILE);
         __syncthreads();
+        gate_sums(sh.b, sh.gates, sh.quarter); /* the gates are read: cross takes their place */
+        store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
         stage_cross_operands(sh.cross, sh.q, sh.k, sh.b);
         __syncthreads();
         if (warp < 6)
@@ -597,39 +894,43 @@ static __global__ void __launch_bounds__(THREADS)
     }
 }
 
-/* o = scale·(q ⊙ e^b) S0 + A v for one value tile. Block: (chunk, head, value tile). */
-static __global__ void __launch_bounds__(THREADS)
+/* o = scale·(q ⊙ e^b) S0 + A v for one value tile. Block: (chunk, head, value
+ * tile), a chunk's value tiles next to each other. */
+static __global__ void __launch_bounds__(THREADS, 3)
     chunk_output(act_t *o, const act_t *q, const act_t *v, const float *b, const act_t *A,
                  const float *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, j0 = blockIdx.z * TILE, L = c.t1 - c.t0;
+    int tiles = ceil_div(dv, TILE);
+    chunk c = chunks[blockIdx.x / tiles];
+    int h = blockIdx.y, j0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0;
     int m0 = block_row(), n0 = block_col();
     float acc[4][4] = {};
-    if (!c.first) { /* through the start state */
+    piece<act_t> pa, pv; /* within the chunk: loading while the start state is used */
+    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
+    fetch(pv, v + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
+    if (!c.first) { /* through the start state, a key tile at a time */
         const float *S0 = checkpoints + state_at(c.t0, h, H, dk, dv) + j0;
+        size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk;
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            piece pq, pb, ps;
-            size_t x = at(c.t0, h, H, dk) + i0;
-            fetch(pq, q + x, (size_t)H * dk, L, dk - i0);
-            fetch<true>(pb, b + x, (size_t)H * dk, L, dk - i0);
+            piece<act_t> pq;
+            piece<float> pb, ps;
+            fetch(pq, q + x + i0, stride, L, dk - i0);
+            fetch<true>(pb, b + x + i0, stride, L, dk - i0);
             fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - j0);
+            values qe; /* scale·q ⊙ e^b */
 #pragma unroll
             for (int a = 0; a < 2; a++)
 #pragma unroll
                 for (int j = 0; j < 8; j++)
-                    pq.x[a][j] *= scale * exp2_fast(pb.x[a][j]);
-            __syncthreads();
-            put(xs, pq);
+                    qe.x[a][j] = val(pq.x[a], j) * (scale * exp2_fast(val(pb.x[a], j)));
+            __syncthreads(); /* the previous tiles are read */
+            put(xs, qe);
             put(ys, ps);
             __syncthreads();
             warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, TILE);
         }
     }
-    piece pa, pv; /* within the chunk */
-    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
-    fetch(pv, v + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
     __syncthreads();
     put(xs, pa);
     put(ys, pv);
@@ -638,47 +939,51 @@ static __global__ void __launch_bounds__(THREADS)
     store_acc<false>(o + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
 }
 
-/* dv += Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head, value tile). */
-static __global__ void __launch_bounds__(THREADS)
+/* dv += Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head,
+ * value tile), a chunk's value tiles next to each other. */
+static __global__ void __launch_bounds__(THREADS, 3)
     chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b, const act_t *A,
-             const float *dS, const chunk *chunks, int H, int dk, int dv)
+             const act_t *dS, const chunk *chunks, int H, int dk, int dv)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, j0 = blockIdx.z * TILE, L = c.t1 - c.t0;
+    int tiles = ceil_div(dv, TILE);
+    chunk c = chunks[blockIdx.x / tiles];
+    int h = blockIdx.y, j0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0;
     int m0 = block_row(), n0 = block_col();
     float acc[4][4] = {};
-    if (!c.last) { /* through the end state */
-        const float *dS_end = dS + state_at(c.t1, h, H, dk, dv) + j0;
+    piece<act_t> pa, pd; /* within the chunk: loading while the end state is used */
+    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
+    fetch(pd, dout + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
+    if (!c.last) { /* through the end state, a key tile at a time */
+        const act_t *dS_end = dS + state_at(c.t1, h, H, dk, dv) + j0;
+        size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk;
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            piece pk, pb, ps;
-            float b_last[8];
-            size_t x = at(c.t0, h, H, dk) + i0;
-            fetch(pk, k + x, (size_t)H * dk, L, dk - i0);
-            fetch<true>(pb, b + x, (size_t)H * dk, L, dk - i0);
-            fetch_gate_row(b_last, b + x, (size_t)H * dk, L - 1, dk - i0);
+            piece<act_t> pk, ps;
+            piece<float> pb;
+            eight<float> b_last;
+            fetch(pk, k + x + i0, stride, L, dk - i0);
+            fetch<true>(pb, b + x + i0, stride, L, dk - i0);
+            fetch_gate_row(b_last, b + x + i0, stride, L - 1, dk - i0);
             fetch(ps, dS_end + (size_t)i0 * dv, dv, dk - i0, dv - j0);
+            values ke; /* k ⊙ e^{b_L − b} */
 #pragma unroll
             for (int a = 0; a < 2; a++)
 #pragma unroll
                 for (int j = 0; j < 8; j++)
-                    pk.x[a][j] *= exp2_fast(b_last[j] - pb.x[a][j]);
-            __syncthreads();
-            put(xs, pk);
+                    ke.x[a][j] = val(pk.x[a], j) * exp2_fast(val(b_last, j) - val(pb.x[a], j));
+            __syncthreads(); /* the previous tiles are read */
+            put(xs, ke);
             put(ys, ps);
             __syncthreads();
             warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, TILE);
         }
     }
-    piece pa, pd; /* within the chunk */
-    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
-    fetch(pd, dout + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
     __syncthreads();
     put(xs, pa);
     put(ys, pd);
     __syncthreads();
     warp_product<4, true, true>(acc, xs, ys, m0, n0, m0, CHUNK); /* A_tu = 0 for t < u */
-    store_acc<true>(dv_out + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
+    add_acc(dv_out + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
 }
 
 struct dqk_shared {
@@ -688,10 +993,14 @@ struct dqk_shared {
         tile32_t sums[2][CHUNK]; /* last: dq and dk, from their parts */
     };
     tile_t q[CHUNK], k[CHUNK], dA[CHUNK];
-    tile32_t b[CHUNK], dA32[CHUNK];
-    float extra[TILE];          /* ∂L/∂b_L through S0 */
-    float end_part[4][TILE];    /* Σ k ⊙ (dS part of dk) per sub-chunk */
-    float sub_total[4][TILE];   /* Σ ∂L/∂b per sub-chunk */
+    tile32_t b[CHUNK];
+    union {
+        tile32_t dA32[CHUNK]; /* phase 2 */
+        tile32_t dgk[CHUNK];  /* last */
+    };
+    float extra[TILE];        /* ∂L/∂b_L through S0 */
+    float end_part[4][TILE];  /* Σ k ⊙ (dS part of dk) per sub-chunk */
+    float sub_total[4][TILE]; /* Σ ∂L/∂b per sub-chunk */
 };
 
 /* Phase 1 of chunk_dqk over one value tile, the warp's 16×32 blocks of
@@ -749,27 +1058,56 @@ static __device__ void diagonal_grads(float (&dq)[SUB], float (&dk)[SUB], const 
         }
 }
 
-/* dq, dk and dgk for one key tile. Block: (chunk, head, key tile).
- * Phase 1: dA and the boundary parts over the value tiles. Phase 2: the parts
+/* dq, dk and dgk (the key tile at their offset x) += their sums in shared
+ * memory, over `rows` tokens and `cols` keys: every old value is loaded before
+ * any is stored */
+static __device__ void add_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, size_t stride,
+                                 int rows, int cols, const dqk_shared &sh)
+{
+    act_t *grads[3] = {dq + x, dk + x, dgk + x};
+    const tile32_t *sums[3] = {sh.sums[0], sh.sums[1], sh.dgk};
+    piece<act_t> old[3];
+#pragma unroll
+    for (int g = 0; g < 3; g++)
+        fetch(old[g], grads[g], stride, rows, cols);
+#pragma unroll
+    for (int g = 0; g < 3; g++) {
+        values sum;
+#pragma unroll
+        for (int a = 0; a < 2; a++)
+#pragma unroll
+            for (int c = 0; c < 8; c++)
+                sum.x[a][c] = val(old[g].x[a], c) + sums[g][piece_row(a)][piece_col() + c];
+        store_values(grads[g], stride, rows, cols, sum);
+    }
+}
+
+/* dq, dk and dgk for one key tile. Block: (chunk, head, key tile), a chunk's
+ * key tiles next to each other. Phase 1: dA and the boundary parts over the
+ * value tiles (the registers leave no room to load ahead). Phase 2: the parts
  * within the chunk, between sub-chunks on the tensor cores (warps 0-3 dq of
- * row sub-chunks 1-3, warps 4-7 dk of column sub-chunks 0-2, 16 keys each)
- * and within them term by term. Last, per (sub-chunk, key) thread: ∂L/∂b and
- * its running sums from the chunk's end. */
+ * row sub-chunks 1-3, warps 4-7 dk of column sub-chunks 0-2, 16 keys each) and
+ * within them term by term. Last, per (sub-chunk, key) thread: ∂L/∂b and its
+ * running sums from the chunk's end; then the three gradients are added to. */
 static __global__ void __launch_bounds__(THREADS, 2)
     chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k,
               const act_t *v, const act_t *dout, const float *b, const float *checkpoints,
-              const float *dS, const chunk *chunks, int H, int dk, int dv, float scale)
+              const act_t *dS, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     dqk_shared &sh = *reinterpret_cast<dqk_shared *>(shared_raw);
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, i0 = blockIdx.z * TILE, L = c.t1 - c.t0, warp = warp_id();
+    int tiles = ceil_div(dk, TILE);
+    chunk c = chunks[blockIdx.x / tiles];
+    int h = blockIdx.y, i0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0, warp = warp_id();
     int m0 = block_row(), n0 = block_col();
     const float *S0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, dk, dv) + (size_t)i0 * dv;
-    const float *dS_end = c.last ? NULL : dS + state_at(c.t1, h, H, dk, dv) + (size_t)i0 * dv;
+    const act_t *dS_end = c.last ? NULL : dS + state_at(c.t1, h, H, dk, dv) + (size_t)i0 * dv;
     size_t xk = at(c.t0, h, H, dk) + i0, stride_k = (size_t)H * dk;
+    size_t xv = at(c.t0, h, H, dv), stride_v = (size_t)H * dv;
+
     {
-        piece pq, pk, pb;
+        piece<act_t> pq, pk;
+        piece<float> pb;
         fetch(pq, q + xk, stride_k, L, dk - i0);
         fetch(pk, k + xk, stride_k, L, dk - i0);
         fetch<true>(pb, b + xk, stride_k, L, dk - i0);
@@ -781,10 +1119,10 @@ static __global__ void __launch_bounds__(THREADS, 2)
     /* phase 1 */
     float dA[4][4] = {}, dq_in[4][4] = {}, dk_end[4][4] = {}, row_dot[2] = {};
     for (int j0 = 0; j0 < dv; j0 += TILE) {
-        piece pd, pv, ps, pg;
-        size_t xv = at(c.t0, h, H, dv) + j0, stride_v = (size_t)H * dv;
-        fetch(pd, dout + xv, stride_v, L, dv - j0);
-        fetch(pv, v + xv, stride_v, L, dv - j0);
+        piece<act_t> pd, pv, pg;
+        piece<float> ps;
+        fetch(pd, dout + xv + j0, stride_v, L, dv - j0);
+        fetch(pv, v + xv + j0, stride_v, L, dv - j0);
         if (S0)
             fetch(ps, S0 + j0, dv, dk - i0, dv - j0);
         else
@@ -797,8 +1135,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
         for (int a = 0; a < 2; a++) /* rowsum(S0 ⊙ dS) in fp32 */
 #pragma unroll
             for (int j = 0; j < 8; j++)
-                row_dot[a] += ps.x[a][j] * pg.x[a][j];
-        __syncthreads();
+                row_dot[a] += val(ps.x[a], j) * val(pg.x[a], j);
+        __syncthreads(); /* the previous value tile is read */
         put(sh.in[0], pd);
         put(sh.in[1], pv);
         put(sh.in[2], ps);
@@ -850,7 +1188,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
                 cross[s][j][e] *= exp2_fast(warp < 4 ? ex : -ex);
             }
     }
-    __syncthreads(); /* the cross tiles are read: sums take their place */
+    __syncthreads(); /* the cross tiles and dA32 are read: sums and dgk take their place */
     store_acc<false>(&sh.sums[0][0][0], LD, CHUNK, TILE, dq_in, m0, n0);
     store_acc<false>(&sh.sums[1][0][0], LD, CHUNK, TILE, dk_end, m0, n0);
     __syncthreads();
@@ -873,18 +1211,14 @@ static __global__ void __launch_bounds__(THREADS, 2)
     }
     __syncthreads();
 
-    /* per (sub-chunk, key): dq, dk, and ∂L/∂b into dq_d */
-    bool in_tile = i0 + i < dk;
+    /* per (sub-chunk, key): dq and dk whole in sums, and ∂L/∂b into dq_d */
     float total = 0.0f;
 #pragma unroll
     for (int t = 0; t < SUB; t++) {
         int row = base + t;
         float dq_t = sh.sums[0][row][i] + dq_d[t], dk_t = sh.sums[1][row][i] + dk_d[t];
-        if (row < L && in_tile) {
-            size_t x = xk + row * stride_k + i;
-            from_f32(&dq[x], to_f32(dq[x]) + dq_t);
-            from_f32(&dk_out[x], to_f32(dk_out[x]) + dk_t);
-        }
+        sh.sums[0][row][i] = dq_t;
+        sh.sums[1][row][i] = dk_t;
         dq_d[t] = to_f32(sh.q[row][i]) * dq_t - to_f32(sh.k[row][i]) * dk_t;
         total += dq_d[t];
     }
@@ -899,20 +1233,13 @@ static __global__ void __launch_bounds__(THREADS, 2)
 #pragma unroll
     for (int t = SUB - 1; t >= 0; t--) {
         running += dq_d[t];
-        int row = base + t;
-        if (row < L && in_tile) {
-            size_t x = xk + row * stride_k + i;
-            from_f32(&dgk[x], to_f32(dgk[x]) + running);
-        }
+        sh.dgk[base + t][i] = running;
     }
+    __syncthreads();
+    add_grads(dq, dk_out, dgk, xk, stride_k, L, dk - i0, sh);
 }
 
 /* ------------------------------------------------------------------ entry points */
-
-static dim3 state_tiles(const gla_recurrence_dims *d)
-{
-    return dim3(d->n_seqs * d->H, ceil_div(d->dk, TILE), ceil_div(d->dv, TILE));
-}
 
 /* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
 template <typename K> static size_t allow_shared(K kernel, size_t bytes)
@@ -921,12 +1248,26 @@ template <typename K> static size_t allow_shared(K kernel, size_t bytes)
     return bytes;
 }
 
-static void scores(const work_layout *w, int chunks, const void *q, const void *k,
+/* the walk over every sequence's chunks (walk_states), its states into `states` */
+template <bool FORWARD, typename OUT>
+static void walk(OUT *states, const act_t *x, const act_t *y, const work_layout *w,
+                 const gla_recurrence_dims *d)
+{
+    auto kernel = walk_states<FORWARD, OUT>;
+    size_t bytes = allow_shared(kernel, sizeof(walk_shared));
+    int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
+    kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(
+        states, x, y, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv, d->scale);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* A and b (chunk_scores) */
+static void scores(const work_layout *w, int chunks, const void *q, const void *k, const void *gk,
                    const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
-    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(w->A, act(q), act(k), w->b, w->chunks,
-                                                         d->H, d->dk, d->scale);
+    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(w->A, w->b, act(q), act(k), act(gk),
+                                                         w->chunks, d->H, d->dk, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -939,14 +1280,18 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
     if (n == 0)
         return;
     work_layout w = carve(work, n, d);
-    int chunks = prepare_chunks(&w, act(gk), d);
-    walk_states<true><<<state_tiles(d), THREADS>>>(checkpoints, act(k), act(v), w.b,
-                                                   d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
-    CUDA_CHECK_LAUNCH();
-    if (!o)
-        return; /* the checkpoints alone (gla.h) */
-    scores(&w, chunks, q, k, d);
-    chunk_output<<<dim3(chunks, H, ceil_div(d->dv, TILE)), THREADS>>>(
+    int chunks = chunk_table(&w, d);
+    if (!o) { /* the checkpoints alone (gla.h): b, then the walk */
+        int threads = min(THREADS, 32 * ceil_div(d->dk, 32));
+        chunk_gate_sums<<<dim3(chunks, H, ceil_div(d->dk, threads)), threads>>>(
+            w.b, act(gk), w.chunks, H, d->dk);
+        CUDA_CHECK_LAUNCH();
+        walk<true>(checkpoints, act(k), act(v), &w, d);
+        return;
+    }
+    scores(&w, chunks, q, k, gk, d);
+    walk<true>(checkpoints, act(k), act(v), &w, d);
+    chunk_output<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
         act(o), act(q), act(v), w.b, w.A, checkpoints, w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
@@ -961,16 +1306,14 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     if (n == 0)
         return;
     work_layout w = carve(work, n, d);
-    int chunks = prepare_chunks(&w, act(gk), d);
-    walk_states<false><<<state_tiles(d), THREADS>>>(w.dS, act(q), act(dout), w.b,
-                                                    d->cu_seqlens_backend, H, d->dk, d->dv, d->scale);
-    CUDA_CHECK_LAUNCH();
-    scores(&w, chunks, q, k, d);
-    chunk_dv<<<dim3(chunks, H, ceil_div(d->dv, TILE)), THREADS>>>(
+    int chunks = chunk_table(&w, d);
+    scores(&w, chunks, q, k, gk, d);
+    walk<false>(w.dS, act(q), act(dout), &w, d);
+    chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
         act(dv), act(k), act(dout), w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
     size_t bytes = allow_shared(chunk_dqk, sizeof(dqk_shared));
-    chunk_dqk<<<dim3(chunks, H, ceil_div(d->dk, TILE)), THREADS, bytes>>>(
+    chunk_dqk<<<dim3(chunks * ceil_div(d->dk, TILE), H), THREADS, bytes>>>(
         act(dq), act(dk), act(dgk), act(q), act(k), act(v), act(dout), w.b, checkpoints, w.dS,
         w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
