@@ -65,7 +65,7 @@ static void check_input_grad(const char *what, float *x, const float *analytic, 
 static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, int Hkv, int hd)
 {
     c->n = cu[n_seqs];
-    c->seqs = (transformer_seqs){cu, n_seqs};
+    c->seqs = (transformer_seqs){cu, n_seqs, NULL};
     c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd)};
     size_t nq = (size_t)c->n * H * hd, nkv = (size_t)c->n * Hkv * hd;
     c->q = testing_random(nq, -1.5f, 1.5f);
@@ -363,9 +363,9 @@ static void test_create(void)
         kv_set(&cfg, refused[i].key, refused[i].value);
         expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
     }
-    flame_ops other = flame_cpu_ops;
-    other.backend = "cuda";
-    expect_refusal(&base, &other, "no kernels for backend cuda in this build");
+    flame_ops other = flame_cpu_ops; /* a backend no build has kernels for */
+    other.backend = "tpu";
+    expect_refusal(&base, &other, "no kernels for backend tpu in this build");
     test_340M();
     {   /* a batch larger than reserved gives NaN, not a crash */
         test_model t;

@@ -90,7 +90,8 @@ int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap)
     lb->targets = ops->alloc((size_t)cap * sizeof(int32_t));
     lb->host_ints = malloc((size_t)cap * sizeof(int32_t));
     lb->cu = malloc(((size_t)cap + 1) * sizeof(int32_t));
-    if (!lb->tokens || !lb->targets || !lb->host_ints || !lb->cu) {
+    lb->cu_backend = ops->alloc(((size_t)cap + 1) * sizeof(int32_t));
+    if (!lb->tokens || !lb->targets || !lb->host_ints || !lb->cu || !lb->cu_backend) {
         lm_batch_release(lb, ops);
         return -1;
     }
@@ -104,6 +105,8 @@ void lm_batch_release(lm_batch *lb, const flame_ops *ops)
         ops->free(lb->tokens);
     if (lb->targets)
         ops->free(lb->targets);
+    if (lb->cu_backend)
+        ops->free(lb->cu_backend);
     free(lb->host_ints);
     free(lb->cu);
     memset(lb, 0, sizeof *lb);
@@ -151,6 +154,7 @@ int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int 
         }
     ops->copy(lb->tokens, b->tokens, (size_t)n * sizeof(int32_t));
     ops->copy(lb->targets, b->targets, (size_t)n * sizeof(int32_t));
+    ops->upload(lb->cu_backend, lb->cu, ((size_t)lb->n_seqs + 1) * sizeof(int32_t));
     ops->download(lb->host_ints, b->targets, (size_t)n * sizeof(int32_t));
     int counted = 0;
     for (int i = 0; i < n; i++)

@@ -49,6 +49,7 @@ typedef struct lm_batch {
     int32_t *tokens, *targets; /* backend copies [cap] */
     int32_t *host_ints; /* host scratch [cap] */
     int32_t *cu;        /* host [cap+1]: sequence offsets */
+    int32_t *cu_backend; /* the same offsets in backend memory, for kernels that cannot read the host's */
     int cap;            /* tokens reserved */
     int n, n_seqs;      /* of the last batch; n = 0 before any (or after a refused one) */
     int counted;        /* targets ≥ 0 of the last batch */
@@ -59,7 +60,7 @@ int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap);
 void lm_batch_release(lm_batch *lb, const flame_ops *ops);
 /* Takes in b: its size against the reservation, its sequence offsets
  * (cu_seqlens, else one sequence per row), every token against the vocabulary,
- * backend copies of the tokens and targets. Returns the number of counted
+ * backend copies of the tokens, targets and sequence offsets. Returns the number of counted
  * targets (≥ 0), or -1 after one line on stderr starting with who. */
 int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int vocab,
                   const char *who);

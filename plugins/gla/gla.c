@@ -130,7 +130,6 @@ typedef struct gla_model {
     float *work;
     int n_work;
     lm_batch batch;      /* the last batch taken in */
-    int32_t *cu_backend; /* its sequence offsets in backend memory, for kernels that cannot read the host's */
 } gla_model;
 
 static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
@@ -341,10 +340,8 @@ static void release_activations(gla_model *m)
 {
     if (m->arena)
         m->ops->free(m->arena);
-    if (m->cu_backend)
-        m->ops->free(m->cu_backend);
     lm_batch_release(&m->batch, m->ops);
-    m->arena = NULL, m->cu_backend = NULL;
+    m->arena = NULL;
 }
 
 static void gla_destroy(void *model)
@@ -442,8 +439,7 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     lm_carver cv = {NULL, 0, m->ops->act_bytes};
     carve_all(m, &cv, n);
     m->arena = m->ops->alloc(cv.used);
-    m->cu_backend = m->ops->alloc((n + 1) * sizeof(int32_t));
-    if (!m->arena || !m->cu_backend || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
+    if (!m->arena || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
         release_activations(m);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
                  cv.used / 1073741824.0);
@@ -456,20 +452,10 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
 
 /* ------------------------------------------------------------------ forward */
 
-/* Takes in the batch (lm_batch_load) and copies its sequence offsets to the
- * backend. Returns the number of counted targets, or -1. */
-static int load_batch(gla_model *m, const flame_batch *b)
-{
-    int counted = lm_batch_load(&m->batch, m->ops, b, m->c.V, "gla");
-    if (counted >= 0)
-        m->ops->upload(m->cu_backend, m->batch.cu, ((size_t)m->batch.n_seqs + 1) * sizeof(int32_t));
-    return counted;
-}
-
 static gla_recurrence_dims recurrence_dims(const gla_model *m)
 {
     gla_recurrence_dims d = {m->batch.cu, m->batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
-                             m->cu_backend};
+                             m->batch.cu_backend};
     return d;
 }
 
@@ -524,7 +510,7 @@ static void mlp_forward(gla_model *m, int l)
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
 {
     gla_model *m = model;
-    int counted = load_batch(m, batch);
+    int counted = lm_batch_load(&m->batch, m->ops, batch, m->c.V, "gla");
     if (counted < 0)
         return NAN;
     m->ops->embedding_forward(m->resid[0], m->batch.tokens, m->w[0], m->batch.n, m->c.D);

@@ -6,14 +6,16 @@
  *   per layer:
  *     a  = norm(h, attn_norm)
  *     q, k, v = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ          (H query heads, Hkv key/value heads of hd)
- *     q, k = rotary(q), rotary(k)             (rotary_cpu.c; positions restart per sequence)
- *     o  = causal softmax attention (GQA)     (attention_cpu.c)
+ *     q, k = rotary(q), rotary(k)             (positions restart per sequence)
+ *     o  = causal softmax attention (GQA)
  *     h  = h + o·Woᵀ
  *     h  = h + down(silu(gate(m)) · up(m)),   m = norm(h, mlp_norm)
  *   logits = norm(h, norm)·lm_headᵀ;  loss = mean cross-entropy over targets ≥ 0
  * The shared math goes through the op table; rotary and attention are the
- * plugin's own kernels (transformer.h). The backward walks the same steps in
- * reverse. */
+ * plugin's own kernels (transformer.h), from the table of the op table's
+ * backend (transformer_kernels.h: rotary_cpu.c and attention_cpu.c on the CPU,
+ * rotary_cuda.cu and attention_cuda.cu on CUDA). The backward walks the same
+ * steps in reverse. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +25,7 @@
 #include <flame/plugin.h>
 
 #include "../common/lm_parts.h"
-#include "transformer.h"
+#include "transformer_kernels.h"
 
 /* ------------------------------------------------------------------ options */
 
@@ -89,11 +91,13 @@ typedef struct grad_scratch {
     void *x;                /* [n,D] ∂loss/∂(a norm's output) */
     void *o, *q_rot, *q;    /* [n,q_dim]: before o_proj, after and before rotary */
     void *k_rot, *k, *v;    /* [n,kv_dim] */
+    float *attn_work;       /* the attention backward's scratch (kern->attention_work_floats) */
     lm_mlp_scratch mlp;
 } grad_scratch;
 
 typedef struct tf_model {
     const flame_ops *ops;
+    const transformer_kernels *kern; /* rotary and attention for the ops' backend */
     tf_dims c;
     int n_params;
     flame_param_spec *specs;
@@ -118,7 +122,7 @@ static int lm_head_index(const tf_model *m) { return m->c.tie ? 0 : final_norm_i
 
 /* ------------------------------------------------------------------ create */
 
-/* the settings this CPU path does not implement; returns 0 or -1 with err */
+/* the settings the plugin does not implement; returns 0 or -1 with err */
 static int check_supported(const lm_options *cfg, char *err, size_t err_len)
 {
     static const struct { const char *key; int supported; } bools[] = {
@@ -263,7 +267,8 @@ static void tf_destroy(void *model);
 
 static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
 {
-    if (strcmp(ops->backend, "cpu") != 0) {
+    const transformer_kernels *kern = transformer_kernels_for(ops->backend);
+    if (!kern) {
         snprintf(err, err_len, "no kernels for backend %s in this build", ops->backend);
         return NULL;
     }
@@ -271,9 +276,16 @@ static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char
     lm_options opts = {cfg, tf_options, N_OPTIONS};
     if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
+    const char *why = kern->unsupported_head_dim(c.hd);
+    if (why) {
+        snprintf(err, err_len, "num_heads = %d: head dim %d (hidden_size / num_heads) is not supported "
+                 "on %s: %s", c.H, c.hd, ops->backend, why);
+        return NULL;
+    }
     tf_model *m = calloc(1, sizeof *m);
     if (m) {
         m->ops = ops;
+        m->kern = kern;
         m->c = c;
         m->acts = calloc((size_t)c.L, sizeof *m->acts);
         m->resid = calloc((size_t)c.L + 1, sizeof *m->resid);
@@ -338,7 +350,8 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n
     lm_mlp_carve(&A->mlp, cv, n, c->I);
 }
 
-static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c, size_t n)
+static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
+                        const transformer_kernels *kern, size_t n)
 {
     d->resid = lm_take_acts(cv, n * c->D);
     d->x = lm_take_acts(cv, n * c->D);
@@ -348,6 +361,7 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c, size_t
     d->k_rot = lm_take_acts(cv, n * c->kv_dim);
     d->k = lm_take_acts(cv, n * c->kv_dim);
     d->v = lm_take_acts(cv, n * c->kv_dim);
+    d->attn_work = lm_take_floats(cv, kern->attention_work_floats((int)n, c->H));
     lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
@@ -359,7 +373,7 @@ static void carve_all(tf_model *m, lm_carver *cv, size_t n)
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, n);
     lm_head_carve(&m->head, cv, n, c->D, c->V);
-    carve_grads(&m->d, cv, c, n);
+    carve_grads(&m->d, cv, c, m->kern, n);
 }
 
 static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -390,7 +404,8 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
 
 static attention_dims attn_dims(const tf_model *m)
 {
-    attention_dims d = {{m->batch.cu, m->batch.n_seqs}, m->c.H, m->c.Hkv, m->c.hd, 1.0f / sqrtf((float)m->c.hd)};
+    attention_dims d = {{m->batch.cu, m->batch.n_seqs, m->batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
+                        1.0f / sqrtf((float)m->c.hd)};
     return d;
 }
 
@@ -406,9 +421,9 @@ static void attn_forward(tf_model *m, int l)
     ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, n, c->D, c->q_dim);
     ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, n, c->D, c->kv_dim);
     ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, n, c->D, c->kv_dim);
-    rotary_forward_cpu(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
-    rotary_forward_cpu(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
-    attention_forward_cpu(A->o, A->lse, A->q, A->k, A->v, &ad);
+    m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
+    m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
+    m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     /* output projection and residual */
     ops->matmul_forward(A->mid, A->o, W(m, l, P_O), NULL, n, c->q_dim, c->D);
     ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
@@ -469,11 +484,12 @@ static void attn_core_backward(tf_model *m, int l)
     zero(m, d->q_rot, nQ);
     zero(m, d->k_rot, nKV);
     zero(m, d->v, nKV);
-    attention_backward_cpu(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad);
+    m->kern->attention_backward(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad,
+                                d->attn_work);
     zero(m, d->q, nQ);
     zero(m, d->k, nKV);
-    rotary_backward_cpu(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->theta);
-    rotary_backward_cpu(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->theta);
+    m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->theta);
+    m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->theta);
 }
 
 /* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */

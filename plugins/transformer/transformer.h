@@ -5,7 +5,8 @@
  * Layouts: a token's heads are contiguous, so q is [n, H, hd] and k, v are
  * [n, Hkv, hd] (GQA: query head h reads key/value head h / (H/Hkv)).
  * Sequences are given by offsets cu_seqlens[0] = 0 < ... < cu_seqlens[n_seqs]
- * = n (host memory); positions restart at 0 at each sequence start and
+ * = n (host memory; the CUDA kernels read a device copy, see
+ * transformer_seqs); positions restart at 0 at each sequence start and
  * attention never crosses a boundary. Like the shared ops, forward kernels
  * overwrite their outputs and backward kernels ADD into every gradient. */
 #ifndef FLAME_TRANSFORMER_H
@@ -16,6 +17,9 @@
 typedef struct transformer_seqs {
     const int32_t *cu_seqlens;
     int n_seqs;
+    /* the same offsets in the backend's memory, for kernels that cannot read
+     * the host's (the CUDA ones); the CPU kernels ignore it */
+    const int32_t *cu_seqlens_backend;
 } transformer_seqs;
 
 /* ---- rotary_cpu.c: fla's / Llama's rotate-half rotary embedding ----

@@ -1,0 +1,578 @@
+/* Causal softmax attention with grouped key/value heads on the GPU, flash
+ * attention style (FlashAttention-2): the math and layouts of attention_cpu.c,
+ * tiles of queries and keys on the tensor cores, and never a T×T matrix in
+ * memory. Per sequence, query head h (key/value head g = h / (H/Hkv)), query
+ * row i and key j ≤ i, with x_ij = scale·log2(e)·q_i·k_j (scores in units of
+ * log2, so every exponential is one ex2):
+ *
+ * Forward: a block takes BM query rows of one (sequence, head) and walks the
+ * key/value tiles of KEYS rows from the sequence's start to the diagonal. Each
+ * warp owns 16 query rows and keeps, per row, the running max m and sum l of
+ * 2^(x − m) (the online softmax) and o = Σ_j 2^(x_ij − m) v_j, rescaling both
+ * by 2^(m_old − m_new) when the max grows. At the end o /= l and
+ *     lse_i = ln 2 · (m + log2 l)   (= log Σ_j exp(scale·q_i·k_j), the CPU's lse)
+ * S = Q Kᵀ and O += P V are mma.sync products (bf16 operands, fp32
+ * accumulation); P enters the second as bf16 straight from the registers.
+ *
+ * Backward, with p_ij = 2^(x_ij − lse_i·log2 e), D_i = do_i·o_i (a first small
+ * kernel, into `work`), dp_ij = do_i·v_j and ds_ij = p_ij (dp_ij − D_i):
+ *     dv_j += Σ_i p_ij do_i,   dk_j += scale Σ_i ds_ij q_i,   dq_i += scale Σ_j ds_ij k_j
+ * in two kernels, so that every gradient row has one owner and no atomics are
+ * needed (sums in an order fixed by the shapes: the same results run to run):
+ *  - dk, dv: a block takes BK keys of one (sequence, key/value head) and walks
+ *    every query head of the group and every query tile of QT rows from the
+ *    diagonal to the sequence's end. Each warp owns 16 keys and works on the
+ *    transposed scores, Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, so that Pᵀ and dSᵀ are
+ *    already in its registers as the left operands of dV += Pᵀ dO and
+ *    dK += dSᵀ Q; the group's heads sum in registers.
+ *  - dq: a block takes BM query rows of one (sequence, head) and walks the key
+ *    tiles like the forward: S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K.
+ * The backward thus forms the scores twice (7 tile products where an atomic
+ * version has 5): the price of determinism without a T×T buffer.
+ *
+ * Every walk double-buffers its tiles in shared memory: the next tile's copy
+ * (cp.async) is in flight while the tensor cores work on the current one.
+ * Rows past a sequence's end are loaded as zeros and never stored. Heads are
+ * multiples of 16 up to 128 (one instantiation each). Gradients are ADDED into
+ * the bf16 dq, dk, dv, once per element, the sum rounded once. */
+#include <math.h>
+
+#include "attention_mma.cuh"
+#include "cuda_check.h"
+#include "cuda_launch.cuh"
+#include "transformer_cuda.h"
+
+#define KEYS 64 /* key rows of a tile in the forward and dq walks */
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+#define MAX_HD 128
+
+/* what every kernel needs besides its tensors */
+struct attn_args {
+    const int32_t *cu; /* device offsets [n_seqs + 1] */
+    int H, Hkv, group; /* group = H / Hkv */
+    float scale;       /* hd^-1/2 */
+    float scale_log2;  /* scale · log2(e) */
+};
+
+static __device__ __forceinline__ float exp2_fast(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* the quad of lanes sharing an accumulator row */
+static __device__ __forceinline__ float quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+static __device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* The online softmax over one tile of a warp's scores s (log2 units, −inf where
+ * masked): the running max m and sum l of its two rows per thread, o rescaled;
+ * s becomes p = 2^(s − m). l stays a per-thread partial sum until the end. */
+template <int NT, int NO>
+static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
+                                                      float (&l)[2], float (&o)[NO][4])
+{
+    float mx[2] = {m[0], m[1]}, base[2];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = quad_max(mx[r]);
+        base[r] = mx[r] == -INFINITY ? 0.0f : mx[r]; /* a row with nothing visible yet */
+        float correction = exp2_fast(m[r] - base[r]);  /* 0 while m = −inf */
+        l[r] *= correction;
+        m[r] = mx[r];
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+            o[j][2 * r] *= correction, o[j][2 * r + 1] *= correction;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float p = exp2_fast(s[j][e] - base[e / 2]);
+            s[j][e] = p;
+            l[e / 2] += p;
+        }
+}
+
+/* One key tile (keys k0.. of the sequence) for the warp's 16 query rows from
+ * `first` (rows m0.. of the block's Q tile). */
+template <int HD>
+static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float (&m)[2],
+                                                    float (&l)[2], const act_t *sq, const act_t *sk,
+                                                    const act_t *sv, int m0, int first, int k0,
+                                                    float scale_log2)
+{
+    constexpr int LD = HD + 8, NT = KEYS / 8;
+    float s[NT][4] = {};
+    warp_mma_shared<NT, HD, false>(s, sq, LD, m0, sk, LD); /* S = Q Kᵀ */
+    bool diagonal = k0 + KEYS - 1 > first;                 /* some key after some row */
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bool hidden = diagonal && k0 + 8 * j + acc_col(e) > first + acc_row(e);
+            s[j][e] = hidden ? -INFINITY : s[j][e] * scale_log2;
+        }
+    online_softmax(s, m, l, o);
+    uint32_t p[NT / 2][4];
+    acc_to_a<NT>(p, s);
+    warp_mma_regs<HD / 8, NT / 2, true>(o, p, sv, LD); /* O += P V */
+}
+
+/* Block: BM = 16·WARPS query rows of one (sequence, head); blockIdx.x =
+ * sequence·H + head, blockIdx.y counts query tiles from the last (the longest
+ * walks start first). Shared: Q [BM], K and V [2][KEYS] rows of HD + 8. */
+template <int HD, int WARPS>
+static __global__ void __launch_bounds__(32 * WARPS)
+    attention_forward_kernel(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
+                             attn_args a)
+{
+    constexpr int BM = 16 * WARPS, THREADS = 32 * WARPS, LD = HD + 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    act_t *sq = reinterpret_cast<act_t *>(smem), *sk = sq + BM * LD, *sv = sk + 2 * KEYS * LD;
+
+    int seq = blockIdx.x / a.H, h = blockIdx.x % a.H, g = h / a.group;
+    int begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+    int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+    if (q0 >= len)
+        return;
+    size_t q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+    const act_t *kg = k + ((size_t)begin * a.Hkv + g) * HD;
+    const act_t *vg = v + ((size_t)begin * a.Hkv + g) * HD;
+    auto load_kv = [&](int t, int buf) {
+        int k0 = t * KEYS;
+        load_tile<KEYS, HD, THREADS>(sk + buf * KEYS * LD, kg + k0 * kv_stride, kv_stride, len - k0);
+        load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
+        cp_async_commit();
+    };
+    load_tile<BM, HD, THREADS>(sq, q + ((size_t)(begin + q0) * a.H + h) * HD, q_stride, len - q0);
+    load_kv(0, 0);
+
+    int m0 = 16 * warp_id(), first = q0 + m0; /* the warp's first row in the sequence */
+    int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
+    float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int t = 0; t < tiles; t++) {
+        if (t + 1 < tiles) {
+            load_kv(t + 1, (t + 1) & 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        int k0 = t * KEYS, buf = t & 1;
+        if (first < len && k0 <= first + 15) /* the warp sees some key of the tile */
+            forward_tile<HD>(acc, m, l, sq, sk + buf * KEYS * LD, sv + buf * KEYS * LD, m0, first,
+                             k0, a.scale_log2);
+        __syncthreads(); /* the buffer is free for the copy after next */
+    }
+    if (first >= len)
+        return;
+
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] = quad_sum(l[r]);
+        inv[r] = 1.0f / l[r];
+        int i = first + acc_row(2 * r);
+        if (lane_id() % 4 == 0 && i < len)
+            lse[(size_t)(begin + i) * a.H + h] = LN2 * (m[r] + log2f(l[r]));
+    }
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[j][e] *= inv[e / 2];
+    store_rows<false>(o + ((size_t)(begin + first) * a.H + h) * HD, q_stride, len - first, acc, 1.0f);
+}
+
+/* ------------------------------------------------------------------ backward: D */
+
+/* D_r = do_r·o_r over rows of hd values, one warp per row */
+static __global__ void row_dots(float *D, const act_t *dout, const act_t *o, int rows, int hd)
+{
+    int row = blockIdx.x * (CUDA_BLOCK / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows)
+        return;
+    const __nv_bfloat162 *x = reinterpret_cast<const __nv_bfloat162 *>(dout + (size_t)row * hd);
+    const __nv_bfloat162 *y = reinterpret_cast<const __nv_bfloat162 *>(o + (size_t)row * hd);
+    float sum = 0.0f;
+    for (int c = lane; c < hd / 2; c += 32) {
+        float2 a = __bfloat1622float2(x[c]), b = __bfloat1622float2(y[c]);
+        sum += a.x * b.x + a.y * b.y;
+    }
+    for (int offset = 16; offset > 0; offset /= 2)
+        sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    if (lane == 0)
+        D[row] = sum;
+}
+
+/* ------------------------------------------------------------------ backward: dk, dv */
+
+/* One query tile (queries qs.. of head hq; lse in log2 units and D of its rows
+ * in slse, sD) for the warp's 16 keys from `first` (rows m0 of the K, V tiles). */
+template <int HD, int QT>
+static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (&dv)[HD / 8][4],
+                                                 const act_t *sk, const act_t *sv, const act_t *sq,
+                                                 const act_t *sdo, const float *slse,
+                                                 const float *sD, int m0, int first, int qs,
+                                                 float scale_log2)
+{
+    constexpr int LD = HD + 8, NT = QT / 8;
+    float pt[NT][4] = {};
+    warp_mma_shared<NT, HD, false>(pt, sk, LD, m0, sq, LD); /* Sᵀ = K Qᵀ */
+    bool diagonal = first + 15 > qs;                       /* some key after some query */
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int c = 8 * j + acc_col(e);
+            bool hidden = diagonal && first + acc_row(e) > qs + c;
+            pt[j][e] = hidden ? 0.0f : exp2_fast(pt[j][e] * scale_log2 - slse[c]);
+        }
+    {
+        uint32_t pa[NT / 2][4];
+        acc_to_a<NT>(pa, pt);
+        warp_mma_regs<HD / 8, NT / 2, true>(dv, pa, sdo, LD); /* dV += Pᵀ dO */
+    }
+    float dst[NT][4] = {};
+    warp_mma_shared<NT, HD, false>(dst, sv, LD, m0, sdo, LD); /* dPᵀ = V dOᵀ */
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dst[j][e] = pt[j][e] * (dst[j][e] - sD[8 * j + acc_col(e)]); /* dSᵀ */
+    uint32_t da[NT / 2][4];
+    acc_to_a<NT>(da, dst);
+    warp_mma_regs<HD / 8, NT / 2, true>(dk, da, sq, LD); /* dK += dSᵀ Q (scaled at the end) */
+}
+
+/* Block: BK = 16·WARPS keys of one (sequence, key/value head); blockIdx.x =
+ * sequence·Hkv + head, blockIdx.y the key tile. Walks (query head of the
+ * group, query tile of QT rows from the one holding the block's first key).
+ * Shared: K, V [BK]; Q, dO [2][QT] rows of HD + 8; lse, D [2][QT] floats. */
+template <int HD, int WARPS, int QT>
+static __global__ void __launch_bounds__(32 * WARPS)
+    attention_dkdv_kernel(act_t *dk, act_t *dv, const act_t *dout, const float *lse,
+                          const float *D, const act_t *q, const act_t *k, const act_t *v,
+                          attn_args a)
+{
+    constexpr int BK = 16 * WARPS, THREADS = 32 * WARPS, LD = HD + 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    act_t *sk = reinterpret_cast<act_t *>(smem), *sv = sk + BK * LD, *sq = sv + BK * LD;
+    act_t *sdo = sq + 2 * QT * LD;
+    float *slse = reinterpret_cast<float *>(sdo + 2 * QT * LD), *sD = slse + 2 * QT;
+
+    int seq = blockIdx.x / a.Hkv, g = blockIdx.x % a.Hkv;
+    int begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+    int k0 = blockIdx.y * BK;
+    if (k0 >= len)
+        return;
+    size_t q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+    size_t kv_at = ((size_t)(begin + k0) * a.Hkv + g) * HD;
+    load_tile<BK, HD, THREADS>(sk, k + kv_at, kv_stride, len - k0);
+    load_tile<BK, HD, THREADS>(sv, v + kv_at, kv_stride, len - k0);
+
+    int first_tile = k0 / QT, tiles = (len + QT - 1) / QT - first_tile;
+    auto tile_start = [&](int it) { return (first_tile + it % tiles) * QT; };
+    auto load_q = [&](int it, int buf) {
+        int hq = g * a.group + it / tiles, qs = tile_start(it);
+        size_t at = ((size_t)(begin + qs) * a.H + hq) * HD;
+        load_tile<QT, HD, THREADS>(sq + buf * QT * LD, q + at, q_stride, len - qs);
+        load_tile<QT, HD, THREADS>(sdo + buf * QT * LD, dout + at, q_stride, len - qs);
+        cp_async_commit();
+        for (int c = threadIdx.x; c < QT; c += THREADS) {
+            int i = qs + c;
+            size_t row = (size_t)(begin + i) * a.H + hq;
+            slse[buf * QT + c] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
+            sD[buf * QT + c] = i < len ? D[row] : 0.0f;
+        }
+    };
+    load_q(0, 0); /* in the same copy group as K and V */
+
+    int m0 = 16 * warp_id(), first = k0 + m0; /* the warp's first key in the sequence */
+    int steps = a.group * tiles;
+    float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
+    for (int it = 0; it < steps; it++) {
+        if (it + 1 < steps) {
+            load_q(it + 1, (it + 1) & 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        int qs = tile_start(it), buf = it & 1;
+        if (first < len && first <= qs + QT - 1) /* some query of the tile sees some key */
+            dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, sq + buf * QT * LD, sdo + buf * QT * LD,
+                              slse + buf * QT, sD + buf * QT, m0, first, qs, a.scale_log2);
+        __syncthreads();
+    }
+    if (first >= len)
+        return;
+    size_t at = ((size_t)(begin + first) * a.Hkv + g) * HD;
+    store_rows<true>(dk + at, kv_stride, len - first, dk_acc, a.scale);
+    store_rows<true>(dv + at, kv_stride, len - first, dv_acc, 1.0f);
+}
+
+/* ------------------------------------------------------------------ backward: dq */
+
+/* One key tile for the warp's 16 query rows from `first`, whose lse (log2
+ * units) and D are lse2, Dr */
+template <int HD>
+static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act_t *sq,
+                                               const act_t *sdo, const act_t *sk, const act_t *sv,
+                                               const float (&lse2)[2], const float (&Dr)[2], int m0,
+                                               int first, int k0, float scale_log2)
+{
+    constexpr int LD = HD + 8, NT = KEYS / 8;
+    float p[NT][4] = {}, ds[NT][4] = {};
+    warp_mma_shared<NT, HD, false>(p, sq, LD, m0, sk, LD);   /* S = Q Kᵀ */
+    warp_mma_shared<NT, HD, false>(ds, sdo, LD, m0, sv, LD); /* dP = dO Vᵀ */
+    bool diagonal = k0 + KEYS - 1 > first;
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bool hidden = diagonal && k0 + 8 * j + acc_col(e) > first + acc_row(e);
+            float pe = hidden ? 0.0f : exp2_fast(p[j][e] * scale_log2 - lse2[e / 2]);
+            ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
+        }
+    uint32_t da[NT / 2][4];
+    acc_to_a<NT>(da, ds);
+    warp_mma_regs<HD / 8, NT / 2, true>(dq, da, sk, LD); /* dQ += dS K (scaled at the end) */
+}
+
+/* Block: BM = 16·WARPS query rows of one (sequence, head), laid out as the
+ * forward's. Shared: Q, dO [BM]; K, V [2][KEYS] rows of HD + 8. */
+template <int HD, int WARPS>
+static __global__ void __launch_bounds__(32 * WARPS)
+    attention_dq_kernel(act_t *dq, const act_t *dout, const float *lse, const float *D,
+                        const act_t *q, const act_t *k, const act_t *v, attn_args a)
+{
+    constexpr int BM = 16 * WARPS, THREADS = 32 * WARPS, LD = HD + 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    act_t *sq = reinterpret_cast<act_t *>(smem), *sdo = sq + BM * LD, *sk = sdo + BM * LD;
+    act_t *sv = sk + 2 * KEYS * LD;
+
+    int seq = blockIdx.x / a.H, h = blockIdx.x % a.H, g = h / a.group;
+    int begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+    int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+    if (q0 >= len)
+        return;
+    size_t q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+    const act_t *kg = k + ((size_t)begin * a.Hkv + g) * HD;
+    const act_t *vg = v + ((size_t)begin * a.Hkv + g) * HD;
+    auto load_kv = [&](int t, int buf) {
+        int k0 = t * KEYS;
+        load_tile<KEYS, HD, THREADS>(sk + buf * KEYS * LD, kg + k0 * kv_stride, kv_stride, len - k0);
+        load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
+        cp_async_commit();
+    };
+    size_t q_at = ((size_t)(begin + q0) * a.H + h) * HD;
+    load_tile<BM, HD, THREADS>(sq, q + q_at, q_stride, len - q0);
+    load_tile<BM, HD, THREADS>(sdo, dout + q_at, q_stride, len - q0);
+    load_kv(0, 0);
+
+    int m0 = 16 * warp_id(), first = q0 + m0;
+    float lse2[2], Dr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int i = first + acc_row(2 * r);
+        size_t row = (size_t)(begin + i) * a.H + h;
+        lse2[r] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
+        Dr[r] = i < len ? D[row] : 0.0f;
+    }
+    int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
+    float acc[HD / 8][4] = {};
+    for (int t = 0; t < tiles; t++) {
+        if (t + 1 < tiles) {
+            load_kv(t + 1, (t + 1) & 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        int k0 = t * KEYS, buf = t & 1;
+        if (first < len && k0 <= first + 15)
+            dq_tile<HD>(acc, sq, sdo, sk + buf * KEYS * LD, sv + buf * KEYS * LD, lse2, Dr, m0,
+                        first, k0, a.scale_log2);
+        __syncthreads();
+    }
+    if (first < len)
+        store_rows<true>(dq + ((size_t)(begin + first) * a.H + h) * HD, q_stride, len - first, acc,
+                         a.scale);
+}
+
+/* ------------------------------------------------------------------ launches */
+
+/* tiles per (sequence, head): block counts per kernel, chosen per head dim so
+ * that the registers of a warp's accumulators stay within bounds */
+template <int HD> struct tiling {
+    static constexpr int FWD_WARPS = HD <= 64 ? 8 : 4; /* forward: BM = 16·warps queries */
+    static constexpr int DQ_WARPS = 4;                 /* dq: BM queries */
+    static constexpr int DKDV_WARPS = HD <= 64 ? 8 : 4; /* dk, dv: BK = 16·warps keys */
+    static constexpr int DKDV_QT = HD <= 64 ? 64 : 32;  /* dk, dv: query tile */
+};
+
+static int max_length(const transformer_seqs *s)
+{
+    int longest = 0;
+    for (int i = 0; i < s->n_seqs; i++)
+        {
+        int len = s->cu_seqlens[i + 1] - s->cu_seqlens[i];
+        longest = len > longest ? len : longest;
+    }
+    return longest;
+}
+
+/* the launch grid: blocks of `rows` rows over every (sequence, head) */
+static dim3 grid_of(const transformer_seqs *s, int heads, int rows)
+{
+    int tiles = (max_length(s) + rows - 1) / rows;
+    if (tiles > 65535) {
+        fprintf(stderr, "attention_cuda: a sequence of %d tokens is too long\n", max_length(s));
+        exit(1);
+    }
+    return dim3((unsigned)(s->n_seqs * heads), (unsigned)tiles);
+}
+
+/* kernels above 48 KiB of dynamic shared memory must say so first */
+template <typename K> static void allow_shared(K kernel, size_t bytes)
+{
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)bytes));
+}
+
+static attn_args args_of(const attention_dims *d)
+{
+    return attn_args{d->seqs.cu_seqlens_backend, d->H, d->Hkv, d->H / d->Hkv, d->scale,
+                     d->scale * LOG2E};
+}
+
+template <int HD>
+static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
+                       const attention_dims *d)
+{
+    constexpr int WARPS = tiling<HD>::FWD_WARPS;
+    size_t smem = (size_t)(16 * WARPS + 4 * KEYS) * (HD + 8) * sizeof(act_t);
+    auto kernel = attention_forward_kernel<HD, WARPS>;
+    allow_shared(kernel, smem);
+    kernel<<<grid_of(&d->seqs, d->H, 16 * WARPS), 32 * WARPS, smem>>>(o, lse, q, k, v, args_of(d));
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int HD>
+static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
+                        const float *D, const act_t *q, const act_t *k, const act_t *v,
+                        const attention_dims *d)
+{
+    attn_args a = args_of(d);
+    {
+        constexpr int WARPS = tiling<HD>::DKDV_WARPS, QT = tiling<HD>::DKDV_QT;
+        size_t smem = (size_t)(2 * 16 * WARPS + 4 * QT) * (HD + 8) * sizeof(act_t) +
+                      4 * QT * sizeof(float);
+        auto kernel = attention_dkdv_kernel<HD, WARPS, QT>;
+        allow_shared(kernel, smem);
+        kernel<<<grid_of(&d->seqs, d->Hkv, 16 * WARPS), 32 * WARPS, smem>>>(dk, dv, dout, lse, D, q,
+                                                                           k, v, a);
+        CUDA_CHECK_LAUNCH();
+    }
+    {
+        constexpr int WARPS = tiling<HD>::DQ_WARPS;
+        size_t smem = (size_t)(2 * 16 * WARPS + 4 * KEYS) * (HD + 8) * sizeof(act_t);
+        auto kernel = attention_dq_kernel<HD, WARPS>;
+        allow_shared(kernel, smem);
+        kernel<<<grid_of(&d->seqs, d->H, 16 * WARPS), 32 * WARPS, smem>>>(dq, dout, lse, D, q, k,
+                                                                         v, a);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+/* the entry points' void pointers: activations of the CUDA op table */
+static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
+static act_t *act(void *p) { return static_cast<act_t *>(p); }
+
+/* cp.async copies 16 bytes at a time: rows of a multiple of 16 values start
+ * 16-byte aligned when the tensors do */
+static void check_aligned(const void *p, const char *what)
+{
+    if (reinterpret_cast<uintptr_t>(p) % 16) {
+        fprintf(stderr, "attention_cuda: %s is not 16-byte aligned\n", what);
+        exit(1);
+    }
+}
+
+#define FOR_EACH_HEAD_DIM(X) X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128)
+
+const char *attention_unsupported_head_dim_cuda(int hd)
+{
+    if (hd % 16 == 0 && hd >= 16 && hd <= MAX_HD)
+        return NULL;
+    return "the cuda attention takes head dims that are multiples of 16 up to 128";
+}
+
+size_t attention_work_floats_cuda(int n, int H) { return (size_t)n * H; }
+
+void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, const void *v,
+                            const attention_dims *d)
+{
+    if (d->seqs.n_seqs == 0 || d->seqs.cu_seqlens[d->seqs.n_seqs] == 0)
+        return;
+    check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
+    switch (d->hd) {
+#define CASE(HD)                                                   \
+    case HD:                                                       \
+        forward_hd<HD>(act(o), lse, act(q), act(k), act(v), d);    \
+        break;
+        FOR_EACH_HEAD_DIM(CASE)
+#undef CASE
+    default:
+        fprintf(stderr, "attention_cuda: head dim %d: %s\n", d->hd,
+                attention_unsupported_head_dim_cuda(d->hd));
+        exit(1);
+    }
+}
+
+void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *o,
+                             const float *lse, const void *q, const void *k, const void *v,
+                             const attention_dims *d, float *work)
+{
+    int n = d->seqs.n_seqs ? d->seqs.cu_seqlens[d->seqs.n_seqs] : 0;
+    if (n == 0)
+        return;
+    check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
+    check_aligned(dout, "dout");
+    int rows = n * d->H;
+    row_dots<<<(rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32), CUDA_BLOCK>>>(work, act(dout), act(o),
+                                                                               rows, d->hd);
+    CUDA_CHECK_LAUNCH();
+    switch (d->hd) {
+#define CASE(HD)                                                                              \
+    case HD:                                                                                  \
+        backward_hd<HD>(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k), act(v), d); \
+        break;
+        FOR_EACH_HEAD_DIM(CASE)
+#undef CASE
+    default:
+        fprintf(stderr, "attention_cuda: head dim %d: %s\n", d->hd,
+                attention_unsupported_head_dim_cuda(d->hd));
+        exit(1);
+    }
+}

@@ -1,0 +1,214 @@
+/* The tensor-core building blocks of attention_cuda.cu: tiles of bf16 rows
+ * copied into shared memory with cp.async, operands fetched with ldmatrix, and
+ * warp-wide products with mma.sync m16n8k16 (bf16 operands, fp32
+ * accumulation).
+ *
+ * A tile in shared memory holds rows of `ld` elements (the head dim plus 8:
+ * the padding spreads ldmatrix's eight row addresses over all banks; rows stay
+ * 16-byte aligned since head dims are multiples of 16).
+ *
+ * A warp's accumulator of a 16×(8·NT) product is float acc[NT][4]: element e of
+ * acc[j] lies at row acc_row(e), column 8j + acc_col(e) (the m16n8 C layout).
+ * The same registers, rounded to bf16 two by two (acc_to_a), are the A operand
+ * of a product with that accumulator as its left factor: the C layout of two
+ * neighbouring 16×8 tiles is the A layout of one 16×16 slice. */
+#ifndef FLAME_ATTENTION_MMA_CUH
+#define FLAME_ATTENTION_MMA_CUH
+
+#include <cstdint>
+
+#include "cuda_launch.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "attention_cuda.cu needs bf16 mma.sync and cp.async (sm_80 or newer)"
+#endif
+
+static __device__ __forceinline__ int lane_id() { return threadIdx.x % 32; }
+static __device__ __forceinline__ int warp_id() { return threadIdx.x / 32; }
+
+/* where element e (0..3) of a 16×8 fp32 accumulator lies */
+static __device__ __forceinline__ int acc_row(int e) { return lane_id() / 4 + 8 * (e / 2); }
+static __device__ __forceinline__ int acc_col(int e) { return 2 * (lane_id() % 4) + e % 2; }
+
+static __device__ __forceinline__ uint32_t shared_address(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/* ------------------------------------------------------------------ global to shared */
+
+/* 16 bytes from global to shared memory, asynchronously; 16 zero bytes when
+ * !valid (src is then not read, but must still be a valid address) */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address(dst)),
+                 "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* waits until at most N of this thread's committed groups are still in flight */
+template <int N> static __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* ROWS rows of HD values into a tile of row length HD + 8, by all THREADS
+ * threads: row r from src + r·stride, zeros from row `valid` on (src, row 0,
+ * must be readable) */
+template <int ROWS, int HD, int THREADS>
+static __device__ __forceinline__ void load_tile(act_t *dst, const act_t *src, size_t stride,
+                                                 int valid)
+{
+    constexpr int PER_ROW = HD / 8, PIECES = ROWS * PER_ROW; /* 16-byte pieces */
+#pragma unroll
+    for (int it = 0; it < (PIECES + THREADS - 1) / THREADS; it++) {
+        int idx = it * THREADS + threadIdx.x;
+        if (PIECES % THREADS != 0 && idx >= PIECES)
+            break;
+        int r = idx / PER_ROW, c = idx % PER_ROW * 8;
+        bool ok = r < valid;
+        cp_async16(dst + r * (HD + 8) + c, src + (size_t)(ok ? r : 0) * stride + c, ok);
+    }
+}
+
+/* ------------------------------------------------------------------ operands */
+
+/* four 8×8 bf16 matrices of shared memory; lane l gives the address of row
+ * l % 8 of matrix l / 8 */
+template <bool TRANS>
+static __device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const act_t *p)
+{
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(shared_address(p))
+                     : "memory");
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(shared_address(p))
+                     : "memory");
+}
+
+/* the 16×16 A operand, rows m0.., depth k0.., of a tile stored [m][k] */
+static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const act_t *s, int ld, int m0,
+                                              int k0)
+{
+    int l = lane_id(), q = l / 8;
+    ldmatrix4<false>(a, s + (m0 + l % 8 + 8 * (q & 1)) * ld + k0 + 8 * (q >> 1));
+}
+
+/* The B operand of two products, columns n0.. and n0 + 8.. over depth k0..:
+ * b[0..1] and b[2..3]; from a tile stored [n][k], or with KN one stored [k][n]. */
+template <bool KN>
+static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const act_t *s, int ld, int k0,
+                                              int n0)
+{
+    int l = lane_id(), q = l / 8;
+    if (KN)
+        ldmatrix4<true>(b, s + (k0 + l % 8 + 8 * (q & 1)) * ld + n0 + 8 * (q >> 1));
+    else
+        ldmatrix4<false>(b, s + (n0 + l % 8 + 8 * (q >> 1)) * ld + k0 + 8 * (q & 1));
+}
+
+/* c (16×8, fp32) += a (16×16) · b (16×8), bf16 operands */
+static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                           uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (lo) in the low half */
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* a 16×(8·NT) accumulator as the A operand of NT/2 slices 16 deep, in bf16 */
+template <int NT>
+static __device__ __forceinline__ void acc_to_a(uint32_t (&a)[NT / 2][4], const float (&c)[NT][4])
+{
+#pragma unroll
+    for (int s = 0; s < NT / 2; s++) {
+        a[s][0] = pack_bf16(c[2 * s][0], c[2 * s][1]);
+        a[s][1] = pack_bf16(c[2 * s][2], c[2 * s][3]);
+        a[s][2] = pack_bf16(c[2 * s + 1][0], c[2 * s + 1][1]);
+        a[s][3] = pack_bf16(c[2 * s + 1][2], c[2 * s + 1][3]);
+    }
+}
+
+/* ------------------------------------------------------------------ warp products */
+
+/* acc (16 rows from m0 of A, 8·NT columns) += A · B over DEPTH (a multiple of
+ * 16): A stored [m][k] in shared memory, B stored [n][k] (B_KN false) or [k][n]
+ * (true), its columns from 0 */
+template <int NT, int DEPTH, bool B_KN>
+static __device__ __forceinline__ void warp_mma_shared(float (&acc)[NT][4], const act_t *a,
+                                                       int lda, int m0, const act_t *b, int ldb)
+{
+    static_assert(NT % 2 == 0 && DEPTH % 16 == 0, "operands come in 16×16 pieces");
+#pragma unroll
+    for (int k0 = 0; k0 < DEPTH; k0 += 16) {
+        uint32_t af[4];
+        load_a(af, a, lda, m0, k0);
+#pragma unroll
+        for (int p = 0; p < NT / 2; p++) {
+            uint32_t bf[4];
+            load_b<B_KN>(bf, b, ldb, k0, 16 * p);
+            mma(acc[2 * p], af, bf[0], bf[1]);
+            mma(acc[2 * p + 1], af, bf[2], bf[3]);
+        }
+    }
+}
+
+/* the same with A in registers: KT slices 16 deep (acc_to_a) */
+template <int NT, int KT, bool B_KN>
+static __device__ __forceinline__ void warp_mma_regs(float (&acc)[NT][4], const uint32_t (&a)[KT][4],
+                                                     const act_t *b, int ldb)
+{
+    static_assert(NT % 2 == 0, "columns come in pairs of 8");
+#pragma unroll
+    for (int s = 0; s < KT; s++)
+#pragma unroll
+        for (int p = 0; p < NT / 2; p++) {
+            uint32_t bf[4];
+            load_b<B_KN>(bf, b, ldb, 16 * s, 16 * p);
+            mma(acc[2 * p], a[s], bf[0], bf[1]);
+            mma(acc[2 * p + 1], a[s], bf[2], bf[3]);
+        }
+}
+
+/* ------------------------------------------------------------------ results */
+
+/* rows [row0, row0 + 16) of a [rows, ·] bf16 output, row r at dst + r·stride:
+ * = scale·acc, or += with ADD; rows from `valid` on are left alone */
+template <bool ADD, int NT>
+static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int valid,
+                                                  const float (&acc)[NT][4], float scale)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int r = acc_row(2 * half), c = 8 * j + acc_col(0);
+            if (r >= valid)
+                continue;
+            __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(dst + r * stride + c);
+            float x = scale * acc[j][2 * half], y = scale * acc[j][2 * half + 1];
+            if (ADD) {
+                float2 old = __bfloat1622float2(*p);
+                x += old.x, y += old.y;
+            }
+            *p = __floats2bfloat162_rn(x, y);
+        }
+}
+
+#endif

@@ -1,0 +1,41 @@
+/* The transformer plugin's own kernels on the GPU: the same functions as the
+ * CPU ones of transformer.h (same meaning, layouts, add-into-gradients rules),
+ * on device pointers, queued on the default stream after the op table's work.
+ * Activations (void pointers) are bf16, the CUDA op table's type; float
+ * pointers (lse, work) are fp32; the arithmetic is fp32.
+ * They read the sequence offsets from s->cu_seqlens_backend (device) and their
+ * count and lengths from s->cu_seqlens (host).
+ * Each is checked against its CPU reference by tests/test_transformer_cuda.c. */
+#ifndef FLAME_TRANSFORMER_CUDA_H
+#define FLAME_TRANSFORMER_CUDA_H
+
+#include <stddef.h>
+
+#include "transformer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* rotary_cuda.cu: heads of hd ≤ 2·ROTARY_CUDA_MAX_HALF values */
+#define ROTARY_CUDA_MAX_HALF 64
+void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
+                         float base);
+void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd,
+                          float base);
+
+/* attention_cuda.cu: flash attention on the tensor cores, hd a multiple of 16
+ * up to 128 (NULL when hd is one of those, else the phrase saying so) */
+const char *attention_unsupported_head_dim_cuda(int hd);
+/* the backward's scratch: D_i = do_i·o_i per row and head */
+size_t attention_work_floats_cuda(int n, int H);
+void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, const void *v,
+                            const attention_dims *d);
+void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *o,
+                             const float *lse, const void *q, const void *k, const void *v,
+                             const attention_dims *d, float *work);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
