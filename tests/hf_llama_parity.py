@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""A Llama from transformers gives flame's logits: a small random
+LlamaForCausalLM (grouped-query attention, untied head, norms drawn around 1 so
+that they matter), built and saved by transformers in fp32, converted by
+`flame-convert from-hf`, run through flame's transformer plugin
+(tests/logits_tool) on the same tokens:
+
+    ||flame - transformers|| / ||transformers||  <  1e-4  transformers in fp32,
+                                                 <  1e-2  transformers in bf16,
+                                                 <  1e-2  flame on CUDA (bf16), when it has kernels there;
+
+and the same checkpoint exported by `flame-convert to-hf` loads strictly into
+fla's TransformerForCausalLM and gives its logits within the same bounds (that
+part is skipped, with the reason, where fla or its attention cannot load).
+
+Needs torch and transformers; exits 77 (skipped) with the reason otherwise.
+The flame programs are the build tree's unless $FLAME_CONVERT and $LOGITS_TOOL
+name others (plugins are also searched in $FLAME_PLUGIN_PATH); fla is imported
+from $FLA_PATH or PYTHONPATH."""
+import os
+import random
+import subprocess
+import sys
+import tempfile
+
+B, T = 2, 100
+BOUND_FP32, BOUND_BF16 = 1e-4, 1e-2
+CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, vocab_size=512, rms_norm_eps=1e-6, rope_theta=10000.0,
+              max_position_embeddings=256, tie_word_embeddings=False, hidden_act="silu")
+
+
+def skip(reason):
+    print(f"SKIP: {reason}")
+    sys.exit(77)
+
+
+def programs():
+    top = os.environ.get("top_builddir", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return (os.environ.get("FLAME_CONVERT", os.path.join(top, "flame-convert")),
+            os.environ.get("LOGITS_TOOL", os.path.join(top, "tests", "logits_tool")))
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def flame_logits(logits_tool, folder, tokens, out, device):
+    """flame's logits, or None with the reason when this build cannot run on device"""
+    r = subprocess.run([logits_tool, "--arch", "transformer", "--model.config",
+                        os.path.join(folder, "model.ini"), "--weights",
+                        os.path.join(folder, "checkpoint", "step-0", "model.safetensors"),
+                        "--tokens", tokens, "--output", out, "--device", device],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        return None, r.stderr.strip()
+    from safetensors.torch import load_file
+    return load_file(out)["logits"].double(), ""
+
+
+def main():
+    try:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError as e:
+        skip(f"torch or transformers is not importable ({e})")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    convert, logits_tool = programs()
+    failures = 0
+
+    def check(what, got, want, bound):
+        nonlocal failures
+        e = rel(got, want)
+        ok = e < bound
+        failures += not ok
+        print(f"{what:<52} rel {e:.3e}  bound {bound:.0e}  {'ok' if ok else 'FAIL'}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(**CONFIG, attn_implementation="eager"))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.uniform_(0.7, 1.3)
+        hf = os.path.join(tmp, "hf")
+        model.save_pretrained(hf, safe_serialization=True)
+        flame = os.path.join(tmp, "flame")
+        subprocess.run([convert, "from-hf", "--model", hf, "--output", flame], check=True,
+                       stdout=subprocess.DEVNULL)
+        rnd = random.Random(3)
+        rows = [[rnd.randrange(CONFIG["vocab_size"]) for _ in range(T)] for _ in range(B)]
+        tokens = os.path.join(tmp, "tokens.txt")
+        with open(tokens, "w") as f:
+            f.writelines(" ".join(map(str, r)) + "\n" for r in rows)
+        ids = torch.tensor(rows, device=device)
+
+        def reference(m, dtype):
+            m = m.to(device=device, dtype=dtype).eval()
+            with torch.no_grad():
+                return m(input_ids=ids).logits.reshape(B * T, -1).double().cpu()
+
+        ours, why = flame_logits(logits_tool, flame, tokens, os.path.join(tmp, "cpu.safetensors"), "cpu")
+        if ours is None:
+            print(f"FAIL: logits_tool on the CPU: {why}")
+            return 1
+        theirs32 = reference(model, torch.float32)
+        theirs16 = reference(model, torch.bfloat16)
+        check("flame CPU fp32 vs transformers fp32", ours, theirs32, BOUND_FP32)
+        check("flame CPU fp32 vs transformers bf16", ours, theirs16, BOUND_BF16)
+        gpu, why = flame_logits(logits_tool, flame, tokens, os.path.join(tmp, "gpu.safetensors"), "cuda")
+        if gpu is None:
+            print(f"skipped: flame on CUDA ({why})")
+        else:
+            check("flame CUDA bf16 vs transformers fp32", gpu, theirs32, BOUND_BF16)
+
+        fla_path = os.environ.get("FLA_PATH")
+        if fla_path:
+            sys.path.insert(0, fla_path)
+        try:
+            from fla.models import TransformerForCausalLM
+            fla_dir = os.path.join(tmp, "fla")
+            subprocess.run([convert, "to-hf", "--checkpoint", os.path.join(flame, "checkpoint", "step-0"),
+                            "--output", fla_dir, "--config", os.path.join(flame, "model.ini")],
+                           check=True, stdout=subprocess.DEVNULL)
+            fla_model, info = TransformerForCausalLM.from_pretrained(fla_dir, output_loading_info=True)
+            problems = {k: v for k, v in info.items() if v}
+            if problems:
+                raise AssertionError(f"fla's from_pretrained reported {problems}")
+            fla32 = reference(fla_model, torch.float32)
+        except Exception as e:  # fla absent, or its attention needs a package this machine lacks
+            print(f"skipped: fla's TransformerForCausalLM ({type(e).__name__}: {str(e)[:200]})")
+        else:
+            check("flame CPU fp32 vs fla fp32", ours, fla32, BOUND_FP32)
+            check("flame CPU fp32 vs fla bf16", ours, reference(fla_model, torch.bfloat16), BOUND_BF16)
+    print(f"{failures} comparisons over their bound")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
