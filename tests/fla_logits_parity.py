@@ -23,16 +23,15 @@ logits are held to 2e-3 instead (and the test says so).
 
 Needs torch with CUDA and fla (importable from $FLA_PATH or PYTHONPATH); exits
 77 (skipped) with the reason otherwise, so CI (no GPU) skips it. The flame
-programs are the build tree's unless $FLAME_RUN, $LOGITS_TOOL and $FLAME_ARCH
-(a plugin name or path; plugins are also searched in $FLAME_PLUGIN_PATH) name
-others, as on a GPU machine that runs a bundle built elsewhere. $FLA_PARITY_RUNS
+programs are the build tree's unless $FLAME_RUN, $LOGITS_TOOL, $FLAME_CONVERT
+and $FLAME_ARCH (a plugin name or path; plugins are also searched in
+$FLAME_PLUGIN_PATH) name others, as on a GPU machine that runs a bundle built elsewhere. $FLA_PARITY_RUNS
 (comma-separated labels, e.g. "bf16 chunk") runs only those of fla's runs."""
 import faulthandler
 import json
 import math
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +126,7 @@ def programs():
     top_builddir = os.environ.get("top_builddir", top_srcdir)
     return (os.environ.get("FLAME_RUN", os.path.join(top_builddir, "flame-run")),
             os.environ.get("LOGITS_TOOL", os.path.join(top_builddir, "tests", "logits_tool")),
+            os.environ.get("FLAME_CONVERT", os.path.join(top_builddir, "flame-convert")),
             os.environ.get("FLAME_ARCH", "gla"))
 
 
@@ -161,10 +161,15 @@ def train_flame(flame_run, arch, config_json, text, folder):
     return os.path.join(folder, "checkpoint", f"step-{TRAIN_STEPS}", "model.safetensors")
 
 
-def flame_logits(logits_tool, arch, config_json, weights, tokens, out, torch):
-    subprocess.run([logits_tool, "--arch", arch, "--model.config", config_json,
-                    "--weights", weights, "--tokens", tokens, "--output", out],
-                   check=True, stdout=subprocess.DEVNULL)
+def flame_logits(logits_tool, arch, config_json, weights, tokens, out, torch, device="cpu"):
+    """flame's logits and loss; on CUDA, None when this build or machine cannot"""
+    r = subprocess.run([logits_tool, "--arch", arch, "--model.config", config_json,
+                        "--weights", weights, "--tokens", tokens, "--output", out,
+                        "--device", device], stdout=subprocess.DEVNULL)
+    if r.returncode != 0:
+        if device == "cpu":
+            raise AssertionError(f"logits_tool on the CPU exited {r.returncode}")
+        return None, None
     from safetensors import safe_open
     with safe_open(out, framework="pt") as f:
         return f.get_tensor("logits").double(), float(f.metadata()["loss"])
@@ -211,7 +216,7 @@ def main():
     faulthandler.dump_traceback_later(int(os.environ.get("FLA_PARITY_TRACEBACK_EVERY", "60")),
                                       repeat=True)
     torch, GLAForCausalLM, load_file = import_fla()
-    flame_run, logits_tool, arch = programs()
+    flame_run, logits_tool, convert, arch = programs()
     ieee = os.environ["TRITON_F32_DEFAULT"] == "ieee"
     if not ieee:
         print(f"TRITON_F32_DEFAULT={os.environ['TRITON_F32_DEFAULT']}: fla's fp32 chunk kernels round "
@@ -225,22 +230,28 @@ def main():
         for name, config in CASES:
             print(f"case {name}: {json.dumps({k: v for k, v in config.items() if k != 'architectures'})}")
             case_dir = os.path.join(scratch, name.replace(" ", "_"))
-            hf = os.path.join(case_dir, "hf")
-            os.makedirs(hf)
-            config_json = os.path.join(hf, "config.json")
+            os.makedirs(case_dir)
+            config_json = os.path.join(case_dir, "config.json")
             with open(config_json, "w") as f:
                 json.dump(config, f, indent=2)
             ckpt = train_flame(flame_run, arch, config_json, text, os.path.join(case_dir, "run"))
+            hf = os.path.join(case_dir, "hf")
+            subprocess.run([convert, "to-hf", "--checkpoint", os.path.dirname(ckpt), "--output", hf],
+                           check=True, stdout=subprocess.DEVNULL)
             weights = os.path.join(hf, "model.safetensors")
-            shutil.copyfile(ckpt, weights)
             tokens = os.path.join(case_dir, "tokens.txt")
             rows = make_tokens(tokens, config["vocab_size"])
             ours, our_loss = flame_logits(logits_tool, arch, config_json, weights, tokens,
                                           os.path.join(case_dir, "logits.safetensors"), torch)
             print(f"  flame (CPU, fp32): loss {our_loss:.6f} (float64 from its logits "
                   f"{next_token_loss(ours, rows, torch):.6f})")
+            on_gpu, gpu_loss = flame_logits(logits_tool, arch, config_json, weights, tokens,
+                                            os.path.join(case_dir, "logits_cuda.safetensors"), torch,
+                                            "cuda")
+            print("  flame (CUDA, bf16): " + (f"loss {gpu_loss:.6f}" if on_gpu is not None
+                                               else "not run (no CUDA in this build or machine)"))
             model = load_fla(GLAForCausalLM, hf, weights, load_file, torch)
-            print("  fla: from_pretrained strict, every tensor equal to the file's")
+            print("  fla: the to-hf folder through from_pretrained, strict, every tensor equal to the file's")
             ids = torch.tensor(rows, device=DEVICE)
             runs = [("fp32 chunk", torch.float32, "chunk", BOUND_FP32 if ieee else BOUND_FP32_TF32),
                     ("fp32 fused_recurrent", torch.float32, "fused_recurrent", BOUND_FP32),
@@ -258,14 +269,22 @@ def main():
                 ok = e_logits < bound and e_loss < bound and math.isfinite(e_logits)
                 failures += not ok
                 rows_out.append((name, label, e_logits, e_loss, our_loss, their_loss, same_top, bound, ok))
+                if dtype == torch.bfloat16 and on_gpu is not None:
+                    e_gpu = rel(on_gpu, theirs, torch)
+                    e_gpu_loss = abs(gpu_loss - their_loss) / abs(their_loss)
+                    top_gpu = float((on_gpu.argmax(-1) == theirs.argmax(-1)).double().mean())
+                    ok = e_gpu < BOUND_BF16 and e_gpu_loss < BOUND_BF16 and math.isfinite(e_gpu)
+                    failures += not ok
+                    rows_out.append((name, label + " / flame CUDA", e_gpu, e_gpu_loss, gpu_loss,
+                                     their_loss, top_gpu, BOUND_BF16, ok))
             del model
             if DEVICE == "cuda":
                 torch.cuda.empty_cache()
     print()
-    print(f"{'case':<14} {'fla run':<21} {'logits rel.err':>14} {'loss rel.err':>12} "
+    print(f"{'case':<14} {'fla run':<33} {'logits rel.err':>14} {'loss rel.err':>12} "
           f"{'flame loss':>10} {'fla loss':>10} {'argmax eq':>9} {'bound':>7}")
     for name, label, e_logits, e_loss, ol, tl, top, bound, ok in rows_out:
-        print(f"{name:<14} {label:<21} {e_logits:>14.3e} {e_loss:>12.3e} {ol:>10.6f} {tl:>10.6f} "
+        print(f"{name:<14} {label:<33} {e_logits:>14.3e} {e_loss:>12.3e} {ol:>10.6f} {tl:>10.6f} "
               f"{top:>9.4f} {bound:>7.0e} {'ok' if ok else 'FAIL'}")
     print(f"{failures} of {len(rows_out)} comparisons over their bound")
     return 1 if failures else 0
