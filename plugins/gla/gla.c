@@ -22,7 +22,7 @@
 
 #include <flame/plugin.h>
 
-#include "../common/lm_parts.h"
+#include "../common/lm_model.h"
 #include "gla_kernels.h"
 
 /* ------------------------------------------------------------------ options */
@@ -113,31 +113,17 @@ typedef struct grad_scratch {
 } grad_scratch;
 
 typedef struct gla_model {
-    const flame_ops *ops;
+    lm_model base; /* first: the shared vtable entries take the model as it */
     const gla_kernels *kern; /* GLA's own kernels for the ops' backend */
     gla_dims c;
-    int n_params;
-    flame_param_spec *specs;
-    const void **w; /* [n_params], from bind(): the compute view */
-    float **dw;     /* [n_params], from bind() */
-
-    /* activation memory, one ops->alloc, sized by reserve() */
-    void *arena;
-    void **resid; /* [L+1] residual stream: layer inputs, then the last output */
-    layer_acts *acts; /* [L] */
-    lm_head head;
+    layer_acts *acts; /* [L], in the arena */
     grad_scratch d;
     float *work;
     int n_work;
-    lm_batch batch;      /* the last batch taken in */
 } gla_model;
 
-static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
-static const void *W(const gla_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
-static float *dW(const gla_model *m, int layer, int p) { return m->dw[param_index(layer, p)]; }
-static int final_norm_index(const gla_model *m) { return 1 + m->c.L * P_PER_LAYER; }
-/* with tied embeddings, lm_head is the embedding (index 0) */
-static int lm_head_index(const gla_model *m) { return m->c.tie ? 0 : final_norm_index(m) + 1; }
+static const void *W(const gla_model *m, int layer, int p) { return lm_model_w(&m->base, layer, p); }
+static float *dW(const gla_model *m, int layer, int p) { return lm_model_dw(&m->base, layer, p); }
 
 /* ------------------------------------------------------------------ create */
 
@@ -243,68 +229,26 @@ static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_l
     return 0;
 }
 
-/* a matrix when cols > 0, else a vector */
-static void add_spec(gla_model *m, const char *name, int64_t rows, int64_t cols, flame_init_rule init,
-                     int decay)
-{
-    flame_param_spec *s = &m->specs[m->n_params++];
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = cols ? 2 : 1;
-    s->shape[0] = rows;
-    s->shape[1] = cols;
-    s->init = init;
-    s->init_std = init == FLAME_INIT_NORMAL ? m->c.init_std : 0.0f;
-    s->weight_decay = decay;
-}
-
-static void add_layer_specs(gla_model *m, int l)
+/* matrices: normal, with weight decay; vectors: ones (norms) or zeros (bias), without */
+static void add_layer_params(gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
-    char name[FLAME_NAME_MAX];
-    /* matrices: normal, with weight decay; vectors: ones (norms) or zeros (bias), without */
-#define MATRIX(suffix, rows, cols)                                            \
-    do {                                                                      \
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
-        add_spec(m, name, rows, cols, FLAME_INIT_NORMAL, 1);                  \
-    } while (0)
-#define VECTOR(suffix, size, init)                                            \
-    do {                                                                      \
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);         \
-        add_spec(m, name, size, 0, init, 0);                                  \
-    } while (0)
-    VECTOR("attn_norm.weight", c->D, FLAME_INIT_ONES);
-    MATRIX("attn.q_proj.weight", c->key_dim, c->D);
-    MATRIX("attn.k_proj.weight", c->key_dim, c->D);
-    MATRIX("attn.v_proj.weight", c->value_dim, c->D);
-    MATRIX("attn.g_proj.weight", c->value_dim, c->D);
-    MATRIX("attn.gk_proj.0.weight", c->R, c->D);
-    MATRIX("attn.gk_proj.1.weight", c->key_dim, c->R);
-    VECTOR("attn.gk_proj.1.bias", c->key_dim, FLAME_INIT_ZEROS);
-    MATRIX("attn.o_proj.weight", c->D, c->value_dim);
-    VECTOR(c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight", c->dv, FLAME_INIT_ONES);
-    VECTOR("mlp_norm.weight", c->D, FLAME_INIT_ONES);
-    MATRIX("mlp.gate_proj.weight", c->I, c->D);
-    MATRIX("mlp.up_proj.weight", c->I, c->D);
-    MATRIX("mlp.down_proj.weight", c->D, c->I);
-#undef MATRIX
-#undef VECTOR
-}
-
-static int build_specs(gla_model *m)
-{
-    int n = 2 + m->c.L * P_PER_LAYER + (m->c.tie ? 0 : 1);
-    m->specs = calloc((size_t)n, sizeof *m->specs);
-    m->w = calloc((size_t)n, sizeof *m->w);
-    m->dw = calloc((size_t)n, sizeof *m->dw);
-    if (!m->specs || !m->w || !m->dw)
-        return -1;
-    add_spec(m, "model.embeddings.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 0);
-    for (int l = 0; l < m->c.L; l++)
-        add_layer_specs(m, l);
-    add_spec(m, "model.norm.weight", m->c.D, 0, FLAME_INIT_ONES, 0);
-    if (!m->c.tie)
-        add_spec(m, "lm_head.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 1);
-    return 0;
+    lm_model *b = &m->base;
+    lm_model_add_layer_param(b, l, "attn_norm.weight", c->D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "attn.q_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.k_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.v_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.g_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.gk_proj.0.weight", c->R, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.gk_proj.1.weight", c->key_dim, c->R, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.gk_proj.1.bias", c->key_dim, 0, FLAME_INIT_ZEROS);
+    lm_model_add_layer_param(b, l, "attn.o_proj.weight", c->D, c->value_dim, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight",
+                             c->dv, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "mlp_norm.weight", c->D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL);
 }
 
 static void gla_destroy(void *model);
@@ -321,27 +265,18 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
     if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
     gla_model *m = calloc(1, sizeof *m);
-    if (m) {
-        m->ops = ops;
-        m->kern = kern;
-        m->c = c;
-        m->acts = calloc((size_t)c.L, sizeof *m->acts);
-        m->resid = calloc((size_t)c.L + 1, sizeof *m->resid);
-    }
-    if (!m || !m->acts || !m->resid || build_specs(m)) {
+    if (!m || lm_model_init(&m->base, ops, c.L, P_PER_LAYER, c.tie, c.D, c.V, c.init_std) ||
+        !(m->acts = calloc((size_t)c.L, sizeof *m->acts))) {
         gla_destroy(m);
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
+    m->kern = kern;
+    m->c = c;
+    for (int l = 0; l < c.L; l++)
+        add_layer_params(m, l);
+    lm_model_finish_params(&m->base);
     return m;
-}
-
-static void release_activations(gla_model *m)
-{
-    if (m->arena)
-        m->ops->free(m->arena);
-    lm_batch_release(&m->batch, m->ops);
-    m->arena = NULL;
 }
 
 static void gla_destroy(void *model)
@@ -349,28 +284,9 @@ static void gla_destroy(void *model)
     gla_model *m = model;
     if (!m)
         return;
-    release_activations(m);
-    free(m->specs);
-    free(m->w);
-    free(m->dw);
+    lm_model_free(&m->base);
     free(m->acts);
-    free(m->resid);
     free(m);
-}
-
-static int gla_n_params(const void *model) { return ((const gla_model *)model)->n_params; }
-
-static const flame_param_spec *gla_param(const void *model, int index)
-{
-    const gla_model *m = model;
-    return index >= 0 && index < m->n_params ? &m->specs[index] : NULL;
-}
-
-static void gla_bind(void *model, const void *const *params, float *const *grads)
-{
-    gla_model *m = model;
-    for (int i = 0; i < m->n_params; i++)
-        m->w[i] = params[i], m->dw[i] = grads[i];
 }
 
 /* ------------------------------------------------------------------ reserve */
@@ -410,14 +326,13 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const
     lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
-static void carve_all(gla_model *m, lm_carver *cv, size_t n)
+static void carve_all(void *model, lm_carver *cv, size_t n)
 {
+    gla_model *m = model;
     const gla_dims *c = &m->c;
-    for (int l = 0; l <= c->L; l++)
-        m->resid[l] = lm_take_acts(cv, n * c->D);
+    lm_model_carve(&m->base, cv, n);
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, n);
-    lm_head_carve(&m->head, cv, n, c->D, c->V);
     carve_grads(&m->d, cv, c, m->kern, n);
     size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
     m->work = lm_take_floats(cv, (size_t)m->n_work * per_worker);
@@ -426,47 +341,34 @@ static void carve_all(gla_model *m, lm_carver *cv, size_t n)
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
 {
     gla_model *m = model;
-    release_activations(m);
     /* the kernels index rows of heads (n·H) with an int */
     if (B < 1 || T < 1 || (int64_t)B * T * m->c.H > INT_MAX) {
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -1;
     }
-    size_t n = (size_t)B * T;
     m->n_work = m->kern->recurrence_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
-    lm_carver cv = {NULL, 0, m->ops->act_bytes};
-    carve_all(m, &cv, n);
-    m->arena = m->ops->alloc(cv.used);
-    if (!m->arena || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
-        release_activations(m);
-        snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
-                 cv.used / 1073741824.0);
-        return -1;
-    }
-    cv = (lm_carver){m->arena, 0, m->ops->act_bytes};
-    carve_all(m, &cv, n);
-    return 0;
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
 
 /* ------------------------------------------------------------------ forward */
 
 static gla_recurrence_dims recurrence_dims(const gla_model *m)
 {
-    gla_recurrence_dims d = {m->batch.cu, m->batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
-                             m->batch.cu_backend};
+    gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
+                             m->base.batch.cu_backend};
     return d;
 }
 
 static void attn_forward(gla_model *m, int l)
 {
-    const flame_ops *ops = m->ops;
+    const flame_ops *ops = m->base.ops;
     const gla_dims *c = &m->c;
     layer_acts *A = &m->acts[l];
-    int n = m->batch.n;
+    int n = m->base.batch.n;
     /* pre-norm */
-    ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
+    ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
     /* projections */
     ops->matmul_forward(A->q, m->d.a, W(m, l, P_Q), NULL, n, c->D, c->key_dim);
     ops->matmul_forward(A->k, m->d.a, W(m, l, P_K), NULL, n, c->D, c->key_dim);
@@ -483,49 +385,35 @@ static void attn_forward(gla_model *m, int l)
                                c->eps);
     /* output projection and residual */
     ops->matmul_forward(A->mid, m->d.y_value, W(m, l, P_O), NULL, n, c->value_dim, c->D);
-    ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
-}
-
-static lm_mlp_params mlp_params(const gla_model *m, int l)
-{
-    lm_mlp_params p = {W(m, l, P_MLP_NORM), W(m, l, P_GATE), W(m, l, P_UP), W(m, l, P_DOWN),
-                       dW(m, l, P_MLP_NORM), dW(m, l, P_GATE), dW(m, l, P_UP), dW(m, l, P_DOWN)};
-    return p;
-}
-
-static lm_head_params head_params(const gla_model *m)
-{
-    int norm = final_norm_index(m), head = lm_head_index(m);
-    lm_head_params p = {m->w[norm], m->w[head], m->dw[norm], m->dw[head]};
-    return p;
+    ops->add(A->mid, A->mid, m->base.resid[l], (size_t)n * c->D);
 }
 
 static void mlp_forward(gla_model *m, int l)
 {
-    lm_mlp_params p = mlp_params(m, l);
-    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
+    lm_mlp_params p = lm_model_mlp_params(&m->base, l);
+    lm_mlp_forward(m->base.ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->base.resid[l + 1], m->base.batch.n, m->c.D,
                    m->c.I, m->c.eps);
 }
 
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
 {
     gla_model *m = model;
-    int counted = lm_batch_load(&m->batch, m->ops, batch, m->c.V, "gla");
+    int counted = lm_batch_load(&m->base.batch, m->base.ops, batch, m->c.V, "gla");
     if (counted < 0)
         return NAN;
-    m->ops->embedding_forward(m->resid[0], m->batch.tokens, m->w[0], m->batch.n, m->c.D);
+    m->base.ops->embedding_forward(m->base.resid[0], m->base.batch.tokens, m->base.w[0], m->base.batch.n, m->c.D);
     for (int l = 0; l < m->c.L; l++) {
         attn_forward(m, l);
         mlp_forward(m, l);
     }
-    lm_head_params p = head_params(m);
-    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], &m->batch, logits, m->c.D, m->c.V,
+    lm_head_params p = lm_model_head_params(&m->base);
+    return lm_head_forward(m->base.ops, &m->base.head, &p, m->base.resid[m->c.L], &m->base.batch, logits, m->c.D, m->c.V,
                            m->c.eps);
 }
 
 /* ------------------------------------------------------------------ backward */
 
-static void zero(const gla_model *m, void *x, size_t count) { m->ops->zero(x, count * m->ops->act_bytes); }
+static void zero(const gla_model *m, void *x, size_t count) { m->base.ops->zero(x, count * m->base.ops->act_bytes); }
 
 /* from d.resid = ∂loss/∂mid to d.o, d.g: through o_proj and the gated norm */
 static void attn_output_backward(gla_model *m, int l)
@@ -533,11 +421,11 @@ static void attn_output_backward(gla_model *m, int l)
     const gla_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->batch.n;
+    int n = m->base.batch.n;
     size_t nV = (size_t)n * c->value_dim;
     m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
     zero(m, d->y, nV);
-    m->ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, d->y_value, W(m, l, P_O), n, c->value_dim,
+    m->base.ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, d->y_value, W(m, l, P_O), n, c->value_dim,
                             c->D);
     zero(m, d->o, nV);
     zero(m, d->g, nV);
@@ -551,7 +439,7 @@ static void attn_core_backward(gla_model *m, int l)
     const gla_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->batch.n;
+    int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
     zero(m, d->q, nK);
     zero(m, d->k, nK);
@@ -564,46 +452,46 @@ static void attn_core_backward(gla_model *m, int l)
     zero(m, d->gk_pre, nK);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
     zero(m, d->gk_low, (size_t)n * c->R);
-    m->ops->matmul_backward(d->gk_low, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre, A->gk_low,
+    m->base.ops->matmul_backward(d->gk_low, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre, A->gk_low,
                             W(m, l, P_GK1), n, c->R, c->key_dim);
 }
 
 /* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */
 static void attn_input_backward(gla_model *m, int l)
 {
-    const flame_ops *ops = m->ops;
+    const flame_ops *ops = m->base.ops;
     const gla_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->batch.n, D = c->D;
-    ops->rmsnorm_forward(d->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, D, c->eps);
+    int n = m->base.batch.n, D = c->D;
+    ops->rmsnorm_forward(d->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, D, c->eps);
     zero(m, d->x, (size_t)n * D);
     ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
     ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
     ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
     ops->matmul_backward(d->x, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
     ops->matmul_backward(d->x, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
-    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->resid[l], W(m, l, P_ATTN_NORM),
+    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->base.resid[l], W(m, l, P_ATTN_NORM),
                           A->attn_rstd, n, D);
 }
 
 static void gla_backward(void *model)
 {
     gla_model *m = model;
-    if (m->batch.n == 0)
+    if (m->base.batch.n == 0)
         return; /* no successful forward to differentiate */
-    lm_head_params hp = head_params(m);
-    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], &m->batch, m->d.x, m->d.resid, m->c.D,
+    lm_head_params hp = lm_model_head_params(&m->base);
+    lm_head_backward(m->base.ops, &m->base.head, &hp, m->base.resid[m->c.L], &m->base.batch, m->d.x, m->d.resid, m->c.D,
                      m->c.V);
     for (int l = m->c.L - 1; l >= 0; l--) {
-        lm_mlp_params mp = mlp_params(m, l);
-        lm_mlp_backward(m->ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
-                        m->batch.n, m->c.D, m->c.I, m->c.eps);
+        lm_mlp_params mp = lm_model_mlp_params(&m->base, l);
+        lm_mlp_backward(m->base.ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
+                        m->base.batch.n, m->c.D, m->c.I, m->c.eps);
         attn_output_backward(m, l);
         attn_core_backward(m, l);
         attn_input_backward(m, l);
     }
-    m->ops->embedding_backward(m->dw[0], m->d.resid, m->batch.tokens, m->batch.n, m->c.D);
+    m->base.ops->embedding_backward(m->base.dw[0], m->d.resid, m->base.batch.tokens, m->base.batch.n, m->c.D);
 }
 
 /* ------------------------------------------------------------------ the rest */
@@ -626,7 +514,6 @@ static double gla_flops_per_token(const void *model, int T)
     return matmul + recurrence;
 }
 
-static int64_t gla_vocab_size(const void *model) { return ((const gla_model *)model)->c.V; }
 
 static const flame_plugin gla_plugin = {
     .abi_version = FLAME_ABI_VERSION,
@@ -636,14 +523,14 @@ static const flame_plugin gla_plugin = {
     .n_options = N_OPTIONS,
     .create = gla_create,
     .destroy = gla_destroy,
-    .n_params = gla_n_params,
-    .param = gla_param,
-    .bind = gla_bind,
+    .n_params = lm_model_n_params,
+    .param = lm_model_param,
+    .bind = lm_model_bind,
     .reserve = gla_reserve,
     .forward = gla_forward,
     .backward = gla_backward,
     .flops_per_token = gla_flops_per_token,
-    .vocab_size = gla_vocab_size,
+    .vocab_size = lm_model_vocab_size,
     .decode_state_bytes = NULL,
     .decode_step = NULL,
 };

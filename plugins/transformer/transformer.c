@@ -24,7 +24,7 @@
 
 #include <flame/plugin.h>
 
-#include "../common/lm_parts.h"
+#include "../common/lm_model.h"
 #include "transformer_kernels.h"
 
 /* ------------------------------------------------------------------ options */
@@ -96,29 +96,15 @@ typedef struct grad_scratch {
 } grad_scratch;
 
 typedef struct tf_model {
-    const flame_ops *ops;
+    lm_model base; /* first: the shared vtable entries take the model as it */
     const transformer_kernels *kern; /* rotary and attention for the ops' backend */
     tf_dims c;
-    int n_params;
-    flame_param_spec *specs;
-    const void **w; /* [n_params], from bind(): the compute view */
-    float **dw;     /* [n_params], from bind() */
-
-    /* activation memory, one ops->alloc, sized by reserve() */
-    void *arena;
-    void **resid;     /* [L+1] residual stream: layer inputs, then the last output */
-    layer_acts *acts; /* [L] */
-    lm_head head;
+    layer_acts *acts; /* [L], in the arena */
     grad_scratch d;
-    lm_batch batch;   /* the last batch taken in */
 } tf_model;
 
-static int param_index(int layer, int p) { return 1 + layer * P_PER_LAYER + p; }
-static const void *W(const tf_model *m, int layer, int p) { return m->w[param_index(layer, p)]; }
-static float *dW(const tf_model *m, int layer, int p) { return m->dw[param_index(layer, p)]; }
-static int final_norm_index(const tf_model *m) { return 1 + m->c.L * P_PER_LAYER; }
-/* with tied embeddings, lm_head is the embedding (index 0) */
-static int lm_head_index(const tf_model *m) { return m->c.tie ? 0 : final_norm_index(m) + 1; }
+static const void *W(const tf_model *m, int layer, int p) { return lm_model_w(&m->base, layer, p); }
+static float *dW(const tf_model *m, int layer, int p) { return lm_model_dw(&m->base, layer, p); }
 
 /* ------------------------------------------------------------------ create */
 
@@ -211,22 +197,8 @@ static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_le
     return 0;
 }
 
-/* a matrix when cols > 0, else a vector */
-static void add_spec(tf_model *m, const char *name, int64_t rows, int64_t cols, flame_init_rule init,
-                     int decay)
-{
-    flame_param_spec *s = &m->specs[m->n_params++];
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = cols ? 2 : 1;
-    s->shape[0] = rows;
-    s->shape[1] = cols;
-    s->init = init;
-    s->init_std = init == FLAME_INIT_NORMAL ? m->c.init_std : 0.0f;
-    s->weight_decay = decay;
-}
-
 /* matrices: normal, with weight decay; norms: ones, without */
-static void add_layer_specs(tf_model *m, int l)
+static void add_layer_params(tf_model *m, int l)
 {
     const tf_dims *c = &m->c;
     static const char *const names[P_PER_LAYER] = {
@@ -238,29 +210,8 @@ static void add_layer_specs(tf_model *m, int l)
         {c->D, 0}, {c->q_dim, c->D}, {c->kv_dim, c->D}, {c->kv_dim, c->D}, {c->D, c->q_dim},
         {c->D, 0}, {c->I, c->D}, {c->I, c->D}, {c->D, c->I},
     };
-    for (int p = 0; p < P_PER_LAYER; p++) {
-        char name[FLAME_NAME_MAX];
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, names[p]);
-        int matrix = shape[p][1] != 0;
-        add_spec(m, name, shape[p][0], shape[p][1], matrix ? FLAME_INIT_NORMAL : FLAME_INIT_ONES, matrix);
-    }
-}
-
-static int build_specs(tf_model *m)
-{
-    int n = 2 + m->c.L * P_PER_LAYER + (m->c.tie ? 0 : 1);
-    m->specs = calloc((size_t)n, sizeof *m->specs);
-    m->w = calloc((size_t)n, sizeof *m->w);
-    m->dw = calloc((size_t)n, sizeof *m->dw);
-    if (!m->specs || !m->w || !m->dw)
-        return -1;
-    add_spec(m, "model.embeddings.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 0);
-    for (int l = 0; l < m->c.L; l++)
-        add_layer_specs(m, l);
-    add_spec(m, "model.norm.weight", m->c.D, 0, FLAME_INIT_ONES, 0);
-    if (!m->c.tie)
-        add_spec(m, "lm_head.weight", m->c.V, m->c.D, FLAME_INIT_NORMAL, 1);
-    return 0;
+    for (int p = 0; p < P_PER_LAYER; p++)
+        lm_model_add_layer_param(&m->base, l, names[p], shape[p][0], shape[p][1], FLAME_INIT_ONES);
 }
 
 static void tf_destroy(void *model);
@@ -283,27 +234,18 @@ static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char
         return NULL;
     }
     tf_model *m = calloc(1, sizeof *m);
-    if (m) {
-        m->ops = ops;
-        m->kern = kern;
-        m->c = c;
-        m->acts = calloc((size_t)c.L, sizeof *m->acts);
-        m->resid = calloc((size_t)c.L + 1, sizeof *m->resid);
-    }
-    if (!m || !m->acts || !m->resid || build_specs(m)) {
+    if (!m || lm_model_init(&m->base, ops, c.L, P_PER_LAYER, c.tie, c.D, c.V, c.init_std) ||
+        !(m->acts = calloc((size_t)c.L, sizeof *m->acts))) {
         tf_destroy(m);
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
+    m->kern = kern;
+    m->c = c;
+    for (int l = 0; l < c.L; l++)
+        add_layer_params(m, l);
+    lm_model_finish_params(&m->base);
     return m;
-}
-
-static void release_activations(tf_model *m)
-{
-    if (m->arena)
-        m->ops->free(m->arena);
-    lm_batch_release(&m->batch, m->ops);
-    m->arena = NULL;
 }
 
 static void tf_destroy(void *model)
@@ -311,28 +253,9 @@ static void tf_destroy(void *model)
     tf_model *m = model;
     if (!m)
         return;
-    release_activations(m);
-    free(m->specs);
-    free(m->w);
-    free(m->dw);
+    lm_model_free(&m->base);
     free(m->acts);
-    free(m->resid);
     free(m);
-}
-
-static int tf_n_params(const void *model) { return ((const tf_model *)model)->n_params; }
-
-static const flame_param_spec *tf_param(const void *model, int index)
-{
-    const tf_model *m = model;
-    return index >= 0 && index < m->n_params ? &m->specs[index] : NULL;
-}
-
-static void tf_bind(void *model, const void *const *params, float *const *grads)
-{
-    tf_model *m = model;
-    for (int i = 0; i < m->n_params; i++)
-        m->w[i] = params[i], m->dw[i] = grads[i];
 }
 
 /* ------------------------------------------------------------------ reserve */
@@ -365,59 +288,45 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
     lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
-static void carve_all(tf_model *m, lm_carver *cv, size_t n)
+static void carve_all(void *model, lm_carver *cv, size_t n)
 {
+    tf_model *m = model;
     const tf_dims *c = &m->c;
-    for (int l = 0; l <= c->L; l++)
-        m->resid[l] = lm_take_acts(cv, n * c->D);
+    lm_model_carve(&m->base, cv, n);
     for (int l = 0; l < c->L; l++)
         carve_layer(&m->acts[l], cv, c, n);
-    lm_head_carve(&m->head, cv, n, c->D, c->V);
     carve_grads(&m->d, cv, c, m->kern, n);
 }
 
 static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
 {
     tf_model *m = model;
-    release_activations(m);
     /* the kernels index rows of heads (n·H) with an int */
     if (B < 1 || T < 1 || (int64_t)B * T * m->c.H > INT_MAX) {
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -1;
     }
-    size_t n = (size_t)B * T;
-    lm_carver cv = {NULL, 0, m->ops->act_bytes};
-    carve_all(m, &cv, n);
-    m->arena = m->ops->alloc(cv.used);
-    if (!m->arena || lm_batch_reserve(&m->batch, m->ops, (int)n)) {
-        release_activations(m);
-        snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
-                 cv.used / 1073741824.0);
-        return -1;
-    }
-    cv = (lm_carver){m->arena, 0, m->ops->act_bytes};
-    carve_all(m, &cv, n);
-    return 0;
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
 
 /* ------------------------------------------------------------------ forward */
 
 static attention_dims attn_dims(const tf_model *m)
 {
-    attention_dims d = {{m->batch.cu, m->batch.n_seqs, m->batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
+    attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
                         1.0f / sqrtf((float)m->c.hd)};
     return d;
 }
 
 static void attn_forward(tf_model *m, int l)
 {
-    const flame_ops *ops = m->ops;
+    const flame_ops *ops = m->base.ops;
     const tf_dims *c = &m->c;
     layer_acts *A = &m->acts[l];
-    int n = m->batch.n;
+    int n = m->base.batch.n;
     attention_dims ad = attn_dims(m);
     /* pre-norm, projections, rotary in place */
-    ops->rmsnorm_forward(A->a, A->attn_rstd, m->resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
+    ops->rmsnorm_forward(A->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
     ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, n, c->D, c->q_dim);
     ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, n, c->D, c->kv_dim);
     ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, n, c->D, c->kv_dim);
@@ -426,49 +335,35 @@ static void attn_forward(tf_model *m, int l)
     m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     /* output projection and residual */
     ops->matmul_forward(A->mid, A->o, W(m, l, P_O), NULL, n, c->q_dim, c->D);
-    ops->add(A->mid, A->mid, m->resid[l], (size_t)n * c->D);
-}
-
-static lm_mlp_params mlp_params(const tf_model *m, int l)
-{
-    lm_mlp_params p = {W(m, l, P_MLP_NORM), W(m, l, P_GATE), W(m, l, P_UP), W(m, l, P_DOWN),
-                       dW(m, l, P_MLP_NORM), dW(m, l, P_GATE), dW(m, l, P_UP), dW(m, l, P_DOWN)};
-    return p;
-}
-
-static lm_head_params head_params(const tf_model *m)
-{
-    int norm = final_norm_index(m), head = lm_head_index(m);
-    lm_head_params p = {m->w[norm], m->w[head], m->dw[norm], m->dw[head]};
-    return p;
+    ops->add(A->mid, A->mid, m->base.resid[l], (size_t)n * c->D);
 }
 
 static void mlp_forward(tf_model *m, int l)
 {
-    lm_mlp_params p = mlp_params(m, l);
-    lm_mlp_forward(m->ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->resid[l + 1], m->batch.n, m->c.D,
+    lm_mlp_params p = lm_model_mlp_params(&m->base, l);
+    lm_mlp_forward(m->base.ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->base.resid[l + 1], m->base.batch.n, m->c.D,
                    m->c.I, m->c.eps);
 }
 
 static float tf_forward(void *model, const flame_batch *batch, float *logits)
 {
     tf_model *m = model;
-    int counted = lm_batch_load(&m->batch, m->ops, batch, m->c.V, "transformer");
+    int counted = lm_batch_load(&m->base.batch, m->base.ops, batch, m->c.V, "transformer");
     if (counted < 0)
         return NAN;
-    m->ops->embedding_forward(m->resid[0], m->batch.tokens, m->w[0], m->batch.n, m->c.D);
+    m->base.ops->embedding_forward(m->base.resid[0], m->base.batch.tokens, m->base.w[0], m->base.batch.n, m->c.D);
     for (int l = 0; l < m->c.L; l++) {
         attn_forward(m, l);
         mlp_forward(m, l);
     }
-    lm_head_params p = head_params(m);
-    return lm_head_forward(m->ops, &m->head, &p, m->resid[m->c.L], &m->batch, logits, m->c.D, m->c.V,
+    lm_head_params p = lm_model_head_params(&m->base);
+    return lm_head_forward(m->base.ops, &m->base.head, &p, m->base.resid[m->c.L], &m->base.batch, logits, m->c.D, m->c.V,
                            m->c.eps);
 }
 
 /* ------------------------------------------------------------------ backward */
 
-static void zero(const tf_model *m, void *x, size_t count) { m->ops->zero(x, count * m->ops->act_bytes); }
+static void zero(const tf_model *m, void *x, size_t count) { m->base.ops->zero(x, count * m->base.ops->act_bytes); }
 
 /* from d.resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
 static void attn_core_backward(tf_model *m, int l)
@@ -476,11 +371,11 @@ static void attn_core_backward(tf_model *m, int l)
     const tf_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->batch.n;
+    int n = m->base.batch.n;
     size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
     attention_dims ad = attn_dims(m);
     zero(m, d->o, nQ);
-    m->ops->matmul_backward(d->o, dW(m, l, P_O), NULL, d->resid, A->o, W(m, l, P_O), n, c->q_dim, c->D);
+    m->base.ops->matmul_backward(d->o, dW(m, l, P_O), NULL, d->resid, A->o, W(m, l, P_O), n, c->q_dim, c->D);
     zero(m, d->q_rot, nQ);
     zero(m, d->k_rot, nKV);
     zero(m, d->v, nKV);
@@ -495,35 +390,35 @@ static void attn_core_backward(tf_model *m, int l)
 /* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */
 static void attn_input_backward(tf_model *m, int l)
 {
-    const flame_ops *ops = m->ops;
+    const flame_ops *ops = m->base.ops;
     const tf_dims *c = &m->c;
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
-    int n = m->batch.n, D = c->D;
+    int n = m->base.batch.n, D = c->D;
     zero(m, d->x, (size_t)n * D);
     ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
     ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
     ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
-    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->resid[l], W(m, l, P_ATTN_NORM),
+    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->base.resid[l], W(m, l, P_ATTN_NORM),
                           A->attn_rstd, n, D);
 }
 
 static void tf_backward(void *model)
 {
     tf_model *m = model;
-    if (m->batch.n == 0)
+    if (m->base.batch.n == 0)
         return; /* no successful forward to differentiate */
-    lm_head_params hp = head_params(m);
-    lm_head_backward(m->ops, &m->head, &hp, m->resid[m->c.L], &m->batch, m->d.x, m->d.resid, m->c.D,
+    lm_head_params hp = lm_model_head_params(&m->base);
+    lm_head_backward(m->base.ops, &m->base.head, &hp, m->base.resid[m->c.L], &m->base.batch, m->d.x, m->d.resid, m->c.D,
                      m->c.V);
     for (int l = m->c.L - 1; l >= 0; l--) {
-        lm_mlp_params mp = mlp_params(m, l);
-        lm_mlp_backward(m->ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
-                        m->batch.n, m->c.D, m->c.I, m->c.eps);
+        lm_mlp_params mp = lm_model_mlp_params(&m->base, l);
+        lm_mlp_backward(m->base.ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
+                        m->base.batch.n, m->c.D, m->c.I, m->c.eps);
         attn_core_backward(m, l);
         attn_input_backward(m, l);
     }
-    m->ops->embedding_backward(m->dw[0], m->d.resid, m->batch.tokens, m->batch.n, m->c.D);
+    m->base.ops->embedding_backward(m->base.dw[0], m->d.resid, m->base.batch.tokens, m->base.batch.n, m->c.D);
 }
 
 /* ------------------------------------------------------------------ the rest */
@@ -543,7 +438,6 @@ static double tf_flops_per_token(const void *model, int T)
     return matmul + attention;
 }
 
-static int64_t tf_vocab_size(const void *model) { return ((const tf_model *)model)->c.V; }
 
 static const flame_plugin tf_plugin = {
     .abi_version = FLAME_ABI_VERSION,
@@ -553,14 +447,14 @@ static const flame_plugin tf_plugin = {
     .n_options = N_OPTIONS,
     .create = tf_create,
     .destroy = tf_destroy,
-    .n_params = tf_n_params,
-    .param = tf_param,
-    .bind = tf_bind,
+    .n_params = lm_model_n_params,
+    .param = lm_model_param,
+    .bind = lm_model_bind,
     .reserve = tf_reserve,
     .forward = tf_forward,
     .backward = tf_backward,
     .flops_per_token = tf_flops_per_token,
-    .vocab_size = tf_vocab_size,
+    .vocab_size = lm_model_vocab_size,
     .decode_state_bytes = NULL,
     .decode_step = NULL,
 };
