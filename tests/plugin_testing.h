@@ -13,56 +13,10 @@
 #include <flame/plugin.h>
 
 #include "cpu_kernels.h"
+#include "kv_config.h"
 #include "testing.h"
 
 const flame_plugin *flame_plugin_entry(void);
-
-/* ==================================================================== a [model] section */
-
-#define MAX_KEYS 48
-
-typedef struct kv_config {
-    const char *key[MAX_KEYS], *value[MAX_KEYS];
-    int n;
-} kv_config;
-
-static const char *kv_find(const void *ctx, const char *key)
-{
-    const kv_config *c = ctx;
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->key[i], key) == 0)
-            return c->value[i];
-    return NULL;
-}
-
-static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
-static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
-static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
-static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
-static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
-
-static void kv_set(kv_config *c, const char *key, const char *value)
-{
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->key[i], key) == 0) {
-            c->value[i] = value;
-            return;
-        }
-    c->key[c->n] = key, c->value[c->n] = value, c->n++;
-}
-
-/* v as a config value, written into buf (16 chars) */
-static const char *kv_int(char *buf, int v)
-{
-    snprintf(buf, 16, "%d", v);
-    return buf;
-}
-
-static flame_model_config view_of(const kv_config *c)
-{
-    flame_model_config v = {c, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
-    return v;
-}
 
 /* ==================================================================== the model under test */
 

@@ -33,122 +33,13 @@
 #include <cuda_runtime_api.h>
 #include <flame/plugin.h>
 
-#include "cpu_kernels.h"
-#include "cuda_kernels.h"
+#include "plugin_cuda_testing.h"
 #include "testing.h"
 #include "transformer_kernels.h"
 
-#define TOL_BF16 1e-2 /* a value that passes through bf16 */
 #define TOL_LSE 1e-3  /* the attention's fp32 log-sum-exp */
 
-const flame_plugin *flame_plugin_entry(void);
-
-static const flame_ops *dev = &flame_cuda_ops;
 static const transformer_kernels *cpu_k = &transformer_kernels_cpu, *gpu_k = &transformer_kernels_cuda;
-
-/* ==================================================================== inputs */
-
-/* A gradient's prefill: random values of the size (RMS) of what the kernels
- * add to it, so that an overwrite shows as a large error, and bf16's rounding
- * of the sum a small one. */
-static float *prefill_like(const float *added, size_t n)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)added[i] * added[i];
-    float rms = ss > 0 ? (float)sqrt(ss / (double)n) : 1.0f;
-    return testing_random_bf16(n, -rms, rms);
-}
-
-/* ==================================================================== memory */
-
-static void *alloc_on(const flame_ops *ops, size_t bytes)
-{
-    void *p = ops->alloc(bytes);
-    if (!p) {
-        fprintf(stderr, "test: out of %s memory (%zu bytes)\n", ops->backend, bytes);
-        exit(1);
-    }
-    return p;
-}
-
-static void *dev_alloc(size_t bytes) { return alloc_on(dev, bytes ? bytes : 1); }
-
-static int32_t *ints_to_device(const int32_t *host, size_t n)
-{
-    int32_t *d = dev_alloc(n * sizeof *d);
-    dev->upload(d, host, n * sizeof *d);
-    return d;
-}
-
-/* n host floats as activations of ops' backend, cast there by its to_act */
-static void *acts_on(const flame_ops *ops, const float *host, size_t n)
-{
-    float *staging = alloc_on(ops, n * sizeof *staging);
-    void *a = alloc_on(ops, n * ops->act_bytes);
-    ops->upload(staging, host, n * sizeof *staging);
-    ops->to_act(a, staging, n);
-    ops->free(staging);
-    return a;
-}
-
-static void *acts_to_device(const float *host, size_t n) { return acts_on(dev, host, n); }
-
-/* a device output of `bytes`, poisoned: bytes of all ones are NaN in fp32 and bf16 */
-static void *dev_poisoned(size_t bytes)
-{
-    unsigned char *nan = malloc(bytes);
-    memset(nan, 0xff, bytes);
-    void *d = dev_alloc(bytes);
-    dev->upload(d, nan, bytes);
-    free(nan);
-    return d;
-}
-
-static float *floats_to_host(const float *d, size_t n)
-{
-    float *h = malloc(n * sizeof *h);
-    dev->download(h, d, n * sizeof *h);
-    return h;
-}
-
-/* n device activations widened by from_act */
-static float *acts_to_host(const void *d, size_t n)
-{
-    float *staging = dev_alloc(n * sizeof *staging);
-    dev->from_act(staging, d, n);
-    float *h = floats_to_host(staging, n);
-    dev->free(staging);
-    return h;
-}
-
-/* ==================================================================== comparisons */
-
-static void report(const char *what, const char *shape, double err, double tol, const char *note)
-{
-    printf("%-24s %-44s rel %.2e%s\n", what, shape, err, note);
-    CHECK(err < tol, "%s %s: relative error %.3g (tolerance %g)", what, shape, err, tol);
-}
-
-/* the device's result, on the host (freed here), against the CPU's */
-static void compare(const char *what, const char *shape, float *got, const float *want, size_t n,
-                    double tol)
-{
-    report(what, shape, testing_rel_error(got, want, n), tol, "");
-    free(got);
-}
-
-/* a gradient the device kernel added into (on the host, freed here) against
- * pre + what the CPU kernel added */
-static void compare_added(const char *what, const char *shape, float *got, const float *added,
-                          const float *pre, size_t n, double tol)
-{
-    float *want = malloc(n * sizeof *want);
-    for (size_t i = 0; i < n; i++)
-        want[i] = pre[i] + added[i];
-    report(what, shape, testing_rel_error(got, want, n), tol, " (added)");
-    free(got), free(want);
-}
 
 /* ==================================================================== attention */
 
@@ -297,198 +188,16 @@ static void test_rotaries(void)
 
 /* ==================================================================== the model */
 
-/* a [model] section of fixed keys */
-typedef struct kv_config {
-    const char *const (*kv)[2];
-    int n;
-} kv_config;
-
-static const char *kv_find(const void *ctx, const char *key)
-{
-    const kv_config *c = ctx;
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->kv[i][0], key) == 0)
-            return c->kv[i][1];
-    return NULL;
-}
-
-static int kv_is_set(const void *ctx, const char *key) { return kv_find(ctx, key) != NULL; }
-static int64_t kv_get_int(const void *ctx, const char *key) { return strtoll(kv_find(ctx, key), NULL, 10); }
-static double kv_get_float(const void *ctx, const char *key) { return strtod(kv_find(ctx, key), NULL); }
-static int kv_get_bool(const void *ctx, const char *key) { return strcmp(kv_find(ctx, key), "true") == 0; }
-static const char *kv_get_string(const void *ctx, const char *key) { return kv_find(ctx, key); }
-
-/* head dim 32 and GQA 2:1. Two layers: every layer rounds its activations and
- * their gradients to bf16 on the GPU, so the model's errors grow with depth;
- * this small config keeps them under model_case's tolerances, a deeper one
- * may not. */
 static const char *const small_model[][2] = {
     {"hidden_size", "128"}, {"num_hidden_layers", "2"},   {"num_heads", "4"},
     {"num_kv_heads", "2"},  {"vocab_size", "97"},         {"intermediate_size", "192"},
     {"norm_eps", "1e-6"},   {"rope_theta", "10000"},
 };
 
-/* one model on one backend: the parameters as the plugin computes with them
- * (the backend's activation type) and their fp32 gradients, in its memory */
-typedef struct side {
-    const flame_ops *ops;
-    void *model;
-    void **w;
-    float **g;
-} side;
-
-static void *create_model(const flame_ops *ops)
-{
-    kv_config cfg = {small_model, (int)(sizeof small_model / sizeof small_model[0])};
-    flame_model_config view = {&cfg, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
-    char err[256] = "";
-    void *model = flame_plugin_entry()->create(&view, ops, err, sizeof err);
-    CHECK(model != NULL, "create on %s: %s", ops->backend, err);
-    return model;
-}
-
-static int side_open(side *s, const flame_ops *ops, float *const *host_w, const size_t *numel,
-                     int n_params, int B, int T)
-{
-    const flame_plugin *p = flame_plugin_entry();
-    char err[256] = "";
-    s->ops = ops;
-    s->model = create_model(ops);
-    if (!s->model)
-        return -1;
-    s->w = calloc(n_params, sizeof *s->w);
-    s->g = calloc(n_params, sizeof *s->g);
-    for (int i = 0; i < n_params; i++) {
-        s->w[i] = acts_on(ops, host_w[i], numel[i]); /* bf16-exact: the same on both sides */
-        s->g[i] = alloc_on(ops, numel[i] * sizeof(float)); /* zero-filled */
-    }
-    p->bind(s->model, (const void *const *)s->w, s->g);
-    int rc = p->reserve(s->model, B, T, err, sizeof err);
-    CHECK(rc == 0, "reserve on %s: %s", ops->backend, err);
-    return rc;
-}
-
-static void side_close(side *s, int n_params)
-{
-    if (!s->model)
-        return;
-    flame_plugin_entry()->destroy(s->model);
-    for (int i = 0; i < n_params; i++)
-        s->ops->free(s->w[i]), s->ops->free(s->g[i]);
-    free(s->w), free(s->g);
-}
-
-/* forward (fp32 logits into the backend buffer) and backward on a fresh gradient */
-static float side_step(side *s, const int32_t *tokens, const int32_t *targets, int B, int T,
-                       const int32_t *cu, int n_seqs, float *logits, const size_t *numel,
-                       int n_params)
-{
-    const flame_plugin *p = flame_plugin_entry();
-    size_t n = (size_t)B * T;
-    int32_t *tok = alloc_on(s->ops, n * sizeof *tok), *tgt = alloc_on(s->ops, n * sizeof *tgt);
-    s->ops->upload(tok, tokens, n * sizeof *tok);
-    s->ops->upload(tgt, targets, n * sizeof *tgt);
-    for (int i = 0; i < n_params; i++)
-        s->ops->zero(s->g[i], numel[i] * sizeof(float));
-    flame_batch batch = {tok, tgt, B, T, cu, cu ? n_seqs : 0};
-    float loss = p->forward(s->model, &batch, logits);
-    p->backward(s->model);
-    s->ops->free(tok), s->ops->free(tgt);
-    return loss;
-}
-
-/* Σ (a − b)² into *num and Σ b² into *den */
-static void add_squares(const float *a, const float *b, size_t n, double *num, double *den)
-{
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        *num += d * d;
-        *den += (double)b[i] * b[i];
-    }
-}
-
-/* The loss and the logits within TOL_BF16; the gradient of all the parameters
- * together (one vector) within 3e-2, each parameter's alone within 5e-2 (the
- * tolerances of test_gla_cuda.c's model_case, for the same reason: each
- * kernel's bf16 output is within a few 1e-3 of the CPU's, and a whole model
- * chains some thirty such roundings from the tokens to the loss and back to
- * the first layer's weights; a parameter's own gradient can be a sum of terms
- * that mostly cancel while their rounding errors do not). A missing or wrong
- * gradient still shows as an error near 1. */
-static void model_case(const char *name, side *cpu, side *gpu, const flame_plugin *p, int B, int T,
-                       const int32_t *cu, int n_seqs, const size_t *numel, int n_params)
-{
-    const double tol_all = 3e-2, tol_param = 5e-2;
-    size_t n = (size_t)B * T, V = (size_t)p->vocab_size(cpu->model);
-    int32_t *tokens = malloc(n * sizeof *tokens), *targets = malloc(n * sizeof *targets);
-    for (size_t i = 0; i < n; i++) {
-        tokens[i] = (int32_t)(testing_uniform() * V);
-        targets[i] = i % 17 == 3 ? -1 : (int32_t)(testing_uniform() * V); /* some ignored */
-    }
-    float *logits_cpu = malloc(n * V * sizeof *logits_cpu);
-    float *logits_gpu = dev_poisoned(n * V * sizeof(float));
-    float want = side_step(cpu, tokens, targets, B, T, cu, n_seqs, logits_cpu, numel, n_params);
-    float got = side_step(gpu, tokens, targets, B, T, cu, n_seqs, logits_gpu, numel, n_params);
-
-    char shape[96];
-    snprintf(shape, sizeof shape, "%s B=%d T=%d", name, B, T);
-    double err = fabs((double)got - want) / fabs((double)want);
-    printf("%-24s %-44s rel %.2e (%.7g)\n", "model loss", shape, err, want);
-    CHECK(err < TOL_BF16, "model loss %s: %.9g, expected %.9g", shape, got, want);
-    compare("model logits", shape, floats_to_host(logits_gpu, n * V), logits_cpu, n * V, TOL_BF16);
-    double num_all = 0, den_all = 0;
-    for (int i = 0; i < n_params; i++) {
-        float *h = floats_to_host(gpu->g[i], numel[i]);
-        double num = 0, den = 0;
-        add_squares(h, cpu->g[i], numel[i], &num, &den); /* the CPU's memory is the host's */
-        num_all += num, den_all += den;
-        err = sqrt(num) / (sqrt(den) + 1e-30);
-        const char *pname = p->param(cpu->model, i)->name;
-        printf("  grad %-52s rel %.2e\n", pname, err);
-        CHECK(err < tol_param, "model %s: gradient of %s, relative error %.3g (tolerance %g)",
-              shape, pname, err, tol_param);
-        free(h);
-    }
-    err = sqrt(num_all) / (sqrt(den_all) + 1e-30);
-    report("model gradient (all)", shape, err, tol_all, "");
-    dev->free(logits_gpu);
-    free(logits_cpu), free(tokens), free(targets);
-}
-
 static void test_model(void)
 {
-    const flame_plugin *p = flame_plugin_entry();
-    const int B = 2, T = 100;
-    void *probe = create_model(&flame_cpu_ops); /* to learn the parameters */
-    if (!probe)
-        return;
-    int n_params = p->n_params(probe);
-    size_t *numel = calloc(n_params, sizeof *numel);
-    float **host_w = calloc(n_params, sizeof *host_w);
-    for (int i = 0; i < n_params; i++) {
-        const flame_param_spec *s = p->param(probe, i);
-        numel[i] = 1;
-        for (int dim = 0; dim < s->ndim; dim++)
-            numel[i] *= (size_t)s->shape[dim];
-        /* norms around 1; matrices never zero, at the scale of training
-         * (std 0.029 beside init_std 0.02): much larger weights make each
-         * layer amplify the bf16 rounding of the one before */
-        host_w[i] = s->init == FLAME_INIT_ONES ? testing_random_bf16(numel[i], 0.7f, 1.3f)
-                                               : testing_random_bf16(numel[i], -0.05f, 0.05f);
-    }
-    p->destroy(probe);
-    side cpu = {0}, gpu = {0};
-    if (side_open(&cpu, &flame_cpu_ops, host_w, numel, n_params, B, T) == 0 &&
-        side_open(&gpu, &flame_cuda_ops, host_w, numel, n_params, B, T) == 0) {
-        model_case("rows", &cpu, &gpu, p, B, T, NULL, 0, numel, n_params);
-        static const int32_t cu[] = {0, 37, 100, 101, 165, 200};
-        model_case("cu_seqlens", &cpu, &gpu, p, B, T, cu, 5, numel, n_params);
-    }
-    side_close(&cpu, n_params);
-    side_close(&gpu, n_params);
-    for (int i = 0; i < n_params; i++)
-        free(host_w[i]);
-    free(host_w), free(numel);
+    kv_config cfg = kv_of_pairs(small_model, (int)(sizeof small_model / sizeof small_model[0]));
+    test_model_on_both(&cfg);
 }
 
 /* the CUDA table refuses head dims its attention has no kernel for, at create */
@@ -497,8 +206,8 @@ static void test_refusal(void)
     static const char *const odd_heads[][2] = {
         {"hidden_size", "72"}, {"num_hidden_layers", "1"}, {"num_heads", "2"}, {"vocab_size", "97"},
     };
-    kv_config cfg = {odd_heads, 4};
-    flame_model_config view = {&cfg, kv_is_set, kv_get_int, kv_get_float, kv_get_bool, kv_get_string};
+    kv_config cfg = kv_of_pairs(odd_heads, 4);
+    flame_model_config view = view_of(&cfg);
     char err[256] = "";
     void *m = flame_plugin_entry()->create(&view, &flame_cuda_ops, err, sizeof err);
     printf("head dim 36 on cuda: %s\n", err);

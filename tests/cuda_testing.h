@@ -1,0 +1,134 @@
+/* Checking CUDA kernels against the CPU backend (the oracle): device buffers
+ * made from host arrays (fp32, or bf16 activations through the op table's
+ * casts), outputs poisoned with NaN before a kernel writes them, results
+ * brought back to the host, and the norm-relative error ‖gpu − cpu‖ / ‖cpu‖
+ * against a tolerance. For the CUDA tests; include after testing.h, in a build
+ * with CUDA. */
+#ifndef FLAME_CUDA_TESTING_H
+#define FLAME_CUDA_TESTING_H
+
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "cuda_kernels.h"
+#include "testing.h"
+
+#define TOL_BF16 1e-2 /* a value that passes through bf16 */
+#define TOL_FP32 1e-4 /* a value computed in fp32 from the same inputs */
+
+static const flame_ops *const dev = &flame_cuda_ops;
+
+/* ==================================================================== inputs */
+
+/* A gradient's prefill: random values of the size (RMS) of what the kernels
+ * add to it, so that an overwrite shows as a large error, and bf16's rounding
+ * of the sum a small one. Of size 1 where they add exactly 0 (e.g. GLA's dgk
+ * of a lone token, whose gate acts on the state 0): the GPU adds the rounding
+ * residue of terms that cancel, which the prefill absorbs. */
+static inline float *prefill_like(const float *added, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)added[i] * added[i];
+    float rms = ss > 0 ? (float)sqrt(ss / (double)n) : 1.0f;
+    return testing_random_bf16(n, -rms, rms);
+}
+
+/* ==================================================================== memory */
+
+static inline void *alloc_on(const flame_ops *ops, size_t bytes)
+{
+    void *p = ops->alloc(bytes);
+    if (!p) {
+        fprintf(stderr, "test: out of %s memory (%zu bytes)\n", ops->backend, bytes);
+        exit(1);
+    }
+    return p;
+}
+
+static inline void *dev_alloc(size_t bytes) { return alloc_on(dev, bytes ? bytes : 1); }
+
+static inline float *floats_to_device(const float *host, size_t n)
+{
+    float *d = dev_alloc(n * sizeof *d);
+    dev->upload(d, host, n * sizeof *d);
+    return d;
+}
+
+static inline int32_t *ints_to_device(const int32_t *host, size_t n)
+{
+    int32_t *d = dev_alloc(n * sizeof *d);
+    dev->upload(d, host, n * sizeof *d);
+    return d;
+}
+
+/* n host floats as activations of ops' backend, cast there by its to_act */
+static inline void *acts_on(const flame_ops *ops, const float *host, size_t n)
+{
+    float *staging = alloc_on(ops, n * sizeof *staging);
+    void *a = alloc_on(ops, n * ops->act_bytes);
+    ops->upload(staging, host, n * sizeof *staging);
+    ops->to_act(a, staging, n);
+    ops->free(staging);
+    return a;
+}
+
+static inline void *acts_to_device(const float *host, size_t n) { return acts_on(dev, host, n); }
+
+/* a device output of `bytes`, poisoned: bytes of all ones are NaN in fp32 and bf16 */
+static inline void *dev_poisoned(size_t bytes)
+{
+    unsigned char *nan = malloc(bytes);
+    memset(nan, 0xff, bytes);
+    void *d = dev_alloc(bytes);
+    dev->upload(d, nan, bytes);
+    free(nan);
+    return d;
+}
+
+static inline float *floats_to_host(const float *d, size_t n)
+{
+    float *h = malloc(n * sizeof *h);
+    dev->download(h, d, n * sizeof *h);
+    return h;
+}
+
+/* n device activations widened by from_act */
+static inline float *acts_to_host(const void *d, size_t n)
+{
+    float *staging = dev_alloc(n * sizeof *staging);
+    dev->from_act(staging, d, n);
+    float *h = floats_to_host(staging, n);
+    dev->free(staging);
+    return h;
+}
+
+/* ==================================================================== comparisons */
+
+static inline void report(const char *what, const char *shape, double err, double tol, const char *note)
+{
+    printf("%-24s %-44s rel %.2e%s\n", what, shape, err, note);
+    CHECK(err < tol, "%s %s: relative error %.3g (tolerance %g)", what, shape, err, tol);
+}
+
+/* the device's result, on the host (freed here), against the CPU's */
+static inline void compare(const char *what, const char *shape, float *got, const float *want, size_t n,
+                    double tol)
+{
+    report(what, shape, testing_rel_error(got, want, n), tol, "");
+    free(got);
+}
+
+/* a gradient the device kernel added into (on the host, freed here) against
+ * pre + what the CPU kernel added */
+static inline void compare_added(const char *what, const char *shape, float *got, const float *added,
+                          const float *pre, size_t n, double tol)
+{
+    float *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++)
+        want[i] = pre[i] + added[i];
+    report(what, shape, testing_rel_error(got, want, n), tol, " (added)");
+    free(got), free(want);
+}
+
+#endif
