@@ -68,6 +68,7 @@
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "gla_cuda.h"
+#include "mma_bf16.cuh"
 
 #define CHUNK GLA_CHUNK
 #define SUB 16                   /* tokens of a sub-chunk, the tensor cores' k step */
@@ -83,9 +84,6 @@
 
 static_assert(CHUNK == 64, "the kernels tile a chunk as 4 sub-chunks of 16 tokens");
 static_assert(WALK_THREADS == CHUNK * TILE / 8, "walk_operands: 8 elements of P per thread");
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "gla_chunk.cu needs bf16 mma.sync and cp.async (sm_80 or newer)"
-#endif
 
 /* tokens [t0, t1) of one sequence, and whether they are its first / last chunk */
 typedef struct chunk {
@@ -375,30 +373,6 @@ static __device__ void store_values(T *p, size_t stride, int rows, int cols, con
 
 /* ------------------------------------------------------------------ tiles through cp.async */
 
-static __device__ __forceinline__ uint32_t shared_address(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-/* 16 bytes from global to shared memory without the registers, or 16 zeros where !live */
-static __device__ __forceinline__ void copy16_async(void *dst, const void *src, bool live)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address(dst)),
-                 "l"(src), "r"(live ? 16 : 0)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void async_commit()
-{
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-/* waits until at most `pending` of the thread's groups of copies are in flight */
-template <int pending> static __device__ __forceinline__ void async_wait()
-{
-    asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory");
-}
-
 /* Rows [0, CHUNK) and columns [0, COLS) of the tile at p (rows `stride`
  * elements apart) into s, shared by NT threads: 0 past `cols`, and past `rows`
  * 0 too, or with PAD_LAST the last row again (as fetch). By cp.async where
@@ -416,7 +390,7 @@ static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows,
         bool live = src < rows && c < cols;
         const T *from = p + (size_t)src * stride + c;
         if (vec && (c + PER <= cols || !live))
-            copy16_async(&s[r][c], live ? from : p, live);
+            cp_async16(&s[r][c], live ? from : p, live);
         else
 #pragma unroll
             for (int e = 0; e < PER; e++)
@@ -426,27 +400,6 @@ static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows,
 
 /* ------------------------------------------------------------------ tensor-core fragments */
 
-static __device__ __forceinline__ int lane_id() { return threadIdx.x % 32; }
-static __device__ __forceinline__ int warp_id() { return threadIdx.x / 32; }
-
-/* where element e (0..3) of a 16×8 fp32 accumulator lies: row, column */
-static __device__ __forceinline__ int acc_row(int e) { return lane_id() / 4 + 8 * (e / 2); }
-static __device__ __forceinline__ int acc_col(int e) { return 2 * (lane_id() % 4) + e % 2; }
-
-/* four 8×8 bf16 matrices of shared memory; lane l gives the address of row l % 8 of matrix l / 8 */
-template <bool TRANS> static __device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const act_t *p)
-{
-    if (TRANS)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(shared_address(p))
-                     : "memory");
-    else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(shared_address(p))
-                     : "memory");
-}
 
 /* The 16×16 operand A (rows m0.., depth k0..) of a product: from a tile stored
  * [m][k], or with KM from one stored [k][m]; rows W elements long. */
@@ -470,16 +423,6 @@ static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const act_t (*s)
         ldmatrix4<true>(b, &s[k0 + l % 8 + 8 * (q & 1)][n0 + 8 * (q >> 1)]);
     else
         ldmatrix4<false>(b, &s[n0 + l % 8 + 8 * (q >> 1)][k0 + 8 * (q & 1)]);
-}
-
-/* c (16×8, fp32) += a (16×16) · b (16×8), bf16 operands */
-static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                           uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* A warp's product: acc[j] (rows m0..m0+15, columns n0 + 8j..) += Σ_k a[m][k] b[k][n]
@@ -650,13 +593,13 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
             copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + at(t0, h, H, dv) + j0, stride_v,
                                                       rows, dv - j0);
         }
-        async_commit();
+        cp_async_commit();
     };
 
     for (int k = 0; k < WALK_STAGES - 1; k++)
         issue(k);
     for (int k = 0; k < steps; k++) {
-        async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk k are in */
+        cp_async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk k are in */
         __syncthreads();               /* everyone's; and chunk k − 1's buffers are read */
         issue(k + WALK_STAGES - 1);
         const walk_stage &st = sh.stage[k % WALK_STAGES];

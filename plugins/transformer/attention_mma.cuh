@@ -18,44 +18,9 @@
 #include <cstdint>
 
 #include "cuda_launch.cuh"
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "attention_cuda.cu needs bf16 mma.sync and cp.async (sm_80 or newer)"
-#endif
-
-static __device__ __forceinline__ int lane_id() { return threadIdx.x % 32; }
-static __device__ __forceinline__ int warp_id() { return threadIdx.x / 32; }
-
-/* where element e (0..3) of a 16×8 fp32 accumulator lies */
-static __device__ __forceinline__ int acc_row(int e) { return lane_id() / 4 + 8 * (e / 2); }
-static __device__ __forceinline__ int acc_col(int e) { return 2 * (lane_id() % 4) + e % 2; }
-
-static __device__ __forceinline__ uint32_t shared_address(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+#include "mma_bf16.cuh"
 
 /* ------------------------------------------------------------------ global to shared */
-
-/* 16 bytes from global to shared memory, asynchronously; 16 zero bytes when
- * !valid (src is then not read, but must still be a valid address) */
-static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address(dst)),
-                 "l"(src), "r"(valid ? 16 : 0)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-/* waits until at most N of this thread's committed groups are still in flight */
-template <int N> static __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 
 /* ROWS rows of HD values into a tile of row length HD + 8, by all THREADS
  * threads: row r from src + r·stride, zeros from row `valid` on (src, row 0,
@@ -78,23 +43,6 @@ static __device__ __forceinline__ void load_tile(act_t *dst, const act_t *src, s
 
 /* ------------------------------------------------------------------ operands */
 
-/* four 8×8 bf16 matrices of shared memory; lane l gives the address of row
- * l % 8 of matrix l / 8 */
-template <bool TRANS>
-static __device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const act_t *p)
-{
-    if (TRANS)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(shared_address(p))
-                     : "memory");
-    else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(shared_address(p))
-                     : "memory");
-}
-
 /* the 16×16 A operand, rows m0.., depth k0.., of a tile stored [m][k] */
 static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const act_t *s, int ld, int m0,
                                               int k0)
@@ -114,16 +62,6 @@ static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const act_t *s, 
         ldmatrix4<true>(b, s + (k0 + l % 8 + 8 * (q & 1)) * ld + n0 + 8 * (q >> 1));
     else
         ldmatrix4<false>(b, s + (n0 + l % 8 + 8 * (q >> 1)) * ld + k0 + 8 * (q & 1));
-}
-
-/* c (16×8, fp32) += a (16×16) · b (16×8), bf16 operands */
-static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                           uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)

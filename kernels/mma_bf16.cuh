@@ -1,0 +1,78 @@
+/* Tensor-core primitives shared by the plugins' CUDA kernels (sm_80 and newer):
+ * asynchronous copies from global to shared memory (cp.async), operands
+ * fetched from shared memory with ldmatrix, and the warp-wide product
+ * mma.sync m16n8k16 with bf16 operands and fp32 accumulation.
+ *
+ * A warp's 16×8 fp32 accumulator is float c[4]: element e lies at row
+ * acc_row(e), column acc_col(e) (the m16n8 C layout). */
+#ifndef FLAME_MMA_BF16_CUH
+#define FLAME_MMA_BF16_CUH
+
+#include <cstdint>
+
+#include "cuda_launch.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "bf16 mma.sync and cp.async need sm_80 or newer"
+#endif
+
+static __device__ __forceinline__ int lane_id() { return threadIdx.x % 32; }
+static __device__ __forceinline__ int warp_id() { return threadIdx.x / 32; }
+
+/* where element e (0..3) of a 16×8 fp32 accumulator lies: row, column */
+static __device__ __forceinline__ int acc_row(int e) { return lane_id() / 4 + 8 * (e / 2); }
+static __device__ __forceinline__ int acc_col(int e) { return 2 * (lane_id() % 4) + e % 2; }
+
+static __device__ __forceinline__ uint32_t shared_address(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/* 16 bytes from global to shared memory, asynchronously; 16 zero bytes when
+ * !valid (src is then not read, but must still be a valid address) */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(shared_address(dst)),
+                 "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* waits until at most N of this thread's committed groups are still in flight */
+template <int N> static __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* four 8×8 bf16 matrices of shared memory; lane l gives the address of row
+ * l % 8 of matrix l / 8 */
+template <bool TRANS> static __device__ __forceinline__ void ldmatrix4(uint32_t (&r)[4], const act_t *p)
+{
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(shared_address(p))
+                     : "memory");
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(shared_address(p))
+                     : "memory");
+}
+
+/* c (16×8, fp32) += a (16×16) · b (16×8), bf16 operands; not volatile, so the
+ * compiler may schedule products among the loads */
+static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                           uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+#endif
