@@ -120,9 +120,10 @@ static int create_model(run *r, const flame_config *cfg)
     r->plugin->bind(r->model, (const void *const *)r->params.compute_ptrs, r->params.grad_ptrs);
     rng init_rng = {r->opt.seed};
     params_init(&r->params, &init_rng);
-    if (r->plugin->reserve(r->model, r->opt.batch_size, r->opt.seq_len, err, sizeof err)) {
+    int rc = r->plugin->reserve(r->model, r->opt.batch_size, r->opt.seq_len, err, sizeof err);
+    if (rc) {
         snprintf(r->err, sizeof r->err, "%s: %s", r->plugin->name, err);
-        return FLAME_EXIT_RUNTIME;
+        return rc == -2 ? FLAME_EXIT_CONFIG : FLAME_EXIT_RUNTIME;
     }
     return FLAME_EXIT_OK;
 }

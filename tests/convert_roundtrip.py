@@ -272,6 +272,38 @@ def check_gla(weights, tmp):
     print(f"ok: gla: {len(model)} tensors, {sum(r == 'copy' for r in rows.values())} copied")
 
 
+def check_mistral(weights, tmp):
+    """a Mistral's sliding_window reaches model.ini as window_size; flame-run takes it while
+    seq_len fits in the window and refuses a longer seq_len, naming the key"""
+    src, out = os.path.join(tmp, "mistral"), os.path.join(tmp, "mistral-flame")
+    os.makedirs(src)
+    with open(os.path.join(src, "config.json"), "w") as f:
+        json.dump(dict(CONFIG, model_type="mistral", architectures=["MistralForCausalLM"],
+                       sliding_window=12), f)
+    save_file(weights, os.path.join(src, "model.safetensors"))
+    rc, _, err = run("from-hf", "--model", src, "--output", out)
+    check(rc == 0, f"mistral: from-hf: exit {rc}: {err}")
+    if rc:
+        return
+    ini = configparser.ConfigParser()
+    ini.read(os.path.join(out, "model.ini"))
+    check(ini.get("model", "window_size", fallback=None) == "12",
+          f"mistral: model.ini window_size {ini.get('model', 'window_size', fallback=None)}")
+    text = os.path.join(tmp, "text.txt")
+    with open(text, "w") as f:
+        f.write("the quick brown fox jumps over the lazy dog\n" * 50)
+    for seq_len, want in ((12, 0), (16, 2)):
+        r = subprocess.run([os.path.join(os.path.dirname(tool), "flame-run"), "--arch", "transformer",
+                            "--model.config", os.path.join(out, "model.ini"),
+                            "--model.tokenizer_path", "byte", "--job.dump_folder",
+                            os.path.join(tmp, f"mistral-run-{seq_len}"), "--training.steps", "3",
+                            "--training.batch_size", "2", "--training.seq_len", str(seq_len),
+                            "--training.dataset", text], capture_output=True, text=True)
+        check(r.returncode == want and (want == 0 or "window_size = 12" in r.stderr),
+              f"mistral: seq_len {seq_len}: exit {r.returncode} (expected {want}): {r.stderr}")
+    print("ok: mistral: sliding_window 12 -> window_size 12; seq_len 12 trains, 16 is refused")
+
+
 def main():
     if not os.access(tool, os.X_OK):
         print(f"convert_roundtrip: FAILED: no tool at {tool}", file=sys.stderr)
@@ -300,6 +332,7 @@ def main():
             out = os.path.join(tmp, "fp32-flame")
             train_on("transformer", os.path.join(out, "model.ini"), out, tmp)
             print("ok: transformer: flame-run trains on from the from-hf seed")
+            check_mistral(weights, tmp)
         else:
             print("note: no transformer plugin built: flame-run on its seed not tried")
         bad = os.path.join(tmp, "gpt2")

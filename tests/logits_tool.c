@@ -389,9 +389,10 @@ static int run(run_state *s, const tool_args *a)
     }
     int B = s->rows.B, T = s->rows.T;
     size_t n = (size_t)B * T, logits_bytes = n * (size_t)V * sizeof(float);
-    if (s->plugin->reserve(s->model, B, T, err, sizeof err)) {
+    int rc = s->plugin->reserve(s->model, B, T, err, sizeof err);
+    if (rc) {
         fprintf(stderr, "logits_tool: %s: %s\n", s->plugin->name, err);
-        return FLAME_EXIT_RUNTIME;
+        return rc == -2 ? FLAME_EXIT_CONFIG : FLAME_EXIT_RUNTIME;
     }
     s->dev_tokens = s->ops->alloc(n * sizeof(int32_t));
     s->dev_targets = s->ops->alloc(n * sizeof(int32_t));

@@ -26,6 +26,8 @@ static const char HELP[] =
     "  DIR/model.ini                                the [model] section to train it with\n"
     "Train on with: flame-run --arch transformer --model.config DIR/model.ini\n"
     "  --job.dump_folder DIR --checkpoint.load_step 0 ...\n"
+    "A Mistral's sliding_window becomes window_size, which the plugin takes while\n"
+    "training.seq_len does not exceed it.\n"
     "\n"
     "With --config (a flame INI or fla JSON model config of plugin --arch, default\n"
     "gla) the checkpoint holds the parameters that plugin declares instead: each\n"
@@ -126,6 +128,7 @@ static int make_plan(const tensor_set *ts, plan *p, char *err, size_t err_len)
 typedef struct hf_config {
     long long hidden_size, num_hidden_layers, num_heads, num_kv_heads, intermediate_size,
         vocab_size, max_position_embeddings;
+    long long sliding_window; /* Mistral's; 0 when null or absent */
     double norm_eps, rope_theta, initializer_range;
     int tie_word_embeddings;
 } hf_config;
@@ -183,11 +186,14 @@ static int read_hf_config(const char *dir, hf_config *c, char *err, size_t err_l
     c->rope_theta = number_or(root, "rope_theta", 10000.0);
     c->initializer_range = number_or(root, "initializer_range", 0.02);
     c->tie_word_embeddings = json_is_true(json_object_get(root, "tie_word_embeddings"));
+    c->sliding_window = int_or(root, "sliding_window", 0);
     const char *why = c->hidden_size > 0 && c->num_hidden_layers > 0 && c->num_heads > 0 &&
-                              c->num_kv_heads > 0 && c->intermediate_size > 0 && c->vocab_size > 0
+                              c->num_kv_heads > 0 && c->intermediate_size > 0 && c->vocab_size > 0 &&
+                              c->sliding_window >= 0
                           ? unsupported(root, c)
                           : "hidden_size, num_hidden_layers, num_attention_heads, "
-                            "intermediate_size and vocab_size must be positive integers";
+                            "intermediate_size and vocab_size must be positive integers "
+                            "(and sliding_window, when given, not negative)";
     if (why)
         snprintf(err, err_len, "%s: %s", path, why);
     if (!why && !json_is_null(json_object_get(root, "rope_scaling")) &&
@@ -230,6 +236,8 @@ static int write_model_ini(const char *out_dir, const char *model_dir, const hf_
             shortest(c->norm_eps, eps, sizeof eps), shortest(c->rope_theta, theta, sizeof theta),
             c->tie_word_embeddings ? "true" : "false", c->max_position_embeddings,
             shortest(c->initializer_range, range, sizeof range));
+    if (c->sliding_window > 0)
+        fprintf(f, "window_size = %lld\n", c->sliding_window);
     if (fclose(f) != 0) {
         snprintf(err, err_len, "%s: cannot write: %s", path, strerror(errno));
         return -1;

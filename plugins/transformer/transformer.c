@@ -45,7 +45,9 @@ static const flame_option tf_options[] = {
     {"tie_word_embeddings", FLAME_TYPE_BOOL, "false", "use the embedding matrix as lm_head", 0},
     {"qkv_bias", FLAME_TYPE_BOOL, "false", "biases of q/k/v_proj (true: not supported yet)", 0},
     {"qk_norm", FLAME_TYPE_BOOL, "false", "RMSNorm of q and k per head (true: not supported yet)", 0},
-    {"window_size", FLAME_TYPE_INT, NULL, "sliding-window attention (not supported yet: leave unset)", 0},
+    {"window_size", FLAME_TYPE_INT, NULL,
+     "sliding-window attention span in tokens (Mistral's sliding_window); supported while it "
+     "covers a whole row (window_size >= seq_len), where it equals full causal attention", 0},
     {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the MLP (swish only)", 0},
     {"elementwise_affine", FLAME_TYPE_BOOL, "true", "learnable norm weights (false: not supported yet)", 0},
     {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0},
@@ -71,6 +73,7 @@ typedef struct tf_dims {
     int D, L, H, Hkv, hd, q_dim, kv_dim, I, V;
     float eps, init_std, theta;
     int tie;
+    int window; /* window_size, 0 when unset */
 } tf_dims;
 
 /* what one layer keeps from its forward for its backward; void pointers are
@@ -120,7 +123,7 @@ static int check_supported(const lm_options *cfg, char *err, size_t err_len)
                      bools[i].supported ? "false" : "true");
             return -1;
         }
-    static const char *const unset_only[] = {"window_size", "attnres_block_size"};
+    static const char *const unset_only[] = {"attnres_block_size"};
     for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
         if (lm_opt_given(cfg, unset_only[i])) {
             snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
@@ -194,6 +197,9 @@ static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_le
     }
     c->eps = (float)eps, c->init_std = (float)std, c->theta = (float)theta;
     c->tie = lm_opt_bool(cfg, "tie_word_embeddings");
+    c->window = 0;
+    if (lm_opt_given(cfg, "window_size") && lm_read_size(cfg, "window_size", &c->window, err, err_len))
+        return -1;
     return 0;
 }
 
@@ -305,6 +311,12 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
     if (B < 1 || T < 1 || (int64_t)B * T * m->c.H > INT_MAX) {
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -1;
+    }
+    /* no sequence is longer than a row: a window that covers T tokens masks nothing */
+    if (m->c.window && m->c.window < T) {
+        snprintf(err, err_len, "window_size = %d is shorter than seq_len = %d: sliding-window attention "
+                 "is not supported yet (train with seq_len <= %d)", m->c.window, T, m->c.window);
+        return -2;
     }
     return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }

@@ -84,7 +84,9 @@ typedef struct flame_plugin {
     void (*bind)(void *model, const void *const *params, float *const *grads);
 
     /* Sizes the activation memory for batches of at most B×T tokens.
-     * Returns 0, or -1 with a line in err (out of memory). */
+     * Returns 0; -1 with a line in err when out of memory; -2 with a line when
+     * the model's options cannot take batches of that shape (a configuration
+     * error, naming the key). */
     int (*reserve)(void *model, int B, int T, char *err, size_t err_len);
     /* Mean loss over the counted targets. When logits is not NULL it receives
      * [B*T, vocab_size] fp32 logits (backend memory; values of the activation
