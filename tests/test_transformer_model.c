@@ -347,7 +347,7 @@ static void test_create(void)
     struct { const char *key, *value, *needle; } refused[] = {
         {"qkv_bias", "true", "qkv_bias = true is not supported yet"},
         {"qk_norm", "true", "qk_norm"},
-        {"window_size", "512", "window_size"},
+        {"window_size", "0", "window_size"},
         {"attnres_block_size", "2", "attnres_block_size"},
         {"elementwise_affine", "false", "elementwise_affine"},
         {"hidden_act", "gelu", "hidden_act"},
@@ -362,6 +362,20 @@ static void test_create(void)
         kv_config cfg = base;
         kv_set(&cfg, refused[i].key, refused[i].value);
         expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
+    }
+    {   /* a window covering the whole row is taken; a shorter one is a configuration error */
+        kv_config cfg = base;
+        kv_set(&cfg, "window_size", "8");
+        flame_model_config view = view_of(&cfg);
+        char err[256] = "";
+        void *m = p->create(&view, &flame_cpu_ops, err, sizeof err);
+        CHECK(m != NULL, "window_size 8: create: %s", err);
+        if (m) {
+            CHECK(p->reserve(m, 2, 8, err, sizeof err) == 0, "window_size 8, T=8: %s", err);
+            int rc = p->reserve(m, 2, 9, err, sizeof err);
+            CHECK(rc == -2 && strstr(err, "window_size = 8"), "window_size 8, T=9: %d '%s'", rc, err);
+            p->destroy(m);
+        }
     }
     flame_ops other = flame_cpu_ops; /* a backend no build has kernels for */
     other.backend = "tpu";
