@@ -31,7 +31,8 @@ static int check_spec(const flame_param_spec *s, char *err, size_t err_len)
     return 0;
 }
 
-void *params_compute_at(const param_store *ps, size_t offset)
+/* the compute view of the value `offset` values into the buffers */
+static void *compute_at(const param_store *ps, size_t offset)
 {
     return (char *)ps->compute + offset * ps->ops->act_bytes;
 }
@@ -85,7 +86,7 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
     for (int i = 0; i < ps->n; i++) {
         ps->value_ptrs[i] = ps->values + ps->offset[i];
         ps->grad_ptrs[i] = ps->grads + ps->offset[i];
-        ps->compute_ptrs[i] = params_compute_at(ps, ps->offset[i]);
+        ps->compute_ptrs[i] = compute_at(ps, ps->offset[i]);
     }
     return 0;
 }

@@ -38,9 +38,6 @@ void params_init(param_store *ps, rng *r);
 /* compute = values, after the values were written other than by the optimizer */
 void params_sync_compute(param_store *ps);
 
-/* the compute view of the value `offset` values into the buffers */
-void *params_compute_at(const param_store *ps, size_t offset);
-
 void params_zero_grads(param_store *ps);
 /* sqrt(Σ grad²) over every tensor */
 double params_grad_norm(const param_store *ps);

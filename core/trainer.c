@@ -159,23 +159,18 @@ static int allocate_batch(run *r)
     return 0;
 }
 
-/* global-norm clipping, then AdamW in two launches: the tensors declared with
- * weight decay, then the others (decayed too under weight_decay_all); t counts
- * the steps applied, skipped ones excluded */
+/* global-norm clipping, then AdamW over every parameter in one launch, decaying
+ * the tensors declared with weight decay (stored first; all of them under
+ * weight_decay_all); t counts the steps applied, skipped ones excluded */
 static void optimizer_step(run *r, double norm, double lr, int t)
 {
     param_store *ps = &r->params;
     if (r->opt.max_norm > 0 && norm > r->opt.max_norm)
         r->ops->scale(ps->grads, (float)(r->opt.max_norm / (norm + 1e-6)), ps->total);
-    size_t bounds[3] = {0, ps->decayed_end, ps->total};
-    for (int part = 0; part < 2; part++) {
-        size_t off = bounds[part], n = bounds[part + 1] - off;
-        int decays = part == 0 || r->opt.weight_decay_all;
-        if (n > 0)
-            r->ops->adamw(ps->values + off, params_compute_at(ps, off), ps->grads + off, ps->m + off,
-                          ps->v + off, n, (float)lr, (float)r->opt.beta1, (float)r->opt.beta2,
-                          (float)r->opt.eps, decays ? (float)r->opt.weight_decay : 0.0f, t);
-    }
+    size_t n_decayed = r->opt.weight_decay_all ? ps->total : ps->decayed_end;
+    r->ops->adamw(ps->values, ps->compute, ps->grads, ps->m, ps->v, ps->total, n_decayed, (float)lr,
+                  (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps,
+                  (float)r->opt.weight_decay, t);
 }
 
 /* forward and backward of one micro-batch, adding its mean loss to *loss;

@@ -1,12 +1,13 @@
 /* AdamW with decoupled weight decay (Loshchilov & Hutter):
  *   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
  *   param −= lr · (m/(1−β1ᵗ) / (sqrt(v/(1−β2ᵗ)) + eps) + weight_decay · param)
- * The decay uses the parameter before this step's update. */
+ * The decay uses the parameter before this step's update and applies to the
+ * first n_decayed values only (norms, biases, embeddings are stored after). */
 #include <math.h>
 
 #include "cpu_kernels.h"
 
-void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n,
+void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n, size_t n_decayed,
                float lr, float beta1, float beta2, float eps, float weight_decay, int t)
 {
     /* bias corrections in double: 1 − β2ᵗ is small in early steps */
@@ -20,6 +21,7 @@ void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n,
         m[i] = mi;
         v[i] = vi;
         float update = (mi / bc1) / (sqrtf(vi / bc2) + eps);
-        param[i] -= lr * (update + weight_decay * param[i]);
+        float decay = i < n_decayed ? weight_decay : 0.0f;
+        param[i] -= lr * (update + decay * param[i]);
     }
 }

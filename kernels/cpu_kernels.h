@@ -68,7 +68,7 @@ double cross_entropy_cpu(float *losses, float *dlogits, const float *logits,
 double sum_squares_cpu(const float *x, size_t n);
 
 /* adamw_cpu.c */
-void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n,
+void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n, size_t n_decayed,
                float lr, float beta1, float beta2, float eps, float weight_decay, int t);
 
 /* cpu_ops.c: the table handed to plugins and to the trainer */

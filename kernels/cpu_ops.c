@@ -73,9 +73,10 @@ static double cross_entropy_act(float *losses, void *dlogits, const void *logits
 }
 
 static void adamw_act(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                      float lr, float beta1, float beta2, float eps, float weight_decay, int t)
+                      size_t n_decayed, float lr, float beta1, float beta2, float eps,
+                      float weight_decay, int t)
 {
-    adamw_cpu(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+    adamw_cpu(param, grad, m, v, n, n_decayed, lr, beta1, beta2, eps, weight_decay, t);
     if (compute)
         to_act_cpu(compute, param, n);
 }

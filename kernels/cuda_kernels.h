@@ -67,7 +67,8 @@ double sum_doubles_cuda(double *x, size_t n);
 
 /* adamw_cuda.cu */
 void adamw_cuda(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+                size_t n_decayed, float lr, float beta1, float beta2, float eps, float weight_decay,
+                int t);
 
 /* device_info_cuda.cu */
 /* TFLOP/s of a timed 8192³ bf16 product (fp32 accumulation) through cuBLASLt */

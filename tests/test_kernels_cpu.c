@@ -603,9 +603,10 @@ static void test_sum_squares(void)
 
 /* ---- AdamW ---- */
 
+/* two steps against the formulas in double; the decay on the first 5 of 9 values */
 static void test_adamw(void)
 {
-    enum { n = 9 };
+    enum { n = 9, n_decayed = 5 };
     const float lr = 1e-2f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f;
     float *param = testing_random(n, -1.0f, 1.0f), m[n] = {0}, v[n] = {0};
     double p_ref[n], m_ref[n] = {0}, v_ref[n] = {0};
@@ -621,10 +622,10 @@ static void test_adamw(void)
             v_ref[i] = beta2 * v_ref[i] + (1.0 - beta2) * (double)grad[i] * grad[i];
             double mhat = m_ref[i] / (1.0 - pow(beta1, t));
             double vhat = v_ref[i] / (1.0 - pow(beta2, t));
-            delta_ref[i] = -lr * (mhat / (sqrt(vhat) + eps) + wd * p_ref[i]);
+            delta_ref[i] = -lr * (mhat / (sqrt(vhat) + eps) + (i < n_decayed ? wd : 0.0) * p_ref[i]);
             p_ref[i] += delta_ref[i];
         }
-        ops->adamw(param, param, grad, m, v, n, lr, beta1, beta2, eps, wd, t);
+        ops->adamw(param, param, grad, m, v, n, n_decayed, lr, beta1, beta2, eps, wd, t);
         float delta[n];
         for (int i = 0; i < n; i++)
             delta[i] = param[i] - before[i];

@@ -513,9 +513,11 @@ static void test_sum_squares(size_t n)
 
 /* ---- AdamW ---- */
 
-/* Three steps with fresh gradients; m, v and the parameters' change compared.
- * With a separate compute copy, it must hold the GPU's parameters rounded to
- * bf16; without (compute = param), the fp32 parameters alone are written. */
+/* Three steps with fresh gradients; m, v and the parameters' change compared,
+ * the weight decay on the first third of the values only (a boundary inside a
+ * 16-byte access). With a separate compute copy, it must hold the GPU's
+ * parameters rounded to bf16; without (compute = param), the fp32 parameters
+ * alone are written. */
 static void test_adamw(size_t n, size_t offset, int separate_copy)
 {
     char shape[64];
@@ -526,10 +528,11 @@ static void test_adamw(size_t n, size_t offset, int separate_copy)
     float *d_p = dev_f32_at(p, n, offset), *d_m = dev_f32_at(m, n, offset);
     float *d_v = dev_f32_at(v, n, offset);
     void *d_compute = separate_copy ? dev_act_poisoned(n, offset) : d_p;
+    size_t n_decayed = n / 3;
     for (int t = 1; t <= 3; t++) {
         float *g = testing_random(n, -1, 1), *d_g = dev_f32_at(g, n, offset);
-        cpu->adamw(p, p, g, m, v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
-        gpu->adamw(d_p, d_compute, d_g, d_m, d_v, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        cpu->adamw(p, p, g, m, v, n, n_decayed, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        gpu->adamw(d_p, d_compute, d_g, d_m, d_v, n, n_decayed, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
         free(g);
     }
     check_f32("adamw m", shape, d_m, m, n);

@@ -86,12 +86,14 @@ typedef struct flame_ops {
     /* Sum of squares of x, accumulated in double: for the global gradient norm. */
     double (*sum_squares)(const float *x, size_t n);
 
-    /* One AdamW step (decoupled weight decay) at 1-based step t over n fp32 values:
+    /* One AdamW step (decoupled weight decay) at 1-based step t over n fp32 values
+     * (all the parameters at once), the decay on the first n_decayed of them only:
      * m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m/(1−β1ᵗ);  v̂ = v/(1−β2ᵗ);
      * param −= lr · (m̂/(sqrt(v̂)+eps) + weight_decay · param);
      * then compute (act) = param, unless compute is NULL or param itself. */
     void (*adamw)(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                  float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+                  size_t n_decayed, float lr, float beta1, float beta2, float eps,
+                  float weight_decay, int t);
 } flame_ops;
 
 #ifdef __cplusplus
