@@ -18,6 +18,19 @@
 
 static const flame_ops *const dev = &flame_cuda_ops;
 
+/* 1 after a line naming the device; 0 after "SKIP: <why>" when there is no
+ * usable one (the test then exits 77, Automake's "skipped") */
+static inline int cuda_testing_device(void)
+{
+    char why[256];
+    if (!flame_cuda_available(why, sizeof why)) {
+        printf("SKIP: %s\n", why);
+        return 0;
+    }
+    printf("device: %s\n", why);
+    return 1;
+}
+
 /* ==================================================================== inputs */
 
 /* A gradient's prefill: random values of the size (RMS) of what the kernels

@@ -307,12 +307,8 @@ static void bench(int B, int T, int reps)
 
 int main(int argc, char **argv)
 {
-    char why[256];
-    if (!flame_cuda_available(why, sizeof why)) {
-        printf("SKIP: %s\n", why);
+    if (!cuda_testing_device())
         return 77;
-    }
-    printf("device: %s\n", why);
     testing_seed(20240917);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
         bench(8, 2048, 10);

@@ -275,12 +275,8 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
 
 int main(int argc, char **argv)
 {
-    char why[256];
-    if (!flame_cuda_available(why, sizeof why)) {
-        printf("SKIP: %s\n", why);
+    if (!cuda_testing_device())
         return 77;
-    }
-    printf("device: %s\n", why);
     testing_seed(20240917);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
         printf("FLOPs: forward 4·B·H·T²·hd/2 (causal), backward 2.5× that\n");

@@ -1,5 +1,6 @@
 #include "lm_model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,23 +14,30 @@ static void add_param(lm_model *b, const char *name, int64_t rows, int64_t cols,
     s->shape[0] = rows;
     s->shape[1] = cols;
     s->init = init;
-    s->init_std = init == FLAME_INIT_NORMAL ? b->init_std : 0.0f;
+    s->init_std = init == FLAME_INIT_NORMAL ? b->s.init_std : 0.0f;
     s->weight_decay = decay;
 }
 
-int lm_model_init(lm_model *b, const flame_ops *ops, int L, int per_layer, int tie, int D, int V,
-                  float init_std)
+int lm_model_init(lm_model *b, const flame_ops *ops, const lm_shape *shape,
+                  lm_layer_params_fn layer_params, void *model)
 {
-    *b = (lm_model){.ops = ops, .L = L, .per_layer = per_layer, .tie = tie, .D = D, .V = V,
-                    .init_std = init_std};
-    size_t n = 2 + (size_t)L * per_layer + (tie ? 0 : 1);
+    *b = (lm_model){.ops = ops, .s = *shape};
+    int L = shape->L;
+    size_t n = 2 + (size_t)L * shape->per_layer + (shape->tie ? 0 : 1);
     b->specs = calloc(n, sizeof *b->specs);
     b->w = calloc(n, sizeof *b->w);
     b->dw = calloc(n, sizeof *b->dw);
     b->resid = calloc((size_t)L + 1, sizeof *b->resid);
-    if (!b->specs || !b->w || !b->dw || !b->resid)
+    b->mid = calloc((size_t)L, sizeof *b->mid);
+    b->mlp = calloc((size_t)L, sizeof *b->mlp);
+    if (!b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp)
         return -1;
-    add_param(b, "model.embeddings.weight", V, D, FLAME_INIT_NORMAL, 0);
+    add_param(b, "model.embeddings.weight", shape->V, shape->D, FLAME_INIT_NORMAL, 0);
+    for (int l = 0; l < L; l++)
+        layer_params(model, l);
+    add_param(b, "model.norm.weight", shape->D, 0, FLAME_INIT_ONES, 0);
+    if (!shape->tie)
+        add_param(b, "lm_head.weight", shape->V, shape->D, FLAME_INIT_NORMAL, 1);
     return 0;
 }
 
@@ -39,13 +47,6 @@ void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t ro
     char name[FLAME_NAME_MAX];
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
     add_param(b, name, rows, cols, cols ? FLAME_INIT_NORMAL : init, cols != 0);
-}
-
-void lm_model_finish_params(lm_model *b)
-{
-    add_param(b, "model.norm.weight", b->D, 0, FLAME_INIT_ONES, 0);
-    if (!b->tie)
-        add_param(b, "lm_head.weight", b->V, b->D, FLAME_INIT_NORMAL, 1);
 }
 
 static void release_arena(lm_model *b)
@@ -64,20 +65,22 @@ void lm_model_free(lm_model *b)
     free(b->w);
     free(b->dw);
     free(b->resid);
+    free(b->mid);
+    free(b->mlp);
     memset(b, 0, sizeof *b);
 }
 
-static int layer_index(const lm_model *b, int l, int p) { return 1 + l * b->per_layer + p; }
-static int final_norm_index(const lm_model *b) { return 1 + b->L * b->per_layer; }
+static int layer_index(const lm_model *b, int l, int p) { return 1 + l * b->s.per_layer + p; }
+static int final_norm_index(const lm_model *b) { return 1 + b->s.L * b->s.per_layer; }
 /* with tied embeddings, lm_head is the embedding (index 0) */
-static int lm_head_index(const lm_model *b) { return b->tie ? 0 : final_norm_index(b) + 1; }
+static int lm_head_index(const lm_model *b) { return b->s.tie ? 0 : final_norm_index(b) + 1; }
 
 const void *lm_model_w(const lm_model *b, int l, int p) { return b->w[layer_index(b, l, p)]; }
 float *lm_model_dw(const lm_model *b, int l, int p) { return b->dw[layer_index(b, l, p)]; }
 
 lm_mlp_params lm_model_mlp_params(const lm_model *b, int l)
 {
-    int p = b->per_layer - 4; /* norm, gate, up, down end every layer */
+    int p = b->s.per_layer - 4; /* norm, gate, up, down end every layer */
     lm_mlp_params m = {lm_model_w(b, l, p), lm_model_w(b, l, p + 1), lm_model_w(b, l, p + 2),
                        lm_model_w(b, l, p + 3), lm_model_dw(b, l, p), lm_model_dw(b, l, p + 1),
                        lm_model_dw(b, l, p + 2), lm_model_dw(b, l, p + 3)};
@@ -93,9 +96,52 @@ lm_head_params lm_model_head_params(const lm_model *b)
 
 void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
 {
-    for (int l = 0; l <= b->L; l++)
-        b->resid[l] = lm_take_acts(cv, n * b->D);
-    lm_head_carve(&b->head, cv, n, b->D, b->V);
+    const lm_shape *s = &b->s;
+    for (int l = 0; l <= s->L; l++)
+        b->resid[l] = lm_take_acts(cv, n * s->D);
+    for (int l = 0; l < s->L; l++) {
+        b->mid[l] = lm_take_acts(cv, n * s->D);
+        lm_mlp_carve(&b->mlp[l], cv, n, s->I);
+    }
+    lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I);
+    b->d_resid = lm_take_acts(cv, n * s->D);
+    b->d_x = lm_take_acts(cv, n * s->D);
+    lm_head_carve(&b->head, cv, n, s->D, s->V);
+}
+
+float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
+                       lm_mixer_fn mixer_forward, void *model)
+{
+    const lm_shape *s = &b->s;
+    if (lm_batch_load(&b->batch, b->ops, batch, s->V, who) < 0)
+        return NAN;
+    int n = b->batch.n;
+    b->ops->embedding_forward(b->resid[0], b->batch.tokens, b->w[0], n, s->D);
+    for (int l = 0; l < s->L; l++) {
+        mixer_forward(model, l);
+        lm_mlp_params p = lm_model_mlp_params(b, l);
+        lm_mlp_forward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->mid[l], b->resid[l + 1], n, s->D,
+                       s->I, s->eps);
+    }
+    lm_head_params hp = lm_model_head_params(b);
+    return lm_head_forward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, logits, s->D, s->V, s->eps);
+}
+
+void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
+{
+    const lm_shape *s = &b->s;
+    int n = b->batch.n;
+    if (n == 0)
+        return; /* no successful forward to differentiate */
+    lm_head_params hp = lm_model_head_params(b);
+    lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, s->D, s->V);
+    for (int l = s->L - 1; l >= 0; l--) {
+        lm_mlp_params p = lm_model_mlp_params(b, l);
+        lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, b->mid[l], n, s->D,
+                        s->I, s->eps);
+        mixer_backward(model, l);
+    }
+    b->ops->embedding_backward(b->dw[0], b->d_resid, b->batch.tokens, n, s->D);
 }
 
 int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver *cv, size_t n),
@@ -131,4 +177,4 @@ void lm_model_bind(void *model, const void *const *params, float *const *grads)
         b->w[i] = params[i], b->dw[i] = grads[i];
 }
 
-int64_t lm_model_vocab_size(const void *model) { return ((const lm_model *)model)->V; }
+int64_t lm_model_vocab_size(const void *model) { return ((const lm_model *)model)->s.V; }

@@ -1,39 +1,56 @@
-/* What every decoder-LM plugin's model holds besides its own layers: the op
- * table, the parameter list in fla's order (the embedding, L layers of
+/* What every decoder-LM plugin's model holds besides its own token mixer: the
+ * op table, the parameter list in fla's order (the embedding, L layers of
  * per_layer tensors whose last four are the MLP's norm, gate, up and down, the
  * final norm, then lm_head unless tied) with the pointers bind() hands in, the
- * activation arena with the residual stream and the LM head, and the last
- * batch. A plugin's model struct starts with an lm_model, so the vtable
- * entries that need nothing else (n_params, param, bind, vocab_size) are the
- * ones below. */
+ * activation arena with the residual stream, each layer's MLP and the LM head,
+ * and the last batch; and the one path from tokens to loss and back:
+ *
+ *   h = embed(x);  per layer: mid = mixer(h) (the plugin's, adding h itself),
+ *   h = mid + mlp(mid);  loss = head(h)
+ *
+ * A plugin's model struct starts with an lm_model, so the vtable entries that
+ * need nothing else (n_params, param, bind, vocab_size) are the ones below. */
 #ifndef FLAME_LM_MODEL_H
 #define FLAME_LM_MODEL_H
 
 #include "lm_parts.h"
 
+/* the sizes lm_model_init takes */
+typedef struct lm_shape {
+    int L, per_layer, tie, D, V, I; /* I: the MLP's width */
+    float eps, init_std;            /* every RMSNorm's epsilon; the normal draws' std */
+} lm_shape;
+
 typedef struct lm_model {
     const flame_ops *ops;
-    int L, per_layer, tie, D, V;
-    float init_std;
+    lm_shape s;
     int n_params;
     flame_param_spec *specs;
     const void **w; /* [n_params], from bind(): the compute view */
     float **dw;     /* [n_params], from bind() */
     void *arena;    /* activation memory, one ops->alloc, sized by lm_model_reserve() */
     void **resid;   /* [L+1] residual stream: layer inputs, then the last output */
+    void **mid;     /* [L] each layer's residual after its mixer */
+    lm_mlp_acts *mlp; /* [L] */
+    lm_mlp_scratch mlp_scratch;
+    void *d_resid;  /* [n,D] ∂loss/∂(residual stream), layer by layer in the backward */
+    void *d_x;      /* [n,D] ∂loss/∂(a norm's output): scratch of the MLP, the head, the mixer */
     lm_head head;
     lm_batch batch; /* the last batch taken in */
 } lm_model;
 
-/* Allocates the lists and declares the embedding. Returns 0, or -1 (out of memory). */
-int lm_model_init(lm_model *b, const flame_ops *ops, int L, int per_layer, int tie, int D, int V,
-                  float init_std);
+/* Declares layer l's parameters (per_layer calls of lm_model_add_layer_param). */
+typedef void (*lm_layer_params_fn)(void *model, int l);
+
+/* Allocates the lists and declares every parameter: the embedding, each
+ * layer's through layer_params(model, l), the final norm and lm_head unless
+ * tied. Returns 0, or -1 (out of memory). */
+int lm_model_init(lm_model *b, const flame_ops *ops, const lm_shape *shape,
+                  lm_layer_params_fn layer_params, void *model);
 /* Layer l's next parameter "model.layers.<l>.<suffix>": a matrix [rows, cols]
  * drawn normal with weight decay, or (cols 0) a vector by `init` without. */
 void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
                               flame_init_rule init);
-/* after the layers: the final norm, and lm_head unless tied */
-void lm_model_finish_params(lm_model *b);
 void lm_model_free(lm_model *b);
 
 /* parameter p of layer l: its compute view and its gradient */
@@ -47,8 +64,20 @@ lm_head_params lm_model_head_params(const lm_model *b);
  * hand out. Returns 0, or -1 with a line in err. */
 int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver *cv, size_t n),
                      void *model, char *err, size_t err_len);
-/* the residual stream's and the LM head's pieces */
+/* the pieces of the residual stream, the MLPs, the head and their scratch */
 void lm_model_carve(lm_model *b, lm_carver *cv, size_t n);
+
+/* A plugin's mixer of layer l: forward, mid[l] = resid[l] + mix(resid[l]);
+ * backward, from d_resid = ∂loss/∂mid[l] to d_resid = ∂loss/∂resid[l], adding
+ * its parameters' gradients. */
+typedef void (*lm_mixer_fn)(void *model, int l);
+
+/* the mean loss of the batch (NAN after a line on stderr starting with who
+ * when it is refused); logits (fp32, backend) may be NULL */
+float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
+                       lm_mixer_fn mixer_forward, void *model);
+/* adds ∂(mean loss of the last forward)/∂param into the bound gradients */
+void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model);
 
 /* the vtable entries for a model that starts with an lm_model */
 int lm_model_n_params(const void *model);

@@ -81,6 +81,8 @@ void *lm_act_at(const flame_ops *ops, const void *base, size_t index)
     return (char *)base + index * ops->act_bytes;
 }
 
+void lm_zero_acts(const flame_ops *ops, void *x, size_t count) { ops->zero(x, count * ops->act_bytes); }
+
 /* ------------------------------------------------------------------ batch */
 
 int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap)
@@ -197,16 +199,16 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
                      lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
                      int D, int I, float eps)
 {
-    size_t nI = (size_t)n * I, act = ops->act_bytes;
+    size_t nI = (size_t)n * I;
     /* the forward's x and activation, made again (rstd comes out the same) */
     ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
     ops->swiglu_forward(s->act, a->gate, a->up, nI);
-    ops->zero(s->dact, nI * act);
+    lm_zero_acts(ops, s->dact, nI);
     ops->matmul_backward(s->dact, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
-    ops->zero(s->dgate, nI * act);
-    ops->zero(s->dup, nI * act);
+    lm_zero_acts(ops, s->dgate, nI);
+    lm_zero_acts(ops, s->dup, nI);
     ops->swiglu_backward(s->dgate, s->dup, s->dact, a->gate, a->up, nI);
-    ops->zero(d_x, (size_t)n * D * act);
+    lm_zero_acts(ops, d_x, (size_t)n * D);
     ops->matmul_backward(d_x, p->dgate, NULL, s->dgate, s->x, p->gate, n, D, I);
     ops->matmul_backward(d_x, p->dup, NULL, s->dup, s->x, p->up, n, D, I);
     /* the residual path already carries d_resid; the norm's path adds to it */
@@ -261,7 +263,7 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
 {
     int n = lb->n;
     float scale = lb->counted ? 1.0f / (float)lb->counted : 0.0f;
-    ops->zero(d_x, (size_t)n * D * ops->act_bytes);
+    lm_zero_acts(ops, d_x, (size_t)n * D);
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
         int rows = chunk_rows(hd, r0, n);
         chunk_logits(ops, hd, p, r0, rows, D, V);
@@ -269,6 +271,6 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
         ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), p->dhead, NULL, hd->logits,
                              lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }
-    ops->zero(d_resid, (size_t)n * D * ops->act_bytes);
+    lm_zero_acts(ops, d_resid, (size_t)n * D);
     ops->rmsnorm_backward(d_resid, p->dnorm, d_x, h, p->norm, hd->rstd, n, D);
 }

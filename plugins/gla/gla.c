@@ -91,8 +91,6 @@ typedef struct layer_acts {
     void *gk_low, *gk;                    /* [n,R], [n,key_dim] (after logsigmoid) */
     void *o;                              /* recurrence out */
     float *gn_rstd;                       /* [n·H] */
-    void *mid;                            /* [n,D] residual after attention */
-    lm_mlp_acts mlp;
 } layer_acts;
 
 /* scratch reused by every layer: gradients, and the values the forward does
@@ -104,12 +102,9 @@ typedef struct grad_scratch {
     void *a;                     /* [n,D] the norm of the layer input */
     void *y_value;               /* [n,value_dim] the gated norm's output */
     float *checkpoints;          /* the recurrence's states at chunk starts */
-    void *resid;                 /* [n,D] ∂loss/∂(residual stream) */
-    void *x;                     /* [n,D] ∂loss/∂(a norm's output) */
-    void *y, *o, *g, *v;         /* [n,value_dim] */
+    void *y, *o, *g, *v;         /* [n,value_dim] gradients */
     void *q, *k, *gk, *gk_pre;   /* [n,key_dim] */
     void *gk_low;                /* [n,R] */
-    lm_mlp_scratch mlp;
 } grad_scratch;
 
 typedef struct gla_model {
@@ -230,8 +225,9 @@ static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_l
 }
 
 /* matrices: normal, with weight decay; vectors: ones (norms) or zeros (bias), without */
-static void add_layer_params(gla_model *m, int l)
+static void add_layer_params(void *model, int l)
 {
+    gla_model *m = model;
     const gla_dims *c = &m->c;
     lm_model *b = &m->base;
     lm_model_add_layer_param(b, l, "attn_norm.weight", c->D, 0, FLAME_INIT_ONES);
@@ -265,17 +261,15 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
     if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
     gla_model *m = calloc(1, sizeof *m);
-    if (!m || lm_model_init(&m->base, ops, c.L, P_PER_LAYER, c.tie, c.D, c.V, c.init_std) ||
+    if (m)
+        m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
+    lm_shape shape = {c.L, P_PER_LAYER, c.tie, c.D, c.V, c.I, c.eps, c.init_std};
+    if (!m || lm_model_init(&m->base, ops, &shape, add_layer_params, m) ||
         !(m->acts = calloc((size_t)c.L, sizeof *m->acts))) {
         gla_destroy(m);
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    m->kern = kern;
-    m->c = c;
-    for (int l = 0; l < c.L; l++)
-        add_layer_params(m, l);
-    lm_model_finish_params(&m->base);
     return m;
 }
 
@@ -302,8 +296,6 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, size_t 
     A->gk = lm_take_acts(cv, n * c->key_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->gn_rstd = lm_take_floats(cv, n * c->H);
-    A->mid = lm_take_acts(cv, n * c->D);
-    lm_mlp_carve(&A->mlp, cv, n, c->I);
 }
 
 static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
@@ -312,8 +304,6 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const
     d->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
     d->a = lm_take_acts(cv, n * c->D);
     d->y_value = lm_take_acts(cv, n * c->value_dim);
-    d->resid = lm_take_acts(cv, n * c->D);
-    d->x = lm_take_acts(cv, n * c->D);
     d->y = lm_take_acts(cv, n * c->value_dim);
     d->o = lm_take_acts(cv, n * c->value_dim);
     d->g = lm_take_acts(cv, n * c->value_dim);
@@ -323,7 +313,6 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const
     d->gk = lm_take_acts(cv, n * c->key_dim);
     d->gk_pre = lm_take_acts(cv, n * c->key_dim);
     d->gk_low = lm_take_acts(cv, n * c->R);
-    lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -361,8 +350,10 @@ static gla_recurrence_dims recurrence_dims(const gla_model *m)
     return d;
 }
 
-static void attn_forward(gla_model *m, int l)
+/* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
+static void attn_forward(void *model, int l)
 {
+    gla_model *m = model;
     const flame_ops *ops = m->base.ops;
     const gla_dims *c = &m->c;
     layer_acts *A = &m->acts[l];
@@ -384,38 +375,18 @@ static void attn_forward(gla_model *m, int l)
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
                                c->eps);
     /* output projection and residual */
-    ops->matmul_forward(A->mid, m->d.y_value, W(m, l, P_O), NULL, n, c->value_dim, c->D);
-    ops->add(A->mid, A->mid, m->base.resid[l], (size_t)n * c->D);
-}
-
-static void mlp_forward(gla_model *m, int l)
-{
-    lm_mlp_params p = lm_model_mlp_params(&m->base, l);
-    lm_mlp_forward(m->base.ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->base.resid[l + 1], m->base.batch.n, m->c.D,
-                   m->c.I, m->c.eps);
+    ops->matmul_forward(m->base.mid[l], m->d.y_value, W(m, l, P_O), NULL, n, c->value_dim, c->D);
+    ops->add(m->base.mid[l], m->base.mid[l], m->base.resid[l], (size_t)n * c->D);
 }
 
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
 {
-    gla_model *m = model;
-    int counted = lm_batch_load(&m->base.batch, m->base.ops, batch, m->c.V, "gla");
-    if (counted < 0)
-        return NAN;
-    m->base.ops->embedding_forward(m->base.resid[0], m->base.batch.tokens, m->base.w[0], m->base.batch.n, m->c.D);
-    for (int l = 0; l < m->c.L; l++) {
-        attn_forward(m, l);
-        mlp_forward(m, l);
-    }
-    lm_head_params p = lm_model_head_params(&m->base);
-    return lm_head_forward(m->base.ops, &m->base.head, &p, m->base.resid[m->c.L], &m->base.batch, logits, m->c.D, m->c.V,
-                           m->c.eps);
+    return lm_model_forward(model, batch, logits, "gla", attn_forward, model);
 }
 
 /* ------------------------------------------------------------------ backward */
 
-static void zero(const gla_model *m, void *x, size_t count) { m->base.ops->zero(x, count * m->base.ops->act_bytes); }
-
-/* from d.resid = ∂loss/∂mid to d.o, d.g: through o_proj and the gated norm */
+/* from d_resid = ∂loss/∂mid to d.o, d.g: through o_proj and the gated norm */
 static void attn_output_backward(gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
@@ -424,11 +395,11 @@ static void attn_output_backward(gla_model *m, int l)
     int n = m->base.batch.n;
     size_t nV = (size_t)n * c->value_dim;
     m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
-    zero(m, d->y, nV);
-    m->base.ops->matmul_backward(d->y, dW(m, l, P_O), NULL, d->resid, d->y_value, W(m, l, P_O), n, c->value_dim,
+    lm_zero_acts(m->base.ops, d->y, nV);
+    m->base.ops->matmul_backward(d->y, dW(m, l, P_O), NULL, m->base.d_resid, d->y_value, W(m, l, P_O), n, c->value_dim,
                             c->D);
-    zero(m, d->o, nV);
-    zero(m, d->g, nV);
+    lm_zero_acts(m->base.ops, d->o, nV);
+    lm_zero_acts(m->base.ops, d->g, nV);
     m->kern->gate_norm_backward(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
                                 A->gn_rstd, n * c->H, c->dv);
 }
@@ -441,22 +412,22 @@ static void attn_core_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
-    zero(m, d->q, nK);
-    zero(m, d->k, nK);
-    zero(m, d->gk, nK);
-    zero(m, d->v, (size_t)n * c->value_dim);
+    lm_zero_acts(m->base.ops, d->q, nK);
+    lm_zero_acts(m->base.ops, d->k, nK);
+    lm_zero_acts(m->base.ops, d->gk, nK);
+    lm_zero_acts(m->base.ops, d->v, (size_t)n * c->value_dim);
     gla_recurrence_dims rd = recurrence_dims(m);
     m->kern->recurrence_forward(NULL, d->checkpoints, NULL, A->k, A->v, A->gk, &rd, m->work, m->n_work);
     m->kern->recurrence_backward(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, d->checkpoints,
                                  &rd, m->work, m->n_work);
-    zero(m, d->gk_pre, nK);
+    lm_zero_acts(m->base.ops, d->gk_pre, nK);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
-    zero(m, d->gk_low, (size_t)n * c->R);
+    lm_zero_acts(m->base.ops, d->gk_low, (size_t)n * c->R);
     m->base.ops->matmul_backward(d->gk_low, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre, A->gk_low,
                             W(m, l, P_GK1), n, c->R, c->key_dim);
 }
 
-/* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */
+/* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */
 static void attn_input_backward(gla_model *m, int l)
 {
     const flame_ops *ops = m->base.ops;
@@ -465,34 +436,25 @@ static void attn_input_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n, D = c->D;
     ops->rmsnorm_forward(d->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, D, c->eps);
-    zero(m, d->x, (size_t)n * D);
-    ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
-    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->base.resid[l], W(m, l, P_ATTN_NORM),
+    lm_zero_acts(m->base.ops, m->base.d_x, (size_t)n * D);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
+    ops->rmsnorm_backward(m->base.d_resid, dW(m, l, P_ATTN_NORM), m->base.d_x, m->base.resid[l], W(m, l, P_ATTN_NORM),
                           A->attn_rstd, n, D);
 }
 
-static void gla_backward(void *model)
+/* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */
+static void attn_backward(void *model, int l)
 {
-    gla_model *m = model;
-    if (m->base.batch.n == 0)
-        return; /* no successful forward to differentiate */
-    lm_head_params hp = lm_model_head_params(&m->base);
-    lm_head_backward(m->base.ops, &m->base.head, &hp, m->base.resid[m->c.L], &m->base.batch, m->d.x, m->d.resid, m->c.D,
-                     m->c.V);
-    for (int l = m->c.L - 1; l >= 0; l--) {
-        lm_mlp_params mp = lm_model_mlp_params(&m->base, l);
-        lm_mlp_backward(m->base.ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
-                        m->base.batch.n, m->c.D, m->c.I, m->c.eps);
-        attn_output_backward(m, l);
-        attn_core_backward(m, l);
-        attn_input_backward(m, l);
-    }
-    m->base.ops->embedding_backward(m->base.dw[0], m->d.resid, m->base.batch.tokens, m->base.batch.n, m->c.D);
+    attn_output_backward(model, l);
+    attn_core_backward(model, l);
+    attn_input_backward(model, l);
 }
+
+static void gla_backward(void *model) { lm_model_backward(model, attn_backward, model); }
 
 /* ------------------------------------------------------------------ the rest */
 

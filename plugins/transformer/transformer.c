@@ -84,18 +84,13 @@ typedef struct layer_acts {
     void *q, *k, *v;        /* after rotary: [n,q_dim], [n,kv_dim] ×2 */
     void *o;                /* attention out [n,q_dim] */
     float *lse;             /* log-sum-exp [n,H] */
-    void *mid;              /* [n,D] residual after attention */
-    lm_mlp_acts mlp;
 } layer_acts;
 
-/* scratch reused by every layer: gradients, and the MLP's values made again */
+/* gradient scratch reused by every layer */
 typedef struct grad_scratch {
-    void *resid;            /* [n,D] ∂loss/∂(residual stream) */
-    void *x;                /* [n,D] ∂loss/∂(a norm's output) */
     void *o, *q_rot, *q;    /* [n,q_dim]: before o_proj, after and before rotary */
     void *k_rot, *k, *v;    /* [n,kv_dim] */
     float *attn_work;       /* the attention backward's scratch (kern->attention_work_floats) */
-    lm_mlp_scratch mlp;
 } grad_scratch;
 
 typedef struct tf_model {
@@ -204,8 +199,9 @@ static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_le
 }
 
 /* matrices: normal, with weight decay; norms: ones, without */
-static void add_layer_params(tf_model *m, int l)
+static void add_layer_params(void *model, int l)
 {
+    tf_model *m = model;
     const tf_dims *c = &m->c;
     static const char *const names[P_PER_LAYER] = {
         "attn_norm.weight", "attn.q_proj.weight", "attn.k_proj.weight", "attn.v_proj.weight",
@@ -240,17 +236,15 @@ static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char
         return NULL;
     }
     tf_model *m = calloc(1, sizeof *m);
-    if (!m || lm_model_init(&m->base, ops, c.L, P_PER_LAYER, c.tie, c.D, c.V, c.init_std) ||
+    if (m)
+        m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
+    lm_shape shape = {c.L, P_PER_LAYER, c.tie, c.D, c.V, c.I, c.eps, c.init_std};
+    if (!m || lm_model_init(&m->base, ops, &shape, add_layer_params, m) ||
         !(m->acts = calloc((size_t)c.L, sizeof *m->acts))) {
         tf_destroy(m);
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    m->kern = kern;
-    m->c = c;
-    for (int l = 0; l < c.L; l++)
-        add_layer_params(m, l);
-    lm_model_finish_params(&m->base);
     return m;
 }
 
@@ -275,15 +269,11 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n
     A->v = lm_take_acts(cv, n * c->kv_dim);
     A->o = lm_take_acts(cv, n * c->q_dim);
     A->lse = lm_take_floats(cv, n * c->H);
-    A->mid = lm_take_acts(cv, n * c->D);
-    lm_mlp_carve(&A->mlp, cv, n, c->I);
 }
 
 static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
                         const transformer_kernels *kern, size_t n)
 {
-    d->resid = lm_take_acts(cv, n * c->D);
-    d->x = lm_take_acts(cv, n * c->D);
     d->o = lm_take_acts(cv, n * c->q_dim);
     d->q_rot = lm_take_acts(cv, n * c->q_dim);
     d->q = lm_take_acts(cv, n * c->q_dim);
@@ -291,7 +281,6 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
     d->k = lm_take_acts(cv, n * c->kv_dim);
     d->v = lm_take_acts(cv, n * c->kv_dim);
     d->attn_work = lm_take_floats(cv, kern->attention_work_floats((int)n, c->H));
-    lm_mlp_scratch_carve(&d->mlp, cv, n, c->D, c->I);
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -330,8 +319,10 @@ static attention_dims attn_dims(const tf_model *m)
     return d;
 }
 
-static void attn_forward(tf_model *m, int l)
+/* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
+static void attn_forward(void *model, int l)
 {
+    tf_model *m = model;
     const flame_ops *ops = m->base.ops;
     const tf_dims *c = &m->c;
     layer_acts *A = &m->acts[l];
@@ -346,38 +337,18 @@ static void attn_forward(tf_model *m, int l)
     m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
     m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     /* output projection and residual */
-    ops->matmul_forward(A->mid, A->o, W(m, l, P_O), NULL, n, c->q_dim, c->D);
-    ops->add(A->mid, A->mid, m->base.resid[l], (size_t)n * c->D);
-}
-
-static void mlp_forward(tf_model *m, int l)
-{
-    lm_mlp_params p = lm_model_mlp_params(&m->base, l);
-    lm_mlp_forward(m->base.ops, &m->acts[l].mlp, &p, &m->d.mlp, m->acts[l].mid, m->base.resid[l + 1], m->base.batch.n, m->c.D,
-                   m->c.I, m->c.eps);
+    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, n, c->q_dim, c->D);
+    ops->add(m->base.mid[l], m->base.mid[l], m->base.resid[l], (size_t)n * c->D);
 }
 
 static float tf_forward(void *model, const flame_batch *batch, float *logits)
 {
-    tf_model *m = model;
-    int counted = lm_batch_load(&m->base.batch, m->base.ops, batch, m->c.V, "transformer");
-    if (counted < 0)
-        return NAN;
-    m->base.ops->embedding_forward(m->base.resid[0], m->base.batch.tokens, m->base.w[0], m->base.batch.n, m->c.D);
-    for (int l = 0; l < m->c.L; l++) {
-        attn_forward(m, l);
-        mlp_forward(m, l);
-    }
-    lm_head_params p = lm_model_head_params(&m->base);
-    return lm_head_forward(m->base.ops, &m->base.head, &p, m->base.resid[m->c.L], &m->base.batch, logits, m->c.D, m->c.V,
-                           m->c.eps);
+    return lm_model_forward(model, batch, logits, "transformer", attn_forward, model);
 }
 
 /* ------------------------------------------------------------------ backward */
 
-static void zero(const tf_model *m, void *x, size_t count) { m->base.ops->zero(x, count * m->base.ops->act_bytes); }
-
-/* from d.resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
+/* from d_resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
 static void attn_core_backward(tf_model *m, int l)
 {
     const tf_dims *c = &m->c;
@@ -386,20 +357,20 @@ static void attn_core_backward(tf_model *m, int l)
     int n = m->base.batch.n;
     size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
     attention_dims ad = attn_dims(m);
-    zero(m, d->o, nQ);
-    m->base.ops->matmul_backward(d->o, dW(m, l, P_O), NULL, d->resid, A->o, W(m, l, P_O), n, c->q_dim, c->D);
-    zero(m, d->q_rot, nQ);
-    zero(m, d->k_rot, nKV);
-    zero(m, d->v, nKV);
+    lm_zero_acts(m->base.ops, d->o, nQ);
+    m->base.ops->matmul_backward(d->o, dW(m, l, P_O), NULL, m->base.d_resid, A->o, W(m, l, P_O), n, c->q_dim, c->D);
+    lm_zero_acts(m->base.ops, d->q_rot, nQ);
+    lm_zero_acts(m->base.ops, d->k_rot, nKV);
+    lm_zero_acts(m->base.ops, d->v, nKV);
     m->kern->attention_backward(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 d->attn_work);
-    zero(m, d->q, nQ);
-    zero(m, d->k, nKV);
+    lm_zero_acts(m->base.ops, d->q, nQ);
+    lm_zero_acts(m->base.ops, d->k, nKV);
     m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->theta);
     m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->theta);
 }
 
-/* from the projections' output gradients to d.resid = ∂loss/∂(layer input) */
+/* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */
 static void attn_input_backward(tf_model *m, int l)
 {
     const flame_ops *ops = m->base.ops;
@@ -407,31 +378,22 @@ static void attn_input_backward(tf_model *m, int l)
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
     int n = m->base.batch.n, D = c->D;
-    zero(m, d->x, (size_t)n * D);
-    ops->matmul_backward(d->x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
-    ops->matmul_backward(d->x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
-    ops->rmsnorm_backward(d->resid, dW(m, l, P_ATTN_NORM), d->x, m->base.resid[l], W(m, l, P_ATTN_NORM),
+    lm_zero_acts(m->base.ops, m->base.d_x, (size_t)n * D);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
+    ops->matmul_backward(m->base.d_x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
+    ops->rmsnorm_backward(m->base.d_resid, dW(m, l, P_ATTN_NORM), m->base.d_x, m->base.resid[l], W(m, l, P_ATTN_NORM),
                           A->attn_rstd, n, D);
 }
 
-static void tf_backward(void *model)
+/* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */
+static void attn_backward(void *model, int l)
 {
-    tf_model *m = model;
-    if (m->base.batch.n == 0)
-        return; /* no successful forward to differentiate */
-    lm_head_params hp = lm_model_head_params(&m->base);
-    lm_head_backward(m->base.ops, &m->base.head, &hp, m->base.resid[m->c.L], &m->base.batch, m->d.x, m->d.resid, m->c.D,
-                     m->c.V);
-    for (int l = m->c.L - 1; l >= 0; l--) {
-        lm_mlp_params mp = lm_model_mlp_params(&m->base, l);
-        lm_mlp_backward(m->base.ops, &m->acts[l].mlp, &mp, &m->d.mlp, m->d.x, m->d.resid, m->acts[l].mid,
-                        m->base.batch.n, m->c.D, m->c.I, m->c.eps);
-        attn_core_backward(m, l);
-        attn_input_backward(m, l);
-    }
-    m->base.ops->embedding_backward(m->base.dw[0], m->d.resid, m->base.batch.tokens, m->base.batch.n, m->c.D);
+    attn_core_backward(model, l);
+    attn_input_backward(model, l);
 }
+
+static void tf_backward(void *model) { lm_model_backward(model, attn_backward, model); }
 
 /* ------------------------------------------------------------------ the rest */
 
