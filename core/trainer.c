@@ -159,17 +159,19 @@ static int allocate_batch(run *r)
     return 0;
 }
 
-/* global-norm clipping, then AdamW over every parameter in one launch, decaying
- * the tensors declared with weight decay (stored first; all of them under
- * weight_decay_all); t counts the steps applied, skipped ones excluded */
+/* AdamW over every parameter in one launch, with global-norm clipping as the
+ * scale it applies to the gradients, decaying the tensors declared with weight
+ * decay (stored first; all of them under weight_decay_all); t counts the steps
+ * applied, skipped ones excluded */
 static void optimizer_step(run *r, double norm, double lr, int t)
 {
     param_store *ps = &r->params;
+    float clip = 1.0f;
     if (r->opt.max_norm > 0 && norm > r->opt.max_norm)
-        r->ops->scale(ps->grads, (float)(r->opt.max_norm / (norm + 1e-6)), ps->total);
+        clip = (float)(r->opt.max_norm / (norm + 1e-6));
     size_t n_decayed = r->opt.weight_decay_all ? ps->total : ps->decayed_end;
-    r->ops->adamw(ps->values, ps->compute, ps->grads, ps->m, ps->v, ps->total, n_decayed, (float)lr,
-                  (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps,
+    r->ops->adamw(ps->values, ps->compute, ps->grads, clip, ps->m, ps->v, ps->total, n_decayed,
+                  (float)lr, (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps,
                   (float)r->opt.weight_decay, t);
 }
 

@@ -2,7 +2,7 @@
  * master parameters and state:
  *   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
  *   param −= lr · (m/(1−β1ᵗ) / (sqrt(v/(1−β2ᵗ)) + eps) + weight_decay · param)
- * The decay uses the parameter before this step's update and applies to the
+ * with g = grad_scale · grad. The decay uses the parameter before this step's update and applies to the
  * first n_decayed values only: one launch covers every parameter. The same pass
  * writes the bf16 compute copy of the parameters that the forward reads,
  * rounded to nearest even, so no separate cast follows each step. ACT_VEC
@@ -14,7 +14,7 @@
 #include "cuda_launch.cuh"
 
 struct adamw_hyper {
-    float lr, beta1, beta2, eps, weight_decay, bc1, bc2;
+    float grad_scale, lr, beta1, beta2, eps, weight_decay, bc1, bc2;
     size_t n_decayed; /* the decay applies to values [0, n_decayed) */
 };
 
@@ -32,6 +32,7 @@ static __global__ void adamw_kernel(float *param, act_t *compute, const float *g
         load_floats<W>(vi, v + at);
 #pragma unroll
         for (int k = 0; k < W; k++) {
+            g[k] *= h.grad_scale;
             mi[k] = h.beta1 * mi[k] + (1.0f - h.beta1) * g[k];
             vi[k] = h.beta2 * vi[k] + (1.0f - h.beta2) * g[k] * g[k];
             float update = (mi[k] / h.bc1) / (sqrtf(vi[k] / h.bc2) + h.eps);
@@ -46,15 +47,15 @@ static __global__ void adamw_kernel(float *param, act_t *compute, const float *g
     }
 }
 
-void adamw_cuda(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                size_t n_decayed, float lr, float beta1, float beta2, float eps, float weight_decay,
-                int t)
+void adamw_cuda(float *param, void *compute, const float *grad, float grad_scale, float *m,
+                float *v, size_t n, size_t n_decayed, float lr, float beta1, float beta2, float eps,
+                float weight_decay, int t)
 {
     if (n == 0)
         return;
     act_t *copy = compute == (void *)param ? NULL : (act_t *)compute;
     /* bias corrections in double on the host, as the CPU does: 1 − β2ᵗ is small early on */
-    adamw_hyper h = {lr, beta1, beta2, eps, weight_decay,
+    adamw_hyper h = {grad_scale, lr, beta1, beta2, eps, weight_decay,
                      (float)(1.0 - pow(beta1, t)), (float)(1.0 - pow(beta2, t)), n_decayed};
     LAUNCH_VECTORIZED(adamw_kernel, vectorizable(n, param, copy, grad, m, v), n, param, copy, grad,
                       m, v, n, h);

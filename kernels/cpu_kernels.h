@@ -34,8 +34,8 @@ void cpu_download(void *host_dst, const void *src, size_t bytes);
 
 /* matmul_cpu.c */
 void matmul_forward_cpu(float *out, const float *in, const float *weight,
-                        const float *bias, int M, int K, int N);
-void matmul_backward_cpu(float *din, float *dweight, float *dbias,
+                        const float *bias, const float *residual, int M, int K, int N);
+void matmul_backward_cpu(float *din, flame_grad_mode din_mode, float *dweight, float *dbias,
                          const float *dout, const float *in, const float *weight,
                          int M, int K, int N);
 
@@ -48,16 +48,15 @@ void embedding_backward_cpu(float *dtable, const float *dout, const int32_t *tok
 /* rmsnorm_cpu.c */
 void rmsnorm_forward_cpu(float *out, float *rstd, const float *x, const float *weight,
                          int n, int C, float eps);
-void rmsnorm_backward_cpu(float *dx, float *dweight, const float *dout, const float *x,
-                          const float *weight, const float *rstd, int n, int C);
+void rmsnorm_backward_cpu(float *dx, flame_grad_mode dx_mode, float *dweight, const float *dout,
+                          const float *x, const float *weight, const float *rstd, int n, int C);
 
 /* swiglu_cpu.c */
 void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n);
-void swiglu_backward_cpu(float *dgate, float *dup, const float *dout,
+void swiglu_backward_cpu(float *dgate, float *dup, float *out, const float *dout,
                          const float *gate, const float *up, size_t n);
 
 /* elementwise_cpu.c */
-void add_cpu(float *out, const float *a, const float *b, size_t n);
 void scale_cpu(float *x, float s, size_t n);
 
 /* cross_entropy_cpu.c */
@@ -68,8 +67,9 @@ double cross_entropy_cpu(float *losses, float *dlogits, const float *logits,
 double sum_squares_cpu(const float *x, size_t n);
 
 /* adamw_cpu.c */
-void adamw_cpu(float *param, const float *grad, float *m, float *v, size_t n, size_t n_decayed,
-               float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+void adamw_cpu(float *param, const float *grad, float grad_scale, float *m, float *v, size_t n,
+               size_t n_decayed, float lr, float beta1, float beta2, float eps, float weight_decay,
+               int t);
 
 /* cpu_ops.c: the table handed to plugins and to the trainer */
 extern const flame_ops flame_cpu_ops;

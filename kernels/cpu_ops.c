@@ -19,15 +19,16 @@ static void from_act_cpu(float *dst, const void *src, size_t n)
 }
 
 static void matmul_forward_act(void *out, const void *in, const void *weight, const void *bias,
-                               int M, int K, int N)
+                               const void *residual, int M, int K, int N)
 {
-    matmul_forward_cpu(out, in, weight, bias, M, K, N);
+    matmul_forward_cpu(out, in, weight, bias, residual, M, K, N);
 }
 
-static void matmul_backward_act(void *din, float *dweight, float *dbias, const void *dout,
-                                const void *in, const void *weight, int M, int K, int N)
+static void matmul_backward_act(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
+                                const void *dout, const void *in, const void *weight, int M, int K,
+                                int N)
 {
-    matmul_backward_cpu(din, dweight, dbias, dout, in, weight, M, K, N);
+    matmul_backward_cpu(din, din_mode, dweight, dbias, dout, in, weight, M, K, N);
 }
 
 static void embedding_forward_act(void *out, const int32_t *tokens, const void *table, int n, int C)
@@ -47,10 +48,11 @@ static void rmsnorm_forward_act(void *out, float *rstd, const void *x, const voi
     rmsnorm_forward_cpu(out, rstd, x, weight, n, C, eps);
 }
 
-static void rmsnorm_backward_act(void *dx, float *dweight, const void *dout, const void *x,
-                                 const void *weight, const float *rstd, int n, int C)
+static void rmsnorm_backward_act(void *dx, flame_grad_mode dx_mode, float *dweight,
+                                 const void *dout, const void *x, const void *weight,
+                                 const float *rstd, int n, int C)
 {
-    rmsnorm_backward_cpu(dx, dweight, dout, x, weight, rstd, n, C);
+    rmsnorm_backward_cpu(dx, dx_mode, dweight, dout, x, weight, rstd, n, C);
 }
 
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
@@ -58,13 +60,11 @@ static void swiglu_forward_act(void *out, const void *gate, const void *up, size
     swiglu_forward_cpu(out, gate, up, n);
 }
 
-static void swiglu_backward_act(void *dgate, void *dup, const void *dout, const void *gate,
-                                const void *up, size_t n)
+static void swiglu_backward_act(void *dgate, void *dup, void *out, const void *dout,
+                                const void *gate, const void *up, size_t n)
 {
-    swiglu_backward_cpu(dgate, dup, dout, gate, up, n);
+    swiglu_backward_cpu(dgate, dup, out, dout, gate, up, n);
 }
-
-static void add_act(void *out, const void *a, const void *b, size_t n) { add_cpu(out, a, b, n); }
 
 static double cross_entropy_act(float *losses, void *dlogits, const void *logits,
                                 const int32_t *targets, int n, int V, float dloss_scale)
@@ -72,11 +72,11 @@ static double cross_entropy_act(float *losses, void *dlogits, const void *logits
     return cross_entropy_cpu(losses, dlogits, logits, targets, n, V, dloss_scale);
 }
 
-static void adamw_act(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                      size_t n_decayed, float lr, float beta1, float beta2, float eps,
-                      float weight_decay, int t)
+static void adamw_act(float *param, void *compute, const float *grad, float grad_scale, float *m,
+                      float *v, size_t n, size_t n_decayed, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, int t)
 {
-    adamw_cpu(param, grad, m, v, n, n_decayed, lr, beta1, beta2, eps, weight_decay, t);
+    adamw_cpu(param, grad, grad_scale, m, v, n, n_decayed, lr, beta1, beta2, eps, weight_decay, t);
     if (compute)
         to_act_cpu(compute, param, n);
 }
@@ -100,7 +100,6 @@ const flame_ops flame_cpu_ops = {
     .rmsnorm_backward = rmsnorm_backward_act,
     .swiglu_forward = swiglu_forward_act,
     .swiglu_backward = swiglu_backward_act,
-    .add = add_act,
     .scale = scale_cpu,
     .cross_entropy = cross_entropy_act,
     .sum_squares = sum_squares_cpu,

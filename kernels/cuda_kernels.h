@@ -30,10 +30,10 @@ void cuda_download(void *host_dst, const void *src, size_t bytes);
 void *cuda_scratch(size_t bytes);
 
 /* matmul_cuda.cu */
-void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias, int M,
-                         int K, int N);
-void matmul_backward_cuda(void *din, float *dweight, float *dbias, const void *dout,
-                          const void *in, const void *weight, int M, int K, int N);
+void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
+                         const void *residual, int M, int K, int N);
+void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
+                          const void *dout, const void *in, const void *weight, int M, int K, int N);
 
 /* embedding_cuda.cu */
 void embedding_forward_cuda(void *out, const int32_t *tokens, const void *table, int n, int C);
@@ -42,18 +42,17 @@ void embedding_backward_cuda(float *dtable, const void *dout, const int32_t *tok
 /* rmsnorm_cuda.cu */
 void rmsnorm_forward_cuda(void *out, float *rstd, const void *x, const void *weight, int n, int C,
                           float eps);
-void rmsnorm_backward_cuda(void *dx, float *dweight, const void *dout, const void *x,
-                           const void *weight, const float *rstd, int n, int C);
+void rmsnorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, const void *dout,
+                           const void *x, const void *weight, const float *rstd, int n, int C);
 
 /* swiglu_cuda.cu */
 void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n);
-void swiglu_backward_cuda(void *dgate, void *dup, const void *dout, const void *gate,
+void swiglu_backward_cuda(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                           const void *up, size_t n);
 
 /* elementwise_cuda.cu */
 void to_act_cuda(void *dst, const float *src, size_t n);
 void from_act_cuda(float *dst, const void *src, size_t n);
-void add_cuda(void *out, const void *a, const void *b, size_t n);
 void scale_cuda(float *x, float s, size_t n);
 
 /* cross_entropy_cuda.cu */
@@ -66,9 +65,9 @@ double sum_squares_cuda(const float *x, size_t n);
 double sum_doubles_cuda(double *x, size_t n);
 
 /* adamw_cuda.cu */
-void adamw_cuda(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                size_t n_decayed, float lr, float beta1, float beta2, float eps, float weight_decay,
-                int t);
+void adamw_cuda(float *param, void *compute, const float *grad, float grad_scale, float *m,
+                float *v, size_t n, size_t n_decayed, float lr, float beta1, float beta2, float eps,
+                float weight_decay, int t);
 
 /* device_info_cuda.cu */
 /* TFLOP/s of a timed 8192³ bf16 product (fp32 accumulation) through cuBLASLt */

@@ -24,7 +24,6 @@ const flame_ops flame_cuda_ops = {
     .rmsnorm_backward = rmsnorm_backward_cuda,
     .swiglu_forward = swiglu_forward_cuda,
     .swiglu_backward = swiglu_backward_cuda,
-    .add = add_cuda,
     .scale = scale_cuda,
     .cross_entropy = cross_entropy_cuda,
     .sum_squares = sum_squares_cuda,

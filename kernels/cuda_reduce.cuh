@@ -44,44 +44,15 @@ __device__ inline float block_max(float v) { return block_reduce<float, true>(v,
 /* ---- column sums: dst[j] += Σ_i term(i, j) over n rows of C columns ----
  * Rows are cut into chunks of a length fixed by n; one pass writes each
  * chunk's column sums (rows added in order), a second adds the chunks in
- * order. Coalesced: neighbouring threads own neighbouring columns.
- * column_chunk_sums takes a scalar term, term(i, j) (the GLA plugin's); the
- * backend's own kernels go through column_sum_add below. */
+ * order. Coalesced: neighbouring threads own neighbouring columns, W of them
+ * per thread in the first pass, where Term::add(acc, i, j) adds term(i, j + k)
+ * into acc[k] for k < W (W = ACT_VEC needs C a multiple of it and the term's
+ * arrays aligned to it: the caller says whether they are, vec); in the second
+ * pass, CHUNK_GROUPS threads per column, group g adding chunks g,
+ * g + CHUNK_GROUPS, … in order, then the groups' sums added in order (the
+ * GLA plugin's gated norm uses this pass for its own per-block partials). */
 
-#define COLUMN_CHUNK_ROWS 64
 #define COLUMN_MAX_CHUNKS 65535 /* gridDim.y limit */
-
-template <typename Term>
-__global__ void column_chunk_sums(float *partial, int n, int C, int rows, Term term)
-{
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= C)
-        return;
-    int i0 = blockIdx.y * rows, i1 = min(n, i0 + rows);
-    float acc = 0.0f;
-    for (int i = i0; i < i1; i++)
-        acc += term(i, j);
-    partial[(size_t)blockIdx.y * C + j] = acc;
-}
-
-static __global__ void add_column_chunks(float *dst, const float *partial, int chunks, int C)
-{
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= C)
-        return;
-    float acc = 0.0f;
-    for (int c = 0; c < chunks; c++)
-        acc += partial[(size_t)c * C + j];
-    dst[j] += acc;
-}
-
-/* The same sums for the kernels of this backend, faster: W neighbouring
- * columns per thread in the first pass, where Term::add(acc, i, j) adds
- * term(i, j + k) into acc[k] for k < W (W = ACT_VEC needs C a multiple of it
- * and the term's arrays aligned to it: the caller says whether they are, vec);
- * in the second pass, CHUNK_GROUPS threads per column, group g adding chunks
- * g, g + CHUNK_GROUPS, … in order, then the groups' sums added in order. */
-
 #define COLUMN_VEC_CHUNK_ROWS 32
 #define CHUNK_GROUPS 32
 

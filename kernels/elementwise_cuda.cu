@@ -1,25 +1,10 @@
-/* Elementwise ops: the residual add (bf16 activations), the in-place scale
- * (fp32 gradients, for clipping), and the casts between fp32 and bf16. Each
+/* Elementwise ops: the in-place scale (fp32 gradients, for clipping) and the
+ * casts between fp32 and bf16. Each
  * moves ACT_VEC values per access when vectorizable (cuda_launch.cuh), one
  * otherwise. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
-
-/* out may alias a or b: each element is read before it is written. */
-template <int W>
-static __global__ void add_kernel(act_t *out, const act_t *a, const act_t *b, size_t n)
-{
-    GRID_STRIDE_LOOP(i, n / W) {
-        float x[W], y[W];
-        load_floats<W>(x, a + i * W);
-        load_floats<W>(y, b + i * W);
-#pragma unroll
-        for (int k = 0; k < W; k++)
-            x[k] += y[k];
-        store_floats<W>(out + i * W, x);
-    }
-}
 
 template <int W> static __global__ void scale_kernel(float *x, float s, size_t n)
 {
@@ -42,14 +27,6 @@ static __global__ void convert_kernel(D *dst, const S *src, size_t n)
         load_floats<W>(v, src + i * W);
         store_floats<W>(dst + i * W, v);
     }
-}
-
-void add_cuda(void *out, const void *a, const void *b, size_t n)
-{
-    if (n == 0)
-        return;
-    LAUNCH_VECTORIZED(add_kernel, vectorizable(n, out, a, b), n, (act_t *)out, (const act_t *)a,
-                      (const act_t *)b, n);
 }
 
 void scale_cuda(float *x, float s, size_t n)

@@ -1,5 +1,5 @@
-/* Matrix multiply of a linear layer, out = in · weightᵀ (+ bias), and its
- * backward. It is where a CPU training step spends nearly all its time, so:
+/* Matrix multiply of a linear layer, out = in · weightᵀ (+ bias) (+ residual),
+ * and its backward. It is where a CPU training step spends nearly all its time, so:
  *  - every inner loop runs over a contiguous dimension (K), written so that
  *    GCC vectorizes it at -O2 without -ffast-math;
  *  - a parallel task owns ROWS_PER_TASK output rows; those stay in cache
@@ -9,6 +9,7 @@
  * Each output element is computed by one thread in an order fixed by the
  * shapes alone, so results do not depend on the number of threads. */
 #include <stddef.h>
+#include <string.h>
 
 #include "cpu_kernels.h"
 
@@ -47,26 +48,30 @@ static float dot(const float *a, const float *w, int K)
 }
 
 /* Output rows [m0, m1): each weight row is loaded into L1 once and serves
- * all of them. */
+ * all of them. The residual is read at the element's own index just before
+ * the element is written, so it may be out itself. */
 static void forward_rows(float *out, const float *in, const float *weight,
-                         const float *bias, int m0, int m1, int K, int N)
+                         const float *bias, const float *residual, int m0, int m1, int K, int N)
 {
     for (int n = 0; n < N; n++) {
         const float *w = weight + (size_t)n * K;
         float b = bias ? bias[n] : 0.0f;
-        for (int m = m0; m < m1; m++)
-            out[(size_t)m * N + n] = dot(in + (size_t)m * K, w, K) + b;
+        for (int m = m0; m < m1; m++) {
+            size_t at = (size_t)m * N + n;
+            float y = dot(in + (size_t)m * K, w, K) + b;
+            out[at] = residual ? y + residual[at] : y;
+        }
     }
 }
 
 void matmul_forward_cpu(float *out, const float *in, const float *weight,
-                        const float *bias, int M, int K, int N)
+                        const float *bias, const float *residual, int M, int K, int N)
 {
     int tasks = (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
     CPU_PARALLEL_FOR_IF((double)M * K * N >= CPU_PARALLEL_MIN_WORK)
     for (int t = 0; t < tasks; t++) {
         int m0 = t * ROWS_PER_TASK;
-        forward_rows(out, in, weight, bias, m0, min_int(M, m0 + ROWS_PER_TASK), K, N);
+        forward_rows(out, in, weight, bias, residual, m0, min_int(M, m0 + ROWS_PER_TASK), K, N);
     }
 }
 
@@ -110,14 +115,16 @@ static void axpy1(float *restrict d, const float *restrict s, float c, int n)
 
 /* Both backward products have the same shape:
  *   dst[r, k] += Σ_j coef(r, j) · src[j, k],  coef(r, j) = coef[r·crs + j·cjs],
- * for R rows of dst and J rows of src, all of K columns. Each dst element adds
- * its J terms in ascending j, whatever tile or block it falls in. */
+ * for R rows of dst and J rows of src, all of K columns (with set, dst's rows
+ * are zeroed first, by the task that owns them). Each dst element adds its J
+ * terms in ascending j, whatever tile or block it falls in. */
 typedef struct product {
     float *dst;
     const float *coef;
     size_t crs, cjs;
     const float *src;
     int R, J, K;
+    int set;
 } product;
 
 static void product_tile(const product *p, int r, int rows, int j0, int j1)
@@ -147,6 +154,9 @@ static void product_run(const product *p)
     CPU_PARALLEL_FOR_IF((double)p->R * p->J * p->K >= CPU_PARALLEL_MIN_WORK)
     for (int t = 0; t < tasks; t++) {
         int r1 = min_int(p->R, (t + 1) * ROWS_PER_TASK);
+        if (p->set)
+            memset(p->dst + (size_t)t * ROWS_PER_TASK * p->K, 0,
+                   (size_t)(r1 - t * ROWS_PER_TASK) * p->K * sizeof *p->dst);
         for (int j0 = 0; j0 < p->J; j0 += OPERAND_BLOCK) {
             int j1 = min_int(p->J, j0 + OPERAND_BLOCK);
             for (int r = t * ROWS_PER_TASK; r < r1; r += ROW_TILE)
@@ -169,16 +179,16 @@ static void bias_backward(float *dbias, const float *dout, int M, int N)
     }
 }
 
-void matmul_backward_cpu(float *din, float *dweight, float *dbias,
+void matmul_backward_cpu(float *din, flame_grad_mode din_mode, float *dweight, float *dbias,
                          const float *dout, const float *in, const float *weight,
                          int M, int K, int N)
 {
-    if (din) { /* din[m, k] += Σ_n dout[m, n] · weight[n, k] */
-        product p = {din, dout, (size_t)N, 1, weight, M, N, K};
+    if (din) { /* din[m, k] (+)= Σ_n dout[m, n] · weight[n, k] */
+        product p = {din, dout, (size_t)N, 1, weight, M, N, K, din_mode == FLAME_GRAD_SET};
         product_run(&p);
     }
     if (dweight) { /* dweight[n, k] += Σ_m dout[m, n] · in[m, k] */
-        product p = {dweight, dout, 1, (size_t)N, in, N, M, K};
+        product p = {dweight, dout, 1, (size_t)N, in, N, M, K, 0};
         product_run(&p);
     }
     if (dbias)

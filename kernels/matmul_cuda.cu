@@ -1,9 +1,10 @@
-/* Matrix multiply of a linear layer, out = in · weightᵀ (+ bias), and its
- * backward, through cuBLASLt: bf16 operands, fp32 accumulation
- * (CUBLAS_COMPUTE_32F) and fp32 alpha and beta. out and din are bf16 (din
- * adds with beta = 1, the sum rounded once); dweight is fp32 (bf16 A and B
- * with fp32 C and D), so the weight gradient accumulates without bf16
- * rounding; dbias is an fp32 column sum of dout.
+/* Matrix multiply of a linear layer, out = in · weightᵀ (+ bias) (+ residual),
+ * and its backward, through cuBLASLt: bf16 operands, fp32 accumulation
+ * (CUBLAS_COMPUTE_32F) and fp32 alpha and beta. out and din are bf16; an added
+ * residual (C ≠ D, beta = 1) and din's FLAME_GRAD_ADD (beta = 1) join the sum
+ * in fp32, rounded once. dweight is fp32 (bf16 A and B with fp32 C and D), so
+ * the weight gradient accumulates without bf16 rounding; dbias is an fp32
+ * column sum of dout.
  *
  * cuBLAS is column-major; a row-major [R,C] matrix is, to it, the
  * column-major [C,R] matrix with leading dimension C (its transpose). So
@@ -161,44 +162,54 @@ static gemm_plan *plan_for(lt_context *ctx, const gemm_key *key)
     return p;
 }
 
-/* C[m,n] = op(A)[m,k] · op(B)[k,n] + beta·C, column-major, in place (D = C);
- * A and B bf16, C of c_type. */
+/* D[m,n] = op(A)[m,k] · op(B)[k,n] + C when C is not NULL, column-major, C and
+ * D laid out alike (C may be D); A and B bf16, C and D of c_type. */
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const act_t *A,
-                 int lda, const act_t *B, int ldb, void *C, cudaDataType_t c_type, int ldc,
-                 float beta)
+                 int lda, const act_t *B, int ldb, const void *C, void *D, cudaDataType_t c_type,
+                 int ldc)
 {
     lt_context *ctx = lt();
+    float alpha = 1.0f, beta = C ? 1.0f : 0.0f;
+    if (!C)
+        C = D; /* read by no one with beta = 0, but cuBLASLt wants a matrix */
     gemm_key key = {ta, tb, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f,
-                    {alignment_of(A), alignment_of(B), alignment_of(C), alignment_of(C)}};
+                    {alignment_of(A), alignment_of(B), alignment_of(C), alignment_of(D)}};
     gemm_plan *p = plan_for(ctx, &key);
-    float alpha = 1.0f;
-    CUBLAS_CHECK(cublasLtMatmul(ctx->handle, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, C,
+    CUBLAS_CHECK(cublasLtMatmul(ctx->handle, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, D,
                                 p->c, &p->algo, ctx->workspace, WORKSPACE_BYTES, 0));
 }
 
-/* out[m, n] = bias[n]: the product then adds onto it (beta = 1). */
-static __global__ void broadcast_rows(act_t *out, const act_t *bias, size_t total, int N)
+/* out[m, n] = bias[n] (+ residual[m, n]), residual possibly out itself: what
+ * the product then adds onto (beta = 1). */
+static __global__ void bias_rows(act_t *out, const act_t *bias, const act_t *residual,
+                                 size_t total, int N)
 {
-    GRID_STRIDE_LOOP(i, total)
-        out[i] = bias[i % N];
+    GRID_STRIDE_LOOP(i, total) {
+        float b = to_f32(bias[i % N]);
+        from_f32(&out[i], residual ? b + to_f32(residual[i]) : b);
+    }
 }
 
-void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias, int M,
-                         int K, int N)
+void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
+                         const void *residual, int M, int K, int N)
 {
     size_t total = (size_t)M * N;
     if (total == 0)
         return;
+    const void *addend = residual;
     if (bias) {
-        broadcast_rows<<<cuda_grid(total), CUDA_BLOCK>>>((act_t *)out, (const act_t *)bias, total,
-                                                         N);
+        bias_rows<<<cuda_grid(total), CUDA_BLOCK>>>((act_t *)out, (const act_t *)bias,
+                                                    (const act_t *)residual, total, N);
         CUDA_CHECK_LAUNCH();
-    } else if (K == 0) {
+        addend = out;
+    } else if (K == 0 && !residual) {
         cuda_zero(out, total * sizeof(act_t));
+    } else if (K == 0 && residual != out) {
+        cuda_copy(out, residual, total * sizeof(act_t));
     }
     if (K > 0)
-        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K, out,
-             CUDA_R_16BF, N, bias ? 1.0f : 0.0f);
+        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K,
+             addend, out, CUDA_R_16BF, N);
 }
 
 /* dbias's terms of row i, columns [n, n + W) */
@@ -215,15 +226,18 @@ struct dout_term {
     }
 };
 
-void matmul_backward_cuda(void *din, float *dweight, float *dbias, const void *dout,
-                          const void *in, const void *weight, int M, int K, int N)
+void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
+                          const void *dout, const void *in, const void *weight, int M, int K, int N)
 {
     const act_t *dy = (const act_t *)dout, *x = (const act_t *)in, *w = (const act_t *)weight;
     int empty = M == 0 || K == 0 || N == 0;
+    if (din && din_mode == FLAME_GRAD_SET && N == 0)
+        cuda_zero(din, (size_t)M * K * sizeof(act_t)); /* a product of no terms */
     if (din && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, din, CUDA_R_16BF, K, 1.0f);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N,
+             din_mode == FLAME_GRAD_ADD ? din : NULL, din, CUDA_R_16BF, K);
     if (dweight && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, dweight, CUDA_R_32F, K, 1.0f);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, dweight, dweight, CUDA_R_32F, K);
     if (dbias)
         column_sum_add(dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
 }

@@ -23,26 +23,23 @@ void rmsnorm_forward_cpu(float *out, float *rstd, const float *x, const float *w
     }
 }
 
-static void rmsnorm_dx_row(float *dx, const float *dy, const float *x, const float *w,
-                           float r, int C)
+static void rmsnorm_dx_row(float *dx, flame_grad_mode mode, const float *dy, const float *x,
+                           const float *w, float r, int C)
 {
     double dot = 0; /* Σ_k (dy_k w_k) x_k */
     for (int k = 0; k < C; k++)
         dot += (double)dy[k] * w[k] * x[k];
     float c = (float)(dot * r * r * r / C);
-    for (int j = 0; j < C; j++)
-        dx[j] += r * dy[j] * w[j] - x[j] * c;
+    for (int j = 0; j < C; j++) {
+        float d = r * dy[j] * w[j] - x[j] * c;
+        dx[j] = mode == FLAME_GRAD_ADD ? dx[j] + d : d;
+    }
 }
 
-void rmsnorm_backward_cpu(float *dx, float *dweight, const float *dout, const float *x,
-                          const float *weight, const float *rstd, int n, int C)
+/* dweight first: it reads dout, which dx may be */
+void rmsnorm_backward_cpu(float *dx, flame_grad_mode dx_mode, float *dweight, const float *dout,
+                          const float *x, const float *weight, const float *rstd, int n, int C)
 {
-    if (dx) {
-        CPU_PARALLEL_FOR_IF((double)n * C >= CPU_PARALLEL_MIN_WORK)
-        for (int i = 0; i < n; i++)
-            rmsnorm_dx_row(dx + (size_t)i * C, dout + (size_t)i * C, x + (size_t)i * C,
-                           weight, rstd[i], C);
-    }
     if (dweight) { /* threads own columns; rows are added in order */
         CPU_PARALLEL_FOR_IF((double)n * C >= CPU_PARALLEL_MIN_WORK)
         for (int j = 0; j < C; j++) {
@@ -51,5 +48,11 @@ void rmsnorm_backward_cpu(float *dx, float *dweight, const float *dout, const fl
                 acc += dout[(size_t)i * C + j] * x[(size_t)i * C + j] * rstd[i];
             dweight[j] += acc;
         }
+    }
+    if (dx) {
+        CPU_PARALLEL_FOR_IF((double)n * C >= CPU_PARALLEL_MIN_WORK)
+        for (int i = 0; i < n; i++)
+            rmsnorm_dx_row(dx + (size_t)i * C, dx_mode, dout + (size_t)i * C, x + (size_t)i * C,
+                           weight, rstd[i], C);
     }
 }

@@ -1,7 +1,7 @@
 /* RMSNorm on bf16 activations: y = x · rstd · w per row of C, rstd =
  * 1/sqrt(mean(x²) + eps) kept in fp32 for the backward. With g = dy ⊙ w and
  * rstd = r:
- *   dx_j = r·g_j − x_j · r³ · (Σ_k g_k x_k) / C   (added into the bf16 dx)
+ *   dx_j = r·g_j − x_j · r³ · (Σ_k g_k x_k) / C   (written or added into the bf16 dx)
  *   dw_j = Σ_rows dy_j · x_j · r                   (added into the fp32 dw)
  * One warp per row for the row sums, ACT_VEC values per access when the rows
  * are vectorizable (cuda_launch.cuh); dw through the deterministic column
@@ -47,7 +47,7 @@ static __global__ void rmsnorm_rows(act_t *out, float *rstd, const act_t *x, con
     }
 }
 
-template <int W>
+template <int W, bool ADD>
 static __global__ void rmsnorm_dx_rows(act_t *dx, const act_t *dout, const act_t *x,
                                        const act_t *weight, const float *rstd, int n, int C)
 {
@@ -68,11 +68,12 @@ static __global__ void rmsnorm_dx_rows(act_t *dx, const act_t *dout, const act_t
     float r = rstd[row];
     float c = warp_sum(dot) * r * r * r / C;
     for (int j = lane * W; j < C; j += 32 * W) {
-        float dy[W], w[W], v[W], acc[W];
+        float dy[W], w[W], v[W], acc[W] = {};
         load_floats<W>(dy, dout + at + j);
         load_floats<W>(w, weight + j);
         load_floats<W>(v, x + at + j);
-        load_floats<W>(acc, dx + at + j);
+        if (ADD)
+            load_floats<W>(acc, dx + at + j);
 #pragma unroll
         for (int k = 0; k < W; k++)
             acc[k] += r * dy[k] * w[k] - v[k] * c;
@@ -111,8 +112,19 @@ void rmsnorm_forward_cuda(void *out, float *rstd, const void *x, const void *wei
     CUDA_CHECK_LAUNCH();
 }
 
-void rmsnorm_backward_cuda(void *dx, float *dweight, const void *dout, const void *x,
-                           const void *weight, const float *rstd, int n, int C)
+template <int W>
+static void launch_dx_rows(act_t *dx, flame_grad_mode mode, const act_t *dy, const act_t *x,
+                           const act_t *w, const float *rstd, int n, int C)
+{
+    if (mode == FLAME_GRAD_ADD)
+        rmsnorm_dx_rows<W, true><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, rstd, n, C);
+    else
+        rmsnorm_dx_rows<W, false><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, rstd, n, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+void rmsnorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, const void *dout,
+                           const void *x, const void *weight, const float *rstd, int n, int C)
 {
     if (n <= 0)
         return;
@@ -121,12 +133,8 @@ void rmsnorm_backward_cuda(void *dx, float *dweight, const void *dout, const voi
      * values before it writes them) */
     if (dweight)
         column_sum_add(dweight, n, C, rmsnorm_dw_term{dy, xa, rstd, C}, vectorizable(C, dout, x));
-    if (dx) {
-        act_t *d = (act_t *)dx;
-        if (vectorizable(C, dx, dout, x, weight))
-            rmsnorm_dx_rows<ACT_VEC><<<row_blocks(n), CUDA_BLOCK>>>(d, dy, xa, w, rstd, n, C);
-        else
-            rmsnorm_dx_rows<1><<<row_blocks(n), CUDA_BLOCK>>>(d, dy, xa, w, rstd, n, C);
-        CUDA_CHECK_LAUNCH();
-    }
+    if (dx && vectorizable(C, dx, dout, x, weight))
+        launch_dx_rows<ACT_VEC>((act_t *)dx, dx_mode, dy, xa, w, rstd, n, C);
+    else if (dx)
+        launch_dx_rows<1>((act_t *)dx, dx_mode, dy, xa, w, rstd, n, C);
 }

@@ -20,15 +20,18 @@ void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n
         out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
-void swiglu_backward_cpu(float *dgate, float *dup, const float *dout,
+/* out may be dout: each element's dout is read before out is written */
+void swiglu_backward_cpu(float *dgate, float *dup, float *out, const float *dout,
                          const float *gate, const float *up, size_t n)
 {
     CPU_PARALLEL_FOR_IF(n >= CPU_PARALLEL_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
-        float g = gate[i], s = sigmoid(g);
+        float g = gate[i], s = sigmoid(g), d = dout[i];
         if (dup)
-            dup[i] += dout[i] * g * s;
+            dup[i] = d * g * s;
         if (dgate)
-            dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+            dgate[i] = d * up[i] * s * (1.0f + g * (1.0f - s));
+        if (out)
+            out[i] = g * s * up[i];
     }
 }

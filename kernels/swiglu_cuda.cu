@@ -1,7 +1,8 @@
 /* SwiGLU on bf16 activations: out = silu(gate) · up, silu(g) = g·σ(g);
  * d silu/dg = σ(g) · (1 + g·(1 − σ(g))). fp32 arithmetic, ACT_VEC values per
- * access when vectorizable (cuda_launch.cuh). The backward adds into dgate and
- * dup (each sum rounded once to bf16); either may be NULL. */
+ * access when vectorizable (cuda_launch.cuh). The backward writes dgate, dup
+ * and, for the down projection's weight gradient, the forward's out again
+ * (any may be NULL; out may be dout: each thread reads its values first). */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
@@ -31,31 +32,35 @@ static __global__ void swiglu_forward_kernel(act_t *out, const act_t *gate, cons
 }
 
 template <int W>
-static __global__ void swiglu_backward_kernel(act_t *dgate, act_t *dup, const act_t *dout,
-                                              const act_t *gate, const act_t *up, size_t n)
+static __global__ void swiglu_backward_kernel(act_t *dgate, act_t *dup, act_t *out,
+                                              const act_t *dout, const act_t *gate,
+                                              const act_t *up, size_t n)
 {
     GRID_STRIDE_LOOP(i, n / W) {
-        float d[W], g[W], s[W], acc[W];
+        float d[W], g[W], u[W], s[W], r[W];
         load_floats<W>(d, dout + i * W);
         load_floats<W>(g, gate + i * W);
+        load_floats<W>(u, up + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++)
             s[k] = sigmoid(g[k]);
         if (dup) {
-            load_floats<W>(acc, dup + i * W);
 #pragma unroll
             for (int k = 0; k < W; k++)
-                acc[k] += d[k] * g[k] * s[k];
-            store_floats<W>(dup + i * W, acc);
+                r[k] = d[k] * g[k] * s[k];
+            store_floats<W>(dup + i * W, r);
         }
         if (dgate) {
-            float u[W];
-            load_floats<W>(u, up + i * W);
-            load_floats<W>(acc, dgate + i * W);
 #pragma unroll
             for (int k = 0; k < W; k++)
-                acc[k] += d[k] * u[k] * s[k] * (1.0f + g[k] * (1.0f - s[k]));
-            store_floats<W>(dgate + i * W, acc);
+                r[k] = d[k] * u[k] * s[k] * (1.0f + g[k] * (1.0f - s[k]));
+            store_floats<W>(dgate + i * W, r);
+        }
+        if (out) {
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                r[k] = g[k] * s[k] * u[k];
+            store_floats<W>(out + i * W, r);
         }
     }
 }
@@ -68,12 +73,12 @@ void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n)
                       (const act_t *)gate, (const act_t *)up, n);
 }
 
-void swiglu_backward_cuda(void *dgate, void *dup, const void *dout, const void *gate,
+void swiglu_backward_cuda(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                           const void *up, size_t n)
 {
-    if (n == 0 || (!dgate && !dup))
+    if (n == 0 || (!dgate && !dup && !out))
         return;
-    LAUNCH_VECTORIZED(swiglu_backward_kernel, vectorizable(n, dgate, dup, dout, gate, up), n,
-                      (act_t *)dgate, (act_t *)dup, (const act_t *)dout, (const act_t *)gate,
-                      (const act_t *)up, n);
+    LAUNCH_VECTORIZED(swiglu_backward_kernel, vectorizable(n, dgate, dup, out, dout, gate, up), n,
+                      (act_t *)dgate, (act_t *)dup, (act_t *)out, (const act_t *)dout,
+                      (const act_t *)gate, (const act_t *)up, n);
 }

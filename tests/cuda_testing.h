@@ -33,11 +33,10 @@ static inline int cuda_testing_device(void)
 
 /* ==================================================================== inputs */
 
-/* A gradient's prefill: random values of the size (RMS) of what the kernels
- * add to it, so that an overwrite shows as a large error, and bf16's rounding
- * of the sum a small one. Of size 1 where they add exactly 0 (e.g. GLA's dgk
- * of a lone token, whose gate acts on the state 0): the GPU adds the rounding
- * residue of terms that cancel, which the prefill absorbs. */
+/* A gradient's prefill: random values of the size (RMS) of the gradient, so
+ * that a kernel that overwrites where it should add, or adds where it should
+ * overwrite, shows as a large error, and bf16's rounding of a sum as a small
+ * one. Of size 1 where the gradient is exactly 0. */
 static inline float *prefill_like(const float *added, size_t n)
 {
     double ss = 0;

@@ -4,9 +4,11 @@
  *    for varlen batches (cu_seqlens) with boundaries around the chunk size;
  *  - its backward (dq, dk, dv, dgk) against central finite differences of
  *    L = Σ r·o taken on the double reference, the gradient buffers pre-filled
- *    with random values that are subtracted afterwards (the kernels must ADD);
+ *    with random values the kernel must write over;
  *  - the same run on several threads, bit-identical to one thread;
- *  - the gated per-head RMSNorm and the logsigmoid gates likewise. */
+ *  - the gated per-head RMSNorm and the logsigmoid gates likewise: do, dg and
+ *    dx start as large values the kernels must write over (only dw, a
+ *    parameter's gradient, is added into). */
 #include <string.h>
 
 #include "gla.h"
@@ -38,6 +40,10 @@ static float *prefilled(size_t n, float **pre)
     memcpy(*pre, g, n * sizeof *g);
     return g;
 }
+
+/* a gradient buffer the kernel must write over: large values, so that adding
+ * to them fails the comparison */
+static float *garbage(size_t n) { return testing_random(n, -1e3f, 1e3f); }
 
 /* what the kernel added: g − pre, in place; frees pre */
 static void remove_prefill(float *g, float *pre, size_t n)
@@ -175,8 +181,8 @@ static void test_recurrence_case(rec_case *c, int check_grads)
     double e = testing_rel_error_d(run.o, o_ref, nv);
     CHECK(e < 1e-5, "%s: forward rel error %.3g", c->name, e);
 
-    remove_prefill(run.dq, pre[0], nk), remove_prefill(run.dk, pre[1], nk);
-    remove_prefill(run.dv, pre[2], nv), remove_prefill(run.dgk, pre[3], nk);
+    for (int i = 0; i < 4; i++) /* the gradients are written over the prefill */
+        free(pre[i]);
     if (check_grads) {
         struct { const char *what; double *x; float *analytic; size_t n; } g[4] = {
             {"dq", c->q, run.dq, nk}, {"dk", c->k, run.dk, nk}, {"dv", c->v, run.dv, nv},
@@ -274,10 +280,9 @@ static void test_gate_norm(void)
     double e = testing_rel_error_d(y, y_ref, n);
     CHECK(e < 1e-6, "gate norm: forward rel error %.3g", e);
 
-    float *pre[3];
-    float *d_o = prefilled(n, &pre[0]), *dg = prefilled(n, &pre[1]), *dw = prefilled(c.C, &pre[2]);
+    float *pre_dw, *d_o = garbage(n), *dg = garbage(n), *dw = prefilled(c.C, &pre_dw);
     gla_gate_norm_backward_cpu(d_o, dg, dw, r, o, g, w, rstd, c.rows, c.C);
-    remove_prefill(d_o, pre[0], n), remove_prefill(dg, pre[1], n), remove_prefill(dw, pre[2], c.C);
+    remove_prefill(dw, pre_dw, c.C);
     struct { const char *what; double *x; float *analytic; size_t n; } t[3] = {
         {"gate norm: do", c.o, d_o, n}, {"gate norm: dg", c.g, dg, n}, {"gate norm: dw", c.w, dw, c.C}};
     for (int i = 0; i < 3; i++) {
@@ -286,11 +291,15 @@ static void test_gate_norm(void)
         testing_grad_close(t[i].what, t[i].analytic, num, t[i].n, 1e-5);
         free(num);
     }
-    /* NULL gradients are skipped */
+    /* NULL gradients are skipped; each of do, dg alone comes out the same */
+    float *d_o1 = garbage(n), *dg1 = garbage(n);
     gla_gate_norm_backward_cpu(NULL, NULL, dw, r, o, g, w, rstd, c.rows, c.C);
-    gla_gate_norm_backward_cpu(d_o, NULL, NULL, r, o, g, w, rstd, c.rows, c.C);
+    gla_gate_norm_backward_cpu(d_o1, NULL, NULL, r, o, g, w, rstd, c.rows, c.C);
+    gla_gate_norm_backward_cpu(NULL, dg1, NULL, r, o, g, w, rstd, c.rows, c.C);
+    CHECK(memcmp(d_o1, d_o, n * sizeof *d_o) == 0, "gate norm: do alone differs");
+    CHECK(memcmp(dg1, dg, n * sizeof *dg) == 0, "gate norm: dg alone differs");
     free(c.o), free(c.g), free(c.w), free(c.r), free(o), free(g), free(w), free(r);
-    free(y), free(rstd), free(y_ref), free(d_o), free(dg), free(dw);
+    free(y), free(rstd), free(y_ref), free(d_o), free(dg), free(dw), free(d_o1), free(dg1);
 }
 
 /* ==================================================================== gates */
@@ -324,9 +333,8 @@ static void test_gates(void)
     double e = testing_rel_error_d(gk, ref, c.n);
     CHECK(e < 1e-6, "gates: forward rel error %.3g", e);
 
-    float *pre, *dx = prefilled(c.n, &pre);
+    float *dx = garbage(c.n);
     gla_gates_backward_cpu(dx, r, gk, c.n, (float)c.normalizer);
-    remove_prefill(dx, pre, c.n);
     double *num = malloc(c.n * sizeof *num);
     numeric_grad_d(num, c.x, c.n, 1e-6, gates_loss, &c);
     testing_grad_close("gates: dx", dx, num, c.n, 1e-5);
@@ -337,7 +345,7 @@ static void test_gates(void)
     CHECK(fabsf(big[0] + 100.0f) < 1e-4f && big[1] <= 0.0f && big[1] > -1e-30f && isfinite(big[2]) &&
               fabsf(big[3] + (float)log(2.0) / 2) < 1e-6f,
           "gates: extremes %g %g %g %g", big[0], big[1], big[2], big[3]);
-    float one = 1.0f, d[4] = {0};
+    float one = 1.0f, d[4] = {1e3f, 1e3f, 1e3f, 1e3f}; /* written over */
     for (int i = 0; i < 4; i++)
         gla_gates_backward_cpu(&d[i], &one, &big[i], 1, 2.0f);
     /* d/dx logsigmoid(x)/2 = σ(−x)/2: 1/2 far left, 0 far right, 1/4 at 0 */

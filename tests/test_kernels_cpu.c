@@ -26,6 +26,11 @@ static double weighted_sum(const float *r, const float *out, size_t n)
     return s;
 }
 
+static int same_bits(const float *a, const float *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
 /* A gradient buffer pre-filled with random values; `pre` keeps a copy. */
 static float *prefilled(size_t n, float **pre)
 {
@@ -69,7 +74,7 @@ static void test_table_and_memory(void)
     CHECK(ops->alloc && ops->free && ops->zero && ops->copy && ops->upload && ops->download &&
               ops->matmul_forward && ops->matmul_backward && ops->embedding_forward &&
               ops->embedding_backward && ops->rmsnorm_forward && ops->rmsnorm_backward &&
-              ops->swiglu_forward && ops->swiglu_backward && ops->add && ops->scale &&
+              ops->swiglu_forward && ops->swiglu_backward && ops->scale &&
               ops->cross_entropy && ops->sum_squares && ops->adamw,
           "op table has an empty field");
 
@@ -122,7 +127,7 @@ typedef struct matmul_case {
 static double matmul_loss(void *ctx)
 {
     matmul_case *c = ctx;
-    ops->matmul_forward(c->out, c->in, c->w, c->bias, c->M, c->K, c->N);
+    ops->matmul_forward(c->out, c->in, c->w, c->bias, NULL, c->M, c->K, c->N);
     return weighted_sum(c->r, c->out, (size_t)c->M * c->N);
 }
 
@@ -141,26 +146,42 @@ static void test_matmul_gradients(void)
     matmul_reference(ref, c.in, c.w, c.bias, c.M, c.K, c.N);
     CHECK(testing_rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (bias) off by %g",
           testing_rel_error_d(c.out, ref, MN));
-    ops->matmul_forward(c.out, c.in, c.w, NULL, c.M, c.K, c.N);
+    ops->matmul_forward(c.out, c.in, c.w, NULL, NULL, c.M, c.K, c.N);
     matmul_reference(ref, c.in, c.w, NULL, c.M, c.K, c.N);
     CHECK(testing_rel_error_d(c.out, ref, MN) < 1e-6, "matmul forward (no bias) off by %g",
           testing_rel_error_d(c.out, ref, MN));
 
-    float *pin, *pw, *pb;
-    float *din = prefilled(MK, &pin), *dw = prefilled(NK, &pw), *db = prefilled(c.N, &pb);
-    ops->matmul_backward(din, dw, db, c.r, c.in, c.w, c.M, c.K, c.N);
-    remove_prefill(din, pin, MK);
+    /* the residual is added, also when it is out itself */
+    float *res = testing_random(MN, -1.0f, 1.0f), *onto = testing_copy(res, MN);
+    matmul_reference(ref, c.in, c.w, c.bias, c.M, c.K, c.N);
+    for (size_t i = 0; i < MN; i++)
+        ref[i] += res[i];
+    ops->matmul_forward(c.out, c.in, c.w, c.bias, res, c.M, c.K, c.N);
+    ops->matmul_forward(onto, c.in, c.w, c.bias, onto, c.M, c.K, c.N);
+    CHECK(testing_rel_error_d(c.out, ref, MN) < 1e-6 && same_bits(onto, c.out, MN),
+          "matmul forward with a residual off by %g", testing_rel_error_d(c.out, ref, MN));
+
+    /* din written over garbage (SET), dweight and dbias added to */
+    float *pw, *pb;
+    float *din = testing_random(MK, -1e3f, 1e3f), *dw = prefilled(NK, &pw), *db = prefilled(c.N, &pb);
+    ops->matmul_backward(din, FLAME_GRAD_SET, dw, db, c.r, c.in, c.w, c.M, c.K, c.N);
     remove_prefill(dw, pw, NK);
     remove_prefill(db, pb, c.N);
     check_grad("matmul din", din, c.in, MK, 1e-2f, 1e-3, matmul_loss, &c);
     check_grad("matmul dweight", dw, c.w, NK, 1e-2f, 1e-3, matmul_loss, &c);
     check_grad("matmul dbias", db, c.bias, c.N, 1e-2f, 1e-3, matmul_loss, &c);
 
-    /* NULL gradients are skipped; the others are unchanged by that */
-    float *dw2 = calloc(NK, sizeof(float));
-    ops->matmul_backward(NULL, dw2, NULL, c.r, c.in, c.w, c.M, c.K, c.N);
+    /* ADD: the same din on top of what was there; NULL gradients are skipped */
+    float *pin, *din2 = prefilled(MK, &pin), *dw2 = calloc(NK, sizeof(float));
+    ops->matmul_backward(din2, FLAME_GRAD_ADD, NULL, NULL, c.r, c.in, c.w, c.M, c.K, c.N);
+    remove_prefill(din2, pin, MK);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, dw2, NULL, c.r, c.in, c.w, c.M, c.K, c.N);
+    CHECK(testing_rel_error(din2, din, MK) < 1e-6, "matmul din added differs from din written");
     CHECK(testing_rel_error(dw2, dw, NK) < 1e-6, "matmul dweight alone differs");
 
+    free(res);
+    free(onto);
+    free(din2);
     free(dw2);
     free(din);
     free(dw);
@@ -187,8 +208,8 @@ static matmul_run matmul_once(const float *in, const float *w, const float *bias
     r.dw = testing_copy(pre, (size_t)N * K);
     r.db = testing_copy(pre, (size_t)N);
     set_threads(threads);
-    ops->matmul_forward(r.out, in, w, bias, M, K, N);
-    ops->matmul_backward(r.din, r.dw, r.db, dout, in, w, M, K, N);
+    ops->matmul_forward(r.out, in, w, bias, NULL, M, K, N);
+    ops->matmul_backward(r.din, FLAME_GRAD_ADD, r.dw, r.db, dout, in, w, M, K, N);
     return r;
 }
 
@@ -198,11 +219,6 @@ static void matmul_run_free(matmul_run *r)
     free(r->din);
     free(r->dw);
     free(r->db);
-}
-
-static int same_bits(const float *a, const float *b, size_t n)
-{
-    return memcmp(a, b, n * sizeof(float)) == 0;
 }
 
 /* Sizes where threads, tiles and blocks all matter (odd sizes leave remainders). */
@@ -385,19 +401,22 @@ static void test_rmsnorm(void)
     CHECK(testing_rel_error_d(c.rstd, ref_rstd, n) < 1e-6, "rmsnorm rstd off by %g",
           testing_rel_error_d(c.rstd, ref_rstd, n));
 
+    /* dx added to (ADD), dweight added to */
     float *px, *pw, *dx = prefilled(n * C, &px), *dw = prefilled(C, &pw);
-    ops->rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, n, C);
+    ops->rmsnorm_backward(dx, FLAME_GRAD_ADD, dw, c.r, c.x, c.w, c.rstd, n, C);
     remove_prefill(dx, px, n * C);
     remove_prefill(dw, pw, C);
     check_grad("rmsnorm dx", dx, c.x, n * C, 5e-3f, 2e-3, rmsnorm_loss, &c);
     check_grad("rmsnorm dweight", dw, c.w, C, 5e-3f, 2e-3, rmsnorm_loss, &c);
 
-    float dx2[n * C] = {0}, dw2[C] = {0};
+    /* dx written over garbage (SET); one NULL gradient leaves the other as it was */
+    float *dx2 = testing_random(n * C, -1e3f, 1e3f), dw2[C] = {0};
     rmsnorm_loss(&c); /* the finite differences left rstd of a perturbed input */
-    ops->rmsnorm_backward(dx2, NULL, c.r, c.x, c.w, c.rstd, n, C);
-    ops->rmsnorm_backward(NULL, dw2, c.r, c.x, c.w, c.rstd, n, C);
+    ops->rmsnorm_backward(dx2, FLAME_GRAD_SET, NULL, c.r, c.x, c.w, c.rstd, n, C);
+    ops->rmsnorm_backward(NULL, FLAME_GRAD_SET, dw2, c.r, c.x, c.w, c.rstd, n, C);
     CHECK(testing_rel_error(dx2, dx, n * C) < 1e-5 && testing_rel_error(dw2, dw, C) < 1e-5,
-          "rmsnorm with one NULL gradient differs");
+          "rmsnorm dx written, or with one NULL gradient, differs");
+    free(dx2);
     free(dx);
     free(dw);
     free(c.x);
@@ -433,18 +452,26 @@ static void test_swiglu(void)
     CHECK(testing_rel_error_d(c.out, ref, n) < 1e-6, "swiglu forward off by %g",
           testing_rel_error_d(c.out, ref, n));
 
-    float *pg, *pu, *dg = prefilled(n, &pg), *du = prefilled(n, &pu);
-    ops->swiglu_backward(dg, du, c.r, c.gate, c.up, n);
-    remove_prefill(dg, pg, n);
-    remove_prefill(du, pu, n);
+    /* gradients written over garbage; the forward's output made again, also over dout */
+    float *dg = testing_random(n, -1e3f, 1e3f), *du = testing_random(n, -1e3f, 1e3f);
+    float *again = testing_random(n, -1e3f, 1e3f), *over = testing_copy(c.r, n);
+    ops->swiglu_backward(dg, du, again, c.r, c.gate, c.up, n);
+    float dg2[n], du2[n];
+    ops->swiglu_backward(dg2, du2, over, over, c.gate, c.up, n);
+    swiglu_loss(&c);
+    CHECK(same_bits(again, c.out, n) && same_bits(over, c.out, n) && same_bits(dg2, dg, n) &&
+              same_bits(du2, du, n),
+          "swiglu backward's output made again differs from the forward's");
     check_grad("swiglu dgate", dg, c.gate, n, 5e-3f, 2e-3, swiglu_loss, &c);
     check_grad("swiglu dup", du, c.up, n, 5e-3f, 2e-3, swiglu_loss, &c);
+    free(again);
+    free(over);
 
     /* saturated gates: no overflow, silu(g) → g for large g, → 0 for very negative g */
     float g[4] = {100.0f, -100.0f, 1000.0f, -1000.0f}, u[4] = {1, 1, 1, 1}, o[4];
     float one[4] = {1, 1, 1, 1}, dgs[4] = {0}, dus[4] = {0};
     ops->swiglu_forward(o, g, u, 4);
-    ops->swiglu_backward(dgs, dus, one, g, u, 4);
+    ops->swiglu_backward(dgs, dus, NULL, one, g, u, 4);
     CHECK(o[0] == 100.0f && o[2] == 1000.0f && fabsf(o[1]) < 1e-30f && fabsf(o[3]) < 1e-30f,
           "swiglu saturated forward: %g %g %g %g", o[0], o[1], o[2], o[3]);
     CHECK(dgs[0] == 1.0f && dgs[2] == 1.0f && fabsf(dgs[1]) < 1e-30f && fabsf(dgs[3]) < 1e-30f,
@@ -457,31 +484,19 @@ static void test_swiglu(void)
     free(c.out);
 }
 
-/* ---- add, scale ---- */
+/* ---- scale ---- */
 
-static void test_elementwise(void)
+static void test_scale(void)
 {
     enum { n = 100003 }; /* above the threading threshold, odd */
-    float *a = testing_random(n, -1.0f, 1.0f), *b = testing_random(n, -1.0f, 1.0f);
-    float *out = malloc(n * sizeof(float)), *a2 = testing_copy(a, n), *b2 = testing_copy(b, n);
-    ops->add(out, a, b, n);
+    float *a = testing_random(n, -1.0f, 1.0f), *a2 = testing_copy(a, n);
+    ops->scale(a2, -0.375f, n);
     int ok = 1;
     for (int i = 0; i < n; i++)
-        ok &= out[i] == a[i] + b[i];
-    CHECK(ok, "add is wrong");
-    ops->add(a2, a2, b, n); /* out aliases a */
-    ops->add(b2, a, b2, n); /* out aliases b */
-    CHECK(same_bits(a2, out, n) && same_bits(b2, out, n), "add with aliased output is wrong");
-    ops->scale(a2, -0.375f, n);
-    ok = 1;
-    for (int i = 0; i < n; i++)
-        ok &= a2[i] == out[i] * -0.375f;
+        ok &= a2[i] == a[i] * -0.375f;
     CHECK(ok, "scale is wrong");
     free(a);
-    free(b);
     free(a2);
-    free(b2);
-    free(out);
 }
 
 /* ---- cross-entropy ---- */
@@ -603,7 +618,8 @@ static void test_sum_squares(void)
 
 /* ---- AdamW ---- */
 
-/* two steps against the formulas in double; the decay on the first 5 of 9 values */
+/* two steps against the formulas in double; the decay on the first 5 of 9
+ * values; the second step's gradient scaled (clipped) by 0.37 */
 static void test_adamw(void)
 {
     enum { n = 9, n_decayed = 5 };
@@ -613,19 +629,20 @@ static void test_adamw(void)
     for (int i = 0; i < n; i++)
         p_ref[i] = param[i];
     for (int t = 1; t <= 2; t++) {
-        float *grad = testing_random(n, -1.0f, 1.0f);
+        float *grad = testing_random(n, -1.0f, 1.0f), scale = t == 2 ? 0.37f : 1.0f;
         float before[n];
         memcpy(before, param, sizeof before);
         double delta_ref[n];
         for (int i = 0; i < n; i++) {
-            m_ref[i] = beta1 * m_ref[i] + (1.0 - beta1) * grad[i];
-            v_ref[i] = beta2 * v_ref[i] + (1.0 - beta2) * (double)grad[i] * grad[i];
+            double g = (double)scale * grad[i];
+            m_ref[i] = beta1 * m_ref[i] + (1.0 - beta1) * g;
+            v_ref[i] = beta2 * v_ref[i] + (1.0 - beta2) * g * g;
             double mhat = m_ref[i] / (1.0 - pow(beta1, t));
             double vhat = v_ref[i] / (1.0 - pow(beta2, t));
             delta_ref[i] = -lr * (mhat / (sqrt(vhat) + eps) + (i < n_decayed ? wd : 0.0) * p_ref[i]);
             p_ref[i] += delta_ref[i];
         }
-        ops->adamw(param, param, grad, m, v, n, n_decayed, lr, beta1, beta2, eps, wd, t);
+        ops->adamw(param, param, grad, scale, m, v, n, n_decayed, lr, beta1, beta2, eps, wd, t);
         float delta[n];
         for (int i = 0; i < n; i++)
             delta[i] = param[i] - before[i];
@@ -653,7 +670,7 @@ int main(void)
     test_embedding();
     test_rmsnorm();
     test_swiglu();
-    test_elementwise();
+    test_scale();
     test_cross_entropy();
     test_sum_squares();
     test_adamw();

@@ -269,25 +269,38 @@ static void test_matmul(int M, int K, int N, int with_bias, size_t offset)
     float *b = testing_random_bf16(N, -1, 1), *out = nan_buffer(nout);
     void *d_in = dev_act_at(in, nin, offset), *d_w = dev_act_at(w, nw, offset);
     void *d_b = dev_act(b, N), *d_out = dev_act_poisoned(nout, offset);
-    cpu->matmul_forward(out, in, w, with_bias ? b : NULL, M, K, N);
-    gpu->matmul_forward(d_out, d_in, d_w, with_bias ? d_b : NULL, M, K, N);
+    cpu->matmul_forward(out, in, w, with_bias ? b : NULL, NULL, M, K, N);
+    gpu->matmul_forward(d_out, d_in, d_w, with_bias ? d_b : NULL, NULL, M, K, N);
     check_act("matmul_forward", shape, d_out, out, nout);
+    /* onto a residual that is the output itself */
+    float *res = testing_random_bf16(nout, -1, 1);
+    void *d_res = dev_act_at(res, nout, offset);
+    cpu->matmul_forward(res, in, w, with_bias ? b : NULL, res, M, K, N);
+    gpu->matmul_forward(d_res, d_in, d_w, with_bias ? d_b : NULL, d_res, M, K, N);
+    check_act("matmul_forward + residual", shape, d_res, res, nout);
 
-    float *dout = testing_random_bf16(nout, -1, 1);
-    float *din = testing_random_bf16(nin, -1, 1), *dw = testing_random(nw, -1, 1);
-    float *db = testing_random(N, -1, 1);
-    float *din0 = testing_copy(din, nin), *dw0 = testing_copy(dw, nw), *db0 = testing_copy(db, N);
-    void *d_dout = dev_act(dout, nout), *d_din = dev_act_at(din, nin, offset);
+    /* din written over NaN (SET), then added onto random values (ADD) */
+    float *dout = testing_random_bf16(nout, -1, 1), *din = nan_buffer(nin);
+    void *d_dout = dev_act(dout, nout), *d_din = dev_act_poisoned(nin, offset);
+    cpu->matmul_backward(din, FLAME_GRAD_SET, NULL, NULL, dout, in, w, M, K, N);
+    gpu->matmul_backward(d_din, FLAME_GRAD_SET, NULL, NULL, d_dout, d_in, d_w, M, K, N);
+    check_act("matmul_backward din (set)", shape, d_din, din, nin);
+
+    float *dw = testing_random(nw, -1, 1), *db = testing_random(N, -1, 1);
+    float *dw0 = testing_copy(dw, nw), *db0 = testing_copy(db, N);
+    float *din_add = testing_random_bf16(nin, -1, 1), *din0 = testing_copy(din_add, nin);
+    d_din = dev_act_at(din_add, nin, offset);
     float *d_dw = dev_f32(dw, nw), *d_db = dev_f32(db, N);
-    cpu->matmul_backward(din, dw, with_bias ? db : NULL, dout, in, w, M, K, N);
-    gpu->matmul_backward(d_din, d_dw, with_bias ? d_db : NULL, d_dout, d_in, d_w, M, K, N);
-    check_added_act("matmul_backward din", shape, d_din, din, din0, nin);
+    cpu->matmul_backward(din_add, FLAME_GRAD_ADD, dw, with_bias ? db : NULL, dout, in, w, M, K, N);
+    gpu->matmul_backward(d_din, FLAME_GRAD_ADD, d_dw, with_bias ? d_db : NULL, d_dout, d_in, d_w, M,
+                         K, N);
+    check_added_act("matmul_backward din (add)", shape, d_din, din_add, din0, nin);
     check_added_f32("matmul_backward dw", shape, d_dw, dw, dw0, nw);
     if (with_bias)
         check_added_f32("matmul_backward dbias", shape, d_db, db, db0, N);
     release_all();
-    free(in); free(w); free(b); free(out); free(dout);
-    free(din); free(dw); free(db); free(din0); free(dw0); free(db0);
+    free(in); free(w); free(b); free(out); free(res); free(dout); free(din);
+    free(din_add); free(dw); free(db); free(din0); free(dw0); free(db0);
 }
 
 /* Only dweight asked for: the NULL gradients are skipped. */
@@ -300,9 +313,9 @@ static void test_matmul_dweight_only(int M, int K, int N)
     float *dout = testing_random_bf16(nout, -1, 1), *dw = testing_random(nw, -1, 1);
     float *dw0 = testing_copy(dw, nw);
     float *d_dw = dev_f32(dw, nw);
-    cpu->matmul_backward(NULL, dw, NULL, dout, in, w, M, K, N);
-    gpu->matmul_backward(NULL, d_dw, NULL, dev_act(dout, nout), dev_act(in, nin), dev_act(w, nw),
-                         M, K, N);
+    cpu->matmul_backward(NULL, FLAME_GRAD_SET, dw, NULL, dout, in, w, M, K, N);
+    gpu->matmul_backward(NULL, FLAME_GRAD_SET, d_dw, NULL, dev_act(dout, nout), dev_act(in, nin),
+                         dev_act(w, nw), M, K, N);
     check_added_f32("matmul_backward dw", shape, d_dw, dw, dw0, nw);
     release_all();
     free(in); free(w); free(dout); free(dw); free(dw0);
@@ -321,8 +334,8 @@ static void test_matmul_many_shapes(int shapes)
             float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -1, 1);
             float *out = nan_buffer(nout);
             void *d_out = dev_act_poisoned(nout, 0);
-            cpu->matmul_forward(out, in, w, NULL, M, K, N);
-            gpu->matmul_forward(d_out, dev_act(in, nin), dev_act(w, nw), NULL, M, K, N);
+            cpu->matmul_forward(out, in, w, NULL, NULL, M, K, N);
+            gpu->matmul_forward(d_out, dev_act(in, nin), dev_act(w, nw), NULL, NULL, M, K, N);
             float *h = host_act(d_out, nout);
             double err = testing_rel_error(h, out, nout);
             CHECK(err < TOL_ACT, "matmul_forward %s: relative error %.3g", shape, err);
@@ -368,11 +381,11 @@ static void test_embedding(int V, int n, int C, int range)
 
 /* ---- RMSNorm ---- */
 
-static void test_rmsnorm(int n, int C, int with_dx, size_t offset)
+static void test_rmsnorm(int n, int C, int with_dx, flame_grad_mode mode, size_t offset)
 {
     char shape[64];
-    snprintf(shape, sizeof shape, "n=%d C=%d%s%s", n, C, with_dx ? "" : " dx=NULL",
-             offset ? " offset" : "");
+    snprintf(shape, sizeof shape, "n=%d C=%d%s%s%s", n, C, with_dx ? "" : " dx=NULL",
+             mode == FLAME_GRAD_ADD ? " add" : " set", offset ? " offset" : "");
     size_t nx = (size_t)n * C;
     float *x = testing_random_bf16(nx, -2, 2), *w = testing_random_bf16(C, 0.5f, 1.5f);
     float *out = nan_buffer(nx), *rstd = nan_buffer(n);
@@ -384,15 +397,20 @@ static void test_rmsnorm(int n, int C, int with_dx, size_t offset)
     check_act("rmsnorm_forward out", shape, d_out, out, nx);
     check_f32("rmsnorm_forward rstd", shape, d_rstd, rstd, n);
 
-    float *dout = testing_random_bf16(nx, -1, 1), *dx = testing_random_bf16(nx, -1, 1);
+    /* SET writes dx over NaN; ADD adds onto random values */
+    int add = mode == FLAME_GRAD_ADD;
+    float *dout = testing_random_bf16(nx, -1, 1);
+    float *dx = add ? testing_random_bf16(nx, -1, 1) : nan_buffer(nx);
     float *dw = testing_random(C, -1, 1), *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C);
-    void *d_dx = dev_act_at(dx, nx, offset);
+    void *d_dx = add ? dev_act_at(dx, nx, offset) : dev_act_poisoned(nx, offset);
     float *d_dw = dev_f32(dw, C);
-    cpu->rmsnorm_backward(with_dx ? dx : NULL, dw, dout, x, w, rstd, n, C);
-    gpu->rmsnorm_backward(with_dx ? d_dx : NULL, d_dw, dev_act_at(dout, nx, offset), d_x, d_w,
+    cpu->rmsnorm_backward(with_dx ? dx : NULL, mode, dw, dout, x, w, rstd, n, C);
+    gpu->rmsnorm_backward(with_dx ? d_dx : NULL, mode, d_dw, dev_act_at(dout, nx, offset), d_x, d_w,
                           d_rstd, n, C);
-    if (with_dx)
+    if (with_dx && add)
         check_added_act("rmsnorm_backward dx", shape, d_dx, dx, dx0, nx);
+    else if (with_dx)
+        check_act("rmsnorm_backward dx", shape, d_dx, dx, nx);
     check_added_f32("rmsnorm_backward dw", shape, d_dw, dw, dw0, C);
     release_all();
     free(x); free(w); free(out); free(rstd); free(dout); free(dx); free(dw); free(dx0); free(dw0);
@@ -410,39 +428,31 @@ static void test_swiglu(size_t n, int with_dup)
     gpu->swiglu_forward(d_out, d_gate, d_up, n);
     check_act("swiglu_forward", shape, d_out, out, n);
 
-    float *dout = testing_random_bf16(n, -1, 1), *dg = testing_random_bf16(n, -1, 1);
-    float *du = testing_random_bf16(n, -1, 1), *dg0 = testing_copy(dg, n), *du0 = testing_copy(du, n);
-    void *d_dg = dev_act(dg, n), *d_du = dev_act(du, n);
-    cpu->swiglu_backward(dg, with_dup ? du : NULL, dout, gate, up, n);
-    gpu->swiglu_backward(d_dg, with_dup ? d_du : NULL, dev_act(dout, n), d_gate, d_up, n);
-    check_added_act("swiglu_backward dgate", shape, d_dg, dg, dg0, n);
+    /* gradients written over NaN; the forward's output made again over dout */
+    float *dout = testing_random_bf16(n, -1, 1), *dg = nan_buffer(n), *du = nan_buffer(n);
+    void *d_dg = dev_act_poisoned(n, 0), *d_du = dev_act_poisoned(n, 0), *d_dout = dev_act(dout, n);
+    cpu->swiglu_backward(dg, with_dup ? du : NULL, NULL, dout, gate, up, n);
+    gpu->swiglu_backward(d_dg, with_dup ? d_du : NULL, d_dout, d_dout, d_gate, d_up, n);
+    check_act("swiglu_backward dgate", shape, d_dg, dg, n);
     if (with_dup)
-        check_added_act("swiglu_backward dup", shape, d_du, du, du0, n);
+        check_act("swiglu_backward dup", shape, d_du, du, n);
+    check_act("swiglu_backward out (= dout)", shape, d_dout, out, n);
     release_all();
-    free(gate); free(up); free(out); free(dout); free(dg); free(du); free(dg0); free(du0);
+    free(gate); free(up); free(out); free(dout); free(dg); free(du);
 }
 
-/* ---- add, scale ---- */
+/* ---- scale ---- */
 
-static void test_elementwise(size_t n, size_t offset)
+static void test_scale(size_t n, size_t offset)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu%s", n, offset ? " offset" : "");
-    float *a = testing_random_bf16(n, -1, 1), *b = testing_random_bf16(n, -1, 1), *out = nan_buffer(n);
-    void *d_a = dev_act_at(a, n, offset), *d_b = dev_act(b, n);
-    void *d_out = dev_act_poisoned(n, offset);
-    cpu->add(out, a, b, n);
-    gpu->add(d_out, d_a, d_b, n);
-    check_act("add", shape, d_out, out, n);
-    gpu->add(d_a, d_a, d_b, n); /* out aliasing a */
-    check_act("add (out = a)", shape, d_a, out, n);
-
     float *g = testing_random(n, -1, 1), *d_g = dev_f32_at(g, n, offset);
     cpu->scale(g, 0.37f, n);
     gpu->scale(d_g, 0.37f, n);
     check_f32("scale", shape, d_g, g, n);
     release_all();
-    free(a); free(b); free(out); free(g);
+    free(g);
 }
 
 /* ---- cross-entropy ---- */
@@ -513,7 +523,8 @@ static void test_sum_squares(size_t n)
 
 /* ---- AdamW ---- */
 
-/* Three steps with fresh gradients; m, v and the parameters' change compared,
+/* Three steps with fresh gradients, the second's scaled (clipped) by 0.6; m, v
+ * and the parameters' change compared,
  * the weight decay on the first third of the values only (a boundary inside a
  * 16-byte access). With a separate compute copy, it must hold the GPU's
  * parameters rounded to bf16; without (compute = param), the fp32 parameters
@@ -531,8 +542,10 @@ static void test_adamw(size_t n, size_t offset, int separate_copy)
     size_t n_decayed = n / 3;
     for (int t = 1; t <= 3; t++) {
         float *g = testing_random(n, -1, 1), *d_g = dev_f32_at(g, n, offset);
-        cpu->adamw(p, p, g, m, v, n, n_decayed, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
-        gpu->adamw(d_p, d_compute, d_g, d_m, d_v, n, n_decayed, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        float scale = t == 2 ? 0.6f : 1.0f;
+        cpu->adamw(p, p, g, scale, m, v, n, n_decayed, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        gpu->adamw(d_p, d_compute, d_g, scale, d_m, d_v, n, n_decayed, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                   0.1f, t);
         free(g);
     }
     check_f32("adamw m", shape, d_m, m, n);
@@ -566,13 +579,13 @@ static void run_all(void)
     for (int i = 0; i < 5; i++) {
         test_memory(sizes[i]);
         test_casts(sizes[i], 0);
-        test_elementwise(sizes[i], 0);
+        test_scale(sizes[i], 0);
         test_swiglu(sizes[i], 1);
         test_sum_squares(sizes[i]);
         test_adamw(sizes[i], 0, 1);
     }
     test_casts(8192, 1);
-    test_elementwise(8192, 1);
+    test_scale(8192, 1);
     test_swiglu(1001, 0);
     test_sum_squares((3u << 20) + 5);
     test_adamw(8192, 1, 1);
@@ -597,9 +610,11 @@ static void run_all(void)
 
     const int rn[][2] = {{1, 1}, {1, 67}, {37, 67}, {200, 1000}, {2048, 1024}, {1024, 4096}};
     for (int i = 0; i < 6; i++)
-        test_rmsnorm(rn[i][0], rn[i][1], 1, 0);
-    test_rmsnorm(37, 67, 0, 0);
-    test_rmsnorm(37, 1024, 1, 1);
+        for (int add = 0; add <= 1; add++)
+            test_rmsnorm(rn[i][0], rn[i][1], 1, add ? FLAME_GRAD_ADD : FLAME_GRAD_SET, 0);
+    test_rmsnorm(37, 67, 0, FLAME_GRAD_SET, 0);
+    test_rmsnorm(37, 1024, 1, FLAME_GRAD_ADD, 1);
+    test_rmsnorm(37, 1024, 1, FLAME_GRAD_SET, 1);
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)

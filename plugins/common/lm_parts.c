@@ -179,7 +179,6 @@ void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int
 {
     s->x = lm_take_acts(cv, n * D);
     s->act = lm_take_acts(cv, n * I);
-    s->dact = lm_take_acts(cv, n * I);
     s->dgate = lm_take_acts(cv, n * I);
     s->dup = lm_take_acts(cv, n * I);
 }
@@ -188,31 +187,27 @@ void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps)
 {
     ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
-    ops->matmul_forward(a->gate, s->x, p->gate, NULL, n, D, I);
-    ops->matmul_forward(a->up, s->x, p->up, NULL, n, D, I);
+    ops->matmul_forward(a->gate, s->x, p->gate, NULL, NULL, n, D, I);
+    ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
     ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
-    ops->matmul_forward(out, s->act, p->down, NULL, n, I, D);
-    ops->add(out, out, in, (size_t)n * D);
+    ops->matmul_forward(out, s->act, p->down, NULL, in, n, I, D);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
                      lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
                      int D, int I, float eps)
 {
-    size_t nI = (size_t)n * I;
-    /* the forward's x and activation, made again (rstd comes out the same) */
+    /* the activation's gradient; then the SwiGLU backward, which reads gate
+     * and up once for both their gradients and the activation made again */
+    ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, d_resid, NULL, p->down, n, I, D);
+    ops->swiglu_backward(s->dgate, s->dup, s->act, s->act, a->gate, a->up, (size_t)n * I);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
+    /* the forward's x, made again (rstd comes out the same) */
     ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
-    ops->swiglu_forward(s->act, a->gate, a->up, nI);
-    lm_zero_acts(ops, s->dact, nI);
-    ops->matmul_backward(s->dact, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
-    lm_zero_acts(ops, s->dgate, nI);
-    lm_zero_acts(ops, s->dup, nI);
-    ops->swiglu_backward(s->dgate, s->dup, s->dact, a->gate, a->up, nI);
-    lm_zero_acts(ops, d_x, (size_t)n * D);
-    ops->matmul_backward(d_x, p->dgate, NULL, s->dgate, s->x, p->gate, n, D, I);
-    ops->matmul_backward(d_x, p->dup, NULL, s->dup, s->x, p->up, n, D, I);
+    ops->matmul_backward(d_x, FLAME_GRAD_SET, p->dgate, NULL, s->dgate, s->x, p->gate, n, D, I);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, p->dup, NULL, s->dup, s->x, p->up, n, D, I);
     /* the residual path already carries d_resid; the norm's path adds to it */
-    ops->rmsnorm_backward(d_resid, p->dnorm, d_x, in, p->norm, a->rstd, n, D);
+    ops->rmsnorm_backward(d_resid, FLAME_GRAD_ADD, p->dnorm, d_x, in, p->norm, a->rstd, n, D);
 }
 
 /* ------------------------------------------------------------------ head */
@@ -237,7 +232,8 @@ void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V)
 static void chunk_logits(const flame_ops *ops, const lm_head *hd, const lm_head_params *p, int r0,
                          int rows, int D, int V)
 {
-    ops->matmul_forward(hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, NULL, rows, D, V);
+    ops->matmul_forward(hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, NULL, NULL, rows,
+                        D, V);
 }
 
 static int chunk_rows(const lm_head *hd, int r0, int n) { return n - r0 < hd->rows ? n - r0 : hd->rows; }
@@ -263,14 +259,12 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
 {
     int n = lb->n;
     float scale = lb->counted ? 1.0f / (float)lb->counted : 0.0f;
-    lm_zero_acts(ops, d_x, (size_t)n * D);
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
         int rows = chunk_rows(hd, r0, n);
         chunk_logits(ops, hd, p, r0, rows, D, V);
         ops->cross_entropy(NULL, hd->logits, hd->logits, lb->targets + r0, rows, V, scale);
-        ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), p->dhead, NULL, hd->logits,
-                             lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
+        ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
+                             hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }
-    lm_zero_acts(ops, d_resid, (size_t)n * D);
-    ops->rmsnorm_backward(d_resid, p->dnorm, d_x, h, p->norm, hd->rstd, n, D);
+    ops->rmsnorm_backward(d_resid, FLAME_GRAD_SET, p->dnorm, d_x, h, p->norm, hd->rstd, n, D);
 }

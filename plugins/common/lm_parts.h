@@ -79,8 +79,10 @@ typedef struct lm_mlp_acts {
 
 /* reused by every layer */
 typedef struct lm_mlp_scratch {
-    void *x, *act;           /* [n,D], [n,I]: the values made again */
-    void *dact, *dgate, *dup; /* [n,I] gradients */
+    void *x;           /* [n,D]: the norm's output (made again in the backward) */
+    void *act;         /* [n,I]: the activation; in the backward first its
+                        * gradient, then the activation made again over it */
+    void *dgate, *dup; /* [n,I] gradients */
 } lm_mlp_scratch;
 
 typedef struct lm_mlp_params {

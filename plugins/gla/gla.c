@@ -260,6 +260,11 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
     lm_options opts = {cfg, gla_options, N_OPTIONS};
     if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
+    if (kern->gate_norm_max_C && c.dv > kern->gate_norm_max_C) {
+        snprintf(err, err_len, "value head dim int(hidden_size·expand_v)/num_heads = %d: the %s "
+                 "kernels take at most %d", c.dv, ops->backend, kern->gate_norm_max_C);
+        return NULL;
+    }
     gla_model *m = calloc(1, sizeof *m);
     if (m)
         m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
@@ -361,22 +366,23 @@ static void attn_forward(void *model, int l)
     /* pre-norm */
     ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
     /* projections */
-    ops->matmul_forward(A->q, m->d.a, W(m, l, P_Q), NULL, n, c->D, c->key_dim);
-    ops->matmul_forward(A->k, m->d.a, W(m, l, P_K), NULL, n, c->D, c->key_dim);
-    ops->matmul_forward(A->v, m->d.a, W(m, l, P_V), NULL, n, c->D, c->value_dim);
-    ops->matmul_forward(A->g, m->d.a, W(m, l, P_G), NULL, n, c->D, c->value_dim);
+    ops->matmul_forward(A->q, m->d.a, W(m, l, P_Q), NULL, NULL, n, c->D, c->key_dim);
+    ops->matmul_forward(A->k, m->d.a, W(m, l, P_K), NULL, NULL, n, c->D, c->key_dim);
+    ops->matmul_forward(A->v, m->d.a, W(m, l, P_V), NULL, NULL, n, c->D, c->value_dim);
+    ops->matmul_forward(A->g, m->d.a, W(m, l, P_G), NULL, NULL, n, c->D, c->value_dim);
     /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
-    ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, n, c->D, c->R);
-    ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), n, c->R, c->key_dim);
+    ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, NULL, n, c->D, c->R);
+    ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
+                        c->key_dim);
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
     gla_recurrence_dims rd = recurrence_dims(m);
     m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
                                c->eps);
-    /* output projection and residual */
-    ops->matmul_forward(m->base.mid[l], m->d.y_value, W(m, l, P_O), NULL, n, c->value_dim, c->D);
-    ops->add(m->base.mid[l], m->base.mid[l], m->base.resid[l], (size_t)n * c->D);
+    /* output projection, onto the residual */
+    ops->matmul_forward(m->base.mid[l], m->d.y_value, W(m, l, P_O), NULL, m->base.resid[l], n,
+                        c->value_dim, c->D);
 }
 
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
@@ -393,13 +399,9 @@ static void attn_output_backward(gla_model *m, int l)
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
-    size_t nV = (size_t)n * c->value_dim;
     m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
-    lm_zero_acts(m->base.ops, d->y, nV);
-    m->base.ops->matmul_backward(d->y, dW(m, l, P_O), NULL, m->base.d_resid, d->y_value, W(m, l, P_O), n, c->value_dim,
-                            c->D);
-    lm_zero_acts(m->base.ops, d->o, nV);
-    lm_zero_acts(m->base.ops, d->g, nV);
+    m->base.ops->matmul_backward(d->y, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, d->y_value,
+                                 W(m, l, P_O), n, c->value_dim, c->D);
     m->kern->gate_norm_backward(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
                                 A->gn_rstd, n * c->H, c->dv);
 }
@@ -412,19 +414,13 @@ static void attn_core_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
-    lm_zero_acts(m->base.ops, d->q, nK);
-    lm_zero_acts(m->base.ops, d->k, nK);
-    lm_zero_acts(m->base.ops, d->gk, nK);
-    lm_zero_acts(m->base.ops, d->v, (size_t)n * c->value_dim);
     gla_recurrence_dims rd = recurrence_dims(m);
     m->kern->recurrence_forward(NULL, d->checkpoints, NULL, A->k, A->v, A->gk, &rd, m->work, m->n_work);
     m->kern->recurrence_backward(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, d->checkpoints,
                                  &rd, m->work, m->n_work);
-    lm_zero_acts(m->base.ops, d->gk_pre, nK);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
-    lm_zero_acts(m->base.ops, d->gk_low, (size_t)n * c->R);
-    m->base.ops->matmul_backward(d->gk_low, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre, A->gk_low,
-                            W(m, l, P_GK1), n, c->R, c->key_dim);
+    m->base.ops->matmul_backward(d->gk_low, FLAME_GRAD_SET, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre,
+                                 A->gk_low, W(m, l, P_GK1), n, c->R, c->key_dim);
 }
 
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */
@@ -436,14 +432,14 @@ static void attn_input_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n, D = c->D;
     ops->rmsnorm_forward(d->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, D, c->eps);
-    lm_zero_acts(m->base.ops, m->base.d_x, (size_t)n * D);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
-    ops->rmsnorm_backward(m->base.d_resid, dW(m, l, P_ATTN_NORM), m->base.d_x, m->base.resid[l], W(m, l, P_ATTN_NORM),
-                          A->attn_rstd, n, D);
+    void *d_x = m->base.d_x;
+    ops->matmul_backward(d_x, FLAME_GRAD_SET, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
+    ops->rmsnorm_backward(m->base.d_resid, FLAME_GRAD_ADD, dW(m, l, P_ATTN_NORM), d_x, m->base.resid[l],
+                          W(m, l, P_ATTN_NORM), A->attn_rstd, n, D);
 }
 
 /* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */

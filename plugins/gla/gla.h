@@ -3,8 +3,10 @@
  *
  * Layouts: a token's heads are contiguous, so q, k, gk are [n, H, dk] and v, o
  * are [n, H, dv] (row t holds H·dk resp. H·dv values, head h at offset h·dk).
- * Like the shared ops, forward kernels overwrite their outputs and backward
- * kernels ADD into every gradient (a NULL gradient is skipped where noted). */
+ * Forward kernels overwrite their outputs. Backward kernels OVERWRITE the
+ * gradients of activations (the caller need not clear them) and ADD into those
+ * of parameters (the gate norm's dw, fp32); each function says which. A NULL
+ * gradient is skipped where noted. */
 #ifndef FLAME_GLA_H
 #define FLAME_GLA_H
 
@@ -47,7 +49,7 @@ size_t gla_recurrence_work_floats(int dk, int dv);
 void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
                                 const float *k, const float *v, const float *gk,
                                 const gla_recurrence_dims *d, float *work, int n_work);
-/* dq, dk, dv, dgk += ∂L/∂· given dout = ∂L/∂o (all four are required) */
+/* dq, dk, dv, dgk = ∂L/∂· given dout = ∂L/∂o (written; all four are required) */
 void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
                                  const float *dout, const float *q, const float *k,
                                  const float *v, const float *gk, const float *checkpoints,
@@ -59,7 +61,8 @@ void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
  * rstd[rows] is saved for the backward. */
 void gla_gate_norm_forward_cpu(float *y, float *rstd, const float *o, const float *g,
                                const float *w, int rows, int C, float eps);
-/* do, dg, dw += ∂L/∂· given dy (each may be NULL) */
+/* Given dy: do = ∂L/∂o and dg = ∂L/∂g are WRITTEN (overwritten), dw += ∂L/∂w
+ * is ADDED into (fp32, summed over the rows); each may be NULL (not needed). */
 void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *dy,
                                 const float *o, const float *g, const float *w,
                                 const float *rstd, int rows, int C);
@@ -68,7 +71,7 @@ void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *d
  *     gk = logsigmoid(x) / normalizer     (out may alias x)
  * The backward needs only the output: σ(−x) = −expm1(normalizer · gk). */
 void gla_gates_forward_cpu(float *gk, const float *x, size_t n, float normalizer);
-/* dx += dgk · σ(−x) / normalizer */
+/* dx = dgk · σ(−x) / normalizer, WRITTEN (overwritten) */
 void gla_gates_backward_cpu(float *dx, const float *dgk, const float *gk, size_t n,
                             float normalizer);
 

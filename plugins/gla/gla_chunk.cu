@@ -55,9 +55,9 @@
  * chunks loading while one is multiplied; the chunk kernels hold what they
  * load in registers in memory's type, so that all of a tile's loads are in
  * flight before any is waited for (chunk_scores loads the next key tile while
- * it works on one; the others fit more blocks on an SM instead); gradients are
- * added to with every old value loaded before any is stored (one round trip,
- * not one per value); and the blocks of one chunk's tiles are launched next to
+ * it works on one; the others fit more blocks on an SM instead); each gradient
+ * value is written once, by the block that sums it (no zero-fill, no read of
+ * old values); and the blocks of one chunk's tiles are launched next to
  * each other, so that the operands they share come from L2.
  *
  * No atomics, and every sum is taken in an order fixed by the shapes: results
@@ -466,28 +466,6 @@ static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
         }
 }
 
-/* dst[m0 + row][n0 + col] += acc in global memory, every old value loaded
- * before any is stored: one round trip to memory rather than one per value */
-template <int NT>
-static __device__ void add_acc(act_t *dst, size_t stride, int rows, int cols,
-                               const float (&acc)[NT][4], int m0, int n0)
-{
-    float old[NT][4];
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
-            old[j][e] = r < rows && c < cols ? to_f32(dst[r * stride + c]) : 0.0f;
-        }
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            old[j][e] += acc[j][e];
-    store_acc<false>(dst, stride, rows, cols, old, m0, n0);
-}
-
 /* ------------------------------------------------------------------ the walks over the chunks */
 
 /* one walked chunk in shared memory, as cp.async brings it */
@@ -882,7 +860,7 @@ static __global__ void __launch_bounds__(THREADS, 3)
     store_acc<false>(o + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
 }
 
-/* dv += Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head,
+/* dv = Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head,
  * value tile), a chunk's value tiles next to each other. */
 static __global__ void __launch_bounds__(THREADS, 3)
     chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b, const act_t *A,
@@ -926,7 +904,7 @@ static __global__ void __launch_bounds__(THREADS, 3)
     put(ys, pd);
     __syncthreads();
     warp_product<4, true, true>(acc, xs, ys, m0, n0, m0, CHUNK); /* A_tu = 0 for t < u */
-    add_acc(dv_out + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
+    store_acc<false>(dv_out + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
 }
 
 struct dqk_shared {
@@ -1001,18 +979,13 @@ static __device__ void diagonal_grads(float (&dq)[SUB], float (&dk)[SUB], const 
         }
 }
 
-/* dq, dk and dgk (the key tile at their offset x) += their sums in shared
- * memory, over `rows` tokens and `cols` keys: every old value is loaded before
- * any is stored */
-static __device__ void add_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, size_t stride,
-                                 int rows, int cols, const dqk_shared &sh)
+/* dq, dk and dgk (the key tile at their offset x) = their sums in shared
+ * memory, over `rows` tokens and `cols` keys */
+static __device__ void store_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, size_t stride,
+                                   int rows, int cols, const dqk_shared &sh)
 {
     act_t *grads[3] = {dq + x, dk + x, dgk + x};
     const tile32_t *sums[3] = {sh.sums[0], sh.sums[1], sh.dgk};
-    piece<act_t> old[3];
-#pragma unroll
-    for (int g = 0; g < 3; g++)
-        fetch(old[g], grads[g], stride, rows, cols);
 #pragma unroll
     for (int g = 0; g < 3; g++) {
         values sum;
@@ -1020,7 +993,7 @@ static __device__ void add_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, siz
         for (int a = 0; a < 2; a++)
 #pragma unroll
             for (int c = 0; c < 8; c++)
-                sum.x[a][c] = val(old[g].x[a], c) + sums[g][piece_row(a)][piece_col() + c];
+                sum.x[a][c] = sums[g][piece_row(a)][piece_col() + c];
         store_values(grads[g], stride, rows, cols, sum);
     }
 }
@@ -1031,7 +1004,7 @@ static __device__ void add_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, siz
  * within the chunk, between sub-chunks on the tensor cores (warps 0-3 dq of
  * row sub-chunks 1-3, warps 4-7 dk of column sub-chunks 0-2, 16 keys each) and
  * within them term by term. Last, per (sub-chunk, key) thread: ∂L/∂b and its
- * running sums from the chunk's end; then the three gradients are added to. */
+ * running sums from the chunk's end; then the three gradients are written. */
 static __global__ void __launch_bounds__(THREADS, 2)
     chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k,
               const act_t *v, const act_t *dout, const float *b, const float *checkpoints,
@@ -1179,7 +1152,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
         sh.dgk[base + t][i] = running;
     }
     __syncthreads();
-    add_grads(dq, dk_out, dgk, xk, stride_k, L, dk - i0, sh);
+    store_grads(dq, dk_out, dgk, xk, stride_k, L, dk - i0, sh);
 }
 
 /* ------------------------------------------------------------------ entry points */

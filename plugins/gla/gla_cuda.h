@@ -1,6 +1,7 @@
 /* The GLA plugin's own kernels on the GPU: the same functions as the
- * CPU ones of gla.h (same meaning, layouts, add-into-gradients rules), on
- * device pointers, queued on the default stream after the op table's work.
+ * CPU ones of gla.h (same meaning, layouts, and the same gradients added
+ * into or overwritten), on device pointers, queued on the default stream
+ * after the op table's work.
  * Activations (void pointers) are bf16, the CUDA op table's type; float
  * pointers are fp32; the arithmetic is fp32.
  * Each is checked against its CPU reference by tests/test_gla_cuda.c.
@@ -29,7 +30,10 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
                                   const float *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work);
 
-/* gla_gate_norm_cuda.cu */
+/* gla_gate_norm_cuda.cu: a warp holds a row in registers, so C is at most
+ * GLA_GATE_NORM_CUDA_MAX_C (larger C exits with a message). Deterministic:
+ * dw's sums have an order fixed by rows and C. */
+#define GLA_GATE_NORM_CUDA_MAX_C 2048
 void gla_gate_norm_forward_cuda(void *y, float *rstd, const void *o, const void *g, const void *w,
                                 int rows, int C, float eps);
 void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy, const void *o,

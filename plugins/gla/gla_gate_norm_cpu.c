@@ -4,7 +4,8 @@
  * Backward, with dz = dy ⊙ swish(g) (the gradient reaching the normalized, weighted o):
  *     dg_j = dy_j · u_j w_j · swish'(g_j),   swish'(g) = σ(g)·(1 + g·(1 − σ(g)))
  *     dw_j = Σ_rows dz_j · u_j
- *     do_j = r · dz_j w_j − o_j · r³ · (Σ_k dz_k w_k o_k) / C      (RMSNorm's backward) */
+ *     do_j = r · dz_j w_j − o_j · r³ · (Σ_k dz_k w_k o_k) / C      (RMSNorm's backward)
+ * do and dg are written, dw is added into. */
 #include <math.h>
 #include <stddef.h>
 
@@ -44,7 +45,7 @@ void gla_gate_norm_forward_cpu(float *y, float *rstd, const float *o, const floa
     }
 }
 
-/* do and dg of one row */
+/* do and dg of one row, written */
 static void backward_row(float *d_o, float *dg, const float *dy, const float *o,
                          const float *g, const float *w, float r, int C)
 {
@@ -54,14 +55,14 @@ static void backward_row(float *d_o, float *dg, const float *dy, const float *o,
         float dz = dy[j] * g[j] * s;
         dot += (double)dz * w[j] * o[j];
         if (dg)
-            dg[j] += dy[j] * o[j] * r * w[j] * s * (1.0f + g[j] * (1.0f - s));
+            dg[j] = dy[j] * o[j] * r * w[j] * s * (1.0f + g[j] * (1.0f - s));
     }
     if (!d_o)
         return;
     float c = (float)(dot * r * r * r / C);
     for (int j = 0; j < C; j++) {
         float dz = dy[j] * g[j] * sigmoid(g[j]);
-        d_o[j] += r * dz * w[j] - o[j] * c;
+        d_o[j] = r * dz * w[j] - o[j] * c;
     }
 }
 

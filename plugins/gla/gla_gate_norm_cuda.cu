@@ -1,97 +1,249 @@
 /* fla's FusedRMSNormGated with swish on the GPU: the math of gla_gate_norm_cpu.c,
  *     y = o · r · w · swish(g),  r = 1/sqrt(mean(o²) + eps),
- * over rows of C values (one head of one token). One warp per row for the row
- * sums; dw through the deterministic column sums of cuda_reduce.cuh, so every
- * sum is added in an order fixed by the shapes alone.
+ * over rows of C values (one head of one token).
  * y, o, g, w and their gradients are bf16 (the CUDA op table's activations),
- * rstd and dw fp32; the arithmetic is fp32. */
+ * rstd and dw fp32; the arithmetic is fp32.
+ *
+ * Memory bound, so every row is read once: a warp holds a whole row in
+ * registers (ACT_VEC values per access when vectorizable, cuda_launch.cuh),
+ * which bounds C by GLA_GATE_NORM_CUDA_MAX_C. The forward reads o and g and
+ * writes y and rstd. The backward reads o, g and dy, writes do and dg, and
+ * keeps each warp's dw terms in registers: a block sums its fixed range of
+ * rows into one partial row of dw, and a second kernel adds the blocks'
+ * partials in order, so every sum has an order fixed by the shapes alone. */
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
 #include "gla_cuda.h"
 
-#define ROWS_PER_BLOCK (CUDA_BLOCK / 32)
+#define WARPS (CUDA_BLOCK / 32)
+/* rows of one backward block, the rows of its dw partial: enough to make the
+ * partials small next to the activations, few enough for many blocks */
+#define BACKWARD_ROWS (WARPS * 8)
+/* the most values of a row that one lane holds */
+#define MAX_LANE_VALUES (GLA_GATE_NORM_CUDA_MAX_C / 32)
 
-/* a gradient += x, the sum rounded once to bf16 */
-static __device__ __forceinline__ void add_into(act_t *grad, float x)
+/* σ(g) without overflow: exp is only taken of a non-positive number; no
+ * branch, so lanes of either sign do not wait on each other */
+static __device__ __forceinline__ float sigmoid(float g)
 {
-    from_f32(grad, to_f32(*grad) + x);
+    float e = expf(-fabsf(g)), s = 1.0f / (1.0f + e);
+    return g >= 0.0f ? s : e * s;
 }
 
-/* σ(g) without overflow: exp is only taken of a non-positive number */
-static __device__ float sigmoid(float g)
+/* ---- a row in a warp's registers ----
+ * Lane l holds CHUNKS chunks of W neighbouring values, chunk s at column
+ * (32·s + l)·W, so that each access of the warp is contiguous. Chunks at or
+ * past C (a multiple of W) read as zeros and are not stored. */
+
+template <int W, int CHUNKS, typename T>
+static __device__ __forceinline__ void load_row(float (&v)[CHUNKS][W], const T *row, int C)
 {
-    if (g >= 0.0f)
-        return 1.0f / (1.0f + expf(-g));
-    float e = expf(g);
-    return e / (1.0f + e);
+    int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int s = 0; s < CHUNKS; s++) {
+        int j = (32 * s + lane) * W;
+        if (j < C) {
+            load_floats<W>(v[s], row + j);
+        } else {
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                v[s][k] = 0.0f;
+        }
+    }
 }
 
-static __global__ void gate_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *g,
-                                     const act_t *w, int rows, int C, float eps)
+template <int W, int CHUNKS, typename T>
+static __device__ __forceinline__ void store_row(T *row, const float (&v)[CHUNKS][W], int C)
 {
-    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int s = 0; s < CHUNKS; s++) {
+        int j = (32 * s + lane) * W;
+        if (j < C)
+            store_floats<W>(row + j, v[s]);
+    }
+}
+
+/* ---- forward: one warp per row ---- */
+
+template <int W, int CHUNKS>
+static __global__ void __launch_bounds__(CUDA_BLOCK)
+    gate_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *g, const act_t *w, int rows,
+                   int C, float eps)
+{
+    int row = blockIdx.x * WARPS + threadIdx.x / 32;
     if (row >= rows)
-        return; /* the whole warp: the sums below are per warp */
+        return; /* the whole warp: the sum below is per warp */
     size_t at = (size_t)row * C;
+    float ov[CHUNKS][W], gv[CHUNKS][W], wv[CHUNKS][W];
+    load_row(ov, o + at, C);
+    load_row(gv, g + at, C); /* in flight during the sum */
     float ss = 0.0f;
-    for (int j = lane; j < C; j += 32) {
-        float oj = to_f32(o[at + j]);
-        ss += oj * oj;
-    }
-    ss = warp_sum(ss);
-    float r = 1.0f / sqrtf(ss / C + eps);
-    if (lane == 0)
+#pragma unroll
+    for (int s = 0; s < CHUNKS; s++)
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            ss += ov[s][k] * ov[s][k];
+    float r = 1.0f / sqrtf(warp_sum(ss) / C + eps);
+    if (threadIdx.x % 32 == 0)
         rstd[row] = r;
-    for (int j = lane; j < C; j += 32) {
-        float gj = to_f32(g[at + j]);
-        from_f32(&y[at + j], to_f32(o[at + j]) * r * to_f32(w[j]) * (gj * sigmoid(gj)));
-    }
+    load_row(wv, w, C);
+#pragma unroll
+    for (int s = 0; s < CHUNKS; s++)
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            ov[s][k] = ov[s][k] * r * wv[s][k] * (gv[s][k] * sigmoid(gv[s][k]));
+    store_row(y + at, ov, C);
 }
 
-/* do and dg of each row: dz = dy ⊙ swish(g) reaches the normalized, weighted o */
-static __global__ void gate_norm_backward_rows(act_t *d_o, act_t *dg, const act_t *dy,
-                                               const act_t *o, const act_t *g, const act_t *w,
-                                               const float *rstd, int rows, int C)
+/* ---- backward: a warp per row at a time, BACKWARD_ROWS rows per block ---- */
+
+/* One row: writes its do and dg, adds its dw terms dz·u into dw, where
+ * dz = dy ⊙ swish(g) reaches the normalized, weighted o and u = o·r. */
+template <int W, int CHUNKS>
+static __device__ __forceinline__ void backward_row(act_t *d_o, act_t *dg, float (&dw)[CHUNKS][W],
+                                                    const act_t *dy, const act_t *o,
+                                                    const act_t *g, const float (&wv)[CHUNKS][W],
+                                                    float r, int C)
 {
-    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows)
-        return;
-    size_t at = (size_t)row * C;
-    float r = rstd[row], dot = 0.0f; /* Σ_k dz_k w_k o_k */
-    for (int j = lane; j < C; j += 32) {
-        float gj = to_f32(g[at + j]), s = sigmoid(gj), dyj = to_f32(dy[at + j]);
-        float oj = to_f32(o[at + j]), wj = to_f32(w[j]);
-        dot += dyj * gj * s * wj * oj;
-        if (dg)
-            add_into(&dg[at + j], dyj * oj * r * wj * s * (1.0f + gj * (1.0f - s)));
-    }
+    float ov[CHUNKS][W], gv[CHUNKS][W], dyv[CHUNKS][W];
+    load_row(ov, o, C);
+    load_row(gv, g, C);
+    load_row(dyv, dy, C);
+    float dot = 0.0f; /* Σ_k dz_k w_k o_k */
+#pragma unroll
+    for (int s = 0; s < CHUNKS; s++)
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            float gj = gv[s][k], sg = sigmoid(gj), u = ov[s][k] * r;
+            float dz = dyv[s][k] * gj * sg;
+            dot += dz * wv[s][k] * ov[s][k];
+            dw[s][k] += dz * u;
+            gv[s][k] = dyv[s][k] * u * wv[s][k] * sg * (1.0f + gj * (1.0f - sg)); /* dg */
+            dyv[s][k] = r * dz * wv[s][k]; /* do's first term */
+        }
+    if (dg)
+        store_row(dg, gv, C);
     if (!d_o)
-        return;
+        return; /* the whole warp: d_o is the same for all */
     float c = warp_sum(dot) * r * r * r / C;
-    for (int j = lane; j < C; j += 32) {
-        float gj = to_f32(g[at + j]);
-        add_into(&d_o[at + j],
-                 r * to_f32(dy[at + j]) * gj * sigmoid(gj) * to_f32(w[j]) - to_f32(o[at + j]) * c);
-    }
+#pragma unroll
+    for (int s = 0; s < CHUNKS; s++)
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            dyv[s][k] -= ov[s][k] * c;
+    store_row(d_o, dyv, C);
 }
 
-/* dw_j's term of row i */
-struct gate_norm_dw_term {
-    const act_t *dy, *o, *g;
-    const float *rstd;
-    int C;
-    __device__ float operator()(int i, int j) const
+/* partial[0, C) = Σ over the block's warps of dw, added in warp order: warp t
+ * adds the sum of warps 0 … t−1 and passes it on through shared memory (laid
+ * out lane by lane, so no two lanes share a bank). Every thread calls it. */
+template <int W, int CHUNKS>
+static __device__ void write_block_sum(float *partial, float (&dw)[CHUNKS][W], int C)
+{
+    __shared__ float running[CHUNKS * W][32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int t = 0; t < WARPS; t++) {
+        if (warp == t) {
+#pragma unroll
+            for (int s = 0; s < CHUNKS; s++)
+#pragma unroll
+                for (int k = 0; k < W; k++) {
+                    float &sum = running[s * W + k][lane];
+                    if (t > 0)
+                        dw[s][k] += sum;
+                    sum = dw[s][k];
+                }
+        }
+        __syncthreads();
+    }
+    if (warp == WARPS - 1)
+        store_row(partial, dw, C);
+}
+
+/* Block b takes rows [b·BACKWARD_ROWS, (b+1)·BACKWARD_ROWS) ∩ [0, rows), warp
+ * t of them rows t, t + WARPS, … in order, and writes its dw partial to
+ * dw_partial[b·C, (b+1)·C) unless dw_partial is NULL. Up to 8 values a lane
+ * (C ≤ 256), 4 blocks per SM: 64 registers suffice, and the loads of 32 warps
+ * keep the memory busy. */
+template <int W, int CHUNKS>
+static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 8 ? 4 : 1)
+    gate_norm_backward_rows(act_t *d_o, act_t *dg, float *dw_partial, const act_t *dy,
+                            const act_t *o, const act_t *g, const act_t *w, const float *rstd,
+                            int rows, int C)
+{
+    float wv[CHUNKS][W], dw[CHUNKS][W] = {};
+    load_row(wv, w, C);
+    int first = blockIdx.x * BACKWARD_ROWS, end = min(rows, first + BACKWARD_ROWS);
+    /* no early return: every warp takes part in write_block_sum */
+    for (int row = first + threadIdx.x / 32; row < end; row += WARPS) {
+        size_t at = (size_t)row * C;
+        backward_row(d_o ? d_o + at : nullptr, dg ? dg + at : nullptr, dw, dy + at, o + at,
+                     g + at, wv, rstd[row], C);
+    }
+    if (dw_partial)
+        write_block_sum(dw_partial + (size_t)blockIdx.x * C, dw, C);
+}
+
+/* ---- launches ---- */
+
+/* launch.run<W, CHUNKS>() for the fewest CHUNKS (a power of two) whose
+ * 32·W·CHUNKS values cover C */
+template <int W, int CHUNKS = 1, typename Launch>
+static void launch_for_width(int C, const Launch &launch)
+{
+    if constexpr (W * CHUNKS < MAX_LANE_VALUES) {
+        if (32 * W * CHUNKS < C)
+            return launch_for_width<W, 2 * CHUNKS>(C, launch);
+    }
+    launch.template run<W, CHUNKS>();
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename Launch> static void launch_rows(int C, bool vec, const Launch &launch)
+{
+    if (C > GLA_GATE_NORM_CUDA_MAX_C) {
+        fprintf(stderr, "gla gate norm: rows of %d values; the CUDA kernels take at most %d\n", C,
+                GLA_GATE_NORM_CUDA_MAX_C);
+        exit(1);
+    }
+    if (vec)
+        launch_for_width<ACT_VEC>(C, launch);
+    else
+        launch_for_width<1>(C, launch);
+}
+
+struct forward_launch {
+    act_t *y;
+    float *rstd;
+    const act_t *o, *g, *w;
+    int rows, C;
+    float eps;
+    template <int W, int CHUNKS> void run() const
     {
-        size_t at = (size_t)i * C + j;
-        float gj = to_f32(g[at]);
-        return to_f32(dy[at]) * gj * sigmoid(gj) * to_f32(o[at]) * rstd[i];
+        unsigned blocks = (unsigned)((rows + WARPS - 1) / WARPS);
+        gate_norm_rows<W, CHUNKS><<<blocks, CUDA_BLOCK>>>(y, rstd, o, g, w, rows, C, eps);
     }
 };
 
-/* Device memory for the column sums' partial results, valid until the next
- * call; grows as needed and is never given back (the plugin cannot use the
- * core's cuda_scratch: it does not link libflame). */
+struct backward_launch {
+    act_t *d_o, *dg;
+    float *dw_partial;
+    const act_t *dy, *o, *g, *w;
+    const float *rstd;
+    int rows, C;
+    unsigned blocks;
+    template <int W, int CHUNKS> void run() const
+    {
+        gate_norm_backward_rows<W, CHUNKS>
+            <<<blocks, CUDA_BLOCK>>>(d_o, dg, dw_partial, dy, o, g, w, rstd, rows, C);
+    }
+};
+
+/* Device memory for the blocks' dw partials, valid until the next call;
+ * grows as needed and is never given back (the plugin cannot use the core's
+ * cuda_scratch: it does not link libflame). */
 static float *partials(size_t floats)
 {
     static float *buffer = NULL;
@@ -106,23 +258,6 @@ static float *partials(size_t floats)
     return buffer;
 }
 
-/* dw[j] += Σ_rows term(i, j), rows in chunks added in order (cuda_reduce.cuh) */
-static void dw_column_sums(float *dw, int rows, int C, gate_norm_dw_term term)
-{
-    int per_chunk = COLUMN_CHUNK_ROWS;
-    if ((rows + per_chunk - 1) / per_chunk > COLUMN_MAX_CHUNKS)
-        per_chunk = (rows + COLUMN_MAX_CHUNKS - 1) / COLUMN_MAX_CHUNKS;
-    int chunks = (rows + per_chunk - 1) / per_chunk;
-    float *partial = partials((size_t)chunks * C);
-    dim3 grid((C + CUDA_BLOCK - 1) / CUDA_BLOCK, chunks);
-    column_chunk_sums<<<grid, CUDA_BLOCK>>>(partial, rows, C, per_chunk, term);
-    CUDA_CHECK_LAUNCH();
-    add_column_chunks<<<(C + CUDA_BLOCK - 1) / CUDA_BLOCK, CUDA_BLOCK>>>(dw, partial, chunks, C);
-    CUDA_CHECK_LAUNCH();
-}
-
-static unsigned row_blocks(int rows) { return (unsigned)((rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
-
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
 static act_t *act(void *p) { return static_cast<act_t *>(p); }
@@ -132,21 +267,23 @@ void gla_gate_norm_forward_cuda(void *y, float *rstd, const void *o, const void 
 {
     if (rows <= 0)
         return;
-    gate_norm_rows<<<row_blocks(rows), CUDA_BLOCK>>>(act(y), rstd, act(o), act(g), act(w), rows, C,
-                                                     eps);
-    CUDA_CHECK_LAUNCH();
+    launch_rows(C, vectorizable(C, y, o, g, w),
+                forward_launch{act(y), rstd, act(o), act(g), act(w), rows, C, eps});
 }
 
 void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy, const void *o,
                                  const void *g, const void *w, const float *rstd, int rows, int C)
 {
-    if (rows <= 0)
+    if (rows <= 0 || C <= 0 || (!d_o && !dg && !dw))
         return;
-    if (d_o || dg) {
-        gate_norm_backward_rows<<<row_blocks(rows), CUDA_BLOCK>>>(
-            act(d_o), act(dg), act(dy), act(o), act(g), act(w), rstd, rows, C);
+    unsigned blocks = (unsigned)((rows + BACKWARD_ROWS - 1) / BACKWARD_ROWS);
+    /* at C a multiple of ACT_VEC, each block's partial row is 16-byte aligned */
+    float *partial = dw ? partials((size_t)blocks * C) : nullptr;
+    launch_rows(C, vectorizable(C, d_o, dg, dy, o, g, w),
+                backward_launch{act(d_o), act(dg), partial, act(dy), act(o), act(g), act(w), rstd,
+                                rows, C, blocks});
+    if (dw) { /* blocks in order, in groups (cuda_reduce.cuh) */
+        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dw, partial, (int)blocks, C);
         CUDA_CHECK_LAUNCH();
     }
-    if (dw)
-        dw_column_sums(dw, rows, C, gate_norm_dw_term{act(dy), act(o), act(g), rstd, C});
 }

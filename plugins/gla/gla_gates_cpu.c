@@ -2,7 +2,8 @@
  *     gk = logsigmoid(x) / N,   logsigmoid(x) = min(x, 0) − log1p(exp(−|x|))
  * (exp is only taken of a non-positive number, so nothing overflows).
  * Backward: d logsigmoid(x)/dx = σ(−x) = 1 − exp(logsigmoid(x)) = −expm1(N·gk),
- * so the output alone is enough and the forward may overwrite its input. */
+ * so the output alone is enough and the forward may overwrite its input; dx
+ * is written. */
 #include <math.h>
 #include <stddef.h>
 
@@ -31,5 +32,5 @@ void gla_gates_backward_cpu(float *dx, const float *dgk, const float *gk, size_t
 {
     PARALLEL_FOR_IF(n >= PARALLEL_MIN_WORK)
     for (size_t i = 0; i < n; i++)
-        dx[i] += dgk[i] * -expm1f(normalizer * gk[i]) / normalizer;
+        dx[i] = dgk[i] * -expm1f(normalizer * gk[i]) / normalizer;
 }

@@ -1,7 +1,7 @@
 /* GLA's forget-gate logits on the GPU: the math of gla_gates_cpu.c,
- *     gk = logsigmoid(x) / N,   dx += dgk · σ(−x) / N = dgk · −expm1(N·gk) / N,
- * one thread per value (out may alias x). x, gk and their gradients are bf16
- * (the CUDA op table's activations); the arithmetic is fp32. */
+ *     gk = logsigmoid(x) / N,   dx = dgk · σ(−x) / N = dgk · −expm1(N·gk) / N
+ * (dx written), one thread per value (out may alias x). x, gk and their
+ * gradients are bf16 (the CUDA op table's activations); the arithmetic is fp32. */
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "gla_cuda.h"
@@ -19,10 +19,8 @@ static __global__ void gates_forward(act_t *gk, const act_t *x, size_t n, float 
 static __global__ void gates_backward(act_t *dx, const act_t *dgk, const act_t *gk, size_t n,
                                       float normalizer)
 {
-    GRID_STRIDE_LOOP(i, n) {
-        float add = to_f32(dgk[i]) * -expm1f(normalizer * to_f32(gk[i])) / normalizer;
-        from_f32(&dx[i], to_f32(dx[i]) + add);
-    }
+    GRID_STRIDE_LOOP(i, n)
+        from_f32(&dx[i], to_f32(dgk[i]) * -expm1f(normalizer * to_f32(gk[i])) / normalizer);
 }
 
 void gla_gates_forward_cuda(void *gk, const void *x, size_t n, float normalizer)

@@ -1,8 +1,9 @@
 /* GLA's own kernels, one table per backend: the plugin picks the table of the
  * op table's backend at create and calls nothing else of its own math. Every
- * entry has the meaning, layouts and add-into-gradients rules of the CPU
- * function it is named after (gla.h); pointers are in the backend's memory,
- * activations in the op table's type (flame/ops.h). */
+ * entry has the meaning, layouts and rules of the CPU function it is named
+ * after (gla.h: which gradients are added into, which overwritten, which may
+ * be NULL); pointers are in the backend's memory, activations in the op
+ * table's type (flame/ops.h). */
 #ifndef FLAME_GLA_KERNELS_H
 #define FLAME_GLA_KERNELS_H
 
@@ -27,6 +28,8 @@ typedef struct gla_kernels {
                                 const float *checkpoints, const gla_recurrence_dims *d,
                                 float *work, int n_work);
 
+    /* the widest row (value head) the gated norm takes; 0: any */
+    int gate_norm_max_C;
     void (*gate_norm_forward)(void *y, float *rstd, const void *o, const void *g, const void *w,
                               int rows, int C, float eps);
     void (*gate_norm_backward)(void *d_o, void *dg, float *dw, const void *dy, const void *o,

@@ -188,6 +188,7 @@ static void backward_step(grads g, float *G, const float *S_prev, const float *S
     size_t qk = ((size_t)t * d->H + h) * dk, vo = ((size_t)t * d->H + h) * dv;
     const float *do_t = dout + vo, *v_t = v + vo;
     float *dv_t = g.dv + vo;
+    memset(dv_t, 0, (size_t)dv * sizeof *dv_t); /* a sum over the keys below */
     for (int i = 0; i < dk; i++) {
         float sq = d->scale * q[qk + i], a = expf(gk[qk + i]), ki = k[qk + i];
         float *Gi = G + (size_t)i * dv;
@@ -201,9 +202,9 @@ static void backward_step(grads g, float *G, const float *S_prev, const float *S
             dv_t[j] += Gi[j] * ki;
             Gi[j] *= a; /* the part of G_t that reaches S_{t−1} */
         }
-        g.dq[qk + i] += d->scale * acc_q;
-        g.dk[qk + i] += acc_k;
-        g.dgk[qk + i] += a * acc_g;
+        g.dq[qk + i] = d->scale * acc_q;
+        g.dk[qk + i] = acc_k;
+        g.dgk[qk + i] = a * acc_g;
     }
 }
 

@@ -330,15 +330,14 @@ static void attn_forward(void *model, int l)
     attention_dims ad = attn_dims(m);
     /* pre-norm, projections, rotary in place */
     ops->rmsnorm_forward(A->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
-    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, n, c->D, c->q_dim);
-    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, n, c->D, c->kv_dim);
-    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, n, c->D, c->kv_dim);
+    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, NULL, n, c->D, c->q_dim);
+    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, NULL, n, c->D, c->kv_dim);
+    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, NULL, n, c->D, c->kv_dim);
     m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
     m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
     m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
-    /* output projection and residual */
-    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, n, c->q_dim, c->D);
-    ops->add(m->base.mid[l], m->base.mid[l], m->base.resid[l], (size_t)n * c->D);
+    /* output projection, onto the residual */
+    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, m->base.resid[l], n, c->q_dim, c->D);
 }
 
 static float tf_forward(void *model, const flame_batch *batch, float *logits)
@@ -357,8 +356,8 @@ static void attn_core_backward(tf_model *m, int l)
     int n = m->base.batch.n;
     size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
     attention_dims ad = attn_dims(m);
-    lm_zero_acts(m->base.ops, d->o, nQ);
-    m->base.ops->matmul_backward(d->o, dW(m, l, P_O), NULL, m->base.d_resid, A->o, W(m, l, P_O), n, c->q_dim, c->D);
+    m->base.ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, A->o, W(m, l, P_O),
+                                 n, c->q_dim, c->D);
     lm_zero_acts(m->base.ops, d->q_rot, nQ);
     lm_zero_acts(m->base.ops, d->k_rot, nKV);
     lm_zero_acts(m->base.ops, d->v, nKV);
@@ -378,12 +377,12 @@ static void attn_input_backward(tf_model *m, int l)
     const layer_acts *A = &m->acts[l];
     grad_scratch *d = &m->d;
     int n = m->base.batch.n, D = c->D;
-    lm_zero_acts(m->base.ops, m->base.d_x, (size_t)n * D);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
-    ops->matmul_backward(m->base.d_x, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
-    ops->rmsnorm_backward(m->base.d_resid, dW(m, l, P_ATTN_NORM), m->base.d_x, m->base.resid[l], W(m, l, P_ATTN_NORM),
-                          A->attn_rstd, n, D);
+    void *d_x = m->base.d_x;
+    ops->matmul_backward(d_x, FLAME_GRAD_SET, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
+    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
+    ops->rmsnorm_backward(m->base.d_resid, FLAME_GRAD_ADD, dW(m, l, P_ATTN_NORM), d_x, m->base.resid[l],
+                          W(m, l, P_ATTN_NORM), A->attn_rstd, n, D);
 }
 
 /* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */

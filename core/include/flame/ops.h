@@ -14,9 +14,14 @@
  *  - tensors are row-major arrays in the backend's memory;
  *  - a matrix "[M,K]" has M rows of K contiguous values;
  *  - forward ops overwrite their outputs;
- *  - backward ops ADD into every gradient they produce (parameter and input
- *    gradients alike), so gradients of shared tensors and of residual branches
- *    sum without extra copies. A NULL gradient pointer means "not needed". */
+ *  - backward ops ADD into parameter gradients (fp32), so micro-batches and
+ *    tied weights sum without extra copies;
+ *  - backward ops WRITE activation gradients, except where the op takes a
+ *    flame_grad_mode for one: there the caller says whether the gradient is
+ *    fresh (SET) or adds onto one already there (ADD: the several uses of a
+ *    layer's input, the residual stream). Writing where the gradient is fresh
+ *    saves the zero-fill and the read of the old values;
+ *  - a NULL gradient pointer means "not needed". */
 #ifndef FLAME_OPS_H
 #define FLAME_OPS_H
 
@@ -26,6 +31,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef enum flame_grad_mode { FLAME_GRAD_SET, FLAME_GRAD_ADD } flame_grad_mode;
 
 typedef struct flame_ops {
     const char *backend; /* "cpu" or "cuda" */
@@ -44,12 +51,16 @@ typedef struct flame_ops {
     void (*to_act)(void *dst, const float *src, size_t n);
     void (*from_act)(float *dst, const void *src, size_t n);
 
-    /* out[M,N] = in[M,K] · weight[N,K]ᵀ (+ bias[N] when bias is not NULL); all act */
+    /* out[M,N] = in[M,K] · weight[N,K]ᵀ (+ bias[N]) (+ residual[M,N]), bias and
+     * residual when not NULL; all act. residual may be out itself: the
+     * residual stream's add rides on the product instead of a pass of its own. */
     void (*matmul_forward)(void *out, const void *in, const void *weight, const void *bias,
-                           int M, int K, int N);
-    /* din[M,K] += dout·weight (act);  dweight[N,K] += doutᵀ·in;  dbias[N] += Σ_rows dout */
-    void (*matmul_backward)(void *din, float *dweight, float *dbias, const void *dout,
-                            const void *in, const void *weight, int M, int K, int N);
+                           const void *residual, int M, int K, int N);
+    /* din[M,K] = (or += with ADD) dout·weight (act);  dweight[N,K] += doutᵀ·in;
+     * dbias[N] += Σ_rows dout */
+    void (*matmul_backward)(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
+                            const void *dout, const void *in, const void *weight, int M, int K,
+                            int N);
 
     /* out[n,C] = table[tokens[i]] */
     void (*embedding_forward)(void *out, const int32_t *tokens, const void *table, int n, int C);
@@ -61,16 +72,17 @@ typedef struct flame_ops {
      * saved for the backward */
     void (*rmsnorm_forward)(void *out, float *rstd, const void *x, const void *weight, int n,
                             int C, float eps);
-    void (*rmsnorm_backward)(void *dx, float *dweight, const void *dout, const void *x,
-                             const void *weight, const float *rstd, int n, int C);
+    /* dx = (or += with ADD) ∂/∂x;  dweight += ∂/∂weight */
+    void (*rmsnorm_backward)(void *dx, flame_grad_mode dx_mode, float *dweight, const void *dout,
+                             const void *x, const void *weight, const float *rstd, int n, int C);
 
     /* out = silu(gate) · up, elementwise over n values */
     void (*swiglu_forward)(void *out, const void *gate, const void *up, size_t n);
-    void (*swiglu_backward)(void *dgate, void *dup, const void *dout, const void *gate,
+    /* dgate and dup written; out, when not NULL, receives the forward's output
+     * made again on the way (the down projection's weight gradient needs it,
+     * and the pass reads gate and up anyway). out may be dout itself. */
+    void (*swiglu_backward)(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                             const void *up, size_t n);
-
-    /* out = a + b over n activations (out may alias a or b) */
-    void (*add)(void *out, const void *a, const void *b, size_t n);
     /* x *= s over n fp32 values (gradients) */
     void (*scale)(float *x, float s, size_t n);
 
@@ -87,13 +99,14 @@ typedef struct flame_ops {
     double (*sum_squares)(const float *x, size_t n);
 
     /* One AdamW step (decoupled weight decay) at 1-based step t over n fp32 values
-     * (all the parameters at once), the decay on the first n_decayed of them only:
+     * (all the parameters at once), the decay on the first n_decayed of them only,
+     * with g = grad_scale · grad (gradient clipping, applied on the way):
      * m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m/(1−β1ᵗ);  v̂ = v/(1−β2ᵗ);
      * param −= lr · (m̂/(sqrt(v̂)+eps) + weight_decay · param);
      * then compute (act) = param, unless compute is NULL or param itself. */
-    void (*adamw)(float *param, void *compute, const float *grad, float *m, float *v, size_t n,
-                  size_t n_decayed, float lr, float beta1, float beta2, float eps,
-                  float weight_decay, int t);
+    void (*adamw)(float *param, void *compute, const float *grad, float grad_scale, float *m,
+                  float *v, size_t n, size_t n_decayed, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int t);
 } flame_ops;
 
 #ifdef __cplusplus

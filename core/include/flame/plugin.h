@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define FLAME_ABI_VERSION 3u
+#define FLAME_ABI_VERSION 4u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
