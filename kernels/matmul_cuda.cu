@@ -1,8 +1,8 @@
 /* Matrix multiply of a linear layer, out = in · weightᵀ (+ bias) (+ residual),
  * and its backward, through cuBLASLt: bf16 operands, fp32 accumulation
- * (CUBLAS_COMPUTE_32F) and fp32 alpha and beta. out and din are bf16; an added
- * residual (C ≠ D, beta = 1) and din's FLAME_GRAD_ADD (beta = 1) join the sum
- * in fp32, rounded once. dweight is fp32 (bf16 A and B with fp32 C and D), so
+ * (CUBLAS_COMPUTE_32F) and fp32 alpha and beta. out and din are bf16; the bias
+ * (cuBLASLt's bias epilogue), an added residual (C ≠ D, beta = 1) and din's
+ * FLAME_GRAD_ADD (beta = 1) join the sum in fp32, rounded once. dweight is fp32 (bf16 A and B with fp32 C and D), so
  * the weight gradient accumulates without bf16 rounding; dbias is an fp32
  * column sum of dout.
  *
@@ -36,6 +36,7 @@ typedef struct gemm_key {
     int32_t transa, transb, m, n, k, lda, ldb, ldc;
     int32_t c_type;     /* cudaDataType_t of C and D */
     int32_t accumulate; /* beta != 0 */
+    int32_t bias;       /* the bias epilogue */
     uint32_t align[4];  /* of A, B, C and D, in bytes */
 } gemm_key;
 
@@ -132,6 +133,14 @@ static void make_plan(cublasLtHandle_t handle, gemm_plan *p, const gemm_key *key
     p->a = layout(CUDA_R_16BF, ta, key->m, key->k, key->lda);
     p->b = layout(CUDA_R_16BF, tb, key->k, key->n, key->ldb);
     p->c = layout((cudaDataType_t)key->c_type, CUBLAS_OP_N, key->m, key->n, key->ldc);
+    if (key->bias) { /* a bf16 vector of m values, one per row of column-major D */
+        cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t type = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &epilogue, sizeof epilogue));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                    &type, sizeof type));
+    }
     p->algo = best_algo(handle, p);
 }
 
@@ -162,25 +171,28 @@ static gemm_plan *plan_for(lt_context *ctx, const gemm_key *key)
     return p;
 }
 
-/* D[m,n] = op(A)[m,k] · op(B)[k,n] + C when C is not NULL, column-major, C and
- * D laid out alike (C may be D); A and B bf16, C and D of c_type. */
+/* D[m,n] = op(A)[m,k] · op(B)[k,n] (+ bias[m] per row) (+ C), column-major,
+ * bias and C when not NULL, C and D laid out alike (C may be D); A, B and the
+ * bias bf16, C and D of c_type. */
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const act_t *A,
-                 int lda, const act_t *B, int ldb, const void *C, void *D, cudaDataType_t c_type,
-                 int ldc)
+                 int lda, const act_t *B, int ldb, const act_t *bias, const void *C, void *D,
+                 cudaDataType_t c_type, int ldc)
 {
     lt_context *ctx = lt();
     float alpha = 1.0f, beta = C ? 1.0f : 0.0f;
     if (!C)
         C = D; /* read by no one with beta = 0, but cuBLASLt wants a matrix */
-    gemm_key key = {ta, tb, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f,
+    gemm_key key = {ta, tb, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, bias != NULL,
                     {alignment_of(A), alignment_of(B), alignment_of(C), alignment_of(D)}};
     gemm_plan *p = plan_for(ctx, &key);
+    if (bias) /* the plan's descriptor is this call's: it runs before the next is set */
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias, sizeof bias));
     CUBLAS_CHECK(cublasLtMatmul(ctx->handle, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, D,
                                 p->c, &p->algo, ctx->workspace, WORKSPACE_BYTES, 0));
 }
 
-/* out[m, n] = bias[n] (+ residual[m, n]), residual possibly out itself: what
- * the product then adds onto (beta = 1). */
+/* out[m, n] = bias[n] (+ residual[m, n]): the whole product when K = 0 */
 static __global__ void bias_rows(act_t *out, const act_t *bias, const act_t *residual,
                                  size_t total, int N)
 {
@@ -196,20 +208,18 @@ void matmul_forward_cuda(void *out, const void *in, const void *weight, const vo
     size_t total = (size_t)M * N;
     if (total == 0)
         return;
-    const void *addend = residual;
-    if (bias) {
+    if (K > 0) {
+        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K,
+             (const act_t *)bias, residual, out, CUDA_R_16BF, N);
+    } else if (bias) {
         bias_rows<<<cuda_grid(total), CUDA_BLOCK>>>((act_t *)out, (const act_t *)bias,
                                                     (const act_t *)residual, total, N);
         CUDA_CHECK_LAUNCH();
-        addend = out;
-    } else if (K == 0 && !residual) {
+    } else if (!residual) {
         cuda_zero(out, total * sizeof(act_t));
-    } else if (K == 0 && residual != out) {
+    } else if (residual != out) {
         cuda_copy(out, residual, total * sizeof(act_t));
     }
-    if (K > 0)
-        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K,
-             addend, out, CUDA_R_16BF, N);
 }
 
 /* dbias's terms of row i, columns [n, n + W) */
@@ -234,10 +244,10 @@ void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, f
     if (din && din_mode == FLAME_GRAD_SET && N == 0)
         cuda_zero(din, (size_t)M * K * sizeof(act_t)); /* a product of no terms */
     if (din && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N,
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, NULL,
              din_mode == FLAME_GRAD_ADD ? din : NULL, din, CUDA_R_16BF, K);
     if (dweight && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, dweight, dweight, CUDA_R_32F, K);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, NULL, dweight, dweight, CUDA_R_32F, K);
     if (dbias)
         column_sum_add(dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
 }

@@ -396,6 +396,7 @@ int main(int argc, char **argv)
     test_gates(1, 16);
     test_gates(1001, 16);
     test_gates((size_t)2048 * 512 + 3, 1);
+    test_gates((size_t)2048 * 512, 16); /* 16-byte accesses */
     test_model();
     return testing_result("test_gla_cuda");
 }

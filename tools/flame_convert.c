@@ -15,6 +15,7 @@ static const char USAGE[] =
     "                           [--dtype float32|bfloat16] [--config MODEL_CONFIG]\n"
     "                           [--arch gla|transformer]\n"
     "       flame-convert from-hf --model HF_DIR --output DIR\n"
+    "                             [--config MODEL_CONFIG [--arch NAME] [--seed N]]\n"
     "       flame-convert COMMAND -h   (the options of a command)\n";
 
 static const convert_option *find_option(const convert_option *opts, const char *arg, size_t len)
