@@ -7,7 +7,9 @@ back gives the same bits in fp32 and, in bf16, the nearest-even rounding (for a
 bf16 source: the original bits). With --config, a GLA seed checkpoint from the
 plugin's own parameter list: the tensors that match copied, the rest drawn by
 the plugin's init rules, and flame-run trains on from it (as it does from the
-transformer checkpoint once that plugin is built). Exit 0 pass, 1 fail, 77 skipped (numpy or
+transformer checkpoint once that plugin is built). Converting a model of
+256 MiB both ways takes less than 32 MiB more peak memory than converting the
+tiny one (tensors stream a slice at a time). Exit 0 pass, 1 fail, 77 skipped (numpy or
 safetensors missing). The tool is $top_builddir/flame-convert."""
 import configparser
 import json
@@ -100,10 +102,10 @@ def read_raw(path):
             for k, v in header.items()}
 
 
-def make_folder(path, variant, weights):
+def make_folder(path, variant, weights, config=CONFIG):
     os.makedirs(path)
     with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(CONFIG, f)
+        json.dump(config, f)
     if variant == "bf16":
         write_raw(os.path.join(path, "model.safetensors"),
                   {k: ("BF16", bf16_bits(v)) for k, v in weights.items()})
@@ -304,6 +306,46 @@ def check_mistral(weights, tmp):
     print("ok: mistral: sliding_window 12 -> window_size 12; seq_len 12 trains, 16 is refused")
 
 
+def peak_kib(*args):
+    """exit status and peak resident memory (KiB) of the tool run alone in a fresh process"""
+    probe = ("import resource, subprocess, sys; "
+             "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    rc, kib = subprocess.run([sys.executable, "-c", probe, tool, *args], capture_output=True,
+                             text=True).stdout.split()
+    return int(rc), int(kib)
+
+
+def convert_both_ways(src, tmp, name):
+    """from-hf then to-hf of src: the larger of their peak memories, in KiB"""
+    out, hf = os.path.join(tmp, name + "-flame"), os.path.join(tmp, name + "-hf")
+    rc1, kib1 = peak_kib("from-hf", "--model", src, "--output", out)
+    rc2, kib2 = peak_kib("to-hf", "--checkpoint", os.path.join(out, "checkpoint", "step-0"),
+                         "--output", hf, "--config", os.path.join(out, "model.ini"))
+    check(rc1 == 0 and rc2 == 0, f"{name}: from-hf exit {rc1}, to-hf exit {rc2}")
+    return max(kib1, kib2)
+
+
+def check_streaming(weights, tmp):
+    """a 256 MiB model (embeddings and head of 2^21 rows) against the tiny one: the
+    difference in peak memory is what the tool holds of the model"""
+    rows = 1 << 21
+    rng = np.random.default_rng(11)
+    big = dict(weights)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        big[name] = rng.standard_normal((rows, CONFIG["hidden_size"]), dtype=np.float32)
+    model_mib = sum(a.nbytes for a in big.values()) / 2**20
+    make_folder(os.path.join(tmp, "big"), "fp32", big, dict(CONFIG, vocab_size=rows))
+    del big
+    small_kib = convert_both_ways(os.path.join(tmp, "fp32"), tmp, "small")
+    big_kib = convert_both_ways(os.path.join(tmp, "big"), tmp, "big")
+    extra_mib = (big_kib - small_kib) / 1024
+    check(extra_mib < 32, f"streaming: a {model_mib:.0f} MiB model took {extra_mib:.1f} MiB more "
+                          "peak memory than the tiny one")
+    print(f"ok: streaming: a {model_mib:.0f} MiB model both ways in {extra_mib:.1f} MiB more "
+          f"peak memory than the tiny one ({small_kib / 1024:.0f} MiB)")
+
+
 def main():
     if not os.access(tool, os.X_OK):
         print(f"convert_roundtrip: FAILED: no tool at {tool}", file=sys.stderr)
@@ -327,6 +369,7 @@ def main():
                   f"{variant}: inspect: {listing.splitlines()[-1:]}")
             print(f"ok: {variant}: {len(weights)} tensors renamed, values and round trip exact")
         check_gla(weights, tmp)
+        check_streaming(weights, tmp)
         if os.path.exists(os.path.join(os.path.dirname(tool), "plugins", "transformer", ".libs",
                                        "transformer.so")):
             out = os.path.join(tmp, "fp32-flame")
