@@ -1,5 +1,6 @@
 #include "lm_model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,49 @@ static void add_param(lm_model *b, const char *name, int64_t rows, int64_t cols,
     s->weight_decay = decay;
 }
 
-int lm_model_init(lm_model *b, const flame_ops *ops, const lm_shape *shape,
-                  lm_layer_params_fn layer_params, void *model)
+/* fla's MLP width when intermediate_size is unset */
+static int64_t default_intermediate(int D, int64_t ratio)
+{
+    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
+    return 256 * ((i + 255) / 256);
+}
+
+int lm_read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
+{
+    if (lm_read_size(o, "hidden_size", &s->D, err, err_len) ||
+        lm_read_size(o, "num_hidden_layers", &s->L, err, err_len) ||
+        lm_read_size(o, "vocab_size", &s->V, err, err_len))
+        return -1;
+    if (lm_opt_given(o, "intermediate_size")) {
+        if (lm_read_size(o, "intermediate_size", &s->I, err, err_len))
+            return -1;
+    } else {
+        int64_t ratio = lm_opt_int(o, "hidden_ratio");
+        int64_t I = ratio >= 1 && ratio <= INT_MAX / s->D ? default_intermediate(s->D, ratio) : -1;
+        if (I < 1 || I > INT_MAX) {
+            snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an "
+                     "MLP width below 2^31", (long long)ratio);
+            return -1;
+        }
+        s->I = (int)I;
+    }
+    double eps = lm_opt_float(o, "norm_eps"), std = lm_opt_float(o, "initializer_range");
+    if (!(eps >= 0)) {
+        snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
+        return -1;
+    }
+    if (!(std >= 0)) {
+        snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
+        return -1;
+    }
+    s->eps = (float)eps, s->init_std = (float)std;
+    s->tie = lm_opt_bool(o, "tie_word_embeddings");
+    return 0;
+}
+
+/* the lists, then every parameter declared; 0, or -1 (out of memory) */
+static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *shape,
+                          lm_layer_params_fn layer_params, void *model, size_t layer_bytes)
 {
     *b = (lm_model){.ops = ops, .s = *shape};
     int L = shape->L;
@@ -30,7 +72,8 @@ int lm_model_init(lm_model *b, const flame_ops *ops, const lm_shape *shape,
     b->resid = calloc((size_t)L + 1, sizeof *b->resid);
     b->mid = calloc((size_t)L, sizeof *b->mid);
     b->mlp = calloc((size_t)L, sizeof *b->mlp);
-    if (!b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp)
+    b->layers = calloc((size_t)L, layer_bytes);
+    if (!b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp || !b->layers)
         return -1;
     add_param(b, "model.embeddings.weight", shape->V, shape->D, FLAME_INIT_NORMAL, 0);
     for (int l = 0; l < L; l++)
@@ -57,8 +100,11 @@ static void release_arena(lm_model *b)
     b->arena = NULL;
 }
 
-void lm_model_free(lm_model *b)
+void lm_model_destroy(void *model)
 {
+    lm_model *b = model;
+    if (!b)
+        return;
     if (b->ops)
         release_arena(b);
     free(b->specs);
@@ -67,7 +113,20 @@ void lm_model_free(lm_model *b)
     free(b->resid);
     free(b->mid);
     free(b->mlp);
-    memset(b, 0, sizeof *b);
+    free(b->layers);
+    free(b);
+}
+
+void *lm_model_create(void *model, const flame_ops *ops, const lm_shape *shape,
+                      lm_layer_params_fn layer_params, size_t layer_bytes, char *err,
+                      size_t err_len)
+{
+    if (!model || declare_params(model, ops, shape, layer_params, model, layer_bytes)) {
+        lm_model_destroy(model);
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    return model;
 }
 
 static int layer_index(const lm_model *b, int l, int p) { return 1 + l * b->s.per_layer + p; }

@@ -15,11 +15,17 @@
 
 #include "lm_parts.h"
 
-/* the sizes lm_model_init takes */
+/* the sizes every decoder LM has */
 typedef struct lm_shape {
     int L, per_layer, tie, D, V, I; /* I: the MLP's width */
     float eps, init_std;            /* every RMSNorm's epsilon; the normal draws' std */
 } lm_shape;
+
+/* The options every such plugin shares, into shape (per_layer is the
+ * caller's): hidden_size, num_hidden_layers, vocab_size, intermediate_size
+ * (unset: fla's int(D·hidden_ratio·2/3) rounded up to 256), norm_eps,
+ * initializer_range, tie_word_embeddings. Returns 0, or -1 with one line in err. */
+int lm_read_shape(const lm_options *o, lm_shape *shape, char *err, size_t err_len);
 
 typedef struct lm_model {
     const flame_ops *ops;
@@ -37,21 +43,27 @@ typedef struct lm_model {
     void *d_x;      /* [n,D] ∂loss/∂(a norm's output): scratch of the MLP, the head, the mixer */
     lm_head head;
     lm_batch batch; /* the last batch taken in */
+    void *layers;   /* [L] the plugin's own per-layer structs (lm_model_create) */
 } lm_model;
 
 /* Declares layer l's parameters (per_layer calls of lm_model_add_layer_param). */
 typedef void (*lm_layer_params_fn)(void *model, int l);
 
-/* Allocates the lists and declares every parameter: the embedding, each
- * layer's through layer_params(model, l), the final norm and lm_head unless
- * tied. Returns 0, or -1 (out of memory). */
-int lm_model_init(lm_model *b, const flame_ops *ops, const lm_shape *shape,
-                  lm_layer_params_fn layer_params, void *model);
+/* The end of a plugin's create. model is the plugin's calloc'ed struct (its
+ * lm_model first, the fields layer_params reads already set) or NULL; it gets
+ * every parameter declared (the embedding, each layer's through
+ * layer_params(model, l), the final norm, lm_head unless tied) and L zeroed
+ * per-layer structs of layer_bytes in lm_model.layers. Returns model, or NULL
+ * with "out of memory" in err, model freed. */
+void *lm_model_create(void *model, const flame_ops *ops, const lm_shape *shape,
+                      lm_layer_params_fn layer_params, size_t layer_bytes, char *err,
+                      size_t err_len);
+/* the vtable's destroy of a model lm_model_create made */
+void lm_model_destroy(void *model);
 /* Layer l's next parameter "model.layers.<l>.<suffix>": a matrix [rows, cols]
  * drawn normal with weight decay, or (cols 0) a vector by `init` without. */
 void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
                               flame_init_rule init);
-void lm_model_free(lm_model *b);
 
 /* parameter p of layer l: its compute view and its gradient */
 const void *lm_model_w(const lm_model *b, int l, int p);

@@ -55,12 +55,6 @@ int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size
     return 0;
 }
 
-int64_t lm_default_intermediate(int D, int64_t ratio)
-{
-    int64_t i = (int64_t)((double)(D * ratio * 2) / 3.0);
-    return 256 * ((i + 255) / 256);
-}
-
 /* ------------------------------------------------------------------ arena */
 
 #define PIECE_ALIGN 256

@@ -27,8 +27,6 @@ int lm_opt_bool(const lm_options *o, const char *key);
 const char *lm_opt_string(const lm_options *o, const char *key);
 /* a whole number in [1, 2^31); returns 0, or -1 with one line in err */
 int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size_t err_len);
-/* fla's MLP width when intermediate_size is unset: int(D·ratio·2/3) rounded up to 256 */
-int64_t lm_default_intermediate(int D, int64_t ratio);
 
 /* Hands out consecutive pieces of an arena, each starting on a 256-byte
  * boundary (what matrix kernels read fastest); with base NULL it only counts.

@@ -78,9 +78,10 @@ enum {
 };
 
 typedef struct gla_dims {
-    int D, L, H, dk, dv, key_dim, value_dim, I, V, R;
-    float eps, init_std, normalizer;
-    int tie, fuse_norm;
+    lm_shape s; /* D, L, V, the MLP's I, eps, init_std, tie */
+    int H, dk, dv, key_dim, value_dim, R;
+    float normalizer;
+    int fuse_norm;
 } gla_dims;
 
 /* what one layer keeps from its forward for its backward; void pointers are
@@ -111,12 +112,13 @@ typedef struct gla_model {
     lm_model base; /* first: the shared vtable entries take the model as it */
     const gla_kernels *kern; /* GLA's own kernels for the ops' backend */
     gla_dims c;
-    layer_acts *acts; /* [L], in the arena */
     grad_scratch d;
     float *work;
     int n_work;
 } gla_model;
 
+/* layer l's activations (lm_model.layers), their memory in the arena */
+static layer_acts *acts(const gla_model *m, int l) { return (layer_acts *)m->base.layers + l; }
 static const void *W(const gla_model *m, int layer, int p) { return lm_model_w(&m->base, layer, p); }
 static float *dW(const gla_model *m, int layer, int p) { return lm_model_dw(&m->base, layer, p); }
 
@@ -168,16 +170,15 @@ static int64_t expanded(int D, double expand)
 
 static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_len)
 {
-    if (lm_read_size(cfg, "hidden_size", &c->D, err, err_len) ||
-        lm_read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
+    if (lm_read_shape(cfg, &c->s, err, err_len) ||
         lm_read_size(cfg, "num_heads", &c->H, err, err_len) ||
-        lm_read_size(cfg, "vocab_size", &c->V, err, err_len) ||
         lm_read_size(cfg, "gate_low_rank_dim", &c->R, err, err_len))
         return -1;
+    c->s.per_layer = P_PER_LAYER;
     const char *names[2] = {"expand_k", "expand_v"};
     int64_t dims[2];
     for (int i = 0; i < 2; i++) {
-        dims[i] = expanded(c->D, lm_opt_float(cfg, names[i]));
+        dims[i] = expanded(c->s.D, lm_opt_float(cfg, names[i]));
         if (dims[i] < c->H) {
             snprintf(err, err_len, "%s = %g gives int(hidden_size·%s) = %lld; need at least num_heads = %d",
                      names[i], lm_opt_float(cfg, names[i]), names[i], (long long)dims[i], c->H);
@@ -191,35 +192,12 @@ static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_l
     }
     c->key_dim = (int)dims[0], c->value_dim = (int)dims[1];
     c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
-    if (lm_opt_given(cfg, "intermediate_size")) {
-        if (lm_read_size(cfg, "intermediate_size", &c->I, err, err_len))
-            return -1;
-    } else {
-        int64_t ratio = lm_opt_int(cfg, "hidden_ratio");
-        int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? lm_default_intermediate(c->D, ratio) : -1;
-        if (I < 1 || I > INT_MAX) {
-            snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an MLP "
-                     "width below 2^31", (long long)ratio);
-            return -1;
-        }
-        c->I = (int)I;
-    }
     int64_t normalizer = lm_opt_int(cfg, "gate_logit_normalizer");
-    double eps = lm_opt_float(cfg, "norm_eps"), std = lm_opt_float(cfg, "initializer_range");
     if (normalizer < 1) {
         snprintf(err, err_len, "gate_logit_normalizer = %lld: expected a positive whole number", (long long)normalizer);
         return -1;
     }
-    if (!(eps >= 0)) {
-        snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
-        return -1;
-    }
-    if (!(std >= 0)) {
-        snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
-        return -1;
-    }
-    c->normalizer = (float)normalizer, c->eps = (float)eps, c->init_std = (float)std;
-    c->tie = lm_opt_bool(cfg, "tie_word_embeddings");
+    c->normalizer = (float)normalizer;
     c->fuse_norm = lm_opt_bool(cfg, "fuse_norm");
     return 0;
 }
@@ -230,24 +208,22 @@ static void add_layer_params(void *model, int l)
     gla_model *m = model;
     const gla_dims *c = &m->c;
     lm_model *b = &m->base;
-    lm_model_add_layer_param(b, l, "attn_norm.weight", c->D, 0, FLAME_INIT_ONES);
-    lm_model_add_layer_param(b, l, "attn.q_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "attn.k_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "attn.v_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "attn.g_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "attn.gk_proj.0.weight", c->R, c->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn_norm.weight", c->s.D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "attn.q_proj.weight", c->key_dim, c->s.D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.k_proj.weight", c->key_dim, c->s.D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.v_proj.weight", c->value_dim, c->s.D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.g_proj.weight", c->value_dim, c->s.D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.gk_proj.0.weight", c->R, c->s.D, FLAME_INIT_NORMAL);
     lm_model_add_layer_param(b, l, "attn.gk_proj.1.weight", c->key_dim, c->R, FLAME_INIT_NORMAL);
     lm_model_add_layer_param(b, l, "attn.gk_proj.1.bias", c->key_dim, 0, FLAME_INIT_ZEROS);
-    lm_model_add_layer_param(b, l, "attn.o_proj.weight", c->D, c->value_dim, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "attn.o_proj.weight", c->s.D, c->value_dim, FLAME_INIT_NORMAL);
     lm_model_add_layer_param(b, l, c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight",
                              c->dv, 0, FLAME_INIT_ONES);
-    lm_model_add_layer_param(b, l, "mlp_norm.weight", c->D, 0, FLAME_INIT_ONES);
-    lm_model_add_layer_param(b, l, "mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp_norm.weight", c->s.D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "mlp.gate_proj.weight", c->s.I, c->s.D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp.up_proj.weight", c->s.I, c->s.D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp.down_proj.weight", c->s.D, c->s.I, FLAME_INIT_NORMAL);
 }
-
-static void gla_destroy(void *model);
 
 static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
 {
@@ -268,24 +244,7 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
     gla_model *m = calloc(1, sizeof *m);
     if (m)
         m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
-    lm_shape shape = {c.L, P_PER_LAYER, c.tie, c.D, c.V, c.I, c.eps, c.init_std};
-    if (!m || lm_model_init(&m->base, ops, &shape, add_layer_params, m) ||
-        !(m->acts = calloc((size_t)c.L, sizeof *m->acts))) {
-        gla_destroy(m);
-        snprintf(err, err_len, "out of memory");
-        return NULL;
-    }
-    return m;
-}
-
-static void gla_destroy(void *model)
-{
-    gla_model *m = model;
-    if (!m)
-        return;
-    lm_model_free(&m->base);
-    free(m->acts);
-    free(m);
+    return lm_model_create(m, ops, &c.s, add_layer_params, sizeof(layer_acts), err, err_len);
 }
 
 /* ------------------------------------------------------------------ reserve */
@@ -307,7 +266,7 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const
                         size_t n)
 {
     d->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
-    d->a = lm_take_acts(cv, n * c->D);
+    d->a = lm_take_acts(cv, n * c->s.D);
     d->y_value = lm_take_acts(cv, n * c->value_dim);
     d->y = lm_take_acts(cv, n * c->value_dim);
     d->o = lm_take_acts(cv, n * c->value_dim);
@@ -325,8 +284,8 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     gla_model *m = model;
     const gla_dims *c = &m->c;
     lm_model_carve(&m->base, cv, n);
-    for (int l = 0; l < c->L; l++)
-        carve_layer(&m->acts[l], cv, c, n);
+    for (int l = 0; l < c->s.L; l++)
+        carve_layer(acts(m, l), cv, c, n);
     carve_grads(&m->d, cv, c, m->kern, n);
     size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
     m->work = lm_take_floats(cv, (size_t)m->n_work * per_worker);
@@ -361,17 +320,17 @@ static void attn_forward(void *model, int l)
     gla_model *m = model;
     const flame_ops *ops = m->base.ops;
     const gla_dims *c = &m->c;
-    layer_acts *A = &m->acts[l];
+    layer_acts *A = acts(m, l);
     int n = m->base.batch.n;
     /* pre-norm */
-    ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
+    ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
     /* projections */
-    ops->matmul_forward(A->q, m->d.a, W(m, l, P_Q), NULL, NULL, n, c->D, c->key_dim);
-    ops->matmul_forward(A->k, m->d.a, W(m, l, P_K), NULL, NULL, n, c->D, c->key_dim);
-    ops->matmul_forward(A->v, m->d.a, W(m, l, P_V), NULL, NULL, n, c->D, c->value_dim);
-    ops->matmul_forward(A->g, m->d.a, W(m, l, P_G), NULL, NULL, n, c->D, c->value_dim);
+    ops->matmul_forward(A->q, m->d.a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->key_dim);
+    ops->matmul_forward(A->k, m->d.a, W(m, l, P_K), NULL, NULL, n, c->s.D, c->key_dim);
+    ops->matmul_forward(A->v, m->d.a, W(m, l, P_V), NULL, NULL, n, c->s.D, c->value_dim);
+    ops->matmul_forward(A->g, m->d.a, W(m, l, P_G), NULL, NULL, n, c->s.D, c->value_dim);
     /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
-    ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, NULL, n, c->D, c->R);
+    ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, NULL, n, c->s.D, c->R);
     ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
                         c->key_dim);
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
@@ -379,10 +338,10 @@ static void attn_forward(void *model, int l)
     gla_recurrence_dims rd = recurrence_dims(m);
     m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
-                               c->eps);
+                               c->s.eps);
     /* output projection, onto the residual */
     ops->matmul_forward(m->base.mid[l], m->d.y_value, W(m, l, P_O), NULL, m->base.resid[l], n,
-                        c->value_dim, c->D);
+                        c->value_dim, c->s.D);
 }
 
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
@@ -396,12 +355,12 @@ static float gla_forward(void *model, const flame_batch *batch, float *logits)
 static void attn_output_backward(gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
+    const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
-    m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->eps);
+    m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv, c->s.eps);
     m->base.ops->matmul_backward(d->y, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, d->y_value,
-                                 W(m, l, P_O), n, c->value_dim, c->D);
+                                 W(m, l, P_O), n, c->value_dim, c->s.D);
     m->kern->gate_norm_backward(d->o, d->g, dW(m, l, P_G_NORM), d->y, A->o, A->g, W(m, l, P_G_NORM),
                                 A->gn_rstd, n * c->H, c->dv);
 }
@@ -410,7 +369,7 @@ static void attn_output_backward(gla_model *m, int l)
 static void attn_core_backward(gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
+    const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
@@ -428,10 +387,10 @@ static void attn_input_backward(gla_model *m, int l)
 {
     const flame_ops *ops = m->base.ops;
     const gla_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
+    const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
-    int n = m->base.batch.n, D = c->D;
-    ops->rmsnorm_forward(d->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, D, c->eps);
+    int n = m->base.batch.n, D = c->s.D;
+    ops->rmsnorm_forward(d->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, D, c->s.eps);
     void *d_x = m->base.d_x;
     ops->matmul_backward(d_x, FLAME_GRAD_SET, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
     ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
@@ -463,12 +422,12 @@ static double gla_flops_per_token(const void *model, int T)
 {
     const gla_dims *c = &((const gla_model *)model)->c;
     (void)T; /* the recurrence is linear in T: no per-token term grows with it */
-    double D = c->D, layer_weights = D * (2.0 * c->key_dim + 2.0 * c->value_dim) /* q k v g */
+    double D = c->s.D, layer_weights = D * (2.0 * c->key_dim + 2.0 * c->value_dim) /* q k v g */
                                      + (double)c->R * (D + c->key_dim)          /* gk_proj */
                                      + (double)c->value_dim * D                 /* o_proj */
-                                     + 3.0 * c->I * D;                          /* MLP */
-    double matmul = 6.0 * (c->L * layer_weights + (double)c->V * D);
-    double recurrence = (double)c->L * 3.0 * 2.0 * 2.0 * c->H * c->dk * c->dv;
+                                     + 3.0 * c->s.I * D;                          /* MLP */
+    double matmul = 6.0 * (c->s.L * layer_weights + (double)c->s.V * D);
+    double recurrence = (double)c->s.L * 3.0 * 2.0 * 2.0 * c->H * c->dk * c->dv;
     return matmul + recurrence;
 }
 
@@ -480,7 +439,7 @@ static const flame_plugin gla_plugin = {
     .options = gla_options,
     .n_options = N_OPTIONS,
     .create = gla_create,
-    .destroy = gla_destroy,
+    .destroy = lm_model_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
     .bind = lm_model_bind,

@@ -70,9 +70,9 @@ static const flame_option tf_options[] = {
 enum { P_ATTN_NORM, P_Q, P_K, P_V, P_O, P_MLP_NORM, P_GATE, P_UP, P_DOWN, P_PER_LAYER };
 
 typedef struct tf_dims {
-    int D, L, H, Hkv, hd, q_dim, kv_dim, I, V;
-    float eps, init_std, theta;
-    int tie;
+    lm_shape s; /* D, L, V, the MLP's I, eps, init_std, tie */
+    int H, Hkv, hd, q_dim, kv_dim;
+    float theta;
     int window; /* window_size, 0 when unset */
 } tf_dims;
 
@@ -97,9 +97,11 @@ typedef struct tf_model {
     lm_model base; /* first: the shared vtable entries take the model as it */
     const transformer_kernels *kern; /* rotary and attention for the ops' backend */
     tf_dims c;
-    layer_acts *acts; /* [L], in the arena */
     grad_scratch d;
 } tf_model;
+
+/* layer l's activations (lm_model.layers), their memory in the arena */
+static layer_acts *acts(const tf_model *m, int l) { return (layer_acts *)m->base.layers + l; }
 
 static const void *W(const tf_model *m, int layer, int p) { return lm_model_w(&m->base, layer, p); }
 static float *dW(const tf_model *m, int layer, int p) { return lm_model_dw(&m->base, layer, p); }
@@ -132,21 +134,6 @@ static int check_supported(const lm_options *cfg, char *err, size_t err_len)
     return 0;
 }
 
-static int read_mlp(const lm_options *cfg, tf_dims *c, char *err, size_t err_len)
-{
-    if (lm_opt_given(cfg, "intermediate_size"))
-        return lm_read_size(cfg, "intermediate_size", &c->I, err, err_len);
-    int64_t ratio = lm_opt_int(cfg, "hidden_ratio");
-    int64_t I = ratio >= 1 && ratio <= INT_MAX / c->D ? lm_default_intermediate(c->D, ratio) : -1;
-    if (I < 1 || I > INT_MAX) {
-        snprintf(err, err_len, "hidden_ratio = %lld: expected a positive whole number giving an MLP "
-                 "width below 2^31", (long long)ratio);
-        return -1;
-    }
-    c->I = (int)I;
-    return 0;
-}
-
 /* heads: H divides D into even head dims; Hkv divides H */
 static int read_heads(const lm_options *cfg, tf_dims *c, char *err, size_t err_len)
 {
@@ -155,43 +142,31 @@ static int read_heads(const lm_options *cfg, tf_dims *c, char *err, size_t err_l
     c->Hkv = c->H;
     if (lm_opt_given(cfg, "num_kv_heads") && lm_read_size(cfg, "num_kv_heads", &c->Hkv, err, err_len))
         return -1;
-    if (c->D % c->H || (c->D / c->H) % 2) {
+    if (c->s.D % c->H || (c->s.D / c->H) % 2) {
         snprintf(err, err_len, "num_heads = %d: hidden_size = %d must split into heads of an even size "
-                 "(rotary pairs)", c->H, c->D);
+                 "(rotary pairs)", c->H, c->s.D);
         return -1;
     }
     if (c->H % c->Hkv) {
         snprintf(err, err_len, "num_kv_heads = %d does not divide num_heads = %d", c->Hkv, c->H);
         return -1;
     }
-    c->hd = c->D / c->H;
-    c->q_dim = c->D, c->kv_dim = c->Hkv * c->hd;
+    c->hd = c->s.D / c->H;
+    c->q_dim = c->s.D, c->kv_dim = c->Hkv * c->hd;
     return 0;
 }
 
 static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_len)
 {
-    if (lm_read_size(cfg, "hidden_size", &c->D, err, err_len) ||
-        lm_read_size(cfg, "num_hidden_layers", &c->L, err, err_len) ||
-        lm_read_size(cfg, "vocab_size", &c->V, err, err_len) || read_heads(cfg, c, err, err_len) ||
-        read_mlp(cfg, c, err, err_len))
+    if (lm_read_shape(cfg, &c->s, err, err_len) || read_heads(cfg, c, err, err_len))
         return -1;
-    double eps = lm_opt_float(cfg, "norm_eps"), std = lm_opt_float(cfg, "initializer_range");
+    c->s.per_layer = P_PER_LAYER;
     double theta = lm_opt_float(cfg, "rope_theta");
-    if (!(eps >= 0)) {
-        snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
-        return -1;
-    }
-    if (!(std >= 0)) {
-        snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
-        return -1;
-    }
     if (!(theta > 1)) {
         snprintf(err, err_len, "rope_theta = %g: expected a number > 1", theta);
         return -1;
     }
-    c->eps = (float)eps, c->init_std = (float)std, c->theta = (float)theta;
-    c->tie = lm_opt_bool(cfg, "tie_word_embeddings");
+    c->theta = (float)theta;
     c->window = 0;
     if (lm_opt_given(cfg, "window_size") && lm_read_size(cfg, "window_size", &c->window, err, err_len))
         return -1;
@@ -209,14 +184,12 @@ static void add_layer_params(void *model, int l)
         "mlp.down_proj.weight",
     };
     const int64_t shape[P_PER_LAYER][2] = {
-        {c->D, 0}, {c->q_dim, c->D}, {c->kv_dim, c->D}, {c->kv_dim, c->D}, {c->D, c->q_dim},
-        {c->D, 0}, {c->I, c->D}, {c->I, c->D}, {c->D, c->I},
+        {c->s.D, 0}, {c->q_dim, c->s.D}, {c->kv_dim, c->s.D}, {c->kv_dim, c->s.D}, {c->s.D, c->q_dim},
+        {c->s.D, 0}, {c->s.I, c->s.D}, {c->s.I, c->s.D}, {c->s.D, c->s.I},
     };
     for (int p = 0; p < P_PER_LAYER; p++)
         lm_model_add_layer_param(&m->base, l, names[p], shape[p][0], shape[p][1], FLAME_INIT_ONES);
 }
-
-static void tf_destroy(void *model);
 
 static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
 {
@@ -238,24 +211,7 @@ static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char
     tf_model *m = calloc(1, sizeof *m);
     if (m)
         m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
-    lm_shape shape = {c.L, P_PER_LAYER, c.tie, c.D, c.V, c.I, c.eps, c.init_std};
-    if (!m || lm_model_init(&m->base, ops, &shape, add_layer_params, m) ||
-        !(m->acts = calloc((size_t)c.L, sizeof *m->acts))) {
-        tf_destroy(m);
-        snprintf(err, err_len, "out of memory");
-        return NULL;
-    }
-    return m;
-}
-
-static void tf_destroy(void *model)
-{
-    tf_model *m = model;
-    if (!m)
-        return;
-    lm_model_free(&m->base);
-    free(m->acts);
-    free(m);
+    return lm_model_create(m, ops, &c.s, add_layer_params, sizeof(layer_acts), err, err_len);
 }
 
 /* ------------------------------------------------------------------ reserve */
@@ -263,7 +219,7 @@ static void tf_destroy(void *model)
 static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n)
 {
     A->attn_rstd = lm_take_floats(cv, n);
-    A->a = lm_take_acts(cv, n * c->D);
+    A->a = lm_take_acts(cv, n * c->s.D);
     A->q = lm_take_acts(cv, n * c->q_dim);
     A->k = lm_take_acts(cv, n * c->kv_dim);
     A->v = lm_take_acts(cv, n * c->kv_dim);
@@ -288,8 +244,8 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     tf_model *m = model;
     const tf_dims *c = &m->c;
     lm_model_carve(&m->base, cv, n);
-    for (int l = 0; l < c->L; l++)
-        carve_layer(&m->acts[l], cv, c, n);
+    for (int l = 0; l < c->s.L; l++)
+        carve_layer(acts(m, l), cv, c, n);
     carve_grads(&m->d, cv, c, m->kern, n);
 }
 
@@ -325,19 +281,19 @@ static void attn_forward(void *model, int l)
     tf_model *m = model;
     const flame_ops *ops = m->base.ops;
     const tf_dims *c = &m->c;
-    layer_acts *A = &m->acts[l];
+    layer_acts *A = acts(m, l);
     int n = m->base.batch.n;
     attention_dims ad = attn_dims(m);
     /* pre-norm, projections, rotary in place */
-    ops->rmsnorm_forward(A->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->D, c->eps);
-    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, NULL, n, c->D, c->q_dim);
-    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, NULL, n, c->D, c->kv_dim);
-    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, NULL, n, c->D, c->kv_dim);
+    ops->rmsnorm_forward(A->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
+    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->q_dim);
+    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, NULL, n, c->s.D, c->kv_dim);
+    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, NULL, n, c->s.D, c->kv_dim);
     m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
     m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
     m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     /* output projection, onto the residual */
-    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, m->base.resid[l], n, c->q_dim, c->D);
+    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, m->base.resid[l], n, c->q_dim, c->s.D);
 }
 
 static float tf_forward(void *model, const flame_batch *batch, float *logits)
@@ -351,13 +307,13 @@ static float tf_forward(void *model, const flame_batch *batch, float *logits)
 static void attn_core_backward(tf_model *m, int l)
 {
     const tf_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
+    const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
     attention_dims ad = attn_dims(m);
     m->base.ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, A->o, W(m, l, P_O),
-                                 n, c->q_dim, c->D);
+                                 n, c->q_dim, c->s.D);
     lm_zero_acts(m->base.ops, d->q_rot, nQ);
     lm_zero_acts(m->base.ops, d->k_rot, nKV);
     lm_zero_acts(m->base.ops, d->v, nKV);
@@ -374,9 +330,9 @@ static void attn_input_backward(tf_model *m, int l)
 {
     const flame_ops *ops = m->base.ops;
     const tf_dims *c = &m->c;
-    const layer_acts *A = &m->acts[l];
+    const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
-    int n = m->base.batch.n, D = c->D;
+    int n = m->base.batch.n, D = c->s.D;
     void *d_x = m->base.d_x;
     ops->matmul_backward(d_x, FLAME_GRAD_SET, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
     ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
@@ -404,10 +360,10 @@ static void tf_backward(void *model) { lm_model_backward(model, attn_backward, m
 static double tf_flops_per_token(const void *model, int T)
 {
     const tf_dims *c = &((const tf_model *)model)->c;
-    double D = c->D, layer_weights = D * (2.0 * c->q_dim + 2.0 * c->kv_dim) /* q k v o */
-                                     + 3.0 * c->I * D;                   /* MLP */
-    double matmul = 6.0 * (c->L * layer_weights + (double)c->V * D);
-    double attention = 12.0 * c->L * c->H * c->hd * (double)T;
+    double D = c->s.D, layer_weights = D * (2.0 * c->q_dim + 2.0 * c->kv_dim) /* q k v o */
+                                     + 3.0 * c->s.I * D;                   /* MLP */
+    double matmul = 6.0 * (c->s.L * layer_weights + (double)c->s.V * D);
+    double attention = 12.0 * c->s.L * c->H * c->hd * (double)T;
     return matmul + attention;
 }
 
@@ -419,7 +375,7 @@ static const flame_plugin tf_plugin = {
     .options = tf_options,
     .n_options = N_OPTIONS,
     .create = tf_create,
-    .destroy = tf_destroy,
+    .destroy = lm_model_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
     .bind = lm_model_bind,
