@@ -4,7 +4,8 @@ writes (fp32, bf16, fp16 and fp32 in two shards): every tensor renamed to fla's
 names with its values kept exactly (bf16 and fp16 widened exactly), zero
 optimizer moments, trainer.json and model.ini as flame-run reads them; to-hf
 back gives the same bits in fp32 and, in bf16, the nearest-even rounding (for a
-bf16 source: the original bits). With --config, a GLA seed checkpoint from the
+bf16 source: the original bits). fla's own transformer folder (its names and
+config keys) gives the same seed. With --config, a GLA seed checkpoint from the
 plugin's own parameter list: the tensors that match copied, the rest drawn by
 the plugin's init rules, and flame-run trains on from it (as it does from the
 transformer checkpoint once that plugin is built). Converting a model of
@@ -35,6 +36,13 @@ CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_
           "intermediate_size": 24, "vocab_size": 257, "rms_norm_eps": 1e-5,
           "rope_theta": 500000.0, "max_position_embeddings": 128, "initializer_range": 0.02,
           "tie_word_embeddings": False, "hidden_act": "silu", "torch_dtype": "float32"}
+# the same model as fla's own TransformerForCausalLM folder writes it (fla's keys)
+FLA_CONFIG = {"model_type": "transformer", "architectures": ["TransformerForCausalLM"],
+              "hidden_size": 16, "num_hidden_layers": 2, "num_heads": 4, "num_kv_heads": 2,
+              "intermediate_size": 24, "hidden_ratio": 4, "vocab_size": 257, "norm_eps": 1e-5,
+              "rope_theta": 500000.0, "max_position_embeddings": 128, "initializer_range": 0.02,
+              "tie_word_embeddings": False, "hidden_act": "swish", "window_size": None,
+              "qkv_bias": False, "qk_norm": False}
 RENAME = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm",
           "self_attn": "attn"}
 
@@ -326,6 +334,32 @@ def convert_both_ways(src, tmp, name):
     return max(kib1, kib2)
 
 
+def check_fla_folder(weights, tmp):
+    """fla's own TransformerForCausalLM folder (fla's names and keys) gives the seed
+    a Llama folder of the same weights gives; fla's hidden_ratio and window_size
+    carry over; what flame's transformer lacks (qk_norm) is refused"""
+    fla_weights = {fla_name(k): v for k, v in weights.items()}
+    src, out = os.path.join(tmp, "fla"), os.path.join(tmp, "fla-flame")
+    make_folder(src, "fp32", fla_weights, FLA_CONFIG)
+    rc, _, err = run("from-hf", "--model", src, "--output", out)
+    check(rc == 0, f"fla folder: from-hf: exit {rc}: {err}")
+    if rc == 0:
+        check_checkpoint("fla folder", out, weights)
+    src = os.path.join(tmp, "fla-ratio")
+    make_folder(src, "fp32", fla_weights, dict(FLA_CONFIG, intermediate_size=None, window_size=12))
+    rc, _, err = run("from-hf", "--model", src, "--output", src + "-flame")
+    ini = configparser.ConfigParser()
+    ini.read(os.path.join(src + "-flame", "model.ini"))
+    m = ini["model"] if ini.has_section("model") else {}
+    check(rc == 0 and "intermediate_size" not in m and m.get("hidden_ratio") == "4" and
+          m.get("window_size") == "12", f"fla folder, hidden_ratio: exit {rc}: {err} {dict(m)}")
+    src = os.path.join(tmp, "fla-qk-norm")
+    make_folder(src, "fp32", fla_weights, dict(FLA_CONFIG, qk_norm=True))
+    rc, _, err = run("from-hf", "--model", src, "--output", src + "-flame")
+    check(rc == 2 and err.count("\n") == 1 and "qk_norm" in err, f"fla qk_norm: exit {rc}: {err}")
+    print("ok: fla folder: fla's names and keys into the same seed; qk_norm refused")
+
+
 def check_streaming(weights, tmp):
     """a 256 MiB model (embeddings and head of 2^21 rows) against the tiny one: the
     difference in peak memory is what the tool holds of the model"""
@@ -370,6 +404,7 @@ def main():
             print(f"ok: {variant}: {len(weights)} tensors renamed, values and round trip exact")
         check_gla(weights, tmp)
         check_streaming(weights, tmp)
+        check_fla_folder(weights, tmp)
         if os.path.exists(os.path.join(os.path.dirname(tool), "plugins", "transformer", ".libs",
                                        "transformer.so")):
             out = os.path.join(tmp, "fp32-flame")

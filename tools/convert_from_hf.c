@@ -17,8 +17,9 @@ static const char HELP[] =
     "usage: flame-convert from-hf --model HF_DIR --output DIR\n"
     "                             [--config MODEL_CONFIG [--arch NAME] [--seed N]]\n"
     "\n"
-    "Reads a Hugging Face Llama or Mistral folder (config.json; model.safetensors,\n"
-    "or the shards model.safetensors.index.json lists; bf16, fp16 or fp32) and\n"
+    "Reads a Hugging Face Llama or Mistral folder, or fla's TransformerForCausalLM\n"
+    "(model_type \"transformer\"): config.json and model.safetensors, or the\n"
+    "shards model.safetensors.index.json lists (bf16, fp16 or fp32); and\n"
     "writes a seed checkpoint of the transformer plugin:\n"
     "  DIR/checkpoint/step-0/model.safetensors      fp32, fla's names\n"
     "  DIR/checkpoint/step-0/optimizer.safetensors  zero AdamW moments\n"
@@ -26,8 +27,8 @@ static const char HELP[] =
     "  DIR/model.ini                                the [model] section to train it with\n"
     "Train on with: flame-run --arch transformer --model.config DIR/model.ini\n"
     "  --job.dump_folder DIR --checkpoint.load_step 0 ...\n"
-    "A Mistral's sliding_window becomes window_size, which the plugin takes while\n"
-    "training.seq_len does not exceed it.\n"
+    "A Mistral's sliding_window (fla's window_size) becomes window_size, which\n"
+    "the plugin takes while training.seq_len does not exceed it.\n"
     "\n"
     "With --config (a flame INI or fla JSON model config of plugin --arch, default\n"
     "gla) the checkpoint holds the parameters that plugin declares instead: each\n"
@@ -70,12 +71,14 @@ static int is_buffer(const char *name)
     return n >= k && strcmp(name + n - k, "rotary_emb.inv_freq") == 0;
 }
 
-/* fla's name of a Llama tensor into out; -1 when it has no known role */
-static int fla_name(const char *hf, char *out, size_t out_len)
+/* fla's name of a Llama tensor (or, from_fla, of an fla one: the same name)
+ * into out; -1 when it has no known role */
+static int fla_name(const char *hf, int from_fla, char *out, size_t out_len)
 {
     for (size_t i = 0; i < sizeof model_parts / sizeof model_parts[0]; i++) {
-        size_t n = strlen(model_parts[i].hf);
-        if (strncmp(hf, model_parts[i].hf, n) == 0) {
+        const char *from = from_fla ? model_parts[i].fla : model_parts[i].hf;
+        size_t n = strlen(from);
+        if (strncmp(hf, from, n) == 0) {
             snprintf(out, out_len, "%s%s", model_parts[i].fla, hf + n);
             return 0;
         }
@@ -84,8 +87,9 @@ static int fla_name(const char *hf, char *out, size_t out_len)
     if (sscanf(hf, "model.layers.%d.%n", &layer, &at) != 1 || at == 0)
         return -1;
     for (size_t i = 0; i < sizeof layer_parts / sizeof layer_parts[0]; i++) {
-        size_t n = strlen(layer_parts[i].hf);
-        if (strncmp(hf + at, layer_parts[i].hf, n) == 0) {
+        const char *from = from_fla ? layer_parts[i].fla : layer_parts[i].hf;
+        size_t n = strlen(from);
+        if (strncmp(hf + at, from, n) == 0) {
             snprintf(out, out_len, "model.layers.%d.%s%s", layer, layer_parts[i].fla, hf + at + n);
             return 0;
         }
@@ -96,7 +100,7 @@ static int fla_name(const char *hf, char *out, size_t out_len)
 /* ---- the plan: which tensor of which file becomes which ---- */
 
 /* Returns FLAME_EXIT_OK, or FLAME_EXIT_DATA with err for a tensor of no known role. */
-static int make_plan(const tensor_set *ts, plan *p, char *err, size_t err_len)
+static int make_plan(const tensor_set *ts, int from_fla, plan *p, char *err, size_t err_len)
 {
     int total = 0;
     for (int f = 0; f < ts->n; f++)
@@ -109,7 +113,7 @@ static int make_plan(const tensor_set *ts, plan *p, char *err, size_t err_len)
             if (is_buffer(t->name))
                 continue;
             mapped *m = &p->tensors[p->n];
-            if (fla_name(t->name, m->name, sizeof m->name)) {
+            if (fla_name(t->name, from_fla, m->name, sizeof m->name)) {
                 snprintf(err, err_len, "%s: tensor %s has no counterpart in fla's transformer",
                          ts->files[f].path, t->name);
                 return FLAME_EXIT_DATA;
@@ -128,9 +132,11 @@ static int make_plan(const tensor_set *ts, plan *p, char *err, size_t err_len)
 typedef struct hf_config {
     long long hidden_size, num_hidden_layers, num_heads, num_kv_heads, intermediate_size,
         vocab_size, max_position_embeddings;
-    long long sliding_window; /* Mistral's; 0 when null or absent */
+    long long hidden_ratio;   /* fla's, where intermediate_size is null; else 0 */
+    long long sliding_window; /* Mistral's sliding_window, fla's window_size; 0 when null or absent */
     double norm_eps, rope_theta, initializer_range;
     int tie_word_embeddings;
+    int from_fla; /* fla's own transformer folder: its names are flame's already */
 } hf_config;
 
 static long long int_or(json_t *root, const char *key, long long fallback)
@@ -145,9 +151,51 @@ static double number_or(json_t *root, const char *key, double fallback)
     return json_is_number(v) ? json_number_value(v) : fallback;
 }
 
+/* what flame's transformer cannot take of an fla one: refused rather than converted wrong */
+static const char *unsupported_fla(json_t *root)
+{
+    const char *act = json_string_value(json_object_get(root, "hidden_act"));
+    if (act && strcmp(act, "swish") != 0 && strcmp(act, "silu") != 0)
+        return "hidden_act is not swish";
+    if (json_is_true(json_object_get(root, "qkv_bias")))
+        return "qkv_bias is true";
+    if (json_is_true(json_object_get(root, "qk_norm")))
+        return "qk_norm is true";
+    if (json_is_false(json_object_get(root, "elementwise_affine")))
+        return "elementwise_affine is false";
+    json_t *attnres = json_object_get(root, "attnres_block_size");
+    if (attnres && !json_is_null(attnres))
+        return "attnres_block_size is set";
+    return NULL;
+}
+
+/* fla's TransformerConfig keys (fla/models/transformer) */
+static void read_fla_keys(json_t *root, hf_config *c)
+{
+    c->num_heads = int_or(root, "num_heads", 0);
+    c->num_kv_heads = int_or(root, "num_kv_heads", c->num_heads);
+    c->intermediate_size = int_or(root, "intermediate_size", 0);
+    c->hidden_ratio = c->intermediate_size ? 0 : int_or(root, "hidden_ratio", 4);
+    c->norm_eps = number_or(root, "norm_eps", 1e-6);
+    c->sliding_window = int_or(root, "window_size", 0);
+}
+
+/* Hugging Face's Llama/Mistral keys */
+static void read_llama_keys(json_t *root, hf_config *c)
+{
+    c->num_heads = int_or(root, "num_attention_heads", 0);
+    c->num_kv_heads = int_or(root, "num_key_value_heads", c->num_heads);
+    c->intermediate_size = int_or(root, "intermediate_size", 0);
+    c->hidden_ratio = 0;
+    c->norm_eps = number_or(root, "rms_norm_eps", 1e-6);
+    c->sliding_window = int_or(root, "sliding_window", 0);
+}
+
 /* what fla's transformer cannot express: refused rather than converted wrong */
 static const char *unsupported(json_t *root, const hf_config *c)
 {
+    if (c->from_fla)
+        return unsupported_fla(root);
     const char *act = json_string_value(json_object_get(root, "hidden_act"));
     if (act && strcmp(act, "silu") != 0)
         return "hidden_act is not silu";
@@ -169,31 +217,34 @@ static int read_hf_config(const char *dir, hf_config *c, char *err, size_t err_l
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     const char *type = json_string_value(json_object_get(root, "model_type"));
-    if (!root || !type || (strcmp(type, "llama") && strcmp(type, "mistral"))) {
+    if (!root || !type ||
+        (strcmp(type, "llama") && strcmp(type, "mistral") && strcmp(type, "transformer"))) {
         snprintf(err, err_len, "%s: %s", root ? path : jerr.source,
-                 !root ? jerr.text : "model_type must be \"llama\" or \"mistral\"");
+                 !root ? jerr.text
+                       : "model_type must be \"llama\", \"mistral\" or fla's \"transformer\"");
         json_decref(root);
         return FLAME_EXIT_CONFIG;
     }
+    c->from_fla = strcmp(type, "transformer") == 0;
+    if (c->from_fla)
+        read_fla_keys(root, c);
+    else
+        read_llama_keys(root, c);
     c->hidden_size = int_or(root, "hidden_size", 0);
     c->num_hidden_layers = int_or(root, "num_hidden_layers", 0);
-    c->num_heads = int_or(root, "num_attention_heads", 0);
-    c->num_kv_heads = int_or(root, "num_key_value_heads", c->num_heads);
-    c->intermediate_size = int_or(root, "intermediate_size", 0);
     c->vocab_size = int_or(root, "vocab_size", 0);
     c->max_position_embeddings = int_or(root, "max_position_embeddings", 2048);
-    c->norm_eps = number_or(root, "rms_norm_eps", 1e-6);
     c->rope_theta = number_or(root, "rope_theta", 10000.0);
     c->initializer_range = number_or(root, "initializer_range", 0.02);
     c->tie_word_embeddings = json_is_true(json_object_get(root, "tie_word_embeddings"));
-    c->sliding_window = int_or(root, "sliding_window", 0);
     const char *why = c->hidden_size > 0 && c->num_hidden_layers > 0 && c->num_heads > 0 &&
-                              c->num_kv_heads > 0 && c->intermediate_size > 0 && c->vocab_size > 0 &&
-                              c->sliding_window >= 0
+                              c->num_kv_heads > 0 &&
+                              (c->intermediate_size > 0 || c->hidden_ratio > 0) &&
+                              c->vocab_size > 0 && c->sliding_window >= 0
                           ? unsupported(root, c)
-                          : "hidden_size, num_hidden_layers, num_attention_heads, "
-                            "intermediate_size and vocab_size must be positive integers "
-                            "(and sliding_window, when given, not negative)";
+                          : "hidden_size, num_hidden_layers, the heads, the MLP width "
+                            "(intermediate_size, or fla's hidden_ratio) and vocab_size must be "
+                            "positive integers (and the window, when given, not negative)";
     if (why)
         snprintf(err, err_len, "%s: %s", path, why);
     if (!why && !json_is_null(json_object_get(root, "rope_scaling")) &&
@@ -227,9 +278,12 @@ static int write_model_ini(const char *out_dir, const char *model_dir, const hf_
     }
     fprintf(f, "; the transformer converted from %s by flame-convert from-hf\n[model]\n", model_dir);
     fprintf(f, "hidden_size = %lld\nnum_hidden_layers = %lld\nnum_heads = %lld\n"
-            "num_kv_heads = %lld\nintermediate_size = %lld\nvocab_size = %lld\n",
-            c->hidden_size, c->num_hidden_layers, c->num_heads, c->num_kv_heads,
-            c->intermediate_size, c->vocab_size);
+            "num_kv_heads = %lld\nvocab_size = %lld\n",
+            c->hidden_size, c->num_hidden_layers, c->num_heads, c->num_kv_heads, c->vocab_size);
+    if (c->intermediate_size > 0)
+        fprintf(f, "intermediate_size = %lld\n", c->intermediate_size);
+    else
+        fprintf(f, "hidden_ratio = %lld\n", c->hidden_ratio);
     char eps[32], theta[32], range[32];
     fprintf(f, "norm_eps = %s\nrope_theta = %s\ntie_word_embeddings = %s\n"
             "max_position_embeddings = %lld\ninitializer_range = %s\n",
@@ -361,7 +415,7 @@ static int convert(const from_hf_args *a, const tensor_set *ts, const hf_config 
 {
     plan p = {0, NULL};
     char folder[CONVERT_PATH_LEN - 64]; /* room for the file names within a path */
-    int rc = make_plan(ts, &p, err, err_len);
+    int rc = make_plan(ts, c->from_fla, &p, err, err_len);
     if (rc == FLAME_EXIT_OK && a->config)
         rc = plan_retarget(&p, a->arch, a->config, err, err_len);
     if (rc == FLAME_EXIT_OK && make_folders(a->output, folder, sizeof folder, err, err_len))
