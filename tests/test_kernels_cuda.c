@@ -321,6 +321,48 @@ static void test_matmul_dweight_only(int M, int K, int N)
     free(in); free(w); free(dout); free(dw); free(dw0);
 }
 
+/* Products of no terms. Forward with K = 0: out is the bias and/or the
+ * residual, or zeros. Backward with N = 0: din (SET) is zeros. */
+static void test_matmul_no_terms(int M, int width)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "M=%d K=0 N=%d", M, width);
+    size_t nout = (size_t)M * width;
+    float none[1] = {1}; /* the input and weight of no elements */
+    float *b = testing_random_bf16(width, -1, 1), *res = testing_random_bf16(nout, -1, 1);
+    float *out = nan_buffer(nout), *zeros = calloc(nout, sizeof *zeros);
+    void *d_none = dev_act(none, 1), *d_b = dev_act(b, width), *d_res = dev_act(res, nout);
+    void *d_out = dev_act_poisoned(nout, 0);
+    const struct { const char *what; int bias, residual; } cases[] = {
+        {"matmul_forward K=0 bias", 1, 0},
+        {"matmul_forward K=0 bias+res", 1, 1},
+        {"matmul_forward K=0 residual", 0, 1},
+    };
+    for (int c = 0; c < 3; c++) {
+        cpu->matmul_forward(out, none, none, cases[c].bias ? b : NULL,
+                            cases[c].residual ? res : NULL, M, 0, width);
+        gpu->matmul_forward(d_out, d_none, d_none, cases[c].bias ? d_b : NULL,
+                            cases[c].residual ? d_res : NULL, M, 0, width);
+        check_act(cases[c].what, shape, d_out, out, nout);
+    }
+    gpu->matmul_forward(d_out, d_none, d_none, NULL, NULL, M, 0, width);
+    float *got = host_act(d_out, nout);
+    size_t diffs = count_differences(got, zeros, nout);
+    printf("%-28s %-36s %zu of %zu not zero\n", "matmul_forward K=0 nothing", shape, diffs, nout);
+    CHECK(diffs == 0, "matmul_forward K=0 with no bias or residual: %zu values not zero", diffs);
+    free(got);
+
+    snprintf(shape, sizeof shape, "M=%d K=%d N=0", M, width);
+    void *d_din = dev_act_poisoned(nout, 0);
+    gpu->matmul_backward(d_din, FLAME_GRAD_SET, NULL, NULL, d_none, d_res, d_none, M, width, 0);
+    got = host_act(d_din, nout);
+    diffs = count_differences(got, zeros, nout);
+    printf("%-28s %-36s %zu of %zu not zero\n", "matmul_backward N=0 din", shape, diffs, nout);
+    CHECK(diffs == 0, "matmul_backward N=0: %zu din values not zero", diffs);
+    release_all();
+    free(got); free(b); free(res); free(out); free(zeros);
+}
+
 /* Many shapes in a row, more than the backend keeps plans for, then the
  * first again: products stay right when plans are made, reused and replaced. */
 static void test_matmul_many_shapes(int shapes)
@@ -600,6 +642,7 @@ static void run_all(void)
     test_matmul(64, 128, 256, 0, 3);
     test_matmul(512, 768, 2304, 1, 8); /* 16-byte aligned, not 256 */
     test_matmul_dweight_only(37, 65, 129);
+    test_matmul_no_terms(37, 129);
     test_matmul_many_shapes(80);
 
     test_embedding(1000, 1, 1, 1000);
