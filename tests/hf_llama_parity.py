@@ -83,6 +83,60 @@ def flame_logits(logits_tool, folder, tokens, out, device):
     return load_file(out)["logits"].double(), ""
 
 
+def random_norms(model):
+    """norm weights drawn around 1, so that a norm read wrongly shows"""
+    import torch
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.7, 1.3)
+
+
+def fla_checks(convert, logits_tool, tmp, flame, tokens, ours, reference, check):
+    """Both directions with fla's TransformerForCausalLM: to-hf's export loads
+    strictly and gives flame's logits; fla's own model, saved by fla, comes in
+    through from-hf and flame gives fla's logits. Skipped, with the reason,
+    where fla cannot load."""
+    import torch
+    fla_path = os.environ.get("FLA_PATH")
+    if fla_path:
+        sys.path.insert(0, fla_path)
+    try:
+        from fla.models import TransformerConfig, TransformerForCausalLM
+        note = fla_attention_note()
+        fla_dir = os.path.join(tmp, "fla")
+        subprocess.run([convert, "to-hf", "--checkpoint", os.path.join(flame, "checkpoint", "step-0"),
+                        "--output", fla_dir, "--config", os.path.join(flame, "model.ini")],
+                       check=True, stdout=subprocess.DEVNULL)
+        fla_model, info = TransformerForCausalLM.from_pretrained(fla_dir, output_loading_info=True)
+        problems = {k: v for k, v in info.items() if v}
+        if problems:
+            raise AssertionError(f"fla's from_pretrained reported {problems}")
+        fla32 = reference(fla_model, torch.float32)
+    except Exception as e:  # fla absent, or its attention needs a package this machine lacks
+        print(f"skipped: fla's TransformerForCausalLM ({type(e).__name__}: {str(e)[:200]})")
+        return
+    check("flame CPU fp32 vs fla fp32" + note, ours, fla32, BOUND_FP32)
+    check("flame CPU fp32 vs fla bf16" + note, ours, reference(fla_model, torch.bfloat16), BOUND_BF16)
+
+    torch.manual_seed(1)
+    own = TransformerForCausalLM(TransformerConfig(
+        hidden_size=CONFIG["hidden_size"], num_hidden_layers=CONFIG["num_hidden_layers"],
+        num_heads=CONFIG["num_attention_heads"], num_kv_heads=CONFIG["num_key_value_heads"],
+        intermediate_size=CONFIG["intermediate_size"], vocab_size=CONFIG["vocab_size"],
+        norm_eps=CONFIG["rms_norm_eps"], rope_theta=CONFIG["rope_theta"],
+        max_position_embeddings=CONFIG["max_position_embeddings"], tie_word_embeddings=False))
+    random_norms(own)
+    own_dir, own_flame = os.path.join(tmp, "fla_own"), os.path.join(tmp, "fla_own_flame")
+    own.save_pretrained(own_dir, safe_serialization=True)
+    subprocess.run([convert, "from-hf", "--model", own_dir, "--output", own_flame], check=True,
+                   stdout=subprocess.DEVNULL)
+    got, why = flame_logits(logits_tool, own_flame, tokens, os.path.join(tmp, "own.safetensors"), "cpu")
+    if got is None:
+        raise RuntimeError(f"logits_tool on fla's own folder: {why}")
+    check("flame CPU fp32 vs fla fp32, fla's folder" + note, got, reference(own, torch.float32), BOUND_FP32)
+
+
 def main():
     try:
         import torch
@@ -104,10 +158,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         model = LlamaForCausalLM(LlamaConfig(**CONFIG, attn_implementation="eager"))
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "norm" in name:
-                    p.uniform_(0.7, 1.3)
+        random_norms(model)
         hf = os.path.join(tmp, "hf")
         model.save_pretrained(hf, safe_serialization=True)
         flame = os.path.join(tmp, "flame")
@@ -139,26 +190,7 @@ def main():
         else:
             check("flame CUDA bf16 vs transformers fp32", gpu, theirs32, BOUND_BF16)
 
-        fla_path = os.environ.get("FLA_PATH")
-        if fla_path:
-            sys.path.insert(0, fla_path)
-        try:
-            from fla.models import TransformerForCausalLM
-            note = fla_attention_note()
-            fla_dir = os.path.join(tmp, "fla")
-            subprocess.run([convert, "to-hf", "--checkpoint", os.path.join(flame, "checkpoint", "step-0"),
-                            "--output", fla_dir, "--config", os.path.join(flame, "model.ini")],
-                           check=True, stdout=subprocess.DEVNULL)
-            fla_model, info = TransformerForCausalLM.from_pretrained(fla_dir, output_loading_info=True)
-            problems = {k: v for k, v in info.items() if v}
-            if problems:
-                raise AssertionError(f"fla's from_pretrained reported {problems}")
-            fla32 = reference(fla_model, torch.float32)
-        except Exception as e:  # fla absent, or its attention needs a package this machine lacks
-            print(f"skipped: fla's TransformerForCausalLM ({type(e).__name__}: {str(e)[:200]})")
-        else:
-            check("flame CPU fp32 vs fla fp32" + note, ours, fla32, BOUND_FP32)
-            check("flame CPU fp32 vs fla bf16" + note, ours, reference(fla_model, torch.bfloat16), BOUND_BF16)
+        fla_checks(convert, logits_tool, tmp, flame, tokens, ours, reference, check)
     print(f"{failures} comparisons over their bound")
     return 1 if failures else 0
 
