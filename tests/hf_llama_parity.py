@@ -10,8 +10,10 @@ that they matter), built and saved by transformers in fp32, converted by
                                                  <  1e-2  flame on CUDA (bf16), when it has kernels there;
 
 and the same checkpoint exported by `flame-convert to-hf` loads strictly into
-fla's TransformerForCausalLM and gives its logits within the same bounds (that
-part is skipped, with the reason, where fla cannot load). fla's attention layer
+fla's TransformerForCausalLM and gives its logits within the same bounds; a
+TransformerForCausalLM that fla built and saved comes in through `from-hf` and
+flame gives fla's fp32 logits (the fla parts are skipped, with the reason,
+where fla cannot load). fla's attention layer
 calls flash-attn's flash_attn_func; where the flash-attn package is missing, the
 test hands that layer causal_attention below, the same function written with
 torch's scaled_dot_product_attention, and says so in the comparisons' names.
@@ -92,6 +94,18 @@ def random_norms(model):
                 p.uniform_(0.7, 1.3)
 
 
+def save_like_fla(model, folder):
+    """What fla's save_pretrained writes: config.json from fla's config class and
+    model.safetensors with the state dict's names. (save_pretrained itself stops
+    on newer transformers, which want _tied_weights_keys as a dict where fla
+    gives a list.)"""
+    from safetensors.torch import save_file
+    os.makedirs(folder, exist_ok=True)
+    model.config.save_pretrained(folder)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+
+
 def fla_checks(convert, logits_tool, tmp, flame, tokens, ours, reference, check):
     """Both directions with fla's TransformerForCausalLM: to-hf's export loads
     strictly and gives flame's logits; fla's own model, saved by fla, comes in
@@ -128,7 +142,7 @@ def fla_checks(convert, logits_tool, tmp, flame, tokens, ours, reference, check)
         max_position_embeddings=CONFIG["max_position_embeddings"], tie_word_embeddings=False))
     random_norms(own)
     own_dir, own_flame = os.path.join(tmp, "fla_own"), os.path.join(tmp, "fla_own_flame")
-    own.save_pretrained(own_dir, safe_serialization=True)
+    save_like_fla(own, own_dir)
     subprocess.run([convert, "from-hf", "--model", own_dir, "--output", own_flame], check=True,
                    stdout=subprocess.DEVNULL)
     got, why = flame_logits(logits_tool, own_flame, tokens, os.path.join(tmp, "own.safetensors"), "cpu")
