@@ -54,6 +54,11 @@ int lm_read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
         snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
         return -1;
     }
+    const char *act = lm_opt_string(o, "hidden_act");
+    if (strcmp(act, "swish") != 0 && strcmp(act, "silu") != 0) { /* one function, two names */
+        snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish, or silu)", act);
+        return -1;
+    }
     s->eps = (float)eps, s->init_std = (float)std;
     s->tie = lm_opt_bool(o, "tie_word_embeddings");
     return 0;

@@ -24,7 +24,8 @@ typedef struct lm_shape {
 /* The options every such plugin shares, into shape (per_layer is the
  * caller's): hidden_size, num_hidden_layers, vocab_size, intermediate_size
  * (unset: fla's int(D·hidden_ratio·2/3) rounded up to 256), norm_eps,
- * initializer_range, tie_word_embeddings. Returns 0, or -1 with one line in err. */
+ * initializer_range, tie_word_embeddings, and hidden_act (swish or silu only).
+ * Returns 0, or -1 with one line in err. */
 int lm_read_shape(const lm_options *o, lm_shape *shape, char *err, size_t err_len);
 
 typedef struct lm_model {

@@ -55,6 +55,23 @@ int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size
     return 0;
 }
 
+int lm_check_supported(const lm_options *o, const lm_bool_setting *bools, int n_bools,
+                       const char *const *unset_only, int n_unset, char *err, size_t err_len)
+{
+    for (int i = 0; i < n_bools; i++)
+        if (lm_opt_bool(o, bools[i].key) != bools[i].supported) {
+            snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
+                     bools[i].supported ? "false" : "true");
+            return -1;
+        }
+    for (int i = 0; i < n_unset; i++)
+        if (lm_opt_given(o, unset_only[i])) {
+            snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
+            return -1;
+        }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ arena */
 
 #define PIECE_ALIGN 256

@@ -28,6 +28,17 @@ const char *lm_opt_string(const lm_options *o, const char *key);
 /* a whole number in [1, 2^31); returns 0, or -1 with one line in err */
 int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size_t err_len);
 
+/* The settings a plugin does not implement yet: each of bools must hold its
+ * supported value and each of unset_only must be left unset. Returns 0, or -1
+ * with one line in err naming the key. */
+typedef struct lm_bool_setting {
+    const char *key;
+    int supported;
+} lm_bool_setting;
+int lm_check_supported(const lm_options *o, const lm_bool_setting *bools, int n_bools,
+                       const char *const *unset_only, int n_unset, char *err, size_t err_len);
+#define LM_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
+
 /* Hands out consecutive pieces of an arena, each starting on a 256-byte
  * boundary (what matrix kernels read fastest); with base NULL it only counts.
  * Activations take act_bytes per value (the op table's type), floats 4. */

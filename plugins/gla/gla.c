@@ -48,7 +48,8 @@ static const flame_option gla_options[] = {
     {"conv_size", FLAME_TYPE_INT, "4", "kernel size of the short convolutions", 0},
     {"feature_map", FLAME_TYPE_STRING, NULL, "feature map of q and k (not supported yet)", 0},
     {"clamp_min", FLAME_TYPE_FLOAT, NULL, "lower clamp of the gate logits (not supported yet)", 0},
-    {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the output gate and the MLP (swish only)", 0},
+    {"hidden_act", FLAME_TYPE_STRING, "swish",
+     "activation of the output gate and the MLP (swish, or silu: the same)", 0},
     {"fuse_norm", FLAME_TYPE_BOOL, "true",
      "fla's fused norm+gate; here only the parameter name (g_norm_swish_gate or g_norm)", 0},
     {"attn_mode", FLAME_TYPE_STRING, "chunk", "fla kernel: chunk, fused_recurrent or fused_chunk (same math)", 0},
@@ -124,30 +125,16 @@ static float *dW(const gla_model *m, int layer, int p) { return lm_model_dw(&m->
 
 /* ------------------------------------------------------------------ create */
 
-/* the settings this CPU path does not implement; returns 0 or -1 with err */
+/* the settings the plugin does not implement; returns 0 or -1 with err */
 static int check_supported(const lm_options *cfg, char *err, size_t err_len)
 {
-    static const struct { const char *key; int supported; } bools[] = {
+    static const lm_bool_setting bools[] = {
         {"use_short_conv", 0}, {"use_output_gate", 1}, {"elementwise_affine", 1},
         {"use_gk", 1}, {"use_gv", 0},
     };
-    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-        if (lm_opt_bool(cfg, bools[i].key) != bools[i].supported) {
-            snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
-                     bools[i].supported ? "false" : "true");
-            return -1;
-        }
     static const char *const unset_only[] = {"feature_map", "clamp_min", "attn", "attnres_block_size"};
-    for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
-        if (lm_opt_given(cfg, unset_only[i])) {
-            snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
-            return -1;
-        }
-    const char *act = lm_opt_string(cfg, "hidden_act");
-    if (strcmp(act, "swish") != 0) {
-        snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish)", act);
+    if (lm_check_supported(cfg, bools, LM_COUNT(bools), unset_only, LM_COUNT(unset_only), err, err_len))
         return -1;
-    }
     const char *mode = lm_opt_string(cfg, "attn_mode");
     if (strcmp(mode, "chunk") && strcmp(mode, "fused_recurrent") && strcmp(mode, "fused_chunk")) {
         snprintf(err, err_len, "attn_mode = %s: expected chunk, fused_recurrent or fused_chunk", mode);

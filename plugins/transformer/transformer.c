@@ -48,7 +48,7 @@ static const flame_option tf_options[] = {
     {"window_size", FLAME_TYPE_INT, NULL,
      "sliding-window attention span in tokens (Mistral's sliding_window); supported while it "
      "covers a whole row (window_size >= seq_len), where it equals full causal attention", 0},
-    {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the MLP (swish only)", 0},
+    {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the MLP (swish, or silu: the same)", 0},
     {"elementwise_affine", FLAME_TYPE_BOOL, "true", "learnable norm weights (false: not supported yet)", 0},
     {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0},
     {"fuse_norm", FLAME_TYPE_BOOL, NULL, "fla kernel choice (same parameters and math)", 1},
@@ -111,27 +111,12 @@ static float *dW(const tf_model *m, int layer, int p) { return lm_model_dw(&m->b
 /* the settings the plugin does not implement; returns 0 or -1 with err */
 static int check_supported(const lm_options *cfg, char *err, size_t err_len)
 {
-    static const struct { const char *key; int supported; } bools[] = {
+    static const lm_bool_setting bools[] = {
         {"qkv_bias", 0}, {"qk_norm", 0}, {"elementwise_affine", 1},
     };
-    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
-        if (lm_opt_bool(cfg, bools[i].key) != bools[i].supported) {
-            snprintf(err, err_len, "%s = %s is not supported yet", bools[i].key,
-                     bools[i].supported ? "false" : "true");
-            return -1;
-        }
     static const char *const unset_only[] = {"attnres_block_size"};
-    for (size_t i = 0; i < sizeof unset_only / sizeof unset_only[0]; i++)
-        if (lm_opt_given(cfg, unset_only[i])) {
-            snprintf(err, err_len, "%s is not supported yet (leave it unset)", unset_only[i]);
-            return -1;
-        }
-    const char *act = lm_opt_string(cfg, "hidden_act");
-    if (strcmp(act, "swish") != 0 && strcmp(act, "silu") != 0) {
-        snprintf(err, err_len, "hidden_act = %s is not supported yet (only swish)", act);
-        return -1;
-    }
-    return 0;
+    return lm_check_supported(cfg, bools, LM_COUNT(bools), unset_only,
+                              LM_COUNT(unset_only), err, err_len);
 }
 
 /* heads: H divides D into even head dims; Hkv divides H */
