@@ -136,9 +136,67 @@ static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float
     warp_mma_regs<HD / 8, NT / 2, true>(o, p, sv, LD); /* O += P V */
 }
 
-/* Block: BM = 16·WARPS query rows of one (sequence, head); blockIdx.x =
+/* A block's BM query rows [q0, q0 + BM) of one (sequence, head): blockIdx.x =
  * sequence·H + head, blockIdx.y counts query tiles from the last (the longest
- * walks start first). Shared: Q [BM], K and V [2][KEYS] rows of HD + 8. */
+ * walks start first). The forward and the dq kernel walk its key/value tiles
+ * alike. */
+template <int HD, int BM, int THREADS> struct query_block {
+    static constexpr int LD = HD + 8;
+    int H, h, begin, len, q0;
+    size_t q_stride, kv_stride;
+    const act_t *kg, *vg; /* the key/value head's first row of the sequence */
+
+    __device__ query_block(const attn_args &a, const act_t *k, const act_t *v)
+    {
+        int seq = blockIdx.x / a.H, g;
+        H = a.H, h = blockIdx.x % a.H, g = h / a.group;
+        begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+        q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+        q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+        kg = k + ((size_t)begin * a.Hkv + g) * HD;
+        vg = v + ((size_t)begin * a.Hkv + g) * HD;
+    }
+    __device__ bool empty() const { return q0 >= len; }
+    /* row i of the sequence, head h, in a [tokens, H] array (lse, D) */
+    __device__ size_t head_row(int i) const { return (size_t)(begin + i) * H + h; }
+    /* row i of the sequence, head h, in a [tokens, H, HD] array (q, o, dq, dout) */
+    __device__ size_t row_at(int i) const { return head_row(i) * HD; }
+    /* the block's rows of x into s (a copy in flight until the walk's first wait) */
+    __device__ void load_rows(act_t *s, const act_t *x) const
+    {
+        load_tile<BM, HD, THREADS>(s, x + row_at(q0), q_stride, len - q0);
+    }
+    /* key tile t into buffer t % 2 of sk and sv, as one copy group */
+    __device__ void load_kv(act_t *sk, act_t *sv, int t) const
+    {
+        int k0 = t * KEYS, buf = t & 1;
+        load_tile<KEYS, HD, THREADS>(sk + buf * KEYS * LD, kg + k0 * kv_stride, kv_stride, len - k0);
+        load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
+        cp_async_commit();
+    }
+    /* tile(K, V, k0) for every key tile up to the block's last row, each in
+     * shared memory, with the next tile's copy in flight meanwhile */
+    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, Tile tile) const
+    {
+        int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
+        load_kv(sk, sv, 0);
+        for (int t = 0; t < tiles; t++) {
+            if (t + 1 < tiles) {
+                load_kv(sk, sv, t + 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            int buf = t & 1;
+            tile(sk + buf * KEYS * LD, sv + buf * KEYS * LD, t * KEYS);
+            __syncthreads(); /* the buffer is free for the copy after next */
+        }
+    }
+};
+
+/* Block: BM = 16·WARPS query rows of one (sequence, head) (query_block).
+ * Shared: Q [BM], K and V [2][KEYS] rows of HD + 8. */
 template <int HD, int WARPS>
 static __global__ void __launch_bounds__(32 * WARPS)
     attention_forward_kernel(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
@@ -148,41 +206,17 @@ static __global__ void __launch_bounds__(32 * WARPS)
     extern __shared__ __align__(16) unsigned char smem[];
     act_t *sq = reinterpret_cast<act_t *>(smem), *sk = sq + BM * LD, *sv = sk + 2 * KEYS * LD;
 
-    int seq = blockIdx.x / a.H, h = blockIdx.x % a.H, g = h / a.group;
-    int begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-    int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
-    if (q0 >= len)
+    const query_block<HD, BM, THREADS> b(a, k, v);
+    if (b.empty())
         return;
-    size_t q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
-    const act_t *kg = k + ((size_t)begin * a.Hkv + g) * HD;
-    const act_t *vg = v + ((size_t)begin * a.Hkv + g) * HD;
-    auto load_kv = [&](int t, int buf) {
-        int k0 = t * KEYS;
-        load_tile<KEYS, HD, THREADS>(sk + buf * KEYS * LD, kg + k0 * kv_stride, kv_stride, len - k0);
-        load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
-        cp_async_commit();
-    };
-    load_tile<BM, HD, THREADS>(sq, q + ((size_t)(begin + q0) * a.H + h) * HD, q_stride, len - q0);
-    load_kv(0, 0);
-
-    int m0 = 16 * warp_id(), first = q0 + m0; /* the warp's first row in the sequence */
-    int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
+    b.load_rows(sq, q);
+    int m0 = 16 * warp_id(), first = b.q0 + m0; /* the warp's first row in the sequence */
     float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    for (int t = 0; t < tiles; t++) {
-        if (t + 1 < tiles) {
-            load_kv(t + 1, (t + 1) & 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        int k0 = t * KEYS, buf = t & 1;
-        if (first < len && k0 <= first + 15) /* the warp sees some key of the tile */
-            forward_tile<HD>(acc, m, l, sq, sk + buf * KEYS * LD, sv + buf * KEYS * LD, m0, first,
-                             k0, a.scale_log2);
-        __syncthreads(); /* the buffer is free for the copy after next */
-    }
-    if (first >= len)
+    b.walk(sk, sv, [&](const act_t *tk, const act_t *tv, int k0) {
+        if (first < b.len && k0 <= first + 15) /* the warp sees some key of the tile */
+            forward_tile<HD>(acc, m, l, sq, tk, tv, m0, first, k0, a.scale_log2);
+    });
+    if (first >= b.len)
         return;
 
     float inv[2];
@@ -191,15 +225,15 @@ static __global__ void __launch_bounds__(32 * WARPS)
         l[r] = quad_sum(l[r]);
         inv[r] = 1.0f / l[r];
         int i = first + acc_row(2 * r);
-        if (lane_id() % 4 == 0 && i < len)
-            lse[(size_t)(begin + i) * a.H + h] = LN2 * (m[r] + log2f(l[r]));
+        if (lane_id() % 4 == 0 && i < b.len)
+            lse[b.head_row(i)] = LN2 * (m[r] + log2f(l[r]));
     }
 #pragma unroll
     for (int j = 0; j < HD / 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             acc[j][e] *= inv[e / 2];
-    store_rows<false>(o + ((size_t)(begin + first) * a.H + h) * HD, q_stride, len - first, acc, 1.0f);
+    store_rows<false>(o + b.row_at(first), b.q_stride, b.len - first, acc, 1.0f);
 }
 
 /* ------------------------------------------------------------------ backward: D */
@@ -358,8 +392,8 @@ static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act
     warp_mma_regs<HD / 8, NT / 2, true>(dq, da, sk, LD); /* dQ += dS K (scaled at the end) */
 }
 
-/* Block: BM = 16·WARPS query rows of one (sequence, head), laid out as the
- * forward's. Shared: Q, dO [BM]; K, V [2][KEYS] rows of HD + 8. */
+/* Block: BM = 16·WARPS query rows of one (sequence, head) (query_block).
+ * Shared: Q, dO [BM]; K, V [2][KEYS] rows of HD + 8. */
 template <int HD, int WARPS>
 static __global__ void __launch_bounds__(32 * WARPS)
     attention_dq_kernel(act_t *dq, const act_t *dout, const float *lse, const float *D,
@@ -370,53 +404,26 @@ static __global__ void __launch_bounds__(32 * WARPS)
     act_t *sq = reinterpret_cast<act_t *>(smem), *sdo = sq + BM * LD, *sk = sdo + BM * LD;
     act_t *sv = sk + 2 * KEYS * LD;
 
-    int seq = blockIdx.x / a.H, h = blockIdx.x % a.H, g = h / a.group;
-    int begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-    int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
-    if (q0 >= len)
+    const query_block<HD, BM, THREADS> b(a, k, v);
+    if (b.empty())
         return;
-    size_t q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
-    const act_t *kg = k + ((size_t)begin * a.Hkv + g) * HD;
-    const act_t *vg = v + ((size_t)begin * a.Hkv + g) * HD;
-    auto load_kv = [&](int t, int buf) {
-        int k0 = t * KEYS;
-        load_tile<KEYS, HD, THREADS>(sk + buf * KEYS * LD, kg + k0 * kv_stride, kv_stride, len - k0);
-        load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
-        cp_async_commit();
-    };
-    size_t q_at = ((size_t)(begin + q0) * a.H + h) * HD;
-    load_tile<BM, HD, THREADS>(sq, q + q_at, q_stride, len - q0);
-    load_tile<BM, HD, THREADS>(sdo, dout + q_at, q_stride, len - q0);
-    load_kv(0, 0);
-
-    int m0 = 16 * warp_id(), first = q0 + m0;
+    b.load_rows(sq, q);
+    b.load_rows(sdo, dout);
+    int m0 = 16 * warp_id(), first = b.q0 + m0;
     float lse2[2], Dr[2];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         int i = first + acc_row(2 * r);
-        size_t row = (size_t)(begin + i) * a.H + h;
-        lse2[r] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
-        Dr[r] = i < len ? D[row] : 0.0f;
+        lse2[r] = i < b.len ? lse[b.head_row(i)] * LOG2E : INFINITY; /* p = 0 past the end */
+        Dr[r] = i < b.len ? D[b.head_row(i)] : 0.0f;
     }
-    int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
     float acc[HD / 8][4] = {};
-    for (int t = 0; t < tiles; t++) {
-        if (t + 1 < tiles) {
-            load_kv(t + 1, (t + 1) & 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        int k0 = t * KEYS, buf = t & 1;
-        if (first < len && k0 <= first + 15)
-            dq_tile<HD>(acc, sq, sdo, sk + buf * KEYS * LD, sv + buf * KEYS * LD, lse2, Dr, m0,
-                        first, k0, a.scale_log2);
-        __syncthreads();
-    }
-    if (first < len)
-        store_rows<true>(dq + ((size_t)(begin + first) * a.H + h) * HD, q_stride, len - first, acc,
-                         a.scale);
+    b.walk(sk, sv, [&](const act_t *tk, const act_t *tv, int k0) {
+        if (first < b.len && k0 <= first + 15)
+            dq_tile<HD>(acc, sq, sdo, tk, tv, lse2, Dr, m0, first, k0, a.scale_log2);
+    });
+    if (first < b.len)
+        store_rows<true>(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
 }
 
 /* ------------------------------------------------------------------ launches */
