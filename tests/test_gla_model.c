@@ -161,6 +161,8 @@ static void test_cases(void)
     dims c = {.D = 16, .L = 2, .H = 2, .key_dim = 8, .value_dim = 16, .I = 24, .V = 11, .R = 4,
               .eps = 0.1, .normalizer = 16, .tie = 0, .fuse_norm = 1};
     run_case("B=2 T=9", &c, 2, 9, NULL, 0, 1);
+    /* 9 rows of 11 logits fit one chunk of the head: the forward makes their gradient */
+    run_case("B=1 T=9, head in one chunk", &c, 1, 9, NULL, 0, 1);
 
     /* tied embeddings, the unfused norm's name, stronger gates */
     dims tied = c;

@@ -284,6 +284,8 @@ static void test_cases(void)
     /* a small rope_theta turns the angles visibly within 9 tokens */
     dims c = {.D = 16, .L = 2, .H = 4, .Hkv = 4, .I = 24, .V = 11, .eps = 1e-6, .theta = 100, .tie = 0};
     run_case("B=2 T=9", &c, 2, 9, NULL, 0, 1);
+    /* 9 rows of 11 logits fit one chunk of the head: the forward makes their gradient */
+    run_case("B=1 T=9, head in one chunk", &c, 1, 9, NULL, 0, 1);
 
     dims gqa = c;
     gqa.Hkv = 2, gqa.tie = 1;

@@ -223,11 +223,14 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
 
 /* ------------------------------------------------------------------ head */
 
-/* the bytes of logits a chunk may hold: big enough for efficient products,
- * small beside the [n,V] logits of a whole batch (tests set a few hundred, so
- * that their small batches span several chunks) */
+/* the bytes of logits a chunk may hold. A batch whose logits fit in one chunk
+ * has them made once: its backward takes the gradient the forward made of
+ * them. 1 GiB holds 8×2048
+ * tokens over a 32 K vocabulary in bf16; larger batches and vocabularies go in
+ * chunks, each made twice. (Tests set a few hundred bytes, so that most of
+ * their small batches span several chunks.) */
 #ifndef LM_HEAD_CHUNK_BYTES
-#define LM_HEAD_CHUNK_BYTES ((size_t)256 << 20)
+#define LM_HEAD_CHUNK_BYTES ((size_t)1 << 30)
 #endif
 
 void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V)
@@ -249,18 +252,24 @@ static void chunk_logits(const flame_ops *ops, const lm_head *hd, const lm_head_
 
 static int chunk_rows(const lm_head *hd, int r0, int n) { return n - r0 < hd->rows ? n - r0 : hd->rows; }
 
+/* ∂(mean loss)/∂(loss of a counted row) */
+static float loss_scale(const lm_batch *lb) { return lb->counted ? 1.0f / (float)lb->counted : 0.0f; }
+
 float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
                       const lm_batch *lb, float *logits_out, int D, int V, float eps)
 {
     int n = lb->n;
     ops->rmsnorm_forward(hd->x, hd->rstd, h, p->norm, n, D, eps);
+    /* a batch of one chunk: its logits become their gradient now, for the backward */
+    hd->whole = n <= hd->rows;
     double sum = 0;
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
         int rows = chunk_rows(hd, r0, n);
         chunk_logits(ops, hd, p, r0, rows, D, V);
         if (logits_out)
             ops->from_act(logits_out + (size_t)r0 * V, hd->logits, (size_t)rows * V);
-        sum += ops->cross_entropy(NULL, NULL, hd->logits, lb->targets + r0, rows, V, 0.0f);
+        sum += ops->cross_entropy(NULL, hd->whole ? hd->logits : NULL, hd->logits, lb->targets + r0,
+                                  rows, V, loss_scale(lb));
     }
     return lb->counted ? (float)(sum / lb->counted) : 0.0f;
 }
@@ -269,11 +278,12 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
                       const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V)
 {
     int n = lb->n;
-    float scale = lb->counted ? 1.0f / (float)lb->counted : 0.0f;
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
         int rows = chunk_rows(hd, r0, n);
-        chunk_logits(ops, hd, p, r0, rows, D, V);
-        ops->cross_entropy(NULL, hd->logits, hd->logits, lb->targets + r0, rows, V, scale);
+        if (!hd->whole) { /* the chunk's logits again, into their gradient */
+            chunk_logits(ops, hd, p, r0, rows, D, V);
+            ops->cross_entropy(NULL, hd->logits, hd->logits, lb->targets + r0, rows, V, loss_scale(lb));
+        }
         ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
                              hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }

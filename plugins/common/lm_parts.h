@@ -109,14 +109,17 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
                      int D, int I, float eps);
 
 /* logits = rmsnorm(h) · lm_headᵀ; loss = mean cross-entropy over counted
- * targets. The logits are made a chunk of rows at a time and never all at
- * once: the forward keeps only the normalized h, and the backward makes each
- * chunk's logits again and turns them into their gradient in place. */
+ * targets. The logits are made a chunk of rows at a time, the backward turning
+ * each chunk's into their gradient in place. Where the batch spans several
+ * chunks the forward keeps only the normalized h and the backward makes each
+ * chunk's logits again; for a batch of one chunk the forward's cross-entropy
+ * also writes the logits' gradient, which the backward then uses. */
 typedef struct lm_head {
     float *rstd;  /* [n] */
     void *x;      /* [n,D] */
     void *logits; /* [rows,V]: one chunk */
     int rows;     /* rows per chunk */
+    int whole;    /* the last forward's batch was one chunk: logits hold its gradient */
 } lm_head;
 
 typedef struct lm_head_params {
