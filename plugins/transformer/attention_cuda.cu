@@ -161,7 +161,7 @@ template <int HD, int BM, int THREADS> struct query_block {
     __device__ size_t head_row(int i) const { return (size_t)(begin + i) * H + h; }
     /* row i of the sequence, head h, in a [tokens, H, HD] array (q, o, dq, dout) */
     __device__ size_t row_at(int i) const { return head_row(i) * HD; }
-    /* the block's rows of x into s (a copy in flight until the walk's first wait) */
+    /* the block's rows of x into s (in the copy group of the next load_kv) */
     __device__ void load_rows(act_t *s, const act_t *x) const
     {
         load_tile<BM, HD, THREADS>(s, x + row_at(q0), q_stride, len - q0);
@@ -175,11 +175,11 @@ template <int HD, int BM, int THREADS> struct query_block {
         cp_async_commit();
     }
     /* tile(K, V, k0) for every key tile up to the block's last row, each in
-     * shared memory, with the next tile's copy in flight meanwhile */
+     * shared memory, with the next tile's copy in flight meanwhile; the
+     * caller has started tile 0's copy (load_kv(sk, sv, 0)) */
     template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, Tile tile) const
     {
         int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
-        load_kv(sk, sv, 0);
         for (int t = 0; t < tiles; t++) {
             if (t + 1 < tiles) {
                 load_kv(sk, sv, t + 1);
@@ -210,6 +210,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     if (b.empty())
         return;
     b.load_rows(sq, q);
+    b.load_kv(sk, sv, 0);
     int m0 = 16 * warp_id(), first = b.q0 + m0; /* the warp's first row in the sequence */
     float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     b.walk(sk, sv, [&](const act_t *tk, const act_t *tv, int k0) {
@@ -409,6 +410,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
         return;
     b.load_rows(sq, q);
     b.load_rows(sdo, dout);
+    b.load_kv(sk, sv, 0);
     int m0 = 16 * warp_id(), first = b.q0 + m0;
     float lse2[2], Dr[2];
 #pragma unroll
