@@ -14,12 +14,12 @@
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
+#include "cuda_rows.cuh"
 #include "gla_cuda.h"
 
-#define WARPS (CUDA_BLOCK / 32)
 /* rows of one backward block, the rows of its dw partial: enough to make the
  * partials small next to the activations, few enough for many blocks */
-#define BACKWARD_ROWS (WARPS * 8)
+#define BACKWARD_ROWS (ROW_WARPS * 8)
 /* the most values of a row that one lane holds */
 #define MAX_LANE_VALUES (GLA_GATE_NORM_CUDA_MAX_C / 32)
 
@@ -31,48 +31,14 @@ static __device__ __forceinline__ float sigmoid(float g)
     return g >= 0.0f ? s : e * s;
 }
 
-/* ---- a row in a warp's registers ----
- * Lane l holds CHUNKS chunks of W neighbouring values, chunk s at column
- * (32·s + l)·W, so that each access of the warp is contiguous. Chunks at or
- * past C (a multiple of W) read as zeros and are not stored. */
-
-template <int W, int CHUNKS, typename T>
-static __device__ __forceinline__ void load_row(float (&v)[CHUNKS][W], const T *row, int C)
-{
-    int lane = threadIdx.x % 32;
-#pragma unroll
-    for (int s = 0; s < CHUNKS; s++) {
-        int j = (32 * s + lane) * W;
-        if (j < C) {
-            load_floats<W>(v[s], row + j);
-        } else {
-#pragma unroll
-            for (int k = 0; k < W; k++)
-                v[s][k] = 0.0f;
-        }
-    }
-}
-
-template <int W, int CHUNKS, typename T>
-static __device__ __forceinline__ void store_row(T *row, const float (&v)[CHUNKS][W], int C)
-{
-    int lane = threadIdx.x % 32;
-#pragma unroll
-    for (int s = 0; s < CHUNKS; s++) {
-        int j = (32 * s + lane) * W;
-        if (j < C)
-            store_floats<W>(row + j, v[s]);
-    }
-}
-
-/* ---- forward: one warp per row ---- */
+/* ---- forward: one warp per row (cuda_rows.cuh) ---- */
 
 template <int W, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
     gate_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *g, const act_t *w, int rows,
                    int C, float eps)
 {
-    int row = blockIdx.x * WARPS + threadIdx.x / 32;
+    int row = blockIdx.x * ROW_WARPS + threadIdx.x / 32;
     if (row >= rows)
         return; /* the whole warp: the sum below is per warp */
     size_t at = (size_t)row * C;
@@ -136,34 +102,8 @@ static __device__ __forceinline__ void backward_row(act_t *d_o, act_t *dg, float
     store_row(d_o, dyv, C);
 }
 
-/* partial[0, C) = Σ over the block's warps of dw, added in warp order: warp t
- * adds the sum of warps 0 … t−1 and passes it on through shared memory (laid
- * out lane by lane, so no two lanes share a bank). Every thread calls it. */
-template <int W, int CHUNKS>
-static __device__ void write_block_sum(float *partial, float (&dw)[CHUNKS][W], int C)
-{
-    __shared__ float running[CHUNKS * W][32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int t = 0; t < WARPS; t++) {
-        if (warp == t) {
-#pragma unroll
-            for (int s = 0; s < CHUNKS; s++)
-#pragma unroll
-                for (int k = 0; k < W; k++) {
-                    float &sum = running[s * W + k][lane];
-                    if (t > 0)
-                        dw[s][k] += sum;
-                    sum = dw[s][k];
-                }
-        }
-        __syncthreads();
-    }
-    if (warp == WARPS - 1)
-        store_row(partial, dw, C);
-}
-
 /* Block b takes rows [b·BACKWARD_ROWS, (b+1)·BACKWARD_ROWS) ∩ [0, rows), warp
- * t of them rows t, t + WARPS, … in order, and writes its dw partial to
+ * t of them rows t, t + ROW_WARPS, … in order, and writes its dw partial to
  * dw_partial[b·C, (b+1)·C) unless dw_partial is NULL. Up to 8 values a lane
  * (C ≤ 256), 4 blocks per SM: 64 registers suffice, and the loads of 32 warps
  * keep the memory busy. */
@@ -177,7 +117,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 8 ? 4 : 1)
     load_row(wv, w, C);
     int first = blockIdx.x * BACKWARD_ROWS, end = min(rows, first + BACKWARD_ROWS);
     /* no early return: every warp takes part in write_block_sum */
-    for (int row = first + threadIdx.x / 32; row < end; row += WARPS) {
+    for (int row = first + threadIdx.x / 32; row < end; row += ROW_WARPS) {
         size_t at = (size_t)row * C;
         backward_row(d_o ? d_o + at : nullptr, dg ? dg + at : nullptr, dw, dy + at, o + at,
                      g + at, wv, rstd[row], C);
@@ -188,19 +128,6 @@ static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 8 ? 4 : 1)
 
 /* ---- launches ---- */
 
-/* launch.run<W, CHUNKS>() for the fewest CHUNKS (a power of two) whose
- * 32·W·CHUNKS values cover C */
-template <int W, int CHUNKS = 1, typename Launch>
-static void launch_for_width(int C, const Launch &launch)
-{
-    if constexpr (W * CHUNKS < MAX_LANE_VALUES) {
-        if (32 * W * CHUNKS < C)
-            return launch_for_width<W, 2 * CHUNKS>(C, launch);
-    }
-    launch.template run<W, CHUNKS>();
-    CUDA_CHECK_LAUNCH();
-}
-
 template <typename Launch> static void launch_rows(int C, bool vec, const Launch &launch)
 {
     if (C > GLA_GATE_NORM_CUDA_MAX_C) {
@@ -209,9 +136,9 @@ template <typename Launch> static void launch_rows(int C, bool vec, const Launch
         exit(1);
     }
     if (vec)
-        launch_for_width<ACT_VEC>(C, launch);
+        launch_for_width<MAX_LANE_VALUES, ACT_VEC>(C, launch);
     else
-        launch_for_width<1>(C, launch);
+        launch_for_width<MAX_LANE_VALUES, 1>(C, launch);
 }
 
 struct forward_launch {
@@ -222,7 +149,7 @@ struct forward_launch {
     float eps;
     template <int W, int CHUNKS> void run() const
     {
-        unsigned blocks = (unsigned)((rows + WARPS - 1) / WARPS);
+        unsigned blocks = (unsigned)((rows + ROW_WARPS - 1) / ROW_WARPS);
         gate_norm_rows<W, CHUNKS><<<blocks, CUDA_BLOCK>>>(y, rstd, o, g, w, rows, C, eps);
     }
 };
