@@ -4,14 +4,25 @@
  *   dx_j = r·g_j − x_j · r³ · (Σ_k g_k x_k) / C   (written or added into the bf16 dx)
  *   dw_j = Σ_rows dy_j · x_j · r                   (added into the fp32 dw)
  * One warp per row for the row sums, ACT_VEC values per access when the rows
- * are vectorizable (cuda_launch.cuh); dw through the deterministic column
- * sums of cuda_reduce.cuh. */
+ * are vectorizable (cuda_launch.cuh). The backward reads each row's dy and x
+ * in one kernel for dx and dw: a lane keeps the dw terms of its columns in
+ * registers (cuda_rows.cuh's layout), a block's warps sum theirs into one
+ * partial row, and the blocks' partials are added in order. Rows wider than
+ * FUSED_MAX_C (more dw terms than a lane holds) take dx and dw in two passes,
+ * dw through the column sums of cuda_reduce.cuh. Both orders are fixed by
+ * the shapes, so results are the same run to run. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
+#include "cuda_rows.cuh"
 
 #define ROWS_PER_BLOCK (CUDA_BLOCK / 32)
+/* the widest rows of the one-kernel backward, and its rows per block: few,
+ * so that there are many blocks, enough that the partials stay small beside
+ * the rows (a thirty-second of them) */
+#define FUSED_MAX_C 2048
+#define FUSED_ROWS (4 * ROW_WARPS)
 
 static unsigned row_blocks(int n) { return (unsigned)((n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
 
@@ -81,6 +92,64 @@ static __global__ void rmsnorm_dx_rows(act_t *dx, const act_t *dout, const act_t
     }
 }
 
+/* dx and dw from one read of each row: block b takes rows [b·FUSED_ROWS,
+ * (b+1)·FUSED_ROWS), warp t of them rows t, t + ROW_WARPS, … in order; a
+ * lane's columns are those of load_row's layout, their dw terms kept in dw;
+ * the block's sum goes to dw_partial[b·C, (b+1)·C) unless it is NULL, dx is
+ * written or added unless it is NULL (it may be dout: each lane reads its
+ * values before it writes them). */
+/* Up to 32 dw terms a lane (C ≤ 1024 vectorized), 4 blocks an SM: the loads
+ * of 32 warps keep the memory busy. */
+template <int W, int CHUNKS, bool ADD>
+static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 32 ? 4 : 1)
+    rmsnorm_backward_rows(act_t *dx, float *dw_partial, const act_t *dout, const act_t *x,
+                          const act_t *weight, const float *rstd, int n, int C)
+{
+    float dw[CHUNKS][W] = {};
+    int lane = threadIdx.x % 32;
+    int first = blockIdx.x * FUSED_ROWS, end = min(n, first + FUSED_ROWS);
+    /* no early return: every warp takes part in write_block_sum */
+    for (int row = first + threadIdx.x / 32; row < end; row += ROW_WARPS) {
+        size_t at = (size_t)row * C;
+        float dot = 0.0f, r = rstd[row]; /* Σ_k (dy_k w_k) x_k */
+#pragma unroll
+        for (int s = 0; s < CHUNKS; s++) {
+            int j = (32 * s + lane) * W;
+            if (j < C) {
+                float dy[W], w[W], v[W];
+                load_floats<W>(dy, dout + at + j);
+                load_floats<W>(w, weight + j);
+                load_floats<W>(v, x + at + j);
+#pragma unroll
+                for (int k = 0; k < W; k++)
+                    dot += dy[k] * w[k] * v[k];
+            }
+        }
+        float c = warp_sum(dot) * r * r * r / C;
+#pragma unroll
+        for (int s = 0; s < CHUNKS; s++) {
+            int j = (32 * s + lane) * W;
+            if (j < C) { /* the row again, from the caches */
+                float dy[W], w[W], v[W], acc[W] = {};
+                load_floats<W>(dy, dout + at + j);
+                load_floats<W>(w, weight + j);
+                load_floats<W>(v, x + at + j);
+                if (ADD && dx)
+                    load_floats<W>(acc, dx + at + j);
+#pragma unroll
+                for (int k = 0; k < W; k++) {
+                    dw[s][k] += dy[k] * v[k] * r;
+                    acc[k] += r * dy[k] * w[k] - v[k] * c;
+                }
+                if (dx)
+                    store_floats<W>(dx + at + j, acc);
+            }
+        }
+    }
+    if (dw_partial)
+        write_block_sum(dw_partial + (size_t)blockIdx.x * C, dw, C);
+}
+
 /* dw's terms of row i, columns [j, j + W) */
 struct rmsnorm_dw_term {
     const act_t *dout, *x;
@@ -123,17 +192,58 @@ static void launch_dx_rows(act_t *dx, flame_grad_mode mode, const act_t *dy, con
     CUDA_CHECK_LAUNCH();
 }
 
+struct backward_launch {
+    act_t *dx;
+    bool add;
+    float *dw_partial;
+    const act_t *dy, *x, *w;
+    const float *rstd;
+    int n, C;
+    unsigned blocks;
+    template <int W, int CHUNKS> void run() const
+    {
+        if (add)
+            rmsnorm_backward_rows<W, CHUNKS, true>
+                <<<blocks, CUDA_BLOCK>>>(dx, dw_partial, dy, x, w, rstd, n, C);
+        else
+            rmsnorm_backward_rows<W, CHUNKS, false>
+                <<<blocks, CUDA_BLOCK>>>(dx, dw_partial, dy, x, w, rstd, n, C);
+    }
+};
+
+/* rows up to FUSED_MAX_C: one kernel for dx and the blocks' dw partials,
+ * then the partials added in order */
+static void backward_fused(act_t *dx, flame_grad_mode dx_mode, float *dweight, const act_t *dy,
+                           const act_t *x, const act_t *w, const float *rstd, int n, int C, bool vec)
+{
+    unsigned blocks = (unsigned)((n + FUSED_ROWS - 1) / FUSED_ROWS);
+    /* at C a multiple of ACT_VEC, each block's partial row is 16-byte aligned */
+    float *partial = dweight ? (float *)cuda_scratch((size_t)blocks * C * sizeof(float)) : NULL;
+    backward_launch launch{dx, dx_mode == FLAME_GRAD_ADD, partial, dy, x, w, rstd, n, C, blocks};
+    if (vec)
+        launch_for_width<FUSED_MAX_C / 32, ACT_VEC>(C, launch);
+    else
+        launch_for_width<FUSED_MAX_C / 32, 1>(C, launch);
+    if (dweight) {
+        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dweight, partial, (int)blocks, C);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
 void rmsnorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, const void *dout,
                            const void *x, const void *weight, const float *rstd, int n, int C)
 {
-    if (n <= 0)
+    if (n <= 0 || C <= 0 || (!dx && !dweight))
         return;
     const act_t *dy = (const act_t *)dout, *xa = (const act_t *)x, *w = (const act_t *)weight;
+    bool vec = vectorizable(C, dx, dout, x, weight);
+    if (C <= FUSED_MAX_C)
+        return backward_fused((act_t *)dx, dx_mode, dweight, dy, xa, w, rstd, n, C, vec);
     /* dw first: it reads dout, which dx may be (each dx thread reads its
      * values before it writes them) */
     if (dweight)
         column_sum_add(dweight, n, C, rmsnorm_dw_term{dy, xa, rstd, C}, vectorizable(C, dout, x));
-    if (dx && vectorizable(C, dx, dout, x, weight))
+    if (dx && vec)
         launch_dx_rows<ACT_VEC>((act_t *)dx, dx_mode, dy, xa, w, rstd, n, C);
     else if (dx)
         launch_dx_rows<1>((act_t *)dx, dx_mode, dy, xa, w, rstd, n, C);

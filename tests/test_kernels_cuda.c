@@ -651,8 +651,10 @@ static void run_all(void)
     test_embedding(1000, 4096, 1029, 50);
     test_embedding(4096, 2048, 1024, 50);
 
-    const int rn[][2] = {{1, 1}, {1, 67}, {37, 67}, {200, 1000}, {2048, 1024}, {1024, 4096}};
-    for (int i = 0; i < 6; i++)
+    /* up to 2048 columns one kernel takes dx and dw; wider rows take two */
+    const int rn[][2] = {{1, 1},      {1, 67},     {37, 67},   {200, 1000},
+                         {2048, 1024}, {100, 2048}, {33, 2049}, {1024, 4096}};
+    for (int i = 0; i < 8; i++)
         for (int add = 0; add <= 1; add++)
             test_rmsnorm(rn[i][0], rn[i][1], 1, add ? FLAME_GRAD_ADD : FLAME_GRAD_SET, 0);
     test_rmsnorm(37, 67, 0, FLAME_GRAD_SET, 0);
