@@ -58,6 +58,33 @@ static __global__ void rmsnorm_rows(act_t *out, float *rstd, const act_t *x, con
     }
 }
 
+/* W neighbouring values of a row, at column j: dy, w and x */
+template <int W> struct grad_values {
+    float dy[W], w[W], x[W];
+    __device__ grad_values(const act_t *dout, const act_t *weight, const act_t *x_row, int j)
+    {
+        load_floats<W>(dy, dout + j);
+        load_floats<W>(w, weight + j);
+        load_floats<W>(x, x_row + j);
+    }
+    /* their part of Σ_k (dy_k w_k) x_k */
+    __device__ float dot() const
+    {
+        float d = 0.0f;
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            d += dy[k] * w[k] * x[k];
+        return d;
+    }
+    /* acc += their dx, r·dy·w − x·c with c = r³·(the row's dot)/C */
+    __device__ void add_dx(float (&acc)[W], float r, float c) const
+    {
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            acc[k] += r * dy[k] * w[k] - x[k] * c;
+    }
+};
+
 template <int W, bool ADD>
 static __global__ void rmsnorm_dx_rows(act_t *dx, const act_t *dout, const act_t *x,
                                        const act_t *weight, const float *rstd, int n, int C)
@@ -66,28 +93,17 @@ static __global__ void rmsnorm_dx_rows(act_t *dx, const act_t *dout, const act_t
     if (row >= n)
         return;
     size_t at = (size_t)row * C;
-    float dot = 0.0f; /* Σ_k (dy_k w_k) x_k */
-    for (int j = lane * W; j < C; j += 32 * W) {
-        float dy[W], w[W], v[W];
-        load_floats<W>(dy, dout + at + j);
-        load_floats<W>(w, weight + j);
-        load_floats<W>(v, x + at + j);
-#pragma unroll
-        for (int k = 0; k < W; k++)
-            dot += dy[k] * w[k] * v[k];
-    }
+    float dot = 0.0f;
+    for (int j = lane * W; j < C; j += 32 * W)
+        dot += grad_values<W>(dout + at, weight, x + at, j).dot();
     float r = rstd[row];
     float c = warp_sum(dot) * r * r * r / C;
     for (int j = lane * W; j < C; j += 32 * W) {
-        float dy[W], w[W], v[W], acc[W] = {};
-        load_floats<W>(dy, dout + at + j);
-        load_floats<W>(w, weight + j);
-        load_floats<W>(v, x + at + j);
+        grad_values<W> g(dout + at, weight, x + at, j);
+        float acc[W] = {};
         if (ADD)
             load_floats<W>(acc, dx + at + j);
-#pragma unroll
-        for (int k = 0; k < W; k++)
-            acc[k] += r * dy[k] * w[k] - v[k] * c;
+        g.add_dx(acc, r, c);
         store_floats<W>(dx + at + j, acc);
     }
 }
@@ -111,38 +127,29 @@ static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 32 ? 4 : 1)
     /* no early return: every warp takes part in write_block_sum */
     for (int row = first + threadIdx.x / 32; row < end; row += ROW_WARPS) {
         size_t at = (size_t)row * C;
-        float dot = 0.0f, r = rstd[row]; /* Σ_k (dy_k w_k) x_k */
+        float dot = 0.0f, r = rstd[row];
 #pragma unroll
         for (int s = 0; s < CHUNKS; s++) {
             int j = (32 * s + lane) * W;
-            if (j < C) {
-                float dy[W], w[W], v[W];
-                load_floats<W>(dy, dout + at + j);
-                load_floats<W>(w, weight + j);
-                load_floats<W>(v, x + at + j);
-#pragma unroll
-                for (int k = 0; k < W; k++)
-                    dot += dy[k] * w[k] * v[k];
-            }
+            if (j < C)
+                dot += grad_values<W>(dout + at, weight, x + at, j).dot();
         }
         float c = warp_sum(dot) * r * r * r / C;
 #pragma unroll
         for (int s = 0; s < CHUNKS; s++) {
             int j = (32 * s + lane) * W;
             if (j < C) { /* the row again, from the caches */
-                float dy[W], w[W], v[W], acc[W] = {};
-                load_floats<W>(dy, dout + at + j);
-                load_floats<W>(w, weight + j);
-                load_floats<W>(v, x + at + j);
-                if (ADD && dx)
-                    load_floats<W>(acc, dx + at + j);
+                grad_values<W> g(dout + at, weight, x + at, j);
 #pragma unroll
-                for (int k = 0; k < W; k++) {
-                    dw[s][k] += dy[k] * v[k] * r;
-                    acc[k] += r * dy[k] * w[k] - v[k] * c;
-                }
-                if (dx)
-                    store_floats<W>(dx + at + j, acc);
+                for (int k = 0; k < W; k++)
+                    dw[s][k] += g.dy[k] * g.x[k] * r;
+                if (!dx)
+                    continue;
+                float acc[W] = {};
+                if (ADD)
+                    load_floats<W>(acc, dx + at + j);
+                g.add_dx(acc, r, c);
+                store_floats<W>(dx + at + j, acc);
             }
         }
     }
