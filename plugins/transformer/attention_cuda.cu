@@ -37,6 +37,8 @@
  * the bf16 dq, dk, dv, once per element, the sum rounded once. */
 #include <math.h>
 
+#include <type_traits>
+
 #include "attention_mma.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
@@ -539,24 +541,31 @@ const char *attention_unsupported_head_dim_cuda(int hd)
 
 size_t attention_work_floats_cuda(int n, int H) { return (size_t)n * H; }
 
+/* run(std::integral_constant<int, HD>) for the head dim hd, one of
+ * FOR_EACH_HEAD_DIM's; any other exits with the reason */
+template <typename Run> static void with_head_dim(int hd, Run run)
+{
+    switch (hd) {
+#define CASE(HD)                                 \
+    case HD:                                     \
+        run(std::integral_constant<int, HD>{}); \
+        return;
+        FOR_EACH_HEAD_DIM(CASE)
+#undef CASE
+    }
+    fprintf(stderr, "attention_cuda: head dim %d: %s\n", hd, attention_unsupported_head_dim_cuda(hd));
+    exit(1);
+}
+
 void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, const void *v,
                             const attention_dims *d)
 {
     if (d->seqs.n_seqs == 0 || d->seqs.cu_seqlens[d->seqs.n_seqs] == 0)
         return;
     check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
-    switch (d->hd) {
-#define CASE(HD)                                                   \
-    case HD:                                                       \
-        forward_hd<HD>(act(o), lse, act(q), act(k), act(v), d);    \
-        break;
-        FOR_EACH_HEAD_DIM(CASE)
-#undef CASE
-    default:
-        fprintf(stderr, "attention_cuda: head dim %d: %s\n", d->hd,
-                attention_unsupported_head_dim_cuda(d->hd));
-        exit(1);
-    }
+    with_head_dim(d->hd, [&](auto hd) {
+        forward_hd<decltype(hd)::value>(act(o), lse, act(q), act(k), act(v), d);
+    });
 }
 
 void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *o,
@@ -572,16 +581,8 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
     row_dots<<<(rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32), CUDA_BLOCK>>>(work, act(dout), act(o),
                                                                                rows, d->hd);
     CUDA_CHECK_LAUNCH();
-    switch (d->hd) {
-#define CASE(HD)                                                                              \
-    case HD:                                                                                  \
-        backward_hd<HD>(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k), act(v), d); \
-        break;
-        FOR_EACH_HEAD_DIM(CASE)
-#undef CASE
-    default:
-        fprintf(stderr, "attention_cuda: head dim %d: %s\n", d->hd,
-                attention_unsupported_head_dim_cuda(d->hd));
-        exit(1);
-    }
+    with_head_dim(d->hd, [&](auto hd) {
+        backward_hd<decltype(hd)::value>(act(dq), act(dk), act(dv), act(dout), lse, work, act(q),
+                                         act(k), act(v), d);
+    });
 }
