@@ -815,96 +815,102 @@ static __global__ void __launch_bounds__(THREADS, 2)
     }
 }
 
-/* o = scale·(q ⊙ e^b) S0 + A v for one value tile. Block: (chunk, head, value
- * tile), a chunk's value tiles next to each other. */
+/* The block of chunk_output and chunk_dv: (chunk, head, value tile), a
+ * chunk's value tiles next to each other. */
+struct value_tile {
+    chunk c;
+    int h, j0, L; /* head, first value column, tokens of the chunk */
+    __device__ value_tile(const chunk *chunks, int dv)
+    {
+        int tiles = ceil_div(dv, TILE);
+        c = chunks[blockIdx.x / tiles];
+        h = blockIdx.y, j0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0;
+    }
+};
+
+/* acc += X Y over depth [k_begin, k_end), X (or with A_KM, Xᵀ) and Y put in
+ * xs and ys once the previous product has read them */
+template <bool A_KM, typename X, typename Y>
+static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys, const X &x,
+                                      const Y &y, int k_begin, int k_end)
+{
+    __syncthreads(); /* the previous tiles are read */
+    put(xs, x);
+    put(ys, y);
+    __syncthreads();
+    warp_product<4, A_KM, true>(acc, xs, ys, block_row(), block_col(), k_begin, k_end);
+}
+
+/* o = scale·(q ⊙ e^b) S0 + A v for one value tile (value_tile's block) */
 static __global__ void __launch_bounds__(THREADS, 3)
     chunk_output(act_t *o, const act_t *q, const act_t *v, const float *b, const act_t *A,
                  const float *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
-    int tiles = ceil_div(dv, TILE);
-    chunk c = chunks[blockIdx.x / tiles];
-    int h = blockIdx.y, j0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0;
-    int m0 = block_row(), n0 = block_col();
+    const value_tile t(chunks, dv);
     float acc[4][4] = {};
     piece<act_t> pa, pv; /* within the chunk: loading while the start state is used */
-    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
-    fetch(pv, v + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
-    if (!c.first) { /* through the start state, a key tile at a time */
-        const float *S0 = checkpoints + state_at(c.t0, h, H, dk, dv) + j0;
-        size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk;
+    fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
+    fetch(pv, v + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0);
+    if (!t.c.first) { /* through the start state, a key tile at a time */
+        const float *S0 = checkpoints + state_at(t.c.t0, t.h, H, dk, dv) + t.j0;
+        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk;
         for (int i0 = 0; i0 < dk; i0 += TILE) {
             piece<act_t> pq;
             piece<float> pb, ps;
-            fetch(pq, q + x + i0, stride, L, dk - i0);
-            fetch<true>(pb, b + x + i0, stride, L, dk - i0);
-            fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - j0);
+            fetch(pq, q + x + i0, stride, t.L, dk - i0);
+            fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
+            fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
             values qe; /* scale·q ⊙ e^b */
 #pragma unroll
             for (int a = 0; a < 2; a++)
 #pragma unroll
                 for (int j = 0; j < 8; j++)
                     qe.x[a][j] = val(pq.x[a], j) * (scale * exp2_fast(val(pb.x[a], j)));
-            __syncthreads(); /* the previous tiles are read */
-            put(xs, qe);
-            put(ys, ps);
-            __syncthreads();
-            warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, TILE);
+            staged_product<false>(acc, xs, ys, qe, ps, 0, TILE);
         }
     }
-    __syncthreads();
-    put(xs, pa);
-    put(ys, pv);
-    __syncthreads();
-    warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, m0 + SUB); /* A_tu = 0 for u > t */
-    store_acc<false>(o + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
+    int m0 = block_row();
+    staged_product<false>(acc, xs, ys, pa, pv, 0, m0 + SUB); /* A_tu = 0 for u > t */
+    store_acc<false>(o + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0, acc, m0,
+                     block_col());
 }
 
-/* dv = Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile. Block: (chunk, head,
- * value tile), a chunk's value tiles next to each other. */
+/* dv = Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile (value_tile's block) */
 static __global__ void __launch_bounds__(THREADS, 3)
     chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b, const act_t *A,
              const act_t *dS, const chunk *chunks, int H, int dk, int dv)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
-    int tiles = ceil_div(dv, TILE);
-    chunk c = chunks[blockIdx.x / tiles];
-    int h = blockIdx.y, j0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0;
-    int m0 = block_row(), n0 = block_col();
+    const value_tile t(chunks, dv);
     float acc[4][4] = {};
     piece<act_t> pa, pd; /* within the chunk: loading while the end state is used */
-    fetch(pa, A + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L, CHUNK);
-    fetch(pd, dout + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0);
-    if (!c.last) { /* through the end state, a key tile at a time */
-        const act_t *dS_end = dS + state_at(c.t1, h, H, dk, dv) + j0;
-        size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk;
+    fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
+    fetch(pd, dout + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0);
+    if (!t.c.last) { /* through the end state, a key tile at a time */
+        const act_t *dS_end = dS + state_at(t.c.t1, t.h, H, dk, dv) + t.j0;
+        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk;
         for (int i0 = 0; i0 < dk; i0 += TILE) {
             piece<act_t> pk, ps;
             piece<float> pb;
             eight<float> b_last;
-            fetch(pk, k + x + i0, stride, L, dk - i0);
-            fetch<true>(pb, b + x + i0, stride, L, dk - i0);
-            fetch_gate_row(b_last, b + x + i0, stride, L - 1, dk - i0);
-            fetch(ps, dS_end + (size_t)i0 * dv, dv, dk - i0, dv - j0);
+            fetch(pk, k + x + i0, stride, t.L, dk - i0);
+            fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
+            fetch_gate_row(b_last, b + x + i0, stride, t.L - 1, dk - i0);
+            fetch(ps, dS_end + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
             values ke; /* k ⊙ e^{b_L − b} */
 #pragma unroll
             for (int a = 0; a < 2; a++)
 #pragma unroll
                 for (int j = 0; j < 8; j++)
                     ke.x[a][j] = val(pk.x[a], j) * exp2_fast(val(b_last, j) - val(pb.x[a], j));
-            __syncthreads(); /* the previous tiles are read */
-            put(xs, ke);
-            put(ys, ps);
-            __syncthreads();
-            warp_product<4, false, true>(acc, xs, ys, m0, n0, 0, TILE);
+            staged_product<false>(acc, xs, ys, ke, ps, 0, TILE);
         }
     }
-    __syncthreads();
-    put(xs, pa);
-    put(ys, pd);
-    __syncthreads();
-    warp_product<4, true, true>(acc, xs, ys, m0, n0, m0, CHUNK); /* A_tu = 0 for t < u */
-    store_acc<false>(dv_out + at(c.t0, h, H, dv) + j0, (size_t)H * dv, L, dv - j0, acc, m0, n0);
+    int m0 = block_row();
+    staged_product<true>(acc, xs, ys, pa, pd, m0, CHUNK); /* A_tu = 0 for t < u */
+    store_acc<false>(dv_out + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0, acc, m0,
+                     block_col());
 }
 
 struct dqk_shared {
