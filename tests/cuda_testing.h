@@ -60,18 +60,22 @@ static inline void *alloc_on(const flame_ops *ops, size_t bytes)
 
 static inline void *dev_alloc(size_t bytes) { return alloc_on(dev, bytes ? bytes : 1); }
 
+/* a device copy of `bytes` host bytes */
+static inline void *bytes_to_device(const void *host, size_t bytes)
+{
+    void *d = dev_alloc(bytes);
+    dev->upload(d, host, bytes);
+    return d;
+}
+
 static inline float *floats_to_device(const float *host, size_t n)
 {
-    float *d = dev_alloc(n * sizeof *d);
-    dev->upload(d, host, n * sizeof *d);
-    return d;
+    return bytes_to_device(host, n * sizeof *host);
 }
 
 static inline int32_t *ints_to_device(const int32_t *host, size_t n)
 {
-    int32_t *d = dev_alloc(n * sizeof *d);
-    dev->upload(d, host, n * sizeof *d);
-    return d;
+    return bytes_to_device(host, n * sizeof *host);
 }
 
 /* n host floats as activations of ops' backend, cast there by its to_act */
@@ -92,8 +96,7 @@ static inline void *dev_poisoned(size_t bytes)
 {
     unsigned char *nan = malloc(bytes);
     memset(nan, 0xff, bytes);
-    void *d = dev_alloc(bytes);
-    dev->upload(d, nan, bytes);
+    void *d = bytes_to_device(nan, bytes);
     free(nan);
     return d;
 }
