@@ -215,10 +215,19 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
     ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
     /* the forward's x, made again (rstd comes out the same) */
     ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
-    ops->matmul_backward(d_x, FLAME_GRAD_SET, p->dgate, NULL, s->dgate, s->x, p->gate, n, D, I);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, p->dup, NULL, s->dup, s->x, p->up, n, D, I);
-    /* the residual path already carries d_resid; the norm's path adds to it */
-    ops->rmsnorm_backward(d_resid, FLAME_GRAD_ADD, p->dnorm, d_x, in, p->norm, a->rstd, n, D);
+    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd};
+    const lm_projection proj[] = {{p->gate, p->dgate, s->dgate, I}, {p->up, p->dup, s->dup, I}};
+    lm_prenorm_backward(ops, &norm, proj, LM_COUNT(proj), d_x, d_resid, n, D);
+}
+
+void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
+                         int count, void *d_x, void *d_resid, int n, int D)
+{
+    for (int i = 0; i < count; i++)
+        ops->matmul_backward(d_x, i ? FLAME_GRAD_ADD : FLAME_GRAD_SET, p[i].dweight, NULL, p[i].dout,
+                             norm->a, p[i].weight, n, D, p[i].N);
+    ops->rmsnorm_backward(d_resid, FLAME_GRAD_ADD, norm->dweight, d_x, norm->x, norm->weight,
+                          norm->rstd, n, D);
 }
 
 /* ------------------------------------------------------------------ head */

@@ -99,6 +99,26 @@ typedef struct lm_mlp_params {
     float *dnorm, *dgate, *dup, *ddown;
 } lm_mlp_params;
 
+/* The backward of a pre-norm block's input side: projections out_i = a·W_iᵀ
+ * (N_i columns) that all read a = rmsnorm(x). Their input gradients are summed
+ * into d_x ([n,D] scratch; the first written, the rest added), their weight
+ * gradients added, and the norm's backward adds ∂loss/∂x into d_resid (which
+ * already carries the residual path's). */
+typedef struct lm_projection {
+    const void *weight;
+    float *dweight;
+    const void *dout; /* [n,N] */
+    int N;
+} lm_projection;
+typedef struct lm_prenorm {
+    const void *x, *a; /* the block's input and its normalized copy */
+    const void *weight;
+    float *dweight;
+    const float *rstd;
+} lm_prenorm;
+void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
+                         int count, void *d_x, void *d_resid, int n, int D);
+
 void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I);
 void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I);
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,

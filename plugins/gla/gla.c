@@ -376,16 +376,18 @@ static void attn_input_backward(gla_model *m, int l)
     const gla_dims *c = &m->c;
     const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
-    int n = m->base.batch.n, D = c->s.D;
-    ops->rmsnorm_forward(d->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, D, c->s.eps);
-    void *d_x = m->base.d_x;
-    ops->matmul_backward(d_x, FLAME_GRAD_SET, dW(m, l, P_Q), NULL, d->q, d->a, W(m, l, P_Q), n, D, c->key_dim);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_K), NULL, d->k, d->a, W(m, l, P_K), n, D, c->key_dim);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_V), NULL, d->v, d->a, W(m, l, P_V), n, D, c->value_dim);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_G), NULL, d->g, d->a, W(m, l, P_G), n, D, c->value_dim);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_GK0), NULL, d->gk_low, d->a, W(m, l, P_GK0), n, D, c->R);
-    ops->rmsnorm_backward(m->base.d_resid, FLAME_GRAD_ADD, dW(m, l, P_ATTN_NORM), d_x, m->base.resid[l],
-                          W(m, l, P_ATTN_NORM), A->attn_rstd, n, D);
+    int n = m->base.batch.n;
+    const void *x = m->base.resid[l];
+    ops->rmsnorm_forward(d->a, A->attn_rstd, x, W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
+    const lm_prenorm norm = {x, d->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM), A->attn_rstd};
+    const lm_projection proj[] = {
+        {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->key_dim},
+        {W(m, l, P_K), dW(m, l, P_K), d->k, c->key_dim},
+        {W(m, l, P_V), dW(m, l, P_V), d->v, c->value_dim},
+        {W(m, l, P_G), dW(m, l, P_G), d->g, c->value_dim},
+        {W(m, l, P_GK0), dW(m, l, P_GK0), d->gk_low, c->R},
+    };
+    lm_prenorm_backward(ops, &norm, proj, LM_COUNT(proj), m->base.d_x, m->base.d_resid, n, c->s.D);
 }
 
 /* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */

@@ -313,17 +313,18 @@ static void attn_core_backward(tf_model *m, int l)
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */
 static void attn_input_backward(tf_model *m, int l)
 {
-    const flame_ops *ops = m->base.ops;
     const tf_dims *c = &m->c;
     const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
-    int n = m->base.batch.n, D = c->s.D;
-    void *d_x = m->base.d_x;
-    ops->matmul_backward(d_x, FLAME_GRAD_SET, dW(m, l, P_Q), NULL, d->q, A->a, W(m, l, P_Q), n, D, c->q_dim);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_K), NULL, d->k, A->a, W(m, l, P_K), n, D, c->kv_dim);
-    ops->matmul_backward(d_x, FLAME_GRAD_ADD, dW(m, l, P_V), NULL, d->v, A->a, W(m, l, P_V), n, D, c->kv_dim);
-    ops->rmsnorm_backward(m->base.d_resid, FLAME_GRAD_ADD, dW(m, l, P_ATTN_NORM), d_x, m->base.resid[l],
-                          W(m, l, P_ATTN_NORM), A->attn_rstd, n, D);
+    const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM),
+                             A->attn_rstd};
+    const lm_projection proj[] = {
+        {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->q_dim},
+        {W(m, l, P_K), dW(m, l, P_K), d->k, c->kv_dim},
+        {W(m, l, P_V), dW(m, l, P_V), d->v, c->kv_dim},
+    };
+    lm_prenorm_backward(m->base.ops, &norm, proj, LM_COUNT(proj), m->base.d_x, m->base.d_resid,
+                        m->base.batch.n, c->s.D);
 }
 
 /* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */
