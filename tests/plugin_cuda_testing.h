@@ -97,9 +97,9 @@ static inline void add_squares(const float *a, const float *b, size_t n, double 
  * together (one vector) within 3e-2, each parameter's alone within 5e-2. Each
  * kernel's bf16 output is within 3e-3 of the CPU's; a whole model chains some
  * thirty such roundings from the tokens to the loss and back to the first
- * layer's weights: on an H100 the whole gradient came to 1.4e-2 (rows) and
- * 2.3e-2 (cu_seqlens) off the fp32 CPU model for GLA, 5.5e-3 and 6.1e-3 for
- * the transformer. A parameter's own gradient can
+ * layer's weights: on an H100 the whole gradient came to 2.4e-2 (rows) and
+ * 1.2e-2 (cu_seqlens) off the fp32 CPU model for GLA, 5.6e-3 and 5.6e-3 for
+ * the transformer (2026-11-23). A parameter's own gradient can
  * be a sum of terms that mostly cancel while their rounding errors do not; a
  * missing or wrong gradient still shows as an error near 1. */
 static inline void model_case(const char *name, side *cpu, side *gpu, const flame_plugin *p, int B, int T,
