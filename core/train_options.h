@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "scheduler.h"
 
 typedef struct checkpoint_options {

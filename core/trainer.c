@@ -10,12 +10,12 @@
 #include <time.h>
 
 #include "backend.h"
-#include "checkpoint.h"
-#include "data_loader.h"
+#include "formats/checkpoint.h"
+#include "data/data_loader.h"
 #include "errors.h"
 #include "metrics.h"
 #include "params.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "train_options.h"
 
 typedef struct run {

@@ -4,7 +4,7 @@
 
 #include <flame/plugin.h>
 
-#include "config.h"
+#include "config/config.h"
 
 /* Runs the job the configuration describes. Returns an exit status
  * (core/errors.h) after printing any error as one line on stderr. */

@@ -26,13 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "config.h"
+#include "config/cli.h"
+#include "config/config.h"
 #include "cpu_kernels.h"
 #include "errors.h"
 #include "params.h"
 #include "plugin_loader.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #ifdef FLAME_HAVE_CUDA
 #include "cuda_kernels.h"
 #endif

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data_source.h"
+#include "data/data_source.h"
 #include "testing.h"
 
 static char dir[64];

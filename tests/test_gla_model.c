@@ -19,6 +19,7 @@ typedef struct dims {
 } dims;
 
 #include "plugin_testing.h"
+#include "lm_parts.h"
 
 /* ==================================================================== the naive forward, in double */
 
@@ -286,6 +287,8 @@ static void test_create(void)
 int main(void)
 {
     testing_seed(11);
+    /* a chunk of 11 rows of the test's vocabulary: the LM head's chunk loop runs */
+    lm_head_chunk_bytes = 484;
     test_create();
     test_cases();
     return testing_result("test_gla_model");

@@ -24,8 +24,8 @@ cat >"$SCRATCH/future.c" <<'C'
 static const flame_plugin future = {FLAME_ABI_VERSION + 41, "future", "from the future"};
 const flame_plugin *flame_plugin_entry(void) { return &future; }
 C
-$CC -shared -fPIC -I"$top_srcdir/core/include" "$SCRATCH/future.c" -o "$SCRATCH/future.so"
-abi=$(sed -n 's/^#define FLAME_ABI_VERSION \([0-9]*\)u$/\1/p' "$top_srcdir/core/include/flame/plugin.h")
+$CC -shared -fPIC -I"$top_srcdir/include" "$SCRATCH/future.c" -o "$SCRATCH/future.so"
+abi=$(sed -n 's/^#define FLAME_ABI_VERSION \([0-9]*\)u$/\1/p' "$top_srcdir/include/flame/plugin.h")
 expect_error 4 "future.so: plugin ABI version $((abi + 41)), but this flame speaks version $abi" -- \
     run "$SCRATCH/future.so"
 

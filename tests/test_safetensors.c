@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "testing.h"
 
 static char dir[256];

@@ -12,11 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data_loader.h"
-#include "data_source.h"
+#include "data/data_loader.h"
+#include "data/data_source.h"
 #include "testing.h"
-#include "token_shard.h"
-#include "tokenizer_bpe.h"
+#include "data/token_shard.h"
+#include "tokenizer/tokenizer_bpe.h"
 
 static char dir[512];
 static char text_dir[600], flame_data[1024];

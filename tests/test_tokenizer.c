@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "testing.h"
-#include "tokenizer.h"
-#include "tokenizer_bpe.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_bpe.h"
 
 static char dir[256];
 static char written[16][512]; /* removed at the end, in reverse order */

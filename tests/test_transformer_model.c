@@ -141,6 +141,7 @@ typedef struct dims {
 } dims;
 
 #include "plugin_testing.h"
+#include "lm_parts.h"
 
 /* ==================================================================== the naive model, in double */
 
@@ -398,6 +399,8 @@ static void test_create(void)
 int main(void)
 {
     testing_seed(17);
+    /* a chunk of 11 rows of the test's vocabulary: the LM head's chunk loop runs */
+    lm_head_chunk_bytes = 484;
     test_kernels();
     test_create();
     test_cases();

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static double now(void)
 {

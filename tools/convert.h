@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "rng.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 enum { CONVERT_PATH_LEN = 4096, CONVERT_ERR_LEN = 4400 };
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "convert.h"
 #include "cpu_kernels.h"
 #include "errors.h"

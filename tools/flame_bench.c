@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "config/cli.h"
 #include "errors.h"
 #include "trainer.h"
 

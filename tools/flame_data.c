@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "errors.h"
-#include "token_shard.h"
-#include "token_stream.h"
-#include "tokenizer.h"
+#include "data/token_shard.h"
+#include "data/token_stream.h"
+#include "tokenizer/tokenizer.h"
 
 enum { MAX_WORKERS = 256 };
 

@@ -236,15 +236,12 @@ void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_
  * has them made once: its backward takes the gradient the forward made of
  * them. 1 GiB holds 8×2048
  * tokens over a 32 K vocabulary in bf16; larger batches and vocabularies go in
- * chunks, each made twice. (Tests set a few hundred bytes, so that most of
- * their small batches span several chunks.) */
-#ifndef LM_HEAD_CHUNK_BYTES
-#define LM_HEAD_CHUNK_BYTES ((size_t)1 << 30)
-#endif
+ * chunks, each made twice. */
+size_t lm_head_chunk_bytes = (size_t)1 << 30;
 
 void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V)
 {
-    size_t rows = LM_HEAD_CHUNK_BYTES / ((size_t)V * cv->act_bytes);
+    size_t rows = lm_head_chunk_bytes / ((size_t)V * cv->act_bytes);
     hd->rows = (int)(rows < 1 ? 1 : rows < n ? rows : n);
     hd->rstd = lm_take_floats(cv, n);
     hd->x = lm_take_acts(cv, n * D);

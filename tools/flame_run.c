@@ -2,7 +2,7 @@
  *   flame-run --arch NAME|PATH.so [--config FILE.ini] [--section.key VALUE ...] */
 #include <stdio.h>
 
-#include "cli.h"
+#include "config/cli.h"
 #include "errors.h"
 #include "trainer.h"
 

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "data_source.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define TOKEN_STREAM_RUN ((size_t)1 << 18)
 
