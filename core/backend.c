@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "../kernels/cpu_kernels.h"
-#include "metrics.h"
 #ifdef FLAME_HAVE_CUDA
 #include "../kernels/cuda_kernels.h"
 #endif
@@ -13,7 +12,7 @@ static void use_cpu(backend *b)
 {
     memset(b, 0, sizeof *b);
     b->ops = &flame_cpu_ops;
-    snprintf(b->device, sizeof b->device, "cpu");
+    b->ops->device_name(b->device, sizeof b->device);
 }
 
 int backend_select(backend *b, const char *device, char *err, size_t err_len)
@@ -30,7 +29,7 @@ int backend_select(backend *b, const char *device, char *err, size_t err_len)
     if (flame_cuda_available(why, sizeof why)) {
         b->ops = &flame_cuda_ops;
         b->is_cuda = 1;
-        cuda_device_name(b->device, sizeof b->device);
+        b->ops->device_name(b->device, sizeof b->device);
         return 0;
     }
 #endif
@@ -41,34 +40,13 @@ int backend_select(backend *b, const char *device, char *err, size_t err_len)
     return 0;
 }
 
-void backend_measure_peak(backend *b)
-{
-#ifdef FLAME_HAVE_CUDA
-    if (b->is_cuda)
-        b->peak_tflops = cuda_bf16_peak_tflops();
-#else
-    (void)b;
-#endif
-}
+void backend_measure_peak(backend *b) { b->peak_tflops = b->ops->peak_tflops(); }
 
-void backend_synchronize(const backend *b)
-{
-#ifdef FLAME_HAVE_CUDA
-    if (b->is_cuda)
-        cuda_synchronize();
-#else
-    (void)b;
-#endif
-}
+void backend_synchronize(const backend *b) { b->ops->synchronize(); }
 
 double backend_sample_memory(backend *b)
 {
-    double gib = metrics_peak_memory_gib();
-#ifdef FLAME_HAVE_CUDA
-    if (b->is_cuda)
-        gib = cuda_memory_in_use_gib();
-#endif
-    if (gib > b->peak_memory_gib)
-        b->peak_memory_gib = gib;
+    double gib = b->ops->memory_in_use_gib();
+    b->peak_memory_gib = b->ops->memory_peak_gib();
     return gib;
 }

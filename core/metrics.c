@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 /* Keeps the rows of steps up to resume_step (a resumed run rewrites the later
@@ -107,11 +106,4 @@ void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
            log->tty ? "\r" : "", width, m->step, log->total_steps, m->loss, m->lr, m->grad_norm,
            m->tokens_per_s, mfu, eta, log->tty ? "  " : "\n");
     fflush(stdout);
-}
-
-double metrics_peak_memory_gib(void)
-{
-    struct rusage usage;
-    getrusage(RUSAGE_SELF, &usage);
-    return usage.ru_maxrss / 1048576.0; /* ru_maxrss is in KiB on Linux */
 }

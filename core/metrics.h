@@ -32,7 +32,4 @@ void metrics_write(metrics_log *log, const step_metrics *m);
 /* elapsed: seconds since the first step started, for the ETA */
 void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed);
 
-/* peak resident memory of this process, GiB */
-double metrics_peak_memory_gib(void);
-
 #endif

@@ -31,6 +31,14 @@ void cpu_zero(void *ptr, size_t bytes);
 void cpu_copy(void *dst, const void *src, size_t bytes);
 void cpu_upload(void *dst, const void *host_src, size_t bytes);
 void cpu_download(void *host_dst, const void *src, size_t bytes);
+void *cpu_borrow_scratch(size_t bytes);
+
+/* device_info_cpu.c: the backend's services (ops.h) */
+void cpu_synchronize(void);
+void cpu_device_name(char *name, size_t n);
+double cpu_memory_in_use_gib(void);
+double cpu_memory_peak_gib(void);
+double cpu_peak_tflops(void);
 
 /* matmul_cpu.c */
 void matmul_forward_cpu(float *out, const float *in, const float *weight,

@@ -82,6 +82,7 @@ static void adamw_act(float *param, void *compute, const float *grad, float grad
 }
 
 const flame_ops flame_cpu_ops = {
+    .size = sizeof(flame_ops),
     .backend = "cpu",
     .act_bytes = sizeof(float),
     .alloc = cpu_alloc,
@@ -104,4 +105,10 @@ const flame_ops flame_cpu_ops = {
     .cross_entropy = cross_entropy_act,
     .sum_squares = sum_squares_cpu,
     .adamw = adamw_act,
+    .synchronize = cpu_synchronize,
+    .device_name = cpu_device_name,
+    .memory_in_use_gib = cpu_memory_in_use_gib,
+    .memory_peak_gib = cpu_memory_peak_gib,
+    .peak_tflops = cpu_peak_tflops,
+    .borrow_scratch = cpu_borrow_scratch,
 };

@@ -28,6 +28,8 @@ void cuda_download(void *host_dst, const void *src, size_t bytes);
 /* Device memory for an op's intermediate results, valid until the next call;
  * grows as needed and is never given back. */
 void *cuda_scratch(size_t bytes);
+/* the op table's borrow_scratch: a buffer of the plugins', apart from the ops' */
+void *cuda_borrow_scratch(size_t bytes);
 
 /* matmul_cuda.cu */
 void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
@@ -74,6 +76,8 @@ void adamw_cuda(float *param, void *compute, const float *grad, float grad_scale
 double cuda_bf16_peak_tflops(void);
 /* device memory in use on the device, by this process and the context */
 double cuda_memory_in_use_gib(void);
+/* the largest figure cuda_memory_in_use_gib has returned */
+double cuda_memory_peak_gib(void);
 void cuda_device_name(char *name, size_t n);
 void cuda_synchronize(void);
 

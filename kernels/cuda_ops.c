@@ -6,6 +6,7 @@
 #include "cuda_kernels.h"
 
 const flame_ops flame_cuda_ops = {
+    .size = sizeof(flame_ops),
     .backend = "cuda",
     .act_bytes = 2, /* bf16 */
     .alloc = cuda_alloc,
@@ -28,6 +29,12 @@ const flame_ops flame_cuda_ops = {
     .cross_entropy = cross_entropy_cuda,
     .sum_squares = sum_squares_cuda,
     .adamw = adamw_cuda,
+    .synchronize = cuda_synchronize,
+    .device_name = cuda_device_name,
+    .memory_in_use_gib = cuda_memory_in_use_gib,
+    .memory_peak_gib = cuda_memory_peak_gib,
+    .peak_tflops = cuda_bf16_peak_tflops,
+    .borrow_scratch = cuda_borrow_scratch,
 };
 
 /* Asks the runtime, which never exits here: a machine without a driver or a

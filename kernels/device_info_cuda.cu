@@ -82,12 +82,19 @@ double cuda_bf16_peak_tflops(void)
     return flops / (ms * 1e-3) / 1e12;
 }
 
+static double memory_peak_seen_gib;
+
 double cuda_memory_in_use_gib(void)
 {
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    return (double)(total_bytes - free_bytes) / (1u << 30);
+    double gib = (double)(total_bytes - free_bytes) / (1u << 30);
+    if (gib > memory_peak_seen_gib)
+        memory_peak_seen_gib = gib;
+    return gib;
 }
+
+double cuda_memory_peak_gib(void) { return memory_peak_seen_gib; }
 
 void cuda_device_name(char *name, size_t n)
 {

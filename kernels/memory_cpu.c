@@ -28,3 +28,17 @@ void cpu_copy(void *dst, const void *src, size_t bytes)
 void cpu_upload(void *dst, const void *host_src, size_t bytes) { cpu_copy(dst, host_src, bytes); }
 
 void cpu_download(void *host_dst, const void *src, size_t bytes) { cpu_copy(host_dst, src, bytes); }
+
+void *cpu_borrow_scratch(size_t bytes)
+{
+    static void *buffer = NULL;
+    static size_t size = 0;
+    if (bytes > size) {
+        void *grown = realloc(buffer, bytes);
+        if (!grown)
+            return NULL;
+        buffer = grown;
+        size = bytes;
+    }
+    return buffer;
+}

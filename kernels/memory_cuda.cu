@@ -42,16 +42,43 @@ void cuda_download(void *host_dst, const void *src, size_t bytes)
         CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
+/* a buffer that grows to the largest size asked; NULL when out of memory */
+typedef struct growing_buffer {
+    void *ptr;
+    size_t size;
+} growing_buffer;
+
+static void *grow(growing_buffer *b, size_t bytes)
+{
+    if (bytes <= b->size)
+        return b->ptr;
+    /* cudaFree waits for the kernels still using the old buffer */
+    CUDA_CHECK(cudaFree(b->ptr));
+    b->ptr = NULL;
+    b->size = 0;
+    cudaError_t err = cudaMalloc(&b->ptr, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        return NULL;
+    }
+    CUDA_CHECK(err);
+    b->size = bytes;
+    return b->ptr;
+}
+
 void *cuda_scratch(size_t bytes)
 {
-    static void *buffer = NULL;
-    static size_t size = 0;
-    if (bytes > size) {
-        /* cudaFree waits for the kernels still using the old buffer */
-        CUDA_CHECK(cudaFree(buffer));
-        buffer = NULL;
-        CUDA_CHECK(cudaMalloc(&buffer, bytes));
-        size = bytes;
+    static growing_buffer ops_scratch;
+    void *p = grow(&ops_scratch, bytes);
+    if (!p && bytes) {
+        fprintf(stderr, "flame: out of device memory for %zu bytes of an op's scratch\n", bytes);
+        exit(1);
     }
-    return buffer;
+    return p;
+}
+
+void *cuda_borrow_scratch(size_t bytes)
+{
+    static growing_buffer plugin_scratch;
+    return grow(&plugin_scratch, bytes);
 }

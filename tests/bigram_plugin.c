@@ -1,7 +1,11 @@
 /* A plugin built outside flame's tree, from the installed headers alone: a
  * bigram model (the logits of the next token are a row of one V×V table,
  * looked up by the current token). Its option nan_every = N makes every N-th
- * forward's loss and gradients NaN, for testing training.skip_nan_inf. */
+ * forward's loss and gradients NaN, for testing training.skip_nan_inf.
+ * Built with -DBIGRAM_ABI_5_0 its vtable is the one a plugin built against ABI
+ * 5.0 has (it ends at decode_step), placed right before an unreadable page, so
+ * that a core reading past it crashes; with -DBIGRAM_ABI_NEXT it claims the
+ * next major version. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -90,8 +94,11 @@ static void backward(void *model)
 static double flops_per_token(const void *model, int T) { (void)T; return 6.0 * ((const bigram *)model)->V; }
 static int64_t vocab_size(const void *model) { return ((const bigram *)model)->V; }
 
+/* its Hugging Face identity: flame-convert writes and reads it with no code of its own */
+static const flame_hf_format formats[] = {{"bigram", "BigramForCausalLM", NULL, 0, NULL, 0}};
+
 static const flame_plugin plugin = {
-    .abi_version = FLAME_ABI_VERSION,
+    FLAME_PLUGIN_HEADER,
     .name = "bigram",
     .description = "next-token logits from a table indexed by the current token (a test plugin)",
     .options = options,
@@ -106,6 +113,36 @@ static const flame_plugin plugin = {
     .backward = backward,
     .flops_per_token = flops_per_token,
     .vocab_size = vocab_size,
+    .hf_formats = formats,
+    .n_hf_formats = 1,
 };
 
+#if defined(BIGRAM_ABI_5_0)
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+const flame_plugin *flame_plugin_entry(void)
+{
+    size_t size = offsetof(flame_plugin, decode_step) + sizeof plugin.decode_step;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *two = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (two == MAP_FAILED || mprotect(two + page, page, PROT_NONE))
+        return NULL;
+    flame_plugin *old = (flame_plugin *)(two + page - size);
+    memcpy(old, &plugin, size);
+    old->size = (uint32_t)size;
+    return old;
+}
+#elif defined(BIGRAM_ABI_NEXT)
+const flame_plugin *flame_plugin_entry(void)
+{
+    static flame_plugin next;
+    next = plugin;
+    next.abi_version = FLAME_ABI_VERSION + 1;
+    return &next;
+}
+#else
 const flame_plugin *flame_plugin_entry(void) { return &plugin; }
+#endif

@@ -2,8 +2,8 @@
 """flame-convert from-hf and to-hf on tiny random Llama folders this test
 writes (fp32, bf16, fp16 and fp32 in two shards): every tensor renamed to fla's
 names with its values kept exactly (bf16 and fp16 widened exactly), zero
-optimizer moments, trainer.json and model.ini as flame-run reads them; to-hf
-back gives the same bits in fp32 and, in bf16, the nearest-even rounding (for a
+optimizer moments, trainer.json and config.ini as flame-run reads them; to-hf
+with no flag but the checkpoint gives the same bits in fp32 and, in bf16, the nearest-even rounding (for a
 bf16 source: the original bits). fla's own transformer folder (its names and
 config keys) gives the same seed. With --config, a GLA seed checkpoint from the
 plugin's own parameter list: the tensors that match copied, the rest drawn by
@@ -45,6 +45,11 @@ FLA_CONFIG = {"model_type": "transformer", "architectures": ["TransformerForCaus
               "qkv_bias": False, "qk_norm": False}
 RENAME = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm",
           "self_attn": "attn"}
+
+
+def flame_ini():
+    """a reader of the INI files flame writes (a value may end in '  ; where it came from')"""
+    return configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
 
 
 def check(cond, what):
@@ -169,25 +174,23 @@ def check_checkpoint(variant, out, want):
     with open(os.path.join(step0, "trainer.json")) as f:
         check(json.load(f) == {"step": 0, "rng_state": "0000000000000000", "skipped": 0,
                                "config_hash": "", "data_cursor": None}, f"{variant}: trainer.json")
-    ini = configparser.ConfigParser()
-    ini.read(os.path.join(out, "model.ini"))
+    ini = flame_ini()
+    ini.read(os.path.join(out, "config.ini"))
     m = ini["model"]
     check((m.getint("hidden_size"), m.getint("num_hidden_layers"), m.getint("num_heads"),
            m.getint("num_kv_heads"), m.getint("intermediate_size"), m.getint("vocab_size"),
            m.getint("max_position_embeddings"), m.getboolean("tie_word_embeddings"))
-          == (16, 2, 4, 2, 24, 257, 128, False), f"{variant}: model.ini sizes {dict(m)}")
+          == (16, 2, 4, 2, 24, 257, 128, False), f"{variant}: config.ini sizes {dict(m)}")
     check((m.getfloat("norm_eps"), m.getfloat("rope_theta"), m.getfloat("initializer_range"))
-          == (1e-5, 500000.0, 0.02), f"{variant}: model.ini floats {dict(m)}")
+          == (1e-5, 500000.0, 0.02), f"{variant}: config.ini floats {dict(m)}")
     return model
 
 
 def check_to_hf(variant, out, model, source_bits, tmp):
     step0 = os.path.join(out, "checkpoint", "step-0")
-    ini = os.path.join(out, "model.ini")
     for dtype in ("float32", "bfloat16"):
         hf = os.path.join(tmp, f"{variant}-hf-{dtype}")
-        rc, _, err = run("to-hf", "--checkpoint", step0, "--output", hf, "--dtype", dtype,
-                         "--config", ini)
+        rc, _, err = run("to-hf", "--checkpoint", step0, "--output", hf, "--dtype", dtype)
         check(rc == 0, f"{variant}: to-hf --dtype {dtype}: exit {rc}: {err}")
         if rc:
             continue
@@ -256,7 +259,7 @@ def check_gla(weights, tmp):
     ini = os.path.join(tmp, "gla.ini")
     with open(ini, "w") as f:
         f.write(GLA_INI)
-    rc, table, err = run("from-hf", "--model", src, "--output", out, "--config", ini)
+    rc, table, err = run("from-hf", "--model", src, "--output", out, "--config", ini, "--arch", "gla")
     check(rc == 0, f"gla: from-hf --config: exit {rc}: {err}")
     if rc:
         return
@@ -283,7 +286,7 @@ def check_gla(weights, tmp):
 
 
 def check_mistral(weights, tmp):
-    """a Mistral's sliding_window reaches model.ini as window_size; flame-run takes it while
+    """a Mistral's sliding_window reaches config.ini as window_size; flame-run takes it while
     seq_len fits in the window and refuses a longer seq_len, naming the key"""
     src, out = os.path.join(tmp, "mistral"), os.path.join(tmp, "mistral-flame")
     os.makedirs(src)
@@ -295,16 +298,16 @@ def check_mistral(weights, tmp):
     check(rc == 0, f"mistral: from-hf: exit {rc}: {err}")
     if rc:
         return
-    ini = configparser.ConfigParser()
-    ini.read(os.path.join(out, "model.ini"))
+    ini = flame_ini()
+    ini.read(os.path.join(out, "config.ini"))
     check(ini.get("model", "window_size", fallback=None) == "12",
-          f"mistral: model.ini window_size {ini.get('model', 'window_size', fallback=None)}")
+          f"mistral: config.ini window_size {ini.get('model', 'window_size', fallback=None)}")
     text = os.path.join(tmp, "text.txt")
     with open(text, "w") as f:
         f.write("the quick brown fox jumps over the lazy dog\n" * 50)
     for seq_len, want in ((12, 0), (16, 2)):
         r = subprocess.run([os.path.join(os.path.dirname(tool), "flame-run"), "--arch", "transformer",
-                            "--model.config", os.path.join(out, "model.ini"),
+                            "--model.config", os.path.join(out, "config.ini"),
                             "--model.tokenizer_path", "byte", "--job.dump_folder",
                             os.path.join(tmp, f"mistral-run-{seq_len}"), "--training.steps", "3",
                             "--training.batch_size", "2", "--training.seq_len", str(seq_len),
@@ -329,7 +332,7 @@ def convert_both_ways(src, tmp, name):
     out, hf = os.path.join(tmp, name + "-flame"), os.path.join(tmp, name + "-hf")
     rc1, kib1 = peak_kib("from-hf", "--model", src, "--output", out)
     rc2, kib2 = peak_kib("to-hf", "--checkpoint", os.path.join(out, "checkpoint", "step-0"),
-                         "--output", hf, "--config", os.path.join(out, "model.ini"))
+                         "--output", hf)
     check(rc1 == 0 and rc2 == 0, f"{name}: from-hf exit {rc1}, to-hf exit {rc2}")
     return max(kib1, kib2)
 
@@ -346,10 +349,14 @@ def check_fla_folder(weights, tmp):
     if rc == 0:
         check_checkpoint("fla folder", out, weights)
     src = os.path.join(tmp, "fla-ratio")
-    make_folder(src, "fp32", fla_weights, dict(FLA_CONFIG, intermediate_size=None, window_size=12))
+    # fla's MLP width from hidden_ratio 4: int(16 * 4 * 2 / 3) rounded up to 256
+    wide = {k: (np.ones((256, 16), np.float32) if k.endswith(("gate_proj.weight", "up_proj.weight"))
+                else np.ones((16, 256), np.float32) if k.endswith("down_proj.weight") else v)
+            for k, v in fla_weights.items()}
+    make_folder(src, "fp32", wide, dict(FLA_CONFIG, intermediate_size=None, window_size=12))
     rc, _, err = run("from-hf", "--model", src, "--output", src + "-flame")
-    ini = configparser.ConfigParser()
-    ini.read(os.path.join(src + "-flame", "model.ini"))
+    ini = flame_ini()
+    ini.read(os.path.join(src + "-flame", "config.ini"))
     m = ini["model"] if ini.has_section("model") else {}
     check(rc == 0 and "intermediate_size" not in m and m.get("hidden_ratio") == "4" and
           m.get("window_size") == "12", f"fla folder, hidden_ratio: exit {rc}: {err} {dict(m)}")
@@ -408,7 +415,7 @@ def main():
         if os.path.exists(os.path.join(os.path.dirname(tool), "plugins", "transformer", ".libs",
                                        "transformer.so")):
             out = os.path.join(tmp, "fp32-flame")
-            train_on("transformer", os.path.join(out, "model.ini"), out, tmp)
+            train_on("transformer", os.path.join(out, "config.ini"), out, tmp)
             print("ok: transformer: flame-run trains on from the from-hf seed")
             check_mistral(weights, tmp)
         else:
@@ -418,7 +425,7 @@ def main():
         with open(os.path.join(bad, "config.json"), "w") as f:
             json.dump({"model_type": "gpt2"}, f)
         rc, _, err = run("from-hf", "--model", bad, "--output", os.path.join(tmp, "x"))
-        check(rc == 2 and err.count("\n") == 1 and "model_type" in err, f"gpt2: exit {rc}: {err}")
+        check(rc == 4 and err.count("\n") == 1 and 'model_type "gpt2"' in err, f"gpt2: exit {rc}: {err}")
         odd = os.path.join(tmp, "odd")
         make_folder(odd, "fp32", dict(weights, **{"model.layers.0.mystery.weight": np.ones(3, np.float32)}))
         rc, _, err = run("from-hf", "--model", odd, "--output", os.path.join(tmp, "y"))

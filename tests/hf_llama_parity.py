@@ -75,7 +75,7 @@ def fla_attention_note():
 def flame_logits(logits_tool, folder, tokens, out, device):
     """flame's logits, or None with the reason when this build cannot run on device"""
     r = subprocess.run([logits_tool, "--arch", "transformer", "--model.config",
-                        os.path.join(folder, "model.ini"), "--weights",
+                        os.path.join(folder, "config.ini"), "--weights",
                         os.path.join(folder, "checkpoint", "step-0", "model.safetensors"),
                         "--tokens", tokens, "--output", out, "--device", device],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -120,7 +120,7 @@ def fla_checks(convert, logits_tool, tmp, flame, tokens, ours, reference, check)
         note = fla_attention_note()
         fla_dir = os.path.join(tmp, "fla")
         subprocess.run([convert, "to-hf", "--checkpoint", os.path.join(flame, "checkpoint", "step-0"),
-                        "--output", fla_dir, "--config", os.path.join(flame, "model.ini")],
+                        "--output", fla_dir],
                        check=True, stdout=subprocess.DEVNULL)
         fla_model, info = TransformerForCausalLM.from_pretrained(fla_dir, output_loading_info=True)
         problems = {k: v for k, v in info.items() if v}

@@ -46,3 +46,21 @@ need_corpus() {
     fi
     cp "$top_builddir/corpus/english.txt" "$CORPUS"
 }
+
+# build_bigram OUT.so [CFLAGS...]: tests/bigram_plugin.c built the way a third
+# party builds a plugin, from the installed headers and flame.pc alone
+build_bigram() {
+    local out=$1; shift
+    local inst="$SCRATCH/root"
+    if [ ! -d "$inst" ]; then
+        make -s -C "$top_builddir" install-flameincludeHEADERS install-pkgconfigDATA DESTDIR="$inst" >/dev/null ||
+            { fail "installing the plugin headers failed"; return 1; }
+    fi
+    local prefix pc_dir cflags
+    prefix=$(pkg-config --variable=prefix "$top_builddir/flame.pc")
+    pc_dir=$(dirname "$(find "$inst" -name flame.pc)")
+    cflags=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --define-variable=prefix="$inst$prefix" --cflags flame)
+    $CC -shared -fPIC $cflags "$@" "$top_srcdir/tests/bigram_plugin.c" -o "$out" -lm ||
+        { fail "the bigram plugin did not build with: $cflags $*"; return 1; }
+    echo "bigram plugin built with pkg-config flags: $cflags $*"
+}

@@ -361,7 +361,8 @@ static int run(run_state *s, const tool_args *a)
     if (config_apply_args(s->cfg, a->n_rest, a->rest, err, sizeof err) ||
         (config_is_set(s->cfg, "model", "config") &&
          config_load_model_file(s->cfg, config_get_string(s->cfg, "model", "config"),
-                                s->plugin->name, err, sizeof err))) {
+                                s->plugin->hf_formats, s->plugin->n_hf_formats, err,
+                                sizeof err))) {
         fprintf(stderr, "logits_tool: %s\n", err);
         return FLAME_EXIT_CONFIG;
     }

@@ -23,6 +23,20 @@ static const flame_option fake_model[] = {
     {"fuse_norm", FLAME_TYPE_BOOL, NULL, "fused norm (Python only)", 1},
 };
 
+/* the plugin's Hugging Face formats: its own, and a foreign one whose keys
+ * are named otherwise, nested, or accepted only with one value */
+static const flame_hf_key foreign_keys[] = {
+    {"width", "hidden_size", NULL},
+    {"rope.theta", "expand_k", NULL},
+    {"rope.kind", NULL, "\"plain\""},
+    {"bias", NULL, "false"},
+    {"dropout", NULL, NULL},
+};
+static const flame_hf_format FORMATS[] = {
+    {"gla", "GLAForCausalLM", NULL, 0, NULL, 0},
+    {"foreign", "ForeignForCausalLM", foreign_keys, 5, NULL, 0},
+};
+
 static char dir[256];
 static int n_files;
 
@@ -178,7 +192,7 @@ static void test_priority(void)
             for (int k = 0; k < 3; k++) {
                 int rc = 0;
                 switch (orders[o][k]) {
-                case 0: rc = config_load_model_file(cfg, models[m], "gla", err, sizeof err); break;
+                case 0: rc = config_load_model_file(cfg, models[m], FORMATS, 2, err, sizeof err); break;
                 case 1: rc = config_load_ini(cfg, job, err, sizeof err); break;
                 case 2: rc = APPLY(cfg, err, "--model.hidden_size", "512", "--training.seq_len=32");
                         break;
@@ -246,7 +260,7 @@ static void test_json(void)
     char err[1024] = "";
     int rc = APPLY(cfg, err, "--model.clamp_min", "-3.5");
     CHECK(rc == 0, "apply: %s", err);
-    rc = config_load_model_file(cfg, p, "gla", err, sizeof err);
+    rc = config_load_model_file(cfg, p, FORMATS, 2, err, sizeof err);
     CHECK(rc == 0, "load json: %s", err);
     CHECK(config_get_int(cfg, "model", "hidden_size") == 1024, "integral real as INT");
     CHECK(config_get_float(cfg, "model", "expand_k") == 1.0, "integer as FLOAT");
@@ -256,17 +270,17 @@ static void test_json(void)
     config_destroy(cfg);
 
     cfg = make_cfg();
-    rc = config_load_model_file(cfg, p, "gla", err, sizeof err);
+    rc = config_load_model_file(cfg, p, FORMATS, 2, err, sizeof err);
     CHECK(rc == 0 && !config_is_set(cfg, "model", "clamp_min"), "null leaves it unset");
     /* the path may be the store's own [model] config text */
     rc = APPLY(cfg, err, "--model.config", p);
     CHECK(rc == 0, "apply: %s", err);
-    rc = config_load_model_file(cfg, config_get_string(cfg, "model", "config"), "gla", err,
+    rc = config_load_model_file(cfg, config_get_string(cfg, "model", "config"), FORMATS, 2, err,
                                 sizeof err);
     CHECK(rc == 0, "load from own value: %s", err);
-    /* no arch: model_type is not checked */
-    rc = config_load_model_file(cfg, p, NULL, err, sizeof err);
-    CHECK(rc == 0, "no arch: %s", err);
+    /* no formats: model_type is not checked */
+    rc = config_load_model_file(cfg, p, NULL, 0, err, sizeof err);
+    CHECK(rc == 0, "no formats: %s", err);
     config_destroy(cfg);
 }
 
@@ -280,14 +294,51 @@ static int load_bad_ini(const char *name, const char *text, char *err, size_t n)
     return rc;
 }
 
-static int load_bad_json(const char *name, const char *text, const char *arch, char *err,
-                         size_t n)
+static int load_bad_json(const char *name, const char *text, const flame_hf_format *formats,
+                         char *err, size_t n)
 {
     const char *p = write_file(name, text);
     flame_config *cfg = make_cfg();
-    int rc = config_load_model_file(cfg, p, arch, err, n);
+    int rc = config_load_model_file(cfg, p, formats, formats ? 2 : 0, err, n);
     config_destroy(cfg);
     return rc;
+}
+
+/* a foreign format's config: renamed and nested keys set [model] keys; keys
+ * that set none are passed over, or refused unless they hold the one value
+ * accepted; a key of no format's map stays unknown */
+static void test_json_format_keys(void)
+{
+    const char *p = write_file("foreign.json",
+                               "{\"model_type\": \"foreign\", \"width\": 96,\n"
+                               " \"rope\": {\"theta\": 2.5, \"kind\": \"plain\"},\n"
+                               " \"bias\": false, \"dropout\": 0.1, \"use_gk\": false}\n");
+    flame_config *cfg = make_cfg();
+    char err[1024] = "";
+    int rc = config_load_model_file(cfg, p, FORMATS, 2, err, sizeof err);
+    CHECK(rc == 0, "foreign format: %s", err);
+    CHECK(config_get_int(cfg, "model", "hidden_size") == 96, "width read as hidden_size");
+    CHECK(config_get_float(cfg, "model", "expand_k") == 2.5, "rope.theta read as expand_k");
+    CHECK(config_get_bool(cfg, "model", "use_gk") == 0, "a key of the same name");
+    config_destroy(cfg);
+
+    static const struct {
+        const char *file, *text, *want1, *want2;
+    } bad[] = {
+        {"only.json", "{\"model_type\": \"foreign\",\n\"bias\": true}", "only.json:2:",
+         "bias = true: only false"},
+        {"nested.json", "{\"model_type\": \"foreign\",\n\"rope\": {\"kind\": \"yarn\"}}",
+         "nested.json:2:", "rope.kind = \"yarn\": only \"plain\""},
+        {"inner.json", "{\"model_type\": \"foreign\",\n\"rope\": {\"scale\": 2}}", "inner.json:2:",
+         "unknown key [model] rope.scale"},
+        /* the plugin's own format has no map: the foreign names are unknown there */
+        {"own.json", "{\"model_type\": \"gla\",\n\"width\": 96}", "own.json:2:",
+         "unknown key [model] width"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = load_bad_json(bad[i].file, bad[i].text, FORMATS, err, sizeof err);
+        CHECK_ERR(rc, err, bad[i].want1, bad[i].want2);
+    }
 }
 
 static void test_errors(void)
@@ -332,7 +383,7 @@ static void test_errors(void)
     snprintf(missing, sizeof missing, "%s/no-such.ini", dir);
     rc = config_load_ini(cfg, missing, err, sizeof err);
     CHECK_ERR(rc, err, "no-such.ini: cannot open: No such file or directory");
-    rc = config_load_model_file(cfg, missing, "gla", err, sizeof err);
+    rc = config_load_model_file(cfg, missing, FORMATS, 2, err, sizeof err);
     CHECK_ERR(rc, err, "no-such.ini: cannot open:");
 
     /* the command line */
@@ -360,40 +411,40 @@ static void test_errors(void)
     config_destroy(cfg);
 
     /* JSON */
-    rc = load_bad_json("syntax.json", "{\n  \"hidden_size\": 12,\n  oops\n}\n", "gla", err,
+    rc = load_bad_json("syntax.json", "{\n  \"hidden_size\": 12,\n  oops\n}\n", FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "syntax.json:3:", "invalid JSON");
     CHECK(contains(err, "syntax.json:3:3") || contains(err, "syntax.json:3:4") ||
               contains(err, "syntax.json:3:5") || contains(err, "syntax.json:3:6"),
           "line:column in %s", err);
     rc = load_bad_json("type.json", "{\n  \"model_type\": \"gla\",\n  \"hidden_size\": \"big\"\n}\n",
-                       "gla", err, sizeof err);
+                       FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "type.json:3:", "[model] hidden_size", "\"big\"", "expected an integer");
-    rc = load_bad_json("real.json", "{\"hidden_size\": 2.5}", "gla", err, sizeof err);
+    rc = load_bad_json("real.json", "{\"hidden_size\": 2.5}", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "real.json", "[model] hidden_size", "2.5", "expected an integer");
-    rc = load_bad_json("jbool.json", "{\n\"use_gk\": 1\n}", "gla", err, sizeof err);
+    rc = load_bad_json("jbool.json", "{\n\"use_gk\": 1\n}", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jbool.json:2:", "[model] use_gk", "expected a boolean");
-    rc = load_bad_json("jfloat.json", "{\n\"expand_k\": true\n}", "gla", err, sizeof err);
+    rc = load_bad_json("jfloat.json", "{\n\"expand_k\": true\n}", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jfloat.json:2:", "[model] expand_k", "expected a finite number");
-    rc = load_bad_json("jstr.json", "{\n\"attn_mode\": 3\n}", "gla", err, sizeof err);
+    rc = load_bad_json("jstr.json", "{\n\"attn_mode\": 3\n}", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jstr.json:2:", "[model] attn_mode", "expected a string");
-    rc = load_bad_json("jkey.json", "{\n\"model_type\": \"gla\",\n\"hiden_size\": 1\n}", "gla", err,
+    rc = load_bad_json("jkey.json", "{\n\"model_type\": \"gla\",\n\"hiden_size\": 1\n}", FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "jkey.json:3:", "unknown key [model] hiden_size",
               "(did you mean hidden_size?)");
-    rc = load_bad_json("jnull.json", "{\"nonsense_key_x\": null}", "gla", err, sizeof err);
+    rc = load_bad_json("jnull.json", "{\"nonsense_key_x\": null}", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jnull.json", "unknown key [model] nonsense_key_x");
-    rc = load_bad_json("mt.json", "{\n\"hidden_size\": 8,\n\"model_type\": \"retnet\"\n}", "gla",
+    rc = load_bad_json("mt.json", "{\n\"hidden_size\": 8,\n\"model_type\": \"retnet\"\n}", FORMATS,
                        err, sizeof err);
     CHECK_ERR(rc, err, "mt.json:3:", "model_type", "\"retnet\"", "\"gla\"");
-    rc = load_bad_json("arr.json", "[1, 2]", "gla", err, sizeof err);
+    rc = load_bad_json("arr.json", "[1, 2]", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "arr.json", "object");
-    rc = load_bad_json("dup.json", "{\"hidden_size\": 1,\n\"hidden_size\": 2}", "gla", err,
+    rc = load_bad_json("dup.json", "{\"hidden_size\": 1,\n\"hidden_size\": 2}", FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "dup.json:2:", "invalid JSON");
-    rc = load_bad_json("minimodel.ini", "[model]\nhidden_size = wide\n", "gla", err, sizeof err);
+    rc = load_bad_json("minimodel.ini", "[model]\nhidden_size = wide\n", FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "minimodel.ini:2:", "[model] hidden_size", "expected an integer");
-    rc = load_bad_json("minikey.ini", "[job]\nfoo = 1\n[model]\nhiddn_size = 1\n", "gla", err,
+    rc = load_bad_json("minikey.ini", "[job]\nfoo = 1\n[model]\nhiddn_size = 1\n", FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "minikey.ini:4:", "unknown key [model] hiddn_size", "hidden_size?");
 }
@@ -504,7 +555,7 @@ static void test_ignored(void)
     flame_config *cfg = make_cfg();
     char err[1024] = "";
     CHECK(config_load_ini(cfg, job, err, sizeof err) == 0, "%s", err);
-    CHECK(config_load_model_file(cfg, model, "gla", err, sizeof err) == 0, "%s", err);
+    CHECK(config_load_model_file(cfg, model, FORMATS, 2, err, sizeof err) == 0, "%s", err);
     CHECK(APPLY(cfg, err, "--training.compile", "--training.compile=false") == 0, "%s", err);
     char *out = capture(report_fn, cfg);
     CHECK(count(out, "flame-run: ignoring [training] compile (only meaningful to the Python "
@@ -592,6 +643,7 @@ int main(void)
     test_priority();
     test_command_line();
     test_json();
+    test_json_format_keys();
     test_errors();
     test_round_trip();
     test_ignored();

@@ -5,16 +5,7 @@
 # installed headers and flame.pc alone (tests/bigram_plugin.c), which also
 # shows it trains.
 . "$(dirname "$0")/lib.sh"
-# install the headers and flame.pc into a scratch root, then compile against them
-inst="$SCRATCH/root"
-make -s -C "$top_builddir" install-flameincludeHEADERS install-pkgconfigDATA DESTDIR="$inst" >/dev/null ||
-    { fail "installing the plugin headers failed"; finish; }
-prefix=$(pkg-config --variable=prefix "$top_builddir/flame.pc")
-pc_dir=$(dirname "$(find "$inst" -name flame.pc)")
-cflags=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --define-variable=prefix="$inst$prefix" --cflags flame)
-$CC -shared -fPIC $cflags "$top_srcdir/tests/bigram_plugin.c" -o "$SCRATCH/bigram.so" -lm ||
-    { fail "the bigram plugin did not build with: $cflags"; finish; }
-echo "bigram plugin built with pkg-config flags: $cflags"
+build_bigram "$SCRATCH/bigram.so" || finish
 printf 'the quick brown fox jumps over the lazy dog. %.0s' $(seq 200) >"$SCRATCH/text.txt"
 run() {
     "$FLAME_RUN" --arch "$SCRATCH/bigram.so" --training.dataset "$SCRATCH/text.txt" \

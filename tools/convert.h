@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 
+#include <flame/plugin.h>
+
+#include "config/config.h"
 #include "rng.h"
 #include "formats/safetensors.h"
 
@@ -61,12 +64,32 @@ typedef struct plan {
     mapped *tensors;                  /* [n], in the order they are written */
 } plan;
 
-/* Replaces the plan (the source's tensors under fla's names) by the parameters
- * of the model that plugin arch builds from config_path: each copied from the
- * source tensor of its name when the shapes agree, else initialized by the
- * plugin's rule. Prints what is copied and what initialized, and why.
- * Returns an exit status, with err. */
-int plan_retarget(plan *p, const char *arch, const char *config_path, char *err, size_t err_len);
+/* ---- the model: its plugin, resolved [model] settings and parameters ---- */
+
+typedef struct convert_model {
+    const flame_plugin *plugin;
+    char arch[CONVERT_PATH_LEN]; /* what [job] arch records */
+    flame_config *cfg;           /* the core's sections and the plugin's [model] */
+    void *model;                 /* built on the CPU op table: parameters declared, nothing reserved */
+} convert_model;
+
+/* The plugin arch names (a name or a path); else the one that reads
+ * model_type; else the one config_path names (an INI's [job] arch, a JSON's
+ * model_type); and the model it builds from config_path (a flame INI's
+ * [model], or a JSON of one of the plugin's formats). Returns an exit status,
+ * with err; close the model either way. */
+int convert_model_open(convert_model *m, const char *arch, const char *model_type,
+                       const char *config_path, char *err, size_t err_len);
+void convert_model_close(convert_model *m);
+
+/* Replaces the plan (the source's tensors under the plugin's names) by the
+ * model's parameters, each the source tensor of its name. strict: every
+ * parameter must have one of its shape and every source tensor a place
+ * (FLAME_EXIT_DATA naming the first that does not); otherwise a parameter
+ * without one is initialized by the plugin's rule, the source's extra tensors
+ * dropped, and a table printed of what is copied, initialized and dropped,
+ * and why. Returns an exit status, with err. */
+int plan_retarget(plan *p, const convert_model *m, int strict, char *err, size_t err_len);
 
 /* ---- streaming ---- */
 

@@ -1,12 +1,12 @@
 /* flame-convert to-hf: a flame checkpoint into a Hugging Face / fla folder,
- * model.safetensors and config.json, the way fla's from_pretrained reads them. */
+ * model.safetensors and config.json, the way fla's from_pretrained reads them;
+ * the plugin's own format (its hf_formats[0]) says how. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <ini.h>
 #include <jansson.h>
 
 #include "convert.h"
@@ -15,110 +15,58 @@
 static const char HELP[] =
     "usage: flame-convert to-hf --checkpoint DIR/checkpoint/step-N --output HF_DIR\n"
     "                           [--dtype float32|bfloat16] [--config MODEL_CONFIG]\n"
-    "                           [--arch gla|transformer]\n"
+    "                           [--arch NAME|PATH.so]\n"
     "\n"
-    "Writes HF_DIR/model.safetensors (every tensor of the checkpoint's\n"
+    "Writes HF_DIR/model.safetensors (every parameter of the checkpoint's\n"
     "model.safetensors; float32, the default, copies them bit for bit, bfloat16\n"
-    "rounds to nearest even) and HF_DIR/config.json (model_type, architectures,\n"
-    "torch_dtype and the [model] keys of the run: DIR/config.ini, or --config, a\n"
-    "flame INI or fla JSON). --arch names the model type when the config does not\n"
-    "(default: gla when the tensors have gk_proj, else transformer).\n"
+    "rounds to nearest even) and HF_DIR/config.json (the plugin's own model_type\n"
+    "and architectures, torch_dtype, and the run's [model] settings under the keys\n"
+    "the plugin's format gives them). The run is read from DIR/config.ini (its\n"
+    "[job] arch and [model]), or from --config (a flame INI or fla JSON model\n"
+    "config); --arch names the plugin when that file does not.\n"
+    "The checkpoint must hold exactly the model's parameters, of their shapes.\n"
     "Exit status: 0 done; 1 write failure; 2 bad command line or missing file;\n"
-    "3 a damaged checkpoint.\n";
+    "3 a damaged checkpoint, or one that is not the model's; 4 the plugin cannot\n"
+    "be loaded or declares no Hugging Face identity.\n";
 
-/* keys of flame's [model] section that are not fla's config */
-static const char *const flame_only_keys[] = {"config", "tokenizer_path", "name", "flavor"};
-
-/* an INI value as the JSON value it spells: integer, real, bool, null or string */
-static json_t *json_of_ini_value(const char *v)
+/* a [model] option's value as JSON */
+static json_t *json_of_option(const flame_config *cfg, const flame_option *o)
 {
-    char *end;
-    long long i = strtoll(v, &end, 10);
-    if (*v && !*end)
-        return json_integer(i);
-    double d = strtod(v, &end);
-    if (*v && !*end)
-        return json_real(d);
-    if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
-        return json_boolean(v[0] == 't');
-    if (strcmp(v, "null") == 0 || strcmp(v, "none") == 0 || strcmp(v, "None") == 0)
-        return json_null();
-    return json_string(v);
-}
-
-static int on_ini_value(void *user, const char *section, const char *key, const char *value)
-{
-    if (strcmp(section, "model") != 0)
-        return 1;
-    for (size_t i = 0; i < sizeof flame_only_keys / sizeof flame_only_keys[0]; i++)
-        if (strcmp(key, flame_only_keys[i]) == 0)
-            return 1;
-    /* config.ini notes where a value came from after " ; " */
-    char v[1024];
-    snprintf(v, sizeof v, "%s", value);
-    char *note = strstr(v, " ;");
-    for (; note && note > v && note[-1] == ' '; note--)
-        ;
-    if (note)
-        *note = '\0';
-    json_object_set_new((json_t *)user, key, json_of_ini_value(v));
-    return 1;
-}
-
-/* the [model] keys of an INI, or the object of a JSON file; NULL with err */
-static json_t *read_model_config(const char *path, char *err, size_t err_len)
-{
-    size_t len = strlen(path);
-    if (len > 5 && strcmp(path + len - 5, ".json") == 0) {
-        json_error_t jerr;
-        json_t *root = json_load_file(path, 0, &jerr);
-        if (!json_is_object(root)) {
-            snprintf(err, err_len, "%s:%d: %s", path, jerr.line, root ? "not a JSON object" : jerr.text);
-            json_decref(root);
-            return NULL;
-        }
-        return root;
+    switch (o->type) {
+    case FLAME_TYPE_INT:
+        return json_integer(config_get_int(cfg, "model", o->key));
+    case FLAME_TYPE_FLOAT:
+        return json_real(config_get_float(cfg, "model", o->key));
+    case FLAME_TYPE_BOOL:
+        return json_boolean(config_get_bool(cfg, "model", o->key));
+    default:
+        return json_string(config_get_string(cfg, "model", o->key));
     }
-    json_t *obj = json_object();
-    int line = ini_parse(path, on_ini_value, obj);
-    if (line != 0) {
-        if (line < 0)
-            snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-        else
-            snprintf(err, err_len, "%s:%d: not an INI line", path, line);
-        json_decref(obj);
-        return NULL;
+}
+
+/* the config.json key of a [model] key in format f */
+static const char *hf_key(const flame_hf_format *f, const char *model_key)
+{
+    for (int i = 0; i < f->n_keys; i++)
+        if (f->keys[i].model && strcmp(f->keys[i].model, model_key) == 0)
+            return f->keys[i].hf;
+    return model_key;
+}
+
+/* config.json of the plugin's own format: every [model] option that has a value */
+static json_t *make_config(const convert_model *m, const char *dtype)
+{
+    const flame_hf_format *f = &m->plugin->hf_formats[0];
+    json_t *config = json_object();
+    for (int i = 0; i < m->plugin->n_options; i++) {
+        const flame_option *o = &m->plugin->options[i];
+        if (config_is_set(m->cfg, "model", o->key))
+            json_object_set_new(config, hf_key(f, o->key), json_of_option(m->cfg, o));
     }
-    return obj;
-}
-
-static const char *model_type(const char *arch, json_t *config, const safetensors *st)
-{
-    if (arch)
-        return arch;
-    if (json_string_value(json_object_get(config, "model_type")))
-        return json_string_value(json_object_get(config, "model_type"));
-    for (int i = 0; i < st->n; i++)
-        if (strstr(st->tensors[i].name, ".gk_proj."))
-            return "gla";
-    return "transformer";
-}
-
-static void complete_config(json_t *config, const char *type, const char *dtype,
-                            const safetensors *st)
-{
-    char arch_name[128];
-    snprintf(arch_name, sizeof arch_name, "%s", strcmp(type, "gla") == 0 ? "GLAForCausalLM"
-                                               : strcmp(type, "transformer") == 0
-                                                   ? "TransformerForCausalLM"
-                                                   : type);
-    json_object_set_new(config, "architectures", json_pack("[s]", arch_name));
-    json_object_set_new(config, "model_type", json_string(type));
+    json_object_set_new(config, "architectures", json_pack("[s]", f->architecture));
+    json_object_set_new(config, "model_type", json_string(f->model_type));
     json_object_set_new(config, "torch_dtype", json_string(dtype));
-    /* a checkpoint without lm_head.weight ties it to the embeddings */
-    if (!json_is_boolean(json_object_get(config, "tie_word_embeddings")))
-        json_object_set_new(config, "tie_word_embeddings",
-                            json_boolean(!safetensors_find(st, "lm_head.weight")));
+    return config;
 }
 
 static int write_config(const char *out_dir, json_t *config, char *err, size_t err_len)
@@ -138,32 +86,47 @@ static int write_config(const char *out_dir, json_t *config, char *err, size_t e
 }
 
 /* Returns an exit status, with err. */
-static int write_weights(const char *out_dir, const safetensors *st, safetensors_dtype out,
-                         char *err, size_t err_len)
+static int write_weights(const char *out_dir, const plan *p, safetensors_dtype out, char *err,
+                         size_t err_len)
 {
     char path[CONVERT_PATH_LEN];
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    safetensors_desc *descs = calloc((size_t)st->n + 1, sizeof *descs);
-    for (int i = 0; i < st->n; i++) {
-        const safetensors_tensor *t = &st->tensors[i];
-        descs[i] = (safetensors_desc){t->name, out, t->ndim, {0}};
-        memcpy(descs[i].shape, t->shape, sizeof t->shape);
+    safetensors_desc *descs = calloc((size_t)p->n + 1, sizeof *descs);
+    for (int i = 0; i < p->n; i++) {
+        descs[i] = (safetensors_desc){p->tensors[i].name, out, p->tensors[i].ndim, {0}};
+        memcpy(descs[i].shape, p->tensors[i].shape, sizeof descs[i].shape);
     }
     safetensors_kv meta[] = {{"format", "pt"}};
     safetensors_writer w;
-    int begun = safetensors_writer_begin(&w, path, descs, st->n, meta, 1, err, err_len) == 0;
+    int begun = safetensors_writer_begin(&w, path, descs, p->n, meta, 1, err, err_len) == 0;
     free(descs);
     if (!begun)
         return FLAME_EXIT_RUNTIME;
     int rc = FLAME_EXIT_OK;
-    for (int i = 0; i < st->n && rc == FLAME_EXIT_OK; i++) {
-        int r = convert_stream_tensor(&w, st, &st->tensors[i], out, err, err_len);
+    for (int i = 0; i < p->n && rc == FLAME_EXIT_OK; i++) {
+        int r = convert_stream_tensor(&w, p->tensors[i].file, p->tensors[i].tensor, out, err,
+                                      err_len);
         rc = r == -1 ? FLAME_EXIT_DATA : r ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
     }
     if (rc == FLAME_EXIT_OK)
         return safetensors_writer_finish(&w, err, err_len) ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
     safetensors_writer_abort(&w);
     return rc;
+}
+
+/* the checkpoint's tensors as they are, to be checked against the model */
+static void checkpoint_plan(const safetensors *st, plan *p)
+{
+    p->n = st->n;
+    p->tensors = calloc((size_t)st->n + 1, sizeof *p->tensors);
+    for (int i = 0; i < st->n; i++) {
+        mapped *m = &p->tensors[i];
+        m->file = st;
+        m->tensor = &st->tensors[i];
+        m->ndim = st->tensors[i].ndim;
+        memcpy(m->shape, st->tensors[i].shape, sizeof m->shape);
+        snprintf(m->name, sizeof m->name, "%s", st->tensors[i].name);
+    }
 }
 
 typedef struct to_hf_args {
@@ -203,6 +166,46 @@ static int open_checkpoint(const char *dir, safetensors *st, char *err, size_t e
     return safetensors_open(path, st, err, err_len) ? FLAME_EXIT_DATA : FLAME_EXIT_OK;
 }
 
+/* Returns an exit status, with err. */
+static int convert(const to_hf_args *a, const safetensors *st, safetensors_dtype out, char *err,
+                   size_t err_len)
+{
+    char config_path[CONVERT_PATH_LEN];
+    /* the run's dump folder is two levels above DIR/checkpoint/step-N */
+    snprintf(config_path, sizeof config_path, "%s/../../config.ini", a->checkpoint);
+    convert_model m;
+    plan p = {0, NULL};
+    json_t *config = NULL;
+    int rc = convert_model_open(&m, a->arch, NULL, a->config ? a->config : config_path, err,
+                                err_len);
+    if (rc == FLAME_EXIT_OK && m.plugin->n_hf_formats == 0) {
+        snprintf(err, err_len, "plugin %s declares no Hugging Face identity (hf_formats)",
+                 m.plugin->name);
+        rc = FLAME_EXIT_PLUGIN;
+    }
+    if (rc == FLAME_EXIT_OK) {
+        checkpoint_plan(st, &p);
+        rc = plan_retarget(&p, &m, 1, err, err_len);
+    }
+    if (rc == FLAME_EXIT_OK) {
+        config = make_config(&m, a->dtype);
+        if (mkdir(a->output, 0777) != 0 && errno != EEXIST) {
+            snprintf(err, err_len, "%s: cannot create folder: %s", a->output, strerror(errno));
+            rc = FLAME_EXIT_RUNTIME;
+        }
+    }
+    if (rc == FLAME_EXIT_OK && (rc = write_weights(a->output, &p, out, err, err_len)) ==
+                                   FLAME_EXIT_OK && write_config(a->output, config, err, err_len))
+        rc = FLAME_EXIT_RUNTIME;
+    if (rc == FLAME_EXIT_OK)
+        printf("%d tensors (%s) written to %s/model.safetensors, config to %s/config.json\n",
+               p.n, a->dtype, a->output, a->output);
+    json_decref(config);
+    free(p.tensors);
+    convert_model_close(&m);
+    return rc;
+}
+
 int convert_to_hf(int argc, char **argv)
 {
     to_hf_args a = {.dtype = "float32"};
@@ -210,33 +213,13 @@ int convert_to_hf(int argc, char **argv)
     int rc = parse_args(argc, argv, &a, &out);
     if (rc >= 0)
         return rc;
-    char err[CONVERT_ERR_LEN], path[CONVERT_PATH_LEN];
+    char err[CONVERT_ERR_LEN];
     safetensors st;
-    if ((rc = open_checkpoint(a.checkpoint, &st, err, sizeof err))) {
-        fprintf(stderr, "flame-convert to-hf: %s\n", err);
-        return rc;
-    }
-    /* the run's dump folder is two levels above DIR/checkpoint/step-N */
-    snprintf(path, sizeof path, "%s/../../config.ini", a.checkpoint);
-    json_t *config = read_model_config(a.config ? a.config : path, err, sizeof err);
-    if (!config) {
-        fprintf(stderr, "flame-convert to-hf: %s\n", err);
+    if ((rc = open_checkpoint(a.checkpoint, &st, err, sizeof err)) == FLAME_EXIT_OK) {
+        rc = convert(&a, &st, out, err, sizeof err);
         safetensors_close(&st);
-        return FLAME_EXIT_CONFIG;
     }
-    complete_config(config, model_type(a.arch, config, &st), a.dtype, &st);
-    if (mkdir(a.output, 0777) != 0 && errno != EEXIST) {
-        snprintf(err, sizeof err, "%s: cannot create folder: %s", a.output, strerror(errno));
-        rc = FLAME_EXIT_RUNTIME;
-    } else if ((rc = write_weights(a.output, &st, out, err, sizeof err)) == FLAME_EXIT_OK &&
-               write_config(a.output, config, err, sizeof err))
-        rc = FLAME_EXIT_RUNTIME;
     if (rc != FLAME_EXIT_OK)
         fprintf(stderr, "flame-convert to-hf: %s\n", err);
-    else
-        printf("%d tensors (%s) written to %s/model.safetensors, config to %s/config.json\n",
-               st.n, a.dtype, a.output, a.output);
-    safetensors_close(&st);
-    json_decref(config);
     return rc;
 }

@@ -1,7 +1,7 @@
 /* flame-convert: weights in and out of flame.
  *   inspect  lists the tensors of a safetensors file, a checkpoint or an HF folder
  *   to-hf    a flame checkpoint into a Hugging Face / fla folder
- *   from-hf  a Hugging Face Llama or Mistral folder into a flame seed checkpoint
+ *   from-hf  a Hugging Face / fla folder into a flame seed checkpoint
  * Exit statuses as every flame tool's (core/errors.h). */
 #include <stdio.h>
 #include <string.h>
@@ -13,9 +13,9 @@ static const char USAGE[] =
     "usage: flame-convert inspect FILE_OR_DIR\n"
     "       flame-convert to-hf --checkpoint DIR/checkpoint/step-N --output HF_DIR\n"
     "                           [--dtype float32|bfloat16] [--config MODEL_CONFIG]\n"
-    "                           [--arch gla|transformer]\n"
-    "       flame-convert from-hf --model HF_DIR --output DIR\n"
-    "                             [--config MODEL_CONFIG [--arch NAME] [--seed N]]\n"
+    "                           [--arch NAME|PATH.so]\n"
+    "       flame-convert from-hf --model HF_DIR --output DIR [--arch NAME|PATH.so]\n"
+    "                             [--config MODEL_CONFIG [--seed N]]\n"
     "       flame-convert COMMAND -h   (the options of a command)\n";
 
 static const convert_option *find_option(const convert_option *opts, const char *arg, size_t len)

@@ -1,17 +1,21 @@
-/* The command line flame-run and flame-bench share: --arch, --config (or
- * --job.config_file), -h, and --section.key VALUE over the job INI over the
- * model config over the defaults. */
+/* The command line flame-run and flame-bench share: --arch (or --job.arch,
+ * or the [job] arch of the --config file), --config (or --job.config_file),
+ * -h, and --section.key VALUE over the job INI over the model config over the
+ * defaults. */
 #include "cli.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
 #include "plugin_loader.h"
 
 typedef struct command_line {
-    const char *arch;
+    const char *arch;     /* --arch or --job.arch, else the job file's [job] arch */
     const char *job_file; /* --config or --job.config_file */
+    char job_file_arch[4096];
     int help;
 } command_line;
 
@@ -34,18 +38,34 @@ static int parse_command_line(const cli_program *prog, command_line *cl, int arg
         const char *v;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             cl->help = 1;
-        else if ((v = cli_option_value(argc, argv, &i, "--arch")))
+        else if ((v = cli_option_value(argc, argv, &i, "--arch")) ||
+                 (v = cli_option_value(argc, argv, &i, "--job.arch")))
             cl->arch = v;
         else if ((v = cli_option_value(argc, argv, &i, "--config")) ||
                  (v = cli_option_value(argc, argv, &i, "--job.config_file")))
             cl->job_file = v;
-        else if (strcmp(argv[i], "--arch") == 0 || strcmp(argv[i], "--config") == 0 ||
-                 strcmp(argv[i], "--job.config_file") == 0) {
+        else if (strcmp(argv[i], "--arch") == 0 || strcmp(argv[i], "--job.arch") == 0 ||
+                 strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--job.config_file") == 0) {
             fprintf(stderr, "%s: %s needs a value\n", prog->name, argv[i]);
             return -1;
         }
     }
+    if (!cl->arch && cl->job_file &&
+        config_peek_ini(cl->job_file, "job", "arch", cl->job_file_arch, sizeof cl->job_file_arch))
+        cl->arch = cl->job_file_arch;
     return 0;
+}
+
+/* what [job] arch records: a bare name as given, a file as its absolute path
+ * (so that flame-convert finds it from any folder) */
+static void recorded_arch(const char *arch, const char *path, char *out, size_t out_len)
+{
+    char absolute[PATH_MAX];
+    size_t n = strlen(arch);
+    if (!strchr(arch, '/') && !(n > 3 && strcmp(arch + n - 3, ".so") == 0))
+        snprintf(out, out_len, "%s", arch);
+    else
+        snprintf(out, out_len, "%s", realpath(path, absolute) ? absolute : path);
 }
 
 static flame_config *declare_options(const cli_program *prog, const flame_plugin *plugin)
@@ -64,14 +84,15 @@ static flame_config *declare_options(const cli_program *prog, const flame_plugin
 
 /* command line over job file over model file over defaults */
 static int load_configuration(const cli_program *prog, flame_config *cfg, const command_line *cl,
-                              const char *arch_name, int argc, char **argv)
+                              const flame_plugin *plugin, const char *arch, int argc, char **argv)
 {
     char err[1024];
     if ((cl->job_file && config_load_ini(cfg, cl->job_file, err, sizeof err)) ||
         config_apply_args(cfg, argc, argv, err, sizeof err) ||
+        config_set_string(cfg, "job", "arch", arch, err, sizeof err) ||
         (config_is_set(cfg, "model", "config") &&
-         config_load_model_file(cfg, config_get_string(cfg, "model", "config"), arch_name, err,
-                                sizeof err))) {
+         config_load_model_file(cfg, config_get_string(cfg, "model", "config"),
+                                plugin->hf_formats, plugin->n_hf_formats, err, sizeof err))) {
         fprintf(stderr, "%s: %s\n", prog->name, err);
         return -1;
     }
@@ -104,11 +125,11 @@ int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin 
             print_help(prog, NULL);
             return FLAME_EXIT_OK;
         }
-        fprintf(stderr, "%s: no architecture: give --arch NAME (e.g. --arch gla); -h for help\n",
+        fprintf(stderr, "%s: no architecture: give --arch NAME or PATH.so; -h for help\n",
                 prog->name);
         return FLAME_EXIT_CONFIG;
     }
-    char path[4096], err[4200];
+    char path[4096], err[4200], arch[4096];
     *plugin = plugin_load(cl.arch, path, sizeof path, err, sizeof err);
     if (!*plugin) {
         fprintf(stderr, "%s: %s\n", prog->name, err);
@@ -119,7 +140,8 @@ int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin 
         return FLAME_EXIT_OK;
     }
     *cfg = declare_options(prog, *plugin);
-    if (load_configuration(prog, *cfg, &cl, (*plugin)->name, argc, argv)) {
+    recorded_arch(cl.arch, path, arch, sizeof arch);
+    if (load_configuration(prog, *cfg, &cl, *plugin, arch, argc, argv)) {
         config_destroy(*cfg);
         *cfg = NULL;
         return FLAME_EXIT_CONFIG;

@@ -618,9 +618,19 @@ static void format_double(double x, char *buf, size_t n)
     }
 }
 
+/* keys every Hugging Face config.json may carry that describe no setting */
 static const char *const hf_generic_keys[] = {"architectures", "transformers_version",
-                                              "torch_dtype",   "_name_or_path",
-                                              "auto_map",      "model_type"};
+                                              "torch_dtype",   "dtype",
+                                              "_name_or_path", "auto_map",
+                                              "model_type"};
+
+static int is_generic_key(const char *key)
+{
+    for (size_t i = 0; i < sizeof hf_generic_keys / sizeof *hf_generic_keys; i++)
+        if (strcmp(key, hf_generic_keys[i]) == 0)
+            return 1;
+    return 0;
+}
 
 static int json_set(section *sec, entry *e, json_t *v, const char *source, int line, char *err,
                     size_t err_len)
@@ -689,12 +699,130 @@ static int json_set(section *sec, entry *e, json_t *v, const char *source, int l
     return 0;
 }
 
-static int load_json(flame_config *cfg, const char *source, const char *arch, char *err,
-                     size_t err_len)
+/* One JSON file being read into [model]: its text (for line numbers), the
+ * section, and the format whose key map applies (NULL: keys as they are). */
+typedef struct json_reader {
+    const char *source, *text;
+    size_t n;
+    section *model;
+    const flame_hf_format *format;
+    char *err;
+    size_t err_len;
+} json_reader;
+
+static const flame_hf_key *format_key(const flame_hf_format *f, const char *key)
+{
+    for (int i = 0; f && i < f->n_keys; i++)
+        if (strcmp(f->keys[i].hf, key) == 0)
+            return &f->keys[i];
+    return NULL;
+}
+
+/* whether the format maps keys inside the object at key ("key.member") */
+static int format_opens(const flame_hf_format *f, const char *key)
+{
+    size_t n = strlen(key);
+    for (int i = 0; f && i < f->n_keys; i++)
+        if (strncmp(f->keys[i].hf, key, n) == 0 && f->keys[i].hf[n] == '.')
+            return 1;
+    return 0;
+}
+
+/* a key that sets no [model] key: refused unless its value is the one accepted */
+static int check_only(json_reader *r, const flame_hf_key *k, json_t *v, int line)
+{
+    if (!k->only || json_is_null(v))
+        return 0;
+    json_t *want = json_loads(k->only, JSON_DECODE_ANY, NULL);
+    int same = want && json_equal(v, want);
+    json_decref(want);
+    if (same)
+        return 0;
+    char w[4200], shown[120];
+    char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    snprintf(shown, sizeof shown, "%s", dump ? dump : "?");
+    free(dump);
+    return fail(r->err, r->err_len, "%s: %s = %s: only %s is supported",
+                where(r->source, line, w, sizeof w), k->hf, shown, k->only);
+}
+
+static int read_json_object(json_reader *r, json_t *obj, const char *prefix)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        char full[512], w[4200];
+        snprintf(full, sizeof full, "%s%s", prefix, key);
+        int line = json_key_line(r->text, r->n, key);
+        if (!*prefix && is_generic_key(full))
+            continue;
+        const flame_hf_key *k = format_key(r->format, full);
+        if (k && !k->model) {
+            if (check_only(r, k, v, line))
+                return -1;
+            continue;
+        }
+        if (!k && json_is_object(v) && format_opens(r->format, full)) {
+            char inner[520];
+            snprintf(inner, sizeof inner, "%s.", full);
+            if (read_json_object(r, v, inner))
+                return -1;
+            continue;
+        }
+        const char *target = k ? k->model : full;
+        entry *e = r->model ? find_entry(r->model, target, strlen(target)) : NULL;
+        if (!e) {
+            char hint[200] = "";
+            if (r->model)
+                key_suggestion(r->model, full, hint, sizeof hint);
+            return fail(r->err, r->err_len, "%s: unknown key [model] %s%s",
+                        where(r->source, line, w, sizeof w), full, hint);
+        }
+        if (!json_is_null(v) &&
+            json_set(r->model, e, v, r->source, line, r->err, r->err_len))
+            return -1;
+    }
+    return 0;
+}
+
+/* the format of the file's model_type among formats (the first when it names
+ * none; NULL when there are no formats); -1 with err when it names another */
+static int pick_format(json_reader *r, json_t *root, const flame_hf_format *formats,
+                       int n_formats)
+{
+    json_t *type = json_object_get(root, "model_type");
+    char w[4200];
+    int line = json_key_line(r->text, r->n, "model_type");
+    r->format = n_formats > 0 ? &formats[0] : NULL;
+    if (!type || n_formats == 0)
+        return 0;
+    if (!json_is_string(type))
+        return fail(r->err, r->err_len, "%s: model_type: expected a string",
+                    where(r->source, line, w, sizeof w));
+    for (int i = 0; i < n_formats; i++)
+        if (strcmp(json_string_value(type), formats[i].model_type) == 0) {
+            r->format = &formats[i];
+            return 0;
+        }
+    char q[200], reads[600] = "";
+    for (int i = 0; i < n_formats; i++) {
+        size_t at = strlen(reads);
+        snprintf(reads + at, sizeof reads - at, "%s\"%s\"", i ? " or " : "",
+                 formats[i].model_type);
+    }
+    return fail(r->err, r->err_len, "%s: model_type is %s but the architecture reads %s",
+                where(r->source, line, w, sizeof w),
+                quoted(json_string_value(type), q, sizeof q), reads);
+}
+
+/* the whole file, or NULL with err */
+static char *read_text(const char *source, size_t *len, char *err, size_t err_len)
 {
     FILE *f = fopen(source, "rb");
-    if (!f)
-        return fail(err, err_len, "%s: cannot open: %s", source, strerror(errno));
+    if (!f) {
+        fail(err, err_len, "%s: cannot open: %s", source, strerror(errno));
+        return NULL;
+    }
     char *text = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
@@ -712,75 +840,44 @@ static int load_json(flame_config *cfg, const char *source, const char *arch, ch
     fclose(f);
     if (read_failed) {
         free(text);
-        return fail(err, err_len, "%s: cannot read: %s", source, strerror(saved ? saved : EIO));
+        fail(err, err_len, "%s: cannot read: %s", source, strerror(saved ? saved : EIO));
+        return NULL;
     }
+    *len = n;
+    return text;
+}
+
+static int load_json(flame_config *cfg, const char *source, const flame_hf_format *formats,
+                     int n_formats, char *err, size_t err_len)
+{
+    size_t n = 0;
+    char *text = read_text(source, &n, err, err_len);
+    if (!text)
+        return -1;
     json_error_t jerr;
     json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        free(text);
-        return fail(err, err_len, "%s:%d:%d: invalid JSON: %s", source, jerr.line, jerr.column,
-                    jerr.text);
-    }
-    int rc = 0;
-    char w[4200];
-    section *model = find_section(cfg, "model", 5);
-    if (!json_is_object(root)) {
+    json_reader r = {source, text, n, find_section(cfg, "model", 5), NULL, err, err_len};
+    int rc;
+    if (!root)
+        rc = fail(err, err_len, "%s:%d:%d: invalid JSON: %s", source, jerr.line, jerr.column,
+                  jerr.text);
+    else if (!json_is_object(root))
         rc = fail(err, err_len, "%s: expected a JSON object of model settings", source);
-        goto done;
-    }
-    json_t *type = json_object_get(root, "model_type");
-    if (type && arch) {
-        int line = json_key_line(text, n, "model_type");
-        if (!json_is_string(type)) {
-            rc = fail(err, err_len, "%s: model_type: expected a string",
-                      where(source, line, w, sizeof w));
-            goto done;
-        }
-        if (strcmp(json_string_value(type), arch) != 0) {
-            char q1[200], q2[200];
-            rc = fail(err, err_len, "%s: model_type is %s but the architecture is %s",
-                      where(source, line, w, sizeof w),
-                      quoted(json_string_value(type), q1, sizeof q1), quoted(arch, q2, sizeof q2));
-            goto done;
-        }
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v) {
-        entry *e = model ? find_entry(model, key, strlen(key)) : NULL;
-        int line = json_key_line(text, n, key);
-        if (!e) {
-            int generic = 0;
-            for (size_t i = 0; i < sizeof hf_generic_keys / sizeof *hf_generic_keys; i++)
-                generic |= strcmp(key, hf_generic_keys[i]) == 0;
-            if (generic)
-                continue;
-            char hint[200] = "";
-            if (model)
-                key_suggestion(model, key, hint, sizeof hint);
-            rc = fail(err, err_len, "%s: unknown key [model] %s%s",
-                      where(source, line, w, sizeof w), key, hint);
-            goto done;
-        }
-        if (json_is_null(v))
-            continue;
-        if ((rc = json_set(model, e, v, source, line, err, err_len)))
-            goto done;
-    }
-done:
+    else
+        rc = pick_format(&r, root, formats, n_formats) ? -1 : read_json_object(&r, root, "");
     json_decref(root);
     free(text);
     return rc;
 }
 
-int config_load_model_file(flame_config *cfg, const char *path, const char *arch, char *err,
-                           size_t err_len)
+int config_load_model_file(flame_config *cfg, const char *path, const flame_hf_format *formats,
+                           int n_formats, char *err, size_t err_len)
 {
     /* path may be this store's own [model] config text: take a stable copy first */
     const char *source = intern_source(cfg, path);
     size_t len = strlen(source);
     if (len >= 5 && strcasecmp(source + len - 5, ".json") == 0)
-        return load_json(cfg, source, arch, err, err_len);
+        return load_json(cfg, source, formats, n_formats, err, err_len);
     return load_ini(cfg, source, PRIO_MODEL_FILE, 1, err, err_len);
 }
 
@@ -801,13 +898,58 @@ static const char *named_value(int argc, char **argv, int *i, const char *name, 
     return *i + 1 < argc ? argv[++*i] : NULL;
 }
 
+static int set_from_command_line(flame_config *cfg, const char *section_name, const char *key,
+                                 const char *text, char *err, size_t err_len)
+{
+    section *sec = find_section(cfg, section_name, strlen(section_name));
+    entry *e = sec ? find_entry(sec, key, strlen(key)) : NULL;
+    if (!e || !text)
+        return 0;
+    return set_text(sec, e, text, PRIO_COMMAND_LINE, COMMAND_LINE, 0, err, err_len);
+}
+
 static int record_job_file(flame_config *cfg, const char *path, char *err, size_t err_len)
 {
-    section *job = find_section(cfg, "job", 3);
-    entry *e = job ? find_entry(job, "config_file", 11) : NULL;
-    if (!e || !path)
+    return set_from_command_line(cfg, "job", "config_file", path, err, err_len);
+}
+
+int config_set_string(flame_config *cfg, const char *section_name, const char *key,
+                      const char *text, char *err, size_t err_len)
+{
+    return set_from_command_line(cfg, section_name, key, text, err, err_len);
+}
+
+typedef struct peek {
+    const char *section, *key;
+    char *out;
+    size_t out_len;
+    int found;
+} peek;
+
+static int on_peek(void *user, const char *section_name, const char *key, const char *value)
+{
+    peek *p = user;
+    if (strcmp(section_name, p->section) == 0 && strcmp(key, p->key) == 0) {
+        snprintf(p->out, p->out_len, "%s", value);
+        p->found = 1;
+    }
+    return 1;
+}
+
+int config_peek_ini(const char *path, const char *section_name, const char *key, char *out,
+                    size_t out_len)
+{
+    peek p = {section_name, key, out, out_len, 0};
+    FILE *f = fopen(path, "r");
+    if (!f)
         return 0;
-    return set_text(job, e, path, PRIO_COMMAND_LINE, COMMAND_LINE, 0, err, err_len);
+    char unused[256];
+    /* model_only: the reader checks no section names against a store */
+    ini_ctx c = {.source = path, .model_only = 1, .f = f, .err = unused, .err_len = sizeof unused};
+    ini_parse_stream(read_ini_line, &c, on_peek, &p);
+    free(c.buf);
+    fclose(f);
+    return p.found;
 }
 
 int config_apply_args(flame_config *cfg, int argc, char **argv, char *err, size_t err_len)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include <flame/config.h>
+#include <flame/plugin.h>
 
 typedef struct flame_config flame_config;
 
@@ -36,12 +37,25 @@ void config_add_section(flame_config *cfg, const char *section,
 /* Each returns 0, or -1 with one line in err: "FILE:LINE: [section] key: what was expected". */
 int config_load_ini(flame_config *cfg, const char *path, char *err, size_t err_len);
 /* .json: fla/Hugging Face model config; anything else: an INI whose [model] section is read.
- * arch is the plugin name, checked against the JSON's model_type. */
-int config_load_model_file(flame_config *cfg, const char *path, const char *arch,
-                           char *err, size_t err_len);
+ * formats are the plugin's (plugin.h): the JSON's model_type must be one of
+ * theirs, and that one's key map applies (a JSON without model_type is read
+ * with the first's); with no formats model_type is not checked. */
+int config_load_model_file(flame_config *cfg, const char *path, const flame_hf_format *formats,
+                           int n_formats, char *err, size_t err_len);
 /* --section.key VALUE, --section.key=VALUE, bare --section.key for booleans.
  * Arguments already consumed by the caller (--arch, --config) are skipped. */
 int config_apply_args(flame_config *cfg, int argc, char **argv, char *err, size_t err_len);
+
+/* Sets a value as the command line would (the tools record what they resolved,
+ * e.g. [job] arch). Returns 0, or -1 with err when the text is not of its type. */
+int config_set_string(flame_config *cfg, const char *section, const char *key, const char *text,
+                      char *err, size_t err_len);
+/* The value of [section] key in an INI file, read before the options that
+ * would check it are known (flame-run's --config names its plugin). Returns 1
+ * when the file has it, 0 otherwise (a file that cannot be read included: the
+ * real load reports that). */
+int config_peek_ini(const char *path, const char *section, const char *key, char *out,
+                    size_t out_len);
 
 int config_is_set(const flame_config *cfg, const char *section, const char *key);
 int64_t config_get_int(const flame_config *cfg, const char *section, const char *key);

@@ -9,6 +9,10 @@
 #define PY_ONLY "meaningful to the Python stack only"
 
 static const flame_option job_options[] = {
+    {"arch", FLAME_TYPE_STRING, NULL,
+     "architecture plugin, a NAME or a PATH.so (the same as --arch; a --config file's value "
+     "is taken when no --arch is given)",
+     0},
     {"config_file", FLAME_TYPE_STRING, NULL, "job INI file (same as --config)", 0},
     {"dump_folder", FLAME_TYPE_STRING, "exp/flame",
      "output folder: config.ini, metrics.jsonl", 0},

@@ -21,7 +21,12 @@
  *    fresh (SET) or adds onto one already there (ADD: the several uses of a
  *    layer's input, the residual stream). Writing where the gradient is fresh
  *    saves the zero-fill and the read of the old values;
- *  - a NULL gradient pointer means "not needed". */
+ *  - a NULL gradient pointer means "not needed".
+ *
+ * The table grows like the plugin vtable (plugin.h): entries are appended,
+ * size says how many the core's table has, and a plugin built against a later
+ * minor version checks with FLAME_OPS_HAS before it calls an entry appended
+ * after the first minor version of its major (5.0). */
 #ifndef FLAME_OPS_H
 #define FLAME_OPS_H
 
@@ -35,6 +40,7 @@ extern "C" {
 typedef enum flame_grad_mode { FLAME_GRAD_SET, FLAME_GRAD_ADD } flame_grad_mode;
 
 typedef struct flame_ops {
+    size_t size;         /* sizeof(flame_ops) of the core that made the table */
     const char *backend; /* "cpu" or "cuda" */
     size_t act_bytes;    /* bytes of one activation value: 4 (fp32) or 2 (bf16) */
 
@@ -107,7 +113,30 @@ typedef struct flame_ops {
     void (*adamw)(float *param, void *compute, const float *grad, float grad_scale, float *m,
                   float *v, size_t n, size_t n_decayed, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int t);
+
+    /* ---- the backend's services ---- */
+    /* waits until the queued work is done (a timing point) */
+    void (*synchronize)(void);
+    /* the device's name ("cpu" on the CPU), into name */
+    void (*device_name)(char *name, size_t n);
+    /* memory of this process in GiB: in use now (device memory, context
+     * included, on a GPU; the resident set on the CPU), and the most seen so
+     * far (on a GPU the largest in-use figure this process has asked for) */
+    double (*memory_in_use_gib)(void);
+    double (*memory_peak_gib)(void);
+    /* the bf16 matmul peak in TFLOP/s, timed at each call (about a second on a
+     * GPU); 0: unknown */
+    double (*peak_tflops)(void);
+    /* Backend memory a plugin may borrow for values that live within one call
+     * of its forward or backward: at least bytes, valid until the next
+     * borrow_scratch; NULL when out of memory. The table's ops never use it,
+     * and the caller never frees it. */
+    void *(*borrow_scratch)(size_t bytes);
 } flame_ops;
+
+/* whether ops has the entry (appended after the plugin's minor version may be absent) */
+#define FLAME_OPS_HAS(ops, entry) \
+    ((ops)->size >= offsetof(flame_ops, entry) + sizeof((ops)->entry) && (ops)->entry)
 
 #ifdef __cplusplus
 }

@@ -2,15 +2,26 @@
  *
  *     const flame_plugin *flame_plugin_entry(void);
  *
- * The core checks abi_version (always the first field) before touching anything
- * else, and refuses a library built against another version. Bump
- * FLAME_ABI_VERSION on any change to this header, ops.h or config.h that changes
- * a layout or a meaning.
+ * Versions. abi_version is the major version and always the first field: the
+ * core refuses a plugin of another major version before touching anything
+ * else. Within a major version the vtable (and the op table, ops.h) only grow:
+ * new entries are appended at the end, never inserted, removed or changed in
+ * meaning, and the second field, size, says how much of the vtable the plugin
+ * was built with (sizeof(flame_plugin) of its headers). The core reads no entry
+ * past size and treats such an entry as NULL, so a plugin built against an
+ * earlier minor version loads unchanged. An entry marked "optional" may be
+ * NULL. Bump FLAME_ABI_VERSION (and reset FLAME_ABI_MINOR) only for a change
+ * that is not an append; bump FLAME_ABI_MINOR for each append.
+ *
+ * Minor versions of major 5:
+ *   5.0  everything up to decode_step
+ *   5.1  hf_formats, n_hf_formats (the plugin's Hugging Face identity)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
  * (allocation, initialization, optimizer, checkpoints) and files. A plugin
- * never writes files and never runs the optimizer. */
+ * never writes files and never runs the optimizer. The core checks everything
+ * a vtable declares (names, counts, shapes, defaults) before it uses it. */
 #ifndef FLAME_PLUGIN_H
 #define FLAME_PLUGIN_H
 
@@ -24,7 +35,8 @@
 extern "C" {
 #endif
 
-#define FLAME_ABI_VERSION 4u
+#define FLAME_ABI_VERSION 5u /* major */
+#define FLAME_ABI_MINOR 1u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
@@ -59,8 +71,45 @@ typedef struct flame_batch {
     int n_seqs;
 } flame_batch;
 
+/* ---- the Hugging Face identity (5.1) ----
+ * How the plugin's models are written in the Hugging Face / fla world, so that
+ * flame-convert and --model.config hold no per-architecture code. */
+
+/* How a config.json key reads into [model]. Keys not listed are [model] keys
+ * of the same name (and "architectures", "model_type", "torch_dtype", "dtype",
+ * "transformers_version", "_name_or_path" and "auto_map" are always passed
+ * over); a key neither listed nor an option is refused. */
+typedef struct flame_hf_key {
+    const char *hf;    /* the config.json key */
+    const char *model; /* the [model] key it sets; NULL: it sets none */
+    /* with model NULL: the one value accepted, as JSON text (e.g. "false";
+     * an absent key or null always passes), or NULL to accept any value and
+     * ignore it */
+    const char *only;
+} flame_hf_key;
+
+/* A tensor name's start in the folder and in flame: "*" stands for a layer
+ * number in both (e.g. {"model.layers.*.input_layernorm.",
+ * "model.layers.*.attn_norm."}); the rest of the name is kept. flame NULL: a
+ * buffer of the folder that is no parameter, passed over. A name no entry
+ * starts is the plugin's own name already. */
+typedef struct flame_hf_tensor {
+    const char *hf, *flame;
+} flame_hf_tensor;
+
+/* One model_type the plugin reads. */
+typedef struct flame_hf_format {
+    const char *model_type;   /* config.json's model_type, e.g. "gla" */
+    const char *architecture; /* its architectures[0], e.g. "GLAForCausalLM" */
+    const flame_hf_key *keys; /* may be NULL when n_keys is 0 */
+    int n_keys;
+    const flame_hf_tensor *tensors; /* may be NULL when n_tensors is 0 */
+    int n_tensors;
+} flame_hf_format;
+
 typedef struct flame_plugin {
-    uint32_t abi_version; /* FLAME_ABI_VERSION; must stay the first field */
+    uint32_t abi_version; /* FLAME_ABI_VERSION (major); must stay the first field */
+    uint32_t size;        /* sizeof(flame_plugin) as built; must stay the second */
     const char *name;
     const char *description; /* one line */
 
@@ -106,7 +155,19 @@ typedef struct flame_plugin {
     size_t (*decode_state_bytes)(const void *model, int B);
     void (*decode_step)(void *model, void *state, const int32_t *tokens, int B,
                         float *logits);
+
+    /* ---- 5.1 ---- */
+    /* The model types it reads, optional (NULL: flame-convert cannot map the
+     * plugin's models). The first is its own: to-hf writes that model_type and
+     * architecture, with the [model] keys (renamed back through its keys) and
+     * the plugin's tensor names as they are, so it has no tensor entries.
+     * from-hf and --model.config take any of them. */
+    const flame_hf_format *hf_formats;
+    int n_hf_formats;
 } flame_plugin;
+
+/* The first two fields of every vtable, FLAME_ABI_VERSION and its size. */
+#define FLAME_PLUGIN_HEADER .abi_version = FLAME_ABI_VERSION, .size = sizeof(flame_plugin)
 
 typedef const flame_plugin *(*flame_plugin_entry_fn)(void);
 

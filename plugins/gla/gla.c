@@ -421,8 +421,11 @@ static double gla_flops_per_token(const void *model, int T)
 }
 
 
+/* fla's own folders: its config keys and tensor names are the plugin's */
+static const flame_hf_format gla_formats[] = {{"gla", "GLAForCausalLM", NULL, 0, NULL, 0}};
+
 static const flame_plugin gla_plugin = {
-    .abi_version = FLAME_ABI_VERSION,
+    FLAME_PLUGIN_HEADER,
     .name = "gla",
     .description = "Gated Linear Attention (fla's GLAForCausalLM)",
     .options = gla_options,
@@ -439,6 +442,8 @@ static const flame_plugin gla_plugin = {
     .vocab_size = lm_model_vocab_size,
     .decode_state_bytes = NULL,
     .decode_step = NULL,
+    .hf_formats = gla_formats,
+    .n_hf_formats = LM_COUNT(gla_formats),
 };
 
 const flame_plugin *flame_plugin_entry(void) { return &gla_plugin; }

@@ -45,6 +45,8 @@ static const flame_option tf_options[] = {
     {"tie_word_embeddings", FLAME_TYPE_BOOL, "false", "use the embedding matrix as lm_head", 0},
     {"qkv_bias", FLAME_TYPE_BOOL, "false", "biases of q/k/v_proj (true: not supported yet)", 0},
     {"qk_norm", FLAME_TYPE_BOOL, "false", "RMSNorm of q and k per head (true: not supported yet)", 0},
+    {"head_dim", FLAME_TYPE_INT, NULL,
+     "width of a head (unset: hidden_size / num_heads, the only value supported)", 0},
     {"window_size", FLAME_TYPE_INT, NULL,
      "sliding-window attention span in tokens (Mistral's sliding_window); supported while it "
      "covers a whole row (window_size >= seq_len), where it equals full causal attention", 0},
@@ -137,6 +139,11 @@ static int read_heads(const lm_options *cfg, tf_dims *c, char *err, size_t err_l
         return -1;
     }
     c->hd = c->s.D / c->H;
+    if (lm_opt_given(cfg, "head_dim") && lm_opt_int(cfg, "head_dim") != c->hd) {
+        snprintf(err, err_len, "head_dim = %lld: only hidden_size / num_heads = %d is supported",
+                 (long long)lm_opt_int(cfg, "head_dim"), c->hd);
+        return -1;
+    }
     c->q_dim = c->s.D, c->kv_dim = c->Hkv * c->hd;
     return 0;
 }
@@ -354,8 +361,45 @@ static double tf_flops_per_token(const void *model, int T)
 }
 
 
+/* ------------------------------------------------------------------ identity */
+
+/* Hugging Face's Llama and Mistral folders: their config keys and tensor names
+ * as fla's transformer has them. Their q_proj/k_proj rows are in the order the
+ * rotate-half RoPE expects (only Meta's original files are interleaved, and
+ * transformers' conversion script permutes those); fla's attention rotates
+ * halves too, so the weights are taken as they are. */
+static const flame_hf_key llama_keys[] = {
+    {"num_attention_heads", "num_heads", NULL},
+    {"num_key_value_heads", "num_kv_heads", NULL},
+    {"rms_norm_eps", "norm_eps", NULL},
+    {"sliding_window", "window_size", NULL}, /* Mistral's */
+    {"rope_parameters.rope_theta", "rope_theta", NULL},
+    {"rope_parameters.rope_type", NULL, "\"default\""},
+    {"rope_scaling", NULL, "null"},
+    {"attention_bias", NULL, "false"}, /* fla's o_proj has no bias */
+    {"mlp_bias", NULL, "false"},
+    {"attention_dropout", NULL, NULL},
+    {"pretraining_tp", NULL, NULL}, /* a tensor-parallel split of the same products */
+};
+
+static const flame_hf_tensor llama_tensors[] = {
+    {"model.embed_tokens.", "model.embeddings."},
+    {"model.layers.*.input_layernorm.", "model.layers.*.attn_norm."},
+    {"model.layers.*.post_attention_layernorm.", "model.layers.*.mlp_norm."},
+    {"model.layers.*.self_attn.rotary_emb.inv_freq", NULL}, /* a buffer older versions saved */
+    {"model.layers.*.self_attn.", "model.layers.*.attn."},
+};
+
+static const flame_hf_format tf_formats[] = {
+    {"transformer", "TransformerForCausalLM", NULL, 0, NULL, 0},
+    {"llama", "LlamaForCausalLM", llama_keys, LM_COUNT(llama_keys), llama_tensors,
+     LM_COUNT(llama_tensors)},
+    {"mistral", "MistralForCausalLM", llama_keys, LM_COUNT(llama_keys), llama_tensors,
+     LM_COUNT(llama_tensors)},
+};
+
 static const flame_plugin tf_plugin = {
-    .abi_version = FLAME_ABI_VERSION,
+    FLAME_PLUGIN_HEADER,
     .name = "transformer",
     .description = "Llama-style transformer (fla's TransformerForCausalLM)",
     .options = tf_options,
@@ -372,6 +416,8 @@ static const flame_plugin tf_plugin = {
     .vocab_size = lm_model_vocab_size,
     .decode_state_bytes = NULL,
     .decode_step = NULL,
+    .hf_formats = tf_formats,
+    .n_hf_formats = LM_COUNT(tf_formats),
 };
 
 const flame_plugin *flame_plugin_entry(void) { return &tf_plugin; }
