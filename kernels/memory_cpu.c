@@ -33,7 +33,8 @@ void *cpu_borrow_scratch(size_t bytes)
 {
     static void *buffer = NULL;
     static size_t size = 0;
-    if (bytes > size) {
+    if (bytes > size || !buffer) { /* at least one byte: NULL always means out of memory */
+        bytes = bytes ? bytes : 1;
         void *grown = realloc(buffer, bytes);
         if (!grown)
             return NULL;

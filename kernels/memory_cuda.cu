@@ -50,8 +50,9 @@ typedef struct growing_buffer {
 
 static void *grow(growing_buffer *b, size_t bytes)
 {
-    if (bytes <= b->size)
+    if (bytes <= b->size && b->ptr)
         return b->ptr;
+    bytes = bytes ? bytes : 1; /* at least one byte: NULL always means out of memory */
     /* cudaFree waits for the kernels still using the old buffer */
     CUDA_CHECK(cudaFree(b->ptr));
     b->ptr = NULL;

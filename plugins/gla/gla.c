@@ -114,8 +114,8 @@ typedef struct gla_model {
     const gla_kernels *kern; /* GLA's own kernels for the ops' backend */
     gla_dims c;
     grad_scratch d;
-    float *work;
-    int n_work;
+    size_t work_bytes; /* the recurrence's scratch, borrowed from the op table at each walk */
+    int n_work;        /* its workers */
 } gla_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -274,8 +274,6 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     for (int l = 0; l < c->s.L; l++)
         carve_layer(acts(m, l), cv, c, n);
     carve_grads(&m->d, cv, c, m->kern, n);
-    size_t per_worker = m->kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv);
-    m->work = lm_take_floats(cv, (size_t)m->n_work * per_worker);
 }
 
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -289,8 +287,20 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     m->n_work = m->kern->recurrence_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
+    const gla_dims *c = &m->c;
+    m->work_bytes = (size_t)m->n_work * sizeof(float) *
+                    m->kern->recurrence_work_floats(B * T, c->H, c->dk, c->dv);
+    /* borrowed once here, so that running short of memory shows now */
+    if (!m->base.ops->borrow_scratch(m->work_bytes)) {
+        snprintf(err, err_len, "out of memory for %zu bytes of the recurrence's scratch",
+                 m->work_bytes);
+        return -1;
+    }
     return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
+
+/* the recurrence's scratch: the op table's, valid until the next borrow */
+static float *work(const gla_model *m) { return m->base.ops->borrow_scratch(m->work_bytes); }
 
 /* ------------------------------------------------------------------ forward */
 
@@ -323,7 +333,7 @@ static void attn_forward(void *model, int l)
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
     gla_recurrence_dims rd = recurrence_dims(m);
-    m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, m->work, m->n_work);
+    m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, work(m), m->n_work);
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
                                c->s.eps);
     /* output projection, onto the residual */
@@ -361,9 +371,9 @@ static void attn_core_backward(gla_model *m, int l)
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
     gla_recurrence_dims rd = recurrence_dims(m);
-    m->kern->recurrence_forward(NULL, d->checkpoints, NULL, A->k, A->v, A->gk, &rd, m->work, m->n_work);
+    m->kern->recurrence_forward(NULL, d->checkpoints, NULL, A->k, A->v, A->gk, &rd, work(m), m->n_work);
     m->kern->recurrence_backward(d->q, d->k, d->v, d->gk, d->o, A->q, A->k, A->v, A->gk, d->checkpoints,
-                                 &rd, m->work, m->n_work);
+                                 &rd, work(m), m->n_work);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
     m->base.ops->matmul_backward(d->gk_low, FLAME_GRAD_SET, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre,
                                  A->gk_low, W(m, l, P_GK1), n, c->R, c->key_dim);
