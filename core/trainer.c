@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "batch.h"
 #include "formats/checkpoint.h"
 #include "data/data_loader.h"
 #include "errors.h"
@@ -24,13 +25,14 @@ typedef struct run {
     backend be;
     const flame_ops *ops; /* be.ops */
     void *model;
+    int64_t vocab;             /* the model's: every token id below it */
     param_store params;
     tokenizer tok;
     data_loader *data;         /* NULL: random tokens (flame-bench) */
     rng random_tokens;
     int32_t *host_tokens;      /* [B*T+1] random tokens, when data is NULL */
     metrics_log log;
-    int32_t *inputs, *targets; /* [B*T] in backend memory */
+    batch_stage batch;         /* the micro-batch the plugin reads */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
     char err[1024];
 } run;
@@ -108,11 +110,11 @@ static int create_model(run *r, const flame_config *cfg)
         snprintf(r->err, sizeof r->err, "%s: %s", r->plugin->name, err);
         return FLAME_EXIT_CONFIG;
     }
-    long long vocab = r->plugin->vocab_size(r->model);
-    if (vocab < r->tok.vocab_size) { /* 0 when there is no tokenizer (random tokens) */
+    r->vocab = r->plugin->vocab_size(r->model);
+    if (r->vocab < r->tok.vocab_size) { /* 0 when there is no tokenizer (random tokens) */
         snprintf(r->err, sizeof r->err,
-                 "[model] vocab_size = %lld is smaller than the tokenizer's %d tokens", vocab,
-                 r->tok.vocab_size);
+                 "[model] vocab_size = %lld is smaller than the tokenizer's %d tokens",
+                 (long long)r->vocab, r->tok.vocab_size);
         return FLAME_EXIT_CONFIG;
     }
     if (params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err))
@@ -147,18 +149,6 @@ static int open_data(run *r)
     return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
 }
 
-static int allocate_batch(run *r)
-{
-    size_t n = (size_t)r->opt.batch_size * r->opt.seq_len;
-    r->inputs = r->ops->alloc(n * sizeof(int32_t));
-    r->targets = r->ops->alloc(n * sizeof(int32_t));
-    if (!r->inputs || !r->targets) {
-        snprintf(r->err, sizeof r->err, "out of memory for a batch of %zu tokens", n);
-        return -1;
-    }
-    return 0;
-}
-
 /* AdamW over every parameter in one launch, with global-norm clipping as the
  * scale it applies to the gradients, decaying the tensors declared with weight
  * decay (stored first; all of them under weight_decay_all); t counts the steps
@@ -179,26 +169,24 @@ static void optimizer_step(run *r, double norm, double lr, int t)
  * returns 0, or -1 with r->err on a data error */
 static int micro_step(run *r, double *loss)
 {
-    const train_options *o = &r->opt;
-    size_t n = (size_t)o->batch_size * o->seq_len;
-    const int32_t *cu_seqlens = NULL;
+    const int32_t *tokens, *targets, *cu_seqlens = NULL;
     int n_seqs = 0;
     if (r->data) {
         const data_batch *data;
         if (data_loader_next(r->data, &data, r->err, sizeof r->err))
             return -1;
-        r->ops->upload(r->inputs, data->inputs, n * sizeof(int32_t));
-        r->ops->upload(r->targets, data->targets, n * sizeof(int32_t));
-        cu_seqlens = data->cu_seqlens;
-        n_seqs = data->n_seqs;
+        tokens = data->inputs, targets = data->targets;
+        cu_seqlens = data->cu_seqlens, n_seqs = data->n_seqs;
     } else { /* targets are the inputs shifted by one, as in real data */
-        int64_t vocab = r->plugin->vocab_size(r->model);
+        size_t n = (size_t)r->opt.batch_size * r->opt.seq_len;
         for (size_t i = 0; i <= n; i++)
-            r->host_tokens[i] = (int32_t)(rng_next(&r->random_tokens) % (uint64_t)vocab);
-        r->ops->upload(r->inputs, r->host_tokens, n * sizeof(int32_t));
-        r->ops->upload(r->targets, r->host_tokens + 1, n * sizeof(int32_t));
+            r->host_tokens[i] = (int32_t)(rng_next(&r->random_tokens) % (uint64_t)r->vocab);
+        tokens = r->host_tokens, targets = r->host_tokens + 1;
     }
-    flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, cu_seqlens, n_seqs};
+    flame_batch batch;
+    if (batch_stage_load(&r->batch, r->ops, tokens, targets, cu_seqlens, n_seqs, r->vocab, &batch,
+                         r->err, sizeof r->err))
+        return -1;
     *loss += r->plugin->forward(r->model, &batch, NULL);
     r->plugin->backward(r->model);
     return 0;
@@ -346,7 +334,9 @@ static int prepare_model(run *r, const flame_config *cfg, int need_data)
         return FLAME_EXIT_CONFIG;
     r->ops = r->be.ops;
     int status = create_model(r, cfg);
-    if (status == FLAME_EXIT_OK && allocate_batch(r))
+    if (status == FLAME_EXIT_OK &&
+        batch_stage_open(&r->batch, r->ops, r->opt.batch_size, r->opt.seq_len, r->err,
+                         sizeof r->err))
         status = FLAME_EXIT_RUNTIME;
     return status;
 }
@@ -378,10 +368,8 @@ static void release(run *r)
     if (r->model)
         r->plugin->destroy(r->model);
     params_destroy(&r->params);
-    if (r->ops) {
-        r->ops->free(r->inputs);
-        r->ops->free(r->targets);
-    }
+    if (r->ops)
+        batch_stage_close(&r->batch, r->ops);
     free(r->host_tokens);
 }
 
