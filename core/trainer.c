@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "batch.h"
 #include "formats/checkpoint.h"
 #include "data/data_loader.h"
 #include "errors.h"
@@ -18,22 +19,26 @@
 #include "tokenizer/tokenizer.h"
 #include "train_options.h"
 
-typedef struct run {
+struct trainer {
+    trainer_mode mode;
     train_options opt;
     const flame_plugin *plugin;
     backend be;
     const flame_ops *ops; /* be.ops */
     void *model;
+    int64_t vocab;             /* the model's: every token id below it */
     param_store params;
     tokenizer tok;
     data_loader *data;         /* NULL: random tokens (flame-bench) */
     rng random_tokens;
     int32_t *host_tokens;      /* [B*T+1] random tokens, when data is NULL */
     metrics_log log;
-    int32_t *inputs, *targets; /* [B*T] in backend memory */
+    batch_stage batch;         /* the micro-batch the plugin reads */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
+    int step;                  /* the last step done */
+    double start, last;        /* when the first step started, when the last one ended */
     char err[1024];
-} run;
+};
 
 /* SIGINT/SIGTERM: finish the step, save a checkpoint, stop */
 static volatile sig_atomic_t stop_requested;
@@ -60,7 +65,7 @@ static double now_seconds(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int fail(run *r, int status)
+static int fail(trainer *r, int status)
 {
     fprintf(stderr, "flame-run: %s\n", r->err);
     return status;
@@ -87,7 +92,7 @@ failed:
     return -1;
 }
 
-static int write_resolved_config(run *r, const flame_config *cfg)
+static int write_resolved_config(trainer *r, const flame_config *cfg)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.ini", r->opt.dump_folder);
@@ -99,7 +104,7 @@ static int write_resolved_config(run *r, const flame_config *cfg)
     return 0;
 }
 
-static int create_model(run *r, const flame_config *cfg)
+static int create_model(trainer *r, const flame_config *cfg)
 {
     flame_model_config view = config_model_view(cfg);
     char err[512] = "";
@@ -108,11 +113,11 @@ static int create_model(run *r, const flame_config *cfg)
         snprintf(r->err, sizeof r->err, "%s: %s", r->plugin->name, err);
         return FLAME_EXIT_CONFIG;
     }
-    long long vocab = r->plugin->vocab_size(r->model);
-    if (vocab < r->tok.vocab_size) { /* 0 when there is no tokenizer (random tokens) */
+    r->vocab = r->plugin->vocab_size(r->model);
+    if (r->vocab < r->tok.vocab_size) { /* 0 when there is no tokenizer (random tokens) */
         snprintf(r->err, sizeof r->err,
-                 "[model] vocab_size = %lld is smaller than the tokenizer's %d tokens", vocab,
-                 r->tok.vocab_size);
+                 "[model] vocab_size = %lld is smaller than the tokenizer's %d tokens",
+                 (long long)r->vocab, r->tok.vocab_size);
         return FLAME_EXIT_CONFIG;
     }
     if (params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err))
@@ -128,7 +133,7 @@ static int create_model(run *r, const flame_config *cfg)
     return FLAME_EXIT_OK;
 }
 
-static int open_data(run *r)
+static int open_data(trainer *r)
 {
     const train_options *t = &r->opt;
     data_loader_options o = {.dataset = t->dataset,
@@ -147,23 +152,11 @@ static int open_data(run *r)
     return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
 }
 
-static int allocate_batch(run *r)
-{
-    size_t n = (size_t)r->opt.batch_size * r->opt.seq_len;
-    r->inputs = r->ops->alloc(n * sizeof(int32_t));
-    r->targets = r->ops->alloc(n * sizeof(int32_t));
-    if (!r->inputs || !r->targets) {
-        snprintf(r->err, sizeof r->err, "out of memory for a batch of %zu tokens", n);
-        return -1;
-    }
-    return 0;
-}
-
 /* AdamW over every parameter in one launch, with global-norm clipping as the
  * scale it applies to the gradients, decaying the tensors declared with weight
  * decay (stored first; all of them under weight_decay_all); t counts the steps
  * applied, skipped ones excluded */
-static void optimizer_step(run *r, double norm, double lr, int t)
+static void optimizer_step(trainer *r, double norm, double lr, int t)
 {
     param_store *ps = &r->params;
     float clip = 1.0f;
@@ -177,28 +170,26 @@ static void optimizer_step(run *r, double norm, double lr, int t)
 
 /* forward and backward of one micro-batch, adding its mean loss to *loss;
  * returns 0, or -1 with r->err on a data error */
-static int micro_step(run *r, double *loss)
+static int micro_step(trainer *r, double *loss)
 {
-    const train_options *o = &r->opt;
-    size_t n = (size_t)o->batch_size * o->seq_len;
-    const int32_t *cu_seqlens = NULL;
+    const int32_t *tokens, *targets, *cu_seqlens = NULL;
     int n_seqs = 0;
     if (r->data) {
         const data_batch *data;
         if (data_loader_next(r->data, &data, r->err, sizeof r->err))
             return -1;
-        r->ops->upload(r->inputs, data->inputs, n * sizeof(int32_t));
-        r->ops->upload(r->targets, data->targets, n * sizeof(int32_t));
-        cu_seqlens = data->cu_seqlens;
-        n_seqs = data->n_seqs;
+        tokens = data->inputs, targets = data->targets;
+        cu_seqlens = data->cu_seqlens, n_seqs = data->n_seqs;
     } else { /* targets are the inputs shifted by one, as in real data */
-        int64_t vocab = r->plugin->vocab_size(r->model);
+        size_t n = (size_t)r->opt.batch_size * r->opt.seq_len;
         for (size_t i = 0; i <= n; i++)
-            r->host_tokens[i] = (int32_t)(rng_next(&r->random_tokens) % (uint64_t)vocab);
-        r->ops->upload(r->inputs, r->host_tokens, n * sizeof(int32_t));
-        r->ops->upload(r->targets, r->host_tokens + 1, n * sizeof(int32_t));
+            r->host_tokens[i] = (int32_t)(rng_next(&r->random_tokens) % (uint64_t)r->vocab);
+        tokens = r->host_tokens, targets = r->host_tokens + 1;
     }
-    flame_batch batch = {r->inputs, r->targets, o->batch_size, o->seq_len, cu_seqlens, n_seqs};
+    flame_batch batch;
+    if (batch_stage_load(&r->batch, r->ops, tokens, targets, cu_seqlens, n_seqs, r->vocab, &batch,
+                         r->err, sizeof r->err))
+        return -1;
     *loss += r->plugin->forward(r->model, &batch, NULL);
     r->plugin->backward(r->model);
     return 0;
@@ -206,7 +197,7 @@ static int micro_step(run *r, double *loss)
 
 /* One optimizer step over gradient_accumulation_steps micro-batches, whose
  * gradients add up and are then averaged. */
-static int train_step(run *r, int step, step_metrics *m)
+static int train_step(trainer *r, int step, step_metrics *m)
 {
     const train_options *o = &r->opt;
     params_zero_grads(&r->params);
@@ -235,7 +226,7 @@ static int train_step(run *r, int step, step_metrics *m)
     return FLAME_EXIT_OK;
 }
 
-static int save_checkpoint(run *r, int step)
+static int save_checkpoint(trainer *r, int step)
 {
     r->state.step = step;
     json_decref(r->state.data_cursor);
@@ -246,49 +237,54 @@ static int save_checkpoint(run *r, int step)
                ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
 }
 
-static double tokens_per_step(const train_options *o)
-{
-    return (double)o->batch_size * o->seq_len * o->accumulation;
-}
-
-/* achieved FLOP/s (the plugin's count per token) over the measured peak; -1 unknown */
-static double model_flops_utilization(const run *r, double tokens_per_s)
+double trainer_mfu(const trainer *r, double tokens_per_s)
 {
     if (r->be.peak_tflops <= 0)
         return -1;
-    double flops = r->plugin->flops_per_token(r->model, r->opt.seq_len) * tokens_per_s;
-    return flops / (r->be.peak_tflops * 1e12);
+    return trainer_flops_per_token(r) * tokens_per_s / (r->be.peak_tflops * 1e12);
 }
 
-static int train(run *r)
+/* flame-run's part of a step: metrics, progress, checkpoints, a stop request */
+static int log_and_save(trainer *r, const step_metrics *m, double now)
 {
     const train_options *o = &r->opt;
-    double start = now_seconds(), last = start;
-    for (int step = r->state.step + 1; step <= o->steps; step++) {
-        step_metrics m = {.step = step, .mfu = -1};
-        int status = train_step(r, step, &m);
-        if (status != FLAME_EXIT_OK)
-            return status;
-        double t = now_seconds();
-        m.tokens_per_s = tokens_per_step(o) / (t - last);
-        m.mfu = model_flops_utilization(r, m.tokens_per_s);
-        m.mem_gib = backend_sample_memory(&r->be);
-        last = t;
-        if (step % o->log_freq == 0 || step == o->steps)
-            metrics_write(&r->log, &m);
-        metrics_progress(&r->log, &m, t - start);
-        int stop = stop_requested;
-        if (o->checkpoint.enabled &&
-            (step % o->checkpoint.interval == 0 || step == o->steps || stop) &&
-            (status = save_checkpoint(r, step)) != FLAME_EXIT_OK)
-            return status;
-        if (stop) {
-            snprintf(r->err, sizeof r->err, "interrupted after step %d%s", step,
-                     o->checkpoint.enabled ? "; checkpoint saved: the same command resumes" : "");
-            return FLAME_EXIT_RUNTIME;
-        }
+    int step = m->step, status = FLAME_EXIT_OK;
+    if (step % o->log_freq == 0 || step == o->steps)
+        metrics_write(&r->log, m);
+    metrics_progress(&r->log, m, now - r->start);
+    int stop = stop_requested;
+    if (o->checkpoint.enabled &&
+        (step % o->checkpoint.interval == 0 || step == o->steps || stop) &&
+        (status = save_checkpoint(r, step)) != FLAME_EXIT_OK)
+        return status;
+    if (stop) {
+        snprintf(r->err, sizeof r->err, "interrupted after step %d%s", step,
+                 o->checkpoint.enabled ? "; checkpoint saved: the same command resumes" : "");
+        return FLAME_EXIT_RUNTIME;
     }
     return FLAME_EXIT_OK;
+}
+
+int trainer_step(trainer *r, step_metrics *m)
+{
+    *m = (step_metrics){.step = r->step + 1, .mfu = -1};
+    int status = train_step(r, m->step, m);
+    if (status == FLAME_EXIT_OK) {
+        r->step = m->step;
+        double now = now_seconds();
+        m->tokens_per_s = trainer_tokens_per_step(r) / (now - r->last);
+        m->mfu = trainer_mfu(r, m->tokens_per_s);
+        m->mem_gib = backend_sample_memory(&r->be);
+        r->last = now;
+        if (r->mode == TRAINER_RUN)
+            status = log_and_save(r, m, now);
+    }
+    return status == FLAME_EXIT_OK ? status : fail(r, status);
+}
+
+int trainer_finished(const trainer *r)
+{
+    return r->opt.checkpoint.create_seed || r->step >= r->opt.steps;
 }
 
 /* 64-bit FNV-1a of the [model] lines of the resolved config (the model file's
@@ -314,7 +310,7 @@ static void model_config_hash(const flame_config *cfg, char out[17])
 }
 
 /* Loads the checkpoint checkpoint.load_step names, if there is one. */
-static int resume(run *r)
+static int resume(trainer *r)
 {
     const checkpoint_options *c = &r->opt.checkpoint;
     if (!c->enabled || c->create_seed)
@@ -338,27 +334,29 @@ static int resume(run *r)
 }
 
 /* options, backend and model: what training and benchmarking share */
-static int prepare_model(run *r, const flame_config *cfg, int need_data)
+static int prepare_model(trainer *r, const flame_config *cfg)
 {
+    int need_data = r->mode == TRAINER_RUN;
     if (train_options_read(&r->opt, cfg, need_data, r->err, sizeof r->err) ||
         backend_select(&r->be, r->opt.device, r->err, sizeof r->err) ||
         (need_data && tokenizer_open(&r->tok, r->opt.tokenizer, r->err, sizeof r->err)))
         return FLAME_EXIT_CONFIG;
     r->ops = r->be.ops;
     int status = create_model(r, cfg);
-    if (status == FLAME_EXIT_OK && allocate_batch(r))
+    if (status == FLAME_EXIT_OK &&
+        batch_stage_open(&r->batch, r->ops, r->opt.batch_size, r->opt.seq_len, r->err,
+                         sizeof r->err))
         status = FLAME_EXIT_RUNTIME;
     return status;
 }
 
-static int prepare(run *r, const flame_config *cfg)
+static int prepare_run(trainer *r, const flame_config *cfg)
 {
-    int status = prepare_model(r, cfg, 1);
-    if (status != FLAME_EXIT_OK)
-        return status;
     model_config_hash(cfg, r->state.config_hash);
+    int status;
     if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK)
         return status;
+    r->step = r->state.step;
     backend_measure_peak(&r->be);
     /* every check passed: only now is anything written */
     char path[4200];
@@ -369,8 +367,62 @@ static int prepare(run *r, const flame_config *cfg)
     return FLAME_EXIT_OK;
 }
 
-static void release(run *r)
+/* the seed checkpoint, or what flame-run will train */
+static int announce_run(trainer *r)
 {
+    const train_options *o = &r->opt;
+    if (o->checkpoint.create_seed) {
+        int status = save_checkpoint(r, 0);
+        if (status == FLAME_EXIT_OK)
+            printf("flame-run: seed checkpoint %s/step-0 written\n", o->checkpoint.folder);
+        return status;
+    }
+    printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, output in %s\n",
+           r->plugin->name, r->params.count, o->steps, o->accumulation, o->batch_size, o->seq_len,
+           r->be.device, o->dump_folder);
+    if (r->state.step >= o->steps)
+        printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
+               o->steps);
+    handle_stop_signals();
+    return FLAME_EXIT_OK;
+}
+
+/* flame-bench's random tokens: B*T inputs and the one target after them */
+static int prepare_bench(trainer *r)
+{
+    r->random_tokens = (rng){r->opt.seed};
+    r->host_tokens = malloc(((size_t)r->opt.batch_size * r->opt.seq_len + 1) * sizeof(int32_t));
+    if (!r->host_tokens) {
+        snprintf(r->err, sizeof r->err, "out of memory for random tokens");
+        return FLAME_EXIT_RUNTIME;
+    }
+    return FLAME_EXIT_OK;
+}
+
+trainer *trainer_open(const flame_plugin *plugin, const flame_config *cfg, trainer_mode mode,
+                      int *status)
+{
+    trainer *r = calloc(1, sizeof *r);
+    r->plugin = plugin;
+    r->mode = mode;
+    *status = prepare_model(r, cfg);
+    if (*status == FLAME_EXIT_OK)
+        *status = mode == TRAINER_RUN ? prepare_run(r, cfg) : prepare_bench(r);
+    if (*status == FLAME_EXIT_OK && mode == TRAINER_RUN)
+        *status = announce_run(r);
+    if (*status != FLAME_EXIT_OK) {
+        fail(r, *status);
+        trainer_close(r);
+        return NULL;
+    }
+    r->start = r->last = now_seconds();
+    return r;
+}
+
+void trainer_close(trainer *r)
+{
+    if (!r)
+        return;
     metrics_close(&r->log);
     data_loader_close(r->data);
     json_decref(r->state.data_cursor);
@@ -378,99 +430,38 @@ static void release(run *r)
     if (r->model)
         r->plugin->destroy(r->model);
     params_destroy(&r->params);
-    if (r->ops) {
-        r->ops->free(r->inputs);
-        r->ops->free(r->targets);
-    }
+    if (r->ops)
+        batch_stage_close(&r->batch, r->ops);
     free(r->host_tokens);
-}
-
-int trainer_run(const flame_plugin *plugin, const flame_config *cfg)
-{
-    run *r = calloc(1, sizeof *r);
-    r->plugin = plugin;
-    int status = prepare(r, cfg);
-    if (status == FLAME_EXIT_OK && r->opt.checkpoint.create_seed) {
-        status = save_checkpoint(r, 0);
-        if (status == FLAME_EXIT_OK)
-            printf("flame-run: seed checkpoint %s/step-0 written\n", r->opt.checkpoint.folder);
-    } else if (status == FLAME_EXIT_OK) {
-        printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, output in "
-               "%s\n",
-               plugin->name, r->params.count, r->opt.steps, r->opt.accumulation,
-               r->opt.batch_size, r->opt.seq_len, r->be.device, r->opt.dump_folder);
-        if (r->state.step >= r->opt.steps)
-            printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
-                   r->opt.steps);
-        handle_stop_signals();
-        status = train(r);
-    }
-    if (status != FLAME_EXIT_OK)
-        fail(r, status);
-    release(r);
     free(r);
-    return status;
 }
 
-/* ------------------------------------------------------------------ flame-bench */
+/* ------------------------------------------------------------------ what flame-bench reports */
 
-static void print_benchmark(const run *r, const bench_options *b, double seconds,
-                            double first_step_end)
+const train_options *trainer_options(const trainer *r) { return &r->opt; }
+
+size_t trainer_param_count(const trainer *r) { return r->params.count; }
+
+double trainer_tokens_per_step(const trainer *r)
 {
-    double tokens_per_s = tokens_per_step(&r->opt) * b->timed_steps / seconds;
-    double mfu = model_flops_utilization(r, tokens_per_s);
-    if (r->be.peak_tflops > 0)
-        printf("device: %s; bf16 peak measured: %.1f TFLOP/s\n", r->be.device, r->be.peak_tflops);
-    else
-        printf("device: %s\n", r->be.device);
-    printf("%s, %zu parameters, %d x %d tokens x %d micro-batches a step, %d warm-up + %d timed "
-           "steps\n",
-           r->plugin->name, r->params.count, r->opt.batch_size, r->opt.seq_len,
-           r->opt.accumulation, b->warmup_steps, b->timed_steps);
-    printf("tokens/s: %.0f\nms/step: %.1f\n", tokens_per_s, 1e3 * seconds / b->timed_steps);
-    if (mfu >= 0)
-        printf("MFU: %.1f%% (%.3g FLOPs/token)\n", 100 * mfu,
-               r->plugin->flops_per_token(r->model, r->opt.seq_len));
-    else
-        printf("MFU: unknown (no peak figure on the CPU)\n");
-    printf("peak memory: %.2f GiB (%s)\n", r->be.peak_memory_gib,
-           r->be.is_cuda ? "device memory in use, context included" : "resident set");
-    printf("first step ended %.2f s after the process started\n", first_step_end);
+    return (double)r->opt.batch_size * r->opt.seq_len * r->opt.accumulation;
 }
 
-int trainer_benchmark(const flame_plugin *plugin, const flame_config *cfg, const bench_options *b)
+double trainer_flops_per_token(const trainer *r)
 {
-    run *r = calloc(1, sizeof *r);
-    r->plugin = plugin;
-    int status = prepare_model(r, cfg, 0);
-    if (status == FLAME_EXIT_OK) {
-        r->random_tokens = (rng){r->opt.seed};
-        r->host_tokens = malloc(((size_t)r->opt.batch_size * r->opt.seq_len + 1) * sizeof(int32_t));
-        double first_step_end = 0, start = 0;
-        step_metrics m = {0};
-        for (int step = 1; status == FLAME_EXIT_OK && step <= b->warmup_steps + b->timed_steps;
-             step++) {
-            if (step == b->warmup_steps + 1) {
-                backend_synchronize(&r->be);
-                start = now_seconds();
-            }
-            status = train_step(r, step, &m);
-            backend_sample_memory(&r->be);
-            if (step == 1) {
-                backend_synchronize(&r->be);
-                first_step_end = now_seconds() - b->process_start;
-            }
-        }
-        backend_synchronize(&r->be);
-        double seconds = now_seconds() - start;
-        if (status == FLAME_EXIT_OK) {
-            backend_measure_peak(&r->be); /* after the run: its time is not the first step's */
-            print_benchmark(r, b, seconds, first_step_end);
-        }
-    }
-    if (status != FLAME_EXIT_OK)
-        fail(r, status);
-    release(r);
-    free(r);
-    return status;
+    return r->plugin->flops_per_token(r->model, r->opt.seq_len);
+}
+
+void trainer_synchronize(const trainer *r) { backend_synchronize(&r->be); }
+
+void trainer_measure_peak(trainer *r) { backend_measure_peak(&r->be); }
+
+double trainer_peak_tflops(const trainer *r) { return r->be.peak_tflops; }
+
+const char *trainer_device(const trainer *r) { return r->be.device; }
+
+double trainer_peak_memory_gib(const trainer *r, const char **what)
+{
+    *what = r->be.is_cuda ? "device memory in use, context included" : "resident set";
+    return r->be.peak_memory_gib;
 }

@@ -77,10 +77,12 @@ static float forward(void *model, const flame_batch *b, float *logits_out)
     m->ops->embedding_forward(m->logits, b->tokens, m->table, m->n, m->V);
     if (logits_out)
         m->ops->from_act(logits_out, m->logits, (size_t)m->n * m->V);
+    /* the mean over the targets the core counted (negative ones are not) */
+    float per_target = b->counted ? 1.0f / b->counted : 0.0f;
     double sum = m->ops->cross_entropy(m->losses, m->dlogits, m->logits, b->targets, m->n, m->V,
-                                       1.0f / m->n);
+                                       per_target);
     m->poisoned = m->nan_every > 0 && ++m->forwards % m->nan_every == 0;
-    return m->poisoned ? NAN : (float)(sum / m->n);
+    return m->poisoned ? NAN : (float)(sum * per_target);
 }
 
 static void backward(void *model)

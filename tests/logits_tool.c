@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "config/cli.h"
 #include "config/config.h"
 #include "cpu_kernels.h"
@@ -329,17 +330,14 @@ typedef struct run_state {
     param_store params;
     int have_params;
     token_rows rows;
-    int32_t *dev_tokens, *dev_targets;
+    batch_stage batch;
     float *dev_logits, *host_logits;
 } run_state;
 
 static void release(run_state *s)
 {
     if (s->ops) {
-        if (s->dev_tokens)
-            s->ops->free(s->dev_tokens);
-        if (s->dev_targets)
-            s->ops->free(s->dev_targets);
+        batch_stage_close(&s->batch, s->ops);
         if (s->dev_logits)
             s->ops->free(s->dev_logits);
     }
@@ -395,17 +393,19 @@ static int run(run_state *s, const tool_args *a)
         fprintf(stderr, "logits_tool: %s: %s\n", s->plugin->name, err);
         return rc == -2 ? FLAME_EXIT_CONFIG : FLAME_EXIT_RUNTIME;
     }
-    s->dev_tokens = s->ops->alloc(n * sizeof(int32_t));
-    s->dev_targets = s->ops->alloc(n * sizeof(int32_t));
     s->dev_logits = s->ops->alloc(logits_bytes);
     s->host_logits = malloc(logits_bytes);
-    if (!s->dev_tokens || !s->dev_targets || !s->dev_logits || !s->host_logits) {
+    if (!s->dev_logits || !s->host_logits) {
         fprintf(stderr, "logits_tool: out of memory for %zu logits\n", n * (size_t)V);
         return FLAME_EXIT_RUNTIME;
     }
-    s->ops->upload(s->dev_tokens, s->rows.tokens, n * sizeof(int32_t));
-    s->ops->upload(s->dev_targets, s->rows.targets, n * sizeof(int32_t));
-    flame_batch batch = {.tokens = s->dev_tokens, .targets = s->dev_targets, .B = B, .T = T};
+    flame_batch batch;
+    if (batch_stage_open(&s->batch, s->ops, B, T, err, sizeof err) ||
+        batch_stage_load(&s->batch, s->ops, s->rows.tokens, s->rows.targets, NULL, 0, V, &batch,
+                         err, sizeof err)) {
+        fprintf(stderr, "logits_tool: %s\n", err);
+        return FLAME_EXIT_RUNTIME;
+    }
     float loss = s->plugin->forward(s->model, &batch, s->dev_logits);
     s->ops->download(s->host_logits, s->dev_logits, logits_bytes);
     if (write_logits(a->output, s->host_logits, B, T, V, loss, s->ops->backend, err, sizeof err)) {

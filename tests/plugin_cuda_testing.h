@@ -10,6 +10,7 @@
 
 #include <flame/plugin.h>
 
+#include "batch.h"
 #include "cuda_testing.h"
 #include "kv_config.h"
 
@@ -64,22 +65,27 @@ static inline void side_close(side *s, int n_params)
     free(s->w), free(s->g);
 }
 
-/* forward (fp32 logits into the backend buffer) and backward on a fresh gradient */
+/* forward (fp32 logits into the backend buffer) and backward on a fresh
+ * gradient, of the batch staged as the trainer stages it */
 static inline float side_step(side *s, const int32_t *tokens, const int32_t *targets, int B, int T,
                        const int32_t *cu, int n_seqs, float *logits, const size_t *numel,
                        int n_params)
 {
     const flame_plugin *p = flame_plugin_entry();
-    size_t n = (size_t)B * T;
-    int32_t *tok = alloc_on(s->ops, n * sizeof *tok), *tgt = alloc_on(s->ops, n * sizeof *tgt);
-    s->ops->upload(tok, tokens, n * sizeof *tok);
-    s->ops->upload(tgt, targets, n * sizeof *tgt);
+    char err[256] = "";
+    batch_stage stage;
+    flame_batch batch;
+    int rc = batch_stage_open(&stage, s->ops, B, T, err, sizeof err) ||
+             batch_stage_load(&stage, s->ops, tokens, targets, cu, n_seqs,
+                              p->vocab_size(s->model), &batch, err, sizeof err);
+    CHECK(rc == 0, "batch on %s: %s", s->ops->backend, err);
+    if (rc)
+        return NAN;
     for (int i = 0; i < n_params; i++)
         s->ops->zero(s->g[i], numel[i] * sizeof(float));
-    flame_batch batch = {tok, tgt, B, T, cu, cu ? n_seqs : 0};
     float loss = p->forward(s->model, &batch, logits);
     p->backward(s->model);
-    s->ops->free(tok), s->ops->free(tgt);
+    batch_stage_close(&stage, s->ops);
     return loss;
 }
 

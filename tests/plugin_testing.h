@@ -12,6 +12,7 @@
 
 #include <flame/plugin.h>
 
+#include "batch.h"
 #include "cpu_kernels.h"
 #include "kv_config.h"
 #include "testing.h"
@@ -30,7 +31,8 @@ typedef struct test_model {
     size_t *numel;
     int B, T, n_seqs;
     int32_t *tokens, *targets, *cu;
-    flame_batch batch;
+    batch_stage stage;
+    flame_batch batch; /* as the core hands it in */
 } test_model;
 
 static size_t numel_of(const flame_param_spec *s)
@@ -82,7 +84,8 @@ static int model_open(test_model *t, const kv_config *cfg, const dims *c)
     return 0;
 }
 
-/* B rows of T tokens covering the vocabulary, one ignored target per row */
+/* B rows of T tokens covering the vocabulary, one ignored target per row,
+ * staged as the trainer stages a batch */
 static void batch_open(test_model *t, int B, int T, const int32_t *cu, int n_seqs)
 {
     int n = B * T;
@@ -98,11 +101,13 @@ static void batch_open(test_model *t, int B, int T, const int32_t *cu, int n_seq
         t->cu = malloc((n_seqs + 1) * sizeof *t->cu);
         memcpy(t->cu, cu, (n_seqs + 1) * sizeof *t->cu);
     }
-    flame_batch b = {t->tokens, t->targets, B, T, t->cu, cu ? n_seqs : 0};
-    t->batch = b;
     char err[256] = "";
     int rc = t->p->reserve(t->model, B, T, err, sizeof err);
     CHECK(rc == 0, "reserve: %s", err);
+    rc = batch_stage_open(&t->stage, &flame_cpu_ops, B, T, err, sizeof err) ||
+         batch_stage_load(&t->stage, &flame_cpu_ops, t->tokens, t->targets, t->cu, n_seqs, t->c.V,
+                          &t->batch, err, sizeof err);
+    CHECK(rc == 0, "batch: %s", err);
 }
 
 static void model_close(test_model *t)
@@ -113,6 +118,7 @@ static void model_close(test_model *t)
         free(t->w[i]), free(t->g[i]);
     free(t->spec), free(t->w), free(t->g), free(t->numel);
     free(t->tokens), free(t->targets), free(t->cu);
+    batch_stage_close(&t->stage, &flame_cpu_ops);
     memset(t, 0, sizeof *t);
 }
 

@@ -26,6 +26,11 @@ static const char usage[] =
     "  --config FILE.ini     job configuration (same as --job.config_file)\n"
     "  -h, --help            this help; with --arch, the plugin's [model] options too\n";
 
+typedef struct bench_options {
+    int warmup_steps, timed_steps;
+    double process_start; /* a CLOCK_MONOTONIC reading */
+} bench_options;
+
 static const flame_option bench_options_table[] = {
     {"warmup_steps", FLAME_TYPE_INT, "3", "untimed steps first (fla's benchmark: 3)", 0},
     {"steps", FLAME_TYPE_INT, "10", "timed steps (fla's benchmark: 10)", 0},
@@ -73,6 +78,66 @@ static int read_positive(const flame_config *cfg, const char *key, int min, int 
     return 0;
 }
 
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void print_benchmark(const trainer *t, const flame_plugin *plugin, const bench_options *b,
+                            double seconds, double first_step_end)
+{
+    const train_options *o = trainer_options(t);
+    double tokens_per_s = trainer_tokens_per_step(t) * b->timed_steps / seconds;
+    double mfu = trainer_mfu(t, tokens_per_s);
+    if (trainer_peak_tflops(t) > 0)
+        printf("device: %s; bf16 peak measured: %.1f TFLOP/s\n", trainer_device(t),
+               trainer_peak_tflops(t));
+    else
+        printf("device: %s\n", trainer_device(t));
+    printf("%s, %zu parameters, %d x %d tokens x %d micro-batches a step, %d warm-up + %d timed "
+           "steps\n",
+           plugin->name, trainer_param_count(t), o->batch_size, o->seq_len, o->accumulation,
+           b->warmup_steps, b->timed_steps);
+    printf("tokens/s: %.0f\nms/step: %.1f\n", tokens_per_s, 1e3 * seconds / b->timed_steps);
+    if (mfu >= 0)
+        printf("MFU: %.1f%% (%.3g FLOPs/token)\n", 100 * mfu, trainer_flops_per_token(t));
+    else
+        printf("MFU: unknown (no peak figure on the CPU)\n");
+    const char *what;
+    double gib = trainer_peak_memory_gib(t, &what);
+    printf("peak memory: %.2f GiB (%s)\n", gib, what);
+    printf("first step ended %.2f s after the process started\n", first_step_end);
+}
+
+/* the warm-up steps, then the timed ones; prints what was measured */
+static int benchmark(trainer *t, const flame_plugin *plugin, const bench_options *b)
+{
+    double first_step_end = 0, start = 0;
+    step_metrics m;
+    int status = FLAME_EXIT_OK;
+    for (int step = 1; status == FLAME_EXIT_OK && step <= b->warmup_steps + b->timed_steps;
+         step++) {
+        if (step == b->warmup_steps + 1) {
+            trainer_synchronize(t);
+            start = now_seconds();
+        }
+        status = trainer_step(t, &m);
+        if (step == 1) {
+            trainer_synchronize(t);
+            first_step_end = now_seconds() - b->process_start;
+        }
+    }
+    if (status != FLAME_EXIT_OK)
+        return status;
+    trainer_synchronize(t);
+    double seconds = now_seconds() - start;
+    trainer_measure_peak(t); /* after the run: its time is not the first step's */
+    print_benchmark(t, plugin, b, seconds, first_step_end);
+    return FLAME_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     bench_options b = {.process_start = process_start_seconds()};
@@ -83,10 +148,14 @@ int main(int argc, char **argv)
     if (status != FLAME_EXIT_OK || !cfg)
         return status;
     if (read_positive(cfg, "warmup_steps", 0, &b.warmup_steps) ||
-        read_positive(cfg, "steps", 1, &b.timed_steps))
+        read_positive(cfg, "steps", 1, &b.timed_steps)) {
         status = FLAME_EXIT_CONFIG;
-    else
-        status = trainer_benchmark(plugin, cfg, &b);
+    } else {
+        trainer *t = trainer_open(plugin, cfg, TRAINER_BENCH, &status);
+        if (t)
+            status = benchmark(t, plugin, &b);
+        trainer_close(t);
+    }
     config_destroy(cfg);
     return status;
 }

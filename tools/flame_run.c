@@ -29,7 +29,11 @@ int main(int argc, char **argv)
     int status = cli_load(&prog, argc, argv, &plugin, &cfg);
     if (status != FLAME_EXIT_OK || !cfg)
         return status;
-    status = trainer_run(plugin, cfg);
+    trainer *t = trainer_open(plugin, cfg, TRAINER_RUN, &status);
+    step_metrics m;
+    while (t && status == FLAME_EXIT_OK && !trainer_finished(t))
+        status = trainer_step(t, &m);
+    trainer_close(t);
     config_destroy(cfg);
     return status;
 }

@@ -59,15 +59,19 @@ typedef struct flame_param_spec {
     int weight_decay; /* 1 for matrices; 0 for norms, biases, embeddings */
 } flame_param_spec;
 
-/* One batch of B rows of T tokens, in backend memory. */
+/* One batch of B rows of T tokens, filled by the core. Everything it points to
+ * is valid from forward until the plugin's backward returns, and the core
+ * changes none of it in between: a plugin keeps the pointers, it copies nothing. */
 typedef struct flame_batch {
-    const int32_t *tokens;  /* [B*T] */
-    const int32_t *targets; /* [B*T]; a negative target is not counted in the loss */
+    const int32_t *tokens;  /* [B*T] backend memory; every id in [0, vocab_size): the core checked */
+    const int32_t *targets; /* [B*T] backend memory; a negative target is not counted in the loss */
     int B, T;
-    /* varlen: document boundaries within the flattened B*T tokens (host memory),
-     * offsets cu_seqlens[0]=0 < ... < cu_seqlens[n_seqs]=B*T; NULL when every row
-     * is one sequence. Recurrent state never crosses a boundary. */
-    const int32_t *cu_seqlens;
+    int counted;            /* targets ≥ 0: the mean loss divides by this */
+    /* Sequence offsets within the flattened B*T tokens, cu_seqlens[0]=0 < ... <
+     * cu_seqlens[n_seqs]=B*T: the documents under varlen, else one sequence per
+     * row (n_seqs = B); always filled. Recurrent state never crosses a boundary. */
+    const int32_t *cu_seqlens;         /* [n_seqs+1] host memory */
+    const int32_t *cu_seqlens_backend; /* the same [n_seqs+1] in backend memory, for kernels */
     int n_seqs;
 } flame_batch;
 

@@ -101,8 +101,8 @@ static void release_arena(lm_model *b)
 {
     if (b->arena)
         b->ops->free(b->arena);
-    lm_batch_release(&b->batch, b->ops);
     b->arena = NULL;
+    b->batch = (lm_batch){0};
 }
 
 void lm_model_destroy(void *model)
@@ -177,7 +177,7 @@ float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, con
                        lm_mixer_fn mixer_forward, void *model)
 {
     const lm_shape *s = &b->s;
-    if (lm_batch_load(&b->batch, b->ops, batch, s->V, who) < 0)
+    if (lm_batch_load(&b->batch, batch, who))
         return NAN;
     int n = b->batch.n;
     b->ops->embedding_forward(b->resid[0], b->batch.tokens, b->w[0], n, s->D);
@@ -215,7 +215,7 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
     lm_carver cv = {NULL, 0, b->ops->act_bytes};
     carve(model, &cv, n);
     b->arena = b->ops->alloc(cv.used);
-    if (!b->arena || lm_batch_reserve(&b->batch, b->ops, (int)n)) {
+    if (!b->arena) {
         release_arena(b);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
                  cv.used / 1073741824.0);
@@ -223,6 +223,7 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
     }
     cv = (lm_carver){b->arena, 0, b->ops->act_bytes};
     carve(model, &cv, n);
+    b->batch.cap = (int)n;
     return 0;
 }
 

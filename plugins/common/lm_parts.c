@@ -96,58 +96,19 @@ void lm_zero_acts(const flame_ops *ops, void *x, size_t count) { ops->zero(x, co
 
 /* ------------------------------------------------------------------ batch */
 
-int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap)
+/* the offsets the kernels index by: 0 < ... < n, at most one sequence per token */
+static int offsets_fit(const flame_batch *b, int n)
 {
-    memset(lb, 0, sizeof *lb);
-    lb->tokens = ops->alloc((size_t)cap * sizeof(int32_t));
-    lb->targets = ops->alloc((size_t)cap * sizeof(int32_t));
-    lb->host_ints = malloc((size_t)cap * sizeof(int32_t));
-    lb->cu = malloc(((size_t)cap + 1) * sizeof(int32_t));
-    lb->cu_backend = ops->alloc(((size_t)cap + 1) * sizeof(int32_t));
-    if (!lb->tokens || !lb->targets || !lb->host_ints || !lb->cu || !lb->cu_backend) {
-        lm_batch_release(lb, ops);
-        return -1;
-    }
-    lb->cap = cap;
-    return 0;
-}
-
-void lm_batch_release(lm_batch *lb, const flame_ops *ops)
-{
-    if (lb->tokens)
-        ops->free(lb->tokens);
-    if (lb->targets)
-        ops->free(lb->targets);
-    if (lb->cu_backend)
-        ops->free(lb->cu_backend);
-    free(lb->host_ints);
-    free(lb->cu);
-    memset(lb, 0, sizeof *lb);
-}
-
-static int load_offsets(lm_batch *lb, const flame_batch *b, int n, const char *who)
-{
-    if (!b->cu_seqlens) {
-        for (int s = 0; s <= b->B; s++)
-            lb->cu[s] = s * b->T;
-        lb->n_seqs = b->B;
+    if (!b->cu_seqlens || !b->cu_seqlens_backend || b->n_seqs < 1 || b->n_seqs > n ||
+        b->cu_seqlens[0] != 0 || b->cu_seqlens[b->n_seqs] != n)
         return 0;
-    }
-    int ok = b->n_seqs >= 1 && b->n_seqs <= n && b->cu_seqlens[0] == 0 &&
-             b->cu_seqlens[b->n_seqs] == n;
-    for (int s = 0; ok && s < b->n_seqs; s++)
-        ok = b->cu_seqlens[s] < b->cu_seqlens[s + 1];
-    if (!ok) {
-        fprintf(stderr, "%s: cu_seqlens must rise strictly from 0 to B·T = %d\n", who, n);
-        return -1;
-    }
-    memcpy(lb->cu, b->cu_seqlens, ((size_t)b->n_seqs + 1) * sizeof *lb->cu);
-    lb->n_seqs = b->n_seqs;
-    return 0;
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->cu_seqlens[s] >= b->cu_seqlens[s + 1])
+            return 0;
+    return 1;
 }
 
-int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int vocab,
-                  const char *who)
+int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who)
 {
     lb->n = 0;
     if (b->B < 1 || b->T < 1 || (int64_t)b->B * b->T > lb->cap) {
@@ -156,25 +117,18 @@ int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int 
         return -1;
     }
     int n = b->B * b->T;
-    if (load_offsets(lb, b, n, who))
+    if (!offsets_fit(b, n)) {
+        fprintf(stderr, "%s: cu_seqlens must rise strictly from 0 to B·T = %d\n", who, n);
         return -1;
-    ops->download(lb->host_ints, b->tokens, (size_t)n * sizeof(int32_t));
-    for (int i = 0; i < n; i++)
-        if (lb->host_ints[i] < 0 || lb->host_ints[i] >= vocab) {
-            fprintf(stderr, "%s: token %d at position %d is outside the vocabulary of %d\n", who,
-                    lb->host_ints[i], i, vocab);
-            return -1;
-        }
-    ops->copy(lb->tokens, b->tokens, (size_t)n * sizeof(int32_t));
-    ops->copy(lb->targets, b->targets, (size_t)n * sizeof(int32_t));
-    ops->upload(lb->cu_backend, lb->cu, ((size_t)lb->n_seqs + 1) * sizeof(int32_t));
-    ops->download(lb->host_ints, b->targets, (size_t)n * sizeof(int32_t));
-    int counted = 0;
-    for (int i = 0; i < n; i++)
-        counted += lb->host_ints[i] >= 0;
+    }
+    lb->tokens = b->tokens;
+    lb->targets = b->targets;
+    lb->cu = b->cu_seqlens;
+    lb->cu_backend = b->cu_seqlens_backend;
+    lb->n_seqs = b->n_seqs;
+    lb->counted = b->counted;
     lb->n = n;
-    lb->counted = counted;
-    return counted;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ MLP */

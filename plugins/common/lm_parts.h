@@ -55,26 +55,20 @@ void *lm_act_at(const flame_ops *ops, const void *base, size_t index);
 /* count activations of x set to 0 */
 void lm_zero_acts(const flame_ops *ops, void *x, size_t count);
 
-/* The last batch, as the layers need it. */
+/* The last batch, as the layers need it: the pointers of the flame_batch the
+ * core handed to forward (valid until backward returns), nothing copied. */
 typedef struct lm_batch {
-    int32_t *tokens, *targets; /* backend copies [cap] */
-    int32_t *host_ints; /* host scratch [cap] */
-    int32_t *cu;        /* host [cap+1]: sequence offsets */
-    int32_t *cu_backend; /* the same offsets in backend memory, for kernels that cannot read the host's */
-    int cap;            /* tokens reserved */
-    int n, n_seqs;      /* of the last batch; n = 0 before any (or after a refused one) */
-    int counted;        /* targets ≥ 0 of the last batch */
+    const int32_t *tokens, *targets; /* backend [n] */
+    const int32_t *cu;         /* host [n_seqs+1]: sequence offsets */
+    const int32_t *cu_backend; /* the same offsets in backend memory, for kernels that cannot read the host's */
+    int cap;                   /* tokens reserved */
+    int n, n_seqs;             /* of the last batch; n = 0 before any (or after a refused one) */
+    int counted;               /* targets ≥ 0 of the last batch */
 } lm_batch;
 
-/* Returns 0, or -1 when out of memory (then nothing is held). */
-int lm_batch_reserve(lm_batch *lb, const flame_ops *ops, int cap);
-void lm_batch_release(lm_batch *lb, const flame_ops *ops);
-/* Takes in b: its size against the reservation, its sequence offsets
- * (cu_seqlens, else one sequence per row), every token against the vocabulary,
- * backend copies of the tokens, targets and sequence offsets. Returns the number of counted
- * targets (≥ 0), or -1 after one line on stderr starting with who. */
-int lm_batch_load(lm_batch *lb, const flame_ops *ops, const flame_batch *b, int vocab,
-                  const char *who);
+/* Takes in b: its size and sequence offsets against the reservation, then
+ * keeps its pointers. Returns 0, or -1 after one line on stderr starting with who. */
+int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
 
 /* out = in + down(silu(gate(x)) · up(x)), x = rmsnorm(in); void pointers are
  * activations (and the parameters' compute view), float ones fp32. A layer
