@@ -2,8 +2,9 @@
  * flame_plugin_entry() and the CPU op table: a [model] section made by the
  * test, the model with random parameters, a batch, a naive model's building
  * blocks in double, and the check of every parameter gradient against finite
- * differences. A test defines `typedef struct dims {... int V; ...} dims;`
- * (its model's sizes, V the vocabulary) before including this. */
+ * differences. A test defines `typedef struct dims {...} dims;` (its model's
+ * sizes, with at least int D, L, I, V, tie and double eps: width, layers, MLP
+ * width, vocabulary, tied embeddings, norm epsilon) before including this. */
 #ifndef FLAME_PLUGIN_TESTING_H
 #define FLAME_PLUGIN_TESTING_H
 
@@ -55,6 +56,13 @@ static void fill_param(float *x, const flame_param_spec *s, size_t n)
         testing_fill(x, n, -1.2f, 1.2f);
     else
         testing_fill(x, n, -0.52f, 0.52f);
+}
+
+/* a [model] section with the keys every decoder LM shares, from c; the test
+ * adds its plugin's own */
+static kv_config lm_config_of(const dims *c)
+{
+    return kv_lm_config(&(kv_lm_keys){.D = c->D, .L = c->L, .V = c->V, .I = c->I, .eps = c->eps, .tie = c->tie});
 }
 
 /* creates the plugin's model from cfg, binds fresh random parameters */

@@ -270,15 +270,13 @@ static void test_gates(size_t n, float normalizer)
 
 /* ==================================================================== the model */
 
-static const char *const small_model[][2] = {
-    {"hidden_size", "64"}, {"num_hidden_layers", "2"}, {"num_heads", "2"},
-    {"vocab_size", "97"},  {"gate_low_rank_dim", "8"}, {"intermediate_size", "96"},
-    {"expand_k", "0.5"},   {"expand_v", "1"},          {"norm_eps", "1e-6"},
-};
-
 static void test_model(void)
 {
-    kv_config cfg = kv_of_pairs(small_model, (int)(sizeof small_model / sizeof small_model[0]));
+    kv_config cfg = kv_lm_config(&(kv_lm_keys){.D = 64, .L = 2, .V = 97, .I = 96, .eps = 1e-6});
+    kv_set(&cfg, "num_heads", "2");
+    kv_set(&cfg, "gate_low_rank_dim", "8");
+    kv_set(&cfg, "expand_k", "0.5");
+    kv_set(&cfg, "expand_v", "1");
     test_model_on_both(&cfg);
 }
 

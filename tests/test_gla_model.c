@@ -116,34 +116,23 @@ static void check_gla_params(const test_model *t)
  * crosses 0, within |q·k| ≈ sqrt(eps). The gradient-checked models use
  * norm_eps = 0.1 to keep that smooth at the scale of the finite-difference
  * step; the forward is also checked at fla's 1e-6. */
-static kv_config tiny_config(char bufs[][16], const dims *c)
+static kv_config tiny_config(const dims *c)
 {
-    kv_config cfg = {.n = 0};
-    kv_set(&cfg, "hidden_size", kv_int(bufs[0], c->D));
-    kv_set(&cfg, "num_hidden_layers", kv_int(bufs[1], c->L));
-    kv_set(&cfg, "num_heads", kv_int(bufs[2], c->H));
-    kv_set(&cfg, "vocab_size", kv_int(bufs[3], c->V));
-    kv_set(&cfg, "gate_low_rank_dim", kv_int(bufs[4], c->R));
-    kv_set(&cfg, "intermediate_size", kv_int(bufs[5], c->I));
-    kv_set(&cfg, "gate_logit_normalizer", kv_int(bufs[6], (int)c->normalizer));
-    snprintf(bufs[7], 16, "%g", c->eps);
-    kv_set(&cfg, "norm_eps", bufs[7]);
+    kv_config cfg = lm_config_of(c);
+    kv_set_int(&cfg, "num_heads", c->H);
     kv_set(&cfg, "expand_k", "0.5");
     kv_set(&cfg, "expand_v", "1");
-    kv_set(&cfg, "tie_word_embeddings", c->tie ? "true" : "false");
+    kv_set_int(&cfg, "gate_logit_normalizer", (int)c->normalizer);
+    kv_set_int(&cfg, "gate_low_rank_dim", c->R);
     kv_set(&cfg, "fuse_norm", c->fuse_norm ? "true" : "false");
-    /* keys a flame/fla config carries that change nothing */
-    kv_set(&cfg, "attn_mode", "chunk");
-    kv_set(&cfg, "fuse_cross_entropy", "true");
-    kv_set(&cfg, "bos_token_id", "1");
+    kv_set(&cfg, "attn_mode", "chunk"); /* a key of fla's configs that changes nothing */
     return cfg;
 }
 
 static void run_case(const char *name, const dims *c, int B, int T, const int32_t *cu, int n_seqs,
                      int grads)
 {
-    char bufs[8][16];
-    kv_config cfg = tiny_config(bufs, c);
+    kv_config cfg = tiny_config(c);
     test_model t;
     memset(&t, 0, sizeof t);
     if (model_open(&t, &cfg, c) == 0) {
@@ -194,9 +183,8 @@ static void test_create(void)
         for (int j = i + 1; j < p->n_options; j++)
             CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
 
-    char bufs[8][16];
     dims c = {.D = 16, .L = 2, .H = 2, .I = 24, .V = 11, .R = 4, .normalizer = 16};
-    const kv_config base = tiny_config(bufs, &c);
+    const kv_config base = tiny_config(&c);
     struct { const char *key, *value, *needle; } refused[] = {
         {"use_short_conv", "true", "use_short_conv"},
         {"use_gv", "true", "use_gv"},

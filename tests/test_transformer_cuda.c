@@ -188,25 +188,20 @@ static void test_rotaries(void)
 
 /* ==================================================================== the model */
 
-static const char *const small_model[][2] = {
-    {"hidden_size", "128"}, {"num_hidden_layers", "2"},   {"num_heads", "4"},
-    {"num_kv_heads", "2"},  {"vocab_size", "97"},         {"intermediate_size", "192"},
-    {"norm_eps", "1e-6"},   {"rope_theta", "10000"},
-};
-
 static void test_model(void)
 {
-    kv_config cfg = kv_of_pairs(small_model, (int)(sizeof small_model / sizeof small_model[0]));
+    kv_config cfg = kv_lm_config(&(kv_lm_keys){.D = 128, .L = 2, .V = 97, .I = 192, .eps = 1e-6});
+    kv_set(&cfg, "num_heads", "4");
+    kv_set(&cfg, "num_kv_heads", "2");
+    kv_set(&cfg, "rope_theta", "10000");
     test_model_on_both(&cfg);
 }
 
 /* the CUDA table refuses head dims its attention has no kernel for, at create */
 static void test_refusal(void)
 {
-    static const char *const odd_heads[][2] = {
-        {"hidden_size", "72"}, {"num_hidden_layers", "1"}, {"num_heads", "2"}, {"vocab_size", "97"},
-    };
-    kv_config cfg = kv_of_pairs(odd_heads, 4);
+    kv_config cfg = kv_lm_config(&(kv_lm_keys){.D = 72, .L = 1, .V = 97, .I = 192, .eps = 1e-6});
+    kv_set(&cfg, "num_heads", "2");
     flame_model_config view = view_of(&cfg);
     char err[256] = "";
     void *m = flame_plugin_entry()->create(&view, &flame_cuda_ops, err, sizeof err);

@@ -242,32 +242,21 @@ static void check_transformer_params(const test_model *t)
 
 /* ==================================================================== cases */
 
-static kv_config tiny_config(char bufs[][16], const dims *c)
+static kv_config tiny_config(const dims *c)
 {
-    kv_config cfg = {.n = 0};
-    kv_set(&cfg, "hidden_size", kv_int(bufs[0], c->D));
-    kv_set(&cfg, "num_hidden_layers", kv_int(bufs[1], c->L));
-    kv_set(&cfg, "num_heads", kv_int(bufs[2], c->H));
-    kv_set(&cfg, "num_kv_heads", kv_int(bufs[3], c->Hkv));
-    kv_set(&cfg, "vocab_size", kv_int(bufs[4], c->V));
-    kv_set(&cfg, "intermediate_size", kv_int(bufs[5], c->I));
-    snprintf(bufs[6], 16, "%g", c->eps);
-    kv_set(&cfg, "norm_eps", bufs[6]);
-    snprintf(bufs[7], 16, "%g", c->theta);
-    kv_set(&cfg, "rope_theta", bufs[7]);
-    kv_set(&cfg, "tie_word_embeddings", c->tie ? "true" : "false");
+    kv_config cfg = lm_config_of(c);
+    kv_set_int(&cfg, "num_heads", c->H);
+    kv_set_int(&cfg, "num_kv_heads", c->Hkv);
+    kv_set_float(&cfg, "rope_theta", c->theta);
     /* keys fla-org/flame's transformer configs carry that change nothing */
     kv_set(&cfg, "max_position_embeddings", "8192");
     kv_set(&cfg, "attention_bias", "false");
-    kv_set(&cfg, "fuse_cross_entropy", "true");
-    kv_set(&cfg, "bos_token_id", "1");
     return cfg;
 }
 
 static void run_case(const char *name, const dims *c, int B, int T, const int32_t *cu, int n_seqs, int grads)
 {
-    char bufs[8][16];
-    kv_config cfg = tiny_config(bufs, c);
+    kv_config cfg = tiny_config(c);
     test_model t;
     memset(&t, 0, sizeof t);
     if (model_open(&t, &cfg, c) == 0) {
@@ -344,9 +333,8 @@ static void test_create(void)
         for (int j = i + 1; j < p->n_options; j++)
             CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
 
-    char bufs[8][16];
     dims c = {.D = 16, .L = 2, .H = 4, .Hkv = 2, .I = 24, .V = 11, .eps = 1e-6, .theta = 10000};
-    const kv_config base = tiny_config(bufs, &c);
+    const kv_config base = tiny_config(&c);
     struct { const char *key, *value, *needle; } refused[] = {
         {"qkv_bias", "true", "qkv_bias = true is not supported yet"},
         {"qk_norm", "true", "qk_norm"},

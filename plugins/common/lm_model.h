@@ -21,7 +21,40 @@ typedef struct lm_shape {
     float eps, init_std;            /* every RMSNorm's epsilon; the normal draws' std */
 } lm_shape;
 
-/* The options every such plugin shares, into shape (per_layer is the
+/* The [model] options every decoder LM declares alike (key, type, default,
+ * ignored flag), as initializer entries for the plugin's own flame_option
+ * table: the options first, the ignored fla/Hugging Face keys last. Macros
+ * rather than a table joined at load, so that each plugin's table stays one
+ * static array (its -h listing and the defaults lm_opt_* fall back to) with
+ * nothing to build or free. A key whose default or meaning differs between
+ * plugins (num_heads, num_kv_heads, fuse_norm) stays in each plugin's table. */
+#define LM_DECODER_OPTIONS                                                                          \
+    {"hidden_size", FLAME_TYPE_INT, "2048", "model width D", 0},                                    \
+    {"num_hidden_layers", FLAME_TYPE_INT, "24", "number of blocks", 0},                             \
+    {"hidden_ratio", FLAME_TYPE_INT, "4", "MLP width ratio when intermediate_size is unset", 0},    \
+    {"intermediate_size", FLAME_TYPE_INT, NULL,                                                     \
+     "MLP width (unset: int(hidden_size·hidden_ratio·2/3) rounded up to a multiple of 256)", 0},    \
+    {"vocab_size", FLAME_TYPE_INT, "32000", "vocabulary size", 0},                                  \
+    {"norm_eps", FLAME_TYPE_FLOAT, "1e-6", "epsilon of every RMSNorm", 0},                          \
+    {"initializer_range", FLAME_TYPE_FLOAT, "0.02", "std of the normal initialization", 0},         \
+    {"tie_word_embeddings", FLAME_TYPE_BOOL, "false", "use the embedding matrix as lm_head", 0},    \
+    {"hidden_act", FLAME_TYPE_STRING, "swish",                                                      \
+     "activation of the MLP and of any output gate (swish, or silu: the same)", 0},                 \
+    {"elementwise_affine", FLAME_TYPE_BOOL, "true",                                                 \
+     "learnable weights of the norms fla makes optional (false: not supported yet)", 0},            \
+    {"max_position_embeddings", FLAME_TYPE_INT, "2048", "accepted, unused: no position table", 0},  \
+    {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0}
+#define LM_DECODER_IGNORED_OPTIONS                                                                  \
+    {"fuse_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},                          \
+    {"fuse_swiglu", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},                                 \
+    {"fuse_linear_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},                   \
+    {"use_l2warp", FLAME_TYPE_BOOL, NULL, "fla training trick", 1},                                 \
+    {"use_cache", FLAME_TYPE_BOOL, NULL, "Hugging Face generation setting", 1},                     \
+    {"bos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},                             \
+    {"eos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},                             \
+    {"pad_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1}
+
+/* The shared options that size the model, into shape (per_layer is the
  * caller's): hidden_size, num_hidden_layers, vocab_size, intermediate_size
  * (unset: fla's int(D·hidden_ratio·2/3) rounded up to 256), norm_eps,
  * initializer_range, tie_word_embeddings, and hidden_act (swish or silu only).

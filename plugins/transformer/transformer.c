@@ -30,19 +30,10 @@
 /* ------------------------------------------------------------------ options */
 
 static const flame_option tf_options[] = {
-    {"hidden_size", FLAME_TYPE_INT, "2048", "model width D", 0},
-    {"num_hidden_layers", FLAME_TYPE_INT, "24", "number of transformer blocks", 0},
+    LM_DECODER_OPTIONS,
     {"num_heads", FLAME_TYPE_INT, "32", "query heads H; head_dim = hidden_size / num_heads", 0},
     {"num_kv_heads", FLAME_TYPE_INT, NULL, "key/value heads, dividing num_heads (unset: num_heads)", 0},
-    {"hidden_ratio", FLAME_TYPE_INT, "4", "MLP width ratio when intermediate_size is unset", 0},
-    {"intermediate_size", FLAME_TYPE_INT, NULL,
-     "MLP width (unset: int(hidden_size·hidden_ratio·2/3) rounded up to a multiple of 256)", 0},
-    {"vocab_size", FLAME_TYPE_INT, "32000", "vocabulary size", 0},
-    {"norm_eps", FLAME_TYPE_FLOAT, "1e-6", "epsilon of every RMSNorm", 0},
     {"rope_theta", FLAME_TYPE_FLOAT, "10000", "base of the rotary embedding", 0},
-    {"max_position_embeddings", FLAME_TYPE_INT, "2048", "accepted; rotary positions need no table", 0},
-    {"initializer_range", FLAME_TYPE_FLOAT, "0.02", "std of the normal initialization", 0},
-    {"tie_word_embeddings", FLAME_TYPE_BOOL, "false", "use the embedding matrix as lm_head", 0},
     {"qkv_bias", FLAME_TYPE_BOOL, "false", "biases of q/k/v_proj (true: not supported yet)", 0},
     {"qk_norm", FLAME_TYPE_BOOL, "false", "RMSNorm of q and k per head (true: not supported yet)", 0},
     {"head_dim", FLAME_TYPE_INT, NULL,
@@ -50,19 +41,9 @@ static const flame_option tf_options[] = {
     {"window_size", FLAME_TYPE_INT, NULL,
      "sliding-window attention span in tokens (Mistral's sliding_window); supported while it "
      "covers a whole row (window_size >= seq_len), where it equals full causal attention", 0},
-    {"hidden_act", FLAME_TYPE_STRING, "swish", "activation of the MLP (swish, or silu: the same)", 0},
-    {"elementwise_affine", FLAME_TYPE_BOOL, "true", "learnable norm weights (false: not supported yet)", 0},
-    {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0},
     {"fuse_norm", FLAME_TYPE_BOOL, NULL, "fla kernel choice (same parameters and math)", 1},
-    {"fuse_swiglu", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
-    {"fuse_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
-    {"fuse_linear_cross_entropy", FLAME_TYPE_BOOL, NULL, "fla kernel choice", 1},
-    {"use_l2warp", FLAME_TYPE_BOOL, NULL, "fla training trick", 1},
     {"attention_bias", FLAME_TYPE_BOOL, NULL, "not a key of fla's TransformerConfig; fla ignores it", 1},
-    {"use_cache", FLAME_TYPE_BOOL, NULL, "Hugging Face generation setting", 1},
-    {"bos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
-    {"eos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
-    {"pad_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+    LM_DECODER_IGNORED_OPTIONS,
 };
 #define N_OPTIONS ((int)(sizeof tf_options / sizeof tf_options[0]))
 
