@@ -210,7 +210,8 @@ def check_to_hf(variant, out, model, source_bits, tmp):
               cfg.get("architectures") == ["TransformerForCausalLM"] and
               cfg.get("torch_dtype") == dtype and cfg.get("hidden_size") == 16 and
               cfg.get("num_kv_heads") == 2 and cfg.get("rope_theta") == 500000.0 and
-              cfg.get("tie_word_embeddings") is False and cfg.get("norm_eps") == 1e-5,
+              cfg.get("tie_word_embeddings") is False and cfg.get("norm_eps") == 1e-5 and
+              cfg.get("hidden_act") == "swish",
               f"{variant}: to-hf {dtype}: config.json {cfg}")
 
 
@@ -426,6 +427,11 @@ def main():
             json.dump({"model_type": "gpt2"}, f)
         rc, _, err = run("from-hf", "--model", bad, "--output", os.path.join(tmp, "x"))
         check(rc == 4 and err.count("\n") == 1 and 'model_type "gpt2"' in err, f"gpt2: exit {rc}: {err}")
+        gelu = os.path.join(tmp, "gelu")
+        make_folder(gelu, "fp32", weights, dict(CONFIG, hidden_act="gelu"))
+        rc, _, err = run("from-hf", "--model", gelu, "--output", os.path.join(tmp, "z"))
+        check(rc == 2 and err.count("\n") == 1 and 'hidden_act = "gelu": only "silu"' in err,
+              f"gelu Llama: exit {rc}: {err}")
         odd = os.path.join(tmp, "odd")
         make_folder(odd, "fp32", dict(weights, **{"model.layers.0.mystery.weight": np.ones(3, np.float32)}))
         rc, _, err = run("from-hf", "--model", odd, "--output", os.path.join(tmp, "y"))

@@ -359,6 +359,9 @@ static const flame_hf_key llama_keys[] = {
     {"rope_scaling", NULL, "null"},
     {"attention_bias", NULL, "false"}, /* fla's o_proj has no bias */
     {"mlp_bias", NULL, "false"},
+    /* the plugin's swish under Hugging Face's name; it sets nothing, so that
+     * to-hf writes fla's spelling */
+    {"hidden_act", NULL, "\"silu\""},
     {"attention_dropout", NULL, NULL},
     {"pretraining_tp", NULL, NULL}, /* a tensor-parallel split of the same products */
 };
