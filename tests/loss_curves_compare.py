@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/loss_curves.py compare, on two made-up metrics files whose
+"""tests/loss_curves.py compare, on two made-up metrics files whose
 differences are known: the loss B differs from A by +2.5 % at step 3, -1.5 %
 at step 7 and +0.2 % at step 9, and equals it elsewhere; A has one step B
 lacks (compared: only the steps both have). The report must give the largest
@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 TOOL = os.path.join(os.environ.get("top_srcdir", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                    "tools", "loss_curves.py")
+                    "tests", "loss_curves.py")
 CHANGES = {3: 0.025, 7: -0.015, 9: 0.002}
 
 

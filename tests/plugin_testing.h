@@ -367,6 +367,94 @@ static void check_param_list(const test_model *t, const expected_param *layer, i
 }
 
 /* create() refuses cfg with one line naming needle */
+/* One case: the model from cfg, its parameter list checked by check_params,
+ * a batch of B×T (cu: varlen offsets or NULL), its loss and logits against
+ * the naive forward with mixer, and with grads its gradients against finite
+ * differences. */
+typedef void (*param_check_fn)(const test_model *t);
+static void run_model_case(const char *name, const kv_config *cfg, const dims *c,
+                           param_check_fn check_params, naive_mixer_fn mixer, int B, int T,
+                           const int32_t *cu, int n_seqs, int grads)
+{
+    test_model t;
+    memset(&t, 0, sizeof t);
+    if (model_open(&t, cfg, c) == 0) {
+        check_params(&t);
+        batch_open(&t, B, T, cu, n_seqs);
+        check_forward(name, &t, mixer);
+        if (grads)
+            check_grads(name, &t);
+    }
+    model_close(&t);
+}
+
+/* a batch larger than the model reserved gives NaN, not a crash */
+static void check_oversized_batch(const kv_config *cfg, const dims *c)
+{
+    test_model t;
+    memset(&t, 0, sizeof t);
+    if (model_open(&t, cfg, c) == 0) {
+        batch_open(&t, 1, 4, NULL, 0);
+        t.batch.T = 5;
+        CHECK(isnan(t.p->forward(t.model, &t.batch, NULL)), "oversized batch accepted");
+    }
+    model_close(&t);
+}
+
+/* the plugin's model of cfg on the CPU, or NULL after a failed check naming what */
+static void *create_checked(const kv_config *cfg, const char *what)
+{
+    char err[256] = "";
+    flame_model_config v = view_of(cfg);
+    void *m = flame_plugin_entry()->create(&v, &flame_cpu_ops, err, sizeof err);
+    CHECK(m != NULL, "%s: %s", what, err);
+    return m;
+}
+
+/* what every 340M of fla-org/flame's configs has: the MLP's gate (parameter
+ * gate_index) of 2816 = 256·ceil(int(1024·4·2/3)/256) rows over 1024, and 32000 tokens */
+static void check_340M_mlp(void *m, int gate_index)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    const flame_param_spec *gate = p->param(m, gate_index);
+    CHECK(strcmp(gate->name, "model.layers.0.mlp.gate_proj.weight") == 0 && gate->shape[0] == 2816 &&
+              gate->shape[1] == 1024,
+          "340M: %s [%lld, %lld]", gate->name, (long long)gate->shape[0], (long long)gate->shape[1]);
+    CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
+}
+
+/* what the vtable says of itself: this ABI, its name, no decoding yet, its own
+ * Hugging Face format, each option declared once */
+static void check_plugin_header(const char *name)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    CHECK(p->abi_version == FLAME_ABI_VERSION && p->size == sizeof(flame_plugin) &&
+          strcmp(p->name, name) == 0, "plugin header");
+    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "no decoding yet");
+    /* fla names its model types as flame names its plugins */
+    CHECK(p->n_hf_formats >= 1 && strcmp(p->hf_formats[0].model_type, name) == 0 &&
+          p->hf_formats[0].n_tensors == 0, "its own Hugging Face format first");
+    for (int i = 0; i < p->n_options; i++)
+        for (int j = i + 1; j < p->n_options; j++)
+            CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
+}
+
+/* one setting each, over base, that create() refuses with a line naming needle */
+typedef struct refused_setting {
+    const char *key, *value, *needle;
+} refused_setting;
+
+static void expect_refusal(const kv_config *cfg, const flame_ops *ops, const char *needle);
+
+static void expect_refusals(const kv_config *base, const refused_setting *refused, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kv_config cfg = *base;
+        kv_set(&cfg, refused[i].key, refused[i].value);
+        expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
+    }
+}
+
 static void expect_refusal(const kv_config *cfg, const flame_ops *ops, const char *needle)
 {
     char err[256] = "";

@@ -133,16 +133,7 @@ static void run_case(const char *name, const dims *c, int B, int T, const int32_
                      int grads)
 {
     kv_config cfg = tiny_config(c);
-    test_model t;
-    memset(&t, 0, sizeof t);
-    if (model_open(&t, &cfg, c) == 0) {
-        check_gla_params(&t);
-        batch_open(&t, B, T, cu, n_seqs);
-        check_forward(name, &t, naive_attention);
-        if (grads)
-            check_grads(name, &t);
-    }
-    model_close(&t);
+    run_model_case(name, &cfg, c, check_gla_params, naive_attention, B, T, cu, n_seqs, grads);
 }
 
 static void test_cases(void)
@@ -176,16 +167,11 @@ static void test_cases(void)
 static void test_create(void)
 {
     const flame_plugin *p = flame_plugin_entry();
-    CHECK(p->abi_version == FLAME_ABI_VERSION && strcmp(p->name, "gla") == 0, "plugin header");
-    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "no decoding yet");
-    /* every option declared once */
-    for (int i = 0; i < p->n_options; i++)
-        for (int j = i + 1; j < p->n_options; j++)
-            CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
+    check_plugin_header("gla");
 
     dims c = {.D = 16, .L = 2, .H = 2, .I = 24, .V = 11, .R = 4, .normalizer = 16};
     const kv_config base = tiny_config(&c);
-    struct { const char *key, *value, *needle; } refused[] = {
+    static const refused_setting refused[] = {
         {"use_short_conv", "true", "use_short_conv"},
         {"use_gv", "true", "use_gv"},
         {"use_gk", "false", "use_gk"},
@@ -200,11 +186,7 @@ static void test_create(void)
         {"num_heads", "3", "num_heads"}, /* key_dim 8 % 3 */
         {"hidden_size", "0", "hidden_size"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        kv_config cfg = base;
-        kv_set(&cfg, refused[i].key, refused[i].value);
-        expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
-    }
+    expect_refusals(&base, refused, sizeof refused / sizeof refused[0]);
     {   /* value_dim = int(16·0.6) = 9, not divisible by 2 heads */
         kv_config cfg = base;
         kv_set(&cfg, "expand_v", "0.6");
@@ -234,42 +216,25 @@ static void test_create(void)
         if (m)
             p->destroy(m);
     }
-    {   /* fla's gla_340M.json: defaults fill the rest; intermediate_size = 256·ceil(int(1024·4·2/3)/256) */
+    {   /* fla's gla_340M.json: defaults fill the rest */
         kv_config cfg = {.n = 0};
         kv_set(&cfg, "hidden_size", "1024");
         kv_set(&cfg, "num_hidden_layers", "24");
-        char err[256] = "";
-        flame_model_config v = view_of(&cfg);
-        void *m = p->create(&v, &flame_cpu_ops, err, sizeof err);
-        CHECK(m != NULL, "340M: %s", err);
+        void *m = create_checked(&cfg, "340M");
         if (m) {
             CHECK(p->n_params(m) == 2 + 24 * 14 + 1, "340M: %d parameters", p->n_params(m));
-            const flame_param_spec *gate = p->param(m, 1 + 11);
-            CHECK(strcmp(gate->name, "model.layers.0.mlp.gate_proj.weight") == 0 && gate->shape[0] == 2816 &&
-                      gate->shape[1] == 1024,
-                  "340M: %s [%lld, %lld]", gate->name, (long long)gate->shape[0], (long long)gate->shape[1]);
+            check_340M_mlp(m, 1 + 11);
             const flame_param_spec *q = p->param(m, 2);
             CHECK(q->shape[0] == 512 && q->shape[1] == 1024, "340M: q_proj [%lld, %lld]",
                   (long long)q->shape[0], (long long)q->shape[1]);
-            CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
             CHECK(p->flops_per_token(m, 2048) > 6.0 * 300e6, "340M: flops_per_token %g",
                   p->flops_per_token(m, 2048));
             p->destroy(m);
         }
     }
-    {   /* a batch larger than reserved gives NaN, not a crash */
-        kv_config cfg = base;
-        test_model t;
-        memset(&t, 0, sizeof t);
-        dims small = c;
-        small.key_dim = 8, small.value_dim = 16, small.eps = 1e-6;
-        if (model_open(&t, &cfg, &small) == 0) {
-            batch_open(&t, 1, 4, NULL, 0);
-            t.batch.T = 5;
-            CHECK(isnan(p->forward(t.model, &t.batch, NULL)), "oversized batch accepted");
-        }
-        model_close(&t);
-    }
+    dims small = c;
+    small.key_dim = 8, small.value_dim = 16, small.eps = 1e-6;
+    check_oversized_batch(&base, &small);
 }
 
 int main(void)

@@ -254,19 +254,11 @@ static kv_config tiny_config(const dims *c)
     return cfg;
 }
 
-static void run_case(const char *name, const dims *c, int B, int T, const int32_t *cu, int n_seqs, int grads)
+static void run_case(const char *name, const dims *c, int B, int T, const int32_t *cu, int n_seqs,
+                     int grads)
 {
     kv_config cfg = tiny_config(c);
-    test_model t;
-    memset(&t, 0, sizeof t);
-    if (model_open(&t, &cfg, c) == 0) {
-        check_transformer_params(&t);
-        batch_open(&t, B, T, cu, n_seqs);
-        check_forward(name, &t, naive_attention);
-        if (grads)
-            check_grads(name, &t);
-    }
-    model_close(&t);
+    run_model_case(name, &cfg, c, check_transformer_params, naive_attention, B, T, cu, n_seqs, grads);
 }
 
 static void test_cases(void)
@@ -304,18 +296,11 @@ static void test_340M(void)
     kv_set(&cfg, "num_hidden_layers", "24");
     kv_set(&cfg, "num_heads", "16");
     kv_set(&cfg, "max_position_embeddings", "8192");
-    char err[256] = "";
-    flame_model_config v = view_of(&cfg);
-    void *m = p->create(&v, &flame_cpu_ops, err, sizeof err);
-    CHECK(m != NULL, "340M: %s", err);
+    void *m = create_checked(&cfg, "340M");
     if (!m)
         return;
     CHECK(p->n_params(m) == 2 + 24 * 9 + 1, "340M: %d parameters", p->n_params(m));
-    const flame_param_spec *gate = p->param(m, 1 + 6);
-    CHECK(strcmp(gate->name, "model.layers.0.mlp.gate_proj.weight") == 0 && gate->shape[0] == 2816 &&
-              gate->shape[1] == 1024,
-          "340M: %s [%lld, %lld]", gate->name, (long long)gate->shape[0], (long long)gate->shape[1]);
-    CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
+    check_340M_mlp(m, 1 + 6);
     /* 6·(24·(4·1024² + 3·2816·1024) + 32000·1024) + 12·24·1024·2048 */
     double want = 6.0 * (24.0 * (4.0 * 1024 * 1024 + 3.0 * 2816 * 1024) + 32000.0 * 1024) +
                   12.0 * 24 * 1024 * 2048;
@@ -327,15 +312,11 @@ static void test_340M(void)
 static void test_create(void)
 {
     const flame_plugin *p = flame_plugin_entry();
-    CHECK(p->abi_version == FLAME_ABI_VERSION && strcmp(p->name, "transformer") == 0, "plugin header");
-    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "no decoding yet");
-    for (int i = 0; i < p->n_options; i++)
-        for (int j = i + 1; j < p->n_options; j++)
-            CHECK(strcmp(p->options[i].key, p->options[j].key) != 0, "option %s twice", p->options[i].key);
+    check_plugin_header("transformer");
 
     dims c = {.D = 16, .L = 2, .H = 4, .Hkv = 2, .I = 24, .V = 11, .eps = 1e-6, .theta = 10000};
     const kv_config base = tiny_config(&c);
-    struct { const char *key, *value, *needle; } refused[] = {
+    static const refused_setting refused[] = {
         {"qkv_bias", "true", "qkv_bias = true is not supported yet"},
         {"qk_norm", "true", "qk_norm"},
         {"window_size", "0", "window_size"},
@@ -349,11 +330,7 @@ static void test_create(void)
         {"rope_theta", "0", "rope_theta"},
         {"norm_eps", "-1", "norm_eps"},
     };
-    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        kv_config cfg = base;
-        kv_set(&cfg, refused[i].key, refused[i].value);
-        expect_refusal(&cfg, &flame_cpu_ops, refused[i].needle);
-    }
+    expect_refusals(&base, refused, sizeof refused / sizeof refused[0]);
     {   /* a window covering the whole row is taken; a shorter one is a configuration error */
         kv_config cfg = base;
         kv_set(&cfg, "window_size", "8");
@@ -372,16 +349,7 @@ static void test_create(void)
     other.backend = "tpu";
     expect_refusal(&base, &other, "no kernels for backend tpu in this build");
     test_340M();
-    {   /* a batch larger than reserved gives NaN, not a crash */
-        test_model t;
-        memset(&t, 0, sizeof t);
-        if (model_open(&t, &base, &c) == 0) {
-            batch_open(&t, 1, 4, NULL, 0);
-            t.batch.T = 5;
-            CHECK(isnan(p->forward(t.model, &t.batch, NULL)), "oversized batch accepted");
-        }
-        model_close(&t);
-    }
+    check_oversized_batch(&base, &c);
 }
 
 int main(void)
