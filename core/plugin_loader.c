@@ -90,11 +90,11 @@ static int bad_text(const char *s, size_t max)
 static const char *check_options(const flame_plugin *p)
 {
     if (p->n_options < 0 || p->n_options > 4096 || (p->n_options > 0 && !p->options))
-        return "options / n_options";
+        return "options / n_options do not describe an array";
     for (int i = 0; i < p->n_options; i++) {
         const flame_option *o = &p->options[i];
         if (bad_text(o->key, 128) || o->type < FLAME_TYPE_INT || o->type > FLAME_TYPE_STRING)
-            return "an option's key or type";
+            return "an option's key or type is not usable";
     }
     return NULL;
 }
@@ -102,22 +102,22 @@ static const char *check_options(const flame_plugin *p)
 static const char *check_formats(const flame_plugin *p)
 {
     if (p->n_hf_formats < 0 || p->n_hf_formats > 64 || (p->n_hf_formats > 0 && !p->hf_formats))
-        return "hf_formats / n_hf_formats";
+        return "hf_formats / n_hf_formats do not describe an array";
     for (int i = 0; i < p->n_hf_formats; i++) {
         const flame_hf_format *f = &p->hf_formats[i];
         if (bad_text(f->model_type, 128) || bad_text(f->architecture, 128))
-            return "a format's model_type or architecture";
+            return "a format's model_type or architecture is not usable";
         if (f->n_keys < 0 || (f->n_keys > 0 && !f->keys) || f->n_tensors < 0 ||
             (f->n_tensors > 0 && !f->tensors))
-            return "a format's keys or tensors";
+            return "a format's keys or tensors do not describe arrays";
         for (int k = 0; k < f->n_keys; k++)
             if (bad_text(f->keys[k].hf, 256))
-                return "a format's config key";
+                return "a format's config key is not usable";
         for (int t = 0; t < f->n_tensors; t++)
             if (bad_text(f->tensors[t].hf, 256))
-                return "a format's tensor name";
+                return "a format's tensor name is not usable";
         if (i == 0 && f->n_tensors > 0)
-            return "hf_formats[0].tensors (the plugin's own format keeps its tensor names)";
+            return "hf_formats[0] renames tensors (the plugin's own format keeps its names)";
     }
     return NULL;
 }
@@ -126,13 +126,16 @@ static const char *check_formats(const flame_plugin *p)
 static const char *check_vtable(const flame_plugin *p)
 {
     if (bad_text(p->name, 64))
-        return "name";
-    if (!p->create || !p->destroy || !p->n_params || !p->param || !p->bind || !p->reserve ||
-        !p->forward || !p->backward || !p->flops_per_token || !p->vocab_size)
-        return "a required function (create, destroy, n_params, param, bind, reserve, forward, "
-               "backward, flops_per_token, vocab_size) is NULL";
+        return "name is not usable";
     const char *why = check_options(p);
-    return why ? why : check_formats(p);
+    if (!why)
+        why = check_formats(p);
+    if (!why && (!p->create || !p->destroy || !p->n_params || !p->param || !p->bind ||
+                 !p->reserve || !p->forward || !p->backward || !p->flops_per_token ||
+                 !p->vocab_size))
+        why = "a required function (create, destroy, n_params, param, bind, reserve, forward, "
+              "backward, flops_per_token, vocab_size) is NULL";
+    return why;
 }
 
 /* The core's own copy of the vtable: as long as this flame's, the entries past
@@ -158,7 +161,7 @@ static const flame_plugin *adopt_vtable(const char *path, const flame_plugin *pl
         copy->description = "";
     const char *why = check_vtable(copy);
     if (why) {
-        snprintf(err, err_len, "%s: plugin vtable: %s is not usable", path, why);
+        snprintf(err, err_len, "%s: plugin vtable: %s", path, why);
         free(copy);
         return NULL;
     }

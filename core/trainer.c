@@ -67,7 +67,7 @@ static double now_seconds(void)
 
 static int fail(trainer *r, int status)
 {
-    fprintf(stderr, "flame-run: %s\n", r->err);
+    fprintf(stderr, "%s: %s\n", r->mode == TRAINER_BENCH ? "flame-bench" : "flame-run", r->err);
     return status;
 }
 

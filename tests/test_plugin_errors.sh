@@ -35,6 +35,24 @@ else
     fail "the ABI $major.0 plugin did not train: $(tail -n 3 "$SCRATCH/old.out")"
 fi
 
+# what a vtable declares is checked before it is used: each refused, naming the field
+vtable_plugin() { # NAME BODY: a plugin whose vtable is BODY after the header
+    printf '#include <flame/plugin.h>\n%s\nstatic const flame_plugin p = {FLAME_PLUGIN_HEADER, %s};\nconst flame_plugin *flame_plugin_entry(void) { return &p; }\n' \
+        "${3:-}" "$2" >"$SCRATCH/$1.c"
+    $CC -shared -fPIC -I"$top_srcdir/include" "$SCRATCH/$1.c" -o "$SCRATCH/$1.so"
+}
+vtable_plugin nofns '.name = "nofns"'
+expect_error 4 "nofns.so: plugin vtable: a required function .* is NULL" -- run "$SCRATCH/nofns.so"
+vtable_plugin noname '.description = "no name"'
+expect_error 4 "noname.so: plugin vtable: name is not usable" -- run "$SCRATCH/noname.so"
+vtable_plugin badopt '.name = "badopt", .options = opts, .n_options = 2' \
+    'static const flame_option opts[] = {{"a", FLAME_TYPE_INT, "1", "", 0}, {0}};'
+expect_error 4 "badopt.so: plugin vtable: an option's key or type is not usable" -- run "$SCRATCH/badopt.so"
+vtable_plugin badfmt '.name = "badfmt", .hf_formats = f, .n_hf_formats = 1' \
+    'static const flame_hf_format f[] = {{"badfmt", NULL, NULL, 0, NULL, 0}};'
+expect_error 4 "badfmt.so: plugin vtable: a format's model_type or architecture is not usable" -- \
+    run "$SCRATCH/badfmt.so"
+
 # FLAME_PLUGIN_PATH is searched first
 mkdir -p "$SCRATCH/plugins" && cp "$SCRATCH/future.so" "$SCRATCH/plugins/gla.so"
 FLAME_PLUGIN_PATH="$SCRATCH/plugins" expect_error 4 "plugins/gla.so: plugin ABI version $((major + 1))" -- run gla
