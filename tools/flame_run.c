@@ -16,7 +16,8 @@ static const char usage[] =
     "command line. Exit status: 0 done, 1 runtime failure, 2 bad configuration or\n"
     "missing file, 3 bad data, 4 plugin not loadable.\n"
     "\n"
-    "  --arch NAME|PATH.so   architecture plugin; a NAME is searched in\n"
+    "  --arch NAME|PATH.so   architecture plugin (also --job.arch; without it, the\n"
+    "                        [job] arch of the --config file); a NAME is searched in\n"
     "                        $FLAME_PLUGIN_PATH, " FLAME_PLUGIN_DIR ", the build tree\n"
     "  --config FILE.ini     job configuration (same as --job.config_file)\n"
     "  -h, --help            this help; with --arch, the plugin's [model] options too\n";
