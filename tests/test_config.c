@@ -118,6 +118,24 @@ static void test_defaults(void)
     config_destroy(cfg);
 }
 
+/* a line longer than inih's line buffer (200 bytes) is read whole, as a
+ * dataset list of many files makes it, its comment after " ;" dropped */
+static void test_long_line(void)
+{
+    char text[400], want[301];
+    snprintf(text, sizeof text, "[training]\ndataset = %0300d  ; %s\nsteps = 7\n", 0, "a comment");
+    memset(want, '0', 300);
+    want[300] = '\0';
+    const char *p = write_file("long.ini", text);
+    flame_config *cfg = make_cfg();
+    char err[1024] = "";
+    int rc = config_load_ini(cfg, p, err, sizeof err);
+    CHECK(rc == 0, "long line: %s", err);
+    CHECK(str_eq(config_get_string(cfg, "training", "dataset"), want), "the long value whole");
+    CHECK(config_get_int(cfg, "training", "steps") == 7, "the line after it");
+    config_destroy(cfg);
+}
+
 static void test_ini_values(void)
 {
     const char *p = write_file("values.ini",
@@ -374,11 +392,17 @@ static void test_errors(void)
     CHECK_ERR(rc, err, "hdr.ini:1:", "malformed");
     rc = load_bad_ini("top.ini", "; c\nsteps = 1\n[training]\n", err, sizeof err);
     CHECK_ERR(rc, err, "top.ini:2:", "steps", "outside any [section]");
-    char long_line[400];
-    snprintf(long_line, sizeof long_line, "[training]\ndataset = %0300d\n", 0);
-    rc = load_bad_ini("long.ini", long_line, err, sizeof err);
-    CHECK_ERR(rc, err, "long.ini:2:", "longer than");
+    rc = load_bad_ini("twice.ini", "[training]\nsteps = 1\nseed = 2\nsteps = 3\n", err, sizeof err);
+    CHECK_ERR(rc, err, "twice.ini:4:", "[training] steps given twice", "first on line 2");
     flame_config *cfg = make_cfg();
+    /* no config: an endless line of NUL bytes, and a JSON larger than any config */
+    rc = config_load_ini(cfg, "/dev/zero", err, sizeof err);
+    CHECK_ERR(rc, err, "/dev/zero:1:", "NUL byte");
+    char zero_json[600];
+    snprintf(zero_json, sizeof zero_json, "%s/zero.json", dir);
+    CHECK(symlink("/dev/zero", zero_json) == 0, "symlink %s", zero_json);
+    rc = config_load_model_file(cfg, zero_json, NULL, 0, err, sizeof err);
+    CHECK_ERR(rc, err, "zero.json", "larger than");
     char missing[600];
     snprintf(missing, sizeof missing, "%s/no-such.ini", dir);
     rc = config_load_ini(cfg, missing, err, sizeof err);
@@ -640,6 +664,7 @@ int main(void)
     }
     test_defaults();
     test_ini_values();
+    test_long_line();
     test_priority();
     test_command_line();
     test_json();

@@ -315,6 +315,15 @@ static void test_errors(void)
     bad = write_file("merge.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
                                    " \"merges\": [\"a a\"]}}");
     check_open_error(bad, "merge 0: \"aa\" is not in the vocab");
+    /* added tokens' ids that `tokenizers` refuses (not an unsigned 32-bit number) */
+    static const char *const bad_ids[] = {"-5", "1099511627776", "\"7\"", "2.5"};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        char text[300];
+        snprintf(text, sizeof text, "{\"added_tokens\": [{\"id\": %s, \"content\": \"<s>\"}], "
+                 "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", bad_ids[i]);
+        bad = write_file("ids.json", text);
+        check_open_error(bad, "added_tokens[0]: \"id\" must be a whole number from 0 to");
+    }
 }
 
 int main(void)

@@ -111,6 +111,21 @@ static const char *quoted(const char *s, char *buf, size_t n)
     return buf;
 }
 
+/* a key or name from the input as it is when it is plain printable text of
+ * at most 80 characters, else quoted: an error stays one readable line */
+static const char *shown(const char *s, char *buf, size_t n)
+{
+    size_t len = strlen(s);
+    int plain = len <= 80;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = (unsigned char)s[i] > 0x20 && (unsigned char)s[i] < 0x7f && s[i] != '"';
+    if (plain) {
+        snprintf(buf, n, "%s", s);
+        return buf;
+    }
+    return quoted(s, buf, n);
+}
+
 /* "FILE:LINE", "FILE" or "command line" */
 static const char *where(const char *source, int line, char *buf, size_t n)
 {
@@ -403,6 +418,12 @@ static const char *intern_source(flame_config *cfg, const char *path)
 
 /* ---- INI files ---- */
 
+/* a key a file has set already, for "given twice" */
+typedef struct seen_key {
+    const void *entry;
+    int line;
+} seen_key;
+
 typedef struct ini_ctx {
     flame_config *cfg;
     const char *source; /* interned path */
@@ -417,6 +438,12 @@ typedef struct ini_ctx {
     int read_errno;
     char *err;
     size_t err_len;
+    seen_key *seen; /* the keys this file has set, each once */
+    int n_seen, cap_seen;
+    char *section;  /* the section of the lines being read (for lines longer than inih takes) */
+    /* the handler inih calls, for the lines handed to it here */
+    int (*on_value)(void *user, const char *section, const char *key, const char *value);
+    void *user;
 } ini_ctx;
 
 static int ini_error(ini_ctx *c, const char *fmt, ...)
@@ -447,64 +474,118 @@ static const char *chars_or_comment(const char *s, const char *chars)
  * for. Leading blanks are removed (an indented line is not taken as a continuation
  * of the previous value), and section headers and malformed lines are checked here
  * so that the first error in the file is the one reported. */
+/* A config line or a JSON config may be this long: longer is no config
+ * (/dev/zero, say), and reading it all would exhaust the memory */
+#define CONFIG_MAX_LINE (1 << 20)
+#define CONFIG_MAX_FILE (16 << 20)
+
+/* the next line into c->buf, at most CONFIG_MAX_LINE bytes; its length, or -1
+ * at the end or after an error (then c->stop is set) */
+static ssize_t next_line(ini_ctx *c)
+{
+    size_t n = 0;
+    for (int ch; (ch = getc(c->f)) != EOF;) {
+        if (ch == '\0') {
+            ini_error(c, "NUL byte in line (not a text file?)");
+            return -1;
+        }
+        if (n + 2 > c->cap) {
+            if (c->cap >= CONFIG_MAX_LINE) {
+                ini_error(c, "line longer than %d bytes (not a config file?)", CONFIG_MAX_LINE);
+                return -1;
+            }
+            c->cap = c->cap ? 2 * c->cap : 256;
+            c->buf = xrealloc(c->buf, c->cap);
+        }
+        c->buf[n++] = (char)ch;
+        if (ch == '\n')
+            break;
+    }
+    if (ferror(c->f))
+        c->read_errno = errno ? errno : EIO;
+    if (n == 0)
+        return -1;
+    c->buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* A key = value line longer than inih's line buffer: split here as inih
+ * splits it (key and value trimmed, a ';' after a blank starting a comment)
+ * and handed to on_ini_value; inih is given an empty line in its place. */
+static char *long_value_line(ini_ctx *c, char *s, const char *eq, char *str)
+{
+    char *key_end = (char *)eq, *value = (char *)eq + 1;
+    while (key_end > s && isspace((unsigned char)key_end[-1]))
+        key_end--;
+    *key_end = '\0';
+    while (isspace((unsigned char)*value))
+        value++;
+    char *end = (char *)chars_or_comment(value, NULL);
+    while (end > value && isspace((unsigned char)end[-1]))
+        end--;
+    *end = '\0';
+    if (!c->on_value(c->user, c->section ? c->section : "", s, value) || c->stop)
+        return NULL;
+    strcpy(str, "\n");
+    return str;
+}
+
 static char *read_ini_line(char *str, int num, void *stream)
 {
     ini_ctx *c = stream;
     if (c->stop)
         return NULL;
-    ssize_t n = getline(&c->buf, &c->cap, c->f);
-    if (n < 0) {
-        if (ferror(c->f))
-            c->read_errno = errno ? errno : EIO;
-        return NULL;
-    }
     c->lineno++;
+    if (next_line(c) < 0)
+        return NULL;
     char *s = c->buf;
     if (c->lineno == 1 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB &&
         (unsigned char)s[2] == 0xBF)
         s += 3;
-    if (strlen(s) != (size_t)(n - (s - c->buf))) {
-        ini_error(c, "NUL byte in line (not a text file?)");
-        return NULL;
-    }
     while (isspace((unsigned char)*s))
         s++;
     size_t len = strlen(s);
     while (len && isspace((unsigned char)s[len - 1]))
         s[--len] = '\0';
-    if (len + 2 > (size_t)num) {
-        ini_error(c, "line longer than %d characters", num - 2);
-        return NULL;
+    if (*s == ';' || *s == '#' || !*s) {
+        strcpy(str, "\n"); /* a comment of any length */
+        return str;
     }
-    if (*s && !strchr(";#", *s)) {
-        char q[200];
-        if (*s == '[') {
-            const char *close = chars_or_comment(s + 1, "]");
-            if (*close != ']') {
-                ini_error(c, "malformed section header %s: expected [section]",
-                          quoted(s, q, sizeof q));
-                return NULL;
-            }
-            const char *a = s + 1, *b = close;
-            while (a < b && isspace((unsigned char)*a))
-                a++;
-            while (b > a && isspace((unsigned char)b[-1]))
-                b--;
-            if (!c->model_only && !find_section(c->cfg, a, (size_t)(b - a))) {
-                char *name = xstrndup(a, (size_t)(b - a)), hint[200];
-                ini_error(c, "unknown section [%s]%s", name,
-                          section_suggestion(c->cfg, name, hint, sizeof hint));
-                free(name);
-                return NULL;
-            }
-        } else {
-            const char *eq = chars_or_comment(s, "=:");
-            if ((*eq != '=' && *eq != ':') || eq == s) {
-                ini_error(c, "malformed line %s: expected key = value, [section] or a ; comment",
-                          quoted(s, q, sizeof q));
-                return NULL;
-            }
+    char q[200];
+    const char *eq = NULL;
+    if (*s == '[') {
+        const char *close = chars_or_comment(s + 1, "]");
+        if (*close != ']') {
+            ini_error(c, "malformed section header %s: expected [section]", quoted(s, q, sizeof q));
+            return NULL;
         }
+        const char *a = s + 1, *b = close;
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
+        if (!c->model_only && !find_section(c->cfg, a, (size_t)(b - a))) {
+            char *name = xstrndup(a, (size_t)(b - a)), hint[200];
+            ini_error(c, "unknown section [%s]%s", shown(name, q, sizeof q),
+                      section_suggestion(c->cfg, name, hint, sizeof hint));
+            free(name);
+            return NULL;
+        }
+        free(c->section);
+        c->section = xstrndup(a, (size_t)(b - a));
+    } else {
+        eq = chars_or_comment(s, "=:");
+        if ((*eq != '=' && *eq != ':') || eq == s) {
+            ini_error(c, "malformed line %s: expected key = value, [section] or a ; comment",
+                      quoted(s, q, sizeof q));
+            return NULL;
+        }
+    }
+    if (len + 2 > (size_t)num) {
+        if (eq)
+            return long_value_line(c, s, eq, str);
+        ini_error(c, "section header longer than %d characters", num - 2);
+        return NULL;
     }
     memcpy(str, s, len);
     str[len] = '\n';
@@ -536,11 +617,21 @@ static int on_ini_value(void *user, const char *section_name, const char *name, 
         return 0;
     }
     entry *e = find_entry(sec, name, strlen(name));
+    char q[200];
     if (!e) {
         char hint[200];
-        return ini_error(c, "unknown key [%s] %s%s", sec->name, name,
+        return ini_error(c, "unknown key [%s] %s%s", sec->name, shown(name, q, sizeof q),
                          key_suggestion(sec, name, hint, sizeof hint));
     }
+    for (int i = 0; i < c->n_seen; i++)
+        if (c->seen[i].entry == e)
+            return ini_error(c, "[%s] %s given twice in this file (first on line %d)", sec->name,
+                             e->opt->key, c->seen[i].line);
+    if (c->n_seen == c->cap_seen) {
+        c->cap_seen = c->cap_seen ? 2 * c->cap_seen : 16;
+        c->seen = xrealloc(c->seen, (size_t)c->cap_seen * sizeof *c->seen);
+    }
+    c->seen[c->n_seen++] = (seen_key){e, c->lineno};
     /* a string may be written in double quotes (needed for surrounding blanks) */
     size_t vlen = strlen(raw);
     char *text = (e->opt->type == FLAME_TYPE_STRING && vlen >= 2 && raw[0] == '"' &&
@@ -564,9 +655,13 @@ static int load_ini(flame_config *cfg, const char *path, int priority, int model
     if (!f)
         return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
     ini_ctx c = {.cfg = cfg, .source = intern_source(cfg, path), .priority = priority,
-                 .model_only = model_only, .f = f, .err = err, .err_len = err_len};
+                 .model_only = model_only, .f = f, .err = err, .err_len = err_len,
+                 .on_value = on_ini_value};
+    c.user = &c;
     int rc = ini_parse_stream(read_ini_line, &c, on_ini_value, &c);
     free(c.buf);
+    free(c.seen);
+    free(c.section);
     fclose(f);
     if (rc > 0 && (!c.err_line || rc < c.err_line))
         return fail(err, err_len, "%s:%d: malformed line", path, rc);
@@ -775,8 +870,9 @@ static int read_json_object(json_reader *r, json_t *obj, const char *prefix)
             char hint[200] = "";
             if (r->model)
                 key_suggestion(r->model, full, hint, sizeof hint);
+            char q[200];
             return fail(r->err, r->err_len, "%s: unknown key [model] %s%s",
-                        where(r->source, line, w, sizeof w), full, hint);
+                        where(r->source, line, w, sizeof w), shown(full, q, sizeof q), hint);
         }
         if (!json_is_null(v) &&
             json_set(r->model, e, v, r->source, line, r->err, r->err_len))
@@ -826,6 +922,13 @@ static char *read_text(const char *source, size_t *len, char *err, size_t err_le
     char *text = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
+        if (n == cap && cap >= CONFIG_MAX_FILE) {
+            free(text);
+            fclose(f);
+            fail(err, err_len, "%s: larger than %d bytes (not a config file?)", source,
+                 CONFIG_MAX_FILE);
+            return NULL;
+        }
         if (n == cap) {
             cap = cap ? 2 * cap : 4096;
             text = xrealloc(text, cap);
@@ -945,9 +1048,12 @@ int config_peek_ini(const char *path, const char *section_name, const char *key,
         return 0;
     char unused[256];
     /* model_only: the reader checks no section names against a store */
-    ini_ctx c = {.source = path, .model_only = 1, .f = f, .err = unused, .err_len = sizeof unused};
+    ini_ctx c = {.source = path, .model_only = 1, .f = f, .err = unused, .err_len = sizeof unused,
+                 .on_value = on_peek, .user = &p};
     ini_parse_stream(read_ini_line, &c, on_peek, &p);
     free(c.buf);
+    free(c.seen);
+    free(c.section);
     fclose(f);
     return p.found;
 }

@@ -550,6 +550,13 @@ static int parse_added(load *L, const json_t *list)
         const char *content = jstr(x, "content", &len);
         if (!content)
             return fail(L, "added_tokens[%zu]: no \"content\" string", i);
+        /* the id the file gives: `tokenizers` reads it as an unsigned 32-bit
+         * number and refuses the file when it is not one */
+        const json_t *id = json_object_get(x, "id");
+        if (id && !(json_is_integer(id) && json_integer_value(id) >= 0 &&
+                    json_integer_value(id) <= INT32_MAX))
+            return fail(L, "added_tokens[%zu]: \"id\" must be a whole number from 0 to %d", i,
+                        INT32_MAX);
         if (len == 0)
             continue;
         int special = jbool(x, "special", 0);
