@@ -16,18 +16,60 @@ static size_t spec_numel(const flame_param_spec *s)
     return n;
 }
 
-static int check_spec(const flame_param_spec *s, char *err, size_t err_len)
+/* the most values one tensor and the whole model may hold: far beyond any
+ * model, and far from where size_t products overflow */
+#define MAX_TENSOR_VALUES ((size_t)1 << 40)
+#define MAX_PARAM_TENSORS 1000000
+
+/* what the plugin declared of parameter i: usable, or -1 with err */
+static int check_spec(const flame_param_spec *s, int i, char *err, size_t err_len)
 {
+    if (!s || strnlen(s->name, FLAME_NAME_MAX) == FLAME_NAME_MAX || !s->name[0]) {
+        snprintf(err, err_len, "plugin parameter %d: %s", i,
+                 s ? "its name is empty or not ended within FLAME_NAME_MAX" : "param() gave NULL");
+        return -1;
+    }
     if (s->ndim < 1 || s->ndim > FLAME_MAX_DIMS) {
         snprintf(err, err_len, "plugin parameter %s: %d dimensions", s->name, s->ndim);
         return -1;
     }
-    for (int d = 0; d < s->ndim; d++)
-        if (s->shape[d] <= 0) {
-            snprintf(err, err_len, "plugin parameter %s: dimension %d is %lld", s->name, d,
-                     (long long)s->shape[d]);
+    size_t numel = 1;
+    for (int d = 0; d < s->ndim; d++) {
+        if (s->shape[d] <= 0 || (size_t)s->shape[d] > MAX_TENSOR_VALUES / numel) {
+            snprintf(err, err_len, "plugin parameter %s: dimension %d is %lld%s", s->name, d,
+                     (long long)s->shape[d], s->shape[d] > 0 ? " (too many values)" : "");
             return -1;
         }
+        numel *= (size_t)s->shape[d];
+    }
+    if (s->init < FLAME_INIT_NORMAL || s->init > FLAME_INIT_ONES || !(s->init_std >= 0)) {
+        snprintf(err, err_len, "plugin parameter %s: init rule %d, std %g", s->name, (int)s->init,
+                 s->init_std);
+        return -1;
+    }
+    return 0;
+}
+
+int params_check_declared(const flame_plugin *plugin, const void *model, char *err,
+                          size_t err_len)
+{
+    int n = plugin->n_params(model);
+    if (n < 1 || n > MAX_PARAM_TENSORS) {
+        snprintf(err, err_len, "the plugin declares %d parameter tensors (1 to %d)", n,
+                 MAX_PARAM_TENSORS);
+        return -1;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const flame_param_spec *s = plugin->param(model, i);
+        if (check_spec(s, i, err, err_len))
+            return -1;
+        total += spec_numel(s);
+        if (total > MAX_TENSOR_VALUES) {
+            snprintf(err, err_len, "the plugin declares more than 2^40 parameters");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -47,6 +89,8 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
 {
     memset(ps, 0, sizeof *ps);
     ps->ops = ops;
+    if (params_check_declared(plugin, model, err, err_len))
+        return -2;
     ps->n = plugin->n_params(model);
     ps->specs = calloc((size_t)ps->n, sizeof *ps->specs);
     ps->offset = calloc((size_t)ps->n, sizeof *ps->offset);
@@ -56,8 +100,6 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
     ps->grad_ptrs = calloc((size_t)ps->n, sizeof *ps->grad_ptrs);
     for (int i = 0; i < ps->n; i++) {
         ps->specs[i] = *plugin->param(model, i);
-        if (check_spec(&ps->specs[i], err, err_len))
-            return -1;
         ps->numel[i] = spec_numel(&ps->specs[i]);
         ps->count += ps->numel[i];
     }

@@ -27,7 +27,16 @@ typedef struct param_store {
     void **compute_ptrs;             /* [n]; with grad_ptrs, handed to the plugin's bind() */
 } param_store;
 
-/* Reads the plugin's declarations and allocates. Returns 0, or -1 with err. */
+/* Whether the parameters the plugin declares for model can be used (a count
+ * from 1, names ended within FLAME_NAME_MAX, 1 to FLAME_MAX_DIMS positive
+ * dimensions, no more than 2^40 values, a known init rule). Returns 0, or -1
+ * with err naming the parameter and what is wrong. */
+int params_check_declared(const flame_plugin *plugin, const void *model, char *err,
+                          size_t err_len);
+
+/* Reads the plugin's declarations and allocates. Returns 0; -2 with err when
+ * a declaration is unusable (params_check_declared); -1 with err when out of
+ * memory. */
 int params_create(param_store *ps, const flame_plugin *plugin, void *model,
                   const flame_ops *ops, char *err, size_t err_len);
 void params_destroy(param_store *ps);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/config.h"
+
 /* the vtable size of ABI 5.0: a plugin built against 5.0 ends at decode_step */
 #define PLUGIN_SIZE_5_0 (offsetof(flame_plugin, decode_step) + sizeof(void (*)(void)))
 
@@ -91,10 +93,15 @@ static const char *check_options(const flame_plugin *p)
 {
     if (p->n_options < 0 || p->n_options > 4096 || (p->n_options > 0 && !p->options))
         return "options / n_options do not describe an array";
+    static char why[300];
     for (int i = 0; i < p->n_options; i++) {
-        const flame_option *o = &p->options[i];
-        if (bad_text(o->key, 128) || o->type < FLAME_TYPE_INT || o->type > FLAME_TYPE_STRING)
-            return "an option's key or type is not usable";
+        const char *problem = config_option_problem(&p->options[i]);
+        if (problem) {
+            snprintf(why, sizeof why, "option %d (%.64s): %s", i,
+                     p->options[i].key && !bad_text(p->options[i].key, 64) ? p->options[i].key : "?",
+                     problem);
+            return why;
+        }
     }
     return NULL;
 }

@@ -47,7 +47,11 @@ vtable_plugin noname '.description = "no name"'
 expect_error 4 "noname.so: plugin vtable: name is not usable" -- run "$SCRATCH/noname.so"
 vtable_plugin badopt '.name = "badopt", .options = opts, .n_options = 2' \
     'static const flame_option opts[] = {{"a", FLAME_TYPE_INT, "1", "", 0}, {0}};'
-expect_error 4 "badopt.so: plugin vtable: an option's key or type is not usable" -- run "$SCRATCH/badopt.so"
+expect_error 4 "badopt.so: plugin vtable: option 1 \(\?\): its key is not usable" -- run "$SCRATCH/badopt.so"
+vtable_plugin baddefault '.name = "baddefault", .options = opts, .n_options = 1' \
+    'static const flame_option opts[] = {{"width", FLAME_TYPE_INT, "wide", "", 0}};'
+expect_error 4 "baddefault.so: plugin vtable: option 0 \(width\): its default is not of its type" -- \
+    run "$SCRATCH/baddefault.so"
 vtable_plugin badfmt '.name = "badfmt", .hf_formats = f, .n_hf_formats = 1' \
     'static const flame_hf_format f[] = {{"badfmt", NULL, NULL, 0, NULL, 0}};'
 expect_error 4 "badfmt.so: plugin vtable: a format's model_type or architecture is not usable" -- \

@@ -366,6 +366,20 @@ static void set_default(const char *section_name, entry *e)
     store(e, e->opt->default_value, v, PRIO_DEFAULT, NULL, 0);
 }
 
+const char *config_option_problem(const flame_option *opt)
+{
+    value v;
+    if (!opt->key || !*opt->key || strnlen(opt->key, 128) == 128 ||
+        strpbrk(opt->key, "=:;# \t\r\n[]."))
+        return "its key is not usable as an INI key";
+    if (opt->type < FLAME_TYPE_INT || opt->type > FLAME_TYPE_STRING)
+        return "its type is none of int, float, bool, string";
+    if (opt->default_value && (strnlen(opt->default_value, 4096) == 4096 ||
+                               parse_value(opt->type, opt->default_value, &v)))
+        return "its default is not of its type";
+    return NULL;
+}
+
 void config_add_section(flame_config *cfg, const char *name, const flame_option *options,
                         int n_options)
 {

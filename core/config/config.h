@@ -29,6 +29,11 @@ extern const int n_core_sections;
 flame_config *config_create(void);
 void config_destroy(flame_config *cfg);
 
+/* Why an option's declaration cannot be used (its key, type or default), or
+ * NULL: the plugin loader asks before config_add_section, which takes only
+ * usable ones. */
+const char *config_option_problem(const flame_option *opt);
+
 /* Declares a section; a section declared twice (the core's [model] keys, then the
  * plugin's) takes the options of both. */
 void config_add_section(flame_config *cfg, const char *section,
