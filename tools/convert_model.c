@@ -11,6 +11,7 @@
 #include "convert.h"
 #include "cpu_kernels.h"
 #include "errors.h"
+#include "params.h"
 #include "plugin_loader.h"
 
 /* the model_type of a JSON config file into type; 0 when it has none */
@@ -72,6 +73,10 @@ int convert_model_open(convert_model *m, const char *arch, const char *model_typ
     if (!m->model) {
         snprintf(err, err_len, "%s: %s: %s", config_path, m->plugin->name, why);
         return FLAME_EXIT_CONFIG;
+    }
+    if (params_check_declared(m->plugin, m->model, why, sizeof why)) {
+        snprintf(err, err_len, "plugin %s: %s", m->plugin->name, why);
+        return FLAME_EXIT_PLUGIN;
     }
     return FLAME_EXIT_OK;
 }
