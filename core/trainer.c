@@ -315,7 +315,7 @@ static int resume(trainer *r)
     const checkpoint_options *c = &r->opt.checkpoint;
     if (!c->enabled || c->create_seed)
         return FLAME_EXIT_OK;
-    int step = checkpoint_find(c->folder, c->load_step, r->err, sizeof r->err);
+    int step = checkpoint_find(c->folder, c->load_step, "flame-run", r->err, sizeof r->err);
     if (step == -2)
         return FLAME_EXIT_CONFIG;
     if (step < 0)
