@@ -38,6 +38,7 @@ struct trainer {
     metrics_log log;
     batch_stage batch;         /* the micro-batch the plugin reads */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
+    int first_step, first_skipped; /* state.step and state.skipped when this process began */
     int lock_fd;               /* DUMP/.lock, held while the run lives; -1 none */
     int step;                  /* the last step done */
     double start, last;        /* when the first step started, when the last one ended */
@@ -318,6 +319,28 @@ static int log_and_save(trainer *r, const step_metrics *m, double now)
     return FLAME_EXIT_OK;
 }
 
+/* The end of a run with skipped steps (training.skip_nan_inf): a warning with
+ * their count, or a failure when every step of this run was skipped, for then
+ * the run learned nothing. */
+static int report_skipped(trainer *r)
+{
+    int steps = r->step - r->first_step, skipped = r->state.skipped - r->first_skipped;
+    if (skipped == 0)
+        return FLAME_EXIT_OK;
+    if (skipped == steps) {
+        snprintf(r->err, sizeof r->err,
+                 "all %d steps of this run were skipped for a non-finite loss or gradient "
+                 "norm: nothing was learned",
+                 steps);
+        return FLAME_EXIT_RUNTIME;
+    }
+    fprintf(stderr,
+            "flame-run: warning: %d of %d steps were skipped for a non-finite loss or gradient "
+            "norm\n",
+            skipped, steps);
+    return FLAME_EXIT_OK;
+}
+
 int trainer_step(trainer *r, step_metrics *m)
 {
     *m = (step_metrics){.step = r->step + 1, .mfu = -1};
@@ -331,6 +354,8 @@ int trainer_step(trainer *r, step_metrics *m)
         r->last = now;
         if (r->mode == TRAINER_RUN)
             status = log_and_save(r, m, now);
+        if (r->mode == TRAINER_RUN && status == FLAME_EXIT_OK && r->step == r->opt.steps)
+            status = report_skipped(r);
     }
     return status == FLAME_EXIT_OK ? status : fail(r, status);
 }
@@ -421,7 +446,8 @@ static int prepare_run(trainer *r, const flame_config *cfg)
         unlock_refused_run(r, made_folder);
         return status;
     }
-    r->step = r->state.step;
+    r->step = r->first_step = r->state.step;
+    r->first_skipped = r->state.skipped;
     backend_measure_peak(&r->be);
     /* every check passed: only now is anything but the lock written */
     char path[4200];
