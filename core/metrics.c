@@ -42,6 +42,7 @@ int metrics_open(metrics_log *log, const char *path, int total_steps, int resume
         snprintf(err, err_len, "%s: cannot create: %s", path, strerror(errno));
         return -1;
     }
+    snprintf(log->path, sizeof log->path, "%s", path);
     log->total_steps = total_steps;
     log->first_step = resume_step + 1;
     log->print_every = total_steps >= 20 ? total_steps / 20 : 1;
@@ -54,7 +55,7 @@ void metrics_close(metrics_log *log)
     if (log->jsonl)
         fclose(log->jsonl);
     log->jsonl = NULL;
-    if (log->tty)
+    if (log->tty && !log->stdout_lost)
         fputc('\n', stdout);
 }
 
@@ -67,10 +68,10 @@ static const char *json_number(char *buf, size_t n, const char *format, double x
     return buf;
 }
 
-void metrics_write(metrics_log *log, const step_metrics *m)
+int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err_len)
 {
     char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32];
-    fprintf(log->jsonl,
+    int len = fprintf(log->jsonl,
             "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
             "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d}\n",
             m->step, json_number(loss, sizeof loss, "%.9g", m->loss),
@@ -79,7 +80,11 @@ void metrics_write(metrics_log *log, const step_metrics *m)
             json_number(speed, sizeof speed, "%.6g", m->tokens_per_s),
             json_number(mfu, sizeof mfu, "%.6g", m->mfu >= 0 ? m->mfu : NAN),
             json_number(mem, sizeof mem, "%.4g", m->mem_gib), m->skipped);
-    fflush(log->jsonl); /* a crash loses no logged step */
+    if (len < 0 || fflush(log->jsonl) != 0) { /* flushed: a crash loses no logged step */
+        snprintf(err, err_len, "%.3000s: cannot write: %s", log->path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 static void format_duration(char *out, size_t n, double seconds)
@@ -91,11 +96,13 @@ static void format_duration(char *out, size_t n, double seconds)
         snprintf(out, n, "%ld:%02ld", s / 60, s % 60);
 }
 
-void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
+int metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
 {
     int last = m->step == log->total_steps;
+    if (log->stdout_lost)
+        return 0;
     if (!log->tty && m->step % log->print_every != 0 && m->step != 1 && !last)
-        return;
+        return 0;
     char eta[32], mfu[16] = "-";
     int done = m->step - log->first_step + 1;
     format_duration(eta, sizeof eta, elapsed / done * (log->total_steps - m->step));
@@ -105,5 +112,9 @@ void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
     printf("%sstep %*d/%d  loss %.4f  lr %.3e  grad_norm %.3f  tok/s %.0f  mfu %s  eta %s%s",
            log->tty ? "\r" : "", width, m->step, log->total_steps, m->loss, m->lr, m->grad_norm,
            m->tokens_per_s, mfu, eta, log->tty ? "  " : "\n");
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        log->stdout_lost = 1;
+        return -1;
+    }
+    return 0;
 }

@@ -16,10 +16,12 @@ typedef struct step_metrics {
 
 typedef struct metrics_log {
     FILE *jsonl;
+    char path[4200];
     int total_steps;
     int first_step;  /* of this process: 1, or the step after the one resumed from */
     int print_every; /* when stdout is not a terminal */
     int tty;
+    int stdout_lost; /* a progress line could not be written: none is printed again */
 } metrics_log;
 
 /* Creates metrics.jsonl, or, resuming after resume_step > 0, keeps its rows up
@@ -28,8 +30,11 @@ int metrics_open(metrics_log *log, const char *path, int total_steps, int resume
                  size_t err_len);
 void metrics_close(metrics_log *log);
 
-void metrics_write(metrics_log *log, const step_metrics *m);
-/* elapsed: seconds since the first step started, for the ETA */
-void metrics_progress(metrics_log *log, const step_metrics *m, double elapsed);
+/* Returns 0, or -1 with err when the row cannot be written (a full disk). */
+int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err_len);
+/* elapsed: seconds since the first step started, for the ETA. Returns 0, or -1
+ * with errno the first time stdout cannot be written (a closed pipe): progress
+ * then stops, and the run need not. */
+int metrics_progress(metrics_log *log, const step_metrics *m, double elapsed);
 
 #endif

@@ -1,13 +1,16 @@
 #include "trainer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "batch.h"
@@ -35,6 +38,8 @@ struct trainer {
     metrics_log log;
     batch_stage batch;         /* the micro-batch the plugin reads */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
+    int first_step, first_skipped; /* state.step and state.skipped when this process began */
+    int lock_fd;               /* DUMP/.lock, held while the run lives; -1 none */
     int step;                  /* the last step done */
     double start, last;        /* when the first step started, when the last one ended */
     char err[1024];
@@ -90,6 +95,52 @@ static int make_folder(const char *path, char *err, size_t err_len)
 failed:
     snprintf(err, err_len, "%.900s: cannot create folder: %s", buf, strerror(errno));
     return -1;
+}
+
+/* One run per dump folder: an flock on DUMP/.lock, which holds the PID for the
+ * message. The kernel drops the lock when its process ends, so the lock of a
+ * dead run is simply taken over. */
+static int lock_dump_folder(trainer *r)
+{
+    char path[4200], pid[32] = "";
+    snprintf(path, sizeof path, "%s/.lock", r->opt.dump_folder);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        snprintf(r->err, sizeof r->err, "%.900s: cannot create: %s", path, strerror(errno));
+        return FLAME_EXIT_RUNTIME;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        ssize_t n = busy ? pread(fd, pid, sizeof pid - 1, 0) : 0;
+        pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
+        if (busy)
+            snprintf(r->err, sizeof r->err,
+                     "%.900s: in use by another flame-run, PID %s (it holds the lock on .lock)",
+                     r->opt.dump_folder, *pid ? pid : "unknown");
+        else
+            snprintf(r->err, sizeof r->err, "%.900s: cannot lock: %s", path, strerror(errno));
+        close(fd);
+        return busy ? FLAME_EXIT_CONFIG : FLAME_EXIT_RUNTIME;
+    }
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        snprintf(r->err, sizeof r->err, "%.900s: cannot write: %s", path, strerror(errno));
+        close(fd);
+        return FLAME_EXIT_RUNTIME;
+    }
+    r->lock_fd = fd;
+    return FLAME_EXIT_OK;
+}
+
+/* a run refused before training leaves nothing behind: the lock file, and the
+ * dump folder if this run made it */
+static void unlock_refused_run(trainer *r, int made_folder)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", r->opt.dump_folder);
+    unlink(path);
+    if (made_folder)
+        rmdir(r->opt.dump_folder);
 }
 
 static int write_resolved_config(trainer *r, const flame_config *cfg)
@@ -249,9 +300,12 @@ static int log_and_save(trainer *r, const step_metrics *m, double now)
 {
     const train_options *o = &r->opt;
     int step = m->step, status = FLAME_EXIT_OK;
-    if (step % o->log_freq == 0 || step == o->steps)
-        metrics_write(&r->log, m);
-    metrics_progress(&r->log, m, now - r->start);
+    if ((step % o->log_freq == 0 || step == o->steps) &&
+        metrics_write(&r->log, m, r->err, sizeof r->err))
+        return FLAME_EXIT_RUNTIME; /* a full disk: a run must not go on unrecorded */
+    if (metrics_progress(&r->log, m, now - r->start))
+        fprintf(stderr, "flame-run: note: stdout: %s: progress is no longer printed, training "
+                "goes on\n", strerror(errno));
     int stop = stop_requested;
     if (o->checkpoint.enabled &&
         (step % o->checkpoint.interval == 0 || step == o->steps || stop) &&
@@ -262,6 +316,28 @@ static int log_and_save(trainer *r, const step_metrics *m, double now)
                  o->checkpoint.enabled ? "; checkpoint saved: the same command resumes" : "");
         return FLAME_EXIT_RUNTIME;
     }
+    return FLAME_EXIT_OK;
+}
+
+/* The end of a run with skipped steps (training.skip_nan_inf): a warning with
+ * their count, or a failure when every step of this run was skipped, for then
+ * the run learned nothing. */
+static int report_skipped(trainer *r)
+{
+    int steps = r->step - r->first_step, skipped = r->state.skipped - r->first_skipped;
+    if (skipped == 0)
+        return FLAME_EXIT_OK;
+    if (skipped == steps) {
+        snprintf(r->err, sizeof r->err,
+                 "all %d steps of this run were skipped for a non-finite loss or gradient "
+                 "norm: nothing was learned",
+                 steps);
+        return FLAME_EXIT_RUNTIME;
+    }
+    fprintf(stderr,
+            "flame-run: warning: %d of %d steps were skipped for a non-finite loss or gradient "
+            "norm\n",
+            skipped, steps);
     return FLAME_EXIT_OK;
 }
 
@@ -278,6 +354,8 @@ int trainer_step(trainer *r, step_metrics *m)
         r->last = now;
         if (r->mode == TRAINER_RUN)
             status = log_and_save(r, m, now);
+        if (r->mode == TRAINER_RUN && status == FLAME_EXIT_OK && r->step == r->opt.steps)
+            status = report_skipped(r);
     }
     return status == FLAME_EXIT_OK ? status : fail(r, status);
 }
@@ -315,7 +393,7 @@ static int resume(trainer *r)
     const checkpoint_options *c = &r->opt.checkpoint;
     if (!c->enabled || c->create_seed)
         return FLAME_EXIT_OK;
-    int step = checkpoint_find(c->folder, c->load_step, r->err, sizeof r->err);
+    int step = checkpoint_find(c->folder, c->load_step, "flame-run", r->err, sizeof r->err);
     if (step == -2)
         return FLAME_EXIT_CONFIG;
     if (step < 0)
@@ -353,15 +431,28 @@ static int prepare_model(trainer *r, const flame_config *cfg)
 static int prepare_run(trainer *r, const flame_config *cfg)
 {
     model_config_hash(cfg, r->state.config_hash);
+    /* the lock comes before the checkpoints are read: another run may be writing them */
+    struct stat sb;
+    int made_folder = stat(r->opt.dump_folder, &sb) != 0;
     int status;
-    if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK)
+    if (make_folder(r->opt.dump_folder, r->err, sizeof r->err))
+        return FLAME_EXIT_RUNTIME;
+    if ((status = lock_dump_folder(r)) != FLAME_EXIT_OK) {
+        if (made_folder)
+            rmdir(r->opt.dump_folder);
         return status;
-    r->step = r->state.step;
+    }
+    if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK) {
+        unlock_refused_run(r, made_folder);
+        return status;
+    }
+    r->step = r->first_step = r->state.step;
+    r->first_skipped = r->state.skipped;
     backend_measure_peak(&r->be);
-    /* every check passed: only now is anything written */
+    /* every check passed: only now is anything but the lock written */
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->opt.dump_folder);
-    if (make_folder(r->opt.dump_folder, r->err, sizeof r->err) || write_resolved_config(r, cfg) ||
+    if (write_resolved_config(r, cfg) ||
         metrics_open(&r->log, path, r->opt.steps, r->state.step, r->err, sizeof r->err))
         return FLAME_EXIT_RUNTIME;
     return FLAME_EXIT_OK;
@@ -403,6 +494,7 @@ trainer *trainer_open(const flame_plugin *plugin, const flame_config *cfg, train
                       int *status)
 {
     trainer *r = calloc(1, sizeof *r);
+    r->lock_fd = -1;
     r->plugin = plugin;
     r->mode = mode;
     *status = prepare_model(r, cfg);
@@ -433,6 +525,8 @@ void trainer_close(trainer *r)
     if (r->ops)
         batch_stage_close(&r->batch, r->ops);
     free(r->host_tokens);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
     free(r);
 }
 

@@ -1,5 +1,6 @@
 /* flame-run: train a model.
  *   flame-run --arch NAME|PATH.so [--config FILE.ini] [--section.key VALUE ...] */
+#include <signal.h>
 #include <stdio.h>
 
 #include "config/cli.h"
@@ -30,6 +31,9 @@ int main(int argc, char **argv)
     int status = cli_load(&prog, argc, argv, &plugin, &cfg);
     if (status != FLAME_EXIT_OK || !cfg)
         return status;
+    /* stdout piped into `head` and closed: the training and its checkpoints go on,
+     * only the progress lines stop (the trainer notes it once) */
+    signal(SIGPIPE, SIG_IGN);
     trainer *t = trainer_open(plugin, cfg, TRAINER_RUN, &status);
     step_metrics m;
     while (t && status == FLAME_EXIT_OK && !trainer_finished(t))

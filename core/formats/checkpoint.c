@@ -3,6 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +55,41 @@ static void sync_folder(const char *path)
     }
 }
 
-/* step numbers of the complete checkpoints (step-N folders), ascending; returns the count */
-static int list_steps(const char *root, int **steps)
+static const char *const checkpoint_files[] = {"model.safetensors", "optimizer.safetensors",
+                                               "trainer.json"};
+
+/* N of a folder named step-N exactly (decimal, no sign, no leading zero, in int
+ * range: the name checkpoint_save gives step N), or -1 */
+static int step_of_name(const char *name)
+{
+    if (strncmp(name, "step-", 5) != 0)
+        return -1;
+    const char *digits = name + 5;
+    size_t len = strlen(digits);
+    if (len == 0 || len > 10 || strspn(digits, "0123456789") != len ||
+        (digits[0] == '0' && len > 1))
+        return -1;
+    long long step = strtoll(digits, NULL, 10);
+    return step <= INT_MAX ? (int)step : -1;
+}
+
+/* the first file of a checkpoint that folder lacks, or NULL when it is whole */
+static const char *missing_file(const char *folder)
+{
+    for (size_t i = 0; i < sizeof checkpoint_files / sizeof *checkpoint_files; i++) {
+        char path[PATH_LEN + 32];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", folder, checkpoint_files[i]);
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            return checkpoint_files[i];
+    }
+    return NULL;
+}
+
+/* Step numbers of the whole checkpoints, ascending; returns the count. Other
+ * step-* entries are passed over, each with a line on stderr when who names the
+ * program (a copy, a folder emptied by hand: never a reason to stop a resume). */
+static int list_steps(const char *root, int **steps, const char *who)
 {
     *steps = NULL;
     DIR *dir = opendir(root);
@@ -62,15 +98,24 @@ static int list_steps(const char *root, int **steps)
     int n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(dir))) {
-        char *end;
         if (strncmp(e->d_name, "step-", 5) != 0)
+            continue; /* ., .., .step-N.tmp of a killed write */
+        char folder[PATH_LEN];
+        snprintf(folder, sizeof folder, "%s/%s", root, e->d_name);
+        int step = step_of_name(e->d_name);
+        const char *missing = step < 0 ? NULL : missing_file(folder);
+        if (step < 0 || missing) {
+            if (who && missing)
+                fprintf(stderr, "%s: note: %s: passed over: not a whole checkpoint (no %s)\n", who,
+                        folder, missing);
+            else if (who)
+                fprintf(stderr, "%s: note: %s: passed over: not named step-N (N from 0 to %d, "
+                        "without leading zeros)\n", who, folder, INT_MAX);
             continue;
-        long step = strtol(e->d_name + 5, &end, 10);
-        if (*end != '\0' || end == e->d_name + 5 || step < 0)
-            continue;
+        }
         if (n == cap)
             *steps = realloc(*steps, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **steps);
-        (*steps)[n++] = (int)step;
+        (*steps)[n++] = step;
     }
     closedir(dir);
     for (int i = 1; i < n; i++) /* insertion sort: a handful of entries */
@@ -170,7 +215,7 @@ static int write_trainer_json(const char *folder, const trainer_state *st, char 
 
 static void prune(const char *root, int keep_latest_k)
 {
-    int *steps, n = list_steps(root, &steps);
+    int *steps, n = list_steps(root, &steps, NULL);
     for (int i = 0; keep_latest_k > 0 && i < n - keep_latest_k; i++) {
         char path[PATH_LEN];
         snprintf(path, sizeof path, "%s/step-%d", root, steps[i]);
@@ -207,18 +252,22 @@ int checkpoint_save(const char *root, const param_store *ps, const trainer_state
 
 /* ---- loading ---- */
 
-int checkpoint_find(const char *root, int load_step, char *err, size_t err_len)
+int checkpoint_find(const char *root, int load_step, const char *who, char *err, size_t err_len)
 {
-    int *steps, n = list_steps(root, &steps), found = -1;
-    for (int i = 0; i < n; i++)
-        if (load_step < 0 || steps[i] == load_step)
-            found = steps[i];
-    free(steps);
-    if (found < 0 && load_step >= 0) {
-        snprintf(err, err_len, "[checkpoint] load_step = %d: there is no %s/step-%d", load_step,
-                 root, load_step);
-        return -2;
+    if (load_step >= 0) { /* named: loaded or refused as it is, never passed over */
+        char folder[PATH_LEN];
+        struct stat sb;
+        snprintf(folder, sizeof folder, "%s/step-%d", root, load_step);
+        if (stat(folder, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            snprintf(err, err_len, "[checkpoint] load_step = %d: there is no %s", load_step,
+                     folder);
+            return -2;
+        }
+        return load_step;
     }
+    int *steps, n = list_steps(root, &steps, who);
+    int found = n > 0 ? steps[n - 1] : -1;
+    free(steps);
     return found;
 }
 
@@ -243,40 +292,114 @@ static int check_shape(const safetensors *st, const safetensors_tensor *t,
     return 0;
 }
 
-/* Reads each expected tensor by name into backend memory. Returns 0, -1 for a
- * tensor missing or of another shape, -2 for a damaged file. */
-static int read_tensors(const char *path, const param_store *ps, int copies, float *const *buffers,
-                        char *err, size_t err_len)
+/* Finds the tensors of the file in the order of the model's, each with its
+ * dtype and shape, and no other. Returns 0, or -1 with err. */
+static int expected_tensors(const safetensors *st, const param_store *ps, int copies,
+                            const safetensors_tensor **found, char *err, size_t err_len)
 {
-    safetensors st;
-    if (safetensors_open(path, &st, err, err_len))
-        return -2;
-    float *host = malloc(ps->total ? ps->total * sizeof *host : 1);
-    int rc = 0;
-    for (int k = 0; rc == 0 && k < ps->n * copies; k++) {
+    int n = ps->n * copies;
+    for (int k = 0; k < n; k++) {
         const flame_param_spec *spec = &ps->specs[k % ps->n];
         char name[FLAME_NAME_MAX + 16];
         if (copies == 1)
             snprintf(name, sizeof name, "%s", spec->name);
         else
             snprintf(name, sizeof name, "%s.%s", spec->name, moment_suffix[k / ps->n]);
-        const safetensors_tensor *t = safetensors_find(&st, name);
-        if (!t) {
-            snprintf(err, err_len, "%s: no tensor %s", path, name);
-            rc = -1;
-        } else if ((rc = check_shape(&st, t, spec, err, err_len)) == 0) {
-            if (safetensors_read(&st, t, host, t->nbytes, err, err_len))
-                rc = -2;
-            else
-                ps->ops->upload(buffers[k], host, t->nbytes);
+        if (!(found[k] = safetensors_find(st, name))) {
+            snprintf(err, err_len, "%s: no tensor %s", st->path, name);
+            return -1;
         }
+        if (check_shape(st, found[k], spec, err, err_len))
+            return -1;
+    }
+    if (st->n != n) {
+        snprintf(err, err_len, "%s: holds %d tensors, the model has %d", st->path, st->n, n);
+        return -1;
+    }
+    return 0;
+}
+
+/* The data section must be exactly the tensors' bytes: a header length field
+ * off by a few bytes still parses (the JSON is padded with spaces) but shifts
+ * every tensor. The reader has checked that no two tensors overlap. */
+static int check_data_section(const safetensors *st, const safetensors_tensor *const *found,
+                              int n, char *err, size_t err_len)
+{
+    uint64_t total = 0, data_len = st->file_size - st->data_start;
+    for (int k = 0; k < n; k++)
+        total += found[k]->nbytes;
+    if (data_len != total) {
+        snprintf(err, err_len,
+                 "%s: the header length field (%llu) leaves %llu bytes of data, the tensors "
+                 "take %llu",
+                 st->path, (unsigned long long)st->header_len, (unsigned long long)data_len,
+                 (unsigned long long)total);
+        return -1;
+    }
+    return 0;
+}
+
+/* a weight or moment that is not finite would end the run later as "diverged" */
+static int check_finite(const safetensors *st, const safetensors_tensor *t, const float *x,
+                        char *err, size_t err_len)
+{
+    for (uint64_t i = 0; i < t->numel; i++)
+        if (!isfinite(x[i])) {
+            snprintf(err, err_len, "%s: tensor %s holds %g at index %llu", st->path, t->name,
+                     x[i], (unsigned long long)i);
+            return -1;
+        }
+    return 0;
+}
+
+/* Reads each expected tensor by name into backend memory. Returns 0, -1 for a
+ * tensor missing, extra or of another shape, -2 for a damaged file. */
+static int read_tensors(const char *path, const param_store *ps, int copies, float *const *buffers,
+                        char *err, size_t err_len)
+{
+    safetensors st;
+    if (safetensors_open(path, &st, err, err_len))
+        return -2;
+    int n = ps->n * copies;
+    const safetensors_tensor **found = calloc((size_t)n, sizeof *found);
+    float *host = malloc(ps->total ? ps->total * sizeof *host : 1);
+    int rc = expected_tensors(&st, ps, copies, found, err, err_len);
+    if (rc == 0 && check_data_section(&st, found, n, err, err_len))
+        rc = -2;
+    for (int k = 0; rc == 0 && k < n; k++) {
+        if (safetensors_read(&st, found[k], host, found[k]->nbytes, err, err_len) ||
+            check_finite(&st, found[k], host, err, err_len))
+            rc = -2;
+        else
+            ps->ops->upload(buffers[k], host, found[k]->nbytes);
     }
     free(host);
+    free(found);
     safetensors_close(&st);
     return rc;
 }
 
-static int read_trainer_json(const char *folder, trainer_state *st, char *err, size_t err_len)
+/* one line naming the file and the field */
+static void bad_field(char *err, size_t err_len, const char *path, const char *field,
+                      const char *fmt, ...)
+{
+    int len = snprintf(err, err_len, "%s: %s ", path, field);
+    va_list ap;
+    va_start(ap, fmt);
+    if (len >= 0 && (size_t)len < err_len)
+        vsnprintf(err + len, err_len - (size_t)len, fmt, ap);
+    va_end(ap);
+}
+
+static int is_hex16(const char *s)
+{
+    return strlen(s) == 16 && strspn(s, "0123456789abcdefABCDEF") == 16;
+}
+
+/* Reads trainer.json of step-N, every field checked: a resume believes them all
+ * (the step decides which data and metrics rows come next). */
+static int read_trainer_json(const char *folder, int step, trainer_state *st, char *err,
+                             size_t err_len)
 {
     char path[PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/trainer.json", folder);
@@ -287,20 +410,36 @@ static int read_trainer_json(const char *folder, trainer_state *st, char *err, s
         return -2;
     }
     const char *rng_hex = NULL, *hash = NULL;
+    json_int_t file_step, skipped;
     json_t *cursor = NULL;
-    if (json_unpack_ex(root, &jerr, 0, "{s:i, s:s, s:i, s:s, s:o}", "step", &st->step,
-                       "rng_state", &rng_hex, "skipped", &st->skipped, "config_hash", &hash,
-                       "data_cursor", &cursor) != 0) {
+    int rc = -2;
+    if (json_unpack_ex(root, &jerr, 0, "{s:I, s:s, s:I, s:s, s:o}", "step", &file_step,
+                       "rng_state", &rng_hex, "skipped", &skipped, "config_hash", &hash,
+                       "data_cursor", &cursor) != 0)
         snprintf(err, err_len, "%s: %s", path, jerr.text);
-        json_decref(root);
-        return -2;
+    else if (file_step != step)
+        bad_field(err, err_len, path, "step", "is %lld in the folder of step %d",
+                  (long long)file_step, step);
+    else if (!is_hex16(rng_hex))
+        bad_field(err, err_len, path, "rng_state", "\"%.40s\" is not 16 hexadecimal digits",
+                  rng_hex);
+    else if (skipped < 0 || skipped > step)
+        bad_field(err, err_len, path, "skipped", "is %lld, not between 0 and the step, %d",
+                  (long long)skipped, step);
+    else if (!json_is_null(cursor) && !json_is_object(cursor))
+        bad_field(err, err_len, path, "data_cursor", "is neither null nor an object");
+    else
+        rc = 0;
+    if (rc == 0) {
+        st->step = step;
+        st->skipped = (int)skipped;
+        st->rng_state = strtoull(rng_hex, NULL, 16);
+        snprintf(st->config_hash, sizeof st->config_hash, "%s", hash);
+        json_decref(st->data_cursor);
+        st->data_cursor = json_incref(cursor);
     }
-    st->rng_state = strtoull(rng_hex, NULL, 16);
-    snprintf(st->config_hash, sizeof st->config_hash, "%s", hash);
-    json_decref(st->data_cursor);
-    st->data_cursor = json_incref(cursor);
     json_decref(root);
-    return 0;
+    return rc;
 }
 
 int checkpoint_load(const char *root, int step, param_store *ps, trainer_state *st,
@@ -321,5 +460,5 @@ int checkpoint_load(const char *root, int step, param_store *ps, trainer_state *
     }
     rc = read_tensors(path, ps, 2, moments, err, err_len);
     free(moments);
-    return rc ? rc : read_trainer_json(folder, st, err, err_len);
+    return rc ? rc : read_trainer_json(folder, step, st, err, err_len);
 }

@@ -26,15 +26,19 @@ typedef struct trainer_state {
 int checkpoint_save(const char *root, const param_store *ps, const trainer_state *st,
                     int keep_latest_k, char *err, size_t err_len);
 
-/* The step to resume from: load_step -1 the newest (or none), N exactly step-N.
- * Returns the step, -1 when there is none to load (load_step -1 and an empty
- * folder), or -2 with err when step-N does not exist. */
-int checkpoint_find(const char *root, int load_step, char *err, size_t err_len);
+/* The step to resume from: load_step -1 the newest whole checkpoint (or none:
+ * folders not named step-N exactly or lacking a file are passed over, each with
+ * a note on stderr prefixed by who), N step-N whatever it holds. Returns the
+ * step, -1 when there is none to load (load_step -1), or -2 with err when the
+ * folder step-N does not exist. */
+int checkpoint_find(const char *root, int load_step, const char *who, char *err, size_t err_len);
 
 /* Loads step-N into ps (values and moments) and st. A tensor missing or of
  * another shape, or a damaged file, is refused naming the file and tensor.
- * Returns 0; -1 with err when a tensor is missing or of another shape (the
- * checkpoint is of another model); -2 with err when a file is damaged. */
+ * Returns 0; -1 with err when a tensor is missing, extra or of another shape
+ * (the checkpoint is of another model); -2 with err when a file is damaged: its
+ * data section is not exactly the tensors' bytes, a value is not finite, or a
+ * field of trainer.json is missing, malformed or out of range (step other than N). */
 int checkpoint_load(const char *root, int step, param_store *ps, trainer_state *st,
                     char *err, size_t err_len);
 
