@@ -171,8 +171,9 @@ static int create_model(trainer *r, const flame_config *cfg)
                  (long long)r->vocab, r->tok.vocab_size);
         return FLAME_EXIT_CONFIG;
     }
-    if (params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err))
-        return FLAME_EXIT_RUNTIME;
+    int declared = params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err);
+    if (declared)
+        return declared == -2 ? FLAME_EXIT_PLUGIN : FLAME_EXIT_RUNTIME;
     r->plugin->bind(r->model, (const void *const *)r->params.compute_ptrs, r->params.grad_ptrs);
     rng init_rng = {r->opt.seed};
     params_init(&r->params, &init_rng);

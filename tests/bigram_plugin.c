@@ -5,7 +5,7 @@
  * Built with -DBIGRAM_ABI_5_0 its vtable is the one a plugin built against ABI
  * 5.0 has (it ends at decode_step), placed right before an unreadable page, so
  * that a core reading past it crashes; with -DBIGRAM_ABI_NEXT it claims the
- * next major version. */
+ * next major version; with -DBIGRAM_HUGE its table has 2^40 × 2^40 values. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -36,6 +36,9 @@ static void *create(const flame_model_config *c, const flame_ops *ops, char *err
     m->V = (int)c->get_int(c->ctx, "vocab_size");
     m->nan_every = (int)c->get_int(c->ctx, "nan_every");
     m->spec = (flame_param_spec){"model.bigram.weight", 2, {m->V, m->V}, FLAME_INIT_NORMAL, 0.02f, 0};
+#ifdef BIGRAM_HUGE
+    m->spec.shape[0] = m->spec.shape[1] = (int64_t)1 << 40; /* 2^80 values: no core may take it */
+#endif
     return m;
 }
 

@@ -57,6 +57,12 @@ vtable_plugin badfmt '.name = "badfmt", .hf_formats = f, .n_hf_formats = 1' \
 expect_error 4 "badfmt.so: plugin vtable: a format's model_type or architecture is not usable" -- \
     run "$SCRATCH/badfmt.so"
 
+# what a model declares of its parameters is checked before anything is allocated
+build_bigram "$SCRATCH/huge.so" -DBIGRAM_HUGE || finish
+expect_error 4 "plugin parameter model.bigram.weight: dimension 1 is 1099511627776 \(too many values\)" -- \
+    "$FLAME_RUN" --arch "$SCRATCH/huge.so" --training.dataset "$data" --job.dump_folder "$SCRATCH/huge" \
+    --training.steps 1
+
 # FLAME_PLUGIN_PATH is searched first
 mkdir -p "$SCRATCH/plugins" && cp "$SCRATCH/future.so" "$SCRATCH/plugins/gla.so"
 FLAME_PLUGIN_PATH="$SCRATCH/plugins" expect_error 4 "plugins/gla.so: plugin ABI version $((major + 1))" -- run gla
