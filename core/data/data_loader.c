@@ -360,6 +360,12 @@ static int open_shard(data_loader *dl, char *err, size_t err_len)
                  (unsigned long long)dl->shard.h.tokenizer_hash);
         return -1;
     }
+    /* What `flame-data inspect` checks, before the first step: damaged tokens
+     * must never be trained on. It reads the whole mapping once (about a second
+     * per few GB, paging the shard in); read only as batches need it, damage
+     * would surface after the steps that trained on it. */
+    if (token_shard_verify(&dl->shard, err, err_len))
+        return -2;
     dl->eos_id = dl->shard.h.eos_id;
     return 0;
 }

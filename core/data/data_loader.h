@@ -12,7 +12,8 @@
  * (core/token_shard.h, written by `flame-data pack`): it is memory-mapped and
  * its tokens, which are that same stream for one epoch, are cut into the same
  * rows — the batches equal those of the text it was packed from. Its
- * tokenizer hash must match tokenizer_path's. Cursors: text
+ * tokenizer hash must match tokenizer_path's, and its tokens are checked
+ * (data hash, ids) when it is opened. Cursors: text
  * {epoch, file, document, offset, token}, a shard {epoch, shard_token}. */
 #ifndef FLAME_DATA_LOADER_H
 #define FLAME_DATA_LOADER_H
@@ -46,8 +47,8 @@ typedef struct data_loader data_loader;
 /* Opens the source and the tokenizer (or maps the shard), seeks to cursor
  * (NULL: the start) and starts the background thread. Returns 0; -1 with err
  * for a configuration error (missing file, unknown extension, bad tokenizer, a
- * shard of another tokenizer); -2 with err for a data error (a corrupt,
- * truncated or empty shard, a cursor that does not fit the data, or while
+ * shard of another tokenizer); -2 with err for a data error (a shard that is
+ * corrupt, its data hash or an id included, truncated or empty, a cursor that does not fit the data, or while
  * seeking). */
 int data_loader_open(data_loader **dl, const data_loader_options *opt, const json_t *cursor,
                      char *err, size_t err_len);

@@ -3,9 +3,11 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <glob.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,8 @@ typedef struct file_kind {
 typedef struct source_file {
     char *path;
     file_kind kind;
+    int noted;    /* its skipped members have been reported */
+    int verified; /* a gzip file: read through once, every member's CRC-32 right */
 } source_file;
 
 struct data_source {
@@ -44,8 +48,11 @@ struct data_source {
     int from_start, yielded; /* this epoch began at the start; a piece came out */
 
     struct archive *a; /* the open file fi, or NULL */
+    struct gz_reader *gz; /* what a feeds a of a gzip file fi, or NULL */
     int in_member, member_fmt, member_eof, txt_done;
     char *member;      /* its name inside an archive, NULL for a single stream */
+    uint64_t skipped;  /* members of the archive that are neither .txt nor .jsonl */
+    char *first_skipped;
     uint64_t line;     /* JSON lines read from the member */
 
     char *buf;       /* .txt: the window buf[0, blen); .jsonl: unread bytes buf[bpos, blen) */
@@ -289,6 +296,131 @@ size_t data_source_file_count(const data_source *ds)
     return ds->n_files;
 }
 
+/* ---- gzip: inflated here, checked member by member ----
+ *
+ * libarchive's gzip filter (3.6 and before) never compares a member's CRC-32
+ * and length with its trailer, so a damaged .gz decodes into wrong text
+ * without an error. A gzip file is inflated here by zlib, which checks both at
+ * the end of every member, and libarchive reads the result as a raw stream or
+ * a tar. zlib is taken from the process: libarchive is linked with libz.so.1,
+ * so flame needs neither zlib's headers nor a link of its own to it. */
+
+enum { ZOK = 0, ZSTREAM_END = 1, ZBUF_ERROR = -5, ZGZIP_WINDOW = 15 + 16 };
+
+typedef struct zstream { /* zlib's z_stream, an ABI zlib keeps (inflateInit2_ checks its size) */
+    const unsigned char *next_in;
+    unsigned avail_in;
+    unsigned long total_in;
+    unsigned char *next_out;
+    unsigned avail_out;
+    unsigned long total_out;
+    const char *msg;
+    void *state, *zalloc, *zfree, *opaque;
+    int data_type;
+    unsigned long adler, reserved;
+} zstream;
+
+static struct {
+    const char *(*version)(void);
+    int (*init)(zstream *, int, const char *, int);
+    int (*inflate)(zstream *, int);
+    int (*reset)(zstream *);
+    int (*end)(zstream *);
+    int loaded;
+} zlib;
+static pthread_once_t zlib_once = PTHREAD_ONCE_INIT;
+
+static void load_zlib(void)
+{
+    void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    *(void **)&zlib.version = dlsym(h, "zlibVersion");
+    *(void **)&zlib.init = dlsym(h, "inflateInit2_");
+    *(void **)&zlib.inflate = dlsym(h, "inflate");
+    *(void **)&zlib.reset = dlsym(h, "inflateReset");
+    *(void **)&zlib.end = dlsym(h, "inflateEnd");
+    zlib.loaded = zlib.version && zlib.init && zlib.inflate && zlib.reset && zlib.end;
+}
+
+typedef struct gz_reader {
+    FILE *f;
+    zstream z;
+    int z_ready, checked, at_eof, in_member;
+    uint64_t members; /* whole members read */
+    unsigned char in[OPEN_BLOCK], out[OPEN_BLOCK];
+} gz_reader;
+
+static void gz_free(gz_reader *g)
+{
+    if (!g)
+        return;
+    if (g->z_ready)
+        zlib.end(&g->z);
+    if (g->f)
+        fclose(g->f);
+    free(g);
+}
+
+/* libarchive's read callback: the next inflated bytes, 0 at the end of the
+ * file, -1 with the archive's error set (damaged, truncated, not gzip). */
+static la_ssize_t gz_read(struct archive *a, void *ctx, const void **buf)
+{
+    gz_reader *g = ctx;
+    for (;;) {
+        if (g->z.avail_in == 0 && !g->at_eof) {
+            size_t n = fread(g->in, 1, sizeof g->in, g->f);
+            if (n == 0 && ferror(g->f)) {
+                archive_set_error(a, errno, "read error: %s", strerror(errno));
+                return -1;
+            }
+            g->at_eof = n == 0;
+            g->z.next_in = g->in;
+            g->z.avail_in = (unsigned)n;
+            if (!g->checked && (n < 2 || g->in[0] != 0x1f || g->in[1] != 0x8b)) {
+                archive_set_error(a, EINVAL, "not a gzip stream");
+                return -1;
+            }
+            g->checked = 1;
+            continue;
+        }
+        if (g->z.avail_in == 0) {
+            if (g->in_member) {
+                archive_set_error(a, EINVAL, "truncated gzip data");
+                return -1;
+            }
+            return 0;
+        }
+        if (!g->in_member) { /* more bytes after a member: they must be another one */
+            if (g->members > 0 && zlib.reset(&g->z) != ZOK) {
+                archive_set_error(a, ENOMEM, "out of memory");
+                return -1;
+            }
+            g->in_member = 1;
+        }
+        g->z.next_out = g->out;
+        g->z.avail_out = sizeof g->out;
+        int r = zlib.inflate(&g->z, 0);
+        if (r == ZSTREAM_END) { /* zlib has checked the member's CRC-32 and length */
+            g->in_member = 0;
+            g->members++;
+        } else if (r != ZOK && r != ZBUF_ERROR) {
+            char why[160]; /* archive_set_error formats no %llu */
+            snprintf(why, sizeof why, "corrupt gzip data in member %llu (%s)",
+                     (unsigned long long)g->members + 1, g->z.msg ? g->z.msg : "zlib error");
+            archive_set_error(a, EINVAL, "%s", why);
+            return -1;
+        }
+        size_t got = sizeof g->out - g->z.avail_out;
+        if (got) {
+            *buf = g->out;
+            return (la_ssize_t)got;
+        }
+    }
+}
+
+static int gz_open(data_source *ds, char *err, size_t err_len);
+
 /* ---- reading ---- */
 
 static void close_file(data_source *ds)
@@ -296,9 +428,14 @@ static void close_file(data_source *ds)
     if (ds->a)
         archive_read_free(ds->a);
     ds->a = NULL;
+    gz_free(ds->gz);
+    ds->gz = NULL;
     ds->in_member = 0;
     free(ds->member);
     ds->member = NULL;
+    ds->skipped = 0;
+    free(ds->first_skipped);
+    ds->first_skipped = NULL;
     if (ds->json)
         json_decref(ds->json);
     ds->json = NULL;
@@ -375,7 +512,8 @@ static int open_file(data_source *ds, char *err, size_t err_len)
         return -1;
     }
     ds->a = a;
-    if (k->filter != ARCHIVE_FILTER_NONE || k->container != CONT_SINGLE)
+    int gzip = k->filter == ARCHIVE_FILTER_GZIP; /* inflated by gz_read, for libarchive no filter */
+    if (!gzip && (k->filter != ARCHIVE_FILTER_NONE || k->container != CONT_SINGLE))
         archive_read_support_filter_all(a);
     if (k->container == CONT_SINGLE) {
         archive_read_support_format_raw(a);
@@ -385,6 +523,8 @@ static int open_file(data_source *ds, char *err, size_t err_len)
         archive_read_support_format_tar(a);
     else
         archive_read_support_format_zip(a);
+    if (gzip)
+        return gz_open(ds, err, err_len);
     if (archive_read_open_filename(a, ds->files[ds->fi].path, OPEN_BLOCK) != ARCHIVE_OK) {
         fail_at(ds, 0, err, err_len, "cannot read: %s", archive_message(a));
         return -1;
@@ -396,6 +536,75 @@ static int open_file(data_source *ds, char *err, size_t err_len)
         return -1;
     }
     return 0;
+}
+
+static int gz_open(data_source *ds, char *err, size_t err_len)
+{
+    pthread_once(&zlib_once, load_zlib);
+    if (!zlib.loaded) {
+        fail_at(ds, 0, err, err_len, "cannot load zlib (libz.so.1) to read gzip data");
+        return -1;
+    }
+    gz_reader *g = calloc(1, sizeof *g);
+    if (!g) {
+        fail_at(ds, 0, err, err_len, "out of memory");
+        return -1;
+    }
+    ds->gz = g;
+    g->f = fopen(ds->files[ds->fi].path, "rb");
+    if (!g->f) {
+        fail_at(ds, 0, err, err_len, "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    if (zlib.init(&g->z, ZGZIP_WINDOW, zlib.version(), (int)sizeof g->z) != ZOK) {
+        fail_at(ds, 0, err, err_len, "zlib %s cannot inflate gzip data", zlib.version());
+        return -1;
+    }
+    g->z_ready = 1;
+    /* Damaged text must never reach training: a CRC comes only at the end of
+     * a member, after its text, so the first time a gzip file is opened it is
+     * inflated through once before anything of it is handed out. This costs a
+     * second inflate of each file per run (zlib's few hundred MB/s, well above
+     * tokenizing speed). */
+    source_file *f = &ds->files[ds->fi];
+    if (!f->verified) {
+        const void *b;
+        la_ssize_t n;
+        while ((n = gz_read(ds->a, g, &b)) > 0)
+            ;
+        if (n < 0) {
+            fail_at(ds, 0, err, err_len, "%s", archive_message(ds->a));
+            return -1;
+        }
+        rewind(g->f);
+        g->checked = g->at_eof = 0;
+        g->members = 0;
+        g->z.avail_in = 0;
+        if (zlib.reset(&g->z) != ZOK) {
+            fail_at(ds, 0, err, err_len, "out of memory");
+            return -1;
+        }
+        f->verified = 1;
+    }
+    if (archive_read_open(ds->a, g, NULL, gz_read, NULL) != ARCHIVE_OK) {
+        fail_at(ds, 0, err, err_len, "%s", archive_message(ds->a));
+        return -1;
+    }
+    return 0;
+}
+
+/* An archive member flame cannot read (a README, or a text whose name lost
+ * its extension) is skipped, but not silently: one line on stderr per archive,
+ * the first time it is read through. */
+static void note_skipped(data_source *ds)
+{
+    source_file *f = &ds->files[ds->fi];
+    if (ds->skipped == 0 || f->noted)
+        return;
+    f->noted = 1;
+    fprintf(stderr, "flame: note: %s: skipped %llu member%s neither .txt nor .jsonl (the first: "
+            "%s)\n", f->path, (unsigned long long)ds->skipped, ds->skipped == 1 ? "" : "s",
+            ds->first_skipped ? ds->first_skipped : "?");
 }
 
 /* 1: a member of a known format is open; 0: no more; -1: error */
@@ -410,8 +619,10 @@ static int next_member(data_source *ds, char *err, size_t err_len)
     for (;;) {
         struct archive_entry *e;
         int r = archive_read_next_header(ds->a, &e);
-        if (r == ARCHIVE_EOF)
+        if (r == ARCHIVE_EOF) {
+            note_skipped(ds);
             return 0;
+        }
         if (r < ARCHIVE_WARN) {
             fail_at(ds, 0, err, err_len, "%s", archive_message(ds->a));
             return -1;
@@ -423,8 +634,11 @@ static int next_member(data_source *ds, char *err, size_t err_len)
             const char *name = archive_entry_pathname(e);
             if (!name)
                 name = archive_entry_pathname_utf8(e);
-            if (!name || !(fmt = member_format(name)))
+            if (!name || !(fmt = member_format(name))) {
+                if (ds->skipped++ == 0)
+                    ds->first_skipped = strdup(name ? name : "(unnamed)");
                 continue;
+            }
             ds->member = strdup(name);
             if (!ds->member) {
                 fail_at(ds, 0, err, err_len, "out of memory");

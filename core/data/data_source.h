@@ -18,7 +18,9 @@
  *   X.gz X.zst X.xz a compressed single stream of X (.txt or .jsonl)
  *   .tar .tar.gz .tgz .tar.zst .tar.xz .zip
  *                   archives: their .txt and .jsonl members in archive order,
- *                   other members skipped
+ *                   other members skipped, with one note on stderr per archive
+ * A gzip file is inflated by zlib (checking every member's CRC-32 and length),
+ * read through once before any of its text comes out.
  * A pre-tokenized shard (.flametok, core/token_shard.h) is no data source:
  * the data loader maps it when it is the whole dataset.
  * Everything is read through libarchive, JSON lines through jansson.
