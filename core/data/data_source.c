@@ -3,17 +3,16 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <glob.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 enum { FMT_TXT = 1, FMT_JSONL = 2 };
 enum { CONT_SINGLE, CONT_TAR, CONT_ZIP };
@@ -140,8 +139,7 @@ static int add_file(data_source *ds, const char *path, char *err, size_t err_len
         snprintf(err, err_len, "out of memory resolving the dataset");
         return -1;
     }
-    ds->files[ds->n_files].path = copy;
-    ds->files[ds->n_files++].kind = k;
+    ds->files[ds->n_files++] = (source_file){.path = copy, .kind = k};
     return 0;
 }
 
@@ -302,50 +300,13 @@ size_t data_source_file_count(const data_source *ds)
  * and length with its trailer, so a damaged .gz decodes into wrong text
  * without an error. A gzip file is inflated here by zlib, which checks both at
  * the end of every member, and libarchive reads the result as a raw stream or
- * a tar. zlib is taken from the process: libarchive is linked with libz.so.1,
- * so flame needs neither zlib's headers nor a link of its own to it. */
+ * a tar. */
 
-enum { ZOK = 0, ZSTREAM_END = 1, ZBUF_ERROR = -5, ZGZIP_WINDOW = 15 + 16 };
-
-typedef struct zstream { /* zlib's z_stream, an ABI zlib keeps (inflateInit2_ checks its size) */
-    const unsigned char *next_in;
-    unsigned avail_in;
-    unsigned long total_in;
-    unsigned char *next_out;
-    unsigned avail_out;
-    unsigned long total_out;
-    const char *msg;
-    void *state, *zalloc, *zfree, *opaque;
-    int data_type;
-    unsigned long adler, reserved;
-} zstream;
-
-static struct {
-    const char *(*version)(void);
-    int (*init)(zstream *, int, const char *, int);
-    int (*inflate)(zstream *, int);
-    int (*reset)(zstream *);
-    int (*end)(zstream *);
-    int loaded;
-} zlib;
-static pthread_once_t zlib_once = PTHREAD_ONCE_INIT;
-
-static void load_zlib(void)
-{
-    void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        return;
-    *(void **)&zlib.version = dlsym(h, "zlibVersion");
-    *(void **)&zlib.init = dlsym(h, "inflateInit2_");
-    *(void **)&zlib.inflate = dlsym(h, "inflate");
-    *(void **)&zlib.reset = dlsym(h, "inflateReset");
-    *(void **)&zlib.end = dlsym(h, "inflateEnd");
-    zlib.loaded = zlib.version && zlib.init && zlib.inflate && zlib.reset && zlib.end;
-}
+enum { GZIP_WINDOW = 15 + 16 }; /* zlib's window bits for a gzip wrapper */
 
 typedef struct gz_reader {
     FILE *f;
-    zstream z;
+    z_stream z;
     int z_ready, checked, at_eof, in_member;
     uint64_t members; /* whole members read */
     unsigned char in[OPEN_BLOCK], out[OPEN_BLOCK];
@@ -356,7 +317,7 @@ static void gz_free(gz_reader *g)
     if (!g)
         return;
     if (g->z_ready)
-        zlib.end(&g->z);
+        inflateEnd(&g->z);
     if (g->f)
         fclose(g->f);
     free(g);
@@ -392,7 +353,7 @@ static la_ssize_t gz_read(struct archive *a, void *ctx, const void **buf)
             return 0;
         }
         if (!g->in_member) { /* more bytes after a member: they must be another one */
-            if (g->members > 0 && zlib.reset(&g->z) != ZOK) {
+            if (g->members > 0 && inflateReset(&g->z) != Z_OK) {
                 archive_set_error(a, ENOMEM, "out of memory");
                 return -1;
             }
@@ -400,11 +361,11 @@ static la_ssize_t gz_read(struct archive *a, void *ctx, const void **buf)
         }
         g->z.next_out = g->out;
         g->z.avail_out = sizeof g->out;
-        int r = zlib.inflate(&g->z, 0);
-        if (r == ZSTREAM_END) { /* zlib has checked the member's CRC-32 and length */
+        int r = inflate(&g->z, Z_NO_FLUSH);
+        if (r == Z_STREAM_END) { /* zlib has checked the member's CRC-32 and length */
             g->in_member = 0;
             g->members++;
-        } else if (r != ZOK && r != ZBUF_ERROR) {
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
             char why[160]; /* archive_set_error formats no %llu */
             snprintf(why, sizeof why, "corrupt gzip data in member %llu (%s)",
                      (unsigned long long)g->members + 1, g->z.msg ? g->z.msg : "zlib error");
@@ -540,11 +501,6 @@ static int open_file(data_source *ds, char *err, size_t err_len)
 
 static int gz_open(data_source *ds, char *err, size_t err_len)
 {
-    pthread_once(&zlib_once, load_zlib);
-    if (!zlib.loaded) {
-        fail_at(ds, 0, err, err_len, "cannot load zlib (libz.so.1) to read gzip data");
-        return -1;
-    }
     gz_reader *g = calloc(1, sizeof *g);
     if (!g) {
         fail_at(ds, 0, err, err_len, "out of memory");
@@ -556,8 +512,8 @@ static int gz_open(data_source *ds, char *err, size_t err_len)
         fail_at(ds, 0, err, err_len, "cannot read: %s", strerror(errno));
         return -1;
     }
-    if (zlib.init(&g->z, ZGZIP_WINDOW, zlib.version(), (int)sizeof g->z) != ZOK) {
-        fail_at(ds, 0, err, err_len, "zlib %s cannot inflate gzip data", zlib.version());
+    if (inflateInit2(&g->z, GZIP_WINDOW) != Z_OK) {
+        fail_at(ds, 0, err, err_len, "zlib %s cannot inflate gzip data", zlibVersion());
         return -1;
     }
     g->z_ready = 1;
@@ -580,7 +536,7 @@ static int gz_open(data_source *ds, char *err, size_t err_len)
         g->checked = g->at_eof = 0;
         g->members = 0;
         g->z.avail_in = 0;
-        if (zlib.reset(&g->z) != ZOK) {
+        if (inflateReset(&g->z) != Z_OK) {
             fail_at(ds, 0, err, err_len, "out of memory");
             return -1;
         }
