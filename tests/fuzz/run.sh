@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make fuzz: builds each harness named on the command line (tests/fuzz/fuzz_NAME.c)
 # with clang's libFuzzer, ASan and UBSan against libflame's C sources, then runs
-# it for FUZZ_SECONDS over its corpus (tests/fuzz/NAME/corpus in the build
-# folder, seeded from tests/fuzz/NAME/seeds). One line per harness,
+# it for FUZZ_SECONDS over its corpus (tests/fuzz/build/NAME/corpus in the
+# build folder, kept between runs) and its seeds (tests/fuzz/NAME/seeds). One line per harness,
 # "FUZZ PASS: NAME ..." or "FUZZ FAIL: NAME ..."; exits 1 on any failure.
 # From Makefile.am: srcdir, FUZZ_CC, FUZZ_SECONDS, FUZZ_SRCS (the library's
 # sources), FUZZ_CPPFLAGS, FUZZ_LIBS.
