@@ -1,0 +1,16 @@
+/* config_load_model_file on a .json (a Hugging Face config.json) of arbitrary
+ * bytes, through the fake plugin's key maps. */
+#define _POSIX_C_SOURCE 200809L
+#include "fuzz_config.h"
+#include "fuzz_file.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    char err[512];
+    const char *path = fuzz_file(".json", data, size);
+    flame_config *cfg = fuzz_config();
+    if (config_load_model_file(cfg, path, fuzz_formats, 2, err, sizeof err) == 0)
+        fuzz_config_use(cfg);
+    config_destroy(cfg);
+    return 0;
+}
