@@ -432,6 +432,21 @@ def main():
         rc, _, err = run("from-hf", "--model", gelu, "--output", os.path.join(tmp, "z"))
         check(rc == 2 and err.count("\n") == 1 and 'hidden_act = "gelu": only "silu"' in err,
               f"gelu Llama: exit {rc}: {err}")
+        # half a model is no seed: a folder without lm_head, or with no tensors at all
+        headless = os.path.join(tmp, "headless")
+        make_folder(headless, "fp32", {k: v for k, v in weights.items() if k != "lm_head.weight"})
+        rc, _, err = run("from-hf", "--model", headless, "--output", os.path.join(tmp, "h"))
+        check(rc == 3 and err.count("\n") == 1 and "lm_head.weight" in err and "missing" in err
+              and not os.path.exists(os.path.join(tmp, "h")), f"no lm_head: exit {rc}: {err}")
+        empty = os.path.join(tmp, "empty")
+        os.makedirs(empty)
+        with open(os.path.join(empty, "config.json"), "w") as f:
+            json.dump(CONFIG, f)
+        with open(os.path.join(empty, "model.safetensors"), "wb") as f:
+            f.write(struct.pack("<Q", 2) + b"{}")
+        rc, _, err = run("from-hf", "--model", empty, "--output", os.path.join(tmp, "e"))
+        check(rc == 3 and err.count("\n") == 1 and "missing in the source" in err,
+              f"header {{}}: exit {rc}: {err}")
         odd = os.path.join(tmp, "odd")
         make_folder(odd, "fp32", dict(weights, **{"model.layers.0.mystery.weight": np.ones(3, np.float32)}))
         rc, _, err = run("from-hf", "--model", odd, "--output", os.path.join(tmp, "y"))
