@@ -10,45 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config/config.h"
+#include "fake_model_config.h"
 #include "testing.h"
-
-/* a plugin's [model] keys */
-static const flame_option fake_model[] = {
-    {"hidden_size", FLAME_TYPE_INT, "64", "width", 0},
-    {"expand_k", FLAME_TYPE_FLOAT, "0.5", "key expansion", 0},
-    {"use_gk", FLAME_TYPE_BOOL, "true", "gate keys", 0},
-    {"attn_mode", FLAME_TYPE_STRING, "chunk", "kernel", 0},
-    {"clamp_min", FLAME_TYPE_FLOAT, NULL, "gate clamp", 0},
-    {"fuse_norm", FLAME_TYPE_BOOL, NULL, "fused norm (Python only)", 1},
-};
-
-/* the plugin's Hugging Face formats: its own, and a foreign one whose keys
- * are named otherwise, nested, or accepted only with one value */
-static const flame_hf_key foreign_keys[] = {
-    {"width", "hidden_size", NULL},
-    {"rope.theta", "expand_k", NULL},
-    {"rope.kind", NULL, "\"plain\""},
-    {"bias", NULL, "false"},
-    {"dropout", NULL, NULL},
-};
-static const flame_hf_format FORMATS[] = {
-    {"gla", "GLAForCausalLM", NULL, 0, NULL, 0},
-    {"foreign", "ForeignForCausalLM", foreign_keys, 5, NULL, 0},
-};
 
 static char dir[256];
 static int n_files;
 
-static flame_config *make_cfg(void)
-{
-    flame_config *cfg = config_create();
-    for (int i = 0; i < n_core_sections; i++)
-        config_add_section(cfg, core_sections[i].name, core_sections[i].options,
-                           core_sections[i].n_options);
-    config_add_section(cfg, "model", fake_model, (int)(sizeof fake_model / sizeof *fake_model));
-    return cfg;
-}
 
 /* writes text to a new file named NAME in the temporary folder; returns its path */
 static const char *write_file(const char *name, const char *text)
@@ -98,7 +65,7 @@ static int apply(flame_config *cfg, char *err, size_t n, int argc, const char **
 
 static void test_defaults(void)
 {
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     CHECK(config_get_int(cfg, "training", "steps") == 10000, "steps default");
     CHECK(config_get_int(cfg, "training", "batch_size") == 8, "batch_size default");
     CHECK(config_get_float(cfg, "optimizer", "lr") == 8e-4, "lr default");
@@ -127,7 +94,7 @@ static void test_long_line(void)
     memset(want, '0', 300);
     want[300] = '\0';
     const char *p = write_file("long.ini", text);
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
     int rc = config_load_ini(cfg, p, err, sizeof err);
     CHECK(rc == 0, "long line: %s", err);
@@ -156,7 +123,7 @@ static void test_ini_values(void)
                                "hidden_size = 128\n"
                                "use_gk = off\n"
                                "attn_mode = fused_chunk\n");
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
     int rc = config_load_ini(cfg, p, err, sizeof err);
     CHECK(rc == 0, "load: %s", err);
@@ -205,12 +172,15 @@ static void test_priority(void)
                                      {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
     for (int m = 0; m < 2; m++)
         for (int o = 0; o < 6; o++) {
-            flame_config *cfg = make_cfg();
+            flame_config *cfg = fake_model_config();
             char err[1024] = "";
             for (int k = 0; k < 3; k++) {
                 int rc = 0;
                 switch (orders[o][k]) {
-                case 0: rc = config_load_model_file(cfg, models[m], FORMATS, 2, err, sizeof err); break;
+                case 0:
+                    rc = config_load_model_file(cfg, models[m], FAKE_FORMATS, N_FAKE_FORMATS, err,
+                                                sizeof err);
+                    break;
                 case 1: rc = config_load_ini(cfg, job, err, sizeof err); break;
                 case 2: rc = APPLY(cfg, err, "--model.hidden_size", "512", "--training.seq_len=32");
                         break;
@@ -233,7 +203,7 @@ static void test_priority(void)
 
 static void test_command_line(void)
 {
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
     int rc = APPLY(cfg, err, "--arch", "gla", "--config", "some/job.ini", "-h", "--job.print_args",
                    "--training.steps=7", "--model.use_gk", "off", "--optimizer.lr", "-1e-3",
@@ -274,11 +244,11 @@ static void test_json(void)
                                "  \"auto_map\": {\"AutoConfig\": \"x\"},\n"
                                "  \"_name_or_path\": \"fla-hub/gla\"\n"
                                "}\n");
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
     int rc = APPLY(cfg, err, "--model.clamp_min", "-3.5");
     CHECK(rc == 0, "apply: %s", err);
-    rc = config_load_model_file(cfg, p, FORMATS, 2, err, sizeof err);
+    rc = config_load_model_file(cfg, p, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
     CHECK(rc == 0, "load json: %s", err);
     CHECK(config_get_int(cfg, "model", "hidden_size") == 1024, "integral real as INT");
     CHECK(config_get_float(cfg, "model", "expand_k") == 1.0, "integer as FLOAT");
@@ -287,13 +257,14 @@ static void test_json(void)
     CHECK(config_get_float(cfg, "model", "clamp_min") == -3.5, "null leaves the value");
     config_destroy(cfg);
 
-    cfg = make_cfg();
-    rc = config_load_model_file(cfg, p, FORMATS, 2, err, sizeof err);
+    cfg = fake_model_config();
+    rc = config_load_model_file(cfg, p, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
     CHECK(rc == 0 && !config_is_set(cfg, "model", "clamp_min"), "null leaves it unset");
     /* the path may be the store's own [model] config text */
     rc = APPLY(cfg, err, "--model.config", p);
     CHECK(rc == 0, "apply: %s", err);
-    rc = config_load_model_file(cfg, config_get_string(cfg, "model", "config"), FORMATS, 2, err,
+    rc = config_load_model_file(cfg, config_get_string(cfg, "model", "config"), FAKE_FORMATS,
+                                N_FAKE_FORMATS, err,
                                 sizeof err);
     CHECK(rc == 0, "load from own value: %s", err);
     /* no formats: model_type is not checked */
@@ -306,7 +277,7 @@ static void test_json(void)
 static int load_bad_ini(const char *name, const char *text, char *err, size_t n)
 {
     const char *p = write_file(name, text);
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     int rc = config_load_ini(cfg, p, err, n);
     config_destroy(cfg);
     return rc;
@@ -316,8 +287,8 @@ static int load_bad_json(const char *name, const char *text, const flame_hf_form
                          char *err, size_t n)
 {
     const char *p = write_file(name, text);
-    flame_config *cfg = make_cfg();
-    int rc = config_load_model_file(cfg, p, formats, formats ? 2 : 0, err, n);
+    flame_config *cfg = fake_model_config();
+    int rc = config_load_model_file(cfg, p, formats, formats ? N_FAKE_FORMATS : 0, err, n);
     config_destroy(cfg);
     return rc;
 }
@@ -331,9 +302,9 @@ static void test_json_format_keys(void)
                                "{\"model_type\": \"foreign\", \"width\": 96,\n"
                                " \"rope\": {\"theta\": 2.5, \"kind\": \"plain\"},\n"
                                " \"bias\": false, \"dropout\": 0.1, \"use_gk\": false}\n");
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
-    int rc = config_load_model_file(cfg, p, FORMATS, 2, err, sizeof err);
+    int rc = config_load_model_file(cfg, p, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
     CHECK(rc == 0, "foreign format: %s", err);
     CHECK(config_get_int(cfg, "model", "hidden_size") == 96, "width read as hidden_size");
     CHECK(config_get_float(cfg, "model", "expand_k") == 2.5, "rope.theta read as expand_k");
@@ -354,7 +325,7 @@ static void test_json_format_keys(void)
          "unknown key [model] width"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        rc = load_bad_json(bad[i].file, bad[i].text, FORMATS, err, sizeof err);
+        rc = load_bad_json(bad[i].file, bad[i].text, FAKE_FORMATS, err, sizeof err);
         CHECK_ERR(rc, err, bad[i].want1, bad[i].want2);
     }
 }
@@ -394,7 +365,7 @@ static void test_errors(void)
     CHECK_ERR(rc, err, "top.ini:2:", "steps", "outside any [section]");
     rc = load_bad_ini("twice.ini", "[training]\nsteps = 1\nseed = 2\nsteps = 3\n", err, sizeof err);
     CHECK_ERR(rc, err, "twice.ini:4:", "[training] steps given twice", "first on line 2");
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     /* no config: an endless line of NUL bytes, and a JSON larger than any config */
     rc = config_load_ini(cfg, "/dev/zero", err, sizeof err);
     CHECK_ERR(rc, err, "/dev/zero:1:", "NUL byte");
@@ -407,7 +378,7 @@ static void test_errors(void)
     snprintf(missing, sizeof missing, "%s/no-such.ini", dir);
     rc = config_load_ini(cfg, missing, err, sizeof err);
     CHECK_ERR(rc, err, "no-such.ini: cannot open: No such file or directory");
-    rc = config_load_model_file(cfg, missing, FORMATS, 2, err, sizeof err);
+    rc = config_load_model_file(cfg, missing, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "no-such.ini: cannot open:");
 
     /* the command line */
@@ -435,40 +406,40 @@ static void test_errors(void)
     config_destroy(cfg);
 
     /* JSON */
-    rc = load_bad_json("syntax.json", "{\n  \"hidden_size\": 12,\n  oops\n}\n", FORMATS, err,
+    rc = load_bad_json("syntax.json", "{\n  \"hidden_size\": 12,\n  oops\n}\n", FAKE_FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "syntax.json:3:", "invalid JSON");
     CHECK(contains(err, "syntax.json:3:3") || contains(err, "syntax.json:3:4") ||
               contains(err, "syntax.json:3:5") || contains(err, "syntax.json:3:6"),
           "line:column in %s", err);
     rc = load_bad_json("type.json", "{\n  \"model_type\": \"gla\",\n  \"hidden_size\": \"big\"\n}\n",
-                       FORMATS, err, sizeof err);
+                       FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "type.json:3:", "[model] hidden_size", "\"big\"", "expected an integer");
-    rc = load_bad_json("real.json", "{\"hidden_size\": 2.5}", FORMATS, err, sizeof err);
+    rc = load_bad_json("real.json", "{\"hidden_size\": 2.5}", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "real.json", "[model] hidden_size", "2.5", "expected an integer");
-    rc = load_bad_json("jbool.json", "{\n\"use_gk\": 1\n}", FORMATS, err, sizeof err);
+    rc = load_bad_json("jbool.json", "{\n\"use_gk\": 1\n}", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jbool.json:2:", "[model] use_gk", "expected a boolean");
-    rc = load_bad_json("jfloat.json", "{\n\"expand_k\": true\n}", FORMATS, err, sizeof err);
+    rc = load_bad_json("jfloat.json", "{\n\"expand_k\": true\n}", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jfloat.json:2:", "[model] expand_k", "expected a finite number");
-    rc = load_bad_json("jstr.json", "{\n\"attn_mode\": 3\n}", FORMATS, err, sizeof err);
+    rc = load_bad_json("jstr.json", "{\n\"attn_mode\": 3\n}", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jstr.json:2:", "[model] attn_mode", "expected a string");
-    rc = load_bad_json("jkey.json", "{\n\"model_type\": \"gla\",\n\"hiden_size\": 1\n}", FORMATS, err,
+    rc = load_bad_json("jkey.json", "{\n\"model_type\": \"gla\",\n\"hiden_size\": 1\n}", FAKE_FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "jkey.json:3:", "unknown key [model] hiden_size",
               "(did you mean hidden_size?)");
-    rc = load_bad_json("jnull.json", "{\"nonsense_key_x\": null}", FORMATS, err, sizeof err);
+    rc = load_bad_json("jnull.json", "{\"nonsense_key_x\": null}", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jnull.json", "unknown key [model] nonsense_key_x");
-    rc = load_bad_json("mt.json", "{\n\"hidden_size\": 8,\n\"model_type\": \"retnet\"\n}", FORMATS,
+    rc = load_bad_json("mt.json", "{\n\"hidden_size\": 8,\n\"model_type\": \"retnet\"\n}", FAKE_FORMATS,
                        err, sizeof err);
     CHECK_ERR(rc, err, "mt.json:3:", "model_type", "\"retnet\"", "\"gla\"");
-    rc = load_bad_json("arr.json", "[1, 2]", FORMATS, err, sizeof err);
+    rc = load_bad_json("arr.json", "[1, 2]", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "arr.json", "object");
-    rc = load_bad_json("dup.json", "{\"hidden_size\": 1,\n\"hidden_size\": 2}", FORMATS, err,
+    rc = load_bad_json("dup.json", "{\"hidden_size\": 1,\n\"hidden_size\": 2}", FAKE_FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "dup.json:2:", "invalid JSON");
-    rc = load_bad_json("minimodel.ini", "[model]\nhidden_size = wide\n", FORMATS, err, sizeof err);
+    rc = load_bad_json("minimodel.ini", "[model]\nhidden_size = wide\n", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "minimodel.ini:2:", "[model] hidden_size", "expected an integer");
-    rc = load_bad_json("minikey.ini", "[job]\nfoo = 1\n[model]\nhiddn_size = 1\n", FORMATS, err,
+    rc = load_bad_json("minikey.ini", "[job]\nfoo = 1\n[model]\nhiddn_size = 1\n", FAKE_FORMATS, err,
                        sizeof err);
     CHECK_ERR(rc, err, "minikey.ini:4:", "unknown key [model] hiddn_size", "hidden_size?");
 }
@@ -523,7 +494,7 @@ static void test_round_trip(void)
 {
     const char *job = write_file("rt.ini", "[optimizer]\nlr = 3e-4\neps = 1e-15\n"
                                            "[lr_scheduler]\ndecay_ratio = 0.2\n");
-    flame_config *a = make_cfg();
+    flame_config *a = fake_model_config();
     char err[1024] = "";
     CHECK(config_load_ini(a, job, err, sizeof err) == 0, "%s", err);
     CHECK(APPLY(a, err, "--training.dataset", " lead and trail ", "--job.description",
@@ -538,7 +509,7 @@ static void test_round_trip(void)
     CHECK(contains(text, "; clamp_min =\n"), "unset option commented out:\n%s", text);
     CHECK(contains(text, "[training]\n"), "sections written");
     const char *p = write_file("written.ini", text);
-    flame_config *b = make_cfg();
+    flame_config *b = fake_model_config();
     CHECK(config_load_ini(b, p, err, sizeof err) == 0, "read back: %s\n%s", err, text);
     /* "a ; x" cannot survive an INI inline comment: every other value must */
     CHECK(APPLY(a, err, "--model.attn_mode", "plain") == 0 &&
@@ -549,7 +520,7 @@ static void test_round_trip(void)
     CHECK(str_eq(config_get_string(b, "job", "description"), "\"quoted\""), "quotes kept");
     /* and again: the written file is stable */
     char *text2 = capture(write_ini_fn, b);
-    flame_config *c = make_cfg();
+    flame_config *c = fake_model_config();
     p = write_file("written2.ini", text2);
     CHECK(config_load_ini(c, p, err, sizeof err) == 0, "read back: %s", err);
     check_same(b, c);
@@ -576,10 +547,10 @@ static void test_ignored(void)
     const char *job = write_file("ign-ok.ini", "[training]\ncompile = true\n"
                                                "[metrics]\nenable_wandb = false\n");
     const char *model = write_file("ign.json", "{\"fuse_norm\": true}");
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
     CHECK(config_load_ini(cfg, job, err, sizeof err) == 0, "%s", err);
-    CHECK(config_load_model_file(cfg, model, FORMATS, 2, err, sizeof err) == 0, "%s", err);
+    CHECK(config_load_model_file(cfg, model, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err) == 0, "%s", err);
     CHECK(APPLY(cfg, err, "--training.compile", "--training.compile=false") == 0, "%s", err);
     char *out = capture(report_fn, cfg);
     CHECK(count(out, "flame-run: ignoring [training] compile (only meaningful to the Python "
@@ -590,7 +561,7 @@ static void test_ignored(void)
     CHECK(count(out, "\n") == 3, "nothing else:\n%s", out);
     free(out);
     config_destroy(cfg);
-    cfg = make_cfg();
+    cfg = fake_model_config();
     out = capture(report_fn, cfg);
     CHECK(out[0] == '\0', "nothing given, nothing reported: %s", out);
     free(out);
@@ -599,7 +570,7 @@ static void test_ignored(void)
 
 static void test_model_view_and_help(void)
 {
-    flame_config *cfg = make_cfg();
+    flame_config *cfg = fake_model_config();
     char err[1024] = "";
     CHECK(APPLY(cfg, err, "--model.hidden_size", "96", "--model.expand_k", "2") == 0, "%s", err);
     flame_model_config v = config_model_view(cfg);
@@ -640,7 +611,7 @@ static void expect_abort(int which)
     if (pid == 0) {
         if (!freopen("/dev/null", "w", stderr))
             _exit(3);
-        flame_config *cfg = make_cfg();
+        flame_config *cfg = fake_model_config();
         if (which == 0)
             config_get_int(cfg, "training", "stepz");
         else if (which == 1)

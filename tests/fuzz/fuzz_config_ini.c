@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     char err[512], peek[256];
     const char *path = fuzz_file(".ini", data, size);
     config_peek_ini(path, "job", "arch", peek, sizeof peek);
-    flame_config *cfg = fuzz_config();
+    flame_config *cfg = fake_model_config();
     if (config_load_ini(cfg, path, err, sizeof err) == 0)
         fuzz_config_use(cfg);
     config_destroy(cfg);

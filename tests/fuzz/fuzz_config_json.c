@@ -8,8 +8,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     char err[512];
     const char *path = fuzz_file(".json", data, size);
-    flame_config *cfg = fuzz_config();
-    if (config_load_model_file(cfg, path, fuzz_formats, 2, err, sizeof err) == 0)
+    flame_config *cfg = fake_model_config();
+    if (config_load_model_file(cfg, path, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err) == 0)
         fuzz_config_use(cfg);
     config_destroy(cfg);
     return 0;

@@ -10,7 +10,7 @@ set -u
 : "${FUZZ_CC:=clang}" "${FUZZ_SECONDS:=60}" "${FUZZ_JOBS:=2}"
 out=tests/fuzz/build
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-cflags="-std=gnu11 -g -O1 -fno-omit-frame-pointer $san $FUZZ_CPPFLAGS -I$srcdir/tests/fuzz"
+cflags="-std=gnu11 -g -O1 -fno-omit-frame-pointer $san $FUZZ_CPPFLAGS -I$srcdir/tests/fuzz -I$srcdir/tests"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 fail_all() { for h; do echo "FUZZ FAIL: $h (not built: $why)"; done; exit 1; }
