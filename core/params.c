@@ -18,8 +18,8 @@ static size_t spec_numel(const flame_param_spec *s)
 
 /* the most values one tensor and the whole model may hold: far beyond any
  * model, and far from where size_t products overflow */
-#define MAX_TENSOR_VALUES ((size_t)1 << 40)
-#define MAX_PARAM_TENSORS 1000000
+#define MAX_TENSOR_VALUES ((size_t)1 << 50)
+#define MAX_PARAM_TENSORS (1 << 26)
 
 /* what the plugin declared of parameter i: usable, or -1 with err */
 static int check_spec(const flame_param_spec *s, int i, char *err, size_t err_len)
@@ -66,7 +66,7 @@ int params_check_declared(const flame_plugin *plugin, const void *model, char *e
             return -1;
         total += spec_numel(s);
         if (total > MAX_TENSOR_VALUES) {
-            snprintf(err, err_len, "the plugin declares more than 2^40 parameters");
+            snprintf(err, err_len, "the plugin declares more than 2^50 parameters");
             return -1;
         }
     }
@@ -114,11 +114,20 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
         if (decayed)
             ps->decayed_end = ps->total;
     }
+    int own_compute = ops->act_bytes != sizeof(float);
+    /* values, gradients, two moments, and a compute copy in another type */
+    double need = (4.0 * sizeof(float) + (own_compute ? (double)ops->act_bytes : 0)) * ps->total;
+    if (FLAME_OPS_HAS(ops, memory_available) && need > (double)ops->memory_available()) {
+        snprintf(err, err_len,
+                 "%zu parameters need %.1f GiB for weights and AdamW state; the %s has %.1f GiB "
+                 "available", ps->count, need / 1073741824.0, ops->backend,
+                 (double)ops->memory_available() / 1073741824.0);
+        return -3;
+    }
     ps->values = alloc_floats(ops, ps->total);
     ps->grads = alloc_floats(ops, ps->total);
     ps->m = alloc_floats(ops, ps->total);
     ps->v = alloc_floats(ops, ps->total);
-    int own_compute = ops->act_bytes != sizeof(float);
     ps->compute = own_compute ? ops->alloc(ps->total * ops->act_bytes) : ps->values;
     if (!ps->values || !ps->grads || !ps->m || !ps->v || !ps->compute) {
         snprintf(err, err_len, "out of memory for %zu parameters (%.1f MiB of weights and optimizer state)",

@@ -35,8 +35,9 @@ int params_check_declared(const flame_plugin *plugin, const void *model, char *e
                           size_t err_len);
 
 /* Reads the plugin's declarations and allocates. Returns 0; -2 with err when
- * a declaration is unusable (params_check_declared); -1 with err when out of
- * memory. */
+ * a declaration is unusable (params_check_declared); -3 with err, before any
+ * allocation, when they need more memory than the backend has available (a
+ * configuration that cannot fit); -1 with err when out of memory. */
 int params_create(param_store *ps, const flame_plugin *plugin, void *model,
                   const flame_ops *ops, char *err, size_t err_len);
 void params_destroy(param_store *ps);

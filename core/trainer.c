@@ -173,7 +173,9 @@ static int create_model(trainer *r, const flame_config *cfg)
     }
     int declared = params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err);
     if (declared)
-        return declared == -2 ? FLAME_EXIT_PLUGIN : FLAME_EXIT_RUNTIME;
+        return declared == -2   ? FLAME_EXIT_PLUGIN
+               : declared == -3 ? FLAME_EXIT_CONFIG
+                                : FLAME_EXIT_RUNTIME;
     r->plugin->bind(r->model, (const void *const *)r->params.compute_ptrs, r->params.grad_ptrs);
     rng init_rng = {r->opt.seed};
     params_init(&r->params, &init_rng);

@@ -39,6 +39,7 @@ void cpu_device_name(char *name, size_t n);
 double cpu_memory_in_use_gib(void);
 double cpu_memory_peak_gib(void);
 double cpu_peak_tflops(void);
+size_t cpu_memory_available(void);
 
 /* matmul_cpu.c */
 void matmul_forward_cpu(float *out, const float *in, const float *weight,

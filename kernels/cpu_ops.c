@@ -111,4 +111,5 @@ const flame_ops flame_cpu_ops = {
     .memory_peak_gib = cpu_memory_peak_gib,
     .peak_tflops = cpu_peak_tflops,
     .borrow_scratch = cpu_borrow_scratch,
+    .memory_available = cpu_memory_available,
 };

@@ -78,6 +78,8 @@ double cuda_bf16_peak_tflops(void);
 double cuda_memory_in_use_gib(void);
 /* the largest figure cuda_memory_in_use_gib has returned */
 double cuda_memory_peak_gib(void);
+/* free device memory, bytes */
+size_t cuda_memory_available(void);
 void cuda_device_name(char *name, size_t n);
 void cuda_synchronize(void);
 

@@ -35,6 +35,7 @@ const flame_ops flame_cuda_ops = {
     .memory_peak_gib = cuda_memory_peak_gib,
     .peak_tflops = cuda_bf16_peak_tflops,
     .borrow_scratch = cuda_borrow_scratch,
+    .memory_available = cuda_memory_available,
 };
 
 /* Asks the runtime, which never exits here: a machine without a driver or a

@@ -1,4 +1,5 @@
 /* The CPU backend's services: what the trainer and flame-bench ask of a device. */
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -27,6 +28,20 @@ double cpu_memory_peak_gib(void)
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
     return usage.ru_maxrss / 1048576.0; /* ru_maxrss is in KiB on Linux */
+}
+
+size_t cpu_memory_available(void)
+{
+    /* /proc/meminfo's MemAvailable, in kB: what can be had without swapping */
+    unsigned long long kb = 0;
+    char line[256];
+    FILE *f = fopen("/proc/meminfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb ? (size_t)kb * 1024 : SIZE_MAX; /* unknown: no refusal */
 }
 
 /* no figure: MFU is reported as unknown on the CPU */

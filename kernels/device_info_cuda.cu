@@ -96,6 +96,13 @@ double cuda_memory_in_use_gib(void)
 
 double cuda_memory_peak_gib(void) { return memory_peak_seen_gib; }
 
+size_t cuda_memory_available(void)
+{
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return free_bytes;
+}
+
 void cuda_device_name(char *name, size_t n)
 {
     struct cudaDeviceProp prop;

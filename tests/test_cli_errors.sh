@@ -36,6 +36,12 @@ expect_error 2 "batch_size = 0" -- run --training.batch_size 0
 expect_error 2 "device = \"gpu\": expected auto, cuda or cpu" -- run --training.device gpu
 expect_error 2 "vocab_size = 100 .*257" -- run --model.vocab_size 100
 expect_error 2 "no architecture" -- "$FLAME_RUN" --config "$CONFIGS/gla-tiny.ini"
+# runs that cannot fit are refused before anything is allocated, with the need and what there is
+expect_error 2 "[0-9]+ parameters need [0-9.]+ GiB for weights and AdamW state; the cpu has [0-9.]+ GiB available" -- \
+    run --model.hidden_size 65536
+expect_error 2 "parameters need [0-9.]+ GiB .* the cpu has" -- run --model.num_hidden_layers 100000
+expect_error 2 "the activations of 800000000 tokens need [0-9.]+ GiB; the cpu has [0-9.]+ GiB available" -- \
+    run --training.seq_len 100000000
 [ -e "$out" ] && fail "a failed run wrote $out"
 
 finish

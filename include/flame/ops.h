@@ -132,6 +132,12 @@ typedef struct flame_ops {
      * borrow_scratch; NULL when out of memory. The table's ops never use it,
      * and the caller never frees it. */
     void *(*borrow_scratch)(size_t bytes);
+
+    /* ---- 5.2 ---- */
+    /* Bytes the backend can still allocate (the device's free memory; the
+     * system's available memory on the CPU): a run that cannot fit is refused
+     * before anything is allocated. */
+    size_t (*memory_available)(void);
 } flame_ops;
 
 /* whether ops has the entry (appended after the plugin's minor version may be absent) */

@@ -214,6 +214,13 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
     release_arena(b);
     lm_carver cv = {NULL, 0, b->ops->act_bytes};
     carve(model, &cv, n);
+    if (FLAME_OPS_HAS(b->ops, memory_available) && cv.used > b->ops->memory_available()) {
+        snprintf(err, err_len, "the activations of %zu tokens need %.1f GiB; the %s has %.1f GiB "
+                 "available (a smaller training.batch_size or seq_len fits)", n,
+                 cv.used / 1073741824.0, b->ops->backend,
+                 (double)b->ops->memory_available() / 1073741824.0);
+        return -2;
+    }
     b->arena = b->ops->alloc(cv.used);
     if (!b->arena) {
         release_arena(b);

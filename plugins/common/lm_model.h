@@ -107,7 +107,9 @@ lm_head_params lm_model_head_params(const lm_model *b);
 
 /* Sizes the arena for n tokens: carve(model, cv, n) takes every piece, the
  * residual stream (lm_model_carve) included; it runs once to count, once to
- * hand out. Returns 0, or -1 with a line in err. */
+ * hand out. Returns 0; -2 with a line in err, before allocating, when the
+ * arena is larger than the backend has available (the batch cannot fit: a
+ * configuration error); -1 with a line in err when out of memory. */
 int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver *cv, size_t n),
                      void *model, char *err, size_t err_len);
 /* the pieces of the residual stream, the MLPs, the head and their scratch */

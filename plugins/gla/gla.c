@@ -270,13 +270,14 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     const gla_dims *c = &m->c;
     m->work_bytes = (size_t)m->n_work * sizeof(float) *
                     m->kern->recurrence_work_floats(B * T, c->H, c->dk, c->dv);
+    int rc = lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
     /* borrowed once here, so that running short of memory shows now */
-    if (!m->base.ops->borrow_scratch(m->work_bytes)) {
+    if (rc == 0 && !m->base.ops->borrow_scratch(m->work_bytes)) {
         snprintf(err, err_len, "out of memory for %zu bytes of the recurrence's scratch",
                  m->work_bytes);
         return -1;
     }
-    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
+    return rc;
 }
 
 /* the recurrence's scratch: the op table's, valid until the next borrow */
