@@ -427,6 +427,9 @@ static void test_errors(void)
                        sizeof err);
     CHECK_ERR(rc, err, "jkey.json:3:", "unknown key [model] hiden_size",
               "(did you mean hidden_size?)");
+    /* a key with a line break and a control byte stays on the error's one line, quoted */
+    rc = load_bad_json("raw.json", "{\"a\\nb\\u0001\": 1}", FAKE_FORMATS, err, sizeof err);
+    CHECK_ERR(rc, err, "raw.json", "unknown key [model] \"a\\nb\\x01\"");
     rc = load_bad_json("jnull.json", "{\"nonsense_key_x\": null}", FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "jnull.json", "unknown key [model] nonsense_key_x");
     rc = load_bad_json("mt.json", "{\n\"hidden_size\": 8,\n\"model_type\": \"retnet\"\n}", FAKE_FORMATS,
