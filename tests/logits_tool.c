@@ -216,15 +216,6 @@ static int read_tokens(const char *path, int64_t vocab, token_rows *r, char *err
 
 /* ------------------------------------------------------------------ weights */
 
-static void format_shape(char *buf, size_t len, int ndim, const int64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, len, "[");
-    for (int d = 0; d < ndim && at < len; d++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (at < len)
-        snprintf(buf + at, len - at, "]");
-}
-
 /* Loads every parameter of ps from the file by name. Returns FLAME_EXIT_OK, or
  * FLAME_EXIT_CONFIG (a file of another model) or FLAME_EXIT_DATA (unreadable)
  * with err. */
@@ -251,7 +242,7 @@ static int load_weights(param_store *ps, const char *path, char *err, size_t err
         const flame_param_spec *s = &ps->specs[i];
         const safetensors_tensor *t = safetensors_find(&st, s->name);
         char want[160], got[160];
-        format_shape(want, sizeof want, s->ndim, s->shape);
+        safetensors_shape_text(want, sizeof want, s->ndim, s->shape);
         if (!t) {
             snprintf(err, err_len, "%s: no tensor %s (expected shape %s)", path, s->name, want);
             status = FLAME_EXIT_CONFIG;
@@ -261,7 +252,7 @@ static int load_weights(param_store *ps, const char *path, char *err, size_t err
         for (int d = 0; same && d < s->ndim; d++)
             same = t->shape[d] == s->shape[d];
         if (!same) {
-            format_shape(got, sizeof got, t->ndim, t->shape);
+            safetensors_shape_text(got, sizeof got, t->ndim, t->shape);
             snprintf(err, err_len, "%s: tensor %s has shape %s, the model expects %s", path,
                      s->name, got, want);
             status = FLAME_EXIT_CONFIG;

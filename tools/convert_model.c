@@ -92,15 +92,6 @@ void convert_model_close(convert_model *m)
 
 /* ---- the plan: each parameter and where it comes from ---- */
 
-static void format_shape(char *buf, size_t len, int ndim, const int64_t *shape)
-{
-    size_t at = (size_t)snprintf(buf, len, "[");
-    for (int d = 0; d < ndim && at < len; d++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
-    if (at < len)
-        snprintf(buf + at, len - at, "]");
-}
-
 static const mapped *find_source(const plan *p, const char *name)
 {
     for (int i = 0; i < p->n; i++)
@@ -125,7 +116,7 @@ static const char *mismatch(const mapped *src, const flame_param_spec *s, char *
     if (same_shape(src, s))
         return "";
     char got[128];
-    format_shape(got, sizeof got, src->ndim, src->shape);
+    safetensors_shape_text(got, sizeof got, src->ndim, src->shape);
     snprintf(buf, len, "shape differs, the source's is %s", got);
     return buf;
 }
@@ -139,7 +130,7 @@ static mapped target_of(const flame_param_spec *s, const mapped *src, const char
     for (int d = 0; d < s->ndim; d++)
         t.shape[d] = s->shape[d];
     char want[128], rule[64];
-    format_shape(want, sizeof want, s->ndim, s->shape);
+    safetensors_shape_text(want, sizeof want, s->ndim, s->shape);
     if (!*why) {
         t.file = src->file;
         t.tensor = src->tensor;

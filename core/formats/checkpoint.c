@@ -278,15 +278,11 @@ static int check_shape(const safetensors *st, const safetensors_tensor *t,
     for (int d = 0; same && d < spec->ndim; d++)
         same = t->shape[d] == spec->shape[d];
     if (!same) {
-        char want[96] = "", got[96] = "";
-        for (int d = 0; d < spec->ndim; d++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "",
-                     (long long)spec->shape[d]);
-        for (int d = 0; d < t->ndim; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
-                     (long long)t->shape[d]);
-        snprintf(err, err_len, "%s: tensor %s is %s [%s], the model needs F32 [%s]", st->path,
-                 t->name, safetensors_dtype_name(t->dtype), got, want);
+        char want[96], got[96];
+        snprintf(err, err_len, "%s: tensor %s is %s %s, the model needs F32 %s", st->path,
+                 t->name, safetensors_dtype_name(t->dtype),
+                 safetensors_shape_text(got, sizeof got, t->ndim, t->shape),
+                 safetensors_shape_text(want, sizeof want, spec->ndim, spec->shape));
         return -1;
     }
     return 0;

@@ -31,6 +31,16 @@ const char *safetensors_dtype_name(safetensors_dtype dtype)
     return (unsigned)dtype < ST_DTYPE_COUNT ? dtypes[dtype].name : NULL;
 }
 
+const char *safetensors_shape_text(char *buf, size_t len, int ndim, const int64_t *shape)
+{
+    size_t at = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && at < len; d++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (at < len)
+        snprintf(buf + at, len - at, "]");
+    return buf;
+}
+
 size_t safetensors_dtype_size(safetensors_dtype dtype)
 {
     return (unsigned)dtype < ST_DTYPE_COUNT ? dtypes[dtype].size : 0;

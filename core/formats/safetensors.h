@@ -39,6 +39,8 @@ typedef enum safetensors_dtype {
 
 /* "F32", "BF16", ...; NULL for a value out of range */
 const char *safetensors_dtype_name(safetensors_dtype dtype);
+/* a shape as "[a, b]" into buf (cut to len), for messages; returns buf */
+const char *safetensors_shape_text(char *buf, size_t len, int ndim, const int64_t *shape);
 /* bytes per element; 0 for a value out of range */
 size_t safetensors_dtype_size(safetensors_dtype dtype);
 /* 0 and *dtype set, or -1 for a name that is not a known dtype */
