@@ -54,6 +54,9 @@ seq_len = 16 ; a comment
 interval = 1
 """)
 put("config_ini", "lists.ini", "[training]\ndataset = a.txt, b.jsonl\nbatch_size=2\n[metrics]\nlog_freq=1\n")
+# a line longer than inih's 200-byte buffer, which the reader splits itself
+put("config_ini", "long_line.ini", "[training]\ndataset = " +
+    ", ".join(f"shard-{i:04d}.jsonl" for i in range(40)) + "  ; forty files\nsteps = 3\n")
 
 put("config_json", "gla.json", json.dumps({
     "model_type": "gla", "architectures": ["GLAForCausalLM"], "hidden_size": 64,
