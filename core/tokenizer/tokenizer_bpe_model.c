@@ -511,7 +511,8 @@ static int word_cached(tb_model *m, const char *s, size_t n, tokenizer_ids *out)
     size_t off = m->cache_ids.n;
     if (tb_ids_reserve(&m->cache_ids, count))
         return -1;
-    memcpy(m->cache_ids.ids + off, out->ids + start, count * sizeof(int32_t));
+    if (count) /* a word of no ids (found by fuzzing): the id list may not exist yet */
+        memcpy(m->cache_ids.ids + off, out->ids + start, count * sizeof(int32_t));
     m->cache_ids.n += count;
     return tb_strmap_put(&m->cache, s, n, (uint64_t)off << 24 | count);
 }
