@@ -1,17 +1,21 @@
-# GLA (fla's GLAForCausalLM): libgla.la holds the plugin's code for both
-# backends; gla.so is that library as a module, and the tests link it too.
-noinst_LTLIBRARIES += plugins/gla/libgla.la
-plugins_gla_libgla_la_SOURCES = plugins/gla/gla.c plugins/gla/gla.h \
+# GLA (fla's GLAForCausalLM). libgla_kernels.la holds GLA's kernels for both
+# backends (GSA's second pass is the same recurrence and links them too);
+# libgla.la adds the model, and gla.so is that library as a module, which the
+# tests link as well.
+noinst_LTLIBRARIES += plugins/gla/libgla_kernels.la plugins/gla/libgla.la
+plugins_gla_libgla_kernels_la_SOURCES = plugins/gla/gla.h \
 	plugins/gla/gla_recurrence_cpu.c plugins/gla/gla_gate_norm_cpu.c plugins/gla/gla_gates_cpu.c \
 	plugins/gla/gla_kernels.c plugins/gla/gla_kernels.h
-plugins_gla_libgla_la_LIBADD = plugins/common/liblm.la -lm
+plugins_gla_libgla_kernels_la_LIBADD = -lm
+plugins_gla_libgla_la_SOURCES = plugins/gla/gla.c
+plugins_gla_libgla_la_LIBADD = plugins/gla/libgla_kernels.la plugins/common/liblm.la -lm
 # the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
 GLA_CUDA_SRCS = plugins/gla/gla_chunk.cu plugins/gla/gla_gate_norm_cuda.cu plugins/gla/gla_gates_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/gla/libgla_cuda.la
 plugins_gla_libgla_cuda_la_SOURCES = $(GLA_CUDA_SRCS) plugins/gla/gla_cuda.h
 plugins_gla_libgla_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
-plugins_gla_libgla_la_LIBADD += plugins/gla/libgla_cuda.la
+plugins_gla_libgla_kernels_la_LIBADD += plugins/gla/libgla_cuda.la
 endif
 $(GLA_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/gla/gla.h plugins/gla/gla_cuda.h
 
