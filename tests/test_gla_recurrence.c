@@ -12,62 +12,7 @@
 #include <string.h>
 
 #include "gla.h"
-#include "testing.h"
-
-/* ---- helpers ---- */
-
-static double *random_d(size_t n, double lo, double hi)
-{
-    double *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = lo + (hi - lo) * testing_uniform();
-    return x;
-}
-
-static float *to_float(const double *x, size_t n)
-{
-    float *f = malloc(n * sizeof *f);
-    for (size_t i = 0; i < n; i++)
-        f[i] = (float)x[i];
-    return f;
-}
-
-/* a gradient buffer pre-filled with random values, and a copy of them */
-static float *prefilled(size_t n, float **pre)
-{
-    float *g = testing_random(n, -1.0f, 1.0f);
-    *pre = malloc(n * sizeof **pre);
-    memcpy(*pre, g, n * sizeof *g);
-    return g;
-}
-
-/* a gradient buffer the kernel must write over: large values, so that adding
- * to them fails the comparison */
-static float *garbage(size_t n) { return testing_random(n, -1e3f, 1e3f); }
-
-/* what the kernel added: g − pre, in place; frees pre */
-static void remove_prefill(float *g, float *pre, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        g[i] -= pre[i];
-    free(pre);
-}
-
-/* central differences, in double, of f with respect to each value of x */
-typedef double (*loss_fn)(const void *ctx);
-
-static void numeric_grad_d(double *grad, double *x, size_t n, double h, loss_fn f, const void *ctx)
-{
-    for (size_t i = 0; i < n; i++) {
-        double saved = x[i];
-        x[i] = saved + h;
-        double up = f(ctx);
-        x[i] = saved - h;
-        double down = f(ctx);
-        x[i] = saved;
-        grad[i] = (up - down) / (2 * h);
-    }
-}
+#include "reference_testing.h"
 
 /* ==================================================================== recurrence */
 

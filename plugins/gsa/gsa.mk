@@ -6,4 +6,29 @@ plugins_gsa_libgsa_kernels_la_SOURCES = plugins/gsa/gsa.h \
 	plugins/gsa/gsa_output_norm_cpu.c plugins/gsa/gsa_kernels.c plugins/gsa/gsa_kernels.h
 plugins_gsa_libgsa_kernels_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla
 plugins_gsa_libgsa_kernels_la_LIBADD = plugins/gla/libgla_kernels.la -lm
+
+# libgsa.la adds the model; gsa.so is that library as a module, which the tests link too
+noinst_LTLIBRARIES += plugins/gsa/libgsa.la
+plugins_gsa_libgsa_la_SOURCES = plugins/gsa/gsa.c
+plugins_gsa_libgsa_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla
+plugins_gsa_libgsa_la_LIBADD = plugins/gsa/libgsa_kernels.la plugins/common/liblm.la -lm
+
+plugin_LTLIBRARIES += plugins/gsa/gsa.la
+plugins_gsa_gsa_la_SOURCES =
+plugins_gsa_gsa_la_LIBADD = plugins/gsa/libgsa.la
+plugins_gsa_gsa_la_LDFLAGS = -module -avoid-version -shared
+dist_configs_DATA += configs/gsa-tiny.ini configs/gsa-340M.ini configs/gsa-1B.ini
+
 GSA_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/gsa -I$(srcdir)/plugins/gla
+
+# its tests: the kernels and the model against naive double references and
+# their finite differences, and the tiny config learning on the CPU
+check_PROGRAMS += tests/test_gsa_kernels tests/test_gsa_model
+C_TESTS += tests/test_gsa_kernels tests/test_gsa_model
+SHELL_TESTS += tests/test_gsa_train.sh
+tests_test_gsa_kernels_SOURCES = tests/test_gsa_kernels.c tests/reference_testing.h
+tests_test_gsa_kernels_CPPFLAGS = $(GSA_TEST_CPPFLAGS)
+tests_test_gsa_kernels_LDADD = plugins/gsa/libgsa_kernels.la -lm
+tests_test_gsa_model_SOURCES = tests/test_gsa_model.c tests/plugin_testing.h tests/kv_config.h
+tests_test_gsa_model_CPPFLAGS = $(GSA_TEST_CPPFLAGS)
+tests_test_gsa_model_LDADD = plugins/gsa/libgsa.la libflame.la -lm
