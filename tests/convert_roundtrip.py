@@ -5,8 +5,8 @@ names with its values kept exactly (bf16 and fp16 widened exactly), zero
 optimizer moments, trainer.json and config.ini as flame-run reads them; to-hf
 with no flag but the checkpoint gives the same bits in fp32 and, in bf16, the nearest-even rounding (for a
 bf16 source: the original bits). fla's own transformer folder (its names and
-config keys) gives the same seed. With --config, a GLA seed checkpoint from the
-plugin's own parameter list: the tensors that match copied, the rest drawn by
+config keys) gives the same seed. With --config, a GLA and a GSA seed
+checkpoint from the plugin's own parameter list: the tensors that match copied, the rest drawn by
 the plugin's init rules, and flame-run trains on from it (as it does from the
 transformer checkpoint once that plugin is built). Converting a model of
 256 MiB both ways takes less than 32 MiB more peak memory than converting the
@@ -229,6 +229,20 @@ vocab_size = 257
 # gives the Llama's 2 kv heads × 4 dims)
 GLA_COPIED = {"embeddings", "attn_norm", "mlp_norm", "norm", "lm_head", "k_proj", "o_proj",
               "gate_proj", "up_proj", "down_proj"}
+# GSA's, as fla's convert_from_llama.py makes a GSA of a Mistral: q_proj and
+# o_proj (the Llama's 4 heads × 4 dims), not k_proj and v_proj (its 2 kv heads)
+GSA_INI = """[model]
+tokenizer_path = byte
+hidden_size = 16
+num_hidden_layers = 2
+num_heads = 4
+num_slots = 4
+elementwise_affine = true
+intermediate_size = 24
+vocab_size = 257
+"""
+GSA_COPIED = {"embeddings", "attn_norm", "mlp_norm", "norm", "lm_head", "q_proj", "o_proj",
+              "gate_proj", "up_proj", "down_proj"}
 
 
 def train_on(arch, config, dump, tmp):
@@ -255,35 +269,36 @@ def train_on(arch, config, dump, tmp):
     print(f"{arch}: 50 steps from the converted seed, loss {losses[0]:.4f} -> {last:.4f} (last 10)")
 
 
-def check_gla(weights, tmp):
-    src, out = os.path.join(tmp, "fp32"), os.path.join(tmp, "gla-flame")
-    ini = os.path.join(tmp, "gla.ini")
+def check_seed(arch, ini_text, copied, weights, tmp):
+    """from-hf --config of another architecture: the table, the copies, the inits, training on"""
+    src, out = os.path.join(tmp, "fp32"), os.path.join(tmp, arch + "-flame")
+    ini = os.path.join(tmp, arch + ".ini")
     with open(ini, "w") as f:
-        f.write(GLA_INI)
-    rc, table, err = run("from-hf", "--model", src, "--output", out, "--config", ini, "--arch", "gla")
-    check(rc == 0, f"gla: from-hf --config: exit {rc}: {err}")
+        f.write(ini_text)
+    rc, table, err = run("from-hf", "--model", src, "--output", out, "--config", ini, "--arch", arch)
+    check(rc == 0, f"{arch}: from-hf --config: exit {rc}: {err}")
     if rc:
         return
     model = load_file(os.path.join(out, "checkpoint", "step-0", "model.safetensors"))
     by_fla = {fla_name(k): v for k, v in weights.items()}
     rows = {line.split()[1]: line.split()[0] for line in table.splitlines()
             if line.split()[0] in ("copy", "initialize")}
-    check(sorted(rows) == sorted(model), "gla: the table lists every tensor written")
+    check(sorted(rows) == sorted(model), f"{arch}: the table lists every tensor written")
     for name, value in model.items():
         role = "norm" if name == "model.norm.weight" else name.split(".")[-2]
-        if role in GLA_COPIED:
+        if role in copied:
             check(rows.get(name) == "copy" and np.array_equal(value, by_fla[name]),
-                  f"gla: {name} not copied")
-        elif name.endswith("norm_swish_gate.weight"):
-            check(rows.get(name) == "initialize" and (value == 1).all(), f"gla: {name} not ones")
+                  f"{arch}: {name} not copied")
+        elif "norm" in role:
+            check(rows.get(name) == "initialize" and (value == 1).all(), f"{arch}: {name} not ones")
         elif name.endswith(".bias"):
-            check(rows.get(name) == "initialize" and not value.any(), f"gla: {name} not zeros")
+            check(rows.get(name) == "initialize" and not value.any(), f"{arch}: {name} not zeros")
         else:
             check(rows.get(name) == "initialize" and abs(value.mean()) < 0.01 and
-                  0.014 < value.std() < 0.026, f"gla: {name}: mean {value.mean()} std {value.std()}")
-    check("shape differs" in table and "missing in the source" in table, "gla: the table says why")
-    train_on("gla", ini, out, tmp)
-    print(f"ok: gla: {len(model)} tensors, {sum(r == 'copy' for r in rows.values())} copied")
+                  0.014 < value.std() < 0.026, f"{arch}: {name}: mean {value.mean()} std {value.std()}")
+    check("shape differs" in table and "missing in the source" in table, f"{arch}: the table says why")
+    train_on(arch, ini, out, tmp)
+    print(f"ok: {arch}: {len(model)} tensors, {sum(r == 'copy' for r in rows.values())} copied")
 
 
 def check_mistral(weights, tmp):
@@ -410,7 +425,8 @@ def main():
             check(rc == 0 and f"total: {len(weights)} tensors" in listing.splitlines()[-1],
                   f"{variant}: inspect: {listing.splitlines()[-1:]}")
             print(f"ok: {variant}: {len(weights)} tensors renamed, values and round trip exact")
-        check_gla(weights, tmp)
+        check_seed("gla", GLA_INI, GLA_COPIED, weights, tmp)
+        check_seed("gsa", GSA_INI, GSA_COPIED, weights, tmp)
         check_streaming(weights, tmp)
         check_fla_folder(weights, tmp)
         if os.path.exists(os.path.join(os.path.dirname(tool), "plugins", "transformer", ".libs",

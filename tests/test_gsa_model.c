@@ -8,8 +8,13 @@
  *    of the plugin's fp32 loss; a second backward adds the same again;
  *  - tied embeddings, several head and slot counts, cu_seqlens;
  *  - create() refusing what is not implemented, naming the key, and taking
- *    fla-org/flame's gsa_340M.json settings. */
+ *    fla-org/flame's gsa_340M.json settings;
+ *  - configs/gsa-340M.ini and gsa-1B.ini resolving every [model] option to
+ *    the value fla-org/flame's gsa_340M.json and gsa_1B.json give, through the
+ *    core's loaders as --model.config reads them. */
 #include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* ==================================================================== the model under test */
 
@@ -20,6 +25,7 @@ typedef struct dims {
 } dims;
 
 #include "plugin_testing.h"
+#include "config/config.h"
 #include "lm_parts.h"
 
 /* ==================================================================== the naive forward, in double */
@@ -222,12 +228,99 @@ static void test_create(void)
     check_oversized_batch(&base, &c);
 }
 
+/* ==================================================================== the presets */
+
+/* The settings of fla-org/flame's configs/gsa_340M.json; gsa_1B.json differs in
+ * hidden_size 2048 and gate_logit_normalizer 8. Written as that file has them
+ * (expand_k, not the config class's exapnd_k). */
+static void write_fla_json(const char *path, int hidden, int normalizer)
+{
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"bos_token_id\": 1, \"conv_size\": 4, \"eos_token_id\": 2, \"expand_k\": 1, "
+               "\"expand_v\": 1, \"elementwise_affine\": false, \"feature_map\": \"swish\", "
+               "\"fuse_cross_entropy\": true, \"fuse_norm\": true, \"gate_logit_normalizer\": %d, "
+               "\"hidden_act\": \"swish\", \"hidden_ratio\": 4, \"hidden_size\": %d, "
+               "\"initializer_range\": 0.02, \"intermediate_size\": null, \"model_type\": \"gsa\", "
+               "\"num_heads\": 4, \"num_hidden_layers\": 24, \"num_slots\": 64, \"norm_eps\": 1e-06, "
+               "\"share_conv_kernel\": true, \"tie_word_embeddings\": false, \"use_cache\": true, "
+               "\"use_norm\": true, \"use_output_gate\": true, \"use_rope\": false, "
+               "\"use_short_conv\": false}\n", normalizer, hidden);
+    fclose(f);
+}
+
+/* the plugin's [model] options resolved from a model config file, or NULL after a failed check */
+static flame_config *load_model_config(const char *path)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    flame_config *cfg = config_create();
+    config_add_section(cfg, "model", p->options, p->n_options);
+    char err[512] = "";
+    if (config_load_model_file(cfg, path, p->hf_formats, p->n_hf_formats, err, sizeof err)) {
+        CHECK(0, "%s: %s", path, err);
+        config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* every option the plugin reads has the same value in a and b */
+static void check_same_options(const char *what, const flame_config *a, const flame_config *b)
+{
+    const flame_plugin *p = flame_plugin_entry();
+    for (int i = 0; i < p->n_options; i++) {
+        const flame_option *o = &p->options[i];
+        const char *k = o->key;
+        if (o->ignored)
+            continue;
+        int same = config_is_set(a, "model", k) == config_is_set(b, "model", k);
+        if (same && (o->default_value || config_is_set(a, "model", k)))
+            switch (o->type) {
+            case FLAME_TYPE_INT: same = config_get_int(a, "model", k) == config_get_int(b, "model", k); break;
+            case FLAME_TYPE_FLOAT: same = config_get_float(a, "model", k) == config_get_float(b, "model", k); break;
+            case FLAME_TYPE_BOOL: same = config_get_bool(a, "model", k) == config_get_bool(b, "model", k); break;
+            default: same = strcmp(config_get_string(a, "model", k), config_get_string(b, "model", k)) == 0;
+            }
+        CHECK(same, "%s: [model] %s differs between the INI and fla's JSON", what, k);
+    }
+}
+
+static void test_presets(void)
+{
+    static const struct { const char *ini; int hidden, normalizer; } presets[] = {
+        {"gsa-340M.ini", 1024, 4}, {"gsa-1B.ini", 2048, 8}};
+    char json[] = "/tmp/flame-gsa-XXXXXX.json"; /* the suffix says which reader */
+    int fd = mkstemps(json, 5);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    for (int i = 0; i < 2; i++) {
+        char ini[1024];
+        snprintf(ini, sizeof ini, "%s/%s", FLAME_CONFIGS_DIR, presets[i].ini);
+        write_fla_json(json, presets[i].hidden, presets[i].normalizer);
+        flame_config *a = load_model_config(ini), *b = load_model_config(json);
+        if (a && b)
+            check_same_options(presets[i].ini, a, b);
+        if (a && b) { /* and the model: hidden_size and the normalizer were read */
+            CHECK(config_get_int(a, "model", "hidden_size") == presets[i].hidden &&
+                      config_get_int(a, "model", "gate_logit_normalizer") == presets[i].normalizer &&
+                      config_get_int(a, "model", "num_slots") == 64 &&
+                      !config_get_bool(a, "model", "elementwise_affine"),
+                  "%s: not fla's settings", presets[i].ini);
+        }
+        if (a)
+            config_destroy(a);
+        if (b)
+            config_destroy(b);
+    }
+    unlink(json);
+}
+
 int main(void)
 {
     testing_seed(17);
     /* a chunk of 11 rows of the test's vocabulary: the LM head's chunk loop runs */
     lm_head_chunk_bytes = 484;
     test_create();
+    test_presets();
     test_cases();
     return testing_result("test_gsa_model");
 }

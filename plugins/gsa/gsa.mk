@@ -30,5 +30,5 @@ tests_test_gsa_kernels_SOURCES = tests/test_gsa_kernels.c tests/reference_testin
 tests_test_gsa_kernels_CPPFLAGS = $(GSA_TEST_CPPFLAGS)
 tests_test_gsa_kernels_LDADD = plugins/gsa/libgsa_kernels.la -lm
 tests_test_gsa_model_SOURCES = tests/test_gsa_model.c tests/plugin_testing.h tests/kv_config.h
-tests_test_gsa_model_CPPFLAGS = $(GSA_TEST_CPPFLAGS)
+tests_test_gsa_model_CPPFLAGS = $(GSA_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
 tests_test_gsa_model_LDADD = plugins/gsa/libgsa.la libflame.la -lm
