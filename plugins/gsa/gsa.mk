@@ -7,6 +7,17 @@ plugins_gsa_libgsa_kernels_la_SOURCES = plugins/gsa/gsa.h \
 plugins_gsa_libgsa_kernels_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla
 plugins_gsa_libgsa_kernels_la_LIBADD = plugins/gla/libgla_kernels.la -lm
 
+# the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of
+# libflame (the lead links this into libgsa_kernels.la with the table)
+GSA_CUDA_SRCS = plugins/gsa/gsa_pointwise_cuda.cu plugins/gsa/gsa_softmax_cuda.cu \
+	plugins/gsa/gsa_output_norm_cuda.cu
+if HAVE_CUDA
+noinst_LTLIBRARIES += plugins/gsa/libgsa_cuda.la
+plugins_gsa_libgsa_cuda_la_SOURCES = $(GSA_CUDA_SRCS) plugins/gsa/gsa_cuda.h
+plugins_gsa_libgsa_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
+endif
+$(GSA_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/gsa/gsa.h plugins/gsa/gsa_cuda.h
+
 # libgsa.la adds the model; gsa.so is that library as a module, which the tests link too
 noinst_LTLIBRARIES += plugins/gsa/libgsa.la
 plugins_gsa_libgsa_la_SOURCES = plugins/gsa/gsa.c
@@ -32,3 +43,12 @@ tests_test_gsa_kernels_LDADD = plugins/gsa/libgsa_kernels.la -lm
 tests_test_gsa_model_SOURCES = tests/test_gsa_model.c tests/plugin_testing.h tests/kv_config.h
 tests_test_gsa_model_CPPFLAGS = $(GSA_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
 tests_test_gsa_model_LDADD = plugins/gsa/libgsa.la libflame.la -lm
+# (skipping without a GPU) the CUDA kernels against the CPU references
+check_PROGRAMS += tests/test_gsa_cuda
+C_TESTS += tests/test_gsa_cuda
+tests_test_gsa_cuda_SOURCES = tests/test_gsa_cuda.c tests/testing.h tests/cuda_testing.h
+tests_test_gsa_cuda_CPPFLAGS = $(GSA_TEST_CPPFLAGS)
+tests_test_gsa_cuda_LDADD = plugins/gsa/libgsa_kernels.la libflame.la -lm
+if HAVE_CUDA
+tests_test_gsa_cuda_LDADD += plugins/gsa/libgsa_cuda.la
+endif
