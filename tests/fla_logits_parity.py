@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""flame's GLA gives fla's logits: a GLA trained a few steps by flame-run (on the
-CPU), exported as the Hugging Face folder fla reads (config.json in fla's
+"""flame's GLA and GSA give fla's logits: a model trained a few steps by flame-run
+(on the CPU), exported as the Hugging Face folder fla reads (config.json in fla's
 format + the checkpoint's model.safetensors, whose names are already fla's), is
-loaded by fla's GLAForCausalLM.from_pretrained on the GPU with no missing,
+loaded by fla's GLAForCausalLM / GSAForCausalLM.from_pretrained on the GPU with no missing,
 unexpected or mismatched key and every tensor equal to the file's; the same
 tokens go through flame (tests/logits_tool, CPU, fp32) and through fla, and
 
@@ -15,7 +15,7 @@ longer than 64 tokens, below which fla switches to 'fused_recurrent') and, in
 fp32, its 'fused_recurrent' kernels too.
 
 fp32 and TF32: Triton computes an fp32 dot product in TF32 unless told
-otherwise, and fla's GLA kernels do not say, so fla's 'chunk' fp32 logits carry
+otherwise, and fla's GLA and GSA kernels do not say, so fla's 'chunk' fp32 logits carry
 TF32 rounding (about 1e-3 relative). The test sets TRITON_F32_DEFAULT=ieee
 before Triton is imported, so fla's fp32 is IEEE fp32 and 1e-4 is a fair bound;
 when TRITON_F32_DEFAULT is already set to something else, fla's 'chunk' fp32
@@ -23,10 +23,11 @@ logits are held to 2e-3 instead (and the test says so).
 
 Needs torch with CUDA and fla (importable from $FLA_PATH or PYTHONPATH); exits
 77 (skipped) with the reason otherwise, so CI (no GPU) skips it. The flame
-programs are the build tree's unless $FLAME_RUN, $LOGITS_TOOL, $FLAME_CONVERT
-and $FLAME_ARCH (a plugin name or path; plugins are also searched in
-$FLAME_PLUGIN_PATH) name others, as on a GPU machine that runs a bundle built elsewhere. $FLA_PARITY_RUNS
-(comma-separated labels, e.g. "bf16 chunk") runs only those of fla's runs."""
+programs are the build tree's unless $FLAME_RUN, $LOGITS_TOOL and $FLAME_CONVERT
+name others, and plugins are also searched in $FLAME_PLUGIN_PATH, as on a GPU
+machine that runs a bundle built elsewhere. $FLA_PARITY_ARCHS (comma-separated,
+e.g. "gsa") runs only those architectures' cases, $FLA_PARITY_RUNS (e.g.
+"bf16 chunk") only those of fla's runs."""
 import faulthandler
 import json
 import math
@@ -43,8 +44,9 @@ TRAIN_STEPS = 12
 B, T = 2, 256
 DEVICE = "cuda"  # where fla runs
 
-# fla-format configs (keys of fla's GLAConfig); vocab above 257 for the byte tokenizer
-CASES = [
+# fla-format configs (keys of fla's GLAConfig and GSAConfig); vocab above 257 for
+# the byte tokenizer. Each architecture: its plugin, fla's model class, its cases.
+GLA_CASES = [
     ("fused norm", {
         "model_type": "gla", "architectures": ["GLAForCausalLM"], "hidden_size": 256,
         "num_hidden_layers": 3, "num_heads": 4, "expand_k": 0.5, "expand_v": 1,
@@ -62,6 +64,27 @@ CASES = [
         "use_short_conv": False, "attn_mode": "chunk", "use_cache": False,
     }),
 ]
+
+# GSA's differ in heads, slots, tying and the output norm's weight; the first
+# has fla-org/flame's gsa_340M.json keys that change nothing in fla
+GSA_CASES = [
+    ("gsa 340M-like", {
+        "model_type": "gsa", "architectures": ["GSAForCausalLM"], "hidden_size": 256,
+        "num_hidden_layers": 2, "num_heads": 4, "num_slots": 64, "expand_k": 1, "expand_v": 1,
+        "elementwise_affine": False, "feature_map": "swish", "gate_logit_normalizer": 4,
+        "hidden_act": "swish", "hidden_ratio": 4, "intermediate_size": None, "vocab_size": 1024,
+        "norm_eps": 1e-6, "tie_word_embeddings": False, "use_short_conv": False,
+        "use_output_gate": True, "use_norm": True, "share_conv_kernel": True, "use_rope": False,
+        "fuse_norm": True, "fuse_cross_entropy": True, "use_cache": False,
+    }),
+    ("gsa tied", {
+        "model_type": "gsa", "architectures": ["GSAForCausalLM"], "hidden_size": 192,
+        "num_hidden_layers": 2, "num_heads": 2, "num_slots": 32, "expand_k": 1, "expand_v": 1,
+        "elementwise_affine": True, "gate_logit_normalizer": 8, "vocab_size": 2048,
+        "tie_word_embeddings": True, "use_cache": False,
+    }),
+]
+ARCHS = {"gla": ("GLAForCausalLM", GLA_CASES), "gsa": ("GSAForCausalLM", GSA_CASES)}
 
 TEXT_WORDS = ("the gated linear attention layer keeps a matrix of state per head and decays "
               "it with a gate computed from the input so that recent tokens weigh more than "
@@ -114,11 +137,11 @@ def import_fla():
     if DEVICE == "cuda" and not torch.cuda.is_available():
         skip("torch sees no CUDA device")
     try:
-        from fla.models import GLAForCausalLM
+        import fla.models
     except ImportError as e:
         skip(f"fla is not importable from FLA_PATH or PYTHONPATH ({e})")
     from safetensors.torch import load_file
-    return torch, GLAForCausalLM, load_file
+    return torch, fla.models, load_file
 
 
 def programs():
@@ -126,8 +149,7 @@ def programs():
     top_builddir = os.environ.get("top_builddir", top_srcdir)
     return (os.environ.get("FLAME_RUN", os.path.join(top_builddir, "flame-run")),
             os.environ.get("LOGITS_TOOL", os.path.join(top_builddir, "tests", "logits_tool")),
-            os.environ.get("FLAME_CONVERT", os.path.join(top_builddir, "flame-convert")),
-            os.environ.get("FLAME_ARCH", "gla"))
+            os.environ.get("FLAME_CONVERT", os.path.join(top_builddir, "flame-convert")))
 
 
 def make_text(path):
@@ -175,9 +197,9 @@ def flame_logits(logits_tool, arch, config_json, weights, tokens, out, torch, de
         return f.get_tensor("logits").double(), float(f.metadata()["loss"])
 
 
-def load_fla(GLAForCausalLM, folder, weights, load_file, torch):
+def load_fla(model_class, folder, weights, load_file, torch):
     """from_pretrained, strict: no key missing, unexpected or mismatched, every value the file's"""
-    model, info = GLAForCausalLM.from_pretrained(folder, output_loading_info=True)
+    model, info = model_class.from_pretrained(folder, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise AssertionError(f"fla's from_pretrained reported {problems}")
@@ -215,8 +237,9 @@ def main():
     # every so often, print where each thread is, so a slow or stuck run says why
     faulthandler.dump_traceback_later(int(os.environ.get("FLA_PARITY_TRACEBACK_EVERY", "60")),
                                       repeat=True)
-    torch, GLAForCausalLM, load_file = import_fla()
-    flame_run, logits_tool, convert, arch = programs()
+    torch, fla_models, load_file = import_fla()
+    flame_run, logits_tool, convert = programs()
+    archs = os.environ.get("FLA_PARITY_ARCHS", ",".join(ARCHS)).split(",")
     ieee = os.environ["TRITON_F32_DEFAULT"] == "ieee"
     if not ieee:
         print(f"TRITON_F32_DEFAULT={os.environ['TRITON_F32_DEFAULT']}: fla's fp32 chunk kernels round "
@@ -227,7 +250,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         text = os.path.join(scratch, "text.txt")
         make_text(text)
-        for name, config in CASES:
+        for arch, name, config in [(a, n, c) for a in archs for n, c in ARCHS[a][1]]:
             print(f"case {name}: {json.dumps({k: v for k, v in config.items() if k != 'architectures'})}")
             case_dir = os.path.join(scratch, name.replace(" ", "_"))
             os.makedirs(case_dir)
@@ -250,7 +273,7 @@ def main():
                                             "cuda")
             print("  flame (CUDA, bf16): " + (f"loss {gpu_loss:.6f}" if on_gpu is not None
                                                else "not run (no CUDA in this build or machine)"))
-            model = load_fla(GLAForCausalLM, hf, weights, load_file, torch)
+            model = load_fla(getattr(fla_models, ARCHS[arch][0]), hf, weights, load_file, torch)
             print("  fla: the to-hf folder through from_pretrained, strict, every tensor equal to the file's")
             ids = torch.tensor(rows, device=DEVICE)
             runs = [("fp32 chunk", torch.float32, "chunk", BOUND_FP32 if ieee else BOUND_FP32_TF32),

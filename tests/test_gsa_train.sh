@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tiny GSA learns on the CPU: on text this test writes, the mean loss of the
-# last 20 of 300 steps falls below 60% of the first step's.
+# last 20 of 300 steps falls below 60% of the first step's. The run prints its
+# resolved configuration first (--job.print_args), the preset's values in it.
 . "$(dirname "$0")/lib.sh"
 
 # a few sentences in a shuffled order: learnable, yet more than one string
@@ -17,13 +18,15 @@ done >"$text"
 
 run="$SCRATCH/run"
 if ! "$FLAME_RUN" --config "$CONFIGS/gsa-tiny.ini" --training.dataset "$text" \
-        --job.dump_folder "$run" >"$SCRATCH/log" 2>&1; then
+        --job.dump_folder "$run" --job.print_args >"$SCRATCH/log" 2>&1; then
     fail "training failed"; cat "$SCRATCH/log" >&2
 else
     read -r first last20 rows < <(awk '{ match($0, /"loss": [^,]*/); l[NR] = substr($0, RSTART + 8, RLENGTH - 8) }
         END { s = 0; for (i = NR - 19; i <= NR; i++) s += l[i]; print l[1], s / 20, NR }' "$run/metrics.jsonl")
     echo "first loss $first, mean of the last 20: $last20, $rows rows"
     [ "$rows" = 300 ] || fail "expected 300 metrics rows, got $rows"
+    grep -q "^num_slots = 8  ; .*gsa-tiny.ini:" "$SCRATCH/log" && grep -q "^\[optimizer\]" "$SCRATCH/log" ||
+        fail "--job.print_args: no resolved configuration printed"
     awk -v a="$last20" -v b="$first" 'BEGIN { exit !(a < 0.6 * b) }' ||
         fail "loss did not fall below 60%: first $first, last 20 mean $last20"
 fi

@@ -147,5 +147,7 @@ int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin 
         return FLAME_EXIT_CONFIG;
     }
     config_report_ignored(*cfg, stdout);
+    if (config_get_bool(*cfg, "job", "print_args"))
+        config_write_ini(*cfg, stdout);
     return FLAME_EXIT_OK;
 }
