@@ -311,6 +311,17 @@ static void test_presets(void)
         if (b)
             config_destroy(b);
     }
+    /* the config class's own spelling of the expansions, as a hand-written config.json may use it */
+    FILE *f = fopen(json, "w");
+    fprintf(f, "{\"model_type\": \"gsa\", \"hidden_size\": 64, \"exapnd_k\": 0.5, \"exapnd_v\": 0.25}\n");
+    fclose(f);
+    flame_config *spelled = load_model_config(json);
+    if (spelled) {
+        CHECK(config_get_float(spelled, "model", "expand_k") == 0.5 &&
+                  config_get_float(spelled, "model", "expand_v") == 0.25,
+              "exapnd_k/exapnd_v not read as expand_k/expand_v");
+        config_destroy(spelled);
+    }
     unlink(json);
 }
 
