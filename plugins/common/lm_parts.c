@@ -1,5 +1,6 @@
 #include "lm_parts.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,45 @@ int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size
         return -1;
     }
     *out = (int)v;
+    return 0;
+}
+
+/* int(hidden_size · expand), as Python computes it; -1 when out of range */
+static int64_t expanded(int D, double expand)
+{
+    double x = (double)D * expand;
+    return x >= 0 && x <= INT_MAX ? (int64_t)x : -1;
+}
+
+int lm_read_head_widths(const lm_options *o, int D, int H, int *key_dim, int *value_dim,
+                        char *err, size_t err_len)
+{
+    const char *names[2] = {"expand_k", "expand_v"};
+    int *out[2] = {key_dim, value_dim};
+    for (int i = 0; i < 2; i++) {
+        int64_t dim = expanded(D, lm_opt_float(o, names[i]));
+        if (dim < H) {
+            snprintf(err, err_len, "%s = %g gives int(hidden_size·%s) = %lld; need at least num_heads = %d",
+                     names[i], lm_opt_float(o, names[i]), names[i], (long long)dim, H);
+            return -1;
+        }
+        if (dim % H) {
+            snprintf(err, err_len, "%s: %s dim int(hidden_size·%s) = %lld is not divisible by num_heads = %d",
+                     names[i], i ? "value" : "key", names[i], (long long)dim, H);
+            return -1;
+        }
+        *out[i] = (int)dim;
+    }
+    return 0;
+}
+
+int lm_check_kv_heads_equal(const lm_options *o, char *err, size_t err_len)
+{
+    if (lm_opt_given(o, "num_kv_heads") && lm_opt_int(o, "num_kv_heads") != lm_opt_int(o, "num_heads")) {
+        snprintf(err, err_len, "num_kv_heads = %lld is not supported yet (only num_kv_heads = num_heads)",
+                 (long long)lm_opt_int(o, "num_kv_heads"));
+        return -1;
+    }
     return 0;
 }
 

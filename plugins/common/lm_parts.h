@@ -28,6 +28,15 @@ const char *lm_opt_string(const lm_options *o, const char *key);
 /* a whole number in [1, 2^31); returns 0, or -1 with one line in err */
 int lm_read_size(const lm_options *o, const char *key, int *out, char *err, size_t err_len);
 
+/* fla's key_dim = int(hidden_size·expand_k) and value_dim = int(hidden_size·expand_v)
+ * for D and H heads: each at least H and a multiple of it. Returns 0, or -1
+ * with one line in err naming the key. */
+int lm_read_head_widths(const lm_options *o, int D, int H, int *key_dim, int *value_dim,
+                        char *err, size_t err_len);
+/* num_kv_heads unset or equal to num_heads, the only grouping the linear
+ * attentions support yet; returns 0, or -1 with one line in err */
+int lm_check_kv_heads_equal(const lm_options *o, char *err, size_t err_len);
+
 /* The settings a plugin does not implement yet: each of bools must hold its
  * supported value and each of unset_only must be left unset. Returns 0, or -1
  * with one line in err naming the key. */

@@ -120,19 +120,7 @@ static int check_supported(const lm_options *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "attn_mode = %s: expected chunk, fused_recurrent or fused_chunk", mode);
         return -1;
     }
-    if (lm_opt_given(cfg, "num_kv_heads") && lm_opt_int(cfg, "num_kv_heads") != lm_opt_int(cfg, "num_heads")) {
-        snprintf(err, err_len, "num_kv_heads = %lld is not supported yet (only num_kv_heads = num_heads)",
-                 (long long)lm_opt_int(cfg, "num_kv_heads"));
-        return -1;
-    }
-    return 0;
-}
-
-/* int(hidden_size · expand), as Python computes it; -1 when out of range */
-static int64_t expanded(int D, double expand)
-{
-    double x = (double)D * expand;
-    return x >= 0 && x <= INT_MAX ? (int64_t)x : -1;
+    return lm_check_kv_heads_equal(cfg, err, err_len);
 }
 
 static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_len)
@@ -142,22 +130,8 @@ static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_l
         lm_read_size(cfg, "gate_low_rank_dim", &c->R, err, err_len))
         return -1;
     c->s.per_layer = P_PER_LAYER;
-    const char *names[2] = {"expand_k", "expand_v"};
-    int64_t dims[2];
-    for (int i = 0; i < 2; i++) {
-        dims[i] = expanded(c->s.D, lm_opt_float(cfg, names[i]));
-        if (dims[i] < c->H) {
-            snprintf(err, err_len, "%s = %g gives int(hidden_size·%s) = %lld; need at least num_heads = %d",
-                     names[i], lm_opt_float(cfg, names[i]), names[i], (long long)dims[i], c->H);
-            return -1;
-        }
-        if (dims[i] % c->H) {
-            snprintf(err, err_len, "%s: %s dim int(hidden_size·%s) = %lld is not divisible by num_heads = %d",
-                     names[i], i ? "value" : "key", names[i], (long long)dims[i], c->H);
-            return -1;
-        }
-    }
-    c->key_dim = (int)dims[0], c->value_dim = (int)dims[1];
+    if (lm_read_head_widths(cfg, c->s.D, c->H, &c->key_dim, &c->value_dim, err, err_len))
+        return -1;
     c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
     int64_t normalizer = lm_opt_int(cfg, "gate_logit_normalizer");
     if (normalizer < 1) {

@@ -26,14 +26,9 @@
  * never share a sum and the results do not depend on their number. */
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "gla.h"
-
-/* below this many multiply-adds per call the kernels stay on one thread */
-#define PARALLEL_MIN_WORK 32768
+#include "recurrence_tasks.h"
 
 size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv)
 {
@@ -54,27 +49,6 @@ int gla_recurrence_max_workers(void)
 size_t gla_recurrence_work_floats(int dk, int dv)
 {
     return (size_t)(GLA_CHUNK + 2) * dk * dv;
-}
-
-static int worker_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-/* One task: head h of the tokens [t_begin, t_end). */
-typedef struct task {
-    int t_begin, t_end, h;
-} task;
-
-static task task_of(const gla_recurrence_dims *d, int index)
-{
-    int s = index / d->H;
-    task tk = {d->cu_seqlens[s], d->cu_seqlens[s + 1], index % d->H};
-    return tk;
 }
 
 static size_t state_floats(const gla_recurrence_dims *d) { return (size_t)d->dk * d->dv; }
@@ -116,7 +90,7 @@ static void readout(float *o, const float *S, const float *q, float scale, int d
 
 static void forward_task(float *o, float *checkpoints, const float *q, const float *k,
                          const float *v, const float *gk, const gla_recurrence_dims *d,
-                         task tk, float *S)
+                         recurrence_task tk, float *S)
 {
     int H = d->H, dk = d->dk, dv = d->dv;
     memset(S, 0, state_floats(d) * sizeof *S);
@@ -130,28 +104,20 @@ static void forward_task(float *o, float *checkpoints, const float *q, const flo
     }
 }
 
-/* how many threads to run the tasks on: 1 when the work is too small to share */
-static int thread_count(const gla_recurrence_dims *d, int n_work)
-{
-    double work = (double)d->cu_seqlens[d->n_seqs] * d->H * d->dk * d->dv;
-    int many = n_work > 1 && d->n_seqs * d->H > 1 && work >= PARALLEL_MIN_WORK;
-    return many ? n_work : 1;
-}
-
 void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
                                 const float *k, const float *v, const float *gk,
                                 const gla_recurrence_dims *d, float *work, int n_work)
 {
     int n_tasks = d->n_seqs * d->H;
     size_t per_worker = gla_recurrence_work_floats(d->dk, d->dv);
-    int threads = thread_count(d, n_work);
+    int threads = recurrence_threads(d->cu_seqlens, d->n_seqs, d->H, (double)d->dk * d->dv, n_work);
     (void)threads; /* only read by the pragma */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
     for (int i = 0; i < n_tasks; i++)
-        forward_task(o, checkpoints, q, k, v, gk, d, task_of(d, i),
-                     work + (size_t)worker_id() * per_worker);
+        forward_task(o, checkpoints, q, k, v, gk, d, recurrence_task_of(d->cu_seqlens, d->H, i),
+                     work + (size_t)recurrence_worker_id() * per_worker);
 }
 
 /* ---- backward ---- */
@@ -163,7 +129,7 @@ typedef struct grads {
 /* states[0] = the state before token t0; states[j+1] = the state after token t0+j */
 static void recompute_chunk(float *states, const float *checkpoints, const float *k,
                             const float *v, const float *gk, const gla_recurrence_dims *d,
-                            task tk, int t0, int t1)
+                            recurrence_task tk, int t0, int t1)
 {
     size_t sf = state_floats(d);
     if (t0 == tk.t_begin)
@@ -210,7 +176,7 @@ static void backward_step(grads g, float *G, const float *S_prev, const float *S
 
 static void backward_task(grads g, const float *dout, const float *q, const float *k,
                           const float *v, const float *gk, const float *checkpoints,
-                          const gla_recurrence_dims *d, task tk, float *work)
+                          const gla_recurrence_dims *d, recurrence_task tk, float *work)
 {
     size_t sf = state_floats(d);
     float *states = work, *G = work + (size_t)(GLA_CHUNK + 1) * sf;
@@ -235,12 +201,12 @@ void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
     grads g = {dq, dk, dv, dgk};
     int n_tasks = d->n_seqs * d->H;
     size_t per_worker = gla_recurrence_work_floats(d->dk, d->dv);
-    int threads = thread_count(d, n_work);
+    int threads = recurrence_threads(d->cu_seqlens, d->n_seqs, d->H, (double)d->dk * d->dv, n_work);
     (void)threads; /* only read by the pragma */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
     for (int i = 0; i < n_tasks; i++)
-        backward_task(g, dout, q, k, v, gk, checkpoints, d, task_of(d, i),
-                      work + (size_t)worker_id() * per_worker);
+        backward_task(g, dout, q, k, v, gk, checkpoints, d, recurrence_task_of(d->cu_seqlens, d->H, i),
+                      work + (size_t)recurrence_worker_id() * per_worker);
 }

@@ -140,49 +140,16 @@ static int check_supported(const lm_options *cfg, char *err, size_t err_len)
         snprintf(err, err_len, "feature_map = %s is not supported yet (only swish)", map);
         return -1;
     }
-    if (lm_opt_given(cfg, "num_kv_heads") && lm_opt_int(cfg, "num_kv_heads") != lm_opt_int(cfg, "num_heads")) {
-        snprintf(err, err_len, "num_kv_heads = %lld is not supported yet (only num_kv_heads = num_heads)",
-                 (long long)lm_opt_int(cfg, "num_kv_heads"));
-        return -1;
-    }
-    return 0;
-}
-
-/* int(hidden_size · expand), as Python computes it; -1 when out of range */
-static int64_t expanded(int D, double expand)
-{
-    double x = (double)D * expand;
-    return x >= 0 && x <= INT_MAX ? (int64_t)x : -1;
-}
-
-/* key_dim and value_dim: whole heads of at least one column */
-static int read_widths(const lm_options *cfg, gsa_dims *c, char *err, size_t err_len)
-{
-    const char *names[2] = {"expand_k", "expand_v"};
-    int64_t dims[2];
-    for (int i = 0; i < 2; i++) {
-        dims[i] = expanded(c->s.D, lm_opt_float(cfg, names[i]));
-        if (dims[i] < c->H) {
-            snprintf(err, err_len, "%s = %g gives int(hidden_size·%s) = %lld; need at least num_heads = %d",
-                     names[i], lm_opt_float(cfg, names[i]), names[i], (long long)dims[i], c->H);
-            return -1;
-        }
-        if (dims[i] % c->H) {
-            snprintf(err, err_len, "%s: %s dim int(hidden_size·%s) = %lld is not divisible by num_heads = %d",
-                     names[i], i ? "value" : "key", names[i], (long long)dims[i], c->H);
-            return -1;
-        }
-    }
-    c->key_dim = (int)dims[0], c->value_dim = (int)dims[1];
-    c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
-    return 0;
+    return lm_check_kv_heads_equal(cfg, err, err_len);
 }
 
 static int read_dims(const lm_options *cfg, gsa_dims *c, char *err, size_t err_len)
 {
     if (lm_read_shape(cfg, &c->s, err, err_len) || lm_read_size(cfg, "num_heads", &c->H, err, err_len) ||
-        lm_read_size(cfg, "num_slots", &c->M, err, err_len) || read_widths(cfg, c, err, err_len))
+        lm_read_size(cfg, "num_slots", &c->M, err, err_len) ||
+        lm_read_head_widths(cfg, c->s.D, c->H, &c->key_dim, &c->value_dim, err, err_len))
         return -1;
+    c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
     if ((int64_t)c->H * c->M > INT_MAX / 2) {
         snprintf(err, err_len, "num_heads·num_slots = %lld is too large", (long long)c->H * c->M);
         return -1;

@@ -16,15 +16,10 @@
  * results do not depend on the number of threads. */
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "gla.h"
+#include "recurrence_tasks.h"
 #include "gsa.h"
-
-/* below this many multiply-adds per call the kernels stay on one thread */
-#define PARALLEL_MIN_WORK 32768
 
 size_t gsa_slot_checkpoint_floats(int n, int H, int dk, int M)
 {
@@ -33,27 +28,6 @@ size_t gsa_slot_checkpoint_floats(int n, int H, int dk, int M)
 
 /* the chunk's GLA_CHUNK+1 states, then G */
 size_t gsa_slot_work_floats(int dk, int M) { return gla_recurrence_work_floats(M, dk); }
-
-static int worker_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-/* one task: head h of the tokens [t_begin, t_end) */
-typedef struct task {
-    int t_begin, t_end, h;
-} task;
-
-static task task_of(const gsa_slot_dims *d, int index)
-{
-    int s = index / d->H;
-    task tk = {d->cu_seqlens[s], d->cu_seqlens[s + 1], index % d->H};
-    return tk;
-}
 
 static size_t state_floats(const gsa_slot_dims *d) { return (size_t)d->M * d->dk; }
 
@@ -93,7 +67,7 @@ static void readout(float *ok, const float *P, const float *q, float scale, int 
 /* ---- forward ---- */
 
 static void forward_task(float *ok, float *checkpoints, const float *q, const float *k,
-                         const float *s, const float *f, const gsa_slot_dims *d, task tk, float *P)
+                         const float *s, const float *f, const gsa_slot_dims *d, recurrence_task tk, float *P)
 {
     memset(P, 0, state_floats(d) * sizeof *P);
     for (int t = tk.t_begin; t < tk.t_end; t++) {
@@ -106,28 +80,20 @@ static void forward_task(float *ok, float *checkpoints, const float *q, const fl
     }
 }
 
-/* how many threads to run the tasks on: 1 when the work is too small to share */
-static int thread_count(const gsa_slot_dims *d, int n_work)
-{
-    double work = (double)d->cu_seqlens[d->n_seqs] * d->H * d->dk * d->M;
-    int many = n_work > 1 && d->n_seqs * d->H > 1 && work >= PARALLEL_MIN_WORK;
-    return many ? n_work : 1;
-}
-
 void gsa_slot_recurrence_forward_cpu(float *ok, float *checkpoints, const float *q, const float *k,
                                      const float *s, const float *f, const gsa_slot_dims *d,
                                      float *work, int n_work)
 {
     int n_tasks = d->n_seqs * d->H;
     size_t per_worker = gsa_slot_work_floats(d->dk, d->M);
-    int threads = thread_count(d, n_work);
+    int threads = recurrence_threads(d->cu_seqlens, d->n_seqs, d->H, (double)d->dk * d->M, n_work);
     (void)threads; /* only read by the pragma */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
     for (int i = 0; i < n_tasks; i++)
-        forward_task(ok, checkpoints, q, k, s, f, d, task_of(d, i),
-                     work + (size_t)worker_id() * per_worker);
+        forward_task(ok, checkpoints, q, k, s, f, d, recurrence_task_of(d->cu_seqlens, d->H, i),
+                     work + (size_t)recurrence_worker_id() * per_worker);
 }
 
 /* ---- backward ---- */
@@ -138,7 +104,7 @@ typedef struct grads {
 
 /* states[0] = the state before token t0; states[j+1] = the state after token t0+j */
 static void recompute_chunk(float *states, const float *checkpoints, const float *k,
-                            const float *s, const float *f, const gsa_slot_dims *d, task tk,
+                            const float *s, const float *f, const gsa_slot_dims *d, recurrence_task tk,
                             int t0, int t1)
 {
     size_t sf = state_floats(d);
@@ -186,7 +152,7 @@ static void backward_step(grads g, float *G, const float *P_prev, const float *P
 
 static void backward_task(grads g, const float *dok, const float *q, const float *k,
                           const float *s, const float *f, const float *checkpoints,
-                          const gsa_slot_dims *d, task tk, float *work)
+                          const gsa_slot_dims *d, recurrence_task tk, float *work)
 {
     size_t sf = state_floats(d);
     float *states = work, *G = work + (size_t)(GLA_CHUNK + 1) * sf;
@@ -211,12 +177,12 @@ void gsa_slot_recurrence_backward_cpu(float *dq, float *dk, float *ds, float *df
     grads g = {dq, dk, ds, df};
     int n_tasks = d->n_seqs * d->H;
     size_t per_worker = gsa_slot_work_floats(d->dk, d->M);
-    int threads = thread_count(d, n_work);
+    int threads = recurrence_threads(d->cu_seqlens, d->n_seqs, d->H, (double)d->dk * d->M, n_work);
     (void)threads; /* only read by the pragma */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
     for (int i = 0; i < n_tasks; i++)
-        backward_task(g, dok, q, k, s, f, checkpoints, d, task_of(d, i),
-                      work + (size_t)worker_id() * per_worker);
+        backward_task(g, dok, q, k, s, f, checkpoints, d, recurrence_task_of(d->cu_seqlens, d->H, i),
+                      work + (size_t)recurrence_worker_id() * per_worker);
 }

@@ -1,0 +1,47 @@
+/* How the CPU recurrences (GLA's, and GSA's slot pass over the same states)
+ * share out their work: one task per (sequence, head), each with its own
+ * outputs, so that threads never share a sum and the results do not depend
+ * on their number. */
+#ifndef FLAME_RECURRENCE_TASKS_H
+#define FLAME_RECURRENCE_TASKS_H
+
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* below this many multiply-adds per call the kernels stay on one thread */
+#define RECURRENCE_PARALLEL_MIN_WORK 32768
+
+/* head h of the tokens [t_begin, t_end) */
+typedef struct recurrence_task {
+    int t_begin, t_end, h;
+} recurrence_task;
+
+static inline recurrence_task recurrence_task_of(const int32_t *cu_seqlens, int H, int index)
+{
+    int s = index / H;
+    recurrence_task tk = {cu_seqlens[s], cu_seqlens[s + 1], index % H};
+    return tk;
+}
+
+static inline int recurrence_worker_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* the threads to run the tasks on, of at most n_work: 1 when the work (state
+ * multiply-adds per token and head: state_floats) is too small to share */
+static inline int recurrence_threads(const int32_t *cu_seqlens, int n_seqs, int H,
+                                     double state_floats, int n_work)
+{
+    double work = (double)cu_seqlens[n_seqs] * H * state_floats;
+    int many = n_work > 1 && n_seqs * H > 1 && work >= RECURRENCE_PARALLEL_MIN_WORK;
+    return many ? n_work : 1;
+}
+
+#endif
