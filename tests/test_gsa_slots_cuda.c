@@ -9,7 +9,8 @@
  *    checkpoints (fp32 from the same inputs; the GPU makes them in chunks);
  *  - ok is poisoned with NaN first, the gradients pre-filled with values of
  *    their size, so that a value left unwritten, or added to, fails;
- *  - lengths 1, 63, 64, 65, 200 and varlen batches of uneven documents, tiny
+ *  - lengths 1, 63, 64, 65, 200, varlen batches of uneven documents and one
+ *    of 1500 (the table of chunks is built in rounds of 1024), tiny
  *    heads (dk 8, M 4), sizes no multiple of 8 or 16 (dk 20, M 7; dk 40, M 12),
  *    two slot tiles (M 80), a partial key tile (dk 72), GSA-340M's head (H 4,
  *    dk 256, M 64) at 2048 tokens and varlen, GSA-1B's (dk 512), mild and
@@ -213,6 +214,12 @@ static void test_all(void)
     test_case("varlen", 2, 8, 4, 1.0f, uneven, 6, 8, -4, 1, 0);
     test_case("varlen", 3, 40, 12, 1.0f, uneven, 6, 16, -4, 1, 0);
     test_case("varlen strong gates", 3, 40, 12, 1.0f, uneven, 6, 4, -12, 0, 0);
+    /* 1500 documents of 1 to 70 tokens: the table of chunks is built in rounds of 1024 */
+    enum { MANY = 1500 };
+    static int32_t many[MANY + 1];
+    for (int i = 0; i < MANY; i++)
+        many[i + 1] = many[i] + 1 + (int)(testing_uniform() * 70);
+    test_case("many documents", 1, 8, 4, 1.0f, many, MANY, 8, -4, 1, 0);
     test_T(1, 20, 7, 0.3f, 150, 8, -4, 0); /* no multiple of 8: one value per access */
     test_T(2, 48, 80, 1.0f, 200, 16, -4, 1); /* two slot tiles */
     test_T(2, 72, 64, 1.0f, 100, 8, -4, 1);  /* a partial key tile */
