@@ -15,7 +15,11 @@
  *  - every aliasing the contracts allow: swish and the slot gates' f in
  *    place, swish's dx on dy, the softmax's dx on dp, the gates' dx on each of
  *    its four gradients; 16-byte accesses and single values (sizes and
- *    pointers off the 8-value grid).
+ *    pointers off the 8-value grid);
+ *  - the whole GSA model on the CUDA op table against the CPU one, with the
+ *    same weights, on rows of 100 tokens and a varlen batch (plugin_cuda_testing.h),
+ *    with and without the output norm's weight.
+ * (The slot pass is checked alone by tests/test_gsa_slots_cuda.)
  * Without CUDA in the build, or without a usable GPU, it prints
  * "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
@@ -24,6 +28,7 @@
 #include "cuda_testing.h"
 #include "gsa.h"
 #include "gsa_cuda.h"
+#include "plugin_cuda_testing.h"
 #include "testing.h"
 
 /* n bf16-exact values of magnitude in [lo, hi), either sign: never zero */
@@ -209,6 +214,19 @@ static void test_output_norm(int rows, int C, int with_w, int with_dw)
         free(host_bufs[i]);
 }
 
+/* ==================================================================== the model */
+
+static void test_model(int heads, int slots, int affine)
+{
+    kv_config cfg = kv_lm_config(&(kv_lm_keys){.D = 64, .L = 2, .V = 97, .I = 96, .eps = 1e-6});
+    kv_set_int(&cfg, "num_heads", heads);
+    kv_set_int(&cfg, "num_slots", slots);
+    kv_set(&cfg, "gate_logit_normalizer", "4");
+    kv_set(&cfg, "elementwise_affine", affine ? "true" : "false");
+    printf("model: %d heads, %d slots, %s\n", heads, slots, affine ? "g_norm weight" : "no g_norm weight");
+    test_model_on_both(&cfg);
+}
+
 int main(void)
 {
     if (!cuda_testing_device())
@@ -242,6 +260,8 @@ int main(void)
         test_output_norm(on[i][0], on[i][1], 0, 1);
     }
     test_output_norm(37, 1024, 1, 0);
+    test_model(2, 16, 0);
+    test_model(4, 8, 1);
     return testing_result("test_gsa_cuda");
 }
 

@@ -1193,6 +1193,16 @@ static void scores(const work_layout *w, int chunks, const void *q, const void *
     CUDA_CHECK_LAUNCH();
 }
 
+/* b alone (chunk_gate_sums), for the calls that run no chunk_scores */
+static void gate_sums_alone(const work_layout *w, int chunks, const void *gk,
+                            const gla_recurrence_dims *d)
+{
+    int threads = min(THREADS, 32 * ceil_div(d->dk, 32));
+    chunk_gate_sums<<<dim3(chunks, d->H, ceil_div(d->dk, threads)), threads>>>(
+        w->b, act(gk), w->chunks, d->H, d->dk);
+    CUDA_CHECK_LAUNCH();
+}
+
 void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,
                                  const void *v, const void *gk, const gla_recurrence_dims *d,
                                  float *work, int n_work)
@@ -1204,10 +1214,7 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
     work_layout w = carve(work, n, d);
     int chunks = chunk_table(&w, d);
     if (!o) { /* the checkpoints alone (gla.h): b, then the walk */
-        int threads = min(THREADS, 32 * ceil_div(d->dk, 32));
-        chunk_gate_sums<<<dim3(chunks, H, ceil_div(d->dk, threads)), threads>>>(
-            w.b, act(gk), w.chunks, H, d->dk);
-        CUDA_CHECK_LAUNCH();
+        gate_sums_alone(&w, chunks, gk, d);
         walk<true>(checkpoints, act(k), act(v), &w, d);
         return;
     }
@@ -1239,4 +1246,17 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
         act(dq), act(dk), act(dgk), act(q), act(k), act(v), act(dout), w.b, checkpoints, w.dS,
         w.chunks, H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
+}
+
+const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, const void *gk,
+                                           const gla_recurrence_dims *d, float *work)
+{
+    int n = d->cu_seqlens[d->n_seqs];
+    work_layout w = carve(work, n, d);
+    if (n == 0)
+        return w.dS;
+    int chunks = chunk_table(&w, d);
+    gate_sums_alone(&w, chunks, gk, d);
+    walk<false>(w.dS, act(q), act(dout), &w, d);
+    return w.dS;
 }

@@ -29,6 +29,14 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
                                   const void *q, const void *k, const void *v, const void *gk,
                                   const float *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work);
+/* The backward's walk over the chunks alone, for GSA's first pass
+ * (gsa_slots_chunk.cu), whose adjoint is this recurrence's with other roles:
+ * from q, dout and gk as gla_recurrence_backward_cuda takes them, the gradient
+ * ∂L/∂S at the end of every chunk but a sequence's last, bf16 in the
+ * checkpoints' layout (only those slots are written), into `work`
+ * (gla_recurrence_work_floats_cuda() floats); returns where it lies there. */
+const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, const void *gk,
+                                           const gla_recurrence_dims *d, float *work);
 
 /* gla_gate_norm_cuda.cu: a warp holds a row in registers, so C is at most
  * GLA_GATE_NORM_CUDA_MAX_C (larger C exits with a message). Deterministic:

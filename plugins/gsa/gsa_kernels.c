@@ -3,6 +3,9 @@
 
 #include "gla.h"
 #include "gsa_kernels.h"
+#ifdef FLAME_HAVE_CUDA
+#include "gsa_cuda.h"
+#endif
 
 /* The CPU's activations are fp32: the table's activation pointers are the
  * float arrays of the reference functions. */
@@ -88,9 +91,36 @@ const gsa_kernels gsa_kernels_cpu = {
     .output_norm_backward = output_norm_backward_cpu,
 };
 
+#ifdef FLAME_HAVE_CUDA
+/* the GPU runs the whole batch at once, as one worker */
+static int cuda_max_workers(void) { return 1; }
+
+const gsa_kernels gsa_kernels_cuda = {
+    .slot_checkpoint_floats = gsa_slot_checkpoint_floats, /* the same layout */
+    .slot_work_floats = gsa_slot_work_floats_cuda,
+    .slot_max_workers = cuda_max_workers,
+    .slot_forward = gsa_slot_recurrence_forward_cuda,
+    .slot_backward = gsa_slot_recurrence_backward_cuda,
+    .swish_forward = gsa_swish_forward_cuda,
+    .swish_backward = gsa_swish_backward_cuda,
+    .slot_gates_forward = gsa_slot_gates_forward_cuda,
+    .slot_gates_backward = gsa_slot_gates_backward_cuda,
+    .softmax_max_M = GSA_SOFTMAX_CUDA_MAX_M,       /* a row lives in one warp's registers */
+    .output_norm_max_C = GSA_OUTPUT_NORM_CUDA_MAX_C, /* a row lives in one block's */
+    .softmax_forward = gsa_softmax_forward_cuda,
+    .softmax_backward = gsa_softmax_backward_cuda,
+    .output_norm_forward = gsa_output_norm_forward_cuda,
+    .output_norm_backward = gsa_output_norm_backward_cuda,
+};
+#endif
+
 const gsa_kernels *gsa_kernels_for(const char *backend)
 {
     if (strcmp(backend, "cpu") == 0)
         return &gsa_kernels_cpu;
+#ifdef FLAME_HAVE_CUDA
+    if (strcmp(backend, "cuda") == 0)
+        return &gsa_kernels_cuda;
+#endif
     return NULL;
 }
