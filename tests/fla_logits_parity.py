@@ -197,8 +197,19 @@ def flame_logits(logits_tool, arch, config_json, weights, tokens, out, torch, de
         return f.get_tensor("logits").double(), float(f.metadata()["loss"])
 
 
+def tie_for_transformers_5(model_class):
+    """fla declares its tied head as a list, transformers 4's form; transformers 5
+    wants {tied: source} and fails on the list while building a tied model. The
+    same tie in 5's form (the weights and the math are fla's own)."""
+    import transformers
+    tied = getattr(model_class, "_tied_weights_keys", None)
+    if isinstance(tied, list) and int(transformers.__version__.split(".")[0]) >= 5:
+        model_class._tied_weights_keys = {"lm_head.weight": "model.embeddings.weight"}
+
+
 def load_fla(model_class, folder, weights, load_file, torch):
     """from_pretrained, strict: no key missing, unexpected or mismatched, every value the file's"""
+    tie_for_transformers_5(model_class)
     model, info = model_class.from_pretrained(folder, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
     if problems:

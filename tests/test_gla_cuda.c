@@ -138,7 +138,7 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
     int n = cu[n_seqs];
     char shape[96];
     snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
-    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL};
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0};
     rec_inputs in = rec_inputs_make(&d, gk_lo);
     /* one more float than needed, so that no size is 0 */
     size_t ck_floats = cpu_k->recurrence_checkpoint_floats(n, H, dk, dv) + 1;
@@ -297,7 +297,7 @@ static void bench(int B, int T, int reps)
     int32_t *cu = malloc((B + 1) * sizeof *cu);
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
-    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL};
+    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0};
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
     d.cu_seqlens_backend = cu_dev;
     size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv, act = dev->act_bytes;

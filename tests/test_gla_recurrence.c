@@ -94,7 +94,7 @@ static void run_kernel(rec_run *out, const rec_case *c, int n_work, int backward
     float *gk = to_float(c->gk, nk), *r = to_float(c->r, nv);
     float *ck = calloc(gla_recurrence_checkpoint_floats(c->n, c->H, c->dk, c->dv) + 1, sizeof *ck);
     float *work = calloc((size_t)n_work * gla_recurrence_work_floats(c->dk, c->dv), sizeof *work);
-    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL};
+    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0};
     out->o = malloc(nv * sizeof *out->o);
     gla_recurrence_forward_cpu(out->o, ck, q, k, v, gk, &d, work, n_work);
     out->dq = out->dk = out->dv = out->dgk = NULL;

@@ -262,7 +262,7 @@ static float *work(const gla_model *m) { return m->base.ops->borrow_scratch(m->w
 static gla_recurrence_dims recurrence_dims(const gla_model *m)
 {
     gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
-                             m->base.batch.cu_backend};
+                             m->base.batch.cu_backend, 0};
     return d;
 }
 

@@ -35,6 +35,10 @@ typedef struct gla_recurrence_dims {
     /* the same offsets in the backend's memory, for kernels that cannot read
      * the host's (the CUDA ones); the CPU kernels ignore it */
     const int32_t *cu_seqlens_backend;
+    /* the backward writes dq in fp32 (a float array) rather than in the
+     * activations' type: GSA's softmax backward subtracts nearly equal values
+     * of it (on the CPU, whose activations are fp32, nothing changes) */
+    int dq_fp32;
 } gla_recurrence_dims;
 
 /* floats of `checkpoints` for any split of n tokens into sequences */

@@ -985,23 +985,19 @@ static __device__ void diagonal_grads(float (&dq)[SUB], float (&dk)[SUB], const 
         }
 }
 
-/* dq, dk and dgk (the key tile at their offset x) = their sums in shared
- * memory, over `rows` tokens and `cols` keys */
-static __device__ void store_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, size_t stride,
-                                   int rows, int cols, const dqk_shared &sh)
+/* one of dq, dk, dgk (the key tile at offset x) = its sums in shared memory,
+ * over `rows` tokens and `cols` keys */
+template <typename T>
+static __device__ void store_grad(T *grad, const tile32_t *sums, size_t x, size_t stride, int rows,
+                                  int cols)
 {
-    act_t *grads[3] = {dq + x, dk + x, dgk + x};
-    const tile32_t *sums[3] = {sh.sums[0], sh.sums[1], sh.dgk};
+    values sum;
 #pragma unroll
-    for (int g = 0; g < 3; g++) {
-        values sum;
+    for (int a = 0; a < 2; a++)
 #pragma unroll
-        for (int a = 0; a < 2; a++)
-#pragma unroll
-            for (int c = 0; c < 8; c++)
-                sum.x[a][c] = sums[g][piece_row(a)][piece_col() + c];
-        store_values(grads[g], stride, rows, cols, sum);
-    }
+        for (int c = 0; c < 8; c++)
+            sum.x[a][c] = sums[piece_row(a)][piece_col() + c];
+    store_values(grad + x, stride, rows, cols, sum);
 }
 
 /* dq, dk and dgk for one key tile. Block: (chunk, head, key tile), a chunk's
@@ -1011,8 +1007,9 @@ static __device__ void store_grads(act_t *dq, act_t *dk, act_t *dgk, size_t x, s
  * row sub-chunks 1-3, warps 4-7 dk of column sub-chunks 0-2, 16 keys each) and
  * within them term by term. Last, per (sub-chunk, key) thread: ∂L/∂b and its
  * running sums from the chunk's end; then the three gradients are written. */
+template <typename DQ>
 static __global__ void __launch_bounds__(THREADS, 2)
-    chunk_dqk(act_t *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k,
+    chunk_dqk(DQ *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k,
               const act_t *v, const act_t *dout, const float *b, const float *checkpoints,
               const act_t *dS, const chunk *chunks, int H, int dk, int dv, float scale)
 {
@@ -1158,7 +1155,9 @@ static __global__ void __launch_bounds__(THREADS, 2)
         sh.dgk[base + t][i] = running;
     }
     __syncthreads();
-    store_grads(dq, dk_out, dgk, xk, stride_k, L, dk - i0, sh);
+    store_grad(dq, sh.sums[0], xk, stride_k, L, dk - i0);
+    store_grad(dk_out, sh.sums[1], xk, stride_k, L, dk - i0);
+    store_grad(dgk, sh.dgk, xk, stride_k, L, dk - i0);
 }
 
 /* ------------------------------------------------------------------ entry points */
@@ -1241,10 +1240,18 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
         act(dv), act(k), act(dout), w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
-    size_t bytes = allow_shared(chunk_dqk, sizeof(dqk_shared));
-    chunk_dqk<<<dim3(chunks * ceil_div(d->dk, TILE), H), THREADS, bytes>>>(
-        act(dq), act(dk), act(dgk), act(q), act(k), act(v), act(dout), w.b, checkpoints, w.dS,
-        w.chunks, H, d->dk, d->dv, d->scale);
+    dim3 grid(chunks * ceil_div(d->dk, TILE), H);
+    if (d->dq_fp32) {
+        size_t bytes = allow_shared(chunk_dqk<float>, sizeof(dqk_shared));
+        chunk_dqk<<<grid, THREADS, bytes>>>(static_cast<float *>(dq), act(dk), act(dgk), act(q), act(k),
+                                            act(v), act(dout), w.b, checkpoints, w.dS, w.chunks, H,
+                                            d->dk, d->dv, d->scale);
+    } else {
+        size_t bytes = allow_shared(chunk_dqk<act_t>, sizeof(dqk_shared));
+        chunk_dqk<<<grid, THREADS, bytes>>>(act(dq), act(dk), act(dgk), act(q), act(k), act(v),
+                                            act(dout), w.b, checkpoints, w.dS, w.chunks, H, d->dk,
+                                            d->dv, d->scale);
+    }
     CUDA_CHECK_LAUNCH();
 }
 

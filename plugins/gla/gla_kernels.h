@@ -23,6 +23,7 @@ typedef struct gla_kernels {
     void (*recurrence_forward)(void *o, float *checkpoints, const void *q, const void *k,
                                const void *v, const void *gk, const gla_recurrence_dims *d,
                                float *work, int n_work);
+    /* dq is fp32 (float) where d->dq_fp32 says so, else an activation */
     void (*recurrence_backward)(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                 const void *q, const void *k, const void *v, const void *gk,
                                 const float *checkpoints, const gla_recurrence_dims *d,

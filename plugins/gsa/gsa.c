@@ -86,7 +86,7 @@ typedef struct layer_acts {
     void *q_pre, *k_pre;    /* [n,key_dim] */
     void *v_pre;            /* [n,value_dim] */
     void *f, *s;            /* [n,slot_dim] the slot gates */
-    void *p;                /* [n,slot_dim] the softmax over the slots */
+    float *p;               /* [n,slot_dim] the softmax over the slots, fp32 (gsa_kernels.h) */
     void *o;                /* [n,value_dim] the second pass's output */
     float *out_rstd;        /* [n] the output norm's */
 } layer_acts;
@@ -98,12 +98,15 @@ typedef struct grad_scratch {
     void *a;                         /* [n,D] */
     void *q, *k, *v;                 /* after the feature map */
     void *y;                         /* [n,value_dim] the output norm's result */
-    void *ok;                        /* [n,slot_dim] the slot pass's logits; its gradient */
+    void *ok;                        /* [n,slot_dim] the slot pass's logits; their gradient */
+    void *p;                         /* [n,slot_dim] the softmax in the activations' type:
+                                      * the value pass's queries */
     float *slot_checkpoints, *value_checkpoints;
     void *dy, *d_o, *dv;             /* [n,value_dim] */
     void *dq, *dk;                   /* [n,key_dim] */
     void *df_slots, *df_values;      /* [n,slot_dim] */
-    void *ds_slots, *ds_values, *dp; /* [n,slot_dim] */
+    void *ds_slots, *ds_values;      /* [n,slot_dim] */
+    float *dp;                       /* [n,slot_dim] fp32, the value pass's dq */
 } grad_scratch;
 
 typedef struct gsa_model {
@@ -239,7 +242,7 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gsa_dims *c, size_t 
     A->v_pre = lm_take_acts(cv, n * c->value_dim);
     A->f = lm_take_acts(cv, n * c->slot_dim);
     A->s = lm_take_acts(cv, n * c->slot_dim);
-    A->p = lm_take_acts(cv, n * c->slot_dim);
+    A->p = lm_take_floats(cv, n * c->slot_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->out_rstd = lm_take_floats(cv, n);
 }
@@ -252,13 +255,14 @@ static void carve_grads(const gsa_model *m, grad_scratch *d, lm_carver *cv, size
     d->a = lm_take_acts(cv, n * c->s.D);
     void **key_wide[] = {&d->q, &d->k, &d->dq, &d->dk};
     void **value_wide[] = {&d->v, &d->y, &d->dy, &d->d_o, &d->dv};
-    void **slot_wide[] = {&d->ok, &d->df_slots, &d->df_values, &d->ds_slots, &d->ds_values, &d->dp};
+    void **slot_wide[] = {&d->ok, &d->p, &d->df_slots, &d->df_values, &d->ds_slots, &d->ds_values};
     for (int i = 0; i < LM_COUNT(key_wide); i++)
         *key_wide[i] = lm_take_acts(cv, n * c->key_dim);
     for (int i = 0; i < LM_COUNT(value_wide); i++)
         *value_wide[i] = lm_take_acts(cv, n * c->value_dim);
     for (int i = 0; i < LM_COUNT(slot_wide); i++)
         *slot_wide[i] = lm_take_acts(cv, n * c->slot_dim);
+    d->dp = lm_take_floats(cv, n * c->slot_dim);
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -310,11 +314,12 @@ static gsa_slot_dims slot_dims(const gsa_model *m)
     return d;
 }
 
-/* the second pass as GLA sees it: keys of M slots, scale 1 */
+/* the second pass as GLA sees it: keys of M slots, scale 1, dq (the
+ * softmax's gradient) in fp32 */
 static gla_recurrence_dims value_dims(const gsa_model *m)
 {
     gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.M, m->c.dv, 1.0f,
-                             m->base.batch.cu_backend};
+                             m->base.batch.cu_backend, 1};
     return d;
 }
 
@@ -347,8 +352,9 @@ static void attn_forward(void *model, int l)
     gsa_slot_dims sd = slot_dims(m);
     m->kern->slot_forward(d->ok, d->slot_checkpoints, d->q, d->k, A->s, A->f, &sd, work(m), m->n_work);
     m->kern->softmax_forward(A->p, d->ok, n * c->H, c->M);
+    ops->to_act(d->p, A->p, (size_t)n * c->slot_dim);
     gla_recurrence_dims vd = value_dims(m);
-    m->gla->recurrence_forward(A->o, d->value_checkpoints, A->p, A->s, d->v, A->f, &vd, work(m), m->n_work);
+    m->gla->recurrence_forward(A->o, d->value_checkpoints, d->p, A->s, d->v, A->f, &vd, work(m), m->n_work);
     m->kern->output_norm_forward(d->y, A->out_rstd, A->o, norm_w(m, l), n, c->value_dim, OUTPUT_NORM_EPS);
     ops->matmul_forward(m->base.mid[l], d->y, W(m, l, P_O), NULL, m->base.resid[l], n, c->value_dim, c->s.D);
 }
@@ -385,15 +391,16 @@ static void attn_core_backward(gsa_model *m, int l)
     int n = m->base.batch.n;
     feature_maps(m, A, n);
     /* the value pass: queries p, keys s, values v, gates f */
+    m->base.ops->to_act(d->p, A->p, (size_t)n * c->slot_dim);
     gla_recurrence_dims vd = value_dims(m);
     m->gla->recurrence_forward(NULL, d->value_checkpoints, NULL, A->s, d->v, A->f, &vd, work(m), m->n_work);
-    m->gla->recurrence_backward(d->dp, d->ds_values, d->dv, d->df_values, d->d_o, A->p, A->s, d->v, A->f,
+    m->gla->recurrence_backward(d->dp, d->ds_values, d->dv, d->df_values, d->d_o, d->p, A->s, d->v, A->f,
                                 d->value_checkpoints, &vd, work(m), m->n_work);
-    /* the softmax, then the slot pass */
-    m->kern->softmax_backward(d->dp, d->dp, A->p, n * c->H, c->M);
+    /* the softmax (its gradient into ok's place), then the slot pass */
+    m->kern->softmax_backward(d->ok, d->dp, A->p, n * c->H, c->M);
     gsa_slot_dims sd = slot_dims(m);
     m->kern->slot_forward(NULL, d->slot_checkpoints, NULL, d->k, A->s, A->f, &sd, work(m), m->n_work);
-    m->kern->slot_backward(d->dq, d->dk, d->ds_slots, d->df_slots, d->dp, d->q, d->k, A->s, A->f,
+    m->kern->slot_backward(d->dq, d->dk, d->ds_slots, d->df_slots, d->ok, d->q, d->k, A->s, A->f,
                            d->slot_checkpoints, &sd, work(m), m->n_work);
     /* f and s fed both passes */
     m->kern->slot_gates_backward(d->df_slots, d->df_slots, d->df_values, d->ds_slots, d->ds_values, A->f,

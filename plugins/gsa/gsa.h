@@ -69,7 +69,8 @@ void gsa_slot_gates_backward_cpu(float *dx, const float *df_slots, const float *
                                  size_t n, float normalizer);
 
 /* ---- gsa_softmax_cpu.c: the softmax over the slots, rows of M values ----
- * In fp32 with the row's maximum subtracted (the first pass's logits are large). */
+ * In fp32 with the row's maximum subtracted (the first pass's logits are
+ * large); p and dp stay fp32 on every backend (gsa_kernels.h says why). */
 void gsa_softmax_forward_cpu(float *p, const float *x, int rows, int M);
 /* dx = p ⊙ (dp − Σ p·dp), WRITTEN; dx may alias dp */
 void gsa_softmax_backward_cpu(float *dx, const float *dp, const float *p, int rows, int M);

@@ -36,10 +36,11 @@ void gsa_slot_gates_backward_cuda(void *dx, const void *df_slots, const void *df
                                   const void *ds_slots, const void *ds_values, const void *f,
                                   size_t n, float normalizer);
 
-/* gsa_softmax_cuda.cu: a warp holds a row, so M is at most GSA_SOFTMAX_CUDA_MAX_M */
+/* gsa_softmax_cuda.cu: a warp holds a row, so M is at most GSA_SOFTMAX_CUDA_MAX_M;
+ * p and dp are fp32, x and dx bf16 */
 #define GSA_SOFTMAX_CUDA_MAX_M 1024
-void gsa_softmax_forward_cuda(void *p, const void *x, int rows, int M);
-void gsa_softmax_backward_cuda(void *dx, const void *dp, const void *p, int rows, int M);
+void gsa_softmax_forward_cuda(float *p, const void *x, int rows, int M);
+void gsa_softmax_backward_cuda(void *dx, const float *dp, const float *p, int rows, int M);
 
 /* gsa_output_norm_cuda.cu: a block holds a row, so C is at most GSA_OUTPUT_NORM_CUDA_MAX_C.
  * Deterministic: dw's sums have an order fixed by rows and C. */

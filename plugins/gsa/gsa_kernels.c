@@ -51,12 +51,12 @@ static void slot_gates_backward_cpu(void *dx, const void *df_slots, const void *
     gsa_slot_gates_backward_cpu(dx, df_slots, df_values, ds_slots, ds_values, f, n, normalizer);
 }
 
-static void softmax_forward_cpu(void *p, const void *x, int rows, int M)
+static void softmax_forward_cpu(float *p, const void *x, int rows, int M)
 {
     gsa_softmax_forward_cpu(p, x, rows, M);
 }
 
-static void softmax_backward_cpu(void *dx, const void *dp, const void *p, int rows, int M)
+static void softmax_backward_cpu(void *dx, const float *dp, const float *p, int rows, int M)
 {
     gsa_softmax_backward_cpu(dx, dp, p, rows, M);
 }

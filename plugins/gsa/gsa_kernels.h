@@ -32,8 +32,11 @@ typedef struct gsa_kernels {
 
     /* the most slots M the softmax, and the widest row C the output norm, take; 0: any */
     int softmax_max_M, output_norm_max_C;
-    void (*softmax_forward)(void *p, const void *x, int rows, int M);
-    void (*softmax_backward)(void *dx, const void *dp, const void *p, int rows, int M);
+    /* p and dp are fp32 on every backend, as fla keeps them: the backward
+     * subtracts Σ p·dp from each dp, nearly equal values, and bf16 roundings
+     * of p or dp would be magnified there */
+    void (*softmax_forward)(float *p, const void *x, int rows, int M);
+    void (*softmax_backward)(void *dx, const float *dp, const float *p, int rows, int M);
     void (*output_norm_forward)(void *y, float *rstd, const void *o, const void *w, int rows, int C,
                                 float eps);
     void (*output_norm_backward)(void *d_o, float *dw, const void *dy, const void *o, const void *w,

@@ -827,7 +827,7 @@ template <typename K> static size_t allow_shared(K kernel, size_t bytes)
 static gla_recurrence_dims gla_dims(const gsa_slot_dims *d)
 {
     gla_recurrence_dims g = {d->cu_seqlens, d->n_seqs, d->H, d->M, d->dk, d->scale,
-                             d->cu_seqlens_backend};
+                             d->cu_seqlens_backend, 0};
     return g;
 }
 

@@ -1,15 +1,15 @@
 /* The softmax over the slots on the GPU: the math of gsa_softmax_cpu.c,
  *     p = exp(x − max x) / Σ exp(x − max x),   dx = p ⊙ (dp − Σ p·dp),
- * over rows of M values (a head of a token), bf16 in memory, fp32 in
- * registers: the first pass's logits are large, so the maximum is subtracted.
+ * over rows of M values (a head of a token), fp32 in registers: the first
+ * pass's logits are large, so the maximum is subtracted. x and dx are bf16 in
+ * memory, p and dp fp32 (the backward subtracts nearly equal values).
  *
  * Memory bound, each row read once: a group of LANES lanes of one warp holds
  * a row in registers, lane l chunk s at column (LANES·s + l)·W, so that every
  * access of the group is contiguous (W = ACT_VEC, 16 bytes, where
  * vectorizable). LANES is a power of two up to 32, the fewest covering M:
  * fla's M = 64 takes 8 lanes, four rows to a warp, so small rows keep as many
- * bytes in flight as wide ones. A row's lanes read it whole before they write,
- * so dx may alias dp. */
+ * bytes in flight as wide ones. */
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "gsa_cuda.h"
@@ -51,7 +51,7 @@ template <int W, int LANES> struct group_row {
 
 template <int W, int LANES, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
-    softmax_forward(act_t *p, const act_t *x, int rows, int M)
+    softmax_forward(float *p, const act_t *x, int rows, int M)
 {
     group_row<W, LANES> g(rows);
     size_t at = (size_t)g.row * M;
@@ -85,7 +85,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
 
 template <int W, int LANES, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
-    softmax_backward(act_t *dx, const act_t *dp, const act_t *p, int rows, int M)
+    softmax_backward(act_t *dx, const float *dp, const float *p, int rows, int M)
 {
     group_row<W, LANES> g(rows);
     size_t at = (size_t)g.row * M;
@@ -128,7 +128,7 @@ static void launch_for_row(int M, const Launch &launch)
 }
 
 struct forward_launch {
-    act_t *p;
+    float *p;
     const act_t *x;
     int rows, M;
     template <int W, int LANES, int CHUNKS> void run(unsigned blocks) const
@@ -139,7 +139,7 @@ struct forward_launch {
 
 struct backward_launch {
     act_t *dx;
-    const act_t *dp, *p;
+    const float *dp, *p;
     int rows, M;
     template <int W, int LANES, int CHUNKS> void run(unsigned blocks) const
     {
@@ -160,19 +160,24 @@ template <typename Launch> static void launch_rows(bool vec, const Launch &launc
         launch_for_row<1>(launch.M, launch);
 }
 
-void gsa_softmax_forward_cuda(void *p, const void *x, int rows, int M)
+/* ACT_VEC values at a time: bf16 rows 16-byte aligned, fp32 ones 32 */
+template <typename... F> static bool floats_aligned(F... ptrs)
 {
-    if (rows <= 0 || M <= 0)
-        return;
-    launch_rows(vectorizable(M, p, x),
-                forward_launch{static_cast<act_t *>(p), static_cast<const act_t *>(x), rows, M});
+    return ((reinterpret_cast<uintptr_t>(ptrs) % (ACT_VEC * sizeof(float)) == 0) && ...);
 }
 
-void gsa_softmax_backward_cuda(void *dx, const void *dp, const void *p, int rows, int M)
+void gsa_softmax_forward_cuda(float *p, const void *x, int rows, int M)
 {
     if (rows <= 0 || M <= 0)
         return;
-    launch_rows(vectorizable(M, dx, dp, p),
-                backward_launch{static_cast<act_t *>(dx), static_cast<const act_t *>(dp),
-                                static_cast<const act_t *>(p), rows, M});
+    launch_rows(vectorizable(M, x) && floats_aligned(p),
+                forward_launch{p, static_cast<const act_t *>(x), rows, M});
+}
+
+void gsa_softmax_backward_cuda(void *dx, const float *dp, const float *p, int rows, int M)
+{
+    if (rows <= 0 || M <= 0)
+        return;
+    launch_rows(vectorizable(M, dx) && floats_aligned(dp, p),
+                backward_launch{static_cast<act_t *>(dx), dp, p, rows, M});
 }
