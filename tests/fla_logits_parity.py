@@ -85,6 +85,8 @@ GSA_CASES = [
     }),
 ]
 ARCHS = {"gla": ("GLAForCausalLM", GLA_CASES), "gsa": ("GSAForCausalLM", GSA_CASES)}
+if os.environ.get("FLA_PARITY_REVERSE") == "1":  # the last cases first
+    ARCHS = {a: (cls, cases[::-1]) for a, (cls, cases) in ARCHS.items()}
 
 TEXT_WORDS = ("the gated linear attention layer keeps a matrix of state per head and decays "
               "it with a gate computed from the input so that recent tokens weigh more than "
@@ -216,6 +218,9 @@ def load_fla(model_class, folder, weights, load_file, torch):
         raise AssertionError(f"fla's from_pretrained reported {problems}")
     model = model.to(device=DEVICE, dtype=torch.float32).eval()
     state, want = model.state_dict(), load_file(weights)
+    if model.config.tie_word_embeddings:  # fla lists the tied head; the file holds the embedding once
+        if not torch.equal(state.pop("lm_head.weight"), state["model.embeddings.weight"]):
+            raise AssertionError("fla's tied lm_head is not its embedding")
     if set(state) != set(want):
         raise AssertionError(f"keys differ: only fla {sorted(set(state) - set(want))}, "
                              f"only flame {sorted(set(want) - set(state))}")
@@ -303,6 +308,8 @@ def main():
                 ok = e_logits < bound and e_loss < bound and math.isfinite(e_logits)
                 failures += not ok
                 rows_out.append((name, label, e_logits, e_loss, our_loss, their_loss, same_top, bound, ok))
+                print(f"  fla {label}: logits rel.err {e_logits:.3e}, loss rel.err {e_loss:.3e} "
+                      f"(bound {bound:g}) {'ok' if ok else 'FAIL'}", flush=True)
                 if dtype == torch.bfloat16 and on_gpu is not None:
                     e_gpu = rel(on_gpu, theirs, torch)
                     e_gpu_loss = abs(gpu_loss - their_loss) / abs(their_loss)
@@ -311,6 +318,8 @@ def main():
                     failures += not ok
                     rows_out.append((name, label + " / flame CUDA", e_gpu, e_gpu_loss, gpu_loss,
                                      their_loss, top_gpu, BOUND_BF16, ok))
+                    print(f"  fla {label} / flame CUDA: logits rel.err {e_gpu:.3e}, loss rel.err "
+                          f"{e_gpu_loss:.3e} (bound {BOUND_BF16:g}) {'ok' if ok else 'FAIL'}", flush=True)
             del model
             if DEVICE == "cuda":
                 torch.cuda.empty_cache()
