@@ -65,6 +65,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "chunk_common.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "gla_cuda.h"
@@ -85,11 +86,6 @@
 static_assert(CHUNK == 64, "the kernels tile a chunk as 4 sub-chunks of 16 tokens");
 static_assert(WALK_THREADS == CHUNK * TILE / 8, "walk_operands: 8 elements of P per thread");
 
-/* tokens [t0, t1) of one sequence, and whether they are its first / last chunk */
-typedef struct chunk {
-    int t0, t1, first, last;
-} chunk;
-
 /* the CUDA recurrence's share of `work`, each part 16-byte aligned */
 typedef struct work_layout {
     float *b;      /* [n,H,dk] log2(e)·(gk summed from each chunk's start) */
@@ -97,11 +93,6 @@ typedef struct work_layout {
     act_t *dS;     /* bf16 ∂L/∂(state at a chunk's end), in the checkpoints' layout */
     chunk *chunks; /* at most n */
 } work_layout;
-
-static size_t align4(size_t floats) { return (floats + 3) / 4 * 4; }
-
-/* floats that hold `count` bf16 values, a multiple of 4 (16 bytes) */
-static size_t bf16_floats(size_t count) { return align4((count + 1) / 2); }
 
 static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
 {
@@ -122,34 +113,6 @@ size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
     return align4(nH * dk) + bf16_floats(nH * CHUNK) +
            bf16_floats(gla_recurrence_checkpoint_floats(n, H, dk, dv)) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
-}
-
-static __host__ __device__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-/* the entry points' void pointers: activations of the CUDA op table */
-static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
-static act_t *act(void *p) { return static_cast<act_t *>(p); }
-
-static __device__ __forceinline__ float exp2_fast(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-/* ------------------------------------------------------------------ addressing */
-
-/* offset of token t, head h in a [n, H, width] tensor */
-static __device__ __forceinline__ size_t at(int t, int h, int H, int width)
-{
-    return ((size_t)t * H + h) * width;
-}
-
-/* the state of head h before token t0 (a chunk start, not a sequence's first):
- * slot t0/CHUNK − 1, as gla_recurrence_cpu.c keeps it */
-static __device__ __forceinline__ size_t state_at(int t0, int h, int H, int dk, int dv)
-{
-    return ((size_t)(t0 / CHUNK - 1) * H + h) * dk * dv;
 }
 
 /* ------------------------------------------------------------------ the chunks */

@@ -74,6 +74,7 @@
  * to run. */
 #include <cstdint>
 
+#include "../gla/chunk_common.cuh"
 #include "../gla/gla_cuda.h"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
@@ -91,20 +92,8 @@
 
 static_assert(CHUNK == 64 && THREADS == 4 * TILE, "a chunk is 4 sub-chunks; a thread per (sub-chunk, column)");
 
-/* tokens [t0, t1) of one sequence, and whether they are its first / last chunk */
-typedef struct chunk {
-    int t0, t1, first, last;
-} chunk;
-
 typedef act_t tile16[LD]; /* a row of a CHUNK×TILE tile in shared memory, bf16 */
 typedef float tile32[LD]; /* the same in fp32 */
-
-static size_t align4(size_t floats) { return (floats + 3) / 4 * 4; }
-static size_t bf16_floats(size_t count) { return align4((count + 1) / 2); }
-static __host__ __device__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
-static act_t *act(void *p) { return static_cast<act_t *>(p); }
 
 /* `work`: GLA's part (its walks' b and chunk table, the adjoint states dP),
  * then scale·B per slot tile, scale·dok ⊙ e^b, s ⊙ e^{b_L − b}, our table */
@@ -140,26 +129,6 @@ size_t gsa_slot_work_floats_cuda(int n, int H, int dk, int M)
     return align4(gla_recurrence_work_floats_cuda(n, H, M, dk)) +
            bf16_floats(nH * CHUNK * ceil_div(M, TILE)) + 2 * bf16_floats(nH * M) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
-}
-
-static __device__ __forceinline__ float exp2_fast(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-/* offset of token t, head h in a [n, H, width] tensor */
-static __device__ __forceinline__ size_t at(int t, int h, int H, int width)
-{
-    return ((size_t)t * H + h) * width;
-}
-
-/* the state of head h before token t0 (a chunk start, not a sequence's first),
- * M×dk, in GLA's slots: t0/CHUNK − 1 */
-static __device__ __forceinline__ size_t state_at(int t0, int h, int H, int M, int dk)
-{
-    return ((size_t)(t0 / CHUNK - 1) * H + h) * M * dk;
 }
 
 /* ------------------------------------------------------------------ the chunks */
