@@ -13,11 +13,11 @@ plugins_gla_libgla_la_LIBADD = plugins/gla/libgla_kernels.la plugins/common/libl
 GLA_CUDA_SRCS = plugins/gla/gla_chunk.cu plugins/gla/gla_gate_norm_cuda.cu plugins/gla/gla_gates_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/gla/libgla_cuda.la
-plugins_gla_libgla_cuda_la_SOURCES = $(GLA_CUDA_SRCS) plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh
+plugins_gla_libgla_cuda_la_SOURCES = $(GLA_CUDA_SRCS) plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh plugins/common/dw_partials.cuh
 plugins_gla_libgla_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
 plugins_gla_libgla_kernels_la_LIBADD += plugins/gla/libgla_cuda.la
 endif
-$(GLA_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/gla/gla.h plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh
+$(GLA_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/gla/gla.h plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh plugins/common/dw_partials.cuh
 
 plugin_LTLIBRARIES += plugins/gla/gla.la
 plugins_gla_gla_la_SOURCES =

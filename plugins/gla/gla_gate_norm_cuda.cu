@@ -11,6 +11,7 @@
  * keeps each warp's dw terms in registers: a block sums its fixed range of
  * rows into one partial row of dw, and a second kernel adds the blocks'
  * partials in order, so every sum has an order fixed by the shapes alone. */
+#include "../common/dw_partials.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
@@ -168,23 +169,6 @@ struct backward_launch {
     }
 };
 
-/* Device memory for the blocks' dw partials, valid until the next call;
- * grows as needed and is never given back (the plugin cannot use the core's
- * cuda_scratch: it does not link libflame). */
-static float *partials(size_t floats)
-{
-    static float *buffer = NULL;
-    static size_t size = 0;
-    if (floats > size) {
-        /* cudaFree waits for the kernels still using the old buffer */
-        CUDA_CHECK(cudaFree(buffer));
-        buffer = NULL;
-        CUDA_CHECK(cudaMalloc(&buffer, floats * sizeof *buffer));
-        size = floats;
-    }
-    return buffer;
-}
-
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
 static act_t *act(void *p) { return static_cast<act_t *>(p); }
@@ -205,7 +189,7 @@ void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy,
         return;
     unsigned blocks = (unsigned)((rows + BACKWARD_ROWS - 1) / BACKWARD_ROWS);
     /* at C a multiple of ACT_VEC, each block's partial row is 16-byte aligned */
-    float *partial = dw ? partials((size_t)blocks * C) : nullptr;
+    float *partial = dw ? dw_partials((size_t)blocks * C) : nullptr;
     launch_rows(C, vectorizable(C, d_o, dg, dy, o, g, w),
                 backward_launch{act(d_o), act(dg), partial, act(dy), act(o), act(g), act(w), rstd,
                                 rows, C, blocks});

@@ -12,6 +12,7 @@
  * its block's fixed range of rows and writes them as the block's partial row;
  * a second kernel adds the blocks' partials in order (cuda_reduce.cuh). Every
  * sum has an order fixed by rows and C alone: no atomics. */
+#include "../common/dw_partials.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
@@ -187,23 +188,6 @@ struct backward_launch {
     }
 };
 
-/* Device memory for the blocks' dw partials, valid until the next call;
- * grows as needed and is never given back (the plugin cannot use the core's
- * cuda_scratch: it does not link libflame). */
-static float *partials(size_t floats)
-{
-    static float *buffer = NULL;
-    static size_t size = 0;
-    if (floats > size) {
-        /* cudaFree waits for the kernels still using the old buffer */
-        CUDA_CHECK(cudaFree(buffer));
-        buffer = NULL;
-        CUDA_CHECK(cudaMalloc(&buffer, floats * sizeof *buffer));
-        size = floats;
-    }
-    return buffer;
-}
-
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
 static act_t *act(void *p) { return static_cast<act_t *>(p); }
@@ -224,7 +208,7 @@ void gsa_output_norm_backward_cuda(void *d_o, float *dw, const void *dy, const v
         return;
     unsigned blocks = (unsigned)((rows + BACKWARD_ROWS - 1) / BACKWARD_ROWS);
     /* at C a multiple of ACT_VEC, each block's partial row is 16-byte aligned */
-    float *partial = w && dw ? partials((size_t)blocks * C) : nullptr;
+    float *partial = w && dw ? dw_partials((size_t)blocks * C) : nullptr;
     launch_rows(vectorizable(C, d_o, dy, o, w),
                 backward_launch{act(d_o), partial, act(dy), act(o), act(w), rstd, rows, C, blocks});
     if (partial) { /* blocks in order, in groups (cuda_reduce.cuh) */
