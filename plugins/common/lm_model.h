@@ -41,7 +41,7 @@ typedef struct lm_shape {
     {"hidden_act", FLAME_TYPE_STRING, "swish",                                                      \
      "activation of the MLP and of any output gate (swish, or silu: the same)", 0},                 \
     {"elementwise_affine", FLAME_TYPE_BOOL, "true",                                                 \
-     "learnable weights of the norms fla makes optional (false: where the plugin says)", 0},        \
+     "learnable weights of the norms fla makes optional (a plugin that needs them refuses false)", 0}, \
     {"max_position_embeddings", FLAME_TYPE_INT, "2048", "accepted, unused: no position table", 0},  \
     {"attnres_block_size", FLAME_TYPE_INT, NULL, "attention residuals (not supported yet)", 0}
 #define LM_DECODER_IGNORED_OPTIONS                                                                  \
