@@ -1,0 +1,18 @@
+# Mamba2 (fla's Mamba2ForCausalLM): for now only its own CPU kernels, the SSD
+# scan (step by step with checkpoints, and the chunked form the CUDA kernel
+# will follow), the gated RMSNorm of its output and the Δ of its scan.
+noinst_LTLIBRARIES += plugins/mamba2/libmamba2_kernels.la
+plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/gla/recurrence_tasks.h \
+	plugins/mamba2/ssd_scan_cpu.c plugins/mamba2/ssd_chunked_cpu.c \
+	plugins/mamba2/gated_norm_cpu.c plugins/mamba2/delta_cpu.c
+plugins_mamba2_libmamba2_kernels_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla
+plugins_mamba2_libmamba2_kernels_la_LIBADD = -lm
+
+# its tests: each kernel against a naive double reference and its finite
+# differences, threads against one thread, the chunked scan against the steps
+MAMBA2_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/mamba2
+check_PROGRAMS += tests/test_mamba2_kernels
+C_TESTS += tests/test_mamba2_kernels
+tests_test_mamba2_kernels_SOURCES = tests/test_mamba2_kernels.c tests/reference_testing.h
+tests_test_mamba2_kernels_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
+tests_test_mamba2_kernels_LDADD = plugins/mamba2/libmamba2_kernels.la -lm
