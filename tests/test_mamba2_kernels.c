@@ -164,10 +164,14 @@ static void check_chunked(const scan_case *c, const float *y_steps, const double
         float *work = malloc(mamba2_ssd_chunked_work_floats(c->P, c->N, chunks[i]) * sizeof *work);
         mamba2_ssd_chunked_forward_cpu(y, x, delta, A_log, B, C, D, &d, chunks[i], work, 1);
         double steps = 0, den = 0;
-        for (size_t k = 0; k < nx(c); k++)
-            steps += ((double)y[k] - y_steps[k]) * ((double)y[k] - y_steps[k]), den += (double)y_steps[k] * y_steps[k];
+        for (size_t k = 0; k < nx(c); k++) {
+            double diff = (double)y[k] - y_steps[k];
+            steps += diff * diff, den += (double)y_steps[k] * y_steps[k];
+        }
         double e_steps = sqrt(steps / den), e_ref = testing_rel_error_d(y, y_ref, nx(c));
-        CHECK(e_steps < 1e-5 && e_ref < 1e-5, "%s: chunk %d: rel error %.3g to the steps, %.3g to the reference",
+        /* both are fp32 (rounding ~3e-7 here): a looser bound let a 0.1% error
+         * in the inter-chunk decay pass */
+        CHECK(e_steps < 2e-6 && e_ref < 2e-6, "%s: chunk %d: rel error %.3g to the steps, %.3g to the reference",
               c->name, chunks[i], e_steps, e_ref);
         free(work);
     }
