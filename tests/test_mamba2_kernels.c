@@ -171,8 +171,9 @@ static void check_chunked(const scan_case *c, const float *y_steps, const double
         double e_steps = sqrt(steps / den), e_ref = testing_rel_error_d(y, y_ref, nx(c));
         /* both are fp32 (rounding ~3e-7 here): a looser bound let a 0.1% error
          * in the inter-chunk decay pass */
-        CHECK(e_steps < 2e-6 && e_ref < 2e-6, "%s: chunk %d: rel error %.3g to the steps, %.3g to the reference",
-              c->name, chunks[i], e_steps, e_ref);
+        CHECK(e_steps < 2e-6 && e_ref < 2e-6,
+              "%s: chunk %d: rel error %.3g to the steps, %.3g to the reference", c->name, chunks[i],
+              e_steps, e_ref);
         free(work);
     }
     free(x), free(delta), free(A_log), free(B), free(C), free(D), free(y);
