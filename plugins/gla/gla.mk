@@ -3,7 +3,7 @@
 # libgla.la adds the model, and gla.so is that library as a module, which the
 # tests link as well.
 noinst_LTLIBRARIES += plugins/gla/libgla_kernels.la plugins/gla/libgla.la
-plugins_gla_libgla_kernels_la_SOURCES = plugins/gla/gla.h plugins/gla/recurrence_tasks.h \
+plugins_gla_libgla_kernels_la_SOURCES = plugins/gla/gla.h plugins/common/recurrence_tasks.h \
 	plugins/gla/gla_recurrence_cpu.c plugins/gla/gla_gate_norm_cpu.c plugins/gla/gla_gates_cpu.c \
 	plugins/gla/gla_kernels.c plugins/gla/gla_kernels.h
 plugins_gla_libgla_kernels_la_LIBADD = -lm

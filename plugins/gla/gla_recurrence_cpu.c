@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "gla.h"
-#include "recurrence_tasks.h"
+#include "../common/recurrence_tasks.h"
 
 size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv)
 {

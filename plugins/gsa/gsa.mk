@@ -2,7 +2,7 @@
 # backends, with GLA's for its second pass (and, on the GPU, the walks over
 # the states that its first pass shares with GLA).
 noinst_LTLIBRARIES += plugins/gsa/libgsa_kernels.la
-plugins_gsa_libgsa_kernels_la_SOURCES = plugins/gsa/gsa.h plugins/gla/recurrence_tasks.h \
+plugins_gsa_libgsa_kernels_la_SOURCES = plugins/gsa/gsa.h plugins/common/recurrence_tasks.h \
 	plugins/gsa/gsa_slots_cpu.c plugins/gsa/gsa_pointwise_cpu.c plugins/gsa/gsa_softmax_cpu.c \
 	plugins/gsa/gsa_output_norm_cpu.c plugins/gsa/gsa_kernels.c plugins/gsa/gsa_kernels.h
 plugins_gsa_libgsa_kernels_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla

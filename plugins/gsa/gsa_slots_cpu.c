@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "gla.h"
-#include "recurrence_tasks.h"
+#include "../common/recurrence_tasks.h"
 #include "gsa.h"
 
 size_t gsa_slot_checkpoint_floats(int n, int H, int dk, int M)

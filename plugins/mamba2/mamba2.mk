@@ -2,10 +2,10 @@
 # scan (step by step with checkpoints, and the chunked form the CUDA kernel
 # will follow), the gated RMSNorm of its output and the Δ of its scan.
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2_kernels.la
-plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/gla/recurrence_tasks.h \
+plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/common/recurrence_tasks.h \
 	plugins/mamba2/ssd_scan_cpu.c plugins/mamba2/ssd_chunked_cpu.c \
 	plugins/mamba2/gated_norm_cpu.c plugins/mamba2/delta_cpu.c
-plugins_mamba2_libmamba2_kernels_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla
+plugins_mamba2_libmamba2_kernels_la_CPPFLAGS = $(AM_CPPFLAGS)
 plugins_mamba2_libmamba2_kernels_la_LIBADD = -lm
 
 # its tests: each kernel against a naive double reference and its finite

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "mamba2.h"
-#include "recurrence_tasks.h"
+#include "../common/recurrence_tasks.h"
 
 /* the state, then the chunk's running sums */
 size_t mamba2_ssd_chunked_work_floats(int P, int N, int chunk) { return (size_t)P * N + chunk; }

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "mamba2.h"
-#include "recurrence_tasks.h"
+#include "../common/recurrence_tasks.h"
 
 size_t mamba2_ssd_checkpoint_floats(int n, int H, int P, int N)
 {
