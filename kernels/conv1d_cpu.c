@@ -90,10 +90,11 @@ void conv1d_backward_cpu(float *dx, float *dweight, float *dbias, const float *d
     if (dweight || dbias) {
         CPU_PARALLEL_FOR_IF((double)n * C * K >= CPU_PARALLEL_MIN_WORK)
         for (int c = 0; c < C; c++) {
-            float dw[FLAME_CONV1D_MAX_K] = {0}, db = 0.0f;
+            /* double: a channel's sums run over every token of the batch */
+            double dw[FLAME_CONV1D_MAX_K] = {0}, db = 0;
             for (int s = 0; s < n_seqs; s++)
                 for (int t = cu_seqlens[s]; t < cu_seqlens[s + 1]; t++) {
-                    float gt = g[(size_t)t * C + c];
+                    double gt = g[(size_t)t * C + c];
                     db += gt;
                     for (int j = 0; j < K; j++) {
                         int src = t - (K - 1) + j;
@@ -102,9 +103,9 @@ void conv1d_backward_cpu(float *dx, float *dweight, float *dbias, const float *d
                     }
                 }
             for (int j = 0; dweight && j < K; j++)
-                dweight[(size_t)c * K + j] += dw[j];
+                dweight[(size_t)c * K + j] += (float)dw[j];
             if (dbias)
-                dbias[c] += db;
+                dbias[c] += (float)db;
         }
     }
     if (dx) {
