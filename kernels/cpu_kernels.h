@@ -65,6 +65,13 @@ void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n
 void swiglu_backward_cpu(float *dgate, float *dup, float *out, const float *dout,
                          const float *gate, const float *up, size_t n);
 
+/* conv1d_cpu.c */
+void conv1d_forward_cpu(float *out, const float *x, const float *weight, const float *bias,
+                        const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
+void conv1d_backward_cpu(float *dx, float *dweight, float *dbias, const float *dout,
+                         const float *x, const float *weight, const float *bias,
+                         const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
+
 /* elementwise_cpu.c */
 void scale_cpu(float *x, float s, size_t n);
 

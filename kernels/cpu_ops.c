@@ -81,6 +81,21 @@ static void adamw_act(float *param, void *compute, const float *grad, float grad
         to_act_cpu(compute, param, n);
 }
 
+static void conv1d_forward_act(void *out, const void *x, const void *weight, const void *bias,
+                               const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu)
+{
+    conv1d_forward_cpu(out, x, weight, bias, cu_seqlens, n_seqs, n, C, K, silu);
+}
+
+static void conv1d_backward_act(void *dx, float *dweight, float *dbias, const void *dout,
+                                const void *x, const void *weight, const void *bias,
+                                const int32_t *cu_seqlens, int n_seqs, int n, int C, int K,
+                                int silu)
+{
+    conv1d_backward_cpu(dx, dweight, dbias, dout, x, weight, bias, cu_seqlens, n_seqs, n, C, K,
+                        silu);
+}
+
 const flame_ops flame_cpu_ops = {
     .size = sizeof(flame_ops),
     .backend = "cpu",
@@ -112,4 +127,6 @@ const flame_ops flame_cpu_ops = {
     .peak_tflops = cpu_peak_tflops,
     .borrow_scratch = cpu_borrow_scratch,
     .memory_available = cpu_memory_available,
+    .conv1d_forward = conv1d_forward_act,
+    .conv1d_backward = conv1d_backward_act,
 };

@@ -52,6 +52,13 @@ void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n);
 void swiglu_backward_cuda(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                           const void *up, size_t n);
 
+/* conv1d_cuda.cu */
+void conv1d_forward_cuda(void *out, const void *x, const void *weight, const void *bias,
+                         const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
+void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *dout, const void *x,
+                          const void *weight, const void *bias, const int32_t *cu_seqlens,
+                          int n_seqs, int n, int C, int K, int silu);
+
 /* elementwise_cuda.cu */
 void to_act_cuda(void *dst, const float *src, size_t n);
 void from_act_cuda(float *dst, const void *src, size_t n);

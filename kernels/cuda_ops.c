@@ -36,6 +36,8 @@ const flame_ops flame_cuda_ops = {
     .peak_tflops = cuda_bf16_peak_tflops,
     .borrow_scratch = cuda_borrow_scratch,
     .memory_available = cuda_memory_available,
+    .conv1d_forward = conv1d_forward_cuda,
+    .conv1d_backward = conv1d_backward_cuda,
 };
 
 /* Asks the runtime, which never exits here: a machine without a driver or a

@@ -4,6 +4,8 @@
  *    L = Σ r_i·out_i with fixed random r, the gradient buffers pre-filled with
  *    random values that are subtracted afterwards (so the ops must ADD);
  *  - matmul at a size where threads matter, bit-identical for any thread count;
+ *  - conv1d over documents of several lengths: each document's output does
+ *    not move when the others' inputs do (the window starts again);
  *  - AdamW against its formula for two steps, sums of squares, cross-entropy
  *    with an ignored target, embedding backward with a repeated token. */
 #include <string.h>
@@ -75,7 +77,8 @@ static void test_table_and_memory(void)
               ops->matmul_forward && ops->matmul_backward && ops->embedding_forward &&
               ops->embedding_backward && ops->rmsnorm_forward && ops->rmsnorm_backward &&
               ops->swiglu_forward && ops->swiglu_backward && ops->scale &&
-              ops->cross_entropy && ops->sum_squares && ops->adamw,
+              ops->cross_entropy && ops->sum_squares && ops->adamw && ops->conv1d_forward &&
+              ops->conv1d_backward,
           "op table has an empty field");
 
     enum { N = 1000 };
@@ -426,6 +429,117 @@ static void test_rmsnorm(void)
     free(c.rstd);
 }
 
+/* ---- conv1d ---- */
+
+/* documents of lengths 1, 2, 3, 5, 9: shorter and longer than the window */
+static const int32_t conv_cu[] = {0, 1, 3, 6, 11, 20};
+enum { CONV_SEQS = 5, CONV_n = 20, CONV_C = 3 };
+
+typedef struct conv1d_case {
+    int K, silu;
+    float *x, *w, *bias, *r, *out;
+} conv1d_case;
+
+static double conv1d_loss(void *ctx)
+{
+    conv1d_case *c = ctx;
+    ops->conv1d_forward(c->out, c->x, c->w, c->bias, conv_cu, CONV_SEQS, CONV_n, CONV_C, c->K,
+                        c->silu);
+    return weighted_sum(c->r, c->out, CONV_n * CONV_C);
+}
+
+static void conv1d_reference(double *out, const conv1d_case *c)
+{
+    for (int s = 0; s < CONV_SEQS; s++)
+        for (int t = conv_cu[s]; t < conv_cu[s + 1]; t++)
+            for (int ch = 0; ch < CONV_C; ch++) {
+                double p = c->bias ? c->bias[ch] : 0;
+                for (int j = 0; j < c->K; j++) {
+                    int src = t - (c->K - 1) + j;
+                    if (src >= conv_cu[s])
+                        p += (double)c->w[ch * c->K + j] * c->x[src * CONV_C + ch];
+                }
+                out[t * CONV_C + ch] = c->silu ? p / (1 + exp(-p)) : p;
+            }
+}
+
+/* check_grad, with the error printed */
+static void check_conv1d_grad(const char *what, const float *analytic, float *x, size_t n,
+                              conv1d_case *c)
+{
+    double *numeric = malloc(n * sizeof *numeric);
+    testing_numeric_grad(numeric, x, n, 5e-3f, conv1d_loss, c);
+    printf("conv1d K=%d silu=%d bias=%d %-8s FD relative error %.2e\n", c->K, c->silu,
+           c->bias != NULL, what, testing_rel_error_d(analytic, numeric, n));
+    testing_grad_close(what, analytic, numeric, n, 2e-3);
+    free(numeric);
+}
+
+/* Each document's output stays bit for bit when every other document's x moves. */
+static void check_conv1d_documents(conv1d_case *c, const float *out)
+{
+    enum { nx = CONV_n * CONV_C };
+    float *x = c->x, *moved = malloc(nx * sizeof *moved);
+    c->x = moved;
+    for (int s = 0; s < CONV_SEQS; s++) {
+        for (int i = 0; i < nx; i++) {
+            int inside = i >= conv_cu[s] * CONV_C && i < conv_cu[s + 1] * CONV_C;
+            moved[i] = inside ? x[i] : x[i] + 1.0f;
+        }
+        conv1d_loss(c);
+        size_t at = (size_t)conv_cu[s] * CONV_C, len = (size_t)(conv_cu[s + 1] - conv_cu[s]) * CONV_C;
+        CHECK(same_bits(c->out + at, out + at, len),
+              "conv1d K=%d: document %d's output depends on another document", c->K, s);
+    }
+    c->x = x;
+    free(moved);
+}
+
+static void test_conv1d(int K, int silu, int with_bias)
+{
+    enum { nx = CONV_n * CONV_C };
+    conv1d_case c = {K, silu, testing_random(nx, -2.0f, 2.0f), testing_random(CONV_C * K, -1.0f, 1.0f),
+                     with_bias ? testing_random(CONV_C, -1.0f, 1.0f) : NULL,
+                     testing_random(nx, -1.0f, 1.0f), malloc(nx * sizeof(float))};
+    double ref[nx];
+    conv1d_loss(&c);
+    conv1d_reference(ref, &c);
+    CHECK(testing_rel_error_d(c.out, ref, nx) < 1e-6, "conv1d K=%d silu=%d forward off by %g", K,
+          silu, testing_rel_error_d(c.out, ref, nx));
+    float *out = testing_copy(c.out, nx);
+    check_conv1d_documents(&c, out);
+
+    /* dx written over garbage; dweight and dbias added to */
+    float *pw, *pb = NULL, *dx = testing_random(nx, -1e3f, 1e3f);
+    float *dw = prefilled(CONV_C * K, &pw), *db = with_bias ? prefilled(CONV_C, &pb) : NULL;
+    ops->conv1d_backward(dx, dw, db, c.r, c.x, c.w, c.bias, conv_cu, CONV_SEQS, CONV_n, CONV_C, K,
+                         silu);
+    remove_prefill(dw, pw, CONV_C * K);
+    check_conv1d_grad("dx", dx, c.x, nx, &c);
+    check_conv1d_grad("dweight", dw, c.w, CONV_C * K, &c);
+    if (with_bias) {
+        remove_prefill(db, pb, CONV_C);
+        check_conv1d_grad("dbias", db, c.bias, CONV_C, &c);
+    }
+
+    /* without dx, the parameter gradients are the same */
+    float dw2[CONV_C * FLAME_CONV1D_MAX_K] = {0}, db2[CONV_C] = {0};
+    ops->conv1d_backward(NULL, dw2, with_bias ? db2 : NULL, c.r, c.x, c.w, c.bias, conv_cu,
+                         CONV_SEQS, CONV_n, CONV_C, K, silu);
+    CHECK(testing_rel_error(dw2, dw, CONV_C * K) < 1e-6 &&
+              (!with_bias || testing_rel_error(db2, db, CONV_C) < 1e-6),
+          "conv1d parameter gradients differ without dx");
+    free(out);
+    free(dx);
+    free(dw);
+    free(db);
+    free(c.x);
+    free(c.w);
+    free(c.bias);
+    free(c.r);
+    free(c.out);
+}
+
 /* ---- swiglu ---- */
 
 typedef struct swiglu_case {
@@ -669,6 +783,10 @@ int main(void)
     test_matmul_threaded(5, 1100, 3); /* K past one K block */
     test_embedding();
     test_rmsnorm();
+    for (int K = 4; K >= 2; K -= 2)
+        for (int silu = 0; silu <= 1; silu++)
+            for (int bias = 0; bias <= 1; bias++)
+                test_conv1d(K, silu, bias);
     test_swiglu();
     test_scale();
     test_cross_entropy();

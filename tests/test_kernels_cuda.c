@@ -1,6 +1,7 @@
 /* The CUDA op table against the CPU one (the oracle), op by op, on random
  * inputs that are never all zero, at several shapes, odd ones included, and on
- * pointers into the middle of larger buffers.
+ * pointers into the middle of larger buffers; conv1d over random documents
+ * (lengths from 1 to past a tile of the CUDA kernels).
  *  - Activations are bf16 on the GPU and fp32 on the CPU. Every activation
  *    input is drawn, rounded to a bf16 value here (testing_round_bf16), and given to
  *    both sides as the same numbers: to the CPU as they are, to the GPU
@@ -458,6 +459,59 @@ static void test_rmsnorm(int n, int C, int with_dx, flame_grad_mode mode, size_t
     free(x); free(w); free(out); free(rstd); free(dout); free(dx); free(dw); free(dx0); free(dw0);
 }
 
+/* ---- conv1d ---- */
+
+/* n tokens cut into documents of 1 to max_len tokens; n_seqs receives how many */
+static int32_t *random_documents(int n, int max_len, int *n_seqs)
+{
+    int32_t *cu = malloc((size_t)(n + 1) * sizeof *cu);
+    int s = 0;
+    cu[0] = 0;
+    for (; cu[s] < n; s++) {
+        int len = 1 + (int)(testing_uniform() * max_len);
+        cu[s + 1] = len < n - cu[s] ? cu[s] + len : n;
+    }
+    *n_seqs = s;
+    return cu;
+}
+
+static void test_conv1d(int n, int C, int K, int max_len, int silu, int with_bias, int with_dx)
+{
+    char shape[80];
+    snprintf(shape, sizeof shape, "n=%d C=%d K=%d docs<=%d%s%s%s", n, C, K, max_len,
+             silu ? " silu" : "", with_bias ? " bias" : "", with_dx ? "" : " dx=NULL");
+    int n_seqs;
+    int32_t *cu = random_documents(n, max_len, &n_seqs);
+    size_t nx = (size_t)n * C, nw = (size_t)C * K;
+    float *x = testing_random_bf16(nx, -2, 2), *w = testing_random_bf16(nw, -1, 1);
+    float *b = with_bias ? testing_random_bf16(C, -1, 1) : NULL, *out = nan_buffer(nx);
+    int32_t *d_cu = dev_tokens(cu, (size_t)n_seqs + 1);
+    void *d_x = dev_act(x, nx), *d_w = dev_act(w, nw), *d_b = with_bias ? dev_act(b, C) : NULL;
+    void *d_out = dev_act_poisoned(nx, 0);
+    cpu->conv1d_forward(out, x, w, b, cu, n_seqs, n, C, K, silu);
+    gpu->conv1d_forward(d_out, d_x, d_w, d_b, d_cu, n_seqs, n, C, K, silu);
+    check_act("conv1d_forward", shape, d_out, out, nx);
+
+    /* dx written over NaN; dweight and dbias added onto random values */
+    float *dout = testing_random_bf16(nx, -1, 1), *dx = nan_buffer(nx);
+    float *dw = testing_random(nw, -1, 1), *dw0 = testing_copy(dw, nw);
+    float *db = testing_random(C, -1, 1), *db0 = testing_copy(db, C);
+    void *d_dx = with_dx ? dev_act_poisoned(nx, 0) : NULL;
+    float *d_dw = dev_f32(dw, nw), *d_db = with_bias ? dev_f32(db, C) : NULL;
+    cpu->conv1d_backward(with_dx ? dx : NULL, dw, with_bias ? db : NULL, dout, x, w, b, cu,
+                         n_seqs, n, C, K, silu);
+    gpu->conv1d_backward(d_dx, d_dw, d_db, dev_act(dout, nx), d_x, d_w, d_b, d_cu, n_seqs, n, C,
+                         K, silu);
+    if (with_dx)
+        check_act("conv1d_backward dx", shape, d_dx, dx, nx);
+    check_added_f32("conv1d_backward dweight", shape, d_dw, dw, dw0, nw);
+    if (with_bias)
+        check_added_f32("conv1d_backward dbias", shape, d_db, db, db0, C);
+    release_all();
+    free(cu); free(x); free(w); free(b); free(out); free(dout); free(dx); free(dw); free(dw0);
+    free(db); free(db0);
+}
+
 /* ---- SwiGLU ---- */
 
 static void test_swiglu(size_t n, int with_dup)
@@ -660,6 +714,21 @@ static void run_all(void)
     test_rmsnorm(37, 67, 0, FLAME_GRAD_SET, 0);
     test_rmsnorm(37, 1024, 1, FLAME_GRAD_ADD, 1);
     test_rmsnorm(37, 1024, 1, FLAME_GRAD_SET, 1);
+
+    /* documents shorter than the window, inside one 64-token tile, across
+     * tiles; past 65535 tiles the grid's rows take several */
+    const int cv[][3] = {{1, 1, 1}, {37, 67, 3}, {200, 1000, 64}, {1000, 1792, 300},
+                         {4099, 259, 2000}};
+    for (int i = 0; i < 5; i++)
+        for (int silu = 0; silu <= 1; silu++)
+            for (int bias = 0; bias <= 1; bias++)
+                test_conv1d(cv[i][0], cv[i][1], 4, cv[i][2], silu, bias, 1);
+    test_conv1d(37, 67, 2, 5, 1, 1, 1);
+    test_conv1d(37, 67, 3, 5, 0, 1, 1);
+    test_conv1d(200, 1000, 8, 9, 1, 1, 1);
+    test_conv1d(200, 1000, 4, 9, 1, 1, 0);
+    test_conv1d(200, 1000, 4, 9, 0, 0, 0);
+    test_conv1d(65536 * 64 + 100, 1, 4, 100000, 1, 1, 1);
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)

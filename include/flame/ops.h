@@ -138,7 +138,31 @@ typedef struct flame_ops {
      * system's available memory on the CPU): a run that cannot fit is refused
      * before anything is allocated. */
     size_t (*memory_available)(void);
+
+    /* ---- 5.3 ---- */
+    /* Short causal depthwise convolution over packed documents (Mamba2's, and
+     * the short convolutions of GLA, GSA, Based): x and out [n,C] (act, a
+     * token's C channels contiguous), weight [C,K] (act: PyTorch's depthwise
+     * Conv1d weight [C,1,K] without its middle dimension), bias [C] (act) or
+     * NULL; cu_seqlens [n_seqs+1] in backend memory, 0 = cu[0] < … <
+     * cu[n_seqs] = n, the documents' offsets.
+     *   pre[t,c] = bias[c] + Σ_{j<K} weight[c,j] · x[t−(K−1)+j, c],
+     * x before the first token of t's document counting as 0 (the window
+     * starts again at each document, as mamba_ssm's seq_idx makes it);
+     * out = silu(pre) when silu is nonzero, else pre. out may not be x.
+     * K is 1 to FLAME_CONV1D_MAX_K; a wider kernel is refused (exit 1). */
+    void (*conv1d_forward)(void *out, const void *x, const void *weight, const void *bias,
+                           const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
+    /* dx written (act; it may not be dout); dweight [C,K] += ∂/∂weight and dbias [C] +=
+     * ∂/∂bias (fp32). The silu's input is made again from x, weight and bias:
+     * the forward saves nothing. */
+    void (*conv1d_backward)(void *dx, float *dweight, float *dbias, const void *dout,
+                            const void *x, const void *weight, const void *bias,
+                            const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
 } flame_ops;
+
+/* the widest conv1d kernel (fla and mamba_ssm use 4) */
+#define FLAME_CONV1D_MAX_K 8
 
 /* whether ops has the entry (appended after the plugin's minor version may be absent) */
 #define FLAME_OPS_HAS(ops, entry) \

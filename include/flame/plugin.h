@@ -17,6 +17,7 @@
  *   5.0  everything up to decode_step
  *   5.1  hf_formats, n_hf_formats (the plugin's Hugging Face identity)
  *   5.2  the op table's memory_available
+ *   5.3  the op table's conv1d_forward, conv1d_backward
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -37,7 +38,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 2u
+#define FLAME_ABI_MINOR 3u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128

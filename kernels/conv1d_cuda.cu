@@ -1,0 +1,277 @@
+/* Short causal depthwise conv1d on bf16 activations (ops.h; the formulas are
+ * in conv1d_cpu.c). A thread owns one channel along a tile of TILE tokens:
+ * neighbouring threads take neighbouring channels, so every token's load and
+ * store is coalesced, and the K-token window of x slides along the tile in
+ * registers (each x read once, plus K−1 before the tile). A tile finds its
+ * first token's document by binary search in cu_seqlens and moves to the
+ * next document as it passes its start, zeroing the window there.
+ * Backward: one pass makes g = dout · silu'(pre) (pre made again from x; g
+ * kept in fp32 scratch only when dx needs it and silu is on, otherwise g is
+ * dout itself) and each tile's dw and dbias sums, written as a partial row of
+ * its own; the partial rows are added in tile order (cuda_reduce.cuh), so
+ * the parameter gradients are the same run to run, without atomics. A
+ * second pass makes dx from g over the K tokens after each one, within its
+ * document. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <type_traits>
+
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "cuda_launch.cuh"
+#include "cuda_reduce.cuh"
+
+/* tokens per thread: enough that the window's K−1 extra loads and the
+ * tile's partial dw row are small beside the tile */
+#define TILE 64
+#define MAX_GRID_Y 65535
+
+/* the document of token t: the largest s with cu[s] <= t */
+static __device__ int doc_of(const int32_t *cu, int n_seqs, int t)
+{
+    int lo = 0, hi = n_seqs - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (cu[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Channel c's window of x along tokens t0, t0 + 1, …: after step(t),
+ * v[j] = x[t−(K−1)+j, c], 0 before t's document. */
+template <int K> struct x_window {
+    const act_t *x;
+    const int32_t *cu;
+    int C, c, s, next; /* s: the current document, next: where the one after starts */
+    float v[K];
+    __device__ x_window(const act_t *x_, const int32_t *cu_, int n_seqs, int t0, int C_, int c_)
+        : x(x_), cu(cu_), C(C_), c(c_)
+    {
+        s = doc_of(cu, n_seqs, t0);
+        next = cu[s + 1];
+#pragma unroll
+        for (int j = 0; j < K; j++) { /* the window of t0 − 1; v[0] is shifted out */
+            int src = t0 - K + j;
+            v[j] = src >= cu[s] ? to_f32(x[(size_t)src * C + c]) : 0.0f;
+        }
+    }
+    __device__ void step(int t)
+    {
+        bool fresh = t >= next; /* t starts a document: nothing before it counts */
+        while (t >= next)
+            next = cu[++s + 1];
+#pragma unroll
+        for (int j = 0; j < K - 1; j++)
+            v[j] = fresh ? 0.0f : v[j + 1];
+        v[K - 1] = to_f32(x[(size_t)t * C + c]);
+    }
+};
+
+/* channel c's weights and bias, and its pre-activation for a window */
+template <int K> struct conv_channel {
+    float w[K], b;
+    __device__ conv_channel(const act_t *weight, const act_t *bias, int c)
+    {
+#pragma unroll
+        for (int j = 0; j < K; j++)
+            w[j] = to_f32(weight[(size_t)c * K + j]);
+        b = bias ? to_f32(bias[c]) : 0.0f;
+    }
+    __device__ float pre(const float (&v)[K]) const
+    {
+        float acc = b;
+#pragma unroll
+        for (int j = 0; j < K; j++)
+            acc += w[j] * v[j];
+        return acc;
+    }
+};
+
+static __device__ float sigmoid(float p) { return 1.0f / (1.0f + expf(-p)); }
+
+/* blockIdx.x · blockDim.x + threadIdx.x is the channel; tiles blockIdx.y,
+ * blockIdx.y + gridDim.y, … */
+#define FOR_TILES(t0, t1, n)                                                        \
+    for (int t0 = blockIdx.y * TILE, t1 = min((n), t0 + TILE); t0 < (n);           \
+         t0 += gridDim.y * TILE, t1 = min((n), t0 + TILE))
+
+template <int K>
+static __global__ void conv1d_forward_tiles(act_t *out, const act_t *x, const act_t *weight,
+                                            const act_t *bias, const int32_t *cu, int n_seqs,
+                                            int n, int C, int silu)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    conv_channel<K> ch(weight, bias, c);
+    FOR_TILES(t0, t1, n) {
+        x_window<K> win(x, cu, n_seqs, t0, C, c);
+        for (int t = t0; t < t1; t++) {
+            win.step(t);
+            float p = ch.pre(win.v);
+            from_f32(&out[(size_t)t * C + c], silu ? p * sigmoid(p) : p);
+        }
+    }
+}
+
+/* g (when not NULL) and the tiles' partial rows of dw ([tile][C·K]) and
+ * dbias ([tile][C]) (each when not NULL) */
+template <int K>
+static __global__ void conv1d_grad_tiles(float *g, float *dw_partial, float *db_partial,
+                                         const act_t *dout, const act_t *x, const act_t *weight,
+                                         const act_t *bias, const int32_t *cu, int n_seqs, int n,
+                                         int C, int silu)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    conv_channel<K> ch(weight, bias, c);
+    FOR_TILES(t0, t1, n) {
+        x_window<K> win(x, cu, n_seqs, t0, C, c);
+        float dw[K] = {}, db = 0.0f;
+        for (int t = t0; t < t1; t++) {
+            win.step(t);
+            size_t at = (size_t)t * C + c;
+            float gt = to_f32(dout[at]);
+            if (silu) {
+                float p = ch.pre(win.v), s = sigmoid(p);
+                gt *= s * (1.0f + p * (1.0f - s));
+                if (g)
+                    g[at] = gt;
+            }
+#pragma unroll
+            for (int j = 0; j < K; j++)
+                dw[j] += gt * win.v[j];
+            db += gt;
+        }
+        int tile = t0 / TILE;
+        if (dw_partial) {
+#pragma unroll
+            for (int j = 0; j < K; j++)
+                dw_partial[((size_t)tile * C + c) * K + j] = dw[j];
+        }
+        if (db_partial)
+            db_partial[(size_t)tile * C + c] = db;
+    }
+}
+
+/* dx[u,c] = Σ_j w[c,j] · g[u+(K−1)−j, c] over the tokens of u's document;
+ * g is fp32 scratch or dout itself (bf16) */
+template <int K, typename G>
+static __global__ void conv1d_dx_tiles(act_t *dx, const G *g, const act_t *weight,
+                                       const int32_t *cu, int n_seqs, int n, int C)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    conv_channel<K> ch(weight, NULL, c);
+    FOR_TILES(u0, u1, n) {
+        int s = doc_of(cu, n_seqs, u0), end = cu[s + 1];
+        for (int u = u0; u < u1; u++) {
+            while (u >= end)
+                end = cu[++s + 1];
+            float acc = 0.0f;
+#pragma unroll
+            for (int j = 0; j < K; j++) {
+                int t = u + (K - 1) - j;
+                if (t < end)
+                    acc += ch.w[j] * to_f32(g[(size_t)t * C + c]);
+            }
+            from_f32(&dx[(size_t)u * C + c], acc);
+        }
+    }
+}
+
+/* f(std::integral_constant<int, K>()) for K in 1..FLAME_CONV1D_MAX_K; a
+ * wider kernel is refused */
+static_assert(FLAME_CONV1D_MAX_K == 8, "for_width's cases are 1..8");
+template <typename F> static void for_width(int K, F f)
+{
+    switch (K) {
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: f(std::integral_constant<int, 3>()); break;
+    case 4: f(std::integral_constant<int, 4>()); break;
+    case 5: f(std::integral_constant<int, 5>()); break;
+    case 6: f(std::integral_constant<int, 6>()); break;
+    case 7: f(std::integral_constant<int, 7>()); break;
+    case 8: f(std::integral_constant<int, 8>()); break;
+    default:
+        fprintf(stderr, "flame: conv1d kernel width %d is outside 1..%d\n", K, FLAME_CONV1D_MAX_K);
+        exit(1);
+    }
+}
+
+/* channels across x (whole warps), tiles across y */
+struct conv1d_grid {
+    dim3 blocks, threads;
+    conv1d_grid(int n, int C)
+    {
+        int t = (C + 31) / 32 * 32;
+        t = t < CUDA_BLOCK ? t : CUDA_BLOCK;
+        int tiles = (n + TILE - 1) / TILE;
+        threads = dim3(t);
+        blocks = dim3((C + t - 1) / t, tiles < MAX_GRID_Y ? tiles : MAX_GRID_Y);
+    }
+};
+
+void conv1d_forward_cuda(void *out, const void *x, const void *weight, const void *bias,
+                         const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu)
+{
+    for_width(K, [&](auto k) {
+        if (n <= 0 || C <= 0)
+            return;
+        conv1d_grid grid(n, C);
+        conv1d_forward_tiles<decltype(k)::value><<<grid.blocks, grid.threads>>>(
+            (act_t *)out, (const act_t *)x, (const act_t *)weight, (const act_t *)bias,
+            cu_seqlens, n_seqs, n, C, silu);
+        CUDA_CHECK_LAUNCH();
+    });
+}
+
+void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *dout, const void *x,
+                          const void *weight, const void *bias, const int32_t *cu_seqlens,
+                          int n_seqs, int n, int C, int K, int silu)
+{
+    for_width(K, [&](auto k) {
+        constexpr int KK = decltype(k)::value;
+        if (n <= 0 || C <= 0)
+            return;
+        conv1d_grid grid(n, C);
+        int tiles = (n + TILE - 1) / TILE;
+        size_t g_n = dx && silu ? (size_t)n * C : 0, dw_n = dweight ? (size_t)tiles * C * KK : 0,
+               db_n = dbias ? (size_t)tiles * C : 0;
+        const act_t *dy = (const act_t *)dout, *xa = (const act_t *)x,
+                    *w = (const act_t *)weight, *b = (const act_t *)bias;
+        float *g = NULL;
+        if (g_n + dw_n + db_n > 0) {
+            float *scratch = (float *)cuda_scratch((g_n + dw_n + db_n) * sizeof(float));
+            float *dwp = dw_n ? scratch + g_n : NULL, *dbp = db_n ? scratch + g_n + dw_n : NULL;
+            g = g_n ? scratch : NULL;
+            conv1d_grad_tiles<KK><<<grid.blocks, grid.threads>>>(g, dwp, dbp, dy, xa, w, b,
+                                                                 cu_seqlens, n_seqs, n, C, silu);
+            CUDA_CHECK_LAUNCH();
+            /* dweight [C,K] is C·K columns of the partial rows */
+            if (dwp) {
+                add_column_chunks_grouped<<<(C * KK + 31) / 32, 32 * CHUNK_GROUPS>>>(
+                    dweight, dwp, tiles, C * KK);
+                CUDA_CHECK_LAUNCH();
+            }
+            if (dbp) {
+                add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dbias, dbp,
+                                                                                 tiles, C);
+                CUDA_CHECK_LAUNCH();
+            }
+        }
+        if (g)
+            conv1d_dx_tiles<KK><<<grid.blocks, grid.threads>>>((act_t *)dx, g, w, cu_seqlens,
+                                                               n_seqs, n, C);
+        else if (dx)
+            conv1d_dx_tiles<KK><<<grid.blocks, grid.threads>>>((act_t *)dx, dy, w, cu_seqlens,
+                                                               n_seqs, n, C);
+        CUDA_CHECK_LAUNCH();
+    });
+}
