@@ -5,6 +5,7 @@
 #ifndef FLAME_REFERENCE_TESTING_H
 #define FLAME_REFERENCE_TESTING_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,37 @@ static inline void numeric_grad_d(double *grad, double *x, size_t n, double h, l
         double down = f(ctx);
         x[i] = saved;
         grad[i] = (up - down) / (2 * h);
+    }
+}
+
+/* Σ r·y over n values: the loss whose gradient a test checks */
+static inline double weighted(const double *r, const double *y, size_t n)
+{
+    double L = 0;
+    for (size_t i = 0; i < n; i++)
+        L += r[i] * y[i];
+    return L;
+}
+
+/* an analytic gradient and the double input it is taken with respect to */
+typedef struct grad_check {
+    const char *what;
+    double *x;
+    const float *analytic;
+    size_t n;
+} grad_check;
+
+/* each analytic gradient against central differences of f on its input */
+static inline void check_grads(const char *name, const grad_check *g, int count, double h,
+                               double tol, loss_fn f, const void *ctx)
+{
+    for (int i = 0; i < count; i++) {
+        double *num = malloc(g[i].n * sizeof *num);
+        numeric_grad_d(num, g[i].x, g[i].n, h, f, ctx);
+        char what[128];
+        snprintf(what, sizeof what, "%s: %s", name, g[i].what);
+        testing_grad_close(what, g[i].analytic, num, g[i].n, tol);
+        free(num);
     }
 }
 

@@ -17,34 +17,6 @@
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-static double weighted(const double *r, const double *y, size_t n)
-{
-    double L = 0;
-    for (size_t i = 0; i < n; i++)
-        L += r[i] * y[i];
-    return L;
-}
-
-typedef struct grad_check {
-    const char *what;
-    double *x;
-    const float *analytic;
-    size_t n;
-} grad_check;
-
-static void check_grads(const char *name, const grad_check *g, int count, double h, double tol,
-                        loss_fn f, const void *ctx)
-{
-    for (int i = 0; i < count; i++) {
-        double *num = malloc(g[i].n * sizeof *num);
-        numeric_grad_d(num, g[i].x, g[i].n, h, f, ctx);
-        char what[128];
-        snprintf(what, sizeof what, "%s: %s", name, g[i].what);
-        testing_grad_close(what, g[i].analytic, num, g[i].n, tol);
-        free(num);
-    }
-}
-
 /* ==================================================================== the scan */
 
 typedef struct scan_case {

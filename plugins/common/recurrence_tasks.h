@@ -5,6 +5,7 @@
 #ifndef FLAME_RECURRENCE_TASKS_H
 #define FLAME_RECURRENCE_TASKS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -23,6 +24,23 @@ static inline recurrence_task recurrence_task_of(const int32_t *cu_seqlens, int 
     int s = index / H;
     recurrence_task tk = {cu_seqlens[s], cu_seqlens[s + 1], index % H};
     return tk;
+}
+
+/* the workers a CPU scan may run in parallel */
+static inline int recurrence_max_workers(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* the chunk starts of n tokens that are no sequence's first, at most, for any
+ * split into sequences: a scan keeps its state there (slot t0/chunk − 1) */
+static inline size_t recurrence_checkpoint_slots(int n, int chunk)
+{
+    return n > 1 ? (size_t)(n - 1) / chunk : 0;
 }
 
 static inline int recurrence_worker_id(void)

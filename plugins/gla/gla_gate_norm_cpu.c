@@ -9,24 +9,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../common/cpu_pointwise.h"
 #include "gla.h"
-
-#define CPU_PRAGMA(x) _Pragma(#x)
-#ifdef _OPENMP
-#define PARALLEL_FOR_IF(cond) CPU_PRAGMA(omp parallel for schedule(static) if(cond))
-#else
-#define PARALLEL_FOR_IF(cond)
-#endif
-#define PARALLEL_MIN_WORK 32768
-
-/* σ(g) without overflow: exp is only taken of a non-positive number */
-static float sigmoid(float g)
-{
-    if (g >= 0)
-        return 1.0f / (1.0f + expf(-g));
-    float e = expf(g);
-    return e / (1.0f + e);
-}
 
 void gla_gate_norm_forward_cpu(float *y, float *rstd, const float *o, const float *g,
                                const float *w, int rows, int C, float eps)

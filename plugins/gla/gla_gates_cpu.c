@@ -7,15 +7,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../common/cpu_pointwise.h"
 #include "gla.h"
-
-#define CPU_PRAGMA(x) _Pragma(#x)
-#ifdef _OPENMP
-#define PARALLEL_FOR_IF(cond) CPU_PRAGMA(omp parallel for schedule(static) if(cond))
-#else
-#define PARALLEL_FOR_IF(cond)
-#endif
-#define PARALLEL_MIN_WORK 32768
 
 void gla_gates_forward_cpu(float *gk, const float *x, size_t n, float normalizer)
 {

@@ -32,18 +32,10 @@
 
 size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv)
 {
-    size_t slots = n > 1 ? (size_t)(n - 1) / GLA_CHUNK : 0;
-    return slots * (size_t)H * dk * dv;
+    return recurrence_checkpoint_slots(n, GLA_CHUNK) * (size_t)H * dk * dv;
 }
 
-int gla_recurrence_max_workers(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
+int gla_recurrence_max_workers(void) { return recurrence_max_workers(); }
 
 /* the chunk's GLA_CHUNK+1 states, then G */
 size_t gla_recurrence_work_floats(int dk, int dv)

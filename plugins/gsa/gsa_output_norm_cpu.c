@@ -5,9 +5,8 @@
  *     dx = rstd · (gy − x̂ · mean(gy ⊙ x̂)),   d_o = dx ⊙ swish'(o),   dw += dy ⊙ x̂ */
 #include <math.h>
 
+#include "../common/cpu_pointwise.h"
 #include "gsa.h"
-
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void gsa_output_norm_forward_cpu(float *y, float *rstd, const float *o, const float *w, int rows,
                                  int C, float eps)

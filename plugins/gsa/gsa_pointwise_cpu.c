@@ -2,9 +2,8 @@
  * the slot gates f and s (gsa.h). */
 #include <math.h>
 
+#include "../common/cpu_pointwise.h"
 #include "gsa.h"
-
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void gsa_swish_forward_cpu(float *y, const float *x, size_t n)
 {

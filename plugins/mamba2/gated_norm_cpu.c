@@ -9,24 +9,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../common/cpu_pointwise.h"
 #include "mamba2.h"
-
-#define CPU_PRAGMA(x) _Pragma(#x)
-#ifdef _OPENMP
-#define PARALLEL_FOR_IF(cond) CPU_PRAGMA(omp parallel for schedule(static) if(cond))
-#else
-#define PARALLEL_FOR_IF(cond)
-#endif
-#define PARALLEL_MIN_WORK 32768
-
-/* σ(z) without overflow: exp is only taken of a non-positive number */
-static float sigmoid(float z)
-{
-    if (z >= 0)
-        return 1.0f / (1.0f + expf(-z));
-    float e = expf(z);
-    return e / (1.0f + e);
-}
 
 void mamba2_gated_norm_forward_cpu(float *out, float *rstd, const float *y, const float *z,
                                    const float *w, int rows, int C, int group_size, float eps)

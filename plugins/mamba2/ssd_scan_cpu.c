@@ -27,18 +27,10 @@
 
 size_t mamba2_ssd_checkpoint_floats(int n, int H, int P, int N)
 {
-    size_t slots = n > 1 ? (size_t)(n - 1) / MAMBA2_CHUNK : 0;
-    return slots * (size_t)H * P * N;
+    return recurrence_checkpoint_slots(n, MAMBA2_CHUNK) * (size_t)H * P * N;
 }
 
-int mamba2_ssd_max_workers(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
+int mamba2_ssd_max_workers(void) { return recurrence_max_workers(); }
 
 /* the chunk's MAMBA2_CHUNK+1 states, then G */
 size_t mamba2_ssd_work_floats(int P, int N) { return (size_t)(MAMBA2_CHUNK + 2) * P * N; }
