@@ -76,7 +76,6 @@
 #define TILE 64                  /* key or value columns of a tile */
 #define LD (TILE + 8)            /* shared row length: ldmatrix rows spread over all banks */
 #define THREADS 256              /* every chunk kernel: 8 warps */
-#define TABLE_THREADS 1024
 #define WALK_THREADS 512         /* the walks: 16 warps, a thread per 8 elements of a 64×64 tile */
 #define WALK_COLS 128            /* value columns of a walk's state tile */
 #define WALK_LD (WALK_COLS + 8)
@@ -117,62 +116,10 @@ size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 
 /* ------------------------------------------------------------------ the chunks */
 
-/* exclusive prefix sum of x over the block of TABLE_THREADS, its total in *total */
-static __device__ int block_exclusive_sum(int x, int *total)
-{
-    __shared__ int warp_sums[TABLE_THREADS / 32];
-    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    int inclusive = x;
-    for (int off = 1; off < 32; off *= 2) {
-        int y = __shfl_up_sync(0xffffffffu, inclusive, off);
-        if (lane >= off)
-            inclusive += y;
-    }
-    if (lane == 31)
-        warp_sums[warp] = inclusive;
-    __syncthreads();
-    if (warp == 0) {
-        int w = warp_sums[lane];
-        for (int off = 1; off < 32; off *= 2) {
-            int y = __shfl_up_sync(0xffffffffu, w, off);
-            if (lane >= off)
-                w += y;
-        }
-        warp_sums[lane] = w;
-    }
-    __syncthreads();
-    int before = inclusive - x + (warp > 0 ? warp_sums[warp - 1] : 0);
-    *total = warp_sums[TABLE_THREADS / 32 - 1];
-    __syncthreads(); /* the next call writes warp_sums again */
-    return before;
-}
-
-/* one block: every sequence's chunks, in order, from the device offsets */
-static __global__ void build_chunk_table(chunk *chunks, const int32_t *cu, int n_seqs)
-{
-    int done = 0; /* chunks of the sequences of earlier rounds */
-    for (int s0 = 0; s0 < n_seqs; s0 += TABLE_THREADS) {
-        int s = s0 + threadIdx.x;
-        int begin = s < n_seqs ? cu[s] : 0, end = s < n_seqs ? cu[s + 1] : 0;
-        int count = (end - begin + CHUNK - 1) / CHUNK, total;
-        chunk *out = chunks + done + block_exclusive_sum(count, &total);
-        for (int j = 0; j < count; j++) {
-            int t0 = begin + j * CHUNK;
-            out[j] = chunk{t0, min(t0 + CHUNK, end), j == 0, j == count - 1};
-        }
-        done += total;
-    }
-}
-
 /* the table of chunks for this batch; returns the number of chunks */
 static int chunk_table(const work_layout *w, const gla_recurrence_dims *d)
 {
-    int count = 0;
-    for (int s = 0; s < d->n_seqs; s++)
-        count += ceil_div(d->cu_seqlens[s + 1] - d->cu_seqlens[s], CHUNK);
-    build_chunk_table<<<1, TABLE_THREADS>>>(w->chunks, d->cu_seqlens_backend, d->n_seqs);
-    CUDA_CHECK_LAUNCH();
-    return count;
+    return build_chunks(w->chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
 }
 
 /* ------------------------------------------------------------------ tiles through registers */
@@ -361,56 +308,7 @@ static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows,
     }
 }
 
-/* ------------------------------------------------------------------ tensor-core fragments */
-
-
-/* The 16×16 operand A (rows m0.., depth k0..) of a product: from a tile stored
- * [m][k], or with KM from one stored [k][m]; rows W elements long. */
-template <bool KM, int W>
-static __device__ __forceinline__ void load_a(uint32_t (&a)[4], const act_t (*s)[W], int m0, int k0)
-{
-    int l = lane_id(), q = l / 8;
-    if (KM)
-        ldmatrix4<true>(a, &s[k0 + l % 8 + 8 * (q >> 1)][m0 + 8 * (q & 1)]);
-    else
-        ldmatrix4<false>(a, &s[m0 + l % 8 + 8 * (q & 1)][k0 + 8 * (q >> 1)]);
-}
-
-/* The operand B of two products, columns n0.. and n0 + 8.. over depth k0..:
- * b[0..1] and b[2..3]. From a tile stored [n][k], or with KN one stored [k][n]. */
-template <bool KN, int W>
-static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const act_t (*s)[W], int k0, int n0)
-{
-    int l = lane_id(), q = l / 8;
-    if (KN)
-        ldmatrix4<true>(b, &s[k0 + l % 8 + 8 * (q & 1)][n0 + 8 * (q >> 1)]);
-    else
-        ldmatrix4<false>(b, &s[n0 + l % 8 + 8 * (q >> 1)][k0 + 8 * (q & 1)]);
-}
-
-/* A warp's product: acc[j] (rows m0..m0+15, columns n0 + 8j..) += Σ_k a[m][k] b[k][n]
- * over k in [k_begin, k_end), multiples of 16; operand layouts as load_a / load_b. */
-template <int NT, bool A_KM, bool B_KN, int WA, int WB>
-static __device__ void warp_product(float (&acc)[NT][4], const act_t (*a)[WA],
-                                    const act_t (*b)[WB], int m0, int n0, int k_begin, int k_end)
-{
-    static_assert(NT % 2 == 0, "columns come in pairs of 8");
-    for (int k0 = k_begin; k0 < k_end; k0 += SUB) {
-        uint32_t af[4];
-        load_a<A_KM>(af, a, m0, k0);
-#pragma unroll
-        for (int p = 0; p < NT / 2; p++) {
-            uint32_t bf[4];
-            load_b<B_KN>(bf, b, k0, n0 + 16 * p);
-            mma(acc[2 * p], af, bf[0], bf[1]);
-            mma(acc[2 * p + 1], af, bf[2], bf[3]);
-        }
-    }
-}
-
-/* The warp's 16×32 block of a 64×64 output tile: rows m0.., columns n0.. */
-static __device__ __forceinline__ int block_row() { return 16 * (warp_id() % 4); }
-static __device__ __forceinline__ int block_col() { return 32 * (warp_id() / 4); }
+/* ------------------------------------------------------------------ tensor-core results */
 
 /* dst[m0 + row][n0 + col] = acc (or += with ADD) where row < rows and col < cols */
 template <bool ADD, int NT, typename T>
@@ -1126,12 +1024,6 @@ static __global__ void __launch_bounds__(THREADS, 2)
 /* ------------------------------------------------------------------ entry points */
 
 /* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
-template <typename K> static size_t allow_shared(K kernel, size_t bytes)
-{
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-    return bytes;
-}
-
 /* the walk over every sequence's chunks (walk_states), its states into `states` */
 template <bool FORWARD, typename OUT>
 static void walk(OUT *states, const act_t *x, const act_t *y, const work_layout *w,

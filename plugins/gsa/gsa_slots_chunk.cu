@@ -86,7 +86,6 @@
 #define TILE 64          /* slots or keys of a tile */
 #define LD (TILE + 8)    /* shared row length: ldmatrix rows spread over all banks */
 #define THREADS 256      /* 8 warps */
-#define TABLE_THREADS 1024
 #define PAIRS 17         /* diagonal_scores' pairs per thread */
 #define LOG2E 1.4426950408889634f
 
@@ -133,42 +132,9 @@ size_t gsa_slot_work_floats_cuda(int n, int H, int dk, int M)
 
 /* ------------------------------------------------------------------ the chunks */
 
-/* one block: every sequence's chunks, in order, from the device offsets */
-static __global__ void __launch_bounds__(TABLE_THREADS)
-    build_chunks(chunk *chunks, const int32_t *cu, int n_seqs)
-{
-    __shared__ int sums[TABLE_THREADS];
-    int done = 0; /* chunks of earlier rounds */
-    for (int s0 = 0; s0 < n_seqs; s0 += TABLE_THREADS) {
-        int s = s0 + threadIdx.x;
-        int begin = s < n_seqs ? cu[s] : 0, end = s < n_seqs ? cu[s + 1] : 0;
-        int count = (end - begin + CHUNK - 1) / CHUNK;
-        sums[threadIdx.x] = count;
-        __syncthreads();
-        for (int off = 1; off < TABLE_THREADS; off *= 2) { /* inclusive scan */
-            int x = threadIdx.x >= off ? sums[threadIdx.x - off] : 0;
-            __syncthreads();
-            sums[threadIdx.x] += x;
-            __syncthreads();
-        }
-        chunk *out = chunks + done + sums[threadIdx.x] - count;
-        for (int j = 0; j < count; j++) {
-            int t0 = begin + j * CHUNK;
-            out[j] = chunk{t0, min(t0 + CHUNK, end), j == 0, j == count - 1};
-        }
-        done += sums[TABLE_THREADS - 1];
-        __syncthreads(); /* sums is read */
-    }
-}
-
 static int chunk_table(chunk *chunks, const gsa_slot_dims *d)
 {
-    int count = 0;
-    for (int s = 0; s < d->n_seqs; s++)
-        count += ceil_div(d->cu_seqlens[s + 1] - d->cu_seqlens[s], CHUNK);
-    build_chunks<<<1, TABLE_THREADS>>>(chunks, d->cu_seqlens_backend, d->n_seqs);
-    CUDA_CHECK_LAUNCH();
-    return count;
+    return build_chunks(chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
 }
 
 /* ------------------------------------------------------------------ tiles through registers */
@@ -256,54 +222,7 @@ static __device__ void store_share(act_t *p, size_t stride, int rows, int cols, 
     }
 }
 
-/* ------------------------------------------------------------------ tensor-core fragments */
-
-/* The 16×16 operand A (rows m0.., depth k0..) of a product: from a tile stored
- * [m][k], or with KM from one stored [k][m] */
-template <bool KM>
-static __device__ __forceinline__ void frag_a(uint32_t (&a)[4], const tile16 *s, int m0, int k0)
-{
-    int l = lane_id(), q = l / 8;
-    if (KM)
-        ldmatrix4<true>(a, &s[k0 + l % 8 + 8 * (q >> 1)][m0 + 8 * (q & 1)]);
-    else
-        ldmatrix4<false>(a, &s[m0 + l % 8 + 8 * (q & 1)][k0 + 8 * (q >> 1)]);
-}
-
-/* The operand B of two products, columns n0.. and n0 + 8.. over depth k0..:
- * b[0..1] and b[2..3]; from a tile stored [n][k], or with KN one stored [k][n] */
-template <bool KN>
-static __device__ __forceinline__ void frag_b(uint32_t (&b)[4], const tile16 *s, int k0, int n0)
-{
-    int l = lane_id(), q = l / 8;
-    if (KN)
-        ldmatrix4<true>(b, &s[k0 + l % 8 + 8 * (q & 1)][n0 + 8 * (q >> 1)]);
-    else
-        ldmatrix4<false>(b, &s[n0 + l % 8 + 8 * (q >> 1)][k0 + 8 * (q & 1)]);
-}
-
-/* acc[j] (rows m0..m0+15, columns n0 + 8j..) += Σ_k a[m][k] b[k][n] over k in
- * [k_begin, k_end), multiples of 16; layouts as frag_a / frag_b */
-template <int NT, bool A_KM, bool B_KN>
-static __device__ void warp_product(float (&acc)[NT][4], const tile16 *a, const tile16 *b, int m0,
-                                    int n0, int k_begin, int k_end)
-{
-    for (int k0 = k_begin; k0 < k_end; k0 += SUB) {
-        uint32_t af[4];
-        frag_a<A_KM>(af, a, m0, k0);
-#pragma unroll
-        for (int p = 0; p < NT / 2; p++) {
-            uint32_t bf[4];
-            frag_b<B_KN>(bf, b, k0, n0 + 16 * p);
-            mma(acc[2 * p], af, bf[0], bf[1]);
-            mma(acc[2 * p + 1], af, bf[2], bf[3]);
-        }
-    }
-}
-
-/* The warp's 16×32 block of a 64×64 output tile: rows block_row().., columns block_col().. */
-static __device__ __forceinline__ int block_row() { return 16 * (warp_id() % 4); }
-static __device__ __forceinline__ int block_col() { return 32 * (warp_id() / 4); }
+/* ------------------------------------------------------------------ tensor-core results */
 
 /* acc (rows m0.., columns n0..) into the fp32 tile */
 template <int NT>
@@ -395,24 +314,24 @@ static __device__ void phase1_products(float (&A)[4][4], float (&Qp)[4][4], floa
 #pragma unroll
     for (int k0 = 0; k0 < TILE; k0 += SUB) {
         uint32_t aq[4], ak[4];
-        frag_a<false>(aq, in[0], m0, k0);
+        load_a<false>(aq, in[0], m0, k0);
         if (with_dP)
-            frag_a<false>(ak, in[1], m0, k0);
+            load_a<false>(ak, in[1], m0, k0);
 #pragma unroll
         for (int p = 0; p < 2; p++) {
             uint32_t bf[4];
             if (with_A) {
-                frag_b<false>(bf, in[1], k0, n0 + 16 * p);
+                load_b<false>(bf, in[1], k0, n0 + 16 * p);
                 mma(A[2 * p], aq, bf[0], bf[1]);
                 mma(A[2 * p + 1], aq, bf[2], bf[3]);
             }
             if (with_P0) {
-                frag_b<false>(bf, in[2], k0, n0 + 16 * p);
+                load_b<false>(bf, in[2], k0, n0 + 16 * p);
                 mma(Qp[2 * p], aq, bf[0], bf[1]);
                 mma(Qp[2 * p + 1], aq, bf[2], bf[3]);
             }
             if (with_dP) {
-                frag_b<false>(bf, in[3], k0, n0 + 16 * p);
+                load_b<false>(bf, in[3], k0, n0 + 16 * p);
                 mma(Kd[2 * p], ak, bf[0], bf[1]);
                 mma(Kd[2 * p + 1], ak, bf[2], bf[3]);
             }
@@ -786,12 +705,6 @@ static __global__ void __launch_bounds__(THREADS, 2)
 /* ------------------------------------------------------------------ entry points */
 
 /* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
-template <typename K> static size_t allow_shared(K kernel, size_t bytes)
-{
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-    return bytes;
-}
-
 /* GLA's dims for the state P: keys s (M), values k (dk), gates f */
 static gla_recurrence_dims gla_dims(const gsa_slot_dims *d)
 {
