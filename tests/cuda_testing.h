@@ -7,6 +7,7 @@
 #ifndef FLAME_CUDA_TESTING_H
 #define FLAME_CUDA_TESTING_H
 
+#include <math.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
@@ -29,6 +30,24 @@ static inline int cuda_testing_device(void)
     }
     printf("device: %s\n", why);
     return 1;
+}
+
+/* ‖x‖ and ‖a − b‖ in double: a gradient whose size is set by another (df
+ * beside ds) is measured against that one's norm */
+static inline double l2_norm(const float *x, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    return sqrt(ss);
+}
+
+static inline double l2_distance(const float *a, const float *b, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return sqrt(ss);
 }
 
 /* ==================================================================== inputs */

@@ -96,22 +96,6 @@ typedef struct rec_dev {
     float *ck;
 } rec_dev;
 
-static double norm(const float *x, size_t n)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    return sqrt(ss);
-}
-
-static double distance(const float *a, const float *b, size_t n)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
-        ss += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    return sqrt(ss);
-}
-
 /* the gradients' buffers hold pre before (the kernel writes over it) */
 static rec_dev run_gpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats,
                        float *const *pre)
@@ -161,10 +145,10 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
     for (int i = 0; i < 4; i++) {
         size_t size = grad_size(&in, i);
         float *g = acts_to_host(got.grad[i], size);
-        double scale = norm(want.grad[i], size);
-        if (i == 3 && norm(want.grad[1], grad_size(&in, 1)) > scale)
-            scale = norm(want.grad[1], grad_size(&in, 1));
-        report(names[i], shape, distance(g, want.grad[i], size) / scale, TOL_BF16, "");
+        double scale = l2_norm(want.grad[i], size);
+        if (i == 3 && l2_norm(want.grad[1], grad_size(&in, 1)) > scale)
+            scale = l2_norm(want.grad[1], grad_size(&in, 1));
+        report(names[i], shape, l2_distance(g, want.grad[i], size) / scale, TOL_BF16, "");
         free(g);
     }
 

@@ -97,22 +97,6 @@ static cpu_out run_cpu(const inputs *in, const gsa_slot_dims *d, size_t ck_float
     return r;
 }
 
-static double norm(const float *x, size_t n)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    return sqrt(ss);
-}
-
-static double distance(const float *a, const float *b, size_t n)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
-        ss += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    return sqrt(ss);
-}
-
 typedef struct dev_in {
     void *q, *k, *s, *f, *dok;
     float *work;
@@ -158,10 +142,10 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
     for (int i = 0; i < 4; i++) {
         size_t size = grad_size(&in, i);
         got[i] = acts_to_host(grad[i], size);
-        double ref = norm(want.grad[i], size);
-        if (i == 3 && norm(want.grad[2], size) > ref)
-            ref = norm(want.grad[2], size);
-        report(names[i], shape, distance(got[i], want.grad[i], size) / ref, TOL_BF16, "");
+        double ref = l2_norm(want.grad[i], size);
+        if (i == 3 && l2_norm(want.grad[2], size) > ref)
+            ref = l2_norm(want.grad[2], size);
+        report(names[i], shape, l2_distance(got[i], want.grad[i], size) / ref, TOL_BF16, "");
     }
     if (extra_checks) {
         /* the same bits again, into buffers of other garbage */
