@@ -77,7 +77,8 @@
 #define LD (TILE + 8)            /* shared row length: ldmatrix rows spread over all banks */
 #define THREADS 256              /* every chunk kernel: 8 warps */
 #define WALK_THREADS 512         /* the walks: 16 warps, a thread per 8 elements of a 64×64 tile */
-#define WALK_COLS 128            /* value columns of a walk's state tile (64: a narrow walk) */
+#define WALK_COLS 128            /* value columns of a walk's state tile */
+#define WALK_LD (WALK_COLS + 8)
 #define WALK_STAGES 3            /* chunks in a walk's buffers: one multiplied, two loading */
 #define LOG2E 1.4426950408889634f
 
@@ -328,22 +329,22 @@ static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
 
 /* ------------------------------------------------------------------ the walks over the chunks */
 
-/* one walked chunk in shared memory, as cp.async brings it; COLS value columns */
-template <int COLS> struct walk_stage {
-    tile_t x[CHUNK];            /* k (forward) or q: [token][key] */
-    tile32_t b[CHUNK];          /* padded with the chunk's last row */
-    act_t y[CHUNK][COLS + 8];   /* v or do: [token][value] */
+/* one walked chunk in shared memory, as cp.async brings it */
+struct walk_stage {
+    tile_t x[CHUNK];         /* k (forward) or q: [token][key] */
+    tile32_t b[CHUNK];       /* padded with the chunk's last row */
+    act_t y[CHUNK][WALK_LD]; /* v or do: [token][value] */
 };
 
-template <int COLS> struct walk_shared {
-    walk_stage<COLS> stage[WALK_STAGES];
+struct walk_shared {
+    walk_stage stage[WALK_STAGES];
     tile_t hi[CHUNK], lo[CHUNK]; /* P = hi + lo: [token][key] */
     float decay[TILE];           /* e^{b_L} per key */
 };
 
 /* P of one chunk as the bf16 pair hi + lo, and the decay of its keys (see walk_states) */
-template <bool FORWARD, int COLS>
-static __device__ void walk_operands(walk_shared<COLS> &sh, const walk_stage<COLS> &st, float scale)
+template <bool FORWARD>
+static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, float scale)
 {
     int r = threadIdx.x / 8, c0 = 8 * (threadIdx.x % 8);
     float x[8], b[8], b_last[8], hi[8], lo[8];
@@ -367,12 +368,12 @@ static __device__ void walk_operands(walk_shared<COLS> &sh, const walk_stage<COL
 /* the warp's part of a walk's state (keys m0.., values n0..) into dst, rows
  * `stride` apart, where key < rows and value < cols: fp32 (checkpoints) or
  * bf16 (dS), two neighbouring values per access where `pairs` */
-template <typename T, int NT>
+template <typename T>
 static __device__ void store_state(T *dst, size_t stride, int rows, int cols,
-                                   const float (&S)[NT][4], int m0, int n0, bool pairs)
+                                   const float (&S)[4][4], int m0, int n0, bool pairs)
 {
 #pragma unroll
-    for (int j = 0; j < NT; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e += 2) {
             int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
@@ -391,7 +392,7 @@ static __device__ void store_state(T *dst, size_t stride, int rows, int cols,
         }
 }
 
-/* Block: one (sequence, head) and one TILE×COLS (keys × values) tile of
+/* Block: one (sequence, head) and one TILE×WALK_COLS (keys × values) tile of
  * its state; the tiles of one (sequence, head) are neighbours, the value tiles
  * of a key tile next to each other. Carries the state S through the sequence's
  * chunks, S = diag(e^{b_L}) S + Pᵀ Y per chunk:
@@ -401,37 +402,34 @@ static __device__ void store_state(T *dst, size_t stride, int rows, int cols,
  *             the end of each chunk but the last goes to `states` (dS).
  * P enters the product as a bf16 pair hi + lo (see Precision). The chunks come
  * through WALK_STAGES buffers by cp.async: the next two load while the tensor
- * cores work on one. Warp w: keys 16·(w % 4).., values (COLS/4)·(w / 4)..
- * COLS is 128, or 64 where 128 would leave most SMs idle (few sequences and
- * heads) or pad a state of 64 values: twice the blocks, each half the work. */
-template <bool FORWARD, int COLS, typename OUT>
+ * cores work on one. Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
+template <bool FORWARD, typename OUT>
 static __global__ void __launch_bounds__(WALK_THREADS, 1)
     walk_states(OUT *states, const act_t *x, const act_t *y, const float *b, const int32_t *cu,
                 int H, int dk, int dv, float scale)
 {
-    constexpr int NT = COLS / 32; /* a warp's 8-value column groups */
     extern __shared__ __align__(16) unsigned char shared_raw[];
-    walk_shared<COLS> &sh = *reinterpret_cast<walk_shared<COLS> *>(shared_raw);
-    int tiles_j = ceil_div(dv, COLS), tiles = tiles_j * ceil_div(dk, TILE);
+    walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
+    int tiles_j = ceil_div(dv, WALK_COLS), tiles = tiles_j * ceil_div(dk, TILE);
     int tile = blockIdx.x % tiles, s = blockIdx.x / tiles / H, h = blockIdx.x / tiles % H;
-    int i0 = tile / tiles_j * TILE, j0 = tile % tiles_j * COLS;
+    int i0 = tile / tiles_j * TILE, j0 = tile % tiles_j * WALK_COLS;
     int begin = cu[s], end = cu[s + 1];
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
-    int m0 = 16 * (warp_id() % 4), n0 = (COLS / 4) * (warp_id() / 4);
+    int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
     size_t stride_k = (size_t)H * dk, stride_v = (size_t)H * dv;
     bool pairs = dv % 2 == 0 && reinterpret_cast<uintptr_t>(states) % (2 * sizeof(OUT)) == 0;
-    float S[NT][4] = {};
+    float S[4][4] = {};
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
     auto chunk_of = [&](int k) { return FORWARD ? k : steps - k; };
     auto issue = [&](int k) { /* chunk k's tiles into its buffer: one group of copies */
         if (k < steps) {
-            walk_stage<COLS> &st = sh.stage[k % WALK_STAGES];
+            walk_stage &st = sh.stage[k % WALK_STAGES];
             int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
             size_t xk = at(t0, h, H, dk) + i0;
             copy_tile<false, WALK_THREADS, TILE>(st.x, x + xk, stride_k, rows, dk - i0);
             copy_tile<true, WALK_THREADS, TILE>(st.b, b + xk, stride_k, rows, dk - i0);
-            copy_tile<false, WALK_THREADS, COLS>(st.y, y + at(t0, h, H, dv) + j0, stride_v,
+            copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + at(t0, h, H, dv) + j0, stride_v,
                                                       rows, dv - j0);
         }
         cp_async_commit();
@@ -443,16 +441,16 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         cp_async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk k are in */
         __syncthreads();               /* everyone's; and chunk k − 1's buffers are read */
         issue(k + WALK_STAGES - 1);
-        const walk_stage<COLS> &st = sh.stage[k % WALK_STAGES];
+        const walk_stage &st = sh.stage[k % WALK_STAGES];
         walk_operands<FORWARD>(sh, st, scale);
         __syncthreads();
 #pragma unroll
-        for (int j = 0; j < NT; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 S[j][e] *= sh.decay[m0 + acc_row(e)];
-        warp_product<NT, true, true>(S, sh.hi, st.y, m0, n0, 0, CHUNK);
-        warp_product<NT, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
+        warp_product<4, true, true>(S, sh.hi, st.y, m0, n0, 0, CHUNK);
+        warp_product<4, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
         OUT *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
         store_state(dst, dv, dk - i0, dv - j0, S, m0, n0, pairs);
@@ -1026,40 +1024,17 @@ static __global__ void __launch_bounds__(THREADS, 2)
 /* ------------------------------------------------------------------ entry points */
 
 /* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
-/* walk_states with value tiles of COLS */
-template <bool FORWARD, int COLS, typename OUT>
-static void walk_with(OUT *states, const act_t *x, const act_t *y, const work_layout *w,
-                      const gla_recurrence_dims *d)
-{
-    auto kernel = walk_states<FORWARD, COLS, OUT>;
-    size_t bytes = allow_shared(kernel, sizeof(walk_shared<COLS>));
-    int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, COLS);
-    kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(
-        states, x, y, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv, d->scale);
-    CUDA_CHECK_LAUNCH();
-}
-
-/* the SMs of the current device */
-static int sm_count()
-{
-    int device, count;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-}
-
-/* the walk (walk_states) over every sequence's chunks, its states into
- * `states`, in value tiles of WALK_COLS, or of 64 where that leaves at least
- * half the SMs idle or the values fit in 64 */
+/* the walk over every sequence's chunks (walk_states), its states into `states` */
 template <bool FORWARD, typename OUT>
 static void walk(OUT *states, const act_t *x, const act_t *y, const work_layout *w,
                  const gla_recurrence_dims *d)
 {
-    long wide_blocks = (long)d->n_seqs * d->H * ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
-    if (d->dv <= 64 || 2 * wide_blocks <= sm_count())
-        walk_with<FORWARD, 64>(states, x, y, w, d);
-    else
-        walk_with<FORWARD, WALK_COLS>(states, x, y, w, d);
+    auto kernel = walk_states<FORWARD, OUT>;
+    size_t bytes = allow_shared(kernel, sizeof(walk_shared));
+    int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
+    kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(
+        states, x, y, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv, d->scale);
+    CUDA_CHECK_LAUNCH();
 }
 
 /* A and b (chunk_scores) */
