@@ -22,7 +22,7 @@ static size_t spec_numel(const flame_param_spec *s)
 #define MAX_PARAM_TENSORS (1 << 26)
 
 /* what the plugin declared of parameter i: usable, or -1 with err */
-static int check_spec(const flame_param_spec *s, int i, char *err, size_t err_len)
+static int check_spec(const flame_param_spec *s, int i, int plugin_inits, char *err, size_t err_len)
 {
     if (!s || strnlen(s->name, FLAME_NAME_MAX) == FLAME_NAME_MAX || !s->name[0]) {
         snprintf(err, err_len, "plugin parameter %d: %s", i,
@@ -42,9 +42,14 @@ static int check_spec(const flame_param_spec *s, int i, char *err, size_t err_le
         }
         numel *= (size_t)s->shape[d];
     }
-    if (s->init < FLAME_INIT_NORMAL || s->init > FLAME_INIT_ONES || !(s->init_std >= 0)) {
+    if (s->init < FLAME_INIT_NORMAL || s->init > FLAME_INIT_PLUGIN || !(s->init_std >= 0)) {
         snprintf(err, err_len, "plugin parameter %s: init rule %d, std %g", s->name, (int)s->init,
                  s->init_std);
+        return -1;
+    }
+    if (s->init == FLAME_INIT_PLUGIN && !plugin_inits) {
+        snprintf(err, err_len, "plugin parameter %s: init rule FLAME_INIT_PLUGIN, but the plugin "
+                 "has no init_values", s->name);
         return -1;
     }
     return 0;
@@ -62,7 +67,7 @@ int params_check_declared(const flame_plugin *plugin, const void *model, char *e
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         const flame_param_spec *s = plugin->param(model, i);
-        if (check_spec(s, i, err, err_len))
+        if (check_spec(s, i, plugin->init_values != NULL, err, err_len))
             return -1;
         total += spec_numel(s);
         if (total > MAX_TENSOR_VALUES) {
@@ -89,6 +94,8 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
 {
     memset(ps, 0, sizeof *ps);
     ps->ops = ops;
+    ps->plugin = plugin;
+    ps->model = model;
     if (params_check_declared(plugin, model, err, err_len))
         return -2;
     ps->n = plugin->n_params(model);
@@ -161,9 +168,9 @@ void params_destroy(param_store *ps)
     memset(ps, 0, sizeof *ps);
 }
 
-/* one tensor's values by its rule; a normal value j takes draws 2j and 2j+1
- * after r, so the threads reproduce one sequential stream */
-static void draw_tensor(float *host, const flame_param_spec *s, size_t n, rng r)
+/* a rule's values; a normal value j takes draws 2j and 2j+1 after r, so the
+ * threads reproduce one sequential stream */
+static void draw_by_rule(float *host, const flame_param_spec *s, size_t n, rng r)
 {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (n >= 65536)
@@ -176,19 +183,45 @@ static void draw_tensor(float *host, const flame_param_spec *s, size_t n, rng r)
     }
 }
 
-/* drawn on the host and uploaded, so every backend starts from the same weights */
-void params_init(param_store *ps, rng *r)
+static double next_uniform(void *state) { return rng_uniform(state); }
+
+int params_draw(const flame_plugin *plugin, const void *model, int index,
+                const flame_param_spec *s, float *host, size_t n, rng *r, char *err, size_t err_len)
+{
+    if (s->init != FLAME_INIT_PLUGIN) {
+        draw_by_rule(host, s, n, *r);
+        if (s->init == FLAME_INIT_NORMAL)
+            *r = rng_skip(*r, 2 * n);
+        return 0;
+    }
+    plugin->init_values(model, index, host, n, next_uniform, r);
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(host[j])) {
+            snprintf(err, err_len, "plugin parameter %s: its init_values gave %g at value %zu",
+                     s->name, host[j], j);
+            return -1;
+        }
+    return 0;
+}
+
+int params_init(param_store *ps, rng *r, char *err, size_t err_len)
 {
     for (int i = 0; i < ps->n; i++) {
-        const flame_param_spec *s = &ps->specs[i];
         float *host = malloc(ps->numel[i] * sizeof *host);
-        draw_tensor(host, s, ps->numel[i], *r);
-        if (s->init == FLAME_INIT_NORMAL)
-            *r = rng_skip(*r, 2 * ps->numel[i]);
-        ps->ops->upload(ps->value_ptrs[i], host, ps->numel[i] * sizeof *host);
+        if (!host) {
+            snprintf(err, err_len, "out of memory drawing %s", ps->specs[i].name);
+            return -2;
+        }
+        int rc = params_draw(ps->plugin, ps->model, i, &ps->specs[i], host, ps->numel[i], r, err,
+                             err_len);
+        if (rc == 0)
+            ps->ops->upload(ps->value_ptrs[i], host, ps->numel[i] * sizeof *host);
         free(host);
+        if (rc)
+            return rc;
     }
     params_sync_compute(ps);
+    return 0;
 }
 
 void params_sync_compute(param_store *ps)

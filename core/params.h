@@ -15,6 +15,8 @@
 
 typedef struct param_store {
     const flame_ops *ops;
+    const flame_plugin *plugin; /* whose declarations these are (init_values) */
+    const void *model;
     int n;                     /* number of tensors */
     flame_param_spec *specs;   /* [n] */
     size_t *offset, *numel;    /* [n], in floats */
@@ -42,8 +44,17 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
                   const flame_ops *ops, char *err, size_t err_len);
 void params_destroy(param_store *ps);
 
-/* Draws every tensor by its init rule, in declaration order. */
-void params_init(param_store *ps, rng *r);
+/* Tensor `index` of the plugin's model (declared as s, n values) by its init
+ * rule into host memory, drawing from r, which advances past the draws taken.
+ * Returns 0, or -1 with err when the plugin's init_values gave a value that
+ * is not finite. */
+int params_draw(const flame_plugin *plugin, const void *model, int index,
+                const flame_param_spec *s, float *host, size_t n, rng *r, char *err, size_t err_len);
+
+/* Draws every tensor (params_draw) in declaration order, on the host, and
+ * uploads it, so every backend starts from the same weights. Returns 0; -1
+ * with err (params_draw's); -2 with err when out of host memory. */
+int params_init(param_store *ps, rng *r, char *err, size_t err_len);
 
 /* compute = values, after the values were written other than by the optimizer */
 void params_sync_compute(param_store *ps);

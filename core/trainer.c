@@ -178,7 +178,9 @@ static int create_model(trainer *r, const flame_config *cfg)
                                 : FLAME_EXIT_RUNTIME;
     r->plugin->bind(r->model, (const void *const *)r->params.compute_ptrs, r->params.grad_ptrs);
     rng init_rng = {r->opt.seed};
-    params_init(&r->params, &init_rng);
+    int drawn = params_init(&r->params, &init_rng, r->err, sizeof r->err);
+    if (drawn)
+        return drawn == -1 ? FLAME_EXIT_PLUGIN : FLAME_EXIT_RUNTIME;
     int rc = r->plugin->reserve(r->model, r->opt.batch_size, r->opt.seq_len, err, sizeof err);
     if (rc) {
         snprintf(r->err, sizeof r->err, "%s: %s", r->plugin->name, err);

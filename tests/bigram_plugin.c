@@ -5,7 +5,10 @@
  * Built with -DBIGRAM_ABI_5_0 its vtable is the one a plugin built against ABI
  * 5.0 has (it ends at decode_step), placed right before an unreadable page, so
  * that a core reading past it crashes; with -DBIGRAM_ABI_NEXT it claims the
- * next major version; with -DBIGRAM_HUGE its table has 2^40 × 2^40 values. */
+ * next major version; with -DBIGRAM_HUGE its table has 2^40 × 2^40 values.
+ * With -DBIGRAM_OWN_INIT=1 it initializes its table itself (init_values: each
+ * value 0.25 + u/2 of one uniform draw u), =2 that way but with a NaN, =3
+ * declares FLAME_INIT_PLUGIN without init_values. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -38,6 +41,9 @@ static void *create(const flame_model_config *c, const flame_ops *ops, char *err
     m->spec = (flame_param_spec){"model.bigram.weight", 2, {m->V, m->V}, FLAME_INIT_NORMAL, 0.02f, 0};
 #ifdef BIGRAM_HUGE
     m->spec.shape[0] = m->spec.shape[1] = (int64_t)1 << 40; /* 2^80 values: no core may take it */
+#endif
+#ifdef BIGRAM_OWN_INIT
+    m->spec.init = FLAME_INIT_PLUGIN;
 #endif
     return m;
 }
@@ -99,6 +105,18 @@ static void backward(void *model)
 static double flops_per_token(const void *model, int T) { (void)T; return 6.0 * ((const bigram *)model)->V; }
 static int64_t vocab_size(const void *model) { return ((const bigram *)model)->V; }
 
+#if defined(BIGRAM_OWN_INIT) && BIGRAM_OWN_INIT != 3
+static void init_values(const void *model, int index, float *values, size_t numel,
+                        double (*uniform)(void *state), void *state)
+{
+    (void)model, (void)index;
+    for (size_t j = 0; j < numel; j++)
+        values[j] = (float)(0.25 + 0.5 * uniform(state));
+    if (BIGRAM_OWN_INIT == 2)
+        values[numel / 2] = NAN;
+}
+#endif
+
 /* its Hugging Face identity: flame-convert writes and reads it with no code of its own */
 static const flame_hf_format formats[] = {{"bigram", "BigramForCausalLM", NULL, 0, NULL, 0}};
 
@@ -120,6 +138,9 @@ static const flame_plugin plugin = {
     .vocab_size = vocab_size,
     .hf_formats = formats,
     .n_hf_formats = 1,
+#if defined(BIGRAM_OWN_INIT) && BIGRAM_OWN_INIT != 3
+    .init_values = init_values,
+#endif
 };
 
 #if defined(BIGRAM_ABI_5_0)

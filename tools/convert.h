@@ -55,8 +55,7 @@ typedef struct mapped {
     char name[512];                   /* fla's name */
     int ndim;
     int64_t shape[SAFETENSORS_MAX_DIMS];
-    int init;                         /* a flame_init_rule, for initialized tensors */
-    float init_std;
+    int index;                        /* initialized: the model's parameter it is */
 } mapped;
 
 typedef struct plan {
@@ -100,10 +99,10 @@ int plan_retarget(plan *p, const convert_model *m, int strict, char *err, size_t
 int convert_stream_tensor(safetensors_writer *w, const safetensors *st,
                           const safetensors_tensor *t, safetensors_dtype out, char *err,
                           size_t err_len);
-/* Writes numel values drawn by a flame_init_rule (normal draws from r, in
- * order, as the core's params_init does). Returns 0 or -1 with err. */
-int convert_stream_init(safetensors_writer *w, uint64_t numel, int rule, float std, rng *r,
-                        char *err, size_t err_len);
+/* Writes parameter `index` of the plugin's model drawn by its init rule from
+ * r, the draws the core's params_init takes. Returns 0 or -1 with err. */
+int convert_stream_init(safetensors_writer *w, const flame_plugin *plugin, const void *model,
+                        int index, rng *r, char *err, size_t err_len);
 /* Writes nbytes of zeros as the writer's current tensor. Returns 0 or -1 with err. */
 int convert_stream_zeros(safetensors_writer *w, size_t nbytes, char *err, size_t err_len);
 

@@ -168,8 +168,8 @@ static uint64_t numel_of(const mapped *m)
 }
 
 /* Returns an exit status, with err. */
-static int write_weights(const char *folder, const plan *p, uint64_t seed, char *err,
-                         size_t err_len)
+static int write_weights(const char *folder, const plan *p, const convert_model *model,
+                         uint64_t seed, char *err, size_t err_len)
 {
     char path[CONVERT_PATH_LEN];
     snprintf(path, sizeof path, "%s/model.safetensors", folder);
@@ -186,7 +186,7 @@ static int write_weights(const char *folder, const plan *p, uint64_t seed, char 
     for (int i = 0; i < p->n; i++) {
         const mapped *m = &p->tensors[i];
         int r = m->file ? convert_stream_tensor(&w, m->file, m->tensor, ST_F32, err, err_len)
-                        : convert_stream_init(&w, numel_of(m), m->init, m->init_std, &draws, err,
+                        : convert_stream_init(&w, model->plugin, model->model, m->index, &draws, err,
                                               err_len) ? -2 : 0;
         if (r) {
             safetensors_writer_abort(&w);
@@ -296,7 +296,7 @@ static int convert(const from_hf_args *a, const char *type, char *err, size_t er
     if (rc == FLAME_EXIT_OK && make_folders(a->output, folder, sizeof folder, err, err_len))
         rc = FLAME_EXIT_RUNTIME;
     if (rc == FLAME_EXIT_OK)
-        rc = write_weights(folder, &p, a->seed_value, err, err_len);
+        rc = write_weights(folder, &p, m, a->seed_value, err, err_len);
     if (rc == FLAME_EXIT_OK && (write_optimizer(folder, &p, err, err_len) ||
                                 write_trainer_json(folder, err, err_len) ||
                                 write_config_ini(a->output, m, err, err_len)))

@@ -122,10 +122,10 @@ static const char *mismatch(const mapped *src, const flame_param_spec *s, char *
 }
 
 /* one row of the table, and the target tensor it describes */
-static mapped target_of(const flame_param_spec *s, const mapped *src, const char *why)
+static mapped target_of(const flame_param_spec *s, int index, const mapped *src, const char *why)
 {
-    static const char *const rules[] = {"normal", "zeros", "ones"};
-    mapped t = {.ndim = s->ndim, .init = s->init, .init_std = s->init_std};
+    static const char *const rules[] = {"normal", "zeros", "ones", "the plugin's own"};
+    mapped t = {.ndim = s->ndim, .index = index};
     snprintf(t.name, sizeof t.name, "%s", s->name);
     for (int d = 0; d < s->ndim; d++)
         t.shape[d] = s->shape[d];
@@ -194,7 +194,7 @@ int plan_retarget(plan *p, const convert_model *m, int strict, char *err, size_t
         if (strict)
             rc = strict_target(s, src, &target.tensors[i], err, err_len);
         else
-            target.tensors[i] = target_of(s, src, mismatch(src, s, buf, sizeof buf));
+            target.tensors[i] = target_of(s, i, src, mismatch(src, s, buf, sizeof buf));
         copied += target.tensors[i].file != NULL;
     }
     if (rc == FLAME_EXIT_OK)

@@ -8,6 +8,7 @@
 #include <flame/plugin.h>
 
 #include "convert.h"
+#include "params.h"
 
 enum { SLICE = 1 << 20 }; /* elements per read */
 
@@ -71,9 +72,31 @@ int convert_stream_tensor(safetensors_writer *w, const safetensors *st,
     return rc;
 }
 
-int convert_stream_init(safetensors_writer *w, uint64_t numel, int rule, float std, rng *r,
-                        char *err, size_t err_len)
+/* the plugin's own initialization (FLAME_INIT_PLUGIN) draws a whole tensor */
+static int write_plugin_drawn(safetensors_writer *w, const flame_plugin *plugin, const void *model,
+                              int index, const flame_param_spec *s, size_t numel, rng *r,
+                              char *err, size_t err_len)
 {
+    float *values = malloc((numel ? numel : 1) * sizeof *values);
+    if (!values) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    int rc = params_draw(plugin, model, index, s, values, numel, r, err, err_len) ||
+             safetensors_writer_write(w, values, numel * sizeof *values, err, err_len) ? -1 : 0;
+    free(values);
+    return rc;
+}
+
+int convert_stream_init(safetensors_writer *w, const flame_plugin *plugin, const void *model,
+                        int index, rng *r, char *err, size_t err_len)
+{
+    const flame_param_spec *s = plugin->param(model, index);
+    uint64_t numel = 1;
+    for (int d = 0; d < s->ndim; d++)
+        numel *= (uint64_t)s->shape[d];
+    if (s->init == FLAME_INIT_PLUGIN)
+        return write_plugin_drawn(w, plugin, model, index, s, (size_t)numel, r, err, err_len);
     if (numel == 0)
         return safetensors_writer_write(w, "", 0, err, err_len);
     float *buf = malloc(SLICE * sizeof *buf);
@@ -83,8 +106,8 @@ int convert_stream_init(safetensors_writer *w, uint64_t numel, int rule, float s
     for (uint64_t first = 0; rc == 0 && first < numel; first += SLICE) {
         size_t count = numel - first < SLICE ? (size_t)(numel - first) : SLICE;
         for (size_t i = 0; i < count; i++)
-            buf[i] = rule == FLAME_INIT_NORMAL ? (float)(std * rng_normal(r))
-                     : rule == FLAME_INIT_ONES ? 1.0f : 0.0f;
+            buf[i] = s->init == FLAME_INIT_NORMAL ? (float)(s->init_std * rng_normal(r))
+                     : s->init == FLAME_INIT_ONES ? 1.0f : 0.0f;
         rc = safetensors_writer_write_part(w, buf, count * sizeof *buf, err, err_len);
     }
     free(buf);

@@ -18,6 +18,7 @@
  *   5.1  hf_formats, n_hf_formats (the plugin's Hugging Face identity)
  *   5.2  the op table's memory_available
  *   5.3  the op table's conv1d_forward, conv1d_backward
+ *   5.4  FLAME_INIT_PLUGIN and init_values (a parameter the plugin initializes)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -38,7 +39,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 3u
+#define FLAME_ABI_MINOR 4u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
@@ -46,7 +47,8 @@ extern "C" {
 typedef enum flame_init_rule {
     FLAME_INIT_NORMAL, /* N(0, init_std²) */
     FLAME_INIT_ZEROS,
-    FLAME_INIT_ONES
+    FLAME_INIT_ONES,
+    FLAME_INIT_PLUGIN /* 5.4: the plugin's init_values draws it (init_std unused) */
 } flame_init_rule;
 
 /* One parameter tensor. Its name is the Hugging Face / fla name
@@ -170,6 +172,16 @@ typedef struct flame_plugin {
      * from-hf and --model.config take any of them. */
     const flame_hf_format *hf_formats;
     int n_hf_formats;
+
+    /* ---- 5.4 ---- */
+    /* Draws parameter `index`, declared FLAME_INIT_PLUGIN, into values (host
+     * memory, numel fp32 in the order of its shape), for initializations no
+     * rule above says (Mamba2's A_log = log U(1, 16), say). Each uniform(state)
+     * is the next draw in (0, 1) of the run's seeded stream, so every backend
+     * and flame-convert start from the same values. Optional: NULL refuses
+     * FLAME_INIT_PLUGIN; the core refuses values that are not finite. */
+    void (*init_values)(const void *model, int index, float *values, size_t numel,
+                        double (*uniform)(void *state), void *state);
 } flame_plugin;
 
 /* The first two fields of every vtable, FLAME_ABI_VERSION and its size. */
