@@ -6,17 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void add_param(lm_model *b, const char *name, int64_t rows, int64_t cols, flame_init_rule init,
-                      int decay)
+static void add_tensor(lm_model *b, const char *name, int ndim, const int64_t *shape,
+                       flame_init_rule init, int decay)
 {
     flame_param_spec *s = &b->specs[b->n_params++];
     snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = cols ? 2 : 1;
-    s->shape[0] = rows;
-    s->shape[1] = cols;
+    s->ndim = ndim;
+    for (int d = 0; d < ndim; d++)
+        s->shape[d] = shape[d];
     s->init = init;
     s->init_std = init == FLAME_INIT_NORMAL ? b->s.init_std : 0.0f;
     s->weight_decay = decay;
+}
+
+/* a matrix [rows, cols], or (cols 0) a vector */
+static void add_param(lm_model *b, const char *name, int64_t rows, int64_t cols, flame_init_rule init,
+                      int decay)
+{
+    int64_t shape[2] = {rows, cols};
+    add_tensor(b, name, cols ? 2 : 1, shape, init, decay);
 }
 
 /* fla's MLP width when intermediate_size is unset */
@@ -26,12 +34,9 @@ static int64_t default_intermediate(int D, int64_t ratio)
     return 256 * ((i + 255) / 256);
 }
 
-int lm_read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
+/* the MLP's width: intermediate_size, or fla's default from hidden_ratio */
+static int read_mlp_width(const lm_options *o, lm_shape *s, char *err, size_t err_len)
 {
-    if (lm_read_size(o, "hidden_size", &s->D, err, err_len) ||
-        lm_read_size(o, "num_hidden_layers", &s->L, err, err_len) ||
-        lm_read_size(o, "vocab_size", &s->V, err, err_len))
-        return -1;
     if (lm_opt_given(o, "intermediate_size")) {
         if (lm_read_size(o, "intermediate_size", &s->I, err, err_len))
             return -1;
@@ -45,6 +50,21 @@ int lm_read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
         }
         s->I = (int)I;
     }
+    return 0;
+}
+
+int lm_read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
+{
+    return lm_read_base_shape(o, s, err, err_len) || read_mlp_width(o, s, err, err_len) ? -1 : 0;
+}
+
+int lm_read_base_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
+{
+    s->I = 0;
+    if (lm_read_size(o, "hidden_size", &s->D, err, err_len) ||
+        lm_read_size(o, "num_hidden_layers", &s->L, err, err_len) ||
+        lm_read_size(o, "vocab_size", &s->V, err, err_len))
+        return -1;
     double eps = lm_opt_float(o, "norm_eps"), std = lm_opt_float(o, "initializer_range");
     if (!(eps >= 0)) {
         snprintf(err, err_len, "norm_eps = %g: expected a number ≥ 0", eps);
@@ -64,6 +84,9 @@ int lm_read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_len)
     return 0;
 }
 
+/* the first part of every name but lm_head's */
+static const char *root(const lm_model *b) { return b->s.root ? b->s.root : "model"; }
+
 /* the lists, then every parameter declared; 0, or -1 (out of memory) */
 static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *shape,
                           lm_layer_params_fn layer_params, void *model, size_t layer_bytes)
@@ -80,21 +103,32 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
     b->layers = calloc((size_t)L, layer_bytes);
     if (!b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp || !b->layers)
         return -1;
-    add_param(b, "model.embeddings.weight", shape->V, shape->D, FLAME_INIT_NORMAL, 0);
+    char name[FLAME_NAME_MAX];
+    snprintf(name, sizeof name, "%s.embeddings.weight", root(b));
+    add_param(b, name, shape->V, shape->D, FLAME_INIT_NORMAL, 0);
     for (int l = 0; l < L; l++)
         layer_params(model, l);
-    add_param(b, "model.norm.weight", shape->D, 0, FLAME_INIT_ONES, 0);
+    snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->final_norm ? shape->final_norm : "norm");
+    add_param(b, name, shape->D, 0, FLAME_INIT_ONES, 0);
     if (!shape->tie)
         add_param(b, "lm_head.weight", shape->V, shape->D, FLAME_INIT_NORMAL, 1);
     return 0;
 }
 
+void lm_model_add_layer_tensor(lm_model *b, int l, const char *suffix, int ndim,
+                               const int64_t *shape, flame_init_rule init, int decay)
+{
+    char name[FLAME_NAME_MAX];
+    snprintf(name, sizeof name, "%s.layers.%d.%s", root(b), l, suffix);
+    add_tensor(b, name, ndim, shape, init, decay);
+}
+
 void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
                               flame_init_rule init)
 {
-    char name[FLAME_NAME_MAX];
-    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
-    add_param(b, name, rows, cols, cols ? FLAME_INIT_NORMAL : init, cols != 0);
+    int64_t shape[2] = {rows, cols};
+    lm_model_add_layer_tensor(b, l, suffix, cols ? 2 : 1, shape, cols ? FLAME_INIT_NORMAL : init,
+                              cols != 0);
 }
 
 static void release_arena(lm_model *b)
@@ -164,10 +198,15 @@ void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
     for (int l = 0; l <= s->L; l++)
         b->resid[l] = lm_take_acts(cv, n * s->D);
     for (int l = 0; l < s->L; l++) {
+        if (!s->I) { /* no MLP: the mixer's output is the next layer's input */
+            b->mid[l] = b->resid[l + 1];
+            continue;
+        }
         b->mid[l] = lm_take_acts(cv, n * s->D);
         lm_mlp_carve(&b->mlp[l], cv, n, s->I);
     }
-    lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I);
+    if (s->I)
+        lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I);
     b->d_resid = lm_take_acts(cv, n * s->D);
     b->d_x = lm_take_acts(cv, n * s->D);
     lm_head_carve(&b->head, cv, n, s->D, s->V);
@@ -183,6 +222,8 @@ float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, con
     b->ops->embedding_forward(b->resid[0], b->batch.tokens, b->w[0], n, s->D);
     for (int l = 0; l < s->L; l++) {
         mixer_forward(model, l);
+        if (!s->I)
+            continue;
         lm_mlp_params p = lm_model_mlp_params(b, l);
         lm_mlp_forward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->mid[l], b->resid[l + 1], n, s->D,
                        s->I, s->eps);
@@ -200,9 +241,11 @@ void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
     lm_head_params hp = lm_model_head_params(b);
     lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, s->D, s->V);
     for (int l = s->L - 1; l >= 0; l--) {
-        lm_mlp_params p = lm_model_mlp_params(b, l);
-        lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, b->mid[l], n, s->D,
-                        s->I, s->eps);
+        if (s->I) {
+            lm_mlp_params p = lm_model_mlp_params(b, l);
+            lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, b->mid[l], n,
+                            s->D, s->I, s->eps);
+        }
         mixer_backward(model, l);
     }
     b->ops->embedding_backward(b->dw[0], b->d_resid, b->batch.tokens, n, s->D);

@@ -8,6 +8,9 @@
  *   h = embed(x);  per layer: mid = mixer(h) (the plugin's, adding h itself),
  *   h = mid + mlp(mid);  loss = head(h)
  *
+ * A model without MLPs (Mamba2's: shape I = 0) has h = mid, and its layers'
+ * tensors are the mixer's alone.
+ *
  * A plugin's model struct starts with an lm_model, so the vtable entries that
  * need nothing else (n_params, param, bind, vocab_size) are the ones below. */
 #ifndef FLAME_LM_MODEL_H
@@ -17,8 +20,11 @@
 
 /* the sizes every decoder LM has */
 typedef struct lm_shape {
-    int L, per_layer, tie, D, V, I; /* I: the MLP's width */
+    int L, per_layer, tie, D, V, I; /* I: the MLP's width, 0 for none */
     float eps, init_std;            /* every RMSNorm's epsilon; the normal draws' std */
+    /* the names' first part and the final norm's: NULL for fla's usual
+     * "model" and "norm" (Mamba2: "backbone" and "norm_f") */
+    const char *root, *final_norm;
 } lm_shape;
 
 /* The [model] options every decoder LM declares alike (key, type, default,
@@ -29,11 +35,14 @@ typedef struct lm_shape {
  * nothing to build or free. A key whose default or meaning differs between
  * plugins (num_heads, num_kv_heads, fuse_norm) stays in each plugin's table. */
 #define LM_DECODER_OPTIONS                                                                          \
-    {"hidden_size", FLAME_TYPE_INT, "2048", "model width D", 0},                                    \
-    {"num_hidden_layers", FLAME_TYPE_INT, "24", "number of blocks", 0},                             \
+    LM_BASE_OPTIONS,                                                                                \
     {"hidden_ratio", FLAME_TYPE_INT, "4", "MLP width ratio when intermediate_size is unset", 0},    \
     {"intermediate_size", FLAME_TYPE_INT, NULL,                                                     \
-     "MLP width (unset: int(hidden_size·hidden_ratio·2/3) rounded up to a multiple of 256)", 0},    \
+     "MLP width (unset: int(hidden_size·hidden_ratio·2/3) rounded up to a multiple of 256)", 0}
+/* those of a decoder LM without MLPs (lm_read_base_shape) */
+#define LM_BASE_OPTIONS                                                                             \
+    {"hidden_size", FLAME_TYPE_INT, "2048", "model width D", 0},                                    \
+    {"num_hidden_layers", FLAME_TYPE_INT, "24", "number of blocks", 0},                             \
     {"vocab_size", FLAME_TYPE_INT, "32000", "vocabulary size", 0},                                  \
     {"norm_eps", FLAME_TYPE_FLOAT, "1e-6", "epsilon of every RMSNorm", 0},                          \
     {"initializer_range", FLAME_TYPE_FLOAT, "0.02", "std of the normal initialization", 0},         \
@@ -54,12 +63,14 @@ typedef struct lm_shape {
     {"eos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},                             \
     {"pad_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1}
 
-/* The shared options that size the model, into shape (per_layer is the
- * caller's): hidden_size, num_hidden_layers, vocab_size, intermediate_size
- * (unset: fla's int(D·hidden_ratio·2/3) rounded up to 256), norm_eps,
- * initializer_range, tie_word_embeddings, and hidden_act (swish or silu only).
- * Returns 0, or -1 with one line in err. */
+/* The shared options that size the model, into shape (per_layer, root and
+ * final_norm are the caller's): hidden_size, num_hidden_layers, vocab_size,
+ * intermediate_size (unset: fla's int(D·hidden_ratio·2/3) rounded up to 256),
+ * norm_eps, initializer_range, tie_word_embeddings, and hidden_act (swish or
+ * silu only). Returns 0, or -1 with one line in err. */
 int lm_read_shape(const lm_options *o, lm_shape *shape, char *err, size_t err_len);
+/* the same for a model without MLPs (LM_BASE_OPTIONS): I = 0 */
+int lm_read_base_shape(const lm_options *o, lm_shape *shape, char *err, size_t err_len);
 
 typedef struct lm_model {
     const flame_ops *ops;
@@ -98,6 +109,9 @@ void lm_model_destroy(void *model);
  * drawn normal with weight decay, or (cols 0) a vector by `init` without. */
 void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
                               flame_init_rule init);
+/* the same for any tensor: ndim dimensions (shape), init rule and weight decay as given */
+void lm_model_add_layer_tensor(lm_model *b, int l, const char *suffix, int ndim,
+                               const int64_t *shape, flame_init_rule init, int decay);
 
 /* parameter p of layer l: its compute view and its gradient */
 const void *lm_model_w(const lm_model *b, int l, int p);
