@@ -4,7 +4,9 @@
  * blocks in double, and the check of every parameter gradient against finite
  * differences. A test defines `typedef struct dims {...} dims;` (its model's
  * sizes, with at least int D, L, I, V, tie and double eps: width, layers, MLP
- * width, vocabulary, tied embeddings, norm epsilon) before including this. */
+ * width, vocabulary, tied embeddings, norm epsilon; I = 0: no MLP) before
+ * including this, and LM_ROOT / LM_FINAL_NORM where its names are not fla's
+ * usual "model.…" and "model.norm". */
 #ifndef FLAME_PLUGIN_TESTING_H
 #define FLAME_PLUGIN_TESTING_H
 
@@ -19,6 +21,13 @@
 #include "testing.h"
 
 const flame_plugin *flame_plugin_entry(void);
+
+#ifndef LM_ROOT
+#define LM_ROOT "model"
+#endif
+#ifndef LM_FINAL_NORM
+#define LM_FINAL_NORM "norm"
+#endif
 
 /* ==================================================================== the model under test */
 
@@ -52,7 +61,7 @@ static void fill_param(float *x, const flame_param_spec *s, size_t n)
         testing_fill(x, n, 0.7f, 1.3f);
     else if (s->init == FLAME_INIT_ZEROS)
         testing_fill(x, n, -0.5f, 0.5f);
-    else if (strcmp(s->name, "model.embeddings.weight") == 0)
+    else if (strcmp(s->name, LM_ROOT ".embeddings.weight") == 0)
         testing_fill(x, n, -1.2f, 1.2f);
     else
         testing_fill(x, n, -0.52f, 0.52f);
@@ -204,7 +213,9 @@ static void analytic_grads(test_model *t)
  * second backward must add the same gradients again. */
 #define FD_H 3e-3f
 #define FD_TOL 1e-2
+#ifndef FD_FLOOR /* a test whose losses are larger (noisier) sets its own */
 #define FD_FLOOR 5e-5
+#endif
 #define FD_SAMPLE 20
 
 static void check_grads(const char *name, test_model *t)
@@ -275,16 +286,17 @@ static double naive_loss(const test_model *t, naive_mixer_fn mixer, double *ref)
 {
     const dims *c = &t->c;
     int n = t->B * t->T, D = c->D;
-    const float *emb = P(t, "model.embeddings.weight");
+    const float *emb = P(t, LM_ROOT ".embeddings.weight");
     double *h = malloc((size_t)n * D * sizeof *h);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < D; j++)
             h[(size_t)i * D + j] = emb[(size_t)t->tokens[i] * D + j];
     for (int l = 0; l < c->L; l++) {
         mixer(t, h, l);
-        naive_mlp(t, h, l);
+        if (c->I)
+            naive_mlp(t, h, l);
     }
-    double *x = rms_norm(h, n, D, P(t, "model.norm.weight"), c->eps);
+    double *x = rms_norm(h, n, D, P(t, LM_ROOT "." LM_FINAL_NORM ".weight"), c->eps);
     double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V, NULL);
     memcpy(ref, logits, (size_t)n * c->V * sizeof *ref);
     double sum = 0;
@@ -329,6 +341,7 @@ typedef struct expected_param {
     const char *name;
     int64_t rows, cols; /* cols 0: a vector */
     int init, decay;
+    int64_t depth;      /* a third dimension, or 0 */
 } expected_param;
 
 /* fla's parameter list: the embedding, each layer's per_layer parameters, the
@@ -344,20 +357,21 @@ static void check_param_list(const test_model *t, const expected_param *layer, i
         char name[FLAME_NAME_MAX];
         expected_param e;
         if (i == 0) {
-            e = (expected_param){"model.embeddings.weight", c->V, c->D, FLAME_INIT_NORMAL, 0};
+            e = (expected_param){LM_ROOT ".embeddings.weight", c->V, c->D, FLAME_INIT_NORMAL, 0, 0};
             snprintf(name, sizeof name, "%s", e.name);
         } else if (i <= per_layer * c->L) {
             e = layer[(i - 1) % per_layer];
-            snprintf(name, sizeof name, "model.layers.%d.%s", (i - 1) / per_layer, e.name);
+            snprintf(name, sizeof name, LM_ROOT ".layers.%d.%s", (i - 1) / per_layer, e.name);
         } else if (i == per_layer * c->L + 1) {
-            e = (expected_param){"model.norm.weight", c->D, 0, FLAME_INIT_ONES, 0};
+            e = (expected_param){LM_ROOT "." LM_FINAL_NORM ".weight", c->D, 0, FLAME_INIT_ONES, 0, 0};
             snprintf(name, sizeof name, "%s", e.name);
         } else {
-            e = (expected_param){"lm_head.weight", c->V, c->D, FLAME_INIT_NORMAL, 1};
+            e = (expected_param){"lm_head.weight", c->V, c->D, FLAME_INIT_NORMAL, 1, 0};
             snprintf(name, sizeof name, "%s", e.name);
         }
         const flame_param_spec *s = t->spec[i];
-        int shape_ok = s->ndim == (e.cols ? 2 : 1) && s->shape[0] == e.rows && (!e.cols || s->shape[1] == e.cols);
+        int shape_ok = s->ndim == (e.depth ? 3 : e.cols ? 2 : 1) && s->shape[0] == e.rows &&
+                       (!e.cols || s->shape[1] == e.cols) && (!e.depth || s->shape[2] == e.depth);
         CHECK(strcmp(s->name, name) == 0 && shape_ok && (int)s->init == e.init && s->weight_decay == e.decay &&
                   (e.init != FLAME_INIT_NORMAL || fabsf(s->init_std - 0.02f) < 1e-9f),
               "parameter %d: got %s [%lld, %lld] init %d decay %d, expected %s [%lld, %lld] init %d decay %d", i,
@@ -413,7 +427,7 @@ static void *create_checked(const kv_config *cfg, const char *what)
 
 /* what every 340M of fla-org/flame's configs has: the MLP's gate (parameter
  * gate_index) of 2816 = 256·ceil(int(1024·4·2/3)/256) rows over 1024, and 32000 tokens */
-static void check_340M_mlp(void *m, int gate_index)
+static inline void check_340M_mlp(void *m, int gate_index)
 {
     const flame_plugin *p = flame_plugin_entry();
     const flame_param_spec *gate = p->param(m, gate_index);

@@ -16,3 +16,24 @@ C_TESTS += tests/test_mamba2_kernels
 tests_test_mamba2_kernels_SOURCES = tests/test_mamba2_kernels.c tests/reference_testing.h
 tests_test_mamba2_kernels_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
 tests_test_mamba2_kernels_LDADD = plugins/mamba2/libmamba2_kernels.la -lm
+
+# libmamba2.la adds the model; mamba2.so is that library as a module, which the tests link too
+noinst_LTLIBRARIES += plugins/mamba2/libmamba2.la
+plugins_mamba2_libmamba2_la_SOURCES = plugins/mamba2/mamba2.c plugins/mamba2/mamba2_kernels.c \
+	plugins/mamba2/mamba2_kernels.h
+plugins_mamba2_libmamba2_la_LIBADD = plugins/mamba2/libmamba2_kernels.la plugins/common/liblm.la -lm
+
+plugin_LTLIBRARIES += plugins/mamba2/mamba2.la
+plugins_mamba2_mamba2_la_SOURCES =
+plugins_mamba2_mamba2_la_LIBADD = plugins/mamba2/libmamba2.la
+plugins_mamba2_mamba2_la_LDFLAGS = -module -avoid-version -shared
+dist_configs_DATA += configs/mamba2-tiny.ini configs/mamba2-340M.ini configs/mamba2-1B.ini
+
+# the model against a naive double forward and its finite differences, the
+# presets against fla-org/flame's JSON, and the tiny config learning on the CPU
+check_PROGRAMS += tests/test_mamba2_model
+C_TESTS += tests/test_mamba2_model
+SHELL_TESTS += tests/test_mamba2_train.sh
+tests_test_mamba2_model_SOURCES = tests/test_mamba2_model.c tests/plugin_testing.h tests/kv_config.h
+tests_test_mamba2_model_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
+tests_test_mamba2_model_LDADD = plugins/mamba2/libmamba2.la libflame.la -lm

@@ -1,0 +1,75 @@
+/* The per-backend tables of Mamba2's kernels (mamba2_kernels.h). The CUDA
+ * table is not written yet: on that backend the plugin says so at create. */
+#include <string.h>
+
+#include "mamba2_kernels.h"
+
+/* The CPU's activations are fp32: the table's activation pointers are the
+ * float arrays of the reference functions. The backward's scratch follows
+ * the workers' work in one borrowed buffer. */
+static size_t cpu_ssd_work_floats(int n, int H, int P, int N, int G, int n_work)
+{
+    (void)G;
+    return (size_t)n_work * mamba2_ssd_work_floats(P, N) + mamba2_ssd_scratch_floats(n, H, N);
+}
+
+static void cpu_ssd_forward(void *y, float *checkpoints, const void *x, const float *delta,
+                            const void *A_log, const void *B, const void *C, const void *D,
+                            const mamba2_ssd_dims *d, float *work, int n_work)
+{
+    mamba2_ssd_forward_cpu(y, checkpoints, x, delta, A_log, B, C, D, d, work, n_work);
+}
+
+static void cpu_ssd_backward(const mamba2_ssd_grads_any *g, const void *dy, const void *x,
+                             const float *delta, const void *A_log, const void *B, const void *C,
+                             const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                             float *work, int n_work)
+{
+    mamba2_ssd_grads grads = {g->dx, g->ddelta, g->dB, g->dC, g->dA_log, g->dD};
+    float *scratch = work + (size_t)n_work * mamba2_ssd_work_floats(d->P, d->N);
+    mamba2_ssd_backward_cpu(&grads, dy, x, delta, A_log, B, C, D, checkpoints, d, work, n_work,
+                            scratch);
+}
+
+static void cpu_delta_forward(float *delta, const void *dt, const void *dt_bias, int n, int H,
+                              float lo, float hi)
+{
+    mamba2_delta_forward_cpu(delta, dt, dt_bias, n, H, lo, hi);
+}
+
+static void cpu_delta_backward(void *ddt, float *ddt_bias, const float *ddelta, const void *dt,
+                               const void *dt_bias, int n, int H, float lo, float hi)
+{
+    mamba2_delta_backward_cpu(ddt, ddt_bias, ddelta, dt, dt_bias, n, H, lo, hi);
+}
+
+static void cpu_gated_norm_forward(void *out, float *rstd, const void *y, const void *z,
+                                   const void *w, int rows, int C, int group_size, float eps)
+{
+    mamba2_gated_norm_forward_cpu(out, rstd, y, z, w, rows, C, group_size, eps);
+}
+
+static void cpu_gated_norm_backward(void *dy, void *dz, float *dw, const void *dout, const void *y,
+                                    const void *z, const void *w, const float *rstd, int rows,
+                                    int C, int group_size)
+{
+    mamba2_gated_norm_backward_cpu(dy, dz, dw, dout, y, z, w, rstd, rows, C, group_size);
+}
+
+const mamba2_kernels mamba2_kernels_cpu = {
+    .ssd_checkpoint_floats = mamba2_ssd_checkpoint_floats,
+    .ssd_work_floats = cpu_ssd_work_floats,
+    .ssd_max_workers = mamba2_ssd_max_workers,
+    .ssd_forward = cpu_ssd_forward,
+    .ssd_backward = cpu_ssd_backward,
+    .delta_forward = cpu_delta_forward,
+    .delta_backward = cpu_delta_backward,
+    .gated_norm_max_C = 0,
+    .gated_norm_forward = cpu_gated_norm_forward,
+    .gated_norm_backward = cpu_gated_norm_backward,
+};
+
+const mamba2_kernels *mamba2_kernels_for(const char *backend)
+{
+    return strcmp(backend, "cpu") == 0 ? &mamba2_kernels_cpu : NULL;
+}
