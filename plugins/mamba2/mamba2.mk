@@ -1,12 +1,22 @@
-# Mamba2 (fla's Mamba2ForCausalLM): for now only its own CPU kernels, the SSD
-# scan (step by step with checkpoints, and the chunked form the CUDA kernel
-# will follow), the gated RMSNorm of its output and the Δ of its scan.
+# Mamba2 (fla's Mamba2ForCausalLM): for now only its own kernels, on the CPU
+# the SSD scan (step by step with checkpoints, and the chunked form the CUDA
+# kernel will follow), the gated RMSNorm of its output and the Δ of its scan,
+# and on the GPU the gated norm and the Δ.
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2_kernels.la
 plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/common/recurrence_tasks.h \
 	plugins/mamba2/ssd_scan_cpu.c plugins/mamba2/ssd_chunked_cpu.c \
 	plugins/mamba2/gated_norm_cpu.c plugins/mamba2/delta_cpu.c
 plugins_mamba2_libmamba2_kernels_la_CPPFLAGS = $(AM_CPPFLAGS)
 plugins_mamba2_libmamba2_kernels_la_LIBADD = -lm
+# the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
+MAMBA2_CUDA_SRCS = plugins/mamba2/mamba2_pointwise_cuda.cu
+if HAVE_CUDA
+noinst_LTLIBRARIES += plugins/mamba2/libmamba2_cuda.la
+plugins_mamba2_libmamba2_cuda_la_SOURCES = $(MAMBA2_CUDA_SRCS) plugins/mamba2/mamba2_pointwise_cuda.h
+plugins_mamba2_libmamba2_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
+plugins_mamba2_libmamba2_kernels_la_LIBADD += plugins/mamba2/libmamba2_cuda.la
+endif
+$(MAMBA2_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/mamba2/mamba2_pointwise_cuda.h plugins/common/dw_partials.cuh
 
 # its tests: each kernel against a naive double reference and its finite
 # differences, threads against one thread, the chunked scan against the steps
