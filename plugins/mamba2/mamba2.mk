@@ -19,10 +19,14 @@ endif
 $(MAMBA2_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/mamba2/mamba2_pointwise_cuda.h plugins/common/dw_partials.cuh
 
 # its tests: each kernel against a naive double reference and its finite
-# differences, threads against one thread, the chunked scan against the steps
+# differences, threads against one thread, the chunked scan against the steps;
+# (skipping without a GPU) the CUDA kernels against the CPU's
 MAMBA2_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/mamba2
-check_PROGRAMS += tests/test_mamba2_kernels
-C_TESTS += tests/test_mamba2_kernels
+check_PROGRAMS += tests/test_mamba2_kernels tests/test_mamba2_cuda
+C_TESTS += tests/test_mamba2_kernels tests/test_mamba2_cuda
 tests_test_mamba2_kernels_SOURCES = tests/test_mamba2_kernels.c tests/reference_testing.h
 tests_test_mamba2_kernels_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
 tests_test_mamba2_kernels_LDADD = plugins/mamba2/libmamba2_kernels.la -lm
+tests_test_mamba2_cuda_SOURCES = tests/test_mamba2_cuda.c tests/testing.h tests/cuda_testing.h
+tests_test_mamba2_cuda_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
+tests_test_mamba2_cuda_LDADD = plugins/mamba2/libmamba2_kernels.la libflame.la -lm
