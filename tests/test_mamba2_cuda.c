@@ -8,7 +8,8 @@
  *  - error measure: ‖gpu − cpu‖ / ‖cpu‖ over each whole output, under 1e-2
  *    where the GPU's value passes through bf16 (ddt, out, dy, dz), under 1e-4
  *    where its whole path is fp32 (delta, rstd, and the ADDED sums ddt_bias
- *    and dw: those add fp32 terms before any rounding on both sides);
+ *    and dw: those add fp32 terms before any rounding on both sides; over
+ *    more than 16384 rows, looser as √rows: the CPU's fp32 sum drifts too);
  *  - every output is poisoned with NaN first (forward outputs and WRITTEN
  *    gradients alike), so a value left unwritten fails; the ADDED gradients
  *    are prefilled with values of their own size and compared with
@@ -58,6 +59,11 @@ static void compare_bits(const char *what, const char *shape, float *a, float *b
     free(a), free(b);
 }
 
+/* the tolerance of a sum over n rows: the CPU adds them one by one in fp32,
+ * so its own result drifts by about √n roundings (at 4M rows, a few 1e-5 of
+ * it); TOL_FP32 up to 16384 rows, growing as √n beyond */
+static double sum_tol(int n) { return TOL_FP32 * fmax(1.0, sqrt(n / 16384.0)); }
+
 /* ==================================================================== Δ */
 
 /* dt of magnitude up to mag, dt_bias up to 4 (so that dt alone decides
@@ -93,7 +99,7 @@ static void test_delta(int n, int H, float mag, float lo, float hi, int clamps)
     mamba2_delta_backward_cuda(ddt_d, dbias_d, ddelta_d, dt_d, bias_d, n, H, lo, hi);
     compare("delta", shape, floats_to_host(delta_d, count), delta, count, TOL_FP32);
     compare("delta ddt", shape, acts_to_host(ddt_d, count), ddt, count, TOL_BF16);
-    compare_added("delta ddt_bias", shape, floats_to_host(dbias_d, H), dbias, pre, H, TOL_FP32);
+    compare_added("delta ddt_bias", shape, floats_to_host(dbias_d, H), dbias, pre, H, sum_tol(n));
     mamba2_delta_backward_cuda(ddt_d, dbias2_d, ddelta_d, dt_d, bias_d, n, H, lo, hi);
     compare_bits("delta ddt_bias twice", shape, floats_to_host(dbias_d, H),
                  floats_to_host(dbias2_d, H), H);
@@ -132,7 +138,7 @@ static void test_gated_norm(int rows, int C, int group_size)
     compare("gated_norm rstd", shape, floats_to_host(rstd_d, nr), rstd, nr, TOL_FP32);
     compare("gated_norm dy", shape, acts_to_host(dy_d, n), dy, n, TOL_BF16);
     compare("gated_norm dz", shape, acts_to_host(dz_d, n), dz, n, TOL_BF16);
-    compare_added("gated_norm dw", shape, floats_to_host(dw_d, C), dw, pre, C, TOL_FP32);
+    compare_added("gated_norm dw", shape, floats_to_host(dw_d, C), dw, pre, C, sum_tol(rows));
     mamba2_gated_norm_backward_cuda(dy_d, dz_d, dw2_d, dout_d, y_d, z_d, w_d, rstd_in_d, rows, C,
                                     group_size);
     compare_bits("gated_norm dw twice", shape, floats_to_host(dw_d, C), floats_to_host(dw2_d, C),
