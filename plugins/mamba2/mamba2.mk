@@ -1,21 +1,35 @@
-# Mamba2 (fla's Mamba2ForCausalLM): for now only its own CPU kernels, the SSD
-# scan (step by step with checkpoints, and the chunked form the CUDA kernel
-# will follow), the gated RMSNorm of its output and the Δ of its scan.
+# Mamba2 (fla's Mamba2ForCausalLM). libmamba2_kernels.la holds its own
+# kernels: on the CPU the SSD scan (step by step with checkpoints, and the
+# chunked form the CUDA kernel follows), the gated RMSNorm of its output and
+# the Δ of its scan; on the GPU the gated norm and the Δ.
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2_kernels.la
 plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/common/recurrence_tasks.h \
 	plugins/mamba2/ssd_scan_cpu.c plugins/mamba2/ssd_chunked_cpu.c \
 	plugins/mamba2/gated_norm_cpu.c plugins/mamba2/delta_cpu.c
 plugins_mamba2_libmamba2_kernels_la_CPPFLAGS = $(AM_CPPFLAGS)
 plugins_mamba2_libmamba2_kernels_la_LIBADD = -lm
+# the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
+MAMBA2_CUDA_SRCS = plugins/mamba2/mamba2_pointwise_cuda.cu
+if HAVE_CUDA
+noinst_LTLIBRARIES += plugins/mamba2/libmamba2_cuda.la
+plugins_mamba2_libmamba2_cuda_la_SOURCES = $(MAMBA2_CUDA_SRCS) plugins/mamba2/mamba2_pointwise_cuda.h
+plugins_mamba2_libmamba2_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
+plugins_mamba2_libmamba2_kernels_la_LIBADD += plugins/mamba2/libmamba2_cuda.la
+endif
+$(MAMBA2_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/mamba2/mamba2_pointwise_cuda.h plugins/common/dw_partials.cuh
 
 # its tests: each kernel against a naive double reference and its finite
-# differences, threads against one thread, the chunked scan against the steps
+# differences, threads against one thread, the chunked scan against the steps;
+# (skipping without a GPU) the CUDA kernels against the CPU's
 MAMBA2_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/mamba2
-check_PROGRAMS += tests/test_mamba2_kernels
-C_TESTS += tests/test_mamba2_kernels
+check_PROGRAMS += tests/test_mamba2_kernels tests/test_mamba2_cuda
+C_TESTS += tests/test_mamba2_kernels tests/test_mamba2_cuda
 tests_test_mamba2_kernels_SOURCES = tests/test_mamba2_kernels.c tests/reference_testing.h
 tests_test_mamba2_kernels_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
 tests_test_mamba2_kernels_LDADD = plugins/mamba2/libmamba2_kernels.la -lm
+tests_test_mamba2_cuda_SOURCES = tests/test_mamba2_cuda.c tests/testing.h tests/cuda_testing.h
+tests_test_mamba2_cuda_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
+tests_test_mamba2_cuda_LDADD = plugins/mamba2/libmamba2_kernels.la libflame.la -lm
 
 # libmamba2.la adds the model; mamba2.so is that library as a module, which the tests link too
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2.la
