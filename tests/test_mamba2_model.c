@@ -38,7 +38,7 @@ typedef struct dims {
  * test_mamba2_kernels). */
 #define FD_FLOOR 1.5e-4
 #include "plugin_testing.h"
-#include "config/config.h"
+#include "preset_testing.h"
 #include "lm_parts.h"
 
 /* ==================================================================== the naive forward, in double */
@@ -333,6 +333,8 @@ static void test_create(void)
         {"dt_init_floor", "0", "dt_init_floor"},
         {"hidden_act", "gelu", "hidden_act"},
         {"state_size", "0", "state_size"},
+        {"time_step_min", "0.5", "dt_max"},   /* the older name of dt_min, read as it */
+        {"rms_norm", "false", "rms_norm"},
     };
     expect_refusals(&base, refused, sizeof refused / sizeof refused[0]);
     {
@@ -355,6 +357,12 @@ static void test_create(void)
             CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
             p->destroy(m);
         }
+    }
+    {   /* a name and its older one that disagree */
+        kv_config cfg = base;
+        kv_set(&cfg, "dt_min", "0.002");
+        kv_set(&cfg, "time_step_min", "0.003");
+        expect_refusal(&cfg, &flame_cpu_ops, "dt_min = 0.002 and its older name time_step_min = 0.003 differ");
     }
     check_oversized_batch(&base, &c);
 }
@@ -379,41 +387,6 @@ static void write_fla_json(const char *path, int hidden)
     fclose(f);
 }
 
-static flame_config *load_model_config(const char *path)
-{
-    const flame_plugin *p = flame_plugin_entry();
-    flame_config *cfg = config_create();
-    config_add_section(cfg, "model", p->options, p->n_options);
-    char err[512] = "";
-    if (config_load_model_file(cfg, path, p->hf_formats, p->n_hf_formats, err, sizeof err)) {
-        CHECK(0, "%s: %s", path, err);
-        config_destroy(cfg);
-        return NULL;
-    }
-    return cfg;
-}
-
-/* every option the plugin reads has the same value in a and b */
-static void check_same_options(const char *what, const flame_config *a, const flame_config *b)
-{
-    const flame_plugin *p = flame_plugin_entry();
-    for (int i = 0; i < p->n_options; i++) {
-        const flame_option *o = &p->options[i];
-        const char *k = o->key;
-        if (o->ignored)
-            continue;
-        int same = config_is_set(a, "model", k) == config_is_set(b, "model", k);
-        if (same && (o->default_value || config_is_set(a, "model", k)))
-            switch (o->type) {
-            case FLAME_TYPE_INT: same = config_get_int(a, "model", k) == config_get_int(b, "model", k); break;
-            case FLAME_TYPE_FLOAT: same = config_get_float(a, "model", k) == config_get_float(b, "model", k); break;
-            case FLAME_TYPE_BOOL: same = config_get_bool(a, "model", k) == config_get_bool(b, "model", k); break;
-            default: same = strcmp(config_get_string(a, "model", k), config_get_string(b, "model", k)) == 0;
-            }
-        CHECK(same, "%s: [model] %s differs between the INI and fla's JSON", what, k);
-    }
-}
-
 static void test_presets(void)
 {
     static const struct { const char *ini; int hidden; } presets[] = {
@@ -429,9 +402,10 @@ static void test_presets(void)
         flame_config *a = load_model_config(ini), *b = load_model_config(json);
         if (a && b)
             check_same_options(presets[i].ini, a, b);
-        if (a && b) /* the renamed keys were read, not passed over */
+        if (a && b) /* the older names as the JSON has them, the new ones as the INI */
             CHECK(config_get_int(b, "model", "hidden_size") == presets[i].hidden &&
-                      config_is_set(b, "model", "dt_min") && config_get_float(b, "model", "dt_init_floor") == 1e-4,
+                      config_get_float(b, "model", "time_step_min") == config_get_float(a, "model", "dt_min") &&
+                      config_get_float(b, "model", "time_step_floor") == config_get_float(a, "model", "dt_init_floor"),
                   "%s: fla's older key names not read", presets[i].ini);
         if (a)
             config_destroy(a);

@@ -58,6 +58,12 @@ static const flame_option mamba2_options[] = {
     {"rescale_prenorm_residual", FLAME_TYPE_BOOL, "true",
      "out_proj drawn U(±1/sqrt(E))/sqrt(num_hidden_layers) (false: normal)", 0},
     {"rmsnorm", FLAME_TYPE_BOOL, "true", "the gated norm (false: not supported yet)", 0},
+    /* fla-org/flame's mamba2 configs spell these with names fla has since
+     * renamed (fla now passes them over); read as the new ones */
+    {"time_step_min", FLAME_TYPE_FLOAT, NULL, "fla's older name of dt_min", 0},
+    {"time_step_max", FLAME_TYPE_FLOAT, NULL, "fla's older name of dt_max", 0},
+    {"time_step_floor", FLAME_TYPE_FLOAT, NULL, "fla's older name of dt_init_floor", 0},
+    {"rms_norm", FLAME_TYPE_BOOL, NULL, "fla's older name of rmsnorm", 0},
     {"norm_before_gate", FLAME_TYPE_BOOL, "false", "norm then gate (true: not supported yet)", 0},
     {"D_has_hdim", FLAME_TYPE_BOOL, "false", "D per channel (true: not supported yet)", 0},
     {"chunk_size", FLAME_TYPE_INT, "256", "accepted: the scan's chunking is the kernels' choice", 1},
@@ -153,14 +159,37 @@ static int check_supported(const lm_options *cfg, char *err, size_t err_len)
     static const lm_bool_setting bools[] = {
         {"use_bias", 0}, {"rmsnorm", 1}, {"norm_before_gate", 0}, {"D_has_hdim", 0}};
     static const char *const unset_only[] = {"attnres_block_size"};
-    return lm_check_supported(cfg, bools, LM_COUNT(bools), unset_only, LM_COUNT(unset_only), err,
-                              err_len);
+    if (lm_check_supported(cfg, bools, LM_COUNT(bools), unset_only, LM_COUNT(unset_only), err, err_len))
+        return -1;
+    if (lm_opt_given(cfg, "rms_norm") && !lm_opt_bool(cfg, "rms_norm")) {
+        snprintf(err, err_len, "rms_norm = false is not supported yet");
+        return -1;
+    }
+    return 0;
 }
 
-/* a positive float option; returns 0 or -1 with err */
-static int read_positive(const lm_options *cfg, const char *key, double *out, char *err, size_t err_len)
+/* a float option under its name or fla's older one (both given: they must agree) */
+static int read_renamed(const lm_options *cfg, const char *key, const char *older, double *out,
+                        char *err, size_t err_len)
 {
     *out = lm_opt_float(cfg, key);
+    if (!lm_opt_given(cfg, older))
+        return 0;
+    double old = lm_opt_float(cfg, older);
+    if (cfg->cfg->is_set(cfg->cfg->ctx, key) && old != *out) {
+        snprintf(err, err_len, "%s = %g and its older name %s = %g differ", key, *out, older, old);
+        return -1;
+    }
+    *out = old;
+    return 0;
+}
+
+/* a positive float option (or its older name); returns 0 or -1 with err */
+static int read_positive(const lm_options *cfg, const char *key, const char *older, double *out,
+                         char *err, size_t err_len)
+{
+    if (older ? read_renamed(cfg, key, older, out, err, err_len) : (*out = lm_opt_float(cfg, key), 0))
+        return -1;
     if (!(*out > 0) || !isfinite(*out)) {
         snprintf(err, err_len, "%s = %g: expected a number > 0", key, *out);
         return -1;
@@ -206,16 +235,16 @@ static int read_dims(const lm_options *cfg, mamba2_dims *c, char *err, size_t er
 {
     c->s.root = "backbone", c->s.final_norm = "norm_f";
     if (lm_read_base_shape(cfg, &c->s, err, err_len) || read_heads(cfg, c, err, err_len) ||
-        read_positive(cfg, "dt_min", &c->dt_min, err, err_len) ||
-        read_positive(cfg, "dt_max", &c->dt_max, err, err_len) ||
-        read_positive(cfg, "dt_init_floor", &c->dt_floor, err, err_len))
+        read_positive(cfg, "dt_min", "time_step_min", &c->dt_min, err, err_len) ||
+        read_positive(cfg, "dt_max", "time_step_max", &c->dt_max, err, err_len) ||
+        read_positive(cfg, "dt_init_floor", "time_step_floor", &c->dt_floor, err, err_len))
         return -1;
     if (c->dt_max < c->dt_min) {
         snprintf(err, err_len, "dt_max = %g is below dt_min = %g", c->dt_max, c->dt_min);
         return -1;
     }
     c->conv_init = 0.0;
-    if (lm_opt_given(cfg, "conv_init") && read_positive(cfg, "conv_init", &c->conv_init, err, err_len))
+    if (lm_opt_given(cfg, "conv_init") && read_positive(cfg, "conv_init", NULL, &c->conv_init, err, err_len))
         return -1;
     c->conv_bias = lm_opt_bool(cfg, "use_conv_bias");
     c->rescale = lm_opt_bool(cfg, "rescale_prenorm_residual");
@@ -506,15 +535,10 @@ static double mamba2_flops_per_token(const void *model, int T)
     return matmul + scan;
 }
 
-/* fla's own folders; fla-org/flame's mamba2 configs carry names fla renamed */
-static const flame_hf_key mamba2_keys[] = {
-    {"time_step_min", "dt_min", NULL},
-    {"time_step_max", "dt_max", NULL},
-    {"time_step_floor", "dt_init_floor", NULL},
-    {"rms_norm", "rmsnorm", NULL},
-};
+/* fla's own folders: its config keys are the [model] keys (the older names
+ * are options, so that to-hf writes fla's current ones) */
 static const flame_hf_format mamba2_formats[] = {
-    {"mamba2", "Mamba2ForCausalLM", mamba2_keys, LM_COUNT(mamba2_keys), NULL, 0},
+    {"mamba2", "Mamba2ForCausalLM", NULL, 0, NULL, 0},
 };
 
 static const flame_plugin mamba2_plugin = {
