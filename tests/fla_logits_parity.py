@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""flame's GLA and GSA give fla's logits: a model trained a few steps by flame-run
+"""flame's GLA, GSA and Mamba2 give fla's logits: a model trained a few steps by flame-run
 (on the CPU), exported as the Hugging Face folder fla reads (config.json in fla's
 format + the checkpoint's model.safetensors, whose names are already fla's), is
-loaded by fla's GLAForCausalLM / GSAForCausalLM.from_pretrained on the GPU with no missing,
+loaded by fla's GLAForCausalLM / GSAForCausalLM / Mamba2ForCausalLM.from_pretrained on the GPU with no missing,
 unexpected or mismatched key and every tensor equal to the file's; the same
 tokens go through flame (tests/logits_tool, CPU, fp32) and through fla, and
 
@@ -12,7 +12,8 @@ tokens go through flame (tests/logits_tool, CPU, fp32) and through fla, and
 for the logits and for the loss (mean next-token cross-entropy, labels = the
 input ids, as fla counts it). fla runs its 'chunk' kernels (the sequences are
 longer than 64 tokens, below which fla switches to 'fused_recurrent') and, in
-fp32, its 'fused_recurrent' kernels too.
+fp32, its 'fused_recurrent' kernels too. fla's Mamba2 has no kernels of its
+own: without mamba_ssm (as here) it runs its PyTorch path, in fp32 and bf16.
 
 fp32 and TF32: Triton computes an fp32 dot product in TF32 unless told
 otherwise, and fla's GLA and GSA kernels do not say, so fla's 'chunk' fp32 logits carry
@@ -84,9 +85,37 @@ GSA_CASES = [
         "tie_word_embeddings": True, "use_cache": False,
     }),
 ]
-ARCHS = {"gla": ("GLAForCausalLM", GLA_CASES), "gsa": ("GSAForCausalLM", GSA_CASES)}
+# Mamba2's differ in width, heads, tying, the convolution's kernel and bias;
+# one group each: fla's PyTorch path gives head h the group h % G where
+# mamba_ssm's kernels (and flame) give h / (H/G), the same only for G = 1
+MAMBA2_CASES = [
+    ("mamba2 340M-like", {
+        "model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"], "hidden_size": 128,
+        "num_hidden_layers": 2, "expand": 2, "head_dim": 32, "state_size": 32, "n_groups": 1,
+        "conv_kernel": 4, "use_conv_bias": True, "chunk_size": 256, "vocab_size": 1024,
+        "norm_eps": 1e-5, "tie_word_embeddings": False, "rms_norm": True, "time_step_min": 0.001,
+        "time_step_max": 0.1, "time_step_floor": 1e-4, "residual_in_fp32": True,
+        "fuse_cross_entropy": True, "use_cache": False,
+    }),
+    ("mamba2 tied", {
+        "model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"], "hidden_size": 96,
+        "num_hidden_layers": 2, "expand": 2, "head_dim": 16, "state_size": 16, "n_groups": 1,
+        "conv_kernel": 3, "use_conv_bias": False, "vocab_size": 2048, "norm_eps": 1e-5,
+        "tie_word_embeddings": True, "use_cache": False,
+    }),
+]
+
+# fla's runs: a label, the dtype, the layers' attention mode (None: the model
+# has none to choose) and the bound
+LINEAR_ATTENTION_RUNS = [("fp32 chunk", "float32", "chunk", BOUND_FP32),
+                         ("fp32 fused_recurrent", "float32", "fused_recurrent", BOUND_FP32),
+                         ("bf16 chunk", "bfloat16", "chunk", BOUND_BF16)]
+PLAIN_RUNS = [("fp32", "float32", None, BOUND_FP32), ("bf16", "bfloat16", None, BOUND_BF16)]
+ARCHS = {"gla": ("GLAForCausalLM", GLA_CASES, LINEAR_ATTENTION_RUNS),
+         "gsa": ("GSAForCausalLM", GSA_CASES, LINEAR_ATTENTION_RUNS),
+         "mamba2": ("Mamba2ForCausalLM", MAMBA2_CASES, PLAIN_RUNS)}
 if os.environ.get("FLA_PARITY_REVERSE") == "1":  # the last cases first
-    ARCHS = {a: (cls, cases[::-1]) for a, (cls, cases) in ARCHS.items()}
+    ARCHS = {a: (cls, cases[::-1], runs) for a, (cls, cases, runs) in ARCHS.items()}
 
 TEXT_WORDS = ("the gated linear attention layer keeps a matrix of state per head and decays "
               "it with a gate computed from the input so that recent tokens weigh more than "
@@ -206,7 +235,7 @@ def tie_for_transformers_5(model_class):
     import transformers
     tied = getattr(model_class, "_tied_weights_keys", None)
     if isinstance(tied, list) and int(transformers.__version__.split(".")[0]) >= 5:
-        model_class._tied_weights_keys = {"lm_head.weight": "model.embeddings.weight"}
+        model_class._tied_weights_keys = {"lm_head.weight": f"{model_class.base_model_prefix}.embeddings.weight"}
 
 
 def load_fla(model_class, folder, weights, load_file, torch):
@@ -219,7 +248,7 @@ def load_fla(model_class, folder, weights, load_file, torch):
     model = model.to(device=DEVICE, dtype=torch.float32).eval()
     state, want = model.state_dict(), load_file(weights)
     if model.config.tie_word_embeddings:  # fla lists the tied head; the file holds the embedding once
-        if not torch.equal(state.pop("lm_head.weight"), state["model.embeddings.weight"]):
+        if not torch.equal(state.pop("lm_head.weight"), state[f"{model.base_model_prefix}.embeddings.weight"]):
             raise AssertionError("fla's tied lm_head is not its embedding")
     if set(state) != set(want):
         raise AssertionError(f"keys differ: only fla {sorted(set(state) - set(want))}, "
@@ -292,14 +321,14 @@ def main():
             model = load_fla(getattr(fla_models, ARCHS[arch][0]), hf, weights, load_file, torch)
             print("  fla: the to-hf folder through from_pretrained, strict, every tensor equal to the file's")
             ids = torch.tensor(rows, device=DEVICE)
-            runs = [("fp32 chunk", torch.float32, "chunk", BOUND_FP32 if ieee else BOUND_FP32_TF32),
-                    ("fp32 fused_recurrent", torch.float32, "fused_recurrent", BOUND_FP32),
-                    ("bf16 chunk", torch.bfloat16, "chunk", BOUND_BF16)]
+            runs = [(label, getattr(torch, dtype), mode,
+                     BOUND_FP32_TF32 if mode == "chunk" and dtype == "float32" and not ieee else bound)
+                    for label, dtype, mode, bound in ARCHS[arch][2]]
             only = os.environ.get("FLA_PARITY_RUNS")  # e.g. "bf16 chunk": fewer Triton compilations
             runs = [r for r in runs if not only or r[0] in only.split(",")]
             for label, dtype, mode, bound in runs:
                 model = model.to(dtype)
-                for layer in model.model.layers:
+                for layer in (model.model.layers if mode else []):
                     layer.attn.mode = mode
                 theirs, their_loss = fla_forward(model, ids, torch)
                 e_logits = rel(ours, theirs, torch)
