@@ -37,6 +37,23 @@ finish() {
     exit 0
 }
 
+# write_sentences FILE SENTENCE...: 400 lines of the sentences in a shuffled
+# order (line i holds sentence i·7 mod their count): learnable, yet more than one string
+write_sentences() {
+    local out=$1; shift
+    local i
+    for i in $(seq 1 400); do
+        local k=$((i * 7 % $# + 1))
+        echo "${!k}"
+    done >"$out"
+}
+
+# loss_summary METRICS.jsonl K: "FIRST MEAN_OF_LAST_K ROWS" of a run's losses
+loss_summary() {
+    awk -v k="$2" '{ match($0, /"loss": [^,]*/); l[NR] = substr($0, RSTART + 8, RLENGTH - 8) }
+        END { s = 0; for (i = NR - k + 1; i <= NR; i++) s += l[i]; print l[1], s / k, NR }' "$1"
+}
+
 # the English corpus of the README (Debian's fortunes), or skip
 need_corpus() {
     CORPUS="$SCRATCH/english.txt"

@@ -32,18 +32,8 @@
 #include "plugin_cuda_testing.h"
 #include "testing.h"
 
-/* n bf16-exact values of magnitude in [lo, hi), either sign: never zero */
-static float *nonzero(size_t n, float lo, float hi)
-{
-    float *x = testing_random_bf16(n, lo, hi);
-    for (size_t i = 0; i < n; i++)
-        if (testing_uniform() < 0.5)
-            x[i] = -x[i];
-    return x;
-}
-
 /* large garbage for a gradient the kernel must write over, bf16-exact */
-static float *garbage(size_t n) { return nonzero(n, 100.0f, 1000.0f); }
+static float *garbage(size_t n) { return testing_nonzero_bf16(n, 100.0f, 1000.0f); }
 
 /* x rounded to bf16 in place: a CPU output that feeds both sides */
 static float *round_bf16(float *x, size_t n)
@@ -82,7 +72,7 @@ static void test_swish(size_t n, int offset)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu offset=%d", n, offset);
-    float *x = nonzero(n, 0.01f, 8), *dy = nonzero(n, 0.01f, 1);
+    float *x = testing_nonzero_bf16(n, 0.01f, 8), *dy = testing_nonzero_bf16(n, 0.01f, 1);
     float *y = malloc(n * sizeof *y), *dx = malloc(n * sizeof *dx), *pre = garbage(n);
     gsa_swish_forward_cpu(y, x, n);
     gsa_swish_backward_cpu(dx, dy, x, n);
@@ -106,10 +96,10 @@ static void test_slot_gates(size_t n, float normalizer, int offset)
 {
     char shape[64];
     snprintf(shape, sizeof shape, "n=%zu normalizer=%g offset=%d", n, normalizer, offset);
-    float *x = nonzero(n, 0.01f, 12), *f = malloc(n * sizeof *f), *s = malloc(n * sizeof *s);
+    float *x = testing_nonzero_bf16(n, 0.01f, 12), *f = malloc(n * sizeof *f), *s = malloc(n * sizeof *s);
     float *grads[4], *dx = malloc(n * sizeof *dx), *pre = garbage(n);
     for (int i = 0; i < 4; i++)
-        grads[i] = nonzero(n, 0.01f, 1);
+        grads[i] = testing_nonzero_bf16(n, 0.01f, 1);
     gsa_slot_gates_forward_cpu(f, s, x, n, normalizer);
     round_bf16(f, n); /* the backward's input, the same on both sides */
     gsa_slot_gates_backward_cpu(dx, grads[0], grads[1], grads[2], grads[3], f, n, normalizer);
@@ -157,7 +147,7 @@ static void test_softmax(int rows, int M, float center)
     char shape[64];
     snprintf(shape, sizeof shape, "rows=%d M=%d center=%g", rows, M, center);
     size_t n = (size_t)rows * M;
-    float *x = nonzero(n, 0.01f, 8), *dp = nonzero(n, 0.01f, 1), *pre = garbage(n);
+    float *x = testing_nonzero_bf16(n, 0.01f, 8), *dp = testing_nonzero_bf16(n, 0.01f, 1), *pre = garbage(n);
     for (size_t i = 0; i < n; i++)
         x[i] = testing_round_bf16(x[i] + center);
     float *p = malloc(n * sizeof *p), *dx = malloc(n * sizeof *dx);
@@ -185,13 +175,13 @@ static void test_output_norm(int rows, int C, int with_w, int with_dw)
     snprintf(shape, sizeof shape, "rows=%d C=%d%s%s", rows, C, with_w ? "" : " w=NULL",
              with_dw ? "" : " dw=NULL");
     size_t n = (size_t)rows * C;
-    float *o = nonzero(n, 0.01f, 4), *dy = nonzero(n, 0.01f, 1);
+    float *o = testing_nonzero_bf16(n, 0.01f, 4), *dy = testing_nonzero_bf16(n, 0.01f, 1);
     float *w = with_w ? testing_random_bf16(C, 0.5f, 1.5f) : NULL, eps = 1e-6f;
     float *y = malloc(n * sizeof *y), *rstd = malloc(rows * sizeof *rstd);
     float *d_o = malloc(n * sizeof *d_o), *dw = calloc(C, sizeof *dw);
     gsa_output_norm_forward_cpu(y, rstd, o, w, rows, C, eps);
     gsa_output_norm_backward_cpu(d_o, dw, dy, o, w, rstd, rows, C);
-    float *pre_do = garbage(n), *pre_dw = with_w ? prefill_like(dw, C) : nonzero(C, 0.01f, 1);
+    float *pre_do = garbage(n), *pre_dw = with_w ? prefill_like(dw, C) : testing_nonzero_bf16(C, 0.01f, 1);
 
     void *o_d = acts_to_device(o, n), *w_d = with_w ? acts_to_device(w, C) : NULL;
     void *dy_d = acts_to_device(dy, n), *y_d = dev_out(n), *do_d = acts_to_device(pre_do, n);

@@ -5,25 +5,20 @@
 # Settings GSA cannot take are refused in one line with exit 2 before training.
 . "$(dirname "$0")/lib.sh"
 
-# a few sentences in a shuffled order: learnable, yet more than one string
 text="$SCRATCH/text.txt"
-for i in $(seq 1 400); do
-    case $((i * 7 % 5)) in
-        0) echo "the quick brown fox jumps over the lazy dog." ;;
-        1) echo "gated slots keep a bounded memory of the past." ;;
-        2) echo "each slot forgets at its own rate." ;;
-        3) echo "the loss falls as the model learns the text." ;;
-        4) echo "a softmax over the slots reads the memory." ;;
-    esac
-done >"$text"
+write_sentences "$text" \
+    "the quick brown fox jumps over the lazy dog." \
+    "gated slots keep a bounded memory of the past." \
+    "each slot forgets at its own rate." \
+    "the loss falls as the model learns the text." \
+    "a softmax over the slots reads the memory."
 
 run="$SCRATCH/run"
 if ! "$FLAME_RUN" --config "$CONFIGS/gsa-tiny.ini" --training.dataset "$text" \
         --job.dump_folder "$run" --job.print_args >"$SCRATCH/log" 2>&1; then
     fail "training failed"; cat "$SCRATCH/log" >&2
 else
-    read -r first last20 rows < <(awk '{ match($0, /"loss": [^,]*/); l[NR] = substr($0, RSTART + 8, RLENGTH - 8) }
-        END { s = 0; for (i = NR - 19; i <= NR; i++) s += l[i]; print l[1], s / 20, NR }' "$run/metrics.jsonl")
+    read -r first last20 rows < <(loss_summary "$run/metrics.jsonl" 20)
     echo "first loss $first, mean of the last 20: $last20, $rows rows"
     [ "$rows" = 300 ] || fail "expected 300 metrics rows, got $rows"
     grep -q "^num_slots = 8  ; .*gsa-tiny.ini:" "$SCRATCH/log" && grep -q "^\[optimizer\]" "$SCRATCH/log" ||

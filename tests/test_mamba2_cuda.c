@@ -37,16 +37,6 @@
 #include "mamba2_pointwise_cuda.h"
 #include "testing.h"
 
-/* n bf16-exact values of magnitude in [lo, hi), either sign: never zero */
-static float *nonzero(size_t n, float lo, float hi)
-{
-    float *x = testing_random_bf16(n, lo, hi);
-    for (size_t i = 0; i < n; i++)
-        if (testing_uniform() < 0.5)
-            x[i] = -x[i];
-    return x;
-}
-
 static void *dev_nan_acts(size_t n) { return dev_poisoned(n * dev->act_bytes); }
 static float *dev_nan_floats(size_t n) { return dev_poisoned(n * sizeof(float)); }
 
@@ -72,8 +62,8 @@ static double sum_tol(int n) { return TOL_FP32 * fmax(1.0, sqrt(n / 16384.0)); }
 static void test_delta(int n, int H, float mag, float lo, float hi, int clamps)
 {
     size_t count = (size_t)n * H;
-    float *dt = nonzero(count, 0.01f, mag), *bias = nonzero(H, 0.01f, 4);
-    float *ddelta = nonzero(count, 0.01f, 1), *delta = malloc(count * sizeof *delta);
+    float *dt = testing_nonzero_bf16(count, 0.01f, mag), *bias = testing_nonzero_bf16(H, 0.01f, 4);
+    float *ddelta = testing_nonzero_bf16(count, 0.01f, 1), *delta = malloc(count * sizeof *delta);
     float *ddt = malloc(count * sizeof *ddt), *dbias = calloc(H, sizeof *dbias);
     mamba2_delta_forward_cpu(delta, dt, bias, n, H, lo, hi);
     mamba2_delta_backward_cpu(ddt, dbias, ddelta, dt, bias, n, H, lo, hi);
@@ -117,7 +107,7 @@ static void test_gated_norm(int rows, int C, int group_size)
     snprintf(shape, sizeof shape, "rows=%d C=%d group_size=%d", rows, C, group_size);
     size_t n = (size_t)rows * C, nr = (size_t)rows * (C / group_size);
     float eps = 1e-5f;
-    float *y = nonzero(n, 0.01f, 4), *z = nonzero(n, 0.01f, 6), *dout = nonzero(n, 0.01f, 1);
+    float *y = testing_nonzero_bf16(n, 0.01f, 4), *z = testing_nonzero_bf16(n, 0.01f, 6), *dout = testing_nonzero_bf16(n, 0.01f, 1);
     float *w = testing_random_bf16(C, 0.5f, 1.5f);
     float *out = malloc(n * sizeof *out), *rstd = malloc(nr * sizeof *rstd);
     float *dy = malloc(n * sizeof *dy), *dz = malloc(n * sizeof *dz), *dw = calloc(C, sizeof *dw);

@@ -80,6 +80,16 @@ static inline float *testing_random_bf16(size_t n, float lo, float hi)
     return x;
 }
 
+/* n bf16-exact values of magnitude in [lo, hi), either sign: never zero */
+static inline float *testing_nonzero_bf16(size_t n, float lo, float hi)
+{
+    float *x = testing_random_bf16(n, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        if (testing_uniform() < 0.5)
+            x[i] = -x[i];
+    return x;
+}
+
 /* ‖a − b‖ / ‖b‖ in double */
 static inline double testing_rel_error(const float *a, const float *b, size_t n)
 {

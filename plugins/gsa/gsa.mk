@@ -40,7 +40,7 @@ SHELL_TESTS += tests/test_gsa_train.sh
 tests_test_gsa_kernels_SOURCES = tests/test_gsa_kernels.c tests/reference_testing.h
 tests_test_gsa_kernels_CPPFLAGS = $(GSA_TEST_CPPFLAGS)
 tests_test_gsa_kernels_LDADD = plugins/gsa/libgsa_kernels.la -lm
-tests_test_gsa_model_SOURCES = tests/test_gsa_model.c tests/plugin_testing.h tests/kv_config.h
+tests_test_gsa_model_SOURCES = tests/test_gsa_model.c tests/plugin_testing.h tests/preset_testing.h tests/kv_config.h
 tests_test_gsa_model_CPPFLAGS = $(GSA_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
 tests_test_gsa_model_LDADD = plugins/gsa/libgsa.la libflame.la -lm
 tests_test_gsa_cuda_SOURCES = tests/test_gsa_cuda.c tests/testing.h tests/cuda_testing.h \

@@ -48,6 +48,6 @@ dist_configs_DATA += configs/mamba2-tiny.ini configs/mamba2-340M.ini configs/mam
 check_PROGRAMS += tests/test_mamba2_model
 C_TESTS += tests/test_mamba2_model
 SHELL_TESTS += tests/test_mamba2_train.sh
-tests_test_mamba2_model_SOURCES = tests/test_mamba2_model.c tests/plugin_testing.h tests/kv_config.h
+tests_test_mamba2_model_SOURCES = tests/test_mamba2_model.c tests/plugin_testing.h tests/preset_testing.h tests/kv_config.h
 tests_test_mamba2_model_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
 tests_test_mamba2_model_LDADD = plugins/mamba2/libmamba2.la libflame.la -lm
