@@ -16,3 +16,21 @@ C_TESTS += tests/test_mamba2_kernels
 tests_test_mamba2_kernels_SOURCES = tests/test_mamba2_kernels.c tests/reference_testing.h
 tests_test_mamba2_kernels_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
 tests_test_mamba2_kernels_LDADD = plugins/mamba2/libmamba2_kernels.la -lm
+
+# the SSD scan on the GPU, in chunks (ssd_chunk.cu): cudart and the C++
+# runtime of nvcc's host code, nothing of libflame
+MAMBA2_CUDA_SRCS = plugins/mamba2/ssd_chunk.cu
+if HAVE_CUDA
+noinst_LTLIBRARIES += plugins/mamba2/libmamba2_cuda.la
+plugins_mamba2_libmamba2_cuda_la_SOURCES = $(MAMBA2_CUDA_SRCS) plugins/mamba2/ssd_cuda.h
+plugins_mamba2_libmamba2_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
+plugins_mamba2_libmamba2_kernels_la_LIBADD += plugins/mamba2/libmamba2_cuda.la
+endif
+$(MAMBA2_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/mamba2/mamba2.h plugins/mamba2/ssd_cuda.h plugins/gla/gla.h plugins/gla/chunk_common.cuh
+
+# (skipping without a GPU) the CUDA scan against the CPU's
+check_PROGRAMS += tests/test_mamba2_ssd_cuda
+C_TESTS += tests/test_mamba2_ssd_cuda
+tests_test_mamba2_ssd_cuda_SOURCES = tests/test_mamba2_ssd_cuda.c tests/testing.h tests/cuda_testing.h
+tests_test_mamba2_ssd_cuda_CPPFLAGS = $(MAMBA2_TEST_CPPFLAGS)
+tests_test_mamba2_ssd_cuda_LDADD = plugins/mamba2/libmamba2_kernels.la libflame.la -lm
