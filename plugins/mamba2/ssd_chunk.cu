@@ -208,9 +208,13 @@ static __device__ void load_state(act_t (*s)[LDN], const float *src, int P, int 
     for (int idx = threadIdx.x; idx < P_MAX * N_MAX / 4; idx += THREADS) {
         int r = idx / (N_MAX / 4), c = idx % (N_MAX / 4) * 4;
         float f[4];
+        if (src && r < P && N % 4 == 0 && c < N && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+            load_floats<4>(f, src + (size_t)r * N + c);
+        } else {
 #pragma unroll
-        for (int e = 0; e < 4; e++)
-            f[e] = src && r < P && c + e < N ? src[(size_t)r * N + c + e] : 0.0f;
+            for (int e = 0; e < 4; e++)
+                f[e] = src && r < P && c + e < N ? src[(size_t)r * N + c + e] : 0.0f;
+        }
         store_floats<4>(&s[r][c], f);
     }
 }
@@ -408,9 +412,11 @@ struct grads_shared {
     act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* [P][N] */
     act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* [token][P] */
     act_t M[CHUNK][LDP], W[CHUNK][LDP];   /* [token i][token j] */
-    float V[CHUNK][CHUNK + 1];            /* fp32; + 1: column sums hit every bank */
     float cs2[CHUNK], dt[CHUNK];
-    float cdot[2][CHUNK], zdot[2][CHUNK]; /* per-token row dots, one per column half */
+    /* per-token sums, in parts summed in a fixed order: of V's rows (times Δ_j)
+     * and C_i · dC's inter part and x_j · (dS B_j), one per column half; of
+     * V's columns, one per row quarter */
+    float rowV[2][CHUNK], cdot[2][CHUNK], zdot[2][CHUNK], colV_part[4][CHUNK];
     float dcs[CHUNK], colV[CHUNK], E[CHUNK];
     float red[THREADS / 32];
 };
@@ -424,22 +430,39 @@ static __device__ void put_row_sums(float *part, float r0, float r1, int m0)
         part[m0 + lane_id() / 4] = r0, part[m0 + lane_id() / 4 + 8] = r1;
 }
 
-/* G = C Bᵀ and dM = dy xᵀ, then M, W (bf16) and V (fp32), masked to j ≤ i */
+/* G = C Bᵀ and dM = dy xᵀ, then M and W (bf16), masked to j ≤ i, and the
+ * sums of V = dM ⊙ L ⊙ G over rows (times Δ_j) and columns, V staying in
+ * registers: a column's 16 rows of a warp are summed over the 8 lanes that
+ * hold them (shuffles in a fixed tree), the warps' parts later. */
 static __device__ void score_tiles(grads_shared &sh, int kn, int kp)
 {
     int m0 = block_row(), n0 = block_col();
     float gs[4][4] = {}, dm[4][4] = {};
     warp_product<4, false, false>(gs, sh.C, sh.B, m0, n0, 0, kn);
     warp_product<4, false, false>(dm, sh.dy, sh.x, m0, n0, 0, kp);
+    float row[2] = {0.0f, 0.0f}, col[4][2] = {};
 #pragma unroll
     for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
             float l = k <= i ? exp2_fast(sh.cs2[i] - sh.cs2[k]) : 0.0f;
+            float v = dm[j][e] * l * gs[j][e];
             sh.M[i][k] = __float2bfloat16_rn(gs[j][e] * l * sh.dt[k]);
             sh.W[i][k] = __float2bfloat16_rn(dm[j][e] * l * sh.dt[k]);
-            sh.V[i][k] = dm[j][e] * l * gs[j][e];
+            row[e / 2] += v * sh.dt[k];
+            col[j][e % 2] += v;
+        }
+    put_row_sums(sh.rowV[warp_id() / 4], row[0], row[1], m0);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            float x = col[j][q];
+            for (int off = 4; off < 32; off *= 2)
+                x += __shfl_xor_sync(0xffffffffu, x, off);
+            if (lane_id() < 4)
+                sh.colV_part[warp_id() % 4][n0 + 8 * j + 2 * lane_id() + q] = x;
         }
 }
 
@@ -518,11 +541,8 @@ static __device__ void token_parts(grads_shared &sh)
     int k = threadIdx.x;
     if (k >= CHUNK)
         return;
-    float col = 0.0f, row = 0.0f;
-    for (int i = k; i < CHUNK; i++) /* V_ik = 0 for i < k */
-        col += sh.V[i][k];
-    for (int j = 0; j <= k; j++)
-        row += sh.V[k][j] * sh.dt[j];
+    float col = sh.colV_part[0][k] + sh.colV_part[1][k] + sh.colV_part[2][k] + sh.colV_part[3][k];
+    float row = sh.rowV[0][k] + sh.rowV[1][k];
     float E = exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[k]) * (sh.zdot[0][k] + sh.zdot[1][k]);
     sh.colV[k] = col;
     sh.E[k] = E;
@@ -548,7 +568,7 @@ static __device__ float suffix_sums(grads_shared &sh, int L, float sdot)
 
 /* Every gradient of one chunk, per (chunk, head): dx and ddelta written, dB
  * and dC into the head's fp32 copies, the chunk's shares of dA_log and dD. */
-static __global__ void __launch_bounds__(THREADS)
+static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 KiB of shared memory each */
     chunk_grads(mamba2_ssd_grads_cuda g, work_layout w, const act_t *dy, const act_t *x,
                 const float *delta, const act_t *A_log, const act_t *B, const act_t *C,
                 const act_t *D, const float *states, int H, int P, int N, int G)
