@@ -1,6 +1,6 @@
-# Mamba2 (fla's Mamba2ForCausalLM): for now only its own CPU kernels, the SSD
-# scan (step by step with checkpoints, and the chunked form the CUDA kernel
-# will follow), the gated RMSNorm of its output and the Δ of its scan.
+# Mamba2 (fla's Mamba2ForCausalLM): for now only its own kernels, the SSD
+# scan (on the CPU step by step with checkpoints and in the chunked form, on
+# the GPU in chunks), the gated RMSNorm of its output and the Δ of its scan.
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2_kernels.la
 plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/common/recurrence_tasks.h \
 	plugins/mamba2/ssd_scan_cpu.c plugins/mamba2/ssd_chunked_cpu.c \

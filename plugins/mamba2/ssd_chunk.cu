@@ -314,8 +314,13 @@ static __global__ void __launch_bounds__(THREADS)
         return;
     size_t PN = (size_t)P * N, e0 = (size_t)blockIdx.z * THREADS * PASS_PER_THREAD + threadIdx.x;
     auto slot_ptr = [&](int k) { return states + (slot_of(begin + k * CHUNK) * H + h) * PN; };
-    float carry[PASS_PER_THREAD] = {}, next[PASS_PER_THREAD];
-    int k = FORWARD ? 1 : K - 1, step = FORWARD ? 1 : -1;
+    /* forward: the decay of chunk k−1, at the slot of its end (chunk k's start);
+     * backward: the decay of chunk k, at chunk k+1's start (0 for the last) */
+    auto decay_at = [&](int kk) {
+        if (FORWARD)
+            return decay[slot_of(begin + kk * CHUNK) * H + h];
+        return kk + 1 < K ? decay[slot_of(begin + (kk + 1) * CHUNK) * H + h] : 0.0f;
+    };
     auto fetch = [&](int kk, float(&into)[PASS_PER_THREAD]) {
         const float *p = slot_ptr(kk);
 #pragma unroll
@@ -324,18 +329,19 @@ static __global__ void __launch_bounds__(THREADS)
             into[q] = e < PN ? p[e] : 0.0f;
         }
     };
+    float carry[PASS_PER_THREAD] = {}, next[PASS_PER_THREAD];
+    int k = FORWARD ? 1 : K - 1, step = FORWARD ? 1 : -1;
     fetch(k, next);
+    float next_a = decay_at(k);
     for (; k >= 1 && k < K; k += step) {
-        float cur[PASS_PER_THREAD];
+        float cur[PASS_PER_THREAD], a = next_a;
 #pragma unroll
         for (int q = 0; q < PASS_PER_THREAD; q++)
             cur[q] = next[q];
-        if (k + step >= 1 && k + step < K)
+        if (k + step >= 1 && k + step < K) {
             fetch(k + step, next);
-        /* forward: the decay of chunk k−1, at the slot of its end (chunk k's start);
-         * backward: the decay of chunk k, at chunk k+1's start (0 for the last) */
-        float a = FORWARD ? decay[slot_of(begin + k * CHUNK) * H + h]
-                          : (k + 1 < K ? decay[slot_of(begin + (k + 1) * CHUNK) * H + h] : 0.0f);
+            next_a = decay_at(k + step);
+        }
         float *p = slot_ptr(k);
 #pragma unroll
         for (int q = 0; q < PASS_PER_THREAD; q++) {
