@@ -175,57 +175,86 @@ static __device__ __forceinline__ float quad_sum(float x)
 
 /* Rows [0, ROWS) and columns [0, COLS) of the bf16 tile at src (rows `stride`
  * elements apart) into s: 0 past `rows` and `cols`; with row_scale each row
- * times row_scale[row] (then rounded to bf16). 16-byte loads where aligned. */
+ * times row_scale[row] (then rounded to bf16). 16-byte loads where aligned,
+ * all of a thread's issued before the first is stored, so that they are in
+ * flight together. */
 template <int ROWS, int COLS, int W>
 static __device__ void load_tile(act_t (*s)[W], const act_t *src, size_t stride, int rows, int cols,
                                  const float *row_scale)
 {
-    constexpr int PER_ROW = COLS / 8;
-    static_assert(COLS % 8 == 0 && COLS <= W, "whole 16-byte pieces");
+    constexpr int PER_ROW = COLS / 8, COUNT = ROWS * PER_ROW / THREADS;
+    static_assert(COLS % 8 == 0 && COLS <= W && COUNT * THREADS == ROWS * PER_ROW,
+                  "whole 16-byte pieces, the same count for every thread");
     bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
-    for (int idx = threadIdx.x; idx < ROWS * PER_ROW; idx += THREADS) {
-        int r = idx / PER_ROW, c = idx % PER_ROW * 8;
-        float f[8];
+    float f[COUNT][8];
+#pragma unroll
+    for (int it = 0; it < COUNT; it++) {
+        int idx = threadIdx.x + it * THREADS, r = idx / PER_ROW, c = idx % PER_ROW * 8;
         if (r < rows && vec && c + 8 <= cols) {
-            load_floats<8>(f, src + (size_t)r * stride + c);
+            load_floats<8>(f[it], src + (size_t)r * stride + c);
         } else {
 #pragma unroll
             for (int e = 0; e < 8; e++)
-                f[e] = r < rows && c + e < cols ? to_f32(src[(size_t)r * stride + c + e]) : 0.0f;
+                f[it][e] = r < rows && c + e < cols ? to_f32(src[(size_t)r * stride + c + e]) : 0.0f;
         }
+    }
+#pragma unroll
+    for (int it = 0; it < COUNT; it++) {
+        int idx = threadIdx.x + it * THREADS, r = idx / PER_ROW, c = idx % PER_ROW * 8;
         if (row_scale)
 #pragma unroll
             for (int e = 0; e < 8; e++)
-                f[e] *= row_scale[r];
-        store_floats<8>(&s[r][c], f);
+                f[it][e] *= row_scale[r];
+        store_floats<8>(&s[r][c], f[it]);
     }
 }
 
-/* A P×N fp32 state (rows N apart) into s as bf16, P_MAX × N_MAX with zeros
- * around it; all zeros when src is NULL (a sequence's first state, or its last dS). */
-static __device__ void load_state(act_t (*s)[LDN], const float *src, int P, int N)
+/* the thread's share of a state in registers: P_MAX × N_MAX values (0 past P
+ * and N) of which thread x holds 4 neighbours at rows and columns state_place */
+#define STATE_COUNT (P_MAX * N_MAX / 4 / THREADS)
+typedef float state_share[STATE_COUNT][4];
+
+static __device__ __forceinline__ void state_place(int it, int &r, int &c)
 {
-    for (int idx = threadIdx.x; idx < P_MAX * N_MAX / 4; idx += THREADS) {
-        int r = idx / (N_MAX / 4), c = idx % (N_MAX / 4) * 4;
-        float f[4];
-        if (src && r < P && N % 4 == 0 && c < N && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
-            load_floats<4>(f, src + (size_t)r * N + c);
+    int idx = threadIdx.x + it * THREADS;
+    r = idx / (N_MAX / 4), c = idx % (N_MAX / 4) * 4;
+}
+
+/* a P×N fp32 state (rows N apart) into f; all zeros when src is NULL (a
+ * sequence's first state, or its last dS) */
+static __device__ void fetch_state(state_share &f, const float *src, int P, int N)
+{
+    bool vec = N % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+#pragma unroll
+    for (int it = 0; it < STATE_COUNT; it++) {
+        int r, c;
+        state_place(it, r, c);
+        if (src && r < P && vec && c < N) {
+            load_floats<4>(f[it], src + (size_t)r * N + c);
         } else {
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                f[e] = src && r < P && c + e < N ? src[(size_t)r * N + c + e] : 0.0f;
+                f[it][e] = src && r < P && c + e < N ? src[(size_t)r * N + c + e] : 0.0f;
         }
-        store_floats<4>(&s[r][c], f);
     }
 }
 
-/* the thread's share of ⟨a, b⟩ over `count` fp32 values */
-static __device__ float dot_share(const float *a, const float *b, size_t count)
+/* the share into s as bf16 */
+static __device__ void put_state(act_t (*s)[LDN], const state_share &f)
 {
-    float acc = 0.0f;
-    for (size_t i = threadIdx.x; i < count; i += THREADS)
-        acc += a[i] * b[i];
-    return acc;
+#pragma unroll
+    for (int it = 0; it < STATE_COUNT; it++) {
+        int r, c;
+        state_place(it, r, c);
+        store_floats<4>(&s[r][c], f[it]);
+    }
+}
+
+static __device__ void load_state(act_t (*s)[LDN], const float *src, int P, int N)
+{
+    state_share f;
+    fetch_state(f, src, P, N);
+    put_state(s, f);
 }
 
 /* dst[(m0 + row) * stride + n0 + col] = acc (fp32) where row < rows and col < cols */
@@ -364,7 +393,7 @@ struct output_shared {
 
 /* y of one chunk, per (chunk, head): M from C Bᵀ and the decays, then
  * y = M x + e^{cs_i} C S0ᵀ + D x; each warp a 16×32 block of both 64×64 tiles. */
-static __global__ void __launch_bounds__(THREADS)
+static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no spills */
     chunk_output(act_t *y, const act_t *x, const float *delta, const act_t *A_log, const act_t *B,
                  const act_t *C, const act_t *D, const float *states, const chunk *chunks, int H,
                  int P, int N, int G)
@@ -591,9 +620,19 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
     load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
     load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
     load_tile<CHUNK, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    load_state(sh.S0, S0, P, N);
-    load_state(sh.dS, dS, P, N);
-    float sdot_share = S0 && dS ? dot_share(S0, dS, (size_t)P * N) : 0.0f;
+    float sdot_share = 0.0f; /* ⟨S0, dS⟩ in fp32, before the states are rounded */
+    {
+        state_share s0, ds;
+        fetch_state(s0, S0, P, N);
+        fetch_state(ds, dS, P, N);
+#pragma unroll
+        for (int it = 0; it < STATE_COUNT; it++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                sdot_share += s0[it][e] * ds[it][e];
+        put_state(sh.S0, s0);
+        put_state(sh.dS, ds);
+    }
     __syncthreads();
     float dD_share = 0.0f; /* Σ dy · x over the chunk (zeros past it) */
     for (int idx = threadIdx.x; idx < CHUNK * P_MAX; idx += THREADS)
