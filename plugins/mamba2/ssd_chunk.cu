@@ -584,21 +584,33 @@ static __device__ void token_parts(grads_shared &sh)
     sh.dcs[k] = row - sh.dt[k] * col + sh.cdot[0][k] + sh.cdot[1][k] - sh.dt[k] * E;
 }
 
-/* Thread 0: the chunk's end terms of ∂L/∂cs_l, then R_k = Σ_{j≥k} ∂L/∂cs_j in
- * place of dcs, and Σ Δ_k R_k; returns that */
+/* the sum over the warp of x, the same in every lane (a fixed tree) */
+static __device__ __forceinline__ float warp_sum(float x)
+{
+    for (int off = 16; off > 0; off /= 2)
+        x += __shfl_xor_sync(0xffffffffu, x, off);
+    return x;
+}
+
+/* Warp 0, lane l holding tokens l and l + 32: the chunk's end terms of
+ * ∂L/∂cs_l, then R_k = Σ_{j≥k} ∂L/∂cs_j in place of dcs (a scan from the
+ * chunk's end, in a fixed order), and Σ Δ_k R_k, returned to lane 0. Past the
+ * chunk's end dt, E and dcs are 0, so whole halves can be summed. */
 static __device__ float suffix_sums(grads_shared &sh, int L, float sdot)
 {
-    float through_state = 0.0f;
-    for (int k = 0; k < L; k++)
-        through_state += sh.dt[k] * sh.E[k];
-    sh.dcs[L - 1] += exp2f(sh.cs2[L - 1]) * sdot + through_state;
-    float R = 0.0f, dA = 0.0f;
-    for (int k = L - 1; k >= 0; k--) {
-        R += sh.dcs[k];
-        sh.dcs[k] = R;
-        dA += sh.dt[k] * R;
+    int l = lane_id();
+    float through_state = warp_sum(sh.dt[l] * sh.E[l] + sh.dt[l + 32] * sh.E[l + 32]);
+    float extra = exp2f(sh.cs2[L - 1]) * sdot + through_state;
+    float lo = sh.dcs[l] + (l == L - 1 ? extra : 0.0f);
+    float hi = sh.dcs[l + 32] + (l + 32 == L - 1 ? extra : 0.0f);
+    for (int off = 1; off < 32; off *= 2) { /* suffix sums within each half */
+        float a = __shfl_down_sync(0xffffffffu, lo, off), b = __shfl_down_sync(0xffffffffu, hi, off);
+        if (l + off < 32)
+            lo += a, hi += b;
     }
-    return dA;
+    lo += __shfl_sync(0xffffffffu, hi, 0); /* the whole upper half */
+    sh.dcs[l] = lo, sh.dcs[l + 32] = hi;
+    return warp_sum(sh.dt[l] * lo + sh.dt[l + 32] * hi);
 }
 
 /* Every gradient of one chunk, per (chunk, head): dx and ddelta written, dB
@@ -648,9 +660,12 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
     __syncthreads();
     token_parts(sh);
     __syncthreads();
-    if (threadIdx.x == 0) {
-        w.dA_part[(size_t)blockIdx.x * H + h] = suffix_sums(sh, L, sdot);
-        w.dD_part[(size_t)blockIdx.x * H + h] = dD;
+    if (warp_id() == 0) {
+        float dA = suffix_sums(sh, L, sdot);
+        if (threadIdx.x == 0) {
+            w.dA_part[(size_t)blockIdx.x * H + h] = dA;
+            w.dD_part[(size_t)blockIdx.x * H + h] = dD;
+        }
     }
     __syncthreads();
     int k = threadIdx.x;
