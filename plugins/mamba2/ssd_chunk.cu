@@ -1,0 +1,798 @@
+/* Mamba2's SSD scan on the GPU in chunks of MAMBA2_CHUNK = 64 tokens, its
+ * products on the tensor cores: the structure of the SSD paper's chunked
+ * algorithm (mamba_ssm's ssd_combined), with the math and semantics of
+ * ssd_scan_cpu.c and the chunked form of ssd_chunked_cpu.c.
+ *
+ * The math. A chunk of L tokens of head h starts from the state S0 ∈ R^{P×N}
+ * (0 at a sequence's start). With cs_i = A Σ_{k≤i} Δ_k (A = −exp(A_log_h) < 0,
+ * so cs falls along the chunk), l = L − 1 the chunk's last token and, for j ≤ i,
+ * the decays L_ij = e^{cs_i − cs_j}:
+ *     G_ij  = C_i · B_j,        M_ij = L_ij Δ_j G_ij   (0 for j > i)
+ *     y_i   = Σ_j M_ij x_j + e^{cs_i} S0 C_i + D x_i
+ *     S_end = e^{cs_l} S0 + Σ_j w_j x_j B_jᵀ,   w_j = e^{cs_l − cs_j} Δ_j
+ * Only cs_i − cs_j with i ≥ j, cs itself and cs_l − cs_j are exponentiated:
+ * every exponent is ≤ 0. Strong decays underflow to 0, their true value's
+ * neighbour.
+ *
+ * Backward, with dS = ∂L/∂S_end (0 at a sequence's end) and dM_ij = dy_i · x_j:
+ *     ∂L/∂S0 = e^{cs_l} dS + Σ_i e^{cs_i} dy_i C_iᵀ      (the chunk before's dS)
+ *     dx_j   = Σ_i M_ij dy_i + w_j dS B_j + D dy_j
+ *     dC_i   = Σ_j W_ij B_j + e^{cs_i} S0ᵀ dy_i,          W_ij = dM_ij L_ij Δ_j
+ *     dB_j   = Σ_i W_ij C_i + w_j dSᵀ x_j
+ * and the decays. With V_ij = dM_ij L_ij G_ij (so ∂L/∂M_ij's share of Δ_j is
+ * Σ_i V_ij) and E_j = e^{cs_l − cs_j} x_j · (dS B_j):
+ *     ∂L/∂cs_k = Σ_j V_kj Δ_j − Δ_k Σ_i V_ik + C_k · (e^{cs_k} S0ᵀ dy_k) − Δ_k E_k
+ *                + [k = l] (e^{cs_l} ⟨dS, S0⟩ + Σ_j Δ_j E_j)
+ *     dΔ_j   = Σ_i V_ij + E_j + A R_j,      R_j = Σ_{k≥j} ∂L/∂cs_k
+ *     dA_log += A Σ_j Δ_j R_j,               dD += Σ_i dy_i · x_i
+ * (cs is a running sum of Δ·A: ∂cs_k/∂Δ_j = A for k ≥ j, ∂cs_k/∂A = cs_k/A.)
+ *
+ * Kernels. Forward: (1) the table of chunks (GLA's); (2) chunk_states per
+ * (chunk, head): the chunk's own contribution Σ_j w_j x_j B_jᵀ, written to the
+ * checkpoint slot of the next chunk's start, and the chunk's decay e^{cs_l};
+ * (3) pass_states per (sequence, head, 1024 state elements): the states from
+ * chunk to chunk, S_next = e^{cs_l} S + contribution, in place, elementwise in
+ * fp32 (the decay is a scalar per head and chunk); the slots then hold the
+ * state at each chunk start but a sequence's first, the CPU's layout;
+ * (4) chunk_output per (chunk, head): y. Backward: (2) and (3) again in
+ * reverse, for dS (Σ_i e^{cs_i} dy_i C_iᵀ into the slot of the chunk's own
+ * start, then ∂L/∂S0 passed backwards), into `work`; (4) chunk_grads per
+ * (chunk, head): everything above; (5) the heads of a group summed into dB
+ * and dC, and every chunk's share of dA_log and dD, in a fixed order.
+ *
+ * Precision. Activations are bf16, delta and the states fp32. Products run on
+ * the tensor cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation):
+ * operands scaled by a decay (w_j x_j, e^{cs_i} dy_i, M, W) and the states S0
+ * and dS are rounded to bf16 there; the pass from chunk to chunk and all the
+ * per-token sums are fp32. The states' operand is rounded once per chunk, and
+ * never carried, so the rounding does not grow along a sequence. cs is kept in
+ * units of log2 so that an exponential is one ex2 instruction.
+ *
+ * Determinism. No atomics: every value is written by the one block that sums
+ * it, dB and dC go through a per-head fp32 copy summed over a group's heads in
+ * order, and dA_log / dD through one partial per (chunk, head) summed over the
+ * chunks in order. Results are the same bits run to run.
+ *
+ * Limits: P ≤ 64 and N ≤ 128 (one tile each; Mamba2's heads are 64 and 128). */
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include "../gla/chunk_common.cuh"
+#include "cuda_check.h"
+#include "cuda_launch.cuh"
+#include "mma_bf16.cuh"
+#include "ssd_cuda.h"
+
+#define CHUNK MAMBA2_CHUNK
+#define P_MAX 64            /* head dim: one tile */
+#define N_MAX 128           /* state size: one tile */
+#define LDP (P_MAX + 8)     /* shared row lengths: ldmatrix rows spread over all banks */
+#define LDN (N_MAX + 8)
+#define THREADS 256         /* 8 warps */
+#define PASS_PER_THREAD 4   /* state elements of a thread in pass_states */
+#define LOG2E 1.4426950408889634f
+
+static_assert(CHUNK == GLA_CHUNK, "the chunk table and the checkpoint slots are GLA's");
+static_assert(CHUNK == 64 && THREADS == 256, "a 64×64 tile is 8 warps of 16×32");
+
+/* the scan's share of `work`, each part 16-byte aligned */
+typedef struct work_layout {
+    float *dS;      /* backward: ∂L/∂(state at a chunk start), the checkpoints' layout */
+    float *decay;   /* e^{cs_l} of each chunk that is not its sequence's last, [slot of its end][H] */
+    float *dB_head; /* backward: [n,H,N] each head's dB, summed over a group afterwards */
+    float *dC_head;
+    float *dA_part; /* backward: [chunk][H] each chunk's Σ Δ R and Σ dy·x */
+    float *dD_part;
+    chunk *chunks;  /* at most n */
+} work_layout;
+
+static size_t checkpoint_slots(int n) { return n > 1 ? (size_t)(n - 1) / CHUNK : 0; }
+
+size_t mamba2_ssd_checkpoint_floats_cuda(int n, int H, int P, int N)
+{
+    return mamba2_ssd_checkpoint_floats(n, H, P, N);
+}
+
+size_t mamba2_ssd_work_floats_cuda(int n, int H, int P, int N, int G)
+{
+    (void)G; /* the per-head copies of dB and dC are [n,H,N] whatever the groups */
+    size_t nH = (size_t)n * H;
+    return align4(mamba2_ssd_checkpoint_floats(n, H, P, N)) + align4(checkpoint_slots(n) * H) +
+           2 * align4(nH * N) + 2 * align4(nH) + (size_t)n * (sizeof(chunk) / sizeof(float));
+}
+
+static work_layout carve(float *work, int n, const mamba2_ssd_dims *d)
+{
+    size_t nH = (size_t)n * d->H;
+    work_layout w;
+    w.dS = work;
+    w.decay = w.dS + align4(mamba2_ssd_checkpoint_floats(n, d->H, d->P, d->N));
+    w.dB_head = w.decay + align4(checkpoint_slots(n) * d->H);
+    w.dC_head = w.dB_head + align4(nH * d->N);
+    w.dA_part = w.dC_head + align4(nH * d->N);
+    w.dD_part = w.dA_part + align4(nH);
+    w.chunks = reinterpret_cast<chunk *>(w.dD_part + align4(nH));
+    return w;
+}
+
+/* ------------------------------------------------------------------ small pieces */
+
+/* the slot of the state at chunk start t0 (no sequence's first) */
+static __device__ __forceinline__ size_t slot_of(int t0) { return (size_t)(t0 / CHUNK - 1); }
+
+static __device__ __forceinline__ float A_of(const act_t *A_log, int h)
+{
+    return -expf(to_f32(A_log[h]));
+}
+
+/* Warp 0: dt[i] = Δ of the chunk's token i and cs2[i] = log2(e)·A·Σ_{k≤i} Δ_k;
+ * past the chunk's end dt = 0 and cs2 the last value, so that padding tokens
+ * weigh nothing and every exponent stays ≤ 0. The caller synchronizes. */
+static __device__ void chunk_sums(float *cs2, float *dt, const float *delta, chunk c, int h, int H,
+                                  float A)
+{
+    if (warp_id() != 0)
+        return;
+    int l = lane_id(), L = c.t1 - c.t0;
+    float d0 = l < L ? delta[(size_t)(c.t0 + l) * H + h] : 0.0f;
+    float d1 = l + 32 < L ? delta[(size_t)(c.t0 + l + 32) * H + h] : 0.0f;
+    float s0 = d0, s1 = d1;
+    for (int off = 1; off < 32; off *= 2) {
+        float u0 = __shfl_up_sync(0xffffffffu, s0, off), u1 = __shfl_up_sync(0xffffffffu, s1, off);
+        if (l >= off)
+            s0 += u0, s1 += u1;
+    }
+    s1 += __shfl_sync(0xffffffffu, s0, 31);
+    dt[l] = d0, dt[l + 32] = d1;
+    cs2[l] = LOG2E * A * s0, cs2[l + 32] = LOG2E * A * s1;
+}
+
+/* the sum of x over the block, the same in every thread, in a fixed order;
+ * red holds THREADS / 32 floats */
+static __device__ float block_sum(float x, float *red)
+{
+    for (int off = 16; off > 0; off /= 2)
+        x += __shfl_xor_sync(0xffffffffu, x, off);
+    if (lane_id() == 0)
+        red[warp_id()] = x;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < THREADS / 32; w++)
+        total += red[w];
+    __syncthreads(); /* red is free again */
+    return total;
+}
+
+/* the sum of a row's values over the 4 lanes that hold it in an accumulator */
+static __device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* ------------------------------------------------------------------ tiles into shared memory */
+
+/* Rows [0, ROWS) and columns [0, COLS) of the bf16 tile at src (rows `stride`
+ * elements apart) into s: 0 past `rows` and `cols`; with row_scale each row
+ * times row_scale[row] (then rounded to bf16). 16-byte loads where aligned,
+ * all of a thread's issued before the first is stored, so that they are in
+ * flight together. */
+template <int ROWS, int COLS, int W>
+static __device__ void load_tile(act_t (*s)[W], const act_t *src, size_t stride, int rows, int cols,
+                                 const float *row_scale)
+{
+    constexpr int PER_ROW = COLS / 8, COUNT = ROWS * PER_ROW / THREADS;
+    static_assert(COLS % 8 == 0 && COLS <= W && COUNT * THREADS == ROWS * PER_ROW,
+                  "whole 16-byte pieces, the same count for every thread");
+    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+    float f[COUNT][8];
+#pragma unroll
+    for (int it = 0; it < COUNT; it++) {
+        int idx = threadIdx.x + it * THREADS, r = idx / PER_ROW, c = idx % PER_ROW * 8;
+        if (r < rows && vec && c + 8 <= cols) {
+            load_floats<8>(f[it], src + (size_t)r * stride + c);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                f[it][e] = r < rows && c + e < cols ? to_f32(src[(size_t)r * stride + c + e]) : 0.0f;
+        }
+    }
+#pragma unroll
+    for (int it = 0; it < COUNT; it++) {
+        int idx = threadIdx.x + it * THREADS, r = idx / PER_ROW, c = idx % PER_ROW * 8;
+        if (row_scale)
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                f[it][e] *= row_scale[r];
+        store_floats<8>(&s[r][c], f[it]);
+    }
+}
+
+/* the thread's share of a state in registers: P_MAX × N_MAX values (0 past P
+ * and N) of which thread x holds 4 neighbours at rows and columns state_place */
+#define STATE_COUNT (P_MAX * N_MAX / 4 / THREADS)
+typedef float state_share[STATE_COUNT][4];
+
+static __device__ __forceinline__ void state_place(int it, int &r, int &c)
+{
+    int idx = threadIdx.x + it * THREADS;
+    r = idx / (N_MAX / 4), c = idx % (N_MAX / 4) * 4;
+}
+
+/* a P×N fp32 state (rows N apart) into f; all zeros when src is NULL (a
+ * sequence's first state, or its last dS) */
+static __device__ void fetch_state(state_share &f, const float *src, int P, int N)
+{
+    bool vec = N % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+#pragma unroll
+    for (int it = 0; it < STATE_COUNT; it++) {
+        int r, c;
+        state_place(it, r, c);
+        if (src && r < P && vec && c < N) {
+            load_floats<4>(f[it], src + (size_t)r * N + c);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                f[it][e] = src && r < P && c + e < N ? src[(size_t)r * N + c + e] : 0.0f;
+        }
+    }
+}
+
+/* the share into s as bf16 */
+static __device__ void put_state(act_t (*s)[LDN], const state_share &f)
+{
+#pragma unroll
+    for (int it = 0; it < STATE_COUNT; it++) {
+        int r, c;
+        state_place(it, r, c);
+        store_floats<4>(&s[r][c], f[it]);
+    }
+}
+
+static __device__ void load_state(act_t (*s)[LDN], const float *src, int P, int N)
+{
+    state_share f;
+    fetch_state(f, src, P, N);
+    put_state(s, f);
+}
+
+/* dst[(m0 + row) * stride + n0 + col] = acc (fp32) where row < rows and col < cols */
+template <int NT>
+static __device__ void store_f32(float *dst, size_t stride, int rows, int cols,
+                                 const float (&acc)[NT][4], int m0, int n0)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
+            if (r < rows && c < cols)
+                dst[(size_t)r * stride + c] = acc[j][e];
+        }
+}
+
+/* The warp's 16×64 block of a 64×128 output (P×N or tokens×N) */
+static __device__ __forceinline__ int wide_row() { return 16 * (warp_id() % 4); }
+static __device__ __forceinline__ int wide_col() { return 64 * (warp_id() / 4); }
+
+static __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) / 16 * 16; }
+
+/* ------------------------------------------------------------------ chunk contributions */
+
+struct states_shared {
+    act_t u[CHUNK][LDP]; /* x or dy, each token times its weight: [token][P] */
+    act_t v[CHUNK][LDN]; /* B or C: [token][N] */
+    float cs2[CHUNK], dt[CHUNK], weight[CHUNK];
+};
+
+/* A chunk's share of the states, per (chunk, head). FORWARD: Σ_j w_j x_j B_jᵀ
+ * into the slot of the next chunk's start (u = x, v = B); backward:
+ * Σ_i e^{cs_i} dy_i C_iᵀ into the slot of its own start (u = dy, v = C). Both
+ * write the chunk's decay e^{cs_l} to the slot of its end, for pass_states. */
+template <bool FORWARD>
+static __global__ void __launch_bounds__(THREADS)
+    chunk_states(float *states, float *decay, const act_t *u, const float *delta,
+                 const act_t *A_log, const act_t *v, const chunk *chunks, int H, int P, int N, int G)
+{
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    states_shared &sh = *reinterpret_cast<states_shared *>(shared_raw);
+    chunk c = chunks[blockIdx.x];
+    int h = blockIdx.y, L = c.t1 - c.t0;
+    if (c.last && (FORWARD || c.first))
+        return; /* neither a decay nor a share anyone reads */
+    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A_of(A_log, h));
+    __syncthreads();
+    if (threadIdx.x == 0 && !c.last)
+        decay[slot_of(c.t1) * H + h] = exp2f(sh.cs2[CHUNK - 1]);
+    if (!FORWARD && c.first)
+        return;
+    if (threadIdx.x < CHUNK) {
+        int i = threadIdx.x;
+        sh.weight[i] = FORWARD ? exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[i]) * sh.dt[i]
+                               : (i < L ? exp2_fast(sh.cs2[i]) : 0.0f);
+    }
+    __syncthreads();
+    load_tile<CHUNK, P_MAX>(sh.u, u + at(c.t0, h, H, P), (size_t)H * P, L, P, sh.weight);
+    load_tile<CHUNK, N_MAX>(sh.v, v + at(c.t0, h / (H / G), G, N), (size_t)G * N, L, N, nullptr);
+    __syncthreads();
+    int m0 = wide_row(), n0 = wide_col();
+    if (m0 >= P || n0 >= N)
+        return;
+    float acc[8][4] = {};
+    warp_product<8, true, true>(acc, sh.u, sh.v, m0, n0, 0, CHUNK); /* Σ_token u[t][p] v[t][n] */
+    store_f32(states + state_at(FORWARD ? c.t1 : c.t0, h, H, P, N), N, P, N, acc, m0, n0);
+}
+
+/* ------------------------------------------------------------------ the pass over the chunks */
+
+/* Per (sequence, head, THREADS·PASS_PER_THREAD state elements), chunk after
+ * chunk in fp32. FORWARD, from the first chunk on: slot(k) = decay(k−1)·slot(k−1)
+ * + slot(k), so each slot turns from a chunk's share into the state there.
+ * Backward, from the last chunk down: slot(k) += decay(k)·slot(k+1), turning
+ * Σ_i e^{cs_i} dy_i C_iᵀ into ∂L/∂(state at chunk k's start). The next slot's
+ * values are loaded before the current ones are written, so that the chain
+ * waits on arithmetic, not on memory. */
+template <bool FORWARD>
+static __global__ void __launch_bounds__(THREADS)
+    pass_states(float *states, const float *decay, const int32_t *cu, int H, int P, int N)
+{
+    int s = blockIdx.x, h = blockIdx.y, begin = cu[s], end = cu[s + 1];
+    int K = ceil_div(end - begin, CHUNK); /* chunks 1..K−1 have slots */
+    if (K < 2)
+        return;
+    size_t PN = (size_t)P * N, e0 = (size_t)blockIdx.z * THREADS * PASS_PER_THREAD + threadIdx.x;
+    auto slot_ptr = [&](int k) { return states + (slot_of(begin + k * CHUNK) * H + h) * PN; };
+    /* forward: the decay of chunk k−1, at the slot of its end (chunk k's start);
+     * backward: the decay of chunk k, at chunk k+1's start (0 for the last) */
+    auto decay_at = [&](int kk) {
+        if (FORWARD)
+            return decay[slot_of(begin + kk * CHUNK) * H + h];
+        return kk + 1 < K ? decay[slot_of(begin + (kk + 1) * CHUNK) * H + h] : 0.0f;
+    };
+    auto fetch = [&](int kk, float(&into)[PASS_PER_THREAD]) {
+        const float *p = slot_ptr(kk);
+#pragma unroll
+        for (int q = 0; q < PASS_PER_THREAD; q++) {
+            size_t e = e0 + (size_t)q * THREADS;
+            into[q] = e < PN ? p[e] : 0.0f;
+        }
+    };
+    float carry[PASS_PER_THREAD] = {}, next[PASS_PER_THREAD];
+    int k = FORWARD ? 1 : K - 1, step = FORWARD ? 1 : -1;
+    fetch(k, next);
+    float next_a = decay_at(k);
+    for (; k >= 1 && k < K; k += step) {
+        float cur[PASS_PER_THREAD], a = next_a;
+#pragma unroll
+        for (int q = 0; q < PASS_PER_THREAD; q++)
+            cur[q] = next[q];
+        if (k + step >= 1 && k + step < K) {
+            fetch(k + step, next);
+            next_a = decay_at(k + step);
+        }
+        float *p = slot_ptr(k);
+#pragma unroll
+        for (int q = 0; q < PASS_PER_THREAD; q++) {
+            size_t e = e0 + (size_t)q * THREADS;
+            carry[q] = cur[q] + a * carry[q];
+            if (e < PN)
+                p[e] = carry[q];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ forward: y */
+
+struct output_shared {
+    act_t C[CHUNK][LDN], B[CHUNK][LDN]; /* [token][N] */
+    act_t S0[P_MAX][LDN];               /* [P][N] */
+    act_t x[CHUNK][LDP], M[CHUNK][LDP]; /* [token][P], [token i][token j] */
+    float cs2[CHUNK], dt[CHUNK];
+};
+
+/* y of one chunk, per (chunk, head): M from C Bᵀ and the decays, then
+ * y = M x + e^{cs_i} C S0ᵀ + D x; each warp a 16×32 block of both 64×64 tiles. */
+static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no spills */
+    chunk_output(act_t *y, const act_t *x, const float *delta, const act_t *A_log, const act_t *B,
+                 const act_t *C, const act_t *D, const float *states, const chunk *chunks, int H,
+                 int P, int N, int G)
+{
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    output_shared &sh = *reinterpret_cast<output_shared *>(shared_raw);
+    chunk c = chunks[blockIdx.x];
+    int h = blockIdx.y, L = c.t1 - c.t0, g = h / (H / G);
+    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A_of(A_log, h));
+    load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, g, G, N), (size_t)G * N, L, N, nullptr);
+    load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, g, G, N), (size_t)G * N, L, N, nullptr);
+    load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
+    load_state(sh.S0, c.first ? nullptr : states + state_at(c.t0, h, H, P, N), P, N);
+    __syncthreads();
+
+    int m0 = block_row(), n0 = block_col(), kn = round16(N);
+    float s[4][4] = {};
+    warp_product<4, false, false>(s, sh.C, sh.B, m0, n0, 0, kn); /* C_i · B_j */
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
+            float m = k <= i ? s[j][e] * exp2_fast(sh.cs2[i] - sh.cs2[k]) * sh.dt[k] : 0.0f;
+            sh.M[i][k] = __float2bfloat16_rn(m);
+        }
+    __syncthreads();
+
+    float intra[4][4] = {}, inter[4][4] = {};
+    warp_product<4, false, true>(intra, sh.M, sh.x, m0, n0, 0, CHUNK);
+    if (!c.first)
+        warp_product<4, false, false>(inter, sh.C, sh.S0, m0, n0, 0, kn);
+    float Dh = to_f32(D[h]);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int i = m0 + acc_row(e), p = n0 + 8 * j + acc_col(e);
+            if (i < L && p < P) {
+                float v = intra[j][e] + exp2_fast(sh.cs2[i]) * inter[j][e] +
+                          Dh * to_f32(sh.x[i][p]);
+                y[at(c.t0 + i, h, H, P) + p] = __float2bfloat16_rn(v);
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ backward: the chunk's gradients */
+
+struct grads_shared {
+    act_t C[CHUNK][LDN], B[CHUNK][LDN];   /* [token][N] */
+    act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* [P][N] */
+    act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* [token][P] */
+    act_t M[CHUNK][LDP], W[CHUNK][LDP];   /* [token i][token j] */
+    float cs2[CHUNK], dt[CHUNK];
+    /* per-token sums, in parts summed in a fixed order: of V's rows (times Δ_j)
+     * and C_i · dC's inter part and x_j · (dS B_j), one per column half; of
+     * V's columns, one per row quarter */
+    float rowV[2][CHUNK], cdot[2][CHUNK], zdot[2][CHUNK], colV_part[4][CHUNK];
+    float dcs[CHUNK], colV[CHUNK], E[CHUNK];
+    float red[THREADS / 32];
+};
+
+/* the two row sums a thread holds of a 16-row accumulator block (rows lane/4
+ * and lane/4 + 8), whole over the quad, into part[row] by the quad's first lane */
+static __device__ void put_row_sums(float *part, float r0, float r1, int m0)
+{
+    r0 = quad_sum(r0), r1 = quad_sum(r1);
+    if (lane_id() % 4 == 0)
+        part[m0 + lane_id() / 4] = r0, part[m0 + lane_id() / 4 + 8] = r1;
+}
+
+/* G = C Bᵀ and dM = dy xᵀ, then M and W (bf16), masked to j ≤ i, and the
+ * sums of V = dM ⊙ L ⊙ G over rows (times Δ_j) and columns, V staying in
+ * registers: a column's 16 rows of a warp are summed over the 8 lanes that
+ * hold them (shuffles in a fixed tree), the warps' parts later. */
+static __device__ void score_tiles(grads_shared &sh, int kn, int kp)
+{
+    int m0 = block_row(), n0 = block_col();
+    float gs[4][4] = {}, dm[4][4] = {};
+    warp_product<4, false, false>(gs, sh.C, sh.B, m0, n0, 0, kn);
+    warp_product<4, false, false>(dm, sh.dy, sh.x, m0, n0, 0, kp);
+    float row[2] = {0.0f, 0.0f}, col[4][2] = {};
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
+            float l = k <= i ? exp2_fast(sh.cs2[i] - sh.cs2[k]) : 0.0f;
+            float v = dm[j][e] * l * gs[j][e];
+            sh.M[i][k] = __float2bfloat16_rn(gs[j][e] * l * sh.dt[k]);
+            sh.W[i][k] = __float2bfloat16_rn(dm[j][e] * l * sh.dt[k]);
+            row[e / 2] += v * sh.dt[k];
+            col[j][e % 2] += v;
+        }
+    put_row_sums(sh.rowV[warp_id() / 4], row[0], row[1], m0);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            float x = col[j][q];
+            for (int off = 4; off < 32; off *= 2)
+                x += __shfl_xor_sync(0xffffffffu, x, off);
+            if (lane_id() < 4)
+                sh.colV_part[warp_id() % 4][n0 + 8 * j + 2 * lane_id() + q] = x;
+        }
+}
+
+/* dC = W B + e^{cs_i} dy S0 into the head's fp32 copy, and C_i · (the second part) */
+static __device__ void grad_C(float *dC_head, grads_shared &sh, chunk c, int h, int H, int N,
+                              int kp)
+{
+    int m0 = wide_row(), n0 = wide_col(), L = c.t1 - c.t0;
+    float acc[8][4] = {}, inter[8][4] = {};
+    warp_product<8, false, true>(acc, sh.W, sh.B, m0, n0, 0, CHUNK);
+    if (!c.first)
+        warp_product<8, false, true>(inter, sh.dy, sh.S0, m0, n0, 0, kp);
+    float dot[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
+            float v = exp2_fast(sh.cs2[i]) * inter[j][e];
+            dot[e / 2] += to_f32(sh.C[i][k]) * v;
+            acc[j][e] += v;
+        }
+    put_row_sums(sh.cdot[warp_id() / 4], dot[0], dot[1], m0);
+    if (n0 < N)
+        store_f32(dC_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
+}
+
+/* dB = Wᵀ C + w_j x dS into the head's fp32 copy */
+static __device__ void grad_B(float *dB_head, grads_shared &sh, chunk c, int h, int H, int N,
+                              int kp)
+{
+    int m0 = wide_row(), n0 = wide_col(), L = c.t1 - c.t0;
+    float acc[8][4] = {}, state[8][4] = {};
+    warp_product<8, true, true>(acc, sh.W, sh.C, m0, n0, 0, CHUNK);
+    if (!c.last)
+        warp_product<8, false, true>(state, sh.x, sh.dS, m0, n0, 0, kp);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int t = m0 + acc_row(e);
+            acc[j][e] += exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t] * state[j][e];
+        }
+    if (n0 < N)
+        store_f32(dB_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
+}
+
+/* dx = Mᵀ dy + w_j dS B_j + D dy, and x_j · (dS B_j) */
+static __device__ void grad_x(act_t *dx, grads_shared &sh, chunk c, int h, int H, int P, int kn,
+                              float Dh)
+{
+    int m0 = block_row(), n0 = block_col(), L = c.t1 - c.t0;
+    float acc[4][4] = {}, state[4][4] = {};
+    warp_product<4, true, true>(acc, sh.M, sh.dy, m0, n0, 0, CHUNK);
+    if (!c.last)
+        warp_product<4, false, false>(state, sh.B, sh.dS, m0, n0, 0, kn);
+    float dot[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int t = m0 + acc_row(e), p = n0 + 8 * j + acc_col(e);
+            dot[e / 2] += to_f32(sh.x[t][p]) * state[j][e];
+            if (t < L && p < P) {
+                float w = exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t];
+                float v = acc[j][e] + w * state[j][e] + Dh * to_f32(sh.dy[t][p]);
+                dx[at(c.t0 + t, h, H, P) + p] = __float2bfloat16_rn(v);
+            }
+        }
+    put_row_sums(sh.zdot[warp_id() / 4], dot[0], dot[1], m0);
+}
+
+/* Per token k (thread k): the parts of ∂L/∂cs_k, Σ_i V_ik and E_k */
+static __device__ void token_parts(grads_shared &sh)
+{
+    int k = threadIdx.x;
+    if (k >= CHUNK)
+        return;
+    float col = sh.colV_part[0][k] + sh.colV_part[1][k] + sh.colV_part[2][k] + sh.colV_part[3][k];
+    float row = sh.rowV[0][k] + sh.rowV[1][k];
+    float E = exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[k]) * (sh.zdot[0][k] + sh.zdot[1][k]);
+    sh.colV[k] = col;
+    sh.E[k] = E;
+    sh.dcs[k] = row - sh.dt[k] * col + sh.cdot[0][k] + sh.cdot[1][k] - sh.dt[k] * E;
+}
+
+/* the sum over the warp of x, the same in every lane (a fixed tree) */
+static __device__ __forceinline__ float warp_sum(float x)
+{
+    for (int off = 16; off > 0; off /= 2)
+        x += __shfl_xor_sync(0xffffffffu, x, off);
+    return x;
+}
+
+/* Warp 0, lane l holding tokens l and l + 32: the chunk's end terms of
+ * ∂L/∂cs_l, then R_k = Σ_{j≥k} ∂L/∂cs_j in place of dcs (a scan from the
+ * chunk's end, in a fixed order), and Σ Δ_k R_k, returned to lane 0. Past the
+ * chunk's end dt, E and dcs are 0, so whole halves can be summed. */
+static __device__ float suffix_sums(grads_shared &sh, int L, float sdot)
+{
+    int l = lane_id();
+    float through_state = warp_sum(sh.dt[l] * sh.E[l] + sh.dt[l + 32] * sh.E[l + 32]);
+    float extra = exp2f(sh.cs2[L - 1]) * sdot + through_state;
+    float lo = sh.dcs[l] + (l == L - 1 ? extra : 0.0f);
+    float hi = sh.dcs[l + 32] + (l + 32 == L - 1 ? extra : 0.0f);
+    for (int off = 1; off < 32; off *= 2) { /* suffix sums within each half */
+        float a = __shfl_down_sync(0xffffffffu, lo, off), b = __shfl_down_sync(0xffffffffu, hi, off);
+        if (l + off < 32)
+            lo += a, hi += b;
+    }
+    lo += __shfl_sync(0xffffffffu, hi, 0); /* the whole upper half */
+    sh.dcs[l] = lo, sh.dcs[l + 32] = hi;
+    return warp_sum(sh.dt[l] * lo + sh.dt[l + 32] * hi);
+}
+
+/* Every gradient of one chunk, per (chunk, head): dx and ddelta written, dB
+ * and dC into the head's fp32 copies, the chunk's shares of dA_log and dD. */
+static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 KiB of shared memory each */
+    chunk_grads(mamba2_ssd_grads_cuda g, work_layout w, const act_t *dy, const act_t *x,
+                const float *delta, const act_t *A_log, const act_t *B, const act_t *C,
+                const act_t *D, const float *states, int H, int P, int N, int G)
+{
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    grads_shared &sh = *reinterpret_cast<grads_shared *>(shared_raw);
+    chunk c = w.chunks[blockIdx.x];
+    int h = blockIdx.y, L = c.t1 - c.t0, grp = h / (H / G);
+    float A = A_of(A_log, h);
+    const float *S0 = c.first ? nullptr : states + state_at(c.t0, h, H, P, N);
+    const float *dS = c.last ? nullptr : w.dS + state_at(c.t1, h, H, P, N);
+    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
+    load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
+    load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
+    load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
+    load_tile<CHUNK, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
+    float sdot_share = 0.0f; /* ⟨S0, dS⟩ in fp32, before the states are rounded */
+    {
+        state_share s0, ds;
+        fetch_state(s0, S0, P, N);
+        fetch_state(ds, dS, P, N);
+#pragma unroll
+        for (int it = 0; it < STATE_COUNT; it++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                sdot_share += s0[it][e] * ds[it][e];
+        put_state(sh.S0, s0);
+        put_state(sh.dS, ds);
+    }
+    __syncthreads();
+    float dD_share = 0.0f; /* Σ dy · x over the chunk (zeros past it) */
+    for (int idx = threadIdx.x; idx < CHUNK * P_MAX; idx += THREADS)
+        dD_share += to_f32(sh.dy[idx / P_MAX][idx % P_MAX]) * to_f32(sh.x[idx / P_MAX][idx % P_MAX]);
+    float sdot = block_sum(sdot_share, sh.red), dD = block_sum(dD_share, sh.red);
+
+    int kn = round16(N), kp = round16(P);
+    score_tiles(sh, kn, kp);
+    __syncthreads();
+    grad_C(w.dC_head, sh, c, h, H, N, kp);
+    grad_B(w.dB_head, sh, c, h, H, N, kp);
+    grad_x(static_cast<act_t *>(g.dx), sh, c, h, H, P, kn, to_f32(D[h]));
+    __syncthreads();
+    token_parts(sh);
+    __syncthreads();
+    if (warp_id() == 0) {
+        float dA = suffix_sums(sh, L, sdot);
+        if (threadIdx.x == 0) {
+            w.dA_part[(size_t)blockIdx.x * H + h] = dA;
+            w.dD_part[(size_t)blockIdx.x * H + h] = dD;
+        }
+    }
+    __syncthreads();
+    int k = threadIdx.x;
+    if (k < L)
+        g.ddelta[(size_t)(c.t0 + k) * H + h] = sh.colV[k] + sh.E[k] + A * sh.dcs[k];
+}
+
+/* ------------------------------------------------------------------ backward: the sums */
+
+/* dB and dC (bf16) = the sums of their heads' fp32 copies over each group, heads in order */
+static __global__ void sum_groups(act_t *dB, act_t *dC, const float *dB_head, const float *dC_head,
+                                  int n, int H, int N, int G)
+{
+    int per_group = H / G;
+    GRID_STRIDE_LOOP(i, (size_t)n * G * N)
+    {
+        size_t t = i / ((size_t)G * N);
+        int r = (int)(i % ((size_t)G * N)), grp = r / N, k = r % N;
+        float sb = 0.0f, sc = 0.0f;
+        for (int q = 0; q < per_group; q++) {
+            size_t from = (t * H + (size_t)grp * per_group + q) * N + k;
+            sb += dB_head[from];
+            sc += dC_head[from];
+        }
+        dB[i] = __float2bfloat16_rn(sb);
+        dC[i] = __float2bfloat16_rn(sc);
+    }
+}
+
+/* dA_log[h] += A_h Σ_chunks Σ Δ R, dD[h] += Σ_chunks Σ dy · x; a block per head */
+static __global__ void __launch_bounds__(THREADS)
+    sum_parameters(float *dA_log, float *dD, const float *dA_part, const float *dD_part,
+                   const act_t *A_log, int chunks, int H)
+{
+    __shared__ float red[THREADS / 32];
+    int h = blockIdx.x;
+    float a = 0.0f, dd = 0.0f;
+    for (int c = threadIdx.x; c < chunks; c += THREADS) {
+        a += dA_part[(size_t)c * H + h];
+        dd += dD_part[(size_t)c * H + h];
+    }
+    a = block_sum(a, red);
+    dd = block_sum(dd, red);
+    if (threadIdx.x == 0) {
+        dA_log[h] += A_of(A_log, h) * a;
+        dD[h] += dd;
+    }
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+static void check_dims(const mamba2_ssd_dims *d)
+{
+    if (d->P < 1 || d->P > P_MAX || d->N < 1 || d->N > N_MAX || d->G < 1 || d->H % d->G != 0) {
+        fprintf(stderr, "mamba2 SSD on CUDA: head dim %d, state size %d, %d heads in %d groups "
+                        "(supported: head dim ≤ %d, state size ≤ %d, groups dividing the heads)\n",
+                d->P, d->N, d->H, d->G, P_MAX, N_MAX);
+        exit(1);
+    }
+}
+
+/* a chunk's share of the states and its decay (chunk_states) */
+template <bool FORWARD>
+static void states_of_chunks(float *states, const work_layout *w, int chunks, const void *u,
+                             const float *delta, const void *A_log, const void *v,
+                             const mamba2_ssd_dims *d)
+{
+    auto kernel = chunk_states<FORWARD>;
+    size_t bytes = allow_shared(kernel, sizeof(states_shared));
+    kernel<<<dim3(chunks, d->H), THREADS, bytes>>>(states, w->decay, act(u), delta, act(A_log),
+                                                   act(v), w->chunks, d->H, d->P, d->N, d->G);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* the pass over every sequence's chunks (pass_states) */
+template <bool FORWARD>
+static void pass(float *states, const work_layout *w, const mamba2_ssd_dims *d)
+{
+    int tiles = ceil_div(d->P * d->N, THREADS * PASS_PER_THREAD);
+    pass_states<FORWARD><<<dim3(d->n_seqs, d->H, tiles), THREADS>>>(
+        states, w->decay, d->cu_seqlens_backend, d->H, d->P, d->N);
+    CUDA_CHECK_LAUNCH();
+}
+
+void mamba2_ssd_forward_cuda(void *y, float *checkpoints, const void *x, const float *delta,
+                             const void *A_log, const void *B, const void *C, const void *D,
+                             const mamba2_ssd_dims *d, float *work)
+{
+    int n = d->cu_seqlens[d->n_seqs];
+    if (n == 0)
+        return;
+    check_dims(d);
+    work_layout w = carve(work, n, d);
+    int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
+    states_of_chunks<true>(checkpoints, &w, chunks, x, delta, A_log, B, d);
+    pass<true>(checkpoints, &w, d);
+    if (!y)
+        return;
+    size_t bytes = allow_shared(chunk_output, sizeof(output_shared));
+    chunk_output<<<dim3(chunks, d->H), THREADS, bytes>>>(act(y), act(x), delta, act(A_log), act(B),
+                                                         act(C), act(D), checkpoints, w.chunks,
+                                                         d->H, d->P, d->N, d->G);
+    CUDA_CHECK_LAUNCH();
+}
+
+void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, const void *x,
+                              const float *delta, const void *A_log, const void *B, const void *C,
+                              const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                              float *work)
+{
+    int n = d->cu_seqlens[d->n_seqs];
+    if (n == 0)
+        return;
+    check_dims(d);
+    work_layout w = carve(work, n, d);
+    int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
+    states_of_chunks<false>(w.dS, &w, chunks, dy, delta, A_log, C, d);
+    pass<false>(w.dS, &w, d);
+    size_t bytes = allow_shared(chunk_grads, sizeof(grads_shared));
+    chunk_grads<<<dim3(chunks, d->H), THREADS, bytes>>>(*g, w, act(dy), act(x), delta, act(A_log),
+                                                        act(B), act(C), act(D), checkpoints, d->H,
+                                                        d->P, d->N, d->G);
+    CUDA_CHECK_LAUNCH();
+    sum_groups<<<cuda_grid((size_t)n * d->G * d->N), CUDA_BLOCK>>>(
+        act(g->dB), act(g->dC), w.dB_head, w.dC_head, n, d->H, d->N, d->G);
+    CUDA_CHECK_LAUNCH();
+    sum_parameters<<<d->H, THREADS>>>(g->dA_log, g->dD, w.dA_part, w.dD_part, act(A_log), chunks,
+                                      d->H);
+    CUDA_CHECK_LAUNCH();
+}
