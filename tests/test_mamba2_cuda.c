@@ -1,6 +1,7 @@
 /* Mamba2's CUDA pointwise kernels (plugins/mamba2/mamba2_pointwise_cuda.h)
  * against their CPU references (mamba2.h), as tests/test_gsa_cuda.c checks
- * GSA's:
+ * GSA's, then the whole plugin on the CUDA op table against the CPU's with the
+ * same weights, one group and two (plugin_cuda_testing.h):
  *  - the same inputs on both sides: drawn on the host as values bf16 holds
  *    exactly and never zero, fp32 for the CPU, cast to bf16 (to_act) for the
  *    GPU where the contract says bf16 (dt, dt_bias, y, z, w, dout); fp32 ones
@@ -35,6 +36,7 @@
 #include "cuda_testing.h"
 #include "mamba2.h"
 #include "mamba2_pointwise_cuda.h"
+#include "plugin_cuda_testing.h"
 #include "testing.h"
 
 static void *dev_nan_acts(size_t n) { return dev_poisoned(n * dev->act_bytes); }
@@ -142,6 +144,20 @@ static void test_gated_norm(int rows, int C, int group_size)
         free(host_bufs[i]);
 }
 
+/* ==================================================================== the model */
+
+/* the plugin on both backends: 8 heads of 16, a state of 32, G groups */
+static void test_model(int groups)
+{
+    kv_config cfg = kv_lm_config(&(kv_lm_keys){.D = 64, .L = 2, .V = 97, .I = 0, .eps = 1e-5});
+    kv_set(&cfg, "expand", "2");
+    kv_set(&cfg, "head_dim", "16");
+    kv_set(&cfg, "state_size", "32");
+    kv_set_int(&cfg, "n_groups", groups);
+    printf("model: 8 heads of 16, state 32, %d group(s)\n", groups);
+    test_model_on_both(&cfg);
+}
+
 int main(void)
 {
     if (!cuda_testing_device())
@@ -175,6 +191,8 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof gn / sizeof gn[0]; i++)
         test_gated_norm(gn[i][0], gn[i][1], gn[i][2]);
+    test_model(1);
+    test_model(2);
     return testing_result("test_mamba2_cuda");
 }
 

@@ -281,7 +281,7 @@ static void *mamba2_create(const flame_model_config *cfg, const flame_ops *ops, 
 {
     const mamba2_kernels *kern = mamba2_kernels_for(ops->backend);
     if (!kern) {
-        snprintf(err, err_len, "no Mamba2 kernels for backend %s yet (train with --training.device cpu)",
+        snprintf(err, err_len, "no Mamba2 kernels for backend %s in this build",
                  ops->backend);
         return NULL;
     }
@@ -293,9 +293,14 @@ static void *mamba2_create(const flame_model_config *cfg, const flame_ops *ops, 
     lm_options opts = {cfg, mamba2_options, N_OPTIONS};
     if (check_supported(&opts, err, err_len) || read_dims(&opts, &c, err, err_len))
         return NULL;
-    if (kern->gated_norm_max_C && c.E > kern->gated_norm_max_C) {
-        snprintf(err, err_len, "expand·hidden_size = %d: the %s kernels take at most %d", c.E,
-                 ops->backend, kern->gated_norm_max_C);
+    if (kern->gated_norm_max_group && c.E / c.G > kern->gated_norm_max_group) {
+        snprintf(err, err_len, "expand·hidden_size/n_groups = %d: the %s kernels take at most %d", c.E / c.G,
+                 ops->backend, kern->gated_norm_max_group);
+        return NULL;
+    }
+    if ((kern->ssd_max_P && c.P > kern->ssd_max_P) || (kern->ssd_max_N && c.N > kern->ssd_max_N)) {
+        snprintf(err, err_len, "head_dim = %d, state_size = %d: the %s kernels take at most %d and %d", c.P,
+                 c.N, ops->backend, kern->ssd_max_P, kern->ssd_max_N);
         return NULL;
     }
     mamba2_model *m = calloc(1, sizeof *m);

@@ -1,8 +1,11 @@
-/* The per-backend tables of Mamba2's kernels (mamba2_kernels.h). The CUDA
- * table is not written yet: on that backend the plugin says so at create. */
+/* The per-backend tables of Mamba2's kernels (mamba2_kernels.h). */
 #include <string.h>
 
 #include "mamba2_kernels.h"
+#ifdef FLAME_HAVE_CUDA
+#include "mamba2_pointwise_cuda.h"
+#include "ssd_cuda.h"
+#endif
 
 /* The CPU's activations are fp32: the table's activation pointers are the
  * float arrays of the reference functions. The backward's scratch follows
@@ -64,12 +67,62 @@ const mamba2_kernels mamba2_kernels_cpu = {
     .ssd_backward = cpu_ssd_backward,
     .delta_forward = cpu_delta_forward,
     .delta_backward = cpu_delta_backward,
-    .gated_norm_max_C = 0,
+    .gated_norm_max_group = 0,
     .gated_norm_forward = cpu_gated_norm_forward,
     .gated_norm_backward = cpu_gated_norm_backward,
 };
 
+#ifdef FLAME_HAVE_CUDA
+/* one call, one stream: the workers are the GPU's own */
+static size_t cuda_ssd_work_floats(int n, int H, int P, int N, int G, int n_work)
+{
+    (void)n_work;
+    return mamba2_ssd_work_floats_cuda(n, H, P, N, G);
+}
+
+static int cuda_ssd_max_workers(void) { return 1; }
+
+static void cuda_ssd_forward(void *y, float *checkpoints, const void *x, const float *delta,
+                             const void *A_log, const void *B, const void *C, const void *D,
+                             const mamba2_ssd_dims *d, float *work, int n_work)
+{
+    (void)n_work;
+    mamba2_ssd_forward_cuda(y, checkpoints, x, delta, A_log, B, C, D, d, work);
+}
+
+static void cuda_ssd_backward(const mamba2_ssd_grads_any *g, const void *dy, const void *x,
+                              const float *delta, const void *A_log, const void *B, const void *C,
+                              const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                              float *work, int n_work)
+{
+    (void)n_work;
+    mamba2_ssd_grads_cuda grads = {g->dx, g->dB, g->dC, g->ddelta, g->dA_log, g->dD};
+    mamba2_ssd_backward_cuda(&grads, dy, x, delta, A_log, B, C, D, checkpoints, d, work);
+}
+
+const mamba2_kernels mamba2_kernels_cuda = {
+    .ssd_max_P = 64,
+    .ssd_max_N = 128,
+    .ssd_checkpoint_floats = mamba2_ssd_checkpoint_floats_cuda,
+    .ssd_work_floats = cuda_ssd_work_floats,
+    .ssd_max_workers = cuda_ssd_max_workers,
+    .ssd_forward = cuda_ssd_forward,
+    .ssd_backward = cuda_ssd_backward,
+    .delta_forward = mamba2_delta_forward_cuda,
+    .delta_backward = mamba2_delta_backward_cuda,
+    .gated_norm_max_group = MAMBA2_GATED_NORM_CUDA_MAX_C,
+    .gated_norm_forward = mamba2_gated_norm_forward_cuda,
+    .gated_norm_backward = mamba2_gated_norm_backward_cuda,
+};
+#endif
+
 const mamba2_kernels *mamba2_kernels_for(const char *backend)
 {
-    return strcmp(backend, "cpu") == 0 ? &mamba2_kernels_cpu : NULL;
+    if (strcmp(backend, "cpu") == 0)
+        return &mamba2_kernels_cpu;
+#ifdef FLAME_HAVE_CUDA
+    if (strcmp(backend, "cuda") == 0)
+        return &mamba2_kernels_cuda;
+#endif
+    return NULL;
 }

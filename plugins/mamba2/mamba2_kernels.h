@@ -19,6 +19,8 @@ typedef struct mamba2_ssd_grads_any {
 } mamba2_ssd_grads_any;
 
 typedef struct mamba2_kernels {
+    /* the widest head P and state N the scan takes; 0: any */
+    int ssd_max_P, ssd_max_N;
     /* the scan: floats of `checkpoints`, and of `work` for a whole call with
      * n_work workers (up to max_workers()), for batches of at most n tokens */
     size_t (*ssd_checkpoint_floats)(int n, int H, int P, int N);
@@ -37,8 +39,8 @@ typedef struct mamba2_kernels {
     void (*delta_backward)(void *ddt, float *ddt_bias, const float *ddelta, const void *dt,
                            const void *dt_bias, int n, int H, float lo, float hi);
 
-    /* the widest row C the gated norm takes; 0: any */
-    int gated_norm_max_C;
+    /* the widest group (a row's C/groups values) the gated norm takes; 0: any */
+    int gated_norm_max_group;
     void (*gated_norm_forward)(void *out, float *rstd, const void *y, const void *z, const void *w,
                                int rows, int C, int group_size, float eps);
     void (*gated_norm_backward)(void *dy, void *dz, float *dw, const void *dout, const void *y,
@@ -47,6 +49,9 @@ typedef struct mamba2_kernels {
 } mamba2_kernels;
 
 extern const mamba2_kernels mamba2_kernels_cpu;
+#ifdef FLAME_HAVE_CUDA
+extern const mamba2_kernels mamba2_kernels_cuda;
+#endif
 
 /* the table for an op table's backend ("cpu", "cuda"), NULL when there is none */
 const mamba2_kernels *mamba2_kernels_for(const char *backend);
