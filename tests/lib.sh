@@ -54,6 +54,27 @@ loss_summary() {
         END { s = 0; for (i = NR - k + 1; i <= NR; i++) s += l[i]; print l[1], s / k, NR }' "$1"
 }
 
+# tiny_preset_learns PRESET TEXT PRINTED: trains configs/PRESET.ini (300
+# steps) on TEXT with --job.print_args; its log shows the PRINTED line (a
+# grep pattern: a preset key as --job.print_args prints it), and the mean loss
+# of the last 20 steps falls below 60% of the first step's
+tiny_preset_learns() {
+    local run="$SCRATCH/run"
+    if ! "$FLAME_RUN" --config "$CONFIGS/$1.ini" --training.dataset "$2" \
+            --job.dump_folder "$run" --job.print_args >"$SCRATCH/log" 2>&1; then
+        fail "training failed"; cat "$SCRATCH/log" >&2
+        return
+    fi
+    local first last20 rows
+    read -r first last20 rows < <(loss_summary "$run/metrics.jsonl" 20)
+    echo "first loss $first, mean of the last 20: $last20, $rows rows"
+    [ "$rows" = 300 ] || fail "expected 300 metrics rows, got $rows"
+    grep -q "$3" "$SCRATCH/log" && grep -q "^\[optimizer\]" "$SCRATCH/log" ||
+        fail "--job.print_args: no resolved configuration printed"
+    awk -v a="$last20" -v b="$first" 'BEGIN { exit !(a < 0.6 * b) }' ||
+        fail "loss did not fall below 60%: first $first, last 20 mean $last20"
+}
+
 # the English corpus of the README (Debian's fortunes), or skip
 need_corpus() {
     CORPUS="$SCRATCH/english.txt"

@@ -13,19 +13,7 @@ write_sentences "$text" \
     "the loss falls as the model learns the text." \
     "a short convolution sees the last few bytes."
 
-run="$SCRATCH/run"
-if ! "$FLAME_RUN" --config "$CONFIGS/mamba2-tiny.ini" --training.dataset "$text" \
-        --job.dump_folder "$run" --job.print_args >"$SCRATCH/log" 2>&1; then
-    fail "training failed"; cat "$SCRATCH/log" >&2
-else
-    read -r first last20 rows < <(loss_summary "$run/metrics.jsonl" 20)
-    echo "first loss $first, mean of the last 20: $last20, $rows rows"
-    [ "$rows" = 300 ] || fail "expected 300 metrics rows, got $rows"
-    grep -q "^state_size = 16  ; .*mamba2-tiny.ini:" "$SCRATCH/log" && grep -q "^\[optimizer\]" "$SCRATCH/log" ||
-        fail "--job.print_args: no resolved configuration printed"
-    awk -v a="$last20" -v b="$first" 'BEGIN { exit !(a < 0.6 * b) }' ||
-        fail "loss did not fall below 60%: first $first, last 20 mean $last20"
-fi
+tiny_preset_learns mamba2-tiny "$text" "^state_size = 16  ; .*mamba2-tiny.ini:"
 
 # what Mamba2 refuses: each one line naming the key, exit 2, nothing trained
 bad() { expect_error 2 "$1" "$FLAME_RUN" --config "$CONFIGS/mamba2-tiny.ini" --training.dataset "$text" \

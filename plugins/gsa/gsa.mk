@@ -16,7 +16,7 @@ plugins_gsa_libgsa_cuda_la_SOURCES = $(GSA_CUDA_SRCS) plugins/gsa/gsa_cuda.h
 plugins_gsa_libgsa_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
 plugins_gsa_libgsa_kernels_la_LIBADD += plugins/gsa/libgsa_cuda.la
 endif
-$(GSA_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/gsa/gsa.h plugins/gsa/gsa_cuda.h plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh plugins/common/dw_partials.cuh
+$(GSA_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/gsa/gsa.h plugins/gsa/gsa_cuda.h plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh plugins/common/dw_partials.cuh plugins/common/row_registers.cuh
 
 # libgsa.la adds the model; gsa.so is that library as a module, which the tests link too
 noinst_LTLIBRARIES += plugins/gsa/libgsa.la

@@ -15,6 +15,7 @@
 #include "../common/dw_partials.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
+#include "../common/row_registers.cuh"
 #include "cuda_reduce.cuh"
 #include "gsa_cuda.h"
 
@@ -24,45 +25,6 @@
 #define BACKWARD_ROWS 16
 /* the most values of a row that one thread holds */
 #define MAX_THREAD_VALUES (GSA_OUTPUT_NORM_CUDA_MAX_C / CUDA_BLOCK)
-
-/* σ(x) without overflow: exp is only taken of a non-positive number */
-static __device__ __forceinline__ float sigmoid(float x)
-{
-    float e = expf(-fabsf(x)), s = 1.0f / (1.0f + e);
-    return x >= 0.0f ? s : e * s;
-}
-
-/* the columns of the calling thread, chunk s at column (CUDA_BLOCK·s + t)·W */
-template <int W> static __device__ __forceinline__ int column(int s)
-{
-    return (CUDA_BLOCK * s + (int)threadIdx.x) * W;
-}
-
-/* v = row's values at the thread's columns (1 past C, or everywhere when row
- * is NULL: no weight) */
-template <int W, int CHUNKS, typename T>
-static __device__ __forceinline__ void load_columns(float (&v)[CHUNKS][W], const T *row, int C)
-{
-#pragma unroll
-    for (int s = 0; s < CHUNKS; s++) {
-        if (row && column<W>(s) < C) {
-            load_floats<W>(v[s], row + column<W>(s));
-        } else {
-#pragma unroll
-            for (int k = 0; k < W; k++)
-                v[s][k] = 1.0f;
-        }
-    }
-}
-
-template <int W, int CHUNKS, typename T>
-static __device__ __forceinline__ void store_columns(T *row, const float (&v)[CHUNKS][W], int C)
-{
-#pragma unroll
-    for (int s = 0; s < CHUNKS; s++)
-        if (column<W>(s) < C)
-            store_floats<W>(row + column<W>(s), v[s]);
-}
 
 /* ---- forward: one block per row ---- */
 

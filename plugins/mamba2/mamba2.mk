@@ -19,7 +19,7 @@ plugins_mamba2_libmamba2_kernels_la_LIBADD += plugins/mamba2/libmamba2_cuda.la
 endif
 $(MAMBA2_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/mamba2/mamba2.h plugins/mamba2/ssd_cuda.h \
 	plugins/mamba2/mamba2_pointwise_cuda.h plugins/gla/gla.h plugins/gla/chunk_common.cuh \
-	plugins/common/dw_partials.cuh
+	plugins/common/dw_partials.cuh plugins/common/row_registers.cuh
 
 # libmamba2.la adds the model; mamba2.so is that library as a module, which the tests link too
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2.la

@@ -36,15 +36,9 @@
 #include "../common/dw_partials.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
+#include "../common/row_registers.cuh"
 #include "cuda_reduce.cuh"
 #include "mamba2_pointwise_cuda.h"
-
-/* σ(x) without overflow: exp is only taken of a non-positive number */
-static __device__ __forceinline__ float sigmoid(float x)
-{
-    float e = expf(-fabsf(x)), s = 1.0f / (1.0f + e);
-    return x >= 0.0f ? s : e * s;
-}
 
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
@@ -146,38 +140,6 @@ void mamba2_delta_backward_cuda(void *ddt, float *ddt_bias, const float *ddelta,
 #define BACKWARD_ROWS 16
 /* the most values of a segment that one thread holds */
 #define MAX_THREAD_VALUES (MAMBA2_GATED_NORM_CUDA_MAX_C / CUDA_BLOCK)
-
-/* the columns of the calling thread, chunk s at column (CUDA_BLOCK·s + t)·W */
-template <int W> static __device__ __forceinline__ int column(int s)
-{
-    return (CUDA_BLOCK * s + (int)threadIdx.x) * W;
-}
-
-/* v = a segment's values at the thread's columns (1 at or past gs: such
- * values are masked out of the sums and never stored) */
-template <int W, int CHUNKS, typename T>
-static __device__ __forceinline__ void load_columns(float (&v)[CHUNKS][W], const T *seg, int gs)
-{
-#pragma unroll
-    for (int s = 0; s < CHUNKS; s++) {
-        if (column<W>(s) < gs) {
-            load_floats<W>(v[s], seg + column<W>(s));
-        } else {
-#pragma unroll
-            for (int k = 0; k < W; k++)
-                v[s][k] = 1.0f;
-        }
-    }
-}
-
-template <int W, int CHUNKS, typename T>
-static __device__ __forceinline__ void store_columns(T *seg, const float (&v)[CHUNKS][W], int gs)
-{
-#pragma unroll
-    for (int s = 0; s < CHUNKS; s++)
-        if (column<W>(s) < gs)
-            store_floats<W>(seg + column<W>(s), v[s]);
-}
 
 /* one block per segment (row·groups + group) of gs values */
 template <int W, int CHUNKS>
