@@ -28,7 +28,9 @@ enum {
 
 int tb_buf_reserve(tb_buf *b, size_t extra)
 {
-    if (b->cap - b->n >= extra)
+    /* allocated even for nothing, so that p + offset never offsets a null
+     * pointer when every piece put was empty */
+    if (b->p && b->cap - b->n >= extra)
         return 0;
     size_t cap = b->cap ? b->cap : 64;
     while (cap - b->n < extra)
