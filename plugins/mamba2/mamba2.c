@@ -101,20 +101,23 @@ typedef struct mamba2_dims {
 enum { S_Z, S_X, S_B, S_C, S_DT, N_SLICES };
 
 /* what one layer keeps from its forward for its backward: void pointers are
- * activations, float ones fp32 */
+ * activations, float ones fp32. The scan's inputs and output are kept so that
+ * the backward remakes only the cheap parts (the norms and the scan's states),
+ * not the convolutions and the scan's output. */
 typedef struct layer_acts {
     float *rstd;              /* [n] the input norm's */
     void *in[N_SLICES];       /* [n, width] in_proj's outputs: z, x', B', C', dt */
+    void *x, *B, *C;          /* the convolutions' outputs */
+    float *delta;             /* [n,H] */
+    void *y;                  /* [n,E] the scan's output */
     float *norm_rstd;         /* [n·G] the gated norm's */
 } layer_acts;
 
 /* scratch reused by every layer: what the backward makes again, and the gradients */
 typedef struct grad_scratch {
     void *a;                  /* [n,D] the input norm's output */
-    void *x, *B, *C;          /* the convolutions' outputs */
-    float *delta;             /* [n,H] */
-    void *y, *g;              /* [n,E] the scan's output; the gated norm's */
-    float *checkpoints;
+    void *g;                  /* [n,E] the gated norm's output */
+    float *checkpoints;       /* the scan's states at chunk starts */
     void *dg, *dy;            /* [n,E] */
     void *d_in[N_SLICES];     /* gradients of in_proj's outputs: dz, dx', dB', dC', ddt */
     void *dx, *dB, *dC;       /* of the convolutions' outputs */
@@ -347,6 +350,11 @@ static void carve_layer(const mamba2_model *m, layer_acts *A, lm_carver *cv, siz
     A->rstd = lm_take_floats(cv, n);
     for (int s = 0; s < N_SLICES; s++)
         A->in[s] = lm_take_acts(cv, n * slice_width(c, s));
+    A->x = lm_take_acts(cv, n * c->E);
+    A->B = lm_take_acts(cv, n * c->bc);
+    A->C = lm_take_acts(cv, n * c->bc);
+    A->delta = lm_take_floats(cv, n * c->H);
+    A->y = lm_take_acts(cv, n * c->E);
     A->norm_rstd = lm_take_floats(cv, n * c->G);
 }
 
@@ -354,11 +362,6 @@ static void carve_grads(const mamba2_model *m, grad_scratch *d, lm_carver *cv, s
 {
     const mamba2_dims *c = &m->c;
     d->a = lm_take_acts(cv, n * c->s.D);
-    d->x = lm_take_acts(cv, n * c->E);
-    d->B = lm_take_acts(cv, n * c->bc);
-    d->C = lm_take_acts(cv, n * c->bc);
-    d->delta = lm_take_floats(cv, n * c->H);
-    d->y = lm_take_acts(cv, n * c->E);
     d->g = lm_take_acts(cv, n * c->E);
     d->checkpoints = lm_take_floats(cv, m->kern->ssd_checkpoint_floats((int)n, c->H, c->P, c->N));
     d->dg = lm_take_acts(cv, n * c->E);
@@ -424,12 +427,12 @@ static const void *conv_bias(const mamba2_model *m, int l, int s)
     return m->c.conv_bias ? lm_act_at(m->base.ops, W(m, l, P_CONV_B), (size_t)conv_start(&m->c, s)) : NULL;
 }
 
-/* x, B, C = silu(conv1d(x', B', C')) into the scratch */
+/* x, B, C = silu(conv1d(x', B', C')) */
 static void convolutions(const mamba2_model *m, int l, const layer_acts *A, int n)
 {
     const flame_ops *ops = m->base.ops;
     const lm_batch *b = &m->base.batch;
-    void *out[N_SLICES] = {[S_X] = m->d.x, [S_B] = m->d.B, [S_C] = m->d.C};
+    void *out[N_SLICES] = {[S_X] = A->x, [S_B] = A->B, [S_C] = A->C};
     for (int s = S_X; s <= S_C; s++)
         ops->conv1d_forward(out[s], A->in[s], conv_weight(m, l, s), conv_bias(m, l, s), b->cu_backend,
                             b->n_seqs, n, slice_width(&m->c, s), m->c.K, 1);
@@ -447,19 +450,32 @@ static void input_projections(mamba2_model *m, int l, int n)
                             NULL, NULL, n, c->s.D, slice_width(c, s));
 }
 
-/* from in_proj's outputs: Δ, the scan (y and the checkpoints) and g */
-static void mixer_core(mamba2_model *m, int l, int n)
+/* the scan over the layer's kept inputs: the checkpoints, and y unless NULL */
+static void scan_forward(mamba2_model *m, int l, void *y)
+{
+    const layer_acts *A = acts(m, l);
+    mamba2_ssd_dims sd = ssd_dims(m);
+    m->kern->ssd_forward(y, m->d.checkpoints, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D), &sd,
+                         work(m), m->n_work);
+}
+
+/* g, the gated norm of the scan's output (and its rstd) */
+static void gated_norm(mamba2_model *m, int l, int n)
 {
     const mamba2_dims *c = &m->c;
     layer_acts *A = acts(m, l);
-    grad_scratch *d = &m->d;
-    convolutions(m, l, A, n);
-    m->kern->delta_forward(d->delta, A->in[S_DT], W(m, l, P_DT_BIAS), n, c->H, DT_LIMIT_LO, DT_LIMIT_HI);
-    mamba2_ssd_dims sd = ssd_dims(m);
-    m->kern->ssd_forward(d->y, d->checkpoints, d->x, d->delta, W(m, l, P_A_LOG), d->B, d->C, W(m, l, P_D),
-                         &sd, work(m), m->n_work);
-    m->kern->gated_norm_forward(d->g, A->norm_rstd, d->y, A->in[S_Z], W(m, l, P_GNORM), n, c->E,
+    m->kern->gated_norm_forward(m->d.g, A->norm_rstd, A->y, A->in[S_Z], W(m, l, P_GNORM), n, c->E,
                                 c->E / c->G, c->s.eps);
+}
+
+/* from in_proj's outputs: the convolutions, Δ, the scan and g */
+static void mixer_core(mamba2_model *m, int l, int n)
+{
+    layer_acts *A = acts(m, l);
+    convolutions(m, l, A, n);
+    m->kern->delta_forward(A->delta, A->in[S_DT], W(m, l, P_DT_BIAS), n, m->c.H, DT_LIMIT_LO, DT_LIMIT_HI);
+    scan_forward(m, l, A->y);
+    gated_norm(m, l, n);
 }
 
 /* mid[l] = resid[l] + the mixer of its norm (lm_mixer_fn) */
@@ -492,15 +508,16 @@ static void mixer_backward(void *model, int l)
     int n = b->n;
     /* what the forward did not keep */
     ops->rmsnorm_forward(d->a, (float *)A->rstd, m->base.resid[l], W(m, l, P_NORM), n, c->s.D, c->s.eps);
-    mixer_core(m, l, n);
+    scan_forward(m, l, NULL);
+    gated_norm(m, l, n);
     /* out_proj, the gated norm, the scan, Δ */
     ops->matmul_backward(d->dg, FLAME_GRAD_SET, dW(m, l, P_OUT), NULL, m->base.d_resid, d->g, W(m, l, P_OUT),
                          n, c->E, c->s.D);
-    m->kern->gated_norm_backward(d->dy, d->d_in[S_Z], dW(m, l, P_GNORM), d->dg, d->y, A->in[S_Z],
+    m->kern->gated_norm_backward(d->dy, d->d_in[S_Z], dW(m, l, P_GNORM), d->dg, A->y, A->in[S_Z],
                                  W(m, l, P_GNORM), A->norm_rstd, n, c->E, c->E / c->G);
     mamba2_ssd_dims sd = ssd_dims(m);
     mamba2_ssd_grads_any g = {d->dx, d->dB, d->dC, d->ddelta, dW(m, l, P_A_LOG), dW(m, l, P_D)};
-    m->kern->ssd_backward(&g, d->dy, d->x, d->delta, W(m, l, P_A_LOG), d->B, d->C, W(m, l, P_D),
+    m->kern->ssd_backward(&g, d->dy, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D),
                           d->checkpoints, &sd, work(m), m->n_work);
     m->kern->delta_backward(d->d_in[S_DT], dW(m, l, P_DT_BIAS), d->ddelta, A->in[S_DT], W(m, l, P_DT_BIAS),
                             n, c->H, DT_LIMIT_LO, DT_LIMIT_HI);
