@@ -2,8 +2,9 @@
  * pass over the same states, gsa_slots_chunk.cu) both use: a chunk of one
  * sequence and the table of a batch's chunks, sizes in `work`, the
  * activations' pointers, the fast exponential, the addressing of [n, H,
- * width] tensors and of the checkpointed states, and a warp's tensor-core
- * product of two bf16 tiles in shared memory. */
+ * width] tensors and of the checkpointed states, a warp's tensor-core
+ * product of two bf16 tiles in shared memory, and its result stored. Mamba2's
+ * SSD (ssd_chunk.cu) uses them as well. */
 #ifndef FLAME_CHUNK_COMMON_CUH
 #define FLAME_CHUNK_COMMON_CUH
 
@@ -169,6 +170,25 @@ template <typename K> static size_t allow_shared(K kernel, size_t bytes)
 {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
     return bytes;
+}
+
+/* ------------------------------------------------------------------ tensor-core results */
+
+/* dst[m0 + row][n0 + col] = acc (or += with ADD) where row < rows and col < cols */
+template <bool ADD, int NT, typename T>
+static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
+                                 const float (&acc)[NT][4], int m0, int n0)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
+            if (r < rows && c < cols) {
+                T *p = dst + r * stride + c;
+                from_f32(p, ADD ? to_f32(*p) + acc[j][e] : acc[j][e]);
+            }
+        }
 }
 
 #endif

@@ -308,25 +308,6 @@ static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows,
     }
 }
 
-/* ------------------------------------------------------------------ tensor-core results */
-
-/* dst[m0 + row][n0 + col] = acc (or += with ADD) where row < rows and col < cols */
-template <bool ADD, int NT, typename T>
-static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
-                                 const float (&acc)[NT][4], int m0, int n0)
-{
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
-            if (r < rows && c < cols) {
-                T *p = dst + r * stride + c;
-                from_f32(p, ADD ? to_f32(*p) + acc[j][e] : acc[j][e]);
-            }
-        }
-}
-
 /* ------------------------------------------------------------------ the walks over the chunks */
 
 /* one walked chunk in shared memory, as cp.async brings it */

@@ -117,7 +117,7 @@ typedef struct layer_acts {
 typedef struct grad_scratch {
     void *a;                  /* [n,D] the input norm's output */
     void *g;                  /* [n,E] the gated norm's output */
-    float *checkpoints;       /* the scan's states at chunk starts */
+    void *checkpoints;        /* the scan's states at chunk starts */
     void *dg, *dy;            /* [n,E] */
     void *d_in[N_SLICES];     /* gradients of in_proj's outputs: dz, dx', dB', dC', ddt */
     void *dx, *dB, *dC;       /* of the convolutions' outputs */
@@ -363,7 +363,7 @@ static void carve_grads(const mamba2_model *m, grad_scratch *d, lm_carver *cv, s
     const mamba2_dims *c = &m->c;
     d->a = lm_take_acts(cv, n * c->s.D);
     d->g = lm_take_acts(cv, n * c->E);
-    d->checkpoints = lm_take_floats(cv, m->kern->ssd_checkpoint_floats((int)n, c->H, c->P, c->N));
+    d->checkpoints = lm_take_acts(cv, mamba2_ssd_checkpoint_floats((int)n, c->H, c->P, c->N));
     d->dg = lm_take_acts(cv, n * c->E);
     d->dy = lm_take_acts(cv, n * c->E);
     for (int s = 0; s < N_SLICES; s++)

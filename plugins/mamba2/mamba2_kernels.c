@@ -16,7 +16,7 @@ static size_t cpu_ssd_work_floats(int n, int H, int P, int N, int G, int n_work)
     return (size_t)n_work * mamba2_ssd_work_floats(P, N) + mamba2_ssd_scratch_floats(n, H, N);
 }
 
-static void cpu_ssd_forward(void *y, float *checkpoints, const void *x, const float *delta,
+static void cpu_ssd_forward(void *y, void *checkpoints, const void *x, const float *delta,
                             const void *A_log, const void *B, const void *C, const void *D,
                             const mamba2_ssd_dims *d, float *work, int n_work)
 {
@@ -25,7 +25,7 @@ static void cpu_ssd_forward(void *y, float *checkpoints, const void *x, const fl
 
 static void cpu_ssd_backward(const mamba2_ssd_grads_any *g, const void *dy, const void *x,
                              const float *delta, const void *A_log, const void *B, const void *C,
-                             const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                             const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
                              float *work, int n_work)
 {
     mamba2_ssd_grads grads = {g->dx, g->ddelta, g->dB, g->dC, g->dA_log, g->dD};
@@ -60,7 +60,6 @@ static void cpu_gated_norm_backward(void *dy, void *dz, float *dw, const void *d
 }
 
 const mamba2_kernels mamba2_kernels_cpu = {
-    .ssd_checkpoint_floats = mamba2_ssd_checkpoint_floats,
     .ssd_work_floats = cpu_ssd_work_floats,
     .ssd_max_workers = mamba2_ssd_max_workers,
     .ssd_forward = cpu_ssd_forward,
@@ -82,7 +81,7 @@ static size_t cuda_ssd_work_floats(int n, int H, int P, int N, int G, int n_work
 
 static int cuda_ssd_max_workers(void) { return 1; }
 
-static void cuda_ssd_forward(void *y, float *checkpoints, const void *x, const float *delta,
+static void cuda_ssd_forward(void *y, void *checkpoints, const void *x, const float *delta,
                              const void *A_log, const void *B, const void *C, const void *D,
                              const mamba2_ssd_dims *d, float *work, int n_work)
 {
@@ -92,7 +91,7 @@ static void cuda_ssd_forward(void *y, float *checkpoints, const void *x, const f
 
 static void cuda_ssd_backward(const mamba2_ssd_grads_any *g, const void *dy, const void *x,
                               const float *delta, const void *A_log, const void *B, const void *C,
-                              const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                              const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
                               float *work, int n_work)
 {
     (void)n_work;
@@ -103,7 +102,6 @@ static void cuda_ssd_backward(const mamba2_ssd_grads_any *g, const void *dy, con
 const mamba2_kernels mamba2_kernels_cuda = {
     .ssd_max_P = 64,
     .ssd_max_N = 128,
-    .ssd_checkpoint_floats = mamba2_ssd_checkpoint_floats_cuda,
     .ssd_work_floats = cuda_ssd_work_floats,
     .ssd_max_workers = cuda_ssd_max_workers,
     .ssd_forward = cuda_ssd_forward,

@@ -3,8 +3,9 @@
  * meaning, layouts and rules of the CPU function of mamba2.h it is named
  * after; pointers are in the backend's memory, void ones activations in the op
  * table's type (fp32 on the CPU, bf16 on CUDA; the parameters A_log, D and
- * dt_bias too, as bind hands them in), float ones fp32 everywhere (Δ and its
- * gradient, the norm's rstd, the checkpoints, parameter gradients). */
+ * dt_bias too, as bind hands them in, and the scan's checkpoints: the
+ * products round them to bf16 on CUDA anyway), float ones fp32 everywhere (Δ
+ * and its gradient, the norm's rstd, parameter gradients). */
 #ifndef FLAME_MAMBA2_KERNELS_H
 #define FLAME_MAMBA2_KERNELS_H
 
@@ -21,17 +22,17 @@ typedef struct mamba2_ssd_grads_any {
 typedef struct mamba2_kernels {
     /* the widest head P and state N the scan takes; 0: any */
     int ssd_max_P, ssd_max_N;
-    /* the scan: floats of `checkpoints`, and of `work` for a whole call with
-     * n_work workers (up to max_workers()), for batches of at most n tokens */
-    size_t (*ssd_checkpoint_floats)(int n, int H, int P, int N);
+    /* the scan (its checkpoints: mamba2_ssd_checkpoint_floats() activations):
+     * floats of `work` for a whole call with n_work workers (up to
+     * max_workers()), for batches of at most n tokens */
     size_t (*ssd_work_floats)(int n, int H, int P, int N, int G, int n_work);
     int (*ssd_max_workers)(void);
-    void (*ssd_forward)(void *y, float *checkpoints, const void *x, const float *delta,
+    void (*ssd_forward)(void *y, void *checkpoints, const void *x, const float *delta,
                         const void *A_log, const void *B, const void *C, const void *D,
                         const mamba2_ssd_dims *d, float *work, int n_work);
     void (*ssd_backward)(const mamba2_ssd_grads_any *g, const void *dy, const void *x,
                          const float *delta, const void *A_log, const void *B, const void *C,
-                         const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                         const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
                          float *work, int n_work);
 
     void (*delta_forward)(float *delta, const void *dt, const void *dt_bias, int n, int H, float lo,

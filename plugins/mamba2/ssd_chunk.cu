@@ -70,7 +70,6 @@
 #define LDP (P_MAX + 8)     /* shared row lengths: ldmatrix rows spread over all banks */
 #define LDN (N_MAX + 8)
 #define THREADS 256         /* 8 warps */
-#define PASS_PER_THREAD 4   /* state elements of a thread in pass_states */
 #define LOG2E 1.4426950408889634f
 
 static_assert(CHUNK == GLA_CHUNK, "the chunk table and the checkpoint slots are GLA's");
@@ -78,8 +77,7 @@ static_assert(CHUNK == 64 && THREADS == 256, "a 64×64 tile is 8 warps of 16×32
 
 /* the scan's share of `work`, each part 16-byte aligned */
 typedef struct work_layout {
-    float *dS;      /* backward: ∂L/∂(state at a chunk start), the checkpoints' layout */
-    float *decay;   /* e^{cs_l} of each chunk that is not its sequence's last, [slot of its end][H] */
+    act_t *dS;      /* backward: ∂L/∂(state at a chunk start), the checkpoints' layout */
     float *dB_head; /* backward: [n,H,N] each head's dB, summed over a group afterwards */
     float *dC_head;
     float *dA_part; /* backward: [chunk][H] each chunk's Σ Δ R and Σ dy·x */
@@ -87,28 +85,20 @@ typedef struct work_layout {
     chunk *chunks;  /* at most n */
 } work_layout;
 
-static size_t checkpoint_slots(int n) { return n > 1 ? (size_t)(n - 1) / CHUNK : 0; }
-
-size_t mamba2_ssd_checkpoint_floats_cuda(int n, int H, int P, int N)
-{
-    return mamba2_ssd_checkpoint_floats(n, H, P, N);
-}
-
 size_t mamba2_ssd_work_floats_cuda(int n, int H, int P, int N, int G)
 {
     (void)G; /* the per-head copies of dB and dC are [n,H,N] whatever the groups */
     size_t nH = (size_t)n * H;
-    return align4(mamba2_ssd_checkpoint_floats(n, H, P, N)) + align4(checkpoint_slots(n) * H) +
-           2 * align4(nH * N) + 2 * align4(nH) + (size_t)n * (sizeof(chunk) / sizeof(float));
+    return bf16_floats(mamba2_ssd_checkpoint_floats(n, H, P, N)) + 2 * align4(nH * N) + 2 * align4(nH) +
+           (size_t)n * (sizeof(chunk) / sizeof(float));
 }
 
 static work_layout carve(float *work, int n, const mamba2_ssd_dims *d)
 {
     size_t nH = (size_t)n * d->H;
     work_layout w;
-    w.dS = work;
-    w.decay = w.dS + align4(mamba2_ssd_checkpoint_floats(n, d->H, d->P, d->N));
-    w.dB_head = w.decay + align4(checkpoint_slots(n) * d->H);
+    w.dS = reinterpret_cast<act_t *>(work);
+    w.dB_head = work + bf16_floats(mamba2_ssd_checkpoint_floats(n, d->H, d->P, d->N));
     w.dC_head = w.dB_head + align4(nH * d->N);
     w.dA_part = w.dC_head + align4(nH * d->N);
     w.dD_part = w.dA_part + align4(nH);
@@ -117,9 +107,6 @@ static work_layout carve(float *work, int n, const mamba2_ssd_dims *d)
 }
 
 /* ------------------------------------------------------------------ small pieces */
-
-/* the slot of the state at chunk start t0 (no sequence's first) */
-static __device__ __forceinline__ size_t slot_of(int t0) { return (size_t)(t0 / CHUNK - 1); }
 
 static __device__ __forceinline__ float A_of(const act_t *A_log, int h)
 {
@@ -209,176 +196,64 @@ static __device__ void load_tile(act_t (*s)[W], const act_t *src, size_t stride,
     }
 }
 
-/* the thread's share of a state in registers: P_MAX × N_MAX values (0 past P
- * and N) of which thread x holds 4 neighbours at rows and columns state_place */
-#define STATE_COUNT (P_MAX * N_MAX / 4 / THREADS)
-typedef float state_share[STATE_COUNT][4];
-
-static __device__ __forceinline__ void state_place(int it, int &r, int &c)
-{
-    int idx = threadIdx.x + it * THREADS;
-    r = idx / (N_MAX / 4), c = idx % (N_MAX / 4) * 4;
-}
-
-/* a P×N fp32 state (rows N apart) into f; all zeros when src is NULL (a
- * sequence's first state, or its last dS) */
-static __device__ void fetch_state(state_share &f, const float *src, int P, int N)
-{
-    bool vec = N % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
-#pragma unroll
-    for (int it = 0; it < STATE_COUNT; it++) {
-        int r, c;
-        state_place(it, r, c);
-        if (src && r < P && vec && c < N) {
-            load_floats<4>(f[it], src + (size_t)r * N + c);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                f[it][e] = src && r < P && c + e < N ? src[(size_t)r * N + c + e] : 0.0f;
-        }
-    }
-}
-
-/* the share into s as bf16 */
-static __device__ void put_state(act_t (*s)[LDN], const state_share &f)
-{
-#pragma unroll
-    for (int it = 0; it < STATE_COUNT; it++) {
-        int r, c;
-        state_place(it, r, c);
-        store_floats<4>(&s[r][c], f[it]);
-    }
-}
-
-static __device__ void load_state(act_t (*s)[LDN], const float *src, int P, int N)
-{
-    state_share f;
-    fetch_state(f, src, P, N);
-    put_state(s, f);
-}
-
-/* dst[(m0 + row) * stride + n0 + col] = acc (fp32) where row < rows and col < cols */
-template <int NT>
-static __device__ void store_f32(float *dst, size_t stride, int rows, int cols,
-                                 const float (&acc)[NT][4], int m0, int n0)
-{
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
-            if (r < rows && c < cols)
-                dst[(size_t)r * stride + c] = acc[j][e];
-        }
-}
-
 /* The warp's 16×64 block of a 64×128 output (P×N or tokens×N) */
 static __device__ __forceinline__ int wide_row() { return 16 * (warp_id() % 4); }
 static __device__ __forceinline__ int wide_col() { return 64 * (warp_id() / 4); }
 
 static __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) / 16 * 16; }
 
-/* ------------------------------------------------------------------ chunk contributions */
+/* ------------------------------------------------------------------ the walk over the chunks */
 
-struct states_shared {
+struct walk_shared {
     act_t u[CHUNK][LDP]; /* x or dy, each token times its weight: [token][P] */
     act_t v[CHUNK][LDN]; /* B or C: [token][N] */
     float cs2[CHUNK], dt[CHUNK], weight[CHUNK];
 };
 
-/* A chunk's share of the states, per (chunk, head). FORWARD: Σ_j w_j x_j B_jᵀ
- * into the slot of the next chunk's start (u = x, v = B); backward:
- * Σ_i e^{cs_i} dy_i C_iᵀ into the slot of its own start (u = dy, v = C). Both
- * write the chunk's decay e^{cs_l} to the slot of its end, for pass_states. */
+/* Per (sequence, head), chunk after chunk, a state carried in fp32 in the
+ * block's registers (each warp a 16×64 block, in the accumulators' layout)
+ * and written as bf16 to the checkpoint slots. FORWARD, from the first chunk
+ * on: S ← e^{cs_l} S + Σ_j w_j x_j B_jᵀ, the state at the next chunk's start,
+ * into that chunk's slot (u = x, v = B). Backward, from the last chunk down to
+ * the second: dS ← e^{cs_l} dS + Σ_i e^{cs_i} dy_i C_iᵀ, ∂L/∂(the state at the
+ * chunk's start), into its own slot (u = dy, v = C). A sequence's chunks are
+ * walked by one block, so no state goes through memory but as a checkpoint. */
 template <bool FORWARD>
 static __global__ void __launch_bounds__(THREADS)
-    chunk_states(float *states, float *decay, const act_t *u, const float *delta,
-                 const act_t *A_log, const act_t *v, const chunk *chunks, int H, int P, int N, int G)
+    walk_states(act_t *slots, const act_t *u, const float *delta, const act_t *A_log,
+                const act_t *v, const int32_t *cu, int H, int P, int N, int G)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
-    states_shared &sh = *reinterpret_cast<states_shared *>(shared_raw);
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, L = c.t1 - c.t0;
-    if (c.last && (FORWARD || c.first))
-        return; /* neither a decay nor a share anyone reads */
-    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A_of(A_log, h));
-    __syncthreads();
-    if (threadIdx.x == 0 && !c.last)
-        decay[slot_of(c.t1) * H + h] = exp2f(sh.cs2[CHUNK - 1]);
-    if (!FORWARD && c.first)
-        return;
-    if (threadIdx.x < CHUNK) {
-        int i = threadIdx.x;
-        sh.weight[i] = FORWARD ? exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[i]) * sh.dt[i]
-                               : (i < L ? exp2_fast(sh.cs2[i]) : 0.0f);
-    }
-    __syncthreads();
-    load_tile<CHUNK, P_MAX>(sh.u, u + at(c.t0, h, H, P), (size_t)H * P, L, P, sh.weight);
-    load_tile<CHUNK, N_MAX>(sh.v, v + at(c.t0, h / (H / G), G, N), (size_t)G * N, L, N, nullptr);
-    __syncthreads();
-    int m0 = wide_row(), n0 = wide_col();
-    if (m0 >= P || n0 >= N)
-        return;
-    float acc[8][4] = {};
-    warp_product<8, true, true>(acc, sh.u, sh.v, m0, n0, 0, CHUNK); /* Σ_token u[t][p] v[t][n] */
-    store_f32(states + state_at(FORWARD ? c.t1 : c.t0, h, H, P, N), N, P, N, acc, m0, n0);
-}
-
-/* ------------------------------------------------------------------ the pass over the chunks */
-
-/* Per (sequence, head, THREADS·PASS_PER_THREAD state elements), chunk after
- * chunk in fp32. FORWARD, from the first chunk on: slot(k) = decay(k−1)·slot(k−1)
- * + slot(k), so each slot turns from a chunk's share into the state there.
- * Backward, from the last chunk down: slot(k) += decay(k)·slot(k+1), turning
- * Σ_i e^{cs_i} dy_i C_iᵀ into ∂L/∂(state at chunk k's start). The next slot's
- * values are loaded before the current ones are written, so that the chain
- * waits on arithmetic, not on memory. */
-template <bool FORWARD>
-static __global__ void __launch_bounds__(THREADS)
-    pass_states(float *states, const float *decay, const int32_t *cu, int H, int P, int N)
-{
-    int s = blockIdx.x, h = blockIdx.y, begin = cu[s], end = cu[s + 1];
-    int K = ceil_div(end - begin, CHUNK); /* chunks 1..K−1 have slots */
-    if (K < 2)
-        return;
-    size_t PN = (size_t)P * N, e0 = (size_t)blockIdx.z * THREADS * PASS_PER_THREAD + threadIdx.x;
-    auto slot_ptr = [&](int k) { return states + (slot_of(begin + k * CHUNK) * H + h) * PN; };
-    /* forward: the decay of chunk k−1, at the slot of its end (chunk k's start);
-     * backward: the decay of chunk k, at chunk k+1's start (0 for the last) */
-    auto decay_at = [&](int kk) {
-        if (FORWARD)
-            return decay[slot_of(begin + kk * CHUNK) * H + h];
-        return kk + 1 < K ? decay[slot_of(begin + (kk + 1) * CHUNK) * H + h] : 0.0f;
-    };
-    auto fetch = [&](int kk, float(&into)[PASS_PER_THREAD]) {
-        const float *p = slot_ptr(kk);
-#pragma unroll
-        for (int q = 0; q < PASS_PER_THREAD; q++) {
-            size_t e = e0 + (size_t)q * THREADS;
-            into[q] = e < PN ? p[e] : 0.0f;
+    walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
+    int h = blockIdx.y, begin = cu[blockIdx.x], end = cu[blockIdx.x + 1];
+    int K = ceil_div(end - begin, CHUNK), m0 = wide_row(), n0 = wide_col();
+    float A = A_of(A_log, h), S[8][4] = {};
+    for (int q = 0; q + 1 < K; q++) { /* every chunk that has a slot to fill */
+        int k = FORWARD ? q : K - 1 - q, t0 = begin + k * CHUNK;
+        chunk c = {t0, min(t0 + CHUNK, end), k == 0, k == K - 1};
+        int L = c.t1 - c.t0;
+        chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
+        __syncthreads();
+        if (threadIdx.x < CHUNK) {
+            int i = threadIdx.x;
+            sh.weight[i] = FORWARD ? exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[i]) * sh.dt[i]
+                                   : (i < L ? exp2_fast(sh.cs2[i]) : 0.0f);
         }
-    };
-    float carry[PASS_PER_THREAD] = {}, next[PASS_PER_THREAD];
-    int k = FORWARD ? 1 : K - 1, step = FORWARD ? 1 : -1;
-    fetch(k, next);
-    float next_a = decay_at(k);
-    for (; k >= 1 && k < K; k += step) {
-        float cur[PASS_PER_THREAD], a = next_a;
+        __syncthreads();
+        load_tile<CHUNK, P_MAX>(sh.u, u + at(c.t0, h, H, P), (size_t)H * P, L, P, sh.weight);
+        load_tile<CHUNK, N_MAX>(sh.v, v + at(c.t0, h / (H / G), G, N), (size_t)G * N, L, N, nullptr);
+        __syncthreads();
+        if (m0 < P && n0 < N) {
+            float decay = exp2f(sh.cs2[CHUNK - 1]), acc[8][4] = {};
+            warp_product<8, true, true>(acc, sh.u, sh.v, m0, n0, 0, CHUNK); /* Σ_token u[t][p] v[t][n] */
 #pragma unroll
-        for (int q = 0; q < PASS_PER_THREAD; q++)
-            cur[q] = next[q];
-        if (k + step >= 1 && k + step < K) {
-            fetch(k + step, next);
-            next_a = decay_at(k + step);
-        }
-        float *p = slot_ptr(k);
+            for (int j = 0; j < 8; j++)
 #pragma unroll
-        for (int q = 0; q < PASS_PER_THREAD; q++) {
-            size_t e = e0 + (size_t)q * THREADS;
-            carry[q] = cur[q] + a * carry[q];
-            if (e < PN)
-                p[e] = carry[q];
+                for (int e = 0; e < 4; e++)
+                    S[j][e] = decay * S[j][e] + acc[j][e];
+            store_acc<false>(slots + state_at(FORWARD ? c.t1 : c.t0, h, H, P, N), N, P, N, S, m0, n0);
         }
+        __syncthreads(); /* the next chunk's tiles overwrite these */
     }
 }
 
@@ -395,7 +270,7 @@ struct output_shared {
  * y = M x + e^{cs_i} C S0ᵀ + D x; each warp a 16×32 block of both 64×64 tiles. */
 static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no spills */
     chunk_output(act_t *y, const act_t *x, const float *delta, const act_t *A_log, const act_t *B,
-                 const act_t *C, const act_t *D, const float *states, const chunk *chunks, int H,
+                 const act_t *C, const act_t *D, const act_t *states, const chunk *chunks, int H,
                  int P, int N, int G)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -406,7 +281,8 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
     load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, g, G, N), (size_t)G * N, L, N, nullptr);
     load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, g, G, N), (size_t)G * N, L, N, nullptr);
     load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    load_state(sh.S0, c.first ? nullptr : states + state_at(c.t0, h, H, P, N), P, N);
+    load_tile<P_MAX, N_MAX>(sh.S0, states + (c.first ? 0 : state_at(c.t0, h, H, P, N)), N,
+                            c.first ? 0 : P, N, nullptr);
     __syncthreads();
 
     int m0 = block_row(), n0 = block_col(), kn = round16(N);
@@ -522,7 +398,7 @@ static __device__ void grad_C(float *dC_head, grads_shared &sh, chunk c, int h, 
         }
     put_row_sums(sh.cdot[warp_id() / 4], dot[0], dot[1], m0);
     if (n0 < N)
-        store_f32(dC_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
+        store_acc<false>(dC_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
 }
 
 /* dB = Wᵀ C + w_j x dS into the head's fp32 copy */
@@ -542,7 +418,7 @@ static __device__ void grad_B(float *dB_head, grads_shared &sh, chunk c, int h, 
             acc[j][e] += exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t] * state[j][e];
         }
     if (n0 < N)
-        store_f32(dB_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
+        store_acc<false>(dB_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
 }
 
 /* dx = Mᵀ dy + w_j dS B_j + D dy, and x_j · (dS B_j) */
@@ -618,37 +494,29 @@ static __device__ float suffix_sums(grads_shared &sh, int L, float sdot)
 static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 KiB of shared memory each */
     chunk_grads(mamba2_ssd_grads_cuda g, work_layout w, const act_t *dy, const act_t *x,
                 const float *delta, const act_t *A_log, const act_t *B, const act_t *C,
-                const act_t *D, const float *states, int H, int P, int N, int G)
+                const act_t *D, const act_t *states, int H, int P, int N, int G)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     grads_shared &sh = *reinterpret_cast<grads_shared *>(shared_raw);
     chunk c = w.chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0, grp = h / (H / G);
     float A = A_of(A_log, h);
-    const float *S0 = c.first ? nullptr : states + state_at(c.t0, h, H, P, N);
-    const float *dS = c.last ? nullptr : w.dS + state_at(c.t1, h, H, P, N);
     chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
     load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
     load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
     load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
     load_tile<CHUNK, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    float sdot_share = 0.0f; /* ⟨S0, dS⟩ in fp32, before the states are rounded */
-    {
-        state_share s0, ds;
-        fetch_state(s0, S0, P, N);
-        fetch_state(ds, dS, P, N);
-#pragma unroll
-        for (int it = 0; it < STATE_COUNT; it++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                sdot_share += s0[it][e] * ds[it][e];
-        put_state(sh.S0, s0);
-        put_state(sh.dS, ds);
-    }
+    /* a sequence's first state and its last dS are 0 */
+    load_tile<P_MAX, N_MAX>(sh.S0, states + (c.first ? 0 : state_at(c.t0, h, H, P, N)), N,
+                            c.first ? 0 : P, N, nullptr);
+    load_tile<P_MAX, N_MAX>(sh.dS, w.dS + (c.last ? 0 : state_at(c.t1, h, H, P, N)), N,
+                            c.last ? 0 : P, N, nullptr);
     __syncthreads();
-    float dD_share = 0.0f; /* Σ dy · x over the chunk (zeros past it) */
+    float dD_share = 0.0f, sdot_share = 0.0f; /* Σ dy · x over the chunk, ⟨S0, dS⟩ (zeros past them) */
     for (int idx = threadIdx.x; idx < CHUNK * P_MAX; idx += THREADS)
         dD_share += to_f32(sh.dy[idx / P_MAX][idx % P_MAX]) * to_f32(sh.x[idx / P_MAX][idx % P_MAX]);
+    for (int idx = threadIdx.x; idx < P_MAX * N_MAX; idx += THREADS)
+        sdot_share += to_f32(sh.S0[idx / N_MAX][idx % N_MAX]) * to_f32(sh.dS[idx / N_MAX][idx % N_MAX]);
     float sdot = block_sum(sdot_share, sh.red), dD = block_sum(dD_share, sh.red);
 
     int kn = round16(N), kp = round16(P);
@@ -727,30 +595,19 @@ static void check_dims(const mamba2_ssd_dims *d)
     }
 }
 
-/* a chunk's share of the states and its decay (chunk_states) */
+/* the walk over every sequence's chunks (walk_states) into `slots` */
 template <bool FORWARD>
-static void states_of_chunks(float *states, const work_layout *w, int chunks, const void *u,
-                             const float *delta, const void *A_log, const void *v,
-                             const mamba2_ssd_dims *d)
+static void walk(act_t *slots, const void *u, const float *delta, const void *A_log, const void *v,
+                 const mamba2_ssd_dims *d)
 {
-    auto kernel = chunk_states<FORWARD>;
-    size_t bytes = allow_shared(kernel, sizeof(states_shared));
-    kernel<<<dim3(chunks, d->H), THREADS, bytes>>>(states, w->decay, act(u), delta, act(A_log),
-                                                   act(v), w->chunks, d->H, d->P, d->N, d->G);
+    auto kernel = walk_states<FORWARD>;
+    size_t bytes = allow_shared(kernel, sizeof(walk_shared));
+    kernel<<<dim3(d->n_seqs, d->H), THREADS, bytes>>>(slots, act(u), delta, act(A_log), act(v),
+                                                     d->cu_seqlens_backend, d->H, d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
 }
 
-/* the pass over every sequence's chunks (pass_states) */
-template <bool FORWARD>
-static void pass(float *states, const work_layout *w, const mamba2_ssd_dims *d)
-{
-    int tiles = ceil_div(d->P * d->N, THREADS * PASS_PER_THREAD);
-    pass_states<FORWARD><<<dim3(d->n_seqs, d->H, tiles), THREADS>>>(
-        states, w->decay, d->cu_seqlens_backend, d->H, d->P, d->N);
-    CUDA_CHECK_LAUNCH();
-}
-
-void mamba2_ssd_forward_cuda(void *y, float *checkpoints, const void *x, const float *delta,
+void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const float *delta,
                              const void *A_log, const void *B, const void *C, const void *D,
                              const mamba2_ssd_dims *d, float *work)
 {
@@ -758,22 +615,21 @@ void mamba2_ssd_forward_cuda(void *y, float *checkpoints, const void *x, const f
     if (n == 0)
         return;
     check_dims(d);
-    work_layout w = carve(work, n, d);
-    int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
-    states_of_chunks<true>(checkpoints, &w, chunks, x, delta, A_log, B, d);
-    pass<true>(checkpoints, &w, d);
+    walk<true>(act(checkpoints), x, delta, A_log, B, d);
     if (!y)
         return;
+    work_layout w = carve(work, n, d);
+    int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
     size_t bytes = allow_shared(chunk_output, sizeof(output_shared));
     chunk_output<<<dim3(chunks, d->H), THREADS, bytes>>>(act(y), act(x), delta, act(A_log), act(B),
-                                                         act(C), act(D), checkpoints, w.chunks,
+                                                         act(C), act(D), act(checkpoints), w.chunks,
                                                          d->H, d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
 }
 
 void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, const void *x,
                               const float *delta, const void *A_log, const void *B, const void *C,
-                              const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                              const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
                               float *work)
 {
     int n = d->cu_seqlens[d->n_seqs];
@@ -782,11 +638,10 @@ void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, co
     check_dims(d);
     work_layout w = carve(work, n, d);
     int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
-    states_of_chunks<false>(w.dS, &w, chunks, dy, delta, A_log, C, d);
-    pass<false>(w.dS, &w, d);
+    walk<false>(w.dS, dy, delta, A_log, C, d);
     size_t bytes = allow_shared(chunk_grads, sizeof(grads_shared));
     chunk_grads<<<dim3(chunks, d->H), THREADS, bytes>>>(*g, w, act(dy), act(x), delta, act(A_log),
-                                                        act(B), act(C), act(D), checkpoints, d->H,
+                                                        act(B), act(C), act(D), act(checkpoints), d->H,
                                                         d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
     sum_groups<<<cuda_grid((size_t)n * d->G * d->N), CUDA_BLOCK>>>(

@@ -3,8 +3,10 @@
  *
  * Layouts as mamba2.h: x, y [n,H,P], delta [n,H], B, C [n,G,N], all bf16 but
  * delta (fp32); A_log and D are the parameters' bf16 compute copies [H].
- * `checkpoints` (fp32) hold the state at every chunk start but a sequence's
- * first, slot t0/MAMBA2_CHUNK − 1, as mamba2_ssd_forward_cpu keeps them. The
+ * `checkpoints` hold the state at every chunk start but a sequence's first,
+ * slot t0/MAMBA2_CHUNK − 1, as mamba2_ssd_forward_cpu keeps them, but in bf16
+ * (mamba2_ssd_checkpoint_floats() values): the products round them to bf16
+ * anyway, and the pass from chunk to chunk carries them in fp32. The
  * kernels take P ≤ 64 and N ≤ 128 (Mamba2's heads: P 64, N 128); larger
  * heads stop the program with a message. */
 #ifndef FLAME_MAMBA2_SSD_CUDA_H
@@ -18,13 +20,12 @@
 extern "C" {
 #endif
 
-/* floats of `checkpoints` and of `work` (device memory) for batches of at most n tokens */
-size_t mamba2_ssd_checkpoint_floats_cuda(int n, int H, int P, int N);
+/* floats of `work` (device memory) for batches of at most n tokens */
 size_t mamba2_ssd_work_floats_cuda(int n, int H, int P, int N, int G);
 
 /* x, B, C, y: bf16 (__nv_bfloat16, passed as void*); delta fp32 [n,H]; A_log, D: bf16 [H]
  * (the parameters' compute copies). y NULL: only the checkpoints (C, D not read). y is written. */
-void mamba2_ssd_forward_cuda(void *y, float *checkpoints, const void *x, const float *delta,
+void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const float *delta,
                              const void *A_log, const void *B, const void *C, const void *D,
                              const mamba2_ssd_dims *d, float *work);
 
@@ -37,7 +38,7 @@ typedef struct mamba2_ssd_grads_cuda {
 /* all gradients given dy (bf16); checkpoints as the forward (with or without y) wrote them */
 void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, const void *x,
                               const float *delta, const void *A_log, const void *B, const void *C,
-                              const void *D, const float *checkpoints, const mamba2_ssd_dims *d,
+                              const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
                               float *work);
 
 #ifdef __cplusplus
