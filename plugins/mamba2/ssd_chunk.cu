@@ -27,31 +27,30 @@
  *     dA_log += A Σ_j Δ_j R_j,               dD += Σ_i dy_i · x_i
  * (cs is a running sum of Δ·A: ∂cs_k/∂Δ_j = A for k ≥ j, ∂cs_k/∂A = cs_k/A.)
  *
- * Kernels. Forward: (1) the table of chunks (GLA's); (2) chunk_states per
- * (chunk, head): the chunk's own contribution Σ_j w_j x_j B_jᵀ, written to the
- * checkpoint slot of the next chunk's start, and the chunk's decay e^{cs_l};
- * (3) pass_states per (sequence, head, 1024 state elements): the states from
- * chunk to chunk, S_next = e^{cs_l} S + contribution, in place, elementwise in
- * fp32 (the decay is a scalar per head and chunk); the slots then hold the
- * state at each chunk start but a sequence's first, the CPU's layout;
- * (4) chunk_output per (chunk, head): y. Backward: (2) and (3) again in
- * reverse, for dS (Σ_i e^{cs_i} dy_i C_iᵀ into the slot of the chunk's own
- * start, then ∂L/∂S0 passed backwards), into `work`; (4) chunk_grads per
- * (chunk, head): everything above; (5) the heads of a group summed into dB
- * and dC, and every chunk's share of dA_log and dD, in a fixed order.
+ * Kernels. Forward: (1) walk_states per (sequence, head): the states from
+ * chunk to chunk, S_next = e^{cs_l} S + Σ_j w_j x_j B_jᵀ, carried in fp32 in
+ * the block's registers and written (bf16) to the checkpoint slot of each
+ * chunk start but a sequence's first, the CPU's layout; (2) the table of
+ * chunks (GLA's); (3) chunk_output per (chunk, head): y. Backward: (1) again
+ * backwards, for dS = ∂L/∂(state at a chunk start), Σ_i e^{cs_i} dy_i C_iᵀ
+ * plus the decayed dS of the chunk after, into `work`; (2) chunk_grads per
+ * (chunk, head): dx, dΔ and the chunk's shares of dA_log and dD;
+ * (3) chunk_grads_BC per (chunk, group): dB and dC, the group's heads summed
+ * in registers; (4) every chunk's share of dA_log and dD summed.
  *
- * Precision. Activations are bf16, delta and the states fp32. Products run on
- * the tensor cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation):
- * operands scaled by a decay (w_j x_j, e^{cs_i} dy_i, M, W) and the states S0
- * and dS are rounded to bf16 there; the pass from chunk to chunk and all the
- * per-token sums are fp32. The states' operand is rounded once per chunk, and
- * never carried, so the rounding does not grow along a sequence. cs is kept in
- * units of log2 so that an exponential is one ex2 instruction.
+ * Precision. Activations are bf16, delta fp32. Products run on the tensor
+ * cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation): operands
+ * scaled by a decay (w_j x_j, M, W̄) and the checkpointed states S0 and dS are
+ * bf16; the walk from chunk to chunk carries the states in fp32, and all the
+ * per-token and per-head sums are fp32. A state is rounded once, when it is
+ * checkpointed, and never carried rounded, so the rounding does not grow
+ * along a sequence. cs is kept in units of log2 so that an exponential is one
+ * ex2 instruction.
  *
  * Determinism. No atomics: every value is written by the one block that sums
- * it, dB and dC go through a per-head fp32 copy summed over a group's heads in
- * order, and dA_log / dD through one partial per (chunk, head) summed over the
- * chunks in order. Results are the same bits run to run.
+ * it, dB and dC over a group's heads in order, and dA_log / dD through one
+ * partial per (chunk, head) summed over the chunks in order. Results are the
+ * same bits run to run.
  *
  * Limits: P ≤ 64 and N ≤ 128 (one tile each; Mamba2's heads are 64 and 128). */
 #include <cstdint>
@@ -78,8 +77,6 @@ static_assert(CHUNK == 64 && THREADS == 256, "a 64×64 tile is 8 warps of 16×32
 /* the scan's share of `work`, each part 16-byte aligned */
 typedef struct work_layout {
     act_t *dS;      /* backward: ∂L/∂(state at a chunk start), the checkpoints' layout */
-    float *dB_head; /* backward: [n,H,N] each head's dB, summed over a group afterwards */
-    float *dC_head;
     float *dA_part; /* backward: [chunk][H] each chunk's Σ Δ R and Σ dy·x */
     float *dD_part;
     chunk *chunks;  /* at most n */
@@ -87,9 +84,9 @@ typedef struct work_layout {
 
 size_t mamba2_ssd_work_floats_cuda(int n, int H, int P, int N, int G)
 {
-    (void)G; /* the per-head copies of dB and dC are [n,H,N] whatever the groups */
+    (void)G; /* the scratch is the same whatever the groups */
     size_t nH = (size_t)n * H;
-    return bf16_floats(mamba2_ssd_checkpoint_floats(n, H, P, N)) + 2 * align4(nH * N) + 2 * align4(nH) +
+    return bf16_floats(mamba2_ssd_checkpoint_floats(n, H, P, N)) + 2 * align4(nH) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
 }
 
@@ -98,9 +95,7 @@ static work_layout carve(float *work, int n, const mamba2_ssd_dims *d)
     size_t nH = (size_t)n * d->H;
     work_layout w;
     w.dS = reinterpret_cast<act_t *>(work);
-    w.dB_head = work + bf16_floats(mamba2_ssd_checkpoint_floats(n, d->H, d->P, d->N));
-    w.dC_head = w.dB_head + align4(nH * d->N);
-    w.dA_part = w.dC_head + align4(nH * d->N);
+    w.dA_part = work + bf16_floats(mamba2_ssd_checkpoint_floats(n, d->H, d->P, d->N));
     w.dD_part = w.dA_part + align4(nH);
     w.chunks = reinterpret_cast<chunk *>(w.dD_part + align4(nH));
     return w;
@@ -322,7 +317,7 @@ struct grads_shared {
     act_t C[CHUNK][LDN], B[CHUNK][LDN];   /* [token][N] */
     act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* [P][N] */
     act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* [token][P] */
-    act_t M[CHUNK][LDP], W[CHUNK][LDP];   /* [token i][token j] */
+    act_t M[CHUNK][LDP];                  /* [token i][token j] */
     float cs2[CHUNK], dt[CHUNK];
     /* per-token sums, in parts summed in a fixed order: of V's rows (times Δ_j)
      * and C_i · dC's inter part and x_j · (dS B_j), one per column half; of
@@ -341,7 +336,7 @@ static __device__ void put_row_sums(float *part, float r0, float r1, int m0)
         part[m0 + lane_id() / 4] = r0, part[m0 + lane_id() / 4 + 8] = r1;
 }
 
-/* G = C Bᵀ and dM = dy xᵀ, then M and W (bf16), masked to j ≤ i, and the
+/* G = C Bᵀ and dM = dy xᵀ, then M (bf16), masked to j ≤ i, and the
  * sums of V = dM ⊙ L ⊙ G over rows (times Δ_j) and columns, V staying in
  * registers: a column's 16 rows of a warp are summed over the 8 lanes that
  * hold them (shuffles in a fixed tree), the warps' parts later. */
@@ -360,7 +355,6 @@ static __device__ void score_tiles(grads_shared &sh, int kn, int kp)
             float l = k <= i ? exp2_fast(sh.cs2[i] - sh.cs2[k]) : 0.0f;
             float v = dm[j][e] * l * gs[j][e];
             sh.M[i][k] = __float2bfloat16_rn(gs[j][e] * l * sh.dt[k]);
-            sh.W[i][k] = __float2bfloat16_rn(dm[j][e] * l * sh.dt[k]);
             row[e / 2] += v * sh.dt[k];
             col[j][e % 2] += v;
         }
@@ -377,48 +371,23 @@ static __device__ void score_tiles(grads_shared &sh, int kn, int kp)
         }
 }
 
-/* dC = W B + e^{cs_i} dy S0 into the head's fp32 copy, and C_i · (the second part) */
-static __device__ void grad_C(float *dC_head, grads_shared &sh, chunk c, int h, int H, int N,
-                              int kp)
+/* C_i · (e^{cs_i} S0ᵀ dy_i), dC's share through the chunk's start state
+ * dotted with C_i, as e^{cs_i} dy_i · (S0 C_i): the state read out at the
+ * chunk's tokens (C S0ᵀ, tokens × P) against dy */
+static __device__ void state_dots(grads_shared &sh, chunk c, int kn)
 {
-    int m0 = wide_row(), n0 = wide_col(), L = c.t1 - c.t0;
-    float acc[8][4] = {}, inter[8][4] = {};
-    warp_product<8, false, true>(acc, sh.W, sh.B, m0, n0, 0, CHUNK);
+    int m0 = block_row(), n0 = block_col();
+    float out[4][4] = {}, dot[2] = {0.0f, 0.0f};
     if (!c.first)
-        warp_product<8, false, true>(inter, sh.dy, sh.S0, m0, n0, 0, kp);
-    float dot[2] = {0.0f, 0.0f};
+        warp_product<4, false, false>(out, sh.C, sh.S0, m0, n0, 0, kn);
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
-            float v = exp2_fast(sh.cs2[i]) * inter[j][e];
-            dot[e / 2] += to_f32(sh.C[i][k]) * v;
-            acc[j][e] += v;
-        }
-    put_row_sums(sh.cdot[warp_id() / 4], dot[0], dot[1], m0);
-    if (n0 < N)
-        store_acc<false>(dC_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
-}
-
-/* dB = Wᵀ C + w_j x dS into the head's fp32 copy */
-static __device__ void grad_B(float *dB_head, grads_shared &sh, chunk c, int h, int H, int N,
-                              int kp)
-{
-    int m0 = wide_row(), n0 = wide_col(), L = c.t1 - c.t0;
-    float acc[8][4] = {}, state[8][4] = {};
-    warp_product<8, true, true>(acc, sh.W, sh.C, m0, n0, 0, CHUNK);
-    if (!c.last)
-        warp_product<8, false, true>(state, sh.x, sh.dS, m0, n0, 0, kp);
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int t = m0 + acc_row(e);
-            acc[j][e] += exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t] * state[j][e];
-        }
-    if (n0 < N)
-        store_acc<false>(dB_head + at(c.t0, h, H, N), (size_t)H * N, L, N, acc, m0, n0);
+        for (int e = 0; e < 4; e++)
+            dot[e / 2] += to_f32(sh.dy[m0 + acc_row(e)][n0 + 8 * j + acc_col(e)]) * out[j][e];
+    int r = m0 + lane_id() / 4;
+    put_row_sums(sh.cdot[warp_id() / 4], exp2_fast(sh.cs2[r]) * dot[0],
+                 exp2_fast(sh.cs2[r + 8]) * dot[1], m0);
 }
 
 /* dx = Mᵀ dy + w_j dS B_j + D dy, and x_j · (dS B_j) */
@@ -522,8 +491,7 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
     int kn = round16(N), kp = round16(P);
     score_tiles(sh, kn, kp);
     __syncthreads();
-    grad_C(w.dC_head, sh, c, h, H, N, kp);
-    grad_B(w.dB_head, sh, c, h, H, N, kp);
+    state_dots(sh, c, kn);
     grad_x(static_cast<act_t *>(g.dx), sh, c, h, H, P, kn, to_f32(D[h]));
     __syncthreads();
     token_parts(sh);
@@ -543,24 +511,93 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
 
 /* ------------------------------------------------------------------ backward: the sums */
 
-/* dB and dC (bf16) = the sums of their heads' fp32 copies over each group, heads in order */
-static __global__ void sum_groups(act_t *dB, act_t *dC, const float *dB_head, const float *dC_head,
-                                  int n, int H, int N, int G)
+/* ------------------------------------------------------------------ backward: dB and dC */
+
+struct bc_shared {
+    act_t C[CHUNK][LDN], B[CHUNK][LDN];   /* the group's: [token][N] */
+    act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* the head's: [P][N] */
+    act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* the head's: [token][P] */
+    act_t W[CHUNK][LDP];                  /* Σ over the heads of W, [token i][token j] */
+    float cs2[CHUNK], dt[CHUNK];
+};
+
+/* A head's tiles and its chunk sums; a sequence's first state and its last dS are 0 */
+static __device__ void load_head(bc_shared &sh, chunk c, int h, const act_t *dy, const act_t *x,
+                                 const float *delta, float A, const act_t *states, const act_t *dS,
+                                 int H, int P, int N)
 {
-    int per_group = H / G;
-    GRID_STRIDE_LOOP(i, (size_t)n * G * N)
-    {
-        size_t t = i / ((size_t)G * N);
-        int r = (int)(i % ((size_t)G * N)), grp = r / N, k = r % N;
-        float sb = 0.0f, sc = 0.0f;
-        for (int q = 0; q < per_group; q++) {
-            size_t from = (t * H + (size_t)grp * per_group + q) * N + k;
-            sb += dB_head[from];
-            sc += dC_head[from];
-        }
-        dB[i] = __float2bfloat16_rn(sb);
-        dC[i] = __float2bfloat16_rn(sc);
+    int L = c.t1 - c.t0;
+    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
+    load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
+    load_tile<CHUNK, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
+    load_tile<P_MAX, N_MAX>(sh.S0, states + (c.first ? 0 : state_at(c.t0, h, H, P, N)), N,
+                            c.first ? 0 : P, N, nullptr);
+    load_tile<P_MAX, N_MAX>(sh.dS, dS + (c.last ? 0 : state_at(c.t1, h, H, P, N)), N,
+                            c.last ? 0 : P, N, nullptr);
+}
+
+/* dB and dC of one chunk, per (chunk, group), the group's heads in order in
+ * fp32 registers. B and C are shared by a group's heads, so its heads' W sum
+ * before the products with them:
+ *     dC_i = Σ_j W̄_ij B_j + Σ_h e^{cs_i} S0ᵀ dy_i,   W̄ = Σ_h W (masked, decayed)
+ *     dB_j = Σ_i W̄_ij C_i + Σ_h w_j dSᵀ x_j
+ * (the second sums over the heads of a group's h-dependent terms). */
+static __global__ void __launch_bounds__(THREADS)
+    chunk_grads_BC(act_t *dB, act_t *dC, const act_t *dy, const act_t *x, const float *delta,
+                   const act_t *A_log, const act_t *B, const act_t *C, const act_t *states,
+                   const act_t *dS, const chunk *chunks, int H, int P, int N, int G)
+{
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    bc_shared &sh = *reinterpret_cast<bc_shared *>(shared_raw);
+    chunk c = chunks[blockIdx.x];
+    int grp = blockIdx.y, per_group = H / G, L = c.t1 - c.t0, kp = round16(P);
+    load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
+    load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
+    int m0 = block_row(), n0 = block_col(), r0 = wide_row(), c0 = wide_col();
+    float w_sum[4][4] = {}, dC_state[8][4] = {}, dB_state[8][4] = {};
+    for (int q = 0; q < per_group; q++) {
+        int h = grp * per_group + q;
+        load_head(sh, c, h, dy, x, delta, A_of(A_log, h), states, dS, H, P, N);
+        __syncthreads();
+        float dm[4][4] = {};
+        warp_product<4, false, false>(dm, sh.dy, sh.x, m0, n0, 0, kp); /* dy_i · x_j */
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
+                float l = k <= i ? exp2_fast(sh.cs2[i] - sh.cs2[k]) : 0.0f;
+                w_sum[j][e] += dm[j][e] * l * sh.dt[k];
+            }
+        float part[8][4] = {};
+        if (!c.first)
+            warp_product<8, false, true>(part, sh.dy, sh.S0, r0, c0, 0, kp); /* dy S0: [token][N] */
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                dC_state[j][e] += exp2_fast(sh.cs2[r0 + acc_row(e)]) * part[j][e];
+                part[j][e] = 0.0f;
+            }
+        if (!c.last)
+            warp_product<8, false, true>(part, sh.x, sh.dS, r0, c0, 0, kp); /* x dS: [token][N] */
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int t = r0 + acc_row(e);
+                dB_state[j][e] += exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t] * part[j][e];
+            }
+        __syncthreads(); /* the next head's tiles overwrite these */
     }
+    store_acc<false>(&sh.W[0][0], LDP, CHUNK, CHUNK, w_sum, m0, n0);
+    __syncthreads();
+    if (c0 >= N)
+        return;
+    warp_product<8, false, true>(dC_state, sh.W, sh.B, r0, c0, 0, CHUNK); /* += W̄ B */
+    store_acc<false>(dC + at(c.t0, grp, G, N), (size_t)G * N, L, N, dC_state, r0, c0);
+    warp_product<8, true, true>(dB_state, sh.W, sh.C, r0, c0, 0, CHUNK); /* += W̄ᵀ C */
+    store_acc<false>(dB + at(c.t0, grp, G, N), (size_t)G * N, L, N, dB_state, r0, c0);
 }
 
 /* dA_log[h] += A_h Σ_chunks Σ Δ R, dD[h] += Σ_chunks Σ dy · x; a block per head */
@@ -644,8 +681,11 @@ void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, co
                                                         act(B), act(C), act(D), act(checkpoints), d->H,
                                                         d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
-    sum_groups<<<cuda_grid((size_t)n * d->G * d->N), CUDA_BLOCK>>>(
-        act(g->dB), act(g->dC), w.dB_head, w.dC_head, n, d->H, d->N, d->G);
+    bytes = allow_shared(chunk_grads_BC, sizeof(bc_shared));
+    chunk_grads_BC<<<dim3(chunks, d->G), THREADS, bytes>>>(act(g->dB), act(g->dC), act(dy), act(x),
+                                                           delta, act(A_log), act(B), act(C),
+                                                           act(checkpoints), w.dS, w.chunks, d->H,
+                                                           d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
     sum_parameters<<<d->H, THREADS>>>(g->dA_log, g->dD, w.dA_part, w.dD_part, act(A_log), chunks,
                                       d->H);
