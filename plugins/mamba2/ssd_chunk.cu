@@ -130,6 +130,12 @@ static __device__ void chunk_sums(float *cs2, float *dt, const float *delta, chu
     cs2[l] = LOG2E * A * s0, cs2[l + 32] = LOG2E * A * s1;
 }
 
+/* L_ik = e^{cs_i − cs_k}, the decay from token k to token i of a chunk; 0 for k > i */
+static __device__ __forceinline__ float decay_between(const float *cs2, int i, int k)
+{
+    return k <= i ? exp2_fast(cs2[i] - cs2[k]) : 0.0f;
+}
+
 /* the sum of x over the block, the same in every thread, in a fixed order;
  * red holds THREADS / 32 floats */
 static __device__ float block_sum(float x, float *red)
@@ -288,8 +294,7 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
-            float m = k <= i ? s[j][e] * exp2_fast(sh.cs2[i] - sh.cs2[k]) * sh.dt[k] : 0.0f;
-            sh.M[i][k] = __float2bfloat16_rn(m);
+            sh.M[i][k] = __float2bfloat16_rn(s[j][e] * decay_between(sh.cs2, i, k) * sh.dt[k]);
         }
     __syncthreads();
 
@@ -352,8 +357,7 @@ static __device__ void score_tiles(grads_shared &sh, int kn, int kp)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
-            float l = k <= i ? exp2_fast(sh.cs2[i] - sh.cs2[k]) : 0.0f;
-            float v = dm[j][e] * l * gs[j][e];
+            float l = decay_between(sh.cs2, i, k), v = dm[j][e] * l * gs[j][e];
             sh.M[i][k] = __float2bfloat16_rn(gs[j][e] * l * sh.dt[k]);
             row[e / 2] += v * sh.dt[k];
             col[j][e % 2] += v;
@@ -566,8 +570,7 @@ static __global__ void __launch_bounds__(THREADS)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
-                float l = k <= i ? exp2_fast(sh.cs2[i] - sh.cs2[k]) : 0.0f;
-                w_sum[j][e] += dm[j][e] * l * sh.dt[k];
+                w_sum[j][e] += dm[j][e] * decay_between(sh.cs2, i, k) * sh.dt[k];
             }
         float part[8][4] = {};
         if (!c.first)
