@@ -301,7 +301,8 @@ static void test_json_format_keys(void)
     const char *p = write_file("foreign.json",
                                "{\"model_type\": \"foreign\", \"width\": 96,\n"
                                " \"rope\": {\"theta\": 2.5, \"kind\": \"plain\"},\n"
-                               " \"bias\": false, \"dropout\": 0.1, \"use_gk\": false}\n");
+                               " \"bias\": false, \"dropout\": 0.1, \"use_gk\": false,\n"
+                               " \"limit\": [0.0, Infinity], \"attn_mode\": \"NaN \\\"Infinity\\\\\"}\n");
     flame_config *cfg = fake_model_config();
     char err[1024] = "";
     int rc = config_load_model_file(cfg, p, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
@@ -309,6 +310,10 @@ static void test_json_format_keys(void)
     CHECK(config_get_int(cfg, "model", "hidden_size") == 96, "width read as hidden_size");
     CHECK(config_get_float(cfg, "model", "expand_k") == 2.5, "rope.theta read as expand_k");
     CHECK(config_get_bool(cfg, "model", "use_gk") == 0, "a key of the same name");
+    /* Python's words for non-finite floats are read outside strings only */
+    CHECK(strcmp(config_get_string(cfg, "model", "attn_mode"), "NaN \"Infinity\\") == 0,
+          "a string holding the words, an escaped quote and a backslash: %s",
+          config_get_string(cfg, "model", "attn_mode"));
     config_destroy(cfg);
 
     static const struct {
@@ -320,6 +325,12 @@ static void test_json_format_keys(void)
          "nested.json:2:", "rope.kind = \"yarn\": only \"plain\""},
         {"inner.json", "{\"model_type\": \"foreign\",\n\"rope\": {\"scale\": 2}}", "inner.json:2:",
          "unknown key [model] rope.scale"},
+        {"limit.json", "{\"model_type\": \"foreign\",\n\"limit\": [0.0, -Infinity]}", "limit.json:2:",
+         "only [0.0, Infinity] is supported"},
+        {"nan.json", "{\"model_type\": \"foreign\",\n\"width\": NaN}", "nan.json:2:",
+         "expected an integer"},
+        {"word.json", "{\"model_type\": \"foreign\",\n\"limit\": [0.0, Infinityx]}", "word.json:2:",
+         "invalid JSON"},
         /* the plugin's own format has no map: the foreign names are unknown there */
         {"own.json", "{\"model_type\": \"gla\",\n\"width\": 96}", "own.json:2:",
          "unknown key [model] width"},

@@ -415,6 +415,50 @@ static void test_presets(void)
     unlink(json);
 }
 
+/* config.json as fla's Mamba2Config saves it (save_pretrained: its current key
+ * names, and Python's json writing inf as the bare word Infinity) with
+ * dt_limit as given */
+static void write_saved_json(const char *path, const char *dt_limit)
+{
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\n  \"A_init_range\": [\n    1,\n    16\n  ],\n  \"D_has_hdim\": false,\n"
+               "  \"chunk_size\": 256,\n  \"conv_init\": null,\n  \"conv_kernel\": 4,\n"
+               "  \"dt_init_floor\": 0.0001,\n  \"dt_limit\": %s,\n  \"dt_max\": 0.1,\n"
+               "  \"dt_min\": 0.002,\n  \"expand\": 2,\n  \"head_dim\": 64,\n  \"hidden_size\": 1024,\n"
+               "  \"model_type\": \"mamba2\",\n  \"n_groups\": 1,\n  \"norm_before_gate\": false,\n"
+               "  \"num_hidden_layers\": 48,\n  \"rmsnorm\": true,\n  \"state_size\": 128,\n"
+               "  \"use_conv_bias\": true,\n  \"vocab_size\": 32000\n}\n",
+            dt_limit);
+    fclose(f);
+}
+
+/* a folder fla saved is read: its defaults of what flame has fixed accepted,
+ * any other value of them refused with the file and line */
+static void test_saved_config(void)
+{
+    char json[] = "/tmp/flame-mamba2-XXXXXX.json";
+    int fd = mkstemps(json, 5);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    write_saved_json(json, "[\n    0.0,\n    Infinity\n  ]");
+    flame_config *cfg = load_model_config(json);
+    if (cfg) {
+        CHECK(config_get_float(cfg, "model", "dt_min") == 0.002 && config_get_int(cfg, "model", "hidden_size") == 1024,
+              "fla's saved config.json not read");
+        config_destroy(cfg);
+    }
+    write_saved_json(json, "[\n    0.0,\n    0.1\n  ]");
+    const flame_plugin *p = flame_plugin_entry();
+    cfg = config_create();
+    config_add_section(cfg, "model", p->options, p->n_options);
+    char err[512] = "", want[600];
+    int rc = config_load_model_file(cfg, json, p->hf_formats, p->n_hf_formats, err, sizeof err);
+    snprintf(want, sizeof want, "%s:11: dt_limit = [0.0,0.10000000000000001]: only [0.0, Infinity]", json);
+    CHECK(rc != 0 && strstr(err, want), "another dt_limit: got \"%s\"", err);
+    config_destroy(cfg);
+    unlink(json);
+}
+
 int main(void)
 {
     testing_seed(23);
@@ -422,6 +466,7 @@ int main(void)
     lm_head_chunk_bytes = 484;
     test_create();
     test_presets();
+    test_saved_config();
     test_cases();
     return testing_result("test_mamba2_model");
 }

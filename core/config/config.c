@@ -717,6 +717,55 @@ static int json_key_line(const char *text, size_t n, const char *key)
     return 0;
 }
 
+/* Python's json module (so every Hugging Face config.json) writes the
+ * non-finite floats as the bare words Infinity, -Infinity and NaN, which JSON
+ * has not (fla's Mamba2 saves dt_limit = [0.0, Infinity]). They are read as
+ * the strings "Infinity", "-Infinity" and "NaN": a key that takes a number
+ * refuses them, and a plugin can declare them as the one value accepted. */
+static const char *const python_words[] = {"-Infinity", "Infinity", "NaN"};
+
+static int word_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '.'; }
+
+/* the Python word at text[i] (outside strings, standing alone), or NULL */
+static const char *python_word_at(const char *text, size_t n, size_t i)
+{
+    if (i > 0 && word_char(text[i - 1]))
+        return NULL;
+    for (size_t w = 0; w < sizeof python_words / sizeof *python_words; w++) {
+        size_t len = strlen(python_words[w]);
+        if (len <= n - i && memcmp(text + i, python_words[w], len) == 0 &&
+            (i + len == n || !word_char(text[i + len])))
+            return python_words[w];
+    }
+    return NULL;
+}
+
+/* JSON text parsed, the Python words quoted first; NULL with e on failure */
+static json_t *json_parse(const char *text, size_t n, size_t flags, json_error_t *e)
+{
+    char *quoted = malloc(2 * n + 1); /* a word quoted grows by 2 of its ≥ 3 bytes */
+    if (!quoted)
+        return json_loadb(text, n, flags, e);
+    size_t out = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *word = in_string ? NULL : python_word_at(text, n, i);
+        if (word) {
+            out += (size_t)sprintf(quoted + out, "\"%s\"", word);
+            i += strlen(word) - 1;
+            continue;
+        }
+        if (text[i] == '"')
+            in_string = !in_string;
+        else if (in_string && text[i] == '\\' && i + 1 < n)
+            quoted[out++] = text[i++]; /* an escape: the next byte cannot end the string */
+        quoted[out++] = text[i];
+    }
+    json_t *root = json_loadb(quoted, out, flags, e);
+    free(quoted);
+    return root;
+}
+
 /* the shortest %g form that reads back as x */
 static void format_double(double x, char *buf, size_t n)
 {
@@ -842,7 +891,7 @@ static int check_only(json_reader *r, const flame_hf_key *k, json_t *v, int line
 {
     if (!k->only || json_is_null(v))
         return 0;
-    json_t *want = json_loads(k->only, JSON_DECODE_ANY, NULL);
+    json_t *want = json_parse(k->only, strlen(k->only), JSON_DECODE_ANY, NULL);
     int same = want && json_equal(v, want);
     json_decref(want);
     if (same)
@@ -972,7 +1021,7 @@ static int load_json(flame_config *cfg, const char *source, const flame_hf_forma
     if (!text)
         return -1;
     json_error_t jerr;
-    json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_parse(text, n, JSON_REJECT_DUPLICATES, &jerr);
     json_reader r = {source, text, n, find_section(cfg, "model", 5), NULL, err, err_len};
     int rc;
     if (!root)

@@ -557,10 +557,16 @@ static double mamba2_flops_per_token(const void *model, int T)
     return matmul + scan;
 }
 
-/* fla's own folders: its config keys are the [model] keys (the older names
- * are options, so that to-hf writes fla's current ones) */
+/* what fla saves of settings flame has fixed: accepted at fla's defaults only */
+static const flame_hf_key mamba2_keys[] = {
+    {"A_init_range", NULL, "[1, 16]"},
+    {"dt_limit", NULL, "[0.0, Infinity]"},
+};
+
+/* fla's own folders: its other config keys are the [model] keys (the older
+ * names are options, so that to-hf writes fla's current ones) */
 static const flame_hf_format mamba2_formats[] = {
-    {"mamba2", "Mamba2ForCausalLM", NULL, 0, NULL, 0},
+    {"mamba2", "Mamba2ForCausalLM", mamba2_keys, LM_COUNT(mamba2_keys), NULL, 0},
 };
 
 static const flame_plugin mamba2_plugin = {
