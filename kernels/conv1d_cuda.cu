@@ -1,5 +1,5 @@
 /* Short causal depthwise conv1d on bf16 activations (ops.h; the formulas are
- * in conv1d_cpu.c). A thread owns one channel along a tile of TILE tokens:
+ * in conv1d_cpu.c). A thread owns one channel along a tile of tokens:
  * neighbouring threads take neighbouring channels, so every token's load and
  * store is coalesced, and the K-token window of x slides along the tile in
  * registers (each x read once, plus K−1 before the tile). A tile finds its
@@ -21,9 +21,13 @@
 #include "cuda_launch.cuh"
 #include "cuda_reduce.cuh"
 
-/* tokens per thread: enough that the window's K−1 extra loads and the
- * tile's partial dw row are small beside the tile */
-#define TILE 64
+/* Tokens per thread: up to 64, so that the window's K−1 extra loads and the
+ * tile's partial dw row are small beside the tile; down to 8 for narrow
+ * inputs, so that enough threads run to hide the loads' latency (a thread's
+ * tokens follow one another). */
+#define TILE_MAX 64
+#define TILE_MIN 8
+#define THREADS_WANTED (256 * 1024)
 #define MAX_GRID_Y 65535
 
 /* the document of token t: the largest s with cu[s] <= t */
@@ -92,22 +96,22 @@ template <int K> struct conv_channel {
 
 static __device__ float sigmoid(float p) { return 1.0f / (1.0f + expf(-p)); }
 
-/* blockIdx.x · blockDim.x + threadIdx.x is the channel; tiles blockIdx.y,
- * blockIdx.y + gridDim.y, … */
-#define FOR_TILES(t0, t1, n)                                                        \
-    for (int t0 = blockIdx.y * TILE, t1 = min((n), t0 + TILE); t0 < (n);           \
-         t0 += gridDim.y * TILE, t1 = min((n), t0 + TILE))
+/* blockIdx.x · blockDim.x + threadIdx.x is the channel; tiles of `tile`
+ * tokens blockIdx.y, blockIdx.y + gridDim.y, … */
+#define FOR_TILES(t0, t1, n, tile)                                                  \
+    for (int t0 = blockIdx.y * (tile), t1 = min((n), t0 + (tile)); t0 < (n);       \
+         t0 += gridDim.y * (tile), t1 = min((n), t0 + (tile)))
 
 template <int K>
 static __global__ void conv1d_forward_tiles(act_t *out, const act_t *x, const act_t *weight,
                                             const act_t *bias, const int32_t *cu, int n_seqs,
-                                            int n, int C, int silu)
+                                            int n, int C, int silu, int tile)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C)
         return;
     conv_channel<K> ch(weight, bias, c);
-    FOR_TILES(t0, t1, n) {
+    FOR_TILES(t0, t1, n, tile) {
         x_window<K> win(x, cu, n_seqs, t0, C, c);
         for (int t = t0; t < t1; t++) {
             win.step(t);
@@ -123,13 +127,13 @@ template <int K>
 static __global__ void conv1d_grad_tiles(float *g, float *dw_partial, float *db_partial,
                                          const act_t *dout, const act_t *x, const act_t *weight,
                                          const act_t *bias, const int32_t *cu, int n_seqs, int n,
-                                         int C, int silu)
+                                         int C, int silu, int tile)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C)
         return;
     conv_channel<K> ch(weight, bias, c);
-    FOR_TILES(t0, t1, n) {
+    FOR_TILES(t0, t1, n, tile) {
         x_window<K> win(x, cu, n_seqs, t0, C, c);
         float dw[K] = {}, db = 0.0f;
         for (int t = t0; t < t1; t++) {
@@ -147,14 +151,14 @@ static __global__ void conv1d_grad_tiles(float *g, float *dw_partial, float *db_
                 dw[j] += gt * win.v[j];
             db += gt;
         }
-        int tile = t0 / TILE;
+        int row = t0 / tile;
         if (dw_partial) {
 #pragma unroll
             for (int j = 0; j < K; j++)
-                dw_partial[((size_t)tile * C + c) * K + j] = dw[j];
+                dw_partial[((size_t)row * C + c) * K + j] = dw[j];
         }
         if (db_partial)
-            db_partial[(size_t)tile * C + c] = db;
+            db_partial[(size_t)row * C + c] = db;
     }
 }
 
@@ -162,13 +166,13 @@ static __global__ void conv1d_grad_tiles(float *g, float *dw_partial, float *db_
  * g is fp32 scratch or dout itself (bf16) */
 template <int K, typename G>
 static __global__ void conv1d_dx_tiles(act_t *dx, const G *g, const act_t *weight,
-                                       const int32_t *cu, int n_seqs, int n, int C)
+                                       const int32_t *cu, int n_seqs, int n, int C, int tile)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C)
         return;
     conv_channel<K> ch(weight, NULL, c);
-    FOR_TILES(u0, u1, n) {
+    FOR_TILES(u0, u1, n, tile) {
         int s = doc_of(cu, n_seqs, u0), end = cu[s + 1];
         for (int u = u0; u < u1; u++) {
             while (u >= end)
@@ -208,11 +212,15 @@ template <typename F> static void for_width(int K, F f)
 /* channels across x (whole warps), tiles across y */
 struct conv1d_grid {
     dim3 blocks, threads;
+    int tile, tiles;
     conv1d_grid(int n, int C)
     {
         int t = (C + 31) / 32 * 32;
         t = t < CUDA_BLOCK ? t : CUDA_BLOCK;
-        int tiles = (n + TILE - 1) / TILE;
+        tile = TILE_MAX;
+        while (tile > TILE_MIN && (long long)(n + tile - 1) / tile * C < THREADS_WANTED)
+            tile /= 2;
+        tiles = (n + tile - 1) / tile;
         threads = dim3(t);
         blocks = dim3((C + t - 1) / t, tiles < MAX_GRID_Y ? tiles : MAX_GRID_Y);
     }
@@ -227,7 +235,7 @@ void conv1d_forward_cuda(void *out, const void *x, const void *weight, const voi
         conv1d_grid grid(n, C);
         conv1d_forward_tiles<decltype(k)::value><<<grid.blocks, grid.threads>>>(
             (act_t *)out, (const act_t *)x, (const act_t *)weight, (const act_t *)bias,
-            cu_seqlens, n_seqs, n, C, silu);
+            cu_seqlens, n_seqs, n, C, silu, grid.tile);
         CUDA_CHECK_LAUNCH();
     });
 }
@@ -241,7 +249,7 @@ void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *do
         if (n <= 0 || C <= 0)
             return;
         conv1d_grid grid(n, C);
-        int tiles = (n + TILE - 1) / TILE;
+        int tiles = grid.tiles;
         size_t g_n = dx && silu ? (size_t)n * C : 0, dw_n = dweight ? (size_t)tiles * C * KK : 0,
                db_n = dbias ? (size_t)tiles * C : 0;
         const act_t *dy = (const act_t *)dout, *xa = (const act_t *)x,
@@ -251,8 +259,8 @@ void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *do
             float *scratch = (float *)cuda_scratch((g_n + dw_n + db_n) * sizeof(float));
             float *dwp = dw_n ? scratch + g_n : NULL, *dbp = db_n ? scratch + g_n + dw_n : NULL;
             g = g_n ? scratch : NULL;
-            conv1d_grad_tiles<KK><<<grid.blocks, grid.threads>>>(g, dwp, dbp, dy, xa, w, b,
-                                                                 cu_seqlens, n_seqs, n, C, silu);
+            conv1d_grad_tiles<KK><<<grid.blocks, grid.threads>>>(
+                g, dwp, dbp, dy, xa, w, b, cu_seqlens, n_seqs, n, C, silu, grid.tile);
             CUDA_CHECK_LAUNCH();
             /* dweight [C,K] is C·K columns of the partial rows */
             if (dwp) {
@@ -268,10 +276,10 @@ void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *do
         }
         if (g)
             conv1d_dx_tiles<KK><<<grid.blocks, grid.threads>>>((act_t *)dx, g, w, cu_seqlens,
-                                                               n_seqs, n, C);
+                                                               n_seqs, n, C, grid.tile);
         else if (dx)
             conv1d_dx_tiles<KK><<<grid.blocks, grid.threads>>>((act_t *)dx, dy, w, cu_seqlens,
-                                                               n_seqs, n, C);
+                                                               n_seqs, n, C, grid.tile);
         CUDA_CHECK_LAUNCH();
     });
 }

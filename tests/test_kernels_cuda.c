@@ -715,8 +715,9 @@ static void run_all(void)
     test_rmsnorm(37, 1024, 1, FLAME_GRAD_ADD, 1);
     test_rmsnorm(37, 1024, 1, FLAME_GRAD_SET, 1);
 
-    /* documents shorter than the window, inside one 64-token tile, across
-     * tiles; past 65535 tiles the grid's rows take several */
+    /* documents shorter than the window, inside one tile, across tiles
+     * (8 tokens for these narrow inputs, 64 for the wide one below); past
+     * 65535 tiles the grid's rows take several */
     const int cv[][3] = {{1, 1, 1}, {37, 67, 3}, {200, 1000, 64}, {1000, 1792, 300},
                          {4099, 259, 2000}};
     for (int i = 0; i < 5; i++)
@@ -729,6 +730,7 @@ static void run_all(void)
     test_conv1d(200, 1000, 4, 9, 1, 1, 0);
     test_conv1d(200, 1000, 4, 9, 0, 0, 0);
     test_conv1d(65536 * 64 + 100, 1, 4, 100000, 1, 1, 1);
+    test_conv1d(16384 + 37, 1100, 4, 3000, 1, 1, 1);
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)
