@@ -37,6 +37,15 @@ static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bo
                  : "memory");
 }
 
+/* 4 bytes from global to shared memory, asynchronously (through L1, as
+ * cp.async takes pieces under 16 bytes); 4 zero bytes when !valid */
+static __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(shared_address(dst)),
+                 "l"(src), "r"(valid ? 4 : 0)
+                 : "memory");
+}
+
 static __device__ __forceinline__ void cp_async_commit()
 {
     asm volatile("cp.async.commit_group;" ::: "memory");

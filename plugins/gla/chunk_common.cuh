@@ -2,13 +2,15 @@
  * pass over the same states, gsa_slots_chunk.cu) both use: a chunk of one
  * sequence and the table of a batch's chunks, sizes in `work`, the
  * activations' pointers, the fast exponential, the addressing of [n, H,
- * width] tensors and of the checkpointed states, a warp's tensor-core
- * product of two bf16 tiles in shared memory, and its result stored. Mamba2's
+ * width] tensors and of the checkpointed states, a chunk's tile copied
+ * into shared memory by cp.async, a warp's tensor-core product of two bf16
+ * tiles in shared memory, and its result stored. Mamba2's
  * SSD (ssd_chunk.cu) uses them as well. */
 #ifndef FLAME_CHUNK_COMMON_CUH
 #define FLAME_CHUNK_COMMON_CUH
 
 #include <cstddef>
+#include <cstdint>
 
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
@@ -189,6 +191,33 @@ static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
                 from_f32(p, ADD ? to_f32(*p) + acc[j][e] : acc[j][e]);
             }
         }
+}
+
+/* ------------------------------------------------------------------ tiles through cp.async */
+
+/* Rows [0, GLA_CHUNK) and columns [0, COLS) of the tile at p (rows `stride`
+ * elements apart) into s, shared by NT threads: 0 past `cols`, and past `rows`
+ * 0 too, or with PAD_LAST the last row again (as fetch). By cp.async where
+ * whole 16-byte pieces can go, otherwise through registers. */
+template <bool PAD_LAST, int NT, int COLS, typename T, int W>
+static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows, int cols)
+{
+    constexpr int PER = 16 / sizeof(T), PER_ROW = COLS / PER, COUNT = GLA_CHUNK * PER_ROW / NT;
+    static_assert(COUNT * NT == GLA_CHUNK * PER_ROW && COLS <= W, "whole 16-byte pieces per thread");
+    bool vec = stride % PER == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+#pragma unroll
+    for (int k = 0; k < COUNT; k++) {
+        int idx = threadIdx.x + k * NT, r = idx / PER_ROW, c = idx % PER_ROW * PER;
+        int src = PAD_LAST ? min(r, rows - 1) : r;
+        bool live = src < rows && c < cols;
+        const T *from = p + (size_t)src * stride + c;
+        if (vec && (c + PER <= cols || !live))
+            cp_async16(&s[r][c], live ? from : p, live);
+        else
+#pragma unroll
+            for (int e = 0; e < PER; e++)
+                from_f32(&s[r][c + e], live && c + e < cols ? to_f32(from[e]) : 0.0f);
+    }
 }
 
 #endif

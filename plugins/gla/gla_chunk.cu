@@ -281,33 +281,6 @@ static __device__ void store_values(T *p, size_t stride, int rows, int cols, con
     }
 }
 
-/* ------------------------------------------------------------------ tiles through cp.async */
-
-/* Rows [0, CHUNK) and columns [0, COLS) of the tile at p (rows `stride`
- * elements apart) into s, shared by NT threads: 0 past `cols`, and past `rows`
- * 0 too, or with PAD_LAST the last row again (as fetch). By cp.async where
- * whole 16-byte pieces can go, otherwise through registers. */
-template <bool PAD_LAST, int NT, int COLS, typename T, int W>
-static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows, int cols)
-{
-    constexpr int PER = 16 / sizeof(T), PER_ROW = COLS / PER, COUNT = CHUNK * PER_ROW / NT;
-    static_assert(COUNT * NT == CHUNK * PER_ROW && COLS <= W, "whole 16-byte pieces per thread");
-    bool vec = stride % PER == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-#pragma unroll
-    for (int k = 0; k < COUNT; k++) {
-        int idx = threadIdx.x + k * NT, r = idx / PER_ROW, c = idx % PER_ROW * PER;
-        int src = PAD_LAST ? min(r, rows - 1) : r;
-        bool live = src < rows && c < cols;
-        const T *from = p + (size_t)src * stride + c;
-        if (vec && (c + PER <= cols || !live))
-            cp_async16(&s[r][c], live ? from : p, live);
-        else
-#pragma unroll
-            for (int e = 0; e < PER; e++)
-                from_f32(&s[r][c + e], live && c + e < cols ? to_f32(from[e]) : 0.0f);
-    }
-}
-
 /* ------------------------------------------------------------------ the walks over the chunks */
 
 /* one walked chunk in shared memory, as cp.async brings it */

@@ -36,7 +36,10 @@
  * plus the decayed dS of the chunk after, into `work`; (2) chunk_grads per
  * (chunk, head): dx, dΔ and the chunk's shares of dA_log and dD;
  * (3) chunk_grads_BC per (chunk, group): dB and dC, the group's heads summed
- * in registers; (4) every chunk's share of dA_log and dD summed.
+ * in registers; (4) every chunk's share of dA_log and dD summed. Tiles
+ * reach shared memory by cp.async, all of a kernel's at once, and in the
+ * walks and chunk_grads_BC the next chunk's or head's while one is
+ * multiplied: no step waits on a load it could have issued earlier.
  *
  * Precision. Activations are bf16, delta fp32. Products run on the tensor
  * cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation): operands
@@ -108,17 +111,13 @@ static __device__ __forceinline__ float A_of(const act_t *A_log, int h)
     return -expf(to_f32(A_log[h]));
 }
 
-/* Warp 0: dt[i] = Δ of the chunk's token i and cs2[i] = log2(e)·A·Σ_{k≤i} Δ_k;
- * past the chunk's end dt = 0 and cs2 the last value, so that padding tokens
- * weigh nothing and every exponent stays ≤ 0. The caller synchronizes. */
-static __device__ void chunk_sums(float *cs2, float *dt, const float *delta, chunk c, int h, int H,
-                                  float A)
+/* Warp 0, lane l holding Δ of the chunk's tokens l and l + 32 (0 past its
+ * end): dt[i] = Δ_i and cs2[i] = log2(e)·A·Σ_{k≤i} Δ_k; past the chunk's end
+ * dt = 0 and cs2 the last value, so that padding tokens weigh nothing and
+ * every exponent stays ≤ 0. The caller synchronizes. */
+static __device__ void sums_of(float *cs2, float *dt, float d0, float d1, float A)
 {
-    if (warp_id() != 0)
-        return;
-    int l = lane_id(), L = c.t1 - c.t0;
-    float d0 = l < L ? delta[(size_t)(c.t0 + l) * H + h] : 0.0f;
-    float d1 = l + 32 < L ? delta[(size_t)(c.t0 + l + 32) * H + h] : 0.0f;
+    int l = lane_id();
     float s0 = d0, s1 = d1;
     for (int off = 1; off < 32; off *= 2) {
         float u0 = __shfl_up_sync(0xffffffffu, s0, off), u1 = __shfl_up_sync(0xffffffffu, s1, off);
@@ -128,6 +127,18 @@ static __device__ void chunk_sums(float *cs2, float *dt, const float *delta, chu
     s1 += __shfl_sync(0xffffffffu, s0, 31);
     dt[l] = d0, dt[l + 32] = d1;
     cs2[l] = LOG2E * A * s0, cs2[l + 32] = LOG2E * A * s1;
+}
+
+/* sums_of for chunk c of head h, Δ read from delta [n,H] */
+static __device__ void chunk_sums(float *cs2, float *dt, const float *delta, chunk c, int h, int H,
+                                  float A)
+{
+    if (warp_id() != 0)
+        return;
+    int l = lane_id(), L = c.t1 - c.t0;
+    float d0 = l < L ? delta[(size_t)(c.t0 + l) * H + h] : 0.0f;
+    float d1 = l + 32 < L ? delta[(size_t)(c.t0 + l + 32) * H + h] : 0.0f;
+    sums_of(cs2, dt, d0, d1, A);
 }
 
 /* L_ik = e^{cs_i − cs_k}, the decay from token k to token i of a chunk; 0 for k > i */
@@ -161,42 +172,6 @@ static __device__ __forceinline__ float quad_sum(float x)
 
 /* ------------------------------------------------------------------ tiles into shared memory */
 
-/* Rows [0, ROWS) and columns [0, COLS) of the bf16 tile at src (rows `stride`
- * elements apart) into s: 0 past `rows` and `cols`; with row_scale each row
- * times row_scale[row] (then rounded to bf16). 16-byte loads where aligned,
- * all of a thread's issued before the first is stored, so that they are in
- * flight together. */
-template <int ROWS, int COLS, int W>
-static __device__ void load_tile(act_t (*s)[W], const act_t *src, size_t stride, int rows, int cols,
-                                 const float *row_scale)
-{
-    constexpr int PER_ROW = COLS / 8, COUNT = ROWS * PER_ROW / THREADS;
-    static_assert(COLS % 8 == 0 && COLS <= W && COUNT * THREADS == ROWS * PER_ROW,
-                  "whole 16-byte pieces, the same count for every thread");
-    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
-    float f[COUNT][8];
-#pragma unroll
-    for (int it = 0; it < COUNT; it++) {
-        int idx = threadIdx.x + it * THREADS, r = idx / PER_ROW, c = idx % PER_ROW * 8;
-        if (r < rows && vec && c + 8 <= cols) {
-            load_floats<8>(f[it], src + (size_t)r * stride + c);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                f[it][e] = r < rows && c + e < cols ? to_f32(src[(size_t)r * stride + c + e]) : 0.0f;
-        }
-    }
-#pragma unroll
-    for (int it = 0; it < COUNT; it++) {
-        int idx = threadIdx.x + it * THREADS, r = idx / PER_ROW, c = idx % PER_ROW * 8;
-        if (row_scale)
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                f[it][e] *= row_scale[r];
-        store_floats<8>(&s[r][c], f[it]);
-    }
-}
-
 /* The warp's 16×64 block of a 64×128 output (P×N or tokens×N) */
 static __device__ __forceinline__ int wide_row() { return 16 * (warp_id() % 4); }
 static __device__ __forceinline__ int wide_col() { return 64 * (warp_id() / 4); }
@@ -205,11 +180,37 @@ static __host__ __device__ __forceinline__ int round16(int x) { return (x + 15) 
 
 /* ------------------------------------------------------------------ the walk over the chunks */
 
-struct walk_shared {
-    act_t u[CHUNK][LDP]; /* x or dy, each token times its weight: [token][P] */
+#define WALK_STAGES 3 /* chunks in a walk's buffers: one multiplied, two loading */
+
+/* one walked chunk in shared memory, as cp.async brings it */
+struct walk_stage {
+    act_t u[CHUNK][LDP]; /* x or dy: [token][P] */
     act_t v[CHUNK][LDN]; /* B or C: [token][N] */
-    float cs2[CHUNK], dt[CHUNK], weight[CHUNK];
+    float delta[CHUNK];  /* 0 past the chunk's end */
 };
+
+struct walk_shared {
+    walk_stage stage[WALK_STAGES];
+    float cs2[CHUNK], dt[CHUNK];
+};
+
+/* u's rows times their weights, in place (each thread its own 16-byte
+ * pieces): FORWARD w_i = e^{cs_l − cs_i} Δ_i, backward e^{cs_i} (0 past the
+ * chunk's end, where u is 0 as well) */
+template <bool FORWARD> static __device__ void weigh_rows(walk_stage &st, const walk_shared &sh)
+{
+    constexpr int PER_ROW = P_MAX / 8;
+    for (int idx = threadIdx.x; idx < CHUNK * PER_ROW; idx += THREADS) {
+        int i = idx / PER_ROW, c = idx % PER_ROW * 8;
+        float w = FORWARD ? exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[i]) * sh.dt[i] : exp2_fast(sh.cs2[i]);
+        float f[8];
+        load_floats<8>(f, &st.u[i][c]);
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            f[e] *= w;
+        store_floats<8>(&st.u[i][c], f);
+    }
+}
 
 /* Per (sequence, head), chunk after chunk, a state carried in fp32 in the
  * block's registers (each warp a 16×64 block, in the accumulators' layout)
@@ -218,43 +219,58 @@ struct walk_shared {
  * into that chunk's slot (u = x, v = B). Backward, from the last chunk down to
  * the second: dS ← e^{cs_l} dS + Σ_i e^{cs_i} dy_i C_iᵀ, ∂L/∂(the state at the
  * chunk's start), into its own slot (u = dy, v = C). A sequence's chunks are
- * walked by one block, so no state goes through memory but as a checkpoint. */
+ * walked by one block, so no state goes through memory but as a checkpoint.
+ * The chunks come through WALK_STAGES buffers by cp.async: the next two load
+ * while the tensor cores work on one, so that the walk does not wait on
+ * memory at every step. */
 template <bool FORWARD>
-static __global__ void __launch_bounds__(THREADS)
+static __global__ void __launch_bounds__(THREADS, 2)
     walk_states(act_t *slots, const act_t *u, const float *delta, const act_t *A_log,
                 const act_t *v, const int32_t *cu, int H, int P, int N, int G)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
-    int h = blockIdx.y, begin = cu[blockIdx.x], end = cu[blockIdx.x + 1];
-    int K = ceil_div(end - begin, CHUNK), m0 = wide_row(), n0 = wide_col();
+    int h = blockIdx.y, begin = cu[blockIdx.x], end = cu[blockIdx.x + 1], g = h / (H / G);
+    int steps = ceil_div(end - begin, CHUNK) - 1; /* every chunk that has a slot to fill */
+    int m0 = wide_row(), n0 = wide_col();
     float A = A_of(A_log, h), S[8][4] = {};
-    for (int q = 0; q + 1 < K; q++) { /* every chunk that has a slot to fill */
-        int k = FORWARD ? q : K - 1 - q, t0 = begin + k * CHUNK;
-        chunk c = {t0, min(t0 + CHUNK, end), k == 0, k == K - 1};
-        int L = c.t1 - c.t0;
-        chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
-        __syncthreads();
-        if (threadIdx.x < CHUNK) {
-            int i = threadIdx.x;
-            sh.weight[i] = FORWARD ? exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[i]) * sh.dt[i]
-                                   : (i < L ? exp2_fast(sh.cs2[i]) : 0.0f);
+
+    auto start_of = [&](int q) { return begin + CHUNK * (FORWARD ? q : steps - q); };
+    auto issue = [&](int q) { /* the q-th chunk walked into its buffer: one group of copies */
+        if (q < steps) {
+            walk_stage &st = sh.stage[q % WALK_STAGES];
+            int t0 = start_of(q), rows = min(CHUNK, end - t0);
+            copy_tile<false, THREADS, P_MAX>(st.u, u + at(t0, h, H, P), (size_t)H * P, rows, P);
+            copy_tile<false, THREADS, N_MAX>(st.v, v + at(t0, g, G, N), (size_t)G * N, rows, N);
+            if (threadIdx.x < CHUNK) {
+                int i = threadIdx.x;
+                cp_async4(&st.delta[i], delta + (size_t)(t0 + min(i, rows - 1)) * H + h, i < rows);
+            }
         }
+        cp_async_commit();
+    };
+
+    for (int q = 0; q < WALK_STAGES - 1; q++)
+        issue(q);
+    for (int q = 0; q < steps; q++) {
+        cp_async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk q are in */
+        __syncthreads();                  /* everyone's; and chunk q − 1's buffers are read */
+        issue(q + WALK_STAGES - 1);
+        walk_stage &st = sh.stage[q % WALK_STAGES];
+        if (warp_id() == 0)
+            sums_of(sh.cs2, sh.dt, st.delta[lane_id()], st.delta[lane_id() + 32], A);
         __syncthreads();
-        load_tile<CHUNK, P_MAX>(sh.u, u + at(c.t0, h, H, P), (size_t)H * P, L, P, sh.weight);
-        load_tile<CHUNK, N_MAX>(sh.v, v + at(c.t0, h / (H / G), G, N), (size_t)G * N, L, N, nullptr);
+        weigh_rows<FORWARD>(st, sh);
         __syncthreads();
-        if (m0 < P && n0 < N) {
-            float decay = exp2f(sh.cs2[CHUNK - 1]), acc[8][4] = {};
-            warp_product<8, true, true>(acc, sh.u, sh.v, m0, n0, 0, CHUNK); /* Σ_token u[t][p] v[t][n] */
+        float decay = exp2f(sh.cs2[CHUNK - 1]);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 8; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    S[j][e] = decay * S[j][e] + acc[j][e];
-            store_acc<false>(slots + state_at(FORWARD ? c.t1 : c.t0, h, H, P, N), N, P, N, S, m0, n0);
-        }
-        __syncthreads(); /* the next chunk's tiles overwrite these */
+            for (int e = 0; e < 4; e++)
+                S[j][e] *= decay;
+        warp_product<8, true, true>(S, st.u, st.v, m0, n0, 0, CHUNK); /* += Σ_token u[t][p] v[t][n] */
+        int t0 = start_of(q), t1 = min(t0 + CHUNK, end);
+        store_acc<false>(slots + state_at(FORWARD ? t1 : t0, h, H, P, N), N, P, N, S, m0, n0);
     }
 }
 
@@ -278,12 +294,14 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
     output_shared &sh = *reinterpret_cast<output_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0, g = h / (H / G);
-    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A_of(A_log, h));
-    load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, g, G, N), (size_t)G * N, L, N, nullptr);
-    load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, g, G, N), (size_t)G * N, L, N, nullptr);
-    load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    load_tile<P_MAX, N_MAX>(sh.S0, states + (c.first ? 0 : state_at(c.t0, h, H, P, N)), N,
-                            c.first ? 0 : P, N, nullptr);
+    copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, g, G, N), (size_t)G * N, L, N);
+    copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, g, G, N), (size_t)G * N, L, N);
+    copy_tile<false, THREADS, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
+    copy_tile<false, THREADS, N_MAX>(sh.S0, c.first ? states : states + state_at(c.t0, h, H, P, N), N,
+                                     c.first ? 0 : P, N);
+    cp_async_commit();
+    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A_of(A_log, h)); /* while the tiles load */
+    cp_async_wait<0>();
     __syncthreads();
 
     int m0 = block_row(), n0 = block_col(), kn = round16(N);
@@ -474,16 +492,18 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
     chunk c = w.chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0, grp = h / (H / G);
     float A = A_of(A_log, h);
-    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
-    load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
-    load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
-    load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    load_tile<CHUNK, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
     /* a sequence's first state and its last dS are 0 */
-    load_tile<P_MAX, N_MAX>(sh.S0, states + (c.first ? 0 : state_at(c.t0, h, H, P, N)), N,
-                            c.first ? 0 : P, N, nullptr);
-    load_tile<P_MAX, N_MAX>(sh.dS, w.dS + (c.last ? 0 : state_at(c.t1, h, H, P, N)), N,
-                            c.last ? 0 : P, N, nullptr);
+    copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N);
+    copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N);
+    copy_tile<false, THREADS, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
+    copy_tile<false, THREADS, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P);
+    copy_tile<false, THREADS, N_MAX>(sh.S0, c.first ? states : states + state_at(c.t0, h, H, P, N), N,
+                                     c.first ? 0 : P, N);
+    copy_tile<false, THREADS, N_MAX>(sh.dS, c.last ? w.dS : w.dS + state_at(c.t1, h, H, P, N), N,
+                                     c.last ? 0 : P, N);
+    cp_async_commit();
+    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A); /* while the tiles load */
+    cp_async_wait<0>();
     __syncthreads();
     float dD_share = 0.0f, sdot_share = 0.0f; /* Σ dy · x over the chunk, ⟨S0, dS⟩ (zeros past them) */
     for (int idx = threadIdx.x; idx < CHUNK * P_MAX; idx += THREADS)
@@ -517,35 +537,27 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
 
 /* ------------------------------------------------------------------ backward: dB and dC */
 
-struct bc_shared {
-    act_t C[CHUNK][LDN], B[CHUNK][LDN];   /* the group's: [token][N] */
-    act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* the head's: [P][N] */
-    act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* the head's: [token][P] */
-    act_t W[CHUNK][LDP];                  /* Σ over the heads of W, [token i][token j] */
-    float cs2[CHUNK], dt[CHUNK];
+/* one head's tiles in shared memory, as cp.async brings them */
+struct bc_stage {
+    act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* [P][N] */
+    act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* [token][P] */
+    float delta[CHUNK];                   /* 0 past the chunk's end */
 };
 
-/* A head's tiles and its chunk sums; a sequence's first state and its last dS are 0 */
-static __device__ void load_head(bc_shared &sh, chunk c, int h, const act_t *dy, const act_t *x,
-                                 const float *delta, float A, const act_t *states, const act_t *dS,
-                                 int H, int P, int N)
-{
-    int L = c.t1 - c.t0;
-    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A);
-    load_tile<CHUNK, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    load_tile<CHUNK, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P, nullptr);
-    load_tile<P_MAX, N_MAX>(sh.S0, states + (c.first ? 0 : state_at(c.t0, h, H, P, N)), N,
-                            c.first ? 0 : P, N, nullptr);
-    load_tile<P_MAX, N_MAX>(sh.dS, dS + (c.last ? 0 : state_at(c.t1, h, H, P, N)), N,
-                            c.last ? 0 : P, N, nullptr);
-}
+struct bc_shared {
+    act_t C[CHUNK][LDN], B[CHUNK][LDN]; /* the group's: [token][N] */
+    bc_stage stage[2];                  /* the head being used, the next one loading */
+    act_t W[CHUNK][LDP];                /* Σ over the heads of W, [token i][token j] */
+    float cs2[CHUNK], dt[CHUNK];
+};
 
 /* dB and dC of one chunk, per (chunk, group), the group's heads in order in
  * fp32 registers. B and C are shared by a group's heads, so its heads' W sum
  * before the products with them:
  *     dC_i = Σ_j W̄_ij B_j + Σ_h e^{cs_i} S0ᵀ dy_i,   W̄ = Σ_h W (masked, decayed)
  *     dB_j = Σ_i W̄_ij C_i + Σ_h w_j dSᵀ x_j
- * (the second sums over the heads of a group's h-dependent terms). */
+ * (the second sums over the heads of a group's h-dependent terms). A head's
+ * tiles load by cp.async while the one before is multiplied. */
 static __global__ void __launch_bounds__(THREADS)
     chunk_grads_BC(act_t *dB, act_t *dC, const act_t *dy, const act_t *x, const float *delta,
                    const act_t *A_log, const act_t *B, const act_t *C, const act_t *states,
@@ -555,16 +567,41 @@ static __global__ void __launch_bounds__(THREADS)
     bc_shared &sh = *reinterpret_cast<bc_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
     int grp = blockIdx.y, per_group = H / G, L = c.t1 - c.t0, kp = round16(P);
-    load_tile<CHUNK, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
-    load_tile<CHUNK, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N, nullptr);
+    /* the q-th head's tiles into its buffer, one group of copies; a
+     * sequence's first state and its last dS are 0 */
+    auto issue = [&](int q) {
+        if (q < per_group) {
+            bc_stage &st = sh.stage[q % 2];
+            int h = grp * per_group + q;
+            copy_tile<false, THREADS, P_MAX>(st.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
+            copy_tile<false, THREADS, P_MAX>(st.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P);
+            copy_tile<false, THREADS, N_MAX>(st.S0, c.first ? states : states + state_at(c.t0, h, H, P, N),
+                                             N, c.first ? 0 : P, N);
+            copy_tile<false, THREADS, N_MAX>(st.dS, c.last ? dS : dS + state_at(c.t1, h, H, P, N), N,
+                                             c.last ? 0 : P, N);
+            if (threadIdx.x < CHUNK) {
+                int i = threadIdx.x;
+                cp_async4(&st.delta[i], delta + (size_t)(c.t0 + min(i, L - 1)) * H + h, i < L);
+            }
+        }
+        cp_async_commit();
+    };
+    copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N);
+    copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N);
+    issue(0);
     int m0 = block_row(), n0 = block_col(), r0 = wide_row(), c0 = wide_col();
     float w_sum[4][4] = {}, dC_state[8][4] = {}, dB_state[8][4] = {};
     for (int q = 0; q < per_group; q++) {
-        int h = grp * per_group + q;
-        load_head(sh, c, h, dy, x, delta, A_of(A_log, h), states, dS, H, P, N);
+        cp_async_wait<0>(); /* this thread's copies of head q are in */
+        __syncthreads();    /* everyone's; and head q − 1's buffer is read */
+        issue(q + 1);
+        const bc_stage &st = sh.stage[q % 2];
+        if (warp_id() == 0)
+            sums_of(sh.cs2, sh.dt, st.delta[lane_id()], st.delta[lane_id() + 32],
+                    A_of(A_log, grp * per_group + q));
         __syncthreads();
         float dm[4][4] = {};
-        warp_product<4, false, false>(dm, sh.dy, sh.x, m0, n0, 0, kp); /* dy_i · x_j */
+        warp_product<4, false, false>(dm, st.dy, st.x, m0, n0, 0, kp); /* dy_i · x_j */
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -574,7 +611,7 @@ static __global__ void __launch_bounds__(THREADS)
             }
         float part[8][4] = {};
         if (!c.first)
-            warp_product<8, false, true>(part, sh.dy, sh.S0, r0, c0, 0, kp); /* dy S0: [token][N] */
+            warp_product<8, false, true>(part, st.dy, st.S0, r0, c0, 0, kp); /* dy S0: [token][N] */
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -583,7 +620,7 @@ static __global__ void __launch_bounds__(THREADS)
                 part[j][e] = 0.0f;
             }
         if (!c.last)
-            warp_product<8, false, true>(part, sh.x, sh.dS, r0, c0, 0, kp); /* x dS: [token][N] */
+            warp_product<8, false, true>(part, st.x, st.dS, r0, c0, 0, kp); /* x dS: [token][N] */
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -591,7 +628,6 @@ static __global__ void __launch_bounds__(THREADS)
                 int t = r0 + acc_row(e);
                 dB_state[j][e] += exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t] * part[j][e];
             }
-        __syncthreads(); /* the next head's tiles overwrite these */
     }
     store_acc<false>(&sh.W[0][0], LDP, CHUNK, CHUNK, w_sum, m0, n0);
     __syncthreads();
