@@ -22,9 +22,9 @@
  *   logits = norm(h, norm_f)·lm_headᵀ;  loss = mean cross-entropy over targets ≥ 0
  * Each of in_proj's five slices is a row block of its weight, and each of the
  * convolution's three a channel block of its, so every activation is a
- * contiguous [n, width] array. A layer keeps only the inputs of its
- * projections' slices (z, x', B', C', dt) and two norms' rstd: the backward
- * makes a, x, B, C, Δ, y and g again.
+ * contiguous [n, width] array. A layer keeps in_proj's slices, x, B, C, Δ,
+ * y, the scan's checkpoints, g and two norms' rstd: the backward makes only
+ * a again.
  *
  * Residual stream: kept in the op table's activation type (bf16 on CUDA),
  * like the other plugins; fla keeps it in fp32 (residual_in_fp32). */
@@ -101,23 +101,23 @@ typedef struct mamba2_dims {
 enum { S_Z, S_X, S_B, S_C, S_DT, N_SLICES };
 
 /* what one layer keeps from its forward for its backward: void pointers are
- * activations, float ones fp32. The scan's inputs and output are kept so that
- * the backward remakes only the cheap parts (the norms and the scan's states),
- * not the convolutions and the scan's output. */
+ * activations, float ones fp32. Everything but the input norm's output is
+ * kept, so that the backward remakes only that norm, not the convolutions,
+ * the scan's output and states or the gated norm. */
 typedef struct layer_acts {
     float *rstd;              /* [n] the input norm's */
     void *in[N_SLICES];       /* [n, width] in_proj's outputs: z, x', B', C', dt */
     void *x, *B, *C;          /* the convolutions' outputs */
     float *delta;             /* [n,H] */
     void *y;                  /* [n,E] the scan's output */
+    void *checkpoints;        /* the scan's states at chunk starts */
     float *norm_rstd;         /* [n·G] the gated norm's */
+    void *g;                  /* [n,E] the gated norm's output */
 } layer_acts;
 
 /* scratch reused by every layer: what the backward makes again, and the gradients */
 typedef struct grad_scratch {
     void *a;                  /* [n,D] the input norm's output */
-    void *g;                  /* [n,E] the gated norm's output */
-    void *checkpoints;        /* the scan's states at chunk starts */
     void *dg, *dy;            /* [n,E] */
     void *d_in[N_SLICES];     /* gradients of in_proj's outputs: dz, dx', dB', dC', ddt */
     void *dx, *dB, *dC;       /* of the convolutions' outputs */
@@ -355,15 +355,15 @@ static void carve_layer(const mamba2_model *m, layer_acts *A, lm_carver *cv, siz
     A->C = lm_take_acts(cv, n * c->bc);
     A->delta = lm_take_floats(cv, n * c->H);
     A->y = lm_take_acts(cv, n * c->E);
+    A->checkpoints = lm_take_acts(cv, mamba2_ssd_checkpoint_floats((int)n, c->H, c->P, c->N));
     A->norm_rstd = lm_take_floats(cv, n * c->G);
+    A->g = lm_take_acts(cv, n * c->E);
 }
 
 static void carve_grads(const mamba2_model *m, grad_scratch *d, lm_carver *cv, size_t n)
 {
     const mamba2_dims *c = &m->c;
     d->a = lm_take_acts(cv, n * c->s.D);
-    d->g = lm_take_acts(cv, n * c->E);
-    d->checkpoints = lm_take_acts(cv, mamba2_ssd_checkpoint_floats((int)n, c->H, c->P, c->N));
     d->dg = lm_take_acts(cv, n * c->E);
     d->dy = lm_take_acts(cv, n * c->E);
     for (int s = 0; s < N_SLICES; s++)
@@ -450,12 +450,12 @@ static void input_projections(mamba2_model *m, int l, int n)
                             NULL, NULL, n, c->s.D, slice_width(c, s));
 }
 
-/* the scan over the layer's kept inputs: the checkpoints, and y unless NULL */
-static void scan_forward(mamba2_model *m, int l, void *y)
+/* the scan: y and its checkpoints */
+static void scan_forward(mamba2_model *m, int l)
 {
-    const layer_acts *A = acts(m, l);
+    layer_acts *A = acts(m, l);
     mamba2_ssd_dims sd = ssd_dims(m);
-    m->kern->ssd_forward(y, m->d.checkpoints, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D), &sd,
+    m->kern->ssd_forward(A->y, A->checkpoints, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D), &sd,
                          work(m), m->n_work);
 }
 
@@ -464,7 +464,7 @@ static void gated_norm(mamba2_model *m, int l, int n)
 {
     const mamba2_dims *c = &m->c;
     layer_acts *A = acts(m, l);
-    m->kern->gated_norm_forward(m->d.g, A->norm_rstd, A->y, A->in[S_Z], W(m, l, P_GNORM), n, c->E,
+    m->kern->gated_norm_forward(A->g, A->norm_rstd, A->y, A->in[S_Z], W(m, l, P_GNORM), n, c->E,
                                 c->E / c->G, c->s.eps);
 }
 
@@ -474,7 +474,7 @@ static void mixer_core(mamba2_model *m, int l, int n)
     layer_acts *A = acts(m, l);
     convolutions(m, l, A, n);
     m->kern->delta_forward(A->delta, A->in[S_DT], W(m, l, P_DT_BIAS), n, m->c.H, DT_LIMIT_LO, DT_LIMIT_HI);
-    scan_forward(m, l, A->y);
+    scan_forward(m, l);
     gated_norm(m, l, n);
 }
 
@@ -485,7 +485,7 @@ static void mixer_forward(void *model, int l)
     int n = m->base.batch.n;
     input_projections(m, l, n);
     mixer_core(m, l, n);
-    m->base.ops->matmul_forward(m->base.mid[l], m->d.g, W(m, l, P_OUT), NULL, m->base.resid[l], n, m->c.E,
+    m->base.ops->matmul_forward(m->base.mid[l], acts(m, l)->g, W(m, l, P_OUT), NULL, m->base.resid[l], n, m->c.E,
                                 m->c.s.D);
 }
 
@@ -508,17 +508,15 @@ static void mixer_backward(void *model, int l)
     int n = b->n;
     /* what the forward did not keep */
     ops->rmsnorm_forward(d->a, (float *)A->rstd, m->base.resid[l], W(m, l, P_NORM), n, c->s.D, c->s.eps);
-    scan_forward(m, l, NULL);
-    gated_norm(m, l, n);
     /* out_proj, the gated norm, the scan, Δ */
-    ops->matmul_backward(d->dg, FLAME_GRAD_SET, dW(m, l, P_OUT), NULL, m->base.d_resid, d->g, W(m, l, P_OUT),
+    ops->matmul_backward(d->dg, FLAME_GRAD_SET, dW(m, l, P_OUT), NULL, m->base.d_resid, A->g, W(m, l, P_OUT),
                          n, c->E, c->s.D);
     m->kern->gated_norm_backward(d->dy, d->d_in[S_Z], dW(m, l, P_GNORM), d->dg, A->y, A->in[S_Z],
                                  W(m, l, P_GNORM), A->norm_rstd, n, c->E, c->E / c->G);
     mamba2_ssd_dims sd = ssd_dims(m);
     mamba2_ssd_grads_any g = {d->dx, d->dB, d->dC, d->ddelta, dW(m, l, P_A_LOG), dW(m, l, P_D)};
     m->kern->ssd_backward(&g, d->dy, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D),
-                          d->checkpoints, &sd, work(m), m->n_work);
+                          A->checkpoints, &sd, work(m), m->n_work);
     m->kern->delta_backward(d->d_in[S_DT], dW(m, l, P_DT_BIAS), d->ddelta, A->in[S_DT], W(m, l, P_DT_BIAS),
                             n, c->H, DT_LIMIT_LO, DT_LIMIT_HI);
     /* the convolutions */
@@ -546,14 +544,15 @@ static void mamba2_backward(void *model) { lm_model_backward(model, mixer_backwa
 /* 6 FLOPs per weight of every matmul (2 forward, 4 backward), lm_head
  * included, the embedding lookup excluded; plus the scan: per token, head and
  * layer its state update and readout are each about 2·P·N FLOPs, and forward
- * + backward (which makes the forward again) about 4 scans of both. */
+ * + backward come to about 3 passes of both (the backward twice the forward,
+ * as GLA counts its recurrence). */
 static double mamba2_flops_per_token(const void *model, int T)
 {
     const mamba2_dims *c = &((const mamba2_model *)model)->c;
     (void)T; /* the scan is linear in T */
     double D = c->s.D, proj = 2.0 * c->E + 2.0 * c->bc + c->H;
     double matmul = 6.0 * (c->s.L * D * (proj + c->E) + (double)c->s.V * D);
-    double scan = (double)c->s.L * 4.0 * 2.0 * 2.0 * c->H * (double)c->P * c->N;
+    double scan = (double)c->s.L * 3.0 * 2.0 * 2.0 * c->H * (double)c->P * c->N;
     return matmul + scan;
 }
 

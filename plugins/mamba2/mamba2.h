@@ -46,8 +46,8 @@ size_t mamba2_ssd_work_floats(int P, int N);
  * dC and of dA, summed afterwards in a fixed order */
 size_t mamba2_ssd_scratch_floats(int n, int H, int N);
 
-/* work: n_work · mamba2_ssd_work_floats() floats; at most n_work threads run.
- * With y NULL only the checkpoints are written (C and D are not read). */
+/* y and the checkpoints; work: n_work · mamba2_ssd_work_floats() floats; at
+ * most n_work threads run. */
 void mamba2_ssd_forward_cpu(float *y, float *checkpoints, const float *x, const float *delta,
                             const float *A_log, const float *B, const float *C, const float *D,
                             const mamba2_ssd_dims *d, float *work, int n_work);

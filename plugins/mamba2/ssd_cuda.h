@@ -24,7 +24,7 @@ extern "C" {
 size_t mamba2_ssd_work_floats_cuda(int n, int H, int P, int N, int G);
 
 /* x, B, C, y: bf16 (__nv_bfloat16, passed as void*); delta fp32 [n,H]; A_log, D: bf16 [H]
- * (the parameters' compute copies). y NULL: only the checkpoints (C, D not read). y is written. */
+ * (the parameters' compute copies). y and the checkpoints are written. */
 void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const float *delta,
                              const void *A_log, const void *B, const void *C, const void *D,
                              const mamba2_ssd_dims *d, float *work);
@@ -35,7 +35,7 @@ typedef struct mamba2_ssd_grads_cuda {
     float *dA_log, *dD;   /* fp32 [H], ADDED */
 } mamba2_ssd_grads_cuda;
 
-/* all gradients given dy (bf16); checkpoints as the forward (with or without y) wrote them */
+/* all gradients given dy (bf16); checkpoints as the forward wrote them */
 void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, const void *x,
                               const float *delta, const void *A_log, const void *B, const void *C,
                               const void *D, const void *checkpoints, const mamba2_ssd_dims *d,

@@ -77,8 +77,6 @@ static void forward_task(float *y, float *checkpoints, const float *x, const flo
         size_t xo = x_at(d, t, tk.h), bo = bc_at(d, t, tk.h);
         float dt = delta[(size_t)t * d->H + tk.h];
         state_step(S, x + xo, B + bo, dt, expf(dt * A), P, N);
-        if (!y)
-            continue;
         for (int p = 0; p < P; p++) {
             const float *row = S + (size_t)p * N;
             float acc = 0.0f;
@@ -102,7 +100,7 @@ void mamba2_ssd_forward_cpu(float *y, float *checkpoints, const float *x, const 
 #endif
     for (int i = 0; i < n_tasks; i++) {
         recurrence_task tk = recurrence_task_of(d->cu_seqlens, d->H, i);
-        forward_task(y, checkpoints, x, delta, -expf(A_log[tk.h]), B, C, y ? D[tk.h] : 0.0f, d, tk,
+        forward_task(y, checkpoints, x, delta, -expf(A_log[tk.h]), B, C, D[tk.h], d, tk,
                      work + (size_t)recurrence_worker_id() * per_worker);
     }
 }
