@@ -29,6 +29,10 @@
 #define TILE_MIN 8
 #define THREADS_WANTED (256 * 1024)
 #define MAX_GRID_Y 65535
+/* tokens whose loads a thread issues together before using the first: a
+ * thread's tokens follow one another, and one load at a time leaves the
+ * memory idle */
+#define BATCH 4
 
 /* the document of token t: the largest s with cu[s] <= t */
 static __device__ int doc_of(const int32_t *cu, int n_seqs, int t)
@@ -44,15 +48,14 @@ static __device__ int doc_of(const int32_t *cu, int n_seqs, int t)
     return lo;
 }
 
-/* Channel c's window of x along tokens t0, t0 + 1, …: after step(t),
+/* Channel c's window of x along tokens t0, t0 + 1, …: after step(t, x[t, c]),
  * v[j] = x[t−(K−1)+j, c], 0 before t's document. */
 template <int K> struct x_window {
-    const act_t *x;
     const int32_t *cu;
-    int C, c, s, next; /* s: the current document, next: where the one after starts */
+    int s, next; /* s: the current document, next: where the one after starts */
     float v[K];
-    __device__ x_window(const act_t *x_, const int32_t *cu_, int n_seqs, int t0, int C_, int c_)
-        : x(x_), cu(cu_), C(C_), c(c_)
+    __device__ x_window(const act_t *x, const int32_t *cu_, int n_seqs, int t0, int C, int c)
+        : cu(cu_)
     {
         s = doc_of(cu, n_seqs, t0);
         next = cu[s + 1];
@@ -62,7 +65,7 @@ template <int K> struct x_window {
             v[j] = src >= cu[s] ? to_f32(x[(size_t)src * C + c]) : 0.0f;
         }
     }
-    __device__ void step(int t)
+    __device__ void step(int t, float xt)
     {
         bool fresh = t >= next; /* t starts a document: nothing before it counts */
         while (t >= next)
@@ -70,7 +73,7 @@ template <int K> struct x_window {
 #pragma unroll
         for (int j = 0; j < K - 1; j++)
             v[j] = fresh ? 0.0f : v[j + 1];
-        v[K - 1] = to_f32(x[(size_t)t * C + c]);
+        v[K - 1] = xt;
     }
 };
 
@@ -96,6 +99,15 @@ template <int K> struct conv_channel {
 
 static __device__ float sigmoid(float p) { return 1.0f / (1.0f + expf(-p)); }
 
+/* f[u] = p[t + u, c] for the COUNT tokens from t, 0 from `end` on */
+template <int COUNT, typename T>
+static __device__ void load_ahead(float (&f)[COUNT], const T *p, int t, int end, int C, int c)
+{
+#pragma unroll
+    for (int u = 0; u < COUNT; u++)
+        f[u] = t + u < end ? to_f32(p[(size_t)(t + u) * C + c]) : 0.0f;
+}
+
 /* blockIdx.x · blockDim.x + threadIdx.x is the channel; tiles of `tile`
  * tokens blockIdx.y, blockIdx.y + gridDim.y, … */
 #define FOR_TILES(t0, t1, n, tile)                                                  \
@@ -113,10 +125,15 @@ static __global__ void conv1d_forward_tiles(act_t *out, const act_t *x, const ac
     conv_channel<K> ch(weight, bias, c);
     FOR_TILES(t0, t1, n, tile) {
         x_window<K> win(x, cu, n_seqs, t0, C, c);
-        for (int t = t0; t < t1; t++) {
-            win.step(t);
-            float p = ch.pre(win.v);
-            from_f32(&out[(size_t)t * C + c], silu ? p * sigmoid(p) : p);
+        for (int t = t0; t < t1; t += BATCH) {
+            float xs[BATCH];
+            load_ahead(xs, x, t, t1, C, c);
+#pragma unroll
+            for (int u = 0; u < BATCH && t + u < t1; u++) {
+                win.step(t + u, xs[u]);
+                float p = ch.pre(win.v);
+                from_f32(&out[(size_t)(t + u) * C + c], silu ? p * sigmoid(p) : p);
+            }
         }
     }
 }
@@ -136,20 +153,25 @@ static __global__ void conv1d_grad_tiles(float *g, float *dw_partial, float *db_
     FOR_TILES(t0, t1, n, tile) {
         x_window<K> win(x, cu, n_seqs, t0, C, c);
         float dw[K] = {}, db = 0.0f;
-        for (int t = t0; t < t1; t++) {
-            win.step(t);
-            size_t at = (size_t)t * C + c;
-            float gt = to_f32(dout[at]);
-            if (silu) {
-                float p = ch.pre(win.v), s = sigmoid(p);
-                gt *= s * (1.0f + p * (1.0f - s));
-                if (g)
-                    g[at] = gt;
-            }
+        for (int t = t0; t < t1; t += BATCH) {
+            float xs[BATCH], ds[BATCH];
+            load_ahead(xs, x, t, t1, C, c);
+            load_ahead(ds, dout, t, t1, C, c);
 #pragma unroll
-            for (int j = 0; j < K; j++)
-                dw[j] += gt * win.v[j];
-            db += gt;
+            for (int u = 0; u < BATCH && t + u < t1; u++) {
+                win.step(t + u, xs[u]);
+                float gt = ds[u];
+                if (silu) {
+                    float p = ch.pre(win.v), s = sigmoid(p);
+                    gt *= s * (1.0f + p * (1.0f - s));
+                    if (g)
+                        g[(size_t)(t + u) * C + c] = gt;
+                }
+#pragma unroll
+                for (int j = 0; j < K; j++)
+                    dw[j] += gt * win.v[j];
+                db += gt;
+            }
         }
         int row = t0 / tile;
         if (dw_partial) {
@@ -174,17 +196,21 @@ static __global__ void conv1d_dx_tiles(act_t *dx, const G *g, const act_t *weigh
     conv_channel<K> ch(weight, NULL, c);
     FOR_TILES(u0, u1, n, tile) {
         int s = doc_of(cu, n_seqs, u0), end = cu[s + 1];
-        for (int u = u0; u < u1; u++) {
-            while (u >= end)
-                end = cu[++s + 1];
-            float acc = 0.0f;
+        for (int b = u0; b < u1; b += BATCH) {
+            float gs[BATCH + K - 1]; /* g of tokens b.. b + BATCH + K − 2 */
+            load_ahead(gs, g, b, n, C, c);
 #pragma unroll
-            for (int j = 0; j < K; j++) {
-                int t = u + (K - 1) - j;
-                if (t < end)
-                    acc += ch.w[j] * to_f32(g[(size_t)t * C + c]);
+            for (int i = 0; i < BATCH && b + i < u1; i++) {
+                int u = b + i;
+                while (u >= end)
+                    end = cu[++s + 1];
+                float acc = 0.0f;
+#pragma unroll
+                for (int j = 0; j < K; j++)
+                    if (u + (K - 1) - j < end)
+                        acc += ch.w[j] * gs[i + (K - 1) - j];
+                from_f32(&dx[(size_t)u * C + c], acc);
             }
-            from_f32(&dx[(size_t)u * C + c], acc);
         }
     }
 }
