@@ -220,4 +220,26 @@ static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows,
     }
 }
 
+/* A walk's software pipeline over `steps` chunks (or heads) through STAGES
+ * buffers: issue(k) starts step k's copies (cp.async; nothing past the last
+ * step), each step's one group; use(k) runs once step k's copies are in
+ * shared memory for every thread and step k − 1's buffer is free again, while
+ * the next STAGES − 1 steps' copies are in flight. */
+template <int STAGES, typename Issue, typename Use>
+static __device__ void pipeline(int steps, Issue issue, Use use)
+{
+    static_assert(STAGES >= 2, "one buffer used, at least one loading");
+    for (int k = 0; k < STAGES - 1; k++) {
+        issue(k);
+        cp_async_commit();
+    }
+    for (int k = 0; k < steps; k++) {
+        cp_async_wait<STAGES - 2>(); /* this thread's copies of step k are in */
+        __syncthreads();             /* everyone's; and step k − 1's buffer is read */
+        issue(k + STAGES - 1);
+        cp_async_commit();
+        use(k);
+    }
+}
+
 #endif

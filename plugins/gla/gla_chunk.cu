@@ -376,7 +376,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
     auto chunk_of = [&](int k) { return FORWARD ? k : steps - k; };
-    auto issue = [&](int k) { /* chunk k's tiles into its buffer: one group of copies */
+    auto issue = [&](int k) { /* chunk k's tiles into its buffer */
         if (k < steps) {
             walk_stage &st = sh.stage[k % WALK_STAGES];
             int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
@@ -386,15 +386,8 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
             copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + at(t0, h, H, dv) + j0, stride_v,
                                                       rows, dv - j0);
         }
-        cp_async_commit();
     };
-
-    for (int k = 0; k < WALK_STAGES - 1; k++)
-        issue(k);
-    for (int k = 0; k < steps; k++) {
-        cp_async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk k are in */
-        __syncthreads();               /* everyone's; and chunk k − 1's buffers are read */
-        issue(k + WALK_STAGES - 1);
+    pipeline<WALK_STAGES>(steps, issue, [&](int k) {
         const walk_stage &st = sh.stage[k % WALK_STAGES];
         walk_operands<FORWARD>(sh, st, scale);
         __syncthreads();
@@ -408,7 +401,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
         OUT *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
         store_state(dst, dv, dk - i0, dv - j0, S, m0, n0, pairs);
-    }
+    });
 }
 
 /* ------------------------------------------------------------------ b */

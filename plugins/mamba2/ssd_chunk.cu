@@ -236,7 +236,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
     float A = A_of(A_log, h), S[8][4] = {};
 
     auto start_of = [&](int q) { return begin + CHUNK * (FORWARD ? q : steps - q); };
-    auto issue = [&](int q) { /* the q-th chunk walked into its buffer: one group of copies */
+    auto issue = [&](int q) { /* the q-th chunk walked into its buffer */
         if (q < steps) {
             walk_stage &st = sh.stage[q % WALK_STAGES];
             int t0 = start_of(q), rows = min(CHUNK, end - t0);
@@ -247,15 +247,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
                 cp_async4(&st.delta[i], delta + (size_t)(t0 + min(i, rows - 1)) * H + h, i < rows);
             }
         }
-        cp_async_commit();
     };
-
-    for (int q = 0; q < WALK_STAGES - 1; q++)
-        issue(q);
-    for (int q = 0; q < steps; q++) {
-        cp_async_wait<WALK_STAGES - 2>(); /* this thread's copies of chunk q are in */
-        __syncthreads();                  /* everyone's; and chunk q − 1's buffers are read */
-        issue(q + WALK_STAGES - 1);
+    pipeline<WALK_STAGES>(steps, issue, [&](int q) {
         walk_stage &st = sh.stage[q % WALK_STAGES];
         if (warp_id() == 0)
             sums_of(sh.cs2, sh.dt, st.delta[lane_id()], st.delta[lane_id() + 32], A);
@@ -271,7 +264,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
         warp_product<8, true, true>(S, st.u, st.v, m0, n0, 0, CHUNK); /* += Σ_token u[t][p] v[t][n] */
         int t0 = start_of(q), t1 = min(t0 + CHUNK, end);
         store_acc<false>(slots + state_at(FORWARD ? t1 : t0, h, H, P, N), N, P, N, S, m0, n0);
-    }
+    });
 }
 
 /* ------------------------------------------------------------------ forward: y */
@@ -567,8 +560,8 @@ static __global__ void __launch_bounds__(THREADS)
     bc_shared &sh = *reinterpret_cast<bc_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
     int grp = blockIdx.y, per_group = H / G, L = c.t1 - c.t0, kp = round16(P);
-    /* the q-th head's tiles into its buffer, one group of copies; a
-     * sequence's first state and its last dS are 0 */
+    /* the q-th head's tiles into its buffer; a sequence's first state and
+     * its last dS are 0 */
     auto issue = [&](int q) {
         if (q < per_group) {
             bc_stage &st = sh.stage[q % 2];
@@ -584,17 +577,12 @@ static __global__ void __launch_bounds__(THREADS)
                 cp_async4(&st.delta[i], delta + (size_t)(c.t0 + min(i, L - 1)) * H + h, i < L);
             }
         }
-        cp_async_commit();
     };
     copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N);
     copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N);
-    issue(0);
     int m0 = block_row(), n0 = block_col(), r0 = wide_row(), c0 = wide_col();
     float w_sum[4][4] = {}, dC_state[8][4] = {}, dB_state[8][4] = {};
-    for (int q = 0; q < per_group; q++) {
-        cp_async_wait<0>(); /* this thread's copies of head q are in */
-        __syncthreads();    /* everyone's; and head q − 1's buffer is read */
-        issue(q + 1);
+    pipeline<2>(per_group, issue, [&](int q) { /* C and B come with head 0 */
         const bc_stage &st = sh.stage[q % 2];
         if (warp_id() == 0)
             sums_of(sh.cs2, sh.dt, st.delta[lane_id()], st.delta[lane_id() + 32],
@@ -628,7 +616,7 @@ static __global__ void __launch_bounds__(THREADS)
                 int t = r0 + acc_row(e);
                 dB_state[j][e] += exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t] * part[j][e];
             }
-    }
+    });
     store_acc<false>(&sh.W[0][0], LDP, CHUNK, CHUNK, w_sum, m0, n0);
     __syncthreads();
     if (c0 >= N)
