@@ -270,6 +270,9 @@ static void test_all(void)
     /* two groups of two heads */
     test_T(4, 8, 16, 2, 200, 0);
     test_T(4, 8, 16, 2, 200, 1);
+    /* groups of more heads than a chunk_output block walks (8), not a multiple of it */
+    test_T(20, 8, 16, 2, 130, 0);
+    test_T(9, 12, 20, 1, 100, 1);
     /* no multiple of 8 (one value per access), no multiple of 16 (padded products) */
     test_T(3, 12, 20, 1, 130, 0);
     test_T(2, 40, 72, 2, 150, 0);

@@ -31,8 +31,8 @@
  * chunk to chunk, S_next = e^{cs_l} S + Σ_j w_j x_j B_jᵀ, carried in fp32 in
  * the block's registers and written (bf16) to the checkpoint slot of each
  * chunk start but a sequence's first, the CPU's layout; (2) the table of
- * chunks (GLA's); (3) chunk_output per (chunk, head): y. Backward: (1) again
- * backwards, for dS = ∂L/∂(state at a chunk start), Σ_i e^{cs_i} dy_i C_iᵀ
+ * chunks (GLA's); (3) chunk_output per (chunk, up to 8 heads of a group): y,
+ * C Bᵀ made once for them. Backward: (1) again backwards, for dS = ∂L/∂(state at a chunk start), Σ_i e^{cs_i} dy_i C_iᵀ
  * plus the decayed dS of the chunk after, into `work`; (2) chunk_grads per
  * (chunk, head): dx, dΔ and the chunk's shares of dA_log and dD;
  * (3) chunk_grads_BC per (chunk, group): dB and dC, the group's heads summed
@@ -269,15 +269,36 @@ static __global__ void __launch_bounds__(THREADS, 2)
 
 /* ------------------------------------------------------------------ forward: y */
 
+#define OUTPUT_HEADS 8 /* heads of one group a chunk_output block walks */
+
+/* one head's tiles in shared memory, as cp.async brings them */
+struct output_stage {
+    act_t x[CHUNK][LDP];  /* [token][P] */
+    act_t S0[P_MAX][LDN]; /* [P][N] */
+    float delta[CHUNK];   /* 0 past the chunk's end */
+};
+
 struct output_shared {
-    act_t C[CHUNK][LDN], B[CHUNK][LDN]; /* [token][N] */
-    act_t S0[P_MAX][LDN];               /* [P][N] */
-    act_t x[CHUNK][LDP], M[CHUNK][LDP]; /* [token][P], [token i][token j] */
+    act_t C[CHUNK][LDN], B[CHUNK][LDN]; /* the group's: [token][N] */
+    output_stage stage[2];              /* the head being used, the next one loading */
+    act_t M[CHUNK][LDP];                /* [token i][token j] */
     float cs2[CHUNK], dt[CHUNK];
 };
 
-/* y of one chunk, per (chunk, head): M from C Bᵀ and the decays, then
- * y = M x + e^{cs_i} C S0ᵀ + D x; each warp a 16×32 block of both 64×64 tiles. */
+/* the heads of blockIdx.y's block: up to OUTPUT_HEADS of one group, from *first */
+static __device__ int output_heads(int *first, int H, int G)
+{
+    int per_group = H / G, blocks = ceil_div(per_group, OUTPUT_HEADS);
+    int g = blockIdx.y / blocks, from = blockIdx.y % blocks * OUTPUT_HEADS;
+    *first = g * per_group + from;
+    return min(OUTPUT_HEADS, per_group - from);
+}
+
+/* y of one chunk for several heads of a group: G = C Bᵀ once, since the
+ * group's heads share B and C, then per head M from G and its decays and
+ * y = M x + e^{cs_i} C S0ᵀ + D x, the next head's x, S0 and Δ loading
+ * meanwhile. Each warp a 16×32 block of the 64×64 tiles; G stays in its
+ * registers. */
 static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no spills */
     chunk_output(act_t *y, const act_t *x, const float *delta, const act_t *A_log, const act_t *B,
                  const act_t *C, const act_t *D, const act_t *states, const chunk *chunks, int H,
@@ -286,45 +307,57 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
     extern __shared__ __align__(16) unsigned char shared_raw[];
     output_shared &sh = *reinterpret_cast<output_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, L = c.t1 - c.t0, g = h / (H / G);
-    copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, g, G, N), (size_t)G * N, L, N);
-    copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, g, G, N), (size_t)G * N, L, N);
-    copy_tile<false, THREADS, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
-    copy_tile<false, THREADS, N_MAX>(sh.S0, c.first ? states : states + state_at(c.t0, h, H, P, N), N,
-                                     c.first ? 0 : P, N);
-    cp_async_commit();
-    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A_of(A_log, h)); /* while the tiles load */
-    cp_async_wait<0>();
-    __syncthreads();
-
-    int m0 = block_row(), n0 = block_col(), kn = round16(N);
-    float s[4][4] = {};
-    warp_product<4, false, false>(s, sh.C, sh.B, m0, n0, 0, kn); /* C_i · B_j */
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
-            sh.M[i][k] = __float2bfloat16_rn(s[j][e] * decay_between(sh.cs2, i, k) * sh.dt[k]);
-        }
-    __syncthreads();
-
-    float intra[4][4] = {}, inter[4][4] = {};
-    warp_product<4, false, true>(intra, sh.M, sh.x, m0, n0, 0, CHUNK);
-    if (!c.first)
-        warp_product<4, false, false>(inter, sh.C, sh.S0, m0, n0, 0, kn);
-    float Dh = to_f32(D[h]);
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int i = m0 + acc_row(e), p = n0 + 8 * j + acc_col(e);
-            if (i < L && p < P) {
-                float v = intra[j][e] + exp2_fast(sh.cs2[i]) * inter[j][e] +
-                          Dh * to_f32(sh.x[i][p]);
-                y[at(c.t0 + i, h, H, P) + p] = __float2bfloat16_rn(v);
+    int h0, heads = output_heads(&h0, H, G), L = c.t1 - c.t0, g = h0 / (H / G);
+    auto issue = [&](int q) { /* the q-th head's tiles into its buffer; a sequence's first state is 0 */
+        if (q < heads) {
+            output_stage &st = sh.stage[q % 2];
+            int h = h0 + q;
+            copy_tile<false, THREADS, P_MAX>(st.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
+            copy_tile<false, THREADS, N_MAX>(st.S0, c.first ? states : states + state_at(c.t0, h, H, P, N),
+                                             N, c.first ? 0 : P, N);
+            if (threadIdx.x < CHUNK) {
+                int i = threadIdx.x;
+                cp_async4(&st.delta[i], delta + (size_t)(c.t0 + min(i, L - 1)) * H + h, i < L);
             }
         }
+    };
+    copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, g, G, N), (size_t)G * N, L, N);
+    copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, g, G, N), (size_t)G * N, L, N);
+    int m0 = block_row(), n0 = block_col(), kn = round16(N);
+    float gs[4][4] = {};
+    pipeline<2>(heads, issue, [&](int q) { /* C and B come with the first head */
+        const output_stage &st = sh.stage[q % 2];
+        int h = h0 + q;
+        if (q == 0)
+            warp_product<4, false, false>(gs, sh.C, sh.B, m0, n0, 0, kn); /* C_i · B_j */
+        if (warp_id() == 0)
+            sums_of(sh.cs2, sh.dt, st.delta[lane_id()], st.delta[lane_id() + 32], A_of(A_log, h));
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = m0 + acc_row(e), k = n0 + 8 * j + acc_col(e);
+                sh.M[i][k] = __float2bfloat16_rn(gs[j][e] * decay_between(sh.cs2, i, k) * sh.dt[k]);
+            }
+        __syncthreads();
+        float intra[4][4] = {}, inter[4][4] = {};
+        warp_product<4, false, true>(intra, sh.M, st.x, m0, n0, 0, CHUNK);
+        if (!c.first)
+            warp_product<4, false, false>(inter, sh.C, st.S0, m0, n0, 0, kn);
+        float Dh = to_f32(D[h]);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = m0 + acc_row(e), p = n0 + 8 * j + acc_col(e);
+                if (i < L && p < P) {
+                    float v = intra[j][e] + exp2_fast(sh.cs2[i]) * inter[j][e] +
+                              Dh * to_f32(st.x[i][p]);
+                    y[at(c.t0 + i, h, H, P) + p] = __float2bfloat16_rn(v);
+                }
+            }
+    });
 }
 
 /* ------------------------------------------------------------------ backward: the chunk's gradients */
@@ -683,9 +716,10 @@ void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const fl
     work_layout w = carve(work, n, d);
     int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
     size_t bytes = allow_shared(chunk_output, sizeof(output_shared));
-    chunk_output<<<dim3(chunks, d->H), THREADS, bytes>>>(act(y), act(x), delta, act(A_log), act(B),
-                                                         act(C), act(D), act(checkpoints), w.chunks,
-                                                         d->H, d->P, d->N, d->G);
+    int head_blocks = d->G * ceil_div(d->H / d->G, OUTPUT_HEADS);
+    chunk_output<<<dim3(chunks, head_blocks), THREADS, bytes>>>(
+        act(y), act(x), delta, act(A_log), act(B), act(C), act(D), act(checkpoints), w.chunks, d->H,
+        d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
 }
 
