@@ -32,14 +32,15 @@
  * the block's registers and written (bf16) to the checkpoint slot of each
  * chunk start but a sequence's first, the CPU's layout; (2) the table of
  * chunks (GLA's); (3) chunk_output per (chunk, up to 8 heads of a group): y,
- * C Bᵀ made once for them. Backward: (1) again backwards, for dS = ∂L/∂(state at a chunk start), Σ_i e^{cs_i} dy_i C_iᵀ
- * plus the decayed dS of the chunk after, into `work`; (2) chunk_grads per
- * (chunk, head): dx, dΔ and the chunk's shares of dA_log and dD;
- * (3) chunk_grads_BC per (chunk, group): dB and dC, the group's heads summed
- * in registers; (4) every chunk's share of dA_log and dD summed. Tiles
- * reach shared memory by cp.async, all of a kernel's at once, and in the
- * walks and chunk_grads_BC the next chunk's or head's while one is
- * multiplied: no step waits on a load it could have issued earlier.
+ * C Bᵀ made once for those heads, which share B and C. Backward: (1) the walk
+ * again backwards, for dS = ∂L/∂(state at a chunk start), Σ_i e^{cs_i} dy_i
+ * C_iᵀ plus the decayed dS of the chunk after, into `work`; (2) chunk_grads
+ * per (chunk, up to 8 heads of a group, C Bᵀ once again): dx, dΔ and the
+ * chunk's shares of dA_log and dD; (3) chunk_grads_BC per (chunk, group): dB
+ * and dC, the group's heads summed in registers; (4) every chunk's share of
+ * dA_log and dD summed. Tiles reach shared memory by cp.async, all of a
+ * step's at once, and the next chunk's or head's while one is multiplied: no
+ * step waits on a load it could have issued earlier.
  *
  * Precision. Activations are bf16, delta fp32. Products run on the tensor
  * cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation): operands
@@ -269,7 +270,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
 
 /* ------------------------------------------------------------------ forward: y */
 
-#define OUTPUT_HEADS 8 /* heads of one group a chunk_output block walks */
+#define GROUP_HEADS 8 /* heads of one group a chunk_output or chunk_grads block walks */
 
 /* one head's tiles in shared memory, as cp.async brings them */
 struct output_stage {
@@ -285,13 +286,14 @@ struct output_shared {
     float cs2[CHUNK], dt[CHUNK];
 };
 
-/* the heads of blockIdx.y's block: up to OUTPUT_HEADS of one group, from *first */
-static __device__ int output_heads(int *first, int H, int G)
+/* the heads of blockIdx.y's block: up to GROUP_HEADS of one group, from *first
+ * (head_blocks() such blocks cover the heads) */
+static __device__ int group_heads(int *first, int H, int G)
 {
-    int per_group = H / G, blocks = ceil_div(per_group, OUTPUT_HEADS);
-    int g = blockIdx.y / blocks, from = blockIdx.y % blocks * OUTPUT_HEADS;
+    int per_group = H / G, blocks = ceil_div(per_group, GROUP_HEADS);
+    int g = blockIdx.y / blocks, from = blockIdx.y % blocks * GROUP_HEADS;
     *first = g * per_group + from;
-    return min(OUTPUT_HEADS, per_group - from);
+    return min(GROUP_HEADS, per_group - from);
 }
 
 /* y of one chunk for several heads of a group: G = C Bᵀ once, since the
@@ -307,7 +309,7 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
     extern __shared__ __align__(16) unsigned char shared_raw[];
     output_shared &sh = *reinterpret_cast<output_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
-    int h0, heads = output_heads(&h0, H, G), L = c.t1 - c.t0, g = h0 / (H / G);
+    int h0, heads = group_heads(&h0, H, G), L = c.t1 - c.t0, g = h0 / (H / G);
     auto issue = [&](int q) { /* the q-th head's tiles into its buffer; a sequence's first state is 0 */
         if (q < heads) {
             output_stage &st = sh.stage[q % 2];
@@ -389,11 +391,10 @@ static __device__ void put_row_sums(float *part, float r0, float r1, int m0)
  * sums of V = dM ⊙ L ⊙ G over rows (times Δ_j) and columns, V staying in
  * registers: a column's 16 rows of a warp are summed over the 8 lanes that
  * hold them (shuffles in a fixed tree), the warps' parts later. */
-static __device__ void score_tiles(grads_shared &sh, int kn, int kp)
+static __device__ void score_tiles(grads_shared &sh, const float (&gs)[4][4], int kp)
 {
     int m0 = block_row(), n0 = block_col();
-    float gs[4][4] = {}, dm[4][4] = {};
-    warp_product<4, false, false>(gs, sh.C, sh.B, m0, n0, 0, kn);
+    float dm[4][4] = {};
     warp_product<4, false, false>(dm, sh.dy, sh.x, m0, n0, 0, kp);
     float row[2] = {0.0f, 0.0f}, col[4][2] = {};
 #pragma unroll
@@ -506,9 +507,25 @@ static __device__ float suffix_sums(grads_shared &sh, int L, float sdot)
     return warp_sum(sh.dt[l] * lo + sh.dt[l + 32] * hi);
 }
 
-/* Every gradient of one chunk, per (chunk, head): dx and ddelta written, dB
- * and dC into the head's fp32 copies, the chunk's shares of dA_log and dD. */
-static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 KiB of shared memory each */
+/* a head's tiles of one chunk into shared memory (cp.async, uncommitted); a
+ * sequence's first state and its last dS are 0 */
+static __device__ void copy_head(grads_shared &sh, chunk c, int h, const act_t *x, const act_t *dy,
+                                 const act_t *states, const act_t *dS, int H, int P, int N)
+{
+    int L = c.t1 - c.t0;
+    copy_tile<false, THREADS, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
+    copy_tile<false, THREADS, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P);
+    copy_tile<false, THREADS, N_MAX>(sh.S0, c.first ? states : states + state_at(c.t0, h, H, P, N), N,
+                                     c.first ? 0 : P, N);
+    copy_tile<false, THREADS, N_MAX>(sh.dS, c.last ? dS : dS + state_at(c.t1, h, H, P, N), N,
+                                     c.last ? 0 : P, N);
+}
+
+/* Every gradient of one chunk but dB and dC, for up to 8 heads of a group
+ * (as chunk_output): dx and ddelta written, the chunk's shares of dA_log and
+ * dD. G = C Bᵀ is made once for the heads, which share B and C; a head's
+ * tiles load while the one before finishes its per-token sums. */
+static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: about 100 KiB of shared memory each */
     chunk_grads(mamba2_ssd_grads_cuda g, work_layout w, const act_t *dy, const act_t *x,
                 const float *delta, const act_t *A_log, const act_t *B, const act_t *C,
                 const act_t *D, const act_t *states, int H, int P, int N, int G)
@@ -516,47 +533,51 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: 110 Ki
     extern __shared__ __align__(16) unsigned char shared_raw[];
     grads_shared &sh = *reinterpret_cast<grads_shared *>(shared_raw);
     chunk c = w.chunks[blockIdx.x];
-    int h = blockIdx.y, L = c.t1 - c.t0, grp = h / (H / G);
-    float A = A_of(A_log, h);
-    /* a sequence's first state and its last dS are 0 */
+    int h0, heads = group_heads(&h0, H, G), L = c.t1 - c.t0, grp = h0 / (H / G);
+    int kn = round16(N), kp = round16(P);
     copy_tile<false, THREADS, N_MAX>(sh.C, C + at(c.t0, grp, G, N), (size_t)G * N, L, N);
     copy_tile<false, THREADS, N_MAX>(sh.B, B + at(c.t0, grp, G, N), (size_t)G * N, L, N);
-    copy_tile<false, THREADS, P_MAX>(sh.x, x + at(c.t0, h, H, P), (size_t)H * P, L, P);
-    copy_tile<false, THREADS, P_MAX>(sh.dy, dy + at(c.t0, h, H, P), (size_t)H * P, L, P);
-    copy_tile<false, THREADS, N_MAX>(sh.S0, c.first ? states : states + state_at(c.t0, h, H, P, N), N,
-                                     c.first ? 0 : P, N);
-    copy_tile<false, THREADS, N_MAX>(sh.dS, c.last ? w.dS : w.dS + state_at(c.t1, h, H, P, N), N,
-                                     c.last ? 0 : P, N);
+    copy_head(sh, c, h0, x, dy, states, w.dS, H, P, N);
     cp_async_commit();
-    chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A); /* while the tiles load */
-    cp_async_wait<0>();
-    __syncthreads();
-    float dD_share = 0.0f, sdot_share = 0.0f; /* Σ dy · x over the chunk, ⟨S0, dS⟩ (zeros past them) */
-    for (int idx = threadIdx.x; idx < CHUNK * P_MAX; idx += THREADS)
-        dD_share += to_f32(sh.dy[idx / P_MAX][idx % P_MAX]) * to_f32(sh.x[idx / P_MAX][idx % P_MAX]);
-    for (int idx = threadIdx.x; idx < P_MAX * N_MAX; idx += THREADS)
-        sdot_share += to_f32(sh.S0[idx / N_MAX][idx % N_MAX]) * to_f32(sh.dS[idx / N_MAX][idx % N_MAX]);
-    float sdot = block_sum(sdot_share, sh.red), dD = block_sum(dD_share, sh.red);
+    float gs[4][4] = {};
+    for (int q = 0; q < heads; q++) {
+        int h = h0 + q;
+        float A = A_of(A_log, h);
+        chunk_sums(sh.cs2, sh.dt, delta, c, h, H, A); /* while the tiles load */
+        cp_async_wait<0>();
+        __syncthreads();
+        if (q == 0)
+            warp_product<4, false, false>(gs, sh.C, sh.B, block_row(), block_col(), 0, kn); /* C_i · B_j */
+        float dD_share = 0.0f, sdot_share = 0.0f; /* Σ dy · x over the chunk, ⟨S0, dS⟩ (zeros past them) */
+        for (int idx = threadIdx.x; idx < CHUNK * P_MAX; idx += THREADS)
+            dD_share += to_f32(sh.dy[idx / P_MAX][idx % P_MAX]) * to_f32(sh.x[idx / P_MAX][idx % P_MAX]);
+        for (int idx = threadIdx.x; idx < P_MAX * N_MAX; idx += THREADS)
+            sdot_share += to_f32(sh.S0[idx / N_MAX][idx % N_MAX]) * to_f32(sh.dS[idx / N_MAX][idx % N_MAX]);
+        float sdot = block_sum(sdot_share, sh.red), dD = block_sum(dD_share, sh.red);
 
-    int kn = round16(N), kp = round16(P);
-    score_tiles(sh, kn, kp);
-    __syncthreads();
-    state_dots(sh, c, kn);
-    grad_x(static_cast<act_t *>(g.dx), sh, c, h, H, P, kn, to_f32(D[h]));
-    __syncthreads();
-    token_parts(sh);
-    __syncthreads();
-    if (warp_id() == 0) {
-        float dA = suffix_sums(sh, L, sdot);
-        if (threadIdx.x == 0) {
-            w.dA_part[(size_t)blockIdx.x * H + h] = dA;
-            w.dD_part[(size_t)blockIdx.x * H + h] = dD;
+        score_tiles(sh, gs, kp);
+        __syncthreads();
+        state_dots(sh, c, kn);
+        grad_x(static_cast<act_t *>(g.dx), sh, c, h, H, P, kn, to_f32(D[h]));
+        __syncthreads(); /* the tiles are read: the next head's may come */
+        if (q + 1 < heads) {
+            copy_head(sh, c, h + 1, x, dy, states, w.dS, H, P, N);
+            cp_async_commit();
         }
+        token_parts(sh);
+        __syncthreads();
+        if (warp_id() == 0) {
+            float dA = suffix_sums(sh, L, sdot);
+            if (threadIdx.x == 0) {
+                w.dA_part[(size_t)blockIdx.x * H + h] = dA;
+                w.dD_part[(size_t)blockIdx.x * H + h] = dD;
+            }
+        }
+        __syncthreads(); /* the sums are read: the next head's chunk_sums may overwrite them */
+        int k = threadIdx.x;
+        if (k < L)
+            g.ddelta[(size_t)(c.t0 + k) * H + h] = sh.colV[k] + sh.E[k] + A * sh.dcs[k];
     }
-    __syncthreads();
-    int k = threadIdx.x;
-    if (k < L)
-        g.ddelta[(size_t)(c.t0 + k) * H + h] = sh.colV[k] + sh.E[k] + A * sh.dcs[k];
 }
 
 /* ------------------------------------------------------------------ backward: the sums */
@@ -682,6 +703,9 @@ static __global__ void __launch_bounds__(THREADS)
 
 /* ------------------------------------------------------------------ entry points */
 
+/* the blocks of group_heads() over the heads */
+static int head_blocks(const mamba2_ssd_dims *d) { return d->G * ceil_div(d->H / d->G, GROUP_HEADS); }
+
 static void check_dims(const mamba2_ssd_dims *d)
 {
     if (d->P < 1 || d->P > P_MAX || d->N < 1 || d->N > N_MAX || d->G < 1 || d->H % d->G != 0) {
@@ -716,8 +740,7 @@ void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const fl
     work_layout w = carve(work, n, d);
     int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
     size_t bytes = allow_shared(chunk_output, sizeof(output_shared));
-    int head_blocks = d->G * ceil_div(d->H / d->G, OUTPUT_HEADS);
-    chunk_output<<<dim3(chunks, head_blocks), THREADS, bytes>>>(
+    chunk_output<<<dim3(chunks, head_blocks(d)), THREADS, bytes>>>(
         act(y), act(x), delta, act(A_log), act(B), act(C), act(D), act(checkpoints), w.chunks, d->H,
         d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
@@ -736,7 +759,7 @@ void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, co
     int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
     walk<false>(w.dS, dy, delta, A_log, C, d);
     size_t bytes = allow_shared(chunk_grads, sizeof(grads_shared));
-    chunk_grads<<<dim3(chunks, d->H), THREADS, bytes>>>(*g, w, act(dy), act(x), delta, act(A_log),
+    chunk_grads<<<dim3(chunks, head_blocks(d)), THREADS, bytes>>>(*g, w, act(dy), act(x), delta, act(A_log),
                                                         act(B), act(C), act(D), act(checkpoints), d->H,
                                                         d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
