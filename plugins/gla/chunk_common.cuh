@@ -176,19 +176,33 @@ template <typename K> static size_t allow_shared(K kernel, size_t bytes)
 
 /* ------------------------------------------------------------------ tensor-core results */
 
-/* dst[m0 + row][n0 + col] = acc (or += with ADD) where row < rows and col < cols */
+/* dst[m0 + row][n0 + col] = acc (or += with ADD) where row < rows and col <
+ * cols; a lane's two neighbouring columns in one access where aligned for it,
+ * since single 2-byte stores waste the memory's sectors */
 template <bool ADD, int NT, typename T>
 static __device__ void store_acc(T *dst, size_t stride, int rows, int cols,
                                  const float (&acc)[NT][4], int m0, int n0)
 {
+    bool pairs = stride % 2 == 0 && reinterpret_cast<uintptr_t>(dst) % (2 * sizeof(T)) == 0;
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
+        for (int e = 0; e < 4; e += 2) { /* acc_col(e) is even, acc_col(e + 1) the next */
             int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
-            if (r < rows && c < cols) {
-                T *p = dst + r * stride + c;
-                from_f32(p, ADD ? to_f32(*p) + acc[j][e] : acc[j][e]);
+            if (r >= rows)
+                continue;
+            T *p = dst + r * stride + c;
+            float two[2] = {acc[j][e], acc[j][e + 1]};
+            if (pairs && c + 1 < cols) {
+                if (ADD) {
+                    float old[2];
+                    load_floats<2>(old, p);
+                    two[0] += old[0], two[1] += old[1];
+                }
+                store_floats<2>(p, two);
+            } else {
+                for (int u = 0; u < 2 && c + u < cols; u++)
+                    from_f32(p + u, ADD ? to_f32(p[u]) + two[u] : two[u]);
             }
         }
 }
@@ -217,6 +231,30 @@ static __device__ void copy_tile(T (*s)[W], const T *p, size_t stride, int rows,
 #pragma unroll
             for (int e = 0; e < PER; e++)
                 from_f32(&s[r][c + e], live && c + e < cols ? to_f32(from[e]) : 0.0f);
+    }
+}
+
+/* Rows [0, rows) and columns [0, cols) of the bf16 tile s (ROWS × COLS at
+ * most) to dst, rows `stride` elements apart, shared by NT threads: 16 bytes
+ * a store where aligned, so that each store fills whole sectors (stores
+ * straight from the accumulators leave them partly written, and the L2
+ * merges each part). */
+template <int NT, int ROWS, int COLS, int W>
+static __device__ void write_tile(act_t *dst, size_t stride, int rows, int cols, const act_t (*s)[W])
+{
+    constexpr int PER_ROW = COLS / 8;
+    static_assert(COLS % 8 == 0 && COLS <= W, "whole 16-byte pieces");
+    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0;
+    for (int idx = threadIdx.x; idx < ROWS * PER_ROW; idx += NT) {
+        int r = idx / PER_ROW, c = idx % PER_ROW * 8;
+        if (r >= rows || c >= cols)
+            continue;
+        act_t *to = dst + r * stride + c;
+        if (vec && c + 8 <= cols)
+            *reinterpret_cast<uint4 *>(to) = *reinterpret_cast<const uint4 *>(&s[r][c]);
+        else
+            for (int e = 0; e < 8 && c + e < cols; e++)
+                to[e] = s[r][c + e];
     }
 }
 

@@ -319,33 +319,6 @@ static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, floa
             sh.decay[c0 + c] = exp2_fast(b_last[c]);
 }
 
-/* the warp's part of a walk's state (keys m0.., values n0..) into dst, rows
- * `stride` apart, where key < rows and value < cols: fp32 (checkpoints) or
- * bf16 (dS), two neighbouring values per access where `pairs` */
-template <typename T>
-static __device__ void store_state(T *dst, size_t stride, int rows, int cols,
-                                   const float (&S)[4][4], int m0, int n0, bool pairs)
-{
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e += 2) {
-            int r = m0 + acc_row(e), c = n0 + 8 * j + acc_col(e);
-            if (r >= rows)
-                continue;
-            T *p = dst + r * stride + c;
-            if (pairs && c + 1 < cols) {
-                float two[2] = {S[j][e], S[j][e + 1]};
-                store_floats<2>(p, two);
-            } else {
-                if (c < cols)
-                    from_f32(p, S[j][e]);
-                if (c + 1 < cols)
-                    from_f32(p + 1, S[j][e + 1]);
-            }
-        }
-}
-
 /* Block: one (sequence, head) and one TILE×WALK_COLS (keys × values) tile of
  * its state; the tiles of one (sequence, head) are neighbours, the value tiles
  * of a key tile next to each other. Carries the state S through the sequence's
@@ -371,7 +344,6 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
     int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
     size_t stride_k = (size_t)H * dk, stride_v = (size_t)H * dv;
-    bool pairs = dv % 2 == 0 && reinterpret_cast<uintptr_t>(states) % (2 * sizeof(OUT)) == 0;
     float S[4][4] = {};
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
@@ -400,7 +372,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         warp_product<4, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
         OUT *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
-        store_state(dst, dv, dk - i0, dv - j0, S, m0, n0, pairs);
+        store_acc<false>(dst, dv, dk - i0, dv - j0, S, m0, n0);
     });
 }
 
