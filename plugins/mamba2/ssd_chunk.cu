@@ -192,6 +192,7 @@ struct walk_stage {
 
 struct walk_shared {
     walk_stage stage[WALK_STAGES];
+    act_t state[P_MAX][LDN]; /* the state on its way to its slot */
     float cs2[CHUNK], dt[CHUNK];
 };
 
@@ -215,7 +216,8 @@ template <bool FORWARD> static __device__ void weigh_rows(walk_stage &st, const 
 
 /* Per (sequence, head), chunk after chunk, a state carried in fp32 in the
  * block's registers (each warp a 16×64 block, in the accumulators' layout)
- * and written as bf16 to the checkpoint slots. FORWARD, from the first chunk
+ * and written as bf16 to the checkpoint slots through shared memory
+ * (write_tile). FORWARD, from the first chunk
  * on: S ← e^{cs_l} S + Σ_j w_j x_j B_jᵀ, the state at the next chunk's start,
  * into that chunk's slot (u = x, v = B). Backward, from the last chunk down to
  * the second: dS ← e^{cs_l} dS + Σ_i e^{cs_i} dy_i C_iᵀ, ∂L/∂(the state at the
@@ -264,7 +266,9 @@ static __global__ void __launch_bounds__(THREADS, 2)
                 S[j][e] *= decay;
         warp_product<8, true, true>(S, st.u, st.v, m0, n0, 0, CHUNK); /* += Σ_token u[t][p] v[t][n] */
         int t0 = start_of(q), t1 = min(t0 + CHUNK, end);
-        store_acc<false>(slots + state_at(FORWARD ? t1 : t0, h, H, P, N), N, P, N, S, m0, n0);
+        store_acc<false>(&sh.state[0][0], LDN, P_MAX, N_MAX, S, m0, n0);
+        __syncthreads();
+        write_tile<THREADS, P_MAX, N_MAX>(slots + state_at(FORWARD ? t1 : t0, h, H, P, N), N, P, N, sh.state);
     });
 }
 
@@ -300,7 +304,7 @@ static __device__ int group_heads(int *first, int H, int G)
  * group's heads share B and C, then per head M from G and its decays and
  * y = M x + e^{cs_i} C S0ᵀ + D x, the next head's x, S0 and Δ loading
  * meanwhile. Each warp a 16×32 block of the 64×64 tiles; G stays in its
- * registers. */
+ * registers; y goes out through shared memory (write_tile). */
 static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no spills */
     chunk_output(act_t *y, const act_t *x, const float *delta, const act_t *A_log, const act_t *B,
                  const act_t *C, const act_t *D, const act_t *states, const chunk *chunks, int H,
@@ -353,12 +357,12 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int i = m0 + acc_row(e), p = n0 + 8 * j + acc_col(e);
-                if (i < L && p < P) {
-                    float v = intra[j][e] + exp2_fast(sh.cs2[i]) * inter[j][e] +
-                              Dh * to_f32(st.x[i][p]);
-                    y[at(c.t0 + i, h, H, P) + p] = __float2bfloat16_rn(v);
-                }
+                intra[j][e] += exp2_fast(sh.cs2[i]) * inter[j][e] + Dh * to_f32(st.x[i][p]);
             }
+        __syncthreads(); /* M is read: y goes out through it */
+        store_acc<false>(&sh.M[0][0], LDP, CHUNK, P_MAX, intra, m0, n0);
+        __syncthreads();
+        write_tile<THREADS, CHUNK, P_MAX>(y + at(c.t0, h, H, P), (size_t)H * P, L, P, sh.M);
     });
 }
 
@@ -454,13 +458,11 @@ static __device__ void grad_x(act_t *dx, grads_shared &sh, chunk c, int h, int H
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int t = m0 + acc_row(e), p = n0 + 8 * j + acc_col(e);
+            float w = exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t];
             dot[e / 2] += to_f32(sh.x[t][p]) * state[j][e];
-            if (t < L && p < P) {
-                float w = exp2_fast(sh.cs2[CHUNK - 1] - sh.cs2[t]) * sh.dt[t];
-                float v = acc[j][e] + w * state[j][e] + Dh * to_f32(sh.dy[t][p]);
-                dx[at(c.t0 + t, h, H, P) + p] = __float2bfloat16_rn(v);
-            }
+            acc[j][e] += w * state[j][e] + Dh * to_f32(sh.dy[t][p]);
         }
+    store_acc<false>(dx + at(c.t0, h, H, P), (size_t)H * P, L, P, acc, m0, n0);
     put_row_sums(sh.zdot[warp_id() / 4], dot[0], dot[1], m0);
 }
 
