@@ -373,6 +373,7 @@ struct grads_shared {
     act_t S0[P_MAX][LDN], dS[P_MAX][LDN]; /* [P][N] */
     act_t x[CHUNK][LDP], dy[CHUNK][LDP];  /* [token][P] */
     act_t M[CHUNK][LDP];                  /* [token i][token j] */
+    act_t dx[CHUNK][LDP];                 /* dx on its way out: [token][P] */
     float cs2[CHUNK], dt[CHUNK];
     /* per-token sums, in parts summed in a fixed order: of V's rows (times Δ_j)
      * and C_i · dC's inter part and x_j · (dS B_j), one per column half; of
@@ -443,11 +444,11 @@ static __device__ void state_dots(grads_shared &sh, chunk c, int kn)
                  exp2_fast(sh.cs2[r + 8]) * dot[1], m0);
 }
 
-/* dx = Mᵀ dy + w_j dS B_j + D dy, and x_j · (dS B_j) */
-static __device__ void grad_x(act_t *dx, grads_shared &sh, chunk c, int h, int H, int P, int kn,
-                              float Dh)
+/* dx = Mᵀ dy + w_j dS B_j + D dy into sh.dx (written out by the caller), and
+ * x_j · (dS B_j) */
+static __device__ void grad_x(grads_shared &sh, chunk c, int kn, float Dh)
 {
-    int m0 = block_row(), n0 = block_col(), L = c.t1 - c.t0;
+    int m0 = block_row(), n0 = block_col();
     float acc[4][4] = {}, state[4][4] = {};
     warp_product<4, true, true>(acc, sh.M, sh.dy, m0, n0, 0, CHUNK);
     if (!c.last)
@@ -462,7 +463,7 @@ static __device__ void grad_x(act_t *dx, grads_shared &sh, chunk c, int h, int H
             dot[e / 2] += to_f32(sh.x[t][p]) * state[j][e];
             acc[j][e] += w * state[j][e] + Dh * to_f32(sh.dy[t][p]);
         }
-    store_acc<false>(dx + at(c.t0, h, H, P), (size_t)H * P, L, P, acc, m0, n0);
+    store_acc<false>(&sh.dx[0][0], LDP, CHUNK, P_MAX, acc, m0, n0);
     put_row_sums(sh.zdot[warp_id() / 4], dot[0], dot[1], m0);
 }
 
@@ -527,7 +528,7 @@ static __device__ void copy_head(grads_shared &sh, chunk c, int h, const act_t *
  * (as chunk_output): dx and ddelta written, the chunk's shares of dA_log and
  * dD. G = C Bᵀ is made once for the heads, which share B and C; a head's
  * tiles load while the one before finishes its per-token sums. */
-static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: about 100 KiB of shared memory each */
+static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: about 108 KiB of shared memory each */
     chunk_grads(mamba2_ssd_grads_cuda g, work_layout w, const act_t *dy, const act_t *x,
                 const float *delta, const act_t *A_log, const act_t *B, const act_t *C,
                 const act_t *D, const act_t *states, int H, int P, int N, int G)
@@ -560,8 +561,10 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: about 
         score_tiles(sh, gs, kp);
         __syncthreads();
         state_dots(sh, c, kn);
-        grad_x(static_cast<act_t *>(g.dx), sh, c, h, H, P, kn, to_f32(D[h]));
+        grad_x(sh, c, kn, to_f32(D[h]));
         __syncthreads(); /* the tiles are read: the next head's may come */
+        write_tile<THREADS, CHUNK, P_MAX>(static_cast<act_t *>(g.dx) + at(c.t0, h, H, P), (size_t)H * P, L,
+                                          P, sh.dx);
         if (q + 1 < heads) {
             copy_head(sh, c, h + 1, x, dy, states, w.dS, H, P, N);
             cp_async_commit();
