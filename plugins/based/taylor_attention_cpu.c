@@ -162,28 +162,28 @@ static void forward_task(float *y, const float *q, const float *k, const float *
     }
 }
 
+/* the tensors of a call, for the per-task functions */
+typedef struct taylor_io {
+    float *y, *dq, *dk, *dv;
+    const float *dy, *q, *k, *v;
+    const based_dims *d;
+} taylor_io;
+
+static void forward_one(void *ctx, recurrence_task tk, float *work)
+{
+    const taylor_io *io = ctx;
+    forward_task(io->y, io->q, io->k, io->v, io->d, tk, work);
+}
+
 void based_taylor_forward_cpu(float *y, const float *q, const float *k, const float *v,
                               const based_dims *d, float *work, int n_work)
 {
-    int n_tasks = d->n_seqs * d->H;
-    size_t per_worker = based_taylor_forward_work_floats(d->F, d->Dv);
-    double state = (double)feature_count(d->F) * d->Dv;
-    int threads = recurrence_threads(d->cu_seqlens, d->n_seqs, d->H, state, n_work);
-    (void)threads; /* only read by the pragma */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-#endif
-    for (int i = 0; i < n_tasks; i++)
-        forward_task(y, q, k, v, d, recurrence_task_of(d->cu_seqlens, d->H, i),
-                     work + (size_t)recurrence_worker_id() * per_worker);
+    taylor_io io = {.y = y, .q = q, .k = k, .v = v, .d = d};
+    recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)feature_count(d->F) * d->Dv, n_work, work,
+                   based_taylor_forward_work_floats(d->F, d->Dv), forward_one, &io);
 }
 
 /* ---- backward ---- */
-
-typedef struct backward_io {
-    float *dq, *dk, *dv;
-    const float *dy, *q, *k, *v;
-} backward_io;
 
 /* the task's buffers in its worker's `work` */
 typedef struct backward_work {
@@ -203,7 +203,7 @@ static backward_work backward_work_of(float *work, const based_dims *d, int len)
 }
 
 /* forwards through the document: dq, and b_i and β_i for the second pass */
-static void query_pass(const backward_io *io, const based_dims *d, recurrence_task tk,
+static void query_pass(const taylor_io *io, const based_dims *d, recurrence_task tk,
                        backward_work w)
 {
     int F = d->F, Dv = d->Dv;
@@ -224,7 +224,7 @@ static void query_pass(const backward_io *io, const based_dims *d, recurrence_ta
 }
 
 /* backwards through the document: G and h, then dv and dk */
-static void key_pass(const backward_io *io, const based_dims *d, recurrence_task tk,
+static void key_pass(const taylor_io *io, const based_dims *d, recurrence_task tk,
                      backward_work w)
 {
     int F = d->F, Dv = d->Dv;
@@ -258,24 +258,20 @@ static int longest_document(const based_dims *d)
     return longest;
 }
 
+static void backward_one(void *ctx, recurrence_task tk, float *work)
+{
+    const taylor_io *io = ctx;
+    backward_work w = backward_work_of(work, io->d, tk.t_end - tk.t_begin);
+    query_pass(io, io->d, tk, w);
+    key_pass(io, io->d, tk, w);
+}
+
 void based_taylor_backward_cpu(float *dq, float *dk, float *dv, const float *dy, const float *q,
                                const float *k, const float *v, const based_dims *d, float *work,
                                int n_work)
 {
-    backward_io io = {dq, dk, dv, dy, q, k, v};
-    int n_tasks = d->n_seqs * d->H;
-    size_t per_worker = based_taylor_backward_work_floats(d->F, d->Dv, longest_document(d));
-    double state = (double)feature_count(d->F) * d->Dv;
-    int threads = recurrence_threads(d->cu_seqlens, d->n_seqs, d->H, state, n_work);
-    (void)threads; /* only read by the pragma */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-#endif
-    for (int i = 0; i < n_tasks; i++) {
-        recurrence_task tk = recurrence_task_of(d->cu_seqlens, d->H, i);
-        backward_work w = backward_work_of(work + (size_t)recurrence_worker_id() * per_worker, d,
-                                           tk.t_end - tk.t_begin);
-        query_pass(&io, d, tk, w);
-        key_pass(&io, d, tk, w);
-    }
+    taylor_io io = {.dq = dq, .dk = dk, .dv = dv, .dy = dy, .q = q, .k = k, .v = v, .d = d};
+    recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)feature_count(d->F) * d->Dv, n_work, work,
+                   based_taylor_backward_work_floats(d->F, d->Dv, longest_document(d)), backward_one,
+                   &io);
 }

@@ -1,7 +1,8 @@
-/* How the CPU recurrences (GLA's, and GSA's slot pass over the same states)
- * share out their work: one task per (sequence, head), each with its own
- * outputs, so that threads never share a sum and the results do not depend
- * on their number. */
+/* How the CPU recurrences (GLA's, GSA's slot pass, Mamba2's scan, Based's
+ * Taylor attention) share out their work: one task per (sequence, head),
+ * each with its own outputs, so that threads never share a sum and the
+ * results do not depend on their number. recurrence_run runs a call's tasks;
+ * Based uses it, the older scans still write its loop out. */
 #ifndef FLAME_RECURRENCE_TASKS_H
 #define FLAME_RECURRENCE_TASKS_H
 
@@ -60,6 +61,24 @@ static inline int recurrence_threads(const int32_t *cu_seqlens, int n_seqs, int 
     double work = (double)cu_seqlens[n_seqs] * H * state_floats;
     int many = n_work > 1 && n_seqs * H > 1 && work >= RECURRENCE_PARALLEL_MIN_WORK;
     return many ? n_work : 1;
+}
+
+/* task(ctx, tk, w) for every (sequence, head) task of a call, on
+ * recurrence_threads() threads; w is the running thread's own per_worker
+ * floats of `work` */
+typedef void (*recurrence_fn)(void *ctx, recurrence_task tk, float *w);
+static inline void recurrence_run(const int32_t *cu_seqlens, int n_seqs, int H, double state_floats,
+                                  int n_work, float *work, size_t per_worker, recurrence_fn task,
+                                  void *ctx)
+{
+    int n_tasks = n_seqs * H;
+    int threads = recurrence_threads(cu_seqlens, n_seqs, H, state_floats, n_work);
+    (void)threads; /* only read by the pragma */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+#endif
+    for (int i = 0; i < n_tasks; i++)
+        task(ctx, recurrence_task_of(cu_seqlens, H, i), work + (size_t)recurrence_worker_id() * per_worker);
 }
 
 #endif
