@@ -475,18 +475,21 @@ static int32_t *random_documents(int n, int max_len, int *n_seqs)
     return cu;
 }
 
-static void test_conv1d(int n, int C, int K, int max_len, int silu, int with_bias, int with_dx)
+/* x starts x_offset activations into its buffer: the kernels move 4, 2 or 1
+ * channels at once as C and the pointers' alignment allow */
+static void test_conv1d(int n, int C, int K, int max_len, int silu, int with_bias, int with_dx,
+                        size_t x_offset)
 {
-    char shape[80];
-    snprintf(shape, sizeof shape, "n=%d C=%d K=%d docs<=%d%s%s%s", n, C, K, max_len,
-             silu ? " silu" : "", with_bias ? " bias" : "", with_dx ? "" : " dx=NULL");
+    char shape[96];
+    snprintf(shape, sizeof shape, "n=%d C=%d K=%d docs<=%d%s%s%s x+%zu", n, C, K, max_len,
+             silu ? " silu" : "", with_bias ? " bias" : "", with_dx ? "" : " dx=NULL", x_offset);
     int n_seqs;
     int32_t *cu = random_documents(n, max_len, &n_seqs);
     size_t nx = (size_t)n * C, nw = (size_t)C * K;
     float *x = testing_random_bf16(nx, -2, 2), *w = testing_random_bf16(nw, -1, 1);
     float *b = with_bias ? testing_random_bf16(C, -1, 1) : NULL, *out = nan_buffer(nx);
     int32_t *d_cu = dev_tokens(cu, (size_t)n_seqs + 1);
-    void *d_x = dev_act(x, nx), *d_w = dev_act(w, nw), *d_b = with_bias ? dev_act(b, C) : NULL;
+    void *d_x = dev_act_at(x, nx, x_offset), *d_w = dev_act(w, nw), *d_b = with_bias ? dev_act(b, C) : NULL;
     void *d_out = dev_act_poisoned(nx, 0);
     cpu->conv1d_forward(out, x, w, b, cu, n_seqs, n, C, K, silu);
     gpu->conv1d_forward(d_out, d_x, d_w, d_b, d_cu, n_seqs, n, C, K, silu);
@@ -723,14 +726,18 @@ static void run_all(void)
     for (int i = 0; i < 5; i++)
         for (int silu = 0; silu <= 1; silu++)
             for (int bias = 0; bias <= 1; bias++)
-                test_conv1d(cv[i][0], cv[i][1], 4, cv[i][2], silu, bias, 1);
-    test_conv1d(37, 67, 2, 5, 1, 1, 1);
-    test_conv1d(37, 67, 3, 5, 0, 1, 1);
-    test_conv1d(200, 1000, 8, 9, 1, 1, 1);
-    test_conv1d(200, 1000, 4, 9, 1, 1, 0);
-    test_conv1d(200, 1000, 4, 9, 0, 0, 0);
-    test_conv1d(65536 * 64 + 100, 1, 4, 100000, 1, 1, 1);
-    test_conv1d(16384 + 37, 1100, 4, 3000, 1, 1, 1);
+                test_conv1d(cv[i][0], cv[i][1], 4, cv[i][2], silu, bias, 1, 0);
+    test_conv1d(37, 67, 2, 5, 1, 1, 1, 0);
+    test_conv1d(37, 67, 3, 5, 0, 1, 1, 0);
+    test_conv1d(200, 1000, 8, 9, 1, 1, 1, 0);
+    test_conv1d(200, 1000, 4, 9, 1, 1, 0, 0);
+    test_conv1d(200, 1000, 4, 9, 0, 0, 0, 0);
+    test_conv1d(65536 * 64 + 100, 1, 4, 100000, 1, 1, 1, 0);
+    test_conv1d(16384 + 37, 1100, 4, 3000, 1, 1, 1, 0);
+    test_conv1d(300, 1002, 4, 50, 1, 1, 1, 0); /* 2 channels a thread */
+    test_conv1d(300, 1000, 4, 50, 1, 1, 1, 2); /* 2: x aligned to 4 bytes only */
+    test_conv1d(300, 1000, 3, 50, 1, 1, 1, 1); /* 1: x not aligned */
+    test_conv1d(5000, 2048, 4, 1000, 1, 1, 1, 0); /* Mamba2-340M's x, 4 channels a thread */
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)
