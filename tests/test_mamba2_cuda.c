@@ -144,6 +144,37 @@ static void test_gated_norm(int rows, int C, int group_size)
         free(host_bufs[i]);
 }
 
+/* ==================================================================== columns */
+
+/* split and join back on both sides: a copy, so the same values exactly */
+static void test_columns(int rows, const int *widths, int n_parts)
+{
+    char shape[64];
+    int total = 0;
+    for (int i = 0; i < n_parts; i++)
+        total += widths[i];
+    snprintf(shape, sizeof shape, "rows=%d widths %d.. of %d", rows, widths[0], total);
+    size_t n = (size_t)rows * total;
+    float *whole = testing_nonzero_bf16(n, 0.01f, 4), *back = malloc(n * sizeof *back);
+    float *parts[MAMBA2_MAX_PARTS];
+    void *whole_d = acts_to_device(whole, n), *back_d = dev_nan_acts(n), *parts_d[MAMBA2_MAX_PARTS];
+    for (int i = 0; i < n_parts; i++) {
+        parts[i] = malloc((size_t)rows * widths[i] * sizeof *parts[i]);
+        parts_d[i] = dev_nan_acts((size_t)rows * widths[i]);
+    }
+    mamba2_split_columns_cpu(parts, widths, n_parts, whole, rows);
+    mamba2_join_columns_cpu(back, (const float *const *)parts, widths, n_parts, rows);
+    mamba2_split_columns_cuda(parts_d, widths, n_parts, whole_d, rows);
+    mamba2_join_columns_cuda(back_d, (const void *const *)parts_d, widths, n_parts, rows);
+    for (int i = 0; i < n_parts; i++) {
+        size_t np = (size_t)rows * widths[i];
+        compare_bits("split columns", shape, acts_to_host(parts_d[i], np), testing_copy(parts[i], np), np);
+        dev->free(parts_d[i]), free(parts[i]);
+    }
+    compare_bits("join columns", shape, acts_to_host(back_d, n), testing_copy(back, n), n);
+    dev->free(whole_d), dev->free(back_d), free(whole), free(back);
+}
+
 /* ==================================================================== the model */
 
 /* the plugin on both backends: 8 heads of 16, a state of 32, G groups */
@@ -191,6 +222,9 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof gn / sizeof gn[0]; i++)
         test_gated_norm(gn[i][0], gn[i][1], gn[i][2]);
+    const int narrow[] = {128, 128, 32}, odd[] = {5, 1, 3, 7};
+    test_columns(16384, narrow, 3); /* Mamba2-340M's B', C', dt */
+    test_columns(333, odd, 4);
     test_model(1);
     test_model(2);
     return testing_result("test_mamba2_cuda");

@@ -8,7 +8,9 @@
  *    through groups;
  *  - the chunked forward equal to the step-by-step one for several chunk sizes;
  *  - the gated RMSNorm (one group and several) and Δ's softplus and clamp,
- *    forward and backward. */
+ *    forward and backward;
+ *  - column blocks split out of an array whose every value names its row and
+ *    column, and joined back. */
 #include <math.h>
 #include <string.h>
 
@@ -312,6 +314,29 @@ static void test_delta(double lo, double hi)
     free(ddt), free(db);
 }
 
+/* ==================================================================== columns */
+
+/* whole[t, j] = 1000·t + j: part i's (t, k) must hold 1000·t + (its first
+ * column) + k, and joining the parts (over garbage) must give whole back */
+static void test_columns(void)
+{
+    enum { ROWS = 5, PARTS = 3 };
+    const int widths[PARTS] = {4, 1, 3}, total = 8;
+    float whole[ROWS * 8], back[ROWS * 8], a[ROWS * 4], b[ROWS * 1], c[ROWS * 3];
+    float *parts[PARTS] = {a, b, c};
+    for (int i = 0; i < ROWS * total; i++)
+        whole[i] = (float)(1000 * (i / total) + i % total), back[i] = NAN;
+    mamba2_split_columns_cpu(parts, widths, PARTS, whole, ROWS);
+    int wrong = 0;
+    for (int p = 0, first = 0; p < PARTS; first += widths[p++])
+        for (int t = 0; t < ROWS; t++)
+            for (int k = 0; k < widths[p]; k++)
+                wrong += parts[p][t * widths[p] + k] != (float)(1000 * t + first + k);
+    CHECK(wrong == 0, "split columns: %d values not where they belong", wrong);
+    mamba2_join_columns_cpu(back, (const float *const *)parts, widths, PARTS, ROWS);
+    CHECK(memcmp(back, whole, sizeof whole) == 0, "join columns: not the array split");
+}
+
 int main(void)
 {
     testing_seed(11);
@@ -320,5 +345,6 @@ int main(void)
     test_gated_norm(4);  /* n_groups = 3 */
     test_delta(0.0, INFINITY);
     test_delta(0.1, 3.0);
+    test_columns();
     return testing_result("test_mamba2_kernels");
 }

@@ -22,7 +22,8 @@
  *   logits = norm(h, norm_f)·lm_headᵀ;  loss = mean cross-entropy over targets ≥ 0
  * Each of in_proj's five slices is a row block of its weight, and each of the
  * convolution's three a channel block of its, so every activation is a
- * contiguous [n, width] array. A layer keeps in_proj's slices, x, B, C, Δ,
+ * contiguous [n, width] array (the narrow slices B', C', dt are made by one
+ * product and split). A layer keeps in_proj's slices, x, B, C, Δ,
  * y, the scan's checkpoints, g and two norms' rstd: the backward makes only
  * a again.
  *
@@ -97,8 +98,13 @@ typedef struct mamba2_dims {
     int rescale;
 } mamba2_dims;
 
-/* in_proj's slices (rows of its weight) and the convolution's (its channels) */
+/* in_proj's slices (rows of its weight) and the convolution's (its channels);
+ * the narrow ones, B' to dt, are one product (one wide enough to run well on
+ * tensor cores) split into arrays of their own, and their gradients are
+ * joined back for the same reason */
 enum { S_Z, S_X, S_B, S_C, S_DT, N_SLICES };
+#define S_NARROW S_B
+#define N_NARROW (N_SLICES - S_NARROW)
 
 /* what one layer keeps from its forward for its backward: void pointers are
  * activations, float ones fp32. Everything but the input norm's output is
@@ -120,6 +126,7 @@ typedef struct grad_scratch {
     void *a;                  /* [n,D] the input norm's output */
     void *dg, *dy;            /* [n,E] */
     void *d_in[N_SLICES];     /* gradients of in_proj's outputs: dz, dx', dB', dC', ddt */
+    void *narrow;             /* [n, 2·G·N + H] B' | C' | dt as one product, or their gradients */
     void *dx, *dB, *dC;       /* of the convolutions' outputs */
     float *ddelta;            /* [n,H] */
 } grad_scratch;
@@ -152,6 +159,13 @@ static int slice_start(const mamba2_dims *c, int s)
         start += slice_width(c, i);
     return start;
 }
+/* the widths of the narrow slices, and all of them */
+static void narrow_widths(const mamba2_dims *c, int widths[N_NARROW])
+{
+    for (int i = 0; i < N_NARROW; i++)
+        widths[i] = slice_width(c, S_NARROW + i);
+}
+static int narrow_width(const mamba2_dims *c) { return slice_start(c, N_SLICES) - slice_start(c, S_NARROW); }
 /* the convolution's channels start at in_proj's x slice */
 static int conv_start(const mamba2_dims *c, int s) { return slice_start(c, s) - slice_start(c, S_X); }
 
@@ -372,6 +386,7 @@ static void carve_grads(const mamba2_model *m, grad_scratch *d, lm_carver *cv, s
     d->dB = lm_take_acts(cv, n * c->bc);
     d->dC = lm_take_acts(cv, n * c->bc);
     d->ddelta = lm_take_floats(cv, n * c->H);
+    d->narrow = lm_take_acts(cv, n * narrow_width(c));
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -445,9 +460,15 @@ static void input_projections(mamba2_model *m, int l, int n)
     const mamba2_dims *c = &m->c;
     layer_acts *A = acts(m, l);
     ops->rmsnorm_forward(m->d.a, A->rstd, m->base.resid[l], W(m, l, P_NORM), n, c->s.D, c->s.eps);
-    for (int s = 0; s < N_SLICES; s++)
-        ops->matmul_forward(A->in[s], m->d.a, lm_act_at(ops, W(m, l, P_IN), (size_t)slice_start(c, s) * c->s.D),
-                            NULL, NULL, n, c->s.D, slice_width(c, s));
+    for (int s = 0; s <= S_NARROW; s++) {
+        int wide = s < S_NARROW;
+        ops->matmul_forward(wide ? A->in[s] : m->d.narrow, m->d.a,
+                            lm_act_at(ops, W(m, l, P_IN), (size_t)slice_start(c, s) * c->s.D), NULL, NULL, n,
+                            c->s.D, wide ? slice_width(c, s) : narrow_width(c));
+    }
+    int widths[N_NARROW];
+    narrow_widths(c, widths);
+    m->kern->split_columns(A->in + S_NARROW, widths, N_NARROW, m->d.narrow, n);
 }
 
 /* the scan: y and its checkpoints */
@@ -526,15 +547,19 @@ static void mixer_backward(void *model, int l)
                              c->conv_bias ? dW(m, l, P_CONV_B) + conv_start(c, s) : NULL, dout[s], A->in[s],
                              conv_weight(m, l, s), conv_bias(m, l, s), b->cu_backend, b->n_seqs, n,
                              slice_width(c, s), c->K, 1);
-    /* in_proj's five slices and the input norm */
+    /* in_proj's slices (the narrow ones joined) and the input norm */
+    int widths[N_NARROW];
+    narrow_widths(c, widths);
+    m->kern->join_columns(d->narrow, (const void *const *)d->d_in + S_NARROW, widths, N_NARROW, n);
     const lm_prenorm norm = {m->base.resid[l], d->a, W(m, l, P_NORM), dW(m, l, P_NORM), A->rstd};
-    lm_projection proj[N_SLICES];
-    for (int s = 0; s < N_SLICES; s++) {
+    lm_projection proj[S_NARROW + 1];
+    for (int s = 0; s <= S_NARROW; s++) {
         size_t first = (size_t)slice_start(c, s) * c->s.D;
-        proj[s] = (lm_projection){lm_act_at(ops, W(m, l, P_IN), first), dW(m, l, P_IN) + first, d->d_in[s],
-                                  slice_width(c, s)};
+        int wide = s < S_NARROW;
+        proj[s] = (lm_projection){lm_act_at(ops, W(m, l, P_IN), first), dW(m, l, P_IN) + first,
+                                  wide ? d->d_in[s] : d->narrow, wide ? slice_width(c, s) : narrow_width(c)};
     }
-    lm_prenorm_backward(ops, &norm, proj, N_SLICES, m->base.d_x, m->base.d_resid, n, c->s.D);
+    lm_prenorm_backward(ops, &norm, proj, S_NARROW + 1, m->base.d_x, m->base.d_resid, n, c->s.D);
 }
 
 static void mamba2_backward(void *model) { lm_model_backward(model, mixer_backward, model); }

@@ -97,6 +97,15 @@ void mamba2_delta_forward_cpu(float *delta, const float *dt, const float *dt_bia
 void mamba2_delta_backward_cpu(float *ddt, float *ddt_bias, const float *ddelta, const float *dt,
                                const float *dt_bias, int n, int H, float lo, float hi);
 
+/* ---- columns_cpu.c: column blocks of an array as arrays of their own ----
+ * whole is [n, Σ widths]; part i is [n, widths[i]], whole's columns after
+ * those of the parts before it (at most MAMBA2_MAX_PARTS parts). */
+#define MAMBA2_MAX_PARTS 4
+void mamba2_split_columns_cpu(float *const *parts, const int *widths, int n_parts,
+                              const float *whole, int n);
+void mamba2_join_columns_cpu(float *whole, const float *const *parts, const int *widths,
+                             int n_parts, int n);
+
 #ifdef __cplusplus
 }
 #endif

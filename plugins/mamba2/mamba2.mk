@@ -5,11 +5,12 @@
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2_kernels.la
 plugins_mamba2_libmamba2_kernels_la_SOURCES = plugins/mamba2/mamba2.h plugins/common/recurrence_tasks.h \
 	plugins/mamba2/ssd_scan_cpu.c plugins/mamba2/ssd_chunked_cpu.c \
-	plugins/mamba2/gated_norm_cpu.c plugins/mamba2/delta_cpu.c
+	plugins/mamba2/gated_norm_cpu.c plugins/mamba2/delta_cpu.c plugins/mamba2/columns_cpu.c
 plugins_mamba2_libmamba2_kernels_la_CPPFLAGS = $(AM_CPPFLAGS)
 plugins_mamba2_libmamba2_kernels_la_LIBADD = -lm
 # the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
-MAMBA2_CUDA_SRCS = plugins/mamba2/ssd_chunk.cu plugins/mamba2/mamba2_pointwise_cuda.cu
+MAMBA2_CUDA_SRCS = plugins/mamba2/ssd_chunk.cu plugins/mamba2/mamba2_pointwise_cuda.cu \
+	plugins/mamba2/columns_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/mamba2/libmamba2_cuda.la
 plugins_mamba2_libmamba2_cuda_la_SOURCES = $(MAMBA2_CUDA_SRCS) plugins/mamba2/ssd_cuda.h \

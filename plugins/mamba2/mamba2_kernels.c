@@ -59,6 +59,18 @@ static void cpu_gated_norm_backward(void *dy, void *dz, float *dw, const void *d
     mamba2_gated_norm_backward_cpu(dy, dz, dw, dout, y, z, w, rstd, rows, C, group_size);
 }
 
+static void cpu_split_columns(void *const *parts, const int *widths, int n_parts,
+                              const void *whole, int n)
+{
+    mamba2_split_columns_cpu((float *const *)parts, widths, n_parts, whole, n);
+}
+
+static void cpu_join_columns(void *whole, const void *const *parts, const int *widths, int n_parts,
+                             int n)
+{
+    mamba2_join_columns_cpu(whole, (const float *const *)parts, widths, n_parts, n);
+}
+
 const mamba2_kernels mamba2_kernels_cpu = {
     .ssd_work_floats = cpu_ssd_work_floats,
     .ssd_max_workers = mamba2_ssd_max_workers,
@@ -69,6 +81,8 @@ const mamba2_kernels mamba2_kernels_cpu = {
     .gated_norm_max_group = 0,
     .gated_norm_forward = cpu_gated_norm_forward,
     .gated_norm_backward = cpu_gated_norm_backward,
+    .split_columns = cpu_split_columns,
+    .join_columns = cpu_join_columns,
 };
 
 #ifdef FLAME_HAVE_CUDA
@@ -111,6 +125,8 @@ const mamba2_kernels mamba2_kernels_cuda = {
     .gated_norm_max_group = MAMBA2_GATED_NORM_CUDA_MAX_C,
     .gated_norm_forward = mamba2_gated_norm_forward_cuda,
     .gated_norm_backward = mamba2_gated_norm_backward_cuda,
+    .split_columns = mamba2_split_columns_cuda,
+    .join_columns = mamba2_join_columns_cuda,
 };
 #endif
 

@@ -47,6 +47,11 @@ typedef struct mamba2_kernels {
     void (*gated_norm_backward)(void *dy, void *dz, float *dw, const void *dout, const void *y,
                                 const void *z, const void *w, const float *rstd, int rows, int C,
                                 int group_size);
+
+    void (*split_columns)(void *const *parts, const int *widths, int n_parts, const void *whole,
+                          int n);
+    void (*join_columns)(void *whole, const void *const *parts, const int *widths, int n_parts,
+                         int n);
 } mamba2_kernels;
 
 extern const mamba2_kernels mamba2_kernels_cpu;

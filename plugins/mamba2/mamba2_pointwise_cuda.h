@@ -1,4 +1,4 @@
-/* Mamba2's two pointwise kernels on the GPU: the functions of mamba2.h of the
+/* Mamba2's pointwise kernels on the GPU, and its column copies: the functions of mamba2.h of the
  * same names (same math, layouts, and the same gradients added into or
  * written) on device pointers, queued on the default stream after the op
  * table's work. Activations (void pointers) are bf16, float pointers fp32;
@@ -29,6 +29,13 @@ void mamba2_gated_norm_forward_cuda(void *out, float *rstd, const void *y, const
 void mamba2_gated_norm_backward_cuda(void *dy, void *dz, float *dw, const void *dout,
                                      const void *y, const void *z, const void *w,
                                      const float *rstd, int rows, int C, int group_size);
+/* column blocks of a bf16 array and back (columns_cuda.cu; mamba2.h's
+ * mamba2_split_columns_cpu and mamba2_join_columns_cpu) */
+void mamba2_split_columns_cuda(void *const *parts, const int *widths, int n_parts,
+                               const void *whole, int n);
+void mamba2_join_columns_cuda(void *whole, const void *const *parts, const int *widths,
+                              int n_parts, int n);
+
 /* A block holds one group of a row in registers, so the widest group the
  * gated norm takes; rows of any C are taken in groups up to this wide, so with
  * one group (Mamba2's n_groups 1: C = group_size) it is the widest row. */
