@@ -16,9 +16,12 @@
  *  - attention at sequence lengths 1, 65, 100, 300, 1000 and 2048 (not multiples of
  *    the tiles of 64 and 128 rows), varlen batches of uneven documents, GQA
  *    (H=4 with Hkv=2 and Hkv=1) and MHA, head dims 64 and 128 and others
- *    (16, 32, 96); rotary out of place, in place and backward, varlen;
+ *    (16, 32, 96); sliding windows of 1 to 200 tokens (shorter than the
+ *    sequence, off and on the tiles' edges) and one longer than every
+ *    sequence, the CPU's masked loop the reference; rotary out of place, in
+ *    place and backward, varlen;
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
- *    and without cu_seqlens: the loss, the logits and every parameter's
+ *    and without cu_seqlens, with and without a window: the loss, the logits and every parameter's
  *    gradient (see model_case for its tolerances).
  * `test_transformer_cuda --bench` times the attention instead, at the 340M
  * shape (B=8, T=2048, H=16, hd=64) and at hd=128, in ms and TFLOP/s (see
@@ -66,11 +69,13 @@ static attn_inputs attn_inputs_make(const attention_dims *d)
 
 static void attn_inputs_free(attn_inputs *in) { free(in->q), free(in->k), free(in->v), free(in->dout); }
 
-static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv, int hd)
+static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv, int hd,
+                           int window)
 {
     char shape[96];
-    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d", name, H, Hkv, hd, cu[n_seqs]);
-    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd)};
+    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d", name, H, Hkv, hd,
+             cu[n_seqs], window);
+    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
     attn_inputs in = attn_inputs_make(&d);
 
     /* the CPU: o, lse, and what the backward adds to dq, dk, dv */
@@ -110,10 +115,10 @@ static void test_attention(const char *name, const int32_t *cu, int n_seqs, int 
 }
 
 /* one sequence of T tokens */
-static void test_attention_T(int H, int Hkv, int hd, int T)
+static void test_attention_T(int H, int Hkv, int hd, int T, int window)
 {
     int32_t cu[2] = {0, T};
-    test_attention("T", cu, 1, H, Hkv, hd);
+    test_attention("T", cu, 1, H, Hkv, hd, window);
 }
 
 static void test_attentions(void)
@@ -121,27 +126,38 @@ static void test_attentions(void)
     /* lengths around and off the tiles of 64 and 128 rows; GQA 2:1 */
     const int lengths[] = {1, 65, 100, 300};
     for (int i = 0; i < 4; i++) {
-        test_attention_T(4, 2, 64, lengths[i]);
-        test_attention_T(4, 2, 128, lengths[i]);
+        test_attention_T(4, 2, 64, lengths[i], 0);
+        test_attention_T(4, 2, 128, lengths[i], 0);
     }
     /* MHA and GQA 4:1 */
-    test_attention_T(2, 2, 64, 300);
-    test_attention_T(2, 2, 128, 300);
-    test_attention_T(4, 1, 64, 300);
-    test_attention_T(4, 1, 128, 100);
+    test_attention_T(2, 2, 64, 300, 0);
+    test_attention_T(2, 2, 128, 300, 0);
+    test_attention_T(4, 1, 64, 300, 0);
+    test_attention_T(4, 1, 128, 100, 0);
     /* other head dims: the small models' 16 and 32, and 96 */
-    test_attention_T(4, 2, 16, 300);
-    test_attention_T(4, 2, 32, 100);
-    test_attention_T(3, 3, 96, 200);
+    test_attention_T(4, 2, 16, 300, 0);
+    test_attention_T(4, 2, 32, 100, 0);
+    test_attention_T(3, 3, 96, 200, 0);
     /* documents of 1, 63, 1, 64, 71 and 100 tokens: tiles start off the grid */
     static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
-    test_attention("varlen", uneven, 6, 4, 2, 64);
-    test_attention("varlen", uneven, 6, 4, 1, 128);
-    test_attention("varlen", uneven, 6, 2, 2, 32);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 0);
+    test_attention("varlen", uneven, 6, 4, 1, 128, 0);
+    test_attention("varlen", uneven, 6, 2, 2, 32, 0);
     /* long: many tiles, two rows of two documents */
     static const int32_t two_rows[] = {0, 130, 2048, 2113, 4096};
-    test_attention("varlen", two_rows, 4, 4, 2, 64);
-    test_attention_T(2, 1, 128, 1000);
+    test_attention("varlen", two_rows, 4, 4, 2, 64, 0);
+    test_attention_T(2, 1, 128, 1000, 0);
+    /* sliding windows: one token, off the tiles, a tile's width, two tiles
+     * and one more, longer than two tiles, and longer than every sequence */
+    const int windows[] = {1, 17, 64, 129, 200};
+    for (int i = 0; i < 5; i++) {
+        test_attention_T(4, 2, 64, 300, windows[i]);
+        test_attention_T(4, 2, 128, 300, windows[i]);
+    }
+    test_attention_T(2, 2, 64, 1000, 129);
+    test_attention_T(4, 1, 32, 65, 3000);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 50);
+    test_attention("varlen", two_rows, 4, 4, 2, 64, 257);
 }
 
 /* ==================================================================== rotary */
@@ -194,6 +210,9 @@ static void test_model(void)
     kv_set(&cfg, "num_heads", "4");
     kv_set(&cfg, "num_kv_heads", "2");
     kv_set(&cfg, "rope_theta", "10000");
+    test_model_on_both(&cfg);
+    kv_set(&cfg, "window_size", "33");
+    printf("model: window_size 33\n");
     test_model_on_both(&cfg);
 }
 

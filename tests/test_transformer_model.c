@@ -1,12 +1,13 @@
 /* Tests of the transformer plugin at tiny sizes, through flame_plugin_entry()
  * and the real CPU op table, with a [model] section and parameters made here:
- *  - the plugin's own kernels (rotary, attention with GQA and varlen): their
- *    backward against central finite differences, the loss summed in double;
+ *  - the plugin's own kernels (rotary, attention with GQA, varlen and a
+ *    sliding window): their backward against central finite differences, the
+ *    loss summed in double; a window of 1 gives every token its own v;
  *  - the parameter list: fla's names, shapes, order, init rules, weight decay;
  *  - the loss and logits against a naive model written here in double (its own
  *    matmuls, norms, rotary, token-by-token softmax attention over the prefix);
  *  - the gradient of every parameter tensor against finite differences;
- *  - GQA, tied embeddings, cu_seqlens;
+ *  - GQA, tied embeddings, cu_seqlens, a sliding window;
  *  - create() refusing what it does not implement, naming the key. */
 #include <string.h>
 
@@ -62,11 +63,12 @@ static void check_input_grad(const char *what, float *x, const float *analytic, 
     free(numeric);
 }
 
-static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, int Hkv, int hd)
+static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, int Hkv, int hd,
+                        int window)
 {
     c->n = cu[n_seqs];
     c->seqs = (transformer_seqs){cu, n_seqs, NULL};
-    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd)};
+    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
     size_t nq = (size_t)c->n * H * hd, nkv = (size_t)c->n * Hkv * hd;
     c->q = testing_random(nq, -1.5f, 1.5f);
     c->k = testing_random(nkv, -1.5f, 1.5f);
@@ -84,7 +86,7 @@ static void kernel_close(kernel_case *c)
 static void test_rotary(const int32_t *cu, int n_seqs)
 {
     kernel_case c;
-    kernel_open(&c, cu, n_seqs, 3, 3, 8);
+    kernel_open(&c, cu, n_seqs, 3, 3, 8, 0);
     size_t len = (size_t)c.n * 3 * 8;
     float *dx = calloc(len, sizeof *dx);
     rotary_backward_cpu(dx, c.w, &c.seqs, 3, 8, 10000.0f);
@@ -98,11 +100,12 @@ static void test_rotary(const int32_t *cu, int n_seqs)
     kernel_close(&c);
 }
 
-static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv)
+static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv,
+                           int window)
 {
     kernel_case c;
     int hd = 4;
-    kernel_open(&c, cu, n_seqs, H, Hkv, hd);
+    kernel_open(&c, cu, n_seqs, H, Hkv, hd, window);
     size_t nq = (size_t)c.n * H * hd, nkv = (size_t)c.n * Hkv * hd;
     float *dq = calloc(nq, sizeof *dq), *dk = calloc(nkv, sizeof *dk), *dv = calloc(nkv, sizeof *dv);
     attention_forward_cpu(c.out, c.lse, c.q, c.k, c.v, &c.ad);
@@ -125,19 +128,37 @@ static void test_attention(const char *name, const int32_t *cu, int n_seqs, int 
     kernel_close(&c);
 }
 
+/* a window of 1: every token sees only itself, so o = v row by row */
+static void test_attention_self(const int32_t *cu, int n_seqs)
+{
+    kernel_case c;
+    kernel_open(&c, cu, n_seqs, 4, 2, 4, 1);
+    attention_forward_cpu(c.out, c.lse, c.q, c.k, c.v, &c.ad);
+    int wrong = 0;
+    for (int i = 0; i < c.n; i++)
+        for (int h = 0; h < 4; h++)
+            wrong += testing_rel_error(c.out + ((size_t)i * 4 + h) * 4, c.v + ((size_t)i * 2 + h / 2) * 4, 4) > 1e-6;
+    CHECK(wrong == 0, "attention window 1: %d rows are not their own v", wrong);
+    kernel_close(&c);
+}
+
 static void test_kernels(void)
 {
     static const int32_t one[] = {0, 7}, three[] = {0, 3, 4, 9};
     test_rotary(three, 3);
-    test_attention("H=2", one, 1, 2, 2);
-    test_attention("GQA H=4 Hkv=2", one, 1, 4, 2);
-    test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1);
+    test_attention("H=2", one, 1, 2, 2, 0);
+    test_attention("GQA H=4 Hkv=2", one, 1, 4, 2, 0);
+    test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1, 0);
+    test_attention("window 3, varlen GQA H=4 Hkv=2", three, 3, 4, 2, 3);
+    test_attention("window 2, H=2", one, 1, 2, 2, 2);
+    test_attention_self(three, 3);
 }
 
 typedef struct dims {
     int D, L, H, Hkv, I, V;
     double eps, theta;
     int tie;
+    int window; /* 0: none */
 } dims;
 
 #include "plugin_testing.h"
@@ -183,6 +204,8 @@ static double *attend(const test_model *t, const double *q, const double *k, con
     for (int i = 0; i < n; i++)
         for (int h = 0; h < H; h++) {
             int g = h / (H / Hkv), start = seq_start(t, i);
+            if (t->c.window && i - t->c.window + 1 > start)
+                start = i - t->c.window + 1;
             const double *qi = q + ((size_t)i * H + h) * hd;
             double mx = -1e300, z = 0;
             for (int j = start; j <= i; j++) {
@@ -251,6 +274,8 @@ static kv_config tiny_config(const dims *c)
     /* keys fla-org/flame's transformer configs carry that change nothing */
     kv_set(&cfg, "max_position_embeddings", "8192");
     kv_set(&cfg, "attention_bias", "false");
+    if (c->window)
+        kv_set_int(&cfg, "window_size", c->window);
     return cfg;
 }
 
@@ -278,6 +303,11 @@ static void test_cases(void)
     dims var = c;
     var.Hkv = 1;
     run_case("cu_seqlens, GQA 4/1", &var, 1, 13, cu, 3, 1);
+
+    /* a sliding window of 3 tokens, shorter than two of the documents */
+    dims win = var;
+    win.window = 3;
+    run_case("window_size 3, cu_seqlens", &win, 1, 13, cu, 3, 1);
 
     /* fla's rope_theta, a longer row: forward only */
     dims fla = c;
@@ -331,20 +361,6 @@ static void test_create(void)
         {"norm_eps", "-1", "norm_eps"},
     };
     expect_refusals(&base, refused, sizeof refused / sizeof refused[0]);
-    {   /* a window covering the whole row is taken; a shorter one is a configuration error */
-        kv_config cfg = base;
-        kv_set(&cfg, "window_size", "8");
-        flame_model_config view = view_of(&cfg);
-        char err[256] = "";
-        void *m = p->create(&view, &flame_cpu_ops, err, sizeof err);
-        CHECK(m != NULL, "window_size 8: create: %s", err);
-        if (m) {
-            CHECK(p->reserve(m, 2, 8, err, sizeof err) == 0, "window_size 8, T=8: %s", err);
-            int rc = p->reserve(m, 2, 9, err, sizeof err);
-            CHECK(rc == -2 && strstr(err, "window_size = 8"), "window_size 8, T=9: %d '%s'", rc, err);
-            p->destroy(m);
-        }
-    }
     flame_ops other = flame_cpu_ops; /* a backend no build has kernels for */
     other.backend = "tpu";
     expect_refusal(&base, &other, "no kernels for backend tpu in this build");

@@ -2,7 +2,8 @@
  * (transformer.h): the plain reference, one query row at a time.
  *
  * Forward, per sequence, query head h (key/value head g = h / (H/Hkv)) and row i:
- *     s_j = scale · q_i·k_j (j ≤ i),  p_j = exp(s_j − lse_i),  o_i = Σ_j p_j v_j
+ *     s_j = scale · q_i·k_j (j ≤ i; with a window, i − j < window),
+ *     p_j = exp(s_j − lse_i),  o_i = Σ_j p_j v_j
  * with lse_i = log Σ_j exp(s_j), kept for the backward.
  * Backward, with D_i = do_i·o_i (= Σ_j p_j do_i·v_j):
  *     dv_j += p_ij do_i;   ds_ij = p_ij (do_i·v_j − D_i);
@@ -31,16 +32,23 @@ static const float *row(const float *x, int t, int heads, int h, int hd)
     return x + ((size_t)t * heads + h) * hd;
 }
 
-/* scores of query row i against keys t0..i into s; returns their log-sum-exp */
+/* the first key row i sees in a sequence starting at t0 */
+static int first_key(const attention_dims *d, int t0, int i)
+{
+    return d->window > 0 && i - d->window + 1 > t0 ? i - d->window + 1 : t0;
+}
+
+/* scores of query row i against keys first_key..i into s (s[j − t0]); returns
+ * their log-sum-exp */
 static double row_scores(double *s, const float *qi, const float *k, int t0, int i, int g,
                          const attention_dims *d)
 {
     double m = -INFINITY, sum = 0;
-    for (int j = t0; j <= i; j++) {
+    for (int j = first_key(d, t0, i); j <= i; j++) {
         s[j - t0] = d->scale * dot(qi, row(k, j, d->Hkv, g, d->hd), d->hd);
         m = fmax(m, s[j - t0]);
     }
-    for (int j = t0; j <= i; j++)
+    for (int j = first_key(d, t0, i); j <= i; j++)
         sum += exp(s[j - t0] - m);
     return m + log(sum);
 }
@@ -53,7 +61,7 @@ static void forward_task(float *o, float *lse, const float *q, const float *k, c
         for (int i = t0; i < t1; i++) {
             double l = row_scores(s, row(q, i, d->H, h, hd), k, t0, i, g, d);
             memset(acc, 0, (size_t)hd * sizeof *acc);
-            for (int j = t0; j <= i; j++) {
+            for (int j = first_key(d, t0, i); j <= i; j++) {
                 double p = exp(s[j - t0] - l);
                 const float *vj = row(v, j, d->Hkv, g, hd);
                 for (int c = 0; c < hd; c++)
@@ -102,7 +110,7 @@ static void backward_row(double *dq_acc, double *dk_acc, double *dv_acc, double 
     int hd = d->hd;
     row_scores(s, qi, k, t0, i, g, d);
     double D = dot(doi, oi, hd);
-    for (int j = t0; j <= i; j++) {
+    for (int j = first_key(d, t0, i); j <= i; j++) {
         const float *kj = row(k, j, d->Hkv, g, hd), *vj = row(v, j, d->Hkv, g, hd);
         double p = exp(s[j - t0] - l), ds = p * (dot(doi, vj, hd) - D) * d->scale;
         double *dkj = dk_acc + (size_t)(j - t0) * hd, *dvj = dv_acc + (size_t)(j - t0) * hd;

@@ -30,11 +30,16 @@
  * The backward thus forms the scores twice (7 tile products where an atomic
  * version has 5): the price of determinism without a T×T buffer.
  *
+ * With a window, key j is visible to row i only when i − j < window as well:
+ * the walks start at the first tile some row of the block sees and stop at the
+ * last, and the masks take both bounds.
+ *
  * Every walk double-buffers its tiles in shared memory: the next tile's copy
  * (cp.async) is in flight while the tensor cores work on the current one.
  * Rows past a sequence's end are loaded as zeros and never stored. Heads are
  * multiples of 16 up to 128 (one instantiation each). Gradients are ADDED into
  * the bf16 dq, dk, dv, once per element, the sum rounded once. */
+#include <limits.h>
 #include <math.h>
 
 #include <type_traits>
@@ -55,7 +60,14 @@ struct attn_args {
     int H, Hkv, group; /* group = H / Hkv */
     float scale;       /* hd^-1/2 */
     float scale_log2;  /* scale · log2(e) */
+    int window;        /* row i sees keys j with i − window < j ≤ i (INT_MAX: all) */
 };
+
+/* key j hidden from query row i */
+static __device__ __forceinline__ bool hidden(int i, int j, int window)
+{
+    return j > i || i - j >= window;
+}
 
 static __device__ __forceinline__ float exp2_fast(float x)
 {
@@ -75,6 +87,18 @@ static __device__ __forceinline__ float quad_sum(float x)
 {
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* Whether some query of rows [r0, r0 + rows) is hidden from some key of
+ * [k0, k0 + keys) (the tile needs its mask), and whether some query sees some
+ * key (the tile is worth its products). */
+static __device__ __forceinline__ bool edge_tile(int r0, int rows, int k0, int keys, int window)
+{
+    return k0 + keys - 1 > r0 || r0 + rows - 1 - k0 >= window;
+}
+static __device__ __forceinline__ bool any_visible(int r0, int rows, int k0, int keys, int window)
+{
+    return k0 <= r0 + rows - 1 && r0 - (k0 + keys - 1) < window;
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -119,18 +143,18 @@ template <int HD>
 static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float (&m)[2],
                                                     float (&l)[2], const act_t *sq, const act_t *sk,
                                                     const act_t *sv, int m0, int first, int k0,
-                                                    float scale_log2)
+                                                    const attn_args &a)
 {
     constexpr int LD = HD + 8, NT = KEYS / 8;
     float s[NT][4] = {};
     warp_mma_shared<NT, HD, false>(s, sq, LD, m0, sk, LD); /* S = Q Kᵀ */
-    bool diagonal = k0 + KEYS - 1 > first;                 /* some key after some row */
+    bool masked = edge_tile(first, 16, k0, KEYS, a.window);
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            bool hidden = diagonal && k0 + 8 * j + acc_col(e) > first + acc_row(e);
-            s[j][e] = hidden ? -INFINITY : s[j][e] * scale_log2;
+            bool off = masked && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
+            s[j][e] = off ? -INFINITY : s[j][e] * a.scale_log2;
         }
     online_softmax(s, m, l, o);
     uint32_t p[NT / 2][4];
@@ -176,13 +200,18 @@ template <int HD, int BM, int THREADS> struct query_block {
         load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
         cp_async_commit();
     }
-    /* tile(K, V, k0) for every key tile up to the block's last row, each in
-     * shared memory, with the next tile's copy in flight meanwhile; the
-     * caller has started tile 0's copy (load_kv(sk, sv, 0)) */
-    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, Tile tile) const
+    /* the first key tile some row of the block sees */
+    __device__ int first_tile(int window) const
+    {
+        return q0 - window + 1 > 0 ? (q0 - window + 1) / KEYS : 0;
+    }
+    /* tile(K, V, k0) for every key tile from first_tile() up to the block's
+     * last row, each in shared memory, with the next tile's copy in flight
+     * meanwhile; the caller has started first_tile()'s copy */
+    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, int window, Tile tile) const
     {
         int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
-        for (int t = 0; t < tiles; t++) {
+        for (int t = first_tile(window); t < tiles; t++) {
             if (t + 1 < tiles) {
                 load_kv(sk, sv, t + 1);
                 cp_async_wait<1>();
@@ -212,12 +241,12 @@ static __global__ void __launch_bounds__(32 * WARPS)
     if (b.empty())
         return;
     b.load_rows(sq, q);
-    b.load_kv(sk, sv, 0);
+    b.load_kv(sk, sv, b.first_tile(a.window));
     int m0 = 16 * warp_id(), first = b.q0 + m0; /* the warp's first row in the sequence */
     float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    b.walk(sk, sv, [&](const act_t *tk, const act_t *tv, int k0) {
-        if (first < b.len && k0 <= first + 15) /* the warp sees some key of the tile */
-            forward_tile<HD>(acc, m, l, sq, tk, tv, m0, first, k0, a.scale_log2);
+    b.walk(sk, sv, a.window, [&](const act_t *tk, const act_t *tv, int k0) {
+        if (first < b.len && any_visible(first, 16, k0, KEYS, a.window))
+            forward_tile<HD>(acc, m, l, sq, tk, tv, m0, first, k0, a);
     });
     if (first >= b.len)
         return;
@@ -269,19 +298,19 @@ static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (
                                                  const act_t *sk, const act_t *sv, const act_t *sq,
                                                  const act_t *sdo, const float *slse,
                                                  const float *sD, int m0, int first, int qs,
-                                                 float scale_log2)
+                                                 const attn_args &a)
 {
     constexpr int LD = HD + 8, NT = QT / 8;
     float pt[NT][4] = {};
     warp_mma_shared<NT, HD, false>(pt, sk, LD, m0, sq, LD); /* Sᵀ = K Qᵀ */
-    bool diagonal = first + 15 > qs;                       /* some key after some query */
+    bool masked = edge_tile(qs, QT, first, 16, a.window);
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int c = 8 * j + acc_col(e);
-            bool hidden = diagonal && first + acc_row(e) > qs + c;
-            pt[j][e] = hidden ? 0.0f : exp2_fast(pt[j][e] * scale_log2 - slse[c]);
+            bool off = masked && hidden(qs + c, first + acc_row(e), a.window);
+            pt[j][e] = off ? 0.0f : exp2_fast(pt[j][e] * a.scale_log2 - slse[c]);
         }
     {
         uint32_t pa[NT / 2][4];
@@ -326,7 +355,9 @@ static __global__ void __launch_bounds__(32 * WARPS)
     load_tile<BK, HD, THREADS>(sk, k + kv_at, kv_stride, len - k0);
     load_tile<BK, HD, THREADS>(sv, v + kv_at, kv_stride, len - k0);
 
-    int first_tile = k0 / QT, tiles = (len + QT - 1) / QT - first_tile;
+    /* query tiles from the one holding k0 to the last whose rows see a key of the block */
+    int last_row = (int)min((long long)len, (long long)k0 + BK - 1 + a.window) - 1;
+    int first_tile = k0 / QT, tiles = last_row / QT + 1 - first_tile;
     auto tile_start = [&](int it) { return (first_tile + it % tiles) * QT; };
     auto load_q = [&](int it, int buf) {
         int hq = g * a.group + it / tiles, qs = tile_start(it);
@@ -355,9 +386,9 @@ static __global__ void __launch_bounds__(32 * WARPS)
         }
         __syncthreads();
         int qs = tile_start(it), buf = it & 1;
-        if (first < len && first <= qs + QT - 1) /* some query of the tile sees some key */
+        if (first < len && any_visible(qs, QT, first, 16, a.window))
             dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, sq + buf * QT * LD, sdo + buf * QT * LD,
-                              slse + buf * QT, sD + buf * QT, m0, first, qs, a.scale_log2);
+                              slse + buf * QT, sD + buf * QT, m0, first, qs, a);
         __syncthreads();
     }
     if (first >= len)
@@ -375,19 +406,19 @@ template <int HD>
 static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act_t *sq,
                                                const act_t *sdo, const act_t *sk, const act_t *sv,
                                                const float (&lse2)[2], const float (&Dr)[2], int m0,
-                                               int first, int k0, float scale_log2)
+                                               int first, int k0, const attn_args &a)
 {
     constexpr int LD = HD + 8, NT = KEYS / 8;
     float p[NT][4] = {}, ds[NT][4] = {};
     warp_mma_shared<NT, HD, false>(p, sq, LD, m0, sk, LD);   /* S = Q Kᵀ */
     warp_mma_shared<NT, HD, false>(ds, sdo, LD, m0, sv, LD); /* dP = dO Vᵀ */
-    bool diagonal = k0 + KEYS - 1 > first;
+    bool masked = edge_tile(first, 16, k0, KEYS, a.window);
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            bool hidden = diagonal && k0 + 8 * j + acc_col(e) > first + acc_row(e);
-            float pe = hidden ? 0.0f : exp2_fast(p[j][e] * scale_log2 - lse2[e / 2]);
+            bool off = masked && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
+            float pe = off ? 0.0f : exp2_fast(p[j][e] * a.scale_log2 - lse2[e / 2]);
             ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
         }
     uint32_t da[NT / 2][4];
@@ -412,7 +443,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
         return;
     b.load_rows(sq, q);
     b.load_rows(sdo, dout);
-    b.load_kv(sk, sv, 0);
+    b.load_kv(sk, sv, b.first_tile(a.window));
     int m0 = 16 * warp_id(), first = b.q0 + m0;
     float lse2[2], Dr[2];
 #pragma unroll
@@ -422,9 +453,9 @@ static __global__ void __launch_bounds__(32 * WARPS)
         Dr[r] = i < b.len ? D[b.head_row(i)] : 0.0f;
     }
     float acc[HD / 8][4] = {};
-    b.walk(sk, sv, [&](const act_t *tk, const act_t *tv, int k0) {
-        if (first < b.len && k0 <= first + 15)
-            dq_tile<HD>(acc, sq, sdo, tk, tv, lse2, Dr, m0, first, k0, a.scale_log2);
+    b.walk(sk, sv, a.window, [&](const act_t *tk, const act_t *tv, int k0) {
+        if (first < b.len && any_visible(first, 16, k0, KEYS, a.window))
+            dq_tile<HD>(acc, sq, sdo, tk, tv, lse2, Dr, m0, first, k0, a);
     });
     if (first < b.len)
         store_rows<true>(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
@@ -474,7 +505,7 @@ template <typename K> static void allow_shared(K kernel, size_t bytes)
 static attn_args args_of(const attention_dims *d)
 {
     return attn_args{d->seqs.cu_seqlens_backend, d->H, d->Hkv, d->H / d->Hkv, d->scale,
-                     d->scale * LOG2E};
+                     d->scale * LOG2E, d->window > 0 ? d->window : INT_MAX};
 }
 
 template <int HD>

@@ -39,8 +39,8 @@ static const flame_option tf_options[] = {
     {"head_dim", FLAME_TYPE_INT, NULL,
      "width of a head (unset: hidden_size / num_heads, the only value supported)", 0},
     {"window_size", FLAME_TYPE_INT, NULL,
-     "sliding-window attention span in tokens (Mistral's sliding_window); supported while it "
-     "covers a whole row (window_size >= seq_len), where it equals full causal attention", 0},
+     "sliding-window attention: a token sees itself and the window_size - 1 tokens before it "
+     "(Mistral's sliding_window; unset: every earlier token)", 0},
     {"fuse_norm", FLAME_TYPE_BOOL, NULL, "fla kernel choice (same parameters and math)", 1},
     {"attention_bias", FLAME_TYPE_BOOL, NULL, "not a key of fla's TransformerConfig; fla ignores it", 1},
     LM_DECODER_IGNORED_OPTIONS,
@@ -230,12 +230,6 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -1;
     }
-    /* no sequence is longer than a row: a window that covers T tokens masks nothing */
-    if (m->c.window && m->c.window < T) {
-        snprintf(err, err_len, "window_size = %d is shorter than seq_len = %d: sliding-window attention "
-                 "is not supported yet (train with seq_len <= %d)", m->c.window, T, m->c.window);
-        return -2;
-    }
     return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
 
@@ -244,7 +238,7 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
 static attention_dims attn_dims(const tf_model *m)
 {
     attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
-                        1.0f / sqrtf((float)m->c.hd)};
+                        1.0f / sqrtf((float)m->c.hd), m->c.window};
     return d;
 }
 

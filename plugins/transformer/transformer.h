@@ -35,11 +35,15 @@ void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s
 
 /* ---- attention_cpu.c: causal softmax attention with GQA ----
  *     o_i = Σ_{j ≤ i, same sequence} softmax_j(scale · q_i·k_j) v_j
+ * with a window (window > 0), only over i − window < j: a query sees itself
+ * and the window − 1 keys before it (Mistral's sliding_window, fla's
+ * window_size; flash-attn's window_size (w, 0) is window w + 1)
  * lse[n, H] keeps each row's log-sum-exp of the scaled scores for the backward. */
 typedef struct attention_dims {
     transformer_seqs seqs;
     int H, Hkv, hd;
     float scale; /* fla: hd^-1/2 */
+    int window;  /* 0: every earlier key of the sequence */
 } attention_dims;
 
 void attention_forward_cpu(float *o, float *lse, const float *q, const float *k, const float *v,
