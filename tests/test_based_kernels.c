@@ -111,7 +111,7 @@ static void run_taylor(taylor_run *out, const taylor_case *c, int n_work)
 {
     float *q = to_float(c->q, nqk(c)), *k = to_float(c->k, nqk(c));
     float *v = to_float(c->v, nv(c)), *r = to_float(c->r, nv(c));
-    based_dims d = {c->cu, c->n_seqs, c->H, c->F, c->Dv};
+    based_dims d = {c->cu, c->n_seqs, c->H, c->F, c->Dv, NULL};
     float *work_f = garbage((size_t)n_work * based_taylor_forward_work_floats(c->F, c->Dv));
     float *work_b = garbage((size_t)n_work *
                             based_taylor_backward_work_floats(c->F, c->Dv, longest_document(c)));

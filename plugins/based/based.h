@@ -27,6 +27,8 @@ typedef struct based_dims {
     const int32_t *cu_seqlens; /* [n_seqs+1] host offsets: 0 = cu[0] < ... < cu[n_seqs] = n */
     int n_seqs;
     int H, F, Dv; /* heads, feature dim of q and k, head dim of v */
+    /* the same offsets in the backend's memory (CUDA); the CPU kernels ignore it */
+    const int32_t *cu_seqlens_backend;
 } based_dims;
 
 /* ---- taylor_attention_cpu.c: the recurrent (linear) form ----

@@ -1,0 +1,278 @@
+/* Based's Taylor linear attention on the GPU (based.h's math) as plain linear
+ * attention: with phi the packed Taylor features (taylor_attention_cpu.c),
+ *     a_i = Σ_{j≤i} (phi(q_i)·phi(k_j)) v_j,  b_i = Σ_{j≤i} phi(q_i)·phi(k_j)
+ * are one linear recurrence S_i = S_{i−1} + phi(k_i) [v_i, 1]ᵀ, o_i =
+ * phi(q_i) S_i: GLA's, with no decay (gk = 0) and scale 1, whose chunked
+ * kernels (plugins/gla/gla_chunk.cu) run it on the tensor cores with the
+ * state in fp32. The value rows carry a column of ones after their Dv values
+ * so that o's column Dv is b_i, and y_i = a_i / (b_i + eps). Features are
+ * padded with zeros to a multiple of 8 (FEATURES_WIDTH), values to the next
+ * multiple of 8 past Dv, so that every row starts 16-byte aligned.
+ *
+ * Forward: phi(q), phi(k), [v, 1], the recurrence, the division. Backward:
+ * the forward's o again (its checkpoints with it), then
+ *     ∂L/∂a_i = dy_i / (b_i + eps),  ∂L/∂b_i = −dy_i·y_i / (b_i + eps)
+ * as the gradient of o, the recurrence's backward, and phi's Jacobian back to
+ * q and k. Nothing is kept between the two: `work` holds every buffer. */
+#include "based_cuda.h"
+#include "cuda_check.h"
+#include "cuda_launch.cuh"
+#include "../gla/gla_cuda.h"
+
+/* widths of the padded rows */
+static int feature_count(int F) { return 1 + F + F * (F + 1) / 2; }
+static int features_width(int F) { return (feature_count(F) + 7) / 8 * 8; }
+static int values_width(int Dv) { return (Dv + 1 + 7) / 8 * 8; }
+
+/* the weights of phi (as taylor_attention_cpu.c): the linear part, the
+ * squares, the products of pairs a < b */
+struct taylor_weights {
+    float lin, diag, off;
+};
+
+static taylor_weights weights_of(int F)
+{
+    return taylor_weights{(float)pow(F, -0.25), (float)(1 / sqrt(2.0 * F)), (float)(1 / sqrt(F))};
+}
+
+/* the pair (a, b), a ≤ b, of packed pair index p (pairs a ≤ b row by row) */
+static __device__ void pair_of(int p, int F, int &a, int &b)
+{
+    a = 0;
+    while (p >= F - a)
+        p -= F - a, a++;
+    b = a + p;
+}
+
+/* the packed pair index of a ≤ b */
+static __device__ int pair_index(int a, int b, int F) { return a * F - a * (a - 1) / 2 + (b - a); }
+
+/* phi of rows of F values into rows of `width`, zeros past the features */
+static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, int width,
+                                taylor_weights w)
+{
+    size_t total = rows * width;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / width;
+        int c = (int)(i % width);
+        const act_t *xr = x + r * F;
+        float v = 0.0f;
+        if (c == 0) {
+            v = 1.0f;
+        } else if (c <= F) {
+            v = w.lin * to_f32(xr[c - 1]);
+        } else if (c < 1 + F + F * (F + 1) / 2) {
+            int a, b;
+            pair_of(c - 1 - F, F, a, b);
+            v = (a == b ? w.diag : w.off) * to_f32(xr[a]) * to_f32(xr[b]);
+        }
+        phi[i] = __float2bfloat16_rn(v);
+    }
+}
+
+/* dx = (∂phi/∂x)ᵀ dphi, a thread per value of x */
+static __global__ void features_backward(act_t *dx, const act_t *dphi, const act_t *x,
+                                         size_t rows, int F, int width, taylor_weights w)
+{
+    size_t total = rows * F;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / F;
+        int a = (int)(i % F);
+        const act_t *xr = x + r * F, *dr = dphi + r * width;
+        const act_t *pairs = dr + 1 + F;
+        float acc = w.lin * to_f32(dr[1 + a]);
+        for (int b = 0; b < F; b++) {
+            int lo = a < b ? a : b, hi = a < b ? b : a;
+            float g = to_f32(pairs[pair_index(lo, hi, F)]);
+            acc += b == a ? 2.0f * w.diag * to_f32(xr[a]) * g : w.off * to_f32(xr[b]) * g;
+        }
+        dx[i] = __float2bfloat16_rn(acc);
+    }
+}
+
+/* rows of v with a column of ones after them, zeros to `width` */
+static __global__ void values_with_ones(act_t *vp, const act_t *v, size_t rows, int Dv, int width)
+{
+    size_t total = rows * width;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / width;
+        int c = (int)(i % width);
+        vp[i] = c < Dv ? v[r * Dv + c] : __float2bfloat16_rn(c == Dv ? 1.0f : 0.0f);
+    }
+}
+
+/* the first Dv columns of rows of `width` */
+static __global__ void values_only(act_t *v, const act_t *vp, size_t rows, int Dv, int width)
+{
+    size_t total = rows * Dv;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        v[i] = vp[i / Dv * width + i % Dv];
+}
+
+/* y = o[:Dv] / (o[Dv] + eps), a thread per value */
+static __global__ void normalize(act_t *y, const act_t *o, size_t rows, int Dv, int width)
+{
+    size_t total = rows * Dv;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const act_t *orow = o + i / Dv * width;
+        y[i] = __float2bfloat16_rn(to_f32(orow[i % Dv]) / (to_f32(orow[Dv]) + BASED_TAYLOR_EPS));
+    }
+}
+
+/* the gradient of o given dy, a warp per row: dy / b in the value columns,
+ * −Σ dy·a / b² in column Dv, 0 past it */
+static __global__ void normalize_backward(act_t *d_o, const act_t *dy, const act_t *o,
+                                          size_t rows, int Dv, int width)
+{
+    size_t r = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (r >= rows)
+        return;
+    const act_t *orow = o + r * width, *dyrow = dy + r * Dv;
+    act_t *drow = d_o + r * width;
+    float b = to_f32(orow[Dv]) + BASED_TAYLOR_EPS, dot = 0.0f;
+    for (int c = lane; c < Dv; c += 32) {
+        float g = to_f32(dyrow[c]);
+        dot += g * to_f32(orow[c]);
+        drow[c] = __float2bfloat16_rn(g / b);
+    }
+    for (int offset = 16; offset > 0; offset /= 2)
+        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    for (int c = Dv + lane; c < width; c += 32)
+        drow[c] = __float2bfloat16_rn(c == Dv ? -dot / (b * b) : 0.0f);
+}
+
+/* blocks for a grid-stride loop over `count` elements */
+static int blocks_for(size_t count)
+{
+    size_t b = (count + CUDA_BLOCK - 1) / CUDA_BLOCK;
+    return (int)(b < 65536 ? b : 65536);
+}
+
+/* the buffers of a call in `work`: bf16 rows of n·H (token, head) pairs */
+struct taylor_layout {
+    act_t *phq, *phk, *vp, *gk, *o;     /* the recurrence's inputs and output */
+    act_t *dphq, *dphk, *dvp, *dgk, *d_o; /* their gradients */
+    float *checkpoints, *gla_work;
+};
+
+static size_t act_floats(size_t count) { return (count + 7) / 8 * 4; } /* bf16 in 16-byte steps */
+
+/* the recurrence's checkpoints, in 16-byte steps */
+static size_t checkpoint_floats(int n, int H, int wf, int wv)
+{
+    return (gla_recurrence_checkpoint_floats(n, H, wf, wv) + 3) / 4 * 4;
+}
+
+static gla_recurrence_dims gla_dims(const based_dims *d)
+{
+    gla_recurrence_dims g = {d->cu_seqlens, d->n_seqs, d->H, features_width(d->F),
+                             values_width(d->Dv), 1.0f, d->cu_seqlens_backend, 0};
+    return g;
+}
+
+static taylor_layout carve(float *work, int n, const based_dims *d)
+{
+    size_t rows = (size_t)n * d->H, wf = features_width(d->F), wv = values_width(d->Dv);
+    taylor_layout l;
+    act_t **feature_bufs[] = {&l.phq, &l.phk, &l.gk, &l.dphq, &l.dphk, &l.dgk};
+    act_t **value_bufs[] = {&l.vp, &l.o, &l.dvp, &l.d_o};
+    for (act_t **b : feature_bufs)
+        *b = reinterpret_cast<act_t *>(work), work += act_floats(rows * wf);
+    for (act_t **b : value_bufs)
+        *b = reinterpret_cast<act_t *>(work), work += act_floats(rows * wv);
+    l.checkpoints = work;
+    l.gla_work = work + checkpoint_floats(n, d->H, (int)wf, (int)wv);
+    return l;
+}
+
+size_t based_taylor_work_floats_cuda(int n, int H, int F, int Dv)
+{
+    size_t rows = (size_t)n * H, wf = features_width(F), wv = values_width(Dv);
+    return 6 * act_floats(rows * wf) + 4 * act_floats(rows * wv) +
+           checkpoint_floats(n, H, (int)wf, (int)wv) +
+           gla_recurrence_work_floats_cuda(n, H, (int)wf, (int)wv);
+}
+
+static void check_features(int F)
+{
+    if (F < 1 || F > BASED_TAYLOR_CUDA_MAX_F) {
+        fprintf(stderr, "based: the Taylor attention on CUDA takes feature_dim 1..%d, not %d\n",
+                BASED_TAYLOR_CUDA_MAX_F, F);
+        exit(1);
+    }
+}
+
+/* the recurrence's inputs and o, from q, k, v */
+static void recurrence_forward(const taylor_layout &l, const void *q, const void *k,
+                               const void *v, const based_dims *d, int n)
+{
+    size_t rows = (size_t)n * d->H;
+    int wf = features_width(d->F), wv = values_width(d->Dv);
+    taylor_weights w = weights_of(d->F);
+    features<<<blocks_for(rows * wf), CUDA_BLOCK>>>(l.phq, static_cast<const act_t *>(q), rows,
+                                                    d->F, wf, w);
+    features<<<blocks_for(rows * wf), CUDA_BLOCK>>>(l.phk, static_cast<const act_t *>(k), rows,
+                                                    d->F, wf, w);
+    values_with_ones<<<blocks_for(rows * wv), CUDA_BLOCK>>>(l.vp, static_cast<const act_t *>(v),
+                                                            rows, d->Dv, wv);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemsetAsync(l.gk, 0, rows * wf * sizeof(act_t), 0));
+    gla_recurrence_dims g = gla_dims(d);
+    gla_recurrence_forward_cuda(l.o, l.checkpoints, l.phq, l.phk, l.vp, l.gk, &g, l.gla_work, 1);
+}
+
+/* a call's buffers and the recurrence's o; false when there are no tokens */
+static bool run_recurrence(taylor_layout *l, size_t *rows, const void *q, const void *k,
+                           const void *v, const based_dims *d, float *work)
+{
+    int n = d->cu_seqlens[d->n_seqs];
+    check_features(d->F);
+    if (n == 0)
+        return false;
+    *l = carve(work, n, d);
+    *rows = (size_t)n * d->H;
+    recurrence_forward(*l, q, k, v, d, n);
+    return true;
+}
+
+void based_taylor_forward_cuda(void *y, const void *q, const void *k, const void *v,
+                               const based_dims *d, float *work)
+{
+    taylor_layout l;
+    size_t rows;
+    if (!run_recurrence(&l, &rows, q, k, v, d, work))
+        return;
+    normalize<<<blocks_for(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(y), l.o, rows, d->Dv,
+                                                        values_width(d->Dv));
+    CUDA_CHECK_LAUNCH();
+}
+
+void based_taylor_backward_cuda(void *dq, void *dk, void *dv, const void *dy, const void *q,
+                                const void *k, const void *v, const based_dims *d, float *work)
+{
+    taylor_layout l;
+    size_t rows;
+    if (!run_recurrence(&l, &rows, q, k, v, d, work))
+        return;
+    int wf = features_width(d->F), wv = values_width(d->Dv);
+    normalize_backward<<<(int)((rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32)), CUDA_BLOCK>>>(
+        l.d_o, static_cast<const act_t *>(dy), l.o, rows, d->Dv, wv);
+    CUDA_CHECK_LAUNCH();
+    gla_recurrence_dims g = gla_dims(d);
+    gla_recurrence_backward_cuda(l.dphq, l.dphk, l.dvp, l.dgk, l.d_o, l.phq, l.phk, l.vp, l.gk,
+                                 l.checkpoints, &g, l.gla_work, 1);
+    taylor_weights w = weights_of(d->F);
+    features_backward<<<blocks_for(rows * d->F), CUDA_BLOCK>>>(
+        static_cast<act_t *>(dq), l.dphq, static_cast<const act_t *>(q), rows, d->F, wf, w);
+    features_backward<<<blocks_for(rows * d->F), CUDA_BLOCK>>>(
+        static_cast<act_t *>(dk), l.dphk, static_cast<const act_t *>(k), rows, d->F, wf, w);
+    values_only<<<blocks_for(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(dv), l.dvp, rows,
+                                                          d->Dv, wv);
+    CUDA_CHECK_LAUNCH();
+}

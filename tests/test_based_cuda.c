@@ -1,0 +1,159 @@
+/* Based's Taylor linear attention on the GPU (taylor_attention_cuda.cu,
+ * based_cuda.h) against its CPU reference, token by token
+ * (taylor_attention_cpu.c, based.h):
+ *  - the same inputs on both sides: drawn on the host as values bf16 holds
+ *    exactly, none 0 (q, k, v, dy uniform in ±[0.05, 1)); fp32 for the CPU,
+ *    cast to bf16 for the GPU;
+ *  - error ‖gpu − cpu‖ / ‖cpu‖ over each whole output, under 1e-2: y, dq, dk,
+ *    dv; each poisoned with NaN first, so that a value left unwritten fails;
+ *  - lengths 2, 63, 64, 65, 100, 300 (around and off the recurrence's chunk
+ *    of 64), varlen batches of uneven documents (one-token ones among them:
+ *    alone, a token's dq and dk are 0 up to rounding, its normalizer
+ *    cancelling q and k, so it has no scale of its own to compare against), Based-360M's heads (16 of
+ *    feature dim 16, values 64) at 2048 tokens, 1B's values (112), and small
+ *    odd sizes (F 5, values 7; F 1, values 1) whose rows pad unevenly.
+ * `test_based_cuda --bench` times forward and backward at Based-360M's layer
+ * instead (B 8, T 2048, H 16, F 16, Dv 64; cudaEvent).
+ * Without CUDA in the build, or without a usable GPU, it prints
+ * "SKIP: <reason>" and exits 77. */
+#include <stdio.h>
+
+#ifdef FLAME_HAVE_CUDA
+#include <math.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "based.h"
+#include "based_cuda.h"
+#include "cuda_testing.h"
+#include "testing.h"
+
+static void test_taylor(const char *name, const int32_t *cu, int n_seqs, int H, int F, int Dv)
+{
+    char shape[96];
+    int n = cu[n_seqs];
+    snprintf(shape, sizeof shape, "%s n=%d H=%d F=%d Dv=%d", name, n, H, F, Dv);
+    size_t nqk = (size_t)n * H * F, nv = (size_t)n * H * Dv;
+    float *q = testing_nonzero_bf16(nqk, 0.05f, 1), *k = testing_nonzero_bf16(nqk, 0.05f, 1);
+    float *v = testing_nonzero_bf16(nv, 0.05f, 1), *dy = testing_nonzero_bf16(nv, 0.05f, 1);
+    float *y = malloc(nv * sizeof *y), *dq = malloc(nqk * sizeof *dq);
+    float *dk = malloc(nqk * sizeof *dk), *dv = malloc(nv * sizeof *dv);
+
+    based_dims d = {cu, n_seqs, H, F, Dv, NULL};
+    int workers = based_taylor_max_workers();
+    float *cpu_work = malloc((size_t)workers * based_taylor_backward_work_floats(F, Dv, n) *
+                             sizeof *cpu_work);
+    based_taylor_forward_cpu(y, q, k, v, &d, cpu_work, workers);
+    based_taylor_backward_cpu(dq, dk, dv, dy, q, k, v, &d, cpu_work, workers);
+
+    d.cu_seqlens_backend = ints_to_device(cu, (size_t)n_seqs + 1);
+    void *q_d = acts_to_device(q, nqk), *k_d = acts_to_device(k, nqk);
+    void *v_d = acts_to_device(v, nv), *dy_d = acts_to_device(dy, nv);
+    void *y_d = dev_poisoned(nv * dev->act_bytes), *dq_d = dev_poisoned(nqk * dev->act_bytes);
+    void *dk_d = dev_poisoned(nqk * dev->act_bytes), *dv_d = dev_poisoned(nv * dev->act_bytes);
+    float *work = dev_alloc(based_taylor_work_floats_cuda(n, H, F, Dv) * sizeof(float));
+    based_taylor_forward_cuda(y_d, q_d, k_d, v_d, &d, work);
+    based_taylor_backward_cuda(dq_d, dk_d, dv_d, dy_d, q_d, k_d, v_d, &d, work);
+    compare("taylor y", shape, acts_to_host(y_d, nv), y, nv, TOL_BF16);
+    compare("taylor dq", shape, acts_to_host(dq_d, nqk), dq, nqk, TOL_BF16);
+    compare("taylor dk", shape, acts_to_host(dk_d, nqk), dk, nqk, TOL_BF16);
+    compare("taylor dv", shape, acts_to_host(dv_d, nv), dv, nv, TOL_BF16);
+
+    void *dev_bufs[] = {(void *)d.cu_seqlens_backend, q_d, k_d, v_d, dy_d, y_d, dq_d, dk_d, dv_d, work};
+    for (size_t i = 0; i < sizeof dev_bufs / sizeof dev_bufs[0]; i++)
+        dev->free(dev_bufs[i]);
+    float *host_bufs[] = {q, k, v, dy, y, dq, dk, dv, cpu_work};
+    for (size_t i = 0; i < sizeof host_bufs / sizeof host_bufs[0]; i++)
+        free(host_bufs[i]);
+}
+
+static void test_length(int T, int H, int F, int Dv)
+{
+    int32_t cu[2] = {0, T};
+    test_taylor("T", cu, 1, H, F, Dv);
+}
+
+static void test_all(void)
+{
+    const int lengths[] = {2, 63, 64, 65, 100, 300};
+    for (int i = 0; i < 6; i++)
+        test_length(lengths[i], 2, 16, 64);
+    /* documents of 1, 63, 1, 64, 71 and 100 tokens: chunks start off the grid */
+    static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
+    test_taylor("varlen", uneven, 6, 3, 16, 64);
+    test_length(2048, 16, 16, 64); /* Based-360M's layer, one row */
+    static const int32_t two_rows[] = {0, 700, 2048, 2100, 4096};
+    test_taylor("varlen", two_rows, 4, 16, 16, 64);
+    test_length(300, 2, 16, 112); /* 1B's values */
+    test_taylor("varlen", uneven, 6, 3, 5, 7);
+    test_length(100, 1, 1, 1);
+}
+
+static double now_ms(cudaEvent_t start, cudaEvent_t stop)
+{
+    float ms = 0;
+    cudaEventSynchronize(stop);
+    cudaEventElapsedTime(&ms, start, stop);
+    return ms;
+}
+
+/* forward and backward at one layer's shape, mean of `reps` after a warm-up */
+static void bench(int B, int T, int H, int F, int Dv, int reps)
+{
+    int n = B * T;
+    int32_t *cu = malloc((size_t)(B + 1) * sizeof *cu);
+    for (int b = 0; b <= B; b++)
+        cu[b] = b * T;
+    size_t nqk = (size_t)n * H * F, nv = (size_t)n * H * Dv;
+    float *x = testing_nonzero_bf16(nv > nqk ? nv : nqk, 0.05f, 1);
+    based_dims d = {cu, B, H, F, Dv, ints_to_device(cu, (size_t)B + 1)};
+    void *q = acts_to_device(x, nqk), *k = acts_to_device(x, nqk), *v = acts_to_device(x, nv);
+    void *y = dev_alloc(nv * dev->act_bytes), *dq = dev_alloc(nqk * dev->act_bytes);
+    void *dk = dev_alloc(nqk * dev->act_bytes), *dv = dev_alloc(nv * dev->act_bytes);
+    float *work = dev_alloc(based_taylor_work_floats_cuda(n, H, F, Dv) * sizeof(float));
+    cudaEvent_t e[3];
+    for (int i = 0; i < 3; i++)
+        cudaEventCreate(&e[i]);
+    based_taylor_forward_cuda(y, q, k, v, &d, work);
+    based_taylor_backward_cuda(dq, dk, dv, y, q, k, v, &d, work);
+    double fwd = 0, bwd = 0;
+    for (int r = 0; r < reps; r++) {
+        cudaEventRecord(e[0], 0);
+        based_taylor_forward_cuda(y, q, k, v, &d, work);
+        cudaEventRecord(e[1], 0);
+        based_taylor_backward_cuda(dq, dk, dv, y, q, k, v, &d, work);
+        cudaEventRecord(e[2], 0);
+        fwd += now_ms(e[0], e[1]), bwd += now_ms(e[1], e[2]);
+    }
+    printf("taylor B=%d T=%d H=%d F=%d Dv=%d: forward %.3f ms, backward %.3f ms (mean of %d)\n", B, T,
+           H, F, Dv, fwd / reps, bwd / reps, reps);
+    void *bufs[] = {(void *)d.cu_seqlens_backend, q, k, v, y, dq, dk, dv, work};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dev->free(bufs[i]);
+    free(cu), free(x);
+}
+
+int main(int argc, char **argv)
+{
+    if (!cuda_testing_device())
+        return 77;
+    testing_seed(20261203);
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+        bench(8, 2048, 16, 16, 64, 20);
+        return testing_result("test_based_cuda --bench");
+    }
+    printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g\n", TOL_BF16);
+    test_all();
+    return testing_result("test_based_cuda");
+}
+
+#else
+
+int main(void)
+{
+    printf("SKIP: flame was configured without CUDA (see configure's last line)\n");
+    return 77;
+}
+
+#endif
