@@ -1,13 +1,26 @@
-# Based (HazyResearch/based): so far only the CPU reference of its Taylor
-# linear attention, in libbased_kernels.la, and its test.
-noinst_LTLIBRARIES += plugins/based/libbased_kernels.la
+# Based (HazyResearch/based's GPTLMHeadModel). libbased_kernels.la holds the
+# CPU reference of its Taylor linear attention; libbased.la adds the model and
+# its kernel tables, with the transformer's rotary and attention kernels for
+# the sliding-window layers; based.so is that library as a module, which the
+# tests link as well.
+noinst_LTLIBRARIES += plugins/based/libbased_kernels.la plugins/based/libbased.la
 plugins_based_libbased_kernels_la_SOURCES = plugins/based/based.h plugins/common/recurrence_tasks.h \
 	plugins/based/taylor_attention_cpu.c
 plugins_based_libbased_kernels_la_CPPFLAGS = $(AM_CPPFLAGS)
 plugins_based_libbased_kernels_la_LIBADD = -lm
+plugins_based_libbased_la_SOURCES = plugins/based/based.c plugins/based/based_kernels.c \
+	plugins/based/based_kernels.h
+plugins_based_libbased_la_LIBADD = plugins/based/libbased_kernels.la \
+	plugins/transformer/libtransformer_kernels.la plugins/common/liblm.la -lm
 
-# its test: forward against the quadratic form in double, backward against
-# that form's finite differences, threads against one thread
+plugin_LTLIBRARIES += plugins/based/based.la
+plugins_based_based_la_SOURCES =
+plugins_based_based_la_LIBADD = plugins/based/libbased.la
+plugins_based_based_la_LDFLAGS = -module -avoid-version -shared
+
+# its tests: the Taylor attention's forward against the quadratic form in
+# double, its backward against that form's finite differences, threads
+# against one thread
 BASED_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/based
 check_PROGRAMS += tests/test_based_kernels
 C_TESTS += tests/test_based_kernels
