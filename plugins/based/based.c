@@ -241,9 +241,12 @@ static int read_shape(const lm_options *o, lm_shape *s, char *err, size_t err_le
         read_widths(o, s, err, err_len))
         return -1;
     double eps = lm_opt_float(o, "layer_norm_epsilon"), std = lm_opt_float(o, "initializer_range");
-    if (!(eps >= 0) || !(std >= 0)) {
-        snprintf(err, err_len, "%s = %g: expected a number ≥ 0", eps >= 0 ? "initializer_range" : "layer_norm_epsilon",
-                 eps >= 0 ? std : eps);
+    if (!(eps >= 0)) {
+        snprintf(err, err_len, "layer_norm_epsilon = %g: expected a number ≥ 0", eps);
+        return -1;
+    }
+    if (!(std >= 0)) {
+        snprintf(err, err_len, "initializer_range = %g: expected a number ≥ 0", std);
         return -1;
     }
     s->eps = (float)eps, s->init_std = (float)std;
@@ -331,7 +334,8 @@ static int read_layer_list(const lm_options *o, const char *key, int kind, int *
             return -1;
         }
         if (kinds[v] != MIX_CONV) {
-            snprintf(err, err_len, "%s: layer %ld is listed twice (or in alt_mixer_layers too)", key, v);
+            snprintf(err, err_len, kinds[v] == kind ? "%s: layer %ld is listed twice"
+                                                    : "%s: layer %ld is in alt_mixer_layers too", key, v);
             return -1;
         }
         kinds[v] = kind;
