@@ -27,3 +27,14 @@ C_TESTS += tests/test_based_kernels
 tests_test_based_kernels_SOURCES = tests/test_based_kernels.c tests/reference_testing.h
 tests_test_based_kernels_CPPFLAGS = $(BASED_TEST_CPPFLAGS)
 tests_test_based_kernels_LDADD = plugins/based/libbased_kernels.la -lm
+
+# the model against a naive double forward and its finite differences, the
+# presets' parameter counts, the tiny config learning on the CPU
+check_PROGRAMS += tests/test_based_model
+C_TESTS += tests/test_based_model
+SHELL_TESTS += tests/test_based_train.sh
+tests_test_based_model_SOURCES = tests/test_based_model.c tests/plugin_testing.h tests/preset_testing.h \
+	tests/kv_config.h
+tests_test_based_model_CPPFLAGS = $(BASED_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
+tests_test_based_model_LDADD = plugins/based/libbased.la libflame.la -lm
+dist_configs_DATA += configs/based-tiny.ini configs/based-360m.ini configs/based-1b.ini
