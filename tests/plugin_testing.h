@@ -5,8 +5,10 @@
  * differences. A test defines `typedef struct dims {...} dims;` (its model's
  * sizes, with at least int D, L, I, V, tie and double eps: width, layers, MLP
  * width, vocabulary, tied embeddings, norm epsilon; I = 0: no MLP) before
- * including this, and LM_ROOT / LM_FINAL_NORM where its names are not fla's
- * usual "model.…" and "model.norm". */
+ * including this, and LM_ROOT / LM_EMBEDDINGS / LM_FINAL_NORM where its names
+ * are not fla's usual "model.…", "model.embeddings" and "model.norm", and
+ * LM_MLP_FC1 for HazyResearch's MLP (mlp.fc1 holding up's rows then gate's,
+ * mlp.fc2, norm2) instead of fla's (mlp_norm, gate_proj, up_proj, down_proj). */
 #ifndef FLAME_PLUGIN_TESTING_H
 #define FLAME_PLUGIN_TESTING_H
 
@@ -27,6 +29,9 @@ const flame_plugin *flame_plugin_entry(void);
 #endif
 #ifndef LM_FINAL_NORM
 #define LM_FINAL_NORM "norm"
+#endif
+#ifndef LM_EMBEDDINGS
+#define LM_EMBEDDINGS "embeddings"
 #endif
 
 /* ==================================================================== the model under test */
@@ -61,7 +66,7 @@ static void fill_param(float *x, const flame_param_spec *s, size_t n)
         testing_fill(x, n, 0.7f, 1.3f);
     else if (s->init == FLAME_INIT_ZEROS)
         testing_fill(x, n, -0.5f, 0.5f);
-    else if (strcmp(s->name, LM_ROOT ".embeddings.weight") == 0)
+    else if (strcmp(s->name, LM_ROOT "." LM_EMBEDDINGS ".weight") == 0)
         testing_fill(x, n, -1.2f, 1.2f);
     else
         testing_fill(x, n, -0.52f, 0.52f);
@@ -270,12 +275,20 @@ static void naive_mlp(const test_model *t, double *h, int l)
 {
     const dims *c = &t->c;
     int n = t->B * t->T, D = c->D;
+#ifdef LM_MLP_FC1 /* y, gate = fc1(m).chunk(2): the first I rows make up, the last I the gate */
+    double *m = rms_norm(h, n, D, P(t, LM_ROOT ".layers.%d.norm2.weight", l), c->eps);
+    const float *fc1 = P(t, LM_ROOT ".layers.%d.mlp.fc1.weight", l), *down = P(t, LM_ROOT ".layers.%d.mlp.fc2.weight", l);
+    double *gate = linear(m, n, D, fc1 + (size_t)c->I * D, c->I, NULL);
+    double *up = linear(m, n, D, fc1, c->I, NULL);
+#else
     double *m = rms_norm(h, n, D, P(t, "model.layers.%d.mlp_norm.weight", l), c->eps);
+    const float *down = P(t, "model.layers.%d.mlp.down_proj.weight", l);
     double *gate = linear(m, n, D, P(t, "model.layers.%d.mlp.gate_proj.weight", l), c->I, NULL);
     double *up = linear(m, n, D, P(t, "model.layers.%d.mlp.up_proj.weight", l), c->I, NULL);
+#endif
     for (size_t i = 0; i < (size_t)n * c->I; i++)
         gate[i] = gate[i] / (1.0 + exp(-gate[i])) * up[i];
-    double *out = linear(gate, n, c->I, P(t, "model.layers.%d.mlp.down_proj.weight", l), D, NULL);
+    double *out = linear(gate, n, c->I, down, D, NULL);
     for (size_t i = 0; i < (size_t)n * D; i++)
         h[i] += out[i];
     free(m), free(gate), free(up), free(out);
@@ -286,7 +299,7 @@ static double naive_loss(const test_model *t, naive_mixer_fn mixer, double *ref)
 {
     const dims *c = &t->c;
     int n = t->B * t->T, D = c->D;
-    const float *emb = P(t, LM_ROOT ".embeddings.weight");
+    const float *emb = P(t, LM_ROOT "." LM_EMBEDDINGS ".weight");
     double *h = malloc((size_t)n * D * sizeof *h);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < D; j++)
@@ -357,7 +370,7 @@ static void check_param_list(const test_model *t, const expected_param *layer, i
         char name[FLAME_NAME_MAX];
         expected_param e;
         if (i == 0) {
-            e = (expected_param){LM_ROOT ".embeddings.weight", c->V, c->D, FLAME_INIT_NORMAL, 0, 0};
+            e = (expected_param){LM_ROOT "." LM_EMBEDDINGS ".weight", c->V, c->D, FLAME_INIT_NORMAL, 0, 0};
             snprintf(name, sizeof name, "%s", e.name);
         } else if (i <= per_layer * c->L) {
             e = layer[(i - 1) % per_layer];

@@ -1,7 +1,10 @@
-# Based (HazyResearch/based): so far its Taylor linear attention, in
-# libbased_kernels.la: the CPU reference, and on CUDA the same attention run
-# through GLA's chunked kernels (libgla_kernels.la) as plain linear attention.
-noinst_LTLIBRARIES += plugins/based/libbased_kernels.la
+# Based (HazyResearch/based's GPTLMHeadModel). libbased_kernels.la holds its
+# Taylor linear attention: the CPU reference, and on CUDA the same attention
+# run through GLA's chunked kernels (libgla_kernels.la) as plain linear
+# attention. libbased.la adds the model and its kernel tables, with the
+# transformer's rotary and attention kernels for the sliding-window layers;
+# based.so is that library as a module, which the tests link as well.
+noinst_LTLIBRARIES += plugins/based/libbased_kernels.la plugins/based/libbased.la
 plugins_based_libbased_kernels_la_SOURCES = plugins/based/based.h plugins/common/recurrence_tasks.h \
 	plugins/based/taylor_attention_cpu.c
 plugins_based_libbased_kernels_la_CPPFLAGS = $(AM_CPPFLAGS)
@@ -16,15 +19,33 @@ endif
 $(BASED_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/based/based.h plugins/based/based_cuda.h \
 	plugins/gla/gla.h plugins/gla/gla_cuda.h
 
-# its tests: forward against the quadratic form in double, backward against
-# that form's finite differences, threads against one thread; (skipping
-# without a GPU) the CUDA attention against the CPU's
+plugins_based_libbased_la_SOURCES = plugins/based/based.c plugins/based/based_kernels.c \
+	plugins/based/based_kernels.h
+plugins_based_libbased_la_LIBADD = plugins/based/libbased_kernels.la \
+	plugins/transformer/libtransformer_kernels.la plugins/common/liblm.la -lm
+
+plugin_LTLIBRARIES += plugins/based/based.la
+plugins_based_based_la_SOURCES =
+plugins_based_based_la_LIBADD = plugins/based/libbased.la
+plugins_based_based_la_LDFLAGS = -module -avoid-version -shared
+
+# its tests: the Taylor attention's forward against the quadratic form in
+# double, its backward against that form's finite differences, threads
+# against one thread; (skipping without a GPU) the CUDA attention against the
+# CPU's; the model against a naive double forward and its finite differences,
+# the presets' parameter counts, the tiny config learning on the CPU
 BASED_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/based
-check_PROGRAMS += tests/test_based_kernels tests/test_based_cuda
-C_TESTS += tests/test_based_kernels tests/test_based_cuda
+check_PROGRAMS += tests/test_based_kernels tests/test_based_cuda tests/test_based_model
+C_TESTS += tests/test_based_kernels tests/test_based_cuda tests/test_based_model
+SHELL_TESTS += tests/test_based_train.sh
 tests_test_based_kernels_SOURCES = tests/test_based_kernels.c tests/reference_testing.h
 tests_test_based_kernels_CPPFLAGS = $(BASED_TEST_CPPFLAGS)
 tests_test_based_kernels_LDADD = plugins/based/libbased_kernels.la -lm
 tests_test_based_cuda_SOURCES = tests/test_based_cuda.c tests/testing.h tests/cuda_testing.h
 tests_test_based_cuda_CPPFLAGS = $(BASED_TEST_CPPFLAGS)
 tests_test_based_cuda_LDADD = plugins/based/libbased_kernels.la libflame.la -lm
+tests_test_based_model_SOURCES = tests/test_based_model.c tests/plugin_testing.h tests/preset_testing.h \
+	tests/kv_config.h
+tests_test_based_model_CPPFLAGS = $(BASED_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
+tests_test_based_model_LDADD = plugins/based/libbased.la libflame.la -lm
+dist_configs_DATA += configs/based-tiny.ini configs/based-360m.ini configs/based-1b.ini

@@ -93,7 +93,8 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
 {
     *b = (lm_model){.ops = ops, .s = *shape};
     int L = shape->L;
-    size_t n = 2 + (size_t)L * shape->per_layer + (shape->tie ? 0 : 1);
+    size_t n = 2 + (size_t)L * shape->per_layer + (shape->tie ? 0 : 1); /* at most */
+    b->layer_first = calloc((size_t)L + 1, sizeof *b->layer_first);
     b->specs = calloc(n, sizeof *b->specs);
     b->w = calloc(n, sizeof *b->w);
     b->dw = calloc(n, sizeof *b->dw);
@@ -101,13 +102,16 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
     b->mid = calloc((size_t)L, sizeof *b->mid);
     b->mlp = calloc((size_t)L, sizeof *b->mlp);
     b->layers = calloc((size_t)L, layer_bytes);
-    if (!b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp || !b->layers)
+    if (!b->layer_first || !b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp || !b->layers)
         return -1;
     char name[FLAME_NAME_MAX];
-    snprintf(name, sizeof name, "%s.embeddings.weight", root(b));
+    snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->embeddings ? shape->embeddings : "embeddings");
     add_param(b, name, shape->V, shape->D, FLAME_INIT_NORMAL, 0);
-    for (int l = 0; l < L; l++)
+    for (int l = 0; l < L; l++) {
+        b->layer_first[l] = b->n_params;
         layer_params(model, l);
+    }
+    b->layer_first[L] = b->n_params;
     snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->final_norm ? shape->final_norm : "norm");
     add_param(b, name, shape->D, 0, FLAME_INIT_ONES, 0);
     if (!shape->tie)
@@ -131,6 +135,13 @@ void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t ro
                               cols != 0);
 }
 
+void lm_model_add_layer_scaled(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
+                               float std)
+{
+    lm_model_add_layer_param(b, l, suffix, rows, cols, FLAME_INIT_NORMAL);
+    b->specs[b->n_params - 1].init_std = std;
+}
+
 static void release_arena(lm_model *b)
 {
     if (b->arena)
@@ -146,6 +157,7 @@ void lm_model_destroy(void *model)
         return;
     if (b->ops)
         release_arena(b);
+    free(b->layer_first);
     free(b->specs);
     free(b->w);
     free(b->dw);
@@ -168,21 +180,36 @@ void *lm_model_create(void *model, const flame_ops *ops, const lm_shape *shape,
     return model;
 }
 
-static int layer_index(const lm_model *b, int l, int p) { return 1 + l * b->s.per_layer + p; }
-static int final_norm_index(const lm_model *b) { return 1 + b->s.L * b->s.per_layer; }
+static int layer_index(const lm_model *b, int l, int p) { return b->layer_first[l] + p; }
+static int final_norm_index(const lm_model *b) { return b->layer_first[b->s.L]; }
 /* with tied embeddings, lm_head is the embedding (index 0) */
 static int lm_head_index(const lm_model *b) { return b->s.tie ? 0 : final_norm_index(b) + 1; }
 
 const void *lm_model_w(const lm_model *b, int l, int p) { return b->w[layer_index(b, l, p)]; }
 float *lm_model_dw(const lm_model *b, int l, int p) { return b->dw[layer_index(b, l, p)]; }
 
+/* fla's: norm, gate, up, down end every layer */
+static lm_mlp_params gate_up_params(const lm_model *b, int l)
+{
+    int p = b->layer_first[l + 1] - 4;
+    lm_mlp_params m = {b->w[p], b->w[p + 1], b->w[p + 2], b->w[p + 3],
+                       b->dw[p], b->dw[p + 1], b->dw[p + 2], b->dw[p + 3]};
+    return m;
+}
+
+/* HazyResearch's: fc1 (up rows, then gate rows), fc2, norm end every layer */
+static lm_mlp_params fc1_params(const lm_model *b, int l)
+{
+    int p = b->layer_first[l + 1] - 3;
+    size_t gate_rows = (size_t)b->s.I * b->s.D; /* the values before the gate's */
+    lm_mlp_params m = {b->w[p + 2], lm_act_at(b->ops, b->w[p], gate_rows), b->w[p], b->w[p + 1],
+                       b->dw[p + 2], b->dw[p] + gate_rows, b->dw[p], b->dw[p + 1]};
+    return m;
+}
+
 lm_mlp_params lm_model_mlp_params(const lm_model *b, int l)
 {
-    int p = b->s.per_layer - 4; /* norm, gate, up, down end every layer */
-    lm_mlp_params m = {lm_model_w(b, l, p), lm_model_w(b, l, p + 1), lm_model_w(b, l, p + 2),
-                       lm_model_w(b, l, p + 3), lm_model_dw(b, l, p), lm_model_dw(b, l, p + 1),
-                       lm_model_dw(b, l, p + 2), lm_model_dw(b, l, p + 3)};
-    return m;
+    return b->s.mlp_layout == LM_MLP_FC1 ? fc1_params(b, l) : gate_up_params(b, l);
 }
 
 lm_head_params lm_model_head_params(const lm_model *b)

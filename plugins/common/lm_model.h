@@ -1,7 +1,7 @@
 /* What every decoder-LM plugin's model holds besides its own token mixer: the
  * op table, the parameter list in fla's order (the embedding, L layers of
- * per_layer tensors whose last four are the MLP's norm, gate, up and down, the
- * final norm, then lm_head unless tied) with the pointers bind() hands in, the
+ * tensors ending with the MLP's (mlp_layout below), the final norm, then
+ * lm_head unless tied) with the pointers bind() hands in, the
  * activation arena with the residual stream, each layer's MLP and the LM head,
  * and the last batch; and the one path from tokens to loss and back:
  *
@@ -18,13 +18,26 @@
 
 #include "lm_parts.h"
 
+/* Where a layer's MLP tensors are: the last ones the layer declares.
+ *  LM_MLP_GATE_UP (fla's): norm, gate [I,D], up [I,D], down [D,I].
+ *  LM_MLP_FC1 (HazyResearch's GatedMlp in a flash-attn Block, whose norm2 is
+ *  registered after the mlp): fc1 [2I,D], fc2 [D,I], norm. fc1's first I rows
+ *  are up (the value), its last I rows the gate (`y, gate = fc1(x).chunk(2)`,
+ *  out = fc2(y·silu(gate))): gate and up are row blocks of one tensor, so the
+ *  MLP's math and its parts (lm_mlp_params) are the same for both. */
+typedef enum lm_mlp_layout { LM_MLP_GATE_UP, LM_MLP_FC1 } lm_mlp_layout;
+
 /* the sizes every decoder LM has */
 typedef struct lm_shape {
+    /* per_layer: the most tensors a layer declares (each declares its own
+     * count: Based's layers differ by their mixer) */
     int L, per_layer, tie, D, V, I; /* I: the MLP's width, 0 for none */
     float eps, init_std;            /* every RMSNorm's epsilon; the normal draws' std */
-    /* the names' first part and the final norm's: NULL for fla's usual
-     * "model" and "norm" (Mamba2: "backbone" and "norm_f") */
-    const char *root, *final_norm;
+    /* the names' first part, the embedding's and the final norm's: NULL for
+     * fla's usual "model", "embeddings" and "norm" (Mamba2: "backbone" and
+     * "norm_f"; Based: "transformer", "embeddings.word_embeddings", "ln_f") */
+    const char *root, *embeddings, *final_norm;
+    lm_mlp_layout mlp_layout;
 } lm_shape;
 
 /* The [model] options every decoder LM declares alike (key, type, default,
@@ -77,6 +90,7 @@ typedef struct lm_model {
     lm_shape s;
     int n_params;
     flame_param_spec *specs;
+    int *layer_first; /* [L+1] each layer's first parameter; then the final norm's */
     const void **w; /* [n_params], from bind(): the compute view */
     float **dw;     /* [n_params], from bind() */
     void *arena;    /* activation memory, one ops->alloc, sized by lm_model_reserve() */
@@ -91,7 +105,7 @@ typedef struct lm_model {
     void *layers;   /* [L] the plugin's own per-layer structs (lm_model_create) */
 } lm_model;
 
-/* Declares layer l's parameters (per_layer calls of lm_model_add_layer_param). */
+/* Declares layer l's parameters (at most per_layer calls of lm_model_add_layer_*). */
 typedef void (*lm_layer_params_fn)(void *model, int l);
 
 /* The end of a plugin's create. model is the plugin's calloc'ed struct (its
@@ -112,10 +126,15 @@ void lm_model_add_layer_param(lm_model *b, int l, const char *suffix, int64_t ro
 /* the same for any tensor: ndim dimensions (shape), init rule and weight decay as given */
 void lm_model_add_layer_tensor(lm_model *b, int l, const char *suffix, int ndim,
                                const int64_t *shape, flame_init_rule init, int decay);
+/* a matrix [rows, cols] with weight decay drawn normal with its own std
+ * (a rescaled output projection) */
+void lm_model_add_layer_scaled(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
+                               float std);
 
-/* parameter p of layer l: its compute view and its gradient */
+/* parameter p of layer l (counting from the layer's first): its compute view and its gradient */
 const void *lm_model_w(const lm_model *b, int l, int p);
 float *lm_model_dw(const lm_model *b, int l, int p);
+/* layer l's MLP as lm_mlp_forward takes it, whatever its mlp_layout */
 lm_mlp_params lm_model_mlp_params(const lm_model *b, int l);
 lm_head_params lm_model_head_params(const lm_model *b);
 

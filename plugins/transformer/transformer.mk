@@ -1,19 +1,24 @@
-# The transformer (fla's TransformerForCausalLM, Llama-style): libtransformer.la
-# holds the plugin's code for both backends; transformer.so is that library as
-# a module, and the tests link it too.
-noinst_LTLIBRARIES += plugins/transformer/libtransformer.la
-plugins_transformer_libtransformer_la_SOURCES = plugins/transformer/transformer.c \
-	plugins/transformer/transformer.h plugins/transformer/rotary_cpu.c \
-	plugins/transformer/attention_cpu.c plugins/transformer/transformer_kernels.c \
-	plugins/transformer/transformer_kernels.h
-plugins_transformer_libtransformer_la_LIBADD = plugins/common/liblm.la -lm
+# The transformer (fla's TransformerForCausalLM, Llama-style).
+# libtransformer_kernels.la holds its rotary and softmax attention for both
+# backends (Based's sliding-window layers link them too); libtransformer.la
+# adds the model, and transformer.so is that library as a module, which the
+# tests link as well.
+noinst_LTLIBRARIES += plugins/transformer/libtransformer_kernels.la plugins/transformer/libtransformer.la
+plugins_transformer_libtransformer_kernels_la_SOURCES = plugins/transformer/transformer.h \
+	plugins/transformer/rotary_cpu.c plugins/transformer/attention_cpu.c \
+	plugins/transformer/transformer_kernels.c plugins/transformer/transformer_kernels.h
+plugins_transformer_libtransformer_kernels_la_LIBADD = -lm
+plugins_transformer_libtransformer_la_SOURCES = plugins/transformer/transformer.c
+plugins_transformer_libtransformer_la_LIBADD = plugins/transformer/libtransformer_kernels.la \
+	plugins/common/liblm.la -lm
+# the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
 TRANSFORMER_CUDA_SRCS = plugins/transformer/rotary_cuda.cu plugins/transformer/attention_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/transformer/libtransformer_cuda.la
 plugins_transformer_libtransformer_cuda_la_SOURCES = $(TRANSFORMER_CUDA_SRCS) \
 	plugins/transformer/transformer_cuda.h plugins/transformer/attention_mma.cuh
 plugins_transformer_libtransformer_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
-plugins_transformer_libtransformer_la_LIBADD += plugins/transformer/libtransformer_cuda.la
+plugins_transformer_libtransformer_kernels_la_LIBADD += plugins/transformer/libtransformer_cuda.la
 endif
 $(TRANSFORMER_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/transformer/transformer.h \
 	plugins/transformer/transformer_cuda.h plugins/transformer/attention_mma.cuh
