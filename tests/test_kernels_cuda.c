@@ -738,6 +738,7 @@ static void run_all(void)
     test_conv1d(300, 1000, 4, 50, 1, 1, 1, 2); /* 2: x aligned to 4 bytes only */
     test_conv1d(300, 1000, 3, 50, 1, 1, 1, 1); /* 1: x not aligned */
     test_conv1d(5000, 2048, 4, 1000, 1, 1, 1, 0); /* Mamba2-340M's x, 4 channels a thread */
+    test_conv1d(5000, 2048, 3, 1, 0, 0, 1, 0);    /* Based's BaseConv; documents of one token */
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)

@@ -17,7 +17,7 @@ static const char usage[] =
     "Times full training steps (forward, backward, gradient clipping, AdamW) of the\n"
     "architecture on random tokens: bench.warmup_steps untimed, then bench.steps\n"
     "timed. Prints tokens/s, ms/step, MFU (the plugin's FLOPs per token against the\n"
-    "bf16 peak measured with one large cuBLASLt product), peak memory and the time\n"
+    "bf16 peak: the data sheet's for known GPUs, else timed), peak memory and the time\n"
     "from process start to the end of the first step. Nothing is read or written.\n"
     "training.device picks the backend (auto: the GPU when there is one).\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad configuration, 4 plugin not loadable.\n"
@@ -92,7 +92,7 @@ static void print_benchmark(const trainer *t, const flame_plugin *plugin, const 
     double tokens_per_s = trainer_tokens_per_step(t) * b->timed_steps / seconds;
     double mfu = trainer_mfu(t, tokens_per_s);
     if (trainer_peak_tflops(t) > 0)
-        printf("device: %s; bf16 peak measured: %.1f TFLOP/s\n", trainer_device(t),
+        printf("device: %s; bf16 peak: %.1f TFLOP/s\n", trainer_device(t),
                trainer_peak_tflops(t));
     else
         printf("device: %s\n", trainer_device(t));
