@@ -11,7 +11,10 @@
  *    alone, a token's dq and dk are 0 up to rounding, its normalizer
  *    cancelling q and k, so it has no scale of its own to compare against), Based-360M's heads (16 of
  *    feature dim 16, values 64) at 2048 tokens, 1B's values (112), and small
- *    odd sizes (F 5, values 7; F 1, values 1) whose rows pad unevenly.
+ *    odd sizes (F 5, values 7; F 1, values 1) whose rows pad unevenly;
+ *  - the whole plugin on the CUDA op table against the same plugin on the
+ *    CPU one (plugin_cuda_testing.h): a hybrid of one BaseConv, one Taylor and
+ *    one sliding-window layer (window 64: 33 keys, shorter than the rows).
  * `test_based_cuda --bench` times forward and backward at Based-360M's layer
  * instead (B 8, T 2048, H 16, F 16, Dv 64; cudaEvent).
  * Without CUDA in the build, or without a usable GPU, it prints
@@ -26,7 +29,7 @@
 
 #include "based.h"
 #include "based_cuda.h"
-#include "cuda_testing.h"
+#include "plugin_cuda_testing.h"
 #include "testing.h"
 
 static void test_taylor(const char *name, const int32_t *cu, int n_seqs, int H, int F, int Dv)
@@ -90,6 +93,23 @@ static void test_all(void)
     test_length(100, 1, 1, 1);
 }
 
+/* layer 0 BaseConv, 1 Taylor (4 heads of feature dim 16, values 32), 2
+ * sliding-window (2 heads of 64) */
+static void test_model(void)
+{
+    kv_config cfg = {.n = 0};
+    const char *keys[][2] = {
+        {"n_embd", "128"},        {"n_layer", "3"},          {"n_inner", "16"},
+        {"vocab_size", "97"},     {"alt_mixer_layers", "1"}, {"alt_mixer_2_layers", "2"},
+        {"feature_dim", "16"},    {"num_heads", "4"},        {"n_head", "2"},
+        {"window_size", "64"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        kv_set(&cfg, keys[i][0], keys[i][1]);
+    printf("model: BaseConv, Taylor, sliding window 64\n");
+    test_model_on_both(&cfg);
+}
+
 static double now_ms(cudaEvent_t start, cudaEvent_t stop)
 {
     float ms = 0;
@@ -145,6 +165,7 @@ int main(int argc, char **argv)
     }
     printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g\n", TOL_BF16);
     test_all();
+    test_model();
     return testing_result("test_based_cuda");
 }
 

@@ -32,7 +32,7 @@ plugins_based_based_la_LDFLAGS = -module -avoid-version -shared
 # its tests: the Taylor attention's forward against the quadratic form in
 # double, its backward against that form's finite differences, threads
 # against one thread; (skipping without a GPU) the CUDA attention against the
-# CPU's; the model against a naive double forward and its finite differences,
+# CPU's, and the whole model on both; the model against a naive double forward and its finite differences,
 # the presets' parameter counts, the tiny config learning on the CPU
 BASED_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/based
 check_PROGRAMS += tests/test_based_kernels tests/test_based_cuda tests/test_based_model
@@ -41,9 +41,10 @@ SHELL_TESTS += tests/test_based_train.sh
 tests_test_based_kernels_SOURCES = tests/test_based_kernels.c tests/reference_testing.h
 tests_test_based_kernels_CPPFLAGS = $(BASED_TEST_CPPFLAGS)
 tests_test_based_kernels_LDADD = plugins/based/libbased_kernels.la -lm
-tests_test_based_cuda_SOURCES = tests/test_based_cuda.c tests/testing.h tests/cuda_testing.h
+tests_test_based_cuda_SOURCES = tests/test_based_cuda.c tests/testing.h tests/cuda_testing.h \
+	tests/plugin_cuda_testing.h tests/kv_config.h
 tests_test_based_cuda_CPPFLAGS = $(BASED_TEST_CPPFLAGS)
-tests_test_based_cuda_LDADD = plugins/based/libbased_kernels.la libflame.la -lm
+tests_test_based_cuda_LDADD = plugins/based/libbased.la libflame.la -lm
 tests_test_based_model_SOURCES = tests/test_based_model.c tests/plugin_testing.h tests/preset_testing.h \
 	tests/kv_config.h
 tests_test_based_model_CPPFLAGS = $(BASED_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
