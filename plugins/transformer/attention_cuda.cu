@@ -137,6 +137,21 @@ static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (
         }
 }
 
+/* a warp's scores of rows r0.. against keys k0.. in log2 units, −inf where
+ * hidden (MASK: the tile has such keys; without, no element is tested) */
+template <bool MASK, int NT>
+static __device__ __forceinline__ void scale_scores(float (&s)[NT][4], int r0, int k0,
+                                                    const attn_args &a)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bool off = MASK && hidden(r0 + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
+            s[j][e] = off ? -INFINITY : s[j][e] * a.scale_log2;
+        }
+}
+
 /* One key tile (keys k0.. of the sequence) for the warp's 16 query rows from
  * `first` (rows m0.. of the block's Q tile). */
 template <int HD>
@@ -148,14 +163,10 @@ static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float
     constexpr int LD = HD + 8, NT = KEYS / 8;
     float s[NT][4] = {};
     warp_mma_shared<NT, HD, false>(s, sq, LD, m0, sk, LD); /* S = Q Kᵀ */
-    bool masked = edge_tile(first, 16, k0, KEYS, a.window);
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            bool off = masked && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
-            s[j][e] = off ? -INFINITY : s[j][e] * a.scale_log2;
-        }
+    if (edge_tile(first, 16, k0, KEYS, a.window))
+        scale_scores<true>(s, first, k0, a);
+    else
+        scale_scores<false>(s, first, k0, a);
     online_softmax(s, m, l, o);
     uint32_t p[NT / 2][4];
     acc_to_a<NT>(p, s);
@@ -291,6 +302,23 @@ static __global__ void row_dots(float *D, const act_t *dout, const act_t *o, int
 
 /* ------------------------------------------------------------------ backward: dk, dv */
 
+/* Pᵀ of the warp's keys first.. against queries qs.. (their lse in log2
+ * units in slse), 0 where hidden (MASK as scale_scores's) */
+template <bool MASK, int NT>
+static __device__ __forceinline__ void transposed_probabilities(float (&pt)[NT][4],
+                                                                const float *slse, int first,
+                                                                int qs, const attn_args &a)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int c = 8 * j + acc_col(e);
+            bool off = MASK && hidden(qs + c, first + acc_row(e), a.window);
+            pt[j][e] = off ? 0.0f : exp2_fast(pt[j][e] * a.scale_log2 - slse[c]);
+        }
+}
+
 /* One query tile (queries qs.. of head hq; lse in log2 units and D of its rows
  * in slse, sD) for the warp's 16 keys from `first` (rows m0 of the K, V tiles). */
 template <int HD, int QT>
@@ -303,15 +331,10 @@ static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (
     constexpr int LD = HD + 8, NT = QT / 8;
     float pt[NT][4] = {};
     warp_mma_shared<NT, HD, false>(pt, sk, LD, m0, sq, LD); /* Sᵀ = K Qᵀ */
-    bool masked = edge_tile(qs, QT, first, 16, a.window);
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int c = 8 * j + acc_col(e);
-            bool off = masked && hidden(qs + c, first + acc_row(e), a.window);
-            pt[j][e] = off ? 0.0f : exp2_fast(pt[j][e] * a.scale_log2 - slse[c]);
-        }
+    if (edge_tile(qs, QT, first, 16, a.window))
+        transposed_probabilities<true>(pt, slse, first, qs, a);
+    else
+        transposed_probabilities<false>(pt, slse, first, qs, a);
     {
         uint32_t pa[NT / 2][4];
         acc_to_a<NT>(pa, pt);
@@ -400,6 +423,24 @@ static __global__ void __launch_bounds__(32 * WARPS)
 
 /* ------------------------------------------------------------------ backward: dq */
 
+/* dS = P ⊙ (dP − D) of the warp's rows first.. against keys k0.., P from the
+ * scores p and the rows' lse (log2 units), 0 where hidden (MASK as
+ * scale_scores's) */
+template <bool MASK, int NT>
+static __device__ __forceinline__ void score_grads(float (&ds)[NT][4], const float (&p)[NT][4],
+                                                   const float (&lse2)[2], const float (&Dr)[2],
+                                                   int first, int k0, const attn_args &a)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bool off = MASK && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
+            float pe = off ? 0.0f : exp2_fast(p[j][e] * a.scale_log2 - lse2[e / 2]);
+            ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
+        }
+}
+
 /* One key tile for the warp's 16 query rows from `first`, whose lse (log2
  * units) and D are lse2, Dr */
 template <int HD>
@@ -412,15 +453,10 @@ static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act
     float p[NT][4] = {}, ds[NT][4] = {};
     warp_mma_shared<NT, HD, false>(p, sq, LD, m0, sk, LD);   /* S = Q Kᵀ */
     warp_mma_shared<NT, HD, false>(ds, sdo, LD, m0, sv, LD); /* dP = dO Vᵀ */
-    bool masked = edge_tile(first, 16, k0, KEYS, a.window);
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            bool off = masked && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
-            float pe = off ? 0.0f : exp2_fast(p[j][e] * a.scale_log2 - lse2[e / 2]);
-            ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
-        }
+    if (edge_tile(first, 16, k0, KEYS, a.window))
+        score_grads<true>(ds, p, lse2, Dr, first, k0, a);
+    else
+        score_grads<false>(ds, p, lse2, Dr, first, k0, a);
     uint32_t da[NT / 2][4];
     acc_to_a<NT>(da, ds);
     warp_mma_regs<HD / 8, NT / 2, true>(dq, da, sk, LD); /* dQ += dS K (scaled at the end) */
