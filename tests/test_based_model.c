@@ -377,6 +377,8 @@ static void test_create(void)
         {"alt_mixer_layers", "1, 4", "alt_mixer_layers"},     /* layer 4 of 4 */
         {"alt_mixer_layers", "-1", "alt_mixer_layers"},
         {"alt_mixer_layers", "1x", "alt_mixer_layers"},
+        {"alt_mixer_layers", "1.5", "alt_mixer_layers"},
+        {"alt_mixer_layers", "99999999999999999999", "alt_mixer_layers"}, /* past a long */
         {"alt_mixer_layers", "1 1", "alt_mixer_layers: layer 1 is listed twice"},
         {"alt_mixer_2_layers", "1", "alt_mixer_2_layers: layer 1 is in alt_mixer_layers too"},
         {"n_head", "3", "n_head"},

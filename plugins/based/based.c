@@ -745,9 +745,6 @@ static void based_backward(void *model) { lm_model_backward(model, mixer_backwar
 
 /* ------------------------------------------------------------------ the rest */
 
-/* the Taylor kernel's features of a query or key: 1, x, and x ⊗ x's pairs a ≤ b */
-static double taylor_features(int F) { return 1.0 + F + F * (F + 1) / 2.0; }
-
 /* 6 FLOPs per weight of every matmul (2 forward, 4 backward), lm_head
  * included even when tied, the embedding lookup excluded; plus per token and
  * layer what is not a matmul:
@@ -771,7 +768,7 @@ static double based_flops_per_token(const void *model, int T)
             other += 6.0 * c->K * c->E;
         } else if (m->kind[l] == MIX_TAYLOR) {
             weights += 2.0 * c->Ht * c->F * D + 2.0 * D * D;
-            other += 14.0 * taylor_features(c->F) * D;
+            other += 14.0 * (double)based_taylor_feature_count(c->F) * D;
         } else {
             weights += 4.0 * D * D;
             other += 12.0 * D * (T < c->window ? T : c->window);

@@ -36,6 +36,15 @@ typedef struct based_dims {
  * with phi(q)·phi(k) = K, and y_i = phi(q_i)ᵀS / (phi(q_i)·z + eps): time
  * linear in n. */
 
+/* phi's packed features of one vector, 1 + F + F(F+1)/2, and its weights:
+ * the linear part F^(−1/4), the squares 1/sqrt(2F), the pairs a < b 1/sqrt(F)
+ * (one map for the CPU kernel and the CUDA one) */
+size_t based_taylor_feature_count(int F);
+typedef struct taylor_weights {
+    float lin, diag, off;
+} taylor_weights;
+taylor_weights based_taylor_weights(int F);
+
 /* the workers the kernels may run in parallel, and the floats each needs in
  * `work`; max_len bounds the longest document (n will do) */
 int based_taylor_max_workers(void);

@@ -35,20 +35,20 @@
 #include "../common/recurrence_tasks.h"
 
 /* D: the packed features of one vector */
-static size_t feature_count(int F) { return 1 + (size_t)F + (size_t)F * (F + 1) / 2; }
+size_t based_taylor_feature_count(int F) { return 1 + (size_t)F + (size_t)F * (F + 1) / 2; }
 
 int based_taylor_max_workers(void) { return recurrence_max_workers(); }
 
 /* S, z and the features of a key and a query */
 size_t based_taylor_forward_work_floats(int F, int Dv)
 {
-    return feature_count(F) * ((size_t)Dv + 3);
+    return based_taylor_feature_count(F) * ((size_t)Dv + 3);
 }
 
 /* the forward's, a gradient of features, then b_i and β_i per token */
 size_t based_taylor_backward_work_floats(int F, int Dv, int max_len)
 {
-    return feature_count(F) * ((size_t)Dv + 4) + 2 * (size_t)max_len;
+    return based_taylor_feature_count(F) * ((size_t)Dv + 4) + 2 * (size_t)max_len;
 }
 
 /* where token t's head h reads q and k, and v (and y) */
@@ -56,11 +56,7 @@ static size_t qk_at(const based_dims *d, int t, int h) { return ((size_t)t * d->
 static size_t v_at(const based_dims *d, int t, int h) { return ((size_t)t * d->H + h) * d->Dv; }
 
 /* the weights of phi: the linear part, the squares, the products of pairs */
-typedef struct taylor_weights {
-    float lin, diag, off;
-} taylor_weights;
-
-static taylor_weights weights_of(int F)
+taylor_weights based_taylor_weights(int F)
 {
     taylor_weights w = {(float)pow(F, -0.25), (float)(1 / sqrt(2.0 * F)), (float)(1 / sqrt(F))};
     return w;
@@ -69,7 +65,7 @@ static taylor_weights weights_of(int F)
 /* phi(x), packed: 1, then x, then the pairs a ≤ b row by row */
 static void features(float *phi, const float *x, int F)
 {
-    taylor_weights w = weights_of(F);
+    taylor_weights w = based_taylor_weights(F);
     float *pair = phi + 1 + F;
     phi[0] = 1.0f;
     for (int a = 0; a < F; a++) {
@@ -83,7 +79,7 @@ static void features(float *phi, const float *x, int F)
 /* dx = (∂phi/∂x)ᵀ dphi, in the order features() packs the pairs */
 static void features_backward(float *dx, const float *dphi, const float *x, int F)
 {
-    taylor_weights w = weights_of(F);
+    taylor_weights w = based_taylor_weights(F);
     const float *pair = dphi + 1 + F;
     for (int a = 0; a < F; a++)
         dx[a] = w.lin * dphi[1 + a];
@@ -135,7 +131,7 @@ static void times(float *out, const float *S, const float *v, size_t D, int Dv)
 /* the running sums: S += f vᵀ, z += f, with f = phi(k) */
 static void add_key(float *S, float *z, float *f, const float *k, const float *v, int F, int Dv)
 {
-    size_t D = feature_count(F);
+    size_t D = based_taylor_feature_count(F);
     features(f, k, F);
     add_outer(S, f, v, 1.0f, D, Dv);
     for (size_t r = 0; r < D; r++)
@@ -148,7 +144,7 @@ static void forward_task(float *y, const float *q, const float *k, const float *
                          const based_dims *d, recurrence_task tk, float *work)
 {
     int F = d->F, Dv = d->Dv;
-    size_t D = feature_count(F);
+    size_t D = based_taylor_feature_count(F);
     float *S = work, *z = S + D * Dv, *f = z + D, *g = f + D;
     memset(S, 0, D * ((size_t)Dv + 1) * sizeof *S); /* S and z */
     for (int t = tk.t_begin; t < tk.t_end; t++) {
@@ -179,7 +175,7 @@ void based_taylor_forward_cpu(float *y, const float *q, const float *k, const fl
                               const based_dims *d, float *work, int n_work)
 {
     taylor_io io = {.y = y, .q = q, .k = k, .v = v, .d = d};
-    recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)feature_count(d->F) * d->Dv, n_work, work,
+    recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)based_taylor_feature_count(d->F) * d->Dv, n_work, work,
                    based_taylor_forward_work_floats(d->F, d->Dv), forward_one, &io);
 }
 
@@ -194,7 +190,7 @@ typedef struct backward_work {
 
 static backward_work backward_work_of(float *work, const based_dims *d, int len)
 {
-    size_t D = feature_count(d->F);
+    size_t D = based_taylor_feature_count(d->F);
     backward_work w;
     w.S = work, w.z = w.S + D * d->Dv;
     w.f = w.z + D, w.g = w.f + D, w.dphi = w.g + D;
@@ -207,7 +203,7 @@ static void query_pass(const taylor_io *io, const based_dims *d, recurrence_task
                        backward_work w)
 {
     int F = d->F, Dv = d->Dv;
-    size_t D = feature_count(F);
+    size_t D = based_taylor_feature_count(F);
     memset(w.S, 0, D * ((size_t)Dv + 1) * sizeof *w.S); /* S and z */
     for (int t = tk.t_begin; t < tk.t_end; t++) {
         size_t qo = qk_at(d, t, tk.h), vo = v_at(d, t, tk.h);
@@ -228,7 +224,7 @@ static void key_pass(const taylor_io *io, const based_dims *d, recurrence_task t
                      backward_work w)
 {
     int F = d->F, Dv = d->Dv;
-    size_t D = feature_count(F);
+    size_t D = based_taylor_feature_count(F);
     float *G = w.S, *h = w.z;
     memset(G, 0, D * ((size_t)Dv + 1) * sizeof *G); /* G and h */
     for (int t = tk.t_end - 1; t >= tk.t_begin; t--) {
@@ -271,7 +267,7 @@ void based_taylor_backward_cpu(float *dq, float *dk, float *dv, const float *dy,
                                int n_work)
 {
     taylor_io io = {.dq = dq, .dk = dk, .dv = dv, .dy = dy, .q = q, .k = k, .v = v, .d = d};
-    recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)feature_count(d->F) * d->Dv, n_work, work,
+    recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)based_taylor_feature_count(d->F) * d->Dv, n_work, work,
                    based_taylor_backward_work_floats(d->F, d->Dv, longest_document(d)), backward_one,
                    &io);
 }

@@ -20,20 +20,9 @@
 #include "../gla/gla_cuda.h"
 
 /* widths of the padded rows */
-static int feature_count(int F) { return 1 + F + F * (F + 1) / 2; }
-static int features_width(int F) { return (feature_count(F) + 7) / 8 * 8; }
+static int features_width(int F) { return ((int)based_taylor_feature_count(F) + 7) / 8 * 8; }
 static int values_width(int Dv) { return (Dv + 1 + 7) / 8 * 8; }
 
-/* the weights of phi (as taylor_attention_cpu.c): the linear part, the
- * squares, the products of pairs a < b */
-struct taylor_weights {
-    float lin, diag, off;
-};
-
-static taylor_weights weights_of(int F)
-{
-    return taylor_weights{(float)pow(F, -0.25), (float)(1 / sqrt(2.0 * F)), (float)(1 / sqrt(F))};
-}
 
 /* the pair (a, b), a ≤ b, of packed pair index p (pairs a ≤ b row by row) */
 static __device__ void pair_of(int p, int F, int &a, int &b)
@@ -47,13 +36,12 @@ static __device__ void pair_of(int p, int F, int &a, int &b)
 /* the packed pair index of a ≤ b */
 static __device__ int pair_index(int a, int b, int F) { return a * F - a * (a - 1) / 2 + (b - a); }
 
-/* phi of rows of F values into rows of `width`, zeros past the features */
-static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, int width,
-                                taylor_weights w)
+/* phi of rows of F values into rows of `width`, zeros past its `count` features */
+static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, int count,
+                                int width, taylor_weights w)
 {
     size_t total = rows * width;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         size_t r = i / width;
         int c = (int)(i % width);
         const act_t *xr = x + r * F;
@@ -62,7 +50,7 @@ static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, 
             v = 1.0f;
         } else if (c <= F) {
             v = w.lin * to_f32(xr[c - 1]);
-        } else if (c < 1 + F + F * (F + 1) / 2) {
+        } else if (c < count) {
             int a, b;
             pair_of(c - 1 - F, F, a, b);
             v = (a == b ? w.diag : w.off) * to_f32(xr[a]) * to_f32(xr[b]);
@@ -76,8 +64,7 @@ static __global__ void features_backward(act_t *dx, const act_t *dphi, const act
                                          size_t rows, int F, int width, taylor_weights w)
 {
     size_t total = rows * F;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         size_t r = i / F;
         int a = (int)(i % F);
         const act_t *xr = x + r * F, *dr = dphi + r * width;
@@ -96,8 +83,7 @@ static __global__ void features_backward(act_t *dx, const act_t *dphi, const act
 static __global__ void values_with_ones(act_t *vp, const act_t *v, size_t rows, int Dv, int width)
 {
     size_t total = rows * width;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         size_t r = i / width;
         int c = (int)(i % width);
         vp[i] = c < Dv ? v[r * Dv + c] : __float2bfloat16_rn(c == Dv ? 1.0f : 0.0f);
@@ -108,8 +94,7 @@ static __global__ void values_with_ones(act_t *vp, const act_t *v, size_t rows, 
 static __global__ void values_only(act_t *v, const act_t *vp, size_t rows, int Dv, int width)
 {
     size_t total = rows * Dv;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE_LOOP(i, total)
         v[i] = vp[i / Dv * width + i % Dv];
 }
 
@@ -117,8 +102,7 @@ static __global__ void values_only(act_t *v, const act_t *vp, size_t rows, int D
 static __global__ void normalize(act_t *y, const act_t *o, size_t rows, int Dv, int width)
 {
     size_t total = rows * Dv;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, total) {
         const act_t *orow = o + i / Dv * width;
         y[i] = __float2bfloat16_rn(to_f32(orow[i % Dv]) / (to_f32(orow[Dv]) + BASED_TAYLOR_EPS));
     }
@@ -145,13 +129,6 @@ static __global__ void normalize_backward(act_t *d_o, const act_t *dy, const act
         dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     for (int c = Dv + lane; c < width; c += 32)
         drow[c] = __float2bfloat16_rn(c == Dv ? -dot / (b * b) : 0.0f);
-}
-
-/* blocks for a grid-stride loop over `count` elements */
-static int blocks_for(size_t count)
-{
-    size_t b = (count + CUDA_BLOCK - 1) / CUDA_BLOCK;
-    return (int)(b < 65536 ? b : 65536);
 }
 
 /* the buffers of a call in `work`: bf16 rows of n·H (token, head) pairs */
@@ -214,12 +191,13 @@ static void recurrence_forward(const taylor_layout &l, const void *q, const void
 {
     size_t rows = (size_t)n * d->H;
     int wf = features_width(d->F), wv = values_width(d->Dv);
-    taylor_weights w = weights_of(d->F);
-    features<<<blocks_for(rows * wf), CUDA_BLOCK>>>(l.phq, static_cast<const act_t *>(q), rows,
-                                                    d->F, wf, w);
-    features<<<blocks_for(rows * wf), CUDA_BLOCK>>>(l.phk, static_cast<const act_t *>(k), rows,
-                                                    d->F, wf, w);
-    values_with_ones<<<blocks_for(rows * wv), CUDA_BLOCK>>>(l.vp, static_cast<const act_t *>(v),
+    int count = (int)based_taylor_feature_count(d->F);
+    taylor_weights w = based_taylor_weights(d->F);
+    features<<<cuda_grid(rows * wf), CUDA_BLOCK>>>(l.phq, static_cast<const act_t *>(q), rows,
+                                                    d->F, count, wf, w);
+    features<<<cuda_grid(rows * wf), CUDA_BLOCK>>>(l.phk, static_cast<const act_t *>(k), rows,
+                                                    d->F, count, wf, w);
+    values_with_ones<<<cuda_grid(rows * wv), CUDA_BLOCK>>>(l.vp, static_cast<const act_t *>(v),
                                                             rows, d->Dv, wv);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaMemsetAsync(l.gk, 0, rows * wf * sizeof(act_t), 0));
@@ -248,7 +226,7 @@ void based_taylor_forward_cuda(void *y, const void *q, const void *k, const void
     size_t rows;
     if (!run_recurrence(&l, &rows, q, k, v, d, work))
         return;
-    normalize<<<blocks_for(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(y), l.o, rows, d->Dv,
+    normalize<<<cuda_grid(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(y), l.o, rows, d->Dv,
                                                         values_width(d->Dv));
     CUDA_CHECK_LAUNCH();
 }
@@ -267,12 +245,12 @@ void based_taylor_backward_cuda(void *dq, void *dk, void *dv, const void *dy, co
     gla_recurrence_dims g = gla_dims(d);
     gla_recurrence_backward_cuda(l.dphq, l.dphk, l.dvp, l.dgk, l.d_o, l.phq, l.phk, l.vp, l.gk,
                                  l.checkpoints, &g, l.gla_work, 1);
-    taylor_weights w = weights_of(d->F);
-    features_backward<<<blocks_for(rows * d->F), CUDA_BLOCK>>>(
+    taylor_weights w = based_taylor_weights(d->F);
+    features_backward<<<cuda_grid(rows * d->F), CUDA_BLOCK>>>(
         static_cast<act_t *>(dq), l.dphq, static_cast<const act_t *>(q), rows, d->F, wf, w);
-    features_backward<<<blocks_for(rows * d->F), CUDA_BLOCK>>>(
+    features_backward<<<cuda_grid(rows * d->F), CUDA_BLOCK>>>(
         static_cast<act_t *>(dk), l.dphk, static_cast<const act_t *>(k), rows, d->F, wf, w);
-    values_only<<<blocks_for(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(dv), l.dvp, rows,
+    values_only<<<cuda_grid(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(dv), l.dvp, rows,
                                                           d->Dv, wv);
     CUDA_CHECK_LAUNCH();
 }

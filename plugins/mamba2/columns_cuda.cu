@@ -18,8 +18,7 @@ template <int VEC, bool TO_WHOLE>
 static __global__ void copy_columns(act_t *whole, column_parts parts, int n)
 {
     size_t per_row = parts.total / VEC, units = (size_t)n * per_row;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < units;
-         i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE_LOOP(i, units) {
         size_t row = i / per_row;
         int col = (int)(i % per_row) * VEC, k = 0, start = 0;
         while (col >= start + parts.w[k])
@@ -49,7 +48,7 @@ static void copy_columns_cuda(void *whole, void *const *parts, const int *widths
     size_t units = (size_t)n * cp.total / (vec ? 8 : 1);
     if (units == 0)
         return;
-    int blocks = (int)((units + CUDA_BLOCK - 1) / CUDA_BLOCK < 65536 ? (units + CUDA_BLOCK - 1) / CUDA_BLOCK : 65536);
+    unsigned blocks = cuda_grid(units);
     act_t *w = static_cast<act_t *>(whole);
     if (vec && to_whole)
         copy_columns<8, true><<<blocks, CUDA_BLOCK>>>(w, cp, n);
