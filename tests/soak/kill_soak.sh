@@ -26,7 +26,7 @@ exec_or_run() { "$@"; }
 metrics() { sed -E 's/, "(tokens_per_s|mfu|mem_gib)": [^,}]*//g' "$1"; }
 now_ms() { date +%s%3N; }
 
-newest() { ls "$1/checkpoint" 2>/dev/null | sed -n 's/^step-//p' | sort -n | tail -n 1; }
+newest() { ls "$1/checkpoint" 2>/dev/null | sed -n 's/^step-//p' | sort -n | tail -n 1 | grep . || echo 0; }
 
 start=$(now_ms)
 train "$SCRATCH/whole" >"$SCRATCH/log" 2>&1 || { fail "the uninterrupted run failed"; cat "$SCRATCH/log" >&2; finish; }
@@ -40,14 +40,16 @@ echo "uninterrupted run: $((step_ms * 40)) ms; $kills kills (SOAK_SEED=${SOAK_SE
 run="$SCRATCH/killed"
 landed=0 mid_write=0
 while [ "$landed" -lt "$kills" ]; do
-    from=$(newest "$run"); from=${from:-0}
+    from=$(newest "$run")
     ahead=$((2 * (38 - from) / (kills - landed + 1)))
     target=$((from + RANDOM % (ahead + 1)))
     delay=$((RANDOM % step_ms))
     touch "$SCRATCH/launch"
     (exec_or_run() { exec "$@"; }; train "$run") >"$SCRATCH/log" 2>&1 &
     pid=$!
-    while kill -0 "$pid" 2>/dev/null && [ "$target" -gt 0 ] && [ ! -e "$run/checkpoint/step-$target/trainer.json" ]; do
+    # Wait on the newest step, not on step-$target itself: keep_latest_k may
+    # delete that folder between two looks on a busy machine.
+    while kill -0 "$pid" 2>/dev/null && [ "$target" -gt 0 ] && [ "$(newest "$run")" -lt "$target" ]; do
         sleep 0.005
     done
     sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
