@@ -1,8 +1,8 @@
 /* The configuration store as a tool builds it, for tests and fuzz harnesses
  * that have no plugin: the core's sections and a small [model] section, with
  * Hugging Face formats: the plugin's own, and a foreign one whose config keys
- * are named otherwise, nested, or accepted only with one value (one of them
- * holding Python's word for an infinite float). */
+ * are named otherwise, nested, given two names, or accepted only with one
+ * value (one of them holding Python's word for an infinite float). */
 #ifndef FLAME_FAKE_MODEL_CONFIG_H
 #define FLAME_FAKE_MODEL_CONFIG_H
 
@@ -24,10 +24,11 @@ static const flame_hf_key fake_foreign_keys[] = {
     {"bias", NULL, "false"},
     {"dropout", NULL, NULL},
     {"limit", NULL, "[0.0, Infinity]"},
+    {"size.width", "hidden_size", NULL}, /* a second name: both must agree */
 };
 static const flame_hf_format FAKE_FORMATS[] = {
     {"gla", "GLAForCausalLM", NULL, 0, NULL, 0},
-    {"foreign", "ForeignForCausalLM", fake_foreign_keys, 6, NULL, 0},
+    {"foreign", "ForeignForCausalLM", fake_foreign_keys, 7, NULL, 0},
 };
 enum { N_FAKE_FORMATS = 2 };
 

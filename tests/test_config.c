@@ -316,9 +316,24 @@ static void test_json_format_keys(void)
           config_get_string(cfg, "model", "attn_mode"));
     config_destroy(cfg);
 
+    /* two names of one key that agree; a list of whole numbers into a string */
+    p = write_file("lists.json", "{\"model_type\": \"foreign\", \"width\": 32, \"size\": {\"width\": 32},\n"
+                                 " \"attn_mode\": [1, 6, 11]}\n");
+    cfg = fake_model_config();
+    rc = config_load_model_file(cfg, p, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
+    CHECK(rc == 0, "two names that agree, a list: %s", err);
+    CHECK(config_get_int(cfg, "model", "hidden_size") == 32, "width and size.width as hidden_size");
+    CHECK(strcmp(config_get_string(cfg, "model", "attn_mode"), "1, 6, 11") == 0,
+          "a list read as its numbers separated by commas: %s", config_get_string(cfg, "model", "attn_mode"));
+    config_destroy(cfg);
+
     static const struct {
         const char *file, *text, *want1, *want2;
     } bad[] = {
+        {"disagree.json", "{\"model_type\": \"foreign\", \"width\": 32,\n\"size\": {\"width\": 48}}",
+         "disagree.json:", "size.width = 48, but an earlier key gave [model] hidden_size = 32"},
+        {"words.json", "{\"model_type\": \"foreign\",\n\"attn_mode\": [1, \"two\"]}", "words.json:2:",
+         "expected a string or a list of whole numbers"},
         {"only.json", "{\"model_type\": \"foreign\",\n\"bias\": true}", "only.json:2:",
          "bias = true: only false"},
         {"nested.json", "{\"model_type\": \"foreign\",\n\"rope\": {\"kind\": \"yarn\"}}",

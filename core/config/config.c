@@ -790,10 +790,28 @@ static int is_generic_key(const char *key)
     return 0;
 }
 
+/* A list of whole numbers (HazyResearch's alt_mixer_layers: [1, 6, 11]) as
+ * the text a string option takes, "1, 6, 11"; 0 when v is another list. */
+static int json_list_text(json_t *v, char *text, size_t n)
+{
+    size_t at = 0, i;
+    json_t *item;
+    text[0] = '\0';
+    json_array_foreach(v, i, item) {
+        if (!json_is_integer(item))
+            return 0;
+        int w = snprintf(text + at, n - at, "%s%lld", i ? ", " : "", (long long)json_integer_value(item));
+        if (w < 0 || (size_t)w >= n - at)
+            return 0;
+        at += (size_t)w;
+    }
+    return 1;
+}
+
 static int json_set(section *sec, entry *e, json_t *v, const char *source, int line, char *err,
                     size_t err_len)
 {
-    char text[64];
+    char text[64], list[1024];
     value parsed;
     const char *t = text;
     int ok = 1;
@@ -831,12 +849,15 @@ static int json_set(section *sec, entry *e, json_t *v, const char *source, int l
         t = parsed.b ? "true" : "false";
         break;
     default:
-        if (!json_is_string(v)) {
-            ok = 0;
-            break;
-        }
         parsed.i = 0;
-        t = json_string_value(v);
+        if (json_is_array(v)) {
+            ok = json_list_text(v, list, sizeof list);
+            t = list;
+        } else if (!json_is_string(v)) {
+            ok = 0;
+        } else {
+            t = json_string_value(v);
+        }
         break;
     }
     if (!ok) {
@@ -851,7 +872,9 @@ static int json_set(section *sec, entry *e, json_t *v, const char *source, int l
                 *p = ' ';
         free(dump);
         return fail(err, err_len, "%s: [%s] %s = %s: %s", where(source, line, w, sizeof w),
-                    sec->name, e->opt->key, shown, expected(e->opt->type));
+                    sec->name, e->opt->key, shown,
+                    e->opt->type == FLAME_TYPE_STRING ? "expected a string or a list of whole numbers"
+                                                      : expected(e->opt->type));
     }
     store(e, t, parsed, PRIO_MODEL_FILE, source, line);
     return 0;
@@ -904,6 +927,21 @@ static int check_only(json_reader *r, const flame_hf_key *k, json_t *v, int line
                 where(r->source, line, w, sizeof w), k->hf, shown, k->only);
 }
 
+/* Sets e from v; two keys of the file that set the same [model] key (Based's
+ * alt_mixer.feature_dim and its feature map's input_dim) must agree. */
+static int set_once(json_reader *r, entry *e, json_t *v, const char *key, int line)
+{
+    int earlier = e->has_value && e->priority == PRIO_MODEL_FILE && e->source == r->source;
+    char *before = earlier ? xstrdup(e->text) : NULL, w[4200], q[200], b[200];
+    int rc = json_set(r->model, e, v, r->source, line, r->err, r->err_len);
+    if (rc == 0 && before && strcmp(before, e->text) != 0)
+        rc = fail(r->err, r->err_len, "%s: %s = %s, but an earlier key gave [model] %s = %s",
+                  where(r->source, line, w, sizeof w), key, shown(e->text, q, sizeof q),
+                  e->opt->key, shown(before, b, sizeof b));
+    free(before);
+    return rc;
+}
+
 static int read_json_object(json_reader *r, json_t *obj, const char *prefix)
 {
     const char *key;
@@ -937,8 +975,7 @@ static int read_json_object(json_reader *r, json_t *obj, const char *prefix)
             return fail(r->err, r->err_len, "%s: unknown key [model] %s%s",
                         where(r->source, line, w, sizeof w), shown(full, q, sizeof q), hint);
         }
-        if (!json_is_null(v) &&
-            json_set(r->model, e, v, r->source, line, r->err, r->err_len))
+        if (!json_is_null(v) && set_once(r, e, v, full, line))
             return -1;
     }
     return 0;
