@@ -29,6 +29,32 @@ static const char HELP[] =
     "3 a damaged checkpoint, or one that is not the model's; 4 the plugin cannot\n"
     "be loaded or declares no Hugging Face identity.\n";
 
+/* A [model] string that is a list of whole numbers (alt_mixer_layers = 1, 6,
+ * 11; a list in config.json is read as that text) as the JSON list; any other
+ * string as itself. */
+static json_t *json_of_text(const char *text)
+{
+    json_t *list = json_array();
+    const char *p = text + strspn(text, " \t");
+    int bracketed = *p == '[';
+    p += bracketed;
+    for (;;) {
+        p += strspn(p, ", \t");
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p)
+            break;
+        json_array_append_new(list, json_integer(v));
+        p = end;
+    }
+    if (bracketed && *p == ']')
+        p += 1 + strspn(p + 1, " \t"), bracketed = 0;
+    if (json_array_size(list) > 0 && *p == '\0' && !bracketed)
+        return list;
+    json_decref(list);
+    return json_string(text);
+}
+
 /* a [model] option's value as JSON */
 static json_t *json_of_option(const flame_config *cfg, const flame_option *o)
 {
@@ -40,28 +66,72 @@ static json_t *json_of_option(const flame_config *cfg, const flame_option *o)
     case FLAME_TYPE_BOOL:
         return json_boolean(config_get_bool(cfg, "model", o->key));
     default:
-        return json_string(config_get_string(cfg, "model", o->key));
+        return json_of_text(config_get_string(cfg, "model", o->key));
     }
 }
 
-/* the config.json key of a [model] key in format f */
-static const char *hf_key(const flame_hf_format *f, const char *model_key)
+/* Sets config[a][b][c] = v for the key "a.b.c" (a key inside nested objects,
+ * as HazyResearch's mixer settings are), making the objects on the way. */
+static void set_path(json_t *config, const char *key, json_t *v)
 {
-    for (int i = 0; i < f->n_keys; i++)
-        if (f->keys[i].model && strcmp(f->keys[i].model, model_key) == 0)
-            return f->keys[i].hf;
-    return model_key;
+    const char *dot;
+    while ((dot = strchr(key, '.')) != NULL) {
+        char part[256];
+        snprintf(part, sizeof part, "%.*s", (int)(dot - key), key);
+        json_t *inner = json_object_get(config, part);
+        if (!json_is_object(inner)) {
+            inner = json_object();
+            json_object_set_new(config, part, inner);
+        }
+        config = inner;
+        key = dot + 1;
+    }
+    json_object_set_new(config, key, v);
 }
 
-/* config.json of the plugin's own format: every [model] option that has a value */
+/* a [model] key under every config.json key format f gives it (Based's
+ * feature_dim is both alt_mixer.feature_dim and its feature map's input_dim),
+ * or under its own name when f gives it none */
+static void set_option(json_t *config, const flame_hf_format *f, const char *model_key, json_t *v)
+{
+    int named = 0;
+    for (int i = 0; i < f->n_keys; i++)
+        if (f->keys[i].model && strcmp(f->keys[i].model, model_key) == 0) {
+            set_path(config, f->keys[i].hf, json_deep_copy(v));
+            named = 1;
+        }
+    if (!named)
+        set_path(config, model_key, json_incref(v));
+    json_decref(v);
+}
+
+/* the keys format f fixes at one value, written as that value (the class a
+ * HazyResearch mixer is built from, say); a value JSON cannot hold (Python's
+ * Infinity) is left out, as the reader's default is that value */
+static void set_fixed_keys(json_t *config, const flame_hf_format *f)
+{
+    for (int i = 0; i < f->n_keys; i++) {
+        if (f->keys[i].model || !f->keys[i].only)
+            continue;
+        json_t *v = json_loads(f->keys[i].only, JSON_DECODE_ANY, NULL);
+        if (v && !json_is_null(v))
+            set_path(config, f->keys[i].hf, v);
+        else
+            json_decref(v);
+    }
+}
+
+/* config.json of the plugin's own format: every [model] option that has a
+ * value, and the values the format fixes */
 static json_t *make_config(const convert_model *m, const char *dtype)
 {
     const flame_hf_format *f = &m->plugin->hf_formats[0];
     json_t *config = json_object();
+    set_fixed_keys(config, f);
     for (int i = 0; i < m->plugin->n_options; i++) {
         const flame_option *o = &m->plugin->options[i];
         if (config_is_set(m->cfg, "model", o->key))
-            json_object_set_new(config, hf_key(f, o->key), json_of_option(m->cfg, o));
+            set_option(config, f, o->key, json_of_option(m->cfg, o));
     }
     json_object_set_new(config, "architectures", json_pack("[s]", f->architecture));
     json_object_set_new(config, "model_type", json_string(f->model_type));
