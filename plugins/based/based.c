@@ -86,6 +86,8 @@ static const flame_option based_options[] = {
     {"max_position_embeddings", FLAME_TYPE_INT, "0", "learned positions (only 0: none)", 0},
     {"residual_in_fp32", FLAME_TYPE_BOOL, NULL,
      "accepted: the residual stream is kept in the activation type", 1},
+    {"l_max", FLAME_TYPE_INT, "2048",
+     "the sequence length HazyResearch's BaseConv and Taylor layers are built with (kept, unused)", 1},
     {"kernel_sizes", FLAME_TYPE_INT, NULL,
      "the yaml's spelling, which HazyResearch's BaseConv ignores (kernel_size is read)", 1},
 };
@@ -777,6 +779,70 @@ static double based_flops_per_token(const void *model, int T)
     return 6.0 * weights + other;
 }
 
+/* HazyResearch's config.json: GPT2Config's keys and the three mixers' settings
+ * as objects (each built from its _target_ class). Settings flame has fixed
+ * are accepted at its values only; those that do not change the model
+ * (dropout, sequence lengths, fused-kernel switches, the Taylor kernel's
+ * implementation, whose eps differs by 1e-6) at any value. */
+#define MIXER "based.models.mixers."
+static const flame_hf_key based_keys[] = {
+    {"mixer._target_", NULL, "\"" MIXER "convolution.BaseConv\""},
+    {"mixer.use_bias", NULL, "true"},
+    {"mixer.expand_proj", "expand_proj", NULL},
+    {"mixer.kernel_size", "kernel_size", NULL},
+    {"mixer.kernel_sizes", "kernel_sizes", NULL},
+    {"mixer.l_max", "l_max", NULL},
+    {"alt_mixer._target_", NULL, "\"" MIXER "linear_attention.LinearAttention\""},
+    {"alt_mixer.feature_map._target_", NULL, "\"" MIXER "linear_attention.TaylorExp\""},
+    {"alt_mixer.feature_map.input_dim", "feature_dim", NULL},
+    {"alt_mixer.feature_dim", "feature_dim", NULL},
+    {"alt_mixer.num_heads", "num_heads", NULL},
+    {"alt_mixer.l_max", "l_max", NULL},
+    {"alt_mixer.eps", NULL, NULL},
+    {"alt_mixer.parallel_implementation", NULL, NULL},
+    {"alt_mixer_2._target_", NULL, "\"" MIXER "slide_attention.SlidingAttention\""},
+    {"alt_mixer_2.window_size", "window_size", NULL},
+    {"alt_mixer_2.causal", NULL, "true"},
+    {"alt_mixer_2.num_heads", NULL, NULL}, /* gpt.py replaces it with n_head */
+    {"alt_mixer_2.l_max", NULL, NULL},
+    {"mlp_type", NULL, "\"base\""},
+    {"prenorm", NULL, "true"},
+    {"parallel_block", NULL, "false"},
+    {"lm_head_bias", NULL, "false"},
+    {"scale_attn_weights", NULL, "true"},
+    {"scale_attn_by_inverse_layer_idx", NULL, "false"},
+    {"n_positions", NULL, NULL},
+    {"n_ctx", NULL, NULL},
+    {"attn_pdrop", NULL, NULL},
+    {"embd_pdrop", NULL, NULL},
+    {"resid_pdrop", NULL, NULL},
+    {"summary_type", NULL, NULL},
+    {"summary_use_proj", NULL, NULL},
+    {"summary_activation", NULL, NULL},
+    {"summary_proj_to_labels", NULL, NULL},
+    {"summary_first_dropout", NULL, NULL},
+    {"reorder_and_upcast_attn", NULL, NULL},
+    {"use_cache", NULL, NULL},
+    {"bos_token_id", NULL, NULL},
+    {"eos_token_id", NULL, NULL},
+    {"fused_mlp", NULL, NULL},
+    {"fused_bias_fc", NULL, NULL},
+    {"fused_dropout_add_ln", NULL, NULL},
+    {"use_flash_attn", NULL, NULL},
+    {"special_initializer", NULL, NULL}, /* computed, never used (gpt.py) */
+    {"fixed_decay", NULL, NULL},         /* a buffer no mixer reads */
+    {"decay_const", NULL, NULL},
+    {"decay_denom", NULL, NULL},
+};
+#undef MIXER
+
+/* flame's own folders say model_type "based" (HazyResearch's config class is
+ * GPT2Config's subclass: a folder of theirs that says "gpt2" is read with
+ * --arch based once it says "based" or nothing) */
+static const flame_hf_format based_formats[] = {
+    {"based", "GPTLMHeadModel", based_keys, LM_COUNT(based_keys), NULL, 0},
+};
+
 static const flame_plugin based_plugin = {
     FLAME_PLUGIN_HEADER,
     .name = "based",
@@ -796,8 +862,8 @@ static const flame_plugin based_plugin = {
     .vocab_size = lm_model_vocab_size,
     .decode_state_bytes = NULL,
     .decode_step = NULL,
-    .hf_formats = NULL, /* no from-hf / to-hf for Based yet */
-    .n_hf_formats = 0,
+    .hf_formats = based_formats,
+    .n_hf_formats = LM_COUNT(based_formats),
     .init_values = based_init_values,
 };
 

@@ -37,7 +37,7 @@ plugins_based_based_la_LDFLAGS = -module -avoid-version -shared
 BASED_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/based
 check_PROGRAMS += tests/test_based_kernels tests/test_based_cuda tests/test_based_model
 C_TESTS += tests/test_based_kernels tests/test_based_cuda tests/test_based_model
-SHELL_TESTS += tests/test_based_train.sh
+SHELL_TESTS += tests/test_based_train.sh tests/test_based_convert.sh
 tests_test_based_kernels_SOURCES = tests/test_based_kernels.c tests/reference_testing.h
 tests_test_based_kernels_CPPFLAGS = $(BASED_TEST_CPPFLAGS)
 tests_test_based_kernels_LDADD = plugins/based/libbased_kernels.la -lm
@@ -50,3 +50,8 @@ tests_test_based_model_SOURCES = tests/test_based_model.c tests/plugin_testing.h
 tests_test_based_model_CPPFLAGS = $(BASED_TEST_CPPFLAGS) -I$(srcdir)/core -DFLAME_CONFIGS_DIR='"$(abs_srcdir)/configs"'
 tests_test_based_model_LDADD = plugins/based/libbased.la libflame.la -lm
 dist_configs_DATA += configs/based-tiny.ini configs/based-360m.ini configs/based-1b.ini
+# (skipping without torch and a HazyResearch/based checkout in BASED_PATH)
+# logits parity with HazyResearch's GPTLMHeadModel; its model in PyTorch for
+# the side-by-side benchmark, both through the flash-attn stand-ins
+PYTHON_TESTS += tests/based_logits_parity.py
+EXTRA_DIST += tools/hazy_based.py tools/bench_based_torch.py
