@@ -88,11 +88,15 @@ typedef struct flame_batch {
  * "transformers_version", "_name_or_path" and "auto_map" are always passed
  * over); a key neither listed nor an option is refused. */
 typedef struct flame_hf_key {
-    const char *hf;    /* the config.json key */
-    const char *model; /* the [model] key it sets; NULL: it sets none */
+    const char *hf;    /* the config.json key; "a.b" is b inside the object a */
+    /* The [model] key it sets; NULL: it sets none. Two config keys may set
+     * one [model] key: a file must give both the same value, and to-hf
+     * writes it under both. A string [model] key takes a JSON list of whole
+     * numbers as their text ("1, 6, 11"); to-hf writes such text as a list. */
+    const char *model;
     /* with model NULL: the one value accepted, as JSON text (e.g. "false";
-     * an absent key or null always passes), or NULL to accept any value and
-     * ignore it */
+     * an absent key or null always passes), which the plugin's own format's
+     * to-hf also writes; or NULL to accept any value and ignore it */
     const char *only;
 } flame_hf_key;
 
