@@ -96,7 +96,7 @@ static void test_long_line(void)
     const char *p = write_file("long.ini", text);
     flame_config *cfg = fake_model_config();
     char err[1024] = "";
-    int rc = config_load_ini(cfg, p, err, sizeof err);
+    int rc = config_load_job_file(cfg, p, err, sizeof err);
     CHECK(rc == 0, "long line: %s", err);
     CHECK(str_eq(config_get_string(cfg, "training", "dataset"), want), "the long value whole");
     CHECK(config_get_int(cfg, "training", "steps") == 7, "the line after it");
@@ -125,7 +125,7 @@ static void test_ini_values(void)
                                "attn_mode = fused_chunk\n");
     flame_config *cfg = fake_model_config();
     char err[1024] = "";
-    int rc = config_load_ini(cfg, p, err, sizeof err);
+    int rc = config_load_job_file(cfg, p, err, sizeof err);
     CHECK(rc == 0, "load: %s", err);
     CHECK(config_get_int(cfg, "training", "steps") == 300, "steps");
     CHECK(config_get_int(cfg, "training", "batch_size") == 4, "indented key with comment");
@@ -181,7 +181,7 @@ static void test_priority(void)
                     rc = config_load_model_file(cfg, models[m], FAKE_FORMATS, N_FAKE_FORMATS, err,
                                                 sizeof err);
                     break;
-                case 1: rc = config_load_ini(cfg, job, err, sizeof err); break;
+                case 1: rc = config_load_job_file(cfg, job, err, sizeof err); break;
                 case 2: rc = APPLY(cfg, err, "--model.hidden_size", "512", "--training.seq_len=32");
                         break;
                 }
@@ -273,12 +273,12 @@ static void test_json(void)
     config_destroy(cfg);
 }
 
-/* one INI file with one bad line; returns config_load_ini's result */
+/* one INI file with one bad line; returns config_load_job_file's result */
 static int load_bad_ini(const char *name, const char *text, char *err, size_t n)
 {
     const char *p = write_file(name, text);
     flame_config *cfg = fake_model_config();
-    int rc = config_load_ini(cfg, p, err, n);
+    int rc = config_load_job_file(cfg, p, err, n);
     config_destroy(cfg);
     return rc;
 }
@@ -356,6 +356,52 @@ static void test_json_format_keys(void)
     }
 }
 
+/* a TOML job file: typed values, arrays as comma lists, the line of each
+ * value, and the errors of a file that is no TOML or names no setting */
+static void test_toml(void)
+{
+    const char *p = write_file("job.toml", "# fla's style\n[training]\nsteps = 1_000\n"
+                                           "dataset = [\"a.txt\", \"b.jsonl\"]\nmax_norm = 0.5\n"
+                                           "varlen = true\n\n[model]\nattn_mode = 'fused'\n");
+    flame_config *cfg = fake_model_config();
+    char err[1024] = "", peek[64] = "";
+    int rc = config_load_job_file(cfg, p, err, sizeof err);
+    CHECK(rc == 0, "toml: %s", err);
+    CHECK(config_get_int(cfg, "training", "steps") == 1000, "1_000 is 1000");
+    CHECK(strcmp(config_get_string(cfg, "training", "dataset"), "a.txt,b.jsonl") == 0,
+          "an array as its items separated by commas: %s", config_get_string(cfg, "training", "dataset"));
+    CHECK(config_get_float(cfg, "training", "max_norm") == 0.5, "a float");
+    CHECK(config_get_bool(cfg, "training", "varlen") == 1, "a boolean");
+    CHECK(strcmp(config_get_string(cfg, "model", "attn_mode"), "fused") == 0, "a literal string");
+    config_destroy(cfg);
+    CHECK(config_peek_job_file(p, "model", "attn_mode", peek, sizeof peek) == 1 &&
+              strcmp(peek, "fused") == 0, "peek into TOML: %s", peek);
+
+    static const struct {
+        const char *file, *text, *want1, *want2;
+    } bad[] = {
+        {"syntax.toml", "[training]\nsteps = 3\nseq_len = = 4\n", "syntax.toml:3:", "invalid TOML"},
+        {"twice.toml", "[training]\nsteps = 3\nsteps = 4\n", "twice.toml:3:", "invalid TOML"},
+        {"unknown.toml", "[training]\nsteps = 3\n\nstepz = 4\n", "unknown.toml:4:",
+         "unknown key [training] stepz (did you mean steps?)"},
+        {"section.toml", "[training]\nsteps = 3\n[trainin]\nseq_len = 4\n", "section.toml:4:",
+         "unknown section [trainin]"},
+        {"type.toml", "[training]\nsteps = \"ten\"\n", "type.toml:2:", "expected an integer"},
+        {"outside.toml", "steps = 3\n", "outside.toml:1:", "steps is outside any [section]"},
+        {"nested.toml", "[training]\nsteps = 3\n[training.inner]\nx = 1\n", "nested.toml:3:",
+         "[training] inner: a table inside a table is no flame setting"},
+        {"arrays.toml", "[training]\ndataset = [[\"a\"], [\"b\"]]\n", "arrays.toml:2:",
+         "an array holding arrays or tables"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = write_file(bad[i].file, bad[i].text);
+        cfg = fake_model_config();
+        rc = config_load_job_file(cfg, p, err, sizeof err);
+        config_destroy(cfg);
+        CHECK_ERR(rc, err, bad[i].want1, bad[i].want2);
+    }
+}
+
 static void test_errors(void)
 {
     char err[1024];
@@ -393,7 +439,7 @@ static void test_errors(void)
     CHECK_ERR(rc, err, "twice.ini:4:", "[training] steps given twice", "first on line 2");
     flame_config *cfg = fake_model_config();
     /* no config: an endless line of NUL bytes, and a JSON larger than any config */
-    rc = config_load_ini(cfg, "/dev/zero", err, sizeof err);
+    rc = config_load_job_file(cfg, "/dev/zero", err, sizeof err);
     CHECK_ERR(rc, err, "/dev/zero:1:", "NUL byte");
     char zero_json[600];
     snprintf(zero_json, sizeof zero_json, "%s/zero.json", dir);
@@ -402,7 +448,7 @@ static void test_errors(void)
     CHECK_ERR(rc, err, "zero.json", "larger than");
     char missing[600];
     snprintf(missing, sizeof missing, "%s/no-such.ini", dir);
-    rc = config_load_ini(cfg, missing, err, sizeof err);
+    rc = config_load_job_file(cfg, missing, err, sizeof err);
     CHECK_ERR(rc, err, "no-such.ini: cannot open: No such file or directory");
     rc = config_load_model_file(cfg, missing, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err);
     CHECK_ERR(rc, err, "no-such.ini: cannot open:");
@@ -525,7 +571,7 @@ static void test_round_trip(void)
                                            "[lr_scheduler]\ndecay_ratio = 0.2\n");
     flame_config *a = fake_model_config();
     char err[1024] = "";
-    CHECK(config_load_ini(a, job, err, sizeof err) == 0, "%s", err);
+    CHECK(config_load_job_file(a, job, err, sizeof err) == 0, "%s", err);
     CHECK(APPLY(a, err, "--training.dataset", " lead and trail ", "--job.description",
                 "\"quoted\"", "--job.dump_folder", "", "--training.compile",
                 "--optimizer.weight_decay", "0.1000000000000000055511151231257827",
@@ -539,7 +585,7 @@ static void test_round_trip(void)
     CHECK(contains(text, "[training]\n"), "sections written");
     const char *p = write_file("written.ini", text);
     flame_config *b = fake_model_config();
-    CHECK(config_load_ini(b, p, err, sizeof err) == 0, "read back: %s\n%s", err, text);
+    CHECK(config_load_job_file(b, p, err, sizeof err) == 0, "read back: %s\n%s", err, text);
     /* "a ; x" cannot survive an INI inline comment: every other value must */
     CHECK(APPLY(a, err, "--model.attn_mode", "plain") == 0 &&
               APPLY(b, err, "--model.attn_mode", "plain") == 0,
@@ -551,7 +597,7 @@ static void test_round_trip(void)
     char *text2 = capture(write_ini_fn, b);
     flame_config *c = fake_model_config();
     p = write_file("written2.ini", text2);
-    CHECK(config_load_ini(c, p, err, sizeof err) == 0, "read back: %s", err);
+    CHECK(config_load_job_file(c, p, err, sizeof err) == 0, "read back: %s", err);
     check_same(b, c);
     free(text);
     free(text2);
@@ -578,12 +624,11 @@ static void test_ignored(void)
     const char *model = write_file("ign.json", "{\"fuse_norm\": true}");
     flame_config *cfg = fake_model_config();
     char err[1024] = "";
-    CHECK(config_load_ini(cfg, job, err, sizeof err) == 0, "%s", err);
+    CHECK(config_load_job_file(cfg, job, err, sizeof err) == 0, "%s", err);
     CHECK(config_load_model_file(cfg, model, FAKE_FORMATS, N_FAKE_FORMATS, err, sizeof err) == 0, "%s", err);
     CHECK(APPLY(cfg, err, "--training.compile", "--training.compile=false") == 0, "%s", err);
     char *out = capture(report_fn, cfg);
-    CHECK(count(out, "flame-run: ignoring [training] compile (only meaningful to the Python "
-                     "stack)\n") == 1,
+    CHECK(count(out, "flame-run: ignoring [training] compile (torch.compile)\n") == 1,
           "compile once:\n%s", out);
     CHECK(count(out, "ignoring [metrics] enable_wandb") == 1, "enable_wandb once:\n%s", out);
     CHECK(count(out, "ignoring [model] fuse_norm") == 1, "plugin's ignored key:\n%s", out);
@@ -669,6 +714,7 @@ int main(void)
     test_command_line();
     test_json();
     test_json_format_keys();
+    test_toml();
     test_errors();
     test_round_trip();
     test_ignored();

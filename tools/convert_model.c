@@ -35,7 +35,7 @@ static int find_plugin(convert_model *m, const char *arch, const char *model_typ
     size_t n = strlen(config_path);
     int json = n > 5 && strcmp(config_path + n - 5, ".json") == 0;
     if (!arch && !model_type && !json &&
-        config_peek_ini(config_path, "job", "arch", named, sizeof named))
+        config_peek_job_file(config_path, "job", "arch", named, sizeof named))
         arch = named;
     if (!arch && !model_type && json && json_model_type(config_path, type, sizeof type))
         model_type = type;

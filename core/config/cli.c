@@ -51,7 +51,7 @@ static int parse_command_line(const cli_program *prog, command_line *cl, int arg
         }
     }
     if (!cl->arch && cl->job_file &&
-        config_peek_ini(cl->job_file, "job", "arch", cl->job_file_arch, sizeof cl->job_file_arch))
+        config_peek_job_file(cl->job_file, "job", "arch", cl->job_file_arch, sizeof cl->job_file_arch))
         cl->arch = cl->job_file_arch;
     return 0;
 }
@@ -87,7 +87,7 @@ static int load_configuration(const cli_program *prog, flame_config *cfg, const 
                               const flame_plugin *plugin, const char *arch, int argc, char **argv)
 {
     char err[1024];
-    if ((cl->job_file && config_load_ini(cfg, cl->job_file, err, sizeof err)) ||
+    if ((cl->job_file && config_load_job_file(cfg, cl->job_file, err, sizeof err)) ||
         config_apply_args(cfg, argc, argv, err, sizeof err) ||
         config_set_string(cfg, "job", "arch", arch, err, sizeof err) ||
         (config_is_set(cfg, "model", "config") &&

@@ -4,6 +4,7 @@
  * model file < job INI < command line), so the load order does not matter. */
 #define _POSIX_C_SOURCE 200809L /* getline, strdup */
 #include "config.h"
+#include "toml_reader.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -607,6 +608,27 @@ static char *read_ini_line(char *str, int num, void *stream)
     return str;
 }
 
+/* The entry a job file's [section] key names; NULL with why (unknown
+ * section or key, and the nearest known name) when there is none. */
+static entry *file_entry(const flame_config *cfg, const char *sname, size_t slen, const char *key,
+                         section **sec, char *why, size_t why_len)
+{
+    char hint[200], q[200];
+    *sec = find_section(cfg, sname, slen);
+    if (!*sec) {
+        char *name = xstrndup(sname, slen);
+        snprintf(why, why_len, "unknown section [%s]%s", shown(name, q, sizeof q),
+                 section_suggestion(cfg, name, hint, sizeof hint));
+        free(name);
+        return NULL;
+    }
+    entry *e = find_entry(*sec, key, strlen(key));
+    if (!e)
+        snprintf(why, why_len, "unknown key [%s] %s%s", (*sec)->name, shown(key, q, sizeof q),
+                 key_suggestion(*sec, key, hint, sizeof hint));
+    return e;
+}
+
 static int on_ini_value(void *user, const char *section_name, const char *name, const char *raw)
 {
     ini_ctx *c = user;
@@ -622,21 +644,11 @@ static int on_ini_value(void *user, const char *section_name, const char *name, 
         return 1;
     if (slen == 0)
         return ini_error(c, "%s is outside any [section]", name);
-    section *sec = find_section(c->cfg, a, slen);
-    if (!sec) {
-        char *sname = xstrndup(a, slen), hint[200];
-        ini_error(c, "unknown section [%s]%s", sname,
-                  section_suggestion(c->cfg, sname, hint, sizeof hint));
-        free(sname);
-        return 0;
-    }
-    entry *e = find_entry(sec, name, strlen(name));
-    char q[200];
-    if (!e) {
-        char hint[200];
-        return ini_error(c, "unknown key [%s] %s%s", sec->name, shown(name, q, sizeof q),
-                         key_suggestion(sec, name, hint, sizeof hint));
-    }
+    section *sec;
+    char why[600];
+    entry *e = file_entry(c->cfg, a, slen, name, &sec, why, sizeof why);
+    if (!e)
+        return ini_error(c, "%s", why);
     for (int i = 0; i < c->n_seen; i++)
         if (c->seen[i].entry == e)
             return ini_error(c, "[%s] %s given twice in this file (first on line %d)", sec->name,
@@ -690,9 +702,38 @@ static int load_ini(flame_config *cfg, const char *path, int priority, int model
     return 0;
 }
 
-int config_load_ini(flame_config *cfg, const char *path, char *err, size_t err_len)
+/* ---- TOML job files (fla-org/flame's, torchtitan's) ---- */
+
+typedef struct toml_ctx {
+    flame_config *cfg;
+    const char *source; /* interned path */
+    char *err;
+    size_t err_len;
+} toml_ctx;
+
+static int on_toml_value(void *user, const char *sname, const char *key, const char *text, int line)
 {
-    return load_ini(cfg, path, PRIO_JOB_FILE, 0, err, err_len);
+    toml_ctx *t = user;
+    section *sec;
+    char why[600], w[4200];
+    entry *e = file_entry(t->cfg, sname, strlen(sname), key, &sec, why, sizeof why);
+    if (!e)
+        return fail(t->err, t->err_len, "%s: %s", where(t->source, line, w, sizeof w), why);
+    return set_text(sec, e, text, PRIO_JOB_FILE, t->source, line, t->err, t->err_len);
+}
+
+static int is_toml(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 5 && strcasecmp(path + n - 5, ".toml") == 0;
+}
+
+int config_load_job_file(flame_config *cfg, const char *path, char *err, size_t err_len)
+{
+    if (!is_toml(path))
+        return load_ini(cfg, path, PRIO_JOB_FILE, 0, err, err_len);
+    toml_ctx t = {cfg, intern_source(cfg, path), err, err_len};
+    return toml_read_file(path, on_toml_value, &t, err, err_len);
 }
 
 /* ---- fla / Hugging Face JSON model configs ---- */
@@ -1139,10 +1180,22 @@ static int on_peek(void *user, const char *section_name, const char *key, const 
     return 1;
 }
 
-int config_peek_ini(const char *path, const char *section_name, const char *key, char *out,
-                    size_t out_len)
+static int on_toml_peek(void *user, const char *section_name, const char *key, const char *value,
+                        int line)
+{
+    (void)line;
+    return !on_peek(user, section_name, key, value);
+}
+
+int config_peek_job_file(const char *path, const char *section_name, const char *key, char *out,
+                         size_t out_len)
 {
     peek p = {section_name, key, out, out_len, 0};
+    if (is_toml(path)) {
+        char unused[256];
+        toml_read_file(path, on_toml_peek, &p, unused, sizeof unused);
+        return p.found;
+    }
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -1460,8 +1513,8 @@ void config_report_ignored(const flame_config *cfg, FILE *out)
         for (int j = 0; j < sec->n; j++) {
             const entry *e = &sec->entries[j];
             if (e->opt->ignored && e->has_value && e->priority > PRIO_DEFAULT)
-                fprintf(out, "flame-run: ignoring [%s] %s (only meaningful to the Python stack)\n",
-                        sec->name, e->opt->key);
+                fprintf(out, "flame-run: ignoring [%s] %s (%s)\n", sec->name, e->opt->key,
+                        e->opt->help);
         }
     }
 }

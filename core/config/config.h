@@ -39,8 +39,9 @@ const char *config_option_problem(const flame_option *opt);
 void config_add_section(flame_config *cfg, const char *section,
                         const flame_option *options, int n_options);
 
-/* Each returns 0, or -1 with one line in err: "FILE:LINE: [section] key: what was expected". */
-int config_load_ini(flame_config *cfg, const char *path, char *err, size_t err_len);
+/* Each returns 0, or -1 with one line in err: "FILE:LINE: [section] key: what was expected".
+ * A job file is INI, or TOML (core/config/toml_reader.h) when its name ends in .toml. */
+int config_load_job_file(flame_config *cfg, const char *path, char *err, size_t err_len);
 /* .json: fla/Hugging Face model config; anything else: an INI whose [model] section is read.
  * formats are the plugin's (plugin.h): the JSON's model_type must be one of
  * theirs, and that one's key map applies (a JSON without model_type is read
@@ -55,11 +56,11 @@ int config_apply_args(flame_config *cfg, int argc, char **argv, char *err, size_
  * e.g. [job] arch). Returns 0, or -1 with err when the text is not of its type. */
 int config_set_string(flame_config *cfg, const char *section, const char *key, const char *text,
                       char *err, size_t err_len);
-/* The value of [section] key in an INI file, read before the options that
+/* The value of [section] key in a job file (INI or TOML), read before the options that
  * would check it are known (flame-run's --config names its plugin). Returns 1
  * when the file has it, 0 otherwise (a file that cannot be read included: the
  * real load reports that). */
-int config_peek_ini(const char *path, const char *section, const char *key, char *out,
+int config_peek_job_file(const char *path, const char *section, const char *key, char *out,
                     size_t out_len);
 
 int config_is_set(const flame_config *cfg, const char *section, const char *key);

@@ -18,6 +18,7 @@ static const flame_option job_options[] = {
      "output folder: config.ini, metrics.jsonl", 0},
     {"description", FLAME_TYPE_STRING, "default job", "a note on the run, kept in config.ini", 0},
     {"print_args", FLAME_TYPE_BOOL, "false", "print the resolved configuration at start", 0},
+    {"use_for_integration_test", FLAME_TYPE_BOOL, NULL, "torchtitan's test marker", 1},
 };
 
 static const flame_option model_options[] = {
@@ -30,6 +31,8 @@ static const flame_option model_options[] = {
     {"name", FLAME_TYPE_STRING, NULL, "the architecture is --arch", 1},
     {"flavor", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
     {"norm_type", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
+    {"converters", FLAME_TYPE_STRING, NULL, "torchtitan's model converters (float8)", 1},
+    {"print_after_conversion", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
 };
 
 static const flame_option optimizer_options[] = {
@@ -96,6 +99,9 @@ static const flame_option training_options[] = {
     {"mixed_precision_reduce", FLAME_TYPE_STRING, NULL, "FSDP reduction dtype", 1},
     {"gc_freq", FLAME_TYPE_INT, NULL, "Python garbage collection period", 1},
     {"deterministic", FLAME_TYPE_BOOL, NULL, "flame is deterministic on the CPU", 1},
+    {"fsdp_reshard_after_forward", FLAME_TYPE_STRING, NULL, "FSDP resharding", 1},
+    {"pin_memory", FLAME_TYPE_BOOL, NULL, "PyTorch's data loader", 1},
+    {"persistent_workers", FLAME_TYPE_BOOL, NULL, "PyTorch's data loader", 1},
 };
 
 static const flame_option checkpoint_options[] = {
@@ -113,6 +119,11 @@ static const flame_option checkpoint_options[] = {
     {"export_dtype", FLAME_TYPE_STRING, NULL, "checkpoints are fp32; see flame-convert", 1},
     {"async_mode", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
     {"exclude_from_loading", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
+    {"initial_load_path", FLAME_TYPE_STRING, NULL,
+     "torchtitan's first load; flame-convert from-hf makes a seed checkpoint", 1},
+    {"initial_load_model_weights_only", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
+    {"no_initial_load_model_weights_only", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
+    {"last_save_model_weights_only", FLAME_TYPE_BOOL, NULL, "checkpoints always hold the optimizer", 1},
 };
 
 static const flame_option metrics_options[] = {
@@ -122,6 +133,66 @@ static const flame_option metrics_options[] = {
     {"save_tb_folder", FLAME_TYPE_STRING, NULL, "TensorBoard folder", 1},
     {"rank_0_only", FLAME_TYPE_BOOL, NULL, "log from rank 0 only", 1},
     {"enable_wandb", FLAME_TYPE_BOOL, NULL, "Weights & Biases", 1},
+    {"save_for_all_ranks", FLAME_TYPE_BOOL, NULL, "metrics from every rank", 1},
+};
+
+/* Sections only the Python stack reads (torchtitan's job config, as
+ * fla-org/flame's fla.toml and config_manager.py carry it): accepted so that
+ * those job files run unchanged, each key given reported once. */
+static const flame_option profiling_options[] = {
+    {"enable_profiling", FLAME_TYPE_BOOL, NULL, "PyTorch's profiler", 1},
+    {"save_traces_folder", FLAME_TYPE_STRING, NULL, "PyTorch's profiler", 1},
+    {"profile_freq", FLAME_TYPE_INT, NULL, "PyTorch's profiler", 1},
+    {"enable_memory_snapshot", FLAME_TYPE_BOOL, NULL, "PyTorch's memory snapshots", 1},
+    {"save_memory_snapshot_folder", FLAME_TYPE_STRING, NULL, "PyTorch's memory snapshots", 1},
+};
+
+static const flame_option experimental_options[] = {
+    {"context_parallel_degree", FLAME_TYPE_INT, NULL, "context parallelism", 1},
+    {"context_parallel_rotate_method", FLAME_TYPE_STRING, NULL, "context parallelism", 1},
+    {"custom_model_path", FLAME_TYPE_STRING, NULL, "a Python model: flame's are plugins", 1},
+    {"enable_async_tensor_parallel", FLAME_TYPE_BOOL, NULL, "tensor parallelism", 1},
+    {"enable_compiled_autograd", FLAME_TYPE_BOOL, NULL, "torch.compile", 1},
+    {"pipeline_parallel_degree", FLAME_TYPE_INT, NULL, "pipeline parallelism", 1},
+    {"pipeline_parallel_microbatches", FLAME_TYPE_INT, NULL, "pipeline parallelism", 1},
+    {"pipeline_parallel_schedule", FLAME_TYPE_STRING, NULL, "pipeline parallelism", 1},
+    {"pipeline_parallel_schedule_csv", FLAME_TYPE_STRING, NULL, "pipeline parallelism", 1},
+    {"pipeline_parallel_split_points", FLAME_TYPE_STRING, NULL, "pipeline parallelism", 1},
+};
+
+static const flame_option float8_options[] = {
+    {"enable_fsdp_float8_all_gather", FLAME_TYPE_BOOL, NULL, "float8 training (torchao)", 1},
+    {"precompute_float8_dynamic_scale_for_fsdp", FLAME_TYPE_BOOL, NULL, "float8 training (torchao)", 1},
+    {"force_recompute_fp8_weight_in_bwd", FLAME_TYPE_BOOL, NULL, "float8 training (torchao)", 1},
+    {"recipe_name", FLAME_TYPE_STRING, NULL, "float8 training (torchao)", 1},
+};
+
+static const flame_option activation_checkpoint_options[] = {
+    {"mode", FLAME_TYPE_STRING, NULL,
+     "flame keeps every activation of the step: it recomputes none, whatever the mode", 1},
+    {"selective_ac_option", FLAME_TYPE_STRING, NULL, "flame recomputes no activation", 1},
+};
+
+static const flame_option activation_offload_options[] = {
+    {"mode", FLAME_TYPE_STRING, NULL, "flame keeps activations on the device", 1},
+};
+
+static const flame_option comm_options[] = {
+    {"init_timeout_seconds", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
+    {"train_timeout_seconds", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
+    {"trace_buf_size", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
+};
+
+static const flame_option fault_tolerance_options[] = {
+    {"enable", FLAME_TYPE_BOOL, NULL, "torchft", 1},
+    {"group_size", FLAME_TYPE_INT, NULL, "torchft", 1},
+    {"min_replica_size", FLAME_TYPE_INT, NULL, "torchft", 1},
+    {"replica_id", FLAME_TYPE_INT, NULL, "torchft", 1},
+};
+
+static const flame_option memory_estimation_options[] = {
+    {"enabled", FLAME_TYPE_BOOL, NULL, "torchtitan's memory estimation", 1},
+    {"disable_fake_mode", FLAME_TYPE_BOOL, NULL, "torchtitan's memory estimation", 1},
 };
 
 const config_section core_sections[] = {
@@ -134,6 +205,18 @@ const config_section core_sections[] = {
      N(training_options)},
     {"checkpoint", "saving and resuming", checkpoint_options, N(checkpoint_options)},
     {"metrics", "logging to metrics.jsonl", metrics_options, N(metrics_options)},
+    {"profiling", "(the Python stack's)", profiling_options, N(profiling_options)},
+    {"experimental", "(the Python stack's)", experimental_options, N(experimental_options)},
+    {"float8", "(the Python stack's)", float8_options, N(float8_options)},
+    {"activation_checkpoint", "(the Python stack's)", activation_checkpoint_options,
+     N(activation_checkpoint_options)},
+    {"activation_offload", "(the Python stack's)", activation_offload_options,
+     N(activation_offload_options)},
+    {"comm", "(the Python stack's)", comm_options, N(comm_options)},
+    {"fault_tolerance", "(the Python stack's)", fault_tolerance_options,
+     N(fault_tolerance_options)},
+    {"memory_estimation", "(the Python stack's)", memory_estimation_options,
+     N(memory_estimation_options)},
 };
 
 const int n_core_sections = N(core_sections);

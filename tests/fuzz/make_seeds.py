@@ -58,6 +58,25 @@ put("config_ini", "lists.ini", "[training]\ndataset = a.txt, b.jsonl\nbatch_size
 put("config_ini", "long_line.ini", "[training]\ndataset = " +
     ", ".join(f"shard-{i:04d}.jsonl" for i in range(40)) + "  ; forty files\nsteps = 3\n")
 
+put("config_toml", "job.toml", """[job]
+dump_folder = "exp/x"   # a comment
+print_args = true
+[model]
+hidden_size = 64
+attn_mode = 'chunk'
+[training]
+dataset = ["a.txt", "b.jsonl"]
+steps = 1_000
+max_norm = 1.0
+pin_memory = false
+[checkpoint]
+interval = 0x10
+[activation_checkpoint]
+mode = "none"
+""")
+put("config_toml", "nested.toml", "[training.inner]\nsteps = 3\n[job]\ndescription = \"\"\"two\nlines\"\"\"\n"
+    "date = 1979-05-27T07:32:00Z\n")
+
 put("config_json", "gla.json", json.dumps({
     "model_type": "gla", "architectures": ["GLAForCausalLM"], "hidden_size": 64,
     "expand_k": 0.5, "use_gk": True, "attn_mode": "chunk", "clamp_min": None,

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # make fuzz: builds each harness named on the command line (tests/fuzz/fuzz_NAME.c)
-# with clang's libFuzzer, ASan and UBSan against libflame's C sources, then runs
+# with clang's libFuzzer, ASan and UBSan against libflame's C (and C++) sources, then runs
 # it for FUZZ_SECONDS over its corpus (tests/fuzz/build/NAME/corpus in the
 # build folder, kept between runs) and its seeds (tests/fuzz/NAME/seeds). One line per harness,
 # "FUZZ PASS: NAME ..." or "FUZZ FAIL: NAME ..."; exits 1 on any failure.
 # From Makefile.am: srcdir, FUZZ_CC, FUZZ_SECONDS, FUZZ_SRCS (the library's
 # sources), FUZZ_CPPFLAGS, FUZZ_LIBS.
 set -u
-: "${FUZZ_CC:=clang}" "${FUZZ_SECONDS:=60}" "${FUZZ_JOBS:=2}"
+: "${FUZZ_CC:=clang}" "${FUZZ_CXX:=clang++}" "${FUZZ_SECONDS:=60}" "${FUZZ_JOBS:=2}"
 out=tests/fuzz/build
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cflags="-std=gnu11 -g -O1 -fno-omit-frame-pointer $san $FUZZ_CPPFLAGS -I$srcdir/tests/fuzz -I$srcdir/tests"
@@ -27,10 +27,13 @@ if [ ! -f "$lib" ] || [ "$(cat "$out/flags" 2>/dev/null)" != "$FUZZ_CC $cflags" 
     rm -f "$out"/obj/*.o "$lib"
     compile() {
         local o; o=$(echo "$1" | tr / _)
-        $FUZZ_CC $cflags -fsanitize=fuzzer-no-link -c "$srcdir/$1" -o "$out/obj/${o%.c}.o"
+        case "$1" in
+        *.cc) $FUZZ_CXX ${cflags/-std=gnu11/-std=c++17} -fsanitize=fuzzer-no-link -c "$srcdir/$1" -o "$out/obj/${o%.cc}.o" ;;
+        *) $FUZZ_CC $cflags -fsanitize=fuzzer-no-link -c "$srcdir/$1" -o "$out/obj/${o%.c}.o" ;;
+        esac
     }
-    export -f compile; export FUZZ_CC cflags srcdir out
-    printf '%s\n' $FUZZ_SRCS | grep '\.c$' | xargs -P "$FUZZ_JOBS" -n 1 bash -c 'compile "$1"' _ ||
+    export -f compile; export FUZZ_CC FUZZ_CXX cflags srcdir out
+    printf '%s\n' $FUZZ_SRCS | grep -E '\.(c|cc)$' | xargs -P "$FUZZ_JOBS" -n 1 bash -c 'compile "$1"' _ ||
         { why="the library did not compile"; fail_all "$@"; }
     ar rcs "$lib" "$out"/obj/*.o
     echo "$FUZZ_CC $cflags" >"$out/flags"
@@ -41,8 +44,9 @@ for h; do
     dir="$out/$h"
     mkdir -p "$dir/corpus" "$dir/findings"
     echo "  CCLD     $dir/fuzz_$h"
-    if ! $FUZZ_CC $cflags -fsanitize=fuzzer "$srcdir/tests/fuzz/fuzz_$h.c" "$lib" $FUZZ_LIBS \
-        -o "$dir/fuzz_$h"; then
+    # linked by the C++ driver: the library holds C++ (the TOML reader) and its sanitizer runtime
+    if ! { $FUZZ_CC $cflags -fsanitize=fuzzer-no-link -c "$srcdir/tests/fuzz/fuzz_$h.c" -o "$dir/fuzz_$h.o" &&
+           $FUZZ_CXX $san -fsanitize=fuzzer "$dir/fuzz_$h.o" "$lib" $FUZZ_LIBS -o "$dir/fuzz_$h"; }; then
         echo "FUZZ FAIL: $h (did not build)"; failed=1; continue
     fi
     "$dir/fuzz_$h" -max_total_time="$FUZZ_SECONDS" -timeout=25 -rss_limit_mb=2048 \
