@@ -171,6 +171,12 @@ static int create_model(trainer *r, const flame_config *cfg)
                  (long long)r->vocab, r->tok.vocab_size);
         return FLAME_EXIT_CONFIG;
     }
+    if (r->tok.vocab_size > 0 && r->vocab > 2 * (int64_t)r->tok.vocab_size)
+        fprintf(stderr,
+                "flame-run: warning: [model] vocab_size = %lld is %.0f times the tokenizer's %d "
+                "ids (%s): the rows no token reaches only cost memory and time\n",
+                (long long)r->vocab, (double)r->vocab / r->tok.vocab_size, r->tok.vocab_size,
+                r->opt.tokenizer);
     int declared = params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err);
     if (declared)
         return declared == -2   ? FLAME_EXIT_PLUGIN
@@ -473,9 +479,16 @@ static int announce_run(trainer *r)
             printf("flame-run: seed checkpoint %s/step-0 written\n", o->checkpoint.folder);
         return status;
     }
-    printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, output in %s\n",
+    printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, tokenizer %s "
+           "(%d ids), output in %s\n",
            r->plugin->name, r->params.count, o->steps, o->accumulation, o->batch_size, o->seq_len,
-           r->be.device, o->dump_folder);
+           r->be.device, o->tokenizer, r->tok.vocab_size, o->dump_folder);
+    if (o->schedule.warmup_steps > o->steps)
+        fprintf(stderr,
+                "flame-run: warning: [lr_scheduler] warmup_steps = %d is longer than the run's %d "
+                "steps: the learning rate ends at %.3g, never reaching optimizer.lr = %g\n",
+                o->schedule.warmup_steps, o->steps,
+                o->lr * o->steps / o->schedule.warmup_steps, o->lr);
     if (r->state.step >= o->steps)
         printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
                o->steps);

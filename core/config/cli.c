@@ -3,6 +3,7 @@
  * -h, and --section.key VALUE over the job INI over the model config over the
  * defaults. */
 #include "cli.h"
+#include "user_path.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@ typedef struct command_line {
     const char *arch;     /* --arch or --job.arch, else the job file's [job] arch */
     const char *job_file; /* --config or --job.config_file */
     char job_file_arch[4096];
+    char job_file_path[4096]; /* job_file with ~ expanded */
     int help;
 } command_line;
 
@@ -49,6 +51,12 @@ static int parse_command_line(const cli_program *prog, command_line *cl, int arg
             fprintf(stderr, "%s: %s needs a value\n", prog->name, argv[i]);
             return -1;
         }
+    }
+    if (cl->job_file && cl->job_file[0] == '~') { /* --config=~/job.ini: no shell expanded it */
+        char *path = user_path_expand(cl->job_file);
+        snprintf(cl->job_file_path, sizeof cl->job_file_path, "%s", path ? path : cl->job_file);
+        free(path);
+        cl->job_file = cl->job_file_path;
     }
     if (!cl->arch && cl->job_file &&
         config_peek_job_file(cl->job_file, "job", "arch", cl->job_file_arch, sizeof cl->job_file_arch))

@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L /* getline, strdup */
 #include "config.h"
 #include "toml_reader.h"
+#include "user_path.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 enum priority { PRIO_DEFAULT, PRIO_MODEL_FILE, PRIO_JOB_FILE, PRIO_COMMAND_LINE };
@@ -270,7 +272,9 @@ static void store(entry *e, const char *text, value v, int priority, const char 
     e->line = line;
 }
 
-/* validates text against the option's type, then stores it if its source ranks high enough */
+/* validates text against the option's type, then stores it if its source
+ * ranks high enough; a string starting with ~ is taken with it expanded (a
+ * path in a config file or after --key= reaches no shell) */
 static int set_text(section *sec, entry *e, const char *text, int priority, const char *source,
                     int line, char *err, size_t err_len)
 {
@@ -280,7 +284,9 @@ static int set_text(section *sec, entry *e, const char *text, int priority, cons
         return fail(err, err_len, "%s: [%s] %s = %s: %s", where(source, line, w, sizeof w),
                     sec->name, e->opt->key, quoted(text, q, sizeof q), expected(e->opt->type));
     }
-    store(e, text, v, priority, source, line);
+    char *expanded = e->opt->type == FLAME_TYPE_STRING ? user_path_expand(text) : NULL;
+    store(e, expanded ? expanded : text, v, priority, source, line);
+    free(expanded);
     return 0;
 }
 
@@ -1119,6 +1125,12 @@ int config_load_model_file(flame_config *cfg, const char *path, const flame_hf_f
 {
     /* path may be this store's own [model] config text: take a stable copy first */
     const char *source = intern_source(cfg, path);
+    if (user_path_is_hub_name(source) && access(source, F_OK) != 0)
+        return fail(err, err_len,
+                    "%s: not a local file; flame does not download: fetch the model's "
+                    "config.json (huggingface-cli download %s config.json --local-dir DIR) and "
+                    "pass DIR/config.json",
+                    source, source);
     size_t len = strlen(source);
     if (len >= 5 && strcasecmp(source + len - 5, ".json") == 0)
         return load_json(cfg, source, formats, n_formats, err, err_len);

@@ -1,4 +1,5 @@
 #include "data_source.h"
+#include "user_path.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -236,10 +238,30 @@ static int add_item(data_source *ds, const char *item, char *err, size_t err_len
                 return -1;
             }
         globfree(&g);
+    } else if (user_path_is_hub_name(item) && access(item, F_OK) != 0) {
+        snprintf(err, err_len,
+                 "dataset %s: no such local path; flame reads local files: download the hub "
+                 "dataset (huggingface-cli download --repo-type dataset %s --local-dir DIR) and "
+                 "give DIR, or files in it, as training.dataset",
+                 item, item);
+        return -1;
     } else if (add_path(ds, item, "dataset path", err, err_len))
         return -1;
     qsort(ds->files + first, ds->n_files - first, sizeof *ds->files, compare_paths);
     return 0;
+}
+
+/* an item with ~ expanded (a config file's value reaches no shell) */
+static int add_expanded_item(data_source *ds, const char *item, char *err, size_t err_len)
+{
+    char *path = user_path_expand(item);
+    if (!path) {
+        snprintf(err, err_len, "out of memory opening the dataset");
+        return -1;
+    }
+    int rc = add_item(ds, path, err, err_len);
+    free(path);
+    return rc;
 }
 
 int data_source_open(data_source **out, const char *spec, const char *text_field,
@@ -266,7 +288,7 @@ int data_source_open(data_source **out, const char *spec, const char *text_field
         while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
             item[--n] = '\0';
         if (n > 0)
-            rc = add_item(ds, item, err, err_len);
+            rc = add_expanded_item(ds, item, err, err_len);
     }
     free(items);
     if (rc == 0 && ds->n_files == 0) {

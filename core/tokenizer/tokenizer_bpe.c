@@ -24,6 +24,7 @@
  * `tokenizers` does unless a normalizer inserts text in front of a normalized
  * added token. */
 #include "tokenizer_bpe.h"
+#include "user_path.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -695,30 +696,15 @@ static void find_bos_eos(tokenizer_bpe *t, const json_t *pp)
 
 /* ---- opening ---- */
 
-/* owner/name with nothing that a path would have */
-static int looks_like_hub_id(const char *s)
-{
-    const char *slash = strchr(s, '/');
-    if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/') || s[0] == '.' ||
-        s[0] == '~')
-        return 0;
-    for (const char *p = s; *p; p++)
-        if (!(*p == '/' || *p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
-              ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
-            return 0;
-    size_t n = strlen(s);
-    return !(n > 5 && strcmp(s + n - 5, ".json") == 0);
-}
-
 tokenizer_bpe *tb_open(const char *name, char *err, size_t err_len)
 {
     struct stat st;
     if (stat(name, &st) != 0) {
-        if (looks_like_hub_id(name) || !strchr(name, '/'))
+        if (user_path_is_hub_name(name) || !strchr(name, '/'))
             snprintf(err, err_len,
-                     "%s: not a local file or folder; flame does not download: pass a local "
-                     "folder holding tokenizer.json (or \"byte\")",
-                     name);
+                     "%s: not a local file or folder; flame does not download: fetch it "
+                     "(huggingface-cli download %s --local-dir DIR) and pass DIR, or \"byte\"",
+                     name, name);
         else
             snprintf(err, err_len, "%s: cannot open tokenizer: %s", name, strerror(errno));
         return NULL;
