@@ -92,8 +92,10 @@ static int read_data(train_options *o, const flame_config *cfg, int need_data, c
     if (positive_int(cfg, "training", "batch_size", &o->batch_size, err, err_len) ||
         positive_int(cfg, "training", "seq_len", &o->seq_len, err, err_len) ||
         int_in(cfg, "training", "num_workers", 0, 256, &o->num_workers, err, err_len) ||
-        int_in(cfg, "training", "prefetch_factor", 1, 1024, &o->prefetch_factor, err, err_len))
+        int_in(cfg, "training", "prefetch_factor", 1, 1024, &o->prefetch_factor, err, err_len) ||
+        int_in(cfg, "training", "shuffle_buffer", 1, 1 << 24, &o->shuffle_buffer, err, err_len))
         return -1;
+    o->shuffle = config_get_bool(cfg, "training", "shuffle");
     o->context_len = o->seq_len;
     if (config_is_set(cfg, "training", "context_len") &&
         positive_int(cfg, "training", "context_len", &o->context_len, err, err_len))

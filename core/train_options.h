@@ -23,6 +23,7 @@ typedef struct train_options {
     const char *device; /* auto, cuda or cpu */
     int batch_size, seq_len, context_len, varlen;
     int num_workers, prefetch_factor;
+    int shuffle, shuffle_buffer; /* data order: shuffled files and blocks of documents */
     int steps, accumulation; /* optimizer steps; micro-batches per step */
     double lr, beta1, beta2, eps, weight_decay, max_norm;
     int weight_decay_all; /* also norms, biases, embeddings */

@@ -208,6 +208,9 @@ static int open_data(trainer *r)
                              .varlen = t->varlen,
                              .context_len = t->context_len,
                              .num_workers = t->num_workers,
+                             .shuffle = t->shuffle,
+                             .shuffle_buffer = (size_t)t->shuffle_buffer,
+                             .seed = (uint64_t)t->seed,
                              .prefetch = t->prefetch_factor};
     const json_t *cursor = json_is_object(r->state.data_cursor) ? r->state.data_cursor : NULL;
     int rc = data_loader_open(&r->data, &o, cursor, r->err, sizeof r->err);

@@ -8,7 +8,7 @@ printf 'A line of text to learn from, again and again.\n%.0s' $(seq 400) >"$SCRA
 train() { # train FOLDER [OPTION VALUE]...
     "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" --training.dataset "$SCRATCH/text.txt" \
         --job.dump_folder "$1" --training.batch_size 1 --training.seq_len 16 \
-        --checkpoint.interval 5 --training.steps 10 "${@:2}"
+        --checkpoint.interval 5 --training.steps 10 --lr_scheduler.warmup_steps 2 "${@:2}"
 }
 train "$SCRATCH/good" >/dev/null || fail "the 10-step run failed"
 run="$SCRATCH/run"

@@ -44,7 +44,7 @@ gzip -c "$SCRATCH/docs/doc1.txt" >>"$SCRATCH/two-members.txt.gz"
 pack() { "$FLAME_DATA" pack --dataset "$1" --tokenizer byte --output "$SCRATCH/out.flametok"; }
 train() {
     "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" --training.dataset "$1" \
-        --job.dump_folder "$SCRATCH/run" --training.steps 2
+        --job.dump_folder "$SCRATCH/run" --training.steps 2 --lr_scheduler.warmup_steps 1
 }
 
 # whole files pack; the two members are both read

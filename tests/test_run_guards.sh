@@ -7,7 +7,8 @@
 printf 'A line of text to learn from, again and again.\n%.0s' $(seq 400) >"$SCRATCH/text.txt"
 train() { # train FOLDER [OPTION VALUE]...
     "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" --training.dataset "$SCRATCH/text.txt" \
-        --job.dump_folder "$1" --training.batch_size 1 --training.seq_len 16 "${@:2}"
+        --job.dump_folder "$1" --training.batch_size 1 --training.seq_len 16 \
+        --lr_scheduler.warmup_steps 1 "${@:2}"
 }
 
 # --- one run per dump folder ---

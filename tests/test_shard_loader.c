@@ -98,8 +98,9 @@ static void write_tokenizer(const char *path)
 static void pack(const char *tokenizer, const char *shard)
 {
     char cmd[4096];
+    /* the files' order: a shard repeats its order every epoch, the text reshuffles */
     snprintf(cmd, sizeof cmd, "'%s' pack --dataset '%s' --tokenizer '%s' --output '%s' "
-             "--num_workers 3 >/dev/null", flame_data, text_dir, tokenizer, shard);
+             "--num_workers 3 --shuffle false >/dev/null", flame_data, text_dir, tokenizer, shard);
     CHECK(system(cmd) == 0, "%s", cmd);
 }
 

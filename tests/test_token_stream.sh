@@ -75,7 +75,7 @@ pack_all() {
         i=$((i + 1))
         local shard="$SCRATCH/$name-$i.flametok"
         if ! "$FLAME_DATA" pack --dataset "$form" --tokenizer "$tok" --output "$shard" \
-            --num_workers $((i % 3 + 1)) >"$SCRATCH/pack.out" 2>"$SCRATCH/pack.err"; then
+            --num_workers $((i % 3 + 1)) --shuffle false >"$SCRATCH/pack.out" 2>"$SCRATCH/pack.err"; then
             fail "pack $name $form: $(cat "$SCRATCH/pack.err")"
             continue
         fi

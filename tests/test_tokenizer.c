@@ -296,7 +296,8 @@ static void test_errors(void)
     char path[600];
     check_open_error("fla-hub/gla-1.3B-100B",
                      "fla-hub/gla-1.3B-100B: not a local file or folder; flame does not "
-                     "download: pass a local folder holding tokenizer.json");
+                     "download: fetch it (huggingface-cli download fla-hub/gla-1.3B-100B "
+                     "--local-dir DIR) and pass DIR");
     snprintf(path, sizeof path, "%s/missing/tokenizer.json", dir);
     check_open_error(path, "No such file or directory");
     check_open_error(dir, "no tokenizer.json in this folder");

@@ -3,6 +3,7 @@
  *            token stream the data loader builds from it for one epoch
  *   inspect  prints a shard's header and first tokens, after checking it
  * Exit statuses as every flame tool's (core/errors.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,10 @@ static const char PACK_HELP[] =
     "  --num_workers N       (also --training.num_workers) tokenizing threads,\n"
     "                        default: the number of CPUs, at most 16; the shard is\n"
     "                        the same for every N\n"
+    "  --shuffle true|false  (also --training.shuffle) the data order of training's\n"
+    "  --seed N              first epoch, with training's defaults (true, 42, 1024):\n"
+    "  --shuffle_buffer N    files in a seeded order, documents shuffled in blocks of\n"
+    "                        N; a shard is read in the order it was packed, every epoch\n"
     "\n"
     "Progress goes to stderr, a summary line to stdout.\n"
     "Exit status: 0 done; 1 write failure; 2 bad command line, missing file or\n"
@@ -224,13 +229,17 @@ static int default_workers(void)
 
 static int cmd_pack(int argc, char **argv)
 {
-    const char *dataset = NULL, *output = NULL, *tok = "byte", *field = NULL, *workers = NULL;
+    const char *dataset = NULL, *output = NULL, *tok = "byte", *field = NULL, *workers = NULL,
+               *shuffle = "true", *seed = "42", *buffer = "1024";
     const option opts[] = {
         {{"--dataset", "--training.dataset"}, &dataset},
         {{"--output"}, &output},
         {{"--tokenizer", "--model.tokenizer_path"}, &tok},
         {{"--text_field", "--training.text_field"}, &field},
         {{"--num_workers", "--training.num_workers"}, &workers},
+        {{"--shuffle", "--training.shuffle"}, &shuffle},
+        {{"--seed", "--training.seed"}, &seed},
+        {{"--shuffle_buffer", "--training.shuffle_buffer"}, &buffer},
         {{NULL}, NULL}};
     int rc = parse("pack", argc, argv, opts, NULL);
     if (rc == 1) {
@@ -246,7 +255,15 @@ static int cmd_pack(int argc, char **argv)
     long n = default_workers();
     if (workers && (rc = parse_count("pack", "--num_workers", workers, MAX_WORKERS, &n)))
         return rc;
-    pack_job j = {.in = {dataset, field, tok, (int)n}, .output = output};
+    long seed_value, buffer_docs;
+    if ((rc = parse_count("pack", "--seed", seed, LONG_MAX, &seed_value)) ||
+        (rc = parse_count("pack", "--shuffle_buffer", buffer, 1 << 24, &buffer_docs)))
+        return rc;
+    if (strcmp(shuffle, "true") && strcmp(shuffle, "false"))
+        return usage_error("pack", "--shuffle %s: expected true or false", shuffle);
+    pack_job j = {.in = {dataset, field, tok, (int)n, strcmp(shuffle, "true") == 0,
+                         (size_t)buffer_docs, (uint64_t)seed_value},
+                  .output = output};
     j.start = j.last_report = now();
     return run_pack(&j);
 }

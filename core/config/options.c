@@ -81,6 +81,11 @@ static const flame_option training_options[] = {
     {"skip_nan_inf", FLAME_TYPE_BOOL, "false",
      "skip (and count) a step whose gradients are not finite instead of stopping", 0},
     {"seed", FLAME_TYPE_INT, "42", "seed of initialization and data order", 0},
+    {"shuffle", FLAME_TYPE_BOOL, "true",
+     "read the files in a seeded random order each epoch and their documents shuffled in "
+     "blocks of shuffle_buffer; false: in the files' order", 0},
+    {"shuffle_buffer", FLAME_TYPE_INT, "1024",
+     "documents shuffled together (a block of at most 64 MiB of text)", 0},
     {"num_workers", FLAME_TYPE_INT, "1", "threads tokenizing the data", 0},
     {"prefetch_factor", FLAME_TYPE_INT, "2", "batches prepared ahead of training", 0},
     {"streaming", FLAME_TYPE_BOOL, NULL, "data is always streamed from local files", 1},

@@ -191,15 +191,16 @@ static void *produce(void *arg)
 
 /* ---- cursor ---- */
 
-/* text: {epoch, file, document, offset, token}; a shard: {epoch, shard_token} */
+/* text: {epoch, file, document, offset, index, token}; a shard: {epoch, shard_token} */
 static json_t *position_to_json(const data_loader *dl, const stream_position *p)
 {
     if (dl->is_shard)
         return json_pack("{s:I, s:I}", "epoch", (json_int_t)p->epoch, "shard_token",
                          (json_int_t)p->token);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "epoch", (json_int_t)p->epoch, "file",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "epoch", (json_int_t)p->epoch, "file",
                      (json_int_t)p->piece.file, "document", (json_int_t)p->piece.document,
-                     "offset", (json_int_t)p->piece.offset, "token", (json_int_t)p->token);
+                     "offset", (json_int_t)p->piece.offset, "index", (json_int_t)p->piece.index,
+                     "token", (json_int_t)p->token);
 }
 
 static int shard_position_from_json(const json_t *j, stream_position *p, char *err,
@@ -232,20 +233,22 @@ static int position_from_json(const data_loader *dl, const json_t *j, stream_pos
     }
     if (dl->is_shard)
         return shard_position_from_json(j, p, err, err_len);
-    json_int_t v[5];
+    json_int_t v[6] = {0}; /* index: absent in cursors of unshuffled runs before it */
     json_error_t jerr;
-    if (json_unpack_ex((json_t *)j, &jerr, 0, "{s:I, s:I, s:I, s:I, s:I}", "epoch", &v[0],
-                       "file", &v[1], "document", &v[2], "offset", &v[3], "token", &v[4])) {
+    if (json_unpack_ex((json_t *)j, &jerr, 0, "{s:I, s:I, s:I, s:I, s?I, s:I}", "epoch", &v[0],
+                       "file", &v[1], "document", &v[2], "offset", &v[3], "index", &v[4],
+                       "token", &v[5])) {
         snprintf(err, err_len, "data cursor: %s", jerr.text);
         return -1;
     }
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         if (v[i] < 0) {
             snprintf(err, err_len, "data cursor: negative position");
             return -1;
         }
-    *p = (stream_position){(uint64_t)v[0], {(uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3]},
-                           (uint64_t)v[4]};
+    *p = (stream_position){(uint64_t)v[0],
+                           {(uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3], (uint64_t)v[4]},
+                           (uint64_t)v[5]};
     return 0;
 }
 
@@ -301,8 +304,9 @@ static int seek_start(data_loader *dl, const json_t *cursor, char *err, size_t e
 
 static int open_text(data_loader *dl, char *err, size_t err_len)
 {
-    token_stream_options o = {dl->opt.dataset, dl->opt.text_field, dl->opt.tokenizer_path,
-                              dl->opt.num_workers};
+    token_stream_options o = {dl->opt.dataset,     dl->opt.text_field,     dl->opt.tokenizer_path,
+                              dl->opt.num_workers, dl->opt.shuffle,       dl->opt.shuffle_buffer,
+                              dl->opt.seed};
     if (token_stream_open(&dl->stream, &o, err, err_len))
         return -1;
     dl->eos_id = token_stream_tokenizer(dl->stream)->eos_id;

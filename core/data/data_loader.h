@@ -14,7 +14,7 @@
  * rows — the batches equal those of the text it was packed from. Its
  * tokenizer hash must match tokenizer_path's, and its tokens are checked
  * (data hash, ids) when it is opened. Cursors: text
- * {epoch, file, document, offset, token}, a shard {epoch, shard_token}. */
+ * {epoch, file, document, offset, index, token}, a shard {epoch, shard_token}. */
 #ifndef FLAME_DATA_LOADER_H
 #define FLAME_DATA_LOADER_H
 
@@ -34,6 +34,10 @@ typedef struct data_loader_options {
     int varlen, context_len;
     int prefetch; /* batches prepared ahead, at least 1 */
     int num_workers; /* tokenizing threads for text; 0 or 1: the background thread alone */
+    /* text: the data order (token_stream.h); a shard keeps the order it was packed in */
+    int shuffle;
+    size_t shuffle_buffer;
+    uint64_t seed;
 } data_loader_options;
 
 typedef struct data_batch {

@@ -1,4 +1,5 @@
 #include "data_source.h"
+#include "rng.h"
 #include "user_path.h"
 
 #include <archive.h>
@@ -43,6 +44,10 @@ struct data_source {
     size_t n_files, cap_files;
     char *text_field;
 
+    /* the order files are read in this epoch: order[i] is the i-th (NULL: as resolved) */
+    size_t *order;
+    uint64_t order_seed, epoch;
+
     /* position: file, documents passed in it, bytes handed out of the next */
     size_t fi;
     uint64_t doc, off;
@@ -62,6 +67,12 @@ struct data_source {
     size_t lcap;
     json_t *json;    /* holds the text of the last JSON piece */
 };
+
+/* the index in files of the epoch's fi-th file */
+static size_t file_at(const data_source *ds, size_t fi)
+{
+    return ds->order ? ds->order[fi] : fi;
+}
 
 /* ---- resolving the spec ---- */
 
@@ -442,6 +453,7 @@ void data_source_close(data_source *ds)
     for (size_t i = 0; i < ds->n_files; i++)
         free(ds->files[i].path);
     free(ds->files);
+    free(ds->order);
     free(ds->text_field);
     free(ds->buf);
     free(ds->lbuf);
@@ -457,7 +469,7 @@ static void fail_at(data_source *ds, unsigned long long line, char *err, size_t 
     char at[32] = "";
     if (line)
         snprintf(at, sizeof at, ":%llu", line);
-    int n = snprintf(err, err_len, "%s%s%s%s: ", ds->files[ds->fi].path, ds->member ? ":" : "",
+    int n = snprintf(err, err_len, "%s%s%s%s: ", ds->files[file_at(ds, ds->fi)].path, ds->member ? ":" : "",
                      ds->member ? ds->member : "", at);
     if (n >= 0 && (size_t)n < err_len) {
         va_list ap;
@@ -488,7 +500,7 @@ static const char *filter_name(int code)
 
 static int open_file(data_source *ds, char *err, size_t err_len)
 {
-    const file_kind *k = &ds->files[ds->fi].kind;
+    const file_kind *k = &ds->files[file_at(ds, ds->fi)].kind;
     struct archive *a = archive_read_new();
     if (!a) {
         fail_at(ds, 0, err, err_len, "out of memory");
@@ -508,7 +520,7 @@ static int open_file(data_source *ds, char *err, size_t err_len)
         archive_read_support_format_zip(a);
     if (gzip)
         return gz_open(ds, err, err_len);
-    if (archive_read_open_filename(a, ds->files[ds->fi].path, OPEN_BLOCK) != ARCHIVE_OK) {
+    if (archive_read_open_filename(a, ds->files[file_at(ds, ds->fi)].path, OPEN_BLOCK) != ARCHIVE_OK) {
         fail_at(ds, 0, err, err_len, "cannot read: %s", archive_message(a));
         return -1;
     }
@@ -529,7 +541,7 @@ static int gz_open(data_source *ds, char *err, size_t err_len)
         return -1;
     }
     ds->gz = g;
-    g->f = fopen(ds->files[ds->fi].path, "rb");
+    g->f = fopen(ds->files[file_at(ds, ds->fi)].path, "rb");
     if (!g->f) {
         fail_at(ds, 0, err, err_len, "cannot read: %s", strerror(errno));
         return -1;
@@ -544,7 +556,7 @@ static int gz_open(data_source *ds, char *err, size_t err_len)
      * inflated through once before anything of it is handed out. This costs a
      * second inflate of each file per run (zlib's few hundred MB/s, well above
      * tokenizing speed). */
-    source_file *f = &ds->files[ds->fi];
+    source_file *f = &ds->files[file_at(ds, ds->fi)];
     if (!f->verified) {
         const void *b;
         la_ssize_t n;
@@ -576,7 +588,7 @@ static int gz_open(data_source *ds, char *err, size_t err_len)
  * the first time it is read through. */
 static void note_skipped(data_source *ds)
 {
-    source_file *f = &ds->files[ds->fi];
+    source_file *f = &ds->files[file_at(ds, ds->fi)];
     if (ds->skipped == 0 || f->noted)
         return;
     f->noted = 1;
@@ -588,7 +600,7 @@ static void note_skipped(data_source *ds)
 /* 1: a member of a known format is open; 0: no more; -1: error */
 static int next_member(data_source *ds, char *err, size_t err_len)
 {
-    const file_kind *k = &ds->files[ds->fi].kind;
+    const file_kind *k = &ds->files[file_at(ds, ds->fi)].kind;
     free(ds->member);
     ds->member = NULL;
     if (ds->json)
@@ -835,9 +847,43 @@ int data_source_next(data_source *ds, const char **text, size_t *len, int *end_o
     }
 }
 
+/* The epoch's file order: a Fisher-Yates shuffle drawn from (seed, epoch). */
+static void shuffle_order(data_source *ds)
+{
+    rng r = {ds->order_seed ^ (ds->epoch * 0xD1B54A32D192ED03ull)};
+    for (size_t i = 0; i < ds->n_files; i++)
+        ds->order[i] = i;
+    for (size_t i = ds->n_files; i > 1; i--) {
+        size_t j = (size_t)(rng_next(&r) % i), t = ds->order[i - 1];
+        ds->order[i - 1] = ds->order[j];
+        ds->order[j] = t;
+    }
+}
+
+int data_source_shuffle_files(data_source *ds, uint64_t seed)
+{
+    free(ds->order);
+    ds->order = malloc((ds->n_files + 1) * sizeof *ds->order);
+    if (!ds->order)
+        return -1;
+    ds->order_seed = seed;
+    shuffle_order(ds);
+    return 0;
+}
+
+void data_source_set_epoch(data_source *ds, uint64_t epoch)
+{
+    ds->epoch = epoch;
+    if (ds->order)
+        shuffle_order(ds);
+    reset(ds, 0);
+}
+
+uint64_t data_source_epoch(const data_source *ds) { return ds->epoch; }
+
 void data_source_rewind(data_source *ds)
 {
-    reset(ds, 0);
+    data_source_set_epoch(ds, ds->epoch + 1);
 }
 
 void data_source_tell(const data_source *ds, data_cursor *c)
@@ -845,6 +891,7 @@ void data_source_tell(const data_source *ds, data_cursor *c)
     c->file = ds->fi;
     c->document = ds->doc;
     c->offset = ds->off;
+    c->index = 0;
 }
 
 static int seek_fail(data_source *ds, char *err, size_t err_len, const data_cursor *c,

@@ -52,6 +52,8 @@ typedef struct data_cursor {
                           (skipped empty ones included; blank JSON lines are none) */
     uint64_t offset;   /* bytes of the next document already handed out
                           (0 except inside a .txt document longer than a piece) */
+    uint64_t index;    /* shuffled (core/data/doc_shuffle.h): documents of the block
+                          starting at (file, document) already handed out; else 0 */
 } data_cursor;
 
 /* Resolves the spec to its files (they are opened only when read).
@@ -71,6 +73,16 @@ size_t data_source_file_count(const data_source *ds);
  * its start without a single piece. The message begins file[:member][:line]. */
 int data_source_next(data_source *ds, const char **text, size_t *len, int *end_of_document,
                      char *err, size_t err_len);
+
+/* Files in a seeded random order, drawn anew for each epoch from (seed,
+ * epoch), instead of the resolved order; cursors then count files in that
+ * order. Returns 0, or -1 when out of memory. */
+int data_source_shuffle_files(data_source *ds, uint64_t seed);
+
+/* The epoch being read (0 at the start): it picks the file order. Setting
+ * it goes back to the start of that epoch's first file. */
+void data_source_set_epoch(data_source *ds, uint64_t epoch);
+uint64_t data_source_epoch(const data_source *ds);
 
 /* Back to the start of the first file: the next epoch. */
 void data_source_rewind(data_source *ds);

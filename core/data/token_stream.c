@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array_grow.h"
+
 enum { RUNS_PER_WORKER = 4 };
 
 typedef struct run_piece {
@@ -37,6 +39,7 @@ typedef struct helper {
 
 struct token_stream {
     data_source *source;
+    doc_shuffle *order; /* the source's documents in the run's order */
     uint64_t epoch;    /* of the next piece read */
     int source_failed; /* read no more */
     tokenizer tok;     /* the caller's thread's */
@@ -56,26 +59,11 @@ struct token_stream {
 
 /* ---- reading: the caller's thread ---- */
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap : 16;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *grown = realloc(*p, cap2 * size);
-    if (!grown)
-        return -1;
-    *p = grown;
-    *cap = cap2;
-    return 0;
-}
-
 static int add_piece(run *r, uint64_t epoch, const data_cursor *at, const char *text,
                      size_t len, int end_of_document)
 {
-    if (grow((void **)&r->text, &r->text_cap, r->text_n + len, 1) ||
-        grow((void **)&r->pieces, &r->cap_pieces, r->n_pieces + 1, sizeof *r->pieces))
+    if (array_grow((void **)&r->text, &r->text_cap, r->text_n + len, 1) ||
+        array_grow((void **)&r->pieces, &r->cap_pieces, r->n_pieces + 1, sizeof *r->pieces))
         return -1;
     memcpy(r->text + r->text_n, text, len);
     r->pieces[r->n_pieces++] = (run_piece){epoch, *at, r->text_n, len, end_of_document, 0, 0};
@@ -94,12 +82,12 @@ static void read_run(token_stream *s, run *r)
         const char *text;
         size_t len;
         int end_of_document;
-        data_source_tell(s->source, &at);
-        int rc = data_source_next(s->source, &text, &len, &end_of_document, r->err,
+        doc_shuffle_tell(s->order, &at);
+        int rc = doc_shuffle_next(s->order, &text, &len, &end_of_document, r->err,
                                   sizeof r->err);
         /* a run ends with its epoch, so that small data is not reread over and over */
         if (rc == 0) {
-            data_source_rewind(s->source);
+            doc_shuffle_rewind(s->order);
             s->epoch++;
             if (r->n_pieces > 0)
                 return;
@@ -133,7 +121,7 @@ static void read_ahead(token_stream *s)
 
 static int push_id(tokenizer_ids *ids, int32_t id)
 {
-    if (grow((void **)&ids->ids, &ids->cap, ids->n + 1, sizeof *ids->ids))
+    if (array_grow((void **)&ids->ids, &ids->cap, ids->n + 1, sizeof *ids->ids))
         return -1;
     ids->ids[ids->n++] = id;
     return 0;
@@ -267,6 +255,11 @@ int token_stream_open(token_stream **out, const token_stream_options *opt, char 
     if (data_source_open(&s->source, opt->dataset, opt->text_field, err, err_len) ||
         tokenizer_open(&s->tok, opt->tokenizer_path, err, err_len))
         return -1;
+    if ((opt->shuffle && data_source_shuffle_files(s->source, opt->seed)) ||
+        doc_shuffle_open(&s->order, s->source, opt->seed, opt->shuffle ? opt->shuffle_buffer : 0)) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
     return start_helpers(s, opt, err, err_len);
 }
 
@@ -279,7 +272,7 @@ int token_stream_seek(token_stream *s, uint64_t epoch, const data_cursor *at, ch
                       size_t err_len)
 {
     s->epoch = epoch;
-    return data_source_seek(s->source, at, err, err_len);
+    return doc_shuffle_seek(s->order, epoch, at, err, err_len);
 }
 
 void token_stream_close(token_stream *s)
@@ -303,6 +296,7 @@ void token_stream_close(token_stream *s)
     free(s->runs);
     free(s->helpers);
     tokenizer_close(&s->tok);
+    doc_shuffle_close(s->order);
     if (s->source)
         data_source_close(s->source);
     pthread_mutex_destroy(&s->lock);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "data_source.h"
+#include "doc_shuffle.h"
 #include "tokenizer/tokenizer.h"
 
 #define TOKEN_STREAM_RUN ((size_t)1 << 18)
@@ -26,6 +27,12 @@ typedef struct token_stream_options {
     const char *text_field;     /* JSON lines field, NULL = "text" */
     const char *tokenizer_path; /* as tokenizer_open takes it */
     int num_workers;            /* 0 or 1: tokenize in the calling thread */
+    /* the data order: files shuffled for each epoch and documents in blocks
+     * of shuffle_buffer (core/data/doc_shuffle.h), drawn from seed; 0: the
+     * files' order */
+    int shuffle;
+    size_t shuffle_buffer;
+    uint64_t seed;
 } token_stream_options;
 
 typedef struct token_piece {

@@ -10,15 +10,16 @@ RANDOM=${SOAK_SEED:-1}
 export OMP_NUM_THREADS=1 # tiny steps: threads only add contention on a shared machine
 
 words=(the quick brown fox jumps over a lazy dog while flame learns tiny text again)
+# one document a line: the kills land inside shuffled blocks of documents too
 for i in $(seq 300); do
     line=
     for j in $(seq 12); do line+="${words[RANDOM % ${#words[@]}]} "; done
-    echo "$line"
-done >"$SCRATCH/text.txt"
+    echo "{\"text\": \"$line\"}"
+done >"$SCRATCH/text.jsonl"
 
 train() {
     exec_or_run "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" \
-        --training.dataset "$SCRATCH/text.txt" --job.dump_folder "$1" --training.steps 40 \
+        --training.dataset "$SCRATCH/text.jsonl" --training.shuffle_buffer 64 --job.dump_folder "$1" --training.steps 40 \
         --training.batch_size 2 --training.seq_len 32 --checkpoint.interval 1 \
         --checkpoint.keep_latest_k 2
 }
