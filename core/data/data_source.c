@@ -1,4 +1,5 @@
 #include "data_source.h"
+#include "columnar_reader.h"
 #include "rng.h"
 #include "user_path.h"
 
@@ -22,7 +23,8 @@ enum { CONT_SINGLE, CONT_TAR, CONT_ZIP };
 enum { OPEN_BLOCK = 1 << 18, MAX_DEPTH = 64 };
 
 static const char KNOWN_TYPES[] =
-    "known: .txt, .jsonl, either compressed as .gz, .zst or .xz, and the archives "
+    "known: .txt, .jsonl, .json, .parquet, .arrow, .txt and .jsonl compressed as .gz, .zst "
+    "or .xz, and the archives "
     ".tar, .tar.gz, .tgz, .tar.zst, .tar.xz and .zip holding .txt and .jsonl files; "
     "a .flametok shard only as the whole dataset";
 
@@ -30,6 +32,7 @@ typedef struct file_kind {
     int container; /* CONT_* */
     int filter;    /* the ARCHIVE_FILTER_* the name promises */
     int inner;     /* FMT_* of a single stream */
+    int columnar;  /* .parquet, .arrow, .json: JSON lines from the columnar reader */
 } file_kind;
 
 typedef struct source_file {
@@ -55,6 +58,7 @@ struct data_source {
 
     struct archive *a; /* the open file fi, or NULL */
     struct gz_reader *gz; /* what a feeds a of a gzip file fi, or NULL */
+    columnar_reader *col; /* what feeds a of a columnar file fi, or NULL */
     int in_member, member_fmt, member_eof, txt_done;
     char *member;      /* its name inside an archive, NULL for a single stream */
     uint64_t skipped;  /* members of the archive that are neither .txt nor .jsonl */
@@ -90,6 +94,11 @@ static int kind_of(const char *path, file_kind *k)
     k->container = CONT_SINGLE;
     k->filter = ARCHIVE_FILTER_NONE;
     k->inner = 0;
+    k->columnar = columnar_is_path(base);
+    if (k->columnar) {
+        k->inner = FMT_JSONL;
+        return 0;
+    }
     if (ends_with(base, n, ".zip")) {
         k->container = CONT_ZIP;
         return 0;
@@ -133,8 +142,13 @@ static int member_format(const char *name)
 static int add_file(data_source *ds, const char *path, char *err, size_t err_len)
 {
     file_kind k;
+    char why[700];
     if (kind_of(path, &k)) {
         snprintf(err, err_len, "dataset file %s: unknown type (%s)", path, KNOWN_TYPES);
+        return -1;
+    }
+    if (k.columnar && columnar_available(why, sizeof why)) {
+        snprintf(err, err_len, "dataset file %s: %s", path, why);
         return -1;
     }
     if (ds->n_files == ds->cap_files) {
@@ -414,6 +428,7 @@ static la_ssize_t gz_read(struct archive *a, void *ctx, const void **buf)
 }
 
 static int gz_open(data_source *ds, char *err, size_t err_len);
+static int columnar_start(data_source *ds, char *err, size_t err_len);
 
 /* ---- reading ---- */
 
@@ -424,6 +439,8 @@ static void close_file(data_source *ds)
     ds->a = NULL;
     gz_free(ds->gz);
     ds->gz = NULL;
+    columnar_close(ds->col);
+    ds->col = NULL;
     ds->in_member = 0;
     free(ds->member);
     ds->member = NULL;
@@ -520,6 +537,8 @@ static int open_file(data_source *ds, char *err, size_t err_len)
         archive_read_support_format_zip(a);
     if (gzip)
         return gz_open(ds, err, err_len);
+    if (k->columnar)
+        return columnar_start(ds, err, err_len);
     if (archive_read_open_filename(a, ds->files[file_at(ds, ds->fi)].path, OPEN_BLOCK) != ARCHIVE_OK) {
         fail_at(ds, 0, err, err_len, "cannot read: %s", archive_message(a));
         return -1;
@@ -528,6 +547,32 @@ static int open_file(data_source *ds, char *err, size_t err_len)
     if (code != k->filter && k->filter != ARCHIVE_FILTER_NONE) {
         fail_at(ds, 0, err, err_len, "not a %s stream (it reads as %s)", filter_name(k->filter),
              archive_filter_name(a, 0));
+        return -1;
+    }
+    return 0;
+}
+
+/* libarchive's read callback over the columnar reader: its error (the
+ * helper's line on the file's damage) becomes the archive's */
+static la_ssize_t columnar_archive_read(struct archive *a, void *ctx, const void **buf)
+{
+    char why[600];
+    ssize_t n = columnar_read(ctx, buf, why, sizeof why);
+    if (n < 0)
+        archive_set_error(a, EIO, "%s", why);
+    return n;
+}
+
+static int columnar_start(data_source *ds, char *err, size_t err_len)
+{
+    char why[600];
+    if (columnar_open(&ds->col, ds->files[file_at(ds, ds->fi)].path, ds->text_field, why,
+                      sizeof why)) {
+        fail_at(ds, 0, err, err_len, "%s", why);
+        return -1;
+    }
+    if (archive_read_open(ds->a, ds->col, NULL, columnar_archive_read, NULL) != ARCHIVE_OK) {
+        fail_at(ds, 0, err, err_len, "%s", archive_message(ds->a));
         return -1;
     }
     return 0;

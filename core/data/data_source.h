@@ -15,6 +15,9 @@
  *   .txt            the whole file is one document
  *   .jsonl          one document per line: the string field text_field
  *                   ("text" when NULL); blank lines skipped
+ *   .parquet .arrow .json
+ *                   rows, their field text_field, through the columnar
+ *                   reader (core/data/columnar_reader.h, pyarrow)
  *   X.gz X.zst X.xz a compressed single stream of X (.txt or .jsonl)
  *   .tar .tar.gz .tgz .tar.zst .tar.xz .zip
  *                   archives: their .txt and .jsonl members in archive order,
