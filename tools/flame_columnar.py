@@ -40,7 +40,8 @@ def column_values(batches, field, names):
 
 
 def parquet_rows(pa, path, field):
-    f = pa.parquet.ParquetFile(path)
+    # pre_buffer (pyarrow's default) would keep every row group read: memory the size of the file
+    f = pa.parquet.ParquetFile(path, pre_buffer=False)
     names = f.schema_arrow.names
     batches = f.iter_batches(batch_size=BATCH_ROWS, columns=[field]) if field in names else []
     return column_values(batches, field, names)
@@ -112,15 +113,21 @@ def main():
             rows = (parquet_rows if name.endswith(".parquet") else arrow_rows)(pa, path, field)
         except (pa.ArrowException, OSError) as e:
             fail(f"cannot read: {e}")
-    out = sys.stdout
+    out, lines = sys.stdout, []
+    start = json.dumps(field) + ": "
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     try:
         for n, value in enumerate(rows):
             if value is None:
                 continue
             if not isinstance(value, str):
                 fail(f"row {n + 1}: '{field}' holds {type(value).__name__}, not text")
-            out.write(json.dumps({field: value}, ensure_ascii=False))
-            out.write("\n")
+            lines.append("{" + start + encode(value) + "}\n")
+            if len(lines) == BATCH_ROWS:  # one write a batch: fewer calls
+                out.write("".join(lines))
+                lines.clear()
+        out.write("".join(lines))
+        out.flush()
     except BrokenPipeError:  # flame stopped reading (a seek, the end of training)
         sys.stderr.close()
         sys.exit(0)

@@ -26,7 +26,7 @@ enum { HELPER_EXIT_NO_PYARROW = 2 };
 struct columnar_reader {
     pid_t pid;
     int out, err; /* the helper's stdout and stderr */
-    char buf[1 << 16];
+    char buf[1 << 20];
     int done;
 };
 
@@ -77,6 +77,7 @@ static int spawn(columnar_reader *r, char *const args[], char *err, size_t err_l
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     close(errp[1]);
+    fcntl(out[0], F_SETPIPE_SZ, 1 << 20); /* fewer hand-overs; the default 64 KiB also works */
     r->out = out[0];
     r->err = errp[0];
     if (rc) {
