@@ -34,6 +34,7 @@ with open(f"{d}/number.json", "w") as f:
     json.dump([{"text": "fine"}, {"text": 7}], f)
 with open(f"{d}/scalar.json", "w") as f:
     json.dump([{"text": "fine"}, 3], f)
+pq.write_table(pa.table({"text": list(range(10))}), f"{d}/ints.parquet")
 data = open(f"{d}/docs.parquet", "rb").read()
 open(f"{d}/cut.parquet", "wb").write(data[: len(data) // 2])
 PY
@@ -54,9 +55,25 @@ done
     [ "$(wc -l <"$SCRATCH/run/metrics.jsonl")" = 3 ] && echo "ok: trains on the .parquet" ||
     { fail "training on the .parquet failed"; cat "$SCRATCH/log"; }
 
+# resumed inside the parquet file (unshuffled: the cursor counts its rows), bit for bit
+train() {
+    "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" --training.dataset "$SCRATCH/docs.parquet" \
+        --job.dump_folder "$1" --training.steps 6 --checkpoint.interval 3 --lr_scheduler.warmup_steps 1 \
+        --training.shuffle false --training.batch_size 2 --training.seq_len 64 >"$SCRATCH/log" 2>&1 ||
+        { fail "training $1 failed"; cat "$SCRATCH/log"; }
+}
+train "$SCRATCH/whole"
+cp -r "$SCRATCH/whole" "$SCRATCH/resumed"
+rm -rf "$SCRATCH/resumed/checkpoint/step-6"
+train "$SCRATCH/resumed"
+grep -q '"document": [1-9]' "$SCRATCH/whole/checkpoint/step-3/trainer.json" || fail "the step-3 cursor is not inside the file"
+cmp -s "$SCRATCH/whole/checkpoint/step-6/model.safetensors" "$SCRATCH/resumed/checkpoint/step-6/model.safetensors" &&
+    echo "ok: resumed from step 3 inside the parquet file, step-6 bit for bit" || fail "the resumed run differs"
+
 bad() { expect_error 3 "$2" "$PACK" pack --dataset "$SCRATCH/$1" --output "$SCRATCH/bad.flametok" "${@:3}"; }
 bad cut.parquet "cut.parquet: cannot read: .*"
 bad docs.parquet "docs.parquet: no column 'body' \(columns: id, text\); set training.text_field" --text_field body
+bad ints.parquet "ints.parquet: column 'text' holds int64, not text"
 bad number.json "number.json: row 2: 'text' holds int, not text"
 bad scalar.json "scalar.json: expected JSON objects \(rows\), found int"
 

@@ -3,8 +3,10 @@
 named .parquet, .arrow (the Arrow IPC stream or file format, as the `datasets`
 library caches its data) or .json (an array of objects, or JSON lines):
 
-    flame_columnar.py FILE FIELD    writes each row's FIELD as a JSON line
-                                    {"FIELD": TEXT} on stdout (null rows skipped)
+    flame_columnar.py FILE FIELD    writes the rows' FIELD (null rows skipped)
+                                    to stdout in batches: a line with the row
+                                    count, a line with each row's length in
+                                    bytes, then the rows' UTF-8 end to end
     flame_columnar.py --check       exits 0 when pyarrow can be imported
 
 Streaming: parquet is read a row group's batch at a time, arrow a record
@@ -32,19 +34,24 @@ def import_pyarrow():
         fail(f"pyarrow is not importable ({e}): pip install pyarrow", 2)
 
 
-def column_values(batches, field, names):
-    if field not in names:
-        fail(f"no column '{field}' (columns: {', '.join(names)}); set training.text_field")
+def column_rows(pa, batches, field, schema):
+    """each batch's non-null values of the column, as bytes"""
+    if field not in schema.names:
+        fail(f"no column '{field}' (columns: {', '.join(schema.names)}); set training.text_field")
+    kind = schema.field(field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        fail(f"column '{field}' holds {kind}, not text")
     for batch in batches:
-        yield from batch.column(field).to_pylist()
+        column = batch.column(field).drop_null()
+        yield column.cast(pa.large_binary()).to_pylist()
 
 
 def parquet_rows(pa, path, field):
     # pre_buffer (pyarrow's default) would keep every row group read: memory the size of the file
     f = pa.parquet.ParquetFile(path, pre_buffer=False)
-    names = f.schema_arrow.names
-    batches = f.iter_batches(batch_size=BATCH_ROWS, columns=[field]) if field in names else []
-    return column_values(batches, field, names)
+    schema = f.schema_arrow
+    batches = f.iter_batches(batch_size=BATCH_ROWS, columns=[field]) if field in schema.names else []
+    return column_rows(pa, batches, field, schema)
 
 
 def arrow_rows(pa, path, field):
@@ -55,8 +62,23 @@ def arrow_rows(pa, path, field):
         source.seek(0)
         file_reader = pa.ipc.open_file(source)
         reader = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
-        return column_values(reader, field, file_reader.schema.names)
-    return column_values(reader, field, reader.schema.names)
+        return column_rows(pa, reader, field, file_reader.schema)
+    return column_rows(pa, reader, field, reader.schema)
+
+
+def json_rows(path, field):
+    """the objects' field values, as bytes, in batches"""
+    batch = []
+    for n, value in enumerate(json_values(path, field)):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            fail(f"row {n + 1}: '{field}' holds {type(value).__name__}, not text")
+        batch.append(value.encode("utf-8", "surrogatepass"))
+        if len(batch) == BATCH_ROWS:
+            yield batch
+            batch = []
+    yield batch
 
 
 def json_values(path, field):
@@ -106,27 +128,19 @@ def main():
     path, field = sys.argv[1], sys.argv[2]
     name = path.lower()
     if name.endswith(".json"):
-        rows = json_values(path, field)
+        rows = json_rows(path, field)
     else:
         pa = import_pyarrow()
         try:
             rows = (parquet_rows if name.endswith(".parquet") else arrow_rows)(pa, path, field)
         except (pa.ArrowException, OSError) as e:
             fail(f"cannot read: {e}")
-    out, lines = sys.stdout, []
-    start = json.dumps(field) + ": "
-    encode = json.JSONEncoder(ensure_ascii=False).encode
+    out = sys.stdout.buffer
     try:
-        for n, value in enumerate(rows):
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                fail(f"row {n + 1}: '{field}' holds {type(value).__name__}, not text")
-            lines.append("{" + start + encode(value) + "}\n")
-            if len(lines) == BATCH_ROWS:  # one write a batch: fewer calls
-                out.write("".join(lines))
-                lines.clear()
-        out.write("".join(lines))
+        for batch in rows:
+            if batch:
+                lengths = " ".join(str(len(b)) for b in batch)
+                out.write(f"{len(batch)}\n{lengths}\n".encode() + b"".join(batch))
         out.flush()
     except BrokenPipeError:  # flame stopped reading (a seek, the end of training)
         sys.stderr.close()

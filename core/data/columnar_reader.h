@@ -1,7 +1,8 @@
 /* .parquet, .arrow and .json dataset files, read through pyarrow by a Python
  * helper (tools/flame_columnar.py, installed beside the configs) that streams
- * each row's text field to flame as JSON lines: the data source then reads
- * them as it reads a .jsonl file. Why a helper: Apache Arrow's C and C++
+ * each row's text field to flame in batches (a line with the row count, a
+ * line with the rows' byte lengths, the rows' bytes): the data source reads
+ * them as documents, with no JSON to encode or decode on either side. Why a helper: Apache Arrow's C and C++
  * libraries are not in Debian, pyarrow (PyPI) bundles them and is what the
  * `datasets` library that writes these files uses, and a pipe keeps flame's
  * build free of C++ ABI ties to a wheel.
@@ -27,7 +28,7 @@ int columnar_available(char *err, size_t err_len);
 int columnar_open(columnar_reader **r, const char *path, const char *text_field, char *err,
                   size_t err_len);
 
-/* The next bytes of the helper's JSON lines: > 0 bytes at *buf, 0 at the
+/* The next bytes of the helper's output: > 0 bytes at *buf, 0 at the
  * end, -1 with err when the helper failed (its own line: the file's damage). */
 ssize_t columnar_read(columnar_reader *r, const void **buf, char *err, size_t err_len);
 

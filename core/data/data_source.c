@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-enum { FMT_TXT = 1, FMT_JSONL = 2 };
+enum { FMT_TXT = 1, FMT_JSONL = 2, FMT_ROWS = 3 };
 enum { CONT_SINGLE, CONT_TAR, CONT_ZIP };
 enum { OPEN_BLOCK = 1 << 18, MAX_DEPTH = 64 };
 
@@ -32,7 +32,7 @@ typedef struct file_kind {
     int container; /* CONT_* */
     int filter;    /* the ARCHIVE_FILTER_* the name promises */
     int inner;     /* FMT_* of a single stream */
-    int columnar;  /* .parquet, .arrow, .json: JSON lines from the columnar reader */
+    int columnar;  /* .parquet, .arrow, .json: rows from the columnar reader */
 } file_kind;
 
 typedef struct source_file {
@@ -67,8 +67,9 @@ struct data_source {
 
     char *buf;       /* .txt: the window buf[0, blen); .jsonl: unread bytes buf[bpos, blen) */
     size_t blen, bpos, cut; /* cut: bytes of the window handed out by the last piece */
-    char *lbuf;      /* the current JSON line */
+    char *lbuf;      /* the current JSON line, or row */
     size_t lcap;
+    size_t *row_len, rows_cap, rows_left, row_i; /* the columnar reader's batch */
     json_t *json;    /* holds the text of the last JSON piece */
 };
 
@@ -96,7 +97,7 @@ static int kind_of(const char *path, file_kind *k)
     k->inner = 0;
     k->columnar = columnar_is_path(base);
     if (k->columnar) {
-        k->inner = FMT_JSONL;
+        k->inner = FMT_ROWS;
         return 0;
     }
     if (ends_with(base, n, ".zip")) {
@@ -441,6 +442,7 @@ static void close_file(data_source *ds)
     ds->gz = NULL;
     columnar_close(ds->col);
     ds->col = NULL;
+    ds->rows_left = 0;
     ds->in_member = 0;
     free(ds->member);
     ds->member = NULL;
@@ -471,6 +473,7 @@ void data_source_close(data_source *ds)
         free(ds->files[i].path);
     free(ds->files);
     free(ds->order);
+    free(ds->row_len);
     free(ds->text_field);
     free(ds->buf);
     free(ds->lbuf);
@@ -809,6 +812,113 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
+/* lbuf holds n bytes of the member: 1, 0 when it ends first, -1 with err */
+static int read_exact(data_source *ds, size_t n, char *err, size_t err_len)
+{
+    if (n + 1 > ds->lcap) {
+        size_t cap = ds->lcap ? ds->lcap : 4096;
+        while (cap < n + 1)
+            cap *= 2;
+        char *p = realloc(ds->lbuf, cap);
+        if (!p) {
+            fail_at(ds, 0, err, err_len, "out of memory");
+            return -1;
+        }
+        ds->lbuf = p;
+        ds->lcap = cap;
+    }
+    for (size_t got = 0; got < n;) {
+        if (ds->bpos == ds->blen) {
+            long long r = ds->member_eof ? 0 : read_member(ds, ds->buf, DATA_SOURCE_PIECE, err, err_len);
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                return 0;
+            ds->bpos = 0;
+            ds->blen = (size_t)r;
+        }
+        size_t take = ds->blen - ds->bpos < n - got ? ds->blen - ds->bpos : n - got;
+        memcpy(ds->lbuf + got, ds->buf + ds->bpos, take);
+        ds->bpos += take;
+        got += take;
+    }
+    ds->lbuf[n] = '\0';
+    return 1;
+}
+
+/* The columnar reader's next batch header: a line with the row count, a line
+ * with each row's length in bytes. 1, 0 at the end, -1 with err. */
+static int read_batch_header(data_source *ds, char *err, size_t err_len)
+{
+    size_t n;
+    int r = read_line(ds, &n, err, err_len);
+    if (r <= 0)
+        return r;
+    char *end;
+    unsigned long long rows = strtoull(ds->lbuf, &end, 10);
+    if (end == ds->lbuf || *end || rows > ((size_t)1 << 24)) {
+        fail_at(ds, 0, err, err_len, "the columnar reader wrote a bad batch header");
+        return -1;
+    }
+    if (rows > ds->rows_cap) {
+        size_t *p = realloc(ds->row_len, rows * sizeof *p);
+        if (!p) {
+            fail_at(ds, 0, err, err_len, "out of memory");
+            return -1;
+        }
+        ds->row_len = p;
+        ds->rows_cap = rows;
+    }
+    if (read_line(ds, &n, err, err_len) < 0)
+        return -1;
+    const char *p = ds->lbuf;
+    for (size_t i = 0; i < rows; i++) {
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p || v > ((size_t)1 << 40)) {
+            fail_at(ds, 0, err, err_len, "the columnar reader wrote bad row lengths");
+            return -1;
+        }
+        ds->row_len[i] = (size_t)v;
+        p = end;
+    }
+    ds->rows_left = rows;
+    ds->row_i = 0;
+    return 1;
+}
+
+/* the next row into lbuf[0, *len): 1, 0 at the end of the member, -1 with err */
+static int next_row(data_source *ds, size_t *len, char *err, size_t err_len)
+{
+    while (ds->rows_left == 0) {
+        int r = read_batch_header(ds, err, err_len);
+        if (r <= 0)
+            return r;
+    }
+    *len = ds->row_len[ds->row_i++];
+    ds->rows_left--;
+    int r = read_exact(ds, *len, err, err_len);
+    if (r == 0)
+        fail_at(ds, 0, err, err_len, "the columnar reader's rows end early");
+    return r == 0 ? -1 : r;
+}
+
+/* rows of a columnar file: each one document, empty ones skipped */
+static int rows_next(data_source *ds, const char **text, size_t *len, int *eod, char *err,
+                     size_t err_len)
+{
+    for (;;) {
+        int r = next_row(ds, len, err, err_len);
+        if (r <= 0)
+            return r;
+        ds->doc++;
+        if (*len == 0)
+            continue;
+        *text = ds->lbuf;
+        *eod = 1;
+        return 1;
+    }
+}
+
 static int jsonl_next(data_source *ds, const char **text, size_t *len, int *eod,
                       char *err, size_t err_len)
 {
@@ -880,8 +990,9 @@ int data_source_next(data_source *ds, const char **text, size_t *len, int *end_o
                 continue;
             }
         }
-        int r = ds->member_fmt == FMT_TXT ? txt_next(ds, text, len, end_of_document, err, err_len)
-                                          : jsonl_next(ds, text, len, end_of_document, err, err_len);
+        int r = ds->member_fmt == FMT_TXT    ? txt_next(ds, text, len, end_of_document, err, err_len)
+                : ds->member_fmt == FMT_ROWS ? rows_next(ds, text, len, end_of_document, err, err_len)
+                                             : jsonl_next(ds, text, len, end_of_document, err, err_len);
         if (r > 0) {
             ds->yielded = 1;
             return 1;
@@ -977,12 +1088,13 @@ int data_source_seek(data_source *ds, const data_cursor *c, char *err, size_t er
             continue;
         }
         size_t n;
-        int r = read_line(ds, &n, err, err_len);
+        int r = ds->member_fmt == FMT_ROWS ? next_row(ds, &n, err, err_len)
+                                           : read_line(ds, &n, err, err_len);
         if (r < 0)
             return seek_fail(ds, err, err_len, c, NULL);
         if (r == 0)
             ds->in_member = 0;
-        else if (!blank(ds->lbuf, n))
+        else if (ds->member_fmt == FMT_ROWS || !blank(ds->lbuf, n))
             ds->doc++;
     }
     if (c->offset == 0)
@@ -998,6 +1110,8 @@ int data_source_seek(data_source *ds, const data_cursor *c, char *err, size_t er
         }
         if (ds->member_fmt == FMT_TXT)
             break;
+        if (ds->member_fmt == FMT_ROWS)
+            return seek_fail(ds, err, err_len, c, "an offset inside a row");
         size_t n;
         int r = read_line(ds, &n, err, err_len);
         if (r < 0)
