@@ -1,4 +1,5 @@
 #include "data_source.h"
+#include "array_grow.h"
 #include "columnar_reader.h"
 #include "rng.h"
 #include "user_path.h"
@@ -19,6 +20,7 @@
 #include <zlib.h>
 
 enum { FMT_TXT = 1, FMT_JSONL = 2, FMT_ROWS = 3 };
+enum { MAX_BATCH_ROWS = 1 << 16 }; /* the columnar reader writes batches of 1024 */
 enum { CONT_SINGLE, CONT_TAR, CONT_ZIP };
 enum { OPEN_BLOCK = 1 << 18, MAX_DEPTH = 64 };
 
@@ -757,6 +759,16 @@ static int txt_next(data_source *ds, const char **text, size_t *len, int *eod,
 
 /* The next line of the member into lbuf (no newline, no CR before it): 1, or
  * 0 at its end, or -1 with err. */
+/* lbuf holds at least need bytes: 0, or -1 with err */
+static int lbuf_room(data_source *ds, size_t need, char *err, size_t err_len)
+{
+    if (array_grow((void **)&ds->lbuf, &ds->lcap, need, 1)) {
+        fail_at(ds, ds->line + 1, err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int read_line(data_source *ds, size_t *len, char *err, size_t err_len)
 {
     size_t n = 0;
@@ -776,18 +788,8 @@ static int read_line(data_source *ds, size_t *len, char *err, size_t err_len)
         char *start = ds->buf + ds->bpos;
         char *nl = memchr(start, '\n', ds->blen - ds->bpos);
         size_t take = nl ? (size_t)(nl - start) : ds->blen - ds->bpos;
-        if (n + take + 1 > ds->lcap) {
-            size_t cap = ds->lcap ? ds->lcap : 4096;
-            while (cap < n + take + 1)
-                cap *= 2;
-            char *p = realloc(ds->lbuf, cap);
-            if (!p) {
-                fail_at(ds, ds->line + 1, err, err_len, "out of memory");
-                return -1;
-            }
-            ds->lbuf = p;
-            ds->lcap = cap;
-        }
+        if (lbuf_room(ds, n + take + 1, err, err_len))
+            return -1;
         memcpy(ds->lbuf + n, start, take);
         n += take;
         ds->bpos += take + (nl != NULL);
@@ -812,21 +814,13 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-/* lbuf holds n bytes of the member: 1, 0 when it ends first, -1 with err */
+/* lbuf holds n bytes of the member: 1, 0 when it ends first, -1 with err.
+ * lbuf grows with the bytes that come, not with n: a length that lies meets
+ * the end of the data, not an allocation of its size. */
 static int read_exact(data_source *ds, size_t n, char *err, size_t err_len)
 {
-    if (n + 1 > ds->lcap) {
-        size_t cap = ds->lcap ? ds->lcap : 4096;
-        while (cap < n + 1)
-            cap *= 2;
-        char *p = realloc(ds->lbuf, cap);
-        if (!p) {
-            fail_at(ds, 0, err, err_len, "out of memory");
-            return -1;
-        }
-        ds->lbuf = p;
-        ds->lcap = cap;
-    }
+    if (lbuf_room(ds, 1, err, err_len))
+        return -1;
     for (size_t got = 0; got < n;) {
         if (ds->bpos == ds->blen) {
             long long r = ds->member_eof ? 0 : read_member(ds, ds->buf, DATA_SOURCE_PIECE, err, err_len);
@@ -838,6 +832,8 @@ static int read_exact(data_source *ds, size_t n, char *err, size_t err_len)
             ds->blen = (size_t)r;
         }
         size_t take = ds->blen - ds->bpos < n - got ? ds->blen - ds->bpos : n - got;
+        if (lbuf_room(ds, got + take + 1, err, err_len))
+            return -1;
         memcpy(ds->lbuf + got, ds->buf + ds->bpos, take);
         ds->bpos += take;
         got += take;
@@ -856,7 +852,7 @@ static int read_batch_header(data_source *ds, char *err, size_t err_len)
         return r;
     char *end;
     unsigned long long rows = strtoull(ds->lbuf, &end, 10);
-    if (end == ds->lbuf || *end || rows > ((size_t)1 << 24)) {
+    if (end == ds->lbuf || *end || rows > MAX_BATCH_ROWS) {
         fail_at(ds, 0, err, err_len, "the columnar reader wrote a bad batch header");
         return -1;
     }

@@ -77,6 +77,15 @@ mode = "none"
 put("config_toml", "nested.toml", "[training.inner]\nsteps = 3\n[job]\ndescription = \"\"\"two\nlines\"\"\"\n"
     "date = 1979-05-27T07:32:00Z\n")
 
+# the columnar reader's rows format: a count line, a lengths line, the bytes
+def rows_batch(rows):
+    b = [r.encode() for r in rows]
+    return f"{len(b)}\n{' '.join(str(len(x)) for x in b)}\n".encode() + b"".join(b)
+
+
+put("columnar_rows", "two_batches", rows_batch(["hello", "", "caf\u00e9\nline"]) + rows_batch(["the end"]))
+put("columnar_rows", "one_row", rows_batch(["x" * 3000]))
+
 put("config_json", "gla.json", json.dumps({
     "model_type": "gla", "architectures": ["GLAForCausalLM"], "hidden_size": 64,
     "expand_k": 0.5, "use_gk": True, "attn_mode": "chunk", "clamp_min": None,
