@@ -123,6 +123,9 @@ static void print_help(const cli_program *prog, const flame_plugin *plugin)
 int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin **plugin,
              flame_config **cfg)
 {
+    /* A log of stdout and stderr in one file keeps its order: a line of the
+       resolved config or of progress is never split by a warning. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     *plugin = NULL;
     *cfg = NULL;
     command_line cl;
