@@ -68,18 +68,31 @@ static const char *json_number(char *buf, size_t n, const char *format, double x
     return buf;
 }
 
+/* , "data_epochs": [e0, e1, ...] when the run reads data */
+static void epochs_field(char *out, size_t n, const step_metrics *m)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < m->n_data_sources && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, "%s%llu", i ? ", " : ", \"data_epochs\": [",
+                                 (unsigned long long)m->data_epochs[i]);
+    if (m->n_data_sources > 0 && used < n)
+        snprintf(out + used, n - used, "]");
+}
+
 int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err_len)
 {
-    char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32];
+    char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32], epochs[512];
+    epochs_field(epochs, sizeof epochs, m);
     int len = fprintf(log->jsonl,
             "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
-            "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d}\n",
+            "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d%s}\n",
             m->step, json_number(loss, sizeof loss, "%.9g", m->loss),
             json_number(lr, sizeof lr, "%.9g", m->lr),
             json_number(norm, sizeof norm, "%.9g", m->grad_norm),
             json_number(speed, sizeof speed, "%.6g", m->tokens_per_s),
             json_number(mfu, sizeof mfu, "%.6g", m->mfu >= 0 ? m->mfu : NAN),
-            json_number(mem, sizeof mem, "%.4g", m->mem_gib), m->skipped);
+            json_number(mem, sizeof mem, "%.4g", m->mem_gib), m->skipped, epochs);
     if (len < 0 || fflush(log->jsonl) != 0) { /* flushed: a crash loses no logged step */
         snprintf(err, err_len, "%.3000s: cannot write: %s", log->path, strerror(errno));
         return -1;

@@ -4,6 +4,7 @@
 #ifndef FLAME_METRICS_H
 #define FLAME_METRICS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct step_metrics {
@@ -12,6 +13,8 @@ typedef struct step_metrics {
     double mfu;     /* negative: unknown (no peak figure for this device) */
     double mem_gib; /* peak memory of the process */
     int skipped;    /* steps skipped so far for non-finite gradients */
+    const uint64_t *data_epochs; /* epochs each data source has completed */
+    int n_data_sources;          /* 0: no data (flame-bench's random tokens) */
 } step_metrics;
 
 typedef struct metrics_log {

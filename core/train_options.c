@@ -1,6 +1,7 @@
 #include "train_options.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -78,6 +79,32 @@ static int read_schedule(train_options *o, const flame_config *cfg, char *err, s
     return 0;
 }
 
+/* training.data_probs: comma-separated positive weights, at most DOC_MIX_MAX_SOURCES */
+static int read_data_probs(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    o->n_data_probs = 0;
+    if (!config_is_set(cfg, "training", "data_probs"))
+        return 0;
+    const char *text = config_get_string(cfg, "training", "data_probs");
+    for (const char *p = text;; p++) {
+        char *end;
+        double w = strtod(p, &end);
+        while (*end == ' ')
+            end++;
+        if (end == p || !(w > 0 && w < 1e30) || (*end != ',' && *end != '\0') ||
+            o->n_data_probs == DOC_MIX_MAX_SOURCES) {
+            snprintf(err, err_len, "[training] data_probs = \"%s\": expected up to %d positive "
+                     "numbers separated by commas, one per source of training.dataset",
+                     text, DOC_MIX_MAX_SOURCES);
+            return -1;
+        }
+        o->data_probs[o->n_data_probs++] = w;
+        if (*end == '\0')
+            return 0;
+        p = end;
+    }
+}
+
 static int read_data(train_options *o, const flame_config *cfg, int need_data, char *err,
                      size_t err_len)
 {
@@ -96,6 +123,8 @@ static int read_data(train_options *o, const flame_config *cfg, int need_data, c
         int_in(cfg, "training", "shuffle_buffer", 1, 1 << 24, &o->shuffle_buffer, err, err_len))
         return -1;
     o->shuffle = config_get_bool(cfg, "training", "shuffle");
+    if (read_data_probs(o, cfg, err, err_len))
+        return -1;
     o->context_len = o->seq_len;
     if (config_is_set(cfg, "training", "context_len") &&
         positive_int(cfg, "training", "context_len", &o->context_len, err, err_len))

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
+#include "data/doc_mix.h"
 #include "scheduler.h"
 
 typedef struct checkpoint_options {
@@ -19,6 +20,8 @@ typedef struct checkpoint_options {
 typedef struct train_options {
     const char *dump_folder;
     const char *dataset, *text_field;
+    double data_probs[DOC_MIX_MAX_SOURCES]; /* n_data_probs > 0: mix the dataset's items */
+    int n_data_probs;
     const char *tokenizer;
     const char *device; /* auto, cuda or cpu */
     int batch_size, seq_len, context_len, varlen;

@@ -35,6 +35,7 @@ struct trainer {
     data_loader *data;         /* NULL: random tokens (flame-bench) */
     rng random_tokens;
     int32_t *host_tokens;      /* [B*T+1] random tokens, when data is NULL */
+    uint64_t data_epochs[DOC_MIX_MAX_SOURCES]; /* of each source, after the last step */
     metrics_log log;
     batch_stage batch;         /* the micro-batch the plugin reads */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
@@ -200,6 +201,8 @@ static int open_data(trainer *r)
     const train_options *t = &r->opt;
     data_loader_options o = {.dataset = t->dataset,
                              .text_field = t->text_field,
+                             .data_probs = t->data_probs,
+                             .n_data_probs = t->n_data_probs,
                              .tokenizer_path = t->tokenizer,
                              .batch_size = t->batch_size,
                              .seq_len = t->seq_len,
@@ -273,6 +276,10 @@ static int train_step(trainer *r, int step, step_metrics *m)
     if (o->accumulation > 1)
         r->ops->scale(r->params.grads, 1.0f / o->accumulation, r->params.total);
     m->loss = loss / o->accumulation;
+    if (r->data) {
+        m->n_data_sources = data_loader_epochs(r->data, r->data_epochs);
+        m->data_epochs = r->data_epochs;
+    }
     m->lr = o->lr * lr_schedule_factor(&o->schedule, step);
     m->grad_norm = params_grad_norm(&r->params);
     if (!isfinite(m->grad_norm) || !isfinite(m->loss)) {

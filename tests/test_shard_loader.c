@@ -259,7 +259,7 @@ static void test_errors(const char *byte_shard, const char *tokenizer_json)
     o.tokenizer_path = "byte";
     json_t *text_cursor = json_pack("{s:i, s:i, s:i, s:i, s:i}", "epoch", 0, "file", 0,
                                     "document", 1, "offset", 0, "token", 0);
-    expect_open_error(&o, text_cursor, -2, "saved for a text dataset");
+    expect_open_error(&o, text_cursor, -2, "saved for text, but dataset");
     json_t *far = json_pack("{s:i, s:I}", "epoch", 0, "shard_token", (json_int_t)1 << 40);
     expect_open_error(&o, far, -2, "beyond the");
     data_loader_options t = options(text_dir, "byte");

@@ -186,7 +186,7 @@ static int pack_epoch(pack_job *j)
         token_piece p;
         if (token_stream_next(j->stream, &p, j->err, sizeof j->err))
             return FLAME_EXIT_DATA;
-        if (p.epoch > 0)
+        if (p.at.source[0].epoch > 0)
             return 0;
         if (token_shard_write(j->writer, p.ids, p.n, p.end_of_document ? 1 : 0, j->err,
                               sizeof j->err))
@@ -261,8 +261,13 @@ static int cmd_pack(int argc, char **argv)
         return rc;
     if (strcmp(shuffle, "true") && strcmp(shuffle, "false"))
         return usage_error("pack", "--shuffle %s: expected true or false", shuffle);
-    pack_job j = {.in = {dataset, field, tok, (int)n, strcmp(shuffle, "true") == 0,
-                         (size_t)buffer_docs, (uint64_t)seed_value},
+    pack_job j = {.in = {.dataset = dataset,
+                         .text_field = field,
+                         .tokenizer_path = tok,
+                         .num_workers = (int)n,
+                         .shuffle = strcmp(shuffle, "true") == 0,
+                         .shuffle_buffer = (size_t)buffer_docs,
+                         .seed = (uint64_t)seed_value},
                   .output = output};
     j.start = j.last_report = now();
     return run_pack(&j);

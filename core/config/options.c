@@ -62,8 +62,12 @@ static const flame_option lr_scheduler_options[] = {
 
 static const flame_option training_options[] = {
     {"dataset", FLAME_TYPE_STRING, NULL,
-     "data: files, folders or globs (comma-separated) of .txt/.jsonl, compressed or archived",
+     "data: files, folders or globs (comma-separated) of .txt/.jsonl/.parquet/.arrow/.json, "
+     "compressed or archived; with data_probs each comma-separated item is one source",
      0},
+    {"data_probs", FLAME_TYPE_STRING, NULL,
+     "mix the dataset's comma-separated sources: one weight each (e.g. 0.7,0.3), the share "
+     "of documents drawn from it; a source that runs out starts over", 0},
     {"text_field", FLAME_TYPE_STRING, "text", "the field of a .jsonl line that holds the text",
      0},
     {"device", FLAME_TYPE_STRING, "auto",

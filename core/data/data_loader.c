@@ -5,17 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream_cursor.h"
 #include "token_shard.h"
 #include "token_stream.h"
-
-/* Where the next token of the stream is. Text: the piece it comes from and
- * its index among that piece's tokens (BOS and EOS included). A shard: its
- * index in the shard (piece unused). */
-typedef struct stream_position {
-    uint64_t epoch;
-    data_cursor piece;
-    uint64_t token;
-} stream_position;
 
 typedef struct batch_slot {
     data_batch batch;
@@ -53,7 +45,7 @@ static int next_piece(data_loader *dl, char *err, size_t err_len)
         if (token_stream_next(dl->stream, &dl->piece, err, err_len))
             return -1;
     } while (dl->piece.n == 0);
-    dl->at = (stream_position){dl->piece.epoch, dl->piece.at, 0};
+    dl->at = (stream_position){dl->piece.at, 0};
     return 0;
 }
 
@@ -76,7 +68,7 @@ static int text_tokens(data_loader *dl, int32_t *out, size_t n, char *err, size_
 /* Positions the stream at p: re-reads p's piece and skips its first p.token tokens. */
 static int text_seek(data_loader *dl, const stream_position *p, char *err, size_t err_len)
 {
-    if (token_stream_seek(dl->stream, p->epoch, &p->piece, err, err_len) ||
+    if (token_stream_seek(dl->stream, &p->piece, err, err_len) ||
         next_piece(dl, err, err_len))
         return -1;
     if (p->token > dl->piece.n) {
@@ -97,7 +89,7 @@ static int shard_tokens(data_loader *dl, int32_t *out, size_t n, char *err, size
     while (n > 0) {
         if (dl->at.token == total) {
             dl->at.token = 0;
-            dl->at.epoch++;
+            dl->at.piece.source[0].epoch++;
         }
         size_t k = total - dl->at.token < n ? (size_t)(total - dl->at.token) : n;
         if (out && token_shard_read(&dl->shard, dl->at.token, k, out, err, err_len))
@@ -191,70 +183,22 @@ static void *produce(void *arg)
 
 /* ---- cursor ---- */
 
-/* text: {epoch, file, document, offset, index, token}; a shard: {epoch, shard_token} */
-static json_t *position_to_json(const data_loader *dl, const stream_position *p)
+static cursor_kind kind_of(const data_loader *dl)
 {
-    if (dl->is_shard)
-        return json_pack("{s:I, s:I}", "epoch", (json_int_t)p->epoch, "shard_token",
-                         (json_int_t)p->token);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "epoch", (json_int_t)p->epoch, "file",
-                     (json_int_t)p->piece.file, "document", (json_int_t)p->piece.document,
-                     "offset", (json_int_t)p->piece.offset, "index", (json_int_t)p->piece.index,
-                     "token", (json_int_t)p->token);
-}
-
-static int shard_position_from_json(const json_t *j, stream_position *p, char *err,
-                                    size_t err_len)
-{
-    json_int_t epoch, token;
-    json_error_t jerr;
-    if (json_unpack_ex((json_t *)j, &jerr, 0, "{s:I, s:I}", "epoch", &epoch, "shard_token",
-                       &token)) {
-        snprintf(err, err_len, "data cursor: %s", jerr.text);
-        return -1;
-    }
-    if (epoch < 0 || token < 0) {
-        snprintf(err, err_len, "data cursor: negative position");
-        return -1;
-    }
-    *p = (stream_position){.epoch = (uint64_t)epoch, .token = (uint64_t)token};
-    return 0;
-}
-
-static int position_from_json(const data_loader *dl, const json_t *j, stream_position *p,
-                              char *err, size_t err_len)
-{
-    int shard_cursor = json_object_get(j, "shard_token") != NULL;
-    if (shard_cursor != dl->is_shard) {
-        snprintf(err, err_len, "data cursor: saved for a %s dataset, but %s is %s",
-                 shard_cursor ? "pre-tokenized shard" : "text", dl->opt.dataset,
-                 dl->is_shard ? "a shard" : "text");
-        return -1;
-    }
-    if (dl->is_shard)
-        return shard_position_from_json(j, p, err, err_len);
-    json_int_t v[6] = {0}; /* index: absent in cursors of unshuffled runs before it */
-    json_error_t jerr;
-    if (json_unpack_ex((json_t *)j, &jerr, 0, "{s:I, s:I, s:I, s:I, s?I, s:I}", "epoch", &v[0],
-                       "file", &v[1], "document", &v[2], "offset", &v[3], "index", &v[4],
-                       "token", &v[5])) {
-        snprintf(err, err_len, "data cursor: %s", jerr.text);
-        return -1;
-    }
-    for (int i = 0; i < 6; i++)
-        if (v[i] < 0) {
-            snprintf(err, err_len, "data cursor: negative position");
-            return -1;
-        }
-    *p = (stream_position){(uint64_t)v[0],
-                           {(uint64_t)v[1], (uint64_t)v[2], (uint64_t)v[3], (uint64_t)v[4]},
-                           (uint64_t)v[5]};
-    return 0;
+    return dl->is_shard ? CURSOR_SHARD : dl->opt.n_data_probs > 0 ? CURSOR_MIXED : CURSOR_TEXT;
 }
 
 json_t *data_loader_cursor(const data_loader *dl)
 {
-    return position_to_json(dl, &dl->consumed);
+    return stream_cursor_to_json(&dl->consumed, kind_of(dl));
+}
+
+int data_loader_epochs(const data_loader *dl, uint64_t *epochs)
+{
+    const mix_position *p = &dl->consumed.piece;
+    for (int i = 0; i < p->n_sources; i++)
+        epochs[i] = p->source[i].epoch;
+    return p->n_sources;
 }
 
 /* ---- life cycle ---- */
@@ -292,10 +236,14 @@ static int shard_seek(data_loader *dl, const stream_position *p, char *err, size
 
 static int seek_start(data_loader *dl, const json_t *cursor, char *err, size_t err_len)
 {
-    if (!cursor)
-        return 0; /* a text stream reads its first piece on the first token */
-    stream_position p;
-    if (position_from_json(dl, cursor, &p, err, err_len) ||
+    stream_position p = {.piece = {.n_sources = 1, .current = -1}};
+    if (!cursor) { /* a text stream reads its first piece on the first token */
+        if (!dl->is_shard)
+            token_stream_tell(dl->stream, &p.piece);
+        dl->consumed = dl->at = p;
+        return 0;
+    }
+    if (stream_cursor_from_json(cursor, kind_of(dl), dl->opt.dataset, &p, err, err_len) ||
         (dl->is_shard ? shard_seek : text_seek)(dl, &p, err, err_len))
         return -1;
     dl->consumed = p;
@@ -304,9 +252,15 @@ static int seek_start(data_loader *dl, const json_t *cursor, char *err, size_t e
 
 static int open_text(data_loader *dl, char *err, size_t err_len)
 {
-    token_stream_options o = {dl->opt.dataset,     dl->opt.text_field,     dl->opt.tokenizer_path,
-                              dl->opt.num_workers, dl->opt.shuffle,       dl->opt.shuffle_buffer,
-                              dl->opt.seed};
+    token_stream_options o = {.dataset = dl->opt.dataset,
+                              .text_field = dl->opt.text_field,
+                              .data_probs = dl->opt.data_probs,
+                              .n_data_probs = dl->opt.n_data_probs,
+                              .tokenizer_path = dl->opt.tokenizer_path,
+                              .num_workers = dl->opt.num_workers,
+                              .shuffle = dl->opt.shuffle,
+                              .shuffle_buffer = dl->opt.shuffle_buffer,
+                              .seed = dl->opt.seed};
     if (token_stream_open(&dl->stream, &o, err, err_len))
         return -1;
     dl->eos_id = token_stream_tokenizer(dl->stream)->eos_id;

@@ -13,8 +13,7 @@
  * its tokens, which are that same stream for one epoch, are cut into the same
  * rows — the batches equal those of the text it was packed from. Its
  * tokenizer hash must match tokenizer_path's, and its tokens are checked
- * (data hash, ids) when it is opened. Cursors: text
- * {epoch, file, document, offset, index, token}, a shard {epoch, shard_token}. */
+ * (data hash, ids) when it is opened. */
 #ifndef FLAME_DATA_LOADER_H
 #define FLAME_DATA_LOADER_H
 
@@ -23,9 +22,15 @@
 
 #include <jansson.h>
 
+#include "doc_mix.h"
+
 typedef struct data_loader_options {
     const char *dataset;        /* the data source spec */
     const char *text_field;     /* JSON lines field, NULL = "text" */
+    /* n_data_probs > 0: the dataset's comma-separated items are sources mixed
+     * with these weights (core/data/doc_mix.h) */
+    const double *data_probs;
+    int n_data_probs;
     const char *tokenizer_path; /* as tokenizer_open takes it */
     int batch_size, seq_len;
     int rank, world_size;
@@ -62,7 +67,12 @@ void data_loader_close(data_loader *dl);
  * data error (the message names file[:member][:line]). */
 int data_loader_next(data_loader *dl, const data_batch **batch, char *err, size_t err_len);
 
-/* The position after the last batch data_loader_next returned (a new object). */
+/* The position after the last batch data_loader_next returned (a new object;
+ * core/data/stream_cursor.h). */
 json_t *data_loader_cursor(const data_loader *dl);
+
+/* The epochs each source has completed at that position, into
+ * epochs[DOC_MIX_MAX_SOURCES]; returns the count of sources. */
+int data_loader_epochs(const data_loader *dl, uint64_t *epochs);
 
 #endif

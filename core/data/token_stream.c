@@ -9,9 +9,14 @@
 
 enum { RUNS_PER_WORKER = 4 };
 
+/* A piece and what reading it changed in the data order: its source's
+ * position before and after it, and the draws after it (a full position is
+ * too large to keep for every piece of a run of short documents). */
 typedef struct run_piece {
-    uint64_t epoch;
-    data_cursor at;
+    int source;
+    source_position before, after;
+    uint64_t documents_after;
+    int current_after;
     size_t text_off, bytes;
     int end_of_document;
     size_t first_id, n_ids;
@@ -38,10 +43,9 @@ typedef struct helper {
 } helper;
 
 struct token_stream {
-    data_source *source;
-    doc_shuffle *order; /* the source's documents in the run's order */
-    uint64_t epoch;    /* of the next piece read */
-    int source_failed; /* read no more */
+    doc_mix *order;          /* the documents in the run's order */
+    mix_position consumed;   /* after the last piece handed out */
+    int source_failed;       /* read no more */
     tokenizer tok;     /* the caller's thread's */
 
     run *runs; /* a ring: runs n_taken … n_read - 1 are in flight */
@@ -59,41 +63,37 @@ struct token_stream {
 
 /* ---- reading: the caller's thread ---- */
 
-static int add_piece(run *r, uint64_t epoch, const data_cursor *at, const char *text,
-                     size_t len, int end_of_document)
+static int add_piece(run *r, const doc_mix *order, const mix_piece *piece)
 {
+    size_t len = piece->len;
     if (array_grow((void **)&r->text, &r->text_cap, r->text_n + len, 1) ||
         array_grow((void **)&r->pieces, &r->cap_pieces, r->n_pieces + 1, sizeof *r->pieces))
         return -1;
-    memcpy(r->text + r->text_n, text, len);
-    r->pieces[r->n_pieces++] = (run_piece){epoch, *at, r->text_n, len, end_of_document, 0, 0};
+    memcpy(r->text + r->text_n, piece->text, len);
+    run_piece *p = &r->pieces[r->n_pieces++];
+    *p = (run_piece){.source = piece->source, .before = piece->before, .text_off = r->text_n,
+                     .bytes = len, .end_of_document = piece->ends_document};
+    doc_mix_tell_source(order, piece->source, &p->after, &p->documents_after, &p->current_after);
     r->text_n += len;
     return 0;
 }
 
-/* Pieces until the run holds TOKEN_STREAM_RUN bytes or its epoch ends. A data
- * error ends the run and the reading. */
+/* Pieces until the run holds TOKEN_STREAM_RUN bytes or a source ends an
+ * epoch. A data error ends the run and the reading. */
 static void read_run(token_stream *s, run *r)
 {
     r->text_n = r->n_pieces = r->ids.n = 0;
     r->status = 0;
     while (r->text_n < TOKEN_STREAM_RUN) {
-        data_cursor at;
-        const char *text;
-        size_t len;
-        int end_of_document;
-        doc_shuffle_tell(s->order, &at);
-        int rc = doc_shuffle_next(s->order, &text, &len, &end_of_document, r->err,
-                                  sizeof r->err);
-        /* a run ends with its epoch, so that small data is not reread over and over */
+        mix_piece piece;
+        int rc = doc_mix_next(s->order, &piece, r->err, sizeof r->err);
+        /* a run ends with an epoch, so that small data is not reread over and over */
         if (rc == 0) {
-            doc_shuffle_rewind(s->order);
-            s->epoch++;
             if (r->n_pieces > 0)
                 return;
             continue;
         }
-        if (rc < 0 || add_piece(r, s->epoch, &at, text, len, end_of_document)) {
+        if (rc < 0 || add_piece(r, s->order, &piece)) {
             if (rc > 0)
                 snprintf(r->err, sizeof r->err, "out of memory reading the data");
             r->status = -1;
@@ -130,7 +130,7 @@ static int push_id(tokenizer_ids *ids, int32_t id)
 static int tokenize_piece(const tokenizer *tok, run *r, run_piece *p)
 {
     p->first_id = r->ids.n;
-    if (p->at.offset == 0 && tok->bos_id >= 0 && push_id(&r->ids, tok->bos_id))
+    if (p->before.at.offset == 0 && tok->bos_id >= 0 && push_id(&r->ids, tok->bos_id))
         return -1;
     if (tokenizer_encode(tok, r->text + p->text_off, p->bytes, &r->ids))
         return -1;
@@ -208,8 +208,12 @@ int token_stream_next(token_stream *s, token_piece *piece, char *err, size_t err
         return -1;
     }
     const run_piece *p = &r->pieces[s->next_piece++];
-    *piece = (token_piece){p->epoch, p->at, p->bytes, p->end_of_document,
+    s->consumed.source[p->source] = p->before; /* differs after the end of an epoch */
+    *piece = (token_piece){s->consumed, p->source, p->bytes, p->end_of_document,
                            r->ids.ids + p->first_id, p->n_ids};
+    s->consumed.source[p->source] = p->after;
+    s->consumed.documents = p->documents_after;
+    s->consumed.current = p->current_after;
     return 0;
 }
 
@@ -252,14 +256,12 @@ int token_stream_open(token_stream **out, const token_stream_options *opt, char 
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->done, NULL);
-    if (data_source_open(&s->source, opt->dataset, opt->text_field, err, err_len) ||
+    doc_mix_options o = {opt->dataset, opt->text_field, opt->data_probs, opt->n_data_probs,
+                         opt->shuffle, opt->shuffle_buffer, opt->seed};
+    if (doc_mix_open(&s->order, &o, err, err_len) ||
         tokenizer_open(&s->tok, opt->tokenizer_path, err, err_len))
         return -1;
-    if ((opt->shuffle && data_source_shuffle_files(s->source, opt->seed)) ||
-        doc_shuffle_open(&s->order, s->source, opt->seed, opt->shuffle ? opt->shuffle_buffer : 0)) {
-        snprintf(err, err_len, "out of memory");
-        return -1;
-    }
+    doc_mix_tell(s->order, &s->consumed);
     return start_helpers(s, opt, err, err_len);
 }
 
@@ -268,11 +270,17 @@ const tokenizer *token_stream_tokenizer(const token_stream *s)
     return &s->tok;
 }
 
-int token_stream_seek(token_stream *s, uint64_t epoch, const data_cursor *at, char *err,
-                      size_t err_len)
+void token_stream_tell(const token_stream *s, mix_position *at)
 {
-    s->epoch = epoch;
-    return doc_shuffle_seek(s->order, epoch, at, err, err_len);
+    *at = s->consumed;
+}
+
+int token_stream_seek(token_stream *s, const mix_position *at, char *err, size_t err_len)
+{
+    if (doc_mix_seek(s->order, at, err, err_len))
+        return -1;
+    s->consumed = *at;
+    return 0;
 }
 
 void token_stream_close(token_stream *s)
@@ -296,9 +304,7 @@ void token_stream_close(token_stream *s)
     free(s->runs);
     free(s->helpers);
     tokenizer_close(&s->tok);
-    doc_shuffle_close(s->order);
-    if (s->source)
-        data_source_close(s->source);
+    doc_mix_close(s->order);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->done);

@@ -1,5 +1,5 @@
-/* Documents → tokens: the pieces of a data source (core/data_source.h), read
- * epoch after epoch, each tokenized on its own and given BOS when it starts a
+/* Documents → tokens: the pieces of the data order (core/data/doc_mix.h: one
+ * source or several mixed, each read epoch after epoch), each tokenized on its own and given BOS when it starts a
  * document (and the tokenizer has one) and EOS when it ends one. The data
  * loader cuts this stream into rows; `flame-data pack` stores one epoch of it.
  *
@@ -14,8 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data_source.h"
-#include "doc_shuffle.h"
+#include "doc_mix.h"
 #include "tokenizer/tokenizer.h"
 
 #define TOKEN_STREAM_RUN ((size_t)1 << 18)
@@ -23,8 +22,10 @@
 typedef struct token_stream token_stream;
 
 typedef struct token_stream_options {
-    const char *dataset;        /* the data source spec */
+    const char *dataset;        /* the data source spec (doc_mix_options) */
     const char *text_field;     /* JSON lines field, NULL = "text" */
+    const double *data_probs;   /* n_data_probs > 0: the spec's items mixed with these weights */
+    int n_data_probs;
     const char *tokenizer_path; /* as tokenizer_open takes it */
     int num_workers;            /* 0 or 1: tokenize in the calling thread */
     /* the data order: files shuffled for each epoch and documents in blocks
@@ -36,8 +37,8 @@ typedef struct token_stream_options {
 } token_stream_options;
 
 typedef struct token_piece {
-    uint64_t epoch;        /* epochs completed before this piece */
-    data_cursor at;        /* where the piece starts in the source */
+    mix_position at;       /* where the piece starts in the data order */
+    int source;            /* which source it comes from */
     size_t bytes;          /* of text */
     int end_of_document;
     const int32_t *ids;    /* BOS? + the text's tokens + EOS?; n may be 0 */
@@ -54,10 +55,12 @@ void token_stream_close(token_stream *s);
 /* The tokenizer every piece is encoded with (for vocab_size, bos_id, eos_id). */
 const tokenizer *token_stream_tokenizer(const token_stream *s);
 
-/* Starts at cursor `at` of epoch `epoch` instead of the beginning; only before
- * the first token_stream_next. Returns 0, or -1 with err (a data error). */
-int token_stream_seek(token_stream *s, uint64_t epoch, const data_cursor *at, char *err,
-                      size_t err_len);
+/* Where the next piece starts. */
+void token_stream_tell(const token_stream *s, mix_position *at);
+
+/* Starts at `at` instead of the beginning; only before the first
+ * token_stream_next. Returns 0, or -1 with err (a data error). */
+int token_stream_seek(token_stream *s, const mix_position *at, char *err, size_t err_len);
 
 /* The next piece, valid until the next call. Returns 0, or -1 with err on a
  * data error (the message names file[:member][:line]); nothing follows it. */

@@ -178,3 +178,13 @@ def shard(tokens, width, vocab, bos, eos, docs):
 
 put("token_shard", "byte", shard([72, 105, 256, 104, 256], 2, 257, -1, 256, 2))
 put("token_shard", "wide", shard([1, 70000, 5, 2], 4, 70001, 1, 2, 1))
+
+put("data_cursor", "text", json.dumps({"epoch": 1, "file": 2, "document": 30, "offset": 0,
+                                      "index": 4, "token": 17}))
+put("data_cursor", "text_unshuffled", json.dumps({"epoch": 0, "file": 0, "document": 3,
+                                                 "offset": 1048576, "token": 0}))
+put("data_cursor", "mixed", json.dumps({
+    "sources": [{"epoch": 0, "file": 0, "document": 0, "offset": 0, "index": 63},
+                {"epoch": 4, "file": 1, "document": 2, "offset": 0, "index": 0}],
+    "documents": 93, "current": -1, "token": 8}))
+put("data_cursor", "shard", json.dumps({"epoch": 2, "shard_token": 123456}))
