@@ -32,8 +32,8 @@ static int keep_rows_until(const char *path, int resume_step, char *err, size_t 
     return 0;
 }
 
-int metrics_open(metrics_log *log, const char *path, int total_steps, int resume_step, char *err,
-                 size_t err_len)
+int metrics_open(metrics_log *log, const char *path, int total_steps, int log_every,
+                 int resume_step, char *err, size_t err_len)
 {
     if (resume_step > 0 && keep_rows_until(path, resume_step, err, err_len))
         return -1;
@@ -45,7 +45,7 @@ int metrics_open(metrics_log *log, const char *path, int total_steps, int resume
     snprintf(log->path, sizeof log->path, "%s", path);
     log->total_steps = total_steps;
     log->first_step = resume_step + 1;
-    log->print_every = total_steps >= 20 ? total_steps / 20 : 1;
+    log->log_every = log_every;
     log->tty = isatty(STDOUT_FILENO);
     return 0;
 }
@@ -85,9 +85,9 @@ int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err
     char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32], epochs[512];
     epochs_field(epochs, sizeof epochs, m);
     int len = fprintf(log->jsonl,
-            "{\"step\": %d, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
+            "{\"step\": %d, \"tokens\": %.0f, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
             "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d%s}\n",
-            m->step, json_number(loss, sizeof loss, "%.9g", m->loss),
+            m->step, m->tokens, json_number(loss, sizeof loss, "%.9g", m->loss),
             json_number(lr, sizeof lr, "%.9g", m->lr),
             json_number(norm, sizeof norm, "%.9g", m->grad_norm),
             json_number(speed, sizeof speed, "%.6g", m->tokens_per_s),
@@ -109,22 +109,40 @@ static void format_duration(char *out, size_t n, double seconds)
         snprintf(out, n, "%ld:%02ld", s / 60, s % 60);
 }
 
+/* 512, 12800, 3.46M, 1.20B: whole up to a million, then two decimals */
+static void format_count(char *out, size_t n, double count)
+{
+    if (count < 1e6)
+        snprintf(out, n, "%.0f", count);
+    else if (count < 1e9)
+        snprintf(out, n, "%.2fM", count / 1e6);
+    else
+        snprintf(out, n, "%.2fB", count / 1e9);
+}
+
+int metrics_due(const metrics_log *log, int step)
+{
+    return step % log->log_every == 0 || step == log->total_steps;
+}
+
 int metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
 {
-    int last = m->step == log->total_steps;
     if (log->stdout_lost)
         return 0;
-    if (!log->tty && m->step % log->print_every != 0 && m->step != 1 && !last)
+    if (!log->tty && !metrics_due(log, m->step) && m->step != 1)
         return 0;
-    char eta[32], mfu[16] = "-";
+    char eta[32], took[32], mfu[16] = "-", tokens[32];
     int done = m->step - log->first_step + 1;
     format_duration(eta, sizeof eta, elapsed / done * (log->total_steps - m->step));
+    format_duration(took, sizeof took, elapsed);
+    format_count(tokens, sizeof tokens, m->tokens);
     if (m->mfu >= 0)
         snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * m->mfu);
     int width = snprintf(NULL, 0, "%d", log->total_steps);
-    printf("%sstep %*d/%d  loss %.4f  lr %.3e  grad_norm %.3f  tok/s %.0f  mfu %s  eta %s%s",
+    printf("%sstep %*d/%d  loss %.4f  lr %.3e  grad_norm %.3f  tok/s %.0f  mfu %s  tokens %s"
+           "  elapsed %s  eta %s%s",
            log->tty ? "\r" : "", width, m->step, log->total_steps, m->loss, m->lr, m->grad_norm,
-           m->tokens_per_s, mfu, eta, log->tty ? "  " : "\n");
+           m->tokens_per_s, mfu, tokens, took, eta, log->tty ? "  " : "\n");
     if (fflush(stdout) != 0 || ferror(stdout)) {
         log->stdout_lost = 1;
         return -1;

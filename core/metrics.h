@@ -1,6 +1,6 @@
 /* What a run reports: one JSON object per logged step in metrics.jsonl, and a
- * progress line on the terminal (rewritten in place on a tty, one line every
- * few steps otherwise). */
+ * progress line on stdout (rewritten in place on a terminal; otherwise, as in
+ * a batch job's log, one line every log_freq steps). */
 #ifndef FLAME_METRICS_H
 #define FLAME_METRICS_H
 
@@ -9,6 +9,7 @@
 
 typedef struct step_metrics {
     int step;
+    double tokens; /* trained on, this step's included */
     double loss, lr, grad_norm, tokens_per_s;
     double mfu;     /* negative: unknown (no peak figure for this device) */
     double mem_gib; /* peak memory of the process */
@@ -22,15 +23,18 @@ typedef struct metrics_log {
     char path[4200];
     int total_steps;
     int first_step;  /* of this process: 1, or the step after the one resumed from */
-    int print_every; /* when stdout is not a terminal */
+    int log_every;   /* steps between rows, and between lines when stdout is not a terminal */
     int tty;
     int stdout_lost; /* a progress line could not be written: none is printed again */
 } metrics_log;
 
 /* Creates metrics.jsonl, or, resuming after resume_step > 0, keeps its rows up
  * to that step and appends. Returns 0, or -1 with err when the file cannot be written. */
-int metrics_open(metrics_log *log, const char *path, int total_steps, int resume_step, char *err,
-                 size_t err_len);
+int metrics_open(metrics_log *log, const char *path, int total_steps, int log_every,
+                 int resume_step, char *err, size_t err_len);
+
+/* Whether step is one to log: every log_every-th, and the last. */
+int metrics_due(const metrics_log *log, int step);
 void metrics_close(metrics_log *log);
 
 /* Returns 0, or -1 with err when the row cannot be written (a full disk). */

@@ -321,7 +321,7 @@ static int log_and_save(trainer *r, const step_metrics *m, double now)
 {
     const train_options *o = &r->opt;
     int step = m->step, status = FLAME_EXIT_OK;
-    if ((step % o->log_freq == 0 || step == o->steps) &&
+    if (metrics_due(&r->log, step) &&
         metrics_write(&r->log, m, r->err, sizeof r->err))
         return FLAME_EXIT_RUNTIME; /* a full disk: a run must not go on unrecorded */
     if (metrics_progress(&r->log, m, now - r->start))
@@ -369,6 +369,7 @@ int trainer_step(trainer *r, step_metrics *m)
     if (status == FLAME_EXIT_OK) {
         r->step = m->step;
         double now = now_seconds();
+        m->tokens = trainer_tokens_per_step(r) * m->step;
         m->tokens_per_s = trainer_tokens_per_step(r) / (now - r->last);
         m->mfu = trainer_mfu(r, m->tokens_per_s);
         m->mem_gib = backend_sample_memory(&r->be);
@@ -474,7 +475,8 @@ static int prepare_run(trainer *r, const flame_config *cfg)
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->opt.dump_folder);
     if (write_resolved_config(r, cfg) ||
-        metrics_open(&r->log, path, r->opt.steps, r->state.step, r->err, sizeof r->err))
+        metrics_open(&r->log, path, r->opt.steps, r->opt.log_freq, r->state.step, r->err,
+                     sizeof r->err))
         return FLAME_EXIT_RUNTIME;
     return FLAME_EXIT_OK;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tiny GLA learns English on the CPU: the mean loss of the last 20 of 300
-# steps falls below 60% of the first step's; --arch PATH.so trains exactly like
+# steps falls below 60% of the first step's; with stdout not a terminal the
+# progress is one line per metrics.log_freq steps; --arch PATH.so trains exactly like
 # --arch NAME; the resolved config.ini reproduces the run.
 . "$(dirname "$0")/lib.sh"
 need_corpus
@@ -22,6 +23,18 @@ else
         fail "loss did not fall below 60%: first $first, last 20 mean $last20"
     grep -q '"tokens_per_s"' "$run/metrics.jsonl" || fail "metrics rows lack tokens_per_s"
 fi
+
+# a batch job's log (stdout a file): step 1, then one line per metrics.log_freq
+# steps and the last, each with the tokens seen (4 x 128 a step) and the time
+"$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" --training.dataset "$CORPUS" \
+    --job.dump_folder "$SCRATCH/logged" --training.steps 25 --training.batch_size 4 \
+    --training.seq_len 128 --metrics.log_freq 10 >"$SCRATCH/out" 2>"$SCRATCH/err" || fail "the logged run failed"
+steps=$(sed -n 's/^step *\([0-9]*\)\/25 .*tokens \([0-9]*\)  elapsed [0-9]*:[0-9][0-9]  eta .*/\1:\2/p' "$SCRATCH/out" | tr '\n' ' ')
+[ "$steps" = "1:512 10:5120 20:10240 25:12800 " ] && echo "ok: progress lines at steps 1, 10, 20, 25 with tokens and time" ||
+    { fail "progress lines (step:tokens) '$steps', expected 1:512 10:5120 20:10240 25:12800"; cat "$SCRATCH/out"; }
+rows=$(sed -n 's/^{"step": \([0-9]*\), "tokens": \([0-9]*\),.*/\1:\2/p' "$SCRATCH/logged/metrics.jsonl" | tr '\n' ' ')
+[ "$rows" = "10:5120 20:10240 25:12800 " ] && echo "ok: metrics.jsonl rows at 10, 20, 25" ||
+    fail "metrics.jsonl rows '$rows', expected 10:5120 20:10240 25:12800"
 
 # --arch PATH.so and --arch NAME: the same plugin, the same numbers
 short() { "$FLAME_RUN" --config "$CONFIGS/gla-tiny.ini" --training.dataset "$CORPUS" \
