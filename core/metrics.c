@@ -82,17 +82,20 @@ static void epochs_field(char *out, size_t n, const step_metrics *m)
 
 int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err_len)
 {
-    char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32], epochs[512];
+    char loss[32], lr[32], norm[32], speed[32], mfu[32], mem[32], epochs[512], val[96] = "";
     epochs_field(epochs, sizeof epochs, m);
+    if (!isnan(m->val_loss))
+        snprintf(val, sizeof val, ", \"val_loss\": %.9g, \"val_perplexity\": %.9g", m->val_loss,
+                 exp(m->val_loss));
     int len = fprintf(log->jsonl,
             "{\"step\": %d, \"tokens\": %.0f, \"loss\": %s, \"lr\": %s, \"grad_norm\": %s, "
-            "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d%s}\n",
+            "\"tokens_per_s\": %s, \"mfu\": %s, \"mem_gib\": %s, \"skipped\": %d%s%s}\n",
             m->step, m->tokens, json_number(loss, sizeof loss, "%.9g", m->loss),
             json_number(lr, sizeof lr, "%.9g", m->lr),
             json_number(norm, sizeof norm, "%.9g", m->grad_norm),
             json_number(speed, sizeof speed, "%.6g", m->tokens_per_s),
             json_number(mfu, sizeof mfu, "%.6g", m->mfu >= 0 ? m->mfu : NAN),
-            json_number(mem, sizeof mem, "%.4g", m->mem_gib), m->skipped, epochs);
+            json_number(mem, sizeof mem, "%.4g", m->mem_gib), m->skipped, val, epochs);
     if (len < 0 || fflush(log->jsonl) != 0) { /* flushed: a crash loses no logged step */
         snprintf(err, err_len, "%.3000s: cannot write: %s", log->path, strerror(errno));
         return -1;
@@ -120,28 +123,30 @@ static void format_count(char *out, size_t n, double count)
         snprintf(out, n, "%.2fB", count / 1e9);
 }
 
-int metrics_due(const metrics_log *log, int step)
+int metrics_due(const metrics_log *log, const step_metrics *m)
 {
-    return step % log->log_every == 0 || step == log->total_steps;
+    return m->step % log->log_every == 0 || m->step == log->total_steps || !isnan(m->val_loss);
 }
 
 int metrics_progress(metrics_log *log, const step_metrics *m, double elapsed)
 {
     if (log->stdout_lost)
         return 0;
-    if (!log->tty && !metrics_due(log, m->step) && m->step != 1)
+    if (!log->tty && !metrics_due(log, m) && m->step != 1)
         return 0;
-    char eta[32], took[32], mfu[16] = "-", tokens[32];
+    char eta[32], took[32], mfu[16] = "-", tokens[32], val[48] = "";
     int done = m->step - log->first_step + 1;
     format_duration(eta, sizeof eta, elapsed / done * (log->total_steps - m->step));
     format_duration(took, sizeof took, elapsed);
     format_count(tokens, sizeof tokens, m->tokens);
+    if (!isnan(m->val_loss))
+        snprintf(val, sizeof val, "  val_loss %.4f  val_ppl %.2f", m->val_loss, exp(m->val_loss));
     if (m->mfu >= 0)
         snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * m->mfu);
     int width = snprintf(NULL, 0, "%d", log->total_steps);
-    printf("%sstep %*d/%d  loss %.4f  lr %.3e  grad_norm %.3f  tok/s %.0f  mfu %s  tokens %s"
+    printf("%sstep %*d/%d  loss %.4f%s  lr %.3e  grad_norm %.3f  tok/s %.0f  mfu %s  tokens %s"
            "  elapsed %s  eta %s%s",
-           log->tty ? "\r" : "", width, m->step, log->total_steps, m->loss, m->lr, m->grad_norm,
+           log->tty ? "\r" : "", width, m->step, log->total_steps, m->loss, val, m->lr, m->grad_norm,
            m->tokens_per_s, mfu, tokens, took, eta, log->tty ? "  " : "\n");
     if (fflush(stdout) != 0 || ferror(stdout)) {
         log->stdout_lost = 1;

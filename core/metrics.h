@@ -14,6 +14,7 @@ typedef struct step_metrics {
     double mfu;     /* negative: unknown (no peak figure for this device) */
     double mem_gib; /* peak memory of the process */
     int skipped;    /* steps skipped so far for non-finite gradients */
+    double val_loss;             /* NAN: no validation at this step */
     const uint64_t *data_epochs; /* epochs each data source has completed */
     int n_data_sources;          /* 0: no data (flame-bench's random tokens) */
 } step_metrics;
@@ -33,8 +34,9 @@ typedef struct metrics_log {
 int metrics_open(metrics_log *log, const char *path, int total_steps, int log_every,
                  int resume_step, char *err, size_t err_len);
 
-/* Whether step is one to log: every log_every-th, and the last. */
-int metrics_due(const metrics_log *log, int step);
+/* Whether the step is one to log: every log_every-th, the last, and one
+ * that validated. */
+int metrics_due(const metrics_log *log, const step_metrics *m);
 void metrics_close(metrics_log *log);
 
 /* Returns 0, or -1 with err when the row cannot be written (a full disk). */

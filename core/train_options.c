@@ -171,6 +171,34 @@ static int read_checkpoint(train_options *o, const flame_config *cfg, char *err,
                ? -1 : 0;
 }
 
+static int read_validation(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    validation_options *v = &o->validation;
+    v->enabled = config_get_bool(cfg, "validation", "enable");
+    v->dataset = config_get_string(cfg, "validation", "dataset");
+    v->batch_size = o->batch_size;
+    v->seq_len = o->seq_len;
+    if (!v->enabled)
+        return 0;
+    if (!config_is_set(cfg, "validation", "dataset")) {
+        snprintf(err, err_len, "[validation] enable is true but dataset is not set: give the "
+                 "held-out data with --validation.dataset FILE|FOLDER|GLOB");
+        return -1;
+    }
+    if ((config_is_set(cfg, "validation", "local_batch_size") &&
+         positive_int(cfg, "validation", "local_batch_size", &v->batch_size, err, err_len)) ||
+        (config_is_set(cfg, "validation", "seq_len") &&
+         positive_int(cfg, "validation", "seq_len", &v->seq_len, err, err_len)) ||
+        positive_int(cfg, "validation", "freq", &v->freq, err, err_len) ||
+        int_in(cfg, "validation", "steps", -1, 1000000000, &v->steps, err, err_len))
+        return -1;
+    if (v->steps == 0) {
+        snprintf(err, err_len, "[validation] steps = 0: expected -1 (all the data) or a count");
+        return -1;
+    }
+    return 0;
+}
+
 int train_options_read(train_options *o, const flame_config *cfg, int need_data, char *err,
                        size_t err_len)
 {
@@ -179,7 +207,7 @@ int train_options_read(train_options *o, const flame_config *cfg, int need_data,
     o->tokenizer = config_get_string(cfg, "model", "tokenizer_path");
     if (read_training(o, cfg, need_data, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
         read_checkpoint(o, cfg, err, err_len) ||
-        read_schedule(o, cfg, err, err_len) ||
+        read_schedule(o, cfg, err, err_len) || read_validation(o, cfg, err, err_len) ||
         positive_int(cfg, "metrics", "log_freq", &o->log_freq, err, err_len))
         return -1;
     return 0;

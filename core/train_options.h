@@ -17,6 +17,13 @@ typedef struct checkpoint_options {
     int create_seed; /* write step-0 and stop */
 } checkpoint_options;
 
+typedef struct validation_options {
+    int enabled;
+    const char *dataset;
+    int freq, steps;           /* steps -1: every whole batch of the data */
+    int batch_size, seq_len;
+} validation_options;
+
 typedef struct train_options {
     const char *dump_folder;
     const char *dataset, *text_field;
@@ -35,6 +42,7 @@ typedef struct train_options {
     unsigned long long seed;
     int log_freq;
     checkpoint_options checkpoint;
+    validation_options validation;
 } train_options;
 
 /* Returns 0, or -1 with one line in err naming the key (exit status 2). */

@@ -38,6 +38,7 @@ struct trainer {
     uint64_t data_epochs[DOC_MIX_MAX_SOURCES]; /* of each source, after the last step */
     metrics_log log;
     batch_stage batch;         /* the micro-batch the plugin reads */
+    batch_stage val_batch;     /* a validation batch (zeroed: none) */
     trainer_state state;       /* step done, skipped steps, data cursor to resume from */
     int first_step, first_skipped; /* state.step and state.skipped when this process began */
     int lock_fd;               /* DUMP/.lock, held while the run lives; -1 none */
@@ -73,7 +74,8 @@ static double now_seconds(void)
 
 static int fail(trainer *r, int status)
 {
-    fprintf(stderr, "%s: %s\n", r->mode == TRAINER_BENCH ? "flame-bench" : "flame-run", r->err);
+    static const char *const who[] = {"flame-run", "flame-bench", "flame-eval"};
+    fprintf(stderr, "%s: %s\n", who[r->mode], r->err);
     return status;
 }
 
@@ -188,7 +190,14 @@ static int create_model(trainer *r, const flame_config *cfg)
     int drawn = params_init(&r->params, &init_rng, r->err, sizeof r->err);
     if (drawn)
         return drawn == -1 ? FLAME_EXIT_PLUGIN : FLAME_EXIT_RUNTIME;
-    int rc = r->plugin->reserve(r->model, r->opt.batch_size, r->opt.seq_len, err, sizeof err);
+    /* the activations of the largest batch, training's or validation's */
+    const validation_options *v = &r->opt.validation;
+    int B = r->opt.batch_size, T = r->opt.seq_len;
+    if (v->enabled) {
+        B = B > v->batch_size ? B : v->batch_size;
+        T = T > v->seq_len ? T : v->seq_len;
+    }
+    int rc = r->plugin->reserve(r->model, B, T, err, sizeof err);
     if (rc) {
         snprintf(r->err, sizeof r->err, "%s: %s", r->plugin->name, err);
         return rc == -2 ? FLAME_EXIT_CONFIG : FLAME_EXIT_RUNTIME;
@@ -321,7 +330,7 @@ static int log_and_save(trainer *r, const step_metrics *m, double now)
 {
     const train_options *o = &r->opt;
     int step = m->step, status = FLAME_EXIT_OK;
-    if (metrics_due(&r->log, step) &&
+    if (metrics_due(&r->log, m) &&
         metrics_write(&r->log, m, r->err, sizeof r->err))
         return FLAME_EXIT_RUNTIME; /* a full disk: a run must not go on unrecorded */
     if (metrics_progress(&r->log, m, now - r->start))
@@ -362,9 +371,37 @@ static int report_skipped(trainer *r)
     return FLAME_EXIT_OK;
 }
 
+static int validate(trainer *r, eval_result *out)
+{
+    const validation_options *v = &r->opt.validation;
+    eval_options o = {v->dataset,   r->opt.text_field, r->opt.tokenizer,
+                      v->batch_size, v->seq_len,        v->steps};
+    int rc = evaluate(r->plugin, r->model, r->ops, r->vocab, &r->val_batch, &o, out, r->err,
+                      sizeof r->err);
+    return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
+}
+
+int trainer_validate(trainer *r, eval_result *out)
+{
+    int status = validate(r, out);
+    return status == FLAME_EXIT_OK ? status : fail(r, status);
+}
+
+/* [validation] every freq steps and after the last: its loss into m */
+static int validate_due(trainer *r, step_metrics *m)
+{
+    const validation_options *v = &r->opt.validation;
+    if (!v->enabled || (m->step % v->freq != 0 && m->step != r->opt.steps))
+        return FLAME_EXIT_OK;
+    eval_result e;
+    int status = validate(r, &e);
+    m->val_loss = e.loss;
+    return status;
+}
+
 int trainer_step(trainer *r, step_metrics *m)
 {
-    *m = (step_metrics){.step = r->step + 1, .mfu = -1};
+    *m = (step_metrics){.step = r->step + 1, .mfu = -1, .val_loss = NAN};
     int status = train_step(r, m->step, m);
     if (status == FLAME_EXIT_OK) {
         r->step = m->step;
@@ -373,9 +410,11 @@ int trainer_step(trainer *r, step_metrics *m)
         m->tokens_per_s = trainer_tokens_per_step(r) / (now - r->last);
         m->mfu = trainer_mfu(r, m->tokens_per_s);
         m->mem_gib = backend_sample_memory(&r->be);
-        r->last = now;
         if (r->mode == TRAINER_RUN)
-            status = log_and_save(r, m, now);
+            status = validate_due(r, m);
+        r->last = now_seconds(); /* a validation's time is no step's */
+        if (r->mode == TRAINER_RUN && status == FLAME_EXIT_OK)
+            status = log_and_save(r, m, r->last);
         if (r->mode == TRAINER_RUN && status == FLAME_EXIT_OK && r->step == r->opt.steps)
             status = report_skipped(r);
     }
@@ -409,6 +448,21 @@ static void model_config_hash(const flame_config *cfg, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
+/* The validation files resolve (a typo found now, not at the first validation). */
+static int check_validation_data(trainer *r)
+{
+    const validation_options *v = &r->opt.validation;
+    data_source *src;
+    int rc = v->enabled ? data_source_open(&src, v->dataset, r->opt.text_field, r->err,
+                                           sizeof r->err)
+                        : 0;
+    if (v->enabled && rc == 0)
+        data_source_close(src);
+    if (rc)
+        snprintf(r->err + strlen(r->err), sizeof r->err - strlen(r->err), " ([validation] dataset)");
+    return rc ? FLAME_EXIT_CONFIG : FLAME_EXIT_OK;
+}
+
 /* Loads the checkpoint checkpoint.load_step names, if there is one. */
 static int resume(trainer *r)
 {
@@ -436,16 +490,20 @@ static int resume(trainer *r)
 /* options, backend and model: what training and benchmarking share */
 static int prepare_model(trainer *r, const flame_config *cfg)
 {
-    int need_data = r->mode == TRAINER_RUN;
-    if (train_options_read(&r->opt, cfg, need_data, r->err, sizeof r->err) ||
+    int need_tokens = r->mode != TRAINER_BENCH;
+    if (train_options_read(&r->opt, cfg, r->mode == TRAINER_RUN, r->err, sizeof r->err) ||
         backend_select(&r->be, r->opt.device, r->err, sizeof r->err) ||
-        (need_data && tokenizer_open(&r->tok, r->opt.tokenizer, r->err, sizeof r->err)))
+        (need_tokens && tokenizer_open(&r->tok, r->opt.tokenizer, r->err, sizeof r->err)))
         return FLAME_EXIT_CONFIG;
     r->ops = r->be.ops;
     int status = create_model(r, cfg);
+    const validation_options *v = &r->opt.validation;
     if (status == FLAME_EXIT_OK &&
-        batch_stage_open(&r->batch, r->ops, r->opt.batch_size, r->opt.seq_len, r->err,
-                         sizeof r->err))
+        (batch_stage_open(&r->batch, r->ops, r->opt.batch_size, r->opt.seq_len, r->err,
+                          sizeof r->err) ||
+         (v->enabled &&
+          batch_stage_open(&r->val_batch, r->ops, v->batch_size, v->seq_len, r->err,
+                           sizeof r->err))))
         status = FLAME_EXIT_RUNTIME;
     return status;
 }
@@ -464,7 +522,8 @@ static int prepare_run(trainer *r, const flame_config *cfg)
             rmdir(r->opt.dump_folder);
         return status;
     }
-    if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK) {
+    if ((status = resume(r)) != FLAME_EXIT_OK || (status = open_data(r)) != FLAME_EXIT_OK ||
+        (status = check_validation_data(r)) != FLAME_EXIT_OK) {
         unlock_refused_run(r, made_folder);
         return status;
     }
@@ -508,6 +567,24 @@ static int announce_run(trainer *r)
     return FLAME_EXIT_OK;
 }
 
+/* flame-eval: the weights of checkpoint.load_step (the optimizer's moments
+ * come along, unused) */
+static int prepare_eval(trainer *r)
+{
+    const checkpoint_options *c = &r->opt.checkpoint;
+    int step = checkpoint_find(c->folder, c->load_step, "flame-eval", r->err, sizeof r->err);
+    if (step == -2)
+        return FLAME_EXIT_CONFIG;
+    if (step < 0) {
+        snprintf(r->err, sizeof r->err, "%.900s holds no checkpoint", c->folder);
+        return FLAME_EXIT_CONFIG;
+    }
+    int rc = checkpoint_load(c->folder, step, &r->params, &r->state, r->err, sizeof r->err);
+    if (rc)
+        return rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
+    return FLAME_EXIT_OK;
+}
+
 /* flame-bench's random tokens: B*T inputs and the one target after them */
 static int prepare_bench(trainer *r)
 {
@@ -529,7 +606,9 @@ trainer *trainer_open(const flame_plugin *plugin, const flame_config *cfg, train
     r->mode = mode;
     *status = prepare_model(r, cfg);
     if (*status == FLAME_EXIT_OK)
-        *status = mode == TRAINER_RUN ? prepare_run(r, cfg) : prepare_bench(r);
+        *status = mode == TRAINER_RUN    ? prepare_run(r, cfg)
+                  : mode == TRAINER_EVAL ? prepare_eval(r)
+                                         : prepare_bench(r);
     if (*status == FLAME_EXIT_OK && mode == TRAINER_RUN)
         *status = announce_run(r);
     if (*status != FLAME_EXIT_OK) {
@@ -552,8 +631,10 @@ void trainer_close(trainer *r)
     if (r->model)
         r->plugin->destroy(r->model);
     params_destroy(&r->params);
-    if (r->ops)
+    if (r->ops) {
         batch_stage_close(&r->batch, r->ops);
+        batch_stage_close(&r->val_batch, r->ops);
+    }
     free(r->host_tokens);
     if (r->lock_fd >= 0)
         close(r->lock_fd);

@@ -8,6 +8,7 @@
 #include <flame/plugin.h>
 
 #include "config/config.h"
+#include "evaluator.h"
 #include "metrics.h"
 #include "train_options.h"
 
@@ -16,7 +17,9 @@ typedef enum trainer_mode {
      * checkpoints; SIGINT/SIGTERM end the step with a checkpoint */
     TRAINER_RUN,
     /* flame-bench: random tokens, nothing read or written */
-    TRAINER_BENCH
+    TRAINER_BENCH,
+    /* flame-eval: the weights of checkpoint.load_step, then trainer_validate */
+    TRAINER_EVAL
 } trainer_mode;
 
 typedef struct trainer trainer;
@@ -38,6 +41,10 @@ int trainer_step(trainer *t, step_metrics *m);
  * was to write a seed checkpoint). */
 int trainer_finished(const trainer *t);
 void trainer_close(trainer *t);
+
+/* The model's loss on [validation] dataset (core/evaluator.h). Returns
+ * FLAME_EXIT_OK, or an exit status after printing one line on stderr. */
+int trainer_validate(trainer *t, eval_result *out);
 
 /* what flame-bench reports */
 const train_options *trainer_options(const trainer *t);

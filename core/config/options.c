@@ -145,6 +145,19 @@ static const flame_option metrics_options[] = {
     {"save_for_all_ranks", FLAME_TYPE_BOOL, NULL, "metrics from every rank", 1},
 };
 
+static const flame_option validation_options[] = {
+    {"enable", FLAME_TYPE_BOOL, "false", "measure the loss on held-out data during training", 0},
+    {"dataset", FLAME_TYPE_STRING, NULL,
+     "the held-out data, as training.dataset takes it; read in the files' order", 0},
+    {"freq", FLAME_TYPE_INT, "500", "validate every N steps (and after the last)", 0},
+    {"steps", FLAME_TYPE_INT, "-1", "batches per validation; -1: every whole batch of the data", 0},
+    {"seq_len", FLAME_TYPE_INT, NULL, "tokens per sequence (unset: training.seq_len)", 0},
+    {"local_batch_size", FLAME_TYPE_INT, NULL,
+     "sequences per batch (unset: training.batch_size)", 0},
+    {"dataset_path", FLAME_TYPE_STRING, NULL,
+     "torchtitan's path of a named dataset: validation.dataset names the files", 1},
+};
+
 /* Sections only the Python stack reads (torchtitan's job config, as
  * fla-org/flame's fla.toml and config_manager.py carry it): accepted so that
  * those job files run unchanged, each key given reported once. */
@@ -214,6 +227,7 @@ const config_section core_sections[] = {
      N(training_options)},
     {"checkpoint", "saving and resuming", checkpoint_options, N(checkpoint_options)},
     {"metrics", "logging to metrics.jsonl", metrics_options, N(metrics_options)},
+    {"validation", "the loss on held-out data", validation_options, N(validation_options)},
     {"profiling", "(the Python stack's)", profiling_options, N(profiling_options)},
     {"experimental", "(the Python stack's)", experimental_options, N(experimental_options)},
     {"float8", "(the Python stack's)", float8_options, N(float8_options)},
