@@ -163,6 +163,19 @@ static int read_checkpoint(train_options *o, const flame_config *cfg, char *err,
         return -1;
     }
     snprintf(o->checkpoint.folder, sizeof o->checkpoint.folder, "%s/%s", o->dump_folder, folder);
+    o->checkpoint.export_hf = config_get_bool(cfg, "checkpoint", "export_hf");
+    o->checkpoint.export_dtype = config_get_string(cfg, "checkpoint", "export_dtype");
+    if (strcmp(o->checkpoint.export_dtype, "float32") &&
+        strcmp(o->checkpoint.export_dtype, "bfloat16")) {
+        snprintf(err, err_len, "[checkpoint] export_dtype = \"%s\": expected float32 or bfloat16",
+                 o->checkpoint.export_dtype);
+        return -1;
+    }
+    if (o->checkpoint.export_hf && !o->checkpoint.enabled) {
+        snprintf(err, err_len, "[checkpoint] export_hf is true but enable_checkpoint is false: "
+                 "the folder is made from the last checkpoint");
+        return -1;
+    }
     return positive_int(cfg, "checkpoint", "interval", &o->checkpoint.interval, err, err_len) ||
            int_in(cfg, "checkpoint", "keep_latest_k", 0, 1000000000, &o->checkpoint.keep_latest_k,
                   err, err_len) ||

@@ -15,6 +15,8 @@ typedef struct checkpoint_options {
     int interval, keep_latest_k;
     int load_step;   /* -1 newest (if any), N step-N */
     int create_seed; /* write step-0 and stop */
+    int export_hf;   /* the last step's checkpoint also as DUMP/hf */
+    const char *export_dtype; /* float32 or bfloat16 */
 } checkpoint_options;
 
 typedef struct validation_options {

@@ -101,7 +101,7 @@ for kv in "lr 0.0003" "eps 1e-15" "decay_type cosine" "max_norm 1" "warmup_steps
     grep -qF -- "$line" "$SCRATCH/log" && echo "ok: $line" || fail "the resolved config lacks '$line'"
 done
 ignored="compile dataset_name data_parallel_replicate_degree data_parallel_shard_degree
-    tensor_parallel_degree pin_memory persistent_workers interval_type model_weights_only export_dtype
+    tensor_parallel_degree pin_memory persistent_workers interval_type model_weights_only
     async_mode enable_wandb enable_profiling save_traces_folder profile_freq context_parallel_degree
     pipeline_parallel_degree enable_fsdp_float8_all_gather precompute_float8_dynamic_scale_for_fsdp mode"
 want=0

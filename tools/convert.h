@@ -10,10 +10,24 @@
 #include "config/config.h"
 #include "rng.h"
 #include "formats/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 enum { CONVERT_PATH_LEN = 4096, CONVERT_ERR_LEN = 4400 };
 
 int convert_inspect(int argc, char **argv);
+
+/* to-hf without its command line, as flame-run's checkpoint.export_hf calls it */
+typedef struct to_hf_args {
+    const char *checkpoint; /* DIR/checkpoint/step-N */
+    const char *output;     /* the folder to write */
+    const char *dtype;      /* float32, else bfloat16 */
+    const char *config;     /* NULL: DIR/config.ini, the run's */
+    const char *arch;       /* NULL: as config names it */
+    const char *tokenizer;  /* NULL: the run's model.tokenizer_path when config is NULL,
+                               else none; "none": no tokenizer files */
+} to_hf_args;
+/* Returns an exit status, with err. */
+int convert_to_hf_folder(const to_hf_args *a, char *err, size_t err_len);
 int convert_to_hf(int argc, char **argv);
 int convert_from_hf(int argc, char **argv);
 
@@ -105,6 +119,13 @@ int convert_stream_init(safetensors_writer *w, const flame_plugin *plugin, const
                         int index, rng *r, char *err, size_t err_len);
 /* Writes nbytes of zeros as the writer's current tensor. Returns 0 or -1 with err. */
 int convert_stream_zeros(safetensors_writer *w, size_t nbytes, char *err, size_t err_len);
+
+/* Writes the tokenizer at path (as model.tokenizer_path names it) into dir as
+ * a Hugging Face folder holds it (tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json), opening it into tok (closed by the caller). Returns
+ * an exit status, with err. */
+int convert_write_tokenizer(const char *path, const char *dir, tokenizer *tok, char *err,
+                            size_t err_len);
 
 /* fp32 to bf16, rounding to nearest even; NaNs stay NaN */
 uint16_t convert_f32_to_bf16(float x);

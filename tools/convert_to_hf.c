@@ -15,7 +15,9 @@
 static const char HELP[] =
     "usage: flame-convert to-hf --checkpoint DIR/checkpoint/step-N --output HF_DIR\n"
     "                           [--dtype float32|bfloat16] [--config MODEL_CONFIG]\n"
-    "                           [--arch NAME|PATH.so]\n"
+    "                           [--arch NAME|PATH.so] [--tokenizer PATH|byte|none]\n"
+    "       flame-convert to-hf --path DIR --step N [--config MODEL_CONFIG]\n"
+    "                           [--tokenizer PATH|byte]   (fla-org/flame's spelling)\n"
     "\n"
     "Writes HF_DIR/model.safetensors (every parameter of the checkpoint's\n"
     "model.safetensors; float32, the default, copies them bit for bit, bfloat16\n"
@@ -24,6 +26,13 @@ static const char HELP[] =
     "the plugin's format gives them). The run is read from DIR/config.ini (its\n"
     "[job] arch and [model]), or from --config (a flame INI or fla JSON model\n"
     "config); --arch names the plugin when that file does not.\n"
+    "The tokenizer (--tokenizer; default the run's model.tokenizer_path when the\n"
+    "run's config.ini is read, else none) goes into HF_DIR as Hugging Face keeps\n"
+    "one: tokenizer.json, tokenizer_config.json, special_tokens_map.json (the\n"
+    "byte tokenizer as a tokenizer.json of its own), and config.json's\n"
+    "bos_token_id and eos_token_id are its.\n"
+    "--path DIR --step N is --checkpoint DIR/checkpoint/step-N, written into DIR\n"
+    "itself unless --output says otherwise.\n"
     "The checkpoint must hold exactly the model's parameters, of their shapes.\n"
     "Exit status: 0 done; 1 write failure; 2 bad command line or missing file;\n"
     "3 a damaged checkpoint, or one that is not the model's; 4 the plugin cannot\n"
@@ -199,27 +208,43 @@ static void checkpoint_plan(const safetensors *st, plan *p)
     }
 }
 
-typedef struct to_hf_args {
-    const char *checkpoint, *output, *dtype, *config, *arch;
-} to_hf_args;
-
-static int parse_args(int argc, char **argv, to_hf_args *a, safetensors_dtype *out)
+/* fla-org/flame's --path DIR --step N: DIR/checkpoint/step-N into DIR */
+static int path_and_step(const char *path, const char *step, to_hf_args *a, char *buf,
+                         size_t n)
 {
+    char *end;
+    long s = step ? strtol(step, &end, 10) : -1;
+    if (!path || !step || *end || s < 0) {
+        fprintf(stderr, "flame-convert to-hf: %s (flame-convert to-hf -h for help)\n",
+                path || step ? "--path DIR and --step N go together, N a step number"
+                             : "--checkpoint is required");
+        return FLAME_EXIT_CONFIG;
+    }
+    snprintf(buf, n, "%s/checkpoint/step-%ld", path, s);
+    a->checkpoint = buf;
+    if (!a->output)
+        a->output = path;
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, to_hf_args *a, char *buf, size_t n)
+{
+    const char *path = NULL, *step = NULL;
     const convert_option opts[] = {{"--checkpoint", &a->checkpoint}, {"--output", &a->output},
                                    {"--dtype", &a->dtype}, {"--config", &a->config},
-                                   {"--arch", &a->arch}, {NULL, NULL}};
+                                   {"--arch", &a->arch}, {"--tokenizer", &a->tokenizer},
+                                   {"--path", &path}, {"--step", &step}, {NULL, NULL}};
     int rc = convert_parse("to-hf", HELP, argc, argv, opts, NULL);
     if (rc >= 0)
         return rc;
-    if (!a->checkpoint)
-        return convert_missing("to-hf", "--checkpoint");
+    if (!a->checkpoint && (rc = path_and_step(path, step, a, buf, n)) >= 0)
+        return rc;
     if (!a->output)
         return convert_missing("to-hf", "--output");
     if (strcmp(a->dtype, "float32") && strcmp(a->dtype, "bfloat16")) {
         fprintf(stderr, "flame-convert to-hf: --dtype %s: expected float32 or bfloat16\n", a->dtype);
         return FLAME_EXIT_CONFIG;
     }
-    *out = strcmp(a->dtype, "float32") == 0 ? ST_F32 : ST_BF16;
     return -1;
 }
 
@@ -234,6 +259,34 @@ static int open_checkpoint(const char *dir, safetensors *st, char *err, size_t e
         return FLAME_EXIT_CONFIG;
     }
     return safetensors_open(path, st, err, err_len) ? FLAME_EXIT_DATA : FLAME_EXIT_OK;
+}
+
+/* The tokenizer's files into the folder and its ids into config.json (none:
+ * neither). Returns an exit status, with err. */
+static int add_tokenizer(const to_hf_args *a, const convert_model *m, json_t *config, char *err,
+                         size_t err_len)
+{
+    const char *path = a->tokenizer    ? a->tokenizer
+                       : a->config     ? NULL
+                                       : config_get_string(m->cfg, "model", "tokenizer_path");
+    if (!path || strcmp(path, "none") == 0)
+        return FLAME_EXIT_OK;
+    tokenizer tok = {0};
+    int rc = convert_write_tokenizer(path, a->output, &tok, err, err_len);
+    if (rc == FLAME_EXIT_OK) {
+        json_object_set_new(config, "bos_token_id",
+                            tok.bos_id >= 0 ? json_integer(tok.bos_id) : json_null());
+        json_object_set_new(config, "eos_token_id",
+                            tok.eos_id >= 0 ? json_integer(tok.eos_id) : json_null());
+        int64_t vocab = m->plugin->vocab_size(m->model);
+        if (vocab < tok.vocab_size) {
+            snprintf(err, err_len, "tokenizer %s has %d ids, more than the model's vocab_size %lld",
+                     path, tok.vocab_size, (long long)vocab);
+            rc = FLAME_EXIT_CONFIG;
+        }
+    }
+    tokenizer_close(&tok);
+    return rc;
 }
 
 /* Returns an exit status, with err. */
@@ -264,32 +317,43 @@ static int convert(const to_hf_args *a, const safetensors *st, safetensors_dtype
             rc = FLAME_EXIT_RUNTIME;
         }
     }
+    if (rc == FLAME_EXIT_OK)
+        rc = add_tokenizer(a, &m, config, err, err_len);
     if (rc == FLAME_EXIT_OK && (rc = write_weights(a->output, &p, out, err, err_len)) ==
                                    FLAME_EXIT_OK && write_config(a->output, config, err, err_len))
         rc = FLAME_EXIT_RUNTIME;
     if (rc == FLAME_EXIT_OK)
-        printf("%d tensors (%s) written to %s/model.safetensors, config to %s/config.json\n",
-               p.n, a->dtype, a->output, a->output);
+        printf("%d tensors (%s) written to %s/model.safetensors, config to %s/config.json%s\n",
+               p.n, a->dtype, a->output, a->output,
+               json_object_get(config, "eos_token_id") ? ", the tokenizer's files beside them"
+                                                        : "");
     json_decref(config);
     free(p.tensors);
     convert_model_close(&m);
     return rc;
 }
 
+int convert_to_hf_folder(const to_hf_args *a, char *err, size_t err_len)
+{
+    safetensors_dtype out = strcmp(a->dtype, "float32") == 0 ? ST_F32 : ST_BF16;
+    safetensors st;
+    int rc = open_checkpoint(a->checkpoint, &st, err, err_len);
+    if (rc == FLAME_EXIT_OK) {
+        rc = convert(a, &st, out, err, err_len);
+        safetensors_close(&st);
+    }
+    return rc;
+}
+
 int convert_to_hf(int argc, char **argv)
 {
     to_hf_args a = {.dtype = "float32"};
-    safetensors_dtype out;
-    int rc = parse_args(argc, argv, &a, &out);
+    char checkpoint[CONVERT_PATH_LEN];
+    int rc = parse_args(argc, argv, &a, checkpoint, sizeof checkpoint);
     if (rc >= 0)
         return rc;
     char err[CONVERT_ERR_LEN];
-    safetensors st;
-    if ((rc = open_checkpoint(a.checkpoint, &st, err, sizeof err)) == FLAME_EXIT_OK) {
-        rc = convert(&a, &st, out, err, sizeof err);
-        safetensors_close(&st);
-    }
-    if (rc != FLAME_EXIT_OK)
+    if ((rc = convert_to_hf_folder(&a, err, sizeof err)) != FLAME_EXIT_OK)
         fprintf(stderr, "flame-convert to-hf: %s\n", err);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "config/cli.h"
+#include "convert.h"
 #include "errors.h"
 #include "trainer.h"
 
@@ -23,6 +24,20 @@ static const char usage[] =
     "  --config FILE.ini     job configuration (same as --job.config_file)\n"
     "  -h, --help            this help; with --arch, the plugin's [model] options too\n";
 
+/* checkpoint.export_hf: the last step's checkpoint as a Hugging Face folder */
+static int export_hf(const train_options *o)
+{
+    char checkpoint[4400], output[4200], err[CONVERT_ERR_LEN];
+    snprintf(checkpoint, sizeof checkpoint, "%s/step-%d", o->checkpoint.folder, o->steps);
+    snprintf(output, sizeof output, "%s/hf", o->dump_folder);
+    to_hf_args a = {.checkpoint = checkpoint, .output = output,
+                    .dtype = o->checkpoint.export_dtype};
+    int status = convert_to_hf_folder(&a, err, sizeof err);
+    if (status != FLAME_EXIT_OK)
+        fprintf(stderr, "flame-run: export_hf: %s\n", err);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     const cli_program prog = {"flame-run", usage, NULL, 0};
@@ -38,6 +53,9 @@ int main(int argc, char **argv)
     step_metrics m;
     while (t && status == FLAME_EXIT_OK && !trainer_finished(t))
         status = trainer_step(t, &m);
+    const train_options *o = t ? trainer_options(t) : NULL;
+    if (status == FLAME_EXIT_OK && o && o->checkpoint.export_hf && !o->checkpoint.create_seed)
+        status = export_hf(o);
     trainer_close(t);
     config_destroy(cfg);
     return status;

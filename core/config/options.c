@@ -125,7 +125,11 @@ static const flame_option checkpoint_options[] = {
      "write the initialized model as step-0 and stop", 0},
     {"interval_type", FLAME_TYPE_STRING, NULL, "intervals are in steps", 1},
     {"model_weights_only", FLAME_TYPE_BOOL, NULL, "checkpoints always hold the optimizer", 1},
-    {"export_dtype", FLAME_TYPE_STRING, NULL, "checkpoints are fp32; see flame-convert", 1},
+    {"export_hf", FLAME_TYPE_BOOL, "false",
+     "after the last step, also write its checkpoint as a Hugging Face folder, "
+     "job.dump_folder/hf (weights, config.json, the tokenizer's files)", 0},
+    {"export_dtype", FLAME_TYPE_STRING, "float32",
+     "the dtype of export_hf's weights: float32 or bfloat16 (checkpoints stay fp32)", 0},
     {"async_mode", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
     {"exclude_from_loading", FLAME_TYPE_STRING, NULL, PY_ONLY, 1},
     {"initial_load_path", FLAME_TYPE_STRING, NULL,
