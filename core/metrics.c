@@ -50,8 +50,34 @@ int metrics_open(metrics_log *log, const char *path, int total_steps, int log_ev
     return 0;
 }
 
+int metrics_open_tensorboard(metrics_log *log, const char *dir, char *err, size_t err_len)
+{
+    return tensorboard_open(&log->tb, dir, err, err_len);
+}
+
+/* the row's finite values under their metrics.jsonl names */
+static int write_scalars(metrics_log *log, const step_metrics *m, char *err, size_t err_len)
+{
+    const tensorboard_scalar all[] = {{"loss", m->loss},
+                             {"lr", m->lr},
+                             {"grad_norm", m->grad_norm},
+                             {"tokens", m->tokens},
+                             {"tokens_per_s", m->tokens_per_s},
+                             {"mfu", m->mfu >= 0 ? m->mfu : NAN},
+                             {"mem_gib", m->mem_gib},
+                             {"val_loss", m->val_loss},
+                             {"val_perplexity", exp(m->val_loss)}};
+    tensorboard_scalar finite[sizeof all / sizeof all[0]];
+    int n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (isfinite(all[i].value))
+            finite[n++] = all[i];
+    return tensorboard_write_scalars(&log->tb, m->step, finite, n, err, err_len);
+}
+
 void metrics_close(metrics_log *log)
 {
+    tensorboard_close(&log->tb);
     if (log->jsonl)
         fclose(log->jsonl);
     log->jsonl = NULL;
@@ -100,7 +126,7 @@ int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err
         snprintf(err, err_len, "%.3000s: cannot write: %s", log->path, strerror(errno));
         return -1;
     }
-    return 0;
+    return log->tb.f ? write_scalars(log, m, err, err_len) : 0;
 }
 
 static void format_duration(char *out, size_t n, double seconds)

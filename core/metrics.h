@@ -1,4 +1,5 @@
-/* What a run reports: one JSON object per logged step in metrics.jsonl, and a
+/* What a run reports: one JSON object per logged step in metrics.jsonl (and
+ * the same values as TensorBoard scalars when asked), and a
  * progress line on stdout (rewritten in place on a terminal; otherwise, as in
  * a batch job's log, one line every log_freq steps). */
 #ifndef FLAME_METRICS_H
@@ -6,6 +7,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "tensorboard.h"
 
 typedef struct step_metrics {
     int step;
@@ -21,6 +24,7 @@ typedef struct step_metrics {
 
 typedef struct metrics_log {
     FILE *jsonl;
+    tensorboard_writer tb;    /* closed: no TensorBoard files */
     char path[4200];
     int total_steps;
     int first_step;  /* of this process: 1, or the step after the one resumed from */
@@ -38,6 +42,9 @@ int metrics_open(metrics_log *log, const char *path, int total_steps, int log_ev
  * that validated. */
 int metrics_due(const metrics_log *log, const step_metrics *m);
 void metrics_close(metrics_log *log);
+/* Every row from now on also as TensorBoard scalars, in a new events file in
+ * dir. Returns 0, or -1 with err. */
+int metrics_open_tensorboard(metrics_log *log, const char *dir, char *err, size_t err_len);
 
 /* Returns 0, or -1 with err when the row cannot be written (a full disk). */
 int metrics_write(metrics_log *log, const step_metrics *m, char *err, size_t err_len);

@@ -212,6 +212,22 @@ static int read_validation(train_options *o, const flame_config *cfg, char *err,
     return 0;
 }
 
+static int read_metrics(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    if (positive_int(cfg, "metrics", "log_freq", &o->log_freq, err, err_len))
+        return -1;
+    if (!config_get_bool(cfg, "metrics", "enable_tensorboard"))
+        return 0;
+    const char *folder = config_get_string(cfg, "metrics", "save_tb_folder");
+    if (!folder[0] || strstr(folder, "..")) {
+        snprintf(err, err_len, "[metrics] save_tb_folder = \"%s\": expected a folder name inside "
+                               "job.dump_folder", folder);
+        return -1;
+    }
+    snprintf(o->tensorboard, sizeof o->tensorboard, "%s/%s", o->dump_folder, folder);
+    return 0;
+}
+
 int train_options_read(train_options *o, const flame_config *cfg, int need_data, char *err,
                        size_t err_len)
 {
@@ -221,7 +237,7 @@ int train_options_read(train_options *o, const flame_config *cfg, int need_data,
     if (read_training(o, cfg, need_data, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
         read_checkpoint(o, cfg, err, err_len) ||
         read_schedule(o, cfg, err, err_len) || read_validation(o, cfg, err, err_len) ||
-        positive_int(cfg, "metrics", "log_freq", &o->log_freq, err, err_len))
+        read_metrics(o, cfg, err, err_len))
         return -1;
     return 0;
 }

@@ -43,6 +43,7 @@ typedef struct train_options {
     lr_schedule schedule;
     unsigned long long seed;
     int log_freq;
+    char tensorboard[4200]; /* the event files' folder; empty: none */
     checkpoint_options checkpoint;
     validation_options validation;
 } train_options;

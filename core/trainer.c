@@ -535,7 +535,9 @@ static int prepare_run(trainer *r, const flame_config *cfg)
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->opt.dump_folder);
     if (write_resolved_config(r, cfg) ||
         metrics_open(&r->log, path, r->opt.steps, r->opt.log_freq, r->state.step, r->err,
-                     sizeof r->err))
+                     sizeof r->err) ||
+        (r->opt.tensorboard[0] &&
+         metrics_open_tensorboard(&r->log, r->opt.tensorboard, r->err, sizeof r->err)))
         return FLAME_EXIT_RUNTIME;
     return FLAME_EXIT_OK;
 }

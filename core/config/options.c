@@ -141,11 +141,13 @@ static const flame_option checkpoint_options[] = {
 
 static const flame_option metrics_options[] = {
     {"log_freq", FLAME_TYPE_INT, "1", "write a metrics row every N steps", 0},
-    {"enable_tensorboard", FLAME_TYPE_BOOL, NULL, "TensorBoard", 1},
+    {"enable_tensorboard", FLAME_TYPE_BOOL, "false",
+     "also write every logged value as a TensorBoard scalar (event files in save_tb_folder)", 0},
+    {"save_tb_folder", FLAME_TYPE_STRING, "tb", "TensorBoard's folder inside job.dump_folder", 0},
     {"disable_color_printing", FLAME_TYPE_BOOL, NULL, PY_ONLY, 1},
-    {"save_tb_folder", FLAME_TYPE_STRING, NULL, "TensorBoard folder", 1},
     {"rank_0_only", FLAME_TYPE_BOOL, NULL, "log from rank 0 only", 1},
-    {"enable_wandb", FLAME_TYPE_BOOL, NULL, "Weights & Biases", 1},
+    {"enable_wandb", FLAME_TYPE_BOOL, NULL,
+     "Weights & Biases is not built in: metrics.enable_tensorboard writes TensorBoard's files", 1},
     {"save_for_all_ranks", FLAME_TYPE_BOOL, NULL, "metrics from every rank", 1},
 };
 
