@@ -142,6 +142,8 @@ static const char *check_vtable(const flame_plugin *p)
                  !p->vocab_size))
         why = "a required function (create, destroy, n_params, param, bind, reserve, forward, "
               "backward, flops_per_token, vocab_size) is NULL";
+    if (!why && !p->decode_state_size != !p->decode_forward)
+        why = "decode_state_size and decode_forward: one is set, the other NULL";
     return why;
 }
 

@@ -381,6 +381,11 @@ static int validate(trainer *r, eval_result *out)
     return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
 }
 
+trainer_model trainer_get_model(const trainer *r)
+{
+    return (trainer_model){r->plugin, r->model, r->ops, &r->tok};
+}
+
 int trainer_validate(trainer *r, eval_result *out)
 {
     int status = validate(r, out);

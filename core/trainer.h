@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "evaluator.h"
+#include "tokenizer/tokenizer.h"
 #include "metrics.h"
 #include "train_options.h"
 
@@ -18,7 +19,8 @@ typedef enum trainer_mode {
     TRAINER_RUN,
     /* flame-bench: random tokens, nothing read or written */
     TRAINER_BENCH,
-    /* flame-eval: the weights of checkpoint.load_step, then trainer_validate */
+    /* flame-eval and flame-generate: the weights of checkpoint.load_step, then
+     * trainer_validate or trainer_get_model */
     TRAINER_EVAL
 } trainer_mode;
 
@@ -41,6 +43,15 @@ int trainer_step(trainer *t, step_metrics *m);
  * was to write a seed checkpoint). */
 int trainer_finished(const trainer *t);
 void trainer_close(trainer *t);
+
+/* The built model and its tokenizer, for generation (flame-generate). */
+typedef struct trainer_model {
+    const flame_plugin *plugin;
+    void *model;
+    const flame_ops *ops;
+    const tokenizer *tok;
+} trainer_model;
+trainer_model trainer_get_model(const trainer *t);
 
 /* The model's loss on [validation] dataset (core/evaluator.h). Returns
  * FLAME_EXIT_OK, or an exit status after printing one line on stderr. */

@@ -14,6 +14,10 @@
  * the next token of the same row (the last position of each row has none), as
  * Hugging Face models count the loss with labels = input ids.
  *
+ * With --decode the logits come instead from the plugin's decode entries, the
+ * rows fed position by position in lockstep (core/generator.h; the loss is
+ * then NaN).
+ *
  * Writes LOGITS.safetensors holding "logits", F32 [B*T, vocab_size] (row b*T+t
  * is position t of row b), with the mean loss, B, T and the backend in its
  * __metadata__, and prints "loss L" on stdout.
@@ -22,6 +26,7 @@
  * weights, 4 plugin not loadable. Errors are one line on stderr. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +36,7 @@
 #include "config/config.h"
 #include "cpu_kernels.h"
 #include "errors.h"
+#include "generator.h"
 #include "params.h"
 #include "plugin_loader.h"
 #include "formats/safetensors.h"
@@ -41,6 +47,7 @@
 typedef struct tool_args {
     const char *arch, *weights, *tokens, *output, *device;
     int help;
+    int decode; /* --decode: position by position through the plugin's decode entries */
     /* the arguments left for the configuration store: argv[0] and --section.key ... */
     int n_rest;
     char **rest;
@@ -49,7 +56,7 @@ typedef struct tool_args {
 static const char usage[] =
     "usage: logits_tool --arch NAME|PATH.so --model.config CFG --weights MODEL.safetensors\n"
     "                   --tokens TOKENS.txt --output LOGITS.safetensors [--device cpu|cuda]\n"
-    "                   [--section.key VALUE ...]\n"
+    "                   [--decode] [--section.key VALUE ...]\n"
     "Runs the model's forward on the tokens (one row per line) with the weights and\n"
     "writes its logits [rows*T, vocab] as F32 \"logits\" into the output file.\n";
 
@@ -65,6 +72,10 @@ static int parse_args(tool_args *a, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             a->help = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--decode") == 0) {
+            a->decode = 1;
             continue;
         }
         const char **slot[] = {&a->arch, &a->weights, &a->tokens, &a->output, &a->device};
@@ -343,6 +354,26 @@ static void release(run_state *s)
         config_destroy(s->cfg);
 }
 
+/* the rows fed column by column through a generator, each position's
+ * logits where the forward puts them (row b·T + t) */
+static int decode_logits(run_state *s, int B, int T, int64_t V, char *err, size_t err_len)
+{
+    generator *g;
+    int32_t column[B];
+    int rc = generator_open(&g, s->plugin, s->model, s->ops, B, T, err, err_len);
+    for (int t = 0; rc == 0 && t < T; t++) {
+        const float *logits;
+        for (int b = 0; b < B; b++)
+            column[b] = s->rows.tokens[(size_t)b * T + t];
+        rc = generator_feed(g, column, &logits, err, err_len);
+        for (int b = 0; rc == 0 && b < B; b++)
+            memcpy(s->host_logits + ((size_t)b * T + t) * V, logits + (size_t)b * V,
+                   (size_t)V * sizeof(float));
+    }
+    generator_close(g);
+    return rc;
+}
+
 static int run(run_state *s, const tool_args *a)
 {
     char err[4200] = "";
@@ -397,8 +428,16 @@ static int run(run_state *s, const tool_args *a)
         fprintf(stderr, "logits_tool: %s\n", err);
         return FLAME_EXIT_RUNTIME;
     }
-    float loss = s->plugin->forward(s->model, &batch, s->dev_logits);
-    s->ops->download(s->host_logits, s->dev_logits, logits_bytes);
+    float loss = NAN;
+    if (a->decode) {
+        if (decode_logits(s, B, T, V, err, sizeof err)) {
+            fprintf(stderr, "logits_tool: %s\n", err);
+            return FLAME_EXIT_RUNTIME;
+        }
+    } else {
+        loss = s->plugin->forward(s->model, &batch, s->dev_logits);
+        s->ops->download(s->host_logits, s->dev_logits, logits_bytes);
+    }
     if (write_logits(a->output, s->host_logits, B, T, V, loss, s->ops->backend, err, sizeof err)) {
         fprintf(stderr, "logits_tool: %s\n", err);
         return FLAME_EXIT_RUNTIME;

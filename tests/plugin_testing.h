@@ -450,14 +450,15 @@ static inline void check_340M_mlp(void *m, int gate_index)
     CHECK(p->vocab_size(m) == 32000, "340M: vocab %lld", (long long)p->vocab_size(m));
 }
 
-/* what the vtable says of itself: this ABI, its name, no decoding yet, its own
+/* what the vtable says of itself: this ABI, its name, its decode entries, its own
  * Hugging Face format, each option declared once */
 static void check_plugin_header(const char *name)
 {
     const flame_plugin *p = flame_plugin_entry();
     CHECK(p->abi_version == FLAME_ABI_VERSION && p->size == sizeof(flame_plugin) &&
           strcmp(p->name, name) == 0, "plugin header");
-    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "no decoding yet");
+    CHECK(p->decode_state_bytes == NULL && p->decode_step == NULL, "5.0's decode entries unused");
+    CHECK(!p->decode_state_size == !p->decode_forward, "decoding: both entries or neither");
     /* fla names its model types as flame names its plugins */
     CHECK(p->n_hf_formats >= 1 && strcmp(p->hf_formats[0].model_type, name) == 0 &&
           p->hf_formats[0].n_tensors == 0, "its own Hugging Face format first");

@@ -19,6 +19,8 @@
  *   5.2  the op table's memory_available
  *   5.3  the op table's conv1d_forward, conv1d_backward
  *   5.4  FLAME_INIT_PLUGIN and init_values (a parameter the plugin initializes)
+ *   5.5  decode_state_size, decode_forward (generation; 5.0's decode_state_bytes
+ *        and decode_step, which no plugin ever filled, are unused: always NULL)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -39,7 +41,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 4u
+#define FLAME_ABI_MINOR 5u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
@@ -160,10 +162,7 @@ typedef struct flame_plugin {
     double (*flops_per_token)(const void *model, int T);
     int64_t (*vocab_size)(const void *model);
 
-    /* Generation, one token at a time with recurrent state. Optional: NULL when
-     * the plugin has none yet. decode_state_bytes: state size for B sequences;
-     * decode_step: feeds tokens[B] at the current position, writes logits[B, vocab]
-     * and advances the state (state starts zeroed). */
+    /* Unused (5.5's decode_state_size and decode_forward replace them): NULL. */
     size_t (*decode_state_bytes)(const void *model, int B);
     void (*decode_step)(void *model, void *state, const int32_t *tokens, int B,
                         float *logits);
@@ -186,6 +185,22 @@ typedef struct flame_plugin {
      * FLAME_INIT_PLUGIN; the core refuses values that are not finite. */
     void (*init_values)(const void *model, int index, float *values, size_t numel,
                         double (*uniform)(void *state), void *state);
+
+    /* ---- 5.5 ---- */
+    /* Generation, one position at a time. decode_state_size: bytes of backend
+     * memory holding what B sequences of up to max_len positions carry from
+     * one position to the next (a recurrent state, whatever max_len; a key and
+     * value cache, growing with it); 0 when this backend cannot decode. The
+     * core allocates and zeroes it. decode_forward: tokens[B] (host memory),
+     * one per sequence, at position pos (0, 1, 2, ... in turn, pos < max_len)
+     * through the model, reading and updating state; writes logits[B, vocab]
+     * (fp32, backend memory), which equal the full forward's at that position.
+     * The model must be reserved for batches of at least B tokens. Returns 0,
+     * or -1 after a line on stderr. Optional: both NULL when the plugin cannot
+     * generate. */
+    size_t (*decode_state_size)(const void *model, int B, int max_len);
+    int (*decode_forward)(void *model, void *state, const int32_t *tokens, int B, int pos,
+                          float *logits);
 } flame_plugin;
 
 /* The first two fields of every vtable, FLAME_ABI_VERSION and its size. */

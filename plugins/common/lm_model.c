@@ -165,6 +165,9 @@ void lm_model_destroy(void *model)
     free(b->mid);
     free(b->mlp);
     free(b->layers);
+    if (b->decode_io)
+        b->ops->free(b->decode_io);
+    free(b->decode_host);
     free(b);
 }
 
@@ -237,6 +240,40 @@ void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
     b->d_resid = lm_take_acts(cv, n * s->D);
     b->d_x = lm_take_acts(cv, n * s->D);
     lm_head_carve(&b->head, cv, n, s->D, s->V);
+}
+
+/* room for a decode step of B sequences: B tokens, B targets, B + 1 offsets */
+static int decode_room(lm_model *b, int B)
+{
+    if (b->decode_cap >= B)
+        return 0;
+    if (b->decode_io)
+        b->ops->free(b->decode_io);
+    free(b->decode_host);
+    size_t bytes = (3 * (size_t)B + 1) * sizeof(int32_t);
+    b->decode_io = b->ops->alloc(bytes);
+    b->decode_host = malloc(bytes);
+    b->decode_cap = b->decode_io && b->decode_host ? B : 0;
+    return b->decode_cap ? 0 : -1;
+}
+
+int lm_model_decode(lm_model *b, const int32_t *tokens, int B, float *logits, const char *who,
+                    lm_mixer_fn mixer_forward, void *model)
+{
+    if (decode_room(b, B)) {
+        fprintf(stderr, "%s: out of memory for a decode step of %d sequences\n", who, B);
+        return -1;
+    }
+    int32_t *host = b->decode_host, *cu = host + 2 * B;
+    for (int i = 0; i < B; i++) {
+        host[i] = tokens[i];
+        host[B + i] = -1; /* no loss: only the logits are wanted */
+        cu[i] = i;
+    }
+    cu[B] = B;
+    b->ops->upload(b->decode_io, host, (3 * (size_t)B + 1) * sizeof(int32_t));
+    flame_batch batch = {b->decode_io, b->decode_io + B, B, 1, 0, cu, b->decode_io + 2 * B, B};
+    return isnan(lm_model_forward(b, &batch, logits, who, mixer_forward, model)) ? -1 : 0;
 }
 
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,

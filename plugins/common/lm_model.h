@@ -103,6 +103,10 @@ typedef struct lm_model {
     lm_head head;
     lm_batch batch; /* the last batch taken in */
     void *layers;   /* [L] the plugin's own per-layer structs (lm_model_create) */
+    /* a decode step's batch: tokens, targets, offsets, in backend memory and
+     * staged on the host (lm_model_decode) */
+    int32_t *decode_io, *decode_host;
+    int decode_cap;
 } lm_model;
 
 /* Declares layer l's parameters (at most per_layer calls of lm_model_add_layer_*). */
@@ -157,6 +161,12 @@ typedef void (*lm_mixer_fn)(void *model, int l);
  * when it is refused); logits (fp32, backend) may be NULL */
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
                        lm_mixer_fn mixer_forward, void *model);
+/* One decode position: tokens[B] (host memory) as a batch of B sequences of
+ * one token through lm_model_forward, the mixers keeping what carries to the
+ * next position (the plugin tells its mixer it is decoding); logits[B, V]
+ * fp32 backend memory. Returns 0, or -1 after a line on stderr. */
+int lm_model_decode(lm_model *b, const int32_t *tokens, int B, float *logits, const char *who,
+                    lm_mixer_fn mixer_forward, void *model);
 /* adds ∂(mean loss of the last forward)/∂param into the bound gradients */
 void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model);
 

@@ -96,6 +96,7 @@ typedef struct gla_model {
     grad_scratch d;
     size_t work_bytes; /* the recurrence's scratch, borrowed from the op table at each walk */
     int n_work;        /* its workers */
+    float *decoding;   /* during decode_forward: the states [L, B, H, dk, dv]; else NULL */
 } gla_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -287,8 +288,15 @@ static void attn_forward(void *model, int l)
                         c->key_dim);
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
-    gla_recurrence_dims rd = recurrence_dims(m);
-    m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, work(m), m->n_work);
+    if (m->decoding) {
+        size_t per_layer = (size_t)n * c->H * c->dk * c->dv; /* n = B sequences of one token */
+        m->kern->recurrence_step(A->o, m->decoding + l * per_layer, A->q, A->k, A->v, A->gk, n,
+                                 c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk));
+    } else {
+        gla_recurrence_dims rd = recurrence_dims(m);
+        m->kern->recurrence_forward(A->o, m->d.checkpoints, A->q, A->k, A->v, A->gk, &rd, work(m),
+                                    m->n_work);
+    }
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, A->g, W(m, l, P_G_NORM), n * c->H, c->dv,
                                c->s.eps);
     /* output projection, onto the residual */
@@ -299,6 +307,29 @@ static void attn_forward(void *model, int l)
 static float gla_forward(void *model, const flame_batch *batch, float *logits)
 {
     return lm_model_forward(model, batch, logits, "gla", attn_forward, model);
+}
+
+/* ------------------------------------------------------------------ generation */
+
+/* every layer's recurrent state, whatever the length */
+static size_t gla_decode_state_size(const void *model, int B, int max_len)
+{
+    const gla_model *m = model;
+    (void)max_len;
+    if (!m->kern->recurrence_step)
+        return 0;
+    return (size_t)m->c.s.L * B * m->c.H * m->c.dk * m->c.dv * sizeof(float);
+}
+
+static int gla_decode_forward(void *model, void *state, const int32_t *tokens, int B, int pos,
+                              float *logits)
+{
+    gla_model *m = model;
+    (void)pos; /* the recurrence has no positions */
+    m->decoding = state;
+    int rc = lm_model_decode(&m->base, tokens, B, logits, "gla", attn_forward, m);
+    m->decoding = NULL;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -405,10 +436,10 @@ static const flame_plugin gla_plugin = {
     .backward = gla_backward,
     .flops_per_token = gla_flops_per_token,
     .vocab_size = lm_model_vocab_size,
-    .decode_state_bytes = NULL,
-    .decode_step = NULL,
     .hf_formats = gla_formats,
     .n_hf_formats = LM_COUNT(gla_formats),
+    .decode_state_size = gla_decode_state_size,
+    .decode_forward = gla_decode_forward,
 };
 
 const flame_plugin *flame_plugin_entry(void) { return &gla_plugin; }

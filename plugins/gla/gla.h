@@ -54,6 +54,14 @@ void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
                                 const float *k, const float *v, const float *gk,
                                 const gla_recurrence_dims *d, float *work, int n_work);
 /* dq, dk, dv, dgk = ∂L/∂· given dout = ∂L/∂o (written; all four are required) */
+/* One position of B sequences for generation: per sequence and head, the
+ * state S (fp32, states[B, H, dk, dv], carried from the previous position)
+ * takes one step, S = diag(exp(gk)) S + kᵀv, and o = (scale·q) S. q, k, gk
+ * are [B, H·dk], v and o [B, H·dv]. */
+void gla_recurrence_step_cpu(float *o, float *states, const float *q, const float *k,
+                             const float *v, const float *gk, int B, int H, int dk, int dv,
+                             float scale);
+
 void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
                                  const float *dout, const float *q, const float *k,
                                  const float *v, const float *gk, const float *checkpoints,

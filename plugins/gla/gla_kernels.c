@@ -30,6 +30,13 @@ static void recurrence_backward_cpu(void *dq, void *dk, void *dv, void *dgk, con
     gla_recurrence_backward_cpu(dq, dk, dv, dgk, dout, q, k, v, gk, checkpoints, d, work, n_work);
 }
 
+static void recurrence_step_cpu(void *o, float *states, const void *q, const void *k,
+                                const void *v, const void *gk, int B, int H, int dk, int dv,
+                                float scale)
+{
+    gla_recurrence_step_cpu(o, states, q, k, v, gk, B, H, dk, dv, scale);
+}
+
 static void gate_norm_forward_cpu(void *y, float *rstd, const void *o, const void *g, const void *w,
                                   int rows, int C, float eps)
 {
@@ -58,6 +65,7 @@ const gla_kernels gla_kernels_cpu = {
     .recurrence_max_workers = gla_recurrence_max_workers,
     .recurrence_forward = recurrence_forward_cpu,
     .recurrence_backward = recurrence_backward_cpu,
+    .recurrence_step = recurrence_step_cpu,
     .gate_norm_max_C = 0,
     .gate_norm_forward = gate_norm_forward_cpu,
     .gate_norm_backward = gate_norm_backward_cpu,

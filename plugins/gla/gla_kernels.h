@@ -29,6 +29,10 @@ typedef struct gla_kernels {
                                 const float *checkpoints, const gla_recurrence_dims *d,
                                 float *work, int n_work);
 
+    /* generation (gla.h's gla_recurrence_step_cpu); NULL: this backend has none yet */
+    void (*recurrence_step)(void *o, float *states, const void *q, const void *k, const void *v,
+                            const void *gk, int B, int H, int dk, int dv, float scale);
+
     /* the widest row (value head) the gated norm takes; 0: any */
     int gate_norm_max_C;
     void (*gate_norm_forward)(void *y, float *rstd, const void *o, const void *g, const void *w,

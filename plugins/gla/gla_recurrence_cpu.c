@@ -202,3 +202,18 @@ void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
         backward_task(g, dout, q, k, v, gk, checkpoints, d, recurrence_task_of(d->cu_seqlens, d->H, i),
                       work + (size_t)recurrence_worker_id() * per_worker);
 }
+
+/* ---- generation ---- */
+
+void gla_recurrence_step_cpu(float *o, float *states, const float *q, const float *k,
+                             const float *v, const float *gk, int B, int H, int dk, int dv,
+                             float scale)
+{
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            size_t kh = ((size_t)b * H + h) * dk, vh = ((size_t)b * H + h) * dv;
+            float *S = states + ((size_t)b * H + h) * dk * dv;
+            state_step(S, k + kh, v + vh, gk + kh, dk, dv);
+            readout(o + vh, S, q + kh, scale, dk, dv);
+        }
+}

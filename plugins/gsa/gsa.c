@@ -485,8 +485,6 @@ static const flame_plugin gsa_plugin = {
     .backward = gsa_backward,
     .flops_per_token = gsa_flops_per_token,
     .vocab_size = lm_model_vocab_size,
-    .decode_state_bytes = NULL,
-    .decode_step = NULL,
     .hf_formats = gsa_formats,
     .n_hf_formats = LM_COUNT(gsa_formats),
 };

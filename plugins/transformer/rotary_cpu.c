@@ -51,3 +51,12 @@ void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s
 {
     rotate_all(dx, dout, s, heads, hd, base, -1.0, 1);
 }
+
+void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base)
+{
+    double freq[hd / 2];
+    for (int i = 0; i < hd / 2; i++)
+        freq[i] = pow((double)base, -2.0 * i / hd);
+    for (size_t r = 0; r < (size_t)rows * heads; r++)
+        rotate_head(x + r * hd, x + r * hd, pos, hd, freq, 1.0, 0);
+}

@@ -81,6 +81,11 @@ typedef struct tf_model {
     const transformer_kernels *kern; /* rotary and attention for the ops' backend */
     tf_dims c;
     grad_scratch d;
+    /* during decode_forward: the caches (position-major: the [B, Hkv, hd] blocks
+     * of position p, layer l, keys then values, at ((p·L + l)·2 + kv) blocks) and
+     * the position; else NULL */
+    void *decoding;
+    int decode_pos;
 } tf_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -256,9 +261,17 @@ static void attn_forward(void *model, int l)
     ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->q_dim);
     ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, NULL, n, c->s.D, c->kv_dim);
     ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, NULL, n, c->s.D, c->kv_dim);
-    m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
-    m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
-    m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+    if (m->decoding) {
+        size_t block = (size_t)n * c->kv_dim; /* n = B sequences of one token */
+        void *keys = lm_act_at(ops, m->decoding, (size_t)l * 2 * block);
+        void *values = lm_act_at(ops, m->decoding, ((size_t)l * 2 + 1) * block);
+        m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)c->s.L * 2 * block,
+                                  n, m->decode_pos, &ad, c->theta);
+    } else {
+        m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
+        m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
+        m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+    }
     /* output projection, onto the residual */
     ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, m->base.resid[l], n, c->q_dim, c->s.D);
 }
@@ -266,6 +279,28 @@ static void attn_forward(void *model, int l)
 static float tf_forward(void *model, const flame_batch *batch, float *logits)
 {
     return lm_model_forward(model, batch, logits, "transformer", attn_forward, model);
+}
+
+/* ------------------------------------------------------------------ generation */
+
+/* every layer's keys and values of max_len positions */
+static size_t tf_decode_state_size(const void *model, int B, int max_len)
+{
+    const tf_model *m = model;
+    if (!m->kern->attention_decode)
+        return 0;
+    return (size_t)max_len * m->c.s.L * 2 * B * m->c.kv_dim * m->base.ops->act_bytes;
+}
+
+static int tf_decode_forward(void *model, void *state, const int32_t *tokens, int B, int pos,
+                             float *logits)
+{
+    tf_model *m = model;
+    m->decoding = state;
+    m->decode_pos = pos;
+    int rc = lm_model_decode(&m->base, tokens, B, logits, "transformer", attn_forward, m);
+    m->decoding = NULL;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -392,10 +427,10 @@ static const flame_plugin tf_plugin = {
     .backward = tf_backward,
     .flops_per_token = tf_flops_per_token,
     .vocab_size = lm_model_vocab_size,
-    .decode_state_bytes = NULL,
-    .decode_step = NULL,
     .hf_formats = tf_formats,
     .n_hf_formats = LM_COUNT(tf_formats),
+    .decode_state_size = tf_decode_state_size,
+    .decode_forward = tf_decode_forward,
 };
 
 const flame_plugin *flame_plugin_entry(void) { return &tf_plugin; }

@@ -6,6 +6,7 @@
 noinst_LTLIBRARIES += plugins/transformer/libtransformer_kernels.la plugins/transformer/libtransformer.la
 plugins_transformer_libtransformer_kernels_la_SOURCES = plugins/transformer/transformer.h \
 	plugins/transformer/rotary_cpu.c plugins/transformer/attention_cpu.c \
+	plugins/transformer/attention_decode_cpu.c \
 	plugins/transformer/transformer_kernels.c plugins/transformer/transformer_kernels.h
 plugins_transformer_libtransformer_kernels_la_LIBADD = -lm
 plugins_transformer_libtransformer_la_SOURCES = plugins/transformer/transformer.c

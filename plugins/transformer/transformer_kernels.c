@@ -48,6 +48,13 @@ static void attention_backward_cpu_act(void *dq, void *dk, void *dv, const void 
     attention_backward_cpu(dq, dk, dv, dout, o, lse, q, k, v, d);
 }
 
+static void attention_decode_cpu_act(void *o, void *q, void *k, const void *v, void *k_cache,
+                                     void *v_cache, size_t stride, int B, int pos,
+                                     const attention_dims *d, float base)
+{
+    attention_decode_cpu(o, q, k, v, k_cache, v_cache, stride, B, pos, d, base);
+}
+
 const transformer_kernels transformer_kernels_cpu = {
     .unsupported_head_dim = cpu_unsupported_head_dim,
     .attention_work_floats = cpu_attention_work_floats,
@@ -55,6 +62,7 @@ const transformer_kernels transformer_kernels_cpu = {
     .rotary_backward = rotary_backward_cpu_act,
     .attention_forward = attention_forward_cpu_act,
     .attention_backward = attention_backward_cpu_act,
+    .attention_decode = attention_decode_cpu_act,
 };
 
 #ifdef FLAME_HAVE_CUDA

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Generation on the CPU, for the tiny GLA (a recurrent state) and the tiny
+# transformer (a key and value cache; also with a sliding window):
+#  - logits by decode steps, position by position, equal the full forward's at
+#    every position of three rows (tests/logits_tool --decode; under 1e-5), on
+#    weights drawn with std 0.2, and they carry context: two rows that differ
+#    only in their first token differ at the last position (with a window of
+#    5 over 2 layers, at position 3, and not at the last);
+#  - trained on a repeated phrase, each generates the phrase greedily from its
+#    first words;
+#  - sampling: the same seed the same text, top_k 1 and a tiny top_p the
+#    greedy text;
+#  - mistakes are one line: a bad number, a plugin without a decode path.
+. "$(dirname "$0")/lib.sh"
+GENERATE="$top_builddir/flame-generate"
+LOGITS="$top_builddir/tests/logits_tool"
+for i in $(seq 300); do echo "{\"text\": \"line $i of the data\"}"; done >"$SCRATCH/data.jsonl"
+
+# three rows of 24 ids; row 1 is row 0 with another first token
+python3 - >"$SCRATCH/tokens.txt" <<'PY'
+import random
+random.seed(5)
+rows = [[random.randrange(257) for _ in range(24)] for _ in range(2)]
+rows.insert(1, [(rows[0][0] + 1) % 257] + rows[0][1:])
+for r in rows:
+    print(" ".join(map(str, r)))
+PY
+parity() { # NAME ARCH WINDOW [ARG...]
+    local name=$1 arch=$2 window=$3; shift 3
+    "$FLAME_RUN" --arch "$arch" --config "$CONFIGS/$arch-tiny.ini" --training.dataset "$SCRATCH/data.jsonl" \
+        --job.dump_folder "$SCRATCH/$name" --checkpoint.create_seed_checkpoint \
+        --model.initializer_range 0.2 "$@" >/dev/null 2>&1 || { fail "$name: no seed checkpoint"; return; }
+    for mode in forward decode; do
+        "$LOGITS" --arch "$arch" --model.config "$CONFIGS/$arch-tiny.ini" "$@" \
+            --weights "$SCRATCH/$name/checkpoint/step-0/model.safetensors" --tokens "$SCRATCH/tokens.txt" \
+            --output "$SCRATCH/$name-$mode.safetensors" $([ $mode = decode ] && echo --decode) \
+            >/dev/null 2>"$SCRATCH/err" || { fail "$name: logits_tool $mode: $(cat "$SCRATCH/err")"; return; }
+    done
+    python3 - "$SCRATCH/$name" "$window" <<'PY' || fail "$name: decode logits differ from the forward's"
+import sys
+import numpy as np
+from safetensors.numpy import load_file
+base = sys.argv[1]
+full = load_file(f"{base}-forward.safetensors")["logits"].reshape(3, 24, -1)
+step = load_file(f"{base}-decode.safetensors")["logits"].reshape(3, 24, -1)
+diff = float(np.abs(full - step).max())
+windowed = sys.argv[2] != "0"
+at = 3 if windowed else 23
+context = float(np.abs(step[0, at] - step[1, at]).max())
+ok = diff < 1e-5 and context > 1e-3
+if windowed:  # beyond the window's reach the first token changes nothing
+    ok &= float(np.abs(step[0, -1] - step[1, -1]).max()) == 0
+print(f"{'ok' if ok else 'FAIL'}: {base.split('/')[-1]}: decode vs forward max |diff| {diff:.2e} over "
+      f"3 x 24 positions (logits up to {float(np.abs(full).max()):.2f}); the first token changes "
+      f"position {at}'s logits by {context:.3f}{', the last not at all' if windowed else ''}")
+sys.exit(0 if ok else 1)
+PY
+}
+if python3 -c "import numpy, safetensors" 2>/dev/null; then
+    parity gla gla 0
+    parity transformer transformer 0
+    parity window transformer 5 --model.window_size 5
+else
+    echo "note: numpy or safetensors is not installed: decode logits not compared"
+fi
+
+# the phrase, greedily, from its first words
+python3 -c "print('the quick brown fox jumps over the lazy dog. ' * 300)" >"$SCRATCH/phrase.txt"
+want="the quick brown fox jumps over the lazy dog. the quick brown fox"
+for arch in gla transformer; do
+    "$FLAME_RUN" --arch $arch --config "$CONFIGS/$arch-tiny.ini" --training.dataset "$SCRATCH/phrase.txt" \
+        --job.dump_folder "$SCRATCH/p-$arch" --training.steps 80 --training.batch_size 4 \
+        --training.seq_len 64 --optimizer.lr 3e-3 >/dev/null 2>&1 || { fail "$arch: training failed"; continue; }
+    out=$("$GENERATE" --checkpoint "$SCRATCH/p-$arch/checkpoint/step-80" --prompt "the quick" \
+        --max_new_tokens 60 2>"$SCRATCH/err")
+    case "$out" in
+    "$want"*) echo "ok: $arch: \"$out\"; $(cat "$SCRATCH/err")" ;;
+    *) fail "$arch: generated \"$out\", expected it to start \"$want\"" ;;
+    esac
+done
+
+gen() { "$GENERATE" --checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt "the" --max_new_tokens 40 "$@" 2>/dev/null; }
+greedy=$(gen)
+a=$(gen --temperature 1.5 --seed 7) && b=$(gen --temperature 1.5 --seed 7) && c=$(gen --temperature 1.5 --seed 8)
+[ "$a" = "$b" ] && [ "$a" != "$c" ] && echo "ok: seed 7 twice the same text, seed 8 another" ||
+    fail "sampling with seeds: '$a' / '$b' / '$c'"
+[ "$(gen --temperature 1.5 --top_k 1)" = "$greedy" ] && [ "$(gen --temperature 1.5 --top_p 0.000001)" = "$greedy" ] &&
+    echo "ok: top_k 1 and top_p 1e-6 give the greedy text" || fail "top_k 1 or top_p 1e-6 is not greedy"
+samples=$(gen --num_samples 3 --temperature 1 | grep -c "^--- sample [123] ---$")
+[ "$samples" = 3 ] && echo "ok: three samples printed in turn" || fail "--num_samples 3 printed $samples samples"
+
+p80=(--checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt x)
+expect_error 2 "flame-generate: --num_samples 0: expected a number from 1 to 4096" "$GENERATE" "${p80[@]}" --num_samples 0
+expect_error 2 "flame-generate: --temperature -1: expected a number from 0 to 100" "$GENERATE" "${p80[@]}" --temperature -1
+"$FLAME_RUN" --arch mamba2 --config "$CONFIGS/mamba2-tiny.ini" --training.dataset "$SCRATCH/data.jsonl" \
+    --job.dump_folder "$SCRATCH/m" --checkpoint.create_seed_checkpoint >/dev/null 2>&1
+expect_error 2 "flame-generate: mamba2 cannot generate on cpu \(no decode path there yet\)" \
+    "$GENERATE" --checkpoint "$SCRATCH/m/checkpoint/step-0" --prompt x
+finish

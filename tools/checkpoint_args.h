@@ -1,0 +1,37 @@
+/* A flame-run checkpoint, DIR/checkpoint/step-N, as the command line
+ * flame-run's loader (core/config/cli.h) takes to rebuild its model: the
+ * run's DIR/config.ini, its output folder and checkpoint folder, step N, then
+ * what the tool adds. flame-eval's and flame-generate's. */
+#ifndef FLAME_CHECKPOINT_ARGS_H
+#define FLAME_CHECKPOINT_ARGS_H
+
+#include <limits.h>
+
+enum { CHECKPOINT_MAX_ARGS = 256 };
+
+typedef struct checkpoint_args {
+    const char *prog; /* for messages */
+    char dump[PATH_MAX], folder[PATH_MAX], config[PATH_MAX + 16], step[32];
+    char *argv[CHECKPOINT_MAX_ARGS];
+    int argc;
+} checkpoint_args;
+
+/* A tool's own flag: --name VALUE (or --name=VALUE) becomes --config_key
+ * VALUE on the command line, or, with config_key NULL, *value. */
+typedef struct checkpoint_flag {
+    const char *name, *config_key;
+    const char **value;
+} checkpoint_flag;
+
+/* The tool's command line (argv[0] its name) as the loader's: --checkpoint
+ * PATH (required) turned into prog, --config DIR/config.ini,
+ * --job.dump_folder, --checkpoint.folder, --checkpoint.load_step; then
+ * `fixed` (n_fixed arguments); then the flags and every other argument in
+ * their order. Returns an exit status after one line on stderr (no
+ * --checkpoint, a path of another form, no config.ini beside it). */
+int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const checkpoint_flag *flags,
+                          int n_flags, const char *const *fixed, int n_fixed);
+/* Appends one argument (kept by pointer). Returns 0, or -1 after a line on stderr. */
+int checkpoint_args_add(checkpoint_args *a, const char *arg);
+
+#endif
