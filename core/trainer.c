@@ -21,6 +21,7 @@
 #include "params.h"
 #include "tokenizer/tokenizer.h"
 #include "train_options.h"
+#include "monotonic.h"
 
 struct trainer {
     trainer_mode mode;
@@ -63,13 +64,6 @@ static void handle_stop_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int fail(trainer *r, int status)
@@ -410,14 +404,14 @@ int trainer_step(trainer *r, step_metrics *m)
     int status = train_step(r, m->step, m);
     if (status == FLAME_EXIT_OK) {
         r->step = m->step;
-        double now = now_seconds();
+        double now = monotonic_seconds();
         m->tokens = trainer_tokens_per_step(r) * m->step;
         m->tokens_per_s = trainer_tokens_per_step(r) / (now - r->last);
         m->mfu = trainer_mfu(r, m->tokens_per_s);
         m->mem_gib = backend_sample_memory(&r->be);
         if (r->mode == TRAINER_RUN)
             status = validate_due(r, m);
-        r->last = now_seconds(); /* a validation's time is no step's */
+        r->last = monotonic_seconds(); /* a validation's time is no step's */
         if (r->mode == TRAINER_RUN && status == FLAME_EXIT_OK)
             status = log_and_save(r, m, r->last);
         if (r->mode == TRAINER_RUN && status == FLAME_EXIT_OK && r->step == r->opt.steps)
@@ -623,7 +617,7 @@ trainer *trainer_open(const flame_plugin *plugin, const flame_config *cfg, train
         trainer_close(r);
         return NULL;
     }
-    r->start = r->last = now_seconds();
+    r->start = r->last = monotonic_seconds();
     return r;
 }
 

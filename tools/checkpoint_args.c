@@ -100,3 +100,16 @@ int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const check
             return FLAME_EXIT_CONFIG;
     return FLAME_EXIT_OK;
 }
+
+int checkpoint_args_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return FLAME_EXIT_OK;
+        }
+    if (argc > 1)
+        return -1;
+    fputs(usage, stderr);
+    return FLAME_EXIT_CONFIG;
+}

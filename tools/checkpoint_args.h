@@ -31,6 +31,9 @@ typedef struct checkpoint_flag {
  * --checkpoint, a path of another form, no config.ini beside it). */
 int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const checkpoint_flag *flags,
                           int n_flags, const char *const *fixed, int n_fixed);
+/* -h or --help: usage on stdout, FLAME_EXIT_OK; no argument at all: usage on
+ * stderr, FLAME_EXIT_CONFIG; else -1 to go on. */
+int checkpoint_args_help(int argc, char **argv, const char *usage);
 /* Appends one argument (kept by pointer). Returns 0, or -1 after a line on stderr. */
 int checkpoint_args_add(checkpoint_args *a, const char *arg);
 

@@ -10,6 +10,7 @@
 #include "config/cli.h"
 #include "errors.h"
 #include "trainer.h"
+#include "monotonic.h"
 
 static const char usage[] =
     "usage: flame-bench --arch NAME|PATH.so [--model.config FILE] [--section.key VALUE ...]\n"
@@ -78,13 +79,6 @@ static int read_positive(const flame_config *cfg, const char *key, int min, int 
     return 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void print_benchmark(const trainer *t, const flame_plugin *plugin, const bench_options *b,
                             double seconds, double first_step_end)
 {
@@ -121,18 +115,18 @@ static int benchmark(trainer *t, const flame_plugin *plugin, const bench_options
          step++) {
         if (step == b->warmup_steps + 1) {
             trainer_synchronize(t);
-            start = now_seconds();
+            start = monotonic_seconds();
         }
         status = trainer_step(t, &m);
         if (step == 1) {
             trainer_synchronize(t);
-            first_step_end = now_seconds() - b->process_start;
+            first_step_end = monotonic_seconds() - b->process_start;
         }
     }
     if (status != FLAME_EXIT_OK)
         return status;
     trainer_synchronize(t);
-    double seconds = now_seconds() - start;
+    double seconds = monotonic_seconds() - start;
     trainer_measure_peak(t); /* after the run: its time is not the first step's */
     print_benchmark(t, plugin, b, seconds, first_step_end);
     return FLAME_EXIT_OK;

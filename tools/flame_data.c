@@ -15,6 +15,7 @@
 #include "data/token_shard.h"
 #include "data/token_stream.h"
 #include "tokenizer/tokenizer.h"
+#include "monotonic.h"
 
 enum { MAX_WORKERS = 256 };
 
@@ -131,13 +132,6 @@ static int parse_count(const char *command, const char *name, const char *text, 
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- pack ---- */
 
 typedef struct pack_job {
@@ -153,7 +147,7 @@ typedef struct pack_job {
 static void report_progress(pack_job *j, int final)
 {
     int tty = isatty(STDERR_FILENO);
-    double t = now();
+    double t = monotonic_seconds();
     if (!final && t - j->last_report < (tty ? 0.5 : 10.0))
         return;
     if (final && j->last_report == j->start)
@@ -213,7 +207,7 @@ static int run_pack(pack_job *j)
         fprintf(stderr, "flame-data pack: %s\n", j->err);
         return rc;
     }
-    double s = now() - j->start;
+    double s = monotonic_seconds() - j->start;
     printf("packed %llu documents, %.1f MB of text, into %llu tokens (uint%u) in %s: "
            "%.2f s, %.1f MB/s\n",
            (unsigned long long)h.n_documents, j->bytes / 1e6, (unsigned long long)h.n_tokens,
@@ -269,7 +263,7 @@ static int cmd_pack(int argc, char **argv)
                          .shuffle_buffer = (size_t)buffer_docs,
                          .seed = (uint64_t)seed_value},
                   .output = output};
-    j.start = j.last_report = now();
+    j.start = j.last_report = monotonic_seconds();
     return run_pack(&j);
 }
 

@@ -35,24 +35,15 @@ static const checkpoint_flag flags[] = {{"--dataset", "--validation.dataset", NU
                                         {"--batch_size", "--validation.local_batch_size", NULL},
                                         {"--steps", "--validation.steps", NULL}};
 
-static int wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-            return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    if (wants_help(argc, argv) || argc == 1) {
-        fputs(usage, argc == 1 ? stderr : stdout);
-        return argc == 1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_OK;
-    }
+    int status = checkpoint_args_help(argc, argv, usage);
+    if (status >= 0)
+        return status;
     static checkpoint_args j;
     static const char *const validate[] = {"--validation.enable", "true"};
     argv[0] = "flame-eval";
-    int status = checkpoint_args_parse(&j, argc, argv, flags, sizeof flags / sizeof flags[0],
+    status = checkpoint_args_parse(&j, argc, argv, flags, sizeof flags / sizeof flags[0],
                                        validate, sizeof validate / sizeof validate[0]);
     if (status != FLAME_EXIT_OK)
         return status;

@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "generator.h"
 #include "trainer.h"
+#include "monotonic.h"
 
 static const char usage[] =
     "usage: flame-generate --checkpoint DIR/checkpoint/step-N [--prompt TEXT]\n"
@@ -95,13 +96,6 @@ static char *read_prompt(const char *given)
     return text;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* one sample's text so far, printing what is new; a UTF-8 character cut by a
  * token boundary waits for the rest of it */
 typedef struct text_out {
@@ -144,7 +138,7 @@ typedef struct gen_run {
 /* the prompt's tokens through the model; the first new tokens from the last logits */
 static int prefill(gen_run *r, rng *draws, char *err, size_t err_len)
 {
-    double start = now();
+    double start = monotonic_seconds();
     const float *logits = NULL;
     int32_t column[r->set.B];
     for (size_t t = 0; t < r->prompt.n; t++) {
@@ -155,7 +149,7 @@ static int prefill(gen_run *r, rng *draws, char *err, size_t err_len)
     }
     for (int b = 0; b < r->set.B; b++)
         r->next[b] = sample_token(logits + (size_t)b * r->vocab, r->vocab, &r->set.s, draws);
-    r->prefill_s = now() - start;
+    r->prefill_s = monotonic_seconds() - start;
     return 0;
 }
 
@@ -187,7 +181,7 @@ static int append_next(gen_run *r, int live, char *err, size_t err_len)
 /* new tokens until max_new_tokens or every sample's EOS */
 static int decode(gen_run *r, rng *draws, char *err, size_t err_len)
 {
-    double start = now();
+    double start = monotonic_seconds();
     int live = r->set.B;
     while ((live = append_next(r, live, err, err_len)) > 0) {
         if (++r->generated == r->set.max_new)
@@ -198,7 +192,7 @@ static int decode(gen_run *r, rng *draws, char *err, size_t err_len)
         for (int b = 0; b < r->set.B; b++)
             r->next[b] = sample_token(logits + (size_t)b * r->vocab, r->vocab, &r->set.s, draws);
     }
-    r->decode_s = now() - start;
+    r->decode_s = monotonic_seconds() - start;
     return live < 0 ? -1 : 0;
 }
 
@@ -282,20 +276,11 @@ static int generate(const trainer_model *m, const gen_settings *set, const char 
     return status;
 }
 
-static int wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-            return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    if (wants_help(argc, argv) || argc == 1) {
-        fputs(usage, argc == 1 ? stderr : stdout);
-        return argc == 1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_OK;
-    }
+    int status = checkpoint_args_help(argc, argv, usage);
+    if (status >= 0)
+        return status;
     gen_options o = {0};
     const checkpoint_flag flags[] = {
         {"--prompt", NULL, &o.prompt},        {"--max_new_tokens", NULL, &o.max_new},
@@ -305,7 +290,7 @@ int main(int argc, char **argv)
     static checkpoint_args a;
     gen_settings set;
     argv[0] = "flame-generate";
-    int status = checkpoint_args_parse(&a, argc, argv, flags, sizeof flags / sizeof flags[0],
+    status = checkpoint_args_parse(&a, argc, argv, flags, sizeof flags / sizeof flags[0],
                                        NULL, 0);
     if (status != FLAME_EXIT_OK || (status = read_settings(&o, &set)) != FLAME_EXIT_OK)
         return status;
