@@ -823,11 +823,13 @@ static void format_double(double x, char *buf, size_t n)
     }
 }
 
-/* keys every Hugging Face config.json may carry that describe no setting */
+/* keys every Hugging Face config.json may carry that describe no setting of
+ * the model (the token ids are the tokenizer's: to-hf writes its own) */
 static const char *const hf_generic_keys[] = {"architectures", "transformers_version",
                                               "torch_dtype",   "dtype",
                                               "_name_or_path", "auto_map",
-                                              "model_type"};
+                                              "model_type",    "bos_token_id",
+                                              "eos_token_id",  "pad_token_id"};
 
 static int is_generic_key(const char *key)
 {
