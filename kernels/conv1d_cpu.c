@@ -125,3 +125,25 @@ void conv1d_backward_cpu(float *dx, float *dweight, float *dbias, const float *d
     }
     free(g);
 }
+
+/* the same sum as conv1d_pre, the window standing for the earlier tokens */
+void conv1d_step_cpu(float *out, float *window, const float *x, const float *weight,
+                     const float *bias, int B, int C, int K, int silu)
+{
+    check_width(K);
+    for (int b = 0; b < B; b++) {
+        float *win = window + (size_t)b * (K - 1) * C;
+        const float *xb = x + (size_t)b * C;
+        for (int c = 0; c < C; c++) {
+            float acc = bias ? bias[c] : 0.0f;
+            for (int j = 0; j < K - 1; j++)
+                acc += weight[(size_t)c * K + j] * win[(size_t)j * C + c];
+            acc += weight[(size_t)c * K + K - 1] * xb[c];
+            out[(size_t)b * C + c] = silu ? acc * sigmoid(acc) : acc;
+            for (int j = 0; j + 1 < K - 1; j++) /* shift: drop the oldest, x last */
+                win[(size_t)j * C + c] = win[(size_t)(j + 1) * C + c];
+            if (K > 1)
+                win[(size_t)(K - 2) * C + c] = xb[c];
+        }
+    }
+}

@@ -71,6 +71,8 @@ void conv1d_forward_cpu(float *out, const float *x, const float *weight, const f
 void conv1d_backward_cpu(float *dx, float *dweight, float *dbias, const float *dout,
                          const float *x, const float *weight, const float *bias,
                          const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
+void conv1d_step_cpu(float *out, float *window, const float *x, const float *weight,
+                     const float *bias, int B, int C, int K, int silu);
 
 /* elementwise_cpu.c */
 void scale_cpu(float *x, float s, size_t n);

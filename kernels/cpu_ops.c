@@ -87,6 +87,12 @@ static void conv1d_forward_act(void *out, const void *x, const void *weight, con
     conv1d_forward_cpu(out, x, weight, bias, cu_seqlens, n_seqs, n, C, K, silu);
 }
 
+static void conv1d_step_act(void *out, void *window, const void *x, const void *weight,
+                            const void *bias, int B, int C, int K, int silu)
+{
+    conv1d_step_cpu(out, window, x, weight, bias, B, C, K, silu);
+}
+
 static void conv1d_backward_act(void *dx, float *dweight, float *dbias, const void *dout,
                                 const void *x, const void *weight, const void *bias,
                                 const int32_t *cu_seqlens, int n_seqs, int n, int C, int K,
@@ -129,4 +135,5 @@ const flame_ops flame_cpu_ops = {
     .memory_available = cpu_memory_available,
     .conv1d_forward = conv1d_forward_act,
     .conv1d_backward = conv1d_backward_act,
+    .conv1d_step = conv1d_step_act,
 };

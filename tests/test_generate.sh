@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Generation on the CPU, for the tiny GLA (a recurrent state) and the tiny
+# Generation on the CPU, for the tiny GLA (a recurrent state), GSA (two),
+# Mamba2 (the scan's state and the convolutions' windows) and the tiny
 # transformer (a key and value cache; also with a sliding window):
 #  - logits by decode steps, position by position, equal the full forward's at
 #    every position of three rows (tests/logits_tool --decode; under 1e-5), on
 #    weights drawn with std 0.2, and they carry context: two rows that differ
 #    only in their first token differ at the last position (with a window of
 #    5 over 2 layers, at position 3, and not at the last);
-#  - trained on a repeated phrase, each generates the phrase greedily from its
-#    first words;
+#  - trained on a repeated phrase, GLA and the transformer generate the phrase
+#    greedily from its first words;
 #  - sampling: the same seed the same text, top_k 1 and a tiny top_p the
 #    greedy text;
 #  - mistakes are one line: a bad number, a plugin without a decode path.
@@ -60,6 +61,8 @@ if python3 -c "import numpy, safetensors" 2>/dev/null; then
     parity gla gla 0
     parity transformer transformer 0
     parity window transformer 5 --model.window_size 5
+    parity gsa gsa 0
+    parity mamba2 mamba2 0
 else
     echo "note: numpy or safetensors is not installed: decode logits not compared"
 fi
@@ -92,8 +95,8 @@ samples=$(gen --num_samples 3 --temperature 1 | grep -c "^--- sample [123] ---$"
 p80=(--checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt x)
 expect_error 2 "flame-generate: --num_samples 0: expected a number from 1 to 4096" "$GENERATE" "${p80[@]}" --num_samples 0
 expect_error 2 "flame-generate: --temperature -1: expected a number from 0 to 100" "$GENERATE" "${p80[@]}" --temperature -1
-"$FLAME_RUN" --arch mamba2 --config "$CONFIGS/mamba2-tiny.ini" --training.dataset "$SCRATCH/data.jsonl" \
-    --job.dump_folder "$SCRATCH/m" --checkpoint.create_seed_checkpoint >/dev/null 2>&1
-expect_error 2 "flame-generate: mamba2 cannot generate on cpu \(no decode path there yet\)" \
-    "$GENERATE" --checkpoint "$SCRATCH/m/checkpoint/step-0" --prompt x
+"$FLAME_RUN" --arch based --config "$CONFIGS/based-tiny.ini" --training.dataset "$SCRATCH/data.jsonl" \
+    --job.dump_folder "$SCRATCH/b" --checkpoint.create_seed_checkpoint >/dev/null 2>&1
+expect_error 2 "flame-generate: based cannot generate on cpu \(no decode path there yet\)" \
+    "$GENERATE" --checkpoint "$SCRATCH/b/checkpoint/step-0" --prompt x
 finish

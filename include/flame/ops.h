@@ -159,6 +159,15 @@ typedef struct flame_ops {
     void (*conv1d_backward)(void *dx, float *dweight, float *dbias, const void *dout,
                             const void *x, const void *weight, const void *bias,
                             const int32_t *cu_seqlens, int n_seqs, int n, int C, int K, int silu);
+
+    /* ---- 5.5 ---- */
+    /* conv1d_forward's output for one new token of each of B sequences
+     * (generation): window [B, K−1, C] (act) holds each sequence's K−1 inputs
+     * before it, oldest first (zeros before its first), x [B, C] the new
+     * ones; afterwards the window holds the last K−1 inputs, x's included.
+     * NULL where the backend has no generation yet. */
+    void (*conv1d_step)(void *out, void *window, const void *x, const void *weight,
+                        const void *bias, int B, int C, int K, int silu);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

@@ -20,7 +20,8 @@
  *   5.3  the op table's conv1d_forward, conv1d_backward
  *   5.4  FLAME_INIT_PLUGIN and init_values (a parameter the plugin initializes)
  *   5.5  decode_state_size, decode_forward (generation; 5.0's decode_state_bytes
- *        and decode_step, which no plugin ever filled, are unused: always NULL)
+ *        and decode_step, which no plugin ever filled, are unused: always NULL),
+ *        and the op table's conv1d_step
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory

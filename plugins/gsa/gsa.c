@@ -119,6 +119,9 @@ typedef struct gsa_model {
     grad_scratch d;
     size_t work_bytes; /* the passes' scratch, borrowed from the op table at each walk */
     int n_work;        /* their workers */
+    /* during decode_forward: every layer's slot states (fp32 [L, B, H, M, dk]),
+     * then its value states ([L, B, H, M, dv]); else NULL */
+    float *decoding;
 } gsa_model;
 
 static layer_acts *acts(const gsa_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -336,6 +339,17 @@ static void feature_maps(const gsa_model *m, const layer_acts *A, int n)
 }
 
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
+/* decoding n sequences: layer l's states of the two passes */
+static float *slot_states(const gsa_model *m, int l, int n)
+{
+    return m->decoding + (size_t)l * n * m->c.H * m->c.M * m->c.dk;
+}
+
+static float *value_states(const gsa_model *m, int l, int n)
+{
+    return slot_states(m, m->c.s.L, n) + (size_t)l * n * m->c.H * m->c.M * m->c.dv;
+}
+
 static void attn_forward(void *model, int l)
 {
     gsa_model *m = model;
@@ -353,11 +367,20 @@ static void attn_forward(void *model, int l)
     m->kern->slot_gates_forward(A->f, A->s, A->f, (size_t)n * c->slot_dim, c->normalizer);
     /* the slot pass, its softmax, and the value pass reading it */
     gsa_slot_dims sd = slot_dims(m);
-    m->kern->slot_forward(d->ok, A->slot_checkpoints, d->q, d->k, A->s, A->f, &sd, work(m), m->n_work);
+    if (m->decoding)
+        m->kern->slot_step(d->ok, slot_states(m, l, n), d->q, d->k, A->s, A->f, &sd, n);
+    else
+        m->kern->slot_forward(d->ok, A->slot_checkpoints, d->q, d->k, A->s, A->f, &sd, work(m),
+                              m->n_work);
     m->kern->softmax_forward(A->p, d->ok, n * c->H, c->M);
     ops->to_act(d->p, A->p, (size_t)n * c->slot_dim);
     gla_recurrence_dims vd = value_dims(m);
-    m->gla->recurrence_forward(A->o, A->value_checkpoints, d->p, A->s, d->v, A->f, &vd, work(m), m->n_work);
+    if (m->decoding)
+        m->gla->recurrence_step(A->o, value_states(m, l, n), d->p, A->s, d->v, A->f, n, c->H, c->M,
+                                c->dv, 1.0f);
+    else
+        m->gla->recurrence_forward(A->o, A->value_checkpoints, d->p, A->s, d->v, A->f, &vd,
+                                   work(m), m->n_work);
     m->kern->output_norm_forward(d->y, A->out_rstd, A->o, norm_w(m, l), n, c->value_dim, OUTPUT_NORM_EPS);
     ops->matmul_forward(m->base.mid[l], d->y, W(m, l, P_O), NULL, m->base.resid[l], n, c->value_dim, c->s.D);
 }
@@ -365,6 +388,30 @@ static void attn_forward(void *model, int l)
 static float gsa_forward(void *model, const flame_batch *batch, float *logits)
 {
     return lm_model_forward(model, batch, logits, "gsa", attn_forward, model);
+}
+
+/* ------------------------------------------------------------------ generation */
+
+/* every layer's states of both passes, whatever the length */
+static size_t gsa_decode_state_size(const void *model, int B, int max_len)
+{
+    const gsa_model *m = model;
+    const gsa_dims *c = &m->c;
+    (void)max_len;
+    if (!m->kern->slot_step || !m->gla->recurrence_step)
+        return 0;
+    return (size_t)c->s.L * B * c->H * c->M * (c->dk + c->dv) * sizeof(float);
+}
+
+static int gsa_decode_forward(void *model, void *state, const int32_t *tokens, int B, int pos,
+                              float *logits)
+{
+    gsa_model *m = model;
+    (void)pos; /* both passes are recurrences: no positions */
+    m->decoding = state;
+    int rc = lm_model_decode(&m->base, tokens, B, logits, "gsa", attn_forward, m);
+    m->decoding = NULL;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -487,6 +534,8 @@ static const flame_plugin gsa_plugin = {
     .vocab_size = lm_model_vocab_size,
     .hf_formats = gsa_formats,
     .n_hf_formats = LM_COUNT(gsa_formats),
+    .decode_state_size = gsa_decode_state_size,
+    .decode_forward = gsa_decode_forward,
 };
 
 const flame_plugin *flame_plugin_entry(void) { return &gsa_plugin; }

@@ -24,6 +24,12 @@ static void slot_forward_cpu(void *ok, float *checkpoints, const void *q, const 
     gsa_slot_recurrence_forward_cpu(ok, checkpoints, q, k, s, f, d, work, n_work);
 }
 
+static void slot_step_cpu(void *ok, float *states, const void *q, const void *k, const void *s,
+                          const void *f, const gsa_slot_dims *d, int n_seqs)
+{
+    gsa_slot_step_cpu(ok, states, q, k, s, f, d, n_seqs);
+}
+
 static void slot_backward_cpu(void *dq, void *dk, void *ds, void *df, const void *dok,
                               const void *q, const void *k, const void *s, const void *f,
                               const float *checkpoints, const gsa_slot_dims *d, float *work,
@@ -78,6 +84,7 @@ const gsa_kernels gsa_kernels_cpu = {
     .slot_work_floats = cpu_slot_work_floats,
     .slot_max_workers = cpu_slot_max_workers,
     .slot_forward = slot_forward_cpu,
+    .slot_step = slot_step_cpu,
     .slot_backward = slot_backward_cpu,
     .swish_forward = swish_forward_cpu,
     .swish_backward = swish_backward_cpu,

@@ -41,6 +41,9 @@ typedef struct gsa_kernels {
                                 float eps);
     void (*output_norm_backward)(void *d_o, float *dw, const void *dy, const void *o, const void *w,
                                  const float *rstd, int rows, int C);
+    /* generation (gsa.h's gsa_slot_step_cpu); NULL: this backend has none yet */
+    void (*slot_step)(void *ok, float *states, const void *q, const void *k, const void *s,
+                      const void *f, const gsa_slot_dims *d, int n_seqs);
 } gsa_kernels;
 
 extern const gsa_kernels gsa_kernels_cpu;

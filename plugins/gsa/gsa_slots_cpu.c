@@ -186,3 +186,17 @@ void gsa_slot_recurrence_backward_cpu(float *dq, float *dk, float *ds, float *df
         backward_task(g, dok, q, k, s, f, checkpoints, d, recurrence_task_of(d->cu_seqlens, d->H, i),
                       work + (size_t)recurrence_worker_id() * per_worker);
 }
+
+/* ---- generation ---- */
+
+void gsa_slot_step_cpu(float *ok, float *states, const float *q, const float *k, const float *s,
+                       const float *f, const gsa_slot_dims *d, int n_seqs)
+{
+    for (int b = 0; b < n_seqs; b++)
+        for (int h = 0; h < d->H; h++) {
+            float *P = states + ((size_t)b * d->H + h) * state_floats(d);
+            size_t ki = key_at(d, b, h), si = slot_at(d, b, h);
+            state_step(P, k + ki, s + si, f + si, d->dk, d->M);
+            readout(ok + si, P, q + ki, d->scale, d->dk, d->M);
+        }
+}

@@ -138,6 +138,10 @@ typedef struct mamba2_model {
     grad_scratch d;
     size_t work_bytes; /* the scan's scratch, borrowed from the op table at each call */
     int n_work;
+    /* during decode_forward: every layer's scan states (fp32 [L, B, H, P, N]),
+     * then its convolutions' windows (act: per layer, per slice x, B, C,
+     * [B, K−1, width]); else NULL */
+    void *decoding;
 } mamba2_model;
 
 static layer_acts *acts(const mamba2_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -442,6 +446,21 @@ static const void *conv_bias(const mamba2_model *m, int l, int s)
     return m->c.conv_bias ? lm_act_at(m->base.ops, W(m, l, P_CONV_B), (size_t)conv_start(&m->c, s)) : NULL;
 }
 
+/* decoding n sequences: layer l's scan states, and its window of slice s */
+static float *decode_states(const mamba2_model *m, int l, int n)
+{
+    const mamba2_dims *c = &m->c;
+    return (float *)m->decoding + (size_t)l * n * c->H * c->P * c->N;
+}
+
+static void *decode_window(const mamba2_model *m, int l, int s, int n)
+{
+    const mamba2_dims *c = &m->c;
+    size_t per_token = (size_t)(c->K - 1) * n, conv_width = (size_t)conv_start(c, S_DT);
+    return lm_act_at(m->base.ops, decode_states(m, c->s.L, n),
+                     per_token * (l * conv_width + conv_start(c, s)));
+}
+
 /* x, B, C = silu(conv1d(x', B', C')) */
 static void convolutions(const mamba2_model *m, int l, const layer_acts *A, int n)
 {
@@ -449,8 +468,12 @@ static void convolutions(const mamba2_model *m, int l, const layer_acts *A, int 
     const lm_batch *b = &m->base.batch;
     void *out[N_SLICES] = {[S_X] = A->x, [S_B] = A->B, [S_C] = A->C};
     for (int s = S_X; s <= S_C; s++)
-        ops->conv1d_forward(out[s], A->in[s], conv_weight(m, l, s), conv_bias(m, l, s), b->cu_backend,
-                            b->n_seqs, n, slice_width(&m->c, s), m->c.K, 1);
+        if (m->decoding)
+            ops->conv1d_step(out[s], decode_window(m, l, s, n), A->in[s], conv_weight(m, l, s),
+                             conv_bias(m, l, s), n, slice_width(&m->c, s), m->c.K, 1);
+        else
+            ops->conv1d_forward(out[s], A->in[s], conv_weight(m, l, s), conv_bias(m, l, s),
+                                b->cu_backend, b->n_seqs, n, slice_width(&m->c, s), m->c.K, 1);
 }
 
 /* a, then in_proj's five slices (the layer's kept inputs) */
@@ -476,8 +499,12 @@ static void scan_forward(mamba2_model *m, int l)
 {
     layer_acts *A = acts(m, l);
     mamba2_ssd_dims sd = ssd_dims(m);
-    m->kern->ssd_forward(A->y, A->checkpoints, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D), &sd,
-                         work(m), m->n_work);
+    if (m->decoding)
+        m->kern->ssd_step(A->y, decode_states(m, l, sd.n_seqs), A->x, A->delta, W(m, l, P_A_LOG),
+                          A->B, A->C, W(m, l, P_D), &sd, sd.n_seqs);
+    else
+        m->kern->ssd_forward(A->y, A->checkpoints, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C,
+                             W(m, l, P_D), &sd, work(m), m->n_work);
 }
 
 /* g, the gated norm of the scan's output (and its rstd) */
@@ -513,6 +540,32 @@ static void mixer_forward(void *model, int l)
 static float mamba2_forward(void *model, const flame_batch *batch, float *logits)
 {
     return lm_model_forward(model, batch, logits, "mamba2", mixer_forward, model);
+}
+
+/* ------------------------------------------------------------------ generation */
+
+/* every layer's scan states and convolution windows, whatever the length */
+static size_t mamba2_decode_state_size(const void *model, int B, int max_len)
+{
+    const mamba2_model *m = model;
+    const mamba2_dims *c = &m->c;
+    (void)max_len;
+    if (!m->kern->ssd_step || !FLAME_OPS_HAS(m->base.ops, conv1d_step))
+        return 0;
+    size_t states = (size_t)c->s.L * B * c->H * c->P * c->N * sizeof(float);
+    size_t windows = (size_t)c->s.L * B * (c->K - 1) * conv_start(c, S_DT) * m->base.ops->act_bytes;
+    return states + windows;
+}
+
+static int mamba2_decode_forward(void *model, void *state, const int32_t *tokens, int B, int pos,
+                                 float *logits)
+{
+    mamba2_model *m = model;
+    (void)pos; /* the scan and the windows carry everything */
+    m->decoding = state;
+    int rc = lm_model_decode(&m->base, tokens, B, logits, "mamba2", mixer_forward, m);
+    m->decoding = NULL;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -611,6 +664,8 @@ static const flame_plugin mamba2_plugin = {
     .vocab_size = lm_model_vocab_size,
     .hf_formats = mamba2_formats,
     .n_hf_formats = LM_COUNT(mamba2_formats),
+    .decode_state_size = mamba2_decode_state_size,
+    .decode_forward = mamba2_decode_forward,
     .init_values = mamba2_init_values,
 };
 

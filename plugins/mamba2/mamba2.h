@@ -37,6 +37,14 @@ typedef struct mamba2_ssd_dims {
     const int32_t *cu_seqlens_backend;
 } mamba2_ssd_dims;
 
+/* One position of n_seqs sequences for generation: per sequence b (token row
+ * b of x, delta, B, C, y) and head, the state (fp32, states[n_seqs, H, P, N],
+ * carried from the previous position) takes one step and y is read out, as
+ * mamba2_ssd_forward_cpu does at that position. */
+void mamba2_ssd_step_cpu(float *y, float *states, const float *x, const float *delta,
+                         const float *A_log, const float *B, const float *C, const float *D,
+                         const mamba2_ssd_dims *d, int n_seqs);
+
 /* floats of `checkpoints` for any split of n tokens into sequences */
 size_t mamba2_ssd_checkpoint_floats(int n, int H, int P, int N);
 /* the workers the kernels may run in parallel, and the floats each needs in `work` */

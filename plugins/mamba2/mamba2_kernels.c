@@ -23,6 +23,13 @@ static void cpu_ssd_forward(void *y, void *checkpoints, const void *x, const flo
     mamba2_ssd_forward_cpu(y, checkpoints, x, delta, A_log, B, C, D, d, work, n_work);
 }
 
+static void cpu_ssd_step(void *y, float *states, const void *x, const float *delta,
+                         const void *A_log, const void *B, const void *C, const void *D,
+                         const mamba2_ssd_dims *d, int n_seqs)
+{
+    mamba2_ssd_step_cpu(y, states, x, delta, A_log, B, C, D, d, n_seqs);
+}
+
 static void cpu_ssd_backward(const mamba2_ssd_grads_any *g, const void *dy, const void *x,
                              const float *delta, const void *A_log, const void *B, const void *C,
                              const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
@@ -76,6 +83,7 @@ const mamba2_kernels mamba2_kernels_cpu = {
     .ssd_max_workers = mamba2_ssd_max_workers,
     .ssd_forward = cpu_ssd_forward,
     .ssd_backward = cpu_ssd_backward,
+    .ssd_step = cpu_ssd_step,
     .delta_forward = cpu_delta_forward,
     .delta_backward = cpu_delta_backward,
     .gated_norm_max_group = 0,

@@ -52,6 +52,10 @@ typedef struct mamba2_kernels {
                           int n);
     void (*join_columns)(void *whole, const void *const *parts, const int *widths, int n_parts,
                          int n);
+    /* generation (mamba2.h's mamba2_ssd_step_cpu); NULL: this backend has none yet */
+    void (*ssd_step)(void *y, float *states, const void *x, const float *delta, const void *A_log,
+                     const void *B, const void *C, const void *D, const mamba2_ssd_dims *d,
+                     int n_seqs);
 } mamba2_kernels;
 
 extern const mamba2_kernels mamba2_kernels_cpu;

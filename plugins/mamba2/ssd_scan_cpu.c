@@ -63,6 +63,19 @@ static void state_step(float *S, const float *x, const float *B, float dt, float
     }
 }
 
+/* y = S C + D x, per row p of S */
+static void readout(float *y, const float *S, const float *C, const float *x, float Dh, int P,
+                    int N)
+{
+    for (int p = 0; p < P; p++) {
+        const float *row = S + (size_t)p * N;
+        float acc = 0.0f;
+        for (int j = 0; j < N; j++)
+            acc += row[j] * C[j];
+        y[p] = acc + Dh * x[p];
+    }
+}
+
 /* ---- forward ---- */
 
 static void forward_task(float *y, float *checkpoints, const float *x, const float *delta, float A,
@@ -77,13 +90,7 @@ static void forward_task(float *y, float *checkpoints, const float *x, const flo
         size_t xo = x_at(d, t, tk.h), bo = bc_at(d, t, tk.h);
         float dt = delta[(size_t)t * d->H + tk.h];
         state_step(S, x + xo, B + bo, dt, expf(dt * A), P, N);
-        for (int p = 0; p < P; p++) {
-            const float *row = S + (size_t)p * N;
-            float acc = 0.0f;
-            for (int j = 0; j < N; j++)
-                acc += row[j] * C[bo + j];
-            y[xo + p] = acc + Dh * x[xo + p];
-        }
+        readout(y + xo, S, C + bo, x + xo, Dh, P, N);
     }
 }
 
@@ -248,4 +255,20 @@ void mamba2_ssd_backward_cpu(const mamba2_ssd_grads *g, const float *dy, const f
     }
     sum_group_shares(g, sh, d, n, threads > 1);
     sum_parameter_grads(g, sh, dy, x, delta, A_log, d, n);
+}
+
+/* ---- generation ---- */
+
+void mamba2_ssd_step_cpu(float *y, float *states, const float *x, const float *delta,
+                         const float *A_log, const float *B, const float *C, const float *D,
+                         const mamba2_ssd_dims *d, int n_seqs)
+{
+    for (int b = 0; b < n_seqs; b++)
+        for (int h = 0; h < d->H; h++) {
+            float *S = states + ((size_t)b * d->H + h) * state_floats(d);
+            size_t xo = x_at(d, b, h), bo = bc_at(d, b, h);
+            float dt = delta[(size_t)b * d->H + h], A = -expf(A_log[h]);
+            state_step(S, x + xo, B + bo, dt, expf(dt * A), d->P, d->N);
+            readout(y + xo, S, C + bo, x + xo, D[h], d->P, d->N);
+        }
 }
