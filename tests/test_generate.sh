@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generation on the CPU, for the tiny GLA (a recurrent state), GSA (two),
-# Mamba2 (the scan's state and the convolutions' windows) and the tiny
-# transformer (a key and value cache; also with a sliding window):
+# Mamba2 (the scan's state and the convolutions' windows), Based (a
+# convolution's window, the Taylor sums, a sliding window's cache) and the
+# tiny transformer (a key and value cache; also with a sliding window):
 #  - logits by decode steps, position by position, equal the full forward's at
 #    every position of three rows (tests/logits_tool --decode; under 1e-5), on
 #    weights drawn with std 0.2, and they carry context: two rows that differ
@@ -11,7 +12,8 @@
 #    greedily from its first words;
 #  - sampling: the same seed the same text, top_k 1 and a tiny top_p the
 #    greedy text;
-#  - mistakes are one line: a bad number, a plugin without a decode path.
+#  - mistakes are one line: a bad number (a plugin without a decode path:
+#    tests/test_out_of_tree.sh).
 . "$(dirname "$0")/lib.sh"
 GENERATE="$top_builddir/flame-generate"
 LOGITS="$top_builddir/tests/logits_tool"
@@ -63,6 +65,8 @@ if python3 -c "import numpy, safetensors" 2>/dev/null; then
     parity window transformer 5 --model.window_size 5
     parity gsa gsa 0
     parity mamba2 mamba2 0
+    parity based based 0
+    parity based-window based 0 --model.window_size 6
 else
     echo "note: numpy or safetensors is not installed: decode logits not compared"
 fi
@@ -95,8 +99,4 @@ samples=$(gen --num_samples 3 --temperature 1 | grep -c "^--- sample [123] ---$"
 p80=(--checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt x)
 expect_error 2 "flame-generate: --num_samples 0: expected a number from 1 to 4096" "$GENERATE" "${p80[@]}" --num_samples 0
 expect_error 2 "flame-generate: --temperature -1: expected a number from 0 to 100" "$GENERATE" "${p80[@]}" --temperature -1
-"$FLAME_RUN" --arch based --config "$CONFIGS/based-tiny.ini" --training.dataset "$SCRATCH/data.jsonl" \
-    --job.dump_folder "$SCRATCH/b" --checkpoint.create_seed_checkpoint >/dev/null 2>&1
-expect_error 2 "flame-generate: based cannot generate on cpu \(no decode path there yet\)" \
-    "$GENERATE" --checkpoint "$SCRATCH/b/checkpoint/step-0" --prompt x
 finish

@@ -45,4 +45,7 @@ cmp -s "$SCRATCH/hf1/config.json" "$SCRATCH/hf2/config.json" || fail "from-hf th
 grep -q "resuming from .*seed/checkpoint/step-0" "$SCRATCH/seed.out" || fail "the run did not start from the seed"
 [ -d "$SCRATCH/seed/checkpoint/step-2" ] || fail "no step-2 checkpoint in the seed's folder"
 [ "$failures" -eq 0 ] && echo "ok: bigram plugin: flame-run, to-hf, from-hf, to-hf (bit for bit), flame-run from the seed"
+# it declares no decode entries: flame-generate says so in one line
+expect_error 2 "flame-generate: bigram cannot generate on cpu \(no decode path there yet\)" \
+    "$top_builddir/flame-generate" --checkpoint "$SCRATCH/run/checkpoint/step-4" --prompt x
 finish

@@ -156,6 +156,13 @@ typedef struct based_model {
     scratch d;
     size_t work_bytes; /* the Taylor attention's scratch, borrowed at each call */
     int n_work;
+    /* during decode_forward: each layer's state (decode_layer_bytes: a
+     * convolution's window, or the Taylor sums; each a multiple of 16
+     * bytes), then the sliding layers' key and value cache (position-major:
+     * the [B, D] blocks of position p, sliding layer i, keys then values, at
+     * ((p·n_sliding + i)·2 + kv) blocks); else NULL */
+    unsigned char *decoding;
+    int decode_pos;
 } based_model;
 
 static layer_acts *acts(const based_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -548,6 +555,8 @@ static void conv_pre(const based_model *m, int l, void *out)
                                 m->c.E, m->c.K, 0);
 }
 
+static void *decode_state(const based_model *m, int l, int n);
+
 static void conv_forward(based_model *m, int l, int n)
 {
     const flame_ops *ops = m->base.ops;
@@ -558,7 +567,10 @@ static void conv_forward(based_model *m, int l, int n)
     ops->matmul_forward(A->u1, m->d.a, w_in, b_in, NULL, n, c->s.D, c->E);
     ops->matmul_forward(A->u2, m->d.a, rows_of(m, w_in, c->E, c->s.D), lm_act_at(ops, b_in, c->E), NULL, n,
                         c->s.D, c->E);
-    conv_pre(m, l, pre);
+    if (m->decoding)
+        ops->conv1d_step(pre, decode_state(m, l, n), A->u1, W(m, l, C_CONV), NULL, n, c->E, c->K, 0);
+    else
+        conv_pre(m, l, pre);
     ops->swiglu_forward(gated, pre, A->u2, (size_t)n * c->E); /* silu(pre) · u2 */
     ops->matmul_forward(m->base.mid[l], gated, W(m, l, C_OUT), W(m, l, C_OUT_BIAS), m->base.resid[l], n, c->E,
                         c->s.D);
@@ -605,7 +617,10 @@ static void taylor_forward(based_model *m, int l, int n)
     ops->matmul_forward(A->k, m->d.a, W(m, l, T_K), NULL, NULL, n, D, QK);
     ops->matmul_forward(A->v, m->d.a, W(m, l, T_V), NULL, NULL, n, D, D);
     based_dims td = taylor_dims(m);
-    m->kern->taylor_forward(A->y, A->q, A->k, A->v, &td, work(m), m->n_work);
+    if (m->decoding)
+        m->kern->taylor_step(A->y, decode_state(m, l, n), A->q, A->k, A->v, &td, n);
+    else
+        m->kern->taylor_forward(A->y, A->q, A->k, A->v, &td, work(m), m->n_work);
     ops->matmul_forward(m->base.mid[l], A->y, W(m, l, T_OUT), NULL, m->base.resid[l], n, D, D);
 }
 
@@ -631,6 +646,8 @@ static attention_dims sliding_dims(const based_model *m)
     return d;
 }
 
+static void sliding_decode(based_model *m, int l, int n, const attention_dims *ad);
+
 static void sliding_forward(based_model *m, int l, int n)
 {
     const flame_ops *ops = m->base.ops;
@@ -641,9 +658,13 @@ static void sliding_forward(based_model *m, int l, int n)
     for (int i = 0; i < 3; i++)
         ops->matmul_forward(qkv[i], m->d.a, rows_of(m, W(m, l, S_QKV), i * D, D), NULL, NULL, n, D, D);
     attention_dims ad = sliding_dims(m);
-    m->attn->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
-    m->attn->rotary_forward(A->k, A->k, &ad.seqs, c->H, c->hd, c->theta);
-    m->attn->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+    if (m->decoding) {
+        sliding_decode(m, l, n, &ad);
+    } else {
+        m->attn->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
+        m->attn->rotary_forward(A->k, A->k, &ad.seqs, c->H, c->hd, c->theta);
+        m->attn->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+    }
     ops->matmul_forward(m->base.mid[l], A->o, W(m, l, S_OUT), NULL, m->base.resid[l], n, D, D);
 }
 
@@ -695,6 +716,79 @@ static void mixer_forward(void *model, int l)
 static float based_forward(void *model, const flame_batch *batch, float *logits)
 {
     return lm_model_forward(model, batch, logits, "based", mixer_forward, model);
+}
+
+/* ------------------------------------------------------------------ generation */
+
+/* what layer l carries for n sequences besides the sliding layers' cache:
+ * BaseConv the window of its convolution's last K−1 inputs (act), Taylor
+ * its running sums (fp32); rounded up to 16 bytes */
+static size_t decode_layer_bytes(const based_model *m, int l, int n)
+{
+    const based_sizes *c = &m->c;
+    size_t bytes = m->kind[l] == MIX_CONV ? (size_t)n * (c->K - 1) * c->E * m->base.ops->act_bytes
+                   : m->kind[l] == MIX_TAYLOR
+                       ? (size_t)n * c->Ht * based_taylor_state_floats(c->F, c->Dv) * sizeof(float)
+                       : 0;
+    return (bytes + 15) / 16 * 16;
+}
+
+/* where layer l's state starts (l = L: the cache) */
+static size_t decode_offset(const based_model *m, int l, int n)
+{
+    size_t off = 0;
+    for (int i = 0; i < l; i++)
+        off += decode_layer_bytes(m, i, n);
+    return off;
+}
+
+static void *decode_state(const based_model *m, int l, int n)
+{
+    return m->decoding + decode_offset(m, l, n);
+}
+
+static int sliding_index(const based_model *m, int l)
+{
+    int i = 0;
+    for (int j = 0; j < l; j++)
+        i += m->kind[j] == MIX_SLIDING;
+    return i;
+}
+
+/* the new token's q, k (rotated at decode_pos) and v against the cache */
+static void sliding_decode(based_model *m, int l, int n, const attention_dims *ad)
+{
+    const sliding_acts *A = &acts(m, l)->sliding;
+    size_t block = (size_t)n * m->c.s.D, i = (size_t)sliding_index(m, l);
+    void *cache = decode_state(m, m->c.s.L, n);
+    m->attn->attention_decode(A->o, A->q, A->k, A->v, lm_act_at(m->base.ops, cache, i * 2 * block),
+                              lm_act_at(m->base.ops, cache, (i * 2 + 1) * block),
+                              (size_t)sliding_index(m, m->c.s.L) * 2 * block, n, m->decode_pos, ad,
+                              m->c.theta);
+}
+
+/* the layers' states, then the sliding layers' keys and values of max_len positions */
+static size_t based_decode_state_size(const void *model, int B, int max_len)
+{
+    const based_model *m = model;
+    if (!m->kern->taylor_step || !m->attn->attention_decode ||
+        !FLAME_OPS_HAS(m->base.ops, conv1d_step))
+        return 0;
+    size_t fixed = decode_offset(m, m->c.s.L, B);
+    size_t cache = (size_t)max_len * sliding_index(m, m->c.s.L) * 2 * B * m->c.s.D *
+                   m->base.ops->act_bytes;
+    return fixed + cache;
+}
+
+static int based_decode_forward(void *model, void *state, const int32_t *tokens, int B, int pos,
+                                float *logits)
+{
+    based_model *m = model;
+    m->decoding = state;
+    m->decode_pos = pos;
+    int rc = lm_model_decode(&m->base, tokens, B, logits, "based", mixer_forward, m);
+    m->decoding = NULL;
+    return rc;
 }
 
 /* The mixer's input projections, each a weight's row block reading a, with
@@ -862,6 +956,8 @@ static const flame_plugin based_plugin = {
     .vocab_size = lm_model_vocab_size,
     .hf_formats = based_formats,
     .n_hf_formats = LM_COUNT(based_formats),
+    .decode_state_size = based_decode_state_size,
+    .decode_forward = based_decode_forward,
     .init_values = based_init_values,
 };
 

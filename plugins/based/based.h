@@ -56,6 +56,15 @@ size_t based_taylor_backward_work_floats(int F, int Dv, int max_len);
 void based_taylor_forward_cpu(float *y, const float *q, const float *k, const float *v,
                               const based_dims *d, float *work, int n_work);
 
+/* One position of n_seqs sequences for generation: per sequence b (row b of
+ * q, k, v, y) and head, the running sums (fp32, states[n_seqs, H] of S
+ * [D, Dv] then z [D], D = based_taylor_feature_count(F), carried from the
+ * previous position) take the new key and y is read out, as
+ * based_taylor_forward_cpu does at that position. */
+size_t based_taylor_state_floats(int F, int Dv);
+void based_taylor_step_cpu(float *y, float *states, const float *q, const float *k,
+                           const float *v, const based_dims *d, int n_seqs);
+
 /* dq, dk, dv WRITTEN given dy = ∂L/∂y; work: n_work ·
  * based_taylor_backward_work_floats() floats */
 void based_taylor_backward_cpu(float *dq, float *dk, float *dv, const float *dy, const float *q,

@@ -28,11 +28,18 @@ static void cpu_taylor_backward(void *dq, void *dk, void *dv, const void *dy, co
     based_taylor_backward_cpu(dq, dk, dv, dy, q, k, v, d, work, n_work);
 }
 
+static void cpu_taylor_step(void *y, float *states, const void *q, const void *k, const void *v,
+                            const based_dims *d, int n_seqs)
+{
+    based_taylor_step_cpu(y, states, q, k, v, d, n_seqs);
+}
+
 const based_kernels based_kernels_cpu = {
     .taylor_max_workers = based_taylor_max_workers,
     .taylor_work_floats = cpu_taylor_work_floats,
     .taylor_forward = cpu_taylor_forward,
     .taylor_backward = cpu_taylor_backward,
+    .taylor_step = cpu_taylor_step,
 };
 
 #ifdef FLAME_HAVE_CUDA

@@ -24,6 +24,9 @@ typedef struct based_kernels {
     void (*taylor_backward)(void *dq, void *dk, void *dv, const void *dy, const void *q,
                             const void *k, const void *v, const based_dims *d, float *work,
                             int n_work);
+    /* generation (based.h's based_taylor_step_cpu); NULL: this backend has none yet */
+    void (*taylor_step)(void *y, float *states, const void *q, const void *k, const void *v,
+                        const based_dims *d, int n_seqs);
 } based_kernels;
 
 extern const based_kernels based_kernels_cpu;

@@ -140,22 +140,27 @@ static void add_key(float *S, float *z, float *f, const float *k, const float *v
 
 /* ---- forward ---- */
 
+/* token t's head h: the key into S and z, then y read out (f, g: scratch) */
+static void forward_token(float *y, float *S, float *z, float *f, float *g, const float *q,
+                          const float *k, const float *v, const based_dims *d, int t, int h)
+{
+    size_t D = based_taylor_feature_count(d->F), qo = qk_at(d, t, h), vo = v_at(d, t, h);
+    add_key(S, z, f, k + qo, v + vo, d->F, d->Dv);
+    features(g, q + qo, d->F);
+    float b = dot(g, z, D) + BASED_TAYLOR_EPS;
+    transposed_times(y + vo, S, g, D, d->Dv);
+    for (int c = 0; c < d->Dv; c++)
+        y[vo + c] /= b;
+}
+
 static void forward_task(float *y, const float *q, const float *k, const float *v,
                          const based_dims *d, recurrence_task tk, float *work)
 {
-    int F = d->F, Dv = d->Dv;
-    size_t D = based_taylor_feature_count(F);
-    float *S = work, *z = S + D * Dv, *f = z + D, *g = f + D;
-    memset(S, 0, D * ((size_t)Dv + 1) * sizeof *S); /* S and z */
-    for (int t = tk.t_begin; t < tk.t_end; t++) {
-        size_t qo = qk_at(d, t, tk.h), vo = v_at(d, t, tk.h);
-        add_key(S, z, f, k + qo, v + vo, F, Dv);
-        features(g, q + qo, F);
-        float b = dot(g, z, D) + BASED_TAYLOR_EPS;
-        transposed_times(y + vo, S, g, D, Dv);
-        for (int c = 0; c < Dv; c++)
-            y[vo + c] /= b;
-    }
+    size_t D = based_taylor_feature_count(d->F);
+    float *S = work, *z = S + D * d->Dv, *f = z + D, *g = f + D;
+    memset(S, 0, D * ((size_t)d->Dv + 1) * sizeof *S); /* S and z */
+    for (int t = tk.t_begin; t < tk.t_end; t++)
+        forward_token(y, S, z, f, g, q, k, v, d, t, tk.h);
 }
 
 /* the tensors of a call, for the per-task functions */
@@ -177,6 +182,25 @@ void based_taylor_forward_cpu(float *y, const float *q, const float *k, const fl
     taylor_io io = {.y = y, .q = q, .k = k, .v = v, .d = d};
     recurrence_run(d->cu_seqlens, d->n_seqs, d->H, (double)based_taylor_feature_count(d->F) * d->Dv, n_work, work,
                    based_taylor_forward_work_floats(d->F, d->Dv), forward_one, &io);
+}
+
+/* ---- generation ---- */
+
+size_t based_taylor_state_floats(int F, int Dv)
+{
+    return based_taylor_feature_count(F) * ((size_t)Dv + 1);
+}
+
+void based_taylor_step_cpu(float *y, float *states, const float *q, const float *k,
+                           const float *v, const based_dims *d, int n_seqs)
+{
+    size_t D = based_taylor_feature_count(d->F);
+    float f[D], g[D]; /* 153 features each at feature_dim 16 */
+    for (int b = 0; b < n_seqs; b++)
+        for (int h = 0; h < d->H; h++) {
+            float *S = states + ((size_t)b * d->H + h) * based_taylor_state_floats(d->F, d->Dv);
+            forward_token(y, S, S + D * d->Dv, f, g, q, k, v, d, b, h);
+        }
 }
 
 /* ---- backward ---- */
