@@ -140,7 +140,9 @@ static const flame_option checkpoint_options[] = {
 };
 
 static const flame_option metrics_options[] = {
-    {"log_freq", FLAME_TYPE_INT, "1", "write a metrics row every N steps", 0},
+    {"log_freq", FLAME_TYPE_INT, "1",
+     "a metrics.jsonl row (and, when stdout is not a terminal, a progress line) every N steps",
+     0},
     {"enable_tensorboard", FLAME_TYPE_BOOL, "false",
      "also write every logged value as a TensorBoard scalar (event files in save_tb_folder)", 0},
     {"save_tb_folder", FLAME_TYPE_STRING, "tb", "TensorBoard's folder inside job.dump_folder", 0},
