@@ -156,13 +156,6 @@ typedef struct based_model {
     scratch d;
     size_t work_bytes; /* the Taylor attention's scratch, borrowed at each call */
     int n_work;
-    /* during decode_forward: each layer's state (decode_layer_bytes: a
-     * convolution's window, or the Taylor sums; each a multiple of 16
-     * bytes), then the sliding layers' key and value cache (position-major:
-     * the [B, D] blocks of position p, sliding layer i, keys then values, at
-     * ((p·n_sliding + i)·2 + kv) blocks); else NULL */
-    unsigned char *decoding;
-    int decode_pos;
 } based_model;
 
 static layer_acts *acts(const based_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -567,7 +560,7 @@ static void conv_forward(based_model *m, int l, int n)
     ops->matmul_forward(A->u1, m->d.a, w_in, b_in, NULL, n, c->s.D, c->E);
     ops->matmul_forward(A->u2, m->d.a, rows_of(m, w_in, c->E, c->s.D), lm_act_at(ops, b_in, c->E), NULL, n,
                         c->s.D, c->E);
-    if (m->decoding)
+    if (m->base.decoding)
         ops->conv1d_step(pre, decode_state(m, l, n), A->u1, W(m, l, C_CONV), NULL, n, c->E, c->K, 0);
     else
         conv_pre(m, l, pre);
@@ -617,7 +610,7 @@ static void taylor_forward(based_model *m, int l, int n)
     ops->matmul_forward(A->k, m->d.a, W(m, l, T_K), NULL, NULL, n, D, QK);
     ops->matmul_forward(A->v, m->d.a, W(m, l, T_V), NULL, NULL, n, D, D);
     based_dims td = taylor_dims(m);
-    if (m->decoding)
+    if (m->base.decoding)
         m->kern->taylor_step(A->y, decode_state(m, l, n), A->q, A->k, A->v, &td, n);
     else
         m->kern->taylor_forward(A->y, A->q, A->k, A->v, &td, work(m), m->n_work);
@@ -658,7 +651,7 @@ static void sliding_forward(based_model *m, int l, int n)
     for (int i = 0; i < 3; i++)
         ops->matmul_forward(qkv[i], m->d.a, rows_of(m, W(m, l, S_QKV), i * D, D), NULL, NULL, n, D, D);
     attention_dims ad = sliding_dims(m);
-    if (m->decoding) {
+    if (m->base.decoding) {
         sliding_decode(m, l, n, &ad);
     } else {
         m->attn->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
@@ -733,7 +726,10 @@ static size_t decode_layer_bytes(const based_model *m, int l, int n)
     return (bytes + 15) / 16 * 16;
 }
 
-/* where layer l's state starts (l = L: the cache) */
+/* where layer l's state starts (l = L: the cache). The decode state holds
+ * each layer's (decode_layer_bytes), then the sliding layers' key and value
+ * cache, position-major: the [B, D] blocks of position p, sliding layer i,
+ * keys then values, at ((p·n_sliding + i)·2 + kv) blocks. */
 static size_t decode_offset(const based_model *m, int l, int n)
 {
     size_t off = 0;
@@ -744,7 +740,7 @@ static size_t decode_offset(const based_model *m, int l, int n)
 
 static void *decode_state(const based_model *m, int l, int n)
 {
-    return m->decoding + decode_offset(m, l, n);
+    return (unsigned char *)m->base.decoding + decode_offset(m, l, n);
 }
 
 static int sliding_index(const based_model *m, int l)
@@ -763,7 +759,7 @@ static void sliding_decode(based_model *m, int l, int n, const attention_dims *a
     void *cache = decode_state(m, m->c.s.L, n);
     m->attn->attention_decode(A->o, A->q, A->k, A->v, lm_act_at(m->base.ops, cache, i * 2 * block),
                               lm_act_at(m->base.ops, cache, (i * 2 + 1) * block),
-                              (size_t)sliding_index(m, m->c.s.L) * 2 * block, n, m->decode_pos, ad,
+                              (size_t)sliding_index(m, m->c.s.L) * 2 * block, n, m->base.decode_pos, ad,
                               m->c.theta);
 }
 
@@ -784,11 +780,7 @@ static int based_decode_forward(void *model, void *state, const int32_t *tokens,
                                 float *logits)
 {
     based_model *m = model;
-    m->decoding = state;
-    m->decode_pos = pos;
-    int rc = lm_model_decode(&m->base, tokens, B, logits, "based", mixer_forward, m);
-    m->decoding = NULL;
-    return rc;
+    return lm_model_decode(&m->base, state, tokens, B, pos, logits, "based", mixer_forward, m);
 }
 
 /* The mixer's input projections, each a weight's row block reading a, with

@@ -257,8 +257,8 @@ static int decode_room(lm_model *b, int B)
     return b->decode_cap ? 0 : -1;
 }
 
-int lm_model_decode(lm_model *b, const int32_t *tokens, int B, float *logits, const char *who,
-                    lm_mixer_fn mixer_forward, void *model)
+int lm_model_decode(lm_model *b, void *state, const int32_t *tokens, int B, int pos,
+                    float *logits, const char *who, lm_mixer_fn mixer_forward, void *model)
 {
     if (decode_room(b, B)) {
         fprintf(stderr, "%s: out of memory for a decode step of %d sequences\n", who, B);
@@ -273,7 +273,11 @@ int lm_model_decode(lm_model *b, const int32_t *tokens, int B, float *logits, co
     cu[B] = B;
     b->ops->upload(b->decode_io, host, (3 * (size_t)B + 1) * sizeof(int32_t));
     flame_batch batch = {b->decode_io, b->decode_io + B, B, 1, 0, cu, b->decode_io + 2 * B, B};
-    return isnan(lm_model_forward(b, &batch, logits, who, mixer_forward, model)) ? -1 : 0;
+    b->decoding = state;
+    b->decode_pos = pos;
+    float loss = lm_model_forward(b, &batch, logits, who, mixer_forward, model);
+    b->decoding = NULL;
+    return isnan(loss) ? -1 : 0;
 }
 
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,

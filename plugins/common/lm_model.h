@@ -107,6 +107,10 @@ typedef struct lm_model {
      * staged on the host (lm_model_decode) */
     int32_t *decode_io, *decode_host;
     int decode_cap;
+    /* during lm_model_decode: the decode state and the position, for the
+     * plugin's mixer; else NULL */
+    void *decoding;
+    int decode_pos;
 } lm_model;
 
 /* Declares layer l's parameters (at most per_layer calls of lm_model_add_layer_*). */
@@ -161,12 +165,13 @@ typedef void (*lm_mixer_fn)(void *model, int l);
  * when it is refused); logits (fp32, backend) may be NULL */
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
                        lm_mixer_fn mixer_forward, void *model);
-/* One decode position: tokens[B] (host memory) as a batch of B sequences of
- * one token through lm_model_forward, the mixers keeping what carries to the
- * next position (the plugin tells its mixer it is decoding); logits[B, V]
- * fp32 backend memory. Returns 0, or -1 after a line on stderr. */
-int lm_model_decode(lm_model *b, const int32_t *tokens, int B, float *logits, const char *who,
-                    lm_mixer_fn mixer_forward, void *model);
+/* The vtable's decode_forward (flame/plugin.h): tokens[B] (host memory) at
+ * position pos as a batch of B sequences of one token through
+ * lm_model_forward, with b->decoding = state and b->decode_pos = pos while
+ * it runs, so that the mixers step what carries to the next position;
+ * logits[B, V] fp32 backend memory. Returns 0, or -1 after a line on stderr. */
+int lm_model_decode(lm_model *b, void *state, const int32_t *tokens, int B, int pos,
+                    float *logits, const char *who, lm_mixer_fn mixer_forward, void *model);
 /* adds ∂(mean loss of the last forward)/∂param into the bound gradients */
 void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model);
 

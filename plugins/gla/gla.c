@@ -96,7 +96,6 @@ typedef struct gla_model {
     grad_scratch d;
     size_t work_bytes; /* the recurrence's scratch, borrowed from the op table at each walk */
     int n_work;        /* its workers */
-    float *decoding;   /* during decode_forward: the states [L, B, H, dk, dv]; else NULL */
 } gla_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -288,9 +287,9 @@ static void attn_forward(void *model, int l)
                         c->key_dim);
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
-    if (m->decoding) {
+    if (m->base.decoding) { /* the states [L, B, H, dk, dv] */
         size_t per_layer = (size_t)n * c->H * c->dk * c->dv; /* n = B sequences of one token */
-        m->kern->recurrence_step(A->o, m->decoding + l * per_layer, A->q, A->k, A->v, A->gk, n,
+        m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, A->q, A->k, A->v, A->gk, n,
                                  c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk));
     } else {
         gla_recurrence_dims rd = recurrence_dims(m);
@@ -325,11 +324,7 @@ static int gla_decode_forward(void *model, void *state, const int32_t *tokens, i
                               float *logits)
 {
     gla_model *m = model;
-    (void)pos; /* the recurrence has no positions */
-    m->decoding = state;
-    int rc = lm_model_decode(&m->base, tokens, B, logits, "gla", attn_forward, m);
-    m->decoding = NULL;
-    return rc;
+    return lm_model_decode(&m->base, state, tokens, B, pos, logits, "gla", attn_forward, m);
 }
 
 /* ------------------------------------------------------------------ backward */

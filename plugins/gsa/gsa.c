@@ -119,9 +119,6 @@ typedef struct gsa_model {
     grad_scratch d;
     size_t work_bytes; /* the passes' scratch, borrowed from the op table at each walk */
     int n_work;        /* their workers */
-    /* during decode_forward: every layer's slot states (fp32 [L, B, H, M, dk]),
-     * then its value states ([L, B, H, M, dv]); else NULL */
-    float *decoding;
 } gsa_model;
 
 static layer_acts *acts(const gsa_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -339,10 +336,11 @@ static void feature_maps(const gsa_model *m, const layer_acts *A, int n)
 }
 
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
-/* decoding n sequences: layer l's states of the two passes */
+/* decoding n sequences: layer l's states of the two passes (every layer's
+ * slot states, fp32 [L, B, H, M, dk], then the value states [L, B, H, M, dv]) */
 static float *slot_states(const gsa_model *m, int l, int n)
 {
-    return m->decoding + (size_t)l * n * m->c.H * m->c.M * m->c.dk;
+    return (float *)m->base.decoding + (size_t)l * n * m->c.H * m->c.M * m->c.dk;
 }
 
 static float *value_states(const gsa_model *m, int l, int n)
@@ -367,7 +365,7 @@ static void attn_forward(void *model, int l)
     m->kern->slot_gates_forward(A->f, A->s, A->f, (size_t)n * c->slot_dim, c->normalizer);
     /* the slot pass, its softmax, and the value pass reading it */
     gsa_slot_dims sd = slot_dims(m);
-    if (m->decoding)
+    if (m->base.decoding)
         m->kern->slot_step(d->ok, slot_states(m, l, n), d->q, d->k, A->s, A->f, &sd, n);
     else
         m->kern->slot_forward(d->ok, A->slot_checkpoints, d->q, d->k, A->s, A->f, &sd, work(m),
@@ -375,7 +373,7 @@ static void attn_forward(void *model, int l)
     m->kern->softmax_forward(A->p, d->ok, n * c->H, c->M);
     ops->to_act(d->p, A->p, (size_t)n * c->slot_dim);
     gla_recurrence_dims vd = value_dims(m);
-    if (m->decoding)
+    if (m->base.decoding)
         m->gla->recurrence_step(A->o, value_states(m, l, n), d->p, A->s, d->v, A->f, n, c->H, c->M,
                                 c->dv, 1.0f);
     else
@@ -407,11 +405,7 @@ static int gsa_decode_forward(void *model, void *state, const int32_t *tokens, i
                               float *logits)
 {
     gsa_model *m = model;
-    (void)pos; /* both passes are recurrences: no positions */
-    m->decoding = state;
-    int rc = lm_model_decode(&m->base, tokens, B, logits, "gsa", attn_forward, m);
-    m->decoding = NULL;
-    return rc;
+    return lm_model_decode(&m->base, state, tokens, B, pos, logits, "gsa", attn_forward, m);
 }
 
 /* ------------------------------------------------------------------ backward */

@@ -138,10 +138,6 @@ typedef struct mamba2_model {
     grad_scratch d;
     size_t work_bytes; /* the scan's scratch, borrowed from the op table at each call */
     int n_work;
-    /* during decode_forward: every layer's scan states (fp32 [L, B, H, P, N]),
-     * then its convolutions' windows (act: per layer, per slice x, B, C,
-     * [B, K−1, width]); else NULL */
-    void *decoding;
 } mamba2_model;
 
 static layer_acts *acts(const mamba2_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -446,11 +442,13 @@ static const void *conv_bias(const mamba2_model *m, int l, int s)
     return m->c.conv_bias ? lm_act_at(m->base.ops, W(m, l, P_CONV_B), (size_t)conv_start(&m->c, s)) : NULL;
 }
 
-/* decoding n sequences: layer l's scan states, and its window of slice s */
+/* decoding n sequences: layer l's scan states, and its window of slice s
+ * (every layer's scan states, fp32 [L, B, H, P, N], then the convolutions'
+ * windows, act: per layer, per slice x, B, C, [B, K−1, width]) */
 static float *decode_states(const mamba2_model *m, int l, int n)
 {
     const mamba2_dims *c = &m->c;
-    return (float *)m->decoding + (size_t)l * n * c->H * c->P * c->N;
+    return (float *)m->base.decoding + (size_t)l * n * c->H * c->P * c->N;
 }
 
 static void *decode_window(const mamba2_model *m, int l, int s, int n)
@@ -468,7 +466,7 @@ static void convolutions(const mamba2_model *m, int l, const layer_acts *A, int 
     const lm_batch *b = &m->base.batch;
     void *out[N_SLICES] = {[S_X] = A->x, [S_B] = A->B, [S_C] = A->C};
     for (int s = S_X; s <= S_C; s++)
-        if (m->decoding)
+        if (m->base.decoding)
             ops->conv1d_step(out[s], decode_window(m, l, s, n), A->in[s], conv_weight(m, l, s),
                              conv_bias(m, l, s), n, slice_width(&m->c, s), m->c.K, 1);
         else
@@ -499,7 +497,7 @@ static void scan_forward(mamba2_model *m, int l)
 {
     layer_acts *A = acts(m, l);
     mamba2_ssd_dims sd = ssd_dims(m);
-    if (m->decoding)
+    if (m->base.decoding)
         m->kern->ssd_step(A->y, decode_states(m, l, sd.n_seqs), A->x, A->delta, W(m, l, P_A_LOG),
                           A->B, A->C, W(m, l, P_D), &sd, sd.n_seqs);
     else
@@ -561,11 +559,7 @@ static int mamba2_decode_forward(void *model, void *state, const int32_t *tokens
                                  float *logits)
 {
     mamba2_model *m = model;
-    (void)pos; /* the scan and the windows carry everything */
-    m->decoding = state;
-    int rc = lm_model_decode(&m->base, tokens, B, logits, "mamba2", mixer_forward, m);
-    m->decoding = NULL;
-    return rc;
+    return lm_model_decode(&m->base, state, tokens, B, pos, logits, "mamba2", mixer_forward, m);
 }
 
 /* ------------------------------------------------------------------ backward */

@@ -81,11 +81,6 @@ typedef struct tf_model {
     const transformer_kernels *kern; /* rotary and attention for the ops' backend */
     tf_dims c;
     grad_scratch d;
-    /* during decode_forward: the caches (position-major: the [B, Hkv, hd] blocks
-     * of position p, layer l, keys then values, at ((p·L + l)·2 + kv) blocks) and
-     * the position; else NULL */
-    void *decoding;
-    int decode_pos;
 } tf_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -261,12 +256,14 @@ static void attn_forward(void *model, int l)
     ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->q_dim);
     ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, NULL, n, c->s.D, c->kv_dim);
     ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, NULL, n, c->s.D, c->kv_dim);
-    if (m->decoding) {
+    if (m->base.decoding) {
+        /* the caches, position-major: the [B, Hkv, hd] blocks of position p,
+         * layer l, keys then values, at ((p·L + l)·2 + kv) blocks */
         size_t block = (size_t)n * c->kv_dim; /* n = B sequences of one token */
-        void *keys = lm_act_at(ops, m->decoding, (size_t)l * 2 * block);
-        void *values = lm_act_at(ops, m->decoding, ((size_t)l * 2 + 1) * block);
+        void *keys = lm_act_at(ops, m->base.decoding, (size_t)l * 2 * block);
+        void *values = lm_act_at(ops, m->base.decoding, ((size_t)l * 2 + 1) * block);
         m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)c->s.L * 2 * block,
-                                  n, m->decode_pos, &ad, c->theta);
+                                  n, m->base.decode_pos, &ad, c->theta);
     } else {
         m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
         m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
@@ -296,11 +293,8 @@ static int tf_decode_forward(void *model, void *state, const int32_t *tokens, in
                              float *logits)
 {
     tf_model *m = model;
-    m->decoding = state;
-    m->decode_pos = pos;
-    int rc = lm_model_decode(&m->base, tokens, B, logits, "transformer", attn_forward, m);
-    m->decoding = NULL;
-    return rc;
+    return lm_model_decode(&m->base, state, tokens, B, pos, logits, "transformer", attn_forward,
+                           m);
 }
 
 /* ------------------------------------------------------------------ backward */
