@@ -12,9 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "errors.h"
+#include "metrics_row.h"
 
 static const char usage[] =
     "usage: flame-plot DIR [DIR ...] -o FILE.png|FILE.svg [--x step|tokens]\n"
@@ -28,17 +27,6 @@ static const char usage[] =
     "that is not one.\n";
 
 enum { MAX_RUNS = 32 };
-
-/* metrics.jsonl's values of one row, NAN where absent or null */
-typedef struct row {
-    double x, loss, lr, grad_norm, val_loss;
-} row;
-
-static double number(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
 
 static void put_value(FILE *f, double v)
 {
@@ -59,22 +47,20 @@ static int convert_run(const char *dir, const char *x_key, FILE *out, int *has_v
         fprintf(stderr, "flame-plot: %s: %s\n", path, strerror(errno));
         return FLAME_EXIT_CONFIG;
     }
-    char line[1 << 16];
+    char line[1 << 16], err[256];
     int n = 0, rows = 0;
     while (fgets(line, sizeof line, in)) {
         n++;
-        json_error_t jerr;
-        json_t *o = json_loads(line, 0, &jerr);
-        row r = {number(o, x_key), number(o, "loss"), number(o, "lr"), number(o, "grad_norm"),
-                 number(o, "val_loss")};
-        json_decref(o);
-        if (!o || isnan(r.x)) {
-            fprintf(stderr, "flame-plot: %s:%d: not a metrics row (%s)\n", path, n,
-                    o ? "no number under \"step\"/\"tokens\"" : jerr.text);
+        metrics_row r;
+        int bad = metrics_row_parse(line, strlen(line), &r, err, sizeof err);
+        double x = bad ? NAN : strcmp(x_key, "tokens") ? r.step : r.tokens;
+        if (isnan(x)) {
+            fprintf(stderr, "flame-plot: %s:%d: %s\n", path, n,
+                    bad ? err : "no number under \"tokens\"");
             fclose(in);
             return FLAME_EXIT_DATA;
         }
-        fprintf(out, "%.9g", r.x);
+        fprintf(out, "%.9g", x);
         put_value(out, r.loss);
         put_value(out, r.lr);
         put_value(out, r.grad_norm);

@@ -188,3 +188,9 @@ put("data_cursor", "mixed", json.dumps({
                 {"epoch": 4, "file": 1, "document": 2, "offset": 0, "index": 0}],
     "documents": 93, "current": -1, "token": 8}))
 put("data_cursor", "shard", json.dumps({"epoch": 2, "shard_token": 123456}))
+
+put("metrics_row", "row", '{"step": 10, "tokens": 5120, "loss": 4.33356524, "lr": 0.0015, '
+    '"grad_norm": 2.39995147, "tokens_per_s": 2154.81, "mfu": null, "mem_gib": 0.1562, '
+    '"skipped": 0, "val_loss": 4.1924544, "val_perplexity": 66.1850362, "data_epochs": [0, 3]}\n')
+put("metrics_row", "skipped", '{"step": 3, "tokens": 384, "loss": null, "lr": 0.0003, '
+    '"grad_norm": null, "skipped": 1}\n')
