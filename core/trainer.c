@@ -66,10 +66,16 @@ static void handle_stop_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* the tool that runs the trainer, for its messages */
+static const char *program_name(const trainer *r)
+{
+    static const char *const names[] = {"flame-run", "flame-bench", "flame-eval", "flame-generate"};
+    return names[r->mode];
+}
+
 static int fail(trainer *r, int status)
 {
-    static const char *const who[] = {"flame-run", "flame-bench", "flame-eval"};
-    fprintf(stderr, "%s: %s\n", who[r->mode], r->err);
+    fprintf(stderr, "%s: %s\n", program_name(r), r->err);
     return status;
 }
 
@@ -568,12 +574,12 @@ static int announce_run(trainer *r)
     return FLAME_EXIT_OK;
 }
 
-/* flame-eval: the weights of checkpoint.load_step (the optimizer's moments
- * come along, unused) */
+/* flame-eval and flame-generate: the weights of checkpoint.load_step (the
+ * optimizer's moments come along, unused) */
 static int prepare_eval(trainer *r)
 {
     const checkpoint_options *c = &r->opt.checkpoint;
-    int step = checkpoint_find(c->folder, c->load_step, "flame-eval", r->err, sizeof r->err);
+    int step = checkpoint_find(c->folder, c->load_step, program_name(r), r->err, sizeof r->err);
     if (step == -2)
         return FLAME_EXIT_CONFIG;
     if (step < 0) {
@@ -608,7 +614,7 @@ trainer *trainer_open(const flame_plugin *plugin, const flame_config *cfg, train
     *status = prepare_model(r, cfg);
     if (*status == FLAME_EXIT_OK)
         *status = mode == TRAINER_RUN    ? prepare_run(r, cfg)
-                  : mode == TRAINER_EVAL ? prepare_eval(r)
+                  : mode != TRAINER_BENCH ? prepare_eval(r)
                                          : prepare_bench(r);
     if (*status == FLAME_EXIT_OK && mode == TRAINER_RUN)
         *status = announce_run(r);

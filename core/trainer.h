@@ -19,9 +19,10 @@ typedef enum trainer_mode {
     TRAINER_RUN,
     /* flame-bench: random tokens, nothing read or written */
     TRAINER_BENCH,
-    /* flame-eval and flame-generate: the weights of checkpoint.load_step, then
-     * trainer_validate or trainer_get_model */
-    TRAINER_EVAL
+    /* flame-eval: the weights of checkpoint.load_step, then trainer_validate */
+    TRAINER_EVAL,
+    /* flame-generate: the same weights, then trainer_get_model */
+    TRAINER_GENERATE
 } trainer_mode;
 
 typedef struct trainer trainer;

@@ -99,4 +99,6 @@ samples=$(gen --num_samples 3 --temperature 1 | grep -c "^--- sample [123] ---$"
 p80=(--checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt x)
 expect_error 2 "flame-generate: --num_samples 0: expected a number from 1 to 4096" "$GENERATE" "${p80[@]}" --num_samples 0
 expect_error 2 "flame-generate: --temperature -1: expected a number from 0 to 100" "$GENERATE" "${p80[@]}" --temperature -1
+expect_error 2 "flame-generate: \[checkpoint\] load_step = 81: there is no .*step-81" \
+    "$GENERATE" --checkpoint "$SCRATCH/p-gla/checkpoint/step-81" --prompt x
 finish

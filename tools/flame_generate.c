@@ -307,7 +307,7 @@ int main(int argc, char **argv)
     flame_config *cfg;
     if ((status = cli_load(&prog, a.argc, a.argv, &plugin, &cfg)) != FLAME_EXIT_OK || !cfg)
         return status;
-    trainer *t = trainer_open(plugin, cfg, TRAINER_EVAL, &status);
+    trainer *t = trainer_open(plugin, cfg, TRAINER_GENERATE, &status);
     char *text = t ? read_prompt(o.prompt) : NULL;
     if (t && !text)
         fprintf(stderr, "flame-generate: out of memory reading the prompt\n"), status = 1;
