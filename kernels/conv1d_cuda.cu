@@ -14,7 +14,9 @@
  * in, so a tile runs K − 1 tokens past its end for its last dx, and every
  * dx pending at a document's start is complete there. The partial rows are
  * added in tile order (cuda_reduce.cuh), so the parameter gradients are the
- * same run to run, without atomics. */
+ * same run to run, without atomics.
+ * Generation's step (conv1d_step_cuda) is one thread per (sequence, channel):
+ * a token is B·C values, too few to tile. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,4 +402,43 @@ void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *do
         add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dbias, dbp, tiles, C);
         CUDA_CHECK_LAUNCH();
     }
+}
+
+/* one new token of each sequence (ops.h's conv1d_step): thread i owns channel
+ * i % C of sequence i / C, its window column and its output */
+template <int K>
+static __global__ void conv1d_step_kernel(act_t *out, act_t *window, const act_t *x,
+                                          const act_t *weight, const act_t *bias, int B, int C,
+                                          int silu)
+{
+    GRID_STRIDE_LOOP(i, (size_t)B * C) {
+        size_t b = i / C;
+        int c = (int)(i % C);
+        act_t *win = window + b * (K - 1) * C + c;
+        float acc = bias ? to_f32(bias[c]) : 0.0f;
+#pragma unroll
+        for (int j = 0; j < K - 1; j++)
+            acc += to_f32(weight[(size_t)c * K + j]) * to_f32(win[(size_t)j * C]);
+        acc += to_f32(weight[(size_t)c * K + K - 1]) * to_f32(x[i]);
+        from_f32(&out[i], silu ? acc * sigmoid(acc) : acc);
+#pragma unroll
+        for (int j = 0; j + 1 < K - 1; j++) /* shift: drop the oldest, x last */
+            win[(size_t)j * C] = win[(size_t)(j + 1) * C];
+        if (K > 1)
+            win[(size_t)(K - 2) * C] = x[i];
+    }
+}
+
+void conv1d_step_cuda(void *out, void *window, const void *x, const void *weight, const void *bias,
+                      int B, int C, int K, int silu)
+{
+    if (B <= 0 || C <= 0)
+        return;
+    size_t n = (size_t)B * C;
+    for_width(K, [&](auto k) {
+        conv1d_step_kernel<decltype(k)::value><<<cuda_grid(n), CUDA_BLOCK>>>(
+            (act_t *)out, (act_t *)window, (const act_t *)x, (const act_t *)weight,
+            (const act_t *)bias, B, C, silu);
+        CUDA_CHECK_LAUNCH();
+    });
 }

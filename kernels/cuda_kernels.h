@@ -58,6 +58,8 @@ void conv1d_forward_cuda(void *out, const void *x, const void *weight, const voi
 void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *dout, const void *x,
                           const void *weight, const void *bias, const int32_t *cu_seqlens,
                           int n_seqs, int n, int C, int K, int silu);
+void conv1d_step_cuda(void *out, void *window, const void *x, const void *weight, const void *bias,
+                      int B, int C, int K, int silu);
 
 /* elementwise_cuda.cu */
 void to_act_cuda(void *dst, const float *src, size_t n);

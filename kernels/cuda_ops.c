@@ -38,6 +38,7 @@ const flame_ops flame_cuda_ops = {
     .memory_available = cuda_memory_available,
     .conv1d_forward = conv1d_forward_cuda,
     .conv1d_backward = conv1d_backward_cuda,
+    .conv1d_step = conv1d_step_cuda,
 };
 
 /* Asks the runtime, which never exits here: a machine without a driver or a

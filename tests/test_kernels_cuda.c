@@ -1,7 +1,8 @@
 /* The CUDA op table against the CPU one (the oracle), op by op, on random
  * inputs that are never all zero, at several shapes, odd ones included, and on
  * pointers into the middle of larger buffers; conv1d over random documents
- * (lengths from 1 to past a tile of the CUDA kernels).
+ * (lengths from 1 to past a tile of the CUDA kernels), and its generation
+ * step several tokens in a row, the window carried.
  *  - Activations are bf16 on the GPU and fp32 on the CPU. Every activation
  *    input is drawn, rounded to a bf16 value here (testing_round_bf16), and given to
  *    both sides as the same numbers: to the CPU as they are, to the GPU
@@ -515,6 +516,30 @@ static void test_conv1d(int n, int C, int K, int max_len, int silu, int with_bia
     free(db); free(db0);
 }
 
+/* generation's step: `steps` new tokens of B sequences whose windows start
+ * random (a prompt already in), the windows carried from step to step */
+static void test_conv1d_step(int B, int C, int K, int silu, int with_bias, int steps)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "B=%d C=%d K=%d%s%s steps=%d", B, C, K, silu ? " silu" : "",
+             with_bias ? " bias" : "", steps);
+    size_t nx = (size_t)B * C, nwin = (size_t)B * (K - 1) * C, nw = (size_t)C * K;
+    float *w = testing_random_bf16(nw, -1, 1), *b = with_bias ? testing_random_bf16(C, -1, 1) : NULL;
+    float *window = testing_random_bf16(nwin + 1, -2, 2), *out = nan_buffer(nx);
+    void *d_w = dev_act(w, nw), *d_b = with_bias ? dev_act(b, C) : NULL;
+    void *d_window = dev_act(window, nwin + 1), *d_out = dev_act_poisoned(nx, 0);
+    for (int t = 0; t < steps; t++) {
+        float *x = testing_random_bf16(nx, -2, 2);
+        cpu->conv1d_step(out, window, x, w, b, B, C, K, silu);
+        gpu->conv1d_step(d_out, d_window, dev_act(x, nx), d_w, d_b, B, C, K, silu);
+        check_act("conv1d_step", shape, d_out, out, nx);
+        free(x);
+    }
+    check_act("conv1d_step window", shape, d_window, window, nwin + 1);
+    release_all();
+    free(w); free(b); free(window); free(out);
+}
+
 /* ---- SwiGLU ---- */
 
 static void test_swiglu(size_t n, int with_dup)
@@ -739,6 +764,11 @@ static void run_all(void)
     test_conv1d(300, 1000, 3, 50, 1, 1, 1, 1); /* 1: x not aligned */
     test_conv1d(5000, 2048, 4, 1000, 1, 1, 1, 0); /* Mamba2-340M's x, 4 channels a thread */
     test_conv1d(5000, 2048, 3, 1, 0, 0, 1, 0);    /* Based's BaseConv; documents of one token */
+    test_conv1d_step(1, 67, 4, 1, 1, 5);
+    test_conv1d_step(3, 1000, 2, 0, 0, 3);
+    test_conv1d_step(16, 2048, 4, 1, 1, 5); /* Mamba2-340M's x */
+    test_conv1d_step(2, 1, 1, 0, 1, 2);     /* no window */
+    test_conv1d_step(2, 300, 8, 1, 0, 9);   /* more steps than the window holds */
 
     const int ce[][2] = {{1, 7}, {37, 129}, {64, 32000}, {300, 50257}};
     for (int i = 0; i < 4; i++)
