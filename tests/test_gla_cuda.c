@@ -18,6 +18,8 @@
  *  - the recurrence at sequence lengths 1, 65, 100 and 2048, varlen batches of
  *    uneven documents, tiny heads (H=2, dk=4, dv=8), odd ones (H=3, dk=40,
  *    dv=72), fla's 340M head (H=4, dk=128, dv=256), mild and strong gates;
+ *  - generation's recurrence step, several in a row carrying the states, at
+ *    tiny, odd and the 340M heads, for one and 16 sequences;
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
  *    and without cu_seqlens: the loss, the logits and every parameter's
  *    gradient (see model_case for its tolerances).
@@ -183,6 +185,44 @@ static void test_recurrences(void)
     test_recurrence_T(4, 128, 256, 2048, -0.1f);
     static const int32_t two_rows[] = {0, 130, 2048, 2113, 4096};
     test_recurrence("varlen", 4, 128, 256, two_rows, 4, -0.4f);
+}
+
+/* ==================================================================== generation's step */
+
+/* `steps` tokens of B sequences, one recurrence step each, carrying the
+ * states, on both backends; the states start random (a prompt already in) */
+static void test_recurrence_step(int B, int H, int dk, int dv, int steps)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "B=%d H=%d dk=%d dv=%d steps=%d", B, H, dk, dv, steps);
+    size_t nk = (size_t)B * H * dk, nv = (size_t)B * H * dv, ns = (size_t)B * H * dk * dv;
+    float *states = testing_random_bf16(ns, -1, 1), *o = malloc(nv * sizeof *o);
+    float *states_d = floats_to_device(states, ns);
+    void *o_d = dev_poisoned(nv * dev->act_bytes);
+    float scale = 1.0f / sqrtf((float)dk);
+    for (int t = 0; t < steps; t++) {
+        float *q = testing_random_bf16(nk, -1, 1), *k = testing_random_bf16(nk, -1, 1);
+        float *v = testing_random_bf16(nv, -1, 1), *gk = testing_random_bf16(nk, -2, -0.01f);
+        cpu_k->recurrence_step(o, states, q, k, v, gk, B, H, dk, dv, scale);
+        void *q_d = acts_to_device(q, nk), *k_d = acts_to_device(k, nk);
+        void *v_d = acts_to_device(v, nv), *gk_d = acts_to_device(gk, nk);
+        gpu_k->recurrence_step(o_d, states_d, q_d, k_d, v_d, gk_d, B, H, dk, dv, scale);
+        compare("recurrence step o", shape, acts_to_host(o_d, nv), o, nv, TOL_BF16);
+        dev->free(q_d), dev->free(k_d), dev->free(v_d), dev->free(gk_d);
+        free(q), free(k), free(v), free(gk);
+    }
+    /* fp32 states from the same inputs */
+    compare("recurrence step states", shape, floats_to_host(states_d, ns), states, ns, TOL_FP32);
+    dev->free(states_d), dev->free(o_d);
+    free(states), free(o);
+}
+
+static void test_recurrence_steps(void)
+{
+    test_recurrence_step(1, 2, 4, 8, 3);
+    test_recurrence_step(3, 3, 40, 72, 5);  /* a partial column tile, rows not a multiple of 8 */
+    test_recurrence_step(1, 4, 128, 256, 4); /* fla's 340M head */
+    test_recurrence_step(16, 4, 128, 256, 2);
 }
 
 /* ==================================================================== the gated norm and the gates */
@@ -367,6 +407,7 @@ int main(int argc, char **argv)
            "%g where fp32 throughout\n",
            TOL_BF16, TOL_FP32);
     test_recurrences();
+    test_recurrence_steps();
     /* rows: one, whole and partial blocks of the backward's 64; C: idle lanes
      * (8, 64), 8 values a lane (256), several chunks a lane (520), the widest
      * (2048); 67 and 1000 are no multiple of 8 (one value per access) */

@@ -10,7 +10,7 @@ plugins_gla_libgla_kernels_la_LIBADD = -lm
 plugins_gla_libgla_la_SOURCES = plugins/gla/gla.c
 plugins_gla_libgla_la_LIBADD = plugins/gla/libgla_kernels.la plugins/common/liblm.la -lm
 # the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
-GLA_CUDA_SRCS = plugins/gla/gla_chunk.cu plugins/gla/gla_gate_norm_cuda.cu plugins/gla/gla_gates_cuda.cu
+GLA_CUDA_SRCS = plugins/gla/gla_chunk.cu plugins/gla/gla_step_cuda.cu plugins/gla/gla_gate_norm_cuda.cu plugins/gla/gla_gates_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/gla/libgla_cuda.la
 plugins_gla_libgla_cuda_la_SOURCES = $(GLA_CUDA_SRCS) plugins/gla/gla_cuda.h plugins/gla/chunk_common.cuh plugins/common/dw_partials.cuh

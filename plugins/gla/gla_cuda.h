@@ -20,6 +20,10 @@
 extern "C" {
 #endif
 
+/* gla_step_cuda.cu: one token of each of B sequences (generation) */
+void gla_recurrence_step_cuda(void *o, float *states, const void *q, const void *k, const void *v,
+                              const void *gk, int B, int H, int dk, int dv, float scale);
+
 /* gla_chunk.cu: the recurrence in chunks of GLA_CHUNK tokens */
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv);
 void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,

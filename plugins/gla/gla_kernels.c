@@ -83,6 +83,7 @@ const gla_kernels gla_kernels_cuda = {
     .recurrence_max_workers = cuda_max_workers,
     .recurrence_forward = gla_recurrence_forward_cuda,
     .recurrence_backward = gla_recurrence_backward_cuda,
+    .recurrence_step = gla_recurrence_step_cuda,
     .gate_norm_max_C = GLA_GATE_NORM_CUDA_MAX_C, /* a row lives in one warp's registers */
     .gate_norm_forward = gla_gate_norm_forward_cuda,
     .gate_norm_backward = gla_gate_norm_backward_cuda,
