@@ -20,6 +20,9 @@
  *    sequence, off and on the tiles' edges) and one longer than every
  *    sequence, the CPU's masked loop the reference; rotary out of place, in
  *    place and backward, varlen;
+ *  - generation's attention step, several positions in a row after a cache
+ *    of random positions, with GQA, windows and head dims 16 to 128, and
+ *    the caches it writes (keys rotated);
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
  *    and without cu_seqlens, with and without a window: the loss, the logits and every parameter's
  *    gradient (see model_case for its tolerances).
@@ -160,6 +163,53 @@ static void test_attentions(void)
     test_attention("varlen", two_rows, 4, 4, 2, 64, 257);
 }
 
+/* ==================================================================== generation */
+
+/* B sequences whose caches hold P random positions (a prompt), then `steps`
+ * positions of generation on both backends. The caches are laid out as the
+ * plugin lays them: position-major, this layer's block one of 2·L blocks a
+ * position (stride), here L = 2 and the layer the second. */
+static void test_attention_decode(int B, int H, int Hkv, int hd, int P, int steps, int window)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "B=%d H=%d Hkv=%d hd=%d P=%d window=%d", B, H, Hkv, hd, P, window);
+    attention_dims d = {{NULL, 0, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
+    size_t nq = (size_t)B * H * hd, block = (size_t)B * Hkv * hd, stride = 2 * 2 * block;
+    size_t cache = (size_t)(P + steps) * stride;
+    float *caches = testing_random_bf16(cache, -2, 2); /* positions ≥ P are written over */
+    float *k_cache = caches + 2 * block, *v_cache = caches + 3 * block; /* layer 1 */
+    void *caches_d = acts_to_device(caches, cache);
+    void *k_cache_d = (char *)caches_d + 2 * block * dev->act_bytes;
+    void *v_cache_d = (char *)caches_d + 3 * block * dev->act_bytes;
+    float *o = malloc(nq * sizeof *o);
+    void *o_d = dev_poisoned(nq * dev->act_bytes);
+    for (int pos = P; pos < P + steps; pos++) {
+        float *q = testing_random_bf16(nq, -2, 2), *k = testing_random_bf16(block, -2, 2);
+        float *v = testing_random_bf16(block, -1, 1);
+        void *q_d = acts_to_device(q, nq), *k_d = acts_to_device(k, block), *v_d = acts_to_device(v, block);
+        cpu_k->attention_decode(o, q, k, v, k_cache, v_cache, stride, B, pos, &d, 10000.0f);
+        gpu_k->attention_decode(o_d, q_d, k_d, v_d, k_cache_d, v_cache_d, stride, B, pos, &d, 10000.0f);
+        compare("attention decode o", shape, acts_to_host(o_d, nq), o, nq, TOL_BF16);
+        dev->free(q_d), dev->free(k_d), dev->free(v_d);
+        free(q), free(k), free(v);
+    }
+    /* the rotated keys and the values written at the new positions, and
+     * nothing else of the caches touched */
+    compare("attention decode caches", shape, acts_to_host(caches_d, cache), caches, cache, TOL_BF16);
+    dev->free(caches_d), dev->free(o_d);
+    free(caches), free(o);
+}
+
+static void test_attention_decodes(void)
+{
+    test_attention_decode(1, 4, 2, 64, 0, 3, 0);     /* from the first position */
+    test_attention_decode(3, 4, 2, 64, 100, 4, 0);   /* GQA, warps of uneven shares */
+    test_attention_decode(2, 2, 2, 128, 300, 2, 0);  /* 4 values a lane */
+    test_attention_decode(2, 4, 1, 48, 65, 2, 0);    /* lanes partly idle */
+    test_attention_decode(2, 4, 2, 16, 40, 3, 17);   /* a window inside the cache */
+    test_attention_decode(16, 16, 16, 64, 700, 2, 0); /* the 340M shape */
+}
+
 /* ==================================================================== rotary */
 
 static void test_rotary(const char *name, const int32_t *cu, int n_seqs, int heads, int hd)
@@ -253,7 +303,7 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
-    attention_dims d = {{cu, B, cu_dev}, H, Hkv, hd, 1.0f / sqrtf((float)hd)};
+    attention_dims d = {{cu, B, cu_dev}, H, Hkv, hd, 1.0f / sqrtf((float)hd), 0};
     size_t nq = (size_t)n * H * hd, nkv = (size_t)n * Hkv * hd, act = dev->act_bytes;
     float *x = testing_random_bf16(nq + 3, -2, 2); /* q, k, v, dout: shifted views of x */
     void *q = acts_to_device(x, nq), *k = acts_to_device(x + 1, nkv), *v = acts_to_device(x + 2, nkv);
@@ -302,6 +352,7 @@ int main(int argc, char **argv)
            TOL_BF16, TOL_LSE);
     test_rotaries();
     test_attentions();
+    test_attention_decodes();
     test_refusal();
     test_model();
     return testing_result("test_transformer_cuda");

@@ -8,7 +8,8 @@
  * One thread per (token, head, pair i): it reads both values of its pair and
  * writes both, so the forward may run in place. A token's position is found
  * from the device offsets by a binary search (positions restart at each
- * sequence start). The frequencies come in as a kernel argument computed on the
+ * sequence start), or, in generation's lockstep (rotary_at_cuda), is one
+ * position for every token. The frequencies come in as a kernel argument computed on the
  * host in double, and the angle p·freq_i is formed and reduced to [−π, π] in
  * double, as the CPU forms it: positions reach thousands, where an fp32 product
  * would lose the low bits of the angle; sin and cos of the reduced angle are
@@ -39,10 +40,17 @@ static __device__ int position_of(int t, const int32_t *cu, int n_seqs)
     return t - cu[lo];
 }
 
+/* where the tokens are: each by its sequence's offsets (cu), or all at `pos` (cu NULL) */
+struct token_positions {
+    const int32_t *cu;
+    int n_seqs, pos;
+    __device__ int of(int t) const { return cu ? position_of(t, cu, n_seqs) : pos; }
+};
+
 /* rotates every pair by sign·θ; ACCUMULATE adds into out (which must not alias x) */
 template <bool ACCUMULATE>
-static __global__ void rotate_pairs(act_t *out, const act_t *x, const int32_t *cu, int n_seqs,
-                                    int heads, int half, rotary_freqs fr, double sign, size_t pairs)
+static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions at, int heads,
+                                    int half, rotary_freqs fr, double sign, size_t pairs)
 {
     const double two_pi = 6.283185307179586;
     GRID_STRIDE_LOOP(idx, pairs)
@@ -50,7 +58,7 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, const int32_t *c
         int i = (int)(idx % half);
         size_t row = idx / half; /* token · heads + head */
         int t = (int)(row / heads);
-        double angle = sign * position_of(t, cu, n_seqs) * fr.f[i];
+        double angle = sign * at.of(t) * fr.f[i];
         angle -= two_pi * rint(angle / two_pi);
         float s, c;
         sincosf((float)angle, &s, &c);
@@ -66,10 +74,10 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, const int32_t *c
     }
 }
 
-static void rotate(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
+static void rotate(void *out, const void *x, token_positions at, int n, int heads, int hd,
                    float base, double sign, bool accumulate)
 {
-    int half = hd / 2, n = s->cu_seqlens[s->n_seqs];
+    int half = hd / 2;
     if (half > ROTARY_CUDA_MAX_HALF || hd % 2) {
         fprintf(stderr, "rotary_cuda: head dim %d is not supported (even, at most %d)\n", hd,
                 2 * ROTARY_CUDA_MAX_HALF);
@@ -84,22 +92,30 @@ static void rotate(void *out, const void *x, const transformer_seqs *s, int head
     act_t *o = static_cast<act_t *>(out);
     const act_t *in = static_cast<const act_t *>(x);
     if (accumulate)
-        rotate_pairs<true><<<cuda_grid(pairs), CUDA_BLOCK>>>(o, in, s->cu_seqlens_backend,
-                                                             s->n_seqs, heads, half, fr, sign, pairs);
+        rotate_pairs<true><<<cuda_grid(pairs), CUDA_BLOCK>>>(o, in, at, heads, half, fr, sign, pairs);
     else
-        rotate_pairs<false><<<cuda_grid(pairs), CUDA_BLOCK>>>(o, in, s->cu_seqlens_backend,
-                                                              s->n_seqs, heads, half, fr, sign, pairs);
+        rotate_pairs<false><<<cuda_grid(pairs), CUDA_BLOCK>>>(o, in, at, heads, half, fr, sign, pairs);
     CUDA_CHECK_LAUNCH();
+}
+
+static token_positions by_sequence(const transformer_seqs *s)
+{
+    return token_positions{s->cu_seqlens_backend, s->n_seqs, 0};
 }
 
 void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
                          float base)
 {
-    rotate(out, x, s, heads, hd, base, 1.0, false);
+    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], heads, hd, base, 1.0, false);
 }
 
 void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd,
                           float base)
 {
-    rotate(dx, dout, s, heads, hd, base, -1.0, true);
+    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], heads, hd, base, -1.0, true);
+}
+
+void rotary_at_cuda(void *x, int rows, int heads, int hd, int pos, float base)
+{
+    rotate(x, x, token_positions{NULL, 0, pos}, rows, heads, hd, base, 1.0, false);
 }

@@ -13,7 +13,8 @@ plugins_transformer_libtransformer_la_SOURCES = plugins/transformer/transformer.
 plugins_transformer_libtransformer_la_LIBADD = plugins/transformer/libtransformer_kernels.la \
 	plugins/common/liblm.la -lm
 # the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
-TRANSFORMER_CUDA_SRCS = plugins/transformer/rotary_cuda.cu plugins/transformer/attention_cuda.cu
+TRANSFORMER_CUDA_SRCS = plugins/transformer/rotary_cuda.cu plugins/transformer/attention_cuda.cu \
+	plugins/transformer/attention_decode_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/transformer/libtransformer_cuda.la
 plugins_transformer_libtransformer_cuda_la_SOURCES = $(TRANSFORMER_CUDA_SRCS) \

@@ -73,6 +73,7 @@ const transformer_kernels transformer_kernels_cuda = {
     .rotary_backward = rotary_backward_cuda,
     .attention_forward = attention_forward_cuda,
     .attention_backward = attention_backward_cuda,
+    .attention_decode = attention_decode_cuda,
 };
 #endif
 
