@@ -19,7 +19,8 @@
  *    uneven documents, tiny heads (H=2, dk=4, dv=8), odd ones (H=3, dk=40,
  *    dv=72), fla's 340M head (H=4, dk=128, dv=256), mild and strong gates;
  *  - generation's recurrence step, several in a row carrying the states, at
- *    tiny, odd and the 340M heads, for one and 16 sequences;
+ *    tiny, odd and the 340M heads, for one and 16 sequences; the model's
+ *    generation on CUDA against its CUDA forward (test_decode_on_gpu);
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
  *    and without cu_seqlens: the loss, the logits and every parameter's
  *    gradient (see model_case for its tolerances).
@@ -302,6 +303,8 @@ static void test_model(void)
     kv_set(&cfg, "expand_k", "0.5");
     kv_set(&cfg, "expand_v", "1");
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 1, 100);
+    test_decode_on_gpu(&cfg, 4, 100);
 }
 
 /* ==================================================================== --bench */
@@ -407,7 +410,6 @@ int main(int argc, char **argv)
            "%g where fp32 throughout\n",
            TOL_BF16, TOL_FP32);
     test_recurrences();
-    test_recurrence_steps();
     /* rows: one, whole and partial blocks of the backward's 64; C: idle lanes
      * (8, 64), 8 values a lane (256), several chunks a lane (520), the widest
      * (2048); 67 and 1000 are no multiple of 8 (one value per access) */
@@ -421,6 +423,7 @@ int main(int argc, char **argv)
     test_gates((size_t)2048 * 512 + 3, 1);
     test_gates((size_t)2048 * 512, 16); /* 16-byte accesses */
     test_model();
+    test_recurrence_steps();
     return testing_result("test_gla_cuda");
 }
 

@@ -25,7 +25,9 @@
  *    the caches it writes (keys rotated);
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
  *    and without cu_seqlens, with and without a window: the loss, the logits and every parameter's
- *    gradient (see model_case for its tolerances).
+ *    gradient (see model_case for its tolerances); and its generation on
+ *    CUDA, 1 and 4 rows of 100 tokens through the key and value cache,
+ *    against its CUDA forward (test_decode_on_gpu).
  * `test_transformer_cuda --bench` times the attention instead, at the 340M
  * shape (B=8, T=2048, H=16, hd=64) and at hd=128, in ms and TFLOP/s (see
  * bench for the FLOP convention). Without CUDA in the build, or without a
@@ -261,9 +263,12 @@ static void test_model(void)
     kv_set(&cfg, "num_kv_heads", "2");
     kv_set(&cfg, "rope_theta", "10000");
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 1, 100);
+    test_decode_on_gpu(&cfg, 4, 100);
     kv_set(&cfg, "window_size", "33");
     printf("model: window_size 33\n");
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 4, 100);
 }
 
 /* the CUDA table refuses head dims its attention has no kernel for, at create */
