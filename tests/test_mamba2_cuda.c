@@ -1,7 +1,9 @@
 /* Mamba2's CUDA pointwise kernels (plugins/mamba2/mamba2_pointwise_cuda.h)
  * against their CPU references (mamba2.h), as tests/test_gsa_cuda.c checks
  * GSA's, then the whole plugin on the CUDA op table against the CPU's with the
- * same weights, one group and two (plugin_cuda_testing.h):
+ * same weights, one group and two (plugin_cuda_testing.h), and its generation
+ * on CUDA (decode_forward, position by position) against its full CUDA
+ * forward:
  *  - the same inputs on both sides: drawn on the host as values bf16 holds
  *    exactly and never zero, fp32 for the CPU, cast to bf16 (to_act) for the
  *    GPU where the contract says bf16 (dt, dt_bias, y, z, w, dout); fp32 ones
@@ -27,7 +29,10 @@
  *    1B's C 4096, group_size < C (4 and 8 groups, 3 groups of 2000, groups of
  *    8), C not a multiple of the block's 2048 values (1000, vectorized; 1001
  *    and 3000 in groups of 1500, one value an access), and the widest group
- *    the kernels take.
+ *    the kernels take;
+ *  - generation: 1 and 4 rows of 70 tokens (past the scan's chunk of 64),
+ *    the logits of every position against the forward's there
+ *    (plugin_cuda_testing.h's test_decode_on_gpu).
  * Without CUDA in the build, or without a usable GPU, it prints
  * "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
@@ -177,7 +182,8 @@ static void test_columns(int rows, const int *widths, int n_parts)
 
 /* ==================================================================== the model */
 
-/* the plugin on both backends: 8 heads of 16, a state of 32, G groups */
+/* the plugin on both backends, and its generation on CUDA: 8 heads of 16, a
+ * state of 32, G groups */
 static void test_model(int groups)
 {
     kv_config cfg = kv_lm_config(&(kv_lm_keys){.D = 64, .L = 2, .V = 97, .I = 0, .eps = 1e-5});
@@ -187,6 +193,8 @@ static void test_model(int groups)
     kv_set_int(&cfg, "n_groups", groups);
     printf("model: 8 heads of 16, state 32, %d group(s)\n", groups);
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 1, 70); /* past the scan's chunk of 64 */
+    test_decode_on_gpu(&cfg, 4, 70);
 }
 
 int main(void)

@@ -17,9 +17,18 @@
  *    at 2048 tokens and varlen, mild and strong decays (Δ·A from about −0.005
  *    to −0.4 per token, and from −0.4 to −16);
  *  - the backward run twice gives the same bits; a forward with y NULL makes
- *    the same checkpoints.
+ *    the same checkpoints;
+ *  - generation's step (mamba2_ssd_step_cuda against mamba2_ssd_step_cpu):
+ *    several positions in a row, each side carrying its own fp32 state from
+ *    the same random one (never 0), y poisoned before each step; y within
+ *    1e-2 at every step, the final states within 1e-3 (fp32 on both sides, so
+ *    only the order of the sums differs); one sequence and several, heads
+ *    whose rows and columns fill no whole warp or block (P 12 and 36, N 20
+ *    and 72), two groups, Mamba2-340M's heads (H 32, P 64, N 128) at batch 1
+ *    and 16.
  * `test_mamba2_ssd_cuda --bench` times forward and backward at Mamba2-340M's
- * layer instead (B 8, T 2048, H 32, P 64, N 128, G 1; cudaEvent).
+ * layer instead (B 8, T 2048, H 32, P 64, N 128, G 1; cudaEvent), and its
+ * generation step at batch 1 and 16.
  * Without CUDA in the build, or without a usable GPU, it prints
  * "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
@@ -295,6 +304,78 @@ static void test_all(void)
     test_case("varlen", 4, 64, 128, 2, two_rows, 4, 0, 0);
 }
 
+/* ==================================================================== generation */
+
+/* fp32 states are compared tighter than bf16 outputs: both sides compute
+ * them in fp32 from the same values, in sums of another order */
+#define TOL_STATE 1e-3
+
+/* the states the steps start from: random, never 0 */
+static float *random_states(size_t n)
+{
+    float *s = testing_random(n, 0.05f, 1);
+    for (size_t i = 0; i < n; i++)
+        s[i] = testing_uniform() < 0.5 ? -s[i] : s[i];
+    return s;
+}
+
+/* the activation `index` values past p on the device */
+static void *dev_act_at(void *p, size_t index) { return (char *)p + index * dev->act_bytes; }
+
+/* `steps` positions of n_seqs sequences through mamba2_ssd_step_cpu and
+ * mamba2_ssd_step_cuda, each carrying its own state: y after every step (the
+ * worst step reported) and the final states. The steps' inputs are the rows
+ * of one draw of steps·n_seqs tokens, position s the rows from s·n_seqs. */
+static void test_step(int n_seqs, int H, int P, int N, int G, int steps, int strong)
+{
+    char shape[112];
+    snprintf(shape, sizeof shape, "B=%d H=%d P=%d N=%d G=%d %d steps %s", n_seqs, H, P, N, G,
+             steps, strong ? "strong" : "mild");
+    int32_t all[2] = {0, steps * n_seqs};
+    mamba2_ssd_dims d = {all, 1, H, P, N, G, NULL};
+    inputs in = strong ? inputs_make(&d, 0.1f, 1.0f, 4, 16) : inputs_make(&d, 0.005f, 0.1f, 1, 4);
+    size_t nx = (size_t)n_seqs * H * P, nbc = (size_t)n_seqs * G * N, nH = (size_t)n_seqs * H;
+    size_t ns = nx * N;
+    float *states = random_states(ns), *y = malloc(nx * sizeof *y);
+    float *states_d = floats_to_device(states, ns);
+    dev_in g = dev_in_make(&in, &d);
+    double worst = 0;
+    int worst_step = 0;
+    for (int s = 0; s < steps; s++) {
+        size_t xo = s * nx, bo = s * nbc, ho = s * nH;
+        mamba2_ssd_step_cpu(y, states, in.x + xo, in.delta + ho, in.A_log, in.B + bo, in.C + bo,
+                            in.D, &d, n_seqs);
+        void *y_d = dev_poisoned(nx * dev->act_bytes);
+        mamba2_ssd_step_cuda(y_d, states_d, dev_act_at(g.x, xo), g.delta + ho, g.A_log,
+                             dev_act_at(g.B, bo), dev_act_at(g.C, bo), g.D, &d, n_seqs);
+        float *got = acts_to_host(y_d, nx);
+        double err = testing_rel_error(got, y, nx);
+        if (!isnan(worst) && !(err <= worst)) /* a NaN is the worst, the first one kept */
+            worst = err, worst_step = s;
+        free(got);
+        dev->free(y_d);
+    }
+    cudaError_t err = cudaDeviceSynchronize();
+    CHECK(err == cudaSuccess, "%s: CUDA error %s", shape, cudaGetErrorString(err));
+    char note[48];
+    snprintf(note, sizeof note, " (worst, step %d)", worst_step);
+    report("step y", shape, worst, TOL_BF16, note);
+    compare("step states", shape, floats_to_host(states_d, ns), states, ns, TOL_STATE);
+    free(states), free(y);
+    dev->free(states_d);
+    dev_in_free(&g);
+    inputs_free(&in);
+}
+
+static void test_steps(void)
+{
+    test_step(1, 2, 8, 16, 1, 5, 0);
+    test_step(3, 4, 12, 20, 2, 7, 1);    /* rows and columns short of a warp and a block */
+    test_step(2, 4, 36, 72, 2, 6, 0);    /* a block's rows cut at P, columns over two passes */
+    test_step(1, 32, 64, 128, 1, 4, 0);  /* Mamba2-340M, batch 1 */
+    test_step(16, 32, 64, 128, 1, 3, 1); /* and batch 16 */
+}
+
 /* ==================================================================== --bench */
 
 /* mean time of forward and backward over B rows of T tokens */
@@ -349,6 +430,41 @@ static void bench(int H, int P, int N, int G, int B, int T, int reps)
     free(zeros), free(cu);
 }
 
+/* mean time of one generation step of B sequences, back to back */
+static void bench_step(int H, int P, int N, int G, int B, int reps)
+{
+    int32_t cu[2] = {0, B};
+    mamba2_ssd_dims d = {cu, 1, H, P, N, G, NULL};
+    inputs in = inputs_make(&d, 0.005f, 0.1f, 1, 4);
+    dev_in g = dev_in_make(&in, &d);
+    size_t ns = in.nx * N;
+    float *states = random_states(ns), *states_d = floats_to_device(states, ns);
+    void *y = dev_alloc(in.nx * dev->act_bytes);
+    cudaEvent_t ev[2];
+    for (int i = 0; i < 2; i++)
+        cudaEventCreate(&ev[i]);
+    for (int r = -2; r < reps; r++) { /* r < 0 warms up */
+        if (r == 0)
+            cudaEventRecord(ev[0], 0);
+        mamba2_ssd_step_cuda(y, states_d, g.x, g.delta, g.A_log, g.B, g.C, g.D, &d, B);
+    }
+    cudaEventRecord(ev[1], 0);
+    cudaEventSynchronize(ev[1]);
+    float ms;
+    cudaEventElapsedTime(&ms, ev[0], ev[1]);
+    cudaError_t err = cudaGetLastError();
+    CHECK(err == cudaSuccess, "bench step: CUDA error %s", cudaGetErrorString(err));
+    double us = 1000.0 * ms / reps;
+    printf("ssd step H=%d P=%d N=%d G=%d B=%d: %.2f us (x48 layers: %.0f us; mean of %d; states "
+           "%.1f MiB)\n", H, P, N, G, B, us, 48 * us, reps, ns * 4.0 / 1048576);
+    for (int i = 0; i < 2; i++)
+        cudaEventDestroy(ev[i]);
+    dev->free(states_d), dev->free(y);
+    dev_in_free(&g);
+    inputs_free(&in);
+    free(states);
+}
+
 int main(int argc, char **argv)
 {
     if (!cuda_testing_device())
@@ -356,10 +472,14 @@ int main(int argc, char **argv)
     testing_seed(20251203);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
         bench(32, 64, 128, 1, 8, 2048, 20);
+        bench_step(32, 64, 128, 1, 1, 200);
+        bench_step(32, 64, 128, 1, 16, 200);
         return testing_result("test_mamba2_ssd_cuda --bench");
     }
-    printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g\n", TOL_BF16);
+    printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g (the step's fp32 "
+           "states %g)\n", TOL_BF16, TOL_STATE);
     test_all();
+    test_steps();
     return testing_result("test_mamba2_ssd_cuda");
 }
 

@@ -128,6 +128,7 @@ const mamba2_kernels mamba2_kernels_cuda = {
     .ssd_max_workers = cuda_ssd_max_workers,
     .ssd_forward = cuda_ssd_forward,
     .ssd_backward = cuda_ssd_backward,
+    .ssd_step = mamba2_ssd_step_cuda,
     .delta_forward = mamba2_delta_forward_cuda,
     .delta_backward = mamba2_delta_backward_cuda,
     .gated_norm_max_group = MAMBA2_GATED_NORM_CUDA_MAX_C,

@@ -41,6 +41,8 @@
  * dA_log and dD summed. Tiles reach shared memory by cp.async, all of a
  * step's at once, and the next chunk's or head's while one is multiplied: no
  * step waits on a load it could have issued earlier.
+ * Generation (one token per sequence, mamba2_ssd_step_cpu): step_rows per
+ * (sequence, head, 8 rows of the state), the state fp32 in place.
  *
  * Precision. Activations are bf16, delta fp32. Products run on the tensor
  * cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation): operands
@@ -56,7 +58,8 @@
  * partial per (chunk, head) summed over the chunks in order. Results are the
  * same bits run to run.
  *
- * Limits: P ≤ 64 and N ≤ 128 (one tile each; Mamba2's heads are 64 and 128). */
+ * Limits: P ≤ 64 and N ≤ 128 (one tile each; Mamba2's heads are 64 and 128);
+ * generation's step takes any. */
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -776,5 +779,54 @@ void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, co
     CUDA_CHECK_LAUNCH();
     sum_parameters<<<d->H, THREADS>>>(g->dA_log, g->dD, w.dA_part, w.dD_part, act(A_log), chunks,
                                       d->H);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ------------------------------------------------------------------ generation */
+
+#define STEP_THREADS 128 /* 4 warps */
+#define STEP_ROWS 8      /* a block's rows of a head's state: 8 blocks to a head of 64 */
+
+/* One position of generation (mamba2_ssd_step_cpu) for sequence b and head h
+ * (blockIdx.x = b·H + h), rows [STEP_ROWS·blockIdx.y, +STEP_ROWS) of the
+ * state: a warp takes one row p at a time, its lanes the row's columns j,
+ *     S[p,j] = a S[p,j] + (Δ x_p) B_j,   y_p = Σ_j S[p,j] C_j + D x_p.
+ * A token is too little work for the tensor cores: the state is read and
+ * written once, in fp32, by rows of coalesced floats, and y_p is a warp sum. */
+static __global__ void __launch_bounds__(STEP_THREADS)
+step_rows(act_t *y, float *states, const act_t *x, const float *delta, const act_t *A_log,
+          const act_t *B, const act_t *C, const act_t *D, int H, int P, int N, int G)
+{
+    int b = blockIdx.x / H, h = blockIdx.x % H;
+    size_t bc = at(b, h / (H / G), G, N);
+    float dt = delta[(size_t)b * H + h];
+    float a = expf(dt * A_of(A_log, h)), Dh = to_f32(D[h]);
+    int p_end = min(P, (int)(blockIdx.y + 1) * STEP_ROWS);
+    for (int p = blockIdx.y * STEP_ROWS + warp_id(); p < p_end; p += STEP_THREADS / 32) {
+        size_t xo = at(b, h, H, P) + p; /* and the row's place among the states' rows */
+        float xp = to_f32(x[xo]), u = dt * xp;
+        float *row = states + xo * N;
+        float acc = 0.0f;
+#pragma unroll 4
+        for (int j = lane_id(); j < N; j += 32) {
+            float s = a * row[j] + u * to_f32(B[bc + j]);
+            row[j] = s;
+            acc += s * to_f32(C[bc + j]);
+        }
+        acc = warp_sum(acc);
+        if (lane_id() == 0)
+            from_f32(&y[xo], acc + Dh * xp);
+    }
+}
+
+void mamba2_ssd_step_cuda(void *y, float *states, const void *x, const float *delta,
+                          const void *A_log, const void *B, const void *C, const void *D,
+                          const mamba2_ssd_dims *d, int n_seqs)
+{
+    if (n_seqs <= 0)
+        return;
+    dim3 grid((unsigned)n_seqs * d->H, ceil_div(d->P, STEP_ROWS));
+    step_rows<<<grid, STEP_THREADS>>>(act(y), states, act(x), delta, act(A_log), act(B), act(C),
+                                      act(D), d->H, d->P, d->N, d->G);
     CUDA_CHECK_LAUNCH();
 }

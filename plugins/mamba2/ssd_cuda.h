@@ -1,5 +1,6 @@
 /* Mamba2's SSD scan on the GPU (ssd_chunk.cu): the scan of mamba2.h in its
- * chunked form, on bf16 activations, with the CPU's checkpoint layout.
+ * chunked form, on bf16 activations, with the CPU's checkpoint layout, and
+ * generation's step.
  *
  * Layouts as mamba2.h: x, y [n,H,P], delta [n,H], B, C [n,G,N], all bf16 but
  * delta (fp32); A_log and D are the parameters' bf16 compute copies [H].
@@ -40,6 +41,13 @@ void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, co
                               const float *delta, const void *A_log, const void *B, const void *C,
                               const void *D, const void *checkpoints, const mamba2_ssd_dims *d,
                               float *work);
+
+/* one position of n_seqs sequences (mamba2_ssd_step_cpu): x, B, C, y bf16 (a
+ * token a sequence), delta fp32 [n_seqs,H], A_log, D bf16 [H]; states fp32
+ * [n_seqs,H,P,N], stepped in place; y written. Any P and N. */
+void mamba2_ssd_step_cuda(void *y, float *states, const void *x, const float *delta,
+                          const void *A_log, const void *B, const void *C, const void *D,
+                          const mamba2_ssd_dims *d, int n_seqs);
 
 #ifdef __cplusplus
 }
