@@ -19,7 +19,11 @@
  *    pointers off the 8-value grid);
  *  - the whole GSA model on the CUDA op table against the CPU one, with the
  *    same weights, on rows of 100 tokens and a varlen batch (plugin_cuda_testing.h),
- *    with and without the output norm's weight.
+ *    with and without the output norm's weight;
+ *  - generation on the GPU: for one row and four, 100 tokens (past a chunk of
+ *    64) fed a position at a time through decode_forward give the logits of
+ *    the GPU's own full forward, within 1e-2 over all positions and 3e-2 at
+ *    each (plugin_cuda_testing.h's test_decode_on_gpu).
  * (The slot pass is checked alone by tests/test_gsa_slots_cuda.)
  * Without CUDA in the build, or without a usable GPU, it prints
  * "SKIP: <reason>" and exits 77. */
@@ -216,6 +220,8 @@ static void test_model(int heads, int slots, int affine)
     kv_set(&cfg, "elementwise_affine", affine ? "true" : "false");
     printf("model: %d heads, %d slots, %s\n", heads, slots, affine ? "g_norm weight" : "no g_norm weight");
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 1, 100);
+    test_decode_on_gpu(&cfg, 4, 100);
 }
 
 int main(void)

@@ -16,9 +16,15 @@
  *    dk 256, M 64) at 2048 tokens and varlen, GSA-1B's (dk 512), mild and
  *    strong gates, scales 1 (GSA's), 0.5 and 0.3;
  *  - the backward run twice gives the same bits; a forward with ok NULL makes
- *    the same checkpoints.
+ *    the same checkpoints;
+ *  - generation's step (gsa_slot_step_cuda), several positions in a row from
+ *    the same random fp32 states on both sides: each position's ok under
+ *    1e-2, the states carried to the end under 1e-4, for 1, 2, 3 and 16
+ *    sequences at GSA-340M's and GSA-1B's heads, odd sizes (dk 10, M 7) and
+ *    strong gates.
  * `test_gsa_slots_cuda --bench` times forward and backward at GSA-340M's and
- * GSA-1B's heads over 8 rows of 2048 tokens instead (cudaEvent).
+ * GSA-1B's heads over 8 rows of 2048 tokens instead (cudaEvent), and the step
+ * at GSA-340M's head for 1 and 16 sequences.
  * Without CUDA in the build, or without a usable GPU, it prints
  * "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
@@ -216,6 +222,53 @@ static void test_all(void)
     test_T(2, 512, 64, 1.0f, 300, 16, -4, 1);
 }
 
+/* ==================================================================== generation's step */
+
+/* `steps` positions of B sequences, one step each, carrying the states, on
+ * both sides from the same random states (a prompt already taken in); the
+ * inputs are drawn as above for `steps` rows of B tokens */
+static void test_step(int B, int H, int dk, int M, float scale, int steps, float normalizer,
+                      float x_lo)
+{
+    char shape[112];
+    snprintf(shape, sizeof shape, "step B=%d H=%d dk=%d M=%d steps=%d /%g%s", B, H, dk, M, steps,
+             normalizer, scale != 1.0f ? " scaled" : "");
+    int32_t cu[2] = {0, B * steps};
+    gsa_slot_dims draw = {cu, 1, H, dk, M, scale, NULL};
+    inputs in = inputs_make(&draw, normalizer, x_lo, 1);
+    gsa_slot_dims d = {NULL, B, H, dk, M, scale, NULL}; /* the step reads no offsets */
+    size_t nk = (size_t)B * H * dk, ns = (size_t)B * H * M, n_states = ns * dk;
+    float *states = testing_random(n_states, -2, 2), *ok = malloc(ns * sizeof *ok);
+    float *states_d = floats_to_device(states, n_states);
+    for (int t = 0; t < steps; t++) {
+        const float *q = in.q + t * nk, *k = in.k + t * nk, *s = in.s + t * ns, *f = in.f + t * ns;
+        gsa_slot_step_cpu(ok, states, q, k, s, f, &d, B);
+        void *q_d = acts_to_device(q, nk), *k_d = acts_to_device(k, nk);
+        void *s_d = acts_to_device(s, ns), *f_d = acts_to_device(f, ns);
+        void *ok_d = dev_poisoned(ns * dev->act_bytes);
+        gsa_slot_step_cuda(ok_d, states_d, q_d, k_d, s_d, f_d, &d, B);
+        CHECK(cudaDeviceSynchronize() == cudaSuccess, "%s: a CUDA error", shape);
+        compare("step ok", shape, acts_to_host(ok_d, ns), ok, ns, TOL_BF16);
+        dev->free(q_d), dev->free(k_d), dev->free(s_d), dev->free(f_d), dev->free(ok_d);
+    }
+    /* fp32 from the same inputs, whatever the steps' order of sums */
+    compare("step states", shape, floats_to_host(states_d, n_states), states, n_states, TOL_FP32);
+    dev->free(states_d);
+    free(states), free(ok);
+    inputs_free(&in);
+}
+
+static void test_steps(void)
+{
+    /* GSA-340M's head (gate_logit_normalizer 4), one sequence and 16 */
+    test_step(1, 4, 256, 64, 1.0f, 6, 4, -4);
+    test_step(16, 4, 256, 64, 1.0f, 4, 4, -4);
+    /* dk no multiple of 4 (one value per access), rows no multiple of a block's */
+    test_step(3, 2, 10, 7, 0.5f, 5, 8, -4);
+    test_step(2, 3, 20, 12, 1.0f, 5, 4, -12); /* strong gates */
+    test_step(2, 2, 512, 64, 1.0f, 3, 16, -4); /* GSA-1B's head */
+}
+
 /* ==================================================================== --bench */
 
 /* mean time of forward and backward over B rows of T tokens, with the walks
@@ -276,6 +329,38 @@ static void bench(int H, int dk, int M, int B, int T, int reps)
     free(cu);
 }
 
+/* mean time of one step of B sequences, from states of random values, and the
+ * bandwidth of its reads and writes of the states (the rest is small) */
+static void bench_step(int H, int dk, int M, int B, int reps)
+{
+    gsa_slot_dims d = {NULL, B, H, dk, M, 1.0f, NULL};
+    size_t nk = (size_t)B * H * dk, ns = (size_t)B * H * M, n_states = ns * dk;
+    float *host = testing_random(n_states, -1, 1), *states = floats_to_device(host, n_states);
+    float *qk = testing_random_bf16(nk, 0.01f, 1), *sf = testing_random_bf16(ns, 0.01f, 0.5f);
+    void *q = acts_to_device(qk, nk), *k = acts_to_device(qk, nk);
+    void *s = acts_to_device(sf, ns), *f = acts_to_device(sf, ns);
+    void *ok = dev_alloc(ns * dev->act_bytes);
+    cudaEvent_t ev[2];
+    cudaEventCreate(&ev[0]), cudaEventCreate(&ev[1]);
+    gsa_slot_step_cuda(ok, states, q, k, s, f, &d, B); /* warm-up */
+    cudaEventRecord(ev[0], 0);
+    for (int r = 0; r < reps; r++)
+        gsa_slot_step_cuda(ok, states, q, k, s, f, &d, B);
+    cudaEventRecord(ev[1], 0);
+    cudaEventSynchronize(ev[1]);
+    float ms;
+    cudaEventElapsedTime(&ms, ev[0], ev[1]);
+    CHECK(cudaGetLastError() == cudaSuccess, "bench step: a CUDA error");
+    double us = 1e3 * ms / reps;
+    printf("step H=%d dk=%d M=%d B=%d: %.2f us a step (mean of %d), states %.0f GB/s\n", H, dk, M,
+           B, us, reps, 2.0 * n_states * sizeof(float) / (us * 1e3));
+    cudaEventDestroy(ev[0]), cudaEventDestroy(ev[1]);
+    void *bufs[] = {states, q, k, s, f, ok};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dev->free(bufs[i]);
+    free(host), free(qk), free(sf);
+}
+
 int main(int argc, char **argv)
 {
     if (!cuda_testing_device())
@@ -284,12 +369,15 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
         bench(4, 256, 64, 8, 2048, 20);
         bench(4, 512, 64, 8, 2048, 20);
+        bench_step(4, 256, 64, 1, 200);
+        bench_step(4, 256, 64, 16, 200);
         return testing_result("test_gsa_slots_cuda --bench");
     }
     printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g through bf16, "
            "%g where fp32 throughout\n",
            TOL_BF16, TOL_FP32);
     test_all();
+    test_steps();
     return testing_result("test_gsa_slots_cuda");
 }
 

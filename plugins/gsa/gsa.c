@@ -335,7 +335,6 @@ static void feature_maps(const gsa_model *m, const layer_acts *A, int n)
     m->kern->swish_forward(m->d.v, A->v_pre, (size_t)n * c->value_dim);
 }
 
-/* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
 /* decoding n sequences: layer l's states of the two passes (every layer's
  * slot states, fp32 [L, B, H, M, dk], then the value states [L, B, H, M, dv]) */
 static float *slot_states(const gsa_model *m, int l, int n)
@@ -348,6 +347,8 @@ static float *value_states(const gsa_model *m, int l, int n)
     return slot_states(m, m->c.s.L, n) + (size_t)l * n * m->c.H * m->c.M * m->c.dv;
 }
 
+/* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn); while decoding,
+ * both passes step the carried states instead of walking the batch */
 static void attn_forward(void *model, int l)
 {
     gsa_model *m = model;

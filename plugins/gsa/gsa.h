@@ -44,7 +44,6 @@ size_t gsa_slot_work_floats(int dk, int M);
 void gsa_slot_recurrence_forward_cpu(float *ok, float *checkpoints, const float *q, const float *k,
                                      const float *s, const float *f, const gsa_slot_dims *d,
                                      float *work, int n_work);
-/* dq, dk, ds, df = ∂L/∂· given dok = ∂L/∂ok (all four WRITTEN and required) */
 /* One position of n_seqs sequences for generation: per sequence b (row b of
  * q, k, s, f, ok) and head, the slot state (fp32, states[n_seqs, H, M, dk],
  * carried from the previous position) takes one step and ok is read out, as
@@ -52,6 +51,7 @@ void gsa_slot_recurrence_forward_cpu(float *ok, float *checkpoints, const float 
 void gsa_slot_step_cpu(float *ok, float *states, const float *q, const float *k, const float *s,
                        const float *f, const gsa_slot_dims *d, int n_seqs);
 
+/* dq, dk, ds, df = ∂L/∂· given dok = ∂L/∂ok (all four WRITTEN and required) */
 void gsa_slot_recurrence_backward_cpu(float *dq, float *dk, float *ds, float *df, const float *dok,
                                       const float *q, const float *k, const float *s,
                                       const float *f, const float *checkpoints,

@@ -8,8 +8,8 @@ plugins_gsa_libgsa_kernels_la_SOURCES = plugins/gsa/gsa.h plugins/common/recurre
 plugins_gsa_libgsa_kernels_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(srcdir)/plugins/gla
 plugins_gsa_libgsa_kernels_la_LIBADD = plugins/gla/libgla_kernels.la -lm
 # the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
-GSA_CUDA_SRCS = plugins/gsa/gsa_slots_chunk.cu plugins/gsa/gsa_pointwise_cuda.cu \
-	plugins/gsa/gsa_softmax_cuda.cu plugins/gsa/gsa_output_norm_cuda.cu
+GSA_CUDA_SRCS = plugins/gsa/gsa_slots_chunk.cu plugins/gsa/gsa_slots_step.cu \
+	plugins/gsa/gsa_pointwise_cuda.cu plugins/gsa/gsa_softmax_cuda.cu plugins/gsa/gsa_output_norm_cuda.cu
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/gsa/libgsa_cuda.la
 plugins_gsa_libgsa_cuda_la_SOURCES = $(GSA_CUDA_SRCS) plugins/gsa/gsa_cuda.h

@@ -28,6 +28,11 @@ void gsa_slot_recurrence_backward_cuda(void *dq, void *dk, void *ds, void *df, c
                                        const float *checkpoints, const gsa_slot_dims *d,
                                        float *work, int n_work);
 
+/* gsa_slots_step.cu: one token of each of n_seqs sequences (generation); reads
+ * only d's H, dk, M and scale */
+void gsa_slot_step_cuda(void *ok, float *states, const void *q, const void *k, const void *s,
+                        const void *f, const gsa_slot_dims *d, int n_seqs);
+
 /* gsa_pointwise_cuda.cu */
 void gsa_swish_forward_cuda(void *y, const void *x, size_t n);
 void gsa_swish_backward_cuda(void *dx, const void *dy, const void *x, size_t n);

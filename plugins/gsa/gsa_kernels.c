@@ -107,6 +107,7 @@ const gsa_kernels gsa_kernels_cuda = {
     .slot_work_floats = gsa_slot_work_floats_cuda,
     .slot_max_workers = cuda_max_workers,
     .slot_forward = gsa_slot_recurrence_forward_cuda,
+    .slot_step = gsa_slot_step_cuda,
     .slot_backward = gsa_slot_recurrence_backward_cuda,
     .swish_forward = gsa_swish_forward_cuda,
     .swish_backward = gsa_swish_backward_cuda,
