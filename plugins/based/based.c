@@ -763,12 +763,20 @@ static void sliding_decode(based_model *m, int l, int n, const attention_dims *a
                               m->c.theta);
 }
 
+/* whether the backend steps every mixer the model has (one without sliding
+ * layers needs no attention_decode, say) */
+static int can_decode(const based_model *m)
+{
+    return (!count_kind(m, MIX_CONV) || FLAME_OPS_HAS(m->base.ops, conv1d_step)) &&
+           (!count_kind(m, MIX_TAYLOR) || m->kern->taylor_step) &&
+           (!count_kind(m, MIX_SLIDING) || m->attn->attention_decode);
+}
+
 /* the layers' states, then the sliding layers' keys and values of max_len positions */
 static size_t based_decode_state_size(const void *model, int B, int max_len)
 {
     const based_model *m = model;
-    if (!m->kern->taylor_step || !m->attn->attention_decode ||
-        !FLAME_OPS_HAS(m->base.ops, conv1d_step))
+    if (!can_decode(m))
         return 0;
     size_t fixed = decode_offset(m, m->c.s.L, B);
     size_t cache = (size_t)max_len * sliding_index(m, m->c.s.L) * 2 * B * m->c.s.D *

@@ -26,6 +26,9 @@ void based_taylor_forward_cuda(void *y, const void *q, const void *k, const void
                                const based_dims *d, float *work);
 void based_taylor_backward_cuda(void *dq, void *dk, void *dv, const void *dy, const void *q,
                                 const void *k, const void *v, const based_dims *d, float *work);
+/* generation: states fp32 [n_seqs, H] of S then z, as the CPU's */
+void based_taylor_step_cuda(void *y, float *states, const void *q, const void *k, const void *v,
+                            const based_dims *d, int n_seqs);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,7 @@ const based_kernels based_kernels_cuda = {
     .taylor_work_floats = cuda_taylor_work_floats,
     .taylor_forward = cuda_taylor_forward,
     .taylor_backward = cuda_taylor_backward,
+    .taylor_step = based_taylor_step_cuda,
 };
 #endif
 

@@ -13,10 +13,14 @@
  * the forward's o again (its checkpoints with it), then
  *     ∂L/∂a_i = dy_i / (b_i + eps),  ∂L/∂b_i = −dy_i·y_i / (b_i + eps)
  * as the gradient of o, the recurrence's backward, and phi's Jacobian back to
- * q and k. Nothing is kept between the two: `work` holds every buffer. */
+ * q and k. Nothing is kept between the two: `work` holds every buffer.
+ *
+ * Generation's step, one token per sequence, runs its own kernel over the
+ * running sums (the end of this file): a token is too little for chunks. */
 #include "based_cuda.h"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
+#include "cuda_reduce.cuh"
 #include "../gla/gla_cuda.h"
 
 /* widths of the padded rows */
@@ -36,6 +40,19 @@ static __device__ void pair_of(int p, int F, int &a, int &b)
 /* the packed pair index of a ≤ b */
 static __device__ int pair_index(int a, int b, int F) { return a * F - a * (a - 1) / 2 + (b - a); }
 
+/* packed feature c of the F values x (c < based_taylor_feature_count(F)):
+ * 1, then the linear ones, then the pairs, multiplied in the CPU's order */
+static __device__ float feature_of(const act_t *x, int c, int F, taylor_weights w)
+{
+    if (c == 0)
+        return 1.0f;
+    if (c <= F)
+        return w.lin * to_f32(x[c - 1]);
+    int a, b;
+    pair_of(c - 1 - F, F, a, b);
+    return (a == b ? w.diag : w.off) * to_f32(x[a]) * to_f32(x[b]);
+}
+
 /* phi of rows of F values into rows of `width`, zeros past its `count` features */
 static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, int count,
                                 int width, taylor_weights w)
@@ -44,18 +61,7 @@ static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, 
     GRID_STRIDE_LOOP(i, total) {
         size_t r = i / width;
         int c = (int)(i % width);
-        const act_t *xr = x + r * F;
-        float v = 0.0f;
-        if (c == 0) {
-            v = 1.0f;
-        } else if (c <= F) {
-            v = w.lin * to_f32(xr[c - 1]);
-        } else if (c < count) {
-            int a, b;
-            pair_of(c - 1 - F, F, a, b);
-            v = (a == b ? w.diag : w.off) * to_f32(xr[a]) * to_f32(xr[b]);
-        }
-        phi[i] = __float2bfloat16_rn(v);
+        phi[i] = __float2bfloat16_rn(c < count ? feature_of(x + r * F, c, F, w) : 0.0f);
     }
 }
 
@@ -252,5 +258,102 @@ void based_taylor_backward_cuda(void *dq, void *dk, void *dv, const void *dy, co
         static_cast<act_t *>(dk), l.dphk, static_cast<const act_t *>(k), rows, d->F, wf, w);
     values_only<<<cuda_grid(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(dv), l.dvp, rows,
                                                           d->Dv, wv);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---- generation ----
+ * One position of n_seqs sequences (based.h's based_taylor_step_cpu): a block
+ * per (sequence, head) owns that head's state, S [D, Dv] then z [D] (fp32),
+ * read and written once, which is what bounds the step. Its threads first
+ * make phi(k) and phi(q) in shared memory, then together add phi(k) into z
+ * and sum the normalizer phi(q)·z; then, 32 columns of S at a time, a warp's
+ * lanes take neighbouring columns (coalesced) and the STEP_WARPS warps every
+ * STEP_WARPS-th row (a thread's rows loaded at once, into registers), each
+ * warp's share of Sᵀ phi(q) meeting the others' in shared memory. The whole
+ * head stays in one block so that z is updated once and the normalizer is
+ * known where y is written, with no atomics. */
+
+#define STEP_WARPS 16
+#define STEP_MAX_FEATURES                                                                  \
+    (1 + BASED_TAYLOR_CUDA_MAX_F + BASED_TAYLOR_CUDA_MAX_F * (BASED_TAYLOR_CUDA_MAX_F + 1) / 2)
+/* the rows of S a thread owns, warp + j·STEP_WARPS: all of them held at once */
+#define STEP_ROWS ((STEP_MAX_FEATURES + STEP_WARPS - 1) / STEP_WARPS)
+
+/* z += phi(k), then phi(q)·z over the block, to every thread */
+static __device__ float add_key_to_z(float *z, const float *f, const float *g, int D)
+{
+    float part = 0.0f;
+    for (int r = threadIdx.x; r < D; r += blockDim.x) {
+        float zr = z[r] + f[r];
+        z[r] = zr;
+        part += g[r] * zr;
+    }
+    return block_sum(part);
+}
+
+/* columns c0 .. c0+31 of the head's S: S += phi(k) vᵀ, then y = Sᵀ phi(q) / b */
+static __device__ void step_columns(act_t *y, float *S, const act_t *v, const float *f,
+                                    const float *g, int D, int Dv, int c0, float b,
+                                    float (*partial)[32])
+{
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, c = c0 + lane;
+    float acc = 0.0f;
+    if (c < Dv) {
+        float vc = to_f32(v[c]), s[STEP_ROWS];
+        /* every load before the first store: in flight together, not one by one */
+#pragma unroll
+        for (int j = 0; j < STEP_ROWS; j++) {
+            int r = warp + j * STEP_WARPS;
+            s[j] = r < D ? S[(size_t)r * Dv + c] : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < STEP_ROWS; j++) {
+            int r = warp + j * STEP_WARPS;
+            if (r < D) {
+                s[j] += f[r] * vc;
+                S[(size_t)r * Dv + c] = s[j];
+                acc += g[r] * s[j];
+            }
+        }
+    }
+    __syncthreads(); /* the previous columns' partials are read */
+    partial[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && c < Dv) {
+        for (int w = 1; w < STEP_WARPS; w++)
+            acc += partial[w][lane];
+        from_f32(&y[c], acc / b);
+    }
+}
+
+/* blockIdx.x: the (sequence, head) pair b·H + h, which is also its row of q,
+ * k, v, y and its state's index */
+static __global__ void step_kernel(act_t *y, float *states, const act_t *q, const act_t *k,
+                                   const act_t *v, int F, int D, int Dv, taylor_weights w)
+{
+    __shared__ float f[STEP_MAX_FEATURES], g[STEP_MAX_FEATURES];
+    __shared__ float partial[STEP_WARPS][32];
+    size_t head = blockIdx.x;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        f[i] = feature_of(k + head * F, i, F, w);
+        g[i] = feature_of(q + head * F, i, F, w);
+    }
+    __syncthreads();
+    float *S = states + head * D * (Dv + 1);
+    float b = add_key_to_z(S + (size_t)D * Dv, f, g, D) + BASED_TAYLOR_EPS;
+    for (int c0 = 0; c0 < Dv; c0 += 32)
+        step_columns(y + head * Dv, S, v + head * Dv, f, g, D, Dv, c0, b, partial);
+}
+
+void based_taylor_step_cuda(void *y, float *states, const void *q, const void *k, const void *v,
+                            const based_dims *d, int n_seqs)
+{
+    check_features(d->F);
+    if (n_seqs <= 0)
+        return;
+    step_kernel<<<(unsigned)n_seqs * d->H, STEP_WARPS * 32>>>(
+        static_cast<act_t *>(y), states, static_cast<const act_t *>(q),
+        static_cast<const act_t *>(k), static_cast<const act_t *>(v), d->F,
+        (int)based_taylor_feature_count(d->F), d->Dv, based_taylor_weights(d->F));
     CUDA_CHECK_LAUNCH();
 }
