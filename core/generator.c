@@ -106,8 +106,9 @@ int32_t sample_token(const float *logits, int vocab, const sampling *s, rng *r)
         c[i] = (candidate){i, exp((logits[i] - top) / s->temperature)};
         sum += c[i].p;
     }
-    qsort(c, (size_t)vocab, sizeof *c, by_probability);
     int n = s->top_k > 0 && s->top_k < vocab ? s->top_k : vocab;
+    if (n < vocab || s->top_p < 1) /* only the filters need the order: a sort is most of a step's time */
+        qsort(c, (size_t)vocab, sizeof *c, by_probability);
     double mass = 0, kept = 0;
     for (int i = 0; i < n; i++) { /* top_p: stop once the mass reaches it */
         mass += c[i].p / sum;

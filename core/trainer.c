@@ -176,9 +176,9 @@ static int create_model(trainer *r, const flame_config *cfg)
     }
     if (r->tok.vocab_size > 0 && r->vocab > 2 * (int64_t)r->tok.vocab_size)
         fprintf(stderr,
-                "flame-run: warning: [model] vocab_size = %lld is %.0f times the tokenizer's %d "
+                "%s: warning: [model] vocab_size = %lld is %.0f times the tokenizer's %d "
                 "ids (%s): the rows no token reaches only cost memory and time\n",
-                (long long)r->vocab, (double)r->vocab / r->tok.vocab_size, r->tok.vocab_size,
+                program_name(r), (long long)r->vocab, (double)r->vocab / r->tok.vocab_size, r->tok.vocab_size,
                 r->opt.tokenizer);
     int declared = params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err);
     if (declared)
@@ -474,7 +474,7 @@ static int resume(trainer *r)
     const checkpoint_options *c = &r->opt.checkpoint;
     if (!c->enabled || c->create_seed)
         return FLAME_EXIT_OK;
-    int step = checkpoint_find(c->folder, c->load_step, "flame-run", r->err, sizeof r->err);
+    int step = checkpoint_find(c->folder, c->load_step, program_name(r), r->err, sizeof r->err);
     if (step == -2)
         return FLAME_EXIT_CONFIG;
     if (step < 0)

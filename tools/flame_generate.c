@@ -133,6 +133,7 @@ typedef struct gen_run {
     int *done;     /* [B]: reached EOS */
     double prefill_s, decode_s;
     int generated;
+    int steps; /* decode's passes: the first new token comes with the prefill's last logits */
 } gen_run;
 
 /* the prompt's tokens through the model; the first new tokens from the last logits */
@@ -189,6 +190,7 @@ static int decode(gen_run *r, rng *draws, char *err, size_t err_len)
         const float *logits;
         if (generator_feed(r->g, r->next, &logits, err, err_len))
             return -1;
+        r->steps++;
         for (int b = 0; b < r->set.B; b++)
             r->next[b] = sample_token(logits + (size_t)b * r->vocab, r->vocab, &r->set.s, draws);
     }
@@ -234,11 +236,10 @@ static void report(const gen_run *r, const char *prompt)
         print_new(r->tok, &t, 1);
         putchar('\n');
     }
-    double decoded = (double)r->generated * r->set.B;
     fprintf(stderr, "flame-generate: prefill %zu tokens x %d in %.3f s (%.1f tokens/s); decode "
-            "%d tokens x %d in %.3f s (%.1f tokens/s)\n", r->prompt.n, r->set.B, r->prefill_s,
-            r->prompt.n * r->set.B / (r->prefill_s > 0 ? r->prefill_s : 1e-9), r->generated,
-            r->set.B, r->decode_s, decoded / (r->decode_s > 0 ? r->decode_s : 1e-9));
+            "%d steps x %d in %.3f s (%.1f tokens/s)\n", r->prompt.n, r->set.B, r->prefill_s,
+            r->prompt.n * r->set.B / (r->prefill_s > 0 ? r->prefill_s : 1e-9), r->steps, r->set.B,
+            r->decode_s, (double)r->steps * r->set.B / (r->decode_s > 0 ? r->decode_s : 1e-9));
 }
 
 static int generate(const trainer_model *m, const gen_settings *set, const char *text)
