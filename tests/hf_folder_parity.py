@@ -69,7 +69,7 @@ def last_checkpoint(run):
 
 
 def flame_logits(logits_tool, run, tokens, out, device):
-    cfg = configparser.ConfigParser(strict=False, interpolation=None)
+    cfg = configparser.ConfigParser(strict=False, interpolation=None, inline_comment_prefixes=(";", "#"))
     cfg.read(os.path.join(run, "config.ini"))
     r = subprocess.run([logits_tool, "--arch", cfg["job"]["arch"], "--model.config", os.path.join(run, "config.ini"),
                         "--weights", last_checkpoint(run), "--tokens", tokens, "--output", out, "--device", device],
