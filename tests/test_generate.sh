@@ -12,6 +12,8 @@
 #    greedily from its first words;
 #  - sampling: the same seed the same text, top_k 1 and a tiny top_p the
 #    greedy text;
+#  - from the model's Hugging Face folder (flame-convert to-hf), the same
+#    text as from its checkpoint;
 #  - mistakes are one line: a bad number (a plugin without a decode path:
 #    tests/test_out_of_tree.sh).
 # Where a GPU answers, the same on CUDA (bf16): the decode path's logits no
@@ -119,6 +121,19 @@ for arch in gla transformer; do
     *) fail "$arch on CUDA: generated \"$out\", expected it to start \"$want\"" ;;
     esac
 done
+
+# the same model from its Hugging Face folder: the same text, the temporary
+# conversion gone afterwards; a folder that is not a model is one line
+"$top_builddir/flame-convert" to-hf --checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --output "$SCRATCH/p-gla-hf" \
+    >/dev/null 2>&1 || fail "to-hf of the phrase model failed"
+mkdir -p "$SCRATCH/tmp"
+from_ckpt=$("$GENERATE" --checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt "the quick" --max_new_tokens 60 2>/dev/null)
+from_hf=$(TMPDIR="$SCRATCH/tmp" "$GENERATE" --checkpoint "$SCRATCH/p-gla-hf" --prompt "the quick" --max_new_tokens 60 2>"$SCRATCH/err")
+[ -n "$from_hf" ] && [ "$from_hf" = "$from_ckpt" ] && [ -z "$(ls "$SCRATCH/tmp")" ] &&
+    echo "ok: from the HF folder the same text: \"$from_hf\"; its temporary conversion removed" ||
+    fail "from the HF folder: \"$from_hf\" ($(cat "$SCRATCH/err")), from the checkpoint \"$from_ckpt\"; left: $(ls "$SCRATCH/tmp")"
+mkdir -p "$SCRATCH/not-hf" && echo '{"model_type": "nonesuch"}' >"$SCRATCH/not-hf/config.json"
+expect_error 4 "flame-generate: --checkpoint $SCRATCH/not-hf: .*nonesuch" "$GENERATE" --checkpoint "$SCRATCH/not-hf" --prompt x
 
 gen() { "$GENERATE" --checkpoint "$SCRATCH/p-gla/checkpoint/step-80" --prompt "the" --max_new_tokens 40 "$@" 2>/dev/null; }
 greedy=$(gen)

@@ -76,5 +76,5 @@ head -1 "$SCRATCH/held.jsonl" >"$SCRATCH/one.jsonl"
 expect_error 2 "one.jsonl holds fewer tokens than one batch of 3 x 33" \
     "$EVAL" --checkpoint "$SCRATCH/run-kept/checkpoint/step-20" --dataset "$SCRATCH/one.jsonl" --batch_size 3 --seq_len 32
 expect_error 2 "--checkpoint $SCRATCH/run: expected DIR/checkpoint/step-N" "$EVAL" --checkpoint "$SCRATCH/run" --dataset x
-expect_error 2 "--checkpoint DIR/checkpoint/step-N is missing" "$EVAL" --dataset x
+expect_error 2 "--checkpoint DIR/checkpoint/step-N \(or HF_DIR\) is missing" "$EVAL" --dataset x
 finish

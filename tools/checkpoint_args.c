@@ -1,10 +1,14 @@
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "checkpoint_args.h"
 
+#include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "config/cli.h"
+#include "convert.h"
 #include "errors.h"
 
 /* DIR/checkpoint/step-N: the output folder DIR, the checkpoint folder's name, N */
@@ -18,7 +22,7 @@ static int split_checkpoint(checkpoint_args *a, const char *path)
     int step, end = 0;
     if (!name || sscanf(name + 1, "step-%d%n", &step, &end) != 1 || name[1 + end] || step < 0) {
         fprintf(stderr, "%s: --checkpoint %s: expected DIR/checkpoint/step-N, a checkpoint of a "
-                "flame-run output folder\n", a->prog, path);
+                "flame-run output folder, or a Hugging Face folder (config.json inside)\n", a->prog, path);
         return FLAME_EXIT_CONFIG;
     }
     *name = '\0';
@@ -35,6 +39,58 @@ static int split_checkpoint(checkpoint_args *a, const char *path)
                 "checkpoint folder\n", a->prog, a->config);
         return FLAME_EXIT_CONFIG;
     }
+    return FLAME_EXIT_OK;
+}
+
+/* ---- a Hugging Face folder ---- */
+
+static char imported[PATH_MAX - 32]; /* the temporary run folder, "" when none */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_imported(void)
+{
+    if (imported[0])
+        nftw(imported, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int is_hf_folder(const char *path)
+{
+    char json[PATH_MAX + 16];
+    struct stat st;
+    snprintf(json, sizeof json, "%s/config.json", path);
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && stat(json, &st) == 0;
+}
+
+/* the folder's seed checkpoint in a temporary run folder; *path becomes its
+ * step-0, and the folder's tokenizer.json is remembered */
+static int import_hf_folder(checkpoint_args *a, const char **path, char *step0, size_t step0_len)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(imported, sizeof imported, "%s/flame-hf.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(imported)) {
+        fprintf(stderr, "%s: %s: cannot create a temporary folder for the converted model\n", a->prog,
+                imported);
+        imported[0] = '\0';
+        return FLAME_EXIT_RUNTIME;
+    }
+    atexit(remove_imported);
+    char err[1024];
+    int rc = convert_from_hf_folder(*path, imported, err, sizeof err);
+    if (rc != FLAME_EXIT_OK) {
+        fprintf(stderr, "%s: --checkpoint %s: %s\n", a->prog, *path, err);
+        return rc;
+    }
+    struct stat st;
+    snprintf(a->hf_tokenizer, sizeof a->hf_tokenizer, "%s/tokenizer.json", *path);
+    if (stat(a->hf_tokenizer, &st) != 0)
+        a->hf_tokenizer[0] = '\0';
+    snprintf(step0, step0_len, "%s/checkpoint/step-0", imported);
+    *path = step0;
     return FLAME_EXIT_OK;
 }
 
@@ -64,6 +120,7 @@ int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const check
 {
     a->prog = argv[0];
     a->argc = 0;
+    a->hf_tokenizer[0] = '\0';
     const char *path = NULL;
     char **given = argv + 1; /* the arguments to pass on, gathered in place */
     int n_given = 0;
@@ -80,11 +137,14 @@ int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const check
             given[n_given++] = argv[i];
     }
     if (!path) {
-        fprintf(stderr, "%s: --checkpoint DIR/checkpoint/step-N is missing (%s -h for help)\n",
+        fprintf(stderr, "%s: --checkpoint DIR/checkpoint/step-N (or HF_DIR) is missing (%s -h for help)\n",
                 a->prog, a->prog);
         return FLAME_EXIT_CONFIG;
     }
-    int status = split_checkpoint(a, path);
+    char step0[PATH_MAX];
+    int status = is_hf_folder(path) ? import_hf_folder(a, &path, step0, sizeof step0) : FLAME_EXIT_OK;
+    if (status == FLAME_EXIT_OK)
+        status = split_checkpoint(a, path);
     if (status != FLAME_EXIT_OK)
         return status;
     const char *start[] = {a->prog, "--config", a->config, "--job.dump_folder", a->dump,
@@ -92,6 +152,9 @@ int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const check
     for (size_t i = 0; i < sizeof start / sizeof start[0]; i++)
         if (checkpoint_args_add(a, start[i]))
             return FLAME_EXIT_CONFIG;
+    if (a->hf_tokenizer[0] && (checkpoint_args_add(a, "--model.tokenizer_path") ||
+                               checkpoint_args_add(a, a->hf_tokenizer)))
+        return FLAME_EXIT_CONFIG;
     for (int i = 0; i < n_fixed; i++)
         if (checkpoint_args_add(a, fixed[i]))
             return FLAME_EXIT_CONFIG;

@@ -1,7 +1,10 @@
 /* A flame-run checkpoint, DIR/checkpoint/step-N, as the command line
  * flame-run's loader (core/config/cli.h) takes to rebuild its model: the
  * run's DIR/config.ini, its output folder and checkpoint folder, step N, then
- * what the tool adds. flame-eval's and flame-generate's. */
+ * what the tool adds. flame-eval's and flame-generate's. A Hugging Face
+ * folder (config.json inside) is taken too: flame-convert from-hf's seed
+ * checkpoint of it goes into a temporary folder, removed at exit, and its
+ * tokenizer.json, where it has one, is the model's tokenizer. */
 #ifndef FLAME_CHECKPOINT_ARGS_H
 #define FLAME_CHECKPOINT_ARGS_H
 
@@ -12,6 +15,7 @@ enum { CHECKPOINT_MAX_ARGS = 256 };
 typedef struct checkpoint_args {
     const char *prog; /* for messages */
     char dump[PATH_MAX], folder[PATH_MAX], config[PATH_MAX + 16], step[32];
+    char hf_tokenizer[PATH_MAX + 16]; /* an HF folder's tokenizer.json, "" when none */
     char *argv[CHECKPOINT_MAX_ARGS];
     int argc;
 } checkpoint_args;
@@ -25,10 +29,12 @@ typedef struct checkpoint_flag {
 
 /* The tool's command line (argv[0] its name) as the loader's: --checkpoint
  * PATH (required) turned into prog, --config DIR/config.ini,
- * --job.dump_folder, --checkpoint.folder, --checkpoint.load_step; then
+ * --job.dump_folder, --checkpoint.folder, --checkpoint.load_step (and an HF
+ * folder's --model.tokenizer_path); then
  * `fixed` (n_fixed arguments); then the flags and every other argument in
  * their order. Returns an exit status after one line on stderr (no
- * --checkpoint, a path of another form, no config.ini beside it). */
+ * --checkpoint, a path of another form, no config.ini beside it, an HF
+ * folder that does not convert). */
 int checkpoint_args_parse(checkpoint_args *a, int argc, char **argv, const checkpoint_flag *flags,
                           int n_flags, const char *const *fixed, int n_fixed);
 /* -h or --help: usage on stdout, FLAME_EXIT_OK; no argument at all: usage on

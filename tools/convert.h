@@ -30,6 +30,10 @@ typedef struct to_hf_args {
 int convert_to_hf_folder(const to_hf_args *a, char *err, size_t err_len);
 int convert_to_hf(int argc, char **argv);
 int convert_from_hf(int argc, char **argv);
+/* from-hf without its command line: the Hugging Face folder `model` into a
+ * seed checkpoint, output/checkpoint/step-0, and output/config.ini (the
+ * plugin the one that reads its model_type). Returns an exit status, with err. */
+int convert_from_hf_folder(const char *model, const char *output, char *err, size_t err_len);
 
 /* ---- command lines: --name VALUE or --name=VALUE ---- */
 

@@ -280,8 +280,8 @@ static int open_models(const from_hf_args *a, const char *type, convert_model *s
     return convert_model_open(target, a->arch, NULL, a->config, err, err_len);
 }
 
-/* Returns an exit status, with err. */
-static int convert(const from_hf_args *a, const char *type, char *err, size_t err_len)
+/* the conversion (*n_tensors: how many were written); returns an exit status, with err */
+static int convert(const from_hf_args *a, const char *type, int *n_tensors, char *err, size_t err_len)
 {
     convert_model source, target = {0};
     tensor_set ts = {0, NULL};
@@ -301,9 +301,7 @@ static int convert(const from_hf_args *a, const char *type, char *err, size_t er
                                 write_trainer_json(folder, err, err_len) ||
                                 write_config_ini(a->output, m, err, err_len)))
         rc = FLAME_EXIT_RUNTIME;
-    if (rc == FLAME_EXIT_OK)
-        printf("%d tensors written to %s (fp32); train on with flame-run --config %s/config.ini "
-               "--checkpoint.load_step 0\n", p.n, folder, a->output);
+    *n_tensors = p.n;
     free(p.tensors);
     tensor_set_close(&ts);
     convert_model_close(&target);
@@ -330,22 +328,40 @@ static int parse_args(int argc, char **argv, from_hf_args *a)
     return -1;
 }
 
+/* a's folder checked and its model_type read, then converted */
+static int convert_folder(const from_hf_args *a, int *n_tensors, char *err, size_t err_len)
+{
+    char type[256], path[CONVERT_PATH_LEN];
+    struct stat s;
+    snprintf(path, sizeof path, "%s/config.json", a->model);
+    if (stat(a->model, &s) != 0 || !S_ISDIR(s.st_mode)) {
+        snprintf(err, err_len, "%s: not a folder", a->model);
+        return FLAME_EXIT_CONFIG;
+    }
+    int rc = read_model_type(path, type, sizeof type, err, err_len);
+    return rc == FLAME_EXIT_OK ? convert(a, type, n_tensors, err, err_len) : rc;
+}
+
+int convert_from_hf_folder(const char *model, const char *output, char *err, size_t err_len)
+{
+    from_hf_args a = {.model = model, .output = output, .seed = "42", .seed_value = 42};
+    int n_tensors;
+    return convert_folder(&a, &n_tensors, err, err_len);
+}
+
 int convert_from_hf(int argc, char **argv)
 {
     from_hf_args a = {.seed = "42"};
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         return rc;
-    char err[CONVERT_ERR_LEN], type[256], path[CONVERT_PATH_LEN];
-    struct stat s;
-    snprintf(path, sizeof path, "%s/config.json", a.model);
-    if (stat(a.model, &s) != 0 || !S_ISDIR(s.st_mode)) {
-        snprintf(err, sizeof err, "%s: not a folder", a.model);
-        rc = FLAME_EXIT_CONFIG;
-    } else if ((rc = read_model_type(path, type, sizeof type, err, sizeof err)) == FLAME_EXIT_OK) {
-        rc = convert(&a, type, err, sizeof err);
-    }
+    char err[CONVERT_ERR_LEN];
+    int n_tensors;
+    rc = convert_folder(&a, &n_tensors, err, sizeof err);
     if (rc != FLAME_EXIT_OK)
         fprintf(stderr, "flame-convert from-hf: %s\n", err);
+    else
+        printf("%d tensors written to %s/checkpoint/step-0 (fp32); train on with flame-run --config "
+               "%s/config.ini --checkpoint.load_step 0\n", n_tensors, a.output, a.output);
     return rc;
 }

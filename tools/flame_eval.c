@@ -1,5 +1,5 @@
 /* flame-eval: a checkpoint's loss, perplexity and bits per byte on a dataset.
- *   flame-eval --checkpoint DIR/checkpoint/step-N --dataset SPEC [...] */
+ *   flame-eval --checkpoint DIR/checkpoint/step-N|HF_DIR --dataset SPEC [...] */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,7 +9,7 @@
 #include "trainer.h"
 
 static const char usage[] =
-    "usage: flame-eval --checkpoint DIR/checkpoint/step-N --dataset SPEC [--seq_len N]\n"
+    "usage: flame-eval --checkpoint DIR/checkpoint/step-N|HF_DIR --dataset SPEC [--seq_len N]\n"
     "                  [--batch_size N] [--steps N] [--section.key VALUE ...]\n"
     "\n"
     "Prints the model's mean loss (nats per token), perplexity and bits per byte\n"
@@ -19,7 +19,8 @@ static const char usage[] =
     "weights of step-N. Exit status: 0 done, 1 runtime failure, 2 bad configuration\n"
     "or missing file, 3 bad data, 4 plugin not loadable.\n"
     "\n"
-    "  --checkpoint PATH   a checkpoint folder step-N of a flame-run output folder\n"
+    "  --checkpoint PATH   a checkpoint folder step-N of a flame-run output folder, or a\n"
+    "                      Hugging Face folder (converted as flame-convert from-hf does)\n"
     "  --dataset SPEC      the data, as training.dataset takes it (validation.dataset)\n"
     "  --seq_len N         tokens per sequence (validation.seq_len; default the run's)\n"
     "  --batch_size N      sequences per batch (validation.local_batch_size)\n"

@@ -1,5 +1,5 @@
 /* flame-generate: text from a checkpoint, one token at a time.
- *   flame-generate --checkpoint DIR/checkpoint/step-N [--prompt TEXT] [...] */
+ *   flame-generate --checkpoint DIR/checkpoint/step-N|HF_DIR [--prompt TEXT] [...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +13,15 @@
 #include "monotonic.h"
 
 static const char usage[] =
-    "usage: flame-generate --checkpoint DIR/checkpoint/step-N [--prompt TEXT]\n"
+    "usage: flame-generate --checkpoint DIR/checkpoint/step-N|HF_DIR [--prompt TEXT]\n"
     "                      [--max_new_tokens N] [--temperature T] [--top_k K] [--top_p P]\n"
     "                      [--seed N] [--num_samples B] [--training.device cpu|cuda]\n"
     "                      [--section.key VALUE ...]\n"
     "\n"
     "Continues the prompt (--prompt, else stdin) with the model of a flame-run\n"
-    "checkpoint (its architecture, settings and tokenizer from DIR/config.ini),\n"
+    "checkpoint (its architecture, settings and tokenizer from DIR/config.ini)\n"
+    "or of a Hugging Face folder (config.json, the weights, tokenizer.json if any;\n"
+    "converted as flame-convert from-hf does, into a temporary folder),\n"
     "token by token through the plugin's decode path: a recurrent state, or a\n"
     "key and value cache. With one sample the text is printed as it comes;\n"
     "B samples (of the same prompt, decoded together) are printed in turn.\n"
