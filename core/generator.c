@@ -85,6 +85,33 @@ static int by_probability(const void *a, const void *b)
     return pa < pb ? 1 : pa > pb ? -1 : ((const candidate *)a)->id - ((const candidate *)b)->id;
 }
 
+static void swap_candidates(candidate *a, candidate *b)
+{
+    candidate t = *a;
+    *a = *b, *b = t;
+}
+
+/* c[0..k) the k first in by_probability's order (unordered), by quickselect:
+ * top-k wants k of a vocabulary, and sorting it all is most of a step */
+static void select_first(candidate *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        swap_candidates(&c[(lo + hi) / 2], &c[hi]); /* the middle as pivot */
+        int store = lo;
+        for (int i = lo; i < hi; i++)
+            if (by_probability(&c[i], &c[hi]) < 0)
+                swap_candidates(&c[i], &c[store++]);
+        swap_candidates(&c[store], &c[hi]);
+        if (store == k || store == k - 1)
+            return;
+        if (store < k)
+            lo = store + 1;
+        else
+            hi = store - 1;
+    }
+}
+
 static int32_t greedy(const float *logits, int vocab)
 {
     int32_t best = 0;
@@ -107,8 +134,10 @@ int32_t sample_token(const float *logits, int vocab, const sampling *s, rng *r)
         sum += c[i].p;
     }
     int n = s->top_k > 0 && s->top_k < vocab ? s->top_k : vocab;
-    if (n < vocab || s->top_p < 1) /* only the filters need the order: a sort is most of a step's time */
-        qsort(c, (size_t)vocab, sizeof *c, by_probability);
+    if (n < vocab) /* only the filters need an order */
+        select_first(c, vocab, n);
+    if (n < vocab || s->top_p < 1)
+        qsort(c, (size_t)n, sizeof *c, by_probability);
     double mass = 0, kept = 0;
     for (int i = 0; i < n; i++) { /* top_p: stop once the mass reaches it */
         mass += c[i].p / sum;
