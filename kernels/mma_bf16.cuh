@@ -4,7 +4,10 @@
  * mma.sync m16n8k16 with bf16 operands and fp32 accumulation.
  *
  * A warp's 16×8 fp32 accumulator is float c[4]: element e lies at row
- * acc_row(e), column acc_col(e) (the m16n8 C layout). */
+ * acc_row(e), column acc_col(e) (the m16n8 C layout). The same registers,
+ * rounded to bf16 two by two (acc_to_a), are the A operand of a product with
+ * that accumulator as its left factor: the C layout of two neighbouring 16×8
+ * tiles is the A layout of one 16×16 slice. */
 #ifndef FLAME_MMA_BF16_CUH
 #define FLAME_MMA_BF16_CUH
 
@@ -82,6 +85,25 @@ static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4]
         "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (lo) in the low half */
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* a 16×(8·NT) accumulator as the A operand of NT/2 slices 16 deep, in bf16 */
+template <int NT>
+static __device__ __forceinline__ void acc_to_a(uint32_t (&a)[NT / 2][4], const float (&c)[NT][4])
+{
+#pragma unroll
+    for (int s = 0; s < NT / 2; s++) {
+        a[s][0] = pack_bf16(c[2 * s][0], c[2 * s][1]);
+        a[s][1] = pack_bf16(c[2 * s][2], c[2 * s][3]);
+        a[s][2] = pack_bf16(c[2 * s + 1][0], c[2 * s + 1][1]);
+        a[s][3] = pack_bf16(c[2 * s + 1][2], c[2 * s + 1][3]);
+    }
 }
 
 #endif

@@ -13,7 +13,9 @@
  *    kernels add, and the GPU's sum is compared with prefill + what the CPU
  *    added, so overwriting fails; the GPU's backward runs from its own o and
  *    lse, as in the model;
- *  - attention at sequence lengths 1, 65, 100, 300, 1000 and 2048 (not multiples of
+ *  - attention twice, Hopper's kernels where they apply (head dims 64 and 128
+ *    on an H100/H200) and then the portable ones for every shape, each time
+ *    at sequence lengths 1, 65, 100, 300, 1000 and 2048 (not multiples of
  *    the tiles of 64 and 128 rows), varlen batches of uneven documents, GQA
  *    (H=4 with Hkv=2 and Hkv=1) and MHA, head dims 64 and 128 and others
  *    (16, 32, 96); sliding windows of 1 to 200 tokens (shorter than the
@@ -30,7 +32,7 @@
  *    against its CUDA forward (test_decode_on_gpu).
  * `test_transformer_cuda --bench` times the attention instead, at the 340M
  * shape (B=8, T=2048, H=16, hd=64) and at hd=128, in ms and TFLOP/s (see
- * bench for the FLOP convention). Without CUDA in the build, or without a
+ * bench for the FLOP convention), Hopper's kernels and then the portable ones. Without CUDA in the build, or without a
  * usable GPU, it prints "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
 
@@ -43,6 +45,7 @@
 
 #include "plugin_cuda_testing.h"
 #include "testing.h"
+#include "transformer_cuda.h"
 #include "transformer_kernels.h"
 
 #define TOL_LSE 1e-3  /* the attention's fp32 log-sum-exp */
@@ -74,12 +77,16 @@ static attn_inputs attn_inputs_make(const attention_dims *d)
 
 static void attn_inputs_free(attn_inputs *in) { free(in->q), free(in->k), free(in->v), free(in->dout); }
 
+/* "" while Hopper's kernels take the head dims they take, " portable" once
+ * every call goes to the portable ones */
+static const char *attention_kernels = "";
+
 static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv, int hd,
                            int window)
 {
-    char shape[96];
-    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d", name, H, Hkv, hd,
-             cu[n_seqs], window);
+    char shape[112];
+    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d%s", name, H, Hkv, hd,
+             cu[n_seqs], window, attention_kernels);
     attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
     attn_inputs in = attn_inputs_make(&d);
 
@@ -286,6 +293,14 @@ static void test_refusal(void)
         flame_plugin_entry()->destroy(m);
 }
 
+/* the attention's kernels for what follows: where they apply Hopper's (0),
+ * or the portable ones for every call (1) */
+static void set_attention_kernels(int portable)
+{
+    attention_cuda_portable_only(portable);
+    attention_kernels = portable ? " portable" : "";
+}
+
 /* ==================================================================== --bench */
 
 static double now_ms(void)
@@ -333,9 +348,10 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
     CHECK(cudaGetLastError() == cudaSuccess, "bench: a CUDA error");
     fwd /= reps, bwd /= reps;
     double flops_fwd = 4.0 * B * H * (double)T * T * hd / 2, flops_bwd = 2.5 * flops_fwd;
-    printf("attention B=%d T=%d H=%d Hkv=%d hd=%d: forward %.3f ms (%.1f TFLOP/s), "
+    printf("attention%s B=%d T=%d H=%d Hkv=%d hd=%d: forward %.3f ms (%.1f TFLOP/s), "
            "backward %.3f ms (%.1f TFLOP/s) (mean of %d)\n",
-           B, T, H, Hkv, hd, fwd, flops_fwd / fwd / 1e9, bwd, flops_bwd / bwd / 1e9, reps);
+           attention_kernels, B, T, H, Hkv, hd, fwd, flops_fwd / fwd / 1e9, bwd, flops_bwd / bwd / 1e9,
+           reps);
     void *bufs[] = {q, k, v, dout, o, dq, dk, dv, lse, work, cu_dev};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dev->free(bufs[i]);
@@ -349,14 +365,21 @@ int main(int argc, char **argv)
     testing_seed(20240917);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
         printf("FLOPs: forward 4·B·H·T²·hd/2 (causal), backward 2.5× that\n");
-        bench(8, 2048, 16, 16, 64, 10); /* the 340M shape */
-        bench(8, 2048, 8, 8, 128, 10);
+        for (int portable = 0; portable < 2; portable++) {
+            set_attention_kernels(portable);
+            bench(8, 2048, 16, 16, 64, 10); /* the 340M shape */
+            bench(8, 2048, 8, 8, 128, 10);
+        }
         return testing_result("test_transformer_cuda --bench");
     }
     printf("error: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g through bf16, %g for lse\n",
            TOL_BF16, TOL_LSE);
     test_rotaries();
-    test_attentions();
+    for (int portable = 0; portable < 2; portable++) {
+        set_attention_kernels(portable);
+        test_attentions();
+    }
+    set_attention_kernels(0);
     test_attention_decodes();
     test_refusal();
     test_model();

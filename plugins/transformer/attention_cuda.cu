@@ -39,118 +39,16 @@
  * Rows past a sequence's end are loaded as zeros and never stored. Heads are
  * multiples of 16 up to 128 (one instantiation each). Gradients are ADDED into
  * the bf16 dq, dk, dv, once per element, the sum rounded once. */
-#include <limits.h>
-#include <math.h>
-
 #include <type_traits>
 
+#include "attention_hopper.h"
+#include "attention_math.cuh"
 #include "attention_mma.cuh"
-#include "cuda_check.h"
-#include "cuda_launch.cuh"
-#include "transformer_cuda.h"
 
 #define KEYS 64 /* key rows of a tile in the forward and dq walks */
-#define LOG2E 1.4426950408889634f
-#define LN2 0.6931471805599453f
 #define MAX_HD 128
 
-/* what every kernel needs besides its tensors */
-struct attn_args {
-    const int32_t *cu; /* device offsets [n_seqs + 1] */
-    int H, Hkv, group; /* group = H / Hkv */
-    float scale;       /* hd^-1/2 */
-    float scale_log2;  /* scale · log2(e) */
-    int window;        /* row i sees keys j with i − window < j ≤ i (INT_MAX: all) */
-};
-
-/* key j hidden from query row i */
-static __device__ __forceinline__ bool hidden(int i, int j, int window)
-{
-    return j > i || i - j >= window;
-}
-
-static __device__ __forceinline__ float exp2_fast(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
-/* the quad of lanes sharing an accumulator row */
-static __device__ __forceinline__ float quad_max(float x)
-{
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-
-static __device__ __forceinline__ float quad_sum(float x)
-{
-    x += __shfl_xor_sync(0xffffffffu, x, 1);
-    return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-
-/* Whether some query of rows [r0, r0 + rows) is hidden from some key of
- * [k0, k0 + keys) (the tile needs its mask), and whether some query sees some
- * key (the tile is worth its products). */
-static __device__ __forceinline__ bool edge_tile(int r0, int rows, int k0, int keys, int window)
-{
-    return k0 + keys - 1 > r0 || r0 + rows - 1 - k0 >= window;
-}
-static __device__ __forceinline__ bool any_visible(int r0, int rows, int k0, int keys, int window)
-{
-    return k0 <= r0 + rows - 1 && r0 - (k0 + keys - 1) < window;
-}
-
 /* ------------------------------------------------------------------ forward */
-
-/* The online softmax over one tile of a warp's scores s (log2 units, −inf where
- * masked): the running max m and sum l of its two rows per thread, o rescaled;
- * s becomes p = 2^(s − m). l stays a per-thread partial sum until the end. */
-template <int NT, int NO>
-static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
-                                                      float (&l)[2], float (&o)[NO][4])
-{
-    float mx[2] = {m[0], m[1]}, base[2];
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        mx[r] = quad_max(mx[r]);
-        base[r] = mx[r] == -INFINITY ? 0.0f : mx[r]; /* a row with nothing visible yet */
-        float correction = exp2_fast(m[r] - base[r]);  /* 0 while m = −inf */
-        l[r] *= correction;
-        m[r] = mx[r];
-#pragma unroll
-        for (int j = 0; j < NO; j++)
-            o[j][2 * r] *= correction, o[j][2 * r + 1] *= correction;
-    }
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            float p = exp2_fast(s[j][e] - base[e / 2]);
-            s[j][e] = p;
-            l[e / 2] += p;
-        }
-}
-
-/* a warp's scores of rows r0.. against keys k0.. in log2 units, −inf where
- * hidden (MASK: the tile has such keys; without, no element is tested) */
-template <bool MASK, int NT>
-static __device__ __forceinline__ void scale_scores(float (&s)[NT][4], int r0, int k0,
-                                                    const attn_args &a)
-{
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            bool off = MASK && hidden(r0 + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
-            s[j][e] = off ? -INFINITY : s[j][e] * a.scale_log2;
-        }
-}
 
 /* One key tile (keys k0.. of the sequence) for the warp's 16 query rows from
  * `first` (rows m0.. of the block's Q tile). */
@@ -173,70 +71,6 @@ static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float
     warp_mma_regs<HD / 8, NT / 2, true>(o, p, sv, LD); /* O += P V */
 }
 
-/* A block's BM query rows [q0, q0 + BM) of one (sequence, head): blockIdx.x =
- * sequence·H + head, blockIdx.y counts query tiles from the last (the longest
- * walks start first). The forward and the dq kernel walk its key/value tiles
- * alike. */
-template <int HD, int BM, int THREADS> struct query_block {
-    static constexpr int LD = HD + 8;
-    int H, h, begin, len, q0;
-    size_t q_stride, kv_stride;
-    const act_t *kg, *vg; /* the key/value head's first row of the sequence */
-
-    __device__ query_block(const attn_args &a, const act_t *k, const act_t *v)
-    {
-        int seq = blockIdx.x / a.H, g;
-        H = a.H, h = blockIdx.x % a.H, g = h / a.group;
-        begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-        q0 = (gridDim.y - 1 - blockIdx.y) * BM;
-        q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
-        kg = k + ((size_t)begin * a.Hkv + g) * HD;
-        vg = v + ((size_t)begin * a.Hkv + g) * HD;
-    }
-    __device__ bool empty() const { return q0 >= len; }
-    /* row i of the sequence, head h, in a [tokens, H] array (lse, D) */
-    __device__ size_t head_row(int i) const { return (size_t)(begin + i) * H + h; }
-    /* row i of the sequence, head h, in a [tokens, H, HD] array (q, o, dq, dout) */
-    __device__ size_t row_at(int i) const { return head_row(i) * HD; }
-    /* the block's rows of x into s (in the copy group of the next load_kv) */
-    __device__ void load_rows(act_t *s, const act_t *x) const
-    {
-        load_tile<BM, HD, THREADS>(s, x + row_at(q0), q_stride, len - q0);
-    }
-    /* key tile t into buffer t % 2 of sk and sv, as one copy group */
-    __device__ void load_kv(act_t *sk, act_t *sv, int t) const
-    {
-        int k0 = t * KEYS, buf = t & 1;
-        load_tile<KEYS, HD, THREADS>(sk + buf * KEYS * LD, kg + k0 * kv_stride, kv_stride, len - k0);
-        load_tile<KEYS, HD, THREADS>(sv + buf * KEYS * LD, vg + k0 * kv_stride, kv_stride, len - k0);
-        cp_async_commit();
-    }
-    /* the first key tile some row of the block sees */
-    __device__ int first_tile(int window) const
-    {
-        return q0 - window + 1 > 0 ? (q0 - window + 1) / KEYS : 0;
-    }
-    /* tile(K, V, k0) for every key tile from first_tile() up to the block's
-     * last row, each in shared memory, with the next tile's copy in flight
-     * meanwhile; the caller has started first_tile()'s copy */
-    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, int window, Tile tile) const
-    {
-        int tiles = (min(q0 + BM, len) + KEYS - 1) / KEYS;
-        for (int t = first_tile(window); t < tiles; t++) {
-            if (t + 1 < tiles) {
-                load_kv(sk, sv, t + 1);
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            __syncthreads();
-            int buf = t & 1;
-            tile(sk + buf * KEYS * LD, sv + buf * KEYS * LD, t * KEYS);
-            __syncthreads(); /* the buffer is free for the copy after next */
-        }
-    }
-};
-
 /* Block: BM = 16·WARPS query rows of one (sequence, head) (query_block).
  * Shared: Q [BM], K and V [2][KEYS] rows of HD + 8. */
 template <int HD, int WARPS>
@@ -248,7 +82,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     extern __shared__ __align__(16) unsigned char smem[];
     act_t *sq = reinterpret_cast<act_t *>(smem), *sk = sq + BM * LD, *sv = sk + 2 * KEYS * LD;
 
-    const query_block<HD, BM, THREADS> b(a, k, v);
+    const query_block<HD, BM, KEYS, THREADS, padded_tiles> b(a, k, v);
     if (b.empty())
         return;
     b.load_rows(sq, q);
@@ -259,24 +93,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
         if (first < b.len && any_visible(first, 16, k0, KEYS, a.window))
             forward_tile<HD>(acc, m, l, sq, tk, tv, m0, first, k0, a);
     });
-    if (first >= b.len)
-        return;
-
-    float inv[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] = quad_sum(l[r]);
-        inv[r] = 1.0f / l[r];
-        int i = first + acc_row(2 * r);
-        if (lane_id() % 4 == 0 && i < b.len)
-            lse[b.head_row(i)] = LN2 * (m[r] + log2f(l[r]));
-    }
-#pragma unroll
-    for (int j = 0; j < HD / 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            acc[j][e] *= inv[e / 2];
-    store_rows<false>(o + b.row_at(first), b.q_stride, b.len - first, acc, 1.0f);
+    finish_forward<HD>(o, lse, acc, m, l, first, b);
 }
 
 /* ------------------------------------------------------------------ backward: D */
@@ -302,23 +119,6 @@ static __global__ void row_dots(float *D, const act_t *dout, const act_t *o, int
 
 /* ------------------------------------------------------------------ backward: dk, dv */
 
-/* Pᵀ of the warp's keys first.. against queries qs.. (their lse in log2
- * units in slse), 0 where hidden (MASK as scale_scores's) */
-template <bool MASK, int NT>
-static __device__ __forceinline__ void transposed_probabilities(float (&pt)[NT][4],
-                                                                const float *slse, int first,
-                                                                int qs, const attn_args &a)
-{
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int c = 8 * j + acc_col(e);
-            bool off = MASK && hidden(qs + c, first + acc_row(e), a.window);
-            pt[j][e] = off ? 0.0f : exp2_fast(pt[j][e] * a.scale_log2 - slse[c]);
-        }
-}
-
 /* One query tile (queries qs.. of head hq; lse in log2 units and D of its rows
  * in slse, sD) for the warp's 16 keys from `first` (rows m0 of the K, V tiles). */
 template <int HD, int QT>
@@ -342,11 +142,7 @@ static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (
     }
     float dst[NT][4] = {};
     warp_mma_shared<NT, HD, false>(dst, sv, LD, m0, sdo, LD); /* dPᵀ = V dOᵀ */
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            dst[j][e] = pt[j][e] * (dst[j][e] - sD[8 * j + acc_col(e)]); /* dSᵀ */
+    transposed_score_grads(dst, pt, sD);
     uint32_t da[NT / 2][4];
     acc_to_a<NT>(da, dst);
     warp_mma_regs<HD / 8, NT / 2, true>(dk, da, sq, LD); /* dK += dSᵀ Q (scaled at the end) */
@@ -368,78 +164,24 @@ static __global__ void __launch_bounds__(32 * WARPS)
     act_t *sdo = sq + 2 * QT * LD;
     float *slse = reinterpret_cast<float *>(sdo + 2 * QT * LD), *sD = slse + 2 * QT;
 
-    int seq = blockIdx.x / a.Hkv, g = blockIdx.x % a.Hkv;
-    int begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-    int k0 = blockIdx.y * BK;
-    if (k0 >= len)
+    const key_block<HD, BK, QT, THREADS, padded_tiles> b(a, q, dout, lse, D);
+    if (b.empty())
         return;
-    size_t q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
-    size_t kv_at = ((size_t)(begin + k0) * a.Hkv + g) * HD;
-    load_tile<BK, HD, THREADS>(sk, k + kv_at, kv_stride, len - k0);
-    load_tile<BK, HD, THREADS>(sv, v + kv_at, kv_stride, len - k0);
-
-    /* query tiles from the one holding k0 to the last whose rows see a key of the block */
-    int last_row = (int)min((long long)len, (long long)k0 + BK - 1 + a.window) - 1;
-    int first_tile = k0 / QT, tiles = last_row / QT + 1 - first_tile;
-    auto tile_start = [&](int it) { return (first_tile + it % tiles) * QT; };
-    auto load_q = [&](int it, int buf) {
-        int hq = g * a.group + it / tiles, qs = tile_start(it);
-        size_t at = ((size_t)(begin + qs) * a.H + hq) * HD;
-        load_tile<QT, HD, THREADS>(sq + buf * QT * LD, q + at, q_stride, len - qs);
-        load_tile<QT, HD, THREADS>(sdo + buf * QT * LD, dout + at, q_stride, len - qs);
-        cp_async_commit();
-        for (int c = threadIdx.x; c < QT; c += THREADS) {
-            int i = qs + c;
-            size_t row = (size_t)(begin + i) * a.H + hq;
-            slse[buf * QT + c] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
-            sD[buf * QT + c] = i < len ? D[row] : 0.0f;
-        }
-    };
-    load_q(0, 0); /* in the same copy group as K and V */
-
-    int m0 = 16 * warp_id(), first = k0 + m0; /* the warp's first key in the sequence */
-    int steps = a.group * tiles;
+    b.load_keys(sk, sv, k, v);
+    int m0 = 16 * warp_id(), first = b.k0 + m0; /* the warp's first key in the sequence */
     float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
-    for (int it = 0; it < steps; it++) {
-        if (it + 1 < steps) {
-            load_q(it + 1, (it + 1) & 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        int qs = tile_start(it), buf = it & 1;
-        if (first < len && any_visible(qs, QT, first, 16, a.window))
-            dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, sq + buf * QT * LD, sdo + buf * QT * LD,
-                              slse + buf * QT, sD + buf * QT, m0, first, qs, a);
-        __syncthreads();
-    }
-    if (first >= len)
+    b.walk(sq, sdo, slse, sD, [&](const act_t *tq, const act_t *tdo, const float *tl, const float *tD, int qs) {
+        if (first < b.len && any_visible(qs, QT, first, 16, a.window))
+            dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, tq, tdo, tl, tD, m0, first, qs, a);
+    });
+    if (first >= b.len)
         return;
-    size_t at = ((size_t)(begin + first) * a.Hkv + g) * HD;
-    store_rows<true>(dk + at, kv_stride, len - first, dk_acc, a.scale);
-    store_rows<true>(dv + at, kv_stride, len - first, dv_acc, 1.0f);
+    size_t at = b.kv_row_at(first);
+    store_rows<true>(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
+    store_rows<true>(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
 }
 
 /* ------------------------------------------------------------------ backward: dq */
-
-/* dS = P ⊙ (dP − D) of the warp's rows first.. against keys k0.., P from the
- * scores p and the rows' lse (log2 units), 0 where hidden (MASK as
- * scale_scores's) */
-template <bool MASK, int NT>
-static __device__ __forceinline__ void score_grads(float (&ds)[NT][4], const float (&p)[NT][4],
-                                                   const float (&lse2)[2], const float (&Dr)[2],
-                                                   int first, int k0, const attn_args &a)
-{
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            bool off = MASK && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
-            float pe = off ? 0.0f : exp2_fast(p[j][e] * a.scale_log2 - lse2[e / 2]);
-            ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
-        }
-}
 
 /* One key tile for the warp's 16 query rows from `first`, whose lse (log2
  * units) and D are lse2, Dr */
@@ -474,7 +216,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     act_t *sq = reinterpret_cast<act_t *>(smem), *sdo = sq + BM * LD, *sk = sdo + BM * LD;
     act_t *sv = sk + 2 * KEYS * LD;
 
-    const query_block<HD, BM, THREADS> b(a, k, v);
+    const query_block<HD, BM, KEYS, THREADS, padded_tiles> b(a, k, v);
     if (b.empty())
         return;
     b.load_rows(sq, q);
@@ -508,41 +250,6 @@ template <int HD> struct tiling {
     static constexpr int DKDV_QT = HD <= 64 ? 64 : 32;  /* dk, dv: query tile */
 };
 
-static int max_length(const transformer_seqs *s)
-{
-    int longest = 0;
-    for (int i = 0; i < s->n_seqs; i++)
-        {
-        int len = s->cu_seqlens[i + 1] - s->cu_seqlens[i];
-        longest = len > longest ? len : longest;
-    }
-    return longest;
-}
-
-/* the launch grid: blocks of `rows` rows over every (sequence, head) */
-static dim3 grid_of(const transformer_seqs *s, int heads, int rows)
-{
-    int tiles = (max_length(s) + rows - 1) / rows;
-    if (tiles > 65535) {
-        fprintf(stderr, "attention_cuda: a sequence of %d tokens is too long\n", max_length(s));
-        exit(1);
-    }
-    return dim3((unsigned)(s->n_seqs * heads), (unsigned)tiles);
-}
-
-/* kernels above 48 KiB of dynamic shared memory must say so first */
-template <typename K> static void allow_shared(K kernel, size_t bytes)
-{
-    if (bytes > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)bytes));
-}
-
-static attn_args args_of(const attention_dims *d)
-{
-    return attn_args{d->seqs.cu_seqlens_backend, d->H, d->Hkv, d->H / d->Hkv, d->scale,
-                     d->scale * LOG2E, d->window > 0 ? d->window : INT_MAX};
-}
 
 template <int HD>
 static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
@@ -630,6 +337,10 @@ void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, c
     if (d->seqs.n_seqs == 0 || d->seqs.cu_seqlens[d->seqs.n_seqs] == 0)
         return;
     check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
+    if (attention_hopper_applies(d->hd)) {
+        attention_hopper_forward(act(o), lse, act(q), act(k), act(v), d);
+        return;
+    }
     with_head_dim(d->hd, [&](auto hd) {
         forward_hd<decltype(hd)::value>(act(o), lse, act(q), act(k), act(v), d);
     });
@@ -648,6 +359,11 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
     row_dots<<<(rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32), CUDA_BLOCK>>>(work, act(dout), act(o),
                                                                                rows, d->hd);
     CUDA_CHECK_LAUNCH();
+    if (attention_hopper_applies(d->hd)) {
+        attention_hopper_backward(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k),
+                                  act(v), d);
+        return;
+    }
     with_head_dim(d->hd, [&](auto hd) {
         backward_hd<decltype(hd)::value>(act(dq), act(dk), act(dv), act(dout), lse, work, act(q),
                                          act(k), act(v), d);

@@ -8,10 +8,8 @@
  * 16-byte aligned since head dims are multiples of 16).
  *
  * A warp's accumulator of a 16×(8·NT) product is float acc[NT][4]: element e of
- * acc[j] lies at row acc_row(e), column 8j + acc_col(e) (the m16n8 C layout).
- * The same registers, rounded to bf16 two by two (acc_to_a), are the A operand
- * of a product with that accumulator as its left factor: the C layout of two
- * neighbouring 16×8 tiles is the A layout of one 16×16 slice. */
+ * acc[j] lies at row acc_row(e), column 8j + acc_col(e) (the m16n8 C layout;
+ * acc_to_a makes it a left operand, mma_bf16.cuh). */
 #ifndef FLAME_ATTENTION_MMA_CUH
 #define FLAME_ATTENTION_MMA_CUH
 
@@ -41,6 +39,17 @@ static __device__ __forceinline__ void load_tile(act_t *dst, const act_t *src, s
     }
 }
 
+/* these tiles as attention_math.cuh's blocks take them */
+struct padded_tiles {
+    static constexpr __host__ __device__ int size(int rows, int hd) { return rows * (hd + 8); }
+    template <int ROWS, int HD, int THREADS>
+    static __device__ __forceinline__ void load(act_t *dst, const act_t *src, size_t stride, int valid)
+    {
+        load_tile<ROWS, HD, THREADS>(dst, src, stride, valid);
+    }
+    static __device__ __forceinline__ void publish() {}
+};
+
 /* ------------------------------------------------------------------ operands */
 
 /* the 16×16 A operand, rows m0.., depth k0.., of a tile stored [m][k] */
@@ -62,25 +71,6 @@ static __device__ __forceinline__ void load_b(uint32_t (&b)[4], const act_t *s, 
         ldmatrix4<true>(b, s + (k0 + l % 8 + 8 * (q & 1)) * ld + n0 + 8 * (q >> 1));
     else
         ldmatrix4<false>(b, s + (n0 + l % 8 + 8 * (q >> 1)) * ld + k0 + 8 * (q & 1));
-}
-
-static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (lo) in the low half */
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-/* a 16×(8·NT) accumulator as the A operand of NT/2 slices 16 deep, in bf16 */
-template <int NT>
-static __device__ __forceinline__ void acc_to_a(uint32_t (&a)[NT / 2][4], const float (&c)[NT][4])
-{
-#pragma unroll
-    for (int s = 0; s < NT / 2; s++) {
-        a[s][0] = pack_bf16(c[2 * s][0], c[2 * s][1]);
-        a[s][1] = pack_bf16(c[2 * s][2], c[2 * s][3]);
-        a[s][2] = pack_bf16(c[2 * s + 1][0], c[2 * s + 1][1]);
-        a[s][3] = pack_bf16(c[2 * s + 1][2], c[2 * s + 1][3]);
-    }
 }
 
 /* ------------------------------------------------------------------ warp products */
@@ -121,31 +111,6 @@ static __device__ __forceinline__ void warp_mma_regs(float (&acc)[NT][4], const 
             load_b<B_KN>(bf, b, ldb, 16 * s, 16 * p);
             mma(acc[2 * p], a[s], bf[0], bf[1]);
             mma(acc[2 * p + 1], a[s], bf[2], bf[3]);
-        }
-}
-
-/* ------------------------------------------------------------------ results */
-
-/* rows [row0, row0 + 16) of a [rows, ·] bf16 output, row r at dst + r·stride:
- * = scale·acc, or += with ADD; rows from `valid` on are left alone */
-template <bool ADD, int NT>
-static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int valid,
-                                                  const float (&acc)[NT][4], float scale)
-{
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            int r = acc_row(2 * half), c = 8 * j + acc_col(0);
-            if (r >= valid)
-                continue;
-            __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(dst + r * stride + c);
-            float x = scale * acc[j][2 * half], y = scale * acc[j][2 * half + 1];
-            if (ADD) {
-                float2 old = __bfloat1622float2(*p);
-                x += old.x, y += old.y;
-            }
-            *p = __floats2bfloat162_rn(x, y);
         }
 }
 

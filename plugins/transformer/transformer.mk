@@ -14,16 +14,17 @@ plugins_transformer_libtransformer_la_LIBADD = plugins/transformer/libtransforme
 	plugins/common/liblm.la -lm
 # the CUDA kernels: cudart and the C++ runtime of nvcc's host code, nothing of libflame
 TRANSFORMER_CUDA_SRCS = plugins/transformer/rotary_cuda.cu plugins/transformer/attention_cuda.cu \
-	plugins/transformer/attention_decode_cuda.cu
+	plugins/transformer/attention_hopper.cu plugins/transformer/attention_decode_cuda.cu
+TRANSFORMER_CUDA_HDRS = plugins/transformer/transformer.h plugins/transformer/transformer_cuda.h \
+	plugins/transformer/attention_mma.cuh plugins/transformer/attention_math.cuh \
+	plugins/transformer/attention_hopper.h
 if HAVE_CUDA
 noinst_LTLIBRARIES += plugins/transformer/libtransformer_cuda.la
-plugins_transformer_libtransformer_cuda_la_SOURCES = $(TRANSFORMER_CUDA_SRCS) \
-	plugins/transformer/transformer_cuda.h plugins/transformer/attention_mma.cuh
+plugins_transformer_libtransformer_cuda_la_SOURCES = $(TRANSFORMER_CUDA_SRCS) $(TRANSFORMER_CUDA_HDRS)
 plugins_transformer_libtransformer_cuda_la_LIBADD = $(CUDA_LDFLAGS) -lcudart -lstdc++
 plugins_transformer_libtransformer_kernels_la_LIBADD += plugins/transformer/libtransformer_cuda.la
 endif
-$(TRANSFORMER_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) plugins/transformer/transformer.h \
-	plugins/transformer/transformer_cuda.h plugins/transformer/attention_mma.cuh
+$(TRANSFORMER_CUDA_SRCS:.cu=.lo): $(CUDA_KERNEL_HDRS) $(TRANSFORMER_CUDA_HDRS)
 
 plugin_LTLIBRARIES += plugins/transformer/transformer.la
 plugins_transformer_transformer_la_SOURCES =

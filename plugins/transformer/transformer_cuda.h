@@ -40,6 +40,10 @@ void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, c
 void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *o,
                              const float *lse, const void *q, const void *k, const void *v,
                              const attention_dims *d, float *work);
+/* On an H100/H200 (sm_90a in the build) head dims 64 and 128 take Hopper's
+ * kernels (warpgroup products); for tests, 1 sends every call to the
+ * portable ones instead, 0 (the default) lets Hopper's take theirs */
+void attention_cuda_portable_only(int on);
 
 #ifdef __cplusplus
 }

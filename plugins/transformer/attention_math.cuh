@@ -1,0 +1,397 @@
+/* What the attention kernels on the GPU share, the portable ones
+ * (attention_cuda.cu) and Hopper's (attention_hopper.cu): the arguments, the
+ * masks, the online softmax and the score gradients on accumulators in the
+ * m16n8 layout (mma_bf16.cuh; wgmma's is the same per warp), and the launch
+ * arithmetic. The math is attention_cuda.cu's opening comment. */
+#ifndef FLAME_ATTENTION_MATH_CUH
+#define FLAME_ATTENTION_MATH_CUH
+
+#include <limits.h>
+#include <math.h>
+
+#include "cuda_check.h"
+#include "mma_bf16.cuh"
+#include "transformer_cuda.h"
+
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+/* what every kernel needs besides its tensors */
+struct attn_args {
+    const int32_t *cu; /* device offsets [n_seqs + 1] */
+    int H, Hkv, group; /* group = H / Hkv */
+    float scale;       /* hd^-1/2 */
+    float scale_log2;  /* scale · log2(e) */
+    int window;        /* row i sees keys j with i − window < j ≤ i (INT_MAX: all) */
+};
+
+/* key j hidden from query row i */
+static __device__ __forceinline__ bool hidden(int i, int j, int window)
+{
+    return j > i || i - j >= window;
+}
+
+static __device__ __forceinline__ float exp2_fast(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* the quad of lanes sharing an accumulator row */
+static __device__ __forceinline__ float quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+static __device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* Whether some query of rows [r0, r0 + rows) is hidden from some key of
+ * [k0, k0 + keys) (the tile needs its mask), and whether some query sees some
+ * key (the tile is worth its products). */
+static __device__ __forceinline__ bool edge_tile(int r0, int rows, int k0, int keys, int window)
+{
+    return k0 + keys - 1 > r0 || r0 + rows - 1 - k0 >= window;
+}
+static __device__ __forceinline__ bool any_visible(int r0, int rows, int k0, int keys, int window)
+{
+    return k0 <= r0 + rows - 1 && r0 - (k0 + keys - 1) < window;
+}
+
+/* ------------------------------------------------------------------ softmax */
+
+/* The online softmax over one tile of a warp's scores s (log2 units, −inf where
+ * masked): the running max m and sum l of its two rows per thread, o rescaled;
+ * s becomes p = 2^(s − m). l stays a per-thread partial sum until the end. */
+template <int NT, int NO>
+static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
+                                                      float (&l)[2], float (&o)[NO][4])
+{
+    float mx[2] = {m[0], m[1]}, base[2];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = quad_max(mx[r]);
+        base[r] = mx[r] == -INFINITY ? 0.0f : mx[r]; /* a row with nothing visible yet */
+        float correction = exp2_fast(m[r] - base[r]);  /* 0 while m = −inf */
+        l[r] *= correction;
+        m[r] = mx[r];
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+            o[j][2 * r] *= correction, o[j][2 * r + 1] *= correction;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float p = exp2_fast(s[j][e] - base[e / 2]);
+            s[j][e] = p;
+            l[e / 2] += p;
+        }
+}
+
+/* a warp's scores of rows r0.. against keys k0.. in log2 units, −inf where
+ * hidden (MASK: the tile has such keys; without, no element is tested) */
+template <bool MASK, int NT>
+static __device__ __forceinline__ void scale_scores(float (&s)[NT][4], int r0, int k0,
+                                                    const attn_args &a)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bool off = MASK && hidden(r0 + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
+            s[j][e] = off ? -INFINITY : s[j][e] * a.scale_log2;
+        }
+}
+
+/* Pᵀ of the warp's keys first.. against queries qs.. (their lse in log2
+ * units in slse), 0 where hidden (MASK as scale_scores's) */
+template <bool MASK, int NT>
+static __device__ __forceinline__ void transposed_probabilities(float (&pt)[NT][4],
+                                                                const float *slse, int first,
+                                                                int qs, const attn_args &a)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int c = 8 * j + acc_col(e);
+            bool off = MASK && hidden(qs + c, first + acc_row(e), a.window);
+            pt[j][e] = off ? 0.0f : exp2_fast(pt[j][e] * a.scale_log2 - slse[c]);
+        }
+}
+
+/* dS = P ⊙ (dP − D) of the warp's rows first.. against keys k0.., P from the
+ * scores p and the rows' lse (log2 units), 0 where hidden (MASK as
+ * scale_scores's) */
+template <bool MASK, int NT>
+static __device__ __forceinline__ void score_grads(float (&ds)[NT][4], const float (&p)[NT][4],
+                                                   const float (&lse2)[2], const float (&Dr)[2],
+                                                   int first, int k0, const attn_args &a)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            bool off = MASK && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
+            float pe = off ? 0.0f : exp2_fast(p[j][e] * a.scale_log2 - lse2[e / 2]);
+            ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
+        }
+}
+
+/* ------------------------------------------------------------------ results */
+
+/* rows [row0, row0 + 16) of a [rows, ·] bf16 output, row r at dst + r·stride:
+ * = scale·acc, or += with ADD; rows from `valid` on are left alone */
+template <bool ADD, int NT>
+static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int valid,
+                                                  const float (&acc)[NT][4], float scale)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int r = acc_row(2 * half), c = 8 * j + acc_col(0);
+            if (r >= valid)
+                continue;
+            __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(dst + r * stride + c);
+            float x = scale * acc[j][2 * half], y = scale * acc[j][2 * half + 1];
+            if (ADD) {
+                float2 old = __bfloat1622float2(*p);
+                x += old.x, y += old.y;
+            }
+            *p = __floats2bfloat162_rn(x, y);
+        }
+}
+
+/* ------------------------------------------------------------------ blocks */
+
+/* How a kernel keeps its tiles in shared memory, for the blocks below:
+ *   Tiles::size(rows, hd)   the values a tile of `rows` rows takes
+ *   Tiles::load<ROWS, HD, THREADS>(dst, src, stride, valid)
+ *                           rows into a tile by all threads (cp.async; zeros from row `valid`)
+ *   Tiles::publish()        after the copies landed, before the barrier that shows them */
+
+/* A block's BM query rows [q0, q0 + BM) of one (sequence, head): blockIdx.x =
+ * sequence·H + head, blockIdx.y counts query tiles from the last (the longest
+ * walks start first). The forward and the dq kernels walk its key/value tiles
+ * of BN rows alike. */
+template <int HD, int BM, int BN, int THREADS, typename Tiles> struct query_block {
+    static constexpr int TILE = Tiles::size(BN, HD);
+    int H, h, begin, len, q0;
+    size_t q_stride, kv_stride;
+    const act_t *kg, *vg; /* the key/value head's first row of the sequence */
+
+    __device__ query_block(const attn_args &a, const act_t *k, const act_t *v)
+    {
+        int seq = blockIdx.x / a.H, g;
+        H = a.H, h = blockIdx.x % a.H, g = h / a.group;
+        begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+        q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+        q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+        kg = k + ((size_t)begin * a.Hkv + g) * HD;
+        vg = v + ((size_t)begin * a.Hkv + g) * HD;
+    }
+    __device__ bool empty() const { return q0 >= len; }
+    /* row i of the sequence, head h, in a [tokens, H] array (lse, D) */
+    __device__ size_t head_row(int i) const { return (size_t)(begin + i) * H + h; }
+    /* row i of the sequence, head h, in a [tokens, H, HD] array (q, o, dq, dout) */
+    __device__ size_t row_at(int i) const { return head_row(i) * HD; }
+    /* the block's rows of x into s (in the copy group of the next load_kv) */
+    __device__ void load_rows(act_t *s, const act_t *x) const
+    {
+        Tiles::template load<BM, HD, THREADS>(s, x + row_at(q0), q_stride, len - q0);
+    }
+    /* key tile t into buffer t % 2 of sk and sv, as one copy group */
+    __device__ void load_kv(act_t *sk, act_t *sv, int t) const
+    {
+        int k0 = t * BN, buf = t & 1;
+        Tiles::template load<BN, HD, THREADS>(sk + buf * TILE, kg + k0 * kv_stride, kv_stride, len - k0);
+        Tiles::template load<BN, HD, THREADS>(sv + buf * TILE, vg + k0 * kv_stride, kv_stride, len - k0);
+        cp_async_commit();
+    }
+    /* the first key tile some row of the block sees */
+    __device__ int first_tile(int window) const
+    {
+        return q0 - window + 1 > 0 ? (q0 - window + 1) / BN : 0;
+    }
+    /* tile(K, V, k0) for every key tile from first_tile() up to the block's
+     * last row, each in shared memory, with the next tile's copy in flight
+     * meanwhile; the caller has started first_tile()'s copy */
+    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, int window, Tile tile) const
+    {
+        int tiles = (min(q0 + BM, len) + BN - 1) / BN;
+        for (int t = first_tile(window); t < tiles; t++) {
+            if (t + 1 < tiles) {
+                load_kv(sk, sv, t + 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            Tiles::publish();
+            __syncthreads();
+            int buf = t & 1;
+            tile(sk + buf * TILE, sv + buf * TILE, t * BN);
+            __syncthreads(); /* the buffer is free for the copy after next */
+        }
+    }
+};
+
+/* A block's BK keys [k0, k0 + BK) of one (sequence, key/value head):
+ * blockIdx.x = sequence·Hkv + head, blockIdx.y the key tile. The dk/dv
+ * kernels walk (query head of the group, query tile of QT rows from the one
+ * holding k0 to the last whose rows see a key of the block), the tiles of Q
+ * and dO double-buffered with their rows' lse (log2 units) and D. */
+template <int HD, int BK, int QT, int THREADS, typename Tiles> struct key_block {
+    static constexpr int TILE = Tiles::size(QT, HD);
+    int g, group, H, begin, len, k0, first_tile, tiles;
+    size_t q_stride, kv_stride;
+    const act_t *q, *dout;
+    const float *lse, *D;
+
+    __device__ key_block(const attn_args &a, const act_t *q_, const act_t *dout_, const float *lse_,
+                         const float *D_)
+        : q(q_), dout(dout_), lse(lse_), D(D_)
+    {
+        int seq = blockIdx.x / a.Hkv;
+        g = blockIdx.x % a.Hkv, group = a.group, H = a.H;
+        begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+        k0 = blockIdx.y * BK;
+        q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+        int last_row = (int)min((long long)len, (long long)k0 + BK - 1 + a.window) - 1;
+        first_tile = k0 / QT, tiles = last_row / QT + 1 - first_tile;
+    }
+    __device__ bool empty() const { return k0 >= len; }
+    /* row i of the sequence, head g, in a [tokens, Hkv, HD] array (k, v, dk, dv) */
+    __device__ size_t kv_row_at(int i) const { return ((size_t)(begin + i) * (H / group) + g) * HD; }
+    /* the block's keys and values (in the copy group of the walk's first tile) */
+    __device__ void load_keys(act_t *sk, act_t *sv, const act_t *k, const act_t *v) const
+    {
+        Tiles::template load<BK, HD, THREADS>(sk, k + kv_row_at(k0), kv_stride, len - k0);
+        Tiles::template load<BK, HD, THREADS>(sv, v + kv_row_at(k0), kv_stride, len - k0);
+    }
+    __device__ int tile_start(int it) const { return (first_tile + it % tiles) * QT; }
+    /* step it's query tile into buffer buf, as one copy group */
+    __device__ void load_q(act_t *sq, act_t *sdo, float *slse, float *sD, int it, int buf) const
+    {
+        int hq = g * group + it / tiles, qs = tile_start(it);
+        size_t at = ((size_t)(begin + qs) * H + hq) * HD;
+        Tiles::template load<QT, HD, THREADS>(sq + buf * TILE, q + at, q_stride, len - qs);
+        Tiles::template load<QT, HD, THREADS>(sdo + buf * TILE, dout + at, q_stride, len - qs);
+        cp_async_commit();
+        for (int c = threadIdx.x; c < QT; c += THREADS) {
+            int i = qs + c;
+            size_t row = (size_t)(begin + i) * H + hq;
+            slse[buf * QT + c] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
+            sD[buf * QT + c] = i < len ? D[row] : 0.0f;
+        }
+    }
+    /* tile(Q, dO, lse, D, qs) for every step, each in shared memory, with the
+     * next step's copy in flight meanwhile */
+    template <typename Tile>
+    __device__ void walk(act_t *sq, act_t *sdo, float *slse, float *sD, Tile tile) const
+    {
+        load_q(sq, sdo, slse, sD, 0, 0);
+        int steps = group * tiles;
+        for (int it = 0; it < steps; it++) {
+            if (it + 1 < steps) {
+                load_q(sq, sdo, slse, sD, it + 1, (it + 1) & 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            Tiles::publish();
+            __syncthreads();
+            int buf = it & 1;
+            tile(sq + buf * TILE, sdo + buf * TILE, slse + buf * QT, sD + buf * QT, tile_start(it));
+            __syncthreads();
+        }
+    }
+};
+
+/* The forward's end for a warp's 16 rows from `first` of block b: o = acc / l
+ * and lse = ln 2 · (m + log2 l) of rows inside the sequence */
+template <int HD, typename Block>
+static __device__ __forceinline__ void finish_forward(act_t *o, float *lse, float (&acc)[HD / 8][4],
+                                                      const float (&m)[2], float (&l)[2], int first,
+                                                      const Block &b)
+{
+    if (first >= b.len)
+        return;
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] = quad_sum(l[r]);
+        inv[r] = 1.0f / l[r];
+        int i = first + acc_row(2 * r);
+        if (lane_id() % 4 == 0 && i < b.len)
+            lse[b.head_row(i)] = LN2 * (m[r] + log2f(l[r]));
+    }
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[j][e] *= inv[e / 2];
+    store_rows<false>(o + b.row_at(first), b.q_stride, b.len - first, acc, 1.0f);
+}
+
+/* dSᵀ = Pᵀ ⊙ (dPᵀ − D) in place of dPᵀ, D of the tile's queries in sD */
+template <int NT>
+static __device__ __forceinline__ void transposed_score_grads(float (&dst)[NT][4], const float (&pt)[NT][4],
+                                                              const float *sD)
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dst[j][e] = pt[j][e] * (dst[j][e] - sD[8 * j + acc_col(e)]);
+}
+
+/* ------------------------------------------------------------------ launches */
+
+static int max_length(const transformer_seqs *s)
+{
+    int longest = 0;
+    for (int i = 0; i < s->n_seqs; i++) {
+        int len = s->cu_seqlens[i + 1] - s->cu_seqlens[i];
+        longest = len > longest ? len : longest;
+    }
+    return longest;
+}
+
+/* the launch grid: blocks of `rows` rows over every (sequence, head) */
+static dim3 grid_of(const transformer_seqs *s, int heads, int rows)
+{
+    int tiles = (max_length(s) + rows - 1) / rows;
+    if (tiles > 65535) {
+        fprintf(stderr, "attention_cuda: a sequence of %d tokens is too long\n", max_length(s));
+        exit(1);
+    }
+    return dim3((unsigned)(s->n_seqs * heads), (unsigned)tiles);
+}
+
+/* kernels above 48 KiB of dynamic shared memory must say so first */
+template <typename K> static void allow_shared(K kernel, size_t bytes)
+{
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)bytes));
+}
+
+static attn_args args_of(const attention_dims *d)
+{
+    return attn_args{d->seqs.cu_seqlens_backend, d->H, d->Hkv, d->H / d->Hkv, d->scale,
+                     d->scale * LOG2E, d->window > 0 ? d->window : INT_MAX};
+}
+
+#endif
