@@ -9,7 +9,8 @@
  * column 8j + acc_col(e). A left operand in registers has mma.sync's
  * m16n8k16 A layout per warp, so acc_to_a turns an accumulator into one.
  *
- * Operands in shared memory are swizzled tiles (load_swizzled): R rows of HD
+ * Operands in shared memory are swizzled tiles (as tma.cuh's copies write
+ * them): R rows of HD
  * bf16 values (HD a multiple of 64) as HD/64 column blocks of R rows of 128
  * bytes, the 16-byte piece c of row r stored at piece c ^ (r % 8) of that row
  * (the 128-byte swizzle, which spreads a column's eight rows over all banks).
@@ -22,11 +23,8 @@
  * The shared memory descriptor (PTX ISA, "Matrix Descriptor Format"): start
  * address, leading and stride byte offsets (all >> 4) and the swizzle mode.
  *
- * Shared memory written by ordinary stores or cp.async must be made visible
- * to the products (which read it through the async proxy) with
- * fence_async_shared() by the writing threads before the barrier that
- * publishes it. Registers an asynchronous product reads or writes stay the
- * product's until wgmma_wait: keep() after the wait tells the compiler so. */
+ * Registers an asynchronous product reads or writes stay the product's until
+ * wgmma_wait: keep() after the wait tells the compiler so. */
 #ifndef FLAME_WGMMA_CUH
 #define FLAME_WGMMA_CUH
 
@@ -44,55 +42,6 @@
 static __device__ __forceinline__ int warpgroup_id() { return threadIdx.x / 128; }
 /* the warp within its warpgroup */
 static __device__ __forceinline__ int warpgroup_warp() { return threadIdx.x / 32 % 4; }
-
-/* ------------------------------------------------------------------ tiles */
-
-/* shared memory written through the generic proxy, made visible to the async one */
-static __device__ __forceinline__ void fence_async_shared()
-{
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-}
-
-/* byte offset of 16-byte piece `piece` (of HD / 8) of row r in a swizzled tile of R rows */
-template <int R>
-static __device__ __forceinline__ uint32_t swizzled_offset(int r, int piece)
-{
-    return (uint32_t)((piece / 8) * R * 128 + r * 128 + ((piece % 8) ^ (r % 8)) * 16);
-}
-
-/* R rows of HD values into a swizzled tile, by all THREADS threads with
- * cp.async: row r from src + r·stride, zeros from row `valid` on (src, row 0,
- * must be readable) */
-template <int R, int HD, int THREADS>
-static __device__ __forceinline__ void load_swizzled(act_t *dst, const act_t *src, size_t stride,
-                                                     int valid)
-{
-    static_assert(HD % 64 == 0 && R % 8 == 0, "swizzled tiles are 8 rows by 64 columns at least");
-    constexpr int PER_ROW = HD / 8, PIECES = R * PER_ROW;
-    unsigned char *base = reinterpret_cast<unsigned char *>(dst);
-#pragma unroll
-    for (int it = 0; it < (PIECES + THREADS - 1) / THREADS; it++) {
-        int idx = it * THREADS + threadIdx.x;
-        if (PIECES % THREADS != 0 && idx >= PIECES)
-            break;
-        int r = idx / PER_ROW, piece = idx % PER_ROW;
-        bool ok = r < valid;
-        cp_async16(base + swizzled_offset<R>(r, piece), src + (size_t)(ok ? r : 0) * stride + 8 * piece,
-                   ok);
-    }
-}
-
-/* these tiles as a kernel's tile policy (plugins/transformer/attention_math.cuh) */
-struct swizzled_tiles {
-    static constexpr __host__ __device__ int size(int rows, int hd) { return rows * hd; }
-    template <int ROWS, int HD, int THREADS>
-    static __device__ __forceinline__ void load(act_t *dst, const act_t *src, size_t stride, int valid)
-    {
-        load_swizzled<ROWS, HD, THREADS>(dst, src, stride, valid);
-    }
-    /* cp.async wrote through the generic proxy, the products read through the async one */
-    static __device__ __forceinline__ void publish() { fence_async_shared(); }
-};
 
 /* ------------------------------------------------------------------ descriptors */
 

@@ -48,6 +48,109 @@
 #define KEYS 64 /* key rows of a tile in the forward and dq walks */
 #define MAX_HD 128
 
+/* ------------------------------------------------------------------ walks */
+
+/* query_rows walking its tiles with cp.async, double-buffered */
+template <int HD, int BM, int BN, int THREADS>
+struct query_block : query_rows<HD, BM, BN> {
+    static constexpr int TILE = BN * (HD + 8);
+    using rows = query_rows<HD, BM, BN>;
+    const act_t *kg, *vg; /* the key/value head's first row of the sequence */
+
+    __device__ query_block(const attn_args &a, const act_t *k, const act_t *v) : rows(a)
+    {
+        kg = k + ((size_t)rows::begin * a.Hkv + rows::g) * HD;
+        vg = v + ((size_t)rows::begin * a.Hkv + rows::g) * HD;
+    }
+    /* the block's rows of x into s (in the copy group of the next load_kv) */
+    __device__ void load_rows(act_t *s, const act_t *x) const
+    {
+        load_tile<BM, HD, THREADS>(s, x + rows::row_at(rows::q0), rows::q_stride,
+                                              rows::len - rows::q0);
+    }
+    /* key tile t into buffer t % 2 of sk and sv, as one copy group */
+    __device__ void load_kv(act_t *sk, act_t *sv, int t) const
+    {
+        int k0 = t * BN, buf = t & 1, valid = rows::len - k0;
+        size_t stride = rows::kv_stride;
+        load_tile<BN, HD, THREADS>(sk + buf * TILE, kg + k0 * stride, stride, valid);
+        load_tile<BN, HD, THREADS>(sv + buf * TILE, vg + k0 * stride, stride, valid);
+        cp_async_commit();
+    }
+    /* tile(K, V, k0) for every key tile of the walk, each in shared memory,
+     * with the next tile's copy in flight meanwhile; the caller has started
+     * first_tile()'s copy */
+    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, int window, Tile tile) const
+    {
+        int tiles = rows::end_tile();
+        for (int t = rows::first_tile(window); t < tiles; t++) {
+            if (t + 1 < tiles) {
+                load_kv(sk, sv, t + 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            int buf = t & 1;
+            tile(sk + buf * TILE, sv + buf * TILE, t * BN);
+            __syncthreads(); /* the buffer is free for the copy after next */
+        }
+    }
+};
+
+/* key_rows walking its steps with cp.async, the tiles of Q and dO
+ * double-buffered with their rows' lse and D */
+template <int HD, int BK, int QT, int THREADS> struct key_block : key_rows<HD, BK, QT> {
+    static constexpr int TILE = QT * (HD + 8);
+    using rows = key_rows<HD, BK, QT>;
+    const act_t *q, *dout;
+    const float *lse, *D;
+
+    __device__ key_block(const attn_args &a, const act_t *q_, const act_t *dout_, const float *lse_,
+                         const float *D_)
+        : rows(a), q(q_), dout(dout_), lse(lse_), D(D_)
+    {
+    }
+    /* the block's keys and values (in the copy group of the walk's first tile) */
+    __device__ void load_keys(act_t *sk, act_t *sv, const act_t *k, const act_t *v) const
+    {
+        size_t at = rows::kv_row_at(rows::k0);
+        int valid = rows::len - rows::k0;
+        load_tile<BK, HD, THREADS>(sk, k + at, rows::kv_stride, valid);
+        load_tile<BK, HD, THREADS>(sv, v + at, rows::kv_stride, valid);
+    }
+    /* step it's query tile into buffer buf, as one copy group */
+    __device__ void load_q(act_t *sq, act_t *sdo, float *slse, float *sD, int it, int buf) const
+    {
+        int qs = rows::step_start(it), valid = rows::len - qs;
+        size_t at = ((size_t)(rows::begin + qs) * rows::H + rows::step_head(it)) * HD;
+        load_tile<QT, HD, THREADS>(sq + buf * TILE, q + at, rows::q_stride, valid);
+        load_tile<QT, HD, THREADS>(sdo + buf * TILE, dout + at, rows::q_stride, valid);
+        cp_async_commit();
+        rows::load_stats(slse + buf * QT, sD + buf * QT, lse, D, it, threadIdx.x, THREADS);
+    }
+    /* tile(Q, dO, lse, D, qs) for every step, each in shared memory, with the
+     * next step's copy in flight meanwhile */
+    template <typename Tile>
+    __device__ void walk(act_t *sq, act_t *sdo, float *slse, float *sD, Tile tile) const
+    {
+        load_q(sq, sdo, slse, sD, 0, 0);
+        int steps = rows::steps();
+        for (int it = 0; it < steps; it++) {
+            if (it + 1 < steps) {
+                load_q(sq, sdo, slse, sD, it + 1, (it + 1) & 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            int buf = it & 1;
+            tile(sq + buf * TILE, sdo + buf * TILE, slse + buf * QT, sD + buf * QT, rows::step_start(it));
+            __syncthreads();
+        }
+    }
+};
+
 /* ------------------------------------------------------------------ forward */
 
 /* One key tile (keys k0.. of the sequence) for the warp's 16 query rows from
@@ -82,7 +185,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     extern __shared__ __align__(16) unsigned char smem[];
     act_t *sq = reinterpret_cast<act_t *>(smem), *sk = sq + BM * LD, *sv = sk + 2 * KEYS * LD;
 
-    const query_block<HD, BM, KEYS, THREADS, padded_tiles> b(a, k, v);
+    const query_block<HD, BM, KEYS, THREADS> b(a, k, v);
     if (b.empty())
         return;
     b.load_rows(sq, q);
@@ -164,7 +267,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     act_t *sdo = sq + 2 * QT * LD;
     float *slse = reinterpret_cast<float *>(sdo + 2 * QT * LD), *sD = slse + 2 * QT;
 
-    const key_block<HD, BK, QT, THREADS, padded_tiles> b(a, q, dout, lse, D);
+    const key_block<HD, BK, QT, THREADS> b(a, q, dout, lse, D);
     if (b.empty())
         return;
     b.load_keys(sk, sv, k, v);
@@ -216,7 +319,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     act_t *sq = reinterpret_cast<act_t *>(smem), *sdo = sq + BM * LD, *sk = sdo + BM * LD;
     act_t *sv = sk + 2 * KEYS * LD;
 
-    const query_block<HD, BM, KEYS, THREADS, padded_tiles> b(a, k, v);
+    const query_block<HD, BM, KEYS, THREADS> b(a, k, v);
     if (b.empty())
         return;
     b.load_rows(sq, q);

@@ -3,29 +3,40 @@
  * comment: the forward's online softmax; a dk/dv kernel walking query tiles
  * and a dq kernel walking key tiles, so that the backward is deterministic
  * without atomics) with warpgroup products (kernels/wgmma.cuh) in place of
- * mma.sync.
+ * mma.sync and the tensor memory accelerator (kernels/tma.cuh) in place of
+ * cp.async.
  *
- * A block is two warpgroups; each owns 64 rows of the block's 128 (queries in
- * the forward and dq kernels, keys in the dk/dv kernel) and makes its
- * products 64 rows at a time from shared memory, where the tiles sit in the
- * swizzled layout the products read. The walks are attention_math.cuh's
- * query_block and key_block: the next tile's copy (cp.async) is in flight
- * while the warpgroups work on the current one. A warpgroup skips a tile
- * none of its rows sees; masks and the softmax are per warp as in the
- * portable kernels (the accumulators' layout is the same). */
+ * A block is three warpgroups. The first is the producer: one thread copies
+ * the block's own rows once and then the tiles of its walk (attention_math.cuh's
+ * query_rows and key_rows) into a ring of STAGES buffers, each as soon as the
+ * consumers have handed it back. The other two are consumers: each owns 64 of
+ * the block's 128 rows (queries in the forward and dq kernels, keys in the
+ * dk/dv kernel) and makes its products 64 rows at a time from the swizzled
+ * tiles; they wait for a buffer, work, and hand it back, each at its own pace
+ * (no block-wide barrier in the walk), so that one's softmax runs beside the
+ * other's products. A consumer skips a tile none of its rows sees; masks and
+ * the softmax are per warp as in the portable kernels (the accumulators'
+ * layout is the same). Rows past a sequence's end are copied like any
+ * (another sequence's rows, zeros past the tensor): they are never stored,
+ * and the masks give them no weight, as in the portable kernels. */
 #include "attention_hopper.h"
 #include "attention_math.cuh"
-#include "wgmma.cuh"
+#include "tma.cuh"
 
-#define WG_ROWS 64  /* rows of a warpgroup's products */
-#define BLOCK_ROWS 128 /* two warpgroups */
-#define THREADS 256
+#define WG_ROWS 64     /* rows of a consumer's products */
+#define BLOCK_ROWS 128 /* two consumers */
+#define THREADS 384    /* the producer and two consumers */
+#define CONSUMER_WARPS 8
+#define PRODUCER_REGS 40 /* registers per thread after the split: 128·40 + 256·232 ≤ 65536 */
+#define CONSUMER_REGS 232
 
-/* tiles per head dim: keys of a forward tile, of a dq tile, queries of a dk/dv tile */
+/* per head dim: keys of a forward tile and of a dq tile, queries of a dk/dv
+ * tile, and the ring's buffers */
 template <int HD> struct hopper_tiling {
     static constexpr int FWD_KEYS = 128;
     static constexpr int DQ_KEYS = 64;
     static constexpr int DKDV_QUERIES = 64;
+    static constexpr int STAGES = 2;
 };
 
 /* the block's tiles: its dynamic shared memory from the swizzle's first period */
@@ -33,6 +44,44 @@ static __device__ __forceinline__ act_t *tiles_base(unsigned char *smem)
 {
     uint32_t pad = (WGMMA_ALIGN - shared_address(smem) % WGMMA_ALIGN) % WGMMA_ALIGN;
     return reinterpret_cast<act_t *>(smem + pad);
+}
+
+/* ------------------------------------------------------------------ the ring */
+
+/* STAGES buffers: full[s] completes when buffer s's copies have landed (and
+ * the producer's arrivals are in), empty[s] when every consumer warp is done
+ * with it. Use n of the walk (n = 0, 1, …) takes buffer n % STAGES. */
+template <int STAGES> struct ring {
+    uint64_t full[STAGES], empty[STAGES];
+
+    __device__ void init(int producer_arrivals)
+    {
+        for (int s = 0; s < STAGES; s++)
+            barrier_init(&full[s], producer_arrivals), barrier_init(&empty[s], CONSUMER_WARPS);
+    }
+    /* the producer, before filling use n's buffer: the consumers are done with use n − STAGES */
+    __device__ void acquire(int n)
+    {
+        if (n >= STAGES)
+            wait_phase(&empty[n % STAGES], (n / STAGES - 1) & 1);
+    }
+    /* a consumer, before reading use n's buffer */
+    __device__ void wait(int n) { wait_phase(&full[n % STAGES], (n / STAGES) & 1); }
+    /* a consumer warp, after its products on use n's buffer have completed
+     * (also when it skipped the tile, after wait(n): an arrival must not count
+     * for the buffer's previous use) */
+    __device__ void release(int n)
+    {
+        if (lane_id() == 0)
+            barrier_arrive(&empty[n % STAGES]);
+    }
+};
+
+/* the shared memory a kernel asks for: `values` of bf16 tiles, `floats`, the
+ * barriers, and room to align the tiles */
+static size_t shared_bytes(size_t values, size_t floats, size_t barriers)
+{
+    return values * sizeof(act_t) + floats * sizeof(float) + barriers * sizeof(uint64_t) + WGMMA_ALIGN;
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -65,27 +114,58 @@ static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float
     keep(p);
 }
 
-/* Shared: Q [128], K and V [2][BN] swizzled rows. */
-template <int HD, int BN>
+/* Shared: Q [128], K and V [STAGES][BN] swizzled rows; the barriers. */
+template <int HD, int BN, int STAGES>
 static __global__ void __launch_bounds__(THREADS, 1)
-    hopper_forward_kernel(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
+    hopper_forward_kernel(act_t *o, float *lse, const __grid_constant__ CUtensorMap qmap,
+                          const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
                           attn_args a)
 {
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
-    act_t *sq = tiles_base(smem), *sk = sq + BLOCK_ROWS * HD, *sv = sk + 2 * BN * HD;
-    const query_block<HD, BLOCK_ROWS, BN, THREADS, swizzled_tiles> b(a, k, v);
+    act_t *sq = tiles_base(smem), *sk = sq + BLOCK_ROWS * HD, *sv = sk + STAGES * BN * HD;
+    uint64_t *q_full = reinterpret_cast<uint64_t *>(sv + STAGES * BN * HD);
+    ring<STAGES> *kv = reinterpret_cast<ring<STAGES> *>(q_full + 1);
+    const query_rows<HD, BLOCK_ROWS, BN> b(a);
     if (b.empty())
         return;
-    b.load_rows(sq, q);
-    b.load_kv(sk, sv, b.first_tile(a.window));
-    int row0 = WG_ROWS * warpgroup_id(), wg_first = b.q0 + row0;
+    int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+    if (threadIdx.x == 0) {
+        barrier_init(q_full, 1);
+        kv->init(1);
+        barrier_init_fence();
+    }
+    __syncthreads();
+
+    if (warpgroup_id() == 0) { /* the producer */
+        registers_down<PRODUCER_REGS>();
+        if (threadIdx.x != 0)
+            return;
+        expect_bytes(q_full, BLOCK_ROWS * HD * sizeof(act_t));
+        tma_rows<BLOCK_ROWS, HD>(sq, &qmap, b.h, b.begin + b.q0, q_full);
+        barrier_arrive(q_full);
+        for (int n = 0; n < tiles; n++) {
+            int s = n % STAGES, token = b.begin + (first_tile + n) * BN;
+            kv->acquire(n);
+            expect_bytes(&kv->full[s], 2 * BN * HD * sizeof(act_t));
+            tma_rows<BN, HD>(sk + s * BN * HD, &kmap, b.g, token, &kv->full[s]);
+            tma_rows<BN, HD>(sv + s * BN * HD, &vmap, b.g, token, &kv->full[s]);
+            barrier_arrive(&kv->full[s]);
+        }
+        return;
+    }
+    registers_up<CONSUMER_REGS>();
+    int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
     int first = wg_first + 16 * warpgroup_warp(); /* the warp's first row in the sequence */
     float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    b.walk(sk, sv, a.window, [&](const act_t *tk, const act_t *tv, int k0) {
+    wait_phase(q_full, 0);
+    for (int n = 0; n < tiles; n++) {
+        int s = n % STAGES, k0 = (first_tile + n) * BN;
+        kv->wait(n);
         if (wg_first < b.len && any_visible(wg_first, WG_ROWS, k0, BN, a.window))
-            forward_tile<HD, BN>(acc, m, l, sq, tk, tv, row0, first, k0, a);
-    });
+            forward_tile<HD, BN>(acc, m, l, sq, sk + s * BN * HD, sv + s * BN * HD, row0, first, k0, a);
+        kv->release(n);
+    }
     finish_forward<HD>(o, lse, acc, m, l, first, b);
 #endif
 }
@@ -128,28 +208,71 @@ static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (
     keep(da);
 }
 
-/* Shared: K, V [128]; Q, dO [2][QT] swizzled rows; lse, D [2][QT] floats. */
-template <int HD, int QT>
+/* Shared: K, V [128]; Q, dO [STAGES][QT] swizzled rows; lse, D [STAGES][QT]
+ * floats; the barriers. The producer's whole warp writes lse and D, so a
+ * buffer's full barrier counts 32 arrivals. */
+template <int HD, int QT, int STAGES>
 static __global__ void __launch_bounds__(THREADS, 1)
-    hopper_dkdv_kernel(act_t *dk, act_t *dv, const act_t *dout, const float *lse, const float *D,
-                       const act_t *q, const act_t *k, const act_t *v, attn_args a)
+    hopper_dkdv_kernel(act_t *dk, act_t *dv, const float *lse, const float *D,
+                       const __grid_constant__ CUtensorMap qmap, const __grid_constant__ CUtensorMap domap,
+                       const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
+                       attn_args a)
 {
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
     act_t *sk = tiles_base(smem), *sv = sk + BLOCK_ROWS * HD, *sq = sv + BLOCK_ROWS * HD;
-    act_t *sdo = sq + 2 * QT * HD;
-    float *slse = reinterpret_cast<float *>(sdo + 2 * QT * HD), *sD = slse + 2 * QT;
-    const key_block<HD, BLOCK_ROWS, QT, THREADS, swizzled_tiles> b(a, q, dout, lse, D);
+    act_t *sdo = sq + STAGES * QT * HD;
+    float *slse = reinterpret_cast<float *>(sdo + STAGES * QT * HD), *sD = slse + STAGES * QT;
+    uint64_t *kv_full = reinterpret_cast<uint64_t *>(sD + STAGES * QT);
+    ring<STAGES> *qs_ring = reinterpret_cast<ring<STAGES> *>(kv_full + 1);
+    const key_rows<HD, BLOCK_ROWS, QT> b(a);
     if (b.empty())
         return;
-    b.load_keys(sk, sv, k, v);
-    int row0 = WG_ROWS * warpgroup_id(), wg_first = b.k0 + row0;
+    int steps = b.steps();
+    if (threadIdx.x == 0) {
+        barrier_init(kv_full, 1);
+        qs_ring->init(32);
+        barrier_init_fence();
+    }
+    __syncthreads();
+
+    if (warpgroup_id() == 0) { /* the producer */
+        registers_down<PRODUCER_REGS>();
+        if (threadIdx.x >= 32)
+            return;
+        int lane = lane_id();
+        if (lane == 0) {
+            expect_bytes(kv_full, 2 * BLOCK_ROWS * HD * sizeof(act_t));
+            tma_rows<BLOCK_ROWS, HD>(sk, &kmap, b.g, b.begin + b.k0, kv_full);
+            tma_rows<BLOCK_ROWS, HD>(sv, &vmap, b.g, b.begin + b.k0, kv_full);
+            barrier_arrive(kv_full);
+        }
+        for (int n = 0; n < steps; n++) {
+            int s = n % STAGES, head = b.step_head(n), token = b.begin + b.step_start(n);
+            qs_ring->acquire(n);
+            if (lane == 0) {
+                expect_bytes(&qs_ring->full[s], 2 * QT * HD * sizeof(act_t));
+                tma_rows<QT, HD>(sq + s * QT * HD, &qmap, head, token, &qs_ring->full[s]);
+                tma_rows<QT, HD>(sdo + s * QT * HD, &domap, head, token, &qs_ring->full[s]);
+            }
+            b.load_stats(slse + s * QT, sD + s * QT, lse, D, n, lane, 32);
+            barrier_arrive(&qs_ring->full[s]); /* each lane after its stores */
+        }
+        return;
+    }
+    registers_up<CONSUMER_REGS>();
+    int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
     int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
     float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
-    b.walk(sq, sdo, slse, sD, [&](const act_t *tq, const act_t *tdo, const float *tl, const float *tD, int qs) {
+    wait_phase(kv_full, 0);
+    for (int n = 0; n < steps; n++) {
+        int s = n % STAGES, qs = b.step_start(n);
+        qs_ring->wait(n);
         if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
-            dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, tq, tdo, tl, tD, row0, first, qs, a);
-    });
+            dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, sq + s * QT * HD, sdo + s * QT * HD, slse + s * QT,
+                              sD + s * QT, row0, first, qs, a);
+        qs_ring->release(n);
+    }
     if (first >= b.len)
         return;
     size_t at = b.kv_row_at(first);
@@ -191,23 +314,50 @@ static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act
     keep(da);
 }
 
-/* Shared: Q, dO [128]; K, V [2][BN] swizzled rows. */
-template <int HD, int BN>
+/* Shared: Q, dO [128]; K, V [STAGES][BN] swizzled rows; the barriers. */
+template <int HD, int BN, int STAGES>
 static __global__ void __launch_bounds__(THREADS, 1)
-    hopper_dq_kernel(act_t *dq, const act_t *dout, const float *lse, const float *D, const act_t *q,
-                     const act_t *k, const act_t *v, attn_args a)
+    hopper_dq_kernel(act_t *dq, const float *lse, const float *D, const __grid_constant__ CUtensorMap qmap,
+                     const __grid_constant__ CUtensorMap domap, const __grid_constant__ CUtensorMap kmap,
+                     const __grid_constant__ CUtensorMap vmap, attn_args a)
 {
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
     act_t *sq = tiles_base(smem), *sdo = sq + BLOCK_ROWS * HD, *sk = sdo + BLOCK_ROWS * HD;
-    act_t *sv = sk + 2 * BN * HD;
-    const query_block<HD, BLOCK_ROWS, BN, THREADS, swizzled_tiles> b(a, k, v);
+    act_t *sv = sk + STAGES * BN * HD;
+    uint64_t *q_full = reinterpret_cast<uint64_t *>(sv + STAGES * BN * HD);
+    ring<STAGES> *kv = reinterpret_cast<ring<STAGES> *>(q_full + 1);
+    const query_rows<HD, BLOCK_ROWS, BN> b(a);
     if (b.empty())
         return;
-    b.load_rows(sq, q);
-    b.load_rows(sdo, dout);
-    b.load_kv(sk, sv, b.first_tile(a.window));
-    int row0 = WG_ROWS * warpgroup_id(), wg_first = b.q0 + row0;
+    int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+    if (threadIdx.x == 0) {
+        barrier_init(q_full, 1);
+        kv->init(1);
+        barrier_init_fence();
+    }
+    __syncthreads();
+
+    if (warpgroup_id() == 0) { /* the producer */
+        registers_down<PRODUCER_REGS>();
+        if (threadIdx.x != 0)
+            return;
+        expect_bytes(q_full, 2 * BLOCK_ROWS * HD * sizeof(act_t));
+        tma_rows<BLOCK_ROWS, HD>(sq, &qmap, b.h, b.begin + b.q0, q_full);
+        tma_rows<BLOCK_ROWS, HD>(sdo, &domap, b.h, b.begin + b.q0, q_full);
+        barrier_arrive(q_full);
+        for (int n = 0; n < tiles; n++) {
+            int s = n % STAGES, token = b.begin + (first_tile + n) * BN;
+            kv->acquire(n);
+            expect_bytes(&kv->full[s], 2 * BN * HD * sizeof(act_t));
+            tma_rows<BN, HD>(sk + s * BN * HD, &kmap, b.g, token, &kv->full[s]);
+            tma_rows<BN, HD>(sv + s * BN * HD, &vmap, b.g, token, &kv->full[s]);
+            barrier_arrive(&kv->full[s]);
+        }
+        return;
+    }
+    registers_up<CONSUMER_REGS>();
+    int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
     int first = wg_first + 16 * warpgroup_warp();
     float lse2[2], Dr[2];
 #pragma unroll
@@ -217,10 +367,14 @@ static __global__ void __launch_bounds__(THREADS, 1)
         Dr[r] = i < b.len ? D[b.head_row(i)] : 0.0f;
     }
     float acc[HD / 8][4] = {};
-    b.walk(sk, sv, a.window, [&](const act_t *tk, const act_t *tv, int k0) {
+    wait_phase(q_full, 0);
+    for (int n = 0; n < tiles; n++) {
+        int s = n % STAGES, k0 = (first_tile + n) * BN;
+        kv->wait(n);
         if (wg_first < b.len && any_visible(wg_first, WG_ROWS, k0, BN, a.window))
-            dq_tile<HD, BN>(acc, sq, sdo, tk, tv, lse2, Dr, row0, first, k0, a);
-    });
+            dq_tile<HD, BN>(acc, sq, sdo, sk + s * BN * HD, sv + s * BN * HD, lse2, Dr, row0, first, k0, a);
+        kv->release(n);
+    }
     if (first < b.len)
         store_rows<true>(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
 #endif
@@ -228,22 +382,20 @@ static __global__ void __launch_bounds__(THREADS, 1)
 
 /* ------------------------------------------------------------------ launches */
 
-/* bytes of dynamic shared memory for `tiles` values of bf16 tiles and `floats`
- * more, with room to align the tiles */
-static size_t shared_bytes(size_t tiles, size_t floats)
-{
-    return tiles * sizeof(act_t) + floats * sizeof(float) + WGMMA_ALIGN;
-}
+static int tokens_of(const attention_dims *d) { return d->seqs.cu_seqlens[d->seqs.n_seqs]; }
 
 template <int HD>
 static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
                        const attention_dims *d)
 {
-    constexpr int BN = hopper_tiling<HD>::FWD_KEYS;
-    auto kernel = hopper_forward_kernel<HD, BN>;
-    size_t smem = shared_bytes((size_t)(BLOCK_ROWS + 4 * BN) * HD, 0);
+    constexpr int BN = hopper_tiling<HD>::FWD_KEYS, STAGES = hopper_tiling<HD>::STAGES;
+    int n = tokens_of(d);
+    auto kernel = hopper_forward_kernel<HD, BN, STAGES>;
+    size_t smem = shared_bytes((size_t)(BLOCK_ROWS + 2 * STAGES * BN) * HD, 0, 1 + 2 * STAGES);
     allow_shared(kernel, smem);
-    kernel<<<grid_of(&d->seqs, d->H, BLOCK_ROWS), THREADS, smem>>>(o, lse, q, k, v, args_of(d));
+    kernel<<<grid_of(&d->seqs, d->H, BLOCK_ROWS), THREADS, smem>>>(
+        o, lse, row_map(q, n, d->H, HD, BLOCK_ROWS), row_map(k, n, d->Hkv, HD, BN),
+        row_map(v, n, d->Hkv, HD, BN), args_of(d));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -252,21 +404,28 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
                         const float *D, const act_t *q, const act_t *k, const act_t *v,
                         const attention_dims *d)
 {
+    constexpr int STAGES = hopper_tiling<HD>::STAGES;
     attn_args a = args_of(d);
+    int n = tokens_of(d);
     {
         constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES;
-        auto kernel = hopper_dkdv_kernel<HD, QT>;
-        size_t smem = shared_bytes((size_t)(2 * BLOCK_ROWS + 4 * QT) * HD, 4 * QT);
+        auto kernel = hopper_dkdv_kernel<HD, QT, STAGES>;
+        size_t smem = shared_bytes((size_t)(2 * BLOCK_ROWS + 2 * STAGES * QT) * HD, 2 * STAGES * QT,
+                                   1 + 2 * STAGES);
         allow_shared(kernel, smem);
-        kernel<<<grid_of(&d->seqs, d->Hkv, BLOCK_ROWS), THREADS, smem>>>(dk, dv, dout, lse, D, q, k, v, a);
+        kernel<<<grid_of(&d->seqs, d->Hkv, BLOCK_ROWS), THREADS, smem>>>(
+            dk, dv, lse, D, row_map(q, n, d->H, HD, QT), row_map(dout, n, d->H, HD, QT),
+            row_map(k, n, d->Hkv, HD, BLOCK_ROWS), row_map(v, n, d->Hkv, HD, BLOCK_ROWS), a);
         CUDA_CHECK_LAUNCH();
     }
     {
         constexpr int BN = hopper_tiling<HD>::DQ_KEYS;
-        auto kernel = hopper_dq_kernel<HD, BN>;
-        size_t smem = shared_bytes((size_t)(2 * BLOCK_ROWS + 4 * BN) * HD, 0);
+        auto kernel = hopper_dq_kernel<HD, BN, STAGES>;
+        size_t smem = shared_bytes((size_t)(2 * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0, 1 + 2 * STAGES);
         allow_shared(kernel, smem);
-        kernel<<<grid_of(&d->seqs, d->H, BLOCK_ROWS), THREADS, smem>>>(dq, dout, lse, D, q, k, v, a);
+        kernel<<<grid_of(&d->seqs, d->H, BLOCK_ROWS), THREADS, smem>>>(
+            dq, lse, D, row_map(q, n, d->H, HD, BLOCK_ROWS), row_map(dout, n, d->H, HD, BLOCK_ROWS),
+            row_map(k, n, d->Hkv, HD, BN), row_map(v, n, d->Hkv, HD, BN), a);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -289,7 +448,7 @@ static bool hopper_here()
                cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
                cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                major == 9 && minor == 0 &&
-               cudaFuncGetAttributes(&attributes, hopper_forward_kernel<64, 128>) == cudaSuccess &&
+               cudaFuncGetAttributes(&attributes, hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS, hopper_tiling<64>::STAGES>) == cudaSuccess &&
                attributes.binaryVersion == 90;
         cudaGetLastError(); /* a kernel without an image here is an answer, not an error */
     }

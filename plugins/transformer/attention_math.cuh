@@ -176,92 +176,45 @@ static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int
 
 /* ------------------------------------------------------------------ blocks */
 
-/* How a kernel keeps its tiles in shared memory, for the blocks below:
- *   Tiles::size(rows, hd)   the values a tile of `rows` rows takes
- *   Tiles::load<ROWS, HD, THREADS>(dst, src, stride, valid)
- *                           rows into a tile by all threads (cp.async; zeros from row `valid`)
- *   Tiles::publish()        after the copies landed, before the barrier that shows them */
-
 /* A block's BM query rows [q0, q0 + BM) of one (sequence, head): blockIdx.x =
  * sequence·H + head, blockIdx.y counts query tiles from the last (the longest
  * walks start first). The forward and the dq kernels walk its key/value tiles
- * of BN rows alike. */
-template <int HD, int BM, int BN, int THREADS, typename Tiles> struct query_block {
-    static constexpr int TILE = Tiles::size(BN, HD);
-    int H, h, begin, len, q0;
+ * of BN rows, from first_tile() to the one holding the block's last row. */
+template <int HD, int BM, int BN> struct query_rows {
+    int H, h, g, begin, len, q0;
     size_t q_stride, kv_stride;
-    const act_t *kg, *vg; /* the key/value head's first row of the sequence */
 
-    __device__ query_block(const attn_args &a, const act_t *k, const act_t *v)
+    __device__ query_rows(const attn_args &a)
     {
-        int seq = blockIdx.x / a.H, g;
+        int seq = blockIdx.x / a.H;
         H = a.H, h = blockIdx.x % a.H, g = h / a.group;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
         q0 = (gridDim.y - 1 - blockIdx.y) * BM;
         q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
-        kg = k + ((size_t)begin * a.Hkv + g) * HD;
-        vg = v + ((size_t)begin * a.Hkv + g) * HD;
     }
     __device__ bool empty() const { return q0 >= len; }
     /* row i of the sequence, head h, in a [tokens, H] array (lse, D) */
     __device__ size_t head_row(int i) const { return (size_t)(begin + i) * H + h; }
     /* row i of the sequence, head h, in a [tokens, H, HD] array (q, o, dq, dout) */
     __device__ size_t row_at(int i) const { return head_row(i) * HD; }
-    /* the block's rows of x into s (in the copy group of the next load_kv) */
-    __device__ void load_rows(act_t *s, const act_t *x) const
-    {
-        Tiles::template load<BM, HD, THREADS>(s, x + row_at(q0), q_stride, len - q0);
-    }
-    /* key tile t into buffer t % 2 of sk and sv, as one copy group */
-    __device__ void load_kv(act_t *sk, act_t *sv, int t) const
-    {
-        int k0 = t * BN, buf = t & 1;
-        Tiles::template load<BN, HD, THREADS>(sk + buf * TILE, kg + k0 * kv_stride, kv_stride, len - k0);
-        Tiles::template load<BN, HD, THREADS>(sv + buf * TILE, vg + k0 * kv_stride, kv_stride, len - k0);
-        cp_async_commit();
-    }
-    /* the first key tile some row of the block sees */
+    /* the first key tile some row of the block sees, and the end of the walk */
     __device__ int first_tile(int window) const
     {
         return q0 - window + 1 > 0 ? (q0 - window + 1) / BN : 0;
     }
-    /* tile(K, V, k0) for every key tile from first_tile() up to the block's
-     * last row, each in shared memory, with the next tile's copy in flight
-     * meanwhile; the caller has started first_tile()'s copy */
-    template <typename Tile> __device__ void walk(act_t *sk, act_t *sv, int window, Tile tile) const
-    {
-        int tiles = (min(q0 + BM, len) + BN - 1) / BN;
-        for (int t = first_tile(window); t < tiles; t++) {
-            if (t + 1 < tiles) {
-                load_kv(sk, sv, t + 1);
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            Tiles::publish();
-            __syncthreads();
-            int buf = t & 1;
-            tile(sk + buf * TILE, sv + buf * TILE, t * BN);
-            __syncthreads(); /* the buffer is free for the copy after next */
-        }
-    }
+    __device__ int end_tile() const { return (min(q0 + BM, len) + BN - 1) / BN; }
 };
 
 /* A block's BK keys [k0, k0 + BK) of one (sequence, key/value head):
  * blockIdx.x = sequence·Hkv + head, blockIdx.y the key tile. The dk/dv
- * kernels walk (query head of the group, query tile of QT rows from the one
- * holding k0 to the last whose rows see a key of the block), the tiles of Q
- * and dO double-buffered with their rows' lse (log2 units) and D. */
-template <int HD, int BK, int QT, int THREADS, typename Tiles> struct key_block {
-    static constexpr int TILE = Tiles::size(QT, HD);
+ * kernels walk `steps()` steps: (query head of the group, query tile of QT
+ * rows from the one holding k0 to the last whose rows see a key of the
+ * block). */
+template <int HD, int BK, int QT> struct key_rows {
     int g, group, H, begin, len, k0, first_tile, tiles;
     size_t q_stride, kv_stride;
-    const act_t *q, *dout;
-    const float *lse, *D;
 
-    __device__ key_block(const attn_args &a, const act_t *q_, const act_t *dout_, const float *lse_,
-                         const float *D_)
-        : q(q_), dout(dout_), lse(lse_), D(D_)
+    __device__ key_rows(const attn_args &a)
     {
         int seq = blockIdx.x / a.Hkv;
         g = blockIdx.x % a.Hkv, group = a.group, H = a.H;
@@ -274,47 +227,20 @@ template <int HD, int BK, int QT, int THREADS, typename Tiles> struct key_block 
     __device__ bool empty() const { return k0 >= len; }
     /* row i of the sequence, head g, in a [tokens, Hkv, HD] array (k, v, dk, dv) */
     __device__ size_t kv_row_at(int i) const { return ((size_t)(begin + i) * (H / group) + g) * HD; }
-    /* the block's keys and values (in the copy group of the walk's first tile) */
-    __device__ void load_keys(act_t *sk, act_t *sv, const act_t *k, const act_t *v) const
+    __device__ int steps() const { return group * tiles; }
+    /* step it's query head and first query row */
+    __device__ int step_head(int it) const { return g * group + it / tiles; }
+    __device__ int step_start(int it) const { return (first_tile + it % tiles) * QT; }
+    /* step it's rows' lse (log2 units) and D into slse, sD, by `threads` threads from `thread` */
+    __device__ void load_stats(float *slse, float *sD, const float *lse, const float *D, int it, int thread,
+                               int threads) const
     {
-        Tiles::template load<BK, HD, THREADS>(sk, k + kv_row_at(k0), kv_stride, len - k0);
-        Tiles::template load<BK, HD, THREADS>(sv, v + kv_row_at(k0), kv_stride, len - k0);
-    }
-    __device__ int tile_start(int it) const { return (first_tile + it % tiles) * QT; }
-    /* step it's query tile into buffer buf, as one copy group */
-    __device__ void load_q(act_t *sq, act_t *sdo, float *slse, float *sD, int it, int buf) const
-    {
-        int hq = g * group + it / tiles, qs = tile_start(it);
-        size_t at = ((size_t)(begin + qs) * H + hq) * HD;
-        Tiles::template load<QT, HD, THREADS>(sq + buf * TILE, q + at, q_stride, len - qs);
-        Tiles::template load<QT, HD, THREADS>(sdo + buf * TILE, dout + at, q_stride, len - qs);
-        cp_async_commit();
-        for (int c = threadIdx.x; c < QT; c += THREADS) {
+        int hq = step_head(it), qs = step_start(it);
+        for (int c = thread; c < QT; c += threads) {
             int i = qs + c;
             size_t row = (size_t)(begin + i) * H + hq;
-            slse[buf * QT + c] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
-            sD[buf * QT + c] = i < len ? D[row] : 0.0f;
-        }
-    }
-    /* tile(Q, dO, lse, D, qs) for every step, each in shared memory, with the
-     * next step's copy in flight meanwhile */
-    template <typename Tile>
-    __device__ void walk(act_t *sq, act_t *sdo, float *slse, float *sD, Tile tile) const
-    {
-        load_q(sq, sdo, slse, sD, 0, 0);
-        int steps = group * tiles;
-        for (int it = 0; it < steps; it++) {
-            if (it + 1 < steps) {
-                load_q(sq, sdo, slse, sD, it + 1, (it + 1) & 1);
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            Tiles::publish();
-            __syncthreads();
-            int buf = it & 1;
-            tile(sq + buf * TILE, sdo + buf * TILE, slse + buf * QT, sD + buf * QT, tile_start(it));
-            __syncthreads();
+            slse[c] = i < len ? lse[row] * LOG2E : INFINITY; /* p = 0 past the end */
+            sD[c] = i < len ? D[row] : 0.0f;
         }
     }
 };

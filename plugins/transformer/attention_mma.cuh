@@ -39,17 +39,6 @@ static __device__ __forceinline__ void load_tile(act_t *dst, const act_t *src, s
     }
 }
 
-/* these tiles as attention_math.cuh's blocks take them */
-struct padded_tiles {
-    static constexpr __host__ __device__ int size(int rows, int hd) { return rows * (hd + 8); }
-    template <int ROWS, int HD, int THREADS>
-    static __device__ __forceinline__ void load(act_t *dst, const act_t *src, size_t stride, int valid)
-    {
-        load_tile<ROWS, HD, THREADS>(dst, src, stride, valid);
-    }
-    static __device__ __forceinline__ void publish() {}
-};
-
 /* ------------------------------------------------------------------ operands */
 
 /* the 16×16 A operand, rows m0.., depth k0.., of a tile stored [m][k] */

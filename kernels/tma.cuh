@@ -1,0 +1,122 @@
+/* Hopper's tensor memory accelerator (TMA) and the barriers that go with it
+ * (sm_90a), for kernels that split their warps into a producer, which copies
+ * tiles from global to shared memory, and consumers, which multiply them
+ * (wgmma.cuh):
+ *  - a row map (row_map, on the host) describes a [tokens, heads, hd] bf16
+ *    tensor; tma_rows copies ROWS tokens of one head into a swizzled tile
+ *    (wgmma.cuh's layout: one copy per 64 columns), rows past the tensor's
+ *    end as zeros;
+ *  - the copies complete on an mbarrier: the producer announces the bytes
+ *    (expect_bytes) and the barrier's phase completes when they have landed
+ *    and its arrivals are in; consumers wait for the phase (wait_phase), and
+ *    hand a buffer back by arriving on another barrier;
+ *  - producer and consumers rebalance their registers (setmaxnreg).
+ * PTX ISA: "Tensor copy", "mbarrier", "setmaxnreg". */
+#ifndef FLAME_TMA_CUH
+#define FLAME_TMA_CUH
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include "wgmma.cuh"
+
+/* ------------------------------------------------------------------ barriers */
+
+static __device__ __forceinline__ void barrier_init(uint64_t *bar, int arrivals)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(arrivals)
+                 : "memory");
+}
+/* makes the initialized barriers visible to the async proxy (the copies) */
+static __device__ __forceinline__ void barrier_init_fence()
+{
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+/* the current phase also waits for `bytes` of copies (announced before they are issued) */
+static __device__ __forceinline__ void expect_bytes(uint64_t *bar, uint32_t bytes)
+{
+    asm volatile("mbarrier.expect_tx.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void barrier_arrive(uint64_t *bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_address(bar)) : "memory");
+}
+/* until the phase of parity `parity` has completed */
+static __device__ __forceinline__ void wait_phase(uint64_t *bar, uint32_t parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(shared_address(bar)), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+/* ------------------------------------------------------------------ registers */
+
+template <int N> static __device__ __forceinline__ void registers_down()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+template <int N> static __device__ __forceinline__ void registers_up()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
+
+/* ------------------------------------------------------------------ copies */
+
+/* ROWS tokens from `token` of head `head` into a swizzled tile of ROWS rows
+ * and HD columns, completing on bar */
+template <int ROWS, int HD>
+static __device__ __forceinline__ void tma_rows(act_t *tile, const CUtensorMap *map, int head, int token,
+                                                uint64_t *bar)
+{
+#pragma unroll
+    for (int block = 0; block < HD / 64; block++)
+        asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                     "[%0], [%1, {%3, %4, %5}], [%2];" ::"r"(shared_address(tile + block * ROWS * 64)),
+                     "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(64 * block),
+                     "r"(head), "r"(token)
+                     : "memory");
+}
+
+/* The map of a [tokens, heads, hd] bf16 tensor at x, copied `rows` tokens
+ * by 64 columns of one head at a time with the 128-byte swizzle. The driver's
+ * encoder is found through the runtime, so nothing links libcuda. */
+static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, int rows)
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 encode;
+    if (!encode) {
+        cudaDriverEntryPointQueryResult found;
+        void *fn = nullptr;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                             &found) != cudaSuccess ||
+            found != cudaDriverEntryPointSuccess || !fn) {
+            fprintf(stderr, "tma: the driver has no cuTensorMapEncodeTiled\n");
+            exit(1);
+        }
+        encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+    }
+    CUtensorMap map;
+    cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)heads, (cuuint64_t)tokens};
+    cuuint64_t strides[2] = {(cuuint64_t)hd * 2, (cuuint64_t)heads * hd * 2}; /* bytes, dims 1 and 2 */
+    cuuint32_t box[3] = {64, 1, (cuuint32_t)rows}, unit[3] = {1, 1, 1};
+    CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(x), dims, strides, box,
+                        unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        fprintf(stderr, "tma: cuTensorMapEncodeTiled failed (%d) for %d tokens × %d heads × %d\n", (int)r,
+                tokens, heads, hd);
+        exit(1);
+    }
+    return map;
+}
+
+#endif
