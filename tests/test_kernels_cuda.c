@@ -21,13 +21,15 @@
  *    rounded, so the CPU's sum is rounded to bf16 before its part is taken.
  *  - Exact checks: the casts (to_act against testing_round_bf16, ties included) and
  *    adamw's bf16 copy (against testing_round_bf16 of the GPU's own fp32 parameters).
- * Without a usable GPU (or without CUDA in the build) it prints
+ * `test_kernels_cuda --bench` times the products at the 340M models' shapes
+ * instead. Without a usable GPU (or without CUDA in the build) it prints
  * "SKIP: <reason>" and exits 77, Automake's "skipped". */
 #include <stdio.h>
 
 #ifdef FLAME_HAVE_CUDA
 #include <float.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu_kernels.h"
 #include "cuda_kernels.h"
@@ -779,12 +781,86 @@ static void run_all(void)
     test_cross_entropy(37, 129, CE_NEITHER);
 }
 
-int main(void)
+/* ---- --bench: the products at the 340M models' shapes ---- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* mean ms of run() over reps calls after one, the device drained around them */
+static double time_ms(void (*run)(const void *), const void *arg, int reps)
+{
+    run(arg);
+    gpu->synchronize();
+    double t0 = now_ms();
+    for (int r = 0; r < reps; r++)
+        run(arg);
+    gpu->synchronize();
+    return (now_ms() - t0) / reps;
+}
+
+typedef struct product {
+    int M, K, N;
+    void *in, *w, *out, *dout, *din;
+    float *dw;
+} product;
+
+static void product_forward(const void *arg)
+{
+    const product *p = arg;
+    gpu->matmul_forward(p->out, p->in, p->w, NULL, NULL, p->M, p->K, p->N);
+}
+static void product_input_grad(const void *arg)
+{
+    const product *p = arg;
+    gpu->matmul_backward(p->din, FLAME_GRAD_SET, NULL, NULL, p->dout, p->in, p->w, p->M, p->K, p->N);
+}
+static void product_weight_grad(const void *arg)
+{
+    const product *p = arg;
+    gpu->matmul_backward(NULL, FLAME_GRAD_SET, p->dw, NULL, p->dout, p->in, p->w, p->M, p->K, p->N);
+}
+
+/* out[M,N] = in[M,K]·wᵀ, din = dout·w and dw += doutᵀ·in, each in TFLOP/s */
+static void bench_product(const char *what, int M, int K, int N)
+{
+    float *x = testing_random_bf16((size_t)M * (K > N ? K : N), -1, 1);
+    product p = {M, K, N, dev_act(x, (size_t)M * K), dev_act(x, (size_t)N * K), dev_act(x, (size_t)M * N),
+                 dev_act(x, (size_t)M * N), dev_act(x, (size_t)M * K), dev_f32(x, (size_t)N * K)};
+    double flops = 2.0 * M * K * N, reps = 20;
+    double f = time_ms(product_forward, &p, reps), di = time_ms(product_input_grad, &p, reps);
+    double dw = time_ms(product_weight_grad, &p, reps);
+    printf("%-28s M=%d K=%d N=%d: forward %.3f ms (%.0f TFLOP/s), din %.3f ms (%.0f), dw %.3f ms (%.0f)\n",
+           what, M, K, N, f, flops / f / 1e9, di, flops / di / 1e9, dw, flops / dw / 1e9);
+    free(x);
+    release_all();
+}
+
+static void bench(void)
+{
+    int n = 8 * 2048;
+    bench_product("q, k, v or o", n, 1024, 1024);
+    bench_product("q, k, v as one", n, 1024, 3072);
+    bench_product("gate or up", n, 1024, 2816);
+    bench_product("gate and up as one", n, 1024, 5632);
+    bench_product("down", n, 2816, 1024);
+}
+
+int main(int argc, char **argv)
 {
     char why[256];
     if (!flame_cuda_available(why, sizeof why)) {
         printf("SKIP: %s\n", why);
         return 77;
+    }
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+        printf("device: %s\nbf16 products (cuBLASLt), 2·M·K·N FLOPs each, mean of 20\n", why);
+        testing_seed(20240607);
+        bench();
+        return 0;
     }
     printf("device: %s\nerror: ||gpu - cpu|| / ||cpu|| over each output, tolerance %g for bf16 "
            "outputs, %g for fp32 ones\n",

@@ -168,7 +168,9 @@ static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float
         scale_scores<true>(s, first, k0, a);
     else
         scale_scores<false>(s, first, k0, a);
-    online_softmax(s, m, l, o);
+    float correction[2];
+    softmax_step(s, m, l, correction);
+    rescale(o, correction);
     uint32_t p[NT / 2][4];
     acc_to_a<NT>(p, s);
     warp_mma_regs<HD / 8, NT / 2, true>(o, p, sv, LD); /* O += P V */
@@ -299,9 +301,10 @@ static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act
     warp_mma_shared<NT, HD, false>(p, sq, LD, m0, sk, LD);   /* S = Q Kᵀ */
     warp_mma_shared<NT, HD, false>(ds, sdo, LD, m0, sv, LD); /* dP = dO Vᵀ */
     if (edge_tile(first, 16, k0, KEYS, a.window))
-        score_grads<true>(ds, p, lse2, Dr, first, k0, a);
+        probabilities<true>(p, lse2, first, k0, a);
     else
-        score_grads<false>(ds, p, lse2, Dr, first, k0, a);
+        probabilities<false>(p, lse2, first, k0, a);
+    score_grads(ds, p, Dr);
     uint32_t da[NT / 2][4];
     acc_to_a<NT>(da, ds);
     warp_mma_regs<HD / 8, NT / 2, true>(dq, da, sk, LD); /* dQ += dS K (scaled at the end) */

@@ -36,7 +36,7 @@ template <int HD> struct hopper_tiling {
     static constexpr int FWD_KEYS = 128;
     static constexpr int DQ_KEYS = 64;
     static constexpr int DKDV_QUERIES = 64;
-    static constexpr int STAGES = 2;
+    static constexpr int STAGES = 3;
 };
 
 /* the block's tiles: its dynamic shared memory from the swizzle's first period */
@@ -86,32 +86,79 @@ static size_t shared_bytes(size_t values, size_t floats, size_t barriers)
 
 /* ------------------------------------------------------------------ forward */
 
-/* One key tile of BN keys (from k0) for the warpgroup's 64 query rows (rows
- * row0.. of the block's Q tile; the warp's first is `first` of the sequence) */
-template <int HD, int BN>
-static __device__ __forceinline__ void forward_tile(float (&o)[HD / 8][4], float (&m)[2], float (&l)[2],
-                                                    const act_t *sq, const act_t *sk, const act_t *sv,
-                                                    int row0, int first, int k0, const attn_args &a)
+/* a warp's scores of tile k0.. masked, scaled and through the online softmax's step */
+template <int BN>
+static __device__ __forceinline__ void softmax_tile(float (&s)[BN / 8][4], float (&m)[2], float (&l)[2],
+                                                    float (&correction)[2], int first, int k0,
+                                                    const attn_args &a)
 {
-    float s[BN / 8][4];
-    wgmma_fence();
-    wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, sk, false); /* S = Q Kᵀ */
-    wgmma_commit();
-    wgmma_wait<0>();
-    keep(s);
     if (edge_tile(first, 16, k0, BN, a.window))
         scale_scores<true>(s, first, k0, a);
     else
         scale_scores<false>(s, first, k0, a);
-    online_softmax(s, m, l, o);
-    uint32_t p[BN / 16][4];
-    acc_to_a<BN / 8>(p, s);
-    wgmma_fence();
-    wg_product_regs<HD, BN / 16, BN>(o, p, sv); /* O += P V */
-    wgmma_commit();
-    wgmma_wait<0>();
-    keep(o);
-    keep(p);
+    softmax_step(s, m, l, correction);
+}
+
+/* The forward's consumer: the warpgroup's 64 query rows (rows row0.. of the
+ * block's Q tile, from wg_first of the sequence; the warp's from `first`)
+ * over the walk's `tiles` tiles of keys from first_tile. Over the tiles it
+ * sees, tile n's S = Q Kᵀ is issued with tile n − 1's O += P V, so that the
+ * softmax of the one runs while the tensor cores make the other; a buffer
+ * goes back to the producer once its P V is done. The others it only waits
+ * for and hands back. */
+template <int HD, int BN, int STAGES>
+static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], float (&m)[2], float (&l)[2],
+                                                        ring<STAGES> *kv, const act_t *sq, const act_t *sk,
+                                                        const act_t *sv, int row0, int wg_first, int first,
+                                                        int first_tile, int tiles, int len,
+                                                        const attn_args &a)
+{
+    int lo = tiles, hi = 0; /* the tiles the warpgroup sees: [lo, hi) */
+    for (int n = 0; n < tiles && wg_first < len; n++)
+        if (any_visible(wg_first, WG_ROWS, (first_tile + n) * BN, BN, a.window))
+            lo = min(lo, n), hi = n + 1;
+    for (int n = 0; n < lo; n++)
+        kv->wait(n), kv->release(n);
+    if (lo < hi) {
+        auto key = [&](int n) { return sk + n % STAGES * BN * HD; };
+        auto value = [&](int n) { return sv + n % STAGES * BN * HD; };
+        float s[BN / 8][4], correction[2];
+        uint32_t p[BN / 16][4];
+        kv->wait(lo);
+        wgmma_fence();
+        wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, key(lo), false); /* S = Q Kᵀ */
+        wgmma_commit();
+        wgmma_wait<0>();
+        keep(s);
+        softmax_tile<BN>(s, m, l, correction, first, (first_tile + lo) * BN, a); /* o is still 0 */
+        acc_to_a<BN / 8>(p, s);
+        for (int n = lo + 1; n < hi; n++) {
+            kv->wait(n);
+            wgmma_fence();
+            wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, key(n), false); /* S = Q Kᵀ */
+            wgmma_commit();
+            wg_product_regs<HD, BN / 16, BN>(o, p, value(n - 1)); /* O += P V, the tile before */
+            wgmma_commit();
+            wgmma_wait<1>();
+            keep(s);
+            softmax_tile<BN>(s, m, l, correction, first, (first_tile + n) * BN, a);
+            wgmma_wait<0>();
+            keep(o);
+            keep(p);
+            kv->release(n - 1);
+            rescale(o, correction);
+            acc_to_a<BN / 8>(p, s);
+        }
+        wgmma_fence();
+        wg_product_regs<HD, BN / 16, BN>(o, p, value(hi - 1));
+        wgmma_commit();
+        wgmma_wait<0>();
+        keep(o);
+        keep(p);
+        kv->release(hi - 1);
+    }
+    for (int n = max(lo, hi); n < tiles; n++)
+        kv->wait(n), kv->release(n);
 }
 
 /* Shared: Q [128], K and V [STAGES][BN] swizzled rows; the barriers. */
@@ -159,13 +206,8 @@ static __global__ void __launch_bounds__(THREADS, 1)
     int first = wg_first + 16 * warpgroup_warp(); /* the warp's first row in the sequence */
     float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     wait_phase(q_full, 0);
-    for (int n = 0; n < tiles; n++) {
-        int s = n % STAGES, k0 = (first_tile + n) * BN;
-        kv->wait(n);
-        if (wg_first < b.len && any_visible(wg_first, WG_ROWS, k0, BN, a.window))
-            forward_tile<HD, BN>(acc, m, l, sq, sk + s * BN * HD, sv + s * BN * HD, row0, first, k0, a);
-        kv->release(n);
-    }
+    forward_consumer<HD, BN, STAGES>(acc, m, l, kv, sq, sk, sv, row0, wg_first, first, first_tile, tiles,
+                                     b.len, a);
     finish_forward<HD>(o, lse, acc, m, l, first, b);
 #endif
 }
@@ -182,24 +224,28 @@ static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (
                                                  int row0, int first, int qs, const attn_args &a)
 {
     float pt[QT / 8][4], dst[QT / 8][4];
+    uint32_t pa[QT / 16][4], da[QT / 16][4];
     wgmma_fence();
-    wg_product_rows<QT, HD, BLOCK_ROWS>(pt, sk, row0, sq, false);  /* Sᵀ = K Qᵀ */
+    wg_product_rows<QT, HD, BLOCK_ROWS>(pt, sk, row0, sq, false); /* Sᵀ = K Qᵀ */
+    wgmma_commit();
     wg_product_rows<QT, HD, BLOCK_ROWS>(dst, sv, row0, sdo, false); /* dPᵀ = V dOᵀ */
     wgmma_commit();
-    wgmma_wait<0>();
+    wgmma_wait<1>();
     keep(pt);
-    keep(dst);
     if (edge_tile(qs, QT, first, 16, a.window))
         transposed_probabilities<true>(pt, slse, first, qs, a);
     else
         transposed_probabilities<false>(pt, slse, first, qs, a);
-    transposed_score_grads(dst, pt, sD);
-    uint32_t pa[QT / 16][4], da[QT / 16][4];
     acc_to_a<QT / 8>(pa, pt);
+    wgmma_fence();
+    wg_product_regs<HD, QT / 16, QT>(dv, pa, sdo); /* dV += Pᵀ dO, while dSᵀ is made */
+    wgmma_commit();
+    wgmma_wait<1>();
+    keep(dst);
+    transposed_score_grads(dst, pt, sD);
     acc_to_a<QT / 8>(da, dst);
     wgmma_fence();
-    wg_product_regs<HD, QT / 16, QT>(dv, pa, sdo); /* dV += Pᵀ dO */
-    wg_product_regs<HD, QT / 16, QT>(dk, da, sq);  /* dK += dSᵀ Q (scaled at the end) */
+    wg_product_regs<HD, QT / 16, QT>(dk, da, sq); /* dK += dSᵀ Q (scaled at the end) */
     wgmma_commit();
     wgmma_wait<0>();
     keep(dv);
@@ -294,16 +340,19 @@ static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act
 {
     float p[BN / 8][4], ds[BN / 8][4];
     wgmma_fence();
-    wg_product_rows<BN, HD, BLOCK_ROWS>(p, sq, row0, sk, false);   /* S = Q Kᵀ */
-    wg_product_rows<BN, HD, BLOCK_ROWS>(ds, sdo, row0, sv, false); /* dP = dO Vᵀ */
+    wg_product_rows<BN, HD, BLOCK_ROWS>(p, sq, row0, sk, false); /* S = Q Kᵀ */
     wgmma_commit();
-    wgmma_wait<0>();
+    wg_product_rows<BN, HD, BLOCK_ROWS>(ds, sdo, row0, sv, false); /* dP = dO Vᵀ, while P is made */
+    wgmma_commit();
+    wgmma_wait<1>();
     keep(p);
-    keep(ds);
     if (edge_tile(first, 16, k0, BN, a.window))
-        score_grads<true>(ds, p, lse2, Dr, first, k0, a);
+        probabilities<true>(p, lse2, first, k0, a);
     else
-        score_grads<false>(ds, p, lse2, Dr, first, k0, a);
+        probabilities<false>(p, lse2, first, k0, a);
+    wgmma_wait<0>();
+    keep(ds);
+    score_grads(ds, p, Dr);
     uint32_t da[BN / 16][4];
     acc_to_a<BN / 8>(da, ds);
     wgmma_fence();

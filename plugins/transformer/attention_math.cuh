@@ -65,12 +65,14 @@ static __device__ __forceinline__ bool any_visible(int r0, int rows, int k0, int
 
 /* ------------------------------------------------------------------ softmax */
 
-/* The online softmax over one tile of a warp's scores s (log2 units, −inf where
- * masked): the running max m and sum l of its two rows per thread, o rescaled;
- * s becomes p = 2^(s − m). l stays a per-thread partial sum until the end. */
-template <int NT, int NO>
-static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&m)[2],
-                                                      float (&l)[2], float (&o)[NO][4])
+/* The online softmax's step over one tile of a warp's scores s (log2 units,
+ * −inf where masked): the running max m and sum l of its two rows per
+ * thread move on, s becomes p = 2^(s − m), and correction[r] = 2^(m_old −
+ * m_new) is what the rows' output must be multiplied by (rescale) before
+ * this tile's p·V is added. l stays a per-thread partial sum until the end. */
+template <int NT>
+static __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&m)[2], float (&l)[2],
+                                                    float (&correction)[2])
 {
     float mx[2] = {m[0], m[1]}, base[2];
 #pragma unroll
@@ -82,12 +84,9 @@ static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (
     for (int r = 0; r < 2; r++) {
         mx[r] = quad_max(mx[r]);
         base[r] = mx[r] == -INFINITY ? 0.0f : mx[r]; /* a row with nothing visible yet */
-        float correction = exp2_fast(m[r] - base[r]);  /* 0 while m = −inf */
-        l[r] *= correction;
+        correction[r] = exp2_fast(m[r] - base[r]);   /* 0 while m = −inf */
+        l[r] *= correction[r];
         m[r] = mx[r];
-#pragma unroll
-        for (int j = 0; j < NO; j++)
-            o[j][2 * r] *= correction, o[j][2 * r + 1] *= correction;
     }
 #pragma unroll
     for (int j = 0; j < NT; j++)
@@ -97,6 +96,17 @@ static __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (
             s[j][e] = p;
             l[e / 2] += p;
         }
+}
+
+/* the rows' output times their correction */
+template <int NO>
+static __device__ __forceinline__ void rescale(float (&o)[NO][4], const float (&correction)[2])
+{
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            o[j][e] *= correction[e / 2];
 }
 
 /* a warp's scores of rows r0.. against keys k0.. in log2 units, −inf where
@@ -131,22 +141,31 @@ static __device__ __forceinline__ void transposed_probabilities(float (&pt)[NT][
         }
 }
 
-/* dS = P ⊙ (dP − D) of the warp's rows first.. against keys k0.., P from the
- * scores p and the rows' lse (log2 units), 0 where hidden (MASK as
- * scale_scores's) */
+/* P of the warp's rows first.. against keys k0.. in place of their scores
+ * s, from the rows' lse (log2 units), 0 where hidden (MASK as scale_scores's) */
 template <bool MASK, int NT>
-static __device__ __forceinline__ void score_grads(float (&ds)[NT][4], const float (&p)[NT][4],
-                                                   const float (&lse2)[2], const float (&Dr)[2],
-                                                   int first, int k0, const attn_args &a)
+static __device__ __forceinline__ void probabilities(float (&s)[NT][4], const float (&lse2)[2], int first,
+                                                     int k0, const attn_args &a)
 {
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             bool off = MASK && hidden(first + acc_row(e), k0 + 8 * j + acc_col(e), a.window);
-            float pe = off ? 0.0f : exp2_fast(p[j][e] * a.scale_log2 - lse2[e / 2]);
-            ds[j][e] = pe * (ds[j][e] - Dr[e / 2]);
+            s[j][e] = off ? 0.0f : exp2_fast(s[j][e] * a.scale_log2 - lse2[e / 2]);
         }
+}
+
+/* dS = P ⊙ (dP − D) in place of dP, D of the warp's two rows per thread in Dr */
+template <int NT>
+static __device__ __forceinline__ void score_grads(float (&dp)[NT][4], const float (&p)[NT][4],
+                                                   const float (&Dr)[2])
+{
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dp[j][e] = p[j][e] * (dp[j][e] - Dr[e / 2]);
 }
 
 /* ------------------------------------------------------------------ results */
