@@ -304,22 +304,12 @@ static __device__ __forceinline__ void transposed_score_grads(float (&dst)[NT][4
 
 /* ------------------------------------------------------------------ launches */
 
-static int max_length(const transformer_seqs *s)
-{
-    int longest = 0;
-    for (int i = 0; i < s->n_seqs; i++) {
-        int len = s->cu_seqlens[i + 1] - s->cu_seqlens[i];
-        longest = len > longest ? len : longest;
-    }
-    return longest;
-}
-
 /* the launch grid: blocks of `rows` rows over every (sequence, head) */
 static dim3 grid_of(const transformer_seqs *s, int heads, int rows)
 {
-    int tiles = (max_length(s) + rows - 1) / rows;
+    int tiles = (transformer_longest(s) + rows - 1) / rows;
     if (tiles > 65535) {
-        fprintf(stderr, "attention_cuda: a sequence of %d tokens is too long\n", max_length(s));
+        fprintf(stderr, "attention_cuda: a sequence of %d tokens is too long\n", transformer_longest(s));
         exit(1);
     }
     return dim3((unsigned)(s->n_seqs * heads), (unsigned)tiles);

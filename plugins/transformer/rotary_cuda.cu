@@ -5,15 +5,18 @@
  *     out[i + hd/2] = x[i + hd/2] cos θ_i + x[i] sin θ_i
  * and the backward rotates by −θ (the rotation is orthogonal), adding into dx.
  *
- * One thread per (token, head, pair i): it reads both values of its pair and
- * writes both, so the forward may run in place. A token's position is found
- * from the device offsets by a binary search (positions restart at each
- * sequence start), or, in generation's lockstep (rotary_at_cuda), is one
- * position for every token. The frequencies come in as a kernel argument computed on the
- * host in double, and the angle p·freq_i is formed and reduced to [−π, π] in
- * double, as the CPU forms it: positions reach thousands, where an fp32 product
- * would lose the low bits of the angle; sin and cos of the reduced angle are
- * then taken in fp32. x, out are bf16; the arithmetic is fp32. */
+ * The cos and sin of every angle p·θ_i come from a table (positions ×
+ * pairs, fp32, kept between calls and grown when a longer sequence comes):
+ * its angles are formed and reduced to [−π, π] in double, as the CPU forms
+ * them (positions reach thousands, where an fp32 product would lose the low
+ * bits of the angle), and sin and cos of the reduced angle taken in fp32.
+ * The rotation then streams: a thread takes 8 pairs of a (token, head) row
+ * (16-byte accesses) when the head's half is a multiple of 8, one otherwise;
+ * it reads both values of its pairs and writes both, so the forward may run
+ * in place. A token's position is found from the device offsets by a binary
+ * search (positions restart at each sequence start), or, in generation's
+ * lockstep (rotary_at_cuda), is one position for every token. x, out are
+ * bf16; the arithmetic is fp32. */
 #include <math.h>
 
 #include "cuda_check.h"
@@ -47,35 +50,99 @@ struct token_positions {
     __device__ int of(int t) const { return cu ? position_of(t, cu, n_seqs) : pos; }
 };
 
-/* rotates every pair by sign·θ; ACCUMULATE adds into out (which must not alias x) */
-template <bool ACCUMULATE>
-static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions at, int heads,
-                                    int half, rotary_freqs fr, double sign, size_t pairs)
+/* ------------------------------------------------------------------ the angles */
+
+#define TWO_PI 6.283185307179586
+
+/* (cos, sin) of p·freq_i at [p·half + i] */
+static __global__ void fill_angles(float2 *cs, int positions, int half, rotary_freqs fr)
 {
-    const double two_pi = 6.283185307179586;
-    GRID_STRIDE_LOOP(idx, pairs)
+    GRID_STRIDE_LOOP(idx, (size_t)positions * half)
     {
-        int i = (int)(idx % half);
-        size_t row = idx / half; /* token · heads + head */
-        int t = (int)(row / heads);
-        double angle = sign * at.of(t) * fr.f[i];
-        angle -= two_pi * rint(angle / two_pi);
+        int i = (int)(idx % half), p = (int)(idx / half);
+        double angle = p * fr.f[i];
+        angle -= TWO_PI * rint(angle / TWO_PI);
         float s, c;
         sincosf((float)angle, &s, &c);
-        size_t a = row * 2 * half + i, b = a + half;
-        float x1 = to_f32(x[a]), x2 = to_f32(x[b]);
-        float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
-        if (ACCUMULATE) {
-            y1 += to_f32(out[a]);
-            y2 += to_f32(out[b]);
-        }
-        from_f32(&out[a], y1);
-        from_f32(&out[b], y2);
+        cs[idx] = make_float2(c, s);
     }
 }
 
-static void rotate(void *out, const void *x, token_positions at, int n, int heads, int hd,
-                   float base, double sign, bool accumulate)
+/* the table of the last (base, half), at least `positions` long */
+static const float2 *angles(int positions, int half, float base)
+{
+    static float2 *cs;
+    static int have_positions, have_half;
+    static float have_base;
+    if (cs && half == have_half && base == have_base && positions <= have_positions)
+        return cs;
+    if (cs)
+        CUDA_CHECK(cudaFree(cs));
+    /* at least twice the last: generation asks for one position more each token */
+    positions = positions > 2 * have_positions ? positions : 2 * have_positions;
+    CUDA_CHECK(cudaMalloc(&cs, (size_t)positions * half * sizeof *cs));
+    rotary_freqs fr = {};
+    for (int i = 0; i < half; i++)
+        fr.f[i] = pow((double)base, -2.0 * i / (2 * half));
+    fill_angles<<<cuda_grid((size_t)positions * half), CUDA_BLOCK>>>(cs, positions, half, fr);
+    CUDA_CHECK_LAUNCH();
+    have_positions = positions, have_half = half, have_base = base;
+    return cs;
+}
+
+/* ------------------------------------------------------------------ the rotation */
+
+/* Rotates W pairs a thread, (token, head) rows of `half` pairs, by sign·θ;
+ * ACCUMULATE adds into out (which must not alias x) */
+template <bool ACCUMULATE, int W>
+static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions at, int heads,
+                                    int half, const float2 *cs, float sign, size_t pieces)
+{
+    int per_row = half / W;
+    GRID_STRIDE_LOOP(idx, pieces)
+    {
+        int i0 = (int)(idx % per_row) * W;
+        size_t row = idx / per_row; /* token · heads + head */
+        const float2 *angle = cs + (size_t)at.of((int)(row / heads)) * half + i0;
+        size_t a = row * 2 * half + i0, b = a + half;
+        float x1[W], x2[W], y1[W], y2[W];
+        load_floats<W>(x1, x + a);
+        load_floats<W>(x2, x + b);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            float2 e = angle[k];
+            float c = e.x, s = sign * e.y;
+            y1[k] = x1[k] * c - x2[k] * s, y2[k] = x2[k] * c + x1[k] * s;
+        }
+        if (ACCUMULATE) {
+            float o1[W], o2[W];
+            load_floats<W>(o1, out + a);
+            load_floats<W>(o2, out + b);
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                y1[k] += o1[k], y2[k] += o2[k];
+        }
+        store_floats<W>(out + a, y1);
+        store_floats<W>(out + b, y2);
+    }
+}
+
+/* rotate_pairs over `pairs` pairs, 8 a thread where rows allow */
+template <bool ACCUMULATE>
+static void launch(act_t *out, const act_t *x, token_positions at, int heads, int half, const float2 *cs,
+                   float sign, size_t pairs)
+{
+    if (vectorizable(half, out, x))
+        rotate_pairs<ACCUMULATE, ACT_VEC><<<cuda_grid(pairs / ACT_VEC), CUDA_BLOCK>>>(
+            out, x, at, heads, half, cs, sign, pairs / ACT_VEC);
+    else
+        rotate_pairs<ACCUMULATE, 1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, half, cs, sign, pairs);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* n tokens (the longest sequence `positions` long) of `heads` heads of hd */
+static void rotate(void *out, const void *x, token_positions at, int n, int positions, int heads, int hd,
+                   float base, float sign, bool accumulate)
 {
     int half = hd / 2;
     if (half > ROTARY_CUDA_MAX_HALF || hd % 2) {
@@ -86,16 +153,13 @@ static void rotate(void *out, const void *x, token_positions at, int n, int head
     size_t pairs = (size_t)n * heads * half;
     if (pairs == 0)
         return;
-    rotary_freqs fr = {};
-    for (int i = 0; i < half; i++)
-        fr.f[i] = pow((double)base, -2.0 * i / hd);
+    const float2 *cs = angles(positions, half, base);
     act_t *o = static_cast<act_t *>(out);
     const act_t *in = static_cast<const act_t *>(x);
     if (accumulate)
-        rotate_pairs<true><<<cuda_grid(pairs), CUDA_BLOCK>>>(o, in, at, heads, half, fr, sign, pairs);
+        launch<true>(o, in, at, heads, half, cs, sign, pairs);
     else
-        rotate_pairs<false><<<cuda_grid(pairs), CUDA_BLOCK>>>(o, in, at, heads, half, fr, sign, pairs);
-    CUDA_CHECK_LAUNCH();
+        launch<false>(o, in, at, heads, half, cs, sign, pairs);
 }
 
 static token_positions by_sequence(const transformer_seqs *s)
@@ -106,16 +170,16 @@ static token_positions by_sequence(const transformer_seqs *s)
 void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
                          float base)
 {
-    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], heads, hd, base, 1.0, false);
+    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, 1.0f, false);
 }
 
 void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd,
                           float base)
 {
-    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], heads, hd, base, -1.0, true);
+    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, -1.0f, true);
 }
 
 void rotary_at_cuda(void *x, int rows, int heads, int hd, int pos, float base)
 {
-    rotate(x, x, token_positions{NULL, 0, pos}, rows, heads, hd, base, 1.0, false);
+    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, base, 1.0f, false);
 }

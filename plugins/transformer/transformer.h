@@ -22,6 +22,16 @@ typedef struct transformer_seqs {
     const int32_t *cu_seqlens_backend;
 } transformer_seqs;
 
+/* the length of the longest sequence */
+static inline int transformer_longest(const transformer_seqs *s)
+{
+    int most = 0;
+    for (int i = 0; i < s->n_seqs; i++)
+        if (s->cu_seqlens[i + 1] - s->cu_seqlens[i] > most)
+            most = s->cu_seqlens[i + 1] - s->cu_seqlens[i];
+    return most;
+}
+
 /* ---- rotary_cpu.c: fla's / Llama's rotate-half rotary embedding ----
  * Per token at position p and head, for i < hd/2, with θ_i = p · base^(−2i/hd):
  *     out[i]        = x[i] cos θ_i − x[i + hd/2] sin θ_i
