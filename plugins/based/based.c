@@ -667,16 +667,10 @@ static void sliding_backward(based_model *m, int l, int n, void *const dqkv[3])
     const flame_ops *ops = m->base.ops;
     const based_sizes *c = &m->c;
     const sliding_acts *A = &acts(m, l)->sliding;
-    size_t nD = (size_t)n * c->s.D;
     void *dout = m->d.buf[3], *dq_rot = m->d.buf[4], *dk_rot = m->d.buf[5];
     attention_dims ad = sliding_dims(m);
     ops->matmul_backward(dout, FLAME_GRAD_SET, dW(m, l, S_OUT), NULL, m->base.d_resid, A->o, W(m, l, S_OUT), n,
                          c->s.D, c->s.D);
-    /* the attention and rotary kernels add into their gradients */
-    for (int i = 0; i < 3; i++)
-        lm_zero_acts(ops, dqkv[i], nD);
-    lm_zero_acts(ops, dq_rot, nD);
-    lm_zero_acts(ops, dk_rot, nD);
     m->attn->attention_backward(dq_rot, dk_rot, dqkv[2], dout, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 m->d.attn_work);
     m->attn->rotary_backward(dqkv[0], dq_rot, &ad.seqs, c->H, c->hd, c->theta);

@@ -132,7 +132,6 @@ void *lm_act_at(const flame_ops *ops, const void *base, size_t index)
     return (char *)base + index * ops->act_bytes;
 }
 
-void lm_zero_acts(const flame_ops *ops, void *x, size_t count) { ops->zero(x, count * ops->act_bytes); }
 
 /* ------------------------------------------------------------------ batch */
 

@@ -61,8 +61,6 @@ void *lm_take_acts(lm_carver *cv, size_t count);
 float *lm_take_floats(lm_carver *cv, size_t count);
 /* the activation `index` values past base */
 void *lm_act_at(const flame_ops *ops, const void *base, size_t index);
-/* count activations of x set to 0 */
-void lm_zero_acts(const flame_ops *ops, void *x, size_t count);
 
 /* The last batch, as the layers need it: the pointers of the flame_batch the
  * core handed to forward (valid until backward returns), nothing copied. */

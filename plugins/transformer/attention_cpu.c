@@ -122,12 +122,12 @@ static void backward_row(double *dq_acc, double *dk_acc, double *dv_acc, double 
     }
 }
 
-static void add_rows(float *dst, const double *src, int t0, int t1, int heads, int h, int hd)
+static void set_rows(float *dst, const double *src, int t0, int t1, int heads, int h, int hd)
 {
     for (int t = t0; t < t1; t++) {
         float *r = dst + ((size_t)t * heads + h) * hd;
         for (int c = 0; c < hd; c++)
-            r[c] += (float)src[(size_t)(t - t0) * hd + c];
+            r[c] = (float)src[(size_t)(t - t0) * hd + c];
     }
 }
 
@@ -151,10 +151,10 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, 
                 memset(dq_acc, 0, (size_t)hd * sizeof *s);
                 backward_row(dq_acc, dk_acc, dv_acc, s, row(dout, i, d->H, h, hd), row(o, i, d->H, h, hd),
                              lse[(size_t)i * d->H + h], row(q, i, d->H, h, hd), k, v, t0, i, g, d);
-                add_rows(dq, dq_acc, i, i + 1, d->H, h, hd);
+                set_rows(dq, dq_acc, i, i + 1, d->H, h, hd);
             }
-        add_rows(dk, dk_acc, t0, t1, d->Hkv, g, hd);
-        add_rows(dv, dv_acc, t0, t1, d->Hkv, g, hd);
+        set_rows(dk, dk_acc, t0, t1, d->Hkv, g, hd);
+        set_rows(dv, dv_acc, t0, t1, d->Hkv, g, hd);
         free(s);
     }
 }

@@ -37,8 +37,8 @@
  * Every walk double-buffers its tiles in shared memory: the next tile's copy
  * (cp.async) is in flight while the tensor cores work on the current one.
  * Rows past a sequence's end are loaded as zeros and never stored. Heads are
- * multiples of 16 up to 128 (one instantiation each). Gradients are ADDED into
- * the bf16 dq, dk, dv, once per element, the sum rounded once. */
+ * multiples of 16 up to 128 (one instantiation each). The bf16 dq, dk, dv are
+ * written once per element. */
 #include <type_traits>
 
 #include "attention_hopper.h"
@@ -282,8 +282,8 @@ static __global__ void __launch_bounds__(32 * WARPS)
     if (first >= b.len)
         return;
     size_t at = b.kv_row_at(first);
-    store_rows<true>(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
-    store_rows<true>(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
+    store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
+    store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
 }
 
 /* ------------------------------------------------------------------ backward: dq */
@@ -342,7 +342,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
             dq_tile<HD>(acc, sq, sdo, tk, tv, lse2, Dr, m0, first, k0, a);
     });
     if (first < b.len)
-        store_rows<true>(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
+        store_rows(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
 }
 
 /* ------------------------------------------------------------------ launches */

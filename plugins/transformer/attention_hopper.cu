@@ -322,8 +322,8 @@ static __global__ void __launch_bounds__(THREADS, 1)
     if (first >= b.len)
         return;
     size_t at = b.kv_row_at(first);
-    store_rows<true>(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
-    store_rows<true>(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
+    store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
+    store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
 #endif
 }
 
@@ -425,7 +425,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         kv->release(n);
     }
     if (first < b.len)
-        store_rows<true>(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
+        store_rows(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
 #endif
 }
 

@@ -171,8 +171,8 @@ static __device__ __forceinline__ void score_grads(float (&dp)[NT][4], const flo
 /* ------------------------------------------------------------------ results */
 
 /* rows [row0, row0 + 16) of a [rows, ·] bf16 output, row r at dst + r·stride:
- * = scale·acc, or += with ADD; rows from `valid` on are left alone */
-template <bool ADD, int NT>
+ * = scale·acc; rows from `valid` on are left alone */
+template <int NT>
 static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int valid,
                                                   const float (&acc)[NT][4], float scale)
 {
@@ -184,12 +184,7 @@ static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int
             if (r >= valid)
                 continue;
             __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(dst + r * stride + c);
-            float x = scale * acc[j][2 * half], y = scale * acc[j][2 * half + 1];
-            if (ADD) {
-                float2 old = __bfloat1622float2(*p);
-                x += old.x, y += old.y;
-            }
-            *p = __floats2bfloat162_rn(x, y);
+            *p = __floats2bfloat162_rn(scale * acc[j][2 * half], scale * acc[j][2 * half + 1]);
         }
 }
 
@@ -287,7 +282,7 @@ static __device__ __forceinline__ void finish_forward(act_t *o, float *lse, floa
 #pragma unroll
         for (int e = 0; e < 4; e++)
             acc[j][e] *= inv[e / 2];
-    store_rows<false>(o + b.row_at(first), b.q_stride, b.len - first, acc, 1.0f);
+    store_rows(o + b.row_at(first), b.q_stride, b.len - first, acc, 1.0f);
 }
 
 /* dSᵀ = Pᵀ ⊙ (dPᵀ − D) in place of dPᵀ, D of the tile's queries in sD */

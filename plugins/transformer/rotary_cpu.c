@@ -7,24 +7,22 @@
 
 #include "transformer.h"
 
-/* rotates one head of hd values by sign·pos·freq[i], adding into out when
- * accumulate is set; out may alias x only without accumulate */
-static void rotate_head(float *out, const float *x, int pos, int hd, const double *freq, double sign,
-                        int accumulate)
+/* rotates one head of hd values by sign·pos·freq[i]; out may alias x */
+static void rotate_head(float *out, const float *x, int pos, int hd, const double *freq, double sign)
 {
     int half = hd / 2;
     for (int i = 0; i < half; i++) {
         double angle = sign * pos * freq[i];
         double c = cos(angle), s = sin(angle), x1 = x[i], x2 = x[i + half];
         float y1 = (float)(x1 * c - x2 * s), y2 = (float)(x2 * c + x1 * s);
-        out[i] = accumulate ? out[i] + y1 : y1;
-        out[i + half] = accumulate ? out[i + half] + y2 : y2;
+        out[i] = y1;
+        out[i + half] = y2;
     }
 }
 
 /* every head of every token, each at its position within its sequence */
 static void rotate_all(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                       float base, double sign, int accumulate)
+                       float base, double sign)
 {
     double freq[hd / 2];
     for (int i = 0; i < hd / 2; i++)
@@ -36,20 +34,20 @@ static void rotate_all(float *out, const float *x, const transformer_seqs *s, in
         for (int t = s->cu_seqlens[q]; t < s->cu_seqlens[q + 1]; t++)
             for (int h = 0; h < heads; h++) {
                 size_t off = ((size_t)t * heads + h) * hd;
-                rotate_head(out + off, x + off, t - s->cu_seqlens[q], hd, freq, sign, accumulate);
+                rotate_head(out + off, x + off, t - s->cu_seqlens[q], hd, freq, sign);
             }
 }
 
 void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
                         float base)
 {
-    rotate_all(out, x, s, heads, hd, base, 1.0, 0);
+    rotate_all(out, x, s, heads, hd, base, 1.0);
 }
 
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
                          float base)
 {
-    rotate_all(dx, dout, s, heads, hd, base, -1.0, 1);
+    rotate_all(dx, dout, s, heads, hd, base, -1.0);
 }
 
 void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base)
@@ -58,5 +56,5 @@ void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base)
     for (int i = 0; i < hd / 2; i++)
         freq[i] = pow((double)base, -2.0 * i / hd);
     for (size_t r = 0; r < (size_t)rows * heads; r++)
-        rotate_head(x + r * hd, x + r * hd, pos, hd, freq, 1.0, 0);
+        rotate_head(x + r * hd, x + r * hd, pos, hd, freq, 1.0);
 }

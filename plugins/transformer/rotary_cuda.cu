@@ -3,7 +3,7 @@
  * for i < hd/2, with θ_i = p · base^(−2i/hd):
  *     out[i]        = x[i] cos θ_i − x[i + hd/2] sin θ_i
  *     out[i + hd/2] = x[i + hd/2] cos θ_i + x[i] sin θ_i
- * and the backward rotates by −θ (the rotation is orthogonal), adding into dx.
+ * and the backward rotates by −θ (the rotation is orthogonal) into dx.
  *
  * The cos and sin of every angle p·θ_i come from a table (positions ×
  * pairs, fp32, kept between calls and grown when a longer sequence comes):
@@ -92,9 +92,8 @@ static const float2 *angles(int positions, int half, float base)
 
 /* ------------------------------------------------------------------ the rotation */
 
-/* Rotates W pairs a thread, (token, head) rows of `half` pairs, by sign·θ;
- * ACCUMULATE adds into out (which must not alias x) */
-template <bool ACCUMULATE, int W>
+/* Rotates W pairs a thread, (token, head) rows of `half` pairs, by sign·θ */
+template <int W>
 static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions at, int heads,
                                     int half, const float2 *cs, float sign, size_t pieces)
 {
@@ -114,35 +113,26 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions 
             float c = e.x, s = sign * e.y;
             y1[k] = x1[k] * c - x2[k] * s, y2[k] = x2[k] * c + x1[k] * s;
         }
-        if (ACCUMULATE) {
-            float o1[W], o2[W];
-            load_floats<W>(o1, out + a);
-            load_floats<W>(o2, out + b);
-#pragma unroll
-            for (int k = 0; k < W; k++)
-                y1[k] += o1[k], y2[k] += o2[k];
-        }
         store_floats<W>(out + a, y1);
         store_floats<W>(out + b, y2);
     }
 }
 
 /* rotate_pairs over `pairs` pairs, 8 a thread where rows allow */
-template <bool ACCUMULATE>
 static void launch(act_t *out, const act_t *x, token_positions at, int heads, int half, const float2 *cs,
                    float sign, size_t pairs)
 {
     if (vectorizable(half, out, x))
-        rotate_pairs<ACCUMULATE, ACT_VEC><<<cuda_grid(pairs / ACT_VEC), CUDA_BLOCK>>>(
+        rotate_pairs<ACT_VEC><<<cuda_grid(pairs / ACT_VEC), CUDA_BLOCK>>>(
             out, x, at, heads, half, cs, sign, pairs / ACT_VEC);
     else
-        rotate_pairs<ACCUMULATE, 1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, half, cs, sign, pairs);
+        rotate_pairs<1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, half, cs, sign, pairs);
     CUDA_CHECK_LAUNCH();
 }
 
 /* n tokens (the longest sequence `positions` long) of `heads` heads of hd */
 static void rotate(void *out, const void *x, token_positions at, int n, int positions, int heads, int hd,
-                   float base, float sign, bool accumulate)
+                   float base, float sign)
 {
     int half = hd / 2;
     if (half > ROTARY_CUDA_MAX_HALF || hd % 2) {
@@ -156,10 +146,7 @@ static void rotate(void *out, const void *x, token_positions at, int n, int posi
     const float2 *cs = angles(positions, half, base);
     act_t *o = static_cast<act_t *>(out);
     const act_t *in = static_cast<const act_t *>(x);
-    if (accumulate)
-        launch<true>(o, in, at, heads, half, cs, sign, pairs);
-    else
-        launch<false>(o, in, at, heads, half, cs, sign, pairs);
+    launch(o, in, at, heads, half, cs, sign, pairs);
 }
 
 static token_positions by_sequence(const transformer_seqs *s)
@@ -170,16 +157,16 @@ static token_positions by_sequence(const transformer_seqs *s)
 void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
                          float base)
 {
-    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, 1.0f, false);
+    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, 1.0f);
 }
 
 void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd,
                           float base)
 {
-    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, -1.0f, true);
+    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, -1.0f);
 }
 
 void rotary_at_cuda(void *x, int rows, int heads, int hd, int pos, float base)
 {
-    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, base, 1.0f, false);
+    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, base, 1.0f);
 }

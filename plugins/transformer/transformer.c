@@ -306,17 +306,11 @@ static void attn_core_backward(tf_model *m, int l)
     const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
-    size_t nQ = (size_t)n * c->q_dim, nKV = (size_t)n * c->kv_dim;
     attention_dims ad = attn_dims(m);
     m->base.ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, A->o, W(m, l, P_O),
                                  n, c->q_dim, c->s.D);
-    lm_zero_acts(m->base.ops, d->q_rot, nQ);
-    lm_zero_acts(m->base.ops, d->k_rot, nKV);
-    lm_zero_acts(m->base.ops, d->v, nKV);
     m->kern->attention_backward(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 d->attn_work);
-    lm_zero_acts(m->base.ops, d->q, nQ);
-    lm_zero_acts(m->base.ops, d->k, nKV);
     m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->theta);
     m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->theta);
 }

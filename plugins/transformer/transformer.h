@@ -7,8 +7,9 @@
  * Sequences are given by offsets cu_seqlens[0] = 0 < ... < cu_seqlens[n_seqs]
  * = n (host memory; the CUDA kernels read a device copy, see
  * transformer_seqs); positions restart at 0 at each sequence start and
- * attention never crosses a boundary. Like the shared ops, forward kernels
- * overwrite their outputs and backward kernels ADD into every gradient. */
+ * attention never crosses a boundary. Forward and backward kernels alike
+ * overwrite their outputs, gradients included (each element written once:
+ * nothing need be zeroed first). */
 #ifndef FLAME_TRANSFORMER_H
 #define FLAME_TRANSFORMER_H
 
@@ -39,7 +40,7 @@ static inline int transformer_longest(const transformer_seqs *s)
  * over rows of `heads` heads of hd values (hd even); out may alias x. */
 void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
                         float base);
-/* dx += Rᵀ · dout (the rotation's transpose); dx must not alias dout */
+/* dx = Rᵀ · dout (the rotation's transpose); dx must not alias dout */
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
                          float base);
 
@@ -62,7 +63,7 @@ typedef struct attention_dims {
 
 void attention_forward_cpu(float *o, float *lse, const float *q, const float *k, const float *v,
                            const attention_dims *d);
-/* dq, dk, dv += ∂L/∂· given dout = ∂L/∂o and the forward's o and lse */
+/* dq, dk, dv = ∂L/∂· given dout = ∂L/∂o and the forward's o and lse */
 void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, const float *o,
                             const float *lse, const float *q, const float *k, const float *v,
                             const attention_dims *d);

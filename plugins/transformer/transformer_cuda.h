@@ -1,5 +1,5 @@
 /* The transformer plugin's own kernels on the GPU: the same functions as the
- * CPU ones of transformer.h (same meaning, layouts, add-into-gradients rules),
+ * CPU ones of transformer.h (same meaning, layouts, every output overwritten),
  * on device pointers, queued on the default stream after the op table's work.
  * Activations (void pointers) are bf16, the CUDA op table's type; float
  * pointers (lse, work) are fp32; the arithmetic is fp32.
