@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""flame beside the Python stacks on one GPU, in one call, as a Markdown table.
+
+  bench_compare.py --fla FLA_CHECKOUT [--flame-bench PATH] [--models gla,transformer]
+                   [--batch_size 8] [--seq_len 2048] [--warmup_steps 3] [--steps 10]
+                   [--out TABLE.md]
+
+For each model it runs flame-bench with configs/MODEL-340M.ini and then
+fla's benchmarks/benchmark_training_throughput.py (from the checkout given,
+its fla/ package on PYTHONPATH) at the same batch and step counts:
+  gla          fla's GLAForCausalLM from the same [model] settings
+  transformer  transformers' LlamaForCausalLM (SDPA) of the same shape, eager
+               and under torch.compile (the script's --compile): fla's
+               transformer needs flash-attn, and a Llama is what a
+               transformer user compares with
+The config.json each Python run reads is written from the INI's [model]
+section into a temporary folder. Every run's output is kept beside the
+table (--out's folder, else the working directory) as bench_compare-*.log.
+
+A run that fails, or prints no figures, is a row that says so; the exit
+status is then 1."""
+import argparse
+import configparser
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(HERE)
+
+
+def model_section(model):
+    """the [model] settings of configs/MODEL-340M.ini, typed as JSON values"""
+    ini = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+    ini.read(os.path.join(SOURCE, "configs", f"{model}-340M.ini"))
+    settings = {}
+    for key, text in ini["model"].items():
+        if text in ("true", "false"):
+            settings[key] = text == "true"
+        else:
+            try:
+                settings[key] = int(text)
+            except ValueError:
+                try:
+                    settings[key] = float(text)
+                except ValueError:
+                    settings[key] = text
+    return settings
+
+
+def mlp_width(m):
+    """flame's and fla's MLP width when intermediate_size is unset"""
+    if "intermediate_size" in m:
+        return m["intermediate_size"]
+    width = int(m["hidden_size"] * m.get("hidden_ratio", 4) * 2 / 3)
+    return 256 * ((width + 255) // 256)
+
+
+def python_configs(model):
+    """(label, config.json contents, extra script arguments) of the Python rows"""
+    m = model_section(model)
+    if model == "gla":
+        return [("fla GLAForCausalLM", dict(m, model_type="gla"), [])]
+    if model == "transformer":
+        llama = {
+            "model_type": "llama", "hidden_size": m["hidden_size"], "intermediate_size": mlp_width(m),
+            "num_hidden_layers": m["num_hidden_layers"], "num_attention_heads": m["num_heads"],
+            "num_key_value_heads": m.get("num_kv_heads", m["num_heads"]), "vocab_size": m["vocab_size"],
+            "rms_norm_eps": m["norm_eps"], "max_position_embeddings": m.get("max_position_embeddings", 2048),
+            "tie_word_embeddings": m["tie_word_embeddings"], "hidden_act": "silu",
+            "attn_implementation": "sdpa",
+        }
+        return [("transformers LlamaForCausalLM (SDPA), eager", llama, []),
+                ("transformers LlamaForCausalLM (SDPA), torch.compile", llama, ["--compile"])]
+    raise SystemExit(f"bench_compare.py: no Python row for model {model!r} (gla, transformer)")
+
+
+def run(command, log, env=None):
+    """the command's output (also written to log), or None when it failed"""
+    with open(log, "w") as f:
+        r = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        f.write(r.stdout)
+    return r.stdout if r.returncode == 0 else None
+
+
+def flame_row(args, model, logs):
+    out = run([args.flame_bench, "--arch", model, "--model.config",
+               os.path.join(SOURCE, "configs", f"{model}-340M.ini"), "--training.batch_size",
+               str(args.batch_size), "--training.seq_len", str(args.seq_len), "--bench.warmup_steps",
+               str(args.warmup_steps), "--bench.steps", str(args.steps)],
+              os.path.join(logs, f"bench_compare-flame-{model}.log"))
+    tokens = re.search(r"^tokens/s: ([0-9.]+)", out or "", re.M)
+    memory = re.search(r"^peak memory: ([0-9.]+) GiB", out or "", re.M)
+    return (float(tokens.group(1)), float(memory.group(1))) if tokens and memory else None
+
+
+def python_row(args, label, config, extra, logs, index):
+    folder = tempfile.mkdtemp(prefix="bench_compare-")
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [args.fla, os.environ.get("PYTHONPATH")])))
+    out = run([sys.executable, os.path.join(args.fla, "benchmarks", "benchmark_training_throughput.py"),
+               "--name", folder, "--batch_size", str(args.batch_size), "--seq_len", str(args.seq_len),
+               "--warmup_steps", str(args.warmup_steps), "--steps", str(args.steps)] + extra,
+              os.path.join(logs, f"bench_compare-python-{index}.log"), env)
+    tokens = re.search(r"throughput: ([0-9.]+) tokens/s", out or "")
+    memory = re.search(r"peak memory: ([0-9.]+)(Gi|Mi)B", out or "")
+    if not tokens or not memory:
+        return None
+    gib = float(memory.group(1)) / (1024 if memory.group(2) == "Mi" else 1)
+    return float(tokens.group(1)), gib
+
+
+def cell(row):
+    return f"{row[0] / 1e3:.1f} K, {row[1]:.1f} GiB" if row else "failed (see its log)"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fla", required=True, help="a checkout of fla-org/flash-linear-attention")
+    parser.add_argument("--flame-bench", default=os.path.join(SOURCE, "flame-bench"))
+    parser.add_argument("--models", default="gla,transformer")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--seq_len", type=int, default=2048)
+    parser.add_argument("--warmup_steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", help="write the table here too")
+    args = parser.parse_args()
+    logs = os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd()
+    os.makedirs(logs, exist_ok=True)
+
+    lines = [f"bf16, batch {args.batch_size} × {args.seq_len}, {args.warmup_steps} warm-up + {args.steps} "
+             "timed steps; tokens/s and peak memory (flame: device memory in use; the Python stack: "
+             "torch.cuda.max_memory_allocated)", "",
+             "| model | flame | Python stack | flame ÷ Python |", "| --- | ---: | --- | ---: |"]
+    failed = False
+    index = 0
+    for model in args.models.split(","):
+        ours = flame_row(args, model, logs)
+        failed |= ours is None
+        for label, config, extra in python_configs(model):
+            index += 1
+            theirs = python_row(args, label, config, extra, logs, index)
+            failed |= theirs is None
+            ratio = f"{ours[0] / theirs[0]:.2f}×" if ours and theirs else "—"
+            lines.append(f"| {model}-340M | {cell(ours)} | {label}: {cell(theirs)} | {ratio} |")
+            print(lines[-1], flush=True)
+    table = "\n".join(lines) + "\n"
+    print("\n" + table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
