@@ -74,7 +74,7 @@ static void fill_param(float *x, const flame_param_spec *s, size_t n)
 
 /* a [model] section with the keys every decoder LM shares, from c; the test
  * adds its plugin's own */
-static kv_config lm_config_of(const dims *c)
+static inline kv_config lm_config_of(const dims *c)
 {
     return kv_lm_config(&(kv_lm_keys){.D = c->D, .L = c->L, .V = c->V, .I = c->I, .eps = c->eps, .tie = c->tie});
 }
@@ -359,7 +359,7 @@ typedef struct expected_param {
 
 /* fla's parameter list: the embedding, each layer's per_layer parameters, the
  * final norm, then lm_head unless tied; matrices of init std 0.02 */
-static void check_param_list(const test_model *t, const expected_param *layer, int per_layer)
+static inline void check_param_list(const test_model *t, const expected_param *layer, int per_layer)
 {
     const dims *c = &t->c;
     int expected = 2 + per_layer * c->L + (c->tie ? 0 : 1);
@@ -452,7 +452,7 @@ static inline void check_340M_mlp(void *m, int gate_index)
 
 /* what the vtable says of itself: this ABI, its name, its decode entries, its own
  * Hugging Face format, each option declared once */
-static void check_plugin_header(const char *name)
+static inline void check_plugin_header(const char *name)
 {
     const flame_plugin *p = flame_plugin_entry();
     CHECK(p->abi_version == FLAME_ABI_VERSION && p->size == sizeof(flame_plugin) &&

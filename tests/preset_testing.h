@@ -23,7 +23,7 @@ static flame_config *load_model_config(const char *path)
 }
 
 /* every option the plugin reads has the same value in a and b */
-static void check_same_options(const char *what, const flame_config *a, const flame_config *b)
+static inline void check_same_options(const char *what, const flame_config *a, const flame_config *b)
 {
     const flame_plugin *p = flame_plugin_entry();
     for (int i = 0; i < p->n_options; i++) {

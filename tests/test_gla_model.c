@@ -90,21 +90,21 @@ static void check_gla_params(const test_model *t)
 {
     const dims *c = &t->c;
     const expected_param layer[] = {
-        {"attn_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
-        {"attn.q_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.k_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.v_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.g_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.gk_proj.0.weight", c->R, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.gk_proj.1.weight", c->key_dim, c->R, FLAME_INIT_NORMAL, 1},
-        {"attn.gk_proj.1.bias", c->key_dim, 0, FLAME_INIT_ZEROS, 0},
-        {"attn.o_proj.weight", c->D, c->value_dim, FLAME_INIT_NORMAL, 1},
+        {"attn_norm.weight", c->D, 0, FLAME_INIT_ONES, 0, 0},
+        {"attn.q_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.k_proj.weight", c->key_dim, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.v_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.g_proj.weight", c->value_dim, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.gk_proj.0.weight", c->R, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.gk_proj.1.weight", c->key_dim, c->R, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.gk_proj.1.bias", c->key_dim, 0, FLAME_INIT_ZEROS, 0, 0},
+        {"attn.o_proj.weight", c->D, c->value_dim, FLAME_INIT_NORMAL, 1, 0},
         {c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight", c->value_dim / c->H, 0,
-         FLAME_INIT_ONES, 0},
-        {"mlp_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
-        {"mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1},
-        {"mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1},
-        {"mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL, 1},
+         FLAME_INIT_ONES, 0, 0},
+        {"mlp_norm.weight", c->D, 0, FLAME_INIT_ONES, 0, 0},
+        {"mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL, 1, 0},
     };
     check_param_list(t, layer, (int)(sizeof layer / sizeof layer[0]));
 }

@@ -112,17 +112,17 @@ static void check_gsa_params(const test_model *t)
 {
     const dims *c = &t->c;
     const expected_param with_norm[] = {
-        {"attn_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
-        {"attn.q_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.k_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.v_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.f_proj.weight", c->H * c->M, c->D, FLAME_INIT_NORMAL, 1},
-        {"attn.g_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
-        {"attn.o_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1},
-        {"mlp_norm.weight", c->D, 0, FLAME_INIT_ONES, 0},
-        {"mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1},
-        {"mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1},
-        {"mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL, 1},
+        {"attn_norm.weight", c->D, 0, FLAME_INIT_ONES, 0, 0},
+        {"attn.q_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.k_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.v_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.f_proj.weight", c->H * c->M, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"attn.g_norm.weight", c->D, 0, FLAME_INIT_ONES, 0, 0},
+        {"attn.o_proj.weight", c->D, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"mlp_norm.weight", c->D, 0, FLAME_INIT_ONES, 0, 0},
+        {"mlp.gate_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"mlp.up_proj.weight", c->I, c->D, FLAME_INIT_NORMAL, 1, 0},
+        {"mlp.down_proj.weight", c->D, c->I, FLAME_INIT_NORMAL, 1, 0},
     };
     enum { N = sizeof with_norm / sizeof with_norm[0] };
     expected_param layer[N];

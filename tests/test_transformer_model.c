@@ -254,11 +254,11 @@ static void check_transformer_params(const test_model *t)
     const dims *c = &t->c;
     int kv = c->Hkv * (c->D / c->H), N = FLAME_INIT_NORMAL, ONES = FLAME_INIT_ONES;
     const expected_param layer[] = {
-        {"attn_norm.weight", c->D, 0, ONES, 0},       {"attn.q_proj.weight", c->D, c->D, N, 1},
-        {"attn.k_proj.weight", kv, c->D, N, 1},       {"attn.v_proj.weight", kv, c->D, N, 1},
-        {"attn.o_proj.weight", c->D, c->D, N, 1},     {"mlp_norm.weight", c->D, 0, ONES, 0},
-        {"mlp.gate_proj.weight", c->I, c->D, N, 1},   {"mlp.up_proj.weight", c->I, c->D, N, 1},
-        {"mlp.down_proj.weight", c->D, c->I, N, 1},
+        {"attn_norm.weight", c->D, 0, ONES, 0, 0},       {"attn.q_proj.weight", c->D, c->D, N, 1, 0},
+        {"attn.k_proj.weight", kv, c->D, N, 1, 0},       {"attn.v_proj.weight", kv, c->D, N, 1, 0},
+        {"attn.o_proj.weight", c->D, c->D, N, 1, 0},     {"mlp_norm.weight", c->D, 0, ONES, 0, 0},
+        {"mlp.gate_proj.weight", c->I, c->D, N, 1, 0},   {"mlp.up_proj.weight", c->I, c->D, N, 1, 0},
+        {"mlp.down_proj.weight", c->D, c->I, N, 1, 0},
     };
     check_param_list(t, layer, (int)(sizeof layer / sizeof layer[0]));
 }
@@ -341,7 +341,6 @@ static void test_340M(void)
 
 static void test_create(void)
 {
-    const flame_plugin *p = flame_plugin_entry();
     check_plugin_header("transformer");
 
     dims c = {.D = 16, .L = 2, .H = 4, .Hkv = 2, .I = 24, .V = 11, .eps = 1e-6, .theta = 10000};
