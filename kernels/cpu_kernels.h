@@ -60,6 +60,17 @@ void rmsnorm_forward_cpu(float *out, float *rstd, const float *x, const float *w
 void rmsnorm_backward_cpu(float *dx, flame_grad_mode dx_mode, float *dweight, const float *dout,
                           const float *x, const float *weight, const float *rstd, int n, int C);
 
+/* layernorm_cpu.c */
+void layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                           const float *bias, int n, int C, float eps);
+void layernorm_backward_cpu(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                            const float *dout, const float *x, const float *weight, const float *mean,
+                            const float *rstd, int n, int C);
+
+/* gelu_cpu.c */
+void gelu_forward_cpu(float *out, const float *x, size_t n);
+void gelu_backward_cpu(float *dx, const float *dout, const float *x, size_t n);
+
 /* swiglu_cpu.c */
 void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n);
 void swiglu_backward_cpu(float *dgate, float *dup, float *out, const float *dout,

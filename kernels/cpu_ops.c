@@ -55,6 +55,26 @@ static void rmsnorm_backward_act(void *dx, flame_grad_mode dx_mode, float *dweig
     rmsnorm_backward_cpu(dx, dx_mode, dweight, dout, x, weight, rstd, n, C);
 }
 
+static void layernorm_forward_act(void *out, float *mean, float *rstd, const void *x,
+                                  const void *weight, const void *bias, int n, int C, float eps)
+{
+    layernorm_forward_cpu(out, mean, rstd, x, weight, bias, n, C, eps);
+}
+
+static void layernorm_backward_act(void *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                                   const void *dout, const void *x, const void *weight,
+                                   const float *mean, const float *rstd, int n, int C)
+{
+    layernorm_backward_cpu(dx, dx_mode, dweight, dbias, dout, x, weight, mean, rstd, n, C);
+}
+
+static void gelu_forward_act(void *out, const void *x, size_t n) { gelu_forward_cpu(out, x, n); }
+
+static void gelu_backward_act(void *dx, const void *dout, const void *x, size_t n)
+{
+    gelu_backward_cpu(dx, dout, x, n);
+}
+
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
 {
     swiglu_forward_cpu(out, gate, up, n);
@@ -136,4 +156,8 @@ const flame_ops flame_cpu_ops = {
     .conv1d_forward = conv1d_forward_act,
     .conv1d_backward = conv1d_backward_act,
     .conv1d_step = conv1d_step_act,
+    .layernorm_forward = layernorm_forward_act,
+    .layernorm_backward = layernorm_backward_act,
+    .gelu_forward = gelu_forward_act,
+    .gelu_backward = gelu_backward_act,
 };

@@ -7,7 +7,9 @@
  *  - conv1d over documents of several lengths: each document's output does
  *    not move when the others' inputs do (the window starts again);
  *  - AdamW against its formula for two steps, sums of squares, cross-entropy
- *    with an ignored target, embedding backward with a repeated token. */
+ *    with an ignored target, embedding backward with a repeated token;
+ *  - LayerNorm with and without its bias, a row's dx summing to 0; GELU's
+ *    tanh form against its formula and within 1e-3 of x·Φ(x), and far out. */
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -78,7 +80,9 @@ static void test_table_and_memory(void)
               ops->embedding_backward && ops->rmsnorm_forward && ops->rmsnorm_backward &&
               ops->swiglu_forward && ops->swiglu_backward && ops->scale &&
               ops->cross_entropy && ops->sum_squares && ops->adamw && ops->conv1d_forward &&
-              ops->conv1d_backward,
+              ops->conv1d_backward && ops->conv1d_step && FLAME_OPS_HAS(ops, layernorm_forward) &&
+              FLAME_OPS_HAS(ops, layernorm_backward) && FLAME_OPS_HAS(ops, gelu_forward) &&
+              FLAME_OPS_HAS(ops, gelu_backward),
           "op table has an empty field");
 
     enum { N = 1000 };
@@ -427,6 +431,146 @@ static void test_rmsnorm(void)
     free(c.r);
     free(c.out);
     free(c.rstd);
+}
+
+/* ---- layernorm ---- */
+
+typedef struct layernorm_case {
+    int n, C;
+    float eps;
+    float *x, *w, *b, *r, *out, *mean, *rstd;
+} layernorm_case;
+
+static double layernorm_loss(void *ctx)
+{
+    layernorm_case *c = ctx;
+    ops->layernorm_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->n, c->C, c->eps);
+    return weighted_sum(c->r, c->out, (size_t)c->n * c->C);
+}
+
+static void test_layernorm(void)
+{
+    enum { n = 3, C = 7 };
+    /* rows off zero mean, so that the mean's part of the gradient is exercised */
+    layernorm_case c = {n, C, 1e-5f, testing_random(n * C, -1.0f, 3.0f), testing_random(C, -1.5f, 1.5f),
+                        testing_random(C, -1.0f, 1.0f), testing_random(n * C, -1.0f, 1.0f),
+                        malloc(n * C * sizeof(float)), malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    layernorm_loss(&c);
+    double ref[n * C], ref_mean[n], ref_rstd[n];
+    for (int i = 0; i < n; i++) {
+        double mu = 0, var = 0;
+        for (int j = 0; j < C; j++)
+            mu += (double)c.x[i * C + j] / C;
+        for (int j = 0; j < C; j++)
+            var += (c.x[i * C + j] - mu) * (c.x[i * C + j] - mu) / C;
+        ref_mean[i] = mu, ref_rstd[i] = 1.0 / sqrt(var + c.eps);
+        for (int j = 0; j < C; j++)
+            ref[i * C + j] = (c.x[i * C + j] - mu) * ref_rstd[i] * c.w[j] + c.b[j];
+    }
+    CHECK(testing_rel_error_d(c.out, ref, n * C) < 1e-6, "layernorm forward off by %g",
+          testing_rel_error_d(c.out, ref, n * C));
+    CHECK(testing_rel_error_d(c.mean, ref_mean, n) < 1e-6 && testing_rel_error_d(c.rstd, ref_rstd, n) < 1e-6,
+          "layernorm mean or rstd off");
+
+    /* dx added to (ADD), dweight and dbias added to */
+    float *px, *pw, *pb, *dx = prefilled(n * C, &px), *dw = prefilled(C, &pw), *db = prefilled(C, &pb);
+    ops->layernorm_backward(dx, FLAME_GRAD_ADD, dw, db, c.r, c.x, c.w, c.mean, c.rstd, n, C);
+    remove_prefill(dx, px, n * C);
+    remove_prefill(dw, pw, C);
+    remove_prefill(db, pb, C);
+    check_grad("layernorm dx", dx, c.x, n * C, 5e-3f, 2e-3, layernorm_loss, &c);
+    check_grad("layernorm dweight", dw, c.w, C, 5e-3f, 2e-3, layernorm_loss, &c);
+    check_grad("layernorm dbias", db, c.b, C, 5e-3f, 2e-3, layernorm_loss, &c);
+    /* a row's dx sums to 0: shifting a row leaves its norm as it was */
+    for (int i = 0; i < n; i++) {
+        double sum = 0, size = 0;
+        for (int j = 0; j < C; j++)
+            sum += dx[i * C + j], size += fabs(dx[i * C + j]);
+        CHECK(fabs(sum) < 1e-5 * size, "layernorm dx of row %d sums to %g", i, sum);
+    }
+
+    /* dx written over garbage (SET); NULL gradients leave the others as they were */
+    float *dx2 = testing_random(n * C, -1e3f, 1e3f), dw2[C] = {0}, db2[C] = {0};
+    layernorm_loss(&c); /* the finite differences left the statistics of a perturbed input */
+    ops->layernorm_backward(dx2, FLAME_GRAD_SET, NULL, NULL, c.r, c.x, c.w, c.mean, c.rstd, n, C);
+    ops->layernorm_backward(NULL, FLAME_GRAD_SET, dw2, NULL, c.r, c.x, c.w, c.mean, c.rstd, n, C);
+    ops->layernorm_backward(NULL, FLAME_GRAD_SET, NULL, db2, c.r, c.x, c.w, c.mean, c.rstd, n, C);
+    CHECK(testing_rel_error(dx2, dx, n * C) < 1e-5 && testing_rel_error(dw2, dw, C) < 1e-5 &&
+              testing_rel_error(db2, db, C) < 1e-5,
+          "layernorm dx written, or with NULL gradients, differs");
+
+    /* without a bias: the same output less the bias */
+    float *nobias = malloc(n * C * sizeof(float));
+    ops->layernorm_forward(nobias, c.mean, c.rstd, c.x, c.w, NULL, n, C, c.eps);
+    double worst = 0;
+    for (int i = 0; i < n * C; i++)
+        worst = fmax(worst, fabs(nobias[i] + c.b[i % C] - c.out[i]));
+    CHECK(worst < 1e-6, "layernorm without a bias differs by %g", worst);
+    free(nobias);
+    free(dx2);
+    free(dx);
+    free(dw);
+    free(db);
+    free(c.x);
+    free(c.w);
+    free(c.b);
+    free(c.r);
+    free(c.out);
+    free(c.mean);
+    free(c.rstd);
+}
+
+/* ---- gelu ---- */
+
+typedef struct gelu_case {
+    size_t n;
+    float *x, *r, *out;
+} gelu_case;
+
+static double gelu_loss(void *ctx)
+{
+    gelu_case *c = ctx;
+    ops->gelu_forward(c->out, c->x, c->n);
+    return weighted_sum(c->r, c->out, c->n);
+}
+
+static void test_gelu(void)
+{
+    enum { n = 17 };
+    gelu_case c = {n, testing_random(n, -5.0f, 5.0f), testing_random(n, -1.0f, 1.0f), malloc(n * sizeof(float))};
+    gelu_loss(&c);
+    double ref[n];
+    for (int i = 0; i < n; i++) {
+        double v = c.x[i];
+        ref[i] = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+    }
+    CHECK(testing_rel_error_d(c.out, ref, n) < 1e-6, "gelu forward off by %g", testing_rel_error_d(c.out, ref, n));
+    /* the tanh form stays within 1e-3 of the exact x·Φ(x) */
+    double worst = 0;
+    for (int i = 0; i < n; i++)
+        worst = fmax(worst, fabs(c.out[i] - 0.5 * c.x[i] * (1.0 + erf(c.x[i] / sqrt(2.0)))));
+    CHECK(worst < 1e-3, "gelu's tanh form is %g from x·Φ(x)", worst);
+
+    /* dx written over garbage, and in place over dout */
+    float *dx = testing_random(n, -1e3f, 1e3f), *over = testing_copy(c.r, n);
+    ops->gelu_backward(dx, c.r, c.x, n);
+    ops->gelu_backward(over, over, c.x, n);
+    CHECK(same_bits(over, dx, n), "gelu backward in place differs");
+    check_grad("gelu dx", dx, c.x, n, 5e-3f, 2e-3, gelu_loss, &c);
+
+    /* far out: gelu(x) → x for large x, → 0 for very negative x, slopes 1 and 0 */
+    float x[4] = {20.0f, -20.0f, 1000.0f, -1000.0f}, o[4], one[4] = {1, 1, 1, 1}, d[4];
+    ops->gelu_forward(o, x, 4);
+    ops->gelu_backward(d, one, x, 4);
+    CHECK(o[0] == 20.0f && o[2] == 1000.0f && fabsf(o[1]) < 1e-30f && fabsf(o[3]) < 1e-30f,
+          "gelu far forward: %g %g %g %g", o[0], o[1], o[2], o[3]);
+    CHECK(d[0] == 1.0f && d[2] == 1.0f && fabsf(d[1]) < 1e-30f && fabsf(d[3]) < 1e-30f,
+          "gelu far backward: %g %g %g %g", d[0], d[1], d[2], d[3]);
+    free(dx);
+    free(over);
+    free(c.x);
+    free(c.r);
+    free(c.out);
 }
 
 /* ---- conv1d ---- */
@@ -783,6 +927,8 @@ int main(void)
     test_matmul_threaded(5, 1100, 3); /* K past one K block */
     test_embedding();
     test_rmsnorm();
+    test_layernorm();
+    test_gelu();
     for (int K = 4; K >= 2; K -= 2)
         for (int silu = 0; silu <= 1; silu++)
             for (int bias = 0; bias <= 1; bias++)

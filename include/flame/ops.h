@@ -168,6 +168,22 @@ typedef struct flame_ops {
      * NULL where the backend has no generation yet. */
     void (*conv1d_step)(void *out, void *window, const void *x, const void *weight,
                         const void *bias, int B, int C, int K, int silu);
+
+    /* ---- 5.6: GPT's norm and activation; NULL where the backend has none yet ---- */
+    /* LayerNorm over rows of C: out = (x − μ)·rstd·weight + bias per row, μ the
+     * row's mean, rstd = 1/sqrt(mean((x − μ)²) + eps); mean and rstd (fp32)
+     * saved for the backward; bias may be NULL */
+    void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *x, const void *weight,
+                              const void *bias, int n, int C, float eps);
+    /* dx = (or += with ADD) ∂/∂x;  dweight += ∂/∂weight;  dbias += ∂/∂bias */
+    void (*layernorm_backward)(void *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                               const void *dout, const void *x, const void *weight, const float *mean,
+                               const float *rstd, int n, int C);
+    /* out = gelu(x) over n values, the tanh form (GPT-2's "gelu_new"):
+     * ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
+    void (*gelu_forward)(void *out, const void *x, size_t n);
+    /* dx = dout · gelu'(x), written (dx may be dout) */
+    void (*gelu_backward)(void *dx, const void *dout, const void *x, size_t n);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

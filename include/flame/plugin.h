@@ -22,6 +22,8 @@
  *   5.5  decode_state_size, decode_forward (generation; 5.0's decode_state_bytes
  *        and decode_step, which no plugin ever filled, are unused: always NULL),
  *        and the op table's conv1d_step
+ *   5.6  the op table's layernorm_forward, layernorm_backward, gelu_forward,
+ *        gelu_backward (CPU only so far: NULL on CUDA)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -42,7 +44,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 5u
+#define FLAME_ABI_MINOR 6u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
