@@ -330,12 +330,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     b.load_kv(sk, sv, b.first_tile(a.window));
     int m0 = 16 * warp_id(), first = b.q0 + m0;
     float lse2[2], Dr[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int i = first + acc_row(2 * r);
-        lse2[r] = i < b.len ? lse[b.head_row(i)] * LOG2E : INFINITY; /* p = 0 past the end */
-        Dr[r] = i < b.len ? D[b.head_row(i)] : 0.0f;
-    }
+    b.row_stats(lse2, Dr, lse, D, first);
     float acc[HD / 8][4] = {};
     b.walk(sk, sv, a.window, [&](const act_t *tk, const act_t *tv, int k0) {
         if (first < b.len && any_visible(first, 16, k0, KEYS, a.window))

@@ -54,10 +54,14 @@ static __device__ __forceinline__ act_t *tiles_base(unsigned char *smem)
 template <int STAGES> struct ring {
     uint64_t full[STAGES], empty[STAGES];
 
-    __device__ void init(int producer_arrivals)
+    /* by one thread, with `own` (the block's own rows' barrier, one arrival),
+     * before the block's first barrier */
+    __device__ void init(int producer_arrivals, uint64_t *own)
     {
+        barrier_init(own, 1);
         for (int s = 0; s < STAGES; s++)
             barrier_init(&full[s], producer_arrivals), barrier_init(&empty[s], CONSUMER_WARPS);
+        barrier_init_fence();
     }
     /* the producer, before filling use n's buffer: the consumers are done with use n − STAGES */
     __device__ void acquire(int n)
@@ -76,6 +80,24 @@ template <int STAGES> struct ring {
             barrier_arrive(&empty[n % STAGES]);
     }
 };
+
+/* The forward's and the dq kernel's producer: key and value tiles of BN
+ * rows from first_tile, `tiles` of them, of key/value head g of the sequence
+ * starting at token `begin`, into the ring's buffers */
+template <int HD, int BN, int STAGES>
+static __device__ __forceinline__ void produce_key_tiles(ring<STAGES> *kv, act_t *sk, act_t *sv,
+                                                         const CUtensorMap *kmap, const CUtensorMap *vmap,
+                                                         int g, int begin, int first_tile, int tiles)
+{
+    for (int n = 0; n < tiles; n++) {
+        int s = n % STAGES, token = begin + (first_tile + n) * BN;
+        kv->acquire(n);
+        expect_bytes(&kv->full[s], 2 * BN * HD * sizeof(act_t));
+        tma_rows<BN, HD>(sk + s * BN * HD, kmap, g, token, &kv->full[s]);
+        tma_rows<BN, HD>(sv + s * BN * HD, vmap, g, token, &kv->full[s]);
+        barrier_arrive(&kv->full[s]);
+    }
+}
 
 /* the shared memory a kernel asks for: `values` of bf16 tiles, `floats`, the
  * barriers, and room to align the tiles */
@@ -177,11 +199,8 @@ static __global__ void __launch_bounds__(THREADS, 1)
     if (b.empty())
         return;
     int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
-    if (threadIdx.x == 0) {
-        barrier_init(q_full, 1);
-        kv->init(1);
-        barrier_init_fence();
-    }
+    if (threadIdx.x == 0)
+        kv->init(1, q_full);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
@@ -191,14 +210,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         expect_bytes(q_full, BLOCK_ROWS * HD * sizeof(act_t));
         tma_rows<BLOCK_ROWS, HD>(sq, &qmap, b.h, b.begin + b.q0, q_full);
         barrier_arrive(q_full);
-        for (int n = 0; n < tiles; n++) {
-            int s = n % STAGES, token = b.begin + (first_tile + n) * BN;
-            kv->acquire(n);
-            expect_bytes(&kv->full[s], 2 * BN * HD * sizeof(act_t));
-            tma_rows<BN, HD>(sk + s * BN * HD, &kmap, b.g, token, &kv->full[s]);
-            tma_rows<BN, HD>(sv + s * BN * HD, &vmap, b.g, token, &kv->full[s]);
-            barrier_arrive(&kv->full[s]);
-        }
+        produce_key_tiles<HD, BN, STAGES>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles);
         return;
     }
     registers_up<CONSUMER_REGS>();
@@ -275,11 +287,8 @@ static __global__ void __launch_bounds__(THREADS, 1)
     if (b.empty())
         return;
     int steps = b.steps();
-    if (threadIdx.x == 0) {
-        barrier_init(kv_full, 1);
-        qs_ring->init(32);
-        barrier_init_fence();
-    }
+    if (threadIdx.x == 0)
+        qs_ring->init(32, kv_full);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
@@ -380,11 +389,8 @@ static __global__ void __launch_bounds__(THREADS, 1)
     if (b.empty())
         return;
     int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
-    if (threadIdx.x == 0) {
-        barrier_init(q_full, 1);
-        kv->init(1);
-        barrier_init_fence();
-    }
+    if (threadIdx.x == 0)
+        kv->init(1, q_full);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
@@ -395,26 +401,14 @@ static __global__ void __launch_bounds__(THREADS, 1)
         tma_rows<BLOCK_ROWS, HD>(sq, &qmap, b.h, b.begin + b.q0, q_full);
         tma_rows<BLOCK_ROWS, HD>(sdo, &domap, b.h, b.begin + b.q0, q_full);
         barrier_arrive(q_full);
-        for (int n = 0; n < tiles; n++) {
-            int s = n % STAGES, token = b.begin + (first_tile + n) * BN;
-            kv->acquire(n);
-            expect_bytes(&kv->full[s], 2 * BN * HD * sizeof(act_t));
-            tma_rows<BN, HD>(sk + s * BN * HD, &kmap, b.g, token, &kv->full[s]);
-            tma_rows<BN, HD>(sv + s * BN * HD, &vmap, b.g, token, &kv->full[s]);
-            barrier_arrive(&kv->full[s]);
-        }
+        produce_key_tiles<HD, BN, STAGES>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles);
         return;
     }
     registers_up<CONSUMER_REGS>();
     int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
     int first = wg_first + 16 * warpgroup_warp();
     float lse2[2], Dr[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int i = first + acc_row(2 * r);
-        lse2[r] = i < b.len ? lse[b.head_row(i)] * LOG2E : INFINITY; /* p = 0 past the end */
-        Dr[r] = i < b.len ? D[b.head_row(i)] : 0.0f;
-    }
+    b.row_stats(lse2, Dr, lse, D, first);
     float acc[HD / 8][4] = {};
     wait_phase(q_full, 0);
     for (int n = 0; n < tiles; n++) {

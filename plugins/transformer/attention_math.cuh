@@ -217,6 +217,17 @@ template <int HD, int BM, int BN> struct query_rows {
         return q0 - window + 1 > 0 ? (q0 - window + 1) / BN : 0;
     }
     __device__ int end_tile() const { return (min(q0 + BM, len) + BN - 1) / BN; }
+    /* the lse (log2 units) and D of a thread's two rows of the warp's 16 from
+     * `first` (the accumulator layout's), p = 0 past the end */
+    __device__ void row_stats(float (&lse2)[2], float (&Dr)[2], const float *lse, const float *D, int first) const
+    {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int i = first + acc_row(2 * r);
+            lse2[r] = i < len ? lse[head_row(i)] * LOG2E : INFINITY;
+            Dr[r] = i < len ? D[head_row(i)] : 0.0f;
+        }
+    }
 };
 
 /* A block's BK keys [k0, k0 + BK) of one (sequence, key/value head):
