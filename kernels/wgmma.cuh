@@ -110,28 +110,28 @@ template <int KT> static __device__ __forceinline__ void keep(uint32_t (&a)[KT][
 /* ------------------------------------------------------------------ instructions */
 
 /* d (64×N) = A·B, or += with accumulate; A and B from descriptors (wgmma_ss)
- * or A from registers (wgmma_rs); TRANS_B 1 for a cols_operand B */
+ * or A from registers (wgmma_rs); TRANS_B 1 for a cols_operand B. The
+ * accumulator's registers are the instruction's first operands, %0 on. */
 #define WGMMA_D(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+#define WGMMA_D64 WGMMA_D(0), WGMMA_D(1), WGMMA_D(2), WGMMA_D(3), WGMMA_D(4), WGMMA_D(5), WGMMA_D(6), WGMMA_D(7)
+#define WGMMA_D128 \
+    WGMMA_D64, WGMMA_D(8), WGMMA_D(9), WGMMA_D(10), WGMMA_D(11), WGMMA_D(12), WGMMA_D(13), WGMMA_D(14), \
+        WGMMA_D(15)
+#define WGMMA_R64 \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define WGMMA_R128 \
+    WGMMA_R64 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+/* the predicate that makes the instruction add (scale-d) */
+#define WGMMA_SCALE_D(k) "{\n.reg .pred p;\nsetp.ne.b32 p, %" #k ", 0;\n"
 
 template <int TRANS_B>
-static __device__ __forceinline__ void wgmma_ss(float (&d)[8][4], uint64_t a, uint64_t b,
-                                                int accumulate)
+static __device__ __forceinline__ void wgmma_ss(float (&d)[8][4], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, "
-                 "%8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, "
-                 "%24, %25, %26, %27, %28, %29, %30, %31 "
+    asm volatile(WGMMA_SCALE_D(34) "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" WGMMA_R64
                  "}, %32, %33, p, 1, 1, 0, %35;\n}"
-                 : WGMMA_D(0),
-                   WGMMA_D(1),
-                   WGMMA_D(2),
-                   WGMMA_D(3),
-                   WGMMA_D(4),
-                   WGMMA_D(5),
-                   WGMMA_D(6),
-                   WGMMA_D(7)
+                 : WGMMA_D64
                  : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B));
 }
 
@@ -139,55 +139,18 @@ template <int TRANS_B>
 static __device__ __forceinline__ void wgmma_rs(float (&d)[8][4], const uint32_t (&a)[4], uint64_t b,
                                                 int accumulate)
 {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, "
-                 "%8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, "
-                 "%24, %25, %26, %27, %28, %29, %30, %31 "
+    asm volatile(WGMMA_SCALE_D(37) "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" WGMMA_R64
                  "}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}"
-                 : WGMMA_D(0),
-                   WGMMA_D(1),
-                   WGMMA_D(2),
-                   WGMMA_D(3),
-                   WGMMA_D(4),
-                   WGMMA_D(5),
-                   WGMMA_D(6),
-                   WGMMA_D(7)
+                 : WGMMA_D64
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TRANS_B));
 }
 
 template <int TRANS_B>
-static __device__ __forceinline__ void wgmma_ss(float (&d)[16][4], uint64_t a, uint64_t b,
-                                                int accumulate)
+static __device__ __forceinline__ void wgmma_ss(float (&d)[16][4], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, "
-                 "%8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, "
-                 "%24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, "
-                 "%40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, "
-                 "%56, %57, %58, %59, %60, %61, %62, %63 "
+    asm volatile(WGMMA_SCALE_D(66) "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WGMMA_R128
                  "}, %64, %65, p, 1, 1, 0, %67;\n}"
-                 : WGMMA_D(0),
-                   WGMMA_D(1),
-                   WGMMA_D(2),
-                   WGMMA_D(3),
-                   WGMMA_D(4),
-                   WGMMA_D(5),
-                   WGMMA_D(6),
-                   WGMMA_D(7),
-                   WGMMA_D(8),
-                   WGMMA_D(9),
-                   WGMMA_D(10),
-                   WGMMA_D(11),
-                   WGMMA_D(12),
-                   WGMMA_D(13),
-                   WGMMA_D(14),
-                   WGMMA_D(15)
+                 : WGMMA_D128
                  : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B));
 }
 
@@ -195,36 +158,17 @@ template <int TRANS_B>
 static __device__ __forceinline__ void wgmma_rs(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b,
                                                 int accumulate)
 {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, "
-                 "%8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, "
-                 "%24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, "
-                 "%40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, "
-                 "%56, %57, %58, %59, %60, %61, %62, %63 "
+    asm volatile(WGMMA_SCALE_D(69) "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WGMMA_R128
                  "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}"
-                 : WGMMA_D(0),
-                   WGMMA_D(1),
-                   WGMMA_D(2),
-                   WGMMA_D(3),
-                   WGMMA_D(4),
-                   WGMMA_D(5),
-                   WGMMA_D(6),
-                   WGMMA_D(7),
-                   WGMMA_D(8),
-                   WGMMA_D(9),
-                   WGMMA_D(10),
-                   WGMMA_D(11),
-                   WGMMA_D(12),
-                   WGMMA_D(13),
-                   WGMMA_D(14),
-                   WGMMA_D(15)
+                 : WGMMA_D128
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TRANS_B));
 }
 
+#undef WGMMA_SCALE_D
+#undef WGMMA_R128
+#undef WGMMA_R64
+#undef WGMMA_D128
+#undef WGMMA_D64
 #undef WGMMA_D
 
 /* ------------------------------------------------------------------ products */
