@@ -18,7 +18,8 @@ section into a temporary folder. Every run's output is kept beside the
 table (--out's folder, else the working directory) as bench_compare-*.log.
 
 A run that fails, or prints no figures, is a row that says so; the exit
-status is then 1."""
+status is then 1. Bad arguments (an unknown model, a checkout without the
+script, no flame-bench) are one line and exit 1 before anything runs."""
 import argparse
 import configparser
 import json
@@ -32,10 +33,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 
 
+MODELS = ("gla", "transformer")
+
+
+def refuse(message):
+    raise SystemExit(f"bench_compare.py: {message}")
+
+
 def model_section(model):
     """the [model] settings of configs/MODEL-340M.ini, typed as JSON values"""
+    path = os.path.join(SOURCE, "configs", f"{model}-340M.ini")
     ini = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
-    ini.read(os.path.join(SOURCE, "configs", f"{model}-340M.ini"))
+    if not ini.read(path) or "model" not in ini:
+        refuse(f"{path}: missing, or without a [model] section")
     settings = {}
     for key, text in ini["model"].items():
         if text in ("true", "false"):
@@ -75,7 +85,7 @@ def python_configs(model):
         }
         return [("transformers LlamaForCausalLM (SDPA), eager", llama, []),
                 ("transformers LlamaForCausalLM (SDPA), torch.compile", llama, ["--compile"])]
-    raise SystemExit(f"bench_compare.py: no Python row for model {model!r} (gla, transformer)")
+    refuse(f"no Python row for model {model!r} (gla, transformer)")
 
 
 def run(command, log, env=None):
@@ -129,6 +139,15 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", help="write the table here too")
     args = parser.parse_args()
+    models = args.models.split(",")
+    for model in models:
+        if model not in MODELS:
+            refuse(f"--models: {model!r} is not one of {', '.join(MODELS)}")
+    script = os.path.join(args.fla, "benchmarks", "benchmark_training_throughput.py")
+    if not os.path.isfile(script):
+        refuse(f"--fla {args.fla}: no benchmarks/benchmark_training_throughput.py there")
+    if not os.access(args.flame_bench, os.X_OK):
+        refuse(f"--flame-bench {args.flame_bench}: not an executable file")
     logs = os.path.dirname(os.path.abspath(args.out)) if args.out else os.getcwd()
     os.makedirs(logs, exist_ok=True)
 
@@ -138,7 +157,7 @@ def main():
              "| model | flame | Python stack | flame ÷ Python |", "| --- | ---: | --- | ---: |"]
     failed = False
     index = 0
-    for model in args.models.split(","):
+    for model in models:
         ours = flame_row(args, model, logs)
         failed |= ours is None
         for label, config, extra in python_configs(model):
