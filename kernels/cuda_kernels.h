@@ -47,6 +47,17 @@ void rmsnorm_forward_cuda(void *out, float *rstd, const void *x, const void *wei
 void rmsnorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, const void *dout,
                            const void *x, const void *weight, const float *rstd, int n, int C);
 
+/* layernorm_cuda.cu */
+void layernorm_forward_cuda(void *out, float *mean, float *rstd, const void *x, const void *weight,
+                            const void *bias, int n, int C, float eps);
+void layernorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, float *dbias, const void *dout,
+                             const void *x, const void *weight, const float *mean, const float *rstd, int n,
+                             int C);
+
+/* gelu_cuda.cu */
+void gelu_forward_cuda(void *out, const void *x, size_t n);
+void gelu_backward_cuda(void *dx, const void *dout, const void *x, size_t n);
+
 /* swiglu_cuda.cu */
 void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n);
 void swiglu_backward_cuda(void *dgate, void *dup, void *out, const void *dout, const void *gate,

@@ -462,6 +462,48 @@ static void test_rmsnorm(int n, int C, int with_dx, flame_grad_mode mode, size_t
     free(x); free(w); free(out); free(rstd); free(dout); free(dx); free(dw); free(dx0); free(dw0);
 }
 
+/* ---- LayerNorm ---- */
+
+static void test_layernorm(int n, int C, int with_bias, flame_grad_mode mode, size_t offset)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%d C=%d%s%s%s", n, C, with_bias ? "" : " bias=NULL",
+             mode == FLAME_GRAD_ADD ? " add" : " set", offset ? " offset" : "");
+    size_t nx = (size_t)n * C;
+    float *x = testing_random_bf16(nx, -1, 3), *w = testing_random_bf16(C, 0.5f, 1.5f);
+    float *b = testing_random_bf16(C, -1, 1);
+    float *out = nan_buffer(nx), *mean = nan_buffer(n), *rstd = nan_buffer(n);
+    void *d_x = dev_act_at(x, nx, offset), *d_w = dev_act(w, C), *d_b = with_bias ? dev_act(b, C) : NULL;
+    void *d_out = dev_act_poisoned(nx, offset);
+    float *d_mean = dev_f32_poisoned(n, 0), *d_rstd = dev_f32_poisoned(n, 0);
+    cpu->layernorm_forward(out, mean, rstd, x, w, with_bias ? b : NULL, n, C, 1e-5f);
+    gpu->layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, n, C, 1e-5f);
+    check_act("layernorm_forward out", shape, d_out, out, nx);
+    check_f32("layernorm_forward mean", shape, d_mean, mean, n);
+    check_f32("layernorm_forward rstd", shape, d_rstd, rstd, n);
+
+    /* SET writes dx over NaN; ADD adds onto random values */
+    int add = mode == FLAME_GRAD_ADD;
+    float *dout = testing_random_bf16(nx, -1, 1);
+    float *dx = add ? testing_random_bf16(nx, -1, 1) : nan_buffer(nx);
+    float *dw = testing_random(C, -1, 1), *db = testing_random(C, -1, 1);
+    float *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C), *db0 = testing_copy(db, C);
+    void *d_dx = add ? dev_act_at(dx, nx, offset) : dev_act_poisoned(nx, offset);
+    float *d_dw = dev_f32(dw, C), *d_db = dev_f32(db, C);
+    cpu->layernorm_backward(dx, mode, dw, db, dout, x, w, mean, rstd, n, C);
+    gpu->layernorm_backward(d_dx, mode, d_dw, d_db, dev_act_at(dout, nx, offset), d_x, d_w, d_mean, d_rstd, n,
+                            C);
+    if (add)
+        check_added_act("layernorm_backward dx", shape, d_dx, dx, dx0, nx);
+    else
+        check_act("layernorm_backward dx", shape, d_dx, dx, nx);
+    check_added_f32("layernorm_backward dw", shape, d_dw, dw, dw0, C);
+    check_added_f32("layernorm_backward db", shape, d_db, db, db0, C);
+    release_all();
+    free(x); free(w); free(b); free(out); free(mean); free(rstd); free(dout); free(dx); free(dw); free(db);
+    free(dx0); free(dw0); free(db0);
+}
+
 /* ---- conv1d ---- */
 
 /* n tokens cut into documents of 1 to max_len tokens; n_seqs receives how many */
@@ -565,6 +607,28 @@ static void test_swiglu(size_t n, int with_dup)
     check_act("swiglu_backward out (= dout)", shape, d_dout, out, n);
     release_all();
     free(gate); free(up); free(out); free(dout); free(dg); free(du);
+}
+
+/* ---- GELU ---- */
+
+static void test_gelu(size_t n)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%zu", n);
+    float *x = testing_random_bf16(n, -6, 6), *out = nan_buffer(n);
+    void *d_x = dev_act(x, n), *d_out = dev_act_poisoned(n, 0);
+    cpu->gelu_forward(out, x, n);
+    gpu->gelu_forward(d_out, d_x, n);
+    check_act("gelu_forward", shape, d_out, out, n);
+
+    /* dx written over dout, in place */
+    float *dout = testing_random_bf16(n, -1, 1), *dx = nan_buffer(n);
+    void *d_dout = dev_act(dout, n);
+    cpu->gelu_backward(dx, dout, x, n);
+    gpu->gelu_backward(d_dout, d_dout, d_x, n);
+    check_act("gelu_backward dx (over dout)", shape, d_dout, dx, n);
+    release_all();
+    free(x); free(out); free(dout); free(dx);
 }
 
 /* ---- scale ---- */
@@ -707,6 +771,7 @@ static void run_all(void)
         test_casts(sizes[i], 0);
         test_scale(sizes[i], 0);
         test_swiglu(sizes[i], 1);
+        test_gelu(sizes[i]);
         test_sum_squares(sizes[i]);
         test_adamw(sizes[i], 0, 1);
     }
@@ -744,6 +809,10 @@ static void run_all(void)
     test_rmsnorm(37, 67, 0, FLAME_GRAD_SET, 0);
     test_rmsnorm(37, 1024, 1, FLAME_GRAD_ADD, 1);
     test_rmsnorm(37, 1024, 1, FLAME_GRAD_SET, 1);
+    for (int i = 0; i < 8; i++)
+        test_layernorm(rn[i][0], rn[i][1], 1, i % 2 ? FLAME_GRAD_ADD : FLAME_GRAD_SET, 0);
+    test_layernorm(37, 768, 0, FLAME_GRAD_SET, 0);
+    test_layernorm(37, 768, 1, FLAME_GRAD_ADD, 1);
 
     /* documents shorter than the window, inside one tile, across tiles
      * (8 tokens for these narrow inputs, 64 for the wide one below); past

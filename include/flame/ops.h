@@ -169,7 +169,7 @@ typedef struct flame_ops {
     void (*conv1d_step)(void *out, void *window, const void *x, const void *weight,
                         const void *bias, int B, int C, int K, int silu);
 
-    /* ---- 5.6: GPT's norm and activation; NULL where the backend has none yet ---- */
+    /* ---- 5.6: GPT's norm and activation ---- */
     /* LayerNorm over rows of C: out = (x − μ)·rstd·weight + bias per row, μ the
      * row's mean, rstd = 1/sqrt(mean((x − μ)²) + eps); mean and rstd (fp32)
      * saved for the backward; bias may be NULL */

@@ -23,7 +23,7 @@
  *        and decode_step, which no plugin ever filled, are unused: always NULL),
  *        and the op table's conv1d_step
  *   5.6  the op table's layernorm_forward, layernorm_backward, gelu_forward,
- *        gelu_backward (CPU only so far: NULL on CUDA)
+ *        gelu_backward
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory

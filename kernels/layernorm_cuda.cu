@@ -1,0 +1,163 @@
+/* LayerNorm on bf16 activations (layernorm_cpu.c's formulas): one warp per
+ * row for the row sums, ACT_VEC values per access when the rows are
+ * vectorizable (cuda_launch.cuh); mean and rstd kept in fp32. The backward
+ * takes dw and db as column sums (cuda_reduce.cuh, an order fixed by the
+ * shapes) before dx, which may be dout. */
+#include "cuda_check.h"
+#include "cuda_kernels.h"
+#include "cuda_launch.cuh"
+#include "cuda_reduce.cuh"
+
+#define ROWS_PER_BLOCK (CUDA_BLOCK / 32)
+
+static unsigned row_blocks(int n) { return (unsigned)((n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
+
+/* Lane l of the warp takes values [j, j + W) for j = l·W, l·W + 32·W, … */
+template <int W>
+static __global__ void layernorm_rows(act_t *out, float *mean, float *rstd, const act_t *x, const act_t *weight,
+                                      const act_t *bias, int n, int C, float eps)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n)
+        return; /* the whole warp: the sums below are per warp */
+    const act_t *xi = x + (size_t)row * C;
+    act_t *yi = out + (size_t)row * C;
+    float sum = 0.0f;
+    for (int j = lane * W; j < C; j += 32 * W) {
+        float v[W];
+        load_floats<W>(v, xi + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            sum += v[k];
+    }
+    float m = warp_sum(sum) / C, ss = 0.0f; /* the squares about the mean: no cancellation */
+    for (int j = lane * W; j < C; j += 32 * W) {
+        float v[W];
+        load_floats<W>(v, xi + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            ss += (v[k] - m) * (v[k] - m);
+    }
+    float r = rsqrtf(warp_sum(ss) / C + eps);
+    if (lane == 0)
+        mean[row] = m, rstd[row] = r;
+    for (int j = lane * W; j < C; j += 32 * W) {
+        float v[W], w[W], b[W] = {};
+        load_floats<W>(v, xi + j);
+        load_floats<W>(w, weight + j);
+        if (bias)
+            load_floats<W>(b, bias + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            v[k] = (v[k] - m) * r * w[k] + b[k];
+        store_floats<W>(yi + j, v);
+    }
+}
+
+/* dx_j = r·(g_j − mean(g) − x̂_j·mean(g x̂)), g = dy ⊙ w, written or added */
+template <int W, bool ADD>
+static __global__ void layernorm_dx_rows(act_t *dx, const act_t *dout, const act_t *x, const act_t *weight,
+                                         const float *mean, const float *rstd, int n, int C)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n)
+        return;
+    size_t at = (size_t)row * C;
+    float m = mean[row], r = rstd[row], g_sum = 0.0f, gx_sum = 0.0f;
+    for (int j = lane * W; j < C; j += 32 * W) {
+        float dy[W], w[W], v[W];
+        load_floats<W>(dy, dout + at + j);
+        load_floats<W>(w, weight + j);
+        load_floats<W>(v, x + at + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            g_sum += dy[k] * w[k], gx_sum += dy[k] * w[k] * (v[k] - m) * r;
+    }
+    float g_mean = warp_sum(g_sum) / C, gx_mean = warp_sum(gx_sum) / C;
+    for (int j = lane * W; j < C; j += 32 * W) {
+        float dy[W], w[W], v[W], acc[W] = {};
+        load_floats<W>(dy, dout + at + j);
+        load_floats<W>(w, weight + j);
+        load_floats<W>(v, x + at + j);
+        if (ADD)
+            load_floats<W>(acc, dx + at + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            acc[k] += r * (dy[k] * w[k] - g_mean - (v[k] - m) * r * gx_mean);
+        store_floats<W>(dx + at + j, acc);
+    }
+}
+
+/* dw's terms of row i, columns [j, j + W): dy·x̂ */
+struct layernorm_dw_term {
+    const act_t *dout, *x;
+    const float *mean, *rstd;
+    int C;
+    template <int W> __device__ void add(float (&acc)[W], int i, int j) const
+    {
+        size_t at = (size_t)i * C + j;
+        float dy[W], v[W], m = mean[i], r = rstd[i];
+        load_floats<W>(dy, dout + at);
+        load_floats<W>(v, x + at);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            acc[k] += dy[k] * (v[k] - m) * r;
+    }
+};
+
+/* db's terms: dy */
+struct layernorm_db_term {
+    const act_t *dout;
+    int C;
+    template <int W> __device__ void add(float (&acc)[W], int i, int j) const
+    {
+        float dy[W];
+        load_floats<W>(dy, dout + (size_t)i * C + j);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            acc[k] += dy[k];
+    }
+};
+
+void layernorm_forward_cuda(void *out, float *mean, float *rstd, const void *x, const void *weight,
+                            const void *bias, int n, int C, float eps)
+{
+    if (n <= 0)
+        return;
+    act_t *y = (act_t *)out;
+    const act_t *xa = (const act_t *)x, *w = (const act_t *)weight, *b = (const act_t *)bias;
+    if (vectorizable(C, out, x, weight, bias))
+        layernorm_rows<ACT_VEC><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, xa, w, b, n, C, eps);
+    else
+        layernorm_rows<1><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, xa, w, b, n, C, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int W>
+static void launch_dx_rows(act_t *dx, flame_grad_mode mode, const act_t *dy, const act_t *x, const act_t *w,
+                           const float *mean, const float *rstd, int n, int C)
+{
+    if (mode == FLAME_GRAD_ADD)
+        layernorm_dx_rows<W, true><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, mean, rstd, n, C);
+    else
+        layernorm_dx_rows<W, false><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, mean, rstd, n, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+void layernorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, float *dbias, const void *dout,
+                             const void *x, const void *weight, const float *mean, const float *rstd, int n,
+                             int C)
+{
+    if (n <= 0 || C <= 0)
+        return;
+    const act_t *dy = (const act_t *)dout, *xa = (const act_t *)x, *w = (const act_t *)weight;
+    /* the parameters' gradients first: they read dout, which dx may be */
+    if (dweight)
+        column_sum_add(dweight, n, C, layernorm_dw_term{dy, xa, mean, rstd, C}, vectorizable(C, dout, x));
+    if (dbias)
+        column_sum_add(dbias, n, C, layernorm_db_term{dy, C}, vectorizable(C, dout));
+    if (dx && vectorizable(C, dx, dout, x, weight))
+        launch_dx_rows<ACT_VEC>((act_t *)dx, dx_mode, dy, xa, w, mean, rstd, n, C);
+    else if (dx)
+        launch_dx_rows<1>((act_t *)dx, dx_mode, dy, xa, w, mean, rstd, n, C);
+}
