@@ -89,11 +89,14 @@ def python_configs(model):
 
 
 def run(command, log, env=None):
-    """the command's output (also written to log), or None when it failed"""
+    """the command's output, or None when it failed; written to log as it
+    comes, so that a run cut short (a time limit) shows how far it got"""
+    print(f"running {' '.join(command)} (output in {log})", flush=True)
     with open(log, "w") as f:
-        r = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        f.write(r.stdout)
-    return r.stdout if r.returncode == 0 else None
+        r = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env)
+    with open(log) as f:
+        out = f.read()
+    return out if r.returncode == 0 else None
 
 
 def flame_row(args, model, logs):
@@ -111,7 +114,8 @@ def python_row(args, label, config, extra, logs, index):
     folder = tempfile.mkdtemp(prefix="bench_compare-")
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [args.fla, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [args.fla, os.environ.get("PYTHONPATH")])))
     out = run([sys.executable, os.path.join(args.fla, "benchmarks", "benchmark_training_throughput.py"),
                "--name", folder, "--batch_size", str(args.batch_size), "--seq_len", str(args.seq_len),
                "--warmup_steps", str(args.warmup_steps), "--steps", str(args.steps)] + extra,
