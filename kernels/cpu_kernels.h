@@ -87,6 +87,7 @@ void conv1d_step_cpu(float *out, float *window, const float *x, const float *wei
 
 /* elementwise_cpu.c */
 void scale_cpu(float *x, float s, size_t n);
+void add_cpu(float *out, const float *a, const float *b, size_t n);
 
 /* cross_entropy_cpu.c */
 double cross_entropy_cpu(float *losses, float *dlogits, const float *logits,

@@ -75,6 +75,8 @@ static void gelu_backward_act(void *dx, const void *dout, const void *x, size_t 
     gelu_backward_cpu(dx, dout, x, n);
 }
 
+static void add_act(void *out, const void *a, const void *b, size_t n) { add_cpu(out, a, b, n); }
+
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
 {
     swiglu_forward_cpu(out, gate, up, n);
@@ -160,4 +162,5 @@ const flame_ops flame_cpu_ops = {
     .layernorm_backward = layernorm_backward_act,
     .gelu_forward = gelu_forward_act,
     .gelu_backward = gelu_backward_act,
+    .add = add_act,
 };

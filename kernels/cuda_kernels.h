@@ -76,6 +76,7 @@ void conv1d_step_cuda(void *out, void *window, const void *x, const void *weight
 void to_act_cuda(void *dst, const float *src, size_t n);
 void from_act_cuda(float *dst, const void *src, size_t n);
 void scale_cuda(float *x, float s, size_t n);
+void add_cuda(void *out, const void *a, const void *b, size_t n);
 
 /* cross_entropy_cuda.cu */
 double cross_entropy_cuda(float *losses, void *dlogits, const void *logits,

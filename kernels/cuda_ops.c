@@ -27,6 +27,7 @@ const flame_ops flame_cuda_ops = {
     .layernorm_backward = layernorm_backward_cuda,
     .gelu_forward = gelu_forward_cuda,
     .gelu_backward = gelu_backward_cuda,
+    .add = add_cuda,
     .swiglu_forward = swiglu_forward_cuda,
     .swiglu_backward = swiglu_backward_cuda,
     .scale = scale_cuda,

@@ -1,5 +1,5 @@
-/* Elementwise ops: the in-place scale (fp32 gradients, for clipping) and the
- * casts between fp32 and bf16. Each
+/* Elementwise ops: the in-place scale (fp32 gradients, for clipping), the sum
+ * of two activation arrays and the casts between fp32 and bf16. Each
  * moves ACT_VEC values per access when vectorizable (cuda_launch.cuh), one
  * otherwise. */
 #include "cuda_check.h"
@@ -15,6 +15,19 @@ template <int W> static __global__ void scale_kernel(float *x, float s, size_t n
         for (int k = 0; k < W; k++)
             v[k] *= s;
         store_floats<W>(x + i * W, v);
+    }
+}
+
+template <int W> static __global__ void add_kernel(act_t *out, const act_t *a, const act_t *b, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n / W) {
+        float u[W], v[W];
+        load_floats<W>(u, a + i * W);
+        load_floats<W>(v, b + i * W);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            u[k] += v[k];
+        store_floats<W>(out + i * W, u);
     }
 }
 
@@ -34,6 +47,14 @@ void scale_cuda(float *x, float s, size_t n)
     if (n == 0)
         return;
     LAUNCH_VECTORIZED(scale_kernel, vectorizable(n, x), n, x, s, n);
+}
+
+void add_cuda(void *out, const void *a, const void *b, size_t n)
+{
+    if (n == 0)
+        return;
+    LAUNCH_VECTORIZED(add_kernel, vectorizable(n, out, a, b), n, (act_t *)out, (const act_t *)a,
+                      (const act_t *)b, n);
 }
 
 void to_act_cuda(void *dst, const float *src, size_t n)

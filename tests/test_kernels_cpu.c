@@ -82,7 +82,7 @@ static void test_table_and_memory(void)
               ops->cross_entropy && ops->sum_squares && ops->adamw && ops->conv1d_forward &&
               ops->conv1d_backward && ops->conv1d_step && FLAME_OPS_HAS(ops, layernorm_forward) &&
               FLAME_OPS_HAS(ops, layernorm_backward) && FLAME_OPS_HAS(ops, gelu_forward) &&
-              FLAME_OPS_HAS(ops, gelu_backward),
+              FLAME_OPS_HAS(ops, gelu_backward) && FLAME_OPS_HAS(ops, add),
           "op table has an empty field");
 
     enum { N = 1000 };
@@ -757,6 +757,22 @@ static void test_scale(void)
     free(a2);
 }
 
+/* ---- add ---- */
+
+static void test_add(void)
+{
+    enum { n = 100003 }; /* above the threading threshold, odd */
+    float *a = testing_random(n, -1.0f, 1.0f), *b = testing_random(n, -1.0f, 1.0f);
+    float *out = testing_random(n, -9.0f, 9.0f), *in_place = testing_copy(a, n);
+    ops->add(out, a, b, n);
+    ops->add(in_place, in_place, b, n);
+    int ok = 1;
+    for (int i = 0; i < n; i++)
+        ok &= out[i] == a[i] + b[i] && in_place[i] == out[i];
+    CHECK(ok, "add is wrong");
+    free(a); free(b); free(out); free(in_place);
+}
+
 /* ---- cross-entropy ---- */
 
 enum { CE_n = 4, CE_V = 11 };
@@ -935,6 +951,7 @@ int main(void)
                 test_conv1d(K, silu, bias);
     test_swiglu();
     test_scale();
+    test_add();
     test_cross_entropy();
     test_sum_squares();
     test_adamw();

@@ -631,6 +631,24 @@ static void test_gelu(size_t n)
     free(x); free(out); free(dout); free(dx);
 }
 
+/* ---- add ---- */
+
+/* out = a + b, and in place over a */
+static void test_add(size_t n)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%zu", n);
+    float *a = testing_random_bf16(n, -1, 1), *b = testing_random_bf16(n, -1, 1), *sum = nan_buffer(n);
+    void *d_a = dev_act(a, n), *d_b = dev_act(b, n), *d_out = dev_act_poisoned(n, 0);
+    cpu->add(sum, a, b, n);
+    gpu->add(d_out, d_a, d_b, n);
+    check_act("add", shape, d_out, sum, n);
+    gpu->add(d_a, d_a, d_b, n);
+    check_act("add (over a)", shape, d_a, sum, n);
+    release_all();
+    free(a); free(b); free(sum);
+}
+
 /* ---- scale ---- */
 
 static void test_scale(size_t n, size_t offset)
@@ -772,6 +790,7 @@ static void run_all(void)
         test_scale(sizes[i], 0);
         test_swiglu(sizes[i], 1);
         test_gelu(sizes[i]);
+        test_add(sizes[i]);
         test_sum_squares(sizes[i]);
         test_adamw(sizes[i], 0, 1);
     }

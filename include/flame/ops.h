@@ -184,6 +184,11 @@ typedef struct flame_ops {
     void (*gelu_forward)(void *out, const void *x, size_t n);
     /* dx = dout · gelu'(x), written (dx may be dout) */
     void (*gelu_backward)(void *dx, const void *dout, const void *x, size_t n);
+
+    /* ---- 5.7 ---- */
+    /* out = a + b over n activations (GPT's token and position embeddings);
+     * out may be a or b */
+    void (*add)(void *out, const void *a, const void *b, size_t n);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

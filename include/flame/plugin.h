@@ -24,6 +24,7 @@
  *        and the op table's conv1d_step
  *   5.6  the op table's layernorm_forward, layernorm_backward, gelu_forward,
  *        gelu_backward
+ *   5.7  the op table's add
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
