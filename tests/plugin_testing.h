@@ -8,7 +8,10 @@
  * including this, and LM_ROOT / LM_EMBEDDINGS / LM_FINAL_NORM where its names
  * are not fla's usual "model.…", "model.embeddings" and "model.norm", and
  * LM_MLP_FC1 for HazyResearch's MLP (mlp.fc1 holding up's rows then gate's,
- * mlp.fc2, norm2) instead of fla's (mlp_norm, gate_proj, up_proj, down_proj). */
+ * mlp.fc2, norm2) instead of fla's (mlp_norm, gate_proj, up_proj, down_proj),
+ * or LM_GPT for flash-attn's GPT: LayerNorms with biases, the GELU MLP
+ * (mlp.fc1, mlp.fc2 with biases, norm2) and a position table
+ * (LM_ROOT.embeddings.position_embeddings) when dims has positions > 0. */
 #ifndef FLAME_PLUGIN_TESTING_H
 #define FLAME_PLUGIN_TESTING_H
 
@@ -175,6 +178,34 @@ static double *linear(const double *x, int n, int K, const float *W, int N, cons
     return out;
 }
 
+/* rows of C: (x − mean) / sqrt(var + eps) · w + b */
+static inline double *layer_norm(const double *x, int rows, int C, const float *w, const float *b, double eps)
+{
+    double *out = malloc((size_t)rows * C * sizeof *out);
+    for (int i = 0; i < rows; i++) {
+        const double *r = x + (size_t)i * C;
+        double mean = 0, var = 0;
+        for (int j = 0; j < C; j++)
+            mean += r[j] / C;
+        for (int j = 0; j < C; j++)
+            var += (r[j] - mean) * (r[j] - mean) / C;
+        for (int j = 0; j < C; j++)
+            out[(size_t)i * C + j] = (r[j] - mean) / sqrt(var + eps) * w[j] + b[j];
+    }
+    return out;
+}
+
+/* the first token of token i's sequence */
+static inline int seq_start(const test_model *t, int i)
+{
+    if (!t->cu)
+        return i - i % t->T;
+    int s = 0;
+    while (t->cu[s + 1] <= i)
+        s++;
+    return t->cu[s];
+}
+
 /* rows of C: x / sqrt(mean(x²) + eps) · w */
 static double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
 {
@@ -270,6 +301,40 @@ static void check_grads(const char *name, test_model *t)
 /* one layer's token mixer (attention, recurrence ...) of the naive model: h += mixer(norm(h)) */
 typedef void (*naive_mixer_fn)(const test_model *t, double *h, int l);
 
+/* the model's norm of rows of D: the parameters "<name>.weight" (and a LayerNorm's ".bias") */
+static double *naive_norm(const test_model *t, const double *x, int rows, const char *name)
+{
+    char w[FLAME_NAME_MAX];
+    snprintf(w, sizeof w, "%s.weight", name);
+#ifdef LM_GPT
+    char b[FLAME_NAME_MAX];
+    snprintf(b, sizeof b, "%s.bias", name);
+    return layer_norm(x, rows, t->c.D, P(t, "%s", w), P(t, "%s", b), t->c.eps);
+#else
+    return rms_norm(x, rows, t->c.D, P(t, "%s", w), t->c.eps);
+#endif
+}
+
+#ifdef LM_GPT
+/* h += fc2(gelu(fc1(m))), m = norm2(h); GELU's tanh form */
+static void naive_mlp(const test_model *t, double *h, int l)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D;
+    char norm[FLAME_NAME_MAX];
+    snprintf(norm, sizeof norm, LM_ROOT ".layers.%d.norm2", l);
+    double *m = naive_norm(t, h, n, norm);
+    double *u = linear(m, n, D, P(t, LM_ROOT ".layers.%d.mlp.fc1.weight", l), c->I,
+                       P(t, LM_ROOT ".layers.%d.mlp.fc1.bias", l));
+    for (size_t i = 0; i < (size_t)n * c->I; i++)
+        u[i] = 0.5 * u[i] * (1.0 + tanh(sqrt(2.0 / M_PI) * (u[i] + 0.044715 * u[i] * u[i] * u[i])));
+    double *out = linear(u, n, c->I, P(t, LM_ROOT ".layers.%d.mlp.fc2.weight", l), D,
+                         P(t, LM_ROOT ".layers.%d.mlp.fc2.bias", l));
+    for (size_t i = 0; i < (size_t)n * D; i++)
+        h[i] += out[i];
+    free(m), free(u), free(out);
+}
+#else
 /* h += down(silu(gate(m)) · up(m)), m = rms_norm(h) */
 static void naive_mlp(const test_model *t, double *h, int l)
 {
@@ -293,6 +358,7 @@ static void naive_mlp(const test_model *t, double *h, int l)
         h[i] += out[i];
     free(m), free(gate), free(up), free(out);
 }
+#endif
 
 /* The naive model's mean loss over counted targets; its logits [n,V] into ref. */
 static double naive_loss(const test_model *t, naive_mixer_fn mixer, double *ref)
@@ -304,12 +370,20 @@ static double naive_loss(const test_model *t, naive_mixer_fn mixer, double *ref)
     for (int i = 0; i < n; i++)
         for (int j = 0; j < D; j++)
             h[(size_t)i * D + j] = emb[(size_t)t->tokens[i] * D + j];
+#ifdef LM_GPT
+    if (c->positions) {
+        const float *pos = P(t, LM_ROOT ".embeddings.position_embeddings.weight");
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < D; j++)
+                h[(size_t)i * D + j] += pos[(size_t)(i - seq_start(t, i)) * D + j];
+    }
+#endif
     for (int l = 0; l < c->L; l++) {
         mixer(t, h, l);
         if (c->I)
             naive_mlp(t, h, l);
     }
-    double *x = rms_norm(h, n, D, P(t, LM_ROOT "." LM_FINAL_NORM ".weight"), c->eps);
+    double *x = naive_norm(t, h, n, LM_ROOT "." LM_FINAL_NORM);
     double *logits = linear(x, n, D, c->tie ? emb : P(t, "lm_head.weight"), c->V, NULL);
     memcpy(ref, logits, (size_t)n * c->V * sizeof *ref);
     double sum = 0;

@@ -166,16 +166,6 @@ typedef struct dims {
 
 /* ==================================================================== the naive model, in double */
 
-/* the sequence of token i and its first token */
-static int seq_start(const test_model *t, int i)
-{
-    if (!t->cu)
-        return i - i % t->T;
-    int s = 0;
-    while (t->cu[s + 1] <= i)
-        s++;
-    return t->cu[s];
-}
 
 /* Llama's rotate-half: pairs (j, j + hd/2) turn by pos / theta^(j/(hd/2)),
  * as a complex product (x_j + i·x_{j+hd/2}) · e^{iθ} */

@@ -796,18 +796,18 @@ static int input_projections(const based_model *m, int l, lm_projection *proj)
     if (m->kind[l] == MIX_CONV) {
         for (int i = 0; i < 2; i++) /* in_proj's halves: u1, u2 */
             proj[i] = (lm_projection){rows_of(m, W(m, l, C_IN), i * c->E, D), grad_rows(dW(m, l, C_IN), i * c->E, D),
-                                      g[i], c->E};
+                                      g[i], c->E, NULL};
         return 2;
     }
     if (m->kind[l] == MIX_TAYLOR) {
         int QK = c->Ht * c->F;
-        proj[0] = (lm_projection){W(m, l, T_Q), dW(m, l, T_Q), g[0], QK};
-        proj[1] = (lm_projection){W(m, l, T_K), dW(m, l, T_K), g[1], QK};
-        proj[2] = (lm_projection){W(m, l, T_V), dW(m, l, T_V), g[2], D};
+        proj[0] = (lm_projection){W(m, l, T_Q), dW(m, l, T_Q), g[0], QK, NULL};
+        proj[1] = (lm_projection){W(m, l, T_K), dW(m, l, T_K), g[1], QK, NULL};
+        proj[2] = (lm_projection){W(m, l, T_V), dW(m, l, T_V), g[2], D, NULL};
         return 3;
     }
     for (int i = 0; i < 3; i++) /* Wqkv's blocks: q, k, v */
-        proj[i] = (lm_projection){rows_of(m, W(m, l, S_QKV), i * D, D), grad_rows(dW(m, l, S_QKV), i * D, D), g[i], D};
+        proj[i] = (lm_projection){rows_of(m, W(m, l, S_QKV), i * D, D), grad_rows(dW(m, l, S_QKV), i * D, D), g[i], D, NULL};
     return 3;
 }
 
@@ -825,7 +825,7 @@ static void mixer_backward(void *model, int l)
         sliding_backward(m, l, n, g);
     norm1_forward(m, l, n); /* a again */
     int p = norm1_index(m, l);
-    const lm_prenorm norm = {m->base.resid[l], m->d.a, W(m, l, p), dW(m, l, p), acts(m, l)->rstd};
+    const lm_prenorm norm = {m->base.resid[l], m->d.a, W(m, l, p), dW(m, l, p), acts(m, l)->rstd, NULL, NULL, NULL};
     lm_projection proj[3];
     int count = input_projections(m, l, proj);
     lm_prenorm_backward(m->base.ops, &norm, proj, count, m->base.d_x, m->base.d_resid, n, m->c.s.D);

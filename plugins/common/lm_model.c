@@ -93,7 +93,8 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
 {
     *b = (lm_model){.ops = ops, .s = *shape};
     int L = shape->L;
-    size_t n = 2 + (size_t)L * shape->per_layer + (shape->tie ? 0 : 1); /* at most */
+    /* the embedding, a position table, the layers, the final norm and its bias, lm_head */
+    size_t n = 5 + (size_t)L * shape->per_layer; /* at most */
     b->layer_first = calloc((size_t)L + 1, sizeof *b->layer_first);
     b->specs = calloc(n, sizeof *b->specs);
     b->w = calloc(n, sizeof *b->w);
@@ -107,6 +108,10 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
     char name[FLAME_NAME_MAX];
     snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->embeddings ? shape->embeddings : "embeddings");
     add_param(b, name, shape->V, shape->D, FLAME_INIT_NORMAL, 0);
+    if (shape->positions) {
+        snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->position_embeddings);
+        add_param(b, name, shape->positions, shape->D, FLAME_INIT_NORMAL, 0);
+    }
     for (int l = 0; l < L; l++) {
         b->layer_first[l] = b->n_params;
         layer_params(model, l);
@@ -114,6 +119,10 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
     b->layer_first[L] = b->n_params;
     snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->final_norm ? shape->final_norm : "norm");
     add_param(b, name, shape->D, 0, FLAME_INIT_ONES, 0);
+    if (shape->layernorm) {
+        snprintf(name, sizeof name, "%s.%s.bias", root(b), shape->final_norm ? shape->final_norm : "norm");
+        add_param(b, name, shape->D, 0, FLAME_INIT_ZEROS, 0);
+    }
     if (!shape->tie)
         add_param(b, "lm_head.weight", shape->V, shape->D, FLAME_INIT_NORMAL, 1);
     return 0;
@@ -147,6 +156,8 @@ static void release_arena(lm_model *b)
     if (b->arena)
         b->ops->free(b->arena);
     b->arena = NULL;
+    free(b->positions_host);
+    b->positions_host = NULL;
     b->batch = (lm_batch){0};
 }
 
@@ -185,8 +196,14 @@ void *lm_model_create(void *model, const flame_ops *ops, const lm_shape *shape,
 
 static int layer_index(const lm_model *b, int l, int p) { return b->layer_first[l] + p; }
 static int final_norm_index(const lm_model *b) { return b->layer_first[b->s.L]; }
-/* with tied embeddings, lm_head is the embedding (index 0) */
-static int lm_head_index(const lm_model *b) { return b->s.tie ? 0 : final_norm_index(b) + 1; }
+/* with tied embeddings, lm_head is the embedding (index 0); else it follows
+ * the final norm's weight (and bias) */
+static int lm_head_index(const lm_model *b)
+{
+    return b->s.tie ? 0 : final_norm_index(b) + (b->s.layernorm ? 2 : 1);
+}
+/* the position table follows the embedding */
+enum { POSITIONS_INDEX = 1 };
 
 const void *lm_model_w(const lm_model *b, int l, int p) { return b->w[layer_index(b, l, p)]; }
 float *lm_model_dw(const lm_model *b, int l, int p) { return b->dw[layer_index(b, l, p)]; }
@@ -195,8 +212,8 @@ float *lm_model_dw(const lm_model *b, int l, int p) { return b->dw[layer_index(b
 static lm_mlp_params gate_up_params(const lm_model *b, int l)
 {
     int p = b->layer_first[l + 1] - 4;
-    lm_mlp_params m = {b->w[p], b->w[p + 1], b->w[p + 2], b->w[p + 3],
-                       b->dw[p], b->dw[p + 1], b->dw[p + 2], b->dw[p + 3]};
+    lm_mlp_params m = {.norm = b->w[p], .gate = b->w[p + 1], .up = b->w[p + 2], .down = b->w[p + 3],
+                       .dnorm = b->dw[p], .dgate = b->dw[p + 1], .dup = b->dw[p + 2], .ddown = b->dw[p + 3]};
     return m;
 }
 
@@ -205,20 +222,38 @@ static lm_mlp_params fc1_params(const lm_model *b, int l)
 {
     int p = b->layer_first[l + 1] - 3;
     size_t gate_rows = (size_t)b->s.I * b->s.D; /* the values before the gate's */
-    lm_mlp_params m = {b->w[p + 2], lm_act_at(b->ops, b->w[p], gate_rows), b->w[p], b->w[p + 1],
-                       b->dw[p + 2], b->dw[p] + gate_rows, b->dw[p], b->dw[p + 1]};
+    lm_mlp_params m = {.norm = b->w[p + 2], .gate = lm_act_at(b->ops, b->w[p], gate_rows), .up = b->w[p],
+                       .down = b->w[p + 1], .dnorm = b->dw[p + 2], .dgate = b->dw[p] + gate_rows,
+                       .dup = b->dw[p], .ddown = b->dw[p + 1]};
+    return m;
+}
+
+/* flash-attn's GPT: fc1, its bias, fc2, its bias, norm, its bias end every layer */
+static lm_mlp_params gelu_params(const lm_model *b, int l)
+{
+    int p = b->layer_first[l + 1] - 6;
+    lm_mlp_params m = {.norm = b->w[p + 4], .up = b->w[p], .down = b->w[p + 2],
+                       .dnorm = b->dw[p + 4], .dup = b->dw[p], .ddown = b->dw[p + 2],
+                       .norm_bias = b->w[p + 5], .up_bias = b->w[p + 1], .down_bias = b->w[p + 3],
+                       .dnorm_bias = b->dw[p + 5], .dup_bias = b->dw[p + 1], .ddown_bias = b->dw[p + 3]};
     return m;
 }
 
 lm_mlp_params lm_model_mlp_params(const lm_model *b, int l)
 {
-    return b->s.mlp_layout == LM_MLP_FC1 ? fc1_params(b, l) : gate_up_params(b, l);
+    switch (b->s.mlp_layout) {
+    case LM_MLP_FC1: return fc1_params(b, l);
+    case LM_MLP_GELU: return gelu_params(b, l);
+    default: return gate_up_params(b, l);
+    }
 }
 
 lm_head_params lm_model_head_params(const lm_model *b)
 {
     int norm = final_norm_index(b), head = lm_head_index(b);
-    lm_head_params p = {b->w[norm], b->w[head], b->dw[norm], b->dw[head]};
+    lm_head_params p = {b->w[norm], b->w[head], b->dw[norm], b->dw[head], NULL, NULL};
+    if (b->s.layernorm)
+        p.norm_bias = b->w[norm + 1], p.dnorm_bias = b->dw[norm + 1];
     return p;
 }
 
@@ -233,13 +268,14 @@ void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
             continue;
         }
         b->mid[l] = lm_take_acts(cv, n * s->D);
-        lm_mlp_carve(&b->mlp[l], cv, n, s->I);
+        lm_mlp_carve(&b->mlp[l], cv, n, s->I, s->layernorm, s->mlp_layout != LM_MLP_GELU);
     }
     if (s->I)
         lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I);
     b->d_resid = lm_take_acts(cv, n * s->D);
     b->d_x = lm_take_acts(cv, n * s->D);
-    lm_head_carve(&b->head, cv, n, s->D, s->V);
+    lm_head_carve(&b->head, cv, n, s->D, s->V, s->layernorm);
+    b->positions = s->positions ? lm_take_ints(cv, n) : NULL;
 }
 
 /* room for a decode step of B sequences: B tokens, B targets, B + 1 offsets */
@@ -280,6 +316,39 @@ int lm_model_decode(lm_model *b, void *state, const int32_t *tokens, int B, int 
     return isnan(loss) ? -1 : 0;
 }
 
+/* each token's position in its sequence (while decoding, the decode step's)
+ * into b->positions; -1 after a line on stderr when one is past the table */
+static int load_positions(lm_model *b, const char *who)
+{
+    const lm_batch *lb = &b->batch;
+    for (int q = 0; q < lb->n_seqs; q++)
+        for (int i = lb->cu[q]; i < lb->cu[q + 1]; i++) {
+            int pos = b->decoding ? b->decode_pos : i - lb->cu[q];
+            if (pos >= b->s.positions) {
+                fprintf(stderr, "%s: position %d is past the %d of the position table "
+                        "(n_positions; a shorter training.seq_len fits)\n", who, pos, b->s.positions);
+                return -1;
+            }
+            b->positions_host[i] = pos;
+        }
+    b->ops->upload(b->positions, b->positions_host, (size_t)lb->n * sizeof(int32_t));
+    return 0;
+}
+
+/* resid[0]: the tokens' embeddings, plus their positions' rows where the model has a table */
+static int embed(lm_model *b, const char *who)
+{
+    int n = b->batch.n, D = b->s.D;
+    b->ops->embedding_forward(b->resid[0], b->batch.tokens, b->w[0], n, D);
+    if (!b->s.positions)
+        return 0;
+    if (load_positions(b, who))
+        return -1;
+    b->ops->embedding_forward(b->d_x, b->positions, b->w[POSITIONS_INDEX], n, D);
+    b->ops->add(b->resid[0], b->resid[0], b->d_x, (size_t)n * D);
+    return 0;
+}
+
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
                        lm_mixer_fn mixer_forward, void *model)
 {
@@ -287,7 +356,10 @@ float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, con
     if (lm_batch_load(&b->batch, batch, who))
         return NAN;
     int n = b->batch.n;
-    b->ops->embedding_forward(b->resid[0], b->batch.tokens, b->w[0], n, s->D);
+    if (embed(b, who)) {
+        b->batch.n = 0; /* nothing for a backward */
+        return NAN;
+    }
     for (int l = 0; l < s->L; l++) {
         mixer_forward(model, l);
         if (!s->I)
@@ -317,6 +389,8 @@ void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
         mixer_backward(model, l);
     }
     b->ops->embedding_backward(b->dw[0], b->d_resid, b->batch.tokens, n, s->D);
+    if (s->positions)
+        b->ops->embedding_backward(b->dw[POSITIONS_INDEX], b->d_resid, b->positions, n, s->D);
 }
 
 int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver *cv, size_t n),
@@ -337,6 +411,11 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
         release_arena(b);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
                  cv.used / 1073741824.0);
+        return -1;
+    }
+    if (b->s.positions && !(b->positions_host = malloc(n * sizeof(int32_t)))) {
+        release_arena(b);
+        snprintf(err, err_len, "out of memory for the positions of %zu tokens", n);
         return -1;
     }
     cv = (lm_carver){b->arena, 0, b->ops->act_bytes};

@@ -5,7 +5,8 @@
  * activation arena with the residual stream, each layer's MLP and the LM head,
  * and the last batch; and the one path from tokens to loss and back:
  *
- *   h = embed(x);  per layer: mid = mixer(h) (the plugin's, adding h itself),
+ *   h = embed(x) (+ a learned position table's row, GPT's);
+ *   per layer: mid = mixer(h) (the plugin's, adding h itself),
  *   h = mid + mlp(mid);  loss = head(h)
  *
  * A model without MLPs (Mamba2's: shape I = 0) has h = mid, and its layers'
@@ -24,8 +25,10 @@
  *  registered after the mlp): fc1 [2I,D], fc2 [D,I], norm. fc1's first I rows
  *  are up (the value), its last I rows the gate (`y, gate = fc1(x).chunk(2)`,
  *  out = fc2(y·silu(gate))): gate and up are row blocks of one tensor, so the
- *  MLP's math and its parts (lm_mlp_params) are the same for both. */
-typedef enum lm_mlp_layout { LM_MLP_GATE_UP, LM_MLP_FC1 } lm_mlp_layout;
+ *  MLP's math and its parts (lm_mlp_params) are the same for both.
+ *  LM_MLP_GELU (flash-attn's GPT Mlp in a Block): fc1 [I,D], fc1's bias,
+ *  fc2 [D,I], fc2's bias, norm, norm's bias; out = fc2(gelu(fc1(x))), no gate. */
+typedef enum lm_mlp_layout { LM_MLP_GATE_UP, LM_MLP_FC1, LM_MLP_GELU } lm_mlp_layout;
 
 /* the sizes every decoder LM has */
 typedef struct lm_shape {
@@ -38,6 +41,13 @@ typedef struct lm_shape {
      * "norm_f"; Based: "transformer", "embeddings.word_embeddings", "ln_f") */
     const char *root, *embeddings, *final_norm;
     lm_mlp_layout mlp_layout;
+    /* GPT's: every norm a LayerNorm with a bias (the final norm's declared
+     * after its weight); a learned position table of `positions` rows (0:
+     * none) named "<root>.<position_embeddings>.weight", declared after the
+     * embedding, its row of each token's position in its sequence added to
+     * the token's */
+    int layernorm, positions;
+    const char *position_embeddings;
 } lm_shape;
 
 /* The [model] options every decoder LM declares alike (key, type, default,
@@ -102,6 +112,8 @@ typedef struct lm_model {
     void *d_x;      /* [n,D] ∂loss/∂(a norm's output): scratch of the MLP, the head, the mixer */
     lm_head head;
     lm_batch batch; /* the last batch taken in */
+    int32_t *positions;      /* [n] each token's position (shape.positions > 0), backend */
+    int32_t *positions_host; /* the same, staged */
     void *layers;   /* [L] the plugin's own per-layer structs (lm_model_create) */
     /* a decode step's batch: tokens, targets, offsets, in backend memory and
      * staged on the host (lm_model_decode) */

@@ -127,6 +127,8 @@ void *lm_take_acts(lm_carver *cv, size_t count) { return take_bytes(cv, count * 
 
 float *lm_take_floats(lm_carver *cv, size_t count) { return take_bytes(cv, count * sizeof(float)); }
 
+int32_t *lm_take_ints(lm_carver *cv, size_t count) { return take_bytes(cv, count * sizeof(int32_t)); }
+
 void *lm_act_at(const flame_ops *ops, const void *base, size_t index)
 {
     return (char *)base + index * ops->act_bytes;
@@ -170,12 +172,43 @@ int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who)
     return 0;
 }
 
+/* ------------------------------------------------------------------ norms */
+
+void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
+                     const void *weight, const void *bias, int n, int D, float eps)
+{
+    if (mean)
+        ops->layernorm_forward(out, mean, rstd, x, weight, bias, n, D, eps);
+    else
+        ops->rmsnorm_forward(out, rstd, x, weight, n, D, eps);
+}
+
+/* dx (mode) from dout through the norm of x; the weight's (and bias') gradients added */
+static void norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
+                          const void *dout, const void *x, const void *weight, const float *mean,
+                          const float *rstd, int n, int D)
+{
+    if (mean)
+        ops->layernorm_backward(dx, mode, dweight, dbias, dout, x, weight, mean, rstd, n, D);
+    else
+        ops->rmsnorm_backward(dx, mode, dweight, dout, x, weight, rstd, n, D);
+}
+
 /* ------------------------------------------------------------------ MLP */
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I)
+/* ------------------------------------------------------------------ MLP */
+
+/* statistics of a norm over n rows: rstd, and a LayerNorm's mean */
+static void carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, int layernorm)
 {
-    a->rstd = lm_take_floats(cv, n);
-    a->gate = lm_take_acts(cv, n * I);
+    *mean = layernorm ? lm_take_floats(cv, n) : NULL;
+    *rstd = lm_take_floats(cv, n);
+}
+
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated)
+{
+    carve_norm_stats(&a->mean, &a->rstd, cv, n, layernorm);
+    a->gate = gated ? lm_take_acts(cv, n * I) : NULL;
     a->up = lm_take_acts(cv, n * I);
 }
 
@@ -190,37 +223,59 @@ void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps)
 {
-    ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
-    ops->matmul_forward(a->gate, s->x, p->gate, NULL, NULL, n, D, I);
-    ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
-    ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
-    ops->matmul_forward(out, s->act, p->down, NULL, in, n, I, D);
+    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps);
+    if (p->gate) {
+        ops->matmul_forward(a->gate, s->x, p->gate, NULL, NULL, n, D, I);
+        ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
+        ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
+    } else {
+        ops->matmul_forward(a->up, s->x, p->up, p->up_bias, NULL, n, D, I);
+        ops->gelu_forward(s->act, a->up, (size_t)n * I);
+    }
+    ops->matmul_forward(out, s->act, p->down, p->down_bias, in, n, I, D);
+}
+
+/* into s->dup: ∂loss/∂(up's output) of GPT's MLP, down's gradients added */
+static void gelu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
+                                   lm_mlp_scratch *s, const void *d_resid, int n, int D, int I)
+{
+    ops->gelu_forward(s->act, a->up, (size_t)n * I); /* the activation, made again */
+    ops->matmul_backward(s->dup, FLAME_GRAD_SET, p->ddown, p->ddown_bias, d_resid, s->act, p->down, n, I, D);
+    ops->gelu_backward(s->dup, s->dup, a->up, (size_t)n * I);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
                      lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
                      int D, int I, float eps)
 {
-    /* the activation's gradient; then the SwiGLU backward, which reads gate
-     * and up once for both their gradients and the activation made again */
-    ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, d_resid, NULL, p->down, n, I, D);
-    ops->swiglu_backward(s->dgate, s->dup, s->act, s->act, a->gate, a->up, (size_t)n * I);
-    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
-    /* the forward's x, made again (rstd comes out the same) */
-    ops->rmsnorm_forward(s->x, a->rstd, in, p->norm, n, D, eps);
-    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd};
-    const lm_projection proj[] = {{p->gate, p->dgate, s->dgate, I}, {p->up, p->dup, s->dup, I}};
-    lm_prenorm_backward(ops, &norm, proj, LM_COUNT(proj), d_x, d_resid, n, D);
+    if (p->gate) {
+        /* the activation's gradient; then the SwiGLU backward, which reads gate
+         * and up once for both their gradients and the activation made again */
+        ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, d_resid, NULL, p->down, n, I, D);
+        ops->swiglu_backward(s->dgate, s->dup, s->act, s->act, a->gate, a->up, (size_t)n * I);
+        ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
+    } else {
+        gelu_mlp_core_backward(ops, a, p, s, d_resid, n, D, I);
+    }
+    /* the forward's x, made again (the statistics come out the same) */
+    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps);
+    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean};
+    const lm_projection gated[] = {{p->gate, p->dgate, s->dgate, I, NULL}, {p->up, p->dup, s->dup, I, NULL}};
+    const lm_projection plain[] = {{p->up, p->dup, s->dup, I, p->dup_bias}};
+    if (p->gate)
+        lm_prenorm_backward(ops, &norm, gated, LM_COUNT(gated), d_x, d_resid, n, D);
+    else
+        lm_prenorm_backward(ops, &norm, plain, LM_COUNT(plain), d_x, d_resid, n, D);
 }
 
 void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
                          int count, void *d_x, void *d_resid, int n, int D)
 {
     for (int i = 0; i < count; i++)
-        ops->matmul_backward(d_x, i ? FLAME_GRAD_ADD : FLAME_GRAD_SET, p[i].dweight, NULL, p[i].dout,
+        ops->matmul_backward(d_x, i ? FLAME_GRAD_ADD : FLAME_GRAD_SET, p[i].dweight, p[i].dbias, p[i].dout,
                              norm->a, p[i].weight, n, D, p[i].N);
-    ops->rmsnorm_backward(d_resid, FLAME_GRAD_ADD, norm->dweight, d_x, norm->x, norm->weight,
-                          norm->rstd, n, D);
+    norm_backward(ops, d_resid, FLAME_GRAD_ADD, norm->dweight, norm->dbias, d_x, norm->x, norm->weight,
+                  norm->mean, norm->rstd, n, D);
 }
 
 /* ------------------------------------------------------------------ head */
@@ -232,11 +287,11 @@ void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_
  * chunks, each made twice. */
 size_t lm_head_chunk_bytes = (size_t)1 << 30;
 
-void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V)
+void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layernorm)
 {
     size_t rows = lm_head_chunk_bytes / ((size_t)V * cv->act_bytes);
     hd->rows = (int)(rows < 1 ? 1 : rows < n ? rows : n);
-    hd->rstd = lm_take_floats(cv, n);
+    carve_norm_stats(&hd->mean, &hd->rstd, cv, n, layernorm);
     hd->x = lm_take_acts(cv, n * D);
     hd->logits = lm_take_acts(cv, (size_t)hd->rows * V);
 }
@@ -258,7 +313,7 @@ float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
                       const lm_batch *lb, float *logits_out, int D, int V, float eps)
 {
     int n = lb->n;
-    ops->rmsnorm_forward(hd->x, hd->rstd, h, p->norm, n, D, eps);
+    lm_norm_forward(ops, hd->x, hd->mean, hd->rstd, h, p->norm, p->norm_bias, n, D, eps);
     /* a batch of one chunk: its logits become their gradient now, for the backward */
     hd->whole = n <= hd->rows;
     double sum = 0;
@@ -286,5 +341,5 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
         ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
                              hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }
-    ops->rmsnorm_backward(d_resid, FLAME_GRAD_SET, p->dnorm, d_x, h, p->norm, hd->rstd, n, D);
+    norm_backward(ops, d_resid, FLAME_GRAD_SET, p->dnorm, p->dnorm_bias, d_x, h, p->norm, hd->mean, hd->rstd, n, D);
 }

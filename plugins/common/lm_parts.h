@@ -1,8 +1,13 @@
 /* The parts of a decoder language model that every architecture plugin
  * shares: one activation arena carved into pieces, taking in a batch, the
- * pre-norm SwiGLU MLP block and the LM head (final norm, lm_head,
- * cross-entropy). Compiled into each plugin, since a plugin loads alone.
- * Like the op table, backward functions ADD into parameter gradients. */
+ * pre-norm MLP block (SwiGLU, or GPT's GELU with biases) and the LM head
+ * (final norm, lm_head, cross-entropy). Compiled into each plugin, since a
+ * plugin loads alone. Like the op table, backward functions ADD into
+ * parameter gradients.
+ *
+ * Norms are RMSNorm(x)·w, or LayerNorm(x)·w + b (GPT's) where the piece
+ * keeping a norm's statistics has a `mean`: the carve functions take
+ * `layernorm` and leave mean NULL without it, so one pointer says which. */
 #ifndef FLAME_LM_PARTS_H
 #define FLAME_LM_PARTS_H
 
@@ -59,6 +64,7 @@ typedef struct lm_carver {
 
 void *lm_take_acts(lm_carver *cv, size_t count);
 float *lm_take_floats(lm_carver *cv, size_t count);
+int32_t *lm_take_ints(lm_carver *cv, size_t count);
 /* the activation `index` values past base */
 void *lm_act_at(const flame_ops *ops, const void *base, size_t index);
 
@@ -77,14 +83,15 @@ typedef struct lm_batch {
  * keeps its pointers. Returns 0, or -1 after one line on stderr starting with who. */
 int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
 
-/* out = in + down(silu(gate(x)) · up(x)), x = rmsnorm(in); void pointers are
- * activations (and the parameters' compute view), float ones fp32. A layer
- * keeps the norm's rstd and the two products; x and the activation are made
- * again in the backward (two cheap passes that save D + I values per token
- * and layer). */
+/* out = in + down(silu(gate(x)) · up(x)), x = norm(in), or without a gate
+ * (GPT's) out = in + down(gelu(up(x))), up and down with biases; void
+ * pointers are activations (and the parameters' compute view), float ones
+ * fp32. A layer keeps the norm's statistics and the products; x and the
+ * activation are made again in the backward (two cheap passes that save D + I
+ * values per token and layer). */
 typedef struct lm_mlp_acts {
-    float *rstd;     /* [n] */
-    void *gate, *up; /* [n,I] */
+    float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
+    void *gate, *up;    /* [n,I]; gate NULL without one */
 } lm_mlp_acts;
 
 /* reused by every layer */
@@ -98,29 +105,41 @@ typedef struct lm_mlp_scratch {
 typedef struct lm_mlp_params {
     const void *norm, *gate, *up, *down;
     float *dnorm, *dgate, *dup, *ddown;
+    /* GPT's (gate NULL): the norm's, up's and down's biases */
+    const void *norm_bias, *up_bias, *down_bias;
+    float *dnorm_bias, *dup_bias, *ddown_bias;
 } lm_mlp_params;
 
 /* The backward of a pre-norm block's input side: projections out_i = a·W_iᵀ
- * (N_i columns) that all read a = rmsnorm(x). Their input gradients are summed
- * into d_x ([n,D] scratch; the first written, the rest added), their weight
- * gradients added, and the norm's backward adds ∂loss/∂x into d_resid (which
- * already carries the residual path's). */
+ * (+ b_i) (N_i columns) that all read a = norm(x). Their input gradients are
+ * summed into d_x ([n,D] scratch; the first written, the rest added), their
+ * weight (and bias) gradients added, and the norm's backward adds ∂loss/∂x
+ * into d_resid (which already carries the residual path's). */
 typedef struct lm_projection {
     const void *weight;
     float *dweight;
     const void *dout; /* [n,N] */
     int N;
+    float *dbias; /* NULL: no bias */
 } lm_projection;
 typedef struct lm_prenorm {
     const void *x, *a; /* the block's input and its normalized copy */
     const void *weight;
     float *dweight;
     const float *rstd;
+    /* a LayerNorm's: its bias (NULL: none) and mean (NULL: an RMSNorm) */
+    const void *bias;
+    float *dbias;
+    const float *mean;
 } lm_prenorm;
 void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
                          int count, void *d_x, void *d_resid, int n, int D);
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I);
+/* the norms of a model: RMSNorm, or LayerNorm with bias (mean non-NULL) */
+void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
+                     const void *weight, const void *bias, int n, int D, float eps);
+
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated);
 void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I);
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps);
@@ -129,7 +148,7 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
                      lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
                      int D, int I, float eps);
 
-/* logits = rmsnorm(h) · lm_headᵀ; loss = mean cross-entropy over counted
+/* logits = norm(h) · lm_headᵀ; loss = mean cross-entropy over counted
  * targets. The logits are made a chunk of rows at a time, the backward turning
  * each chunk's into their gradient in place. Where the batch spans several
  * chunks the forward keeps only the normalized h and the backward makes each
@@ -140,7 +159,7 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
 extern size_t lm_head_chunk_bytes;
 
 typedef struct lm_head {
-    float *rstd;  /* [n] */
+    float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
     void *x;      /* [n,D] */
     void *logits; /* [rows,V]: one chunk */
     int rows;     /* rows per chunk */
@@ -150,9 +169,11 @@ typedef struct lm_head {
 typedef struct lm_head_params {
     const void *norm, *head;
     float *dnorm, *dhead;
+    const void *norm_bias; /* a LayerNorm's, else NULL */
+    float *dnorm_bias;
 } lm_head_params;
 
-void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V);
+void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layernorm);
 /* the mean loss of lb's counted targets; logits_out (fp32, backend) may be NULL */
 float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
                       const lm_batch *lb, float *logits_out, int D, int V, float eps);

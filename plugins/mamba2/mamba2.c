@@ -598,13 +598,13 @@ static void mixer_backward(void *model, int l)
     int widths[N_NARROW];
     narrow_widths(c, widths);
     m->kern->join_columns(d->narrow, (const void *const *)d->d_in + S_NARROW, widths, N_NARROW, n);
-    const lm_prenorm norm = {m->base.resid[l], d->a, W(m, l, P_NORM), dW(m, l, P_NORM), A->rstd};
+    const lm_prenorm norm = {m->base.resid[l], d->a, W(m, l, P_NORM), dW(m, l, P_NORM), A->rstd, NULL, NULL, NULL};
     lm_projection proj[S_NARROW + 1];
     for (int s = 0; s <= S_NARROW; s++) {
         size_t first = (size_t)slice_start(c, s) * c->s.D;
         int wide = s < S_NARROW;
         proj[s] = (lm_projection){lm_act_at(ops, W(m, l, P_IN), first), dW(m, l, P_IN) + first,
-                                  wide ? d->d_in[s] : d->narrow, wide ? slice_width(c, s) : narrow_width(c)};
+                                  wide ? d->d_in[s] : d->narrow, wide ? slice_width(c, s) : narrow_width(c), NULL};
     }
     lm_prenorm_backward(ops, &norm, proj, S_NARROW + 1, m->base.d_x, m->base.d_resid, n, c->s.D);
 }

@@ -322,11 +322,11 @@ static void attn_input_backward(tf_model *m, int l)
     const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM),
-                             A->attn_rstd};
+                             A->attn_rstd, NULL, NULL, NULL};
     const lm_projection proj[] = {
-        {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->q_dim},
-        {W(m, l, P_K), dW(m, l, P_K), d->k, c->kv_dim},
-        {W(m, l, P_V), dW(m, l, P_V), d->v, c->kv_dim},
+        {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->q_dim, NULL},
+        {W(m, l, P_K), dW(m, l, P_K), d->k, c->kv_dim, NULL},
+        {W(m, l, P_V), dW(m, l, P_V), d->v, c->kv_dim, NULL},
     };
     lm_prenorm_backward(m->base.ops, &norm, proj, LM_COUNT(proj), m->base.d_x, m->base.d_resid,
                         m->base.batch.n, c->s.D);

@@ -1,0 +1,391 @@
+/* GPT: flash-attn's GPTLMHeadModel (flash_attn/models/gpt.py) as its training
+ * scripts build GPT-2 and GPT-3 from a GPT2Config, as a flame plugin; its
+ * [model] keys are that config's.
+ *
+ * For tokens x (n = B·T rows), with LayerNorm(z)·w + b written norm(z, w, b):
+ *   h = wte[x] + wpe[position]          (positions restart per sequence)
+ *   per layer l:
+ *     a  = norm(h, norm1)
+ *     q, k, v = a·Wqkvᵀ + bqkv           (Wqkv's row blocks; H heads of hd)
+ *     o  = causal softmax attention, scale hd^-½ (÷ (l + 1) with
+ *          scale_attn_by_inverse_layer_idx)
+ *     h  = h + o·Woᵀ + bo
+ *     h  = h + fc2(gelu(fc1(m))),  m = norm(h, norm2), fc1 and fc2 with biases
+ *   logits = norm(h, ln_f)·wteᵀ (tied; lm_head otherwise);
+ *   loss = mean cross-entropy over targets ≥ 0
+ * The embedding, the MLP and the head are lm_model's (LayerNorm, GELU MLP,
+ * position table); attention is the transformer plugin's kernels. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <flame/plugin.h>
+
+#include "../common/lm_model.h"
+#include "../transformer/transformer_kernels.h"
+
+/* ------------------------------------------------------------------ options */
+
+#define DROPOUT_HELP "dropout: flame trains without it (GPT2Config's default 0.1 is not applied)"
+#define KERNEL_HELP "flash-attn kernel choice (same math)"
+
+static const flame_option gpt_options[] = {
+    {"n_embd", FLAME_TYPE_INT, "768", "model width D", 0},
+    {"n_layer", FLAME_TYPE_INT, "12", "number of blocks", 0},
+    {"n_head", FLAME_TYPE_INT, "12", "attention heads H; head dim = n_embd / n_head", 0},
+    {"n_inner", FLAME_TYPE_INT, NULL, "MLP width (unset: 4·n_embd)", 0},
+    {"n_positions", FLAME_TYPE_INT, "1024",
+     "rows of the learned position table, the longest sequence (0: no table)", 0},
+    {"max_position_embeddings", FLAME_TYPE_INT, NULL,
+     "GPT2Config's other name of n_positions (given, it wins: flash-attn's -rotary configs set it to 0)", 0},
+    {"vocab_size", FLAME_TYPE_INT, "50257", "tokens of the tokenizer", 0},
+    {"pad_vocab_size_multiple", FLAME_TYPE_INT, "1",
+     "the embedding's rows: vocab_size rounded up to a multiple of this (flash-attn's configs: 8)", 0},
+    {"layer_norm_epsilon", FLAME_TYPE_FLOAT, "1e-5", "epsilon of every LayerNorm", 0},
+    {"initializer_range", FLAME_TYPE_FLOAT, "0.02",
+     "std of the normal initialization (out_proj and fc2: ÷ sqrt(2·n_layer))", 0},
+    {"activation_function", FLAME_TYPE_STRING, "gelu_new",
+     "the MLP's activation: gelu_new, gelu_pytorch_tanh, gelu_fast or gelu_approx (GELU's tanh form)", 0},
+    {"tie_word_embeddings", FLAME_TYPE_BOOL, "true", "use the embedding matrix as lm_head", 0},
+    {"scale_attn_weights", FLAME_TYPE_BOOL, "true", "scale attention scores by head_dim^-1/2", 0},
+    {"scale_attn_by_inverse_layer_idx", FLAME_TYPE_BOOL, "false",
+     "divide layer l's attention scores by l + 1 too (flash-attn's GPT-2 model config: true)", 0},
+    {"rotary_emb_fraction", FLAME_TYPE_FLOAT, "0",
+     "rotary embedding on this fraction of each head (0 only: not supported yet)", 0},
+    {"rotary_emb_base", FLAME_TYPE_FLOAT, "10000", "base of the rotary embedding", 0},
+    {"residual_in_fp32", FLAME_TYPE_BOOL, NULL,
+     "the residual stream is kept in the activation type (bf16 on CUDA, fp32 on the CPU)", 1},
+    {"resid_pdrop", FLAME_TYPE_FLOAT, NULL, DROPOUT_HELP, 1},
+    {"embd_pdrop", FLAME_TYPE_FLOAT, NULL, DROPOUT_HELP, 1},
+    {"attn_pdrop", FLAME_TYPE_FLOAT, NULL, DROPOUT_HELP, 1},
+    {"use_flash_attn", FLAME_TYPE_BOOL, NULL, KERNEL_HELP, 1},
+    {"fused_bias_fc", FLAME_TYPE_BOOL, NULL, KERNEL_HELP, 1},
+    {"fused_mlp", FLAME_TYPE_BOOL, NULL, KERNEL_HELP, 1},
+    {"fused_dropout_add_ln", FLAME_TYPE_BOOL, NULL, KERNEL_HELP, 1},
+    {"reorder_and_upcast_attn", FLAME_TYPE_BOOL, NULL, "Hugging Face's fp16 attention order (same math)", 1},
+    {"use_cache", FLAME_TYPE_BOOL, NULL, "Hugging Face generation setting", 1},
+    {"bos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+    {"eos_token_id", FLAME_TYPE_INT, NULL, "Hugging Face token id", 1},
+};
+#define N_OPTIONS ((int)(sizeof gpt_options / sizeof gpt_options[0]))
+
+/* ------------------------------------------------------------------ the model */
+
+/* a layer's parameters, in flash-attn's Block order (the MLP's are lm_model's LM_MLP_GELU) */
+enum {
+    P_QKV, P_QKV_BIAS, P_OUT, P_OUT_BIAS, P_NORM1, P_NORM1_BIAS,
+    P_FC1, P_FC1_BIAS, P_FC2, P_FC2_BIAS, P_NORM2, P_NORM2_BIAS, P_PER_LAYER
+};
+
+typedef struct gpt_dims {
+    lm_shape s; /* D, L, V (padded), I, eps, init_std, tie, positions */
+    int H, hd;
+    int scale_attn, inverse_layer_scale;
+} gpt_dims;
+
+/* what one layer keeps from its forward for its backward */
+typedef struct layer_acts {
+    float *mean, *rstd; /* [n]: norm1's statistics */
+    void *a;            /* [n,D]: norm1 of the layer input */
+    void *q, *k, *v;    /* [n,D] each */
+    void *o;            /* attention out [n,D] */
+    float *lse;         /* log-sum-exp [n,H] */
+} layer_acts;
+
+/* gradient scratch reused by every layer */
+typedef struct grad_scratch {
+    void *o, *q, *k, *v; /* [n,D] each */
+    float *attn_work;    /* the attention backward's scratch (kern->attention_work_floats) */
+} grad_scratch;
+
+typedef struct gpt_model {
+    lm_model base; /* first: the shared vtable entries take the model as it */
+    const transformer_kernels *kern;
+    gpt_dims c;
+    grad_scratch d;
+} gpt_model;
+
+static layer_acts *acts(const gpt_model *m, int l) { return (layer_acts *)m->base.layers + l; }
+static const void *W(const gpt_model *m, int layer, int p) { return lm_model_w(&m->base, layer, p); }
+static float *dW(const gpt_model *m, int layer, int p) { return lm_model_dw(&m->base, layer, p); }
+
+/* ------------------------------------------------------------------ create */
+
+/* a whole number ≥ 0 (n_positions may be 0); returns 0 or -1 with err */
+static int read_count(const lm_options *o, const char *key, int *out, char *err, size_t err_len)
+{
+    int64_t v = lm_opt_int(o, key);
+    if (v < 0 || v > INT_MAX) {
+        snprintf(err, err_len, "%s = %lld: expected a whole number in [0, 2^31)", key, (long long)v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int read_sizes(const lm_options *o, gpt_dims *c, char *err, size_t err_len)
+{
+    lm_shape *s = &c->s;
+    int vocab, multiple;
+    if (lm_read_size(o, "n_embd", &s->D, err, err_len) || lm_read_size(o, "n_layer", &s->L, err, err_len) ||
+        lm_read_size(o, "n_head", &c->H, err, err_len) || lm_read_size(o, "vocab_size", &vocab, err, err_len) ||
+        lm_read_size(o, "pad_vocab_size_multiple", &multiple, err, err_len))
+        return -1;
+    const char *positions_key = lm_opt_given(o, "max_position_embeddings") ? "max_position_embeddings" : "n_positions";
+    if (read_count(o, positions_key, &s->positions, err, err_len))
+        return -1;
+    if ((int64_t)(vocab + multiple - 1) / multiple * multiple > INT_MAX) {
+        snprintf(err, err_len, "vocab_size = %d padded to a multiple of %d is 2^31 or more", vocab, multiple);
+        return -1;
+    }
+    s->V = (vocab + multiple - 1) / multiple * multiple;
+    if (c->s.D % c->H) {
+        snprintf(err, err_len, "n_head = %d does not divide n_embd = %d", c->H, s->D);
+        return -1;
+    }
+    c->hd = s->D / c->H;
+    if (lm_opt_given(o, "n_inner"))
+        return lm_read_size(o, "n_inner", &s->I, err, err_len);
+    if (s->D > INT_MAX / 4) {
+        snprintf(err, err_len, "n_embd = %d: 4·n_embd (the MLP's width) is 2^31 or more", s->D);
+        return -1;
+    }
+    s->I = 4 * s->D;
+    return 0;
+}
+
+/* the settings of GPT2Config the plugin computes as flash-attn does, or refuses */
+static int read_settings(const lm_options *o, gpt_dims *c, char *err, size_t err_len)
+{
+    static const char *const tanh_gelus[] = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_approx"};
+    const char *act = lm_opt_string(o, "activation_function");
+    int known = 0;
+    for (int i = 0; i < LM_COUNT(tanh_gelus); i++)
+        known |= strcmp(act, tanh_gelus[i]) == 0;
+    if (!known) {
+        snprintf(err, err_len, "activation_function = %s is not supported yet (only GELU's tanh form: "
+                 "gelu_new, gelu_pytorch_tanh, gelu_fast, gelu_approx)", act);
+        return -1;
+    }
+    if (lm_opt_float(o, "rotary_emb_fraction") != 0) {
+        snprintf(err, err_len, "rotary_emb_fraction = %g is not supported yet (only 0: learned positions)",
+                 lm_opt_float(o, "rotary_emb_fraction"));
+        return -1;
+    }
+    double eps = lm_opt_float(o, "layer_norm_epsilon"), std = lm_opt_float(o, "initializer_range");
+    if (!(eps > 0) || !(std >= 0)) {
+        snprintf(err, err_len, "%s = %g: expected a number %s", eps > 0 ? "initializer_range" : "layer_norm_epsilon",
+                 eps > 0 ? std : eps, eps > 0 ? "≥ 0" : "> 0");
+        return -1;
+    }
+    c->s.eps = (float)eps, c->s.init_std = (float)std;
+    c->s.tie = lm_opt_bool(o, "tie_word_embeddings");
+    c->scale_attn = lm_opt_bool(o, "scale_attn_weights");
+    c->inverse_layer_scale = lm_opt_bool(o, "scale_attn_by_inverse_layer_idx");
+    return 0;
+}
+
+/* matrices normal with weight decay (out_proj and fc2 at std / sqrt(2L)); biases zeros and
+ * norms ones, without */
+static void add_layer_params(void *model, int l)
+{
+    gpt_model *m = model;
+    const lm_shape *s = &m->c.s;
+    float scaled = s->init_std / sqrtf(2.0f * (float)s->L);
+    lm_model *b = &m->base;
+    lm_model_add_layer_param(b, l, "mixer.Wqkv.weight", 3 * (int64_t)s->D, s->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mixer.Wqkv.bias", 3 * (int64_t)s->D, 0, FLAME_INIT_ZEROS);
+    lm_model_add_layer_scaled(b, l, "mixer.out_proj.weight", s->D, s->D, scaled);
+    lm_model_add_layer_param(b, l, "mixer.out_proj.bias", s->D, 0, FLAME_INIT_ZEROS);
+    lm_model_add_layer_param(b, l, "norm1.weight", s->D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "norm1.bias", s->D, 0, FLAME_INIT_ZEROS);
+    lm_model_add_layer_param(b, l, "mlp.fc1.weight", s->I, s->D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp.fc1.bias", s->I, 0, FLAME_INIT_ZEROS);
+    lm_model_add_layer_scaled(b, l, "mlp.fc2.weight", s->D, s->I, scaled);
+    lm_model_add_layer_param(b, l, "mlp.fc2.bias", s->D, 0, FLAME_INIT_ZEROS);
+    lm_model_add_layer_param(b, l, "norm2.weight", s->D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "norm2.bias", s->D, 0, FLAME_INIT_ZEROS);
+}
+
+static void *gpt_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
+{
+    const transformer_kernels *kern = transformer_kernels_for(ops->backend);
+    if (!kern) {
+        snprintf(err, err_len, "no kernels for backend %s in this build", ops->backend);
+        return NULL;
+    }
+    if (!FLAME_OPS_HAS(ops, add) || !FLAME_OPS_HAS(ops, layernorm_forward)) {
+        snprintf(err, err_len, "the %s op table has no LayerNorm or add (a core older than ABI 5.7)", ops->backend);
+        return NULL;
+    }
+    gpt_dims c = {0};
+    lm_options opts = {cfg, gpt_options, N_OPTIONS};
+    if (read_sizes(&opts, &c, err, err_len) || read_settings(&opts, &c, err, err_len))
+        return NULL;
+    const char *why = kern->unsupported_head_dim(c.hd);
+    if (why) {
+        snprintf(err, err_len, "n_head = %d: head dim %d (n_embd / n_head) is not supported on %s: %s", c.H,
+                 c.hd, ops->backend, why);
+        return NULL;
+    }
+    c.s.per_layer = P_PER_LAYER;
+    c.s.root = "transformer", c.s.embeddings = "embeddings.word_embeddings", c.s.final_norm = "ln_f";
+    c.s.position_embeddings = "embeddings.position_embeddings";
+    c.s.mlp_layout = LM_MLP_GELU, c.s.layernorm = 1;
+    gpt_model *m = calloc(1, sizeof *m);
+    if (m)
+        m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
+    return lm_model_create(m, ops, &c.s, add_layer_params, sizeof(layer_acts), err, err_len);
+}
+
+/* ------------------------------------------------------------------ reserve */
+
+static void carve_all(void *model, lm_carver *cv, size_t n)
+{
+    gpt_model *m = model;
+    size_t D = (size_t)m->c.s.D;
+    lm_model_carve(&m->base, cv, n);
+    for (int l = 0; l < m->c.s.L; l++) {
+        layer_acts *A = acts(m, l);
+        A->mean = lm_take_floats(cv, n);
+        A->rstd = lm_take_floats(cv, n);
+        A->a = lm_take_acts(cv, n * D);
+        A->q = lm_take_acts(cv, n * D);
+        A->k = lm_take_acts(cv, n * D);
+        A->v = lm_take_acts(cv, n * D);
+        A->o = lm_take_acts(cv, n * D);
+        A->lse = lm_take_floats(cv, n * m->c.H);
+    }
+    grad_scratch *d = &m->d;
+    d->o = lm_take_acts(cv, n * D);
+    d->q = lm_take_acts(cv, n * D);
+    d->k = lm_take_acts(cv, n * D);
+    d->v = lm_take_acts(cv, n * D);
+    d->attn_work = lm_take_floats(cv, m->kern->attention_work_floats((int)n, m->c.H));
+}
+
+static int gpt_reserve(void *model, int B, int T, char *err, size_t err_len)
+{
+    gpt_model *m = model;
+    /* the kernels index rows of heads (n·H) with an int */
+    if (B < 1 || T < 1 || (int64_t)B * T * m->c.H > INT_MAX) {
+        snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
+        return -1;
+    }
+    if (m->c.s.positions && T > m->c.s.positions) {
+        snprintf(err, err_len, "sequences of %d tokens are longer than the position table (n_positions = %d)", T,
+                 m->c.s.positions);
+        return -2;
+    }
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+static attention_dims attn_dims(const gpt_model *m, int l)
+{
+    float scale = m->c.scale_attn ? 1.0f / sqrtf((float)m->c.hd) : 1.0f;
+    if (m->c.inverse_layer_scale)
+        scale /= (float)(l + 1);
+    attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.H,
+                        m->c.hd, scale, 0};
+    return d;
+}
+
+/* Wqkv's block i (q, k, v) and its bias, and their gradients */
+static const void *qkv_block(const gpt_model *m, int l, int i, int p)
+{
+    size_t rows = p == P_QKV ? (size_t)m->c.s.D : 1;
+    return lm_act_at(m->base.ops, W(m, l, p), (size_t)i * m->c.s.D * rows);
+}
+static float *qkv_block_grad(const gpt_model *m, int l, int i, int p)
+{
+    size_t rows = p == P_QKV ? (size_t)m->c.s.D : 1;
+    return dW(m, l, p) + (size_t)i * m->c.s.D * rows;
+}
+
+/* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
+static void attn_forward(void *model, int l)
+{
+    gpt_model *m = model;
+    const flame_ops *ops = m->base.ops;
+    int n = m->base.batch.n, D = m->c.s.D;
+    layer_acts *A = acts(m, l);
+    attention_dims ad = attn_dims(m, l);
+    lm_norm_forward(ops, A->a, A->mean, A->rstd, m->base.resid[l], W(m, l, P_NORM1), W(m, l, P_NORM1_BIAS), n, D,
+                    m->c.s.eps);
+    void *qkv[3] = {A->q, A->k, A->v};
+    for (int i = 0; i < 3; i++)
+        ops->matmul_forward(qkv[i], A->a, qkv_block(m, l, i, P_QKV), qkv_block(m, l, i, P_QKV_BIAS), NULL, n, D, D);
+    m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_OUT), W(m, l, P_OUT_BIAS), m->base.resid[l], n, D, D);
+}
+
+/* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */
+static void attn_backward(void *model, int l)
+{
+    gpt_model *m = model;
+    const flame_ops *ops = m->base.ops;
+    int n = m->base.batch.n, D = m->c.s.D;
+    const layer_acts *A = acts(m, l);
+    grad_scratch *d = &m->d;
+    attention_dims ad = attn_dims(m, l);
+    ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_OUT), dW(m, l, P_OUT_BIAS), m->base.d_resid, A->o,
+                         W(m, l, P_OUT), n, D, D);
+    m->kern->attention_backward(d->q, d->k, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad, d->attn_work);
+    const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_NORM1), dW(m, l, P_NORM1), A->rstd,
+                             W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean};
+    void *dqkv[3] = {d->q, d->k, d->v};
+    lm_projection proj[3];
+    for (int i = 0; i < 3; i++)
+        proj[i] = (lm_projection){qkv_block(m, l, i, P_QKV), qkv_block_grad(m, l, i, P_QKV), dqkv[i], D,
+                                  qkv_block_grad(m, l, i, P_QKV_BIAS)};
+    lm_prenorm_backward(ops, &norm, proj, 3, m->base.d_x, m->base.d_resid, n, D);
+}
+
+static float gpt_forward(void *model, const flame_batch *batch, float *logits)
+{
+    return lm_model_forward(model, batch, logits, "gpt", attn_forward, model);
+}
+
+static void gpt_backward(void *model) { lm_model_backward(model, attn_backward, model); }
+
+/* ------------------------------------------------------------------ the rest */
+
+/* 6 FLOPs per weight of every matmul (the position table and the embedding
+ * lookup excluded, lm_head included even when tied), plus attention as
+ * torchtitan counts it, 12·L·D·T (the transformer plugin's count) */
+static double gpt_flops_per_token(const void *model, int T)
+{
+    const lm_shape *s = &((const gpt_model *)model)->c.s;
+    double D = s->D, layer = 4.0 * D * D + 2.0 * D * s->I;
+    return 6.0 * (s->L * layer + (double)s->V * D) + 12.0 * s->L * D * (double)T;
+}
+
+static const flame_hf_format gpt_formats[] = {
+    {"gpt", "GPTLMHeadModel", NULL, 0, NULL, 0},
+};
+
+static const flame_plugin gpt_plugin = {
+    FLAME_PLUGIN_HEADER,
+    .name = "gpt",
+    .description = "GPT-2/GPT-3 (flash-attn's GPTLMHeadModel: LayerNorm, GELU MLP, biases, learned positions)",
+    .options = gpt_options,
+    .n_options = N_OPTIONS,
+    .create = gpt_create,
+    .destroy = lm_model_destroy,
+    .n_params = lm_model_n_params,
+    .param = lm_model_param,
+    .bind = lm_model_bind,
+    .reserve = gpt_reserve,
+    .forward = gpt_forward,
+    .backward = gpt_backward,
+    .flops_per_token = gpt_flops_per_token,
+    .vocab_size = lm_model_vocab_size,
+    .hf_formats = gpt_formats,
+    .n_hf_formats = LM_COUNT(gpt_formats),
+};
+
+const flame_plugin *flame_plugin_entry(void) { return &gpt_plugin; }

@@ -1,0 +1,24 @@
+# GPT-2 and GPT-3 (flash-attn's GPTLMHeadModel). The model only: LayerNorm,
+# GELU and the position table are in the op table and lm_model, attention is
+# the transformer's kernels (libtransformer_kernels.la); gpt.so is the model
+# as a module, which the tests link as well.
+noinst_LTLIBRARIES += plugins/gpt/libgpt.la
+plugins_gpt_libgpt_la_SOURCES = plugins/gpt/gpt.c
+plugins_gpt_libgpt_la_LIBADD = plugins/transformer/libtransformer_kernels.la plugins/common/liblm.la -lm
+
+plugin_LTLIBRARIES += plugins/gpt/gpt.la
+plugins_gpt_gpt_la_SOURCES =
+plugins_gpt_gpt_la_LIBADD = plugins/gpt/libgpt.la
+plugins_gpt_gpt_la_LDFLAGS = -module -avoid-version -shared
+dist_configs_DATA += configs/gpt-tiny.ini
+
+# its tests: the model against a naive double forward and finite differences,
+# the presets' shapes, a tiny GPT learning on the CPU
+GPT_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/gpt -I$(srcdir)/plugins/transformer
+check_PROGRAMS += tests/test_gpt_model
+C_TESTS += tests/test_gpt_model
+tests_test_gpt_model_SOURCES = tests/test_gpt_model.c tests/testing.h tests/plugin_testing.h \
+	tests/kv_config.h
+tests_test_gpt_model_CPPFLAGS = $(GPT_TEST_CPPFLAGS)
+tests_test_gpt_model_LDADD = plugins/gpt/libgpt.la libflame.la -lm
+SHELL_TESTS += tests/test_gpt_train.sh
