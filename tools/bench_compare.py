@@ -5,14 +5,19 @@
                    [--batch_size 8] [--seq_len 2048] [--warmup_steps 3] [--steps 10]
                    [--out TABLE.md]
 
-For each model it runs flame-bench with configs/MODEL-340M.ini and then
-fla's benchmarks/benchmark_training_throughput.py (from the checkout given,
-its fla/ package on PYTHONPATH) at the same batch and step counts:
-  gla          fla's GLAForCausalLM from the same [model] settings
-  transformer  transformers' LlamaForCausalLM (SDPA) of the same shape, eager
-               and under torch.compile (the script's --compile): fla's
-               transformer needs flash-attn, and a Llama is what a
-               transformer user compares with
+For each model it runs flame-bench with its config (below) and then fla's
+benchmarks/benchmark_training_throughput.py (from the checkout given, its
+fla/ package on PYTHONPATH) at the same batch and step counts:
+  gla          configs/gla-340M.ini; fla's GLAForCausalLM from the same
+               [model] settings
+  transformer  configs/transformer-340M.ini; transformers' LlamaForCausalLM
+               (SDPA) of the same shape, eager and under torch.compile (the
+               script's --compile): fla's transformer needs flash-attn, and
+               a Llama is what a transformer user compares with
+  gpt2s, gpt2xl, gpt3-2.7B
+               configs/NAME.ini (flame's gpt plugin); transformers'
+               GPT2LMHeadModel (SDPA) of the same shape and padded
+               vocabulary, without dropout as flame, eager and compiled
 The config.json each Python run reads is written from the INI's [model]
 section into a temporary folder. Every run's output is kept beside the
 table (--out's folder, else the working directory) as bench_compare-*.log.
@@ -33,16 +38,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
 
 
-MODELS = ("gla", "transformer")
+# each model's flame plugin and config
+MODELS = {
+    "gla": ("gla", "gla-340M.ini"),
+    "transformer": ("transformer", "transformer-340M.ini"),
+    "gpt2s": ("gpt", "gpt2s.ini"),
+    "gpt2xl": ("gpt", "gpt2xl.ini"),
+    "gpt3-2.7B": ("gpt", "gpt3-2.7B.ini"),
+}
 
 
 def refuse(message):
     raise SystemExit(f"bench_compare.py: {message}")
 
 
+def config_path(model):
+    return os.path.join(SOURCE, "configs", MODELS[model][1])
+
+
 def model_section(model):
-    """the [model] settings of configs/MODEL-340M.ini, typed as JSON values"""
-    path = os.path.join(SOURCE, "configs", f"{model}-340M.ini")
+    """the [model] settings of the model's config, typed as JSON values"""
+    path = config_path(model)
     ini = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
     if not ini.read(path) or "model" not in ini:
         refuse(f"{path}: missing, or without a [model] section")
@@ -85,7 +101,18 @@ def python_configs(model):
         }
         return [("transformers LlamaForCausalLM (SDPA), eager", llama, []),
                 ("transformers LlamaForCausalLM (SDPA), torch.compile", llama, ["--compile"])]
-    refuse(f"no Python row for model {model!r} (gla, transformer)")
+    multiple = m.get("pad_vocab_size_multiple", 1)
+    gpt2 = {
+        "model_type": "gpt2", "n_embd": m["n_embd"], "n_layer": m["n_layer"], "n_head": m["n_head"],
+        "n_positions": m.get("n_positions", 1024), "n_inner": m.get("n_inner"),
+        "vocab_size": -(-m["vocab_size"] // multiple) * multiple,
+        "activation_function": m.get("activation_function", "gelu_new"),
+        "layer_norm_epsilon": m.get("layer_norm_epsilon", 1e-5),
+        "scale_attn_by_inverse_layer_idx": m.get("scale_attn_by_inverse_layer_idx", False),
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "attn_implementation": "sdpa",
+    }
+    return [("transformers GPT2LMHeadModel (SDPA), eager", gpt2, []),
+            ("transformers GPT2LMHeadModel (SDPA), torch.compile", gpt2, ["--compile"])]
 
 
 def run(command, log, env=None):
@@ -100,8 +127,8 @@ def run(command, log, env=None):
 
 
 def flame_row(args, model, logs):
-    out = run([args.flame_bench, "--arch", model, "--model.config",
-               os.path.join(SOURCE, "configs", f"{model}-340M.ini"), "--training.batch_size",
+    out = run([args.flame_bench, "--arch", MODELS[model][0], "--model.config", config_path(model),
+               "--training.batch_size",
                str(args.batch_size), "--training.seq_len", str(args.seq_len), "--bench.warmup_steps",
                str(args.warmup_steps), "--bench.steps", str(args.steps)],
               os.path.join(logs, f"bench_compare-flame-{model}.log"))
@@ -169,7 +196,7 @@ def main():
             theirs = python_row(args, label, config, extra, logs, index)
             failed |= theirs is None
             ratio = f"{ours[0] / theirs[0]:.2f}×" if ours and theirs else "—"
-            lines.append(f"| {model}-340M | {cell(ours)} | {label}: {cell(theirs)} | {ratio} |")
+            lines.append(f"| {MODELS[model][1][:-4]} | {cell(ours)} | {label}: {cell(theirs)} | {ratio} |")
             print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
     print("\n" + table)

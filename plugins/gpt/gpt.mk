@@ -13,10 +13,15 @@ plugins_gpt_gpt_la_LDFLAGS = -module -avoid-version -shared
 dist_configs_DATA += configs/gpt-tiny.ini
 
 # its tests: the model against a naive double forward and finite differences,
-# the presets' shapes, a tiny GPT learning on the CPU
+# GPT-2 small's shape, a tiny GPT learning on the CPU; (skipping without a
+# GPU) the model on CUDA against the CPU
 GPT_TEST_CPPFLAGS = $(PLUGIN_TEST_CPPFLAGS) -I$(srcdir)/plugins/gpt -I$(srcdir)/plugins/transformer
-check_PROGRAMS += tests/test_gpt_model
-C_TESTS += tests/test_gpt_model
+check_PROGRAMS += tests/test_gpt_model tests/test_gpt_cuda
+C_TESTS += tests/test_gpt_model tests/test_gpt_cuda
+tests_test_gpt_cuda_SOURCES = tests/test_gpt_cuda.c tests/testing.h tests/cuda_testing.h \
+	tests/plugin_cuda_testing.h tests/kv_config.h
+tests_test_gpt_cuda_CPPFLAGS = $(GPT_TEST_CPPFLAGS)
+tests_test_gpt_cuda_LDADD = plugins/gpt/libgpt.la libflame.la -lm
 tests_test_gpt_model_SOURCES = tests/test_gpt_model.c tests/testing.h tests/plugin_testing.h \
 	tests/kv_config.h
 tests_test_gpt_model_CPPFLAGS = $(GPT_TEST_CPPFLAGS)
