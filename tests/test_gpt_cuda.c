@@ -5,7 +5,7 @@
  * gradient (model_case's tolerances). Head dims 64 (Hopper's attention kernels
  * where they apply) and 32 (the portable ones), with the attention scaled by
  * the inverse layer index, the vocabulary padded, untied, and without a
- * position table. Without CUDA in the build, or without a usable GPU, it
+ * position table but with rotary on half of each head (GPT-3's -rotary). Without CUDA in the build, or without a usable GPU, it
  * prints "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
 
@@ -17,7 +17,7 @@
 #include "plugin_cuda_testing.h"
 #include "testing.h"
 
-static kv_config gpt_config(int D, int H, int positions, const char *tie)
+static kv_config gpt_config(int D, int H, int positions, const char *tie, const char *rotary_fraction)
 {
     kv_config cfg = {.n = 0};
     kv_set_int(&cfg, "n_embd", D);
@@ -28,6 +28,7 @@ static kv_config gpt_config(int D, int H, int positions, const char *tie)
     kv_set(&cfg, "pad_vocab_size_multiple", "8");
     kv_set(&cfg, "scale_attn_by_inverse_layer_idx", "true");
     kv_set(&cfg, "tie_word_embeddings", tie);
+    kv_set(&cfg, "rotary_emb_fraction", rotary_fraction);
     return cfg;
 }
 
@@ -38,10 +39,13 @@ int main(void)
     testing_seed(20261204);
     printf("error: ||gpu - cpu|| / ||cpu|| over each output\n");
     printf("model: D=128, 2 heads of 64, 128 positions, tied\n");
-    kv_config cfg = gpt_config(128, 2, 128, "true");
+    kv_config cfg = gpt_config(128, 2, 128, "true", "0");
     test_model_on_both(&cfg);
     printf("model: D=128, 4 heads of 32, no position table, untied\n");
-    cfg = gpt_config(128, 4, 0, "false");
+    cfg = gpt_config(128, 4, 0, "false", "0");
+    test_model_on_both(&cfg);
+    printf("model: D=128, 2 heads of 64, rotary on 32 of each, no position table\n");
+    cfg = gpt_config(128, 2, 0, "true", "0.5");
     test_model_on_both(&cfg);
     return testing_result("test_gpt_cuda");
 }

@@ -7,7 +7,8 @@
  *    softmax attention over the prefix, the GELU MLP, a position table);
  *  - the gradient of every parameter tensor against finite differences;
  *  - tied and untied embeddings, cu_seqlens (positions restart), attention
- *    scaled by the inverse layer index, no position table, a padded vocabulary;
+ *    scaled by the inverse layer index, no position table, rotary on half of
+ *    each head (GPT-3's -rotary), a padded vocabulary;
  *  - GPT-2 small's 124,439,808 parameters (Hugging Face's count of gpt2);
  *  - create() and reserve() refusing what they do not implement, naming the key. */
 #include <string.h>
@@ -20,6 +21,7 @@ typedef struct dims {
     int tie;
     int positions;     /* n_positions, 0: no table */
     int inverse_scale; /* scale_attn_by_inverse_layer_idx */
+    int rd;            /* rotated values of a head (rotary_emb_fraction · head dim), 0: none */
 } dims;
 
 #define LM_ROOT "transformer"
@@ -31,6 +33,27 @@ typedef struct dims {
 
 /* ==================================================================== the naive attention, in double */
 
+#define ROTARY_BASE 100.0 /* small, so that the angles turn visibly within a few tokens */
+
+/* rotate-half on the first rd values of each head of q and k (rows of 3·D: q, k, v),
+ * pairs (j, j + rd/2) turned by pos / base^(2j/rd) */
+static void naive_rotary(const test_model *t, double *qkv)
+{
+    const dims *c = &t->c;
+    int n = t->B * t->T, D = c->D, hd = D / c->H, half = c->rd / 2;
+    for (int i = 0; i < n; i++)
+        for (int part = 0; part < 2; part++)
+            for (int h = 0; h < c->H; h++) {
+                double *r = qkv + (size_t)i * 3 * D + part * D + h * hd;
+                for (int j = 0; j < half; j++) {
+                    double angle = (i - seq_start(t, i)) / pow(ROTARY_BASE, 2.0 * j / c->rd);
+                    double x1 = r[j], x2 = r[j + half];
+                    r[j] = x1 * cos(angle) - x2 * sin(angle);
+                    r[j + half] = x2 * cos(angle) + x1 * sin(angle);
+                }
+            }
+}
+
 /* h += out_proj(attention(Wqkv(norm1(h)))), token by token over its sequence's prefix */
 static void naive_attention(const test_model *t, double *h, int l)
 {
@@ -41,6 +64,7 @@ static void naive_attention(const test_model *t, double *h, int l)
     double *a = naive_norm(t, h, n, norm);
     double *qkv = linear(a, n, D, P(t, LM_ROOT ".layers.%d.mixer.Wqkv.weight", l), 3 * D,
                          P(t, LM_ROOT ".layers.%d.mixer.Wqkv.bias", l));
+    naive_rotary(t, qkv);
     double scale = 1.0 / sqrt((double)hd) / (c->inverse_scale ? l + 1 : 1);
     double *o = calloc((size_t)n * D, sizeof *o), *p = malloc((size_t)n * sizeof *p);
     for (int i = 0; i < n; i++)
@@ -139,6 +163,8 @@ static kv_config tiny_config(const dims *c, int vocab, int multiple)
     kv_set_float(&cfg, "layer_norm_epsilon", c->eps);
     kv_set(&cfg, "tie_word_embeddings", c->tie ? "true" : "false");
     kv_set(&cfg, "scale_attn_by_inverse_layer_idx", c->inverse_scale ? "true" : "false");
+    kv_set_float(&cfg, "rotary_emb_fraction", (double)c->rd / (c->D / c->H));
+    kv_set_float(&cfg, "rotary_emb_base", ROTARY_BASE);
     /* keys flash-attn's configs carry that change nothing here */
     kv_set(&cfg, "resid_pdrop", "0.1");
     kv_set(&cfg, "fused_mlp", "true");
@@ -170,6 +196,12 @@ static void test_cases(void)
     dims none = c;
     none.positions = 0;
     run_case("n_positions 0 (no table)", &none, 2, 9, NULL, 0, 1);
+    /* GPT-3's -rotary: no table, half of each head of 8 turned */
+    dims rotary = c;
+    rotary.positions = 0, rotary.H = 2, rotary.rd = 4;
+    run_case("rotary on half of each head, no table", &rotary, 2, 9, NULL, 0, 1);
+    rotary.positions = 13;
+    run_case("rotary and a table, cu_seqlens", &rotary, 1, 13, cu, 3, 1);
     dims longer = c;
     longer.positions = 40;
     run_case("T=40: forward only", &longer, 2, 40, NULL, 0, 0);
@@ -242,7 +274,9 @@ static void test_create(void)
     static const refused_setting refused[] = {
         {"activation_function", "gelu", "activation_function = gelu is not supported yet"},
         {"activation_function", "relu", "activation_function"},
-        {"rotary_emb_fraction", "0.5", "rotary_emb_fraction = 0.5 is not supported yet"},
+        {"rotary_emb_fraction", "0.3", "rotary_emb_fraction = 0.3 of heads of 4 gives 1 values"},
+        {"rotary_emb_fraction", "1.5", "rotary_emb_fraction"},
+        {"rotary_emb_interleaved", "true", "rotary_emb_interleaved = true is not supported yet"},
         {"n_head", "3", "n_head = 3 does not divide n_embd = 16"},
         {"n_embd", "0", "n_embd"},
         {"n_positions", "-1", "n_positions"},

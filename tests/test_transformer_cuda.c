@@ -228,29 +228,30 @@ static void test_attention_decodes(void)
 
 /* ==================================================================== rotary */
 
-static void test_rotary(const char *name, const int32_t *cu, int n_seqs, int heads, int hd)
+/* the first rd of each head of hd turned */
+static void test_rotary(const char *name, const int32_t *cu, int n_seqs, int heads, int hd, int rd)
 {
     char shape[96];
     int n = cu[n_seqs];
-    snprintf(shape, sizeof shape, "%s heads=%d hd=%d n=%d", name, heads, hd, n);
+    snprintf(shape, sizeof shape, "%s heads=%d hd=%d rd=%d n=%d", name, heads, hd, rd, n);
     transformer_seqs s = {cu, n_seqs, NULL};
     size_t len = (size_t)n * heads * hd;
     const float base = 10000.0f;
     float *x = testing_random_bf16(len, -2, 2), *dout = testing_random_bf16(len, -1, 1);
     float *out = malloc(len * sizeof *out), *dx = calloc(len, sizeof *dx);
-    cpu_k->rotary_forward(out, x, &s, heads, hd, base);
-    cpu_k->rotary_backward(dx, dout, &s, heads, hd, base);
+    cpu_k->rotary_forward(out, x, &s, heads, hd, rd, base);
+    cpu_k->rotary_backward(dx, dout, &s, heads, hd, rd, base);
 
     int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
     s.cu_seqlens_backend = cu_dev;
     void *x_d = acts_to_device(x, len), *dout_d = acts_to_device(dout, len);
     void *out_d = dev_poisoned(len * dev->act_bytes), *dx_d = dev_poisoned(len * dev->act_bytes);
-    gpu_k->rotary_forward(out_d, x_d, &s, heads, hd, base);
-    gpu_k->rotary_backward(dx_d, dout_d, &s, heads, hd, base);
+    gpu_k->rotary_forward(out_d, x_d, &s, heads, hd, rd, base);
+    gpu_k->rotary_backward(dx_d, dout_d, &s, heads, hd, rd, base);
     compare("rotary out", shape, acts_to_host(out_d, len), out, len, TOL_BF16);
     compare("rotary dx", shape, acts_to_host(dx_d, len), dx, len, TOL_BF16);
     /* in place, as the plugin runs it */
-    gpu_k->rotary_forward(x_d, x_d, &s, heads, hd, base);
+    gpu_k->rotary_forward(x_d, x_d, &s, heads, hd, rd, base);
     compare("rotary out (in place)", shape, acts_to_host(x_d, len), out, len, TOL_BF16);
 
     dev->free(cu_dev), dev->free(x_d), dev->free(dout_d), dev->free(out_d), dev->free(dx_d);
@@ -261,10 +262,14 @@ static void test_rotaries(void)
 {
     static const int32_t one[] = {0, 1}, long_one[] = {0, 4096};
     static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
-    test_rotary("T", one, 1, 4, 64);
-    test_rotary("T", long_one, 1, 16, 64); /* angles of thousands of radians */
-    test_rotary("varlen", uneven, 6, 4, 128);
-    test_rotary("varlen", uneven, 6, 3, 16);
+    test_rotary("T", one, 1, 4, 64, 64);
+    test_rotary("T", long_one, 1, 16, 64, 64); /* angles of thousands of radians */
+    test_rotary("varlen", uneven, 6, 4, 128, 128);
+    test_rotary("varlen", uneven, 6, 3, 16, 16);
+    /* flash-attn's rotary_emb_fraction 0.5: GPT-3 2.7B's heads of 80 (20 pairs: one a thread) */
+    test_rotary("varlen", uneven, 6, 4, 64, 32);
+    test_rotary("varlen", uneven, 6, 4, 80, 40);
+    test_rotary("varlen", uneven, 6, 2, 128, 64);
 }
 
 /* ==================================================================== the model */

@@ -21,7 +21,7 @@
 typedef struct kernel_case {
     transformer_seqs seqs;
     attention_dims ad;
-    int n;
+    int n, rd; /* rd: the rotated part of a head */
     float *q, *k, *v, *w, *out, *lse;
 } kernel_case;
 
@@ -37,7 +37,7 @@ static double rotary_loss(void *ctx)
 {
     kernel_case *c = ctx;
     size_t len = (size_t)c->n * c->ad.H * c->ad.hd;
-    rotary_forward_cpu(c->out, c->q, &c->seqs, c->ad.H, c->ad.hd, 10000.0f);
+    rotary_forward_cpu(c->out, c->q, &c->seqs, c->ad.H, c->ad.hd, c->rd, 10000.0f);
     return weighted_sum(c->w, c->out, len);
 }
 
@@ -83,19 +83,31 @@ static void kernel_close(kernel_case *c)
     free(c->q), free(c->k), free(c->v), free(c->w), free(c->out), free(c->lse);
 }
 
-static void test_rotary(const int32_t *cu, int n_seqs)
+/* heads of 8 values, the first rd of them turned */
+static void test_rotary(const int32_t *cu, int n_seqs, int rd)
 {
     kernel_case c;
     kernel_open(&c, cu, n_seqs, 3, 3, 8, 0);
+    c.rd = rd;
     size_t len = (size_t)c.n * 3 * 8;
     float *dx = calloc(len, sizeof *dx);
-    rotary_backward_cpu(dx, c.w, &c.seqs, 3, 8, 10000.0f);
-    check_input_grad("rotary dx", c.q, dx, len, rotary_loss, &c, 1e-4);
+    rotary_backward_cpu(dx, c.w, &c.seqs, 3, 8, rd, 10000.0f);
+    char what[64];
+    snprintf(what, sizeof what, "rotary dx (%d of 8 turned)", rd);
+    check_input_grad(what, c.q, dx, len, rotary_loss, &c, 1e-4);
     /* position 0 of every sequence is left as it is */
-    rotary_forward_cpu(c.out, c.q, &c.seqs, 3, 8, 10000.0f);
+    rotary_forward_cpu(c.out, c.q, &c.seqs, 3, 8, rd, 10000.0f);
     for (int s = 0; s < n_seqs; s++)
         CHECK(memcmp(c.out + (size_t)cu[s] * 24, c.q + (size_t)cu[s] * 24, 24 * sizeof(float)) == 0,
               "rotary moved the first token of sequence %d", s);
+    /* the values past rd are x's at every position, and the turned ones moved */
+    int kept = 1, moved = 0;
+    for (size_t i = 0; i < len; i++)
+        if ((int)(i % 8) >= rd)
+            kept &= c.out[i] == c.q[i];
+        else
+            moved |= c.out[i] != c.q[i];
+    CHECK(kept && moved, "rotary of %d of 8: values past %d changed (%d) or none turned (%d)", rd, rd, !kept, !moved);
     free(dx);
     kernel_close(&c);
 }
@@ -145,7 +157,8 @@ static void test_attention_self(const int32_t *cu, int n_seqs)
 static void test_kernels(void)
 {
     static const int32_t one[] = {0, 7}, three[] = {0, 3, 4, 9};
-    test_rotary(three, 3);
+    test_rotary(three, 3, 8);
+    test_rotary(three, 3, 4); /* GPT-NeoX's and flash-attn's partial rotary */
     test_attention("H=2", one, 1, 2, 2, 0);
     test_attention("GQA H=4 Hkv=2", one, 1, 4, 2, 0);
     test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1, 0);

@@ -3,10 +3,13 @@
  * [model] keys are that config's.
  *
  * For tokens x (n = B·T rows), with LayerNorm(z)·w + b written norm(z, w, b):
- *   h = wte[x] + wpe[position]          (positions restart per sequence)
+ *   h = wte[x] + wpe[position]          (positions restart per sequence; no
+ *                                        wpe with n_positions 0)
  *   per layer l:
  *     a  = norm(h, norm1)
  *     q, k, v = a·Wqkvᵀ + bqkv           (Wqkv's row blocks; H heads of hd)
+ *     q, k = rotary(q), rotary(k) on each head's first rd = int(hd ·
+ *          rotary_emb_fraction) values (GPT-3's -rotary configs; none at 0)
  *     o  = causal softmax attention, scale hd^-½ (÷ (l + 1) with
  *          scale_attn_by_inverse_layer_idx)
  *     h  = h + o·Woᵀ + bo
@@ -53,7 +56,8 @@ static const flame_option gpt_options[] = {
     {"scale_attn_by_inverse_layer_idx", FLAME_TYPE_BOOL, "false",
      "divide layer l's attention scores by l + 1 too (flash-attn's GPT-2 model config: true)", 0},
     {"rotary_emb_fraction", FLAME_TYPE_FLOAT, "0",
-     "rotary embedding on this fraction of each head (0 only: not supported yet)", 0},
+     "rotary embedding (rotate-half) on the first int(head_dim·fraction) values of each head (0: none)", 0},
+    {"rotary_emb_interleaved", FLAME_TYPE_BOOL, "false", "GPT-J's interleaved rotary (true: not supported yet)", 0},
     {"rotary_emb_base", FLAME_TYPE_FLOAT, "10000", "base of the rotary embedding", 0},
     {"residual_in_fp32", FLAME_TYPE_BOOL, NULL,
      "the residual stream is kept in the activation type (bf16 on CUDA, fp32 on the CPU)", 1},
@@ -82,6 +86,8 @@ enum {
 typedef struct gpt_dims {
     lm_shape s; /* D, L, V (padded), I, eps, init_std, tie, positions */
     int H, hd;
+    int rd;     /* the rotated values of a head, 0: no rotary */
+    float base; /* rotary_emb_base */
     int scale_attn, inverse_layer_scale;
 } gpt_dims;
 
@@ -156,6 +162,32 @@ static int read_sizes(const lm_options *o, gpt_dims *c, char *err, size_t err_le
     return 0;
 }
 
+/* flash-attn's rotary_emb_dim = int(rotary_emb_fraction · head_dim), rotate-half */
+static int read_rotary(const lm_options *o, gpt_dims *c, char *err, size_t err_len)
+{
+    double fraction = lm_opt_float(o, "rotary_emb_fraction"), base = lm_opt_float(o, "rotary_emb_base");
+    if (lm_opt_bool(o, "rotary_emb_interleaved")) {
+        snprintf(err, err_len, "rotary_emb_interleaved = true is not supported yet (only rotate-half)");
+        return -1;
+    }
+    if (!(fraction >= 0 && fraction <= 1)) {
+        snprintf(err, err_len, "rotary_emb_fraction = %g: expected a number in [0, 1]", fraction);
+        return -1;
+    }
+    c->rd = (int)(fraction * c->hd);
+    if (c->rd % 2 || (fraction > 0 && c->rd == 0)) {
+        snprintf(err, err_len, "rotary_emb_fraction = %g of heads of %d gives %d values to rotate: expected an "
+                 "even number ≥ 2", fraction, c->hd, c->rd);
+        return -1;
+    }
+    if (c->rd && !(base > 1)) {
+        snprintf(err, err_len, "rotary_emb_base = %g: expected a number > 1", base);
+        return -1;
+    }
+    c->base = (float)base;
+    return 0;
+}
+
 /* the settings of GPT2Config the plugin computes as flash-attn does, or refuses */
 static int read_settings(const lm_options *o, gpt_dims *c, char *err, size_t err_len)
 {
@@ -169,11 +201,8 @@ static int read_settings(const lm_options *o, gpt_dims *c, char *err, size_t err
                  "gelu_new, gelu_pytorch_tanh, gelu_fast, gelu_approx)", act);
         return -1;
     }
-    if (lm_opt_float(o, "rotary_emb_fraction") != 0) {
-        snprintf(err, err_len, "rotary_emb_fraction = %g is not supported yet (only 0: learned positions)",
-                 lm_opt_float(o, "rotary_emb_fraction"));
+    if (read_rotary(o, c, err, err_len))
         return -1;
-    }
     double eps = lm_opt_float(o, "layer_norm_epsilon"), std = lm_opt_float(o, "initializer_range");
     if (!(eps > 0) || !(std >= 0)) {
         snprintf(err, err_len, "%s = %g: expected a number %s", eps > 0 ? "initializer_range" : "layer_norm_epsilon",
@@ -319,6 +348,10 @@ static void attn_forward(void *model, int l)
     void *qkv[3] = {A->q, A->k, A->v};
     for (int i = 0; i < 3; i++)
         ops->matmul_forward(qkv[i], A->a, qkv_block(m, l, i, P_QKV), qkv_block(m, l, i, P_QKV_BIAS), NULL, n, D, D);
+    if (m->c.rd) {
+        m->kern->rotary_forward(A->q, A->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+        m->kern->rotary_forward(A->k, A->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+    }
     m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_OUT), W(m, l, P_OUT_BIAS), m->base.resid[l], n, D, D);
 }
@@ -335,6 +368,10 @@ static void attn_backward(void *model, int l)
     ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_OUT), dW(m, l, P_OUT_BIAS), m->base.d_resid, A->o,
                          W(m, l, P_OUT), n, D, D);
     m->kern->attention_backward(d->q, d->k, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad, d->attn_work);
+    if (m->c.rd) { /* in place: the rotation's transpose */
+        m->kern->rotary_backward(d->q, d->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+        m->kern->rotary_backward(d->k, d->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+    }
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_NORM1), dW(m, l, P_NORM1), A->rstd,
                              W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean};
     void *dqkv[3] = {d->q, d->k, d->v};

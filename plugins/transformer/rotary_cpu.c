@@ -1,5 +1,5 @@
 /* Rotary position embeddings on the CPU (transformer.h). The rotation of each
- * pair (x[i], x[i + hd/2]) is orthogonal, so the backward rotates by −θ.
+ * pair (x[i], x[i + rd/2]) is orthogonal, so the backward rotates by −θ.
  * Angles are computed in double: positions reach thousands and an fp32
  * product p·base^(−2i/hd) would lose the low bits of the angle. */
 #include <math.h>
@@ -7,10 +7,14 @@
 
 #include "transformer.h"
 
-/* rotates one head of hd values by sign·pos·freq[i]; out may alias x */
-static void rotate_head(float *out, const float *x, int pos, int hd, const double *freq, double sign)
+/* rotates the first rd of one head's hd values by sign·pos·freq[i], the rest
+ * copied; out may alias x */
+static void rotate_head(float *out, const float *x, int pos, int hd, int rd, const double *freq, double sign)
 {
-    int half = hd / 2;
+    int half = rd / 2;
+    if (out != x)
+        for (int i = rd; i < hd; i++)
+            out[i] = x[i];
     for (int i = 0; i < half; i++) {
         double angle = sign * pos * freq[i];
         double c = cos(angle), s = sin(angle), x1 = x[i], x2 = x[i + half];
@@ -22,11 +26,11 @@ static void rotate_head(float *out, const float *x, int pos, int hd, const doubl
 
 /* every head of every token, each at its position within its sequence */
 static void rotate_all(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                       float base, double sign)
+                       int rd, float base, double sign)
 {
-    double freq[hd / 2];
-    for (int i = 0; i < hd / 2; i++)
-        freq[i] = pow((double)base, -2.0 * i / hd);
+    double freq[rd / 2 + 1];
+    for (int i = 0; i < rd / 2; i++)
+        freq[i] = pow((double)base, -2.0 * i / rd);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
@@ -34,20 +38,20 @@ static void rotate_all(float *out, const float *x, const transformer_seqs *s, in
         for (int t = s->cu_seqlens[q]; t < s->cu_seqlens[q + 1]; t++)
             for (int h = 0; h < heads; h++) {
                 size_t off = ((size_t)t * heads + h) * hd;
-                rotate_head(out + off, x + off, t - s->cu_seqlens[q], hd, freq, sign);
+                rotate_head(out + off, x + off, t - s->cu_seqlens[q], hd, rd, freq, sign);
             }
 }
 
 void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                        float base)
+                        int rd, float base)
 {
-    rotate_all(out, x, s, heads, hd, base, 1.0);
+    rotate_all(out, x, s, heads, hd, rd, base, 1.0);
 }
 
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
-                         float base)
+                         int rd, float base)
 {
-    rotate_all(dx, dout, s, heads, hd, base, -1.0);
+    rotate_all(dx, dout, s, heads, hd, rd, base, -1.0);
 }
 
 void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base)
@@ -56,5 +60,5 @@ void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base)
     for (int i = 0; i < hd / 2; i++)
         freq[i] = pow((double)base, -2.0 * i / hd);
     for (size_t r = 0; r < (size_t)rows * heads; r++)
-        rotate_head(x + r * hd, x + r * hd, pos, hd, freq, 1.0);
+        rotate_head(x + r * hd, x + r * hd, pos, hd, hd, freq, 1.0);
 }

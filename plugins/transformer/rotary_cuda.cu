@@ -1,9 +1,11 @@
 /* Rotary position embeddings on the GPU: the math of rotary_cpu.c, fla's /
- * Llama's rotate-half form. For token t at position p within its sequence and
- * for i < hd/2, with θ_i = p · base^(−2i/hd):
- *     out[i]        = x[i] cos θ_i − x[i + hd/2] sin θ_i
- *     out[i + hd/2] = x[i + hd/2] cos θ_i + x[i] sin θ_i
- * and the backward rotates by −θ (the rotation is orthogonal) into dx.
+ * Llama's rotate-half form on the first rd values of each head of hd. For
+ * token t at position p within its sequence and for i < rd/2, with
+ * θ_i = p · base^(−2i/rd):
+ *     out[i]        = x[i] cos θ_i − x[i + rd/2] sin θ_i
+ *     out[i + rd/2] = x[i + rd/2] cos θ_i + x[i] sin θ_i
+ * and the backward rotates by −θ (the rotation is orthogonal) into dx; values
+ * past rd are x's (copied first when out is not x).
  *
  * The cos and sin of every angle p·θ_i come from a table (positions ×
  * pairs, fp32, kept between calls and grown when a longer sequence comes):
@@ -11,7 +13,7 @@
  * them (positions reach thousands, where an fp32 product would lose the low
  * bits of the angle), and sin and cos of the reduced angle taken in fp32.
  * The rotation then streams: a thread takes 8 pairs of a (token, head) row
- * (16-byte accesses) when the head's half is a multiple of 8, one otherwise;
+ * (16-byte accesses) when the rotated half and the head are multiples of 8, one otherwise;
  * it reads both values of its pairs and writes both, so the forward may run
  * in place. A token's position is found from the device offsets by a binary
  * search (positions restart at each sequence start), or, in generation's
@@ -92,10 +94,10 @@ static const float2 *angles(int positions, int half, float base)
 
 /* ------------------------------------------------------------------ the rotation */
 
-/* Rotates W pairs a thread, (token, head) rows of `half` pairs, by sign·θ */
+/* Rotates W pairs a thread, (token, head) rows of hd values whose first 2·half turn, by sign·θ */
 template <int W>
 static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions at, int heads,
-                                    int half, const float2 *cs, float sign, size_t pieces)
+                                    int hd, int half, const float2 *cs, float sign, size_t pieces)
 {
     int per_row = half / W;
     GRID_STRIDE_LOOP(idx, pieces)
@@ -103,7 +105,7 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions 
         int i0 = (int)(idx % per_row) * W;
         size_t row = idx / per_row; /* token · heads + head */
         const float2 *angle = cs + (size_t)at.of((int)(row / heads)) * half + i0;
-        size_t a = row * 2 * half + i0, b = a + half;
+        size_t a = row * hd + i0, b = a + half;
         float x1[W], x2[W], y1[W], y2[W];
         load_floats<W>(x1, x + a);
         load_floats<W>(x2, x + b);
@@ -119,34 +121,36 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions 
 }
 
 /* rotate_pairs over `pairs` pairs, 8 a thread where rows allow */
-static void launch(act_t *out, const act_t *x, token_positions at, int heads, int half, const float2 *cs,
-                   float sign, size_t pairs)
+static void launch(act_t *out, const act_t *x, token_positions at, int heads, int hd, int half,
+                   const float2 *cs, float sign, size_t pairs)
 {
-    if (vectorizable(half, out, x))
+    if (vectorizable(half, out, x) && hd % ACT_VEC == 0)
         rotate_pairs<ACT_VEC><<<cuda_grid(pairs / ACT_VEC), CUDA_BLOCK>>>(
-            out, x, at, heads, half, cs, sign, pairs / ACT_VEC);
+            out, x, at, heads, hd, half, cs, sign, pairs / ACT_VEC);
     else
-        rotate_pairs<1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, half, cs, sign, pairs);
+        rotate_pairs<1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, hd, half, cs, sign, pairs);
     CUDA_CHECK_LAUNCH();
 }
 
-/* n tokens (the longest sequence `positions` long) of `heads` heads of hd */
+/* n tokens (the longest sequence `positions` long) of `heads` heads of hd, the first rd of each turned */
 static void rotate(void *out, const void *x, token_positions at, int n, int positions, int heads, int hd,
-                   float base, float sign)
+                   int rd, float base, float sign)
 {
-    int half = hd / 2;
-    if (half > ROTARY_CUDA_MAX_HALF || hd % 2) {
-        fprintf(stderr, "rotary_cuda: head dim %d is not supported (even, at most %d)\n", hd,
+    int half = rd / 2;
+    if (half > ROTARY_CUDA_MAX_HALF || rd % 2 || rd < 2 || rd > hd) {
+        fprintf(stderr, "rotary_cuda: %d of a head of %d is not supported (even, at most %d)\n", rd, hd,
                 2 * ROTARY_CUDA_MAX_HALF);
         exit(1);
     }
     size_t pairs = (size_t)n * heads * half;
     if (pairs == 0)
         return;
+    if (out != x && rd < hd) /* the values that do not turn */
+        CUDA_CHECK(cudaMemcpyAsync(out, x, (size_t)n * heads * hd * sizeof(act_t), cudaMemcpyDeviceToDevice));
     const float2 *cs = angles(positions, half, base);
     act_t *o = static_cast<act_t *>(out);
     const act_t *in = static_cast<const act_t *>(x);
-    launch(o, in, at, heads, half, cs, sign, pairs);
+    launch(o, in, at, heads, hd, half, cs, sign, pairs);
 }
 
 static token_positions by_sequence(const transformer_seqs *s)
@@ -154,19 +158,20 @@ static token_positions by_sequence(const transformer_seqs *s)
     return token_positions{s->cu_seqlens_backend, s->n_seqs, 0};
 }
 
-void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
+void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd, int rd,
                          float base)
 {
-    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, 1.0f);
+    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, rd, base, 1.0f);
 }
 
-void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd,
+void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd, int rd,
                           float base)
 {
-    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, base, -1.0f);
+    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, rd, base,
+           -1.0f);
 }
 
 void rotary_at_cuda(void *x, int rows, int heads, int hd, int pos, float base)
 {
-    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, base, 1.0f);
+    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, hd, base, 1.0f);
 }

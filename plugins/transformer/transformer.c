@@ -265,8 +265,8 @@ static void attn_forward(void *model, int l)
         m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)c->s.L * 2 * block,
                                   n, m->base.decode_pos, &ad, c->theta);
     } else {
-        m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->theta);
-        m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->theta);
+        m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta);
+        m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta);
         m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     }
     /* output projection, onto the residual */
@@ -311,8 +311,8 @@ static void attn_core_backward(tf_model *m, int l)
                                  n, c->q_dim, c->s.D);
     m->kern->attention_backward(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 d->attn_work);
-    m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->theta);
-    m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->theta);
+    m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta);
+    m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta);
 }
 
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */

@@ -34,15 +34,18 @@ static inline int transformer_longest(const transformer_seqs *s)
 }
 
 /* ---- rotary_cpu.c: fla's / Llama's rotate-half rotary embedding ----
- * Per token at position p and head, for i < hd/2, with θ_i = p · base^(−2i/hd):
- *     out[i]        = x[i] cos θ_i − x[i + hd/2] sin θ_i
- *     out[i + hd/2] = x[i + hd/2] cos θ_i + x[i] sin θ_i
- * over rows of `heads` heads of hd values (hd even); out may alias x. */
+ * Per token at position p and head, on its first rd values (rd even, ≤ hd;
+ * GPT-NeoX's and flash-attn's partial rotary when rd < hd), for i < rd/2,
+ * with θ_i = p · base^(−2i/rd):
+ *     out[i]        = x[i] cos θ_i − x[i + rd/2] sin θ_i
+ *     out[i + rd/2] = x[i + rd/2] cos θ_i + x[i] sin θ_i
+ * and out = x beyond rd, over rows of `heads` heads of hd values; out may
+ * alias x. */
 void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                        float base);
-/* dx = Rᵀ · dout (the rotation's transpose); dx must not alias dout */
+                        int rd, float base);
+/* dx = Rᵀ · dout (the rotation's transpose); dx may alias dout */
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
-                         float base);
+                         int rd, float base);
 
 /* every head of `rows` tokens all at position pos (generation's lockstep
  * sequences), in place */

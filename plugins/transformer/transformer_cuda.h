@@ -17,11 +17,11 @@
 extern "C" {
 #endif
 
-/* rotary_cuda.cu: heads of hd ≤ 2·ROTARY_CUDA_MAX_HALF values */
+/* rotary_cuda.cu: rotating rd ≤ 2·ROTARY_CUDA_MAX_HALF values of each head */
 #define ROTARY_CUDA_MAX_HALF 64
-void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
+void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd, int rd,
                          float base);
-void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd,
+void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd, int rd,
                           float base);
 /* every head of `rows` tokens all at position pos (generation), in place */
 void rotary_at_cuda(void *x, int rows, int heads, int hd, int pos, float base);

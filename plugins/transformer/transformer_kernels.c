@@ -22,15 +22,15 @@ static size_t cpu_attention_work_floats(int n, int H)
 }
 
 static void rotary_forward_cpu_act(void *out, const void *x, const transformer_seqs *s, int heads,
-                                   int hd, float base)
+                                   int hd, int rd, float base)
 {
-    rotary_forward_cpu(out, x, s, heads, hd, base);
+    rotary_forward_cpu(out, x, s, heads, hd, rd, base);
 }
 
 static void rotary_backward_cpu_act(void *dx, const void *dout, const transformer_seqs *s, int heads,
-                                    int hd, float base)
+                                    int hd, int rd, float base)
 {
-    rotary_backward_cpu(dx, dout, s, heads, hd, base);
+    rotary_backward_cpu(dx, dout, s, heads, hd, rd, base);
 }
 
 static void attention_forward_cpu_act(void *o, float *lse, const void *q, const void *k,

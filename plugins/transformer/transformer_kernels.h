@@ -19,11 +19,11 @@ typedef struct transformer_kernels {
      * n tokens of H query heads (0: none) */
     size_t (*attention_work_floats)(int n, int H);
 
-    /* out may alias x; dx += Rᵀ·dout, dx must not alias dout */
+    /* the first rd values of each head of hd turned; out may alias x, dx may alias dout */
     void (*rotary_forward)(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
-                           float base);
+                           int rd, float base);
     void (*rotary_backward)(void *dx, const void *dout, const transformer_seqs *s, int heads,
-                            int hd, float base);
+                            int hd, int rd, float base);
 
     void (*attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v,
                               const attention_dims *d);
