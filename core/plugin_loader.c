@@ -126,6 +126,15 @@ static const char *check_formats(const flame_plugin *p)
         if (i == 0 && f->n_tensors > 0)
             return "hf_formats[0] renames tensors (the plugin's own format keeps its names)";
     }
+    if (p->n_hf_transposed < 0 || p->n_hf_transposed > 256 || (p->n_hf_transposed > 0 && !p->hf_transposed))
+        return "hf_transposed / n_hf_transposed do not describe an array";
+    for (int i = 0; i < p->n_hf_transposed; i++) {
+        const flame_hf_transposed *t = &p->hf_transposed[i];
+        if (bad_text(t->model_type, 128) || bad_text(t->hf, 256))
+            return "a transposed tensor's model_type or name is not usable";
+        if (!plugin_hf_format(p, t->model_type))
+            return "a transposed tensor names a model_type of no format";
+    }
     return NULL;
 }
 

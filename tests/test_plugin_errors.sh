@@ -56,6 +56,14 @@ vtable_plugin badfmt '.name = "badfmt", .hf_formats = f, .n_hf_formats = 1' \
     'static const flame_hf_format f[] = {{"badfmt", NULL, NULL, 0, NULL, 0}};'
 expect_error 4 "badfmt.so: plugin vtable: a format's model_type or architecture is not usable" -- \
     run "$SCRATCH/badfmt.so"
+vtable_plugin badturn '.name = "badturn", .hf_formats = f, .n_hf_formats = 1, .hf_transposed = t, .n_hf_transposed = 1' \
+    'static const flame_hf_format f[] = {{"badturn", "X", NULL, 0, NULL, 0}};
+     static const flame_hf_transposed t[] = {{"gpt2", "h.*.w"}};'
+expect_error 4 "badturn.so: plugin vtable: a transposed tensor names a model_type of no format" -- \
+    run "$SCRATCH/badturn.so"
+vtable_plugin noturns '.name = "noturns", .n_hf_transposed = 2'
+expect_error 4 "noturns.so: plugin vtable: hf_transposed / n_hf_transposed do not describe an array" -- \
+    run "$SCRATCH/noturns.so"
 
 # what a model declares of its parameters is checked before anything is allocated
 build_bigram "$SCRATCH/huge.so" -DBIGRAM_HUGE || finish

@@ -25,6 +25,8 @@ typedef struct to_hf_args {
     const char *arch;       /* NULL: as config names it */
     const char *tokenizer;  /* NULL: the run's model.tokenizer_path when config is NULL,
                                else none; "none": no tokenizer files */
+    const char *format;     /* the model_type to write, one of the plugin's hf_formats;
+                               NULL: its own (the first) */
 } to_hf_args;
 /* Returns an exit status, with err. */
 int convert_to_hf_folder(const to_hf_args *a, char *err, size_t err_len);
@@ -74,12 +76,25 @@ typedef struct mapped {
     int ndim;
     int64_t shape[SAFETENSORS_MAX_DIMS];
     int index;                        /* initialized: the model's parameter it is */
+    int transposed;                   /* a 2-D source written transposed (shape is the written one) */
 } mapped;
 
 typedef struct plan {
     int n;
     mapped *tensors;                  /* [n], in the order they are written */
 } plan;
+
+/* ---- names (convert_names.c) ---- */
+
+/* The plugin's name of the folder's tensor hf into out, by format f's first
+ * tensor entry that starts it (none: the same name); 0 when the entry drops it. */
+int convert_plugin_name(const flame_hf_format *f, const char *hf, char *out, size_t out_len);
+/* the folder's name under format f of the plugin's tensor `name` (the reverse) */
+void convert_hf_name(const flame_hf_format *f, const char *name, char *out, size_t out_len);
+/* whether format f stores the folder's tensor hf transposed (the plugin's hf_transposed) */
+int convert_hf_transposed(const flame_plugin *p, const flame_hf_format *f, const char *hf);
+/* m, a tensor of the folder's name hf, marked transposed (its shape turned) when f stores it so */
+void convert_mark_transposed(mapped *m, const flame_plugin *p, const flame_hf_format *f, const char *hf);
 
 /* ---- the model: its plugin, resolved [model] settings and parameters ---- */
 
@@ -110,12 +125,12 @@ int plan_retarget(plan *p, const convert_model *m, int strict, char *err, size_t
 
 /* ---- streaming ---- */
 
-/* Writes tensor t of st into w converted to out (ST_F32 or ST_BF16; an F32
+/* Writes m's source tensor into w converted to out (ST_F32 or ST_BF16; an F32
  * source to F32 is copied byte for byte, bf16 rounds to nearest even), a
- * slice at a time. Returns 0, -1 with err when reading fails (damaged data),
- * -2 when writing fails. */
-int convert_stream_tensor(safetensors_writer *w, const safetensors *st,
-                          const safetensors_tensor *t, safetensors_dtype out, char *err,
+ * slice at a time; transposed when m says so (the whole tensor read first).
+ * Returns 0, -1 with err when reading fails (damaged data), -2 when writing
+ * fails. */
+int convert_stream_tensor(safetensors_writer *w, const mapped *m, safetensors_dtype out, char *err,
                           size_t err_len);
 /* Writes parameter `index` of the plugin's model drawn by its init rule from
  * r, the draws the core's params_init takes. Returns 0 or -1 with err. */

@@ -43,54 +43,8 @@ static const char HELP[] =
     "config flame cannot take; 3 damaged weights, a missing shard, a parameter the\n"
     "folder lacks or a tensor of no place; 4 no plugin can be loaded for it.\n";
 
-/* ---- names: the folder's, as the plugin has them ---- */
-
-/* the length of name's start that pattern matches ('*' standing for a layer
- * number, copied into *layer), or 0 */
-static size_t match_start(const char *pattern, const char *name, const char **layer,
-                          size_t *layer_len)
-{
-    const char *n = name;
-    for (const char *p = pattern; *p; p++) {
-        if (*p != '*') {
-            if (*n++ != *p)
-                return 0;
-            continue;
-        }
-        size_t digits = strspn(n, "0123456789");
-        if (!digits)
-            return 0;
-        *layer = n, *layer_len = digits;
-        n += digits;
-    }
-    return (size_t)(n - name);
-}
-
-/* The plugin's name of the folder's tensor hf into out, by the format's first
- * entry that starts it (none: the same name). 0 when the entry drops it. */
-static int plugin_name(const flame_hf_format *f, const char *hf, char *out, size_t out_len)
-{
-    for (int i = 0; i < f->n_tensors; i++) {
-        const char *layer = "";
-        size_t layer_len = 0, n = match_start(f->tensors[i].hf, hf, &layer, &layer_len);
-        if (!n)
-            continue;
-        if (!f->tensors[i].flame)
-            return 0;
-        const char *star = strchr(f->tensors[i].flame, '*');
-        if (star)
-            snprintf(out, out_len, "%.*s%.*s%s%s", (int)(star - f->tensors[i].flame),
-                     f->tensors[i].flame, (int)layer_len, layer, star + 1, hf + n);
-        else
-            snprintf(out, out_len, "%s%s", f->tensors[i].flame, hf + n);
-        return 1;
-    }
-    snprintf(out, out_len, "%s", hf);
-    return 1;
-}
-
 /* the folder's tensors under the plugin's names */
-static void make_plan(const tensor_set *ts, const flame_hf_format *f, plan *p)
+static void make_plan(const tensor_set *ts, const flame_plugin *plugin, const flame_hf_format *f, plan *p)
 {
     int total = 0;
     for (int i = 0; i < ts->n; i++)
@@ -101,12 +55,13 @@ static void make_plan(const tensor_set *ts, const flame_hf_format *f, plan *p)
         for (int j = 0; j < ts->files[i].n; j++) {
             const safetensors_tensor *t = &ts->files[i].tensors[j];
             mapped *m = &p->tensors[p->n];
-            if (!plugin_name(f, t->name, m->name, sizeof m->name))
+            if (!convert_plugin_name(f, t->name, m->name, sizeof m->name))
                 continue;
             m->file = &ts->files[i];
             m->tensor = t;
             m->ndim = t->ndim;
             memcpy(m->shape, t->shape, sizeof m->shape);
+            convert_mark_transposed(m, plugin, f, t->name);
             p->n++;
         }
 }
@@ -185,7 +140,7 @@ static int write_weights(const char *folder, const plan *p, const convert_model 
     rng draws = {seed};
     for (int i = 0; i < p->n; i++) {
         const mapped *m = &p->tensors[i];
-        int r = m->file ? convert_stream_tensor(&w, m->file, m->tensor, ST_F32, err, err_len)
+        int r = m->file ? convert_stream_tensor(&w, m, ST_F32, err, err_len)
                         : convert_stream_init(&w, model->plugin, model->model, m->index, &draws, err,
                                               err_len) ? -2 : 0;
         if (r) {
@@ -290,7 +245,7 @@ static int convert(const from_hf_args *a, const char *type, int *n_tensors, char
     int rc = open_models(a, type, &source, &target, err, err_len);
     const convert_model *m = a->config ? &target : &source;
     if (rc == FLAME_EXIT_OK && (rc = tensor_set_open(a->model, &ts, err, err_len)) == FLAME_EXIT_OK) {
-        make_plan(&ts, plugin_hf_format(source.plugin, type), &p);
+        make_plan(&ts, source.plugin, plugin_hf_format(source.plugin, type), &p);
         rc = plan_retarget(&p, m, !a->config, err, err_len);
     }
     if (rc == FLAME_EXIT_OK && make_folders(a->output, folder, sizeof folder, err, err_len))

@@ -134,6 +134,7 @@ static mapped target_of(const flame_param_spec *s, int index, const mapped *src,
     if (!*why) {
         t.file = src->file;
         t.tensor = src->tensor;
+        t.transposed = src->transposed;
         printf("copy        %-56s %s\n", s->name, want);
         return t;
     }
@@ -175,7 +176,7 @@ static int strict_target(const flame_param_spec *s, const mapped *src, mapped *t
         snprintf(err, err_len, "parameter %s of the model: %s", s->name, why);
         return FLAME_EXIT_DATA;
     }
-    *t = (mapped){.file = src->file, .tensor = src->tensor, .ndim = s->ndim};
+    *t = (mapped){.file = src->file, .tensor = src->tensor, .ndim = s->ndim, .transposed = src->transposed};
     snprintf(t->name, sizeof t->name, "%s", s->name);
     memcpy(t->shape, s->shape, sizeof s->shape);
     return FLAME_EXIT_OK;

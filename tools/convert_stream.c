@@ -55,12 +55,40 @@ static int convert_values(safetensors_writer *w, const safetensors *st,
     return 0;
 }
 
-int convert_stream_tensor(safetensors_writer *w, const safetensors *st,
-                          const safetensors_tensor *t, safetensors_dtype out, char *err,
+/* the whole 2-D tensor [r, c] read, then written as [c, r] a row at a time */
+static int write_transposed(safetensors_writer *w, const safetensors *st, const safetensors_tensor *t,
+                            safetensors_dtype out, char *err, size_t err_len)
+{
+    size_t r = (size_t)t->shape[0], c = (size_t)t->shape[1];
+    float *all = malloc((size_t)t->numel * sizeof *all), *row = malloc((r ? r : 1) * sizeof *row);
+    int rc = all && row ? 0 : -2;
+    if (rc)
+        snprintf(err, err_len, "%s: out of memory for %s", st->path, t->name);
+    if (!rc && safetensors_read_f32_range(st, t, 0, (size_t)t->numel, all, err, err_len))
+        rc = -1;
+    uint16_t *half = (uint16_t *)row;
+    for (size_t j = 0; !rc && j < c; j++) {
+        for (size_t i = 0; i < r; i++)
+            row[i] = all[i * c + j];
+        if (out == ST_BF16)
+            for (size_t i = 0; i < r; i++)
+                half[i] = convert_f32_to_bf16(row[i]);
+        if (safetensors_writer_write_part(w, row, r * safetensors_dtype_size(out), err, err_len))
+            rc = -2;
+    }
+    free(all), free(row);
+    return rc;
+}
+
+int convert_stream_tensor(safetensors_writer *w, const mapped *m, safetensors_dtype out, char *err,
                           size_t err_len)
 {
+    const safetensors *st = m->file;
+    const safetensors_tensor *t = m->tensor;
     if (t->nbytes == 0)
         return safetensors_writer_write(w, "", 0, err, err_len) ? -2 : 0;
+    if (m->transposed)
+        return write_transposed(w, st, t, out, err, err_len);
     float *buf = malloc(SLICE * sizeof *buf);
     if (!buf) {
         snprintf(err, err_len, "%s: out of memory", st->path);

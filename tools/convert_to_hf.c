@@ -1,6 +1,7 @@
 /* flame-convert to-hf: a flame checkpoint into a Hugging Face / fla folder,
  * model.safetensors and config.json, the way fla's from_pretrained reads them;
- * the plugin's own format (its hf_formats[0]) says how. */
+ * the plugin's own format (its hf_formats[0]), or another of its formats
+ * (--format), says how. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +12,13 @@
 
 #include "convert.h"
 #include "errors.h"
+#include "plugin_loader.h"
 
 static const char HELP[] =
     "usage: flame-convert to-hf --checkpoint DIR/checkpoint/step-N --output HF_DIR\n"
     "                           [--dtype float32|bfloat16] [--config MODEL_CONFIG]\n"
     "                           [--arch NAME|PATH.so] [--tokenizer PATH|byte|none]\n"
+    "                           [--format MODEL_TYPE]\n"
     "       flame-convert to-hf --path DIR --step N [--config MODEL_CONFIG]\n"
     "                           [--tokenizer PATH|byte]   (fla-org/flame's spelling)\n"
     "\n"
@@ -23,7 +26,11 @@ static const char HELP[] =
     "model.safetensors; float32, the default, copies them bit for bit, bfloat16\n"
     "rounds to nearest even) and HF_DIR/config.json (the plugin's own model_type\n"
     "and architectures, torch_dtype, and the run's [model] settings under the keys\n"
-    "the plugin's format gives them). The run is read from DIR/config.ini (its\n"
+    "the plugin's format gives them; vocab_size is the embedding's rows, padding\n"
+    "included). --format writes another model_type the plugin reads instead (the\n"
+    "gpt plugin's gpt2: Hugging Face's GPT2LMHeadModel), its tensor names and\n"
+    "layouts (GPT-2's Conv1D weights transposed); a setting that format cannot\n"
+    "hold is refused. The run is read from DIR/config.ini (its\n"
     "[job] arch and [model]), or from --config (a flame INI or fla JSON model\n"
     "config); --arch names the plugin when that file does not.\n"
     "The tokenizer (--tokenizer; default the run's model.tokenizer_path when the\n"
@@ -130,18 +137,57 @@ static void set_fixed_keys(json_t *config, const flame_hf_format *f)
     }
 }
 
-/* config.json of the plugin's own format: every [model] option that has a
- * value, and the values the format fixes */
-static json_t *make_config(const convert_model *m, const char *dtype)
+/* whether format f fixes config key `key` at one value (check_fixed_keys has
+ * seen that the [model] setting of that name, if any, holds it) */
+static int fixed_key(const flame_hf_format *f, const char *key)
 {
-    const flame_hf_format *f = &m->plugin->hf_formats[0];
+    for (int i = 0; i < f->n_keys; i++)
+        if (!f->keys[i].model && f->keys[i].only && strcmp(f->keys[i].hf, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* A [model] setting format f fixes at another value (rotary in Hugging Face's
+ * GPT-2, say): FLAME_EXIT_CONFIG with err; else FLAME_EXIT_OK. */
+static int check_fixed_keys(const convert_model *m, const flame_hf_format *f, char *err, size_t err_len)
+{
+    for (int i = 0; i < f->n_keys; i++) {
+        const flame_hf_key *k = &f->keys[i];
+        const flame_option *o = NULL;
+        for (int j = 0; j < m->plugin->n_options; j++)
+            if (strcmp(m->plugin->options[j].key, k->hf) == 0)
+                o = &m->plugin->options[j];
+        if (k->model || !k->only || !o || !config_is_set(m->cfg, "model", o->key))
+            continue;
+        json_t *have = json_of_option(m->cfg, o), *want = json_loads(k->only, JSON_DECODE_ANY, NULL);
+        int same = want && json_is_number(have) && json_is_number(want)
+                       ? json_number_value(have) == json_number_value(want)
+                       : json_equal(have, want);
+        char *shown = json_dumps(have, JSON_ENCODE_ANY);
+        if (!same)
+            snprintf(err, err_len, "format %s cannot hold [model] %s = %s (only %s)", f->model_type, o->key,
+                     shown ? shown : "?", k->only);
+        free(shown);
+        json_decref(have), json_decref(want);
+        if (!same)
+            return FLAME_EXIT_CONFIG;
+    }
+    return FLAME_EXIT_OK;
+}
+
+/* config.json of format f: every [model] option that has a value, the values
+ * the format fixes, and vocab_size as the embedding's rows (a padded
+ * vocabulary's, which the tensors have) */
+static json_t *make_config(const convert_model *m, const flame_hf_format *f, const char *dtype)
+{
     json_t *config = json_object();
     set_fixed_keys(config, f);
     for (int i = 0; i < m->plugin->n_options; i++) {
         const flame_option *o = &m->plugin->options[i];
-        if (config_is_set(m->cfg, "model", o->key))
+        if (config_is_set(m->cfg, "model", o->key) && !fixed_key(f, o->key))
             set_option(config, f, o->key, json_of_option(m->cfg, o));
     }
+    json_object_set_new(config, "vocab_size", json_integer(m->plugin->vocab_size(m->model)));
     json_object_set_new(config, "architectures", json_pack("[s]", f->architecture));
     json_object_set_new(config, "model_type", json_string(f->model_type));
     json_object_set_new(config, "torch_dtype", json_string(dtype));
@@ -183,8 +229,7 @@ static int write_weights(const char *out_dir, const plan *p, safetensors_dtype o
         return FLAME_EXIT_RUNTIME;
     int rc = FLAME_EXIT_OK;
     for (int i = 0; i < p->n && rc == FLAME_EXIT_OK; i++) {
-        int r = convert_stream_tensor(&w, p->tensors[i].file, p->tensors[i].tensor, out, err,
-                                      err_len);
+        int r = convert_stream_tensor(&w, &p->tensors[i], out, err, err_len);
         rc = r == -1 ? FLAME_EXIT_DATA : r ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
     }
     if (rc == FLAME_EXIT_OK)
@@ -233,7 +278,8 @@ static int parse_args(int argc, char **argv, to_hf_args *a, char *buf, size_t n)
     const convert_option opts[] = {{"--checkpoint", &a->checkpoint}, {"--output", &a->output},
                                    {"--dtype", &a->dtype}, {"--config", &a->config},
                                    {"--arch", &a->arch}, {"--tokenizer", &a->tokenizer},
-                                   {"--path", &path}, {"--step", &step}, {NULL, NULL}};
+                                   {"--path", &path}, {"--step", &step}, {"--format", &a->format},
+                                   {NULL, NULL}};
     int rc = convert_parse("to-hf", HELP, argc, argv, opts, NULL);
     if (rc >= 0)
         return rc;
@@ -289,6 +335,32 @@ static int add_tokenizer(const to_hf_args *a, const convert_model *m, json_t *co
     return rc;
 }
 
+/* the format to write: --format's model_type among the plugin's, else its own;
+ * an exit status with err */
+static int pick_format(const convert_model *m, const char *type, const flame_hf_format **f, char *err,
+                       size_t err_len)
+{
+    *f = type ? plugin_hf_format(m->plugin, type) : &m->plugin->hf_formats[0];
+    if (*f)
+        return FLAME_EXIT_OK;
+    size_t at = (size_t)snprintf(err, err_len, "--format %s: plugin %s writes ", type, m->plugin->name);
+    for (int i = 0; i < m->plugin->n_hf_formats && at < err_len; i++)
+        at += (size_t)snprintf(err + at, err_len - at, "%s%s", i ? ", " : "", m->plugin->hf_formats[i].model_type);
+    return FLAME_EXIT_CONFIG;
+}
+
+/* the model's tensors under format f's names, turned where f stores them transposed */
+static void rename_for(plan *p, const flame_plugin *plugin, const flame_hf_format *f)
+{
+    for (int i = 0; i < p->n; i++) {
+        mapped *t = &p->tensors[i];
+        char hf[sizeof t->name];
+        convert_hf_name(f, t->name, hf, sizeof hf);
+        snprintf(t->name, sizeof t->name, "%s", hf);
+        convert_mark_transposed(t, plugin, f, hf);
+    }
+}
+
 /* Returns an exit status, with err. */
 static int convert(const to_hf_args *a, const safetensors *st, safetensors_dtype out, char *err,
                    size_t err_len)
@@ -306,12 +378,16 @@ static int convert(const to_hf_args *a, const safetensors *st, safetensors_dtype
                  m.plugin->name);
         rc = FLAME_EXIT_PLUGIN;
     }
+    const flame_hf_format *f = NULL;
+    if (rc == FLAME_EXIT_OK)
+        rc = pick_format(&m, a->format, &f, err, err_len);
     if (rc == FLAME_EXIT_OK) {
         checkpoint_plan(st, &p);
         rc = plan_retarget(&p, &m, 1, err, err_len);
     }
-    if (rc == FLAME_EXIT_OK) {
-        config = make_config(&m, a->dtype);
+    if (rc == FLAME_EXIT_OK && (rc = check_fixed_keys(&m, f, err, err_len)) == FLAME_EXIT_OK) {
+        rename_for(&p, m.plugin, f);
+        config = make_config(&m, f, a->dtype);
         if (mkdir(a->output, 0777) != 0 && errno != EEXIST) {
             snprintf(err, err_len, "%s: cannot create folder: %s", a->output, strerror(errno));
             rc = FLAME_EXIT_RUNTIME;

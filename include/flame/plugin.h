@@ -25,6 +25,8 @@
  *   5.6  the op table's layernorm_forward, layernorm_backward, gelu_forward,
  *        gelu_backward
  *   5.7  the op table's add
+ *   5.8  hf_transposed, n_hf_transposed (tensors a format stores [in, out]);
+ *        to-hf writes any of hf_formats
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -115,6 +117,13 @@ typedef struct flame_hf_tensor {
     const char *hf, *flame;
 } flame_hf_tensor;
 
+/* A 2-D tensor a format stores transposed, [in, out] (GPT-2's Conv1D
+ * weights), where flame's is [out, in]: the format's model_type and the
+ * tensor's name in the folder ("*" standing for a layer number). */
+typedef struct flame_hf_transposed {
+    const char *model_type, *hf;
+} flame_hf_transposed;
+
 /* One model_type the plugin reads. */
 typedef struct flame_hf_format {
     const char *model_type;   /* config.json's model_type, e.g. "gla" */
@@ -176,7 +185,8 @@ typedef struct flame_plugin {
      * plugin's models). The first is its own: to-hf writes that model_type and
      * architecture, with the [model] keys (renamed back through its keys) and
      * the plugin's tensor names as they are, so it has no tensor entries.
-     * from-hf and --model.config take any of them. */
+     * from-hf and --model.config take any of them; to-hf --format another
+     * (5.8), its tensors renamed back. */
     const flame_hf_format *hf_formats;
     int n_hf_formats;
 
@@ -205,6 +215,12 @@ typedef struct flame_plugin {
     size_t (*decode_state_size)(const void *model, int B, int max_len);
     int (*decode_forward)(void *model, void *state, const int32_t *tokens, int B, int pos,
                           float *logits);
+
+    /* ---- 5.8 ---- */
+    /* The tensors formats of hf_formats store transposed, optional: from-hf
+     * and to-hf turn them. */
+    const flame_hf_transposed *hf_transposed;
+    int n_hf_transposed;
 } flame_plugin;
 
 /* The first two fields of every vtable, FLAME_ABI_VERSION and its size. */

@@ -401,8 +401,45 @@ static double gpt_flops_per_token(const void *model, int T)
     return 6.0 * (s->L * layer + (double)s->V * D) + 12.0 * s->L * D * (double)T;
 }
 
+/* ------------------------------------------------------------------ identity */
+
+/* Hugging Face's GPT-2 (GPT2LMHeadModel): GPT2Config's keys are the plugin's;
+ * the same tensors under other names, its Conv1D weights stored [in, out] */
+static const flame_hf_key gpt2_keys[] = {
+    {"n_ctx", NULL, NULL}, /* older configs' n_positions */
+    {"summary_type", NULL, NULL}, /* the sequence-classification head's */
+    {"summary_use_proj", NULL, NULL},
+    {"summary_activation", NULL, NULL},
+    {"summary_proj_to_labels", NULL, NULL},
+    {"summary_first_dropout", NULL, NULL},
+    {"task_specific_params", NULL, NULL},
+    {"add_cross_attention", NULL, "false"},
+    {"rotary_emb_fraction", NULL, "0"}, /* it has no rotary */
+};
+
+static const flame_hf_tensor gpt2_tensors[] = {
+    {"transformer.wte.", "transformer.embeddings.word_embeddings."},
+    {"transformer.wpe.", "transformer.embeddings.position_embeddings."},
+    {"transformer.h.*.ln_1.", "transformer.layers.*.norm1."},
+    {"transformer.h.*.attn.c_attn.", "transformer.layers.*.mixer.Wqkv."},
+    {"transformer.h.*.attn.c_proj.", "transformer.layers.*.mixer.out_proj."},
+    {"transformer.h.*.attn.bias", NULL}, /* the causal mask older versions saved */
+    {"transformer.h.*.attn.masked_bias", NULL},
+    {"transformer.h.*.ln_2.", "transformer.layers.*.norm2."},
+    {"transformer.h.*.mlp.c_fc.", "transformer.layers.*.mlp.fc1."},
+    {"transformer.h.*.mlp.c_proj.", "transformer.layers.*.mlp.fc2."},
+};
+
+static const flame_hf_transposed gpt_transposed[] = {
+    {"gpt2", "transformer.h.*.attn.c_attn.weight"},
+    {"gpt2", "transformer.h.*.attn.c_proj.weight"},
+    {"gpt2", "transformer.h.*.mlp.c_fc.weight"},
+    {"gpt2", "transformer.h.*.mlp.c_proj.weight"},
+};
+
 static const flame_hf_format gpt_formats[] = {
     {"gpt", "GPTLMHeadModel", NULL, 0, NULL, 0},
+    {"gpt2", "GPT2LMHeadModel", gpt2_keys, LM_COUNT(gpt2_keys), gpt2_tensors, LM_COUNT(gpt2_tensors)},
 };
 
 static const flame_plugin gpt_plugin = {
@@ -423,6 +460,8 @@ static const flame_plugin gpt_plugin = {
     .vocab_size = lm_model_vocab_size,
     .hf_formats = gpt_formats,
     .n_hf_formats = LM_COUNT(gpt_formats),
+    .hf_transposed = gpt_transposed,
+    .n_hf_transposed = LM_COUNT(gpt_transposed),
 };
 
 const flame_plugin *flame_plugin_entry(void) { return &gpt_plugin; }

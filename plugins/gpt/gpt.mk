@@ -26,4 +26,4 @@ tests_test_gpt_model_SOURCES = tests/test_gpt_model.c tests/testing.h tests/plug
 	tests/kv_config.h
 tests_test_gpt_model_CPPFLAGS = $(GPT_TEST_CPPFLAGS)
 tests_test_gpt_model_LDADD = plugins/gpt/libgpt.la libflame.la -lm
-SHELL_TESTS += tests/test_gpt_train.sh
+SHELL_TESTS += tests/test_gpt_train.sh tests/test_gpt_convert.sh
