@@ -154,7 +154,7 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
  * chunks the forward keeps only the normalized h and the backward makes each
  * chunk's logits again; for a batch of one chunk the forward's cross-entropy
  * also writes the logits' gradient, which the backward then uses. */
-/* the most bytes of logits one chunk holds (1 GiB; the model tests set a few
+/* the most bytes of logits one chunk holds (4 GiB; the model tests set a few
  * hundred, so that most of their small batches span several chunks) */
 extern size_t lm_head_chunk_bytes;
 
