@@ -77,6 +77,21 @@ static void gelu_backward_act(void *dx, const void *dout, const void *x, size_t 
 
 static void add_act(void *out, const void *a, const void *b, size_t n) { add_cpu(out, a, b, n); }
 
+/* the product, then the GELU: the reference of CUDA's epilogue */
+static void matmul_gelu_forward_act(void *out, void *pre, const void *in, const void *weight, const void *bias,
+                                    int M, int K, int N)
+{
+    matmul_forward_cpu(pre, in, weight, bias, NULL, M, K, N);
+    gelu_forward_cpu(out, pre, (size_t)M * N);
+}
+
+static void matmul_dgelu_backward_act(void *dpre, const void *dout, const void *weight, const void *pre, int M,
+                                      int K, int N)
+{
+    matmul_backward_cpu(dpre, FLAME_GRAD_SET, NULL, NULL, dout, NULL, weight, M, K, N);
+    gelu_backward_cpu(dpre, dpre, pre, (size_t)M * K);
+}
+
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
 {
     swiglu_forward_cpu(out, gate, up, n);
@@ -163,4 +178,6 @@ const flame_ops flame_cpu_ops = {
     .gelu_forward = gelu_forward_act,
     .gelu_backward = gelu_backward_act,
     .add = add_act,
+    .matmul_gelu_forward = matmul_gelu_forward_act,
+    .matmul_dgelu_backward = matmul_dgelu_backward_act,
 };

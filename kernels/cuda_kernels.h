@@ -31,7 +31,11 @@ void *cuda_scratch(size_t bytes);
 /* the op table's borrow_scratch: a buffer of the plugins', apart from the ops' */
 void *cuda_borrow_scratch(size_t bytes);
 
-/* matmul_cuda.cu */
+/* matmul_cuda.cu (the GELU's products: its epilogues) */
+void matmul_gelu_forward_cuda(void *out, void *pre, const void *in, const void *weight, const void *bias, int M,
+                              int K, int N);
+void matmul_dgelu_backward_cuda(void *dpre, const void *dout, const void *weight, const void *pre, int M, int K,
+                                int N);
 void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
                          const void *residual, int M, int K, int N);
 void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,

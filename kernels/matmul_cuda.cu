@@ -4,7 +4,11 @@
  * (cuBLASLt's bias epilogue), an added residual (C ≠ D, beta = 1) and din's
  * FLAME_GRAD_ADD (beta = 1) join the sum in fp32, rounded once. dweight is fp32 (bf16 A and B with fp32 C and D), so
  * the weight gradient accumulates without bf16 rounding; dbias is an fp32
- * column sum of dout.
+ * column sum of dout. GPT's MLP products take the GELU into the epilogue:
+ * GELU_AUX_BIAS writes gelu(product + bias) and, as the aux matrix, the
+ * product + bias before it; DGELU multiplies the input gradient by gelu' of
+ * that aux (cuBLASLt's GELU is the tanh form: flash-attn's fused MLP
+ * uses these epilogues for its gelu_approx, csrc/fused_dense_lib).
  *
  * cuBLAS is column-major; a row-major [R,C] matrix is, to it, the
  * column-major [C,R] matrix with leading dimension C (its transpose). So
@@ -36,7 +40,7 @@ typedef struct gemm_key {
     int32_t transa, transb, m, n, k, lda, ldb, ldc;
     int32_t c_type;     /* cudaDataType_t of C and D */
     int32_t accumulate; /* beta != 0 */
-    int32_t bias;       /* the bias epilogue */
+    int32_t epilogue;   /* cublasLtEpilogue_t: DEFAULT, BIAS, GELU_AUX_BIAS, DGELU */
     uint32_t align[4];  /* of A, B, C and D, in bytes */
 } gemm_key;
 
@@ -133,13 +137,21 @@ static void make_plan(cublasLtHandle_t handle, gemm_plan *p, const gemm_key *key
     p->a = layout(CUDA_R_16BF, ta, key->m, key->k, key->lda);
     p->b = layout(CUDA_R_16BF, tb, key->k, key->n, key->ldb);
     p->c = layout((cudaDataType_t)key->c_type, CUBLAS_OP_N, key->m, key->n, key->ldc);
-    if (key->bias) { /* a bf16 vector of m values, one per row of column-major D */
-        cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t type = CUDA_R_16BF;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                    &epilogue, sizeof epilogue));
+    cublasLtEpilogue_t epilogue = (cublasLtEpilogue_t)key->epilogue;
+    cudaDataType_t type = CUDA_R_16BF;
+    int64_t ld = key->ldc;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                sizeof epilogue));
+    /* the bias: a bf16 vector of m values, one per row of column-major D */
+    if (epilogue == CUBLASLT_EPILOGUE_BIAS || epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                     &type, sizeof type));
+    /* the aux matrix (the GELU's input): bf16, laid out as D */
+    if (epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || epilogue == CUBLASLT_EPILOGUE_DGELU) {
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE,
+                                                    &type, sizeof type));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld,
+                                                    sizeof ld));
     }
     p->algo = best_algo(handle, p);
 }
@@ -171,23 +183,41 @@ static gemm_plan *plan_for(lt_context *ctx, const gemm_key *key)
     return p;
 }
 
-/* D[m,n] = op(A)[m,k] · op(B)[k,n] (+ bias[m] per row) (+ C), column-major,
- * bias and C when not NULL, C and D laid out alike (C may be D); A, B and the
- * bias bf16, C and D of c_type. */
+/* what a product does after it: its epilogue, the bias (bf16, m values) and
+ * the aux matrix (bf16, laid out as D) the epilogue takes, each NULL when it
+ * takes none */
+typedef struct gemm_epilogue {
+    cublasLtEpilogue_t kind;
+    const act_t *bias;
+    const act_t *aux;
+} gemm_epilogue;
+
+static gemm_epilogue plain(const act_t *bias)
+{
+    return gemm_epilogue{bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, NULL};
+}
+
+/* D[m,n] = op(A)[m,k] · op(B)[k,n] (+ bias[m] per row) (+ C), then the
+ * epilogue's function, column-major, C when not NULL, C and D laid out alike
+ * (C may be D); A and B bf16, C and D of c_type. */
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const act_t *A,
-                 int lda, const act_t *B, int ldb, const act_t *bias, const void *C, void *D,
+                 int lda, const act_t *B, int ldb, gemm_epilogue e, const void *C, void *D,
                  cudaDataType_t c_type, int ldc)
 {
     lt_context *ctx = lt();
     float alpha = 1.0f, beta = C ? 1.0f : 0.0f;
     if (!C)
         C = D; /* read by no one with beta = 0, but cuBLASLt wants a matrix */
-    gemm_key key = {ta, tb, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, bias != NULL,
+    gemm_key key = {ta, tb, m, n, k, lda, ldb, ldc, c_type, beta != 0.0f, (int32_t)e.kind,
                     {alignment_of(A), alignment_of(B), alignment_of(C), alignment_of(D)}};
     gemm_plan *p = plan_for(ctx, &key);
-    if (bias) /* the plan's descriptor is this call's: it runs before the next is set */
+    /* the plan's descriptor is this call's: it runs before the next is set */
+    if (e.bias)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof bias));
+                                                    &e.bias, sizeof e.bias));
+    if (e.aux)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                    &e.aux, sizeof e.aux));
     CUBLAS_CHECK(cublasLtMatmul(ctx->handle, p->desc, &alpha, A, p->a, B, p->b, &beta, C, p->c, D,
                                 p->c, &p->algo, ctx->workspace, WORKSPACE_BYTES, 0));
 }
@@ -210,7 +240,7 @@ void matmul_forward_cuda(void *out, const void *in, const void *weight, const vo
         return;
     if (K > 0) {
         gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K,
-             (const act_t *)bias, residual, out, CUDA_R_16BF, N);
+             plain((const act_t *)bias), residual, out, CUDA_R_16BF, N);
     } else if (bias) {
         bias_rows<<<cuda_grid(total), CUDA_BLOCK>>>((act_t *)out, (const act_t *)bias,
                                                     (const act_t *)residual, total, N);
@@ -244,10 +274,46 @@ void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, f
     if (din && din_mode == FLAME_GRAD_SET && N == 0)
         cuda_zero(din, (size_t)M * K * sizeof(act_t)); /* a product of no terms */
     if (din && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, NULL,
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, plain(NULL),
              din_mode == FLAME_GRAD_ADD ? din : NULL, din, CUDA_R_16BF, K);
     if (dweight && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, NULL, dweight, dweight, CUDA_R_32F, K);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, plain(NULL), dweight, dweight, CUDA_R_32F, K);
     if (dbias)
         column_sum_add(dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
+}
+
+/* The epilogues want K ≥ 1 and their aux matrix's rows 16-byte aligned; other
+ * shapes take the plain product and the separate GELU. */
+static bool epilogue_fits(int rows, const void *aux)
+{
+    return rows % 8 == 0 && (uintptr_t)aux % 16 == 0;
+}
+
+void matmul_gelu_forward_cuda(void *out, void *pre, const void *in, const void *weight, const void *bias, int M,
+                              int K, int N)
+{
+    if ((size_t)M * N == 0)
+        return;
+    if (K == 0 || !bias || !epilogue_fits(N, pre)) {
+        matmul_forward_cuda(pre, in, weight, bias, NULL, M, K, N);
+        gelu_forward_cuda(out, pre, (size_t)M * N);
+        return;
+    }
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K,
+         gemm_epilogue{CUBLASLT_EPILOGUE_GELU_AUX_BIAS, (const act_t *)bias, (const act_t *)pre}, NULL, out,
+         CUDA_R_16BF, N);
+}
+
+void matmul_dgelu_backward_cuda(void *dpre, const void *dout, const void *weight, const void *pre, int M, int K,
+                                int N)
+{
+    if ((size_t)M * K == 0)
+        return;
+    if (N == 0 || !epilogue_fits(K, pre)) {
+        matmul_backward_cuda(dpre, FLAME_GRAD_SET, NULL, NULL, dout, NULL, weight, M, K, N);
+        gelu_backward_cuda(dpre, dpre, pre, (size_t)M * K);
+        return;
+    }
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, (const act_t *)weight, K, (const act_t *)dout, N,
+         gemm_epilogue{CUBLASLT_EPILOGUE_DGELU, NULL, (const act_t *)pre}, NULL, dpre, CUDA_R_16BF, K);
 }

@@ -82,7 +82,8 @@ static void test_table_and_memory(void)
               ops->cross_entropy && ops->sum_squares && ops->adamw && ops->conv1d_forward &&
               ops->conv1d_backward && ops->conv1d_step && FLAME_OPS_HAS(ops, layernorm_forward) &&
               FLAME_OPS_HAS(ops, layernorm_backward) && FLAME_OPS_HAS(ops, gelu_forward) &&
-              FLAME_OPS_HAS(ops, gelu_backward) && FLAME_OPS_HAS(ops, add),
+              FLAME_OPS_HAS(ops, gelu_backward) && FLAME_OPS_HAS(ops, add) &&
+              FLAME_OPS_HAS(ops, matmul_gelu_forward) && FLAME_OPS_HAS(ops, matmul_dgelu_backward),
           "op table has an empty field");
 
     enum { N = 1000 };
@@ -757,6 +758,49 @@ static void test_scale(void)
     free(a2);
 }
 
+/* ---- the MLP's products with the GELU ---- */
+
+enum { MG_M = 3, MG_K = 5, MG_N = 4 };
+
+typedef struct mlp_gelu_case {
+    float *pre, *w, *dout, *tmp, *out; /* pre [M,K], w [N,K], dout [M,N] */
+} mlp_gelu_case;
+
+/* Σ dout ⊙ (gelu(pre)·wᵀ): matmul_dgelu_backward's dpre is its gradient in pre */
+static double mlp_gelu_loss(void *ctx)
+{
+    mlp_gelu_case *c = ctx;
+    ops->gelu_forward(c->tmp, c->pre, MG_M * MG_K);
+    ops->matmul_forward(c->out, c->tmp, c->w, NULL, NULL, MG_M, MG_K, MG_N);
+    return weighted_sum(c->dout, c->out, MG_M * MG_N);
+}
+
+static void test_matmul_gelu(void)
+{
+    /* forward: pre = in·wᵀ + b in double, out its tanh-form GELU */
+    float *in = testing_random(MG_M * MG_K, -1, 1), *w = testing_random(MG_N * MG_K, -1, 1);
+    float *b = testing_random(MG_N, -1, 1), pre[MG_M * MG_N], out[MG_M * MG_N];
+    ops->matmul_gelu_forward(out, pre, in, w, b, MG_M, MG_K, MG_N);
+    double worst = 0;
+    for (int i = 0; i < MG_M; i++)
+        for (int j = 0; j < MG_N; j++) {
+            double p = b[j];
+            for (int k = 0; k < MG_K; k++)
+                p += (double)in[i * MG_K + k] * w[j * MG_K + k];
+            double g = 0.5 * p * (1.0 + tanh(sqrt(2.0 / M_PI) * (p + 0.044715 * p * p * p)));
+            worst = fmax(worst, fmax(fabs(pre[i * MG_N + j] - p), fabs(out[i * MG_N + j] - g)));
+        }
+    CHECK(worst < 1e-6, "matmul_gelu_forward off by %g", worst);
+
+    /* backward: dpre against finite differences of mlp_gelu_loss */
+    mlp_gelu_case c = {testing_random(MG_M * MG_K, -3, 3), w, testing_random(MG_M * MG_N, -1, 1),
+                       malloc(MG_M * MG_K * sizeof(float)), malloc(MG_M * MG_N * sizeof(float))};
+    float *dpre = testing_random(MG_M * MG_K, -1e3f, 1e3f); /* written over */
+    ops->matmul_dgelu_backward(dpre, c.dout, w, c.pre, MG_M, MG_K, MG_N);
+    check_grad("matmul_dgelu_backward dpre", dpre, c.pre, MG_M * MG_K, 1e-3f, 2e-3, mlp_gelu_loss, &c);
+    free(in); free(w); free(b); free(c.pre); free(c.dout); free(c.tmp); free(c.out); free(dpre);
+}
+
 /* ---- add ---- */
 
 static void test_add(void)
@@ -952,6 +996,7 @@ int main(void)
     test_swiglu();
     test_scale();
     test_add();
+    test_matmul_gelu();
     test_cross_entropy();
     test_sum_squares();
     test_adamw();

@@ -631,6 +631,32 @@ static void test_gelu(size_t n)
     free(x); free(out); free(dout); free(dx);
 }
 
+/* ---- the MLP's products with the GELU (cuBLASLt's epilogues where the shapes allow) ---- */
+
+static void test_matmul_gelu(int M, int K, int N)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "M=%d K=%d N=%d", M, K, N);
+    size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+    float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -0.2f, 0.2f);
+    float *b = testing_random_bf16(N, -1, 1), *out = nan_buffer(nout), *pre = nan_buffer(nout);
+    void *d_out = dev_act_poisoned(nout, 0), *d_pre = dev_act_poisoned(nout, 0);
+    cpu->matmul_gelu_forward(out, pre, in, w, b, M, K, N);
+    gpu->matmul_gelu_forward(d_out, d_pre, dev_act(in, nin), dev_act(w, nw), dev_act(b, N), M, K, N);
+    check_act("matmul_gelu_forward out", shape, d_out, out, nout);
+    check_act("matmul_gelu_forward pre", shape, d_pre, pre, nout);
+
+    /* the gradient through the GELU of a product [M,N]·[N,K]: pre [M,K], bf16-exact on both sides */
+    float *pre_k = testing_random_bf16(nin, -3, 3), *dout = testing_random_bf16(nout, -1, 1);
+    float *dpre = nan_buffer(nin);
+    void *d_dpre = dev_act_poisoned(nin, 0);
+    cpu->matmul_dgelu_backward(dpre, dout, w, pre_k, M, K, N);
+    gpu->matmul_dgelu_backward(d_dpre, dev_act(dout, nout), dev_act(w, nw), dev_act(pre_k, nin), M, K, N);
+    check_act("matmul_dgelu_backward dpre", shape, d_dpre, dpre, nin);
+    release_all();
+    free(in); free(w); free(b); free(out); free(pre); free(pre_k); free(dout); free(dpre);
+}
+
 /* ---- add ---- */
 
 /* out = a + b, and in place over a */
@@ -834,6 +860,12 @@ static void run_all(void)
         test_layernorm(rn[i][0], rn[i][1], 1, i % 2 ? FLAME_GRAD_ADD : FLAME_GRAD_SET, 0);
     test_layernorm(37, 768, 0, FLAME_GRAD_SET, 0);
     test_layernorm(37, 768, 1, FLAME_GRAD_ADD, 1);
+    /* GPT-2 small's fc1 and fc2 shapes; widths off the epilogues' 8 (the separate GELU) */
+    test_matmul_gelu(37, 64, 96);
+    test_matmul_gelu(2048, 768, 3072);
+    test_matmul_gelu(2048, 3072, 768);
+    test_matmul_gelu(37, 67, 100);
+    test_matmul_gelu(1, 768, 3072);
 
     /* documents shorter than the window, inside one tile, across tiles
      * (8 tokens for these narrow inputs, 64 for the wide one below); past

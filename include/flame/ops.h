@@ -189,6 +189,16 @@ typedef struct flame_ops {
     /* out = a + b over n activations (GPT's token and position embeddings);
      * out may be a or b */
     void (*add)(void *out, const void *a, const void *b, size_t n);
+
+    /* ---- 5.9: GPT's MLP products with the GELU in their epilogue ---- */
+    /* pre = in·weightᵀ + bias (bias [N] act), out = gelu(pre) (gelu_forward's
+     * tanh form), both [M,N] act, written */
+    void (*matmul_gelu_forward)(void *out, void *pre, const void *in, const void *weight, const void *bias,
+                                int M, int K, int N);
+    /* dpre[M,K] = (dout[M,N]·weight[N,K]) ⊙ gelu'(pre[M,K]), written: the
+     * input gradient of a product whose input was gelu(pre), through the GELU */
+    void (*matmul_dgelu_backward)(void *dpre, const void *dout, const void *weight, const void *pre, int M,
+                                  int K, int N);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

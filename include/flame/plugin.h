@@ -27,6 +27,7 @@
  *   5.7  the op table's add
  *   5.8  hf_transposed, n_hf_transposed (tensors a format stores [in, out]);
  *        to-hf writes any of hf_formats
+ *   5.9  the op table's matmul_gelu_forward, matmul_dgelu_backward
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory

@@ -229,8 +229,7 @@ void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p
         ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
         ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
     } else {
-        ops->matmul_forward(a->up, s->x, p->up, p->up_bias, NULL, n, D, I);
-        ops->gelu_forward(s->act, a->up, (size_t)n * I);
+        ops->matmul_gelu_forward(s->act, a->up, s->x, p->up, p->up_bias, n, D, I);
     }
     ops->matmul_forward(out, s->act, p->down, p->down_bias, in, n, I, D);
 }
@@ -240,8 +239,8 @@ static void gelu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, c
                                    lm_mlp_scratch *s, const void *d_resid, int n, int D, int I)
 {
     ops->gelu_forward(s->act, a->up, (size_t)n * I); /* the activation, made again */
-    ops->matmul_backward(s->dup, FLAME_GRAD_SET, p->ddown, p->ddown_bias, d_resid, s->act, p->down, n, I, D);
-    ops->gelu_backward(s->dup, s->dup, a->up, (size_t)n * I);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, p->ddown_bias, d_resid, s->act, p->down, n, I, D);
+    ops->matmul_dgelu_backward(s->dup, d_resid, p->down, a->up, n, I, D);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,

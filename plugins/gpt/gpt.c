@@ -245,8 +245,8 @@ static void *gpt_create(const flame_model_config *cfg, const flame_ops *ops, cha
         snprintf(err, err_len, "no kernels for backend %s in this build", ops->backend);
         return NULL;
     }
-    if (!FLAME_OPS_HAS(ops, add) || !FLAME_OPS_HAS(ops, layernorm_forward)) {
-        snprintf(err, err_len, "the %s op table has no LayerNorm or add (a core older than ABI 5.7)", ops->backend);
+    if (!FLAME_OPS_HAS(ops, add) || !FLAME_OPS_HAS(ops, matmul_dgelu_backward)) {
+        snprintf(err, err_len, "the %s op table lacks GPT's ops (a core older than ABI 5.9)", ops->backend);
         return NULL;
     }
     gpt_dims c = {0};
