@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from hf_llama_parity import BOUND_BF16, BOUND_FP32, flame_logits, programs, rel, skip
+from hf_llama_parity import BOUND_BF16, BOUND_FP32, Checks, flame_logits, programs, skip
 
 B, T = 2, 100
 CONFIG = dict(n_embd=128, n_layer=2, n_head=2, n_positions=256, vocab_size=509, activation_function="gelu_new",
@@ -73,14 +73,7 @@ def main():
     convert, logits_tool = programs()
     top = os.environ.get("top_builddir", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     flame_run = os.environ.get("FLAME_RUN", os.path.join(top, "flame-run"))
-    failures = 0
-
-    def check(what, got, want, bound):
-        nonlocal failures
-        e = rel(got, want)
-        ok = e < bound
-        failures += not ok
-        print(f"{what:<56} rel {e:.3e}  bound {bound:.0e}  {'ok' if ok else 'FAIL'}")
+    check = Checks()
 
     def reference(m, dtype, rows):
         ids = torch.tensor(rows, device=device)
@@ -121,7 +114,7 @@ def main():
         problems = {k: v for k, v in info.items() if v}
         if problems:
             print(f"FAIL: GPT2LMHeadModel.from_pretrained reported {problems}")
-            failures += 1
+            check.failures += 1
         rows = write_tokens(tokens, 257, 4)  # the byte tokenizer's ids
         ours, why = flame_logits(logits_tool, run, tokens, os.path.join(tmp, "trained.safetensors"), "cpu", "gpt", 20)
         if ours is None:
@@ -131,8 +124,7 @@ def main():
               BOUND_FP32)
         check("flame-trained out: flame CPU fp32 vs transformers bf16", ours,
               reference(exported, torch.bfloat16, rows), BOUND_BF16)
-    print(f"{failures} comparisons over their bound")
-    return 1 if failures else 0
+    return check.result()
 
 
 if __name__ == "__main__":

@@ -50,6 +50,23 @@ def rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
+class Checks:
+    """comparisons of logits against a bound, a line each, the failures counted"""
+
+    def __init__(self):
+        self.failures = 0
+
+    def __call__(self, what, got, want, bound):
+        e = rel(got, want)
+        ok = e < bound
+        self.failures += not ok
+        print(f"{what:<56} rel {e:.3e}  bound {bound:.0e}  {'ok' if ok else 'FAIL'}")
+
+    def result(self):
+        print(f"{self.failures} comparisons over their bound")
+        return 1 if self.failures else 0
+
+
 def causal_attention(q, k, v, causal=True, window_size=(-1, -1)):
     """flash_attn_func as fla's Attention calls it without a mask or cu_seqlens:
     q [B, T, H, d], k and v [B, T, Hkv, d], query head h reading key/value head
@@ -161,14 +178,7 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     convert, logits_tool = programs()
-    failures = 0
-
-    def check(what, got, want, bound):
-        nonlocal failures
-        e = rel(got, want)
-        ok = e < bound
-        failures += not ok
-        print(f"{what:<52} rel {e:.3e}  bound {bound:.0e}  {'ok' if ok else 'FAIL'}")
+    check = Checks()
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
@@ -206,8 +216,7 @@ def main():
             check("flame CUDA bf16 vs transformers fp32", gpu, theirs32, BOUND_BF16)
 
         fla_checks(convert, logits_tool, tmp, flame, tokens, ours, reference, check)
-    print(f"{failures} comparisons over their bound")
-    return 1 if failures else 0
+    return check.result()
 
 
 if __name__ == "__main__":
