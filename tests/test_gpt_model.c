@@ -10,6 +10,10 @@
  *    scaled by the inverse layer index, no position table, rotary on half of
  *    each head (GPT-3's -rotary), a padded vocabulary;
  *  - GPT-2 small's 124,439,808 parameters (Hugging Face's count of gpt2);
+ *  - every configs/gpt*.ini job file read as flame-run reads it (every section's
+ *    keys known), its model made: the GPT-2 ones have Hugging Face's counts of
+ *    gpt2-medium, -large and -xl plus their padding rows, -rotary ones no
+ *    position table, -8k ones 8192 positions or rotary;
  *  - create() and reserve() refusing what they do not implement, naming the key. */
 #include <string.h>
 
@@ -29,6 +33,7 @@ typedef struct dims {
 #define LM_FINAL_NORM "ln_f"
 #define LM_GPT
 #include "plugin_testing.h"
+#include "config/config.h"
 #include "lm_parts.h"
 
 /* ==================================================================== the naive attention, in double */
@@ -305,12 +310,82 @@ static void test_create(void)
     check_oversized_batch(&base, &c);
 }
 
+/* ==================================================================== the job files */
+
+/* configs/NAME.ini as flame-run reads a --config: every section's keys known */
+static flame_config *load_job(const char *name)
+{
+    char path[1024], err[512] = "";
+    snprintf(path, sizeof path, "%s/%s.ini", FLAME_CONFIGS_DIR, name);
+    flame_config *cfg = config_create();
+    for (int i = 0; i < n_core_sections; i++)
+        config_add_section(cfg, core_sections[i].name, core_sections[i].options, core_sections[i].n_options);
+    const flame_plugin *p = flame_plugin_entry();
+    config_add_section(cfg, "model", p->options, p->n_options);
+    if (config_load_job_file(cfg, path, err, sizeof err)) {
+        CHECK(0, "%s: %s", path, err);
+        config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* the model of job file `name`: its parameters counted, and the rows of its
+ * position table (0: none) into *positions; -1 after a failed check */
+static int64_t job_params(const char *name, int64_t *positions)
+{
+    flame_config *cfg = load_job(name);
+    if (!cfg)
+        return -1;
+    const flame_plugin *p = flame_plugin_entry();
+    flame_model_config view = config_model_view(cfg);
+    char err[256] = "";
+    void *m = p->create(&view, &flame_cpu_ops, err, sizeof err);
+    CHECK(m != NULL, "%s: %s", name, err);
+    int64_t total = m ? 0 : -1;
+    for (int j = 0; m && j < p->n_params(m); j++)
+        total += (int64_t)numel_of(p->param(m, j));
+    *positions = m && strstr(p->param(m, 1)->name, "position_embeddings") ? p->param(m, 1)->shape[0] : 0;
+    if (m)
+        p->destroy(m);
+    config_destroy(cfg);
+    return total;
+}
+
+static void test_job_files(void)
+{
+    /* Hugging Face's gpt2, gpt2-medium, -large, -xl, plus 7 padding rows of n_embd */
+    static const struct { const char *name; int64_t hf; int D; } gpt2[] = {
+        {"gpt2s", 124439808, 768}, {"gpt2m", 354823168, 1024}, {"gpt2l", 774030080, 1280},
+        {"gpt2xl", 1557611200, 1600}};
+    for (int i = 0; i < 4; i++) {
+        int64_t rows, got = job_params(gpt2[i].name, &rows), want = gpt2[i].hf + 7LL * gpt2[i].D;
+        CHECK(got == want && rows == 1024, "%s: %lld parameters, %lld positions; expected %lld, 1024", gpt2[i].name,
+              (long long)got, (long long)rows, (long long)want);
+    }
+    /* GPT-3's: a table of the context's rows, none with rotary */
+    static const char *const gpt3[] = {"gpt3s", "gpt3m", "gpt3l", "gpt3xl", "gpt3-2.7B", "gpt3-2.7B-hdim128"};
+    static const char *const variants[] = {"", "-rotary", "-8k", "-rotary-8k"};
+    for (int i = 0; i < 6; i++)
+        for (int v = 0; v < 4; v++) {
+            if (i == 5 && v == 2)
+                continue; /* flash-attention has no gpt3-2.7B-flash-hdim128-8k */
+            char name[64];
+            snprintf(name, sizeof name, "%s%s", gpt3[i], variants[v]);
+            int64_t rows, want = v & 1 ? 0 : v ? 8192 : 2048;
+            int64_t got = job_params(name, &rows);
+            CHECK(got > 0 && rows == want, "%s: %lld positions, expected %lld", name, (long long)rows,
+                  (long long)want);
+        }
+}
+
 int main(void)
 {
     testing_seed(29);
     /* a chunk of 11 rows of the test's vocabulary: the LM head's chunk loop runs */
     lm_head_chunk_bytes = 484;
     test_create();
+    test_job_files();
     test_cases();
     return testing_result("test_gpt_model");
 }
