@@ -436,12 +436,12 @@ def main():
             check_mistral(weights, tmp)
         else:
             print("note: no transformer plugin built: flame-run on its seed not tried")
-        bad = os.path.join(tmp, "gpt2")
+        bad = os.path.join(tmp, "bloom")  # a model_type no plugin reads
         os.makedirs(bad)
         with open(os.path.join(bad, "config.json"), "w") as f:
-            json.dump({"model_type": "gpt2"}, f)
+            json.dump({"model_type": "bloom"}, f)
         rc, _, err = run("from-hf", "--model", bad, "--output", os.path.join(tmp, "x"))
-        check(rc == 4 and err.count("\n") == 1 and 'model_type "gpt2"' in err, f"gpt2: exit {rc}: {err}")
+        check(rc == 4 and err.count("\n") == 1 and 'model_type "bloom"' in err, f"bloom: exit {rc}: {err}")
         gelu = os.path.join(tmp, "gelu")
         make_folder(gelu, "fp32", weights, dict(CONFIG, hidden_act="gelu"))
         rc, _, err = run("from-hf", "--model", gelu, "--output", os.path.join(tmp, "z"))
