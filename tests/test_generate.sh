@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Generation on the CPU, for the tiny GLA (a recurrent state), GSA (two),
 # Mamba2 (the scan's state and the convolutions' windows), Based (a
-# convolution's window, the Taylor sums, a sliding window's cache) and the
-# tiny transformer (a key and value cache; also with a sliding window):
+# convolution's window, the Taylor sums, a sliding window's cache), the
+# tiny transformer (a key and value cache; also with a sliding window) and the
+# tiny GPT (a cache and a position table; also with rotary on half a head):
 #  - logits by decode steps, position by position, equal the full forward's at
 #    every position of three rows (tests/logits_tool --decode; under 1e-5), on
 #    weights drawn with std 0.2, and they carry context: two rows that differ
@@ -96,6 +97,8 @@ if python3 -c "import numpy, safetensors" 2>/dev/null; then
     parity mamba2 mamba2 0
     parity based based 0
     parity based-window based 0 --model.window_size 6
+    parity gpt gpt 0
+    parity gpt-rotary gpt 0 --model.n_positions 0 --model.rotary_emb_fraction 0.5
 else
     echo "note: numpy or safetensors is not installed: decode logits not compared"
 fi

@@ -5,7 +5,9 @@
  * gradient (model_case's tolerances). Head dims 64 (Hopper's attention kernels
  * where they apply) and 32 (the portable ones), with the attention scaled by
  * the inverse layer index, the vocabulary padded, untied, and without a
- * position table but with rotary on half of each head (GPT-3's -rotary). Without CUDA in the build, or without a usable GPU, it
+ * position table but with rotary on half of each head (GPT-3's -rotary); and
+ * generation on CUDA, 1 and 4 rows of 100 tokens through the key and value
+ * cache, against the CUDA forward (test_decode_on_gpu). Without CUDA in the build, or without a usable GPU, it
  * prints "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
 
@@ -41,12 +43,15 @@ int main(void)
     printf("model: D=128, 2 heads of 64, 128 positions, tied\n");
     kv_config cfg = gpt_config(128, 2, 128, "true", "0");
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 1, 100);
+    test_decode_on_gpu(&cfg, 4, 100);
     printf("model: D=128, 4 heads of 32, no position table, untied\n");
     cfg = gpt_config(128, 4, 0, "false", "0");
     test_model_on_both(&cfg);
     printf("model: D=128, 2 heads of 64, rotary on 32 of each, no position table\n");
     cfg = gpt_config(128, 2, 0, "true", "0.5");
     test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 4, 100);
     return testing_result("test_gpt_cuda");
 }
 

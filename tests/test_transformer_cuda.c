@@ -185,10 +185,10 @@ static void test_attentions(void)
  * positions of generation on both backends. The caches are laid out as the
  * plugin lays them: position-major, this layer's block one of 2·L blocks a
  * position (stride), here L = 2 and the layer the second. */
-static void test_attention_decode(int B, int H, int Hkv, int hd, int P, int steps, int window)
+static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, int steps, int window)
 {
     char shape[96];
-    snprintf(shape, sizeof shape, "B=%d H=%d Hkv=%d hd=%d P=%d window=%d", B, H, Hkv, hd, P, window);
+    snprintf(shape, sizeof shape, "B=%d H=%d Hkv=%d hd=%d rd=%d P=%d window=%d", B, H, Hkv, hd, rd, P, window);
     attention_dims d = {{NULL, 0, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
     size_t nq = (size_t)B * H * hd, block = (size_t)B * Hkv * hd, stride = 2 * 2 * block;
     size_t cache = (size_t)(P + steps) * stride;
@@ -203,8 +203,8 @@ static void test_attention_decode(int B, int H, int Hkv, int hd, int P, int step
         float *q = testing_random_bf16(nq, -2, 2), *k = testing_random_bf16(block, -2, 2);
         float *v = testing_random_bf16(block, -1, 1);
         void *q_d = acts_to_device(q, nq), *k_d = acts_to_device(k, block), *v_d = acts_to_device(v, block);
-        cpu_k->attention_decode(o, q, k, v, k_cache, v_cache, stride, B, pos, &d, 10000.0f);
-        gpu_k->attention_decode(o_d, q_d, k_d, v_d, k_cache_d, v_cache_d, stride, B, pos, &d, 10000.0f);
+        cpu_k->attention_decode(o, q, k, v, k_cache, v_cache, stride, B, pos, &d, rd, 10000.0f);
+        gpu_k->attention_decode(o_d, q_d, k_d, v_d, k_cache_d, v_cache_d, stride, B, pos, &d, rd, 10000.0f);
         compare("attention decode o", shape, acts_to_host(o_d, nq), o, nq, TOL_BF16);
         dev->free(q_d), dev->free(k_d), dev->free(v_d);
         free(q), free(k), free(v);
@@ -218,12 +218,14 @@ static void test_attention_decode(int B, int H, int Hkv, int hd, int P, int step
 
 static void test_attention_decodes(void)
 {
-    test_attention_decode(1, 4, 2, 64, 0, 3, 0);     /* from the first position */
-    test_attention_decode(3, 4, 2, 64, 100, 4, 0);   /* GQA, warps of uneven shares */
-    test_attention_decode(2, 2, 2, 128, 300, 2, 0);  /* 4 values a lane */
-    test_attention_decode(2, 4, 1, 48, 65, 2, 0);    /* lanes partly idle */
-    test_attention_decode(2, 4, 2, 16, 40, 3, 17);   /* a window inside the cache */
-    test_attention_decode(16, 16, 16, 64, 700, 2, 0); /* the 340M shape */
+    test_attention_decode(1, 4, 2, 64, 64, 0, 3, 0);     /* from the first position */
+    test_attention_decode(3, 4, 2, 64, 64, 100, 4, 0);   /* GQA, warps of uneven shares */
+    test_attention_decode(2, 2, 2, 128, 128, 300, 2, 0); /* 4 values a lane */
+    test_attention_decode(2, 4, 1, 48, 48, 65, 2, 0);    /* lanes partly idle */
+    test_attention_decode(2, 4, 2, 16, 16, 40, 3, 17);   /* a window inside the cache */
+    test_attention_decode(16, 16, 16, 64, 64, 700, 2, 0); /* the 340M shape */
+    test_attention_decode(4, 12, 12, 64, 0, 200, 3, 0);   /* GPT-2's: no rotary */
+    test_attention_decode(2, 4, 4, 80, 40, 100, 2, 0);   /* GPT-3's -rotary: half of heads of 80 */
 }
 
 /* ==================================================================== rotary */

@@ -754,7 +754,7 @@ static void sliding_decode(based_model *m, int l, int n, const attention_dims *a
     m->attn->attention_decode(A->o, A->q, A->k, A->v, lm_act_at(m->base.ops, cache, i * 2 * block),
                               lm_act_at(m->base.ops, cache, (i * 2 + 1) * block),
                               (size_t)sliding_index(m, m->c.s.L) * 2 * block, n, m->base.decode_pos, ad,
-                              m->c.theta);
+                              ad->hd, m->c.theta);
 }
 
 /* whether the backend steps every mixer the model has (one without sliding

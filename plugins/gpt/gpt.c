@@ -335,6 +335,20 @@ static float *qkv_block_grad(const gpt_model *m, int l, int i, int p)
     return dW(m, l, p) + (size_t)i * m->c.s.D * rows;
 }
 
+/* one position of generation: this layer's keys and values into the caches,
+ * the attention over them into A->o. The caches are position-major: the
+ * [B, H, hd] blocks of position p, layer l, keys then values, at
+ * ((p·L + l)·2 + kv) blocks */
+static void attn_decode(gpt_model *m, int l, const attention_dims *ad)
+{
+    const layer_acts *A = acts(m, l);
+    size_t block = (size_t)m->base.batch.n * m->c.s.D; /* n = B sequences of one token */
+    void *keys = lm_act_at(m->base.ops, m->base.decoding, (size_t)l * 2 * block);
+    void *values = lm_act_at(m->base.ops, m->base.decoding, ((size_t)l * 2 + 1) * block);
+    m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)m->c.s.L * 2 * block, m->base.batch.n,
+                              m->base.decode_pos, ad, m->c.rd, m->c.base);
+}
+
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
 static void attn_forward(void *model, int l)
 {
@@ -348,11 +362,15 @@ static void attn_forward(void *model, int l)
     void *qkv[3] = {A->q, A->k, A->v};
     for (int i = 0; i < 3; i++)
         ops->matmul_forward(qkv[i], A->a, qkv_block(m, l, i, P_QKV), qkv_block(m, l, i, P_QKV_BIAS), NULL, n, D, D);
-    if (m->c.rd) {
-        m->kern->rotary_forward(A->q, A->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
-        m->kern->rotary_forward(A->k, A->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+    if (m->base.decoding) {
+        attn_decode(m, l, &ad);
+    } else {
+        if (m->c.rd) {
+            m->kern->rotary_forward(A->q, A->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+            m->kern->rotary_forward(A->k, A->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
+        }
+        m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     }
-    m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_OUT), W(m, l, P_OUT_BIAS), m->base.resid[l], n, D, D);
 }
 
@@ -388,6 +406,23 @@ static float gpt_forward(void *model, const flame_batch *batch, float *logits)
 }
 
 static void gpt_backward(void *model) { lm_model_backward(model, attn_backward, model); }
+
+/* ------------------------------------------------------------------ generation */
+
+/* every layer's keys and values of max_len positions */
+static size_t gpt_decode_state_size(const void *model, int B, int max_len)
+{
+    const gpt_model *m = model;
+    if (!m->kern->attention_decode)
+        return 0;
+    return (size_t)max_len * m->c.s.L * 2 * B * m->c.s.D * m->base.ops->act_bytes;
+}
+
+static int gpt_decode_forward(void *model, void *state, const int32_t *tokens, int B, int pos, float *logits)
+{
+    gpt_model *m = model;
+    return lm_model_decode(&m->base, state, tokens, B, pos, logits, "gpt", attn_forward, m);
+}
 
 /* ------------------------------------------------------------------ the rest */
 
@@ -460,6 +495,8 @@ static const flame_plugin gpt_plugin = {
     .vocab_size = lm_model_vocab_size,
     .hf_formats = gpt_formats,
     .n_hf_formats = LM_COUNT(gpt_formats),
+    .decode_state_size = gpt_decode_state_size,
+    .decode_forward = gpt_decode_forward,
     .hf_transposed = gpt_transposed,
     .n_hf_transposed = LM_COUNT(gpt_transposed),
 };

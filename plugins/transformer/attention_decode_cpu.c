@@ -33,11 +33,13 @@ static void attend(float *o, const float *q, const float *k_cache, const float *
 
 void attention_decode_cpu(float *o, float *q, float *k, const float *v, float *k_cache,
                           float *v_cache, size_t stride, int B, int pos, const attention_dims *d,
-                          float base)
+                          int rd, float base)
 {
     size_t kv = (size_t)B * d->Hkv * d->hd;
-    rotary_at_cpu(q, B, d->H, d->hd, pos, base);
-    rotary_at_cpu(k, B, d->Hkv, d->hd, pos, base);
+    if (rd) {
+        rotary_at_cpu(q, B, d->H, d->hd, rd, pos, base);
+        rotary_at_cpu(k, B, d->Hkv, d->hd, rd, pos, base);
+    }
     memcpy(k_cache + (size_t)pos * stride, k, kv * sizeof *k);
     memcpy(v_cache + (size_t)pos * stride, v, kv * sizeof *v);
     int first = d->window > 0 && pos - d->window + 1 > 0 ? pos - d->window + 1 : 0;

@@ -96,7 +96,7 @@ static __global__ void attention_decode_kernel(decode_args a)
 }
 
 void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cache, void *v_cache,
-                           size_t stride, int B, int pos, const attention_dims *d, float base)
+                           size_t stride, int B, int pos, const attention_dims *d, int rd, float base)
 {
     if (B <= 0)
         return;
@@ -104,8 +104,10 @@ void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cac
         fprintf(stderr, "attention_decode_cuda: head dim %d above %d\n", d->hd, 32 * LANE_VALUES);
         exit(1);
     }
-    rotary_at_cuda(q, B, d->H, d->hd, pos, base);
-    rotary_at_cuda(k, B, d->Hkv, d->hd, pos, base);
+    if (rd) {
+        rotary_at_cuda(q, B, d->H, d->hd, rd, pos, base);
+        rotary_at_cuda(k, B, d->Hkv, d->hd, rd, pos, base);
+    }
     size_t kv_bytes = (size_t)B * d->Hkv * d->hd * sizeof(act_t);
     act_t *k_at = (act_t *)k_cache + (size_t)pos * stride, *v_at = (act_t *)v_cache + (size_t)pos * stride;
     CUDA_CHECK(cudaMemcpyAsync(k_at, k, kv_bytes, cudaMemcpyDeviceToDevice, 0));

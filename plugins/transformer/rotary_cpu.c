@@ -54,11 +54,11 @@ void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s
     rotate_all(dx, dout, s, heads, hd, rd, base, -1.0);
 }
 
-void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base)
+void rotary_at_cpu(float *x, int rows, int heads, int hd, int rd, int pos, float base)
 {
-    double freq[hd / 2];
-    for (int i = 0; i < hd / 2; i++)
-        freq[i] = pow((double)base, -2.0 * i / hd);
+    double freq[rd / 2 + 1];
+    for (int i = 0; i < rd / 2; i++)
+        freq[i] = pow((double)base, -2.0 * i / rd);
     for (size_t r = 0; r < (size_t)rows * heads; r++)
-        rotate_head(x + r * hd, x + r * hd, pos, hd, hd, freq, 1.0);
+        rotate_head(x + r * hd, x + r * hd, pos, hd, rd, freq, 1.0);
 }

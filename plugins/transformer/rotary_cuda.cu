@@ -171,7 +171,7 @@ void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s,
            -1.0f);
 }
 
-void rotary_at_cuda(void *x, int rows, int heads, int hd, int pos, float base)
+void rotary_at_cuda(void *x, int rows, int heads, int hd, int rd, int pos, float base)
 {
-    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, hd, base, 1.0f);
+    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, rd, base, 1.0f);
 }

@@ -263,7 +263,7 @@ static void attn_forward(void *model, int l)
         void *keys = lm_act_at(ops, m->base.decoding, (size_t)l * 2 * block);
         void *values = lm_act_at(ops, m->base.decoding, ((size_t)l * 2 + 1) * block);
         m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)c->s.L * 2 * block,
-                                  n, m->base.decode_pos, &ad, c->theta);
+                                  n, m->base.decode_pos, &ad, c->hd, c->theta);
     } else {
         m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta);
         m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta);

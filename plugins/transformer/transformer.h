@@ -47,9 +47,9 @@ void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, i
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
                          int rd, float base);
 
-/* every head of `rows` tokens all at position pos (generation's lockstep
- * sequences), in place */
-void rotary_at_cpu(float *x, int rows, int heads, int hd, int pos, float base);
+/* the first rd of every head of `rows` tokens all at position pos
+ * (generation's lockstep sequences), in place */
+void rotary_at_cpu(float *x, int rows, int heads, int hd, int rd, int pos, float base);
 
 /* ---- attention_cpu.c: causal softmax attention with GQA ----
  *     o_i = Σ_{j ≤ i, same sequence} softmax_j(scale · q_i·k_j) v_j
@@ -73,13 +73,14 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, 
 
 /* ---- attention_decode_cpu.c: one position of generation ----
  * B sequences at position pos: q [B, H, hd], k and v [B, Hkv, hd] of the new
- * token (q and k rotated here, in place); the key and value caches hold the
+ * token (the first rd of each head of q and k rotated here, in place; rd 0:
+ * none, GPT's learned positions); the key and value caches hold the
  * [B, Hkv, hd] block of position p at k_cache + p·stride (v_cache alike);
  * this position's block is written, then
  *     o_b = Σ_{p ≤ pos, pos − window < p} softmax_p(scale · q_b·k_p) v_p
  * per query head, as attention_forward_cpu gives for the last token. */
 void attention_decode_cpu(float *o, float *q, float *k, const float *v, float *k_cache,
                           float *v_cache, size_t stride, int B, int pos, const attention_dims *d,
-                          float base);
+                          int rd, float base);
 
 #endif

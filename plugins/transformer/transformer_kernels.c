@@ -50,9 +50,9 @@ static void attention_backward_cpu_act(void *dq, void *dk, void *dv, const void 
 
 static void attention_decode_cpu_act(void *o, void *q, void *k, const void *v, void *k_cache,
                                      void *v_cache, size_t stride, int B, int pos,
-                                     const attention_dims *d, float base)
+                                     const attention_dims *d, int rd, float base)
 {
-    attention_decode_cpu(o, q, k, v, k_cache, v_cache, stride, B, pos, d, base);
+    attention_decode_cpu(o, q, k, v, k_cache, v_cache, stride, B, pos, d, rd, base);
 }
 
 const transformer_kernels transformer_kernels_cpu = {

@@ -31,10 +31,10 @@ typedef struct transformer_kernels {
     void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *o,
                                const float *lse, const void *q, const void *k, const void *v,
                                const attention_dims *d, float *work);
-    /* generation (transformer.h's attention_decode_cpu); NULL: this backend has none yet */
+    /* generation (transformer.h's attention_decode_cpu: rd 0 turns nothing); NULL: this backend has none yet */
     void (*attention_decode)(void *o, void *q, void *k, const void *v, void *k_cache,
                              void *v_cache, size_t stride, int B, int pos,
-                             const attention_dims *d, float base);
+                             const attention_dims *d, int rd, float base);
 } transformer_kernels;
 
 extern const transformer_kernels transformer_kernels_cpu;
