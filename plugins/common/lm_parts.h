@@ -1,9 +1,10 @@
 /* The parts of a decoder language model that every architecture plugin
  * shares: one activation arena carved into pieces, taking in a batch, the
  * pre-norm MLP block (SwiGLU, or GPT's GELU with biases) and the LM head
- * (final norm, lm_head, cross-entropy). Compiled into each plugin, since a
- * plugin loads alone. Like the op table, backward functions ADD into
- * parameter gradients.
+ * (final norm, lm_head, cross-entropy): lm_parts.c the options, the arena
+ * and the batch, lm_block.c the norms and the MLP, lm_head.c the head.
+ * Compiled into each plugin, since a plugin loads alone. Like the op table,
+ * backward functions ADD into parameter gradients.
  *
  * Norms are RMSNorm(x)·w, or LayerNorm(x)·w + b (GPT's) where the piece
  * keeping a norm's statistics has a `mean`: the carve functions take
@@ -135,9 +136,18 @@ typedef struct lm_prenorm {
 void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
                          int count, void *d_x, void *d_resid, int n, int D);
 
+/* ---- lm_block.c ---- */
+
 /* the norms of a model: RMSNorm, or LayerNorm with bias (mean non-NULL) */
 void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
                      const void *weight, const void *bias, int n, int D, float eps);
+/* dx (mode) from dout through the norm of x; the weight's (and bias') gradients added */
+void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
+                      const void *dout, const void *x, const void *weight, const float *mean,
+                      const float *rstd, int n, int D);
+/* a norm's statistics over n rows: rstd, and a LayerNorm's mean (NULL without layernorm) */
+void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, int layernorm);
+
 
 void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated);
 void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I);

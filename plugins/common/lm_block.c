@@ -1,0 +1,105 @@
+/* The pre-norm block's parts every decoder-LM plugin shares (lm_parts.h): the
+ * norms (RMSNorm, or LayerNorm with a bias), the MLP (SwiGLU, or GPT's GELU
+ * with biases) and the backward of projections that read a normalized input. */
+#include "lm_parts.h"
+
+/* ------------------------------------------------------------------ norms */
+
+void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
+                     const void *weight, const void *bias, int n, int D, float eps)
+{
+    if (mean)
+        ops->layernorm_forward(out, mean, rstd, x, weight, bias, n, D, eps);
+    else
+        ops->rmsnorm_forward(out, rstd, x, weight, n, D, eps);
+}
+
+void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
+                          const void *dout, const void *x, const void *weight, const float *mean,
+                          const float *rstd, int n, int D)
+{
+    if (mean)
+        ops->layernorm_backward(dx, mode, dweight, dbias, dout, x, weight, mean, rstd, n, D);
+    else
+        ops->rmsnorm_backward(dx, mode, dweight, dout, x, weight, rstd, n, D);
+}
+
+/* ------------------------------------------------------------------ MLP */
+
+void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, int layernorm)
+{
+    *mean = layernorm ? lm_take_floats(cv, n) : NULL;
+    *rstd = lm_take_floats(cv, n);
+}
+
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated)
+{
+    lm_carve_norm_stats(&a->mean, &a->rstd, cv, n, layernorm);
+    a->gate = gated ? lm_take_acts(cv, n * I) : NULL;
+    a->up = lm_take_acts(cv, n * I);
+}
+
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I)
+{
+    s->x = lm_take_acts(cv, n * D);
+    s->act = lm_take_acts(cv, n * I);
+    s->dgate = lm_take_acts(cv, n * I);
+    s->dup = lm_take_acts(cv, n * I);
+}
+
+void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
+                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps)
+{
+    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps);
+    if (p->gate) {
+        ops->matmul_forward(a->gate, s->x, p->gate, NULL, NULL, n, D, I);
+        ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
+        ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
+    } else {
+        ops->matmul_gelu_forward(s->act, a->up, s->x, p->up, p->up_bias, n, D, I);
+    }
+    ops->matmul_forward(out, s->act, p->down, p->down_bias, in, n, I, D);
+}
+
+/* into s->dup: ∂loss/∂(up's output) of GPT's MLP, down's gradients added */
+static void gelu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
+                                   lm_mlp_scratch *s, const void *d_resid, int n, int D, int I)
+{
+    ops->gelu_forward(s->act, a->up, (size_t)n * I); /* the activation, made again */
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, p->ddown_bias, d_resid, s->act, p->down, n, I, D);
+    ops->matmul_dgelu_backward(s->dup, d_resid, p->down, a->up, n, I, D);
+}
+
+void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
+                     int D, int I, float eps)
+{
+    if (p->gate) {
+        /* the activation's gradient; then the SwiGLU backward, which reads gate
+         * and up once for both their gradients and the activation made again */
+        ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, d_resid, NULL, p->down, n, I, D);
+        ops->swiglu_backward(s->dgate, s->dup, s->act, s->act, a->gate, a->up, (size_t)n * I);
+        ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
+    } else {
+        gelu_mlp_core_backward(ops, a, p, s, d_resid, n, D, I);
+    }
+    /* the forward's x, made again (the statistics come out the same) */
+    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps);
+    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean};
+    const lm_projection gated[] = {{p->gate, p->dgate, s->dgate, I, NULL}, {p->up, p->dup, s->dup, I, NULL}};
+    const lm_projection plain[] = {{p->up, p->dup, s->dup, I, p->dup_bias}};
+    if (p->gate)
+        lm_prenorm_backward(ops, &norm, gated, LM_COUNT(gated), d_x, d_resid, n, D);
+    else
+        lm_prenorm_backward(ops, &norm, plain, LM_COUNT(plain), d_x, d_resid, n, D);
+}
+
+void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
+                         int count, void *d_x, void *d_resid, int n, int D)
+{
+    for (int i = 0; i < count; i++)
+        ops->matmul_backward(d_x, i ? FLAME_GRAD_ADD : FLAME_GRAD_SET, p[i].dweight, p[i].dbias, p[i].dout,
+                             norm->a, p[i].weight, n, D, p[i].N);
+    lm_norm_backward(ops, d_resid, FLAME_GRAD_ADD, norm->dweight, norm->dbias, d_x, norm->x, norm->weight,
+                  norm->mean, norm->rstd, n, D);
+}
