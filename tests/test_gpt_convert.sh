@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPT-2's Hugging Face layout through flame-convert, on the tiny GPT:
 #  - to-hf --format gpt2 writes GPT2LMHeadModel's folder: model_type gpt2,
-#    vocab_size the padded embedding's 264 rows, tensors under GPT-2's names,
+#    vocab_size the padded embedding's 264 rows, null token ids (--tokenizer
+#    none), tensors under GPT-2's names,
 #    its Conv1D weights [in, out]: read by the safetensors library, c_attn's
 #    weight is flame's Wqkv transposed and the biases and norms are flame's
 #    (when safetensors and numpy are installed);
@@ -28,6 +29,7 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 ok = (c["model_type"], c["architectures"], c["vocab_size"], c["n_embd"], c["n_layer"]) == \
     ("gpt2", ["GPT2LMHeadModel"], 264, 64, 2)
+ok &= c["bos_token_id"] is None and c["eos_token_id"] is None  # --tokenizer none: not GPT-2's 50256
 print(f"{'ok' if ok else 'FAIL'}: config.json {c['model_type']} {c['architectures']} vocab {c['vocab_size']}")
 sys.exit(0 if ok else 1)
 PY

@@ -308,15 +308,19 @@ static int open_checkpoint(const char *dir, safetensors *st, char *err, size_t e
 }
 
 /* The tokenizer's files into the folder and its ids into config.json (none:
- * neither). Returns an exit status, with err. */
+ * no files, and null ids, so that a reader's default ids, GPT-2's 50256 say,
+ * are not taken for the model's). Returns an exit status, with err. */
 static int add_tokenizer(const to_hf_args *a, const convert_model *m, json_t *config, char *err,
                          size_t err_len)
 {
     const char *path = a->tokenizer    ? a->tokenizer
                        : a->config     ? NULL
                                        : config_get_string(m->cfg, "model", "tokenizer_path");
-    if (!path || strcmp(path, "none") == 0)
+    if (!path || strcmp(path, "none") == 0) {
+        json_object_set_new(config, "bos_token_id", json_null());
+        json_object_set_new(config, "eos_token_id", json_null());
         return FLAME_EXIT_OK;
+    }
     tokenizer tok = {0};
     int rc = convert_write_tokenizer(path, a->output, &tok, err, err_len);
     if (rc == FLAME_EXIT_OK) {
@@ -401,8 +405,8 @@ static int convert(const to_hf_args *a, const safetensors *st, safetensors_dtype
     if (rc == FLAME_EXIT_OK)
         printf("%d tensors (%s) written to %s/model.safetensors, config to %s/config.json%s\n",
                p.n, a->dtype, a->output, a->output,
-               json_object_get(config, "eos_token_id") ? ", the tokenizer's files beside them"
-                                                        : "");
+               json_is_integer(json_object_get(config, "eos_token_id")) ? ", the tokenizer's files beside them"
+                                                                        : "");
     json_decref(config);
     free(p.tensors);
     convert_model_close(&m);
