@@ -25,10 +25,11 @@ static const flame_hf_key fake_foreign_keys[] = {
     {"dropout", NULL, NULL},
     {"limit", NULL, "[0.0, Infinity]"},
     {"size.width", "hidden_size", NULL}, /* a second name: both must agree */
+    {"shift", NULL, "0"},                /* a number: 0.0 is 0 */
 };
 static const flame_hf_format FAKE_FORMATS[] = {
     {"gla", "GLAForCausalLM", NULL, 0, NULL, 0},
-    {"foreign", "ForeignForCausalLM", fake_foreign_keys, 7, NULL, 0},
+    {"foreign", "ForeignForCausalLM", fake_foreign_keys, 8, NULL, 0},
 };
 enum { N_FAKE_FORMATS = 2 };
 

@@ -301,7 +301,7 @@ static void test_json_format_keys(void)
     const char *p = write_file("foreign.json",
                                "{\"model_type\": \"foreign\", \"width\": 96,\n"
                                " \"rope\": {\"theta\": 2.5, \"kind\": \"plain\"},\n"
-                               " \"bias\": false, \"dropout\": 0.1, \"use_gk\": false,\n"
+                               " \"bias\": false, \"dropout\": 0.1, \"use_gk\": false, \"shift\": 0.0,\n"
                                " \"limit\": [0.0, Infinity], \"attn_mode\": \"NaN \\\"Infinity\\\\\"}\n");
     flame_config *cfg = fake_model_config();
     char err[1024] = "";
@@ -336,6 +336,8 @@ static void test_json_format_keys(void)
          "expected a string or a list of whole numbers"},
         {"only.json", "{\"model_type\": \"foreign\",\n\"bias\": true}", "only.json:2:",
          "bias = true: only false"},
+        {"shift.json", "{\"model_type\": \"foreign\",\n\"shift\": 0.5}", "shift.json:2:",
+         "shift = 0.5: only 0 is supported"},
         {"nested.json", "{\"model_type\": \"foreign\",\n\"rope\": {\"kind\": \"yarn\"}}",
          "nested.json:2:", "rope.kind = \"yarn\": only \"plain\""},
         {"inner.json", "{\"model_type\": \"foreign\",\n\"rope\": {\"scale\": 2}}", "inner.json:2:",

@@ -8,8 +8,10 @@
 #    (when safetensors and numpy are installed);
 #  - from-hf of that folder gives back the checkpoint bit for bit (float32);
 #  - a rotary model is refused for gpt2 (it has no rotary), an unknown
-#    --format is refused naming the formats, and a gpt2 folder whose c_attn
-#    weight has another shape is refused as damaged: exit 2, 2 and 3, one line.
+#    --format is refused naming the formats, a gpt2 folder whose weights file
+#    is cut short, or whose c_attn weight has another shape, is refused as
+#    damaged, and one whose config asks for rotary is refused: exit 2, 2, 3, 3
+#    and 2, one line each.
 . "$(dirname "$0")/lib.sh"
 CONVERT="$top_builddir/flame-convert"
 DUMP="$top_builddir/tests/safetensors_tool"
@@ -70,6 +72,18 @@ expect_error 2 'format gpt2 cannot hold \[model\] rotary_emb_fraction = 0.5' \
     "$CONVERT" to-hf --checkpoint "$SCRATCH/rotary/checkpoint/step-2" --output "$SCRATCH/hf2" --format gpt2
 expect_error 2 '--format llama: plugin gpt writes gpt, gpt2' \
     "$CONVERT" to-hf --checkpoint "$step" --output "$SCRATCH/hf3" --format llama
+# the weights cut short
+mkdir -p "$SCRATCH/short"
+cp "$SCRATCH/hf/config.json" "$SCRATCH/short/"
+size=$(wc -c <"$SCRATCH/hf/model.safetensors")
+head -c $((size - 1000)) "$SCRATCH/hf/model.safetensors" >"$SCRATCH/short/model.safetensors"
+expect_error 3 'model.safetensors' "$CONVERT" from-hf --model "$SCRATCH/short" --output "$SCRATCH/short-out"
+# a config GPT-2 cannot be: rotary
+mkdir -p "$SCRATCH/rot"
+cp "$SCRATCH/hf/model.safetensors" "$SCRATCH/rot/"
+sed 's/"rotary_emb_fraction": 0,/"rotary_emb_fraction": 0.5,/' "$SCRATCH/hf/config.json" >"$SCRATCH/rot/config.json"
+expect_error 2 'rotary_emb_fraction = 0.5: only 0 is supported' \
+    "$CONVERT" from-hf --model "$SCRATCH/rot" --output "$SCRATCH/rot-out"
 # c_attn's weight as flame stores it ([192, 64]), not as GPT-2 does
 mkdir -p "$SCRATCH/bad"
 cp "$SCRATCH/hf/config.json" "$SCRATCH/bad/"
