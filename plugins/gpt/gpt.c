@@ -165,11 +165,10 @@ static int read_sizes(const lm_options *o, gpt_dims *c, char *err, size_t err_le
 /* flash-attn's rotary_emb_dim = int(rotary_emb_fraction · head_dim), rotate-half */
 static int read_rotary(const lm_options *o, gpt_dims *c, char *err, size_t err_len)
 {
-    double fraction = lm_opt_float(o, "rotary_emb_fraction"), base = lm_opt_float(o, "rotary_emb_base");
-    if (lm_opt_bool(o, "rotary_emb_interleaved")) {
-        snprintf(err, err_len, "rotary_emb_interleaved = true is not supported yet (only rotate-half)");
+    static const lm_bool_setting interleaved[] = {{"rotary_emb_interleaved", 0}};
+    if (lm_check_supported(o, interleaved, LM_COUNT(interleaved), NULL, 0, err, err_len))
         return -1;
-    }
+    double fraction = lm_opt_float(o, "rotary_emb_fraction"), base = lm_opt_float(o, "rotary_emb_base");
     if (!(fraction >= 0 && fraction <= 1)) {
         snprintf(err, err_len, "rotary_emb_fraction = %g: expected a number in [0, 1]", fraction);
         return -1;
