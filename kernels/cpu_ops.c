@@ -92,6 +92,26 @@ static void matmul_dgelu_backward_act(void *dpre, const void *dout, const void *
     gelu_backward_cpu(dpre, dpre, pre, (size_t)M * K);
 }
 
+/* the fp32 residual stream's ops: on the CPU the activations are fp32 already */
+static void matmul_forward_f32_act(float *out, const void *in, const void *weight, const void *bias,
+                                   const float *residual, int M, int K, int N)
+{
+    matmul_forward_cpu(out, in, weight, bias, residual, M, K, N);
+}
+
+static void layernorm_forward_f32_act(void *out, float *mean, float *rstd, const float *x,
+                                      const void *weight, const void *bias, int n, int C, float eps)
+{
+    layernorm_forward_cpu(out, mean, rstd, x, weight, bias, n, C, eps);
+}
+
+static void layernorm_backward_f32_act(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                                       const void *dout, const float *x, const void *weight,
+                                       const float *mean, const float *rstd, int n, int C)
+{
+    layernorm_backward_cpu(dx, dx_mode, dweight, dbias, dout, x, weight, mean, rstd, n, C);
+}
+
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
 {
     swiglu_forward_cpu(out, gate, up, n);
@@ -180,4 +200,7 @@ const flame_ops flame_cpu_ops = {
     .add = add_act,
     .matmul_gelu_forward = matmul_gelu_forward_act,
     .matmul_dgelu_backward = matmul_dgelu_backward_act,
+    .matmul_forward_f32 = matmul_forward_f32_act,
+    .layernorm_forward_f32 = layernorm_forward_f32_act,
+    .layernorm_backward_f32 = layernorm_backward_f32_act,
 };

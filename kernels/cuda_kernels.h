@@ -38,6 +38,8 @@ void matmul_dgelu_backward_cuda(void *dpre, const void *dout, const void *weight
                                 int N);
 void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
                          const void *residual, int M, int K, int N);
+void matmul_forward_f32_cuda(float *out, const void *in, const void *weight, const void *bias,
+                             const float *residual, int M, int K, int N);
 void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
                           const void *dout, const void *in, const void *weight, int M, int K, int N);
 
@@ -57,6 +59,11 @@ void layernorm_forward_cuda(void *out, float *mean, float *rstd, const void *x, 
 void layernorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, float *dbias, const void *dout,
                              const void *x, const void *weight, const float *mean, const float *rstd, int n,
                              int C);
+void layernorm_forward_f32_cuda(void *out, float *mean, float *rstd, const float *x, const void *weight,
+                                const void *bias, int n, int C, float eps);
+void layernorm_backward_f32_cuda(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                                 const void *dout, const float *x, const void *weight, const float *mean,
+                                 const float *rstd, int n, int C);
 
 /* gelu_cuda.cu */
 void gelu_forward_cuda(void *out, const void *x, size_t n);

@@ -2,7 +2,9 @@
  * row for the row sums, ACT_VEC values per access when the rows are
  * vectorizable (cuda_launch.cuh); mean and rstd kept in fp32. The backward
  * takes dw and db as column sums (cuda_reduce.cuh, an order fixed by the
- * shapes) before dx, which may be dout. */
+ * shapes) before dx, which may be dout. x and dx are of type X: bf16, or fp32
+ * where they are an fp32 residual stream (the _f32 entries); out and dout are
+ * bf16 either way. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
@@ -13,14 +15,14 @@
 static unsigned row_blocks(int n) { return (unsigned)((n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
 
 /* Lane l of the warp takes values [j, j + W) for j = l·W, l·W + 32·W, … */
-template <int W>
-static __global__ void layernorm_rows(act_t *out, float *mean, float *rstd, const act_t *x, const act_t *weight,
+template <int W, typename X>
+static __global__ void layernorm_rows(act_t *out, float *mean, float *rstd, const X *x, const act_t *weight,
                                       const act_t *bias, int n, int C, float eps)
 {
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n)
         return; /* the whole warp: the sums below are per warp */
-    const act_t *xi = x + (size_t)row * C;
+    const X *xi = x + (size_t)row * C;
     act_t *yi = out + (size_t)row * C;
     float sum = 0.0f;
     for (int j = lane * W; j < C; j += 32 * W) {
@@ -55,8 +57,8 @@ static __global__ void layernorm_rows(act_t *out, float *mean, float *rstd, cons
 }
 
 /* dx_j = r·(g_j − mean(g) − x̂_j·mean(g x̂)), g = dy ⊙ w, written or added */
-template <int W, bool ADD>
-static __global__ void layernorm_dx_rows(act_t *dx, const act_t *dout, const act_t *x, const act_t *weight,
+template <int W, bool ADD, typename X>
+static __global__ void layernorm_dx_rows(X *dx, const act_t *dout, const X *x, const act_t *weight,
                                          const float *mean, const float *rstd, int n, int C)
 {
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -89,8 +91,9 @@ static __global__ void layernorm_dx_rows(act_t *dx, const act_t *dout, const act
 }
 
 /* dw's terms of row i, columns [j, j + W): dy·x̂ */
-struct layernorm_dw_term {
-    const act_t *dout, *x;
+template <typename X> struct layernorm_dw_term {
+    const act_t *dout;
+    const X *x;
     const float *mean, *rstd;
     int C;
     template <int W> __device__ void add(float (&acc)[W], int i, int j) const
@@ -119,22 +122,21 @@ struct layernorm_db_term {
     }
 };
 
-void layernorm_forward_cuda(void *out, float *mean, float *rstd, const void *x, const void *weight,
-                            const void *bias, int n, int C, float eps)
+template <typename X>
+static void forward(act_t *y, float *mean, float *rstd, const X *x, const act_t *w, const act_t *b, int n, int C,
+                    float eps)
 {
     if (n <= 0)
         return;
-    act_t *y = (act_t *)out;
-    const act_t *xa = (const act_t *)x, *w = (const act_t *)weight, *b = (const act_t *)bias;
-    if (vectorizable(C, out, x, weight, bias))
-        layernorm_rows<ACT_VEC><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, xa, w, b, n, C, eps);
+    if (vectorizable(C, y, x, w, b))
+        layernorm_rows<ACT_VEC><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, x, w, b, n, C, eps);
     else
-        layernorm_rows<1><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, xa, w, b, n, C, eps);
+        layernorm_rows<1><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, x, w, b, n, C, eps);
     CUDA_CHECK_LAUNCH();
 }
 
-template <int W>
-static void launch_dx_rows(act_t *dx, flame_grad_mode mode, const act_t *dy, const act_t *x, const act_t *w,
+template <int W, typename X>
+static void launch_dx_rows(X *dx, flame_grad_mode mode, const act_t *dy, const X *x, const act_t *w,
                            const float *mean, const float *rstd, int n, int C)
 {
     if (mode == FLAME_GRAD_ADD)
@@ -144,20 +146,46 @@ static void launch_dx_rows(act_t *dx, flame_grad_mode mode, const act_t *dy, con
     CUDA_CHECK_LAUNCH();
 }
 
+template <typename X>
+static void backward(X *dx, flame_grad_mode dx_mode, float *dweight, float *dbias, const act_t *dy, const X *x,
+                     const act_t *w, const float *mean, const float *rstd, int n, int C)
+{
+    if (n <= 0 || C <= 0)
+        return;
+    /* the parameters' gradients first: they read dout, which dx may be */
+    if (dweight)
+        column_sum_add(dweight, n, C, layernorm_dw_term<X>{dy, x, mean, rstd, C}, vectorizable(C, dy, x));
+    if (dbias)
+        column_sum_add(dbias, n, C, layernorm_db_term{dy, C}, vectorizable(C, dy));
+    if (dx && vectorizable(C, dx, dy, x, w))
+        launch_dx_rows<ACT_VEC>(dx, dx_mode, dy, x, w, mean, rstd, n, C);
+    else if (dx)
+        launch_dx_rows<1>(dx, dx_mode, dy, x, w, mean, rstd, n, C);
+}
+
+void layernorm_forward_cuda(void *out, float *mean, float *rstd, const void *x, const void *weight,
+                            const void *bias, int n, int C, float eps)
+{
+    forward((act_t *)out, mean, rstd, (const act_t *)x, (const act_t *)weight, (const act_t *)bias, n, C, eps);
+}
+
+void layernorm_forward_f32_cuda(void *out, float *mean, float *rstd, const float *x, const void *weight,
+                                const void *bias, int n, int C, float eps)
+{
+    forward((act_t *)out, mean, rstd, x, (const act_t *)weight, (const act_t *)bias, n, C, eps);
+}
+
 void layernorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, float *dbias, const void *dout,
                              const void *x, const void *weight, const float *mean, const float *rstd, int n,
                              int C)
 {
-    if (n <= 0 || C <= 0)
-        return;
-    const act_t *dy = (const act_t *)dout, *xa = (const act_t *)x, *w = (const act_t *)weight;
-    /* the parameters' gradients first: they read dout, which dx may be */
-    if (dweight)
-        column_sum_add(dweight, n, C, layernorm_dw_term{dy, xa, mean, rstd, C}, vectorizable(C, dout, x));
-    if (dbias)
-        column_sum_add(dbias, n, C, layernorm_db_term{dy, C}, vectorizable(C, dout));
-    if (dx && vectorizable(C, dx, dout, x, weight))
-        launch_dx_rows<ACT_VEC>((act_t *)dx, dx_mode, dy, xa, w, mean, rstd, n, C);
-    else if (dx)
-        launch_dx_rows<1>((act_t *)dx, dx_mode, dy, xa, w, mean, rstd, n, C);
+    backward((act_t *)dx, dx_mode, dweight, dbias, (const act_t *)dout, (const act_t *)x, (const act_t *)weight,
+             mean, rstd, n, C);
+}
+
+void layernorm_backward_f32_cuda(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                                 const void *dout, const float *x, const void *weight, const float *mean,
+                                 const float *rstd, int n, int C)
+{
+    backward(dx, dx_mode, dweight, dbias, (const act_t *)dout, x, (const act_t *)weight, mean, rstd, n, C);
 }

@@ -142,10 +142,12 @@ static void make_plan(cublasLtHandle_t handle, gemm_plan *p, const gemm_key *key
     int64_t ld = key->ldc;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
                                                 sizeof epilogue));
-    /* the bias: a bf16 vector of m values, one per row of column-major D */
+    /* the bias: m values of D's type (cuBLASLt's rule for bf16 products), one
+     * per row of column-major D */
+    cudaDataType_t bias_type = (cudaDataType_t)key->c_type;
     if (epilogue == CUBLASLT_EPILOGUE_BIAS || epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                                    &type, sizeof type));
+                                                    &bias_type, sizeof bias_type));
     /* the aux matrix (the GELU's input): bf16, laid out as D */
     if (epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || epilogue == CUBLASLT_EPILOGUE_DGELU) {
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE,
@@ -183,16 +185,16 @@ static gemm_plan *plan_for(lt_context *ctx, const gemm_key *key)
     return p;
 }
 
-/* what a product does after it: its epilogue, the bias (bf16, m values) and
- * the aux matrix (bf16, laid out as D) the epilogue takes, each NULL when it
- * takes none */
+/* what a product does after it: its epilogue, the bias (m values of D's
+ * type) and the aux matrix (bf16, laid out as D) the epilogue takes, each
+ * NULL when it takes none */
 typedef struct gemm_epilogue {
     cublasLtEpilogue_t kind;
-    const act_t *bias;
+    const void *bias;
     const act_t *aux;
 } gemm_epilogue;
 
-static gemm_epilogue plain(const act_t *bias)
+static gemm_epilogue plain(const void *bias)
 {
     return gemm_epilogue{bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, NULL};
 }
@@ -223,12 +225,26 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
 }
 
 /* out[m, n] = bias[n] (+ residual[m, n]): the whole product when K = 0 */
-static __global__ void bias_rows(act_t *out, const act_t *bias, const act_t *residual,
-                                 size_t total, int N)
+template <typename O>
+static __global__ void bias_rows(O *out, const act_t *bias, const O *residual, size_t total, int N)
 {
     GRID_STRIDE_LOOP(i, total) {
         float b = to_f32(bias[i % N]);
         from_f32(&out[i], residual ? b + to_f32(residual[i]) : b);
+    }
+}
+
+/* the product of a layer without inputs (K = 0): bias, residual, or zeros */
+template <typename O>
+static void forward_without_terms(O *out, const act_t *bias, const O *residual, size_t total, int N)
+{
+    if (bias) {
+        bias_rows<<<cuda_grid(total), CUDA_BLOCK>>>(out, bias, residual, total, N);
+        CUDA_CHECK_LAUNCH();
+    } else if (!residual) {
+        cuda_zero(out, total * sizeof(O));
+    } else if (residual != out) {
+        cuda_copy(out, residual, total * sizeof(O));
     }
 }
 
@@ -238,18 +254,29 @@ void matmul_forward_cuda(void *out, const void *in, const void *weight, const vo
     size_t total = (size_t)M * N;
     if (total == 0)
         return;
-    if (K > 0) {
-        gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K,
-             plain((const act_t *)bias), residual, out, CUDA_R_16BF, N);
-    } else if (bias) {
-        bias_rows<<<cuda_grid(total), CUDA_BLOCK>>>((act_t *)out, (const act_t *)bias,
-                                                    (const act_t *)residual, total, N);
-        CUDA_CHECK_LAUNCH();
-    } else if (!residual) {
-        cuda_zero(out, total * sizeof(act_t));
-    } else if (residual != out) {
-        cuda_copy(out, residual, total * sizeof(act_t));
+    if (K == 0)
+        return forward_without_terms((act_t *)out, (const act_t *)bias, (const act_t *)residual, total, N);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K, plain(bias), residual,
+         out, CUDA_R_16BF, N);
+}
+
+/* An fp32 product takes an fp32 bias: the bf16 one is widened first, into
+ * the ops' scratch (read by this product alone, in stream order). */
+void matmul_forward_f32_cuda(float *out, const void *in, const void *weight, const void *bias,
+                             const float *residual, int M, int K, int N)
+{
+    size_t total = (size_t)M * N;
+    if (total == 0)
+        return;
+    if (K == 0)
+        return forward_without_terms(out, (const act_t *)bias, residual, total, N);
+    float *wide_bias = NULL;
+    if (bias) {
+        wide_bias = (float *)cuda_scratch((size_t)N * sizeof(float));
+        from_act_cuda(wide_bias, bias, (size_t)N);
     }
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K, plain(wide_bias),
+         residual, out, CUDA_R_32F, N);
 }
 
 /* dbias's terms of row i, columns [n, n + W) */

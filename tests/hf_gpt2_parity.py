@@ -12,7 +12,8 @@
 
     ||flame - transformers|| / ||transformers||  <  1e-4  transformers in fp32,
                                                  <  1e-2  transformers in bf16,
-                                                 <  1e-2  flame on CUDA (bf16), when it has kernels there.
+                                                 <  1e-2  flame on CUDA (bf16), when it has kernels there,
+                                                          and the same with its residual stream in fp32.
 
 Needs torch and transformers; exits 77 (skipped) with the reason otherwise.
 The flame programs are the build tree's unless $FLAME_CONVERT, $LOGITS_TOOL and
@@ -104,6 +105,13 @@ def main():
             print(f"skipped: flame on CUDA ({why})")
         else:
             check("random GPT-2 in: flame CUDA bf16 vs transformers fp32", gpu, theirs32, BOUND_BF16)
+            gpu, why = flame_logits(logits_tool, flame, tokens, os.path.join(tmp, "gpu32.safetensors"), "cuda", "gpt",
+                                    options=("--model.residual_in_fp32", "true"))
+            if gpu is None:
+                print(f"FAIL: flame on CUDA with residual_in_fp32: {why}")
+                return 1
+            check("random GPT-2 in: flame CUDA bf16, fp32 residual stream, vs transformers fp32", gpu, theirs32,
+                  BOUND_BF16)
 
         # flame's trained GPT out to transformers
         run = train_tiny(flame_run, tmp)

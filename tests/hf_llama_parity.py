@@ -89,13 +89,14 @@ def fla_attention_note():
     return " (SDPA for flash-attn)"
 
 
-def flame_logits(logits_tool, folder, tokens, out, device, arch="transformer", step=0):
+def flame_logits(logits_tool, folder, tokens, out, device, arch="transformer", step=0, options=()):
     """flame's logits of the run or from-hf output in folder (its config.ini and
-    checkpoint step), or None with the reason when this build cannot run on device"""
+    checkpoint step, with --section.key value options on top), or None with the
+    reason when this build cannot run on device"""
     r = subprocess.run([logits_tool, "--arch", arch, "--model.config",
                         os.path.join(folder, "config.ini"), "--weights",
                         os.path.join(folder, "checkpoint", f"step-{step}", "model.safetensors"),
-                        "--tokens", tokens, "--output", out, "--device", device],
+                        "--tokens", tokens, "--output", out, "--device", device, *options],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         return None, r.stderr.strip()

@@ -5,7 +5,8 @@
  * gradient (model_case's tolerances). Head dims 64 (Hopper's attention kernels
  * where they apply) and 32 (the portable ones), with the attention scaled by
  * the inverse layer index, the vocabulary padded, untied, and without a
- * position table but with rotary on half of each head (GPT-3's -rotary); and
+ * position table but with rotary on half of each head (GPT-3's -rotary), and
+ * with the residual stream in fp32 (flash-attn's residual_in_fp32); and
  * generation on CUDA, 1 and 4 rows of 100 tokens through the key and value
  * cache, against the CUDA forward (test_decode_on_gpu). Without CUDA in the build, or without a usable GPU, it
  * prints "SKIP: <reason>" and exits 77. */
@@ -19,7 +20,8 @@
 #include "plugin_cuda_testing.h"
 #include "testing.h"
 
-static kv_config gpt_config(int D, int H, int positions, const char *tie, const char *rotary_fraction)
+static kv_config gpt_config(int D, int H, int positions, const char *tie, const char *rotary_fraction,
+                            const char *fp32_stream)
 {
     kv_config cfg = {.n = 0};
     kv_set_int(&cfg, "n_embd", D);
@@ -31,6 +33,7 @@ static kv_config gpt_config(int D, int H, int positions, const char *tie, const 
     kv_set(&cfg, "scale_attn_by_inverse_layer_idx", "true");
     kv_set(&cfg, "tie_word_embeddings", tie);
     kv_set(&cfg, "rotary_emb_fraction", rotary_fraction);
+    kv_set(&cfg, "residual_in_fp32", fp32_stream);
     return cfg;
 }
 
@@ -41,15 +44,19 @@ int main(void)
     testing_seed(20261204);
     printf("error: ||gpu - cpu|| / ||cpu|| over each output\n");
     printf("model: D=128, 2 heads of 64, 128 positions, tied\n");
-    kv_config cfg = gpt_config(128, 2, 128, "true", "0");
+    kv_config cfg = gpt_config(128, 2, 128, "true", "0", "false");
     test_model_on_both(&cfg);
     test_decode_on_gpu(&cfg, 1, 100);
     test_decode_on_gpu(&cfg, 4, 100);
-    printf("model: D=128, 4 heads of 32, no position table, untied\n");
-    cfg = gpt_config(128, 4, 0, "false", "0");
+    printf("model: the same, the residual stream in fp32\n");
+    cfg = gpt_config(128, 2, 128, "true", "0", "true");
+    test_model_on_both(&cfg);
+    test_decode_on_gpu(&cfg, 4, 100);
+    printf("model: D=128, 4 heads of 32, no position table, untied, the residual stream in fp32\n");
+    cfg = gpt_config(128, 4, 0, "false", "0", "true");
     test_model_on_both(&cfg);
     printf("model: D=128, 2 heads of 64, rotary on 32 of each, no position table\n");
-    cfg = gpt_config(128, 2, 0, "true", "0.5");
+    cfg = gpt_config(128, 2, 0, "true", "0.5", "false");
     test_model_on_both(&cfg);
     test_decode_on_gpu(&cfg, 4, 100);
     return testing_result("test_gpt_cuda");

@@ -26,6 +26,7 @@ typedef struct dims {
     int positions;     /* n_positions, 0: no table */
     int inverse_scale; /* scale_attn_by_inverse_layer_idx */
     int rd;            /* rotated values of a head (rotary_emb_fraction · head dim), 0: none */
+    int act_stream;    /* residual_in_fp32 false (the cases' default is true) */
 } dims;
 
 #define LM_ROOT "transformer"
@@ -170,10 +171,11 @@ static kv_config tiny_config(const dims *c, int vocab, int multiple)
     kv_set(&cfg, "scale_attn_by_inverse_layer_idx", c->inverse_scale ? "true" : "false");
     kv_set_float(&cfg, "rotary_emb_fraction", (double)c->rd / (c->D / c->H));
     kv_set_float(&cfg, "rotary_emb_base", ROTARY_BASE);
+    /* the fp32 stream's ops (on the CPU, whose activations are fp32, the same numbers) */
+    kv_set(&cfg, "residual_in_fp32", c->act_stream ? "false" : "true");
     /* keys flash-attn's configs carry that change nothing here */
     kv_set(&cfg, "resid_pdrop", "0.1");
     kv_set(&cfg, "fused_mlp", "true");
-    kv_set(&cfg, "residual_in_fp32", "true");
     return cfg;
 }
 
@@ -190,6 +192,9 @@ static void test_cases(void)
     dims untied = c;
     untied.tie = 0;
     run_case("B=1 T=9, untied, head in one chunk", &untied, 1, 9, NULL, 0, 1);
+    dims act_stream = c;
+    act_stream.act_stream = 1;
+    run_case("B=2 T=9, residual_in_fp32 false", &act_stream, 2, 9, NULL, 0, 1);
     /* three documents in one row, one a single token: positions restart at each */
     static const int32_t cu[] = {0, 4, 5, 13};
     dims docs = c;

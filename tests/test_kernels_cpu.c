@@ -83,7 +83,9 @@ static void test_table_and_memory(void)
               ops->conv1d_backward && ops->conv1d_step && FLAME_OPS_HAS(ops, layernorm_forward) &&
               FLAME_OPS_HAS(ops, layernorm_backward) && FLAME_OPS_HAS(ops, gelu_forward) &&
               FLAME_OPS_HAS(ops, gelu_backward) && FLAME_OPS_HAS(ops, add) &&
-              FLAME_OPS_HAS(ops, matmul_gelu_forward) && FLAME_OPS_HAS(ops, matmul_dgelu_backward),
+              FLAME_OPS_HAS(ops, matmul_gelu_forward) && FLAME_OPS_HAS(ops, matmul_dgelu_backward) &&
+              FLAME_OPS_HAS(ops, matmul_forward_f32) && FLAME_OPS_HAS(ops, layernorm_forward_f32) &&
+              FLAME_OPS_HAS(ops, layernorm_backward_f32),
           "op table has an empty field");
 
     enum { N = 1000 };

@@ -307,6 +307,28 @@ static void test_matmul(int M, int K, int N, int with_bias, size_t offset)
     free(din_add); free(dw); free(db); free(din0); free(dw0); free(db0);
 }
 
+/* The product onto an fp32 residual stream: out = residual + in·wᵀ (+ bias),
+ * fp32, over the residual itself, and into a fresh buffer without one. */
+static void test_matmul_f32(int M, int K, int N, int with_bias, size_t offset)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "M=%d K=%d N=%d%s%s", M, K, N, with_bias ? " bias" : "",
+             offset ? " offset" : "");
+    size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N;
+    float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -1, 1);
+    float *b = testing_random_bf16(N, -1, 1), *out = nan_buffer(nout), *res = testing_random(nout, -4, 4);
+    void *d_in = dev_act_at(in, nin, offset), *d_w = dev_act_at(w, nw, offset), *d_b = dev_act(b, N);
+    float *d_out = dev_f32_poisoned(nout, offset), *d_res = dev_f32_at(res, nout, offset);
+    cpu->matmul_forward_f32(out, in, w, with_bias ? b : NULL, NULL, M, K, N);
+    gpu->matmul_forward_f32(d_out, d_in, d_w, with_bias ? d_b : NULL, NULL, M, K, N);
+    check_f32("matmul_forward_f32", shape, d_out, out, nout);
+    cpu->matmul_forward_f32(res, in, w, with_bias ? b : NULL, res, M, K, N);
+    gpu->matmul_forward_f32(d_res, d_in, d_w, with_bias ? d_b : NULL, d_res, M, K, N);
+    check_f32("matmul_forward_f32 + residual", shape, d_res, res, nout);
+    release_all();
+    free(in); free(w); free(b); free(out); free(res);
+}
+
 /* Only dweight asked for: the NULL gradients are skipped. */
 static void test_matmul_dweight_only(int M, int K, int N)
 {
@@ -499,6 +521,45 @@ static void test_layernorm(int n, int C, int with_bias, flame_grad_mode mode, si
         check_act("layernorm_backward dx", shape, d_dx, dx, nx);
     check_added_f32("layernorm_backward dw", shape, d_dw, dw, dw0, C);
     check_added_f32("layernorm_backward db", shape, d_db, db, db0, C);
+    release_all();
+    free(x); free(w); free(b); free(out); free(mean); free(rstd); free(dout); free(dx); free(dw); free(db);
+    free(dx0); free(dw0); free(db0);
+}
+
+/* An fp32 residual stream's LayerNorm: x and dx fp32 (not rounded to bf16),
+ * out and dout bf16; dx written over NaN or added onto random values. */
+static void test_layernorm_f32(int n, int C, flame_grad_mode mode, size_t offset)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%d C=%d%s%s", n, C, mode == FLAME_GRAD_ADD ? " add" : " set",
+             offset ? " offset" : "");
+    size_t nx = (size_t)n * C;
+    float *x = testing_random(nx, -1, 3), *w = testing_random_bf16(C, 0.5f, 1.5f);
+    float *b = testing_random_bf16(C, -1, 1);
+    float *out = nan_buffer(nx), *mean = nan_buffer(n), *rstd = nan_buffer(n);
+    float *d_x = dev_f32_at(x, nx, offset), *d_mean = dev_f32_poisoned(n, 0), *d_rstd = dev_f32_poisoned(n, 0);
+    void *d_w = dev_act(w, C), *d_b = dev_act(b, C), *d_out = dev_act_poisoned(nx, offset);
+    cpu->layernorm_forward_f32(out, mean, rstd, x, w, b, n, C, 1e-5f);
+    gpu->layernorm_forward_f32(d_out, d_mean, d_rstd, d_x, d_w, d_b, n, C, 1e-5f);
+    check_act("layernorm_forward_f32 out", shape, d_out, out, nx);
+    check_f32("layernorm_forward_f32 mean", shape, d_mean, mean, n);
+    check_f32("layernorm_forward_f32 rstd", shape, d_rstd, rstd, n);
+
+    int add = mode == FLAME_GRAD_ADD;
+    float *dout = testing_random_bf16(nx, -1, 1), *dx = add ? testing_random(nx, -1, 1) : nan_buffer(nx);
+    float *dw = testing_random(C, -1, 1), *db = testing_random(C, -1, 1);
+    float *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C), *db0 = testing_copy(db, C);
+    float *d_dx = add ? dev_f32_at(dx, nx, offset) : dev_f32_poisoned(nx, offset);
+    float *d_dw = dev_f32(dw, C), *d_db = dev_f32(db, C);
+    cpu->layernorm_backward_f32(dx, mode, dw, db, dout, x, w, mean, rstd, n, C);
+    gpu->layernorm_backward_f32(d_dx, mode, d_dw, d_db, dev_act_at(dout, nx, offset), d_x, d_w, d_mean, d_rstd,
+                                n, C);
+    if (add)
+        check_added_f32("layernorm_backward_f32 dx", shape, d_dx, dx, dx0, nx);
+    else
+        check_f32("layernorm_backward_f32 dx", shape, d_dx, dx, nx);
+    check_added_f32("layernorm_backward_f32 dw", shape, d_dw, dw, dw0, C);
+    check_added_f32("layernorm_backward_f32 db", shape, d_db, db, db0, C);
     release_all();
     free(x); free(w); free(b); free(out); free(mean); free(rstd); free(dout); free(dx); free(dw); free(db);
     free(dx0); free(dw0); free(db0);
@@ -835,6 +896,10 @@ static void run_all(void)
     test_matmul(37, 65, 129, 1, 1);
     test_matmul(64, 128, 256, 0, 3);
     test_matmul(512, 768, 2304, 1, 8); /* 16-byte aligned, not 256 */
+    for (int i = 1; i < 7; i++)
+        test_matmul_f32(mm[i][0], mm[i][1], mm[i][2], i % 2, 0);
+    test_matmul_f32(37, 65, 129, 1, 1);
+    test_matmul_f32(37, 0, 129, 1, 0);
     test_matmul_dweight_only(37, 65, 129);
     test_matmul_no_terms(37, 129);
     test_matmul_many_shapes(80);
@@ -860,6 +925,9 @@ static void run_all(void)
         test_layernorm(rn[i][0], rn[i][1], 1, i % 2 ? FLAME_GRAD_ADD : FLAME_GRAD_SET, 0);
     test_layernorm(37, 768, 0, FLAME_GRAD_SET, 0);
     test_layernorm(37, 768, 1, FLAME_GRAD_ADD, 1);
+    for (int i = 2; i < 8; i++)
+        test_layernorm_f32(rn[i][0], rn[i][1], i % 2 ? FLAME_GRAD_ADD : FLAME_GRAD_SET, 0);
+    test_layernorm_f32(37, 768, FLAME_GRAD_ADD, 1);
     /* GPT-2 small's fc1 and fc2 shapes; widths off the epilogues' 8 (the separate GELU) */
     test_matmul_gelu(37, 64, 96);
     test_matmul_gelu(2048, 768, 3072);

@@ -199,6 +199,19 @@ typedef struct flame_ops {
      * input gradient of a product whose input was gelu(pre), through the GELU */
     void (*matmul_dgelu_backward)(void *dpre, const void *dout, const void *weight, const void *pre, int M,
                                   int K, int N);
+
+    /* ---- 5.10: a residual stream kept in fp32 (GPT's residual_in_fp32) ---- */
+    /* matmul_forward with out and residual fp32 (residual may be out): the
+     * branch's product joins the stream without a bf16 rounding */
+    void (*matmul_forward_f32)(float *out, const void *in, const void *weight, const void *bias,
+                               const float *residual, int M, int K, int N);
+    /* layernorm_forward of fp32 rows x (out act, as before) */
+    void (*layernorm_forward_f32)(void *out, float *mean, float *rstd, const float *x, const void *weight,
+                                  const void *bias, int n, int C, float eps);
+    /* layernorm_backward with x and dx fp32 (dout act, as before) */
+    void (*layernorm_backward_f32)(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+                                   const void *dout, const float *x, const void *weight, const float *mean,
+                                   const float *rstd, int n, int C);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

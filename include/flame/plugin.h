@@ -28,6 +28,8 @@
  *   5.8  hf_transposed, n_hf_transposed (tensors a format stores [in, out]);
  *        to-hf writes any of hf_formats
  *   5.9  the op table's matmul_gelu_forward, matmul_dgelu_backward
+ *   5.10 the op table's matmul_forward_f32, layernorm_forward_f32,
+ *        layernorm_backward_f32 (a residual stream in fp32)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -48,7 +50,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 6u
+#define FLAME_ABI_MINOR 10u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128

@@ -6,9 +6,11 @@
 /* ------------------------------------------------------------------ norms */
 
 void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
-                     const void *weight, const void *bias, int n, int D, float eps)
+                     const void *weight, const void *bias, int n, int D, float eps, int f32)
 {
-    if (mean)
+    if (f32)
+        ops->layernorm_forward_f32(out, mean, rstd, x, weight, bias, n, D, eps);
+    else if (mean)
         ops->layernorm_forward(out, mean, rstd, x, weight, bias, n, D, eps);
     else
         ops->rmsnorm_forward(out, rstd, x, weight, n, D, eps);
@@ -16,12 +18,23 @@ void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, 
 
 void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
                           const void *dout, const void *x, const void *weight, const float *mean,
-                          const float *rstd, int n, int D)
+                          const float *rstd, int n, int D, int f32)
 {
-    if (mean)
+    if (f32)
+        ops->layernorm_backward_f32(dx, mode, dweight, dbias, dout, x, weight, mean, rstd, n, D);
+    else if (mean)
         ops->layernorm_backward(dx, mode, dweight, dbias, dout, x, weight, mean, rstd, n, D);
     else
         ops->rmsnorm_backward(dx, mode, dweight, dout, x, weight, rstd, n, D);
+}
+
+void lm_residual_product(const flame_ops *ops, void *out, const void *in, const void *weight, const void *bias,
+                         const void *residual, int n, int K, int N, int f32)
+{
+    if (f32)
+        ops->matmul_forward_f32(out, in, weight, bias, residual, n, K, N);
+    else
+        ops->matmul_forward(out, in, weight, bias, residual, n, K, N);
 }
 
 /* ------------------------------------------------------------------ MLP */
@@ -48,9 +61,9 @@ void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int
 }
 
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
-                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps)
+                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32)
 {
-    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps);
+    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
     if (p->gate) {
         ops->matmul_forward(a->gate, s->x, p->gate, NULL, NULL, n, D, I);
         ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
@@ -58,34 +71,34 @@ void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p
     } else {
         ops->matmul_gelu_forward(s->act, a->up, s->x, p->up, p->up_bias, n, D, I);
     }
-    ops->matmul_forward(out, s->act, p->down, p->down_bias, in, n, I, D);
+    lm_residual_product(ops, out, s->act, p->down, p->down_bias, in, n, I, D, f32);
 }
 
 /* into s->dup: ∂loss/∂(up's output) of GPT's MLP, down's gradients added */
 static void gelu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                                   lm_mlp_scratch *s, const void *d_resid, int n, int D, int I)
+                                   lm_mlp_scratch *s, const void *dout, int n, int D, int I)
 {
     ops->gelu_forward(s->act, a->up, (size_t)n * I); /* the activation, made again */
-    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, p->ddown_bias, d_resid, s->act, p->down, n, I, D);
-    ops->matmul_dgelu_backward(s->dup, d_resid, p->down, a->up, n, I, D);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, p->ddown_bias, dout, s->act, p->down, n, I, D);
+    ops->matmul_dgelu_backward(s->dup, dout, p->down, a->up, n, I, D);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
-                     int D, int I, float eps)
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *dout, const void *in, int n,
+                     int D, int I, float eps, int f32)
 {
     if (p->gate) {
         /* the activation's gradient; then the SwiGLU backward, which reads gate
          * and up once for both their gradients and the activation made again */
-        ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, d_resid, NULL, p->down, n, I, D);
+        ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, dout, NULL, p->down, n, I, D);
         ops->swiglu_backward(s->dgate, s->dup, s->act, s->act, a->gate, a->up, (size_t)n * I);
-        ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, d_resid, s->act, p->down, n, I, D);
+        ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, dout, s->act, p->down, n, I, D);
     } else {
-        gelu_mlp_core_backward(ops, a, p, s, d_resid, n, D, I);
+        gelu_mlp_core_backward(ops, a, p, s, dout, n, D, I);
     }
     /* the forward's x, made again (the statistics come out the same) */
-    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps);
-    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean};
+    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
+    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean, f32};
     const lm_projection gated[] = {{p->gate, p->dgate, s->dgate, I, NULL}, {p->up, p->dup, s->dup, I, NULL}};
     const lm_projection plain[] = {{p->up, p->dup, s->dup, I, p->dup_bias}};
     if (p->gate)
@@ -101,5 +114,5 @@ void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_
         ops->matmul_backward(d_x, i ? FLAME_GRAD_ADD : FLAME_GRAD_SET, p[i].dweight, p[i].dbias, p[i].dout,
                              norm->a, p[i].weight, n, D, p[i].N);
     lm_norm_backward(ops, d_resid, FLAME_GRAD_ADD, norm->dweight, norm->dbias, d_x, norm->x, norm->weight,
-                  norm->mean, norm->rstd, n, D);
+                     norm->mean, norm->rstd, n, D, norm->f32);
 }

@@ -33,10 +33,10 @@ static int chunk_rows(const lm_head *hd, int r0, int n) { return n - r0 < hd->ro
 static float loss_scale(const lm_batch *lb) { return lb->counted ? 1.0f / (float)lb->counted : 0.0f; }
 
 float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
-                      const lm_batch *lb, float *logits_out, int D, int V, float eps)
+                      const lm_batch *lb, float *logits_out, int D, int V, float eps, int f32)
 {
     int n = lb->n;
-    lm_norm_forward(ops, hd->x, hd->mean, hd->rstd, h, p->norm, p->norm_bias, n, D, eps);
+    lm_norm_forward(ops, hd->x, hd->mean, hd->rstd, h, p->norm, p->norm_bias, n, D, eps, f32);
     /* a batch of one chunk: its logits become their gradient now, for the backward */
     hd->whole = n <= hd->rows;
     double sum = 0;
@@ -52,7 +52,7 @@ float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
 }
 
 void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
-                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V)
+                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V, int f32)
 {
     int n = lb->n;
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
@@ -64,5 +64,6 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
         ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
                              hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }
-    lm_norm_backward(ops, d_resid, FLAME_GRAD_SET, p->dnorm, p->dnorm_bias, d_x, h, p->norm, hd->mean, hd->rstd, n, D);
+    lm_norm_backward(ops, d_resid, FLAME_GRAD_SET, p->dnorm, p->dnorm_bias, d_x, h, p->norm, hd->mean, hd->rstd, n,
+                     D, f32);
 }

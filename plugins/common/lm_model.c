@@ -257,22 +257,30 @@ lm_head_params lm_model_head_params(const lm_model *b)
     return p;
 }
 
+/* a [n,D] piece of the residual stream: fp32, or activations */
+static void *take_stream(const lm_model *b, lm_carver *cv, size_t n)
+{
+    size_t count = n * b->s.D;
+    return b->s.resid_f32 ? (void *)lm_take_floats(cv, count) : lm_take_acts(cv, count);
+}
+
 void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
 {
     const lm_shape *s = &b->s;
     for (int l = 0; l <= s->L; l++)
-        b->resid[l] = lm_take_acts(cv, n * s->D);
+        b->resid[l] = take_stream(b, cv, n);
     for (int l = 0; l < s->L; l++) {
         if (!s->I) { /* no MLP: the mixer's output is the next layer's input */
             b->mid[l] = b->resid[l + 1];
             continue;
         }
-        b->mid[l] = lm_take_acts(cv, n * s->D);
+        b->mid[l] = take_stream(b, cv, n);
         lm_mlp_carve(&b->mlp[l], cv, n, s->I, s->layernorm, s->mlp_layout != LM_MLP_GELU);
     }
     if (s->I)
         lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I);
-    b->d_resid = lm_take_acts(cv, n * s->D);
+    b->d_resid = take_stream(b, cv, n);
+    b->d_resid_act = s->resid_f32 ? lm_take_acts(cv, n * s->D) : NULL;
     b->d_x = lm_take_acts(cv, n * s->D);
     lm_head_carve(&b->head, cv, n, s->D, s->V, s->layernorm);
     b->positions = s->positions ? lm_take_ints(cv, n) : NULL;
@@ -335,18 +343,30 @@ static int load_positions(lm_model *b, const char *who)
     return 0;
 }
 
-/* resid[0]: the tokens' embeddings, plus their positions' rows where the model has a table */
+/* resid[0]: the tokens' embeddings, plus their positions' rows where the
+ * model has a table; an fp32 stream takes them widened from d_x */
 static int embed(lm_model *b, const char *who)
 {
     int n = b->batch.n, D = b->s.D;
-    b->ops->embedding_forward(b->resid[0], b->batch.tokens, b->w[0], n, D);
-    if (!b->s.positions)
-        return 0;
-    if (load_positions(b, who))
-        return -1;
-    b->ops->embedding_forward(b->d_x, b->positions, b->w[POSITIONS_INDEX], n, D);
-    b->ops->add(b->resid[0], b->resid[0], b->d_x, (size_t)n * D);
+    void *e = b->s.resid_f32 ? b->d_x : b->resid[0], *rows = b->s.resid_f32 ? b->d_resid_act : b->d_x;
+    b->ops->embedding_forward(e, b->batch.tokens, b->w[0], n, D);
+    if (b->s.positions) {
+        if (load_positions(b, who))
+            return -1;
+        b->ops->embedding_forward(rows, b->positions, b->w[POSITIONS_INDEX], n, D);
+        b->ops->add(e, e, rows, (size_t)n * D);
+    }
+    if (b->s.resid_f32)
+        b->ops->from_act(b->resid[0], e, (size_t)n * D);
     return 0;
+}
+
+const void *lm_model_d_resid_act(lm_model *b)
+{
+    if (!b->s.resid_f32)
+        return b->d_resid;
+    b->ops->to_act(b->d_resid_act, b->d_resid, (size_t)b->batch.n * b->s.D);
+    return b->d_resid_act;
 }
 
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
@@ -366,10 +386,11 @@ float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, con
             continue;
         lm_mlp_params p = lm_model_mlp_params(b, l);
         lm_mlp_forward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->mid[l], b->resid[l + 1], n, s->D,
-                       s->I, s->eps);
+                       s->I, s->eps, s->resid_f32);
     }
     lm_head_params hp = lm_model_head_params(b);
-    return lm_head_forward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, logits, s->D, s->V, s->eps);
+    return lm_head_forward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, logits, s->D, s->V, s->eps,
+                           s->resid_f32);
 }
 
 void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
@@ -379,18 +400,20 @@ void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
     if (n == 0)
         return; /* no successful forward to differentiate */
     lm_head_params hp = lm_model_head_params(b);
-    lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, s->D, s->V);
+    lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, s->D, s->V,
+                     s->resid_f32);
     for (int l = s->L - 1; l >= 0; l--) {
         if (s->I) {
             lm_mlp_params p = lm_model_mlp_params(b, l);
-            lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, b->mid[l], n,
-                            s->D, s->I, s->eps);
+            lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, lm_model_d_resid_act(b),
+                            b->mid[l], n, s->D, s->I, s->eps, s->resid_f32);
         }
         mixer_backward(model, l);
     }
-    b->ops->embedding_backward(b->dw[0], b->d_resid, b->batch.tokens, n, s->D);
+    const void *dout = lm_model_d_resid_act(b);
+    b->ops->embedding_backward(b->dw[0], dout, b->batch.tokens, n, s->D);
     if (s->positions)
-        b->ops->embedding_backward(b->dw[POSITIONS_INDEX], b->d_resid, b->positions, n, s->D);
+        b->ops->embedding_backward(b->dw[POSITIONS_INDEX], dout, b->positions, n, s->D);
 }
 
 int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver *cv, size_t n),

@@ -48,6 +48,9 @@ typedef struct lm_shape {
      * the token's */
     int layernorm, positions;
     const char *position_embeddings;
+    /* the residual stream (resid, mid, d_resid) in fp32 whatever the
+     * activation type (GPT's residual_in_fp32; LayerNorm models only) */
+    int resid_f32;
 } lm_shape;
 
 /* The [model] options every decoder LM declares alike (key, type, default,
@@ -109,6 +112,7 @@ typedef struct lm_model {
     lm_mlp_acts *mlp; /* [L] */
     lm_mlp_scratch mlp_scratch;
     void *d_resid;  /* [n,D] ∂loss/∂(residual stream), layer by layer in the backward */
+    void *d_resid_act; /* [n,D] its copy as activations, for products (resid_f32 only) */
     void *d_x;      /* [n,D] ∂loss/∂(a norm's output): scratch of the MLP, the head, the mixer */
     lm_head head;
     lm_batch batch; /* the last batch taken in */
@@ -167,6 +171,10 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
                      void *model, char *err, size_t err_len);
 /* the pieces of the residual stream, the MLPs, the head and their scratch */
 void lm_model_carve(lm_model *b, lm_carver *cv, size_t n);
+
+/* ∂loss/∂(the residual stream) as activations, what products take: d_resid
+ * itself, or with an fp32 stream its copy rounded into d_resid_act now */
+const void *lm_model_d_resid_act(lm_model *b);
 
 /* A plugin's mixer of layer l: forward, mid[l] = resid[l] + mix(resid[l]);
  * backward, from d_resid = ∂loss/∂mid[l] to d_resid = ∂loss/∂resid[l], adding

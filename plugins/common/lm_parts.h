@@ -8,7 +8,12 @@
  *
  * Norms are RMSNorm(x)·w, or LayerNorm(x)·w + b (GPT's) where the piece
  * keeping a norm's statistics has a `mean`: the carve functions take
- * `layernorm` and leave mean NULL without it, so one pointer says which. */
+ * `layernorm` and leave mean NULL without it, so one pointer says which.
+ *
+ * The residual stream (a block's input and output, and its gradient) is in
+ * the activation type, or in fp32 where the model keeps it there (GPT's
+ * residual_in_fp32, LayerNorm only): the functions that touch it take
+ * `f32`, and the ops' _f32 entries then read and write it. */
 #ifndef FLAME_LM_PARTS_H
 #define FLAME_LM_PARTS_H
 
@@ -132,31 +137,39 @@ typedef struct lm_prenorm {
     const void *bias;
     float *dbias;
     const float *mean;
+    int f32; /* x and d_resid are an fp32 residual stream */
 } lm_prenorm;
 void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
                          int count, void *d_x, void *d_resid, int n, int D);
 
 /* ---- lm_block.c ---- */
 
-/* the norms of a model: RMSNorm, or LayerNorm with bias (mean non-NULL) */
+/* the norms of a model: RMSNorm, or LayerNorm with bias (mean non-NULL);
+ * x (and dx) fp32 when f32 */
 void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
-                     const void *weight, const void *bias, int n, int D, float eps);
+                     const void *weight, const void *bias, int n, int D, float eps, int f32);
 /* dx (mode) from dout through the norm of x; the weight's (and bias') gradients added */
 void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
                       const void *dout, const void *x, const void *weight, const float *mean,
-                      const float *rstd, int n, int D);
+                      const float *rstd, int n, int D, int f32);
+/* out[n,N] = residual + in·weightᵀ (+ bias): a branch's last product joining
+ * the stream (out and residual fp32 when f32; out may be residual) */
+void lm_residual_product(const flame_ops *ops, void *out, const void *in, const void *weight, const void *bias,
+                         const void *residual, int n, int K, int N, int f32);
 /* a norm's statistics over n rows: rstd, and a LayerNorm's mean (NULL without layernorm) */
 void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, int layernorm);
 
 
 void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated);
 void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I);
+/* in and out are the residual stream (fp32 when f32) */
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
-                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps);
-/* d_resid: ∂loss/∂out in, ∂loss/∂in out; d_x: [n,D] scratch */
+                    lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32);
+/* d_resid: ∂loss/∂out in, ∂loss/∂in out; dout: the same ∂loss/∂out as
+ * activations (d_resid itself unless f32); d_x: [n,D] scratch */
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *in, int n,
-                     int D, int I, float eps);
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *dout, const void *in, int n,
+                     int D, int I, float eps, int f32);
 
 /* logits = norm(h) · lm_headᵀ; loss = mean cross-entropy over counted
  * targets. The logits are made a chunk of rows at a time, the backward turning
@@ -184,11 +197,12 @@ typedef struct lm_head_params {
 } lm_head_params;
 
 void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layernorm);
-/* the mean loss of lb's counted targets; logits_out (fp32, backend) may be NULL */
+/* the mean loss of lb's counted targets; logits_out (fp32, backend) may be
+ * NULL; h the residual stream (fp32 when f32) */
 float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
-                      const lm_batch *lb, float *logits_out, int D, int V, float eps);
+                      const lm_batch *lb, float *logits_out, int D, int V, float eps, int f32);
 /* d_resid receives ∂loss/∂h (overwritten); d_x: [n,D] scratch */
 void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
-                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V);
+                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V, int f32);
 
 #endif

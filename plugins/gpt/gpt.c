@@ -14,6 +14,8 @@
  *          scale_attn_by_inverse_layer_idx)
  *     h  = h + o·Woᵀ + bo
  *     h  = h + fc2(gelu(fc1(m))),  m = norm(h, norm2), fc1 and fc2 with biases
+ *   (h, the residual stream, in fp32 with residual_in_fp32; the branches'
+ *   products read and write activations either way)
  *   logits = norm(h, ln_f)·wteᵀ (tied; lm_head otherwise);
  *   loss = mean cross-entropy over targets ≥ 0
  * The embedding, the MLP and the head are lm_model's (LayerNorm, GELU MLP,
@@ -59,8 +61,9 @@ static const flame_option gpt_options[] = {
      "rotary embedding (rotate-half) on the first int(head_dim·fraction) values of each head (0: none)", 0},
     {"rotary_emb_interleaved", FLAME_TYPE_BOOL, "false", "GPT-J's interleaved rotary (true: not supported yet)", 0},
     {"rotary_emb_base", FLAME_TYPE_FLOAT, "10000", "base of the rotary embedding", 0},
-    {"residual_in_fp32", FLAME_TYPE_BOOL, NULL,
-     "the residual stream is kept in the activation type (bf16 on CUDA, fp32 on the CPU)", 1},
+    {"residual_in_fp32", FLAME_TYPE_BOOL, "false",
+     "keep the residual stream (each block's input and output, and its gradient) in fp32; false: in the "
+     "activation type (bf16 on CUDA). flash-attn's GPT configs: true", 0},
     {"resid_pdrop", FLAME_TYPE_FLOAT, NULL, DROPOUT_HELP, 1},
     {"embd_pdrop", FLAME_TYPE_FLOAT, NULL, DROPOUT_HELP, 1},
     {"attn_pdrop", FLAME_TYPE_FLOAT, NULL, DROPOUT_HELP, 1},
@@ -210,6 +213,7 @@ static int read_settings(const lm_options *o, gpt_dims *c, char *err, size_t err
     }
     c->s.eps = (float)eps, c->s.init_std = (float)std;
     c->s.tie = lm_opt_bool(o, "tie_word_embeddings");
+    c->s.resid_f32 = lm_opt_bool(o, "residual_in_fp32");
     c->scale_attn = lm_opt_bool(o, "scale_attn_weights");
     c->inverse_layer_scale = lm_opt_bool(o, "scale_attn_by_inverse_layer_idx");
     return 0;
@@ -252,6 +256,11 @@ static void *gpt_create(const flame_model_config *cfg, const flame_ops *ops, cha
     lm_options opts = {cfg, gpt_options, N_OPTIONS};
     if (read_sizes(&opts, &c, err, err_len) || read_settings(&opts, &c, err, err_len))
         return NULL;
+    if (c.s.resid_f32 && !FLAME_OPS_HAS(ops, layernorm_backward_f32)) {
+        snprintf(err, err_len, "residual_in_fp32 = true: the %s op table lacks the fp32 stream's ops (a core "
+                 "older than ABI 5.10)", ops->backend);
+        return NULL;
+    }
     const char *why = kern->unsupported_head_dim(c.hd);
     if (why) {
         snprintf(err, err_len, "n_head = %d: head dim %d (n_embd / n_head) is not supported on %s: %s", c.H,
@@ -357,7 +366,7 @@ static void attn_forward(void *model, int l)
     layer_acts *A = acts(m, l);
     attention_dims ad = attn_dims(m, l);
     lm_norm_forward(ops, A->a, A->mean, A->rstd, m->base.resid[l], W(m, l, P_NORM1), W(m, l, P_NORM1_BIAS), n, D,
-                    m->c.s.eps);
+                    m->c.s.eps, m->c.s.resid_f32);
     void *qkv[3] = {A->q, A->k, A->v};
     for (int i = 0; i < 3; i++)
         ops->matmul_forward(qkv[i], A->a, qkv_block(m, l, i, P_QKV), qkv_block(m, l, i, P_QKV_BIAS), NULL, n, D, D);
@@ -370,7 +379,8 @@ static void attn_forward(void *model, int l)
         }
         m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     }
-    ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_OUT), W(m, l, P_OUT_BIAS), m->base.resid[l], n, D, D);
+    lm_residual_product(ops, m->base.mid[l], A->o, W(m, l, P_OUT), W(m, l, P_OUT_BIAS), m->base.resid[l], n, D, D,
+                        m->c.s.resid_f32);
 }
 
 /* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */
@@ -382,15 +392,15 @@ static void attn_backward(void *model, int l)
     const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     attention_dims ad = attn_dims(m, l);
-    ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_OUT), dW(m, l, P_OUT_BIAS), m->base.d_resid, A->o,
-                         W(m, l, P_OUT), n, D, D);
+    ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_OUT), dW(m, l, P_OUT_BIAS), lm_model_d_resid_act(&m->base),
+                         A->o, W(m, l, P_OUT), n, D, D);
     m->kern->attention_backward(d->q, d->k, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad, d->attn_work);
     if (m->c.rd) { /* in place: the rotation's transpose */
         m->kern->rotary_backward(d->q, d->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
         m->kern->rotary_backward(d->k, d->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
     }
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_NORM1), dW(m, l, P_NORM1), A->rstd,
-                             W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean};
+                             W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean, m->c.s.resid_f32};
     void *dqkv[3] = {d->q, d->k, d->v};
     lm_projection proj[3];
     for (int i = 0; i < 3; i++)
