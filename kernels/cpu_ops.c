@@ -105,11 +105,13 @@ static void layernorm_forward_f32_act(void *out, float *mean, float *rstd, const
     layernorm_forward_cpu(out, mean, rstd, x, weight, bias, n, C, eps);
 }
 
-static void layernorm_backward_f32_act(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
-                                       const void *dout, const float *x, const void *weight,
+static void layernorm_backward_f32_act(float *dx, flame_grad_mode dx_mode, void *dx_act, float *dweight,
+                                       float *dbias, const void *dout, const float *x, const void *weight,
                                        const float *mean, const float *rstd, int n, int C)
 {
     layernorm_backward_cpu(dx, dx_mode, dweight, dbias, dout, x, weight, mean, rstd, n, C);
+    if (dx_act)
+        to_act_cpu(dx_act, dx, (size_t)n * C);
 }
 
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)

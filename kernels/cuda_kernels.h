@@ -61,7 +61,7 @@ void layernorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, 
                              int C);
 void layernorm_forward_f32_cuda(void *out, float *mean, float *rstd, const float *x, const void *weight,
                                 const void *bias, int n, int C, float eps);
-void layernorm_backward_f32_cuda(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+void layernorm_backward_f32_cuda(float *dx, flame_grad_mode dx_mode, void *dx_act, float *dweight, float *dbias,
                                  const void *dout, const float *x, const void *weight, const float *mean,
                                  const float *rstd, int n, int C);
 

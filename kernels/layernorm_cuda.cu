@@ -3,8 +3,8 @@
  * vectorizable (cuda_launch.cuh); mean and rstd kept in fp32. The backward
  * takes dw and db as column sums (cuda_reduce.cuh, an order fixed by the
  * shapes) before dx, which may be dout. x and dx are of type X: bf16, or fp32
- * where they are an fp32 residual stream (the _f32 entries); out and dout are
- * bf16 either way. */
+ * where they are an fp32 residual stream (the _f32 entries, whose dx may also
+ * go out rounded to bf16, dx_act); out and dout are bf16 either way. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
@@ -58,7 +58,7 @@ static __global__ void layernorm_rows(act_t *out, float *mean, float *rstd, cons
 
 /* dx_j = r·(g_j − mean(g) − x̂_j·mean(g x̂)), g = dy ⊙ w, written or added */
 template <int W, bool ADD, typename X>
-static __global__ void layernorm_dx_rows(X *dx, const act_t *dout, const X *x, const act_t *weight,
+static __global__ void layernorm_dx_rows(X *dx, act_t *dx_act, const act_t *dout, const X *x, const act_t *weight,
                                          const float *mean, const float *rstd, int n, int C)
 {
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -87,6 +87,8 @@ static __global__ void layernorm_dx_rows(X *dx, const act_t *dout, const X *x, c
         for (int k = 0; k < W; k++)
             acc[k] += r * (dy[k] * w[k] - g_mean - (v[k] - m) * r * gx_mean);
         store_floats<W>(dx + at + j, acc);
+        if (dx_act)
+            store_floats<W>(dx_act + at + j, acc);
     }
 }
 
@@ -136,19 +138,19 @@ static void forward(act_t *y, float *mean, float *rstd, const X *x, const act_t 
 }
 
 template <int W, typename X>
-static void launch_dx_rows(X *dx, flame_grad_mode mode, const act_t *dy, const X *x, const act_t *w,
+static void launch_dx_rows(X *dx, flame_grad_mode mode, act_t *dx_act, const act_t *dy, const X *x, const act_t *w,
                            const float *mean, const float *rstd, int n, int C)
 {
     if (mode == FLAME_GRAD_ADD)
-        layernorm_dx_rows<W, true><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, mean, rstd, n, C);
+        layernorm_dx_rows<W, true><<<row_blocks(n), CUDA_BLOCK>>>(dx, dx_act, dy, x, w, mean, rstd, n, C);
     else
-        layernorm_dx_rows<W, false><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, mean, rstd, n, C);
+        layernorm_dx_rows<W, false><<<row_blocks(n), CUDA_BLOCK>>>(dx, dx_act, dy, x, w, mean, rstd, n, C);
     CUDA_CHECK_LAUNCH();
 }
 
 template <typename X>
-static void backward(X *dx, flame_grad_mode dx_mode, float *dweight, float *dbias, const act_t *dy, const X *x,
-                     const act_t *w, const float *mean, const float *rstd, int n, int C)
+static void backward(X *dx, flame_grad_mode dx_mode, act_t *dx_act, float *dweight, float *dbias, const act_t *dy,
+                     const X *x, const act_t *w, const float *mean, const float *rstd, int n, int C)
 {
     if (n <= 0 || C <= 0)
         return;
@@ -157,10 +159,10 @@ static void backward(X *dx, flame_grad_mode dx_mode, float *dweight, float *dbia
         column_sum_add(dweight, n, C, layernorm_dw_term<X>{dy, x, mean, rstd, C}, vectorizable(C, dy, x));
     if (dbias)
         column_sum_add(dbias, n, C, layernorm_db_term{dy, C}, vectorizable(C, dy));
-    if (dx && vectorizable(C, dx, dy, x, w))
-        launch_dx_rows<ACT_VEC>(dx, dx_mode, dy, x, w, mean, rstd, n, C);
+    if (dx && vectorizable(C, dx, dx_act, dy, x, w))
+        launch_dx_rows<ACT_VEC>(dx, dx_mode, dx_act, dy, x, w, mean, rstd, n, C);
     else if (dx)
-        launch_dx_rows<1>(dx, dx_mode, dy, x, w, mean, rstd, n, C);
+        launch_dx_rows<1>(dx, dx_mode, dx_act, dy, x, w, mean, rstd, n, C);
 }
 
 void layernorm_forward_cuda(void *out, float *mean, float *rstd, const void *x, const void *weight,
@@ -179,13 +181,14 @@ void layernorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, 
                              const void *x, const void *weight, const float *mean, const float *rstd, int n,
                              int C)
 {
-    backward((act_t *)dx, dx_mode, dweight, dbias, (const act_t *)dout, (const act_t *)x, (const act_t *)weight,
-             mean, rstd, n, C);
+    backward((act_t *)dx, dx_mode, (act_t *)NULL, dweight, dbias, (const act_t *)dout, (const act_t *)x,
+             (const act_t *)weight, mean, rstd, n, C);
 }
 
-void layernorm_backward_f32_cuda(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
+void layernorm_backward_f32_cuda(float *dx, flame_grad_mode dx_mode, void *dx_act, float *dweight, float *dbias,
                                  const void *dout, const float *x, const void *weight, const float *mean,
                                  const float *rstd, int n, int C)
 {
-    backward(dx, dx_mode, dweight, dbias, (const act_t *)dout, x, (const act_t *)weight, mean, rstd, n, C);
+    backward(dx, dx_mode, (act_t *)dx_act, dweight, dbias, (const act_t *)dout, x, (const act_t *)weight, mean, rstd,
+             n, C);
 }

@@ -527,7 +527,8 @@ static void test_layernorm(int n, int C, int with_bias, flame_grad_mode mode, si
 }
 
 /* An fp32 residual stream's LayerNorm: x and dx fp32 (not rounded to bf16),
- * out and dout bf16; dx written over NaN or added onto random values. */
+ * out and dout bf16; dx written over NaN or added onto random values, and
+ * its bf16 copy (dx_act) written over NaN. */
 static void test_layernorm_f32(int n, int C, flame_grad_mode mode, size_t offset)
 {
     char shape[64];
@@ -550,19 +551,21 @@ static void test_layernorm_f32(int n, int C, flame_grad_mode mode, size_t offset
     float *dw = testing_random(C, -1, 1), *db = testing_random(C, -1, 1);
     float *dx0 = testing_copy(dx, nx), *dw0 = testing_copy(dw, C), *db0 = testing_copy(db, C);
     float *d_dx = add ? dev_f32_at(dx, nx, offset) : dev_f32_poisoned(nx, offset);
-    float *d_dw = dev_f32(dw, C), *d_db = dev_f32(db, C);
-    cpu->layernorm_backward_f32(dx, mode, dw, db, dout, x, w, mean, rstd, n, C);
-    gpu->layernorm_backward_f32(d_dx, mode, d_dw, d_db, dev_act_at(dout, nx, offset), d_x, d_w, d_mean, d_rstd,
-                                n, C);
+    float *d_dw = dev_f32(dw, C), *d_db = dev_f32(db, C), *dx_act = nan_buffer(nx);
+    void *d_dx_act = dev_act_poisoned(nx, offset);
+    cpu->layernorm_backward_f32(dx, mode, dx_act, dw, db, dout, x, w, mean, rstd, n, C);
+    gpu->layernorm_backward_f32(d_dx, mode, d_dx_act, d_dw, d_db, dev_act_at(dout, nx, offset), d_x, d_w, d_mean,
+                                d_rstd, n, C);
     if (add)
         check_added_f32("layernorm_backward_f32 dx", shape, d_dx, dx, dx0, nx);
     else
         check_f32("layernorm_backward_f32 dx", shape, d_dx, dx, nx);
+    check_act("layernorm_backward_f32 dx_act", shape, d_dx_act, dx_act, nx);
     check_added_f32("layernorm_backward_f32 dw", shape, d_dw, dw, dw0, C);
     check_added_f32("layernorm_backward_f32 db", shape, d_db, db, db0, C);
     release_all();
     free(x); free(w); free(b); free(out); free(mean); free(rstd); free(dout); free(dx); free(dw); free(db);
-    free(dx0); free(dw0); free(db0);
+    free(dx0); free(dw0); free(db0); free(dx_act);
 }
 
 /* ---- conv1d ---- */

@@ -208,10 +208,12 @@ typedef struct flame_ops {
     /* layernorm_forward of fp32 rows x (out act, as before) */
     void (*layernorm_forward_f32)(void *out, float *mean, float *rstd, const float *x, const void *weight,
                                   const void *bias, int n, int C, float eps);
-    /* layernorm_backward with x and dx fp32 (dout act, as before) */
-    void (*layernorm_backward_f32)(float *dx, flame_grad_mode dx_mode, float *dweight, float *dbias,
-                                   const void *dout, const float *x, const void *weight, const float *mean,
-                                   const float *rstd, int n, int C);
+    /* layernorm_backward with x and dx fp32 (dout act, as before); dx_act,
+     * when not NULL, also receives the new dx rounded to act (what the
+     * products before the norm take), so no pass of its own makes it */
+    void (*layernorm_backward_f32)(float *dx, flame_grad_mode dx_mode, void *dx_act, float *dweight,
+                                   float *dbias, const void *dout, const float *x, const void *weight,
+                                   const float *mean, const float *rstd, int n, int C);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

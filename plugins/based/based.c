@@ -825,7 +825,7 @@ static void mixer_backward(void *model, int l)
         sliding_backward(m, l, n, g);
     norm1_forward(m, l, n); /* a again */
     int p = norm1_index(m, l);
-    const lm_prenorm norm = {m->base.resid[l], m->d.a, W(m, l, p), dW(m, l, p), acts(m, l)->rstd, NULL, NULL, NULL, 0};
+    const lm_prenorm norm = {m->base.resid[l], m->d.a, W(m, l, p), dW(m, l, p), acts(m, l)->rstd, NULL, NULL, NULL, NULL};
     lm_projection proj[3];
     int count = input_projections(m, l, proj);
     lm_prenorm_backward(m->base.ops, &norm, proj, count, m->base.d_x, m->base.d_resid, n, m->c.s.D);

@@ -16,12 +16,12 @@ void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, 
         ops->rmsnorm_forward(out, rstd, x, weight, n, D, eps);
 }
 
-void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
-                          const void *dout, const void *x, const void *weight, const float *mean,
-                          const float *rstd, int n, int D, int f32)
+void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, void *dx_act, float *dweight,
+                      float *dbias, const void *dout, const void *x, const void *weight, const float *mean,
+                      const float *rstd, int n, int D)
 {
-    if (f32)
-        ops->layernorm_backward_f32(dx, mode, dweight, dbias, dout, x, weight, mean, rstd, n, D);
+    if (dx_act)
+        ops->layernorm_backward_f32(dx, mode, dx_act, dweight, dbias, dout, x, weight, mean, rstd, n, D);
     else if (mean)
         ops->layernorm_backward(dx, mode, dweight, dbias, dout, x, weight, mean, rstd, n, D);
     else
@@ -50,13 +50,14 @@ void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm,
     lm_carve_norm_stats(&a->mean, &a->rstd, cv, n, layernorm);
     a->gate = gated ? lm_take_acts(cv, n * I) : NULL;
     a->up = lm_take_acts(cv, n * I);
+    a->act = gated ? NULL : lm_take_acts(cv, n * I);
 }
 
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I)
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated)
 {
     s->x = lm_take_acts(cv, n * D);
-    s->act = lm_take_acts(cv, n * I);
-    s->dgate = lm_take_acts(cv, n * I);
+    s->act = gated ? lm_take_acts(cv, n * I) : NULL;
+    s->dgate = gated ? lm_take_acts(cv, n * I) : NULL;
     s->dup = lm_take_acts(cv, n * I);
 }
 
@@ -69,24 +70,25 @@ void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p
         ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
         ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
     } else {
-        ops->matmul_gelu_forward(s->act, a->up, s->x, p->up, p->up_bias, n, D, I);
+        ops->matmul_gelu_forward(a->act, a->up, s->x, p->up, p->up_bias, n, D, I);
     }
-    lm_residual_product(ops, out, s->act, p->down, p->down_bias, in, n, I, D, f32);
+    lm_residual_product(ops, out, p->gate ? s->act : a->act, p->down, p->down_bias, in, n, I, D, f32);
 }
 
 /* into s->dup: ∂loss/∂(up's output) of GPT's MLP, down's gradients added */
 static void gelu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
                                    lm_mlp_scratch *s, const void *dout, int n, int D, int I)
 {
-    ops->gelu_forward(s->act, a->up, (size_t)n * I); /* the activation, made again */
-    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, p->ddown_bias, dout, s->act, p->down, n, I, D);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, p->ddown_bias, dout, a->act, p->down, n, I, D);
     ops->matmul_dgelu_backward(s->dup, dout, p->down, a->up, n, I, D);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *dout, const void *in, int n,
-                     int D, int I, float eps, int f32)
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, void *d_resid_act, const void *in, int n,
+                     int D, int I, float eps)
 {
+    const void *dout = d_resid_act ? d_resid_act : d_resid;
+    int f32 = d_resid_act != NULL;
     if (p->gate) {
         /* the activation's gradient; then the SwiGLU backward, which reads gate
          * and up once for both their gradients and the activation made again */
@@ -98,7 +100,8 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
     }
     /* the forward's x, made again (the statistics come out the same) */
     lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
-    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean, f32};
+    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean,
+                             d_resid_act};
     const lm_projection gated[] = {{p->gate, p->dgate, s->dgate, I, NULL}, {p->up, p->dup, s->dup, I, NULL}};
     const lm_projection plain[] = {{p->up, p->dup, s->dup, I, p->dup_bias}};
     if (p->gate)
@@ -113,6 +116,6 @@ void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_
     for (int i = 0; i < count; i++)
         ops->matmul_backward(d_x, i ? FLAME_GRAD_ADD : FLAME_GRAD_SET, p[i].dweight, p[i].dbias, p[i].dout,
                              norm->a, p[i].weight, n, D, p[i].N);
-    lm_norm_backward(ops, d_resid, FLAME_GRAD_ADD, norm->dweight, norm->dbias, d_x, norm->x, norm->weight,
-                     norm->mean, norm->rstd, n, D, norm->f32);
+    lm_norm_backward(ops, d_resid, FLAME_GRAD_ADD, norm->d_resid_act, norm->dweight, norm->dbias, d_x, norm->x,
+                     norm->weight, norm->mean, norm->rstd, n, D);
 }

@@ -52,7 +52,8 @@ float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
 }
 
 void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
-                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V, int f32)
+                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, void *d_resid_act, int D,
+                      int V)
 {
     int n = lb->n;
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
@@ -64,6 +65,6 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
         ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
                              hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }
-    lm_norm_backward(ops, d_resid, FLAME_GRAD_SET, p->dnorm, p->dnorm_bias, d_x, h, p->norm, hd->mean, hd->rstd, n,
-                     D, f32);
+    lm_norm_backward(ops, d_resid, FLAME_GRAD_SET, d_resid_act, p->dnorm, p->dnorm_bias, d_x, h, p->norm, hd->mean,
+                     hd->rstd, n, D);
 }

@@ -278,7 +278,7 @@ void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
         lm_mlp_carve(&b->mlp[l], cv, n, s->I, s->layernorm, s->mlp_layout != LM_MLP_GELU);
     }
     if (s->I)
-        lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I);
+        lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I, s->mlp_layout != LM_MLP_GELU);
     b->d_resid = take_stream(b, cv, n);
     b->d_resid_act = s->resid_f32 ? lm_take_acts(cv, n * s->D) : NULL;
     b->d_x = lm_take_acts(cv, n * s->D);
@@ -361,13 +361,7 @@ static int embed(lm_model *b, const char *who)
     return 0;
 }
 
-const void *lm_model_d_resid_act(lm_model *b)
-{
-    if (!b->s.resid_f32)
-        return b->d_resid;
-    b->ops->to_act(b->d_resid_act, b->d_resid, (size_t)b->batch.n * b->s.D);
-    return b->d_resid_act;
-}
+const void *lm_model_d_resid_act(const lm_model *b) { return b->s.resid_f32 ? b->d_resid_act : b->d_resid; }
 
 float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, const char *who,
                        lm_mixer_fn mixer_forward, void *model)
@@ -400,13 +394,13 @@ void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
     if (n == 0)
         return; /* no successful forward to differentiate */
     lm_head_params hp = lm_model_head_params(b);
-    lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, s->D, s->V,
-                     s->resid_f32);
+    lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, b->d_resid_act, s->D,
+                     s->V);
     for (int l = s->L - 1; l >= 0; l--) {
         if (s->I) {
             lm_mlp_params p = lm_model_mlp_params(b, l);
-            lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, lm_model_d_resid_act(b),
-                            b->mid[l], n, s->D, s->I, s->eps, s->resid_f32);
+            lm_mlp_backward(b->ops, &b->mlp[l], &p, &b->mlp_scratch, b->d_x, b->d_resid, b->d_resid_act, b->mid[l],
+                            n, s->D, s->I, s->eps);
         }
         mixer_backward(model, l);
     }

@@ -173,8 +173,9 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
 void lm_model_carve(lm_model *b, lm_carver *cv, size_t n);
 
 /* ∂loss/∂(the residual stream) as activations, what products take: d_resid
- * itself, or with an fp32 stream its copy rounded into d_resid_act now */
-const void *lm_model_d_resid_act(lm_model *b);
+ * itself, or with an fp32 stream d_resid_act (the norms' backward keep it
+ * current) */
+const void *lm_model_d_resid_act(const lm_model *b);
 
 /* A plugin's mixer of layer l: forward, mid[l] = resid[l] + mix(resid[l]);
  * backward, from d_resid = ∂loss/∂mid[l] to d_resid = ∂loss/∂resid[l], adding

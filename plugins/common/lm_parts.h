@@ -13,7 +13,10 @@
  * The residual stream (a block's input and output, and its gradient) is in
  * the activation type, or in fp32 where the model keeps it there (GPT's
  * residual_in_fp32, LayerNorm only): the functions that touch it take
- * `f32`, and the ops' _f32 entries then read and write it. */
+ * `f32`, or the gradient's copy as activations (d_resid_act, what products
+ * read; NULL for a stream of activations, which products read as it is), and
+ * the ops' _f32 entries then read and write it, the norms' backward keeping
+ * d_resid_act current. */
 #ifndef FLAME_LM_PARTS_H
 #define FLAME_LM_PARTS_H
 
@@ -92,19 +95,22 @@ int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
 /* out = in + down(silu(gate(x)) · up(x)), x = norm(in), or without a gate
  * (GPT's) out = in + down(gelu(up(x))), up and down with biases; void
  * pointers are activations (and the parameters' compute view), float ones
- * fp32. A layer keeps the norm's statistics and the products; x and the
- * activation are made again in the backward (two cheap passes that save D + I
- * values per token and layer). */
+ * fp32. A layer keeps the norm's statistics and the products; x is made
+ * again in the backward (a cheap pass that saves D values per token and
+ * layer), and so is SwiGLU's activation, which its backward's pass makes on
+ * the way. GPT's GELU is kept (as flash-attn's fused MLP keeps it): made
+ * again it was a pass of its own, 2 % of GPT-2 small's step on an H200. */
 typedef struct lm_mlp_acts {
     float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
     void *gate, *up;    /* [n,I]; gate NULL without one */
+    void *act;          /* [n,I] GPT's gelu(up), NULL with a gate */
 } lm_mlp_acts;
 
-/* reused by every layer */
+/* reused by every layer (act and dgate NULL without a gate) */
 typedef struct lm_mlp_scratch {
     void *x;           /* [n,D]: the norm's output (made again in the backward) */
-    void *act;         /* [n,I]: the activation; in the backward first its
-                        * gradient, then the activation made again over it */
+    void *act;         /* [n,I]: SwiGLU's activation; in the backward first
+                        * its gradient, then the activation made again over it */
     void *dgate, *dup; /* [n,I] gradients */
 } lm_mlp_scratch;
 
@@ -137,7 +143,7 @@ typedef struct lm_prenorm {
     const void *bias;
     float *dbias;
     const float *mean;
-    int f32; /* x and d_resid are an fp32 residual stream */
+    void *d_resid_act; /* x and d_resid an fp32 stream: d_resid's copy as activations, else NULL */
 } lm_prenorm;
 void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,
                          int count, void *d_x, void *d_resid, int n, int D);
@@ -148,10 +154,12 @@ void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_
  * x (and dx) fp32 when f32 */
 void lm_norm_forward(const flame_ops *ops, void *out, float *mean, float *rstd, const void *x,
                      const void *weight, const void *bias, int n, int D, float eps, int f32);
-/* dx (mode) from dout through the norm of x; the weight's (and bias') gradients added */
-void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, float *dweight, float *dbias,
-                      const void *dout, const void *x, const void *weight, const float *mean,
-                      const float *rstd, int n, int D, int f32);
+/* dx (mode) from dout through the norm of x; the weight's (and bias')
+ * gradients added; with dx_act (x and dx fp32) the new dx also into it as
+ * activations */
+void lm_norm_backward(const flame_ops *ops, void *dx, flame_grad_mode mode, void *dx_act, float *dweight,
+                      float *dbias, const void *dout, const void *x, const void *weight, const float *mean,
+                      const float *rstd, int n, int D);
 /* out[n,N] = residual + in·weightᵀ (+ bias): a branch's last product joining
  * the stream (out and residual fp32 when f32; out may be residual) */
 void lm_residual_product(const flame_ops *ops, void *out, const void *in, const void *weight, const void *bias,
@@ -161,15 +169,15 @@ void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, in
 
 
 void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated);
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I);
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated);
 /* in and out are the residual stream (fp32 when f32) */
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32);
-/* d_resid: ∂loss/∂out in, ∂loss/∂in out; dout: the same ∂loss/∂out as
- * activations (d_resid itself unless f32); d_x: [n,D] scratch */
+/* d_resid: ∂loss/∂out in, ∂loss/∂in out (d_resid_act the same as
+ * activations, for an fp32 stream); d_x: [n,D] scratch */
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
-                     lm_mlp_scratch *s, void *d_x, void *d_resid, const void *dout, const void *in, int n,
-                     int D, int I, float eps, int f32);
+                     lm_mlp_scratch *s, void *d_x, void *d_resid, void *d_resid_act, const void *in, int n,
+                     int D, int I, float eps);
 
 /* logits = norm(h) · lm_headᵀ; loss = mean cross-entropy over counted
  * targets. The logits are made a chunk of rows at a time, the backward turning
@@ -201,8 +209,10 @@ void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layer
  * NULL; h the residual stream (fp32 when f32) */
 float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
                       const lm_batch *lb, float *logits_out, int D, int V, float eps, int f32);
-/* d_resid receives ∂loss/∂h (overwritten); d_x: [n,D] scratch */
+/* d_resid receives ∂loss/∂h (overwritten; and d_resid_act, for an fp32
+ * stream, the same as activations); d_x: [n,D] scratch */
 void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
-                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, int D, int V, int f32);
+                      const void *h, const lm_batch *lb, void *d_x, void *d_resid, void *d_resid_act, int D,
+                      int V);
 
 #endif

@@ -370,7 +370,7 @@ static void attn_input_backward(gla_model *m, int l)
     int n = m->base.batch.n;
     const void *x = m->base.resid[l];
     ops->rmsnorm_forward(d->a, A->attn_rstd, x, W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
-    const lm_prenorm norm = {x, d->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM), A->attn_rstd, NULL, NULL, NULL, 0};
+    const lm_prenorm norm = {x, d->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM), A->attn_rstd, NULL, NULL, NULL, NULL};
     const lm_projection proj[] = {
         {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->key_dim, NULL},
         {W(m, l, P_K), dW(m, l, P_K), d->k, c->key_dim, NULL},

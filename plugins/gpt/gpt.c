@@ -400,7 +400,7 @@ static void attn_backward(void *model, int l)
         m->kern->rotary_backward(d->k, d->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
     }
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_NORM1), dW(m, l, P_NORM1), A->rstd,
-                             W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean, m->c.s.resid_f32};
+                             W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean, m->base.d_resid_act};
     void *dqkv[3] = {d->q, d->k, d->v};
     lm_projection proj[3];
     for (int i = 0; i < 3; i++)

@@ -598,7 +598,7 @@ static void mixer_backward(void *model, int l)
     int widths[N_NARROW];
     narrow_widths(c, widths);
     m->kern->join_columns(d->narrow, (const void *const *)d->d_in + S_NARROW, widths, N_NARROW, n);
-    const lm_prenorm norm = {m->base.resid[l], d->a, W(m, l, P_NORM), dW(m, l, P_NORM), A->rstd, NULL, NULL, NULL, 0};
+    const lm_prenorm norm = {m->base.resid[l], d->a, W(m, l, P_NORM), dW(m, l, P_NORM), A->rstd, NULL, NULL, NULL, NULL};
     lm_projection proj[S_NARROW + 1];
     for (int s = 0; s <= S_NARROW; s++) {
         size_t first = (size_t)slice_start(c, s) * c->s.D;

@@ -322,7 +322,7 @@ static void attn_input_backward(tf_model *m, int l)
     const layer_acts *A = acts(m, l);
     grad_scratch *d = &m->d;
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM),
-                             A->attn_rstd, NULL, NULL, NULL, 0};
+                             A->attn_rstd, NULL, NULL, NULL, NULL};
     const lm_projection proj[] = {
         {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->q_dim, NULL},
         {W(m, l, P_K), dW(m, l, P_K), d->k, c->kv_dim, NULL},
