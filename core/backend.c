@@ -15,7 +15,7 @@ static void use_cpu(backend *b)
     b->ops->device_name(b->device, sizeof b->device);
 }
 
-int backend_select(backend *b, const char *device, char *err, size_t err_len)
+int backend_select(backend *b, const char *device, int gpu, char *err, size_t err_len)
 {
     use_cpu(b);
     if (strcmp(device, "cpu") == 0)
@@ -26,15 +26,16 @@ int backend_select(backend *b, const char *device, char *err, size_t err_len)
     }
     char why[256] = "flame was built without CUDA (configure found no nvcc)";
 #ifdef FLAME_HAVE_CUDA
-    if (flame_cuda_available(why, sizeof why)) {
+    int missing = 0;
+    if (flame_cuda_use_device(gpu, &missing, why, sizeof why) && flame_cuda_available(why, sizeof why)) {
         b->ops = &flame_cuda_ops;
         b->is_cuda = 1;
         b->ops->device_name(b->device, sizeof b->device);
         return 0;
     }
 #endif
-    if (strcmp(device, "cuda") == 0) {
-        snprintf(err, err_len, "[training] device = cuda: %s", why);
+    if (strcmp(device, "cuda") == 0 || missing) {
+        snprintf(err, err_len, "[training] device = %s: %s", device, why);
         return -1;
     }
     return 0;

@@ -17,8 +17,10 @@ typedef struct backend {
     double peak_memory_gib;
 } backend;
 
-/* device: auto, cuda or cpu. Returns 0, or -1 with one line in err (exit 2). */
-int backend_select(backend *b, const char *device, char *err, size_t err_len);
+/* device: auto, cuda or cpu; a GPU run takes GPU number gpu of this machine
+ * (a rank's local index; 0 alone). Returns 0, or -1 with one line in err
+ * (exit 2), also when the machine has GPUs but not that one. */
+int backend_select(backend *b, const char *device, int gpu, char *err, size_t err_len);
 
 /* Times the bf16 peak on a GPU (about a second); nothing on the CPU. */
 void backend_measure_peak(backend *b);

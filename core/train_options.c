@@ -228,6 +228,44 @@ static int read_metrics(train_options *o, const flame_config *cfg, char *err, si
     return 0;
 }
 
+/* tensor, pipeline and context parallelism are not built: a degree above 1 is
+ * refused */
+static int not_built(const flame_config *cfg, const char *section, const char *key, char *err, size_t err_len)
+{
+    int degree;
+    if (int_in(cfg, section, key, 1, 1000000, &degree, err, err_len))
+        return -1;
+    if (degree > 1) {
+        snprintf(err, err_len, "[%s] %s = %d: not built (flame runs data parallel only: leave it at 1)", section,
+                 key, degree);
+        return -1;
+    }
+    return 0;
+}
+
+/* the data-parallel degrees (checked against the ranks when they are known) and the timeouts */
+static int read_parallel(train_options *o, const flame_config *cfg, char *err, size_t err_len)
+{
+    parallel_options *p = &o->parallel;
+    if (not_built(cfg, "training", "tensor_parallel_degree", err, err_len) ||
+        not_built(cfg, "experimental", "pipeline_parallel_degree", err, err_len) ||
+        not_built(cfg, "experimental", "context_parallel_degree", err, err_len))
+        return -1;
+    int init_s, train_s;
+    if (int_in(cfg, "training", "data_parallel_replicate_degree", 1, 65536, &p->replicate, err, err_len) ||
+        int_in(cfg, "training", "data_parallel_shard_degree", -1, 65536, &p->shard, err, err_len) ||
+        positive_int(cfg, "comm", "init_timeout_seconds", &init_s, err, err_len) ||
+        positive_int(cfg, "comm", "train_timeout_seconds", &train_s, err, err_len))
+        return -1;
+    if (p->shard == 0) {
+        snprintf(err, err_len, "[training] data_parallel_shard_degree = 0: expected -1 (all the ranks) or 1 and "
+                 "more");
+        return -1;
+    }
+    p->init_timeout_s = init_s, p->timeout_s = train_s;
+    return 0;
+}
+
 int train_options_read(train_options *o, const flame_config *cfg, int need_data, char *err,
                        size_t err_len)
 {
@@ -237,7 +275,7 @@ int train_options_read(train_options *o, const flame_config *cfg, int need_data,
     if (read_training(o, cfg, need_data, err, err_len) || read_optimizer(o, cfg, err, err_len) ||
         read_checkpoint(o, cfg, err, err_len) ||
         read_schedule(o, cfg, err, err_len) || read_validation(o, cfg, err, err_len) ||
-        read_metrics(o, cfg, err, err_len))
+        read_metrics(o, cfg, err, err_len) || read_parallel(o, cfg, err, err_len))
         return -1;
     return 0;
 }

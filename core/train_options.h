@@ -26,6 +26,12 @@ typedef struct validation_options {
     int batch_size, seq_len;
 } validation_options;
 
+/* a run of several ranks: how they split the work, how long they wait */
+typedef struct parallel_options {
+    int replicate, shard; /* data-parallel degrees; shard -1: the ranks the replicas leave */
+    double init_timeout_s, timeout_s;
+} parallel_options;
+
 typedef struct train_options {
     const char *dump_folder;
     const char *dataset, *text_field;
@@ -46,6 +52,7 @@ typedef struct train_options {
     char tensorboard[4200]; /* the event files' folder; empty: none */
     checkpoint_options checkpoint;
     validation_options validation;
+    parallel_options parallel;
 } train_options;
 
 /* Returns 0, or -1 with one line in err naming the key (exit status 2). */

@@ -14,6 +14,8 @@
 
 #include "backend.h"
 #include "batch.h"
+#include "comm.h"
+#include "dist_env.h"
 #include "formats/checkpoint.h"
 #include "data/data_loader.h"
 #include "errors.h"
@@ -45,6 +47,8 @@ struct trainer {
     int lock_fd;               /* DUMP/.lock, held while the run lives; -1 none */
     int step;                  /* the last step done */
     double start, last;        /* when the first step started, when the last one ended */
+    dist_env dist;             /* this process's rank among the run's */
+    comm *comm;                /* the collectives over them */
     char err[1024];
 };
 
@@ -75,8 +79,60 @@ static const char *program_name(const trainer *r)
 
 static int fail(trainer *r, int status)
 {
-    fprintf(stderr, "%s: %s\n", program_name(r), r->err);
+    if (r->dist.world > 1)
+        fprintf(stderr, "%s: rank %d: %s\n", program_name(r), r->dist.rank, r->err);
+    else
+        fprintf(stderr, "%s: %s\n", program_name(r), r->err);
     return status;
+}
+
+/* Rank 0 writes for the run: the dump folder, metrics, checkpoints and the
+ * lines on stdout; the other ranks train the same steps silently. */
+static int writes(const trainer *r) { return r->dist.rank == 0; }
+
+static const char *env(const char *name) { return getenv(name); }
+
+/* The run's ranks from the launcher's environment (one when there is none),
+ * their data-parallel degrees checked against them. */
+static int read_ranks(trainer *r)
+{
+    if (dist_env_read(&r->dist, env, r->err, sizeof r->err))
+        return FLAME_EXIT_CONFIG;
+    const parallel_options *p = &r->opt.parallel;
+    int world = r->dist.world, shard = p->shard > 0 ? p->shard : world / p->replicate;
+    if (p->replicate * shard != world) {
+        snprintf(r->err, sizeof r->err, "[training] data_parallel_replicate_degree = %d times "
+                 "data_parallel_shard_degree = %d is not the run's %d ranks (WORLD_SIZE)", p->replicate, p->shard,
+                 world);
+        return FLAME_EXIT_CONFIG;
+    }
+    return FLAME_EXIT_OK;
+}
+
+/* the collectives over the ranks, on the backend's memory */
+static int join_ranks(trainer *r)
+{
+    const parallel_options *p = &r->opt.parallel;
+    r->comm = comm_open(&r->dist, r->ops->backend, p->init_timeout_s, p->timeout_s, r->err, sizeof r->err);
+    return r->comm ? FLAME_EXIT_OK : FLAME_EXIT_RUNTIME;
+}
+
+/* the gradients and the loss summed over the ranks (each rank's being the
+ * mean over its own rows), to be scaled by 1/world with the micro-batches' */
+static int sum_over_ranks(trainer *r, double *loss)
+{
+    return comm_sum_floats(r->comm, r->params.grads, r->params.total, r->err, sizeof r->err) ||
+           comm_sum_doubles(r->comm, loss, 1, r->err, sizeof r->err);
+}
+
+/* whether any rank was asked to stop (SIGINT/SIGTERM): they stop together */
+static int agree_on_stop(trainer *r, int *stop)
+{
+    double asked = stop_requested;
+    if (comm_sum_doubles(r->comm, &asked, 1, r->err, sizeof r->err))
+        return -1;
+    *stop = asked > 0;
+    return 0;
 }
 
 /* mkdir -p */
@@ -215,8 +271,8 @@ static int open_data(trainer *r)
                              .tokenizer_path = t->tokenizer,
                              .batch_size = t->batch_size,
                              .seq_len = t->seq_len,
-                             .rank = 0,
-                             .world_size = 1,
+                             .rank = r->dist.rank,
+                             .world_size = r->dist.world,
                              .varlen = t->varlen,
                              .context_len = t->context_len,
                              .num_workers = t->num_workers,
@@ -282,9 +338,12 @@ static int train_step(trainer *r, int step, step_metrics *m)
     for (int k = 0; k < o->accumulation; k++)
         if (micro_step(r, &loss))
             return FLAME_EXIT_DATA;
-    if (o->accumulation > 1)
-        r->ops->scale(r->params.grads, 1.0f / o->accumulation, r->params.total);
-    m->loss = loss / o->accumulation;
+    if (sum_over_ranks(r, &loss))
+        return FLAME_EXIT_RUNTIME;
+    int parts = o->accumulation * r->dist.world; /* the means added up */
+    if (parts > 1)
+        r->ops->scale(r->params.grads, 1.0f / parts, r->params.total);
+    m->loss = loss / parts;
     if (r->data) {
         m->n_data_sources = data_loader_epochs(r->data, r->data_epochs);
         m->data_epochs = r->data_epochs;
@@ -322,22 +381,23 @@ double trainer_mfu(const trainer *r, double tokens_per_s)
 {
     if (r->be.peak_tflops <= 0)
         return -1;
-    return trainer_flops_per_token(r) * tokens_per_s / (r->be.peak_tflops * 1e12);
+    return trainer_flops_per_token(r) * tokens_per_s / (r->be.peak_tflops * 1e12 * r->dist.world);
 }
 
 /* flame-run's part of a step: metrics, progress, checkpoints, a stop request */
 static int log_and_save(trainer *r, const step_metrics *m, double now)
 {
     const train_options *o = &r->opt;
-    int step = m->step, status = FLAME_EXIT_OK;
-    if (metrics_due(&r->log, m) &&
+    int step = m->step, status = FLAME_EXIT_OK, stop;
+    if (writes(r) && metrics_due(&r->log, m) &&
         metrics_write(&r->log, m, r->err, sizeof r->err))
         return FLAME_EXIT_RUNTIME; /* a full disk: a run must not go on unrecorded */
-    if (metrics_progress(&r->log, m, now - r->start))
+    if (writes(r) && metrics_progress(&r->log, m, now - r->start))
         fprintf(stderr, "flame-run: note: stdout: %s: progress is no longer printed, training "
                 "goes on\n", strerror(errno));
-    int stop = stop_requested;
-    if (o->checkpoint.enabled &&
+    if (agree_on_stop(r, &stop))
+        return FLAME_EXIT_RUNTIME;
+    if (writes(r) && o->checkpoint.enabled &&
         (step % o->checkpoint.interval == 0 || step == o->steps || stop) &&
         (status = save_checkpoint(r, step)) != FLAME_EXIT_OK)
         return status;
@@ -484,11 +544,12 @@ static int resume(trainer *r)
     int rc = checkpoint_load(c->folder, step, &r->params, &r->state, r->err, sizeof r->err);
     if (rc)
         return rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
-    if (strcmp(hash, r->state.config_hash) != 0)
+    if (writes(r) && strcmp(hash, r->state.config_hash) != 0)
         fprintf(stderr, "flame-run: warning: %s/step-%d was written with other [model] settings\n",
                 c->folder, step);
     memcpy(r->state.config_hash, hash, sizeof hash);
-    printf("flame-run: resuming from %s/step-%d\n", c->folder, step);
+    if (writes(r))
+        printf("flame-run: resuming from %s/step-%d\n", c->folder, step);
     return FLAME_EXIT_OK;
 }
 
@@ -496,12 +557,20 @@ static int resume(trainer *r)
 static int prepare_model(trainer *r, const flame_config *cfg)
 {
     int need_tokens = r->mode != TRAINER_BENCH;
-    if (train_options_read(&r->opt, cfg, r->mode == TRAINER_RUN, r->err, sizeof r->err) ||
-        backend_select(&r->be, r->opt.device, r->err, sizeof r->err) ||
+    if (train_options_read(&r->opt, cfg, r->mode == TRAINER_RUN, r->err, sizeof r->err))
+        return FLAME_EXIT_CONFIG;
+    int status = read_ranks(r);
+    if (status != FLAME_EXIT_OK)
+        return status;
+    /* each rank its own GPU: the one of its index on this node */
+    if (backend_select(&r->be, r->opt.device, r->dist.local_rank, r->err, sizeof r->err) ||
         (need_tokens && tokenizer_open(&r->tok, r->opt.tokenizer, r->err, sizeof r->err)))
         return FLAME_EXIT_CONFIG;
     r->ops = r->be.ops;
-    int status = create_model(r, cfg);
+    status = join_ranks(r);
+    if (status != FLAME_EXIT_OK)
+        return status;
+    status = create_model(r, cfg);
     const validation_options *v = &r->opt.validation;
     if (status == FLAME_EXIT_OK &&
         (batch_stage_open(&r->batch, r->ops, r->opt.batch_size, r->opt.seq_len, r->err,
@@ -513,9 +582,23 @@ static int prepare_model(trainer *r, const flame_config *cfg)
     return status;
 }
 
+/* the ranks but 0: the checkpoint to resume from and their share of the data; nothing written */
+static int prepare_silent_rank(trainer *r)
+{
+    int status = resume(r);
+    if (status == FLAME_EXIT_OK)
+        status = open_data(r);
+    r->step = r->first_step = r->state.step;
+    r->first_skipped = r->state.skipped;
+    backend_measure_peak(&r->be);
+    return status;
+}
+
 static int prepare_run(trainer *r, const flame_config *cfg)
 {
     model_config_hash(cfg, r->state.config_hash);
+    if (!writes(r))
+        return prepare_silent_rank(r);
     /* the lock comes before the checkpoints are read: another run may be writing them */
     struct stat sb;
     int made_folder = stat(r->opt.dump_folder, &sb) != 0;
@@ -551,6 +634,9 @@ static int prepare_run(trainer *r, const flame_config *cfg)
 static int announce_run(trainer *r)
 {
     const train_options *o = &r->opt;
+    handle_stop_signals();
+    if (!writes(r))
+        return FLAME_EXIT_OK;
     if (o->checkpoint.create_seed) {
         int status = save_checkpoint(r, 0);
         if (status == FLAME_EXIT_OK)
@@ -570,7 +656,6 @@ static int announce_run(trainer *r)
     if (r->state.step >= o->steps)
         printf("flame-run: already at step %d of %d: nothing to train\n", r->state.step,
                o->steps);
-    handle_stop_signals();
     return FLAME_EXIT_OK;
 }
 
@@ -595,7 +680,7 @@ static int prepare_eval(trainer *r)
 /* flame-bench's random tokens: B*T inputs and the one target after them */
 static int prepare_bench(trainer *r)
 {
-    r->random_tokens = (rng){r->opt.seed};
+    r->random_tokens = (rng){r->opt.seed + (unsigned long long)r->dist.rank}; /* each rank its own rows */
     r->host_tokens = malloc(((size_t)r->opt.batch_size * r->opt.seq_len + 1) * sizeof(int32_t));
     if (!r->host_tokens) {
         snprintf(r->err, sizeof r->err, "out of memory for random tokens");
@@ -645,6 +730,7 @@ void trainer_close(trainer *r)
     free(r->host_tokens);
     if (r->lock_fd >= 0)
         close(r->lock_fd);
+    comm_close(r->comm);
     free(r);
 }
 
@@ -654,10 +740,14 @@ const train_options *trainer_options(const trainer *r) { return &r->opt; }
 
 size_t trainer_param_count(const trainer *r) { return r->params.count; }
 
+/* over every rank */
 double trainer_tokens_per_step(const trainer *r)
 {
-    return (double)r->opt.batch_size * r->opt.seq_len * r->opt.accumulation;
+    return (double)r->opt.batch_size * r->opt.seq_len * r->opt.accumulation * r->dist.world;
 }
+
+int trainer_rank(const trainer *r) { return r->dist.rank; }
+int trainer_world(const trainer *r) { return r->dist.world; }
 
 double trainer_flops_per_token(const trainer *r)
 {

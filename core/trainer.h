@@ -61,7 +61,11 @@ int trainer_validate(trainer *t, eval_result *out);
 /* what flame-bench reports */
 const train_options *trainer_options(const trainer *t);
 size_t trainer_param_count(const trainer *t);
+/* tokens one optimizer step trains on, over every rank */
 double trainer_tokens_per_step(const trainer *t);
+/* this process's rank and the run's ranks (0 of 1 without a launcher) */
+int trainer_rank(const trainer *t);
+int trainer_world(const trainer *t);
 /* the plugin's training FLOPs per token at training.seq_len */
 double trainer_flops_per_token(const trainer *t);
 /* waits for the work queued on the device (a timing point) */
@@ -71,7 +75,7 @@ void trainer_synchronize(const trainer *t);
 void trainer_measure_peak(trainer *t);
 /* TFLOP/s; 0 unknown (not measured, or the CPU) */
 double trainer_peak_tflops(const trainer *t);
-/* achieved FLOP/s at tokens_per_s over the peak; -1 unknown */
+/* achieved FLOP/s per rank at tokens_per_s (every rank's) over the peak; -1 unknown */
 double trainer_mfu(const trainer *t, double tokens_per_s);
 const char *trainer_device(const trainer *t);
 /* the peak memory seen after each step, GiB; *what says what was measured */

@@ -119,6 +119,10 @@ void cuda_synchronize(void);
  * a CUDA device is usable, otherwise 0 with the reason written to why. */
 extern const flame_ops flame_cuda_ops;
 int flame_cuda_available(char *why, size_t n);
+/* Makes GPU index the current device, before anything creates a context on
+ * another. 0 with why when it cannot (no driver or device: why says so; the
+ * machine has fewer GPUs: *missing set too), else 1. */
+int flame_cuda_use_device(int index, int *missing, char *why, size_t n);
 
 #ifdef __cplusplus
 }

@@ -53,9 +53,37 @@ const flame_ops flame_cuda_ops = {
 
 /* Asks the runtime, which never exits here: a machine without a driver or a
  * device is an answer, not an error. */
+int flame_cuda_use_device(int index, int *missing, char *why, size_t n)
+{
+    int driver = 0, devices = 0;
+    cudaDriverGetVersion(&driver);
+    if (driver == 0) {
+        snprintf(why, n, "no CUDA driver found");
+        return 0;
+    }
+    cudaError_t err = cudaGetDeviceCount(&devices);
+    if (err != cudaSuccess || devices == 0) {
+        snprintf(why, n, "no usable CUDA device (%s)", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+        cudaGetLastError();
+        return 0;
+    }
+    if (index >= devices) {
+        snprintf(why, n, "this rank's GPU is number %d (LOCAL_RANK), but the machine has %d", index, devices);
+        *missing = 1;
+        return 0;
+    }
+    err = cudaSetDevice(index);
+    if (err != cudaSuccess) {
+        snprintf(why, n, "GPU %d: %s", index, cudaGetErrorString(err));
+        cudaGetLastError();
+        return 0;
+    }
+    return 1;
+}
+
 int flame_cuda_available(char *why, size_t n)
 {
-    int driver = 0, runtime = 0, devices = 0;
+    int driver = 0, runtime = 0, devices = 0, current = 0;
     struct cudaDeviceProp prop;
     cudaDriverGetVersion(&driver);
     cudaRuntimeGetVersion(&runtime);
@@ -74,7 +102,9 @@ int flame_cuda_available(char *why, size_t n)
     if (err == cudaSuccess)
         err = cudaFree(NULL); /* creates the context: the device really answers */
     if (err == cudaSuccess)
-        err = cudaGetDeviceProperties(&prop, 0);
+        err = cudaGetDevice(&current);
+    if (err == cudaSuccess)
+        err = cudaGetDeviceProperties(&prop, current);
     if (err != cudaSuccess) {
         snprintf(why, n, "no usable CUDA device (%s)", cudaGetErrorString(err));
         cudaGetLastError(); /* clear it for later calls */

@@ -57,10 +57,19 @@ static const struct {
     {"NVIDIA A100", 1, 312.0},           /* SXM4 and PCIe, 40 and 80 GB: 624 */
 };
 
+/* the properties of the current device (a rank's own GPU) */
+static cudaDeviceProp current_device(void)
+{
+    int device;
+    struct cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    return prop;
+}
+
 static double data_sheet_tflops(void)
 {
-    struct cudaDeviceProp prop;
-    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    struct cudaDeviceProp prop = current_device();
     for (size_t i = 0; i < sizeof data_sheet / sizeof data_sheet[0]; i++) {
         size_t len = strlen(data_sheet[i].name);
         if (data_sheet[i].prefix ? strncmp(prop.name, data_sheet[i].name, len) == 0
@@ -147,8 +156,7 @@ size_t cuda_memory_available(void)
 
 void cuda_device_name(char *name, size_t n)
 {
-    struct cudaDeviceProp prop;
-    CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    struct cudaDeviceProp prop = current_device();
     snprintf(name, n, "%s", prop.name);
 }
 

@@ -3,7 +3,9 @@
 # train.sh` becomes `flame-run --arch gla`, the hub names local paths (a small
 # GLA in fla's JSON format, a tokenizer.json this test writes, JSON lines
 # data), the sizes small. Flags meaningful only to the Python stack are
-# accepted and each reported once as ignored; a hub name as tokenizer is refused.
+# accepted and each reported once as ignored, the parallel degrees of one
+# process (1, and -1 for the shards) taken as flame's own; a hub name as
+# tokenizer is refused.
 . "$(dirname "$0")/lib.sh"
 
 cat >"$SCRATCH/gla_tiny.json" <<'EOF'
@@ -100,6 +102,8 @@ fla_command() {
         --training.prefetch_factor 2 \
         --training.seed 42 \
         --training.compile \
+        --training.data_parallel_replicate_degree 1 \
+        --training.data_parallel_shard_degree -1 \
         --training.tensor_parallel_degree 1 \
         --training.disable_loss_parallel \
         --checkpoint.interval 6 \
@@ -116,7 +120,7 @@ else
     [ "$(ls "$dump/checkpoint" | tr '\n' ' ')" = "step-12 step-6 " ] ||
         fail "checkpoints: $(ls "$dump/checkpoint" | tr '\n' ' ')"
     for key in training.compile training.dataset_name training.dataset_split training.streaming \
-               training.tensor_parallel_degree training.disable_loss_parallel; do
+               training.disable_loss_parallel; do
         n=$(grep -c "ignoring \[${key%%.*}\] ${key#*.} " "$SCRATCH/out")
         [ "$n" = 1 ] || fail "$key reported $n times as ignored"
     done

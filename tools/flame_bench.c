@@ -9,6 +9,7 @@
 
 #include "config/cli.h"
 #include "errors.h"
+#include "launch.h"
 #include "trainer.h"
 #include "monotonic.h"
 
@@ -25,6 +26,8 @@ static const char usage[] =
     "\n"
     "  --arch NAME|PATH.so   architecture plugin (searched as flame-run does)\n"
     "  --config FILE.ini     job configuration (same as --job.config_file)\n"
+    "  --nproc N             N ranks on this machine, data parallel (also NGPU=N);\n"
+    "                        tokens/s is theirs together, each batch_size rows\n"
     "  -h, --help            this help; with --arch, the plugin's [model] options too\n";
 
 typedef struct bench_options {
@@ -90,10 +93,12 @@ static void print_benchmark(const trainer *t, const flame_plugin *plugin, const 
                trainer_peak_tflops(t));
     else
         printf("device: %s\n", trainer_device(t));
-    printf("%s, %zu parameters, %d x %d tokens x %d micro-batches a step, %d warm-up + %d timed "
+    printf("%s, %zu parameters, %d x %d tokens x %d micro-batches a step%s, %d warm-up + %d timed "
            "steps\n",
            plugin->name, trainer_param_count(t), o->batch_size, o->seq_len, o->accumulation,
-           b->warmup_steps, b->timed_steps);
+           trainer_world(t) > 1 ? " on each rank" : "", b->warmup_steps, b->timed_steps);
+    if (trainer_world(t) > 1)
+        printf("ranks: %d\n", trainer_world(t));
     printf("tokens/s: %.0f\nms/step: %.1f\n", tokens_per_s, 1e3 * seconds / b->timed_steps);
     if (mfu >= 0)
         printf("MFU: %.1f%% (%.3g FLOPs/token)\n", 100 * mfu, trainer_flops_per_token(t));
@@ -128,7 +133,8 @@ static int benchmark(trainer *t, const flame_plugin *plugin, const bench_options
     trainer_synchronize(t);
     double seconds = monotonic_seconds() - start;
     trainer_measure_peak(t); /* after the run: its time is not the first step's */
-    print_benchmark(t, plugin, b, seconds, first_step_end);
+    if (trainer_rank(t) == 0)
+        print_benchmark(t, plugin, b, seconds, first_step_end);
     return FLAME_EXIT_OK;
 }
 
@@ -136,6 +142,11 @@ int main(int argc, char **argv)
 {
     bench_options b = {.process_start = process_start_seconds()};
     const cli_program prog = {"flame-bench", usage, &bench_section, 1};
+    int ranks = launch_ranks_wanted(&argc, argv, prog.name);
+    if (ranks < 0)
+        return FLAME_EXIT_CONFIG;
+    if (ranks > 1)
+        return launch_local_ranks(ranks, argv, prog.name);
     const flame_plugin *plugin;
     flame_config *cfg;
     int status = cli_load(&prog, argc, argv, &plugin, &cfg);

@@ -6,6 +6,7 @@
 #include "config/cli.h"
 #include "convert.h"
 #include "errors.h"
+#include "launch.h"
 #include "trainer.h"
 
 static const char usage[] =
@@ -22,6 +23,9 @@ static const char usage[] =
     "                        [job] arch of the --config file); a NAME is searched in\n"
     "                        $FLAME_PLUGIN_PATH, " FLAME_PLUGIN_DIR ", the build tree\n"
     "  --config FILE.ini     job configuration (same as --job.config_file)\n"
+    "  --nproc N             N ranks on this machine, data parallel (also NGPU=N);\n"
+    "                        under torchrun or srun, the ranks come from their\n"
+    "                        variables (RANK, WORLD_SIZE, ... or SLURM_PROCID, ...)\n"
     "  -h, --help            this help; with --arch, the plugin's [model] options too\n";
 
 /* checkpoint.export_hf: the last step's checkpoint as a Hugging Face folder */
@@ -41,6 +45,11 @@ static int export_hf(const train_options *o)
 int main(int argc, char **argv)
 {
     const cli_program prog = {"flame-run", usage, NULL, 0};
+    int ranks = launch_ranks_wanted(&argc, argv, prog.name);
+    if (ranks < 0)
+        return FLAME_EXIT_CONFIG;
+    if (ranks > 1)
+        return launch_local_ranks(ranks, argv, prog.name);
     const flame_plugin *plugin;
     flame_config *cfg;
     int status = cli_load(&prog, argc, argv, &plugin, &cfg);

@@ -99,9 +99,11 @@ static const flame_option training_options[] = {
      "Hugging Face datasets split: training.dataset names the files", 1},
     {"data_dir", FLAME_TYPE_STRING, NULL, "Hugging Face datasets data_dir", 1},
     {"data_files", FLAME_TYPE_STRING, NULL, "Hugging Face datasets data_files", 1},
-    {"data_parallel_replicate_degree", FLAME_TYPE_INT, NULL, "DDP degree", 1},
-    {"data_parallel_shard_degree", FLAME_TYPE_INT, NULL, "FSDP degree", 1},
-    {"tensor_parallel_degree", FLAME_TYPE_INT, NULL, "tensor parallelism", 1},
+    {"data_parallel_replicate_degree", FLAME_TYPE_INT, "1",
+     "data-parallel replicas; replicate x shard degree = the ranks (WORLD_SIZE)", 0},
+    {"data_parallel_shard_degree", FLAME_TYPE_INT, "-1",
+     "data-parallel shards (-1: the ranks the replicas leave)", 0},
+    {"tensor_parallel_degree", FLAME_TYPE_INT, "1", "tensor parallelism: 1 only (not built)", 0},
     {"disable_loss_parallel", FLAME_TYPE_BOOL, NULL, "tensor-parallel loss", 1},
     {"enable_cpu_offload", FLAME_TYPE_BOOL, NULL, "FSDP CPU offload", 1},
     {"mixed_precision_param", FLAME_TYPE_STRING, NULL, "FSDP parameter dtype", 1},
@@ -178,12 +180,12 @@ static const flame_option profiling_options[] = {
 };
 
 static const flame_option experimental_options[] = {
-    {"context_parallel_degree", FLAME_TYPE_INT, NULL, "context parallelism", 1},
+    {"context_parallel_degree", FLAME_TYPE_INT, "1", "context parallelism: 1 only (not built)", 0},
     {"context_parallel_rotate_method", FLAME_TYPE_STRING, NULL, "context parallelism", 1},
     {"custom_model_path", FLAME_TYPE_STRING, NULL, "a Python model: flame's are plugins", 1},
     {"enable_async_tensor_parallel", FLAME_TYPE_BOOL, NULL, "tensor parallelism", 1},
     {"enable_compiled_autograd", FLAME_TYPE_BOOL, NULL, "torch.compile", 1},
-    {"pipeline_parallel_degree", FLAME_TYPE_INT, NULL, "pipeline parallelism", 1},
+    {"pipeline_parallel_degree", FLAME_TYPE_INT, "1", "pipeline parallelism: 1 only (not built)", 0},
     {"pipeline_parallel_microbatches", FLAME_TYPE_INT, NULL, "pipeline parallelism", 1},
     {"pipeline_parallel_schedule", FLAME_TYPE_STRING, NULL, "pipeline parallelism", 1},
     {"pipeline_parallel_schedule_csv", FLAME_TYPE_STRING, NULL, "pipeline parallelism", 1},
@@ -208,8 +210,10 @@ static const flame_option activation_offload_options[] = {
 };
 
 static const flame_option comm_options[] = {
-    {"init_timeout_seconds", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
-    {"train_timeout_seconds", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
+    {"init_timeout_seconds", FLAME_TYPE_INT, "300",
+     "seconds the ranks wait for each other to start before failing", 0},
+    {"train_timeout_seconds", FLAME_TYPE_INT, "100",
+     "seconds a rank waits in a collective (a peer dead or hung) before failing", 0},
     {"trace_buf_size", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
 };
 
@@ -243,7 +247,7 @@ const config_section core_sections[] = {
      N(activation_checkpoint_options)},
     {"activation_offload", "(the Python stack's)", activation_offload_options,
      N(activation_offload_options)},
-    {"comm", "(the Python stack's)", comm_options, N(comm_options)},
+    {"comm", "the ranks of a multi-process run", comm_options, N(comm_options)},
     {"fault_tolerance", "(the Python stack's)", fault_tolerance_options,
      N(fault_tolerance_options)},
     {"memory_estimation", "(the Python stack's)", memory_estimation_options,

@@ -1,0 +1,154 @@
+// Gloo's collectives behind comm_gloo.h. Gloo finds its peers through a
+// rendezvous::Store; ours is the run's kv_store, so the CPU and the GPU
+// runs meet the same way. Gloo reports failures (a peer gone, a timeout) by
+// throwing: each entry catches and returns -1 with the message.
+#include "comm_gloo.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gloo/allreduce.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/prefix_store.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/transport/tcp/device.h>
+
+namespace {
+
+// Gloo's Store over the run's kv_store client; a key that does not come
+// within the timeout is an error Gloo passes on.
+class KvStore : public gloo::rendezvous::Store {
+  public:
+    KvStore(kv_client *client, double timeout_s) : client_(client), timeout_s_(timeout_s) {}
+
+    void set(const std::string &key, const std::vector<char> &data) override
+    {
+        char err[512];
+        if (kv_client_set(client_, key.c_str(), data.data(), data.size(), err, sizeof err))
+            throw std::runtime_error(err);
+    }
+
+    std::vector<char> get(const std::string &key) override
+    {
+        void *value;
+        size_t len;
+        char err[512];
+        if (kv_client_get(client_, key.c_str(), &value, &len, timeout_s_, err, sizeof err))
+            throw std::runtime_error(err);
+        std::vector<char> out(static_cast<char *>(value), static_cast<char *>(value) + len);
+        free(value);
+        return out;
+    }
+
+    void wait(const std::vector<std::string> &keys) override
+    {
+        for (const std::string &key : keys)
+            get(key);
+    }
+
+    void wait(const std::vector<std::string> &keys, const std::chrono::milliseconds &) override { wait(keys); }
+
+  private:
+    kv_client *client_;
+    double timeout_s_;
+};
+
+std::chrono::milliseconds millis(double seconds) { return std::chrono::milliseconds((long long)(seconds * 1000)); }
+
+template <typename T> void sum(void *out, const void *a, const void *b, size_t n)
+{
+    gloo::sum<T>(out, a, b, n);
+}
+
+} // namespace
+
+struct gloo_comm {
+    std::shared_ptr<gloo::rendezvous::Context> context;
+};
+
+// runs f, turning Gloo's exceptions into -1 and a line in err
+template <typename F> static int guarded(const char *what, F f, char *err, size_t err_len)
+{
+    try {
+        f();
+        return 0;
+    } catch (const std::exception &e) {
+        snprintf(err, err_len, "%s failed: %s (a peer stopped, or took longer than comm.train_timeout_seconds)",
+                 what, e.what());
+        return -1;
+    }
+}
+
+extern "C" gloo_comm *gloo_comm_open(kv_client *store, int rank, int world, const char *host,
+                                     double init_timeout_s, double timeout_s, char *err, size_t err_len)
+{
+    gloo_comm *g = new gloo_comm{nullptr};
+    try {
+        KvStore kv(store, init_timeout_s);
+        gloo::rendezvous::PrefixStore prefixed("gloo", kv);
+        gloo::transport::tcp::attr attr(host);
+        auto device = gloo::transport::tcp::CreateDevice(attr);
+        g->context = std::make_shared<gloo::rendezvous::Context>(rank, world);
+        g->context->setTimeout(millis(init_timeout_s));
+        g->context->connectFullMesh(prefixed, device);
+        g->context->setTimeout(millis(timeout_s));
+        return g;
+    } catch (const std::exception &e) {
+        snprintf(err, err_len, "joining the other %d ranks (Gloo, this rank at %s) failed: %s", world - 1, host,
+                 e.what());
+        delete g;
+        return nullptr;
+    }
+}
+
+template <typename T> static int sum_all(gloo_comm *g, T *x, size_t n, char *err, size_t err_len)
+{
+    if (n == 0)
+        return 0;
+    return guarded("a sum over the ranks", [&] {
+        gloo::AllreduceOptions opts(g->context);
+        opts.setOutput(x, n);
+        opts.setReduceFunction(gloo::AllreduceOptions::Func(&sum<T>));
+        gloo::allreduce(opts);
+    }, err, err_len);
+}
+
+extern "C" int gloo_comm_sum_floats(gloo_comm *g, float *x, size_t n, char *err, size_t err_len)
+{
+    return sum_all(g, x, n, err, err_len);
+}
+
+extern "C" int gloo_comm_sum_doubles(gloo_comm *g, double *x, size_t n, char *err, size_t err_len)
+{
+    return sum_all(g, x, n, err, err_len);
+}
+
+extern "C" int gloo_comm_broadcast(gloo_comm *g, void *bytes, size_t n, int root, char *err, size_t err_len)
+{
+    if (n == 0)
+        return 0;
+    return guarded("a broadcast", [&] {
+        gloo::BroadcastOptions opts(g->context);
+        opts.setOutput(static_cast<unsigned char *>(bytes), n);
+        opts.setRoot(root);
+        gloo::broadcast(opts);
+    }, err, err_len);
+}
+
+extern "C" int gloo_comm_barrier(gloo_comm *g, char *err, size_t err_len)
+{
+    return guarded("a barrier", [&] {
+        gloo::BarrierOptions opts(g->context);
+        gloo::barrier(opts);
+    }, err, err_len);
+}
+
+extern "C" void gloo_comm_close(gloo_comm *g) { delete g; }
