@@ -13,17 +13,12 @@
 #include "comm_nccl.h"
 #endif
 
-/* at most one of gloo and nccl: neither for a run of one process alone */
 struct comm {
     int rank, world;
     kv_server *server; /* rank 0's rendezvous store */
     kv_client *store;
-#ifdef FLAME_HAVE_GLOO
-    gloo_comm *gloo;
-#endif
-#ifdef FLAME_HAVE_NCCL
-    nccl_comm *nccl;
-#endif
+    const comm_backend *engine; /* Gloo's or NCCL's; NULL for one process alone */
+    void *impl;                 /* the engine's state */
 };
 
 /* The store's port: MASTER_PORT, but one past it under torchrun, whose agent
@@ -65,8 +60,9 @@ static int open_gloo(comm *c, const dist_env *e, double init_timeout_s, double t
     own_address(e, host, sizeof host);
     if (join_store(c, e, init_timeout_s, err, err_len))
         return -1;
-    c->gloo = gloo_comm_open(c->store, c->rank, c->world, host, init_timeout_s, timeout_s, err, err_len);
-    return c->gloo ? 0 : -1;
+    c->impl = gloo_comm_open(c->store, c->rank, c->world, host, init_timeout_s, timeout_s, err, err_len);
+    c->engine = c->impl ? &gloo_comm_backend : NULL;
+    return c->impl ? 0 : -1;
 #else
     (void)c, (void)e, (void)init_timeout_s, (void)timeout_s, (void)join_store, (void)own_address;
     snprintf(err, err_len, "a run of %d ranks on the CPU needs Gloo, which this build lacks (Debian: apt-get "
@@ -82,8 +78,9 @@ static int open_nccl(comm *c, const dist_env *e, double init_timeout_s, double t
 #ifdef FLAME_HAVE_NCCL
     if (join_store(c, e, init_timeout_s, err, err_len))
         return -1;
-    c->nccl = nccl_comm_open(c->store, c->rank, c->world, init_timeout_s, timeout_s, err, err_len);
-    return c->nccl ? 0 : -1;
+    c->impl = nccl_comm_open(c->store, c->rank, c->world, init_timeout_s, timeout_s, err, err_len);
+    c->engine = c->impl ? &nccl_comm_backend : NULL;
+    return c->impl ? 0 : -1;
 #else
     (void)c, (void)init_timeout_s, (void)timeout_s;
     snprintf(err, err_len, "a run of %d ranks on the GPU needs NCCL, which this build lacks (configure found "
@@ -115,74 +112,33 @@ comm *comm_open(const dist_env *e, const char *backend, double init_timeout_s, d
 int comm_rank(const comm *c) { return c->rank; }
 int comm_world(const comm *c) { return c->world; }
 
+/* one process alone: every collective is the identity */
 int comm_sum_floats(comm *c, float *x, size_t n, char *err, size_t err_len)
 {
-#ifdef FLAME_HAVE_GLOO
-    if (c->gloo)
-        return gloo_comm_sum_floats(c->gloo, x, n, err, err_len);
-#endif
-#ifdef FLAME_HAVE_NCCL
-    if (c->nccl)
-        return nccl_comm_sum_floats(c->nccl, x, n, err, err_len);
-#endif
-    (void)c, (void)x, (void)n, (void)err, (void)err_len;
-    return 0; /* one process alone */
+    return c->engine ? c->engine->sum_floats(c->impl, x, n, err, err_len) : 0;
 }
 
 int comm_sum_doubles(comm *c, double *x, size_t n, char *err, size_t err_len)
 {
-#ifdef FLAME_HAVE_GLOO
-    if (c->gloo)
-        return gloo_comm_sum_doubles(c->gloo, x, n, err, err_len);
-#endif
-#ifdef FLAME_HAVE_NCCL
-    if (c->nccl)
-        return nccl_comm_sum_doubles(c->nccl, x, n, err, err_len);
-#endif
-    (void)c, (void)x, (void)n, (void)err, (void)err_len;
-    return 0; /* one process alone */
+    return c->engine ? c->engine->sum_doubles(c->impl, x, n, err, err_len) : 0;
 }
 
 int comm_broadcast(comm *c, void *bytes, size_t n, int root, char *err, size_t err_len)
 {
-#ifdef FLAME_HAVE_GLOO
-    if (c->gloo)
-        return gloo_comm_broadcast(c->gloo, bytes, n, root, err, err_len);
-#endif
-#ifdef FLAME_HAVE_NCCL
-    if (c->nccl)
-        return nccl_comm_broadcast(c->nccl, bytes, n, root, err, err_len);
-#endif
-    (void)c, (void)bytes, (void)n, (void)root, (void)err, (void)err_len;
-    return 0; /* one process alone */
+    return c->engine ? c->engine->broadcast(c->impl, bytes, n, root, err, err_len) : 0;
 }
 
 int comm_barrier(comm *c, char *err, size_t err_len)
 {
-#ifdef FLAME_HAVE_GLOO
-    if (c->gloo)
-        return gloo_comm_barrier(c->gloo, err, err_len);
-#endif
-#ifdef FLAME_HAVE_NCCL
-    if (c->nccl)
-        return nccl_comm_barrier(c->nccl, err, err_len);
-#endif
-    (void)c, (void)err, (void)err_len;
-    return 0; /* one process alone */
+    return c->engine ? c->engine->barrier(c->impl, err, err_len) : 0;
 }
 
 void comm_close(comm *c)
 {
     if (!c)
         return;
-#ifdef FLAME_HAVE_GLOO
-    if (c->gloo)
-        gloo_comm_close(c->gloo);
-#endif
-#ifdef FLAME_HAVE_NCCL
-    if (c->nccl)
-        nccl_comm_close(c->nccl);
-#endif
+    if (c->engine)
+        c->engine->close(c->impl);
     if (c->store)
         kv_client_close(c->store);
     if (c->server)

@@ -87,8 +87,8 @@ template <typename F> static int guarded(const char *what, F f, char *err, size_
     }
 }
 
-extern "C" gloo_comm *gloo_comm_open(kv_client *store, int rank, int world, const char *host,
-                                     double init_timeout_s, double timeout_s, char *err, size_t err_len)
+extern "C" void *gloo_comm_open(kv_client *store, int rank, int world, const char *host, double init_timeout_s,
+                                double timeout_s, char *err, size_t err_len)
 {
     gloo_comm *g = new gloo_comm{nullptr};
     try {
@@ -109,8 +109,9 @@ extern "C" gloo_comm *gloo_comm_open(kv_client *store, int rank, int world, cons
     }
 }
 
-template <typename T> static int sum_all(gloo_comm *g, T *x, size_t n, char *err, size_t err_len)
+template <typename T> static int sum_all(void *impl, T *x, size_t n, char *err, size_t err_len)
 {
+    gloo_comm *g = static_cast<gloo_comm *>(impl);
     if (n == 0)
         return 0;
     return guarded("a sum over the ranks", [&] {
@@ -121,18 +122,19 @@ template <typename T> static int sum_all(gloo_comm *g, T *x, size_t n, char *err
     }, err, err_len);
 }
 
-extern "C" int gloo_comm_sum_floats(gloo_comm *g, float *x, size_t n, char *err, size_t err_len)
+static int sum_floats(void *impl, float *x, size_t n, char *err, size_t err_len)
 {
-    return sum_all(g, x, n, err, err_len);
+    return sum_all(impl, x, n, err, err_len);
 }
 
-extern "C" int gloo_comm_sum_doubles(gloo_comm *g, double *x, size_t n, char *err, size_t err_len)
+static int sum_doubles(void *impl, double *x, size_t n, char *err, size_t err_len)
 {
-    return sum_all(g, x, n, err, err_len);
+    return sum_all(impl, x, n, err, err_len);
 }
 
-extern "C" int gloo_comm_broadcast(gloo_comm *g, void *bytes, size_t n, int root, char *err, size_t err_len)
+static int broadcast(void *impl, void *bytes, size_t n, int root, char *err, size_t err_len)
 {
+    gloo_comm *g = static_cast<gloo_comm *>(impl);
     if (n == 0)
         return 0;
     return guarded("a broadcast", [&] {
@@ -143,12 +145,15 @@ extern "C" int gloo_comm_broadcast(gloo_comm *g, void *bytes, size_t n, int root
     }, err, err_len);
 }
 
-extern "C" int gloo_comm_barrier(gloo_comm *g, char *err, size_t err_len)
+static int barrier(void *impl, char *err, size_t err_len)
 {
+    gloo_comm *g = static_cast<gloo_comm *>(impl);
     return guarded("a barrier", [&] {
         gloo::BarrierOptions opts(g->context);
         gloo::barrier(opts);
     }, err, err_len);
 }
 
-extern "C" void gloo_comm_close(gloo_comm *g) { delete g; }
+static void close_comm(void *impl) { delete static_cast<gloo_comm *>(impl); }
+
+extern "C" const comm_backend gloo_comm_backend = {sum_floats, sum_doubles, broadcast, barrier, close_comm};

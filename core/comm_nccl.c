@@ -12,11 +12,11 @@
 
 #define STAGING_BYTES 4096 /* host values of a collective: losses, flags, small broadcasts */
 
-struct nccl_comm {
+typedef struct nccl_comm {
     ncclComm_t comm;
     double timeout_s;
     void *staging; /* device memory */
-};
+} nccl_comm;
 
 /* Waits for the communicator's pending work (its initialization, or the
  * collective just enqueued on the default stream) for at most timeout_s,
@@ -81,8 +81,10 @@ static int share_id(kv_client *store, int rank, double timeout_s, ncclUniqueId *
     return ok ? 0 : -1;
 }
 
-nccl_comm *nccl_comm_open(kv_client *store, int rank, int world, double init_timeout_s, double timeout_s,
-                          char *err, size_t err_len)
+static void close_comm(void *impl);
+
+void *nccl_comm_open(kv_client *store, int rank, int world, double init_timeout_s, double timeout_s, char *err,
+                     size_t err_len)
 {
     nccl_comm *c = calloc(1, sizeof *c);
     ncclUniqueId id;
@@ -103,14 +105,15 @@ nccl_comm *nccl_comm_open(kv_client *store, int rank, int world, double init_tim
         cudaMalloc(&c->staging, STAGING_BYTES) != cudaSuccess) {
         if (c->staging == NULL && c->comm)
             snprintf(err, err_len, "out of device memory for NCCL's staging buffer");
-        nccl_comm_close(c);
+        close_comm(c);
         return NULL;
     }
     return c;
 }
 
-int nccl_comm_sum_floats(nccl_comm *c, float *x, size_t n, char *err, size_t err_len)
+static int sum_floats(void *impl, float *x, size_t n, char *err, size_t err_len)
 {
+    nccl_comm *c = impl;
     if (n == 0)
         return 0;
     return enqueued(c, ncclAllReduce(x, x, n, ncclFloat32, ncclSum, c->comm, 0), "a sum over the ranks", err,
@@ -149,24 +152,25 @@ static int staged(nccl_comm *c, void *host, size_t n, size_t size, staged_fn fn,
     return 0;
 }
 
-int nccl_comm_sum_doubles(nccl_comm *c, double *x, size_t n, char *err, size_t err_len)
+static int sum_doubles(void *impl, double *x, size_t n, char *err, size_t err_len)
 {
-    return staged(c, x, n, sizeof *x, sum_staged_doubles, 0, "a sum over the ranks", err, err_len);
+    return staged(impl, x, n, sizeof *x, sum_staged_doubles, 0, "a sum over the ranks", err, err_len);
 }
 
-int nccl_comm_broadcast(nccl_comm *c, void *bytes, size_t n, int root, char *err, size_t err_len)
+static int broadcast(void *impl, void *bytes, size_t n, int root, char *err, size_t err_len)
 {
-    return staged(c, bytes, n, 1, broadcast_staged_bytes, root, "a broadcast", err, err_len);
+    return staged(impl, bytes, n, 1, broadcast_staged_bytes, root, "a broadcast", err, err_len);
 }
 
-int nccl_comm_barrier(nccl_comm *c, char *err, size_t err_len)
+static int barrier(void *impl, char *err, size_t err_len)
 {
     double one = 1;
-    return nccl_comm_sum_doubles(c, &one, 1, err, err_len);
+    return sum_doubles(impl, &one, 1, err, err_len);
 }
 
-void nccl_comm_close(nccl_comm *c)
+static void close_comm(void *impl)
 {
+    nccl_comm *c = impl;
     if (!c)
         return;
     if (c->comm)
@@ -175,3 +179,5 @@ void nccl_comm_close(nccl_comm *c)
         cudaFree(c->staging);
     free(c);
 }
+
+const comm_backend nccl_comm_backend = {sum_floats, sum_doubles, broadcast, barrier, close_comm};

@@ -1,6 +1,6 @@
-/* NCCL's collectives over the rendezvous store (comm_nccl.c): what comm.c
- * calls for a CUDA run. Buffers of nccl_comm_sum_floats are device memory;
- * the host values of the others go through a small device buffer. NCCL
+/* NCCL's collectives (comm_nccl.c), over the rendezvous store: the engine
+ * comm.c takes for a CUDA run. Floats are summed in device memory; the host
+ * values of the other collectives go through a small device buffer. NCCL
  * reports a dead peer only when asked: each call waits for its collective
  * on the host, asking, and gives up (aborting the communicator) once
  * timeout_s has passed. NVLink multicast is NCCL's to decide from the
@@ -10,17 +10,13 @@
 
 #include <stddef.h>
 
+#include "comm_backend.h"
 #include "kv_store.h"
 
-typedef struct nccl_comm nccl_comm;
-
-/* rank 0 makes NCCL's unique id and sets it in the store; the others wait for it */
-nccl_comm *nccl_comm_open(kv_client *store, int rank, int world, double init_timeout_s, double timeout_s,
-                          char *err, size_t err_len);
-int nccl_comm_sum_floats(nccl_comm *c, float *x, size_t n, char *err, size_t err_len);
-int nccl_comm_sum_doubles(nccl_comm *c, double *x, size_t n, char *err, size_t err_len);
-int nccl_comm_broadcast(nccl_comm *c, void *bytes, size_t n, int root, char *err, size_t err_len);
-int nccl_comm_barrier(nccl_comm *c, char *err, size_t err_len);
-void nccl_comm_close(nccl_comm *c);
+/* rank 0 makes NCCL's unique id and sets it in the store; the others wait
+ * for it. The engine's state for nccl_comm_backend, or NULL with err. */
+void *nccl_comm_open(kv_client *store, int rank, int world, double init_timeout_s, double timeout_s, char *err,
+                     size_t err_len);
+extern const comm_backend nccl_comm_backend;
 
 #endif
