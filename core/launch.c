@@ -116,9 +116,11 @@ static int rank_status(int rank, int wstatus, const char *prog)
  * step with a checkpoint, as a single flame-run does) */
 static pid_t *forward_to;
 static int forward_count;
+static volatile sig_atomic_t stopping; /* the ranks were asked to stop: their failures are expected */
 
 static void forward_signal(int sig)
 {
+    stopping = 1;
     for (int r = 0; r < forward_count; r++)
         if (forward_to[r] > 0)
             kill(forward_to[r], sig);
@@ -195,6 +197,8 @@ int launch_local_ranks(int n, char **argv, const char *prog)
         int s = rank_status(r, ws, prog);
         if (s != FLAME_EXIT_OK && status == FLAME_EXIT_OK) {
             status = s;
+            if (stopping)
+                continue; /* every rank ends its step and stops by itself */
             fprintf(stderr, "%s: rank %d ended with exit status %d: stopping the other ranks\n", prog, r, s);
             stop_others(pids, n, &running);
         }

@@ -15,6 +15,8 @@
 #    a rank stopped (SIGSTOP: hung) within comm.train_timeout_seconds (5 here),
 #    each non-zero with a line naming the rank; a rank killed under --nproc
 #    makes the launcher stop the other and fail;
+#  - SIGTERM to the --nproc launcher stops every rank after its step with a
+#    checkpoint, which the same command resumes;
 #  - bad launcher values and unbuilt parallelisms: exit 2 with one line.
 . "$(dirname "$0")/lib.sh"
 write_sentences "$SCRATCH/text.txt" "the fox jumps over the lazy dog." "a model learns from its data." \
@@ -140,6 +142,25 @@ wait "$launcher"; status=$?
 [ "$status" != 0 ] || fail "the launcher exited 0 after a rank was killed"
 grep -q "killed by signal 9" "$SCRATCH/launcher.err" || fail "the launcher did not say which rank was killed"
 echo "ok: --nproc 2 with a rank killed: exit $status"
+
+# SIGTERM to the launcher: every rank ends its step, rank 0 saves a
+# checkpoint, and the same command resumes from it
+(exec_or_run() { exec "$@"; }; train "$SCRATCH/stopped" 100000 2 --nproc 2 --checkpoint.interval 100000) \
+    >"$SCRATCH/log" 2>&1 &
+launcher=$!
+for _ in $(seq 300); do [ -s "$SCRATCH/stopped/metrics.jsonl" ] && break; sleep 0.1; done
+kill -TERM "$launcher"
+wait "$launcher"; status=$?
+saved=$(ls "$SCRATCH/stopped/checkpoint" 2>/dev/null)
+if [ "$status" = 1 ] && [ -n "$saved" ] && grep -q "interrupted after step" "$SCRATCH/log"; then
+    step=${saved#step-}
+    train "$SCRATCH/stopped" $((step + 2)) 2 --nproc 2 >"$SCRATCH/log" 2>&1 &&
+        grep -q "resuming from .*step-$step" "$SCRATCH/log" &&
+        echo "ok: SIGTERM to the launcher: exit 1, $saved saved, two more steps resumed from it" ||
+        { fail "the stopped run did not resume from $saved"; cat "$SCRATCH/log" >&2; }
+else
+    fail "SIGTERM to the launcher: exit $status, checkpoints: ${saved:-none}"; cat "$SCRATCH/log" >&2
+fi
 
 # refused before anything runs
 expect_error 2 "--nproc 0: expected a whole number of ranks" -- train "$SCRATCH/bad" 1 2 --nproc 0
