@@ -133,6 +133,16 @@ int comm_barrier(comm *c, char *err, size_t err_len)
     return c->engine ? c->engine->barrier(c->impl, err, err_len) : 0;
 }
 
+int comm_reduce_scatter_floats(comm *c, float *x, size_t shard, char *err, size_t err_len)
+{
+    return c->engine ? c->engine->reduce_scatter_floats(c->impl, x, shard, err, err_len) : 0;
+}
+
+int comm_all_gather(comm *c, void *x, size_t shard_bytes, char *err, size_t err_len)
+{
+    return c->engine ? c->engine->all_gather(c->impl, x, shard_bytes, err, err_len) : 0;
+}
+
 void comm_close(comm *c)
 {
     if (!c)

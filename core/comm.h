@@ -33,6 +33,14 @@ int comm_sum_doubles(comm *c, double *x, size_t n, char *err, size_t err_len);
 int comm_broadcast(comm *c, void *bytes, size_t n, int root, char *err, size_t err_len);
 /* returns when every rank has called it */
 int comm_barrier(comm *c, char *err, size_t err_len);
+
+/* ZeRO-1's two (backend memory, in place): x holds world × shard floats;
+ * afterwards this rank's part, x[rank·shard, (rank+1)·shard), is the sum of
+ * every rank's x there (the rest of x is left undefined) */
+int comm_reduce_scatter_floats(comm *c, float *x, size_t shard, char *err, size_t err_len);
+/* x holds world parts of shard_bytes; afterwards every part is the one its
+ * rank held (this rank's part in, all of them out) */
+int comm_all_gather(comm *c, void *x, size_t shard_bytes, char *err, size_t err_len);
 void comm_close(comm *c);
 
 #endif

@@ -14,6 +14,7 @@
 
 typedef struct nccl_comm {
     ncclComm_t comm;
+    int rank, world;
     double timeout_s;
     void *staging; /* device memory */
 } nccl_comm;
@@ -92,7 +93,7 @@ void *nccl_comm_open(kv_client *store, int rank, int world, double init_timeout_
         free(c);
         return NULL;
     }
-    c->timeout_s = timeout_s;
+    c->timeout_s = timeout_s, c->rank = rank, c->world = world;
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0; /* so that a missing peer is a timeout, not a hang */
     ncclResult_t r = ncclCommInitRankConfig(&c->comm, world, id, rank, &config);
@@ -180,4 +181,27 @@ static void close_comm(void *impl)
     free(c);
 }
 
-const comm_backend nccl_comm_backend = {sum_floats, sum_doubles, broadcast, barrier, close_comm};
+/* in place: this rank's part of x is NCCL's receive buffer */
+static int reduce_scatter_floats(void *impl, float *x, size_t shard, char *err, size_t err_len)
+{
+    nccl_comm *c = impl;
+    if (shard == 0)
+        return 0;
+    return enqueued(c, ncclReduceScatter(x, x + (size_t)c->rank * shard, shard, ncclFloat32, ncclSum, c->comm, 0),
+                    "a reduce-scatter over the ranks", err, err_len);
+}
+
+/* in place: this rank's part of x is NCCL's send buffer */
+static int all_gather(void *impl, void *x, size_t shard_bytes, char *err, size_t err_len)
+{
+    nccl_comm *c = impl;
+    if (shard_bytes == 0)
+        return 0;
+    char *parts = x;
+    return enqueued(c, ncclAllGather(parts + (size_t)c->rank * shard_bytes, parts, shard_bytes, ncclUint8, c->comm,
+                                     0),
+                    "a gathering of the ranks' parts", err, err_len);
+}
+
+const comm_backend nccl_comm_backend = {sum_floats, sum_doubles, broadcast, barrier, reduce_scatter_floats,
+                                        all_gather, close_comm};

@@ -89,8 +89,17 @@ static float *alloc_floats(const flame_ops *ops, size_t n)
     return ops->alloc(n * sizeof(float));
 }
 
-int params_create(param_store *ps, const flame_plugin *plugin, void *model,
-                  const flame_ops *ops, char *err, size_t err_len)
+/* shards of whole TENSOR_ALIGN blocks, the last one running into the padding */
+static void cut_shards(param_store *ps, int rank, int shards)
+{
+    size_t per = (ps->total + (size_t)shards - 1) / (size_t)shards;
+    ps->shard = (per + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+    ps->shard_lo = (size_t)rank * ps->shard;
+    ps->padded = ps->shard * (size_t)shards;
+}
+
+int params_create(param_store *ps, const flame_plugin *plugin, void *model, const flame_ops *ops, int rank,
+                  int shards, char *err, size_t err_len)
 {
     memset(ps, 0, sizeof *ps);
     ps->ops = ops;
@@ -121,9 +130,11 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
         if (decayed)
             ps->decayed_end = ps->total;
     }
+    cut_shards(ps, rank, shards);
     int own_compute = ops->act_bytes != sizeof(float);
-    /* values, gradients, two moments, and a compute copy in another type */
-    double need = (4.0 * sizeof(float) + (own_compute ? (double)ops->act_bytes : 0)) * ps->total;
+    /* values, gradients and a compute copy in another type; the shard's two moments */
+    double need = (2.0 * sizeof(float) + (own_compute ? (double)ops->act_bytes : 0)) * ps->padded +
+                  2.0 * sizeof(float) * ps->shard;
     if (FLAME_OPS_HAS(ops, memory_available) && need > (double)ops->memory_available()) {
         snprintf(err, err_len,
                  "%zu parameters need %.1f GiB for weights and AdamW state; the %s has %.1f GiB "
@@ -131,14 +142,14 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model,
                  (double)ops->memory_available() / 1073741824.0);
         return -3;
     }
-    ps->values = alloc_floats(ops, ps->total);
-    ps->grads = alloc_floats(ops, ps->total);
-    ps->m = alloc_floats(ops, ps->total);
-    ps->v = alloc_floats(ops, ps->total);
-    ps->compute = own_compute ? ops->alloc(ps->total * ops->act_bytes) : ps->values;
+    ps->values = alloc_floats(ops, ps->padded);
+    ps->grads = alloc_floats(ops, ps->padded);
+    ps->m = alloc_floats(ops, ps->shard);
+    ps->v = alloc_floats(ops, ps->shard);
+    ps->compute = own_compute ? ops->alloc(ps->padded * ops->act_bytes) : ps->values;
     if (!ps->values || !ps->grads || !ps->m || !ps->v || !ps->compute) {
         snprintf(err, err_len, "out of memory for %zu parameters (%.1f MiB of weights and optimizer state)",
-                 ps->count, (16.0 + (own_compute ? (double)ops->act_bytes : 0.0)) * (double)ps->total / 1048576.0);
+                 ps->count, need / 1048576.0);
         return -1;
     }
     for (int i = 0; i < ps->n; i++) {
@@ -226,16 +237,10 @@ int params_init(param_store *ps, rng *r, char *err, size_t err_len)
 
 void params_sync_compute(param_store *ps)
 {
-    ps->ops->to_act(ps->compute, ps->values, ps->total);
+    ps->ops->to_act(ps->compute, ps->values, ps->padded);
 }
-
 
 void params_zero_grads(param_store *ps)
 {
-    ps->ops->zero(ps->grads, ps->total * sizeof(float));
-}
-
-double params_grad_norm(const param_store *ps)
-{
-    return sqrt(ps->ops->sum_squares(ps->grads, ps->total));
+    ps->ops->zero(ps->grads, ps->padded * sizeof(float));
 }

@@ -21,9 +21,15 @@ typedef struct param_store {
     flame_param_spec *specs;   /* [n] */
     size_t *offset, *numel;    /* [n], in floats */
     size_t count;              /* parameters of the model */
-    size_t total;              /* floats in each flat buffer: count and alignment gaps */
+    size_t total;              /* floats of the tensors: count and alignment gaps */
     size_t decayed_end;        /* tensors declared with weight decay lie before this offset */
-    float *values, *grads, *m, *v; /* backend memory */
+    /* The optimizer's shard of this rank (ZeRO-1, params_shard.h): floats
+     * [shard_lo, shard_lo + shard) of the flat buffers, whose AdamW moments
+     * alone it keeps. The buffers run to padded = shard × the shards (zeros
+     * past total); one rank alone has one shard, the whole. */
+    size_t shard, shard_lo, padded;
+    float *values, *grads;     /* backend memory, padded floats */
+    float *m, *v;              /* backend memory, the shard's floats */
     void *compute;                   /* backend memory, act_bytes per value */
     float **value_ptrs, **grad_ptrs; /* [n] */
     void **compute_ptrs;             /* [n]; with grad_ptrs, handed to the plugin's bind() */
@@ -36,12 +42,13 @@ typedef struct param_store {
 int params_check_declared(const flame_plugin *plugin, const void *model, char *err,
                           size_t err_len);
 
-/* Reads the plugin's declarations and allocates. Returns 0; -2 with err when
+/* Reads the plugin's declarations and allocates, the moments for shard rank
+ * of shards alone (1 of 1: all of them). Returns 0; -2 with err when
  * a declaration is unusable (params_check_declared); -3 with err, before any
  * allocation, when they need more memory than the backend has available (a
  * configuration that cannot fit); -1 with err when out of memory. */
-int params_create(param_store *ps, const flame_plugin *plugin, void *model,
-                  const flame_ops *ops, char *err, size_t err_len);
+int params_create(param_store *ps, const flame_plugin *plugin, void *model, const flame_ops *ops, int rank,
+                  int shards, char *err, size_t err_len);
 void params_destroy(param_store *ps);
 
 /* Tensor `index` of the plugin's model (declared as s, n values) by its init
@@ -60,7 +67,5 @@ int params_init(param_store *ps, rng *r, char *err, size_t err_len);
 void params_sync_compute(param_store *ps);
 
 void params_zero_grads(param_store *ps);
-/* sqrt(Σ grad²) over every tensor */
-double params_grad_norm(const param_store *ps);
 
 #endif

@@ -21,6 +21,7 @@
 #include "errors.h"
 #include "metrics.h"
 #include "params.h"
+#include "params_shard.h"
 #include "tokenizer/tokenizer.h"
 #include "train_options.h"
 #include "monotonic.h"
@@ -46,6 +47,7 @@ struct trainer {
     int first_step, first_skipped; /* state.step and state.skipped when this process began */
     int lock_fd;               /* DUMP/.lock, held while the run lives; -1 none */
     int step;                  /* the last step done */
+    int shards, shard_rank;    /* ZeRO-1: the optimizer state's shards, this rank's (params_shard.h) */
     double start, last;        /* when the first step started, when the last one ended */
     dist_env dist;             /* this process's rank among the run's */
     comm *comm;                /* the collectives over them */
@@ -99,13 +101,21 @@ static int read_ranks(trainer *r)
     if (dist_env_read(&r->dist, env, r->err, sizeof r->err))
         return FLAME_EXIT_CONFIG;
     const parallel_options *p = &r->opt.parallel;
-    int world = r->dist.world, shard = p->shard > 0 ? p->shard : world / p->replicate;
-    if (p->replicate * shard != world) {
+    int world = r->dist.world, shards = p->shard > 0 ? p->shard : world / p->replicate;
+    if (p->replicate * shards != world) {
         snprintf(r->err, sizeof r->err, "[training] data_parallel_replicate_degree = %d times "
                  "data_parallel_shard_degree = %d is not the run's %d ranks (WORLD_SIZE)", p->replicate, p->shard,
                  world);
         return FLAME_EXIT_CONFIG;
     }
+    /* the optimizer state whole on every rank (replicas only), or cut over all of them */
+    if (shards != 1 && shards != world) {
+        snprintf(r->err, sizeof r->err, "[training] data_parallel_shard_degree = %d: shards over some of the "
+                 "%d ranks (replicas of shards) are not built: 1 or %d (-1)", shards, world, world);
+        return FLAME_EXIT_CONFIG;
+    }
+    r->shards = shards;
+    r->shard_rank = shards == 1 ? 0 : r->dist.rank;
     return FLAME_EXIT_OK;
 }
 
@@ -117,11 +127,12 @@ static int join_ranks(trainer *r)
     return r->comm ? FLAME_EXIT_OK : FLAME_EXIT_RUNTIME;
 }
 
-/* the gradients and the loss summed over the ranks (each rank's being the
- * mean over its own rows), to be scaled by 1/world with the micro-batches' */
+/* the gradients (this rank's shard of them) and the loss summed over the
+ * ranks (each rank's being the mean over its own rows), to be scaled by
+ * 1/world with the micro-batches' */
 static int sum_over_ranks(trainer *r, double *loss)
 {
-    return comm_sum_floats(r->comm, r->params.grads, r->params.total, r->err, sizeof r->err) ||
+    return params_sum_gradients(&r->params, r->comm, r->err, sizeof r->err) ||
            comm_sum_doubles(r->comm, loss, 1, r->err, sizeof r->err);
 }
 
@@ -236,7 +247,8 @@ static int create_model(trainer *r, const flame_config *cfg)
                 "ids (%s): the rows no token reaches only cost memory and time\n",
                 program_name(r), (long long)r->vocab, (double)r->vocab / r->tok.vocab_size, r->tok.vocab_size,
                 r->opt.tokenizer);
-    int declared = params_create(&r->params, r->plugin, r->model, r->ops, r->err, sizeof r->err);
+    int declared = params_create(&r->params, r->plugin, r->model, r->ops, r->shard_rank, r->shards, r->err,
+                                 sizeof r->err);
     if (declared)
         return declared == -2   ? FLAME_EXIT_PLUGIN
                : declared == -3 ? FLAME_EXIT_CONFIG
@@ -285,20 +297,23 @@ static int open_data(trainer *r)
     return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
 }
 
-/* AdamW over every parameter in one launch, with global-norm clipping as the
- * scale it applies to the gradients, decaying the tensors declared with weight
- * decay (stored first; all of them under weight_decay_all); t counts the steps
- * applied, skipped ones excluded */
-static void optimizer_step(trainer *r, double norm, double lr, int t)
+/* AdamW over this rank's shard of the parameters (all of them alone) in one
+ * launch, with global-norm clipping as the scale it applies to the
+ * gradients, decaying the tensors declared with weight decay (stored first;
+ * all of them under weight_decay_all); t counts the steps applied, skipped
+ * ones excluded. Then every shard's weights to every rank. */
+static int optimizer_step(trainer *r, double norm, double lr, int t)
 {
     param_store *ps = &r->params;
     float clip = 1.0f;
     if (r->opt.max_norm > 0 && norm > r->opt.max_norm)
         clip = (float)(r->opt.max_norm / (norm + 1e-6));
-    size_t n_decayed = r->opt.weight_decay_all ? ps->total : ps->decayed_end;
-    r->ops->adamw(ps->values, ps->compute, ps->grads, clip, ps->m, ps->v, ps->total, n_decayed,
-                  (float)lr, (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps,
-                  (float)r->opt.weight_decay, t);
+    size_t decayed = r->opt.weight_decay_all ? ps->total : ps->decayed_end, lo = ps->shard_lo;
+    size_t n_decayed = decayed <= lo ? 0 : decayed - lo < ps->shard ? decayed - lo : ps->shard;
+    void *compute = (char *)ps->compute + lo * r->ops->act_bytes;
+    r->ops->adamw(ps->values + lo, compute, ps->grads + lo, clip, ps->m, ps->v, ps->shard, n_decayed, (float)lr,
+                  (float)r->opt.beta1, (float)r->opt.beta2, (float)r->opt.eps, (float)r->opt.weight_decay, t);
+    return params_gather_weights(ps, r->comm, r->err, sizeof r->err);
 }
 
 /* forward and backward of one micro-batch, adding its mean loss to *loss;
@@ -341,15 +356,19 @@ static int train_step(trainer *r, int step, step_metrics *m)
     if (sum_over_ranks(r, &loss))
         return FLAME_EXIT_RUNTIME;
     int parts = o->accumulation * r->dist.world; /* the means added up */
+    param_store *ps = &r->params;
     if (parts > 1)
-        r->ops->scale(r->params.grads, 1.0f / parts, r->params.total);
+        r->ops->scale(ps->grads + ps->shard_lo, 1.0f / parts, ps->shard);
     m->loss = loss / parts;
     if (r->data) {
         m->n_data_sources = data_loader_epochs(r->data, r->data_epochs);
         m->data_epochs = r->data_epochs;
     }
     m->lr = o->lr * lr_schedule_factor(&o->schedule, step);
-    m->grad_norm = params_grad_norm(&r->params);
+    double squares;
+    if (params_grad_square_sum(ps, r->comm, &squares, r->err, sizeof r->err))
+        return FLAME_EXIT_RUNTIME;
+    m->grad_norm = sqrt(squares);
     if (!isfinite(m->grad_norm) || !isfinite(m->loss)) {
         if (!o->skip_nan_inf) {
             snprintf(r->err, sizeof r->err,
@@ -362,19 +381,37 @@ static int train_step(trainer *r, int step, step_metrics *m)
         return FLAME_EXIT_OK;
     }
     m->skipped = r->state.skipped;
-    optimizer_step(r, m->grad_norm, m->lr, step - r->state.skipped);
-    return FLAME_EXIT_OK;
+    return optimizer_step(r, m->grad_norm, m->lr, step - r->state.skipped) ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
 }
 
+/* Every rank: the whole state gathered from the shards; rank 0 writes it. */
 static int save_checkpoint(trainer *r, int step)
 {
     r->state.step = step;
     json_decref(r->state.data_cursor);
     r->state.data_cursor = data_loader_cursor(r->data);
     const checkpoint_options *c = &r->opt.checkpoint;
-    return checkpoint_save(c->folder, &r->params, &r->state, c->keep_latest_k, r->err,
-                           sizeof r->err)
-               ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
+    param_store whole;
+    if (params_whole_view(&r->params, &whole, r->err, sizeof r->err))
+        return FLAME_EXIT_RUNTIME;
+    int rc = params_gather_state(&r->params, &whole, r->comm, r->err, sizeof r->err);
+    if (rc == 0 && writes(r))
+        rc = checkpoint_save(c->folder, &whole, &r->state, c->keep_latest_k, r->err, sizeof r->err);
+    params_release_view(&r->params, &whole);
+    return rc ? FLAME_EXIT_RUNTIME : FLAME_EXIT_OK;
+}
+
+/* checkpoint step (the whole state), this rank keeping its shard of the moments */
+static int load_checkpoint(trainer *r, int step)
+{
+    param_store whole;
+    if (params_whole_view(&r->params, &whole, r->err, sizeof r->err))
+        return FLAME_EXIT_RUNTIME;
+    int rc = checkpoint_load(r->opt.checkpoint.folder, step, &whole, &r->state, r->err, sizeof r->err);
+    if (rc == 0)
+        params_keep_shard(&r->params, &whole);
+    params_release_view(&r->params, &whole);
+    return rc == 0 ? FLAME_EXIT_OK : rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
 }
 
 double trainer_mfu(const trainer *r, double tokens_per_s)
@@ -397,7 +434,7 @@ static int log_and_save(trainer *r, const step_metrics *m, double now)
                 "goes on\n", strerror(errno));
     if (agree_on_stop(r, &stop))
         return FLAME_EXIT_RUNTIME;
-    if (writes(r) && o->checkpoint.enabled &&
+    if (o->checkpoint.enabled &&
         (step % o->checkpoint.interval == 0 || step == o->steps || stop) &&
         (status = save_checkpoint(r, step)) != FLAME_EXIT_OK)
         return status;
@@ -541,9 +578,9 @@ static int resume(trainer *r)
         return FLAME_EXIT_OK;
     char hash[17];
     memcpy(hash, r->state.config_hash, sizeof hash);
-    int rc = checkpoint_load(c->folder, step, &r->params, &r->state, r->err, sizeof r->err);
-    if (rc)
-        return rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
+    int status = load_checkpoint(r, step);
+    if (status != FLAME_EXIT_OK)
+        return status;
     if (writes(r) && strcmp(hash, r->state.config_hash) != 0)
         fprintf(stderr, "flame-run: warning: %s/step-%d was written with other [model] settings\n",
                 c->folder, step);
@@ -635,14 +672,14 @@ static int announce_run(trainer *r)
 {
     const train_options *o = &r->opt;
     handle_stop_signals();
-    if (!writes(r))
-        return FLAME_EXIT_OK;
     if (o->checkpoint.create_seed) {
         int status = save_checkpoint(r, 0);
-        if (status == FLAME_EXIT_OK)
+        if (status == FLAME_EXIT_OK && writes(r))
             printf("flame-run: seed checkpoint %s/step-0 written\n", o->checkpoint.folder);
         return status;
     }
+    if (!writes(r))
+        return FLAME_EXIT_OK;
     printf("flame-run: %s, %zu parameters, %d steps of %d x %d x %d tokens on %s, tokenizer %s "
            "(%d ids), output in %s\n",
            r->plugin->name, r->params.count, o->steps, o->accumulation, o->batch_size, o->seq_len,
@@ -671,10 +708,7 @@ static int prepare_eval(trainer *r)
         snprintf(r->err, sizeof r->err, "%.900s holds no checkpoint", c->folder);
         return FLAME_EXIT_CONFIG;
     }
-    int rc = checkpoint_load(c->folder, step, &r->params, &r->state, r->err, sizeof r->err);
-    if (rc)
-        return rc == -1 ? FLAME_EXIT_CONFIG : FLAME_EXIT_DATA;
-    return FLAME_EXIT_OK;
+    return load_checkpoint(r, step);
 }
 
 /* flame-bench's random tokens: B*T inputs and the one target after them */

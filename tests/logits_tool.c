@@ -392,7 +392,7 @@ static int run(run_state *s, const tool_args *a)
         fprintf(stderr, "logits_tool: %s: %s\n", s->plugin->name, err);
         return FLAME_EXIT_CONFIG;
     }
-    if (params_create(&s->params, s->plugin, s->model, s->ops, err, sizeof err)) {
+    if (params_create(&s->params, s->plugin, s->model, s->ops, 0, 1, err, sizeof err)) {
         fprintf(stderr, "logits_tool: %s\n", err);
         return FLAME_EXIT_RUNTIME;
     }

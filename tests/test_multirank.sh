@@ -2,7 +2,10 @@
 # Data parallel on the CPU backend (Gloo), launched by flame-run --nproc and
 # as torchrun launches (RANK, WORLD_SIZE, ... set by hand):
 #  - 2 ranks of batch 2 give the loss curve of 1 rank of batch 4 (the same
-#    rows: the data loader deals the global batch's rows out to the ranks).
+#    rows: the data loader deals the global batch's rows out to the ranks),
+#    with the optimizer state cut into the ranks' shards (ZeRO-1, the
+#    default) and whole on each (data_parallel_shard_degree 1); sharded,
+#    rank 0's peak memory is lower by the half of the moments it does not keep;
 #    The two differ only in the order float sums are taken: the first 5 steps
 #    agree within a relative 1e-6 (seen: 5e-8), and AdamW's updates grow that
 #    rounding over the run, so 20 steps agree within 1e-3 (seen: 1.3e-4); rows
@@ -61,9 +64,31 @@ train "$SCRATCH/one" 20 4 >/dev/null 2>&1 || fail "the 1-rank run failed"
 train "$SCRATCH/two" 20 2 --nproc 2 >"$SCRATCH/log" 2>&1 || { fail "the 2-rank run failed"; cat "$SCRATCH/log" >&2; }
 same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/two/metrics.jsonl" 1 5 1e-6
 same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/two/metrics.jsonl" 1 20 1e-3
+# the optimizer state whole on both ranks (replicas, no shards): the same curve
+train "$SCRATCH/replicas" 20 2 --nproc 2 --training.data_parallel_replicate_degree 2 \
+    --training.data_parallel_shard_degree 1 >"$SCRATCH/log" 2>&1 || { fail "the 2-replica run failed"; cat "$SCRATCH/log" >&2; }
+same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/replicas/metrics.jsonl" 1 5 1e-6
+same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/replicas/metrics.jsonl" 1 20 1e-3
 [ "$(grep -c '"step"' "$SCRATCH/two/metrics.jsonl")" = 20 ] || fail "the 2-rank run logged other than 20 rows"
 grep -q "resuming\|flame-run: gla" "$SCRATCH/log" && [ "$(grep -c "^flame-run: gla" "$SCRATCH/log")" = 1 ] ||
     fail "the 2-rank run did not announce itself once (rank 0 alone writes)"
+
+# ZeRO-1's memory: rank 0 of 2 holds half of AdamW's two moments, so a GLA of
+# 117,026,816 parameters peaks 4 bytes a parameter (0.436 GiB) lower than with
+# the moments whole on each rank; flame-bench's peak is rank 0's resident set
+peak() { # SHARD_DEGREE REPLICATE_DEGREE
+    "$top_builddir/flame-bench" --nproc 2 --arch gla --model.hidden_size 1024 --model.num_hidden_layers 4 \
+        --model.vocab_size 32000 --training.device cpu --training.batch_size 1 --training.seq_len 16 \
+        --bench.warmup_steps 1 --bench.steps 1 --training.data_parallel_shard_degree "$1" \
+        --training.data_parallel_replicate_degree "$2" 2>&1 | sed -n 's/^peak memory: \([0-9.]*\) GiB.*/\1/p'
+}
+whole=$(peak 1 2) sharded=$(peak -1 1)
+if [ -n "$whole" ] && [ -n "$sharded" ] &&
+    awk -v a="$whole" -v b="$sharded" 'BEGIN { d = a - b; exit !(d > 0.436 * 0.75 && d < 0.436 * 1.25) }'; then
+    echo "ok: rank 0's peak $whole GiB with the moments whole, $sharded GiB sharded (0.436 GiB expected less)"
+else
+    fail "peak memory whole ${whole:-?} GiB, sharded ${sharded:-?} GiB: expected about 0.436 GiB less sharded"
+fi
 
 # one rank as a launcher starts it (torchrun --nproc_per_node 1) takes the
 # collectives' path, a sum over one rank: the plain run's losses bit for bit
@@ -171,6 +196,9 @@ expect_error 2 "WORLD_SIZE is set but RANK is not" -- env WORLD_SIZE=2 "$FLAME_R
 expect_error 2 "data_parallel_shard_degree = 3 is not the run's 2 ranks" -- env RANK=0 WORLD_SIZE=2 \
     MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" \
     --training.dataset "$SCRATCH/text.txt" --job.dump_folder "$SCRATCH/bad" --training.data_parallel_shard_degree 3
+expect_error 2 "data_parallel_shard_degree = 2: shards over some of the 4 ranks" -- env RANK=0 WORLD_SIZE=4 \
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" \
+    --training.dataset "$SCRATCH/text.txt" --job.dump_folder "$SCRATCH/bad" --training.data_parallel_replicate_degree 2
 [ ! -e "$SCRATCH/bad" ] || fail "a refused run left $SCRATCH/bad behind"
 
 finish
