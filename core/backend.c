@@ -25,8 +25,9 @@ int backend_select(backend *b, const char *device, int gpu, char *err, size_t er
         return -1;
     }
     char why[256] = "flame was built without CUDA (configure found no nvcc)";
+    int missing = 0; /* the machine has GPUs, but not this rank's */
+    (void)gpu;
 #ifdef FLAME_HAVE_CUDA
-    int missing = 0;
     if (flame_cuda_use_device(gpu, &missing, why, sizeof why) && flame_cuda_available(why, sizeof why)) {
         b->ops = &flame_cuda_ops;
         b->is_cuda = 1;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "comm_backend.h"
 #include "kv_store.h"
 #ifdef FLAME_HAVE_GLOO
 #include "comm_gloo.h"

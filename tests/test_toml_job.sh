@@ -95,15 +95,17 @@ rows=$(wc -l <"$SCRATCH/run/metrics.jsonl")
 [ "$rows" = 2 ] && echo "ok: trained 2 steps" || fail "metrics.jsonl has $rows rows, expected 2"
 # each value as --job.print_args prints it, with the file's line of it
 line_of() { grep -n "^$1 = " "$SCRATCH/fla.toml" | cut -d: -f1; }
-for kv in "lr 0.0003" "eps 1e-15" "decay_type cosine" "max_norm 1" "warmup_steps 1024"; do
+# (the parallel degrees of one process are flame's own keys: read, not ignored)
+for kv in "lr 0.0003" "eps 1e-15" "decay_type cosine" "max_norm 1" "warmup_steps 1024" \
+    "data_parallel_replicate_degree 1" "data_parallel_shard_degree -1" "tensor_parallel_degree 1" \
+    "context_parallel_degree 1" "pipeline_parallel_degree 1"; do
     set -- $kv
     line="$1 = $2  ; $SCRATCH/fla.toml:$(line_of "$1")"
     grep -qF -- "$line" "$SCRATCH/log" && echo "ok: $line" || fail "the resolved config lacks '$line'"
 done
-ignored="compile dataset_name data_parallel_replicate_degree data_parallel_shard_degree
-    tensor_parallel_degree pin_memory persistent_workers interval_type model_weights_only
-    async_mode enable_wandb enable_profiling save_traces_folder profile_freq context_parallel_degree
-    pipeline_parallel_degree enable_fsdp_float8_all_gather precompute_float8_dynamic_scale_for_fsdp mode"
+ignored="compile dataset_name pin_memory persistent_workers interval_type model_weights_only
+    async_mode enable_wandb enable_profiling save_traces_folder profile_freq
+    enable_fsdp_float8_all_gather precompute_float8_dynamic_scale_for_fsdp mode"
 want=0
 for key in $ignored; do
     want=$((want + 1))
