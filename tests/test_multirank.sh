@@ -10,6 +10,8 @@
 #    agree within a relative 1e-6 (seen: 5e-8), and AdamW's updates grow that
 #    rounding over the run, so 20 steps agree within 1e-3 (seen: 1.3e-4); rows
 #    dealt out wrongly differ by far more from the first step on;
+#  - NGPU=2 starts 2 ranks; under torchrun (TORCHELASTIC_USE_AGENT_STORE)
+#    the ranks meet one port past MASTER_PORT, which torchrun's agent holds;
 #  - 1 rank under launcher variables (torchrun --nproc_per_node 1) goes
 #    through the collectives and gives the plain run's losses exactly;
 #  - a checkpoint of 2 ranks resumes with 1, and one of 1 with 2, each ending
@@ -109,6 +111,30 @@ train "$SCRATCH/one-two" 20 2 --nproc 2 --checkpoint.load_step 10 >"$SCRATCH/log
     fail "2 ranks resuming at step 10 failed"
 grep -q "resuming from .*step-10" "$SCRATCH/log" || fail "2 ranks did not resume the 1-rank checkpoint"
 same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/one-two/metrics.jsonl" 11 20 1e-3
+
+# NGPU=2, as fla-org/flame's train.sh reads it: 2 ranks, the same rows
+NGPU=2 train "$SCRATCH/ngpu" 5 2 >"$SCRATCH/log" 2>&1 || { fail "NGPU=2 failed"; cat "$SCRATCH/log" >&2; }
+same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/ngpu/metrics.jsonl" 1 5 1e-6
+
+# under torchrun the agent's store holds MASTER_PORT (it says so in
+# TORCHELASTIC_USE_AGENT_STORE): rank 0 serves flame's one port up
+port=$(( 20000 + RANDOM % 20000 ))
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(120)' "$port" &
+agent=$!
+sleep 0.5
+agent_rank() { # RANK DUMP
+    RANK=$1 WORLD_SIZE=2 LOCAL_RANK=$1 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+        TORCHELASTIC_USE_AGENT_STORE=True train "$2" 3 2
+}
+agent_rank 1 "$SCRATCH/agent" >/dev/null 2>&1 &
+other=$!
+agent_rank 0 "$SCRATCH/agent" >"$SCRATCH/log" 2>&1 || { fail "rank 0 beside a store on MASTER_PORT failed"; cat "$SCRATCH/log" >&2; }
+wait "$other" || fail "rank 1 beside a store on MASTER_PORT failed"
+kill "$agent" 2>/dev/null; wait "$agent" 2>/dev/null
+[ "$(grep -c '"step"' "$SCRATCH/agent/metrics.jsonl" 2>/dev/null)" = 3 ] &&
+    echo "ok: 2 ranks under TORCHELASTIC_USE_AGENT_STORE met one port past the agent's" ||
+    fail "the run beside the agent's store did not log 3 steps"
 
 # rank 1 of a torchrun-style launch killed: rank 0 ends within the timeout
 port=$(( 20000 + RANDOM % 20000 ))
