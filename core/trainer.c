@@ -93,12 +93,19 @@ static int fail(trainer *r, int status)
 static int writes(const trainer *r) { return r->dist.rank == 0; }
 
 static const char *env(const char *name) { return getenv(name); }
+static const char *no_env(const char *name)
+{
+    (void)name;
+    return NULL;
+}
 
 /* The run's ranks from the launcher's environment (one when there is none),
  * their data-parallel degrees checked against them. */
 static int read_ranks(trainer *r)
 {
-    if (dist_env_read(&r->dist, env, r->err, sizeof r->err))
+    /* flame-eval and flame-generate run alone, whatever a job's environment holds */
+    if (dist_env_read(&r->dist, r->mode == TRAINER_EVAL || r->mode == TRAINER_GENERATE ? no_env : env, r->err,
+                      sizeof r->err))
         return FLAME_EXIT_CONFIG;
     const parallel_options *p = &r->opt.parallel;
     int world = r->dist.world, shards = p->shard > 0 ? p->shard : world / p->replicate;
