@@ -468,10 +468,11 @@ static int report_skipped(trainer *r)
                  steps);
         return FLAME_EXIT_RUNTIME;
     }
-    fprintf(stderr,
-            "flame-run: warning: %d of %d steps were skipped for a non-finite loss or gradient "
-            "norm\n",
-            skipped, steps);
+    if (writes(r))
+        fprintf(stderr,
+                "flame-run: warning: %d of %d steps were skipped for a non-finite loss or gradient "
+                "norm\n",
+                skipped, steps);
     return FLAME_EXIT_OK;
 }
 
