@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every CUDA test and the 340M training benchmarks, in one go on a GPU machine,
 # from a bundle that tools/gpu_bundle.sh made (its bin/ with the test_*_cuda
-# programs and flame-bench, its lib/ with libflame and the plugins' .so files):
+# programs, test_comm when bundled (the collectives: one NCCL rank), and
+# flame-bench, its lib/ with libflame and the plugins' .so files):
 #   tools/gpu_checks.sh BUNDLE [LOGS]
 # run from the top of the source tree (the configs are read from there).
 # Each program's output goes to LOGS/NAME.log (default: a temporary folder); a
@@ -19,7 +20,7 @@ FLAME_PLUGIN_PATH="$bundle/lib"
 export LD_LIBRARY_PATH FLAME_PLUGIN_PATH
 
 failed=0
-for test in "$bundle"/bin/test_*_cuda; do
+for test in "$bundle"/bin/test_*_cuda "$bundle"/bin/test_comm; do
     [ -x "$test" ] || continue
     name=$(basename "$test")
     start=$(date +%s)
