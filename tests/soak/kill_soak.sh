@@ -17,9 +17,9 @@ for i in $(seq 300); do
     echo "{\"text\": \"$line\"}"
 done >"$SCRATCH/text.jsonl"
 
-train() {
+train() { # folder [steps]
     exec_or_run "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini" \
-        --training.dataset "$SCRATCH/text.jsonl" --training.shuffle_buffer 64 --job.dump_folder "$1" --training.steps 40 \
+        --training.dataset "$SCRATCH/text.jsonl" --training.shuffle_buffer 64 --job.dump_folder "$1" --training.steps "${2:-40}" \
         --training.batch_size 2 --training.seq_len 32 --checkpoint.interval 1 \
         --checkpoint.keep_latest_k 2
 }
@@ -29,20 +29,26 @@ now_ms() { date +%s%3N; }
 
 newest() { ls "$1/checkpoint" 2>/dev/null | sed -n 's/^step-//p' | sort -n | tail -n 1 | grep . || echo 0; }
 
-start=$(now_ms)
-train "$SCRATCH/whole" >"$SCRATCH/log" 2>&1 || { fail "the uninterrupted run failed"; cat "$SCRATCH/log" >&2; finish; }
-step_ms=$((($(now_ms) - start) / 40 + 1)) # an upper bound: start-up included
-echo "uninterrupted run: $((step_ms * 40)) ms; $kills kills (SOAK_SEED=${SOAK_SEED:-1})"
+# A step's time (checkpoint included) is the difference of a 40- and a 20-step
+# run over 20: the start-up, long against a tiny step, drops out of it.
+timed_ms() { local t0; t0=$(now_ms); train "$@" >"$SCRATCH/log" 2>&1 || return; echo $(($(now_ms) - t0)); }
+whole_ms=$(timed_ms "$SCRATCH/whole") || { fail "the uninterrupted run failed"; cat "$SCRATCH/log" >&2; finish; }
+half_ms=$(timed_ms "$SCRATCH/half" 20) || { fail "the 20-step run failed"; cat "$SCRATCH/log" >&2; finish; }
+step_ms=$(((whole_ms - half_ms) / 20 + 1))
+((step_ms < 1)) && step_ms=1
+echo "uninterrupted run: $whole_ms ms, $step_ms ms a step; $kills kills (SOAK_SEED=${SOAK_SEED:-1})"
 
 # Each kill: pick a step a random way ahead of the newest checkpoint (at most
 # twice the remaining steps' fair share, so the kills spread over the run and
-# end before step 39), wait for its checkpoint, then kill at a random moment
-# of the next step's time. No step ahead: the kill lands in the start-up.
+# end by step 37), wait for its checkpoint, then kill at a random moment
+# of the next step's time. No step ahead (none left, or a kill late in a step
+# let one more land): the kill lands in the start-up.
 run="$SCRATCH/killed"
 landed=0 mid_write=0
 while [ "$landed" -lt "$kills" ]; do
     from=$(newest "$run")
-    ahead=$((2 * (38 - from) / (kills - landed + 1)))
+    ahead=$((2 * (37 - from) / (kills - landed + 1)))
+    ((ahead < 0)) && ahead=0
     target=$((from + RANDOM % (ahead + 1)))
     delay=$((RANDOM % step_ms))
     touch "$SCRATCH/launch"
