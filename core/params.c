@@ -120,9 +120,12 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model, cons
         ps->count += ps->numel[i];
     }
     /* the decayed tensors first, so the optimizer needs one launch per kind;
-     * each tensor starts on a TENSOR_ALIGN boundary (the gap stays zero) */
+     * in each kind the last declared first, so that the tensors a backward
+     * completes (the last layer's first, the embedding last) grow from the
+     * start of each kind's part (grad_buckets.h); each tensor starts on a
+     * TENSOR_ALIGN boundary (the gap stays zero) */
     for (int decayed = 1; decayed >= 0; decayed--) {
-        for (int i = 0; i < ps->n; i++)
+        for (int i = ps->n - 1; i >= 0; i--)
             if ((ps->specs[i].weight_decay != 0) == decayed) {
                 ps->offset[i] = ps->total;
                 ps->total += (ps->numel[i] + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;

@@ -30,6 +30,8 @@
  *   5.9  the op table's matmul_gelu_forward, matmul_dgelu_backward
  *   5.10 the op table's matmul_forward_f32, layernorm_forward_f32,
  *        layernorm_backward_f32 (a residual stream in fp32)
+ *   5.11 watch_gradients (gradients reduced over the ranks while the
+ *        backward runs)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -50,7 +52,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 10u
+#define FLAME_ABI_MINOR 11u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
@@ -224,6 +226,16 @@ typedef struct flame_plugin {
      * and to-hf turn them. */
     const flame_hf_transposed *hf_transposed;
     int n_hf_transposed;
+
+    /* ---- 5.11 ---- */
+    /* The core's hook into backward(), so that gradients are summed over the
+     * ranks while the backward still runs. From then on, each backward calls
+     * ready(ctx, first) whenever the gradients of every parameter of index
+     * first or above are complete for this backward (the ops that add into
+     * them all called), first falling from call to call; the rest are
+     * complete when backward returns. A NULL ready removes the hook.
+     * Optional: NULL, and the core sums them after the backward. */
+    void (*watch_gradients)(void *model, void (*ready)(void *ctx, int first), void *ctx);
 } flame_plugin;
 
 /* The first two fields of every vtable, FLAME_ABI_VERSION and its size. */

@@ -946,6 +946,7 @@ static const flame_plugin based_plugin = {
     .reserve = based_reserve,
     .forward = based_forward,
     .backward = based_backward,
+    .watch_gradients = lm_model_watch_gradients,
     .flops_per_token = based_flops_per_token,
     .vocab_size = lm_model_vocab_size,
     .hf_formats = based_formats,

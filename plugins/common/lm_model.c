@@ -387,6 +387,21 @@ float lm_model_forward(lm_model *b, const flame_batch *batch, float *logits, con
                            s->resid_f32);
 }
 
+void lm_model_watch_gradients(void *model, void (*ready)(void *ctx, int first), void *ctx)
+{
+    lm_model *b = model;
+    b->grads_ready = ready, b->grads_ctx = ctx;
+}
+
+/* Tensors from index first on are complete. The embedding (and a position
+ * table) come before every layer's and complete last: tied, it is lm_head
+ * too, and its own gradient is the backward's last op. */
+static void complete_from(lm_model *b, int first)
+{
+    if (b->grads_ready)
+        b->grads_ready(b->grads_ctx, first);
+}
+
 void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
 {
     const lm_shape *s = &b->s;
@@ -396,6 +411,7 @@ void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
     lm_head_params hp = lm_model_head_params(b);
     lm_head_backward(b->ops, &b->head, &hp, b->resid[s->L], &b->batch, b->d_x, b->d_resid, b->d_resid_act, s->D,
                      s->V);
+    complete_from(b, b->layer_first[s->L]);
     for (int l = s->L - 1; l >= 0; l--) {
         if (s->I) {
             lm_mlp_params p = lm_model_mlp_params(b, l);
@@ -403,6 +419,7 @@ void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model)
                             n, s->D, s->I, s->eps);
         }
         mixer_backward(model, l);
+        complete_from(b, b->layer_first[l]);
     }
     const void *dout = lm_model_d_resid_act(b);
     b->ops->embedding_backward(b->dw[0], dout, b->batch.tokens, n, s->D);

@@ -127,6 +127,9 @@ typedef struct lm_model {
      * plugin's mixer; else NULL */
     void *decoding;
     int decode_pos;
+    /* the core's watch on the backward (watch_gradients), or NULL */
+    void (*grads_ready)(void *ctx, int first);
+    void *grads_ctx;
 } lm_model;
 
 /* Declares layer l's parameters (at most per_layer calls of lm_model_add_layer_*). */
@@ -195,6 +198,10 @@ int lm_model_decode(lm_model *b, void *state, const int32_t *tokens, int B, int 
                     float *logits, const char *who, lm_mixer_fn mixer_forward, void *model);
 /* adds ∂(mean loss of the last forward)/∂param into the bound gradients */
 void lm_model_backward(lm_model *b, lm_mixer_fn mixer_backward, void *model);
+/* the vtable's watch_gradients: the backward reports the head's tensors
+ * complete after the head, then each layer's after the layer, and the
+ * embedding's (and a position table's) as it returns */
+void lm_model_watch_gradients(void *model, void (*ready)(void *ctx, int first), void *ctx);
 
 /* the vtable entries for a model that starts with an lm_model */
 int lm_model_n_params(const void *model);

@@ -429,6 +429,7 @@ static const flame_plugin gla_plugin = {
     .reserve = gla_reserve,
     .forward = gla_forward,
     .backward = gla_backward,
+    .watch_gradients = lm_model_watch_gradients,
     .flops_per_token = gla_flops_per_token,
     .vocab_size = lm_model_vocab_size,
     .hf_formats = gla_formats,

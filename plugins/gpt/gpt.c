@@ -500,6 +500,7 @@ static const flame_plugin gpt_plugin = {
     .reserve = gpt_reserve,
     .forward = gpt_forward,
     .backward = gpt_backward,
+    .watch_gradients = lm_model_watch_gradients,
     .flops_per_token = gpt_flops_per_token,
     .vocab_size = lm_model_vocab_size,
     .hf_formats = gpt_formats,

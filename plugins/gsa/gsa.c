@@ -525,6 +525,7 @@ static const flame_plugin gsa_plugin = {
     .reserve = gsa_reserve,
     .forward = gsa_forward,
     .backward = gsa_backward,
+    .watch_gradients = lm_model_watch_gradients,
     .flops_per_token = gsa_flops_per_token,
     .vocab_size = lm_model_vocab_size,
     .hf_formats = gsa_formats,

@@ -654,6 +654,7 @@ static const flame_plugin mamba2_plugin = {
     .reserve = mamba2_reserve,
     .forward = mamba2_forward,
     .backward = mamba2_backward,
+    .watch_gradients = lm_model_watch_gradients,
     .flops_per_token = mamba2_flops_per_token,
     .vocab_size = lm_model_vocab_size,
     .hf_formats = mamba2_formats,

@@ -413,6 +413,7 @@ static const flame_plugin tf_plugin = {
     .reserve = tf_reserve,
     .forward = tf_forward,
     .backward = tf_backward,
+    .watch_gradients = lm_model_watch_gradients,
     .flops_per_token = tf_flops_per_token,
     .vocab_size = lm_model_vocab_size,
     .hf_formats = tf_formats,
