@@ -134,9 +134,14 @@ int comm_barrier(comm *c, char *err, size_t err_len)
     return c->engine ? c->engine->barrier(c->impl, err, err_len) : 0;
 }
 
-int comm_reduce_scatter_floats(comm *c, float *x, size_t shard, char *err, size_t err_len)
+int comm_reduce_start(comm *c, float *x, size_t lo, size_t hi, size_t shard, char *err, size_t err_len)
 {
-    return c->engine ? c->engine->reduce_scatter_floats(c->impl, x, shard, err, err_len) : 0;
+    return c->engine ? c->engine->reduce_start(c->impl, x, lo, hi, shard, err, err_len) : 0;
+}
+
+int comm_reduce_wait(comm *c, char *err, size_t err_len)
+{
+    return c->engine && c->engine->reduce_wait ? c->engine->reduce_wait(c->impl, err, err_len) : 0;
 }
 
 int comm_all_gather(comm *c, void *x, size_t shard_bytes, char *err, size_t err_len)

@@ -34,12 +34,18 @@ int comm_broadcast(comm *c, void *bytes, size_t n, int root, char *err, size_t e
 /* returns when every rank has called it */
 int comm_barrier(comm *c, char *err, size_t err_len);
 
-/* ZeRO-1's two (backend memory, in place): x holds world × shard floats;
- * afterwards this rank's part, x[rank·shard, (rank+1)·shard), is the sum of
- * every rank's x there (the rest of x is left undefined) */
-int comm_reduce_scatter_floats(comm *c, float *x, size_t shard, char *err, size_t err_len);
-/* x holds world parts of shard_bytes; afterwards every part is the one its
- * rank held (this rank's part in, all of them out) */
+/* Gradients summed while the backward goes on (backend memory, in place):
+ * starts summing x[lo, hi) over the ranks into the ranks that own it, rank r
+ * owning x[r·shard, (r+1)·shard) (ZeRO-1's reduce-scatter; shard 0: every
+ * rank owns all of it, a replica's sum). The sums run after the work the
+ * backend has queued so far and beside what it queues next; the rest of
+ * x[lo, hi) is left undefined. comm_reduce_wait returns when every sum
+ * started is done. */
+int comm_reduce_start(comm *c, float *x, size_t lo, size_t hi, size_t shard, char *err, size_t err_len);
+int comm_reduce_wait(comm *c, char *err, size_t err_len);
+/* ZeRO-1's gathering (backend memory, in place): x holds world parts of
+ * shard_bytes; afterwards every part is the one its rank held (this rank's
+ * part in, all of them out) */
 int comm_all_gather(comm *c, void *x, size_t shard_bytes, char *err, size_t err_len);
 void comm_close(comm *c);
 

@@ -17,20 +17,29 @@ typedef struct nccl_comm {
     int rank, world;
     double timeout_s;
     void *staging; /* device memory */
+    /* the gradients' sums (comm_reduce_start): their own stream, which waits
+     * on the compute stream's work up to each start (the event) */
+    cudaStream_t beside;
+    cudaEvent_t computed;
 } nccl_comm;
 
-/* Waits for the communicator's pending work (its initialization, or the
- * collective just enqueued on the default stream) for at most timeout_s,
+static const cudaStream_t default_stream = 0;
+
+/* Waits for the communicator's pending work (its initialization, or what was
+ * just enqueued) and for *stream's (NULL: none) for at most timeout_s,
  * asking NCCL for an error on the way. On an error or the timeout the
  * communicator is aborted (a peer gone or hung leaves it unusable) and -1
  * returned with err. */
-static int finish(nccl_comm *c, const char *what, double timeout_s, char *err, size_t err_len)
+static int finish(nccl_comm *c, const char *what, double timeout_s, const cudaStream_t *stream_waited, char *err,
+                  size_t err_len)
 {
     double until = monotonic_seconds() + timeout_s;
     for (;;) {
         ncclResult_t state;
         ncclResult_t asked = ncclCommGetAsyncError(c->comm, &state);
-        cudaError_t stream = state == ncclSuccess ? cudaStreamQuery(0) : cudaErrorNotReady;
+        cudaError_t stream = state != ncclSuccess ? cudaErrorNotReady
+                             : stream_waited      ? cudaStreamQuery(*stream_waited)
+                                                  : cudaSuccess;
         if (asked == ncclSuccess && state == ncclSuccess && stream == cudaSuccess)
             return 0;
         const char *why = asked != ncclSuccess ? ncclGetErrorString(asked)
@@ -49,13 +58,22 @@ static int finish(nccl_comm *c, const char *what, double timeout_s, char *err, s
     }
 }
 
-/* an NCCL call's immediate result: in progress is fine for a non-blocking communicator */
-static int enqueued(nccl_comm *c, ncclResult_t r, const char *what, char *err, size_t err_len)
+/* An NCCL call's immediate result: in progress is fine for a non-blocking
+ * communicator. Then waits for the call's work on *stream (NULL: for its
+ * enqueueing alone). */
+static int called(nccl_comm *c, ncclResult_t r, const cudaStream_t *stream, const char *what, char *err,
+                  size_t err_len)
 {
     if (r == ncclSuccess || r == ncclInProgress)
-        return finish(c, what, c->timeout_s, err, err_len);
+        return finish(c, what, c->timeout_s, stream, err, err_len);
     snprintf(err, err_len, "%s failed: NCCL: %s", what, ncclGetErrorString(r));
     return -1;
+}
+
+/* the call's work done on the default stream */
+static int enqueued(nccl_comm *c, ncclResult_t r, const char *what, char *err, size_t err_len)
+{
+    return called(c, r, &default_stream, what, err, err_len);
 }
 
 /* rank 0's unique id, through the store */
@@ -102,10 +120,12 @@ void *nccl_comm_open(kv_client *store, int rank, int world, double init_timeout_
         free(c);
         return NULL;
     }
-    if (finish(c, "joining the other ranks (NCCL)", init_timeout_s, err, err_len) ||
-        cudaMalloc(&c->staging, STAGING_BYTES) != cudaSuccess) {
-        if (c->staging == NULL && c->comm)
-            snprintf(err, err_len, "out of device memory for NCCL's staging buffer");
+    if (finish(c, "joining the other ranks (NCCL)", init_timeout_s, &default_stream, err, err_len) ||
+        cudaMalloc(&c->staging, STAGING_BYTES) != cudaSuccess ||
+        cudaStreamCreateWithFlags(&c->beside, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreateWithFlags(&c->computed, cudaEventDisableTiming) != cudaSuccess) {
+        if (c->comm)
+            snprintf(err, err_len, "out of device memory for NCCL's staging buffer, stream and event");
         close_comm(c);
         return NULL;
     }
@@ -178,17 +198,47 @@ static void close_comm(void *impl)
         ncclCommDestroy(c->comm);
     if (c->staging)
         cudaFree(c->staging);
+    if (c->beside)
+        cudaStreamDestroy(c->beside);
+    if (c->computed)
+        cudaEventDestroy(c->computed);
     free(c);
 }
 
-/* in place: this rank's part of x is NCCL's receive buffer */
-static int reduce_scatter_floats(void *impl, float *x, size_t shard, char *err, size_t err_len)
+/* Each owner's piece of x[lo, hi) reduced onto it in place, in one group,
+ * on the stream beside the compute stream: the backward runs on meanwhile. */
+static ncclResult_t reduce_pieces(nccl_comm *c, float *x, size_t lo, size_t hi, size_t shard)
+{
+    if (shard == 0)
+        return ncclAllReduce(x + lo, x + lo, hi - lo, ncclFloat32, ncclSum, c->comm, c->beside);
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess)
+        return r;
+    for (size_t owner = lo / shard; owner < (size_t)c->world && owner * shard < hi && r == ncclSuccess; owner++) {
+        size_t a = owner * shard > lo ? owner * shard : lo, b = (owner + 1) * shard < hi ? (owner + 1) * shard : hi;
+        r = ncclReduce(x + a, x + a, b - a, ncclFloat32, ncclSum, (int)owner, c->comm, c->beside);
+    }
+    ncclResult_t ended = ncclGroupEnd();
+    return r != ncclSuccess ? r : ended;
+}
+
+static int reduce_start(void *impl, float *x, size_t lo, size_t hi, size_t shard, char *err, size_t err_len)
 {
     nccl_comm *c = impl;
-    if (shard == 0)
+    if (hi <= lo)
         return 0;
-    return enqueued(c, ncclReduceScatter(x, x + (size_t)c->rank * shard, shard, ncclFloat32, ncclSum, c->comm, 0),
-                    "a reduce-scatter over the ranks", err, err_len);
+    if (cudaEventRecord(c->computed, 0) != cudaSuccess || cudaStreamWaitEvent(c->beside, c->computed, 0) != cudaSuccess) {
+        snprintf(err, err_len, "a sum of gradients over the ranks failed: CUDA could not order it after the backward");
+        return -1;
+    }
+    return called(c, reduce_pieces(c, x, lo, hi, shard), NULL, "a sum of gradients over the ranks", err,
+                  err_len);
+}
+
+static int reduce_wait(void *impl, char *err, size_t err_len)
+{
+    nccl_comm *c = impl;
+    return finish(c, "a sum of gradients over the ranks", c->timeout_s, &c->beside, err, err_len);
 }
 
 /* in place: this rank's part of x is NCCL's send buffer */
@@ -203,5 +253,5 @@ static int all_gather(void *impl, void *x, size_t shard_bytes, char *err, size_t
                     "a gathering of the ranks' parts", err, err_len);
 }
 
-const comm_backend nccl_comm_backend = {sum_floats, sum_doubles, broadcast, barrier, reduce_scatter_floats,
-                                        all_gather, close_comm};
+const comm_backend nccl_comm_backend = {sum_floats,  sum_doubles, broadcast,  barrier,
+                                        reduce_start, reduce_wait, all_gather, close_comm};

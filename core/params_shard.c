@@ -4,13 +4,6 @@
 
 static int one_shard(const param_store *ps) { return ps->shard == ps->padded; }
 
-int params_sum_gradients(param_store *ps, comm *c, char *err, size_t err_len)
-{
-    if (one_shard(ps))
-        return comm_sum_floats(c, ps->grads, ps->padded, err, err_len);
-    return comm_reduce_scatter_floats(c, ps->grads, ps->shard, err, err_len);
-}
-
 int params_grad_square_sum(param_store *ps, comm *c, double *sum, char *err, size_t err_len)
 {
     *sum = ps->ops->sum_squares(ps->grads + ps->shard_lo, ps->shard);

@@ -1,7 +1,7 @@
 /* ZeRO-1 (DESIGN.md: the optimizer states sharded across the ranks): each
  * rank keeps the AdamW moments of its shard of the flat parameter buffers
  * (params.h) and updates that shard alone. The gradients come to it summed
- * over the ranks (a reduce-scatter); the updated weights go back to every
+ * over the ranks (grad_buckets.h: reduced onto it); the updated weights go back to every
  * rank (an all-gather of the compute copy: bf16 on a GPU, the fp32 values
  * themselves on the CPU). With one shard (one rank, or
  * data_parallel_shard_degree 1) the shard is the whole and the sum an
@@ -15,8 +15,6 @@
 #include "comm.h"
 #include "params.h"
 
-/* the gradients summed over the ranks: this rank's shard of them */
-int params_sum_gradients(param_store *ps, comm *c, char *err, size_t err_len);
 /* Σ grad² over the shard, summed over the ranks: the global norm's square */
 int params_grad_square_sum(param_store *ps, comm *c, double *sum, char *err, size_t err_len);
 /* every shard's updated weights to every rank (after AdamW on the shards) */

@@ -30,6 +30,7 @@ typedef struct validation_options {
 typedef struct parallel_options {
     int replicate, shard; /* data-parallel degrees; shard -1: the ranks the replicas leave */
     double init_timeout_s, timeout_s;
+    double bucket_mb; /* gradients sent during the backward (grad_buckets.h) */
 } parallel_options;
 
 typedef struct train_options {

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "params_shard.h"
+#include "grad_buckets.h"
 #include "tokenizer/tokenizer.h"
 #include "train_options.h"
 #include "monotonic.h"
@@ -51,6 +52,7 @@ struct trainer {
     double start, last;        /* when the first step started, when the last one ended */
     dist_env dist;             /* this process's rank among the run's */
     comm *comm;                /* the collectives over them */
+    grad_buckets buckets;      /* the gradients' sums over them, during the backward */
     char err[1024];
 };
 
@@ -134,12 +136,12 @@ static int join_ranks(trainer *r)
     return r->comm ? FLAME_EXIT_OK : FLAME_EXIT_RUNTIME;
 }
 
-/* the gradients (this rank's shard of them) and the loss summed over the
- * ranks (each rank's being the mean over its own rows), to be scaled by
- * 1/world with the micro-batches' */
+/* the gradients (this rank's shard of them; their last backward's buckets
+ * already sent) and the loss summed over the ranks (each rank's being the
+ * mean over its own rows), to be scaled by 1/world with the micro-batches' */
 static int sum_over_ranks(trainer *r, double *loss)
 {
-    return params_sum_gradients(&r->params, r->comm, r->err, sizeof r->err) ||
+    return grad_buckets_finish(&r->buckets, r->err, sizeof r->err) ||
            comm_sum_doubles(r->comm, loss, 1, r->err, sizeof r->err);
 }
 
@@ -261,6 +263,7 @@ static int create_model(trainer *r, const flame_config *cfg)
                : declared == -3 ? FLAME_EXIT_CONFIG
                                 : FLAME_EXIT_RUNTIME;
     r->plugin->bind(r->model, (const void *const *)r->params.compute_ptrs, r->params.grad_ptrs);
+    grad_buckets_init(&r->buckets, &r->params, r->comm, (size_t)(r->opt.parallel.bucket_mb * 1048576.0));
     rng init_rng = {r->opt.seed};
     int drawn = params_init(&r->params, &init_rng, r->err, sizeof r->err);
     if (drawn)
@@ -357,9 +360,12 @@ static int train_step(trainer *r, int step, step_metrics *m)
     const train_options *o = &r->opt;
     params_zero_grads(&r->params);
     double loss = 0;
-    for (int k = 0; k < o->accumulation; k++)
+    for (int k = 0; k < o->accumulation; k++) {
+        if (k == o->accumulation - 1)
+            grad_buckets_arm(&r->buckets);
         if (micro_step(r, &loss))
             return FLAME_EXIT_DATA;
+    }
     if (sum_over_ranks(r, &loss))
         return FLAME_EXIT_RUNTIME;
     int parts = o->accumulation * r->dist.world; /* the means added up */

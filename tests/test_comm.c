@@ -1,19 +1,20 @@
 /* The collectives (core/comm.h) with values each rank can check by itself:
  *  - 3 CPU ranks (Gloo), forked here with torchrun's variables: rank r holds
  *    x[i] = (r + 1)·(i + 1) (+ 0.5 for the doubles), so every sum is
- *    6·(i + 1) exactly; the reduce-scatter leaves each rank its third of
- *    those sums, the all-gather gives every rank every rank's part, the
- *    broadcast rank 2's bytes; each child exits 0 only if all held;
+ *    6·(i + 1) exactly; the gradients' reduction, started over three ranges
+ *    that cut the ranks' thirds, leaves each rank its third of those sums
+ *    (and every rank all of them with no owners), the all-gather gives every
+ *    rank every rank's part, the broadcast rank 2's bytes; each child exits
+ *    0 only if all held;
  *  - a CPU rank alone (no launcher): every collective the identity;
  *  - on a GPU, when the build and the machine have one, one NCCL rank under
  *    launcher variables: the same calls on device memory, the identity.
  * Without Gloo in the build the forked part is skipped with a line. */
 #include <stdint.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "comm.h"
 #include "cpu_kernels.h"
+#include "ranks_testing.h"
 #include "testing.h"
 #ifdef FLAME_HAVE_CUDA
 #include "cuda_kernels.h"
@@ -21,30 +22,6 @@
 
 #define WORLD 3
 #define SHARD 1000 /* floats of a rank's part */
-
-static const char *env(const char *name) { return getenv(name); }
-
-/* this process as rank of world, its rendezvous at port */
-static comm *join(int rank, int world, int port, const char *backend)
-{
-    char text[16];
-    snprintf(text, sizeof text, "%d", rank);
-    setenv("RANK", text, 1);
-    setenv("LOCAL_RANK", text, 1);
-    snprintf(text, sizeof text, "%d", world);
-    setenv("WORLD_SIZE", text, 1);
-    setenv("LOCAL_WORLD_SIZE", text, 1);
-    snprintf(text, sizeof text, "%d", port);
-    setenv("MASTER_PORT", text, 1);
-    setenv("MASTER_ADDR", "127.0.0.1", 1);
-    dist_env e;
-    char err[512];
-    comm *c = NULL;
-    if (dist_env_read(&e, env, err, sizeof err) == 0)
-        c = comm_open(&e, backend, 30, 30, err, sizeof err);
-    CHECK(c, "rank %d of %d (%s): %s", rank, world, backend, err);
-    return c;
-}
 
 /* 0 when every value is what a sum over WORLD ranks of (r + 1)·(i + 1) gives */
 static int check_sums(const float *x, size_t from, size_t n, const char *what, int rank)
@@ -60,7 +37,7 @@ static int check_sums(const float *x, size_t from, size_t n, const char *what, i
 /* what rank runs; the number of failed checks */
 static int run_rank(int rank, int port)
 {
-    comm *c = join(rank, WORLD, port, "cpu");
+    comm *c = ranks_join(rank, WORLD, port, "cpu");
     if (!c)
         return 1;
     char err[512] = "";
@@ -69,10 +46,16 @@ static int run_rank(int rank, int port)
     for (size_t i = 0; i < WORLD * SHARD; i++)
         x[i] = (float)(rank + 1) * (float)(i + 1);
     bad += comm_sum_floats(c, x, WORLD * SHARD, err, sizeof err) || check_sums(x, 0, WORLD * SHARD, "sum", rank);
-    for (size_t i = 0; i < WORLD * SHARD; i++)
-        x[i] = (float)(rank + 1) * (float)(i + 1);
-    bad += comm_reduce_scatter_floats(c, x, SHARD, err, sizeof err) ||
-           check_sums(x, (size_t)rank * SHARD, SHARD, "reduce-scatter", rank);
+    for (int owners = 1; owners >= 0; owners--) {
+        for (size_t i = 0; i < WORLD * SHARD; i++)
+            x[i] = (float)(rank + 1) * (float)(i + 1);
+        static const size_t cuts[] = {0, 700, 2500, WORLD * SHARD};
+        for (int k = 0; k < 3; k++)
+            bad += comm_reduce_start(c, x, cuts[k], cuts[k + 1], owners ? SHARD : 0, err, sizeof err);
+        bad += comm_reduce_wait(c, err, sizeof err);
+        bad += owners ? check_sums(x, (size_t)rank * SHARD, SHARD, "reduction onto owners", rank)
+                      : check_sums(x, 0, WORLD * SHARD, "reduction onto all", rank);
+    }
     /* every rank's part is its summed third now (the rest of x undefined: set
      * to -1 here): gathered, they are all the sums */
     for (size_t i = 0; i < WORLD * SHARD; i++)
@@ -92,25 +75,11 @@ static int run_rank(int rank, int port)
     return bad;
 }
 
-/* a free port on the loopback, from a rank-0 store that is started and stopped */
-static int some_port(void) { return 20000 + (int)(getpid() % 20000); }
-
 static void test_three_cpu_ranks(void)
 {
 #ifdef FLAME_HAVE_GLOO
-    int port = some_port();
-    pid_t pids[WORLD];
-    for (int r = 0; r < WORLD; r++) {
-        pids[r] = fork();
-        if (pids[r] == 0)
-            _exit(run_rank(r, port) ? 1 : 0);
-    }
-    for (int r = 0; r < WORLD; r++) {
-        int status;
-        waitpid(pids[r], &status, 0);
-        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "rank %d of 3 failed (status %d)", r, status);
-    }
-    printf("3 CPU ranks (Gloo): sum, reduce-scatter, all-gather, doubles, broadcast, barrier checked\n");
+    ranks_fork(WORLD, run_rank);
+    printf("3 CPU ranks (Gloo): sum, reductions in ranges, all-gather, doubles, broadcast, barrier checked\n");
 #else
     printf("3 CPU ranks: skipped, this build has no Gloo\n");
 #endif
@@ -122,7 +91,7 @@ static void test_alone(void)
     unsetenv("RANK"), unsetenv("WORLD_SIZE"), unsetenv("SLURM_PROCID");
     dist_env e;
     char err[512];
-    CHECK(dist_env_read(&e, env, err, sizeof err) == 0, "%s", err);
+    CHECK(dist_env_read(&e, ranks_env, err, sizeof err) == 0, "%s", err);
     comm *c = comm_open(&e, "cpu", 1, 1, err, sizeof err);
     CHECK(c, "%s", err);
     if (!c)
@@ -130,7 +99,9 @@ static void test_alone(void)
     float x[4] = {1, 2, 3, 4};
     double d = 2.5;
     CHECK(comm_sum_floats(c, x, 4, err, sizeof err) == 0 && x[3] == 4, "sum alone");
-    CHECK(comm_reduce_scatter_floats(c, x, 4, err, sizeof err) == 0 && x[0] == 1, "reduce-scatter alone");
+    CHECK(comm_reduce_start(c, x, 1, 3, 4, err, sizeof err) == 0 && comm_reduce_wait(c, err, sizeof err) == 0 &&
+              x[1] == 2,
+          "reduction alone");
     CHECK(comm_all_gather(c, x, sizeof x, err, sizeof err) == 0 && x[2] == 3, "all-gather alone");
     CHECK(comm_sum_doubles(c, &d, 1, err, sizeof err) == 0 && d == 2.5, "doubles alone");
     comm_close(c);
@@ -146,7 +117,7 @@ static void test_one_gpu_rank(void)
         printf("one NCCL rank: skipped (%s)\n", why);
         return;
     }
-    comm *c = join(0, 1, some_port() + 1, "cuda");
+    comm *c = ranks_join(0, 1, ranks_port() + 1, "cuda");
     if (!c)
         return;
     enum { N = 4096 };
@@ -158,7 +129,8 @@ static void test_one_gpu_rank(void)
     char err[512] = "";
     double d = 1.5;
     char bytes[8] = "nccl";
-    int bad = comm_sum_floats(c, x, N, err, sizeof err) || comm_reduce_scatter_floats(c, x, N, err, sizeof err) ||
+    int bad = comm_sum_floats(c, x, N, err, sizeof err) || comm_reduce_start(c, x, 0, N / 3, N, err, sizeof err) ||
+              comm_reduce_start(c, x, N / 3, N, 0, err, sizeof err) || comm_reduce_wait(c, err, sizeof err) ||
               comm_all_gather(c, x, N * sizeof(float), err, sizeof err) ||
               comm_sum_doubles(c, &d, 1, err, sizeof err) || comm_broadcast(c, bytes, sizeof bytes, 0, err, sizeof err) ||
               comm_barrier(c, err, sizeof err);
@@ -168,7 +140,7 @@ static void test_one_gpu_rank(void)
           "one NCCL rank changed the values");
     flame_cuda_ops.free(x);
     comm_close(c);
-    printf("one NCCL rank: sum, reduce-scatter, all-gather, doubles, broadcast, barrier the identity\n");
+    printf("one NCCL rank: sum, reductions in ranges, all-gather, doubles, broadcast, barrier the identity\n");
 }
 #endif
 

@@ -4,12 +4,14 @@
 #  - 2 ranks of batch 2 give the loss curve of 1 rank of batch 4 (the same
 #    rows: the data loader deals the global batch's rows out to the ranks),
 #    with the optimizer state cut into the ranks' shards (ZeRO-1, the
-#    default) and whole on each (data_parallel_shard_degree 1); sharded,
+#    default; the gradients sent a layer at a time during the backward) and
+#    whole on each (data_parallel_shard_degree 1; sent at its end); sharded,
 #    rank 0's peak memory is lower by the half of the moments it does not keep;
 #    The two differ only in the order float sums are taken: the first 5 steps
 #    agree within a relative 1e-6 (seen: 5e-8), and AdamW's updates grow that
 #    rounding over the run, so 20 steps agree within 1e-3 (seen: 1.3e-4); rows
 #    dealt out wrongly differ by far more from the first step on;
+#  - 2 ranks of 2 micro-batches of 1 row give the same curve;
 #  - NGPU=2 starts 2 ranks; under torchrun (TORCHELASTIC_USE_AGENT_STORE)
 #    the ranks meet one port past MASTER_PORT, which torchrun's agent holds;
 #  - 1 rank under launcher variables (torchrun --nproc_per_node 1) goes
@@ -63,7 +65,9 @@ fi
 
 # the same global batch on 1 and 2 ranks
 train "$SCRATCH/one" 20 4 >/dev/null 2>&1 || fail "the 1-rank run failed"
-train "$SCRATCH/two" 20 2 --nproc 2 >"$SCRATCH/log" 2>&1 || { fail "the 2-rank run failed"; cat "$SCRATCH/log" >&2; }
+# each layer's gradients sent as the backward completes them (buckets of 0 MiB)
+train "$SCRATCH/two" 20 2 --nproc 2 --comm.bucket_mb 0 >"$SCRATCH/log" 2>&1 ||
+    { fail "the 2-rank run failed"; cat "$SCRATCH/log" >&2; }
 same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/two/metrics.jsonl" 1 5 1e-6
 same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/two/metrics.jsonl" 1 20 1e-3
 # the optimizer state whole on both ranks (replicas, no shards): the same curve
@@ -115,6 +119,12 @@ same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/one-two/metrics.jsonl" 11 20 
 # NGPU=2, as fla-org/flame's train.sh reads it: 2 ranks, the same rows
 NGPU=2 train "$SCRATCH/ngpu" 5 2 >"$SCRATCH/log" 2>&1 || { fail "NGPU=2 failed"; cat "$SCRATCH/log" >&2; }
 same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/ngpu/metrics.jsonl" 1 5 1e-6
+
+# 2 micro-batches of 1 row a rank: the rows of one rank of batch 4, the
+# gradients sent during the second micro-batch's backward alone
+train "$SCRATCH/accumulated" 5 1 --nproc 2 --training.gradient_accumulation_steps 2 --comm.bucket_mb 0 \
+    >"$SCRATCH/log" 2>&1 || { fail "2 ranks accumulating 2 micro-batches failed"; cat "$SCRATCH/log" >&2; }
+same_losses "$SCRATCH/one/metrics.jsonl" "$SCRATCH/accumulated/metrics.jsonl" 1 5 1e-6
 
 # under torchrun the agent's store holds MASTER_PORT (it says so in
 # TORCHELASTIC_USE_AGENT_STORE): rank 0 serves flame's one port up

@@ -214,6 +214,8 @@ static const flame_option comm_options[] = {
      "seconds the ranks wait for each other to start before failing", 0},
     {"train_timeout_seconds", FLAME_TYPE_INT, "100",
      "seconds a rank waits in a collective (a peer dead or hung) before failing", 0},
+    {"bucket_mb", FLAME_TYPE_FLOAT, "25",
+     "MiB of gradients summed over the ranks at a time while the backward runs (0: each layer's)", 0},
     {"trace_buf_size", FLAME_TYPE_INT, NULL, "torch.distributed", 1},
 };
 
