@@ -151,7 +151,8 @@ port=$(( 20000 + RANDOM % 20000 ))
 launch() { # RANK DUMP: this shell becomes the rank's flame-run
     export RANK=$1 WORLD_SIZE=2 LOCAL_RANK=$1 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
     exec_or_run() { exec "$@"; }
-    train "$2" 100000 2 --comm.train_timeout_seconds 5 --checkpoint.interval 100000
+    # buckets of a layer: the failure meets the sums during the backward too
+    train "$2" 100000 2 --comm.train_timeout_seconds 5 --checkpoint.interval 100000 --comm.bucket_mb 0
 }
 (launch 0 "$SCRATCH/killed") >/dev/null 2>"$SCRATCH/rank0.err" &
 rank0=$!
