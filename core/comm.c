@@ -112,6 +112,7 @@ comm *comm_open(const dist_env *e, const char *backend, double init_timeout_s, d
 
 int comm_rank(const comm *c) { return c->rank; }
 int comm_world(const comm *c) { return c->world; }
+int comm_engaged(const comm *c) { return c->engine != NULL; }
 
 /* one process alone: every collective is the identity */
 int comm_sum_floats(comm *c, float *x, size_t n, char *err, size_t err_len)

@@ -23,6 +23,9 @@ comm *comm_open(const dist_env *e, const char *backend, double init_timeout_s, d
                 size_t err_len);
 int comm_rank(const comm *c);
 int comm_world(const comm *c);
+/* whether the collectives go through an engine: a launcher's ranks, even one
+ * alone (else each is the identity, at no cost) */
+int comm_engaged(const comm *c);
 
 /* x[0, n) = its sum over the ranks, the same on every rank; x in the
  * backend's memory. 0, or -1 with err. */

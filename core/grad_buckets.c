@@ -13,7 +13,7 @@ static size_t owned(const param_store *ps) { return ps->shard == ps->padded ? 0 
 void grad_buckets_init(grad_buckets *g, param_store *ps, comm *c, size_t bucket_bytes)
 {
     *g = (grad_buckets){.ps = ps, .c = c, .bucket = bucket_bytes / sizeof(float)};
-    if (comm_world(c) > 1 && ps->plugin->watch_gradients)
+    if (comm_engaged(c) && ps->plugin->watch_gradients)
         ps->plugin->watch_gradients((void *)ps->model, grad_buckets_ready, g);
 }
 

@@ -9,8 +9,9 @@
  * by a bucket, the growth is sent off (comm_reduce_start: ZeRO-1's pieces to
  * their owners, or to every replica), and grad_buckets_finish sends the rest
  * and waits. Only the last micro-batch's backward sends: before it the
- * gradients are still accumulating. A plugin without the hook, or one rank
- * alone, sends everything at the finish (one rank: nothing to send). */
+ * gradients are still accumulating. A plugin without the hook sends
+ * everything at the finish; a process alone, not a launcher's rank, sends
+ * nothing (comm_engaged). */
 #ifndef FLAME_GRAD_BUCKETS_H
 #define FLAME_GRAD_BUCKETS_H
 
@@ -31,7 +32,7 @@ typedef struct grad_buckets {
 } grad_buckets;
 
 /* Binds buckets of bucket_bytes to the store and the ranks, and to the
- * plugin's backward when it has the hook and there is more than one rank. */
+ * plugin's backward when it has the hook and the ranks an engine. */
 void grad_buckets_init(grad_buckets *g, param_store *ps, comm *c, size_t bucket_bytes);
 /* the next backward is the step's last micro-batch's: its gradients go */
 void grad_buckets_arm(grad_buckets *g);
