@@ -256,7 +256,7 @@ static int read_parallel(train_options *o, const flame_config *cfg, char *err, s
         int_in(cfg, "training", "data_parallel_shard_degree", -1, 65536, &p->shard, err, err_len) ||
         positive_int(cfg, "comm", "init_timeout_seconds", &init_s, err, err_len) ||
         positive_int(cfg, "comm", "train_timeout_seconds", &train_s, err, err_len) ||
-        float_in(cfg, "comm", "bucket_mb", 0, 1048576, &p->bucket_mb, err, err_len))
+        float_in(cfg, "comm", "bucket_mb", 0, 1e6, &p->bucket_mb, err, err_len))
         return -1;
     if (p->shard == 0) {
         snprintf(err, err_len, "[training] data_parallel_shard_degree = 0: expected -1 (all the ranks) or 1 and "
