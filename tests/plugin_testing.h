@@ -207,7 +207,7 @@ static inline int seq_start(const test_model *t, int i)
 }
 
 /* rows of C: x / sqrt(mean(x²) + eps) · w */
-static double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
+static inline double *rms_norm(const double *x, int rows, int C, const float *w, double eps)
 {
     double *out = malloc((size_t)rows * C * sizeof *out);
     for (int i = 0; i < rows; i++) {
