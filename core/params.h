@@ -1,6 +1,7 @@
 /* The model's parameters as the core owns them: one flat fp32 buffer each for
  * the values (the master copy), gradients and the two AdamW moments, cut into
- * the tensors the plugin declared (in its order), so the optimizer, the
+ * the tensors the plugin declared (the weight-decayed ones first, each kind in
+ * reverse order of declaration: params.c says why), so the optimizer, the
  * gradient norm and checkpoints treat every architecture alike. The plugin
  * computes with `compute`, the values in the op table's activation type: the
  * values themselves when that is fp32, else a copy the optimizer refreshes. */
