@@ -194,3 +194,29 @@ put("metrics_row", "row", '{"step": 10, "tokens": 5120, "loss": 4.33356524, "lr"
     '"skipped": 0, "val_loss": 4.1924544, "val_perplexity": 66.1850362, "data_epochs": [0, 3]}\n')
 put("metrics_row", "skipped", '{"step": 3, "tokens": 384, "loss": null, "lr": 0.0003, '
     '"grad_norm": null, "skipped": 1}\n')
+
+
+def u32(n):
+    return struct.pack("<I", n)
+
+
+def kv_set(key, value):
+    return b"S" + u32(len(key)) + key + u32(len(value)) + value
+
+
+def kv_get(key):
+    return b"G" + u32(len(key)) + key
+
+
+put("kv_request", "set_then_get", kv_set(b"nccl-id", bytes([1, 2, 0, 4, 5, 0, 7, 8])) + kv_get(b"nccl-id"))
+put("kv_request", "empty_value_then_cut", kv_set(b"empty", b"") + b"S" + u32(1) + b"k" + kv_get(b"k")[:4])
+put("kv_request", "garbage", b"\xff" * 8)
+put("kv_request", "huge_key_length", b"G" + u32(0x80000000))
+put("kv_request", "value_over_limit", b"S" + u32(1) + b"k" + u32(0x00100001) + b"xyz")
+
+put("dist_env", "torchrun", "RANK=1\nWORLD_SIZE=4\nLOCAL_RANK=1\nLOCAL_WORLD_SIZE=2\nMASTER_ADDR=node7\n"
+    "MASTER_PORT=29500\n")
+put("dist_env", "slurm", "SLURM_PROCID=5\nSLURM_NTASKS=8\nSLURM_LOCALID=1\nSLURM_TASKS_PER_NODE=4(x2)\n"
+    "SLURM_JOB_NODELIST=gpu[03-04,07],cpu1\n")
+put("dist_env", "slurm_bad_list", "SLURM_PROCID=0\nSLURM_NTASKS=2\nSLURM_NODELIST=n[009-010\nNGPU=two\n")
+put("dist_env", "ngpu", "NGPU=8\nRANK=0\nWORLD_SIZE=1\n")
