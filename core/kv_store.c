@@ -1,9 +1,9 @@
 /* The rendezvous key-value store (kv_store.h). The server is one thread that
  * polls non-blocking sockets, so a slow or broken client stalls nobody; it
  * answers each client's requests in order (a pending get holds back that
- * client's later requests), which keeps replies matched to requests. It never
- * sends 'T': the client enforces its own timeout and then drops the
- * connection, so that a late 'V' cannot be taken for the reply to a later
+ * client's later requests), which keeps replies matched to requests. A get
+ * has no server-side timeout: the client enforces its own and then drops
+ * the connection, so that a late 'V' cannot be taken for the reply to a later
  * request. */
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "kv_store.h"
@@ -878,8 +878,6 @@ int kv_client_get(kv_client *c, const char *key, void **value, size_t *len, doub
         rc = recv_all(c->fd, &reply, 1, deadline);
     if (rc == IO_OK && reply == 'V')
         rc = recv_value(c, value, len, deadline, err, err_len);
-    else if (rc == IO_OK && reply == 'T')
-        rc = IO_TIMEOUT;
     else if (rc == IO_OK) {
         set_err(err, err_len, "the key-value store at %s:%d answered '%c' to a get of key '%s'", c->host,
                 c->port, reply, key);

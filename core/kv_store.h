@@ -37,8 +37,7 @@ void kv_client_close(kv_client *c);
 /* The wire format's parser, exposed for the fuzz harness: one request is
  *   1 byte op ('S' set, 'G' get), u32 key length, key bytes, and for 'S' a u32
  *   value length and the value bytes (u32s little-endian);
- * a reply to G is 'V' + u32 length + bytes (or 'T' on a server-side timeout if you use one);
- * to S it is 'K'. kv_parse_request reads one request from buf[0, len):
+ * a reply to G is 'V' + u32 length + bytes, to S 'K'. kv_parse_request reads one request from buf[0, len):
  * returns the bytes it used (> 0) with *op, key (pointer into buf) and key_len,
  * value and value_len filled; 0 when buf holds only a prefix of a valid request (read more);
  * -1 when the bytes can never be a valid request (unknown op, key length 0 or > KV_MAX_KEY,
