@@ -230,6 +230,11 @@ expect_error 2 "--nproc 0: expected a whole number of ranks" -- train "$SCRATCH/
 expect_error 2 "NGPU" -- env NGPU=two "$FLAME_RUN" --arch gla --config "$CONFIGS/gla-tiny.ini"
 expect_error 2 "tensor_parallel_degree = 2: not built" -- train "$SCRATCH/bad" 1 2 --training.tensor_parallel_degree 2
 expect_error 2 "\[comm\] bucket_mb = -1: expected a number from 0" -- train "$SCRATCH/bad" 1 2 --comm.bucket_mb -1
+expect_error 2 "\[comm\] train_timeout_seconds = 0: expected a whole number from 1" -- \
+    train "$SCRATCH/bad" 1 2 --comm.train_timeout_seconds 0
+expect_error 2 "\[comm\] init_timeout_seconds" -- train "$SCRATCH/bad" 1 2 --comm.init_timeout_seconds soon
+expect_error 2 "data_parallel_shard_degree = 0: expected -1" -- train "$SCRATCH/bad" 1 2 \
+    --training.data_parallel_shard_degree 0
 expect_error 2 "WORLD_SIZE is set but RANK is not" -- env WORLD_SIZE=2 "$FLAME_RUN" --arch gla \
     --config "$CONFIGS/gla-tiny.ini" --training.dataset "$SCRATCH/text.txt" --job.dump_folder "$SCRATCH/bad"
 expect_error 2 "data_parallel_shard_degree = 3 is not the run's 2 ranks" -- env RANK=0 WORLD_SIZE=2 \
