@@ -39,12 +39,20 @@ static unsigned char *payload(int rank, size_t *len)
     return p;
 }
 
+/* a client of the server at port (5 s to connect); NULL after a failed check naming `who` */
+static kv_client *connected(int port, const char *who)
+{
+    char err[256] = "";
+    kv_client *c = kv_client_connect("127.0.0.1", port, 5, err, sizeof err);
+    CHECK(c, "%s: connect: %s", who, err);
+    return c;
+}
+
 /* One rank as a child process: sets its key, reads every other rank's. */
 static int rank_main(int port, int rank)
 {
     char err[256], key[32];
-    kv_client *c = kv_client_connect("127.0.0.1", port, 5, err, sizeof err);
-    CHECK(c, "rank %d: connect: %s", rank, err);
+    kv_client *c = connected(port, "a rank");
     if (!c)
         return 1;
     size_t len;
@@ -137,8 +145,7 @@ static void *set_late(void *arg)
 static void test_late_get(int port)
 {
     char err[256] = "";
-    kv_client *c = kv_client_connect("127.0.0.1", port, 5, err, sizeof err);
-    CHECK(c, "connect: %s", err);
+    kv_client *c = connected(port, __func__);
     if (!c)
         return;
     late_setter a = {.port = port};
@@ -162,8 +169,7 @@ static void test_late_get(int port)
 static void test_get_timeout(int port)
 {
     char err[256] = "";
-    kv_client *c = kv_client_connect("127.0.0.1", port, 5, err, sizeof err);
-    CHECK(c, "connect: %s", err);
+    kv_client *c = connected(port, __func__);
     if (!c)
         return;
     void *v = (void *)1;
@@ -226,8 +232,7 @@ static void test_bad_clients(int port)
           "a value over the limit was not dropped");
 
     char err[256] = "";
-    kv_client *c = kv_client_connect("127.0.0.1", port, 5, err, sizeof err);
-    CHECK(c, "connect after the bad clients: %s", err);
+    kv_client *c = connected(port, "after the bad clients");
     if (!c)
         return;
     void *v = NULL;
