@@ -28,8 +28,9 @@
  *    gradient (see model_case for its tolerances); and its generation on
  *    CUDA, 1 and 4 rows of 100 tokens through the key and value cache,
  *    against its CUDA forward (test_decode_on_gpu).
- * `test_transformer_cuda --bench` times the attention instead, at the 340M
- * shape (B=8, T=2048, H=16, hd=64) and at hd=128, in ms and TFLOP/s (see
+ * `test_transformer_cuda --bench [B T H Hkv hd]` times the attention instead, at
+ * the shape given or else at the 340M shape (B=8, T=2048, H=16, hd=64), at
+ * hd=128 and at GPT-2 small's (B=32, T=1024, H=12, hd=64), in ms and TFLOP/s (see
  * bench for the FLOP convention), Hopper's kernels and then the portable ones. Without CUDA in the build, or without a
  * usable GPU, it prints "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
@@ -378,10 +379,19 @@ int main(int argc, char **argv)
     testing_seed(20240917);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
         printf("FLOPs: forward 4·B·H·T²·hd/2 (causal), backward 2.5× that\n");
+        int shape[5]; /* B T H Hkv hd, or the 340M shapes and GPT-2 small's */
+        int given = argc == 7;
+        for (int i = 0; given && i < 5; i++)
+            given = sscanf(argv[2 + i], "%d", &shape[i]) == 1 && shape[i] > 0;
         for (int portable = 0; portable < 2; portable++) {
             set_attention_kernels(portable);
+            if (given) {
+                bench(shape[0], shape[1], shape[2], shape[3], shape[4], 10);
+                continue;
+            }
             bench(8, 2048, 16, 16, 64, 10); /* the 340M shape */
             bench(8, 2048, 8, 8, 128, 10);
+            bench(32, 1024, 12, 12, 64, 10); /* GPT-2 small */
         }
         return testing_result("test_transformer_cuda --bench");
     }

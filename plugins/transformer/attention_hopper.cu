@@ -6,10 +6,19 @@
  * mma.sync and the tensor memory accelerator (kernels/tma.cuh) in place of
  * cp.async.
  *
+ * The kernels are persistent: a block per SM (or per cell when there are
+ * fewer) takes grid_of's cells (attention_math.cuh's query_rows and key_rows)
+ * one after another from a dispenser, y-major, so that the longest walks go
+ * first and a block that finishes early takes the next; a cell's loads
+ * overlap the end of the one before (at T = 1024 a cell is a few
+ * microseconds of products, and a block started afresh would wait for its
+ * first tiles each time).
+ *
  * A block is three warpgroups. The first is the producer: one thread copies
- * the block's own rows once and then the tiles of its walk (attention_math.cuh's
- * query_rows and key_rows) into a ring of STAGES buffers, each as soon as the
- * consumers have handed it back. The other two are consumers: each owns 64 of
+ * each cell's own rows, as soon as the consumers have made their last product
+ * from the cell before's, and then the tiles of its walk into a ring of
+ * STAGES buffers, each as soon as the consumers have handed it back; the
+ * ring's uses count on from cell to cell. The other two are consumers: each owns 64 of
  * the block's 128 rows (queries in the forward and dq kernels, keys in the
  * dk/dv kernel) and makes its products 64 rows at a time from the swizzled
  * tiles; they wait for a buffer, work, and hand it back, each at its own pace
@@ -37,6 +46,10 @@ template <int HD> struct hopper_tiling {
     static constexpr int DQ_KEYS = 64;
     static constexpr int DKDV_QUERIES = 64;
     static constexpr int STAGES = 3;
+    /* buffers of the cells' own rows: two where they fit, so that the next
+     * cell's land while this one's are in use */
+    static constexpr int FWD_OWN = HD == 64 ? 2 : 1;
+    static constexpr int BWD_OWN = 2;
 };
 
 /* the block's tiles: its dynamic shared memory from the swizzle's first period */
@@ -50,18 +63,38 @@ static __device__ __forceinline__ act_t *tiles_base(unsigned char *smem)
 
 /* STAGES buffers: full[s] completes when buffer s's copies have landed (and
  * the producer's arrivals are in), empty[s] when every consumer warp is done
- * with it. Use n of the walk (n = 0, 1, …) takes buffer n % STAGES. */
-template <int STAGES> struct ring {
-    uint64_t full[STAGES], empty[STAGES];
+ * with it. Use n of the block's walks (n = 0, 1, …) takes buffer n % STAGES.
+ * The cells' own rows have OWN buffers, the block's cell k (k = 0, 1, …)
+ * taking buffer k % OWN, with the barriers own_full (the copy, one arrival)
+ * and own_empty; the producer writes which cell it is in own_cell[k % OWN]
+ * (−1: none left, and no copy) before its arrival. */
+template <int STAGES, int OWN> struct ring {
+    uint64_t full[STAGES], empty[STAGES], own_full[OWN], own_empty[OWN];
+    int own_cell[OWN];
 
-    /* by one thread, with `own` (the block's own rows' barrier, one arrival),
-     * before the block's first barrier */
-    __device__ void init(int producer_arrivals, uint64_t *own)
+    /* by one thread, before the block's first barrier */
+    __device__ void init(int producer_arrivals)
     {
-        barrier_init(own, 1);
+        for (int i = 0; i < OWN; i++)
+            barrier_init(&own_full[i], 1), barrier_init(&own_empty[i], CONSUMER_WARPS);
         for (int s = 0; s < STAGES; s++)
             barrier_init(&full[s], producer_arrivals), barrier_init(&empty[s], CONSUMER_WARPS);
         barrier_init_fence();
+    }
+    /* the producer, before copying cell k's own rows: the consumers are done
+     * with cell k − OWN's; the copy then completes on own_copied(k) */
+    __device__ void acquire_own(int k)
+    {
+        if (k >= OWN)
+            wait_phase(&own_empty[k % OWN], (k / OWN - 1) & 1);
+    }
+    __device__ uint64_t *own_copied(int k) { return &own_full[k % OWN]; }
+    __device__ void wait_own(int k) { wait_phase(&own_full[k % OWN], (k / OWN) & 1); }
+    /* a consumer warp, once its last product reading cell k's own rows has completed */
+    __device__ void release_own(int k)
+    {
+        if (lane_id() == 0)
+            barrier_arrive(&own_empty[k % OWN]);
     }
     /* the producer, before filling use n's buffer: the consumers are done with use n − STAGES */
     __device__ void acquire(int n)
@@ -83,14 +116,14 @@ template <int STAGES> struct ring {
 
 /* The forward's and the dq kernel's producer: key and value tiles of BN
  * rows from first_tile, `tiles` of them, of key/value head g of the sequence
- * starting at token `begin`, into the ring's buffers */
-template <int HD, int BN, int STAGES>
-static __device__ __forceinline__ void produce_key_tiles(ring<STAGES> *kv, act_t *sk, act_t *sv,
+ * starting at token `begin`, into the ring's buffers from use n0 */
+template <int HD, int BN, int STAGES, int OWN>
+static __device__ __forceinline__ void produce_key_tiles(ring<STAGES, OWN> *kv, act_t *sk, act_t *sv,
                                                          const CUtensorMap *kmap, const CUtensorMap *vmap,
-                                                         int g, int begin, int first_tile, int tiles)
+                                                         int g, int begin, int first_tile, int tiles, int n0)
 {
-    for (int n = 0; n < tiles; n++) {
-        int s = n % STAGES, token = begin + (first_tile + n) * BN;
+    for (int t = 0; t < tiles; t++) {
+        int n = n0 + t, s = n % STAGES, token = begin + (first_tile + t) * BN;
         kv->acquire(n);
         expect_bytes(&kv->full[s], 2 * BN * HD * sizeof(act_t));
         tma_rows<BN, HD>(sk + s * BN * HD, kmap, g, token, &kv->full[s]);
@@ -100,10 +133,43 @@ static __device__ __forceinline__ void produce_key_tiles(ring<STAGES> *kv, act_t
 }
 
 /* the shared memory a kernel asks for: `values` of bf16 tiles, `floats`, the
- * barriers, and room to align the tiles */
-static size_t shared_bytes(size_t values, size_t floats, size_t barriers)
+ * ring's barriers, and room to align the tiles */
+template <int STAGES, int OWN> static size_t shared_bytes(size_t values, size_t floats)
 {
-    return values * sizeof(act_t) + floats * sizeof(float) + barriers * sizeof(uint64_t) + WGMMA_ALIGN;
+    return values * sizeof(act_t) + floats * sizeof(float) + sizeof(ring<STAGES, OWN>) + WGMMA_ALIGN;
+}
+
+/* the cells a persistent kernel walks: grid_of's X × Y, taken y-major */
+struct cells {
+    int X, Y;
+    __device__ int count() const { return X * Y; }
+    __device__ int x(int cell) const { return cell % X; }
+    __device__ int y(int cell) const { return cell / X; }
+};
+
+/* A kernel's cells are dealt in order from a counter in global memory, as
+ * the hardware deals an ordinary grid's blocks. The last block to find none
+ * left sets it back to 0 for the kernel's next launch, which starts after
+ * this one ends: the launches of one kernel must not overlap (the model's
+ * run on one stream). */
+struct dispenser {
+    unsigned taken, finished;
+};
+static __device__ dispenser forward_cells, dkdv_cells, dq_cells;
+
+/* the next cell that has rows (empty(cell) false), −1 when none is left */
+template <typename Empty> static __device__ int next_cell(dispenser *d, int count, Empty empty)
+{
+    for (;;) {
+        int cell = (int)atomicAdd(&d->taken, 1u);
+        if (cell < count && !empty(cell))
+            return cell;
+        if (cell >= count) {
+            if (atomicAdd(&d->finished, 1u) == gridDim.x - 1)
+                atomicExch(&d->taken, 0u), atomicExch(&d->finished, 0u);
+            return -1;
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -123,16 +189,16 @@ static __device__ __forceinline__ void softmax_tile(float (&s)[BN / 8][4], float
 
 /* The forward's consumer: the warpgroup's 64 query rows (rows row0.. of the
  * block's Q tile, from wg_first of the sequence; the warp's from `first`)
- * over the walk's `tiles` tiles of keys from first_tile. Over the tiles it
- * sees, tile n's S = Q Kᵀ is issued with tile n − 1's O += P V, so that the
- * softmax of the one runs while the tensor cores make the other; a buffer
- * goes back to the producer once its P V is done. The others it only waits
- * for and hands back. */
-template <int HD, int BN, int STAGES>
+ * over the walk's `tiles` tiles of keys from first_tile, ring uses from n0.
+ * Over the tiles it sees, tile n's S = Q Kᵀ is issued with tile n − 1's
+ * O += P V, so that the softmax of the one runs while the tensor cores make
+ * the other; a buffer goes back to the producer once its P V is done, the Q
+ * tile once the last S is. The others it only waits for and hands back. */
+template <int HD, int BN, int STAGES, int OWN>
 static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], float (&m)[2], float (&l)[2],
-                                                        ring<STAGES> *kv, const act_t *sq, const act_t *sk,
+                                                        ring<STAGES, OWN> *kv, const act_t *sq, const act_t *sk,
                                                         const act_t *sv, int row0, int wg_first, int first,
-                                                        int first_tile, int tiles, int len,
+                                                        int first_tile, int tiles, int n0, int k, int len,
                                                         const attn_args &a)
 {
     int lo = tiles, hi = 0; /* the tiles the warpgroup sees: [lo, hi) */
@@ -140,22 +206,24 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
         if (any_visible(wg_first, WG_ROWS, (first_tile + n) * BN, BN, a.window))
             lo = min(lo, n), hi = n + 1;
     for (int n = 0; n < lo; n++)
-        kv->wait(n), kv->release(n);
+        kv->wait(n0 + n), kv->release(n0 + n);
     if (lo < hi) {
-        auto key = [&](int n) { return sk + n % STAGES * BN * HD; };
-        auto value = [&](int n) { return sv + n % STAGES * BN * HD; };
+        auto key = [&](int n) { return sk + (n0 + n) % STAGES * BN * HD; };
+        auto value = [&](int n) { return sv + (n0 + n) % STAGES * BN * HD; };
         float s[BN / 8][4], correction[2];
         uint32_t p[BN / 16][4];
-        kv->wait(lo);
+        kv->wait(n0 + lo);
         wgmma_fence();
         wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, key(lo), false); /* S = Q Kᵀ */
         wgmma_commit();
         wgmma_wait<0>();
         keep(s);
+        if (hi == lo + 1)
+            kv->release_own(k);
         softmax_tile<BN>(s, m, l, correction, first, (first_tile + lo) * BN, a); /* o is still 0 */
         acc_to_a<BN / 8>(p, s);
         for (int n = lo + 1; n < hi; n++) {
-            kv->wait(n);
+            kv->wait(n0 + n);
             wgmma_fence();
             wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, key(n), false); /* S = Q Kᵀ */
             wgmma_commit();
@@ -163,11 +231,13 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
             wgmma_commit();
             wgmma_wait<1>();
             keep(s);
+            if (n == hi - 1)
+                kv->release_own(k);
             softmax_tile<BN>(s, m, l, correction, first, (first_tile + n) * BN, a);
             wgmma_wait<0>();
             keep(o);
             keep(p);
-            kv->release(n - 1);
+            kv->release(n0 + n - 1);
             rescale(o, correction);
             acc_to_a<BN / 8>(p, s);
         }
@@ -177,50 +247,67 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
         wgmma_wait<0>();
         keep(o);
         keep(p);
-        kv->release(hi - 1);
+        kv->release(n0 + hi - 1);
+    } else {
+        kv->release_own(k);
     }
     for (int n = max(lo, hi); n < tiles; n++)
-        kv->wait(n), kv->release(n);
+        kv->wait(n0 + n), kv->release(n0 + n);
 }
 
-/* Shared: Q [128], K and V [STAGES][BN] swizzled rows; the barriers. */
-template <int HD, int BN, int STAGES>
+/* Shared: [OWN] of Q [128]; K and V [STAGES][BN] swizzled rows; the ring. */
+template <int HD, int BN, int STAGES, int OWN>
 static __global__ void __launch_bounds__(THREADS, 1)
     hopper_forward_kernel(act_t *o, float *lse, const __grid_constant__ CUtensorMap qmap,
                           const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
-                          attn_args a)
+                          attn_args a, cells c)
 {
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
-    act_t *sq = tiles_base(smem), *sk = sq + BLOCK_ROWS * HD, *sv = sk + STAGES * BN * HD;
-    uint64_t *q_full = reinterpret_cast<uint64_t *>(sv + STAGES * BN * HD);
-    ring<STAGES> *kv = reinterpret_cast<ring<STAGES> *>(q_full + 1);
-    const query_rows<HD, BLOCK_ROWS, BN> b(a);
-    if (b.empty())
-        return;
-    int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+    act_t *sq = tiles_base(smem), *sk = sq + OWN * BLOCK_ROWS * HD, *sv = sk + STAGES * BN * HD;
+    ring<STAGES, OWN> *kv = reinterpret_cast<ring<STAGES, OWN> *>(sv + STAGES * BN * HD);
     if (threadIdx.x == 0)
-        kv->init(1, q_full);
+        kv->init(1);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x != 0)
             return;
-        expect_bytes(q_full, BLOCK_ROWS * HD * sizeof(act_t));
-        tma_rows<BLOCK_ROWS, HD>(sq, &qmap, b.h, b.begin + b.q0, q_full);
-        barrier_arrive(q_full);
-        produce_key_tiles<HD, BN, STAGES>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles);
-        return;
+        auto empty = [&](int cell) { return query_rows<HD, BLOCK_ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
+        for (int k = 0, n0 = 0;; k++) {
+            kv->acquire_own(k);
+            int cell = kv->own_cell[k % OWN] = next_cell(&forward_cells, c.count(), empty);
+            uint64_t *copied = kv->own_copied(k);
+            if (cell < 0) {
+                barrier_arrive(copied);
+                return;
+            }
+            const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+            int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+            expect_bytes(copied, BLOCK_ROWS * HD * sizeof(act_t));
+            tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * BLOCK_ROWS * HD, &qmap, b.h, b.begin + b.q0, copied);
+            barrier_arrive(copied);
+            produce_key_tiles<HD, BN, STAGES, OWN>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles, n0);
+            n0 += tiles;
+        }
     }
     registers_up<CONSUMER_REGS>();
-    int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
-    int first = wg_first + 16 * warpgroup_warp(); /* the warp's first row in the sequence */
-    float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    wait_phase(q_full, 0);
-    forward_consumer<HD, BN, STAGES>(acc, m, l, kv, sq, sk, sv, row0, wg_first, first, first_tile, tiles,
-                                     b.len, a);
-    finish_forward<HD>(o, lse, acc, m, l, first, b);
+    for (int k = 0, n0 = 0;; k++) {
+        kv->wait_own(k);
+        int cell = kv->own_cell[k % OWN];
+        if (cell < 0)
+            return;
+        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
+        int first = wg_first + 16 * warpgroup_warp(); /* the warp's first row in the sequence */
+        float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+        forward_consumer<HD, BN, STAGES, OWN>(acc, m, l, kv, sq + k % OWN * BLOCK_ROWS * HD, sk, sv, row0,
+                                              wg_first, first, first_tile, tiles, n0, k, b.len, a);
+        finish_forward<HD>(o, lse, acc, m, l, first, b);
+        n0 += tiles;
+    }
 #endif
 }
 
@@ -266,73 +353,108 @@ static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (
     keep(da);
 }
 
-/* Shared: K, V [128]; Q, dO [STAGES][QT] swizzled rows; lse, D [STAGES][QT]
- * floats; the barriers. The producer's whole warp writes lse and D, so a
+/* The dk/dv kernel's producer warp for one cell: K and V as the own rows
+ * (the block's cell k, its buffer acquired), then the steps' Q and dO tiles
+ * and their rows' lse and D from ring use n0 */
+template <int HD, int QT, int STAGES, int OWN>
+static __device__ __forceinline__ void produce_query_tiles(ring<STAGES, OWN> *qs_ring, act_t *sk, act_t *sv,
+                                                           act_t *sq, act_t *sdo, float *slse, float *sD,
+                                                           const float *lse, const float *D,
+                                                           const CUtensorMap *qmap, const CUtensorMap *domap,
+                                                           const CUtensorMap *kmap, const CUtensorMap *vmap,
+                                                           const key_rows<HD, BLOCK_ROWS, QT> &b, int k, int n0)
+{
+    int lane = lane_id();
+    if (lane == 0) {
+        uint64_t *copied = qs_ring->own_copied(k);
+        expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
+        tma_rows<BLOCK_ROWS, HD>(sk + k % OWN * 2 * BLOCK_ROWS * HD, kmap, b.g, b.begin + b.k0, copied);
+        tma_rows<BLOCK_ROWS, HD>(sv + k % OWN * 2 * BLOCK_ROWS * HD, vmap, b.g, b.begin + b.k0, copied);
+        barrier_arrive(copied);
+    }
+    for (int t = 0; t < b.steps(); t++) {
+        int n = n0 + t, s = n % STAGES, head = b.step_head(t), token = b.begin + b.step_start(t);
+        qs_ring->acquire(n);
+        if (lane == 0) {
+            expect_bytes(&qs_ring->full[s], 2 * QT * HD * sizeof(act_t));
+            tma_rows<QT, HD>(sq + s * QT * HD, qmap, head, token, &qs_ring->full[s]);
+            tma_rows<QT, HD>(sdo + s * QT * HD, domap, head, token, &qs_ring->full[s]);
+        }
+        b.load_stats(slse + s * QT, sD + s * QT, lse, D, t, lane, 32);
+        barrier_arrive(&qs_ring->full[s]); /* each lane after its stores */
+    }
+}
+
+/* Shared: [OWN] of K, V [128]; Q, dO [STAGES][QT] swizzled rows; lse, D
+ * [STAGES][QT] floats; the ring. The producer's whole warp writes lse and D, so a
  * buffer's full barrier counts 32 arrivals. */
-template <int HD, int QT, int STAGES>
+template <int HD, int QT, int STAGES, int OWN>
 static __global__ void __launch_bounds__(THREADS, 1)
     hopper_dkdv_kernel(act_t *dk, act_t *dv, const float *lse, const float *D,
                        const __grid_constant__ CUtensorMap qmap, const __grid_constant__ CUtensorMap domap,
                        const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
-                       attn_args a)
+                       attn_args a, cells c)
 {
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
-    act_t *sk = tiles_base(smem), *sv = sk + BLOCK_ROWS * HD, *sq = sv + BLOCK_ROWS * HD;
+    act_t *sk = tiles_base(smem), *sv = sk + BLOCK_ROWS * HD, *sq = sk + OWN * 2 * BLOCK_ROWS * HD;
     act_t *sdo = sq + STAGES * QT * HD;
     float *slse = reinterpret_cast<float *>(sdo + STAGES * QT * HD), *sD = slse + STAGES * QT;
-    uint64_t *kv_full = reinterpret_cast<uint64_t *>(sD + STAGES * QT);
-    ring<STAGES> *qs_ring = reinterpret_cast<ring<STAGES> *>(kv_full + 1);
-    const key_rows<HD, BLOCK_ROWS, QT> b(a);
-    if (b.empty())
-        return;
-    int steps = b.steps();
+    ring<STAGES, OWN> *qs_ring = reinterpret_cast<ring<STAGES, OWN> *>(sD + STAGES * QT);
     if (threadIdx.x == 0)
-        qs_ring->init(32, kv_full);
+        qs_ring->init(32);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x >= 32)
             return;
-        int lane = lane_id();
-        if (lane == 0) {
-            expect_bytes(kv_full, 2 * BLOCK_ROWS * HD * sizeof(act_t));
-            tma_rows<BLOCK_ROWS, HD>(sk, &kmap, b.g, b.begin + b.k0, kv_full);
-            tma_rows<BLOCK_ROWS, HD>(sv, &vmap, b.g, b.begin + b.k0, kv_full);
-            barrier_arrive(kv_full);
-        }
-        for (int n = 0; n < steps; n++) {
-            int s = n % STAGES, head = b.step_head(n), token = b.begin + b.step_start(n);
-            qs_ring->acquire(n);
-            if (lane == 0) {
-                expect_bytes(&qs_ring->full[s], 2 * QT * HD * sizeof(act_t));
-                tma_rows<QT, HD>(sq + s * QT * HD, &qmap, head, token, &qs_ring->full[s]);
-                tma_rows<QT, HD>(sdo + s * QT * HD, &domap, head, token, &qs_ring->full[s]);
+        auto empty = [&](int cell) { return key_rows<HD, BLOCK_ROWS, QT>(a, c.x(cell), c.y(cell)).empty(); };
+        for (int k = 0, n0 = 0;; k++) {
+            int cell = 0;
+            if (lane_id() == 0) {
+                qs_ring->acquire_own(k);
+                cell = qs_ring->own_cell[k % OWN] = next_cell(&dkdv_cells, c.count(), empty);
             }
-            b.load_stats(slse + s * QT, sD + s * QT, lse, D, n, lane, 32);
-            barrier_arrive(&qs_ring->full[s]); /* each lane after its stores */
+            cell = __shfl_sync(0xffffffffu, cell, 0);
+            if (cell < 0) {
+                if (lane_id() == 0)
+                    barrier_arrive(qs_ring->own_copied(k));
+                return;
+            }
+            const key_rows<HD, BLOCK_ROWS, QT> b(a, c.x(cell), c.y(cell));
+            produce_query_tiles<HD, QT, STAGES, OWN>(qs_ring, sk, sv, sq, sdo, slse, sD, lse, D, &qmap, &domap,
+                                                     &kmap, &vmap, b, k, n0);
+            n0 += b.steps();
         }
-        return;
     }
     registers_up<CONSUMER_REGS>();
-    int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
-    int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
-    float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
-    wait_phase(kv_full, 0);
-    for (int n = 0; n < steps; n++) {
-        int s = n % STAGES, qs = b.step_start(n);
-        qs_ring->wait(n);
-        if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
-            dkdv_tile<HD, QT>(dk_acc, dv_acc, sk, sv, sq + s * QT * HD, sdo + s * QT * HD, slse + s * QT,
-                              sD + s * QT, row0, first, qs, a);
-        qs_ring->release(n);
+    for (int k = 0, n0 = 0;; k++) {
+        qs_ring->wait_own(k);
+        int cell = qs_ring->own_cell[k % OWN];
+        if (cell < 0)
+            return;
+        const key_rows<HD, BLOCK_ROWS, QT> b(a, c.x(cell), c.y(cell));
+        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
+        int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
+        float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
+        const act_t *k_rows = sk + k % OWN * 2 * BLOCK_ROWS * HD, *v_rows = sv + k % OWN * 2 * BLOCK_ROWS * HD;
+        for (int t = 0; t < b.steps(); t++) {
+            int n = n0 + t, s = n % STAGES, qs = b.step_start(t);
+            qs_ring->wait(n);
+            if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
+                dkdv_tile<HD, QT>(dk_acc, dv_acc, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD, slse + s * QT,
+                                  sD + s * QT, row0, first, qs, a);
+            qs_ring->release(n);
+        }
+        qs_ring->release_own(k);
+        if (first < b.len) {
+            size_t at = b.kv_row_at(first);
+            store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
+            store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
+        }
+        n0 += b.steps();
     }
-    if (first >= b.len)
-        return;
-    size_t at = b.kv_row_at(first);
-    store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
-    store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
 #endif
 }
 
@@ -372,54 +494,71 @@ static __device__ __forceinline__ void dq_tile(float (&dq)[HD / 8][4], const act
     keep(da);
 }
 
-/* Shared: Q, dO [128]; K, V [STAGES][BN] swizzled rows; the barriers. */
-template <int HD, int BN, int STAGES>
+/* Shared: [OWN] of Q, dO [128]; K, V [STAGES][BN] swizzled rows; the ring. */
+template <int HD, int BN, int STAGES, int OWN>
 static __global__ void __launch_bounds__(THREADS, 1)
     hopper_dq_kernel(act_t *dq, const float *lse, const float *D, const __grid_constant__ CUtensorMap qmap,
                      const __grid_constant__ CUtensorMap domap, const __grid_constant__ CUtensorMap kmap,
-                     const __grid_constant__ CUtensorMap vmap, attn_args a)
+                     const __grid_constant__ CUtensorMap vmap, attn_args a, cells c)
 {
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
-    act_t *sq = tiles_base(smem), *sdo = sq + BLOCK_ROWS * HD, *sk = sdo + BLOCK_ROWS * HD;
+    act_t *sq = tiles_base(smem), *sdo = sq + BLOCK_ROWS * HD, *sk = sq + OWN * 2 * BLOCK_ROWS * HD;
     act_t *sv = sk + STAGES * BN * HD;
-    uint64_t *q_full = reinterpret_cast<uint64_t *>(sv + STAGES * BN * HD);
-    ring<STAGES> *kv = reinterpret_cast<ring<STAGES> *>(q_full + 1);
-    const query_rows<HD, BLOCK_ROWS, BN> b(a);
-    if (b.empty())
-        return;
-    int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+    ring<STAGES, OWN> *kv = reinterpret_cast<ring<STAGES, OWN> *>(sv + STAGES * BN * HD);
     if (threadIdx.x == 0)
-        kv->init(1, q_full);
+        kv->init(1);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x != 0)
             return;
-        expect_bytes(q_full, 2 * BLOCK_ROWS * HD * sizeof(act_t));
-        tma_rows<BLOCK_ROWS, HD>(sq, &qmap, b.h, b.begin + b.q0, q_full);
-        tma_rows<BLOCK_ROWS, HD>(sdo, &domap, b.h, b.begin + b.q0, q_full);
-        barrier_arrive(q_full);
-        produce_key_tiles<HD, BN, STAGES>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles);
-        return;
+        auto empty = [&](int cell) { return query_rows<HD, BLOCK_ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
+        for (int k = 0, n0 = 0;; k++) {
+            kv->acquire_own(k);
+            int cell = kv->own_cell[k % OWN] = next_cell(&dq_cells, c.count(), empty);
+            uint64_t *copied = kv->own_copied(k);
+            if (cell < 0) {
+                barrier_arrive(copied);
+                return;
+            }
+            const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+            int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+            expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
+            tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * 2 * BLOCK_ROWS * HD, &qmap, b.h, b.begin + b.q0, copied);
+            tma_rows<BLOCK_ROWS, HD>(sdo + k % OWN * 2 * BLOCK_ROWS * HD, &domap, b.h, b.begin + b.q0, copied);
+            barrier_arrive(copied);
+            produce_key_tiles<HD, BN, STAGES, OWN>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles, n0);
+            n0 += tiles;
+        }
     }
     registers_up<CONSUMER_REGS>();
-    int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
-    int first = wg_first + 16 * warpgroup_warp();
-    float lse2[2], Dr[2];
-    b.row_stats(lse2, Dr, lse, D, first);
-    float acc[HD / 8][4] = {};
-    wait_phase(q_full, 0);
-    for (int n = 0; n < tiles; n++) {
-        int s = n % STAGES, k0 = (first_tile + n) * BN;
-        kv->wait(n);
-        if (wg_first < b.len && any_visible(wg_first, WG_ROWS, k0, BN, a.window))
-            dq_tile<HD, BN>(acc, sq, sdo, sk + s * BN * HD, sv + s * BN * HD, lse2, Dr, row0, first, k0, a);
-        kv->release(n);
+    for (int k = 0, n0 = 0;; k++) {
+        kv->wait_own(k);
+        int cell = kv->own_cell[k % OWN];
+        if (cell < 0)
+            return;
+        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
+        int first = wg_first + 16 * warpgroup_warp();
+        float lse2[2], Dr[2];
+        b.row_stats(lse2, Dr, lse, D, first);
+        float acc[HD / 8][4] = {};
+        const act_t *q_rows = sq + k % OWN * 2 * BLOCK_ROWS * HD, *do_rows = sdo + k % OWN * 2 * BLOCK_ROWS * HD;
+        for (int t = 0; t < tiles; t++) {
+            int n = n0 + t, s = n % STAGES, k0 = (first_tile + t) * BN;
+            kv->wait(n);
+            if (wg_first < b.len && any_visible(wg_first, WG_ROWS, k0, BN, a.window))
+                dq_tile<HD, BN>(acc, q_rows, do_rows, sk + s * BN * HD, sv + s * BN * HD, lse2, Dr, row0, first, k0, a);
+            kv->release(n);
+        }
+        kv->release_own(k);
+        if (first < b.len)
+            store_rows(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
+        n0 += tiles;
     }
-    if (first < b.len)
-        store_rows(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
 #endif
 }
 
@@ -427,18 +566,34 @@ static __global__ void __launch_bounds__(THREADS, 1)
 
 static int tokens_of(const attention_dims *d) { return d->seqs.cu_seqlens[d->seqs.n_seqs]; }
 
+/* the cells of grid_of's grid, and the persistent blocks that take them: one per SM */
+static cells cells_of(dim3 grid) { return {(int)grid.x, (int)grid.y}; }
+
+static unsigned persistent_blocks(cells c)
+{
+    static int sms = 0;
+    if (sms == 0) {
+        int device;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    }
+    return (unsigned)min(c.X * c.Y, sms);
+}
+
 template <int HD>
 static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
                        const attention_dims *d)
 {
     constexpr int BN = hopper_tiling<HD>::FWD_KEYS, STAGES = hopper_tiling<HD>::STAGES;
+    constexpr int OWN = hopper_tiling<HD>::FWD_OWN;
     int n = tokens_of(d);
-    auto kernel = hopper_forward_kernel<HD, BN, STAGES>;
-    size_t smem = shared_bytes((size_t)(BLOCK_ROWS + 2 * STAGES * BN) * HD, 0, 1 + 2 * STAGES);
+    auto kernel = hopper_forward_kernel<HD, BN, STAGES, OWN>;
+    size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0);
     allow_shared(kernel, smem);
-    kernel<<<grid_of(&d->seqs, d->H, BLOCK_ROWS), THREADS, smem>>>(
-        o, lse, row_map(q, n, d->H, HD, BLOCK_ROWS), row_map(k, n, d->Hkv, HD, BN),
-        row_map(v, n, d->Hkv, HD, BN), args_of(d));
+    cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
+    kernel<<<persistent_blocks(c), THREADS, smem>>>(o, lse, row_map(q, n, d->H, HD, BLOCK_ROWS),
+                                                     row_map(k, n, d->Hkv, HD, BN), row_map(v, n, d->Hkv, HD, BN),
+                                                     args_of(d), c);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -447,28 +602,30 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
                         const float *D, const act_t *q, const act_t *k, const act_t *v,
                         const attention_dims *d)
 {
-    constexpr int STAGES = hopper_tiling<HD>::STAGES;
+    constexpr int STAGES = hopper_tiling<HD>::STAGES, OWN = hopper_tiling<HD>::BWD_OWN;
     attn_args a = args_of(d);
     int n = tokens_of(d);
     {
         constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES;
-        auto kernel = hopper_dkdv_kernel<HD, QT, STAGES>;
-        size_t smem = shared_bytes((size_t)(2 * BLOCK_ROWS + 2 * STAGES * QT) * HD, 2 * STAGES * QT,
-                                   1 + 2 * STAGES);
+        auto kernel = hopper_dkdv_kernel<HD, QT, STAGES, OWN>;
+        size_t smem =
+            shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * QT) * HD, 2 * STAGES * QT);
         allow_shared(kernel, smem);
-        kernel<<<grid_of(&d->seqs, d->Hkv, BLOCK_ROWS), THREADS, smem>>>(
+        cells c = cells_of(grid_of(&d->seqs, d->Hkv, BLOCK_ROWS));
+        kernel<<<persistent_blocks(c), THREADS, smem>>>(
             dk, dv, lse, D, row_map(q, n, d->H, HD, QT), row_map(dout, n, d->H, HD, QT),
-            row_map(k, n, d->Hkv, HD, BLOCK_ROWS), row_map(v, n, d->Hkv, HD, BLOCK_ROWS), a);
+            row_map(k, n, d->Hkv, HD, BLOCK_ROWS), row_map(v, n, d->Hkv, HD, BLOCK_ROWS), a, c);
         CUDA_CHECK_LAUNCH();
     }
     {
         constexpr int BN = hopper_tiling<HD>::DQ_KEYS;
-        auto kernel = hopper_dq_kernel<HD, BN, STAGES>;
-        size_t smem = shared_bytes((size_t)(2 * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0, 1 + 2 * STAGES);
+        auto kernel = hopper_dq_kernel<HD, BN, STAGES, OWN>;
+        size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0);
         allow_shared(kernel, smem);
-        kernel<<<grid_of(&d->seqs, d->H, BLOCK_ROWS), THREADS, smem>>>(
+        cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
+        kernel<<<persistent_blocks(c), THREADS, smem>>>(
             dq, lse, D, row_map(q, n, d->H, HD, BLOCK_ROWS), row_map(dout, n, d->H, HD, BLOCK_ROWS),
-            row_map(k, n, d->Hkv, HD, BN), row_map(v, n, d->Hkv, HD, BN), a);
+            row_map(k, n, d->Hkv, HD, BN), row_map(v, n, d->Hkv, HD, BN), a, c);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -491,7 +648,8 @@ static bool hopper_here()
                cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
                cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                major == 9 && minor == 0 &&
-               cudaFuncGetAttributes(&attributes, hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS, hopper_tiling<64>::STAGES>) == cudaSuccess &&
+               cudaFuncGetAttributes(&attributes, hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS, hopper_tiling<64>::STAGES,
+                                                                   hopper_tiling<64>::FWD_OWN>) == cudaSuccess &&
                attributes.binaryVersion == 90;
         cudaGetLastError(); /* a kernel without an image here is an answer, not an error */
     }

@@ -190,20 +190,23 @@ static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int
 
 /* ------------------------------------------------------------------ blocks */
 
-/* A block's BM query rows [q0, q0 + BM) of one (sequence, head): blockIdx.x =
- * sequence·H + head, blockIdx.y counts query tiles from the last (the longest
- * walks start first). The forward and the dq kernels walk its key/value tiles
- * of BN rows, from first_tile() to the one holding the block's last row. */
+/* A block's BM query rows [q0, q0 + BM) of one (sequence, head): of the
+ * grid_of cell (x, y) of a grid Y tall (blockIdx and gridDim.y unless a
+ * persistent kernel walks the cells itself), x = sequence·H + head and y
+ * counts query tiles from the last (the longest walks start first). The
+ * forward and the dq kernels walk its key/value tiles of BN rows, from
+ * first_tile() to the one holding the block's last row. */
 template <int HD, int BM, int BN> struct query_rows {
     int H, h, g, begin, len, q0;
     size_t q_stride, kv_stride;
 
-    __device__ query_rows(const attn_args &a)
+    __device__ query_rows(const attn_args &a) : query_rows(a, blockIdx.x, blockIdx.y, gridDim.y) {}
+    __device__ query_rows(const attn_args &a, int x, int y, int Y)
     {
-        int seq = blockIdx.x / a.H;
-        H = a.H, h = blockIdx.x % a.H, g = h / a.group;
+        int seq = x / a.H;
+        H = a.H, h = x % a.H, g = h / a.group;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-        q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+        q0 = (Y - 1 - y) * BM;
         q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
     }
     __device__ bool empty() const { return q0 >= len; }
@@ -230,8 +233,9 @@ template <int HD, int BM, int BN> struct query_rows {
     }
 };
 
-/* A block's BK keys [k0, k0 + BK) of one (sequence, key/value head):
- * blockIdx.x = sequence·Hkv + head, blockIdx.y the key tile. The dk/dv
+/* A block's BK keys [k0, k0 + BK) of one (sequence, key/value head): of
+ * the grid_of cell (x, y) (as query_rows'), x = sequence·Hkv + head and y
+ * the key tile (the first sees the most queries). The dk/dv
  * kernels walk `steps()` steps: (query head of the group, query tile of QT
  * rows from the one holding k0 to the last whose rows see a key of the
  * block). */
@@ -239,12 +243,13 @@ template <int HD, int BK, int QT> struct key_rows {
     int g, group, H, begin, len, k0, first_tile, tiles;
     size_t q_stride, kv_stride;
 
-    __device__ key_rows(const attn_args &a)
+    __device__ key_rows(const attn_args &a) : key_rows(a, blockIdx.x, blockIdx.y) {}
+    __device__ key_rows(const attn_args &a, int x, int y)
     {
-        int seq = blockIdx.x / a.Hkv;
-        g = blockIdx.x % a.Hkv, group = a.group, H = a.H;
+        int seq = x / a.Hkv;
+        g = x % a.Hkv, group = a.group, H = a.H;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-        k0 = blockIdx.y * BK;
+        k0 = y * BK;
         q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
         int last_row = (int)min((long long)len, (long long)k0 + BK - 1 + a.window) - 1;
         first_tile = k0 / QT, tiles = last_row / QT + 1 - first_tile;
