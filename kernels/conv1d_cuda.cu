@@ -25,6 +25,7 @@
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
+#include "cuda_math.cuh"
 #include "cuda_reduce.cuh"
 
 /* Tokens per thread: up to 64, so that the window's K−1 extra loads and the
@@ -117,8 +118,6 @@ template <int K, int V> struct conv_channels {
     }
 };
 
-static __device__ float sigmoid(float p) { return 1.0f / (1.0f + expf(-p)); }
-
 /* f[u] = p[t + u, c..c+V−1] for the COUNT tokens from t, 0 from `end` on */
 template <int COUNT, int V>
 static __device__ void load_ahead(float (&f)[COUNT][V], const act_t *p, int t, int end, int C,
@@ -162,7 +161,7 @@ static __global__ void conv1d_forward_tiles(act_t *out, const act_t *x, const ac
 #pragma unroll
                 for (int k = 0; k < V; k++) {
                     float p = ch.pre(win.v, k);
-                    o[k] = silu ? p * sigmoid(p) : p;
+                    o[k] = silu ? p * sigmoid_fast(p) : p;
                 }
                 store_floats<V>(&out[(size_t)(t + u) * C + c], o);
             }
@@ -252,7 +251,7 @@ static __global__ void conv1d_backward_tiles(act_t *dx, float *dw_partial, float
                 for (int k = 0; k < V; k++) {
                     g[k] = ds[u][k];
                     if (silu) {
-                        float p = ch.pre(win.v, k), s = sigmoid(p);
+                        float p = ch.pre(win.v, k), s = sigmoid_fast(p);
                         g[k] *= s * (1.0f + p * (1.0f - s));
                     }
                 }
@@ -420,7 +419,7 @@ static __global__ void conv1d_step_kernel(act_t *out, act_t *window, const act_t
         for (int j = 0; j < K - 1; j++)
             acc += to_f32(weight[(size_t)c * K + j]) * to_f32(win[(size_t)j * C]);
         acc += to_f32(weight[(size_t)c * K + K - 1]) * to_f32(x[i]);
-        from_f32(&out[i], silu ? acc * sigmoid(acc) : acc);
+        from_f32(&out[i], silu ? acc * sigmoid_fast(acc) : acc);
 #pragma unroll
         for (int j = 0; j + 1 < K - 1; j++) /* shift: drop the oldest, x last */
             win[(size_t)j * C] = win[(size_t)(j + 1) * C];

@@ -1,20 +1,15 @@
 /* SwiGLU on bf16 activations: out = silu(gate) · up, silu(g) = g·σ(g);
- * d silu/dg = σ(g) · (1 + g·(1 − σ(g))). fp32 arithmetic, ACT_VEC values per
+ * d silu/dg = σ(g) · (1 + g·(1 − σ(g))). fp32 arithmetic (σ the fast one of
+ * cuda_math.cuh: with the accurate exp and division the passes were bound by
+ * their instructions, not memory), ACT_VEC values per
  * access when vectorizable (cuda_launch.cuh). The backward writes dgate, dup
  * and, for the down projection's weight gradient, the forward's out again
  * (any may be NULL; out may be dout: each thread reads its values first). */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
+#include "cuda_math.cuh"
 
-/* σ(g) without overflow: exp is only ever taken of a non-positive number. */
-static __device__ float sigmoid(float g)
-{
-    if (g >= 0.0f)
-        return 1.0f / (1.0f + expf(-g));
-    float e = expf(g);
-    return e / (1.0f + e);
-}
 
 template <int W>
 static __global__ void swiglu_forward_kernel(act_t *out, const act_t *gate, const act_t *up,
@@ -26,7 +21,7 @@ static __global__ void swiglu_forward_kernel(act_t *out, const act_t *gate, cons
         load_floats<W>(u, up + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++)
-            g[k] = g[k] * sigmoid(g[k]) * u[k];
+            g[k] = g[k] * sigmoid_fast(g[k]) * u[k];
         store_floats<W>(out + i * W, g);
     }
 }
@@ -43,7 +38,7 @@ static __global__ void swiglu_backward_kernel(act_t *dgate, act_t *dup, act_t *o
         load_floats<W>(u, up + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++)
-            s[k] = sigmoid(g[k]);
+            s[k] = sigmoid_fast(g[k]);
         if (dup) {
 #pragma unroll
             for (int k = 0; k < W; k++)

@@ -7,13 +7,7 @@
 #define FLAME_ROW_REGISTERS_CUH
 
 #include "cuda_launch.cuh"
-
-/* σ(x) without overflow: exp is only taken of a non-positive number */
-static __device__ __forceinline__ float sigmoid(float x)
-{
-    float e = expf(-fabsf(x)), s = 1.0f / (1.0f + e);
-    return x >= 0.0f ? s : e * s;
-}
+#include "cuda_math.cuh"
 
 /* the columns of the calling thread, chunk s at column (CUDA_BLOCK·s + t)·W */
 template <int W> static __device__ __forceinline__ int column(int s)

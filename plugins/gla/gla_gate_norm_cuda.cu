@@ -14,6 +14,7 @@
 #include "../common/dw_partials.cuh"
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
+#include "cuda_math.cuh"
 #include "cuda_reduce.cuh"
 #include "cuda_rows.cuh"
 #include "gla_cuda.h"
@@ -23,14 +24,6 @@
 #define BACKWARD_ROWS (ROW_WARPS * 8)
 /* the most values of a row that one lane holds */
 #define MAX_LANE_VALUES (GLA_GATE_NORM_CUDA_MAX_C / 32)
-
-/* σ(g) without overflow: exp is only taken of a non-positive number; no
- * branch, so lanes of either sign do not wait on each other */
-static __device__ __forceinline__ float sigmoid(float g)
-{
-    float e = expf(-fabsf(g)), s = 1.0f / (1.0f + e);
-    return g >= 0.0f ? s : e * s;
-}
 
 /* ---- forward: one warp per row (cuda_rows.cuh) ---- */
 
@@ -60,7 +53,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
         for (int k = 0; k < W; k++)
-            ov[s][k] = ov[s][k] * r * wv[s][k] * (gv[s][k] * sigmoid(gv[s][k]));
+            ov[s][k] = ov[s][k] * r * wv[s][k] * (gv[s][k] * sigmoid_fast(gv[s][k]));
     store_row(y + at, ov, C);
 }
 
@@ -83,7 +76,7 @@ static __device__ __forceinline__ void backward_row(act_t *d_o, act_t *dg, float
     for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
         for (int k = 0; k < W; k++) {
-            float gj = gv[s][k], sg = sigmoid(gj), u = ov[s][k] * r;
+            float gj = gv[s][k], sg = sigmoid_fast(gj), u = ov[s][k] * r;
             float dz = dyv[s][k] * gj * sg;
             dot += dz * wv[s][k] * ov[s][k];
             dw[s][k] += dz * u;

@@ -40,7 +40,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
         for (int k = 0; k < W; k++) {
-            x[s][k] *= sigmoid(x[s][k]);
+            x[s][k] *= sigmoid_fast(x[s][k]);
             if (column<W>(s) < C)
                 ss += x[s][k] * x[s][k];
         }
@@ -77,7 +77,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
         for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
             for (int k = 0; k < W; k++) {
-                float xhat = ov[s][k] * sigmoid(ov[s][k]) * r;
+                float xhat = ov[s][k] * sigmoid_fast(ov[s][k]) * r;
                 dw[s][k] += gy[s][k] * xhat;
                 gy[s][k] *= wv[s][k];
                 if (column<W>(s) < C)
@@ -88,7 +88,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
         for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
             for (int k = 0; k < W; k++) {
-                float oc = ov[s][k], sg = sigmoid(oc);
+                float oc = ov[s][k], sg = sigmoid_fast(oc);
                 gy[s][k] = r * (gy[s][k] - oc * sg * r * mean) * sg * (1.0f + oc * (1.0f - sg));
             }
         store_columns(d_o + at, gy, C);

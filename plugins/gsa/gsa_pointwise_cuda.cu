@@ -8,15 +8,8 @@
  * output may alias any input (the contracts of gsa.h ask for less). */
 #include "cuda_check.h"
 #include "cuda_launch.cuh"
+#include "cuda_math.cuh"
 #include "gsa_cuda.h"
-
-/* σ(x) without overflow: exp is only taken of a non-positive number; no
- * branch, so lanes of either sign do not wait on each other */
-static __device__ __forceinline__ float sigmoid(float x)
-{
-    float e = expf(-fabsf(x)), s = 1.0f / (1.0f + e);
-    return x >= 0.0f ? s : e * s;
-}
 
 template <int W> static __global__ void swish_forward(act_t *y, const act_t *x, size_t n)
 {
@@ -25,7 +18,7 @@ template <int W> static __global__ void swish_forward(act_t *y, const act_t *x, 
         load_floats<W>(v, x + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++)
-            v[k] *= sigmoid(v[k]);
+            v[k] *= sigmoid_fast(v[k]);
         store_floats<W>(y + i * W, v);
     }
 }
@@ -39,7 +32,7 @@ static __global__ void swish_backward(act_t *dx, const act_t *dy, const act_t *x
         load_floats<W>(v, x + i * W);
 #pragma unroll
         for (int k = 0; k < W; k++) {
-            float sg = sigmoid(v[k]);
+            float sg = sigmoid_fast(v[k]);
             d[k] *= sg * (1.0f + v[k] * (1.0f - sg));
         }
         store_floats<W>(dx + i * W, d);

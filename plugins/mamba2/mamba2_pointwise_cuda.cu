@@ -89,7 +89,7 @@ static __global__ void __launch_bounds__(32 * DELTA_ROW_THREADS)
         for (int t = first + threadIdx.y; t < end; t += DELTA_ROW_THREADS) {
             size_t at = (size_t)t * H + j;
             float v = __bfloat162float(dt[at]) + bias, s = softplus(v);
-            float d = s < lo || s > hi ? 0.0f : ddelta[at] * sigmoid(v);
+            float d = s < lo || s > hi ? 0.0f : ddelta[at] * sigmoid_fast(v);
             ddt[at] = __float2bfloat16_rn(d);
             acc += d;
         }
@@ -156,7 +156,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
         for (int k = 0; k < W; k++) {
-            g[s][k] *= zv[s][k] * sigmoid(zv[s][k]);
+            g[s][k] *= zv[s][k] * sigmoid_fast(zv[s][k]);
             if (column<W>(s) < gs)
                 ss += g[s][k] * g[s][k];
         }
@@ -194,7 +194,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
         for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
             for (int k = 0; k < W; k++) {
-                float g = yv[s][k] * zv[s][k] * sigmoid(zv[s][k]);
+                float g = yv[s][k] * zv[s][k] * sigmoid_fast(zv[s][k]);
                 dw[s][k] += e[s][k] * g * r;
                 e[s][k] *= wv[s][k];
                 if (column<W>(s) < gs)
@@ -205,7 +205,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
         for (int s = 0; s < CHUNKS; s++)
 #pragma unroll
             for (int k = 0; k < W; k++) {
-                float zk = zv[s][k], sg = sigmoid(zk), silu = zk * sg;
+                float zk = zv[s][k], sg = sigmoid_fast(zk), silu = zk * sg;
                 float dg = r * e[s][k] - yv[s][k] * silu * c;
                 e[s][k] = dg * silu;                                   /* dy */
                 zv[s][k] = dg * yv[s][k] * sg * (1.0f + zk * (1.0f - sg)); /* dz */
