@@ -203,22 +203,29 @@ static __global__ void __launch_bounds__(32 * WARPS)
 
 /* ------------------------------------------------------------------ backward: D */
 
-/* D_r = do_r·o_r over rows of hd values, one warp per row */
+/* D_r = do_r·o_r over rows of hd values, DOT_LANES lanes a row taking W
+ * values at a time: a row of 64 is one 16-byte access a lane where the
+ * rows are aligned (a warp a row, reading 4 bytes a lane, ran at half the
+ * bandwidth) */
+#define DOT_LANES 8
+
+template <int W>
 static __global__ void row_dots(float *D, const act_t *dout, const act_t *o, int rows, int hd)
 {
-    int row = blockIdx.x * (CUDA_BLOCK / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows)
-        return;
-    const __nv_bfloat162 *x = reinterpret_cast<const __nv_bfloat162 *>(dout + (size_t)row * hd);
-    const __nv_bfloat162 *y = reinterpret_cast<const __nv_bfloat162 *>(o + (size_t)row * hd);
+    int row = blockIdx.x * (CUDA_BLOCK / DOT_LANES) + threadIdx.x / DOT_LANES, lane = threadIdx.x % DOT_LANES;
     float sum = 0.0f;
-    for (int c = lane; c < hd / 2; c += 32) {
-        float2 a = __bfloat1622float2(x[c]), b = __bfloat1622float2(y[c]);
-        sum += a.x * b.x + a.y * b.y;
-    }
-    for (int offset = 16; offset > 0; offset /= 2)
+    if (row < rows)
+        for (int c = lane * W; c < hd; c += DOT_LANES * W) {
+            float x[W], y[W];
+            load_floats<W>(x, dout + (size_t)row * hd + c);
+            load_floats<W>(y, o + (size_t)row * hd + c);
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                sum += x[k] * y[k];
+        }
+    for (int offset = DOT_LANES / 2; offset > 0; offset /= 2) /* every lane: the row's group */
         sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    if (lane == 0)
+    if (row < rows && lane == 0)
         D[row] = sum;
 }
 
@@ -457,8 +464,11 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
     check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
     check_aligned(dout, "dout");
     int rows = n * d->H;
-    row_dots<<<(rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32), CUDA_BLOCK>>>(work, act(dout), act(o),
-                                                                               rows, d->hd);
+    unsigned blocks = (unsigned)((rows + CUDA_BLOCK / DOT_LANES - 1) / (CUDA_BLOCK / DOT_LANES));
+    if (vectorizable(d->hd, dout, o))
+        row_dots<ACT_VEC><<<blocks, CUDA_BLOCK>>>(work, act(dout), act(o), rows, d->hd);
+    else
+        row_dots<1><<<blocks, CUDA_BLOCK>>>(work, act(dout), act(o), rows, d->hd);
     CUDA_CHECK_LAUNCH();
     if (attention_hopper_applies(d->hd)) {
         attention_hopper_backward(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k),
