@@ -41,12 +41,13 @@ template <typename T, bool IS_MAX> __device__ T block_reduce(T v, T identity)
 template <typename T> __device__ T block_sum(T v) { return block_reduce<T, false>(v, T(0)); }
 __device__ inline float block_max(float v) { return block_reduce<float, true>(v, -INFINITY); }
 
-/* ---- column sums: dst[j] += Σ_i term(i, j) over n rows of C columns ----
+/* ---- column sums: dst[o][j] += Σ_i term_o(i, j) over n rows of C columns,
+ * for the Term::OUTPUTS sums a term makes from one read of its rows ----
  * Rows are cut into chunks of a length fixed by n; one pass writes each
  * chunk's column sums (rows added in order), a second adds the chunks in
  * order. Coalesced: neighbouring threads own neighbouring columns, W of them
- * per thread in the first pass, where Term::add(acc, i, j) adds term(i, j + k)
- * into acc[k] for k < W (W = ACT_VEC needs C a multiple of it and the term's
+ * per thread in the first pass, where Term::add(acc, i, j) adds term_o(i, j + k)
+ * into acc[o][k] for k < W (W = ACT_VEC needs C a multiple of it and the term's
  * arrays aligned to it: the caller says whether they are, vec); in the second
  * pass, CHUNK_GROUPS threads per column, group g adding chunks g,
  * g + CHUNK_GROUPS, … in order, then the groups' sums added in order (the
@@ -56,6 +57,7 @@ __device__ inline float block_max(float v) { return block_reduce<float, true>(v,
 #define COLUMN_VEC_CHUNK_ROWS 32
 #define CHUNK_GROUPS 32
 
+/* partial[o][chunk][C] */
 template <int W, typename Term>
 static __global__ void column_chunk_sums_vec(float *partial, int n, int C, int rows, Term term)
 {
@@ -63,13 +65,15 @@ static __global__ void column_chunk_sums_vec(float *partial, int n, int C, int r
     if (j >= C)
         return;
     int i0 = blockIdx.y * rows, i1 = min(n, i0 + rows);
-    float acc[W] = {};
+    float acc[Term::OUTPUTS][W] = {};
 #pragma unroll 4
     for (int i = i0; i < i1; i++)
         term.add(acc, i, j);
 #pragma unroll
-    for (int k = 0; k < W; k++)
-        partial[(size_t)blockIdx.y * C + j + k] = acc[k];
+    for (int o = 0; o < Term::OUTPUTS; o++)
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            partial[((size_t)o * gridDim.y + blockIdx.y) * C + j + k] = acc[o][k];
 }
 
 /* blocks of 32 columns × CHUNK_GROUPS groups */
@@ -105,8 +109,8 @@ static void launch_column_chunk_sums(float *partial, int n, int C, int rows, int
     CUDA_CHECK_LAUNCH();
 }
 
-/* dst[j] += Σ_i term(i, j) */
-template <typename Term> void column_sum_add(float *dst, int n, int C, Term term, bool vec)
+/* dst[o][j] += Σ_i term_o(i, j) for o < Term::OUTPUTS */
+template <typename Term> void column_sums_add(float *const *dst, int n, int C, Term term, bool vec)
 {
     if (n <= 0 || C <= 0)
         return;
@@ -114,12 +118,14 @@ template <typename Term> void column_sum_add(float *dst, int n, int C, Term term
     if ((n + rows - 1) / rows > COLUMN_MAX_CHUNKS)
         rows = (n + COLUMN_MAX_CHUNKS - 1) / COLUMN_MAX_CHUNKS;
     int chunks = (n + rows - 1) / rows;
-    float *partial = (float *)cuda_scratch((size_t)chunks * C * sizeof(float));
+    float *partial = (float *)cuda_scratch((size_t)Term::OUTPUTS * chunks * C * sizeof(float));
     if (vec)
         launch_column_chunk_sums<ACT_VEC>(partial, n, C, rows, chunks, term);
     else
         launch_column_chunk_sums<1>(partial, n, C, rows, chunks, term);
-    add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dst, partial, chunks, C);
+    for (int o = 0; o < Term::OUTPUTS; o++)
+        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dst[o], partial + (size_t)o * chunks * C,
+                                                                       chunks, C);
     CUDA_CHECK_LAUNCH();
 }
 

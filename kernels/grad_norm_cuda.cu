@@ -9,12 +9,21 @@
 #define SQUARES_CHUNK ((size_t)CUDA_BLOCK * 64) /* elements summed by one block */
 #define SUM_THREADS 1024
 
-static __global__ void chunk_sum_squares(double *partial, const float *x, size_t n)
+/* W values a thread at a time (16-byte accesses where x is aligned), the
+ * chunk's last values that do not fill W one at a time */
+template <int W> static __global__ void chunk_sum_squares(double *partial, const float *x, size_t n)
 {
     size_t start = (size_t)blockIdx.x * SQUARES_CHUNK;
-    size_t end = min(n, start + SQUARES_CHUNK);
+    size_t end = min(n, start + SQUARES_CHUNK), whole = start + (end - start) / W * W;
     double s = 0.0;
-    for (size_t i = start + threadIdx.x; i < end; i += blockDim.x)
+    for (size_t i = start + threadIdx.x * W; i < whole; i += blockDim.x * W) {
+        float v[W];
+        load_floats<W>(v, x + i);
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            s += (double)v[k] * v[k];
+    }
+    for (size_t i = whole + threadIdx.x; i < end; i += blockDim.x)
         s += (double)x[i] * x[i];
     s = block_sum(s);
     if (threadIdx.x == 0)
@@ -50,7 +59,10 @@ double sum_squares_cuda(const float *x, size_t n)
     if (chunks == 0)
         return 0.0;
     double *partial = (double *)cuda_scratch(chunks * sizeof(double));
-    chunk_sum_squares<<<(unsigned)chunks, CUDA_BLOCK>>>(partial, x, n);
+    if (reinterpret_cast<uintptr_t>(x) % 16 == 0)
+        chunk_sum_squares<4><<<(unsigned)chunks, CUDA_BLOCK>>>(partial, x, n);
+    else
+        chunk_sum_squares<1><<<(unsigned)chunks, CUDA_BLOCK>>>(partial, x, n);
     CUDA_CHECK_LAUNCH();
     return sum_doubles_cuda(partial, chunks);
 }

@@ -281,15 +281,16 @@ void matmul_forward_f32_cuda(float *out, const void *in, const void *weight, con
 
 /* dbias's terms of row i, columns [n, n + W) */
 struct dout_term {
+    static constexpr int OUTPUTS = 1;
     const act_t *dout;
     int N;
-    template <int W> __device__ void add(float (&acc)[W], int i, int n) const
+    template <int W> __device__ void add(float (&acc)[1][W], int i, int n) const
     {
         float d[W];
         load_floats<W>(d, dout + (size_t)i * N + n);
 #pragma unroll
         for (int k = 0; k < W; k++)
-            acc[k] += d[k];
+            acc[0][k] += d[k];
     }
 };
 
@@ -306,7 +307,7 @@ void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, f
     if (dweight && !empty)
         gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, plain(NULL), dweight, dweight, CUDA_R_32F, K);
     if (dbias)
-        column_sum_add(dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
+        column_sums_add(&dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
 }
 
 /* The epilogues want K ≥ 1 and their aux matrix's rows 16-byte aligned; other

@@ -159,10 +159,11 @@ static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 32 ? 4 : 1)
 
 /* dw's terms of row i, columns [j, j + W) */
 struct rmsnorm_dw_term {
+    static constexpr int OUTPUTS = 1;
     const act_t *dout, *x;
     const float *rstd;
     int C;
-    template <int W> __device__ void add(float (&acc)[W], int i, int j) const
+    template <int W> __device__ void add(float (&acc)[1][W], int i, int j) const
     {
         size_t at = (size_t)i * C + j;
         float dy[W], v[W], r = rstd[i];
@@ -170,7 +171,7 @@ struct rmsnorm_dw_term {
         load_floats<W>(v, x + at);
 #pragma unroll
         for (int k = 0; k < W; k++)
-            acc[k] += dy[k] * v[k] * r;
+            acc[0][k] += dy[k] * v[k] * r;
     }
 };
 
@@ -249,7 +250,7 @@ void rmsnorm_backward_cuda(void *dx, flame_grad_mode dx_mode, float *dweight, co
     /* dw first: it reads dout, which dx may be (each dx thread reads its
      * values before it writes them) */
     if (dweight)
-        column_sum_add(dweight, n, C, rmsnorm_dw_term{dy, xa, rstd, C}, vectorizable(C, dout, x));
+        column_sums_add(&dweight, n, C, rmsnorm_dw_term{dy, xa, rstd, C}, vectorizable(C, dout, x));
     if (dx && vec)
         launch_dx_rows<ACT_VEC>((act_t *)dx, dx_mode, dy, xa, w, rstd, n, C);
     else if (dx)
