@@ -44,33 +44,55 @@ __device__ inline float block_max(float v) { return block_reduce<float, true>(v,
 /* ---- column sums: dst[o][j] += Σ_i term_o(i, j) over n rows of C columns,
  * for the Term::OUTPUTS sums a term makes from one read of its rows ----
  * Rows are cut into chunks of a length fixed by n; one pass writes each
- * chunk's column sums (rows added in order), a second adds the chunks in
- * order. Coalesced: neighbouring threads own neighbouring columns, W of them
- * per thread in the first pass, where Term::add(acc, i, j) adds term_o(i, j + k)
- * into acc[o][k] for k < W (W = ACT_VEC needs C a multiple of it and the term's
- * arrays aligned to it: the caller says whether they are, vec); in the second
+ * chunk's column sums, a second adds the chunks in order. In the first, a
+ * block is COLUMN_ROW_LANES lanes of rows by 32 threads of columns: thread
+ * (r, c) owns columns (32·blockIdx.x + c)·W.. and adds the chunk's rows r,
+ * r + COLUMN_ROW_LANES, … in order, then the row lanes' sums are added in
+ * order (a warp reads 32·W neighbouring values of a row; a block of one lane
+ * of rows, 32 rows a chunk, left too little in flight for GPT's 768 columns).
+ * Term::add(acc, i, j) adds term_o(i, j + k) into acc[o][k] for k < W (W =
+ * ACT_VEC needs C a multiple of it and the term's arrays aligned to it: the
+ * caller says whether they are, vec); in the second
  * pass, CHUNK_GROUPS threads per column, group g adding chunks g,
  * g + CHUNK_GROUPS, … in order, then the groups' sums added in order (the
  * GLA plugin's gated norm uses this pass for its own per-block partials). */
 
 #define COLUMN_MAX_CHUNKS 65535 /* gridDim.y limit */
-#define COLUMN_VEC_CHUNK_ROWS 32
+#define COLUMN_CHUNK_ROWS 256
+#define COLUMN_ROW_LANES (CUDA_BLOCK / 32)
 #define CHUNK_GROUPS 32
 
 /* partial[o][chunk][C] */
 template <int W, typename Term>
 static __global__ void column_chunk_sums_vec(float *partial, int n, int C, int rows, Term term)
 {
-    int j = (blockIdx.x * blockDim.x + threadIdx.x) * W;
-    if (j >= C)
-        return;
+    constexpr int OUT = Term::OUTPUTS;
+    __shared__ float lane_sums[COLUMN_ROW_LANES - 1][OUT][32 * W];
+    int c = threadIdx.x % 32, r = threadIdx.x / 32;
+    int j = (blockIdx.x * 32 + c) * W;
     int i0 = blockIdx.y * rows, i1 = min(n, i0 + rows);
-    float acc[Term::OUTPUTS][W] = {};
+    float acc[OUT][W] = {};
+    if (j < C)
 #pragma unroll 4
-    for (int i = i0; i < i1; i++)
-        term.add(acc, i, j);
+        for (int i = i0 + r; i < i1; i += COLUMN_ROW_LANES)
+            term.add(acc, i, j);
+    if (r > 0)
 #pragma unroll
-    for (int o = 0; o < Term::OUTPUTS; o++)
+        for (int o = 0; o < OUT; o++)
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                lane_sums[r - 1][o][c * W + k] = acc[o][k];
+    __syncthreads();
+    if (r > 0 || j >= C)
+        return;
+    for (int lane = 0; lane < COLUMN_ROW_LANES - 1; lane++)
+#pragma unroll
+        for (int o = 0; o < OUT; o++)
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                acc[o][k] += lane_sums[lane][o][c * W + k];
+#pragma unroll
+    for (int o = 0; o < OUT; o++)
 #pragma unroll
         for (int k = 0; k < W; k++)
             partial[((size_t)o * gridDim.y + blockIdx.y) * C + j + k] = acc[o][k];
@@ -102,10 +124,8 @@ static __global__ void add_column_chunks_grouped(float *dst, const float *partia
 template <int W, typename Term>
 static void launch_column_chunk_sums(float *partial, int n, int C, int rows, int chunks, Term term)
 {
-    int threads = (C / W + 31) / 32 * 32; /* a row's columns, whole warps */
-    threads = threads < CUDA_BLOCK ? threads : CUDA_BLOCK;
-    dim3 grid((C / W + threads - 1) / threads, chunks);
-    column_chunk_sums_vec<W><<<grid, threads>>>(partial, n, C, rows, term);
+    dim3 grid((C / W + 31) / 32, chunks);
+    column_chunk_sums_vec<W><<<grid, CUDA_BLOCK>>>(partial, n, C, rows, term);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -114,7 +134,7 @@ template <typename Term> void column_sums_add(float *const *dst, int n, int C, T
 {
     if (n <= 0 || C <= 0)
         return;
-    int rows = COLUMN_VEC_CHUNK_ROWS;
+    int rows = COLUMN_CHUNK_ROWS;
     if ((n + rows - 1) / rows > COLUMN_MAX_CHUNKS)
         rows = (n + COLUMN_MAX_CHUNKS - 1) / COLUMN_MAX_CHUNKS;
     int chunks = (n + rows - 1) / rows;
