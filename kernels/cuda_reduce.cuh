@@ -48,8 +48,8 @@ __device__ inline float block_max(float v) { return block_reduce<float, true>(v,
  * block is COLUMN_ROW_LANES lanes of rows by 32 threads of columns: thread
  * (r, c) owns columns (32·blockIdx.x + c)·W.. and adds the chunk's rows r,
  * r + COLUMN_ROW_LANES, … in order, then the row lanes' sums are added in
- * order (a warp reads 32·W neighbouring values of a row; a block of one lane
- * of rows, 32 rows a chunk, left too little in flight for GPT's 768 columns).
+ * order (a warp reads 32·W neighbouring values of a row; the chunks of 256
+ * rows leave the second pass an eighth of the partials that chunks of 32 did).
  * Term::add(acc, i, j) adds term_o(i, j + k) into acc[o][k] for k < W (W =
  * ACT_VEC needs C a multiple of it and the term's arrays aligned to it: the
  * caller says whether they are, vec); in the second

@@ -2,9 +2,10 @@
  * row for the row sums, ACT_VEC values per access when the rows are
  * vectorizable (cuda_launch.cuh); mean and rstd kept in fp32. The backward
  * takes dw and db as column sums from one read of dy (cuda_reduce.cuh, an
- * order fixed by the shapes) before dx, which may be dout. x and dx are of type X: bf16, or fp32
- * where they are an fp32 residual stream (the _f32 entries, whose dx may also
- * go out rounded to bf16, dx_act); out and dout are bf16 either way. */
+ * order fixed by the shapes) before dx, which may be dout. x and dx are of
+ * type X: bf16, or fp32 where they are an fp32 residual stream (the _f32
+ * entries, whose dx may also go out rounded to bf16, dx_act); out and dout
+ * are bf16 either way. */
 #include "cuda_check.h"
 #include "cuda_kernels.h"
 #include "cuda_launch.cuh"
