@@ -31,7 +31,8 @@
  * `test_transformer_cuda --bench [B T H Hkv hd]` times the attention instead, at
  * the shape given or else at the 340M shape (B=8, T=2048, H=16, hd=64), at
  * hd=128 and at GPT-2 small's (B=32, T=1024, H=12, hd=64), in ms and TFLOP/s (see
- * bench for the FLOP convention), Hopper's kernels and then the portable ones. Without CUDA in the build, or without a
+ * bench for the FLOP convention), Hopper's kernels and then the portable ones; a shape it cannot time is one
+ * line and exit 2. Without CUDA in the build, or without a
  * usable GPU, it prints "SKIP: <reason>" and exits 77. */
 #include <stdio.h>
 
@@ -372,17 +373,35 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
     free(cu), free(x);
 }
 
+/* --bench's shape B T H Hkv hd from argv[2..6]: 1, 0 when none is given, −1
+ * (and a line why) when it is not one the attention takes */
+static int bench_shape(int argc, char **argv, int (*shape)[5])
+{
+    if (argc == 2)
+        return 0;
+    int ok = argc == 7;
+    for (int i = 0; ok && i < 5; i++) {
+        char end;
+        ok = sscanf(argv[2 + i], "%d%c", &(*shape)[i], &end) == 1 && (*shape)[i] > 0;
+    }
+    if (ok && (*shape)[2] % (*shape)[3] == 0 && (*shape)[4] % 16 == 0 && (*shape)[4] <= 128)
+        return 1;
+    fprintf(stderr, "usage: %s --bench [B T H Hkv hd] (positive whole numbers, H a multiple of Hkv, "
+                    "hd a multiple of 16 up to 128)\n", argv[0]);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
+    int bench_mode = argc > 1 && strcmp(argv[1], "--bench") == 0, shape[5];
+    int given = bench_mode ? bench_shape(argc, argv, &shape) : 0;
+    if (given < 0)
+        return 2;
     if (!cuda_testing_device())
         return 77;
     testing_seed(20240917);
-    if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+    if (bench_mode) {
         printf("FLOPs: forward 4·B·H·T²·hd/2 (causal), backward 2.5× that\n");
-        int shape[5]; /* B T H Hkv hd, or the 340M shapes and GPT-2 small's */
-        int given = argc == 7;
-        for (int i = 0; given && i < 5; i++)
-            given = sscanf(argv[2 + i], "%d", &shape[i]) == 1 && shape[i] > 0;
         for (int portable = 0; portable < 2; portable++) {
             set_attention_kernels(portable);
             if (given) {
