@@ -114,6 +114,10 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model, cons
     ps->value_ptrs = calloc((size_t)ps->n, sizeof *ps->value_ptrs);
     ps->compute_ptrs = calloc((size_t)ps->n, sizeof *ps->compute_ptrs);
     ps->grad_ptrs = calloc((size_t)ps->n, sizeof *ps->grad_ptrs);
+    if (!ps->specs || !ps->offset || !ps->numel || !ps->value_ptrs || !ps->compute_ptrs || !ps->grad_ptrs) {
+        snprintf(err, err_len, "out of memory for the list of %d parameter tensors", ps->n);
+        return -1;
+    }
     for (int i = 0; i < ps->n; i++) {
         ps->specs[i] = *plugin->param(model, i);
         ps->numel[i] = spec_numel(&ps->specs[i]);

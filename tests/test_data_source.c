@@ -535,18 +535,18 @@ static void test_resume(void)
 
     /* cursors beyond the data */
     if (data_source_open(&ds, spec, NULL, err, sizeof err) == 0) {
-        data_cursor c = {0, 7, 0};
+        data_cursor c = {0, 7, 0, 0};
         CHECK(data_source_seek(ds, &c, err, sizeof err) == -1 && strstr(err, "txt"),
               "seek past the documents of a folder file: %s", err);
-        c = (data_cursor){7, 6, 0}; /* the last document of data.jsonl.zst */
+        c = (data_cursor){7, 6, 0, 0}; /* the last document of data.jsonl.zst */
         CHECK(data_source_seek(ds, &c, err, sizeof err) == 0, "%s", err);
-        c = (data_cursor){7, 99, 0};
+        c = (data_cursor){7, 99, 0, 0};
         CHECK(data_source_seek(ds, &c, err, sizeof err) == -1 && strstr(err, "data.jsonl.zst"),
               "seek past the documents of a file: %s", err);
-        c = (data_cursor){7, 0, 3};
+        c = (data_cursor){7, 0, 3, 0};
         CHECK(data_source_seek(ds, &c, err, sizeof err) == -1 && strstr(err, "JSON line"),
               "an offset inside a JSON line: %s", err);
-        c = (data_cursor){12, 0, 0};
+        c = (data_cursor){12, 0, 0, 0};
         CHECK(data_source_seek(ds, &c, err, sizeof err) == -1, "seek past the files");
         /* left rewound: the first piece again */
         CHECK(data_source_next(ds, &text, &len, &eod, err, sizeof err) == 1 &&
