@@ -87,10 +87,12 @@ static __device__ __forceinline__ void tma_rows(act_t *tile, const CUtensorMap *
                      : "memory");
 }
 
-/* The map of a [tokens, heads, hd] bf16 tensor at x, copied `rows` tokens
+/* The map of a [tokens, heads, hd] bf16 tensor at x, a token's heads
+ * token_stride values after the one before's (heads·hd when packed; a
+ * multiple of 8, as the copies need 16-byte strides), copied `rows` tokens
  * by 64 columns of one head at a time with the 128-byte swizzle. The driver's
  * encoder is found through the runtime, so nothing links libcuda. */
-static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, int rows)
+static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, size_t token_stride, int rows)
 {
     static PFN_cuTensorMapEncodeTiled_v12000 encode;
     if (!encode) {
@@ -106,7 +108,7 @@ static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, int row
     }
     CUtensorMap map;
     cuuint64_t dims[3] = {(cuuint64_t)hd, (cuuint64_t)heads, (cuuint64_t)tokens};
-    cuuint64_t strides[2] = {(cuuint64_t)hd * 2, (cuuint64_t)heads * hd * 2}; /* bytes, dims 1 and 2 */
+    cuuint64_t strides[2] = {(cuuint64_t)hd * 2, (cuuint64_t)token_stride * 2}; /* bytes, dims 1 and 2 */
     cuuint32_t box[3] = {64, 1, (cuuint32_t)rows}, unit[3] = {1, 1, 1};
     CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void *>(x), dims, strides, box,
                         unit, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,

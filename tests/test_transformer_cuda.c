@@ -20,9 +20,12 @@
  *    sequence, off and on the tiles' edges) and one longer than every
  *    sequence, the CPU's masked loop the reference; rotary out of place, in
  *    place and backward, varlen;
+ *  - q, k and v as column blocks of one buffer (a joined projection's
+ *    output, rows a stride apart): rotary, the attention (both kernel
+ *    sets) and its gradients give the packed layout's values bit for bit;
  *  - generation's attention step, several positions in a row after a cache
  *    of random positions, with GQA, windows and head dims 16 to 128, and
- *    the caches it writes (keys rotated);
+ *    the caches it writes (keys rotated), also from a joined buffer;
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
  *    and without cu_seqlens, with and without a window: the loss, the logits and every parameter's
  *    gradient (see model_case for its tolerances); and its generation on
@@ -95,7 +98,7 @@ static void test_attention(const char *name, const int32_t *cu, int n_seqs, int 
     char shape[112];
     snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d%s", name, H, Hkv, hd,
              cu[n_seqs], window, attention_kernels);
-    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
+    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
     attn_inputs in = attn_inputs_make(&d);
 
     /* the CPU: o, lse, and what the backward adds to dq, dk, dv */
@@ -181,17 +184,111 @@ static void test_attentions(void)
     test_attention("varlen", two_rows, 4, 4, 2, 64, 257);
 }
 
+/* ==================================================================== q, k, v side by side */
+
+/* columns [at, at + width) of n rows `stride` apart, from packed rows of x */
+static void put_columns(float *dst, const float *x, int n, size_t stride, size_t at, size_t width)
+{
+    for (int r = 0; r < n; r++)
+        memcpy(dst + r * stride + at, x + r * width, width * sizeof *x);
+}
+
+/* the device's n rows of `stride` values (freed here) against packed rows of
+ * want (freed here) in its columns at..: the same values, element for element */
+static void check_columns(const char *what, const char *shape, float *got, int n, size_t stride, size_t at,
+                          size_t width, float *want)
+{
+    size_t differ = 0;
+    for (int r = 0; r < n; r++)
+        for (size_t c = 0; c < width; c++)
+            differ += !(got[r * stride + at + c] == want[r * width + c]); /* NaN: never written */
+    printf("%-24s %-44s %zu of %zu differ\n", what, shape, differ, (size_t)n * width);
+    CHECK(differ == 0, "%s %s: %zu values differ from the packed layout's", what, shape, differ);
+    free(got), free(want);
+}
+
+/* The attention on q, k, v as column blocks of one [n, q | k | v] buffer
+ * (a joined projection's output; attention_dims.stride), its gradients into
+ * one such buffer, against the same kernels on packed tensors: the same
+ * values bit for bit (the same products in the same order; only the rows'
+ * addresses differ). The packed results are test_attention's, checked
+ * against the CPU there. */
+static void test_attention_joined(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv, int hd,
+                                  int window)
+{
+    char shape[112];
+    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d%s", name, H, Hkv, hd, cu[n_seqs], window,
+             attention_kernels);
+    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
+    attn_inputs in = attn_inputs_make(&d);
+    int n = in.n;
+    size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw, act = dev->act_bytes;
+    int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
+    d.seqs.cu_seqlens_backend = cu_dev;
+    /* packed */
+    void *q_d = acts_to_device(in.q, in.nq), *k_d = acts_to_device(in.k, in.nkv);
+    void *v_d = acts_to_device(in.v, in.nkv), *dout_d = acts_to_device(in.dout, in.nq);
+    void *o_d = dev_alloc(in.nq * act), *dq_d = dev_alloc(in.nq * act), *dk_d = dev_alloc(in.nkv * act);
+    void *dv_d = dev_alloc(in.nkv * act);
+    float *lse_d = dev_alloc(in.nrows * sizeof(float));
+    float *work = dev_alloc(gpu_k->attention_work_floats(n, H) * sizeof(float));
+    gpu_k->attention_forward(o_d, lse_d, q_d, k_d, v_d, &d);
+    gpu_k->attention_backward(dq_d, dk_d, dv_d, dout_d, o_d, lse_d, q_d, k_d, v_d, &d, work);
+    /* joined */
+    float *qkv = malloc((size_t)n * W * sizeof *qkv);
+    put_columns(qkv, in.q, n, W, 0, qw), put_columns(qkv, in.k, n, W, qw, kvw);
+    put_columns(qkv, in.v, n, W, qw + kvw, kvw);
+    char *qkv_d = acts_to_device(qkv, (size_t)n * W), *dqkv_d = dev_poisoned((size_t)n * W * act);
+    void *o2_d = dev_poisoned(in.nq * act);
+    float *lse2_d = dev_poisoned(in.nrows * sizeof(float));
+    attention_dims joined = d;
+    joined.stride = (int)W;
+    gpu_k->attention_forward(o2_d, lse2_d, qkv_d, qkv_d + qw * act, qkv_d + (qw + kvw) * act, &joined);
+    gpu_k->attention_backward(dqkv_d, dqkv_d + qw * act, dqkv_d + (qw + kvw) * act, dout_d, o2_d, lse2_d, qkv_d,
+                              qkv_d + qw * act, qkv_d + (qw + kvw) * act, &joined, work);
+    check_columns("joined o", shape, acts_to_host(o2_d, in.nq), n, qw, 0, qw, acts_to_host(o_d, in.nq));
+    check_columns("joined lse", shape, floats_to_host(lse2_d, in.nrows), n, H, 0, H, floats_to_host(lse_d, in.nrows));
+    float *dqkv = acts_to_host(dqkv_d, (size_t)n * W);
+    float *dqkv_k = malloc((size_t)n * W * sizeof *dqkv_k), *dqkv_v = malloc((size_t)n * W * sizeof *dqkv_v);
+    memcpy(dqkv_k, dqkv, (size_t)n * W * sizeof *dqkv), memcpy(dqkv_v, dqkv, (size_t)n * W * sizeof *dqkv);
+    check_columns("joined dq", shape, dqkv, n, W, 0, qw, acts_to_host(dq_d, in.nq));
+    check_columns("joined dk", shape, dqkv_k, n, W, qw, kvw, acts_to_host(dk_d, in.nkv));
+    check_columns("joined dv", shape, dqkv_v, n, W, qw + kvw, kvw, acts_to_host(dv_d, in.nkv));
+
+    void *dev_bufs[] = {cu_dev, q_d, k_d, v_d, dout_d, o_d, dq_d, dk_d, dv_d, lse_d, work, qkv_d, dqkv_d, o2_d, lse2_d};
+    for (size_t i = 0; i < sizeof dev_bufs / sizeof dev_bufs[0]; i++)
+        dev->free(dev_bufs[i]);
+    free(qkv);
+    attn_inputs_free(&in);
+}
+
+static void test_attentions_joined(void)
+{
+    static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
+    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 0);
+    test_attention_joined("varlen", uneven, 6, 4, 1, 128, 0);
+    test_attention_joined("varlen", uneven, 6, 2, 2, 32, 0);
+    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 50);
+    int32_t gpt2[] = {0, 1024}; /* GPT-2 small's heads, one sequence */
+    test_attention_joined("T", gpt2, 1, 12, 12, 64, 0);
+}
+
 /* ==================================================================== generation */
 
 /* B sequences whose caches hold P random positions (a prompt), then `steps`
  * positions of generation on both backends. The caches are laid out as the
  * plugin lays them: position-major, this layer's block one of 2·L blocks a
  * position (stride), here L = 2 and the layer the second. */
-static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, int steps, int window)
+static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, int steps, int window, int joined)
 {
     char shape[96];
-    snprintf(shape, sizeof shape, "B=%d H=%d Hkv=%d hd=%d rd=%d P=%d window=%d", B, H, Hkv, hd, rd, P, window);
-    attention_dims d = {{NULL, 0, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
+    snprintf(shape, sizeof shape, "B=%d H=%d Hkv=%d hd=%d rd=%d P=%d window=%d%s", B, H, Hkv, hd, rd, P, window,
+             joined ? " joined" : "");
+    attention_dims d = {{NULL, 0, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
+    /* the GPU's q, k, v side by side in one buffer when joined (the CPU's packed) */
+    size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw;
+    attention_dims d_gpu = d;
+    d_gpu.stride = joined ? (int)W : 0;
     size_t nq = (size_t)B * H * hd, block = (size_t)B * Hkv * hd, stride = 2 * 2 * block;
     size_t cache = (size_t)(P + steps) * stride;
     float *caches = testing_random_bf16(cache, -2, 2); /* positions ≥ P are written over */
@@ -204,11 +301,23 @@ static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, 
     for (int pos = P; pos < P + steps; pos++) {
         float *q = testing_random_bf16(nq, -2, 2), *k = testing_random_bf16(block, -2, 2);
         float *v = testing_random_bf16(block, -1, 1);
-        void *q_d = acts_to_device(q, nq), *k_d = acts_to_device(k, block), *v_d = acts_to_device(v, block);
+        void *q_d, *k_d, *v_d, *qkv_d = NULL;
+        if (joined) {
+            float *qkv = malloc((size_t)B * W * sizeof *qkv);
+            put_columns(qkv, q, B, W, 0, qw), put_columns(qkv, k, B, W, qw, kvw), put_columns(qkv, v, B, W, qw + kvw, kvw);
+            qkv_d = acts_to_device(qkv, (size_t)B * W);
+            q_d = qkv_d, k_d = (char *)qkv_d + qw * dev->act_bytes, v_d = (char *)qkv_d + (qw + kvw) * dev->act_bytes;
+            free(qkv);
+        } else {
+            q_d = acts_to_device(q, nq), k_d = acts_to_device(k, block), v_d = acts_to_device(v, block);
+        }
         cpu_k->attention_decode(o, q, k, v, k_cache, v_cache, stride, B, pos, &d, rd, 10000.0f);
-        gpu_k->attention_decode(o_d, q_d, k_d, v_d, k_cache_d, v_cache_d, stride, B, pos, &d, rd, 10000.0f);
+        gpu_k->attention_decode(o_d, q_d, k_d, v_d, k_cache_d, v_cache_d, stride, B, pos, &d_gpu, rd, 10000.0f);
         compare("attention decode o", shape, acts_to_host(o_d, nq), o, nq, TOL_BF16);
-        dev->free(q_d), dev->free(k_d), dev->free(v_d);
+        if (joined)
+            dev->free(qkv_d);
+        else
+            dev->free(q_d), dev->free(k_d), dev->free(v_d);
         free(q), free(k), free(v);
     }
     /* the rotated keys and the values written at the new positions, and
@@ -220,14 +329,15 @@ static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, 
 
 static void test_attention_decodes(void)
 {
-    test_attention_decode(1, 4, 2, 64, 64, 0, 3, 0);     /* from the first position */
-    test_attention_decode(3, 4, 2, 64, 64, 100, 4, 0);   /* GQA, warps of uneven shares */
-    test_attention_decode(2, 2, 2, 128, 128, 300, 2, 0); /* 4 values a lane */
-    test_attention_decode(2, 4, 1, 48, 48, 65, 2, 0);    /* lanes partly idle */
-    test_attention_decode(2, 4, 2, 16, 16, 40, 3, 17);   /* a window inside the cache */
-    test_attention_decode(16, 16, 16, 64, 64, 700, 2, 0); /* the 340M shape */
-    test_attention_decode(4, 12, 12, 64, 0, 200, 3, 0);   /* GPT-2's: no rotary */
-    test_attention_decode(2, 4, 4, 80, 40, 100, 2, 0);   /* GPT-3's -rotary: half of heads of 80 */
+    test_attention_decode(1, 4, 2, 64, 64, 0, 3, 0, 0);     /* from the first position */
+    test_attention_decode(3, 4, 2, 64, 64, 100, 4, 0, 0);   /* GQA, warps of uneven shares */
+    test_attention_decode(2, 2, 2, 128, 128, 300, 2, 0, 0); /* 4 values a lane */
+    test_attention_decode(2, 4, 1, 48, 48, 65, 2, 0, 0);    /* lanes partly idle */
+    test_attention_decode(2, 4, 2, 16, 16, 40, 3, 17, 0);   /* a window inside the cache */
+    test_attention_decode(16, 16, 16, 64, 64, 700, 2, 0, 0); /* the 340M shape */
+    test_attention_decode(4, 12, 12, 64, 0, 200, 3, 0, 1);   /* GPT-2's: no rotary, q, k, v joined */
+    test_attention_decode(2, 4, 4, 80, 40, 100, 2, 0, 1);   /* GPT-3's -rotary: half of heads of 80, joined */
+    test_attention_decode(3, 4, 2, 64, 64, 100, 2, 0, 1);   /* GQA, joined */
 }
 
 /* ==================================================================== rotary */
@@ -243,23 +353,69 @@ static void test_rotary(const char *name, const int32_t *cu, int n_seqs, int hea
     const float base = 10000.0f;
     float *x = testing_random_bf16(len, -2, 2), *dout = testing_random_bf16(len, -1, 1);
     float *out = malloc(len * sizeof *out), *dx = calloc(len, sizeof *dx);
-    cpu_k->rotary_forward(out, x, &s, heads, hd, rd, base);
-    cpu_k->rotary_backward(dx, dout, &s, heads, hd, rd, base);
+    size_t stride = (size_t)heads * hd;
+    cpu_k->rotary_forward(out, x, &s, heads, hd, rd, base, stride);
+    cpu_k->rotary_backward(dx, dout, &s, heads, hd, rd, base, stride);
 
     int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
     s.cu_seqlens_backend = cu_dev;
     void *x_d = acts_to_device(x, len), *dout_d = acts_to_device(dout, len);
     void *out_d = dev_poisoned(len * dev->act_bytes), *dx_d = dev_poisoned(len * dev->act_bytes);
-    gpu_k->rotary_forward(out_d, x_d, &s, heads, hd, rd, base);
-    gpu_k->rotary_backward(dx_d, dout_d, &s, heads, hd, rd, base);
+    gpu_k->rotary_forward(out_d, x_d, &s, heads, hd, rd, base, stride);
+    gpu_k->rotary_backward(dx_d, dout_d, &s, heads, hd, rd, base, stride);
     compare("rotary out", shape, acts_to_host(out_d, len), out, len, TOL_BF16);
     compare("rotary dx", shape, acts_to_host(dx_d, len), dx, len, TOL_BF16);
     /* in place, as the plugin runs it */
-    gpu_k->rotary_forward(x_d, x_d, &s, heads, hd, rd, base);
+    gpu_k->rotary_forward(x_d, x_d, &s, heads, hd, rd, base, stride);
     compare("rotary out (in place)", shape, acts_to_host(x_d, len), out, len, TOL_BF16);
 
     dev->free(cu_dev), dev->free(x_d), dev->free(dout_d), dev->free(out_d), dev->free(dx_d);
     free(x), free(dout), free(out), free(dx);
+}
+
+/* rotary on q and k as column blocks of one [n, q | k | v] buffer, q's
+ * and k's heads turned in one call, against the packed calls: the same
+ * values bit for bit, v untouched; out of place with a part of each head
+ * left as it is (copied), and the backward in place */
+static void test_rotary_joined(const int32_t *cu, int n_seqs, int H, int Hkv, int hd, int rd)
+{
+    char shape[96];
+    int n = cu[n_seqs];
+    snprintf(shape, sizeof shape, "joined H=%d Hkv=%d hd=%d rd=%d n=%d", H, Hkv, hd, rd, n);
+    transformer_seqs s = {cu, n_seqs, NULL};
+    size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw, act = dev->act_bytes;
+    const float base = 10000.0f;
+    float *qkv = testing_random_bf16((size_t)n * W, -2, 2);
+    float *q = malloc((size_t)n * qw * sizeof *q), *k = malloc((size_t)n * kvw * sizeof *k);
+    float *v = malloc((size_t)n * kvw * sizeof *v);
+    for (int r = 0; r < n; r++) {
+        memcpy(q + r * qw, qkv + r * W, qw * sizeof *q);
+        memcpy(k + r * kvw, qkv + r * W + qw, kvw * sizeof *k);
+        memcpy(v + r * kvw, qkv + r * W + qw + kvw, kvw * sizeof *v);
+    }
+    int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
+    s.cu_seqlens_backend = cu_dev;
+    void *q_d = acts_to_device(q, (size_t)n * qw), *k_d = acts_to_device(k, (size_t)n * kvw);
+    void *qkv_d = acts_to_device(qkv, (size_t)n * W), *out_d = dev_poisoned((size_t)n * W * act);
+    gpu_k->rotary_forward(out_d, qkv_d, &s, H + Hkv, hd, rd, base, W); /* out of place first */
+    gpu_k->rotary_forward(qkv_d, qkv_d, &s, H + Hkv, hd, rd, base, W);
+    gpu_k->rotary_forward(q_d, q_d, &s, H, hd, rd, base, qw);
+    gpu_k->rotary_forward(k_d, k_d, &s, Hkv, hd, rd, base, kvw);
+    check_columns("rotary joined q", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
+                  acts_to_host(q_d, (size_t)n * qw));
+    check_columns("rotary joined k", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw, kvw,
+                  acts_to_host(k_d, (size_t)n * kvw));
+    float *v_copy = malloc((size_t)n * kvw * sizeof *v_copy);
+    memcpy(v_copy, v, (size_t)n * kvw * sizeof *v);
+    check_columns("rotary joined v", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw + kvw, kvw, v_copy);
+    check_columns("rotary joined out q", shape, acts_to_host(out_d, (size_t)n * W), n, W, 0, qw,
+                  acts_to_host(q_d, (size_t)n * qw));
+    gpu_k->rotary_backward(qkv_d, qkv_d, &s, H + Hkv, hd, rd, base, W);
+    gpu_k->rotary_backward(q_d, q_d, &s, H, hd, rd, base, qw);
+    check_columns("rotary joined dx", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
+                  acts_to_host(q_d, (size_t)n * qw));
+    dev->free(cu_dev), dev->free(q_d), dev->free(k_d), dev->free(qkv_d), dev->free(out_d);
+    free(qkv), free(q), free(k), free(v);
 }
 
 static void test_rotaries(void)
@@ -274,6 +430,9 @@ static void test_rotaries(void)
     test_rotary("varlen", uneven, 6, 4, 64, 32);
     test_rotary("varlen", uneven, 6, 4, 80, 40);
     test_rotary("varlen", uneven, 6, 2, 128, 64);
+    test_rotary_joined(uneven, 6, 4, 2, 64, 64);
+    test_rotary_joined(uneven, 6, 4, 4, 80, 40); /* pairs one a thread, the rest copied */
+    test_rotary_joined(uneven, 6, 2, 2, 128, 64);
 }
 
 /* ==================================================================== the model */
@@ -338,7 +497,7 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
-    attention_dims d = {{cu, B, cu_dev}, H, Hkv, hd, 1.0f / sqrtf((float)hd), 0};
+    attention_dims d = {{cu, B, cu_dev}, H, Hkv, hd, 1.0f / sqrtf((float)hd), 0, 0};
     size_t nq = (size_t)n * H * hd, nkv = (size_t)n * Hkv * hd, act = dev->act_bytes;
     float *x = testing_random_bf16(nq + 3, -2, 2); /* q, k, v, dout: shifted views of x */
     void *q = acts_to_device(x, nq), *k = acts_to_device(x + 1, nkv), *v = acts_to_device(x + 2, nkv);
@@ -420,6 +579,7 @@ int main(int argc, char **argv)
     for (int portable = 0; portable < 2; portable++) {
         set_attention_kernels(portable);
         test_attentions();
+        test_attentions_joined();
     }
     set_attention_kernels(0);
     test_attention_decodes();

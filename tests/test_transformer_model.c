@@ -2,7 +2,9 @@
  * and the real CPU op table, with a [model] section and parameters made here:
  *  - the plugin's own kernels (rotary, attention with GQA, varlen and a
  *    sliding window): their backward against central finite differences, the
- *    loss summed in double; a window of 1 gives every token its own v;
+ *    loss summed in double; a window of 1 gives every token its own v; on q,
+ *    k and v side by side in one buffer (rows a stride apart) each gives
+ *    what it gives on packed tensors, bit for bit, generation's step too;
  *  - the parameter list: fla's names, shapes, order, init rules, weight decay;
  *  - the loss and logits against a naive model written here in double (its own
  *    matmuls, norms, rotary, token-by-token softmax attention over the prefix);
@@ -37,7 +39,7 @@ static double rotary_loss(void *ctx)
 {
     kernel_case *c = ctx;
     size_t len = (size_t)c->n * c->ad.H * c->ad.hd;
-    rotary_forward_cpu(c->out, c->q, &c->seqs, c->ad.H, c->ad.hd, c->rd, 10000.0f);
+    rotary_forward_cpu(c->out, c->q, &c->seqs, c->ad.H, c->ad.hd, c->rd, 10000.0f, (size_t)c->ad.H * c->ad.hd);
     return weighted_sum(c->w, c->out, len);
 }
 
@@ -68,7 +70,7 @@ static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, in
 {
     c->n = cu[n_seqs];
     c->seqs = (transformer_seqs){cu, n_seqs, NULL};
-    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd), window};
+    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
     size_t nq = (size_t)c->n * H * hd, nkv = (size_t)c->n * Hkv * hd;
     c->q = testing_random(nq, -1.5f, 1.5f);
     c->k = testing_random(nkv, -1.5f, 1.5f);
@@ -91,12 +93,12 @@ static void test_rotary(const int32_t *cu, int n_seqs, int rd)
     c.rd = rd;
     size_t len = (size_t)c.n * 3 * 8;
     float *dx = calloc(len, sizeof *dx);
-    rotary_backward_cpu(dx, c.w, &c.seqs, 3, 8, rd, 10000.0f);
+    rotary_backward_cpu(dx, c.w, &c.seqs, 3, 8, rd, 10000.0f, 24);
     char what[64];
     snprintf(what, sizeof what, "rotary dx (%d of 8 turned)", rd);
     check_input_grad(what, c.q, dx, len, rotary_loss, &c, 1e-4);
     /* position 0 of every sequence is left as it is */
-    rotary_forward_cpu(c.out, c.q, &c.seqs, 3, 8, rd, 10000.0f);
+    rotary_forward_cpu(c.out, c.q, &c.seqs, 3, 8, rd, 10000.0f, 24);
     for (int s = 0; s < n_seqs; s++)
         CHECK(memcmp(c.out + (size_t)cu[s] * 24, c.q + (size_t)cu[s] * 24, 24 * sizeof(float)) == 0,
               "rotary moved the first token of sequence %d", s);
@@ -154,6 +156,98 @@ static void test_attention_self(const int32_t *cu, int n_seqs)
     kernel_close(&c);
 }
 
+/* columns [at, at + width) of n rows `stride` apart, from packed rows of x */
+static void put_columns(float *dst, const float *x, int n, size_t stride, size_t at, size_t width)
+{
+    for (int r = 0; r < n; r++)
+        memcpy(dst + r * stride + at, x + r * width, width * sizeof *x);
+}
+
+/* the same columns back into packed rows */
+static float *get_columns(const float *x, int n, size_t stride, size_t at, size_t width)
+{
+    float *out = malloc((size_t)n * width * sizeof *out);
+    for (int r = 0; r < n; r++)
+        memcpy(out + r * width, x + r * stride + at, width * sizeof *x);
+    return out;
+}
+
+/* columns at.. of the joined rows are the packed ones, value for value */
+static void check_columns(const char *what, const float *joined, int n, size_t stride, size_t at, size_t width,
+                          const float *packed)
+{
+    float *got = get_columns(joined, n, stride, at, width);
+    CHECK(memcmp(got, packed, (size_t)n * width * sizeof *got) == 0, "%s: the joined layout's values differ", what);
+    free(got);
+}
+
+/* q, k, v as column blocks of one [n, q | k | v] buffer (rows W apart, a
+ * joined projection's output): rotary over q's and k's heads at once, the
+ * attention forward and backward, and generation's step give what they give
+ * on packed tensors, bit for bit (the same sums; only addresses differ) */
+static void test_joined(const int32_t *cu, int n_seqs, int H, int Hkv, int window, int rd)
+{
+    kernel_case c;
+    int hd = 4;
+    kernel_open(&c, cu, n_seqs, H, Hkv, hd, window);
+    int n = c.n;
+    size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw;
+    float *qkv = malloc((size_t)n * W * sizeof *qkv), *dqkv = malloc((size_t)n * W * sizeof *dqkv);
+    put_columns(qkv, c.q, n, W, 0, qw), put_columns(qkv, c.k, n, W, qw, kvw), put_columns(qkv, c.v, n, W, qw + kvw, kvw);
+    attention_dims joined = c.ad;
+    joined.stride = (int)W;
+
+    /* rotary: q's heads and, when they are as many, k's too in one call */
+    float *rq = malloc((size_t)n * qw * sizeof *rq), *rk = malloc((size_t)n * kvw * sizeof *rk);
+    rotary_forward_cpu(rq, c.q, &c.seqs, H, hd, rd, 10000.0f, qw);
+    rotary_forward_cpu(rk, c.k, &c.seqs, Hkv, hd, rd, 10000.0f, kvw);
+    float *turned = malloc((size_t)n * W * sizeof *turned);
+    memcpy(turned, qkv, (size_t)n * W * sizeof *qkv);
+    rotary_forward_cpu(turned, turned, &c.seqs, H + Hkv, hd, rd, 10000.0f, W);
+    check_columns("rotary q", turned, n, W, 0, qw, rq);
+    check_columns("rotary k", turned, n, W, qw, kvw, rk);
+    check_columns("rotary's untouched v", turned, n, W, qw + kvw, kvw, c.v);
+    rotary_backward_cpu(turned, turned, &c.seqs, H + Hkv, hd, rd, 10000.0f, W);
+    rotary_backward_cpu(rq, rq, &c.seqs, H, hd, rd, 10000.0f, qw);
+    check_columns("rotary backward", turned, n, W, 0, qw, rq);
+
+    /* the attention */
+    size_t nq = (size_t)n * qw, nkv = (size_t)n * kvw;
+    float *dq = malloc(nq * sizeof *dq), *dk = malloc(nkv * sizeof *dk), *dv = malloc(nkv * sizeof *dv);
+    float *o = malloc(nq * sizeof *o), *lse = malloc((size_t)n * H * sizeof *lse);
+    attention_forward_cpu(c.out, c.lse, c.q, c.k, c.v, &c.ad);
+    attention_backward_cpu(dq, dk, dv, c.w, c.out, c.lse, c.q, c.k, c.v, &c.ad);
+    attention_forward_cpu(o, lse, qkv, qkv + qw, qkv + qw + kvw, &joined);
+    for (size_t i = 0; i < (size_t)n * W; i++)
+        dqkv[i] = NAN; /* every value must be written */
+    attention_backward_cpu(dqkv, dqkv + qw, dqkv + qw + kvw, c.w, o, lse, qkv, qkv + qw, qkv + qw + kvw, &joined);
+    CHECK(memcmp(o, c.out, nq * sizeof *o) == 0 && memcmp(lse, c.lse, (size_t)n * H * sizeof *lse) == 0,
+          "attention on the joined layout: o or lse differ");
+    check_columns("attention dq", dqkv, n, W, 0, qw, dq);
+    check_columns("attention dk", dqkv, n, W, qw, kvw, dk);
+    check_columns("attention dv", dqkv, n, W, qw + kvw, kvw, dv);
+
+    /* generation's step for the n rows as n sequences at position 2 of a cache */
+    size_t cache_stride = (size_t)n * kvw, cache_len = 3 * cache_stride;
+    float *caches = testing_random(4 * cache_len, -1.0f, 1.0f), *step_o = malloc(2 * nq * sizeof *step_o);
+    memcpy(caches + 2 * cache_len, caches, 2 * cache_len * sizeof *caches);
+    attention_dims step = c.ad, step_joined = joined;
+    step.seqs = step_joined.seqs = (transformer_seqs){NULL, 0, NULL};
+    attention_decode_cpu(step_o, c.q, c.k, c.v, caches, caches + cache_len, cache_stride, n, 2, &step, rd, 10000.0f);
+    attention_decode_cpu(step_o + nq, qkv, qkv + qw, qkv + qw + kvw, caches + 2 * cache_len, caches + 3 * cache_len,
+                         cache_stride, n, 2, &step_joined, rd, 10000.0f);
+    CHECK(memcmp(step_o, step_o + nq, nq * sizeof *o) == 0 &&
+              memcmp(caches, caches + 2 * cache_len, 2 * cache_len * sizeof *caches) == 0,
+          "generation's step on the joined layout: o or the caches differ");
+    printf("joined q, k, v (H=%d Hkv=%d window=%d rd=%d): rotary, attention and generation as on packed tensors\n",
+           H, Hkv, window, rd);
+
+    float *bufs[] = {qkv, dqkv, rq, rk, turned, dq, dk, dv, o, lse, caches, step_o};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    kernel_close(&c);
+}
+
 static void test_kernels(void)
 {
     static const int32_t one[] = {0, 7}, three[] = {0, 3, 4, 9};
@@ -165,6 +259,8 @@ static void test_kernels(void)
     test_attention("window 3, varlen GQA H=4 Hkv=2", three, 3, 4, 2, 3);
     test_attention("window 2, H=2", one, 1, 2, 2, 2);
     test_attention_self(three, 3);
+    test_joined(three, 3, 4, 2, 0, 4);
+    test_joined(three, 3, 2, 2, 2, 2);
 }
 
 typedef struct dims {

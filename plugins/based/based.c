@@ -635,7 +635,7 @@ static attention_dims sliding_dims(const based_model *m)
 {
     const lm_batch *b = &m->base.batch;
     attention_dims d = {{b->cu, b->n_seqs, b->cu_backend}, m->c.H, m->c.H, m->c.hd, 1.0f / sqrtf((float)m->c.hd),
-                        m->c.window};
+                        m->c.window, 0};
     return d;
 }
 
@@ -654,8 +654,8 @@ static void sliding_forward(based_model *m, int l, int n)
     if (m->base.decoding) {
         sliding_decode(m, l, n, &ad);
     } else {
-        m->attn->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta);
-        m->attn->rotary_forward(A->k, A->k, &ad.seqs, c->H, c->hd, c->hd, c->theta);
+        m->attn->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->s.D);
+        m->attn->rotary_forward(A->k, A->k, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->s.D);
         m->attn->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     }
     ops->matmul_forward(m->base.mid[l], A->o, W(m, l, S_OUT), NULL, m->base.resid[l], n, D, D);
@@ -673,8 +673,8 @@ static void sliding_backward(based_model *m, int l, int n, void *const dqkv[3])
                          c->s.D, c->s.D);
     m->attn->attention_backward(dq_rot, dk_rot, dqkv[2], dout, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 m->d.attn_work);
-    m->attn->rotary_backward(dqkv[0], dq_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta);
-    m->attn->rotary_backward(dqkv[1], dk_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta);
+    m->attn->rotary_backward(dqkv[0], dq_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->s.D);
+    m->attn->rotary_backward(dqkv[1], dk_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->s.D);
 }
 
 /* ------------------------------------------------------------------ the layer */

@@ -7,7 +7,8 @@
  *                                        wpe with n_positions 0)
  *   per layer l:
  *     a  = norm(h, norm1)
- *     q, k, v = a·Wqkvᵀ + bqkv           (Wqkv's row blocks; H heads of hd)
+ *     q, k, v = a·Wqkvᵀ + bqkv           (one product: a token's q, k and v
+ *                                        side by side; H heads of hd each)
  *     q, k = rotary(q), rotary(k) on each head's first rd = int(hd ·
  *          rotary_emb_fraction) values (GPT-3's -rotary configs; none at 0)
  *     o  = causal softmax attention, scale hd^-½ (÷ (l + 1) with
@@ -98,14 +99,15 @@ typedef struct gpt_dims {
 typedef struct layer_acts {
     float *mean, *rstd; /* [n]: norm1's statistics */
     void *a;            /* [n,D]: norm1 of the layer input */
-    void *q, *k, *v;    /* [n,D] each */
+    void *qkv;          /* [n,3D]: a token's q, k, v side by side (Wqkv's output) */
     void *o;            /* attention out [n,D] */
     float *lse;         /* log-sum-exp [n,H] */
 } layer_acts;
 
 /* gradient scratch reused by every layer */
 typedef struct grad_scratch {
-    void *o, *q, *k, *v; /* [n,D] each */
+    void *o;             /* [n,D] */
+    void *qkv;           /* [n,3D] as layer_acts' */
     float *attn_work;    /* the attention backward's scratch (kern->attention_work_floats) */
 } grad_scratch;
 
@@ -289,17 +291,13 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
         A->mean = lm_take_floats(cv, n);
         A->rstd = lm_take_floats(cv, n);
         A->a = lm_take_acts(cv, n * D);
-        A->q = lm_take_acts(cv, n * D);
-        A->k = lm_take_acts(cv, n * D);
-        A->v = lm_take_acts(cv, n * D);
+        A->qkv = lm_take_acts(cv, n * 3 * D);
         A->o = lm_take_acts(cv, n * D);
         A->lse = lm_take_floats(cv, n * m->c.H);
     }
     grad_scratch *d = &m->d;
     d->o = lm_take_acts(cv, n * D);
-    d->q = lm_take_acts(cv, n * D);
-    d->k = lm_take_acts(cv, n * D);
-    d->v = lm_take_acts(cv, n * D);
+    d->qkv = lm_take_acts(cv, n * 3 * D);
     d->attn_work = lm_take_floats(cv, m->kern->attention_work_floats((int)n, m->c.H));
 }
 
@@ -327,20 +325,14 @@ static attention_dims attn_dims(const gpt_model *m, int l)
     if (m->c.inverse_layer_scale)
         scale /= (float)(l + 1);
     attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.H,
-                        m->c.hd, scale, 0};
+                        m->c.hd, scale, 0, 3 * m->c.s.D};
     return d;
 }
 
-/* Wqkv's block i (q, k, v) and its bias, and their gradients */
-static const void *qkv_block(const gpt_model *m, int l, int i, int p)
+/* q, k or v (i = 0, 1, 2) of a [n,3D] buffer of them side by side */
+static void *qkv_part(const gpt_model *m, void *qkv, int i)
 {
-    size_t rows = p == P_QKV ? (size_t)m->c.s.D : 1;
-    return lm_act_at(m->base.ops, W(m, l, p), (size_t)i * m->c.s.D * rows);
-}
-static float *qkv_block_grad(const gpt_model *m, int l, int i, int p)
-{
-    size_t rows = p == P_QKV ? (size_t)m->c.s.D : 1;
-    return dW(m, l, p) + (size_t)i * m->c.s.D * rows;
+    return lm_act_at(m->base.ops, qkv, (size_t)i * m->c.s.D);
 }
 
 /* one position of generation: this layer's keys and values into the caches,
@@ -353,8 +345,9 @@ static void attn_decode(gpt_model *m, int l, const attention_dims *ad)
     size_t block = (size_t)m->base.batch.n * m->c.s.D; /* n = B sequences of one token */
     void *keys = lm_act_at(m->base.ops, m->base.decoding, (size_t)l * 2 * block);
     void *values = lm_act_at(m->base.ops, m->base.decoding, ((size_t)l * 2 + 1) * block);
-    m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)m->c.s.L * 2 * block, m->base.batch.n,
-                              m->base.decode_pos, ad, m->c.rd, m->c.base);
+    m->kern->attention_decode(A->o, qkv_part(m, A->qkv, 0), qkv_part(m, A->qkv, 1), qkv_part(m, A->qkv, 2), keys,
+                              values, (size_t)m->c.s.L * 2 * block, m->base.batch.n, m->base.decode_pos, ad, m->c.rd,
+                              m->c.base);
 }
 
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
@@ -367,17 +360,14 @@ static void attn_forward(void *model, int l)
     attention_dims ad = attn_dims(m, l);
     lm_norm_forward(ops, A->a, A->mean, A->rstd, m->base.resid[l], W(m, l, P_NORM1), W(m, l, P_NORM1_BIAS), n, D,
                     m->c.s.eps, m->c.s.resid_f32);
-    void *qkv[3] = {A->q, A->k, A->v};
-    for (int i = 0; i < 3; i++)
-        ops->matmul_forward(qkv[i], A->a, qkv_block(m, l, i, P_QKV), qkv_block(m, l, i, P_QKV_BIAS), NULL, n, D, D);
+    ops->matmul_forward(A->qkv, A->a, W(m, l, P_QKV), W(m, l, P_QKV_BIAS), NULL, n, D, 3 * D);
     if (m->base.decoding) {
         attn_decode(m, l, &ad);
     } else {
-        if (m->c.rd) {
-            m->kern->rotary_forward(A->q, A->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
-            m->kern->rotary_forward(A->k, A->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
-        }
-        m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+        if (m->c.rd) /* q's and k's heads side by side: 2H heads a row */
+            m->kern->rotary_forward(A->qkv, A->qkv, &ad.seqs, 2 * m->c.H, m->c.hd, m->c.rd, m->c.base, 3 * D);
+        m->kern->attention_forward(A->o, A->lse, qkv_part(m, A->qkv, 0), qkv_part(m, A->qkv, 1),
+                                   qkv_part(m, A->qkv, 2), &ad);
     }
     lm_residual_product(ops, m->base.mid[l], A->o, W(m, l, P_OUT), W(m, l, P_OUT_BIAS), m->base.resid[l], n, D, D,
                         m->c.s.resid_f32);
@@ -394,19 +384,15 @@ static void attn_backward(void *model, int l)
     attention_dims ad = attn_dims(m, l);
     ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_OUT), dW(m, l, P_OUT_BIAS), lm_model_d_resid_act(&m->base),
                          A->o, W(m, l, P_OUT), n, D, D);
-    m->kern->attention_backward(d->q, d->k, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad, d->attn_work);
-    if (m->c.rd) { /* in place: the rotation's transpose */
-        m->kern->rotary_backward(d->q, d->q, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
-        m->kern->rotary_backward(d->k, d->k, &ad.seqs, m->c.H, m->c.hd, m->c.rd, m->c.base);
-    }
+    m->kern->attention_backward(qkv_part(m, d->qkv, 0), qkv_part(m, d->qkv, 1), qkv_part(m, d->qkv, 2), d->o, A->o,
+                                A->lse, qkv_part(m, A->qkv, 0), qkv_part(m, A->qkv, 1), qkv_part(m, A->qkv, 2), &ad,
+                                d->attn_work);
+    if (m->c.rd) /* in place: the rotation's transpose */
+        m->kern->rotary_backward(d->qkv, d->qkv, &ad.seqs, 2 * m->c.H, m->c.hd, m->c.rd, m->c.base, 3 * D);
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_NORM1), dW(m, l, P_NORM1), A->rstd,
                              W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean, m->base.d_resid_act};
-    void *dqkv[3] = {d->q, d->k, d->v};
-    lm_projection proj[3];
-    for (int i = 0; i < 3; i++)
-        proj[i] = (lm_projection){qkv_block(m, l, i, P_QKV), qkv_block_grad(m, l, i, P_QKV), dqkv[i], D,
-                                  qkv_block_grad(m, l, i, P_QKV_BIAS)};
-    lm_prenorm_backward(ops, &norm, proj, 3, m->base.d_x, m->base.d_resid, n, D);
+    const lm_projection qkv = {W(m, l, P_QKV), dW(m, l, P_QKV), d->qkv, 3 * D, dW(m, l, P_QKV_BIAS)};
+    lm_prenorm_backward(ops, &norm, &qkv, 1, m->base.d_x, m->base.d_resid, n, D);
 }
 
 static float gpt_forward(void *model, const flame_batch *batch, float *logits)

@@ -27,9 +27,10 @@ static double dot(const float *a, const float *b, int n)
     return s;
 }
 
-static const float *row(const float *x, int t, int heads, int h, int hd)
+/* head h of token t's row, rows `stride` apart */
+static const float *row(const float *x, int t, size_t stride, int h, int hd)
 {
-    return x + ((size_t)t * heads + h) * hd;
+    return x + (size_t)t * stride + (size_t)h * hd;
 }
 
 /* the first key row i sees in a sequence starting at t0 */
@@ -45,7 +46,7 @@ static double row_scores(double *s, const float *qi, const float *k, int t0, int
 {
     double m = -INFINITY, sum = 0;
     for (int j = first_key(d, t0, i); j <= i; j++) {
-        s[j - t0] = d->scale * dot(qi, row(k, j, d->Hkv, g, d->hd), d->hd);
+        s[j - t0] = d->scale * dot(qi, row(k, j, attention_kv_stride(d), g, d->hd), d->hd);
         m = fmax(m, s[j - t0]);
     }
     for (int j = first_key(d, t0, i); j <= i; j++)
@@ -57,13 +58,14 @@ static void forward_task(float *o, float *lse, const float *q, const float *k, c
                          const attention_dims *d, int t0, int t1, int g, double *s, double *acc)
 {
     int group = d->H / d->Hkv, hd = d->hd;
+    size_t q_stride = attention_q_stride(d), kv_stride = attention_kv_stride(d);
     for (int h = g * group; h < (g + 1) * group; h++)
         for (int i = t0; i < t1; i++) {
-            double l = row_scores(s, row(q, i, d->H, h, hd), k, t0, i, g, d);
+            double l = row_scores(s, row(q, i, q_stride, h, hd), k, t0, i, g, d);
             memset(acc, 0, (size_t)hd * sizeof *acc);
             for (int j = first_key(d, t0, i); j <= i; j++) {
                 double p = exp(s[j - t0] - l);
-                const float *vj = row(v, j, d->Hkv, g, hd);
+                const float *vj = row(v, j, kv_stride, g, hd);
                 for (int c = 0; c < hd; c++)
                     acc[c] += p * vj[c];
             }
@@ -108,10 +110,11 @@ static void backward_row(double *dq_acc, double *dk_acc, double *dv_acc, double 
                          int t0, int i, int g, const attention_dims *d)
 {
     int hd = d->hd;
+    size_t kv_stride = attention_kv_stride(d);
     row_scores(s, qi, k, t0, i, g, d);
     double D = dot(doi, oi, hd);
     for (int j = first_key(d, t0, i); j <= i; j++) {
-        const float *kj = row(k, j, d->Hkv, g, hd), *vj = row(v, j, d->Hkv, g, hd);
+        const float *kj = row(k, j, kv_stride, g, hd), *vj = row(v, j, kv_stride, g, hd);
         double p = exp(s[j - t0] - l), ds = p * (dot(doi, vj, hd) - D) * d->scale;
         double *dkj = dk_acc + (size_t)(j - t0) * hd, *dvj = dv_acc + (size_t)(j - t0) * hd;
         for (int c = 0; c < hd; c++) {
@@ -122,10 +125,10 @@ static void backward_row(double *dq_acc, double *dk_acc, double *dv_acc, double 
     }
 }
 
-static void set_rows(float *dst, const double *src, int t0, int t1, int heads, int h, int hd)
+static void set_rows(float *dst, const double *src, int t0, int t1, size_t stride, int h, int hd)
 {
     for (int t = t0; t < t1; t++) {
-        float *r = dst + ((size_t)t * heads + h) * hd;
+        float *r = dst + (size_t)t * stride + (size_t)h * hd;
         for (int c = 0; c < hd; c++)
             r[c] = (float)src[(size_t)(t - t0) * hd + c];
     }
@@ -136,6 +139,7 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, 
                             const attention_dims *d)
 {
     int tasks = d->seqs.n_seqs * d->Hkv, group = d->H / d->Hkv, hd = d->hd;
+    size_t q_stride = attention_q_stride(d), kv_stride = attention_kv_stride(d), o_stride = (size_t)d->H * hd;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
@@ -149,12 +153,12 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, 
         for (int h = g * group; h < (g + 1) * group; h++)
             for (int i = t0; i < t1; i++) {
                 memset(dq_acc, 0, (size_t)hd * sizeof *s);
-                backward_row(dq_acc, dk_acc, dv_acc, s, row(dout, i, d->H, h, hd), row(o, i, d->H, h, hd),
-                             lse[(size_t)i * d->H + h], row(q, i, d->H, h, hd), k, v, t0, i, g, d);
-                set_rows(dq, dq_acc, i, i + 1, d->H, h, hd);
+                backward_row(dq_acc, dk_acc, dv_acc, s, row(dout, i, o_stride, h, hd), row(o, i, o_stride, h, hd),
+                             lse[(size_t)i * d->H + h], row(q, i, q_stride, h, hd), k, v, t0, i, g, d);
+                set_rows(dq, dq_acc, i, i + 1, q_stride, h, hd);
             }
-        set_rows(dk, dk_acc, t0, t1, d->Hkv, g, hd);
-        set_rows(dv, dv_acc, t0, t1, d->Hkv, g, hd);
+        set_rows(dk, dk_acc, t0, t1, kv_stride, g, hd);
+        set_rows(dv, dv_acc, t0, t1, kv_stride, g, hd);
         free(s);
     }
 }

@@ -59,14 +59,18 @@ struct query_block : query_rows<HD, BM, BN> {
 
     __device__ query_block(const attn_args &a, const act_t *k, const act_t *v) : rows(a)
     {
-        kg = k + ((size_t)rows::begin * a.Hkv + rows::g) * HD;
-        vg = v + ((size_t)rows::begin * a.Hkv + rows::g) * HD;
+        kg = k + rows::kv_at(0);
+        vg = v + rows::kv_at(0);
     }
-    /* the block's rows of x into s (in the copy group of the next load_kv) */
-    __device__ void load_rows(act_t *s, const act_t *x) const
+    /* the block's rows of q (in the copy group of the next load_kv) */
+    __device__ void load_q(act_t *s, const act_t *q) const
     {
-        load_tile<BM, HD, THREADS>(s, x + rows::row_at(rows::q0), rows::q_stride,
-                                              rows::len - rows::q0);
+        load_tile<BM, HD, THREADS>(s, q + rows::q_at(rows::q0), rows::q_stride, rows::len - rows::q0);
+    }
+    /* the block's rows of dout, the same way */
+    __device__ void load_dout(act_t *s, const act_t *dout) const
+    {
+        load_tile<BM, HD, THREADS>(s, dout + rows::o_at(rows::q0), rows::o_stride, rows::len - rows::q0);
     }
     /* key tile t into buffer t % 2 of sk and sv, as one copy group */
     __device__ void load_kv(act_t *sk, act_t *sv, int t) const
@@ -122,10 +126,9 @@ template <int HD, int BK, int QT, int THREADS> struct key_block : key_rows<HD, B
     /* step it's query tile into buffer buf, as one copy group */
     __device__ void load_q(act_t *sq, act_t *sdo, float *slse, float *sD, int it, int buf) const
     {
-        int qs = rows::step_start(it), valid = rows::len - qs;
-        size_t at = ((size_t)(rows::begin + qs) * rows::H + rows::step_head(it)) * HD;
-        load_tile<QT, HD, THREADS>(sq + buf * TILE, q + at, rows::q_stride, valid);
-        load_tile<QT, HD, THREADS>(sdo + buf * TILE, dout + at, rows::q_stride, valid);
+        int qs = rows::step_start(it), hq = rows::step_head(it), valid = rows::len - qs;
+        load_tile<QT, HD, THREADS>(sq + buf * TILE, q + rows::q_at(qs, hq), rows::q_stride, valid);
+        load_tile<QT, HD, THREADS>(sdo + buf * TILE, dout + rows::dout_at(qs, hq), (size_t)rows::H * HD, valid);
         cp_async_commit();
         rows::load_stats(slse + buf * QT, sD + buf * QT, lse, D, it, threadIdx.x, THREADS);
     }
@@ -190,7 +193,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     const query_block<HD, BM, KEYS, THREADS> b(a, k, v);
     if (b.empty())
         return;
-    b.load_rows(sq, q);
+    b.load_q(sq, q);
     b.load_kv(sk, sv, b.first_tile(a.window));
     int m0 = 16 * warp_id(), first = b.q0 + m0; /* the warp's first row in the sequence */
     float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
@@ -332,8 +335,8 @@ static __global__ void __launch_bounds__(32 * WARPS)
     const query_block<HD, BM, KEYS, THREADS> b(a, k, v);
     if (b.empty())
         return;
-    b.load_rows(sq, q);
-    b.load_rows(sdo, dout);
+    b.load_q(sq, q);
+    b.load_dout(sdo, dout);
     b.load_kv(sk, sv, b.first_tile(a.window));
     int m0 = 16 * warp_id(), first = b.q0 + m0;
     float lse2[2], Dr[2];
@@ -344,7 +347,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
             dq_tile<HD>(acc, sq, sdo, tk, tv, lse2, Dr, m0, first, k0, a);
     });
     if (first < b.len)
-        store_rows(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
+        store_rows(dq + b.q_at(first), b.q_stride, b.len - first, acc, a.scale);
 }
 
 /* ------------------------------------------------------------------ launches */
@@ -412,6 +415,15 @@ static void check_aligned(const void *p, const char *what)
     }
 }
 
+/* and rows of q, k and v a multiple of 16 bytes apart */
+static void check_strides(const attention_dims *d)
+{
+    if (attention_q_stride(d) % 8 || attention_kv_stride(d) % 8) {
+        fprintf(stderr, "attention_cuda: rows of q, k and v %d values apart: not a multiple of 8\n", d->stride);
+        exit(1);
+    }
+}
+
 #define FOR_EACH_HEAD_DIM(X) X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128)
 
 const char *attention_unsupported_head_dim_cuda(int hd)
@@ -445,6 +457,7 @@ void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, c
     if (d->seqs.n_seqs == 0 || d->seqs.cu_seqlens[d->seqs.n_seqs] == 0)
         return;
     check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
+    check_strides(d);
     if (attention_hopper_applies(d->hd)) {
         attention_hopper_forward(act(o), lse, act(q), act(k), act(v), d);
         return;
@@ -463,6 +476,7 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
         return;
     check_aligned(q, "q"), check_aligned(k, "k"), check_aligned(v, "v");
     check_aligned(dout, "dout");
+    check_strides(d);
     int rows = n * d->H;
     unsigned blocks = (unsigned)((rows + CUDA_BLOCK / DOT_LANES - 1) / (CUDA_BLOCK / DOT_LANES));
     if (vectorizable(d->hd, dout, o))

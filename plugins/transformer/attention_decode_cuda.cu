@@ -20,7 +20,7 @@
 struct decode_args {
     act_t *o;
     const act_t *q, *k_cache, *v_cache;
-    size_t stride;
+    size_t q_stride, cache_stride; /* between sequences' rows of q; between positions of the caches */
     int H, Hkv, hd, first, pos;
     float scale;
 };
@@ -50,12 +50,12 @@ static __global__ void attention_decode_kernel(decode_args a)
 #pragma unroll
     for (int e = 0; e < LANE_VALUES; e++) {
         int i = lane + 32 * e;
-        q[e] = i < a.hd ? a.scale * to_f32(a.q[(size_t)bh * a.hd + i]) : 0.0f;
+        q[e] = i < a.hd ? a.scale * to_f32(a.q[b * a.q_stride + (size_t)h * a.hd + i]) : 0.0f;
     }
     softmax_part part;
     for (int p = a.first + warp; p <= a.pos; p += DECODE_WARPS) {
-        const act_t *k = a.k_cache + (size_t)p * a.stride + head_off;
-        const act_t *v = a.v_cache + (size_t)p * a.stride + head_off;
+        const act_t *k = a.k_cache + (size_t)p * a.cache_stride + head_off;
+        const act_t *v = a.v_cache + (size_t)p * a.cache_stride + head_off;
         float dot = 0.0f;
 #pragma unroll
         for (int e = 0; e < LANE_VALUES; e++) {
@@ -96,7 +96,7 @@ static __global__ void attention_decode_kernel(decode_args a)
 }
 
 void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cache, void *v_cache,
-                           size_t stride, int B, int pos, const attention_dims *d, int rd, float base)
+                           size_t cache_stride, int B, int pos, const attention_dims *d, int rd, float base)
 {
     if (B <= 0)
         return;
@@ -104,17 +104,20 @@ void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cac
         fprintf(stderr, "attention_decode_cuda: head dim %d above %d\n", d->hd, 32 * LANE_VALUES);
         exit(1);
     }
+    size_t q_stride = attention_q_stride(d), kv_stride = attention_kv_stride(d);
     if (rd) {
-        rotary_at_cuda(q, B, d->H, d->hd, rd, pos, base);
-        rotary_at_cuda(k, B, d->Hkv, d->hd, rd, pos, base);
+        rotary_at_cuda(q, B, d->H, d->hd, rd, pos, base, q_stride);
+        rotary_at_cuda(k, B, d->Hkv, d->hd, rd, pos, base, kv_stride);
     }
-    size_t kv_bytes = (size_t)B * d->Hkv * d->hd * sizeof(act_t);
-    act_t *k_at = (act_t *)k_cache + (size_t)pos * stride, *v_at = (act_t *)v_cache + (size_t)pos * stride;
-    CUDA_CHECK(cudaMemcpyAsync(k_at, k, kv_bytes, cudaMemcpyDeviceToDevice, 0));
-    CUDA_CHECK(cudaMemcpyAsync(v_at, v, kv_bytes, cudaMemcpyDeviceToDevice, 0));
+    /* the new rows, packed into the caches' blocks of this position */
+    size_t row_bytes = (size_t)d->Hkv * d->hd * sizeof(act_t), from = kv_stride * sizeof(act_t);
+    act_t *k_at = (act_t *)k_cache + (size_t)pos * cache_stride;
+    act_t *v_at = (act_t *)v_cache + (size_t)pos * cache_stride;
+    CUDA_CHECK(cudaMemcpy2DAsync(k_at, row_bytes, k, from, row_bytes, (size_t)B, cudaMemcpyDeviceToDevice, 0));
+    CUDA_CHECK(cudaMemcpy2DAsync(v_at, row_bytes, v, from, row_bytes, (size_t)B, cudaMemcpyDeviceToDevice, 0));
     int first = d->window > 0 && pos - d->window + 1 > 0 ? pos - d->window + 1 : 0;
     decode_args a = {(act_t *)o, (const act_t *)q, (const act_t *)k_cache, (const act_t *)v_cache,
-                     stride, d->H, d->Hkv, d->hd, first, pos, d->scale};
+                     q_stride, cache_stride, d->H, d->Hkv, d->hd, first, pos, d->scale};
     attention_decode_kernel<<<(unsigned)B * d->H, 32 * DECODE_WARPS>>>(a);
     CUDA_CHECK_LAUNCH();
 }

@@ -560,7 +560,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         }
         kv->release_own(k);
         if (first < b.len)
-            store_rows(dq + b.row_at(first), b.q_stride, b.len - first, acc, a.scale);
+            store_rows(dq + b.q_at(first), b.q_stride, b.len - first, acc, a.scale);
         n0 += tiles;
     }
 #endif
@@ -584,20 +584,38 @@ static unsigned persistent_blocks(cells c)
     return (unsigned)min(c.X * c.Y, sms);
 }
 
+/* the tensor maps of a call's q, k, v (rows the call's strides apart) and
+ * dout (packed), each copied `rows` tokens at a time */
+struct tensor_maps {
+    const void *q_, *k_, *v_, *dout_;
+    int n, H, Hkv, hd;
+    size_t q_stride, kv_stride;
+
+    CUtensorMap q(int rows) const { return row_map(q_, n, H, hd, q_stride, rows); }
+    CUtensorMap k(int rows) const { return row_map(k_, n, Hkv, hd, kv_stride, rows); }
+    CUtensorMap v(int rows) const { return row_map(v_, n, Hkv, hd, kv_stride, rows); }
+    CUtensorMap dout(int rows) const { return row_map(dout_, n, H, hd, (size_t)H * hd, rows); }
+};
+
+static tensor_maps maps_of(const act_t *q, const act_t *k, const act_t *v, const act_t *dout,
+                           const attention_dims *d)
+{
+    return tensor_maps{q, k, v, dout, tokens_of(d), d->H, d->Hkv, d->hd, attention_q_stride(d),
+                       attention_kv_stride(d)};
+}
+
 template <int HD>
 static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
                        const attention_dims *d)
 {
     constexpr int BN = hopper_tiling<HD>::FWD_KEYS, STAGES = hopper_tiling<HD>::STAGES;
     constexpr int OWN = hopper_tiling<HD>::FWD_OWN;
-    int n = tokens_of(d);
+    tensor_maps m = maps_of(q, k, v, NULL, d);
     auto kernel = hopper_forward_kernel<HD, BN, STAGES, OWN>;
     size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0);
     allow_shared(kernel, smem);
     cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
-    kernel<<<persistent_blocks(c), THREADS, smem>>>(o, lse, row_map(q, n, d->H, HD, BLOCK_ROWS),
-                                                     row_map(k, n, d->Hkv, HD, BN), row_map(v, n, d->Hkv, HD, BN),
-                                                     args_of(d), c);
+    kernel<<<persistent_blocks(c), THREADS, smem>>>(o, lse, m.q(BLOCK_ROWS), m.k(BN), m.v(BN), args_of(d), c);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -608,7 +626,7 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
 {
     constexpr int STAGES = hopper_tiling<HD>::STAGES, OWN = hopper_tiling<HD>::BWD_OWN;
     attn_args a = args_of(d);
-    int n = tokens_of(d);
+    tensor_maps m = maps_of(q, k, v, dout, d);
     {
         constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES;
         auto kernel = hopper_dkdv_kernel<HD, QT, STAGES, OWN>;
@@ -616,9 +634,8 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
             shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * QT) * HD, 2 * STAGES * QT);
         allow_shared(kernel, smem);
         cells c = cells_of(grid_of(&d->seqs, d->Hkv, BLOCK_ROWS));
-        kernel<<<persistent_blocks(c), THREADS, smem>>>(
-            dk, dv, lse, D, row_map(q, n, d->H, HD, QT), row_map(dout, n, d->H, HD, QT),
-            row_map(k, n, d->Hkv, HD, BLOCK_ROWS), row_map(v, n, d->Hkv, HD, BLOCK_ROWS), a, c);
+        kernel<<<persistent_blocks(c), THREADS, smem>>>(dk, dv, lse, D, m.q(QT), m.dout(QT), m.k(BLOCK_ROWS),
+                                                         m.v(BLOCK_ROWS), a, c);
         CUDA_CHECK_LAUNCH();
     }
     {
@@ -627,9 +644,8 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
         size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0);
         allow_shared(kernel, smem);
         cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
-        kernel<<<persistent_blocks(c), THREADS, smem>>>(
-            dq, lse, D, row_map(q, n, d->H, HD, BLOCK_ROWS), row_map(dout, n, d->H, HD, BLOCK_ROWS),
-            row_map(k, n, d->Hkv, HD, BN), row_map(v, n, d->Hkv, HD, BN), a, c);
+        kernel<<<persistent_blocks(c), THREADS, smem>>>(dq, lse, D, m.q(BLOCK_ROWS), m.dout(BLOCK_ROWS), m.k(BN),
+                                                         m.v(BN), a, c);
         CUDA_CHECK_LAUNCH();
     }
 }

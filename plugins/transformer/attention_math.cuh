@@ -23,6 +23,9 @@ struct attn_args {
     float scale;       /* hd^-1/2 */
     float scale_log2;  /* scale · log2(e) */
     int window;        /* row i sees keys j with i − window < j ≤ i (INT_MAX: all) */
+    /* values from a token's row of q (dq) and of k, v (dk, dv) to the next
+     * token's (transformer.h: attention_dims.stride); o and dout are packed */
+    size_t q_stride, kv_stride;
 };
 
 /* key j hidden from query row i */
@@ -198,7 +201,7 @@ static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int
  * first_tile() to the one holding the block's last row. */
 template <int HD, int BM, int BN> struct query_rows {
     int H, h, g, begin, len, q0;
-    size_t q_stride, kv_stride;
+    size_t q_stride, kv_stride, o_stride;
 
     __device__ query_rows(const attn_args &a) : query_rows(a, blockIdx.x, blockIdx.y, gridDim.y) {}
     __device__ query_rows(const attn_args &a, int x, int y, int Y)
@@ -207,13 +210,17 @@ template <int HD, int BM, int BN> struct query_rows {
         H = a.H, h = x % a.H, g = h / a.group;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
         q0 = (Y - 1 - y) * BM;
-        q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+        q_stride = a.q_stride, kv_stride = a.kv_stride, o_stride = (size_t)a.H * HD;
     }
     __device__ bool empty() const { return q0 >= len; }
     /* row i of the sequence, head h, in a [tokens, H] array (lse, D) */
     __device__ size_t head_row(int i) const { return (size_t)(begin + i) * H + h; }
-    /* row i of the sequence, head h, in a [tokens, H, HD] array (q, o, dq, dout) */
-    __device__ size_t row_at(int i) const { return head_row(i) * HD; }
+    /* row i of the sequence, head h, in o or dout (packed [tokens, H, HD]) */
+    __device__ size_t o_at(int i) const { return head_row(i) * HD; }
+    /* row i of the sequence, head h, in q or dq (rows q_stride apart) */
+    __device__ size_t q_at(int i) const { return (size_t)(begin + i) * q_stride + (size_t)h * HD; }
+    /* row i of the sequence, key/value head g, in k or v */
+    __device__ size_t kv_at(int i) const { return (size_t)(begin + i) * kv_stride + (size_t)g * HD; }
     /* the first key tile some row of the block sees, and the end of the walk */
     __device__ int first_tile(int window) const
     {
@@ -250,13 +257,16 @@ template <int HD, int BK, int QT> struct key_rows {
         g = x % a.Hkv, group = a.group, H = a.H;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
         k0 = y * BK;
-        q_stride = (size_t)a.H * HD, kv_stride = (size_t)a.Hkv * HD;
+        q_stride = a.q_stride, kv_stride = a.kv_stride;
         int last_row = (int)min((long long)len, (long long)k0 + BK - 1 + a.window) - 1;
         first_tile = k0 / QT, tiles = last_row / QT + 1 - first_tile;
     }
     __device__ bool empty() const { return k0 >= len; }
-    /* row i of the sequence, head g, in a [tokens, Hkv, HD] array (k, v, dk, dv) */
-    __device__ size_t kv_row_at(int i) const { return ((size_t)(begin + i) * (H / group) + g) * HD; }
+    /* row i of the sequence, head g, in k, v, dk or dv (rows kv_stride apart) */
+    __device__ size_t kv_row_at(int i) const { return (size_t)(begin + i) * kv_stride + (size_t)g * HD; }
+    /* row i of the sequence, query head hq, in q (rows q_stride apart) and in dout (packed) */
+    __device__ size_t q_at(int i, int hq) const { return (size_t)(begin + i) * q_stride + (size_t)hq * HD; }
+    __device__ size_t dout_at(int i, int hq) const { return ((size_t)(begin + i) * H + hq) * HD; }
     __device__ int steps() const { return group * tiles; }
     /* step it's query head and first query row */
     __device__ int step_head(int it) const { return g * group + it / tiles; }
@@ -298,7 +308,7 @@ static __device__ __forceinline__ void finish_forward(act_t *o, float *lse, floa
 #pragma unroll
         for (int e = 0; e < 4; e++)
             acc[j][e] *= inv[e / 2];
-    store_rows(o + b.row_at(first), b.q_stride, b.len - first, acc, 1.0f);
+    store_rows(o + b.o_at(first), b.o_stride, b.len - first, acc, 1.0f);
 }
 
 /* dSᵀ = Pᵀ ⊙ (dPᵀ − D) in place of dPᵀ, D of the tile's queries in sD */
@@ -337,7 +347,8 @@ template <typename K> static void allow_shared(K kernel, size_t bytes)
 static attn_args args_of(const attention_dims *d)
 {
     return attn_args{d->seqs.cu_seqlens_backend, d->H, d->Hkv, d->H / d->Hkv, d->scale,
-                     d->scale * LOG2E, d->window > 0 ? d->window : INT_MAX};
+                     d->scale * LOG2E, d->window > 0 ? d->window : INT_MAX, attention_q_stride(d),
+                     attention_kv_stride(d)};
 }
 
 #endif

@@ -26,7 +26,7 @@ static void rotate_head(float *out, const float *x, int pos, int hd, int rd, con
 
 /* every head of every token, each at its position within its sequence */
 static void rotate_all(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                       int rd, float base, double sign)
+                       int rd, float base, size_t stride, double sign)
 {
     double freq[rd / 2 + 1];
     for (int i = 0; i < rd / 2; i++)
@@ -37,28 +37,31 @@ static void rotate_all(float *out, const float *x, const transformer_seqs *s, in
     for (int q = 0; q < s->n_seqs; q++)
         for (int t = s->cu_seqlens[q]; t < s->cu_seqlens[q + 1]; t++)
             for (int h = 0; h < heads; h++) {
-                size_t off = ((size_t)t * heads + h) * hd;
+                size_t off = (size_t)t * stride + (size_t)h * hd;
                 rotate_head(out + off, x + off, t - s->cu_seqlens[q], hd, rd, freq, sign);
             }
 }
 
 void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                        int rd, float base)
+                        int rd, float base, size_t stride)
 {
-    rotate_all(out, x, s, heads, hd, rd, base, 1.0);
+    rotate_all(out, x, s, heads, hd, rd, base, stride, 1.0);
 }
 
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
-                         int rd, float base)
+                         int rd, float base, size_t stride)
 {
-    rotate_all(dx, dout, s, heads, hd, rd, base, -1.0);
+    rotate_all(dx, dout, s, heads, hd, rd, base, stride, -1.0);
 }
 
-void rotary_at_cpu(float *x, int rows, int heads, int hd, int rd, int pos, float base)
+void rotary_at_cpu(float *x, int rows, int heads, int hd, int rd, int pos, float base, size_t stride)
 {
     double freq[rd / 2 + 1];
     for (int i = 0; i < rd / 2; i++)
         freq[i] = pow((double)base, -2.0 * i / rd);
-    for (size_t r = 0; r < (size_t)rows * heads; r++)
-        rotate_head(x + r * hd, x + r * hd, pos, hd, rd, freq, 1.0);
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (int h = 0; h < heads; h++) {
+            float *head = x + r * stride + (size_t)h * hd;
+            rotate_head(head, head, pos, hd, rd, freq, 1.0);
+        }
 }

@@ -17,8 +17,10 @@
  * it reads both values of its pairs and writes both, so the forward may run
  * in place. A token's position is found from the device offsets by a binary
  * search (positions restart at each sequence start), or, in generation's
- * lockstep (rotary_at_cuda), is one position for every token. x, out are
- * bf16; the arithmetic is fp32. */
+ * lockstep (rotary_at_cuda), is one position for every token. A token's row
+ * of heads is `stride` values after the one before (heads·hd when packed;
+ * more when q and k are column blocks of a joined projection's output). x,
+ * out are bf16; the arithmetic is fp32. */
 #include <math.h>
 
 #include "cuda_check.h"
@@ -97,15 +99,17 @@ static const float2 *angles(int positions, int half, float base)
 /* Rotates W pairs a thread, (token, head) rows of hd values whose first 2·half turn, by sign·θ */
 template <int W>
 static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions at, int heads,
-                                    int hd, int half, const float2 *cs, float sign, size_t pieces)
+                                    int hd, size_t stride, int half, const float2 *cs, float sign,
+                                    size_t pieces)
 {
     int per_row = half / W;
     GRID_STRIDE_LOOP(idx, pieces)
     {
         int i0 = (int)(idx % per_row) * W;
         size_t row = idx / per_row; /* token · heads + head */
-        const float2 *angle = cs + (size_t)at.of((int)(row / heads)) * half + i0;
-        size_t a = row * hd + i0, b = a + half;
+        int token = (int)(row / heads), head = (int)(row % heads);
+        const float2 *angle = cs + (size_t)at.of(token) * half + i0;
+        size_t a = token * stride + (size_t)head * hd + i0, b = a + half;
         float x1[W], x2[W], y1[W], y2[W];
         load_floats<W>(x1, x + a);
         load_floats<W>(x2, x + b);
@@ -121,20 +125,22 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions 
 }
 
 /* rotate_pairs over `pairs` pairs, 8 a thread where rows allow */
-static void launch(act_t *out, const act_t *x, token_positions at, int heads, int hd, int half,
-                   const float2 *cs, float sign, size_t pairs)
+static void launch(act_t *out, const act_t *x, token_positions at, int heads, int hd, size_t stride,
+                   int half, const float2 *cs, float sign, size_t pairs)
 {
-    if (vectorizable(half, out, x) && hd % ACT_VEC == 0)
+    if (vectorizable(half, out, x) && hd % ACT_VEC == 0 && stride % ACT_VEC == 0)
         rotate_pairs<ACT_VEC><<<cuda_grid(pairs / ACT_VEC), CUDA_BLOCK>>>(
-            out, x, at, heads, hd, half, cs, sign, pairs / ACT_VEC);
+            out, x, at, heads, hd, stride, half, cs, sign, pairs / ACT_VEC);
     else
-        rotate_pairs<1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, hd, half, cs, sign, pairs);
+        rotate_pairs<1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, hd, stride, half, cs, sign,
+                                                          pairs);
     CUDA_CHECK_LAUNCH();
 }
 
-/* n tokens (the longest sequence `positions` long) of `heads` heads of hd, the first rd of each turned */
+/* n tokens (the longest sequence `positions` long) of `heads` heads of hd,
+ * rows `stride` apart, the first rd of each head turned */
 static void rotate(void *out, const void *x, token_positions at, int n, int positions, int heads, int hd,
-                   int rd, float base, float sign)
+                   size_t stride, int rd, float base, float sign)
 {
     int half = rd / 2;
     if (half > ROTARY_CUDA_MAX_HALF || rd % 2 || rd < 2 || rd > hd) {
@@ -146,11 +152,12 @@ static void rotate(void *out, const void *x, token_positions at, int n, int posi
     if (pairs == 0)
         return;
     if (out != x && rd < hd) /* the values that do not turn */
-        CUDA_CHECK(cudaMemcpyAsync(out, x, (size_t)n * heads * hd * sizeof(act_t), cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaMemcpy2DAsync(out, stride * sizeof(act_t), x, stride * sizeof(act_t),
+                                     (size_t)heads * hd * sizeof(act_t), (size_t)n, cudaMemcpyDeviceToDevice));
     const float2 *cs = angles(positions, half, base);
     act_t *o = static_cast<act_t *>(out);
     const act_t *in = static_cast<const act_t *>(x);
-    launch(o, in, at, heads, hd, half, cs, sign, pairs);
+    launch(o, in, at, heads, hd, stride, half, cs, sign, pairs);
 }
 
 static token_positions by_sequence(const transformer_seqs *s)
@@ -159,19 +166,20 @@ static token_positions by_sequence(const transformer_seqs *s)
 }
 
 void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd, int rd,
-                         float base)
+                         float base, size_t stride)
 {
-    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, rd, base, 1.0f);
+    rotate(out, x, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, stride, rd, base,
+           1.0f);
 }
 
 void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd, int rd,
-                          float base)
+                          float base, size_t stride)
 {
-    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, rd, base,
-           -1.0f);
+    rotate(dx, dout, by_sequence(s), s->cu_seqlens[s->n_seqs], transformer_longest(s), heads, hd, stride, rd,
+           base, -1.0f);
 }
 
-void rotary_at_cuda(void *x, int rows, int heads, int hd, int rd, int pos, float base)
+void rotary_at_cuda(void *x, int rows, int heads, int hd, int rd, int pos, float base, size_t stride)
 {
-    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, rd, base, 1.0f);
+    rotate(x, x, token_positions{NULL, 0, pos}, rows, pos + 1, heads, hd, stride, rd, base, 1.0f);
 }

@@ -238,7 +238,7 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
 static attention_dims attn_dims(const tf_model *m)
 {
     attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
-                        1.0f / sqrtf((float)m->c.hd), m->c.window};
+                        1.0f / sqrtf((float)m->c.hd), m->c.window, 0};
     return d;
 }
 
@@ -265,8 +265,8 @@ static void attn_forward(void *model, int l)
         m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)c->s.L * 2 * block,
                                   n, m->base.decode_pos, &ad, c->hd, c->theta);
     } else {
-        m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta);
-        m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta);
+        m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->q_dim);
+        m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta, c->kv_dim);
         m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
     }
     /* output projection, onto the residual */
@@ -311,8 +311,8 @@ static void attn_core_backward(tf_model *m, int l)
                                  n, c->q_dim, c->s.D);
     m->kern->attention_backward(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 d->attn_work);
-    m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta);
-    m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta);
+    m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->q_dim);
+    m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta, c->kv_dim);
 }
 
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */

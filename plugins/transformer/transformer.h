@@ -3,7 +3,11 @@
  * shared op table.
  *
  * Layouts: a token's heads are contiguous, so q is [n, H, hd] and k, v are
- * [n, Hkv, hd] (GQA: query head h reads key/value head h / (H/Hkv)).
+ * [n, Hkv, hd] (GQA: query head h reads key/value head h / (H/Hkv)). q, k
+ * and v may be column blocks of one wider matrix (a joined projection's
+ * output, [n, q | k | v]): their rows are then a stride apart, given in
+ * elements (attention_dims.stride, rotary's stride); o, lse and the
+ * output's gradient are always packed.
  * Sequences are given by offsets cu_seqlens[0] = 0 < ... < cu_seqlens[n_seqs]
  * = n (host memory; the CUDA kernels read a device copy, see
  * transformer_seqs); positions restart at 0 at each sequence start and
@@ -39,17 +43,18 @@ static inline int transformer_longest(const transformer_seqs *s)
  * with θ_i = p · base^(−2i/rd):
  *     out[i]        = x[i] cos θ_i − x[i + rd/2] sin θ_i
  *     out[i + rd/2] = x[i + rd/2] cos θ_i + x[i] sin θ_i
- * and out = x beyond rd, over rows of `heads` heads of hd values; out may
- * alias x. */
+ * and out = x beyond rd, over rows of `heads` heads of hd values, a token's
+ * row `stride` elements after the one before (heads·hd when packed); out
+ * may alias x, and has x's layout. */
 void rotary_forward_cpu(float *out, const float *x, const transformer_seqs *s, int heads, int hd,
-                        int rd, float base);
+                        int rd, float base, size_t stride);
 /* dx = Rᵀ · dout (the rotation's transpose); dx may alias dout */
 void rotary_backward_cpu(float *dx, const float *dout, const transformer_seqs *s, int heads, int hd,
-                         int rd, float base);
+                         int rd, float base, size_t stride);
 
 /* the first rd of every head of `rows` tokens all at position pos
- * (generation's lockstep sequences), in place */
-void rotary_at_cpu(float *x, int rows, int heads, int hd, int rd, int pos, float base);
+ * (generation's lockstep sequences), rows `stride` apart, in place */
+void rotary_at_cpu(float *x, int rows, int heads, int hd, int rd, int pos, float base, size_t stride);
 
 /* ---- attention_cpu.c: causal softmax attention with GQA ----
  *     o_i = Σ_{j ≤ i, same sequence} softmax_j(scale · q_i·k_j) v_j
@@ -62,7 +67,19 @@ typedef struct attention_dims {
     int H, Hkv, hd;
     float scale; /* fla: hd^-1/2 */
     int window;  /* 0: every earlier key of the sequence */
+    /* elements from one token's row of q, k and v (and of dq, dk and dv) to
+     * the next token's; 0: packed, H·hd for q and Hkv·hd for k and v */
+    int stride;
 } attention_dims;
+
+static inline size_t attention_q_stride(const attention_dims *d)
+{
+    return d->stride ? (size_t)d->stride : (size_t)d->H * d->hd;
+}
+static inline size_t attention_kv_stride(const attention_dims *d)
+{
+    return d->stride ? (size_t)d->stride : (size_t)d->Hkv * d->hd;
+}
 
 void attention_forward_cpu(float *o, float *lse, const float *q, const float *k, const float *v,
                            const attention_dims *d);
@@ -73,14 +90,15 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, 
 
 /* ---- attention_decode_cpu.c: one position of generation ----
  * B sequences at position pos: q [B, H, hd], k and v [B, Hkv, hd] of the new
- * token (the first rd of each head of q and k rotated here, in place; rd 0:
- * none, GPT's learned positions); the key and value caches hold the
- * [B, Hkv, hd] block of position p at k_cache + p·stride (v_cache alike);
+ * token, rows as attention_dims.stride says (the first rd of each head of q
+ * and k rotated here, in place; rd 0: none, GPT's learned positions); the key
+ * and value caches hold the packed [B, Hkv, hd] block of position p at
+ * k_cache + p·cache_stride (v_cache alike);
  * this position's block is written, then
  *     o_b = Σ_{p ≤ pos, pos − window < p} softmax_p(scale · q_b·k_p) v_p
  * per query head, as attention_forward_cpu gives for the last token. */
 void attention_decode_cpu(float *o, float *q, float *k, const float *v, float *k_cache,
-                          float *v_cache, size_t stride, int B, int pos, const attention_dims *d,
+                          float *v_cache, size_t cache_stride, int B, int pos, const attention_dims *d,
                           int rd, float base);
 
 #endif

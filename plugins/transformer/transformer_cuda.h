@@ -20,15 +20,15 @@ extern "C" {
 /* rotary_cuda.cu: rotating rd ≤ 2·ROTARY_CUDA_MAX_HALF values of each head */
 #define ROTARY_CUDA_MAX_HALF 64
 void rotary_forward_cuda(void *out, const void *x, const transformer_seqs *s, int heads, int hd, int rd,
-                         float base);
+                         float base, size_t stride);
 void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s, int heads, int hd, int rd,
-                          float base);
-/* the first rd of every head of `rows` tokens all at position pos (generation), in place */
-void rotary_at_cuda(void *x, int rows, int heads, int hd, int rd, int pos, float base);
+                          float base, size_t stride);
+/* the first rd of every head of `rows` tokens all at position pos (generation), rows `stride` apart, in place */
+void rotary_at_cuda(void *x, int rows, int heads, int hd, int rd, int pos, float base, size_t stride);
 
 /* attention_decode_cuda.cu: one position of generation, hd ≤ 128 */
 void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cache, void *v_cache,
-                           size_t stride, int B, int pos, const attention_dims *d, int rd, float base);
+                           size_t cache_stride, int B, int pos, const attention_dims *d, int rd, float base);
 
 /* attention_cuda.cu: flash attention on the tensor cores, hd a multiple of 16
  * up to 128 (NULL when hd is one of those, else the phrase saying so) */

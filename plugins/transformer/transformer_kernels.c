@@ -22,15 +22,15 @@ static size_t cpu_attention_work_floats(int n, int H)
 }
 
 static void rotary_forward_cpu_act(void *out, const void *x, const transformer_seqs *s, int heads,
-                                   int hd, int rd, float base)
+                                   int hd, int rd, float base, size_t stride)
 {
-    rotary_forward_cpu(out, x, s, heads, hd, rd, base);
+    rotary_forward_cpu(out, x, s, heads, hd, rd, base, stride);
 }
 
 static void rotary_backward_cpu_act(void *dx, const void *dout, const transformer_seqs *s, int heads,
-                                    int hd, int rd, float base)
+                                    int hd, int rd, float base, size_t stride)
 {
-    rotary_backward_cpu(dx, dout, s, heads, hd, rd, base);
+    rotary_backward_cpu(dx, dout, s, heads, hd, rd, base, stride);
 }
 
 static void attention_forward_cpu_act(void *o, float *lse, const void *q, const void *k,
@@ -49,10 +49,10 @@ static void attention_backward_cpu_act(void *dq, void *dk, void *dv, const void 
 }
 
 static void attention_decode_cpu_act(void *o, void *q, void *k, const void *v, void *k_cache,
-                                     void *v_cache, size_t stride, int B, int pos,
+                                     void *v_cache, size_t cache_stride, int B, int pos,
                                      const attention_dims *d, int rd, float base)
 {
-    attention_decode_cpu(o, q, k, v, k_cache, v_cache, stride, B, pos, d, rd, base);
+    attention_decode_cpu(o, q, k, v, k_cache, v_cache, cache_stride, B, pos, d, rd, base);
 }
 
 const transformer_kernels transformer_kernels_cpu = {

@@ -19,11 +19,12 @@ typedef struct transformer_kernels {
      * n tokens of H query heads (0: none) */
     size_t (*attention_work_floats)(int n, int H);
 
-    /* the first rd values of each head of hd turned; out may alias x, dx may alias dout */
+    /* the first rd values of each head of hd turned, a token's heads `stride`
+     * values after the one before's; out may alias x, dx may alias dout */
     void (*rotary_forward)(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
-                           int rd, float base);
+                           int rd, float base, size_t stride);
     void (*rotary_backward)(void *dx, const void *dout, const transformer_seqs *s, int heads,
-                            int hd, int rd, float base);
+                            int hd, int rd, float base, size_t stride);
 
     void (*attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v,
                               const attention_dims *d);
@@ -33,7 +34,7 @@ typedef struct transformer_kernels {
                                const attention_dims *d, float *work);
     /* generation (transformer.h's attention_decode_cpu: rd 0 turns nothing); NULL: this backend has none yet */
     void (*attention_decode)(void *o, void *q, void *k, const void *v, void *k_cache,
-                             void *v_cache, size_t stride, int B, int pos,
+                             void *v_cache, size_t cache_stride, int B, int pos,
                              const attention_dims *d, int rd, float base);
 } transformer_kernels;
 
