@@ -39,7 +39,11 @@ void grad_buckets_ready(void *buckets, int first)
     const param_store *ps = g->ps;
     if (!g->armed || g->failed)
         return;
-    /* reverse order: tensor i's end bounds the prefix holding every tensor after it */
+    /* reverse order: tensor i's end bounds the prefix holding every tensor
+     * after it; a joined run is one unit of that order, complete only when
+     * its first tensor is */
+    while (first < ps->n && ps->joined[first])
+        first++;
     for (int i = first; i < ps->n; i++) {
         int k = kind_of(ps, i);
         size_t end = ps->offset[i] + ps->numel[i];

@@ -55,6 +55,31 @@ static int check_spec(const flame_param_spec *s, int i, int plugin_inits, char *
     return 0;
 }
 
+/* whether the plugin joins tensor i to tensor i − 1 (param_joined, 5.12) */
+static int joined_to_previous(const flame_plugin *plugin, const void *model, int i)
+{
+    return plugin->param_joined && plugin->param_joined(model, i) != 0;
+}
+
+/* a tensor joined to the one before it (prev): of its weight decay, the same
+ * shape past the first dimension, and not the first; 0, or -1 with err */
+static int check_joined(const flame_param_spec *s, const flame_param_spec *prev, char *err, size_t err_len)
+{
+    if (!prev) {
+        snprintf(err, err_len, "plugin parameter %s: joined to the one before it, but it is the first", s->name);
+        return -1;
+    }
+    int same = (s->weight_decay != 0) == (prev->weight_decay != 0) && s->ndim == prev->ndim;
+    for (int d = 1; same && d < s->ndim; d++)
+        same = s->shape[d] == prev->shape[d];
+    if (!same) {
+        snprintf(err, err_len, "plugin parameter %s: joined to %s, but its %s differs", s->name, prev->name,
+                 (s->weight_decay != 0) != (prev->weight_decay != 0) ? "weight decay" : "shape past the first dimension");
+        return -1;
+    }
+    return 0;
+}
+
 int params_check_declared(const flame_plugin *plugin, const void *model, char *err,
                           size_t err_len)
 {
@@ -68,6 +93,9 @@ int params_check_declared(const flame_plugin *plugin, const void *model, char *e
     for (int i = 0; i < n; i++) {
         const flame_param_spec *s = plugin->param(model, i);
         if (check_spec(s, i, plugin->init_values != NULL, err, err_len))
+            return -1;
+        if (joined_to_previous(plugin, model, i) &&
+            check_joined(s, i ? plugin->param(model, i - 1) : NULL, err, err_len))
             return -1;
         total += spec_numel(s);
         if (total > MAX_TENSOR_VALUES) {
@@ -111,6 +139,7 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model, cons
     ps->specs = calloc((size_t)ps->n, sizeof *ps->specs);
     ps->offset = calloc((size_t)ps->n, sizeof *ps->offset);
     ps->numel = calloc((size_t)ps->n, sizeof *ps->numel);
+    ps->joined = calloc((size_t)ps->n, sizeof *ps->joined);
     ps->value_ptrs = calloc((size_t)ps->n, sizeof *ps->value_ptrs);
     ps->compute_ptrs = calloc((size_t)ps->n, sizeof *ps->compute_ptrs);
     ps->grad_ptrs = calloc((size_t)ps->n, sizeof *ps->grad_ptrs);
@@ -121,18 +150,23 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model, cons
     for (int i = 0; i < ps->n; i++) {
         ps->specs[i] = *plugin->param(model, i);
         ps->numel[i] = spec_numel(&ps->specs[i]);
+        ps->joined[i] = joined_to_previous(plugin, model, i);
         ps->count += ps->numel[i];
     }
     /* the decayed tensors first, so the optimizer needs one launch per kind;
      * in each kind the last declared first, so that the tensors a backward
      * completes (the last layer's first, the embedding last) grow from the
-     * start of each kind's part (grad_buckets.h); each tensor starts on a
-     * TENSOR_ALIGN boundary (the gap stays zero) */
+     * start of each kind's part (grad_buckets.h); a joined run is one unit of
+     * that order, its tensors back to back in declaration order; each unit
+     * starts on a TENSOR_ALIGN boundary (the gap stays zero) */
     for (int decayed = 1; decayed >= 0; decayed--) {
         for (int i = ps->n - 1; i >= 0; i--)
-            if ((ps->specs[i].weight_decay != 0) == decayed) {
-                ps->offset[i] = ps->total;
-                ps->total += (ps->numel[i] + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+            if ((ps->specs[i].weight_decay != 0) == decayed && !ps->joined[i]) {
+                for (int j = i; j == i || (j < ps->n && ps->joined[j]); j++) {
+                    ps->offset[j] = ps->total;
+                    ps->total += ps->numel[j];
+                }
+                ps->total = (ps->total + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
             }
         if (decayed)
             ps->decayed_end = ps->total;
@@ -180,6 +214,7 @@ void params_destroy(param_store *ps)
     free(ps->specs);
     free(ps->offset);
     free(ps->numel);
+    free(ps->joined);
     free(ps->value_ptrs);
     free(ps->compute_ptrs);
     free(ps->grad_ptrs);

@@ -1,7 +1,9 @@
 /* The model's parameters as the core owns them: one flat fp32 buffer each for
  * the values (the master copy), gradients and the two AdamW moments, cut into
  * the tensors the plugin declared (the weight-decayed ones first, each kind in
- * reverse order of declaration: params.c says why), so the optimizer, the
+ * reverse order of declaration: params.c says why; a run of tensors the
+ * plugin joins (param_joined) in declaration order, back to back, as one
+ * unit of that order), so the optimizer, the
  * gradient norm and checkpoints treat every architecture alike. The plugin
  * computes with `compute`, the values in the op table's activation type: the
  * values themselves when that is fp32, else a copy the optimizer refreshes. */
@@ -21,6 +23,7 @@ typedef struct param_store {
     int n;                     /* number of tensors */
     flame_param_spec *specs;   /* [n] */
     size_t *offset, *numel;    /* [n], in floats */
+    int *joined;               /* [n]: 1 where tensor i is stored right after tensor i − 1 */
     size_t count;              /* parameters of the model */
     size_t total;              /* floats of the tensors: count and alignment gaps */
     size_t decayed_end;        /* tensors declared with weight decay lie before this offset */
@@ -38,8 +41,9 @@ typedef struct param_store {
 
 /* Whether the parameters the plugin declares for model can be used (a count
  * from 1, names ended within FLAME_NAME_MAX, 1 to FLAME_MAX_DIMS positive
- * dimensions, no more than 2^40 values, a known init rule). Returns 0, or -1
- * with err naming the parameter and what is wrong. */
+ * dimensions, no more than 2^40 values, a known init rule; a joined tensor
+ * after another, of its weight decay and its shape past the first dimension).
+ * Returns 0, or -1 with err naming the parameter and what is wrong. */
 int params_check_declared(const flame_plugin *plugin, const void *model, char *err,
                           size_t err_len);
 

@@ -8,7 +8,8 @@
  * next major version; with -DBIGRAM_HUGE its table has 2^40 × 2^40 values.
  * With -DBIGRAM_OWN_INIT=1 it initializes its table itself (init_values: each
  * value 0.25 + u/2 of one uniform draw u), =2 that way but with a NaN, =3
- * declares FLAME_INIT_PLUGIN without init_values. */
+ * declares FLAME_INIT_PLUGIN without init_values. With -DBIGRAM_JOINED it
+ * declares its table joined to a parameter before it, which there is not. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -117,6 +118,10 @@ static void init_values(const void *model, int index, float *values, size_t nume
 }
 #endif
 
+#ifdef BIGRAM_JOINED
+static int param_joined(const void *model, int index) { (void)model, (void)index; return 1; }
+#endif
+
 /* its Hugging Face identity: flame-convert writes and reads it with no code of its own */
 static const flame_hf_format formats[] = {{"bigram", "BigramForCausalLM", NULL, 0, NULL, 0}};
 
@@ -140,6 +145,9 @@ static const flame_plugin plugin = {
     .n_hf_formats = 1,
 #if defined(BIGRAM_OWN_INIT) && BIGRAM_OWN_INIT != 3
     .init_values = init_values,
+#endif
+#ifdef BIGRAM_JOINED
+    .param_joined = param_joined,
 #endif
 };
 

@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "cuda_testing.h"
 #include "kv_config.h"
+#include "param_layout_testing.h"
 
 const flame_plugin *flame_plugin_entry(void);
 
@@ -22,8 +23,10 @@ const flame_plugin *flame_plugin_entry(void);
 typedef struct side {
     const flame_ops *ops;
     void *model;
-    void **w;
-    float **g;
+    void **w;      /* each tensor's, in w_all */
+    float **g;     /* each tensor's, in g_all */
+    void *w_all;   /* every tensor's, laid out by param_layout_testing.h */
+    float *g_all;
 } side;
 
 static inline void *create_model(const kv_config *cfg, const flame_ops *ops)
@@ -46,23 +49,28 @@ static inline int side_open(side *s, const kv_config *cfg, const flame_ops *ops,
         return -1;
     s->w = calloc(n_params, sizeof *s->w);
     s->g = calloc(n_params, sizeof *s->g);
-    for (int i = 0; i < n_params; i++) {
-        s->w[i] = acts_on(ops, host_w[i], numel[i]); /* bf16-exact: the same on both sides */
-        s->g[i] = alloc_on(ops, numel[i] * sizeof(float)); /* zero-filled */
-    }
+    size_t *offset = calloc(n_params, sizeof *offset);
+    size_t total = testing_param_offsets(p, s->model, numel, n_params, offset);
+    float *all = calloc(total, sizeof *all);
+    for (int i = 0; i < n_params; i++)
+        memcpy(all + offset[i], host_w[i], numel[i] * sizeof *all);
+    s->w_all = acts_on(ops, all, total); /* bf16-exact: the same on both sides */
+    s->g_all = alloc_on(ops, total * sizeof(float)); /* zero-filled */
+    for (int i = 0; i < n_params; i++)
+        s->w[i] = (char *)s->w_all + offset[i] * ops->act_bytes, s->g[i] = s->g_all + offset[i];
+    free(offset), free(all);
     p->bind(s->model, (const void *const *)s->w, s->g);
     int rc = p->reserve(s->model, B, T, err, sizeof err);
     CHECK(rc == 0, "reserve on %s: %s", ops->backend, err);
     return rc;
 }
 
-static inline void side_close(side *s, int n_params)
+static inline void side_close(side *s)
 {
     if (!s->model)
         return;
     flame_plugin_entry()->destroy(s->model);
-    for (int i = 0; i < n_params; i++)
-        s->ops->free(s->w[i]), s->ops->free(s->g[i]);
+    s->ops->free(s->w_all), s->ops->free(s->g_all);
     free(s->w), free(s->g);
 }
 
@@ -203,8 +211,8 @@ static inline void test_model_on_both(const kv_config *cfg)
         static const int32_t cu[] = {0, 37, 100, 101, 165, 200};
         model_case("cu_seqlens", &cpu, &gpu, p, B, T, cu, 5, hw.numel, hw.n);
     }
-    side_close(&cpu, hw.n);
-    side_close(&gpu, hw.n);
+    side_close(&cpu);
+    side_close(&gpu);
     host_weights_free(&hw);
 }
 
@@ -322,7 +330,7 @@ static inline void test_decode_on_gpu(const kv_config *cfg, int B, int T)
         }
         free(tokens), free(want), free(got);
     }
-    side_close(&gpu, hw.n);
+    side_close(&gpu);
     host_weights_free(&hw);
 }
 

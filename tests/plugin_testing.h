@@ -23,6 +23,7 @@
 #include "batch.h"
 #include "cpu_kernels.h"
 #include "kv_config.h"
+#include "param_layout_testing.h"
 #include "testing.h"
 
 const flame_plugin *flame_plugin_entry(void);
@@ -45,7 +46,8 @@ typedef struct test_model {
     dims c;
     int n_params;
     const flame_param_spec **spec;
-    float **w, **g;
+    float **w, **g;        /* each tensor's, in w_all and g_all */
+    float *w_all, *g_all;  /* every tensor's values and gradients (param_layout_testing.h) */
     size_t *numel;
     int B, T, n_seqs;
     int32_t *tokens, *targets, *cu;
@@ -98,13 +100,18 @@ static int model_open(test_model *t, const kv_config *cfg, const dims *c)
     t->w = calloc(t->n_params, sizeof *t->w);
     t->g = calloc(t->n_params, sizeof *t->g);
     t->numel = calloc(t->n_params, sizeof *t->numel);
+    size_t *offset = calloc(t->n_params, sizeof *offset);
     for (int i = 0; i < t->n_params; i++) {
         t->spec[i] = t->p->param(t->model, i);
         t->numel[i] = numel_of(t->spec[i]);
-        t->w[i] = malloc(t->numel[i] * sizeof(float));
-        t->g[i] = calloc(t->numel[i], sizeof(float));
+    }
+    size_t total = testing_param_offsets(t->p, t->model, t->numel, t->n_params, offset);
+    t->w_all = calloc(total, sizeof(float)), t->g_all = calloc(total, sizeof(float));
+    for (int i = 0; i < t->n_params; i++) {
+        t->w[i] = t->w_all + offset[i], t->g[i] = t->g_all + offset[i];
         fill_param(t->w[i], t->spec[i], t->numel[i]);
     }
+    free(offset);
     t->p->bind(t->model, (const void *const *)t->w, t->g);
     return 0;
 }
@@ -139,8 +146,7 @@ static void model_close(test_model *t)
 {
     if (t->model)
         t->p->destroy(t->model);
-    for (int i = 0; i < t->n_params; i++)
-        free(t->w[i]), free(t->g[i]);
+    free(t->w_all), free(t->g_all);
     free(t->spec), free(t->w), free(t->g), free(t->numel);
     free(t->tokens), free(t->targets), free(t->cu);
     batch_stage_close(&t->stage, &flame_cpu_ops);

@@ -1,12 +1,13 @@
 /* The gradients' sums in buckets while the backward runs (core/grad_buckets.h),
  * on 3 CPU ranks (Gloo, whose sums are done when started) over a store of a
- * made-up plugin: an embedding, two layers of a norm and a matrix, a final
- * norm and lm_head, declared with and without weight decay as a decoder's
- * are. Rank r's gradient holds (r + 1)·(i + 1) at flat index i, so a summed
+ * made-up plugin: an embedding, two layers of a norm and a matrix (layer
+ * 1's two matrices joined, ABI 5.12), a final norm and lm_head, declared
+ * with and without weight decay as a decoder's are. Rank r's gradient holds (r + 1)·(i + 1) at flat index i, so a summed
  * float is 6·(i + 1) and one not yet summed is (r + 1)·(i + 1). The plugin's
  * hook, called as a backward calls it (lm_head's index, the final norm's, each
  * layer's first, falling), must send with buckets of 0 bytes exactly the
- * tensors it names complete, no other, and finishing must leave this rank's
+ * tensors it names complete, no other (a call naming the second of a joined
+ * run complete, not its first, sends none of the run), and finishing must leave this rank's
  * shard summed; with buckets larger than the model, the hook sends nothing
  * and the finish all. Without Gloo in the build: skipped with a line. */
 #include "cpu_kernels.h"
@@ -14,14 +15,16 @@
 #include "ranks_testing.h"
 
 #define WORLD 3
-#define N_TENSORS 7
+#define N_TENSORS 8
 
-/* index: 0 embedding, 1-2 layer 0 (norm, matrix), 3-4 layer 1, 5 final norm, 6 lm_head */
+/* index: 0 embedding, 1-2 layer 0 (norm, matrix), 3-5 layer 1 (norm, two
+ * matrices joined), 6 final norm, 7 lm_head */
 static const struct {
     const char *name;
-    int rows, cols, decayed;
-} tensors[N_TENSORS] = {{"embed", 40, 8, 0}, {"l0.norm", 1, 8, 0},   {"l0.w", 16, 8, 1}, {"l1.norm", 1, 8, 0},
-                        {"l1.w", 16, 8, 1},  {"final_norm", 1, 8, 0}, {"lm_head", 40, 8, 1}};
+    int rows, cols, decayed, joined;
+} tensors[N_TENSORS] = {{"embed", 40, 8, 0, 0},     {"l0.norm", 1, 8, 0, 0}, {"l0.w", 16, 8, 1, 0},
+                        {"l1.norm", 1, 8, 0, 0},    {"l1.wa", 16, 8, 1, 0},  {"l1.wb", 8, 8, 1, 1},
+                        {"final_norm", 1, 8, 0, 0}, {"lm_head", 40, 8, 1, 0}};
 
 static flame_param_spec specs[N_TENSORS];
 static void (*hook)(void *, int);
@@ -30,8 +33,10 @@ static void *hook_ctx;
 static int n_params(const void *model) { (void)model; return N_TENSORS; }
 static const flame_param_spec *param(const void *model, int i) { (void)model; return &specs[i]; }
 static void watch(void *model, void (*ready)(void *, int), void *ctx) { (void)model; hook = ready, hook_ctx = ctx; }
+static int joined(const void *model, int i) { (void)model; return tensors[i].joined; }
 
-static const flame_plugin plugin = {.n_params = n_params, .param = param, .watch_gradients = watch};
+static const flame_plugin plugin = {.n_params = n_params, .param = param, .watch_gradients = watch,
+                                    .param_joined = joined};
 
 static void declare(void)
 {
@@ -94,22 +99,23 @@ static int run_rank(int rank, int port)
     grad_buckets g;
     grad_buckets_init(&g, &ps, c, 0);
     ok = ok && hook == grad_buckets_ready && hook_ctx == &g;
-    /* a backward's calls: lm_head, the final norm, layer 1, layer 0 */
-    static const int firsts[] = {6, 5, 3, 1};
+    /* a backward's calls: lm_head, the final norm, the second of layer 1's
+     * joined pair (so: nothing more), layer 1, layer 0 */
+    static const int firsts[] = {7, 6, 5, 3, 1}, sent[] = {7, 6, 6, 3, 1};
     fill(&ps, rank);
-    grad_buckets_ready(&g, 6); /* not armed: an earlier micro-batch's backward */
+    grad_buckets_ready(&g, 7); /* not armed: an earlier micro-batch's backward */
     ok = ok && sent_from(&ps, N_TENSORS, rank);
     grad_buckets_arm(&g);
-    for (int k = 0; k < 4 && ok; k++) {
+    for (int k = 0; k < 5 && ok; k++) {
         hook(hook_ctx, firsts[k]);
-        ok = sent_from(&ps, firsts[k], rank);
+        ok = sent_from(&ps, sent[k], rank);
     }
     ok = ok && grad_buckets_finish(&g, err, sizeof err) == 0 && shard_summed(&ps, rank);
     /* buckets larger than the model: nothing before the finish */
     g.bucket = ps.padded + 1;
     fill(&ps, rank);
     grad_buckets_arm(&g);
-    for (int k = 0; k < 4 && ok; k++) {
+    for (int k = 0; k < 5 && ok; k++) {
         hook(hook_ctx, firsts[k]);
         ok = sent_from(&ps, N_TENSORS, rank);
     }

@@ -70,6 +70,10 @@ build_bigram "$SCRATCH/huge.so" -DBIGRAM_HUGE || finish
 expect_error 4 "plugin parameter model.bigram.weight: dimension 1 is 1099511627776 \(too many values\)" -- \
     "$FLAME_RUN" --arch "$SCRATCH/huge.so" --training.dataset "$data" --job.dump_folder "$SCRATCH/huge" \
     --training.steps 1
+build_bigram "$SCRATCH/joined.so" -DBIGRAM_JOINED || finish
+expect_error 4 "plugin parameter model.bigram.weight: joined to the one before it, but it is the first" -- \
+    "$FLAME_RUN" --arch "$SCRATCH/joined.so" --training.dataset "$data" --job.dump_folder "$SCRATCH/joined" \
+    --training.steps 1
 
 # FLAME_PLUGIN_PATH is searched first
 mkdir -p "$SCRATCH/plugins" && cp "$SCRATCH/future.so" "$SCRATCH/plugins/gla.so"

@@ -32,6 +32,7 @@
  *        layernorm_backward_f32 (a residual stream in fp32)
  *   5.11 watch_gradients (gradients reduced over the ranks while the
  *        backward runs)
+ *   5.12 param_joined (parameters stored back to back, one tensor to compute with)
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -52,7 +53,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 11u
+#define FLAME_ABI_MINOR 12u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128
@@ -236,6 +237,18 @@ typedef struct flame_plugin {
      * complete when backward returns. A NULL ready removes the hook.
      * Optional: NULL, and the core sums them after the backward. */
     void (*watch_gradients)(void *model, void (*ready)(void *ctx, int first), void *ctx);
+
+    /* ---- 5.12 ---- */
+    /* 1 when parameter `index` (≥ 1) is to be stored right after parameter
+     * index − 1, else 0. Such a run of parameters, each of the same weight
+     * decay flag and the same shape past its first dimension as the one
+     * before, lies back to back in declaration order, values, gradients and
+     * the compute copy alike, so that the plugin may take it as one tensor
+     * (q_proj, k_proj and v_proj as one [q + 2·kv, D] matrix: one product
+     * where there were three); bind() still hands in each member's pointer.
+     * A backward reports a run complete (watch_gradients) all at once.
+     * Optional: NULL, none is. */
+    int (*param_joined)(const void *model, int index);
 } flame_plugin;
 
 /* The first two fields of every vtable, FLAME_ABI_VERSION and its size. */

@@ -942,6 +942,7 @@ static const flame_plugin based_plugin = {
     .destroy = based_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
+    .param_joined = lm_model_param_joined,
     .bind = lm_model_bind,
     .reserve = based_reserve,
     .forward = based_forward,

@@ -97,13 +97,14 @@ static int declare_params(lm_model *b, const flame_ops *ops, const lm_shape *sha
     size_t n = 5 + (size_t)L * shape->per_layer; /* at most */
     b->layer_first = calloc((size_t)L + 1, sizeof *b->layer_first);
     b->specs = calloc(n, sizeof *b->specs);
+    b->joined = calloc(n, sizeof *b->joined);
     b->w = calloc(n, sizeof *b->w);
     b->dw = calloc(n, sizeof *b->dw);
     b->resid = calloc((size_t)L + 1, sizeof *b->resid);
     b->mid = calloc((size_t)L, sizeof *b->mid);
     b->mlp = calloc((size_t)L, sizeof *b->mlp);
     b->layers = calloc((size_t)L, layer_bytes);
-    if (!b->layer_first || !b->specs || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp || !b->layers)
+    if (!b->layer_first || !b->specs || !b->joined || !b->w || !b->dw || !b->resid || !b->mid || !b->mlp || !b->layers)
         return -1;
     char name[FLAME_NAME_MAX];
     snprintf(name, sizeof name, "%s.%s.weight", root(b), shape->embeddings ? shape->embeddings : "embeddings");
@@ -151,6 +152,8 @@ void lm_model_add_layer_scaled(lm_model *b, int l, const char *suffix, int64_t r
     b->specs[b->n_params - 1].init_std = std;
 }
 
+void lm_model_join_last(lm_model *b) { b->joined[b->n_params - 1] = 1; }
+
 static void release_arena(lm_model *b)
 {
     if (b->arena)
@@ -170,6 +173,7 @@ void lm_model_destroy(void *model)
         release_arena(b);
     free(b->layer_first);
     free(b->specs);
+    free(b->joined);
     free(b->w);
     free(b->dw);
     free(b->resid);
@@ -464,6 +468,12 @@ const flame_param_spec *lm_model_param(const void *model, int index)
 {
     const lm_model *b = model;
     return index >= 0 && index < b->n_params ? &b->specs[index] : NULL;
+}
+
+int lm_model_param_joined(const void *model, int index)
+{
+    const lm_model *b = model;
+    return index >= 0 && index < b->n_params && b->joined[index];
 }
 
 void lm_model_bind(void *model, const void *const *params, float *const *grads)

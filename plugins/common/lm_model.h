@@ -103,6 +103,7 @@ typedef struct lm_model {
     lm_shape s;
     int n_params;
     flame_param_spec *specs;
+    unsigned char *joined; /* [n_params]: 1 where stored right after the one before (param_joined) */
     int *layer_first; /* [L+1] each layer's first parameter; then the final norm's */
     const void **w; /* [n_params], from bind(): the compute view */
     float **dw;     /* [n_params], from bind() */
@@ -157,6 +158,10 @@ void lm_model_add_layer_tensor(lm_model *b, int l, const char *suffix, int ndim,
  * (a rescaled output projection) */
 void lm_model_add_layer_scaled(lm_model *b, int l, const char *suffix, int64_t rows, int64_t cols,
                                float std);
+/* the parameter declared last to be stored right after the one before it
+ * (the vtable's param_joined): two matrices of as many columns, both with
+ * weight decay, then are one, rows after rows, values and gradients */
+void lm_model_join_last(lm_model *b);
 
 /* parameter p of layer l (counting from the layer's first): its compute view and its gradient */
 const void *lm_model_w(const lm_model *b, int l, int p);
@@ -206,6 +211,7 @@ void lm_model_watch_gradients(void *model, void (*ready)(void *ctx, int first), 
 /* the vtable entries for a model that starts with an lm_model */
 int lm_model_n_params(const void *model);
 const flame_param_spec *lm_model_param(const void *model, int index);
+int lm_model_param_joined(const void *model, int index);
 void lm_model_bind(void *model, const void *const *params, float *const *grads);
 int64_t lm_model_vocab_size(const void *model);
 

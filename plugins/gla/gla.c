@@ -425,6 +425,7 @@ static const flame_plugin gla_plugin = {
     .destroy = lm_model_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
+    .param_joined = lm_model_param_joined,
     .bind = lm_model_bind,
     .reserve = gla_reserve,
     .forward = gla_forward,

@@ -482,6 +482,7 @@ static const flame_plugin gpt_plugin = {
     .destroy = lm_model_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
+    .param_joined = lm_model_param_joined,
     .bind = lm_model_bind,
     .reserve = gpt_reserve,
     .forward = gpt_forward,

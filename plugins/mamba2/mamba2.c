@@ -650,6 +650,7 @@ static const flame_plugin mamba2_plugin = {
     .destroy = lm_model_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
+    .param_joined = lm_model_param_joined,
     .bind = lm_model_bind,
     .reserve = mamba2_reserve,
     .forward = mamba2_forward,

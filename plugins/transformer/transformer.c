@@ -5,7 +5,8 @@
  *   h = embed(x)
  *   per layer:
  *     a  = norm(h, attn_norm)
- *     q, k, v = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ          (H query heads, Hkv key/value heads of hd)
+ *     q, k, v = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ          (H query heads, Hkv key/value heads of hd;
+ *                                              one product: Wq, Wk, Wv are stored joined)
  *     q, k = rotary(q), rotary(k)             (positions restart per sequence)
  *     o  = causal softmax attention (GQA)
  *     h  = h + o·Woᵀ
@@ -55,6 +56,7 @@ enum { P_ATTN_NORM, P_Q, P_K, P_V, P_O, P_MLP_NORM, P_GATE, P_UP, P_DOWN, P_PER_
 typedef struct tf_dims {
     lm_shape s; /* D, L, V, the MLP's I, eps, init_std, tie */
     int H, Hkv, hd, q_dim, kv_dim;
+    int qkv_dim; /* q_dim + 2·kv_dim: a token's q, k and v side by side */
     float theta;
     int window; /* window_size, 0 when unset */
 } tf_dims;
@@ -64,15 +66,15 @@ typedef struct tf_dims {
 typedef struct layer_acts {
     float *attn_rstd;       /* [n] */
     void *a;                /* [n,D]: norm of the layer input */
-    void *q, *k, *v;        /* after rotary: [n,q_dim], [n,kv_dim] ×2 */
+    void *qkv;              /* [n,qkv_dim]: a token's q, k (after rotary), v side by side */
     void *o;                /* attention out [n,q_dim] */
     float *lse;             /* log-sum-exp [n,H] */
 } layer_acts;
 
 /* gradient scratch reused by every layer */
 typedef struct grad_scratch {
-    void *o, *q_rot, *q;    /* [n,q_dim]: before o_proj, after and before rotary */
-    void *k_rot, *k, *v;    /* [n,kv_dim] */
+    void *o;                /* [n,q_dim] before o_proj */
+    void *qkv;              /* [n,qkv_dim] as layer_acts' */
     float *attn_work;       /* the attention backward's scratch (kern->attention_work_floats) */
 } grad_scratch;
 
@@ -125,7 +127,7 @@ static int read_heads(const lm_options *cfg, tf_dims *c, char *err, size_t err_l
                  (long long)lm_opt_int(cfg, "head_dim"), c->hd);
         return -1;
     }
-    c->q_dim = c->s.D, c->kv_dim = c->Hkv * c->hd;
+    c->q_dim = c->s.D, c->kv_dim = c->Hkv * c->hd, c->qkv_dim = c->q_dim + 2 * c->kv_dim;
     return 0;
 }
 
@@ -146,7 +148,8 @@ static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_le
     return 0;
 }
 
-/* matrices: normal, with weight decay; norms: ones, without */
+/* matrices: normal, with weight decay; norms: ones, without; q_proj,
+ * k_proj and v_proj joined, one [qkv_dim, D] matrix */
 static void add_layer_params(void *model, int l)
 {
     tf_model *m = model;
@@ -160,8 +163,11 @@ static void add_layer_params(void *model, int l)
         {c->s.D, 0}, {c->q_dim, c->s.D}, {c->kv_dim, c->s.D}, {c->kv_dim, c->s.D}, {c->s.D, c->q_dim},
         {c->s.D, 0}, {c->s.I, c->s.D}, {c->s.I, c->s.D}, {c->s.D, c->s.I},
     };
-    for (int p = 0; p < P_PER_LAYER; p++)
+    for (int p = 0; p < P_PER_LAYER; p++) {
         lm_model_add_layer_param(&m->base, l, names[p], shape[p][0], shape[p][1], FLAME_INIT_ONES);
+        if (p == P_K || p == P_V)
+            lm_model_join_last(&m->base);
+    }
 }
 
 static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
@@ -193,9 +199,7 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n
 {
     A->attn_rstd = lm_take_floats(cv, n);
     A->a = lm_take_acts(cv, n * c->s.D);
-    A->q = lm_take_acts(cv, n * c->q_dim);
-    A->k = lm_take_acts(cv, n * c->kv_dim);
-    A->v = lm_take_acts(cv, n * c->kv_dim);
+    A->qkv = lm_take_acts(cv, n * c->qkv_dim);
     A->o = lm_take_acts(cv, n * c->q_dim);
     A->lse = lm_take_floats(cv, n * c->H);
 }
@@ -204,11 +208,7 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
                         const transformer_kernels *kern, size_t n)
 {
     d->o = lm_take_acts(cv, n * c->q_dim);
-    d->q_rot = lm_take_acts(cv, n * c->q_dim);
-    d->q = lm_take_acts(cv, n * c->q_dim);
-    d->k_rot = lm_take_acts(cv, n * c->kv_dim);
-    d->k = lm_take_acts(cv, n * c->kv_dim);
-    d->v = lm_take_acts(cv, n * c->kv_dim);
+    d->qkv = lm_take_acts(cv, n * c->qkv_dim);
     d->attn_work = lm_take_floats(cv, kern->attention_work_floats((int)n, c->H));
 }
 
@@ -238,8 +238,14 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
 static attention_dims attn_dims(const tf_model *m)
 {
     attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
-                        1.0f / sqrtf((float)m->c.hd), m->c.window, 0};
+                        1.0f / sqrtf((float)m->c.hd), m->c.window, m->c.qkv_dim};
     return d;
+}
+
+/* q, k or v (i = 0, 1, 2) of a [n,qkv_dim] buffer of them side by side */
+static void *qkv_part(const tf_model *m, void *qkv, int i)
+{
+    return lm_act_at(m->base.ops, qkv, i == 0 ? 0 : (size_t)m->c.q_dim + (size_t)(i - 1) * m->c.kv_dim);
 }
 
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
@@ -253,21 +259,19 @@ static void attn_forward(void *model, int l)
     attention_dims ad = attn_dims(m);
     /* pre-norm, projections, rotary in place */
     ops->rmsnorm_forward(A->a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
-    ops->matmul_forward(A->q, A->a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->q_dim);
-    ops->matmul_forward(A->k, A->a, W(m, l, P_K), NULL, NULL, n, c->s.D, c->kv_dim);
-    ops->matmul_forward(A->v, A->a, W(m, l, P_V), NULL, NULL, n, c->s.D, c->kv_dim);
+    ops->matmul_forward(A->qkv, A->a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->qkv_dim);
+    void *q = qkv_part(m, A->qkv, 0), *k = qkv_part(m, A->qkv, 1), *v = qkv_part(m, A->qkv, 2);
     if (m->base.decoding) {
         /* the caches, position-major: the [B, Hkv, hd] blocks of position p,
          * layer l, keys then values, at ((p·L + l)·2 + kv) blocks */
         size_t block = (size_t)n * c->kv_dim; /* n = B sequences of one token */
         void *keys = lm_act_at(ops, m->base.decoding, (size_t)l * 2 * block);
         void *values = lm_act_at(ops, m->base.decoding, ((size_t)l * 2 + 1) * block);
-        m->kern->attention_decode(A->o, A->q, A->k, A->v, keys, values, (size_t)c->s.L * 2 * block,
-                                  n, m->base.decode_pos, &ad, c->hd, c->theta);
-    } else {
-        m->kern->rotary_forward(A->q, A->q, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->q_dim);
-        m->kern->rotary_forward(A->k, A->k, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta, c->kv_dim);
-        m->kern->attention_forward(A->o, A->lse, A->q, A->k, A->v, &ad);
+        m->kern->attention_decode(A->o, q, k, v, keys, values, (size_t)c->s.L * 2 * block, n, m->base.decode_pos,
+                                  &ad, c->hd, c->theta);
+    } else { /* q's and k's heads side by side: H + Hkv heads a row */
+        m->kern->rotary_forward(A->qkv, A->qkv, &ad.seqs, c->H + c->Hkv, c->hd, c->hd, c->theta, c->qkv_dim);
+        m->kern->attention_forward(A->o, A->lse, q, k, v, &ad);
     }
     /* output projection, onto the residual */
     ops->matmul_forward(m->base.mid[l], A->o, W(m, l, P_O), NULL, m->base.resid[l], n, c->q_dim, c->s.D);
@@ -299,7 +303,7 @@ static int tf_decode_forward(void *model, void *state, const int32_t *tokens, in
 
 /* ------------------------------------------------------------------ backward */
 
-/* from d_resid = ∂loss/∂mid through o_proj, attention and rotary to d.q, d.k, d.v */
+/* from d_resid = ∂loss/∂mid through o_proj, attention and rotary to d.qkv */
 static void attn_core_backward(tf_model *m, int l)
 {
     const tf_dims *c = &m->c;
@@ -309,10 +313,11 @@ static void attn_core_backward(tf_model *m, int l)
     attention_dims ad = attn_dims(m);
     m->base.ops->matmul_backward(d->o, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, A->o, W(m, l, P_O),
                                  n, c->q_dim, c->s.D);
-    m->kern->attention_backward(d->q_rot, d->k_rot, d->v, d->o, A->o, A->lse, A->q, A->k, A->v, &ad,
+    m->kern->attention_backward(qkv_part(m, d->qkv, 0), qkv_part(m, d->qkv, 1), qkv_part(m, d->qkv, 2), d->o, A->o,
+                                A->lse, qkv_part(m, A->qkv, 0), qkv_part(m, A->qkv, 1), qkv_part(m, A->qkv, 2), &ad,
                                 d->attn_work);
-    m->kern->rotary_backward(d->q, d->q_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->q_dim);
-    m->kern->rotary_backward(d->k, d->k_rot, &ad.seqs, c->Hkv, c->hd, c->hd, c->theta, c->kv_dim);
+    /* in place: the rotation's transpose */
+    m->kern->rotary_backward(d->qkv, d->qkv, &ad.seqs, c->H + c->Hkv, c->hd, c->hd, c->theta, c->qkv_dim);
 }
 
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */
@@ -323,13 +328,8 @@ static void attn_input_backward(tf_model *m, int l)
     grad_scratch *d = &m->d;
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM),
                              A->attn_rstd, NULL, NULL, NULL, NULL};
-    const lm_projection proj[] = {
-        {W(m, l, P_Q), dW(m, l, P_Q), d->q, c->q_dim, NULL},
-        {W(m, l, P_K), dW(m, l, P_K), d->k, c->kv_dim, NULL},
-        {W(m, l, P_V), dW(m, l, P_V), d->v, c->kv_dim, NULL},
-    };
-    lm_prenorm_backward(m->base.ops, &norm, proj, LM_COUNT(proj), m->base.d_x, m->base.d_resid,
-                        m->base.batch.n, c->s.D);
+    const lm_projection qkv = {W(m, l, P_Q), dW(m, l, P_Q), d->qkv, c->qkv_dim, NULL}; /* Wq, Wk, Wv joined */
+    lm_prenorm_backward(m->base.ops, &norm, &qkv, 1, m->base.d_x, m->base.d_resid, m->base.batch.n, c->s.D);
 }
 
 /* from d_resid = ∂loss/∂mid[l] to ∂loss/∂resid[l] (lm_mixer_fn) */
@@ -409,6 +409,7 @@ static const flame_plugin tf_plugin = {
     .destroy = lm_model_destroy,
     .n_params = lm_model_n_params,
     .param = lm_model_param,
+    .param_joined = lm_model_param_joined,
     .bind = lm_model_bind,
     .reserve = tf_reserve,
     .forward = tf_forward,
