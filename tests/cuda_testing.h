@@ -168,6 +168,18 @@ static inline void compare_at_scale(const char *what, const char *shape, float *
     free(got);
 }
 
+/* the device's n rows of `stride` values (on the host, freed here) against
+ * packed rows of want (freed here) in its columns at..: the same values,
+ * element for element, as a joined layout must give its packed twin */
+static inline void compare_columns(const char *what, const char *shape, float *got, size_t n, size_t stride,
+                                   size_t at, size_t width, float *want)
+{
+    size_t differ = testing_columns_differ(got, n, stride, at, width, want);
+    printf("%-24s %-44s %zu of %zu differ\n", what, shape, differ, n * width);
+    CHECK(differ == 0, "%s %s: %zu values differ from the packed layout's", what, shape, differ);
+    free(got), free(want);
+}
+
 /* a gradient the device kernel added into (on the host, freed here) against
  * pre + what the CPU kernel added */
 static inline void compare_added(const char *what, const char *shape, float *got, const float *added,

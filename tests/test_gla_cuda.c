@@ -21,6 +21,9 @@
  *  - generation's recurrence step, several in a row carrying the states, at
  *    tiny, odd and the 340M heads, for one and 16 sequences; the model's
  *    generation on CUDA against its CUDA forward (test_decode_on_gpu);
+ *  - q, k, v and g as column blocks of one buffer (a joined projection's
+ *    output, rows a stride apart): the recurrence, its step and the gated
+ *    norm give the packed layout's values bit for bit;
  *  - the model: the same (bf16-exact) weights on both backends, a batch with
  *    and without cu_seqlens: the loss, the logits and every parameter's
  *    gradient (see model_case for its tolerances).
@@ -125,7 +128,7 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
     int n = cu[n_seqs];
     char shape[96];
     snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
-    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0};
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0};
     rec_inputs in = rec_inputs_make(&d, gk_lo);
     /* one more float than needed, so that no size is 0 */
     size_t ck_floats = cpu_k->recurrence_checkpoint_floats(n, H, dk, dv) + 1;
@@ -204,10 +207,10 @@ static void test_recurrence_step(int B, int H, int dk, int dv, int steps)
     for (int t = 0; t < steps; t++) {
         float *q = testing_random_bf16(nk, -1, 1), *k = testing_random_bf16(nk, -1, 1);
         float *v = testing_random_bf16(nv, -1, 1), *gk = testing_random_bf16(nk, -2, -0.01f);
-        cpu_k->recurrence_step(o, states, q, k, v, gk, B, H, dk, dv, scale);
+        cpu_k->recurrence_step(o, states, q, k, v, gk, B, H, dk, dv, scale, 0);
         void *q_d = acts_to_device(q, nk), *k_d = acts_to_device(k, nk);
         void *v_d = acts_to_device(v, nv), *gk_d = acts_to_device(gk, nk);
-        gpu_k->recurrence_step(o_d, states_d, q_d, k_d, v_d, gk_d, B, H, dk, dv, scale);
+        gpu_k->recurrence_step(o_d, states_d, q_d, k_d, v_d, gk_d, B, H, dk, dv, scale, 0);
         compare("recurrence step o", shape, acts_to_host(o_d, nv), o, nv, TOL_BF16);
         dev->free(q_d), dev->free(k_d), dev->free(v_d), dev->free(gk_d);
         free(q), free(k), free(v), free(gk);
@@ -228,6 +231,8 @@ static void test_recurrence_steps(void)
 
 /* ==================================================================== the gated norm and the gates */
 
+static const gla_gate_rows packed_gate = {1, 0};
+
 static void test_gate_norm(int rows, int C, int with_do)
 {
     char shape[64];
@@ -239,8 +244,8 @@ static void test_gate_norm(int rows, int C, int with_do)
 
     float *y = malloc(n * sizeof *y), *rstd = malloc(rows * sizeof *rstd);
     float *d_o = calloc(n, sizeof *d_o), *dg = calloc(n, sizeof *dg), *dw = calloc(C, sizeof *dw);
-    cpu_k->gate_norm_forward(y, rstd, o, g, w, rows, C, eps);
-    cpu_k->gate_norm_backward(with_do ? d_o : NULL, dg, dw, dy, o, g, w, rstd, rows, C);
+    cpu_k->gate_norm_forward(y, rstd, o, g, &packed_gate, w, rows, C, eps);
+    cpu_k->gate_norm_backward(with_do ? d_o : NULL, dg, dw, dy, o, g, &packed_gate, w, rstd, rows, C);
     /* do and dg are written over pre_do and pre_dg, dw is added to pre_dw */
     float *pre_do = prefill_like(d_o, n), *pre_dg = prefill_like(dg, n);
     float *pre_dw = prefill_like(dw, C);
@@ -250,8 +255,8 @@ static void test_gate_norm(int rows, int C, int with_do)
     float *rstd_d = dev_poisoned(rows * sizeof(float));
     void *do_d = acts_to_device(pre_do, n), *dg_d = acts_to_device(pre_dg, n);
     float *dw_d = floats_to_device(pre_dw, C);
-    gpu_k->gate_norm_forward(y_d, rstd_d, o_d, g_d, w_d, rows, C, eps);
-    gpu_k->gate_norm_backward(with_do ? do_d : NULL, dg_d, dw_d, dy_d, o_d, g_d, w_d, rstd_d, rows, C);
+    gpu_k->gate_norm_forward(y_d, rstd_d, o_d, g_d, &packed_gate, w_d, rows, C, eps);
+    gpu_k->gate_norm_backward(with_do ? do_d : NULL, dg_d, dw_d, dy_d, o_d, g_d, &packed_gate, w_d, rstd_d, rows, C);
     compare("gate_norm y", shape, acts_to_host(y_d, n), y, n, TOL_BF16);
     compare("gate_norm rstd", shape, floats_to_host(rstd_d, rows), rstd, rows, TOL_FP32);
     if (with_do)
@@ -293,6 +298,91 @@ static void test_gates(size_t n, float normalizer)
     free(x), free(dgk), free(pre), free(gk), free(dx);
 }
 
+/* ==================================================================== q, k, v, g side by side */
+
+/* The recurrence (forward, backward and generation's step) and the gated
+ * norm on q, k, v and g as column blocks of one [n, q | k | v | g] buffer,
+ * their gradients into one such buffer, against the same kernels on packed
+ * tensors: the same values bit for bit (the same arithmetic; only the rows'
+ * addresses differ). The packed results are checked against the CPU above. */
+static void test_joined(const char *name, int H, int dk, int dv, const int32_t *cu, int n_seqs)
+{
+    int n = cu[n_seqs];
+    char shape[96];
+    snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0};
+    rec_inputs in = rec_inputs_make(&d, -0.4f);
+    size_t kw = (size_t)H * dk, vw = (size_t)H * dv, W = 2 * kw + 2 * vw, act = dev->act_bytes;
+    float *g = testing_random_bf16(in.nv, -4, 4), *w = testing_random_bf16(dv, 0.5f, 1.5f);
+    int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
+    d.cu_seqlens_backend = cu_dev;
+    size_t ck_floats = gpu_k->recurrence_checkpoint_floats(n, H, dk, dv) + 1;
+    float *work = dev_alloc(gpu_k->recurrence_work_floats(n, H, dk, dv) * sizeof(float));
+    void *gk = acts_to_device(in.gk, in.nk), *dout = acts_to_device(in.dout, in.nv), *w_d = acts_to_device(w, dv);
+    /* packed */
+    void *q = acts_to_device(in.q, in.nk), *k = acts_to_device(in.k, in.nk), *v = acts_to_device(in.v, in.nv);
+    void *g_d = acts_to_device(g, in.nv), *o = dev_alloc(in.nv * act), *y = dev_alloc(in.nv * act);
+    void *grads[5] = {dev_alloc(in.nk * act), dev_alloc(in.nk * act), dev_alloc(in.nv * act), dev_alloc(in.nk * act),
+                      dev_alloc(in.nv * act)}; /* dq, dk, dv, dgk, dg */
+    float *ck = dev_alloc(ck_floats * sizeof(float)), *rstd = dev_alloc((size_t)n * H * sizeof(float));
+    gpu_k->recurrence_forward(o, ck, q, k, v, gk, &d, work, 1);
+    gpu_k->recurrence_backward(grads[0], grads[1], grads[2], grads[3], dout, q, k, v, gk, ck, &d, work, 1);
+    gpu_k->gate_norm_forward(y, rstd, o, g_d, &packed_gate, w_d, n * H, dv, 1e-6f);
+    gpu_k->gate_norm_backward(NULL, grads[4], NULL, dout, o, g_d, &packed_gate, w_d, rstd, n * H, dv);
+    /* joined */
+    float *qkvg = malloc((size_t)n * W * sizeof *qkvg);
+    testing_put_columns(qkvg, in.q, n, W, 0, kw), testing_put_columns(qkvg, in.k, n, W, kw, kw);
+    testing_put_columns(qkvg, in.v, n, W, 2 * kw, vw), testing_put_columns(qkvg, g, n, W, 2 * kw + vw, vw);
+    char *j = acts_to_device(qkvg, (size_t)n * W), *dj = dev_poisoned((size_t)n * W * act);
+    void *o2 = dev_poisoned(in.nv * act), *y2 = dev_poisoned(in.nv * act), *dgk2 = dev_poisoned(in.nk * act);
+    float *ck2 = dev_alloc(ck_floats * sizeof(float)), *rstd2 = dev_poisoned((size_t)n * H * sizeof(float));
+    gla_recurrence_dims dj_dims = d;
+    dj_dims.stride = (int)W;
+    gla_gate_rows gate = {H, W};
+    size_t at_k = kw * act, at_v = 2 * kw * act, at_g = (2 * kw + vw) * act;
+    gpu_k->recurrence_forward(o2, ck2, j, j + at_k, j + at_v, gk, &dj_dims, work, 1);
+    gpu_k->recurrence_backward(dj, dj + at_k, dj + at_v, dgk2, dout, j, j + at_k, j + at_v, gk, ck2, &dj_dims, work,
+                               1);
+    gpu_k->gate_norm_forward(y2, rstd2, o2, j + at_g, &gate, w_d, n * H, dv, 1e-6f);
+    gpu_k->gate_norm_backward(NULL, dj + at_g, NULL, dout, o2, j + at_g, &gate, w_d, rstd2, n * H, dv);
+    compare_columns("joined o", shape, acts_to_host(o2, in.nv), in.nv, 1, 0, 1, acts_to_host(o, in.nv));
+    compare_columns("joined checkpoints", shape, floats_to_host(ck2, ck_floats), ck_floats, 1, 0, 1,
+                    floats_to_host(ck, ck_floats));
+    compare_columns("joined dgk", shape, acts_to_host(dgk2, in.nk), in.nk, 1, 0, 1, acts_to_host(grads[3], in.nk));
+    compare_columns("joined gate norm y", shape, acts_to_host(y2, in.nv), in.nv, 1, 0, 1, acts_to_host(y, in.nv));
+    static const char *const names[] = {"joined dq", "joined dk", "joined dv", "joined dg"};
+    const size_t at[] = {0, kw, 2 * kw, 2 * kw + vw}, width[] = {kw, kw, vw, vw};
+    const int which[] = {0, 1, 2, 4};
+    for (int i = 0; i < 4; i++)
+        compare_columns(names[i], shape, acts_to_host(dj, (size_t)n * W), (size_t)n, W, at[i], width[i],
+                        acts_to_host(grads[which[i]], (size_t)n * width[i]));
+    /* generation's step: the n rows as n sequences, two steps from zero states */
+    size_t ns = (size_t)n * H * dk * dv;
+    float *states = dev_alloc(ns * sizeof(float)), *states2 = dev_alloc(ns * sizeof(float));
+    for (int step = 0; step < 2; step++) {
+        gpu_k->recurrence_step(o, states, q, k, v, gk, n, H, dk, dv, d.scale, 0);
+        gpu_k->recurrence_step(o2, states2, j, j + at_k, j + at_v, gk, n, H, dk, dv, d.scale, (int)W);
+    }
+    compare_columns("joined step o", shape, acts_to_host(o2, in.nv), in.nv, 1, 0, 1, acts_to_host(o, in.nv));
+    compare_columns("joined step states", shape, floats_to_host(states2, ns), ns, 1, 0, 1, floats_to_host(states, ns));
+
+    void *bufs[] = {cu_dev, work, gk, dout, w_d, q, k, v, g_d, o, y, grads[0], grads[1], grads[2], grads[3], grads[4],
+                    ck, rstd, j, dj, o2, y2, dgk2, ck2, rstd2, states, states2};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dev->free(bufs[i]);
+    free(qkvg), free(g), free(w);
+    rec_inputs_free(&in);
+}
+
+static void test_joineds(void)
+{
+    static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
+    test_joined("varlen", 2, 8, 16, uneven, 6);
+    test_joined("varlen", 3, 40, 72, uneven, 6);
+    static const int32_t two_rows[] = {0, 130, 2048, 2113, 4096};
+    test_joined("varlen", 4, 128, 256, two_rows, 4); /* fla's 340M head */
+}
+
 /* ==================================================================== the model */
 
 static void test_model(void)
@@ -324,7 +414,7 @@ static void bench(int B, int T, int reps)
     int32_t *cu = malloc((B + 1) * sizeof *cu);
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
-    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0};
+    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0};
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
     d.cu_seqlens_backend = cu_dev;
     size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv, act = dev->act_bytes;
@@ -372,16 +462,16 @@ static void bench_gate_norm(int rows, int C, int reps)
     void *dg = dev_alloc(n * act);
     float *rstd = dev_alloc(rows * sizeof(float)), *dw = dev_alloc(C * sizeof(float));
     /* warm-up, then the timed runs */
-    gpu_k->gate_norm_forward(y, rstd, o, g, w, rows, C, 1e-6f);
-    gpu_k->gate_norm_backward(d_o, dg, dw, dy, o, g, w, rstd, rows, C);
+    gpu_k->gate_norm_forward(y, rstd, o, g, &packed_gate, w, rows, C, 1e-6f);
+    gpu_k->gate_norm_backward(d_o, dg, dw, dy, o, g, &packed_gate, w, rstd, rows, C);
     cudaDeviceSynchronize();
     double t0 = now_ms();
     for (int r = 0; r < reps; r++)
-        gpu_k->gate_norm_forward(y, rstd, o, g, w, rows, C, 1e-6f);
+        gpu_k->gate_norm_forward(y, rstd, o, g, &packed_gate, w, rows, C, 1e-6f);
     cudaDeviceSynchronize();
     double t1 = now_ms();
     for (int r = 0; r < reps; r++)
-        gpu_k->gate_norm_backward(d_o, dg, dw, dy, o, g, w, rstd, rows, C);
+        gpu_k->gate_norm_backward(d_o, dg, dw, dy, o, g, &packed_gate, w, rstd, rows, C);
     cudaDeviceSynchronize();
     double t2 = now_ms();
     CHECK(cudaGetLastError() == cudaSuccess, "bench: a CUDA error");
@@ -422,6 +512,7 @@ int main(int argc, char **argv)
     test_gates(1001, 16);
     test_gates((size_t)2048 * 512 + 3, 1);
     test_gates((size_t)2048 * 512, 16); /* 16-byte accesses */
+    test_joineds();
     test_model();
     test_recurrence_steps();
     return testing_result("test_gla_cuda");

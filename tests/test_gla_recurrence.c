@@ -8,7 +8,11 @@
  *  - the same run on several threads, bit-identical to one thread;
  *  - the gated per-head RMSNorm and the logsigmoid gates likewise: do, dg and
  *    dx start as large values the kernels must write over (only dw, a
- *    parameter's gradient, is added into). */
+ *    parameter's gradient, is added into);
+ *  - q, k, v and g as column blocks of one [n, q | k | v | g] buffer (a
+ *    joined projection's output, rows a stride apart): the recurrence forward
+ *    and backward, generation's step and the gated norm give what they give
+ *    on packed tensors, bit for bit. */
 #include <string.h>
 
 #include "gla.h"
@@ -94,7 +98,7 @@ static void run_kernel(rec_run *out, const rec_case *c, int n_work, int backward
     float *gk = to_float(c->gk, nk), *r = to_float(c->r, nv);
     float *ck = calloc(gla_recurrence_checkpoint_floats(c->n, c->H, c->dk, c->dv) + 1, sizeof *ck);
     float *work = calloc((size_t)n_work * gla_recurrence_work_floats(c->dk, c->dv), sizeof *work);
-    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0};
+    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0, 0};
     out->o = malloc(nv * sizeof *out->o);
     gla_recurrence_forward_cpu(out->o, ck, q, k, v, gk, &d, work, n_work);
     out->dq = out->dk = out->dv = out->dgk = NULL;
@@ -179,6 +183,64 @@ static void test_recurrence(void)
     test_recurrence_case(&big, 0);
 }
 
+/* ==================================================================== q, k, v, g side by side */
+
+/* columns at.. of the joined rows are the packed ones, value for value */
+static int same_columns(const float *joined, int n, size_t stride, size_t at, size_t width, const float *packed)
+{
+    return testing_columns_differ(joined, (size_t)n, stride, at, width, packed) == 0;
+}
+
+/* the recurrence on q, k, v in one [n, q | k | v | g] buffer against packed */
+static void test_joined_recurrence(void)
+{
+    static const int32_t cu[] = {0, 5, 75, 76, 140, 205, 225};
+    rec_case c = {"joined", 6, cu, 3, 2, 4, 0, 0, 0, 0, 0, 0};
+    rec_case_fill(&c);
+    int n = c.n;
+    size_t kw = (size_t)c.H * c.dk, vw = (size_t)c.H * c.dv, W = 2 * kw + 2 * vw;
+    size_t nk = (size_t)n * kw, nv = (size_t)n * vw;
+    float *q = to_float(c.q, nk), *k = to_float(c.k, nk), *v = to_float(c.v, nv);
+    float *gk = to_float(c.gk, nk), *r = to_float(c.r, nv);
+    float *qkvg = calloc((size_t)n * W, sizeof *qkvg), *dqkvg = malloc((size_t)n * W * sizeof *dqkvg);
+    testing_put_columns(qkvg, q, n, W, 0, kw), testing_put_columns(qkvg, k, n, W, kw, kw), testing_put_columns(qkvg, v, n, W, 2 * kw, vw);
+    for (size_t i = 0; i < (size_t)n * W; i++)
+        dqkvg[i] = NAN; /* q's, k's, v's columns must be written */
+    float *ck = calloc(gla_recurrence_checkpoint_floats(n, c.H, c.dk, c.dv) + 1, sizeof *ck);
+    float *ck2 = calloc(gla_recurrence_checkpoint_floats(n, c.H, c.dk, c.dv) + 1, sizeof *ck2);
+    float *work = calloc(gla_recurrence_work_floats(c.dk, c.dv), sizeof *work);
+    gla_recurrence_dims d = {cu, c.n_seqs, c.H, c.dk, c.dv, 1.0f / sqrtf((float)c.dk), NULL, 0, 0}, dj = d;
+    dj.stride = (int)W;
+    float *o = malloc(nv * sizeof *o), *o2 = malloc(nv * sizeof *o2);
+    float *dq = malloc(nk * sizeof *dq), *dk = malloc(nk * sizeof *dk), *dv = malloc(nv * sizeof *dv);
+    float *dgk = malloc(nk * sizeof *dgk), *dgk2 = malloc(nk * sizeof *dgk2);
+    gla_recurrence_forward_cpu(o, ck, q, k, v, gk, &d, work, 1);
+    gla_recurrence_backward_cpu(dq, dk, dv, dgk, r, q, k, v, gk, ck, &d, work, 1);
+    gla_recurrence_forward_cpu(o2, ck2, qkvg, qkvg + kw, qkvg + 2 * kw, gk, &dj, work, 1);
+    gla_recurrence_backward_cpu(dqkvg, dqkvg + kw, dqkvg + 2 * kw, dgk2, r, qkvg, qkvg + kw, qkvg + 2 * kw, gk, ck2,
+                                &dj, work, 1);
+    CHECK(memcmp(o, o2, nv * sizeof *o) == 0, "joined recurrence: o differs");
+    CHECK(memcmp(dgk, dgk2, nk * sizeof *dgk) == 0, "joined recurrence: dgk differs");
+    CHECK(same_columns(dqkvg, n, W, 0, kw, dq) && same_columns(dqkvg, n, W, kw, kw, dk) &&
+              same_columns(dqkvg, n, W, 2 * kw, vw, dv),
+          "joined recurrence: dq, dk or dv differs");
+    /* generation's step: the n rows as n sequences of one token each */
+    float *states = calloc((size_t)n * c.H * c.dk * c.dv, sizeof *states);
+    float *states2 = calloc((size_t)n * c.H * c.dk * c.dv, sizeof *states2);
+    for (int step = 0; step < 2; step++) {
+        gla_recurrence_step_cpu(o, states, q, k, v, gk, n, c.H, c.dk, c.dv, 0.5f, 0);
+        gla_recurrence_step_cpu(o2, states2, qkvg, qkvg + kw, qkvg + 2 * kw, gk, n, c.H, c.dk, c.dv, 0.5f, (int)W);
+    }
+    CHECK(memcmp(o, o2, nv * sizeof *o) == 0 &&
+              memcmp(states, states2, (size_t)n * c.H * c.dk * c.dv * sizeof *states) == 0,
+          "joined step: o or the states differ");
+    printf("joined q, k, v: the recurrence forward, backward and step as on packed tensors\n");
+    float *bufs[] = {q, k, v, gk, r, qkvg, dqkvg, ck, ck2, work, o, o2, dq, dk, dv, dgk, dgk2, states, states2};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    rec_case_free(&c);
+}
+
 /* ==================================================================== gate norm */
 
 typedef struct norm_case {
@@ -220,13 +282,14 @@ static void test_gate_norm(void)
     float *o = to_float(c.o, n), *g = to_float(c.g, n), *w = to_float(c.w, c.C), *r = to_float(c.r, n);
     float *y = malloc(n * sizeof *y), *rstd = malloc(c.rows * sizeof *rstd);
     double *y_ref = malloc(n * sizeof *y_ref);
-    gla_gate_norm_forward_cpu(y, rstd, o, g, w, c.rows, c.C, (float)c.eps);
+    static const gla_gate_rows packed = {1, 0};
+    gla_gate_norm_forward_cpu(y, rstd, o, g, &packed, w, c.rows, c.C, (float)c.eps);
     naive_gate_norm(y_ref, &c);
     double e = testing_rel_error_d(y, y_ref, n);
     CHECK(e < 1e-6, "gate norm: forward rel error %.3g", e);
 
     float *pre_dw, *d_o = garbage(n), *dg = garbage(n), *dw = prefilled(c.C, &pre_dw);
-    gla_gate_norm_backward_cpu(d_o, dg, dw, r, o, g, w, rstd, c.rows, c.C);
+    gla_gate_norm_backward_cpu(d_o, dg, dw, r, o, g, &packed, w, rstd, c.rows, c.C);
     remove_prefill(dw, pre_dw, c.C);
     struct { const char *what; double *x; float *analytic; size_t n; } t[3] = {
         {"gate norm: do", c.o, d_o, n}, {"gate norm: dg", c.g, dg, n}, {"gate norm: dw", c.w, dw, c.C}};
@@ -238,11 +301,30 @@ static void test_gate_norm(void)
     }
     /* NULL gradients are skipped; each of do, dg alone comes out the same */
     float *d_o1 = garbage(n), *dg1 = garbage(n);
-    gla_gate_norm_backward_cpu(NULL, NULL, dw, r, o, g, w, rstd, c.rows, c.C);
-    gla_gate_norm_backward_cpu(d_o1, NULL, NULL, r, o, g, w, rstd, c.rows, c.C);
-    gla_gate_norm_backward_cpu(NULL, dg1, NULL, r, o, g, w, rstd, c.rows, c.C);
+    gla_gate_norm_backward_cpu(NULL, NULL, dw, r, o, g, &packed, w, rstd, c.rows, c.C);
+    gla_gate_norm_backward_cpu(d_o1, NULL, NULL, r, o, g, &packed, w, rstd, c.rows, c.C);
+    gla_gate_norm_backward_cpu(NULL, dg1, NULL, r, o, g, &packed, w, rstd, c.rows, c.C);
     CHECK(memcmp(d_o1, d_o, n * sizeof *d_o) == 0, "gate norm: do alone differs");
     CHECK(memcmp(dg1, dg, n * sizeof *dg) == 0, "gate norm: dg alone differs");
+    /* g as the last column block of rows of 3 heads of C and more: y, rstd,
+     * do, dg and dw as packed */
+    int heads = 7, tokens = c.rows / heads; /* 7 rows: one token of 7 heads */
+    size_t G = (size_t)heads * c.C, stride = 3 * G;
+    float *g_joined = calloc((size_t)tokens * stride, sizeof *g_joined), *dg_joined = malloc((size_t)tokens * stride * sizeof *dg_joined);
+    testing_put_columns(g_joined, g, tokens, stride, 2 * G, G);
+    for (size_t i = 0; i < (size_t)tokens * stride; i++)
+        dg_joined[i] = NAN;
+    gla_gate_rows joined = {heads, stride};
+    float *y2 = malloc(n * sizeof *y2), *rstd2 = malloc(c.rows * sizeof *rstd2), *d_o2 = garbage(n);
+    float *dw1 = calloc(c.C, sizeof *dw1), *dw2 = calloc(c.C, sizeof *dw2);
+    gla_gate_norm_forward_cpu(y2, rstd2, o, g_joined + 2 * G, &joined, w, c.rows, c.C, (float)c.eps);
+    gla_gate_norm_backward_cpu(d_o2, dg_joined + 2 * G, dw2, r, o, g_joined + 2 * G, &joined, w, rstd2, c.rows, c.C);
+    gla_gate_norm_backward_cpu(NULL, NULL, dw1, r, o, g, &packed, w, rstd, c.rows, c.C);
+    CHECK(memcmp(y2, y, n * sizeof *y) == 0 && memcmp(rstd2, rstd, c.rows * sizeof *rstd) == 0 &&
+              memcmp(d_o2, d_o, n * sizeof *d_o) == 0 && memcmp(dw1, dw2, c.C * sizeof *dw1) == 0 &&
+              same_columns(dg_joined, tokens, stride, 2 * G, G, dg),
+          "gate norm on a joined gate: y, rstd, do, dg or dw differs");
+    free(g_joined), free(dg_joined), free(y2), free(rstd2), free(d_o2), free(dw1), free(dw2);
     free(c.o), free(c.g), free(c.w), free(c.r), free(o), free(g), free(w), free(r);
     free(y), free(rstd), free(y_ref), free(d_o), free(dg), free(dw), free(d_o1), free(dg1);
 }
@@ -303,6 +385,7 @@ int main(void)
 {
     testing_seed(7);
     test_recurrence();
+    test_joined_recurrence();
     test_gate_norm();
     test_gates();
     return testing_result("test_gla_recurrence");

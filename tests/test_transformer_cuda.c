@@ -186,27 +186,6 @@ static void test_attentions(void)
 
 /* ==================================================================== q, k, v side by side */
 
-/* columns [at, at + width) of n rows `stride` apart, from packed rows of x */
-static void put_columns(float *dst, const float *x, int n, size_t stride, size_t at, size_t width)
-{
-    for (int r = 0; r < n; r++)
-        memcpy(dst + r * stride + at, x + r * width, width * sizeof *x);
-}
-
-/* the device's n rows of `stride` values (freed here) against packed rows of
- * want (freed here) in its columns at..: the same values, element for element */
-static void check_columns(const char *what, const char *shape, float *got, int n, size_t stride, size_t at,
-                          size_t width, float *want)
-{
-    size_t differ = 0;
-    for (int r = 0; r < n; r++)
-        for (size_t c = 0; c < width; c++)
-            differ += !(got[r * stride + at + c] == want[r * width + c]); /* NaN: never written */
-    printf("%-24s %-44s %zu of %zu differ\n", what, shape, differ, (size_t)n * width);
-    CHECK(differ == 0, "%s %s: %zu values differ from the packed layout's", what, shape, differ);
-    free(got), free(want);
-}
-
 /* The attention on q, k, v as column blocks of one [n, q | k | v] buffer
  * (a joined projection's output; attention_dims.stride), its gradients into
  * one such buffer, against the same kernels on packed tensors: the same
@@ -236,8 +215,8 @@ static void test_attention_joined(const char *name, const int32_t *cu, int n_seq
     gpu_k->attention_backward(dq_d, dk_d, dv_d, dout_d, o_d, lse_d, q_d, k_d, v_d, &d, work);
     /* joined */
     float *qkv = malloc((size_t)n * W * sizeof *qkv);
-    put_columns(qkv, in.q, n, W, 0, qw), put_columns(qkv, in.k, n, W, qw, kvw);
-    put_columns(qkv, in.v, n, W, qw + kvw, kvw);
+    testing_put_columns(qkv, in.q, n, W, 0, qw), testing_put_columns(qkv, in.k, n, W, qw, kvw);
+    testing_put_columns(qkv, in.v, n, W, qw + kvw, kvw);
     char *qkv_d = acts_to_device(qkv, (size_t)n * W), *dqkv_d = dev_poisoned((size_t)n * W * act);
     void *o2_d = dev_poisoned(in.nq * act);
     float *lse2_d = dev_poisoned(in.nrows * sizeof(float));
@@ -246,14 +225,14 @@ static void test_attention_joined(const char *name, const int32_t *cu, int n_seq
     gpu_k->attention_forward(o2_d, lse2_d, qkv_d, qkv_d + qw * act, qkv_d + (qw + kvw) * act, &joined);
     gpu_k->attention_backward(dqkv_d, dqkv_d + qw * act, dqkv_d + (qw + kvw) * act, dout_d, o2_d, lse2_d, qkv_d,
                               qkv_d + qw * act, qkv_d + (qw + kvw) * act, &joined, work);
-    check_columns("joined o", shape, acts_to_host(o2_d, in.nq), n, qw, 0, qw, acts_to_host(o_d, in.nq));
-    check_columns("joined lse", shape, floats_to_host(lse2_d, in.nrows), n, H, 0, H, floats_to_host(lse_d, in.nrows));
+    compare_columns("joined o", shape, acts_to_host(o2_d, in.nq), n, qw, 0, qw, acts_to_host(o_d, in.nq));
+    compare_columns("joined lse", shape, floats_to_host(lse2_d, in.nrows), n, H, 0, H, floats_to_host(lse_d, in.nrows));
     float *dqkv = acts_to_host(dqkv_d, (size_t)n * W);
     float *dqkv_k = malloc((size_t)n * W * sizeof *dqkv_k), *dqkv_v = malloc((size_t)n * W * sizeof *dqkv_v);
     memcpy(dqkv_k, dqkv, (size_t)n * W * sizeof *dqkv), memcpy(dqkv_v, dqkv, (size_t)n * W * sizeof *dqkv);
-    check_columns("joined dq", shape, dqkv, n, W, 0, qw, acts_to_host(dq_d, in.nq));
-    check_columns("joined dk", shape, dqkv_k, n, W, qw, kvw, acts_to_host(dk_d, in.nkv));
-    check_columns("joined dv", shape, dqkv_v, n, W, qw + kvw, kvw, acts_to_host(dv_d, in.nkv));
+    compare_columns("joined dq", shape, dqkv, n, W, 0, qw, acts_to_host(dq_d, in.nq));
+    compare_columns("joined dk", shape, dqkv_k, n, W, qw, kvw, acts_to_host(dk_d, in.nkv));
+    compare_columns("joined dv", shape, dqkv_v, n, W, qw + kvw, kvw, acts_to_host(dv_d, in.nkv));
 
     void *dev_bufs[] = {cu_dev, q_d, k_d, v_d, dout_d, o_d, dq_d, dk_d, dv_d, lse_d, work, qkv_d, dqkv_d, o2_d, lse2_d};
     for (size_t i = 0; i < sizeof dev_bufs / sizeof dev_bufs[0]; i++)
@@ -304,7 +283,7 @@ static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, 
         void *q_d, *k_d, *v_d, *qkv_d = NULL;
         if (joined) {
             float *qkv = malloc((size_t)B * W * sizeof *qkv);
-            put_columns(qkv, q, B, W, 0, qw), put_columns(qkv, k, B, W, qw, kvw), put_columns(qkv, v, B, W, qw + kvw, kvw);
+            testing_put_columns(qkv, q, B, W, 0, qw), testing_put_columns(qkv, k, B, W, qw, kvw), testing_put_columns(qkv, v, B, W, qw + kvw, kvw);
             qkv_d = acts_to_device(qkv, (size_t)B * W);
             q_d = qkv_d, k_d = (char *)qkv_d + qw * dev->act_bytes, v_d = (char *)qkv_d + (qw + kvw) * dev->act_bytes;
             free(qkv);
@@ -401,18 +380,18 @@ static void test_rotary_joined(const int32_t *cu, int n_seqs, int H, int Hkv, in
     gpu_k->rotary_forward(qkv_d, qkv_d, &s, H + Hkv, hd, rd, base, W);
     gpu_k->rotary_forward(q_d, q_d, &s, H, hd, rd, base, qw);
     gpu_k->rotary_forward(k_d, k_d, &s, Hkv, hd, rd, base, kvw);
-    check_columns("rotary joined q", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
+    compare_columns("rotary joined q", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
                   acts_to_host(q_d, (size_t)n * qw));
-    check_columns("rotary joined k", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw, kvw,
+    compare_columns("rotary joined k", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw, kvw,
                   acts_to_host(k_d, (size_t)n * kvw));
     float *v_copy = malloc((size_t)n * kvw * sizeof *v_copy);
     memcpy(v_copy, v, (size_t)n * kvw * sizeof *v);
-    check_columns("rotary joined v", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw + kvw, kvw, v_copy);
-    check_columns("rotary joined out q", shape, acts_to_host(out_d, (size_t)n * W), n, W, 0, qw,
+    compare_columns("rotary joined v", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw + kvw, kvw, v_copy);
+    compare_columns("rotary joined out q", shape, acts_to_host(out_d, (size_t)n * W), n, W, 0, qw,
                   acts_to_host(q_d, (size_t)n * qw));
     gpu_k->rotary_backward(qkv_d, qkv_d, &s, H + Hkv, hd, rd, base, W);
     gpu_k->rotary_backward(q_d, q_d, &s, H, hd, rd, base, qw);
-    check_columns("rotary joined dx", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
+    compare_columns("rotary joined dx", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
                   acts_to_host(q_d, (size_t)n * qw));
     dev->free(cu_dev), dev->free(q_d), dev->free(k_d), dev->free(qkv_d), dev->free(out_d);
     free(qkv), free(q), free(k), free(v);

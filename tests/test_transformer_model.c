@@ -156,29 +156,12 @@ static void test_attention_self(const int32_t *cu, int n_seqs)
     kernel_close(&c);
 }
 
-/* columns [at, at + width) of n rows `stride` apart, from packed rows of x */
-static void put_columns(float *dst, const float *x, int n, size_t stride, size_t at, size_t width)
-{
-    for (int r = 0; r < n; r++)
-        memcpy(dst + r * stride + at, x + r * width, width * sizeof *x);
-}
-
-/* the same columns back into packed rows */
-static float *get_columns(const float *x, int n, size_t stride, size_t at, size_t width)
-{
-    float *out = malloc((size_t)n * width * sizeof *out);
-    for (int r = 0; r < n; r++)
-        memcpy(out + r * width, x + r * stride + at, width * sizeof *x);
-    return out;
-}
-
 /* columns at.. of the joined rows are the packed ones, value for value */
 static void check_columns(const char *what, const float *joined, int n, size_t stride, size_t at, size_t width,
                           const float *packed)
 {
-    float *got = get_columns(joined, n, stride, at, width);
-    CHECK(memcmp(got, packed, (size_t)n * width * sizeof *got) == 0, "%s: the joined layout's values differ", what);
-    free(got);
+    CHECK(testing_columns_differ(joined, (size_t)n, stride, at, width, packed) == 0,
+          "%s: the joined layout's values differ", what);
 }
 
 /* q, k, v as column blocks of one [n, q | k | v] buffer (rows W apart, a
@@ -193,7 +176,8 @@ static void test_joined(const int32_t *cu, int n_seqs, int H, int Hkv, int windo
     int n = c.n;
     size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw;
     float *qkv = malloc((size_t)n * W * sizeof *qkv), *dqkv = malloc((size_t)n * W * sizeof *dqkv);
-    put_columns(qkv, c.q, n, W, 0, qw), put_columns(qkv, c.k, n, W, qw, kvw), put_columns(qkv, c.v, n, W, qw + kvw, kvw);
+    testing_put_columns(qkv, c.q, n, W, 0, qw), testing_put_columns(qkv, c.k, n, W, qw, kvw);
+    testing_put_columns(qkv, c.v, n, W, qw + kvw, kvw);
     attention_dims joined = c.ad;
     joined.stride = (int)W;
 

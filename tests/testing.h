@@ -123,6 +123,27 @@ static inline float *testing_copy(const float *x, size_t n)
     return c;
 }
 
+/* Column blocks of wider rows (a joined projection's output, [n, q | k | v]):
+ * packed rows of `width` values of x into columns [at, at + width) of n rows
+ * `stride` apart, and whether those columns hold the packed rows of want,
+ * value for value (a NaN, a value never written, differs from everything) */
+static inline void testing_put_columns(float *dst, const float *x, size_t n, size_t stride, size_t at,
+                                       size_t width)
+{
+    for (size_t r = 0; r < n; r++)
+        memcpy(dst + r * stride + at, x + r * width, width * sizeof *x);
+}
+
+static inline size_t testing_columns_differ(const float *rows, size_t n, size_t stride, size_t at, size_t width,
+                                            const float *want)
+{
+    size_t differ = 0;
+    for (size_t r = 0; r < n; r++)
+        for (size_t c = 0; c < width; c++)
+            differ += !(rows[r * stride + at + c] == want[r * width + c]);
+    return differ;
+}
+
 /* Central finite differences of a scalar function f(ctx) with respect to each of
  * the n values of x: grad[i] = (f(x+h e_i) − f(x−h e_i)) / 2h. f reads x. */
 typedef double (*testing_scalar_fn)(void *ctx);

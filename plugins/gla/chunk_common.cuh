@@ -48,6 +48,13 @@ static __device__ __forceinline__ size_t at(int t, int h, int H, int width)
     return ((size_t)t * H + h) * width;
 }
 
+/* the same where a token's heads of `width` start `stride` values after the
+ * token before's (column blocks of a joined projection's output) */
+static __device__ __forceinline__ size_t strided_at(int t, int h, size_t stride, int width)
+{
+    return (size_t)t * stride + (size_t)h * width;
+}
+
 /* the rows×cols state of head h before token t0 (a chunk start, not a
  * sequence's first): slot t0/GLA_CHUNK − 1, as gla_recurrence_cpu.c keeps it */
 static __device__ __forceinline__ size_t state_at(int t0, int h, int H, int rows, int cols)

@@ -3,6 +3,11 @@
  *
  * Layouts: a token's heads are contiguous, so q, k, gk are [n, H, dk] and v, o
  * are [n, H, dv] (row t holds H·dk resp. H·dv values, head h at offset h·dk).
+ * q, k, v and the output gate g may be column blocks of one wider matrix (a
+ * joined projection's output, [n, q | k | v | g]): their rows, and those of
+ * their gradients, are then a stride apart, given in elements
+ * (gla_recurrence_dims.stride, the step's and the gate norm's arguments);
+ * gk, o and their gradients are always packed.
  * Forward kernels overwrite their outputs. Backward kernels OVERWRITE the
  * gradients of activations (the caller need not clear them) and ADD into those
  * of parameters (the gate norm's dw, fp32); each function says which. A NULL
@@ -39,7 +44,19 @@ typedef struct gla_recurrence_dims {
      * activations' type: GSA's softmax backward subtracts nearly equal values
      * of it (on the CPU, whose activations are fp32, nothing changes) */
     int dq_fp32;
+    /* elements from one token's row of q, k and v (and of dq, dk, dv) to the
+     * next token's; 0: packed, H·dk for q and k, H·dv for v */
+    int stride;
 } gla_recurrence_dims;
+
+static inline size_t gla_qk_stride(const gla_recurrence_dims *d)
+{
+    return d->stride ? (size_t)d->stride : (size_t)d->H * d->dk;
+}
+static inline size_t gla_v_stride(const gla_recurrence_dims *d)
+{
+    return d->stride ? (size_t)d->stride : (size_t)d->H * d->dv;
+}
 
 /* floats of `checkpoints` for any split of n tokens into sequences */
 size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv);
@@ -57,10 +74,11 @@ void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
 /* One position of B sequences for generation: per sequence and head, the
  * state S (fp32, states[B, H, dk, dv], carried from the previous position)
  * takes one step, S = diag(exp(gk)) S + kᵀv, and o = (scale·q) S. q, k, gk
- * are [B, H·dk], v and o [B, H·dv]. */
+ * are [B, H·dk], v and o [B, H·dv]; q's, k's and v's rows `stride` apart
+ * (0: packed, as gla_recurrence_dims.stride). */
 void gla_recurrence_step_cpu(float *o, float *states, const float *q, const float *k,
                              const float *v, const float *gk, int B, int H, int dk, int dv,
-                             float scale);
+                             float scale, int stride);
 
 void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
                                  const float *dout, const float *q, const float *k,
@@ -70,14 +88,31 @@ void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
 /* ---- gla_gate_norm_cpu.c: fla's FusedRMSNormGated with swish ----
  * Over rows of C values (one head of one token, C = dv, rows = n·H):
  *     y = o · rstd · w · swish(g),  rstd = 1/sqrt(mean(o²) + eps),  swish(g) = g·σ(g)
- * rstd[rows] is saved for the backward. */
+ * rstd[rows] is saved for the backward. The gate's rows (and dg's) are where
+ * gate_row says: g's tokens g_stride apart (0: packed, heads·C), y, o and
+ * their gradients packed. */
+typedef struct gla_gate_rows {
+    int heads;       /* rows of one token */
+    size_t g_stride; /* elements from one token's heads of g to the next's; 0: heads·C */
+} gla_gate_rows;
+
+/* where row `row` of g starts (the CPU's and the GPU's code alike) */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline size_t gla_gate_row(const gla_gate_rows *r, int row, int C)
+{
+    size_t token = (size_t)(row / r->heads), head = (size_t)(row % r->heads);
+    return token * (r->g_stride ? r->g_stride : (size_t)r->heads * C) + head * (size_t)C;
+}
+
 void gla_gate_norm_forward_cpu(float *y, float *rstd, const float *o, const float *g,
-                               const float *w, int rows, int C, float eps);
+                               const gla_gate_rows *gr, const float *w, int rows, int C, float eps);
 /* Given dy: do = ∂L/∂o and dg = ∂L/∂g are WRITTEN (overwritten), dw += ∂L/∂w
  * is ADDED into (fp32, summed over the rows); each may be NULL (not needed). */
 void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *dy,
-                                const float *o, const float *g, const float *w,
-                                const float *rstd, int rows, int C);
+                                const float *o, const float *g, const gla_gate_rows *gr,
+                                const float *w, const float *rstd, int rows, int C);
 
 /* ---- gla_gates_cpu.c: the forget-gate logits ----
  *     gk = logsigmoid(x) / normalizer     (out may alias x)

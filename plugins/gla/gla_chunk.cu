@@ -61,7 +61,12 @@
  * each other, so that the operands they share come from L2.
  *
  * No atomics, and every sum is taken in an order fixed by the shapes: results
- * are the same run to run. */
+ * are the same run to run.
+ *
+ * Rows: q, k, v and their gradients may be column blocks of a joined
+ * projection's output (gla.h), a token's heads qk_stride (q, k, dq, dk) or
+ * v_stride (v, dv) values after the token before's (strided_at); gk, dgk, o,
+ * dout and this file's own b and A are packed (at). */
 #include <cstdint>
 #include <type_traits>
 
@@ -332,8 +337,8 @@ static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, floa
  * cores work on one. Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
 template <bool FORWARD, typename OUT>
 static __global__ void __launch_bounds__(WALK_THREADS, 1)
-    walk_states(OUT *states, const act_t *x, const act_t *y, const float *b, const int32_t *cu,
-                int H, int dk, int dv, float scale)
+    walk_states(OUT *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride, const float *b,
+                const int32_t *cu, int H, int dk, int dv, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
@@ -343,7 +348,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
     int begin = cu[s], end = cu[s + 1];
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
     int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
-    size_t stride_k = (size_t)H * dk, stride_v = (size_t)H * dv;
+    size_t b_stride = (size_t)H * dk;
     float S[4][4] = {};
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
@@ -352,10 +357,10 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         if (k < steps) {
             walk_stage &st = sh.stage[k % WALK_STAGES];
             int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
-            size_t xk = at(t0, h, H, dk) + i0;
-            copy_tile<false, WALK_THREADS, TILE>(st.x, x + xk, stride_k, rows, dk - i0);
-            copy_tile<true, WALK_THREADS, TILE>(st.b, b + xk, stride_k, rows, dk - i0);
-            copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + at(t0, h, H, dv) + j0, stride_v,
+            copy_tile<false, WALK_THREADS, TILE>(st.x, x + strided_at(t0, h, x_stride, dk) + i0, x_stride, rows,
+                                                 dk - i0);
+            copy_tile<true, WALK_THREADS, TILE>(st.b, b + at(t0, h, H, dk) + i0, b_stride, rows, dk - i0);
+            copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + strided_at(t0, h, y_stride, dv) + j0, y_stride,
                                                       rows, dv - j0);
         }
     };
@@ -529,7 +534,7 @@ struct scores_shared {
  * column sub-chunk c < r) as q̃ k̃ᵀ from tile r − 1; within them
  * diagonal_scores. The next key tile loads meanwhile. */
 static __global__ void __launch_bounds__(THREADS, 2)
-    chunk_scores(act_t *A, float *b, const act_t *q, const act_t *k, const act_t *gk,
+    chunk_scores(act_t *A, float *b, const act_t *q, const act_t *k, size_t qk_stride, const act_t *gk,
                  const chunk *chunks, int H, int dk, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -537,12 +542,12 @@ static __global__ void __launch_bounds__(THREADS, 2)
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0, warp = warp_id();
     int r = warp < 1 ? 1 : warp < 3 ? 2 : 3, col_sub = warp - r * (r - 1) / 2;
-    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk;
+    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xqk = strided_at(c.t0, h, qk_stride, dk);
     float cross[2][4] = {}, part[PAIRS] = {};
     piece<act_t> pq, pk, pg;
     auto load = [&](int i0) {
-        fetch(pq, q + x + i0, stride, L, dk - i0);
-        fetch(pk, k + x + i0, stride, L, dk - i0);
+        fetch(pq, q + xqk + i0, qk_stride, L, dk - i0);
+        fetch(pk, k + xqk + i0, qk_stride, L, dk - i0);
         fetch(pg, gk + x + i0, stride, L, dk - i0);
     };
     load(0);
@@ -623,22 +628,22 @@ static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys
 
 /* o = scale·(q ⊙ e^b) S0 + A v for one value tile (value_tile's block) */
 static __global__ void __launch_bounds__(THREADS, 3)
-    chunk_output(act_t *o, const act_t *q, const act_t *v, const float *b, const act_t *A,
-                 const float *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
+    chunk_output(act_t *o, const act_t *q, size_t qk_stride, const act_t *v, size_t v_stride, const float *b,
+                 const act_t *A, const float *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     const value_tile t(chunks, dv);
     float acc[4][4] = {};
     piece<act_t> pa, pv; /* within the chunk: loading while the start state is used */
     fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
-    fetch(pv, v + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0);
+    fetch(pv, v + strided_at(t.c.t0, t.h, v_stride, dv) + t.j0, v_stride, t.L, dv - t.j0);
     if (!t.c.first) { /* through the start state, a key tile at a time */
         const float *S0 = checkpoints + state_at(t.c.t0, t.h, H, dk, dv) + t.j0;
-        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk;
+        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk, xq = strided_at(t.c.t0, t.h, qk_stride, dk);
         for (int i0 = 0; i0 < dk; i0 += TILE) {
             piece<act_t> pq;
             piece<float> pb, ps;
-            fetch(pq, q + x + i0, stride, t.L, dk - i0);
+            fetch(pq, q + xq + i0, qk_stride, t.L, dk - i0);
             fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
             fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
             values qe; /* scale·q ⊙ e^b */
@@ -658,8 +663,8 @@ static __global__ void __launch_bounds__(THREADS, 3)
 
 /* dv = Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile (value_tile's block) */
 static __global__ void __launch_bounds__(THREADS, 3)
-    chunk_dv(act_t *dv_out, const act_t *k, const act_t *dout, const float *b, const act_t *A,
-             const act_t *dS, const chunk *chunks, int H, int dk, int dv)
+    chunk_dv(act_t *dv_out, size_t v_stride, const act_t *k, size_t qk_stride, const act_t *dout, const float *b,
+             const act_t *A, const act_t *dS, const chunk *chunks, int H, int dk, int dv)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     const value_tile t(chunks, dv);
@@ -669,12 +674,12 @@ static __global__ void __launch_bounds__(THREADS, 3)
     fetch(pd, dout + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0);
     if (!t.c.last) { /* through the end state, a key tile at a time */
         const act_t *dS_end = dS + state_at(t.c.t1, t.h, H, dk, dv) + t.j0;
-        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk;
+        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk, xk = strided_at(t.c.t0, t.h, qk_stride, dk);
         for (int i0 = 0; i0 < dk; i0 += TILE) {
             piece<act_t> pk, ps;
             piece<float> pb;
             eight<float> b_last;
-            fetch(pk, k + x + i0, stride, t.L, dk - i0);
+            fetch(pk, k + xk + i0, qk_stride, t.L, dk - i0);
             fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
             fetch_gate_row(b_last, b + x + i0, stride, t.L - 1, dk - i0);
             fetch(ps, dS_end + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
@@ -689,7 +694,7 @@ static __global__ void __launch_bounds__(THREADS, 3)
     }
     int m0 = block_row();
     staged_product<true>(acc, xs, ys, pa, pd, m0, CHUNK); /* A_tu = 0 for t < u */
-    store_acc<false>(dv_out + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0, acc, m0,
+    store_acc<false>(dv_out + strided_at(t.c.t0, t.h, v_stride, dv) + t.j0, v_stride, t.L, dv - t.j0, acc, m0,
                      block_col());
 }
 
@@ -789,8 +794,8 @@ static __device__ void store_grad(T *grad, const tile32_t *sums, size_t x, size_
  * running sums from the chunk's end; then the three gradients are written. */
 template <typename DQ>
 static __global__ void __launch_bounds__(THREADS, 2)
-    chunk_dqk(DQ *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k,
-              const act_t *v, const act_t *dout, const float *b, const float *checkpoints,
+    chunk_dqk(DQ *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k, size_t qk_stride,
+              const act_t *v, size_t v_stride, const act_t *dout, const float *b, const float *checkpoints,
               const act_t *dS, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -801,14 +806,16 @@ static __global__ void __launch_bounds__(THREADS, 2)
     int m0 = block_row(), n0 = block_col();
     const float *S0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, dk, dv) + (size_t)i0 * dv;
     const act_t *dS_end = c.last ? NULL : dS + state_at(c.t1, h, H, dk, dv) + (size_t)i0 * dv;
-    size_t xk = at(c.t0, h, H, dk) + i0, stride_k = (size_t)H * dk;
-    size_t xv = at(c.t0, h, H, dv), stride_v = (size_t)H * dv;
+    size_t xk = at(c.t0, h, H, dk) + i0, stride_k = (size_t)H * dk; /* b, dgk */
+    size_t xqk = strided_at(c.t0, h, qk_stride, dk) + i0;          /* q, k, dq, dk */
+    size_t xo = at(c.t0, h, H, dv), stride_o = (size_t)H * dv;      /* dout */
+    size_t xv = strided_at(c.t0, h, v_stride, dv);                  /* v */
 
     {
         piece<act_t> pq, pk;
         piece<float> pb;
-        fetch(pq, q + xk, stride_k, L, dk - i0);
-        fetch(pk, k + xk, stride_k, L, dk - i0);
+        fetch(pq, q + xqk, qk_stride, L, dk - i0);
+        fetch(pk, k + xqk, qk_stride, L, dk - i0);
         fetch<true>(pb, b + xk, stride_k, L, dk - i0);
         put(sh.q, pq);
         put(sh.k, pk);
@@ -820,8 +827,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
     for (int j0 = 0; j0 < dv; j0 += TILE) {
         piece<act_t> pd, pv, pg;
         piece<float> ps;
-        fetch(pd, dout + xv + j0, stride_v, L, dv - j0);
-        fetch(pv, v + xv + j0, stride_v, L, dv - j0);
+        fetch(pd, dout + xo + j0, stride_o, L, dv - j0);
+        fetch(pv, v + xv + j0, v_stride, L, dv - j0);
         if (S0)
             fetch(ps, S0 + j0, dv, dk - i0, dv - j0);
         else
@@ -935,8 +942,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
         sh.dgk[base + t][i] = running;
     }
     __syncthreads();
-    store_grad(dq, sh.sums[0], xk, stride_k, L, dk - i0);
-    store_grad(dk_out, sh.sums[1], xk, stride_k, L, dk - i0);
+    store_grad(dq, sh.sums[0], xqk, qk_stride, L, dk - i0);
+    store_grad(dk_out, sh.sums[1], xqk, qk_stride, L, dk - i0);
     store_grad(dgk, sh.dgk, xk, stride_k, L, dk - i0);
 }
 
@@ -945,14 +952,14 @@ static __global__ void __launch_bounds__(THREADS, 2)
 /* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
 /* the walk over every sequence's chunks (walk_states), its states into `states` */
 template <bool FORWARD, typename OUT>
-static void walk(OUT *states, const act_t *x, const act_t *y, const work_layout *w,
-                 const gla_recurrence_dims *d)
+static void walk(OUT *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride,
+                 const work_layout *w, const gla_recurrence_dims *d)
 {
     auto kernel = walk_states<FORWARD, OUT>;
     size_t bytes = allow_shared(kernel, sizeof(walk_shared));
     int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
     kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(
-        states, x, y, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv, d->scale);
+        states, x, x_stride, y, y_stride, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -961,7 +968,7 @@ static void scores(const work_layout *w, int chunks, const void *q, const void *
                    const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
-    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(w->A, w->b, act(q), act(k), act(gk),
+    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(w->A, w->b, act(q), act(k), gla_qk_stride(d), act(gk),
                                                          w->chunks, d->H, d->dk, d->scale);
     CUDA_CHECK_LAUNCH();
 }
@@ -986,15 +993,17 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
         return;
     work_layout w = carve(work, n, d);
     int chunks = chunk_table(&w, d);
+    size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d);
     if (!o) { /* the checkpoints alone (gla.h): b, then the walk */
         gate_sums_alone(&w, chunks, gk, d);
-        walk<true>(checkpoints, act(k), act(v), &w, d);
+        walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
         return;
     }
     scores(&w, chunks, q, k, gk, d);
-    walk<true>(checkpoints, act(k), act(v), &w, d);
-    chunk_output<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
-        act(o), act(q), act(v), w.b, w.A, checkpoints, w.chunks, H, d->dk, d->dv, d->scale);
+    walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
+    chunk_output<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(o), act(q), qk_stride, act(v), v_stride,
+                                                                      w.b, w.A, checkpoints, w.chunks, H, d->dk,
+                                                                      d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1009,22 +1018,23 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
         return;
     work_layout w = carve(work, n, d);
     int chunks = chunk_table(&w, d);
+    size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d), o_stride = (size_t)H * d->dv;
     scores(&w, chunks, q, k, gk, d);
-    walk<false>(w.dS, act(q), act(dout), &w, d);
-    chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
-        act(dv), act(k), act(dout), w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
+    walk<false>(w.dS, act(q), qk_stride, act(dout), o_stride, &w, d);
+    chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(dv), v_stride, act(k), qk_stride, act(dout),
+                                                                  w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
     dim3 grid(chunks * ceil_div(d->dk, TILE), H);
     if (d->dq_fp32) {
         size_t bytes = allow_shared(chunk_dqk<float>, sizeof(dqk_shared));
-        chunk_dqk<<<grid, THREADS, bytes>>>(static_cast<float *>(dq), act(dk), act(dgk), act(q), act(k),
-                                            act(v), act(dout), w.b, checkpoints, w.dS, w.chunks, H,
+        chunk_dqk<<<grid, THREADS, bytes>>>(static_cast<float *>(dq), act(dk), act(dgk), act(q), act(k), qk_stride,
+                                            act(v), v_stride, act(dout), w.b, checkpoints, w.dS, w.chunks, H,
                                             d->dk, d->dv, d->scale);
     } else {
         size_t bytes = allow_shared(chunk_dqk<act_t>, sizeof(dqk_shared));
-        chunk_dqk<<<grid, THREADS, bytes>>>(act(dq), act(dk), act(dgk), act(q), act(k), act(v),
-                                            act(dout), w.b, checkpoints, w.dS, w.chunks, H, d->dk,
-                                            d->dv, d->scale);
+        chunk_dqk<<<grid, THREADS, bytes>>>(act(dq), act(dk), act(dgk), act(q), act(k), qk_stride, act(v), v_stride,
+                                            act(dout), w.b, checkpoints, w.dS, w.chunks, H, d->dk, d->dv,
+                                            d->scale);
     }
     CUDA_CHECK_LAUNCH();
 }
@@ -1038,6 +1048,6 @@ const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, con
         return w.dS;
     int chunks = chunk_table(&w, d);
     gate_sums_alone(&w, chunks, gk, d);
-    walk<false>(w.dS, act(q), act(dout), &w, d);
+    walk<false>(w.dS, act(q), gla_qk_stride(d), act(dout), (size_t)d->H * d->dv, &w, d);
     return w.dS;
 }

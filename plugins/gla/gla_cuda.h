@@ -22,7 +22,7 @@ extern "C" {
 
 /* gla_step_cuda.cu: one token of each of B sequences (generation) */
 void gla_recurrence_step_cuda(void *o, float *states, const void *q, const void *k, const void *v,
-                              const void *gk, int B, int H, int dk, int dv, float scale);
+                              const void *gk, int B, int H, int dk, int dv, float scale, int stride);
 
 /* gla_chunk.cu: the recurrence in chunks of GLA_CHUNK tokens */
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv);
@@ -46,10 +46,11 @@ const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, con
  * GLA_GATE_NORM_CUDA_MAX_C (larger C exits with a message). Deterministic:
  * dw's sums have an order fixed by rows and C. */
 #define GLA_GATE_NORM_CUDA_MAX_C 2048
-void gla_gate_norm_forward_cuda(void *y, float *rstd, const void *o, const void *g, const void *w,
-                                int rows, int C, float eps);
+void gla_gate_norm_forward_cuda(void *y, float *rstd, const void *o, const void *g, const gla_gate_rows *gr,
+                                const void *w, int rows, int C, float eps);
 void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy, const void *o,
-                                 const void *g, const void *w, const float *rstd, int rows, int C);
+                                 const void *g, const gla_gate_rows *gr, const void *w, const float *rstd,
+                                 int rows, int C);
 
 /* gla_gates_cuda.cu */
 void gla_gates_forward_cuda(void *gk, const void *x, size_t n, float normalizer);

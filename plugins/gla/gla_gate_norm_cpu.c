@@ -13,11 +13,11 @@
 #include "gla.h"
 
 void gla_gate_norm_forward_cpu(float *y, float *rstd, const float *o, const float *g,
-                               const float *w, int rows, int C, float eps)
+                               const gla_gate_rows *gr, const float *w, int rows, int C, float eps)
 {
     PARALLEL_FOR_IF((double)rows * C >= PARALLEL_MIN_WORK)
     for (int i = 0; i < rows; i++) {
-        const float *oi = o + (size_t)i * C, *gi = g + (size_t)i * C;
+        const float *oi = o + (size_t)i * C, *gi = g + gla_gate_row(gr, i, C);
         float *yi = y + (size_t)i * C;
         double ss = 0;
         for (int j = 0; j < C; j++)
@@ -51,17 +51,17 @@ static void backward_row(float *d_o, float *dg, const float *dy, const float *o,
 }
 
 void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *dy,
-                                const float *o, const float *g, const float *w,
-                                const float *rstd, int rows, int C)
+                                const float *o, const float *g, const gla_gate_rows *gr,
+                                const float *w, const float *rstd, int rows, int C)
 {
     int parallel = (double)rows * C >= PARALLEL_MIN_WORK;
     (void)parallel; /* only read by the pragmas */
     if (d_o || dg) {
         PARALLEL_FOR_IF(parallel)
         for (int i = 0; i < rows; i++) {
-            size_t off = (size_t)i * C;
-            backward_row(d_o ? d_o + off : NULL, dg ? dg + off : NULL, dy + off, o + off,
-                         g + off, w, rstd[i], C);
+            size_t off = (size_t)i * C, g_off = gla_gate_row(gr, i, C);
+            backward_row(d_o ? d_o + off : NULL, dg ? dg + g_off : NULL, dy + off, o + off,
+                         g + g_off, w, rstd[i], C);
         }
     }
     if (dw) { /* a thread owns a column and adds the rows in order */
@@ -69,8 +69,8 @@ void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *d
         for (int j = 0; j < C; j++) {
             float acc = 0.0f;
             for (int i = 0; i < rows; i++) {
-                size_t at = (size_t)i * C + j;
-                acc += dy[at] * g[at] * sigmoid(g[at]) * o[at] * rstd[i];
+                size_t at = (size_t)i * C + j, g_at = gla_gate_row(gr, i, C) + j;
+                acc += dy[at] * g[g_at] * sigmoid(g[g_at]) * o[at] * rstd[i];
             }
             dw[j] += acc;
         }

@@ -1,6 +1,7 @@
 /* fla's FusedRMSNormGated with swish on the GPU: the math of gla_gate_norm_cpu.c,
  *     y = o · r · w · swish(g),  r = 1/sqrt(mean(o²) + eps),
- * over rows of C values (one head of one token).
+ * over rows of C values (one head of one token), g's (and dg's) rows where
+ * gla.h's gla_gate_row says (a joined projection's column block, say).
  * y, o, g, w and their gradients are bf16 (the CUDA op table's activations),
  * rstd and dw fp32; the arithmetic is fp32.
  *
@@ -29,8 +30,8 @@
 
 template <int W, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
-    gate_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *g, const act_t *w, int rows,
-                   int C, float eps)
+    gate_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *g, gla_gate_rows gr, const act_t *w,
+                   int rows, int C, float eps)
 {
     int row = blockIdx.x * ROW_WARPS + threadIdx.x / 32;
     if (row >= rows)
@@ -38,7 +39,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     size_t at = (size_t)row * C;
     float ov[CHUNKS][W], gv[CHUNKS][W], wv[CHUNKS][W];
     load_row(ov, o + at, C);
-    load_row(gv, g + at, C); /* in flight during the sum */
+    load_row(gv, g + gla_gate_row(&gr, row, C), C); /* in flight during the sum */
     float ss = 0.0f;
 #pragma unroll
     for (int s = 0; s < CHUNKS; s++)
@@ -104,17 +105,17 @@ static __device__ __forceinline__ void backward_row(act_t *d_o, act_t *dg, float
 template <int W, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 8 ? 4 : 1)
     gate_norm_backward_rows(act_t *d_o, act_t *dg, float *dw_partial, const act_t *dy,
-                            const act_t *o, const act_t *g, const act_t *w, const float *rstd,
-                            int rows, int C)
+                            const act_t *o, const act_t *g, gla_gate_rows gr, const act_t *w,
+                            const float *rstd, int rows, int C)
 {
     float wv[CHUNKS][W], dw[CHUNKS][W] = {};
     load_row(wv, w, C);
     int first = blockIdx.x * BACKWARD_ROWS, end = min(rows, first + BACKWARD_ROWS);
     /* no early return: every warp takes part in write_block_sum */
     for (int row = first + threadIdx.x / 32; row < end; row += ROW_WARPS) {
-        size_t at = (size_t)row * C;
-        backward_row(d_o ? d_o + at : nullptr, dg ? dg + at : nullptr, dw, dy + at, o + at,
-                     g + at, wv, rstd[row], C);
+        size_t at = (size_t)row * C, g_at = gla_gate_row(&gr, row, C);
+        backward_row(d_o ? d_o + at : nullptr, dg ? dg + g_at : nullptr, dw, dy + at, o + at,
+                     g + g_at, wv, rstd[row], C);
     }
     if (dw_partial)
         write_block_sum(dw_partial + (size_t)blockIdx.x * C, dw, C);
@@ -138,53 +139,61 @@ template <typename Launch> static void launch_rows(int C, bool vec, const Launch
 struct forward_launch {
     act_t *y;
     float *rstd;
-    const act_t *o, *g, *w;
+    const act_t *o, *g;
+    gla_gate_rows gr;
+    const act_t *w;
     int rows, C;
     float eps;
     template <int W, int CHUNKS> void run() const
     {
         unsigned blocks = (unsigned)((rows + ROW_WARPS - 1) / ROW_WARPS);
-        gate_norm_rows<W, CHUNKS><<<blocks, CUDA_BLOCK>>>(y, rstd, o, g, w, rows, C, eps);
+        gate_norm_rows<W, CHUNKS><<<blocks, CUDA_BLOCK>>>(y, rstd, o, g, gr, w, rows, C, eps);
     }
 };
 
 struct backward_launch {
     act_t *d_o, *dg;
     float *dw_partial;
-    const act_t *dy, *o, *g, *w;
+    const act_t *dy, *o, *g;
+    gla_gate_rows gr;
+    const act_t *w;
     const float *rstd;
     int rows, C;
     unsigned blocks;
     template <int W, int CHUNKS> void run() const
     {
         gate_norm_backward_rows<W, CHUNKS>
-            <<<blocks, CUDA_BLOCK>>>(d_o, dg, dw_partial, dy, o, g, w, rstd, rows, C);
+            <<<blocks, CUDA_BLOCK>>>(d_o, dg, dw_partial, dy, o, g, gr, w, rstd, rows, C);
     }
 };
+
+/* 16-byte accesses need the gate's rows 16-byte apart too */
+static bool gate_rows_vectorizable(const gla_gate_rows *gr) { return gr->g_stride % ACT_VEC == 0; }
 
 /* the entry points' void pointers: activations of the CUDA op table */
 static const act_t *act(const void *p) { return static_cast<const act_t *>(p); }
 static act_t *act(void *p) { return static_cast<act_t *>(p); }
 
-void gla_gate_norm_forward_cuda(void *y, float *rstd, const void *o, const void *g, const void *w,
-                                int rows, int C, float eps)
+void gla_gate_norm_forward_cuda(void *y, float *rstd, const void *o, const void *g, const gla_gate_rows *gr,
+                                const void *w, int rows, int C, float eps)
 {
     if (rows <= 0)
         return;
-    launch_rows(C, vectorizable(C, y, o, g, w),
-                forward_launch{act(y), rstd, act(o), act(g), act(w), rows, C, eps});
+    launch_rows(C, vectorizable(C, y, o, g, w) && gate_rows_vectorizable(gr),
+                forward_launch{act(y), rstd, act(o), act(g), *gr, act(w), rows, C, eps});
 }
 
 void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy, const void *o,
-                                 const void *g, const void *w, const float *rstd, int rows, int C)
+                                 const void *g, const gla_gate_rows *gr, const void *w, const float *rstd,
+                                 int rows, int C)
 {
     if (rows <= 0 || C <= 0 || (!d_o && !dg && !dw))
         return;
     unsigned blocks = (unsigned)((rows + BACKWARD_ROWS - 1) / BACKWARD_ROWS);
     /* at C a multiple of ACT_VEC, each block's partial row is 16-byte aligned */
     float *partial = dw ? dw_partials((size_t)blocks * C) : nullptr;
-    launch_rows(C, vectorizable(C, d_o, dg, dy, o, g, w),
-                backward_launch{act(d_o), act(dg), partial, act(dy), act(o), act(g), act(w), rstd,
+    launch_rows(C, vectorizable(C, d_o, dg, dy, o, g, w) && gate_rows_vectorizable(gr),
+                backward_launch{act(d_o), act(dg), partial, act(dy), act(o), act(g), *gr, act(w), rstd,
                                 rows, C, blocks});
     if (dw) { /* blocks in order, in groups (cuda_reduce.cuh) */
         add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dw, partial, (int)blocks, C);

@@ -32,21 +32,22 @@ static void recurrence_backward_cpu(void *dq, void *dk, void *dv, void *dgk, con
 
 static void recurrence_step_cpu(void *o, float *states, const void *q, const void *k,
                                 const void *v, const void *gk, int B, int H, int dk, int dv,
-                                float scale)
+                                float scale, int stride)
 {
-    gla_recurrence_step_cpu(o, states, q, k, v, gk, B, H, dk, dv, scale);
+    gla_recurrence_step_cpu(o, states, q, k, v, gk, B, H, dk, dv, scale, stride);
 }
 
-static void gate_norm_forward_cpu(void *y, float *rstd, const void *o, const void *g, const void *w,
-                                  int rows, int C, float eps)
+static void gate_norm_forward_cpu(void *y, float *rstd, const void *o, const void *g, const gla_gate_rows *gr,
+                                  const void *w, int rows, int C, float eps)
 {
-    gla_gate_norm_forward_cpu(y, rstd, o, g, w, rows, C, eps);
+    gla_gate_norm_forward_cpu(y, rstd, o, g, gr, w, rows, C, eps);
 }
 
 static void gate_norm_backward_cpu(void *d_o, void *dg, float *dw, const void *dy, const void *o,
-                                   const void *g, const void *w, const float *rstd, int rows, int C)
+                                   const void *g, const gla_gate_rows *gr, const void *w, const float *rstd,
+                                   int rows, int C)
 {
-    gla_gate_norm_backward_cpu(d_o, dg, dw, dy, o, g, w, rstd, rows, C);
+    gla_gate_norm_backward_cpu(d_o, dg, dw, dy, o, g, gr, w, rstd, rows, C);
 }
 
 static void gates_forward_cpu(void *gk, const void *x, size_t n, float normalizer)

@@ -31,14 +31,15 @@ typedef struct gla_kernels {
 
     /* generation (gla.h's gla_recurrence_step_cpu); NULL: this backend has none yet */
     void (*recurrence_step)(void *o, float *states, const void *q, const void *k, const void *v,
-                            const void *gk, int B, int H, int dk, int dv, float scale);
+                            const void *gk, int B, int H, int dk, int dv, float scale, int stride);
 
     /* the widest row (value head) the gated norm takes; 0: any */
     int gate_norm_max_C;
-    void (*gate_norm_forward)(void *y, float *rstd, const void *o, const void *g, const void *w,
-                              int rows, int C, float eps);
+    void (*gate_norm_forward)(void *y, float *rstd, const void *o, const void *g, const gla_gate_rows *gr,
+                              const void *w, int rows, int C, float eps);
     void (*gate_norm_backward)(void *d_o, void *dg, float *dw, const void *dy, const void *o,
-                               const void *g, const void *w, const float *rstd, int rows, int C);
+                               const void *g, const gla_gate_rows *gr, const void *w, const float *rstd,
+                               int rows, int C);
 
     void (*gates_forward)(void *gk, const void *x, size_t n, float normalizer);
     void (*gates_backward)(void *dx, const void *dgk, const void *gk, size_t n, float normalizer);

@@ -23,7 +23,10 @@
  * boundary more), so slots are distinct, and they are below (n−1)/GLA_CHUNK.
  *
  * Each (sequence, head) pair is one task with its own outputs, so the threads
- * never share a sum and the results do not depend on their number. */
+ * never share a sum and the results do not depend on their number.
+ *
+ * Rows: q, k, v (and dq, dk, dv) a stride apart as d->stride says (gla.h),
+ * gk, dgk, o and dout packed; `at` finds head h of token t in each. */
 #include <math.h>
 #include <string.h>
 
@@ -44,6 +47,18 @@ size_t gla_recurrence_work_floats(int dk, int dv)
 }
 
 static size_t state_floats(const gla_recurrence_dims *d) { return (size_t)d->dk * d->dv; }
+
+/* where head h of token t starts in each layout */
+typedef struct rows_at {
+    size_t qk, v, gk, o; /* q and k; v; gk (packed by dk); o and dout (packed by dv) */
+} rows_at;
+
+static rows_at at(const gla_recurrence_dims *d, int t, int h)
+{
+    rows_at r = {(size_t)t * gla_qk_stride(d) + (size_t)h * d->dk, (size_t)t * gla_v_stride(d) + (size_t)h * d->dv,
+                 ((size_t)t * d->H + h) * d->dk, ((size_t)t * d->H + h) * d->dv};
+    return r;
+}
 
 /* where the state before token t0 (a chunk start) of head h is kept */
 static size_t checkpoint_offset(const gla_recurrence_dims *d, int t0, int h)
@@ -84,15 +99,15 @@ static void forward_task(float *o, float *checkpoints, const float *q, const flo
                          const float *v, const float *gk, const gla_recurrence_dims *d,
                          recurrence_task tk, float *S)
 {
-    int H = d->H, dk = d->dk, dv = d->dv;
+    int dk = d->dk, dv = d->dv;
     memset(S, 0, state_floats(d) * sizeof *S);
     for (int t = tk.t_begin; t < tk.t_end; t++) {
         if (t > tk.t_begin && (t - tk.t_begin) % GLA_CHUNK == 0)
             memcpy(checkpoints + checkpoint_offset(d, t, tk.h), S, state_floats(d) * sizeof *S);
-        size_t qk = ((size_t)t * H + tk.h) * dk, vo = ((size_t)t * H + tk.h) * dv;
-        state_step(S, k + qk, v + vo, gk + qk, dk, dv);
+        rows_at r = at(d, t, tk.h);
+        state_step(S, k + r.qk, v + r.v, gk + r.gk, dk, dv);
         if (o)
-            readout(o + vo, S, q + qk, d->scale, dk, dv);
+            readout(o + r.o, S, q + r.qk, d->scale, dk, dv);
     }
 }
 
@@ -131,8 +146,8 @@ static void recompute_chunk(float *states, const float *checkpoints, const float
     for (int t = t0; t < t1; t++) {
         float *S = states + (size_t)(t - t0 + 1) * sf;
         memcpy(S, S - sf, sf * sizeof *S);
-        size_t qk = ((size_t)t * d->H + tk.h) * d->dk, vo = ((size_t)t * d->H + tk.h) * d->dv;
-        state_step(S, k + qk, v + vo, gk + qk, d->dk, d->dv);
+        rows_at r = at(d, t, tk.h);
+        state_step(S, k + r.qk, v + r.v, gk + r.gk, d->dk, d->dv);
     }
 }
 
@@ -143,12 +158,13 @@ static void backward_step(grads g, float *G, const float *S_prev, const float *S
                           const float *gk, const gla_recurrence_dims *d, int t, int h)
 {
     int dk = d->dk, dv = d->dv;
-    size_t qk = ((size_t)t * d->H + h) * dk, vo = ((size_t)t * d->H + h) * dv;
-    const float *do_t = dout + vo, *v_t = v + vo;
-    float *dv_t = g.dv + vo;
+    rows_at r = at(d, t, h);
+    size_t qk = r.qk;
+    const float *do_t = dout + r.o, *v_t = v + r.v;
+    float *dv_t = g.dv + r.v;
     memset(dv_t, 0, (size_t)dv * sizeof *dv_t); /* a sum over the keys below */
     for (int i = 0; i < dk; i++) {
-        float sq = d->scale * q[qk + i], a = expf(gk[qk + i]), ki = k[qk + i];
+        float sq = d->scale * q[qk + i], a = expf(gk[r.gk + i]), ki = k[qk + i];
         float *Gi = G + (size_t)i * dv;
         const float *Si = S + (size_t)i * dv, *Pi = S_prev + (size_t)i * dv;
         float acc_q = 0.0f, acc_k = 0.0f, acc_g = 0.0f;
@@ -162,7 +178,7 @@ static void backward_step(grads g, float *G, const float *S_prev, const float *S
         }
         g.dq[qk + i] = d->scale * acc_q;
         g.dk[qk + i] = acc_k;
-        g.dgk[qk + i] = a * acc_g;
+        g.dgk[r.gk + i] = a * acc_g;
     }
 }
 
@@ -207,13 +223,14 @@ void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
 
 void gla_recurrence_step_cpu(float *o, float *states, const float *q, const float *k,
                              const float *v, const float *gk, int B, int H, int dk, int dv,
-                             float scale)
+                             float scale, int stride)
 {
+    gla_recurrence_dims d = {.H = H, .dk = dk, .dv = dv, .scale = scale, .stride = stride};
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            size_t kh = ((size_t)b * H + h) * dk, vh = ((size_t)b * H + h) * dv;
+            rows_at r = at(&d, b, h);
             float *S = states + ((size_t)b * H + h) * dk * dv;
-            state_step(S, k + kh, v + vh, gk + kh, dk, dv);
-            readout(o + vh, S, q + kh, scale, dk, dv);
+            state_step(S, k + r.qk, v + r.v, gk + r.gk, dk, dv);
+            readout(o + r.o, S, q + r.qk, scale, dk, dv);
         }
 }

@@ -322,7 +322,7 @@ static gsa_slot_dims slot_dims(const gsa_model *m)
 static gla_recurrence_dims value_dims(const gsa_model *m)
 {
     gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.M, m->c.dv, 1.0f,
-                             m->base.batch.cu_backend, 1};
+                             m->base.batch.cu_backend, 1, 0};
     return d;
 }
 
@@ -376,7 +376,7 @@ static void attn_forward(void *model, int l)
     gla_recurrence_dims vd = value_dims(m);
     if (m->base.decoding)
         m->gla->recurrence_step(A->o, value_states(m, l, n), d->p, A->s, d->v, A->f, n, c->H, c->M,
-                                c->dv, 1.0f);
+                                c->dv, 1.0f, 0);
     else
         m->gla->recurrence_forward(A->o, A->value_checkpoints, d->p, A->s, d->v, A->f, &vd,
                                    work(m), m->n_work);
