@@ -176,6 +176,35 @@ template <typename Empty> static __device__ int next_cell(dispenser *d, int coun
     }
 }
 
+/* The forward's and the dq kernel's producer: the cells of `cells_left`
+ * one after another, for each its own rows (copy_own(b, k, copied) announces
+ * their bytes and starts their copies into own buffer k % OWN) and then the
+ * key and value tiles of its walk; when none is left, an arrival without a
+ * copy (own_cell −1) tells the consumers. */
+template <int HD, int BN, int STAGES, int OWN, typename CopyOwn>
+static __device__ __forceinline__ void produce_query_cells(ring<STAGES, OWN> *kv, dispenser *cells_left,
+                                                           const attn_args &a, const cells &c, act_t *sk, act_t *sv,
+                                                           const CUtensorMap *kmap, const CUtensorMap *vmap,
+                                                           CopyOwn copy_own)
+{
+    auto empty = [&](int cell) { return query_rows<HD, BLOCK_ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
+    for (int k = 0, n0 = 0;; k++) {
+        kv->acquire_own(k);
+        int cell = kv->own_cell[k % OWN] = next_cell(cells_left, c.count(), empty);
+        uint64_t *copied = kv->own_copied(k);
+        if (cell < 0) {
+            barrier_arrive(copied);
+            return;
+        }
+        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
+        copy_own(b, k, copied);
+        barrier_arrive(copied);
+        produce_key_tiles<HD, BN, STAGES, OWN>(kv, sk, sv, kmap, vmap, b.g, b.begin, first_tile, tiles, n0);
+        n0 += tiles;
+    }
+}
+
 /* ------------------------------------------------------------------ forward */
 
 /* a warp's scores of tile k0.. masked, scaled and through the online softmax's step */
@@ -278,23 +307,13 @@ static __global__ void __launch_bounds__(THREADS, 1)
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x != 0)
             return;
-        auto empty = [&](int cell) { return query_rows<HD, BLOCK_ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
-        for (int k = 0, n0 = 0;; k++) {
-            kv->acquire_own(k);
-            int cell = kv->own_cell[k % OWN] = next_cell(&forward_cells, c.count(), empty);
-            uint64_t *copied = kv->own_copied(k);
-            if (cell < 0) {
-                barrier_arrive(copied);
-                return;
-            }
-            const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
-            int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
-            expect_bytes(copied, BLOCK_ROWS * HD * sizeof(act_t));
-            tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * BLOCK_ROWS * HD, &qmap, b.h, b.begin + b.q0, copied);
-            barrier_arrive(copied);
-            produce_key_tiles<HD, BN, STAGES, OWN>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles, n0);
-            n0 += tiles;
-        }
+        produce_query_cells<HD, BN>(kv, &forward_cells, a, c, sk, sv, &kmap, &vmap,
+                                    [&](const query_rows<HD, BLOCK_ROWS, BN> &b, int k, uint64_t *copied) {
+                                        expect_bytes(copied, BLOCK_ROWS * HD * sizeof(act_t));
+                                        tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * BLOCK_ROWS * HD, &qmap, b.h,
+                                                                 b.begin + b.q0, copied);
+                                    });
+        return;
     }
     registers_up<CONSUMER_REGS>();
     for (int k = 0, n0 = 0;; k++) {
@@ -518,24 +537,16 @@ static __global__ void __launch_bounds__(THREADS, 1)
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x != 0)
             return;
-        auto empty = [&](int cell) { return query_rows<HD, BLOCK_ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
-        for (int k = 0, n0 = 0;; k++) {
-            kv->acquire_own(k);
-            int cell = kv->own_cell[k % OWN] = next_cell(&dq_cells, c.count(), empty);
-            uint64_t *copied = kv->own_copied(k);
-            if (cell < 0) {
-                barrier_arrive(copied);
-                return;
-            }
-            const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
-            int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
-            expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
-            tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * 2 * BLOCK_ROWS * HD, &qmap, b.h, b.begin + b.q0, copied);
-            tma_rows<BLOCK_ROWS, HD>(sdo + k % OWN * 2 * BLOCK_ROWS * HD, &domap, b.h, b.begin + b.q0, copied);
-            barrier_arrive(copied);
-            produce_key_tiles<HD, BN, STAGES, OWN>(kv, sk, sv, &kmap, &vmap, b.g, b.begin, first_tile, tiles, n0);
-            n0 += tiles;
-        }
+        produce_query_cells<HD, BN>(kv, &dq_cells, a, c, sk, sv, &kmap, &vmap,
+                                    [&](const query_rows<HD, BLOCK_ROWS, BN> &b, int k, uint64_t *copied) {
+                                        int token = b.begin + b.q0;
+                                        expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
+                                        tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * 2 * BLOCK_ROWS * HD, &qmap, b.h,
+                                                                 token, copied);
+                                        tma_rows<BLOCK_ROWS, HD>(sdo + k % OWN * 2 * BLOCK_ROWS * HD, &domap, b.h,
+                                                                 token, copied);
+                                    });
+        return;
     }
     registers_up<CONSUMER_REGS>();
     for (int k = 0, n0 = 0;; k++) {
