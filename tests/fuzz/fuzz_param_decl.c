@@ -5,12 +5,13 @@
  * bytes: its name's length (0 to 7), its number of dimensions (0 to 5), four
  * dimensions (a byte each: 0 to 254, 255 for 2^45), its init rule (0 to 4),
  * the name's first letter, and a byte whose bits say: weight decay, the std
- * negative.
+ * negative, joined to the one before (param_joined).
  * A refused declaration says why in a line ended within err. An accepted one
  * whose values are few enough to allocate is laid out: every tensor inside
  * the buffers, none overlapping another, the decayed ones before
- * decayed_end and the others after it, each on a boundary of 128 values,
- * the shard inside the padding. */
+ * decayed_end and the others after it, a joined tensor right after the one
+ * before it, every other on a boundary of 128 values, the shard inside the
+ * padding. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,7 @@
 #define RECORD 9
 
 static flame_param_spec specs[MAX_TENSORS];
-static int n_specs;
+static int joined[MAX_TENSORS], n_specs;
 
 static int n_params(const void *model) { (void)model; return n_specs; }
 static const flame_param_spec *param(const void *model, int i)
@@ -29,12 +30,18 @@ static const flame_param_spec *param(const void *model, int i)
     (void)model;
     return i >= 0 && i < n_specs ? &specs[i] : NULL;
 }
-static const flame_plugin plugin = {.n_params = n_params, .param = param};
+static int param_joined(const void *model, int i)
+{
+    (void)model;
+    return i >= 0 && i < n_specs && joined[i];
+}
+
+static const flame_plugin plugin = {.n_params = n_params, .param = param, .param_joined = param_joined};
 
 /* the declarations of data (n bytes); returns the shards */
 static int declare(const unsigned char *data, size_t n)
 {
-    memset(specs, 0, sizeof specs);
+    memset(specs, 0, sizeof specs), memset(joined, 0, sizeof joined);
     n_specs = n ? data[0] % (MAX_TENSORS + 1) : 0;
     int shards = n ? 1 + data[0] / (MAX_TENSORS + 1) % 3 : 1;
     size_t at = 1;
@@ -52,6 +59,7 @@ static int declare(const unsigned char *data, size_t n)
         s->init = (flame_init_rule)(r[6] % 5);
         s->init_std = r[8] & 2 ? -1.0f : 0.02f;
         s->weight_decay = r[8] & 1;
+        joined[i] = (r[8] & 4) != 0;
     }
     return shards;
 }
@@ -73,7 +81,7 @@ static void check_layout(const param_store *ps)
             abort();
         if ((specs[i].weight_decay != 0) != (hi <= ps->decayed_end) && ps->numel[i] > 0)
             abort();
-        if (lo % 128 != 0)
+        if (ps->joined[i] ? lo != ps->offset[i - 1] + ps->numel[i - 1] : lo % 128 != 0)
             abort();
         for (int j = 0; j < i; j++)
             if (lo < ps->offset[j] + ps->numel[j] && ps->offset[j] < hi)

@@ -222,21 +222,23 @@ put("dist_env", "slurm_bad_list", "SLURM_PROCID=0\nSLURM_NTASKS=2\nSLURM_NODELIS
 put("dist_env", "ngpu", "NGPU=8\nRANK=0\nWORLD_SIZE=1\n")
 
 
-def param(name_len, dims, init=0, decay=1, negative_std=0):
+def param(name_len, dims, init=0, decay=1, joined=0, negative_std=0):
     """One tensor of fuzz_param_decl's declarations: 9 bytes."""
     shape = list(dims) + [1] * (4 - len(dims))
-    return bytes([name_len, len(dims)] + shape + [init, 7, decay | negative_std << 1])
+    return bytes([name_len, len(dims)] + shape + [init, 7, decay | negative_std << 1 | joined << 2])
 
 
 def declarations(shards, tensors):
     return bytes([len(tensors) + 17 * (shards - 1)]) + b"".join(tensors)
 
 
-# an embedding, q, k, v, a norm, lm_head; one shard and three
-decoder = [param(3, [40, 8], decay=0), param(2, [8, 8]), param(2, [4, 8]), param(2, [4, 8]),
+# an embedding, q, k, v joined, a norm, lm_head; one shard and three
+decoder = [param(3, [40, 8], decay=0), param(2, [8, 8]), param(2, [4, 8], joined=1), param(2, [4, 8], joined=1),
            param(4, [8], init=2, decay=0), param(5, [40, 8])]
 put("param_decl", "decoder", declarations(1, decoder))
 put("param_decl", "decoder_3_shards", declarations(3, decoder))
 put("param_decl", "no_name", declarations(1, [param(0, [4, 8])]))
 put("param_decl", "negative_std", declarations(1, [param(2, [4, 8], negative_std=1)]))
+put("param_decl", "first_joined", declarations(1, [param(2, [4, 8], joined=1)]))
+put("param_decl", "joined_decay_differs", declarations(1, [param(2, [4, 8]), param(2, [8], decay=0, joined=1)]))
 put("param_decl", "huge", declarations(1, [param(2, [255, 255])]))
