@@ -143,7 +143,8 @@ int params_create(param_store *ps, const flame_plugin *plugin, void *model, cons
     ps->value_ptrs = calloc((size_t)ps->n, sizeof *ps->value_ptrs);
     ps->compute_ptrs = calloc((size_t)ps->n, sizeof *ps->compute_ptrs);
     ps->grad_ptrs = calloc((size_t)ps->n, sizeof *ps->grad_ptrs);
-    if (!ps->specs || !ps->offset || !ps->numel || !ps->value_ptrs || !ps->compute_ptrs || !ps->grad_ptrs) {
+    if (!ps->specs || !ps->offset || !ps->numel || !ps->joined || !ps->value_ptrs || !ps->compute_ptrs ||
+        !ps->grad_ptrs) {
         snprintf(err, err_len, "out of memory for the list of %d parameter tensors", ps->n);
         return -1;
     }
