@@ -72,9 +72,12 @@ void gelu_forward_cpu(float *out, const float *x, size_t n);
 void gelu_backward_cpu(float *dx, const float *dout, const float *x, size_t n);
 
 /* swiglu_cpu.c */
-void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t n);
-void swiglu_backward_cpu(float *dgate, float *dup, float *out, const float *dout,
-                         const float *gate, const float *up, size_t n);
+/* rows of cols values, gate, up, dgate and dup `stride` values apart from row
+ * to row, out and dout packed (the flat ops: one row of n) */
+void swiglu_forward_cpu(float *out, const float *gate, const float *up, size_t rows, size_t cols,
+                        size_t stride);
+void swiglu_backward_cpu(float *dgate, float *dup, float *out, const float *dout, const float *gate,
+                         const float *up, size_t rows, size_t cols, size_t stride);
 
 /* conv1d_cpu.c */
 void conv1d_forward_cpu(float *out, const float *x, const float *weight, const float *bias,

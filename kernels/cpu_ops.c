@@ -116,13 +116,24 @@ static void layernorm_backward_f32_act(float *dx, flame_grad_mode dx_mode, void 
 
 static void swiglu_forward_act(void *out, const void *gate, const void *up, size_t n)
 {
-    swiglu_forward_cpu(out, gate, up, n);
+    swiglu_forward_cpu(out, gate, up, 1, n, n);
 }
 
 static void swiglu_backward_act(void *dgate, void *dup, void *out, const void *dout,
                                 const void *gate, const void *up, size_t n)
 {
-    swiglu_backward_cpu(dgate, dup, out, dout, gate, up, n);
+    swiglu_backward_cpu(dgate, dup, out, dout, gate, up, 1, n, n);
+}
+
+static void swiglu_forward_strided_act(void *out, const void *gate, const void *up, int rows, int I, int stride)
+{
+    swiglu_forward_cpu(out, gate, up, (size_t)rows, (size_t)I, (size_t)stride);
+}
+
+static void swiglu_backward_strided_act(void *dgate, void *dup, void *out, const void *dout, const void *gate,
+                                        const void *up, int rows, int I, int stride)
+{
+    swiglu_backward_cpu(dgate, dup, out, dout, gate, up, (size_t)rows, (size_t)I, (size_t)stride);
 }
 
 static double cross_entropy_act(float *losses, void *dlogits, const void *logits,
@@ -205,4 +216,6 @@ const flame_ops flame_cpu_ops = {
     .matmul_forward_f32 = matmul_forward_f32_act,
     .layernorm_forward_f32 = layernorm_forward_f32_act,
     .layernorm_backward_f32 = layernorm_backward_f32_act,
+    .swiglu_forward_strided = swiglu_forward_strided_act,
+    .swiglu_backward_strided = swiglu_backward_strided_act,
 };

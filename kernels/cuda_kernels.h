@@ -73,6 +73,9 @@ void gelu_backward_cuda(void *dx, const void *dout, const void *x, size_t n);
 void swiglu_forward_cuda(void *out, const void *gate, const void *up, size_t n);
 void swiglu_backward_cuda(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                           const void *up, size_t n);
+void swiglu_forward_strided_cuda(void *out, const void *gate, const void *up, int rows, int I, int stride);
+void swiglu_backward_strided_cuda(void *dgate, void *dup, void *out, const void *dout, const void *gate,
+                                  const void *up, int rows, int I, int stride);
 
 /* conv1d_cuda.cu */
 void conv1d_forward_cuda(void *out, const void *x, const void *weight, const void *bias,

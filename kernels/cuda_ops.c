@@ -49,6 +49,8 @@ const flame_ops flame_cuda_ops = {
     .conv1d_forward = conv1d_forward_cuda,
     .conv1d_backward = conv1d_backward_cuda,
     .conv1d_step = conv1d_step_cuda,
+    .swiglu_forward_strided = swiglu_forward_strided_cuda,
+    .swiglu_backward_strided = swiglu_backward_strided_cuda,
 };
 
 /* Asks the runtime, which never exits here: a machine without a driver or a

@@ -85,7 +85,8 @@ static void test_table_and_memory(void)
               FLAME_OPS_HAS(ops, gelu_backward) && FLAME_OPS_HAS(ops, add) &&
               FLAME_OPS_HAS(ops, matmul_gelu_forward) && FLAME_OPS_HAS(ops, matmul_dgelu_backward) &&
               FLAME_OPS_HAS(ops, matmul_forward_f32) && FLAME_OPS_HAS(ops, layernorm_forward_f32) &&
-              FLAME_OPS_HAS(ops, layernorm_backward_f32),
+              FLAME_OPS_HAS(ops, layernorm_backward_f32) && FLAME_OPS_HAS(ops, swiglu_forward_strided) &&
+              FLAME_OPS_HAS(ops, swiglu_backward_strided),
           "op table has an empty field");
 
     enum { N = 1000 };
@@ -745,6 +746,50 @@ static void test_swiglu(void)
     free(c.out);
 }
 
+/* The strided ops over the columns of one [rows, stride] product equal the
+ * flat ops (checked above) over packed copies, bit for bit, and leave the
+ * columns around gate's and up's alone. */
+static void test_swiglu_strided(size_t gate_at, size_t up_at)
+{
+    enum { rows = 5, I = 7, stride = 17 };
+    float *gate = testing_random(rows * I, -4.0f, 4.0f), *up = testing_random(rows * I, -2.0f, 2.0f);
+    float *dout = testing_random(rows * I, -1.0f, 1.0f), *both = testing_random(rows * stride, -9.0f, 9.0f);
+    testing_put_columns(both, gate, rows, stride, gate_at, I);
+    testing_put_columns(both, up, rows, stride, up_at, I);
+    float out[rows * I], want[rows * I], dg[rows * I], du[rows * I];
+    ops->swiglu_forward(want, gate, up, rows * I);
+    ops->swiglu_forward_strided(out, both + gate_at, both + up_at, rows, I, stride);
+    CHECK(same_bits(out, want, rows * I), "swiglu_forward_strided (gate at %zu, up at %zu) differs from the flat op",
+          gate_at, up_at);
+
+    ops->swiglu_backward(dg, du, want, dout, gate, up, rows * I);
+    float *grads = testing_random(rows * stride, -9.0f, 9.0f), *before = testing_copy(grads, rows * stride);
+    float *over = testing_copy(dout, rows * I);
+    ops->swiglu_backward_strided(grads + gate_at, grads + up_at, over, over, both + gate_at, both + up_at, rows, I,
+                                 stride);
+    CHECK(!testing_columns_differ(grads, rows, stride, gate_at, I, dg) &&
+              !testing_columns_differ(grads, rows, stride, up_at, I, du) && same_bits(over, want, rows * I),
+          "swiglu_backward_strided (gate at %zu, up at %zu) differs from the flat op", gate_at, up_at);
+    /* put the written columns back: then nothing else may differ */
+    float *gate_before = malloc(rows * I * sizeof(float)), *up_before = malloc(rows * I * sizeof(float));
+    for (size_t i = 0; i < rows * I; i++) {
+        gate_before[i] = before[i / I * stride + gate_at + i % I];
+        up_before[i] = before[i / I * stride + up_at + i % I];
+    }
+    testing_put_columns(grads, gate_before, rows, stride, gate_at, I);
+    testing_put_columns(grads, up_before, rows, stride, up_at, I);
+    CHECK(same_bits(grads, before, rows * stride), "swiglu_backward_strided wrote outside gate's and up's columns");
+    free(gate_before);
+    free(up_before);
+    free(gate);
+    free(up);
+    free(dout);
+    free(both);
+    free(grads);
+    free(before);
+    free(over);
+}
+
 /* ---- scale ---- */
 
 static void test_scale(void)
@@ -996,6 +1041,8 @@ int main(void)
             for (int bias = 0; bias <= 1; bias++)
                 test_conv1d(K, silu, bias);
     test_swiglu();
+    test_swiglu_strided(0, 7);  /* fla's gate_proj, then up_proj */
+    test_swiglu_strided(9, 1);  /* HazyResearch's fc1: up's rows first; a gap between */
     test_scale();
     test_add();
     test_matmul_gelu();

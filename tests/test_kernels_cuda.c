@@ -673,6 +673,53 @@ static void test_swiglu(size_t n, int with_dup)
     free(gate); free(up); free(out); free(dout); free(dg); free(du);
 }
 
+/* activation `at` of a device buffer */
+static void *act_at(void *d, size_t at) { return (char *)d + at * gpu->act_bytes; }
+
+/* The strided ops over column blocks of one [rows, stride] product: bit for
+ * bit the flat ops (checked against the CPU above) over packed copies, and
+ * the other columns of the gradients' buffer untouched. */
+static void test_swiglu_strided(int rows, int I, int stride, int gate_at, int up_at)
+{
+    char shape[80];
+    snprintf(shape, sizeof shape, "rows=%d I=%d stride=%d gate@%d up@%d", rows, I, stride, gate_at, up_at);
+    size_t n = (size_t)rows * I, wide = (size_t)rows * stride;
+    float *gate = testing_random_bf16(n, -6, 6), *up = testing_random_bf16(n, -2, 2);
+    float *dout = testing_random_bf16(n, -1, 1), *both = testing_random_bf16(wide, -6, 6);
+    testing_put_columns(both, gate, rows, stride, gate_at, I);
+    testing_put_columns(both, up, rows, stride, up_at, I);
+    void *d_gate = dev_act(gate, n), *d_up = dev_act(up, n), *d_both = dev_act(both, wide);
+
+    void *d_flat = dev_act_poisoned(n, 0), *d_out = dev_act_poisoned(n, 0);
+    gpu->swiglu_forward(d_flat, d_gate, d_up, n);
+    gpu->swiglu_forward_strided(d_out, act_at(d_both, gate_at), act_at(d_both, up_at), rows, I, stride);
+    float *want = host_act(d_flat, n), *got = host_act(d_out, n);
+    size_t differ = count_differences(got, want, n);
+    printf("%-28s %-36s %zu differ\n", "swiglu_forward_strided", shape, differ);
+    CHECK(differ == 0, "swiglu_forward_strided %s: %zu values differ from the flat op's", shape, differ);
+    free(want), free(got);
+
+    /* the flat backward into packed gradients, the strided one into the
+     * columns of a random buffer; the activation made again over dout */
+    float *filler = testing_random_bf16(wide, -9, 9);
+    void *d_dg = dev_act_poisoned(n, 0), *d_du = dev_act_poisoned(n, 0), *d_grads = dev_act(filler, wide);
+    void *d_flat_over = dev_act(dout, n), *d_over = dev_act(dout, n);
+    gpu->swiglu_backward(d_dg, d_du, d_flat_over, d_flat_over, d_gate, d_up, n);
+    gpu->swiglu_backward_strided(act_at(d_grads, gate_at), act_at(d_grads, up_at), d_over, d_over,
+                                 act_at(d_both, gate_at), act_at(d_both, up_at), rows, I, stride);
+    float *dg = host_act(d_dg, n), *du = host_act(d_du, n), *grads = host_act(d_grads, wide);
+    testing_put_columns(filler, dg, rows, stride, gate_at, I);
+    testing_put_columns(filler, du, rows, stride, up_at, I);
+    want = host_act(d_flat_over, n), got = host_act(d_over, n);
+    differ = count_differences(grads, filler, wide) + count_differences(got, want, n);
+    printf("%-28s %-36s %zu differ\n", "swiglu_backward_strided", shape, differ);
+    CHECK(differ == 0, "swiglu_backward_strided %s: %zu values differ from the flat op's (or outside its columns)",
+          shape, differ);
+    release_all();
+    free(gate); free(up); free(dout); free(both); free(filler); free(dg); free(du); free(grads);
+    free(want); free(got);
+}
+
 /* ---- GELU ---- */
 
 static void test_gelu(size_t n)
@@ -887,6 +934,9 @@ static void run_all(void)
     test_casts(8192, 1);
     test_scale(8192, 1);
     test_swiglu(1001, 0);
+    test_swiglu_strided(33, 2816, 5632, 0, 2816); /* fla's gate and up, 340M's width */
+    test_swiglu_strided(5, 7, 17, 9, 1);          /* HazyResearch's up first; one value an access */
+    test_swiglu_strided(70000, 8, 24, 16, 0);     /* past the grid's 65535 rows */
     test_sum_squares((3u << 20) + 5);
     test_adamw(8192, 1, 1);
     test_adamw(8192, 0, 0);

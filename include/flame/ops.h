@@ -214,6 +214,16 @@ typedef struct flame_ops {
     void (*layernorm_backward_f32)(float *dx, flame_grad_mode dx_mode, void *dx_act, float *dweight,
                                    float *dbias, const void *dout, const float *x, const void *weight,
                                    const float *mean, const float *rstd, int n, int C);
+
+    /* ---- 5.13: SwiGLU over one product of gate and up together ---- */
+    /* swiglu_forward over rows of I values whose gate and up are read `stride`
+     * values apart from row to row (column blocks of one [rows, stride]
+     * product); out [rows, I] packed */
+    void (*swiglu_forward_strided)(void *out, const void *gate, const void *up, int rows, int I, int stride);
+    /* swiglu_backward likewise: dgate and dup written at the stride (column
+     * blocks of one gradient), out and dout packed; out may be dout */
+    void (*swiglu_backward_strided)(void *dgate, void *dup, void *out, const void *dout, const void *gate,
+                                    const void *up, int rows, int I, int stride);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */
