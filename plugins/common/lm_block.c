@@ -48,8 +48,8 @@ void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, in
 void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated)
 {
     lm_carve_norm_stats(&a->mean, &a->rstd, cv, n, layernorm);
-    a->gate = gated ? lm_take_acts(cv, n * I) : NULL;
-    a->up = lm_take_acts(cv, n * I);
+    a->gate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
+    a->up = gated ? NULL : lm_take_acts(cv, n * I);
     a->act = gated ? NULL : lm_take_acts(cv, n * I);
 }
 
@@ -57,22 +57,32 @@ void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int
 {
     s->x = lm_take_acts(cv, n * D);
     s->act = gated ? lm_take_acts(cv, n * I) : NULL;
-    s->dgate = gated ? lm_take_acts(cv, n * I) : NULL;
-    s->dup = lm_take_acts(cv, n * I);
+    s->dgate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
+    s->dup = gated ? NULL : lm_take_acts(cv, n * I);
+}
+
+/* the gate's and up's columns of a [n,2I] product (or of its gradient) */
+static void *gate_columns(const flame_ops *ops, const lm_mlp_params *p, const void *gate_up, int I)
+{
+    return lm_act_at(ops, gate_up, p->gate_second ? (size_t)I : 0);
+}
+static void *up_columns(const flame_ops *ops, const lm_mlp_params *p, const void *gate_up, int I)
+{
+    return lm_act_at(ops, gate_up, p->gate_second ? 0 : (size_t)I);
 }
 
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32)
 {
     lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
-    if (p->gate) {
-        ops->matmul_forward(a->gate, s->x, p->gate, NULL, NULL, n, D, I);
-        ops->matmul_forward(a->up, s->x, p->up, NULL, NULL, n, D, I);
-        ops->swiglu_forward(s->act, a->gate, a->up, (size_t)n * I);
+    if (p->gate_up) {
+        ops->matmul_forward(a->gate_up, s->x, p->gate_up, NULL, NULL, n, D, 2 * I);
+        ops->swiglu_forward_strided(s->act, gate_columns(ops, p, a->gate_up, I),
+                                    up_columns(ops, p, a->gate_up, I), n, I, 2 * I);
     } else {
         ops->matmul_gelu_forward(a->act, a->up, s->x, p->up, p->up_bias, n, D, I);
     }
-    lm_residual_product(ops, out, p->gate ? s->act : a->act, p->down, p->down_bias, in, n, I, D, f32);
+    lm_residual_product(ops, out, p->gate_up ? s->act : a->act, p->down, p->down_bias, in, n, I, D, f32);
 }
 
 /* into s->dup: ∂loss/∂(up's output) of GPT's MLP, down's gradients added */
@@ -83,31 +93,36 @@ static void gelu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, c
     ops->matmul_dgelu_backward(s->dup, dout, p->down, a->up, n, I, D);
 }
 
+/* into s->dgate_up: ∂loss/∂(gate's and up's outputs), down's gradient added */
+static void swiglu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
+                                     lm_mlp_scratch *s, const void *dout, int n, int D, int I)
+{
+    /* the activation's gradient; then the SwiGLU backward, which reads gate
+     * and up once for both their gradients and the activation made again */
+    ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, dout, NULL, p->down, n, I, D);
+    ops->swiglu_backward_strided(gate_columns(ops, p, s->dgate_up, I), up_columns(ops, p, s->dgate_up, I),
+                                 s->act, s->act, gate_columns(ops, p, a->gate_up, I),
+                                 up_columns(ops, p, a->gate_up, I), n, I, 2 * I);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, dout, s->act, p->down, n, I, D);
+}
+
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,
                      lm_mlp_scratch *s, void *d_x, void *d_resid, void *d_resid_act, const void *in, int n,
                      int D, int I, float eps)
 {
     const void *dout = d_resid_act ? d_resid_act : d_resid;
     int f32 = d_resid_act != NULL;
-    if (p->gate) {
-        /* the activation's gradient; then the SwiGLU backward, which reads gate
-         * and up once for both their gradients and the activation made again */
-        ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, dout, NULL, p->down, n, I, D);
-        ops->swiglu_backward(s->dgate, s->dup, s->act, s->act, a->gate, a->up, (size_t)n * I);
-        ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, dout, s->act, p->down, n, I, D);
-    } else {
+    if (p->gate_up)
+        swiglu_mlp_core_backward(ops, a, p, s, dout, n, D, I);
+    else
         gelu_mlp_core_backward(ops, a, p, s, dout, n, D, I);
-    }
     /* the forward's x, made again (the statistics come out the same) */
     lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
     const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean,
                              d_resid_act};
-    const lm_projection gated[] = {{p->gate, p->dgate, s->dgate, I, NULL}, {p->up, p->dup, s->dup, I, NULL}};
-    const lm_projection plain[] = {{p->up, p->dup, s->dup, I, p->dup_bias}};
-    if (p->gate)
-        lm_prenorm_backward(ops, &norm, gated, LM_COUNT(gated), d_x, d_resid, n, D);
-    else
-        lm_prenorm_backward(ops, &norm, plain, LM_COUNT(plain), d_x, d_resid, n, D);
+    const lm_projection projection = p->gate_up ? (lm_projection){p->gate_up, p->dgate_up, s->dgate_up, 2 * I, NULL}
+                                                : (lm_projection){p->up, p->dup, s->dup, I, p->dup_bias};
+    lm_prenorm_backward(ops, &norm, &projection, 1, d_x, d_resid, n, D);
 }
 
 void lm_prenorm_backward(const flame_ops *ops, const lm_prenorm *norm, const lm_projection *p,

@@ -154,6 +154,15 @@ void lm_model_add_layer_scaled(lm_model *b, int l, const char *suffix, int64_t r
 
 void lm_model_join_last(lm_model *b) { b->joined[b->n_params - 1] = 1; }
 
+void lm_model_add_gate_up_mlp(lm_model *b, int l, int64_t D, int64_t I)
+{
+    lm_model_add_layer_param(b, l, "mlp_norm.weight", D, 0, FLAME_INIT_ONES);
+    lm_model_add_layer_param(b, l, "mlp.gate_proj.weight", I, D, FLAME_INIT_NORMAL);
+    lm_model_add_layer_param(b, l, "mlp.up_proj.weight", I, D, FLAME_INIT_NORMAL);
+    lm_model_join_last(b);
+    lm_model_add_layer_param(b, l, "mlp.down_proj.weight", D, I, FLAME_INIT_NORMAL);
+}
+
 static void release_arena(lm_model *b)
 {
     if (b->arena)
@@ -212,12 +221,12 @@ enum { POSITIONS_INDEX = 1 };
 const void *lm_model_w(const lm_model *b, int l, int p) { return b->w[layer_index(b, l, p)]; }
 float *lm_model_dw(const lm_model *b, int l, int p) { return b->dw[layer_index(b, l, p)]; }
 
-/* fla's: norm, gate, up, down end every layer */
+/* fla's: norm, gate, up (joined to gate), down end every layer */
 static lm_mlp_params gate_up_params(const lm_model *b, int l)
 {
     int p = b->layer_first[l + 1] - 4;
-    lm_mlp_params m = {.norm = b->w[p], .gate = b->w[p + 1], .up = b->w[p + 2], .down = b->w[p + 3],
-                       .dnorm = b->dw[p], .dgate = b->dw[p + 1], .dup = b->dw[p + 2], .ddown = b->dw[p + 3]};
+    lm_mlp_params m = {.norm = b->w[p], .gate_up = b->w[p + 1], .down = b->w[p + 3],
+                       .dnorm = b->dw[p], .dgate_up = b->dw[p + 1], .ddown = b->dw[p + 3]};
     return m;
 }
 
@@ -225,10 +234,8 @@ static lm_mlp_params gate_up_params(const lm_model *b, int l)
 static lm_mlp_params fc1_params(const lm_model *b, int l)
 {
     int p = b->layer_first[l + 1] - 3;
-    size_t gate_rows = (size_t)b->s.I * b->s.D; /* the values before the gate's */
-    lm_mlp_params m = {.norm = b->w[p + 2], .gate = lm_act_at(b->ops, b->w[p], gate_rows), .up = b->w[p],
-                       .down = b->w[p + 1], .dnorm = b->dw[p + 2], .dgate = b->dw[p] + gate_rows,
-                       .dup = b->dw[p], .ddown = b->dw[p + 1]};
+    lm_mlp_params m = {.norm = b->w[p + 2], .gate_up = b->w[p], .gate_second = 1, .down = b->w[p + 1],
+                       .dnorm = b->dw[p + 2], .dgate_up = b->dw[p], .ddown = b->dw[p + 1]};
     return m;
 }
 

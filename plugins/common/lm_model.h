@@ -162,6 +162,10 @@ void lm_model_add_layer_scaled(lm_model *b, int l, const char *suffix, int64_t r
  * (the vtable's param_joined): two matrices of as many columns, both with
  * weight decay, then are one, rows after rows, values and gradients */
 void lm_model_join_last(lm_model *b);
+/* Layer l's MLP as LM_MLP_GATE_UP has it: mlp_norm.weight [D], then
+ * mlp.gate_proj.weight and mlp.up_proj.weight [I,D] joined (one [2I,D]
+ * matrix, one product), then mlp.down_proj.weight [D,I] */
+void lm_model_add_gate_up_mlp(lm_model *b, int l, int64_t D, int64_t I);
 
 /* parameter p of layer l (counting from the layer's first): its compute view and its gradient */
 const void *lm_model_w(const lm_model *b, int l, int p);

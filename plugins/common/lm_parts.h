@@ -92,7 +92,8 @@ typedef struct lm_batch {
  * keeps its pointers. Returns 0, or -1 after one line on stderr starting with who. */
 int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
 
-/* out = in + down(silu(gate(x)) · up(x)), x = norm(in), or without a gate
+/* out = in + down(silu(gate(x)) · up(x)), x = norm(in), gate and up one
+ * product of 2I columns, or without a gate
  * (GPT's) out = in + down(gelu(up(x))), up and down with biases; void
  * pointers are activations (and the parameters' compute view), float ones
  * fp32. A layer keeps the norm's statistics and the products; x is made
@@ -102,24 +103,30 @@ int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
  * again it was a pass of its own, 2 % of GPT-2 small's step on an H200. */
 typedef struct lm_mlp_acts {
     float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
-    void *gate, *up;    /* [n,I]; gate NULL without one */
-    void *act;          /* [n,I] GPT's gelu(up), NULL with a gate */
+    void *gate_up;      /* [n,2I] with a gate: gate's and up's columns, one product */
+    void *up, *act;     /* [n,I] without one (GPT's): up's output and gelu of it */
 } lm_mlp_acts;
 
-/* reused by every layer (act and dgate NULL without a gate) */
+/* reused by every layer */
 typedef struct lm_mlp_scratch {
-    void *x;           /* [n,D]: the norm's output (made again in the backward) */
-    void *act;         /* [n,I]: SwiGLU's activation; in the backward first
-                        * its gradient, then the activation made again over it */
-    void *dgate, *dup; /* [n,I] gradients */
+    void *x;        /* [n,D]: the norm's output (made again in the backward) */
+    void *act;      /* [n,I] with a gate: SwiGLU's activation; in the backward
+                     * first its gradient, then the activation made again over it */
+    void *dgate_up; /* [n,2I] with a gate: the gradients of gate_up */
+    void *dup;      /* [n,I] without one */
 } lm_mlp_scratch;
 
 typedef struct lm_mlp_params {
-    const void *norm, *gate, *up, *down;
-    float *dnorm, *dgate, *dup, *ddown;
-    /* GPT's (gate NULL): the norm's, up's and down's biases */
-    const void *norm_bias, *up_bias, *down_bias;
-    float *dnorm_bias, *dup_bias, *ddown_bias;
+    const void *norm, *down;
+    float *dnorm, *ddown;
+    /* a gated MLP's gate and up: one [2I,D] matrix of two blocks of I rows
+     * (its gradient likewise), the gate's first unless gate_second */
+    const void *gate_up;
+    float *dgate_up;
+    int gate_second;
+    /* without a gate (GPT's, gate_up NULL): up, and the norm's, up's and down's biases */
+    const void *up, *norm_bias, *up_bias, *down_bias;
+    float *dup, *dnorm_bias, *dup_bias, *ddown_bias;
 } lm_mlp_params;
 
 /* The backward of a pre-norm block's input side: projections out_i = a·W_iᵀ

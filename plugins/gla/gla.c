@@ -167,10 +167,7 @@ static void add_layer_params(void *model, int l)
     lm_model_add_layer_param(b, l, "attn.o_proj.weight", c->s.D, c->value_dim, FLAME_INIT_NORMAL);
     lm_model_add_layer_param(b, l, c->fuse_norm ? "attn.g_norm_swish_gate.weight" : "attn.g_norm.weight",
                              c->dv, 0, FLAME_INIT_ONES);
-    lm_model_add_layer_param(b, l, "mlp_norm.weight", c->s.D, 0, FLAME_INIT_ONES);
-    lm_model_add_layer_param(b, l, "mlp.gate_proj.weight", c->s.I, c->s.D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "mlp.up_proj.weight", c->s.I, c->s.D, FLAME_INIT_NORMAL);
-    lm_model_add_layer_param(b, l, "mlp.down_proj.weight", c->s.D, c->s.I, FLAME_INIT_NORMAL);
+    lm_model_add_gate_up_mlp(b, l, c->s.D, c->s.I);
 }
 
 static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)

@@ -149,25 +149,24 @@ static int read_dims(const lm_options *cfg, tf_dims *c, char *err, size_t err_le
 }
 
 /* matrices: normal, with weight decay; norms: ones, without; q_proj,
- * k_proj and v_proj joined, one [qkv_dim, D] matrix */
+ * k_proj and v_proj joined, one [qkv_dim, D] matrix (and the MLP's gate and up) */
 static void add_layer_params(void *model, int l)
 {
     tf_model *m = model;
     const tf_dims *c = &m->c;
-    static const char *const names[P_PER_LAYER] = {
+    static const char *const names[P_MLP_NORM] = {
         "attn_norm.weight", "attn.q_proj.weight", "attn.k_proj.weight", "attn.v_proj.weight",
-        "attn.o_proj.weight", "mlp_norm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
-        "mlp.down_proj.weight",
+        "attn.o_proj.weight",
     };
-    const int64_t shape[P_PER_LAYER][2] = {
+    const int64_t shape[P_MLP_NORM][2] = {
         {c->s.D, 0}, {c->q_dim, c->s.D}, {c->kv_dim, c->s.D}, {c->kv_dim, c->s.D}, {c->s.D, c->q_dim},
-        {c->s.D, 0}, {c->s.I, c->s.D}, {c->s.I, c->s.D}, {c->s.D, c->s.I},
     };
-    for (int p = 0; p < P_PER_LAYER; p++) {
+    for (int p = 0; p < P_MLP_NORM; p++) {
         lm_model_add_layer_param(&m->base, l, names[p], shape[p][0], shape[p][1], FLAME_INIT_ONES);
         if (p == P_K || p == P_V)
             lm_model_join_last(&m->base);
     }
+    lm_model_add_gate_up_mlp(&m->base, l, c->s.D, c->s.I);
 }
 
 static void *tf_create(const flame_model_config *cfg, const flame_ops *ops, char *err, size_t err_len)
