@@ -15,8 +15,11 @@
 #ifndef FLAME_PLUGIN_TESTING_H
 #define FLAME_PLUGIN_TESTING_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <flame/plugin.h>
 
@@ -151,6 +154,54 @@ static void model_close(test_model *t)
     free(t->tokens), free(t->targets), free(t->cu);
     batch_stage_close(&t->stage, &flame_cpu_ops);
     memset(t, 0, sizeof *t);
+}
+
+/* The model of cfg with every tensor bound on its own, as the core binds a
+ * plugin whose vtable lacks param_joined: a plugin that joins tensors (ABI
+ * 5.12) computes with each run as one, so bind() must stop the process
+ * (SIGABRT) with a line naming the run instead of reading past a tensor's
+ * end. `joined` is a tensor the plugin joins to the one before it. */
+static inline void check_joined_bound_apart_aborts(const kv_config *cfg, const char *joined)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        CHECK(0, "pipe for the joined tensors' check");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        char err[256] = "";
+        const flame_plugin *p = flame_plugin_entry();
+        flame_model_config v = view_of(cfg);
+        void *model = p->create(&v, &flame_cpu_ops, err, sizeof err);
+        if (!model)
+            _exit(3);
+        int n = p->n_params(model);
+        void **w = calloc(n, sizeof *w);
+        float **g = calloc(n, sizeof *g);
+        for (int i = 0; i < n; i++) {
+            size_t numel = numel_of(p->param(model, i));
+            w[i] = calloc(numel, sizeof(float)), g[i] = calloc(numel, sizeof(float));
+        }
+        p->bind(model, (const void *const *)w, g);
+        _exit(0);
+    }
+    close(fds[1]);
+    char said[512] = "";
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof said - 1 && (r = read(fds[0], said + got, sizeof said - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+          "joined tensors bound apart: bind() should abort (status %d)", status);
+    CHECK(strstr(said, joined) && strstr(said, "bound apart"), "joined tensors bound apart: the line names %s: %s",
+          joined, said);
 }
 
 /* a parameter by its fla name; the test stops when it is missing */

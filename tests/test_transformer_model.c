@@ -448,6 +448,7 @@ static void test_create(void)
     expect_refusal(&base, &other, "no kernels for backend tpu in this build");
     test_340M();
     check_oversized_batch(&base, &c);
+    check_joined_bound_apart_aborts(&base, "model.layers.0.attn.k_proj.weight is joined to");
 }
 
 int main(void)

@@ -483,9 +483,38 @@ int lm_model_param_joined(const void *model, int index)
     return index >= 0 && index < b->n_params && b->joined[index];
 }
 
+static size_t spec_numel(const flame_param_spec *s)
+{
+    size_t n = 1;
+    for (int d = 0; d < s->ndim; d++)
+        n *= (size_t)s->shape[d];
+    return n;
+}
+
+/* The mixers compute with a joined run as one tensor, so the core must have
+ * bound its members back to back. It does when the vtable gives
+ * param_joined; a plugin that joins without that entry would read the wrong
+ * memory and still be a consistent function of it (finite differences pass),
+ * so this stops at the first run bound apart, naming it: a plugin's bug. */
+static void check_joined_bound_together(const lm_model *b, const void *const *params, float *const *grads)
+{
+    for (int i = 1; i < b->n_params; i++) {
+        size_t before = spec_numel(&b->specs[i - 1]);
+        if (b->joined[i] && ((const char *)params[i] != (const char *)params[i - 1] + before * b->ops->act_bytes ||
+                             grads[i] != grads[i - 1] + before)) {
+            fprintf(stderr,
+                    "lm_model: %s is joined to %s, but they were bound apart (does the plugin's vtable "
+                    "give param_joined = lm_model_param_joined?)\n",
+                    b->specs[i].name, b->specs[i - 1].name);
+            abort();
+        }
+    }
+}
+
 void lm_model_bind(void *model, const void *const *params, float *const *grads)
 {
     lm_model *b = model;
+    check_joined_bound_together(b, params, grads);
     for (int i = 0; i < b->n_params; i++)
         b->w[i] = params[i], b->dw[i] = grads[i];
 }
