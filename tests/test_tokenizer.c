@@ -316,6 +316,10 @@ static void test_errors(void)
     bad = write_file("merge.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
                                    " \"merges\": [\"a a\"]}}");
     check_open_error(bad, "merge 0: \"aa\" is not in the vocab");
+    /* a vocab id past the ids flame reads (the tables it indexes would take gigabytes) */
+    bad = write_file("huge.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 444444444},"
+                                  " \"merges\": []}}");
+    check_open_error(bad, "model: vocab \"b\": the id must be a whole number from 0 to 16777215");
     /* added tokens' ids that `tokenizers` refuses (not an unsigned 32-bit number) */
     static const char *const bad_ids[] = {"-5", "1099511627776", "\"7\"", "2.5"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {

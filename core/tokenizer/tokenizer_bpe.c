@@ -375,8 +375,8 @@ static int parse_model(load *L, const json_t *j)
         const char *key = json_object_iter_key(it);
         size_t key_len = json_object_iter_key_len(it);
         json_int_t id = json_integer_value(v);
-        if (!json_is_integer(v) || id < 0 || id >= INT32_MAX)
-            return fail(L, "model: vocab \"%s\": the id must be an integer >= 0", key);
+        if (!json_is_integer(v) || id < 0 || id >= TB_MAX_IDS)
+            return fail(L, "model: vocab \"%s\": the id must be a whole number from 0 to %d", key, TB_MAX_IDS - 1);
         if (tb_strmap_put(&m->vocab, key, key_len, (uint64_t)id))
             return fail(L, "out of memory");
         if (id + 1 > m->n_ids)

@@ -127,6 +127,10 @@ int tb_pretokenize(const tb_pre *ops, size_t n_ops, tb_pieces *p, tb_pieces *tmp
 size_t tb_regex_match(int re, const char *s, size_t n, size_t i);
 
 /* ---- the BPE model (tokenizer_bpe_model.c) ---- */
+/* The model's ids are below this: tables indexed by id are allocated up to
+ * the highest, so a damaged file's lone huge id would take gigabytes. Real
+ * vocabularies have some 32 K to 260 K ids. */
+#define TB_MAX_IDS (1 << 24)
 typedef struct tb_sym {
     int32_t id, prev, next;
     int alive;
