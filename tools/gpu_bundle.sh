@@ -3,7 +3,9 @@
 # CUDA toolkit but none of flame's other libraries (the lent GPU machine):
 #   DIR/bin  the real binaries (from .libs/, not the libtool wrapper scripts)
 #   DIR/lib  libflame and every shared library they load, except glibc, the
-#            GCC runtime and CUDA's own, which that machine has
+#            GCC runtime, CUDA's own and libxml2 with ICU (libarchive's; ICU's
+#            data alone is 30 MB), which that machine has
+# Everything is stripped of its symbols: the device tool carries at most 64 MiB.
 # Usage, from the top of a built tree:  tools/gpu_bundle.sh DIR PROGRAM...
 # Then there:  LD_LIBRARY_PATH=DIR/lib:/usr/local/cuda/lib64 DIR/bin/PROGRAM
 set -eu
@@ -33,8 +35,10 @@ for program in "$@"; do
         libc.so.* | libm.so.* | libdl.so.* | libpthread.so.* | librt.so.* | ld-linux*) ;;
         libstdc++.so.* | libgcc_s.so.*) ;;
         libcuda.so.* | libcudart.so.* | libcublas*.so.* | libnccl.so.* | libnvidia*) ;;
+        libxml2.so.* | libicu*.so.*) ;;
         *) cp -L "$path" "$dir/lib/$soname" ;;
         esac
     done
 done
+strip "$dir"/bin/* "$dir"/lib/*
 echo "$dir: $# programs and their libraries, $(du -sh "$dir" | cut -f1)"
