@@ -31,7 +31,8 @@ static const char PACK_HELP[] =
     "from it for one epoch (per document: BOS if the tokenizer has one, its tokens,\n"
     "EOS) into a shard that --training.dataset FILE.flametok memory-maps. SPEC is\n"
     "what training.dataset takes: files, folders, globs, comma lists of .txt and\n"
-    ".jsonl, compressed (.gz .zst .xz) or in .tar/.tgz/.tar.*/.zip archives.\n"
+    ".jsonl, compressed (.gz .zst .xz) or in .tar/.tgz/.tar.*/.zip archives, and\n"
+    ".parquet, .arrow and .json tables (read through pyarrow).\n"
     "\n"
     "  --dataset SPEC        (also --training.dataset) the documents\n"
     "  --output FILE         the shard; its name must end in .flametok. Written to\n"
@@ -208,9 +209,10 @@ static int run_pack(pack_job *j)
         return rc;
     }
     double s = monotonic_seconds() - j->start;
-    printf("packed %llu documents, %.1f MB of text, into %llu tokens (uint%u) in %s: "
+    printf("packed %llu document%s, %.1f MB of text, into %llu tokens (uint%u) in %s: "
            "%.2f s, %.1f MB/s\n",
-           (unsigned long long)h.n_documents, j->bytes / 1e6, (unsigned long long)h.n_tokens,
+           (unsigned long long)h.n_documents, h.n_documents == 1 ? "" : "s", j->bytes / 1e6,
+           (unsigned long long)h.n_tokens,
            8 * h.token_bytes, j->output, s, j->bytes / 1e6 / (s > 0 ? s : 1e-9));
     return 0;
 }
