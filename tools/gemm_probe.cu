@@ -1,0 +1,226 @@
+/* What cuBLASLt can do with GPT-2 small's products (d = 768, MLP 3072,
+ * vocabulary 50304) over M tokens, outside flame, on the GPU machine:
+ *  1. every algorithm its heuristic offers for the MLP's two products, with
+ *     the GELU epilogues flame uses (GELU_AUX_BIAS, DGELU) and without, timed
+ *     (flame takes the heuristic's first: this says what that leaves);
+ *  2. each linear layer's backward products, din = dout·W and dW += doutᵀ·x,
+ *     one after the other on one stream against the two on two streams (what
+ *     running dW beside din could gain).
+ * Operands hold a constant bf16 value (the timing does not depend on it).
+ * Build and run there:
+ *   nvcc -O2 -arch=sm_90 tools/gemm_probe.cu -o gemm_probe -lcublasLt
+ *   ./gemm_probe [M]        (M: tokens, 32768 by default) */
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CHECK(call)                                                                   \
+    do {                                                                              \
+        int status_ = (int)(call);                                                    \
+        if (status_ != 0) {                                                           \
+            fprintf(stderr, "%s:%d: %s returned %d\n", __FILE__, __LINE__, #call, status_); \
+            exit(1);                                                                  \
+        }                                                                             \
+    } while (0)
+
+#define WORKSPACE ((size_t)32 << 20)
+#define TIMED_RUNS 20
+
+static cublasLtHandle_t handle;
+static void *workspace[2]; /* one per stream */
+
+/* D[m,n] = op(A)·op(B) (+ beta·D), column-major, with its epilogue's operands */
+typedef struct product {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;
+    int m, n, k;
+    const void *A, *B;
+    void *D;
+    float beta;
+} product;
+
+static cublasLtMatrixLayout_t layout(cudaDataType_t type, cublasOperation_t op, int rows, int cols, int ld)
+{
+    cublasLtMatrixLayout_t l;
+    if (op == CUBLAS_OP_T)
+        CHECK(cublasLtMatrixLayoutCreate(&l, type, cols, rows, ld));
+    else
+        CHECK(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld));
+    return l;
+}
+
+static void set(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const void *value, size_t size)
+{
+    CHECK(cublasLtMatmulDescSetAttribute(desc, attr, value, size));
+}
+
+static product make(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A, const void *B,
+                    void *D, cudaDataType_t d_type, float beta, cublasLtEpilogue_t epilogue, const void *bias,
+                    const void *aux)
+{
+    product p = {NULL, NULL, NULL, NULL, m, n, k, A, B, D, beta};
+    cudaDataType_t bf16 = CUDA_R_16BF;
+    int64_t ld = m;
+    CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    set(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    set(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+    if (bias) {
+        set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bf16, sizeof bf16);
+        set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    }
+    if (aux) {
+        set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &bf16, sizeof bf16);
+        set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld);
+        set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux);
+    }
+    p.a = layout(CUDA_R_16BF, ta, m, k, ta == CUBLAS_OP_T ? k : m);
+    p.b = layout(CUDA_R_16BF, tb, k, n, tb == CUBLAS_OP_T ? n : k);
+    p.d = layout(d_type, CUBLAS_OP_N, m, n, m);
+    return p;
+}
+
+static int heuristic(const product *p, cublasLtMatmulHeuristicResult_t *results, int wanted)
+{
+    cublasLtMatmulPreference_t pref;
+    size_t bytes = WORKSPACE;
+    int found = 0;
+    CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes, sizeof bytes));
+    CHECK(cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->a, p->b, p->d, p->d, pref, wanted, results, &found));
+    CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    return found;
+}
+
+static void run(const product *p, const cublasLtMatmulAlgo_t *algo, cudaStream_t stream, int lane)
+{
+    float alpha = 1.0f;
+    CHECK(cublasLtMatmul(handle, p->desc, &alpha, p->A, p->a, p->B, p->b, &p->beta, p->D, p->d, p->D, p->d, algo,
+                         workspace[lane], WORKSPACE, stream));
+}
+
+/* mean ms of `work` over TIMED_RUNS after 3 untimed */
+template <typename Work> static float mean_ms(Work work)
+{
+    cudaEvent_t start, end;
+    CHECK(cudaEventCreate(&start));
+    CHECK(cudaEventCreate(&end));
+    for (int i = 0; i < 3; i++)
+        work();
+    CHECK(cudaEventRecord(start, 0));
+    for (int i = 0; i < TIMED_RUNS; i++)
+        work();
+    CHECK(cudaEventRecord(end, 0));
+    CHECK(cudaEventSynchronize(end));
+    float ms;
+    CHECK(cudaEventElapsedTime(&ms, start, end));
+    return ms / TIMED_RUNS;
+}
+
+static int config(const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoConfigAttributes_t attr)
+{
+    int value = 0;
+    size_t written;
+    CHECK(cublasLtMatmulAlgoConfigGetAttribute(algo, attr, &value, sizeof value, &written));
+    return value;
+}
+
+static void every_algorithm(const char *name, const product *p)
+{
+    cublasLtMatmulHeuristicResult_t results[16];
+    int found = heuristic(p, results, 16);
+    double flop = 2.0 * p->m * p->n * p->k;
+    for (int i = 0; i < found; i++) {
+        const cublasLtMatmulAlgo_t *algo = &results[i].algo;
+        float ms = mean_ms([&] { run(p, algo, 0, 0); });
+        printf("%-16s algorithm %2d (id %d, tile %d, split-K %d): %.4f ms, %.0f TFLOP/s\n", name, i,
+               config(algo, CUBLASLT_ALGO_CONFIG_ID), config(algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+               config(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM), ms, flop / ms / 1e9);
+    }
+}
+
+static void *filled(size_t bytes)
+{
+    void *p;
+    CHECK(cudaMalloc(&p, bytes));
+    CHECK(cudaMemset(p, 0x3c, bytes)); /* bf16 0x3c3c, about 0.0115 */
+    return p;
+}
+
+/* din and dW of a layer with K inputs and N outputs, one stream then two */
+static void backward_pair(const char *name, int M, int K, int N, const void *dout, const void *x, const void *w,
+                          void *din, void *dw, cudaStream_t beside, cudaEvent_t forked, cudaEvent_t joined)
+{
+    /* column-major, as flame's matmul_cuda.cu: dinᵀ[K,M] = W[K,N]·doutᵀ[N,M];
+     * dWᵀ[K,N] += xᵀ[K,M]·dout[M,N] */
+    product pin = make(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, dout, din, CUDA_R_16BF, 0.0f,
+                       CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL);
+    product pw = make(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, dout, dw, CUDA_R_32F, 1.0f, CUBLASLT_EPILOGUE_DEFAULT,
+                      NULL, NULL);
+    cublasLtMatmulHeuristicResult_t rin, rw;
+    if (heuristic(&pin, &rin, 1) < 1 || heuristic(&pw, &rw, 1) < 1) {
+        printf("%-16s no algorithm\n", name);
+        return;
+    }
+    float t_in = mean_ms([&] { run(&pin, &rin.algo, 0, 0); });
+    float t_w = mean_ms([&] { run(&pw, &rw.algo, 0, 0); });
+    float one = mean_ms([&] {
+        run(&pin, &rin.algo, 0, 0);
+        run(&pw, &rw.algo, 0, 1);
+    });
+    float two = mean_ms([&] {
+        CHECK(cudaEventRecord(forked, 0));
+        CHECK(cudaStreamWaitEvent(beside, forked, 0));
+        run(&pw, &rw.algo, beside, 1);
+        run(&pin, &rin.algo, 0, 0);
+        CHECK(cudaEventRecord(joined, beside));
+        CHECK(cudaStreamWaitEvent(0, joined, 0));
+    });
+    double flop = 2.0 * M * K * N;
+    printf("%-16s din %.4f ms (%.0f TFLOP/s), dW %.4f ms (%.0f TFLOP/s); one stream %.4f ms, two %.4f ms (%+.1f %%)\n",
+           name, t_in, flop / t_in / 1e9, t_w, flop / t_w / 1e9, one, two, 100.0 * (two - one) / one);
+}
+
+int main(int argc, char **argv)
+{
+    const int D = 768, I = 3072, V = 50304;
+    int M = argc > 1 ? atoi(argv[1]) : 32768;
+    if (M <= 0) {
+        fprintf(stderr, "usage: %s [tokens]\n", argv[0]);
+        return 2;
+    }
+    CHECK(cublasLtCreate(&handle));
+    CHECK(cudaMalloc(&workspace[0], WORKSPACE));
+    CHECK(cudaMalloc(&workspace[1], WORKSPACE));
+    cudaStream_t beside;
+    cudaEvent_t forked, joined;
+    CHECK(cudaStreamCreateWithFlags(&beside, cudaStreamNonBlocking));
+    CHECK(cudaEventCreateWithFlags(&forked, cudaEventDisableTiming));
+    CHECK(cudaEventCreateWithFlags(&joined, cudaEventDisableTiming));
+    void *x = filled((size_t)M * I * 2), *dout = filled((size_t)M * V * 2), *w = filled((size_t)V * D * 2);
+    void *out = filled((size_t)M * I * 2), *aux = filled((size_t)M * I * 2), *bias = filled((size_t)I * 2);
+    void *dw = filled((size_t)V * D * 4);
+
+    /* fc1: outᵀ[I,M] = W1[D,I]ᵀ·xᵀ[D,M] (+ bias, GELU); fc2's input gradient
+     * through the GELU: dpreᵀ[I,M] = W2[I,D]·doutᵀ[D,M] ⊙ gelu'(aux) */
+    product fc1_gelu = make(CUBLAS_OP_T, CUBLAS_OP_N, I, M, D, w, x, out, CUDA_R_16BF, 0.0f,
+                            CUBLASLT_EPILOGUE_GELU_AUX_BIAS, bias, aux);
+    product fc1_bias = make(CUBLAS_OP_T, CUBLAS_OP_N, I, M, D, w, x, out, CUDA_R_16BF, 0.0f, CUBLASLT_EPILOGUE_BIAS,
+                            bias, NULL);
+    product fc2_dgelu = make(CUBLAS_OP_N, CUBLAS_OP_N, I, M, D, w, dout, out, CUDA_R_16BF, 0.0f,
+                             CUBLASLT_EPILOGUE_DGELU, NULL, aux);
+    product fc2_plain = make(CUBLAS_OP_N, CUBLAS_OP_N, I, M, D, w, dout, out, CUDA_R_16BF, 0.0f,
+                             CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL);
+    every_algorithm("fc1 GELU_AUX", &fc1_gelu);
+    every_algorithm("fc1 bias", &fc1_bias);
+    every_algorithm("fc2 din DGELU", &fc2_dgelu);
+    every_algorithm("fc2 din plain", &fc2_plain);
+
+    backward_pair("qkv 768->2304", M, D, 3 * D, dout, x, w, out, dw, beside, forked, joined);
+    backward_pair("out 768->768", M, D, D, dout, x, w, out, dw, beside, forked, joined);
+    backward_pair("fc1 768->3072", M, D, I, dout, x, w, out, dw, beside, forked, joined);
+    backward_pair("fc2 3072->768", M, I, D, dout, x, w, out, dw, beside, forked, joined);
+    backward_pair("head 768->50304", M, D, V, dout, x, w, out, dw, beside, forked, joined);
+    return 0;
+}
