@@ -385,9 +385,10 @@ static void test_joineds(void)
 
 /* ==================================================================== the model */
 
-/* The norms' eps is 1e-4, not fla's 1e-6: at 1e-6 some draws give a token
- * whose head output o (32 values) is near 0, where the gated norm's gradient
- * grows as 1/rms. The CPU model's own gradient then moves by 30-36 % when
+/* The norms' eps is 1e-4, not fla's 1e-6: a sequence's first token has
+ * o = scale·(q·k)·v (test_gla_model's cases say why its finite differences
+ * take 0.1), and at 1e-6 some draws give one with q·k near 0, where the gated
+ * norm's gradient grows as 1/rms. The CPU model's own gradient then moves by 30-36 % when
  * every weight moves by 4e-3 (about a bf16 step; two of six draws), and the
  * GPU's gradient was 1.0e-1 off the CPU's on such draws (H100, 2026-12-05);
  * at 1e-4 the CPU's moves by 1.4-1.8 % and the GPU's error is 1.0-1.2e-2 on each

@@ -187,7 +187,7 @@ static void test_create(void)
         {"hidden_size", "0", "hidden_size"},
     };
     expect_refusals(&base, refused, sizeof refused / sizeof refused[0]);
-    check_joined_bound_apart_aborts(&base, "model.layers.0.mlp.up_proj.weight is joined to");
+    check_joined_bound_apart_aborts(&base, "model.layers.0.attn.k_proj.weight is joined to");
     {   /* value_dim = int(16·0.6) = 9, not divisible by 2 heads */
         kv_config cfg = base;
         kv_set(&cfg, "expand_v", "0.6");
