@@ -42,10 +42,10 @@ double cpu_peak_tflops(void);
 size_t cpu_memory_available(void);
 
 /* matmul_cpu.c */
-void matmul_forward_cpu(float *out, const float *in, size_t in_stride, const float *weight,
+void matmul_forward_cpu(float *out, const float *in, const float *weight,
                         const float *bias, const float *residual, int M, int K, int N);
 void matmul_backward_cpu(float *din, flame_grad_mode din_mode, float *dweight, float *dbias,
-                         const float *dout, const float *in, size_t in_stride, const float *weight,
+                         const float *dout, const float *in, const float *weight,
                          int M, int K, int N);
 
 /* embedding_cpu.c */

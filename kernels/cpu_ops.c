@@ -21,27 +21,14 @@ static void from_act_cpu(float *dst, const void *src, size_t n)
 static void matmul_forward_act(void *out, const void *in, const void *weight, const void *bias,
                                const void *residual, int M, int K, int N)
 {
-    matmul_forward_cpu(out, in, (size_t)K, weight, bias, residual, M, K, N);
+    matmul_forward_cpu(out, in, weight, bias, residual, M, K, N);
 }
 
 static void matmul_backward_act(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
                                 const void *dout, const void *in, const void *weight, int M, int K,
                                 int N)
 {
-    matmul_backward_cpu(din, din_mode, dweight, dbias, dout, in, (size_t)K, weight, M, K, N);
-}
-
-static void matmul_forward_strided_act(void *out, const void *in, size_t in_stride, const void *weight,
-                                       const void *bias, const void *residual, int M, int K, int N)
-{
-    matmul_forward_cpu(out, in, in_stride, weight, bias, residual, M, K, N);
-}
-
-static void matmul_backward_strided_act(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
-                                        const void *dout, const void *in, size_t in_stride, const void *weight,
-                                        int M, int K, int N)
-{
-    matmul_backward_cpu(din, din_mode, dweight, dbias, dout, in, in_stride, weight, M, K, N);
+    matmul_backward_cpu(din, din_mode, dweight, dbias, dout, in, weight, M, K, N);
 }
 
 static void embedding_forward_act(void *out, const int32_t *tokens, const void *table, int n, int C)
@@ -94,14 +81,14 @@ static void add_act(void *out, const void *a, const void *b, size_t n) { add_cpu
 static void matmul_gelu_forward_act(void *out, void *pre, const void *in, const void *weight, const void *bias,
                                     int M, int K, int N)
 {
-    matmul_forward_cpu(pre, in, (size_t)K, weight, bias, NULL, M, K, N);
+    matmul_forward_cpu(pre, in, weight, bias, NULL, M, K, N);
     gelu_forward_cpu(out, pre, (size_t)M * N);
 }
 
 static void matmul_dgelu_backward_act(void *dpre, const void *dout, const void *weight, const void *pre, int M,
                                       int K, int N)
 {
-    matmul_backward_cpu(dpre, FLAME_GRAD_SET, NULL, NULL, dout, NULL, (size_t)K, weight, M, K, N);
+    matmul_backward_cpu(dpre, FLAME_GRAD_SET, NULL, NULL, dout, NULL, weight, M, K, N);
     gelu_backward_cpu(dpre, dpre, pre, (size_t)M * K);
 }
 
@@ -109,7 +96,7 @@ static void matmul_dgelu_backward_act(void *dpre, const void *dout, const void *
 static void matmul_forward_f32_act(float *out, const void *in, const void *weight, const void *bias,
                                    const float *residual, int M, int K, int N)
 {
-    matmul_forward_cpu(out, in, (size_t)K, weight, bias, residual, M, K, N);
+    matmul_forward_cpu(out, in, weight, bias, residual, M, K, N);
 }
 
 static void layernorm_forward_f32_act(void *out, float *mean, float *rstd, const float *x,
@@ -231,6 +218,4 @@ const flame_ops flame_cpu_ops = {
     .layernorm_backward_f32 = layernorm_backward_f32_act,
     .swiglu_forward_strided = swiglu_forward_strided_act,
     .swiglu_backward_strided = swiglu_backward_strided_act,
-    .matmul_forward_strided = matmul_forward_strided_act,
-    .matmul_backward_strided = matmul_backward_strided_act,
 };

@@ -42,11 +42,6 @@ void matmul_forward_f32_cuda(float *out, const void *in, const void *weight, con
                              const float *residual, int M, int K, int N);
 void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
                           const void *dout, const void *in, const void *weight, int M, int K, int N);
-void matmul_forward_strided_cuda(void *out, const void *in, size_t in_stride, const void *weight, const void *bias,
-                                 const void *residual, int M, int K, int N);
-void matmul_backward_strided_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
-                                  const void *dout, const void *in, size_t in_stride, const void *weight, int M,
-                                  int K, int N);
 
 /* embedding_cuda.cu */
 void embedding_forward_cuda(void *out, const int32_t *tokens, const void *table, int n, int C);

@@ -7,9 +7,7 @@
  *  - in the backward, rows are handled in tiles of ROW_TILE, so each value
  *    loaded from the shared operand serves several rows.
  * Each output element is computed by one thread in an order fixed by the
- * shapes alone, so results do not depend on the number of threads. The
- * input (and its gradient) may be a column block of a wider buffer: its rows
- * are in_stride values apart (K when packed). */
+ * shapes alone, so results do not depend on the number of threads. */
 #include <stddef.h>
 #include <string.h>
 
@@ -51,9 +49,8 @@ static float dot(const float *a, const float *w, int K)
 
 /* Output rows [m0, m1): each weight row is loaded into L1 once and serves
  * all of them. The residual is read at the element's own index just before
- * the element is written, so it may be out itself. in's rows are in_stride
- * values apart. */
-static void forward_rows(float *out, const float *in, size_t in_stride, const float *weight,
+ * the element is written, so it may be out itself. */
+static void forward_rows(float *out, const float *in, const float *weight,
                          const float *bias, const float *residual, int m0, int m1, int K, int N)
 {
     for (int n = 0; n < N; n++) {
@@ -61,20 +58,20 @@ static void forward_rows(float *out, const float *in, size_t in_stride, const fl
         float b = bias ? bias[n] : 0.0f;
         for (int m = m0; m < m1; m++) {
             size_t at = (size_t)m * N + n;
-            float y = dot(in + (size_t)m * in_stride, w, K) + b;
+            float y = dot(in + (size_t)m * K, w, K) + b;
             out[at] = residual ? y + residual[at] : y;
         }
     }
 }
 
-void matmul_forward_cpu(float *out, const float *in, size_t in_stride, const float *weight,
+void matmul_forward_cpu(float *out, const float *in, const float *weight,
                         const float *bias, const float *residual, int M, int K, int N)
 {
     int tasks = (M + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
     CPU_PARALLEL_FOR_IF((double)M * K * N >= CPU_PARALLEL_MIN_WORK)
     for (int t = 0; t < tasks; t++) {
         int m0 = t * ROWS_PER_TASK;
-        forward_rows(out, in, in_stride, weight, bias, residual, m0, min_int(M, m0 + ROWS_PER_TASK), K, N);
+        forward_rows(out, in, weight, bias, residual, m0, min_int(M, m0 + ROWS_PER_TASK), K, N);
     }
 }
 
@@ -118,17 +115,14 @@ static void axpy1(float *restrict d, const float *restrict s, float c, int n)
 
 /* Both backward products have the same shape:
  *   dst[r, k] += Σ_j coef(r, j) · src[j, k],  coef(r, j) = coef[r·crs + j·cjs],
- * for R rows of dst and J rows of src, all of K columns, rows dst_stride and
- * src_stride values apart (with set, dst's rows are zeroed first, by the task
- * that owns them). Each dst element adds its J terms in ascending j, whatever
- * tile or block it falls in. */
+ * for R rows of dst and J rows of src, all of K columns (with set, dst's rows
+ * are zeroed first, by the task that owns them). Each dst element adds its J
+ * terms in ascending j, whatever tile or block it falls in. */
 typedef struct product {
     float *dst;
-    size_t dst_stride;
     const float *coef;
     size_t crs, cjs;
     const float *src;
-    size_t src_stride;
     int R, J, K;
     int set;
 } product;
@@ -137,11 +131,11 @@ static void product_tile(const product *p, int r, int rows, int j0, int j1)
 {
     float *d[ROW_TILE];
     for (int i = 0; i < rows; i++)
-        d[i] = p->dst + (size_t)(r + i) * p->dst_stride;
+        d[i] = p->dst + (size_t)(r + i) * p->K;
     for (int k0 = 0; k0 < p->K; k0 += K_BLOCK) {
         int kn = min_int(K_BLOCK, p->K - k0);
         for (int j = j0; j < j1; j++) {
-            const float *s = p->src + (size_t)j * p->src_stride + k0;
+            const float *s = p->src + (size_t)j * p->K + k0;
             const float *cj = p->coef + (size_t)j * p->cjs + (size_t)r * p->crs;
             if (rows == ROW_TILE) {
                 float c[ROW_TILE] = {cj[0], cj[p->crs], cj[2 * p->crs], cj[3 * p->crs]};
@@ -160,8 +154,9 @@ static void product_run(const product *p)
     CPU_PARALLEL_FOR_IF((double)p->R * p->J * p->K >= CPU_PARALLEL_MIN_WORK)
     for (int t = 0; t < tasks; t++) {
         int r1 = min_int(p->R, (t + 1) * ROWS_PER_TASK);
-        for (int r = t * ROWS_PER_TASK; p->set && r < r1; r++)
-            memset(p->dst + (size_t)r * p->dst_stride, 0, (size_t)p->K * sizeof *p->dst);
+        if (p->set)
+            memset(p->dst + (size_t)t * ROWS_PER_TASK * p->K, 0,
+                   (size_t)(r1 - t * ROWS_PER_TASK) * p->K * sizeof *p->dst);
         for (int j0 = 0; j0 < p->J; j0 += OPERAND_BLOCK) {
             int j1 = min_int(p->J, j0 + OPERAND_BLOCK);
             for (int r = t * ROWS_PER_TASK; r < r1; r += ROW_TILE)
@@ -185,15 +180,15 @@ static void bias_backward(float *dbias, const float *dout, int M, int N)
 }
 
 void matmul_backward_cpu(float *din, flame_grad_mode din_mode, float *dweight, float *dbias,
-                         const float *dout, const float *in, size_t in_stride, const float *weight,
+                         const float *dout, const float *in, const float *weight,
                          int M, int K, int N)
 {
     if (din) { /* din[m, k] (+)= Σ_n dout[m, n] · weight[n, k] */
-        product p = {din, in_stride, dout, (size_t)N, 1, weight, (size_t)K, M, N, K, din_mode == FLAME_GRAD_SET};
+        product p = {din, dout, (size_t)N, 1, weight, M, N, K, din_mode == FLAME_GRAD_SET};
         product_run(&p);
     }
     if (dweight) { /* dweight[n, k] += Σ_m dout[m, n] · in[m, k] */
-        product p = {dweight, (size_t)K, dout, 1, (size_t)N, in, in_stride, N, M, K, 0};
+        product p = {dweight, dout, 1, (size_t)N, in, N, M, K, 0};
         product_run(&p);
     }
     if (dbias)

@@ -16,9 +16,6 @@
  *   din[M,K] += dout·W    is  dinᵀ[K,M] += (W as [K,N]) · (dout as [N,M])
  *   dW[N,K] += doutᵀ·in   is  dWᵀ[K,N] += (in as [K,M]) · op_T(dout as [N,M])
  *
- * The input (and din) may be a column block of a wider buffer: its rows are
- * in_stride values apart, cuBLASLt's leading dimension (K when packed).
- *
  * Each distinct product is planned once: its matmul descriptor, layouts and
  * the heuristic's algorithm are kept in a small table keyed by everything
  * they depend on, so a call in a training step's steady state only looks its
@@ -251,22 +248,16 @@ static void forward_without_terms(O *out, const act_t *bias, const O *residual, 
     }
 }
 
-void matmul_forward_strided_cuda(void *out, const void *in, size_t in_stride, const void *weight, const void *bias,
-                                 const void *residual, int M, int K, int N)
+void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
+                         const void *residual, int M, int K, int N)
 {
     size_t total = (size_t)M * N;
     if (total == 0)
         return;
     if (K == 0)
         return forward_without_terms((act_t *)out, (const act_t *)bias, (const act_t *)residual, total, N);
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, (int)in_stride, plain(bias),
-         residual, out, CUDA_R_16BF, N);
-}
-
-void matmul_forward_cuda(void *out, const void *in, const void *weight, const void *bias,
-                         const void *residual, int M, int K, int N)
-{
-    matmul_forward_strided_cuda(out, in, (size_t)K, weight, bias, residual, M, K, N);
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, (const act_t *)weight, K, (const act_t *)in, K, plain(bias), residual,
+         out, CUDA_R_16BF, N);
 }
 
 /* An fp32 product takes an fp32 bias: the bf16 one is widened first, into
@@ -303,27 +294,20 @@ struct dout_term {
     }
 };
 
-void matmul_backward_strided_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
-                                  const void *dout, const void *in, size_t in_stride, const void *weight, int M,
-                                  int K, int N)
-{
-    const act_t *dy = (const act_t *)dout, *x = (const act_t *)in, *w = (const act_t *)weight;
-    int empty = M == 0 || K == 0 || N == 0, ld = (int)in_stride;
-    if (din && din_mode == FLAME_GRAD_SET && N == 0) /* a product of no terms */
-        CUDA_CHECK(cudaMemset2D(din, in_stride * sizeof(act_t), 0, (size_t)K * sizeof(act_t), (size_t)M));
-    if (din && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, plain(NULL),
-             din_mode == FLAME_GRAD_ADD ? din : NULL, din, CUDA_R_16BF, ld);
-    if (dweight && !empty)
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, ld, dy, N, plain(NULL), dweight, dweight, CUDA_R_32F, K);
-    if (dbias)
-        column_sums_add(&dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
-}
-
 void matmul_backward_cuda(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
                           const void *dout, const void *in, const void *weight, int M, int K, int N)
 {
-    matmul_backward_strided_cuda(din, din_mode, dweight, dbias, dout, in, (size_t)K, weight, M, K, N);
+    const act_t *dy = (const act_t *)dout, *x = (const act_t *)in, *w = (const act_t *)weight;
+    int empty = M == 0 || K == 0 || N == 0;
+    if (din && din_mode == FLAME_GRAD_SET && N == 0)
+        cuda_zero(din, (size_t)M * K * sizeof(act_t)); /* a product of no terms */
+    if (din && !empty)
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dy, N, plain(NULL),
+             din_mode == FLAME_GRAD_ADD ? din : NULL, din, CUDA_R_16BF, K);
+    if (dweight && !empty)
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, K, dy, N, plain(NULL), dweight, dweight, CUDA_R_32F, K);
+    if (dbias)
+        column_sums_add(&dbias, M, N, dout_term{dy, N}, vectorizable(N, dout));
 }
 
 /* The epilogues want K ≥ 1 and their aux matrix's rows 16-byte aligned; other

@@ -4,8 +4,6 @@
  *    L = Σ r_i·out_i with fixed random r, the gradient buffers pre-filled with
  *    random values that are subtracted afterwards (so the ops must ADD);
  *  - matmul at a size where threads matter, bit-identical for any thread count;
- *  - the strided ops (SwiGLU, the products) over a column block of a wider
- *    buffer equal the packed ones bit for bit and write nothing outside it;
  *  - conv1d over documents of several lengths: each document's output does
  *    not move when the others' inputs do (the window starts again);
  *  - AdamW against its formula for two steps, sums of squares, cross-entropy
@@ -88,8 +86,7 @@ static void test_table_and_memory(void)
               FLAME_OPS_HAS(ops, matmul_gelu_forward) && FLAME_OPS_HAS(ops, matmul_dgelu_backward) &&
               FLAME_OPS_HAS(ops, matmul_forward_f32) && FLAME_OPS_HAS(ops, layernorm_forward_f32) &&
               FLAME_OPS_HAS(ops, layernorm_backward_f32) && FLAME_OPS_HAS(ops, swiglu_forward_strided) &&
-              FLAME_OPS_HAS(ops, swiglu_backward_strided) && FLAME_OPS_HAS(ops, matmul_forward_strided) &&
-              FLAME_OPS_HAS(ops, matmul_backward_strided),
+              FLAME_OPS_HAS(ops, swiglu_backward_strided),
           "op table has an empty field");
 
     enum { N = 1000 };
@@ -749,46 +746,6 @@ static void test_swiglu(void)
     free(c.out);
 }
 
-/* The strided products over a column block of one [M, stride] buffer (the
- * input, and its gradient) equal the packed ones (checked above) bit for bit,
- * and leave the columns around the block alone. M is past a parallel task's
- * rows, K past the dot products' 8-wide blocks. */
-static void test_matmul_strided(void)
-{
-    enum { M = 37, K = 11, N = 6, stride = 29, at = 13 };
-    float *in = testing_random(M * K, -1.0f, 1.0f), *w = testing_random(N * K, -1.0f, 1.0f);
-    float *bias = testing_random(N, -1.0f, 1.0f), *dout = testing_random(M * N, -1.0f, 1.0f);
-    float *wide = testing_random(M * stride, -9.0f, 9.0f);
-    testing_put_columns(wide, in, M, stride, at, K);
-    float want[M * N], out[M * N];
-    ops->matmul_forward(want, in, w, bias, NULL, M, K, N);
-    ops->matmul_forward_strided(out, wide + at, stride, w, bias, NULL, M, K, N);
-    CHECK(same_bits(out, want, M * N), "matmul_forward_strided differs from matmul_forward");
-
-    for (int add = 0; add <= 1; add++) {
-        flame_grad_mode mode = add ? FLAME_GRAD_ADD : FLAME_GRAD_SET;
-        float *din = testing_random(M * K, -1.0f, 1.0f), *grads = testing_random(M * stride, -9.0f, 9.0f);
-        testing_put_columns(grads, din, M, stride, at, K);
-        float *before = testing_copy(grads, M * stride);
-        float *dw = testing_random(N * K, -1.0f, 1.0f), *dw_strided = testing_copy(dw, N * K);
-        float *db = testing_random(N, -1.0f, 1.0f), *db_strided = testing_copy(db, N);
-        ops->matmul_backward(din, mode, dw, db, dout, in, w, M, K, N);
-        ops->matmul_backward_strided(grads + at, mode, dw_strided, db_strided, dout, wide + at, stride, w, M, K, N);
-        CHECK(!testing_columns_differ(grads, M, stride, at, K, din) && same_bits(dw_strided, dw, N * K) &&
-                  same_bits(db_strided, db, N),
-              "matmul_backward_strided (%s) differs from matmul_backward", add ? "add" : "set");
-        float *block_before = malloc(M * K * sizeof(float));
-        for (size_t i = 0; i < M * K; i++)
-            block_before[i] = before[i / K * stride + at + i % K];
-        testing_put_columns(grads, block_before, M, stride, at, K);
-        CHECK(same_bits(grads, before, M * stride), "matmul_backward_strided (%s) wrote outside din's columns",
-              add ? "add" : "set");
-        free(block_before), free(din), free(grads), free(before), free(dw), free(dw_strided), free(db),
-            free(db_strided);
-    }
-    free(in), free(w), free(bias), free(dout), free(wide);
-}
-
 /* The strided ops over the columns of one [rows, stride] product equal the
  * flat ops (checked above) over packed copies, bit for bit, and leave the
  * columns around gate's and up's alone. */
@@ -1086,7 +1043,6 @@ int main(void)
     test_swiglu();
     test_swiglu_strided(0, 7);  /* fla's gate_proj, then up_proj */
     test_swiglu_strided(9, 1);  /* HazyResearch's fc1: up's rows first; a gap between */
-    test_matmul_strided();
     test_scale();
     test_add();
     test_matmul_gelu();

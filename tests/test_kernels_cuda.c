@@ -20,8 +20,7 @@
  *    overwrites instead of adding fails. A bf16 gradient stores its sum
  *    rounded, so the CPU's sum is rounded to bf16 before its part is taken.
  *  - Exact checks: the casts (to_act against testing_round_bf16, ties included) and
- *    adamw's bf16 copy (against testing_round_bf16 of the GPU's own fp32 parameters);
- *    the strided products leave the columns around their block as they were.
+ *    adamw's bf16 copy (against testing_round_bf16 of the GPU's own fp32 parameters).
  * `test_kernels_cuda --bench` times the products at the 340M models' shapes
  * instead. Without a usable GPU (or without CUDA in the build) it prints
  * "SKIP: <reason>" and exits 77, Automake's "skipped". */
@@ -306,47 +305,6 @@ static void test_matmul(int M, int K, int N, int with_bias, size_t offset)
     release_all();
     free(in); free(w); free(b); free(out); free(res); free(dout); free(din);
     free(din_add); free(dw); free(db); free(din0); free(dw0); free(db0);
-}
-
-/* The strided products over a column block of one [M, stride] buffer against
- * the CPU's packed ones, and nothing written outside the block (the columns
- * around it hold bf16-exact values that must come back unchanged). The
- * block's start `at` sets its alignment: cuBLASLt is told each operand's. */
-static void test_matmul_strided(int M, int K, int N, int stride, int at)
-{
-    char shape[80];
-    snprintf(shape, sizeof shape, "M=%d K=%d N=%d stride=%d at=%d", M, K, N, stride, at);
-    size_t nin = (size_t)M * K, nw = (size_t)N * K, nout = (size_t)M * N, nwide = (size_t)M * stride;
-    float *in = testing_random_bf16(nin, -1, 1), *w = testing_random_bf16(nw, -1, 1);
-    float *b = testing_random_bf16(N, -1, 1), *wide = testing_random_bf16(nwide, -9, 9);
-    testing_put_columns(wide, in, M, stride, at, K);
-    float *out = nan_buffer(nout);
-    void *d_wide = dev_act(wide, nwide), *d_w = dev_act(w, nw), *d_b = dev_act(b, N);
-    void *d_out = dev_act_poisoned(nout, 0);
-    cpu->matmul_forward(out, in, w, b, NULL, M, K, N);
-    gpu->matmul_forward_strided(d_out, (char *)d_wide + (size_t)at * gpu->act_bytes, stride, d_w, d_b, NULL, M, K,
-                                N);
-    check_act("matmul_forward_strided", shape, d_out, out, nout);
-
-    float *dout = testing_random_bf16(nout, -1, 1), *din = nan_buffer(nin);
-    float *grads = testing_random_bf16(nwide, -9, 9), *dw = testing_random(nw, -1, 1), *dw0 = testing_copy(dw, nw);
-    void *d_dout = dev_act(dout, nout), *d_grads = dev_act(grads, nwide);
-    float *d_dw = dev_f32(dw, nw);
-    cpu->matmul_backward(din, FLAME_GRAD_SET, dw, NULL, dout, in, w, M, K, N);
-    gpu->matmul_backward_strided((char *)d_grads + (size_t)at * gpu->act_bytes, FLAME_GRAD_SET, d_dw, NULL, d_dout,
-                                 (char *)d_wide + (size_t)at * gpu->act_bytes, stride, d_w, M, K, N);
-    float *got = host_act(d_grads, nwide), *block = malloc(nin * sizeof *block);
-    for (size_t i = 0; i < nin; i++)
-        block[i] = got[i / K * stride + at + i % K];
-    compare("matmul_backward_strided din", shape, "", block, din, nin, TOL_ACT);
-    check_added_f32("matmul_backward_strided dw", shape, d_dw, dw, dw0, nw);
-    testing_put_columns(got, in, M, stride, at, K); /* the block aside, */
-    testing_put_columns(grads, in, M, stride, at, K);
-    CHECK(!testing_columns_differ(got, 1, nwide, 0, nwide, grads), /* the rest as it was */
-          "matmul_backward_strided %s wrote outside din's columns", shape);
-    release_all();
-    free(in), free(w), free(b), free(wide), free(out), free(dout), free(din), free(grads), free(dw), free(dw0);
-    free(got), free(block);
 }
 
 /* The product onto an fp32 residual stream: out = residual + in·wᵀ (+ bias),
@@ -991,8 +949,6 @@ static void run_all(void)
     test_matmul(37, 65, 129, 1, 1);
     test_matmul(64, 128, 256, 0, 3);
     test_matmul(512, 768, 2304, 1, 8); /* 16-byte aligned, not 256 */
-    test_matmul_strided(37, 65, 129, 200, 13);   /* rows and block 2-byte aligned */
-    test_matmul_strided(2048, 16, 512, 3088, 3072); /* GLA-340M's gate: r, the last 16 of 3088 */
     for (int i = 1; i < 7; i++)
         test_matmul_f32(mm[i][0], mm[i][1], mm[i][2], i % 2, 0);
     test_matmul_f32(37, 65, 129, 1, 1);

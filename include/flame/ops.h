@@ -224,15 +224,6 @@ typedef struct flame_ops {
      * blocks of one gradient), out and dout packed; out may be dout */
     void (*swiglu_backward_strided)(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                                     const void *up, int rows, int I, int stride);
-
-    /* ---- 5.14: a product whose input is a column block of a wider buffer ---- */
-    /* matmul_forward with in's rows in_stride values apart (in_stride ≥ K) */
-    void (*matmul_forward_strided)(void *out, const void *in, size_t in_stride, const void *weight,
-                                   const void *bias, const void *residual, int M, int K, int N);
-    /* matmul_backward with in's and din's rows in_stride values apart */
-    void (*matmul_backward_strided)(void *din, flame_grad_mode din_mode, float *dweight, float *dbias,
-                                    const void *dout, const void *in, size_t in_stride, const void *weight,
-                                    int M, int K, int N);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

@@ -4,8 +4,8 @@
  *   h = embed(x)
  *   per layer:
  *     a  = norm(h, attn_norm)
- *     q, k, v, g, r = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ, a·Wgᵀ, a·W0ᵀ   (one product: the five are stored joined)
- *     gk = logsigmoid(r·W1ᵀ + b1) / gate_logit_normalizer   (gla_gates_*)
+ *     q, k, v, g = a·Wqᵀ, a·Wkᵀ, a·Wvᵀ, a·Wgᵀ   (one product: Wq, Wk, Wv, Wg are stored joined)
+ *     gk = logsigmoid((a·W0ᵀ)·W1ᵀ + b1) / gate_logit_normalizer   (gla_gates_*)
  *     o  = the gated recurrence, per head and sequence      (gla_recurrence_cpu.c, gla_chunk.cu)
  *     y  = per-head norm(o, g_norm) · swish(g)                 (gla_gate_norm_*)
  *     h  = h + y·Woᵀ
@@ -61,7 +61,7 @@ enum {
 typedef struct gla_dims {
     lm_shape s; /* D, L, V, the MLP's I, eps, init_std, tie */
     int H, dk, dv, key_dim, value_dim, R;
-    int proj_dim; /* 2·key_dim + 2·value_dim + R: a token's q, k, v, g and r side by side */
+    int qkvg_dim; /* 2·key_dim + 2·value_dim: a token's q, k, v and g side by side */
     float normalizer;
     int fuse_norm;
 } gla_dims;
@@ -70,8 +70,8 @@ typedef struct gla_dims {
  * activations (the op table's type), float ones fp32 */
 typedef struct layer_acts {
     float *attn_rstd;                     /* [n]: norm of the layer input */
-    void *proj;                           /* [n,proj_dim]: a token's q, k, v, g, r side by side */
-    void *gk;                             /* [n,key_dim] (after logsigmoid) */
+    void *qkvg;                           /* [n,qkvg_dim]: a token's q, k, v, g side by side */
+    void *gk_low, *gk;                    /* [n,R], [n,key_dim] (after logsigmoid) */
     void *o;                              /* recurrence out */
     float *gn_rstd;                       /* [n·H] */
 } layer_acts;
@@ -86,8 +86,9 @@ typedef struct grad_scratch {
     void *y_value;               /* [n,value_dim] the gated norm's output */
     float *checkpoints;          /* the recurrence's states at chunk starts */
     void *y, *o;                 /* [n,value_dim] gradients */
-    void *proj;                  /* [n,proj_dim] the gradients of q, k, v, g, r, as layer_acts' */
+    void *qkvg;                  /* [n,qkvg_dim] the gradients of q, k, v, g, as layer_acts' */
     void *gk, *gk_pre;           /* [n,key_dim] */
+    void *gk_low;                /* [n,R] */
 } grad_scratch;
 
 typedef struct gla_model {
@@ -134,7 +135,7 @@ static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_l
     if (lm_read_head_widths(cfg, c->s.D, c->H, &c->key_dim, &c->value_dim, err, err_len))
         return -1;
     c->dk = c->key_dim / c->H, c->dv = c->value_dim / c->H;
-    c->proj_dim = 2 * c->key_dim + 2 * c->value_dim + c->R;
+    c->qkvg_dim = 2 * c->key_dim + 2 * c->value_dim;
     int64_t normalizer = lm_opt_int(cfg, "gate_logit_normalizer");
     if (normalizer < 1) {
         snprintf(err, err_len, "gate_logit_normalizer = %lld: expected a positive whole number", (long long)normalizer);
@@ -146,7 +147,7 @@ static int read_dims(const lm_options *cfg, gla_dims *c, char *err, size_t err_l
 }
 
 /* matrices: normal, with weight decay; vectors: ones (norms) or zeros (bias),
- * without; q_proj, k_proj, v_proj, g_proj and gk_proj.0 joined, one [proj_dim, D] matrix */
+ * without; q_proj, k_proj, v_proj and g_proj joined, one [qkvg_dim, D] matrix */
 static void add_layer_params(void *model, int l)
 {
     gla_model *m = model;
@@ -161,7 +162,6 @@ static void add_layer_params(void *model, int l)
     lm_model_add_layer_param(b, l, "attn.g_proj.weight", c->value_dim, c->s.D, FLAME_INIT_NORMAL);
     lm_model_join_last(b);
     lm_model_add_layer_param(b, l, "attn.gk_proj.0.weight", c->R, c->s.D, FLAME_INIT_NORMAL);
-    lm_model_join_last(b);
     lm_model_add_layer_param(b, l, "attn.gk_proj.1.weight", c->key_dim, c->R, FLAME_INIT_NORMAL);
     lm_model_add_layer_param(b, l, "attn.gk_proj.1.bias", c->key_dim, 0, FLAME_INIT_ZEROS);
     lm_model_add_layer_param(b, l, "attn.o_proj.weight", c->s.D, c->value_dim, FLAME_INIT_NORMAL);
@@ -175,11 +175,6 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
     const gla_kernels *kern = gla_kernels_for(ops->backend);
     if (!kern) {
         snprintf(err, err_len, "no kernels for backend %s in this build", ops->backend);
-        return NULL;
-    }
-    if (!FLAME_OPS_HAS(ops, matmul_backward_strided)) {
-        snprintf(err, err_len, "the %s op table lacks the strided products (a core older than ABI 5.14)",
-                 ops->backend);
         return NULL;
     }
     gla_dims c = {0};
@@ -202,7 +197,8 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
 static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, size_t n)
 {
     A->attn_rstd = lm_take_floats(cv, n);
-    A->proj = lm_take_acts(cv, n * c->proj_dim);
+    A->qkvg = lm_take_acts(cv, n * c->qkvg_dim);
+    A->gk_low = lm_take_acts(cv, n * c->R);
     A->gk = lm_take_acts(cv, n * c->key_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->gn_rstd = lm_take_floats(cv, n * c->H);
@@ -216,9 +212,10 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const
     d->y_value = lm_take_acts(cv, n * c->value_dim);
     d->y = lm_take_acts(cv, n * c->value_dim);
     d->o = lm_take_acts(cv, n * c->value_dim);
-    d->proj = lm_take_acts(cv, n * c->proj_dim);
+    d->qkvg = lm_take_acts(cv, n * c->qkvg_dim);
     d->gk = lm_take_acts(cv, n * c->key_dim);
     d->gk_pre = lm_take_acts(cv, n * c->key_dim);
+    d->gk_low = lm_take_acts(cv, n * c->R);
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -263,23 +260,23 @@ static float *work(const gla_model *m) { return m->base.ops->borrow_scratch(m->w
 static gla_recurrence_dims recurrence_dims(const gla_model *m)
 {
     gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
-                             m->base.batch.cu_backend, 0, m->c.proj_dim};
+                             m->base.batch.cu_backend, 0, m->c.qkvg_dim};
     return d;
 }
 
-/* q, k, v, g or r (i = 0 to 4) of a [n,proj_dim] buffer of them side by side */
-enum { PART_Q, PART_K, PART_V, PART_G, PART_R };
-static void *part(const gla_model *m, void *proj, int i)
+/* q, k, v or g (i = 0 to 3) of a [n,qkvg_dim] buffer of them side by side */
+enum { PART_Q, PART_K, PART_V, PART_G };
+static void *part(const gla_model *m, void *qkvg, int i)
 {
-    static const int keys_before[] = {0, 1, 2, 2, 2}, values_before[] = {0, 0, 0, 1, 2};
+    static const int keys_before[] = {0, 1, 2, 2}, values_before[] = {0, 0, 0, 1};
     size_t at = (size_t)keys_before[i] * m->c.key_dim + (size_t)values_before[i] * m->c.value_dim;
-    return lm_act_at(m->base.ops, proj, at);
+    return lm_act_at(m->base.ops, qkvg, at);
 }
 
-/* the gate's rows for the gated norm: heads of dv in rows proj_dim apart */
+/* the gate's rows for the gated norm: heads of dv in rows qkvg_dim apart */
 static gla_gate_rows gate_rows(const gla_model *m)
 {
-    gla_gate_rows r = {m->c.H, (size_t)m->c.proj_dim};
+    gla_gate_rows r = {m->c.H, (size_t)m->c.qkvg_dim};
     return r;
 }
 
@@ -293,25 +290,25 @@ static void attn_forward(void *model, int l)
     int n = m->base.batch.n;
     /* pre-norm */
     ops->rmsnorm_forward(m->d.a, A->attn_rstd, m->base.resid[l], W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
-    /* projections: q, k, v, g and the forget gates' low-rank r in one */
-    ops->matmul_forward(A->proj, m->d.a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->proj_dim);
-    void *q = part(m, A->proj, PART_Q), *k = part(m, A->proj, PART_K), *v = part(m, A->proj, PART_V);
+    /* projections: q, k, v, g in one */
+    ops->matmul_forward(A->qkvg, m->d.a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->qkvg_dim);
+    void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
     gla_gate_rows gr = gate_rows(m);
-    /* forget gates: r's product, then logsigmoid / normalizer in place */
-    ops->matmul_forward_strided(A->gk, part(m, A->proj, PART_R), (size_t)c->proj_dim, W(m, l, P_GK1),
-                                W(m, l, P_GK1_BIAS), NULL, n, c->R,
+    /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
+    ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, NULL, n, c->s.D, c->R);
+    ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
                         c->key_dim);
     m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
     /* the recurrence, then the gated per-head norm */
     if (m->base.decoding) { /* the states [L, B, H, dk, dv] */
         size_t per_layer = (size_t)n * c->H * c->dk * c->dv; /* n = B sequences of one token */
         m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, q, k, v, A->gk, n, c->H, c->dk,
-                                 c->dv, 1.0f / sqrtf((float)c->dk), c->proj_dim);
+                                 c->dv, 1.0f / sqrtf((float)c->dk), c->qkvg_dim);
     } else {
         gla_recurrence_dims rd = recurrence_dims(m);
         m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, A->gk, &rd, work(m), m->n_work);
     }
-    m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, part(m, A->proj, PART_G), &gr, W(m, l, P_G_NORM),
+    m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, part(m, A->qkvg, PART_G), &gr, W(m, l, P_G_NORM),
                                n * c->H, c->dv, c->s.eps);
     /* output projection, onto the residual */
     ops->matmul_forward(m->base.mid[l], m->d.y_value, W(m, l, P_O), NULL, m->base.resid[l], n,
@@ -344,7 +341,7 @@ static int gla_decode_forward(void *model, void *state, const int32_t *tokens, i
 
 /* ------------------------------------------------------------------ backward */
 
-/* from d_resid = ∂loss/∂mid to d.o and g's part of d.proj: through o_proj and the gated norm */
+/* from d_resid = ∂loss/∂mid to d.o and g's part of d.qkvg: through o_proj and the gated norm */
 static void attn_output_backward(gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
@@ -352,15 +349,15 @@ static void attn_output_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     gla_gate_rows gr = gate_rows(m);
-    void *g = part(m, A->proj, PART_G);
+    void *g = part(m, A->qkvg, PART_G);
     m->kern->gate_norm_forward(d->y_value, A->gn_rstd, A->o, g, &gr, W(m, l, P_G_NORM), n * c->H, c->dv, c->s.eps);
     m->base.ops->matmul_backward(d->y, FLAME_GRAD_SET, dW(m, l, P_O), NULL, m->base.d_resid, d->y_value,
                                  W(m, l, P_O), n, c->value_dim, c->s.D);
-    m->kern->gate_norm_backward(d->o, part(m, d->proj, PART_G), dW(m, l, P_G_NORM), d->y, A->o, g, &gr,
+    m->kern->gate_norm_backward(d->o, part(m, d->qkvg, PART_G), dW(m, l, P_G_NORM), d->y, A->o, g, &gr,
                                 W(m, l, P_G_NORM), A->gn_rstd, n * c->H, c->dv);
 }
 
-/* from d.o to q's, k's, v's and r's parts of d.proj (and the gate logits' gradient d.gk_pre) */
+/* from d.o to q's, k's and v's parts of d.qkvg and the gate logits' gradients d.gk_pre, d.gk_low */
 static void attn_core_backward(gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
@@ -369,14 +366,13 @@ static void attn_core_backward(gla_model *m, int l)
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
     gla_recurrence_dims rd = recurrence_dims(m);
-    void *q = part(m, A->proj, PART_Q), *k = part(m, A->proj, PART_K), *v = part(m, A->proj, PART_V);
+    void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
     m->kern->recurrence_forward(NULL, d->checkpoints, NULL, k, v, A->gk, &rd, work(m), m->n_work);
-    m->kern->recurrence_backward(part(m, d->proj, PART_Q), part(m, d->proj, PART_K), part(m, d->proj, PART_V), d->gk,
+    m->kern->recurrence_backward(part(m, d->qkvg, PART_Q), part(m, d->qkvg, PART_K), part(m, d->qkvg, PART_V), d->gk,
                                  d->o, q, k, v, A->gk, d->checkpoints, &rd, work(m), m->n_work);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
-    m->base.ops->matmul_backward_strided(part(m, d->proj, PART_R), FLAME_GRAD_SET, dW(m, l, P_GK1),
-                                         dW(m, l, P_GK1_BIAS), d->gk_pre, part(m, A->proj, PART_R),
-                                         (size_t)c->proj_dim, W(m, l, P_GK1), n, c->R, c->key_dim);
+    m->base.ops->matmul_backward(d->gk_low, FLAME_GRAD_SET, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre,
+                                 A->gk_low, W(m, l, P_GK1), n, c->R, c->key_dim);
 }
 
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */
@@ -391,7 +387,8 @@ static void attn_input_backward(gla_model *m, int l)
     ops->rmsnorm_forward(d->a, A->attn_rstd, x, W(m, l, P_ATTN_NORM), n, c->s.D, c->s.eps);
     const lm_prenorm norm = {x, d->a, W(m, l, P_ATTN_NORM), dW(m, l, P_ATTN_NORM), A->attn_rstd, NULL, NULL, NULL, NULL};
     const lm_projection proj[] = {
-        {W(m, l, P_Q), dW(m, l, P_Q), d->proj, c->proj_dim, NULL}, /* Wq, Wk, Wv, Wg, W0 joined */
+        {W(m, l, P_Q), dW(m, l, P_Q), d->qkvg, c->qkvg_dim, NULL}, /* Wq, Wk, Wv, Wg joined */
+        {W(m, l, P_GK0), dW(m, l, P_GK0), d->gk_low, c->R, NULL},
     };
     lm_prenorm_backward(ops, &norm, proj, LM_COUNT(proj), m->base.d_x, m->base.d_resid, n, c->s.D);
 }
