@@ -47,7 +47,9 @@
  * tile, and the ring's buffers */
 template <int HD> struct hopper_tiling {
     static constexpr int FWD_KEYS = 128;
-    static constexpr int DQ_KEYS = 64;
+    /* at head dim 64 a dq tile of 128 keys halves the walk's waits and
+     * still fits the consumers' registers (p and dS, 64 values each) */
+    static constexpr int DQ_KEYS = HD == 64 ? 128 : 64;
     static constexpr int DKDV_QUERIES = 64;
     static constexpr int STAGES = 3;
     /* buffers of the cells' own rows: two where they fit, so that the next
