@@ -110,8 +110,9 @@ template <int KT> static __device__ __forceinline__ void keep(uint32_t (&a)[KT][
 /* ------------------------------------------------------------------ instructions */
 
 /* d (64×N) = A·B, or += with accumulate; A and B from descriptors (wgmma_ss)
- * or A from registers (wgmma_rs); TRANS_B 1 for a cols_operand B. The
- * accumulator's registers are the instruction's first operands, %0 on. */
+ * or A from registers (wgmma_rs); TRANS_B 1 for a cols_operand B, TRANS_A 1
+ * for a cols_operand A (its columns the product's rows). The accumulator's
+ * registers are the instruction's first operands, %0 on. */
 #define WGMMA_D(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define WGMMA_D64 WGMMA_D(0), WGMMA_D(1), WGMMA_D(2), WGMMA_D(3), WGMMA_D(4), WGMMA_D(5), WGMMA_D(6), WGMMA_D(7)
 #define WGMMA_D128 \
@@ -126,13 +127,13 @@ template <int KT> static __device__ __forceinline__ void keep(uint32_t (&a)[KT][
 /* the predicate that makes the instruction add (scale-d) */
 #define WGMMA_SCALE_D(k) "{\n.reg .pred p;\nsetp.ne.b32 p, %" #k ", 0;\n"
 
-template <int TRANS_B>
+template <int TRANS_B, int TRANS_A = 0>
 static __device__ __forceinline__ void wgmma_ss(float (&d)[8][4], uint64_t a, uint64_t b, int accumulate)
 {
     asm volatile(WGMMA_SCALE_D(34) "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" WGMMA_R64
-                 "}, %32, %33, p, 1, 1, 0, %35;\n}"
+                 "}, %32, %33, p, 1, 1, %36, %35;\n}"
                  : WGMMA_D64
-                 : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B));
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B), "n"(TRANS_A));
 }
 
 template <int TRANS_B>
@@ -145,13 +146,13 @@ static __device__ __forceinline__ void wgmma_rs(float (&d)[8][4], const uint32_t
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TRANS_B));
 }
 
-template <int TRANS_B>
+template <int TRANS_B, int TRANS_A = 0>
 static __device__ __forceinline__ void wgmma_ss(float (&d)[16][4], uint64_t a, uint64_t b, int accumulate)
 {
     asm volatile(WGMMA_SCALE_D(66) "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" WGMMA_R128
-                 "}, %64, %65, p, 1, 1, 0, %67;\n}"
+                 "}, %64, %65, p, 1, 1, %68, %67;\n}"
                  : WGMMA_D128
-                 : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B));
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B), "n"(TRANS_A));
 }
 
 template <int TRANS_B>
@@ -193,6 +194,16 @@ static __device__ __forceinline__ void wg_product_regs(float (&d)[N / 8][4], con
 #pragma unroll
     for (int s = 0; s < KT; s++)
         wgmma_rs<1>(d, a[s], cols_operand<RB>(b, s), 1);
+}
+
+/* d (64×N) = tile a's transpose (16·KT rows of RA, its 64 columns the
+ * product's rows) · tile b (16·KT rows of RB, N columns): both cols_operands */
+template <int N, int KT, int RA, int RB>
+static __device__ __forceinline__ void wg_product_cols(float (&d)[N / 8][4], const act_t *a, const act_t *b)
+{
+#pragma unroll
+    for (int s = 0; s < KT; s++)
+        wgmma_ss<1, 1>(d, cols_operand<RA>(a, s), cols_operand<RB>(b, s), s > 0);
 }
 
 #endif

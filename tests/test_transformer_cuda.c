@@ -22,7 +22,9 @@
  *    place and backward, varlen;
  *  - q, k and v as column blocks of one buffer (a joined projection's
  *    output, rows a stride apart): rotary, the attention (both kernel
- *    sets) and its gradients give the packed layout's values bit for bit;
+ *    sets) and its gradients give the packed layout's values bit for bit
+ *    (on Hopper at head dim 64 two runs of the backward that sums dq across
+ *    blocks in turns: the order of its sums is fixed);
  *  - generation's attention step, several positions in a row after a cache
  *    of random positions, with GQA, windows and head dims 16 to 128, and
  *    the caches it writes (keys rotated), also from a joined buffer;
@@ -117,7 +119,7 @@ static void test_attention(const char *name, const int32_t *cu, int n_seqs, int 
     float *lse_d = dev_poisoned(in.nrows * sizeof(float));
     void *dq_d = dev_poisoned(in.nq * dev->act_bytes), *dk_d = dev_poisoned(in.nkv * dev->act_bytes);
     void *dv_d = dev_poisoned(in.nkv * dev->act_bytes);
-    float *work = dev_alloc(gpu_k->attention_work_floats(in.n, H) * sizeof(float));
+    float *work = dev_alloc(gpu_k->attention_work_floats(in.n, H, hd) * sizeof(float));
     gpu_k->attention_forward(o_d, lse_d, q_d, k_d, v_d, &d);
     gpu_k->attention_backward(dq_d, dk_d, dv_d, dout_d, o_d, lse_d, q_d, k_d, v_d, &d, work);
     compare("attention o", shape, acts_to_host(o_d, in.nq), o, in.nq, TOL_BF16);
@@ -210,7 +212,7 @@ static void test_attention_joined(const char *name, const int32_t *cu, int n_seq
     void *o_d = dev_alloc(in.nq * act), *dq_d = dev_alloc(in.nq * act), *dk_d = dev_alloc(in.nkv * act);
     void *dv_d = dev_alloc(in.nkv * act);
     float *lse_d = dev_alloc(in.nrows * sizeof(float));
-    float *work = dev_alloc(gpu_k->attention_work_floats(n, H) * sizeof(float));
+    float *work = dev_alloc(gpu_k->attention_work_floats(n, H, hd) * sizeof(float));
     gpu_k->attention_forward(o_d, lse_d, q_d, k_d, v_d, &d);
     gpu_k->attention_backward(dq_d, dk_d, dv_d, dout_d, o_d, lse_d, q_d, k_d, v_d, &d, work);
     /* joined */
@@ -484,7 +486,7 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
     void *o = dev_alloc(nq * act), *dq = dev_alloc(nq * act), *dk = dev_alloc(nkv * act);
     void *dv = dev_alloc(nkv * act);
     float *lse = dev_alloc((size_t)n * H * sizeof(float));
-    float *work = dev_alloc(gpu_k->attention_work_floats(n, H) * sizeof(float));
+    float *work = dev_alloc(gpu_k->attention_work_floats(n, H, hd) * sizeof(float));
     double fwd = 0, bwd = 0;
     for (int r = -1; r < reps; r++) { /* r = -1 warms up */
         cudaDeviceSynchronize();

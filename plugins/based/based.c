@@ -507,7 +507,7 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     m->d.a = lm_take_acts(cv, n * m->c.s.D);
     for (int i = 0; i < N_BUFFERS; i++)
         m->d.buf[i] = lm_take_acts(cv, n * widest(&m->c));
-    m->d.attn_work = count_kind(m, MIX_SLIDING) ? lm_take_floats(cv, m->attn->attention_work_floats((int)n, m->c.H))
+    m->d.attn_work = count_kind(m, MIX_SLIDING) ? lm_take_floats(cv, m->attn->attention_work_floats((int)n, m->c.H, m->c.hd))
                                                 : NULL;
 }
 

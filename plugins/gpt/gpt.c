@@ -298,7 +298,7 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     grad_scratch *d = &m->d;
     d->o = lm_take_acts(cv, n * D);
     d->qkv = lm_take_acts(cv, n * 3 * D);
-    d->attn_work = lm_take_floats(cv, m->kern->attention_work_floats((int)n, m->c.H));
+    d->attn_work = lm_take_floats(cv, m->kern->attention_work_floats((int)n, m->c.H, m->c.hd));
 }
 
 static int gpt_reserve(void *model, int B, int T, char *err, size_t err_len)

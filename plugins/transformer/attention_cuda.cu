@@ -212,8 +212,10 @@ static __global__ void __launch_bounds__(32 * WARPS)
  * bandwidth) */
 #define DOT_LANES 8
 
+/* D of every row, and the row's turn counter (when the backward has them,
+ * else NULL) set back to 0 */
 template <int W>
-static __global__ void row_dots(float *D, const act_t *dout, const act_t *o, int rows, int hd)
+static __global__ void row_dots(float *D, int *turns, const act_t *dout, const act_t *o, int rows, int hd)
 {
     int row = blockIdx.x * (CUDA_BLOCK / DOT_LANES) + threadIdx.x / DOT_LANES, lane = threadIdx.x % DOT_LANES;
     float sum = 0.0f;
@@ -228,8 +230,11 @@ static __global__ void row_dots(float *D, const act_t *dout, const act_t *o, int
         }
     for (int offset = DOT_LANES / 2; offset > 0; offset /= 2) /* every lane: the row's group */
         sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    if (row < rows && lane == 0)
+    if (row < rows && lane == 0) {
         D[row] = sum;
+        if (turns)
+            turns[row] = 0;
+    }
 }
 
 /* ------------------------------------------------------------------ backward: dk, dv */
@@ -433,7 +438,10 @@ const char *attention_unsupported_head_dim_cuda(int hd)
     return "the cuda attention takes head dims that are multiples of 16 up to 128";
 }
 
-size_t attention_work_floats_cuda(int n, int H) { return (size_t)n * H; }
+size_t attention_work_floats_cuda(int n, int H, int hd)
+{
+    return (size_t)n * H + attention_hopper_scratch_floats(n, H, hd);
+}
 
 /* run(std::integral_constant<int, HD>) for the head dim hd, one of
  * FOR_EACH_HEAD_DIM's; any other exits with the reason */
@@ -479,10 +487,11 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
     check_strides(d);
     int rows = n * d->H;
     unsigned blocks = (unsigned)((rows + CUDA_BLOCK / DOT_LANES - 1) / (CUDA_BLOCK / DOT_LANES));
+    int *turns = attention_hopper_turns(work, n, d->H, d->hd);
     if (vectorizable(d->hd, dout, o))
-        row_dots<ACT_VEC><<<blocks, CUDA_BLOCK>>>(work, act(dout), act(o), rows, d->hd);
+        row_dots<ACT_VEC><<<blocks, CUDA_BLOCK>>>(work, turns, act(dout), act(o), rows, d->hd);
     else
-        row_dots<1><<<blocks, CUDA_BLOCK>>>(work, act(dout), act(o), rows, d->hd);
+        row_dots<1><<<blocks, CUDA_BLOCK>>>(work, turns, act(dout), act(o), rows, d->hd);
     CUDA_CHECK_LAUNCH();
     if (attention_hopper_applies(d->hd)) {
         attention_hopper_backward(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k),

@@ -4,7 +4,9 @@
  * and a dq kernel walking key tiles, so that the backward is deterministic
  * without atomics) with warpgroup products (kernels/wgmma.cuh) in place of
  * mma.sync and the tensor memory accelerator (kernels/tma.cuh) in place of
- * cp.async.
+ * cp.async. At head dim 64 the backward is one kernel instead, which sums dq
+ * in a fixed order (its section below); head dim 128 leaves it neither the
+ * shared memory nor the registers.
  *
  * The kernels are persistent: a block per SM (or per cell when there are
  * fewer) takes grid_of's cells (attention_math.cuh's query_rows and key_rows)
@@ -47,9 +49,7 @@
  * tile, and the ring's buffers */
 template <int HD> struct hopper_tiling {
     static constexpr int FWD_KEYS = 128;
-    /* at head dim 64 a dq tile of 128 keys halves the walk's waits and
-     * still fits the consumers' registers (p and dS, 64 values each) */
-    static constexpr int DQ_KEYS = HD == 64 ? 128 : 64;
+    static constexpr int DQ_KEYS = 64;
     static constexpr int DKDV_QUERIES = 64;
     static constexpr int STAGES = 3;
     /* buffers of the cells' own rows: two where they fit, so that the next
@@ -78,11 +78,12 @@ template <int STAGES, int OWN> struct ring {
     uint64_t full[STAGES], empty[STAGES], own_full[OWN], own_empty[OWN];
     int own_cell[OWN];
 
-    /* by one thread, before the block's first barrier */
-    __device__ void init(int producer_arrivals)
+    /* by one thread, before the block's first barrier; own_users: the warps
+     * that hand a cell's own rows back (release_own) */
+    __device__ void init(int producer_arrivals, int own_users = CONSUMER_WARPS)
     {
         for (int i = 0; i < OWN; i++)
-            barrier_init(&own_full[i], 1), barrier_init(&own_empty[i], CONSUMER_WARPS);
+            barrier_init(&own_full[i], 1), barrier_init(&own_empty[i], own_users);
         for (int s = 0; s < STAGES; s++)
             barrier_init(&full[s], producer_arrivals), barrier_init(&empty[s], CONSUMER_WARPS);
         barrier_init_fence();
@@ -96,7 +97,8 @@ template <int STAGES, int OWN> struct ring {
     }
     __device__ uint64_t *own_copied(int k) { return &own_full[k % OWN]; }
     __device__ void wait_own(int k) { wait_phase(&own_full[k % OWN], (k / OWN) & 1); }
-    /* a consumer warp, once its last product reading cell k's own rows has completed */
+    /* a consumer warp, once its last product reading cell k's own rows has
+     * completed (a writer warp, once it has read own_cell) */
     __device__ void release_own(int k)
     {
         if (lane_id() == 0)
@@ -145,12 +147,15 @@ template <int STAGES, int OWN> static size_t shared_bytes(size_t values, size_t 
     return values * sizeof(act_t) + floats * sizeof(float) + sizeof(ring<STAGES, OWN>) + WGMMA_ALIGN;
 }
 
-/* the cells a persistent kernel walks: grid_of's X × Y, taken y-major */
+/* the cells a persistent kernel walks: grid_of's X × Y, taken y-major, or
+ * (the fused backward's) x-major from the last y */
 struct cells {
     int X, Y;
     __device__ int count() const { return X * Y; }
     __device__ int x(int cell) const { return cell % X; }
     __device__ int y(int cell) const { return cell / X; }
+    __device__ int x_by_sequence(int cell) const { return cell / Y; }
+    __device__ int y_by_sequence(int cell) const { return Y - 1 - cell % Y; }
 };
 
 /* A kernel's cells are dealt in order from a counter in global memory, as
@@ -161,7 +166,7 @@ struct cells {
 struct dispenser {
     unsigned taken, finished;
 };
-static __device__ dispenser forward_cells, dkdv_cells, dq_cells;
+static __device__ dispenser forward_cells, dkdv_cells, dq_cells, fused_cells;
 
 /* the next cell that has rows (empty(cell) false), −1 when none is left */
 template <typename Empty> static __device__ int next_cell(dispenser *d, int count, Empty empty)
@@ -340,15 +345,16 @@ static __global__ void __launch_bounds__(THREADS, 1)
 
 /* One query tile of QT queries from qs (their lse in log2 units and D in
  * slse, sD) for the warpgroup's 64 keys (rows row0.. of the block's K and V
- * tiles; the warp's first is `first` of the sequence) */
+ * tiles; the warp's first is `first` of the sequence); the warp's rows of dSᵀ
+ * (bf16, as a product's A operand) left in da */
 template <int HD, int QT>
 static __device__ __forceinline__ void dkdv_tile(float (&dk)[HD / 8][4], float (&dv)[HD / 8][4],
-                                                 const act_t *sk, const act_t *sv, const act_t *sq,
-                                                 const act_t *sdo, const float *slse, const float *sD,
-                                                 int row0, int first, int qs, const attn_args &a)
+                                                 uint32_t (&da)[QT / 16][4], const act_t *sk, const act_t *sv,
+                                                 const act_t *sq, const act_t *sdo, const float *slse,
+                                                 const float *sD, int row0, int first, int qs, const attn_args &a)
 {
     float pt[QT / 8][4], dst[QT / 8][4];
-    uint32_t pa[QT / 16][4], da[QT / 16][4];
+    uint32_t pa[QT / 16][4];
     wgmma_fence();
     wg_product_rows<QT, HD, BLOCK_ROWS>(pt, sk, row0, sq, false); /* Sᵀ = K Qᵀ */
     wgmma_commit();
@@ -410,6 +416,38 @@ static __device__ __forceinline__ void produce_query_tiles(ring<STAGES, OWN> *qs
     }
 }
 
+/* The dk/dv kernels' producer warp: the cells of `cells_left` (`count` of
+ * them, cell i at x_of(i), y_of(i)) one after another, each as
+ * produce_query_tiles copies it; when none is left, an arrival without a copy
+ * (own_cell −1) tells the other warps. */
+template <int HD, int QT, int STAGES, int OWN, typename X, typename Y>
+static __device__ __forceinline__ void produce_key_cells(ring<STAGES, OWN> *qs_ring, dispenser *cells_left, X x_of,
+                                                         Y y_of, int count, act_t *sk, act_t *sv, act_t *sq,
+                                                         act_t *sdo, float *slse, float *sD, const float *lse,
+                                                         const float *D, const CUtensorMap *qmap,
+                                                         const CUtensorMap *domap, const CUtensorMap *kmap,
+                                                         const CUtensorMap *vmap, const attn_args &a)
+{
+    auto empty = [&](int cell) { return key_rows<HD, BLOCK_ROWS, QT>(a, x_of(cell), y_of(cell)).empty(); };
+    for (int k = 0, n0 = 0;; k++) {
+        int cell = 0;
+        if (lane_id() == 0) {
+            qs_ring->acquire_own(k);
+            cell = qs_ring->own_cell[k % OWN] = next_cell(cells_left, count, empty);
+        }
+        cell = __shfl_sync(0xffffffffu, cell, 0);
+        if (cell < 0) {
+            if (lane_id() == 0)
+                barrier_arrive(qs_ring->own_copied(k));
+            return;
+        }
+        const key_rows<HD, BLOCK_ROWS, QT> b(a, x_of(cell), y_of(cell));
+        produce_query_tiles<HD, QT, STAGES, OWN>(qs_ring, sk, sv, sq, sdo, slse, sD, lse, D, qmap, domap, kmap, vmap,
+                                                 b, k, n0);
+        n0 += b.steps();
+    }
+}
+
 /* Shared: [OWN] of K, V [128]; Q, dO [STAGES][QT] swizzled rows; lse, D
  * [STAGES][QT] floats; the ring. The producer's whole warp writes lse and D, so a
  * buffer's full barrier counts 32 arrivals. */
@@ -432,26 +470,11 @@ static __global__ void __launch_bounds__(THREADS, 1)
 
     if (warpgroup_id() == 0) { /* the producer */
         registers_down<PRODUCER_REGS>();
-        if (threadIdx.x >= 32)
-            return;
-        auto empty = [&](int cell) { return key_rows<HD, BLOCK_ROWS, QT>(a, c.x(cell), c.y(cell)).empty(); };
-        for (int k = 0, n0 = 0;; k++) {
-            int cell = 0;
-            if (lane_id() == 0) {
-                qs_ring->acquire_own(k);
-                cell = qs_ring->own_cell[k % OWN] = next_cell(&dkdv_cells, c.count(), empty);
-            }
-            cell = __shfl_sync(0xffffffffu, cell, 0);
-            if (cell < 0) {
-                if (lane_id() == 0)
-                    barrier_arrive(qs_ring->own_copied(k));
-                return;
-            }
-            const key_rows<HD, BLOCK_ROWS, QT> b(a, c.x(cell), c.y(cell));
-            produce_query_tiles<HD, QT, STAGES, OWN>(qs_ring, sk, sv, sq, sdo, slse, sD, lse, D, &qmap, &domap,
-                                                     &kmap, &vmap, b, k, n0);
-            n0 += b.steps();
-        }
+        if (threadIdx.x < 32)
+            produce_key_cells<HD, QT, STAGES, OWN>(qs_ring, &dkdv_cells, [&](int cell) { return c.x(cell); },
+                                                   [&](int cell) { return c.y(cell); }, c.count(), sk, sv, sq, sdo,
+                                                   slse, sD, lse, D, &qmap, &domap, &kmap, &vmap, a);
+        return;
     }
     registers_up<CONSUMER_REGS>();
     for (int k = 0, n0 = 0;; k++) {
@@ -467,9 +490,10 @@ static __global__ void __launch_bounds__(THREADS, 1)
         for (int t = 0; t < b.steps(); t++) {
             int n = n0 + t, s = n % STAGES, qs = b.step_start(t);
             qs_ring->wait(n);
+            uint32_t da[QT / 16][4];
             if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
-                dkdv_tile<HD, QT>(dk_acc, dv_acc, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD, slse + s * QT,
-                                  sD + s * QT, row0, first, qs, a);
+                dkdv_tile<HD, QT>(dk_acc, dv_acc, da, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD,
+                                  slse + s * QT, sD + s * QT, row0, first, qs, a);
             qs_ring->release(n);
         }
         qs_ring->release_own(k);
@@ -579,6 +603,276 @@ static __global__ void __launch_bounds__(THREADS, 1)
 #endif
 }
 
+/* ------------------------------------------------------------------ backward in one kernel (head dim 64) */
+
+/* At head dim 64 one kernel makes dk, dv and dq: the dk/dv kernel's walk (a
+ * cell's 128 keys against the query tiles that see them), where each tile's
+ * dS is also multiplied by the cell's keys into the tile's share of dq: five
+ * products a tile pair where the two kernels make seven. A query tile's
+ * shares come from every cell that sees it, in other blocks, and are summed
+ * into an fp32 tensor in a fixed order, so that the sums are the same on every
+ * run: first the cell holding the tile's last row, which stores its share,
+ * then the cells before it one by one, each adding its own once the one after
+ * it has (a turn counter per query tile and head, cleared with D by
+ * row_dots, counts the shares in). A sequence's cells are dealt one after
+ * another from its last: they start about together, and cell y + 1, whose
+ * walk begins two query tiles further on, reaches any tile two tiles' time
+ * before cell y does, so a turn has mostly come when it is wanted; and the
+ * sums of the few sequences in flight stay in L2 (dealt as the dk/dv kernel
+ * deals, every sequence's first cell before any second one, the adds went
+ * to DRAM and the kernel ran 15 % slower). A pass after the kernel writes dq
+ * from the sums.
+ *
+ * A block: the producer warp as the dk/dv kernel's; three writer warps,
+ * which take the tiles' shares in turn (tile n the writer n % 3): each waits
+ * for its share, then for the tile's turn, stores or adds the share (one
+ * thread issuing tensor-memory writes, all 32 for the rows of a sequence's
+ * last, partial tile when it is the first share, as a copy of 64 rows would
+ * overwrite the next sequence's), and passes the turn on once the writes have
+ * landed; and the two consumers, each writing its 64 rows of the tile's dSᵀ to
+ * shared memory, one of them (tile n: consumer n % 2) then making the share
+ * (64 queries × 64, the depth the cell's 128 keys) into an fp32 tile. */
+
+#define WRITERS 3 /* warps 1..3 of the producer's warpgroup */
+
+/* the barriers besides the ring's: dSᵀ's two buffers (full when both
+ * consumers have written their rows, empty when the share's product has read
+ * them) and the shares' WRITERS tiles (full when made, empty when written out) */
+struct share_barriers {
+    uint64_t ds_full[2], ds_empty[2], share_full[WRITERS], share_empty[WRITERS];
+
+    /* by one thread, before the ring's init (whose fence covers these) */
+    __device__ void init()
+    {
+        for (int i = 0; i < 2; i++)
+            barrier_init(&ds_full[i], CONSUMER_WARPS), barrier_init(&ds_empty[i], CONSUMER_WARPS / 2);
+        for (int i = 0; i < WRITERS; i++)
+            barrier_init(&share_full[i], CONSUMER_WARPS / 2), barrier_init(&share_empty[i], 1);
+    }
+};
+
+static __device__ __forceinline__ int load_acquire(const int *p)
+{
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+static __device__ __forceinline__ void store_release(int *p, int v)
+{
+    asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+/* the warp's 16 rows of dSᵀ (da, A-operand registers: keys from row r0 of
+ * the tile, queries its QT = 64 columns) into a swizzled [keys, 64] bf16 tile */
+template <int QT>
+static __device__ __forceinline__ void store_ds_rows(act_t *tile, int r0, const uint32_t (&da)[QT / 16][4])
+{
+    unsigned char *base = reinterpret_cast<unsigned char *>(tile);
+    int lane = lane_id();
+#pragma unroll
+    for (int s = 0; s < QT / 16; s++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = r0 + lane / 4 + 8 * (e % 2), c = 16 * s + 8 * (e / 2) + 2 * (lane % 4);
+            *reinterpret_cast<uint32_t *>(base + r * 128 + ((c / 8) ^ (r % 8)) * 16 + c % 8 * 2) = da[s][e];
+        }
+}
+
+/* a warpgroup's 64 × HD fp32 accumulator (the warp's rows from 16 · its
+ * warp) into a share tile (tma.cuh's sum_tile_at layout) */
+template <int QT, int HD>
+static __device__ __forceinline__ void store_share(float *tile, const float (&acc)[HD / 8][4])
+{
+    int r0 = 16 * warpgroup_warp();
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int r = r0 + acc_row(2 * half), c = 8 * j + acc_col(0);
+            *reinterpret_cast<float2 *>(tile + sum_tile_at<QT>(r, c)) =
+                make_float2(acc[j][2 * half], acc[j][2 * half + 1]);
+        }
+}
+
+/* where a fused kernel's pieces lie: the sums of dq and their turn counters */
+struct dq_sums {
+    float *sums; /* [tokens, H, HD] */
+    int *turns;  /* [tokens, H]: the query tile starting at the token */
+};
+
+/* A writer warp: the block's cells as the consumers take them (own_cell),
+ * and of their tiles n those with n % WRITERS == writer. */
+template <int HD, int QT, int STAGES, int OWN>
+static __device__ __forceinline__ void write_shares(ring<STAGES, OWN> *qs_ring, share_barriers *sb,
+                                                    const float *shares, const CUtensorMap *sum_map, dq_sums out,
+                                                    const attn_args &a, const cells &c, int writer)
+{
+    int lane = lane_id();
+    for (int k = 0, n0 = 0;; k++) {
+        qs_ring->wait_own(k);
+        int cell = qs_ring->own_cell[k % OWN];
+        __syncwarp();
+        qs_ring->release_own(k);
+        if (cell < 0)
+            return;
+        const key_rows<HD, BLOCK_ROWS, QT> b(a, c.x_by_sequence(cell), c.y_by_sequence(cell));
+        int y = c.y_by_sequence(cell);
+        for (int t = (writer - n0 % WRITERS + WRITERS) % WRITERS; t < b.steps(); t += WRITERS) {
+            int n = n0 + t, hq = b.step_head(t), qs = b.step_start(t), rows = min(QT, b.len - qs);
+            int turn = (qs + rows - 1) / BLOCK_ROWS - y; /* the cells after this one that see the tile */
+            int *counter = out.turns + (size_t)(b.begin + qs) * a.H + hq;
+            const float *share = shares + writer * QT * HD;
+            wait_phase(&sb->share_full[writer], (n / WRITERS) & 1);
+            if (lane == 0) {
+                while (load_acquire(counter) != turn)
+                    __nanosleep(32);
+                async_view_of_global();
+            }
+            __syncwarp();
+            if (turn == 0 && rows < QT) { /* only the sequence's rows: the next sequence's follow */
+                for (int i = lane; i < rows * HD / 4; i += 32) {
+                    int r = i / (HD / 4), col = i % (HD / 4) * 4;
+                    float4 v = *reinterpret_cast<const float4 *>(share + sum_tile_at<QT>(r, col));
+                    __stcg(reinterpret_cast<float4 *>(out.sums + ((size_t)(b.begin + qs + r) * a.H + hq) * HD + col),
+                           v);
+                }
+                __threadfence();
+            } else if (lane == 0) {
+                tma_sum_rows<QT, HD>(sum_map, share, hq, b.begin + qs, turn > 0);
+                tma_writes_wait();
+                async_view_of_global();
+            }
+            __syncwarp();
+            if (lane == 0) {
+                barrier_arrive(&sb->share_empty[writer]);
+                __threadfence();
+                store_release(counter, turn + 1);
+            }
+        }
+        n0 += b.steps();
+    }
+}
+
+/* A consumer's tile n: its rows of dSᵀ into buffer n % 2, and on its turn
+ * the tile's dq share from both consumers' rows into share tile n % WRITERS. */
+template <int HD, int QT>
+static __device__ __forceinline__ void make_share(share_barriers *sb, act_t *ds_tiles, float *shares,
+                                                  const act_t *k_rows, const uint32_t (&da)[QT / 16][4], int n,
+                                                  int row0)
+{
+    int p = n % 2, use = n / 2;
+    act_t *ds = ds_tiles + p * BLOCK_ROWS * QT;
+    if (use > 0)
+        wait_phase(&sb->ds_empty[p], (use - 1) & 1);
+    store_ds_rows<QT>(ds, row0 + 16 * warpgroup_warp(), da);
+    async_view_of_shared();
+    __syncwarp();
+    if (lane_id() == 0)
+        barrier_arrive(&sb->ds_full[p]);
+    if (p != warpgroup_id() - 1)
+        return;
+    int slot = n % WRITERS;
+    wait_phase(&sb->ds_full[p], use & 1);
+    if (n >= WRITERS)
+        wait_phase(&sb->share_empty[slot], (n / WRITERS - 1) & 1);
+    float dq[HD / 8][4];
+    wgmma_fence();
+    wg_product_cols<HD, BLOCK_ROWS / 16, BLOCK_ROWS, BLOCK_ROWS>(dq, ds, k_rows); /* dQ = dS K, this cell's keys */
+    wgmma_commit();
+    wgmma_wait<0>();
+    keep(dq);
+    if (lane_id() == 0)
+        barrier_arrive(&sb->ds_empty[p]);
+    store_share<QT, HD>(shares + slot * QT * HD, dq);
+    async_view_of_shared();
+    __syncwarp();
+    if (lane_id() == 0)
+        barrier_arrive(&sb->share_full[slot]);
+}
+
+/* Shared: [OWN] of K, V [128]; Q, dO [STAGES][QT] swizzled rows; dSᵀ [2][128]
+ * swizzled rows of QT; the shares [WRITERS][QT × HD] fp32; lse, D
+ * [STAGES][QT] floats; the ring and the share barriers. */
+template <int HD, int QT, int STAGES, int OWN>
+static __global__ void __launch_bounds__(THREADS, 1)
+    hopper_backward_kernel(act_t *dk, act_t *dv, dq_sums out, const float *lse, const float *D,
+                           const __grid_constant__ CUtensorMap qmap, const __grid_constant__ CUtensorMap domap,
+                           const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
+                           const __grid_constant__ CUtensorMap smap, attn_args a, cells c)
+{
+#ifdef FLAME_WGMMA
+    extern __shared__ unsigned char smem[];
+    act_t *sk = tiles_base(smem), *sv = sk + BLOCK_ROWS * HD, *sq = sk + OWN * 2 * BLOCK_ROWS * HD;
+    act_t *sdo = sq + STAGES * QT * HD, *sds = sdo + STAGES * QT * HD;
+    float *shares = reinterpret_cast<float *>(sds + 2 * BLOCK_ROWS * QT), *slse = shares + WRITERS * QT * HD;
+    float *sD = slse + STAGES * QT;
+    ring<STAGES, OWN> *qs_ring = reinterpret_cast<ring<STAGES, OWN> *>(sD + STAGES * QT);
+    share_barriers *sb = reinterpret_cast<share_barriers *>(qs_ring + 1);
+    if (threadIdx.x == 0) {
+        sb->init();
+        qs_ring->init(32, CONSUMER_WARPS + WRITERS);
+    }
+    __syncthreads();
+
+    auto x_of = [&](int cell) { return c.x_by_sequence(cell); };
+    auto y_of = [&](int cell) { return c.y_by_sequence(cell); };
+    if (warpgroup_id() == 0) {
+        registers_down<PRODUCER_REGS>();
+        if (threadIdx.x < 32)
+            produce_key_cells<HD, QT, STAGES, OWN>(qs_ring, &fused_cells, x_of, y_of, c.count(), sk, sv, sq, sdo,
+                                                   slse, sD, lse, D, &qmap, &domap, &kmap, &vmap, a);
+        else
+            write_shares<HD, QT, STAGES, OWN>(qs_ring, sb, shares, &smap, out, a, c, warp_id() - 1);
+        return;
+    }
+    registers_up<CONSUMER_REGS>();
+    for (int k = 0, n0 = 0;; k++) {
+        qs_ring->wait_own(k);
+        int cell = qs_ring->own_cell[k % OWN];
+        if (cell < 0)
+            return;
+        const key_rows<HD, BLOCK_ROWS, QT> b(a, x_of(cell), y_of(cell));
+        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
+        int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
+        float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
+        const act_t *k_rows = sk + k % OWN * 2 * BLOCK_ROWS * HD, *v_rows = sv + k % OWN * 2 * BLOCK_ROWS * HD;
+        for (int t = 0; t < b.steps(); t++) {
+            int n = n0 + t, s = n % STAGES, qs = b.step_start(t);
+            qs_ring->wait(n);
+            uint32_t da[QT / 16][4] = {}; /* dSᵀ's rows: zeros where the consumer skips the tile */
+            if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
+                dkdv_tile<HD, QT>(dk_acc, dv_acc, da, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD,
+                                  slse + s * QT, sD + s * QT, row0, first, qs, a);
+            qs_ring->release(n);
+            make_share<HD, QT>(sb, sds, shares, k_rows, da, n, row0);
+        }
+        qs_ring->release_own(k);
+        if (first < b.len) {
+            size_t at = b.kv_row_at(first);
+            store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
+            store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
+        }
+        n0 += b.steps();
+    }
+#endif
+}
+
+/* dq = scale · the sums, eight values a thread */
+template <int HD>
+static __global__ void dq_from_sums(act_t *dq, const float *sums, size_t rows, int H, size_t q_stride, float scale)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, row = i / (HD / 8);
+    if (row >= rows)
+        return;
+    int c = (int)(i % (HD / 8)) * 8;
+    const float4 *x = reinterpret_cast<const float4 *>(sums + row * HD + c);
+    float4 lo = x[0], hi = x[1];
+    uint4 packed = {pack_bf16(scale * lo.x, scale * lo.y), pack_bf16(scale * lo.z, scale * lo.w),
+                    pack_bf16(scale * hi.x, scale * hi.y), pack_bf16(scale * hi.z, scale * hi.w)};
+    *reinterpret_cast<uint4 *>(dq + row / H * q_stride + row % H * HD + c) = packed;
+}
+
 /* ------------------------------------------------------------------ launches */
 
 static int tokens_of(const attention_dims *d) { return d->seqs.cu_seqlens[d->seqs.n_seqs]; }
@@ -629,6 +923,51 @@ static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, con
     allow_shared(kernel, smem);
     cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
     kernel<<<persistent_blocks(c), THREADS, smem>>>(o, lse, m.q(BLOCK_ROWS), m.k(BN), m.v(BN), args_of(d), c);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* the fused backward's scratch after D (n·H floats of `work`): the turn
+ * counters and the sums, each from a 16-byte step */
+static size_t to_16_bytes(size_t floats) { return (floats + 3) / 4 * 4; }
+static bool fused_here(int hd) { return hd == 64 && attention_hopper_applies(hd); }
+
+size_t attention_hopper_scratch_floats(int n, int H, int hd)
+{
+    return fused_here(hd) ? 4 + to_16_bytes((size_t)n * H) + (size_t)n * H * hd : 0;
+}
+
+int *attention_hopper_turns(float *work, int n, int H, int hd)
+{
+    return fused_here(hd) ? reinterpret_cast<int *>(work + to_16_bytes((size_t)n * H)) : nullptr;
+}
+
+static dq_sums sums_in(float *work, int n, int H, int hd)
+{
+    return dq_sums{work + 2 * to_16_bytes((size_t)n * H), attention_hopper_turns(work, n, H, hd)};
+}
+
+template <int HD>
+static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse, float *work,
+                              const act_t *q, const act_t *k, const act_t *v, const attention_dims *d)
+{
+    constexpr int QT = 64, STAGES = 3, OWN = 2;
+    int n = tokens_of(d);
+    dq_sums out = sums_in(work, n, d->H, HD);
+    tensor_maps m = maps_of(q, k, v, dout, d);
+    auto kernel = hopper_backward_kernel<HD, QT, STAGES, OWN>;
+    size_t floats = (size_t)WRITERS * QT * HD + 2 * STAGES * QT + sizeof(share_barriers) / sizeof(float) + 2;
+    size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * QT) * HD +
+                                                2 * BLOCK_ROWS * QT,
+                                            floats);
+    allow_shared(kernel, smem);
+    cells c = cells_of(grid_of(&d->seqs, d->Hkv, BLOCK_ROWS));
+    kernel<<<persistent_blocks(c), THREADS, smem>>>(dk, dv, out, lse, work, m.q(QT), m.dout(QT), m.k(BLOCK_ROWS),
+                                                     m.v(BLOCK_ROWS), sum_map(out.sums, n, d->H, HD, QT),
+                                                     args_of(d), c);
+    CUDA_CHECK_LAUNCH();
+    size_t rows = (size_t)n * d->H, threads = rows * (HD / 8);
+    dq_from_sums<HD><<<(unsigned)((threads + CUDA_BLOCK - 1) / CUDA_BLOCK), CUDA_BLOCK>>>(
+        dq, out.sums, rows, d->H, attention_q_stride(d), d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -701,11 +1040,11 @@ void attention_hopper_forward(act_t *o, float *lse, const act_t *q, const act_t 
 }
 
 void attention_hopper_backward(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
-                               const float *D, const act_t *q, const act_t *k, const act_t *v,
+                               float *work, const act_t *q, const act_t *k, const act_t *v,
                                const attention_dims *d)
 {
     if (d->hd == 64)
-        backward_hd<64>(dq, dk, dv, dout, lse, D, q, k, v, d);
+        fused_backward_hd<64>(dq, dk, dv, dout, lse, work, q, k, v, d);
     else
-        backward_hd<128>(dq, dk, dv, dout, lse, D, q, k, v, d);
+        backward_hd<128>(dq, dk, dv, dout, lse, work, q, k, v, d);
 }

@@ -208,7 +208,7 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
 {
     d->o = lm_take_acts(cv, n * c->q_dim);
     d->qkv = lm_take_acts(cv, n * c->qkv_dim);
-    d->attn_work = lm_take_floats(cv, kern->attention_work_floats((int)n, c->H));
+    d->attn_work = lm_take_floats(cv, kern->attention_work_floats((int)n, c->H, c->hd));
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)

@@ -33,8 +33,9 @@ void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cac
 /* attention_cuda.cu: flash attention on the tensor cores, hd a multiple of 16
  * up to 128 (NULL when hd is one of those, else the phrase saying so) */
 const char *attention_unsupported_head_dim_cuda(int hd);
-/* the backward's scratch: D_i = do_i·o_i per row and head */
-size_t attention_work_floats_cuda(int n, int H);
+/* the backward's scratch: D_i = do_i·o_i per row and head, and what
+ * Hopper's backward keeps beside it (attention_hopper.h) */
+size_t attention_work_floats_cuda(int n, int H, int hd);
 void attention_forward_cuda(void *o, float *lse, const void *q, const void *k, const void *v,
                             const attention_dims *d);
 void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *o,

@@ -15,9 +15,9 @@ static const char *cpu_unsupported_head_dim(int hd)
     return NULL;
 }
 
-static size_t cpu_attention_work_floats(int n, int H)
+static size_t cpu_attention_work_floats(int n, int H, int hd)
 {
-    (void)n, (void)H;
+    (void)n, (void)H, (void)hd;
     return 0;
 }
 

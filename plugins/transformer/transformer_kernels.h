@@ -16,8 +16,8 @@ typedef struct transformer_kernels {
      * phrase, for create's error line) */
     const char *(*unsupported_head_dim)(int hd);
     /* floats of device scratch attention_backward needs for batches of at most
-     * n tokens of H query heads (0: none) */
-    size_t (*attention_work_floats)(int n, int H);
+     * n tokens of H query heads of hd (0: none) */
+    size_t (*attention_work_floats)(int n, int H, int hd);
 
     /* the first rd values of each head of hd turned, a token's heads `stride`
      * values after the one before's; out may alias x, dx may alias dout */
