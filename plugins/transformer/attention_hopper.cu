@@ -16,11 +16,12 @@
  * microseconds of products, and a block started afresh would wait for its
  * first tiles each time).
  *
- * A block is three warpgroups. The first is the producer: one thread copies
+ * A block is three warpgroups (four in the forward at head dim 64, its cells
+ * 192 rows). The first is the producer: one thread copies
  * each cell's own rows, as soon as the consumers have made their last product
  * from the cell before's, and then the tiles of its walk into a ring of
  * STAGES buffers, each as soon as the consumers have handed it back; the
- * ring's uses count on from cell to cell. The other two are consumers: each owns 64 of
+ * ring's uses count on from cell to cell. The others are consumers: each owns 64 of
  * the block's 128 rows (queries in the forward and dq kernels, keys in the
  * dk/dv kernel) and makes its products 64 rows at a time from the swizzled
  * tiles; they wait for a buffer, work, and hand it back, each at its own pace
@@ -45,10 +46,12 @@
 #define PRODUCER_REGS 40
 #define CONSUMER_REGS 232
 
-/* per head dim: keys of a forward tile and of a dq tile, queries of a dk/dv
- * tile, and the ring's buffers */
+/* per head dim: keys of a forward tile, the forward's consumers
+ * (forward_block), keys of a dq tile, queries of a dk/dv tile, and the ring's
+ * buffers */
 template <int HD> struct hopper_tiling {
     static constexpr int FWD_KEYS = 128;
+    static constexpr int FWD_CONSUMERS = HD == 64 ? 3 : 2;
     static constexpr int DQ_KEYS = 64;
     static constexpr int DKDV_QUERIES = 64;
     static constexpr int STAGES = 3;
@@ -78,14 +81,14 @@ template <int STAGES, int OWN> struct ring {
     uint64_t full[STAGES], empty[STAGES], own_full[OWN], own_empty[OWN];
     int own_cell[OWN];
 
-    /* by one thread, before the block's first barrier; own_users: the warps
-     * that hand a cell's own rows back (release_own) */
-    __device__ void init(int producer_arrivals, int own_users = CONSUMER_WARPS)
+    /* by one thread, before the block's first barrier: the consumers' warps
+     * hand buffers back, and own rows with `others` more warps (release_own) */
+    __device__ void init(int producer_arrivals, int consumer_warps = CONSUMER_WARPS, int others = 0)
     {
         for (int i = 0; i < OWN; i++)
-            barrier_init(&own_full[i], 1), barrier_init(&own_empty[i], own_users);
+            barrier_init(&own_full[i], 1), barrier_init(&own_empty[i], consumer_warps + others);
         for (int s = 0; s < STAGES; s++)
-            barrier_init(&full[s], producer_arrivals), barrier_init(&empty[s], CONSUMER_WARPS);
+            barrier_init(&full[s], producer_arrivals), barrier_init(&empty[s], consumer_warps);
         barrier_init_fence();
     }
     /* the producer, before copying cell k's own rows: the consumers are done
@@ -188,13 +191,13 @@ template <typename Empty> static __device__ int next_cell(dispenser *d, int coun
  * their bytes and starts their copies into own buffer k % OWN) and then the
  * key and value tiles of its walk; when none is left, an arrival without a
  * copy (own_cell −1) tells the consumers. */
-template <int HD, int BN, int STAGES, int OWN, typename CopyOwn>
+template <int HD, int BN, int ROWS, int STAGES, int OWN, typename CopyOwn>
 static __device__ __forceinline__ void produce_query_cells(ring<STAGES, OWN> *kv, dispenser *cells_left,
                                                            const attn_args &a, const cells &c, act_t *sk, act_t *sv,
                                                            const CUtensorMap *kmap, const CUtensorMap *vmap,
                                                            CopyOwn copy_own)
 {
-    auto empty = [&](int cell) { return query_rows<HD, BLOCK_ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
+    auto empty = [&](int cell) { return query_rows<HD, ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
     for (int k = 0, n0 = 0;; k++) {
         kv->acquire_own(k);
         int cell = kv->own_cell[k % OWN] = next_cell(cells_left, c.count(), empty);
@@ -203,7 +206,7 @@ static __device__ __forceinline__ void produce_query_cells(ring<STAGES, OWN> *kv
             barrier_arrive(copied);
             return;
         }
-        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        const query_rows<HD, ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
         int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
         copy_own(b, k, copied);
         barrier_arrive(copied);
@@ -234,7 +237,7 @@ static __device__ __forceinline__ void softmax_tile(float (&s)[BN / 8][4], float
  * O += P V, so that the softmax of the one runs while the tensor cores make
  * the other; a buffer goes back to the producer once its P V is done, the Q
  * tile once the last S is. The others it only waits for and hands back. */
-template <int HD, int BN, int STAGES, int OWN>
+template <int HD, int BN, int ROWS, int STAGES, int OWN>
 static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], float (&m)[2], float (&l)[2],
                                                         ring<STAGES, OWN> *kv, const act_t *sq, const act_t *sk,
                                                         const act_t *sv, int row0, int wg_first, int first,
@@ -254,7 +257,7 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
         uint32_t p[BN / 16][4];
         kv->wait(n0 + lo);
         wgmma_fence();
-        wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, key(lo), false); /* S = Q Kᵀ */
+        wg_product_rows<BN, HD, ROWS>(s, sq, row0, key(lo), false); /* S = Q Kᵀ */
         wgmma_commit();
         wgmma_wait<0>();
         keep(s);
@@ -265,7 +268,7 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
         for (int n = lo + 1; n < hi; n++) {
             kv->wait(n0 + n);
             wgmma_fence();
-            wg_product_rows<BN, HD, BLOCK_ROWS>(s, sq, row0, key(n), false); /* S = Q Kᵀ */
+            wg_product_rows<BN, HD, ROWS>(s, sq, row0, key(n), false); /* S = Q Kᵀ */
             wgmma_commit();
             wg_product_regs<HD, BN / 16, BN>(o, p, value(n - 1)); /* O += P V, the tile before */
             wgmma_commit();
@@ -295,46 +298,61 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
         kv->wait(n0 + n), kv->release(n0 + n);
 }
 
-/* Shared: [OWN] of Q [128]; K and V [STAGES][BN] swizzled rows; the ring. */
-template <int HD, int BN, int STAGES, int OWN>
-static __global__ void __launch_bounds__(THREADS, 1)
+/* The forward's warpgroups: the producer and CONS consumers of 64 rows (three
+ * at head dim 64, where one's softmax weighs as much as its products, so that
+ * two multiply while the third exponentiates; two at 128, whose accumulators
+ * take the registers), with the registers split between them */
+template <int CONS> struct forward_block {
+    static constexpr int ROWS = WG_ROWS * CONS, BLOCK_THREADS = 128 * (CONS + 1);
+    static constexpr int PRODUCER = CONS == 3 ? 32 : PRODUCER_REGS;
+    /* 128·32 + 384·160 ≤ 65536; at 160 ptxas spills 12 bytes of a consumer
+     * (none with key tiles of 64), and the kernel still runs 11 % faster than
+     * with two consumers (key tiles of 64: 4 %) */
+    static constexpr int CONSUMER = CONS == 3 ? 160 : CONSUMER_REGS;
+};
+
+/* Shared: [OWN] of Q [ROWS]; K and V [STAGES][BN] swizzled rows; the ring. */
+template <int HD, int BN, int CONS, int STAGES, int OWN>
+static __global__ void __launch_bounds__(forward_block<CONS>::BLOCK_THREADS, 1)
     hopper_forward_kernel(act_t *o, float *lse, const __grid_constant__ CUtensorMap qmap,
                           const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
                           attn_args a, cells c)
 {
 #ifdef FLAME_WGMMA
+    using block = forward_block<CONS>;
+    constexpr int ROWS = block::ROWS;
     extern __shared__ unsigned char smem[];
-    act_t *sq = tiles_base(smem), *sk = sq + OWN * BLOCK_ROWS * HD, *sv = sk + STAGES * BN * HD;
+    act_t *sq = tiles_base(smem), *sk = sq + OWN * ROWS * HD, *sv = sk + STAGES * BN * HD;
     ring<STAGES, OWN> *kv = reinterpret_cast<ring<STAGES, OWN> *>(sv + STAGES * BN * HD);
     if (threadIdx.x == 0)
-        kv->init(1);
+        kv->init(1, 4 * CONS);
     __syncthreads();
 
     if (warpgroup_id() == 0) { /* the producer */
-        registers_down<PRODUCER_REGS>();
+        registers_down<block::PRODUCER>();
         if (threadIdx.x != 0)
             return;
-        produce_query_cells<HD, BN>(kv, &forward_cells, a, c, sk, sv, &kmap, &vmap,
-                                    [&](const query_rows<HD, BLOCK_ROWS, BN> &b, int k, uint64_t *copied) {
-                                        expect_bytes(copied, BLOCK_ROWS * HD * sizeof(act_t));
-                                        tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * BLOCK_ROWS * HD, &qmap, b.h,
+        produce_query_cells<HD, BN, ROWS>(kv, &forward_cells, a, c, sk, sv, &kmap, &vmap,
+                                          [&](const query_rows<HD, ROWS, BN> &b, int k, uint64_t *copied) {
+                                              expect_bytes(copied, ROWS * HD * sizeof(act_t));
+                                              tma_rows<ROWS, HD>(sq + k % OWN * ROWS * HD, &qmap, b.h,
                                                                  b.begin + b.q0, copied);
-                                    });
+                                          });
         return;
     }
-    registers_up<CONSUMER_REGS>();
+    registers_up<block::CONSUMER>();
     for (int k = 0, n0 = 0;; k++) {
         kv->wait_own(k);
         int cell = kv->own_cell[k % OWN];
         if (cell < 0)
             return;
-        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        const query_rows<HD, ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
         int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
         int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
         int first = wg_first + 16 * warpgroup_warp(); /* the warp's first row in the sequence */
         float acc[HD / 8][4] = {}, m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-        forward_consumer<HD, BN, STAGES, OWN>(acc, m, l, kv, sq + k % OWN * BLOCK_ROWS * HD, sk, sv, row0,
-                                              wg_first, first, first_tile, tiles, n0, k, b.len, a);
+        forward_consumer<HD, BN, ROWS, STAGES, OWN>(acc, m, l, kv, sq + k % OWN * ROWS * HD, sk, sv, row0,
+                                                    wg_first, first, first_tile, tiles, n0, k, b.len, a);
         finish_forward<HD>(o, lse, acc, m, l, first, b);
         n0 += tiles;
     }
@@ -563,7 +581,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x != 0)
             return;
-        produce_query_cells<HD, BN>(kv, &dq_cells, a, c, sk, sv, &kmap, &vmap,
+        produce_query_cells<HD, BN, BLOCK_ROWS>(kv, &dq_cells, a, c, sk, sv, &kmap, &vmap,
                                     [&](const query_rows<HD, BLOCK_ROWS, BN> &b, int k, uint64_t *copied) {
                                         int token = b.begin + b.q0;
                                         expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
@@ -811,7 +829,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
     share_barriers *sb = reinterpret_cast<share_barriers *>(qs_ring + 1);
     if (threadIdx.x == 0) {
         sb->init();
-        qs_ring->init(32, CONSUMER_WARPS + WRITERS);
+        qs_ring->init(32, CONSUMER_WARPS, WRITERS);
     }
     __syncthreads();
 
@@ -916,13 +934,15 @@ static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, con
                        const attention_dims *d)
 {
     constexpr int BN = hopper_tiling<HD>::FWD_KEYS, STAGES = hopper_tiling<HD>::STAGES;
-    constexpr int OWN = hopper_tiling<HD>::FWD_OWN;
+    constexpr int OWN = hopper_tiling<HD>::FWD_OWN, CONS = hopper_tiling<HD>::FWD_CONSUMERS;
+    using block = forward_block<CONS>;
     tensor_maps m = maps_of(q, k, v, NULL, d);
-    auto kernel = hopper_forward_kernel<HD, BN, STAGES, OWN>;
-    size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0);
+    auto kernel = hopper_forward_kernel<HD, BN, CONS, STAGES, OWN>;
+    size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * block::ROWS + 2 * STAGES * BN) * HD, 0);
     allow_shared(kernel, smem);
-    cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
-    kernel<<<persistent_blocks(c), THREADS, smem>>>(o, lse, m.q(BLOCK_ROWS), m.k(BN), m.v(BN), args_of(d), c);
+    cells c = cells_of(grid_of(&d->seqs, d->H, block::ROWS));
+    kernel<<<persistent_blocks(c), block::BLOCK_THREADS, smem>>>(o, lse, m.q(block::ROWS), m.k(BN), m.v(BN), args_of(d),
+                                                             c);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1020,8 +1040,10 @@ static bool hopper_here()
                cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
                cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                major == 9 && minor == 0 &&
-               cudaFuncGetAttributes(&attributes, hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS, hopper_tiling<64>::STAGES,
-                                                                   hopper_tiling<64>::FWD_OWN>) == cudaSuccess &&
+               cudaFuncGetAttributes(&attributes,
+                                     hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS,
+                                                           hopper_tiling<64>::FWD_CONSUMERS, hopper_tiling<64>::STAGES,
+                                                           hopper_tiling<64>::FWD_OWN>) == cudaSuccess &&
                attributes.binaryVersion == 90;
         cudaGetLastError(); /* a kernel without an image here is an answer, not an error */
     }
