@@ -466,6 +466,46 @@ static __device__ __forceinline__ void produce_key_cells(ring<STAGES, OWN> *qs_r
     }
 }
 
+/* The dk/dv kernels' consumer: the cells own_cell names (cell i at x_of(i),
+ * y_of(i)) one after another, each walked through dkdv_tile and its dk and
+ * dv stored at the end; after_tile(n, da, k_rows, row0) follows each tile n,
+ * the warp's rows of its dSᵀ in da (zeros where the warpgroup skips the tile) */
+template <int HD, int QT, int STAGES, int OWN, typename X, typename Y, typename AfterTile>
+static __device__ __forceinline__ void dkdv_consumer(ring<STAGES, OWN> *qs_ring, act_t *dk, act_t *dv, const act_t *sk,
+                                                     const act_t *sv, const act_t *sq, const act_t *sdo,
+                                                     const float *slse, const float *sD, X x_of, Y y_of,
+                                                     const attn_args &a, AfterTile after_tile)
+{
+    for (int k = 0, n0 = 0;; k++) {
+        qs_ring->wait_own(k);
+        int cell = qs_ring->own_cell[k % OWN];
+        if (cell < 0)
+            return;
+        const key_rows<HD, BLOCK_ROWS, QT> b(a, x_of(cell), y_of(cell));
+        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
+        int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
+        float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
+        const act_t *k_rows = sk + k % OWN * 2 * BLOCK_ROWS * HD, *v_rows = sv + k % OWN * 2 * BLOCK_ROWS * HD;
+        for (int t = 0; t < b.steps(); t++) {
+            int n = n0 + t, s = n % STAGES, qs = b.step_start(t);
+            qs_ring->wait(n);
+            uint32_t da[QT / 16][4] = {};
+            if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
+                dkdv_tile<HD, QT>(dk_acc, dv_acc, da, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD,
+                                  slse + s * QT, sD + s * QT, row0, first, qs, a);
+            qs_ring->release(n);
+            after_tile(n, da, k_rows, row0);
+        }
+        qs_ring->release_own(k);
+        if (first < b.len) {
+            size_t at = b.kv_row_at(first);
+            store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
+            store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
+        }
+        n0 += b.steps();
+    }
+}
+
 /* Shared: [OWN] of K, V [128]; Q, dO [STAGES][QT] swizzled rows; lse, D
  * [STAGES][QT] floats; the ring. The producer's whole warp writes lse and D, so a
  * buffer's full barrier counts 32 arrivals. */
@@ -495,33 +535,9 @@ static __global__ void __launch_bounds__(THREADS, 1)
         return;
     }
     registers_up<CONSUMER_REGS>();
-    for (int k = 0, n0 = 0;; k++) {
-        qs_ring->wait_own(k);
-        int cell = qs_ring->own_cell[k % OWN];
-        if (cell < 0)
-            return;
-        const key_rows<HD, BLOCK_ROWS, QT> b(a, c.x(cell), c.y(cell));
-        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
-        int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
-        float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
-        const act_t *k_rows = sk + k % OWN * 2 * BLOCK_ROWS * HD, *v_rows = sv + k % OWN * 2 * BLOCK_ROWS * HD;
-        for (int t = 0; t < b.steps(); t++) {
-            int n = n0 + t, s = n % STAGES, qs = b.step_start(t);
-            qs_ring->wait(n);
-            uint32_t da[QT / 16][4];
-            if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
-                dkdv_tile<HD, QT>(dk_acc, dv_acc, da, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD,
-                                  slse + s * QT, sD + s * QT, row0, first, qs, a);
-            qs_ring->release(n);
-        }
-        qs_ring->release_own(k);
-        if (first < b.len) {
-            size_t at = b.kv_row_at(first);
-            store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
-            store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
-        }
-        n0 += b.steps();
-    }
+    dkdv_consumer<HD, QT, STAGES, OWN>(qs_ring, dk, dv, sk, sv, sq, sdo, slse, sD, [&](int cell) { return c.x(cell); },
+                                       [&](int cell) { return c.y(cell); }, a,
+                                       [](int, const uint32_t(&)[QT / 16][4], const act_t *, int) {});
 #endif
 }
 
@@ -845,34 +861,10 @@ static __global__ void __launch_bounds__(THREADS, 1)
         return;
     }
     registers_up<CONSUMER_REGS>();
-    for (int k = 0, n0 = 0;; k++) {
-        qs_ring->wait_own(k);
-        int cell = qs_ring->own_cell[k % OWN];
-        if (cell < 0)
-            return;
-        const key_rows<HD, BLOCK_ROWS, QT> b(a, x_of(cell), y_of(cell));
-        int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.k0 + row0;
-        int first = wg_first + 16 * warpgroup_warp(); /* the warp's first key in the sequence */
-        float dk_acc[HD / 8][4] = {}, dv_acc[HD / 8][4] = {};
-        const act_t *k_rows = sk + k % OWN * 2 * BLOCK_ROWS * HD, *v_rows = sv + k % OWN * 2 * BLOCK_ROWS * HD;
-        for (int t = 0; t < b.steps(); t++) {
-            int n = n0 + t, s = n % STAGES, qs = b.step_start(t);
-            qs_ring->wait(n);
-            uint32_t da[QT / 16][4] = {}; /* dSᵀ's rows: zeros where the consumer skips the tile */
-            if (wg_first < b.len && any_visible(qs, QT, wg_first, WG_ROWS, a.window))
-                dkdv_tile<HD, QT>(dk_acc, dv_acc, da, k_rows, v_rows, sq + s * QT * HD, sdo + s * QT * HD,
-                                  slse + s * QT, sD + s * QT, row0, first, qs, a);
-            qs_ring->release(n);
-            make_share<HD, QT>(sb, sds, shares, k_rows, da, n, row0);
-        }
-        qs_ring->release_own(k);
-        if (first < b.len) {
-            size_t at = b.kv_row_at(first);
-            store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
-            store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
-        }
-        n0 += b.steps();
-    }
+    dkdv_consumer<HD, QT, STAGES, OWN>(qs_ring, dk, dv, sk, sv, sq, sdo, slse, sD, x_of, y_of, a,
+                                       [&](int n, const uint32_t(&da)[QT / 16][4], const act_t *k_rows, int row0) {
+                                           make_share<HD, QT>(sb, sds, shares, k_rows, da, n, row0);
+                                       });
 #endif
 }
 
