@@ -39,10 +39,13 @@
 #define BLOCK_ROWS 128 /* two consumers */
 #define THREADS 384    /* the producer and two consumers */
 #define CONSUMER_WARPS 8
-/* registers per thread after the split: 128·40 + 256·232 ≤ 65536. ptxas -v
- * reports the launch bound's 168 a thread, but allocates each side's code up
- * to its count here (a consumer holding 220 live floats compiles without
- * spills, one holding 260 spills); the producer's code must fit in 40. */
+/* registers per thread after the split: 128·40 + 256·232 = 64512, all the
+ * block is launched with (384 threads at the launch bound's 168: a
+ * consumer's setmaxnreg.inc waits until the producer has given back enough,
+ * so a split asking more never starts). ptxas -v reports the 168, but
+ * allocates each side's code up to its count here (a consumer holding 220
+ * live floats compiles without spills, one holding 260 spills); the
+ * producer's code must fit in 40. */
 #define PRODUCER_REGS 40
 #define CONSUMER_REGS 232
 
@@ -305,7 +308,7 @@ static __device__ __forceinline__ void forward_consumer(float (&o)[HD / 8][4], f
 template <int CONS> struct forward_block {
     static constexpr int ROWS = WG_ROWS * CONS, BLOCK_THREADS = 128 * (CONS + 1);
     static constexpr int PRODUCER = CONS == 3 ? 32 : PRODUCER_REGS;
-    /* 128·32 + 384·160 ≤ 65536; at 160 ptxas spills 12 bytes of a consumer
+    /* 128·32 + 384·160 = 65536, 512 threads at 128; at 160 ptxas spills 12 bytes of a consumer
      * (none with key tiles of 64), and the kernel still runs 11 % faster than
      * with two consumers (key tiles of 64: 4 %) */
     static constexpr int CONSUMER = CONS == 3 ? 160 : CONSUMER_REGS;
