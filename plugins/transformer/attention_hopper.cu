@@ -657,7 +657,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
  * before cell y does, so a turn has mostly come when it is wanted; and the
  * sums of the few sequences in flight stay in L2 (dealt as the dk/dv kernel
  * deals, every sequence's first cell before any second one, the adds went
- * to DRAM and the kernel ran 15 % slower). A pass after the kernel writes dq
+ * to DRAM and the kernel ran about 17 % slower). A pass after the kernel writes dq
  * from the sums.
  *
  * A block: the producer warp as the dk/dv kernel's; three writer warps,
