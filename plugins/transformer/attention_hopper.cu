@@ -50,8 +50,8 @@
 #define CONSUMER_REGS 232
 
 /* per head dim: keys of a forward tile, the forward's consumers
- * (forward_block), keys of a dq tile, queries of a dk/dv tile, and the ring's
- * buffers */
+ * (forward_block), keys of a dq tile (the two-kernel backward's, head dim
+ * 128), queries of a dk/dv tile (both backwards'), and the ring's buffers */
 template <int HD> struct hopper_tiling {
     static constexpr int FWD_KEYS = 128;
     static constexpr int FWD_CONSUMERS = HD == 64 ? 3 : 2;
@@ -965,7 +965,8 @@ template <int HD>
 static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse, float *work,
                               const act_t *q, const act_t *k, const act_t *v, const attention_dims *d)
 {
-    constexpr int QT = 64, STAGES = 3, OWN = 2;
+    constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES, STAGES = hopper_tiling<HD>::STAGES;
+    constexpr int OWN = hopper_tiling<HD>::BWD_OWN;
     int n = tokens_of(d);
     dq_sums out = sums_in(work, n, d->H, HD);
     tensor_maps m = maps_of(q, k, v, dout, d);
