@@ -14,7 +14,8 @@
  *  - the other way, a sum map (sum_map) describes a [tokens, heads, hd] fp32
  *    tensor that tiles of ROWS × hd fp32 in shared memory (the same swizzle,
  *    32 columns a block) are stored into or added onto (tma_sum_rows), the
- *    writes awaited by the issuing thread (tma_writes_wait).
+ *    writes awaited by the issuing thread (tma_writes_wait), and read back
+ *    from (tma_sum_rows_in, completing on an mbarrier as tma_rows).
  * PTX ISA: "Tensor copy", "mbarrier", "setmaxnreg", "membar/fence". */
 #ifndef FLAME_TMA_CUH
 #define FLAME_TMA_CUH
@@ -137,7 +138,7 @@ static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, size_t 
 /* ------------------------------------------------------------------ sums out */
 
 /* The map of a packed [tokens, heads, hd] fp32 tensor at x, written `rows`
- * tokens by 32 columns of one head at a time */
+ * tokens by 32 columns of one head at a time (and read back) */
 static CUtensorMap sum_map(float *x, int tokens, int heads, int hd, int rows)
 {
     return head_rows_map(CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, x, tokens, heads, hd, (size_t)heads * hd, 32, rows);
@@ -174,6 +175,21 @@ static __device__ __forceinline__ void tma_sum_rows(const CUtensorMap *map, cons
                          : "memory");
     }
     asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+
+/* the map's ROWS tokens from `token` of head `head` into a tile laid out as
+ * tma_sum_rows reads it, rows past the tensor's end as zeros, completing on bar */
+template <int ROWS, int HD>
+static __device__ __forceinline__ void tma_sum_rows_in(float *tile, const CUtensorMap *map, int head, int token,
+                                                       uint64_t *bar)
+{
+#pragma unroll
+    for (int block = 0; block < HD / 32; block++)
+        asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                     "[%0], [%1, {%3, %4, %5}], [%2];" ::"r"(shared_address(tile + block * ROWS * 32)),
+                     "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(32 * block),
+                     "r"(head), "r"(token)
+                     : "memory");
 }
 
 /* until this thread's tma_sum_rows have written global memory (and read

@@ -657,8 +657,10 @@ static __global__ void __launch_bounds__(THREADS, 1)
  * before cell y does, so a turn has mostly come when it is wanted; and the
  * sums of the few sequences in flight stay in L2 (dealt as the dk/dv kernel
  * deals, every sequence's first cell before any second one, the adds went
- * to DRAM and the kernel ran about 17 % slower). A pass after the kernel writes dq
- * from the sums.
+ * to DRAM and the kernel ran about 17 % slower). The last share comes from
+ * the first cell that sees the tile: its writer adds it, reads the sums back
+ * and writes the tile's dq (a tile seen by one cell only: straight from the
+ * share), so no pass over the sums follows the kernel.
  *
  * A block: the producer warp as the dk/dv kernel's; three writer warps,
  * which take the tiles' shares in turn (tile n the writer n % 3): each waits
@@ -666,7 +668,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
  * thread issuing tensor-memory writes, all 32 for the rows of a sequence's
  * last, partial tile when it is the first share, as a copy of 64 rows would
  * overwrite the next sequence's), and passes the turn on once the writes have
- * landed; and the two consumers, each writing its 64 rows of the tile's dSᵀ to
+ * landed, or, the last share, writes dq; and the two consumers, each writing its 64 rows of the tile's dSᵀ to
  * shared memory, one of them (tile n: consumer n % 2) then making the share
  * (64 queries × 64, the depth the cell's 128 keys) into an fp32 tile. */
 
@@ -674,9 +676,10 @@ static __global__ void __launch_bounds__(THREADS, 1)
 
 /* the barriers besides the ring's: dSᵀ's two buffers (full when both
  * consumers have written their rows, empty when the share's product has read
- * them) and the shares' WRITERS tiles (full when made, empty when written out) */
+ * them), the shares' WRITERS tiles (full when made, empty when written out)
+ * and the sums read back into a writer's tile (sums_back) */
 struct share_barriers {
-    uint64_t ds_full[2], ds_empty[2], share_full[WRITERS], share_empty[WRITERS];
+    uint64_t ds_full[2], ds_empty[2], share_full[WRITERS], share_empty[WRITERS], sums_back[WRITERS];
 
     /* by one thread, before the ring's init (whose fence covers these) */
     __device__ void init()
@@ -684,7 +687,8 @@ struct share_barriers {
         for (int i = 0; i < 2; i++)
             barrier_init(&ds_full[i], CONSUMER_WARPS), barrier_init(&ds_empty[i], CONSUMER_WARPS / 2);
         for (int i = 0; i < WRITERS; i++)
-            barrier_init(&share_full[i], CONSUMER_WARPS / 2), barrier_init(&share_empty[i], 1);
+            barrier_init(&share_full[i], CONSUMER_WARPS / 2), barrier_init(&share_empty[i], 1),
+                barrier_init(&sums_back[i], 1);
     }
 };
 
@@ -732,20 +736,46 @@ static __device__ __forceinline__ void store_share(float *tile, const float (&ac
         }
 }
 
-/* where a fused kernel's pieces lie: the sums of dq and their turn counters */
+/* where a fused kernel's dq goes: dq itself, the sums and their turn counters */
 struct dq_sums {
+    act_t *dq;   /* rows attn_args.q_stride apart */
     float *sums; /* [tokens, H, HD] */
     int *turns;  /* [tokens, H]: the query tile starting at the token */
 };
+
+/* the first key cell whose walk reaches query tile qs, the one making the
+ * tile's last share: cell y's walk ends at the tile holding row
+ * 128·y + 126 + window (key_rows' last_row) */
+static __device__ __forceinline__ int first_cell_seeing(int qs, int window)
+{
+    constexpr int REACH = BLOCK_ROWS - 2;
+    return window >= qs - REACH ? 0 : (qs - REACH - window + BLOCK_ROWS - 1) / BLOCK_ROWS;
+}
+
+/* rows [0, rows) of a query tile's dq (at dq, rows `stride` apart) = scale ·
+ * a share tile's, by a warp */
+template <int QT, int HD>
+static __device__ __forceinline__ void write_dq_rows(act_t *dq, size_t stride, const float *tile, int rows,
+                                                     float scale)
+{
+    for (int i = lane_id(); i < rows * HD / 8; i += 32) {
+        int r = i / (HD / 8), c = i % (HD / 8) * 8;
+        float4 lo = *reinterpret_cast<const float4 *>(tile + sum_tile_at<QT>(r, c));
+        float4 hi = *reinterpret_cast<const float4 *>(tile + sum_tile_at<QT>(r, c + 4));
+        uint4 packed = {pack_bf16(scale * lo.x, scale * lo.y), pack_bf16(scale * lo.z, scale * lo.w),
+                        pack_bf16(scale * hi.x, scale * hi.y), pack_bf16(scale * hi.z, scale * hi.w)};
+        *reinterpret_cast<uint4 *>(dq + r * stride + c) = packed;
+    }
+}
 
 /* A writer warp: the block's cells as the consumers take them (own_cell),
  * and of their tiles n those with n % WRITERS == writer. */
 template <int HD, int QT, int STAGES, int OWN>
 static __device__ __forceinline__ void write_shares(ring<STAGES, OWN> *qs_ring, share_barriers *sb,
-                                                    const float *shares, const CUtensorMap *sum_map, dq_sums out,
+                                                    float *shares, const CUtensorMap *sum_map, dq_sums out,
                                                     const attn_args &a, const cells &c, int writer)
 {
-    int lane = lane_id();
+    int lane = lane_id(), reads = 0;
     for (int k = 0, n0 = 0;; k++) {
         qs_ring->wait_own(k);
         int cell = qs_ring->own_cell[k % OWN];
@@ -758,8 +788,9 @@ static __device__ __forceinline__ void write_shares(ring<STAGES, OWN> *qs_ring, 
         for (int t = (writer - n0 % WRITERS + WRITERS) % WRITERS; t < b.steps(); t += WRITERS) {
             int n = n0 + t, hq = b.step_head(t), qs = b.step_start(t), rows = min(QT, b.len - qs);
             int turn = (qs + rows - 1) / BLOCK_ROWS - y; /* the cells after this one that see the tile */
-            int *counter = out.turns + (size_t)(b.begin + qs) * a.H + hq;
-            const float *share = shares + writer * QT * HD;
+            bool last = y == first_cell_seeing(qs, a.window);
+            int token = b.begin + qs, *counter = out.turns + (size_t)token * a.H + hq;
+            float *share = shares + writer * QT * HD;
             wait_phase(&sb->share_full[writer], (n / WRITERS) & 1);
             if (lane == 0) {
                 while (load_acquire(counter) != turn)
@@ -767,7 +798,21 @@ static __device__ __forceinline__ void write_shares(ring<STAGES, OWN> *qs_ring, 
                 async_view_of_global();
             }
             __syncwarp();
-            if (turn == 0 && rows < QT) { /* only the sequence's rows: the next sequence's follow */
+            if (last && turn > 0) { /* the sums with this share added, back into its tile */
+                if (lane == 0) {
+                    tma_sum_rows<QT, HD>(sum_map, share, hq, token, true);
+                    tma_writes_wait();
+                    async_view_of_global();
+                    expect_bytes(&sb->sums_back[writer], QT * HD * sizeof(float));
+                    tma_sum_rows_in<QT, HD>(share, sum_map, hq, token, &sb->sums_back[writer]);
+                    barrier_arrive(&sb->sums_back[writer]);
+                }
+                wait_phase(&sb->sums_back[writer], reads++ & 1);
+            }
+            if (last)
+                write_dq_rows<QT, HD>(out.dq + (size_t)token * a.q_stride + hq * HD, a.q_stride, share, rows,
+                                      a.scale);
+            else if (turn == 0 && rows < QT) { /* only the sequence's rows: the next sequence's follow */
                 for (int i = lane; i < rows * HD / 4; i += 32) {
                     int r = i / (HD / 4), col = i % (HD / 4) * 4;
                     float4 v = *reinterpret_cast<const float4 *>(share + sum_tile_at<QT>(r, col));
@@ -783,8 +828,10 @@ static __device__ __forceinline__ void write_shares(ring<STAGES, OWN> *qs_ring, 
             __syncwarp();
             if (lane == 0) {
                 barrier_arrive(&sb->share_empty[writer]);
-                __threadfence();
-                store_release(counter, turn + 1);
+                if (!last) {
+                    __threadfence();
+                    store_release(counter, turn + 1);
+                }
             }
         }
         n0 += b.steps();
@@ -871,21 +918,6 @@ static __global__ void __launch_bounds__(THREADS, 1)
 #endif
 }
 
-/* dq = scale · the sums, eight values a thread */
-template <int HD>
-static __global__ void dq_from_sums(act_t *dq, const float *sums, size_t rows, int H, size_t q_stride, float scale)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, row = i / (HD / 8);
-    if (row >= rows)
-        return;
-    int c = (int)(i % (HD / 8)) * 8;
-    const float4 *x = reinterpret_cast<const float4 *>(sums + row * HD + c);
-    float4 lo = x[0], hi = x[1];
-    uint4 packed = {pack_bf16(scale * lo.x, scale * lo.y), pack_bf16(scale * lo.z, scale * lo.w),
-                    pack_bf16(scale * hi.x, scale * hi.y), pack_bf16(scale * hi.z, scale * hi.w)};
-    *reinterpret_cast<uint4 *>(dq + row / H * q_stride + row % H * HD + c) = packed;
-}
-
 /* ------------------------------------------------------------------ launches */
 
 static int tokens_of(const attention_dims *d) { return d->seqs.cu_seqlens[d->seqs.n_seqs]; }
@@ -956,9 +988,9 @@ int *attention_hopper_turns(float *work, int n, int H, int hd)
     return fused_here(hd) ? reinterpret_cast<int *>(work + to_16_bytes((size_t)n * H)) : nullptr;
 }
 
-static dq_sums sums_in(float *work, int n, int H, int hd)
+static dq_sums sums_in(act_t *dq, float *work, int n, int H, int hd)
 {
-    return dq_sums{work + 2 * to_16_bytes((size_t)n * H), attention_hopper_turns(work, n, H, hd)};
+    return dq_sums{dq, work + 2 * to_16_bytes((size_t)n * H), attention_hopper_turns(work, n, H, hd)};
 }
 
 template <int HD>
@@ -968,7 +1000,7 @@ static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout
     constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES, STAGES = hopper_tiling<HD>::STAGES;
     constexpr int OWN = hopper_tiling<HD>::BWD_OWN;
     int n = tokens_of(d);
-    dq_sums out = sums_in(work, n, d->H, HD);
+    dq_sums out = sums_in(dq, work, n, d->H, HD);
     tensor_maps m = maps_of(q, k, v, dout, d);
     auto kernel = hopper_backward_kernel<HD, QT, STAGES, OWN>;
     size_t floats = (size_t)WRITERS * QT * HD + 2 * STAGES * QT + sizeof(share_barriers) / sizeof(float) + 2;
@@ -980,10 +1012,6 @@ static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout
     kernel<<<persistent_blocks(c), THREADS, smem>>>(dk, dv, out, lse, work, m.q(QT), m.dout(QT), m.k(BLOCK_ROWS),
                                                      m.v(BLOCK_ROWS), sum_map(out.sums, n, d->H, HD, QT),
                                                      args_of(d), c);
-    CUDA_CHECK_LAUNCH();
-    size_t rows = (size_t)n * d->H, threads = rows * (HD / 8);
-    dq_from_sums<HD><<<(unsigned)((threads + CUDA_BLOCK - 1) / CUDA_BLOCK), CUDA_BLOCK>>>(
-        dq, out.sums, rows, d->H, attention_q_stride(d), d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
