@@ -77,6 +77,17 @@ template <int N> static __device__ __forceinline__ void registers_up()
 
 /* ------------------------------------------------------------------ copies */
 
+/* the map's box at column col of head `head` from token `token` into tile
+ * (swizzled as the map says), completing on bar */
+static __device__ __forceinline__ void tma_box(void *tile, const CUtensorMap *map, int col, int head, int token,
+                                               uint64_t *bar)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%3, %4, %5}], [%2];" ::"r"(shared_address(tile)),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(col), "r"(head), "r"(token)
+                 : "memory");
+}
+
 /* ROWS tokens from `token` of head `head` into a swizzled tile of ROWS rows
  * and HD columns, completing on bar */
 template <int ROWS, int HD>
@@ -85,11 +96,7 @@ static __device__ __forceinline__ void tma_rows(act_t *tile, const CUtensorMap *
 {
 #pragma unroll
     for (int block = 0; block < HD / 64; block++)
-        asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                     "[%0], [%1, {%3, %4, %5}], [%2];" ::"r"(shared_address(tile + block * ROWS * 64)),
-                     "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(64 * block),
-                     "r"(head), "r"(token)
-                     : "memory");
+        tma_box(tile + block * ROWS * 64, map, 64 * block, head, token, bar);
 }
 
 /* The driver's tensor-map encoder, found through the runtime so that nothing
@@ -185,11 +192,7 @@ static __device__ __forceinline__ void tma_sum_rows_in(float *tile, const CUtens
 {
 #pragma unroll
     for (int block = 0; block < HD / 32; block++)
-        asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                     "[%0], [%1, {%3, %4, %5}], [%2];" ::"r"(shared_address(tile + block * ROWS * 32)),
-                     "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(32 * block),
-                     "r"(head), "r"(token)
-                     : "memory");
+        tma_box(tile + block * ROWS * 32, map, 32 * block, head, token, bar);
 }
 
 /* until this thread's tma_sum_rows have written global memory (and read
