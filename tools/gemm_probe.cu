@@ -5,11 +5,13 @@
  *     (flame takes the heuristic's first: this says what that leaves);
  *  2. each linear layer's backward products, din = dout·W and dW += doutᵀ·x,
  *     one after the other on one stream against the two on two streams (what
- *     running dW beside din could gain).
+ *     running dW beside din could gain);
+ *  3. the LM head's three products at vocabulary V (50304 by default; GPT-2's
+ *     50257 and 50264, its multiple of 8, to see what the shape costs).
  * Operands hold a constant bf16 value (the timing does not depend on it).
  * Build and run there:
  *   nvcc -O2 -arch=sm_90 tools/gemm_probe.cu -o gemm_probe -lcublasLt
- *   ./gemm_probe [M]        (M: tokens, 32768 by default) */
+ *   ./gemm_probe [M [V]]    (M: tokens, 32768 by default; V: vocabulary) */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -182,12 +184,26 @@ static void backward_pair(const char *name, int M, int K, int N, const void *dou
            name, t_in, flop / t_in / 1e9, t_w, flop / t_w / 1e9, one, two, 100.0 * (two - one) / one);
 }
 
+/* a layer's forward, outᵀ[N,M] = W[K,N]ᵀ·xᵀ[K,M], as flame's matmul_forward */
+static void forward(const char *name, int M, int K, int N, const void *x, const void *w, void *out)
+{
+    product p = make(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, x, out, CUDA_R_16BF, 0.0f, CUBLASLT_EPILOGUE_DEFAULT,
+                     NULL, NULL);
+    cublasLtMatmulHeuristicResult_t r;
+    if (heuristic(&p, &r, 1) < 1) {
+        printf("%-16s no algorithm\n", name);
+        return;
+    }
+    float ms = mean_ms([&] { run(&p, &r.algo, 0, 0); });
+    printf("%-16s forward %.4f ms (%.0f TFLOP/s)\n", name, ms, 2.0 * M * K * N / ms / 1e9);
+}
+
 int main(int argc, char **argv)
 {
-    const int D = 768, I = 3072, V = 50304;
-    int M = argc > 1 ? atoi(argv[1]) : 32768;
-    if (M <= 0) {
-        fprintf(stderr, "usage: %s [tokens]\n", argv[0]);
+    const int D = 768, I = 3072;
+    int M = argc > 1 ? atoi(argv[1]) : 32768, V = argc > 2 ? atoi(argv[2]) : 50304;
+    if (M <= 0 || V <= 0) {
+        fprintf(stderr, "usage: %s [tokens [vocabulary]]\n", argv[0]);
         return 2;
     }
     CHECK(cublasLtCreate(&handle));
@@ -221,6 +237,9 @@ int main(int argc, char **argv)
     backward_pair("out 768->768", M, D, D, dout, x, w, out, dw, beside, forked, joined);
     backward_pair("fc1 768->3072", M, D, I, dout, x, w, out, dw, beside, forked, joined);
     backward_pair("fc2 3072->768", M, I, D, dout, x, w, out, dw, beside, forked, joined);
-    backward_pair("head 768->50304", M, D, V, dout, x, w, out, dw, beside, forked, joined);
+    char head[32];
+    snprintf(head, sizeof head, "head 768->%d", V);
+    forward(head, M, D, V, x, w, dout);
+    backward_pair(head, M, D, V, dout, x, w, out, dw, beside, forked, joined);
     return 0;
 }
