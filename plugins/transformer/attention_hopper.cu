@@ -9,7 +9,8 @@
  * shared memory nor the registers.
  *
  * The kernels are persistent: a block per SM (or per cell when there are
- * fewer) takes grid_of's cells (attention_math.cuh's query_rows and key_rows)
+ * fewer) takes grid_of's cells (attention_math.cuh's query_rows, laid from
+ * each sequence's end, and key_rows)
  * one after another from a dispenser, y-major, so that the longest walks go
  * first and a block that finishes early takes the next; a cell's loads
  * overlap the end of the one before (at T = 1024 a cell is a few
@@ -200,7 +201,7 @@ static __device__ __forceinline__ void produce_query_cells(ring<STAGES, OWN> *kv
                                                            const CUtensorMap *kmap, const CUtensorMap *vmap,
                                                            CopyOwn copy_own)
 {
-    auto empty = [&](int cell) { return query_rows<HD, ROWS, BN>(a, c.x(cell), c.y(cell), c.Y).empty(); };
+    auto empty = [&](int cell) { return query_rows<HD, ROWS, BN>(a, c.x(cell), c.y(cell), c.Y, true).empty(); };
     for (int k = 0, n0 = 0;; k++) {
         kv->acquire_own(k);
         int cell = kv->own_cell[k % OWN] = next_cell(cells_left, c.count(), empty);
@@ -209,7 +210,7 @@ static __device__ __forceinline__ void produce_query_cells(ring<STAGES, OWN> *kv
             barrier_arrive(copied);
             return;
         }
-        const query_rows<HD, ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        const query_rows<HD, ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y, true);
         int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
         copy_own(b, k, copied);
         barrier_arrive(copied);
@@ -349,7 +350,7 @@ static __global__ void __launch_bounds__(forward_block<CONS>::BLOCK_THREADS, 1)
         int cell = kv->own_cell[k % OWN];
         if (cell < 0)
             return;
-        const query_rows<HD, ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        const query_rows<HD, ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y, true);
         int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
         int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
         int first = wg_first + 16 * warpgroup_warp(); /* the warp's first row in the sequence */
@@ -617,7 +618,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
         int cell = kv->own_cell[k % OWN];
         if (cell < 0)
             return;
-        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y);
+        const query_rows<HD, BLOCK_ROWS, BN> b(a, c.x(cell), c.y(cell), c.Y, true);
         int first_tile = b.first_tile(a.window), tiles = b.end_tile() - first_tile;
         int row0 = WG_ROWS * (warpgroup_id() - 1), wg_first = b.q0 + row0;
         int first = wg_first + 16 * warpgroup_warp();

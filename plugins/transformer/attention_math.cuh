@@ -196,20 +196,26 @@ static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int
 /* A block's BM query rows [q0, q0 + BM) of one (sequence, head): of the
  * grid_of cell (x, y) of a grid Y tall (blockIdx and gridDim.y unless a
  * persistent kernel walks the cells itself), x = sequence·H + head and y
- * counts query tiles from the last (the longest walks start first). The
- * forward and the dq kernels walk its key/value tiles of BN rows, from
- * first_tile() to the one holding the block's last row. */
+ * counts query tiles from the last (the longest walks start first). Tiles
+ * are laid from row 0, or (from_end, the Hopper kernels') from the
+ * sequence's end, the first then starting at row 0 over part of the second:
+ * where BM does not divide the length, the part-full cell is then the one
+ * with the shortest walk, not the longest (its rows past the end idle a
+ * consumer for the whole walk), and the rows the two first cells share are
+ * made twice, the same way. The forward and the dq kernels walk its
+ * key/value tiles of BN rows, from first_tile() to the one holding the
+ * block's last row. */
 template <int HD, int BM, int BN> struct query_rows {
     int H, h, g, begin, len, q0;
     size_t q_stride, kv_stride, o_stride;
 
     __device__ query_rows(const attn_args &a) : query_rows(a, blockIdx.x, blockIdx.y, gridDim.y) {}
-    __device__ query_rows(const attn_args &a, int x, int y, int Y)
+    __device__ query_rows(const attn_args &a, int x, int y, int Y, bool from_end = false)
     {
         int seq = x / a.H;
         H = a.H, h = x % a.H, g = h / a.group;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
-        q0 = (Y - 1 - y) * BM;
+        q0 = !from_end ? (Y - 1 - y) * BM : (y + 1) * BM < len + BM ? max(len - (y + 1) * BM, 0) : len;
         q_stride = a.q_stride, kv_stride = a.kv_stride, o_stride = (size_t)a.H * HD;
     }
     __device__ bool empty() const { return q0 >= len; }
