@@ -88,15 +88,23 @@ static __device__ __forceinline__ void tma_box(void *tile, const CUtensorMap *ma
                  : "memory");
 }
 
+/* ROWS tokens from `token` of head `head` into a tile of HD columns kept as
+ * HD / COLS boxes of ROWS rows × COLS (the map's box), completing on bar */
+template <int ROWS, int HD, int COLS, typename T>
+static __device__ __forceinline__ void tma_boxes(T *tile, const CUtensorMap *map, int head, int token, uint64_t *bar)
+{
+#pragma unroll
+    for (int block = 0; block < HD / COLS; block++)
+        tma_box(tile + block * ROWS * COLS, map, COLS * block, head, token, bar);
+}
+
 /* ROWS tokens from `token` of head `head` into a swizzled tile of ROWS rows
  * and HD columns, completing on bar */
 template <int ROWS, int HD>
 static __device__ __forceinline__ void tma_rows(act_t *tile, const CUtensorMap *map, int head, int token,
                                                 uint64_t *bar)
 {
-#pragma unroll
-    for (int block = 0; block < HD / 64; block++)
-        tma_box(tile + block * ROWS * 64, map, 64 * block, head, token, bar);
+    tma_boxes<ROWS, HD, 64>(tile, map, head, token, bar);
 }
 
 /* The driver's tensor-map encoder, found through the runtime so that nothing
@@ -190,9 +198,7 @@ template <int ROWS, int HD>
 static __device__ __forceinline__ void tma_sum_rows_in(float *tile, const CUtensorMap *map, int head, int token,
                                                        uint64_t *bar)
 {
-#pragma unroll
-    for (int block = 0; block < HD / 32; block++)
-        tma_box(tile + block * ROWS * 32, map, 32 * block, head, token, bar);
+    tma_boxes<ROWS, HD, 32>(tile, map, head, token, bar);
 }
 
 /* until this thread's tma_sum_rows have written global memory (and read
