@@ -601,15 +601,14 @@ static __global__ void __launch_bounds__(THREADS, 1)
         registers_down<PRODUCER_REGS>();
         if (threadIdx.x != 0)
             return;
-        produce_query_cells<HD, BN, BLOCK_ROWS>(kv, &dq_cells, a, c, sk, sv, &kmap, &vmap,
-                                    [&](const query_rows<HD, BLOCK_ROWS, BN> &b, int k, uint64_t *copied) {
-                                        int token = b.begin + b.q0;
-                                        expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
-                                        tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * 2 * BLOCK_ROWS * HD, &qmap, b.h,
-                                                                 token, copied);
-                                        tma_rows<BLOCK_ROWS, HD>(sdo + k % OWN * 2 * BLOCK_ROWS * HD, &domap, b.h,
-                                                                 token, copied);
-                                    });
+        produce_query_cells<HD, BN, BLOCK_ROWS>(
+            kv, &dq_cells, a, c, sk, sv, &kmap, &vmap,
+            [&](const query_rows<HD, BLOCK_ROWS, BN> &b, int k, uint64_t *copied) {
+                int token = b.begin + b.q0;
+                expect_bytes(copied, 2 * BLOCK_ROWS * HD * sizeof(act_t));
+                tma_rows<BLOCK_ROWS, HD>(sq + k % OWN * 2 * BLOCK_ROWS * HD, &qmap, b.h, token, copied);
+                tma_rows<BLOCK_ROWS, HD>(sdo + k % OWN * 2 * BLOCK_ROWS * HD, &domap, b.h, token, copied);
+            });
         return;
     }
     registers_up<CONSUMER_REGS>();
@@ -669,9 +668,10 @@ static __global__ void __launch_bounds__(THREADS, 1)
  * thread issuing tensor-memory writes, all 32 for the rows of a sequence's
  * last, partial tile when it is the first share, as a copy of 64 rows would
  * overwrite the next sequence's), and passes the turn on once the writes have
- * landed, or, the last share, writes dq; and the two consumers, each writing its 64 rows of the tile's dSᵀ to
- * shared memory, one of them (tile n: consumer n % 2) then making the share
- * (64 queries × 64, the depth the cell's 128 keys) into an fp32 tile. */
+ * landed, or, the last share, writes dq; and the two consumers, each writing
+ * its 64 rows of the tile's dSᵀ to shared memory, one of them (tile n:
+ * consumer n % 2) then making the share (64 queries × 64, the depth the
+ * cell's 128 keys) into an fp32 tile. */
 
 #define WRITERS 3 /* warps 1..3 of the producer's warpgroup */
 

@@ -215,6 +215,8 @@ template <int HD, int BM, int BN> struct query_rows {
         int seq = x / a.H;
         H = a.H, h = x % a.H, g = h / a.group;
         begin = a.cu[seq], len = a.cu[seq + 1] - begin;
+        /* from the end: cell y, if the sequence has one ((y + 1)·BM < len + BM,
+         * that is y·BM < len), else empty (q0 = len) */
         q0 = !from_end ? (Y - 1 - y) * BM : (y + 1) * BM < len + BM ? max(len - (y + 1) * BM, 0) : len;
         q_stride = a.q_stride, kv_stride = a.kv_stride, o_stride = (size_t)a.H * HD;
     }
