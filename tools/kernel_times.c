@@ -10,7 +10,9 @@
  *       -o libkernel_times.so -L/usr/local/cuda/lib64 -lcupti
  *   KERNEL_TIMES_FROM=0.6 LD_PRELOAD=./libkernel_times.so flame-bench ...
  * KERNEL_TIMES_FROM: the share of the trace's time left out at its start
- * (0.5 by default); KERNEL_TIMES_TOP: how many gaps and kernels (15). */
+ * (0.5 by default); KERNEL_TIMES_TOP: how many gaps and kernels (15);
+ * KERNEL_TIMES_GRID=1: kernels told apart by their grids too (a library's
+ * kernel serves several shapes of product: its grid says which). */
 #include <cupti.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,17 @@ static void record(unsigned long long start, unsigned long long end, const char 
     trace[n_trace++] = (activity){start, end, name};
 }
 
+/* the kernel's name, with its grid in front when KERNEL_TIMES_GRID is set */
+static const char *kernel_label(const CUpti_ActivityKernel10 *k)
+{
+    const char *grid = getenv("KERNEL_TIMES_GRID");
+    if (!grid || strcmp(grid, "1") != 0)
+        return strdup(k->name);
+    char *label = malloc(strlen(k->name) + 40);
+    sprintf(label, "[%d,%d,%d] %s", k->gridX, k->gridY, k->gridZ, k->name);
+    return label;
+}
+
 static void CUPTIAPI buffer_done(CUcontext context, uint32_t stream, uint8_t *buffer, size_t size, size_t valid)
 {
     (void)context, (void)stream, (void)size;
@@ -47,7 +60,7 @@ static void CUPTIAPI buffer_done(CUcontext context, uint32_t stream, uint8_t *bu
     while (cuptiActivityGetNextRecord(buffer, valid, &r) == CUPTI_SUCCESS) {
         if (r->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) {
             const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)r;
-            record(k->start, k->end, strdup(k->name));
+            record(k->start, k->end, kernel_label(k));
         } else if (r->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
             const CUpti_ActivityMemcpy6 *m = (const CUpti_ActivityMemcpy6 *)r;
             record(m->start, m->end, "(copy)");
