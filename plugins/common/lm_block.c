@@ -45,17 +45,18 @@ void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, in
     *rstd = lm_take_floats(cv, n);
 }
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated)
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int layernorm, int gated, int keep_x)
 {
     lm_carve_norm_stats(&a->mean, &a->rstd, cv, n, layernorm);
+    a->x = keep_x ? lm_take_acts(cv, n * D) : NULL;
     a->gate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
     a->up = gated ? NULL : lm_take_acts(cv, n * I);
     a->act = gated ? NULL : lm_take_acts(cv, n * I);
 }
 
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated)
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, int keep_x)
 {
-    s->x = lm_take_acts(cv, n * D);
+    s->x = keep_x ? NULL : lm_take_acts(cv, n * D);
     s->act = gated ? lm_take_acts(cv, n * I) : NULL;
     s->dgate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
     s->dup = gated ? NULL : lm_take_acts(cv, n * I);
@@ -74,13 +75,14 @@ static void *up_columns(const flame_ops *ops, const lm_mlp_params *p, const void
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32)
 {
-    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
+    void *x = a->x ? a->x : s->x;
+    lm_norm_forward(ops, x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
     if (p->gate_up) {
-        ops->matmul_forward(a->gate_up, s->x, p->gate_up, NULL, NULL, n, D, 2 * I);
+        ops->matmul_forward(a->gate_up, x, p->gate_up, NULL, NULL, n, D, 2 * I);
         ops->swiglu_forward_strided(s->act, gate_columns(ops, p, a->gate_up, I),
                                     up_columns(ops, p, a->gate_up, I), n, I, 2 * I);
     } else {
-        ops->matmul_gelu_forward(a->act, a->up, s->x, p->up, p->up_bias, n, D, I);
+        ops->matmul_gelu_forward(a->act, a->up, x, p->up, p->up_bias, n, D, I);
     }
     lm_residual_product(ops, out, p->gate_up ? s->act : a->act, p->down, p->down_bias, in, n, I, D, f32);
 }
@@ -116,9 +118,11 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
         swiglu_mlp_core_backward(ops, a, p, s, dout, n, D, I);
     else
         gelu_mlp_core_backward(ops, a, p, s, dout, n, D, I);
-    /* the forward's x, made again (the statistics come out the same) */
-    lm_norm_forward(ops, s->x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
-    const lm_prenorm norm = {in, s->x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean,
+    /* the forward's x, kept or made again (the statistics come out the same) */
+    void *x = a->x ? a->x : s->x;
+    if (!a->x)
+        lm_norm_forward(ops, x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
+    const lm_prenorm norm = {in, x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean,
                              d_resid_act};
     const lm_projection projection = p->gate_up ? (lm_projection){p->gate_up, p->dgate_up, s->dgate_up, 2 * I, NULL}
                                                 : (lm_projection){p->up, p->dup, s->dup, I, p->dup_bias};

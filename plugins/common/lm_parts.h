@@ -103,13 +103,14 @@ int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
  * again it was a pass of its own, 2 % of GPT-2 small's step on an H200. */
 typedef struct lm_mlp_acts {
     float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
+    void *x;            /* [n,D]: the norm's output where the shape keeps it (else NULL: lm_mlp_scratch's) */
     void *gate_up;      /* [n,2I] with a gate: gate's and up's columns, one product */
     void *up, *act;     /* [n,I] without one (GPT's): up's output and gelu of it */
 } lm_mlp_acts;
 
 /* reused by every layer */
 typedef struct lm_mlp_scratch {
-    void *x;        /* [n,D]: the norm's output (made again in the backward) */
+    void *x;        /* [n,D]: the norm's output where the layers do not keep it (made again in the backward) */
     void *act;      /* [n,I] with a gate: SwiGLU's activation; in the backward
                      * first its gradient, then the activation made again over it */
     void *dgate_up; /* [n,2I] with a gate: the gradients of gate_up */
@@ -175,8 +176,8 @@ void lm_residual_product(const flame_ops *ops, void *out, const void *in, const 
 void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, int layernorm);
 
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int I, int layernorm, int gated);
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated);
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int layernorm, int gated, int keep_x);
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, int keep_x);
 /* in and out are the residual stream (fp32 when f32) */
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32);
