@@ -22,6 +22,23 @@ static __global__ void gather_rows(act_t *out, const int32_t *tokens, const act_
     }
 }
 
+/* dst[0, W) += d atomically: four floats an atomic on Hopper (dst is then
+ * 16-byte aligned: W is ACT_VEC), one elsewhere */
+template <int W> static __device__ __forceinline__ void add_floats(float *dst, const float (&d)[W])
+{
+#if __CUDA_ARCH__ >= 900
+    constexpr int PER_ATOMIC = W % 4 == 0 ? 4 : 1;
+#else
+    constexpr int PER_ATOMIC = 1;
+#endif
+#pragma unroll
+    for (int k = 0; k < W; k += PER_ATOMIC)
+        if constexpr (PER_ATOMIC == 4)
+            atomicAdd(reinterpret_cast<float4 *>(dst + k), make_float4(d[k], d[k + 1], d[k + 2], d[k + 3]));
+        else
+            atomicAdd(dst + k, d[k]);
+}
+
 template <int W>
 static __global__ void scatter_add_rows(float *dtable, const act_t *dout, const int32_t *tokens,
                                         size_t total, int C)
@@ -32,9 +49,7 @@ static __global__ void scatter_add_rows(float *dtable, const act_t *dout, const 
         float d[W];
         load_floats<W>(d, dout + row * C + column);
         float *dst = dtable + (size_t)tokens[row] * C + column;
-#pragma unroll
-        for (int k = 0; k < W; k++)
-            atomicAdd(dst + k, d[k]);
+        add_floats<W>(dst, d);
     }
 }
 
