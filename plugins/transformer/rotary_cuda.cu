@@ -82,8 +82,10 @@ static const float2 *angles(int positions, int half, float base)
         return cs;
     if (cs)
         CUDA_CHECK(cudaFree(cs));
-    /* at least twice the last: generation asks for one position more each token */
-    positions = positions > 2 * have_positions ? positions : 2 * have_positions;
+    /* growing, at least twice the last: generation asks for one position more
+     * each token (another half or base starts again from what is asked) */
+    if (half == have_half && base == have_base && positions < 2 * have_positions)
+        positions = 2 * have_positions;
     CUDA_CHECK(cudaMalloc(&cs, (size_t)positions * half * sizeof *cs));
     rotary_freqs fr = {};
     for (int i = 0; i < half; i++)
