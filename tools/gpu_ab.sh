@@ -7,6 +7,8 @@
 # Each BUNDLE is what tools/gpu_bundle.sh made (bin/flame-bench, lib/ with
 # libflame and the plugins' .so files); each build runs its own flame-bench.
 # Run it from the top of the source tree (the configs are read from there).
+# GPU_AB_ROWS, when set, names the rows to run (of gpt2s, transformer, gla;
+# all three by default), for a call with little device time left.
 # Prints a line per run (tokens/s and peak memory, "FAIL" and the log's last
 # line when a run fails), then each row's mean tokens/s for A and B and B's
 # change; exits 1 when a run failed, 2 on bad arguments.
@@ -25,6 +27,10 @@ mkdir -p "$logs"
 [ -f configs/gla-340M.ini ] || { echo "$0: run it from the top of the source tree" >&2; exit 2; }
 for bundle in "$a" "$b"; do
     [ -x "$bundle/bin/flame-bench" ] || { echo "$0: no bin/flame-bench in $bundle" >&2; exit 2; }
+done
+rows=${GPU_AB_ROWS:-gpt2s transformer gla}
+for row in $rows; do
+    case $row in gpt2s | transformer | gla) ;; *) echo "$0: GPU_AB_ROWS: no row '$row' (gpt2s, transformer, gla)" >&2; exit 2 ;; esac
 done
 if ! nvidia-smi -L > /dev/null 2>&1; then
     echo "skip: no GPU here (nvidia-smi -L fails)"
@@ -49,7 +55,7 @@ results="$logs/results"
 for round in $(seq "$rounds"); do
     for side in A B; do
         if [ $side = A ]; then bundle=$a; else bundle=$b; fi
-        for row in gpt2s transformer gla; do
+        for row in $rows; do
             log="$logs/$row-$side-$round.log"
             # shellcheck disable=SC2046 # the arguments are words on purpose
             LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64" FLAME_PLUGIN_PATH="$bundle/lib" \
