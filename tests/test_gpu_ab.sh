@@ -4,7 +4,8 @@
 # others 100 and 99; B: 550, 110, 109) and an nvidia-smi that answers. The
 # means and changes it prints are then known: GPT 490 against 550 (+12.2 %),
 # transformer +10.0 %, GLA +10.1 %; the two builds alternate, each run given
-# its row's flame-bench arguments; a failing run is a FAIL line and exit 1;
+# its row's flame-bench arguments; GPU_AB_ROWS runs only the rows it names;
+# a failing run is a FAIL line and exit 1;
 # wrong arguments exit 2; without a GPU it says so and exits 0.
 . "$(dirname "$0")/lib.sh"
 AB="$top_srcdir/tools/gpu_ab.sh"
@@ -46,6 +47,16 @@ want="${want}gpt2s A round 2,transformer A round 2,gla A round 2,gpt2s B round 2
     fail "GPT's arguments: $(cat "$SCRATCH/A/calls")"
 [ "$(grep -c -- '--model.config configs/gla-340M.ini --training.batch_size 8 --training.seq_len 2048' \
     "$SCRATCH/B/calls")" -eq 2 ] || fail "GLA's arguments: $(cat "$SCRATCH/B/calls")"
+
+# GPU_AB_ROWS: only the rows named
+GPU_AB_ROWS="transformer" PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 "$SCRATCH/logs1" \
+    >"$SCRATCH/out" 2>&1 || fail "GPU_AB_ROWS=transformer: exit $?"
+order=$(grep -oE '^(gpt2s|transformer|gla) [AB] round [12]' "$SCRATCH/out" | tr '\n' ',')
+[ "$order" = "transformer A round 1,transformer B round 1," ] || fail "GPU_AB_ROWS=transformer ran: $order"
+grep -Eq '^transformer +A +100 +B +110 tokens/s +B/A \+10\.0 %$' "$SCRATCH/out" || fail "the one row's mean"
+GPU_AB_ROWS="gpt2s llama" PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 >"$SCRATCH/out" 2>&1
+status=$?
+[ $status -eq 2 ] && grep -q "no row 'llama'" "$SCRATCH/out" || fail "an unknown row: exit $status: $(cat "$SCRATCH/out")"
 
 printf '#!/bin/sh\necho "error: out of memory" >&2\nexit 1\n' >"$SCRATCH/B/bin/flame-bench"
 PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 "$SCRATCH/logs2" >"$SCRATCH/out" 2>&1
