@@ -56,7 +56,9 @@ order=$(grep -oE '^(gpt2s|transformer|gla) [AB] round [12]' "$SCRATCH/out" | tr 
 grep -Eq '^transformer +A +100 +B +110 tokens/s +B/A \+10\.0 %$' "$SCRATCH/out" || fail "the one row's mean"
 GPU_AB_ROWS="gpt2s llama" PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 >"$SCRATCH/out" 2>&1
 status=$?
-[ $status -eq 2 ] && grep -q "no row 'llama'" "$SCRATCH/out" || fail "an unknown row: exit $status: $(cat "$SCRATCH/out")"
+if [ $status -ne 2 ] || ! grep -q "no row 'llama'" "$SCRATCH/out"; then
+    fail "an unknown row: exit $status: $(cat "$SCRATCH/out")"
+fi
 
 printf '#!/bin/sh\necho "error: out of memory" >&2\nexit 1\n' >"$SCRATCH/B/bin/flame-bench"
 PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 "$SCRATCH/logs2" >"$SCRATCH/out" 2>&1
