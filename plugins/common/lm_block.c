@@ -72,10 +72,13 @@ static void *up_columns(const flame_ops *ops, const lm_mlp_params *p, const void
     return lm_act_at(ops, gate_up, p->gate_second ? 0 : (size_t)I);
 }
 
+/* where the norm's output x lies: the layer's own, or the shared scratch */
+static void *norm_output(const lm_mlp_acts *a, const lm_mlp_scratch *s) { return a->x ? a->x : s->x; }
+
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32)
 {
-    void *x = a->x ? a->x : s->x;
+    void *x = norm_output(a, s);
     lm_norm_forward(ops, x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
     if (p->gate_up) {
         ops->matmul_forward(a->gate_up, x, p->gate_up, NULL, NULL, n, D, 2 * I);
@@ -119,7 +122,7 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
     else
         gelu_mlp_core_backward(ops, a, p, s, dout, n, D, I);
     /* the forward's x, kept or made again (the statistics come out the same) */
-    void *x = a->x ? a->x : s->x;
+    void *x = norm_output(a, s);
     if (!a->x)
         lm_norm_forward(ops, x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
     const lm_prenorm norm = {in, x, p->norm, p->dnorm, a->rstd, p->norm_bias, p->dnorm_bias, a->mean,
