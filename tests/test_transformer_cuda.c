@@ -399,6 +399,38 @@ static void test_rotary_joined(const int32_t *cu, int n_seqs, int H, int Hkv, in
     free(qkv), free(q), free(k), free(v);
 }
 
+/* Calls alternating between two head sizes (the transformer's layers and a
+ * GPT-3 -rotary's partial heads in one process, or two models in turn): the
+ * angle table kept for the last (half, base) is made again at each change, and
+ * must stay the size asked, not grow with every change. 48 changes at one
+ * position would ask 2^48 positions of a table that doubled each time; here
+ * the free memory may drop by at most what the tables of a 4096-token
+ * sequence take, and the rotation after them is checked against the CPU. */
+static void test_rotary_alternating(void)
+{
+    static const int32_t one[] = {0, 1}, long_one[] = {0, 4096};
+    transformer_seqs s = {one, 1, ints_to_device(one, 2)};
+    float *x = testing_random_bf16(2 * 128, -2, 2);
+    void *x_d = acts_to_device(x, 2 * 128);
+    size_t free_before, free_after, total;
+    gpu_k->rotary_forward(x_d, x_d, &s, 2, 128, 128, 10000.0f, 256); /* the table's first size */
+    CHECK(cudaDeviceSynchronize() == cudaSuccess && cudaMemGetInfo(&free_before, &total) == cudaSuccess,
+          "rotary alternating: cudaMemGetInfo");
+    for (int change = 0; change < 48; change++) {
+        int hd = change % 2 ? 128 : 64;
+        gpu_k->rotary_forward(x_d, x_d, &s, 2, hd, hd, 10000.0f, 256);
+    }
+    CHECK(cudaDeviceSynchronize() == cudaSuccess && cudaMemGetInfo(&free_after, &total) == cudaSuccess,
+          "rotary alternating: a CUDA error");
+    size_t tables = (size_t)4096 * 64 * 2 * sizeof(float); /* 4096 positions × 64 pairs of (cos, sin) */
+    CHECK(free_before - free_after <= tables + ((size_t)2 << 20), /* + the allocator's rounding */
+          "rotary alternating: 48 changes of head size took %zu bytes more (at most %zu expected)",
+          free_before > free_after ? free_before - free_after : 0, tables + ((size_t)2 << 20));
+    dev->free(x_d), dev->free((void *)s.cu_seqlens_backend), free(x);
+    test_rotary("after alternating", long_one, 1, 4, 64, 64);
+    test_rotary("after alternating", long_one, 1, 2, 128, 128);
+}
+
 static void test_rotaries(void)
 {
     static const int32_t one[] = {0, 1}, long_one[] = {0, 4096};
@@ -414,6 +446,7 @@ static void test_rotaries(void)
     test_rotary_joined(uneven, 6, 4, 2, 64, 64);
     test_rotary_joined(uneven, 6, 4, 4, 80, 40); /* pairs one a thread, the rest copied */
     test_rotary_joined(uneven, 6, 2, 2, 128, 64);
+    test_rotary_alternating();
 }
 
 /* ==================================================================== the model */
