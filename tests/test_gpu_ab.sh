@@ -59,6 +59,11 @@ status=$?
 if [ $status -ne 2 ] || ! grep -q "no row 'llama'" "$SCRATCH/out"; then
     fail "an unknown row: exit $status: $(cat "$SCRATCH/out")"
 fi
+GPU_AB_ROWS="  " PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 >"$SCRATCH/out" 2>&1
+status=$?
+if [ $status -ne 2 ] || ! grep -q "names no row" "$SCRATCH/out"; then
+    fail "GPU_AB_ROWS of spaces: exit $status: $(cat "$SCRATCH/out")"
+fi
 
 printf '#!/bin/sh\necho "error: out of memory" >&2\nexit 1\n' >"$SCRATCH/B/bin/flame-bench"
 PATH="$SCRATCH/path:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" 1 "$SCRATCH/logs2" >"$SCRATCH/out" 2>&1

@@ -8,7 +8,8 @@
 # libflame and the plugins' .so files); each build runs its own flame-bench.
 # Run it from the top of the source tree (the configs are read from there).
 # GPU_AB_ROWS, when set, names the rows to run (of gpt2s, transformer, gla;
-# all three by default), for a call with little device time left.
+# all three by default; one naming none is refused), for a call with little
+# device time left.
 # Prints a line per run (tokens/s and peak memory, "FAIL" and the log's last
 # line when a run fails), then each row's mean tokens/s for A and B and B's
 # change; exits 1 when a run failed, 2 on bad arguments.
@@ -29,9 +30,12 @@ for bundle in "$a" "$b"; do
     [ -x "$bundle/bin/flame-bench" ] || { echo "$0: no bin/flame-bench in $bundle" >&2; exit 2; }
 done
 rows=${GPU_AB_ROWS:-gpt2s transformer gla}
+named=0
 for row in $rows; do
+    named=$((named + 1))
     case $row in gpt2s | transformer | gla) ;; *) echo "$0: GPU_AB_ROWS: no row '$row' (gpt2s, transformer, gla)" >&2; exit 2 ;; esac
 done
+[ $named -gt 0 ] || { echo "$0: GPU_AB_ROWS names no row (of gpt2s, transformer, gla)" >&2; exit 2; }
 if ! nvidia-smi -L > /dev/null 2>&1; then
     echo "skip: no GPU here (nvidia-smi -L fails)"
     exit 0
@@ -59,7 +63,7 @@ for round in $(seq "$rounds"); do
             log="$logs/$row-$side-$round.log"
             # shellcheck disable=SC2046 # the arguments are words on purpose
             LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64" FLAME_PLUGIN_PATH="$bundle/lib" \
-                timeout 300 "$bundle/bin/flame-bench" $(row_args $row) > "$log" 2>&1
+                timeout 300 "$bundle/bin/flame-bench" $(row_args "$row") > "$log" 2>&1
             status=$?
             tokens=$(sed -n 's/^tokens\/s: //p' "$log")
             if [ $status -ne 0 ] || [ -z "$tokens" ]; then
