@@ -18,6 +18,9 @@
  *  - the recurrence at sequence lengths 1, 65, 100 and 2048, varlen batches of
  *    uneven documents, tiny heads (H=2, dk=4, dv=8), odd ones (H=3, dk=40,
  *    dv=72), fla's 340M head (H=4, dk=128, dv=256), mild and strong gates;
+ *    each case twice: alone, and as the model calls it ("kept": the
+ *    forward's scores kept for the backward, which makes the checkpoints
+ *    again over NaN);
  *  - generation's recurrence step, several in a row carrying the states, at
  *    tiny, odd and the 340M heads, for one and 16 sequences; the model's
  *    generation on CUDA against its CUDA forward (test_decode_on_gpu);
@@ -99,27 +102,62 @@ static rec_out run_cpu(const rec_inputs *in, const gla_recurrence_dims *d, size_
 /* the GPU's, in device memory: o and the gradients bf16, the checkpoints fp32 */
 typedef struct rec_dev {
     void *o, *grad[4];
-    float *ck;
+    float *ck; /* host: the forward's checkpoints */
 } rec_dev;
 
-/* the gradients' buffers hold pre before (the kernel writes over it) */
-static rec_dev run_gpu(const rec_inputs *in, const gla_recurrence_dims *d, size_t ck_floats,
-                       float *const *pre)
+/* the gradients' buffers hold pre before (the kernel writes over it). kept:
+ * as the model calls it, the forward's scores kept for the backward, which
+ * makes the checkpoints again over a buffer of NaN */
+static rec_dev run_gpu(const rec_inputs *in, const gla_recurrence_dims *d_in, size_t ck_floats,
+                       float *const *pre, int kept)
 {
+    gla_recurrence_dims dims = *d_in, *d = &dims;
+    void *scores = kept ? dev_poisoned(gpu_k->recurrence_scores_floats(in->n, d->H) * sizeof(float)) : NULL;
+    d->scores = scores;
     void *q = acts_to_device(in->q, in->nk), *k = acts_to_device(in->k, in->nk);
     void *v = acts_to_device(in->v, in->nv), *gk = acts_to_device(in->gk, in->nk);
     void *dout = acts_to_device(in->dout, in->nv);
     float *work = dev_alloc(gpu_k->recurrence_work_floats(in->n, d->H, d->dk, d->dv) * sizeof(float));
     rec_dev r;
     r.o = dev_poisoned(in->nv * dev->act_bytes);
-    r.ck = dev_alloc(ck_floats * sizeof(float)); /* zeros, like the CPU's: varlen leaves slots unused */
+    float *ck = dev_alloc(ck_floats * sizeof(float)); /* zeros, like the CPU's: varlen leaves slots unused */
     for (int i = 0; i < 4; i++)
         r.grad[i] = acts_to_device(pre[i], grad_size(in, i));
-    gpu_k->recurrence_forward(r.o, r.ck, q, k, v, gk, d, work, 1);
-    gpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], dout, q, k, v, gk, r.ck,
-                               d, work, 1);
-    dev->free(q), dev->free(k), dev->free(v), dev->free(gk), dev->free(dout), dev->free(work);
+    gpu_k->recurrence_forward(r.o, ck, q, k, v, gk, d, work, 1);
+    r.ck = floats_to_host(ck, ck_floats);
+    if (kept) {
+        dev->free(ck);
+        ck = dev_poisoned(ck_floats * sizeof(float));
+        d->remake_checkpoints = 1;
+    }
+    gpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], dout, q, k, v, gk, ck, d, work, 1);
+    dev->free(q), dev->free(k), dev->free(v), dev->free(gk), dev->free(dout), dev->free(work), dev->free(ck);
+    if (scores)
+        dev->free(scores);
     return r;
+}
+
+/* got against want, got freed */
+static void check_recurrence(const char *shape, const rec_inputs *in, const rec_out *want, rec_dev got,
+                             size_t ck_floats)
+{
+    compare("recurrence o", shape, acts_to_host(got.o, in->nv), want->o, in->nv, TOL_BF16);
+    compare("recurrence checkpoints", shape, got.ck, want->ck, ck_floats, TOL_FP32);
+    static const char *const names[4] = {"recurrence dq", "recurrence dk", "recurrence dv",
+                                         "recurrence dgk"};
+    /* written over pre. dgk of a lone token is exactly 0 on the CPU (its gate
+     * acts on the state 0) and on the GPU the rounding residue of terms that
+     * cancel: its error is measured against the larger of its norm and dk's */
+    for (int i = 0; i < 4; i++) {
+        size_t size = grad_size(in, i);
+        float *g = acts_to_host(got.grad[i], size);
+        double scale = l2_norm(want->grad[i], size);
+        if (i == 3 && l2_norm(want->grad[1], grad_size(in, 1)) > scale)
+            scale = l2_norm(want->grad[1], grad_size(in, 1));
+        report(names[i], shape, l2_distance(g, want->grad[i], size) / scale, TOL_BF16, "");
+        free(g), dev->free(got.grad[i]);
+    }
+    dev->free(got.o);
 }
 
 static void test_recurrence(const char *name, int H, int dk, int dv, const int32_t *cu, int n_seqs,
@@ -128,7 +166,7 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
     int n = cu[n_seqs];
     char shape[96];
     snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
-    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0};
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL};
     rec_inputs in = rec_inputs_make(&d, gk_lo);
     /* one more float than needed, so that no size is 0 */
     size_t ck_floats = cpu_k->recurrence_checkpoint_floats(n, H, dk, dv) + 1;
@@ -139,29 +177,15 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
 
     int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
     d.cu_seqlens_backend = cu_dev;
-    rec_dev got = run_gpu(&in, &d, ck_floats, pre);
-    compare("recurrence o", shape, acts_to_host(got.o, in.nv), want.o, in.nv, TOL_BF16);
-    compare("recurrence checkpoints", shape, floats_to_host(got.ck, ck_floats), want.ck, ck_floats,
-            TOL_FP32);
-    static const char *const names[4] = {"recurrence dq", "recurrence dk", "recurrence dv",
-                                         "recurrence dgk"};
-    /* written over pre. dgk of a lone token is exactly 0 on the CPU (its gate
-     * acts on the state 0) and on the GPU the rounding residue of terms that
-     * cancel: its error is measured against the larger of its norm and dk's */
-    for (int i = 0; i < 4; i++) {
-        size_t size = grad_size(&in, i);
-        float *g = acts_to_host(got.grad[i], size);
-        double scale = l2_norm(want.grad[i], size);
-        if (i == 3 && l2_norm(want.grad[1], grad_size(&in, 1)) > scale)
-            scale = l2_norm(want.grad[1], grad_size(&in, 1));
-        report(names[i], shape, l2_distance(g, want.grad[i], size) / scale, TOL_BF16, "");
-        free(g);
+    for (int kept = 0; kept < 2; kept++) {
+        char how[128];
+        snprintf(how, sizeof how, "%s%s", shape, kept ? " kept" : "");
+        check_recurrence(how, &in, &want, run_gpu(&in, &d, ck_floats, pre, kept), ck_floats);
     }
-
-    dev->free(cu_dev), dev->free(got.o), dev->free(got.ck);
+    dev->free(cu_dev);
     free(want.o), free(want.ck);
     for (int i = 0; i < 4; i++)
-        dev->free(got.grad[i]), free(want.grad[i]), free(pre[i]);
+        free(want.grad[i]), free(pre[i]);
     rec_inputs_free(&in);
 }
 
@@ -310,7 +334,7 @@ static void test_joined(const char *name, int H, int dk, int dv, const int32_t *
     int n = cu[n_seqs];
     char shape[96];
     snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
-    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0};
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL};
     rec_inputs in = rec_inputs_make(&d, -0.4f);
     size_t kw = (size_t)H * dk, vw = (size_t)H * dv, W = 2 * kw + 2 * vw, act = dev->act_bytes;
     float *g = testing_random_bf16(in.nv, -4, 4), *w = testing_random_bf16(dv, 0.5f, 1.5f);
@@ -415,14 +439,15 @@ static double now_ms(void)
 }
 
 /* mean wall time of the GPU recurrence, forward and backward, at fla's 340M
- * head shape over B rows of T tokens */
+ * head shape over B rows of T tokens, called as the model calls it (the
+ * forward's scores kept, the backward making the checkpoints again) */
 static void bench(int B, int T, int reps)
 {
     const int H = 4, dk = 128, dv = 256, n = B * T;
     int32_t *cu = malloc((B + 1) * sizeof *cu);
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
-    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0};
+    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL};
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
     d.cu_seqlens_backend = cu_dev;
     size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv, act = dev->act_bytes;
@@ -434,6 +459,8 @@ static void bench(int B, int T, int reps)
     size_t ck_floats = gpu_k->recurrence_checkpoint_floats(n, H, dk, dv);
     size_t work_floats = gpu_k->recurrence_work_floats(n, H, dk, dv);
     float *ck = dev_alloc(ck_floats * sizeof(float)), *work = dev_alloc(work_floats * sizeof(float));
+    void *scores = dev_alloc(gpu_k->recurrence_scores_floats(n, H) * sizeof(float));
+    d.scores = scores, d.remake_checkpoints = 1;
     double fwd = 0, bwd = 0;
     for (int r = -1; r < reps; r++) { /* r = -1 warms up */
         cudaDeviceSynchronize();
@@ -452,7 +479,7 @@ static void bench(int B, int T, int reps)
            "(mean of %d; checkpoints %.0f MiB, work %.0f MiB)\n",
            H, dk, dv, B, T, fwd / reps, bwd / reps, reps, ck_floats * 4.0 / 1048576,
            work_floats * 4.0 / 1048576);
-    void *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work};
+    void *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work, scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dev->free(bufs[i]);
     dev->free(cu_dev);

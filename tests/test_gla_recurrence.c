@@ -5,7 +5,8 @@
  *  - its backward (dq, dk, dv, dgk) against central finite differences of
  *    L = Σ r·o taken on the double reference, the gradient buffers pre-filled
  *    with random values the kernel must write over;
- *  - the same run on several threads, bit-identical to one thread;
+ *  - the same run on several threads, bit-identical to one thread, and with
+ *    the backward making the checkpoints again (over NaN) itself;
  *  - the gated per-head RMSNorm and the logsigmoid gates likewise: do, dg and
  *    dx start as large values the kernels must write over (only dw, a
  *    parameter's gradient, is added into);
@@ -90,18 +91,25 @@ typedef struct rec_run {
     float *o, *dq, *dk, *dv, *dgk;
 } rec_run;
 
+/* remake: the backward makes the checkpoints again (gla_recurrence_dims.remake_checkpoints)
+ * over a buffer of NaN rather than reading the forward's */
 static void run_kernel(rec_run *out, const rec_case *c, int n_work, int backward, int prefill,
-                       float **pre)
+                       float **pre, int remake)
 {
     size_t nk = (size_t)c->n * c->H * c->dk, nv = (size_t)c->n * c->H * c->dv;
     float *q = to_float(c->q, nk), *k = to_float(c->k, nk), *v = to_float(c->v, nv);
     float *gk = to_float(c->gk, nk), *r = to_float(c->r, nv);
     float *ck = calloc(gla_recurrence_checkpoint_floats(c->n, c->H, c->dk, c->dv) + 1, sizeof *ck);
     float *work = calloc((size_t)n_work * gla_recurrence_work_floats(c->dk, c->dv), sizeof *work);
-    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0, 0};
+    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0, 0, 0, NULL};
     out->o = malloc(nv * sizeof *out->o);
     gla_recurrence_forward_cpu(out->o, ck, q, k, v, gk, &d, work, n_work);
     out->dq = out->dk = out->dv = out->dgk = NULL;
+    if (remake) {
+        for (size_t i = 0; i < gla_recurrence_checkpoint_floats(c->n, c->H, c->dk, c->dv); i++)
+            ck[i] = NAN;
+        d.remake_checkpoints = 1;
+    }
     if (backward) {
         if (prefill) {
             out->dq = prefilled(nk, &pre[0]), out->dk = prefilled(nk, &pre[1]);
@@ -126,7 +134,7 @@ static void test_recurrence_case(rec_case *c, int check_grads)
 
     float *pre[4];
     rec_run run;
-    run_kernel(&run, c, 1, 1, 1, pre);
+    run_kernel(&run, c, 1, 1, 1, pre, 0);
     double e = testing_rel_error_d(run.o, o_ref, nv);
     CHECK(e < 1e-5, "%s: forward rel error %.3g", c->name, e);
 
@@ -149,15 +157,22 @@ static void test_recurrence_case(rec_case *c, int check_grads)
     /* threads: the same bits, forward and backward */
     rec_run many;
     int workers = gla_recurrence_max_workers() > 1 ? gla_recurrence_max_workers() : 4;
-    run_kernel(&many, c, workers, 1, 0, NULL);
+    run_kernel(&many, c, workers, 1, 0, NULL, 0);
     rec_run one;
-    run_kernel(&one, c, 1, 1, 0, NULL);
+    run_kernel(&one, c, 1, 1, 0, NULL, 0);
     CHECK(memcmp(many.o, one.o, nv * sizeof(float)) == 0, "%s: forward differs on %d workers", c->name, workers);
     CHECK(memcmp(many.dq, one.dq, nk * sizeof(float)) == 0 && memcmp(many.dk, one.dk, nk * sizeof(float)) == 0 &&
               memcmp(many.dv, one.dv, nv * sizeof(float)) == 0 &&
               memcmp(many.dgk, one.dgk, nk * sizeof(float)) == 0,
           "%s: backward differs on %d workers", c->name, workers);
-    rec_run_free(&many), rec_run_free(&one), rec_run_free(&run);
+    /* the checkpoints made again by the backward: the same bits */
+    rec_run remade;
+    run_kernel(&remade, c, workers, 1, 0, NULL, 1);
+    CHECK(memcmp(remade.dq, one.dq, nk * sizeof(float)) == 0 && memcmp(remade.dk, one.dk, nk * sizeof(float)) == 0 &&
+              memcmp(remade.dv, one.dv, nv * sizeof(float)) == 0 &&
+              memcmp(remade.dgk, one.dgk, nk * sizeof(float)) == 0,
+          "%s: backward with its checkpoints made again differs", c->name);
+    rec_run_free(&many), rec_run_free(&one), rec_run_free(&run), rec_run_free(&remade);
     free(o_ref);
     rec_case_free(c);
 }
@@ -209,7 +224,7 @@ static void test_joined_recurrence(void)
     float *ck = calloc(gla_recurrence_checkpoint_floats(n, c.H, c.dk, c.dv) + 1, sizeof *ck);
     float *ck2 = calloc(gla_recurrence_checkpoint_floats(n, c.H, c.dk, c.dv) + 1, sizeof *ck2);
     float *work = calloc(gla_recurrence_work_floats(c.dk, c.dv), sizeof *work);
-    gla_recurrence_dims d = {cu, c.n_seqs, c.H, c.dk, c.dv, 1.0f / sqrtf((float)c.dk), NULL, 0, 0}, dj = d;
+    gla_recurrence_dims d = {cu, c.n_seqs, c.H, c.dk, c.dv, 1.0f / sqrtf((float)c.dk), NULL, 0, 0, 0, NULL}, dj = d;
     dj.stride = (int)W;
     float *o = malloc(nv * sizeof *o), *o2 = malloc(nv * sizeof *o2);
     float *dq = malloc(nk * sizeof *dq), *dk = malloc(nk * sizeof *dk), *dv = malloc(nv * sizeof *dv);

@@ -292,7 +292,7 @@ static void bench(int H, int dk, int M, int B, int T, int reps)
     size_t ck_floats = gsa_slot_checkpoint_floats(n, H, dk, M);
     size_t work_floats = gsa_slot_work_floats_cuda(n, H, dk, M);
     float *ck = dev_alloc(ck_floats * sizeof(float)), *work = dev_alloc(work_floats * sizeof(float));
-    gla_recurrence_dims g = {cu, B, H, M, dk, 1.0f, cu_dev, 0, 0};
+    gla_recurrence_dims g = {cu, B, H, M, dk, 1.0f, cu_dev, 0, 0, 0, NULL};
     cudaEvent_t ev[5];
     for (int i = 0; i < 5; i++)
         cudaEventCreate(&ev[i]);

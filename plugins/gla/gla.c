@@ -71,19 +71,22 @@ typedef struct gla_dims {
 typedef struct layer_acts {
     float *attn_rstd;                     /* [n]: norm of the layer input */
     void *qkvg;                           /* [n,qkvg_dim]: a token's q, k, v, g side by side */
-    void *gk_low, *gk;                    /* [n,R], [n,key_dim] (after logsigmoid) */
+    void *gk_low;                         /* [n,R]: the forget gates' low-rank input */
     void *o;                              /* recurrence out */
     float *gn_rstd;                       /* [n·H] */
+    void *scores;                         /* the recurrence's own (gla_recurrence_dims.scores) or NULL */
 } layer_acts;
 
 /* scratch reused by every layer: gradients, and the values the forward does
  * not keep and the backward makes again: the norm's and the gated norm's
- * outputs (cheap passes that save 2·D per token and layer) and the
- * recurrence's checkpoints (a walk over the chunks; at 340M they would take
- * 128 MiB a layer) */
+ * outputs (cheap passes that save 2·D per token and layer), the forget gates
+ * (a rank-R product and a pointwise pass; at 340M they would take 16 MiB a
+ * layer) and the recurrence's checkpoints (a walk over the chunks; at 340M
+ * they would take 128 MiB a layer) */
 typedef struct grad_scratch {
     void *a;                     /* [n,D] the norm of the layer input */
     void *y_value;               /* [n,value_dim] the gated norm's output */
+    void *gates;                 /* [n,key_dim] gk, after logsigmoid */
     float *checkpoints;          /* the recurrence's states at chunk starts */
     void *y, *o;                 /* [n,value_dim] gradients */
     void *qkvg;                  /* [n,qkvg_dim] the gradients of q, k, v, g, as layer_acts' */
@@ -194,14 +197,15 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
 
 /* ------------------------------------------------------------------ reserve */
 
-static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, size_t n)
+static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const gla_kernels *kern, size_t n)
 {
     A->attn_rstd = lm_take_floats(cv, n);
     A->qkvg = lm_take_acts(cv, n * c->qkvg_dim);
     A->gk_low = lm_take_acts(cv, n * c->R);
-    A->gk = lm_take_acts(cv, n * c->key_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->gn_rstd = lm_take_floats(cv, n * c->H);
+    A->scores = kern->recurrence_scores_floats ? lm_take_floats(cv, kern->recurrence_scores_floats((int)n, c->H))
+                                               : NULL;
 }
 
 static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
@@ -210,6 +214,7 @@ static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const
     d->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
     d->a = lm_take_acts(cv, n * c->s.D);
     d->y_value = lm_take_acts(cv, n * c->value_dim);
+    d->gates = lm_take_acts(cv, n * c->key_dim);
     d->y = lm_take_acts(cv, n * c->value_dim);
     d->o = lm_take_acts(cv, n * c->value_dim);
     d->qkvg = lm_take_acts(cv, n * c->qkvg_dim);
@@ -224,7 +229,7 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     const gla_dims *c = &m->c;
     lm_model_carve(&m->base, cv, n);
     for (int l = 0; l < c->s.L; l++)
-        carve_layer(acts(m, l), cv, c, n);
+        carve_layer(acts(m, l), cv, c, m->kern, n);
     carve_grads(&m->d, cv, c, m->kern, n);
 }
 
@@ -257,10 +262,13 @@ static float *work(const gla_model *m) { return m->base.ops->borrow_scratch(m->w
 
 /* ------------------------------------------------------------------ forward */
 
-static gla_recurrence_dims recurrence_dims(const gla_model *m)
+/* the recurrence of layer l; the backward makes its checkpoints again (one
+ * buffer serves every layer) and reads the scores the forward kept */
+static gla_recurrence_dims recurrence_dims(const gla_model *m, int l)
 {
-    gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.dk, m->c.dv, 1.0f / sqrtf((float)m->c.dk),
-                             m->base.batch.cu_backend, 0, m->c.qkvg_dim};
+    gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.dk, m->c.dv,
+                             1.0f / sqrtf((float)m->c.dk), m->base.batch.cu_backend, 0, m->c.qkvg_dim, 1,
+                             acts(m, l)->scores};
     return d;
 }
 
@@ -280,6 +288,16 @@ static gla_gate_rows gate_rows(const gla_model *m)
     return r;
 }
 
+/* gk = logsigmoid(gk_low·W1ᵀ + b1) / normalizer into `gk`, from layer l's kept gk_low */
+static void forget_gates(const gla_model *m, int l, void *gk)
+{
+    const gla_dims *c = &m->c;
+    int n = m->base.batch.n;
+    m->base.ops->matmul_forward(gk, acts(m, l)->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
+                                c->key_dim);
+    m->kern->gates_forward(gk, gk, (size_t)n * c->key_dim, c->normalizer);
+}
+
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
 static void attn_forward(void *model, int l)
 {
@@ -294,19 +312,16 @@ static void attn_forward(void *model, int l)
     ops->matmul_forward(A->qkvg, m->d.a, W(m, l, P_Q), NULL, NULL, n, c->s.D, c->qkvg_dim);
     void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
     gla_gate_rows gr = gate_rows(m);
-    /* forget gates: low-rank projection, then logsigmoid / normalizer in place */
     ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, NULL, n, c->s.D, c->R);
-    ops->matmul_forward(A->gk, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
-                        c->key_dim);
-    m->kern->gates_forward(A->gk, A->gk, (size_t)n * c->key_dim, c->normalizer);
+    forget_gates(m, l, m->d.gates);
     /* the recurrence, then the gated per-head norm */
     if (m->base.decoding) { /* the states [L, B, H, dk, dv] */
         size_t per_layer = (size_t)n * c->H * c->dk * c->dv; /* n = B sequences of one token */
-        m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, q, k, v, A->gk, n, c->H, c->dk,
-                                 c->dv, 1.0f / sqrtf((float)c->dk), c->qkvg_dim);
+        m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, q, k, v, m->d.gates, n, c->H,
+                                 c->dk, c->dv, 1.0f / sqrtf((float)c->dk), c->qkvg_dim);
     } else {
-        gla_recurrence_dims rd = recurrence_dims(m);
-        m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, A->gk, &rd, work(m), m->n_work);
+        gla_recurrence_dims rd = recurrence_dims(m, l);
+        m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, m->d.gates, &rd, work(m), m->n_work);
     }
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, part(m, A->qkvg, PART_G), &gr, W(m, l, P_G_NORM),
                                n * c->H, c->dv, c->s.eps);
@@ -365,12 +380,12 @@ static void attn_core_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
-    gla_recurrence_dims rd = recurrence_dims(m);
+    gla_recurrence_dims rd = recurrence_dims(m, l);
     void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
-    m->kern->recurrence_forward(NULL, d->checkpoints, NULL, k, v, A->gk, &rd, work(m), m->n_work);
+    forget_gates(m, l, d->gates);
     m->kern->recurrence_backward(part(m, d->qkvg, PART_Q), part(m, d->qkvg, PART_K), part(m, d->qkvg, PART_V), d->gk,
-                                 d->o, q, k, v, A->gk, d->checkpoints, &rd, work(m), m->n_work);
-    m->kern->gates_backward(d->gk_pre, d->gk, A->gk, nK, c->normalizer);
+                                 d->o, q, k, v, d->gates, d->checkpoints, &rd, work(m), m->n_work);
+    m->kern->gates_backward(d->gk_pre, d->gk, d->gates, nK, c->normalizer);
     m->base.ops->matmul_backward(d->gk_low, FLAME_GRAD_SET, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre,
                                  A->gk_low, W(m, l, P_GK1), n, c->R, c->key_dim);
 }

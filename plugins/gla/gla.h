@@ -47,6 +47,15 @@ typedef struct gla_recurrence_dims {
     /* elements from one token's row of q, k and v (and of dq, dk, dv) to the
      * next token's; 0: packed, H·dk for q and k, H·dv for v */
     int stride;
+    /* the backward first makes `checkpoints` again itself, as the forward with
+     * o NULL does: for callers that keep no layer's checkpoints */
+    int remake_checkpoints;
+    /* where a backend whose forward makes intra-chunk scores (the GPU's
+     * chunked form) keeps them for the backward of the same call's inputs,
+     * recurrence_scores_floats of them (gla_kernels.h), so that the backward
+     * need not make them again; NULL: made in `work` each time. The CPU makes
+     * none and ignores it. */
+    void *scores;
 } gla_recurrence_dims;
 
 static inline size_t gla_qk_stride(const gla_recurrence_dims *d)
@@ -65,12 +74,12 @@ int gla_recurrence_max_workers(void);
 size_t gla_recurrence_work_floats(int dk, int dv);
 
 /* work: n_work · gla_recurrence_work_floats() floats; at most n_work threads run.
- * With o NULL only the checkpoints are written (q is not read): the backward's
- * way to have them again rather than keep every layer's. */
+ * With o NULL only the checkpoints are written (q is not read): a way to have
+ * them again rather than keep every layer's (the backward's own with
+ * gla_recurrence_dims.remake_checkpoints). */
 void gla_recurrence_forward_cpu(float *o, float *checkpoints, const float *q,
                                 const float *k, const float *v, const float *gk,
                                 const gla_recurrence_dims *d, float *work, int n_work);
-/* dq, dk, dv, dgk = ∂L/∂· given dout = ∂L/∂o (written; all four are required) */
 /* One position of B sequences for generation: per sequence and head, the
  * state S (fp32, states[B, H, dk, dv], carried from the previous position)
  * takes one step, S = diag(exp(gk)) S + kᵀv, and o = (scale·q) S. q, k, gk
@@ -80,9 +89,11 @@ void gla_recurrence_step_cpu(float *o, float *states, const float *q, const floa
                              const float *v, const float *gk, int B, int H, int dk, int dv,
                              float scale, int stride);
 
+/* dq, dk, dv, dgk = ∂L/∂· given dout = ∂L/∂o (written; all four are required).
+ * checkpoints: the forward's, or with d->remake_checkpoints written here first. */
 void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
                                  const float *dout, const float *q, const float *k,
-                                 const float *v, const float *gk, const float *checkpoints,
+                                 const float *v, const float *gk, float *checkpoints,
                                  const gla_recurrence_dims *d, float *work, int n_work);
 
 /* ---- gla_gate_norm_cpu.c: fla's FusedRMSNormGated with swish ----

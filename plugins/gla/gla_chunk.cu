@@ -42,7 +42,9 @@
  *
  * Kernels. (1) The table of chunks; (2) A per (chunk, head), kept in bf16,
  * and b on the way (a call with o NULL, which makes the checkpoints alone,
- * runs a kernel for b instead and then (3) only); (3) the walk over each
+ * runs a kernel for b instead and then (3) only; so does a backward whose
+ * caller kept the forward's A, gla_recurrence_dims.scores, and (3) forward
+ * first where it makes the checkpoints again); (3) the walk over each
  * sequence's chunks, per (sequence, head, 64×128 state tile): forward it
  * stores the state at each chunk start but a sequence's first in
  * `checkpoints` (the CPU's layout), backward dS at each chunk end but a
@@ -110,6 +112,8 @@ static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
     w.chunks = (chunk *)(dS + bf16_floats(gla_recurrence_checkpoint_floats(n, d->H, d->dk, d->dv)));
     return w;
 }
+
+size_t gla_recurrence_scores_floats_cuda(int n, int H) { return bf16_floats((size_t)n * H * CHUNK); }
 
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
@@ -425,9 +429,9 @@ static __device__ void store_gate_tile(float *b, size_t stride, int rows, int co
     store_values(b, stride, rows, cols, v);
 }
 
-/* b alone, for a call that makes only the checkpoints (chunk_scores makes it
- * otherwise), by gate_sums' arithmetic in the same order: a thread per
- * (chunk, head, key) with the chunk's gates of its key in registers. */
+/* b alone, for a call that makes no A (chunk_scores makes b otherwise), by
+ * gate_sums' arithmetic in the same order: a thread per (chunk, head, key)
+ * with the chunk's gates of its key in registers. */
 static __global__ void __launch_bounds__(THREADS)
     chunk_gate_sums(float *b, const act_t *gk, const chunk *chunks, int H, int dk)
 {
@@ -963,17 +967,23 @@ static void walk(OUT *states, const act_t *x, size_t x_stride, const act_t *y, s
     CUDA_CHECK_LAUNCH();
 }
 
-/* A and b (chunk_scores) */
-static void scores(const work_layout *w, int chunks, const void *q, const void *k, const void *gk,
+/* A (into `A`) and b (chunk_scores) */
+static void scores(act_t *A, const work_layout *w, int chunks, const void *q, const void *k, const void *gk,
                    const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
-    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(w->A, w->b, act(q), act(k), gla_qk_stride(d), act(gk),
+    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(A, w->b, act(q), act(k), gla_qk_stride(d), act(gk),
                                                          w->chunks, d->H, d->dk, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
-/* b alone (chunk_gate_sums), for the calls that run no chunk_scores */
+/* where A lies: kept by the caller (gla_recurrence_dims.scores), or in `work` */
+static act_t *scores_at(const work_layout *w, const gla_recurrence_dims *d)
+{
+    return d->scores ? act(d->scores) : w->A;
+}
+
+/* b alone (chunk_gate_sums), for the calls that make no A */
 static void gate_sums_alone(const work_layout *w, int chunks, const void *gk,
                             const gla_recurrence_dims *d)
 {
@@ -999,17 +1009,18 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
         walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
         return;
     }
-    scores(&w, chunks, q, k, gk, d);
+    act_t *A = scores_at(&w, d);
+    scores(A, &w, chunks, q, k, gk, d);
     walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
     chunk_output<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(o), act(q), qk_stride, act(v), v_stride,
-                                                                      w.b, w.A, checkpoints, w.chunks, H, d->dk,
+                                                                      w.b, A, checkpoints, w.chunks, H, d->dk,
                                                                       d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
 void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                   const void *q, const void *k, const void *v, const void *gk,
-                                  const float *checkpoints, const gla_recurrence_dims *d,
+                                  float *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work)
 {
     (void)n_work;
@@ -1019,10 +1030,17 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     work_layout w = carve(work, n, d);
     int chunks = chunk_table(&w, d);
     size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d), o_stride = (size_t)H * d->dv;
-    scores(&w, chunks, q, k, gk, d);
+    /* b, and A unless the forward kept it */
+    act_t *A = scores_at(&w, d);
+    if (d->scores)
+        gate_sums_alone(&w, chunks, gk, d);
+    else
+        scores(A, &w, chunks, q, k, gk, d);
+    if (d->remake_checkpoints)
+        walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
     walk<false>(w.dS, act(q), qk_stride, act(dout), o_stride, &w, d);
     chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(dv), v_stride, act(k), qk_stride, act(dout),
-                                                                  w.b, w.A, w.dS, w.chunks, H, d->dk, d->dv);
+                                                                  w.b, A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
     dim3 grid(chunks * ceil_div(d->dk, TILE), H);
     if (d->dq_fp32) {

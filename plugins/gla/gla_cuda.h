@@ -26,12 +26,14 @@ void gla_recurrence_step_cuda(void *o, float *states, const void *q, const void 
 
 /* gla_chunk.cu: the recurrence in chunks of GLA_CHUNK tokens */
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv);
+/* the intra-chunk scores A a layer may keep (gla_recurrence_dims.scores) */
+size_t gla_recurrence_scores_floats_cuda(int n, int H);
 void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,
                                  const void *v, const void *gk, const gla_recurrence_dims *d,
                                  float *work, int n_work);
 void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                   const void *q, const void *k, const void *v, const void *gk,
-                                  const float *checkpoints, const gla_recurrence_dims *d,
+                                  float *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work);
 /* The backward's walk over the chunks alone, for GSA's first pass
  * (gsa_slots_chunk.cu), whose adjoint is this recurrence's with other roles:

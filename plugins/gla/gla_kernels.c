@@ -24,7 +24,7 @@ static void recurrence_forward_cpu(void *o, float *checkpoints, const void *q, c
 
 static void recurrence_backward_cpu(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                     const void *q, const void *k, const void *v, const void *gk,
-                                    const float *checkpoints, const gla_recurrence_dims *d,
+                                    float *checkpoints, const gla_recurrence_dims *d,
                                     float *work, int n_work)
 {
     gla_recurrence_backward_cpu(dq, dk, dv, dgk, dout, q, k, v, gk, checkpoints, d, work, n_work);
@@ -82,6 +82,7 @@ const gla_kernels gla_kernels_cuda = {
     .recurrence_checkpoint_floats = gla_recurrence_checkpoint_floats, /* the same layout */
     .recurrence_work_floats = gla_recurrence_work_floats_cuda,
     .recurrence_max_workers = cuda_max_workers,
+    .recurrence_scores_floats = gla_recurrence_scores_floats_cuda,
     .recurrence_forward = gla_recurrence_forward_cuda,
     .recurrence_backward = gla_recurrence_backward_cuda,
     .recurrence_step = gla_recurrence_step_cuda,

@@ -17,6 +17,9 @@ typedef struct gla_kernels {
     size_t (*recurrence_checkpoint_floats)(int n, int H, int dk, int dv);
     size_t (*recurrence_work_floats)(int n, int H, int dk, int dv);
     int (*recurrence_max_workers)(void);
+    /* floats a layer keeps of the forward's intra-chunk scores for its
+     * backward (gla_recurrence_dims.scores); NULL: the backend makes none */
+    size_t (*recurrence_scores_floats)(int n, int H);
 
     /* void pointers are activations in the op table's type (fp32 on the CPU,
      * bf16 on CUDA); float pointers are fp32 on every backend */
@@ -26,7 +29,7 @@ typedef struct gla_kernels {
     /* dq is fp32 (float) where d->dq_fp32 says so, else an activation */
     void (*recurrence_backward)(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                 const void *q, const void *k, const void *v, const void *gk,
-                                const float *checkpoints, const gla_recurrence_dims *d,
+                                float *checkpoints, const gla_recurrence_dims *d,
                                 float *work, int n_work);
 
     /* generation (gla.h's gla_recurrence_step_cpu); NULL: this backend has none yet */

@@ -203,9 +203,11 @@ static void backward_task(grads g, const float *dout, const float *q, const floa
 
 void gla_recurrence_backward_cpu(float *dq, float *dk, float *dv, float *dgk,
                                  const float *dout, const float *q, const float *k,
-                                 const float *v, const float *gk, const float *checkpoints,
+                                 const float *v, const float *gk, float *checkpoints,
                                  const gla_recurrence_dims *d, float *work, int n_work)
 {
+    if (d->remake_checkpoints)
+        gla_recurrence_forward_cpu(NULL, checkpoints, NULL, k, v, gk, d, work, n_work);
     grads g = {dq, dk, dv, dgk};
     int n_tasks = d->n_seqs * d->H;
     size_t per_worker = gla_recurrence_work_floats(d->dk, d->dv);
