@@ -99,14 +99,14 @@ static void run_kernel(rec_run *out, const rec_case *c, int n_work, int backward
     size_t nk = (size_t)c->n * c->H * c->dk, nv = (size_t)c->n * c->H * c->dv;
     float *q = to_float(c->q, nk), *k = to_float(c->k, nk), *v = to_float(c->v, nv);
     float *gk = to_float(c->gk, nk), *r = to_float(c->r, nv);
-    float *ck = calloc(gla_recurrence_checkpoint_floats(c->n, c->H, c->dk, c->dv) + 1, sizeof *ck);
+    float *ck = calloc(gla_recurrence_checkpoint_values(c->n, c->H, c->dk, c->dv) + 1, sizeof *ck);
     float *work = calloc((size_t)n_work * gla_recurrence_work_floats(c->dk, c->dv), sizeof *work);
     gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0, 0, 0, NULL};
     out->o = malloc(nv * sizeof *out->o);
     gla_recurrence_forward_cpu(out->o, ck, q, k, v, gk, &d, work, n_work);
     out->dq = out->dk = out->dv = out->dgk = NULL;
     if (remake) {
-        for (size_t i = 0; i < gla_recurrence_checkpoint_floats(c->n, c->H, c->dk, c->dv); i++)
+        for (size_t i = 0; i < gla_recurrence_checkpoint_values(c->n, c->H, c->dk, c->dv); i++)
             ck[i] = NAN;
         d.remake_checkpoints = 1;
     }
@@ -221,8 +221,8 @@ static void test_joined_recurrence(void)
     testing_put_columns(qkvg, q, n, W, 0, kw), testing_put_columns(qkvg, k, n, W, kw, kw), testing_put_columns(qkvg, v, n, W, 2 * kw, vw);
     for (size_t i = 0; i < (size_t)n * W; i++)
         dqkvg[i] = NAN; /* q's, k's, v's columns must be written */
-    float *ck = calloc(gla_recurrence_checkpoint_floats(n, c.H, c.dk, c.dv) + 1, sizeof *ck);
-    float *ck2 = calloc(gla_recurrence_checkpoint_floats(n, c.H, c.dk, c.dv) + 1, sizeof *ck2);
+    float *ck = calloc(gla_recurrence_checkpoint_values(n, c.H, c.dk, c.dv) + 1, sizeof *ck);
+    float *ck2 = calloc(gla_recurrence_checkpoint_values(n, c.H, c.dk, c.dv) + 1, sizeof *ck2);
     float *work = calloc(gla_recurrence_work_floats(c.dk, c.dv), sizeof *work);
     gla_recurrence_dims d = {cu, c.n_seqs, c.H, c.dk, c.dv, 1.0f / sqrtf((float)c.dk), NULL, 0, 0, 0, NULL}, dj = d;
     dj.stride = (int)W;

@@ -75,7 +75,7 @@ static void run_slots(slot_run *out, const slot_case *c, int n_work, int garbage
     size_t nk = (size_t)c->n * c->H * c->dk, ns = (size_t)c->n * c->H * c->M;
     float *q = to_float(c->q, nk), *k = to_float(c->k, nk), *s = to_float(c->s, ns);
     float *f = to_float(c->f, ns), *r = to_float(c->r, ns);
-    size_t n_ck = gsa_slot_checkpoint_floats(c->n, c->H, c->dk, c->M);
+    size_t n_ck = gsa_slot_checkpoint_values(c->n, c->H, c->dk, c->M);
     float *work = calloc((size_t)n_work * gsa_slot_work_floats(c->dk, c->M), sizeof *work);
     gsa_slot_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->M, (float)c->scale, NULL};
     out->ok = malloc(ns * sizeof *out->ok);
@@ -100,11 +100,11 @@ static void check_gla_checkpoints(const slot_case *c, const float *checkpoints)
 {
     size_t nk = (size_t)c->n * c->H * c->dk, ns = (size_t)c->n * c->H * c->M;
     float *k = to_float(c->k, nk), *s = to_float(c->s, ns), *f = to_float(c->f, ns);
-    size_t n_ck = gla_recurrence_checkpoint_floats(c->n, c->H, c->M, c->dk);
+    size_t n_ck = gla_recurrence_checkpoint_values(c->n, c->H, c->M, c->dk);
     float *gla = calloc(n_ck + 1, sizeof *gla), *work = calloc(gla_recurrence_work_floats(c->M, c->dk), 4);
     gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->M, c->dk, 1.0f, NULL, 0, 0, 0, NULL};
     gla_recurrence_forward_cpu(NULL, gla, NULL, s, k, f, &d, work, 1);
-    CHECK(n_ck == gsa_slot_checkpoint_floats(c->n, c->H, c->dk, c->M) &&
+    CHECK(n_ck == gsa_slot_checkpoint_values(c->n, c->H, c->dk, c->M) &&
               memcmp(gla, checkpoints, n_ck * sizeof *gla) == 0,
           "%s: checkpoints differ from GLA's states for (s, k, f)", c->name);
     free(k), free(s), free(f), free(gla), free(work);

@@ -5,8 +5,10 @@
  *    s = 1 − e^f as GSA makes it or uniform in (0, 1), dok uniform; none 0),
  *    fp32 for the CPU, cast to bf16 for the GPU;
  *  - error measure ‖gpu − cpu‖ / ‖cpu‖ over each whole output: under 1e-2 for
- *    what passes through bf16 (ok, dq, dk, ds, df), under 1e-4 for the
- *    checkpoints (fp32 from the same inputs; the GPU makes them in chunks);
+ *    what passes through bf16 (ok, dq, dk, ds, df); the checkpoints, which
+ *    the GPU carries in fp32 (in chunks) and stores in bf16, under 1e-3 from
+ *    the CPU's rounded to bf16 (a state carried in bf16 would be off by about
+ *    one rounding, 4e-3);
  *  - ok is poisoned with NaN first, the gradients pre-filled with values of
  *    their size, so that a value left unwritten, or added to, fails;
  *  - lengths 1, 63, 64, 65, 200, varlen batches of uneven documents and one
@@ -87,13 +89,13 @@ typedef struct cpu_out {
     float *ok, *ck, *grad[4];
 } cpu_out;
 
-static cpu_out run_cpu(const inputs *in, const gsa_slot_dims *d, size_t ck_floats)
+static cpu_out run_cpu(const inputs *in, const gsa_slot_dims *d, size_t ck_values)
 {
     int workers = gla_recurrence_max_workers();
     float *work = malloc((size_t)workers * gsa_slot_work_floats(d->dk, d->M) * sizeof *work);
     cpu_out r;
     r.ok = malloc(in->ns * sizeof *r.ok);
-    r.ck = calloc(ck_floats, sizeof *r.ck);
+    r.ck = calloc(ck_values, sizeof *r.ck);
     for (int i = 0; i < 4; i++)
         r.grad[i] = malloc(grad_size(in, i) * sizeof *r.grad[i]);
     gsa_slot_recurrence_forward_cpu(r.ok, r.ck, in->q, in->k, in->s, in->f, d, work, workers);
@@ -117,8 +119,8 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
              scale != 1.0f ? " scaled" : "", tied ? "" : " free s");
     gsa_slot_dims d = {cu, n_seqs, H, dk, M, scale, NULL};
     inputs in = inputs_make(&d, normalizer, x_lo, tied);
-    size_t ck_floats = gsa_slot_checkpoint_floats(n, H, dk, M) + 1; /* never 0 */
-    cpu_out want = run_cpu(&in, &d, ck_floats);
+    size_t ck_values = gsa_slot_checkpoint_values(n, H, dk, M) + 1; /* never 0 */
+    cpu_out want = run_cpu(&in, &d, ck_values);
     float *pre[4];
     for (int i = 0; i < 4; i++)
         pre[i] = prefill_like(want.grad[i], grad_size(&in, i));
@@ -130,7 +132,7 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
                 acts_to_device(in.dok, in.ns),
                 dev_alloc(gsa_slot_work_floats_cuda(n, H, dk, M) * sizeof(float))};
     void *ok = dev_poisoned(in.ns * dev->act_bytes), *grad[4];
-    float *ck = dev_alloc(ck_floats * sizeof(float)); /* zeros, like the CPU's: varlen leaves slots unused */
+    void *ck = dev_alloc(ck_values * dev->act_bytes); /* zeros, like the CPU's: varlen leaves slots unused */
     for (int i = 0; i < 4; i++)
         grad[i] = acts_to_device(pre[i], grad_size(&in, i));
     gsa_slot_recurrence_forward_cuda(ok, ck, g.q, g.k, g.s, g.f, &d, g.work, 1);
@@ -139,7 +141,10 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
     CHECK(cudaDeviceSynchronize() == cudaSuccess, "%s: a CUDA error", shape);
 
     compare("slots ok", shape, acts_to_host(ok, in.ns), want.ok, in.ns, TOL_BF16);
-    compare("slots checkpoints", shape, floats_to_host(ck, ck_floats), want.ck, ck_floats, TOL_FP32);
+    float *ck_rounded = malloc(ck_values * sizeof *ck_rounded);
+    for (size_t i = 0; i < ck_values; i++)
+        ck_rounded[i] = testing_round_bf16(want.ck[i]);
+    compare("slots checkpoints", shape, acts_to_host(ck, ck_values), ck_rounded, ck_values, 1e-3);
     static const char *const names[4] = {"slots dq", "slots dk", "slots ds", "slots df"};
     /* df of a lone token is exactly 0 on the CPU (its gate acts on the state
      * 0) and on the GPU the rounding residue of terms that cancel: its error
@@ -170,10 +175,9 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
         printf("%-24s %-44s %s\n", "slots backward again", shape, same ? "same bits" : "DIFFERENT");
         CHECK(same, "%s: the backward is not deterministic", shape);
         /* the checkpoints alone */
-        float *ck2 = dev_alloc(ck_floats * sizeof(float));
+        void *ck2 = dev_alloc(ck_values * dev->act_bytes);
         gsa_slot_recurrence_forward_cuda(NULL, ck2, NULL, g.k, g.s, g.f, &d, g.work, 1);
-        compare("slots checkpoints alone", shape, floats_to_host(ck2, ck_floats), want.ck, ck_floats,
-                TOL_FP32);
+        compare("slots checkpoints alone", shape, acts_to_host(ck2, ck_values), ck_rounded, ck_values, 1e-3);
         dev->free(ck2);
     }
 
@@ -182,7 +186,7 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
         dev->free(bufs[i]);
     for (int i = 0; i < 4; i++)
         dev->free(grad[i]), free(got[i]), free(want.grad[i]), free(pre[i]);
-    free(want.ok), free(want.ck);
+    free(want.ok), free(want.ck), free(ck_rounded);
     inputs_free(&in);
 }
 
@@ -289,9 +293,10 @@ static void bench(int H, int dk, int M, int B, int T, int reps)
     void *dok = acts_to_device(in.dok, in.ns), *ok = dev_alloc(in.ns * act);
     void *dq = dev_alloc(in.nk * act), *dkk = dev_alloc(in.nk * act);
     void *ds = dev_alloc(in.ns * act), *df = dev_alloc(in.ns * act);
-    size_t ck_floats = gsa_slot_checkpoint_floats(n, H, dk, M);
+    size_t ck_values = gsa_slot_checkpoint_values(n, H, dk, M);
     size_t work_floats = gsa_slot_work_floats_cuda(n, H, dk, M);
-    float *ck = dev_alloc(ck_floats * sizeof(float)), *work = dev_alloc(work_floats * sizeof(float));
+    void *ck = dev_alloc(ck_values * act);
+    float *work = dev_alloc(work_floats * sizeof(float));
     gla_recurrence_dims g = {cu, B, H, M, dk, 1.0f, cu_dev, 0, 0, 0, NULL};
     cudaEvent_t ev[5];
     for (int i = 0; i < 5; i++)
@@ -319,7 +324,7 @@ static void bench(int H, int dk, int M, int B, int T, int reps)
     printf("slots H=%d dk=%d M=%d B=%d T=%d: forward %.3f ms (walk %.3f), backward %.3f ms "
            "(walk %.3f), together %.3f ms (mean of %d; checkpoints %.0f MiB, work %.0f MiB)\n",
            H, dk, M, B, T, ms[0] / reps, ms[2] / reps, ms[1] / reps, ms[3] / reps,
-           (ms[0] + ms[1]) / reps, reps, ck_floats * 4.0 / 1048576, work_floats * 4.0 / 1048576);
+           (ms[0] + ms[1]) / reps, reps, (double)ck_values * act / 1048576, work_floats * 4.0 / 1048576);
     for (int i = 0; i < 5; i++)
         cudaEventDestroy(ev[i]);
     void *bufs[] = {q, k, s, f, dok, ok, dq, dkk, ds, df, ck, work, cu_dev};

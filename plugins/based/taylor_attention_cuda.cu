@@ -141,15 +141,16 @@ static __global__ void normalize_backward(act_t *d_o, const act_t *dy, const act
 struct taylor_layout {
     act_t *phq, *phk, *vp, *gk, *o;     /* the recurrence's inputs and output */
     act_t *dphq, *dphk, *dvp, *dgk, *d_o; /* their gradients */
-    float *checkpoints, *gla_work;
+    act_t *checkpoints;                   /* the recurrence's states at chunk starts */
+    float *gla_work;
 };
 
 static size_t act_floats(size_t count) { return (count + 7) / 8 * 4; } /* bf16 in 16-byte steps */
 
-/* the recurrence's checkpoints, in 16-byte steps */
+/* the recurrence's checkpoints (bf16), in 16-byte steps */
 static size_t checkpoint_floats(int n, int H, int wf, int wv)
 {
-    return (gla_recurrence_checkpoint_floats(n, H, wf, wv) + 3) / 4 * 4;
+    return act_floats(gla_recurrence_checkpoint_values(n, H, wf, wv));
 }
 
 static gla_recurrence_dims gla_dims(const based_dims *d)
@@ -169,7 +170,7 @@ static taylor_layout carve(float *work, int n, const based_dims *d)
         *b = reinterpret_cast<act_t *>(work), work += act_floats(rows * wf);
     for (act_t **b : value_bufs)
         *b = reinterpret_cast<act_t *>(work), work += act_floats(rows * wv);
-    l.checkpoints = work;
+    l.checkpoints = reinterpret_cast<act_t *>(work);
     l.gla_work = work + checkpoint_floats(n, d->H, (int)wf, (int)wv);
     return l;
 }

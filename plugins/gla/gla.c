@@ -82,12 +82,12 @@ typedef struct layer_acts {
  * outputs (cheap passes that save 2·D per token and layer), the forget gates
  * (a rank-R product and a pointwise pass; at 340M they would take 16 MiB a
  * layer) and the recurrence's checkpoints (a walk over the chunks; at 340M
- * they would take 128 MiB a layer) */
+ * they would take 64 MiB a layer) */
 typedef struct grad_scratch {
     void *a;                     /* [n,D] the norm of the layer input */
     void *y_value;               /* [n,value_dim] the gated norm's output */
     void *gates;                 /* [n,key_dim] gk, after logsigmoid */
-    float *checkpoints;          /* the recurrence's states at chunk starts */
+    void *checkpoints;           /* the recurrence's states at chunk starts */
     void *y, *o;                 /* [n,value_dim] gradients */
     void *qkvg;                  /* [n,qkvg_dim] the gradients of q, k, v, g, as layer_acts' */
     void *gk, *gk_pre;           /* [n,key_dim] */
@@ -211,7 +211,7 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const g
 static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
                         size_t n)
 {
-    d->checkpoints = lm_take_floats(cv, kern->recurrence_checkpoint_floats((int)n, c->H, c->dk, c->dv));
+    d->checkpoints = lm_take_acts(cv, kern->recurrence_checkpoint_values((int)n, c->H, c->dk, c->dv));
     d->a = lm_take_acts(cv, n * c->s.D);
     d->y_value = lm_take_acts(cv, n * c->value_dim);
     d->gates = lm_take_acts(cv, n * c->key_dim);

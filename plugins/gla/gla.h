@@ -67,8 +67,9 @@ static inline size_t gla_v_stride(const gla_recurrence_dims *d)
     return d->stride ? (size_t)d->stride : (size_t)d->H * d->dv;
 }
 
-/* floats of `checkpoints` for any split of n tokens into sequences */
-size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv);
+/* values of `checkpoints` for any split of n tokens into sequences (the GPU
+ * keeps them in bf16, the activations' type, in the same layout) */
+size_t gla_recurrence_checkpoint_values(int n, int H, int dk, int dv);
 /* the workers the kernels may run in parallel, and the floats each needs in `work` */
 int gla_recurrence_max_workers(void);
 size_t gla_recurrence_work_floats(int dk, int dv);

@@ -31,13 +31,14 @@
  * gates only underflow factors to 0, which their true values are close to.
  *
  * Precision. Activations (q, k, v, gk, o and their gradients) are bf16 in
- * memory; b and the states in `checkpoints` are fp32, dS (work of the backward
- * alone, used only as a bf16 operand) is kept in bf16. Products run on the
- * tensor cores (mma.sync m16n8k16: bf16 operands, fp32 accumulation); the
- * scaled operands above are rounded to bf16 as fla does, except in the walks
- * over the chunks, where the carried states take their operand as a bf16 pair
- * hi + lo, about fp32's precision, since their error would grow chunk by chunk
- * and the checkpoints are compared with the CPU's in fp32. b is kept in units
+ * memory; b is fp32. The states at chunk starts (`checkpoints`) and dS are
+ * kept in bf16, as fla keeps its h: the products read them as bf16 operands
+ * anyway, and the one fp32 use, rowsum(S0 ⊙ dS) in dgk, sums a dv-long row of
+ * bf16 roundings. Products run on the tensor cores (mma.sync m16n8k16: bf16
+ * operands, fp32 accumulation); the scaled operands above are rounded to bf16
+ * as fla does, except in the walks over the chunks, where the carried states
+ * (fp32 in registers) take their operand as a bf16 pair hi + lo, about fp32's
+ * precision, since their error would grow chunk by chunk. b is kept in units
  * of log2 so every exponential is one ex2 instruction.
  *
  * Kernels. (1) The table of chunks; (2) A per (chunk, head), kept in bf16,
@@ -109,7 +110,7 @@ static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
     w.A = reinterpret_cast<act_t *>(A);
     float *dS = A + bf16_floats(nH * CHUNK);
     w.dS = reinterpret_cast<act_t *>(dS);
-    w.chunks = (chunk *)(dS + bf16_floats(gla_recurrence_checkpoint_floats(n, d->H, d->dk, d->dv)));
+    w.chunks = (chunk *)(dS + bf16_floats(gla_recurrence_checkpoint_values(n, d->H, d->dk, d->dv)));
     return w;
 }
 
@@ -119,7 +120,7 @@ size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
     size_t nH = (size_t)n * H;
     return align4(nH * dk) + bf16_floats(nH * CHUNK) +
-           bf16_floats(gla_recurrence_checkpoint_floats(n, H, dk, dv)) +
+           bf16_floats(gla_recurrence_checkpoint_values(n, H, dk, dv)) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
 }
 
@@ -339,9 +340,9 @@ static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, floa
  * P enters the product as a bf16 pair hi + lo (see Precision). The chunks come
  * through WALK_STAGES buffers by cp.async: the next two load while the tensor
  * cores work on one. Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
-template <bool FORWARD, typename OUT>
+template <bool FORWARD>
 static __global__ void __launch_bounds__(WALK_THREADS, 1)
-    walk_states(OUT *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride, const float *b,
+    walk_states(act_t *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride, const float *b,
                 const int32_t *cu, int H, int dk, int dv, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -380,7 +381,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         warp_product<4, true, true>(S, sh.hi, st.y, m0, n0, 0, CHUNK);
         warp_product<4, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
-        OUT *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
+        act_t *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
         store_acc<false>(dst, dv, dk - i0, dv - j0, S, m0, n0);
     });
 }
@@ -633,7 +634,7 @@ static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys
 /* o = scale·(q ⊙ e^b) S0 + A v for one value tile (value_tile's block) */
 static __global__ void __launch_bounds__(THREADS, 3)
     chunk_output(act_t *o, const act_t *q, size_t qk_stride, const act_t *v, size_t v_stride, const float *b,
-                 const act_t *A, const float *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
+                 const act_t *A, const act_t *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     const value_tile t(chunks, dv);
@@ -642,11 +643,11 @@ static __global__ void __launch_bounds__(THREADS, 3)
     fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
     fetch(pv, v + strided_at(t.c.t0, t.h, v_stride, dv) + t.j0, v_stride, t.L, dv - t.j0);
     if (!t.c.first) { /* through the start state, a key tile at a time */
-        const float *S0 = checkpoints + state_at(t.c.t0, t.h, H, dk, dv) + t.j0;
+        const act_t *S0 = checkpoints + state_at(t.c.t0, t.h, H, dk, dv) + t.j0;
         size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk, xq = strided_at(t.c.t0, t.h, qk_stride, dk);
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            piece<act_t> pq;
-            piece<float> pb, ps;
+            piece<act_t> pq, ps;
+            piece<float> pb;
             fetch(pq, q + xq + i0, qk_stride, t.L, dk - i0);
             fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
             fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
@@ -799,7 +800,7 @@ static __device__ void store_grad(T *grad, const tile32_t *sums, size_t x, size_
 template <typename DQ>
 static __global__ void __launch_bounds__(THREADS, 2)
     chunk_dqk(DQ *dq, act_t *dk_out, act_t *dgk, const act_t *q, const act_t *k, size_t qk_stride,
-              const act_t *v, size_t v_stride, const act_t *dout, const float *b, const float *checkpoints,
+              const act_t *v, size_t v_stride, const act_t *dout, const float *b, const act_t *checkpoints,
               const act_t *dS, const chunk *chunks, int H, int dk, int dv, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -808,7 +809,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
     chunk c = chunks[blockIdx.x / tiles];
     int h = blockIdx.y, i0 = blockIdx.x % tiles * TILE, L = c.t1 - c.t0, warp = warp_id();
     int m0 = block_row(), n0 = block_col();
-    const float *S0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, dk, dv) + (size_t)i0 * dv;
+    const act_t *S0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, dk, dv) + (size_t)i0 * dv;
     const act_t *dS_end = c.last ? NULL : dS + state_at(c.t1, h, H, dk, dv) + (size_t)i0 * dv;
     size_t xk = at(c.t0, h, H, dk) + i0, stride_k = (size_t)H * dk; /* b, dgk */
     size_t xqk = strided_at(c.t0, h, qk_stride, dk) + i0;          /* q, k, dq, dk */
@@ -829,8 +830,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
     /* phase 1 */
     float dA[4][4] = {}, dq_in[4][4] = {}, dk_end[4][4] = {}, row_dot[2] = {};
     for (int j0 = 0; j0 < dv; j0 += TILE) {
-        piece<act_t> pd, pv, pg;
-        piece<float> ps;
+        piece<act_t> pd, pv, pg, ps;
         fetch(pd, dout + xo + j0, stride_o, L, dv - j0);
         fetch(pv, v + xv + j0, v_stride, L, dv - j0);
         if (S0)
@@ -953,13 +953,12 @@ static __global__ void __launch_bounds__(THREADS, 2)
 
 /* ------------------------------------------------------------------ entry points */
 
-/* lets `kernel` take `bytes` of dynamic shared memory (over 48 KiB needs asking); returns bytes */
 /* the walk over every sequence's chunks (walk_states), its states into `states` */
-template <bool FORWARD, typename OUT>
-static void walk(OUT *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride,
+template <bool FORWARD>
+static void walk(act_t *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride,
                  const work_layout *w, const gla_recurrence_dims *d)
 {
-    auto kernel = walk_states<FORWARD, OUT>;
+    auto kernel = walk_states<FORWARD>;
     size_t bytes = allow_shared(kernel, sizeof(walk_shared));
     int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
     kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(
@@ -993,7 +992,7 @@ static void gate_sums_alone(const work_layout *w, int chunks, const void *gk,
     CUDA_CHECK_LAUNCH();
 }
 
-void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,
+void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, const void *k,
                                  const void *v, const void *gk, const gla_recurrence_dims *d,
                                  float *work, int n_work)
 {
@@ -1006,21 +1005,21 @@ void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, con
     size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d);
     if (!o) { /* the checkpoints alone (gla.h): b, then the walk */
         gate_sums_alone(&w, chunks, gk, d);
-        walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
+        walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
         return;
     }
     act_t *A = scores_at(&w, d);
     scores(A, &w, chunks, q, k, gk, d);
-    walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
+    walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
     chunk_output<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(o), act(q), qk_stride, act(v), v_stride,
-                                                                      w.b, A, checkpoints, w.chunks, H, d->dk,
+                                                                      w.b, A, act(checkpoints), w.chunks, H, d->dk,
                                                                       d->dv, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
 void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                   const void *q, const void *k, const void *v, const void *gk,
-                                  float *checkpoints, const gla_recurrence_dims *d,
+                                  void *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work)
 {
     (void)n_work;
@@ -1037,7 +1036,7 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     else
         scores(A, &w, chunks, q, k, gk, d);
     if (d->remake_checkpoints)
-        walk<true>(checkpoints, act(k), qk_stride, act(v), v_stride, &w, d);
+        walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
     walk<false>(w.dS, act(q), qk_stride, act(dout), o_stride, &w, d);
     chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(dv), v_stride, act(k), qk_stride, act(dout),
                                                                   w.b, A, w.dS, w.chunks, H, d->dk, d->dv);
@@ -1046,12 +1045,12 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     if (d->dq_fp32) {
         size_t bytes = allow_shared(chunk_dqk<float>, sizeof(dqk_shared));
         chunk_dqk<<<grid, THREADS, bytes>>>(static_cast<float *>(dq), act(dk), act(dgk), act(q), act(k), qk_stride,
-                                            act(v), v_stride, act(dout), w.b, checkpoints, w.dS, w.chunks, H,
+                                            act(v), v_stride, act(dout), w.b, act(checkpoints), w.dS, w.chunks, H,
                                             d->dk, d->dv, d->scale);
     } else {
         size_t bytes = allow_shared(chunk_dqk<act_t>, sizeof(dqk_shared));
         chunk_dqk<<<grid, THREADS, bytes>>>(act(dq), act(dk), act(dgk), act(q), act(k), qk_stride, act(v), v_stride,
-                                            act(dout), w.b, checkpoints, w.dS, w.chunks, H, d->dk, d->dv,
+                                            act(dout), w.b, act(checkpoints), w.dS, w.chunks, H, d->dk, d->dv,
                                             d->scale);
     }
     CUDA_CHECK_LAUNCH();

@@ -28,12 +28,12 @@ void gla_recurrence_step_cuda(void *o, float *states, const void *q, const void 
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv);
 /* the intra-chunk scores A a layer may keep (gla_recurrence_dims.scores) */
 size_t gla_recurrence_scores_floats_cuda(int n, int H);
-void gla_recurrence_forward_cuda(void *o, float *checkpoints, const void *q, const void *k,
+void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, const void *k,
                                  const void *v, const void *gk, const gla_recurrence_dims *d,
                                  float *work, int n_work);
 void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                   const void *q, const void *k, const void *v, const void *gk,
-                                  float *checkpoints, const gla_recurrence_dims *d,
+                                  void *checkpoints, const gla_recurrence_dims *d,
                                   float *work, int n_work);
 /* The backward's walk over the chunks alone, for GSA's first pass
  * (gsa_slots_chunk.cu), whose adjoint is this recurrence's with other roles:

@@ -15,7 +15,7 @@ static size_t cpu_work_floats(int n, int H, int dk, int dv)
 
 /* The CPU's activations are fp32: the table's activation pointers are the
  * float arrays of the reference functions. */
-static void recurrence_forward_cpu(void *o, float *checkpoints, const void *q, const void *k,
+static void recurrence_forward_cpu(void *o, void *checkpoints, const void *q, const void *k,
                                    const void *v, const void *gk, const gla_recurrence_dims *d,
                                    float *work, int n_work)
 {
@@ -24,7 +24,7 @@ static void recurrence_forward_cpu(void *o, float *checkpoints, const void *q, c
 
 static void recurrence_backward_cpu(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                     const void *q, const void *k, const void *v, const void *gk,
-                                    float *checkpoints, const gla_recurrence_dims *d,
+                                    void *checkpoints, const gla_recurrence_dims *d,
                                     float *work, int n_work)
 {
     gla_recurrence_backward_cpu(dq, dk, dv, dgk, dout, q, k, v, gk, checkpoints, d, work, n_work);
@@ -61,7 +61,7 @@ static void gates_backward_cpu(void *dx, const void *dgk, const void *gk, size_t
 }
 
 const gla_kernels gla_kernels_cpu = {
-    .recurrence_checkpoint_floats = gla_recurrence_checkpoint_floats,
+    .recurrence_checkpoint_values = gla_recurrence_checkpoint_values,
     .recurrence_work_floats = cpu_work_floats,
     .recurrence_max_workers = gla_recurrence_max_workers,
     .recurrence_forward = recurrence_forward_cpu,
@@ -79,7 +79,7 @@ const gla_kernels gla_kernels_cpu = {
 static int cuda_max_workers(void) { return 1; }
 
 const gla_kernels gla_kernels_cuda = {
-    .recurrence_checkpoint_floats = gla_recurrence_checkpoint_floats, /* the same layout */
+    .recurrence_checkpoint_values = gla_recurrence_checkpoint_values, /* the same layout, in bf16 */
     .recurrence_work_floats = gla_recurrence_work_floats_cuda,
     .recurrence_max_workers = cuda_max_workers,
     .recurrence_scores_floats = gla_recurrence_scores_floats_cuda,

@@ -12,9 +12,9 @@
 #include "gla.h"
 
 typedef struct gla_kernels {
-    /* sizing: floats of `checkpoints` and, per worker, of `work` for batches of
+    /* sizing: values of `checkpoints` (activations), and floats per worker of `work`, for batches of
      * at most n tokens; the recurrence may use up to max_workers() workers */
-    size_t (*recurrence_checkpoint_floats)(int n, int H, int dk, int dv);
+    size_t (*recurrence_checkpoint_values)(int n, int H, int dk, int dv);
     size_t (*recurrence_work_floats)(int n, int H, int dk, int dv);
     int (*recurrence_max_workers)(void);
     /* floats a layer keeps of the forward's intra-chunk scores for its
@@ -23,13 +23,13 @@ typedef struct gla_kernels {
 
     /* void pointers are activations in the op table's type (fp32 on the CPU,
      * bf16 on CUDA); float pointers are fp32 on every backend */
-    void (*recurrence_forward)(void *o, float *checkpoints, const void *q, const void *k,
+    void (*recurrence_forward)(void *o, void *checkpoints, const void *q, const void *k,
                                const void *v, const void *gk, const gla_recurrence_dims *d,
                                float *work, int n_work);
     /* dq is fp32 (float) where d->dq_fp32 says so, else an activation */
     void (*recurrence_backward)(void *dq, void *dk, void *dv, void *dgk, const void *dout,
                                 const void *q, const void *k, const void *v, const void *gk,
-                                float *checkpoints, const gla_recurrence_dims *d,
+                                void *checkpoints, const gla_recurrence_dims *d,
                                 float *work, int n_work);
 
     /* generation (gla.h's gla_recurrence_step_cpu); NULL: this backend has none yet */

@@ -33,7 +33,7 @@
 #include "gla.h"
 #include "../common/recurrence_tasks.h"
 
-size_t gla_recurrence_checkpoint_floats(int n, int H, int dk, int dv)
+size_t gla_recurrence_checkpoint_values(int n, int H, int dk, int dv)
 {
     return recurrence_checkpoint_slots(n, GLA_CHUNK) * (size_t)H * dk * dv;
 }

@@ -91,7 +91,7 @@ typedef struct layer_acts {
     float *p;               /* [n,slot_dim] the softmax over the slots, fp32 (gsa_kernels.h) */
     void *o;                /* [n,value_dim] the second pass's output */
     float *out_rstd;        /* [n] the output norm's */
-    float *slot_checkpoints, *value_checkpoints; /* the passes' states at chunk starts */
+    void *slot_checkpoints, *value_checkpoints; /* the passes' states at chunk starts */
 } layer_acts;
 
 /* scratch reused by every layer: the values the forward does not keep and the
@@ -245,8 +245,8 @@ static void carve_layer(const gsa_model *m, layer_acts *A, lm_carver *cv, size_t
     A->p = lm_take_floats(cv, n * c->slot_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->out_rstd = lm_take_floats(cv, n);
-    A->slot_checkpoints = lm_take_floats(cv, m->kern->slot_checkpoint_floats((int)n, c->H, c->dk, c->M));
-    A->value_checkpoints = lm_take_floats(cv, m->gla->recurrence_checkpoint_floats((int)n, c->H, c->M, c->dv));
+    A->slot_checkpoints = lm_take_acts(cv, m->kern->slot_checkpoint_values((int)n, c->H, c->dk, c->M));
+    A->value_checkpoints = lm_take_acts(cv, m->gla->recurrence_checkpoint_values((int)n, c->H, c->M, c->dv));
 }
 
 static void carve_grads(const gsa_model *m, grad_scratch *d, lm_carver *cv, size_t n)

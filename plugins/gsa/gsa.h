@@ -35,8 +35,9 @@ typedef struct gsa_slot_dims {
     const int32_t *cu_seqlens_backend; /* the same offsets in the backend's memory (CUDA) */
 } gsa_slot_dims;
 
-/* floats of `checkpoints`, and per worker of `work`, for batches of at most n tokens */
-size_t gsa_slot_checkpoint_floats(int n, int H, int dk, int M);
+/* values of `checkpoints` (bf16 on the GPU), and floats per worker of `work`,
+ * for batches of at most n tokens */
+size_t gsa_slot_checkpoint_values(int n, int H, int dk, int M);
 size_t gsa_slot_work_floats(int dk, int M);
 
 /* work: n_work · gsa_slot_work_floats() floats; at most n_work threads run.

@@ -20,12 +20,12 @@ extern "C" {
 
 /* gsa_slots_chunk.cu: the first pass in chunks of GLA_CHUNK tokens */
 size_t gsa_slot_work_floats_cuda(int n, int H, int dk, int M);
-void gsa_slot_recurrence_forward_cuda(void *ok, float *checkpoints, const void *q, const void *k,
+void gsa_slot_recurrence_forward_cuda(void *ok, void *checkpoints, const void *q, const void *k,
                                       const void *s, const void *f, const gsa_slot_dims *d,
                                       float *work, int n_work);
 void gsa_slot_recurrence_backward_cuda(void *dq, void *dk, void *ds, void *df, const void *dok,
                                        const void *q, const void *k, const void *s, const void *f,
-                                       const float *checkpoints, const gsa_slot_dims *d,
+                                       const void *checkpoints, const gsa_slot_dims *d,
                                        float *work, int n_work);
 
 /* gsa_slots_step.cu: one token of each of n_seqs sequences (generation); reads

@@ -17,7 +17,7 @@ static size_t cpu_slot_work_floats(int n, int H, int dk, int M)
 
 static int cpu_slot_max_workers(void) { return gla_recurrence_max_workers(); }
 
-static void slot_forward_cpu(void *ok, float *checkpoints, const void *q, const void *k,
+static void slot_forward_cpu(void *ok, void *checkpoints, const void *q, const void *k,
                              const void *s, const void *f, const gsa_slot_dims *d, float *work,
                              int n_work)
 {
@@ -32,7 +32,7 @@ static void slot_step_cpu(void *ok, float *states, const void *q, const void *k,
 
 static void slot_backward_cpu(void *dq, void *dk, void *ds, void *df, const void *dok,
                               const void *q, const void *k, const void *s, const void *f,
-                              const float *checkpoints, const gsa_slot_dims *d, float *work,
+                              const void *checkpoints, const gsa_slot_dims *d, float *work,
                               int n_work)
 {
     gsa_slot_recurrence_backward_cpu(dq, dk, ds, df, dok, q, k, s, f, checkpoints, d, work, n_work);
@@ -80,7 +80,7 @@ static void output_norm_backward_cpu(void *d_o, float *dw, const void *dy, const
 }
 
 const gsa_kernels gsa_kernels_cpu = {
-    .slot_checkpoint_floats = gsa_slot_checkpoint_floats,
+    .slot_checkpoint_values = gsa_slot_checkpoint_values,
     .slot_work_floats = cpu_slot_work_floats,
     .slot_max_workers = cpu_slot_max_workers,
     .slot_forward = slot_forward_cpu,
@@ -103,7 +103,7 @@ const gsa_kernels gsa_kernels_cpu = {
 static int cuda_max_workers(void) { return 1; }
 
 const gsa_kernels gsa_kernels_cuda = {
-    .slot_checkpoint_floats = gsa_slot_checkpoint_floats, /* the same layout */
+    .slot_checkpoint_values = gsa_slot_checkpoint_values, /* the same layout */
     .slot_work_floats = gsa_slot_work_floats_cuda,
     .slot_max_workers = cuda_max_workers,
     .slot_forward = gsa_slot_recurrence_forward_cuda,

@@ -12,15 +12,15 @@
 #include "gsa.h"
 
 typedef struct gsa_kernels {
-    /* the first pass: floats of `checkpoints` and, per worker, of `work` for
-     * batches of at most n tokens; up to max_workers() workers */
-    size_t (*slot_checkpoint_floats)(int n, int H, int dk, int M);
+    /* the first pass: values of `checkpoints` (activations) and, per worker,
+     * floats of `work` for batches of at most n tokens; up to max_workers() workers */
+    size_t (*slot_checkpoint_values)(int n, int H, int dk, int M);
     size_t (*slot_work_floats)(int n, int H, int dk, int M);
     int (*slot_max_workers)(void);
-    void (*slot_forward)(void *ok, float *checkpoints, const void *q, const void *k, const void *s,
+    void (*slot_forward)(void *ok, void *checkpoints, const void *q, const void *k, const void *s,
                          const void *f, const gsa_slot_dims *d, float *work, int n_work);
     void (*slot_backward)(void *dq, void *dk, void *ds, void *df, const void *dok, const void *q,
-                          const void *k, const void *s, const void *f, const float *checkpoints,
+                          const void *k, const void *s, const void *f, const void *checkpoints,
                           const gsa_slot_dims *d, float *work, int n_work);
 
     void (*swish_forward)(void *y, const void *x, size_t n);

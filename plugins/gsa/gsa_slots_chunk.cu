@@ -41,8 +41,8 @@
  *
  * Precision. Activations (q, k, s, f, dok, ok and the gradients) are bf16 in
  * memory, b is fp32 (kept in shared memory, in units of log2 so every
- * exponential is one ex2 instruction), the checkpoints fp32 (GLA's walk carries
- * them at about fp32's precision), dP bf16 (GLA's walk stores it so). Products
+ * exponential is one ex2 instruction), the checkpoints and dP bf16 (GLA's walk
+ * carries the states at about fp32's precision and stores them so). Products
  * run on the tensor cores (mma.sync m16n8k16: bf16 operands, fp32
  * accumulation); their operands that are not inputs (P0, A, s̃, dõk, scale·B,
  * scale·dok ⊙ e^b, s ⊙ e^{b_L − b}) are rounded to bf16, as fla does; the
@@ -60,9 +60,8 @@
  * slots is split the same way, so no slot tile needs another's B).
  *
  * Speed. The kernels are bound by memory latency, not by the tensor cores.
- * The bf16 tiles go to shared memory by cp.async and the fp32 checkpoints
- * through registers (rounded to bf16 on the way), all of a tile's loads in
- * flight before any is waited for. No register is spilled: chunk_slots keeps
+ * The tiles go to shared memory by cp.async, all of a tile's loads in flight
+ * before any is waited for. No register is spilled: chunk_slots keeps
  * only A's four diagonal blocks in fp32, which frees the shared memory where
  * the sums between sub-chunks wait while the terms within them are added.
  * The blocks of one chunk's tiles are launched next to each other, so the
@@ -140,45 +139,9 @@ static int chunk_table(chunk *chunks, const gsa_slot_dims *d)
 /* ------------------------------------------------------------------ tiles through registers */
 
 /* A thread's share of a CHUNK×TILE tile: the 8 columns from 8·(threadIdx.x % 8)
- * of rows threadIdx.x / 8 and that + 32, as memory holds them */
-template <typename T> struct share {
-    packed<T, 8> r[2];
-};
-
+ * of rows threadIdx.x / 8 and that + 32 */
 static __device__ __forceinline__ int share_row(int a) { return threadIdx.x / 8 + 32 * a; }
 static __device__ __forceinline__ int share_col() { return 8 * (threadIdx.x % 8); }
-
-/* the share of the tile at p (rows `stride` apart): 0 past `rows` and `cols` */
-template <typename T>
-static __device__ void load_share(share<T> &x, const T *p, size_t stride, int rows, int cols)
-{
-    bool vec = stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-    int c = share_col();
-#pragma unroll
-    for (int a = 0; a < 2; a++) {
-        int r = share_row(a);
-        const T *row = p + (size_t)r * stride + c;
-        if (r < rows && vec && c + 8 <= cols)
-            x.r[a] = *reinterpret_cast<const packed<T, 8> *>(row);
-        else
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                from_f32(&x.r[a].v[e], r < rows && c + e < cols ? to_f32(row[e]) : 0.0f);
-    }
-}
-
-/* the share into its place in a bf16 tile */
-template <typename T> static __device__ void put_share(tile16 *tile, const share<T> &x)
-{
-#pragma unroll
-    for (int a = 0; a < 2; a++) {
-        float v[8];
-#pragma unroll
-        for (int e = 0; e < 8; e++)
-            v[e] = to_f32(x.r[a].v[e]);
-        store_floats<8>(&tile[share_row(a)][share_col()], v);
-    }
-}
 
 /* The thread's share of the bf16 tile at p (rows `stride` apart) into dst, 0
  * past `rows` and `cols`: by cp.async where whole aligned 16-byte pieces can
@@ -431,7 +394,7 @@ template <bool BACKWARD>
 static __global__ void __launch_bounds__(THREADS, 2)
     chunk_slots(act_t *ok_out, act_t *ds_out, act_t *df_out, act_t *B_out, act_t *doke_out,
                 act_t *se_out, const act_t *q, const act_t *k, const act_t *s, const act_t *f,
-                const act_t *dok, const float *checkpoints, const act_t *dP, const chunk *chunks,
+                const act_t *dok, const act_t *checkpoints, const act_t *dP, const chunk *chunks,
                 int H, int dk, int M, float scale, size_t B_tile)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -442,7 +405,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
     int warp = warp_id(), m0 = block_row(), n0 = block_col(), Mt = min(TILE, M - j0);
     size_t xs = at(c.t0, h, H, M) + j0, stride_s = (size_t)H * M;
     size_t xk = at(c.t0, h, H, dk), stride_k = (size_t)H * dk;
-    const float *P0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, M, dk) + (size_t)j0 * dk;
+    const act_t *P0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, M, dk) + (size_t)j0 * dk;
     const act_t *dPe = !BACKWARD || c.last ? NULL : dP + state_at(c.t1, h, H, M, dk) + (size_t)j0 * dk;
 
     { /* the slot tiles, and b from f */
@@ -460,17 +423,14 @@ static __global__ void __launch_bounds__(THREADS, 2)
     float accA[4][4] = {}, Qp[4][4] = {}, Kd[4][4] = {}, row_dot[2] = {};
     bool with_A = n0 <= m0 + SUB - 1; /* the block reaches the diagonal */
     for (int i0 = 0; i0 < dk; i0 += TILE) {
-        share<float> pp; /* P0 through registers, to bf16; the rest by cp.async */
-        if (P0)
-            load_share(pp, P0 + i0, dk, Mt, dk - i0);
         __syncthreads(); /* the previous key tile is read */
         async_share(sh.u.in[0], q + xk + i0, stride_k, L, dk - i0);
         async_share(sh.u.in[1], k + xk + i0, stride_k, L, dk - i0);
+        if (P0)
+            async_share(sh.u.in[2], P0 + i0, dk, Mt, dk - i0);
         if (dPe)
             async_share(sh.u.in[3], dPe + i0, dk, Mt, dk - i0);
         cp_async_commit();
-        if (P0)
-            put_share(sh.u.in[2], pp);
         cp_async_wait<0>();
         __syncthreads();
         if (P0 && dPe) /* rowsum(P0 ⊙ dP) in fp32, the thread's share */
@@ -478,7 +438,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
             for (int a = 0; a < 2; a++)
 #pragma unroll
                 for (int e = 0; e < 8; e++)
-                    row_dot[a] += pp.r[a].v[e] * to_f32(sh.u.in[3][share_row(a)][share_col() + e]);
+                    row_dot[a] += to_f32(sh.u.in[2][share_row(a)][share_col() + e]) *
+                                  to_f32(sh.u.in[3][share_row(a)][share_col() + e]);
         phase1_products(accA, Qp, Kd, sh.u.in, with_A, P0 != NULL, dPe != NULL);
     }
     __syncthreads(); /* phase 1's tiles are read: the cross tiles take their place */
@@ -658,7 +619,7 @@ struct keys_shared {
  * warp: rows block_row().., keys block_col().. of both. */
 static __global__ void __launch_bounds__(THREADS, 2)
     chunk_keys(act_t *dq_out, act_t *dk_out, const act_t *q, const act_t *k, const act_t *B,
-               const act_t *doke, const act_t *se, const float *checkpoints, const act_t *dP,
+               const act_t *doke, const act_t *se, const act_t *checkpoints, const act_t *dP,
                const chunk *chunks, int H, int dk, int M, size_t B_tile)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
@@ -669,17 +630,16 @@ static __global__ void __launch_bounds__(THREADS, 2)
     int m0 = block_row(), n0 = block_col();
     size_t xk = at(c.t0, h, H, dk) + i0, stride_k = (size_t)H * dk;
     size_t xs = at(c.t0, h, H, M), stride_s = (size_t)H * M;
-    const float *P0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, M, dk) + i0;
+    const act_t *P0 = c.first ? NULL : checkpoints + state_at(c.t0, h, H, M, dk) + i0;
     const act_t *dPe = c.last ? NULL : dP + state_at(c.t1, h, H, M, dk) + i0;
     async_share(sh.q, q + xk, stride_k, L, dk - i0);
     async_share(sh.k, k + xk, stride_k, L, dk - i0);
     float dq[4][4] = {}, dkk[4][4] = {};
     for (int j0 = 0; j0 < M; j0 += TILE) {
         int Mt = min(TILE, M - j0);
-        share<float> pp; /* P0 through registers, to bf16; the rest by cp.async */
-        if (P0)
-            load_share(pp, P0 + (size_t)j0 * dk, dk, Mt, dk - i0);
         __syncthreads(); /* the previous slot tile is read */
+        if (P0)
+            async_share(sh.P0, P0 + (size_t)j0 * dk, dk, Mt, dk - i0);
         async_share(sh.B, B + j0 / TILE * B_tile + at(c.t0, h, H, CHUNK), (size_t)H * CHUNK, L,
                     CHUNK);
         async_share(sh.doke, doke + xs + j0, stride_s, L, Mt);
@@ -687,8 +647,6 @@ static __global__ void __launch_bounds__(THREADS, 2)
         if (dPe)
             async_share(sh.dP, dPe + (size_t)j0 * dk, dk, Mt, dk - i0);
         cp_async_commit();
-        if (P0)
-            put_share(sh.P0, pp);
         cp_async_wait<0>();
         __syncthreads();
         if (P0)
@@ -713,7 +671,7 @@ static gla_recurrence_dims gla_dims(const gsa_slot_dims *d)
     return g;
 }
 
-void gsa_slot_recurrence_forward_cuda(void *ok, float *checkpoints, const void *q, const void *k,
+void gsa_slot_recurrence_forward_cuda(void *ok, void *checkpoints, const void *q, const void *k,
                                       const void *s, const void *f, const gsa_slot_dims *d,
                                       float *work, int n_work)
 {
@@ -730,14 +688,14 @@ void gsa_slot_recurrence_forward_cuda(void *ok, float *checkpoints, const void *
     auto kernel = chunk_slots<false>;
     size_t bytes = allow_shared(kernel, sizeof(slots_shared));
     kernel<<<dim3(chunks * ceil_div(d->M, TILE), d->H), THREADS, bytes>>>(
-        act(ok), NULL, NULL, NULL, NULL, NULL, act(q), act(k), act(s), act(f), NULL, checkpoints,
+        act(ok), NULL, NULL, NULL, NULL, NULL, act(q), act(k), act(s), act(f), NULL, act(checkpoints),
         NULL, w.chunks, d->H, d->dk, d->M, d->scale, w.B_tile);
     CUDA_CHECK_LAUNCH();
 }
 
 void gsa_slot_recurrence_backward_cuda(void *dq, void *dk, void *ds, void *df, const void *dok,
                                        const void *q, const void *k, const void *s, const void *f,
-                                       const float *checkpoints, const gsa_slot_dims *d,
+                                       const void *checkpoints, const gsa_slot_dims *d,
                                        float *work, int n_work)
 {
     (void)n_work;
@@ -753,11 +711,11 @@ void gsa_slot_recurrence_backward_cuda(void *dq, void *dk, void *ds, void *df, c
     size_t bytes = allow_shared(kernel, sizeof(slots_shared));
     kernel<<<dim3(chunks * ceil_div(d->M, TILE), d->H), THREADS, bytes>>>(
         NULL, act(ds), act(df), w.B, w.doke, w.se, act(q), act(k), act(s), act(f), act(dok),
-        checkpoints, dP, w.chunks, d->H, d->dk, d->M, d->scale, w.B_tile);
+        act(checkpoints), dP, w.chunks, d->H, d->dk, d->M, d->scale, w.B_tile);
     CUDA_CHECK_LAUNCH();
     bytes = allow_shared(chunk_keys, sizeof(keys_shared));
     chunk_keys<<<dim3(chunks * ceil_div(d->dk, TILE), d->H), THREADS, bytes>>>(
-        act(dq), act(dk), act(q), act(k), w.B, w.doke, w.se, checkpoints, dP, w.chunks, d->H,
+        act(dq), act(dk), act(q), act(k), w.B, w.doke, w.se, act(checkpoints), dP, w.chunks, d->H,
         d->dk, d->M, w.B_tile);
     CUDA_CHECK_LAUNCH();
 }

@@ -21,9 +21,9 @@
 #include "../common/recurrence_tasks.h"
 #include "gsa.h"
 
-size_t gsa_slot_checkpoint_floats(int n, int H, int dk, int M)
+size_t gsa_slot_checkpoint_values(int n, int H, int dk, int M)
 {
-    return gla_recurrence_checkpoint_floats(n, H, M, dk);
+    return gla_recurrence_checkpoint_values(n, H, M, dk);
 }
 
 /* the chunk's GLA_CHUNK+1 states, then G */
