@@ -16,6 +16,8 @@
 
 #define TOL_BF16 1e-2 /* a value that passes through bf16 */
 #define TOL_FP32 1e-4 /* a value computed in fp32 from the same inputs */
+/* fp32 values stored in bf16, against the CPU's rounded to bf16 (rounded_bf16) */
+#define TOL_CHECKPOINTS 2e-3
 
 static const flame_ops *const dev = &flame_cuda_ops;
 
@@ -118,6 +120,15 @@ static inline void *dev_poisoned(size_t bytes)
     void *d = bytes_to_device(nan, bytes);
     free(nan);
     return d;
+}
+
+/* a copy of x[0, n) with each value rounded to bf16 (malloc'd) */
+static inline float *rounded_bf16(const float *x, size_t n)
+{
+    float *r = malloc(n * sizeof *r);
+    for (size_t i = 0; i < n; i++)
+        r[i] = testing_round_bf16(x[i]);
+    return r;
 }
 
 static inline float *floats_to_host(const float *d, size_t n)

@@ -6,9 +6,11 @@
  *    fp32 for the CPU, cast to bf16 for the GPU;
  *  - error measure ‖gpu − cpu‖ / ‖cpu‖ over each whole output: under 1e-2 for
  *    what passes through bf16 (ok, dq, dk, ds, df); the checkpoints, which
- *    the GPU carries in fp32 (in chunks) and stores in bf16, under 1e-3 from
- *    the CPU's rounded to bf16 (a state carried in bf16 would be off by about
- *    one rounding, 4e-3);
+ *    the GPU carries in fp32 (in chunks) and stores in bf16, under 2e-3 from
+ *    the CPU's rounded to bf16 (TOL_CHECKPOINTS: a rounding that falls the
+ *    other way among a small case's few values moves it by up to 8e-4; a
+ *    state carried in bf16 would drift by a rounding, about 4e-3, at each of
+ *    a long sequence's chunks);
  *  - ok is poisoned with NaN first, the gradients pre-filled with values of
  *    their size, so that a value left unwritten, or added to, fails;
  *  - lengths 1, 63, 64, 65, 200, varlen batches of uneven documents and one
@@ -141,10 +143,8 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
     CHECK(cudaDeviceSynchronize() == cudaSuccess, "%s: a CUDA error", shape);
 
     compare("slots ok", shape, acts_to_host(ok, in.ns), want.ok, in.ns, TOL_BF16);
-    float *ck_rounded = malloc(ck_values * sizeof *ck_rounded);
-    for (size_t i = 0; i < ck_values; i++)
-        ck_rounded[i] = testing_round_bf16(want.ck[i]);
-    compare("slots checkpoints", shape, acts_to_host(ck, ck_values), ck_rounded, ck_values, 1e-3);
+    float *ck_rounded = rounded_bf16(want.ck, ck_values);
+    compare("slots checkpoints", shape, acts_to_host(ck, ck_values), ck_rounded, ck_values, TOL_CHECKPOINTS);
     static const char *const names[4] = {"slots dq", "slots dk", "slots ds", "slots df"};
     /* df of a lone token is exactly 0 on the CPU (its gate acts on the state
      * 0) and on the GPU the rounding residue of terms that cancel: its error
@@ -177,7 +177,7 @@ static void test_case(const char *name, int H, int dk, int M, float scale, const
         /* the checkpoints alone */
         void *ck2 = dev_alloc(ck_values * dev->act_bytes);
         gsa_slot_recurrence_forward_cuda(NULL, ck2, NULL, g.k, g.s, g.f, &d, g.work, 1);
-        compare("slots checkpoints alone", shape, acts_to_host(ck2, ck_values), ck_rounded, ck_values, 1e-3);
+        compare("slots checkpoints alone", shape, acts_to_host(ck2, ck_values), ck_rounded, ck_values, TOL_CHECKPOINTS);
         dev->free(ck2);
     }
 
