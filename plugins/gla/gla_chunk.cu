@@ -304,6 +304,7 @@ struct walk_shared {
     walk_stage stage[WALK_STAGES];
     tile_t hi[CHUNK], lo[CHUNK]; /* P = hi + lo: [token][key] */
     float decay[TILE];           /* e^{b_L} per key */
+    act_t out[TILE][WALK_LD];    /* the state in bf16 on its way to memory */
 };
 
 /* P of one chunk as the bf16 pair hi + lo, and the decay of its keys (see walk_states) */
@@ -339,7 +340,8 @@ static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, floa
  *             the end of each chunk but the last goes to `states` (dS).
  * P enters the product as a bf16 pair hi + lo (see Precision). The chunks come
  * through WALK_STAGES buffers by cp.async: the next two load while the tensor
- * cores work on one. Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
+ * cores work on one. Each state goes out through shared memory in whole rows
+ * (write_tile). Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
 template <bool FORWARD>
 static __global__ void __launch_bounds__(WALK_THREADS, 1)
     walk_states(act_t *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride, const float *b,
@@ -382,7 +384,9 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         warp_product<4, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
         act_t *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
-        store_acc<false>(dst, dv, dk - i0, dv - j0, S, m0, n0);
+        store_acc<false>(&sh.out[0][0], WALK_LD, TILE, WALK_COLS, S, m0, n0);
+        __syncthreads();
+        write_tile<WALK_THREADS, TILE, WALK_COLS, WALK_LD>(dst, dv, dk - i0, dv - j0, sh.out);
     });
 }
 
