@@ -2,20 +2,28 @@
  * vocabulary 50304) over M tokens, outside flame, on the GPU machine:
  *  1. every algorithm its heuristic offers for the MLP's two products, with
  *     the GELU epilogues flame uses (GELU_AUX_BIAS, DGELU) and without, timed
- *     (flame takes the heuristic's first: this says what that leaves);
+ *     (each on stderr; flame takes the heuristic's first: this says what
+ *     that leaves);
  *  2. each linear layer's backward products, din = dout·W and dW += doutᵀ·x,
  *     one after the other on one stream against the two on two streams (what
  *     running dW beside din could gain);
  *  3. the LM head's three products at vocabulary V (50304 by default; GPT-2's
  *     50257 and 50264, its multiple of 8, to see what the shape costs).
+ * With --gated D I V instead: every product of a gated-MLP model of width D,
+ * MLP I and vocabulary V (transformer-340M's and GLA-340M's: 1024 2816
+ * 32000), forward, din and dW, the heuristic's first algorithm against the
+ * fastest it offers: what choosing among them could win (each algorithm's
+ * configuration and time on stderr).
  * Operands hold a constant bf16 value (the timing does not depend on it).
  * Build and run there:
  *   nvcc -O2 -arch=sm_90 tools/gemm_probe.cu -o gemm_probe -lcublasLt
- *   ./gemm_probe [M [V]]    (M: tokens, 32768 by default; V: vocabulary) */
+ *   ./gemm_probe [M [V]]    (M: tokens, 32768 by default; V: vocabulary)
+ *   ./gemm_probe --gated D I V [M]    (M: 16384 by default) */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CHECK(call)                                                                   \
     do {                                                                              \
@@ -128,18 +136,30 @@ static int config(const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoConfigAttr
     return value;
 }
 
-static void every_algorithm(const char *name, const product *p)
+/* every algorithm the heuristic offers for p, timed (each on stderr); the
+ * first's time and the fastest's printed and added to *first_sum and *fastest_sum */
+static void first_and_fastest(const char *name, const product *p, float *first_sum, float *fastest_sum)
 {
     cublasLtMatmulHeuristicResult_t results[16];
-    int found = heuristic(p, results, 16);
-    double flop = 2.0 * p->m * p->n * p->k;
+    int found = heuristic(p, results, 16), best = 0;
+    float first = 0, fastest = 0;
     for (int i = 0; i < found; i++) {
         const cublasLtMatmulAlgo_t *algo = &results[i].algo;
         float ms = mean_ms([&] { run(p, algo, 0, 0); });
-        printf("%-16s algorithm %2d (id %d, tile %d, split-K %d): %.4f ms, %.0f TFLOP/s\n", name, i,
-               config(algo, CUBLASLT_ALGO_CONFIG_ID), config(algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
-               config(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM), ms, flop / ms / 1e9);
+        if (i == 0)
+            first = fastest = ms;
+        else if (ms < fastest)
+            fastest = ms, best = i;
+        fprintf(stderr, "%-22s %d. id %d tile %d stages %d split-K %d swizzle %d custom %d: %.4f ms\n", name, i + 1,
+                config(algo, CUBLASLT_ALGO_CONFIG_ID), config(algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+                config(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID), config(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+                config(algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING), config(algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION), ms);
     }
+    double flop = 2.0 * p->m * p->n * p->k;
+    printf("%-22s first %.4f ms (%.0f TFLOP/s), fastest of %d: %.4f ms (the %d., %.0f TFLOP/s), %+.1f %%\n", name,
+           first, flop / first / 1e9, found, fastest, best + 1, flop / fastest / 1e9,
+           100.0 * (fastest - first) / first);
+    *first_sum += first, *fastest_sum += fastest;
 }
 
 static void *filled(size_t bytes)
@@ -198,8 +218,56 @@ static void forward(const char *name, int M, int K, int N, const void *x, const 
     printf("%-16s forward %.4f ms (%.0f TFLOP/s)\n", name, ms, 2.0 * M * K * N / ms / 1e9);
 }
 
+/* forward, din and dW of a layer with K inputs and N outputs over M tokens
+ * (flame's matmul_cuda.cu layouts); adds the first algorithms' and the
+ * fastest's total ms to *first and *fastest */
+static void layer_products(const char *name, int M, int K, int N, const void *x, const void *w, void *out,
+                           void *dw, float *first, float *fastest)
+{
+    product ps[3] = {
+        make(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, x, out, CUDA_R_16BF, 0.0f, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL),
+        make(CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, x, out, CUDA_R_16BF, 0.0f, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL),
+        make(CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, x, dw, CUDA_R_32F, 1.0f, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL),
+    };
+    static const char *const what[3] = {"forward", "din", "dW"};
+    for (int i = 0; i < 3; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "%s %s", name, what[i]);
+        first_and_fastest(label, &ps[i], first, fastest);
+    }
+}
+
+/* every product of a gated-MLP decoder (q, k, v joined; o; gate and up joined; down; the head) */
+static int gated_model(int D, int I, int V, int M)
+{
+    size_t widest = V, deepest = D > I ? D : I; /* the most outputs and inputs a product has */
+    if (widest < 2 * (size_t)I)
+        widest = 2 * (size_t)I;
+    if (widest < 3 * (size_t)D)
+        widest = 3 * (size_t)D;
+    void *x = filled((size_t)M * widest * 2), *w = filled(widest * deepest * 2);
+    void *out = filled((size_t)M * widest * 2), *dw = filled(widest * deepest * 4);
+    const struct { const char *name; int K, N; } layers[] = {
+        {"qkv", D, 3 * D}, {"o", D, D}, {"gate_up", D, 2 * I}, {"down", I, D}, {"head", D, V}};
+    float first = 0, fastest = 0;
+    for (const auto &l : layers)
+        layer_products(l.name, M, l.K, l.N, x, w, out, dw, &first, &fastest);
+    printf("all: first %.3f ms, fastest %.3f ms (%+.1f %%)\n", first, fastest, 100.0 * (fastest - first) / first);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && strcmp(argv[1], "--gated") == 0) {
+        int D = atoi(argv[2]), I = atoi(argv[3]), V = atoi(argv[4]), M = argc > 5 ? atoi(argv[5]) : 16384;
+        if (D <= 0 || I <= 0 || V <= 0 || M <= 0) {
+            fprintf(stderr, "usage: %s --gated D I V [tokens]\n", argv[0]);
+            return 2;
+        }
+        CHECK(cublasLtCreate(&handle));
+        CHECK(cudaMalloc(&workspace[0], WORKSPACE));
+        return gated_model(D, I, V, M);
+    }
     const int D = 768, I = 3072;
     int M = argc > 1 ? atoi(argv[1]) : 32768, V = argc > 2 ? atoi(argv[2]) : 50304;
     if (M <= 0 || V <= 0) {
@@ -228,10 +296,11 @@ int main(int argc, char **argv)
                              CUBLASLT_EPILOGUE_DGELU, NULL, aux);
     product fc2_plain = make(CUBLAS_OP_N, CUBLAS_OP_N, I, M, D, w, dout, out, CUDA_R_16BF, 0.0f,
                              CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL);
-    every_algorithm("fc1 GELU_AUX", &fc1_gelu);
-    every_algorithm("fc1 bias", &fc1_bias);
-    every_algorithm("fc2 din DGELU", &fc2_dgelu);
-    every_algorithm("fc2 din plain", &fc2_plain);
+    float first = 0, fastest = 0;
+    first_and_fastest("fc1 GELU_AUX", &fc1_gelu, &first, &fastest);
+    first_and_fastest("fc1 bias", &fc1_bias, &first, &fastest);
+    first_and_fastest("fc2 din DGELU", &fc2_dgelu, &first, &fastest);
+    first_and_fastest("fc2 din plain", &fc2_plain, &first, &fastest);
 
     backward_pair("qkv 768->2304", M, D, 3 * D, dout, x, w, out, dw, beside, forked, joined);
     backward_pair("out 768->768", M, D, D, dout, x, w, out, dw, beside, forked, joined);
