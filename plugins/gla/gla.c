@@ -80,9 +80,9 @@ typedef struct layer_acts {
 /* scratch reused by every layer: gradients, and the values the forward does
  * not keep and the backward makes again: the norm's and the gated norm's
  * outputs (cheap passes that save 2·D per token and layer), the forget gates
- * (one pass over the low-rank input; at 340M they would take 16 MiB a layer)
- * and the recurrence's checkpoints (a walk over the chunks; at 340M they
- * would take 64 MiB a layer) */
+ * (a rank-R product and a pointwise pass; at 340M they would take 16 MiB a
+ * layer) and the recurrence's checkpoints (a walk over the chunks; at 340M
+ * they would take 64 MiB a layer) */
 typedef struct grad_scratch {
     void *a;                     /* [n,D] the norm of the layer input */
     void *y_value;               /* [n,value_dim] the gated norm's output */
