@@ -25,9 +25,6 @@
  *    each case twice: alone, and as the model calls it ("kept": the
  *    forward's scores kept for the backward, which makes the checkpoints
  *    again over NaN);
- *  - the forget gates (the rank-R product and the logsigmoid in one kernel)
- *    at fla's 340M and 1.3B widths, odd ones, and more tokens than one pass
- *    of the kernel's grid;
  *  - generation's recurrence step, several in a row carrying the states, at
  *    tiny, odd and the 340M heads, for one and 16 sequences; the model's
  *    generation on CUDA against its CUDA forward (test_decode_on_gpu);
@@ -307,32 +304,28 @@ static void test_gate_norm(int rows, int C, int with_do)
         free(host_bufs[i]);
 }
 
-/* the forget gates: the product low·W1ᵀ + b1 and the logsigmoid over n tokens
- * of K gates, rank R; then the backward (pointwise) on the CPU's gk */
-static void test_gates(int n, int R, int K, float normalizer)
+static void test_gates(size_t n, float normalizer)
 {
     char shape[64];
-    snprintf(shape, sizeof shape, "n=%d R=%d K=%d normalizer=%g", n, R, K, normalizer);
-    size_t nk = (size_t)n * K;
-    float *low = testing_random_bf16((size_t)n * R, -2, 2), *w1 = testing_random_bf16((size_t)K * R, -1, 1);
-    float *b1 = testing_random_bf16(K, -1, 1), *dgk = testing_random_bf16(nk, -1, 1);
-    float *gk = malloc(nk * sizeof *gk), *dx = calloc(nk, sizeof *dx);
-    cpu_k->gates_forward(gk, low, w1, b1, n, R, K, normalizer);
-    cpu_k->gates_backward(dx, dgk, gk, nk, normalizer);
-    float *pre = prefill_like(dx, nk); /* dx is written over it */
+    snprintf(shape, sizeof shape, "n=%zu normalizer=%g", n, normalizer);
+    float *x = testing_random_bf16(n, -12, 12), *dgk = testing_random_bf16(n, -1, 1);
+    float *gk = malloc(n * sizeof *gk), *dx = calloc(n, sizeof *dx);
+    cpu_k->gates_forward(gk, x, n, normalizer);
+    cpu_k->gates_backward(dx, dgk, gk, n, normalizer);
+    float *pre = prefill_like(dx, n); /* dx is written over it */
 
-    void *low_d = acts_to_device(low, (size_t)n * R), *w1_d = acts_to_device(w1, (size_t)K * R);
-    void *b1_d = acts_to_device(b1, K), *dgk_d = acts_to_device(dgk, nk), *gk_cpu_d = acts_to_device(gk, nk);
-    void *gk_d = dev_poisoned(nk * dev->act_bytes), *dx_d = acts_to_device(pre, nk);
-    gpu_k->gates_forward(gk_d, low_d, w1_d, b1_d, n, R, K, normalizer);
-    gpu_k->gates_backward(dx_d, dgk_d, gk_cpu_d, nk, normalizer);
-    compare("gates gk", shape, acts_to_host(gk_d, nk), gk, nk, TOL_BF16);
-    compare("gates dx", shape, acts_to_host(dx_d, nk), dx, nk, TOL_BF16);
+    void *x_d = acts_to_device(x, n), *dgk_d = acts_to_device(dgk, n);
+    void *gk_d = dev_poisoned(n * dev->act_bytes), *dx_d = acts_to_device(pre, n);
+    gpu_k->gates_forward(gk_d, x_d, n, normalizer);
+    gpu_k->gates_backward(dx_d, dgk_d, gk_d, n, normalizer);
+    compare("gates gk", shape, acts_to_host(gk_d, n), gk, n, TOL_BF16);
+    compare("gates dx", shape, acts_to_host(dx_d, n), dx, n, TOL_BF16);
+    /* in place, as the plugin runs it */
+    gpu_k->gates_forward(x_d, x_d, n, normalizer);
+    compare("gates gk (in place)", shape, acts_to_host(x_d, n), gk, n, TOL_BF16);
 
-    void *bufs[] = {low_d, w1_d, b1_d, dgk_d, gk_cpu_d, gk_d, dx_d};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        dev->free(bufs[i]);
-    free(low), free(w1), free(b1), free(dgk), free(pre), free(gk), free(dx);
+    dev->free(x_d), dev->free(dgk_d), dev->free(gk_d), dev->free(dx_d);
+    free(x), free(dgk), free(pre), free(gk), free(dx);
 }
 
 /* ==================================================================== q, k, v, g side by side */
@@ -559,10 +552,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof gn / sizeof gn[0]; i++)
         test_gate_norm(gn[i][0], gn[i][1], 1);
     test_gate_norm(37, 67, 0);
-    test_gates(1, 16, 512, 16);
-    test_gates(1001, 5, 13, 16);   /* rows of no whole 16 bytes: value by value */
-    test_gates(4099, 16, 512, 1);  /* fla's 340M gates, more tokens than one pass of the grid */
-    test_gates(300, 16, 1024, 16); /* GLA-1.3B's width */
+    test_gates(1, 16);
+    test_gates(1001, 16);
+    test_gates((size_t)2048 * 512 + 3, 1);
+    test_gates((size_t)2048 * 512, 16); /* 16-byte accesses */
     test_joineds();
     test_model();
     test_recurrence_steps();

@@ -189,12 +189,6 @@ static void *gla_create(const flame_model_config *cfg, const flame_ops *ops, cha
                  "kernels take at most %d", c.dv, ops->backend, kern->gate_norm_max_C);
         return NULL;
     }
-    if (kern->gates_max_weights && (int64_t)(c.R + 1) * c.key_dim > kern->gates_max_weights) {
-        snprintf(err, err_len, "gate_low_rank_dim = %d with key_dim = %d: the %s kernels take at most %d "
-                 "weights (gate_low_rank_dim + 1)·key_dim in the forget gates", c.R, c.key_dim, ops->backend,
-                 kern->gates_max_weights);
-        return NULL;
-    }
     gla_model *m = calloc(1, sizeof *m);
     if (m)
         m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
@@ -298,8 +292,10 @@ static gla_gate_rows gate_rows(const gla_model *m)
 static void forget_gates(const gla_model *m, int l, void *gk)
 {
     const gla_dims *c = &m->c;
-    m->kern->gates_forward(gk, acts(m, l)->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), m->base.batch.n, c->R,
-                           c->key_dim, c->normalizer);
+    int n = m->base.batch.n;
+    m->base.ops->matmul_forward(gk, acts(m, l)->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
+                                c->key_dim);
+    m->kern->gates_forward(gk, gk, (size_t)n * c->key_dim, c->normalizer);
 }
 
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */

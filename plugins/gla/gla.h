@@ -126,15 +126,10 @@ void gla_gate_norm_backward_cpu(float *d_o, float *dg, float *dw, const float *d
                                 const float *o, const float *g, const gla_gate_rows *gr,
                                 const float *w, const float *rstd, int rows, int C);
 
-/* ---- gla_gates_cpu.c: the forget gates ----
- *     gk = logsigmoid(x) / normalizer,   x = low · W1ᵀ + b1
- * for low [n, R] (the gates' low-rank projection, gk_proj.0's output), W1
- * [K, R] and b1 [K] (gk_proj.1), gk [n, K]: the second product and the
- * logsigmoid in one pass. The backward needs only the output:
- * σ(−x) = −expm1(normalizer · gk); x's gradient then goes through gk_proj.1's
- * product backward. */
-void gla_gates_forward_cpu(float *gk, const float *low, const float *w1, const float *b1, int n, int R, int K,
-                           float normalizer);
+/* ---- gla_gates_cpu.c: the forget-gate logits ----
+ *     gk = logsigmoid(x) / normalizer     (out may alias x)
+ * The backward needs only the output: σ(−x) = −expm1(normalizer · gk). */
+void gla_gates_forward_cpu(float *gk, const float *x, size_t n, float normalizer);
 /* dx = dgk · σ(−x) / normalizer, WRITTEN (overwritten) */
 void gla_gates_backward_cpu(float *dx, const float *dgk, const float *gk, size_t n,
                             float normalizer);

@@ -54,12 +54,8 @@ void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy,
                                  const void *g, const gla_gate_rows *gr, const void *w, const float *rstd,
                                  int rows, int C);
 
-/* gla_gates_cuda.cu: the forward holds W1 and b1 in fp32 in shared memory,
- * (R + 1)·K values, GLA_GATES_CUDA_MAX_WEIGHTS at most (more exits with a
- * message) */
-#define GLA_GATES_CUDA_MAX_WEIGHTS (48 * 1024)
-void gla_gates_forward_cuda(void *gk, const void *low, const void *w1, const void *b1, int n, int R, int K,
-                            float normalizer);
+/* gla_gates_cuda.cu */
+void gla_gates_forward_cuda(void *gk, const void *x, size_t n, float normalizer);
 void gla_gates_backward_cuda(void *dx, const void *dgk, const void *gk, size_t n, float normalizer);
 
 #ifdef __cplusplus

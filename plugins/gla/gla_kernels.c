@@ -50,10 +50,9 @@ static void gate_norm_backward_cpu(void *d_o, void *dg, float *dw, const void *d
     gla_gate_norm_backward_cpu(d_o, dg, dw, dy, o, g, gr, w, rstd, rows, C);
 }
 
-static void gates_forward_cpu(void *gk, const void *low, const void *w1, const void *b1, int n, int R, int K,
-                              float normalizer)
+static void gates_forward_cpu(void *gk, const void *x, size_t n, float normalizer)
 {
-    gla_gates_forward_cpu(gk, low, w1, b1, n, R, K, normalizer);
+    gla_gates_forward_cpu(gk, x, n, normalizer);
 }
 
 static void gates_backward_cpu(void *dx, const void *dgk, const void *gk, size_t n, float normalizer)
@@ -90,7 +89,6 @@ const gla_kernels gla_kernels_cuda = {
     .gate_norm_max_C = GLA_GATE_NORM_CUDA_MAX_C, /* a row lives in one warp's registers */
     .gate_norm_forward = gla_gate_norm_forward_cuda,
     .gate_norm_backward = gla_gate_norm_backward_cuda,
-    .gates_max_weights = GLA_GATES_CUDA_MAX_WEIGHTS, /* W1 and b1 in a block's shared memory */
     .gates_forward = gla_gates_forward_cuda,
     .gates_backward = gla_gates_backward_cuda,
 };

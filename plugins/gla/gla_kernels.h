@@ -44,10 +44,7 @@ typedef struct gla_kernels {
                                const void *g, const gla_gate_rows *gr, const void *w, const float *rstd,
                                int rows, int C);
 
-    /* the most weights (R + 1)·K the forget gates take; 0: any */
-    int gates_max_weights;
-    void (*gates_forward)(void *gk, const void *low, const void *w1, const void *b1, int n, int R, int K,
-                          float normalizer);
+    void (*gates_forward)(void *gk, const void *x, size_t n, float normalizer);
     void (*gates_backward)(void *dx, const void *dgk, const void *gk, size_t n, float normalizer);
 } gla_kernels;
 
