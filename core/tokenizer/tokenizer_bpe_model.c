@@ -488,6 +488,15 @@ static int merge_word(tb_model *m, const char *s, size_t n, tokenizer_ids *out)
     return 0;
 }
 
+/* count ids from src[src_at] to dst[dst_at]; none for a word of no ids,
+ * whose lists may not exist yet (both cases found by fuzzing: offsetting a
+ * null pointer is undefined even by 0, so the offsets are taken here) */
+static void copy_ids(int32_t *dst, size_t dst_at, const int32_t *src, size_t src_at, size_t count)
+{
+    if (count)
+        memcpy(dst + dst_at, src + src_at, count * sizeof(int32_t));
+}
+
 static int word_cached(tb_model *m, const char *s, size_t n, tokenizer_ids *out)
 {
     uint64_t v;
@@ -495,7 +504,7 @@ static int word_cached(tb_model *m, const char *s, size_t n, tokenizer_ids *out)
         size_t off = v >> 24, count = v & 0xffffff;
         if (tb_ids_reserve(out, count))
             return -1;
-        memcpy(out->ids + out->n, m->cache_ids.ids + off, count * sizeof(int32_t));
+        copy_ids(out->ids, out->n, m->cache_ids.ids, off, count);
         out->n += count;
         return 0;
     }
@@ -513,8 +522,7 @@ static int word_cached(tb_model *m, const char *s, size_t n, tokenizer_ids *out)
     size_t off = m->cache_ids.n;
     if (tb_ids_reserve(&m->cache_ids, count))
         return -1;
-    if (count) /* a word of no ids (found by fuzzing): the id list may not exist yet */
-        memcpy(m->cache_ids.ids + off, out->ids + start, count * sizeof(int32_t));
+    copy_ids(m->cache_ids.ids, off, out->ids, start, count);
     m->cache_ids.n += count;
     return tb_strmap_put(&m->cache, s, n, (uint64_t)off << 24 | count);
 }
