@@ -12,8 +12,9 @@
 #include "gla.h"
 
 typedef struct gla_kernels {
-    /* sizing: values of `checkpoints` (activations), and floats per worker of `work`, for batches of
-     * at most n tokens; the recurrence may use up to max_workers() workers */
+    /* sizing: values of `checkpoints` (activations) and floats per worker of
+     * `work` for batches of at most n tokens; the recurrence may use up to
+     * max_workers() workers */
     size_t (*recurrence_checkpoint_values)(int n, int H, int dk, int dv);
     size_t (*recurrence_work_floats)(int n, int H, int dk, int dv);
     int (*recurrence_max_workers)(void);

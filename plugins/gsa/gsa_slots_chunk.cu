@@ -136,7 +136,7 @@ static int chunk_table(chunk *chunks, const gsa_slot_dims *d)
     return build_chunks(chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
 }
 
-/* ------------------------------------------------------------------ tiles through registers */
+/* ------------------------------------------------------------------ a thread's share of a tile */
 
 /* A thread's share of a CHUNK×TILE tile: the 8 columns from 8·(threadIdx.x % 8)
  * of rows threadIdx.x / 8 and that + 32 */
