@@ -55,10 +55,11 @@
  *
  * Speed. The kernels are bound by memory latency, not by the tensor cores.
  * So: the walks stream their chunks through shared memory with cp.async, two
- * chunks loading while one is multiplied; the chunk kernels hold what they
- * load in registers in memory's type, so that all of a tile's loads are in
- * flight before any is waited for (chunk_scores loads the next key tile while
- * it works on one; the others fit more blocks on an SM instead); each gradient
+ * chunks loading while one is multiplied, and chunk_dqk its value columns
+ * the same way; the other chunk kernels hold what they load in registers in
+ * memory's type, so that all of a tile's loads are in flight before any is
+ * waited for (chunk_scores loads the next key tile while it works on one;
+ * chunk_output and chunk_dv fit more blocks on an SM instead); each gradient
  * value is written once, by the block that sums it (no zero-fill, no read of
  * old values); and the blocks of one chunk's tiles are launched next to
  * each other, so that the operands they share come from L2.
@@ -707,53 +708,91 @@ static __global__ void __launch_bounds__(THREADS, 3)
                      block_col());
 }
 
+/* chunk_dqk's phase 1 streams the value columns through shared memory
+ * DQK_COLS at a time, DQK_STAGES buffers deep: the next steps' tiles load
+ * (cp.async, no registers held) while the tensor cores work on one. 64
+ * columns in 2 buffers measured the same; 32 in 3 take less shared memory. */
+#define DQK_COLS 32
+#define DQK_STAGES 3
+#define DQK_LD (DQK_COLS + 8)
+typedef act_t dqk_tile_t[DQK_LD];
+
+/* one step of phase 1: DQK_COLS value columns of do and v ([token][value])
+ * and of S0 and dS ([key][value]) */
+struct dqk_stage {
+    dqk_tile_t dout[CHUNK], v[CHUNK], S0[TILE], dS[TILE];
+};
+
 struct dqk_shared {
     union {
-        tile_t in[4][CHUNK];     /* phase 1: do, v, S0, dS (these two as [key][value]) */
-        tile_t cross[3][CHUNK];  /* phase 2: stage_cross_operands' tiles */
-        tile32_t sums[2][CHUNK]; /* last: dq and dk, from their parts */
+        dqk_stage in[DQK_STAGES]; /* phase 1 */
+        struct {
+            tile_t cross[3][CHUNK]; /* stage_cross_operands' tiles */
+            tile_t dA[CHUNK];
+            tile32_t dA32[CHUNK];
+        } mid; /* phase 2 */
+        struct {
+            tile32_t sums[2][CHUNK]; /* dq and dk, from their parts */
+            tile32_t dgk[CHUNK];
+        } last;
     };
-    tile_t q[CHUNK], k[CHUNK], dA[CHUNK];
+    tile_t q[CHUNK], k[CHUNK];
     tile32_t b[CHUNK];
-    union {
-        tile32_t dA32[CHUNK]; /* phase 2 */
-        tile32_t dgk[CHUNK];  /* last */
-    };
     float extra[TILE];        /* ∂L/∂b_L through S0 */
     float end_part[4][TILE];  /* Σ k ⊙ (dS part of dk) per sub-chunk */
     float sub_total[4][TILE]; /* Σ ∂L/∂b per sub-chunk */
 };
 
-/* Phase 1 of chunk_dqk over one value tile, the warp's 16×32 blocks of
- * dA += do vᵀ, dq += do S0ᵀ (with S0) and dk += v dSᵀ (with dS). */
+/* One step of phase 1, the warp's 16×32 blocks of dA += do vᵀ, dq += do S0ᵀ
+ * (with S0) and dk += v dSᵀ (with dS), over the step's value columns. */
 static __device__ void boundary_products(float (&dA)[4][4], float (&dq)[4][4], float (&dk)[4][4],
-                                         const tile_t (*in)[CHUNK], bool with_S0, bool with_dS)
+                                         const dqk_stage &in, bool with_S0, bool with_dS)
 {
     int m0 = block_row(), n0 = block_col();
 #pragma unroll
-    for (int k0 = 0; k0 < TILE; k0 += SUB) {
+    for (int k0 = 0; k0 < DQK_COLS; k0 += SUB) {
         uint32_t a_do[4], a_v[4];
-        load_a<false>(a_do, in[0], m0, k0);
+        load_a<false>(a_do, in.dout, m0, k0);
         if (with_dS)
-            load_a<false>(a_v, in[1], m0, k0);
+            load_a<false>(a_v, in.v, m0, k0);
 #pragma unroll
         for (int p = 0; p < 2; p++) {
             uint32_t bf[4];
-            load_b<false>(bf, in[1], k0, n0 + 16 * p);
+            load_b<false>(bf, in.v, k0, n0 + 16 * p);
             mma(dA[2 * p], a_do, bf[0], bf[1]);
             mma(dA[2 * p + 1], a_do, bf[2], bf[3]);
             if (with_S0) {
-                load_b<false>(bf, in[2], k0, n0 + 16 * p);
+                load_b<false>(bf, in.S0, k0, n0 + 16 * p);
                 mma(dq[2 * p], a_do, bf[0], bf[1]);
                 mma(dq[2 * p + 1], a_do, bf[2], bf[3]);
             }
             if (with_dS) {
-                load_b<false>(bf, in[3], k0, n0 + 16 * p);
+                load_b<false>(bf, in.dS, k0, n0 + 16 * p);
                 mma(dk[2 * p], a_v, bf[0], bf[1]);
                 mma(dk[2 * p + 1], a_v, bf[2], bf[3]);
             }
         }
     }
+}
+
+/* rowsum(S0 ⊙ dS) over one step's columns, in fp32: thread 4i + r sums
+ * columns r·DQK_COLS/4.. of key row i */
+static __device__ float state_row_dot(const dqk_stage &in)
+{
+    constexpr int PER = DQK_COLS / 4;
+    static_assert(THREADS == 4 * TILE && PER % 8 == 0, "four threads a key row, whole 16-byte pieces");
+    int i = threadIdx.x / 4, c0 = threadIdx.x % 4 * PER;
+    float sum = 0.0f;
+#pragma unroll
+    for (int c = c0; c < c0 + PER; c += 8) {
+        float s[8], g[8];
+        load_floats<8>(s, &in.S0[i][c]);
+        load_floats<8>(g, &in.dS[i][c]);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            sum += s[j] * g[j];
+    }
+    return sum;
 }
 
 /* dq and dk within a sub-chunk, term by term: thread (sub-chunk threadIdx.x / 64,
@@ -773,7 +812,7 @@ static __device__ void diagonal_grads(float (&dq)[SUB], float (&dk)[SUB], const 
     for (int t = 0; t < SUB; t++)
 #pragma unroll
         for (int u = 0; u <= t; u++) {
-            float d = sh.dA32[base + t][base + u] * exp2_fast(bv[t] - bv[u]);
+            float d = sh.mid.dA32[base + t][base + u] * exp2_fast(bv[t] - bv[u]);
             dq[t] += d * kv[u];
             dk[u] += d * qv[t];
         }
@@ -796,7 +835,7 @@ static __device__ void store_grad(T *grad, const tile32_t *sums, size_t x, size_
 
 /* dq, dk and dgk for one key tile. Block: (chunk, head, key tile), a chunk's
  * key tiles next to each other. Phase 1: dA and the boundary parts over the
- * value tiles (the registers leave no room to load ahead). Phase 2: the parts
+ * value columns, streamed through shared memory (dqk_stage). Phase 2: the parts
  * within the chunk, between sub-chunks on the tensor cores (warps 0-3 dq of
  * row sub-chunks 1-3, warps 4-7 dk of column sub-chunks 0-2, 16 keys each) and
  * within them term by term. Last, per (sub-chunk, key) thread: ∂L/∂b and its
@@ -820,65 +859,52 @@ static __global__ void __launch_bounds__(THREADS, 2)
     size_t xo = at(c.t0, h, H, dv), stride_o = (size_t)H * dv;      /* dout */
     size_t xv = strided_at(c.t0, h, v_stride, dv);                  /* v */
 
-    {
-        piece<act_t> pq, pk;
-        piece<float> pb;
-        fetch(pq, q + xqk, qk_stride, L, dk - i0);
-        fetch(pk, k + xqk, qk_stride, L, dk - i0);
-        fetch<true>(pb, b + xk, stride_k, L, dk - i0);
-        put(sh.q, pq);
-        put(sh.k, pk);
-        put(sh.b, pb);
-    }
-
-    /* phase 1 */
-    float dA[4][4] = {}, dq_in[4][4] = {}, dk_end[4][4] = {}, row_dot[2] = {};
-    for (int j0 = 0; j0 < dv; j0 += TILE) {
-        piece<act_t> pd, pv, pg, ps;
-        fetch(pd, dout + xo + j0, stride_o, L, dv - j0);
-        fetch(pv, v + xv + j0, v_stride, L, dv - j0);
+    /* phase 1; q, k and b come with its first step's tiles */
+    float dA[4][4] = {}, dq_in[4][4] = {}, dk_end[4][4] = {}, row_dot = 0.0f;
+    int steps = ceil_div(dv, DQK_COLS);
+    auto issue = [&](int s) {
+        if (s == 0) {
+            copy_tile<false, THREADS, TILE>(sh.q, q + xqk, qk_stride, L, dk - i0);
+            copy_tile<false, THREADS, TILE>(sh.k, k + xqk, qk_stride, L, dk - i0);
+            copy_tile<true, THREADS, TILE>(sh.b, b + xk, stride_k, L, dk - i0);
+        }
+        if (s >= steps)
+            return;
+        dqk_stage &st = sh.in[s % DQK_STAGES];
+        int j0 = s * DQK_COLS;
+        copy_tile<false, THREADS, DQK_COLS>(st.dout, dout + xo + j0, stride_o, L, dv - j0);
+        copy_tile<false, THREADS, DQK_COLS>(st.v, v + xv + j0, v_stride, L, dv - j0);
         if (S0)
-            fetch(ps, S0 + j0, dv, dk - i0, dv - j0);
-        else
-            zero(ps);
+            copy_tile<false, THREADS, DQK_COLS>(st.S0, S0 + j0, dv, dk - i0, dv - j0);
         if (dS_end)
-            fetch(pg, dS_end + j0, dv, dk - i0, dv - j0);
-        else
-            zero(pg);
-#pragma unroll
-        for (int a = 0; a < 2; a++) /* rowsum(S0 ⊙ dS) in fp32 */
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                row_dot[a] += val(ps.x[a], j) * val(pg.x[a], j);
-        __syncthreads(); /* the previous value tile is read */
-        put(sh.in[0], pd);
-        put(sh.in[1], pv);
-        put(sh.in[2], ps);
-        put(sh.in[3], pg);
-        __syncthreads();
-        boundary_products(dA, dq_in, dk_end, sh.in, S0 != NULL, dS_end != NULL);
-    }
-    __syncthreads(); /* phase 1's tiles are read */
+            copy_tile<false, THREADS, DQK_COLS>(st.dS, dS_end + j0, dv, dk - i0, dv - j0);
+    };
+    pipeline<DQK_STAGES>(steps, issue, [&](int s) {
+        const dqk_stage &st = sh.in[s % DQK_STAGES];
+        if (S0 && dS_end)
+            row_dot += state_row_dot(st);
+        boundary_products(dA, dq_in, dk_end, st, S0 != NULL, dS_end != NULL);
+    });
+    cp_async_wait<0>(); /* q, k and b too where there were no steps */
+    __syncthreads();    /* phase 1's tiles are read: phase 2's take their place */
 #pragma unroll
     for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int t = m0 + acc_row(e), col = n0 + 8 * j + acc_col(e);
             float x = col <= t ? scale * dA[j][e] : 0.0f;
-            sh.dA32[t][col] = x;
-            sh.dA[t][col] = __float2bfloat16_rn(x);
+            sh.mid.dA32[t][col] = x;
+            sh.mid.dA[t][col] = __float2bfloat16_rn(x);
             dq_in[j][e] *= scale * exp2_fast(sh.b[t][col]);
             dk_end[j][e] *= exp2_fast(sh.b[CHUNK - 1][col] - sh.b[t][col]);
         }
-#pragma unroll
-    for (int a = 0; a < 2; a++) {
-        for (int off = 1; off < 8; off *= 2)
-            row_dot[a] += __shfl_xor_sync(0xffffffffu, row_dot[a], off);
-        int i = piece_row(a);
-        if (threadIdx.x % 8 == 0)
-            sh.extra[i] = exp2_fast(sh.b[CHUNK - 1][i]) * row_dot[a];
+    for (int off = 1; off < 4; off *= 2)
+        row_dot += __shfl_xor_sync(0xffffffffu, row_dot, off);
+    if (threadIdx.x % 4 == 0) {
+        int i = threadIdx.x / 4;
+        sh.extra[i] = exp2_fast(sh.b[CHUNK - 1][i]) * row_dot;
     }
-    stage_cross_operands(sh.cross, sh.q, sh.k, sh.b);
+    stage_cross_operands(sh.mid.cross, sh.q, sh.k, sh.b);
     __syncthreads();
 
     /* phase 2 */
@@ -890,9 +916,9 @@ static __global__ void __launch_bounds__(THREADS, 2)
     for (int s = 0; s < 3; s++) {
         int m = SUB * (s + 1); /* tile s as token m − 1 sees it */
         if (warp < 4) /* dq_t, t ≥ m: e^{b_t − b_{m−1}} Σ_{u<m} dA_tu k̃_u */
-            warp_product<2, false, true>(cross[s], sh.dA, sh.cross[s], m, keys, 0, m);
+            warp_product<2, false, true>(cross[s], sh.mid.dA, sh.mid.cross[s], m, keys, 0, m);
         else /* dk_u, u in sub-chunk s: e^{b_{m−1} − b_u} Σ_{t≥m} dA_tu q̃_t */
-            warp_product<2, true, true>(cross[s], sh.dA, sh.cross[s], m - SUB, keys, m, CHUNK);
+            warp_product<2, true, true>(cross[s], sh.mid.dA, sh.mid.cross[s], m - SUB, keys, m, CHUNK);
 #pragma unroll
         for (int j = 0; j < 2; j++)
 #pragma unroll
@@ -903,15 +929,15 @@ static __global__ void __launch_bounds__(THREADS, 2)
             }
     }
     __syncthreads(); /* the cross tiles and dA32 are read: sums and dgk take their place */
-    store_acc<false>(&sh.sums[0][0][0], LD, CHUNK, TILE, dq_in, m0, n0);
-    store_acc<false>(&sh.sums[1][0][0], LD, CHUNK, TILE, dk_end, m0, n0);
+    store_acc<false>(&sh.last.sums[0][0][0], LD, CHUNK, TILE, dq_in, m0, n0);
+    store_acc<false>(&sh.last.sums[1][0][0], LD, CHUNK, TILE, dk_end, m0, n0);
     __syncthreads();
     int sub = threadIdx.x / 64, i = threadIdx.x % 64, base = SUB * sub;
     {
         float part = 0.0f;
 #pragma unroll
         for (int t = 0; t < SUB; t++)
-            part += to_f32(sh.k[base + t][i]) * sh.sums[1][base + t][i];
+            part += to_f32(sh.k[base + t][i]) * sh.last.sums[1][base + t][i];
         sh.end_part[sub][i] = part;
     }
     __syncthreads();
@@ -919,9 +945,9 @@ static __global__ void __launch_bounds__(THREADS, 2)
     for (int s = 0; s < 3; s++) {
         int m = SUB * (s + 1);
         if (warp < 4)
-            store_acc<true>(&sh.sums[0][0][0], LD, CHUNK, TILE, cross[s], m, keys);
+            store_acc<true>(&sh.last.sums[0][0][0], LD, CHUNK, TILE, cross[s], m, keys);
         else
-            store_acc<true>(&sh.sums[1][0][0], LD, CHUNK, TILE, cross[s], m - SUB, keys);
+            store_acc<true>(&sh.last.sums[1][0][0], LD, CHUNK, TILE, cross[s], m - SUB, keys);
     }
     __syncthreads();
 
@@ -930,9 +956,9 @@ static __global__ void __launch_bounds__(THREADS, 2)
 #pragma unroll
     for (int t = 0; t < SUB; t++) {
         int row = base + t;
-        float dq_t = sh.sums[0][row][i] + dq_d[t], dk_t = sh.sums[1][row][i] + dk_d[t];
-        sh.sums[0][row][i] = dq_t;
-        sh.sums[1][row][i] = dk_t;
+        float dq_t = sh.last.sums[0][row][i] + dq_d[t], dk_t = sh.last.sums[1][row][i] + dk_d[t];
+        sh.last.sums[0][row][i] = dq_t;
+        sh.last.sums[1][row][i] = dk_t;
         dq_d[t] = to_f32(sh.q[row][i]) * dq_t - to_f32(sh.k[row][i]) * dk_t;
         total += dq_d[t];
     }
@@ -947,12 +973,12 @@ static __global__ void __launch_bounds__(THREADS, 2)
 #pragma unroll
     for (int t = SUB - 1; t >= 0; t--) {
         running += dq_d[t];
-        sh.dgk[base + t][i] = running;
+        sh.last.dgk[base + t][i] = running;
     }
     __syncthreads();
-    store_grad(dq, sh.sums[0], xqk, qk_stride, L, dk - i0);
-    store_grad(dk_out, sh.sums[1], xqk, qk_stride, L, dk - i0);
-    store_grad(dgk, sh.dgk, xk, stride_k, L, dk - i0);
+    store_grad(dq, sh.last.sums[0], xqk, qk_stride, L, dk - i0);
+    store_grad(dk_out, sh.last.sums[1], xqk, qk_stride, L, dk - i0);
+    store_grad(dgk, sh.last.dgk, xk, stride_k, L, dk - i0);
 }
 
 /* ------------------------------------------------------------------ entry points */
