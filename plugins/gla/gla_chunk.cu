@@ -50,19 +50,23 @@
  * stores the state at each chunk start but a sequence's first in
  * `checkpoints` (the CPU's layout), backward dS at each chunk end but a
  * sequence's last in `work`; forward (4) o per (chunk, head, value tile);
- * backward (4) dv per (chunk, head, value tile) and (5) dA, dq, dk, dgk per
- * (chunk, head, key tile).
+ * backward (4) dv per (chunk, head, value tile), the same kernel as o
+ * (chunk_values), and (5) dA, dq, dk, dgk per (chunk, head, key tile). (2)
+ * and the kernel for b also leave the operand P of (4) in `work`.
  *
  * Speed. The kernels are bound by memory latency, not by the tensor cores.
- * So: the walks stream their chunks through shared memory with cp.async, two
- * chunks loading while one is multiplied, and chunk_dqk its value columns
- * the same way; the other chunk kernels hold what they load in registers in
- * memory's type, so that all of a tile's loads are in flight before any is
- * waited for (chunk_scores loads the next key tile while it works on one;
- * chunk_output and chunk_dv fit more blocks on an SM instead); each gradient
- * value is written once, by the block that sums it (no zero-fill, no read of
- * old values); and the blocks of one chunk's tiles are launched next to
- * each other, so that the operands they share come from L2.
+ * So the walks stream their chunks through shared memory with cp.async, two
+ * chunks loading while one is multiplied, chunk_dqk its value columns two
+ * steps ahead and chunk_scores the next key tile the same way; chunk_values
+ * holds what it loads in registers, so that all of a tile's loads are in
+ * flight before any is waited for, and fits four blocks on an SM (a version
+ * with every key tile in flight by cp.async, two blocks an SM, was slower:
+ * bound by L2); what several blocks would each make from the same inputs
+ * (the states' operand P of o and dv) is made once, by chunk_scores or
+ * chunk_gate_sums; each gradient value is written once, by the block that
+ * sums it (no zero-fill, no read of old values); and the blocks of one
+ * chunk's tiles are launched next to each other, so that the operands they
+ * share come from L2.
  *
  * No atomics, and every sum is taken in an order fixed by the shapes: results
  * are the same run to run.
@@ -98,6 +102,7 @@ static_assert(WALK_THREADS == CHUNK * TILE / 8, "walk_operands: 8 elements of P 
 typedef struct work_layout {
     float *b;      /* [n,H,dk] log2(e)·(gk summed from each chunk's start) */
     act_t *A;      /* [n,H,CHUNK] bf16: row t holds A_tu for u from its chunk's start */
+    act_t *scaled; /* [n,H,dk] bf16: the states' operand P of o (dv), see chunk_values */
     act_t *dS;     /* bf16 ∂L/∂(state at a chunk's end), in the checkpoints' layout */
     chunk *chunks; /* at most n */
 } work_layout;
@@ -109,7 +114,9 @@ static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
     w.b = work;
     float *A = w.b + align4(nH * d->dk);
     w.A = reinterpret_cast<act_t *>(A);
-    float *dS = A + bf16_floats(nH * CHUNK);
+    float *scaled = A + bf16_floats(nH * CHUNK);
+    w.scaled = reinterpret_cast<act_t *>(scaled);
+    float *dS = scaled + bf16_floats(nH * d->dk);
     w.dS = reinterpret_cast<act_t *>(dS);
     w.chunks = (chunk *)(dS + bf16_floats(gla_recurrence_checkpoint_values(n, d->H, d->dk, d->dv)));
     return w;
@@ -120,7 +127,7 @@ size_t gla_recurrence_scores_floats_cuda(int n, int H) { return bf16_floats((siz
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
     size_t nH = (size_t)n * H;
-    return align4(nH * dk) + bf16_floats(nH * CHUNK) +
+    return align4(nH * dk) + bf16_floats(nH * CHUNK) + bf16_floats(nH * dk) +
            bf16_floats(gla_recurrence_checkpoint_values(n, H, dk, dv)) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
 }
@@ -133,144 +140,81 @@ static int chunk_table(const work_layout *w, const gla_recurrence_dims *d)
     return build_chunks(w->chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
 }
 
-/* ------------------------------------------------------------------ tiles through registers */
+/* ------------------------------------------------------------------ tiles */
 
 /* A CHUNK×TILE tile in shared memory: bf16 operands of the tensor cores, or fp32 */
 typedef act_t tile_t[LD];
 typedef float tile32_t[LD];
 
-/* 8 neighbouring values of type T as memory holds them, in 32-bit words (two
- * bf16 to a word): what a load of 16 or 32 bytes brings */
-template <typename T> struct alignas(16) eight {
-    uint32_t w[2 * sizeof(T)];
+/* A thread's share of a tile: the 8 columns from 8·(threadIdx.x % 8) of rows
+ * threadIdx.x / 8 and that + 32, so that a warp reads and writes whole rows */
+static __device__ __forceinline__ int piece_row(int a) { return threadIdx.x / 8 + 32 * a; }
+static __device__ __forceinline__ int piece_col() { return 8 * (threadIdx.x % 8); }
+
+/* 8 neighbouring bf16 values as memory holds them: what a 16-byte load brings */
+struct alignas(16) eight {
+    uint32_t w[4];
 };
 
-static __device__ __forceinline__ uint32_t bits(float x) { return __float_as_uint(x); }
-static __device__ __forceinline__ uint32_t bits(act_t x) { return __bfloat16_as_ushort(x); }
-
-/* value c of x, widened to fp32 */
-static __device__ __forceinline__ float val(const eight<float> &x, int c)
-{
-    return __uint_as_float(x.w[c]);
-}
-static __device__ __forceinline__ float val(const eight<act_t> &x, int c)
-{
-    uint32_t w = x.w[c / 2];
-    return __uint_as_float(c % 2 ? w & 0xffff0000u : w << 16);
-}
-
-/* A thread's share of a tile as it is loaded, still in memory's type T: the 8
- * columns from 8·(threadIdx.x % 8) of rows threadIdx.x / 8 and that + 32.
- * Loads of 16 bytes, coalesced along rows, that nothing waits for until the
- * piece is used; every tile of a kernel puts the same elements in the same
- * thread, so operands combine in registers. */
-template <typename T> struct piece {
-    eight<T> x[2];
+/* a thread's share of a bf16 tile as it is loaded: 16-byte loads, coalesced
+ * along rows, that nothing waits for until the piece is put in shared memory */
+struct piece {
+    eight x[2];
 };
 
-/* an operand computed from pieces, in fp32, in the same place */
+/* a thread's share of a tile, in fp32 */
 struct values {
     float x[2][8];
 };
 
-static __device__ __forceinline__ int piece_row(int a) { return threadIdx.x / 8 + 32 * a; }
-static __device__ __forceinline__ int piece_col() { return 8 * (threadIdx.x % 8); }
-
-/* x = p[0..7] when vec (whole 16-byte loads), else p[c] for c < cols, 0 past */
-template <typename T>
-static __device__ void fetch_row(eight<T> &x, const T *p, int cols, bool vec)
-{
-    constexpr int WORDS = 2 * sizeof(T), PER_WORD = 4 / sizeof(T);
-    if (vec && cols >= 8) {
-#pragma unroll
-        for (int q = 0; q < WORDS / 4; q++)
-            reinterpret_cast<uint4 *>(x.w)[q] = reinterpret_cast<const uint4 *>(p)[q];
-        return;
-    }
-#pragma unroll
-    for (int q = 0; q < WORDS; q++) {
-        x.w[q] = 0;
-#pragma unroll
-        for (int e = 0; e < PER_WORD; e++) {
-            int c = q * PER_WORD + e;
-            if (c < cols)
-                x.w[q] |= bits(p[c]) << (16 * e);
-        }
-    }
-}
-
+/* whether rows at p, `stride` elements apart, take whole 8-element accesses */
 static __device__ bool rows_vectorizable(const void *p, size_t stride)
 {
     return stride % 8 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-template <typename T> static __device__ void zero(eight<T> &x)
+/* x = p[0..7] when vec (one 16-byte load), else p[c] for c < cols, 0 past */
+static __device__ void fetch_row(eight &x, const act_t *p, int cols, bool vec)
 {
+    if (vec && cols >= 8) {
+        x = *reinterpret_cast<const eight *>(p);
+        return;
+    }
 #pragma unroll
-    for (int q = 0; q < 2 * (int)sizeof(T); q++)
-        x.w[q] = 0; /* 0.0 in bf16 and fp32 alike */
+    for (int q = 0; q < 4; q++) {
+        x.w[q] = 0;
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+            if (2 * q + e < cols)
+                x.w[q] |= (uint32_t)__bfloat16_as_ushort(p[2 * q + e]) << (16 * e);
+    }
 }
 
-template <typename T> static __device__ void zero(piece<T> &f)
-{
-    zero(f.x[0]);
-    zero(f.x[1]);
-}
-
-/* The thread's share of the tile at p (rows `stride` elements apart): 0 past
- * `cols`, and past `rows` 0 too, or with PAD_LAST the last row again (for b,
- * so that padding tokens decay like the chunk's last and every exponent stays ≤ 0). */
-template <bool PAD_LAST = false, typename T>
-static __device__ void fetch(piece<T> &f, const T *p, size_t stride, int rows, int cols)
+/* The thread's share of the tile at p (rows `stride` elements apart), 0 past
+ * `rows` and `cols`. */
+static __device__ void fetch(piece &f, const act_t *p, size_t stride, int rows, int cols)
 {
     bool vec = rows_vectorizable(p, stride);
     int col = piece_col();
 #pragma unroll
     for (int a = 0; a < 2; a++) {
         int r = piece_row(a);
-        if (PAD_LAST)
-            r = min(r, rows - 1);
         if (r < rows)
             fetch_row(f.x[a], p + r * stride + col, cols - col, vec);
         else
-            zero(f.x[a]);
+            f.x[a] = eight{};
     }
 }
 
-/* the thread's 8 columns of row `row` (b_L for the decays) */
-static __device__ void fetch_gate_row(eight<float> &x, const float *p, size_t stride, int row,
-                                      int cols)
-{
-    fetch_row(x, p + row * stride + piece_col(), cols - piece_col(), rows_vectorizable(p, stride));
-}
-
-/* the piece into its place in a tile, in the tile's type */
-template <typename D, typename T> static __device__ void put(D (*tile)[LD], const piece<T> &f)
-{
-#pragma unroll
-    for (int a = 0; a < 2; a++) {
-        D *p = &tile[piece_row(a)][piece_col()];
-        if constexpr (std::is_same<D, T>::value) {
-            *reinterpret_cast<eight<T> *>(p) = f.x[a];
-        } else {
-            float x[8];
-#pragma unroll
-            for (int c = 0; c < 8; c++)
-                x[c] = val(f.x[a], c);
-            store_floats<8>(p, x);
-        }
-    }
-}
-
-/* computed values into their place in a tile, rounded to bf16 or kept in fp32 */
-template <typename D> static __device__ void put(D (*tile)[LD], const values &f)
+/* the piece into its place in a tile */
+static __device__ void put(tile_t *tile, const piece &f)
 {
 #pragma unroll
     for (int a = 0; a < 2; a++)
-        store_floats<8>(&tile[piece_row(a)][piece_col()], f.x[a]);
+        *reinterpret_cast<eight *>(&tile[piece_row(a)][piece_col()]) = f.x[a];
 }
 
-/* the thread's share of a tile at p, as fetch reads it: only rows < rows, columns < cols */
+/* the thread's share of a tile into p (rows `stride` elements apart): only rows < rows, columns < cols */
 template <typename T>
 static __device__ void store_values(T *p, size_t stride, int rows, int cols, const values &f)
 {
@@ -397,7 +341,7 @@ static_assert(THREADS == 4 * TILE, "gate_sums: a thread per (key, quarter of the
 
 /* b of one CHUNK×TILE tile, in units of log2: the running sums down each key
  * column of the gates g, a tile in shared memory that is 0 past the chunk's
- * end (so b stays at the chunk's last there, as fetch's PAD_LAST pads it).
+ * end (so b stays at the chunk's last there, as copy_tile's PAD_LAST pads it).
  * Thread (key threadIdx.x % TILE, quarter threadIdx.x / TILE) sums its 16
  * rows in order, then adds the totals of the quarters before (chunk_gate_sums
  * repeats this exactly, so every kernel reads the same b). Ends with a
@@ -429,17 +373,39 @@ static __device__ void store_gate_tile(float *b, size_t stride, int rows, int co
     values v;
 #pragma unroll
     for (int a = 0; a < 2; a++)
-#pragma unroll
-        for (int c = 0; c < 8; c++)
-            v.x[a][c] = bs[piece_row(a)][piece_col() + c];
+        load_floats<8>(v.x[a], &bs[piece_row(a)][piece_col()]);
     store_values(b, stride, rows, cols, v);
+}
+
+/* P of one key tile into `scaled` (rows `stride` apart), rows < rows and
+ * columns < cols: scale·q ⊙ e^b (x = q), or with KEYS k ⊙ e^{b_L − b} (x = k),
+ * b_L the tile's last row (padded as gate_sums pads it) */
+template <bool KEYS>
+static __device__ void store_scaled(act_t *scaled, size_t stride, int rows, int cols, const tile_t *x,
+                                    const tile32_t *bs, float scale)
+{
+    values v;
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        int r = piece_row(a), c = piece_col();
+        float xr[8], b[8], b_last[8];
+        load_floats<8>(xr, &x[r][c]);
+        load_floats<8>(b, &bs[r][c]);
+        load_floats<8>(b_last, &bs[CHUNK - 1][c]);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            v.x[a][j] = KEYS ? xr[j] * exp2_fast(b_last[j] - b[j]) : xr[j] * (scale * exp2_fast(b[j]));
+    }
+    store_values(scaled, stride, rows, cols, v);
 }
 
 /* b alone, for a call that makes no A (chunk_scores makes b otherwise), by
  * gate_sums' arithmetic in the same order: a thread per (chunk, head, key)
- * with the chunk's gates of its key in registers. */
+ * with the chunk's gates of its key in registers; and where `scaled` is not
+ * NULL, the backward's P = k ⊙ e^{b_L − b} of its key into it. */
 static __global__ void __launch_bounds__(THREADS)
-    chunk_gate_sums(float *b, const act_t *gk, const chunk *chunks, int H, int dk)
+    chunk_gate_sums(float *b, act_t *scaled, const act_t *gk, const act_t *k, size_t qk_stride,
+                    const chunk *chunks, int H, int dk)
 {
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, i = blockIdx.z * blockDim.x + threadIdx.x, L = c.t1 - c.t0;
@@ -457,11 +423,29 @@ static __global__ void __launch_bounds__(THREADS)
 #pragma unroll
         for (int t = base; t < base + SUB; t++) {
             sum += g[t];
+            g[t] = LOG2E * (before + sum); /* b_t in place of the gate */
             if (t < L)
-                b[x + t * stride] = LOG2E * (before + sum);
+                b[x + t * stride] = g[t];
         }
         before += sum;
     }
+    if (!scaled)
+        return;
+    /* every k read before the first write: `scaled` might alias k for all
+     * the compiler knows, so reads left between the writes would each wait */
+    const act_t *kt = k + strided_at(c.t0, h, qk_stride, dk) + i;
+    act_t kv[CHUNK];
+    float b_last = 0.0f;
+#pragma unroll
+    for (int t = 0; t < CHUNK; t++) {
+        kv[t] = t < L ? kt[t * qk_stride] : act_t(0.0f);
+        if (t == L - 1)
+            b_last = g[t];
+    }
+#pragma unroll
+    for (int t = 0; t < CHUNK; t++)
+        if (t < L)
+            scaled[x + t * stride] = __float2bfloat16_rn(to_f32(kv[t]) * exp2_fast(b_last - g[t]));
 }
 
 /* ------------------------------------------------------------------ within the chunks */
@@ -483,12 +467,14 @@ static __device__ void stage_cross_operands(tile_t (*tiles)[CHUNK], const tile_t
         for (int a = 0; a < 2; a++) {
             int r = piece_row(a);
             bool key = r < m;
-            float out[8];
+            float x[8], b_r[8], b_m[8], out[8];
+            load_floats<8>(x, key ? &ks[r][col] : &qs[r][col]);
+            load_floats<8>(b_r, &bs[r][col]);
+            load_floats<8>(b_m, &bs[m - 1][col]);
 #pragma unroll
             for (int c = 0; c < 8; c++) {
-                float e = bs[r][col + c] - bs[m - 1][col + c];
-                out[c] = key ? to_f32(ks[r][col + c]) * exp2_fast(-e)
-                             : to_f32(qs[r][col + c]) * exp2_fast(e);
+                float e = b_r[c] - b_m[c];
+                out[c] = x[c] * exp2_fast(key ? -e : e);
             }
             store_floats<8>(&tiles[s][r][col], out);
         }
@@ -497,23 +483,30 @@ static __device__ void stage_cross_operands(tile_t (*tiles)[CHUNK], const tile_t
 
 /* A's terms within a sub-chunk: 136 (t, u ≤ t) pairs of each sub-chunk, one
  * by one. Thread: sub-chunk threadIdx.x / 64, the rows a and 15 − a of it
- * (a = threadIdx.x / 8 % 8) with all their 17 pairs, and the keys ≡
- * threadIdx.x (mod 8) of the tile; part[p] sums pair p over those keys. */
+ * (a = threadIdx.x / 8 % 8) with all their 17 pairs, and the 8 keys from
+ * 8·(threadIdx.x % 8) of the tile, read 16 bytes at a time; part[p] sums
+ * pair p over those keys. */
 #define PAIRS 17 /* (a + 1) + (16 − a) */
 static __device__ void diagonal_scores(float (&part)[PAIRS], const tile_t *qs, const tile_t *ks,
                                        const tile32_t *bs)
 {
-    int base = SUB * (threadIdx.x / 64), a = threadIdx.x / 8 % 8;
+    int base = SUB * (threadIdx.x / 64), a = threadIdx.x / 8 % 8, i0 = piece_col();
     int t1 = base + a, t2 = base + SUB - 1 - a;
-    for (int i = threadIdx.x % 8; i < TILE; i += 8) {
-        float q1 = to_f32(qs[t1][i]), b1 = bs[t1][i], q2 = to_f32(qs[t2][i]), b2 = bs[t2][i];
+    float q1[8], b1[8], q2[8], b2[8];
+    load_floats<8>(q1, &qs[t1][i0]);
+    load_floats<8>(b1, &bs[t1][i0]);
+    load_floats<8>(q2, &qs[t2][i0]);
+    load_floats<8>(b2, &bs[t2][i0]);
 #pragma unroll
-        for (int p = 0; p < PAIRS; p++) {
-            bool first = p <= a; /* pairs (t1, base..t1), then (t2, base..t2) */
-            int u = base + (first ? p : p - a - 1);
-            float qv = first ? q1 : q2, bt = first ? b1 : b2;
-            part[p] += qv * to_f32(ks[u][i]) * exp2_fast(bt - bs[u][i]);
-        }
+    for (int p = 0; p < PAIRS; p++) {
+        bool first = p <= a; /* pairs (t1, base..t1), then (t2, base..t2) */
+        int u = base + (first ? p : p - a - 1);
+        float k[8], bu[8];
+        load_floats<8>(k, &ks[u][i0]);
+        load_floats<8>(bu, &bs[u][i0]);
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            part[p] += (first ? q1[c] : q2[c]) * k[c] * exp2_fast((first ? b1[c] : b2[c]) - bu[c]);
     }
 }
 
@@ -525,27 +518,31 @@ static __device__ void diagonal_pair(int p, int *t, int *u)
     *u = base + (p <= a ? p : p - a - 1);
 }
 
+/* one key tile of chunk_scores: [token][key] */
+struct scores_stage {
+    tile_t q[CHUNK], k[CHUNK], gates[CHUNK];
+};
+
 struct scores_shared {
-    tile_t q[CHUNK], k[CHUNK];
+    scores_stage in[2];
     union {
         tile32_t b[CHUNK];
         tile32_t A[CHUNK]; /* once b is read: A in fp32 */
     };
-    union {
-        tile_t gates[CHUNK]; /* gk, until b is made */
-        tile_t cross[3][CHUNK];
-    };
+    tile_t cross[3][CHUNK];
     float quarter[4][TILE]; /* gate_sums' */
 };
 
 /* A_tu = scale·Σ_i q_ti k_ui e^{b_ti − b_ui} for u ≤ t (0 above), per (chunk,
- * head), into `A` in bf16; b on the way, from gk (gate_sums), into `b`.
+ * head), into `A` in bf16; b on the way, from gk (gate_sums), into `b`, and
+ * the states' operand P of chunk_values into `scaled` (with `keys` the
+ * backward's, from k; else the forward's, from q).
  * Between sub-chunks warp w < 6 computes the 16×16 block (row sub-chunk r,
  * column sub-chunk c < r) as q̃ k̃ᵀ from tile r − 1; within them
- * diagonal_scores. The next key tile loads meanwhile. */
+ * diagonal_scores. The next key tile loads (cp.async) meanwhile. */
 static __global__ void __launch_bounds__(THREADS, 2)
-    chunk_scores(act_t *A, float *b, const act_t *q, const act_t *k, size_t qk_stride, const act_t *gk,
-                 const chunk *chunks, int H, int dk, float scale)
+    chunk_scores(act_t *A, float *b, act_t *scaled, bool keys, const act_t *q, const act_t *k, size_t qk_stride,
+                 const act_t *gk, const chunk *chunks, int H, int dk, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     scores_shared &sh = *reinterpret_cast<scores_shared *>(shared_raw);
@@ -554,30 +551,31 @@ static __global__ void __launch_bounds__(THREADS, 2)
     int r = warp < 1 ? 1 : warp < 3 ? 2 : 3, col_sub = warp - r * (r - 1) / 2;
     size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xqk = strided_at(c.t0, h, qk_stride, dk);
     float cross[2][4] = {}, part[PAIRS] = {};
-    piece<act_t> pq, pk, pg;
-    auto load = [&](int i0) {
-        fetch(pq, q + xqk + i0, qk_stride, L, dk - i0);
-        fetch(pk, k + xqk + i0, qk_stride, L, dk - i0);
-        fetch(pg, gk + x + i0, stride, L, dk - i0);
+    auto issue = [&](int s) {
+        int i0 = s * TILE;
+        if (i0 >= dk)
+            return;
+        scores_stage &st = sh.in[s % 2];
+        copy_tile<false, THREADS, TILE>(st.q, q + xqk + i0, qk_stride, L, dk - i0);
+        copy_tile<false, THREADS, TILE>(st.k, k + xqk + i0, qk_stride, L, dk - i0);
+        copy_tile<false, THREADS, TILE>(st.gates, gk + x + i0, stride, L, dk - i0);
     };
-    load(0);
-    for (int i0 = 0; i0 < dk; i0 += TILE) {
-        __syncthreads(); /* the previous tile is read */
-        put(sh.q, pq);
-        put(sh.k, pk);
-        put(sh.gates, pg);
-        if (i0 + TILE < dk)
-            load(i0 + TILE);
-        __syncthreads();
-        gate_sums(sh.b, sh.gates, sh.quarter); /* the gates are read: cross takes their place */
+    pipeline<2>(ceil_div(dk, TILE), issue, [&](int s) {
+        const scores_stage &st = sh.in[s % 2];
+        int i0 = s * TILE;
+        gate_sums(sh.b, st.gates, sh.quarter);
         store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
-        stage_cross_operands(sh.cross, sh.q, sh.k, sh.b);
+        if (keys)
+            store_scaled<true>(scaled + x + i0, stride, L, dk - i0, st.k, sh.b, scale);
+        else
+            store_scaled<false>(scaled + x + i0, stride, L, dk - i0, st.q, sh.b, scale);
+        stage_cross_operands(sh.cross, st.q, st.k, sh.b);
         __syncthreads();
         if (warp < 6)
             warp_product<2, false, false>(cross, sh.cross[r - 1], sh.cross[r - 1], SUB * r,
                                           SUB * col_sub, 0, TILE);
-        diagonal_scores(part, sh.q, sh.k, sh.b);
-    }
+        diagonal_scores(part, st.q, st.k, sh.b);
+    });
     /* the partial sums of the 8 key classes, in a fixed order */
 #pragma unroll
     for (int p = 0; p < PAIRS; p++)
@@ -610,8 +608,17 @@ static __global__ void __launch_bounds__(THREADS, 2)
     }
 }
 
-/* The block of chunk_output and chunk_dv: (chunk, head, value tile), a
- * chunk's value tiles next to each other. */
+/* ------------------------------------------------------------------ o and dv */
+
+/* o and dv, one pass over a value tile forward and backward, from the state
+ * operand P that chunk_scores or chunk_gate_sums left in `scaled`:
+ *   forward:  o  = P S0 + A v,    P = scale·q ⊙ e^b     (no S0 at a sequence's start)
+ *   backward: dv = P dS + Aᵀ do,  P = k ⊙ e^{b_L − b}   (no dS at a sequence's end)
+ * Block: (chunk, head, value tile), a chunk's value tiles next to each other.
+ * A and v (do) load with the first key tile of P and of the state's rows, in
+ * registers. With P made once a chunk (it was made by each value tile's
+ * block, from q or k and b) the blocks read 40 % less and fit four an SM
+ * (loading the next key tile ahead fits three, and was slower). */
 struct value_tile {
     chunk c;
     int h, j0, L; /* head, first value column, tokens of the chunk */
@@ -625,9 +632,9 @@ struct value_tile {
 
 /* acc += X Y over depth [k_begin, k_end), X (or with A_KM, Xᵀ) and Y put in
  * xs and ys once the previous product has read them */
-template <bool A_KM, typename X, typename Y>
-static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys, const X &x,
-                                      const Y &y, int k_begin, int k_end)
+template <bool A_KM>
+static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys, const piece &x,
+                                      const piece &y, int k_begin, int k_end)
 {
     __syncthreads(); /* the previous tiles are read */
     put(xs, x);
@@ -636,75 +643,36 @@ static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys
     warp_product<4, A_KM, true>(acc, xs, ys, block_row(), block_col(), k_begin, k_end);
 }
 
-/* o = scale·(q ⊙ e^b) S0 + A v for one value tile (value_tile's block) */
-static __global__ void __launch_bounds__(THREADS, 3)
-    chunk_output(act_t *o, const act_t *q, size_t qk_stride, const act_t *v, size_t v_stride, const float *b,
-                 const act_t *A, const act_t *checkpoints, const chunk *chunks, int H, int dk, int dv, float scale)
+template <bool BACKWARD>
+static __global__ void __launch_bounds__(THREADS, 4)
+    chunk_values(act_t *out, size_t out_stride, const act_t *scaled, const act_t *y, size_t y_stride,
+                 const act_t *A, const act_t *states, const chunk *chunks, int H, int dk, int dv)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     const value_tile t(chunks, dv);
     float acc[4][4] = {};
-    piece<act_t> pa, pv; /* within the chunk: loading while the start state is used */
+    piece pa, py, pp, ps;
     fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
-    fetch(pv, v + strided_at(t.c.t0, t.h, v_stride, dv) + t.j0, v_stride, t.L, dv - t.j0);
-    if (!t.c.first) { /* through the start state, a key tile at a time */
-        const act_t *S0 = checkpoints + state_at(t.c.t0, t.h, H, dk, dv) + t.j0;
-        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk, xq = strided_at(t.c.t0, t.h, qk_stride, dk);
+    fetch(py, y + strided_at(t.c.t0, t.h, y_stride, dv) + t.j0, y_stride, t.L, dv - t.j0);
+    if (BACKWARD ? !t.c.last : !t.c.first) { /* through the state, a key tile at a time */
+        const act_t *S = states + state_at(BACKWARD ? t.c.t1 : t.c.t0, t.h, H, dk, dv) + t.j0;
+        const act_t *P = scaled + at(t.c.t0, t.h, H, dk);
+        size_t stride = (size_t)H * dk;
+        auto load = [&](piece &p, piece &st, int i0) {
+            fetch(p, P + i0, stride, t.L, dk - i0);
+            fetch(st, S + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
+        };
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            piece<act_t> pq, ps;
-            piece<float> pb;
-            fetch(pq, q + xq + i0, qk_stride, t.L, dk - i0);
-            fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
-            fetch(ps, S0 + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
-            values qe; /* scale·q ⊙ e^b */
-#pragma unroll
-            for (int a = 0; a < 2; a++)
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    qe.x[a][j] = val(pq.x[a], j) * (scale * exp2_fast(val(pb.x[a], j)));
-            staged_product<false>(acc, xs, ys, qe, ps, 0, TILE);
+            load(pp, ps, i0);
+            staged_product<false>(acc, xs, ys, pp, ps, 0, TILE);
         }
     }
     int m0 = block_row();
-    staged_product<false>(acc, xs, ys, pa, pv, 0, m0 + SUB); /* A_tu = 0 for u > t */
-    store_acc<false>(o + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0, acc, m0,
-                     block_col());
-}
-
-/* dv = Aᵀ do + (k ⊙ e^{b_L − b}) dS for one value tile (value_tile's block) */
-static __global__ void __launch_bounds__(THREADS, 3)
-    chunk_dv(act_t *dv_out, size_t v_stride, const act_t *k, size_t qk_stride, const act_t *dout, const float *b,
-             const act_t *A, const act_t *dS, const chunk *chunks, int H, int dk, int dv)
-{
-    __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
-    const value_tile t(chunks, dv);
-    float acc[4][4] = {};
-    piece<act_t> pa, pd; /* within the chunk: loading while the end state is used */
-    fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
-    fetch(pd, dout + at(t.c.t0, t.h, H, dv) + t.j0, (size_t)H * dv, t.L, dv - t.j0);
-    if (!t.c.last) { /* through the end state, a key tile at a time */
-        const act_t *dS_end = dS + state_at(t.c.t1, t.h, H, dk, dv) + t.j0;
-        size_t x = at(t.c.t0, t.h, H, dk), stride = (size_t)H * dk, xk = strided_at(t.c.t0, t.h, qk_stride, dk);
-        for (int i0 = 0; i0 < dk; i0 += TILE) {
-            piece<act_t> pk, ps;
-            piece<float> pb;
-            eight<float> b_last;
-            fetch(pk, k + xk + i0, qk_stride, t.L, dk - i0);
-            fetch<true>(pb, b + x + i0, stride, t.L, dk - i0);
-            fetch_gate_row(b_last, b + x + i0, stride, t.L - 1, dk - i0);
-            fetch(ps, dS_end + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
-            values ke; /* k ⊙ e^{b_L − b} */
-#pragma unroll
-            for (int a = 0; a < 2; a++)
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    ke.x[a][j] = val(pk.x[a], j) * exp2_fast(val(b_last, j) - val(pb.x[a], j));
-            staged_product<false>(acc, xs, ys, ke, ps, 0, TILE);
-        }
-    }
-    int m0 = block_row();
-    staged_product<true>(acc, xs, ys, pa, pd, m0, CHUNK); /* A_tu = 0 for t < u */
-    store_acc<false>(dv_out + strided_at(t.c.t0, t.h, v_stride, dv) + t.j0, v_stride, t.L, dv - t.j0, acc, m0,
+    if (BACKWARD) /* Aᵀ do: A_tu = 0 for t < u */
+        staged_product<true>(acc, xs, ys, pa, py, m0, CHUNK);
+    else /* A v: A_tu = 0 for u > t */
+        staged_product<false>(acc, xs, ys, pa, py, 0, m0 + SUB);
+    store_acc<false>(out + strided_at(t.c.t0, t.h, out_stride, dv) + t.j0, out_stride, t.L, dv - t.j0, acc, m0,
                      block_col());
 }
 
@@ -996,13 +964,13 @@ static void walk(act_t *states, const act_t *x, size_t x_stride, const act_t *y,
     CUDA_CHECK_LAUNCH();
 }
 
-/* A (into `A`) and b (chunk_scores) */
-static void scores(act_t *A, const work_layout *w, int chunks, const void *q, const void *k, const void *gk,
-                   const gla_recurrence_dims *d)
+/* A (into `A`), b and the states' operand P, forward's or with `keys` backward's (chunk_scores) */
+static void scores(act_t *A, bool keys, const work_layout *w, int chunks, const void *q, const void *k,
+                   const void *gk, const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
-    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(A, w->b, act(q), act(k), gla_qk_stride(d), act(gk),
-                                                         w->chunks, d->H, d->dk, d->scale);
+    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(A, w->b, w->scaled, keys, act(q), act(k), gla_qk_stride(d),
+                                                         act(gk), w->chunks, d->H, d->dk, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1012,13 +980,14 @@ static act_t *scores_at(const work_layout *w, const gla_recurrence_dims *d)
     return d->scores ? act(d->scores) : w->A;
 }
 
-/* b alone (chunk_gate_sums), for the calls that make no A */
-static void gate_sums_alone(const work_layout *w, int chunks, const void *gk,
+/* b alone (chunk_gate_sums), for the calls that make no A, and the
+ * backward's P from k where k is not NULL */
+static void gate_sums_alone(const work_layout *w, int chunks, const void *gk, const void *k,
                             const gla_recurrence_dims *d)
 {
     int threads = min(THREADS, 32 * ceil_div(d->dk, 32));
     chunk_gate_sums<<<dim3(chunks, d->H, ceil_div(d->dk, threads)), threads>>>(
-        w->b, act(gk), w->chunks, d->H, d->dk);
+        w->b, k ? w->scaled : NULL, act(gk), act(k), gla_qk_stride(d), w->chunks, d->H, d->dk);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1034,16 +1003,15 @@ void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, cons
     int chunks = chunk_table(&w, d);
     size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d);
     if (!o) { /* the checkpoints alone (gla.h): b, then the walk */
-        gate_sums_alone(&w, chunks, gk, d);
+        gate_sums_alone(&w, chunks, gk, NULL, d);
         walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
         return;
     }
     act_t *A = scores_at(&w, d);
-    scores(A, &w, chunks, q, k, gk, d);
+    scores(A, false, &w, chunks, q, k, gk, d);
     walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
-    chunk_output<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(o), act(q), qk_stride, act(v), v_stride,
-                                                                      w.b, A, act(checkpoints), w.chunks, H, d->dk,
-                                                                      d->dv, d->scale);
+    chunk_values<false><<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
+        act(o), (size_t)H * d->dv, w.scaled, act(v), v_stride, A, act(checkpoints), w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1059,17 +1027,17 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     work_layout w = carve(work, n, d);
     int chunks = chunk_table(&w, d);
     size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d), o_stride = (size_t)H * d->dv;
-    /* b, and A unless the forward kept it */
+    /* b and dv's P, and A unless the forward kept it */
     act_t *A = scores_at(&w, d);
     if (d->scores)
-        gate_sums_alone(&w, chunks, gk, d);
+        gate_sums_alone(&w, chunks, gk, k, d);
     else
-        scores(A, &w, chunks, q, k, gk, d);
+        scores(A, true, &w, chunks, q, k, gk, d);
     if (d->remake_checkpoints)
         walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
     walk<false>(w.dS, act(q), qk_stride, act(dout), o_stride, &w, d);
-    chunk_dv<<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(act(dv), v_stride, act(k), qk_stride, act(dout),
-                                                                  w.b, A, w.dS, w.chunks, H, d->dk, d->dv);
+    chunk_values<true><<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
+        act(dv), v_stride, w.scaled, act(dout), o_stride, A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
     dim3 grid(chunks * ceil_div(d->dk, TILE), H);
     if (d->dq_fp32) {
@@ -1094,7 +1062,7 @@ const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, con
     if (n == 0)
         return w.dS;
     int chunks = chunk_table(&w, d);
-    gate_sums_alone(&w, chunks, gk, d);
+    gate_sums_alone(&w, chunks, gk, NULL, d);
     walk<false>(w.dS, act(q), gla_qk_stride(d), act(dout), (size_t)d->H * d->dv, &w, d);
     return w.dS;
 }
