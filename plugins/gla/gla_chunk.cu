@@ -343,8 +343,7 @@ static_assert(THREADS == 4 * TILE, "gate_sums: a thread per (key, quarter of the
  * column of the gates g, a tile in shared memory that is 0 past the chunk's
  * end (so b stays at the chunk's last there, as copy_tile's PAD_LAST pads it).
  * Thread (key threadIdx.x % TILE, quarter threadIdx.x / TILE) sums its 16
- * rows in order, then adds the totals of the quarters before (chunk_gate_sums
- * repeats this exactly, so every kernel reads the same b). Ends with a
+ * rows in order, then adds the totals of the quarters before. Ends with a
  * barrier: bs is ready. */
 static __device__ void gate_sums(tile32_t *bs, const tile_t *g, float (*quarter)[TILE])
 {
@@ -399,53 +398,47 @@ static __device__ void store_scaled(act_t *scaled, size_t stride, int rows, int 
     store_values(scaled, stride, rows, cols, v);
 }
 
+/* one key tile of chunk_gate_sums: [token][key] */
+struct gate_stage {
+    tile_t gates[CHUNK], k[CHUNK];
+};
+
+struct gate_shared {
+    gate_stage in[2];
+    tile32_t b[CHUNK];
+    float quarter[4][TILE]; /* gate_sums' */
+};
+
 /* b alone, for a call that makes no A (chunk_scores makes b otherwise), by
- * gate_sums' arithmetic in the same order: a thread per (chunk, head, key)
- * with the chunk's gates of its key in registers; and where `scaled` is not
- * NULL, the backward's P = k ⊙ e^{b_L − b} of its key into it. */
+ * the same gate_sums, per (chunk, head); and where `scaled` is not NULL, the
+ * backward's P = k ⊙ e^{b_L − b} of chunk_values into it. The next key tile
+ * loads (cp.async) while one is summed. */
 static __global__ void __launch_bounds__(THREADS)
     chunk_gate_sums(float *b, act_t *scaled, const act_t *gk, const act_t *k, size_t qk_stride,
                     const chunk *chunks, int H, int dk)
 {
+    extern __shared__ __align__(16) unsigned char shared_raw[];
+    gate_shared &sh = *reinterpret_cast<gate_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, i = blockIdx.z * blockDim.x + threadIdx.x, L = c.t1 - c.t0;
-    if (i >= dk)
-        return;
-    size_t x = at(c.t0, h, H, dk) + i, stride = (size_t)H * dk;
-    float g[CHUNK];
-#pragma unroll
-    for (int t = 0; t < CHUNK; t++)
-        g[t] = t < L ? to_f32(gk[x + t * stride]) : 0.0f;
-    float before = 0.0f; /* the quarters' totals so far */
-#pragma unroll
-    for (int base = 0; base < CHUNK; base += SUB) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int t = base; t < base + SUB; t++) {
-            sum += g[t];
-            g[t] = LOG2E * (before + sum); /* b_t in place of the gate */
-            if (t < L)
-                b[x + t * stride] = g[t];
-        }
-        before += sum;
-    }
-    if (!scaled)
-        return;
-    /* every k read before the first write: `scaled` might alias k for all
-     * the compiler knows, so reads left between the writes would each wait */
-    const act_t *kt = k + strided_at(c.t0, h, qk_stride, dk) + i;
-    act_t kv[CHUNK];
-    float b_last = 0.0f;
-#pragma unroll
-    for (int t = 0; t < CHUNK; t++) {
-        kv[t] = t < L ? kt[t * qk_stride] : act_t(0.0f);
-        if (t == L - 1)
-            b_last = g[t];
-    }
-#pragma unroll
-    for (int t = 0; t < CHUNK; t++)
-        if (t < L)
-            scaled[x + t * stride] = __float2bfloat16_rn(to_f32(kv[t]) * exp2_fast(b_last - g[t]));
+    int h = blockIdx.y, L = c.t1 - c.t0;
+    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xk = strided_at(c.t0, h, qk_stride, dk);
+    auto issue = [&](int s) {
+        int i0 = s * TILE;
+        if (i0 >= dk)
+            return;
+        gate_stage &st = sh.in[s % 2];
+        copy_tile<false, THREADS, TILE>(st.gates, gk + x + i0, stride, L, dk - i0);
+        if (scaled)
+            copy_tile<false, THREADS, TILE>(st.k, k + xk + i0, qk_stride, L, dk - i0);
+    };
+    pipeline<2>(ceil_div(dk, TILE), issue, [&](int s) {
+        const gate_stage &st = sh.in[s % 2];
+        int i0 = s * TILE;
+        gate_sums(sh.b, st.gates, sh.quarter);
+        store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
+        if (scaled)
+            store_scaled<true>(scaled + x + i0, stride, L, dk - i0, st.k, sh.b, 0.0f);
+    });
 }
 
 /* ------------------------------------------------------------------ within the chunks */
@@ -985,9 +978,9 @@ static act_t *scores_at(const work_layout *w, const gla_recurrence_dims *d)
 static void gate_sums_alone(const work_layout *w, int chunks, const void *gk, const void *k,
                             const gla_recurrence_dims *d)
 {
-    int threads = min(THREADS, 32 * ceil_div(d->dk, 32));
-    chunk_gate_sums<<<dim3(chunks, d->H, ceil_div(d->dk, threads)), threads>>>(
-        w->b, k ? w->scaled : NULL, act(gk), act(k), gla_qk_stride(d), w->chunks, d->H, d->dk);
+    size_t bytes = allow_shared(chunk_gate_sums, sizeof(gate_shared));
+    chunk_gate_sums<<<dim3(chunks, d->H), THREADS, bytes>>>(w->b, k ? w->scaled : NULL, act(gk), act(k),
+                                                             gla_qk_stride(d), w->chunks, d->H, d->dk);
     CUDA_CHECK_LAUNCH();
 }
 
