@@ -52,7 +52,8 @@
  * sequence's last in `work`; forward (4) o per (chunk, head, value tile);
  * backward (4) dv per (chunk, head, value tile), the same kernel as o
  * (chunk_values), and (5) dA, dq, dk, dgk per (chunk, head, key tile). (2)
- * and the kernel for b also leave the operand P of (4) in `work`.
+ * and the kernel for b also leave in `work` the operands P that (3) and (4)
+ * multiply (operand_pair), made once a chunk.
  *
  * Speed. The kernels are bound by memory latency, not by the tensor cores.
  * So the walks stream their chunks through shared memory with cp.async, two
@@ -62,8 +63,10 @@
  * flight before any is waited for, and fits four blocks on an SM (a version
  * with every key tile in flight by cp.async, two blocks an SM, was slower:
  * bound by L2); what several blocks would each make from the same inputs
- * (the states' operand P of o and dv) is made once, by chunk_scores or
- * chunk_gate_sums; each gradient value is written once, by the block that
+ * (the operand P of the walks, of o and of dv: each walk's two value tiles
+ * and each of four value tiles of o and dv made it from q or k and b) is
+ * made once, by chunk_scores or chunk_gate_sums, which hold those tiles
+ * anyway; each gradient value is written once, by the block that
  * sums it (no zero-fill, no read of old values); and the blocks of one
  * chunk's tiles are launched next to each other, so that the operands they
  * share come from L2.
@@ -96,13 +99,19 @@
 #define LOG2E 1.4426950408889634f
 
 static_assert(CHUNK == 64, "the kernels tile a chunk as 4 sub-chunks of 16 tokens");
-static_assert(WALK_THREADS == CHUNK * TILE / 8, "walk_operands: 8 elements of P per thread");
+
+/* The operand P of a walk's products, [n,H,dk] as the bf16 pair hi + lo
+ * (about fp32's precision: see Precision); o and dv read hi alone. */
+struct operand_pair {
+    act_t *hi, *lo;
+};
 
 /* the CUDA recurrence's share of `work`, each part 16-byte aligned */
 typedef struct work_layout {
     float *b;      /* [n,H,dk] log2(e)·(gk summed from each chunk's start) */
     act_t *A;      /* [n,H,CHUNK] bf16: row t holds A_tu for u from its chunk's start */
-    act_t *scaled; /* [n,H,dk] bf16: the states' operand P of o (dv), see chunk_values */
+    operand_pair keys;    /* k ⊙ e^{b_L − b}: P of the forward walk and of dv */
+    operand_pair queries; /* scale·q ⊙ e^b: P of the backward walk and of o */
     act_t *dS;     /* bf16 ∂L/∂(state at a chunk's end), in the checkpoints' layout */
     chunk *chunks; /* at most n */
 } work_layout;
@@ -114,9 +123,13 @@ static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
     w.b = work;
     float *A = w.b + align4(nH * d->dk);
     w.A = reinterpret_cast<act_t *>(A);
-    float *scaled = A + bf16_floats(nH * CHUNK);
-    w.scaled = reinterpret_cast<act_t *>(scaled);
-    float *dS = scaled + bf16_floats(nH * d->dk);
+    float *operands = A + bf16_floats(nH * CHUNK);
+    act_t *P[4];
+    for (int i = 0; i < 4; i++)
+        P[i] = reinterpret_cast<act_t *>(operands + i * bf16_floats(nH * d->dk));
+    w.keys = operand_pair{P[0], P[1]};
+    w.queries = operand_pair{P[2], P[3]};
+    float *dS = operands + 4 * bf16_floats(nH * d->dk);
     w.dS = reinterpret_cast<act_t *>(dS);
     w.chunks = (chunk *)(dS + bf16_floats(gla_recurrence_checkpoint_values(n, d->H, d->dk, d->dv)));
     return w;
@@ -127,7 +140,7 @@ size_t gla_recurrence_scores_floats_cuda(int n, int H) { return bf16_floats((siz
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
     size_t nH = (size_t)n * H;
-    return align4(nH * dk) + bf16_floats(nH * CHUNK) + bf16_floats(nH * dk) +
+    return align4(nH * dk) + bf16_floats(nH * CHUNK) + 4 * bf16_floats(nH * dk) +
            bf16_floats(gla_recurrence_checkpoint_values(n, H, dk, dv)) +
            (size_t)n * (sizeof(chunk) / sizeof(float));
 }
@@ -240,39 +253,28 @@ static __device__ void store_values(T *p, size_t stride, int rows, int cols, con
 
 /* one walked chunk in shared memory, as cp.async brings it */
 struct walk_stage {
-    tile_t x[CHUNK];         /* k (forward) or q: [token][key] */
-    tile32_t b[CHUNK];       /* padded with the chunk's last row */
-    act_t y[CHUNK][WALK_LD]; /* v or do: [token][value] */
+    tile_t hi[CHUNK], lo[CHUNK]; /* P = hi + lo: [token][key] */
+    float b_last[TILE];          /* b of the chunk's last token: the decay e^{b_L} */
+    act_t y[CHUNK][WALK_LD];     /* v or do: [token][value] */
 };
 
 struct walk_shared {
     walk_stage stage[WALK_STAGES];
-    tile_t hi[CHUNK], lo[CHUNK]; /* P = hi + lo: [token][key] */
-    float decay[TILE];           /* e^{b_L} per key */
-    act_t out[TILE][WALK_LD];    /* the state in bf16 on its way to memory */
+    act_t out[TILE][WALK_LD]; /* the state in bf16 on its way to memory */
 };
 
-/* P of one chunk as the bf16 pair hi + lo, and the decay of its keys (see walk_states) */
-template <bool FORWARD>
-static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, float scale)
+/* the `cols` (at most TILE) floats at p into s, by cp.async where whole
+ * 16-byte pieces can go; TILE / 4 threads */
+static __device__ void copy_row(float *s, const float *p, int cols)
 {
-    int r = threadIdx.x / 8, c0 = 8 * (threadIdx.x % 8);
-    float x[8], b[8], b_last[8], hi[8], lo[8];
-    load_floats<8>(x, &st.x[r][c0]);
-    load_floats<8>(b, &st.b[r][c0]);
-    load_floats<8>(b_last, &st.b[CHUNK - 1][c0]);
-#pragma unroll
-    for (int c = 0; c < 8; c++) {
-        float p = FORWARD ? x[c] * exp2_fast(b_last[c] - b[c]) : scale * x[c] * exp2_fast(b[c]);
-        hi[c] = __bfloat162float(__float2bfloat16_rn(p));
-        lo[c] = p - hi[c];
-    }
-    store_floats<8>(&sh.hi[r][c0], hi);
-    store_floats<8>(&sh.lo[r][c0], lo);
-    if (r == 0)
-#pragma unroll
-        for (int c = 0; c < 8; c++)
-            sh.decay[c0 + c] = exp2_fast(b_last[c]);
+    int c = 4 * threadIdx.x;
+    if (c >= TILE)
+        return;
+    if (reinterpret_cast<uintptr_t>(p) % 16 == 0 && (c + 4 <= cols || c >= cols))
+        cp_async16(&s[c], c < cols ? p + c : p, c < cols);
+    else
+        for (int e = 0; e < 4; e++)
+            s[c + e] = c + e < cols ? p[c + e] : 0.0f;
 }
 
 /* Block: one (sequence, head) and one TILE×WALK_COLS (keys × values) tile of
@@ -283,14 +285,15 @@ static __device__ void walk_operands(walk_shared &sh, const walk_stage &st, floa
  *             start of each chunk but the first goes to `states` (checkpoints);
  *   backward: P = scale·q ⊙ e^{b}, Y = do, last chunk to first; the gradient at
  *             the end of each chunk but the last goes to `states` (dS).
- * P enters the product as a bf16 pair hi + lo (see Precision). The chunks come
- * through WALK_STAGES buffers by cp.async: the next two load while the tensor
- * cores work on one. Each state goes out through shared memory in whole rows
- * (write_tile). Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
+ * P enters the product as the bf16 pair hi + lo (see Precision) that
+ * chunk_scores or chunk_gate_sums made. The chunks come through WALK_STAGES
+ * buffers by cp.async: the next two load while the tensor cores work on one.
+ * Each state goes out through shared memory in whole rows (write_tile).
+ * Warp w: keys 16·(w % 4).., values 32·(w / 4).. */
 template <bool FORWARD>
 static __global__ void __launch_bounds__(WALK_THREADS, 1)
-    walk_states(act_t *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride, const float *b,
-                const int32_t *cu, int H, int dk, int dv, float scale)
+    walk_states(act_t *states, operand_pair P, const act_t *y, size_t y_stride, const float *b, const int32_t *cu,
+                int H, int dk, int dv)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
@@ -300,7 +303,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
     int begin = cu[s], end = cu[s + 1];
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
     int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
-    size_t b_stride = (size_t)H * dk;
+    size_t p_stride = (size_t)H * dk;
     float S[4][4] = {};
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
@@ -309,24 +312,24 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         if (k < steps) {
             walk_stage &st = sh.stage[k % WALK_STAGES];
             int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
-            copy_tile<false, WALK_THREADS, TILE>(st.x, x + strided_at(t0, h, x_stride, dk) + i0, x_stride, rows,
-                                                 dk - i0);
-            copy_tile<true, WALK_THREADS, TILE>(st.b, b + at(t0, h, H, dk) + i0, b_stride, rows, dk - i0);
+            size_t x = at(t0, h, H, dk) + i0;
+            copy_tile<false, WALK_THREADS, TILE>(st.hi, P.hi + x, p_stride, rows, dk - i0);
+            copy_tile<false, WALK_THREADS, TILE>(st.lo, P.lo + x, p_stride, rows, dk - i0);
+            copy_row(st.b_last, b + at(t0 + rows - 1, h, H, dk) + i0, dk - i0);
             copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + strided_at(t0, h, y_stride, dv) + j0, y_stride,
                                                       rows, dv - j0);
         }
     };
     pipeline<WALK_STAGES>(steps, issue, [&](int k) {
         const walk_stage &st = sh.stage[k % WALK_STAGES];
-        walk_operands<FORWARD>(sh, st, scale);
-        __syncthreads();
+        float decay[2] = {exp2_fast(st.b_last[m0 + acc_row(0)]), exp2_fast(st.b_last[m0 + acc_row(2)])};
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                S[j][e] *= sh.decay[m0 + acc_row(e)];
-        warp_product<4, true, true>(S, sh.hi, st.y, m0, n0, 0, CHUNK);
-        warp_product<4, true, true>(S, sh.lo, st.y, m0, n0, 0, CHUNK);
+                S[j][e] *= decay[e / 2];
+        warp_product<4, true, true>(S, st.hi, st.y, m0, n0, 0, CHUNK);
+        warp_product<4, true, true>(S, st.lo, st.y, m0, n0, 0, CHUNK);
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
         act_t *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
         store_acc<false>(&sh.out[0][0], WALK_LD, TILE, WALK_COLS, S, m0, n0);
@@ -376,14 +379,15 @@ static __device__ void store_gate_tile(float *b, size_t stride, int rows, int co
     store_values(b, stride, rows, cols, v);
 }
 
-/* P of one key tile into `scaled` (rows `stride` apart), rows < rows and
- * columns < cols: scale·q ⊙ e^b (x = q), or with KEYS k ⊙ e^{b_L − b} (x = k),
- * b_L the tile's last row (padded as gate_sums pads it) */
+/* P of one key tile into `to` as the pair hi + lo (hi alone where to.lo is
+ * NULL), at offset x, rows `stride` apart, rows < rows and columns < cols:
+ * scale·q ⊙ e^b (x = q), or with KEYS k ⊙ e^{b_L − b} (x = k), b_L the
+ * tile's last row (padded as gate_sums pads it) */
 template <bool KEYS>
-static __device__ void store_scaled(act_t *scaled, size_t stride, int rows, int cols, const tile_t *x,
-                                    const tile32_t *bs, float scale)
+static __device__ void store_operand(operand_pair to, size_t offset, size_t stride, int rows, int cols,
+                                     const tile_t *x, const tile32_t *bs, float scale)
 {
-    values v;
+    values hi, lo;
 #pragma unroll
     for (int a = 0; a < 2; a++) {
         int r = piece_row(a), c = piece_col();
@@ -392,15 +396,20 @@ static __device__ void store_scaled(act_t *scaled, size_t stride, int rows, int 
         load_floats<8>(b, &bs[r][c]);
         load_floats<8>(b_last, &bs[CHUNK - 1][c]);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-            v.x[a][j] = KEYS ? xr[j] * exp2_fast(b_last[j] - b[j]) : xr[j] * (scale * exp2_fast(b[j]));
+        for (int j = 0; j < 8; j++) {
+            float p = KEYS ? xr[j] * exp2_fast(b_last[j] - b[j]) : xr[j] * (scale * exp2_fast(b[j]));
+            hi.x[a][j] = __bfloat162float(__float2bfloat16_rn(p));
+            lo.x[a][j] = p - hi.x[a][j];
+        }
     }
-    store_values(scaled, stride, rows, cols, v);
+    store_values(to.hi + offset, stride, rows, cols, hi);
+    if (to.lo)
+        store_values(to.lo + offset, stride, rows, cols, lo);
 }
 
 /* one key tile of chunk_gate_sums: [token][key] */
 struct gate_stage {
-    tile_t gates[CHUNK], k[CHUNK];
+    tile_t gates[CHUNK], q[CHUNK], k[CHUNK];
 };
 
 struct gate_shared {
@@ -410,34 +419,38 @@ struct gate_shared {
 };
 
 /* b alone, for a call that makes no A (chunk_scores makes b otherwise), by
- * the same gate_sums, per (chunk, head); and where `scaled` is not NULL, the
- * backward's P = k ⊙ e^{b_L − b} of chunk_values into it. The next key tile
- * loads (cp.async) while one is summed. */
+ * the same gate_sums, per (chunk, head); and the walks' operands P, the
+ * keys' where k is not NULL, the queries' where q is not NULL. The next key
+ * tile loads (cp.async) while one is summed. */
 static __global__ void __launch_bounds__(THREADS)
-    chunk_gate_sums(float *b, act_t *scaled, const act_t *gk, const act_t *k, size_t qk_stride,
-                    const chunk *chunks, int H, int dk)
+    chunk_gate_sums(float *b, operand_pair keys, operand_pair queries, const act_t *gk, const act_t *q,
+                    const act_t *k, size_t qk_stride, const chunk *chunks, int H, int dk, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     gate_shared &sh = *reinterpret_cast<gate_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0;
-    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xk = strided_at(c.t0, h, qk_stride, dk);
+    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xqk = strided_at(c.t0, h, qk_stride, dk);
     auto issue = [&](int s) {
         int i0 = s * TILE;
         if (i0 >= dk)
             return;
         gate_stage &st = sh.in[s % 2];
         copy_tile<false, THREADS, TILE>(st.gates, gk + x + i0, stride, L, dk - i0);
-        if (scaled)
-            copy_tile<false, THREADS, TILE>(st.k, k + xk + i0, qk_stride, L, dk - i0);
+        if (q)
+            copy_tile<false, THREADS, TILE>(st.q, q + xqk + i0, qk_stride, L, dk - i0);
+        if (k)
+            copy_tile<false, THREADS, TILE>(st.k, k + xqk + i0, qk_stride, L, dk - i0);
     };
     pipeline<2>(ceil_div(dk, TILE), issue, [&](int s) {
         const gate_stage &st = sh.in[s % 2];
         int i0 = s * TILE;
         gate_sums(sh.b, st.gates, sh.quarter);
         store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
-        if (scaled)
-            store_scaled<true>(scaled + x + i0, stride, L, dk - i0, st.k, sh.b, 0.0f);
+        if (k)
+            store_operand<true>(keys, x + i0, stride, L, dk - i0, st.k, sh.b, scale);
+        if (q)
+            store_operand<false>(queries, x + i0, stride, L, dk - i0, st.q, sh.b, scale);
     });
 }
 
@@ -528,14 +541,13 @@ struct scores_shared {
 
 /* A_tu = scale·Σ_i q_ti k_ui e^{b_ti − b_ui} for u ≤ t (0 above), per (chunk,
  * head), into `A` in bf16; b on the way, from gk (gate_sums), into `b`, and
- * the states' operand P of chunk_values into `scaled` (with `keys` the
- * backward's, from k; else the forward's, from q).
+ * the walks' operands P of keys and queries.
  * Between sub-chunks warp w < 6 computes the 16×16 block (row sub-chunk r,
  * column sub-chunk c < r) as q̃ k̃ᵀ from tile r − 1; within them
  * diagonal_scores. The next key tile loads (cp.async) meanwhile. */
 static __global__ void __launch_bounds__(THREADS, 2)
-    chunk_scores(act_t *A, float *b, act_t *scaled, bool keys, const act_t *q, const act_t *k, size_t qk_stride,
-                 const act_t *gk, const chunk *chunks, int H, int dk, float scale)
+    chunk_scores(act_t *A, float *b, operand_pair keys, operand_pair queries, const act_t *q, const act_t *k,
+                 size_t qk_stride, const act_t *gk, const chunk *chunks, int H, int dk, float scale)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     scores_shared &sh = *reinterpret_cast<scores_shared *>(shared_raw);
@@ -558,10 +570,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
         int i0 = s * TILE;
         gate_sums(sh.b, st.gates, sh.quarter);
         store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
-        if (keys)
-            store_scaled<true>(scaled + x + i0, stride, L, dk - i0, st.k, sh.b, scale);
-        else
-            store_scaled<false>(scaled + x + i0, stride, L, dk - i0, st.q, sh.b, scale);
+        store_operand<true>(keys, x + i0, stride, L, dk - i0, st.k, sh.b, scale);
+        store_operand<false>(queries, x + i0, stride, L, dk - i0, st.q, sh.b, scale);
         stage_cross_operands(sh.cross, st.q, st.k, sh.b);
         __syncthreads();
         if (warp < 6)
@@ -603,8 +613,8 @@ static __global__ void __launch_bounds__(THREADS, 2)
 
 /* ------------------------------------------------------------------ o and dv */
 
-/* o and dv, one pass over a value tile forward and backward, from the state
- * operand P that chunk_scores or chunk_gate_sums left in `scaled`:
+/* o and dv, one pass over a value tile forward and backward, from the hi
+ * part of the walks' operand P (chunk_scores or chunk_gate_sums made it):
  *   forward:  o  = P S0 + A v,    P = scale·q ⊙ e^b     (no S0 at a sequence's start)
  *   backward: dv = P dS + Aᵀ do,  P = k ⊙ e^{b_L − b}   (no dS at a sequence's end)
  * Block: (chunk, head, value tile), a chunk's value tiles next to each other.
@@ -638,7 +648,7 @@ static __device__ void staged_product(float (&acc)[4][4], tile_t *xs, tile_t *ys
 
 template <bool BACKWARD>
 static __global__ void __launch_bounds__(THREADS, 4)
-    chunk_values(act_t *out, size_t out_stride, const act_t *scaled, const act_t *y, size_t y_stride,
+    chunk_values(act_t *out, size_t out_stride, const act_t *P_hi, const act_t *y, size_t y_stride,
                  const act_t *A, const act_t *states, const chunk *chunks, int H, int dk, int dv)
 {
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
@@ -649,7 +659,7 @@ static __global__ void __launch_bounds__(THREADS, 4)
     fetch(py, y + strided_at(t.c.t0, t.h, y_stride, dv) + t.j0, y_stride, t.L, dv - t.j0);
     if (BACKWARD ? !t.c.last : !t.c.first) { /* through the state, a key tile at a time */
         const act_t *S = states + state_at(BACKWARD ? t.c.t1 : t.c.t0, t.h, H, dk, dv) + t.j0;
-        const act_t *P = scaled + at(t.c.t0, t.h, H, dk);
+        const act_t *P = P_hi + at(t.c.t0, t.h, H, dk);
         size_t stride = (size_t)H * dk;
         auto load = [&](piece &p, piece &st, int i0) {
             fetch(p, P + i0, stride, t.L, dk - i0);
@@ -944,26 +954,31 @@ static __global__ void __launch_bounds__(THREADS, 2)
 
 /* ------------------------------------------------------------------ entry points */
 
-/* the walk over every sequence's chunks (walk_states), its states into `states` */
+/* the walk over every sequence's chunks (walk_states), its states into
+ * `states`: forward over the keys' operand and v, backward over the queries'
+ * and do */
 template <bool FORWARD>
-static void walk(act_t *states, const act_t *x, size_t x_stride, const act_t *y, size_t y_stride,
-                 const work_layout *w, const gla_recurrence_dims *d)
+static void walk(act_t *states, const act_t *y, size_t y_stride, const work_layout *w,
+                 const gla_recurrence_dims *d)
 {
     auto kernel = walk_states<FORWARD>;
     size_t bytes = allow_shared(kernel, sizeof(walk_shared));
     int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
-    kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(
-        states, x, x_stride, y, y_stride, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv, d->scale);
+    kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(states, FORWARD ? w->keys : w->queries, y, y_stride,
+                                                              w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
 }
 
-/* A (into `A`), b and the states' operand P, forward's or with `keys` backward's (chunk_scores) */
-static void scores(act_t *A, bool keys, const work_layout *w, int chunks, const void *q, const void *k,
+/* A (into `A`), b and the walks' operands (chunk_scores); the forward
+ * needs no queries' lo (its walk is the keys') */
+static void scores(act_t *A, bool forward, const work_layout *w, int chunks, const void *q, const void *k,
                    const void *gk, const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
-    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(A, w->b, w->scaled, keys, act(q), act(k), gla_qk_stride(d),
-                                                         act(gk), w->chunks, d->H, d->dk, d->scale);
+    operand_pair queries = {w->queries.hi, forward ? NULL : w->queries.lo};
+    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(A, w->b, w->keys, queries, act(q), act(k),
+                                                         gla_qk_stride(d), act(gk), w->chunks, d->H, d->dk,
+                                                         d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -973,14 +988,14 @@ static act_t *scores_at(const work_layout *w, const gla_recurrence_dims *d)
     return d->scores ? act(d->scores) : w->A;
 }
 
-/* b alone (chunk_gate_sums), for the calls that make no A, and the
- * backward's P from k where k is not NULL */
-static void gate_sums_alone(const work_layout *w, int chunks, const void *gk, const void *k,
+/* b alone (chunk_gate_sums), for the calls that make no A, and the walks'
+ * operands of q and of k where they are not NULL */
+static void gate_sums_alone(const work_layout *w, int chunks, const void *gk, const void *q, const void *k,
                             const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_gate_sums, sizeof(gate_shared));
-    chunk_gate_sums<<<dim3(chunks, d->H), THREADS, bytes>>>(w->b, k ? w->scaled : NULL, act(gk), act(k),
-                                                             gla_qk_stride(d), w->chunks, d->H, d->dk);
+    chunk_gate_sums<<<dim3(chunks, d->H), THREADS, bytes>>>(w->b, w->keys, w->queries, act(gk), act(q), act(k),
+                                                             gla_qk_stride(d), w->chunks, d->H, d->dk, d->scale);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -996,15 +1011,15 @@ void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, cons
     int chunks = chunk_table(&w, d);
     size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d);
     if (!o) { /* the checkpoints alone (gla.h): b, then the walk */
-        gate_sums_alone(&w, chunks, gk, NULL, d);
-        walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
+        gate_sums_alone(&w, chunks, gk, NULL, k, d);
+        walk<true>(act(checkpoints), act(v), v_stride, &w, d);
         return;
     }
     act_t *A = scores_at(&w, d);
-    scores(A, false, &w, chunks, q, k, gk, d);
-    walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
+    scores(A, true, &w, chunks, q, k, gk, d);
+    walk<true>(act(checkpoints), act(v), v_stride, &w, d);
     chunk_values<false><<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
-        act(o), (size_t)H * d->dv, w.scaled, act(v), v_stride, A, act(checkpoints), w.chunks, H, d->dk, d->dv);
+        act(o), (size_t)H * d->dv, w.queries.hi, act(v), v_stride, A, act(checkpoints), w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -1020,17 +1035,17 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     work_layout w = carve(work, n, d);
     int chunks = chunk_table(&w, d);
     size_t qk_stride = gla_qk_stride(d), v_stride = gla_v_stride(d), o_stride = (size_t)H * d->dv;
-    /* b and dv's P, and A unless the forward kept it */
+    /* b and the walks' operands, and A unless the forward kept it */
     act_t *A = scores_at(&w, d);
     if (d->scores)
-        gate_sums_alone(&w, chunks, gk, k, d);
+        gate_sums_alone(&w, chunks, gk, q, k, d);
     else
-        scores(A, true, &w, chunks, q, k, gk, d);
+        scores(A, false, &w, chunks, q, k, gk, d);
     if (d->remake_checkpoints)
-        walk<true>(act(checkpoints), act(k), qk_stride, act(v), v_stride, &w, d);
-    walk<false>(w.dS, act(q), qk_stride, act(dout), o_stride, &w, d);
+        walk<true>(act(checkpoints), act(v), v_stride, &w, d);
+    walk<false>(w.dS, act(dout), o_stride, &w, d);
     chunk_values<true><<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
-        act(dv), v_stride, w.scaled, act(dout), o_stride, A, w.dS, w.chunks, H, d->dk, d->dv);
+        act(dv), v_stride, w.keys.hi, act(dout), o_stride, A, w.dS, w.chunks, H, d->dk, d->dv);
     CUDA_CHECK_LAUNCH();
     dim3 grid(chunks * ceil_div(d->dk, TILE), H);
     if (d->dq_fp32) {
@@ -1055,7 +1070,7 @@ const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, con
     if (n == 0)
         return w.dS;
     int chunks = chunk_table(&w, d);
-    gate_sums_alone(&w, chunks, gk, NULL, d);
-    walk<false>(w.dS, act(q), gla_qk_stride(d), act(dout), (size_t)d->H * d->dv, &w, d);
+    gate_sums_alone(&w, chunks, gk, q, NULL, d);
+    walk<false>(w.dS, act(dout), (size_t)d->H * d->dv, &w, d);
     return w.dS;
 }
