@@ -407,13 +407,50 @@ static __device__ void store_operand(operand_pair to, size_t offset, size_t stri
         store_values(to.lo + offset, stride, rows, cols, lo);
 }
 
-/* one key tile of chunk_gate_sums: [token][key] */
-struct gate_stage {
+/* one key tile of a chunk's gates, queries and keys: [token][key] */
+struct key_tile {
     tile_t gates[CHUNK], q[CHUNK], k[CHUNK];
 };
 
+/* where a (chunk, head)'s key tiles lie: gk, b and the operands at x (rows
+ * `stride` apart), q and k at xqk (rows qk_stride apart); L tokens */
+struct key_rows {
+    size_t x, stride, xqk, qk_stride;
+    int L, dk;
+    __device__ key_rows(chunk c, int h, int H, int dk_, size_t qk_stride_)
+        : x(at(c.t0, h, H, dk_)), stride((size_t)H * dk_), xqk(strided_at(c.t0, h, qk_stride_, dk_)),
+          qk_stride(qk_stride_), L(c.t1 - c.t0), dk(dk_)
+    {
+    }
+};
+
+/* the key tile at column i0 of gk, and of q and k where not NULL, into st by cp.async */
+static __device__ void load_key_tile(key_tile &st, const key_rows &r, int i0, const act_t *gk, const act_t *q,
+                                     const act_t *k)
+{
+    copy_tile<false, THREADS, TILE>(st.gates, gk + r.x + i0, r.stride, r.L, r.dk - i0);
+    if (q)
+        copy_tile<false, THREADS, TILE>(st.q, q + r.xqk + i0, r.qk_stride, r.L, r.dk - i0);
+    if (k)
+        copy_tile<false, THREADS, TILE>(st.k, k + r.xqk + i0, r.qk_stride, r.L, r.dk - i0);
+}
+
+/* b of the key tile at i0 into bs and `b`, then the walks' operands of its
+ * keys and of its queries, each where its tile was loaded */
+static __device__ void key_tile_gates(const key_tile &st, const key_rows &r, int i0, bool with_queries,
+                                      bool with_keys, tile32_t *bs, float (*quarter)[TILE], float *b,
+                                      operand_pair keys, operand_pair queries, float scale)
+{
+    gate_sums(bs, st.gates, quarter);
+    store_gate_tile(b + r.x + i0, r.stride, r.L, r.dk - i0, bs);
+    if (with_keys)
+        store_operand<true>(keys, r.x + i0, r.stride, r.L, r.dk - i0, st.k, bs, scale);
+    if (with_queries)
+        store_operand<false>(queries, r.x + i0, r.stride, r.L, r.dk - i0, st.q, bs, scale);
+}
+
 struct gate_shared {
-    gate_stage in[2];
+    key_tile in[2];
     tile32_t b[CHUNK];
     float quarter[4][TILE]; /* gate_sums' */
 };
@@ -428,29 +465,13 @@ static __global__ void __launch_bounds__(THREADS)
 {
     extern __shared__ __align__(16) unsigned char shared_raw[];
     gate_shared &sh = *reinterpret_cast<gate_shared *>(shared_raw);
-    chunk c = chunks[blockIdx.x];
-    int h = blockIdx.y, L = c.t1 - c.t0;
-    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xqk = strided_at(c.t0, h, qk_stride, dk);
+    const key_rows r(chunks[blockIdx.x], blockIdx.y, H, dk, qk_stride);
     auto issue = [&](int s) {
-        int i0 = s * TILE;
-        if (i0 >= dk)
-            return;
-        gate_stage &st = sh.in[s % 2];
-        copy_tile<false, THREADS, TILE>(st.gates, gk + x + i0, stride, L, dk - i0);
-        if (q)
-            copy_tile<false, THREADS, TILE>(st.q, q + xqk + i0, qk_stride, L, dk - i0);
-        if (k)
-            copy_tile<false, THREADS, TILE>(st.k, k + xqk + i0, qk_stride, L, dk - i0);
+        if (s * TILE < dk)
+            load_key_tile(sh.in[s % 2], r, s * TILE, gk, q, k);
     };
     pipeline<2>(ceil_div(dk, TILE), issue, [&](int s) {
-        const gate_stage &st = sh.in[s % 2];
-        int i0 = s * TILE;
-        gate_sums(sh.b, st.gates, sh.quarter);
-        store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
-        if (k)
-            store_operand<true>(keys, x + i0, stride, L, dk - i0, st.k, sh.b, scale);
-        if (q)
-            store_operand<false>(queries, x + i0, stride, L, dk - i0, st.q, sh.b, scale);
+        key_tile_gates(sh.in[s % 2], r, s * TILE, q != NULL, k != NULL, sh.b, sh.quarter, b, keys, queries, scale);
     });
 }
 
@@ -524,13 +545,8 @@ static __device__ void diagonal_pair(int p, int *t, int *u)
     *u = base + (p <= a ? p : p - a - 1);
 }
 
-/* one key tile of chunk_scores: [token][key] */
-struct scores_stage {
-    tile_t q[CHUNK], k[CHUNK], gates[CHUNK];
-};
-
 struct scores_shared {
-    scores_stage in[2];
+    key_tile in[2];
     union {
         tile32_t b[CHUNK];
         tile32_t A[CHUNK]; /* once b is read: A in fp32 */
@@ -554,24 +570,15 @@ static __global__ void __launch_bounds__(THREADS, 2)
     chunk c = chunks[blockIdx.x];
     int h = blockIdx.y, L = c.t1 - c.t0, warp = warp_id();
     int r = warp < 1 ? 1 : warp < 3 ? 2 : 3, col_sub = warp - r * (r - 1) / 2;
-    size_t x = at(c.t0, h, H, dk), stride = (size_t)H * dk, xqk = strided_at(c.t0, h, qk_stride, dk);
+    const key_rows rows(c, h, H, dk, qk_stride);
     float cross[2][4] = {}, part[PAIRS] = {};
     auto issue = [&](int s) {
-        int i0 = s * TILE;
-        if (i0 >= dk)
-            return;
-        scores_stage &st = sh.in[s % 2];
-        copy_tile<false, THREADS, TILE>(st.q, q + xqk + i0, qk_stride, L, dk - i0);
-        copy_tile<false, THREADS, TILE>(st.k, k + xqk + i0, qk_stride, L, dk - i0);
-        copy_tile<false, THREADS, TILE>(st.gates, gk + x + i0, stride, L, dk - i0);
+        if (s * TILE < dk)
+            load_key_tile(sh.in[s % 2], rows, s * TILE, gk, q, k);
     };
     pipeline<2>(ceil_div(dk, TILE), issue, [&](int s) {
-        const scores_stage &st = sh.in[s % 2];
-        int i0 = s * TILE;
-        gate_sums(sh.b, st.gates, sh.quarter);
-        store_gate_tile(b + x + i0, stride, L, dk - i0, sh.b);
-        store_operand<true>(keys, x + i0, stride, L, dk - i0, st.k, sh.b, scale);
-        store_operand<false>(queries, x + i0, stride, L, dk - i0, st.q, sh.b, scale);
+        const key_tile &st = sh.in[s % 2];
+        key_tile_gates(st, rows, s * TILE, true, true, sh.b, sh.quarter, b, keys, queries, scale);
         stage_cross_operands(sh.cross, st.q, st.k, sh.b);
         __syncthreads();
         if (warp < 6)
