@@ -32,6 +32,26 @@ expect_error() {
     fi
 }
 
+# refuses_words COMMAND WORD...: the command, given these words, exits 2 with one line
+refuses_words() {
+    "$@" >"$SCRATCH/out" 2>&1
+    local status=$?
+    [ $status -eq 2 ] || fail "'$*': exit $status, expected 2"
+    [ "$(wc -l <"$SCRATCH/out")" -eq 1 ] || fail "'$*': not one line: $(cat "$SCRATCH/out")"
+}
+
+# skips_without_gpu COMMAND...: with an nvidia-smi that fails first on PATH,
+# the command says "skip: no GPU here" and exits 0
+skips_without_gpu() {
+    mkdir -p "$SCRATCH/nogpu"
+    printf '#!/bin/sh\necho "NVIDIA-SMI has failed" >&2\nexit 9\n' >"$SCRATCH/nogpu/nvidia-smi"
+    chmod +x "$SCRATCH/nogpu/nvidia-smi"
+    PATH="$SCRATCH/nogpu:$PATH" "$@" >"$SCRATCH/out" 2>&1
+    local status=$?
+    [ $status -eq 0 ] || fail "without a GPU: exit $status"
+    grep -q '^skip: no GPU here' "$SCRATCH/out" || fail "without a GPU: $(cat "$SCRATCH/out")"
+}
+
 finish() {
     if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
     exit 0

@@ -74,17 +74,7 @@ grep -q '^FAIL  transformer B round 1 (exit 1): error: out of memory$' "$SCRATCH
 
 for args in "$SCRATCH/A" "$SCRATCH/A $SCRATCH/nowhere" "$SCRATCH/A $SCRATCH/B 0" "$SCRATCH/A $SCRATCH/B two"; do
     # shellcheck disable=SC2086 # the arguments are words on purpose
-    "$AB" $args >"$SCRATCH/out" 2>&1
-    status=$?
-    [ $status -eq 2 ] || fail "'$args': exit $status, expected 2"
-    [ "$(wc -l <"$SCRATCH/out")" -eq 1 ] || fail "'$args': not one line: $(cat "$SCRATCH/out")"
+    refuses_words "$AB" $args
 done
-
-mkdir -p "$SCRATCH/nogpu"
-printf '#!/bin/sh\necho "NVIDIA-SMI has failed" >&2\nexit 9\n' >"$SCRATCH/nogpu/nvidia-smi"
-chmod +x "$SCRATCH/nogpu/nvidia-smi"
-PATH="$SCRATCH/nogpu:$PATH" "$AB" "$SCRATCH/A" "$SCRATCH/B" >"$SCRATCH/out" 2>&1
-status=$?
-[ $status -eq 0 ] || fail "without a GPU: exit $status"
-grep -q '^skip: no GPU here' "$SCRATCH/out" || fail "without a GPU: $(cat "$SCRATCH/out")"
+skips_without_gpu "$AB" "$SCRATCH/A" "$SCRATCH/B"
 finish
