@@ -66,10 +66,10 @@
  * (the operand P of the walks, of o and of dv: each walk's two value tiles
  * and each of four value tiles of o and dv made it from q or k and b) is
  * made once, by chunk_scores or chunk_gate_sums, which hold those tiles
- * anyway; each gradient value is written once, by the block that
- * sums it (no zero-fill, no read of old values); and the blocks of one
- * chunk's tiles are launched next to each other, so that the operands they
- * share come from L2.
+ * anyway; each gradient value is written once, by the block that sums it
+ * (no zero-fill, no read of old values); and the blocks of one chunk's
+ * tiles are launched next to each other, so that the operands they share
+ * come from L2.
  *
  * No atomics, and every sum is taken in an order fixed by the shapes: results
  * are the same run to run.
@@ -79,7 +79,6 @@
  * v_stride (v, dv) values after the token before's (strided_at); gk, dgk, o,
  * dout and this file's own b and A are packed (at). */
 #include <cstdint>
-#include <type_traits>
 
 #include "chunk_common.cuh"
 #include "cuda_check.h"
@@ -661,19 +660,16 @@ static __global__ void __launch_bounds__(THREADS, 4)
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     const value_tile t(chunks, dv);
     float acc[4][4] = {};
-    piece pa, py, pp, ps;
+    piece pa, py;
     fetch(pa, A + at(t.c.t0, t.h, H, CHUNK), (size_t)H * CHUNK, t.L, CHUNK);
     fetch(py, y + strided_at(t.c.t0, t.h, y_stride, dv) + t.j0, y_stride, t.L, dv - t.j0);
     if (BACKWARD ? !t.c.last : !t.c.first) { /* through the state, a key tile at a time */
         const act_t *S = states + state_at(BACKWARD ? t.c.t1 : t.c.t0, t.h, H, dk, dv) + t.j0;
         const act_t *P = P_hi + at(t.c.t0, t.h, H, dk);
-        size_t stride = (size_t)H * dk;
-        auto load = [&](piece &p, piece &st, int i0) {
-            fetch(p, P + i0, stride, t.L, dk - i0);
-            fetch(st, S + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
-        };
         for (int i0 = 0; i0 < dk; i0 += TILE) {
-            load(pp, ps, i0);
+            piece pp, ps;
+            fetch(pp, P + i0, (size_t)H * dk, t.L, dk - i0);
+            fetch(ps, S + (size_t)i0 * dv, dv, dk - i0, dv - t.j0);
             staged_product<false>(acc, xs, ys, pp, ps, 0, TILE);
         }
     }
