@@ -7,6 +7,10 @@
       how many steps are over 2 % and over 1 %, the first step over 1e-3, and
       the mean signed difference per hundred steps (a drift shows there).
 
+  loss_curves.py means RUN.jsonl
+      The run's mean loss per hundred logged steps, on one line: what the
+      relative figures of compare are relative to.
+
   loss_curves.py torch-llama|fla-gla --corpus FILE --device cpu|cuda
                  [--dtype fp32|bf16] [--eps E] --out RUN.jsonl
       The job of configs/gla-tiny.ini (byte tokens, 8 x 128, 300 steps, AdamW
@@ -49,6 +53,19 @@ def compare(path_a, path_b):
         window = [rel[s] for s in steps if lo <= s < lo + 100]
         if window:
             print(f"mean B-A, steps {lo}-{lo + 99}: {100 * sum(window) / len(window):+.2f} %")
+
+
+def hundred_step_means(path):
+    losses = read_losses(path)
+    if not losses:
+        sys.exit(f"means: {path} has no logged loss")
+    steps = sorted(losses)
+    means = []
+    for lo in range(steps[0], steps[-1] + 1, 100):
+        window = [losses[s] for s in steps if lo <= s < lo + 100]
+        if window:
+            means.append(f"{sum(window) / len(window):.4f}")
+    print(" ".join(means))
 
 
 def lr_at(step):
@@ -125,6 +142,8 @@ def main():
     c = sub.add_parser("compare", help="per-step differences of two metrics.jsonl files")
     c.add_argument("a")
     c.add_argument("b")
+    m = sub.add_parser("means", help="a metrics.jsonl file's mean loss per hundred steps")
+    m.add_argument("run")
     for name in MODELS:
         t = sub.add_parser(name, help="the tiny job in PyTorch on one backend")
         t.add_argument("--corpus", required=True)
@@ -135,6 +154,8 @@ def main():
     args = parser.parse_args()
     if args.command == "compare":
         compare(args.a, args.b)
+    elif args.command == "means":
+        hundred_step_means(args.run)
     else:
         train(MODELS[args.command], args.corpus, args.device, args.dtype, args.eps, args.out)
 

@@ -5,7 +5,7 @@
 # perturbed) and an nvidia-smi that answers. The comparisons it prints are
 # then known: A against A perturbed +1.00 % in every hundred steps, B against
 # B perturbed -0.97 %, A against B +3.00 %, A perturbed against B perturbed
-# +0.99 %; every run gets the job's arguments and its own eps and folder;
+# +0.99 %, and each run's mean per hundred steps is its loss; every run gets the job's arguments and its own eps and folder;
 # GPU_LOSS_AB_LR and GPU_LOSS_AB_ARGS reach every run; a failing run is a
 # FAIL line and exit 1; wrong arguments exit 2; without a GPU it says so and
 # exits 0.
@@ -51,8 +51,11 @@ status=$?
 means=$(grep -E '^mean B-A, steps 1-100: ' "$SCRATCH/out" | sed 's/.*: //' | tr '\n' ',')
 [ "$means" = "+1.00 %,-0.97 %,+3.00 %,+0.99 %," ] || fail "the four comparisons' means: $means: $(cat "$SCRATCH/out")"
 [ "$(grep -c '^mean B-A, steps 201-300: ' "$SCRATCH/out")" -eq 4 ] || fail "the last hundred steps of each pair"
+runs=$(grep -E '^[AB]-1' "$SCRATCH/out" | tr '\n' ',')
+[ "$runs" = "A-1e-8: 3.0000 3.0000 3.0000,A-1.0001e-8: 3.0300 3.0300 3.0300,B-1e-8: 3.0900 3.0900 3.0900,B-1.0001e-8: 3.0600 3.0600 3.0600," ] ||
+    fail "each run's hundred-step means: $runs"
 titles=$(grep -E '^== ' "$SCRATCH/out" | tr '\n' ',')
-[ "$titles" = "== A against A perturbed,== B against B perturbed,== A against B,== A perturbed against B perturbed," ] ||
+[ "$titles" = "== mean loss per hundred steps,== A against A perturbed,== B against B perturbed,== A against B,== A perturbed against B perturbed," ] ||
     fail "the comparisons' titles: $titles"
 for side in A B; do
     [ "$(wc -l <"$SCRATCH/$side/calls")" -eq 2 ] || fail "$side ran $(wc -l <"$SCRATCH/$side/calls") times, expected 2"

@@ -13,7 +13,8 @@
 # flame-run arguments to every run (a larger model, say).
 # Prints tests/loss_curves.py's comparison of A with A perturbed, B with B
 # perturbed, A with B and A perturbed with B perturbed (the largest step's
-# difference, steps over 1 % and 2 %, and the mean per hundred steps); exits
+# difference, steps over 1 % and 2 %, and the mean per hundred steps), after
+# each run's own mean loss per hundred steps; exits
 # 1 when a run fails, 2 on bad arguments, 0 with a line saying so without a GPU.
 set -u
 usage() { echo "usage: $0 BUNDLE_A BUNDLE_B [LOGS]" >&2; exit 2; }
@@ -57,6 +58,10 @@ compare() { # TITLE RUN RUN
     echo "== $1"
     python3 tests/loss_curves.py compare "$logs/$2/metrics.jsonl" "$logs/$3/metrics.jsonl"
 }
+echo "== mean loss per hundred steps"
+for run in A-1e-8 A-1.0001e-8 B-1e-8 B-1.0001e-8; do
+    echo "$run: $(python3 tests/loss_curves.py means "$logs/$run/metrics.jsonl")"
+done
 compare "A against A perturbed" A-1e-8 A-1.0001e-8
 compare "B against B perturbed" B-1e-8 B-1.0001e-8
 compare "A against B" A-1e-8 B-1e-8
