@@ -45,18 +45,19 @@ void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, in
     *rstd = lm_take_floats(cv, n);
 }
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int layernorm, int gated, int keep_x)
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int layernorm, int gated,
+                  lm_mlp_kept kept)
 {
     lm_carve_norm_stats(&a->mean, &a->rstd, cv, n, layernorm);
-    a->x = keep_x ? lm_take_acts(cv, n * D) : NULL;
+    a->x = kept.norm_output ? lm_take_acts(cv, n * D) : NULL;
     a->gate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
     a->up = gated ? NULL : lm_take_acts(cv, n * I);
-    a->act = gated ? NULL : lm_take_acts(cv, n * I);
+    a->act = !gated || kept.activation ? lm_take_acts(cv, n * I) : NULL;
 }
 
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, int keep_x)
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, lm_mlp_kept kept)
 {
-    s->x = keep_x ? NULL : lm_take_acts(cv, n * D);
+    s->x = kept.norm_output ? NULL : lm_take_acts(cv, n * D);
     s->act = gated ? lm_take_acts(cv, n * I) : NULL;
     s->dgate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
     s->dup = gated ? NULL : lm_take_acts(cv, n * I);
@@ -75,19 +76,22 @@ static void *up_columns(const flame_ops *ops, const lm_mlp_params *p, const void
 /* where the norm's output x lies: the layer's own, or the shared scratch */
 static void *norm_output(const lm_mlp_acts *a, const lm_mlp_scratch *s) { return a->x ? a->x : s->x; }
 
+/* where the activation lies (down's input): the layer's own, or the shared scratch */
+static void *activation(const lm_mlp_acts *a, const lm_mlp_scratch *s) { return a->act ? a->act : s->act; }
+
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32)
 {
-    void *x = norm_output(a, s);
+    void *x = norm_output(a, s), *act = activation(a, s);
     lm_norm_forward(ops, x, a->mean, a->rstd, in, p->norm, p->norm_bias, n, D, eps, f32);
     if (p->gate_up) {
         ops->matmul_forward(a->gate_up, x, p->gate_up, NULL, NULL, n, D, 2 * I);
-        ops->swiglu_forward_strided(s->act, gate_columns(ops, p, a->gate_up, I),
-                                    up_columns(ops, p, a->gate_up, I), n, I, 2 * I);
+        ops->swiglu_forward_strided(act, gate_columns(ops, p, a->gate_up, I), up_columns(ops, p, a->gate_up, I), n,
+                                    I, 2 * I);
     } else {
-        ops->matmul_gelu_forward(a->act, a->up, x, p->up, p->up_bias, n, D, I);
+        ops->matmul_gelu_forward(act, a->up, x, p->up, p->up_bias, n, D, I);
     }
-    lm_residual_product(ops, out, p->gate_up ? s->act : a->act, p->down, p->down_bias, in, n, I, D, f32);
+    lm_residual_product(ops, out, act, p->down, p->down_bias, in, n, I, D, f32);
 }
 
 /* into s->dup: ∂loss/∂(up's output) of GPT's MLP, down's gradients added */
@@ -103,12 +107,13 @@ static void swiglu_mlp_core_backward(const flame_ops *ops, const lm_mlp_acts *a,
                                      lm_mlp_scratch *s, const void *dout, int n, int D, int I)
 {
     /* the activation's gradient; then the SwiGLU backward, which reads gate
-     * and up once for both their gradients and the activation made again */
+     * and up once for both their gradients and, where the layer does not
+     * keep the activation, makes it again over its gradient */
     ops->matmul_backward(s->act, FLAME_GRAD_SET, NULL, NULL, dout, NULL, p->down, n, I, D);
     ops->swiglu_backward_strided(gate_columns(ops, p, s->dgate_up, I), up_columns(ops, p, s->dgate_up, I),
-                                 s->act, s->act, gate_columns(ops, p, a->gate_up, I),
+                                 a->act ? NULL : s->act, s->act, gate_columns(ops, p, a->gate_up, I),
                                  up_columns(ops, p, a->gate_up, I), n, I, 2 * I);
-    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, dout, s->act, p->down, n, I, D);
+    ops->matmul_backward(NULL, FLAME_GRAD_SET, p->ddown, NULL, dout, activation(a, s), p->down, n, I, D);
 }
 
 void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_params *p,

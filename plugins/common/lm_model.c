@@ -286,10 +286,10 @@ void lm_model_carve(lm_model *b, lm_carver *cv, size_t n)
             continue;
         }
         b->mid[l] = take_stream(b, cv, n);
-        lm_mlp_carve(&b->mlp[l], cv, n, s->D, s->I, s->layernorm, s->mlp_layout != LM_MLP_GELU, s->keep_mlp_norm);
+        lm_mlp_carve(&b->mlp[l], cv, n, s->D, s->I, s->layernorm, s->mlp_layout != LM_MLP_GELU, s->mlp_kept);
     }
     if (s->I)
-        lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I, s->mlp_layout != LM_MLP_GELU, s->keep_mlp_norm);
+        lm_mlp_scratch_carve(&b->mlp_scratch, cv, n, s->D, s->I, s->mlp_layout != LM_MLP_GELU, s->mlp_kept);
     b->d_resid = take_stream(b, cv, n);
     b->d_resid_act = s->resid_f32 ? lm_take_acts(cv, n * s->D) : NULL;
     b->d_x = lm_take_acts(cv, n * s->D);

@@ -51,10 +51,10 @@ typedef struct lm_shape {
     /* the residual stream (resid, mid, d_resid) in fp32 whatever the
      * activation type (GPT's residual_in_fp32; LayerNorm models only) */
     int resid_f32;
-    /* the MLP's norm output kept a layer for the backward (n·D activations a
-     * layer) instead of made again there: the plugins that keep their
-     * attention's norm output too (the transformer's, GPT's) */
-    int keep_mlp_norm;
+    /* what each layer's MLP keeps for the backward beyond its products
+     * (lm_mlp_kept; none by default): the norm's output in the plugins that
+     * keep their attention's too (the transformer's, GPT's) */
+    lm_mlp_kept mlp_kept;
 } lm_shape;
 
 /* The [model] options every decoder LM declares alike (key, type, default,

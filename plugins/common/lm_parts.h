@@ -96,25 +96,33 @@ int lm_batch_load(lm_batch *lb, const flame_batch *b, const char *who);
  * product of 2I columns, or without a gate
  * (GPT's) out = in + down(gelu(up(x))), up and down with biases; void
  * pointers are activations (and the parameters' compute view), float ones
- * fp32. A layer keeps the norm's statistics and the products; x is kept
- * too where the shape says so (keep_mlp_norm: 0.4–0.5 ms a step of GPT-2
- * small and transformer-340M on an H100), else made again in the backward (a
- * cheap pass that saves D values per token and layer), and so is SwiGLU's
- * activation, which its backward's pass makes on
- * the way. GPT's GELU is kept (as flash-attn's fused MLP keeps it): made
- * again it was a pass of its own, 2 % of GPT-2 small's step on an H200. */
+ * fp32. A layer keeps the norm's statistics and the products. What else it
+ * keeps, lm_mlp_kept says; what it does not keep is made again in the
+ * backward. GPT's GELU is always kept (as flash-attn's fused MLP keeps it):
+ * made again it was a pass of its own, 2 % of GPT-2 small's step on an H200. */
+typedef struct lm_mlp_kept {
+    /* the norm's output x, n·D values a layer (else a pass of its own in the
+     * backward: 0.4–0.5 ms a step of GPT-2 small and transformer-340M on an H100) */
+    int norm_output;
+    /* SwiGLU's activation, n·I values a layer (else the SwiGLU backward, which
+     * reads gate and up anyway, writes it again: n·I more values written) */
+    int activation;
+} lm_mlp_kept;
+
 typedef struct lm_mlp_acts {
     float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
     void *x;            /* [n,D]: the norm's output where the shape keeps it (else NULL: lm_mlp_scratch's) */
     void *gate_up;      /* [n,2I] with a gate: gate's and up's columns, one product */
-    void *up, *act;     /* [n,I] without one (GPT's): up's output and gelu of it */
+    void *up;           /* [n,I] without one (GPT's): up's output */
+    void *act;          /* [n,I]: gelu(up), or SwiGLU's activation where kept (else NULL: lm_mlp_scratch's) */
 } lm_mlp_acts;
 
 /* reused by every layer */
 typedef struct lm_mlp_scratch {
     void *x;        /* [n,D]: the norm's output where the layers do not keep it (made again in the backward) */
-    void *act;      /* [n,I] with a gate: SwiGLU's activation; in the backward
-                     * first its gradient, then the activation made again over it */
+    void *act;      /* [n,I] with a gate: SwiGLU's activation where the layers
+                     * do not keep it; in the backward first its gradient, then
+                     * (not kept) the activation made again over it */
     void *dgate_up; /* [n,2I] with a gate: the gradients of gate_up */
     void *dup;      /* [n,I] without one */
 } lm_mlp_scratch;
@@ -178,8 +186,9 @@ void lm_residual_product(const flame_ops *ops, void *out, const void *in, const 
 void lm_carve_norm_stats(float **mean, float **rstd, lm_carver *cv, size_t n, int layernorm);
 
 
-void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int layernorm, int gated, int keep_x);
-void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, int keep_x);
+void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int layernorm, int gated,
+                  lm_mlp_kept kept);
+void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, lm_mlp_kept kept);
 /* in and out are the residual stream (fp32 when f32) */
 void lm_mlp_forward(const flame_ops *ops, lm_mlp_acts *a, const lm_mlp_params *p,
                     lm_mlp_scratch *s, const void *in, void *out, int n, int D, int I, float eps, int f32);

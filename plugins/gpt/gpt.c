@@ -273,7 +273,7 @@ static void *gpt_create(const flame_model_config *cfg, const flame_ops *ops, cha
     c.s.root = "transformer", c.s.embeddings = "embeddings.word_embeddings", c.s.final_norm = "ln_f";
     c.s.position_embeddings = "embeddings.position_embeddings";
     c.s.mlp_layout = LM_MLP_GELU, c.s.layernorm = 1;
-    c.s.keep_mlp_norm = 1; /* as layer_acts keeps norm1's */
+    c.s.mlp_kept.norm_output = 1; /* as layer_acts keeps norm1's (GELU's output is kept anyway) */
     gpt_model *m = calloc(1, sizeof *m);
     if (m)
         m->kern = kern, m->c = c; /* before the parameters: add_layer_params reads them */
