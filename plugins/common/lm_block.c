@@ -57,10 +57,10 @@ void lm_mlp_carve(lm_mlp_acts *a, lm_carver *cv, size_t n, int D, int I, int lay
 
 void lm_mlp_scratch_carve(lm_mlp_scratch *s, lm_carver *cv, size_t n, int D, int I, int gated, lm_mlp_kept kept)
 {
-    s->x = kept.norm_output ? NULL : lm_take_acts(cv, n * D);
-    s->act = gated ? lm_take_acts(cv, n * I) : NULL;
-    s->dgate_up = gated ? lm_take_acts(cv, n * 2 * I) : NULL;
-    s->dup = gated ? NULL : lm_take_acts(cv, n * I);
+    s->x = kept.norm_output ? NULL : lm_take_scratch_acts(cv, n * D);
+    s->act = gated ? lm_take_scratch_acts(cv, n * I) : NULL;
+    s->dgate_up = gated ? lm_take_scratch_acts(cv, n * 2 * I) : NULL;
+    s->dup = gated ? NULL : lm_take_scratch_acts(cv, n * I);
 }
 
 /* the gate's and up's columns of a [n,2I] product (or of its gradient) */

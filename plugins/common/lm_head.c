@@ -16,7 +16,7 @@ void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layer
     hd->rows = (int)(rows < 1 ? 1 : rows < n ? rows : n);
     lm_carve_norm_stats(&hd->mean, &hd->rstd, cv, n, layernorm);
     hd->x = lm_take_acts(cv, n * D);
-    hd->logits = lm_take_acts(cv, (size_t)hd->rows * V);
+    hd->logits = lm_take_logits(cv, (size_t)hd->rows * V);
 }
 
 /* the logits of rows [r0, r0 + rows) into hd->logits */
@@ -51,7 +51,7 @@ float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
     return lb->counted ? (float)(sum / lb->counted) : 0.0f;
 }
 
-void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
+void lm_head_backward(const flame_ops *ops, lm_head *hd, const lm_head_params *p,
                       const void *h, const lm_batch *lb, void *d_x, void *d_resid, void *d_resid_act, int D,
                       int V)
 {
@@ -65,6 +65,9 @@ void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_par
         ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
                              hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
     }
+    /* the layers' backward overwrites the scratch the logits lie over: a
+     * second backward of the same forward makes them again */
+    hd->whole = 0;
     lm_norm_backward(ops, d_resid, FLAME_GRAD_SET, d_resid_act, p->dnorm, p->dnorm_bias, d_x, h, p->norm, hd->mean,
                      hd->rstd, n, D);
 }

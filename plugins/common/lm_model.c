@@ -442,20 +442,21 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
                      void *model, char *err, size_t err_len)
 {
     release_arena(b);
-    lm_carver cv = {NULL, 0, b->ops->act_bytes};
+    lm_carver cv = {.act_bytes = b->ops->act_bytes};
     carve(model, &cv, n);
-    if (FLAME_OPS_HAS(b->ops, memory_available) && cv.used > b->ops->memory_available()) {
+    size_t bytes = lm_carver_bytes(&cv);
+    if (FLAME_OPS_HAS(b->ops, memory_available) && bytes > b->ops->memory_available()) {
         snprintf(err, err_len, "the activations of %zu tokens need %.1f GiB; the %s has %.1f GiB "
                  "available (a smaller training.batch_size or seq_len fits)", n,
-                 cv.used / 1073741824.0, b->ops->backend,
+                 bytes / 1073741824.0, b->ops->backend,
                  (double)b->ops->memory_available() / 1073741824.0);
         return -2;
     }
-    b->arena = b->ops->alloc(cv.used);
+    b->arena = b->ops->alloc(bytes);
     if (!b->arena) {
         release_arena(b);
         snprintf(err, err_len, "out of memory for the activations of %zu tokens (%.1f GiB)", n,
-                 cv.used / 1073741824.0);
+                 bytes / 1073741824.0);
         return -1;
     }
     if (b->s.positions && !(b->positions_host = malloc(n * sizeof(int32_t)))) {
@@ -463,7 +464,7 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
         snprintf(err, err_len, "out of memory for the positions of %zu tokens", n);
         return -1;
     }
-    cv = (lm_carver){b->arena, 0, b->ops->act_bytes};
+    cv = (lm_carver){.base = b->arena, .scratch_at = cv.used, .act_bytes = b->ops->act_bytes};
     carve(model, &cv, n);
     b->batch.cap = (int)n;
     return 0;

@@ -116,10 +116,12 @@ int lm_check_supported(const lm_options *o, const lm_bool_setting *bools, int n_
 
 #define PIECE_ALIGN 256
 
+static size_t aligned(size_t bytes) { return (bytes + PIECE_ALIGN - 1) / PIECE_ALIGN * PIECE_ALIGN; }
+
 static void *take_bytes(lm_carver *cv, size_t bytes)
 {
     void *p = cv->base ? cv->base + cv->used : NULL;
-    cv->used += (bytes + PIECE_ALIGN - 1) / PIECE_ALIGN * PIECE_ALIGN;
+    cv->used += aligned(bytes);
     return p;
 }
 
@@ -128,6 +130,24 @@ void *lm_take_acts(lm_carver *cv, size_t count) { return take_bytes(cv, count * 
 float *lm_take_floats(lm_carver *cv, size_t count) { return take_bytes(cv, count * sizeof(float)); }
 
 int32_t *lm_take_ints(lm_carver *cv, size_t count) { return take_bytes(cv, count * sizeof(int32_t)); }
+
+void *lm_take_scratch_acts(lm_carver *cv, size_t count)
+{
+    void *p = cv->base ? cv->base + cv->scratch_at + cv->scratch_used : NULL;
+    cv->scratch_used += aligned(count * cv->act_bytes);
+    return p;
+}
+
+void *lm_take_logits(lm_carver *cv, size_t count)
+{
+    cv->logits_bytes = aligned(count * cv->act_bytes);
+    return cv->base ? cv->base + cv->scratch_at : NULL;
+}
+
+size_t lm_carver_bytes(const lm_carver *cv)
+{
+    return cv->used + (cv->scratch_used > cv->logits_bytes ? cv->scratch_used : cv->logits_bytes);
+}
 
 void *lm_act_at(const flame_ops *ops, const void *base, size_t index)
 {

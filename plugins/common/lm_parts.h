@@ -64,16 +64,33 @@ int lm_check_supported(const lm_options *o, const lm_bool_setting *bools, int n_
 
 /* Hands out consecutive pieces of an arena, each starting on a 256-byte
  * boundary (what matrix kernels read fastest); with base NULL it only counts.
- * Activations take act_bytes per value (the op table's type), floats 4. */
+ * Activations take act_bytes per value (the op table's type), floats 4.
+ * The arena has two parts. The first holds what outlives a call: the
+ * parameters' activations kept from forward to backward, the streams, and
+ * every buffer a call reads that an earlier call wrote. The second, the
+ * scratch, holds buffers that one layer's forward or backward writes before
+ * it reads them (every layer reuses them) and that nothing reads between the
+ * model's last layer forward and its first layer backward: there, in the same
+ * memory, lie the LM head's logits (lm_take_logits), which live exactly then.
+ * The arena is the first part and the larger of the scratch and the logits. */
 typedef struct lm_carver {
     char *base;
-    size_t used; /* bytes */
+    size_t used;         /* bytes of the first part */
+    size_t scratch_used; /* bytes of the scratch */
+    size_t logits_bytes;
+    size_t scratch_at;   /* where the scratch starts: the first part's bytes (known in the second pass) */
     size_t act_bytes;
 } lm_carver;
 
 void *lm_take_acts(lm_carver *cv, size_t count);
 float *lm_take_floats(lm_carver *cv, size_t count);
 int32_t *lm_take_ints(lm_carver *cv, size_t count);
+/* a buffer in the scratch (above: written before it is read in each layer's call) */
+void *lm_take_scratch_acts(lm_carver *cv, size_t count);
+/* the LM head's logits, laid over the scratch */
+void *lm_take_logits(lm_carver *cv, size_t count);
+/* the arena's bytes, once everything is taken */
+size_t lm_carver_bytes(const lm_carver *cv);
 /* the activation `index` values past base */
 void *lm_act_at(const flame_ops *ops, const void *base, size_t index);
 
@@ -203,7 +220,8 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
  * each chunk's into their gradient in place. Where the batch spans several
  * chunks the forward keeps only the normalized h and the backward makes each
  * chunk's logits again; for a batch of one chunk the forward's cross-entropy
- * also writes the logits' gradient, which the backward then uses. */
+ * also writes the logits' gradient, which the next backward then uses. The
+ * logits lie over the arena's scratch (lm_carver). */
 /* the most bytes of logits one chunk holds (4 GiB; the model tests set a few
  * hundred, so that most of their small batches span several chunks) */
 extern size_t lm_head_chunk_bytes;
@@ -213,7 +231,7 @@ typedef struct lm_head {
     void *x;      /* [n,D] */
     void *logits; /* [rows,V]: one chunk */
     int rows;     /* rows per chunk */
-    int whole;    /* the last forward's batch was one chunk: logits hold its gradient */
+    int whole;    /* the last forward's batch was one chunk and no backward has run since: logits hold its gradient */
 } lm_head;
 
 typedef struct lm_head_params {
@@ -230,7 +248,7 @@ float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
                       const lm_batch *lb, float *logits_out, int D, int V, float eps, int f32);
 /* d_resid receives ∂loss/∂h (overwritten; and d_resid_act, for an fp32
  * stream, the same as activations); d_x: [n,D] scratch */
-void lm_head_backward(const flame_ops *ops, const lm_head *hd, const lm_head_params *p,
+void lm_head_backward(const flame_ops *ops, lm_head *hd, const lm_head_params *p,
                       const void *h, const lm_batch *lb, void *d_x, void *d_resid, void *d_resid_act, int D,
                       int V);
 

@@ -297,8 +297,8 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
         A->lse = lm_take_floats(cv, n * m->c.H);
     }
     grad_scratch *d = &m->d;
-    d->o = lm_take_acts(cv, n * D);
-    d->qkv = lm_take_acts(cv, n * 3 * D);
+    d->o = lm_take_scratch_acts(cv, n * D);
+    d->qkv = lm_take_scratch_acts(cv, n * 3 * D);
     d->attn_work = lm_take_floats(cv, m->kern->attention_work_floats((int)n, m->c.H, m->c.hd));
 }
 

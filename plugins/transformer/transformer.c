@@ -210,8 +210,8 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const tf_dims *c, size_t n
 static void carve_grads(grad_scratch *d, lm_carver *cv, const tf_dims *c,
                         const transformer_kernels *kern, size_t n)
 {
-    d->o = lm_take_acts(cv, n * c->q_dim);
-    d->qkv = lm_take_acts(cv, n * c->qkv_dim);
+    d->o = lm_take_scratch_acts(cv, n * c->q_dim);
+    d->qkv = lm_take_scratch_acts(cv, n * c->qkv_dim);
     d->attn_work = lm_take_floats(cv, kern->attention_work_floats((int)n, c->H, c->hd));
 }
 
