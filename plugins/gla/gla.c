@@ -72,21 +72,21 @@ typedef struct layer_acts {
     float *attn_rstd;                     /* [n]: norm of the layer input */
     void *qkvg;                           /* [n,qkvg_dim]: a token's q, k, v, g side by side */
     void *gk_low;                         /* [n,R]: the forget gates' low-rank input */
+    void *gates;                          /* [n,key_dim]: gk, after logsigmoid */
     void *o;                              /* recurrence out */
     float *gn_rstd;                       /* [n·H] */
     void *scores;                         /* the recurrence's own (gla_recurrence_dims.scores) or NULL */
 } layer_acts;
 
-/* scratch reused by every layer: gradients, and the values the forward does
+/* scratch reused by every layer (lm_take_scratch_acts: each layer's call
+ * writes it before reading it): gradients, and the values the forward does
  * not keep and the backward makes again: the norm's and the gated norm's
- * outputs (cheap passes that save 2·D per token and layer), the forget gates
- * (a rank-R product and a pointwise pass; at 340M they would take 16 MiB a
- * layer) and the recurrence's checkpoints (a walk over the chunks; at 340M
- * they would take 64 MiB a layer) */
+ * outputs (cheap passes that save 2·D per token and layer) and the
+ * recurrence's checkpoints (a walk over the chunks; at 340M they would take
+ * 64 MiB a layer) */
 typedef struct grad_scratch {
     void *a;                     /* [n,D] the norm of the layer input */
     void *y_value;               /* [n,value_dim] the gated norm's output */
-    void *gates;                 /* [n,key_dim] gk, after logsigmoid */
     void *checkpoints;           /* the recurrence's states at chunk starts */
     void *y, *o;                 /* [n,value_dim] gradients */
     void *qkvg;                  /* [n,qkvg_dim] the gradients of q, k, v, g, as layer_acts' */
@@ -202,6 +202,7 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const g
     A->attn_rstd = lm_take_floats(cv, n);
     A->qkvg = lm_take_acts(cv, n * c->qkvg_dim);
     A->gk_low = lm_take_acts(cv, n * c->R);
+    A->gates = lm_take_acts(cv, n * c->key_dim);
     A->o = lm_take_acts(cv, n * c->value_dim);
     A->gn_rstd = lm_take_floats(cv, n * c->H);
     A->scores = kern->recurrence_scores_floats ? lm_take_floats(cv, kern->recurrence_scores_floats((int)n, c->H))
@@ -211,16 +212,15 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const g
 static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
                         size_t n)
 {
-    d->checkpoints = lm_take_acts(cv, kern->recurrence_checkpoint_values((int)n, c->H, c->dk, c->dv));
-    d->a = lm_take_acts(cv, n * c->s.D);
-    d->y_value = lm_take_acts(cv, n * c->value_dim);
-    d->gates = lm_take_acts(cv, n * c->key_dim);
-    d->y = lm_take_acts(cv, n * c->value_dim);
-    d->o = lm_take_acts(cv, n * c->value_dim);
-    d->qkvg = lm_take_acts(cv, n * c->qkvg_dim);
-    d->gk = lm_take_acts(cv, n * c->key_dim);
-    d->gk_pre = lm_take_acts(cv, n * c->key_dim);
-    d->gk_low = lm_take_acts(cv, n * c->R);
+    d->checkpoints = lm_take_scratch_acts(cv, kern->recurrence_checkpoint_values((int)n, c->H, c->dk, c->dv));
+    d->a = lm_take_scratch_acts(cv, n * c->s.D);
+    d->y_value = lm_take_scratch_acts(cv, n * c->value_dim);
+    d->y = lm_take_scratch_acts(cv, n * c->value_dim);
+    d->o = lm_take_scratch_acts(cv, n * c->value_dim);
+    d->qkvg = lm_take_scratch_acts(cv, n * c->qkvg_dim);
+    d->gk = lm_take_scratch_acts(cv, n * c->key_dim);
+    d->gk_pre = lm_take_scratch_acts(cv, n * c->key_dim);
+    d->gk_low = lm_take_scratch_acts(cv, n * c->R);
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -288,14 +288,17 @@ static gla_gate_rows gate_rows(const gla_model *m)
     return r;
 }
 
-/* gk = logsigmoid(gk_low·W1ᵀ + b1) / normalizer into `gk`, from layer l's kept gk_low */
-static void forget_gates(const gla_model *m, int l, void *gk)
+/* layer l's gk = logsigmoid(gk_low·W1ᵀ + b1) / normalizer, kept for the
+ * backward (made again there they cost a rank-R product and a pointwise
+ * pass, 0.7 ms a step of GLA-340M on an H100) */
+static void forget_gates(const gla_model *m, int l)
 {
     const gla_dims *c = &m->c;
+    const layer_acts *A = acts(m, l);
     int n = m->base.batch.n;
-    m->base.ops->matmul_forward(gk, acts(m, l)->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
+    m->base.ops->matmul_forward(A->gates, A->gk_low, W(m, l, P_GK1), W(m, l, P_GK1_BIAS), NULL, n, c->R,
                                 c->key_dim);
-    m->kern->gates_forward(gk, gk, (size_t)n * c->key_dim, c->normalizer);
+    m->kern->gates_forward(A->gates, A->gates, (size_t)n * c->key_dim, c->normalizer);
 }
 
 /* mid[l] = resid[l] + the attention of its norm (lm_mixer_fn) */
@@ -313,15 +316,15 @@ static void attn_forward(void *model, int l)
     void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
     gla_gate_rows gr = gate_rows(m);
     ops->matmul_forward(A->gk_low, m->d.a, W(m, l, P_GK0), NULL, NULL, n, c->s.D, c->R);
-    forget_gates(m, l, m->d.gates);
+    forget_gates(m, l);
     /* the recurrence, then the gated per-head norm */
     if (m->base.decoding) { /* the states [L, B, H, dk, dv] */
         size_t per_layer = (size_t)n * c->H * c->dk * c->dv; /* n = B sequences of one token */
-        m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, q, k, v, m->d.gates, n, c->H,
+        m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, q, k, v, A->gates, n, c->H,
                                  c->dk, c->dv, 1.0f / sqrtf((float)c->dk), c->qkvg_dim);
     } else {
         gla_recurrence_dims rd = recurrence_dims(m, l);
-        m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, m->d.gates, &rd, work(m), m->n_work);
+        m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, A->gates, &rd, work(m), m->n_work);
     }
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, part(m, A->qkvg, PART_G), &gr, W(m, l, P_G_NORM),
                                n * c->H, c->dv, c->s.eps);
@@ -382,10 +385,9 @@ static void attn_core_backward(gla_model *m, int l)
     size_t nK = (size_t)n * c->key_dim;
     gla_recurrence_dims rd = recurrence_dims(m, l);
     void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
-    forget_gates(m, l, d->gates);
     m->kern->recurrence_backward(part(m, d->qkvg, PART_Q), part(m, d->qkvg, PART_K), part(m, d->qkvg, PART_V), d->gk,
-                                 d->o, q, k, v, d->gates, d->checkpoints, &rd, work(m), m->n_work);
-    m->kern->gates_backward(d->gk_pre, d->gk, d->gates, nK, c->normalizer);
+                                 d->o, q, k, v, A->gates, d->checkpoints, &rd, work(m), m->n_work);
+    m->kern->gates_backward(d->gk_pre, d->gk, A->gates, nK, c->normalizer);
     m->base.ops->matmul_backward(d->gk_low, FLAME_GRAD_SET, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre,
                                  A->gk_low, W(m, l, P_GK1), n, c->R, c->key_dim);
 }
