@@ -276,6 +276,46 @@ static __device__ void copy_row(float *s, const float *p, int cols)
             s[c + e] = c + e < cols ? p[c + e] : 0.0f;
 }
 
+/* Where a walk's tiles are whole (TILE keys and WALK_COLS values inside the
+ * tensors, rows in 16-byte pieces), each thread's pieces lie at the same
+ * offsets from every chunk's start: found once, so that a whole chunk's step
+ * only moves its bases (copy_tile and write_tile test each piece against the
+ * tensors' edges). P: a piece a thread of each of hi and lo; Y and the state
+ * tile: two. The walks are bound by the instructions they issue. */
+struct walk_pieces {
+    static constexpr int P_ROW = TILE / 8, Y_ROW = WALK_COLS / 8, Y_PIECES = CHUNK * Y_ROW / WALK_THREADS;
+    static_assert(CHUNK * P_ROW == WALK_THREADS && Y_PIECES * WALK_THREADS == CHUNK * Y_ROW, "whole pieces");
+    size_t p, y[Y_PIECES], state[Y_PIECES]; /* offsets from a chunk's P, Y and state tile */
+    int p_row, p_col, y_row[Y_PIECES], y_col[Y_PIECES];
+
+    __device__ walk_pieces(size_t p_stride, size_t y_stride, int dv)
+    {
+        int t = threadIdx.x;
+        p_row = t / P_ROW, p_col = t % P_ROW * 8;
+        p = p_row * p_stride + p_col;
+#pragma unroll
+        for (int k = 0; k < Y_PIECES; k++) {
+            int idx = t + k * WALK_THREADS;
+            y_row[k] = idx / Y_ROW, y_col[k] = idx % Y_ROW * 8;
+            y[k] = y_row[k] * y_stride + y_col[k];
+            state[k] = (size_t)y_row[k] * dv + y_col[k]; /* the state tile's rows are dv apart */
+        }
+    }
+};
+
+static __device__ bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+/* the warp's 16×32 block of the state, rounded to bf16, into the walk's out tile */
+static __device__ void state_to_shared(act_t (*out)[WALK_LD], const float (&S)[4][4], int m0, int n0)
+{
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e += 2)
+            *reinterpret_cast<__nv_bfloat162 *>(&out[m0 + acc_row(e)][n0 + 8 * j + acc_col(e)]) =
+                __floats2bfloat162_rn(S[j][e], S[j][e + 1]);
+}
+
 /* Block: one (sequence, head) and one TILE×WALK_COLS (keys × values) tile of
  * its state; the tiles of one (sequence, head) are neighbours, the value tiles
  * of a key tile next to each other. Carries the state S through the sequence's
@@ -303,21 +343,31 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
     int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
     size_t p_stride = (size_t)H * dk;
+    bool whole = dk - i0 >= TILE && dv - j0 >= WALK_COLS && dk % 8 == 0 && dv % 8 == 0 && y_stride % 8 == 0 &&
+                 aligned16(P.hi) && aligned16(P.lo) && aligned16(y) && aligned16(states);
+    const walk_pieces pieces(p_stride, y_stride, dv);
     float S[4][4] = {};
 
     /* the k-th chunk walked through starts at begin + CHUNK·(this) */
     auto chunk_of = [&](int k) { return FORWARD ? k : steps - k; };
     auto issue = [&](int k) { /* chunk k's tiles into its buffer */
-        if (k < steps) {
-            walk_stage &st = sh.stage[k % WALK_STAGES];
-            int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
-            size_t x = at(t0, h, H, dk) + i0;
-            copy_tile<false, WALK_THREADS, TILE>(st.hi, P.hi + x, p_stride, rows, dk - i0);
-            copy_tile<false, WALK_THREADS, TILE>(st.lo, P.lo + x, p_stride, rows, dk - i0);
-            copy_row(st.b_last, b + at(t0 + rows - 1, h, H, dk) + i0, dk - i0);
-            copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + strided_at(t0, h, y_stride, dv) + j0, y_stride,
-                                                      rows, dv - j0);
+        if (k >= steps)
+            return;
+        walk_stage &st = sh.stage[k % WALK_STAGES];
+        int t0 = begin + CHUNK * chunk_of(k), rows = min(CHUNK, end - t0);
+        size_t x = at(t0, h, H, dk) + i0, yx = strided_at(t0, h, y_stride, dv) + j0;
+        copy_row(st.b_last, b + at(t0 + rows - 1, h, H, dk) + i0, dk - i0);
+        if (whole && rows == CHUNK) {
+            cp_async16(&st.hi[pieces.p_row][pieces.p_col], P.hi + x + pieces.p, true);
+            cp_async16(&st.lo[pieces.p_row][pieces.p_col], P.lo + x + pieces.p, true);
+#pragma unroll
+            for (int q = 0; q < walk_pieces::Y_PIECES; q++)
+                cp_async16(&st.y[pieces.y_row[q]][pieces.y_col[q]], y + yx + pieces.y[q], true);
+            return;
         }
+        copy_tile<false, WALK_THREADS, TILE>(st.hi, P.hi + x, p_stride, rows, dk - i0);
+        copy_tile<false, WALK_THREADS, TILE>(st.lo, P.lo + x, p_stride, rows, dk - i0);
+        copy_tile<false, WALK_THREADS, WALK_COLS>(st.y, y + yx, y_stride, rows, dv - j0);
     };
     pipeline<WALK_STAGES>(steps, issue, [&](int k) {
         const walk_stage &st = sh.stage[k % WALK_STAGES];
@@ -331,9 +381,16 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
         warp_product<4, true, true>(S, st.lo, st.y, m0, n0, 0, CHUNK);
         int t0 = begin + CHUNK * chunk_of(k), t1 = min(t0 + CHUNK, end);
         act_t *dst = states + state_at(FORWARD ? t1 : t0, h, H, dk, dv) + (size_t)i0 * dv + j0;
-        store_acc<false>(&sh.out[0][0], WALK_LD, TILE, WALK_COLS, S, m0, n0);
+        state_to_shared(sh.out, S, m0, n0);
         __syncthreads();
-        write_tile<WALK_THREADS, TILE, WALK_COLS, WALK_LD>(dst, dv, dk - i0, dv - j0, sh.out);
+        if (whole) {
+#pragma unroll
+            for (int q = 0; q < walk_pieces::Y_PIECES; q++)
+                *reinterpret_cast<uint4 *>(dst + pieces.state[q]) =
+                    *reinterpret_cast<const uint4 *>(&sh.out[pieces.y_row[q]][pieces.y_col[q]]);
+        } else {
+            write_tile<WALK_THREADS, TILE, WALK_COLS, WALK_LD>(dst, dv, dk - i0, dv - j0, sh.out);
+        }
     });
 }
 
