@@ -131,12 +131,16 @@ float *lm_take_floats(lm_carver *cv, size_t count) { return take_bytes(cv, count
 
 int32_t *lm_take_ints(lm_carver *cv, size_t count) { return take_bytes(cv, count * sizeof(int32_t)); }
 
-void *lm_take_scratch_acts(lm_carver *cv, size_t count)
+static void *take_scratch_bytes(lm_carver *cv, size_t bytes)
 {
     void *p = cv->base ? cv->base + cv->scratch_at + cv->scratch_used : NULL;
-    cv->scratch_used += aligned(count * cv->act_bytes);
+    cv->scratch_used += aligned(bytes);
     return p;
 }
+
+void *lm_take_scratch_acts(lm_carver *cv, size_t count) { return take_scratch_bytes(cv, count * cv->act_bytes); }
+
+float *lm_take_scratch_floats(lm_carver *cv, size_t count) { return take_scratch_bytes(cv, count * sizeof(float)); }
 
 void *lm_take_logits(lm_carver *cv, size_t count)
 {

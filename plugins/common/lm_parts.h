@@ -85,8 +85,9 @@ typedef struct lm_carver {
 void *lm_take_acts(lm_carver *cv, size_t count);
 float *lm_take_floats(lm_carver *cv, size_t count);
 int32_t *lm_take_ints(lm_carver *cv, size_t count);
-/* a buffer in the scratch (above: written before it is read in each layer's call) */
+/* buffers in the scratch (above: written before they are read in each layer's call) */
 void *lm_take_scratch_acts(lm_carver *cv, size_t count);
+float *lm_take_scratch_floats(lm_carver *cv, size_t count);
 /* the LM head's logits, laid over the scratch */
 void *lm_take_logits(lm_carver *cv, size_t count);
 /* the arena's bytes, once everything is taken */

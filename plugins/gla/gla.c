@@ -92,6 +92,7 @@ typedef struct grad_scratch {
     void *qkvg;                  /* [n,qkvg_dim] the gradients of q, k, v, g, as layer_acts' */
     void *gk, *gk_pre;           /* [n,key_dim] */
     void *gk_low;                /* [n,R] */
+    float *work;                 /* the recurrence's own scratch, its workers' side by side */
 } grad_scratch;
 
 typedef struct gla_model {
@@ -99,8 +100,7 @@ typedef struct gla_model {
     const gla_kernels *kern; /* GLA's own kernels for the ops' backend */
     gla_dims c;
     grad_scratch d;
-    size_t work_bytes; /* the recurrence's scratch, borrowed from the op table at each walk */
-    int n_work;        /* its workers */
+    int n_work; /* the recurrence's workers */
 } gla_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -210,8 +210,9 @@ static void carve_layer(layer_acts *A, lm_carver *cv, const gla_dims *c, const g
 }
 
 static void carve_grads(grad_scratch *d, lm_carver *cv, const gla_dims *c, const gla_kernels *kern,
-                        size_t n)
+                        int n_work, size_t n)
 {
+    d->work = lm_take_scratch_floats(cv, (size_t)n_work * kern->recurrence_work_floats((int)n, c->H, c->dk, c->dv));
     d->checkpoints = lm_take_scratch_acts(cv, kern->recurrence_checkpoint_values((int)n, c->H, c->dk, c->dv));
     d->a = lm_take_scratch_acts(cv, n * c->s.D);
     d->y_value = lm_take_scratch_acts(cv, n * c->value_dim);
@@ -230,7 +231,7 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     lm_model_carve(&m->base, cv, n);
     for (int l = 0; l < c->s.L; l++)
         carve_layer(acts(m, l), cv, c, m->kern, n);
-    carve_grads(&m->d, cv, c, m->kern, n);
+    carve_grads(&m->d, cv, c, m->kern, m->n_work, n);
 }
 
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -244,21 +245,8 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
     m->n_work = m->kern->recurrence_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
-    const gla_dims *c = &m->c;
-    m->work_bytes = (size_t)m->n_work * sizeof(float) *
-                    m->kern->recurrence_work_floats(B * T, c->H, c->dk, c->dv);
-    int rc = lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
-    /* borrowed once here, so that running short of memory shows now */
-    if (rc == 0 && !m->base.ops->borrow_scratch(m->work_bytes)) {
-        snprintf(err, err_len, "out of memory for %zu bytes of the recurrence's scratch",
-                 m->work_bytes);
-        return -1;
-    }
-    return rc;
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
-
-/* the recurrence's scratch: the op table's, valid until the next borrow */
-static float *work(const gla_model *m) { return m->base.ops->borrow_scratch(m->work_bytes); }
 
 /* ------------------------------------------------------------------ forward */
 
@@ -324,7 +312,7 @@ static void attn_forward(void *model, int l)
                                  c->dk, c->dv, 1.0f / sqrtf((float)c->dk), c->qkvg_dim);
     } else {
         gla_recurrence_dims rd = recurrence_dims(m, l);
-        m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, A->gates, &rd, work(m), m->n_work);
+        m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, A->gates, &rd, m->d.work, m->n_work);
     }
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, part(m, A->qkvg, PART_G), &gr, W(m, l, P_G_NORM),
                                n * c->H, c->dv, c->s.eps);
@@ -386,7 +374,7 @@ static void attn_core_backward(gla_model *m, int l)
     gla_recurrence_dims rd = recurrence_dims(m, l);
     void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
     m->kern->recurrence_backward(part(m, d->qkvg, PART_Q), part(m, d->qkvg, PART_K), part(m, d->qkvg, PART_V), d->gk,
-                                 d->o, q, k, v, A->gates, d->checkpoints, &rd, work(m), m->n_work);
+                                 d->o, q, k, v, A->gates, d->checkpoints, &rd, m->d.work, m->n_work);
     m->kern->gates_backward(d->gk_pre, d->gk, A->gates, nK, c->normalizer);
     m->base.ops->matmul_backward(d->gk_low, FLAME_GRAD_SET, dW(m, l, P_GK1), dW(m, l, P_GK1_BIAS), d->gk_pre,
                                  A->gk_low, W(m, l, P_GK1), n, c->R, c->key_dim);
