@@ -111,13 +111,15 @@ typedef struct rec_dev {
 
 /* the gradients' buffers hold pre before (the kernel writes over it). kept:
  * as the model calls it, the forward's scores kept for the backward, which
- * makes the checkpoints again over a buffer of NaN */
+ * makes the checkpoints again over a buffer of NaN, and the batch's chunk
+ * table made by the forward over garbage and read by the backward */
 static rec_dev run_gpu(const rec_inputs *in, const gla_recurrence_dims *d_in, size_t ck_values,
                        float *const *pre, int kept)
 {
     gla_recurrence_dims dims = *d_in, *d = &dims;
     void *scores = kept ? dev_poisoned(gpu_k->recurrence_scores_floats(in->n, d->H) * sizeof(float)) : NULL;
-    d->scores = scores;
+    void *table = kept ? dev_poisoned(gpu_k->recurrence_chunk_table_floats(in->n) * sizeof(float)) : NULL;
+    d->scores = scores, d->chunk_table = table, d->chunk_table_made = 0;
     void *q = acts_to_device(in->q, in->nk), *k = acts_to_device(in->k, in->nk);
     void *v = acts_to_device(in->v, in->nv), *gk = acts_to_device(in->gk, in->nk);
     void *dout = acts_to_device(in->dout, in->nv);
@@ -132,12 +134,12 @@ static rec_dev run_gpu(const rec_inputs *in, const gla_recurrence_dims *d_in, si
     if (kept) {
         dev->free(ck);
         ck = dev_poisoned(ck_values * dev->act_bytes);
-        d->remake_checkpoints = 1;
+        d->remake_checkpoints = 1, d->chunk_table_made = 1;
     }
     gpu_k->recurrence_backward(r.grad[0], r.grad[1], r.grad[2], r.grad[3], dout, q, k, v, gk, ck, d, work, 1);
     dev->free(q), dev->free(k), dev->free(v), dev->free(gk), dev->free(dout), dev->free(work), dev->free(ck);
     if (scores)
-        dev->free(scores);
+        dev->free(scores), dev->free(table);
     return r;
 }
 
@@ -172,7 +174,7 @@ static void test_recurrence(const char *name, int H, int dk, int dv, const int32
     int n = cu[n_seqs];
     char shape[96];
     snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
-    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL};
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL, NULL, 0};
     rec_inputs in = rec_inputs_make(&d, gk_lo);
     /* one more float than needed, so that no size is 0 */
     size_t ck_values = cpu_k->recurrence_checkpoint_values(n, H, dk, dv) + 1;
@@ -340,7 +342,7 @@ static void test_joined(const char *name, int H, int dk, int dv, const int32_t *
     int n = cu[n_seqs];
     char shape[96];
     snprintf(shape, sizeof shape, "%s H=%d dk=%d dv=%d n=%d", name, H, dk, dv, n);
-    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL};
+    gla_recurrence_dims d = {cu, n_seqs, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL, NULL, 0};
     rec_inputs in = rec_inputs_make(&d, -0.4f);
     size_t kw = (size_t)H * dk, vw = (size_t)H * dv, W = 2 * kw + 2 * vw, act = dev->act_bytes;
     float *g = testing_random_bf16(in.nv, -4, 4), *w = testing_random_bf16(dv, 0.5f, 1.5f);
@@ -448,14 +450,15 @@ static double now_ms(void)
 
 /* mean wall time of the GPU recurrence, forward and backward, at fla's 340M
  * head shape over B rows of T tokens, called as the model calls it (the
- * forward's scores kept, the backward making the checkpoints again) */
+ * forward's scores kept, the backward making the checkpoints again; the
+ * forward making the batch's chunk table, the backward reading it) */
 static void bench(int B, int T, int reps)
 {
     const int H = 4, dk = 128, dv = 256, n = B * T;
     int32_t *cu = malloc((B + 1) * sizeof *cu);
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
-    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL};
+    gla_recurrence_dims d = {cu, B, H, dk, dv, 1.0f / sqrtf((float)dk), NULL, 0, 0, 0, NULL, NULL, 0};
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
     d.cu_seqlens_backend = cu_dev;
     size_t nk = (size_t)n * H * dk, nv = (size_t)n * H * dv, act = dev->act_bytes;
@@ -469,14 +472,17 @@ static void bench(int B, int T, int reps)
     void *ck = dev_alloc(ck_values * act);
     float *work = dev_alloc(work_floats * sizeof(float));
     void *scores = dev_alloc(gpu_k->recurrence_scores_floats(n, H) * sizeof(float));
-    d.scores = scores, d.remake_checkpoints = 1;
+    void *table = dev_alloc(gpu_k->recurrence_chunk_table_floats(n) * sizeof(float));
+    d.scores = scores, d.remake_checkpoints = 1, d.chunk_table = table;
     double fwd = 0, bwd = 0;
     for (int r = -1; r < reps; r++) { /* r = -1 warms up */
         cudaDeviceSynchronize();
         double t0 = now_ms();
+        d.chunk_table_made = 0;
         gpu_k->recurrence_forward(o, ck, q, k, v, gk, &d, work, 1);
         cudaDeviceSynchronize();
         double t1 = now_ms();
+        d.chunk_table_made = 1;
         gpu_k->recurrence_backward(dq, dkk, dvv, dgk, dout, q, k, v, gk, ck, &d, work, 1);
         cudaDeviceSynchronize();
         double t2 = now_ms();
@@ -488,7 +494,7 @@ static void bench(int B, int T, int reps)
            "(mean of %d; checkpoints %.0f MiB, work %.0f MiB)\n",
            H, dk, dv, B, T, fwd / reps, bwd / reps, reps, (double)ck_values * act / 1048576,
            work_floats * 4.0 / 1048576);
-    void *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work, scores};
+    void *bufs[] = {q, k, v, gk, dout, o, dq, dkk, dvv, dgk, ck, work, scores, table};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dev->free(bufs[i]);
     dev->free(cu_dev);

@@ -101,7 +101,7 @@ static void run_kernel(rec_run *out, const rec_case *c, int n_work, int backward
     float *gk = to_float(c->gk, nk), *r = to_float(c->r, nv);
     float *ck = calloc(gla_recurrence_checkpoint_values(c->n, c->H, c->dk, c->dv) + 1, sizeof *ck);
     float *work = calloc((size_t)n_work * gla_recurrence_work_floats(c->dk, c->dv), sizeof *work);
-    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0, 0, 0, NULL};
+    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->dk, c->dv, 1.0f / sqrtf((float)c->dk), NULL, 0, 0, 0, NULL, NULL, 0};
     out->o = malloc(nv * sizeof *out->o);
     gla_recurrence_forward_cpu(out->o, ck, q, k, v, gk, &d, work, n_work);
     out->dq = out->dk = out->dv = out->dgk = NULL;
@@ -224,7 +224,7 @@ static void test_joined_recurrence(void)
     float *ck = calloc(gla_recurrence_checkpoint_values(n, c.H, c.dk, c.dv) + 1, sizeof *ck);
     float *ck2 = calloc(gla_recurrence_checkpoint_values(n, c.H, c.dk, c.dv) + 1, sizeof *ck2);
     float *work = calloc(gla_recurrence_work_floats(c.dk, c.dv), sizeof *work);
-    gla_recurrence_dims d = {cu, c.n_seqs, c.H, c.dk, c.dv, 1.0f / sqrtf((float)c.dk), NULL, 0, 0, 0, NULL}, dj = d;
+    gla_recurrence_dims d = {cu, c.n_seqs, c.H, c.dk, c.dv, 1.0f / sqrtf((float)c.dk), NULL, 0, 0, 0, NULL, NULL, 0}, dj = d;
     dj.stride = (int)W;
     float *o = malloc(nv * sizeof *o), *o2 = malloc(nv * sizeof *o2);
     float *dq = malloc(nk * sizeof *dq), *dk = malloc(nk * sizeof *dk), *dv = malloc(nv * sizeof *dv);

@@ -102,7 +102,7 @@ static void check_gla_checkpoints(const slot_case *c, const float *checkpoints)
     float *k = to_float(c->k, nk), *s = to_float(c->s, ns), *f = to_float(c->f, ns);
     size_t n_ck = gla_recurrence_checkpoint_values(c->n, c->H, c->M, c->dk);
     float *gla = calloc(n_ck + 1, sizeof *gla), *work = calloc(gla_recurrence_work_floats(c->M, c->dk), 4);
-    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->M, c->dk, 1.0f, NULL, 0, 0, 0, NULL};
+    gla_recurrence_dims d = {c->cu, c->n_seqs, c->H, c->M, c->dk, 1.0f, NULL, 0, 0, 0, NULL, NULL, 0};
     gla_recurrence_forward_cpu(NULL, gla, NULL, s, k, f, &d, work, 1);
     CHECK(n_ck == gsa_slot_checkpoint_values(c->n, c->H, c->dk, c->M) &&
               memcmp(gla, checkpoints, n_ck * sizeof *gla) == 0,

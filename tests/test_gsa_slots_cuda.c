@@ -297,7 +297,7 @@ static void bench(int H, int dk, int M, int B, int T, int reps)
     size_t work_floats = gsa_slot_work_floats_cuda(n, H, dk, M);
     void *ck = dev_alloc(ck_values * act);
     float *work = dev_alloc(work_floats * sizeof(float));
-    gla_recurrence_dims g = {cu, B, H, M, dk, 1.0f, cu_dev, 0, 0, 0, NULL};
+    gla_recurrence_dims g = {cu, B, H, M, dk, 1.0f, cu_dev, 0, 0, 0, NULL, NULL, 0};
     cudaEvent_t ev[5];
     for (int i = 0; i < 5; i++)
         cudaEventCreate(&ev[i]);

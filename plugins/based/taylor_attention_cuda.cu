@@ -156,7 +156,7 @@ static size_t checkpoint_floats(int n, int H, int wf, int wv)
 static gla_recurrence_dims gla_dims(const based_dims *d)
 {
     gla_recurrence_dims g = {d->cu_seqlens, d->n_seqs, d->H, features_width(d->F),
-                             values_width(d->Dv), 1.0f, d->cu_seqlens_backend, 0, 0, 0, NULL};
+                             values_width(d->Dv), 1.0f, d->cu_seqlens_backend, 0, 0, 0, NULL, NULL, 0};
     return g;
 }
 

@@ -111,17 +111,23 @@ static __global__ void build_chunk_table(chunk *chunks, const int32_t *cu, int n
     }
 }
 
+/* the number of the batch's chunks, from the host's offsets */
+static inline int count_chunks(const int32_t *cu_host, int n_seqs)
+{
+    int count = 0;
+    for (int s = 0; s < n_seqs; s++)
+        count += ceil_div(cu_host[s + 1] - cu_host[s], GLA_CHUNK);
+    return count;
+}
+
 /* the table of the batch's chunks into `chunks` (cu_seqlens on the host and on
  * the device); returns the number of chunks */
 static inline int build_chunks(chunk *chunks, const int32_t *cu_host, const int32_t *cu_device,
                                int n_seqs)
 {
-    int count = 0;
-    for (int s = 0; s < n_seqs; s++)
-        count += ceil_div(cu_host[s + 1] - cu_host[s], GLA_CHUNK);
     build_chunk_table<<<1, CHUNK_TABLE_THREADS>>>(chunks, cu_device, n_seqs);
     CUDA_CHECK_LAUNCH();
-    return count;
+    return count_chunks(cu_host, n_seqs);
 }
 
 /* ------------------------------------------------------------------ tensor-core products */

@@ -101,6 +101,7 @@ typedef struct gla_model {
     gla_dims c;
     grad_scratch d;
     int n_work; /* the recurrence's workers */
+    void *chunk_table; /* the batch's chunks, for the recurrence's calls (gla_recurrence_dims) */
 } gla_model;
 
 /* layer l's activations (lm_model.layers), their memory in the arena */
@@ -232,6 +233,9 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     for (int l = 0; l < c->s.L; l++)
         carve_layer(acts(m, l), cv, c, m->kern, n);
     carve_grads(&m->d, cv, c, m->kern, m->n_work, n);
+    m->chunk_table = m->kern->recurrence_chunk_table_floats
+                         ? lm_take_floats(cv, m->kern->recurrence_chunk_table_floats((int)n))
+                         : NULL;
 }
 
 static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
@@ -251,12 +255,13 @@ static int gla_reserve(void *model, int B, int T, char *err, size_t err_len)
 /* ------------------------------------------------------------------ forward */
 
 /* the recurrence of layer l; the backward makes its checkpoints again (one
- * buffer serves every layer) and reads the scores the forward kept */
-static gla_recurrence_dims recurrence_dims(const gla_model *m, int l)
+ * buffer serves every layer) and reads the scores the forward kept; the
+ * batch's chunk table is made by its first call, layer 0's forward */
+static gla_recurrence_dims recurrence_dims(const gla_model *m, int l, int forward)
 {
     gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.dk, m->c.dv,
                              1.0f / sqrtf((float)m->c.dk), m->base.batch.cu_backend, 0, m->c.qkvg_dim, 1,
-                             acts(m, l)->scores};
+                             acts(m, l)->scores, m->chunk_table, !forward || l > 0};
     return d;
 }
 
@@ -311,7 +316,7 @@ static void attn_forward(void *model, int l)
         m->kern->recurrence_step(A->o, (float *)m->base.decoding + l * per_layer, q, k, v, A->gates, n, c->H,
                                  c->dk, c->dv, 1.0f / sqrtf((float)c->dk), c->qkvg_dim);
     } else {
-        gla_recurrence_dims rd = recurrence_dims(m, l);
+        gla_recurrence_dims rd = recurrence_dims(m, l, 1);
         m->kern->recurrence_forward(A->o, m->d.checkpoints, q, k, v, A->gates, &rd, m->d.work, m->n_work);
     }
     m->kern->gate_norm_forward(m->d.y_value, A->gn_rstd, A->o, part(m, A->qkvg, PART_G), &gr, W(m, l, P_G_NORM),
@@ -371,7 +376,7 @@ static void attn_core_backward(gla_model *m, int l)
     grad_scratch *d = &m->d;
     int n = m->base.batch.n;
     size_t nK = (size_t)n * c->key_dim;
-    gla_recurrence_dims rd = recurrence_dims(m, l);
+    gla_recurrence_dims rd = recurrence_dims(m, l, 0);
     void *q = part(m, A->qkvg, PART_Q), *k = part(m, A->qkvg, PART_K), *v = part(m, A->qkvg, PART_V);
     m->kern->recurrence_backward(part(m, d->qkvg, PART_Q), part(m, d->qkvg, PART_K), part(m, d->qkvg, PART_V), d->gk,
                                  d->o, q, k, v, A->gates, d->checkpoints, &rd, m->d.work, m->n_work);

@@ -56,6 +56,13 @@ typedef struct gla_recurrence_dims {
      * need not make them again; NULL: made in `work` each time. The CPU makes
      * none and ignores it. */
     void *scores;
+    /* where a backend that walks a table of the batch's chunks (the GPU's)
+     * keeps it for every call on the same batch,
+     * recurrence_chunk_table_floats of them (gla_kernels.h), and whether an
+     * earlier call on this batch made it there already; NULL: each call makes
+     * its own in `work`. The CPU ignores both. */
+    void *chunk_table;
+    int chunk_table_made;
 } gla_recurrence_dims;
 
 static inline size_t gla_qk_stride(const gla_recurrence_dims *d)

@@ -136,6 +136,8 @@ static work_layout carve(float *work, int n, const gla_recurrence_dims *d)
 
 size_t gla_recurrence_scores_floats_cuda(int n, int H) { return bf16_floats((size_t)n * H * CHUNK); }
 
+size_t gla_recurrence_chunk_table_floats_cuda(int n) { return (size_t)n * (sizeof(chunk) / sizeof(float)); }
+
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 {
     size_t nH = (size_t)n * H;
@@ -146,9 +148,16 @@ size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv)
 
 /* ------------------------------------------------------------------ the chunks */
 
-/* the table of chunks for this batch; returns the number of chunks */
-static int chunk_table(const work_layout *w, const gla_recurrence_dims *d)
+/* the table of chunks for this batch into w->chunks: the caller's
+ * (gla_recurrence_dims.chunk_table, made by the batch's first call) or made
+ * in `work`; returns the number of chunks */
+static int chunk_table(work_layout *w, const gla_recurrence_dims *d)
 {
+    if (d->chunk_table) {
+        w->chunks = static_cast<chunk *>(d->chunk_table);
+        if (d->chunk_table_made)
+            return count_chunks(d->cu_seqlens, d->n_seqs);
+    }
     return build_chunks(w->chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
 }
 

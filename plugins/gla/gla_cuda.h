@@ -28,6 +28,7 @@ void gla_recurrence_step_cuda(void *o, float *states, const void *q, const void 
 size_t gla_recurrence_work_floats_cuda(int n, int H, int dk, int dv);
 /* the intra-chunk scores A a layer may keep (gla_recurrence_dims.scores) */
 size_t gla_recurrence_scores_floats_cuda(int n, int H);
+size_t gla_recurrence_chunk_table_floats_cuda(int n);
 void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, const void *k,
                                  const void *v, const void *gk, const gla_recurrence_dims *d,
                                  float *work, int n_work);

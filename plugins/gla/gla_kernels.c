@@ -83,6 +83,7 @@ const gla_kernels gla_kernels_cuda = {
     .recurrence_work_floats = gla_recurrence_work_floats_cuda,
     .recurrence_max_workers = cuda_max_workers,
     .recurrence_scores_floats = gla_recurrence_scores_floats_cuda,
+    .recurrence_chunk_table_floats = gla_recurrence_chunk_table_floats_cuda,
     .recurrence_forward = gla_recurrence_forward_cuda,
     .recurrence_backward = gla_recurrence_backward_cuda,
     .recurrence_step = gla_recurrence_step_cuda,

@@ -21,6 +21,9 @@ typedef struct gla_kernels {
     /* floats a layer keeps of the forward's intra-chunk scores for its
      * backward (gla_recurrence_dims.scores); NULL: the backend makes none */
     size_t (*recurrence_scores_floats)(int n, int H);
+    /* floats of the batch's chunk table (gla_recurrence_dims.chunk_table) for
+     * batches of at most n tokens; NULL: the backend keeps none */
+    size_t (*recurrence_chunk_table_floats)(int n);
 
     /* void pointers are activations in the op table's type (fp32 on the CPU,
      * bf16 on CUDA); float pointers are fp32 on every backend */

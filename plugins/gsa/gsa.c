@@ -319,7 +319,7 @@ static gsa_slot_dims slot_dims(const gsa_model *m)
 static gla_recurrence_dims value_dims(const gsa_model *m)
 {
     gla_recurrence_dims d = {m->base.batch.cu, m->base.batch.n_seqs, m->c.H, m->c.M, m->c.dv, 1.0f,
-                             m->base.batch.cu_backend, 1, 0, 0, NULL};
+                             m->base.batch.cu_backend, 1, 0, 0, NULL, NULL, 0};
     return d;
 }
 

@@ -667,7 +667,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
 static gla_recurrence_dims gla_dims(const gsa_slot_dims *d)
 {
     gla_recurrence_dims g = {d->cu_seqlens, d->n_seqs, d->H, d->M, d->dk, d->scale,
-                             d->cu_seqlens_backend, 0, 0, 0, NULL};
+                             d->cu_seqlens_backend, 0, 0, 0, NULL, NULL, 0};
     return g;
 }
 
