@@ -312,8 +312,6 @@ struct walk_pieces {
     }
 };
 
-static __device__ bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 /* the warp's 16×32 block of the state, rounded to bf16, into the walk's out tile */
 static __device__ void state_to_shared(act_t (*out)[WALK_LD], const float (&S)[4][4], int m0, int n0)
 {
@@ -352,8 +350,8 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
     int steps = (end - begin - 1) / CHUNK; /* chunks walked through: all but one */
     int m0 = 16 * (warp_id() % 4), n0 = 32 * (warp_id() / 4);
     size_t p_stride = (size_t)H * dk;
-    bool whole = dk - i0 >= TILE && dv - j0 >= WALK_COLS && dk % 8 == 0 && dv % 8 == 0 && y_stride % 8 == 0 &&
-                 aligned16(P.hi) && aligned16(P.lo) && aligned16(y) && aligned16(states);
+    bool whole = dk - i0 >= TILE && dv - j0 >= WALK_COLS && dv % 8 == 0 && rows_vectorizable(P.hi, dk) &&
+                 rows_vectorizable(P.lo, dk) && rows_vectorizable(y, y_stride) && rows_vectorizable(states, dv);
     const walk_pieces pieces(p_stride, y_stride, dv);
     float S[4][4] = {};
 
