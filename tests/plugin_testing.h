@@ -7,7 +7,7 @@
  * width, vocabulary, tied embeddings, norm epsilon; I = 0: no MLP) before
  * including this, and LM_ROOT / LM_EMBEDDINGS / LM_FINAL_NORM where its names
  * are not fla's usual "model.…", "model.embeddings" and "model.norm", and
- * LM_MLP_FC1 for HazyResearch's MLP (mlp.fc1 holding up's rows then gate's,
+ * NAIVE_MLP_FC1 for HazyResearch's MLP (mlp.fc1 holding up's rows then gate's,
  * mlp.fc2, norm2) instead of fla's (mlp_norm, gate_proj, up_proj, down_proj),
  * or LM_GPT for flash-attn's GPT: LayerNorms with biases, the GELU MLP
  * (mlp.fc1, mlp.fc2 with biases, norm2) and a position table
@@ -26,6 +26,7 @@
 #include "batch.h"
 #include "cpu_kernels.h"
 #include "kv_config.h"
+#include "lm_model.h"
 #include "param_layout_testing.h"
 #include "testing.h"
 
@@ -284,12 +285,25 @@ static double plugin_loss(void *ctx)
     return t->p->forward(t->model, &t->batch, NULL);
 }
 
+/* NaN over the part of the arena's scratch that the logits leave free, as a
+ * forward leaves it for its backward: by the scratch's contract (lm_parts.h)
+ * no layer's backward reads there anything its forward wrote, so the
+ * gradients must not change. Every plugin's model begins with its lm_model. */
+static void spoil_scratch(const test_model *t)
+{
+    const lm_model *b = t->model;
+    const lm_carver *cv = &b->layout;
+    if (cv->scratch_used > cv->logits_bytes)
+        memset(cv->base + cv->scratch_at + cv->logits_bytes, 0xff, cv->scratch_used - cv->logits_bytes);
+}
+
 /* analytic gradients, by one forward and backward into zeroed grads */
 static void analytic_grads(test_model *t)
 {
     for (int i = 0; i < t->n_params; i++)
         memset(t->g[i], 0, t->numel[i] * sizeof(float));
     t->p->forward(t->model, &t->batch, NULL);
+    spoil_scratch(t);
     t->p->backward(t->model);
 }
 
@@ -341,6 +355,7 @@ static void check_grads(const char *name, test_model *t)
         first[p] = malloc(t->numel[p] * sizeof(float));
         memcpy(first[p], t->g[p], t->numel[p] * sizeof(float));
     }
+    spoil_scratch(t);
     t->p->backward(t->model);
     for (int p = 0; p < t->n_params; p++) {
         for (size_t i = 0; i < t->numel[p]; i++)
@@ -397,7 +412,7 @@ static void naive_mlp(const test_model *t, double *h, int l)
 {
     const dims *c = &t->c;
     int n = t->B * t->T, D = c->D;
-#ifdef LM_MLP_FC1 /* y, gate = fc1(m).chunk(2): the first I rows make up, the last I the gate */
+#ifdef NAIVE_MLP_FC1 /* y, gate = fc1(m).chunk(2): the first I rows make up, the last I the gate */
     double *m = rms_norm(h, n, D, P(t, LM_ROOT ".layers.%d.norm2.weight", l), c->eps);
     const float *fc1 = P(t, LM_ROOT ".layers.%d.mlp.fc1.weight", l), *down = P(t, LM_ROOT ".layers.%d.mlp.fc2.weight", l);
     double *gate = linear(m, n, D, fc1 + (size_t)c->I * D, c->I, NULL);

@@ -35,7 +35,7 @@ typedef struct dims {
 #define LM_ROOT "transformer"
 #define LM_EMBEDDINGS "embeddings.word_embeddings"
 #define LM_FINAL_NORM "ln_f"
-#define LM_MLP_FC1
+#define NAIVE_MLP_FC1
 #include "plugin_testing.h"
 #include "preset_testing.h"
 #include "lm_parts.h"

@@ -466,6 +466,7 @@ int lm_model_reserve(lm_model *b, size_t n, void (*carve)(void *model, lm_carver
     }
     cv = (lm_carver){.base = b->arena, .scratch_at = cv.used, .act_bytes = b->ops->act_bytes};
     carve(model, &cv, n);
+    b->layout = cv;
     b->batch.cap = (int)n;
     return 0;
 }

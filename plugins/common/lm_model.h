@@ -112,6 +112,7 @@ typedef struct lm_model {
     const void **w; /* [n_params], from bind(): the compute view */
     float **dw;     /* [n_params], from bind() */
     void *arena;    /* activation memory, one ops->alloc, sized by lm_model_reserve() */
+    lm_carver layout; /* how the arena was carved: where its scratch starts, its and the logits' bytes */
     void **resid;   /* [L+1] residual stream: layer inputs, then the last output */
     void **mid;     /* [L] each layer's residual after its mixer */
     lm_mlp_acts *mlp; /* [L] */
