@@ -94,9 +94,10 @@ typedef struct layer_acts {
     void *slot_checkpoints, *value_checkpoints; /* the passes' states at chunk starts */
 } layer_acts;
 
-/* scratch reused by every layer: the values the forward does not keep and the
- * backward makes again (the norm's output, the feature maps, the output norm's
- * result), and the gradients */
+/* scratch reused by every layer (lm_take_scratch_acts: each layer's call
+ * writes it before reading it): the values the forward does not keep and the
+ * backward makes again (the norm's output, the feature maps, the output
+ * norm's result), the gradients, and the two passes' own scratch */
 typedef struct grad_scratch {
     void *a;                         /* [n,D] */
     void *q, *k, *v;                 /* after the feature map */
@@ -109,6 +110,7 @@ typedef struct grad_scratch {
     void *df_slots, *df_values;      /* [n,slot_dim] */
     void *ds_slots, *ds_values;      /* [n,slot_dim] */
     float *dp;                       /* [n,slot_dim] fp32, the value pass's dq */
+    float *work;                     /* the passes' scratch (they take turns), their workers' side by side */
 } grad_scratch;
 
 typedef struct gsa_model {
@@ -117,8 +119,7 @@ typedef struct gsa_model {
     const gla_kernels *gla;  /* GLA's, for the second pass */
     gsa_dims c;
     grad_scratch d;
-    size_t work_bytes; /* the passes' scratch, borrowed from the op table at each walk */
-    int n_work;        /* their workers */
+    int n_work; /* the passes' workers */
 } gsa_model;
 
 static layer_acts *acts(const gsa_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -249,20 +250,26 @@ static void carve_layer(const gsa_model *m, layer_acts *A, lm_carver *cv, size_t
     A->value_checkpoints = lm_take_acts(cv, m->gla->recurrence_checkpoint_values((int)n, c->H, c->M, c->dv));
 }
 
+static size_t larger(size_t a, size_t b) { return a > b ? a : b; }
+
 static void carve_grads(const gsa_model *m, grad_scratch *d, lm_carver *cv, size_t n)
 {
     const gsa_dims *c = &m->c;
-    d->a = lm_take_acts(cv, n * c->s.D);
+    d->a = lm_take_scratch_acts(cv, n * c->s.D);
     void **key_wide[] = {&d->q, &d->k, &d->dq, &d->dk};
     void **value_wide[] = {&d->v, &d->y, &d->dy, &d->d_o, &d->dv};
     void **slot_wide[] = {&d->ok, &d->p, &d->df_slots, &d->df_values, &d->ds_slots, &d->ds_values};
     for (int i = 0; i < LM_COUNT(key_wide); i++)
-        *key_wide[i] = lm_take_acts(cv, n * c->key_dim);
+        *key_wide[i] = lm_take_scratch_acts(cv, n * c->key_dim);
     for (int i = 0; i < LM_COUNT(value_wide); i++)
-        *value_wide[i] = lm_take_acts(cv, n * c->value_dim);
+        *value_wide[i] = lm_take_scratch_acts(cv, n * c->value_dim);
     for (int i = 0; i < LM_COUNT(slot_wide); i++)
-        *slot_wide[i] = lm_take_acts(cv, n * c->slot_dim);
-    d->dp = lm_take_floats(cv, n * c->slot_dim);
+        *slot_wide[i] = lm_take_scratch_acts(cv, n * c->slot_dim);
+    d->dp = lm_take_scratch_floats(cv, n * c->slot_dim);
+    /* the two passes take turns with it */
+    size_t work = larger(m->kern->slot_work_floats((int)n, c->H, c->dk, c->M),
+                         m->gla->recurrence_work_floats((int)n, c->H, c->M, c->dv));
+    d->work = lm_take_scratch_floats(cv, (size_t)m->n_work * work);
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -274,8 +281,6 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     carve_grads(m, &m->d, cv, n);
 }
 
-static size_t larger(size_t a, size_t b) { return a > b ? a : b; }
-
 static int gsa_reserve(void *model, int B, int T, char *err, size_t err_len)
 {
     gsa_model *m = model;
@@ -285,25 +290,12 @@ static int gsa_reserve(void *model, int B, int T, char *err, size_t err_len)
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -1;
     }
-    /* the two passes take turns with one scratch */
-    int n = B * T, slot_workers = m->kern->slot_max_workers(), value_workers = m->gla->recurrence_max_workers();
+    int slot_workers = m->kern->slot_max_workers(), value_workers = m->gla->recurrence_max_workers();
     m->n_work = slot_workers < value_workers ? slot_workers : value_workers;
     if (m->n_work < 1)
         m->n_work = 1;
-    m->work_bytes = (size_t)m->n_work * sizeof(float) *
-                    larger(m->kern->slot_work_floats(n, c->H, c->dk, c->M),
-                           m->gla->recurrence_work_floats(n, c->H, c->M, c->dv));
-    int rc = lm_model_reserve(&m->base, (size_t)n, carve_all, m, err, err_len);
-    /* borrowed once here, so that running short of memory shows now */
-    if (rc == 0 && !m->base.ops->borrow_scratch(m->work_bytes)) {
-        snprintf(err, err_len, "out of memory for %zu bytes of the recurrences' scratch", m->work_bytes);
-        return -1;
-    }
-    return rc;
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
-
-/* the passes' scratch: the op table's, valid until the next borrow */
-static float *work(const gsa_model *m) { return m->base.ops->borrow_scratch(m->work_bytes); }
 
 /* ------------------------------------------------------------------ forward */
 
@@ -366,7 +358,7 @@ static void attn_forward(void *model, int l)
     if (m->base.decoding)
         m->kern->slot_step(d->ok, slot_states(m, l, n), d->q, d->k, A->s, A->f, &sd, n);
     else
-        m->kern->slot_forward(d->ok, A->slot_checkpoints, d->q, d->k, A->s, A->f, &sd, work(m),
+        m->kern->slot_forward(d->ok, A->slot_checkpoints, d->q, d->k, A->s, A->f, &sd, m->d.work,
                               m->n_work);
     m->kern->softmax_forward(A->p, d->ok, n * c->H, c->M);
     ops->to_act(d->p, A->p, (size_t)n * c->slot_dim);
@@ -376,7 +368,7 @@ static void attn_forward(void *model, int l)
                                 c->dv, 1.0f, 0);
     else
         m->gla->recurrence_forward(A->o, A->value_checkpoints, d->p, A->s, d->v, A->f, &vd,
-                                   work(m), m->n_work);
+                                   m->d.work, m->n_work);
     m->kern->output_norm_forward(d->y, A->out_rstd, A->o, norm_w(m, l), n, c->value_dim, OUTPUT_NORM_EPS);
     ops->matmul_forward(m->base.mid[l], d->y, W(m, l, P_O), NULL, m->base.resid[l], n, c->value_dim, c->s.D);
 }
@@ -436,12 +428,12 @@ static void attn_core_backward(gsa_model *m, int l)
     m->base.ops->to_act(d->p, A->p, (size_t)n * c->slot_dim);
     gla_recurrence_dims vd = value_dims(m);
     m->gla->recurrence_backward(d->dp, d->ds_values, d->dv, d->df_values, d->d_o, d->p, A->s, d->v, A->f,
-                                A->value_checkpoints, &vd, work(m), m->n_work);
+                                A->value_checkpoints, &vd, m->d.work, m->n_work);
     /* the softmax (its gradient into ok's place), then the slot pass */
     m->kern->softmax_backward(d->ok, d->dp, A->p, n * c->H, c->M);
     gsa_slot_dims sd = slot_dims(m);
     m->kern->slot_backward(d->dq, d->dk, d->ds_slots, d->df_slots, d->ok, d->q, d->k, A->s, A->f,
-                           A->slot_checkpoints, &sd, work(m), m->n_work);
+                           A->slot_checkpoints, &sd, m->d.work, m->n_work);
     /* f and s fed both passes */
     m->kern->slot_gates_backward(d->df_slots, d->df_slots, d->df_values, d->ds_slots, d->ds_values, A->f,
                                  (size_t)n * c->slot_dim, c->normalizer);
