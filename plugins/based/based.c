@@ -138,13 +138,17 @@ typedef struct layer_acts {
     };
 } layer_acts;
 
-/* scratch reused by every layer: norm1's output, and [n, widest] buffers
- * each mixer names for itself (its forward's passing values, its gradients) */
+/* buffers reused by every layer: norm1's output, [n, widest] buffers each
+ * mixer names for itself (its forward's passing values, its gradients) and the
+ * Taylor attention's work, in the arena's scratch (lm_take_scratch_acts: each
+ * layer's call writes them before reading them); the sliding attention's
+ * work, in the first part */
 #define N_BUFFERS 6
 typedef struct scratch {
     void *a;
     void *buf[N_BUFFERS];
-    float *attn_work; /* the sliding attention backward's (transformer_kernels) */
+    float *taylor_work; /* its workers' side by side */
+    float *attn_work;   /* the sliding attention backward's (transformer_kernels) */
 } scratch;
 
 typedef struct based_model {
@@ -154,8 +158,7 @@ typedef struct based_model {
     based_sizes c;
     int *kind; /* [L] each layer's mixer */
     scratch d;
-    size_t work_bytes; /* the Taylor attention's scratch, borrowed at each call */
-    int n_work;
+    int n_work; /* the Taylor attention's workers */
 } based_model;
 
 static layer_acts *acts(const based_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -504,9 +507,13 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     lm_model_carve(&m->base, cv, n);
     for (int l = 0; l < m->c.s.L; l++)
         carve_layer(m, l, cv, n);
-    m->d.a = lm_take_acts(cv, n * m->c.s.D);
+    const based_sizes *c = &m->c;
+    m->d.a = lm_take_scratch_acts(cv, n * c->s.D);
     for (int i = 0; i < N_BUFFERS; i++)
-        m->d.buf[i] = lm_take_acts(cv, n * widest(&m->c));
+        m->d.buf[i] = lm_take_scratch_acts(cv, n * widest(c));
+    m->d.taylor_work = count_kind(m, MIX_TAYLOR)
+                           ? lm_take_scratch_floats(cv, m->kern->taylor_work_floats((int)n, c->Ht, c->F, c->Dv, m->n_work))
+                           : NULL;
     m->d.attn_work = count_kind(m, MIX_SLIDING) ? lm_take_floats(cv, m->attn->attention_work_floats((int)n, m->c.H, m->c.hd))
                                                 : NULL;
 }
@@ -520,23 +527,10 @@ static int based_reserve(void *model, int B, int T, char *err, size_t err_len)
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -2;
     }
-    int n = B * T;
-    m->work_bytes = 0;
-    if (count_kind(m, MIX_TAYLOR)) {
-        m->n_work = m->kern->taylor_max_workers();
-        m->n_work = m->n_work < 1 ? 1 : m->n_work;
-        m->work_bytes = sizeof(float) * m->kern->taylor_work_floats(n, c->Ht, c->F, c->Dv, m->n_work);
-    }
-    int rc = lm_model_reserve(&m->base, (size_t)n, carve_all, m, err, err_len);
-    /* borrowed once here, so that running short of memory shows now */
-    if (rc == 0 && m->work_bytes && !m->base.ops->borrow_scratch(m->work_bytes)) {
-        snprintf(err, err_len, "out of memory for %zu bytes of the Taylor attention's scratch", m->work_bytes);
-        return -1;
-    }
-    return rc;
+    m->n_work = m->kern->taylor_max_workers();
+    m->n_work = m->n_work < 1 ? 1 : m->n_work;
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
-
-static float *work(const based_model *m) { return m->base.ops->borrow_scratch(m->work_bytes); }
 
 /* ------------------------------------------------------------------ BaseConv */
 
@@ -613,7 +607,7 @@ static void taylor_forward(based_model *m, int l, int n)
     if (m->base.decoding)
         m->kern->taylor_step(A->y, decode_state(m, l, n), A->q, A->k, A->v, &td, n);
     else
-        m->kern->taylor_forward(A->y, A->q, A->k, A->v, &td, work(m), m->n_work);
+        m->kern->taylor_forward(A->y, A->q, A->k, A->v, &td, m->d.taylor_work, m->n_work);
     ops->matmul_forward(m->base.mid[l], A->y, W(m, l, T_OUT), NULL, m->base.resid[l], n, D, D);
 }
 
@@ -626,7 +620,7 @@ static void taylor_backward(based_model *m, int l, int n, void *dq, void *dk, vo
     m->base.ops->matmul_backward(dy, FLAME_GRAD_SET, dW(m, l, T_OUT), NULL, m->base.d_resid, A->y, W(m, l, T_OUT),
                                  n, D, D);
     based_dims td = taylor_dims(m);
-    m->kern->taylor_backward(dq, dk, dv, dy, A->q, A->k, A->v, &td, work(m), m->n_work);
+    m->kern->taylor_backward(dq, dk, dv, dy, A->q, A->k, A->v, &td, m->d.taylor_work, m->n_work);
 }
 
 /* ------------------------------------------------------------------ sliding-window attention */
