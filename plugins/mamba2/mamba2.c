@@ -121,7 +121,9 @@ typedef struct layer_acts {
     void *g;                  /* [n,E] the gated norm's output */
 } layer_acts;
 
-/* scratch reused by every layer: what the backward makes again, and the gradients */
+/* scratch reused by every layer (lm_take_scratch_acts: each layer's call
+ * writes it before reading it): what the backward makes again, the
+ * gradients, and the scan's work */
 typedef struct grad_scratch {
     void *a;                  /* [n,D] the input norm's output */
     void *dg, *dy;            /* [n,E] */
@@ -129,6 +131,7 @@ typedef struct grad_scratch {
     void *narrow;             /* [n, 2·G·N + H] B' | C' | dt as one product, or their gradients */
     void *dx, *dB, *dC;       /* of the convolutions' outputs */
     float *ddelta;            /* [n,H] */
+    float *work;              /* the scan's, its workers' side by side */
 } grad_scratch;
 
 typedef struct mamba2_model {
@@ -136,8 +139,7 @@ typedef struct mamba2_model {
     const mamba2_kernels *kern;
     mamba2_dims c;
     grad_scratch d;
-    size_t work_bytes; /* the scan's scratch, borrowed from the op table at each call */
-    int n_work;
+    int n_work; /* the scan's workers */
 } mamba2_model;
 
 static layer_acts *acts(const mamba2_model *m, int l) { return (layer_acts *)m->base.layers + l; }
@@ -377,16 +379,17 @@ static void carve_layer(const mamba2_model *m, layer_acts *A, lm_carver *cv, siz
 static void carve_grads(const mamba2_model *m, grad_scratch *d, lm_carver *cv, size_t n)
 {
     const mamba2_dims *c = &m->c;
-    d->a = lm_take_acts(cv, n * c->s.D);
-    d->dg = lm_take_acts(cv, n * c->E);
-    d->dy = lm_take_acts(cv, n * c->E);
+    d->a = lm_take_scratch_acts(cv, n * c->s.D);
+    d->dg = lm_take_scratch_acts(cv, n * c->E);
+    d->dy = lm_take_scratch_acts(cv, n * c->E);
     for (int s = 0; s < N_SLICES; s++)
-        d->d_in[s] = lm_take_acts(cv, n * slice_width(c, s));
-    d->dx = lm_take_acts(cv, n * c->E);
-    d->dB = lm_take_acts(cv, n * c->bc);
-    d->dC = lm_take_acts(cv, n * c->bc);
-    d->ddelta = lm_take_floats(cv, n * c->H);
-    d->narrow = lm_take_acts(cv, n * narrow_width(c));
+        d->d_in[s] = lm_take_scratch_acts(cv, n * slice_width(c, s));
+    d->dx = lm_take_scratch_acts(cv, n * c->E);
+    d->dB = lm_take_scratch_acts(cv, n * c->bc);
+    d->dC = lm_take_scratch_acts(cv, n * c->bc);
+    d->ddelta = lm_take_scratch_floats(cv, n * c->H);
+    d->narrow = lm_take_scratch_acts(cv, n * narrow_width(c));
+    d->work = lm_take_scratch_floats(cv, m->kern->ssd_work_floats((int)n, c->H, c->P, c->N, c->G, m->n_work));
 }
 
 static void carve_all(void *model, lm_carver *cv, size_t n)
@@ -407,21 +410,11 @@ static int mamba2_reserve(void *model, int B, int T, char *err, size_t err_len)
         snprintf(err, err_len, "cannot reserve a batch of %d×%d tokens", B, T);
         return -2;
     }
-    int n = B * T;
     m->n_work = m->kern->ssd_max_workers();
     if (m->n_work < 1)
         m->n_work = 1;
-    m->work_bytes = sizeof(float) * m->kern->ssd_work_floats(n, c->H, c->P, c->N, c->G, m->n_work);
-    int rc = lm_model_reserve(&m->base, (size_t)n, carve_all, m, err, err_len);
-    /* borrowed once here, so that running short of memory shows now */
-    if (rc == 0 && !m->base.ops->borrow_scratch(m->work_bytes)) {
-        snprintf(err, err_len, "out of memory for %zu bytes of the scan's scratch", m->work_bytes);
-        return -1;
-    }
-    return rc;
+    return lm_model_reserve(&m->base, (size_t)B * T, carve_all, m, err, err_len);
 }
-
-static float *work(const mamba2_model *m) { return m->base.ops->borrow_scratch(m->work_bytes); }
 
 /* ------------------------------------------------------------------ forward */
 
@@ -502,7 +495,7 @@ static void scan_forward(mamba2_model *m, int l)
                           A->B, A->C, W(m, l, P_D), &sd, sd.n_seqs);
     else
         m->kern->ssd_forward(A->y, A->checkpoints, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C,
-                             W(m, l, P_D), &sd, work(m), m->n_work);
+                             W(m, l, P_D), &sd, m->d.work, m->n_work);
 }
 
 /* g, the gated norm of the scan's output (and its rstd) */
@@ -584,7 +577,7 @@ static void mixer_backward(void *model, int l)
     mamba2_ssd_dims sd = ssd_dims(m);
     mamba2_ssd_grads_any g = {d->dx, d->dB, d->dC, d->ddelta, dW(m, l, P_A_LOG), dW(m, l, P_D)};
     m->kern->ssd_backward(&g, d->dy, A->x, A->delta, W(m, l, P_A_LOG), A->B, A->C, W(m, l, P_D),
-                          A->checkpoints, &sd, work(m), m->n_work);
+                          A->checkpoints, &sd, m->d.work, m->n_work);
     m->kern->delta_backward(d->d_in[S_DT], dW(m, l, P_DT_BIAS), d->ddelta, A->in[S_DT], W(m, l, P_DT_BIAS),
                             n, c->H, DT_LIMIT_LO, DT_LIMIT_HI);
     /* the convolutions */
