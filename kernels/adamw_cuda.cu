@@ -23,6 +23,7 @@ template <int W>
 static __global__ void adamw_kernel(float *param, act_t *compute, const float *grad, float *m,
                                     float *v, size_t n, adamw_hyper h)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         size_t at = i * W;
         float p[W], g[W], mi[W], vi[W];

@@ -145,6 +145,7 @@ static __global__ void conv1d_forward_tiles(act_t *out, const act_t *x, const ac
                                             const act_t *bias, const int32_t *cu, int n_seqs,
                                             int n, int C, int silu, int tile)
 {
+    await_inputs();
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (c >= C)
         return;
@@ -228,6 +229,7 @@ static __global__ void conv1d_backward_tiles(act_t *dx, float *dw_partial, float
                                              const int32_t *cu, int n_seqs, int n, int C,
                                              int silu, int tile)
 {
+    await_inputs();
     int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (c >= C)
         return;
@@ -359,11 +361,9 @@ void conv1d_forward_cuda(void *out, const void *x, const void *weight, const voi
     conv1d_grid grid(n, C, V);
     for_width(K, [&](auto k) {
         for_lanes(V, [&](auto v) {
-            conv1d_forward_tiles<decltype(k)::value, decltype(v)::value>
-                <<<grid.blocks, grid.threads>>>((act_t *)out, (const act_t *)x,
-                                                (const act_t *)weight, (const act_t *)bias,
-                                                cu_seqlens, n_seqs, n, C, silu, grid.tile);
-            CUDA_CHECK_LAUNCH();
+            launch_kernel(conv1d_forward_tiles<decltype(k)::value, decltype(v)::value>, grid.blocks,
+                          grid.threads, 0, (act_t *)out, (const act_t *)x, (const act_t *)weight,
+                          (const act_t *)bias, cu_seqlens, n_seqs, n, C, silu, grid.tile);
         });
     });
 }
@@ -383,23 +383,20 @@ void conv1d_backward_cuda(void *dx, float *dweight, float *dbias, const void *do
     float *dwp = dw_n ? scratch : NULL, *dbp = db_n ? scratch + dw_n : NULL;
     for_width(K, [&](auto k) {
         for_lanes(V, [&](auto v) {
-            conv1d_backward_tiles<decltype(k)::value, decltype(v)::value>
-                <<<grid.blocks, grid.threads>>>((act_t *)dx, dwp, dbp, (const act_t *)dout,
-                                                (const act_t *)x, (const act_t *)weight,
-                                                (const act_t *)bias, cu_seqlens, n_seqs, n, C,
-                                                silu, grid.tile);
-            CUDA_CHECK_LAUNCH();
+            launch_kernel(conv1d_backward_tiles<decltype(k)::value, decltype(v)::value>,
+                          grid.blocks, grid.threads, 0, (act_t *)dx, dwp, dbp, (const act_t *)dout,
+                          (const act_t *)x, (const act_t *)weight, (const act_t *)bias, cu_seqlens,
+                          n_seqs, n, C, silu, grid.tile);
         });
     });
     /* dweight [C,K] is C·K columns of the partial rows */
     if (dwp) {
-        add_column_chunks_grouped<<<(C * K + 31) / 32, 32 * CHUNK_GROUPS>>>(dweight, dwp, tiles,
-                                                                            C * K);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(add_column_chunks_grouped, (C * K + 31) / 32, 32 * CHUNK_GROUPS, 0, dweight,
+                      dwp, tiles, C * K);
     }
     if (dbp) {
-        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dbias, dbp, tiles, C);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(add_column_chunks_grouped, (C + 31) / 32, 32 * CHUNK_GROUPS, 0, dbias, dbp,
+                      tiles, C);
     }
 }
 
@@ -410,6 +407,7 @@ static __global__ void conv1d_step_kernel(act_t *out, act_t *window, const act_t
                                           const act_t *weight, const act_t *bias, int B, int C,
                                           int silu)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, (size_t)B * C) {
         size_t b = i / C;
         int c = (int)(i % C);
@@ -435,9 +433,8 @@ void conv1d_step_cuda(void *out, void *window, const void *x, const void *weight
         return;
     size_t n = (size_t)B * C;
     for_width(K, [&](auto k) {
-        conv1d_step_kernel<decltype(k)::value><<<cuda_grid(n), CUDA_BLOCK>>>(
-            (act_t *)out, (act_t *)window, (const act_t *)x, (const act_t *)weight,
-            (const act_t *)bias, B, C, silu);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(conv1d_step_kernel<decltype(k)::value>, cuda_grid(n), CUDA_BLOCK, 0,
+                      (act_t *)out, (act_t *)window, (const act_t *)x, (const act_t *)weight,
+                      (const act_t *)bias, B, C, silu);
     });
 }

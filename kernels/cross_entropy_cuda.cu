@@ -61,6 +61,7 @@ static __global__ void cross_entropy_rows(double *row_loss, float *losses, act_t
                                           const act_t *logits, const int32_t *targets, int V,
                                           float scale)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char staged_row[];
     act_t *kept = reinterpret_cast<act_t *>(staged_row);
     size_t row = (size_t)blockIdx.x * V;
@@ -115,10 +116,11 @@ static void launch_rows(double *row_loss, float *losses, act_t *dl, const act_t 
     static const size_t room = opt_into_staging((const void *)cross_entropy_rows<W, true>); /* once */
     size_t bytes = (size_t)V * sizeof(act_t);
     if (dl && bytes <= room)
-        cross_entropy_rows<W, true><<<n, STAGED_THREADS, bytes>>>(row_loss, losses, dl, l, targets, V, scale);
+        launch_kernel(cross_entropy_rows<W, true>, n, STAGED_THREADS, bytes, row_loss, losses, dl,
+                      l, targets, V, scale);
     else
-        cross_entropy_rows<W, false><<<n, CUDA_BLOCK>>>(row_loss, losses, dl, l, targets, V, scale);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(cross_entropy_rows<W, false>, n, CUDA_BLOCK, 0, row_loss, losses, dl, l,
+                      targets, V, scale);
 }
 
 double cross_entropy_cuda(float *losses, void *dlogits, const void *logits,

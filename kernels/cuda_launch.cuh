@@ -42,15 +42,63 @@ template <typename... P> static inline bool vectorizable(size_t n, P... ptrs)
     return n % ACT_VEC == 0 && ((reinterpret_cast<uintptr_t>(ptrs) % 16 == 0) && ...);
 }
 
+/* A step is some 1,400 kernels, each waiting on the one before it. On sm_90
+ * and later they are launched as programmatic dependents: a kernel's blocks
+ * may be dispatched while the kernel before it in the stream is still
+ * running, so the launch's latency hides under that kernel's last blocks.
+ * Every kernel flame launches therefore begins with await_inputs(): it
+ * waits until the kernel before has finished and its writes are visible
+ * (nothing the kernel reads or writes is touched before), then lets the
+ * kernel after it be dispatched. Before sm_90 it is nothing, and launches
+ * are ordinary ones. */
+static __device__ __forceinline__ void await_inputs()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* whether this process's device takes programmatic dependent launches */
+static inline bool dependent_launches(void)
+{
+    static int major = -1;
+    if (major < 0) {
+        int device;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    }
+    return major >= 9;
+}
+
+/* launch_kernel(kernel, grid, block, smem, args...) on the default stream, as a
+ * programmatic dependent where the device has them; a bad configuration
+ * is reported here, errors inside the kernel at the next synchronizing call */
+template <typename... Params, typename... Args>
+static inline void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                                 Args &&...args)
+{
+    cudaLaunchAttribute overlap = {};
+    overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    overlap.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.attrs = &overlap;
+    config.numAttrs = dependent_launches() ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Args &&>(args)...));
+}
+
 /* kernel<W>(args...) over a grid-stride loop of n / W accesses: W = ACT_VEC
  * when vec, 1 otherwise */
-#define LAUNCH_VECTORIZED(kernel, vec, n, ...)                                      \
-    do {                                                                            \
-        if (vec)                                                                    \
-            kernel<ACT_VEC><<<cuda_grid((n) / ACT_VEC), CUDA_BLOCK>>>(__VA_ARGS__); \
-        else                                                                        \
-            kernel<1><<<cuda_grid(n), CUDA_BLOCK>>>(__VA_ARGS__);                   \
-        CUDA_CHECK_LAUNCH();                                                        \
+#define LAUNCH_VECTORIZED(kernel, vec, n, ...)                                         \
+    do {                                                                               \
+        if (vec)                                                                       \
+            launch_kernel(kernel<ACT_VEC>, cuda_grid((n) / ACT_VEC), CUDA_BLOCK, 0,    \
+                          __VA_ARGS__);                                                \
+        else                                                                           \
+            launch_kernel(kernel<1>, cuda_grid(n), CUDA_BLOCK, 0, __VA_ARGS__);        \
     } while (0)
 
 /* W values of type T moved at once; aligned to 16 bytes at most, so 8 floats

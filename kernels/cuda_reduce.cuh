@@ -66,6 +66,7 @@ __device__ inline float block_max(float v) { return block_reduce<float, true>(v,
 template <int W, typename Term>
 static __global__ void column_chunk_sums_vec(float *partial, int n, int C, int rows, Term term)
 {
+    await_inputs();
     constexpr int OUT = Term::OUTPUTS;
     __shared__ float lane_sums[COLUMN_ROW_LANES - 1][OUT][32 * W];
     int c = threadIdx.x % 32, r = threadIdx.x / 32;
@@ -102,6 +103,7 @@ static __global__ void column_chunk_sums_vec(float *partial, int n, int C, int r
 static __global__ void add_column_chunks_grouped(float *dst, const float *partial, int chunks,
                                                  int C)
 {
+    await_inputs();
     __shared__ float group_sum[CHUNK_GROUPS][32];
     int column = threadIdx.x % 32, group = threadIdx.x / 32;
     int j = blockIdx.x * 32 + column;
@@ -125,8 +127,7 @@ template <int W, typename Term>
 static void launch_column_chunk_sums(float *partial, int n, int C, int rows, int chunks, Term term)
 {
     dim3 grid((C / W + 31) / 32, chunks);
-    column_chunk_sums_vec<W><<<grid, CUDA_BLOCK>>>(partial, n, C, rows, term);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(column_chunk_sums_vec<W, Term>, grid, CUDA_BLOCK, 0, partial, n, C, rows, term);
 }
 
 /* dst[o][j] += Σ_i term_o(i, j) for o < Term::OUTPUTS */
@@ -144,9 +145,8 @@ template <typename Term> void column_sums_add(float *const *dst, int n, int C, T
     else
         launch_column_chunk_sums<1>(partial, n, C, rows, chunks, term);
     for (int o = 0; o < Term::OUTPUTS; o++)
-        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dst[o], partial + (size_t)o * chunks * C,
-                                                                       chunks, C);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(add_column_chunks_grouped, (C + 31) / 32, 32 * CHUNK_GROUPS, 0, dst[o],
+                      partial + (size_t)o * chunks * C, chunks, C);
 }
 
 #endif

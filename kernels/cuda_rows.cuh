@@ -79,7 +79,6 @@ static void launch_for_width(int C, const Launch &launch)
             return launch_for_width<MAX_LANE_VALUES, W, 2 * CHUNKS>(C, launch);
     }
     launch.template run<W, CHUNKS>();
-    CUDA_CHECK_LAUNCH();
 }
 
 #endif

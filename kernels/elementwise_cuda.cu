@@ -8,6 +8,7 @@
 
 template <int W> static __global__ void scale_kernel(float *x, float s, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W];
         load_floats<W>(v, x + i * W);
@@ -20,6 +21,7 @@ template <int W> static __global__ void scale_kernel(float *x, float s, size_t n
 
 template <int W> static __global__ void add_kernel(act_t *out, const act_t *a, const act_t *b, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float u[W], v[W];
         load_floats<W>(u, a + i * W);
@@ -35,6 +37,7 @@ template <int W> static __global__ void add_kernel(act_t *out, const act_t *a, c
 template <int W, typename D, typename S>
 static __global__ void convert_kernel(D *dst, const S *src, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W];
         load_floats<W>(v, src + i * W);
@@ -57,16 +60,18 @@ void add_cuda(void *out, const void *a, const void *b, size_t n)
                       (const act_t *)b, n);
 }
 
-void to_act_cuda(void *dst, const float *src, size_t n)
+/* convert_kernel<W, D, S>: the types named, since a launch takes the kernel's address */
+template <typename D, typename S> static void convert(D *dst, const S *src, size_t n)
 {
     if (n == 0)
         return;
-    LAUNCH_VECTORIZED(convert_kernel, vectorizable(n, dst, src), n, (act_t *)dst, src, n);
+    if (vectorizable(n, dst, src))
+        launch_kernel(convert_kernel<ACT_VEC, D, S>, cuda_grid(n / ACT_VEC), CUDA_BLOCK, 0, dst,
+                      src, n);
+    else
+        launch_kernel(convert_kernel<1, D, S>, cuda_grid(n), CUDA_BLOCK, 0, dst, src, n);
 }
 
-void from_act_cuda(float *dst, const void *src, size_t n)
-{
-    if (n == 0)
-        return;
-    LAUNCH_VECTORIZED(convert_kernel, vectorizable(n, dst, src), n, dst, (const act_t *)src, n);
-}
+void to_act_cuda(void *dst, const float *src, size_t n) { convert((act_t *)dst, src, n); }
+
+void from_act_cuda(float *dst, const void *src, size_t n) { convert(dst, (const act_t *)src, n); }

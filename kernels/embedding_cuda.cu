@@ -14,6 +14,7 @@ template <int W>
 static __global__ void gather_rows(act_t *out, const int32_t *tokens, const act_t *table,
                                    size_t total, int C)
 {
+    await_inputs();
     int per_row = C / W;
     GRID_STRIDE_LOOP(i, total / W) {
         size_t row = i / per_row, column = i % per_row * W;
@@ -43,6 +44,7 @@ template <int W>
 static __global__ void scatter_add_rows(float *dtable, const act_t *dout, const int32_t *tokens,
                                         size_t total, int C)
 {
+    await_inputs();
     int per_row = C / W;
     GRID_STRIDE_LOOP(i, total / W) {
         size_t row = i / per_row, column = i % per_row * W;

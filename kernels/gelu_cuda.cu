@@ -16,6 +16,7 @@ static __device__ __forceinline__ float tanh_of(float v)
 
 template <int W> static __global__ void gelu_forward_kernel(act_t *out, const act_t *x, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W];
         load_floats<W>(v, x + i * W);
@@ -29,6 +30,7 @@ template <int W> static __global__ void gelu_forward_kernel(act_t *out, const ac
 template <int W>
 static __global__ void gelu_backward_kernel(act_t *dx, const act_t *dout, const act_t *x, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W], d[W];
         load_floats<W>(v, x + i * W);

@@ -13,6 +13,7 @@
  * chunk's last values that do not fill W one at a time */
 template <int W> static __global__ void chunk_sum_squares(double *partial, const float *x, size_t n)
 {
+    await_inputs();
     size_t start = (size_t)blockIdx.x * SQUARES_CHUNK;
     size_t end = min(n, start + SQUARES_CHUNK), whole = start + (end - start) / W * W;
     double s = 0.0;
@@ -34,6 +35,7 @@ template <int W> static __global__ void chunk_sum_squares(double *partial, const
  * the threads' sums. x[0] is written after every thread has read its share. */
 static __global__ void sum_in_place(double *x, size_t n)
 {
+    await_inputs();
     double s = 0.0;
     for (size_t i = threadIdx.x; i < n; i += blockDim.x)
         s += x[i];
@@ -46,8 +48,7 @@ double sum_doubles_cuda(double *x, size_t n)
 {
     if (n == 0)
         return 0.0;
-    sum_in_place<<<1, SUM_THREADS>>>(x, n);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(sum_in_place, 1, SUM_THREADS, 0, x, n);
     double total;
     cuda_download(&total, x, sizeof total);
     return total;
@@ -60,9 +61,8 @@ double sum_squares_cuda(const float *x, size_t n)
         return 0.0;
     double *partial = (double *)cuda_scratch(chunks * sizeof(double));
     if (reinterpret_cast<uintptr_t>(x) % 16 == 0)
-        chunk_sum_squares<4><<<(unsigned)chunks, CUDA_BLOCK>>>(partial, x, n);
+        launch_kernel(chunk_sum_squares<4>, (unsigned)chunks, CUDA_BLOCK, 0, partial, x, n);
     else
-        chunk_sum_squares<1><<<(unsigned)chunks, CUDA_BLOCK>>>(partial, x, n);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(chunk_sum_squares<1>, (unsigned)chunks, CUDA_BLOCK, 0, partial, x, n);
     return sum_doubles_cuda(partial, chunks);
 }

@@ -25,6 +25,7 @@ template <int W, typename X>
 static __global__ void layernorm_rows(act_t *out, float *mean, float *rstd, const X *x, const act_t *weight,
                                       const act_t *bias, int n, int C, float eps)
 {
+    await_inputs();
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n)
         return; /* the whole warp: the sums below are per warp */
@@ -68,6 +69,7 @@ template <int W, int CHUNKS, typename X>
 static __global__ void layernorm_held_rows(act_t *out, float *mean, float *rstd, const X *x, const act_t *weight,
                                            const act_t *bias, int n, int C, float eps)
 {
+    await_inputs();
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n)
         return; /* the whole warp: the sums below are per warp */
@@ -113,7 +115,8 @@ template <typename X> struct held_launch {
     float eps;
     template <int W, int CHUNKS> void run() const
     {
-        layernorm_held_rows<W, CHUNKS><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, x, w, b, n, C, eps);
+        launch_kernel(layernorm_held_rows<W, CHUNKS, X>, row_blocks(n), CUDA_BLOCK, 0, y, mean,
+                      rstd, x, w, b, n, C, eps);
     }
 };
 
@@ -122,6 +125,7 @@ template <int W, bool ADD, typename X>
 static __global__ void layernorm_dx_rows(X *dx, act_t *dx_act, const act_t *dout, const X *x, const act_t *weight,
                                          const float *mean, const float *rstd, int n, int C)
 {
+    await_inputs();
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n)
         return;
@@ -200,10 +204,11 @@ static void forward(act_t *y, float *mean, float *rstd, const X *x, const act_t 
     if (C <= HELD_MAX_C)
         return launch_for_width<HELD_MAX_C / 32, 1>(C, held);
     if (vectorizable(C, y, x, w, b))
-        layernorm_rows<ACT_VEC><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, x, w, b, n, C, eps);
+        launch_kernel(layernorm_rows<ACT_VEC, X>, row_blocks(n), CUDA_BLOCK, 0, y, mean, rstd, x, w,
+                      b, n, C, eps);
     else
-        layernorm_rows<1><<<row_blocks(n), CUDA_BLOCK>>>(y, mean, rstd, x, w, b, n, C, eps);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(layernorm_rows<1, X>, row_blocks(n), CUDA_BLOCK, 0, y, mean, rstd, x, w, b, n,
+                      C, eps);
 }
 
 template <int W, typename X>
@@ -211,10 +216,11 @@ static void launch_dx_rows(X *dx, flame_grad_mode mode, act_t *dx_act, const act
                            const float *mean, const float *rstd, int n, int C)
 {
     if (mode == FLAME_GRAD_ADD)
-        layernorm_dx_rows<W, true><<<row_blocks(n), CUDA_BLOCK>>>(dx, dx_act, dy, x, w, mean, rstd, n, C);
+        launch_kernel(layernorm_dx_rows<W, true, X>, row_blocks(n), CUDA_BLOCK, 0, dx, dx_act, dy,
+                      x, w, mean, rstd, n, C);
     else
-        layernorm_dx_rows<W, false><<<row_blocks(n), CUDA_BLOCK>>>(dx, dx_act, dy, x, w, mean, rstd, n, C);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(layernorm_dx_rows<W, false, X>, row_blocks(n), CUDA_BLOCK, 0, dx, dx_act, dy,
+                      x, w, mean, rstd, n, C);
 }
 
 template <typename X>

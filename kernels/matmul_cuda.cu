@@ -228,6 +228,7 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
 template <typename O>
 static __global__ void bias_rows(O *out, const act_t *bias, const O *residual, size_t total, int N)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, total) {
         float b = to_f32(bias[i % N]);
         from_f32(&out[i], residual ? b + to_f32(residual[i]) : b);
@@ -239,8 +240,7 @@ template <typename O>
 static void forward_without_terms(O *out, const act_t *bias, const O *residual, size_t total, int N)
 {
     if (bias) {
-        bias_rows<<<cuda_grid(total), CUDA_BLOCK>>>(out, bias, residual, total, N);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(bias_rows<O>, cuda_grid(total), CUDA_BLOCK, 0, out, bias, residual, total, N);
     } else if (!residual) {
         cuda_zero(out, total * sizeof(O));
     } else if (residual != out) {

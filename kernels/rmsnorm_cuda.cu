@@ -31,6 +31,7 @@ template <int W>
 static __global__ void rmsnorm_rows(act_t *out, float *rstd, const act_t *x, const act_t *weight,
                                     int n, int C, float eps)
 {
+    await_inputs();
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n)
         return; /* the whole warp: the sums below are per warp */
@@ -89,6 +90,7 @@ template <int W, bool ADD>
 static __global__ void rmsnorm_dx_rows(act_t *dx, const act_t *dout, const act_t *x,
                                        const act_t *weight, const float *rstd, int n, int C)
 {
+    await_inputs();
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= n)
         return;
@@ -121,6 +123,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 32 ? 4 : 1)
     rmsnorm_backward_rows(act_t *dx, float *dw_partial, const act_t *dout, const act_t *x,
                           const act_t *weight, const float *rstd, int n, int C)
 {
+    await_inputs();
     float dw[CHUNKS][W] = {};
     int lane = threadIdx.x % 32;
     int first = blockIdx.x * FUSED_ROWS, end = min(n, first + FUSED_ROWS);
@@ -183,10 +186,10 @@ void rmsnorm_forward_cuda(void *out, float *rstd, const void *x, const void *wei
     act_t *y = (act_t *)out;
     const act_t *xa = (const act_t *)x, *w = (const act_t *)weight;
     if (vectorizable(C, out, x, weight))
-        rmsnorm_rows<ACT_VEC><<<row_blocks(n), CUDA_BLOCK>>>(y, rstd, xa, w, n, C, eps);
+        launch_kernel(rmsnorm_rows<ACT_VEC>, row_blocks(n), CUDA_BLOCK, 0, y, rstd, xa, w, n, C,
+                      eps);
     else
-        rmsnorm_rows<1><<<row_blocks(n), CUDA_BLOCK>>>(y, rstd, xa, w, n, C, eps);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(rmsnorm_rows<1>, row_blocks(n), CUDA_BLOCK, 0, y, rstd, xa, w, n, C, eps);
 }
 
 template <int W>
@@ -194,10 +197,11 @@ static void launch_dx_rows(act_t *dx, flame_grad_mode mode, const act_t *dy, con
                            const act_t *w, const float *rstd, int n, int C)
 {
     if (mode == FLAME_GRAD_ADD)
-        rmsnorm_dx_rows<W, true><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, rstd, n, C);
+        launch_kernel(rmsnorm_dx_rows<W, true>, row_blocks(n), CUDA_BLOCK, 0, dx, dy, x, w, rstd, n,
+                      C);
     else
-        rmsnorm_dx_rows<W, false><<<row_blocks(n), CUDA_BLOCK>>>(dx, dy, x, w, rstd, n, C);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(rmsnorm_dx_rows<W, false>, row_blocks(n), CUDA_BLOCK, 0, dx, dy, x, w, rstd,
+                      n, C);
 }
 
 struct backward_launch {
@@ -211,11 +215,11 @@ struct backward_launch {
     template <int W, int CHUNKS> void run() const
     {
         if (add)
-            rmsnorm_backward_rows<W, CHUNKS, true>
-                <<<blocks, CUDA_BLOCK>>>(dx, dw_partial, dy, x, w, rstd, n, C);
+            launch_kernel(rmsnorm_backward_rows<W, CHUNKS, true>, blocks, CUDA_BLOCK, 0, dx,
+                          dw_partial, dy, x, w, rstd, n, C);
         else
-            rmsnorm_backward_rows<W, CHUNKS, false>
-                <<<blocks, CUDA_BLOCK>>>(dx, dw_partial, dy, x, w, rstd, n, C);
+            launch_kernel(rmsnorm_backward_rows<W, CHUNKS, false>, blocks, CUDA_BLOCK, 0, dx,
+                          dw_partial, dy, x, w, rstd, n, C);
     }
 };
 
@@ -233,8 +237,8 @@ static void backward_fused(act_t *dx, flame_grad_mode dx_mode, float *dweight, c
     else
         launch_for_width<FUSED_MAX_C / 32, 1>(C, launch);
     if (dweight) {
-        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dweight, partial, (int)blocks, C);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(add_column_chunks_grouped, (C + 31) / 32, 32 * CHUNK_GROUPS, 0, dweight,
+                      partial, (int)blocks, C);
     }
 }
 

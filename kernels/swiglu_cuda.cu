@@ -22,6 +22,7 @@ template <int W>
 static __global__ void swiglu_forward_kernel(act_t *out, const act_t *gate, const act_t *up, size_t rows,
                                              size_t cols, size_t stride)
 {
+    await_inputs();
     for (size_t row = blockIdx.y; row < rows; row += gridDim.y)
         for (size_t c = FIRST_ACCESS(W); c < cols; c += ACCESS_STEP(W)) {
             size_t i = row * stride + c;
@@ -40,6 +41,7 @@ static __global__ void swiglu_backward_kernel(act_t *dgate, act_t *dup, act_t *o
                                               const act_t *gate, const act_t *up, size_t rows, size_t cols,
                                               size_t stride)
 {
+    await_inputs();
     for (size_t row = blockIdx.y; row < rows; row += gridDim.y)
         for (size_t c = FIRST_ACCESS(W); c < cols; c += ACCESS_STEP(W)) {
             size_t i = row * stride + c, o = row * cols + c;
@@ -99,20 +101,18 @@ static rows_launch rows_shape(size_t rows, size_t accesses)
 }
 
 /* kernel<W>(args...) over rows of cols values: W = ACT_VEC when vec */
-#define LAUNCH_ROWS(kernel, vec, rows, cols, ...)                                   \
-    do {                                                                          \
-        int w_ = (vec) ? ACT_VEC : 1;                                             \
-        rows_launch l_ = rows_shape(rows, (cols) / w_);                           \
-        if (vec)                                                                  \
-            kernel<ACT_VEC><<<l_.grid, l_.block>>>(__VA_ARGS__);                  \
-        else                                                                      \
-            kernel<1><<<l_.grid, l_.block>>>(__VA_ARGS__);                        \
-        CUDA_CHECK_LAUNCH();                                                      \
+#define LAUNCH_ROWS(kernel, vec, rows, cols, ...)                                                  \
+    do {                                                                                           \
+        int w_ = (vec) ? ACT_VEC : 1;                                                              \
+        rows_launch l_ = rows_shape(rows, (cols) / w_);                                            \
+        if (vec)                                                                                   \
+            launch_kernel(kernel<ACT_VEC>, l_.grid, l_.block, 0, __VA_ARGS__);                     \
+        else                                                                                       \
+            launch_kernel(kernel<1>, l_.grid, l_.block, 0, __VA_ARGS__);                           \
     } while (0)
 
-static void swiglu_forward_rows(void *out, const void *gate, const void *up, size_t rows, size_t cols,
-                                size_t stride)
-{
+static void swiglu_forward_rows(void *out, const void *gate, const void *up, size_t rows,
+                                size_t cols, size_t stride) {
     if (rows == 0 || cols == 0)
         return;
     LAUNCH_ROWS(swiglu_forward_kernel, vectorizable(cols, out, gate, up) && stride % ACT_VEC == 0, rows, cols,

@@ -57,6 +57,7 @@ static __device__ float feature_of(const act_t *x, int c, int F, taylor_weights 
 static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, int count,
                                 int width, taylor_weights w)
 {
+    await_inputs();
     size_t total = rows * width;
     GRID_STRIDE_LOOP(i, total) {
         size_t r = i / width;
@@ -69,6 +70,7 @@ static __global__ void features(act_t *phi, const act_t *x, size_t rows, int F, 
 static __global__ void features_backward(act_t *dx, const act_t *dphi, const act_t *x,
                                          size_t rows, int F, int width, taylor_weights w)
 {
+    await_inputs();
     size_t total = rows * F;
     GRID_STRIDE_LOOP(i, total) {
         size_t r = i / F;
@@ -88,6 +90,7 @@ static __global__ void features_backward(act_t *dx, const act_t *dphi, const act
 /* rows of v with a column of ones after them, zeros to `width` */
 static __global__ void values_with_ones(act_t *vp, const act_t *v, size_t rows, int Dv, int width)
 {
+    await_inputs();
     size_t total = rows * width;
     GRID_STRIDE_LOOP(i, total) {
         size_t r = i / width;
@@ -99,6 +102,7 @@ static __global__ void values_with_ones(act_t *vp, const act_t *v, size_t rows, 
 /* the first Dv columns of rows of `width` */
 static __global__ void values_only(act_t *v, const act_t *vp, size_t rows, int Dv, int width)
 {
+    await_inputs();
     size_t total = rows * Dv;
     GRID_STRIDE_LOOP(i, total)
         v[i] = vp[i / Dv * width + i % Dv];
@@ -107,6 +111,7 @@ static __global__ void values_only(act_t *v, const act_t *vp, size_t rows, int D
 /* y = o[:Dv] / (o[Dv] + eps), a thread per value */
 static __global__ void normalize(act_t *y, const act_t *o, size_t rows, int Dv, int width)
 {
+    await_inputs();
     size_t total = rows * Dv;
     GRID_STRIDE_LOOP(i, total) {
         const act_t *orow = o + i / Dv * width;
@@ -119,6 +124,7 @@ static __global__ void normalize(act_t *y, const act_t *o, size_t rows, int Dv, 
 static __global__ void normalize_backward(act_t *d_o, const act_t *dy, const act_t *o,
                                           size_t rows, int Dv, int width)
 {
+    await_inputs();
     size_t r = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (r >= rows)
@@ -200,13 +206,12 @@ static void recurrence_forward(const taylor_layout &l, const void *q, const void
     int wf = features_width(d->F), wv = values_width(d->Dv);
     int count = (int)based_taylor_feature_count(d->F);
     taylor_weights w = based_taylor_weights(d->F);
-    features<<<cuda_grid(rows * wf), CUDA_BLOCK>>>(l.phq, static_cast<const act_t *>(q), rows,
-                                                    d->F, count, wf, w);
-    features<<<cuda_grid(rows * wf), CUDA_BLOCK>>>(l.phk, static_cast<const act_t *>(k), rows,
-                                                    d->F, count, wf, w);
-    values_with_ones<<<cuda_grid(rows * wv), CUDA_BLOCK>>>(l.vp, static_cast<const act_t *>(v),
-                                                            rows, d->Dv, wv);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(features, cuda_grid(rows * wf), CUDA_BLOCK, 0, l.phq, static_cast<const act_t *>(q), rows, d->F,
+                  count, wf, w);
+    launch_kernel(features, cuda_grid(rows * wf), CUDA_BLOCK, 0, l.phk, static_cast<const act_t *>(k), rows, d->F,
+                  count, wf, w);
+    launch_kernel(values_with_ones, cuda_grid(rows * wv), CUDA_BLOCK, 0, l.vp, static_cast<const act_t *>(v), rows,
+                  d->Dv, wv);
     CUDA_CHECK(cudaMemsetAsync(l.gk, 0, rows * wf * sizeof(act_t), 0));
     gla_recurrence_dims g = gla_dims(d);
     gla_recurrence_forward_cuda(l.o, l.checkpoints, l.phq, l.phk, l.vp, l.gk, &g, l.gla_work, 1);
@@ -233,9 +238,8 @@ void based_taylor_forward_cuda(void *y, const void *q, const void *k, const void
     size_t rows;
     if (!run_recurrence(&l, &rows, q, k, v, d, work))
         return;
-    normalize<<<cuda_grid(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(y), l.o, rows, d->Dv,
-                                                        values_width(d->Dv));
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(normalize, cuda_grid(rows * d->Dv), CUDA_BLOCK, 0, static_cast<act_t *>(y), l.o, rows, d->Dv,
+                  values_width(d->Dv));
 }
 
 void based_taylor_backward_cuda(void *dq, void *dk, void *dv, const void *dy, const void *q,
@@ -246,20 +250,18 @@ void based_taylor_backward_cuda(void *dq, void *dk, void *dv, const void *dy, co
     if (!run_recurrence(&l, &rows, q, k, v, d, work))
         return;
     int wf = features_width(d->F), wv = values_width(d->Dv);
-    normalize_backward<<<(int)((rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32)), CUDA_BLOCK>>>(
-        l.d_o, static_cast<const act_t *>(dy), l.o, rows, d->Dv, wv);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(normalize_backward, (int)((rows + CUDA_BLOCK / 32 - 1) / (CUDA_BLOCK / 32)), CUDA_BLOCK, 0, l.d_o,
+                  static_cast<const act_t *>(dy), l.o, rows, d->Dv, wv);
     gla_recurrence_dims g = gla_dims(d);
     gla_recurrence_backward_cuda(l.dphq, l.dphk, l.dvp, l.dgk, l.d_o, l.phq, l.phk, l.vp, l.gk,
                                  l.checkpoints, &g, l.gla_work, 1);
     taylor_weights w = based_taylor_weights(d->F);
-    features_backward<<<cuda_grid(rows * d->F), CUDA_BLOCK>>>(
-        static_cast<act_t *>(dq), l.dphq, static_cast<const act_t *>(q), rows, d->F, wf, w);
-    features_backward<<<cuda_grid(rows * d->F), CUDA_BLOCK>>>(
-        static_cast<act_t *>(dk), l.dphk, static_cast<const act_t *>(k), rows, d->F, wf, w);
-    values_only<<<cuda_grid(rows * d->Dv), CUDA_BLOCK>>>(static_cast<act_t *>(dv), l.dvp, rows,
-                                                          d->Dv, wv);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(features_backward, cuda_grid(rows * d->F), CUDA_BLOCK, 0, static_cast<act_t *>(dq), l.dphq,
+                  static_cast<const act_t *>(q), rows, d->F, wf, w);
+    launch_kernel(features_backward, cuda_grid(rows * d->F), CUDA_BLOCK, 0, static_cast<act_t *>(dk), l.dphk,
+                  static_cast<const act_t *>(k), rows, d->F, wf, w);
+    launch_kernel(values_only, cuda_grid(rows * d->Dv), CUDA_BLOCK, 0, static_cast<act_t *>(dv), l.dvp, rows, d->Dv,
+                  wv);
 }
 
 /* ---- generation ----
@@ -332,6 +334,7 @@ static __device__ void step_columns(act_t *y, float *S, const act_t *v, const fl
 static __global__ void step_kernel(act_t *y, float *states, const act_t *q, const act_t *k,
                                    const act_t *v, int F, int D, int Dv, taylor_weights w)
 {
+    await_inputs();
     __shared__ float f[STEP_MAX_FEATURES], g[STEP_MAX_FEATURES];
     __shared__ float partial[STEP_WARPS][32];
     size_t head = blockIdx.x;
@@ -352,9 +355,7 @@ void based_taylor_step_cuda(void *y, float *states, const void *q, const void *k
     check_features(d->F);
     if (n_seqs <= 0)
         return;
-    step_kernel<<<(unsigned)n_seqs * d->H, STEP_WARPS * 32>>>(
-        static_cast<act_t *>(y), states, static_cast<const act_t *>(q),
-        static_cast<const act_t *>(k), static_cast<const act_t *>(v), d->F,
-        (int)based_taylor_feature_count(d->F), d->Dv, based_taylor_weights(d->F));
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(step_kernel, (unsigned)n_seqs * d->H, STEP_WARPS * 32, 0, static_cast<act_t *>(y), states,
+                  static_cast<const act_t *>(q), static_cast<const act_t *>(k), static_cast<const act_t *>(v), d->F,
+                  (int)based_taylor_feature_count(d->F), d->Dv, based_taylor_weights(d->F));
 }

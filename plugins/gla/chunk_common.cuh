@@ -97,6 +97,7 @@ static __device__ int block_exclusive_sum(int x, int *total)
 /* one block: every sequence's chunks, in order, from the device offsets */
 static __global__ void build_chunk_table(chunk *chunks, const int32_t *cu, int n_seqs)
 {
+    await_inputs();
     int done = 0; /* chunks of the sequences of earlier rounds */
     for (int s0 = 0; s0 < n_seqs; s0 += CHUNK_TABLE_THREADS) {
         int s = s0 + threadIdx.x;
@@ -125,8 +126,7 @@ static inline int count_chunks(const int32_t *cu_host, int n_seqs)
 static inline int build_chunks(chunk *chunks, const int32_t *cu_host, const int32_t *cu_device,
                                int n_seqs)
 {
-    build_chunk_table<<<1, CHUNK_TABLE_THREADS>>>(chunks, cu_device, n_seqs);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(build_chunk_table, 1, CHUNK_TABLE_THREADS, 0, chunks, cu_device, n_seqs);
     return count_chunks(cu_host, n_seqs);
 }
 

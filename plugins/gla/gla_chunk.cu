@@ -341,6 +341,7 @@ static __global__ void __launch_bounds__(WALK_THREADS, 1)
     walk_states(act_t *states, operand_pair P, const act_t *y, size_t y_stride, const float *b, const int32_t *cu,
                 int H, int dk, int dv)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
     int tiles_j = ceil_div(dv, WALK_COLS), tiles = tiles_j * ceil_div(dk, TILE);
@@ -526,6 +527,7 @@ static __global__ void __launch_bounds__(THREADS)
     chunk_gate_sums(float *b, operand_pair keys, operand_pair queries, const act_t *gk, const act_t *q,
                     const act_t *k, size_t qk_stride, const chunk *chunks, int H, int dk, float scale)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     gate_shared &sh = *reinterpret_cast<gate_shared *>(shared_raw);
     const key_rows r(chunks[blockIdx.x], blockIdx.y, H, dk, qk_stride);
@@ -628,6 +630,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
     chunk_scores(act_t *A, float *b, operand_pair keys, operand_pair queries, const act_t *q, const act_t *k,
                  size_t qk_stride, const act_t *gk, const chunk *chunks, int H, int dk, float scale)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     scores_shared &sh = *reinterpret_cast<scores_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
@@ -721,6 +724,7 @@ static __global__ void __launch_bounds__(THREADS, 4)
     chunk_values(act_t *out, size_t out_stride, const act_t *P_hi, const act_t *y, size_t y_stride,
                  const act_t *A, const act_t *states, const chunk *chunks, int H, int dk, int dv)
 {
+    await_inputs();
     __shared__ __align__(16) tile_t xs[CHUNK], ys[CHUNK];
     const value_tile t(chunks, dv);
     float acc[4][4] = {};
@@ -884,6 +888,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
               const act_t *v, size_t v_stride, const act_t *dout, const float *b, const act_t *checkpoints,
               const act_t *dS, const chunk *chunks, int H, int dk, int dv, float scale)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     dqk_shared &sh = *reinterpret_cast<dqk_shared *>(shared_raw);
     int tiles = ceil_div(dk, TILE);
@@ -1031,9 +1036,8 @@ static void walk(act_t *states, const act_t *y, size_t y_stride, const work_layo
     auto kernel = walk_states<FORWARD>;
     size_t bytes = allow_shared(kernel, sizeof(walk_shared));
     int tiles = ceil_div(d->dk, TILE) * ceil_div(d->dv, WALK_COLS);
-    kernel<<<d->n_seqs * d->H * tiles, WALK_THREADS, bytes>>>(states, FORWARD ? w->keys : w->queries, y, y_stride,
-                                                              w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, d->n_seqs * d->H * tiles, WALK_THREADS, bytes, states, FORWARD ? w->keys : w->queries, y,
+                  y_stride, w->b, d->cu_seqlens_backend, d->H, d->dk, d->dv);
 }
 
 /* A (into `A`), b and the walks' operands (chunk_scores); the forward
@@ -1043,10 +1047,8 @@ static void scores(act_t *A, bool forward, const work_layout *w, int chunks, con
 {
     size_t bytes = allow_shared(chunk_scores, sizeof(scores_shared));
     operand_pair queries = {w->queries.hi, forward ? NULL : w->queries.lo};
-    chunk_scores<<<dim3(chunks, d->H), THREADS, bytes>>>(A, w->b, w->keys, queries, act(q), act(k),
-                                                         gla_qk_stride(d), act(gk), w->chunks, d->H, d->dk,
-                                                         d->scale);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_scores, dim3(chunks, d->H), THREADS, bytes, A, w->b, w->keys, queries, act(q), act(k),
+                  gla_qk_stride(d), act(gk), w->chunks, d->H, d->dk, d->scale);
 }
 
 /* where A lies: kept by the caller (gla_recurrence_dims.scores), or in `work` */
@@ -1061,9 +1063,8 @@ static void gate_sums_alone(const work_layout *w, int chunks, const void *gk, co
                             const gla_recurrence_dims *d)
 {
     size_t bytes = allow_shared(chunk_gate_sums, sizeof(gate_shared));
-    chunk_gate_sums<<<dim3(chunks, d->H), THREADS, bytes>>>(w->b, w->keys, w->queries, act(gk), act(q), act(k),
-                                                             gla_qk_stride(d), w->chunks, d->H, d->dk, d->scale);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_gate_sums, dim3(chunks, d->H), THREADS, bytes, w->b, w->keys, w->queries, act(gk), act(q),
+                  act(k), gla_qk_stride(d), w->chunks, d->H, d->dk, d->scale);
 }
 
 void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, const void *k,
@@ -1085,9 +1086,8 @@ void gla_recurrence_forward_cuda(void *o, void *checkpoints, const void *q, cons
     act_t *A = scores_at(&w, d);
     scores(A, true, &w, chunks, q, k, gk, d);
     walk<true>(act(checkpoints), act(v), v_stride, &w, d);
-    chunk_values<false><<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
-        act(o), (size_t)H * d->dv, w.queries.hi, act(v), v_stride, A, act(checkpoints), w.chunks, H, d->dk, d->dv);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_values<false>, dim3(chunks * ceil_div(d->dv, TILE), H), THREADS, 0, act(o), (size_t)H * d->dv,
+                  w.queries.hi, act(v), v_stride, A, act(checkpoints), w.chunks, H, d->dk, d->dv);
 }
 
 void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const void *dout,
@@ -1111,22 +1111,19 @@ void gla_recurrence_backward_cuda(void *dq, void *dk, void *dv, void *dgk, const
     if (d->remake_checkpoints)
         walk<true>(act(checkpoints), act(v), v_stride, &w, d);
     walk<false>(w.dS, act(dout), o_stride, &w, d);
-    chunk_values<true><<<dim3(chunks * ceil_div(d->dv, TILE), H), THREADS>>>(
-        act(dv), v_stride, w.keys.hi, act(dout), o_stride, A, w.dS, w.chunks, H, d->dk, d->dv);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_values<true>, dim3(chunks * ceil_div(d->dv, TILE), H), THREADS, 0, act(dv), v_stride, w.keys.hi,
+                  act(dout), o_stride, A, w.dS, w.chunks, H, d->dk, d->dv);
     dim3 grid(chunks * ceil_div(d->dk, TILE), H);
     if (d->dq_fp32) {
         size_t bytes = allow_shared(chunk_dqk<float>, sizeof(dqk_shared));
-        chunk_dqk<<<grid, THREADS, bytes>>>(static_cast<float *>(dq), act(dk), act(dgk), act(q), act(k), qk_stride,
-                                            act(v), v_stride, act(dout), w.b, act(checkpoints), w.dS, w.chunks, H,
-                                            d->dk, d->dv, d->scale);
+        launch_kernel(chunk_dqk<float>, grid, THREADS, bytes, static_cast<float *>(dq), act(dk), act(dgk), act(q),
+                      act(k), qk_stride, act(v), v_stride, act(dout), w.b, act(checkpoints), w.dS, w.chunks, H, d->dk,
+                      d->dv, d->scale);
     } else {
         size_t bytes = allow_shared(chunk_dqk<act_t>, sizeof(dqk_shared));
-        chunk_dqk<<<grid, THREADS, bytes>>>(act(dq), act(dk), act(dgk), act(q), act(k), qk_stride, act(v), v_stride,
-                                            act(dout), w.b, act(checkpoints), w.dS, w.chunks, H, d->dk, d->dv,
-                                            d->scale);
+        launch_kernel(chunk_dqk<act_t>, grid, THREADS, bytes, act(dq), act(dk), act(dgk), act(q), act(k), qk_stride,
+                      act(v), v_stride, act(dout), w.b, act(checkpoints), w.dS, w.chunks, H, d->dk, d->dv, d->scale);
     }
-    CUDA_CHECK_LAUNCH();
 }
 
 const void *gla_recurrence_state_grads_cuda(const void *q, const void *dout, const void *gk,

@@ -33,6 +33,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     gate_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *g, gla_gate_rows gr, const act_t *w,
                    int rows, int C, float eps)
 {
+    await_inputs();
     int row = blockIdx.x * ROW_WARPS + threadIdx.x / 32;
     if (row >= rows)
         return; /* the whole warp: the sum below is per warp */
@@ -108,6 +109,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK, W * CHUNKS <= 8 ? 4 : 1)
                             const act_t *o, const act_t *g, gla_gate_rows gr, const act_t *w,
                             const float *rstd, int rows, int C)
 {
+    await_inputs();
     float wv[CHUNKS][W], dw[CHUNKS][W] = {};
     load_row(wv, w, C);
     int first = blockIdx.x * BACKWARD_ROWS, end = min(rows, first + BACKWARD_ROWS);
@@ -147,7 +149,7 @@ struct forward_launch {
     template <int W, int CHUNKS> void run() const
     {
         unsigned blocks = (unsigned)((rows + ROW_WARPS - 1) / ROW_WARPS);
-        gate_norm_rows<W, CHUNKS><<<blocks, CUDA_BLOCK>>>(y, rstd, o, g, gr, w, rows, C, eps);
+        launch_kernel(gate_norm_rows<W, CHUNKS>, blocks, CUDA_BLOCK, 0, y, rstd, o, g, gr, w, rows, C, eps);
     }
 };
 
@@ -162,8 +164,8 @@ struct backward_launch {
     unsigned blocks;
     template <int W, int CHUNKS> void run() const
     {
-        gate_norm_backward_rows<W, CHUNKS>
-            <<<blocks, CUDA_BLOCK>>>(d_o, dg, dw_partial, dy, o, g, gr, w, rstd, rows, C);
+        launch_kernel(gate_norm_backward_rows<W, CHUNKS>, blocks, CUDA_BLOCK, 0, d_o, dg, dw_partial, dy, o, g, gr, w,
+                      rstd, rows, C);
     }
 };
 
@@ -196,7 +198,6 @@ void gla_gate_norm_backward_cuda(void *d_o, void *dg, float *dw, const void *dy,
                 backward_launch{act(d_o), act(dg), partial, act(dy), act(o), act(g), *gr, act(w), rstd,
                                 rows, C, blocks});
     if (dw) { /* blocks in order, in groups (cuda_reduce.cuh) */
-        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dw, partial, (int)blocks, C);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(add_column_chunks_grouped, (C + 31) / 32, 32 * CHUNK_GROUPS, 0, dw, partial, (int)blocks, C);
     }
 }

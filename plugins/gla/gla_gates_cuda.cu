@@ -10,6 +10,7 @@
 template <int W>
 static __global__ void gates_forward(act_t *gk, const act_t *x, size_t n, float normalizer)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W];
         load_floats<W>(v, x + i * W);
@@ -26,6 +27,7 @@ template <int W>
 static __global__ void gates_backward(act_t *dx, const act_t *dgk, const act_t *gk, size_t n,
                                       float normalizer)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float d[W], g[W];
         load_floats<W>(d, dgk + i * W);

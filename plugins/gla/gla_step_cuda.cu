@@ -22,6 +22,7 @@ static __global__ void recurrence_step_kernel(act_t *o, float *states, const act
                                               int H, int dk, int dv, size_t qk_stride, size_t v_stride,
                                               float scale)
 {
+    await_inputs();
     extern __shared__ float head[];
     float *qs = head, *ks = head + dk, *as = head + 2 * dk;
     __shared__ float partial[STEP_WARPS][STEP_COLS];
@@ -62,8 +63,7 @@ void gla_recurrence_step_cuda(void *o, float *states, const void *q, const void 
     gla_recurrence_dims d = {};
     d.H = H, d.dk = dk, d.dv = dv, d.stride = stride;
     dim3 blocks((unsigned)B * H, (dv + STEP_COLS - 1) / STEP_COLS), threads(STEP_COLS, STEP_WARPS);
-    recurrence_step_kernel<<<blocks, threads, 3 * dk * sizeof(float)>>>(
-        (act_t *)o, states, (const act_t *)q, (const act_t *)k, (const act_t *)v,
-        (const act_t *)gk, H, dk, dv, gla_qk_stride(&d), gla_v_stride(&d), scale);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(recurrence_step_kernel, blocks, threads, 3 * dk * sizeof(float), (act_t *)o, states, (const act_t *)q,
+                  (const act_t *)k, (const act_t *)v, (const act_t *)gk, H, dk, dv, gla_qk_stride(&d), gla_v_stride(&d),
+                  scale);
 }

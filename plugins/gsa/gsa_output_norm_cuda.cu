@@ -32,6 +32,7 @@ template <int W, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
     output_norm_rows(act_t *y, float *rstd, const act_t *o, const act_t *w, int C, float eps)
 {
+    await_inputs();
     size_t at = (size_t)blockIdx.x * C;
     float x[CHUNKS][W], wv[CHUNKS][W], ss = 0.0f;
     load_columns(x, o + at, C);
@@ -65,6 +66,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     output_norm_backward_rows(act_t *d_o, float *dw_partial, const act_t *dy, const act_t *o,
                               const act_t *w, const float *rstd, int rows, int C)
 {
+    await_inputs();
     float wv[CHUNKS][W], dw[CHUNKS][W] = {};
     load_columns(wv, w, C);
     int first = blockIdx.x * BACKWARD_ROWS, end = min(rows, first + BACKWARD_ROWS);
@@ -108,7 +110,6 @@ template <int W, int CHUNKS = 1, typename Launch> static void launch_for_row(con
             return launch_for_row<W, 2 * CHUNKS>(launch);
     }
     launch.template run<W, CHUNKS>();
-    CUDA_CHECK_LAUNCH();
 }
 
 template <typename Launch> static void launch_rows(bool vec, const Launch &launch)
@@ -132,7 +133,7 @@ struct forward_launch {
     float eps;
     template <int W, int CHUNKS> void run() const
     {
-        output_norm_rows<W, CHUNKS><<<(unsigned)rows, CUDA_BLOCK>>>(y, rstd, o, w, C, eps);
+        launch_kernel(output_norm_rows<W, CHUNKS>, (unsigned)rows, CUDA_BLOCK, 0, y, rstd, o, w, C, eps);
     }
 };
 
@@ -145,8 +146,8 @@ struct backward_launch {
     unsigned blocks;
     template <int W, int CHUNKS> void run() const
     {
-        output_norm_backward_rows<W, CHUNKS>
-            <<<blocks, CUDA_BLOCK>>>(d_o, dw_partial, dy, o, w, rstd, rows, C);
+        launch_kernel(output_norm_backward_rows<W, CHUNKS>, blocks, CUDA_BLOCK, 0, d_o, dw_partial, dy, o, w, rstd,
+                      rows, C);
     }
 };
 
@@ -174,7 +175,6 @@ void gsa_output_norm_backward_cuda(void *d_o, float *dw, const void *dy, const v
     launch_rows(vectorizable(C, d_o, dy, o, w),
                 backward_launch{act(d_o), partial, act(dy), act(o), act(w), rstd, rows, C, blocks});
     if (partial) { /* blocks in order, in groups (cuda_reduce.cuh) */
-        add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dw, partial, (int)blocks, C);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(add_column_chunks_grouped, (C + 31) / 32, 32 * CHUNK_GROUPS, 0, dw, partial, (int)blocks, C);
     }
 }

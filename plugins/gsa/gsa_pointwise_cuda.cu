@@ -13,6 +13,7 @@
 
 template <int W> static __global__ void swish_forward(act_t *y, const act_t *x, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W];
         load_floats<W>(v, x + i * W);
@@ -26,6 +27,7 @@ template <int W> static __global__ void swish_forward(act_t *y, const act_t *x, 
 template <int W>
 static __global__ void swish_backward(act_t *dx, const act_t *dy, const act_t *x, size_t n)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float d[W], v[W];
         load_floats<W>(d, dy + i * W);
@@ -44,6 +46,7 @@ template <int W>
 static __global__ void slot_gates_forward(act_t *f, act_t *s, const act_t *x, size_t n,
                                           float normalizer)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W], sv[W];
         load_floats<W>(v, x + i * W);
@@ -64,6 +67,7 @@ static __global__ void slot_gates_backward(act_t *dx, const act_t *df_slots,
                                            const act_t *ds_values, const act_t *f, size_t n,
                                            float normalizer)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float a[W], b[W], c[W], d[W], fv[W];
         load_floats<W>(a, df_slots + i * W);

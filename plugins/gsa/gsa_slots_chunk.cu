@@ -397,6 +397,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
                 const act_t *dok, const act_t *checkpoints, const act_t *dP, const chunk *chunks,
                 int H, int dk, int M, float scale, size_t B_tile)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     slots_shared &sh = *reinterpret_cast<slots_shared *>(shared_raw);
     int tiles = ceil_div(M, TILE);
@@ -622,6 +623,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
                const act_t *doke, const act_t *se, const act_t *checkpoints, const act_t *dP,
                const chunk *chunks, int H, int dk, int M, size_t B_tile)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     keys_shared &sh = *reinterpret_cast<keys_shared *>(shared_raw);
     int tiles = ceil_div(dk, TILE);
@@ -687,10 +689,9 @@ void gsa_slot_recurrence_forward_cuda(void *ok, void *checkpoints, const void *q
     int chunks = chunk_table(w.chunks, d);
     auto kernel = chunk_slots<false>;
     size_t bytes = allow_shared(kernel, sizeof(slots_shared));
-    kernel<<<dim3(chunks * ceil_div(d->M, TILE), d->H), THREADS, bytes>>>(
-        act(ok), NULL, NULL, NULL, NULL, NULL, act(q), act(k), act(s), act(f), NULL, act(checkpoints),
-        NULL, w.chunks, d->H, d->dk, d->M, d->scale, w.B_tile);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, dim3(chunks * ceil_div(d->M, TILE), d->H), THREADS, bytes, act(ok), nullptr, nullptr, nullptr,
+                  nullptr, nullptr, act(q), act(k), act(s), act(f), nullptr, act(checkpoints), nullptr, w.chunks, d->H,
+                  d->dk, d->M, d->scale, w.B_tile);
 }
 
 void gsa_slot_recurrence_backward_cuda(void *dq, void *dk, void *ds, void *df, const void *dok,
@@ -709,13 +710,10 @@ void gsa_slot_recurrence_backward_cuda(void *dq, void *dk, void *ds, void *df, c
     int chunks = chunk_table(w.chunks, d);
     auto kernel = chunk_slots<true>;
     size_t bytes = allow_shared(kernel, sizeof(slots_shared));
-    kernel<<<dim3(chunks * ceil_div(d->M, TILE), d->H), THREADS, bytes>>>(
-        NULL, act(ds), act(df), w.B, w.doke, w.se, act(q), act(k), act(s), act(f), act(dok),
-        act(checkpoints), dP, w.chunks, d->H, d->dk, d->M, d->scale, w.B_tile);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, dim3(chunks * ceil_div(d->M, TILE), d->H), THREADS, bytes, nullptr, act(ds), act(df), w.B,
+                  w.doke, w.se, act(q), act(k), act(s), act(f), act(dok), act(checkpoints), dP, w.chunks, d->H, d->dk,
+                  d->M, d->scale, w.B_tile);
     bytes = allow_shared(chunk_keys, sizeof(keys_shared));
-    chunk_keys<<<dim3(chunks * ceil_div(d->dk, TILE), d->H), THREADS, bytes>>>(
-        act(dq), act(dk), act(q), act(k), w.B, w.doke, w.se, act(checkpoints), dP, w.chunks, d->H,
-        d->dk, d->M, w.B_tile);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_keys, dim3(chunks * ceil_div(d->dk, TILE), d->H), THREADS, bytes, act(dq), act(dk), act(q),
+                  act(k), w.B, w.doke, w.se, act(checkpoints), dP, w.chunks, d->H, d->dk, d->M, w.B_tile);
 }

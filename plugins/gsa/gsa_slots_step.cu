@@ -30,6 +30,7 @@ static __global__ void __launch_bounds__(32 * STEP_WARPS)
                      const act_t *__restrict__ k, const act_t *__restrict__ s,
                      const act_t *__restrict__ f, int rows, int dk, int M, float scale)
 {
+    await_inputs();
     int row = blockIdx.x * STEP_WARPS + threadIdx.y, lane = threadIdx.x;
     if (row >= rows) /* the whole warp: no lane is left out of the shuffles */
         return;
@@ -72,7 +73,6 @@ void gsa_slot_step_cuda(void *ok, float *states, const void *q, const void *k, c
     dim3 blocks((rows + STEP_WARPS - 1) / STEP_WARPS), threads(32, STEP_WARPS);
     auto kernel = rows_vectorizable(d->dk, states, q, k) ? slot_step_kernel<STEP_VEC>
                                                          : slot_step_kernel<1>;
-    kernel<<<blocks, threads>>>((act_t *)ok, states, (const act_t *)q, (const act_t *)k,
-                                (const act_t *)s, (const act_t *)f, rows, d->dk, d->M, d->scale);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, blocks, threads, 0, (act_t *)ok, states, (const act_t *)q, (const act_t *)k, (const act_t *)s,
+                  (const act_t *)f, rows, d->dk, d->M, d->scale);
 }

@@ -53,6 +53,7 @@ template <int W, int LANES, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
     softmax_forward(float *p, const act_t *x, int rows, int M)
 {
+    await_inputs();
     group_row<W, LANES> g(rows);
     size_t at = (size_t)g.row * M;
     float v[CHUNKS][W], max = -INFINITY, sum = 0.0f;
@@ -87,6 +88,7 @@ template <int W, int LANES, int CHUNKS>
 static __global__ void __launch_bounds__(CUDA_BLOCK)
     softmax_backward(act_t *dx, const float *dp, const float *p, int rows, int M)
 {
+    await_inputs();
     group_row<W, LANES> g(rows);
     size_t at = (size_t)g.row * M;
     float pv[CHUNKS][W], dv[CHUNKS][W], dot = 0.0f;
@@ -124,7 +126,6 @@ static void launch_for_row(int M, const Launch &launch)
     }
     unsigned blocks = (unsigned)((launch.rows + CUDA_BLOCK / LANES - 1) / (CUDA_BLOCK / LANES));
     launch.template run<W, LANES, CHUNKS>(blocks);
-    CUDA_CHECK_LAUNCH();
 }
 
 struct forward_launch {
@@ -133,7 +134,7 @@ struct forward_launch {
     int rows, M;
     template <int W, int LANES, int CHUNKS> void run(unsigned blocks) const
     {
-        softmax_forward<W, LANES, CHUNKS><<<blocks, CUDA_BLOCK>>>(p, x, rows, M);
+        launch_kernel(softmax_forward<W, LANES, CHUNKS>, blocks, CUDA_BLOCK, 0, p, x, rows, M);
     }
 };
 
@@ -143,7 +144,7 @@ struct backward_launch {
     int rows, M;
     template <int W, int LANES, int CHUNKS> void run(unsigned blocks) const
     {
-        softmax_backward<W, LANES, CHUNKS><<<blocks, CUDA_BLOCK>>>(dx, dp, p, rows, M);
+        launch_kernel(softmax_backward<W, LANES, CHUNKS>, blocks, CUDA_BLOCK, 0, dx, dp, p, rows, M);
     }
 };
 

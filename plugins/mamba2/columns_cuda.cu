@@ -17,6 +17,7 @@ struct column_parts {
 template <int VEC, bool TO_WHOLE>
 static __global__ void copy_columns(act_t *whole, column_parts parts, int n)
 {
+    await_inputs();
     size_t per_row = parts.total / VEC, units = (size_t)n * per_row;
     GRID_STRIDE_LOOP(i, units) {
         size_t row = i / per_row;
@@ -51,14 +52,13 @@ static void copy_columns_cuda(void *whole, void *const *parts, const int *widths
     unsigned blocks = cuda_grid(units);
     act_t *w = static_cast<act_t *>(whole);
     if (vec && to_whole)
-        copy_columns<8, true><<<blocks, CUDA_BLOCK>>>(w, cp, n);
+        launch_kernel(copy_columns<8, true>, blocks, CUDA_BLOCK, 0, w, cp, n);
     else if (vec)
-        copy_columns<8, false><<<blocks, CUDA_BLOCK>>>(w, cp, n);
+        launch_kernel(copy_columns<8, false>, blocks, CUDA_BLOCK, 0, w, cp, n);
     else if (to_whole)
-        copy_columns<1, true><<<blocks, CUDA_BLOCK>>>(w, cp, n);
+        launch_kernel(copy_columns<1, true>, blocks, CUDA_BLOCK, 0, w, cp, n);
     else
-        copy_columns<1, false><<<blocks, CUDA_BLOCK>>>(w, cp, n);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(copy_columns<1, false>, blocks, CUDA_BLOCK, 0, w, cp, n);
 }
 
 void mamba2_split_columns_cuda(void *const *parts, const int *widths, int n_parts,

@@ -60,6 +60,7 @@ template <int W>
 static __global__ void delta_forward(float *delta, const act_t *dt, const act_t *dt_bias,
                                      size_t n, int H, float lo, float hi)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(i, n / W) {
         float v[W], b[W];
         load_floats<W>(v, dt + i * W);
@@ -80,6 +81,7 @@ static __global__ void __launch_bounds__(32 * DELTA_ROW_THREADS)
     delta_backward(act_t *ddt, float *partial, const float *ddelta, const act_t *dt,
                    const act_t *dt_bias, int n, int H, int rows_per_block, float lo, float hi)
 {
+    await_inputs();
     __shared__ float column_sums[DELTA_ROW_THREADS][32];
     int j = blockIdx.x * 32 + threadIdx.x;
     int first = blockIdx.y * rows_per_block, end = min(n, first + rows_per_block);
@@ -126,11 +128,8 @@ void mamba2_delta_backward_cuda(void *ddt, float *ddt_bias, const float *ddelta,
     int chunks = (n + rows - 1) / rows;
     float *partial = dw_partials((size_t)chunks * H);
     dim3 grid((unsigned)((H + 31) / 32), (unsigned)chunks), block(32, DELTA_ROW_THREADS);
-    delta_backward<<<grid, block>>>(act(ddt), partial, ddelta, act(dt), act(dt_bias), n, H, rows,
-                                    lo, hi);
-    CUDA_CHECK_LAUNCH();
-    add_column_chunks_grouped<<<(H + 31) / 32, 32 * CHUNK_GROUPS>>>(ddt_bias, partial, chunks, H);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(delta_backward, grid, block, 0, act(ddt), partial, ddelta, act(dt), act(dt_bias), n, H, rows, lo, hi);
+    launch_kernel(add_column_chunks_grouped, (H + 31) / 32, 32 * CHUNK_GROUPS, 0, ddt_bias, partial, chunks, H);
 }
 
 /* ==================================================================== gated norm */
@@ -147,6 +146,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
     gated_norm_forward(act_t *out, float *rstd, const act_t *y, const act_t *z, const act_t *w,
                        int groups, int gs, float eps)
 {
+    await_inputs();
     size_t at = (size_t)blockIdx.x * gs;
     float g[CHUNKS][W], zv[CHUNKS][W], wv[CHUNKS][W], ss = 0.0f;
     load_columns(g, y + at, gs);
@@ -180,6 +180,7 @@ static __global__ void __launch_bounds__(CUDA_BLOCK)
                         const act_t *z, const act_t *w, const float *rstd, int rows, int groups,
                         int gs)
 {
+    await_inputs();
     int group = blockIdx.x % groups, chunk = blockIdx.x / groups;
     float wv[CHUNKS][W], dw[CHUNKS][W] = {};
     load_columns(wv, w + (size_t)group * gs, gs);
@@ -225,7 +226,6 @@ template <int W, int CHUNKS = 1, typename Launch> static void launch_for_segment
             return launch_for_segment<W, 2 * CHUNKS>(launch);
     }
     launch.template run<W, CHUNKS>();
-    CUDA_CHECK_LAUNCH();
 }
 
 /* C in whole groups of at most MAMBA2_GATED_NORM_CUDA_MAX_C, or exit */
@@ -257,7 +257,7 @@ struct forward_launch {
     float eps;
     template <int W, int CHUNKS> void run() const
     {
-        gated_norm_forward<W, CHUNKS><<<segments, CUDA_BLOCK>>>(out, rstd, y, z, w, groups, gs, eps);
+        launch_kernel(gated_norm_forward<W, CHUNKS>, segments, CUDA_BLOCK, 0, out, rstd, y, z, w, groups, gs, eps);
     }
 };
 
@@ -270,8 +270,8 @@ struct backward_launch {
     unsigned blocks;
     template <int W, int CHUNKS> void run() const
     {
-        gated_norm_backward<W, CHUNKS>
-            <<<blocks, CUDA_BLOCK>>>(dy, dz, partial, dout, y, z, w, rstd, rows, groups, gs);
+        launch_kernel(gated_norm_backward<W, CHUNKS>, blocks, CUDA_BLOCK, 0, dy, dz, partial, dout, y, z, w, rstd, rows,
+                      groups, gs);
     }
 };
 
@@ -302,6 +302,5 @@ void mamba2_gated_norm_backward_cuda(void *dy, void *dz, float *dw, const void *
                                     rstd, rows, groups, group_size,
                                     (unsigned)((size_t)chunks * groups)});
     /* the chunks' partial rows in order, in groups (cuda_reduce.cuh) */
-    add_column_chunks_grouped<<<(C + 31) / 32, 32 * CHUNK_GROUPS>>>(dw, partial, chunks, C);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(add_column_chunks_grouped, (C + 31) / 32, 32 * CHUNK_GROUPS, 0, dw, partial, chunks, C);
 }

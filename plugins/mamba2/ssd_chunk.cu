@@ -234,6 +234,7 @@ static __global__ void __launch_bounds__(THREADS, 2)
     walk_states(act_t *slots, const act_t *u, const float *delta, const act_t *A_log,
                 const act_t *v, const int32_t *cu, int H, int P, int N, int G)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     walk_shared &sh = *reinterpret_cast<walk_shared *>(shared_raw);
     int h = blockIdx.y, begin = cu[blockIdx.x], end = cu[blockIdx.x + 1], g = h / (H / G);
@@ -313,6 +314,7 @@ static __global__ void __launch_bounds__(THREADS, 2) /* up to 128 registers: no 
                  const act_t *C, const act_t *D, const act_t *states, const chunk *chunks, int H,
                  int P, int N, int G)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     output_shared &sh = *reinterpret_cast<output_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
@@ -536,6 +538,7 @@ static __global__ void __launch_bounds__(THREADS, 2) /* two blocks an SM: about 
                 const float *delta, const act_t *A_log, const act_t *B, const act_t *C,
                 const act_t *D, const act_t *states, int H, int P, int N, int G)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     grads_shared &sh = *reinterpret_cast<grads_shared *>(shared_raw);
     chunk c = w.chunks[blockIdx.x];
@@ -618,6 +621,7 @@ static __global__ void __launch_bounds__(THREADS)
                    const act_t *A_log, const act_t *B, const act_t *C, const act_t *states,
                    const act_t *dS, const chunk *chunks, int H, int P, int N, int G)
 {
+    await_inputs();
     extern __shared__ __align__(16) unsigned char shared_raw[];
     bc_shared &sh = *reinterpret_cast<bc_shared *>(shared_raw);
     chunk c = chunks[blockIdx.x];
@@ -694,6 +698,7 @@ static __global__ void __launch_bounds__(THREADS)
     sum_parameters(float *dA_log, float *dD, const float *dA_part, const float *dD_part,
                    const act_t *A_log, int chunks, int H)
 {
+    await_inputs();
     __shared__ float red[THREADS / 32];
     int h = blockIdx.x;
     float a = 0.0f, dd = 0.0f;
@@ -731,9 +736,8 @@ static void walk(act_t *slots, const void *u, const float *delta, const void *A_
 {
     auto kernel = walk_states<FORWARD>;
     size_t bytes = allow_shared(kernel, sizeof(walk_shared));
-    kernel<<<dim3(d->n_seqs, d->H), THREADS, bytes>>>(slots, act(u), delta, act(A_log), act(v),
-                                                     d->cu_seqlens_backend, d->H, d->P, d->N, d->G);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, dim3(d->n_seqs, d->H), THREADS, bytes, slots, act(u), delta, act(A_log), act(v),
+                  d->cu_seqlens_backend, d->H, d->P, d->N, d->G);
 }
 
 void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const float *delta,
@@ -748,10 +752,8 @@ void mamba2_ssd_forward_cuda(void *y, void *checkpoints, const void *x, const fl
     work_layout w = carve(work, n, d);
     int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
     size_t bytes = allow_shared(chunk_output, sizeof(output_shared));
-    chunk_output<<<dim3(chunks, head_blocks(d)), THREADS, bytes>>>(
-        act(y), act(x), delta, act(A_log), act(B), act(C), act(D), act(checkpoints), w.chunks, d->H,
-        d->P, d->N, d->G);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_output, dim3(chunks, head_blocks(d)), THREADS, bytes, act(y), act(x), delta, act(A_log), act(B),
+                  act(C), act(D), act(checkpoints), w.chunks, d->H, d->P, d->N, d->G);
 }
 
 void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, const void *x,
@@ -767,19 +769,12 @@ void mamba2_ssd_backward_cuda(const mamba2_ssd_grads_cuda *g, const void *dy, co
     int chunks = build_chunks(w.chunks, d->cu_seqlens, d->cu_seqlens_backend, d->n_seqs);
     walk<false>(w.dS, dy, delta, A_log, C, d);
     size_t bytes = allow_shared(chunk_grads, sizeof(grads_shared));
-    chunk_grads<<<dim3(chunks, head_blocks(d)), THREADS, bytes>>>(*g, w, act(dy), act(x), delta, act(A_log),
-                                                        act(B), act(C), act(D), act(checkpoints), d->H,
-                                                        d->P, d->N, d->G);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_grads, dim3(chunks, head_blocks(d)), THREADS, bytes, *g, w, act(dy), act(x), delta, act(A_log),
+                  act(B), act(C), act(D), act(checkpoints), d->H, d->P, d->N, d->G);
     bytes = allow_shared(chunk_grads_BC, sizeof(bc_shared));
-    chunk_grads_BC<<<dim3(chunks, d->G), THREADS, bytes>>>(act(g->dB), act(g->dC), act(dy), act(x),
-                                                           delta, act(A_log), act(B), act(C),
-                                                           act(checkpoints), w.dS, w.chunks, d->H,
-                                                           d->P, d->N, d->G);
-    CUDA_CHECK_LAUNCH();
-    sum_parameters<<<d->H, THREADS>>>(g->dA_log, g->dD, w.dA_part, w.dD_part, act(A_log), chunks,
-                                      d->H);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(chunk_grads_BC, dim3(chunks, d->G), THREADS, bytes, act(g->dB), act(g->dC), act(dy), act(x), delta,
+                  act(A_log), act(B), act(C), act(checkpoints), w.dS, w.chunks, d->H, d->P, d->N, d->G);
+    launch_kernel(sum_parameters, d->H, THREADS, 0, g->dA_log, g->dD, w.dA_part, w.dD_part, act(A_log), chunks, d->H);
 }
 
 /* ------------------------------------------------------------------ generation */
@@ -797,6 +792,7 @@ static __global__ void __launch_bounds__(STEP_THREADS)
 step_rows(act_t *y, float *states, const act_t *x, const float *delta, const act_t *A_log,
           const act_t *B, const act_t *C, const act_t *D, int H, int P, int N, int G)
 {
+    await_inputs();
     int b = blockIdx.x / H, h = blockIdx.x % H;
     size_t bc = at(b, h / (H / G), G, N);
     float dt = delta[(size_t)b * H + h];
@@ -826,7 +822,6 @@ void mamba2_ssd_step_cuda(void *y, float *states, const void *x, const float *de
     if (n_seqs <= 0)
         return;
     dim3 grid((unsigned)n_seqs * d->H, ceil_div(d->P, STEP_ROWS));
-    step_rows<<<grid, STEP_THREADS>>>(act(y), states, act(x), delta, act(A_log), act(B), act(C),
-                                      act(D), d->H, d->P, d->N, d->G);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(step_rows, grid, STEP_THREADS, 0, act(y), states, act(x), delta, act(A_log), act(B), act(C), act(D),
+                  d->H, d->P, d->N, d->G);
 }

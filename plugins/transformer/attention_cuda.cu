@@ -186,6 +186,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     attention_forward_kernel(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
                              attn_args a)
 {
+    await_inputs();
     constexpr int BM = 16 * WARPS, THREADS = 32 * WARPS, LD = HD + 8;
     extern __shared__ __align__(16) unsigned char smem[];
     act_t *sq = reinterpret_cast<act_t *>(smem), *sk = sq + BM * LD, *sv = sk + 2 * KEYS * LD;
@@ -217,6 +218,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
 template <int W>
 static __global__ void row_dots(float *D, int *turns, const act_t *dout, const act_t *o, int rows, int hd)
 {
+    await_inputs();
     int row = blockIdx.x * (CUDA_BLOCK / DOT_LANES) + threadIdx.x / DOT_LANES, lane = threadIdx.x % DOT_LANES;
     float sum = 0.0f;
     if (row < rows)
@@ -278,6 +280,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
                           const float *D, const act_t *q, const act_t *k, const act_t *v,
                           attn_args a)
 {
+    await_inputs();
     constexpr int BK = 16 * WARPS, THREADS = 32 * WARPS, LD = HD + 8;
     extern __shared__ __align__(16) unsigned char smem[];
     act_t *sk = reinterpret_cast<act_t *>(smem), *sv = sk + BK * LD, *sq = sv + BK * LD;
@@ -332,6 +335,7 @@ static __global__ void __launch_bounds__(32 * WARPS)
     attention_dq_kernel(act_t *dq, const act_t *dout, const float *lse, const float *D,
                         const act_t *q, const act_t *k, const act_t *v, attn_args a)
 {
+    await_inputs();
     constexpr int BM = 16 * WARPS, THREADS = 32 * WARPS, LD = HD + 8;
     extern __shared__ __align__(16) unsigned char smem[];
     act_t *sq = reinterpret_cast<act_t *>(smem), *sdo = sq + BM * LD, *sk = sdo + BM * LD;
@@ -375,8 +379,7 @@ static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, con
     size_t smem = (size_t)(16 * WARPS + 4 * KEYS) * (HD + 8) * sizeof(act_t);
     auto kernel = attention_forward_kernel<HD, WARPS>;
     allow_shared(kernel, smem);
-    kernel<<<grid_of(&d->seqs, d->H, 16 * WARPS), 32 * WARPS, smem>>>(o, lse, q, k, v, args_of(d));
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, grid_of(&d->seqs, d->H, 16 * WARPS), 32 * WARPS, smem, o, lse, q, k, v, args_of(d));
 }
 
 template <int HD>
@@ -391,18 +394,15 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
                       4 * QT * sizeof(float);
         auto kernel = attention_dkdv_kernel<HD, WARPS, QT>;
         allow_shared(kernel, smem);
-        kernel<<<grid_of(&d->seqs, d->Hkv, 16 * WARPS), 32 * WARPS, smem>>>(dk, dv, dout, lse, D, q,
-                                                                           k, v, a);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(kernel, grid_of(&d->seqs, d->Hkv, 16 * WARPS), 32 * WARPS, smem, dk, dv, dout, lse, D, q, k, v,
+                      a);
     }
     {
         constexpr int WARPS = tiling<HD>::DQ_WARPS;
         size_t smem = (size_t)(2 * 16 * WARPS + 4 * KEYS) * (HD + 8) * sizeof(act_t);
         auto kernel = attention_dq_kernel<HD, WARPS>;
         allow_shared(kernel, smem);
-        kernel<<<grid_of(&d->seqs, d->H, 16 * WARPS), 32 * WARPS, smem>>>(dq, dout, lse, D, q, k,
-                                                                         v, a);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(kernel, grid_of(&d->seqs, d->H, 16 * WARPS), 32 * WARPS, smem, dq, dout, lse, D, q, k, v, a);
     }
 }
 
@@ -489,10 +489,9 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
     unsigned blocks = (unsigned)((rows + CUDA_BLOCK / DOT_LANES - 1) / (CUDA_BLOCK / DOT_LANES));
     int *turns = attention_hopper_turns(work, n, d->H, d->hd);
     if (vectorizable(d->hd, dout, o))
-        row_dots<ACT_VEC><<<blocks, CUDA_BLOCK>>>(work, turns, act(dout), act(o), rows, d->hd);
+        launch_kernel(row_dots<ACT_VEC>, blocks, CUDA_BLOCK, 0, work, turns, act(dout), act(o), rows, d->hd);
     else
-        row_dots<1><<<blocks, CUDA_BLOCK>>>(work, turns, act(dout), act(o), rows, d->hd);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(row_dots<1>, blocks, CUDA_BLOCK, 0, work, turns, act(dout), act(o), rows, d->hd);
     if (attention_hopper_applies(d->hd)) {
         attention_hopper_backward(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k),
                                   act(v), d);

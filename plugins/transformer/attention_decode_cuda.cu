@@ -41,6 +41,7 @@ struct softmax_part {
 
 static __global__ void attention_decode_kernel(decode_args a)
 {
+    await_inputs();
     __shared__ float parts_m[DECODE_WARPS], parts_l[DECODE_WARPS];
     __shared__ float parts_acc[DECODE_WARPS][32 * LANE_VALUES];
     int bh = blockIdx.x, b = bh / a.H, h = bh % a.H;
@@ -118,6 +119,5 @@ void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cac
     int first = d->window > 0 && pos - d->window + 1 > 0 ? pos - d->window + 1 : 0;
     decode_args a = {(act_t *)o, (const act_t *)q, (const act_t *)k_cache, (const act_t *)v_cache,
                      q_stride, cache_stride, d->H, d->Hkv, d->hd, first, pos, d->scale};
-    attention_decode_kernel<<<(unsigned)B * d->H, 32 * DECODE_WARPS>>>(a);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(attention_decode_kernel, (unsigned)B * d->H, 32 * DECODE_WARPS, 0, a);
 }

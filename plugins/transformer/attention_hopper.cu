@@ -322,6 +322,7 @@ static __global__ void __launch_bounds__(forward_block<CONS>::BLOCK_THREADS, 1)
                           const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
                           attn_args a, cells c)
 {
+    await_inputs();
 #ifdef FLAME_WGMMA
     using block = forward_block<CONS>;
     constexpr int ROWS = block::ROWS;
@@ -520,6 +521,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
                        const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
                        attn_args a, cells c)
 {
+    await_inputs();
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
     act_t *sk = tiles_base(smem), *sv = sk + BLOCK_ROWS * HD, *sq = sk + OWN * 2 * BLOCK_ROWS * HD;
@@ -588,6 +590,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
                      const __grid_constant__ CUtensorMap domap, const __grid_constant__ CUtensorMap kmap,
                      const __grid_constant__ CUtensorMap vmap, attn_args a, cells c)
 {
+    await_inputs();
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
     act_t *sq = tiles_base(smem), *sdo = sq + BLOCK_ROWS * HD, *sk = sq + OWN * 2 * BLOCK_ROWS * HD;
@@ -886,6 +889,7 @@ static __global__ void __launch_bounds__(THREADS, 1)
                            const __grid_constant__ CUtensorMap kmap, const __grid_constant__ CUtensorMap vmap,
                            const __grid_constant__ CUtensorMap smap, attn_args a, cells c)
 {
+    await_inputs();
 #ifdef FLAME_WGMMA
     extern __shared__ unsigned char smem[];
     act_t *sk = tiles_base(smem), *sv = sk + BLOCK_ROWS * HD, *sq = sk + OWN * 2 * BLOCK_ROWS * HD;
@@ -969,9 +973,8 @@ static void forward_hd(act_t *o, float *lse, const act_t *q, const act_t *k, con
     size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * block::ROWS + 2 * STAGES * BN) * HD, 0);
     allow_shared(kernel, smem);
     cells c = cells_of(grid_of(&d->seqs, d->H, block::ROWS));
-    kernel<<<persistent_blocks(c), block::BLOCK_THREADS, smem>>>(o, lse, m.q(block::ROWS), m.k(BN), m.v(BN), args_of(d),
-                                                             c);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, persistent_blocks(c), block::BLOCK_THREADS, smem, o, lse, m.q(block::ROWS), m.k(BN), m.v(BN),
+                  args_of(d), c);
 }
 
 /* the fused backward's scratch after D (n·H floats of `work`): the turn
@@ -1010,10 +1013,8 @@ static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout
                                             floats);
     allow_shared(kernel, smem);
     cells c = cells_of(grid_of(&d->seqs, d->Hkv, BLOCK_ROWS));
-    kernel<<<persistent_blocks(c), THREADS, smem>>>(dk, dv, out, lse, work, m.q(QT), m.dout(QT), m.k(BLOCK_ROWS),
-                                                     m.v(BLOCK_ROWS), sum_map(out.sums, n, d->H, HD, QT),
-                                                     args_of(d), c);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(kernel, persistent_blocks(c), THREADS, smem, dk, dv, out, lse, work, m.q(QT), m.dout(QT),
+                  m.k(BLOCK_ROWS), m.v(BLOCK_ROWS), sum_map(out.sums, n, d->H, HD, QT), args_of(d), c);
 }
 
 template <int HD>
@@ -1031,9 +1032,8 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
             shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * QT) * HD, 2 * STAGES * QT);
         allow_shared(kernel, smem);
         cells c = cells_of(grid_of(&d->seqs, d->Hkv, BLOCK_ROWS));
-        kernel<<<persistent_blocks(c), THREADS, smem>>>(dk, dv, lse, D, m.q(QT), m.dout(QT), m.k(BLOCK_ROWS),
-                                                         m.v(BLOCK_ROWS), a, c);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(kernel, persistent_blocks(c), THREADS, smem, dk, dv, lse, D, m.q(QT), m.dout(QT), m.k(BLOCK_ROWS),
+                      m.v(BLOCK_ROWS), a, c);
     }
     {
         constexpr int BN = hopper_tiling<HD>::DQ_KEYS;
@@ -1041,9 +1041,8 @@ static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, cons
         size_t smem = shared_bytes<STAGES, OWN>((size_t)(OWN * 2 * BLOCK_ROWS + 2 * STAGES * BN) * HD, 0);
         allow_shared(kernel, smem);
         cells c = cells_of(grid_of(&d->seqs, d->H, BLOCK_ROWS));
-        kernel<<<persistent_blocks(c), THREADS, smem>>>(dq, lse, D, m.q(BLOCK_ROWS), m.dout(BLOCK_ROWS), m.k(BN),
-                                                         m.v(BN), a, c);
-        CUDA_CHECK_LAUNCH();
+        launch_kernel(kernel, persistent_blocks(c), THREADS, smem, dq, lse, D, m.q(BLOCK_ROWS), m.dout(BLOCK_ROWS),
+                      m.k(BN), m.v(BN), a, c);
     }
 }
 

@@ -61,6 +61,7 @@ struct token_positions {
 /* (cos, sin) of p·freq_i at [p·half + i] */
 static __global__ void fill_angles(float2 *cs, int positions, int half, rotary_freqs fr)
 {
+    await_inputs();
     GRID_STRIDE_LOOP(idx, (size_t)positions * half)
     {
         int i = (int)(idx % half), p = (int)(idx / half);
@@ -90,8 +91,7 @@ static const float2 *angles(int positions, int half, float base)
     rotary_freqs fr = {};
     for (int i = 0; i < half; i++)
         fr.f[i] = pow((double)base, -2.0 * i / (2 * half));
-    fill_angles<<<cuda_grid((size_t)positions * half), CUDA_BLOCK>>>(cs, positions, half, fr);
-    CUDA_CHECK_LAUNCH();
+    launch_kernel(fill_angles, cuda_grid((size_t)positions * half), CUDA_BLOCK, 0, cs, positions, half, fr);
     have_positions = positions, have_half = half, have_base = base;
     return cs;
 }
@@ -104,6 +104,7 @@ static __global__ void rotate_pairs(act_t *out, const act_t *x, token_positions 
                                     int hd, size_t stride, int half, const float2 *cs, float sign,
                                     size_t pieces)
 {
+    await_inputs();
     int per_row = half / W;
     GRID_STRIDE_LOOP(idx, pieces)
     {
@@ -131,12 +132,11 @@ static void launch(act_t *out, const act_t *x, token_positions at, int heads, in
                    int half, const float2 *cs, float sign, size_t pairs)
 {
     if (vectorizable(half, out, x) && hd % ACT_VEC == 0 && stride % ACT_VEC == 0)
-        rotate_pairs<ACT_VEC><<<cuda_grid(pairs / ACT_VEC), CUDA_BLOCK>>>(
-            out, x, at, heads, hd, stride, half, cs, sign, pairs / ACT_VEC);
+        launch_kernel(rotate_pairs<ACT_VEC>, cuda_grid(pairs / ACT_VEC), CUDA_BLOCK, 0, out, x, at, heads, hd, stride,
+                      half, cs, sign, pairs / ACT_VEC);
     else
-        rotate_pairs<1><<<cuda_grid(pairs), CUDA_BLOCK>>>(out, x, at, heads, hd, stride, half, cs, sign,
-                                                          pairs);
-    CUDA_CHECK_LAUNCH();
+        launch_kernel(rotate_pairs<1>, cuda_grid(pairs), CUDA_BLOCK, 0, out, x, at, heads, hd, stride, half, cs, sign,
+                      pairs);
 }
 
 /* n tokens (the longest sequence `positions` long) of `heads` heads of hd,
