@@ -19,8 +19,4 @@ static inline void cuda_check(cudaError_t err, const char *call, const char *fil
 
 #define CUDA_CHECK(call) cuda_check((call), #call, __FILE__, __LINE__)
 
-/* After a kernel launch: a bad launch configuration is reported here; errors
- * inside the kernel surface at the next synchronizing call. */
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
-
 #endif
