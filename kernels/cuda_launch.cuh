@@ -59,17 +59,23 @@ static __device__ __forceinline__ void await_inputs()
 #endif
 }
 
-/* whether this process's device takes programmatic dependent launches */
-static inline bool dependent_launches(void)
+/* this process's device's compute capability, major·10 + minor (90: the
+ * H100 and H200) */
+static inline int device_capability(void)
 {
-    static int major = -1;
-    if (major < 0) {
-        int device;
+    static int capability = -1;
+    if (capability < 0) {
+        int device, major, minor;
         CUDA_CHECK(cudaGetDevice(&device));
         CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+        capability = 10 * major + minor;
     }
-    return major >= 9;
+    return capability;
 }
+
+/* whether this process's device takes programmatic dependent launches */
+static inline bool dependent_launches(void) { return device_capability() >= 90; }
 
 /* launch_kernel(kernel, grid, block, smem, args...) on the default stream, as a
  * programmatic dependent where the device has them; a bad configuration

@@ -1058,12 +1058,8 @@ static bool hopper_here()
 {
     static int here = -1;
     if (here < 0) {
-        int device, major, minor;
         cudaFuncAttributes attributes;
-        here = cudaGetDevice(&device) == cudaSuccess &&
-               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-               cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-               major == 9 && minor == 0 &&
+        here = device_capability() == 90 &&
                cudaFuncGetAttributes(&attributes,
                                      hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS,
                                                            hopper_tiling<64>::FWD_CONSUMERS, hopper_tiling<64>::STAGES,
