@@ -514,7 +514,7 @@ static void carve_all(void *model, lm_carver *cv, size_t n)
     m->d.taylor_work = count_kind(m, MIX_TAYLOR)
                            ? lm_take_scratch_floats(cv, m->kern->taylor_work_floats((int)n, c->Ht, c->F, c->Dv, m->n_work))
                            : NULL;
-    m->d.attn_work = count_kind(m, MIX_SLIDING) ? lm_take_floats(cv, m->attn->attention_work_floats((int)n, m->c.H, m->c.hd))
+    m->d.attn_work = count_kind(m, MIX_SLIDING) ? lm_take_floats(cv, m->attn->attention_work_floats((int)n, c->H, c->hd))
                                                 : NULL;
 }
 
