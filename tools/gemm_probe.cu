@@ -13,12 +13,16 @@
  * MLP I and vocabulary V (transformer-340M's and GLA-340M's: 1024 2816
  * 32000), forward, din and dW, the heuristic's first algorithm against the
  * fastest it offers: what choosing among them could win (each algorithm's
- * configuration and time on stderr).
+ * configuration and time on stderr). With --fills D I V: the same
+ * products, every algorithm offered with the kernels and fills (memsets)
+ * a call enqueues, from a graph captured of one call, and the times in
+ * chains: what taking the first algorithm without a fill would do.
  * Operands hold a constant bf16 value (the timing does not depend on it).
  * Build and run there:
  *   nvcc -O2 -arch=sm_90 tools/gemm_probe.cu -o gemm_probe -lcublasLt
  *   ./gemm_probe [M [V]]    (M: tokens, 32768 by default; V: vocabulary)
- *   ./gemm_probe --gated D I V [M]    (M: 16384 by default) */
+ *   ./gemm_probe --gated D I V [M]    (M: 16384 by default)
+ *   ./gemm_probe --fills D I V [M] */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -218,11 +222,11 @@ static void forward(const char *name, int M, int K, int N, const void *x, const 
     printf("%-16s forward %.4f ms (%.0f TFLOP/s)\n", name, ms, 2.0 * M * K * N / ms / 1e9);
 }
 
-/* forward, din and dW of a layer with K inputs and N outputs over M tokens
- * (flame's matmul_cuda.cu layouts); adds the first algorithms' and the
- * fastest's total ms to *first and *fastest */
+/* the products of a layer with K inputs and N outputs over M tokens, forward,
+ * din and dW (flame's matmul_cuda.cu layouts), each given to visit(label, p) */
+template <typename Visit>
 static void layer_products(const char *name, int M, int K, int N, const void *x, const void *w, void *out,
-                           void *dw, float *first, float *fastest)
+                           void *dw, Visit visit)
 {
     product ps[3] = {
         make(CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, x, out, CUDA_R_16BF, 0.0f, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL),
@@ -233,12 +237,12 @@ static void layer_products(const char *name, int M, int K, int N, const void *x,
     for (int i = 0; i < 3; i++) {
         char label[64];
         snprintf(label, sizeof label, "%s %s", name, what[i]);
-        first_and_fastest(label, &ps[i], first, fastest);
+        visit(label, &ps[i]);
     }
 }
 
 /* every product of a gated-MLP decoder (q, k, v joined; o; gate and up joined; down; the head) */
-static int gated_model(int D, int I, int V, int M)
+template <typename Visit> static void gated_products(int D, int I, int V, int M, Visit visit)
 {
     size_t widest = V, deepest = D > I ? D : I; /* the most outputs and inputs a product has */
     if (widest < 2 * (size_t)I)
@@ -249,24 +253,89 @@ static int gated_model(int D, int I, int V, int M)
     void *out = filled((size_t)M * widest * 2), *dw = filled(widest * deepest * 4);
     const struct { const char *name; int K, N; } layers[] = {
         {"qkv", D, 3 * D}, {"o", D, D}, {"gate_up", D, 2 * I}, {"down", I, D}, {"head", D, V}};
-    float first = 0, fastest = 0;
     for (const auto &l : layers)
-        layer_products(l.name, M, l.K, l.N, x, w, out, dw, &first, &fastest);
+        layer_products(l.name, M, l.K, l.N, x, w, out, dw, visit);
+}
+
+static int gated_model(int D, int I, int V, int M)
+{
+    float first = 0, fastest = 0;
+    gated_products(D, I, V, M, [&](const char *label, const product *p) { first_and_fastest(label, p, &first, &fastest); });
     printf("all: first %.3f ms, fastest %.3f ms (%+.1f %%)\n", first, fastest, 100.0 * (fastest - first) / first);
+    return 0;
+}
+
+/* the kernels and fills one call of p with algo enqueues, from a graph captured of it */
+static void count_nodes(const product *p, const cublasLtMatmulAlgo_t *algo, int *kernels, int *fills)
+{
+    cudaStream_t s;
+    cudaGraph_t g;
+    cudaGraphNode_t nodes[64];
+    size_t n = 64;
+    CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+    run(p, algo, s, 0);
+    CHECK(cudaStreamEndCapture(s, &g));
+    CHECK(cudaGraphGetNodes(g, nodes, &n));
+    *kernels = *fills = 0;
+    for (size_t i = 0; i < n; i++) {
+        cudaGraphNodeType type;
+        CHECK(cudaGraphNodeGetType(nodes[i], &type));
+        *kernels += type == cudaGraphNodeTypeKernel;
+        *fills += type == cudaGraphNodeTypeMemset;
+    }
+    CHECK(cudaGraphDestroy(g));
+    CHECK(cudaStreamDestroy(s));
+}
+
+/* Each product of a gated model: every algorithm the heuristic offers, the
+ * kernels and fills a call of it enqueues, and its mean time in a chain of
+ * calls (its fills and their gaps included); then the first's time against the
+ * first without a fill's */
+static int gated_fills(int D, int I, int V, int M)
+{
+    float first_sum = 0, fill_free_sum = 0;
+    gated_products(D, I, V, M, [&](const char *label, const product *p) {
+        cublasLtMatmulHeuristicResult_t results[16];
+        int found = heuristic(p, results, 16), fill_free = -1;
+        float first = 0, free_ms = 0;
+        for (int i = 0; i < found; i++) {
+            int kernels, fills;
+            count_nodes(p, &results[i].algo, &kernels, &fills);
+            float ms = mean_ms([&] { run(p, &results[i].algo, 0, 0); });
+            if (i == 0)
+                first = ms;
+            if (fills == 0 && fill_free < 0)
+                fill_free = i, free_ms = ms;
+            fprintf(stderr, "%-16s %2d. tile %3d stages %2d split-K %d custom %2d: %d kernel(s) %d fill(s) %.4f ms\n",
+                    label, i + 1, config(&results[i].algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+                    config(&results[i].algo, CUBLASLT_ALGO_CONFIG_STAGES_ID),
+                    config(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+                    config(&results[i].algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION), kernels, fills, ms);
+        }
+        if (fill_free < 0)
+            free_ms = first;
+        first_sum += first, fill_free_sum += free_ms;
+        printf("%-16s first %.4f ms, first without a fill: %s%d. %.4f ms (%+.1f %%)\n", label, first,
+               fill_free < 0 ? "none, " : "", fill_free + 1, free_ms, 100.0 * (free_ms - first) / first);
+    });
+    printf("all: first %.3f ms, first without a fill %.3f ms (%+.1f %%)\n", first_sum, fill_free_sum,
+           100.0 * (fill_free_sum - first_sum) / first_sum);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc >= 5 && strcmp(argv[1], "--gated") == 0) {
+    bool fills = argc >= 5 && strcmp(argv[1], "--fills") == 0;
+    if (argc >= 5 && (strcmp(argv[1], "--gated") == 0 || fills)) {
         int D = atoi(argv[2]), I = atoi(argv[3]), V = atoi(argv[4]), M = argc > 5 ? atoi(argv[5]) : 16384;
         if (D <= 0 || I <= 0 || V <= 0 || M <= 0) {
-            fprintf(stderr, "usage: %s --gated D I V [tokens]\n", argv[0]);
+            fprintf(stderr, "usage: %s --gated|--fills D I V [tokens]\n", argv[0]);
             return 2;
         }
         CHECK(cublasLtCreate(&handle));
         CHECK(cudaMalloc(&workspace[0], WORKSPACE));
-        return gated_model(D, I, V, M);
+        return fills ? gated_fills(D, I, V, M) : gated_model(D, I, V, M);
     }
     const int D = 768, I = 3072;
     int M = argc > 1 ? atoi(argv[1]) : 32768, V = argc > 2 ? atoi(argv[2]) : 50304;
