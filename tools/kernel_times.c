@@ -4,7 +4,11 @@
  * prints to stderr over the trace's tail (the start-up and warm-up left out)
  *  - the window's length, the time the GPU was busy and idle, and the gaps;
  *  - the largest gaps, with what ran before and after each;
- *  - the kernels by total time (name, count, ms).
+ *  - the kernels by total time (name, count, ms). A kernel launched as a
+ *    programmatic dependent (flame's, on sm_90) starts while the one before
+ *    runs and waits for it in griddepcontrol.wait: its time counts that
+ *    wait, so the totals of kernels that follow others are upper bounds
+ *    (busy and idle time, the union of the activities, are not affected).
  * Build and use on the GPU machine (or here, and carry it):
  *   gcc -O2 -shared -fPIC -I/usr/local/cuda/include tools/kernel_times.c \
  *       -o libkernel_times.so -L/usr/local/cuda/lib64 -lcupti
