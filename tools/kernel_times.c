@@ -4,11 +4,11 @@
  * prints to stderr over the trace's tail (the start-up and warm-up left out)
  *  - the window's length, the time the GPU was busy and idle, and the gaps;
  *  - the largest gaps, with what ran before and after each;
- *  - the kernels by total time (name, count, ms). A kernel launched as a
+ *  - the kernels by total time (name, count, ms), each activity counted
+ *    from the end of everything before it: a kernel launched as a
  *    programmatic dependent (flame's, on sm_90) starts while the one before
- *    runs and waits for it in griddepcontrol.wait: its time counts that
- *    wait, so the totals of kernels that follow others are upper bounds
- *    (busy and idle time, the union of the activities, are not affected).
+ *    runs and waits for it in griddepcontrol.wait, doing nothing, so that
+ *    wait is the earlier kernel's time; the totals add up to the busy time.
  * Build and use on the GPU machine (or here, and carry it):
  *   gcc -O2 -shared -fPIC -I/usr/local/cuda/include tools/kernel_times.c \
  *       -o libkernel_times.so -L/usr/local/cuda/lib64 -lcupti
@@ -24,6 +24,7 @@
 
 typedef struct activity {
     unsigned long long start, end; /* ns */
+    unsigned long long own;        /* ns of it after everything that started before it had ended */
     const char *name;
 } activity;
 
@@ -43,7 +44,7 @@ static void record(unsigned long long start, unsigned long long end, const char 
         cap_trace = cap_trace ? 2 * cap_trace : 1u << 16;
         trace = realloc(trace, cap_trace * sizeof *trace);
     }
-    trace[n_trace++] = (activity){start, end, name};
+    trace[n_trace++] = (activity){start, end, 0, name};
 }
 
 /* the kernel's name, with its grid in front when KERNEL_TIMES_GRID is set */
@@ -120,8 +121,9 @@ static double env_number(const char *name, double fallback)
     return v ? atof(v) : fallback;
 }
 
-/* busy and idle time over activities [0, n) (sorted by start), the gaps into gaps[] */
-static void print_idle(const activity *a, size_t n, gap *gaps, int top)
+/* busy and idle time over activities [0, n) (sorted by start), the gaps
+ * into gaps[], each activity's own share of the busy time into its `own` */
+static void print_idle(activity *a, size_t n, gap *gaps, int top)
 {
     unsigned long long busy = 0, idle = 0, short_idle = 0, end = a[0].start;
     size_t n_gaps = 0;
@@ -133,8 +135,8 @@ static void print_idle(const activity *a, size_t n, gap *gaps, int top)
             gaps[n_gaps++] = (gap){g, last, a[i].name};
         }
         unsigned long long from = a[i].start > end ? a[i].start : end;
-        if (a[i].end > from)
-            busy += a[i].end - from;
+        a[i].own = a[i].end > from ? a[i].end - from : 0;
+        busy += a[i].own;
         if (a[i].end > end)
             end = a[i].end, last = a[i].name;
     }
@@ -154,7 +156,7 @@ static void print_kernels(activity *a, size_t n, int top)
     for (size_t i = 0; i < n; i++) {
         if (k == 0 || strcmp(totals[k - 1].name, a[i].name) != 0)
             totals[k++] = (kernel_total){a[i].name, 0, 0};
-        totals[k - 1].ns += a[i].end - a[i].start, totals[k - 1].count++;
+        totals[k - 1].ns += a[i].own, totals[k - 1].count++;
     }
     qsort(totals, k, sizeof *totals, by_total);
     for (size_t i = 0; i < k && i < (size_t)top; i++)
