@@ -94,13 +94,16 @@ static void attn_inputs_free(attn_inputs *in) { free(in->q), free(in->k), free(i
  * every call goes to the portable ones */
 static const char *attention_kernels = "";
 
+/* rd > 0: dq and dk taken back through a rotary turn of rd of each head
+ * (attention_dims.rotary_rd; Hopper's kernels turn them as they write where
+ * rd = hd, the others after) */
 static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv, int hd,
-                           int window)
+                           int window, int rd)
 {
-    char shape[112];
-    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d%s", name, H, Hkv, hd,
-             cu[n_seqs], window, attention_kernels);
-    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d rd=%d%s", name, H, Hkv, hd,
+             cu[n_seqs], window, rd, attention_kernels);
+    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0, rd, 10000.0f};
     attn_inputs in = attn_inputs_make(&d);
 
     /* the CPU: o, lse, and what the backward adds to dq, dk, dv */
@@ -144,7 +147,7 @@ static void test_attention(const char *name, const int32_t *cu, int n_seqs, int 
 static void test_attention_T(int H, int Hkv, int hd, int T, int window)
 {
     int32_t cu[2] = {0, T};
-    test_attention("T", cu, 1, H, Hkv, hd, window);
+    test_attention("T", cu, 1, H, Hkv, hd, window, 0);
 }
 
 static void test_attentions(void)
@@ -166,12 +169,12 @@ static void test_attentions(void)
     test_attention_T(3, 3, 96, 200, 0);
     /* documents of 1, 63, 1, 64, 71 and 100 tokens: tiles start off the grid */
     static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
-    test_attention("varlen", uneven, 6, 4, 2, 64, 0);
-    test_attention("varlen", uneven, 6, 4, 1, 128, 0);
-    test_attention("varlen", uneven, 6, 2, 2, 32, 0);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 0, 0);
+    test_attention("varlen", uneven, 6, 4, 1, 128, 0, 0);
+    test_attention("varlen", uneven, 6, 2, 2, 32, 0, 0);
     /* long: many tiles, two rows of two documents */
     static const int32_t two_rows[] = {0, 130, 2048, 2113, 4096};
-    test_attention("varlen", two_rows, 4, 4, 2, 64, 0);
+    test_attention("varlen", two_rows, 4, 4, 2, 64, 0, 0);
     test_attention_T(2, 1, 128, 1000, 0);
     /* sliding windows: one token, off the tiles, a tile's width, two tiles
      * and one more, longer than two tiles, and longer than every sequence */
@@ -182,8 +185,17 @@ static void test_attentions(void)
     }
     test_attention_T(2, 2, 64, 1000, 129);
     test_attention_T(4, 1, 32, 65, 3000);
-    test_attention("varlen", uneven, 6, 4, 2, 64, 50);
-    test_attention("varlen", two_rows, 4, 4, 2, 64, 257);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 50, 0);
+    test_attention("varlen", two_rows, 4, 4, 2, 64, 257, 0);
+    /* rotary taken back: the whole head (in Hopper's kernels at 64 and 128),
+     * part of it and the portable kernels' heads (a pass after) */
+    test_attention("varlen", two_rows, 4, 4, 2, 64, 0, 64);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 0, 64);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 50, 64);
+    test_attention("varlen", two_rows, 4, 4, 2, 128, 0, 128);
+    test_attention("varlen", uneven, 6, 4, 1, 128, 0, 128);
+    test_attention("varlen", uneven, 6, 4, 2, 64, 0, 32);
+    test_attention("varlen", uneven, 6, 2, 2, 32, 0, 32);
 }
 
 /* ==================================================================== q, k, v side by side */
@@ -195,12 +207,12 @@ static void test_attentions(void)
  * addresses differ). The packed results are test_attention's, checked
  * against the CPU there. */
 static void test_attention_joined(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv, int hd,
-                                  int window)
+                                  int window, int rd)
 {
-    char shape[112];
-    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d%s", name, H, Hkv, hd, cu[n_seqs], window,
-             attention_kernels);
-    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
+    char shape[128];
+    snprintf(shape, sizeof shape, "%s H=%d Hkv=%d hd=%d n=%d window=%d rd=%d%s", name, H, Hkv, hd, cu[n_seqs],
+             window, rd, attention_kernels);
+    attention_dims d = {{cu, n_seqs, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0, rd, 10000.0f};
     attn_inputs in = attn_inputs_make(&d);
     int n = in.n;
     size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw, act = dev->act_bytes;
@@ -246,12 +258,14 @@ static void test_attention_joined(const char *name, const int32_t *cu, int n_seq
 static void test_attentions_joined(void)
 {
     static const int32_t uneven[] = {0, 1, 64, 65, 129, 200, 300};
-    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 0);
-    test_attention_joined("varlen", uneven, 6, 4, 1, 128, 0);
-    test_attention_joined("varlen", uneven, 6, 2, 2, 32, 0);
-    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 50);
+    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 0, 0);
+    test_attention_joined("varlen", uneven, 6, 4, 1, 128, 0, 0);
+    test_attention_joined("varlen", uneven, 6, 2, 2, 32, 0, 0);
+    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 50, 0);
+    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 0, 64);
+    test_attention_joined("varlen", uneven, 6, 4, 2, 64, 0, 32);
     int32_t gpt2[] = {0, 1024}; /* GPT-2 small's heads, one sequence */
-    test_attention_joined("T", gpt2, 1, 12, 12, 64, 0);
+    test_attention_joined("T", gpt2, 1, 12, 12, 64, 0, 0);
 }
 
 /* ==================================================================== generation */
@@ -265,7 +279,7 @@ static void test_attention_decode(int B, int H, int Hkv, int hd, int rd, int P, 
     char shape[96];
     snprintf(shape, sizeof shape, "B=%d H=%d Hkv=%d hd=%d rd=%d P=%d window=%d%s", B, H, Hkv, hd, rd, P, window,
              joined ? " joined" : "");
-    attention_dims d = {{NULL, 0, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
+    attention_dims d = {{NULL, 0, NULL}, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0, 0, 0.0f};
     /* the GPU's q, k, v side by side in one buffer when joined (the CPU's packed) */
     size_t qw = (size_t)H * hd, kvw = (size_t)Hkv * hd, W = qw + 2 * kvw;
     attention_dims d_gpu = d;
@@ -336,14 +350,14 @@ static void test_rotary(const char *name, const int32_t *cu, int n_seqs, int hea
     float *out = malloc(len * sizeof *out), *dx = calloc(len, sizeof *dx);
     size_t stride = (size_t)heads * hd;
     cpu_k->rotary_forward(out, x, &s, heads, hd, rd, base, stride);
-    cpu_k->rotary_backward(dx, dout, &s, heads, hd, rd, base, stride);
+    rotary_backward_cpu(dx, dout, &s, heads, hd, rd, base, stride);
 
     int32_t *cu_dev = ints_to_device(cu, (size_t)n_seqs + 1);
     s.cu_seqlens_backend = cu_dev;
     void *x_d = acts_to_device(x, len), *dout_d = acts_to_device(dout, len);
     void *out_d = dev_poisoned(len * dev->act_bytes), *dx_d = dev_poisoned(len * dev->act_bytes);
     gpu_k->rotary_forward(out_d, x_d, &s, heads, hd, rd, base, stride);
-    gpu_k->rotary_backward(dx_d, dout_d, &s, heads, hd, rd, base, stride);
+    rotary_backward_cuda(dx_d, dout_d, &s, heads, hd, rd, base, stride);
     compare("rotary out", shape, acts_to_host(out_d, len), out, len, TOL_BF16);
     compare("rotary dx", shape, acts_to_host(dx_d, len), dx, len, TOL_BF16);
     /* in place, as the plugin runs it */
@@ -391,8 +405,8 @@ static void test_rotary_joined(const int32_t *cu, int n_seqs, int H, int Hkv, in
     compare_columns("rotary joined v", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, qw + kvw, kvw, v_copy);
     compare_columns("rotary joined out q", shape, acts_to_host(out_d, (size_t)n * W), n, W, 0, qw,
                   acts_to_host(q_d, (size_t)n * qw));
-    gpu_k->rotary_backward(qkv_d, qkv_d, &s, H + Hkv, hd, rd, base, W);
-    gpu_k->rotary_backward(q_d, q_d, &s, H, hd, rd, base, qw);
+    rotary_backward_cuda(qkv_d, qkv_d, &s, H + Hkv, hd, rd, base, W);
+    rotary_backward_cuda(q_d, q_d, &s, H, hd, rd, base, qw);
     compare_columns("rotary joined dx", shape, acts_to_host(qkv_d, (size_t)n * W), n, W, 0, qw,
                   acts_to_host(q_d, (size_t)n * qw));
     dev->free(cu_dev), dev->free(q_d), dev->free(k_d), dev->free(qkv_d), dev->free(out_d);
@@ -511,7 +525,7 @@ static void bench(int B, int T, int H, int Hkv, int hd, int reps)
     for (int b = 0; b <= B; b++)
         cu[b] = b * T;
     int32_t *cu_dev = ints_to_device(cu, (size_t)B + 1);
-    attention_dims d = {{cu, B, cu_dev}, H, Hkv, hd, 1.0f / sqrtf((float)hd), 0, 0};
+    attention_dims d = {{cu, B, cu_dev}, H, Hkv, hd, 1.0f / sqrtf((float)hd), 0, 0, 0, 0.0f};
     size_t nq = (size_t)n * H * hd, nkv = (size_t)n * Hkv * hd, act = dev->act_bytes;
     float *x = testing_random_bf16(nq + 3, -2, 2); /* q, k, v, dout: shifted views of x */
     void *q = acts_to_device(x, nq), *k = acts_to_device(x + 1, nkv), *v = acts_to_device(x + 2, nkv);

@@ -25,6 +25,7 @@ typedef struct kernel_case {
     attention_dims ad;
     int n, rd; /* rd: the rotated part of a head */
     float *q, *k, *v, *w, *out, *lse;
+    float *turned_q, *turned_k; /* q and k after rotary, where the attention's dims have it */
 } kernel_case;
 
 static double weighted_sum(const float *w, const float *x, size_t n)
@@ -43,10 +44,26 @@ static double rotary_loss(void *ctx)
     return weighted_sum(c->w, c->out, len);
 }
 
+/* q and k turned first where the dims say rotary turned them (so the
+ * numeric gradients are those of q and k before the turn) */
+static void attention_of(kernel_case *c)
+{
+    const attention_dims *d = &c->ad;
+    const float *q = c->q, *k = c->k;
+    if (d->rotary_rd) {
+        rotary_forward_cpu(c->turned_q, c->q, &c->seqs, d->H, d->hd, d->rotary_rd, d->rotary_base,
+                           (size_t)d->H * d->hd);
+        rotary_forward_cpu(c->turned_k, c->k, &c->seqs, d->Hkv, d->hd, d->rotary_rd, d->rotary_base,
+                           (size_t)d->Hkv * d->hd);
+        q = c->turned_q, k = c->turned_k;
+    }
+    attention_forward_cpu(c->out, c->lse, q, k, c->v, d);
+}
+
 static double attention_loss(void *ctx)
 {
     kernel_case *c = ctx;
-    attention_forward_cpu(c->out, c->lse, c->q, c->k, c->v, &c->ad);
+    attention_of(c);
     return weighted_sum(c->w, c->out, (size_t)c->n * c->ad.H * c->ad.hd);
 }
 
@@ -70,7 +87,7 @@ static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, in
 {
     c->n = cu[n_seqs];
     c->seqs = (transformer_seqs){cu, n_seqs, NULL};
-    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0};
+    c->ad = (attention_dims){c->seqs, H, Hkv, hd, 1.0f / sqrtf((float)hd), window, 0, 0, 0.0f};
     size_t nq = (size_t)c->n * H * hd, nkv = (size_t)c->n * Hkv * hd;
     c->q = testing_random(nq, -1.5f, 1.5f);
     c->k = testing_random(nkv, -1.5f, 1.5f);
@@ -78,11 +95,14 @@ static void kernel_open(kernel_case *c, const int32_t *cu, int n_seqs, int H, in
     c->w = testing_random(nq, -1.0f, 1.0f);
     c->out = calloc(nq, sizeof(float));
     c->lse = calloc((size_t)c->n * H, sizeof(float));
+    c->turned_q = calloc(nq, sizeof(float));
+    c->turned_k = calloc(nkv, sizeof(float));
 }
 
 static void kernel_close(kernel_case *c)
 {
     free(c->q), free(c->k), free(c->v), free(c->w), free(c->out), free(c->lse);
+    free(c->turned_q), free(c->turned_k);
 }
 
 /* heads of 8 values, the first rd of them turned */
@@ -114,16 +134,20 @@ static void test_rotary(const int32_t *cu, int n_seqs, int rd)
     kernel_close(&c);
 }
 
+/* rd > 0: q and k come out of rotary on rd of their 4 values, and the
+ * backward's dq and dk are taken back through it (attention_dims.rotary_rd) */
 static void test_attention(const char *name, const int32_t *cu, int n_seqs, int H, int Hkv,
-                           int window)
+                           int window, int rd)
 {
     kernel_case c;
     int hd = 4;
     kernel_open(&c, cu, n_seqs, H, Hkv, hd, window);
+    c.ad.rotary_rd = rd, c.ad.rotary_base = 100.0f; /* a small base: the angles move fast */
     size_t nq = (size_t)c.n * H * hd, nkv = (size_t)c.n * Hkv * hd;
     float *dq = calloc(nq, sizeof *dq), *dk = calloc(nkv, sizeof *dk), *dv = calloc(nkv, sizeof *dv);
-    attention_forward_cpu(c.out, c.lse, c.q, c.k, c.v, &c.ad);
-    attention_backward_cpu(dq, dk, dv, c.w, c.out, c.lse, c.q, c.k, c.v, &c.ad);
+    attention_of(&c);
+    const float *q = rd ? c.turned_q : c.q, *k = rd ? c.turned_k : c.k;
+    attention_backward_cpu(dq, dk, dv, c.w, c.out, c.lse, q, k, c.v, &c.ad);
     char what[96];
     snprintf(what, sizeof what, "attention %s dq", name);
     check_input_grad(what, c.q, dq, nq, attention_loss, &c, 1e-3);
@@ -237,11 +261,13 @@ static void test_kernels(void)
     static const int32_t one[] = {0, 7}, three[] = {0, 3, 4, 9};
     test_rotary(three, 3, 8);
     test_rotary(three, 3, 4); /* GPT-NeoX's and flash-attn's partial rotary */
-    test_attention("H=2", one, 1, 2, 2, 0);
-    test_attention("GQA H=4 Hkv=2", one, 1, 4, 2, 0);
-    test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1, 0);
-    test_attention("window 3, varlen GQA H=4 Hkv=2", three, 3, 4, 2, 3);
-    test_attention("window 2, H=2", one, 1, 2, 2, 2);
+    test_attention("H=2", one, 1, 2, 2, 0, 0);
+    test_attention("GQA H=4 Hkv=2", one, 1, 4, 2, 0, 0);
+    test_attention("varlen GQA H=4 Hkv=1", three, 3, 4, 1, 0, 0);
+    test_attention("window 3, varlen GQA H=4 Hkv=2", three, 3, 4, 2, 3, 0);
+    test_attention("window 2, H=2", one, 1, 2, 2, 2, 0);
+    test_attention("rotary, H=2", one, 1, 2, 2, 0, 4);
+    test_attention("rotary on 2 of 4, varlen GQA H=4 Hkv=2", three, 3, 4, 2, 0, 2);
     test_attention_self(three, 3);
     test_joined(three, 3, 4, 2, 0, 4);
     test_joined(three, 3, 2, 2, 2, 2);

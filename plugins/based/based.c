@@ -143,7 +143,7 @@ typedef struct layer_acts {
  * Taylor attention's work, in the arena's scratch (lm_take_scratch_acts: each
  * layer's call writes them before reading them); the sliding attention's
  * work, in the first part */
-#define N_BUFFERS 6
+#define N_BUFFERS 5
 typedef struct scratch {
     void *a;
     void *buf[N_BUFFERS];
@@ -629,7 +629,7 @@ static attention_dims sliding_dims(const based_model *m)
 {
     const lm_batch *b = &m->base.batch;
     attention_dims d = {{b->cu, b->n_seqs, b->cu_backend}, m->c.H, m->c.H, m->c.hd, 1.0f / sqrtf((float)m->c.hd),
-                        m->c.window, 0};
+                        m->c.window, 0, m->c.hd, m->c.theta};
     return d;
 }
 
@@ -661,14 +661,13 @@ static void sliding_backward(based_model *m, int l, int n, void *const dqkv[3])
     const flame_ops *ops = m->base.ops;
     const based_sizes *c = &m->c;
     const sliding_acts *A = &acts(m, l)->sliding;
-    void *dout = m->d.buf[3], *dq_rot = m->d.buf[4], *dk_rot = m->d.buf[5];
+    void *dout = m->d.buf[3];
     attention_dims ad = sliding_dims(m);
     ops->matmul_backward(dout, FLAME_GRAD_SET, dW(m, l, S_OUT), NULL, m->base.d_resid, A->o, W(m, l, S_OUT), n,
                          c->s.D, c->s.D);
-    m->attn->attention_backward(dq_rot, dk_rot, dqkv[2], dout, A->o, A->lse, A->q, A->k, A->v, &ad,
+    /* dq and dk taken back through the rotary turn by the attention's backward */
+    m->attn->attention_backward(dqkv[0], dqkv[1], dqkv[2], dout, A->o, A->lse, A->q, A->k, A->v, &ad,
                                 m->d.attn_work);
-    m->attn->rotary_backward(dqkv[0], dq_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->s.D);
-    m->attn->rotary_backward(dqkv[1], dk_rot, &ad.seqs, c->H, c->hd, c->hd, c->theta, c->s.D);
 }
 
 /* ------------------------------------------------------------------ the layer */

@@ -326,7 +326,7 @@ static attention_dims attn_dims(const gpt_model *m, int l)
     if (m->c.inverse_layer_scale)
         scale /= (float)(l + 1);
     attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.H,
-                        m->c.hd, scale, 0, 3 * m->c.s.D};
+                        m->c.hd, scale, 0, 3 * m->c.s.D, m->c.rd, m->c.base};
     return d;
 }
 
@@ -387,9 +387,7 @@ static void attn_backward(void *model, int l)
                          A->o, W(m, l, P_OUT), n, D, D);
     m->kern->attention_backward(qkv_part(m, d->qkv, 0), qkv_part(m, d->qkv, 1), qkv_part(m, d->qkv, 2), d->o, A->o,
                                 A->lse, qkv_part(m, A->qkv, 0), qkv_part(m, A->qkv, 1), qkv_part(m, A->qkv, 2), &ad,
-                                d->attn_work);
-    if (m->c.rd) /* in place: the rotation's transpose */
-        m->kern->rotary_backward(d->qkv, d->qkv, &ad.seqs, 2 * m->c.H, m->c.hd, m->c.rd, m->c.base, 3 * D);
+                                d->attn_work); /* dq and dk back through the rotary turn where there is one */
     const lm_prenorm norm = {m->base.resid[l], A->a, W(m, l, P_NORM1), dW(m, l, P_NORM1), A->rstd,
                              W(m, l, P_NORM1_BIAS), dW(m, l, P_NORM1_BIAS), A->mean, m->base.d_resid_act};
     const lm_projection qkv = {W(m, l, P_QKV), dW(m, l, P_QKV), d->qkv, 3 * D, dW(m, l, P_QKV_BIAS)};

@@ -161,4 +161,8 @@ void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, 
         set_rows(dv, dv_acc, t0, t1, kv_stride, g, hd);
         free(s);
     }
+    if (d->rotary_rd) { /* in place: the rotation's transpose */
+        rotary_backward_cpu(dq, dq, &d->seqs, d->H, hd, d->rotary_rd, d->rotary_base, q_stride);
+        rotary_backward_cpu(dk, dk, &d->seqs, d->Hkv, hd, d->rotary_rd, d->rotary_base, kv_stride);
+    }
 }

@@ -492,13 +492,17 @@ void attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, con
         launch_kernel(row_dots<ACT_VEC>, blocks, CUDA_BLOCK, 0, work, turns, act(dout), act(o), rows, d->hd);
     else
         launch_kernel(row_dots<1>, blocks, CUDA_BLOCK, 0, work, turns, act(dout), act(o), rows, d->hd);
-    if (attention_hopper_applies(d->hd)) {
-        attention_hopper_backward(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k),
-                                  act(v), d);
-        return;
+    bool turned = false;
+    if (attention_hopper_applies(d->hd))
+        turned = attention_hopper_backward(act(dq), act(dk), act(dv), act(dout), lse, work, act(q), act(k),
+                                           act(v), d);
+    else
+        with_head_dim(d->hd, [&](auto hd) {
+            backward_hd<decltype(hd)::value>(act(dq), act(dk), act(dv), act(dout), lse, work, act(q),
+                                             act(k), act(v), d);
+        });
+    if (d->rotary_rd && !turned) { /* in place: the rotation's transpose */
+        rotary_backward_cuda(dq, dq, &d->seqs, d->H, d->hd, d->rotary_rd, d->rotary_base, attention_q_stride(d));
+        rotary_backward_cuda(dk, dk, &d->seqs, d->Hkv, d->hd, d->rotary_rd, d->rotary_base, attention_kv_stride(d));
     }
-    with_head_dim(d->hd, [&](auto hd) {
-        backward_hd<decltype(hd)::value>(act(dq), act(dk), act(dv), act(dout), lse, work, act(q),
-                                         act(k), act(v), d);
-    });
 }

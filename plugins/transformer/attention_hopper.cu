@@ -504,6 +504,7 @@ static __device__ __forceinline__ void dkdv_consumer(ring<STAGES, OWN> *qs_ring,
         qs_ring->release_own(k);
         if (first < b.len) {
             size_t at = b.kv_row_at(first);
+            turn_back_rows(dk_acc, a.turn, first, b.len - first);
             store_rows(dk + at, b.kv_stride, b.len - first, dk_acc, a.scale);
             store_rows(dv + at, b.kv_stride, b.len - first, dv_acc, 1.0f);
         }
@@ -636,8 +637,10 @@ static __global__ void __launch_bounds__(THREADS, 1)
             kv->release(n);
         }
         kv->release_own(k);
-        if (first < b.len)
+        if (first < b.len) {
+            turn_back_rows(acc, a.turn, first, b.len - first);
             store_rows(dq + b.q_at(first), b.q_stride, b.len - first, acc, a.scale);
+        }
         n0 += tiles;
     }
 #endif
@@ -999,7 +1002,8 @@ static dq_sums sums_in(act_t *dq, float *work, int n, int H, int hd)
 
 template <int HD>
 static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse, float *work,
-                              const act_t *q, const act_t *k, const act_t *v, const attention_dims *d)
+                              const act_t *q, const act_t *k, const act_t *v, const attention_dims *d,
+                              const attn_args &a)
 {
     constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES, STAGES = hopper_tiling<HD>::STAGES;
     constexpr int OWN = hopper_tiling<HD>::BWD_OWN;
@@ -1014,16 +1018,15 @@ static void fused_backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout
     allow_shared(kernel, smem);
     cells c = cells_of(grid_of(&d->seqs, d->Hkv, BLOCK_ROWS));
     launch_kernel(kernel, persistent_blocks(c), THREADS, smem, dk, dv, out, lse, work, m.q(QT), m.dout(QT),
-                  m.k(BLOCK_ROWS), m.v(BLOCK_ROWS), sum_map(out.sums, n, d->H, HD, QT), args_of(d), c);
+                  m.k(BLOCK_ROWS), m.v(BLOCK_ROWS), sum_map(out.sums, n, d->H, HD, QT), a, c);
 }
 
 template <int HD>
 static void backward_hd(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
                         const float *D, const act_t *q, const act_t *k, const act_t *v,
-                        const attention_dims *d)
+                        const attention_dims *d, const attn_args &a)
 {
     constexpr int STAGES = hopper_tiling<HD>::STAGES, OWN = hopper_tiling<HD>::BWD_OWN;
-    attn_args a = args_of(d);
     tensor_maps m = maps_of(q, k, v, dout, d);
     {
         constexpr int QT = hopper_tiling<HD>::DKDV_QUERIES;
@@ -1081,12 +1084,22 @@ void attention_hopper_forward(act_t *o, float *lse, const act_t *q, const act_t 
         forward_hd<128>(o, lse, q, k, v, d);
 }
 
-void attention_hopper_backward(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
+bool attention_hopper_backward(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
                                float *work, const act_t *q, const act_t *k, const act_t *v,
                                const attention_dims *d)
 {
-    if (d->hd == 64)
-        fused_backward_hd<64>(dq, dk, dv, dout, lse, work, q, k, v, d);
-    else
-        backward_hd<128>(dq, dk, dv, dout, lse, work, q, k, v, d);
+    attn_args a = args_of(d);
+    if (d->rotary_rd == d->hd) /* the whole head turned: turn_back_rows' pairs are column blocks */
+        a.turn = rotary_angles_cuda(transformer_longest(&d->seqs), d->hd / 2, d->rotary_base);
+    if (d->hd == 128) {
+        backward_hd<128>(dq, dk, dv, dout, lse, work, q, k, v, d, a);
+        return a.turn != NULL;
+    }
+    fused_backward_hd<64>(dq, dk, dv, dout, lse, work, q, k, v, d, a);
+    /* its dk is turned as the consumers store it; dq is written by the
+     * writer warps, whose 40 registers spilled more with the turn there
+     * (and the whole model ran 1 % slower): a pass over dq alone */
+    if (a.turn)
+        rotary_backward_cuda(dq, dq, &d->seqs, d->H, d->hd, d->rotary_rd, d->rotary_base, attention_q_stride(d));
+    return a.turn != NULL;
 }

@@ -15,8 +15,10 @@ bool attention_hopper_applies(int hd);
 void attention_hopper_forward(act_t *o, float *lse, const act_t *q, const act_t *k, const act_t *v,
                               const attention_dims *d);
 /* work: D (n·H floats, n the call's tokens) and then
- * attention_hopper_scratch_floats(n, H, hd) more */
-void attention_hopper_backward(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
+ * attention_hopper_scratch_floats(n, H, hd) more. Whether it turned dq and
+ * dk back through d's rotary turn as it wrote them (it does where the whole
+ * head turns); where it did not, the caller does. */
+bool attention_hopper_backward(act_t *dq, act_t *dk, act_t *dv, const act_t *dout, const float *lse,
                                float *work, const act_t *q, const act_t *k, const act_t *v,
                                const attention_dims *d);
 

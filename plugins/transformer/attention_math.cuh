@@ -26,6 +26,10 @@ struct attn_args {
     /* values from a token's row of q (dq) and of k, v (dk, dv) to the next
      * token's (transformer.h: attention_dims.stride); o and dout are packed */
     size_t q_stride, kv_stride;
+    /* where the backward turns dq and dk back through a rotary turn of the
+     * whole head as it writes them: rotary_cuda.cu's table of (cos θ, sin θ),
+     * [position][hd / 2]; NULL: written as they are */
+    const float2 *turn;
 };
 
 /* key j hidden from query row i */
@@ -188,6 +192,31 @@ static __device__ __forceinline__ void store_rows(act_t *dst, size_t stride, int
                 continue;
             __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(dst + r * stride + c);
             *p = __floats2bfloat162_rn(scale * acc[j][2 * half], scale * acc[j][2 * half + 1]);
+        }
+}
+
+/* A warp's accumulator rows (row r at position first + r of its sequence)
+ * taken back through the rotary turn of all their NT·8 columns, where cs is
+ * not NULL: rotary_cuda.cu's rotation by −θ with its table cs, [position]
+ * [NT·4] of (cos θ, sin θ). Rows from `valid` on are left alone (past the
+ * sequence, where the table has no angles). */
+template <int NT>
+static __device__ __forceinline__ void turn_back_rows(float (&acc)[NT][4], const float2 *cs, int first, int valid)
+{
+    if (!cs)
+        return;
+    constexpr int HALF = NT / 2; /* the partner of column block j is j + HALF */
+#pragma unroll
+    for (int j = 0; j < HALF; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = acc_row(e);
+            if (r >= valid)
+                continue;
+            float2 t = cs[(size_t)(first + r) * (NT * 4) + 8 * j + acc_col(e)];
+            float x1 = acc[j][e], x2 = acc[j + HALF][e];
+            acc[j][e] = x1 * t.x + x2 * t.y;
+            acc[j + HALF][e] = x2 * t.x - x1 * t.y;
         }
 }
 
@@ -356,7 +385,7 @@ static attn_args args_of(const attention_dims *d)
 {
     return attn_args{d->seqs.cu_seqlens_backend, d->H, d->Hkv, d->H / d->Hkv, d->scale,
                      d->scale * LOG2E, d->window > 0 ? d->window : INT_MAX, attention_q_stride(d),
-                     attention_kv_stride(d)};
+                     attention_kv_stride(d), NULL};
 }
 
 #endif

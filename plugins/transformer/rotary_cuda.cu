@@ -74,7 +74,7 @@ static __global__ void fill_angles(float2 *cs, int positions, int half, rotary_f
 }
 
 /* the table of the last (base, half), at least `positions` long */
-static const float2 *angles(int positions, int half, float base)
+const float2 *rotary_angles_cuda(int positions, int half, float base)
 {
     static float2 *cs;
     static int have_positions, have_half;
@@ -156,7 +156,7 @@ static void rotate(void *out, const void *x, token_positions at, int n, int posi
     if (out != x && rd < hd) /* the values that do not turn */
         CUDA_CHECK(cudaMemcpy2DAsync(out, stride * sizeof(act_t), x, stride * sizeof(act_t),
                                      (size_t)heads * hd * sizeof(act_t), (size_t)n, cudaMemcpyDeviceToDevice));
-    const float2 *cs = angles(positions, half, base);
+    const float2 *cs = rotary_angles_cuda(positions, half, base);
     act_t *o = static_cast<act_t *>(out);
     const act_t *in = static_cast<const act_t *>(x);
     launch(o, in, at, heads, hd, stride, half, cs, sign, pairs);

@@ -241,7 +241,7 @@ static int tf_reserve(void *model, int B, int T, char *err, size_t err_len)
 static attention_dims attn_dims(const tf_model *m)
 {
     attention_dims d = {{m->base.batch.cu, m->base.batch.n_seqs, m->base.batch.cu_backend}, m->c.H, m->c.Hkv, m->c.hd,
-                        1.0f / sqrtf((float)m->c.hd), m->c.window, m->c.qkv_dim};
+                        1.0f / sqrtf((float)m->c.hd), m->c.window, m->c.qkv_dim, m->c.hd, m->c.theta};
     return d;
 }
 
@@ -306,7 +306,8 @@ static int tf_decode_forward(void *model, void *state, const int32_t *tokens, in
 
 /* ------------------------------------------------------------------ backward */
 
-/* from d_resid = ∂loss/∂mid through o_proj, attention and rotary to d.qkv */
+/* from d_resid = ∂loss/∂mid through o_proj, attention and rotary (the
+ * attention's backward takes dq and dk back through it) to d.qkv */
 static void attn_core_backward(tf_model *m, int l)
 {
     const tf_dims *c = &m->c;
@@ -319,8 +320,6 @@ static void attn_core_backward(tf_model *m, int l)
     m->kern->attention_backward(qkv_part(m, d->qkv, 0), qkv_part(m, d->qkv, 1), qkv_part(m, d->qkv, 2), d->o, A->o,
                                 A->lse, qkv_part(m, A->qkv, 0), qkv_part(m, A->qkv, 1), qkv_part(m, A->qkv, 2), &ad,
                                 d->attn_work);
-    /* in place: the rotation's transpose */
-    m->kern->rotary_backward(d->qkv, d->qkv, &ad.seqs, c->H + c->Hkv, c->hd, c->hd, c->theta, c->qkv_dim);
 }
 
 /* from the projections' output gradients to d_resid = ∂loss/∂(layer input) */

@@ -70,6 +70,14 @@ typedef struct attention_dims {
     /* elements from one token's row of q, k and v (and of dq, dk and dv) to
      * the next token's; 0: packed, H·hd for q and Hkv·hd for k and v */
     int stride;
+    /* q and k as given were turned by the rotary embedding above on their
+     * first rotary_rd values of each head (base rotary_base): the backward's
+     * dq and dk are then taken back through the turn, the gradients of q and
+     * k before it (a kernel that writes dq and dk anyway turns them as it
+     * writes). 0: dq and dk are those of q and k as given. The forward and
+     * generation ignore it. */
+    int rotary_rd;
+    float rotary_base;
 } attention_dims;
 
 static inline size_t attention_q_stride(const attention_dims *d)
@@ -83,7 +91,8 @@ static inline size_t attention_kv_stride(const attention_dims *d)
 
 void attention_forward_cpu(float *o, float *lse, const float *q, const float *k, const float *v,
                            const attention_dims *d);
-/* dq, dk, dv = ∂L/∂· given dout = ∂L/∂o and the forward's o and lse */
+/* dq, dk, dv = ∂L/∂· given dout = ∂L/∂o and the forward's o and lse (dq, dk
+ * of q, k before the rotary turn where d->rotary_rd) */
 void attention_backward_cpu(float *dq, float *dk, float *dv, const float *dout, const float *o,
                             const float *lse, const float *q, const float *k, const float *v,
                             const attention_dims *d);

@@ -25,6 +25,12 @@ void rotary_backward_cuda(void *dx, const void *dout, const transformer_seqs *s,
                           float base, size_t stride);
 /* the first rd of every head of `rows` tokens all at position pos (generation), rows `stride` apart, in place */
 void rotary_at_cuda(void *x, int rows, int heads, int hd, int rd, int pos, float base, size_t stride);
+#ifdef __CUDACC__
+/* the rotation's table of (cos θ, sin θ) for rd = 2·half, [position][half],
+ * at least `positions` long, for kernels that turn values as they write
+ * them; valid until a call asks for another half or base, or more positions */
+const float2 *rotary_angles_cuda(int positions, int half, float base);
+#endif
 
 /* attention_decode_cuda.cu: one position of generation, hd ≤ 128 */
 void attention_decode_cuda(void *o, void *q, void *k, const void *v, void *k_cache, void *v_cache,

@@ -27,12 +27,6 @@ static void rotary_forward_cpu_act(void *out, const void *x, const transformer_s
     rotary_forward_cpu(out, x, s, heads, hd, rd, base, stride);
 }
 
-static void rotary_backward_cpu_act(void *dx, const void *dout, const transformer_seqs *s, int heads,
-                                    int hd, int rd, float base, size_t stride)
-{
-    rotary_backward_cpu(dx, dout, s, heads, hd, rd, base, stride);
-}
-
 static void attention_forward_cpu_act(void *o, float *lse, const void *q, const void *k,
                                       const void *v, const attention_dims *d)
 {
@@ -59,7 +53,6 @@ const transformer_kernels transformer_kernels_cpu = {
     .unsupported_head_dim = cpu_unsupported_head_dim,
     .attention_work_floats = cpu_attention_work_floats,
     .rotary_forward = rotary_forward_cpu_act,
-    .rotary_backward = rotary_backward_cpu_act,
     .attention_forward = attention_forward_cpu_act,
     .attention_backward = attention_backward_cpu_act,
     .attention_decode = attention_decode_cpu_act,
@@ -70,7 +63,6 @@ const transformer_kernels transformer_kernels_cuda = {
     .unsupported_head_dim = attention_unsupported_head_dim_cuda,
     .attention_work_floats = attention_work_floats_cuda,
     .rotary_forward = rotary_forward_cuda,
-    .rotary_backward = rotary_backward_cuda,
     .attention_forward = attention_forward_cuda,
     .attention_backward = attention_backward_cuda,
     .attention_decode = attention_decode_cuda,

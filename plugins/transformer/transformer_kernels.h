@@ -20,11 +20,10 @@ typedef struct transformer_kernels {
     size_t (*attention_work_floats)(int n, int H, int hd);
 
     /* the first rd values of each head of hd turned, a token's heads `stride`
-     * values after the one before's; out may alias x, dx may alias dout */
+     * values after the one before's; out may alias x. Its backward is the
+     * attention's: attention_dims.rotary_rd. */
     void (*rotary_forward)(void *out, const void *x, const transformer_seqs *s, int heads, int hd,
                            int rd, float base, size_t stride);
-    void (*rotary_backward)(void *dx, const void *dout, const transformer_seqs *s, int heads,
-                            int hd, int rd, float base, size_t stride);
 
     void (*attention_forward)(void *o, float *lse, const void *q, const void *k, const void *v,
                               const attention_dims *d);
