@@ -183,7 +183,7 @@ __attribute__((destructor)) static void report(void)
         return;
     int top = (int)env_number("KERNEL_TIMES_TOP", 15);
     gap *gaps = calloc(n_trace - skip, sizeof *gaps);
-    print_idle(trace + skip, n_trace - skip, gaps, top);
+    print_idle(trace + skip, n_trace - skip, gaps, top); /* sets each activity's `own`, */
     free(gaps);
-    print_kernels(trace + skip, n_trace - skip, top);
+    print_kernels(trace + skip, n_trace - skip, top); /* which this sums by kernel */
 }

@@ -73,8 +73,9 @@ typedef struct attention_dims {
     /* q and k as given were turned by the rotary embedding above on their
      * first rotary_rd values of each head (base rotary_base): the backward's
      * dq and dk are then taken back through the turn, the gradients of q and
-     * k before it (a kernel that writes dq and dk anyway turns them as it
-     * writes). 0: dq and dk are those of q and k as given. The forward and
+     * k before it (on CUDA, Hopper's kernels turn dk, and dq at head dim
+     * 128, as they store them; every other case is a rotary pass after).
+     * 0: dq and dk are those of q and k as given. The forward and
      * generation ignore it. */
     int rotary_rd;
     float rotary_base;
