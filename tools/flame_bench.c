@@ -9,7 +9,6 @@
 
 #include "config/cli.h"
 #include "errors.h"
-#include "launch.h"
 #include "trainer.h"
 #include "monotonic.h"
 
@@ -142,14 +141,9 @@ int main(int argc, char **argv)
 {
     bench_options b = {.process_start = process_start_seconds()};
     const cli_program prog = {"flame-bench", usage, &bench_section, 1};
-    int ranks = launch_ranks_wanted(&argc, argv, prog.name);
-    if (ranks < 0)
-        return FLAME_EXIT_CONFIG;
-    if (ranks > 1)
-        return launch_local_ranks(ranks, argv, prog.name);
     const flame_plugin *plugin;
     flame_config *cfg;
-    int status = cli_load(&prog, argc, argv, &plugin, &cfg);
+    int status = cli_start(&prog, &argc, argv, &plugin, &cfg);
     if (status != FLAME_EXIT_OK || !cfg)
         return status;
     if (read_positive(cfg, "warmup_steps", 0, &b.warmup_steps) ||

@@ -6,7 +6,6 @@
 #include "config/cli.h"
 #include "convert.h"
 #include "errors.h"
-#include "launch.h"
 #include "trainer.h"
 
 static const char usage[] =
@@ -45,14 +44,9 @@ static int export_hf(const train_options *o)
 int main(int argc, char **argv)
 {
     const cli_program prog = {"flame-run", usage, NULL, 0};
-    int ranks = launch_ranks_wanted(&argc, argv, prog.name);
-    if (ranks < 0)
-        return FLAME_EXIT_CONFIG;
-    if (ranks > 1)
-        return launch_local_ranks(ranks, argv, prog.name);
     const flame_plugin *plugin;
     flame_config *cfg;
-    int status = cli_load(&prog, argc, argv, &plugin, &cfg);
+    int status = cli_start(&prog, &argc, argv, &plugin, &cfg);
     if (status != FLAME_EXIT_OK || !cfg)
         return status;
     /* stdout piped into `head` and closed: the training and its checkpoints go on,

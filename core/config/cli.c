@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "launch.h"
 #include "plugin_loader.h"
 
 typedef struct command_line {
@@ -161,4 +162,17 @@ int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin 
     if (config_get_bool(*cfg, "job", "print_args"))
         config_write_ini(*cfg, stdout);
     return FLAME_EXIT_OK;
+}
+
+int cli_start(const cli_program *prog, int *argc, char **argv, const flame_plugin **plugin,
+              flame_config **cfg)
+{
+    *plugin = NULL;
+    *cfg = NULL;
+    int ranks = launch_ranks_wanted(argc, argv, prog->name);
+    if (ranks < 0)
+        return FLAME_EXIT_CONFIG;
+    if (ranks > 1)
+        return launch_local_ranks(ranks, argv, prog->name);
+    return cli_load(prog, *argc, argv, plugin, cfg);
 }

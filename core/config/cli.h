@@ -25,4 +25,10 @@ const char *cli_option_value(int argc, char **argv, int *i, const char *name);
 int cli_load(const cli_program *prog, int argc, char **argv, const flame_plugin **plugin,
              flame_config **cfg);
 
+/* A training program's start: with --nproc N > 1 (or NGPU; launch.h), N
+ * local ranks of the same command, waited for, and their exit status with
+ * *cfg NULL; otherwise cli_load (argv without --nproc). */
+int cli_start(const cli_program *prog, int *argc, char **argv, const flame_plugin **plugin,
+              flame_config **cfg);
+
 #endif
