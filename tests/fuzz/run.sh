@@ -49,10 +49,14 @@ for h; do
            $FUZZ_CXX $san -fsanitize=fuzzer "$dir/fuzz_$h.o" "$lib" $FUZZ_LIBS -o "$dir/fuzz_$h"; }; then
         echo "FUZZ FAIL: $h (did not build)"; failed=1; continue
     fi
-    "$dir/fuzz_$h" -max_total_time="$FUZZ_SECONDS" -timeout=25 -rss_limit_mb=2048 \
+    # the harnesses' temporary files (fuzz_file.h's folder, helper scripts) go in a
+    # folder of this run's, removed after it (the harnesses keep theirs for the process's life)
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/flame-fuzz-run.XXXXXX")
+    TMPDIR="$scratch" "$dir/fuzz_$h" -max_total_time="$FUZZ_SECONDS" -timeout=25 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$dir/findings/" \
         "$dir/corpus" "$srcdir/tests/fuzz/$h/seeds" >"$dir/log" 2>&1
     rc=$?
+    rm -rf "$scratch"
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
     size=$(ls "$dir/corpus" | wc -l)
     if [ "$rc" -eq 0 ]; then
