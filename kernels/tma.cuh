@@ -112,7 +112,7 @@ static __device__ __forceinline__ void tma_rows(act_t *tile, const CUtensorMap *
  * at x, a token's heads token_stride values after the one before's (a
  * multiple of 16 bytes), in boxes of `cols` columns of one head by `rows`
  * tokens with the 128-byte swizzle (cols · bytes = 128). */
-static CUtensorMap head_rows_map(CUtensorMapDataType type, int bytes, const void *x, int tokens, int heads, int hd,
+static inline CUtensorMap head_rows_map(CUtensorMapDataType type, int bytes, const void *x, int tokens, int heads, int hd,
                                  size_t token_stride, int cols, int rows)
 {
     static PFN_cuTensorMapEncodeTiled_v12000 encode;
@@ -145,7 +145,7 @@ static CUtensorMap head_rows_map(CUtensorMapDataType type, int bytes, const void
 /* The map of a [tokens, heads, hd] bf16 tensor at x (token_stride: heads·hd
  * when packed; a multiple of 8), copied `rows` tokens by 64 columns of one
  * head at a time */
-static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, size_t token_stride, int rows)
+static inline CUtensorMap row_map(const void *x, int tokens, int heads, int hd, size_t token_stride, int rows)
 {
     return head_rows_map(CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, x, tokens, heads, hd, token_stride, 64, rows);
 }
@@ -154,7 +154,7 @@ static CUtensorMap row_map(const void *x, int tokens, int heads, int hd, size_t 
 
 /* The map of a packed [tokens, heads, hd] fp32 tensor at x, written `rows`
  * tokens by 32 columns of one head at a time (and read back) */
-static CUtensorMap sum_map(float *x, int tokens, int heads, int hd, int rows)
+static inline CUtensorMap sum_map(float *x, int tokens, int heads, int hd, int rows)
 {
     return head_rows_map(CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, x, tokens, heads, hd, (size_t)heads * hd, 32, rows);
 }

@@ -39,6 +39,18 @@
 
 #define WGMMA_ALIGN 1024 /* bytes: tiles start on the swizzle's period */
 
+/* On the host: whether `kernel` has this build's sm_90a code and the device
+ * runs it (compute capability 9.0). A build without sm_90a has the kernels
+ * empty, compiled for other GPUs. */
+template <typename K> static inline bool wgmma_runs(K kernel)
+{
+    cudaFuncAttributes attributes;
+    bool here = device_capability() == 90 && cudaFuncGetAttributes(&attributes, kernel) == cudaSuccess &&
+                attributes.binaryVersion == 90;
+    cudaGetLastError(); /* a kernel without an image here is an answer, not an error */
+    return here;
+}
+
 static __device__ __forceinline__ int warpgroup_id() { return threadIdx.x / 128; }
 /* the warp within its warpgroup */
 static __device__ __forceinline__ int warpgroup_warp() { return threadIdx.x / 32 % 4; }

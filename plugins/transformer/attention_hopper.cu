@@ -1055,21 +1055,13 @@ static bool portable_only = false;
 
 void attention_cuda_portable_only(int on) { portable_only = on != 0; }
 
-/* a GPU of compute capability 9.0 running this build's sm_90a code (a build
- * without it has the kernels empty, compiled for other GPUs) */
+/* a GPU of compute capability 9.0 running this build's sm_90a code */
 static bool hopper_here()
 {
     static int here = -1;
-    if (here < 0) {
-        cudaFuncAttributes attributes;
-        here = device_capability() == 90 &&
-               cudaFuncGetAttributes(&attributes,
-                                     hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS,
-                                                           hopper_tiling<64>::FWD_CONSUMERS, hopper_tiling<64>::STAGES,
-                                                           hopper_tiling<64>::FWD_OWN>) == cudaSuccess &&
-               attributes.binaryVersion == 90;
-        cudaGetLastError(); /* a kernel without an image here is an answer, not an error */
-    }
+    if (here < 0)
+        here = wgmma_runs(hopper_forward_kernel<64, hopper_tiling<64>::FWD_KEYS, hopper_tiling<64>::FWD_CONSUMERS,
+                                                hopper_tiling<64>::STAGES, hopper_tiling<64>::FWD_OWN>);
     return here == 1;
 }
 
