@@ -96,6 +96,11 @@ void add_cpu(float *out, const float *a, const float *b, size_t n);
 double cross_entropy_cpu(float *losses, float *dlogits, const float *logits,
                          const int32_t *targets, int n, int V, float dloss_scale);
 
+/* lm_head_loss_cpu.c */
+double lm_head_loss_cpu(float *expd, float *row_scale, const float *x, const float *head, const int32_t *targets,
+                        int n, int D, int V, float dloss_scale);
+void scale_rows_cpu(float *out, const float *x, const float *scale, int n, int C);
+
 /* grad_norm_cpu.c */
 double sum_squares_cpu(const float *x, size_t n);
 

@@ -142,6 +142,17 @@ static double cross_entropy_act(float *losses, void *dlogits, const void *logits
     return cross_entropy_cpu(losses, dlogits, logits, targets, n, V, dloss_scale);
 }
 
+static double lm_head_loss_act(void *expd, float *row_scale, const void *x, const void *head,
+                               const int32_t *targets, int n, int D, int V, float dloss_scale)
+{
+    return lm_head_loss_cpu(expd, row_scale, x, head, targets, n, D, V, dloss_scale);
+}
+
+static void scale_rows_act(void *out, const void *x, const float *scale, int n, int C)
+{
+    scale_rows_cpu(out, x, scale, n, C);
+}
+
 static void adamw_act(float *param, void *compute, const float *grad, float grad_scale, float *m,
                       float *v, size_t n, size_t n_decayed, float lr, float beta1, float beta2,
                       float eps, float weight_decay, int t)
@@ -218,4 +229,6 @@ const flame_ops flame_cpu_ops = {
     .layernorm_backward_f32 = layernorm_backward_f32_act,
     .swiglu_forward_strided = swiglu_forward_strided_act,
     .swiglu_backward_strided = swiglu_backward_strided_act,
+    .lm_head_loss = lm_head_loss_act,
+    .scale_rows = scale_rows_act,
 };

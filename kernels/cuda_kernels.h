@@ -96,6 +96,16 @@ void add_cuda(void *out, const void *a, const void *b, size_t n);
 double cross_entropy_cuda(float *losses, void *dlogits, const void *logits,
                           const int32_t *targets, int n, int V, float dloss_scale);
 
+/* lm_head_loss_cuda.cu; for the tests: lm_head_loss_cuda_portable_only
+ * makes it the product and cross_entropy even on Hopper, and
+ * lm_head_loss_cuda_fuses says whether it fuses them for a depth D (rows
+ * 16-byte aligned) on this device */
+double lm_head_loss_cuda(void *expd, float *row_scale, const void *x, const void *head, const int32_t *targets,
+                         int n, int D, int V, float dloss_scale);
+void lm_head_loss_cuda_portable_only(int on);
+int lm_head_loss_cuda_fuses(int D);
+void scale_rows_cuda(void *out, const void *x, const float *scale, int n, int C);
+
 /* grad_norm_cuda.cu */
 double sum_squares_cuda(const float *x, size_t n);
 /* Σ x[i] in a fixed order, returned to the host; overwrites x. */

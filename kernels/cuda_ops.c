@@ -51,6 +51,8 @@ const flame_ops flame_cuda_ops = {
     .conv1d_step = conv1d_step_cuda,
     .swiglu_forward_strided = swiglu_forward_strided_cuda,
     .swiglu_backward_strided = swiglu_backward_strided_cuda,
+    .lm_head_loss = lm_head_loss_cuda,
+    .scale_rows = scale_rows_cuda,
 };
 
 /* Asks the runtime, which never exits here: a machine without a driver or a

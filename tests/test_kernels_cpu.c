@@ -8,6 +8,8 @@
  *    not move when the others' inputs do (the window starts again);
  *  - AdamW against its formula for two steps, sums of squares, cross-entropy
  *    with an ignored target, embedding backward with a repeated token;
+ *  - the LM head's loss against log-sum-exp of logits made here, and the
+ *    gradient its row_scale·expd gives x against finite differences;
  *  - LayerNorm with and without its bias, a row's dx summing to 0; GELU's
  *    tanh form against its formula and within 1e-3 of x·Φ(x), and far out. */
 #include <string.h>
@@ -963,6 +965,63 @@ static void test_cross_entropy(void)
     free(big_ref);
 }
 
+/* ---- the LM head's loss (lm_head_loss) and scale_rows ---- */
+
+enum { LH_n = 6, LH_D = 5, LH_V = 13 };
+static const int32_t lh_targets[LH_n] = {3, -1, 12, 0, 7, 7}; /* row 1 is ignored */
+
+typedef struct lh_case {
+    float *x, *head, expd[LH_n * LH_V], row_scale[LH_n];
+    float scale;
+} lh_case;
+
+static double lh_loss(void *ctx)
+{
+    lh_case *c = ctx;
+    return c->scale * ops->lm_head_loss(c->expd, c->row_scale, c->x, c->head, lh_targets, LH_n, LH_D, LH_V, c->scale);
+}
+
+/* the loss against log-sum-exp over logits made here in double; x's gradient
+ * from row_scale·expd (the logits' gradient, by the op's contract) times the
+ * head, against finite differences of the loss in x */
+static void test_lm_head_loss(void)
+{
+    lh_case c = {testing_random(LH_n * LH_D, -2.0f, 2.0f), testing_random(LH_V * LH_D, -1.0f, 1.0f), {0}, {0},
+                 0.25f};
+    float logits[LH_n * LH_V];
+    for (int i = 0; i < LH_n; i++)
+        for (int j = 0; j < LH_V; j++) {
+            double dot = 0;
+            for (int k = 0; k < LH_D; k++)
+                dot += (double)c.x[i * LH_D + k] * c.head[j * LH_D + k];
+            logits[i * LH_V + j] = (float)dot;
+        }
+    double ref[LH_n];
+    double ref_total = ce_reference(ref, logits, lh_targets, LH_n, LH_V);
+    double total = ops->lm_head_loss(c.expd, c.row_scale, c.x, c.head, lh_targets, LH_n, LH_D, LH_V, c.scale);
+    CHECK(fabs(total - ref_total) < 1e-5 * ref_total, "lm_head_loss %.9g, expected %.9g", total, ref_total);
+    float dx[LH_n * LH_D];
+    for (int i = 0; i < LH_n; i++)
+        for (int k = 0; k < LH_D; k++) {
+            double g = 0;
+            for (int j = 0; j < LH_V; j++)
+                g += (double)c.row_scale[i] * c.expd[i * LH_V + j] * c.head[j * LH_D + k];
+            dx[i * LH_D + k] = (float)g;
+        }
+    check_grad("lm_head_loss: x through row_scale·expd", dx, c.x, LH_n * LH_D, 1e-2f, 1e-3, lh_loss, &c);
+
+    static const float row_factors[LH_n] = {0.5f, 0.0f, -3.0f, 1.0f, 2.5f, 0.125f};
+    float scaled[LH_n * LH_D];
+    ops->scale_rows(scaled, c.x, row_factors, LH_n, LH_D);
+    int ok = 1;
+    for (int i = 0; i < LH_n * LH_D; i++)
+        ok &= scaled[i] == row_factors[i / LH_D] * c.x[i];
+    ops->scale_rows(c.x, c.x, row_factors, LH_n, LH_D);
+    CHECK(ok && memcmp(scaled, c.x, sizeof scaled) == 0, "scale_rows is wrong (or differs in place)");
+    free(c.x);
+    free(c.head);
+}
+
 /* ---- sum of squares ---- */
 
 static void test_sum_squares(void)
@@ -1047,6 +1106,7 @@ int main(void)
     test_add();
     test_matmul_gelu();
     test_cross_entropy();
+    test_lm_head_loss();
     test_sum_squares();
     test_adamw();
     return testing_result("test_kernels_cpu");

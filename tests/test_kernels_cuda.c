@@ -22,7 +22,7 @@
  *  - Exact checks: the casts (to_act against testing_round_bf16, ties included) and
  *    adamw's bf16 copy (against testing_round_bf16 of the GPU's own fp32 parameters).
  * `test_kernels_cuda --bench` times the products at the 340M models' shapes
- * instead. Without a usable GPU (or without CUDA in the build) it prints
+ * and the LM head's loss at GPT-2 small's and transformer-340M's instead. Without a usable GPU (or without CUDA in the build) it prints
  * "SKIP: <reason>" and exits 77, Automake's "skipped". */
 #include <stdio.h>
 
@@ -196,11 +196,16 @@ static void check_added_f32(const char *op, const char *shape, const float *d, c
     free(h);
 }
 
-static void compare_scalar(const char *op, const char *shape, double got, double want)
+static void compare_scalar_within(const char *op, const char *shape, double got, double want, double tol)
 {
     double err = fabs(got - want) / (fabs(want) + 1e-300);
     printf("%-28s %-36s rel %.2e (%.9g)\n", op, shape, err, want);
-    CHECK(err < TOL_F32, "%s %s: %.9g, expected %.9g", op, shape, got, want);
+    CHECK(err < tol, "%s %s: %.9g, expected %.9g", op, shape, got, want);
+}
+
+static void compare_scalar(const char *op, const char *shape, double got, double want)
+{
+    compare_scalar_within(op, shape, got, want, TOL_F32);
 }
 
 /* bit-for-bit equality of n floats; returns the number of differences */
@@ -851,6 +856,59 @@ static void test_cross_entropy(int n, int V, enum ce_outputs outputs)
     free(targets); free(logits); free(losses); free(dl);
 }
 
+/* ---- the LM head's loss (lm_head_loss) and scale_rows ---- */
+
+/* the loss and the logits' gradient, row_scale·expd (the op's contract),
+ * against the CPU's; x in [−x_range, x_range] (wide: losses of tens of
+ * nats); `portable`: the product and cross_entropy even on Hopper */
+static void test_lm_head_loss(int n, int D, int V, float x_range, int portable)
+{
+    char shape[96];
+    snprintf(shape, sizeof shape, "n=%d D=%d V=%d x<=%g%s", n, D, V, x_range, portable ? " portable" : "");
+    size_t nl = (size_t)n * V;
+    int counted;
+    int32_t *targets = ce_targets(n, V, &counted);
+    float scale = 1.0f / (float)counted;
+    float *x = testing_random_bf16((size_t)n * D, -x_range, x_range), *head = testing_random_bf16((size_t)V * D, -1, 1);
+    float *expd = nan_buffer(nl), *row_scale = nan_buffer(n);
+    void *d_x = dev_act(x, (size_t)n * D), *d_head = dev_act(head, (size_t)V * D), *d_expd = dev_act_poisoned(nl, 0);
+    float *d_row_scale = dev_f32_poisoned(n, 0);
+    int32_t *d_targets = dev_tokens(targets, n);
+    double want = cpu->lm_head_loss(expd, row_scale, x, head, targets, n, D, V, scale);
+    lm_head_loss_cuda_portable_only(portable);
+    double got = gpu->lm_head_loss(d_expd, d_row_scale, d_x, d_head, d_targets, n, D, V, scale);
+    lm_head_loss_cuda_portable_only(0);
+    /* where the op is the product and cross_entropy (not Hopper, portable, or
+     * rows not of 16 bytes), the losses are those of logits rounded to bf16 */
+    int fused = !portable && lm_head_loss_cuda_fuses(D);
+    compare_scalar_within("lm_head_loss sum", shape, got, want, fused ? TOL_F32 : 1e-3);
+    float *g_expd = host_act(d_expd, nl), *g_scale = host_f32(d_row_scale, n);
+    for (size_t i = 0; i < nl; i++) {
+        g_expd[i] *= g_scale[i / V];
+        expd[i] *= row_scale[i / V];
+    }
+    compare("lm_head_loss dlogits", shape, " (row_scale·expd)", g_expd, expd, nl, TOL_ACT);
+    release_all();
+    free(targets); free(x); free(head); free(expd); free(row_scale); free(g_expd); free(g_scale);
+}
+
+static void test_scale_rows(int n, int C, size_t offset)
+{
+    char shape[64];
+    snprintf(shape, sizeof shape, "n=%d C=%d offset=%zu", n, C, offset);
+    float *x = testing_random_bf16((size_t)n * C, -1, 1), *factors = testing_random(n, -2, 2);
+    float *out = nan_buffer((size_t)n * C);
+    void *d_x = dev_act_at(x, (size_t)n * C, offset), *d_out = dev_act_poisoned((size_t)n * C, offset);
+    float *d_factors = dev_f32(factors, n);
+    cpu->scale_rows(out, x, factors, n, C);
+    gpu->scale_rows(d_out, d_x, d_factors, n, C);
+    check_act("scale_rows", shape, d_out, out, (size_t)n * C);
+    gpu->scale_rows(d_x, d_x, d_factors, n, C);
+    check_act("scale_rows in place", shape, d_x, out, (size_t)n * C);
+    release_all();
+    free(x); free(factors); free(out);
+}
+
 /* ---- sum of squares ---- */
 
 static void test_sum_squares(size_t n)
@@ -1024,6 +1082,21 @@ static void run_all(void)
     test_cross_entropy(64, 32000, CE_IN_PLACE);
     test_cross_entropy(64, 32000, CE_DLOGITS_ONLY);
     test_cross_entropy(37, 129, CE_NEITHER);
+
+    /* on Hopper: tiles part-full in rows and columns, a depth not a multiple
+     * of the kernel's step (96), a vocabulary not a multiple of 8 (stores of
+     * one value), GPT-2's and the transformer's vocabularies, losses of tens
+     * of nats; a depth of 100 takes the portable path (rows not 16 bytes) */
+    test_lm_head_loss(300, 192, 1000, 1, 0);
+    test_lm_head_loss(77, 96, 517, 1, 0);
+    test_lm_head_loss(256, 64, 50304, 1, 0);
+    test_lm_head_loss(130, 128, 32000, 1, 0);
+    test_lm_head_loss(1, 64, 8, 1, 0);
+    test_lm_head_loss(200, 64, 3000, 4, 0);
+    test_lm_head_loss(50, 100, 300, 1, 0);
+    test_lm_head_loss(300, 192, 1000, 1, 1);
+    test_scale_rows(37, 96, 0);
+    test_scale_rows(37, 97, 3);
 }
 
 /* ---- --bench: the products at the 340M models' shapes ---- */
@@ -1084,8 +1157,45 @@ static void bench_product(const char *what, int M, int K, int N)
     release_all();
 }
 
+typedef struct head_loss {
+    product p;
+    int32_t *targets;
+    float *row_scale;
+} head_loss;
+
+static void head_loss_op(const void *arg)
+{
+    const head_loss *h = arg;
+    gpu->lm_head_loss(h->p.out, h->row_scale, h->p.in, h->p.w, h->targets, h->p.M, h->p.K, h->p.N, 1.0f);
+}
+static void head_loss_parts(const void *arg)
+{
+    const head_loss *h = arg;
+    product_forward(&h->p);
+    gpu->cross_entropy(NULL, h->p.out, h->p.out, h->targets, h->p.M, h->p.N, 1.0f);
+}
+
+/* the LM head's forward and loss: lm_head_loss against the product and the cross-entropy */
+static void bench_head_loss(const char *what, int M, int K, int V)
+{
+    float *x = testing_random_bf16((size_t)M * K > (size_t)V * K ? (size_t)M * K : (size_t)V * K, -1, 1);
+    int counted;
+    int32_t *targets = ce_targets(M, V, &counted);
+    head_loss h = {{M, K, V, dev_act(x, (size_t)M * K), dev_act(x, (size_t)V * K), dev_act_poisoned((size_t)M * V, 0),
+                    NULL, NULL, NULL},
+                   dev_tokens(targets, M), dev_f32_poisoned(M, 0)};
+    double fused = time_ms(head_loss_op, &h, 20), parts = time_ms(head_loss_parts, &h, 20);
+    printf("%-28s M=%d K=%d V=%d: lm_head_loss %.3f ms, product and cross_entropy %.3f ms\n", what, M, K, V, fused,
+           parts);
+    free(x);
+    free(targets);
+    release_all();
+}
+
 static void bench(void)
 {
+    bench_head_loss("LM head, GPT-2 small", 32 * 1024, 768, 50304);
+    bench_head_loss("LM head, transformer-340M", 8 * 2048, 1024, 32000);
     int n = 8 * 2048;
     bench_product("q, k, v or o", n, 1024, 1024);
     bench_product("q, k, v as one", n, 1024, 3072);

@@ -224,6 +224,23 @@ typedef struct flame_ops {
      * blocks of one gradient), out and dout packed; out may be dout */
     void (*swiglu_backward_strided)(void *dgate, void *dup, void *out, const void *dout, const void *gate,
                                     const void *up, int rows, int I, int stride);
+
+    /* ---- 5.14: the LM head's loss without a pass over its logits ---- */
+    /* The training forward of an LM head over n rows: logits l = x·headᵀ
+     * (x [n,D], head [V,D], act), loss_i = logsumexp(l_i) − l_i[t_i], 0 where
+     * t_i < 0; returns Σ loss_i. Writes expd [n,V] (act) and row_scale [n]
+     * (fp32) such that
+     *   row_scale_i · expd_i = dloss_scale · (softmax(l_i) − onehot(t_i)),
+     * the logits' gradient, which the backward's products take as expd with
+     * their inputs (or outputs) scaled by row_scale (scale_rows). expd need
+     * not be that gradient itself: CUDA on Hopper writes the exponentials to
+     * a shift of each row's (one pass fewer over the logits), the CPU the
+     * gradient with row_scale 1. A row whose loss is beyond the exponentials'
+     * range there (about 90 nats) returns +inf and row_scale 0. */
+    double (*lm_head_loss)(void *expd, float *row_scale, const void *x, const void *head, const int32_t *targets,
+                           int n, int D, int V, float dloss_scale);
+    /* out_i = scale_i · x_i over n rows of C (act); out may be x */
+    void (*scale_rows)(void *out, const void *x, const float *scale, int n, int C);
 } flame_ops;
 
 /* the widest conv1d kernel (fla and mamba_ssm use 4) */

@@ -34,6 +34,7 @@
  *        backward runs)
  *   5.12 param_joined (parameters stored back to back, one tensor to compute with)
  *   5.13 the op table's swiglu_forward_strided, swiglu_backward_strided
+ *   5.14 the op table's lm_head_loss, scale_rows
  *
  * Division of labour: the plugin declares its options and parameters and does
  * the math through the op table; the core owns configuration, parameter memory
@@ -54,7 +55,7 @@ extern "C" {
 #endif
 
 #define FLAME_ABI_VERSION 5u /* major */
-#define FLAME_ABI_MINOR 13u
+#define FLAME_ABI_MINOR 14u
 
 #define FLAME_MAX_DIMS 4
 #define FLAME_NAME_MAX 128

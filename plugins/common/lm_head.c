@@ -16,7 +16,12 @@ void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layer
     hd->rows = (int)(rows < 1 ? 1 : rows < n ? rows : n);
     lm_carve_norm_stats(&hd->mean, &hd->rstd, cv, n, layernorm);
     hd->x = lm_take_acts(cv, n * D);
-    hd->logits = lm_take_logits(cv, (size_t)hd->rows * V);
+    hd->row_scale = lm_take_floats(cv, n);
+    /* the chunk's gradient rows, then its x scaled, in the logits' room */
+    size_t logits = ((size_t)hd->rows * V + 127) / 128 * 128;
+    char *room = lm_take_logits(cv, logits + (size_t)hd->rows * D);
+    hd->logits = room;
+    hd->scaled_x = room ? room + logits * cv->act_bytes : NULL;
 }
 
 /* the logits of rows [r0, r0 + rows) into hd->logits */
@@ -32,25 +37,39 @@ static int chunk_rows(const lm_head *hd, int r0, int n) { return n - r0 < hd->ro
 /* ∂(mean loss)/∂(loss of a counted row) */
 static float loss_scale(const lm_batch *lb) { return lb->counted ? 1.0f / (float)lb->counted : 0.0f; }
 
+/* the summed loss of rows [r0, r0 + rows); hd->logits and the rows' row_scale
+ * receive their gradient (lm_head_loss) */
+static double chunk_loss(const flame_ops *ops, const lm_head *hd, const lm_head_params *p, const lm_batch *lb,
+                         int r0, int rows, int D, int V)
+{
+    return ops->lm_head_loss(hd->logits, hd->row_scale + r0, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head,
+                             lb->targets + r0, rows, D, V, loss_scale(lb));
+}
+
 float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p, const void *h,
                       const lm_batch *lb, float *logits_out, int D, int V, float eps, int f32)
 {
     int n = lb->n;
     lm_norm_forward(ops, hd->x, hd->mean, hd->rstd, h, p->norm, p->norm_bias, n, D, eps, f32);
-    /* a batch of one chunk: its logits become their gradient now, for the backward */
-    hd->whole = n <= hd->rows;
+    /* a batch of one chunk keeps its logits' gradient for the backward; the
+     * logits themselves, where asked for, come from a product of their own */
+    hd->whole = n <= hd->rows && !logits_out;
     double sum = 0;
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
         int rows = chunk_rows(hd, r0, n);
-        chunk_logits(ops, hd, p, r0, rows, D, V);
-        if (logits_out)
+        if (logits_out) {
+            chunk_logits(ops, hd, p, r0, rows, D, V);
             ops->from_act(logits_out + (size_t)r0 * V, hd->logits, (size_t)rows * V);
-        sum += ops->cross_entropy(NULL, hd->whole ? hd->logits : NULL, hd->logits, lb->targets + r0,
-                                  rows, V, loss_scale(lb));
+            sum += ops->cross_entropy(NULL, NULL, hd->logits, lb->targets + r0, rows, V, loss_scale(lb));
+        } else {
+            sum += chunk_loss(ops, hd, p, lb, r0, rows, D, V);
+        }
     }
     return lb->counted ? (float)(sum / lb->counted) : 0.0f;
 }
 
+/* dlogits = row_scale ⊙ logits (lm_head_loss), so the products take the
+ * scale on x for the head's gradient and on their result for x's */
 void lm_head_backward(const flame_ops *ops, lm_head *hd, const lm_head_params *p,
                       const void *h, const lm_batch *lb, void *d_x, void *d_resid, void *d_resid_act, int D,
                       int V)
@@ -58,12 +77,13 @@ void lm_head_backward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
     int n = lb->n;
     for (int r0 = 0; r0 < n; r0 += hd->rows) {
         int rows = chunk_rows(hd, r0, n);
-        if (!hd->whole) { /* the chunk's logits again, into their gradient */
-            chunk_logits(ops, hd, p, r0, rows, D, V);
-            ops->cross_entropy(NULL, hd->logits, hd->logits, lb->targets + r0, rows, V, loss_scale(lb));
-        }
-        ops->matmul_backward(lm_act_at(ops, d_x, (size_t)r0 * D), FLAME_GRAD_SET, p->dhead, NULL,
-                             hd->logits, lm_act_at(ops, hd->x, (size_t)r0 * D), p->head, rows, D, V);
+        if (!hd->whole) /* the chunk's gradient again */
+            chunk_loss(ops, hd, p, lb, r0, rows, D, V);
+        void *dx = lm_act_at(ops, d_x, (size_t)r0 * D);
+        const float *scale = hd->row_scale + r0;
+        ops->scale_rows(hd->scaled_x, lm_act_at(ops, hd->x, (size_t)r0 * D), scale, rows, D);
+        ops->matmul_backward(dx, FLAME_GRAD_SET, p->dhead, NULL, hd->logits, hd->scaled_x, p->head, rows, D, V);
+        ops->scale_rows(dx, dx, scale, rows, D);
     }
     /* the layers' backward overwrites the scratch the logits lie over: a
      * second backward of the same forward makes them again */

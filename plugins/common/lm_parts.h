@@ -217,12 +217,13 @@ void lm_mlp_backward(const flame_ops *ops, const lm_mlp_acts *a, const lm_mlp_pa
                      int D, int I, float eps);
 
 /* logits = norm(h) · lm_headᵀ; loss = mean cross-entropy over counted
- * targets. The logits are made a chunk of rows at a time, the backward turning
- * each chunk's into their gradient in place. Where the batch spans several
- * chunks the forward keeps only the normalized h and the backward makes each
- * chunk's logits again; for a batch of one chunk the forward's cross-entropy
- * also writes the logits' gradient, which the next backward then uses. The
- * logits lie over the arena's scratch (lm_carver). */
+ * targets. The loss and the logits' gradient are made a chunk of rows at a
+ * time by the op table's lm_head_loss (the gradient as rows and a scale of
+ * each row's). Where the batch spans several chunks the forward keeps only
+ * the normalized h and the backward makes each chunk's gradient again; for a
+ * batch of one chunk the forward's gradient is kept for the next backward.
+ * A forward asked for the logits makes them with a product of their own.
+ * The chunk lies over the arena's scratch (lm_carver). */
 /* the most bytes of logits one chunk holds (4 GiB; the model tests set a few
  * hundred, so that most of their small batches span several chunks) */
 extern size_t lm_head_chunk_bytes;
@@ -230,7 +231,9 @@ extern size_t lm_head_chunk_bytes;
 typedef struct lm_head {
     float *mean, *rstd; /* [n]; mean NULL for RMSNorm */
     void *x;      /* [n,D] */
-    void *logits; /* [rows,V]: one chunk */
+    void *logits; /* [rows,V]: one chunk's logits or their gradient's rows (lm_head_loss) */
+    float *row_scale; /* [n]: the gradient's scale of each row */
+    void *scaled_x;   /* [rows,D]: the chunk's x by row_scale, the head gradient's input */
     int rows;     /* rows per chunk */
     int whole;    /* the last forward's batch was one chunk and no backward has run since: logits hold its gradient */
 } lm_head;
