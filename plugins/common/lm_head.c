@@ -17,11 +17,7 @@ void lm_head_carve(lm_head *hd, lm_carver *cv, size_t n, int D, int V, int layer
     lm_carve_norm_stats(&hd->mean, &hd->rstd, cv, n, layernorm);
     hd->x = lm_take_acts(cv, n * D);
     hd->row_scale = lm_take_floats(cv, n);
-    /* the chunk's gradient rows, then its x scaled, in the logits' room */
-    size_t logits = ((size_t)hd->rows * V + 127) / 128 * 128;
-    char *room = lm_take_logits(cv, logits + (size_t)hd->rows * D);
-    hd->logits = room;
-    hd->scaled_x = room ? room + logits * cv->act_bytes : NULL;
+    hd->logits = lm_take_logits(cv, (size_t)hd->rows * V);
 }
 
 /* the logits of rows [r0, r0 + rows) into hd->logits */
@@ -69,7 +65,8 @@ float lm_head_forward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
 }
 
 /* dlogits = row_scale ⊙ logits (lm_head_loss), so the products take the
- * scale on x for the head's gradient and on their result for x's */
+ * scale on x for the head's gradient and on their result for x's; d_x holds
+ * the scaled x until the head's gradient has read it */
 void lm_head_backward(const flame_ops *ops, lm_head *hd, const lm_head_params *p,
                       const void *h, const lm_batch *lb, void *d_x, void *d_resid, void *d_resid_act, int D,
                       int V)
@@ -81,8 +78,9 @@ void lm_head_backward(const flame_ops *ops, lm_head *hd, const lm_head_params *p
             chunk_loss(ops, hd, p, lb, r0, rows, D, V);
         void *dx = lm_act_at(ops, d_x, (size_t)r0 * D);
         const float *scale = hd->row_scale + r0;
-        ops->scale_rows(hd->scaled_x, lm_act_at(ops, hd->x, (size_t)r0 * D), scale, rows, D);
-        ops->matmul_backward(dx, FLAME_GRAD_SET, p->dhead, NULL, hd->logits, hd->scaled_x, p->head, rows, D, V);
+        ops->scale_rows(dx, lm_act_at(ops, hd->x, (size_t)r0 * D), scale, rows, D);
+        ops->matmul_backward(NULL, FLAME_GRAD_SET, p->dhead, NULL, hd->logits, dx, p->head, rows, D, V);
+        ops->matmul_backward(dx, FLAME_GRAD_SET, NULL, NULL, hd->logits, NULL, p->head, rows, D, V);
         ops->scale_rows(dx, dx, scale, rows, D);
     }
     /* the layers' backward overwrites the scratch the logits lie over: a

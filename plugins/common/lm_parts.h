@@ -233,7 +233,6 @@ typedef struct lm_head {
     void *x;      /* [n,D] */
     void *logits; /* [rows,V]: one chunk's logits or their gradient's rows (lm_head_loss) */
     float *row_scale; /* [n]: the gradient's scale of each row */
-    void *scaled_x;   /* [rows,D]: the chunk's x by row_scale, the head gradient's input */
     int rows;     /* rows per chunk */
     int whole;    /* the last forward's batch was one chunk and no backward has run since: logits hold its gradient */
 } lm_head;
