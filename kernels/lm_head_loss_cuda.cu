@@ -273,7 +273,7 @@ static __global__ void row_totals(double *row_loss, float *row_scale, act_t *exp
         double Z = 0.0;
         for (int c = 0; c < col_tiles; c++)
             Z += partial[(size_t)c * n + i];
-        bool kept = isfinite(Z); /* else an exponential overflowed: the loss is out of range */
+        bool kept = isfinite(Z); /* else an exponential overflowed (or an input was not finite) */
         row_loss[i] = kept ? log(Z) + SHIFT : INFINITY;
         row_scale[i] = kept ? (float)(dloss_scale / Z) : 0.0f;
         expd[i * (size_t)V + t] = __float2bfloat16_rn(kept ? (float)(exp(-(double)SHIFT) - Z) : 0.0f);

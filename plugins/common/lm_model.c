@@ -199,7 +199,7 @@ void *lm_model_create(void *model, const flame_ops *ops, const lm_shape *shape,
                       lm_layer_params_fn layer_params, size_t layer_bytes, char *err,
                       size_t err_len)
 {
-    if (model && !FLAME_OPS_HAS(ops, scale_rows)) {
+    if (model && !(FLAME_OPS_HAS(ops, lm_head_loss) && FLAME_OPS_HAS(ops, scale_rows))) {
         lm_model_destroy(model);
         snprintf(err, err_len, "the %s op table lacks the LM head's loss (a core older than ABI 5.14)",
                  ops->backend);
