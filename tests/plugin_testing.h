@@ -640,4 +640,17 @@ static void expect_refusal(const kv_config *cfg, const flame_ops *ops, const cha
         flame_plugin_entry()->destroy(m);
 }
 
+/* an op table of a core older than ABI 5.14 (ending before lm_head_loss), and
+ * one with scale_rows but no lm_head_loss: a model built on lm_model refuses
+ * either in one line, where it would call through a missing entry */
+static void expect_old_core_refused(const kv_config *base)
+{
+    flame_ops old = flame_cpu_ops;
+    old.size = offsetof(flame_ops, lm_head_loss);
+    expect_refusal(base, &old, "the cpu op table lacks the LM head's loss (a core older than ABI 5.14)");
+    flame_ops partial = flame_cpu_ops;
+    partial.lm_head_loss = NULL;
+    expect_refusal(base, &partial, "a core older than ABI 5.14");
+}
+
 #endif

@@ -410,6 +410,7 @@ static void test_create(void)
         flame_ops other = flame_cpu_ops;
         other.backend = "rocm";
         expect_refusal(&base, &other, "no Based kernels for backend rocm");
+        expect_old_core_refused(&base);
     }
 #ifdef FLAME_HAVE_CUDA
     {   /* the Taylor attention on CUDA takes feature_dim up to 16 */

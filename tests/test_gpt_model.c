@@ -300,6 +300,7 @@ static void test_create(void)
     flame_ops other = flame_cpu_ops; /* a backend no build has kernels for */
     other.backend = "tpu";
     expect_refusal(&base, &other, "no kernels for backend tpu in this build");
+    expect_old_core_refused(&base);
     /* max_position_embeddings, given, wins over n_positions (flash-attn's -rotary configs) */
     kv_config alias = base;
     kv_set(&alias, "max_position_embeddings", "0");

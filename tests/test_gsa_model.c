@@ -206,6 +206,7 @@ static void test_create(void)
         flame_ops other = flame_cpu_ops;
         other.backend = "rocm";
         expect_refusal(&base, &other, "no kernels for backend rocm");
+        expect_old_core_refused(&base);
     }
     {   /* fla-org/flame's gsa_340M.json: defaults fill the rest */
         kv_config cfg = {.n = 0};

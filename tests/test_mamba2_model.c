@@ -341,6 +341,7 @@ static void test_create(void)
         flame_ops other = flame_cpu_ops;
         other.backend = "rocm";
         expect_refusal(&base, &other, "no Mamba2 kernels for backend rocm");
+        expect_old_core_refused(&base);
     }
     {   /* fla-org/flame's mamba2_340M.json: defaults fill the rest */
         kv_config cfg = {.n = 0};

@@ -472,6 +472,7 @@ static void test_create(void)
     flame_ops other = flame_cpu_ops; /* a backend no build has kernels for */
     other.backend = "tpu";
     expect_refusal(&base, &other, "no kernels for backend tpu in this build");
+    expect_old_core_refused(&base);
     test_340M();
     check_oversized_batch(&base, &c);
     check_joined_bound_apart_aborts(&base, "model.layers.0.attn.k_proj.weight is joined to");
